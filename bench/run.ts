@@ -1,0 +1,36 @@
+/**
+ * Benchmark dispatcher (`npm run bench -- [name] [args]`), prints JSON.
+ *   kernels [K N M]       single-thread kernel micro-benchmarks (bench/kernels.ts)
+ *   model [mpt bench args] pp/tg of a random-weight model or a model path (same as `mpt bench --json`)
+ *   make-gguf SHAPE TYPE OUT   a random-weight GGUF of a bench shape, for llama.cpp (bench/make-gguf.ts)
+ *   train [threads]       training tokens/s of a fixed small config (bench/train.ts)
+ *   serve [...]           server: aggregate decode tok/s and TTFT with 1/4/8/16 clients (bench/serve.ts)
+ *   long-context [...]    StoryWriter-shaped model, 4k..100k-token prompts: time and peak RSS (bench/long-context.ts)
+ *   kv-quality [...]      KL of f16 / q8_0 KV caches vs f32 on the fixtures (bench/kv-quality.ts)
+ *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
+ */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { runKernelBench } from './kernels.js';
+
+const [name = 'kernels', ...rest] = process.argv.slice(2);
+if (name === 'kernels') {
+  const [K, N, M] = rest.map(Number);
+  console.log(JSON.stringify({ results: runKernelBench({ K: K || undefined, N: N || undefined, M: M || undefined }) }, null, 1));
+} else if (name === 'model') {
+  const bench = await import('../src/cli/commands/bench.js');
+  process.exitCode = await bench.run([...rest, '--json']);
+} else if (name === 'make-gguf') {
+  const { makeGguf } = await import('./make-gguf.js');
+  const [shape = '1b', type = 'q4_0', out = `/tmp/mpt-${shape}-${type}.gguf`] = rest;
+  await makeGguf(shape, type as never, out);
+  console.log(JSON.stringify({ wrote: out }));
+} else if (['train', 'serve', 'long-context', 'kv-quality', 'quant-kl'].includes(name)) {
+  // Each of these is a program of its own (own process: peak RSS and threads are per run).
+  const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
+  const r = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
+  process.exitCode = r.status ?? 1;
+} else {
+  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, train, serve, long-context, kv-quality, quant-kl)`);
+  process.exitCode = 2;
+}

@@ -1,0 +1,162 @@
+/**
+ * Serving benchmark: starts `mpt serve` as a child process (its own event loop, as in
+ * production) and drives it with 1, 4, 8, 16 concurrent streaming clients over loopback.
+ * Prints JSON: per concurrency, aggregate decode tokens/s, per-stream decode tokens/s, and
+ * p50/p99 time to first token; plus the speed-up of 8 streams over 1.
+ *
+ *   node dist/bench/serve.js [--model PATH] [--backend wasm|reference|auto] [--threads N]
+ *        [--clients 1,4,8,16] [--max-tokens 64] [--rounds 2] [--temperature 1] [--top-p 1] [--out FILE]
+ *
+ * Default model: models/default/, else the tiny-neox-vocab test fixture. The end-of-text token
+ * (id 0 in GPT-NeoX) gets a -100 logit bias so every stream generates exactly --max-tokens.
+ * Set MPT_BENCH_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") to pass flags to the server process.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+interface Args {
+  model: string;
+  backend: string;
+  threads?: number;
+  clients: number[];
+  maxTokens: number;
+  rounds: number;
+  temperature: number;
+  topP: number;
+  out?: string;
+}
+
+function parse(argv: string[]): Args {
+  const get = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  const dflt = existsSync(`${root}models/default/config.json`) ? `${root}models/default` : `${root}test/fixtures/tiny-neox-vocab`;
+  return {
+    model: get('model') ?? dflt,
+    backend: get('backend') ?? 'auto',
+    threads: get('threads') ? Number(get('threads')) : undefined,
+    clients: (get('clients') ?? '1,4,8,16').split(',').map(Number),
+    maxTokens: Number(get('max-tokens') ?? 64),
+    rounds: Number(get('rounds') ?? 2),
+    temperature: Number(get('temperature') ?? 1),
+    topP: Number(get('top-p') ?? 1),
+    out: get('out'),
+  };
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[i]!;
+}
+
+interface StreamResult { sentAt: number; firstAt: number; endAt: number; tokens: number }
+
+async function stream(url: string, model: string, prompt: string, a: Pick<Args, 'temperature' | 'topP'>, maxTokens: number, seed: number): Promise<StreamResult> {
+  const sentAt = performance.now();
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({
+      model, prompt, max_tokens: maxTokens, temperature: a.temperature, top_p: a.topP, seed, stream: true,
+      stream_options: { include_usage: true }, logit_bias: { 0: -100 },
+    }),
+  });
+  if (!res.ok) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
+  const reader = res.body!.getReader();
+  const dec = new TextDecoder();
+  let buf = '';
+  let firstAt = NaN;
+  let tokens = 0;
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    buf += dec.decode(value, { stream: true });
+    let cut: number;
+    while ((cut = buf.indexOf('\n\n')) >= 0) {
+      const ev = buf.slice(0, cut);
+      buf = buf.slice(cut + 2);
+      if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+      const j = JSON.parse(ev.slice(6));
+      if (j.error) throw new Error(j.error.message);
+      if (j.usage) tokens = j.usage.completion_tokens;
+      if (Number.isNaN(firstAt) && j.choices?.length && j.choices[0].finish_reason === null) firstAt = performance.now();
+    }
+  }
+  return { sentAt, firstAt, endAt: performance.now(), tokens };
+}
+
+async function main(): Promise<void> {
+  const a = parse(process.argv.slice(2));
+  const maxClients = Math.max(...a.clients);
+  const bin = fileURLToPath(new URL('../../bin/mpt.js', import.meta.url));
+  const args = [...(process.env.MPT_BENCH_NODE_ARGS ? process.env.MPT_BENCH_NODE_ARGS.split(' ') : []), bin, 'serve', a.model, '--port', '0', '--quiet', '--parallel', String(maxClients), '--queue', String(maxClients * 2), '--backend', a.backend];
+  if (a.threads) args.push('--threads', String(a.threads));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.on('exit', (code) => reject(new Error(`server exited (${code}): ${stderr}`)));
+    });
+    const card = (await (await fetch(`${url}/v1/models`)).json()).data[0];
+    const prompt = 'The history of the city begins with a small settlement by the river, where';
+    await stream(url, card.id, prompt, a, 8, 0); // warm-up
+    const results = [];
+    for (const c of a.clients) {
+      const runs: { agg: number; perStream: number; ttft: number[] }[] = [];
+      for (let r = 0; r < a.rounds; r++) {
+        const rs = await Promise.all(Array.from({ length: c }, (_, i) => stream(url, card.id, prompt, a, a.maxTokens, 1000 * r + i)));
+        const firstStart = Math.min(...rs.map((x) => x.firstAt));
+        const lastEnd = Math.max(...rs.map((x) => x.endAt));
+        // Decode phase: tokens after each stream's first, over the span from the first first-token to the last end.
+        const decoded = rs.reduce((s, x) => s + x.tokens - 1, 0);
+        runs.push({
+          agg: decoded / ((lastEnd - firstStart) / 1000),
+          perStream: rs.reduce((s, x) => s + (x.tokens - 1) / ((x.endAt - x.firstAt) / 1000), 0) / rs.length,
+          ttft: rs.map((x) => x.firstAt - x.sentAt),
+        });
+      }
+      const ttft = runs.flatMap((x) => x.ttft);
+      results.push({
+        clients: c,
+        aggregate_decode_tokens_per_s: Math.round(Math.max(...runs.map((x) => x.agg)) * 10) / 10,
+        per_stream_decode_tokens_per_s: Math.round((runs.reduce((s, x) => s + x.perStream, 0) / runs.length) * 10) / 10,
+        ttft_p50_ms: Math.round(percentile(ttft, 50)),
+        ttft_p99_ms: Math.round(percentile(ttft, 99)),
+      });
+      process.stderr.write(`${JSON.stringify(results[results.length - 1])}\n`);
+    }
+    const one = results.find((r) => r.clients === 1);
+    const eight = results.find((r) => r.clients === 8);
+    const report = {
+      model: card.id,
+      backend: card.backend,
+      d_model: card.d_model,
+      n_layers: card.n_layers,
+      max_tokens: a.maxTokens,
+      temperature: a.temperature,
+      top_p: a.topP,
+      rounds: a.rounds,
+      results,
+      speedup_8_vs_1: one && eight ? Math.round((eight.aggregate_decode_tokens_per_s / one.aggregate_decode_tokens_per_s) * 100) / 100 : null,
+    };
+    const text = JSON.stringify(report, null, 1);
+    if (a.out) writeFileSync(a.out, text + '\n');
+    process.stdout.write(text + '\n');
+  } finally {
+    child.kill('SIGTERM');
+  }
+}
+
+await main();

@@ -1,0 +1,38 @@
+// Compiles the AssemblyScript kernels (src/backends/wasm/assembly/) to dist/wasm/.
+//   kernels.wasm        shared memory + relaxed SIMD: the multi-threaded backend where the engine
+//                       has relaxed SIMD (Node 20 behind a V8 flag that module-loader.ts sets)
+//   kernels-base.wasm   shared memory, plain SIMD128 only: the same kernels for other engines
+// The kernels keep no state of their own (no data segment, no heap): every buffer is a pointer the
+// host passes in, so one module instance per (worker, memory) pair can share a memory with others.
+import { spawn } from 'node:child_process';
+import { mkdirSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const asc = join(root, 'node_modules/assemblyscript/bin/asc.js');
+const entry = join(root, 'src/backends/wasm/assembly/index.ts');
+const outDir = join(root, 'dist/wasm');
+mkdirSync(outDir, { recursive: true });
+
+const common = [
+  entry, '-O3', '--noAssert', '--runtime', 'stub', '--enable', 'simd',
+  '--importMemory', '--initialMemory', '1', '--use', 'abort=', '--noExportMemory',
+];
+const shared = ['--enable', 'threads', '--sharedMemory', '--maximumMemory', '65536'];
+const variants = [
+  { file: 'kernels.wasm', extra: [...shared, '--enable', 'relaxed-simd'] },
+  { file: 'kernels-base.wasm', extra: shared },
+];
+// The compilations are independent: run them in parallel.
+const results = await Promise.all(variants.map((v) => new Promise((resolve) => {
+  const out = join(outDir, v.file);
+  const child = spawn(process.execPath, [asc, ...common, ...v.extra, '-o', out], { cwd: root, stdio: 'inherit' });
+  child.on('close', (code) => resolve({ v, out, code }));
+})));
+for (const { v, out, code } of results) {
+  if (code !== 0 || statSync(out).size === 0) {
+    console.error(`build-wasm: asc failed for ${v.file}`);
+    process.exit(code || 1);
+  }
+}

@@ -1,0 +1,210 @@
+/**
+ * The MPT forward pass, written to be read top to bottom: this file is the definition of what
+ * every faster backend must compute. It follows MosaicML's `MPTForCausalLM` (llm-foundry,
+ * attn_impl "torch") step for step; comments name the places where MPT differs from a textbook
+ * transformer.
+ *
+ * One call processes the new tokens of one sequence on top of its KV cache. Attention walks the
+ * keys of one query row at a time, so memory is O(context) per row, never T x T.
+ */
+import { InputError } from '../../errors.js';
+import { F32_MIN, alibiSlopes } from '../../model/alibi.js';
+import type { MptConfig } from '../../model/config.js';
+import type { ReferenceKvCache } from './kv-cache.js';
+import { erf, gelu, geluTanh, layerNorm, linear, rmsNorm, silu } from './math.js';
+import type { NormWeights, ReferenceWeights } from './weights.js';
+
+export interface ReferenceForwardOptions {
+  /** Which rows of logits to compute. */
+  logits: 'all' | 'last' | 'none';
+  outputHiddenStates?: boolean;
+  outputAttentions?: boolean;
+}
+
+export interface ReferenceForwardResult {
+  logits: Float32Array;
+  hiddenStates?: Float32Array[];
+  attentions?: Float32Array[];
+}
+
+export class ReferenceModel {
+  readonly slopes: Float32Array;
+  readonly softmaxScale: number;
+
+  constructor(readonly config: MptConfig, readonly weights: ReferenceWeights) {
+    this.slopes = alibiSlopes(config.nHeads, config.attn.alibiBiasMax);
+    this.softmaxScale = config.attn.softmaxScale ?? 1 / Math.sqrt(config.headDim);
+  }
+
+  private norm(x: Float64Array, T: number, n: number, w: NormWeights): Float64Array {
+    const c = this.config;
+    if (c.normType.includes('rmsnorm')) return rmsNorm(x, T, n, w.weight, c.layerNormEpsilon);
+    return layerNorm(x, T, n, w.weight, w.bias, c.layerNormEpsilon);
+  }
+
+  private activation(x: number): number {
+    switch (this.config.ffn.activation) {
+      case 'gelu': return gelu(x);
+      case 'gelu_tanh': return geluTanh(x);
+      case 'silu': return silu(x);
+      case 'relu': return x > 0 ? x : 0;
+    }
+  }
+
+  forward(cache: ReferenceKvCache, tokens: ArrayLike<number>, padMask: ArrayLike<number> | undefined, opts: ReferenceForwardOptions): ReferenceForwardResult {
+    const c = this.config;
+    const W = this.weights;
+    const T = tokens.length;
+    const d = c.dModel;
+    const H = c.nHeads;
+    const kvH = c.attn.kvNHeads;
+    const hd = c.headDim;
+    const kvd = kvH * hd;
+    const past = cache.length;
+    const K = past + T; // keys visible to this call (the cache plus the new tokens)
+    if (T === 0) return { logits: new Float32Array(0) };
+    for (let t = 0; t < T; t++) {
+      const id = tokens[t]!;
+      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
+        throw new InputError(`token id ${id} at position ${t} is outside the vocabulary [0, ${c.vocabSize})`);
+      }
+    }
+    cache.reserve(T);
+    for (let t = 0; t < T; t++) cache.padMask[past + t] = padMask ? (padMask[t] ? 1 : 0) : 1;
+
+    // Embedding. With ALiBi there is no position embedding; with learned_pos_emb, left padding
+    // shifts positions so the first real token gets position 0 (MosaicML subtracts the number of
+    // pads seen so far, clamped at 0).
+    let x: Float64Array = new Float64Array(T * d);
+    let padsBefore = 0;
+    for (let j = 0; j < past; j++) if (!cache.padMask[j]) padsBefore++;
+    for (let t = 0; t < T; t++) {
+      const row = tokens[t]! * d;
+      for (let i = 0; i < d; i++) x[t * d + i] = W.wte[row + i]!;
+      if (W.wpe) {
+        if (!cache.padMask[past + t]) padsBefore++;
+        const pos = Math.max(0, past + t - padsBefore);
+        if (pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+        for (let i = 0; i < d; i++) x[t * d + i] += W.wpe[pos * d + i]!;
+      }
+    }
+
+    const hidden: Float32Array[] = [];
+    const attentions: Float32Array[] = [];
+    const groupSize = H / kvH; // query heads per K/V head
+    const scores = new Float64Array(K);
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const B = W.blocks[l]!;
+      if (opts.outputHiddenStates) hidden.push(Float32Array.from(x));
+
+      // --- attention: h = x + out_proj(attn(norm_1(x))) ---
+      const a = this.norm(x, T, d, B.norm1);
+      const qkvN = d + 2 * kvd;
+      const qkv = linear(a, T, B.wqkv.weight, d, qkvN, B.wqkv.bias);
+      if (c.attn.clipQkv !== null) {
+        const m = c.attn.clipQkv;
+        for (let i = 0; i < qkv.length; i++) qkv[i] = Math.min(m, Math.max(-m, qkv[i]!));
+      }
+      // Split the fused projection into q [T, d], k [T, kvd], v [T, kvd].
+      let q: Float64Array = new Float64Array(T * d);
+      let k: Float64Array = new Float64Array(T * kvd);
+      const v = new Float64Array(T * kvd);
+      for (let t = 0; t < T; t++) {
+        const o = t * qkvN;
+        for (let i = 0; i < d; i++) q[t * d + i] = qkv[o + i]!;
+        for (let i = 0; i < kvd; i++) k[t * kvd + i] = qkv[o + d + i]!;
+        for (let i = 0; i < kvd; i++) v[t * kvd + i] = qkv[o + d + kvd + i]!;
+      }
+      // qk_ln normalises all of q and all of k (across heads), before the split into heads.
+      if (c.attn.qkLn) {
+        q = this.norm(q, T, d, B.qLn!);
+        k = this.norm(k, T, kvd, B.kLn!);
+      }
+      for (let t = 0; t < T; t++) cache.write(l, past + t, k, t * kvd, v, t * kvd);
+      const Kc = cache.keys[l]!;
+      const Vc = cache.values[l]!;
+
+      const ctx = new Float64Array(T * d);
+      const probs = opts.outputAttentions ? new Float32Array(H * T * K) : undefined;
+      for (let h = 0; h < H; h++) {
+        const g = Math.floor(h / groupSize); // the K/V head this query head reads
+        const slope = c.attn.alibi ? this.slopes[h]! : 0;
+        for (let t = 0; t < T; t++) {
+          const qi = past + t; // absolute position of this query
+          let max = -Infinity;
+          for (let j = 0; j < K; j++) {
+            let s: number;
+            if (j > qi || !cache.padMask[j]) {
+              s = F32_MIN; // causally hidden or padding: MosaicML uses finfo.min, not -inf
+            } else {
+              let dot = 0;
+              for (let e = 0; e < hd; e++) dot += q[t * d + h * hd + e]! * Kc[j * kvd + g * hd + e]!;
+              // ALiBi: MosaicML's bias for key j is -slope * (K - 1 - j), the same for every row.
+              s = dot * this.softmaxScale + slope * (j - (K - 1));
+            }
+            scores[j] = s;
+            if (s > max) max = s;
+          }
+          // A row in which every key is masked has all scores equal: its softmax is uniform over
+          // all K keys, as in MosaicML's code (the output at such pad positions is meaningless).
+          let sum = 0;
+          for (let j = 0; j < K; j++) { const e = Math.exp(scores[j]! - max); scores[j] = e; sum += e; }
+          const o = t * d + h * hd;
+          for (let j = 0; j < K; j++) {
+            const p = scores[j]! / sum;
+            if (probs) probs[(h * T + t) * K + j] = p;
+            if (p === 0) continue;
+            for (let e = 0; e < hd; e++) ctx[o + e] += p * Vc[j * kvd + g * hd + e]!;
+          }
+        }
+      }
+      if (probs) attentions.push(probs);
+      const attnOut = linear(ctx, T, B.outProj.weight, d, d, B.outProj.bias);
+      for (let i = 0; i < x.length; i++) x[i] += attnOut[i]!;
+
+      // --- MLP: x = h + down_proj(act(up_proj(norm_2(h)))) (GLU: act(gate) * up) ---
+      const ff = c.ffn.hiddenSize;
+      const m = this.norm(x, T, d, B.norm2);
+      const up = linear(m, T, B.upProj.weight, d, ff, B.upProj.bias);
+      if (B.gateProj) {
+        const gate = linear(m, T, B.gateProj.weight, d, ff, B.gateProj.bias);
+        for (let i = 0; i < up.length; i++) up[i] = this.activation(gate[i]!) * up[i]!;
+      } else {
+        for (let i = 0; i < up.length; i++) up[i] = this.activation(up[i]!);
+      }
+      const down = linear(up, T, B.downProj.weight, ff, d, B.downProj.bias);
+      for (let i = 0; i < x.length; i++) x[i] += down[i]!;
+    }
+    cache.commit(T);
+
+    // Final norm, then the LM head (tied to wte), then logit_scale.
+    x = this.norm(x, T, d, W.normF);
+    if (opts.outputHiddenStates) hidden.push(Float32Array.from(x));
+    let logits = new Float32Array(0);
+    if (opts.logits !== 'none') {
+      const first = opts.logits === 'last' ? T - 1 : 0;
+      const rows = T - first;
+      const V = c.vocabSize;
+      logits = new Float32Array(rows * V);
+      const scale = c.logitScale ?? 1;
+      for (let r = 0; r < rows; r++) {
+        const xo = (first + r) * d;
+        for (let o = 0; o < V; o++) {
+          let s = 0;
+          const wo = o * d;
+          for (let i = 0; i < d; i++) s += x[xo + i]! * W.lmHead[wo + i]!;
+          logits[r * V + o] = s * scale;
+        }
+      }
+    }
+    return {
+      logits,
+      hiddenStates: opts.outputHiddenStates ? hidden : undefined,
+      attentions: opts.outputAttentions ? attentions : undefined,
+    };
+  }
+}
+
+// Re-exported for kernel tests of other backends.
+export { erf };

@@ -1,0 +1,239 @@
+// Matrix products with q8_0 / q4_0 weights (ggml block layouts, used as stored) and activations
+// quantized by quant-act.ts: Y[m, n] (=|+=) Σ_blocks d_w·d_x·Σ_i q_w[i]·q_x[i], with exact
+// integer dot products inside each block as llama.cpp computes them.
+//
+// Integer block sums, two builds of the same source:
+//   relaxed SIMD (ASC_FEATURE_RELAXED_SIMD): i16x8.relaxed_dot_i8x16_i7x16_s (x86 pmaddubsw)
+//     multiplies signed 8-bit activations by 7-bit unsigned weights: q4_0 nibbles (0..15) go in
+//     as they are (the -8 comes back through 8·Σq_x), q8_0 weights as |w| with the sign moved
+//     onto the activations. Operands stay inside the deterministic range, so every engine
+//     computes the same sums.
+//   plain SIMD: both sides widened to i16, i32x4.dot_i16x8_s (pmaddwd).
+//
+// Tiles: 1 weight row × 4 activation rows (prefill; lanes = rows: four block sums transposed into
+// one vector per block) and 1 weight row × 1 activation row (decode and leftover rows; lanes =
+// blocks mod 4). Results do not depend on how [n0, n1) is split between threads; a row's last
+// bits can differ between the two tile kinds (summation order).
+import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
+import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant-act';
+
+// @ts-ignore: decorator
+@inline function put(p: usize, v: f32, acc: i32): void {
+  if (acc) store<f32>(p, load<f32>(p) + v);
+  else store<f32>(p, v);
+}
+
+/** [Σa, Σb, Σc, Σd] of four i32x4. */
+// @ts-ignore: decorator
+@inline function tsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(v128.shuffle<u32>(a, b, 0, 4, 1, 5), v128.shuffle<u32>(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(v128.shuffle<u32>(c, d, 0, 4, 1, 5), v128.shuffle<u32>(c, d, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<u64>(ab, cd, 0, 2), v128.shuffle<u64>(ab, cd, 1, 3));
+}
+
+/**
+ * [Σp0, Σp1, Σp2, Σp3] for four i16x8 vectors whose lanes are at most 7620 in magnitude (q4_0
+ * relaxed-dot partial sums: 4 products of 15·127): the first two reduction levels stay in i16
+ * (sums of 4 lanes <= 30480), then one pmaddwd with ones. 10 instructions instead of 17.
+ */
+// @ts-ignore: decorator
+@inline function reduce4_i16(p0: v128, p1: v128, p2: v128, p3: v128, ones: v128): v128 {
+  const u01 = i16x8.add(v128.shuffle<u64>(p0, p1, 0, 2), v128.shuffle<u64>(p0, p1, 1, 3));
+  const u23 = i16x8.add(v128.shuffle<u64>(p2, p3, 0, 2), v128.shuffle<u64>(p2, p3, 1, 3));
+  const v = i16x8.add(v128.shuffle<u32>(u01, u23, 0, 2, 4, 6), v128.shuffle<u32>(u01, u23, 1, 3, 5, 7));
+  return i32x4.dot_i16x8_s(v, ones);
+}
+
+/** Relaxed SIMD: i16 lane sums (4 products each) of one q4_0 block's nibbles (lo/hi) and the activations at xp. */
+// @ts-ignore: decorator
+@inline function nib_p(lo: v128, hi: v128, xp: usize): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xp), lo), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load(xp, 16), hi));
+  }
+  return unreachable();
+}
+
+/** Lane sums of nibbles·activations for one q4_0 block: lo/hi = low/high nibbles (u8), x at xp. */
+// @ts-ignore: decorator
+@inline function dot_nib(lo: v128, hi: v128, xp: usize): v128 {
+  const xa = v128.load(xp), xb = v128.load(xp, 16);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const p = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xa, lo), i16x8.relaxed_dot_i8x16_i7x16_s(xb, hi));
+    return i32x4.extadd_pairwise_i16x8_s(p);
+  } else {
+    return i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(lo), i16x8.extend_low_i8x16_s(xa)),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(lo), i16x8.extend_high_i8x16_s(xa))),
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(hi), i16x8.extend_low_i8x16_s(xb)),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(hi), i16x8.extend_high_i8x16_s(xb))));
+  }
+}
+
+/** Lane sums of one q8_0 block (weights at wp + 2) times the activations at xp. */
+// @ts-ignore: decorator
+@inline function dot_q8(wp: usize, xp: usize): v128 {
+  const wa = v128.load(wp, 2), wb = v128.load(wp, 18);
+  const xa = v128.load(xp), xb = v128.load(xp, 16);
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    const z = i8x16.splat(0);
+    const ma = i8x16.lt_s(wa, z), mb = i8x16.lt_s(wb, z);
+    const sa = i8x16.sub(v128.xor(xa, ma), ma), sb = i8x16.sub(v128.xor(xb, mb), mb);
+    return i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(sa, i8x16.abs(wa))),
+      i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(sb, i8x16.abs(wb))));
+  } else {
+    return i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wa), i16x8.extend_low_i8x16_s(xa)),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wa), i16x8.extend_high_i8x16_s(xa))),
+      i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wb), i16x8.extend_low_i8x16_s(xb)),
+        i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wb), i16x8.extend_high_i8x16_s(xb))));
+  }
+}
+
+// @ts-ignore: decorator
+@inline function block_dot(wp: usize, xp: usize, q4: bool): v128 {
+  if (q4) {
+    const v = v128.load(wp, 2);
+    const m = i8x16.splat(15);
+    return dot_nib(v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m), xp);
+  }
+  return dot_q8(wp, xp);
+}
+
+/**
+ * d_w·2^-112 of four consecutive blocks (stride bs) as f32x4: the fp16 bits gathered into the
+ * high halves of u32 lanes, moved to f32 position (sign | (h & 0x7fff) << 13) with an arithmetic
+ * shift and a mask, read as f32 (exact, subnormals included). DX1 holds d_x·2^112, so the
+ * product d_w·d_x comes out exactly as with widened scales, at 7 instructions instead of 14.
+ */
+// @ts-ignore: decorator
+@inline function scales4(w: usize, bs: usize, rawmask: v128): v128 {
+  let v = v128.load16_lane(w, i16x8.splat(0), 1);
+  v = v128.load16_lane(w + bs, v, 3);
+  v = v128.load16_lane(w + 2 * bs, v, 5);
+  v = v128.load16_lane(w + 3 * bs, v, 7);
+  return v128.and(i32x4.shr_s(v, 3), rawmask);
+}
+
+/** 1 weight row × 1 activation row (slot t of the group record at g). m = 0x0F bytes, ones = 1 in i16 lanes. */
+// @ts-ignore: decorator
+@inline function tile1_body(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
+  const bs: usize = q4 ? 18 : 34;
+  const nb4 = nb4_of(nb);
+  let xp = g + t * 32;
+  let dp = g + off_dx1(nb) + t * <usize>nb4 * 4, sp = g + off_sx1(nb) + t * <usize>nb4 * 4;
+  let a = f32x4.splat(0);
+  const wend4 = w + <usize>(nb & ~3) * bs;
+  while (w < wend4) {
+    let r: v128;
+    if (q4 && ASC_FEATURE_RELAXED_SIMD) {
+      const v0 = v128.load(w, 2), v1 = v128.load(w, 20), v2 = v128.load(w, 38), v3 = v128.load(w, 56);
+      r = reduce4_i16(
+        nib_p(v128.and(v0, m), v128.and(i16x8.shr_u(v0, 4), m), xp),
+        nib_p(v128.and(v1, m), v128.and(i16x8.shr_u(v1, 4), m), xp + 128),
+        nib_p(v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), xp + 256),
+        nib_p(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xp + 384), ones);
+    } else {
+      r = tsum4(block_dot(w, xp, q4), block_dot(w + bs, xp + 128, q4), block_dot(w + 2 * bs, xp + 256, q4), block_dot(w + 3 * bs, xp + 384, q4));
+    }
+    if (q4) r = i32x4.sub(r, v128.load(sp));
+    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(w, bs, rawmask), v128.load(dp))));
+    w += 4 * bs; xp += 512; dp += 16; sp += 16;
+  }
+  const t0 = f32x4.add(a, v128.shuffle<u32>(a, a, 2, 3, 0, 1));
+  let sum = f32x4.extract_lane(t0, 0) + f32x4.extract_lane(t0, 1);
+  for (let b = nb & ~3; b < nb; b++) {
+    const s = block_dot(w, xp, q4);
+    const s2 = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
+    let S = i32x4.extract_lane(s2, 0) + i32x4.extract_lane(s2, 1);
+    if (q4) S -= load<i32>(sp);
+    sum += <f32>S * (f16_at(w) * (load<f32>(dp) * <f32>1.925929944387236e-34));
+    w += bs; xp += 128; dp += 4; sp += 4;
+  }
+  put(y, sum, acc);
+}
+
+/** 1 weight row × the 4 activation rows of the group record at g. */
+// @ts-ignore: decorator
+@inline function tile4_body(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, q4: bool, m: v128, ones: v128): void {
+  const bs: usize = q4 ? 18 : 34;
+  let xp = g, dp = g + off_dx4(nb), sp = g + off_sx4(nb);
+  let a = f32x4.splat(0);
+  const wend = w + <usize>nb * bs;
+  while (w < wend) {
+    let r: v128;
+    if (q4) {
+      const v = v128.load(w, 2);
+      const lo = v128.and(v, m), hi = v128.and(i16x8.shr_u(v, 4), m);
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        r = reduce4_i16(nib_p(lo, hi, xp), nib_p(lo, hi, xp + 32), nib_p(lo, hi, xp + 64), nib_p(lo, hi, xp + 96), ones);
+      } else {
+        r = tsum4(dot_nib(lo, hi, xp), dot_nib(lo, hi, xp + 32), dot_nib(lo, hi, xp + 64), dot_nib(lo, hi, xp + 96));
+      }
+      r = i32x4.sub(r, v128.load(sp));
+    } else {
+      r = tsum4(dot_q8(w, xp), dot_q8(w, xp + 32), dot_q8(w, xp + 64), dot_q8(w, xp + 96));
+    }
+    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(v128.load(dp), f32x4.splat(f16_at(w)))));
+    w += bs; xp += 128; dp += 16; sp += 16;
+  }
+  put(y, f32x4.extract_lane(a, 0), acc);
+  put(y + sy, f32x4.extract_lane(a, 1), acc);
+  put(y + 2 * sy, f32x4.extract_lane(a, 2), acc);
+  put(y + 3 * sy, f32x4.extract_lane(a, 3), acc);
+}
+
+// Separate (non-inlined) functions per tile and type: V8 allocates registers per function, and
+// one huge function spills far more.
+// Constants are passed in as parameters: V8 keeps a parameter in a register, but materializes a
+// v128.const again at each use inside a loop.
+function tile4_q4(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, nb, g, y, sy, acc, true, m, ones); }
+function tile4_q8(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, nb, g, y, sy, acc, false, m, ones); }
+function tile1_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, y, acc, true, m, ones, rm); }
+function tile1_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, y, acc, false, m, ones, rm); }
+
+// @ts-ignore: decorator
+@inline function gemm_q(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32, q4: bool): void {
+  const nb = K >> 5;
+  const rowBytes: usize = <usize>nb * (q4 ? 18 : 34);
+  const gb = group_bytes(nb), sy = <usize>ldy << 2;
+  // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
+  let rb = <i32>(<usize>98304 / rowBytes);
+  if (rb < 2) rb = 2;
+  const m4 = M & ~3;
+  const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK);
+  for (let r0 = n0; r0 < n1; r0 += rb) {
+    const r1 = min(r0 + rb, n1);
+    for (let m = 0; m < m4; m += 4) {
+      const g = A + <usize>(m >> 2) * gb, yr = Y + <usize>m * sy;
+      for (let n = r0; n < r1; n++) {
+        if (q4) tile4_q4(W + <usize>n * rowBytes, nb, g, yr + (<usize>n << 2), sy, acc, mk, ones);
+        else tile4_q8(W + <usize>n * rowBytes, nb, g, yr + (<usize>n << 2), sy, acc, mk, ones);
+      }
+    }
+    for (let m = m4; m < M; m++) {
+      const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3), yr = Y + <usize>m * sy;
+      for (let n = r0; n < r1; n++) {
+        if (q4) tile1_q4(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
+        else tile1_q8(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
+      }
+    }
+  }
+}
+
+/**
+ * q4_0 weights W (N rows of K/32 blocks of 18 bytes) times the activations quantized at A
+ * (quantize_act_q8, M rows of K): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y).
+ */
+export function gemm_q4_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  gemm_q(A, W, Y, ldy, M, n0, n1, K, acc, true);
+}
+
+/** q8_0 weights W (N rows of K/32 blocks of 34 bytes); otherwise as gemm_q4_0. */
+export function gemm_q8_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  gemm_q(A, W, Y, ldy, M, n0, n1, K, acc, false);
+}
+
+/** Bytes of the activation buffer for M rows of K values. */
+export function act_q8_bytes(M: i32, K: i32): usize {
+  return <usize>((M + 3) >> 2) * group_bytes(K >> 5);
+}

@@ -1,0 +1,12 @@
+// Entry point of the kernel module: every exported kernel, nothing else.
+export { gemm_f32, transpose_f32 } from './gemm-f32';
+export { gemm_f16, gemm_bf16 } from './gemm-half';
+export { gemm_q4_0, gemm_q8_0, act_q8_bytes } from './gemm-q';
+export { quantize_act_q8 } from './quant-act';
+export { gemm_k, quantize_act_q8k } from './gemm-k';
+export { init_tables } from './tables';
+export { layernorm, rmsnorm } from './norm';
+export { epilogue, glu, clip, add_to, copy_bytes, dequant_row } from './elementwise';
+export { attention, store_kv, round_kv } from './attention';
+export { quantize_q8_0, quantize_q4_0, clamp_q8_0, fill_random_bytes, fill_random_weights, fill_f32, read_probe } from './quant-weights';
+export { f16_to_f32_array, bf16_to_f32_array, f32_to_f16_array, f32_to_bf16_array } from './half';

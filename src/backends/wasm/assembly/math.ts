@@ -1,0 +1,112 @@
+// Vector math for activations and softmax (f32x4), accurate to a few ulp.
+
+// @ts-ignore: decorator
+@inline export function hsum_f32(v: v128): f32 {
+  const s = f32x4.add(v, v128.shuffle<u32>(v, v, 2, 3, 0, 1));
+  return f32x4.extract_lane(s, 0) + f32x4.extract_lane(s, 1);
+}
+
+// @ts-ignore: decorator
+@inline export function hmax_f32(v: v128): f32 {
+  const s = f32x4.max(v, v128.shuffle<u32>(v, v, 2, 3, 0, 1));
+  return max(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1));
+}
+
+/**
+ * e^x for 4 lanes (Cephes expf: x = n·ln2 + r, degree-6 polynomial in r): relative error
+ * about 2 ulp. Inputs below -87.3 give 0 (no subnormal results), above 88.7 give +Inf.
+ */
+// @ts-ignore: decorator
+@inline export function exp_f32x4(x0: v128): v128 {
+  const x = f32x4.min(f32x4.max(x0, f32x4.splat(-87.33654)), f32x4.splat(88.72283));
+  const fx = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+  // 2^n: n in [-126, 128]; split in two factors so that n = 128 does not overflow the exponent
+  const n = i32x4.trunc_sat_f32x4_s(fx);
+  const n1 = i32x4.shr_s(n, 1);
+  const n2 = i32x4.sub(n, n1);
+  const s1 = i32x4.shl(i32x4.add(n1, i32x4.splat(127)), 23);
+  const s2 = i32x4.shl(i32x4.add(n2, i32x4.splat(127)), 23);
+  const y = f32x4.mul(f32x4.mul(p, s1), s2);
+  // exact 0 below the clamp (x0 = -Inf included), +Inf above
+  const lo = f32x4.lt(x0, f32x4.splat(-87.33654));
+  const hi = f32x4.gt(x0, f32x4.splat(88.72283));
+  return v128.bitselect(f32x4.splat(Infinity), v128.andnot(y, lo), hi);
+}
+
+/** Scalar e^x through the same arithmetic. */
+// @ts-ignore: decorator
+@inline export function exp_f32(x: f32): f32 {
+  return f32x4.extract_lane(exp_f32x4(f32x4.splat(x)), 0);
+}
+
+/**
+ * erfc(z) for z >= 0 (Numerical Recipes' erfcc, Chebyshev fit: relative error < 1.2e-7).
+ */
+// @ts-ignore: decorator
+@inline function erfc_pos_f32x4(z: v128): v128 {
+  const t = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), z)));
+  let p = f32x4.splat(0.17087277);
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-0.82215223));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(1.48851587));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-1.13520398));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.27886807));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-0.18628806));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.09678418));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.37409196));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(1.00002368));
+  p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-1.26551223));
+  const e = exp_f32x4(f32x4.sub(p, f32x4.mul(z, z)));
+  return f32x4.mul(t, e);
+}
+
+/** GELU, exact erf form: x·Φ(x) = 0.5·x·(1 + erf(x/√2)). */
+// @ts-ignore: decorator
+@inline export function gelu_f32x4(x: v128): v128 {
+  const z = f32x4.mul(f32x4.abs(x), f32x4.splat(0.7071067811865476));
+  const c = erfc_pos_f32x4(z); // erfc(|x|/√2)
+  // x >= 0: x·(1 - c/2);  x < 0: x·c/2
+  const halfc = f32x4.mul(c, f32x4.splat(0.5));
+  const pos = f32x4.mul(x, f32x4.sub(f32x4.splat(1), halfc));
+  const neg = f32x4.mul(x, halfc);
+  return v128.bitselect(neg, pos, f32x4.lt(x, f32x4.splat(0)));
+}
+
+/** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
+// @ts-ignore: decorator
+@inline export function gelu_tanh_f32x4(x: v128): v128 {
+  const u = f32x4.mul(f32x4.splat(0.7978845608028654),
+    f32x4.add(x, f32x4.mul(f32x4.splat(0.044715), f32x4.mul(x, f32x4.mul(x, x)))));
+  // 1 + tanh(u) = 2 - 2/(e^{2u} + 1) = 2·e^{2u}/(e^{2u}+1) = 2/(1 + e^{-2u})
+  const e = exp_f32x4(f32x4.mul(u, f32x4.splat(-2)));
+  return f32x4.div(x, f32x4.add(f32x4.splat(1), e));
+}
+
+/** SiLU: x·sigmoid(x). */
+// @ts-ignore: decorator
+@inline export function silu_f32x4(x: v128): v128 {
+  return f32x4.div(x, f32x4.add(f32x4.splat(1), exp_f32x4(f32x4.neg(x))));
+}
+
+/** Activation by id: 0 identity, 1 GELU (erf), 2 GELU (tanh), 3 SiLU, 4 ReLU. */
+// @ts-ignore: decorator
+@inline export function activate_f32x4(x: v128, act: i32): v128 {
+  if (act == 1) return gelu_f32x4(x);
+  if (act == 2) return gelu_tanh_f32x4(x);
+  if (act == 3) return silu_f32x4(x);
+  if (act == 4) return f32x4.max(x, f32x4.splat(0));
+  return x;
+}
+
+// @ts-ignore: decorator
+@inline export function activate_f32(x: f32, act: i32): f32 {
+  return f32x4.extract_lane(activate_f32x4(f32x4.splat(x), act), 0);
+}

@@ -1,0 +1,33 @@
+// Lookup tables every arena holds at address 0 (the host keeps [0, TABLES_END) free).
+import { f16_to_f32 } from './half';
+
+/** f16 bits → f32 for all 65536 patterns, at address 0 (256 KiB). */
+export const F16_TABLE: usize = 0;
+/**
+ * Vector constants, read from memory on purpose: Binaryen folds constant arguments into callees
+ * and V8 then rebuilds a v128.const at every use inside a loop (3 instructions); a value loaded
+ * once before the loop stays in a register.
+ */
+export const CONSTS: usize = 262144;
+export const C_NIBBLE_MASK: usize = CONSTS;       // i8x16 0x0F
+export const C_ONES_I16: usize = CONSTS + 16;     // i16x8 1
+export const C_SIGN32: usize = CONSTS + 32;       // i32x4 0x80000000
+export const C_F16_SCALE: usize = CONSTS + 48;    // f32x4 2^112 (f16 exponent rebias)
+export const C_F16_RAWMASK: usize = CONSTS + 64;  // i32x4 0x8fffffff (gemm-half.ts raw_lo)
+export const TABLES_END: usize = 262144 + 256;
+
+/** Fills the tables; call once per memory. */
+export function init_tables(): void {
+  for (let h: u32 = 0; h < 65536; h++) store<f32>(F16_TABLE + (<usize>h << 2), f16_to_f32(h));
+  v128.store(C_NIBBLE_MASK, i8x16.splat(15));
+  v128.store(C_ONES_I16, i16x8.splat(1));
+  v128.store(C_SIGN32, i32x4.splat(0x80000000));
+  v128.store(C_F16_SCALE, f32x4.splat(5.192296858534828e33));
+  v128.store(C_F16_RAWMASK, i32x4.splat(0x8fffffff));
+}
+
+/** fp16 scale at p, widened through the table. */
+// @ts-ignore: decorator
+@inline export function f16_at(p: usize): f32 {
+  return load<f32>(F16_TABLE + (<usize>load<u16>(p) << 2));
+}

@@ -1,0 +1,311 @@
+/**
+ * The MPT forward pass as every worker thread runs it: the same sequence of operations in every
+ * thread, each operation split into work items (row blocks of a weight matrix, (sequence, head,
+ * query tile) units of attention, row ranges of norms) that the threads claim through atomic
+ * counters, with a barrier after each operation. The semantics follow the reference backend
+ * (src/backends/reference/forward.ts) step for step.
+ *
+ * Two schedules, same arithmetic:
+ * - wide passes (prefill): row-wise steps (norms, activation quantization, qkv post-processing)
+ *   are split between threads too, each followed by a barrier (10 per layer);
+ * - small passes (decode, at most PRIVATE_ROWS rows): every thread computes the cheap row-wise
+ *   steps itself, into its own private buffers (duplicate KV-cache writes store identical bytes),
+ *   leaving 5 barriers per layer: after the qkv product, attention, out_proj, up_proj, down_proj.
+ */
+import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
+import { PRIVATE_ROWS, kvLayerOffset, privateLayout, type LayerLayout, type MatrixRef, type ModelLayout, type NormRef } from './layout.js';
+import type { Team } from './team.js';
+
+/** One sequence's share of a pass. */
+export interface PassSequence {
+  /** First row of this sequence in the pass. */
+  rowStart: number;
+  /** New tokens (rows) of this sequence in the pass. */
+  n: number;
+  /** Positions already in its cache before this pass. */
+  past: number;
+  capacity: number;
+  /** Per arena: byte offset of this sequence's KV region (0 for arenas without layers). */
+  kv: number[];
+  /** Values stored rounded through: 0 = f32 (as computed), 1 = f16, 2 = q8_0. */
+  kvRound: number;
+}
+
+/** A unit of work sent to every worker: up to maxRows rows of tokens. */
+export interface Pass {
+  rows: number;
+  tokens: Int32Array;
+  /** Learned position ids per row (models with wpe). */
+  wpePos?: Int32Array;
+  seqs: PassSequence[];
+  /** Rows whose logits are wanted, and where they go in `logitsOut` (row i → logitsOffset + i·V floats). */
+  logitRows: Int32Array;
+  logitsOut?: SharedArrayBuffer;
+  logitsOffset: number;
+}
+
+/** Query rows per attention work item (the kernel works in tiles of 4 inside). */
+const ATTN_ROWS = 16;
+
+/** Where a step reads its input: f32 rows, and its q8_0 / q8_K quantized copies. */
+interface Input { x: number; qa: number; qk: number }
+
+export class Executor {
+  private readonly c;
+  private readonly eps: number;
+  private readonly rms: boolean;
+  private readonly attnScratch: number;
+  private readonly pl;
+
+  constructor(private readonly L: ModelLayout, private readonly k: Kernels[], private readonly memories: WebAssembly.Memory[],
+    private readonly team: Team) {
+    this.c = L.config;
+    this.eps = this.c.layerNormEpsilon;
+    this.rms = this.c.normType.includes('rmsnorm');
+    this.attnScratch = Math.ceil(((4 * 32 + 4 * this.c.headDim) * 4) / 64) * 64;
+    this.pl = privateLayout(this.c);
+  }
+
+  private f32(arena: number): Float32Array {
+    return new Float32Array(this.memories[arena]!.buffer);
+  }
+
+  /** This thread's private slice in an arena. */
+  private priv(a: number): { xn: number; qkv: number; qa: number; qk: number } {
+    const s = this.L.arenas[a]!.scratch;
+    const base = s.priv + this.team.tid * s.privateBytes;
+    return { xn: base + this.pl.xn, qkv: base + this.pl.qkv, qa: base + this.pl.qa, qk: base + this.pl.qk };
+  }
+
+  /** Quantizes rows [r0, r1) of src (K values a row) as the consuming matrices need them. */
+  private quantFor(k: Kernels, src: number, K: number, r0: number, r1: number, into: Input, ...consumers: WeightType[]): void {
+    if (consumers.some((t) => actKind(t) === 'q8')) k.quantize_act_q8(src, K, r0, r1, K, into.qa);
+    if (consumers.some((t) => actKind(t) === 'q8k')) k.quantize_act_q8k(src, K, r0, r1, K, into.qk);
+  }
+
+  /** This thread's f32 panel for half-precision products in an arena (0 if none). */
+  private panel(a: number): number {
+    const s = this.L.arenas[a]!.scratch;
+    return s.panel ? s.panel + this.team.tid * HALF_PANEL_BYTES : 0;
+  }
+
+  /** Splits `rows` rows into chunks for parallelFor. */
+  private rowChunks(rows: number, fn: (r0: number, r1: number) => void): void {
+    const per = Math.max(1, Math.ceil(rows / (this.team.nt * 4)));
+    const n = Math.ceil(rows / per);
+    this.team.parallelFor(n, (i) => fn(i * per, Math.min(rows, (i + 1) * per)));
+  }
+
+  private norm(k: Kernels, x: number, ldx: number, y: number, ldy: number, M: number, n: number, p: NormRef): void {
+    if (this.rms) k.rmsnorm(x, ldx, y, ldy, M, n, p.w, this.eps);
+    else k.layernorm(x, ldx, y, ldy, M, n, p.w, p.b, this.eps);
+  }
+
+  /** Rows [r0, r1) of into.x = norm(x) (leading dimension d), quantized for the consumers. */
+  private normRows(k: Kernels, x: number, into: Input, r0: number, r1: number, p: NormRef, ...consumers: WeightType[]): void {
+    const d = this.c.dModel;
+    this.norm(k, x + r0 * d * 4, d, into.x + r0 * d * 4, d, r1 - r0, d, p);
+    this.quantFor(k, into.x, d, r0, r1, into, ...consumers);
+  }
+
+  /** Runs a product over rows [n0, n1) of m into Y (input: f32 rows, or its quantized copy). */
+  private gemmRows(k: Kernels, m: MatrixRef, X: Input, M: number, Y: number, ldy: number, n0: number, n1: number, acc: number): void {
+    const K = m.cols;
+    switch (m.type) {
+      case 'f32': k.gemm_f32(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc); break;
+      case 'f16': k.gemm_f16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena)); break;
+      case 'bf16': k.gemm_bf16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena)); break;
+      case 'q8_0': k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc); break;
+      case 'q4_0': k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc); break;
+      case 'q4_k': case 'q5_k': case 'q6_k': k.gemm_k(WTYPE[m.type], X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc); break;
+    }
+  }
+
+  /** Output-row chunk size for a matrix of N rows. */
+  private chunkRows(N: number): number {
+    const per = Math.ceil(N / (this.team.nt * 8));
+    return Math.min(256, Math.max(16, Math.ceil(per / 4) * 4));
+  }
+
+  /**
+   * Y[M][N] (=|+=) X·Wᵀ, then bias, scale, activation; split over rows of W. `after` runs on the
+   * finished chunk (same thread), before the closing barrier.
+   */
+  private matmul(m: MatrixRef, X: Input, M: number, Y: number, ldy: number, acc: number, scale: number, act: number,
+    after?: (n0: number, n1: number) => void): void {
+    const k = this.k[m.arena]!;
+    const per = this.chunkRows(m.rows);
+    this.team.parallelFor(Math.ceil(m.rows / per), (i) => {
+      const n0 = i * per, n1 = Math.min(m.rows, n0 + per);
+      this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
+      k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
+      after?.(n0, n1);
+    });
+  }
+
+  /** The GLU MLP's first half: U = act(X·Gᵀ + bg) ⊙ (X·Uᵀ + bu), per row chunk. */
+  private gluMatmul(up: MatrixRef, gate: MatrixRef, X: Input, M: number, U: number, G: number, ld: number, act: number): void {
+    const k = this.k[up.arena]!;
+    const per = this.chunkRows(up.rows);
+    this.team.parallelFor(Math.ceil(up.rows / per), (i) => {
+      const n0 = i * per, n1 = Math.min(up.rows, n0 + per);
+      this.gemmRows(k, up, X, M, U, ld, n0, n1, 0);
+      this.gemmRows(k, gate, X, M, G, ld, n0, n1, 0);
+      k.glu(U, G, ld, M, n0, n1, up.bias, gate.bias, act);
+    });
+  }
+
+  /** clip_qkv, qk_ln (in place on rows [r0, r1) of qkv, leading dimension qn), then K/V into the cache. */
+  private postQkv(k: Kernels, a: number, ly: LayerLayout, p: Pass, rowSeq: Int32Array, qkv: number, r0: number, r1: number): void {
+    const c = this.c, d = c.dModel, kvH = c.attn.kvNHeads, hd = c.headDim, kvd = kvH * hd, qn = d + 2 * kvd;
+    const clip = c.attn.clipQkv;
+    for (let r = r0; r < r1; r++) {
+      const row = qkv + r * qn * 4;
+      if (clip !== null) k.clip(row, qn, clip);
+      if (ly.qLn) {
+        this.norm(k, row, qn, row, qn, 1, d, ly.qLn);
+        this.norm(k, row + d * 4, qn, row + d * 4, qn, 1, kvd, ly.kLn!);
+      }
+      const sq = p.seqs[rowSeq[r]!]!;
+      if (sq.kvRound) {
+        k.round_kv(row + d * 4, kvd, sq.kvRound);
+        k.round_kv(row + (d + kvd) * 4, kvd, sq.kvRound);
+      }
+      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity);
+      k.store_kv(row + d * 4, row + (d + kvd) * 4, kvH, hd, base, base + sq.capacity * kvd * 4, sq.capacity, sq.past + (r - sq.rowStart));
+    }
+  }
+
+  /** Attention work items of a pass, with queries read from `qkv` (rows of qn floats). */
+  private attention(k: Kernels, a: number, ly: LayerLayout, p: Pass, units: Int32Array, qkv: number, ctx: number): void {
+    const c = this.c, L = this.L, d = c.dModel, hd = c.headDim, kvd = c.attn.kvNHeads * hd, qn = d + 2 * kvd;
+    const group = c.nHeads / c.attn.kvNHeads;
+    const scratch = L.arenas[a]!.scratch.attn + this.team.tid * this.attnScratch;
+    this.team.parallelFor(units.length / 3, (u) => {
+      const sq = p.seqs[units[3 * u]!]!, hh = units[3 * u + 1]!, t = units[3 * u + 2]!;
+      const i0 = t * ATTN_ROWS, nq = Math.min(ATTN_ROWS, sq.n - i0);
+      const g = Math.floor(hh / group);
+      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity);
+      const Kc = base + g * sq.capacity * hd * 4;
+      const Vc = base + sq.capacity * kvd * 4 + g * sq.capacity * hd * 4;
+      const row = sq.rowStart + i0;
+      k.attention(qkv + (row * qn + hh * hd) * 4, qn, nq, sq.past + i0, Kc, Vc, hd, sq.kv[a]!,
+        sq.past + sq.n, hd, L.softmaxScale, L.slopes[hh]!, ctx + (row * d + hh * hd) * 4, d, scratch);
+    });
+  }
+
+  /** Runs one pass. */
+  run(p: Pass): void {
+    const L = this.L, c = this.c, team = this.team;
+    const d = c.dModel, H = c.nHeads, kvd = c.attn.kvNHeads * c.headDim;
+    const qn = d + 2 * kvd, ff = c.ffn.hiddenSize;
+    const R = p.rows;
+    const small = R <= PRIVATE_ROWS;
+    team.reset();
+
+    const rowSeq = new Int32Array(R);
+    p.seqs.forEach((s, i) => rowSeq.fill(i, s.rowStart, s.rowStart + s.n));
+    const unitList: number[] = [];
+    p.seqs.forEach((sq, si) => {
+      const tiles = Math.ceil(sq.n / ATTN_ROWS);
+      for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
+    });
+    const units = Int32Array.from(unitList);
+
+    // Embedding (+ learned positions) into the head arena's residual stream.
+    const h = L.head;
+    let cur = h.arena;
+    {
+      const k = this.k[cur]!, s = L.arenas[cur]!.scratch;
+      const wt = WTYPE[h.wte.type];
+      const embed = (r0: number, r1: number) => {
+        for (let r = r0; r < r1; r++) {
+          const dst = s.x + r * d * 4;
+          k.dequant_row(wt, h.wte.ptr, d, p.tokens[r]!, dst);
+          if (h.wpe) k.add_to(dst, h.wpe + p.wpePos![r]! * d * 4, d);
+        }
+      };
+      if (small) embed(0, R);
+      else this.rowChunks(R, embed);
+    }
+
+    for (let l = 0; l < c.nLayers; l++) {
+      const ly = L.layers[l]!;
+      const a = ly.arena, k = this.k[a]!, s = L.arenas[a]!.scratch;
+      if (a !== cur) {
+        const from = L.arenas[cur]!.scratch.x, src = this.f32(cur), dst = this.f32(a);
+        const copy = (r0: number, r1: number) => dst.set(src.subarray(from / 4 + r0 * d, from / 4 + r1 * d), s.x / 4 + r0 * d);
+        if (small) copy(0, R);
+        else this.rowChunks(R, copy);
+        cur = a;
+      }
+      const upTypes: WeightType[] = ly.gate ? [ly.up.type, ly.gate.type] : [ly.up.type];
+      if (small) {
+        const pv = this.priv(a);
+        const own: Input = { x: pv.xn, qa: pv.qa, qk: pv.qk };
+        this.normRows(k, s.x, own, 0, R, ly.norm1, ly.qkv.type);
+        this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0);
+        k.copy_bytes(pv.qkv, s.qkv, R * qn * 4);
+        this.postQkv(k, a, ly, p, rowSeq, pv.qkv, 0, R);
+        this.attention(k, a, ly, p, units, pv.qkv, s.ctx);
+        const ctxIn: Input = { x: s.ctx, qa: pv.qa, qk: pv.qk };
+        this.quantFor(k, s.ctx, d, 0, R, ctxIn, ly.out.type);
+        this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
+        this.normRows(k, s.x, own, 0, R, ly.norm2, ...upTypes);
+        if (ly.gate) this.gluMatmul(ly.up, ly.gate, own, R, s.hid, s.gate, ff, L.act);
+        else this.matmul(ly.up, own, R, s.hid, ff, 0, 1, L.act);
+        const hidIn: Input = { x: s.hid, qa: pv.qa, qk: pv.qk };
+        this.quantFor(k, s.hid, ff, 0, R, hidIn, ly.down.type);
+        this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
+      } else {
+        const shared: Input = { x: s.xn, qa: s.qa, qk: s.qk };
+        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, ly.norm1, ly.qkv.type));
+        this.matmul(ly.qkv, shared, R, s.qkv, qn, 0, 1, 0);
+        this.rowChunks(R, (r0, r1) => this.postQkv(k, a, ly, p, rowSeq, s.qkv, r0, r1));
+        this.attention(k, a, ly, p, units, s.qkv, s.ctx);
+        const ctxIn: Input = { x: s.ctx, qa: s.qa, qk: s.qk };
+        if (actKind(ly.out.type) !== 'f32') this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, ctxIn, ly.out.type));
+        this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
+        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, ly.norm2, ...upTypes));
+        if (ly.gate) this.gluMatmul(ly.up, ly.gate, shared, R, s.hid, s.gate, ff, L.act);
+        else this.matmul(ly.up, shared, R, s.hid, ff, 0, 1, L.act);
+        const hidIn: Input = { x: s.hid, qa: s.qa, qk: s.qk };
+        if (actKind(ly.down.type) !== 'f32') this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, hidIn, ly.down.type));
+        this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
+      }
+    }
+
+    // Final norm and LM head for the rows that want logits, `logitRows` rows at a time; each
+    // thread copies the vocabulary chunks it computed straight into the output.
+    const nl = p.logitRows.length;
+    if (nl === 0) return;
+    const ha = h.arena, hk = this.k[ha]!, hs = L.arenas[ha]!.scratch;
+    const V = c.vocabSize;
+    const out = new Float32Array(p.logitsOut!);
+    const scale = c.logitScale ?? 1;
+    for (let c0 = 0; c0 < nl; c0 += L.logitRows) {
+      const c1 = Math.min(nl, c0 + L.logitRows), m = c1 - c0;
+      const xsrc = this.f32(cur), xdst = this.f32(ha), xoff = L.arenas[cur]!.scratch.x / 4;
+      const gather = (into: Input, i0: number, i1: number) => {
+        for (let i = i0; i < i1; i++) {
+          const r = p.logitRows[c0 + i]!;
+          xdst.set(xsrc.subarray(xoff + r * d, xoff + (r + 1) * d), into.x / 4 + i * d);
+        }
+        this.normRows(hk, into.x, into, i0, i1, h.normF, h.lm.type);
+      };
+      let input: Input;
+      if (m <= PRIVATE_ROWS) {
+        const pv = this.priv(ha);
+        input = { x: pv.xn, qa: pv.qa, qk: pv.qk };
+        gather(input, 0, m);
+      } else {
+        input = { x: hs.xn, qa: hs.qa, qk: hs.qk };
+        this.rowChunks(m, (i0, i1) => gather(input, i0, i1));
+      }
+      const lg = this.f32(ha), lo = hs.logits / 4;
+      this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
+        for (let i = 0; i < m; i++) out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+      });
+    }
+  }
+}

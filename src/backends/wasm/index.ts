@@ -1,0 +1,101 @@
+/**
+ * The wasm backend: WebAssembly SIMD kernels (AssemblyScript, src/backends/wasm/assembly/) on a
+ * pool of worker threads sharing the model's wasm memories.
+ *
+ *   wasmBackend.load(config, tensors, { threads })      keeps the file's storage types
+ *   createWasmBackend({ weightType: 'q4_0' }).load(...) converts every matrix at load time
+ *   loadRandomModel(config, { type, threads })          random weights, for benchmarks
+ */
+import { availableParallelism } from 'node:os';
+import { InputError } from '../../errors.js';
+import type { TensorSource } from '../../formats/tensor-source.js';
+import type { MptConfig } from '../../model/config.js';
+import type { Backend, LoadRunnerOptions, ModelRunner } from '../backend.js';
+import { Arenas } from './arenas.js';
+import { TARGET_TYPES, type WeightType } from './kernels.js';
+import { planLayout } from './layout.js';
+import { chooseMatrixType, convertedTypes, loadWeights, type WeightTypeChoice } from './load-weights.js';
+import { kernelModule } from './module-loader.js';
+import { WorkerPool } from './pool.js';
+import { fillRandomWeights } from './random-weights.js';
+import { WasmRunner } from './runner.js';
+
+export interface WasmLoadOptions extends LoadRunnerOptions {
+  /** Storage type of the weight matrices: 'auto' (default) keeps the file's types where the kernels have them. */
+  weightType?: WeightTypeChoice;
+  /** Tokens per internal pass (default 512). */
+  maxRows?: number;
+  /** Weight bytes per wasm memory before another is used (default 3 GiB). */
+  arenaBudget?: number;
+  /** Called with a warning (default: console.warn). */
+  onWarning?: (message: string) => void;
+}
+
+function threadCount(t: number | undefined): number {
+  if (t === undefined) return Math.max(1, availableParallelism());
+  if (!Number.isInteger(t) || t < 1 || t > 256) throw new InputError(`threads must be an integer in [1, 256], got ${t}`);
+  return t;
+}
+
+function checkChoice(t: string | undefined): WeightTypeChoice {
+  if (t === undefined || t === 'auto') return 'auto';
+  if (!(TARGET_TYPES as readonly string[]).includes(t)) throw new InputError(`unknown weight type "${t}" (auto, ${TARGET_TYPES.join(', ')})`);
+  return t as WeightType;
+}
+
+async function start(layoutArenas: Arenas, threads: number): Promise<WasmRunner> {
+  const pool = await WorkerPool.create(kernelModule('shared'), layoutArenas.memories, layoutArenas.layout, threads);
+  return new WasmRunner(layoutArenas.layout, layoutArenas, pool);
+}
+
+/** Loads a checkpoint into the wasm backend. */
+export async function loadWasmRunner(config: MptConfig, tensors: TensorSource, options: WasmLoadOptions = {}): Promise<WasmRunner> {
+  const threads = threadCount(options.threads);
+  const choice = checkChoice(options.weightType);
+  const typeOf = (name: string): WeightType => {
+    const info = tensors.info(name);
+    return info ? chooseMatrixType(info, choice) : 'f32';
+  };
+  if (choice === 'auto') {
+    const conv = convertedTypes(tensors);
+    if (conv.length) (options.onWarning ?? console.warn)(`wasm backend: ${conv.join(', ')} weights are converted to q8_0 at load time (the kernels run f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)`);
+  }
+  const layout = planLayout(config, typeOf, { threads, maxRows: options.maxRows, arenaBudget: options.arenaBudget });
+  const arenas = new Arenas(layout);
+  await loadWeights(config, tensors, layout, arenas, options.onProgress);
+  return start(arenas, threads);
+}
+
+export interface RandomModelOptions {
+  type: WeightType;
+  threads?: number;
+  maxRows?: number;
+  arenaBudget?: number;
+  seed?: number;
+}
+
+/** A model of the given shape with random weights generated in place (benchmarks). */
+export async function loadRandomModel(config: MptConfig, options: RandomModelOptions): Promise<WasmRunner> {
+  const threads = threadCount(options.threads);
+  const type = checkChoice(options.type) as WeightType;
+  const layout = planLayout(config, () => type, { threads, maxRows: options.maxRows, arenaBudget: options.arenaBudget });
+  const arenas = new Arenas(layout);
+  fillRandomWeights(arenas, layout, options.seed ?? 1234);
+  return start(arenas, threads);
+}
+
+/** A wasm backend with fixed load options (e.g. a weight type to convert to). */
+export function createWasmBackend(defaults: WasmLoadOptions = {}): Backend {
+  return {
+    name: 'wasm',
+    load(config: MptConfig, tensors: TensorSource, options?: LoadRunnerOptions): Promise<ModelRunner> {
+      return loadWasmRunner(config, tensors, { ...defaults, ...options });
+    },
+  };
+}
+
+export const wasmBackend: Backend = createWasmBackend();
+
+export { WasmRunner, WasmKvCache } from './runner.js';
+export type { WeightType } from './kernels.js';
+export type { WeightTypeChoice } from './load-weights.js';

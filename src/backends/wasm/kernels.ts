@@ -1,0 +1,125 @@
+/**
+ * The exports of the AssemblyScript kernel module (src/backends/wasm/assembly/), typed for the
+ * host. Pointers are byte offsets into the instance's memory; they may exceed 2^31 (a wasm i32
+ * parameter receives them modulo 2^32, which is the same bit pattern).
+ */
+
+/** Weight storage types, numbered as the kernels number them. */
+export const WTYPE = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q5_k: 6, q6_k: 7 } as const;
+export type WeightType = keyof typeof WTYPE;
+export const WEIGHT_TYPES: readonly WeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
+/** Types `weightType` may convert to at load time (k-quants are only kept as stored). */
+export const TARGET_TYPES: readonly WeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'];
+
+/** Activation ids of epilogue/glu. */
+export const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const;
+
+/** Bytes of one row of K values stored as type t. */
+export function rowBytes(t: WeightType, K: number): number {
+  switch (t) {
+    case 'f32': return K * 4;
+    case 'f16': case 'bf16': return K * 2;
+    case 'q8_0': return (K / 32) * 34;
+    case 'q4_0': return (K / 32) * 18;
+    case 'q4_k': return (K / 256) * 144;
+    case 'q5_k': return (K / 256) * 176;
+    case 'q6_k': return (K / 256) * 210;
+  }
+}
+
+/** Whether a matrix with K columns can be stored as t (quantized types need whole blocks). */
+export function typeFits(t: WeightType, K: number): boolean {
+  if (t === 'q8_0' || t === 'q4_0') return K % 32 === 0;
+  if (t === 'q4_k' || t === 'q5_k' || t === 'q6_k') return K % 256 === 0;
+  return true;
+}
+
+/** How a matrix of type t wants its input: f32 rows, q8_0 blocks (quantize_act_q8) or q8_K (quantize_act_q8k). */
+export type ActKind = 'f32' | 'q8' | 'q8k';
+export function actKind(t: WeightType): ActKind {
+  if (t === 'q8_0' || t === 'q4_0') return 'q8';
+  if (t === 'q4_k' || t === 'q5_k' || t === 'q6_k') return 'q8k';
+  return 'f32';
+}
+
+/** Quantized weight types read quantized activations. */
+export function isQuantized(t: WeightType): boolean {
+  return actKind(t) !== 'f32';
+}
+
+/** Bytes of q8_K activations for M rows of K values (see gemm-k.ts). */
+export function actQ8KBytes(M: number, K: number): number {
+  return M * Math.ceil(K / 256) * 368;
+}
+
+export interface Kernels {
+  gemm_f32(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
+  /** P: per-thread panel of HALF_PANEL_BYTES used when M >= 4 (0: widen on the fly). */
+  gemm_f16(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number, P: number): void;
+  gemm_bf16(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number, P: number): void;
+  /** Quantized weights times activations quantized at A by quantize_act_q8. */
+  gemm_q4_0(A: number, W: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
+  gemm_q8_0(A: number, W: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
+  transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
+  /** Rows [m0, m1) of X into the q8 activation buffer at A (group records, see quant-act.ts). */
+  quantize_act_q8(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;
+  /** Fills the lookup tables at [0, TABLES_END); once per memory. */
+  init_tables(): void;
+  layernorm(X: number, ldx: number, Y: number, ldy: number, M: number, n: number, w: number, b: number, eps: number): void;
+  rmsnorm(X: number, ldx: number, Y: number, ldy: number, M: number, n: number, w: number, eps: number): void;
+  epilogue(Y: number, ldy: number, M: number, n0: number, n1: number, bias: number, scale: number, act: number): void;
+  glu(U: number, G: number, ld: number, M: number, n0: number, n1: number, bu: number, bg: number, act: number): void;
+  clip(X: number, n: number, c: number): void;
+  add_to(Y: number, X: number, n: number): void;
+  copy_bytes(dst: number, src: number, n: number): void;
+  dequant_row(t: number, W: number, K: number, r: number, out: number): void;
+  attention(Q: number, ldq: number, nq: number, pos0: number, K: number, V: number, ldk: number, valid: number,
+    nKeys: number, hd: number, scale: number, slope: number, O: number, ldo: number, S: number): void;
+  store_kv(k: number, v: number, kvH: number, hd: number, Kc: number, Vc: number, cap: number, pos: number): void;
+  /** Rounds n values through a KV type in place: 1 = f16, 2 = q8_0. */
+  round_kv(p: number, n: number, mode: number): void;
+  quantize_q8_0(src: number, n: number, dst: number): void;
+  quantize_q4_0(src: number, n: number, dst: number): void;
+  /** k-quant weights (kind 5 q4_K, 6 q5_K, 7 q6_K) times q8_K activations at A. */
+  gemm_k(kind: number, A: number, W: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
+  /** Rows [m0, m1) of X to q8_K records at A (row stride K/256 records). */
+  quantize_act_q8k(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;
+  clamp_q8_0(p: number, n: number): number;
+  fill_random_bytes(dst: number, n: number, seed: number): void;
+  fill_random_weights(t: number, dst: number, n: number, seed: number, scale: number): void;
+  fill_f32(dst: number, n: number, value: number): void;
+  read_probe(p: number, n: number): number;
+  f16_to_f32_array(src: number, n: number, dst: number): void;
+  bf16_to_f32_array(src: number, n: number, dst: number): void;
+  f32_to_f16_array(src: number, n: number, dst: number): void;
+  f32_to_bf16_array(src: number, n: number, dst: number): void;
+}
+
+/** Scratch a thread passes to gemm_f16 / gemm_bf16 (see gemm-half.ts). */
+export const HALF_PANEL_BYTES = 262144;
+
+/** Every memory keeps its lookup tables (f16 → f32) in [0, TABLES_END). */
+export const TABLES_END = 262144 + 256;
+
+/** Bytes of the quantized-activation buffer for M rows of K values (see quant-act.ts). */
+export function actQ8Bytes(M: number, K: number): number {
+  const nb = Math.ceil(K / 32), nb4 = Math.ceil(nb / 4) * 4;
+  return Math.ceil(M / 4) * (nb * 160 + nb4 * 32);
+}
+
+/** Bytes of attention scratch per thread for head_dim hd (see attention.ts). */
+export function attentionScratchBytes(hd: number): number {
+  return (4 * 32 + 4 * hd) * 4;
+}
+
+/** Instantiates the kernels against a memory (shared or not, matching the module variant). */
+export function instantiateKernels(module: WebAssembly.Module, memory: WebAssembly.Memory): Kernels {
+  return new WebAssembly.Instance(module, { env: { memory } }).exports as unknown as Kernels;
+}
+
+/** Instantiates the kernels and fills the memory's lookup tables (first instance on a memory). */
+export function instantiateKernelsAndTables(module: WebAssembly.Module, memory: WebAssembly.Memory): Kernels {
+  const k = instantiateKernels(module, memory);
+  k.init_tables();
+  return k;
+}

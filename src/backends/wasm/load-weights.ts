@@ -1,0 +1,147 @@
+/**
+ * Weights from a TensorSource into the arenas, one tensor at a time (never the whole checkpoint
+ * in JS memory): stored bytes are copied as they are when the storage type is kept, or
+ * converted in row chunks through the arena's scratch space (f32/f16/bf16 → f16/bf16/q8_0/q4_0
+ * by the wasm kernels; other ggml types dequantized by ggml-quants.ts, then requantized).
+ */
+import { WeightsError } from '../../errors.js';
+import { dequantize, byteLengthOf, GGML_TYPES } from '../../formats/ggml-quants.js';
+import type { DType, TensorInfo, TensorSource } from '../../formats/tensor-source.js';
+import type { MptConfig } from '../../model/config.js';
+import { blockPrefix } from '../../model/weights-layout.js';
+import { checkTensorSource } from '../reference/weights.js';
+import type { Arenas } from './arenas.js';
+import { WEIGHT_TYPES, rowBytes, typeFits, type WeightType } from './kernels.js';
+import type { MatrixRef, ModelLayout, NormRef } from './layout.js';
+
+/** How the loader picks storage types: keep what the file has, or convert every matrix. */
+export type WeightTypeChoice = 'auto' | WeightType;
+
+/**
+ * Storage type of a matrix: `auto` keeps f32/f16/bf16/q8_0/q4_0/q4_K/q5_K/q6_K as stored and
+ * converts other ggml types to q8_0; an explicit type (f32, f16, bf16, q8_0, q4_0) converts every
+ * matrix to it, except that quantized types need rows that are a whole number of blocks (f32 then).
+ */
+export function chooseMatrixType(info: TensorInfo, choice: WeightTypeChoice): WeightType {
+  const K = info.shape[info.shape.length - 1]!;
+  if (choice === 'auto') {
+    if ((WEIGHT_TYPES as readonly string[]).includes(info.dtype) && typeFits(info.dtype as WeightType, K)) return info.dtype as WeightType;
+    return typeFits('q8_0', K) ? 'q8_0' : 'f32';
+  }
+  return typeFits(choice, K) ? choice : 'f32';
+}
+
+/** Canonical names of the matrices stored in the arenas (not vectors, not wpe). */
+export function isMatrixName(name: string): boolean {
+  return name === 'transformer.wte.weight' || name === 'lm_head.weight'
+    || /\.(attn\.Wqkv|attn\.out_proj|ffn\.up_proj|ffn\.gate_proj|ffn\.down_proj)\.weight$/.test(name);
+}
+
+function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
+  return t === 'f32' || t === 'f16' || t === 'bf16';
+}
+
+/** Writes a matrix whose bytes are `bytes` (stored as info.dtype) into its arena as ref.type. */
+export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info: TensorInfo, bytes: Uint8Array): void {
+  const a = ref.arena, k = arenas.kernels[a]!;
+  const K = ref.cols, N = ref.rows;
+  if (info.dtype === ref.type) {
+    arenas.u8(a).set(bytes.subarray(0, N * rowBytes(ref.type, K)), ref.ptr);
+    if (ref.type === 'q8_0') k.clamp_q8_0(ref.ptr, N * K);
+    return;
+  }
+  // Row chunks through the scratch: [raw source bytes | f32 values].
+  const s = L.arenas[a]!.scratch;
+  const srcRow = byteLengthOf(info.dtype, K);
+  const room = s.end - s.start;
+  const chunk = Math.max(1, Math.floor(room / (srcRow + K * 4 + 128)));
+  const raw = s.start;
+  const f = Math.ceil((raw + chunk * srcRow) / 64) * 64;
+  const dstRow = rowBytes(ref.type, K);
+  for (let r0 = 0; r0 < N; r0 += chunk) {
+    const r1 = Math.min(N, r0 + chunk), n = (r1 - r0) * K;
+    const part = bytes.subarray(r0 * srcRow, r1 * srcRow);
+    if (isFloatType(info.dtype)) {
+      if (info.dtype === 'f32') arenas.u8(a).set(part, f);
+      else {
+        arenas.u8(a).set(part, raw);
+        if (info.dtype === 'f16') k.f16_to_f32_array(raw, n, f);
+        else k.bf16_to_f32_array(raw, n, f);
+      }
+    } else {
+      arenas.f32(a).set(dequantize(info.dtype, part, n), f / 4);
+    }
+    const dst = ref.ptr + r0 * dstRow;
+    switch (ref.type) {
+      case 'f32': arenas.u8(a).copyWithin(dst, f, f + n * 4); break;
+      case 'f16': k.f32_to_f16_array(f, n, dst); break;
+      case 'bf16': k.f32_to_bf16_array(f, n, dst); break;
+      case 'q8_0': k.quantize_q8_0(f, n, dst); break;
+      case 'q4_0': k.quantize_q4_0(f, n, dst); break;
+    }
+  }
+}
+
+function writeVector(arenas: Arenas, arena: number, ptr: number, info: TensorInfo, bytes: Uint8Array): void {
+  const n = info.shape.reduce((x, y) => x * y, 1);
+  arenas.f32(arena).set(dequantize(info.dtype, bytes, n), ptr / 4);
+}
+
+/** Loads every tensor of the checkpoint into the planned places. */
+export async function loadWeights(config: MptConfig, tensors: TensorSource, L: ModelLayout, arenas: Arenas,
+  onProgress?: (done: number, total: number) => void): Promise<void> {
+  checkTensorSource(config, tensors);
+  const jobs: Array<{ name: string; write: (info: TensorInfo, bytes: Uint8Array) => void }> = [];
+  const matrix = (name: string, ref: MatrixRef) => {
+    jobs.push({ name, write: (info, bytes) => writeMatrix(arenas, L, ref, info, bytes) });
+    if (ref.bias) {
+      const bname = name.replace(/\.weight$/, '.bias');
+      jobs.push({ name: bname, write: (info, bytes) => writeVector(arenas, ref.arena, ref.bias, info, bytes) });
+    }
+  };
+  const norm = (name: string, arena: number, ref: NormRef) => {
+    if (ref.w) jobs.push({ name: `${name}.weight`, write: (i, b) => writeVector(arenas, arena, ref.w, i, b) });
+    if (ref.b) jobs.push({ name: `${name}.bias`, write: (i, b) => writeVector(arenas, arena, ref.b, i, b) });
+  };
+  const h = L.head;
+  matrix('transformer.wte.weight', h.wte);
+  if (h.wpe) jobs.push({ name: 'transformer.wpe.weight', write: (i, b) => writeVector(arenas, h.arena, h.wpe, i, b) });
+  norm('transformer.norm_f', h.arena, h.normF);
+  if (!config.tieWordEmbeddings) matrix('lm_head.weight', h.lm);
+  L.layers.forEach((ly, l) => {
+    const p = blockPrefix(l);
+    norm(`${p}norm_1`, ly.arena, ly.norm1);
+    matrix(`${p}attn.Wqkv.weight`, ly.qkv);
+    if (ly.qLn) norm(`${p}attn.q_ln`, ly.arena, ly.qLn);
+    if (ly.kLn) norm(`${p}attn.k_ln`, ly.arena, ly.kLn);
+    matrix(`${p}attn.out_proj.weight`, ly.out);
+    norm(`${p}norm_2`, ly.arena, ly.norm2);
+    if (ly.gate) matrix(`${p}ffn.gate_proj.weight`, ly.gate);
+    matrix(`${p}ffn.up_proj.weight`, ly.up);
+    matrix(`${p}ffn.down_proj.weight`, ly.down);
+  });
+  const infos = jobs.map((j) => {
+    const info = tensors.info(j.name);
+    if (!info) throw new WeightsError(`missing tensor ${j.name}`);
+    return info;
+  });
+  const total = infos.reduce((s, i) => s + i.byteLength, 0);
+  let done = 0;
+  for (let i = 0; i < jobs.length; i++) {
+    const info = infos[i]!;
+    const bytes = await tensors.read(info.name);
+    if (bytes.byteLength < info.byteLength) throw new WeightsError(`tensor ${info.name}: ${bytes.byteLength} bytes read, ${info.byteLength} expected`);
+    jobs[i]!.write(info, bytes);
+    done += info.byteLength;
+    onProgress?.(done, total);
+  }
+}
+
+/** Types in a source that `auto` converts (for a one-line warning). */
+export function convertedTypes(tensors: TensorSource): string[] {
+  const seen = new Set<string>();
+  for (const t of tensors.list()) {
+    if (isMatrixName(t.name) && !(WEIGHT_TYPES as readonly string[]).includes(t.dtype)) seen.add(GGML_TYPES[t.dtype]?.name ?? t.dtype);
+  }
+  return [...seen];
+}

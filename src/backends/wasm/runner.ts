@@ -1,0 +1,217 @@
+/**
+ * The wasm backend's ModelRunner: KV caches in the arenas, forward calls split into passes of at
+ * most `maxRows` tokens (continuous batching: a pass may hold tokens of several sequences), each
+ * pass run by the worker pool.
+ */
+import { InputError, UnsupportedError } from '../../errors.js';
+import type { MptConfig } from '../../model/config.js';
+import type { ForwardOptions, KvCache, KvCacheOptions, KvSnapshot, KvType, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
+import type { Arenas } from './arenas.js';
+import { restoreWasmCache, snapshotWasmCache } from './kv-snapshot.js';
+import type { Pass, PassSequence } from './executor.js';
+import { kvRegionBytes, type ModelLayout } from './layout.js';
+import type { WorkerPool } from './pool.js';
+
+/**
+ * KV types: values are kept in f32 storage rounded through the type (the numerics of an f16 or
+ * q8_0 cache, as the reference backend gives them; the memory of an f32 one).
+ */
+const KV_ROUND: Record<KvType, number> = { f32: 0, f16: 1, q8_0: 2 };
+
+export class WasmKvCache implements KvCache {
+  /** @internal */ len = 0;
+  /** @internal */ disposed = false;
+
+  /** @internal */
+  constructor(readonly runner: WasmRunner, readonly capacity: number, readonly kvType: KvType,
+    /** Per arena: byte offset of this cache's region (0 where the arena holds no layer). */
+    readonly regions: number[], readonly sizes: number[]) {}
+
+  get length(): number {
+    return this.len;
+  }
+
+  truncate(n: number): void {
+    if (this.disposed) throw new InputError('this KV cache was disposed');
+    if (!Number.isInteger(n) || n < 0 || n > this.len) throw new InputError(`cannot truncate a cache of length ${this.len} to ${n}`);
+    this.len = n;
+  }
+
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.runner.releaseCache(this);
+  }
+}
+
+export class WasmRunner implements ModelRunner {
+  readonly backendName = 'wasm';
+  readonly config: MptConfig;
+  private queue: Promise<unknown> = Promise.resolve();
+  private logitsBuf: SharedArrayBuffer | null = null;
+  private disposed = false;
+
+  constructor(readonly layout: ModelLayout, readonly arenas: Arenas, private readonly pool: WorkerPool) {
+    this.config = layout.config;
+  }
+
+  /** Worker threads in use. */
+  get threads(): number {
+    return this.pool.threads;
+  }
+
+  createCache(options: KvCacheOptions): KvCache {
+    const cap = options.capacity;
+    if (!Number.isInteger(cap) || cap < 1) throw new InputError(`KV cache capacity must be a positive integer, got ${cap}`);
+    const kvType = options.kvType ?? 'f32';
+    if (!(kvType in KV_ROUND)) throw new UnsupportedError(`unknown KV cache type "${String(kvType)}" (f32, f16, q8_0)`);
+    const regions: number[] = [], sizes: number[] = [];
+    try {
+      this.layout.arenas.forEach((a, i) => {
+        if (a.layers.length === 0) { regions.push(0); sizes.push(0); return; }
+        const size = kvRegionBytes(this.config, a.layers.length, cap);
+        regions.push(this.arenas.alloc(i, size));
+        sizes.push(size);
+      });
+    } catch (e) {
+      regions.forEach((r, i) => { if (r) this.arenas.release(i, r, sizes[i]!); });
+      throw e;
+    }
+    return new WasmKvCache(this, cap, kvType, regions, sizes);
+  }
+
+  /** @internal */
+  releaseCache(c: WasmKvCache): void {
+    c.regions.forEach((r, i) => { if (r) this.arenas.release(i, r, c.sizes[i]!); });
+  }
+
+  forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
+    const run = this.queue.then(() => this.forwardNow(batch, options));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  private validate(batch: SequenceInput[], options: ForwardOptions): WasmKvCache[] {
+    if (this.disposed) throw new InputError('this runner has been disposed');
+    if (options.outputHiddenStates || options.outputAttentions) {
+      throw new UnsupportedError('hidden states and attention probabilities are available from the reference backend only');
+    }
+    const V = this.config.vocabSize;
+    const seen = new Set<WasmKvCache>();
+    return batch.map((s, i) => {
+      const c = s.cache;
+      if (!(c instanceof WasmKvCache) || c.runner !== this) throw new InputError(`sequence ${i}: its KV cache was not created by this wasm runner`);
+      if (c.disposed) throw new InputError(`sequence ${i}: its KV cache has been disposed`);
+      if (seen.has(c)) throw new InputError(`sequence ${i}: the same KV cache appears twice in one batch`);
+      seen.add(c);
+      const T = s.tokens.length;
+      if (c.len + T > c.capacity) {
+        throw new InputError(`sequence ${i}: ${c.len} cached + ${T} new tokens exceed the KV cache capacity ${c.capacity}`);
+      }
+      if (s.padMask && s.padMask.length !== T) throw new InputError(`sequence ${i}: padMask has ${s.padMask.length} entries for ${T} tokens`);
+      for (let t = 0; t < T; t++) {
+        const id = s.tokens[t]!;
+        if (!Number.isInteger(id) || id < 0 || id >= V) {
+          throw new InputError(`sequence ${i}: token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
+        }
+      }
+      return c;
+    });
+  }
+
+  private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
+    const caches = this.validate(batch, options);
+    const L = this.layout, c = this.config, V = c.vocabSize;
+    const outputs: SequenceOutput[] = batch.map((s) => {
+      const T = s.tokens.length;
+      const rows = options.logits === 'all' ? T : options.logits === 'last' && T > 0 ? 1 : 0;
+      return { logits: new Float32Array(rows * V) };
+    });
+    const done = batch.map(() => 0); // tokens of each sequence already run
+    // Positions of learned position embeddings: MosaicML shifts them left past padding.
+    const padsSoFar = c.learnedPosEmb ? caches.map((cache) => this.countPads(cache)) : [];
+    for (;;) {
+      // Next pass: as many pending tokens as fit, sequence by sequence.
+      const seqs: PassSequence[] = [];
+      const pieces: Array<{ i: number; t0: number; n: number }> = [];
+      let rows = 0;
+      batch.forEach((s, i) => {
+        const left = s.tokens.length - done[i]!;
+        if (left <= 0 || rows >= L.maxRows) return;
+        const n = Math.min(left, L.maxRows - rows);
+        const cache = caches[i]!;
+        seqs.push({ rowStart: rows, n, past: cache.len, capacity: cache.capacity, kv: cache.regions, kvRound: KV_ROUND[cache.kvType] });
+        pieces.push({ i, t0: done[i]!, n });
+        rows += n;
+      });
+      if (rows === 0) break;
+      const tokens = new Int32Array(rows);
+      const wpePos = c.learnedPosEmb ? new Int32Array(rows) : undefined;
+      const logitRows: number[] = [];
+      const logitDest: Array<[number, number]> = [];
+      for (let k = 0; k < pieces.length; k++) {
+        const { i, t0, n } = pieces[k]!;
+        const s = batch[i]!, sq = seqs[k]!, cache = caches[i]!;
+        for (let t = 0; t < n; t++) {
+          const r = sq.rowStart + t;
+          tokens[r] = s.tokens[t0 + t]!;
+          const real = s.padMask ? (s.padMask[t0 + t] ? 1 : 0) : 1;
+          this.setValid(cache, sq.past + t, real);
+          if (wpePos) {
+            if (!real) padsSoFar[i]!++;
+            const pos = Math.max(0, sq.past + t - padsSoFar[i]!);
+            if (pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+            wpePos[r] = pos;
+          }
+          const T = s.tokens.length, tt = t0 + t;
+          if (options.logits === 'all') { logitRows.push(r); logitDest.push([i, tt]); }
+          else if (options.logits === 'last' && tt === T - 1) { logitRows.push(r); logitDest.push([i, 0]); }
+        }
+      }
+      const need = logitRows.length * V * 4;
+      if (need > 0 && (!this.logitsBuf || this.logitsBuf.byteLength < need)) this.logitsBuf = new SharedArrayBuffer(need);
+      const pass: Pass = {
+        rows, tokens, wpePos, seqs,
+        logitRows: Int32Array.from(logitRows),
+        logitsOut: need > 0 ? this.logitsBuf! : undefined,
+        logitsOffset: 0,
+      };
+      await this.pool.run(pass);
+      if (need > 0) {
+        const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);
+        logitDest.forEach(([i, row], j) => outputs[i]!.logits.set(all.subarray(j * V, (j + 1) * V), row * V));
+      }
+      pieces.forEach(({ i, n }) => { caches[i]!.len += n; done[i]! += n; });
+    }
+    return outputs;
+  }
+
+  /** Marks position `pos` of a cache as a real token (1) or padding (0), in every arena. */
+  private setValid(cache: WasmKvCache, pos: number, v: number): void {
+    cache.regions.forEach((r, a) => { if (r) this.arenas.u8(a)[r + pos] = v; });
+  }
+
+  private countPads(cache: WasmKvCache): number {
+    const a = cache.regions.findIndex((r) => r !== 0);
+    const u8 = this.arenas.u8(a);
+    let n = 0;
+    for (let j = 0; j < cache.len; j++) if (!u8[cache.regions[a]! + j]) n++;
+    return n;
+  }
+
+  // Prompt cache support (kv-snapshot.ts).
+  saveCache(cache: KvCache): KvSnapshot {
+    return snapshotWasmCache(this, cache);
+  }
+
+  restoreCache(snapshot: KvSnapshot, options: KvCacheOptions): KvCache {
+    return restoreWasmCache(this, snapshot, options);
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.queue;
+    await this.pool.close();
+  }
+}

@@ -1,0 +1,79 @@
+/**
+ * Synchronisation of the worker threads through one small SharedArrayBuffer: a reusable barrier
+ * and atomic work counters. No messages on the hot path: every worker runs the same sequence of
+ * operations; each operation's work items are claimed with Atomics.add and the operation ends at
+ * a barrier. Written against Atomics only, so it runs the same in Node worker_threads and in
+ * browser Web Workers.
+ */
+
+/** Int32 slots of the control buffer. */
+export const CTL = {
+  count: 0,
+  generation: 1,
+  abort: 2,
+  /** Four work counters, used round-robin by consecutive parallel operations. */
+  counters: 8,
+  size: 16,
+} as const;
+
+export function createControlBuffer(): SharedArrayBuffer {
+  return new SharedArrayBuffer(CTL.size * 4);
+}
+
+/** Thrown in a worker when another worker failed and the pass is abandoned. */
+export class TeamAborted extends Error {}
+
+export class Team {
+  private op = 0;
+  private readonly spin: number;
+
+  constructor(private readonly ctl: Int32Array, readonly tid: number, readonly nt: number, cores: number) {
+    // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
+    this.spin = nt <= cores ? 20000 : 50;
+  }
+
+  /** Call at the start of every pass (the main thread zeroes the counters between passes). */
+  reset(): void {
+    this.op = 0;
+  }
+
+  barrier(): void {
+    const ctl = this.ctl;
+    if (this.nt === 1) return;
+    const gen = Atomics.load(ctl, CTL.generation);
+    if (Atomics.add(ctl, CTL.count, 1) === this.nt - 1) {
+      Atomics.store(ctl, CTL.count, 0);
+      Atomics.add(ctl, CTL.generation, 1);
+      Atomics.notify(ctl, CTL.generation);
+      return;
+    }
+    let spins = 0;
+    while (Atomics.load(ctl, CTL.generation) === gen) {
+      if (++spins < this.spin) continue;
+      if (Atomics.load(ctl, CTL.abort)) throw new TeamAborted('another worker failed');
+      Atomics.wait(ctl, CTL.generation, gen, 20);
+    }
+  }
+
+  /**
+   * Runs fn(i) for every i in [0, n), items claimed dynamically by whichever thread is free,
+   * then waits at a barrier. Every thread must call it with the same n, in the same order.
+   */
+  parallelFor(n: number, fn: (i: number) => void): void {
+    const ctl = this.ctl;
+    const slot = CTL.counters + (this.op & 3);
+    // Counter (op+1) was last used by op-3, which every thread has left (barriers since).
+    if (this.tid === 0) Atomics.store(ctl, CTL.counters + ((this.op + 1) & 3), 0);
+    this.op++;
+    if (this.nt === 1) {
+      for (let i = 0; i < n; i++) fn(i);
+      return;
+    }
+    for (;;) {
+      const i = Atomics.add(ctl, slot, 1);
+      if (i >= n) break;
+      fn(i);
+    }
+    this.barrier();
+  }
+}

@@ -1,0 +1,95 @@
+/** `mpt convert MODEL OUT.gguf --type T`: writes an MPT checkpoint as a GGUF file llama.cpp can load. */
+import { existsSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../../errors.js';
+import { openCheckpoint } from '../../model/load.js';
+import {
+  byteLevelTestTokenizer, GGUF_OUT_TYPES, writeGgufFromCheckpoint, type GgufOutType, type GgufTokenizer,
+} from '../../model/gguf-model.js';
+import { NEOX_TOKENIZER_SIZE, shippedNeoxTokenizerPath } from '../../runtime/tokenizer.js';
+import { parseArgs } from '../args.js';
+
+export const summary = 'convert a model to a GGUF file for llama.cpp (f32, f16, q8_0, q4_0, ...)';
+export const help = `usage: mpt convert MODEL OUT.gguf [--type TYPE] [--tokenizer PATH|bytes] [--name NAME]
+
+Writes MODEL (a Hugging Face MPT folder, or a GGUF file) as a GGUF file that llama.cpp loads
+(architecture "mpt"). Matrices are stored as TYPE; LayerNorm weights and biases stay f32.
+
+  --type TYPE        f32, f16 (default), bf16, q8_0, q4_0, q4_1, q5_0 or q5_1. The q types use
+                     ggml's reference quantizers: the same bytes llama-quantize writes.
+  --tokenizer PATH   tokenizer.json to embed (default: MODEL/tokenizer.json, else the shipped
+                     GPT-NeoX-20B tokenizer when the vocabulary fits it). "bytes" embeds a
+                     byte-level test vocabulary of exactly vocab_size ids (for random test models).
+  --name NAME        general.name (default: the folder or file name)
+
+The vocabulary is padded to vocab_size with [PAD<id>] tokens, as llama.cpp's converter does.
+The file is written to a temporary name and renamed when complete.`;
+
+function bar(done: number, total: number): string {
+  const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
+  return `${String(pct).padStart(3)}%`;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { positionals, options } = parseArgs(argv, {
+    type: { type: 'string' }, tokenizer: { type: 'string' }, name: { type: 'string' },
+  }, 'convert');
+  if (positionals.length !== 2) throw new InputError('usage: mpt convert MODEL OUT.gguf [--type TYPE] (see mpt convert --help)');
+  const [model, out] = positionals as [string, string];
+  const type = ((options['type'] as string | undefined) ?? 'f16').toLowerCase() as GgufOutType;
+  if (!GGUF_OUT_TYPES.includes(type)) throw new InputError(`--type must be one of ${GGUF_OUT_TYPES.join(', ')}, got "${type}"`);
+  if (!out.endsWith('.gguf')) throw new InputError(`the output file should end in .gguf, got ${out}`);
+
+  const ck = await openCheckpoint(model);
+  try {
+    const c = ck.config;
+    const tokOpt = options['tokenizer'] as string | undefined;
+    let tokenizer: string | GgufTokenizer;
+    let tokenizerNote: string;
+    if (tokOpt === 'bytes') {
+      tokenizer = byteLevelTestTokenizer(c.vocabSize);
+      tokenizerNote = 'byte-level test vocabulary';
+    } else if (tokOpt !== undefined) {
+      if (!existsSync(tokOpt)) throw new InputError(`tokenizer not found: ${tokOpt}`);
+      tokenizer = statSync(tokOpt).isDirectory() ? join(tokOpt, 'tokenizer.json') : tokOpt;
+      tokenizerNote = tokenizer;
+    } else if (ck.kind === 'gguf' && ck.ggufTokenizer !== undefined) {
+      tokenizer = ck.ggufTokenizer as GgufTokenizer;
+      tokenizerNote = 'the input GGUF\'s tokenizer';
+    } else if (ck.kind === 'hf' && existsSync(join(ck.dir, 'tokenizer.json'))) {
+      tokenizer = join(ck.dir, 'tokenizer.json');
+      tokenizerNote = tokenizer;
+    } else {
+      const name = c.raw['tokenizer_name'];
+      if (c.vocabSize < NEOX_TOKENIZER_SIZE || (typeof name === 'string' && !/neox/i.test(name))) {
+        throw new InputError(
+          `${model} has no tokenizer.json and its vocabulary (${c.vocabSize}) is not GPT-NeoX-20B's: ` +
+            'give --tokenizer PATH, or --tokenizer bytes for a test model',
+        );
+      }
+      tokenizer = shippedNeoxTokenizerPath();
+      tokenizerNote = 'the shipped GPT-NeoX-20B tokenizer';
+    }
+    const name = (options['name'] as string | undefined) ?? ck.path.split(/[\\/]/).filter(Boolean).pop()!.replace(/\.gguf$/, '');
+    const tty = process.stderr.isTTY;
+    let last = 0;
+    const t0 = Date.now();
+    let total = 0;
+    await writeGgufFromCheckpoint(c, ck.tensors, tokenizer, out, type, {
+      name,
+      onProgress: (done, all, tensor) => {
+        total = all;
+        const now = Date.now();
+        if (tty) process.stderr.write(`\rconvert: ${bar(done, all)} ${tensor}`.padEnd(72));
+        else if (now - last > 2000 || done === all) process.stderr.write(`convert: ${bar(done, all)} ${tensor}\n`);
+        last = now;
+      },
+    });
+    if (tty) process.stderr.write('\n');
+    const mb = (total / 1e6).toFixed(1);
+    process.stderr.write(`wrote ${out}: ${type}, ${mb} MB of tensor data, tokenizer: ${tokenizerNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+    return 0;
+  } finally {
+    await ck.tensors.close();
+  }
+}

@@ -1,0 +1,106 @@
+/**
+ * `mpt finetune BASE_MODEL DATA.jsonl --out DIR`: instruction fine-tuning (loss on response tokens
+ * only), full or LoRA. Writes a merged Hugging Face folder to DIR (and the adapters alone to
+ * DIR/adapter with --lora).
+ */
+import { dirname, join } from 'node:path';
+import { parseArgs } from '../args.js';
+import { InputError } from '../../errors.js';
+import { bestKernels } from '../../train/kernels.js';
+import { exportHfFolder, loadTrainModel } from '../../train/weights-io.js';
+import { instructBatch, readInstructJsonl } from '../../train/data.js';
+import { loadTokenizer } from '../../runtime/tokenizer.js';
+import { Trainer } from '../../train/trainer.js';
+import { optimizerConfig } from '../../train/optim.js';
+import { parseScheduleName } from '../../train/schedule.js';
+import { saveLoraAdapters } from '../../train/lora.js';
+import { Rng } from '../../train/rng.js';
+import type { LoraConfig } from '../../train/model.js';
+
+export const summary = 'instruction fine-tuning from JSONL (full or LoRA)';
+export const help = `usage: mpt finetune BASE_MODEL DATA.jsonl --out DIR [options]
+
+Fine-tunes BASE_MODEL on JSONL lines {"prompt": ..., "response": ...} ("answer", "completion"
+or "output" also name the response; "instruction"/"context" the prompt). The loss is on the
+response tokens (and the EOS after them) only; batches are right-padded. DIR receives a full
+Hugging Face model folder (adapters merged) and, with --lora, DIR/adapter with the adapters alone.
+Checkpoints go to DIR/checkpoints; running the same command again resumes.
+
+options:
+  --out DIR             output folder (required)
+  --lora                train LoRA adapters only (on Wqkv, out_proj, up_proj, down_proj)
+  --rank N              LoRA rank (default 8)
+  --alpha X             LoRA alpha (default 16)
+  --epochs X            passes over the data (default 1)
+  --steps N             optimizer steps (overrides --epochs)
+  --batch-size N        examples per optimizer step (default 8)
+  --microbatch N        examples per forward pass (default: batch size)
+  --max-seq-len N       truncate examples to N tokens (default: the model's max_seq_len)
+  --lr X                peak learning rate (default 2e-4 with --lora, 2e-5 without)
+  --optimizer NAME      decoupled_lionw | decoupled_adamw | adamw (default decoupled_adamw)
+  --warmup N            warmup steps (default 10% of the steps)
+  --eval-fraction X     examples held out for eval loss (default 0.05)
+  --seed N              (default 17)
+  --threads N           threads for the matrix products
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { positionals, options: o } = parseArgs(argv, {
+    out: { type: 'string' }, lora: { type: 'boolean' }, rank: { type: 'number' }, alpha: { type: 'number' },
+    epochs: { type: 'number' }, steps: { type: 'number' }, 'batch-size': { type: 'number' }, microbatch: { type: 'number' },
+    'max-seq-len': { type: 'number' }, lr: { type: 'number' }, optimizer: { type: 'string' }, warmup: { type: 'number' },
+    'eval-fraction': { type: 'number' }, seed: { type: 'number' }, threads: { type: 'number' },
+  }, 'finetune');
+  if (positionals.length !== 2) throw new InputError('mpt finetune needs BASE_MODEL and DATA.jsonl (see mpt finetune --help)');
+  if (!o['out']) throw new InputError('mpt finetune needs --out DIR');
+  const [base, dataPath] = positionals as [string, string];
+  const out = String(o['out']);
+  const seed = (o['seed'] as number | undefined) ?? 17;
+  const kernels = await bestKernels(o['threads'] as number | undefined);
+  try {
+    const { model, dir } = await loadTrainModel(base, kernels);
+    const tok = loadTokenizer(dir, { vocabSize: model.config.vocabSize });
+    if (!tok) throw new InputError(`${base} has no tokenizer`);
+    const eos = tok.eosId ?? 0, pad = tok.padId ?? eos;
+    const examples = readInstructJsonl(dataPath, tok, eos);
+    const order = examples.map((_, i) => i);
+    new Rng(seed).shuffle(order);
+    const nEval = Math.min(examples.length - 1, Math.round(examples.length * ((o['eval-fraction'] as number | undefined) ?? 0.05)));
+    const evalIdx = order.slice(0, nEval), trainIdx = order.slice(nEval);
+    const seqLen = Math.min((o['max-seq-len'] as number | undefined) ?? model.config.maxSeqLen, model.config.maxSeqLen);
+    const source = (idx: number[]) => ({ count: idx.length, batch: (rows: readonly number[]) => instructBatch(examples, rows.map((r) => idx[r]!), seqLen, pad) });
+    let lora: LoraConfig | null = null;
+    if (o['lora']) {
+      lora = { rank: (o['rank'] as number | undefined) ?? 8, alpha: (o['alpha'] as number | undefined) ?? 16, targets: ['Wqkv', 'out_proj', 'up_proj', 'down_proj'] };
+      model.addLora(lora, seed);
+    }
+    const batch = (o['batch-size'] as number | undefined) ?? 8;
+    const micro = (o['microbatch'] as number | undefined) ?? batch;
+    const steps = (o['steps'] as number | undefined) ?? Math.max(1, Math.ceil((((o['epochs'] as number | undefined) ?? 1) * trainIdx.length) / batch));
+    const lr = (o['lr'] as number | undefined) ?? (lora ? 2e-4 : 2e-5);
+    const trainer = new Trainer({
+      model, train: source(trainIdx), eval: nEval > 0 ? source(evalIdx) : null,
+      optimizer: optimizerConfig((o['optimizer'] as string | undefined) ?? 'decoupled_adamw', { lr, weightDecay: 0 }),
+      schedule: { name: parseScheduleName('cosine_with_warmup'), warmupSteps: (o['warmup'] as number | undefined) ?? Math.floor(steps / 10), alphaF: 0.1 },
+      maxSteps: steps, globalBatch: batch, microBatch: micro, gradClip: 1, evalInterval: Math.max(1, Math.floor(steps / 5)), evalBatches: 0,
+      seed, saveFolder: join(out, 'checkpoints'), saveInterval: Math.max(1, Math.floor(steps / 5)),
+      checkpointMeta: { base, data: dataPath, lora },
+      title: `mpt finetune ${lora ? `LoRA r=${lora.rank}` : 'full'}`,
+    });
+    const nTrain = model.trainableParams().reduce((a, p) => a + p.data.length, 0);
+    process.stderr.write(`finetune: ${trainIdx.length} train / ${nEval} eval examples, ${steps} steps of ${batch}, ${(nTrain / 1e6).toFixed(3)} M trainable parameters${lora ? ` (LoRA r=${lora.rank}, alpha ${lora.alpha})` : ''}, kernels ${kernels.name}\n`);
+    await trainer.resume();
+    const { history, evals } = await trainer.run();
+    if (lora) {
+      await saveLoraAdapters(model, join(out, 'adapter'), base);
+      model.mergeLora();
+    }
+    // The tokenizer travels with the model (the shipped one when the base folder has none).
+    const tokDir = tok.source.endsWith('tokenizer.json') ? dirname(tok.source) : dir;
+    await exportHfFolder(model, out, { dtype: 'f32', tokenizerDir: tokDir });
+    process.stdout.write(JSON.stringify({ steps: trainer.step, final_loss: history[history.length - 1]?.loss ?? null, eval_loss: evals[evals.length - 1]?.evalLoss ?? null, out }) + '\n');
+    return 0;
+  } finally {
+    kernels.close();
+  }
+}

@@ -1,0 +1,105 @@
+/** `mpt info MODEL`: config summary, parameter count, storage, and the memory plan for a context. */
+import type { KvType } from '../../backends/backend.js';
+import { InputError } from '../../errors.js';
+import type { DType } from '../../formats/tensor-source.js';
+import { defaultModelPath } from '../../model/default-model.js';
+import { openCheckpoint } from '../../model/load.js';
+import { formatBytes, planMemory } from '../../model/memory-plan.js';
+import { parseArgs } from '../args.js';
+
+export const summary = 'show a model\'s config, size and memory plan';
+export const help = `usage: mpt info [MODEL] [--ctx N] [--kv-type f32|f16|q8_0] [--type f32|f16|bf16|q8_0|q4_0] [--json]
+
+Prints the config summary, parameter count, storage dtypes and bytes, and the memory plan
+(weights + KV cache + activations) for a context of --ctx tokens (default: max_seq_len)
+with a --kv-type KV cache (default f32, as generate and serve use).
+--type plans for the weights converted to that type (e.g. q4_0 for an f16 checkpoint).
+MODEL is a Hugging Face MPT folder or a GGUF file (default: the shipped model).`;
+
+const BITS: Record<string, number> = { f32: 32, f16: 16, bf16: 16, q8_0: 8.5, q4_0: 4.5, q4_1: 5, q5_0: 5.5, q5_1: 6, q2_k: 2.625, q3_k: 3.4375, q4_k: 4.5, q5_k: 5.5, q6_k: 6.5625 };
+
+export async function run(argv: string[]): Promise<number> {
+  const { positionals, options } = parseArgs(argv, {
+    ctx: { type: 'number' }, 'kv-type': { type: 'string' }, type: { type: 'string' }, json: { type: 'boolean' }, mem: { type: 'number' },
+  }, 'info');
+  const path = positionals[0] ?? defaultModelPath();
+  const ck = await openCheckpoint(path);
+  const c = ck.config;
+  const list = ck.tensors.list();
+  await ck.tensors.close();
+  let params = 0;
+  let bytes = 0;
+  const dtypes: Record<string, number> = {};
+  for (const t of list) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    params += n;
+    bytes += t.byteLength;
+    dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
+  }
+  const kvType = (options['kv-type'] as string | undefined) ?? 'f32'; // the default of mpt generate / serve
+  if (!['f32', 'f16', 'q8_0'].includes(kvType)) throw new InputError(`--kv-type must be f32, f16 or q8_0, got "${kvType}"`);
+  const ctx = (options['ctx'] as number | undefined) ?? c.maxSeqLen;
+  if (!Number.isInteger(ctx) || ctx < 1) throw new InputError(`--ctx must be a positive integer, got ${ctx}`);
+  let weightBytes = bytes;
+  const type = options['type'] as DType | undefined;
+  if (type) {
+    if (!(type in BITS)) throw new InputError(`--type must be one of ${Object.keys(BITS).join(', ')}`);
+    weightBytes = 0;
+    for (const t of list) {
+      const n = t.shape.reduce((a, b) => a * b, 1);
+      weightBytes += t.shape.length === 1 ? n * 4 : Math.ceil((n * BITS[type]!) / 8);
+    }
+  }
+  const plan = planMemory({ config: c, weightBytes, ctx, kvType: kvType as KvType, availableBytes: options['mem'] as number | undefined });
+  const info = {
+    path: ck.path,
+    format: ck.kind,
+    d_model: c.dModel,
+    n_heads: c.nHeads,
+    kv_n_heads: c.attn.kvNHeads,
+    attn_type: c.attn.attnType,
+    n_layers: c.nLayers,
+    ffn_hidden_size: c.ffn.hiddenSize,
+    ffn_type: c.ffn.ffnType,
+    vocab_size: c.vocabSize,
+    max_seq_len: c.maxSeqLen,
+    alibi: c.attn.alibi,
+    alibi_bias_max: c.attn.alibiBiasMax,
+    clip_qkv: c.attn.clipQkv,
+    qk_ln: c.attn.qkLn,
+    no_bias: c.noBias,
+    norm_type: c.normType,
+    logit_scale: c.logitScale,
+    softmax_scale: c.attn.softmaxScale,
+    parameters: params,
+    tensors: list.length,
+    dtypes,
+    weight_bytes: bytes,
+    plan: { ...plan, weightType: type ?? 'as stored' },
+  };
+  if (options['json']) {
+    process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+    return 0;
+  }
+  const lines = [
+    `model        ${ck.path} (${ck.kind === 'gguf' ? 'GGUF' : 'Hugging Face folder'})`,
+    `shape        d_model ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads (head_dim ${c.headDim}), ${c.attn.attnType}${c.attn.attnType !== 'multihead_attention' ? ` with ${c.attn.kvNHeads} K/V heads` : ''}`,
+    `mlp          ${c.ffn.ffnType}, hidden ${c.ffn.hiddenSize} (expansion ${c.expansionRatio}), ${c.ffn.activation}`,
+    `vocab        ${c.vocabSize}${c.tieWordEmbeddings ? ' (tied LM head)' : ''}`,
+    `context      max_seq_len ${c.maxSeqLen}${c.attn.alibi ? `, ALiBi (bias max ${c.attn.alibiBiasMax}): extrapolates beyond it` : ''}`,
+    `options      clip_qkv ${c.attn.clipQkv ?? 'off'}, qk_ln ${c.attn.qkLn}, biases ${!c.noBias}, norm ${c.normType}, logit_scale ${c.logitScale ?? 'off'}, softmax_scale ${c.attn.softmaxScale ?? '1/sqrt(head_dim)'}`,
+    `parameters   ${params.toLocaleString('en-US')} (${(params / 1e6).toFixed(2)} M) in ${list.length} tensors`,
+    `storage      ${formatBytes(bytes)}: ${Object.entries(dtypes).map(([k, v]) => `${v}× ${k}`).join(', ')}`,
+    '',
+    `memory plan  context ${ctx} tokens, KV cache ${kvType}${type ? `, weights as ${type}` : ''}`,
+    `  weights      ${formatBytes(plan.weightBytes)}`,
+    `  KV cache     ${formatBytes(plan.kvBytes)}`,
+    `  activations  ${formatBytes(plan.activationBytes)}`,
+    `  runtime      ${formatBytes(plan.overheadBytes)}`,
+    `  total        ${formatBytes(plan.totalBytes)} of ${formatBytes(plan.availableBytes)} available: ${plan.fits ? 'fits' : 'DOES NOT FIT'}`,
+    `  largest context that fits with ${kvType} KV: ${plan.maxCtxThatFits}`,
+  ];
+  if (ctx > c.maxSeqLen) lines.push(`  note: ${ctx} > max_seq_len ${c.maxSeqLen}: runs by ALiBi extrapolation`);
+  process.stdout.write(lines.join('\n') + '\n');
+  return 0;
+}

@@ -1,0 +1,57 @@
+/**
+ * `mpt train RECIPE.yaml`: pretraining (or continued training) from an llm-foundry-style YAML
+ * recipe (see src/train/recipe.ts). Resumes from `save_folder` when it holds a checkpoint.
+ */
+import { parseArgs } from '../args.js';
+import { bestKernels } from '../../train/kernels.js';
+import { parseDuration, prepareRun, readRecipe } from '../../train/recipe.js';
+import { InputError } from '../../errors.js';
+
+export const summary = 'train an MPT model from a YAML recipe (llm-foundry style)';
+export const help = `usage: mpt train RECIPE.yaml [options]
+
+Trains an MPT model as the recipe says (model, tokenizer, data, optimizer, scheduler,
+max_duration as "1000ba" / "2000000tok" / "2ep", eval_interval, save_folder, seed,
+global_train_batch_size, device_train_microbatch_size). Progress (loss, eval loss, lr,
+tokens/s, ETA) goes to stderr; save_folder gets train-log.jsonl, loss-curve.svg and a
+checkpoint that a second run resumes from exactly. With export_folder, a Hugging Face
+model folder is written at every save.
+
+options:
+  --threads N        worker threads for the matrix products (default: all cores)
+  --duration D       overrides max_duration ("1000ba", "2000000tok", "2ep")
+  --max-steps N      same as --duration Nba
+  --stop-at N        stop after step N with a checkpoint, keeping the schedule of the full
+                     duration (a later run resumes from there)
+  --save-folder DIR  overrides save_folder
+  --no-resume        ignore an existing checkpoint in save_folder (start over)
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  const { positionals, options } = parseArgs(argv, {
+    threads: { type: 'number' }, 'max-steps': { type: 'number' }, duration: { type: 'string' }, 'stop-at': { type: 'number' }, 'save-folder': { type: 'string' }, 'no-resume': { type: 'boolean' },
+  }, 'train');
+  if (positionals.length !== 1) throw new InputError('mpt train needs one argument: the recipe YAML (see mpt train --help)');
+  const rc = readRecipe(positionals[0]!);
+  if (options['save-folder']) rc.saveFolder = String(options['save-folder']);
+  if (options['max-steps'] !== undefined) rc.maxDuration = { value: Number(options['max-steps']), unit: 'ba' };
+  if (options['duration'] !== undefined) rc.maxDuration = parseDuration(options['duration'], '--duration');
+  const kernels = await bestKernels((options['threads'] as number | undefined) ?? rc.threads);
+  try {
+    const prep = await prepareRun(rc, kernels);
+    const nParams = prep.model.params.reduce((a, p) => a + p.data.length, 0);
+    process.stderr.write(`model: d_model ${prep.model.config.dModel}, ${prep.model.config.nLayers} layers, ${prep.model.config.nHeads} heads, ${(nParams / 1e6).toFixed(2)} M trained parameters; kernels ${kernels.name}; ${prep.trainer.o.maxSteps} steps of ${rc.globalBatch} × ${rc.maxSeqLen} tokens\n`);
+    if (options['stop-at'] !== undefined) (prep.trainer.o as { stopAt?: number }).stopAt = Number(options['stop-at']);
+    if (!options['no-resume']) await prep.trainer.resume();
+    const { history, evals } = await prep.trainer.run();
+    const last = history[history.length - 1];
+    const lastEval = evals[evals.length - 1];
+    process.stdout.write(JSON.stringify({
+      steps: prep.trainer.step, tokens: prep.trainer.tokens, final_loss: last?.loss ?? null,
+      eval_loss: lastEval?.evalLoss ?? null, save_folder: rc.saveFolder, export_folder: rc.exportFolder,
+    }) + '\n');
+    return 0;
+  } finally {
+    kernels.close();
+  }
+}

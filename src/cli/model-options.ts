@@ -1,0 +1,162 @@
+/**
+ * What `mpt generate` and `mpt chat` share: the model/prompt positional rule, the sampling and
+ * loading options, and loading a model or tokenizer with a progress bar and user-facing errors.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { InputError } from '../errors.js';
+import { defaultModelPath } from '../model/default-model.js';
+import type { BackendName } from '../model/load.js';
+import type { GenerateOptions } from '../runtime/generate.js';
+import { loadModel, type MptModel } from '../runtime/model.js';
+import { loadTokenizer, MptTokenizer, type GgufTokenizerData } from '../runtime/tokenizer.js';
+import type { OptionSpec, ParsedArgs } from './args.js';
+import { createProgress } from './progress.js';
+
+/** Options of every command that loads a model. */
+export const MODEL_OPTIONS: Record<string, OptionSpec> = {
+  backend: { type: 'string' },
+  threads: { type: 'number' },
+  ctx: { type: 'number', short: 'c' },
+  template: { type: 'string' },
+  tokenizer: { type: 'string' },
+  quiet: { type: 'boolean', short: 'q' },
+};
+
+/** Sampling and stopping options. */
+export const SAMPLING_OPTIONS: Record<string, OptionSpec> = {
+  'max-tokens': { type: 'number', short: 'n' },
+  temperature: { type: 'number', short: 't' },
+  'top-k': { type: 'number' },
+  'top-p': { type: 'number' },
+  'min-p': { type: 'number' },
+  'repeat-penalty': { type: 'number' },
+  'repeat-last-n': { type: 'number' },
+  'presence-penalty': { type: 'number' },
+  'frequency-penalty': { type: 'number' },
+  seed: { type: 'number', short: 's' },
+  stop: { type: 'string', multiple: true },
+};
+
+/** Help text for the options above. */
+export const MODEL_AND_SAMPLING_HELP = `sampling (defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05):
+  -n, --max-tokens N        most new tokens (default 256)
+  -t, --temperature T       0 = greedy
+      --top-k K             keep the K most likely tokens (0 = off)
+      --top-p P             nucleus sampling mass (1 = off)
+      --min-p P             drop tokens below P x the top probability (0 = off)
+      --repeat-penalty R    repetition penalty as in transformers (1 = off)
+      --repeat-last-n N     penalties look at the last N tokens only (0 = all)
+      --presence-penalty X  OpenAI presence penalty (0 = off)
+      --frequency-penalty X OpenAI frequency penalty (0 = off)
+  -s, --seed S              makes sampling reproducible
+      --stop TEXT           stop at TEXT (repeatable; never printed)
+model:
+      --template T          prompt format: auto (default), chatml, instruct, none, jinja
+  -c, --ctx N               context length (default: the model's max_seq_len; larger
+                            only for ALiBi models, which extrapolate)
+      --backend B           auto (default), wasm or reference
+      --threads N           worker threads of the wasm backend
+      --tokenizer PATH      tokenizer.json (or folder) to use instead of the model's
+  -q, --quiet               no progress bar or statistics on stderr`;
+
+/** True when `p` names a model: an existing folder or .gguf file. */
+export function isModelPath(p: string): boolean {
+  if (!existsSync(p)) return false;
+  const st = statSync(p);
+  return st.isDirectory() || (st.isFile() && p.toLowerCase().endsWith('.gguf'));
+}
+
+/**
+ * Splits positionals into MODEL and the rest: the first positional is the model when it is an
+ * existing folder or .gguf file; otherwise the shipped default model is used.
+ */
+export function splitModelArg(positionals: string[]): { model: string | undefined; rest: string[] } {
+  if (positionals.length > 0 && isModelPath(positionals[0]!)) return { model: positionals[0], rest: positionals.slice(1) };
+  return { model: undefined, rest: positionals };
+}
+
+/** Reads the sampling options into GenerateOptions (only those given). */
+export function samplingFromArgs(o: ParsedArgs['options']): GenerateOptions {
+  const g: GenerateOptions = {};
+  const num = (k: string) => o[k] as number | undefined;
+  if (num('max-tokens') !== undefined) g.maxTokens = num('max-tokens');
+  if (num('temperature') !== undefined) g.temperature = num('temperature');
+  if (num('top-k') !== undefined) g.topK = num('top-k');
+  if (num('top-p') !== undefined) g.topP = num('top-p');
+  if (num('min-p') !== undefined) g.minP = num('min-p');
+  if (num('repeat-penalty') !== undefined) g.repetitionPenalty = num('repeat-penalty');
+  if (num('repeat-last-n') !== undefined) g.penaltyLastN = num('repeat-last-n');
+  if (num('presence-penalty') !== undefined) g.presencePenalty = num('presence-penalty');
+  if (num('frequency-penalty') !== undefined) g.frequencyPenalty = num('frequency-penalty');
+  if (num('seed') !== undefined) g.seed = num('seed');
+  if (Array.isArray(o['stop'])) g.stopStrings = (o['stop'] as string[]).map(unescapeStop);
+  return g;
+}
+
+/** `--stop '\n'` means a newline: the usual escapes are understood. */
+function unescapeStop(s: string): string {
+  return s.replace(/\\([nrt\\])/g, (_m, c: string) => ({ n: '\n', r: '\r', t: '\t', '\\': '\\' })[c]!);
+}
+
+function backendArg(v: unknown): BackendName | 'auto' | undefined {
+  if (v === undefined) return undefined;
+  if (v === 'auto' || v === 'wasm' || v === 'reference') return v;
+  throw new InputError(`--backend must be auto, wasm or reference, got "${String(v)}"`);
+}
+
+/** Loads the model named on the command line (or the default one) with a progress bar. */
+export async function loadModelForCli(model: string | undefined, o: ParsedArgs['options']): Promise<MptModel> {
+  const path = model ?? defaultModelPath();
+  const quiet = o['quiet'] === true;
+  const progress = createProgress('loading model', { quiet });
+  const loaded = await loadModel(path, {
+    backend: backendArg(o['backend']),
+    threads: o['threads'] as number | undefined,
+    contextLength: o['ctx'] as number | undefined,
+    template: o['template'] as string | undefined,
+    tokenizer: o['tokenizer'] as string | undefined,
+    onProgress: (d, t) => progress.update(d, t),
+    onNote: (m) => { if (!quiet) process.stderr.write(`note: ${m}\n`); },
+  });
+  progress.finish();
+  return loaded;
+}
+
+/**
+ * Loads a tokenizer from a tokenizer.json file, a model folder or a GGUF file (default: the
+ * default model's folder).
+ */
+export async function loadTokenizerForCli(path: string | undefined): Promise<MptTokenizer> {
+  const p = path ?? defaultModelPath();
+  if (!existsSync(p)) throw new InputError(`not found: ${p}`);
+  if (statSync(p).isFile() && p.toLowerCase().endsWith('.gguf')) {
+    const { openCheckpoint } = await import('../model/load.js');
+    const ck = await openCheckpoint(p);
+    await ck.tensors.close();
+    if (!ck.ggufTokenizer) throw new InputError(`${p} has no embedded tokenizer`);
+    const data = { ...(ck.ggufTokenizer as GgufTokenizerData) };
+    const tmpl = ck.ggufMetadata?.get('tokenizer.chat_template');
+    if (data.chatTemplate === undefined && typeof tmpl === 'string') data.chatTemplate = tmpl;
+    return MptTokenizer.fromGguf(data, p);
+  }
+  const tok = loadTokenizer(p);
+  if (!tok) throw new InputError(`${p} has no tokenizer.json, and the shipped GPT-NeoX tokenizer does not fit its config`);
+  return tok;
+}
+
+/** Writes to stdout, ignoring a closed pipe (`mpt generate … | head`). */
+export function writeOut(text: string): void {
+  if (text.length === 0) return;
+  try {
+    process.stdout.write(text);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EPIPE') throw e;
+  }
+}
+
+/** Reads all of stdin as UTF-8. */
+export async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : c as Buffer);
+  return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(Buffer.concat(chunks));
+}

@@ -1,0 +1,25 @@
+/**
+ * Typed errors. Every error a user can cause (bad file, bad option, bad request) is one of these,
+ * with a message that says what is wrong and, where possible, what to do about it.
+ */
+export class MptError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** A checkpoint or data file is malformed, truncated or inconsistent. */
+export class FormatError extends MptError {}
+/** A config.json is malformed or asks for something the engine does not implement. */
+export class ConfigError extends MptError {}
+/** An option this engine refuses rather than silently ignores. */
+export class UnsupportedError extends ConfigError {}
+/** Tensors present in a checkpoint do not match what the config requires. */
+export class WeightsError extends MptError {}
+/** Input out of range: unknown token id, prompt longer than the context, etc. */
+export class InputError extends MptError {}
+/** Not enough memory for what was asked (see the memory planner). */
+export class MemoryPlanError extends MptError {}
+/** A pickle asked for something outside the whitelist. */
+export class UnsafePickleError extends FormatError {}

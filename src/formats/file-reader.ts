@@ -1,0 +1,83 @@
+/**
+ * Positioned reads from a checkpoint file. Checkpoints can be tens of gigabytes, so nothing here
+ * reads a whole file: callers ask for byte ranges, and each range comes back in its own fresh
+ * buffer. Offsets are plain numbers (exact below 2^53, far beyond any real file).
+ */
+import { promises as fsp } from 'node:fs';
+import { FormatError, MptError } from '../errors.js';
+
+/** Largest length handed to one fs read call (Node refuses more than 2^31 - 1). */
+const MAX_READ_CHUNK = 1 << 30;
+
+/** An open file that serves byte ranges; safe to use from several concurrent reads. */
+export class RandomAccessFile {
+  private handle: fsp.FileHandle | undefined;
+
+  private constructor(
+    /** The path the file was opened with (used in error messages). */
+    readonly path: string,
+    handle: fsp.FileHandle,
+    /** File size in bytes at open time. */
+    readonly size: number,
+  ) {
+    this.handle = handle;
+  }
+
+  /** Opens `path` for reading; a missing or unreadable file is a FormatError naming it. */
+  static async open(path: string): Promise<RandomAccessFile> {
+    let handle: fsp.FileHandle;
+    try {
+      handle = await fsp.open(path, 'r');
+    } catch (e) {
+      throw new FormatError(`cannot open ${path}: ${(e as Error).message}`, { cause: e });
+    }
+    try {
+      const st = await handle.stat();
+      if (!st.isFile()) throw new FormatError(`${path} is not a regular file`);
+      return new RandomAccessFile(path, handle, st.size);
+    } catch (e) {
+      await handle.close().catch(() => {});
+      throw e;
+    }
+  }
+
+  /**
+   * Reads exactly `length` bytes at `offset` into a new Uint8Array (its own ArrayBuffer, byteOffset
+   * 0, so it is aligned for any typed-array view). A range past the end is a FormatError that
+   * says what was being read (`what`, e.g. "tensor x").
+   */
+  async read(offset: number, length: number, what = 'data'): Promise<Uint8Array> {
+    const handle = this.handle;
+    if (handle === undefined) throw new MptError(`${this.path} was already closed (reading ${what})`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new FormatError(`${this.path}: invalid byte range for ${what} (offset ${offset}, length ${length})`);
+    }
+    if (offset + length > this.size) {
+      throw new FormatError(
+        `${this.path} is truncated: ${what} needs bytes [${offset}, ${offset + length}) but the file has ${this.size} bytes`,
+      );
+    }
+    // allocUnsafeSlow: unpooled (own ArrayBuffer) and not zero-filled, since every byte gets overwritten.
+    const buf = Buffer.allocUnsafeSlow(length);
+    let done = 0;
+    while (done < length) {
+      const want = Math.min(length - done, MAX_READ_CHUNK);
+      const { bytesRead } = await handle.read(buf, done, want, offset + done);
+      if (bytesRead === 0) {
+        throw new FormatError(
+          `${this.path} is truncated: ${what} ends at byte ${offset + length} but reading stopped at ${offset + done}` +
+            ' (was the file changed while open?)',
+        );
+      }
+      done += bytesRead;
+    }
+    return new Uint8Array(buf.buffer, buf.byteOffset, length);
+  }
+
+  /** Closes the file; later reads throw. Closing twice is harmless. */
+  async close(): Promise<void> {
+    const handle = this.handle;
+    this.handle = undefined;
+    if (handle !== undefined) await handle.close();
+  }
+}

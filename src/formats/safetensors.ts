@@ -1,0 +1,244 @@
+/**
+ * safetensors: `u64 LE header length N`, N bytes of JSON (`{"__metadata__": {str: str}, name:
+ * {"dtype", "shape", "data_offsets": [begin, end]}}`, offsets relative to the data section that
+ * follows), then the raw little-endian tensor bytes. The reader loads the header only and serves
+ * each tensor with one positioned read; the writer streams tensor by tensor into a temp file and
+ * renames it into place.
+ */
+import { randomBytes } from 'node:crypto';
+import { promises as fsp } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { FormatError } from '../errors.js';
+import { FLOAT_DTYPE_BYTES, shapeElements } from './dtypes.js';
+import { RandomAccessFile } from './file-reader.js';
+import type { DType, TensorInfo, TensorSource } from './tensor-source.js';
+
+/** Headers larger than this are refused rather than allocated (real ones are well under 1 MB). */
+export const MAX_SAFETENSORS_HEADER_BYTES = 100 * 1024 * 1024;
+
+const FROM_FILE_DTYPE: Readonly<Record<string, DType>> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
+const TO_FILE_DTYPE: Readonly<Partial<Record<DType, string>>> = { f32: 'F32', f16: 'F16', bf16: 'BF16' };
+
+/** A safetensors file opened for lazy reading. */
+export interface SafetensorsSource extends TensorSource {
+  readonly path: string;
+  /** The header's `__metadata__` (string → string), empty when absent. */
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+interface Entry {
+  info: TensorInfo;
+  /** Absolute file offset of the first byte. */
+  start: number;
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function isCount(v: unknown): v is number {
+  return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+}
+
+/** Opens a safetensors file: reads and validates its header; tensor bytes are read on demand. */
+export async function openSafetensors(path: string): Promise<SafetensorsSource> {
+  const file = await RandomAccessFile.open(path);
+  try {
+    const { entries, metadata } = await readHeader(file);
+    return makeSource(file, entries, metadata);
+  } catch (e) {
+    await file.close().catch(() => {});
+    throw e;
+  }
+}
+
+async function readHeader(file: RandomAccessFile): Promise<{ entries: Map<string, Entry>; metadata: Record<string, string> }> {
+  const path = file.path;
+  if (file.size < 8) throw new FormatError(`${path} is not a safetensors file: ${file.size} bytes is shorter than the 8-byte header length`);
+  const lenBytes = await file.read(0, 8, 'the header length');
+  const headerLen64 = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
+  if (headerLen64 > BigInt(MAX_SAFETENSORS_HEADER_BYTES)) {
+    throw new FormatError(`${path} is not a valid safetensors file: header length ${headerLen64} is absurd (over ${MAX_SAFETENSORS_HEADER_BYTES} bytes)`);
+  }
+  const headerLen = Number(headerLen64);
+  if (8 + headerLen > file.size) {
+    throw new FormatError(`${path} is truncated or not safetensors: header length ${headerLen} runs past the end of the ${file.size}-byte file`);
+  }
+  const headerBytes = await file.read(8, headerLen, 'the JSON header');
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
+  } catch {
+    throw new FormatError(`${path}: the safetensors header is not valid UTF-8`);
+  }
+  let header: unknown;
+  try {
+    header = JSON.parse(text);
+  } catch (e) {
+    throw new FormatError(`${path}: malformed safetensors header JSON (${(e as Error).message})`);
+  }
+  if (!isPlainObject(header)) throw new FormatError(`${path}: the safetensors header is not a JSON object`);
+
+  const dataStart = 8 + headerLen;
+  const dataSize = file.size - dataStart;
+  const metadata: Record<string, string> = {};
+  const entries = new Map<string, Entry>();
+  const ranges: { name: string; begin: number; end: number }[] = [];
+  for (const [name, value] of Object.entries(header)) {
+    if (name === '__metadata__') {
+      if (!isPlainObject(value)) throw new FormatError(`${path}: __metadata__ must be an object of strings`);
+      for (const [k, v] of Object.entries(value)) {
+        if (typeof v !== 'string') throw new FormatError(`${path}: __metadata__.${k} is not a string`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    const where = `${path}: tensor ${name}`;
+    if (!isPlainObject(value)) throw new FormatError(`${where}: header entry is not an object`);
+    const { dtype: fileDtype, shape, data_offsets: offsets } = value;
+    if (typeof fileDtype !== 'string') throw new FormatError(`${where}: missing dtype`);
+    const dtype = FROM_FILE_DTYPE[fileDtype];
+    if (dtype === undefined) {
+      throw new FormatError(`${where} has dtype ${fileDtype}; only F32, F16 and BF16 tensors are supported`);
+    }
+    if (!Array.isArray(shape) || !shape.every(isCount)) {
+      throw new FormatError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
+      throw new FormatError(`${where}: data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (begin > end) throw new FormatError(`${where}: data_offsets [${begin}, ${end}] run backwards`);
+    if (end > dataSize) {
+      throw new FormatError(
+        `${where}: data_offsets [${begin}, ${end}] run past the end of the data section (${dataSize} bytes): the file is truncated or corrupt`,
+      );
+    }
+    const elements = shapeElements(shape as number[]);
+    const byteLength = elements * FLOAT_DTYPE_BYTES[dtype]!;
+    if (!Number.isSafeInteger(byteLength) || byteLength !== end - begin) {
+      throw new FormatError(
+        `${where}: shape [${shape.join(', ')}] of ${fileDtype} needs ${byteLength} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+      );
+    }
+    entries.set(name, { info: { name, dtype, shape: (shape as number[]).slice(), byteLength }, start: dataStart + begin });
+    ranges.push({ name, begin, end });
+  }
+  // Empty tensors occupy no bytes, so only non-empty ranges can overlap.
+  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let last: { name: string; begin: number; end: number } | undefined;
+  for (const cur of ranges) {
+    if (cur.end === cur.begin) continue;
+    if (last !== undefined && cur.begin < last.end) {
+      throw new FormatError(`${path}: tensors ${last.name} [${last.begin}, ${last.end}) and ${cur.name} [${cur.begin}, ${cur.end}) overlap`);
+    }
+    if (last === undefined || cur.end > last.end) last = cur;
+  }
+  return { entries, metadata };
+}
+
+function makeSource(file: RandomAccessFile, entries: Map<string, Entry>, metadata: Record<string, string>): SafetensorsSource {
+  const infos = [...entries.values()].map((e) => e.info);
+  return {
+    path: file.path,
+    metadata,
+    list: () => infos.map((i) => ({ ...i, shape: i.shape.slice() })),
+    info: (name) => {
+      const e = entries.get(name);
+      return e && { ...e.info, shape: e.info.shape.slice() };
+    },
+    read: async (name) => {
+      const e = entries.get(name);
+      if (e === undefined) throw new FormatError(`${file.path} has no tensor named ${name}`);
+      return file.read(e.start, e.info.byteLength, `tensor ${name}`);
+    },
+    close: () => file.close(),
+  };
+}
+
+/** One tensor to write: its bytes, or a function producing them (so big tensors can stream from a source). */
+export interface TensorToWrite {
+  name: string;
+  dtype: DType;
+  shape: number[];
+  data: Uint8Array | (() => Uint8Array | Promise<Uint8Array>);
+}
+
+/** Writes at most this much per write call, to stay well under Node's per-call limit. */
+const MAX_WRITE_CHUNK = 1 << 30;
+
+/** Orders names as the official library does (by their UTF-8 bytes). */
+function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+/**
+ * Writes a safetensors file atomically (temp file in the same folder, fsync, rename). Tensors are
+ * laid out sorted by name, the header is padded with spaces to a multiple of 8, and `metadata`
+ * defaults to `{"format": "pt"}` (what transformers expects). Data is written tensor by tensor, so a
+ * tensor given as a function is produced only when its turn comes.
+ */
+export async function writeSafetensors(
+  path: string,
+  tensors: readonly TensorToWrite[],
+  metadata: Readonly<Record<string, string>> = { format: 'pt' },
+): Promise<void> {
+  const sorted = [...tensors].sort((a, b) => compareUtf8(a.name, b.name));
+  const header: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new FormatError(`safetensors metadata ${k} must be a string`);
+  }
+  if (Object.keys(metadata).length > 0) header['__metadata__'] = { ...metadata };
+  let offset = 0;
+  const sizes: number[] = [];
+  for (const t of sorted) {
+    if (t.name === '__metadata__') throw new FormatError('a tensor cannot be named __metadata__ in safetensors');
+    if (Object.prototype.hasOwnProperty.call(header, t.name)) throw new FormatError(`tensor ${t.name} is listed twice`);
+    const fileDtype = TO_FILE_DTYPE[t.dtype];
+    if (fileDtype === undefined) throw new FormatError(`tensor ${t.name}: safetensors cannot store ${t.dtype}; use f32, f16 or bf16`);
+    if (!t.shape.every((d) => isCount(d))) throw new FormatError(`tensor ${t.name}: bad shape [${t.shape.join(', ')}]`);
+    const size = shapeElements(t.shape) * FLOAT_DTYPE_BYTES[t.dtype]!;
+    if (t.data instanceof Uint8Array && t.data.byteLength !== size) {
+      throw new FormatError(`tensor ${t.name}: ${t.data.byteLength} bytes given for shape [${t.shape.join(', ')}] of ${t.dtype} (${size} expected)`);
+    }
+    header[t.name] = { dtype: fileDtype, shape: t.shape.slice(), data_offsets: [offset, offset + size] };
+    sizes.push(size);
+    offset += size;
+  }
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const padded = Math.ceil(json.length / 8) * 8;
+  if (padded !== json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(json.length));
+
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
+  const handle = await fsp.open(tmp, 'wx');
+  let position = 0;
+  const writeAll = async (bytes: Uint8Array) => {
+    for (let done = 0; done < bytes.byteLength; ) {
+      const n = Math.min(bytes.byteLength - done, MAX_WRITE_CHUNK);
+      const { bytesWritten } = await handle.write(bytes, done, n, position);
+      done += bytesWritten;
+      position += bytesWritten;
+    }
+  };
+  try {
+    await writeAll(prefix);
+    await writeAll(json);
+    for (let i = 0; i < sorted.length; i++) {
+      const t = sorted[i]!;
+      const data = typeof t.data === 'function' ? await t.data() : t.data;
+      if (data.byteLength !== sizes[i]) {
+        throw new FormatError(`tensor ${t.name}: ${data.byteLength} bytes produced for shape [${t.shape.join(', ')}] of ${t.dtype} (${sizes[i]} expected)`);
+      }
+      await writeAll(data);
+    }
+    await handle.sync();
+    await handle.close();
+    await fsp.rename(tmp, path);
+  } catch (e) {
+    await handle.close().catch(() => {});
+    await fsp.unlink(tmp).catch(() => {});
+    throw e;
+  }
+}

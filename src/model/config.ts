@@ -1,0 +1,310 @@
+/**
+ * MPT configuration: reads config.json as MosaicML (llm-foundry `MPTConfig`) and Hugging Face
+ * write it, fills every field with MosaicML's default, and refuses by name any option this
+ * engine does not implement.
+ */
+import { ConfigError, UnsupportedError } from '../errors.js';
+
+export type AttnType = 'multihead_attention' | 'multiquery_attention' | 'grouped_query_attention';
+export type NormType = 'layernorm' | 'low_precision_layernorm' | 'rmsnorm' | 'low_precision_rmsnorm';
+export type FfnType = 'mptmlp' | 'mptglu';
+export type Activation = 'gelu' | 'gelu_tanh' | 'silu' | 'relu';
+
+export interface AttnConfig {
+  attnType: AttnType;
+  /** Number of K/V heads: n_heads (MHA), 1 (MQA) or kv_n_heads (GQA). */
+  kvNHeads: number;
+  alibi: boolean;
+  alibiBiasMax: number;
+  clipQkv: number | null;
+  qkLn: boolean;
+  /** null means 1/sqrt(head_dim). */
+  softmaxScale: number | null;
+  prefixLm: boolean;
+  attnUsesSequenceId: boolean;
+  attnImpl: string;
+  attnPdrop: number;
+}
+
+export interface FfnConfig {
+  ffnType: FfnType;
+  activation: Activation;
+  /** Hidden width of the MLP: ffn_hidden_size, or expansion_ratio * d_model. */
+  hiddenSize: number;
+}
+
+export interface MptConfig {
+  dModel: number;
+  nHeads: number;
+  nLayers: number;
+  expansionRatio: number;
+  maxSeqLen: number;
+  vocabSize: number;
+  noBias: boolean;
+  normType: NormType;
+  /** MosaicML's norms always use 1e-5; HF's `layer_norm_epsilon` is recorded but not used for HF checkpoints. */
+  layerNormEpsilon: number;
+  /** Multiplies the logits when not null ("inv_sqrt_d_model" resolves to 1/sqrt(d_model)). */
+  logitScale: number | null;
+  embeddingFraction: number;
+  /** A learned position embedding (`transformer.wpe`); MosaicML forces it off when alibi is on. */
+  learnedPosEmb: boolean;
+  tieWordEmbeddings: boolean;
+  residPdrop: number;
+  embPdrop: number;
+  attn: AttnConfig;
+  ffn: FfnConfig;
+  /** Derived: d_model / n_heads. */
+  headDim: number;
+  /** The config.json object as read (for export and `mpt info`). */
+  raw: Record<string, unknown>;
+}
+
+/** MosaicML's defaults (llm-foundry `configuration_mpt.py`). */
+const DEFAULTS = {
+  d_model: 2048,
+  n_heads: 16,
+  n_layers: 24,
+  expansion_ratio: 4,
+  max_seq_len: 2048,
+  vocab_size: 50368,
+  resid_pdrop: 0,
+  emb_pdrop: 0,
+  learned_pos_emb: true,
+  logit_scale: null,
+  no_bias: false,
+  embedding_fraction: 1.0,
+  norm_type: 'low_precision_layernorm',
+  tie_word_embeddings: true,
+} as const;
+
+const ATTN_DEFAULTS = {
+  attn_type: 'multihead_attention',
+  attn_pdrop: 0,
+  attn_impl: 'triton',
+  qk_ln: false,
+  clip_qkv: null,
+  softmax_scale: null,
+  prefix_lm: false,
+  attn_uses_sequence_id: false,
+  alibi: false,
+  alibi_bias_max: 8,
+  rope: false,
+  kv_n_heads: 1,
+} as const;
+
+type Json = Record<string, unknown>;
+
+function num(obj: Json, key: string, fallback: number | null, where = ''): number | null {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) {
+    throw new ConfigError(`config${where}.${key} must be a number, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function int(obj: Json, key: string, fallback: number, where = '', min = 1): number {
+  const v = num(obj, key, fallback, where)!;
+  if (!Number.isInteger(v) || v < min) {
+    throw new ConfigError(`config${where}.${key} must be an integer >= ${min}, got ${v}`);
+  }
+  return v;
+}
+
+function bool(obj: Json, key: string, fallback: boolean, where = ''): boolean {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'boolean') throw new ConfigError(`config${where}.${key} must be true or false, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function str(obj: Json, key: string, fallback: string, where = ''): string {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'string') throw new ConfigError(`config${where}.${key} must be a string, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+function activationOf(ffn: Json): Activation {
+  const act = ffn['ffn_act_fn'];
+  if (act === undefined || act === null) return 'gelu';
+  if (typeof act !== 'object') throw new ConfigError('config.ffn_config.ffn_act_fn must be an object like {"name": "gelu"}');
+  const a = act as Json;
+  const name = str(a, 'name', 'gelu', '.ffn_config.ffn_act_fn');
+  if (name === 'gelu') {
+    const approx = str(a, 'approximate', 'none', '.ffn_config.ffn_act_fn');
+    if (approx === 'none') return 'gelu';
+    if (approx === 'tanh') return 'gelu_tanh';
+    throw new UnsupportedError(`ffn_config.ffn_act_fn.approximate "${approx}" is not supported (use "none" or "tanh")`);
+  }
+  if (name === 'silu' || name === 'relu') return name;
+  throw new UnsupportedError(`ffn_config.ffn_act_fn "${name}" is not supported (gelu, silu, relu are)`);
+}
+
+/**
+ * Parses a config.json object into an MptConfig. Throws ConfigError for malformed values and
+ * UnsupportedError (naming the option) for options the engine does not implement.
+ */
+export function parseMptConfig(rawInput: unknown): MptConfig {
+  if (typeof rawInput !== 'object' || rawInput === null || Array.isArray(rawInput)) {
+    throw new ConfigError('config.json must hold a JSON object');
+  }
+  const raw = rawInput as Json;
+  const modelType = raw['model_type'];
+  if (modelType !== undefined && modelType !== 'mpt') {
+    throw new UnsupportedError(`model_type "${String(modelType)}" is not supported: this engine runs MPT models (model_type "mpt")`);
+  }
+  const dModel = int(raw, 'd_model', DEFAULTS.d_model);
+  const nHeads = int(raw, 'n_heads', DEFAULTS.n_heads);
+  const nLayers = int(raw, 'n_layers', DEFAULTS.n_layers);
+  const expansionRatio = num(raw, 'expansion_ratio', DEFAULTS.expansion_ratio)!;
+  if (expansionRatio <= 0) throw new ConfigError(`config.expansion_ratio must be positive, got ${expansionRatio}`);
+  const maxSeqLen = int(raw, 'max_seq_len', DEFAULTS.max_seq_len);
+  const vocabSize = int(raw, 'vocab_size', DEFAULTS.vocab_size);
+  if (dModel % nHeads !== 0) throw new ConfigError(`config.d_model (${dModel}) must be divisible by n_heads (${nHeads})`);
+  const headDim = dModel / nHeads;
+
+  const normType = str(raw, 'norm_type', DEFAULTS.norm_type);
+  if (!['layernorm', 'low_precision_layernorm', 'rmsnorm', 'low_precision_rmsnorm'].includes(normType)) {
+    throw new UnsupportedError(`norm_type "${normType}" is not supported (layernorm, low_precision_layernorm, rmsnorm, low_precision_rmsnorm are)`);
+  }
+
+  let logitScale: number | null = null;
+  const ls = raw['logit_scale'];
+  if (ls === 'inv_sqrt_d_model') logitScale = 1 / Math.sqrt(dModel);
+  else if (typeof ls === 'string') throw new ConfigError(`config.logit_scale "${ls}" is not understood (a number, null or "inv_sqrt_d_model")`);
+  else logitScale = num(raw, 'logit_scale', null);
+
+  const attnRaw = (raw['attn_config'] ?? {}) as Json;
+  if (typeof attnRaw !== 'object' || Array.isArray(attnRaw)) throw new ConfigError('config.attn_config must be an object');
+  const W = '.attn_config';
+  const attnType = str(attnRaw, 'attn_type', ATTN_DEFAULTS.attn_type, W) as AttnType;
+  let kvNHeads: number;
+  if (attnType === 'multihead_attention') kvNHeads = nHeads;
+  else if (attnType === 'multiquery_attention') kvNHeads = 1;
+  else if (attnType === 'grouped_query_attention') {
+    kvNHeads = int(attnRaw, 'kv_n_heads', ATTN_DEFAULTS.kv_n_heads, W);
+    if (nHeads % kvNHeads !== 0) {
+      throw new ConfigError(`config.attn_config.kv_n_heads (${kvNHeads}) must divide n_heads (${nHeads})`);
+    }
+  } else throw new UnsupportedError(`attn_config.attn_type "${attnType}" is not supported (multihead_attention, multiquery_attention, grouped_query_attention are)`);
+
+  if (bool(attnRaw, 'rope', false, W)) throw new UnsupportedError('attn_config.rope is not supported (MPT checkpoints use ALiBi)');
+  const prefixLm = bool(attnRaw, 'prefix_lm', ATTN_DEFAULTS.prefix_lm, W);
+  if (prefixLm) throw new UnsupportedError('attn_config.prefix_lm is not supported (it needs a prefix mask at every call)');
+  if (attnRaw['sliding_window_size'] !== undefined && attnRaw['sliding_window_size'] !== -1 && attnRaw['sliding_window_size'] !== null) {
+    throw new UnsupportedError('attn_config.sliding_window_size is not supported');
+  }
+  if (bool(attnRaw, 'qk_gn', false, W)) throw new UnsupportedError('attn_config.qk_gn (per-head group norm of q and k) is not supported');
+  if (!bool(attnRaw, 'fused_qkv', true, W)) throw new UnsupportedError('attn_config.fused_qkv false (separate Wq/Wk/Wv) is not supported');
+  if (attnRaw['attn_logit_softcapping'] != null) throw new UnsupportedError('attn_config.attn_logit_softcapping is not supported');
+  if (attnRaw['kv_dim'] != null) throw new UnsupportedError('attn_config.kv_dim (cross-attention dims) is not supported');
+  const clipQkv = num(attnRaw, 'clip_qkv', null, W);
+  if (clipQkv !== null && clipQkv <= 0) throw new ConfigError(`config.attn_config.clip_qkv must be positive, got ${clipQkv}`);
+  const alibi = bool(attnRaw, 'alibi', ATTN_DEFAULTS.alibi, W);
+  const attn: AttnConfig = {
+    attnType,
+    kvNHeads,
+    alibi,
+    alibiBiasMax: num(attnRaw, 'alibi_bias_max', ATTN_DEFAULTS.alibi_bias_max, W)!,
+    clipQkv,
+    qkLn: bool(attnRaw, 'qk_ln', ATTN_DEFAULTS.qk_ln, W),
+    softmaxScale: num(attnRaw, 'softmax_scale', null, W),
+    prefixLm,
+    attnUsesSequenceId: bool(attnRaw, 'attn_uses_sequence_id', ATTN_DEFAULTS.attn_uses_sequence_id, W),
+    attnImpl: str(attnRaw, 'attn_impl', ATTN_DEFAULTS.attn_impl, W),
+    attnPdrop: num(attnRaw, 'attn_pdrop', 0, W)!,
+  };
+
+  const ffnRaw = (raw['ffn_config'] ?? {}) as Json;
+  if (typeof ffnRaw !== 'object' || Array.isArray(ffnRaw)) throw new ConfigError('config.ffn_config must be an object');
+  const ffnType = str(ffnRaw, 'ffn_type', 'mptmlp', '.ffn_config');
+  if (ffnType !== 'mptmlp' && ffnType !== 'mptglu') {
+    throw new UnsupportedError(`ffn_config.ffn_type "${ffnType}" is not supported (mptmlp and mptglu are)`);
+  }
+  const fcType = raw['fc_type'] ?? ffnRaw['fc_type'];
+  if (fcType !== undefined && fcType !== 'torch') throw new UnsupportedError(`fc_type "${String(fcType)}" is not supported (only "torch")`);
+  const hiddenSize = ffnRaw['ffn_hidden_size'] != null
+    ? int(ffnRaw, 'ffn_hidden_size', 1, '.ffn_config')
+    : Math.trunc(expansionRatio * dModel);
+  const ffn: FfnConfig = { ffnType, activation: activationOf(ffnRaw), hiddenSize };
+
+  const tie = bool(raw, 'tie_word_embeddings', DEFAULTS.tie_word_embeddings);
+  if (raw['block_overrides'] != null) throw new UnsupportedError('block_overrides (per-layer architecture changes) is not supported');
+  if (raw['final_logit_softcapping'] != null) throw new UnsupportedError('final_logit_softcapping is not supported');
+  if (raw['moe_world_size'] !== undefined && raw['moe_world_size'] !== 1) throw new UnsupportedError('moe_world_size (mixture of experts) is not supported');
+
+  return {
+    dModel,
+    nHeads,
+    nLayers,
+    expansionRatio,
+    maxSeqLen,
+    vocabSize,
+    noBias: bool(raw, 'no_bias', DEFAULTS.no_bias),
+    normType: normType as NormType,
+    layerNormEpsilon: 1e-5,
+    logitScale,
+    embeddingFraction: num(raw, 'embedding_fraction', DEFAULTS.embedding_fraction)!,
+    // MosaicML's _validate_config forces learned_pos_emb off when alibi is on.
+    learnedPosEmb: alibi ? false : bool(raw, 'learned_pos_emb', DEFAULTS.learned_pos_emb),
+    tieWordEmbeddings: tie,
+    residPdrop: num(raw, 'resid_pdrop', 0)!,
+    embPdrop: num(raw, 'emb_pdrop', 0)!,
+    attn,
+    ffn,
+    headDim,
+    raw,
+  };
+}
+
+/** Number of features in the fused Wqkv output: d + 2 * kv * head_dim. */
+export function qkvDim(c: MptConfig): number {
+  return c.dModel + 2 * c.attn.kvNHeads * c.headDim;
+}
+
+/** Writes a config back as a MosaicML-style config.json object (hub key set). */
+export function toMosaicConfigJson(c: MptConfig): Record<string, unknown> {
+  const attn: Record<string, unknown> = {
+    alibi: c.attn.alibi,
+    alibi_bias_max: c.attn.alibiBiasMax,
+    attn_impl: 'torch',
+    attn_pdrop: c.attn.attnPdrop,
+    attn_type: c.attn.attnType,
+    attn_uses_sequence_id: c.attn.attnUsesSequenceId,
+    clip_qkv: c.attn.clipQkv,
+    prefix_lm: c.attn.prefixLm,
+    qk_ln: c.attn.qkLn,
+    softmax_scale: c.attn.softmaxScale,
+  };
+  if (c.attn.attnType === 'grouped_query_attention') attn['kv_n_heads'] = c.attn.kvNHeads;
+  const ffn: Record<string, unknown> = { ffn_type: c.ffn.ffnType };
+  if (c.ffn.hiddenSize !== Math.trunc(c.expansionRatio * c.dModel)) ffn['ffn_hidden_size'] = c.ffn.hiddenSize;
+  if (c.ffn.activation !== 'gelu') {
+    ffn['ffn_act_fn'] = c.ffn.activation === 'gelu_tanh' ? { name: 'gelu', approximate: 'tanh' } : { name: c.ffn.activation };
+  }
+  return {
+    architectures: ['MPTForCausalLM'],
+    attn_config: attn,
+    d_model: c.dModel,
+    emb_pdrop: c.embPdrop,
+    embedding_fraction: c.embeddingFraction,
+    expansion_ratio: c.expansionRatio,
+    ffn_config: ffn,
+    init_device: 'cpu',
+    learned_pos_emb: c.learnedPosEmb,
+    logit_scale: c.logitScale,
+    max_seq_len: c.maxSeqLen,
+    model_type: 'mpt',
+    n_heads: c.nHeads,
+    n_layers: c.nLayers,
+    no_bias: c.noBias,
+    norm_type: c.normType,
+    resid_pdrop: c.residPdrop,
+    tie_word_embeddings: c.tieWordEmbeddings,
+    torch_dtype: 'float32',
+    use_cache: false,
+    vocab_size: c.vocabSize,
+  };
+}

@@ -1,0 +1,502 @@
+/**
+ * The text tokenizer of MPT models: GPT-NeoX-20B's byte-level BPE (NFC normalizer, GPT-2
+ * pre-tokenizer regex, 50,009 merges, added tokens for runs of 2–24 spaces and the special
+ * tokens), loaded from a Hugging Face `tokenizer.json` or built from the vocabulary embedded in a
+ * GGUF file.
+ *
+ * Encoding runs through `@huggingface/tokenizers` (tokenizers.js) with one correction so that it
+ * equals the Rust `tokenizers` library, which is the reference: the byte-level pre-tokenizer's
+ * `\s` must mean Unicode White_Space as Oniguruma defines it (U+0085 is whitespace, U+FEFF is
+ * not), where tokenizers.js uses JavaScript's `\s`. Decoding is done here, following the Rust
+ * library's `decode` and ByteLevel decoder exactly: ids it does not know are skipped, every token
+ * becomes bytes (through the byte-to-unicode table when all its characters are in it, else its
+ * own UTF-8), and the bytes are decoded once with U+FFFD for invalid sequences. tokenizers.js
+ * instead copies added tokens verbatim and maps unknown ids to the unk token.
+ */
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
+import { ConfigError, FormatError, InputError } from '../errors.js';
+
+/** One entry of tokenizer.json's `added_tokens`. */
+export interface AddedTokenSpec {
+  id: number;
+  content: string;
+  special: boolean;
+  normalized: boolean;
+  lstrip: boolean;
+  rstrip: boolean;
+  single_word: boolean;
+}
+
+/** The small JSON files that travel with a tokenizer.json in a model folder. */
+export interface TokenizerSideFiles {
+  /** tokenizer_config.json (chat_template, bos/eos token names, model_max_length, ...). */
+  tokenizerConfig?: Record<string, unknown>;
+  /** special_tokens_map.json (additional_special_tokens, ...). */
+  specialTokensMap?: Record<string, unknown>;
+  /** generation_config.json (eos_token_id, ...). */
+  generationConfig?: Record<string, unknown>;
+}
+
+/**
+ * Tokenizer data embedded in a GGUF file (`tokenizer.ggml.*`), as `src/model/gguf-model.ts`
+ * exposes it. Token types are llama.cpp's: 1 normal, 2 unknown, 3 control, 4 user-defined,
+ * 5 unused, 6 byte.
+ */
+export interface GgufTokenizerData {
+  tokens: string[];
+  merges: string[];
+  tokenTypes: number[];
+  bosId?: number;
+  eosId?: number;
+  padId?: number;
+  /** `tokenizer.chat_template`, when the file has one. */
+  chatTemplate?: string;
+}
+
+export interface EncodeOptions {
+  /**
+   * Recognise special tokens written in the text (`<|endoftext|>` → 0), as the Rust library
+   * does by default. With false they are encoded as ordinary text.
+   */
+  parseSpecialTokens?: boolean;
+}
+
+export interface DecodeOptions {
+  /** Leave out special tokens (`<|endoftext|>`, `<|im_end|>`, ...). Default false. */
+  skipSpecialTokens?: boolean;
+}
+
+/** The GPT-2 pre-tokenizer regex as tokenizers.js compiles it (JavaScript `\s`). */
+const GPT2_PATTERN_JS = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`;
+/**
+ * The same regex with Oniguruma's Unicode `\s`: TAB..CR, U+0085, and the Space_Separator,
+ * Line_Separator and Paragraph_Separator categories, which is exactly the White_Space property.
+ */
+const GPT2_PATTERN_ONIG = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
+
+/** GPT-2's reversible byte ↔ printable-character table (bytes_to_unicode). */
+function byteLevelTables(): { charToByte: Map<string, number>; byteToChar: string[] } {
+  const printable: number[] = [];
+  for (let b = 0x21; b <= 0x7e; b++) printable.push(b);
+  for (let b = 0xa1; b <= 0xac; b++) printable.push(b);
+  for (let b = 0xae; b <= 0xff; b++) printable.push(b);
+  const byteToChar: string[] = new Array(256);
+  for (const b of printable) byteToChar[b] = String.fromCharCode(b);
+  let n = 0;
+  for (let b = 0; b < 256; b++) {
+    if (byteToChar[b] === undefined) byteToChar[b] = String.fromCharCode(256 + n++);
+  }
+  const charToByte = new Map<string, number>();
+  byteToChar.forEach((c, b) => charToByte.set(c, b));
+  return { charToByte, byteToChar };
+}
+
+const BYTE_LEVEL = byteLevelTables();
+const UTF8 = new TextEncoder();
+
+/** Replaces the JavaScript-`\s` GPT-2 regex inside a tokenizers.js pre-tokenizer tree. */
+function patchByteLevelRegex(node: unknown, seen = new Set<unknown>()): number {
+  // tokenizers.js components are callable objects (functions with a prototype), not plain objects.
+  if (node === null || (typeof node !== 'object' && typeof node !== 'function') || seen.has(node)) return 0;
+  seen.add(node);
+  let patched = 0;
+  const obj = node as Record<string, unknown>;
+  const pattern = obj['pattern'];
+  if (pattern instanceof RegExp && pattern.source === GPT2_PATTERN_JS) {
+    obj['pattern'] = new RegExp(GPT2_PATTERN_ONIG.source, pattern.flags);
+    patched++;
+  }
+  for (const key of ['pre_tokenizers', 'pretokenizers']) {
+    const list = obj[key];
+    if (Array.isArray(list)) for (const child of list) patched += patchByteLevelRegex(child, seen);
+  }
+  return patched;
+}
+
+function asObject(v: unknown, what: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FormatError(`${what} must hold a JSON object`);
+  return v as Record<string, unknown>;
+}
+
+/** Name of a special token as tokenizer_config / special_tokens_map write it (string or AddedToken dict). */
+function tokenName(v: unknown): string | undefined {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return undefined;
+}
+
+/**
+ * A loaded tokenizer: exact encode/decode plus what generation needs (special ids, stop ids,
+ * per-token bytes for UTF-8-safe streaming).
+ */
+export class MptTokenizer {
+  /** Number of token ids (highest id + 1); ids at or past it are never produced or sampled. */
+  readonly size: number;
+  /** Token string of each id (added tokens take precedence, as in the Rust library). */
+  private readonly idToTokenTable: (string | undefined)[];
+  private readonly tokenToIdTable: Map<string, number>;
+  private readonly specialIds: Set<number>;
+  private readonly byteCache: (Uint8Array | undefined)[];
+  private readonly hf: HfTokenizer;
+  private hfPlain: HfTokenizer | undefined;
+  private readonly tokenizerJson: Record<string, unknown>;
+  private readonly byteLevelDecoder: boolean;
+  /** Added tokens (ids and contents), for callers that need to know them. */
+  readonly addedTokens: readonly AddedTokenSpec[];
+  /** BOS / EOS / PAD / UNK token ids when the files name them. */
+  readonly bosId: number | undefined;
+  readonly eosId: number | undefined;
+  readonly padId: number | undefined;
+  readonly unkId: number | undefined;
+  /**
+   * Ids that end generation: generation_config.json's `eos_token_id` (a number or a list, e.g.
+   * `[0, 50278]` for MPT-7B-Chat), else the EOS token.
+   */
+  readonly stopIds: readonly number[];
+  /** The Jinja `chat_template` from tokenizer_config.json (or the GGUF), when present. */
+  readonly chatTemplate: string | undefined;
+  /** Special-token strings for chat templates (`bos_token`, `eos_token`, ...). */
+  readonly specialTokenStrings: Readonly<Record<string, string | string[]>>;
+  /** `model_max_length` from tokenizer_config.json, when it is a sane number. */
+  readonly modelMaxLength: number | undefined;
+  /** Where it came from (a path, or "gguf"), for messages. */
+  readonly source: string;
+
+  /**
+   * Builds a tokenizer from a parsed tokenizer.json object and its side files. Tokens listed in
+   * `additional_special_tokens` (special_tokens_map.json / tokenizer_config.json) or in
+   * tokenizer_config's `added_tokens_decoder` that tokenizer.json lacks are added as special
+   * tokens, with the next free ids when no id is given (as transformers' `add_special_tokens`
+   * does: MPT-7B-Chat's `<|im_start|>` = 50277, `<|im_end|>` = 50278).
+   */
+  constructor(tokenizerJson: unknown, side: TokenizerSideFiles = {}, source = 'tokenizer.json') {
+    // Shallow copy: only added_tokens is changed, and tokenizers.js does not mutate the rest.
+    const tj = { ...asObject(tokenizerJson, 'tokenizer.json') };
+    const model = asObject(tj['model'], 'tokenizer.json "model"');
+    const vocab = asObject(model['vocab'] ?? {}, 'tokenizer.json "model.vocab"') as Record<string, number>;
+    const added = (Array.isArray(tj['added_tokens']) ? tj['added_tokens'] as AddedTokenSpec[] : []).map((t) => ({ ...t }));
+    tj['added_tokens'] = added;
+    const cfg = side.tokenizerConfig ?? {};
+    const stm = side.specialTokensMap ?? {};
+
+    // Ids in use, to place extra special tokens after them.
+    let maxId = -1;
+    for (const id of Object.values(vocab)) if (id > maxId) maxId = id;
+    for (const t of added) if (t.id > maxId) maxId = t.id;
+    const present = new Set<string>([...added.map((t) => t.content)]);
+    const addSpecial = (content: string, id?: number, extra: Partial<AddedTokenSpec> = {}) => {
+      if (present.has(content) || Object.prototype.hasOwnProperty.call(vocab, content) && id === undefined) return;
+      const tokenId = id ?? ++maxId;
+      if (tokenId > maxId) maxId = tokenId;
+      added.push({ id: tokenId, content, special: true, normalized: false, lstrip: false, rstrip: false, single_word: false, ...extra });
+      present.add(content);
+    };
+    const decoderMap = cfg['added_tokens_decoder'];
+    if (decoderMap && typeof decoderMap === 'object') {
+      const entries = Object.entries(decoderMap as Record<string, Record<string, unknown>>)
+        .map(([k, v]) => [Number(k), v] as const)
+        .filter(([k, v]) => Number.isInteger(k) && typeof v?.['content'] === 'string')
+        .sort((a, b) => a[0] - b[0]);
+      for (const [id, v] of entries) {
+        addSpecial(v['content'] as string, id, {
+          special: v['special'] !== false,
+          normalized: v['normalized'] === true,
+          lstrip: v['lstrip'] === true,
+          rstrip: v['rstrip'] === true,
+          single_word: v['single_word'] === true,
+        });
+      }
+    }
+    for (const src of [stm, cfg]) {
+      const extra = src['additional_special_tokens'];
+      if (Array.isArray(extra)) for (const t of extra) { const name = tokenName(t); if (name !== undefined) addSpecial(name); }
+    }
+
+    try {
+      this.hf = new HfTokenizer(tj, { ...cfg, clean_up_tokenization_spaces: false });
+    } catch (e) {
+      throw new FormatError(`${source}: not a tokenizer this engine can load (${(e as Error).message})`, { cause: e });
+    }
+    const preType = (tj['pre_tokenizer'] as { type?: string } | null | undefined)?.type;
+    if (patchByteLevelRegex(this.hf.pre_tokenizer) === 0 && preType === 'ByteLevel') {
+      throw new FormatError(`${source}: internal: could not adjust the byte-level pre-tokenizer's whitespace class`);
+    }
+    this.tokenizerJson = tj;
+    const decoder = tj['decoder'] as { type?: string } | null | undefined;
+    this.byteLevelDecoder = decoder?.type === 'ByteLevel';
+
+    this.idToTokenTable = [];
+    this.tokenToIdTable = new Map();
+    for (const [tok, id] of Object.entries(vocab)) {
+      this.idToTokenTable[id] = tok;
+      this.tokenToIdTable.set(tok, id);
+    }
+    this.specialIds = new Set();
+    for (const t of added) {
+      this.idToTokenTable[t.id] = t.content;
+      this.tokenToIdTable.set(t.content, t.id);
+      if (t.special) this.specialIds.add(t.id);
+    }
+    this.addedTokens = added.map((t) => ({ ...t }));
+    this.size = this.idToTokenTable.length;
+    this.byteCache = new Array(this.size);
+    this.source = source;
+
+    const idOf = (v: unknown) => { const n = tokenName(v); return n === undefined ? undefined : this.tokenToIdTable.get(n); };
+    this.bosId = idOf(cfg['bos_token'] ?? stm['bos_token']);
+    this.eosId = idOf(cfg['eos_token'] ?? stm['eos_token']);
+    this.padId = idOf(cfg['pad_token'] ?? stm['pad_token']);
+    this.unkId = idOf(cfg['unk_token'] ?? stm['unk_token']);
+    const genEos = side.generationConfig?.['eos_token_id'];
+    let stop: number[] = [];
+    if (typeof genEos === 'number') stop = [genEos];
+    else if (Array.isArray(genEos)) stop = genEos.filter((x): x is number => typeof x === 'number');
+    if (stop.length === 0 && this.eosId !== undefined) stop = [this.eosId];
+    if (stop.length === 0 && this.tokenToIdTable.has('<|endoftext|>') && this.specialIds.has(this.tokenToIdTable.get('<|endoftext|>')!)) {
+      stop = [this.tokenToIdTable.get('<|endoftext|>')!];
+    }
+    this.stopIds = stop;
+    this.chatTemplate = typeof cfg['chat_template'] === 'string' ? cfg['chat_template'] as string : undefined;
+    const strings: Record<string, string | string[]> = {};
+    for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token']) {
+      const name = tokenName(cfg[key] ?? stm[key]);
+      if (name !== undefined) strings[key] = name;
+    }
+    const extraNames = (stm['additional_special_tokens'] ?? cfg['additional_special_tokens']);
+    if (Array.isArray(extraNames)) strings['additional_special_tokens'] = extraNames.map(tokenName).filter((x): x is string => x !== undefined);
+    this.specialTokenStrings = strings;
+    const mml = cfg['model_max_length'];
+    this.modelMaxLength = typeof mml === 'number' && mml > 0 && mml < 1e9 ? mml : undefined;
+  }
+
+  /** Text → token ids, exactly as the Rust library's `encode(text, add_special_tokens=false)`. */
+  encode(text: string, options: EncodeOptions = {}): number[] {
+    if (typeof text !== 'string') throw new InputError('encode() needs a string');
+    if (text.length === 0) return [];
+    if (options.parseSpecialTokens === false) return this.encodeWithoutSpecials(text);
+    return this.hf.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /**
+   * Encodes special-token strings as plain text (the Rust library's `encode_special_tokens`):
+   * a second tokenizers.js instance without the special added tokens, built on first use.
+   */
+  private encodeWithoutSpecials(text: string): number[] {
+    if (!this.hfPlain) {
+      const tj = { ...this.tokenizerJson, added_tokens: (this.tokenizerJson['added_tokens'] as AddedTokenSpec[]).filter((t) => !t.special) };
+      this.hfPlain = new HfTokenizer(tj, { clean_up_tokenization_spaces: false });
+      patchByteLevelRegex(this.hfPlain.pre_tokenizer);
+    }
+    return this.hfPlain.encode(text, { add_special_tokens: false }).ids;
+  }
+
+  /**
+   * Token ids → text, as the Rust library's `decode(ids, skip_special_tokens)`: unknown ids are
+   * skipped; no clean-up of spaces (transformers' `clean_up_tokenization_spaces` is a Python-side
+   * post-process and is not applied).
+   */
+  decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
+    const list = Array.from(ids);
+    if (!this.byteLevelDecoder) {
+      const known = list.filter((id) => this.isKnown(id) && !(options.skipSpecialTokens && this.specialIds.has(id)));
+      if (known.length === 0) return '';
+      return this.hf.decode(known, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
+    }
+    const parts: Uint8Array[] = [];
+    let total = 0;
+    for (const id of list) {
+      if (options.skipSpecialTokens && this.specialIds.has(id)) continue;
+      const b = this.tokenBytes(id);
+      if (b.length === 0) continue;
+      parts.push(b);
+      total += b.length;
+    }
+    const all = new Uint8Array(total);
+    let o = 0;
+    for (const p of parts) { all.set(p, o); o += p.length; }
+    return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(all);
+  }
+
+  /** True when the decoder is byte-level, so `tokenBytes` concatenation is the decoded text. */
+  get isByteLevel(): boolean {
+    return this.byteLevelDecoder;
+  }
+
+  /**
+   * The bytes a token contributes to decoded text (Rust ByteLevel decoder: through the
+   * byte-to-unicode table when every character is in it, else the token's own UTF-8). Empty for
+   * unknown ids. Only meaningful when `isByteLevel`.
+   */
+  tokenBytes(id: number): Uint8Array {
+    if (!this.isKnown(id)) return new Uint8Array(0);
+    const cached = this.byteCache[id];
+    if (cached) return cached;
+    const tok = this.idToTokenTable[id]!;
+    const bytes: number[] = [];
+    let allMapped = true;
+    for (const ch of tok) {
+      const b = BYTE_LEVEL.charToByte.get(ch);
+      if (b === undefined) { allMapped = false; break; }
+      bytes.push(b);
+    }
+    const out = allMapped ? Uint8Array.from(bytes) : UTF8.encode(tok);
+    this.byteCache[id] = out;
+    return out;
+  }
+
+  /** Whether the id names a token of this tokenizer. */
+  isKnown(id: number): boolean {
+    return Number.isInteger(id) && id >= 0 && id < this.size && this.idToTokenTable[id] !== undefined;
+  }
+
+  /** Whether the id is a special token (`<|endoftext|>`, `<|im_end|>`, ...). */
+  isSpecial(id: number): boolean {
+    return this.specialIds.has(id);
+  }
+
+  /** The token string of an id (byte-level form, e.g. "Ġworld"), or undefined. */
+  idToToken(id: number): string | undefined {
+    return this.isKnown(id) ? this.idToTokenTable[id] : undefined;
+  }
+
+  /** The id of a token string, or undefined. */
+  tokenToId(token: string): number | undefined {
+    return this.tokenToIdTable.get(token);
+  }
+
+  /** The token strings of an encoding (for display). */
+  tokens(ids: ArrayLike<number>): string[] {
+    return Array.from(ids, (id) => this.idToToken(id) ?? `<unknown ${id}>`);
+  }
+
+  /**
+   * Builds a tokenizer from GGUF-embedded data (llama.cpp `tokenizer.ggml.model` "gpt2"): normal
+   * tokens form the BPE vocabulary, control and unknown tokens become special added tokens,
+   * user-defined tokens (GPT-NeoX's space runs) normalized added tokens; unused tokens
+   * (llama.cpp's `[PAD…]` fillers up to the model's vocab size) are left out, so they decode to
+   * nothing and are never sampled. Normalizer NFC and the byte-level GPT-2 pre-tokenizer, as in
+   * GPT-NeoX-20B's tokenizer.json.
+   */
+  static fromGguf(data: GgufTokenizerData, source = 'gguf'): MptTokenizer {
+    const { tokens, merges, tokenTypes } = data;
+    if (!Array.isArray(tokens) || tokens.length === 0) throw new FormatError(`${source}: the GGUF file has no tokenizer.ggml.tokens`);
+    const vocab: Record<string, number> = {};
+    const added: AddedTokenSpec[] = [];
+    let lastUsed = -1;
+    for (let id = 0; id < tokens.length; id++) {
+      const type = tokenTypes[id] ?? 1;
+      const content = tokens[id]!;
+      if (type === 5) continue;
+      lastUsed = id;
+      if (type === 3 || type === 2) {
+        added.push({ id, content, special: true, normalized: false, lstrip: false, rstrip: false, single_word: false });
+      } else if (type === 4) {
+        added.push({ id, content, special: false, normalized: true, lstrip: false, rstrip: false, single_word: false });
+      }
+      if (!Object.prototype.hasOwnProperty.call(vocab, content)) vocab[content] = id;
+    }
+    if (lastUsed < 0) throw new FormatError(`${source}: every GGUF token is marked unused`);
+    const tokenizerJson = {
+      version: '1.0',
+      truncation: null,
+      padding: null,
+      added_tokens: added,
+      normalizer: { type: 'NFC' },
+      pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
+      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, vocab, merges: merges ?? [] },
+    };
+    const name = (id: number | undefined) => (id !== undefined && id >= 0 && id < tokens.length ? tokens[id] : undefined);
+    const cfg: Record<string, unknown> = {};
+    if (name(data.bosId) !== undefined) cfg['bos_token'] = name(data.bosId);
+    if (name(data.eosId) !== undefined) cfg['eos_token'] = name(data.eosId);
+    if (name(data.padId) !== undefined) cfg['pad_token'] = name(data.padId);
+    if (typeof data.chatTemplate === 'string') cfg['chat_template'] = data.chatTemplate;
+    const gen = data.eosId !== undefined ? { eos_token_id: data.eosId } : undefined;
+    return new MptTokenizer(tokenizerJson, { tokenizerConfig: cfg, generationConfig: gen }, source);
+  }
+}
+
+/** Path of the GPT-NeoX-20B tokenizer.json shipped in assets/ (source and compiled layouts). */
+export function shippedNeoxTokenizerPath(): string {
+  for (const rel of ['../../assets/gpt-neox-20b/tokenizer.json', '../../../assets/gpt-neox-20b/tokenizer.json']) {
+    const p = fileURLToPath(new URL(rel, import.meta.url));
+    if (existsSync(p)) return p;
+  }
+  throw new ConfigError('the shipped GPT-NeoX-20B tokenizer (assets/gpt-neox-20b/tokenizer.json) is missing from this installation');
+}
+
+/** Ids the shipped GPT-NeoX-20B tokenizer uses (0..50276). */
+export const NEOX_TOKENIZER_SIZE = 50277;
+
+function readJsonIfExists(path: string): Record<string, unknown> | undefined {
+  if (!existsSync(path)) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (e) {
+    throw new FormatError(`${path} is not valid JSON: ${(e as Error).message}`);
+  }
+  return asObject(parsed, path);
+}
+
+/** Reads tokenizer_config.json, special_tokens_map.json and generation_config.json from a folder. */
+export function readTokenizerSideFiles(dir: string): TokenizerSideFiles {
+  return {
+    tokenizerConfig: readJsonIfExists(join(dir, 'tokenizer_config.json')),
+    specialTokensMap: readJsonIfExists(join(dir, 'special_tokens_map.json')),
+    generationConfig: readJsonIfExists(join(dir, 'generation_config.json')),
+  };
+}
+
+export interface LoadTokenizerOptions {
+  /**
+   * The model's vocab_size (embedding rows): the shipped GPT-NeoX tokenizer is used as a fallback
+   * only when it fits. Read from the folder's config.json when not given.
+   */
+  vocabSize?: number;
+  /** config.json's `tokenizer_name`; the fallback is used only for GPT-NeoX names (or none). */
+  tokenizerName?: string;
+  /** Receives notes for the user (e.g. that the shipped tokenizer is used); default: stderr. */
+  onNote?: (message: string) => void;
+}
+
+/**
+ * Loads the tokenizer of a model folder, or a tokenizer.json file given directly. A folder
+ * without tokenizer.json falls back to the shipped GPT-NeoX-20B tokenizer when the model's
+ * vocabulary fits it (MPT's `tokenizer_name` is EleutherAI/gpt-neox-20b), with a note. Returns
+ * null when the folder has no tokenizer and the fallback does not apply.
+ */
+export function loadTokenizer(path: string, options: LoadTokenizerOptions = {}): MptTokenizer | null {
+  const abs = resolve(path);
+  if (!existsSync(abs)) throw new InputError(`tokenizer not found: ${path}`);
+  const note = options.onNote ?? ((m: string) => process.stderr.write(`note: ${m}\n`));
+  if (statSync(abs).isFile()) {
+    const dir = dirname(abs);
+    const json = readJsonIfExists(abs)!;
+    const side = basename(abs) === 'tokenizer.json' ? readTokenizerSideFiles(dir) : {};
+    return new MptTokenizer(json, side, abs);
+  }
+  const side = readTokenizerSideFiles(abs);
+  const own = join(abs, 'tokenizer.json');
+  if (existsSync(own)) return new MptTokenizer(readJsonIfExists(own)!, side, own);
+
+  let vocabSize = options.vocabSize;
+  let tokenizerName = options.tokenizerName;
+  const config = readJsonIfExists(join(abs, 'config.json'));
+  if (config) {
+    if (vocabSize === undefined && typeof config['vocab_size'] === 'number') vocabSize = config['vocab_size'];
+    if (tokenizerName === undefined && typeof config['tokenizer_name'] === 'string') tokenizerName = config['tokenizer_name'];
+  }
+  if (vocabSize === undefined || vocabSize < NEOX_TOKENIZER_SIZE) return null;
+  if (tokenizerName !== undefined && !/neox/i.test(tokenizerName)) return null;
+  const shipped = shippedNeoxTokenizerPath();
+  const tok = new MptTokenizer(readJsonIfExists(shipped)!, side, shipped);
+  if (tok.size > vocabSize) return null;
+  note(`${path} has no tokenizer.json; using the shipped GPT-NeoX-20B tokenizer (${tokenizerName ? `config tokenizer_name: ${tokenizerName}` : 'the MPT default'})`);
+  return tok;
+}

@@ -1,0 +1,517 @@
+/**
+ * POST /v1/completions and POST /v1/chat/completions: a validated request becomes one
+ * generation sequence per choice (prompts × n), submitted together to the scheduler; their
+ * output is written back as OpenAI's JSON objects, or streamed as its SSE chunks.
+ */
+import { randomBytes } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
+import { MptError } from '../errors.js';
+import type { SamplingOptions } from '../runtime/sampling.js';
+import { ApiError, badRequest } from './api-error.js';
+import { JsonGrammar, type JsonConstraint } from './constrain/json-constraint.js';
+import { SchemaError } from './constrain/schema.js';
+import type { Metrics } from './metrics.js';
+import type { ServedModel } from './model-host.js';
+import { ChatRequest, CompletionRequest, checkRefusedChatFields, parseBody } from './request-schema.js';
+import { QueueFullError, type EndReason, type Scheduler, type SequenceHandle } from './scheduler.js';
+import { ServerSequence, type FinishReason, type TokenLogprobInfo } from './sequence.js';
+import { sendError, sendJson } from './respond.js';
+import { SseWriter } from './sse.js';
+
+/** What the endpoints share with the HTTP layer. */
+export interface GenerationContext {
+  model: ServedModel;
+  scheduler: Scheduler;
+  metrics: Metrics;
+  grammars: GrammarCache;
+  /** Per-request time limit (ms), 0 for none. */
+  timeoutMs: number;
+  /** Headers every response carries (CORS). */
+  headers: Record<string, string>;
+  /** Registers an in-flight request so shutdown can finish or cancel it. */
+  track(job: { cancel(reason: 'shutdown'): void; done: Promise<void> }): void;
+}
+
+/** Compiled schemas by their JSON text (compiling is cheap, the mask cache inside is not). */
+export class GrammarCache {
+  private readonly map = new Map<string, JsonGrammar>();
+  constructor(private readonly limit = 32) {}
+
+  get(model: ServedModel, schema: unknown): JsonGrammar {
+    const key = JSON.stringify(schema);
+    let g = this.map.get(key);
+    if (g) {
+      this.map.delete(key);
+    } else {
+      g = new JsonGrammar(schema, model.constraintVocabulary());
+    }
+    this.map.set(key, g);
+    if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value!);
+    return g;
+  }
+}
+
+interface CommonFields {
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  top_k?: number | null;
+  min_p?: number | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  presence_penalty?: number | null;
+  frequency_penalty?: number | null;
+  repetition_penalty?: number | null;
+  n?: number | null;
+  logit_bias?: Record<string, number> | null;
+  response_format?: ChatRequest['response_format'];
+}
+
+function samplingOf(req: CommonFields, choice: number, vocabSize: number): SamplingOptions {
+  const bias: Record<number, number> = {};
+  for (const [k, v] of Object.entries(req.logit_bias ?? {})) {
+    const id = Number(k);
+    if (id >= vocabSize) throw badRequest(`Invalid 'logit_bias': token id ${id} is outside the vocabulary (0..${vocabSize - 1}).`, 'logit_bias', 'invalid_value');
+    bias[id] = v;
+  }
+  const topP = req.top_p ?? 1;
+  return {
+    // OpenAI's defaults: temperature 1, no truncation. top_p 0 keeps only the top token.
+    temperature: topP === 0 ? 0 : (req.temperature ?? 1),
+    topP: topP === 0 ? 1 : topP,
+    topK: req.top_k === undefined || req.top_k === null || req.top_k < 0 ? 0 : req.top_k,
+    minP: req.min_p ?? 0,
+    presencePenalty: req.presence_penalty ?? 0,
+    frequencyPenalty: req.frequency_penalty ?? 0,
+    repetitionPenalty: req.repetition_penalty ?? 1,
+    // Each choice of a seeded request gets its own reproducible stream.
+    seed: req.seed === undefined || req.seed === null ? undefined : req.seed + choice,
+    logitBias: Object.keys(bias).length ? bias : undefined,
+  };
+}
+
+function stopStringsOf(req: CommonFields): string[] {
+  if (req.stop === undefined || req.stop === null) return [];
+  return (typeof req.stop === 'string' ? [req.stop] : req.stop).filter((s) => s.length > 0);
+}
+
+function grammarOf(ctx: GenerationContext, req: CommonFields): JsonGrammar | null {
+  const rf = req.response_format;
+  if (!rf || rf.type === 'text') return null;
+  const schema = rf.type === 'json_object' ? { type: 'object' } : (rf.json_schema.schema ?? {});
+  try {
+    return ctx.grammars.get(ctx.model, schema);
+  } catch (e) {
+    // RangeError: a schema nested deep enough to overflow the stack while being read.
+    if (e instanceof SchemaError || e instanceof RangeError) {
+      const why = e instanceof SchemaError ? e.message : 'the schema is nested too deeply';
+      throw badRequest(`Invalid 'response_format.json_schema.schema': ${why}.`, 'response_format.json_schema.schema', 'invalid_json_schema');
+    }
+    throw e;
+  }
+}
+
+function contextError(ctx: number, prompt: number, completion: number, what: string): ApiError {
+  return badRequest(
+    `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt + completion} tokens (${prompt} in the ${what}, ${completion} in the completion). Please reduce the length of the ${what} or completion.`,
+    what === 'messages' ? 'messages' : 'prompt',
+    'context_length_exceeded',
+  );
+}
+
+function newId(prefix: string): string {
+  return `${prefix}-${randomBytes(12).toString('base64url')}`;
+}
+
+/** Finite for JSON (a -Infinity logprob would serialize as null). */
+function finite(x: number): number {
+  return Number.isFinite(x) ? x : -9999;
+}
+
+interface ChoiceState {
+  text: string;
+  finish: FinishReason | null;
+  ended: boolean;
+  logprobs: TokenLogprobInfo[];
+  tokens: number;
+}
+
+/** One request in flight: its sequences, its response, its clean-up. */
+class Job {
+  readonly choices: ChoiceState[];
+  readonly handles: SequenceHandle[] = [];
+  private readonly sequences: ServerSequence[] = [];
+  private remaining: number;
+  private timer: NodeJS.Timeout | undefined;
+  private failed: ApiError | null = null;
+  private firstToken = false;
+  readonly done: Promise<void>;
+  private resolveDone!: () => void;
+
+  constructor(
+    readonly ctx: GenerationContext,
+    readonly receivedAt: number,
+    count: number,
+    private readonly onDelta: (index: number, text: string, lp: TokenLogprobInfo | null) => void,
+    private readonly onComplete: (job: Job, error: ApiError | null) => void,
+  ) {
+    this.choices = Array.from({ length: count }, () => ({ text: '', finish: null, ended: false, logprobs: [], tokens: 0 }));
+    this.remaining = count;
+    this.done = new Promise((r) => { this.resolveDone = r; });
+  }
+
+  add(seq: ServerSequence): void {
+    this.sequences.push(seq);
+  }
+
+  delta(index: number, text: string, lp: TokenLogprobInfo | null): void {
+    if (!this.firstToken) {
+      this.firstToken = true;
+      this.ctx.metrics.observeTtft((performance.now() - this.receivedAt) / 1000);
+    }
+    const c = this.choices[index]!;
+    c.text += text;
+    if (lp) c.logprobs.push(lp);
+    this.onDelta(index, text, lp);
+  }
+
+  finish(index: number, finish: FinishReason | null, reason: EndReason, error?: unknown): void {
+    const c = this.choices[index]!;
+    if (c.ended) return;
+    c.ended = true;
+    c.finish = finish;
+    c.tokens = this.sequences[index]?.tokens.length ?? 0;
+    if (reason === 'error' && !this.failed) {
+      // Our own typed errors carry messages meant for users; anything else stays private.
+      const msg = error instanceof MptError ? error.message : 'generation failed';
+      this.failed = new ApiError(500, msg, 'server_error', null, 'generation_failed');
+    }
+    if (reason === 'shutdown' && !this.failed) this.failed = new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
+    if (--this.remaining === 0) this.complete();
+  }
+
+  start(timeoutMs: number): void {
+    if (timeoutMs > 0) {
+      this.timer = setTimeout(() => {
+        this.failed ??= new ApiError(504, `the request did not finish within ${timeoutMs / 1000} s (server --timeout)`, 'timeout_error', null, 'timeout');
+        this.cancel('cancelled');
+      }, timeoutMs);
+      this.timer.unref();
+    }
+  }
+
+  cancel(reason: 'cancelled' | 'shutdown'): void {
+    for (const h of this.handles) h.cancel(reason);
+  }
+
+  get completionTokens(): number {
+    return this.choices.reduce((a, c) => a + c.tokens, 0);
+  }
+
+  private complete(): void {
+    clearTimeout(this.timer);
+    this.ctx.metrics.completionTokens += this.completionTokens;
+    try {
+      this.onComplete(this, this.failed);
+    } finally {
+      this.resolveDone();
+    }
+  }
+}
+
+/** A generation request reduced to what both endpoints have in common. */
+interface Plan {
+  prompts: number[][];
+  n: number;
+  maxTokens: number[];
+  req: CommonFields;
+  stream: boolean;
+  includeUsage: boolean;
+  logprobs: number | null;
+  grammar: JsonGrammar | null;
+  /** Stop strings of the prompt format (chat), besides the request's own. */
+  formatStops: readonly string[];
+}
+
+/** Submits every sequence of a plan; throws 429 when the queue is full. */
+function launch(ctx: GenerationContext, plan: Plan, job: Job): void {
+  const seqs: ServerSequence[] = [];
+  const vocab = ctx.model.runner.config.vocabSize;
+  const stops = [...new Set([...stopStringsOf(plan.req), ...plan.formatStops])];
+  plan.prompts.forEach((prompt, p) => {
+    for (let j = 0; j < plan.n; j++) {
+      const index = p * plan.n + j;
+      const constraint: JsonConstraint | null = plan.grammar ? plan.grammar.start() : null;
+      const seq = new ServerSequence(ctx.model, {
+        index,
+        prompt,
+        maxTokens: plan.maxTokens[p]!,
+        sampling: samplingOf(plan.req, index, vocab),
+        stopStrings: stops,
+        logprobs: plan.logprobs,
+        constraint,
+      }, {
+        onDelta: (i, text, lp) => job.delta(i, text, lp),
+        onFinish: (i, finish, reason, error) => job.finish(i, finish, reason, error),
+      });
+      seqs.push(seq);
+      job.add(seq);
+    }
+  });
+  try {
+    job.handles.push(...ctx.scheduler.submitAll(seqs));
+  } catch (e) {
+    if (e instanceof QueueFullError) {
+      throw new ApiError(429, `The server is busy: ${e.queued} sequences are waiting (--queue). Retry shortly.`, 'rate_limit_error', null, 'queue_full', { 'Retry-After': '1' });
+    }
+    throw e;
+  }
+  ctx.metrics.promptTokens += plan.prompts.reduce((a, p) => a + p.length, 0);
+}
+
+/** Cancels the job when the client goes away before the response is complete. */
+function cancelOnDisconnect(res: ServerResponse, job: Job): void {
+  res.on('close', () => {
+    if (!res.writableFinished) job.cancel('cancelled');
+  });
+  // Gone already (while the body was read or the request validated): no 'close' will come.
+  if (res.destroyed || !res.socket || res.socket.destroyed) job.cancel('cancelled');
+}
+
+function checkStreamOptions(req: { stream?: boolean | null; stream_options?: unknown }): void {
+  if (req.stream_options != null && req.stream !== true) {
+    throw badRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options', 'invalid_value');
+  }
+}
+
+function checkModel(ctx: GenerationContext, model: string): void {
+  if (model !== ctx.model.id) {
+    throw new ApiError(404, `The model \`${model}\` does not exist. This server serves \`${ctx.model.id}\`.`, 'invalid_request_error', 'model', 'model_not_found');
+  }
+}
+
+function encodePrompt(ctx: GenerationContext, text: string): number[] {
+  return ctx.model.tokenizer.encode(text);
+}
+
+function usageOf(plan: Plan, job: Job) {
+  const prompt = plan.prompts.reduce((a, p) => a + p.length, 0);
+  const completion = job.completionTokens;
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Chat
+
+function chatLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[]) {
+  const tok = ctx.model.tokenizer;
+  const entry = (id: number, logprob: number) => ({ token: tok.decode([id]), logprob: finite(logprob), bytes: Array.from(tok.isByteLevel ? tok.tokenBytes(id) : new TextEncoder().encode(tok.decode([id]))) });
+  return {
+    content: list.map((l) => ({ ...entry(l.token, l.logprob), top_logprobs: l.top.map((t) => entry(t.token, t.logprob)) })),
+    refusal: null,
+  };
+}
+
+function messageText(content: ChatRequest['messages'][number]['content']): string {
+  if (content === null) return '';
+  if (typeof content === 'string') return content;
+  return content.map((p) => p.text).join('');
+}
+
+export async function handleChat(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
+  const r = parseBody(ChatRequest, body);
+  checkRefusedChatFields(r);
+  checkModel(ctx, r.model);
+  checkStreamOptions(r);
+  if (r.top_logprobs !== undefined && r.top_logprobs !== null && r.top_logprobs > 0 && !r.logprobs) {
+    throw badRequest("Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.", 'top_logprobs', 'invalid_value');
+  }
+  const messages = r.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  let promptText: string;
+  try {
+    promptText = ctx.model.format.render(messages, { addGenerationPrompt: true });
+  } catch (e) {
+    throw badRequest(`Invalid 'messages': ${(e as Error).message}`, 'messages', 'invalid_value');
+  }
+  const prompt = encodePrompt(ctx, promptText);
+  if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+  const C = ctx.model.contextLength;
+  const asked = r.max_completion_tokens ?? r.max_tokens;
+  if (prompt.length >= C || (asked != null && prompt.length + asked > C)) throw contextError(C, prompt.length, asked ?? 1, 'messages');
+  const maxTokens = asked ?? C - prompt.length;
+  const n = r.n ?? 1;
+  const plan: Plan = {
+    prompts: [prompt], n, maxTokens: [maxTokens], req: r, stream: r.stream === true,
+    includeUsage: r.stream_options?.include_usage === true,
+    logprobs: r.logprobs ? (r.top_logprobs ?? 0) : null,
+    grammar: grammarOf(ctx, r),
+    formatStops: ctx.model.format.stopStrings,
+  };
+  const id = newId('chatcmpl');
+  const created = Math.floor(Date.now() / 1000);
+  const model = ctx.model.id;
+  const fingerprint = `mpt-ts-${ctx.model.runner.backendName}`;
+  const receivedAt = performance.now();
+
+  if (!plan.stream) {
+    const job = new Job(ctx, receivedAt, n, () => {}, (j, err) => {
+      if (err) return sendError(res, err, ctx.headers);
+      sendJson(res, 200, {
+        id, object: 'chat.completion', created, model, system_fingerprint: fingerprint,
+        choices: j.choices.map((c, index) => ({
+          index,
+          message: { role: 'assistant', content: c.text, refusal: null },
+          logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
+          finish_reason: c.finish ?? 'stop',
+        })),
+        usage: usageOf(plan, j),
+      }, ctx.headers);
+    });
+    launch(ctx, plan, job);
+    cancelOnDisconnect(res, job);
+    job.start(ctx.timeoutMs);
+    ctx.track(job);
+    return job.done;
+  }
+
+  const sse = new SseWriter(res, ctx.headers);
+  const chunk = (choices: unknown[], usage?: unknown) => ({
+    id, object: 'chat.completion.chunk', created, model, system_fingerprint: fingerprint, choices,
+    ...(plan.includeUsage ? { usage: usage ?? null } : {}),
+  });
+  const job = new Job(ctx, receivedAt, n, (index, text, lp) => {
+    sse.send(chunk([{ index, delta: { content: text }, logprobs: lp ? chatLogprobs(ctx, [lp]) : null, finish_reason: null }]));
+  }, (j, err) => {
+    if (err) return sse.fail(err.toBody());
+    for (let index = 0; index < j.choices.length; index++) {
+      sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: j.choices[index]!.finish ?? 'stop' }]));
+    }
+    if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
+    sse.done();
+  });
+  launch(ctx, plan, job);
+  // The role comes first, in a chunk of its own per choice, as OpenAI sends it.
+  for (let index = 0; index < n; index++) sse.send(chunk([{ index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
+  cancelOnDisconnect(res, job);
+  job.start(ctx.timeoutMs);
+  ctx.track(job);
+  return job.done;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Completions
+
+function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], offset0: number) {
+  const tok = ctx.model.tokenizer;
+  let offset = offset0;
+  const tokens: string[] = [];
+  const tokenLogprobs: number[] = [];
+  const top: Record<string, number>[] = [];
+  const textOffset: number[] = [];
+  for (const l of list) {
+    const s = tok.decode([l.token]);
+    tokens.push(s);
+    tokenLogprobs.push(finite(l.logprob));
+    const d: Record<string, number> = {};
+    for (const t of l.top) {
+      const k = tok.decode([t.token]);
+      if (!(k in d)) d[k] = finite(t.logprob);
+    }
+    top.push(d);
+    textOffset.push(offset);
+    offset += s.length;
+  }
+  return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
+}
+
+export async function handleCompletion(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
+  const r = parseBody(CompletionRequest, body);
+  checkModel(ctx, r.model);
+  checkStreamOptions(r);
+  if (r.suffix) throw badRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
+  const n = r.n ?? 1;
+  if (r.best_of != null && r.best_of !== n) throw badRequest("'best_of' is supported only equal to 'n'.", 'best_of', 'unsupported_parameter');
+  if (r.echo && r.logprobs != null) throw badRequest("'echo' together with 'logprobs' is not supported by this server.", 'echo', 'unsupported_parameter');
+  const vocab = ctx.model.runner.config.vocabSize;
+  let texts: (string | null)[];
+  let prompts: number[][];
+  const p = r.prompt;
+  if (typeof p === 'string') { texts = [p]; prompts = [encodePrompt(ctx, p)]; }
+  else if (p.length && typeof p[0] === 'string') { texts = p as string[]; prompts = texts.map((t) => encodePrompt(ctx, t!)); }
+  else if (p.length && typeof p[0] === 'number') { texts = [null]; prompts = [p as number[]]; }
+  else { prompts = p as number[][]; texts = prompts.map(() => null); }
+  prompts.forEach((ids, i) => {
+    const param = prompts.length > 1 ? `prompt[${i}]` : 'prompt';
+    if (ids.length === 0) throw badRequest(`Invalid '${param}': the prompt is empty.`, param, 'invalid_value');
+    const bad = ids.find((t) => t >= vocab);
+    if (bad !== undefined) throw badRequest(`Invalid '${param}': token id ${bad} is outside the vocabulary (0..${vocab - 1}).`, param, 'invalid_value');
+  });
+  if (prompts.length * n > 128) throw badRequest("Invalid 'n': prompts × n must be at most 128.", 'n', 'invalid_value');
+  const C = ctx.model.contextLength;
+  const asked = r.max_tokens ?? 16;
+  const maxTokens = prompts.map((ids) => {
+    if (ids.length + asked > C) throw contextError(C, ids.length, asked, 'prompt');
+    return asked;
+  });
+  const plan: Plan = {
+    prompts, n, maxTokens, req: r, stream: r.stream === true,
+    includeUsage: r.stream_options?.include_usage === true,
+    logprobs: r.logprobs ?? null,
+    grammar: grammarOf(ctx, r),
+    formatStops: [],
+  };
+  const echoText = (i: number) => (r.echo ? (texts[Math.floor(i / n)] ?? ctx.model.tokenizer.decode(prompts[Math.floor(i / n)]!)) : '');
+  const id = newId('cmpl');
+  const created = Math.floor(Date.now() / 1000);
+  const model = ctx.model.id;
+  const fingerprint = `mpt-ts-${ctx.model.runner.backendName}`;
+  const receivedAt = performance.now();
+  const total = prompts.length * n;
+
+  if (!plan.stream) {
+    const job = new Job(ctx, receivedAt, total, () => {}, (j, err) => {
+      if (err) return sendError(res, err, ctx.headers);
+      sendJson(res, 200, {
+        id, object: 'text_completion', created, model, system_fingerprint: fingerprint,
+        choices: j.choices.map((c, index) => ({
+          text: echoText(index) + c.text,
+          index,
+          logprobs: plan.logprobs === null ? null : completionLogprobs(ctx, c.logprobs, 0),
+          finish_reason: c.finish ?? 'stop',
+        })),
+        usage: usageOf(plan, j),
+      }, ctx.headers);
+    });
+    launch(ctx, plan, job);
+    cancelOnDisconnect(res, job);
+    job.start(ctx.timeoutMs);
+    ctx.track(job);
+    return job.done;
+  }
+
+  const sse = new SseWriter(res, ctx.headers);
+  const chunk = (choices: unknown[], usage?: unknown) => ({
+    id, object: 'text_completion', created, model, system_fingerprint: fingerprint, choices,
+    ...(plan.includeUsage ? { usage: usage ?? null } : {}),
+  });
+  const offsets = new Array<number>(total).fill(0);
+  const job = new Job(ctx, receivedAt, total, (index, text, lp) => {
+    const logprobs = lp ? completionLogprobs(ctx, [lp], offsets[index]!) : null;
+    offsets[index]! += text.length;
+    sse.send(chunk([{ text, index, logprobs, finish_reason: null }]));
+  }, (j, err) => {
+    if (err) return sse.fail(err.toBody());
+    for (let index = 0; index < j.choices.length; index++) {
+      sse.send(chunk([{ text: '', index, logprobs: null, finish_reason: j.choices[index]!.finish ?? 'stop' }]));
+    }
+    if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
+    sse.done();
+  });
+  launch(ctx, plan, job);
+  sse.start();
+  if (r.echo) for (let index = 0; index < total; index++) sse.send(chunk([{ text: echoText(index), index, logprobs: null, finish_reason: null }]));
+  cancelOnDisconnect(res, job);
+  job.start(ctx.timeoutMs);
+  ctx.track(job);
+  return job.done;
+}

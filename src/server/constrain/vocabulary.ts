@@ -1,0 +1,33 @@
+/**
+ * The model side of constrained decoding: the bytes of every token id (from the tokenizer, once
+ * per model) arranged as a trie, plus the ids that end a sequence.
+ */
+import type { MptTokenizer } from '../../runtime/tokenizer.js';
+import type { ConstraintVocabulary } from './json-constraint.js';
+import { TokenTrie } from './token-trie.js';
+
+const encoder = new TextEncoder();
+
+/**
+ * Bytes of each id in [0, vocabSize): special tokens, unknown ids (the padding rows of MPT's
+ * 50,432-row embedding) and, for non-byte-level tokenizers, ids that do not decode to whole
+ * UTF-8 characters on their own are null, so constrained text never contains them.
+ */
+export function tokenBytesOf(tokenizer: MptTokenizer, vocabSize: number): (Uint8Array | null)[] {
+  const out: (Uint8Array | null)[] = new Array(vocabSize).fill(null);
+  for (let id = 0; id < vocabSize; id++) {
+    if (!tokenizer.isKnown(id) || tokenizer.isSpecial(id)) continue;
+    if (tokenizer.isByteLevel) {
+      const b = tokenizer.tokenBytes(id);
+      out[id] = b.length ? b : null;
+    } else {
+      const s = tokenizer.decode([id]);
+      out[id] = s.length && !s.includes('\uFFFD') ? encoder.encode(s) : null;
+    }
+  }
+  return out;
+}
+
+export function buildConstraintVocabulary(tokenizer: MptTokenizer, vocabSize: number, eosIds: readonly number[]): ConstraintVocabulary {
+  return { trie: new TokenTrie(tokenBytesOf(tokenizer, vocabSize)), vocabSize, eosIds: [...eosIds] };
+}

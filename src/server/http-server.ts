@@ -1,0 +1,309 @@
+/**
+ * The HTTP server behind `mpt serve`, on Node's own `node:http`: routing, body limits, API key,
+ * CORS, the OpenAI-compatible endpoints, health and metrics, the chat page, graceful shutdown.
+ *
+ * Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models[/ID], GET /health,
+ * GET /metrics, GET / (the chat page) and its assets. Every failure is OpenAI's error JSON.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { ApiError, badRequest, toApiError } from './api-error.js';
+import { GrammarCache, handleChat, handleCompletion, type GenerationContext } from './completions.js';
+import { Metrics } from './metrics.js';
+import { sendError, sendJson } from './respond.js';
+import type { ServedModel } from './model-host.js';
+import { Scheduler } from './scheduler.js';
+import { loadWebAssets, type WebAsset } from './web-assets.js';
+
+export interface ServerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** Most sequences decoded together. Default 8. */
+  parallel?: number;
+  /** Most sequences waiting for a slot before 429. Default 64. */
+  queue?: number;
+  /** Per-request time limit in seconds (queue wait included); 0 = none. Default 600. */
+  timeoutS?: number;
+  /** Required as `Authorization: Bearer KEY` on /v1/* when set. */
+  apiKey?: string;
+  /** Allowed origin(s) for cross-origin browser calls: "*", one origin, or a comma-separated list. */
+  cors?: string;
+  /** Largest request body accepted, in bytes. Default 1 MiB. */
+  maxBodyBytes?: number;
+  /** Prompt tokens processed per batched step. Default 256. */
+  prefillChunk?: number;
+  /** Log one line per request to this function. */
+  log?: (line: string) => void;
+}
+
+function endpointLabel(path: string): string {
+  if (path.startsWith('/v1/models/')) return '/v1/models/:id';
+  const known = ['/v1/completions', '/v1/chat/completions', '/v1/models', '/health', '/metrics', '/'];
+  if (known.includes(path)) return path;
+  if (path.startsWith('/static/')) return '/static';
+  return 'other';
+}
+
+export class MptServer {
+  readonly scheduler: Scheduler;
+  readonly metrics = new Metrics();
+  private readonly server: Server;
+  private readonly ctx: GenerationContext;
+  private readonly jobs = new Set<{ cancel(reason: 'shutdown'): void; done: Promise<void> }>();
+  private readonly web: Map<string, WebAsset>;
+  private draining = false;
+  private shutdownPromise: Promise<void> | null = null;
+  readonly options: Required<Omit<ServerOptions, 'apiKey' | 'cors' | 'log'>> & Pick<ServerOptions, 'apiKey' | 'cors' | 'log'>;
+
+  constructor(readonly model: ServedModel, options: ServerOptions = {}) {
+    this.options = {
+      host: options.host ?? '127.0.0.1',
+      port: options.port ?? 8080,
+      parallel: options.parallel ?? 8,
+      queue: options.queue ?? 64,
+      timeoutS: options.timeoutS ?? 600,
+      maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
+      prefillChunk: options.prefillChunk ?? 256,
+      apiKey: options.apiKey,
+      cors: options.cors,
+      log: options.log,
+    };
+    this.scheduler = new Scheduler(model.runner, {
+      maxActive: this.options.parallel,
+      maxQueue: this.options.queue,
+      prefillChunk: this.options.prefillChunk,
+      kvType: model.kvType,
+    });
+    this.ctx = {
+      model,
+      scheduler: this.scheduler,
+      metrics: this.metrics,
+      grammars: new GrammarCache(),
+      timeoutMs: this.options.timeoutS * 1000,
+      headers: {},
+      track: (job) => {
+        this.jobs.add(job);
+        void job.done.finally(() => this.jobs.delete(job));
+      },
+    };
+    this.web = loadWebAssets();
+    this.server = createServer((req, res) => { void this.handle(req, res); });
+    this.server.keepAliveTimeout = 5000;
+    // Slow or stalled uploads cannot hold a connection forever.
+    this.server.requestTimeout = 60_000;
+    this.server.headersTimeout = 30_000;
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  listen(): Promise<{ host: string; port: number; url: string }> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.options.port, this.options.host, () => {
+        this.server.off('error', reject);
+        const a = this.server.address() as AddressInfo;
+        const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+        resolve({ host: a.address, port: a.port, url: `http://${host}:${a.port}` });
+      });
+    });
+  }
+
+  /** Requests being generated right now. */
+  get inFlight(): number {
+    return this.jobs.size;
+  }
+
+  /**
+   * Stops accepting requests, lets in-flight ones finish for up to `graceMs`, cancels the rest,
+   * then closes every connection. Resolves when nothing is left running.
+   */
+  shutdown(graceMs = 10_000): Promise<void> {
+    this.shutdownPromise ??= (async () => {
+      this.draining = true;
+      const closed = new Promise<void>((r) => this.server.close(() => r()));
+      this.server.closeIdleConnections();
+      const pending = Promise.all([...this.jobs].map((j) => j.done));
+      let timer: NodeJS.Timeout | undefined;
+      const expired = new Promise<void>((r) => { timer = setTimeout(r, graceMs); });
+      await Promise.race([pending, expired]);
+      clearTimeout(timer);
+      for (const j of this.jobs) j.cancel('shutdown');
+      await Promise.all([...this.jobs].map((j) => j.done));
+      await this.scheduler.close();
+      this.server.closeAllConnections();
+      await closed;
+    })();
+    return this.shutdownPromise;
+  }
+
+  private corsHeaders(req: IncomingMessage): Record<string, string> {
+    const cors = this.options.cors;
+    if (!cors) return {};
+    const origin = req.headers.origin;
+    const allowed = cors.split(',').map((s) => s.trim()).filter(Boolean);
+    let allow: string | undefined;
+    if (allowed.includes('*')) allow = '*';
+    else if (origin && allowed.includes(origin)) allow = origin;
+    if (!allow) return {};
+    return {
+      'Access-Control-Allow-Origin': allow,
+      'Access-Control-Allow-Methods': 'GET, POST, OPTIONS',
+      'Access-Control-Allow-Headers': 'Authorization, Content-Type',
+      'Access-Control-Max-Age': '600',
+      ...(allow === '*' ? {} : { Vary: 'Origin' }),
+    };
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const key = this.options.apiKey;
+    if (!key) return true;
+    const h = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(.+)$/i.exec(h);
+    if (!m) return false;
+    const a = Buffer.from(m[1]!.trim());
+    const b = Buffer.from(key);
+    return a.length === b.length && timingSafeEqual(a, b);
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const started = performance.now();
+    let path = '/';
+    try {
+      path = new URL(req.url ?? '/', 'http://localhost').pathname;
+    } catch {
+      path = 'invalid';
+    }
+    const endpoint = endpointLabel(path);
+    const headers = this.corsHeaders(req);
+    res.on('close', () => {
+      // A client that left before any response is counted as nginx does: 499.
+      const status = res.headersSent ? res.statusCode : 499;
+      this.metrics.countRequest(endpoint, status);
+      this.options.log?.(`${req.method} ${path} ${status} ${(performance.now() - started).toFixed(0)}ms`);
+    });
+    try {
+      await this.route(req, res, path, headers);
+    } catch (e) {
+      const err = toApiError(e);
+      if (err.status >= 500 && !(e instanceof ApiError)) this.options.log?.(`error: ${(e as Error)?.stack ?? String(e)}`);
+      sendError(res, err, headers);
+      // A body we refused to read must not be parsed as the next request on this connection.
+      if (err.status === 413) req.resume();
+    }
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, path: string, headers: Record<string, string>): Promise<void> {
+    const method = req.method ?? 'GET';
+    if (method === 'OPTIONS') {
+      res.writeHead(204, { ...headers, Allow: 'GET, POST, OPTIONS', 'Content-Length': '0' });
+      res.end();
+      return;
+    }
+    const allow = (methods: string[]) => {
+      if (!methods.includes(method)) {
+        throw new ApiError(405, `Method ${method} is not allowed on ${path} (use ${methods.join(' or ')}).`, 'invalid_request_error', null, 'method_not_allowed', { Allow: methods.join(', ') });
+      }
+    };
+    if (path === '/health') {
+      allow(['GET', 'HEAD']);
+      const ok = !this.draining;
+      sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'shutting_down', model: this.model.id, active: this.scheduler.activeCount, queued: this.scheduler.queued }, headers);
+      return;
+    }
+    if (path === '/metrics') {
+      allow(['GET', 'HEAD']);
+      const text = this.metrics.render(this.scheduler.stats(), { parallel: this.options.parallel, queueLimit: this.options.queue });
+      res.writeHead(200, { ...headers, 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+      res.end(method === 'HEAD' ? undefined : text);
+      return;
+    }
+    if (!path.startsWith('/v1/')) {
+      const asset = this.web.get(path === '/' ? '/index.html' : path);
+      if (!asset) throw new ApiError(404, `Unknown path ${path}.`, 'invalid_request_error', null, 'not_found');
+      allow(['GET', 'HEAD']);
+      res.writeHead(200, {
+        ...headers,
+        'Content-Type': asset.type,
+        'Content-Length': asset.body.length,
+        'Cache-Control': 'no-cache',
+        'X-Content-Type-Options': 'nosniff',
+        'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        'Referrer-Policy': 'no-referrer',
+      });
+      res.end(method === 'HEAD' ? undefined : asset.body);
+      return;
+    }
+    if (!this.authorized(req)) {
+      throw new ApiError(401, 'Incorrect or missing API key: send it as "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key', { 'WWW-Authenticate': 'Bearer' });
+    }
+    if (path === '/v1/models') {
+      allow(['GET']);
+      sendJson(res, 200, { object: 'list', data: [this.modelCard()] }, headers);
+      return;
+    }
+    if (path.startsWith('/v1/models/')) {
+      allow(['GET']);
+      const id = decodeURIComponent(path.slice('/v1/models/'.length));
+      if (id !== this.model.id) throw new ApiError(404, `The model \`${id}\` does not exist.`, 'invalid_request_error', 'model', 'model_not_found');
+      sendJson(res, 200, this.modelCard(), headers);
+      return;
+    }
+    const handler = path === '/v1/chat/completions' ? handleChat : path === '/v1/completions' ? handleCompletion : null;
+    if (!handler) throw new ApiError(404, `Unknown path ${path}.`, 'invalid_request_error', null, 'not_found');
+    allow(['POST']);
+    if (this.draining) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down', { Connection: 'close' });
+    const body = await this.readJson(req);
+    await handler({ ...this.ctx, headers }, body, res);
+  }
+
+  private modelCard() {
+    const c = this.model.runner.config;
+    return {
+      id: this.model.id,
+      object: 'model',
+      created: this.model.created,
+      owned_by: 'mpt-ts',
+      // Extras (OpenAI clients ignore unknown fields).
+      context_length: this.model.contextLength,
+      backend: this.model.runner.backendName,
+      d_model: c.dModel,
+      n_layers: c.nLayers,
+      vocab_size: c.vocabSize,
+    };
+  }
+
+  private readJson(req: IncomingMessage): Promise<unknown> {
+    const limit = this.options.maxBodyBytes;
+    const tooBig = () => new ApiError(413, `The request body is larger than ${limit} bytes (server --max-body).`, 'invalid_request_error', null, 'request_too_large');
+    const declared = req.headers['content-length'];
+    if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooBig());
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let failed = false;
+      req.on('data', (c: Buffer) => {
+        if (failed) return;
+        size += c.length;
+        if (size > limit) {
+          failed = true;
+          chunks.length = 0;
+          reject(tooBig());
+          return;
+        }
+        chunks.push(c);
+      });
+      req.on('error', (e) => { if (!failed) { failed = true; reject(badRequest(`Could not read the request body: ${e.message}`)); } });
+      req.on('end', () => {
+        if (failed) return;
+        const text = Buffer.concat(chunks).toString('utf8');
+        if (text.trim() === '') return reject(badRequest('The request body is empty: send a JSON object.', null, 'invalid_body'));
+        try {
+          resolve(JSON.parse(text));
+        } catch (e) {
+          reject(badRequest(`We could not parse the JSON body of your request: ${(e as Error).message}.`, null, 'invalid_json'));
+        }
+      });
+    });
+  }
+}

@@ -1,0 +1,86 @@
+/**
+ * The model a server serves: runner, tokenizer, prompt format, context length and the ids that
+ * end a reply, gathered once at start-up, plus the vocabulary trie for constrained decoding.
+ */
+import { basename } from 'node:path';
+import type { KvType, ModelRunner } from '../backends/backend.js';
+import { InputError } from '../errors.js';
+import type { BackendName } from '../model/load.js';
+import { formatStopIds, type PromptFormat } from '../runtime/chat-template.js';
+import { resolveContextLength } from '../runtime/generate.js';
+import { loadModel } from '../runtime/model.js';
+import type { MptTokenizer } from '../runtime/tokenizer.js';
+import type { ConstraintVocabulary } from './constrain/json-constraint.js';
+import { buildConstraintVocabulary } from './constrain/vocabulary.js';
+
+export interface ServedModel {
+  /** The name clients put in `model` (and /v1/models lists). */
+  readonly id: string;
+  readonly runner: ModelRunner;
+  readonly tokenizer: MptTokenizer;
+  readonly format: PromptFormat;
+  /** Most positions (prompt + generated) of one sequence. */
+  readonly contextLength: number;
+  /** Token ids that end a reply (EOS, and the chat format's end-of-turn token). */
+  readonly stopIds: readonly number[];
+  /** Ids at or past this are padding rows of the embedding, never sampled. */
+  readonly vocabLimit: number;
+  readonly kvType: KvType;
+  /** Unix seconds when the model was loaded. */
+  readonly created: number;
+  /** The vocabulary as constrained decoding needs it (built on first use, then kept). */
+  constraintVocabulary(): ConstraintVocabulary;
+}
+
+export interface LoadServedModelOptions {
+  backend?: BackendName;
+  threads?: number;
+  /** Context length; default: the model's max_seq_len. */
+  ctx?: number;
+  /** The id clients use; default: the model folder's name. */
+  name?: string;
+  /** Prompt format for chat: auto, chatml, instruct, none, jinja. */
+  template?: string;
+  kvType?: KvType;
+  onNote?: (message: string) => void;
+}
+
+/** Wraps an already loaded runner and tokenizer (tests, embedding the server in a program). */
+export function servedModelFrom(runner: ModelRunner, tokenizer: MptTokenizer, options: { id: string; ctx?: number; format: PromptFormat; kvType?: KvType }): ServedModel {
+  const contextLength = resolveContextLength(runner.config, options.ctx);
+  const stopIds = [...new Set([...tokenizer.stopIds, ...formatStopIds(options.format, tokenizer)])];
+  const vocabSize = runner.config.vocabSize;
+  let vocab: ConstraintVocabulary | undefined;
+  return {
+    id: options.id,
+    runner,
+    tokenizer,
+    format: options.format,
+    contextLength,
+    stopIds,
+    vocabLimit: Math.min(tokenizer.size, vocabSize),
+    kvType: options.kvType ?? 'f32',
+    created: Math.floor(Date.now() / 1000),
+    constraintVocabulary() {
+      vocab ??= buildConstraintVocabulary(tokenizer, vocabSize, stopIds);
+      return vocab;
+    },
+  };
+}
+
+/** Loads a model folder or GGUF file for serving (through the runtime's `loadModel`). */
+export async function loadServedModel(path: string, options: LoadServedModelOptions = {}): Promise<ServedModel> {
+  const m = await loadModel(path, {
+    backend: options.backend ?? 'auto',
+    threads: options.threads,
+    contextLength: options.ctx,
+    template: options.template,
+    onNote: options.onNote,
+  });
+  if (!m.hasTokenizer) {
+    await m.dispose();
+    throw new InputError(`${path} has no tokenizer (tokenizer.json) and the shipped GPT-NeoX tokenizer does not fit its vocabulary: a server needs one`);
+  }
+  const id = options.name ?? basename(m.path).replace(/\.gguf$/, '');
+  return servedModelFrom(m.runner, m.tokenizer, { id, ctx: m.contextLength, format: m.format, kvType: options.kvType });
+}

@@ -1,0 +1,218 @@
+/**
+ * Request bodies of the OpenAI-compatible endpoints, validated with zod. A bad body becomes a
+ * 400 whose message and `param` name the field, worded like OpenAI's own errors
+ * ("Invalid type for 'temperature': expected a number, but got a string.").
+ *
+ * Unknown top-level fields are refused as OpenAI refuses them ("Unrecognized request argument
+ * supplied"); OpenAI fields this server cannot honour (tools, audio, …) are refused by name
+ * rather than ignored; fields that change nothing here (user, metadata, store, …) are accepted.
+ */
+import * as z from 'zod';
+import { badRequest, type ApiError } from './api-error.js';
+
+const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
+
+/** Stop strings are matched against every new piece of text: their length is bounded. */
+const StopString = z.string().max(256);
+const Stop = nullish(z.union([StopString, z.array(StopString).max(4)]));
+
+const ResponseFormat = z.discriminatedUnion('type', [
+  z.strictObject({ type: z.literal('text') }),
+  z.strictObject({ type: z.literal('json_object') }),
+  z.strictObject({
+    type: z.literal('json_schema'),
+    json_schema: z.strictObject({
+      name: z.string().regex(/^[A-Za-z0-9_-]{1,64}$/, 'must be 1-64 letters, digits, underscores or dashes'),
+      description: z.string().optional(),
+      schema: z.record(z.string(), z.unknown()).optional(),
+      strict: nullish(z.boolean()),
+    }),
+  }),
+]);
+
+/** Fields shared by both endpoints. */
+const common = {
+  model: z.string(),
+  max_tokens: nullish(z.number().int().min(1)),
+  temperature: nullish(z.number().min(0).max(2)),
+  top_p: nullish(z.number().min(0).max(1)),
+  top_k: nullish(z.number().int().min(-1)),
+  min_p: nullish(z.number().min(0).max(1)),
+  stop: Stop,
+  seed: nullish(z.number().int()),
+  presence_penalty: nullish(z.number().min(-2).max(2)),
+  frequency_penalty: nullish(z.number().min(-2).max(2)),
+  repetition_penalty: nullish(z.number().gt(0).max(100)),
+  n: nullish(z.number().int().min(1).max(128)),
+  stream: nullish(z.boolean()),
+  stream_options: nullish(z.strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })),
+  logit_bias: nullish(z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100))
+    .refine((r) => Object.keys(r).length <= 300, 'at most 300 entries')),
+  response_format: nullish(ResponseFormat),
+  user: z.string().optional(),
+  metadata: nullish(z.record(z.string(), z.string())),
+  store: nullish(z.boolean()),
+  service_tier: nullish(z.string()),
+};
+
+const TextPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+const Message = z.object({
+  role: z.enum(['system', 'developer', 'user', 'assistant']),
+  content: z.union([z.string(), z.array(TextPart)]).nullable(),
+  name: z.string().optional(),
+  refusal: nullish(z.string()),
+});
+
+export const ChatRequest = z.strictObject({
+  ...common,
+  messages: z.array(Message).min(1),
+  max_completion_tokens: nullish(z.number().int().min(1)),
+  logprobs: nullish(z.boolean()),
+  top_logprobs: nullish(z.number().int().min(0).max(20)),
+  parallel_tool_calls: nullish(z.boolean()),
+  reasoning_effort: nullish(z.string()),
+  // Refused below when set: this server generates text only.
+  tools: z.unknown().optional(),
+  tool_choice: z.unknown().optional(),
+  functions: z.unknown().optional(),
+  function_call: z.unknown().optional(),
+  audio: z.unknown().optional(),
+  modalities: z.unknown().optional(),
+  prediction: z.unknown().optional(),
+  web_search_options: z.unknown().optional(),
+});
+export type ChatRequest = z.infer<typeof ChatRequest>;
+
+const TokenIds = z.array(z.number().int().min(0));
+export const CompletionRequest = z.strictObject({
+  ...common,
+  prompt: z.union([z.string(), z.array(z.string()).min(1), TokenIds.min(1), z.array(TokenIds.min(1)).min(1)]),
+  logprobs: nullish(z.number().int().min(0).max(5)),
+  echo: nullish(z.boolean()),
+  suffix: nullish(z.string()),
+  best_of: nullish(z.number().int().min(1).max(128)),
+});
+export type CompletionRequest = z.infer<typeof CompletionRequest>;
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  switch (typeof v) {
+    case 'string': return 'a string';
+    case 'number': return Number.isInteger(v) ? 'an integer' : 'a number';
+    case 'boolean': return 'a boolean';
+    case 'object': return 'an object';
+    default: return typeof v;
+  }
+}
+
+const EXPECTED: Record<string, string> = {
+  string: 'a string', number: 'a number', int: 'an integer', boolean: 'a boolean', array: 'an array',
+  object: 'an object', record: 'an object', null: 'null', literal: 'a specific value',
+};
+
+function paramName(path: readonly PropertyKey[]): string {
+  let s = '';
+  for (const p of path) {
+    if (typeof p === 'number') s += `[${p}]`;
+    else s += s ? `.${String(p)}` : String(p);
+  }
+  return s;
+}
+
+function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
+  let v = body;
+  for (const p of path) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[p];
+  }
+  return v;
+}
+
+type Issue = z.core.$ZodIssue;
+
+/** Turns the first zod issue into an OpenAI-style 400. */
+export function issueToError(body: unknown, issue: Issue, prefix: readonly PropertyKey[] = []): ApiError {
+  const path = [...prefix, ...issue.path];
+  const param = paramName(path);
+  const value = valueAt(body, path);
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const keys = issue.keys.map((k) => paramName([...path, k]));
+      return badRequest(`Unrecognized request argument supplied: ${keys.join(', ')}`, keys[0]!, 'unknown_parameter');
+    }
+    case 'invalid_type':
+      if (value === undefined) return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+      return badRequest(`Invalid type for '${param}': expected ${EXPECTED[issue.expected] ?? issue.expected}, but got ${describe(value)}.`, param, 'invalid_type');
+    case 'invalid_union': {
+      if (value === undefined) return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+      const branches = (issue as unknown as { errors: Issue[][]; note?: string }).errors ?? [];
+      // When every branch failed on the value's type, list the types accepted.
+      const topTypes = branches.map((b) => b.find((i) => i.path.length === 0 && i.code === 'invalid_type') as (Issue & { expected: string }) | undefined);
+      if (branches.length && topTypes.every((t) => t !== undefined)) {
+        const names = [...new Set(topTypes.map((t) => EXPECTED[t!.expected] ?? t!.expected))];
+        return badRequest(`Invalid type for '${param}': expected ${names.join(' or ')}, but got ${describe(value)}.`, param, 'invalid_type');
+      }
+      // A branch that accepted the value's type tells what is wrong with it.
+      const typed = branches.filter((b, k) => topTypes[k] === undefined && b.length > 0);
+      if (typed.length === 1) return issueToError(body, typed[0]![0]!, path);
+      // Otherwise report the deepest problem of the branch that got furthest.
+      let best: { issue: Issue; depth: number } | undefined;
+      for (const b of branches) for (const i of b) if (!best || i.path.length > best.depth) best = { issue: i, depth: i.path.length };
+      if (best && best.depth > 0) return issueToError(body, best.issue, path);
+      return badRequest(`Invalid value for '${param}'.`, param, 'invalid_value');
+    }
+    case 'too_small':
+    case 'too_big': {
+      const i = issue as Issue & { origin?: string; minimum?: number | bigint; maximum?: number | bigint; inclusive?: boolean };
+      const small = issue.code === 'too_small';
+      const bound = small ? i.minimum : i.maximum;
+      if (i.origin === 'array' || i.origin === 'string') {
+        const what = i.origin === 'array' ? 'items' : 'characters';
+        const cmp = small ? 'at least' : 'at most';
+        return badRequest(`Invalid '${param}': expected ${cmp} ${String(bound)} ${what}.`, param, small ? 'array_too_short' : 'array_too_long');
+      }
+      const op = small ? (i.inclusive ? '>=' : '>') : (i.inclusive ? '<=' : '<');
+      return badRequest(`Invalid value for '${param}': must be ${op} ${String(bound)}, got ${JSON.stringify(value)}.`, param, small ? 'value_below_minimum' : 'value_above_maximum');
+    }
+    case 'invalid_value': {
+      const values = (issue as Issue & { values: unknown[] }).values;
+      return badRequest(`Invalid value for '${param}': expected ${values.map((x) => JSON.stringify(x)).join(', ')}, but got ${JSON.stringify(value) ?? 'nothing'}.`, param, 'invalid_value');
+    }
+    case 'invalid_key': {
+      const inner = (issue as Issue & { issues?: Issue[] }).issues?.[0];
+      return badRequest(`Invalid key in '${paramName(issue.path.length ? [...prefix, ...issue.path.slice(0, -1)] : path)}': ${inner?.message ?? issue.message}.`, param, 'invalid_value');
+    }
+    case 'invalid_format':
+      return badRequest(`Invalid value for '${param}': ${issue.message}.`, param, 'invalid_value');
+    default:
+      return badRequest(`Invalid value for '${param}': ${issue.message}.`, param, 'invalid_value');
+  }
+}
+
+/** Parses a body against a schema or throws the 400 for its first problem. */
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infer<T> {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) {
+    throw badRequest(`The request body must be a JSON object, got ${describe(body)}.`, null, 'invalid_body');
+  }
+  const r = schema.safeParse(body);
+  if (r.success) return r.data;
+  // Prefer unknown-field and missing-field problems, then the first in schema order.
+  const issues = r.error.issues;
+  const first = issues.find((i) => i.code === 'unrecognized_keys') ?? issues[0]!;
+  throw issueToError(body, first);
+}
+
+const REFUSED_CHAT_FIELDS = ['tools', 'tool_choice', 'functions', 'function_call', 'audio', 'modalities', 'prediction', 'web_search_options'] as const;
+
+/** Chat fields OpenAI defines that this server refuses when they ask for something. */
+export function checkRefusedChatFields(req: ChatRequest): void {
+  for (const f of REFUSED_CHAT_FIELDS) {
+    const v = req[f];
+    if (v === undefined || v === null) continue;
+    if (Array.isArray(v) && v.length === 0) continue;
+    if ((f === 'tool_choice' || f === 'function_call') && (v === 'none' || v === 'auto')) continue;
+    if (f === 'modalities' && Array.isArray(v) && v.every((m) => m === 'text')) continue;
+    throw badRequest(`'${f}' is not supported by this server (it generates text only).`, f, 'unsupported_parameter');
+  }
+}

@@ -1,0 +1,283 @@
+/**
+ * Continuous batching: one loop owns the model runner and, at every step, runs ONE
+ * `runner.forward(batch)` holding every active sequence — a decoding sequence contributes its
+ * last sampled token, a sequence still reading its prompt contributes a chunk of it (chunked
+ * prefill keeps a long prompt from stalling everyone else's decoding). Sequences join as soon as
+ * a slot is free and leave the moment they finish; each has its own KV cache, freed at once.
+ *
+ * The scheduler knows nothing of sampling or HTTP: a `SequenceClient` turns logits into the next
+ * token and hears how its sequence ended.
+ */
+import type { KvCache, KvType, ModelRunner, SequenceInput } from '../backends/backend.js';
+
+export type EndReason = 'finished' | 'cancelled' | 'error' | 'shutdown';
+
+export interface SequenceClient {
+  /** Prompt token ids (at least one). */
+  readonly prompt: readonly number[];
+  /** KV positions the sequence may need (prompt + new tokens); the cache is sized to it. */
+  readonly capacity: number;
+  /**
+   * Receives the logits after the prompt (first call) and after each fed token; returns the next
+   * token to feed, or null when the sequence is complete. Runs inside the scheduler's loop: it
+   * must be quick and must not throw (an exception ends only this sequence, with 'error').
+   */
+  next(logits: Float32Array): number | null;
+  /** Called exactly once when the sequence leaves the scheduler. */
+  onEnd(reason: EndReason, error?: unknown): void;
+}
+
+export interface SchedulerOptions {
+  /** Most sequences decoding at once (the batch size of a step). */
+  maxActive: number;
+  /** Most sequences waiting for a slot; submit() refuses beyond it. */
+  maxQueue: number;
+  /** Prompt tokens processed per step, over all prefilling sequences. */
+  prefillChunk?: number;
+  kvType?: KvType;
+}
+
+/** Thrown by submit() when the queue is full. */
+export class QueueFullError extends Error {
+  constructor(readonly queued: number) {
+    super(`the request queue is full (${queued} waiting)`);
+    this.name = 'QueueFullError';
+  }
+}
+
+/** A handle on a submitted sequence. */
+export interface SequenceHandle {
+  /** Stops the sequence (its cache is disposed at once, or right after the step in flight). */
+  cancel(reason?: 'cancelled' | 'shutdown'): void;
+}
+
+interface Slot {
+  client: SequenceClient;
+  cache: KvCache | null;
+  /** Prompt tokens already fed. */
+  fed: number;
+  /** The token to feed at the next step once the prompt is in. */
+  pending: number;
+  ended: boolean;
+  cancelRequested: 'cancelled' | 'shutdown' | null;
+  inFlight: boolean;
+}
+
+/** Counters the server exports as metrics. */
+export interface SchedulerStats {
+  queued: number;
+  active: number;
+  steps: number;
+  /** Tokens sampled (first tokens included) since start. */
+  generatedTokens: number;
+  promptTokens: number;
+  /** Sequences in the last step's batch. */
+  lastBatchSize: number;
+  /** Generated tokens per second over the last few seconds. */
+  decodeTokensPerSecond: number;
+}
+
+const RATE_WINDOW_MS = 5000;
+
+export class Scheduler {
+  private readonly queue: Slot[] = [];
+  private readonly active: Slot[] = [];
+  private wake: (() => void) | null = null;
+  private running = false;
+  private closed = false;
+  private loopDone: Promise<void> | null = null;
+  private readonly prefillChunk: number;
+  private steps = 0;
+  private generated = 0;
+  private promptTokens = 0;
+  private lastBatch = 0;
+  /** (time, tokens) per recent step, for the decode rate. */
+  private readonly recent: Array<[number, number]> = [];
+
+  constructor(private readonly runner: ModelRunner, private readonly options: SchedulerOptions) {
+    if (!(options.maxActive >= 1)) throw new RangeError('maxActive must be >= 1');
+    if (!(options.maxQueue >= 0)) throw new RangeError('maxQueue must be >= 0');
+    this.prefillChunk = options.prefillChunk ?? 256;
+  }
+
+  /** Sequences waiting for a slot. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
+  /** Free places in the queue (a request of n sequences needs n). */
+  get queueRoom(): number {
+    return this.options.maxQueue - this.queue.length + Math.max(0, this.options.maxActive - this.active.length);
+  }
+
+  get activeCount(): number {
+    return this.active.length;
+  }
+
+  stats(): SchedulerStats {
+    const now = performance.now();
+    while (this.recent.length && now - this.recent[0]![0] > RATE_WINDOW_MS) this.recent.shift();
+    let tokens = 0;
+    for (const [, n] of this.recent) tokens += n;
+    const span = this.recent.length ? Math.max(now - this.recent[0]![0], 250) : RATE_WINDOW_MS;
+    return {
+      queued: this.queue.length,
+      active: this.active.length,
+      steps: this.steps,
+      generatedTokens: this.generated,
+      promptTokens: this.promptTokens,
+      lastBatchSize: this.lastBatch,
+      decodeTokensPerSecond: this.recent.length ? (tokens * 1000) / span : 0,
+    };
+  }
+
+  /**
+   * Adds sequences atomically (all of a request's choices, or none): throws QueueFullError when
+   * they do not fit.
+   */
+  submitAll(clients: SequenceClient[]): SequenceHandle[] {
+    if (this.closed) throw new QueueFullError(this.queue.length);
+    if (clients.length > this.queueRoom && (this.queue.length > 0 || this.active.length > 0)) throw new QueueFullError(this.queue.length);
+    const handles = clients.map((client) => {
+      if (client.prompt.length === 0) throw new RangeError('a sequence needs at least one prompt token');
+      const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false };
+      this.queue.push(slot);
+      return { cancel: (reason: 'cancelled' | 'shutdown' = 'cancelled') => this.cancel(slot, reason) };
+    });
+    this.ensureLoop();
+    this.wake?.();
+    return handles;
+  }
+
+  /** Cancels everything and waits for the loop to stop. */
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const s of [...this.queue, ...this.active]) this.cancel(s, 'shutdown');
+    this.wake?.();
+    await this.loopDone;
+  }
+
+  private cancel(slot: Slot, reason: 'cancelled' | 'shutdown'): void {
+    if (slot.ended) return;
+    const qi = this.queue.indexOf(slot);
+    if (qi >= 0) {
+      this.queue.splice(qi, 1);
+      this.end(slot, reason);
+      return;
+    }
+    slot.cancelRequested = reason;
+    // Not part of the step in flight: free its cache now.
+    if (!slot.inFlight) this.retire(slot, reason);
+  }
+
+  private end(slot: Slot, reason: EndReason, error?: unknown): void {
+    if (slot.ended) return;
+    slot.ended = true;
+    if (slot.cache) {
+      slot.cache.dispose();
+      slot.cache = null;
+    }
+    try {
+      slot.client.onEnd(reason, error);
+    } catch {
+      // A client's bookkeeping failing must not stop the loop.
+    }
+  }
+
+  /** Removes an active slot and ends it. */
+  private retire(slot: Slot, reason: EndReason, error?: unknown): void {
+    const i = this.active.indexOf(slot);
+    if (i >= 0) this.active.splice(i, 1);
+    this.end(slot, reason, error);
+  }
+
+  private ensureLoop(): void {
+    if (this.running) return;
+    this.running = true;
+    this.loopDone = this.loop().finally(() => { this.running = false; });
+  }
+
+  private admit(): void {
+    while (this.active.length < this.options.maxActive && this.queue.length) {
+      const slot = this.queue[0]!;
+      try {
+        slot.cache = this.runner.createCache({ capacity: slot.client.capacity, kvType: this.options.kvType });
+      } catch (e) {
+        // Out of KV memory while others run: wait for one of them to finish and free theirs.
+        if (this.active.length > 0) return;
+        this.queue.shift();
+        this.end(slot, 'error', e);
+        continue;
+      }
+      this.queue.shift();
+      this.active.push(slot);
+    }
+  }
+
+  private async loop(): Promise<void> {
+    for (;;) {
+      this.admit();
+      if (this.active.length === 0) {
+        if (this.closed) return;
+        await new Promise<void>((r) => { this.wake = r; });
+        this.wake = null;
+        continue;
+      }
+      const batch: SequenceInput[] = [];
+      const members: Slot[] = [];
+      let budget = this.prefillChunk;
+      for (const s of this.active) {
+        const prompt = s.client.prompt;
+        if (s.fed < prompt.length) {
+          if (budget <= 0) continue;
+          const n = Math.min(prompt.length - s.fed, budget);
+          budget -= n;
+          batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n) });
+        } else {
+          batch.push({ cache: s.cache!, tokens: [s.pending] });
+        }
+        members.push(s);
+      }
+      for (const s of members) s.inFlight = true;
+      let outputs: { logits: Float32Array }[] | null = null;
+      let failure: unknown = null;
+      try {
+        outputs = await this.runner.forward(batch, { logits: 'last' });
+      } catch (e) {
+        failure = e;
+      }
+      for (const s of members) s.inFlight = false;
+      this.steps++;
+      this.lastBatch = members.length;
+      let sampled = 0;
+      for (let i = 0; i < members.length; i++) {
+        const s = members[i]!;
+        if (s.ended) continue;
+        if (s.cancelRequested) { this.retire(s, s.cancelRequested); continue; }
+        if (failure || !outputs) { this.retire(s, 'error', failure); continue; }
+        const prompt = s.client.prompt;
+        if (s.fed < prompt.length) {
+          const n = batch[i]!.tokens.length;
+          s.fed += n;
+          this.promptTokens += n;
+          if (s.fed < prompt.length) continue;
+        }
+        let next: number | null;
+        try {
+          next = s.client.next(outputs[i]!.logits);
+        } catch (e) {
+          this.retire(s, 'error', e);
+          continue;
+        }
+        sampled++;
+        if (next === null) this.retire(s, 'finished');
+        else s.pending = next;
+      }
+      this.generated += sampled;
+      if (sampled) this.recent.push([performance.now(), sampled]);
+      if (this.recent.length > 4096) this.recent.splice(0, this.recent.length - 4096);
+      // Let the event loop deliver streamed chunks, new requests and disconnects between steps.
+      await new Promise<void>((r) => setImmediate(r));
+    }
+  }
+}

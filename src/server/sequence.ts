@@ -1,0 +1,124 @@
+/**
+ * One choice of one request, as the scheduler steps it: turns each row of logits into a token
+ * (constraint mask → sampler), detokenizes UTF-8-safely, holds back possible stop strings,
+ * records log probabilities, and reports text and the end to its request.
+ */
+import { Sampler, topLogprobs, type SamplingOptions } from '../runtime/sampling.js';
+import { StopStringMatcher } from '../runtime/stop-strings.js';
+import { StreamDecoder } from '../runtime/stream-decoder.js';
+import type { JsonConstraint } from './constrain/json-constraint.js';
+import type { ServedModel } from './model-host.js';
+import type { EndReason, SequenceClient } from './scheduler.js';
+
+export type FinishReason = 'stop' | 'length';
+
+/** A token's log probability and the most likely alternatives (OpenAI logprobs). */
+export interface TokenLogprobInfo {
+  token: number;
+  logprob: number;
+  top: { token: number; logprob: number }[];
+}
+
+/** What a sequence tells its request, in order. */
+export interface SequenceEvents {
+  /** New text (may be '' when only a logprob entry is new). */
+  onDelta(index: number, text: string, logprob: TokenLogprobInfo | null): void;
+  /** The sequence is done; `finish` is null when it was cancelled or failed. */
+  onFinish(index: number, finish: FinishReason | null, reason: EndReason, error?: unknown): void;
+}
+
+export interface SequenceParams {
+  /** Choice index within the request. */
+  index: number;
+  prompt: readonly number[];
+  maxTokens: number;
+  sampling: SamplingOptions;
+  stopStrings: readonly string[];
+  /** Number of top alternatives to report per token, or null for no logprobs. */
+  logprobs: number | null;
+  constraint: JsonConstraint | null;
+}
+
+export class ServerSequence implements SequenceClient {
+  readonly prompt: readonly number[];
+  readonly capacity: number;
+  /** Generated ids (the stop token included when one ended the sequence). */
+  readonly tokens: number[] = [];
+  firstTokenAt: number | undefined;
+  private readonly history: number[];
+  private readonly sampler: Sampler;
+  private readonly decoder: StreamDecoder;
+  private readonly stopper: StopStringMatcher;
+  private readonly stopIds: Set<number>;
+  private finish: FinishReason | null = null;
+
+  constructor(private readonly model: ServedModel, private readonly params: SequenceParams, private readonly events: SequenceEvents) {
+    this.prompt = params.prompt;
+    this.capacity = params.prompt.length + params.maxTokens;
+    this.history = [...params.prompt];
+    this.sampler = new Sampler({ ...params.sampling, vocabLimit: model.vocabLimit });
+    this.decoder = new StreamDecoder(model.tokenizer, { skipSpecialTokens: true });
+    this.stopper = new StopStringMatcher(params.stopStrings);
+    this.stopIds = new Set(model.stopIds);
+  }
+
+  next(logits: Float32Array): number | null {
+    this.firstTokenAt ??= performance.now();
+    const c = this.params.constraint;
+    let work = logits;
+    if (c) {
+      work = new Float32Array(logits);
+      if (c.apply(work) === 0) {
+        // No token can continue the value (cannot happen with a byte-level vocabulary): stop.
+        this.finish = 'stop';
+        return null;
+      }
+    }
+    const token = this.sampler.sample(work, this.history, this.prompt.length);
+    this.tokens.push(token);
+    this.history.push(token);
+    let info: TokenLogprobInfo | null = null;
+    if (this.params.logprobs !== null) {
+      const lp = topLogprobs(logits, this.params.logprobs, { vocabLimit: this.model.vocabLimit, chosen: token });
+      info = { token, logprob: lp.chosen?.logprob ?? -Infinity, top: lp.top.map((t) => ({ token: t.id, logprob: t.logprob })) };
+    }
+    if (this.stopIds.has(token)) {
+      this.emit(this.release(), info);
+      this.finish = 'stop';
+      return null;
+    }
+    c?.accept(token);
+    const check = this.stopper.push(this.decoder.push(token));
+    if (check.stopped) {
+      this.emit(check.text, info);
+      this.finish = 'stop';
+      return null;
+    }
+    if (c?.finished) {
+      this.emit(check.text + this.release(), info);
+      this.finish = 'stop';
+      return null;
+    }
+    if (this.tokens.length >= this.params.maxTokens) {
+      this.emit(check.text + this.release(), info);
+      this.finish = 'length';
+      return null;
+    }
+    this.emit(check.text, info);
+    return token;
+  }
+
+  onEnd(reason: EndReason, error?: unknown): void {
+    this.events.onFinish(this.params.index, reason === 'finished' ? (this.finish ?? 'stop') : null, reason, error);
+  }
+
+  private emit(text: string, info: TokenLogprobInfo | null): void {
+    if (text.length || info) this.events.onDelta(this.params.index, text, info);
+  }
+
+  /** Text still held by the UTF-8 decoder and the stop matcher at a normal end. */
+  private release(): string {
+    const check = this.stopper.push(this.decoder.flush());
+    return check.stopped ? check.text : check.text + this.stopper.flush();
+  }
+}

@@ -1,0 +1,221 @@
+/**
+ * The training loop: global batches split into microbatches (gradient accumulation, loss
+ * normalised by the number of target tokens in the whole global batch), lr schedule, gradient
+ * clipping by global norm, optimizer step, periodic evaluation, checkpoints that resume exactly,
+ * a JSONL log, a loss-curve SVG, and live progress on stderr.
+ */
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../errors.js';
+import { IGNORE_INDEX, type Batch, type TrainModel } from './model.js';
+import { clipGradNorm, Optimizer, type OptimizerConfig } from './optim.js';
+import { lrMultiplier, type ScheduleConfig } from './schedule.js';
+import { ShuffledIterator, type IteratorPosition } from './data.js';
+import { findCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { lossCurveSvg, type CurvePoint } from './svg.js';
+
+/** Samples a trainer can draw batches from. */
+export interface DataSource {
+  /** Number of samples. */
+  readonly count: number;
+  /** The batch made of these samples. */
+  batch(rows: readonly number[]): Batch;
+}
+
+export interface TrainerOptions {
+  model: TrainModel;
+  train: DataSource;
+  eval?: DataSource | null;
+  optimizer: OptimizerConfig;
+  schedule: ScheduleConfig;
+  maxSteps: number;
+  globalBatch: number;
+  microBatch: number;
+  /** Max global gradient norm (null: no clipping). */
+  gradClip: number | null;
+  evalInterval: number;
+  /** Eval batches per evaluation (of microBatch samples); 0 = the whole eval set. */
+  evalBatches: number;
+  seed: number;
+  saveFolder?: string | null;
+  /** Checkpoint every this many steps (and at the end); 0 = only at the end. */
+  saveInterval: number;
+  /** Called after each checkpoint (e.g. to export a Hugging Face folder). */
+  onSave?: (step: number) => Promise<void>;
+  /** Extra JSON stored in the checkpoint (config, vocabulary, ...). */
+  checkpointMeta?: Record<string, unknown>;
+  /** Progress lines (default: stderr). */
+  progress?: (line: string) => void;
+  /** Title of the loss-curve SVG. */
+  title?: string;
+  /** Stop (with a checkpoint) after this step without changing the schedule; resume later. */
+  stopAt?: number;
+}
+
+export interface StepRecord { step: number; loss: number; lr: number; gradNorm: number; tokens: number; tokPerSec: number; elapsed: number }
+export interface EvalRecord { step: number; evalLoss: number; evalPerplexity: number }
+
+export class Trainer {
+  readonly o: TrainerOptions;
+  readonly optimizer: Optimizer;
+  step = 0;
+  tokens = 0;
+  /** Wall-clock seconds spent in earlier sessions of this run. */
+  private elapsedBefore = 0;
+  private iter: ShuffledIterator;
+  readonly history: StepRecord[] = [];
+  readonly evals: EvalRecord[] = [];
+
+  constructor(o: TrainerOptions) {
+    if (o.globalBatch % o.microBatch !== 0) {
+      throw new InputError(`global_train_batch_size (${o.globalBatch}) must be a multiple of device_train_microbatch_size (${o.microBatch})`);
+    }
+    this.o = o;
+    this.optimizer = new Optimizer(o.optimizer);
+    this.iter = new ShuffledIterator(o.train.count, o.seed);
+  }
+
+  private get log(): (line: string) => void { return this.o.progress ?? ((l) => process.stderr.write(l + '\n')); }
+
+  /** Loads the latest checkpoint of saveFolder when one exists; returns whether it did. */
+  async resume(): Promise<boolean> {
+    if (!this.o.saveFolder) return false;
+    const dir = findCheckpoint(this.o.saveFolder);
+    if (!dir) return false;
+    const ck = await loadCheckpoint(dir);
+    const m = ck.meta as { step: number; tokens: number; iterator: IteratorPosition; optimizerStep: number; history: StepRecord[]; evals: EvalRecord[]; elapsed: number };
+    for (const p of this.o.model.params) {
+      const t = ck.tensors.get(`param/${p.name}`);
+      if (!t || t.data.length !== p.data.length) throw new InputError(`checkpoint ${dir} does not match the model (${p.name})`);
+      p.data.set(t.data);
+      const mm = ck.tensors.get(`opt_m/${p.name}`), vv = ck.tensors.get(`opt_v/${p.name}`);
+      if (mm) this.optimizer.state.m.set(p.name, mm.data);
+      if (vv) this.optimizer.state.v.set(p.name, vv.data);
+    }
+    this.optimizer.state.step = m.optimizerStep;
+    this.step = m.step;
+    this.tokens = m.tokens;
+    this.elapsedBefore = m.elapsed ?? 0;
+    this.iter = new ShuffledIterator(this.o.train.count, this.o.seed, m.iterator);
+    this.history.splice(0, this.history.length, ...m.history);
+    this.evals.splice(0, this.evals.length, ...m.evals);
+    this.log(`resumed from ${dir} at step ${this.step}`);
+    return true;
+  }
+
+  async save(): Promise<void> {
+    if (!this.o.saveFolder) return;
+    const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
+    for (const p of this.o.model.params) {
+      tensors.set(`param/${p.name}`, { shape: p.shape, data: p.data });
+      const m = this.optimizer.state.m.get(p.name), v = this.optimizer.state.v.get(p.name);
+      if (m) tensors.set(`opt_m/${p.name}`, { shape: p.shape, data: m });
+      if (v) tensors.set(`opt_v/${p.name}`, { shape: p.shape, data: v });
+    }
+    await saveCheckpoint(this.o.saveFolder, {
+      meta: {
+        ...this.o.checkpointMeta,
+        step: this.step, tokens: this.tokens, iterator: this.iter.position(), optimizerStep: this.optimizer.state.step,
+        history: this.history, evals: this.evals, elapsed: this.elapsed(),
+      },
+      tensors,
+    });
+    this.writeCurve();
+    if (this.o.onSave) await this.o.onSave(this.step);
+  }
+
+  private startTime = 0;
+  private elapsed(): number { return this.elapsedBefore + (this.startTime ? (performance.now() - this.startTime) / 1000 : 0); }
+
+  /** Mean cross-entropy over the eval set (or its first evalBatches batches). */
+  evaluate(): number {
+    const ev = this.o.eval;
+    if (!ev || ev.count === 0) return NaN;
+    const bs = this.o.microBatch;
+    const nBatches = this.o.evalBatches > 0 ? Math.min(this.o.evalBatches, Math.ceil(ev.count / bs)) : Math.ceil(ev.count / bs);
+    let sum = 0, count = 0;
+    for (let b = 0; b < nBatches; b++) {
+      const rows: number[] = [];
+      for (let i = b * bs; i < Math.min(ev.count, (b + 1) * bs); i++) rows.push(i);
+      const r = this.o.model.step(ev.batch(rows), 0, false);
+      sum += r.lossSum; count += r.count;
+    }
+    return sum / Math.max(1, count);
+  }
+
+  /** One optimizer step over one global batch; returns its mean loss. */
+  trainStep(): StepRecord {
+    const { model, globalBatch, microBatch } = this.o;
+    const t0 = performance.now();
+    const batches: Batch[] = [];
+    for (let i = 0; i < globalBatch / microBatch; i++) batches.push(this.o.train.batch(this.iter.next(microBatch)));
+    let targets = 0;
+    for (const b of batches) for (const t of b.targets) if (t !== IGNORE_INDEX) targets++;
+    const lr = this.o.optimizer.lr * lrMultiplier(this.o.schedule, this.step, this.o.maxSteps);
+    model.zeroGrad();
+    let lossSum = 0;
+    for (const b of batches) lossSum += model.step(b, 1 / Math.max(1, targets), true).lossSum;
+    const params = model.trainableParams();
+    const gn = this.o.gradClip !== null ? clipGradNorm(params, this.o.gradClip) : NaN;
+    this.optimizer.step(params, lr);
+    this.step++;
+    const tokens = batches.reduce((a, b) => a + b.B * b.T, 0);
+    this.tokens += tokens;
+    const dt = (performance.now() - t0) / 1000;
+    const rec: StepRecord = {
+      step: this.step, loss: lossSum / Math.max(1, targets), lr, gradNorm: gn, tokens: this.tokens,
+      tokPerSec: tokens / dt, elapsed: this.elapsed(),
+    };
+    this.history.push(rec);
+    return rec;
+  }
+
+  private writeCurve(): void {
+    if (!this.o.saveFolder) return;
+    const train: CurvePoint[] = this.history.map((h) => ({ step: h.step, value: h.loss }));
+    const evals: CurvePoint[] = this.evals.map((e) => ({ step: e.step, value: e.evalLoss }));
+    writeFileSync(join(this.o.saveFolder, 'loss-curve.svg'), lossCurveSvg(train, evals, this.o.title ?? 'training loss'));
+  }
+
+  /** Runs until maxSteps (resuming first when a checkpoint exists). */
+  async run(): Promise<{ history: StepRecord[]; evals: EvalRecord[] }> {
+    const { saveFolder } = this.o;
+    if (saveFolder) mkdirSync(saveFolder, { recursive: true });
+    const logPath = saveFolder ? join(saveFolder, 'train-log.jsonl') : null;
+    const writeLog = (obj: Record<string, unknown>) => { if (logPath) appendFileSync(logPath, JSON.stringify(obj) + '\n'); };
+    this.startTime = performance.now();
+    let recentTok = 0, recentTime = 0;
+    const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s`);
+    let lastEval = this.evals.length ? this.evals[this.evals.length - 1]!.evalLoss : NaN;
+    if (this.step === 0 && this.o.eval && this.o.evalInterval > 0) {
+      lastEval = this.evaluate();
+      this.evals.push({ step: 0, evalLoss: lastEval, evalPerplexity: Math.exp(lastEval) });
+      writeLog({ step: 0, eval_loss: lastEval });
+      this.log(`step 0 | eval loss ${lastEval.toFixed(4)} (ppl ${Math.exp(lastEval).toFixed(1)})`);
+    }
+    const stopAt = Math.min(this.o.maxSteps, this.o.stopAt ?? Infinity);
+    while (this.step < stopAt) {
+      const rec = this.trainStep();
+      // Throughput: exponential averages of tokens and seconds per step.
+      const stepTok = rec.tokens - (this.history[this.history.length - 2]?.tokens ?? 0);
+      const stepSec = stepTok / rec.tokPerSec;
+      recentTok = recentTok === 0 ? stepTok : 0.8 * recentTok + 0.2 * stepTok;
+      recentTime = recentTime === 0 ? stepSec : 0.8 * recentTime + 0.2 * stepSec;
+      const tps = recentTok / Math.max(1e-9, recentTime);
+      let evalNote = '';
+      if (this.o.eval && this.o.evalInterval > 0 && (this.step % this.o.evalInterval === 0 || this.step === this.o.maxSteps)) {
+        lastEval = this.evaluate();
+        this.evals.push({ step: this.step, evalLoss: lastEval, evalPerplexity: Math.exp(lastEval) });
+        evalNote = ' (new)';
+        writeLog({ step: this.step, eval_loss: lastEval });
+      }
+      writeLog({ step: rec.step, loss: rec.loss, lr: rec.lr, grad_norm: rec.gradNorm, tokens: rec.tokens, tok_per_sec: rec.tokPerSec, elapsed_s: rec.elapsed });
+      const eta = (this.o.maxSteps - this.step) * recentTime;
+      this.log(`step ${this.step}/${this.o.maxSteps} | loss ${rec.loss.toFixed(4)} | eval ${Number.isNaN(lastEval) ? '-' : lastEval.toFixed(4)}${evalNote} | lr ${rec.lr.toExponential(2)} | ${tps.toFixed(0)} tok/s | ${fmtTime(rec.elapsed)} elapsed | ETA ${fmtTime(eta)}`);
+      if (this.o.saveInterval > 0 && this.step % this.o.saveInterval === 0 && this.step < stopAt) await this.save();
+      else if (saveFolder && this.step % 10 === 0) this.writeCurve();
+    }
+    await this.save();
+    return { history: this.history, evals: this.evals };
+  }
+}

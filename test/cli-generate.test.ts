@@ -1,0 +1,59 @@
+/** `mpt generate` through the real command line, on the tiny-neox-vocab fixture. */
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { loadTokenizer } from '../src/runtime/tokenizer.js';
+import { fixturePath } from './helpers/goldens.js';
+import { runCli } from './helpers/cli.js';
+
+const MODEL = fixturePath('tiny-neox-vocab');
+const g = JSON.parse(readFileSync(`${MODEL}/goldens.json`, 'utf8'));
+const tok = loadTokenizer(MODEL, { onNote: () => {} })!;
+
+test('greedy generation prints the golden continuation; stats go to stderr', async () => {
+  const r = await runCli(['generate', MODEL, g.inputs_text.seq7, '-n', '20', '--temperature', '0', '--backend', 'reference']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, tok.decode(g.generate.new_tokens));
+  assert.match(r.stderr, /prompt: 7 tokens/);
+  assert.match(r.stderr, /generated: 20 tokens in [\d.]+ s, [\d.]+ tokens\/s; finish: length/);
+  assert.match(r.stderr, /loading model/);
+});
+
+test('the prompt can come from stdin; --stop cuts the text', async () => {
+  const full = tok.decode(g.generate.new_tokens);
+  const r = await runCli(['generate', MODEL, '-n', '5', '-t', '0', '--backend', 'reference', '-q'], g.inputs_text.seq7);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, tok.decode(g.generate.new_tokens.slice(0, 5)));
+  assert.equal(r.stderr, '');
+  const stop = full.slice(6, 12);
+  const s = await runCli(['generate', MODEL, g.inputs_text.seq7, '-n', '20', '-t', '0', '--stop', stop, '-q']);
+  assert.equal(s.stdout, full.slice(0, full.indexOf(stop)));
+});
+
+test('a fixed-seed sampled run prints the same text twice', async () => {
+  const args = (seed: string) => ['generate', MODEL, 'Once upon a time', '-n', '24', '--seed', seed, '--temperature', '1.2', '--top-k', '0', '--top-p', '0.98', '-q'];
+  const [a, b, c] = await Promise.all([runCli(args('77')), runCli(args('77')), runCli(args('78'))]);
+  assert.equal(a.code, 0, a.stderr);
+  assert.ok(a.stdout.length > 0);
+  assert.equal(a.stdout, b.stdout);
+  assert.notEqual(a.stdout, c.stdout);
+});
+
+test('token ids in, token ids out for a model without a tokenizer; errors are one line', async () => {
+  const alibi = JSON.parse(readFileSync(fixturePath('tiny-alibi/goldens.json'), 'utf8'));
+  const r = await runCli(['generate', fixturePath('tiny-alibi'), '--ids', alibi.inputs.seq7.join(','), '-n', '20', '-t', '0', '-q']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.stdout.trim().split(' ').map(Number), alibi.generate.new_tokens);
+  const bad = await runCli(['generate', MODEL, 'x', '--temperature', 'hot']);
+  assert.equal(bad.code, 1);
+  assert.equal(bad.stderr.trim().split('\n').length, 1);
+  assert.match(bad.stderr, /--temperature needs a number/);
+  const long = await runCli(['generate', fixturePath('tiny-alibi'), '--ids', Array(129).fill(5).join(','), '-q']);
+  assert.equal(long.code, 1);
+  assert.match(long.stderr, /more than the context length 128/);
+  const help = await runCli(['generate', '--help']);
+  assert.equal(help.code, 0);
+  for (const opt of ['--max-tokens', '--temperature', '--top-k', '--top-p', '--min-p', '--repeat-penalty', '--presence-penalty', '--frequency-penalty', '--seed', '--stop', '--template', '--ctx', '--backend', '--threads']) {
+    assert.ok(help.stdout.includes(opt), `help mentions ${opt}`);
+  }
+});

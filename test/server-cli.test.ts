@@ -1,0 +1,59 @@
+/**
+ * `mpt serve` as a process: it prints the address it bound, serves, and on SIGTERM lets the
+ * in-flight stream finish, refuses new work, and exits 0.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { TINY_NEOX } from './helpers/serve-fixture.js';
+
+const BIN = fileURLToPath(new URL('../../bin/mpt.js', import.meta.url));
+
+test('mpt serve --help and option errors', () => {
+  const h = spawnSync(process.execPath, [BIN, 'serve', '--help'], { encoding: 'utf8' });
+  assert.equal(h.status, 0);
+  assert.match(h.stdout, /--parallel N/);
+  const bad = spawnSync(process.execPath, [BIN, 'serve', TINY_NEOX, '--parallel', '0'], { encoding: 'utf8' });
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--parallel must be an integer >= 1/);
+});
+
+test('SIGTERM: the in-flight stream completes, then the process exits 0', { timeout: 60_000 }, async () => {
+  const child = spawn(process.execPath, [BIN, 'serve', TINY_NEOX, '--port', '0', '--backend', 'reference', '--quiet', '--grace', '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d) => { stderr += d; });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      child.stdout.on('data', (d) => {
+        out += d;
+        const m = /listening on (http:\/\/\S+)/.exec(out);
+        if (m) resolve(m[1]!);
+      });
+      child.on('exit', () => reject(new Error(`server exited early: ${stderr}`)));
+    });
+    const models = await (await fetch(`${url}/v1/models`)).json();
+    const model = models.data[0].id;
+    const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model, prompt: 'Hello', max_tokens: 200, stream: true }) });
+    const reader = res.body!.getReader();
+    const dec = new TextDecoder();
+    let text = dec.decode((await reader.read()).value, { stream: true });
+    child.kill('SIGTERM');
+    let after = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      after += dec.decode(value, { stream: true });
+    }
+    text += after;
+    assert.ok((after.match(/"text":"/g) ?? []).length > 1, 'tokens kept coming after SIGTERM');
+    assert.match(text, /"finish_reason":"length"/);
+    assert.ok(text.endsWith('data: [DONE]\n\n'), text.slice(-200));
+    assert.equal(await exited, 0, stderr);
+    assert.match(stderr, /SIGTERM/);
+  } finally {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
+});
