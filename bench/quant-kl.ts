@@ -1,15 +1,19 @@
 /**
  * Quality of quantized weights on the shipped default model: KL(P_f32 || P_quant) per position of
  * held-out text, for our wasm backend and for llama.cpp (node-llama-cpp, a devDependency) on the
- * very same GGUF files written by `mpt convert`. Usage (after `npm run build`):
- *   node dist/bench/quant-kl.js [--tokens 256] [--types f32,f16,q8_0,q4_0]
+ * very same GGUF files written by `mpt convert` (any --type it takes, presets included). Usage
+ * (after `npm run build`):
+ *   node dist/bench/quant-kl.js [--tokens 256] [--types f32,f16,q8_0,q4_0,q4_k,q4_k_m]
  * Prints JSON: one row per (engine, type) with mean / max KL and top-1 agreement vs the reference
- * backend on the original bf16 weights (computed in f32).
+ * backend on the original bf16 weights (computed in f32), the file's tensor types, and, when f32
+ * is among the types, the same measures against that engine's own f32 file (`vs_own_f32`).
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { GGML_TYPES } from '../src/formats/ggml-quants.js';
+import { readGguf } from '../src/formats/gguf.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
@@ -20,7 +24,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = process.argv.slice(2);
 const opt = (name: string, def: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1]! : def; };
 const nTokens = Number(opt('tokens', '256'));
-const types = opt('types', 'f32,f16,q8_0,q4_0').split(',') as GgufOutType[];
+const types = opt('types', 'f32,f16,q8_0,q4_0,q4_k,q4_k_m').split(',') as GgufOutType[];
 const modelDir = join(root, 'models/default');
 
 function logSoftmaxRows(x: Float32Array, rows: number, V: number): Float64Array {
@@ -81,7 +85,26 @@ async function logitsOf(path: string, backend: 'reference' | 'wasm'): Promise<Fl
   }
 }
 
+/** "Q4_K ×5, Q6_K ×2, F32 ×9": the tensor types a GGUF file holds. */
+async function tensorTypes(path: string): Promise<string> {
+  const f = await readGguf(path);
+  try {
+    const n = new Map<string, number>();
+    for (const t of f.tensors) n.set(GGML_TYPES[t.dtype].name, (n.get(GGML_TYPES[t.dtype].name) ?? 0) + 1);
+    return [...n].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join(', ');
+  } finally {
+    await f.close();
+  }
+}
+
 const ref = logSoftmaxRows(await logitsOf(modelDir, 'reference'), ids.length, V);
+const ownF32 = new Map<string, Float64Array>();
+/** The measures vs the reference, plus vs this engine's own f32 file when that ran first. */
+function row(engine: string, type: string, lp: Float64Array, tensors: string): Record<string, unknown> {
+  if (type === 'f32') ownF32.set(engine, lp);
+  const own = ownF32.get(engine);
+  return { engine, type, tensors, ...compare(ref, lp, ids.length, V), ...(own && type !== 'f32' ? { vs_own_f32: compare(own, lp, ids.length, V) } : {}) };
+}
 const tmp = mkdtempSync(join(tmpdir(), 'mpt-quant-kl-'));
 const results: Record<string, unknown>[] = [];
 let llama: any;
@@ -97,8 +120,9 @@ try {
     const src = await openHfFolderTensors(modelDir);
     await writeGgufFromCheckpoint(config, src, join(modelDir, 'tokenizer.json'), path, type);
     await src.close();
+    const tensors = await tensorTypes(path);
     const ours = logSoftmaxRows(await logitsOf(path, 'wasm'), ids.length, V);
-    results.push({ engine: 'mpt-ts wasm', type, ...compare(ref, ours, ids.length, V) });
+    results.push(row('mpt-ts wasm', type, ours, tensors));
     if (llama) {
       const model = await llama.loadModel({ modelPath: path });
       const ctx = await model.createContext({ contextSize: 512, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
@@ -106,7 +130,7 @@ try {
       const res = await seq.controlledEvaluate(ids.map((t) => [t, { generateNext: { probabilities: true, options: { temperature: 0 } } }]));
       const lp = new Float64Array(ids.length * V).fill(-Infinity);
       res.forEach((r: any, i: number) => { for (const [t, p] of r.next.probabilities) lp[i * V + t] = Math.log(p); });
-      results.push({ engine: 'llama.cpp (node-llama-cpp 3.21.1)', type, ...compare(ref, lp, ids.length, V) });
+      results.push(row('llama.cpp (node-llama-cpp 3.21.1)', type, lp, tensors));
       await ctx.dispose();
       await model.dispose();
     }
@@ -115,4 +139,6 @@ try {
   await llama?.dispose();
   rmSync(tmp, { recursive: true, force: true });
 }
-console.log(JSON.stringify({ model: 'models/default', tokens: ids.length, vocab_used: vocabUsed, reference: 'reference backend, bf16 weights in f32', results }, null, 1));
+console.log(JSON.stringify({
+  model: 'models/default', tokens: ids.length, vocab_used: vocabUsed, types, reference: 'reference backend, bf16 weights in f32', results,
+}, null, 1));

@@ -7,11 +7,12 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaContextOptions, type LlamaModel, type Token } from 'node-llama-cpp';
+import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel, type Token } from 'node-llama-cpp';
 import { referenceBackend } from '../src/backends/reference/index.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { byteLevelTestTokenizer, openGgufCheckpoint, writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
+import { LLAMA_CONTEXT, llamaLogProbs } from './helpers/llamacpp-peer.js';
 import { Goldens, REPO_ROOT, argmaxRows, fixturePath } from './helpers/goldens.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';
 
@@ -45,11 +46,6 @@ async function convert(dir: string, type: GgufOutType, tokenizer: 'bytes' | 'neo
   return out;
 }
 
-/** As the fixture's llama.cpp logits were made: f32 KV cache, no flash attention, one thread. */
-const CONTEXT: LlamaContextOptions = {
-  contextSize: 256, threads: 1, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32',
-};
-
 async function withModel<T>(path: string, f: (m: LlamaModel) => Promise<T>): Promise<T> {
   const model = await llama.loadModel({ modelPath: path });
   try {
@@ -61,7 +57,7 @@ async function withModel<T>(path: string, f: (m: LlamaModel) => Promise<T>): Pro
 
 /** llama.cpp's greedy continuation (KV cache, one token per step). */
 async function llamaGreedy(model: LlamaModel, prompt: number[], n: number): Promise<number[]> {
-  const ctx = await model.createContext(CONTEXT);
+  const ctx = await model.createContext(LLAMA_CONTEXT);
   try {
     const seq = ctx.getSequence();
     const greedy = { generateNext: { token: true, options: { temperature: 0 } } };
@@ -72,22 +68,6 @@ async function llamaGreedy(model: LlamaModel, prompt: number[], n: number): Prom
       out.push(tok as number);
       if (s + 1 < n) res = await seq.controlledEvaluate([[tok as Token, greedy]]);
     }
-    return out;
-  } finally {
-    await ctx.dispose();
-  }
-}
-
-/** llama.cpp's next-token log-probabilities after every position of `ids` (one batch). */
-async function llamaLogProbs(model: LlamaModel, ids: number[], vocab: number): Promise<Float32Array> {
-  const ctx = await model.createContext(CONTEXT);
-  try {
-    const seq = ctx.getSequence();
-    const res = await seq.controlledEvaluate(ids.map((t) => [t as Token, { generateNext: { probabilities: true, options: { temperature: 0 } } }]));
-    const out = new Float32Array(ids.length * vocab).fill(-Infinity);
-    res.forEach((r, i) => {
-      for (const [tok, p] of r!.next.probabilities!) out[i * vocab + (tok as number)] = Math.log(p);
-    });
     return out;
   } finally {
     await ctx.dispose();

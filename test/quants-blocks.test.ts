@@ -81,8 +81,9 @@ describe('reference quantizers (quantize_row_*_ref semantics)', () => {
     }
   });
 
-  it('k-quant quantization is not offered', () => {
-    assert.throws(() => quantize('q4_k', new Float32Array(256)), UnsupportedError);
+  it('q2_K and q3_K quantization is not offered (q4_K..q6_K: test/quants-kquant.test.ts)', () => {
+    assert.throws(() => quantize('q2_k', new Float32Array(256)), UnsupportedError);
+    assert.throws(() => quantize('q3_k', new Float32Array(256)), UnsupportedError);
   });
 
   // Worst error per element relative to the block's max |x|, from each format's definition:

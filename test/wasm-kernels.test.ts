@@ -4,44 +4,15 @@
 // the vector (4/8), block (32) or tile (4 rows, 32 keys) widths.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { kernelModule, usingRelaxedSimd, type KernelVariant } from '../src/backends/wasm/module-loader.js';
-import { HALF_PANEL_BYTES, TABLES_END, actQ8Bytes, instantiateKernelsAndTables, type Kernels } from '../src/backends/wasm/kernels.js';
+import { usingRelaxedSimd } from '../src/backends/wasm/module-loader.js';
+import { HALF_PANEL_BYTES, actQ8Bytes } from '../src/backends/wasm/kernels.js';
 import { QuantMatrix, dequantize, quantize, quantizeActivations } from '../src/formats/ggml-quants.js';
 import { f16ToF32, f32ToF16, f32ToBf16 } from '../src/formats/dtypes.js';
 import { erf } from '../src/backends/reference/math.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { fixturePath } from './helpers/goldens.js';
+import { Heap, rand } from './helpers/wasm-heap.js';
 
-/** A wasm memory (shared, as the backend uses) with a bump allocator. */
-class Heap {
-  readonly memory = new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true });
-  readonly k: Kernels;
-  private top = TABLES_END;
-  constructor(variant: KernelVariant = 'shared') {
-    this.k = instantiateKernelsAndTables(kernelModule(variant), this.memory);
-  }
-  alloc(bytes: number): number {
-    const p = this.top;
-    this.top = (this.top + bytes + 63) & ~63;
-    if (this.top > this.memory.buffer.byteLength) this.memory.grow(Math.ceil((this.top - this.memory.buffer.byteLength) / 65536));
-    return p;
-  }
-  f32(p: number, n: number): Float32Array { return new Float32Array(this.memory.buffer, p, n); }
-  i8(p: number, n: number): Int8Array { return new Int8Array(this.memory.buffer, p, n); }
-  u8(p: number, n: number): Uint8Array { return new Uint8Array(this.memory.buffer, p, n); }
-  putF32(a: Float32Array): number { const p = this.alloc(a.length * 4); this.f32(p, a.length).set(a); return p; }
-  putU8(a: Uint8Array): number { const p = this.alloc(a.length); this.u8(p, a.length).set(a); return p; }
-}
-
-function rand(n: number, seed: number, scale = 1): Float32Array {
-  const a = new Float32Array(n);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) {
-    s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0;
-    a[i] = (s / 2 ** 32 * 2 - 1) * scale;
-  }
-  return a;
-}
 
 test('q8_0 / q4_0 weight quantizers are bit-identical to ggml reference quantizers', () => {
   const h = new Heap();
@@ -163,7 +134,7 @@ test('the relaxed-SIMD kernel build is in use (Node 20 with the V8 flag set by m
 for (const variant of ['shared', 'shared-base'] as const) test(`q4_0 / q8_0 products equal llama.cpp arithmetic (QuantMatrix), thread splits do not change bits (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
   const h = new Heap(variant);
   for (const dtype of ['q4_0', 'q8_0'] as const) {
-    for (const [M, N, K] of [[1, 1, 32], [3, 7, 96], [5, 13, 160], [9, 5, 64], [4, 33, 32]] as const) {
+    for (const [M, N, K] of [[1, 1, 32], [3, 7, 96], [5, 13, 160], [9, 5, 64], [4, 33, 32], [6, 17, 416], [2, 9, 288]] as const) {
       const wf = rand(N * K, N * 31 + K, 0.5);
       const wq = quantize(dtype, wf);
       const x = rand(M * K, M * 17 + K, 2);

@@ -47,22 +47,27 @@ export class RandomAccessFile {
    * says what was being read (`what`, e.g. "tensor x").
    */
   async read(offset: number, length: number, what = 'data'): Promise<Uint8Array> {
-    const handle = this.handle;
-    if (handle === undefined) throw new MptError(`${this.path} was already closed (reading ${what})`);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new FormatError(`${this.path}: invalid byte range for ${what} (offset ${offset}, length ${length})`);
-    }
-    if (offset + length > this.size) {
-      throw new FormatError(
-        `${this.path} is truncated: ${what} needs bytes [${offset}, ${offset + length}) but the file has ${this.size} bytes`,
-      );
-    }
+    this.checkRange(offset, length, what);
     // allocUnsafeSlow: unpooled (own ArrayBuffer) and not zero-filled, since every byte gets overwritten.
     const buf = Buffer.allocUnsafeSlow(length);
+    const out = new Uint8Array(buf.buffer, buf.byteOffset, length);
+    await this.readInto(offset, out, what);
+    return out;
+  }
+
+  /**
+   * Reads exactly `dest.length` bytes at `offset` straight into `dest` (any Uint8Array, also a
+   * view of a shared wasm memory): no intermediate buffer. Same errors as `read`.
+   */
+  async readInto(offset: number, dest: Uint8Array, what = 'data'): Promise<void> {
+    const handle = this.handle;
+    if (handle === undefined) throw new MptError(`${this.path} was already closed (reading ${what})`);
+    const length = dest.length;
+    this.checkRange(offset, length, what);
     let done = 0;
     while (done < length) {
       const want = Math.min(length - done, MAX_READ_CHUNK);
-      const { bytesRead } = await handle.read(buf, done, want, offset + done);
+      const { bytesRead } = await handle.read(dest, done, want, offset + done);
       if (bytesRead === 0) {
         throw new FormatError(
           `${this.path} is truncated: ${what} ends at byte ${offset + length} but reading stopped at ${offset + done}` +
@@ -71,7 +76,18 @@ export class RandomAccessFile {
       }
       done += bytesRead;
     }
-    return new Uint8Array(buf.buffer, buf.byteOffset, length);
+  }
+
+  private checkRange(offset: number, length: number, what: string): void {
+    if (this.handle === undefined) throw new MptError(`${this.path} was already closed (reading ${what})`);
+    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
+      throw new FormatError(`${this.path}: invalid byte range for ${what} (offset ${offset}, length ${length})`);
+    }
+    if (offset + length > this.size) {
+      throw new FormatError(
+        `${this.path} is truncated: ${what} needs bytes [${offset}, ${offset + length}) but the file has ${this.size} bytes`,
+      );
+    }
   }
 
   /** Closes the file; later reads throw. Closing twice is harmless. */

@@ -1,6 +1,7 @@
 /**
  * ggml's tensor storage types: block layouts, reference dequantization, the reference quantizers
- * llama-quantize uses (bit-exact), and scalar dot products that follow llama.cpp's CPU arithmetic.
+ * llama-quantize uses (bit-exact; the k-quant ones live in kquant-quantize.ts), and scalar dot
+ * products that follow llama.cpp's CPU arithmetic.
  *
  * Everything here is plain TypeScript meant as the reference the wasm kernels are checked
  * against, not as the fast path. Float32 arithmetic of the C code is reproduced with Math.fround
@@ -19,8 +20,9 @@
  *   q5_K  {d, dmin, scales[12], qh[32], qs[128]}
  *   q6_K  {ql[128], qh[64], scales: i8[16], d}  16×16, q in [-32, 31]
  */
-import { FormatError, UnsupportedError } from '../errors.js';
+import { FormatError, InputError, UnsupportedError } from '../errors.js';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from './dtypes.js';
+import { quantizeQ4K, quantizeQ5K, quantizeQ6K } from './kquant-quantize.js';
 import type { DType } from './tensor-source.js';
 
 /** One storage type: its ggml id, how many elements a block holds and how many bytes it takes. */
@@ -327,13 +329,21 @@ function truncI8(v: number): number {
   return Math.trunc(v);
 }
 
+/** The types `quantize` can write. */
+export const QUANTIZABLE_TYPES: readonly DType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'];
+
 /**
  * Encodes float32 values as `dtype`. Supported: f32, f16, bf16 (round to nearest even) and
- * q8_0, q4_0, q4_1, q5_0, q5_1 with ggml's reference quantizers, bit for bit. k-quants need
- * llama.cpp's search-based quantizers and are not implemented (UnsupportedError).
+ * q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K with ggml's reference quantizers
+ * (`quantize_row_*_ref`, what llama-quantize runs without an imatrix), bit for bit. q2_K and
+ * q3_K are not implemented (UnsupportedError). The length must be a whole number of blocks.
  */
 export function quantize(dtype: DType, x: Float32Array): Uint8Array {
   const n = x.length;
+  if (dtype === 'q4_k' || dtype === 'q5_k' || dtype === 'q6_k') {
+    byteLengthOf(dtype, n); // FormatError for partial super-blocks
+    return dtype === 'q4_k' ? quantizeQ4K(x) : dtype === 'q5_k' ? quantizeQ5K(x) : quantizeQ6K(x);
+  }
   const out = new Uint8Array(byteLengthOf(dtype, n));
   const dv = new DataView(out.buffer);
   switch (dtype) {
@@ -428,9 +438,26 @@ export function quantize(dtype: DType, x: Float32Array): Uint8Array {
     }
     default:
       throw new UnsupportedError(
-        `quantizing to ${GGML_TYPES[dtype]?.name ?? String(dtype)} is not implemented (supported: f32, f16, bf16, q8_0, q4_0, q4_1, q5_0, q5_1)`,
+        `quantizing to ${GGML_TYPES[dtype]?.name ?? String(dtype)} is not implemented (supported: ${QUANTIZABLE_TYPES.join(', ')})`,
       );
   }
+}
+
+/**
+ * Quantizes one matrix (`rows` × `cols`, rows contiguous) as `dtype`, refusing with an
+ * InputError that names `tensor` when a row is not a whole number of the type's blocks (ggml
+ * blocks never straddle rows; k-quants need rows of 256·k values).
+ */
+export function quantizeMatrix(dtype: DType, x: Float32Array, rows: number, cols: number, tensor: string): Uint8Array {
+  const t = GGML_TYPES[dtype];
+  if (t === undefined) throw new UnsupportedError(`${tensor}: unknown tensor dtype "${String(dtype)}"`);
+  if (rows * cols !== x.length) throw new InputError(`${tensor}: ${x.length} values do not form a ${rows} × ${cols} matrix`);
+  if (cols % t.blockSize !== 0) {
+    throw new InputError(
+      `${tensor}: rows of ${cols} values cannot be stored as ${t.name}, which needs rows that are a multiple of ${t.blockSize} values`,
+    );
+  }
+  return quantize(dtype, x);
 }
 
 // ---------------------------------------------------------------------------------------------

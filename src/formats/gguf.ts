@@ -177,6 +177,19 @@ export class GgufFile {
     return this.file.read(this.dataOffset + info.offset, info.byteLength, `tensor ${info.name}`);
   }
 
+  /**
+   * Reads `dest.length` bytes of one tensor's stored bytes, starting `start` bytes into the
+   * tensor, straight into `dest` (e.g. a view of wasm memory): no intermediate buffer.
+   */
+  async readTensorInto(t: GgufTensorInfo | string, dest: Uint8Array, start = 0): Promise<void> {
+    const info = typeof t === 'string' ? this.byName.get(t) : t;
+    if (!info) throw new FormatError(`${this.path}: no tensor named "${String(t)}"`);
+    if (!Number.isSafeInteger(start) || start < 0 || start + dest.length > info.byteLength) {
+      throw new FormatError(`${this.path}: bytes [${start}, ${start + dest.length}) are outside tensor ${info.name} (${info.byteLength} bytes)`);
+    }
+    await this.file.readInto(this.dataOffset + info.offset + start, dest, `tensor ${info.name}`);
+  }
+
   async close(): Promise<void> {
     await this.file.close();
   }

@@ -27,6 +27,12 @@ export interface TensorSource {
   info(name: string): TensorInfo | undefined;
   /** Reads one tensor's raw stored bytes (little-endian, dtype as in `info`). */
   read(name: string): Promise<Uint8Array>;
+  /**
+   * Optional fast path: reads `dest.length` bytes of one tensor's stored bytes, starting `start`
+   * bytes into the tensor, straight into `dest` (a view of wasm memory, say) with positioned
+   * reads, so that loading makes no intermediate copy. Several calls may be in flight at once.
+   */
+  readInto?(name: string, dest: Uint8Array, start?: number): Promise<void>;
   /** Releases file handles. */
   close(): Promise<void>;
 }

@@ -14,7 +14,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { ConfigError, FormatError, InputError, UnsupportedError, WeightsError } from '../errors.js';
-import { dequantize, GGML_TYPES, quantize } from '../formats/ggml-quants.js';
+import { dequantize, GGML_TYPES } from '../formats/ggml-quants.js';
+import { QuantizePool } from '../formats/parallel-quantize.js';
 import {
   gguf, metaBool, metaNumber, metaString, metaStringArray, metaIntArray, readGguf, writeGguf,
   type GgufFile, type GgufTensorToWrite, type GgufValue,
@@ -398,18 +399,86 @@ export function byteLevelTestTokenizer(vocabSize: number): GgufTokenizer {
 // Writing
 // ---------------------------------------------------------------------------------------------
 
-/** Tensor types `mpt convert` writes (matrices; 1-D tensors always stay F32). */
-export type GgufOutType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1';
-export const GGUF_OUT_TYPES: readonly GgufOutType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1'];
+/**
+ * What `mpt convert` writes (1-D tensors always stay F32):
+ * - a plain type (f32 … q6_k): every matrix in that type, as `llama-quantize --pure` does;
+ * - a preset (q4_k_m, q5_k_m): llama-quantize's per-tensor mix for that file type, without
+ *   `--pure` (see ggufTensorType).
+ */
+export type GgufOutType =
+  | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_k_m' | 'q5_k_m';
+export const GGUF_OUT_TYPES: readonly GgufOutType[] = [
+  'f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'q4_k_m', 'q5_k_m',
+];
 
-/** llama.cpp's `general.file_type` (`enum llama_ftype`) for each output type. */
-const FILE_TYPE: Record<GgufOutType, number> = { f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, bf16: 32 };
+/**
+ * llama.cpp's `general.file_type` (`enum llama_ftype`) for each output type. q4_k and q5_k get
+ * what llama-quantize writes when asked for "Q4_K" / "Q5_K" (aliases of the _M presets), even
+ * with --pure; readers must take each tensor's own type (llama.cpp does).
+ */
+const FILE_TYPE: Record<GgufOutType, number> = {
+  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, bf16: 32, q4_k: 15, q5_k: 17, q6_k: 18, q4_k_m: 15, q5_k_m: 17,
+};
+
+const K_TYPES: ReadonlySet<DType> = new Set(['q2_k', 'q3_k', 'q4_k', 'q5_k', 'q6_k']);
+
+/**
+ * llama-quantize's fallback for a matrix whose rows do not split into the chosen type's blocks
+ * (llama-quant.cpp): Q4_K → Q5_0, Q5_K → Q5_1, Q6_K → Q8_0, then F16 when even 32-value blocks
+ * do not fit. The 32-block types fall back to F16 directly (this converter's rule for them).
+ */
+function fallbackType(type: DType, cols: number): DType {
+  if (cols % GGML_TYPES[type].blockSize === 0) return type;
+  const next: DType = type === 'q4_k' ? 'q5_0' : type === 'q5_k' ? 'q5_1' : type === 'q6_k' ? 'q8_0' : 'f16';
+  return cols % GGML_TYPES[next].blockSize === 0 ? next : 'f16';
+}
+
+/** llama-quantize's `use_more_bits`: the first and last eighth of the layers, and every third between. */
+function useMoreBits(layer: number, nLayers: number): boolean {
+  const e = Math.floor(nLayers / 8);
+  return layer < e || layer >= Math.floor((7 * nLayers) / 8) || (layer - e) % 3 === 2;
+}
+
+/**
+ * The storage type of one tensor (llama.cpp name, GGUF dims {cols, rows, …}) in a file of
+ * `out`. 1-D tensors: F32. Plain types: that type for every matrix, with llama-quantize's
+ * fallback for rows that are not a whole number of blocks. Presets follow llama-quantize's
+ * `llama_tensor_get_type` for the mpt architecture as of the llama.cpp build that made the
+ * test fixtures (b4747): the output matrix — `token_embd` when the embedding is tied — Q6_K
+ * (Q8_0 if its rows are not 256-multiples); `attn_qkv` Q5_K in q4_k_m, Q6_K in q5_k_m;
+ * `ffn_down` Q6_K in the layers `use_more_bits` picks; everything else the preset's base type
+ * (Q4_K / Q5_K); `position_embd` is never quantized by llama-quantize and stays F32.
+ * (Later llama.cpp treats `attn_qkv` like `attn_v`: Q6_K in the `use_more_bits` layers, else
+ * the base type. Both mixes load everywhere; this one matches the fixture files byte for byte.)
+ */
+export function ggufTensorType(out: GgufOutType, name: string, dims: readonly number[], c: MptConfig, hasOutputTensor: boolean): DType {
+  if (dims.length < 2) return 'f32';
+  const cols = dims[0]!;
+  if (out !== 'q4_k_m' && out !== 'q5_k_m') {
+    if (K_TYPES.has(out) && name === 'position_embd.weight') return 'f32';
+    return fallbackType(out, cols);
+  }
+  const base: DType = out === 'q4_k_m' ? 'q4_k' : 'q5_k';
+  if (name === 'position_embd.weight') return 'f32';
+  let t: DType = base;
+  if (name === 'output.weight' || (!hasOutputTensor && name === 'token_embd.weight')) {
+    t = cols % 256 !== 0 ? 'q8_0' : 'q6_k';
+  } else if (name.endsWith('.attn_qkv.weight')) {
+    t = out === 'q4_k_m' ? 'q5_k' : 'q6_k';
+  } else if (name.endsWith('.ffn_down.weight')) {
+    const layer = Number(/^blk\.(\d+)\./.exec(name)?.[1] ?? -1);
+    if (layer >= 0 && useMoreBits(layer, c.nLayers)) t = 'q6_k';
+  }
+  return fallbackType(t, cols);
+}
 
 export interface WriteGgufCheckpointOptions {
   /** `general.name` (default "mpt"). */
   name?: string;
   /** Progress of tensor data written (bytes). */
   onProgress?: (done: number, total: number, tensor: string) => void;
+  /** Threads that quantize large matrices (default: the machine's parallelism; 1 = this thread). */
+  threads?: number;
 }
 
 /** Refuses configs whose arithmetic llama.cpp's MPT graph does not implement. */
@@ -476,10 +545,12 @@ async function readAsF32(tensors: TensorSource, info: TensorInfo): Promise<Float
 
 /**
  * Writes an MPT checkpoint as a GGUF file llama.cpp loads: every tensor under its llama.cpp
- * name, matrices (and the embedding) in `type` — f32/f16/bf16 rounded to nearest even, q8_0 /
- * q4_0 / q4_1 / q5_0 / q5_1 by ggml's reference quantizers, bit for bit what llama-quantize
- * makes — and 1-D tensors in F32. A matrix whose rows are not a whole number of blocks falls back
- * to F16. The tokenizer is a tokenizer.json path, its parsed object, or ready GGUF tokenizer data.
+ * name, matrices (and the embedding) in `type` or the preset's mix (see ggufTensorType) —
+ * f32/f16/bf16 rounded to nearest even, q8_0 / q4_0 / q4_1 / q5_0 / q5_1 / q4_K / q5_K / q6_K
+ * by ggml's reference quantizers, bit for bit what llama-quantize makes without an imatrix —
+ * and 1-D tensors in F32. A matrix whose rows are not a whole number of blocks falls back as
+ * llama-quantize does (k-quants to Q5_0 / Q5_1 / Q8_0, else F16). The tokenizer is a
+ * tokenizer.json path, its parsed object, or ready GGUF tokenizer data.
  * Tensors are read, converted and written one at a time; the file appears atomically.
  */
 export async function writeGgufFromCheckpoint(
@@ -511,28 +582,33 @@ export async function writeGgufFromCheckpoint(
   for (const [k, v] of ggufTokenizerMetadata(tok, config.vocabSize)) meta.set(k, v);
 
   const out: GgufTensorToWrite[] = [];
-  for (const info of orderForLlamaCpp(tensors.list(), config)) {
+  const pool = new QuantizePool(options.threads);
+  const list = orderForLlamaCpp(tensors.list(), config);
+  const hasOutputTensor = !config.tieWordEmbeddings && list.some((t) => t.name === 'lm_head.weight');
+  for (const info of list) {
     // HF may save the tied head as a copy of wte; llama.cpp reuses token_embd when output is absent.
     if (info.name === 'lm_head.weight' && config.tieWordEmbeddings) continue;
     const name = ggufTensorName(info.name);
     if (name === undefined) throw new UnsupportedError(`tensor ${info.name} has no counterpart in llama.cpp's MPT architecture`);
     const dims = [...info.shape].reverse();
-    let dtype: DType = 'f32';
-    if (dims.length >= 2) {
-      dtype = type;
-      if (dims[0]! % GGML_TYPES[type].blockSize !== 0) dtype = 'f16';
-    }
+    const dtype = ggufTensorType(type, name, dims, config, hasOutputTensor);
+    const cols = dims[0] ?? 1;
+    const rows = dims.slice(1).reduce((a, b) => a * b, 1);
     out.push({
       name,
       dims,
       dtype,
       data: async () => {
         if (info.dtype === dtype) return tensors.read(info.name);
-        return quantize(dtype, await readAsF32(tensors, info));
+        return pool.quantize(dtype, await readAsF32(tensors, info), rows, cols, name);
       },
     });
   }
-  await writeGguf(outPath, meta, out, options.onProgress ? { onProgress: options.onProgress } : {});
+  try {
+    await writeGguf(outPath, meta, out, options.onProgress ? { onProgress: options.onProgress } : {});
+  } finally {
+    await pool.close();
+  }
 }
 
 /** Within a block, the order the forward pass uses them (weight before bias). */

@@ -21,6 +21,7 @@
  *    token always stays. Then one token is drawn from the renormalised distribution.
  */
 import { InputError } from '../errors.js';
+import { expF32, f32Ceil, samplingKernels, type SamplingKernels } from './sampling-weights.js';
 
 /** Options of the sampler. Every field is optional; see the module comment for the semantics. */
 export interface SamplingOptions {
@@ -149,11 +150,14 @@ export function validateSamplingOptions(o: SamplingOptions): void {
 /**
  * Applies masking, logit bias and the three penalties to a copy of the logits (steps 1–4 of the
  * module comment). `history` is every token so far, of which those from `promptLength` on were
- * generated (the presence and frequency penalties count only those).
+ * generated (the presence and frequency penalties count only those). Writes into `into` when it
+ * has the logits' length (a buffer reused from call to call), else into a new array.
  */
-export function applyPenalties(logits: Float32Array, history: ArrayLike<number>, promptLength: number, o: SamplingOptions): Float32Array {
+export function applyPenalties(logits: Float32Array, history: ArrayLike<number>, promptLength: number, o: SamplingOptions,
+  into?: Float32Array): Float32Array {
   const V = logits.length;
-  const out = new Float32Array(logits);
+  const out = into && into.length === V ? into : new Float32Array(V);
+  out.set(logits);
   const limit = Math.min(o.vocabLimit ?? V, V);
   for (let i = limit; i < V; i++) out[i] = -Infinity;
   if (o.bannedIds) for (const id of o.bannedIds) if (id >= 0 && id < V) out[id] = -Infinity;
@@ -210,38 +214,36 @@ function kthLargest(x: Float32Array, k: number): number {
   return buf[k - 1]!;
 }
 
-/** The logit threshold that temperature, top-k, top-p and min-p amount to (see filteredDistribution). */
-function samplingThreshold(penalized: Float32Array, o: SamplingOptions): { threshold: number; maxLogit: number; temperature: number } | undefined {
+/**
+ * The kept tokens' weights for options `o` (steps 5 of the module comment, less the draw): each
+ * filter amounts to a logit threshold (tokens at or above it stay, so ties at a boundary are all
+ * kept, as HF keeps every score >= the k-th largest); the strictest wins. Weights are
+ * e^((x - max) / T) in f32 (see sampling-weights.ts), the total in f64. The returned weights are
+ * a view that the next call on this thread overwrites. Undefined when no logit is finite.
+ */
+function keptWeights(penalized: Float32Array, o: SamplingOptions): { kernels: SamplingKernels; weights: Float32Array; total: number; threshold: number } | undefined {
   const temperature = o.temperature ?? DEFAULT_SAMPLING.temperature;
   const topK = o.topK ?? DEFAULT_SAMPLING.topK;
   const topP = o.topP ?? DEFAULT_SAMPLING.topP;
   const minP = o.minP ?? DEFAULT_SAMPLING.minP;
-  let finite = 0;
-  let maxLogit = -Infinity;
-  for (let i = 0; i < penalized.length; i++) {
-    const v = penalized[i]!;
-    if (v > -Infinity) { finite++; if (v > maxLogit) maxLogit = v; }
-  }
+  const kernels = samplingKernels();
+  kernels.setRow(penalized);
+  const { max: maxLogit, finite } = kernels.stats();
   if (finite === 0) return undefined;
+  if (maxLogit === Infinity) {
+    // An infinite logit (a +Infinity bias) wins outright: weight 1 for each such token.
+    const weights = Float32Array.from(penalized, (v) => (v === Infinity ? 1 : 0));
+    return { kernels, weights, total: weights.reduce((a, b) => a + b, 0), threshold: Infinity };
+  }
   // Thresholds are found on the raw (penalised) logits: dividing by a positive temperature keeps
-  // the order, and exp((x - max) / T) gives the tempered weights.
-  const weight = (x: number) => Math.exp((x - maxLogit) / temperature);
+  // the order, and e^((x - max) / T) gives the tempered weights.
+  const invT = Math.fround(1 / temperature);
   let threshold = -Infinity;
   if (topK > 0 && topK < finite) threshold = kthLargest(penalized, topK);
   if (topP < 1) {
-    // Values that survive top-k, most likely first (a native numeric sort of a typed array).
-    const vals = new Float64Array(finite);
-    let n = 0;
-    for (let i = 0; i < penalized.length; i++) { const v = penalized[i]!; if (v > -Infinity && v >= threshold) vals[n++] = v; }
-    const sorted = vals.subarray(0, n).sort().reverse();
-    let total = 0;
-    for (let i = 0; i < n; i++) total += weight(sorted[i]!);
-    // Keep a token while the mass ranked above it is < top_p (HF: drop when the cumulative mass
-    // from the bottom is <= 1 - top_p); the last kept value is the threshold.
-    let above = 0;
-    let i = 0;
-    while (i < n && above < topP * total) { above += weight(sorted[i]!); i++; }
-    const cut = sorted[Math.max(0, i - 1)]!;
+    // Top-p's mass is over the tokens top-k kept (HF applies top-k first).
+    const { weights, total } = kernels.weights(f32Ceil(threshold), maxLogit, invT);
+    const cut = topPCut(penalized, weights, total, topP, maxLogit, invT);
     if (cut > threshold) threshold = cut;
   }
   if (minP > 0) {
@@ -249,33 +251,47 @@ function samplingThreshold(penalized: Float32Array, o: SamplingOptions): { thres
     const cut = maxLogit + temperature * Math.log(minP);
     if (cut > threshold) threshold = cut;
   }
-  return { threshold, maxLogit, temperature };
+  const { weights, total } = kernels.weights(f32Ceil(threshold), maxLogit, invT);
+  return { kernels, weights, total, threshold };
+}
+
+/**
+ * The logit of the last token top-p keeps: walking the tokens from the most likely, a token is
+ * kept while the mass ranked above it is < top_p · total (HF drops tokens whose cumulative mass
+ * from the bottom is <= 1 - top_p). Only tokens of weight >= (1 - top_p) · total / V can be
+ * reached (the others together weigh less than (1 - top_p) · total), so only those are sorted.
+ */
+function topPCut(penalized: Float32Array, weights: Float32Array, total: number, topP: number, maxLogit: number, invT: number): number {
+  const V = penalized.length;
+  const floor = ((1 - topP) * total) / V;
+  const vals = new Float64Array(V);
+  let n = 0;
+  for (let i = 0; i < V; i++) if (weights[i]! > 0 && weights[i]! >= floor) vals[n++] = penalized[i]!;
+  const sorted = vals.subarray(0, n).sort().reverse();
+  const f = Math.fround;
+  let above = 0;
+  let i = 0;
+  while (i < n && above < topP * total) { above += expF32(f(f(sorted[i]! - maxLogit) * invT)); i++; }
+  return sorted[Math.max(0, i - 1)] ?? -Infinity;
 }
 
 /**
  * The tokens left after temperature, top-k, top-p and min-p, in ascending id order, with their
- * renormalised probabilities. Each filter amounts to a logit threshold (tokens at or above it
- * stay, so ties at a boundary are all kept, as HF keeps every score >= the k-th largest); the
- * strictest threshold wins. Exposed for tests and for callers that want the distribution.
+ * renormalised probabilities: the distribution `Sampler.sample` draws from. Exposed for tests
+ * and for callers that want the distribution.
  */
 export function filteredDistribution(penalized: Float32Array, o: SamplingOptions): { ids: number[]; probs: number[] } {
-  const t = samplingThreshold(penalized, o);
+  const t = keptWeights(penalized, o);
   if (!t) return { ids: [], probs: [] };
-  const { threshold, maxLogit, temperature } = t;
-  const weight = (x: number) => Math.exp((x - maxLogit) / temperature);
   const ids: number[] = [];
   const probs: number[] = [];
-  let kept = 0;
   for (let i = 0; i < penalized.length; i++) {
     const v = penalized[i]!;
-    if (v > -Infinity && v >= threshold) {
-      const w = weight(v);
+    if (v > -Infinity && v >= t.threshold) {
       ids.push(i);
-      probs.push(w);
-      kept += w;
+      probs.push(t.weights[i]! / t.total);
     }
   }
-  for (let i = 0; i < probs.length; i++) probs[i] = probs[i]! / kept;
   return { ids, probs };
 }
 
@@ -288,7 +304,7 @@ export class Sampler {
   /** The seed in use (given, or drawn at construction). */
   readonly seed: number;
   private readonly rng: Xoshiro128;
-  private weights = new Float64Array(0);
+  private penalized = new Float32Array(0);
 
   constructor(options: SamplingOptions = {}) {
     validateSamplingOptions(options);
@@ -307,38 +323,20 @@ export class Sampler {
    * so far (prompt and generated), of which the generated ones start at `promptLength`.
    */
   sample(logits: Float32Array, history: ArrayLike<number> = [], promptLength = 0): number {
-    const penalized = applyPenalties(logits, history, promptLength, this.options);
+    if (this.penalized.length < logits.length) this.penalized = new Float32Array(logits.length);
+    const penalized = applyPenalties(logits, history, promptLength, this.options, this.penalized.subarray(0, logits.length));
     if (this.isGreedy) {
       const id = argmax(penalized);
       if (id < 0) throw new InputError('no token can be chosen: every logit is masked or NaN');
       return id;
     }
-    // The same distribution as filteredDistribution, drawn without building it: weights go into
-    // a reused typed array and the draw scans it once (this runs per token per sequence).
-    const t = samplingThreshold(penalized, this.options);
+    const t = keptWeights(penalized, this.options);
     if (!t) throw new InputError('no token can be chosen: every logit is masked or NaN');
-    const V = penalized.length;
-    if (this.weights.length < V) this.weights = new Float64Array(V);
-    const w = this.weights;
-    const invT = 1 / t.temperature;
-    let total = 0;
-    let last = -1;
-    for (let i = 0; i < V; i++) {
-      const v = penalized[i]!;
-      if (v >= t.threshold && v > -Infinity) {
-        const e = Math.exp((v - t.maxLogit) * invT);
-        w[i] = e;
-        total += e;
-        last = i;
-      } else w[i] = 0;
-    }
-    const target = this.rng.nextFloat() * total;
-    let acc = 0;
-    for (let i = 0; i <= last; i++) {
-      acc += w[i]!;
-      if (target < acc) return i;
-    }
-    return last;
+    if (t.threshold === Infinity) return penalized.indexOf(Infinity);
+    // Draw before anything else can use this thread's kernels (their weights are a shared view).
+    const id = t.kernels.draw(this.rng.nextFloat() * t.total);
+    if (id < 0) throw new InputError('no token can be chosen: every kept token has zero weight');
+    return id;
   }
 }
 

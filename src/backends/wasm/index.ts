@@ -62,8 +62,15 @@ export async function loadWasmRunner(config: MptConfig, tensors: TensorSource, o
   }
   const layout = planLayout(config, typeOf, { threads, maxRows: options.maxRows, arenaBudget: options.arenaBudget });
   const arenas = new Arenas(layout);
-  await loadWeights(config, tensors, layout, arenas, options.onProgress);
-  return start(arenas, threads);
+  // The workers start (and instantiate the kernels) while the weights stream in.
+  const pool = WorkerPool.create(kernelModule('shared'), arenas.memories, layout, threads);
+  try {
+    await loadWeights(config, tensors, layout, arenas, options.onProgress);
+  } catch (e) {
+    await pool.then((p) => p.close(), () => undefined);
+    throw e;
+  }
+  return new WasmRunner(layout, arenas, await pool);
 }
 
 export interface RandomModelOptions {

@@ -1,8 +1,10 @@
 /**
- * Weights from a TensorSource into the arenas, one tensor at a time (never the whole checkpoint
- * in JS memory): stored bytes are copied as they are when the storage type is kept, or
- * converted in row chunks through the arena's scratch space (f32/f16/bf16 → f16/bf16/q8_0/q4_0
- * by the wasm kernels; other ggml types dequantized by ggml-quants.ts, then requantized).
+ * Weights from a TensorSource into the arenas, never the whole checkpoint in JS memory. A matrix
+ * kept in its stored type is read with positioned reads straight into its arena
+ * (`TensorSource.readInto`, 16 MiB row-aligned pieces, several in flight: no intermediate copy);
+ * anything else is read one tensor at a time and converted in row chunks through the arena's
+ * scratch space (f32/f16/bf16 → f16/bf16/q8_0/q4_0 by the wasm kernels; other ggml types
+ * dequantized by ggml-quants.ts, then requantized).
  */
 import { WeightsError } from '../../errors.js';
 import { dequantize, byteLengthOf, GGML_TYPES } from '../../formats/ggml-quants.js';
@@ -87,13 +89,37 @@ function writeVector(arenas: Arenas, arena: number, ptr: number, info: TensorInf
   arenas.f32(arena).set(dequantize(info.dtype, bytes, n), ptr / 4);
 }
 
-/** Loads every tensor of the checkpoint into the planned places. */
+/**
+ * Reads in flight at once on the direct path. Loading a kept-type model is bound by the kernel
+ * copying page-cache pages into fresh wasm pages (page faults included); concurrent positioned
+ * reads run on libuv's thread pool and so spread that work over the cores.
+ */
+const READ_CONCURRENCY = 4;
+/** Bytes per positioned read on the direct path (whole rows, so q8_0 clamping can follow each piece). */
+const READ_CHUNK = 16 * 1024 * 1024;
+
+/** One piece of work: a range read straight into an arena, or a whole tensor read and converted. */
+type LoadTask = () => Promise<number>;
+
+/** Tuning of the direct path (tests use small pieces). */
+export interface LoadWeightsOptions {
+  /** Bytes per positioned read, rounded down to whole rows (default 16 MiB). */
+  readChunk?: number;
+  /** Reads in flight (default 4). */
+  concurrency?: number;
+}
+
+/**
+ * Loads every tensor of the checkpoint into the planned places. A matrix kept in its stored type
+ * is read with positioned reads straight into its arena (`TensorSource.readInto`, several reads
+ * in flight), without any intermediate buffer; anything else is read whole and converted.
+ */
 export async function loadWeights(config: MptConfig, tensors: TensorSource, L: ModelLayout, arenas: Arenas,
-  onProgress?: (done: number, total: number) => void): Promise<void> {
+  onProgress?: (done: number, total: number) => void, options: LoadWeightsOptions = {}): Promise<void> {
   checkTensorSource(config, tensors);
-  const jobs: Array<{ name: string; write: (info: TensorInfo, bytes: Uint8Array) => void }> = [];
+  const jobs: Array<{ name: string; ref?: MatrixRef; write: (info: TensorInfo, bytes: Uint8Array) => void }> = [];
   const matrix = (name: string, ref: MatrixRef) => {
-    jobs.push({ name, write: (info, bytes) => writeMatrix(arenas, L, ref, info, bytes) });
+    jobs.push({ name, ref, write: (info, bytes) => writeMatrix(arenas, L, ref, info, bytes) });
     if (ref.bias) {
       const bname = name.replace(/\.weight$/, '.bias');
       jobs.push({ name: bname, write: (info, bytes) => writeVector(arenas, ref.arena, ref.bias, info, bytes) });
@@ -126,15 +152,58 @@ export async function loadWeights(config: MptConfig, tensors: TensorSource, L: M
     return info;
   });
   const total = infos.reduce((s, i) => s + i.byteLength, 0);
-  let done = 0;
-  for (let i = 0; i < jobs.length; i++) {
-    const info = infos[i]!;
-    const bytes = await tensors.read(info.name);
-    if (bytes.byteLength < info.byteLength) throw new WeightsError(`tensor ${info.name}: ${bytes.byteLength} bytes read, ${info.byteLength} expected`);
-    jobs[i]!.write(info, bytes);
-    done += info.byteLength;
-    onProgress?.(done, total);
-  }
+
+  // Direct pieces run several at a time; whole-tensor reads one at a time (each holds a tensor in
+  // JS memory while it is converted).
+  const tasks: LoadTask[] = [], buffered: LoadTask[] = [];
+  jobs.forEach((job, i) => {
+    const info = infos[i]!, ref = job.ref;
+    if (ref && tensors.readInto && info.dtype === ref.type) {
+      // Direct: row-aligned pieces read straight into the arena.
+      const rb = rowBytes(ref.type, ref.cols), bytes = ref.rows * rb;
+      if (info.byteLength < bytes) throw new WeightsError(`tensor ${info.name}: ${info.byteLength} bytes stored, ${bytes} expected`);
+      const step = Math.max(1, Math.floor((options.readChunk ?? READ_CHUNK) / rb)) * rb;
+      for (let start = 0; start < bytes; start += step) {
+        const len = Math.min(step, bytes - start);
+        tasks.push(async () => {
+          await tensors.readInto!(info.name, arenas.u8(ref.arena).subarray(ref.ptr + start, ref.ptr + start + len), start);
+          if (ref.type === 'q8_0') arenas.kernels[ref.arena]!.clamp_q8_0(ref.ptr + start, (len / rb) * ref.cols);
+          return len;
+        });
+      }
+      if (info.byteLength > bytes) tasks.push(async () => info.byteLength - bytes); // padding, for progress
+    } else {
+      buffered.push(async () => {
+        const bytes = await tensors.read(info.name);
+        if (bytes.byteLength < info.byteLength) throw new WeightsError(`tensor ${info.name}: ${bytes.byteLength} bytes read, ${info.byteLength} expected`);
+        job.write(info, bytes);
+        return info.byteLength;
+      });
+    }
+  });
+
+  let done = 0, failed = false;
+  const run = async (list: LoadTask[], lanes: number) => {
+    let next = 0;
+    const lane = async () => {
+      while (next < list.length && !failed) {
+        const task = list[next++]!;
+        try {
+          const n = await task(); // (not `done += await task()`: that reads `done` before awaiting)
+          done += n;
+        } catch (e) {
+          failed = true;
+          throw e;
+        }
+        onProgress?.(done, total);
+      }
+    };
+    const settled = await Promise.allSettled(Array.from({ length: lanes }, lane));
+    const err = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (err) throw err.reason;
+  };
+  await run(tasks, Math.max(1, options.concurrency ?? READ_CONCURRENCY));
+  await run(buffered, 1);
 }
 
 /** Types in a source that `auto` converts (for a one-line warning). */

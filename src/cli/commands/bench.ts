@@ -15,7 +15,7 @@ export const help = `usage: mpt bench [MODEL] [--shape 7b|1b|tiny] [--d-model N 
 
 Without MODEL, builds a random-weight MPT of the named shape (default 1b) directly in the wasm
 memories, quantized to --type (default q4_0). With MODEL (HF folder or GGUF), loads it; --type
-then converts its matrices (default: keep the stored types).
+then converts its matrices (default: keep the stored types); the load time is reported too.
   --pp N      prompt tokens per pp test (0 skips it)      --tg N   generated tokens (0 skips)
   --reps N    repetitions (median, min and max are shown; one untimed warm-up first)
   --threads N worker threads (default: all cores)          --json   print JSON
@@ -33,6 +33,8 @@ export interface BenchResult {
   max: number;
   reps: number;
   peak_rss_bytes: number;
+  /** With MODEL: milliseconds to open the file and load it into the wasm backend (workers started). */
+  load_ms?: number;
 }
 
 const SHAPES: Record<string, { d: number; heads: number; layers: number; vocab: number }> = {
@@ -121,7 +123,9 @@ export async function run(argv: string[]): Promise<number> {
   const wasm = await import('../../backends/wasm/index.js');
   let runner: import('../../backends/wasm/runner.js').WasmRunner;
   let label: { shape?: string; model?: string };
+  let loadMs: number | undefined;
   if (positionals[0]) {
+    const t0 = performance.now();
     const { openCheckpoint } = await import('../../model/load.js');
     const ck = await openCheckpoint(positionals[0]);
     try {
@@ -130,6 +134,7 @@ export async function run(argv: string[]): Promise<number> {
       await ck.tensors.close();
     }
     label = { model: ck.path };
+    loadMs = performance.now() - t0;
   } else {
     let shapeName = (options['shape'] as string | undefined) ?? '1b';
     let s = SHAPES[shapeName];
@@ -152,14 +157,14 @@ export async function run(argv: string[]): Promise<number> {
     const typeName = type ?? (label.shape ? 'q4_0' : 'auto');
     const results: BenchResult[] = [];
     const add = (test: string, a: number[]) => {
-      if (a.length) results.push({ test, ...label, type: typeName, threads: runner.threads, tokens_per_second: median(a), min: Math.min(...a), max: Math.max(...a), reps: a.length, peak_rss_bytes: rss });
+      if (a.length) results.push({ test, ...label, type: typeName, threads: runner.threads, tokens_per_second: median(a), min: Math.min(...a), max: Math.max(...a), reps: a.length, peak_rss_bytes: rss, ...(loadMs === undefined ? {} : { load_ms: Math.round(loadMs) }) });
     };
     add(`pp${pp}`, m.pp);
     add(`tg${tg}`, m.tg);
     if (options['json']) console.log(JSON.stringify({ results }));
     else {
       for (const r of results) {
-        console.log(`${(r.shape ?? r.model)!.padEnd(12)} ${r.type.padEnd(5)} threads ${r.threads}  ${r.test.padEnd(6)} ${r.tokens_per_second.toFixed(2).padStart(8)} tok/s  (min ${r.min.toFixed(2)}, max ${r.max.toFixed(2)}, ${r.reps} reps)  peak RSS ${(r.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB`);
+        console.log(`${(r.shape ?? r.model)!.padEnd(12)} ${r.type.padEnd(5)} threads ${r.threads}  ${r.test.padEnd(6)} ${r.tokens_per_second.toFixed(2).padStart(8)} tok/s  (min ${r.min.toFixed(2)}, max ${r.max.toFixed(2)}, ${r.reps} reps)  peak RSS ${(r.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB${r.load_ms === undefined ? '' : `  (loaded in ${(r.load_ms / 1000).toFixed(2)} s)`}`);
       }
     }
   } finally {

@@ -9,18 +9,25 @@ import {
 import { NEOX_TOKENIZER_SIZE, shippedNeoxTokenizerPath } from '../../runtime/tokenizer.js';
 import { parseArgs } from '../args.js';
 
-export const summary = 'convert a model to a GGUF file for llama.cpp (f32, f16, q8_0, q4_0, ...)';
+export const summary = 'convert a model to a GGUF file for llama.cpp (f32, f16, q8_0, q4_0, q4_k, q4_k_m, ...)';
 export const help = `usage: mpt convert MODEL OUT.gguf [--type TYPE] [--tokenizer PATH|bytes] [--name NAME]
 
 Writes MODEL (a Hugging Face MPT folder, or a GGUF file) as a GGUF file that llama.cpp loads
 (architecture "mpt"). Matrices are stored as TYPE; LayerNorm weights and biases stay f32.
 
-  --type TYPE        f32, f16 (default), bf16, q8_0, q4_0, q4_1, q5_0 or q5_1. The q types use
-                     ggml's reference quantizers: the same bytes llama-quantize writes.
+  --type TYPE        f32, f16 (default), bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q4_k, q5_k or
+                     q6_k: every matrix in that type (as llama-quantize --pure). Or a preset,
+                     q4_k_m or q5_k_m: llama-quantize's mix (output/tied embedding Q6_K, attn_qkv
+                     Q5_K/Q6_K, ffn_down Q6_K in some layers, the rest Q4_K/Q5_K). The q types
+                     use ggml's reference quantizers: the same bytes llama-quantize writes
+                     without an imatrix. k-quants need rows of 256·n values; other matrices fall
+                     back as llama-quantize does (q4_k → q5_0, q5_k → q5_1, q6_k → q8_0, else f16).
   --tokenizer PATH   tokenizer.json to embed (default: MODEL/tokenizer.json, else the shipped
                      GPT-NeoX-20B tokenizer when the vocabulary fits it). "bytes" embeds a
                      byte-level test vocabulary of exactly vocab_size ids (for random test models).
   --name NAME        general.name (default: the folder or file name)
+  --threads N        threads that quantize large matrices (default: all cores); the bytes do not
+                     depend on it
 
 The vocabulary is padded to vocab_size with [PAD<id>] tokens, as llama.cpp's converter does.
 The file is written to a temporary name and renamed when complete.`;
@@ -32,8 +39,13 @@ function bar(done: number, total: number): string {
 
 export async function run(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(argv, {
-    type: { type: 'string' }, tokenizer: { type: 'string' }, name: { type: 'string' },
+    type: { type: 'string' }, tokenizer: { type: 'string' }, name: { type: 'string' }, threads: { type: 'string' },
   }, 'convert');
+  const threadsOpt = options['threads'] as string | undefined;
+  const threads = threadsOpt === undefined ? undefined : Number(threadsOpt);
+  if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
+    throw new InputError(`--threads must be an integer from 1 to 256, got "${threadsOpt}"`);
+  }
   if (positionals.length !== 2) throw new InputError('usage: mpt convert MODEL OUT.gguf [--type TYPE] (see mpt convert --help)');
   const [model, out] = positionals as [string, string];
   const type = ((options['type'] as string | undefined) ?? 'f16').toLowerCase() as GgufOutType;
@@ -77,6 +89,7 @@ export async function run(argv: string[]): Promise<number> {
     let total = 0;
     await writeGgufFromCheckpoint(c, ck.tensors, tokenizer, out, type, {
       name,
+      ...(threads !== undefined ? { threads } : {}),
       onProgress: (done, all, tensor) => {
         total = all;
         const now = Date.now();

@@ -1,30 +1,46 @@
 // Matrix products with fp16 or bf16 weights and f32 activations, in dot form:
-// Y[m, n] (=|+=) Σ_k X[m, k]·W[n, k]. Few activation rows (decode): weights are widened to f32
-// in registers, 8 at a time. Many rows (prefill): blocks of weight rows are widened once into a
-// per-thread f32 panel and the f32 tiles of gemm-f32.ts run on it. Results do not depend on the
-// split of [n0, n1) between threads; the two paths differ in rounding order.
+// Y[m, n] (=|+=) Σ_k X[m, k]·W[n, k]. Three paths, by the number of activation rows M:
+//   M < 4 (decode of a few sequences): one row of X at a time (row1), the weights read strictly
+//     in order and widened in registers; blocks of W rows stay in L2 for the next row of X.
+//   4 <= M <= 16 (batched decode): register tiles (4 X rows × 2 W rows; 2 × 4, 1 × 4 for the last
+//     rows of X) widen 4 weights at a time, and each widened vector serves every row of the tile.
+//     A group of 4 W rows stays in L1 while every group of X rows passes over it.
+//   M > 16 (prefill): blocks of W rows are widened once into a per-thread f32 panel and the f32
+//     tiles of gemm-f32.ts run on it.
+// The tiles and the panel compute an element exactly as gemm-f32.ts does (one accumulator over k
+// in steps of 4, fma, lanes, then the scalar k tail), so they agree bit for bit with each other,
+// for every M >= 4 and every split of [n0, n1) between threads. row1 sums in another order
+// (4 accumulators), so 1-3 rows round differently from 4 or more, to float tolerance.
 import { f16_to_f32, bf16_to_f32, hi16_to_hi32, lo16_to_hi32 } from './half';
 import { C_F16_RAWMASK, C_F16_SCALE, C_SIGN32 } from './tables';
-import { hsum_f32 } from './math';
-import { tile1x1 as f32_tile1x1, tile1x4 as f32_tile1x4, tile4x1 as f32_tile4x1, tile4x2 as f32_tile4x2 } from './gemm-f32';
+import { fma, hsum, hsum4, put2x2, put4, tile4x1 as f32_tile4x1, tile4x2 as f32_tile4x2, rest_rows as f32_rest_rows } from './gemm-f32';
 
-// f16 (in the high half of u32 lanes) → f32 with the constants passed in registers (see tables.ts)
+// Weight formats of the register-widening tiles.
+const BF16: i32 = 0;     // bf16: the bits in the high half of an f32
+const F16: i32 = 1;      // fp16, widened exactly (c0 = sign mask, c1 = 2^112)
+const F16_RAW: i32 = 2;  // fp16 as w·2^-112 (c0 = raw mask), activations pre-scaled by 2^112
+
+/**
+ * 4 weights at p widened to f32x4. The load extends 16 → 32 bits (pmovzxwd / pmovsxwd), so a
+ * bf16 needs one shift. fp16 bits moved to f32 position, sign | (h & 0x7fff) << 13, read as f32
+ * are the weight times 2^-112 (exactly, subnormals included): with activations pre-scaled by
+ * 2^112 (exact while |x| < 2^15) a product is the same real number, so the same float, as w·x
+ * (fused or not), and the conversion is a shift and a mask.
+ */
 // @ts-ignore: decorator
-@inline function cvt(x: v128, sg: v128, sc: v128): v128 {
-  return v128.or(f32x4.mul(i32x4.shr_u(i32x4.shl(x, 1), 4), sc), v128.and(x, sg));
+@inline function w4(p: usize, kind: i32, c0: v128, c1: v128): v128 {
+  if (kind == BF16) return i32x4.shl(v128.load16x4_u(p), 16);
+  if (kind == F16_RAW) return v128.and(i32x4.shl(v128.load16x4_s(p), 13), c0);
+  const h = i32x4.shl(v128.load16x4_u(p), 16);
+  return v128.or(f32x4.mul(i32x4.shr_u(i32x4.shl(h, 1), 4), c1), v128.and(h, c0));
 }
+/** One weight at p, as w4 gives it. */
 // @ts-ignore: decorator
-@inline function wlo(v: v128, bf: bool, sg: v128, sc: v128): v128 {
-  return bf ? lo16_to_hi32(v) : cvt(lo16_to_hi32(v), sg, sc);
-}
-// @ts-ignore: decorator
-@inline function whi(v: v128, bf: bool, sg: v128, sc: v128): v128 {
-  return bf ? hi16_to_hi32(v) : cvt(hi16_to_hi32(v), sg, sc);
-}
-// @ts-ignore: decorator
-@inline function wscalar(p: usize, bf: bool): f32 {
+@inline function wscalar(p: usize, kind: i32): f32 {
   const h = <u32>load<u16>(p);
-  return bf ? bf16_to_f32(h) : f16_to_f32(h);
+  if (kind == BF16) return bf16_to_f32(h);
+  if (kind == F16_RAW) return reinterpret<f32>((<i32>(h << 16) >> 3) & 0x8fffffff);
+  return f16_to_f32(h);
 }
 // @ts-ignore: decorator
 @inline function put(p: usize, v: f32, acc: i32): void {
@@ -32,104 +48,244 @@ import { tile1x1 as f32_tile1x1, tile1x4 as f32_tile1x4, tile4x1 as f32_tile4x1,
   else store<f32>(p, v);
 }
 
+/**
+ * R (1, 2 or 4) rows of X × J (1 or 2) rows of W, widened in registers: R·J accumulators, J
+ * weight vectors, 1 activation. R, J and kind are constants after inlining, so unused
+ * accumulators vanish. One step is 4 values of k: each accumulator takes one fma per step (as in
+ * gemm-f32.ts), and no value has to live across the step.
+ */
 // @ts-ignore: decorator
-@inline function tile4(x: usize, sx: usize, w: usize, y: usize, sy: usize, K: i32, acc: i32, bf: bool, sg: v128, sc: v128): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  const x1 = x + sx, x2 = x1 + sx, x3 = x2 + sx;
-  const k8 = K & ~7;
-  for (let k = 0; k < k8; k += 8) {
-    const v = v128.load(w + (<usize>k << 1));
-    const lo = wlo(v, bf, sg, sc), hi = whi(v, bf, sg, sc);
-    const o = <usize>k << 2;
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(x + o), lo)); a0 = f32x4.add(a0, f32x4.mul(v128.load(x + o, 16), hi));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(x1 + o), lo)); a1 = f32x4.add(a1, f32x4.mul(v128.load(x1 + o, 16), hi));
-    a2 = f32x4.add(a2, f32x4.mul(v128.load(x2 + o), lo)); a2 = f32x4.add(a2, f32x4.mul(v128.load(x2 + o, 16), hi));
-    a3 = f32x4.add(a3, f32x4.mul(v128.load(x3 + o), lo)); a3 = f32x4.add(a3, f32x4.mul(v128.load(x3 + o, 16), hi));
+@inline function tileRx(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32,
+  R: i32, J: i32, kind: i32, c0: v128, c1: v128): void {
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  const x1 = x + sx, x2 = x1 + sx, x3 = x2 + sx, w1 = w + sw;
+  const k4 = K & ~3;
+  for (let k = 0; k < k4; k += 4) {
+    const pw = <usize>k << 1, px = <usize>k << 2;
+    const b0 = w4(w + pw, kind, c0, c1);
+    const b1 = J > 1 ? w4(w1 + pw, kind, c0, c1) : b0;
+    let v = v128.load(x + px);
+    a00 = fma(v, b0, a00); if (J > 1) a01 = fma(v, b1, a01);
+    if (R > 1) {
+      v = v128.load(x1 + px);
+      a10 = fma(v, b0, a10); if (J > 1) a11 = fma(v, b1, a11);
+    }
+    if (R > 2) {
+      v = v128.load(x2 + px);
+      a20 = fma(v, b0, a20); if (J > 1) a21 = fma(v, b1, a21);
+      v = v128.load(x3 + px);
+      a30 = fma(v, b0, a30); if (J > 1) a31 = fma(v, b1, a31);
+    }
   }
-  let s0 = hsum_f32(a0), s1 = hsum_f32(a1), s2 = hsum_f32(a2), s3 = hsum_f32(a3);
-  for (let k = k8; k < K; k++) {
-    const b = wscalar(w + (<usize>k << 1), bf);
-    const o = <usize>k << 2;
-    s0 += load<f32>(x + o) * b; s1 += load<f32>(x1 + o) * b; s2 += load<f32>(x2 + o) * b; s3 += load<f32>(x3 + o) * b;
+  if (R == 4 && J == 2 && k4 == K) {
+    put2x2(y, y + sy, hsum4(a00, a01, a10, a11), acc);
+    put2x2(y + 2 * sy, y + 3 * sy, hsum4(a20, a21, a30, a31), acc);
+    return;
   }
-  put(y, s0, acc); put(y + sy, s1, acc); put(y + 2 * sy, s2, acc); put(y + 3 * sy, s3, acc);
+  let s00 = hsum(a00), s01 = hsum(a01), s10 = hsum(a10), s11 = hsum(a11);
+  let s20 = hsum(a20), s21 = hsum(a21), s30 = hsum(a30), s31 = hsum(a31);
+  for (let k = k4; k < K; k++) {
+    const pw = <usize>k << 1, px = <usize>k << 2;
+    const b0 = wscalar(w + pw, kind);
+    const b1 = J > 1 ? wscalar(w1 + pw, kind) : b0;
+    let v = load<f32>(x + px);
+    s00 += v * b0; if (J > 1) s01 += v * b1;
+    if (R > 1) { v = load<f32>(x1 + px); s10 += v * b0; if (J > 1) s11 += v * b1; }
+    if (R > 2) {
+      v = load<f32>(x2 + px); s20 += v * b0; if (J > 1) s21 += v * b1;
+      v = load<f32>(x3 + px); s30 += v * b0; if (J > 1) s31 += v * b1;
+    }
+  }
+  put(y, s00, acc); if (J > 1) put(y + 4, s01, acc);
+  if (R > 1) { put(y + sy, s10, acc); if (J > 1) put(y + sy + 4, s11, acc); }
+  if (R > 2) {
+    put(y + 2 * sy, s20, acc); if (J > 1) put(y + 2 * sy + 4, s21, acc);
+    put(y + 3 * sy, s30, acc); if (J > 1) put(y + 3 * sy + 4, s31, acc);
+  }
 }
 
-// Decode: two accumulators (low and high halves of each 8-wide step) so that the add latency
-// does not bound the loop.
+/** R (1 or 2) rows of X × 4 rows of W: 4·R accumulators, R activations, 1 weight vector. */
 // @ts-ignore: decorator
-@inline function tile1(x: usize, w: usize, y: usize, K: i32, acc: i32, bf: bool, sg: v128, sc: v128): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-  const k8 = K & ~7;
-  for (let k = 0; k < k8; k += 8) {
-    const v = v128.load(w + (<usize>k << 1));
-    const o = <usize>k << 2;
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(x + o), wlo(v, bf, sg, sc)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(x + o, 16), whi(v, bf, sg, sc)));
+@inline function tileX4(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32,
+  R: i32, kind: i32, c0: v128, c1: v128): void {
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a02 = f32x4.splat(0), a03 = f32x4.splat(0);
+  let a10 = f32x4.splat(0), a11 = f32x4.splat(0), a12 = f32x4.splat(0), a13 = f32x4.splat(0);
+  const x1 = x + sx, w1 = w + sw, w2 = w1 + sw, w3 = w2 + sw;
+  const k4 = K & ~3;
+  for (let k = 0; k < k4; k += 4) {
+    const pw = <usize>k << 1, px = <usize>k << 2;
+    const u = v128.load(x + px);
+    const v = R > 1 ? v128.load(x1 + px) : u;
+    let b = w4(w + pw, kind, c0, c1);
+    a00 = fma(u, b, a00); if (R > 1) a10 = fma(v, b, a10);
+    b = w4(w1 + pw, kind, c0, c1);
+    a01 = fma(u, b, a01); if (R > 1) a11 = fma(v, b, a11);
+    b = w4(w2 + pw, kind, c0, c1);
+    a02 = fma(u, b, a02); if (R > 1) a12 = fma(v, b, a12);
+    b = w4(w3 + pw, kind, c0, c1);
+    a03 = fma(u, b, a03); if (R > 1) a13 = fma(v, b, a13);
   }
-  let s0 = hsum_f32(f32x4.add(a0, a1));
-  for (let k = k8; k < K; k++) s0 += load<f32>(x + (<usize>k << 2)) * wscalar(w + (<usize>k << 1), bf);
-  put(y, s0, acc);
+  if (k4 == K) {
+    put4(y, hsum4(a00, a01, a02, a03), acc);
+    if (R > 1) put4(y + sy, hsum4(a10, a11, a12, a13), acc);
+    return;
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s02 = hsum(a02), s03 = hsum(a03);
+  let s10 = hsum(a10), s11 = hsum(a11), s12 = hsum(a12), s13 = hsum(a13);
+  for (let k = k4; k < K; k++) {
+    const pw = <usize>k << 1, px = <usize>k << 2;
+    const u = load<f32>(x + px);
+    const v = R > 1 ? load<f32>(x1 + px) : u;
+    let b = wscalar(w + pw, kind);
+    s00 += u * b; if (R > 1) s10 += v * b;
+    b = wscalar(w1 + pw, kind);
+    s01 += u * b; if (R > 1) s11 += v * b;
+    b = wscalar(w2 + pw, kind);
+    s02 += u * b; if (R > 1) s12 += v * b;
+    b = wscalar(w3 + pw, kind);
+    s03 += u * b; if (R > 1) s13 += v * b;
+  }
+  put(y, s00, acc); put(y + 4, s01, acc); put(y + 8, s02, acc); put(y + 12, s03, acc);
+  if (R > 1) { y += sy; put(y, s10, acc); put(y + 4, s11, acc); put(y + 8, s12, acc); put(y + 12, s13, acc); }
 }
 
 /**
- * Decode fast path for fp16: a weight's bits moved to f32 position, sign | (h & 0x7fff) << 13,
- * read as f32 are the weight times 2^-112 (exactly, subnormals included). With the activations
- * pre-scaled by 2^112 (exact while |x| < 2^15) the products are the same floats as w·x, and the
- * conversion costs 2 instructions per 4 weights instead of 5.
+ * One row of X × one row of W: the weights are read strictly in order (one sequential stream,
+ * which the hardware prefetchers follow best from DRAM; while the product is bound by memory the
+ * multi-row tiles, which interleave 2-4 W rows, measured 15-35% slower on the 26 MB LM head of
+ * the default model), 16 per step into four accumulators so that the fma latency (4-5 cycles)
+ * does not bound the loop. Rounds differently from the tiles, to float tolerance.
  */
 // @ts-ignore: decorator
-@inline function raw_lo(v: v128, mk: v128): v128 {
-  return v128.and(i32x4.shr_s(lo16_to_hi32(v), 3), mk);
-}
-// @ts-ignore: decorator
-@inline function raw_hi(v: v128, mk: v128): v128 {
-  return v128.and(i32x4.shr_s(hi16_to_hi32(v), 3), mk);
-}
-
-function tile1_f16_scaled(x: usize, w: usize, y: usize, K: i32, acc: i32, mk: v128, sg: v128, sc: v128): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
-  const k8 = K & ~7;
-  for (let k = 0; k < k8; k += 8) {
+@inline function row1(x: usize, w: usize, y: usize, K: i32, acc: i32, kind: i32, c0: v128, c1: v128): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
+  const k16 = K & ~15, k8 = K & ~7;
+  let k = 0;
+  for (; k < k16; k += 16) {
+    const v = v128.load(w + (<usize>k << 1)), u = v128.load(w + (<usize>k << 1), 16);
+    const o = <usize>k << 2;
+    a0 = fma(v128.load(x + o), widen(lo16_to_hi32(v), kind, c0, c1), a0);
+    a1 = fma(v128.load(x + o, 16), widen(hi16_to_hi32(v), kind, c0, c1), a1);
+    a2 = fma(v128.load(x + o, 32), widen(lo16_to_hi32(u), kind, c0, c1), a2);
+    a3 = fma(v128.load(x + o, 48), widen(hi16_to_hi32(u), kind, c0, c1), a3);
+  }
+  if (k < k8) {
     const v = v128.load(w + (<usize>k << 1));
     const o = <usize>k << 2;
-    a0 = f32x4.add(a0, f32x4.mul(v128.load(x + o), raw_lo(v, mk)));
-    a1 = f32x4.add(a1, f32x4.mul(v128.load(x + o, 16), raw_hi(v, mk)));
+    a0 = fma(v128.load(x + o), widen(lo16_to_hi32(v), kind, c0, c1), a0);
+    a1 = fma(v128.load(x + o, 16), widen(hi16_to_hi32(v), kind, c0, c1), a1);
   }
-  let s0 = hsum_f32(f32x4.add(a0, a1));
-  // the tail with exact widening (x is scaled: undo)
-  for (let k = k8; k < K; k++) s0 += load<f32>(x + (<usize>k << 2)) * <f32>1.925929944387236e-34 * wscalar(w + (<usize>k << 1), false);
-  put(y, s0, acc);
+  let s = hsum(f32x4.add(f32x4.add(a0, a1), f32x4.add(a2, a3)));
+  for (k = k8; k < K; k++) s += load<f32>(x + (<usize>k << 2)) * wscalar(w + (<usize>k << 1), kind);
+  put(y, s, acc);
+}
+// @ts-ignore: decorator
+@inline function widen(h: v128, kind: i32, c0: v128, c1: v128): v128 {
+  if (kind == BF16) return h;
+  if (kind == F16_RAW) return v128.and(i32x4.shr_s(h, 3), c0);
+  return v128.or(f32x4.mul(i32x4.shr_u(i32x4.shl(h, 1), 4), c1), v128.and(h, c0));
+}
+function row1_bf16(x: usize, w: usize, sw: usize, y: usize, n0: i32, n1: i32, K: i32, acc: i32, c0: v128, c1: v128): void {
+  for (let n = n0; n < n1; n++) row1(x, w + <usize>n * sw, y + (<usize>n << 2), K, acc, BF16, c0, c1);
+}
+function row1_f16(x: usize, w: usize, sw: usize, y: usize, n0: i32, n1: i32, K: i32, acc: i32, c0: v128, c1: v128): void {
+  for (let n = n0; n < n1; n++) row1(x, w + <usize>n * sw, y + (<usize>n << 2), K, acc, F16, c0, c1);
+}
+function row1_raw(x: usize, w: usize, sw: usize, y: usize, n0: i32, n1: i32, K: i32, acc: i32, c0: v128, c1: v128): void {
+  for (let n = n0; n < n1; n++) row1(x, w + <usize>n * sw, y + (<usize>n << 2), K, acc, F16_RAW, c0, c1);
 }
 
-function tile4_f16(x: usize, sx: usize, w: usize, y: usize, sy: usize, K: i32, acc: i32, sg: v128, sc: v128): void { tile4(x, sx, w, y, sy, K, acc, false, sg, sc); }
-function tile4_bf16(x: usize, sx: usize, w: usize, y: usize, sy: usize, K: i32, acc: i32, sg: v128, sc: v128): void { tile4(x, sx, w, y, sy, K, acc, true, sg, sc); }
-function tile1_f16(x: usize, w: usize, y: usize, K: i32, acc: i32, sg: v128, sc: v128): void { tile1(x, w, y, K, acc, false, sg, sc); }
-function tile1_bf16(x: usize, w: usize, y: usize, K: i32, acc: i32, sg: v128, sc: v128): void { tile1(x, w, y, K, acc, true, sg, sc); }
+// The tiles as functions (one copy per weight format; V8 allocates registers per function).
+function t4x2_bf16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 4, 2, BF16, c0, c1); }
+function t4x2_f16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 4, 2, F16, c0, c1); }
+function t4x2_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 4, 2, F16_RAW, c0, c1); }
+function t4x1_bf16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 4, 1, BF16, c0, c1); }
+function t4x1_f16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 4, 1, F16, c0, c1); }
+function t4x1_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 4, 1, F16_RAW, c0, c1); }
+function t2x1_bf16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 2, 1, BF16, c0, c1); }
+function t2x1_f16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 2, 1, F16, c0, c1); }
+function t2x1_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 2, 1, F16_RAW, c0, c1); }
+function t1x1_bf16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 1, 1, BF16, c0, c1); }
+function t1x1_f16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 1, 1, F16, c0, c1); }
+function t1x1_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileRx(x, sx, w, sw, y, sy, K, acc, 1, 1, F16_RAW, c0, c1); }
+function t2x4_bf16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileX4(x, sx, w, sw, y, sy, K, acc, 2, BF16, c0, c1); }
+function t2x4_f16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileX4(x, sx, w, sw, y, sy, K, acc, 2, F16, c0, c1); }
+function t2x4_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileX4(x, sx, w, sw, y, sy, K, acc, 2, F16_RAW, c0, c1); }
+function t1x4_bf16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileX4(x, sx, w, sw, y, sy, K, acc, 1, BF16, c0, c1); }
+function t1x4_f16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileX4(x, sx, w, sw, y, sy, K, acc, 1, F16, c0, c1); }
+function t1x4_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileX4(x, sx, w, sw, y, sy, K, acc, 1, F16_RAW, c0, c1); }
 
+/**
+ * Rows [m0, m1) of X (strides in bytes) against W rows [n0, n1), weights widened in registers.
+ * W rows are the outer loop (a group of 4 rows, K·8 bytes, stays in L1 while every X row passes).
+ */
 // @ts-ignore: decorator
-@inline function gemm_half(X: usize, ldx: i32, W: usize, ldw: i32, Y: usize, ldy: i32,
-  M: i32, n0: i32, n1: i32, K: i32, acc: i32, bf: bool): void {
-  const sx = <usize>ldx << 2, sw = <usize>ldw << 1, sy = <usize>ldy << 2;
-  let nb = <i32>(131072 / (<u32>K * 2 + 64));
-  if (nb < 1) nb = 1;
-  const m4 = M & ~3;
-  const sg = v128.load(C_SIGN32), sc = v128.load(C_F16_SCALE);
-  for (let r0 = n0; r0 < n1; r0 += nb) {
-    const r1 = min(r0 + nb, n1);
-    for (let m = 0; m < m4; m += 4) {
-      const xr = X + <usize>m * sx, yr = Y + <usize>m * sy;
-      for (let n = r0; n < r1; n++) {
-        if (bf) tile4_bf16(xr, sx, W + <usize>n * sw, yr + (<usize>n << 2), sy, K, acc, sg, sc);
-        else tile4_f16(xr, sx, W + <usize>n * sw, yr + (<usize>n << 2), sy, K, acc, sg, sc);
+@inline function gemm_direct(X: usize, sx: usize, W: usize, sw: usize, Y: usize, sy: usize,
+  m0: i32, m1: i32, n0: i32, n1: i32, K: i32, acc: i32, kind: i32, c0: v128, c1: v128, rowwise: bool): void {
+  if (rowwise) {
+    // blocks of W rows small enough to stay in L2 while each row of X passes over them
+    let nb = <i32>(131072 / (<u32>K * 2 + 64));
+    if (nb < 1) nb = 1;
+    for (let r0 = n0; r0 < n1; r0 += nb) {
+      const r1 = min(r0 + nb, n1);
+      for (let m = m0; m < m1; m++) {
+        const x = X + <usize>m * sx, y = Y + <usize>m * sy;
+        if (kind == BF16) row1_bf16(x, W, sw, y, r0, r1, K, acc, c0, c1);
+        else if (kind == F16) row1_f16(x, W, sw, y, r0, r1, K, acc, c0, c1);
+        else row1_raw(x, W, sw, y, r0, r1, K, acc, c0, c1);
       }
     }
-    for (let m = m4; m < M; m++) {
-      const xr = X + <usize>m * sx, yr = Y + <usize>m * sy;
-      for (let n = r0; n < r1; n++) {
-        if (bf) tile1_bf16(xr, W + <usize>n * sw, yr + (<usize>n << 2), K, acc, sg, sc);
-        else tile1_f16(xr, W + <usize>n * sw, yr + (<usize>n << 2), K, acc, sg, sc);
-      }
+    return;
+  }
+  const m4 = m0 + ((m1 - m0) & ~3);
+  const rest = m1 - m4; // 0..3: a 2-row and/or a 1-row tile
+  const n4 = n0 + ((n1 - n0) & ~3);
+  let n = n0;
+  for (; n < n4; n += 4) {
+    const w = W + <usize>n * sw, w2 = w + 2 * sw, yn = Y + (<usize>n << 2);
+    let m = m0;
+    for (; m < m4; m += 4) {
+      const x = X + <usize>m * sx, y = yn + <usize>m * sy;
+      if (kind == BF16) { t4x2_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1); t4x2_bf16(x, sx, w2, sw, y + 8, sy, K, acc, c0, c1); }
+      else if (kind == F16) { t4x2_f16(x, sx, w, sw, y, sy, K, acc, c0, c1); t4x2_f16(x, sx, w2, sw, y + 8, sy, K, acc, c0, c1); }
+      else { t4x2_raw(x, sx, w, sw, y, sy, K, acc, c0, c1); t4x2_raw(x, sx, w2, sw, y + 8, sy, K, acc, c0, c1); }
+    }
+    if (rest >= 2) {
+      const x = X + <usize>m * sx, y = yn + <usize>m * sy;
+      if (kind == BF16) t2x4_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else if (kind == F16) t2x4_f16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else t2x4_raw(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      m += 2;
+    }
+    if (rest & 1) {
+      const x = X + <usize>m * sx, y = yn + <usize>m * sy;
+      if (kind == BF16) t1x4_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else if (kind == F16) t1x4_f16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else t1x4_raw(x, sx, w, sw, y, sy, K, acc, c0, c1);
+    }
+  }
+  for (; n < n1; n++) {
+    const w = W + <usize>n * sw, yn = Y + (<usize>n << 2);
+    let m = m0;
+    for (; m < m4; m += 4) {
+      const x = X + <usize>m * sx, y = yn + <usize>m * sy;
+      if (kind == BF16) t4x1_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else if (kind == F16) t4x1_f16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else t4x1_raw(x, sx, w, sw, y, sy, K, acc, c0, c1);
+    }
+    if (rest >= 2) {
+      const x = X + <usize>m * sx, y = yn + <usize>m * sy;
+      if (kind == BF16) t2x1_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else if (kind == F16) t2x1_f16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else t2x1_raw(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      m += 2;
+    }
+    if (rest & 1) {
+      const x = X + <usize>m * sx, y = yn + <usize>m * sy;
+      if (kind == BF16) t1x1_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else if (kind == F16) t1x1_f16(x, sx, w, sw, y, sy, K, acc, c0, c1);
+      else t1x1_raw(x, sx, w, sw, y, sy, K, acc, c0, c1);
     }
   }
 }
@@ -137,27 +293,35 @@ function tile1_bf16(x: usize, w: usize, y: usize, K: i32, acc: i32, sg: v128, sc
 /** Bytes of the panel a thread needs for gemm_f16 / gemm_bf16 with many rows. */
 export const HALF_PANEL_BYTES: i32 = 262144;
 
+/**
+ * Fewer rows than this (decode of 1-3 sequences) go one row at a time through row1, over blocks
+ * of W that stay in L2: the weights stream from memory in order, which measured faster here than
+ * the tiles' interleaved rows while the product is bound by memory (25-35% at 1 row, ~15% at 2).
+ */
+const ROWWISE_BELOW: i32 = 4;
+/**
+ * More rows than this take the panel path (widening paid once per block, not once per 4 rows);
+ * from ROWWISE_BELOW to here, the register tiles. Tiles and panel give the same bits.
+ */
+const TILES_UP_TO: i32 = 16;
+
 /** Widens rows [r0, r1) of W into the f32 panel P (row-major, K columns). */
 // @ts-ignore: decorator
 @inline function widen_rows(W: usize, sw: usize, r0: i32, r1: i32, K: i32, P: usize, bf: bool): void {
-  const k8 = K & ~7;
+  const k4 = K & ~3;
+  const kind = bf ? BF16 : F16;
   const sg = v128.load(C_SIGN32), sc = v128.load(C_F16_SCALE);
   for (let r = r0; r < r1; r++) {
     const w = W + <usize>r * sw, p = P + <usize>(r - r0) * (<usize>K << 2);
     let k = 0;
-    for (; k < k8; k += 8) {
-      const v = v128.load(w + (<usize>k << 1));
-      v128.store(p + (<usize>k << 2), wlo(v, bf, sg, sc));
-      v128.store(p + (<usize>k << 2), whi(v, bf, sg, sc), 16);
-    }
-    for (; k < K; k++) store<f32>(p + (<usize>k << 2), wscalar(w + (<usize>k << 1), bf));
+    for (; k < k4; k += 4) v128.store(p + (<usize>k << 2), w4(w + (<usize>k << 1), kind, sg, sc));
+    for (; k < K; k++) store<f32>(p + (<usize>k << 2), wscalar(w + (<usize>k << 1), kind));
   }
 }
 
 /**
  * Many activation rows: weight rows are widened once per block into the f32 panel P and the
  * f32 tiles run on it (the widening is paid once per block instead of once per 4 rows).
- * Element arithmetic equals gemm_f32's, not the M < 4 path's.
  */
 // @ts-ignore: decorator
 @inline function gemm_half_panel(X: usize, ldx: i32, W: usize, ldw: i32, Y: usize, ldy: i32,
@@ -171,57 +335,65 @@ export const HALF_PANEL_BYTES: i32 = 262144;
     const r1 = min(r0 + nb, n1);
     widen_rows(W, sw, r0, r1, K, P, bf);
     const npair = r0 + ((r1 - r0) & ~1);
+    const Pn = P - <usize>r0 * sp; // row n of W is at Pn + n·sp
     for (let m = 0; m < m4; m += 4) {
       const xr = X + <usize>m * sx, yr = Y + <usize>m * sy;
       let n = r0;
-      for (; n < npair; n += 2) f32_tile4x2(xr, sx, P + <usize>(n - r0) * sp, sp, yr + (<usize>n << 2), sy, K, acc);
-      if (n < r1) f32_tile4x1(xr, sx, P + <usize>(n - r0) * sp, yr + (<usize>n << 2), sy, K, acc);
+      for (; n < npair; n += 2) f32_tile4x2(xr, sx, Pn + <usize>n * sp, sp, yr + (<usize>n << 2), sy, K, acc);
+      if (n < r1) f32_tile4x1(xr, sx, Pn + <usize>n * sp, yr + (<usize>n << 2), sy, K, acc);
     }
-    for (let m = m4; m < M; m++) {
-      const xr = X + <usize>m * sx, yr = Y + <usize>m * sy;
-      let n = r0;
-      const n4 = r0 + ((r1 - r0) & ~3);
-      for (; n < n4; n += 4) f32_tile1x4(xr, P + <usize>(n - r0) * sp, sp, yr + (<usize>n << 2), K, acc);
-      for (; n < r1; n++) f32_tile1x1(xr, P + <usize>(n - r0) * sp, yr + (<usize>n << 2), K, acc);
-    }
+    f32_rest_rows(X, sx, Pn, sp, Y, sy, m4, M, r0, r1, K, acc);
   }
+}
+
+/** Whether every value of rows [m0, m1) of X is below 2^15 in magnitude (NaN: no). */
+function rows_scalable(X: usize, sx: usize, m0: i32, m1: i32, K: i32): bool {
+  const k4 = K & ~3;
+  let amax = f32x4.splat(0);
+  for (let m = m0; m < m1; m++) {
+    const x = X + <usize>m * sx;
+    for (let k = 0; k < k4; k += 4) amax = f32x4.max(amax, f32x4.abs(v128.load(x + (<usize>k << 2))));
+    for (let k = k4; k < K; k++) amax = f32x4.max(amax, f32x4.splat(Mathf.abs(load<f32>(x + (<usize>k << 2)))));
+  }
+  // f32x4.max propagates NaN
+  const am = f32x4.max(amax, v128.shuffle<u32>(amax, amax, 2, 3, 0, 1));
+  return max(f32x4.extract_lane(am, 0), f32x4.extract_lane(am, 1)) < 32768;
 }
 
 /**
  * fp16 weights W [N][ldw] (elements), rows [n0, n1). See gemm_f32 for the other arguments.
- * P: a per-thread scratch of HALF_PANEL_BYTES, used when M >= 4 (0 = widen on the fly).
+ * P: a per-thread scratch of HALF_PANEL_BYTES (0 = none: widen exactly in registers). With P,
+ * few rows are scaled by 2^112 into P for the cheap widening (blocks of rows that fit), many
+ * rows use P as the f32 weight panel.
  */
 export function gemm_f16(X: usize, ldx: i32, W: usize, ldw: i32, Y: usize, ldy: i32,
   M: i32, n0: i32, n1: i32, K: i32, acc: i32, P: usize): void {
-  if (P && M >= 4) { gemm_half_panel(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc, P, false); return; }
-  if (!P || <usize>K * 4 > <usize>HALF_PANEL_BYTES) { gemm_half(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc, false); return; }
-  const mk = v128.load(C_F16_RAWMASK);
-  const sg = v128.load(C_SIGN32), sc = v128.load(C_F16_SCALE);
-  const sx = <usize>ldx << 2, sw = <usize>ldw << 1, sy = <usize>ldy << 2;
-  for (let m = 0; m < M; m++) {
-    const xr = X + <usize>m * sx;
-    // scale the row by 2^112 into the panel, unless a value is too large for it
-    let amax = f32x4.splat(0);
-    const k4 = K & ~3;
-    for (let k = 0; k < k4; k += 4) amax = f32x4.max(amax, f32x4.abs(v128.load(xr + (<usize>k << 2))));
-    let big = false;
-    for (let k = k4; k < K; k++) if (Mathf.abs(load<f32>(xr + (<usize>k << 2))) >= 32768) big = true;
-    const am = f32x4.max(amax, v128.shuffle<u32>(amax, amax, 2, 3, 0, 1));
-    if (big || !(max(f32x4.extract_lane(am, 0), f32x4.extract_lane(am, 1)) < 32768)) {
-      gemm_half(xr, ldx, W, ldw, Y + <usize>m * sy, ldy, 1, n0, n1, K, acc, false);
+  if (P && M > TILES_UP_TO) { gemm_half_panel(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc, P, false); return; }
+  const sx = <usize>ldx << 2, sw = <usize>ldw << 1, sy = <usize>ldy << 2, sk = <usize>K << 2;
+  const sg = v128.load(C_SIGN32), sc = v128.load(C_F16_SCALE), mk = v128.load(C_F16_RAWMASK);
+  const mb = P ? <i32>(<usize>HALF_PANEL_BYTES / sk) : 0;
+  if (mb < 1) { gemm_direct(X, sx, W, sw, Y, sy, 0, M, n0, n1, K, acc, F16, sg, sc, M < ROWWISE_BELOW); return; }
+  for (let m0 = 0; m0 < M; m0 += mb) {
+    const m1 = min(M, m0 + mb);
+    if (!rows_scalable(X, sx, m0, m1, K)) {
+      gemm_direct(X, sx, W, sw, Y, sy, m0, m1, n0, n1, K, acc, F16, sg, sc, M < ROWWISE_BELOW);
       continue;
     }
     const s112 = f32x4.splat(5.192296858534828e33);
-    for (let k = 0; k < k4; k += 4) v128.store(P + (<usize>k << 2), f32x4.mul(v128.load(xr + (<usize>k << 2)), s112));
-    for (let k = k4; k < K; k++) store<f32>(P + (<usize>k << 2), load<f32>(xr + (<usize>k << 2)) * <f32>5.192296858534828e33);
-    const yr = Y + <usize>m * sy;
-    for (let n = n0; n < n1; n++) tile1_f16_scaled(P, W + <usize>n * sw, yr + (<usize>n << 2), K, acc, mk, sg, sc);
+    const k4 = K & ~3;
+    for (let m = m0; m < m1; m++) {
+      const x = X + <usize>m * sx, p = P + <usize>(m - m0) * sk;
+      for (let k = 0; k < k4; k += 4) v128.store(p + (<usize>k << 2), f32x4.mul(v128.load(x + (<usize>k << 2)), s112));
+      for (let k = k4; k < K; k++) store<f32>(p + (<usize>k << 2), load<f32>(x + (<usize>k << 2)) * <f32>5.192296858534828e33);
+    }
+    gemm_direct(P - <usize>m0 * sk, sk, W, sw, Y, sy, m0, m1, n0, n1, K, acc, F16_RAW, mk, sc, M < ROWWISE_BELOW);
   }
 }
 
-/** bf16 weights; otherwise as gemm_f16. */
+/** bf16 weights; otherwise as gemm_f16 (P: the panel for many rows, or 0). */
 export function gemm_bf16(X: usize, ldx: i32, W: usize, ldw: i32, Y: usize, ldy: i32,
   M: i32, n0: i32, n1: i32, K: i32, acc: i32, P: usize): void {
-  if (P && M >= 4) gemm_half_panel(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc, P, true);
-  else gemm_half(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc, true);
+  if (P && M > TILES_UP_TO) { gemm_half_panel(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc, P, true); return; }
+  const z = f32x4.splat(0);
+  gemm_direct(X, <usize>ldx << 2, W, <usize>ldw << 1, Y, <usize>ldy << 2, 0, M, n0, n1, K, acc, BF16, z, z, M < ROWWISE_BELOW);
 }

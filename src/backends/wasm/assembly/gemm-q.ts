@@ -12,7 +12,10 @@
 //
 // Tiles: 1 weight row × 4 activation rows (prefill; lanes = rows: four block sums transposed into
 // one vector per block) and 1 weight row × 1 activation row (decode and leftover rows; lanes =
-// blocks mod 4). Results do not depend on how [n0, n1) is split between threads; a row's last
+// blocks mod 4, or for relaxed-SIMD q8_0 blocks mod 2, two blocks per loop iteration).
+// Register pressure decides the unrolling: TurboFan issues every load of a loop iteration first,
+// so four q8_0 blocks per iteration (16 vectors loaded) spilled to the stack (seen in perf with
+// node --perf-prof jitdumps); two blocks per iteration do not. Results do not depend on how [n0, n1) is split between threads; a row's last
 // bits can differ between the two tile kinds (summation order).
 import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
 import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant-act';
@@ -69,17 +72,20 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
   }
 }
 
-/** Lane sums of one q8_0 block (weights at wp + 2) times the activations at xp. */
+/**
+ * Lane sums of one q8_0 block (weights at wp + 2) times the activations at xp; ones = 1 in i16
+ * lanes (a register: V8 reloads the address of a constant operand at every pmaddwd).
+ */
 // @ts-ignore: decorator
-@inline function dot_q8(wp: usize, xp: usize): v128 {
+@inline function dot_q8(wp: usize, xp: usize, ones: v128): v128 {
   const wa = v128.load(wp, 2), wb = v128.load(wp, 18);
   const xa = v128.load(xp), xb = v128.load(xp, 16);
   if (ASC_FEATURE_RELAXED_SIMD) {
     const z = i8x16.splat(0);
     const ma = i8x16.lt_s(wa, z), mb = i8x16.lt_s(wb, z);
     const sa = i8x16.sub(v128.xor(xa, ma), ma), sb = i8x16.sub(v128.xor(xb, mb), mb);
-    return i32x4.add(i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(sa, i8x16.abs(wa))),
-      i32x4.extadd_pairwise_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(sb, i8x16.abs(wb))));
+    return i32x4.add(i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(sa, i8x16.abs(wa)), ones),
+      i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(sb, i8x16.abs(wb)), ones));
   } else {
     return i32x4.add(
       i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wa), i16x8.extend_low_i8x16_s(xa)),
@@ -90,13 +96,13 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
 }
 
 // @ts-ignore: decorator
-@inline function block_dot(wp: usize, xp: usize, q4: bool): v128 {
+@inline function block_dot(wp: usize, xp: usize, q4: bool, ones: v128): v128 {
   if (q4) {
     const v = v128.load(wp, 2);
     const m = i8x16.splat(15);
     return dot_nib(v128.and(v, m), v128.and(i16x8.shr_u(v, 4), m), xp);
   }
-  return dot_q8(wp, xp);
+  return dot_q8(wp, xp, ones);
 }
 
 /**
@@ -123,6 +129,19 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
   let dp = g + off_dx1(nb) + t * <usize>nb4 * 4, sp = g + off_sx1(nb) + t * <usize>nb4 * 4;
   let a = f32x4.splat(0);
   const wend4 = w + <usize>(nb & ~3) * bs;
+  if (!q4 && ASC_FEATURE_RELAXED_SIMD) {
+    // q8_0: two blocks per iteration (see the top of the file), lanes [b0, b1, b0, b1].
+    while (w < wend4) {
+      const s0 = dot_q8(w, xp, ones), s1 = dot_q8(w + 34, xp + 128, ones);
+      const u = i32x4.add(v128.shuffle<u32>(s0, s1, 0, 4, 1, 5), v128.shuffle<u32>(s0, s1, 2, 6, 3, 7));
+      let v = v128.load16_lane(w, i16x8.splat(0), 1);
+      v = v128.load16_lane(w + 34, v, 3);
+      const sc = f32x4.mul(v128.and(i32x4.shr_s(v, 3), rawmask), v128.load64_zero(dp));
+      a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(u), v128.shuffle<u32>(sc, sc, 0, 1, 0, 1)));
+      w += 68; xp += 256; dp += 8;
+    }
+    sp += <usize>(nb & ~3) * 4;
+  }
   while (w < wend4) {
     let r: v128;
     if (q4 && ASC_FEATURE_RELAXED_SIMD) {
@@ -133,7 +152,7 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
         nib_p(v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), xp + 256),
         nib_p(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xp + 384), ones);
     } else {
-      r = tsum4(block_dot(w, xp, q4), block_dot(w + bs, xp + 128, q4), block_dot(w + 2 * bs, xp + 256, q4), block_dot(w + 3 * bs, xp + 384, q4));
+      r = tsum4(block_dot(w, xp, q4, ones), block_dot(w + bs, xp + 128, q4, ones), block_dot(w + 2 * bs, xp + 256, q4, ones), block_dot(w + 3 * bs, xp + 384, q4, ones));
     }
     if (q4) r = i32x4.sub(r, v128.load(sp));
     a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(w, bs, rawmask), v128.load(dp))));
@@ -142,7 +161,7 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
   const t0 = f32x4.add(a, v128.shuffle<u32>(a, a, 2, 3, 0, 1));
   let sum = f32x4.extract_lane(t0, 0) + f32x4.extract_lane(t0, 1);
   for (let b = nb & ~3; b < nb; b++) {
-    const s = block_dot(w, xp, q4);
+    const s = block_dot(w, xp, q4, ones);
     const s2 = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
     let S = i32x4.extract_lane(s2, 0) + i32x4.extract_lane(s2, 1);
     if (q4) S -= load<i32>(sp);
@@ -171,7 +190,7 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
       }
       r = i32x4.sub(r, v128.load(sp));
     } else {
-      r = tsum4(dot_q8(w, xp), dot_q8(w, xp + 32), dot_q8(w, xp + 64), dot_q8(w, xp + 96));
+      r = tsum4(dot_q8(w, xp, ones), dot_q8(w, xp + 32, ones), dot_q8(w, xp + 64, ones), dot_q8(w, xp + 96, ones));
     }
     a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(v128.load(dp), f32x4.splat(f16_at(w)))));
     w += bs; xp += 128; dp += 16; sp += 16;

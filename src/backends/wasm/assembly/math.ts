@@ -12,6 +12,18 @@
   return max(f32x4.extract_lane(s, 0), f32x4.extract_lane(s, 1));
 }
 
+/** e^r for |r| <= ln2/2: Cephes expf's degree-6 polynomial (callers reduce x = n·ln2 + r). */
+// @ts-ignore: decorator
+@inline export function exp_reduced_f32x4(r: v128): v128 {
+  let p = f32x4.splat(1.9875691500e-4);
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
+  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
+  return f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+}
+
 /**
  * e^x for 4 lanes (Cephes expf: x = n·ln2 + r, degree-6 polynomial in r): relative error
  * about 2 ulp. Inputs below -87.3 give 0 (no subnormal results), above 88.7 give +Inf.
@@ -22,13 +34,7 @@
   const fx = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
   let r = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(0.693359375)));
   r = f32x4.sub(r, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
-  let p = f32x4.splat(1.9875691500e-4);
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.3981999507e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(8.3334519073e-3));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(4.1665795894e-2));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(1.6666665459e-1));
-  p = f32x4.add(f32x4.mul(p, r), f32x4.splat(5.0000001201e-1));
-  p = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(p, r), r), r), f32x4.splat(1));
+  const p = exp_reduced_f32x4(r);
   // 2^n: n in [-126, 128]; split in two factors so that n = 128 does not overflow the exponent
   const n = i32x4.trunc_sat_f32x4_s(fx);
   const n1 = i32x4.shr_s(n, 1);

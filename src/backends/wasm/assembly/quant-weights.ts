@@ -111,15 +111,20 @@ export function fill_random_weights(t: i32, dst: usize, n: i32, seed: i32, scale
 
 /**
  * Replaces the quant -128 (which ggml's quantizer never writes) by -127 in n/32 q8_0 blocks, so
- * that |q| fits the 7-bit operand of the relaxed-SIMD dot product. Returns how many changed.
+ * that |q| fits the 7-bit operand of the relaxed-SIMD dot product. Returns 1 when any changed.
  */
 export function clamp_q8_0(p: usize, n: i32): i32 {
-  let changed = 0;
+  // SIMD: runs on every q8_0 weight at load time (6.6 GiB for a 7B model).
+  const lim = i8x16.splat(-127);
+  let hits = i8x16.splat(0);
   for (let b = 0; b < (n >> 5); b++) {
     const q = p + <usize>b * 34 + 2;
-    for (let j = 0; j < 32; j++) if (load<i8>(q + j) == -128) { store<i8>(q + j, -127); changed++; }
+    const a = v128.load(q), c = v128.load(q, 16);
+    hits = v128.or(hits, v128.or(i8x16.eq(a, i8x16.splat(-128)), i8x16.eq(c, i8x16.splat(-128))));
+    v128.store(q, i8x16.max_s(a, lim));
+    v128.store(q, i8x16.max_s(c, lim), 16);
   }
-  return changed;
+  return v128.any_true(hits) ? 1 : 0;
 }
 
 /** dst[i] = value for n f32. */

@@ -1,0 +1,111 @@
+// Token sampling over a row of logits: the largest logit, the tempered weights of the tokens a
+// sampler keeps and their total, and the draw. Written so that plain JavaScript
+// (runtime/sampling-weights.ts) can reproduce every bit: f32 arithmetic lane by lane, f64 sums in
+// a fixed order.
+
+// 1.5 · 2^23: adding it to an f32 of magnitude < 2^22 rounds to an integer (nearest, ties to
+// even) held in the low mantissa bits.
+const ROUND_MAGIC: f32 = 12582912.0;
+const ROUND_MAGIC_BITS: i32 = 0x4b400000;
+import { exp_reduced_f32x4 } from './math';
+
+const EXP_MIN: f32 = -87.33654;
+
+/**
+ * e^x for 4 lanes of x <= 0 (Cephes expf: x = n·ln2 + r, degree-6 polynomial in r); 0 below
+ * -87.33654 (no subnormal results), NaN stays NaN.
+ */
+// @ts-ignore: decorator
+@inline function exp_nonpos_f32x4(x0: v128): v128 {
+  const x = f32x4.pmax(x0, f32x4.splat(EXP_MIN));
+  const t = f32x4.add(f32x4.mul(x, f32x4.splat(1.44269504088896341)), f32x4.splat(ROUND_MAGIC));
+  const fx = f32x4.sub(t, f32x4.splat(ROUND_MAGIC));
+  let r = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
+  const p = exp_reduced_f32x4(r);
+  // 2^n with n = round(x·log2 e) in [-126, 0]
+  const n = i32x4.sub(t, i32x4.splat(ROUND_MAGIC_BITS));
+  const y = f32x4.mul(p, i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23));
+  return v128.andnot(y, f32x4.lt(x0, f32x4.splat(EXP_MIN)));
+}
+
+/**
+ * The largest of X[0..n) (-Infinity when none is larger; NaN is ignored), returned; the number of
+ * values > -Infinity is stored as an i32 at `count`.
+ */
+export function sampling_max(X: usize, n: i32, count: usize): f32 {
+  const ninf = f32x4.splat(-Infinity);
+  let m = ninf;
+  let c = i32x4.splat(0);
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const x = v128.load(X + (<usize>i << 2));
+    const fin = f32x4.gt(x, ninf);
+    c = i32x4.sub(c, fin);
+    m = f32x4.pmax(m, v128.bitselect(x, ninf, fin));
+  }
+  let best = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+  let cnt = i32x4.extract_lane(c, 0) + i32x4.extract_lane(c, 1) + i32x4.extract_lane(c, 2) + i32x4.extract_lane(c, 3);
+  for (let i = n4; i < n; i++) {
+    const x = load<f32>(X + (<usize>i << 2));
+    if (x > -Infinity) {
+      cnt++;
+      if (x > best) best = x;
+    }
+  }
+  store<i32>(count, cnt);
+  return best;
+}
+
+/**
+ * W[i] = e^((X[i] - maxLogit) · invT) where X[i] >= threshold (and X[i] > -Inf), else 0, for
+ * i < n; X[i] <= maxLogit and invT > 0. Returns the total of W in f64: element i goes into
+ * partial sum i mod 4, and the total is (s0 + s1) + (s2 + s3).
+ */
+export function sampling_weights(X: usize, W: usize, n: i32, threshold: f32, maxLogit: f32, invT: f32): f64 {
+  const vt = f32x4.splat(threshold), vm = f32x4.splat(maxLogit), vi = f32x4.splat(invT);
+  const ninf = f32x4.splat(-Infinity);
+  let s01 = f64x2.splat(0), s23 = f64x2.splat(0);
+  const n4 = n & ~3;
+  for (let i = 0; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const x = v128.load(X + o);
+    const keep = v128.and(f32x4.ge(x, vt), f32x4.gt(x, ninf));
+    const w = v128.and(exp_nonpos_f32x4(f32x4.mul(f32x4.sub(x, vm), vi)), keep);
+    v128.store(W + o, w);
+    s01 = f64x2.add(s01, f64x2.promote_low_f32x4(w));
+    s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<u32>(w, w, 2, 3, 0, 1)));
+  }
+  let s0 = f64x2.extract_lane(s01, 0), s1 = f64x2.extract_lane(s01, 1);
+  let s2 = f64x2.extract_lane(s23, 0);
+  const s3 = f64x2.extract_lane(s23, 1);
+  for (let i = n4; i < n; i++) {
+    const x = load<f32>(X + (<usize>i << 2));
+    const w: f32 = x >= threshold && x > -Infinity
+      ? f32x4.extract_lane(exp_nonpos_f32x4(f32x4.splat((x - maxLogit) * invT)), 0) : 0;
+    store<f32>(W + (<usize>i << 2), w);
+    const j = i - n4;
+    if (j == 0) s0 += <f64>w;
+    else if (j == 1) s1 += <f64>w;
+    else s2 += <f64>w;
+  }
+  return (s0 + s1) + (s2 + s3);
+}
+
+/**
+ * The first i < n whose running f64 sum W[0] + ... + W[i] exceeds target; the last i with
+ * W[i] > 0 when none does (rounding can leave target a hair above the sum); -1 when all are 0.
+ */
+export function sampling_draw(W: usize, n: i32, target: f64): i32 {
+  let acc: f64 = 0;
+  let last = -1;
+  for (let i = 0; i < n; i++) {
+    const w = load<f32>(W + (<usize>i << 2));
+    if (w > 0) {
+      acc += <f64>w;
+      if (target < acc) return i;
+      last = i;
+    }
+  }
+  return last;
+}

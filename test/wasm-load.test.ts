@@ -1,0 +1,124 @@
+// Loading weights into the wasm arenas: the direct path (positioned reads straight into wasm
+// memory, in row-aligned pieces, several in flight) must put exactly the file's tensor bytes in
+// place — q8_0 quants of -128 clamped to -127 — and agree byte for byte with the buffered path.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { Arenas } from '../src/backends/wasm/arenas.js';
+import { rowBytes } from '../src/backends/wasm/kernels.js';
+import { planLayout, type MatrixRef, type ModelLayout } from '../src/backends/wasm/layout.js';
+import { chooseMatrixType, loadWeights } from '../src/backends/wasm/load-weights.js';
+import { FormatError } from '../src/errors.js';
+import type { TensorSource } from '../src/formats/tensor-source.js';
+import { openCheckpoint } from '../src/model/load.js';
+import { blockPrefix } from '../src/model/weights-layout.js';
+
+const fixture = (f: string) => new URL(`../../test/fixtures/gguf-tiny-q/${f}`, import.meta.url).pathname;
+
+function matrices(L: ModelLayout): Array<[string, MatrixRef]> {
+  const out: Array<[string, MatrixRef]> = [['transformer.wte.weight', L.head.wte]];
+  if (!L.config.tieWordEmbeddings) out.push(['lm_head.weight', L.head.lm]);
+  L.layers.forEach((ly, l) => {
+    const p = blockPrefix(l);
+    out.push([`${p}attn.Wqkv.weight`, ly.qkv], [`${p}attn.out_proj.weight`, ly.out], [`${p}ffn.up_proj.weight`, ly.up], [`${p}ffn.down_proj.weight`, ly.down]);
+  });
+  return out;
+}
+
+/** Every `every`-th q8_0 quant set to -128 (what ggml never writes, but a file may hold). */
+function poison(bytes: Uint8Array, start: number, every: number): Uint8Array {
+  const b = bytes.slice();
+  for (let i = 0; i < b.length; i++) {
+    const inBlock = (start + i) % 34;
+    if (inBlock >= 2 && (start + i) % every === 0) b[i] = 0x80;
+  }
+  return b;
+}
+
+/** A source serving the checkpoint's bytes (q8_0 ones poisoned), with or without readInto. */
+function wrap(src: TensorSource, direct: boolean): TensorSource {
+  const q8 = (name: string) => src.info(name)?.dtype === 'q8_0';
+  const s: TensorSource = {
+    list: () => src.list(),
+    info: (n) => src.info(n),
+    read: async (n) => (q8(n) ? poison(await src.read(n), 0, 7) : src.read(n)),
+    close: async () => {},
+  };
+  if (direct) {
+    s.readInto = async (n, dest, start = 0) => {
+      await src.readInto!(n, dest, start);
+      if (q8(n)) dest.set(poison(dest, start, 7));
+    };
+  }
+  return s;
+}
+
+async function loadBoth(file: string, chunk: number) {
+  const ck = await openCheckpoint(file);
+  try {
+    assert.ok(ck.tensors.readInto, 'GGUF sources offer readInto');
+    const L = planLayout(ck.config, (n) => chooseMatrixType(ck.tensors.info(n)!, 'auto'), { threads: 1 });
+    const direct = new Arenas(L), buffered = new Arenas(L);
+    const progress: number[] = [];
+    await loadWeights(ck.config, wrap(ck.tensors, true), L, direct, (d) => progress.push(d), { readChunk: chunk, concurrency: 3 });
+    await loadWeights(ck.config, wrap(ck.tensors, false), L, buffered);
+    const files = new Map<string, Uint8Array>();
+    for (const [name] of matrices(L)) files.set(name, await ck.tensors.read(name));
+    const total = ck.tensors.list().reduce((s, t) => s + t.byteLength, 0);
+    return { L, direct, buffered, files, progress, total };
+  } finally {
+    await ck.tensors.close();
+  }
+}
+
+describe('wasm weight loading', () => {
+  for (const type of ['q8_0', 'q4_0', 'f16', 'q6_k']) {
+    it(`${type}: direct reads in one-row pieces equal the file's bytes and the buffered path`, async () => {
+      const { L, direct, buffered, files, progress, total } = await loadBoth(fixture(`tiny-q-${type}.gguf`), 1);
+      for (let a = 0; a < L.arenas.length; a++) {
+        const end = L.arenas[a]!.weightsEnd;
+        assert.deepEqual(direct.u8(a).subarray(0, end), buffered.u8(a).subarray(0, end), `arena ${a}`);
+      }
+      let clamped = 0;
+      for (const [name, ref] of matrices(L)) {
+        const n = ref.rows * rowBytes(ref.type, ref.cols);
+        const got = direct.u8(ref.arena).subarray(ref.ptr, ref.ptr + n);
+        const want = files.get(name)!.subarray(0, n);
+        if (ref.type === 'q8_0') {
+          for (let i = 0; i < n; i++) {
+            const quant = i % 34 >= 2, poisoned = quant && i % 7 === 0;
+            const w = poisoned || (quant && want[i]! === 0x80) ? 0x81 : want[i]!;
+            if (got[i] !== w) assert.fail(`${name} byte ${i}: ${got[i]} != ${w}`);
+            if (poisoned) clamped++;
+          }
+        } else {
+          assert.ok(Buffer.from(got).equals(Buffer.from(want)), `${name} differs from the file`);
+        }
+      }
+      if (type === 'q8_0') assert.ok(clamped > 1000);
+      // progress ends at the total and never goes back
+      assert.equal(progress[progress.length - 1], total);
+      for (let i = 1; i < progress.length; i++) assert.ok(progress[i]! >= progress[i - 1]!);
+    });
+  }
+
+  it('a failing read rejects the load (no hang), and readInto checks its range', async () => {
+    const ck = await openCheckpoint(fixture('tiny-q-q4_0.gguf'));
+    try {
+      const L = planLayout(ck.config, (n) => chooseMatrixType(ck.tensors.info(n)!, 'auto'), { threads: 1 });
+      let calls = 0;
+      const bad: TensorSource = {
+        ...ck.tensors,
+        readInto: async (n, d, s) => { if (++calls === 3) throw new FormatError('disk on fire'); return ck.tensors.readInto!(n, d, s); },
+      };
+      await assert.rejects(loadWeights(ck.config, bad, L, new Arenas(L), undefined, { readChunk: 1 }), /disk on fire/);
+      const info = ck.tensors.info('transformer.wte.weight')!;
+      await assert.rejects(ck.tensors.readInto!(info.name, new Uint8Array(16), info.byteLength - 8), FormatError);
+      await assert.rejects(ck.tensors.readInto!('transformer.nope.weight', new Uint8Array(1)), FormatError);
+      const part = new Uint8Array(40);
+      await ck.tensors.readInto!(info.name, part, 100);
+      assert.deepEqual(part, (await ck.tensors.read(info.name)).subarray(100, 140));
+    } finally {
+      await ck.tensors.close();
+    }
+  });
+});
