@@ -62,7 +62,10 @@ interface LengthResult {
   peakRssBytes: number;
   /** RSS after loading the weights, before the KV cache was allocated. */
   rssBeforeCacheBytes: number;
+  /** The memory planner's KV bytes for this context and type. */
   kvCacheBytes: number;
+  /** What the wasm memories grew by when the cache was created (the KV cache as stored). */
+  kvAllocatedBytes: number;
 }
 
 async function runOne(L: number, a: Args): Promise<LengthResult> {
@@ -73,7 +76,9 @@ async function runOne(L: number, a: Args): Promise<LengthResult> {
   let s = 12345;
   const prompt = Array.from({ length: L }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % V; });
   const rssBeforeCache = process.memoryUsage().rss;
+  const reservedBefore = runner.arenas.reservedBytes();
   const cache = runner.createCache({ capacity: L + a.decode, kvType: a.kvType });
+  const kvAllocated = runner.arenas.reservedBytes() - reservedBefore;
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   let logits: Float32Array = new Float32Array(0);
@@ -108,6 +113,7 @@ async function runOne(L: number, a: Args): Promise<LengthResult> {
     peakRssBytes: peak,
     rssBeforeCacheBytes: rssBeforeCache,
     kvCacheBytes: kvCacheBytes(config, L + a.decode, a.kvType),
+    kvAllocatedBytes: kvAllocated,
   };
 }
 
@@ -160,7 +166,7 @@ if (a.child !== undefined) {
     const r = await child(L, pass);
     rows.push(r);
     if (a.out) writeFileSync(`${a.out}.partial`, JSON.stringify(rows, null, 1) + '\n');
-    process.stderr.write(`ctx ${r.ctx}: prefill ${r.prefillSeconds.toFixed(1)} s (${r.prefillTokensPerSecond.toFixed(0)} tok/s), decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s, peak RSS ${formatBytes(r.peakRssBytes)}\n`);
+    process.stderr.write(`ctx ${r.ctx}: prefill ${r.prefillSeconds.toFixed(1)} s (${r.prefillTokensPerSecond.toFixed(0)} tok/s), decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s, KV ${formatBytes(r.kvAllocatedBytes)} (planner ${formatBytes(r.kvCacheBytes)}), peak RSS ${formatBytes(r.peakRssBytes)}\n`);
   }
   const line = rows.length >= 2 ? fit(rows.map((r) => r.ctx), rows.map((r) => r.peakRssBytes)) : undefined;
   const result = {

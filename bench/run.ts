@@ -6,6 +6,7 @@
  *   ttft MODEL [...]      time from process start to the first generated token, peak RSS (bench/ttft.ts)
  *   train [threads]       training tokens/s of a fixed small config (bench/train.ts)
  *   serve [...]           server: aggregate decode tok/s and TTFT with 1/4/8/16 clients (bench/serve.ts)
+ *   serve-llamacpp [...]  the same with llama.cpp's own batching of parallel sequences (bench/serve-llamacpp.ts)
  *   long-context [...]    StoryWriter-shaped model, 4k..100k-token prompts: time and peak RSS (bench/long-context.ts)
  *   kv-quality [...]      KL of f16 / q8_0 KV caches vs f32 on the fixtures (bench/kv-quality.ts)
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
@@ -26,12 +27,12 @@ if (name === 'kernels') {
   const [shape = '1b', type = 'q4_0', out = `/tmp/mpt-${shape}-${type}.gguf`] = rest;
   await makeGguf(shape, type as never, out);
   console.log(JSON.stringify({ wrote: out }));
-} else if (['ttft', 'train', 'serve', 'long-context', 'kv-quality', 'quant-kl'].includes(name)) {
+} else if (['ttft', 'train', 'serve', 'serve-llamacpp', 'long-context', 'kv-quality', 'quant-kl'].includes(name)) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
   const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
   const r = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
   process.exitCode = r.status ?? 1;
 } else {
-  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, serve, long-context, kv-quality, quant-kl)`);
+  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, serve, serve-llamacpp, long-context, kv-quality, quant-kl)`);
   process.exitCode = 2;
 }

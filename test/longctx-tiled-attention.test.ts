@@ -11,6 +11,7 @@ import { describe, it } from 'node:test';
 import type { ModelRunner } from '../src/backends/backend.js';
 import { getBackend, loadRunner, openCheckpoint } from '../src/model/load.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { runChunks } from './helpers/chunked.js';
 
 const TOL = 5e-4;
 const LENGTHS = [1, 2, 3, 4, 5, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 255, 256, 257];
@@ -44,19 +45,7 @@ describe('tiled attention (wasm) equals row-by-row attention (reference)', { ski
   const small: ModelRunner = await loadWasmRunner(ck.config, ck.tensors, { threads: 2, maxRows: 20 });
   await ck.tensors.close();
 
-  async function run(r: ModelRunner, chunks: number[]): Promise<Float32Array> {
-    const total = chunks.reduce((a, b) => a + b, 0);
-    const cache = r.createCache({ capacity: total });
-    const out = new Float32Array(total * V);
-    let at = 0;
-    for (const n of chunks) {
-      const [o] = await r.forward([{ cache, tokens: ids.slice(at, at + n) }], { logits: 'all' });
-      out.set(o!.logits, at * V);
-      at += n;
-    }
-    cache.dispose();
-    return out;
-  }
+  const run = (r: ModelRunner, chunks: number[]) => runChunks(r, ids, chunks, V);
 
   it('matches the golden logits of tiny-storywriter', async () => {
     const g = new Goldens(SW);

@@ -40,9 +40,14 @@ export function kvBytesPerElement(t: KvType): number {
   return t === 'f32' ? 4 : t === 'f16' ? 2 : 34 / 32;
 }
 
-export function kvCacheBytes(c: MptConfig, ctx: number, kvType: KvType, sequences = 1): number {
+/** Bytes of one position's keys (or values) in one layer: q8_0 blocks of 32 along the row, the last one possibly short. */
+export function kvRowBytes(c: MptConfig, kvType: KvType): number {
   const kvd = c.attn.kvNHeads * c.headDim;
-  return Math.ceil(2 * c.nLayers * ctx * kvd * kvBytesPerElement(kvType)) * sequences;
+  return kvType === 'q8_0' ? Math.ceil(kvd / 32) * 34 : kvd * kvBytesPerElement(kvType);
+}
+
+export function kvCacheBytes(c: MptConfig, ctx: number, kvType: KvType, sequences = 1): number {
+  return 2 * c.nLayers * ctx * kvRowBytes(c, kvType) * sequences;
 }
 
 /** Activations of one prefill chunk: residual stream, qkv, MLP hidden, attention tiles, one logits row. */

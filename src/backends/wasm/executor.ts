@@ -13,7 +13,8 @@
  *   leaving 5 barriers per layer: after the qkv product, attention, out_proj, up_proj, down_proj.
  */
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
-import { PRIVATE_ROWS, kvLayerOffset, privateLayout, type LayerLayout, type MatrixRef, type ModelLayout, type NormRef } from './layout.js';
+import type { KvType } from '../backend.js';
+import { PRIVATE_ROWS, kvGeometry, kvHeadPlace, kvLayerOffset, privateLayout, type KvGeometry, type LayerLayout, type MatrixRef, type ModelLayout, type NormRef } from './layout.js';
 import type { Team } from './team.js';
 
 /** One sequence's share of a pass. */
@@ -27,8 +28,8 @@ export interface PassSequence {
   capacity: number;
   /** Per arena: byte offset of this sequence's KV region (0 for arenas without layers). */
   kv: number[];
-  /** Values stored rounded through: 0 = f32 (as computed), 1 = f16, 2 = q8_0. */
-  kvRound: number;
+  /** Storage type of its KV cache (layout.ts kvGeometry). */
+  kvType: KvType;
 }
 
 /** A unit of work sent to every worker: up to maxRows rows of tokens. */
@@ -56,6 +57,7 @@ export class Executor {
   private readonly rms: boolean;
   private readonly attnScratch: number;
   private readonly pl;
+  private readonly geo: Record<KvType, KvGeometry>;
 
   constructor(private readonly L: ModelLayout, private readonly k: Kernels[], private readonly memories: WebAssembly.Memory[],
     private readonly team: Team) {
@@ -64,6 +66,7 @@ export class Executor {
     this.rms = this.c.normType.includes('rmsnorm');
     this.attnScratch = Math.ceil(((4 * 32 + 4 * this.c.headDim) * 4) / 64) * 64;
     this.pl = privateLayout(this.c);
+    this.geo = { f32: kvGeometry(this.c, 'f32'), f16: kvGeometry(this.c, 'f16'), q8_0: kvGeometry(this.c, 'q8_0') };
   }
 
   private f32(arena: number): Float32Array {
@@ -157,7 +160,7 @@ export class Executor {
 
   /** clip_qkv, qk_ln (in place on rows [r0, r1) of qkv, leading dimension qn), then K/V into the cache. */
   private postQkv(k: Kernels, a: number, ly: LayerLayout, p: Pass, rowSeq: Int32Array, qkv: number, r0: number, r1: number): void {
-    const c = this.c, d = c.dModel, kvH = c.attn.kvNHeads, hd = c.headDim, kvd = kvH * hd, qn = d + 2 * kvd;
+    const c = this.c, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, qn = d + 2 * kvd;
     const clip = c.attn.clipQkv;
     for (let r = r0; r < r1; r++) {
       const row = qkv + r * qn * 4;
@@ -167,12 +170,9 @@ export class Executor {
         this.norm(k, row + d * 4, qn, row + d * 4, qn, 1, kvd, ly.kLn!);
       }
       const sq = p.seqs[rowSeq[r]!]!;
-      if (sq.kvRound) {
-        k.round_kv(row + d * 4, kvd, sq.kvRound);
-        k.round_kv(row + (d + kvd) * 4, kvd, sq.kvRound);
-      }
-      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity);
-      k.store_kv(row + d * 4, row + (d + kvd) * 4, kvH, hd, base, base + sq.capacity * kvd * 4, sq.capacity, sq.past + (r - sq.rowStart));
+      const geo = this.geo[sq.kvType];
+      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
+      k.store_kv(row + d * 4, row + (d + kvd) * 4, kvd, geo.seg, geo.mode, base, base + sq.capacity * geo.rowBytes, sq.capacity, sq.past + (r - sq.rowStart));
     }
   }
 
@@ -185,11 +185,12 @@ export class Executor {
       const sq = p.seqs[units[3 * u]!]!, hh = units[3 * u + 1]!, t = units[3 * u + 2]!;
       const i0 = t * ATTN_ROWS, nq = Math.min(ATTN_ROWS, sq.n - i0);
       const g = Math.floor(hh / group);
-      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity);
-      const Kc = base + g * sq.capacity * hd * 4;
-      const Vc = base + sq.capacity * kvd * 4 + g * sq.capacity * hd * 4;
+      const geo = this.geo[sq.kvType];
+      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
+      const at = kvHeadPlace(c, geo, g, sq.capacity);
+      const Kc = base + at.offset, Vc = Kc + sq.capacity * geo.rowBytes;
       const row = sq.rowStart + i0;
-      k.attention(qkv + (row * qn + hh * hd) * 4, qn, nq, sq.past + i0, Kc, Vc, hd, sq.kv[a]!,
+      k.attention_kv(geo.mode, qkv + (row * qn + hh * hd) * 4, qn, nq, sq.past + i0, Kc, Vc, geo.segBytes, at.e0, sq.kv[a]!,
         sq.past + sq.n, hd, L.softmaxScale, L.slopes[hh]!, ctx + (row * d + hh * hd) * 4, d, scratch);
     });
   }

@@ -73,9 +73,20 @@ export interface Kernels {
   add_to(Y: number, X: number, n: number): void;
   copy_bytes(dst: number, src: number, n: number): void;
   dequant_row(t: number, W: number, K: number, r: number, out: number): void;
+  /** attention_kv on f32 rows with a leading dimension ldk in elements. */
   attention(Q: number, ldq: number, nq: number, pos0: number, K: number, V: number, ldk: number, valid: number,
     nKeys: number, hd: number, scale: number, slope: number, O: number, ldo: number, S: number): void;
-  store_kv(k: number, v: number, kvH: number, hd: number, Kc: number, Vc: number, cap: number, pos: number): void;
+  /**
+   * Attention against K/V stored as `mode` (0 f32, 1 f16, 2 q8_0; layout.ts kvGeometry): K, V point at the
+   * head's row of position 0, sk is the bytes between positions, e0 the head's start inside its first q8_0 block.
+   */
+  attention_kv(mode: number, Q: number, ldq: number, nq: number, pos0: number, K: number, V: number, sk: number, e0: number,
+    valid: number, nKeys: number, hd: number, scale: number, slope: number, O: number, ldo: number, S: number): void;
+  /** One position's key and value rows (n f32 each) stored as `mode` in segments of seg values (layout.ts kvGeometry). */
+  store_kv(k: number, v: number, n: number, seg: number, mode: number, Kc: number, Vc: number, cap: number, pos: number): void;
+  store_kv_row(src: number, n: number, seg: number, mode: number, C: number, cap: number, pos: number): void;
+  /** One position's stored row widened back to n f32 (exactly the values attention reads). */
+  load_kv_row(C: number, n: number, seg: number, mode: number, cap: number, pos: number, dst: number): void;
   /** Rounds n values through a KV type in place: 1 = f16, 2 = q8_0. */
   round_kv(p: number, n: number, mode: number): void;
   quantize_q8_0(src: number, n: number, dst: number): void;

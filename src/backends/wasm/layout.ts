@@ -10,6 +10,7 @@
  * residual stream is copied to the next arena at the boundary (a few KB per token). KV caches of
  * a layer live in that layer's arena.
  */
+import type { KvType } from '../backend.js';
 import { MemoryPlanError } from '../../errors.js';
 import { qkvDim, type MptConfig } from '../../model/config.js';
 import { alibiSlopes } from '../../model/alibi.js';
@@ -131,19 +132,60 @@ const PAGE = 65536;
 const MAX_ARENA = 4 * 1024 ** 3;
 const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;
 
-/** Bytes of one KV-cache position for one layer (keys and values, f32). */
-export function kvBytesPerPosition(c: MptConfig): number {
-  return 2 * c.attn.kvNHeads * c.headDim * 4;
+/** Kernel numbering of the KV storage types (attention.ts). */
+export const KV_MODE: Record<KvType, number> = { f32: 0, f16: 1, q8_0: 2 };
+
+/**
+ * How a KV type stores one layer's keys (and, after them, its values): a row of
+ * kv_heads · head_dim values per position is cut into segments of `seg` values, each part laid
+ * out [segment][capacity][segment's values as the type]. f32 / f16: one segment per head, so
+ * head g's keys are contiguous, [kv_heads][capacity][head_dim]. q8_0: ggml blocks (fp16 scale +
+ * 32 int8) along the row, as the reference backend rounds it; with head_dim a multiple of 32 a
+ * block never crosses heads and the segment is a head, otherwise the segment is the whole row
+ * ([capacity][blocks of the row], the last block possibly short) and a head may start inside a
+ * block.
+ */
+export interface KvGeometry {
+  mode: number;
+  /** Values per segment. */
+  seg: number;
+  /** Bytes of one segment of one position. */
+  segBytes: number;
+  /** Bytes of one position's keys (the values take as many). */
+  rowBytes: number;
 }
 
-/** Bytes of a KV region in an arena holding `layers` layers, for `capacity` positions. */
-export function kvRegionBytes(c: MptConfig, layers: number, capacity: number): number {
-  return align(capacity) + layers * align(capacity * kvBytesPerPosition(c));
+export function kvGeometry(c: MptConfig, kvType: KvType): KvGeometry {
+  const hd = c.headDim, kvd = c.attn.kvNHeads * hd, mode = KV_MODE[kvType];
+  const seg = mode === 2 && hd % 32 !== 0 ? kvd : hd;
+  const segBytes = mode === 0 ? seg * 4 : mode === 1 ? seg * 2 : Math.ceil(seg / 32) * 34;
+  return { mode, seg, segBytes, rowBytes: (kvd / seg) * segBytes };
 }
 
-/** Offset of layer `slot`'s keys inside a KV region (values follow the keys). */
-export function kvLayerOffset(c: MptConfig, slot: number, capacity: number): number {
-  return align(capacity) + slot * align(capacity * kvBytesPerPosition(c));
+/**
+ * Where K/V head g's row of position 0 starts inside a layer's key (or value) part, in bytes, and
+ * e0: values of its first q8_0 block that belong to earlier heads. Position p's row is
+ * `segBytes` further per position.
+ */
+export function kvHeadPlace(c: MptConfig, geo: KvGeometry, g: number, capacity: number): { offset: number; e0: number } {
+  const o = g * c.headDim, s = Math.floor(o / geo.seg), w = o - s * geo.seg;
+  const inSeg = geo.mode === 0 ? w * 4 : geo.mode === 1 ? w * 2 : Math.floor(w / 32) * 34;
+  return { offset: s * capacity * geo.segBytes + inSeg, e0: geo.mode === 2 ? w % 32 : 0 };
+}
+
+/** Bytes of one KV-cache position for one layer (keys and values, stored as kvType). */
+export function kvBytesPerPosition(c: MptConfig, kvType: KvType): number {
+  return 2 * kvGeometry(c, kvType).rowBytes;
+}
+
+/** Bytes of a KV region in an arena holding `layers` layers, for `capacity` positions: validity bytes, then the layers. */
+export function kvRegionBytes(c: MptConfig, layers: number, capacity: number, kvType: KvType): number {
+  return align(capacity) + layers * align(capacity * kvBytesPerPosition(c, kvType));
+}
+
+/** Offset of layer `slot`'s keys inside a KV region; its values follow at + capacity · rowBytes. */
+export function kvLayerOffset(c: MptConfig, slot: number, capacity: number, kvType: KvType): number {
+  return align(capacity) + slot * align(capacity * kvBytesPerPosition(c, kvType));
 }
 
 /** Passes of at most this many rows take the low-synchronisation path (see executor.ts). */

@@ -12,11 +12,8 @@ import type { Pass, PassSequence } from './executor.js';
 import { kvRegionBytes, type ModelLayout } from './layout.js';
 import type { WorkerPool } from './pool.js';
 
-/**
- * KV types: values are kept in f32 storage rounded through the type (the numerics of an f16 or
- * q8_0 cache, as the reference backend gives them; the memory of an f32 one).
- */
-const KV_ROUND: Record<KvType, number> = { f32: 0, f16: 1, q8_0: 2 };
+/** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
+const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
 export class WasmKvCache implements KvCache {
   /** @internal */ len = 0;
@@ -64,12 +61,12 @@ export class WasmRunner implements ModelRunner {
     const cap = options.capacity;
     if (!Number.isInteger(cap) || cap < 1) throw new InputError(`KV cache capacity must be a positive integer, got ${cap}`);
     const kvType = options.kvType ?? 'f32';
-    if (!(kvType in KV_ROUND)) throw new UnsupportedError(`unknown KV cache type "${String(kvType)}" (f32, f16, q8_0)`);
+    if (!KV_TYPES.includes(kvType)) throw new UnsupportedError(`unknown KV cache type "${String(kvType)}" (f32, f16, q8_0)`);
     const regions: number[] = [], sizes: number[] = [];
     try {
       this.layout.arenas.forEach((a, i) => {
         if (a.layers.length === 0) { regions.push(0); sizes.push(0); return; }
-        const size = kvRegionBytes(this.config, a.layers.length, cap);
+        const size = kvRegionBytes(this.config, a.layers.length, cap, kvType);
         regions.push(this.arenas.alloc(i, size));
         sizes.push(size);
       });
@@ -140,7 +137,7 @@ export class WasmRunner implements ModelRunner {
         if (left <= 0 || rows >= L.maxRows) return;
         const n = Math.min(left, L.maxRows - rows);
         const cache = caches[i]!;
-        seqs.push({ rowStart: rows, n, past: cache.len, capacity: cache.capacity, kv: cache.regions, kvRound: KV_ROUND[cache.kvType] });
+        seqs.push({ rowStart: rows, n, past: cache.len, capacity: cache.capacity, kv: cache.regions, kvType: cache.kvType });
         pieces.push({ i, t0: done[i]!, n });
         rows += n;
       });

@@ -1,7 +1,8 @@
 // Causal attention with ALiBi, padding mask and online softmax (FlashAttention-style tiles):
 // up to 4 query rows of one head at a time walk the keys in tiles of 32, keeping a running max,
 // a running sum and an f32 output accumulator per row. Memory is O(tile), never T×T; the same
-// code serves prefill, chunked prefill and single-token decode.
+// code serves prefill, chunked prefill and single-token decode. Keys and values are read in the
+// cache's storage type (f32, fp16 or q8_0 blocks) and widened in registers, exactly.
 //
 // MosaicML semantics: key j is visible to the query at position p when j <= p and j is not
 // padding; scores are q·k·scale + slope·(j - p) (ALiBi; MosaicML's bias differs by a per-row
@@ -12,14 +13,111 @@ import { f16_to_f32, f32_to_f16 } from './half';
 
 const BK = 32;
 
+// KV storage modes (see layout.ts kvGeometry): rows of f32, of fp16, or of ggml q8_0 blocks
+// (fp16 scale + 32 int8 quants, 34 bytes). The kernels read each mode widened to f32 in
+// registers; every stored value widens exactly (q·d is exact in f32: 8-bit q, 11-bit d).
+const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
+
+/**
+ * fp16 bits, sign-extended into i32 lanes, → f32x4, exactly (subnormals included; ±Inf and NaN
+ * are not expected in a KV cache and come out as finite values): shifted left by 13 the lane
+ * holds the sign at bit 31 (the extension) and exponent + mantissa at bits 27..13, an f32
+ * whose value times 2^112 is the fp16 value.
+ */
 // @ts-ignore: decorator
-@inline function dot4(q0: usize, q1: usize, q2: usize, q3: usize, k: usize, hd: i32, out: usize): void {
+@inline function f16s_to_f32x4(x: v128): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(x, 13), i32x4.splat(0x8fffe000)), f32x4.splat(5.192296858534828e33));
+}
+
+/** The scale of the q8_0 block at blk, in all four lanes. */
+// @ts-ignore: decorator
+@inline function q8_scale(blk: usize): v128 {
+  return f16s_to_f32x4(i32x4.extend_low_i16x8_s(v128.load16_splat(blk)));
+}
+
+/**
+ * Values e..e+3 of a stored row widened to f32. A q8_0 row starts e0 values into its first
+ * block (a head that begins inside a block shared with the previous head); sc is the scale of
+ * the block holding value e (q8_scale; the caller tracks it). e0 + e is a multiple of 4
+ * whenever head_dim is, so the four values then lie in one block.
+ */
+// @ts-ignore: decorator
+@inline function load4(mode: i32, row: usize, e0: i32, e: i32, sc: v128): v128 {
+  if (mode == KV_F32) return v128.load(row + (<usize>e << 2));
+  if (mode == KV_F16) return f16s_to_f32x4(v128.load16x4_s(row + (<usize>e << 1)));
+  const i = e0 + e;
+  const w = i & 31;
+  if (w <= 28) {
+    const q = v128.load32_zero(row + <usize>(i >> 5) * 34 + 2 + <usize>w);
+    return f32x4.mul(f32x4.convert_i32x4_s(i32x4.extend_low_i16x8_s(i16x8.extend_low_i8x16_s(q))), sc);
+  }
+  let r = f32x4.splat(load1(mode, row, e0, e));
+  r = f32x4.replace_lane(r, 1, load1(mode, row, e0, e + 1));
+  r = f32x4.replace_lane(r, 2, load1(mode, row, e0, e + 2));
+  return f32x4.replace_lane(r, 3, load1(mode, row, e0, e + 3));
+}
+
+/** Value e of a stored row widened to f32. */
+// @ts-ignore: decorator
+@inline function load1(mode: i32, row: usize, e0: i32, e: i32): f32 {
+  if (mode == KV_F32) return load<f32>(row + (<usize>e << 2));
+  if (mode == KV_F16) return f16_to_f32(load<u16>(row + (<usize>e << 1)));
+  const i = e0 + e;
+  const blk = row + <usize>(i >> 5) * 34;
+  return <f32>load<i8>(blk + 2 + <usize>(i & 31)) * f16_to_f32(load<u16>(blk));
+}
+
+/** Four int32 quants → f32 times the block scale sc (exact). */
+// @ts-ignore: decorator
+@inline function q8_widen(q: v128, sc: v128): v128 {
+  return f32x4.mul(f32x4.convert_i32x4_s(q), sc);
+}
+
+// acc rows a0..a3 at o += p_r · vv
+// @ts-ignore: decorator
+@inline function pv4(a0: usize, a1: usize, a2: usize, a3: usize, o: usize, vp0: v128, vp1: v128, vp2: v128, vp3: v128, vv: v128): void {
+  v128.store(a0 + o, f32x4.add(v128.load(a0 + o), f32x4.mul(vp0, vv)));
+  v128.store(a1 + o, f32x4.add(v128.load(a1 + o), f32x4.mul(vp1, vv)));
+  v128.store(a2 + o, f32x4.add(v128.load(a2 + o), f32x4.mul(vp2, vv)));
+  v128.store(a3 + o, f32x4.add(v128.load(a3 + o), f32x4.mul(vp3, vv)));
+}
+
+// a + x[o..o+3]·kv
+// @ts-ignore: decorator
+@inline function fma4(a: v128, x: usize, o: usize, kv: v128): v128 {
+  return f32x4.add(a, f32x4.mul(v128.load(x + o), kv));
+}
+
+// @ts-ignore: decorator
+@inline function dot4(mode: i32, q0: usize, q1: usize, q2: usize, q3: usize, k: usize, e0: i32, hd: i32, out: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
   const h4 = hd & ~3;
   let e = 0;
+  if (mode == KV_Q8 && e0 == 0 && (hd & 31) == 0) {
+    // whole blocks: the scale once per block, 16 quants per load (same sums in the same order)
+    for (; e < hd; e += 32) {
+      const blk = k + <usize>(e >> 5) * 34;
+      const sc = q8_scale(blk);
+      for (let hh = 0; hh < 32; hh += 16) {
+        const raw = v128.load(blk + 2 + <usize>hh);
+        const lo = i16x8.extend_low_i8x16_s(raw), hi = i16x8.extend_high_i8x16_s(raw);
+        const o = <usize>(e + hh) << 2;
+        let kv = q8_widen(i32x4.extend_low_i16x8_s(lo), sc);
+        a0 = fma4(a0, q0, o, kv); a1 = fma4(a1, q1, o, kv); a2 = fma4(a2, q2, o, kv); a3 = fma4(a3, q3, o, kv);
+        kv = q8_widen(i32x4.extend_high_i16x8_s(lo), sc);
+        a0 = fma4(a0, q0, o + 16, kv); a1 = fma4(a1, q1, o + 16, kv); a2 = fma4(a2, q2, o + 16, kv); a3 = fma4(a3, q3, o + 16, kv);
+        kv = q8_widen(i32x4.extend_low_i16x8_s(hi), sc);
+        a0 = fma4(a0, q0, o + 32, kv); a1 = fma4(a1, q1, o + 32, kv); a2 = fma4(a2, q2, o + 32, kv); a3 = fma4(a3, q3, o + 32, kv);
+        kv = q8_widen(i32x4.extend_high_i16x8_s(hi), sc);
+        a0 = fma4(a0, q0, o + 48, kv); a1 = fma4(a1, q1, o + 48, kv); a2 = fma4(a2, q2, o + 48, kv); a3 = fma4(a3, q3, o + 48, kv);
+      }
+    }
+  }
+  let sc = f32x4.splat(0), blk = -1;
   for (; e < h4; e += 4) {
     const o = <usize>e << 2;
-    const kv = v128.load(k + o);
+    if (mode == KV_Q8 && (e0 + e) >> 5 != blk) { blk = (e0 + e) >> 5; sc = q8_scale(k + <usize>blk * 34); }
+    const kv = load4(mode, k, e0, e, sc);
     a0 = f32x4.add(a0, f32x4.mul(v128.load(q0 + o), kv));
     a1 = f32x4.add(a1, f32x4.mul(v128.load(q1 + o), kv));
     a2 = f32x4.add(a2, f32x4.mul(v128.load(q2 + o), kv));
@@ -28,7 +126,7 @@ const BK = 32;
   let s0 = hsum_f32(a0), s1 = hsum_f32(a1), s2 = hsum_f32(a2), s3 = hsum_f32(a3);
   for (; e < hd; e++) {
     const o = <usize>e << 2;
-    const kv = load<f32>(k + o);
+    const kv = load1(mode, k, e0, e);
     s0 += load<f32>(q0 + o) * kv; s1 += load<f32>(q1 + o) * kv;
     s2 += load<f32>(q2 + o) * kv; s3 += load<f32>(q3 + o) * kv;
   }
@@ -46,10 +144,12 @@ const BK = 32;
 }
 
 /**
- * One tile of R <= 4 query rows (positions pos0 .. pos0+R-1).
+ * One tile of R <= 4 query rows (positions pos0 .. pos0+R-1), K and V stored as `mode`, key j's
+ * row at K + j·sk (bytes), e0 as in load4.
  * S: scratch of 4·BK + 4·hd f32 (scores, then output accumulators).
  */
-function tile(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: usize, valid: usize, nKeys: i32,
+// @ts-ignore: decorator
+@inline function tile(mode: i32, Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
   hd: i32, scale: f32, slope: f32, O: usize, so: usize, S: usize): void {
   const acc = S + BK * 16; // 4 rows × hd
   memory.fill(acc, 0, <usize>hd << 4);
@@ -70,7 +170,7 @@ function tile(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: us
         store<f32>(out, -Infinity, BK * 8); store<f32>(out, -Infinity, BK * 12);
         continue;
       }
-      dot4(q0, q1, q2, q3, K + <usize>j * sk, hd, out);
+      dot4(mode, q0, q1, q2, q3, K + <usize>j * sk, e0, hd, out);
       for (let r = 0; r < 4; r++) {
         const p = out + (<usize>r * BK << 2);
         const pos = pos0 + r;
@@ -123,9 +223,26 @@ function tile(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: us
       const v = V + <usize>(j0 + jj) * sk;
       const vp0 = f32x4.splat(p0), vp1 = f32x4.splat(p1), vp2 = f32x4.splat(p2), vp3 = f32x4.splat(p3);
       let e = 0;
+      if (mode == KV_Q8 && e0 == 0 && (hd & 31) == 0) {
+        for (; e < hd; e += 32) {
+          const blk = v + <usize>(e >> 5) * 34;
+          const sc = q8_scale(blk);
+          for (let hh = 0; hh < 32; hh += 16) {
+            const raw = v128.load(blk + 2 + <usize>hh);
+            const lo = i16x8.extend_low_i8x16_s(raw), hi = i16x8.extend_high_i8x16_s(raw);
+            const o = <usize>(e + hh) << 2;
+            pv4(a0, a1, a2, a3, o, vp0, vp1, vp2, vp3, q8_widen(i32x4.extend_low_i16x8_s(lo), sc));
+            pv4(a0, a1, a2, a3, o + 16, vp0, vp1, vp2, vp3, q8_widen(i32x4.extend_high_i16x8_s(lo), sc));
+            pv4(a0, a1, a2, a3, o + 32, vp0, vp1, vp2, vp3, q8_widen(i32x4.extend_low_i16x8_s(hi), sc));
+            pv4(a0, a1, a2, a3, o + 48, vp0, vp1, vp2, vp3, q8_widen(i32x4.extend_high_i16x8_s(hi), sc));
+          }
+        }
+      }
+      let sc = f32x4.splat(0), blk = -1;
       for (; e < h4; e += 4) {
         const o = <usize>e << 2;
-        const vv = v128.load(v + o);
+        if (mode == KV_Q8 && (e0 + e) >> 5 != blk) { blk = (e0 + e) >> 5; sc = q8_scale(v + <usize>blk * 34); }
+        const vv = load4(mode, v, e0, e, sc);
         v128.store(a0 + o, f32x4.add(v128.load(a0 + o), f32x4.mul(vp0, vv)));
         v128.store(a1 + o, f32x4.add(v128.load(a1 + o), f32x4.mul(vp1, vv)));
         v128.store(a2 + o, f32x4.add(v128.load(a2 + o), f32x4.mul(vp2, vv)));
@@ -133,7 +250,7 @@ function tile(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: us
       }
       for (; e < hd; e++) {
         const o = <usize>e << 2;
-        const vv = load<f32>(v + o);
+        const vv = load1(mode, v, e0, e);
         store<f32>(a0 + o, load<f32>(a0 + o) + p0 * vv);
         store<f32>(a1 + o, load<f32>(a1 + o) + p1 * vv);
         store<f32>(a2 + o, load<f32>(a2 + o) + p2 * vv);
@@ -152,32 +269,59 @@ function tile(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: us
     } else {
       for (let e = 0; e < hd; e++) {
         let s: f32 = 0;
-        for (let j = 0; j < nKeys; j++) s += load<f32>(V + <usize>j * sk + (<usize>e << 2));
+        for (let j = 0; j < nKeys; j++) s += load1(mode, V + <usize>j * sk, e0, e);
         store<f32>(o + (<usize>e << 2), s / <f32>nKeys);
       }
     }
   }
 }
 
+// One specialised copy of the tile per storage mode (the mode folds away inside each).
+function tile_f32(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
+  hd: i32, scale: f32, slope: f32, O: usize, so: usize, S: usize): void {
+  tile(KV_F32, Q, sq, R, pos0, K, V, sk, e0, valid, nKeys, hd, scale, slope, O, so, S);
+}
+function tile_f16(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
+  hd: i32, scale: f32, slope: f32, O: usize, so: usize, S: usize): void {
+  tile(KV_F16, Q, sq, R, pos0, K, V, sk, e0, valid, nKeys, hd, scale, slope, O, so, S);
+}
+function tile_q8(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
+  hd: i32, scale: f32, slope: f32, O: usize, so: usize, S: usize): void {
+  tile(KV_Q8, Q, sq, R, pos0, K, V, sk, e0, valid, nKeys, hd, scale, slope, O, so, S);
+}
+
 /**
  * Attention of nq consecutive query rows of one head (row i at position pos0 + i) against the
- * first nKeys cached keys/values of its K/V head.
- *   Q, ldq: query rows (f32, leading dimension in elements); K, V: keys/values, one row of hd
- *   f32 per position (leading dimension ldk elements); valid: one byte per position (1 = real
- *   token); O, ldo: output rows; S: per-thread scratch of (4·32 + 4·hd) f32.
+ * first nKeys cached keys/values of its K/V head, stored as `mode` (0 f32, 1 fp16, 2 q8_0).
+ *   Q, ldq: query rows (f32, leading dimension in elements); K, V: the head's row of position 0
+ *   (for q8_0: its first block, the head starting e0 values into it); sk: bytes from one
+ *   position's row to the next; valid: one byte per position (1 = real token); O, ldo: output
+ *   rows; S: per-thread scratch of (4·32 + 4·hd) f32.
+ */
+export function attention_kv(mode: i32, Q: usize, ldq: i32, nq: i32, pos0: i32, K: usize, V: usize, sk: i32, e0: i32, valid: usize,
+  nKeys: i32, hd: i32, scale: f32, slope: f32, O: usize, ldo: i32, S: usize): void {
+  const sq = <usize>ldq << 2, so = <usize>ldo << 2, skb = <usize>sk;
+  for (let i = 0; i < nq; i += 4) {
+    const R = min(4, nq - i), Qi = Q + <usize>i * sq, Oi = O + <usize>i * so;
+    if (mode == KV_F16) tile_f16(Qi, sq, R, pos0 + i, K, V, skb, e0, valid, nKeys, hd, scale, slope, Oi, so, S);
+    else if (mode == KV_Q8) tile_q8(Qi, sq, R, pos0 + i, K, V, skb, e0, valid, nKeys, hd, scale, slope, Oi, so, S);
+    else tile_f32(Qi, sq, R, pos0 + i, K, V, skb, 0, valid, nKeys, hd, scale, slope, Oi, so, S);
+  }
+}
+
+/**
+ * attention_kv for f32 rows with a leading dimension ldk in elements (K, V: [position][ldk]).
  */
 export function attention(Q: usize, ldq: i32, nq: i32, pos0: i32, K: usize, V: usize, ldk: i32, valid: usize,
   nKeys: i32, hd: i32, scale: f32, slope: f32, O: usize, ldo: i32, S: usize): void {
-  const sq = <usize>ldq << 2, so = <usize>ldo << 2, sk = <usize>ldk << 2;
-  for (let i = 0; i < nq; i += 4) {
-    tile(Q + <usize>i * sq, sq, min(4, nq - i), pos0 + i, K, V, sk, valid, nKeys, hd, scale, slope, O + <usize>i * so, so, S);
-  }
+  attention_kv(KV_F32, Q, ldq, nq, pos0, K, V, ldk << 2, 0, valid, nKeys, hd, scale, slope, O, ldo, S);
 }
 
 /**
  * Rounds n values in place through a KV storage type, as the reference backend's cache does:
  * mode 1 = fp16 (nearest even); mode 2 = q8_0 blocks of 32 along the row (the last one may be
  * shorter): d = amax/127, q = round(x/d) (ties up), value = q·fp16(d), in f64 like the reference.
+ * The backend stores the types themselves (store_kv); this gives the values they widen to.
  */
 export function round_kv(p: usize, n: i32, mode: i32): void {
   if (mode == 1) {
@@ -201,15 +345,60 @@ export function round_kv(p: usize, n: i32, mode: i32): void {
   }
 }
 
+/** Bytes of one stored segment of n values (see layout.ts kvGeometry). */
+// @ts-ignore: decorator
+@inline function seg_bytes(mode: i32, n: i32): usize {
+  return mode == KV_F32 ? <usize>n << 2 : mode == KV_F16 ? <usize>n << 1 : <usize>((n + 31) >> 5) * 34;
+}
+
 /**
- * Writes the keys and values of one token into a cache laid out [kvHeads][capacity][hd] f32:
- * K[g][pos] = k[g·hd ..], V[g][pos] = v[g·hd ..].
+ * Stores one position's row of n values (f32 at src) into a cache part C laid out
+ * [n / seg segments][cap positions][segment of seg values as `mode`]: f32 copied, fp16 rounded
+ * to nearest even, q8_0 quantized in blocks of 32 along the segment (the last one may be
+ * shorter: its unused quants are 0) exactly as round_kv rounds them.
  */
-export function store_kv(k: usize, v: usize, kvH: i32, hd: i32, Kc: usize, Vc: usize, cap: i32, pos: i32): void {
-  const hb = <usize>hd << 2;
-  for (let g = 0; g < kvH; g++) {
-    const off = (<usize>g * <usize>cap + <usize>pos) * hb;
-    memory.copy(Kc + off, k + <usize>g * hb, hb);
-    memory.copy(Vc + off, v + <usize>g * hb, hb);
+export function store_kv_row(src: usize, n: i32, seg: i32, mode: i32, C: usize, cap: i32, pos: i32): void {
+  const sb = seg_bytes(mode, seg);
+  for (let s = 0, o = 0; o < n; s++, o += seg) {
+    const dst = C + (<usize>s * <usize>cap + <usize>pos) * sb;
+    const x = src + (<usize>o << 2);
+    if (mode == KV_F32) {
+      memory.copy(dst, x, <usize>seg << 2);
+    } else if (mode == KV_F16) {
+      for (let i = 0; i < seg; i++) store<u16>(dst + (<usize>i << 1), <u16>f32_to_f16(load<f32>(x + (<usize>i << 2))));
+    } else {
+      for (let b = 0; b < seg; b += 32) {
+        const e = min(b + 32, seg);
+        const blk = dst + <usize>(b >> 5) * 34;
+        let amax: f64 = 0;
+        for (let i = b; i < e; i++) amax = max(amax, Math.abs(<f64>load<f32>(x + (<usize>i << 2))));
+        const d = amax / 127;
+        const id = d != 0 ? 1 / d : 0;
+        store<u16>(blk, <u16>f32_to_f16(<f32>d));
+        for (let i = b; i < e; i++) {
+          store<i8>(blk + 2 + <usize>(i - b), <i8>Math.floor(<f64>load<f32>(x + (<usize>i << 2)) * id + 0.5));
+        }
+        // a short last block: unused quants 0 (as if padded with zeros), so equal rows store equal bytes
+        if (e - b < 32) memory.fill(blk + 2 + <usize>(e - b), 0, <usize>(32 - (e - b)));
+      }
+    }
   }
+}
+
+/** Reads one position's row of n values from a cache part (layout of store_kv_row) as f32 into dst. */
+export function load_kv_row(C: usize, n: i32, seg: i32, mode: i32, cap: i32, pos: i32, dst: usize): void {
+  const sb = seg_bytes(mode, seg);
+  for (let s = 0, o = 0; o < n; s++, o += seg) {
+    const row = C + (<usize>s * <usize>cap + <usize>pos) * sb;
+    const y = dst + (<usize>o << 2);
+    if (mode == KV_F32) memory.copy(y, row, <usize>seg << 2);
+    else if (mode == KV_F16) for (let i = 0; i < seg; i++) store<f32>(y + (<usize>i << 2), load1(KV_F16, row, 0, i));
+    else for (let i = 0; i < seg; i++) store<f32>(y + (<usize>i << 2), load1(KV_Q8, row, 0, i));
+  }
+}
+
+/** Writes the keys and values of one token (rows of n f32 at k and v) into a layer's K and V parts. */
+export function store_kv(k: usize, v: usize, n: i32, seg: i32, mode: i32, Kc: usize, Vc: usize, cap: i32, pos: i32): void {
+  store_kv_row(k, n, seg, mode, Kc, cap, pos);
+  store_kv_row(v, n, seg, mode, Vc, cap, pos);
 }

@@ -11,9 +11,14 @@
 // Weights are unsigned 4/5/6-bit values (q6_K's -32 is folded into the activation sums), the
 // 7-bit operand of the relaxed-SIMD dot product (pmaddubsw); the plain-SIMD build widens to i16.
 // Sub-block scales are applied with pmaddwd on the i16 partial sums, so a super-block needs one
-// i32x4 accumulator.
+// i32x4 accumulator per activation row.
+//
+// Tiles: 1 weight row × 4 activation rows (prefill, batched decode; tails of 2-3 rows), each
+// weight super-block unpacked once (quants, scales and mins) and applied to every row; lanes of
+// the f32 results are rows. One activation row (decode) inlines four blocks per iteration, lanes
+// = blocks mod 4. Both compute the same f32 operations per block and join the per-row sums in the
+// same order, so a row's bits do not depend on the tile or on how rows are split over threads.
 import { C_NIBBLE_MASK, f16_at } from './tables';
-import { hsum_f32 } from './math';
 
 export const Q8K_BYTES: usize = 368;
 const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
@@ -80,141 +85,338 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
   return j < 4 ? <i32>load<u8>(q + j + 4) & 63 : (<i32>load<u8>(q + j + 4) >> 4) | ((<i32>load<u8>(q + j) >> 6) << 4);
 }
 
-/** One q4_K (five = false) or q5_K super-block · one q8_K record: d_w·d_x·sumi - dmin·d_x·summ. */
+/**
+ * All eight 6-bit scales and mins of a q4_K / q5_K block (the 12 bytes at q) at once, as
+ * get_scale_min_k4 reads them: bytes 0-7 = scales, 8-15 = mins. Reads 16 bytes (the last 4 belong
+ * to the same block).
+ */
 // @ts-ignore: decorator
-@inline function block_k45(w: usize, x: usize, five: bool, m: v128): f32 {
-  const sc = w + 4;
-  const qs = w + (five ? 48 : 16);
-  let acc = i32x4.splat(0);
-  let qh0 = i32x4.splat(0), qh1 = i32x4.splat(0);
+@inline function scales_mins_k4(q: usize): v128 {
+  const s = v128.load(q);
+  // low bits: scales 0-3 = s[0..3] & 63, scales 4-7 = s[8..11] & 15, mins 0-3 = s[4..7] & 63, mins 4-7 = s[8..11] >> 4
+  const lo = v128.shuffle<u8>(s, i16x8.shr_u(s, 4), 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 24, 25, 26, 27);
+  // bits 4-5 of scales / mins 4-7: the top two bits of s[0..3] / s[4..7]
+  const hi = v128.shuffle<u8>(s, s, 0, 1, 2, 3, 0, 1, 2, 3, 4, 5, 6, 7, 4, 5, 6, 7);
+  return v128.or(v128.and(lo, i8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 15, 15, 15, 15)),
+    v128.and(i16x8.shr_u(hi, 2), i8x16(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48)));
+}
+
+/** i16 lanes 0, 1 of v spread over all lanes (the scales of the current pair of sub-blocks). */
+// @ts-ignore: decorator
+@inline function lane0(v: v128): v128 { return v128.shuffle<u16>(v, v, 0, 0, 0, 0, 0, 0, 0, 0); }
+// @ts-ignore: decorator
+@inline function lane1(v: v128): v128 { return v128.shuffle<u16>(v, v, 1, 1, 1, 1, 1, 1, 1, 1); }
+/** i16 lanes moved down by two (the next pair of scales into lanes 0, 1). */
+// @ts-ignore: decorator
+@inline function next2(v: v128): v128 { return v128.shuffle<u16>(v, v, 2, 3, 4, 5, 6, 7, 0, 1); }
+
+/**
+ * One row's share of a 32+32-value step: 64 unsigned weights (lo/hi vectors of two sub-blocks,
+ * scales sl / sh in i16 lanes) times the activations at xp, scaled, in i32 lanes.
+ */
+// @ts-ignore: decorator
+@inline function step64(a0: v128, a1: v128, b0: v128, b1: v128, xp: usize, sa: v128, sb: v128): v128 {
+  const pa = i16x8.add(udot16(a0, v128.load(xp)), udot16(a1, v128.load(xp, 16)));
+  const pb = i16x8.add(udot16(b0, v128.load(xp, 32)), udot16(b1, v128.load(xp, 48)));
+  return i32x4.add(i32x4.dot_i16x8_s(pa, sa), i32x4.dot_i16x8_s(pb, sb));
+}
+
+/** One row's share of a 16+16-value step (q6_K: a scale per 16 values). */
+// @ts-ignore: decorator
+@inline function step32(a: v128, b: v128, xp: usize, sa: v128, sb: v128): v128 {
+  return i32x4.add(i32x4.dot_i16x8_s(udot16(a, v128.load(xp)), sa), i32x4.dot_i16x8_s(udot16(b, v128.load(xp, 16)), sb));
+}
+
+/** [Σa, Σb, Σc, Σd] of four i32x4. */
+// @ts-ignore: decorator
+@inline function tsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+  const ab = i32x4.add(v128.shuffle<u32>(a, b, 0, 4, 1, 5), v128.shuffle<u32>(a, b, 2, 6, 3, 7));
+  const cd = i32x4.add(v128.shuffle<u32>(c, d, 0, 4, 1, 5), v128.shuffle<u32>(c, d, 2, 6, 3, 7));
+  return i32x4.add(v128.shuffle<u64>(ab, cd, 0, 2), v128.shuffle<u64>(ab, cd, 1, 3));
+}
+
+/** d_x of rows 0..R-1 (record of row t at x + t·xs) in lanes 0..R-1 (other lanes: row 0's). */
+// @ts-ignore: decorator
+@inline function dx_rows(x: usize, xs: usize, R: i32): v128 {
+  let v = f32x4.splat(load<f32>(x + OFF_D));
+  if (R > 1) v = f32x4.replace_lane(v, 1, load<f32>(x + xs + OFF_D));
+  if (R > 2) v = f32x4.replace_lane(v, 2, load<f32>(x + 2 * xs + OFF_D));
+  if (R > 3) v = f32x4.replace_lane(v, 3, load<f32>(x + 3 * xs + OFF_D));
+  return v;
+}
+
+/** Σ_j min_j·bsums32_j of the q8_K record at x, in i32 lanes (mins in i16 lanes 0-7). */
+// @ts-ignore: decorator
+@inline function mins_dot(mins: v128, x: usize): v128 {
+  return i32x4.dot_i16x8_s(mins, i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16)));
+}
+
+/**
+ * One q4_K (five = false) or q5_K super-block at w times the q8_K records of R activation rows
+ * (row t at x + t·xs): d_w·d_x·sumi - dmin_w·d_x·summ per row, in f32 lanes 0..R-1 — the same f32
+ * operations, in the same order, for every R.
+ */
+// @ts-ignore: decorator
+@inline function block45(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
+  const sm = scales_mins_k4(w + 4);
+  let scv = i16x8.extend_low_i8x16_u(sm);
+  const z = i32x4.splat(0);
+  let c0 = z, c1 = z, c2 = z, c3 = z;
+  let qs = w + (five ? 48 : 16), xp = x;
+  let qh0 = z, qh1 = z;
+  const b16 = i8x16.sub(m, i8x16.eq(m, m)); // 0x10 bytes, from the register holding 0x0F
   if (five) { qh0 = v128.load(w, 16); qh1 = v128.load(w, 32); }
   for (let j = 0; j < 4; j++) {
-    const v0 = v128.load(qs + (<usize>j << 5)), v1 = v128.load(qs + (<usize>j << 5), 16);
+    const v0 = v128.load(qs), v1 = v128.load(qs, 16);
     let l0 = v128.and(v0, m), l1 = v128.and(v1, m);
     let h0 = v128.and(i16x8.shr_u(v0, 4), m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
     if (five) {
-      // bit 2j of qh → +16 for the low nibbles, bit 2j+1 → +16 for the high ones
-      const b16 = i8x16.splat(16);
-      const s0 = 4 - 2 * j, s1 = 3 - 2 * j;
-      l0 = v128.or(l0, v128.and(s0 >= 0 ? i16x8.shl(qh0, s0) : i16x8.shr_u(qh0, -s0), b16));
-      l1 = v128.or(l1, v128.and(s0 >= 0 ? i16x8.shl(qh1, s0) : i16x8.shr_u(qh1, -s0), b16));
-      h0 = v128.or(h0, v128.and(s1 >= 0 ? i16x8.shl(qh0, s1) : i16x8.shr_u(qh0, -s1), b16));
-      h1 = v128.or(h1, v128.and(s1 >= 0 ? i16x8.shl(qh1, s1) : i16x8.shr_u(qh1, -s1), b16));
+      // bit 2j of qh → +16 for the low nibbles, bit 2j+1 → +16 for the high ones (qh shifted by 2 per j)
+      l0 = v128.or(l0, v128.and(i16x8.shl(qh0, 4), b16));
+      l1 = v128.or(l1, v128.and(i16x8.shl(qh1, 4), b16));
+      h0 = v128.or(h0, v128.and(i16x8.shl(qh0, 3), b16));
+      h1 = v128.or(h1, v128.and(i16x8.shl(qh1, 3), b16));
+      qh0 = i16x8.shr_u(qh0, 2); qh1 = i16x8.shr_u(qh1, 2);
     }
-    const xp = x + (<usize>j << 6);
-    const pl = i16x8.add(udot16(l0, v128.load(xp)), udot16(l1, v128.load(xp, 16)));
-    const ph = i16x8.add(udot16(h0, v128.load(xp, 32)), udot16(h1, v128.load(xp, 48)));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(pl, i16x8.splat(<i16>scale_k4(2 * j, sc))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(ph, i16x8.splat(<i16>scale_k4(2 * j + 1, sc))));
+    const sa = lane0(scv), sb = lane1(scv);
+    c0 = i32x4.add(c0, step64(l0, l1, h0, h1, xp, sa, sb));
+    if (R > 1) c1 = i32x4.add(c1, step64(l0, l1, h0, h1, xp + xs, sa, sb));
+    if (R > 2) c2 = i32x4.add(c2, step64(l0, l1, h0, h1, xp + 2 * xs, sa, sb));
+    if (R > 3) c3 = i32x4.add(c3, step64(l0, l1, h0, h1, xp + 3 * xs, sa, sb));
+    scv = next2(scv);
+    qs += 32; xp += 64;
   }
-  acc = i32x4.add(acc, v128.shuffle<u32>(acc, acc, 2, 3, 0, 1));
-  const sumi = i32x4.extract_lane(acc, 0) + i32x4.extract_lane(acc, 1);
-  let summ = 0;
-  for (let j = 0; j < 8; j++) summ += min_k4(j, sc) * load<i32>(x + OFF_B32 + (<usize>j << 2));
-  const dx = load<f32>(x + OFF_D);
-  return (f16_at(w) * dx) * <f32>sumi - (f16_at(w + 2) * dx) * <f32>summ;
+  const sumi = tsum4(c0, c1, c2, c3);
+  const mins = i16x8.extend_high_i8x16_u(sm);
+  const summ = tsum4(mins_dot(mins, x), R > 1 ? mins_dot(mins, x + xs) : z, R > 2 ? mins_dot(mins, x + 2 * xs) : z, R > 3 ? mins_dot(mins, x + 3 * xs) : z);
+  const dx = dx_rows(x, xs, R);
+  return f32x4.sub(f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w)), dx), f32x4.convert_i32x4_s(sumi)),
+    f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w + 2)), dx), f32x4.convert_i32x4_s(summ)));
 }
 
-/** One q6_K super-block · one q8_K record: d_w·d_x·Σ_k sc_k·(Σ q·x - 32·bsums_k). */
+/** Σ_k sc_k·bsums16_k of the q8_K record at x (scales of the two halves in i16 lanes). */
 // @ts-ignore: decorator
-@inline function block_k6(w: usize, x: usize, m: v128): f32 {
-  let acc = i32x4.splat(0);
-  const m30 = i8x16.splat(0x30);
-  let corr = i32x4.splat(0);
+@inline function q6_corr(s0: v128, s1: v128, x: usize): v128 {
+  const b = x + OFF_B16;
+  return i32x4.add(i32x4.dot_i16x8_s(s0, i16x8.narrow_i32x4_s(v128.load(b), v128.load(b, 16))),
+    i32x4.dot_i16x8_s(s1, i16x8.narrow_i32x4_s(v128.load(b, 32), v128.load(b, 48))));
+}
+
+/**
+ * 16 q6_K weights (0..63) of quarter q (0..3) of a half: nibble q >> 1 of the ql bytes l, bits
+ * 2q, 2q+1 of the qh bytes h.
+ */
+// @ts-ignore: decorator
+@inline function g6(l: v128, h: v128, q: i32, m: v128, m30: v128): v128 {
+  const lo = q < 2 ? v128.and(l, m) : v128.and(i16x8.shr_u(l, 4), m);
+  const hi = q == 0 ? i16x8.shl(h, 4) : q == 1 ? i16x8.shl(h, 2) : q == 2 ? h : i16x8.shr_u(h, 2);
+  return v128.or(lo, v128.and(hi, m30));
+}
+
+/**
+ * One q6_K super-block at w times R activation rows: d_w·d_x·Σ_k sc_k·(Σ q·x - 32·bsums_k), in
+ * f32 lanes 0..R-1 (weights 0..63; the -32 goes through the activations' block sums). Per
+ * quarter (32 values), the two groups are unpacked once (from L1: reloading beats keeping eight
+ * unpacked vectors live next to four accumulators) and applied to every row.
+ */
+// @ts-ignore: decorator
+@inline function block6(w: usize, x: usize, xs: usize, R: i32, m: v128): v128 {
+  const z = i32x4.splat(0);
+  let c0 = z, c1 = z, c2 = z, c3 = z;
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4); // 0x30 bytes, from the register holding 0x0F
+  let xp = x;
   for (let n = 0; n < 2; n++) {
     const ql = w + (<usize>n << 6), qh = w + 128 + (<usize>n << 5), sc = w + 192 + (<usize>n << 3);
-    const xp = x + (<usize>n << 7);
-    const l0 = v128.load(ql), l1 = v128.load(ql, 16), l2 = v128.load(ql, 32), l3 = v128.load(ql, 48);
-    const h0 = v128.load(qh), h1 = v128.load(qh, 16);
-    // groups of 16 elements in order: (q1: l 0-15, 16-31), (q2), (q3), (q4); scale sc[group]
-    const g0 = v128.or(v128.and(l0, m), v128.and(i16x8.shl(h0, 4), m30));
-    const g1 = v128.or(v128.and(l1, m), v128.and(i16x8.shl(h1, 4), m30));
-    const g2 = v128.or(v128.and(l2, m), v128.and(i16x8.shl(h0, 2), m30));
-    const g3 = v128.or(v128.and(l3, m), v128.and(i16x8.shl(h1, 2), m30));
-    const g4 = v128.or(v128.and(i16x8.shr_u(l0, 4), m), v128.and(h0, m30));
-    const g5 = v128.or(v128.and(i16x8.shr_u(l1, 4), m), v128.and(h1, m30));
-    const g6 = v128.or(v128.and(i16x8.shr_u(l2, 4), m), v128.and(i16x8.shr_u(h0, 2), m30));
-    const g7 = v128.or(v128.and(i16x8.shr_u(l3, 4), m), v128.and(i16x8.shr_u(h1, 2), m30));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g0, v128.load(xp)), i16x8.splat(<i16>load<i8>(sc))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g1, v128.load(xp, 16)), i16x8.splat(<i16>load<i8>(sc, 1))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g2, v128.load(xp, 32)), i16x8.splat(<i16>load<i8>(sc, 2))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g3, v128.load(xp, 48)), i16x8.splat(<i16>load<i8>(sc, 3))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g4, v128.load(xp, 64)), i16x8.splat(<i16>load<i8>(sc, 4))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g5, v128.load(xp, 80)), i16x8.splat(<i16>load<i8>(sc, 5))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g6, v128.load(xp, 96)), i16x8.splat(<i16>load<i8>(sc, 6))));
-    acc = i32x4.add(acc, i32x4.dot_i16x8_s(udot16(g7, v128.load(xp, 112)), i16x8.splat(<i16>load<i8>(sc, 7))));
-    // Σ_k sc_k·bsums_k for this half (the -32 of every weight)
-    const s8 = v128.load64_zero(sc);
-    const s16 = i16x8.extend_low_i8x16_s(s8);
-    corr = i32x4.add(corr, i32x4.mul(i32x4.extend_low_i16x8_s(s16), v128.load(x + OFF_B16 + (<usize>n << 5))));
-    corr = i32x4.add(corr, i32x4.mul(i32x4.extend_high_i16x8_s(s16), v128.load(x + OFF_B16 + (<usize>n << 5), 16)));
+      { // quarter 0: groups 0, 1
+        const ga = g6(v128.load(ql + 0), v128.load(qh), 0, m, m30), gb = g6(v128.load(ql + 16), v128.load(qh, 16), 0, m, m30);
+        const sa = i16x8.splat(<i16>load<i8>(sc + 0)), sb = i16x8.splat(<i16>load<i8>(sc + 1));
+        const xq = xp + 0;
+        c0 = i32x4.add(c0, step32(ga, gb, xq, sa, sb));
+        if (R > 1) c1 = i32x4.add(c1, step32(ga, gb, xq + xs, sa, sb));
+        if (R > 2) c2 = i32x4.add(c2, step32(ga, gb, xq + 2 * xs, sa, sb));
+        if (R > 3) c3 = i32x4.add(c3, step32(ga, gb, xq + 3 * xs, sa, sb));
+      }
+      { // quarter 1: groups 2, 3
+        const ga = g6(v128.load(ql + 32), v128.load(qh), 1, m, m30), gb = g6(v128.load(ql + 48), v128.load(qh, 16), 1, m, m30);
+        const sa = i16x8.splat(<i16>load<i8>(sc + 2)), sb = i16x8.splat(<i16>load<i8>(sc + 3));
+        const xq = xp + 32;
+        c0 = i32x4.add(c0, step32(ga, gb, xq, sa, sb));
+        if (R > 1) c1 = i32x4.add(c1, step32(ga, gb, xq + xs, sa, sb));
+        if (R > 2) c2 = i32x4.add(c2, step32(ga, gb, xq + 2 * xs, sa, sb));
+        if (R > 3) c3 = i32x4.add(c3, step32(ga, gb, xq + 3 * xs, sa, sb));
+      }
+      { // quarter 2: groups 4, 5
+        const ga = g6(v128.load(ql + 0), v128.load(qh), 2, m, m30), gb = g6(v128.load(ql + 16), v128.load(qh, 16), 2, m, m30);
+        const sa = i16x8.splat(<i16>load<i8>(sc + 4)), sb = i16x8.splat(<i16>load<i8>(sc + 5));
+        const xq = xp + 64;
+        c0 = i32x4.add(c0, step32(ga, gb, xq, sa, sb));
+        if (R > 1) c1 = i32x4.add(c1, step32(ga, gb, xq + xs, sa, sb));
+        if (R > 2) c2 = i32x4.add(c2, step32(ga, gb, xq + 2 * xs, sa, sb));
+        if (R > 3) c3 = i32x4.add(c3, step32(ga, gb, xq + 3 * xs, sa, sb));
+      }
+      { // quarter 3: groups 6, 7
+        const ga = g6(v128.load(ql + 32), v128.load(qh), 3, m, m30), gb = g6(v128.load(ql + 48), v128.load(qh, 16), 3, m, m30);
+        const sa = i16x8.splat(<i16>load<i8>(sc + 6)), sb = i16x8.splat(<i16>load<i8>(sc + 7));
+        const xq = xp + 96;
+        c0 = i32x4.add(c0, step32(ga, gb, xq, sa, sb));
+        if (R > 1) c1 = i32x4.add(c1, step32(ga, gb, xq + xs, sa, sb));
+        if (R > 2) c2 = i32x4.add(c2, step32(ga, gb, xq + 2 * xs, sa, sb));
+        if (R > 3) c3 = i32x4.add(c3, step32(ga, gb, xq + 3 * xs, sa, sb));
+      }
+    xp += 128;
   }
-  acc = i32x4.sub(acc, i32x4.shl(corr, 5));
-  acc = i32x4.add(acc, v128.shuffle<u32>(acc, acc, 2, 3, 0, 1));
-  const sumi = i32x4.extract_lane(acc, 0) + i32x4.extract_lane(acc, 1);
-  return (f16_at(w + 208) * load<f32>(x + OFF_D)) * <f32>sumi;
+  const sc = v128.load(w + 192);
+  const s0 = i16x8.extend_low_i8x16_s(sc), s1 = i16x8.extend_high_i8x16_s(sc);
+  c0 = i32x4.sub(c0, i32x4.shl(q6_corr(s0, s1, x), 5));
+  if (R > 1) c1 = i32x4.sub(c1, i32x4.shl(q6_corr(s0, s1, x + xs), 5));
+  if (R > 2) c2 = i32x4.sub(c2, i32x4.shl(q6_corr(s0, s1, x + 2 * xs), 5));
+  if (R > 3) c3 = i32x4.sub(c3, i32x4.shl(q6_corr(s0, s1, x + 3 * xs), 5));
+  const sumi = tsum4(c0, c1, c2, c3);
+  return f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w + 208)), dx_rows(x, xs, R)), f32x4.convert_i32x4_s(sumi));
 }
+
+// One function per (type, rows): V8 allocates registers per function, and the tile loop's four
+// f32 accumulators stay out of the block's register budget.
+function b4k_2(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w, x, xs, false, 2, m); }
+function b4k_3(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w, x, xs, false, 3, m); }
+function b4k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w, x, xs, false, 4, m); }
+function b5k_2(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w, x, xs, true, 2, m); }
+function b5k_3(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w, x, xs, true, 3, m); }
+function b5k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w, x, xs, true, 4, m); }
+function b6k_2(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 2, m); }
+function b6k_3(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 3, m); }
+function b6k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 4, m); }
 
 // kind: 5 = q4_K, 6 = q5_K, 7 = q6_K (the host's type ids)
 // @ts-ignore: decorator
-@inline function row_dot(kind: i32, w: usize, x: usize, nb: i32, m: v128): f32 {
+@inline function block_rows(kind: i32, R: i32, w: usize, x: usize, xs: usize, m: v128): v128 {
+  if (kind == 5) return R == 2 ? b4k_2(w, x, xs, m) : R == 3 ? b4k_3(w, x, xs, m) : b4k_4(w, x, xs, m);
+  if (kind == 6) return R == 2 ? b5k_2(w, x, xs, m) : R == 3 ? b5k_3(w, x, xs, m) : b5k_4(w, x, xs, m);
+  return R == 2 ? b6k_2(w, x, xs, m) : R == 3 ? b6k_3(w, x, xs, m) : b6k_4(w, x, xs, m);
+}
+
+// @ts-ignore: decorator
+@inline function put(p: usize, v: f32, acc: i32): void {
+  store<f32>(p, acc ? load<f32>(p) + v : v);
+}
+
+/**
+ * One weight row (nb super-blocks at w) × R activation rows (records at x + t·xs) into
+ * y + t·sy. Per row, super-block values are summed in four chains (blocks mod 4), the chains
+ * pairwise ((0 + 2) + (1 + 3)), then the leftover blocks in order: lanes are rows, so every R
+ * (and every split of the rows) gives the same bits.
+ */
+// @ts-ignore: decorator
+@inline function tile(kind: i32, R: i32, w: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128): void {
   const bs: usize = kind == 5 ? 144 : kind == 6 ? 176 : 210;
-  // sum the super-blocks in 4 lanes (independent add chains), then the lanes
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    a0 = f32x4.add(a0, block_rows(kind, R, w, x, xs, m));
+    a1 = f32x4.add(a1, block_rows(kind, R, w + bs, x + Q8K_BYTES, xs, m));
+    a2 = f32x4.add(a2, block_rows(kind, R, w + 2 * bs, x + 2 * Q8K_BYTES, xs, m));
+    a3 = f32x4.add(a3, block_rows(kind, R, w + 3 * bs, x + 3 * Q8K_BYTES, xs, m));
+    w += 4 * bs;
+    x += 4 * Q8K_BYTES;
+  }
+  let s = f32x4.add(f32x4.add(a0, a2), f32x4.add(a1, a3));
+  for (; b < nb; b++) {
+    s = f32x4.add(s, block_rows(kind, R, w, x, xs, m));
+    w += bs;
+    x += Q8K_BYTES;
+  }
+  put(y, f32x4.extract_lane(s, 0), acc);
+  if (R > 1) put(y + sy, f32x4.extract_lane(s, 1), acc);
+  if (R > 2) put(y + 2 * sy, f32x4.extract_lane(s, 2), acc);
+  if (R > 3) put(y + 3 * sy, f32x4.extract_lane(s, 3), acc);
+}
+
+/** One super-block × one activation row, as a scalar (lane 0 of the R = 1 block functions). */
+// @ts-ignore: decorator
+@inline function block_one(kind: i32, w: usize, x: usize, m: v128): f32 {
+  if (kind == 7) return f32x4.extract_lane(block6(w, x, 0, 1, m), 0);
+  return f32x4.extract_lane(block45(w, x, 0, kind == 6, 1, m), 0);
+}
+
+/**
+ * One weight row × one activation row (decode): the blocks inlined four at a time, block b in
+ * lane b mod 4 — the same chains, joined in the same order, as tile() with R = 1.
+ */
+// @ts-ignore: decorator
+@inline function row_one(kind: i32, w: usize, x: usize, nb: i32, y: usize, acc: i32, m: v128): void {
+  const bs: usize = kind == 5 ? 144 : kind == 6 ? 176 : 210;
   let a = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    let v: v128;
-    if (kind == 7) {
-      v = f32x4.splat(block_k6(w, x, m));
-      v = f32x4.replace_lane(v, 1, block_k6(w + bs, x + Q8K_BYTES, m));
-      v = f32x4.replace_lane(v, 2, block_k6(w + 2 * bs, x + 2 * Q8K_BYTES, m));
-      v = f32x4.replace_lane(v, 3, block_k6(w + 3 * bs, x + 3 * Q8K_BYTES, m));
-    } else {
-      const five = kind == 6;
-      v = f32x4.splat(block_k45(w, x, five, m));
-      v = f32x4.replace_lane(v, 1, block_k45(w + bs, x + Q8K_BYTES, five, m));
-      v = f32x4.replace_lane(v, 2, block_k45(w + 2 * bs, x + 2 * Q8K_BYTES, five, m));
-      v = f32x4.replace_lane(v, 3, block_k45(w + 3 * bs, x + 3 * Q8K_BYTES, five, m));
-    }
+    let v = f32x4.splat(block_one(kind, w, x, m));
+    v = f32x4.replace_lane(v, 1, block_one(kind, w + bs, x + Q8K_BYTES, m));
+    v = f32x4.replace_lane(v, 2, block_one(kind, w + 2 * bs, x + 2 * Q8K_BYTES, m));
+    v = f32x4.replace_lane(v, 3, block_one(kind, w + 3 * bs, x + 3 * Q8K_BYTES, m));
     a = f32x4.add(a, v);
     w += 4 * bs;
     x += 4 * Q8K_BYTES;
   }
-  let s = hsum_f32(a);
+  const t = f32x4.add(a, v128.shuffle<u32>(a, a, 2, 3, 0, 1));
+  let s = f32x4.extract_lane(t, 0) + f32x4.extract_lane(t, 1);
   for (; b < nb; b++) {
-    s += kind == 7 ? block_k6(w, x, m) : block_k45(w, x, kind == 6, m);
+    s += block_one(kind, w, x, m);
     w += bs;
     x += Q8K_BYTES;
   }
-  return s;
+  put(y, s, acc);
 }
 
-function row_q4k(w: usize, x: usize, nb: i32, m: v128): f32 { return row_dot(5, w, x, nb, m); }
-function row_q5k(w: usize, x: usize, nb: i32, m: v128): f32 { return row_dot(6, w, x, nb, m); }
-function row_q6k(w: usize, x: usize, nb: i32, m: v128): f32 { return row_dot(7, w, x, nb, m); }
+/** Weight rows [n0, n1) (row n at W + n·rowBytes) × R activation rows. */
+// @ts-ignore: decorator
+@inline function tiles(kind: i32, R: i32, W: usize, rowBytes: usize, n0: i32, n1: i32, x: usize, xs: usize, nb: i32, yr: usize, sy: usize, acc: i32, m: v128): void {
+  if (R == 1) {
+    for (let n = n0; n < n1; n++) row_one(kind, W + <usize>n * rowBytes, x, nb, yr + (<usize>n << 2), acc, m);
+  } else {
+    for (let n = n0; n < n1; n++) tile(kind, R, W + <usize>n * rowBytes, x, xs, nb, yr + (<usize>n << 2), sy, acc, m);
+  }
+}
+
+function tiles_q4k(R: i32, W: usize, rb: usize, n0: i32, n1: i32, x: usize, xs: usize, nb: i32, yr: usize, sy: usize, acc: i32, m: v128): void {
+  if (R == 4) tiles(5, 4, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else if (R == 3) tiles(5, 3, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else if (R == 2) tiles(5, 2, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else tiles(5, 1, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+}
+function tiles_q5k(R: i32, W: usize, rb: usize, n0: i32, n1: i32, x: usize, xs: usize, nb: i32, yr: usize, sy: usize, acc: i32, m: v128): void {
+  if (R == 4) tiles(6, 4, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else if (R == 3) tiles(6, 3, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else if (R == 2) tiles(6, 2, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else tiles(6, 1, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+}
+function tiles_q6k(R: i32, W: usize, rb: usize, n0: i32, n1: i32, x: usize, xs: usize, nb: i32, yr: usize, sy: usize, acc: i32, m: v128): void {
+  if (R == 4) tiles(7, 4, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else if (R == 3) tiles(7, 3, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else if (R == 2) tiles(7, 2, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+  else tiles(7, 1, W, rb, n0, n1, x, xs, nb, yr, sy, acc, m);
+}
 
 /**
  * k-quant weights W (kind 5 q4_K, 6 q5_K, 7 q6_K; N rows of K/256 super-blocks) times the q8_K
  * activations at A (M rows): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y).
+ * Each weight super-block is unpacked once for 4 activation rows (tails of 1-3 rows get their
+ * own tiles); a row's result has the same bits whatever tile computes it.
  */
 export function gemm_k(kind: i32, A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
   const nb = K >> 8;
   const bs: usize = kind == 5 ? 144 : kind == 6 ? 176 : 210;
-  const rowBytes = <usize>nb * bs, xrow = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
+  const rowBytes = <usize>nb * bs, xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
   const m = v128.load(C_NIBBLE_MASK);
   // ~96 KiB of weight rows stay in L2 while every activation row passes over them
   let rb = <i32>(<usize>98304 / rowBytes);
   if (rb < 1) rb = 1;
   for (let r0 = n0; r0 < n1; r0 += rb) {
     const r1 = min(r0 + rb, n1);
-    for (let t = 0; t < M; t++) {
-      const x = A + <usize>t * xrow, yr = Y + <usize>t * sy;
-      for (let n = r0; n < r1; n++) {
-        const w = W + <usize>n * rowBytes;
-        const v = kind == 5 ? row_q4k(w, x, nb, m) : kind == 6 ? row_q5k(w, x, nb, m) : row_q6k(w, x, nb, m);
-        const yp = yr + (<usize>n << 2);
-        store<f32>(yp, acc ? load<f32>(yp) + v : v);
-      }
+    for (let t = 0; t < M; t += 4) {
+      const R = min(4, M - t);
+      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
+      if (kind == 5) tiles_q4k(R, W, rowBytes, r0, r1, x, xs, nb, yr, sy, acc, m);
+      else if (kind == 6) tiles_q5k(R, W, rowBytes, r0, r1, x, xs, nb, yr, sy, acc, m);
+      else tiles_q6k(R, W, rowBytes, r0, r1, x, xs, nb, yr, sy, acc, m);
     }
   }
 }

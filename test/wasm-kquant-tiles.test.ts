@@ -1,0 +1,130 @@
+// The k-quant products (gemm_k: q4_K, q5_K, q6_K weights × q8_K activations) for every number of
+// activation rows: the multi-row tiles (4 rows, tails of 1-3) must give llama.cpp's arithmetic
+// (ggml-quants' QuantMatrix: exact integer sums, the same f32 factors per super-block) and the
+// same bits as one row at a time, whatever the split of the weight rows.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { QuantMatrix, quantize } from '../src/formats/ggml-quants.js';
+import { f32ToF16 } from '../src/formats/dtypes.js';
+import { Heap, rand } from './helpers/wasm-heap.js';
+
+const KINDS = { q4_k: 5, q5_k: 6, q6_k: 7 } as const;
+const BLOCK_BYTES = { q4_k: 144, q5_k: 176, q6_k: 210 } as const;
+const Q8K_BYTES = 368;
+type KDtype = keyof typeof KINDS;
+
+/**
+ * N×K weights: the first rows from ggml's quantizer (realistic scales), the rest random bytes
+ * (every bit pattern of quants, 6-bit scales / mins and q5_K high bits) with sane fp16 factors.
+ */
+function weights(dtype: KDtype, N: number, K: number, seed: number): Uint8Array {
+  const bs = BLOCK_BYTES[dtype], nb = K / 256;
+  const half = Math.ceil(N / 2);
+  const out = new Uint8Array(N * nb * bs);
+  out.set(quantize(dtype, rand(half * K, seed, 0.7)));
+  const noise = rand(N * nb * bs, seed + 1);
+  const dv = new DataView(out.buffer);
+  for (let i = half * nb * bs; i < out.length; i++) out[i] = Math.floor((noise[i]! + 1) * 128) & 255;
+  for (let b = half * nb; b < N * nb; b++) {
+    const o = b * bs;
+    if (dtype === 'q6_k') {
+      dv.setUint16(o + 208, f32ToF16(0.002 + 0.001 * (b % 3)), true);
+    } else {
+      dv.setUint16(o, f32ToF16(0.004 + 0.001 * (b % 5)), true);
+      dv.setUint16(o + 2, f32ToF16(0.003 + 0.0005 * (b % 7)), true);
+    }
+  }
+  return out;
+}
+
+/**
+ * y[m][n] in the kernel's summation order, from llama.cpp's per-super-block values (QuantMatrix
+ * on one super-block): four f32 chains over blocks mod 4, joined ((0 + 2) + (1 + 3)), then the
+ * leftover blocks in order.
+ */
+function blockwiseRef(dtype: KDtype, w: Uint8Array, x: Float32Array, M: number, N: number, K: number): Float32Array {
+  const nb = K / 256, bs = BLOCK_BYTES[dtype], f = Math.fround;
+  const y = new Float32Array(M * N);
+  for (let n = 0; n < N; n++) {
+    for (let m = 0; m < M; m++) {
+      const v: number[] = [];
+      for (let b = 0; b < nb; b++) {
+        const qm = new QuantMatrix(dtype, w.subarray((n * nb + b) * bs, (n * nb + b + 1) * bs), 1, 256);
+        v.push(qm.dotRow(0, qm.prepare(x.subarray(m * K + b * 256, m * K + b * 256 + 256))));
+      }
+      const a = [0, 0, 0, 0];
+      let b = 0;
+      for (; b + 4 <= nb; b += 4) for (let j = 0; j < 4; j++) a[j] = f(a[j]! + v[b + j]!);
+      let s = f(f(a[0]! + a[2]!) + f(a[1]! + a[3]!));
+      for (; b < nb; b++) s = f(s + v[b]!);
+      y[m * N + n] = s;
+    }
+  }
+  return y;
+}
+
+function sameBits(a: Float32Array, b: Float32Array, what: string): void {
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) assert.fail(`${what}: [${i}] ${a[i]} vs ${b[i]}`);
+}
+
+for (const variant of ['shared', 'shared-base'] as const) {
+  test(`gemm_k tiles of 1-9 activation rows equal llama.cpp arithmetic and the one-row results (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
+    const h = new Heap(variant);
+    for (const dtype of ['q4_k', 'q5_k', 'q6_k'] as const) {
+      const kind = KINDS[dtype];
+      for (const [nb, N] of [[1, 7], [2, 13], [3, 6], [5, 5]] as const) {
+        const K = 256 * nb;
+        const w = weights(dtype, N, K, 1000 * nb + N + kind);
+        const pw = h.putU8(w);
+        const Mmax = 9;
+        const x = rand(Mmax * K, 31 * nb + kind, 2);
+        x.fill(0, 2 * K + (nb - 1) * 256, 2 * K + nb * 256); // an all-zero super-block (d = 0) in row 2
+        x[5 * K + 3] = 40; // an outlier: most quants of that block round to small values
+        const px = h.putF32(x), pa = h.alloc(Mmax * nb * Q8K_BYTES);
+        h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
+        const qm = new QuantMatrix(dtype, w, N, K);
+        const ref = blockwiseRef(dtype, w, x, Mmax, N, K);
+        // one row at a time: the reference tile every multi-row result must reproduce bit for bit
+        const one = new Float32Array(Mmax * N);
+        const p1 = h.alloc(N * 4);
+        for (let m = 0; m < Mmax; m++) {
+          h.k.gemm_k(kind, pa + m * nb * Q8K_BYTES, pw, p1, N, 1, 0, N, K, 0);
+          one.set(h.f32(p1, N), m * N);
+        }
+        const tag = `${dtype} K=${K} N=${N}`;
+        sameBits(one, ref, `${tag} one row vs llama.cpp's super-block values`);
+        for (let m = 0; m < Mmax; m++) {
+          const r = qm.matvec(x.subarray(m * K, (m + 1) * K)); // float64 sums of the same block values
+          for (let n = 0; n < N; n++) {
+            const i = m * N + n;
+            assert.ok(Math.abs(one[i]! - r[n]!) <= 1e-6 * (1 + Math.abs(r[n]!)), `${tag} [${m},${n}] ${one[i]} vs ${r[n]}`);
+          }
+        }
+        for (let M = 1; M <= Mmax; M++) {
+          const py = h.alloc(M * N * 4);
+          h.k.gemm_k(kind, pa, pw, py, N, M, 0, N, K, 0);
+          sameBits(h.f32(py, M * N), one.subarray(0, M * N), `${tag} M=${M}`);
+          // accumulate, with the weight rows split in two calls at an odd place
+          const base = rand(M * N, 7 * M + nb);
+          h.f32(py, M * N).set(base);
+          const cut = Math.floor(N / 2) + 1;
+          h.k.gemm_k(kind, pa, pw, py, N, M, cut, N, K, 1);
+          h.k.gemm_k(kind, pa, pw, py, N, M, 0, cut, K, 1);
+          sameBits(h.f32(py, M * N), base.map((b, i) => Math.fround(b + one[i]!)), `${tag} M=${M} accumulate`);
+        }
+        // rows of Y wider than N (ldy > N), starting at a row in the middle of the activations
+        const ldy = N + 3, M = 6, py = h.alloc(M * ldy * 4);
+        h.f32(py, M * ldy).fill(-1);
+        h.k.gemm_k(kind, pa + 2 * nb * Q8K_BYTES, pw, py, ldy, M, 1, N, K, 0);
+        const y = h.f32(py, M * ldy);
+        for (let m = 0; m < M; m++) {
+          for (let n = 0; n < ldy; n++) {
+            const want = n >= 1 && n < N ? one[(m + 2) * N + n]! : -1;
+            assert.ok(Object.is(y[m * ldy + n], want), `${tag} ldy: [${m},${n}] ${y[m * ldy + n]} vs ${want}`);
+          }
+        }
+      }
+    }
+  });
+}
