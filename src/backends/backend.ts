@@ -102,6 +102,12 @@ export interface LoadRunnerOptions {
   threads?: number;
   /** Progress callback for weight loading (bytes done / total). */
   onProgress?: (done: number, total: number) => void;
+  /**
+   * The KV caches the caller means to create. Backends that keep each layer's cache beside its
+   * weights (wasm: in the same 4 GiB memory) leave room for them, or refuse at load with a
+   * message saying what would fit.
+   */
+  kvReserve?: { ctx: number; kvType: KvType; sequences?: number };
 }
 
 export interface Backend {

@@ -5,6 +5,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import { defaultModelPath } from '../model/default-model.js';
+import type { KvType } from '../backends/backend.js';
 import type { BackendName } from '../model/load.js';
 import type { GenerateOptions } from '../runtime/generate.js';
 import { loadModel, type MptModel } from '../runtime/model.js';
@@ -113,6 +114,7 @@ export async function loadModelForCli(model: string | undefined, o: ParsedArgs['
     backend: backendArg(o['backend']),
     threads: o['threads'] as number | undefined,
     contextLength: o['ctx'] as number | undefined,
+    ...(['f32', 'f16', 'q8_0'].includes(o['kv-type'] as string) ? { kvType: o['kv-type'] as KvType } : {}),
     template: o['template'] as string | undefined,
     tokenizer: o['tokenizer'] as string | undefined,
     onProgress: (d, t) => progress.update(d, t),

@@ -11,7 +11,7 @@
  * await model.dispose();
  * ```
  */
-import type { ModelRunner } from '../backends/backend.js';
+import type { KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
 import type { MptConfig } from '../model/config.js';
 import { defaultModelPath } from '../model/default-model.js';
@@ -35,6 +35,12 @@ export interface LoadModelOptions {
    * accepted for ALiBi models (extrapolation).
    */
   contextLength?: number;
+  /**
+   * KV type and number of caches of contextLength that will be used at once (default f32, 1):
+   * the wasm backend keeps room for them beside each layer's weights in its 4 GiB memories.
+   */
+  kvType?: KvType;
+  sequences?: number;
   /** A tokenizer to use instead of the model's: a path (tokenizer.json or folder) or an instance; null for none. */
   tokenizer?: string | MptTokenizer | null;
   /** Prompt format for chat messages: 'auto' (detect), 'jinja', 'chatml', 'instruct', 'none'. Default 'auto'. */
@@ -187,7 +193,10 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
     const format = resolvePromptFormat(options.template, { tokenizer, configRaw: ck.config.raw, path: ck.path });
     const contextLength = resolveContextLength(ck.config, options.contextLength);
     const backend = await resolveBackendName(options.backend);
-    const { runner } = await loadRunner(ck, { backend, threads: options.threads, onProgress: options.onProgress });
+    const { runner } = await loadRunner(ck, {
+      backend, threads: options.threads, onProgress: options.onProgress,
+      kvReserve: { ctx: contextLength, kvType: options.kvType ?? 'f32', sequences: options.sequences ?? 1 },
+    });
     return new MptModel(runner, tokenizer, format, ck.path, contextLength);
   } finally {
     await ck.tensors.close();

@@ -42,6 +42,8 @@ export interface LoadServedModelOptions {
   /** Prompt format for chat: auto, chatml, instruct, none, jinja. */
   template?: string;
   kvType?: KvType;
+  /** Sequences decoded at once (their KV caches are planned for at load). */
+  parallel?: number;
   onNote?: (message: string) => void;
 }
 
@@ -75,6 +77,8 @@ export async function loadServedModel(path: string, options: LoadServedModelOpti
     threads: options.threads,
     contextLength: options.ctx,
     template: options.template,
+    ...(options.kvType ? { kvType: options.kvType } : {}),
+    ...(options.parallel ? { sequences: options.parallel } : {}),
     onNote: options.onNote,
   });
   if (!m.hasTokenizer) {

@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { InputError } from '../../errors.js';
 import type { TensorSource } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
+import { kvCacheBytes } from '../../model/memory-plan.js';
 import type { Backend, LoadRunnerOptions, ModelRunner } from '../backend.js';
 import { Arenas } from './arenas.js';
 import { TARGET_TYPES, type WeightType } from './kernels.js';
@@ -60,7 +61,9 @@ export async function loadWasmRunner(config: MptConfig, tensors: TensorSource, o
     const conv = convertedTypes(tensors);
     if (conv.length) (options.onWarning ?? console.warn)(`wasm backend: ${conv.join(', ')} weights are converted to q8_0 at load time (the kernels run f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)`);
   }
-  const layout = planLayout(config, typeOf, { threads, maxRows: options.maxRows, arenaBudget: options.arenaBudget });
+  const r = options.kvReserve;
+  const kvBytesPerLayer = r ? kvCacheBytes(config, r.ctx, r.kvType, r.sequences ?? 1) / config.nLayers : 0;
+  const layout = planLayout(config, typeOf, { threads, maxRows: options.maxRows, arenaBudget: options.arenaBudget, kvBytesPerLayer });
   const arenas = new Arenas(layout);
   // The workers start (and instantiate the kernels) while the weights stream in.
   const pool = WorkerPool.create(kernelModule('shared'), arenas.memories, layout, threads);

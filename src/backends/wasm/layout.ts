@@ -125,6 +125,8 @@ export interface LayoutOptions {
   threads: number;
   /** Weight bytes per arena before another arena is used (default 3 GiB). */
   arenaBudget?: number;
+  /** KV-cache bytes each layer's arena must keep free for the caches the caller will create. */
+  kvBytesPerLayer?: number;
 }
 
 const ALIGN = 64;
@@ -227,7 +229,7 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
     + linBytes(`${P(l)}attn.Wqkv.weight`, qn, d) + linBytes(`${P(l)}attn.out_proj.weight`, d, d)
     + linBytes(`${P(l)}ffn.up_proj.weight`, ff, d) + (glu ? linBytes(`${P(l)}ffn.gate_proj.weight`, ff, d) : 0)
     + linBytes(`${P(l)}ffn.down_proj.weight`, d, ff);
-  const layerBytes = Array.from({ length: c.nLayers }, (_, l) => layerBytesOf(l));
+  let layerBytes = Array.from({ length: c.nLayers }, (_, l) => layerBytesOf(l));
   const headBytes = matBytes(typeOf('transformer.wte.weight'), V, d) + (c.learnedPosEmb ? vec(c.maxSeqLen * d) : 0) + normBytes(d)
     + (c.tieWordEmbeddings ? 0 : matBytes(typeOf('lm_head.weight'), V, d));
   const matrixNames = ['transformer.wte.weight', ...(c.tieWordEmbeddings ? [] : ['lm_head.weight'])];
@@ -260,13 +262,18 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   };
   const scratchBytes = scratchPlan(0, true).end;
 
-  // Number of arenas: weights per arena within the budget, everything within 4 GiB.
+  // Number of arenas: weights per arena within the budget, everything within 4 GiB. A layer
+  // counts with the KV cache it will hold.
+  const kvPerLayer = opts.kvBytesPerLayer ?? 0;
+  const layerWeightBytes = layerBytes;
+  layerBytes = layerBytes.map((b) => b + kvPerLayer);
   const total = headBytes + layerBytes.reduce((a, b) => a + b, 0);
   let n = Math.max(1, Math.ceil(total / budget));
   const perArenaMax = MAX_ARENA - scratchBytes - 64 * 1024 ** 2;
   const biggest = Math.max(0, ...layerBytes);
   if (headBytes + (layerBytes[0] ?? 0) > perArenaMax || biggest > perArenaMax) {
-    throw new MemoryPlanError(`one layer (${(biggest / 2 ** 30).toFixed(2)} GiB) plus the embedding does not fit in a 4 GiB wasm memory: use a smaller weight type (q8_0, q4_0)`);
+    const kv = kvPerLayer > 0 ? ` and its KV cache (${(kvPerLayer / 2 ** 30).toFixed(2)} GiB)` : '';
+    throw new MemoryPlanError(`one layer (${(Math.max(0, ...layerWeightBytes) / 2 ** 30).toFixed(2)} GiB)${kv} plus the embedding does not fit in a 4 GiB wasm memory: use a smaller weight type (q8_0, q4_0)${kv ? ', a smaller KV type (--kv-type q8_0) or a shorter context (--ctx)' : ''}`);
   }
   // Assign layers greedily to arenas of roughly equal size.
   let assign: number[] = [];

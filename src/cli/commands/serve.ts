@@ -76,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const model = await loadServedModel(path, {
     backend, threads, ctx, name: options['model-name'] as string | undefined, template: options['template'] as string | undefined,
-    kvType: kvType as KvType | undefined, onNote: (m) => log(`note: ${m}`),
+    kvType: kvType as KvType | undefined, parallel, onNote: (m) => log(`note: ${m}`),
   });
   // Fail at start-up, not on the first request, when the backend cannot store this KV type.
   model.runner.createCache({ capacity: 1, kvType: model.kvType }).dispose();
