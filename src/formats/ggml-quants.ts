@@ -449,15 +449,20 @@ export function quantize(dtype: DType, x: Float32Array): Uint8Array {
  * blocks never straddle rows; k-quants need rows of 256·k values).
  */
 export function quantizeMatrix(dtype: DType, x: Float32Array, rows: number, cols: number, tensor: string): Uint8Array {
+  checkMatrixShape(dtype, x.length, rows, cols, tensor);
+  return quantize(dtype, x);
+}
+
+/** Throws quantizeMatrix's errors for a matrix that cannot be stored as `dtype`. */
+export function checkMatrixShape(dtype: DType, length: number, rows: number, cols: number, tensor: string): void {
   const t = GGML_TYPES[dtype];
   if (t === undefined) throw new UnsupportedError(`${tensor}: unknown tensor dtype "${String(dtype)}"`);
-  if (rows * cols !== x.length) throw new InputError(`${tensor}: ${x.length} values do not form a ${rows} × ${cols} matrix`);
+  if (rows * cols !== length) throw new InputError(`${tensor}: ${length} values do not form a ${rows} × ${cols} matrix`);
   if (cols % t.blockSize !== 0) {
     throw new InputError(
       `${tensor}: rows of ${cols} values cannot be stored as ${t.name}, which needs rows that are a multiple of ${t.blockSize} values`,
     );
   }
-  return quantize(dtype, x);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { MptError } from '../errors.js';
-import { byteLengthOf, quantizeMatrix } from './ggml-quants.js';
+import { byteLengthOf, checkMatrixShape, quantizeMatrix } from './ggml-quants.js';
 import type { DType } from './tensor-source.js';
 import type { QuantizeJob, QuantizeReply } from './quantize-worker.js';
 
@@ -34,9 +34,7 @@ export class QuantizePool {
   async quantize(dtype: DType, x: Float32Array, rows: number, cols: number, tensor: string): Promise<Uint8Array> {
     if (this.closed) throw new MptError('the quantize pool is closed');
     if (this.threads <= 1 || x.length < MIN_PARALLEL_VALUES || rows < 2) return quantizeMatrix(dtype, x, rows, cols, tensor);
-    // Refuse bad shapes on this thread, with quantizeMatrix's own messages.
-    quantizeMatrix(dtype, x.subarray(0, 0), 0, cols, tensor);
-    if (rows * cols !== x.length) return quantizeMatrix(dtype, x, rows, cols, tensor);
+    checkMatrixShape(dtype, x.length, rows, cols, tensor);
     this.start();
     const rowBytes = byteLengthOf(dtype, cols);
     const src = new SharedArrayBuffer(x.byteLength);

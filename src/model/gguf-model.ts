@@ -275,6 +275,12 @@ export async function openGgufCheckpoint(path: string): Promise<GgufCheckpoint> 
         if (!e) throw new WeightsError(`${path}: no tensor ${name}`);
         return file.readTensor(e.ggufName);
       },
+      // Positioned reads straight into the caller's memory (the wasm backend loads weights this way).
+      readInto: async (name, dest, start) => {
+        const e = infos.get(name);
+        if (!e) throw new FormatError(`${path}: no tensor ${name}`);
+        await file.readTensorInto(e.ggufName, dest, start);
+      },
       close: () => file.close(),
     };
     const out: GgufCheckpoint = { config, tensors, metadata: file.metadata, gguf: file };
@@ -454,12 +460,10 @@ function useMoreBits(layer: number, nLayers: number): boolean {
 export function ggufTensorType(out: GgufOutType, name: string, dims: readonly number[], c: MptConfig, hasOutputTensor: boolean): DType {
   if (dims.length < 2) return 'f32';
   const cols = dims[0]!;
-  if (out !== 'q4_k_m' && out !== 'q5_k_m') {
-    if (K_TYPES.has(out) && name === 'position_embd.weight') return 'f32';
-    return fallbackType(out, cols);
-  }
+  const preset = out === 'q4_k_m' || out === 'q5_k_m';
+  if (name === 'position_embd.weight' && (preset || K_TYPES.has(out))) return 'f32';
+  if (!preset) return fallbackType(out, cols);
   const base: DType = out === 'q4_k_m' ? 'q4_k' : 'q5_k';
-  if (name === 'position_embd.weight') return 'f32';
   let t: DType = base;
   if (name === 'output.weight' || (!hasOutputTensor && name === 'token_embd.weight')) {
     t = cols % 256 !== 0 ? 'q8_0' : 'q6_k';

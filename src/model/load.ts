@@ -47,18 +47,9 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
     if (!abs.endsWith('.gguf')) {
       throw new InputError(`${path} is a file but not a .gguf: give a model folder (config.json + weights) or a GGUF file`);
     }
-    const { openGgufCheckpoint, ggufTensorName } = await import('./gguf-model.js');
+    const { openGgufCheckpoint } = await import('./gguf-model.js');
     const g = await openGgufCheckpoint(abs);
-    // Positioned reads straight into the caller's memory (the wasm backend loads weights this way).
-    const tensors: TensorSource = g.tensors.readInto ? g.tensors : {
-      ...g.tensors,
-      readInto: async (name, dest, start) => {
-        const gname = ggufTensorName(name);
-        if (gname === undefined || !g.tensors.info(name)) throw new FormatError(`${abs}: no tensor ${name}`);
-        await g.gguf.readTensorInto(gname, dest, start);
-      },
-    };
-    return { path: abs, dir: resolve(abs, '..'), kind: 'gguf', config: g.config, tensors, ggufTokenizer: g.tokenizer, ggufMetadata: g.metadata as Map<string, unknown> | undefined };
+    return { path: abs, dir: resolve(abs, '..'), kind: 'gguf', config: g.config, tensors: g.tensors, ggufTokenizer: g.tokenizer, ggufMetadata: g.metadata as Map<string, unknown> | undefined };
   }
   const raw = await readConfigJson(abs);
   const config = parseMptConfig(raw);

@@ -264,10 +264,12 @@ function keptWeights(penalized: Float32Array, o: SamplingOptions): { kernels: Sa
 function topPCut(penalized: Float32Array, weights: Float32Array, total: number, topP: number, maxLogit: number, invT: number): number {
   const V = penalized.length;
   const floor = ((1 - topP) * total) / V;
-  const vals = new Float64Array(V);
+  const reachable = (w: number) => w > 0 && w >= floor;
   let n = 0;
-  for (let i = 0; i < V; i++) if (weights[i]! > 0 && weights[i]! >= floor) vals[n++] = penalized[i]!;
-  const sorted = vals.subarray(0, n).sort().reverse();
+  for (let i = 0; i < V; i++) if (reachable(weights[i]!)) n++;
+  const sorted = new Float64Array(n);
+  for (let i = 0, j = 0; i < V; i++) if (reachable(weights[i]!)) sorted[j++] = penalized[i]!;
+  sorted.sort().reverse();
   const f = Math.fround;
   let above = 0;
   let i = 0;

@@ -16,6 +16,9 @@ import type { ServedModel } from './model-host.js';
 import { Scheduler } from './scheduler.js';
 import { loadWebAssets, type WebAsset } from './web-assets.js';
 
+/** Sequences decoded at once when `parallel` is not given. */
+export const DEFAULT_PARALLEL = 8;
+
 export interface ServerOptions {
   host?: string;
   /** 0 picks a free port. */
@@ -61,7 +64,7 @@ export class MptServer {
     this.options = {
       host: options.host ?? '127.0.0.1',
       port: options.port ?? 8080,
-      parallel: options.parallel ?? 8,
+      parallel: options.parallel ?? DEFAULT_PARALLEL,
       queue: options.queue ?? 64,
       timeoutS: options.timeoutS ?? 600,
       maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,

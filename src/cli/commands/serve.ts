@@ -3,7 +3,7 @@ import type { KvType } from '../../backends/backend.js';
 import { InputError } from '../../errors.js';
 import { defaultModelPath } from '../../model/default-model.js';
 import type { BackendName } from '../../model/load.js';
-import { MptServer } from '../../server/http-server.js';
+import { DEFAULT_PARALLEL, MptServer } from '../../server/http-server.js';
 import { resolveBackendName } from '../../runtime/model.js';
 import { loadServedModel } from '../../server/model-host.js';
 import { parseArgs } from '../args.js';
@@ -76,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   const t0 = performance.now();
   const model = await loadServedModel(path, {
     backend, threads, ctx, name: options['model-name'] as string | undefined, template: options['template'] as string | undefined,
-    kvType: kvType as KvType | undefined, parallel, onNote: (m) => log(`note: ${m}`),
+    kvType: kvType as KvType | undefined, parallel: parallel ?? DEFAULT_PARALLEL, onNote: (m) => log(`note: ${m}`),
   });
   // Fail at start-up, not on the first request, when the backend cannot store this KV type.
   model.runner.createCache({ capacity: 1, kvType: model.kvType }).dispose();
