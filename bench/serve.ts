@@ -2,7 +2,8 @@
  * Serving benchmark: starts `mpt serve` as a child process (its own event loop, as in
  * production) and drives it with 1, 4, 8, 16 concurrent streaming clients over loopback.
  * Prints JSON: per concurrency, aggregate decode tokens/s, per-stream decode tokens/s, and
- * p50/p99 time to first token; plus the speed-up of 8 streams over 1.
+ * p50/p99 time to first token, and the clients' own CPU use (they run on the same machine); plus
+ * the speed-up of 8 streams over 1.
  *
  *   node dist/bench/serve.js [--model PATH] [--backend wasm|reference|auto] [--threads N]
  *        [--clients 1,4,8,16] [--max-tokens 64] [--rounds 2] [--temperature 1] [--top-p 1] [--out FILE]
@@ -114,9 +115,13 @@ async function main(): Promise<void> {
     await stream(url, card.id, prompt, a, 8, 0); // warm-up
     const results = [];
     for (const c of a.clients) {
-      const runs: { agg: number; perStream: number; ttft: number[] }[] = [];
+      const runs: { agg: number; perStream: number; ttft: number[]; clientCpu: number }[] = [];
       for (let r = 0; r < a.rounds; r++) {
+        // The clients share the machine with the server: their CPU use is reported beside the rates.
+        const cpu0 = process.cpuUsage(), wall0 = performance.now();
         const rs = await Promise.all(Array.from({ length: c }, (_, i) => stream(url, card.id, prompt, a, a.maxTokens, 1000 * r + i)));
+        const cpu = process.cpuUsage(cpu0);
+        const clientCpu = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
         const firstStart = Math.min(...rs.map((x) => x.firstAt));
         const lastEnd = Math.max(...rs.map((x) => x.endAt));
         // Decode phase: tokens after each stream's first, over the span from the first first-token to the last end.
@@ -125,6 +130,7 @@ async function main(): Promise<void> {
           agg: decoded / ((lastEnd - firstStart) / 1000),
           perStream: rs.reduce((s, x) => s + (x.tokens - 1) / ((x.endAt - x.firstAt) / 1000), 0) / rs.length,
           ttft: rs.map((x) => x.firstAt - x.sentAt),
+          clientCpu,
         });
       }
       const ttft = runs.flatMap((x) => x.ttft);
@@ -134,6 +140,7 @@ async function main(): Promise<void> {
         per_stream_decode_tokens_per_s: Math.round((runs.reduce((s, x) => s + x.perStream, 0) / runs.length) * 10) / 10,
         ttft_p50_ms: Math.round(percentile(ttft, 50)),
         ttft_p99_ms: Math.round(percentile(ttft, 99)),
+        client_cpu_percent: Math.round((runs.reduce((s, x) => s + x.clientCpu, 0) / runs.length) * 100),
       });
       process.stderr.write(`${JSON.stringify(results[results.length - 1])}\n`);
     }

@@ -157,6 +157,38 @@ describe('threads and memory layout do not change the numbers', () => {
       await r.dispose();
     }
   });
+
+  it('reuseLogits: views of one buffer, equal to fresh arrays, across passes split mid-sequence', async () => {
+    const r = await load('tiny-alibi', { threads: 2, maxRows: 5 });
+    try {
+      const g = new Goldens(fixturePath('tiny-alibi'));
+      const s64: number[] = g.json.inputs.seq64, s7: number[] = g.json.inputs.seq7;
+      // Sequence lengths 7, 1, 0, 9 over passes of 5 rows: rows of one sequence land in several passes.
+      const inputs = [s7, [s64[0]!], [], s64.slice(10, 19)];
+      for (const logits of ['all', 'last'] as const) {
+        const run = async (reuse: boolean) => {
+          const caches = inputs.map(() => r.createCache({ capacity: 32 }));
+          const out = await r.forward(inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })), { logits, reuseLogits: reuse });
+          const copies = out.map((o) => ({ logits: o.logits.slice(), view: o.logits }));
+          caches.forEach((c) => c.dispose());
+          return copies;
+        };
+        const fresh = await run(false);
+        const reused = await run(true);
+        reused.forEach((o, i) => assert.deepEqual(o.logits, fresh[i]!.logits, `${logits}: sequence ${i}`));
+        const nonEmpty = reused.filter((o) => o.view.length > 0);
+        assert.ok(nonEmpty.every((o) => o.view.buffer === nonEmpty[0]!.view.buffer), 'one shared buffer');
+        // The next call reuses the buffer: the views now show its logits.
+        const c = r.createCache({ capacity: 8 });
+        const [next] = await r.forward([{ cache: c, tokens: [s7[0]!] }], { logits: 'last', reuseLogits: true });
+        c.dispose();
+        assert.equal(next!.logits.buffer, nonEmpty[0]!.view.buffer);
+        assert.deepEqual(nonEmpty[0]!.view.subarray(0, next!.logits.length), next!.logits);
+      }
+    } finally {
+      await r.dispose();
+    }
+  });
 });
 
 describe('KV caches', () => {

@@ -50,6 +50,13 @@ export interface ForwardOptions {
   outputHiddenStates?: boolean;
   /** Also return attention probabilities [n_layers][n_heads, T_new, T_total], reference backend only. */
   outputAttentions?: boolean;
+  /**
+   * Let the runner return the logits as views of a buffer it reuses: they stay valid only until
+   * the next forward call on this runner. A decode loop that reads each step's logits at once
+   * (continuous batching) saves an allocation and a copy of vocab_size floats per sequence per
+   * step. Backends may ignore it and return fresh arrays.
+   */
+  reuseLogits?: boolean;
 }
 
 export interface SequenceOutput {

@@ -308,7 +308,7 @@ export async function stepSequences(runner: ModelRunner, seqs: readonly Generati
   const out: (GenerationChunk | undefined)[] = new Array(seqs.length).fill(undefined);
   if (active.length === 0) return out;
   const needLogits = active.some((a) => !a.seq.midPrefill);
-  const results = await runner.forward(active.map((a) => ({ cache: a.seq.cache, tokens: a.input })), { logits: needLogits ? 'last' : 'none' });
+  const results = await runner.forward(active.map((a) => ({ cache: a.seq.cache, tokens: a.input })), { logits: needLogits ? 'last' : 'none', reuseLogits: true });
   active.forEach((a, k) => {
     const logits = results[k]?.logits;
     out[a.index] = a.seq.accept(logits && logits.length > 0 ? logits : undefined, a.input.length);

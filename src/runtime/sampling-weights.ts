@@ -6,7 +6,7 @@
  * same bits (each f32 operation is a double operation rounded by Math.fround, which is exact for
  * + and ×), so a seed draws the same tokens either way.
  */
-import { WasmSamplingKernels, type RowStats, type RowWeights } from '../backends/wasm/sampling-ops.js';
+import { DRAW_BLOCK, WasmSamplingKernels, type RowStats, type RowWeights } from '../backends/wasm/sampling-ops.js';
 
 const f = Math.fround;
 const LOG2E = f(1.44269504088896341);
@@ -45,12 +45,21 @@ export function f32Ceil(v: number): number {
 export class JsSamplingKernels {
   private x = new Float32Array(0);
   private w = new Float32Array(0);
+  private s = new Float64Array(0);
   private n = 0;
 
   setRow(x: Float32Array): void {
-    this.n = x.length;
-    if (this.x.length < this.n) { this.x = new Float32Array(this.n); this.w = new Float32Array(this.n); }
-    this.x.set(x);
+    this.row(x.length).set(x);
+  }
+
+  row(n: number): Float32Array {
+    this.n = n;
+    if (this.x.length < n) {
+      this.x = new Float32Array(n);
+      this.w = new Float32Array(n);
+      this.s = new Float64Array(Math.ceil(n / DRAW_BLOCK));
+    }
+    return this.x.subarray(0, n);
   }
 
   stats(): RowStats {
@@ -64,29 +73,42 @@ export class JsSamplingKernels {
   }
 
   weights(threshold: number, maxLogit: number, invT: number): RowWeights {
-    const { x, w, n } = this;
-    const s = [0, 0, 0, 0];
-    for (let i = 0; i < n; i++) {
-      const v = x[i]!;
-      const e = v >= threshold && v > -Infinity ? expF32(f(f(v - maxLogit) * invT)) : 0;
-      w[i] = e;
-      s[i & 3] += e;
+    const { x, w, s, n } = this;
+    let total = 0;
+    for (let b = 0; b < n; b += DRAW_BLOCK) {
+      const lane = [0, 0, 0, 0];
+      for (let i = b; i < Math.min(b + DRAW_BLOCK, n); i++) {
+        const v = x[i]!;
+        const e = v >= threshold && v > -Infinity ? expF32(f(f(v - maxLogit) * invT)) : 0;
+        w[i] = e;
+        lane[i & 3] += e;
+      }
+      const sb = (lane[0]! + lane[1]!) + (lane[2]! + lane[3]!);
+      s[b / DRAW_BLOCK] = sb;
+      total += sb;
     }
-    return { weights: w.subarray(0, n), total: (s[0]! + s[1]!) + (s[2]! + s[3]!) };
+    return { weights: w.subarray(0, n), total };
   }
 
   draw(target: number): number {
+    const { w, s, n } = this;
     let acc = 0;
-    let last = -1;
-    for (let i = 0; i < this.n; i++) {
-      const w = this.w[i]!;
-      if (w > 0) {
-        acc += w;
-        if (target < acc) return i;
-        last = i;
+    for (let b = 0; b < n; b += DRAW_BLOCK) {
+      const next = acc + s[b / DRAW_BLOCK]!;
+      if (target < next) {
+        let a = acc;
+        for (let i = b; i < Math.min(b + DRAW_BLOCK, n); i++) {
+          const wi = w[i]!;
+          if (wi > 0) {
+            a += wi;
+            if (target < a) return i;
+          }
+        }
       }
+      acc = next;
     }
-    return last;
+    for (let i = n - 1; i >= 0; i--) if (w[i]! > 0) return i;
+    return -1;
   }
 }
 

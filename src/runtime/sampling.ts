@@ -220,14 +220,15 @@ function kthLargest(x: Float32Array, k: number): number {
  * kept, as HF keeps every score >= the k-th largest); the strictest wins. Weights are
  * e^((x - max) / T) in f32 (see sampling-weights.ts), the total in f64. The returned weights are
  * a view that the next call on this thread overwrites. Undefined when no logit is finite.
+ * `loaded`: kernels whose row already holds `penalized`.
  */
-function keptWeights(penalized: Float32Array, o: SamplingOptions): { kernels: SamplingKernels; weights: Float32Array; total: number; threshold: number } | undefined {
+function keptWeights(penalized: Float32Array, o: SamplingOptions, loaded?: SamplingKernels): { kernels: SamplingKernels; weights: Float32Array; total: number; threshold: number } | undefined {
   const temperature = o.temperature ?? DEFAULT_SAMPLING.temperature;
   const topK = o.topK ?? DEFAULT_SAMPLING.topK;
   const topP = o.topP ?? DEFAULT_SAMPLING.topP;
   const minP = o.minP ?? DEFAULT_SAMPLING.minP;
-  const kernels = samplingKernels();
-  kernels.setRow(penalized);
+  const kernels = loaded ?? samplingKernels();
+  if (!loaded) kernels.setRow(penalized);
   const { max: maxLogit, finite } = kernels.stats();
   if (finite === 0) return undefined;
   if (maxLogit === Infinity) {
@@ -306,7 +307,6 @@ export class Sampler {
   /** The seed in use (given, or drawn at construction). */
   readonly seed: number;
   private readonly rng: Xoshiro128;
-  private penalized = new Float32Array(0);
 
   constructor(options: SamplingOptions = {}) {
     validateSamplingOptions(options);
@@ -325,14 +325,15 @@ export class Sampler {
    * so far (prompt and generated), of which the generated ones start at `promptLength`.
    */
   sample(logits: Float32Array, history: ArrayLike<number> = [], promptLength = 0): number {
-    if (this.penalized.length < logits.length) this.penalized = new Float32Array(logits.length);
-    const penalized = applyPenalties(logits, history, promptLength, this.options, this.penalized.subarray(0, logits.length));
+    // The penalised row is written straight into the sampling kernels' row.
+    const kernels = samplingKernels();
+    const penalized = applyPenalties(logits, history, promptLength, this.options, kernels.row(logits.length));
     if (this.isGreedy) {
       const id = argmax(penalized);
       if (id < 0) throw new InputError('no token can be chosen: every logit is masked or NaN');
       return id;
     }
-    const t = keptWeights(penalized, this.options);
+    const t = keptWeights(penalized, this.options, kernels);
     if (!t) throw new InputError('no token can be chosen: every logit is masked or NaN');
     if (t.threshold === Infinity) return penalized.indexOf(Infinity);
     // Draw before anything else can use this thread's kernels (their weights are a shared view).

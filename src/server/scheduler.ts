@@ -242,7 +242,7 @@ export class Scheduler {
       let outputs: { logits: Float32Array }[] | null = null;
       let failure: unknown = null;
       try {
-        outputs = await this.runner.forward(batch, { logits: 'last' });
+        outputs = await this.runner.forward(batch, { logits: 'last', reuseLogits: true });
       } catch (e) {
         failure = e;
       }

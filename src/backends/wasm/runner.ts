@@ -119,11 +119,19 @@ export class WasmRunner implements ModelRunner {
   private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
     const caches = this.validate(batch, options);
     const L = this.layout, c = this.config, V = c.vocabSize;
-    const outputs: SequenceOutput[] = batch.map((s) => {
+    const rowsOf = (s: SequenceInput) => {
       const T = s.tokens.length;
-      const rows = options.logits === 'all' ? T : options.logits === 'last' && T > 0 ? 1 : 0;
-      return { logits: new Float32Array(rows * V) };
-    });
+      return options.logits === 'all' ? T : options.logits === 'last' && T > 0 ? 1 : 0;
+    };
+    // With reuseLogits every pass writes its rows straight into one buffer the outputs view.
+    const reuse = options.reuseLogits === true;
+    const firstRow: number[] = [];
+    let totalRows = 0;
+    for (const s of batch) { firstRow.push(totalRows); totalRows += rowsOf(s); }
+    if (reuse) this.ensureLogitsBuffer(totalRows * V * 4);
+    const outputs: SequenceOutput[] = batch.map((s, i) => ({
+      logits: reuse ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V) : new Float32Array(rowsOf(s) * V),
+    }));
     const done = batch.map(() => 0); // tokens of each sequence already run
     // Positions of learned position embeddings: MosaicML shifts them left past padding.
     const padsSoFar = c.learnedPosEmb ? caches.map((cache) => this.countPads(cache)) : [];
@@ -166,21 +174,31 @@ export class WasmRunner implements ModelRunner {
         }
       }
       const need = logitRows.length * V * 4;
-      if (need > 0 && (!this.logitsBuf || this.logitsBuf.byteLength < need)) this.logitsBuf = new SharedArrayBuffer(need);
+      if (!reuse && need > 0) this.ensureLogitsBuffer(need);
+      // A pass holds whole sequences but maybe the first and last, in batch order, so its logit
+      // rows are consecutive rows of the whole call's output.
+      const offset = reuse && logitDest.length ? (firstRow[logitDest[0]![0]]! + logitDest[0]![1]) * V : 0;
+      if (reuse) logitDest.forEach(([i, row], j) => {
+        if ((firstRow[i]! + row) * V !== offset + j * V) throw new Error('internal: logit rows of a pass are not consecutive');
+      });
       const pass: Pass = {
         rows, tokens, wpePos, seqs,
         logitRows: Int32Array.from(logitRows),
         logitsOut: need > 0 ? this.logitsBuf! : undefined,
-        logitsOffset: 0,
+        logitsOffset: offset,
       };
       await this.pool.run(pass);
-      if (need > 0) {
+      if (!reuse && need > 0) {
         const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);
         logitDest.forEach(([i, row], j) => outputs[i]!.logits.set(all.subarray(j * V, (j + 1) * V), row * V));
       }
       pieces.forEach(({ i, n }) => { caches[i]!.len += n; done[i]! += n; });
     }
     return outputs;
+  }
+
+  private ensureLogitsBuffer(bytes: number): void {
+    if (bytes > 0 && (!this.logitsBuf || this.logitsBuf.byteLength < bytes)) this.logitsBuf = new SharedArrayBuffer(bytes);
   }
 
   /** Marks position `pos` of a cache as a real token (1) or padding (0), in every arena. */

@@ -1,14 +1,15 @@
 /**
  * The sampling kernels (assembly/sampling.ts) on the calling thread: a row of logits is copied
- * into a private wasm memory by `setRow`, then `stats`, `weights` and `draw` work on it. The
- * weights are a view into that memory, valid until the next call.
+ * into a private wasm memory by `setRow` (or written in place through `row`), then `stats`,
+ * `weights` and `draw` work on it. The weights are a view into that memory, valid until the next
+ * call.
  */
 import { kernelModule, PAGE } from './module-loader.js';
 
 interface Kernels {
   sampling_max(X: number, n: number, count: number): number;
-  sampling_weights(X: number, W: number, n: number, threshold: number, maxLogit: number, invT: number): number;
-  sampling_draw(W: number, n: number, target: number): number;
+  sampling_weights(X: number, W: number, S: number, n: number, threshold: number, maxLogit: number, invT: number): number;
+  sampling_draw(W: number, S: number, n: number, target: number): number;
 }
 
 /** A row's weights (a view, valid until the next call) and their f64 total. */
@@ -17,7 +18,11 @@ export interface RowWeights { weights: Float32Array; total: number }
 /** Largest finite logit (-Infinity if none) and the number of logits > -Infinity. */
 export interface RowStats { max: number; finite: number }
 
-// Memory layout: an i32 count at 0, the logits row at 16, the weights row after it (16-aligned).
+/** Weights per f64 block sum of the draw (assembly/sampling.ts DRAW_BLOCK). */
+export const DRAW_BLOCK = 64;
+
+// Memory layout: an i32 count at 0, the logits row at 16, the weights row after it (16-aligned),
+// then the f64 block sums.
 const COUNT = 0;
 const ROW = 16;
 
@@ -35,13 +40,22 @@ export class WasmSamplingKernels {
     return ROW + Math.ceil((this.n * 4) / 16) * 16;
   }
 
+  private get sOffset(): number {
+    return this.wOffset + Math.ceil((this.n * 4) / 16) * 16;
+  }
+
   /** Copies a row of logits in; the other calls work on it. */
   setRow(x: Float32Array): void {
-    this.n = x.length;
-    const need = this.wOffset + this.n * 4;
+    this.row(x.length).set(x);
+  }
+
+  /** The row of n logits the other calls work on, to be written in place (a view, valid until the next call). */
+  row(n: number): Float32Array {
+    this.n = n;
+    const need = this.sOffset + Math.ceil(n / DRAW_BLOCK) * 8;
     const have = this.memory.buffer.byteLength;
     if (need > have) this.memory.grow(Math.ceil((need - have) / PAGE));
-    new Float32Array(this.memory.buffer, ROW, this.n).set(x);
+    return new Float32Array(this.memory.buffer, ROW, n);
   }
 
   stats(): RowStats {
@@ -51,12 +65,12 @@ export class WasmSamplingKernels {
 
   /** See assembly/sampling.ts `sampling_weights`; threshold, maxLogit and invT are f32 values. */
   weights(threshold: number, maxLogit: number, invT: number): RowWeights {
-    const total = this.k.sampling_weights(ROW, this.wOffset, this.n, threshold, maxLogit, invT);
+    const total = this.k.sampling_weights(ROW, this.wOffset, this.sOffset, this.n, threshold, maxLogit, invT);
     return { weights: new Float32Array(this.memory.buffer, this.wOffset, this.n), total };
   }
 
   /** See assembly/sampling.ts `sampling_draw`, over the weights of the last `weights` call. */
   draw(target: number): number {
-    return this.k.sampling_draw(this.wOffset, this.n, target);
+    return this.k.sampling_draw(this.wOffset, this.sOffset, this.n, target);
   }
 }

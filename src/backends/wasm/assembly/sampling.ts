@@ -57,55 +57,92 @@ export function sampling_max(X: usize, n: i32, count: usize): f32 {
   return best;
 }
 
+/** Weights per block of the draw: one f64 sum per DRAW_BLOCK consecutive weights (a multiple of 4). */
+const DRAW_BLOCK: i32 = 64;
+
 /**
  * W[i] = e^((X[i] - maxLogit) · invT) where X[i] >= threshold (and X[i] > -Inf), else 0, for
- * i < n; X[i] <= maxLogit and invT > 0. Returns the total of W in f64: element i goes into
- * partial sum i mod 4, and the total is (s0 + s1) + (s2 + s3).
+ * i < n; X[i] <= maxLogit and invT > 0. Also the f64 sum of each block of DRAW_BLOCK weights
+ * into S[b]: element i goes into partial sum i mod 4 of its block, and the block's sum is
+ * (s0 + s1) + (s2 + s3). Returns the total, S[0] + S[1] + ... in order.
  */
-export function sampling_weights(X: usize, W: usize, n: i32, threshold: f32, maxLogit: f32, invT: f32): f64 {
+export function sampling_weights(X: usize, W: usize, S: usize, n: i32, threshold: f32, maxLogit: f32, invT: f32): f64 {
   const vt = f32x4.splat(threshold), vm = f32x4.splat(maxLogit), vi = f32x4.splat(invT);
   const ninf = f32x4.splat(-Infinity);
-  let s01 = f64x2.splat(0), s23 = f64x2.splat(0);
   const n4 = n & ~3;
-  for (let i = 0; i < n4; i += 4) {
-    const o = <usize>i << 2;
-    const x = v128.load(X + o);
-    const keep = v128.and(f32x4.ge(x, vt), f32x4.gt(x, ninf));
-    const w = v128.and(exp_nonpos_f32x4(f32x4.mul(f32x4.sub(x, vm), vi)), keep);
-    v128.store(W + o, w);
-    s01 = f64x2.add(s01, f64x2.promote_low_f32x4(w));
-    s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<u32>(w, w, 2, 3, 0, 1)));
+  let total: f64 = 0;
+  for (let b = 0; b < n; b += DRAW_BLOCK) {
+    let s01 = f64x2.splat(0), s23 = f64x2.splat(0);
+    const e4 = min(b + DRAW_BLOCK, n4);
+    let i = b;
+    for (; i + 8 <= e4; i += 8) {
+      const o = <usize>i << 2;
+      const x = v128.load(X + o), xb = v128.load(X + o + 16);
+      const keep = v128.and(f32x4.ge(x, vt), f32x4.gt(x, ninf));
+      const keepb = v128.and(f32x4.ge(xb, vt), f32x4.gt(xb, ninf));
+      const w = v128.and(exp_nonpos_f32x4(f32x4.mul(f32x4.sub(x, vm), vi)), keep);
+      const wb = v128.and(exp_nonpos_f32x4(f32x4.mul(f32x4.sub(xb, vm), vi)), keepb);
+      v128.store(W + o, w);
+      v128.store(W + o + 16, wb);
+      s01 = f64x2.add(s01, f64x2.promote_low_f32x4(w));
+      s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<u32>(w, w, 2, 3, 0, 1)));
+      s01 = f64x2.add(s01, f64x2.promote_low_f32x4(wb));
+      s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<u32>(wb, wb, 2, 3, 0, 1)));
+    }
+    for (; i < e4; i += 4) {
+      const o = <usize>i << 2;
+      const x = v128.load(X + o);
+      const keep = v128.and(f32x4.ge(x, vt), f32x4.gt(x, ninf));
+      const w = v128.and(exp_nonpos_f32x4(f32x4.mul(f32x4.sub(x, vm), vi)), keep);
+      v128.store(W + o, w);
+      s01 = f64x2.add(s01, f64x2.promote_low_f32x4(w));
+      s23 = f64x2.add(s23, f64x2.promote_low_f32x4(v128.shuffle<u32>(w, w, 2, 3, 0, 1)));
+    }
+    let s0 = f64x2.extract_lane(s01, 0), s1 = f64x2.extract_lane(s01, 1);
+    let s2 = f64x2.extract_lane(s23, 0);
+    const s3 = f64x2.extract_lane(s23, 1);
+    // The last elements (n not a multiple of 4) fall in the last block.
+    for (let i = max(e4, b); i < min(b + DRAW_BLOCK, n); i++) {
+      const x = load<f32>(X + (<usize>i << 2));
+      const w: f32 = x >= threshold && x > -Infinity
+        ? f32x4.extract_lane(exp_nonpos_f32x4(f32x4.splat((x - maxLogit) * invT)), 0) : 0;
+      store<f32>(W + (<usize>i << 2), w);
+      const j = i - n4;
+      if (j == 0) s0 += <f64>w;
+      else if (j == 1) s1 += <f64>w;
+      else s2 += <f64>w;
+    }
+    const sb = (s0 + s1) + (s2 + s3);
+    store<f64>(S + (<usize>(b / DRAW_BLOCK) << 3), sb);
+    total += sb;
   }
-  let s0 = f64x2.extract_lane(s01, 0), s1 = f64x2.extract_lane(s01, 1);
-  let s2 = f64x2.extract_lane(s23, 0);
-  const s3 = f64x2.extract_lane(s23, 1);
-  for (let i = n4; i < n; i++) {
-    const x = load<f32>(X + (<usize>i << 2));
-    const w: f32 = x >= threshold && x > -Infinity
-      ? f32x4.extract_lane(exp_nonpos_f32x4(f32x4.splat((x - maxLogit) * invT)), 0) : 0;
-    store<f32>(W + (<usize>i << 2), w);
-    const j = i - n4;
-    if (j == 0) s0 += <f64>w;
-    else if (j == 1) s1 += <f64>w;
-    else s2 += <f64>w;
-  }
-  return (s0 + s1) + (s2 + s3);
+  return total;
 }
 
 /**
- * The first i < n whose running f64 sum W[0] + ... + W[i] exceeds target; the last i with
- * W[i] > 0 when none does (rounding can leave target a hair above the sum); -1 when all are 0.
+ * The draw for `target` in [0, total): blocks are passed whole while the running f64 sum of
+ * their sums S[b] stays <= target; in the block where it would exceed it, the first i whose
+ * running sum (from the sum before that block, adding W[i] > 0 in order) exceeds target. When
+ * rounding leaves no such i, the walk goes on from the next block; when none is found at all,
+ * the last i with W[i] > 0; -1 when all are 0.
  */
-export function sampling_draw(W: usize, n: i32, target: f64): i32 {
+export function sampling_draw(W: usize, S: usize, n: i32, target: f64): i32 {
   let acc: f64 = 0;
-  let last = -1;
-  for (let i = 0; i < n; i++) {
-    const w = load<f32>(W + (<usize>i << 2));
-    if (w > 0) {
-      acc += <f64>w;
-      if (target < acc) return i;
-      last = i;
+  for (let b = 0; b < n; b += DRAW_BLOCK) {
+    const next = acc + load<f64>(S + (<usize>(b / DRAW_BLOCK) << 3));
+    if (target < next) {
+      let a = acc;
+      const e = min(b + DRAW_BLOCK, n);
+      for (let i = b; i < e; i++) {
+        const w = load<f32>(W + (<usize>i << 2));
+        if (w > 0) {
+          a += <f64>w;
+          if (target < a) return i;
+        }
+      }
     }
+    acc = next;
   }
-  return last;
+  for (let i = n - 1; i >= 0; i--) if (load<f32>(W + (<usize>i << 2)) > 0) return i;
+  return -1;
 }
