@@ -5,6 +5,7 @@
  *   make-gguf SHAPE TYPE OUT   a random-weight GGUF of a bench shape, for llama.cpp (bench/make-gguf.ts)
  *   ttft MODEL [...]      time from process start to the first generated token, peak RSS (bench/ttft.ts)
  *   train [threads]       training tokens/s of a fixed small config (bench/train.ts)
+ *   batched [...]         B sequences decoding together, B = 1..16: step time, tok/s, speed-up (bench/batched.ts)
  *   serve [...]           server: aggregate decode tok/s and TTFT with 1/4/8/16 clients (bench/serve.ts)
  *   serve-llamacpp [...]  the same with llama.cpp's own batching of parallel sequences (bench/serve-llamacpp.ts)
  *   long-context [...]    StoryWriter-shaped model, 4k..100k-token prompts: time and peak RSS (bench/long-context.ts)
@@ -27,12 +28,12 @@ if (name === 'kernels') {
   const [shape = '1b', type = 'q4_0', out = `/tmp/mpt-${shape}-${type}.gguf`] = rest;
   await makeGguf(shape, type as never, out);
   console.log(JSON.stringify({ wrote: out }));
-} else if (['ttft', 'train', 'serve', 'serve-llamacpp', 'long-context', 'kv-quality', 'quant-kl'].includes(name)) {
+} else if (['ttft', 'train', 'batched', 'serve', 'serve-llamacpp', 'long-context', 'kv-quality', 'quant-kl'].includes(name)) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
   const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
   const r = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
   process.exitCode = r.status ?? 1;
 } else {
-  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, serve, serve-llamacpp, long-context, kv-quality, quant-kl)`);
+  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl)`);
   process.exitCode = 2;
 }

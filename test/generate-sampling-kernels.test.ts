@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { WasmSamplingKernels } from '../src/backends/wasm/sampling-ops.js';
 import { expF32, f32Ceil, JsSamplingKernels } from '../src/runtime/sampling-weights.js';
-import { filteredDistribution, logSoftmax, Sampler } from '../src/runtime/sampling.js';
+import { drawTokenForTest, filteredDistribution, logSoftmax, Sampler } from '../src/runtime/sampling.js';
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
@@ -39,6 +39,15 @@ test('wasm and JS sampling kernels agree bit for bit', () => {
       assert.equal(wa.total, wb.total, `total n=${n} threshold=${threshold}`);
       assert.deepEqual(new Uint32Array(wa.weights.slice().buffer), new Uint32Array(wb.weights.slice().buffer), `weights n=${n}`);
       for (const u of [0, 0.25, 0.5, 0.999999, 1]) assert.equal(wasm.draw(u * wa.total), js.draw(u * wb.total), `draw u=${u} n=${n}`);
+    }
+    for (const k of [1, 2, 7, 40].filter((k) => k <= b.finite)) {
+      const ka = wasm.kth(k), kb = js.kth(k);
+      assert.equal(ka, kb, `kth k=${k} n=${n}`);
+      // The k-th largest of the finite values, by sorting.
+      const sorted = Array.from(x).filter((v) => v > -Infinity).sort((p, q) => q - p);
+      assert.equal(kb, sorted[k - 1], `kth k=${k} n=${n} vs sort`);
+      assert.deepEqual(Array.from(wasm.gather(ka)), Array.from(js.gather(kb)), `gather n=${n}`);
+      assert.ok(js.gather(kb).length >= k);
     }
   }
 });
@@ -117,4 +126,30 @@ test('draws over a 2,000-token vocabulary follow the tempered softmax', () => {
   }
   const sd = Math.sqrt((tailP * (1 - tailP)) / N);
   assert.ok(Math.abs(tailC / N - tailP) < 5 * sd, `tail: ${tailC / N} vs ${tailP}`);
+});
+
+test('with a small top-k, sampling from the candidates alone draws what the whole row draws', () => {
+  const rnd = lcg(17);
+  const V = 50432;
+  let checked = 0;
+  for (let trial = 0; trial < 12; trial++) {
+    const spread = [2, 6, 15][trial % 3]!;
+    const x = Float32Array.from({ length: V }, () => (rnd() * 2 - 1) * spread);
+    // ties at the top, masked ids, and a NaN
+    for (let i = 0; i < 30; i++) x[Math.floor(rnd() * V)] = spread;
+    for (let i = 0; i < 500; i++) x[Math.floor(rnd() * V)] = -Infinity;
+    x[123] = NaN;
+    for (const topK of [1, 5, 40, 1000]) {
+      for (const [temperature, topP, minP] of [[1, 1, 0], [0.8, 0.95, 0.05], [0.3, 0.5, 0], [1.5, 0.9, 0.3]] as const) {
+        const o = { topK, temperature, topP, minP };
+        for (const u of [0, 0.13, 0.5, 0.87, 0.999999]) {
+          const sparse = drawTokenForTest(x, o, u, true);
+          const dense = drawTokenForTest(x, o, u, false);
+          assert.equal(sparse, dense, `trial ${trial} ${JSON.stringify(o)} u=${u}`);
+          checked++;
+        }
+      }
+    }
+  }
+  assert.equal(checked, 12 * 4 * 4 * 5);
 });

@@ -90,6 +90,28 @@ export class JsSamplingKernels {
     return { weights: w.subarray(0, n), total };
   }
 
+  kth(k: number): number {
+    const buf = new Float32Array(k).fill(-Infinity);
+    const x = this.x;
+    for (let i = 0; i < this.n; i++) {
+      const v = x[i]!;
+      if (!(v > buf[k - 1]!)) continue;
+      let j = k - 1;
+      while (j > 0 && buf[j - 1]! < v) { buf[j] = buf[j - 1]!; j--; }
+      buf[j] = v;
+    }
+    return buf[k - 1]!;
+  }
+
+  gather(threshold: number): Int32Array {
+    const ids: number[] = [];
+    for (let i = 0; i < this.n; i++) {
+      const v = this.x[i]!;
+      if (v >= threshold && v > -Infinity) ids.push(i);
+    }
+    return Int32Array.from(ids);
+  }
+
   draw(target: number): number {
     const { w, s, n } = this;
     let acc = 0;

@@ -21,6 +21,7 @@
  *    token always stays. Then one token is drawn from the renormalised distribution.
  */
 import { InputError } from '../errors.js';
+import { DRAW_BLOCK } from '../backends/wasm/sampling-ops.js';
 import { expF32, f32Ceil, samplingKernels, type SamplingKernels } from './sampling-weights.js';
 
 /** Options of the sampler. Every field is optional; see the module comment for the semantics. */
@@ -201,19 +202,6 @@ export function argmax(x: ArrayLike<number>): number {
   return best;
 }
 
-/** The k-th largest finite value of x (1-based k <= number of finite values). */
-function kthLargest(x: Float32Array, k: number): number {
-  const buf = new Float64Array(k).fill(-Infinity);
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    if (!(v > buf[k - 1]!)) continue;
-    let j = k - 1;
-    while (j > 0 && buf[j - 1]! < v) { buf[j] = buf[j - 1]!; j--; }
-    buf[j] = v;
-  }
-  return buf[k - 1]!;
-}
-
 /**
  * The kept tokens' weights for options `o` (steps 5 of the module comment, less the draw): each
  * filter amounts to a logit threshold (tokens at or above it stay, so ties at a boundary are all
@@ -240,11 +228,11 @@ function keptWeights(penalized: Float32Array, o: SamplingOptions, loaded?: Sampl
   // the order, and e^((x - max) / T) gives the tempered weights.
   const invT = Math.fround(1 / temperature);
   let threshold = -Infinity;
-  if (topK > 0 && topK < finite) threshold = kthLargest(penalized, topK);
+  if (topK > 0 && topK < finite) threshold = kernels.kth(topK);
   if (topP < 1) {
     // Top-p's mass is over the tokens top-k kept (HF applies top-k first).
     const { weights, total } = kernels.weights(f32Ceil(threshold), maxLogit, invT);
-    const cut = topPCut(penalized, weights, total, topP, maxLogit, invT);
+    const cut = topPCut(penalized, weights, total, penalized.length, topP, maxLogit, invT);
     if (cut > threshold) threshold = cut;
   }
   if (minP > 0) {
@@ -261,21 +249,127 @@ function keptWeights(penalized: Float32Array, o: SamplingOptions, loaded?: Sampl
  * kept while the mass ranked above it is < top_p · total (HF drops tokens whose cumulative mass
  * from the bottom is <= 1 - top_p). Only tokens of weight >= (1 - top_p) · total / V can be
  * reached (the others together weigh less than (1 - top_p) · total), so only those are sorted.
+ * `logits[i]` and `weights[i]` are token i's (or, for a candidate list, candidate i's); V is the
+ * vocabulary size.
  */
-function topPCut(penalized: Float32Array, weights: Float32Array, total: number, topP: number, maxLogit: number, invT: number): number {
-  const V = penalized.length;
+function topPCut(logits: Float32Array, weights: Float32Array, total: number, V: number, topP: number, maxLogit: number, invT: number): number {
   const floor = ((1 - topP) * total) / V;
   const reachable = (w: number) => w > 0 && w >= floor;
   let n = 0;
-  for (let i = 0; i < V; i++) if (reachable(weights[i]!)) n++;
+  for (let i = 0; i < logits.length; i++) if (reachable(weights[i]!)) n++;
   const sorted = new Float64Array(n);
-  for (let i = 0, j = 0; i < V; i++) if (reachable(weights[i]!)) sorted[j++] = penalized[i]!;
+  for (let i = 0, j = 0; i < logits.length; i++) if (reachable(weights[i]!)) sorted[j++] = logits[i]!;
   sorted.sort().reverse();
   const f = Math.fround;
   let above = 0;
   let i = 0;
   while (i < n && above < topP * total) { above += expF32(f(f(sorted[i]! - maxLogit) * invT)); i++; }
   return sorted[Math.max(0, i - 1)] ?? -Infinity;
+}
+
+/** Top-k at most this large is sampled from its candidates alone (sparse path). */
+const SPARSE_TOP_K = 4096;
+
+/** Tokens that top-k kept: ids ascending and their penalised logits. */
+interface Candidates { ids: Int32Array; x: Float32Array }
+
+/**
+ * The weights of the candidates >= threshold exactly as the dense kernels compute them for the
+ * whole row (assembly/sampling.ts): the same f32 weights, per block of DRAW_BLOCK ids the f64
+ * lane sums (lane = id mod 4) combined as (s0 + s1) + (s2 + s3), the total summed block by
+ * block. Tokens that are not candidates weigh 0 there, and adding 0 changes no sum.
+ */
+function candidateWeights(c: Candidates, threshold: number, maxLogit: number, invT: number): { w: Float32Array; runs: number[]; sums: number[]; total: number } {
+  const f = Math.fround;
+  const n = c.ids.length;
+  const w = new Float32Array(n);
+  const runs: number[] = [];
+  const sums: number[] = [];
+  let total = 0;
+  for (let i = 0; i < n;) {
+    const block = Math.floor(c.ids[i]! / DRAW_BLOCK);
+    const lane = [0, 0, 0, 0];
+    runs.push(i);
+    for (; i < n && Math.floor(c.ids[i]! / DRAW_BLOCK) === block; i++) {
+      const v = c.x[i]!;
+      const e = v >= threshold ? expF32(f(f(v - maxLogit) * invT)) : 0;
+      w[i] = e;
+      lane[c.ids[i]! & 3] += e;
+    }
+    const sb = (lane[0]! + lane[1]!) + (lane[2]! + lane[3]!);
+    sums.push(sb);
+    total += sb;
+  }
+  return { w, runs, sums, total };
+}
+
+/** The dense kernels' draw (assembly/sampling.ts sampling_draw) over candidate weights. */
+function candidateDraw(c: Candidates, cw: ReturnType<typeof candidateWeights>, target: number): number {
+  const n = c.ids.length;
+  let acc = 0;
+  for (let r = 0; r < cw.runs.length; r++) {
+    const start = cw.runs[r]!, end = r + 1 < cw.runs.length ? cw.runs[r + 1]! : n;
+    const next = acc + cw.sums[r]!;
+    if (target < next) {
+      let a = acc;
+      for (let i = start; i < end; i++) {
+        const wi = cw.w[i]!;
+        if (wi > 0) {
+          a += wi;
+          if (target < a) return c.ids[i]!;
+        }
+      }
+    }
+    acc = next;
+  }
+  for (let i = n - 1; i >= 0; i--) if (cw.w[i]! > 0) return c.ids[i]!;
+  return -1;
+}
+
+/**
+ * Draws a token from the penalised row held by `kernels` (see `keptWeights`); `uniform()` gives
+ * the u in [0, 1) of the draw (called once, and only when a draw is made). With a small top-k only the k candidates are weighed (kernels find the k-th
+ * largest logit and gather the candidates; the rest is computed on them), giving exactly the
+ * token the dense path gives. Undefined when no logit is finite; -1 when every kept token
+ * weighs 0.
+ */
+function drawToken(penalized: Float32Array, o: SamplingOptions, kernels: SamplingKernels, uniform: () => number, sparse = true): number | undefined {
+  const topK = o.topK ?? DEFAULT_SAMPLING.topK;
+  if (sparse && topK > 0 && topK <= SPARSE_TOP_K) {
+    const { max: maxLogit, finite } = kernels.stats();
+    if (finite === 0) return undefined;
+    if (maxLogit !== Infinity && topK < finite) {
+      const temperature = o.temperature ?? DEFAULT_SAMPLING.temperature;
+      const topP = o.topP ?? DEFAULT_SAMPLING.topP;
+      const minP = o.minP ?? DEFAULT_SAMPLING.minP;
+      const invT = Math.fround(1 / temperature);
+      let threshold = kernels.kth(topK);
+      const ids = kernels.gather(threshold).slice();
+      const c: Candidates = { ids, x: Float32Array.from(ids, (id) => penalized[id]!) };
+      if (topP < 1) {
+        const cw = candidateWeights(c, f32Ceil(threshold), maxLogit, invT);
+        const cut = topPCut(c.x, cw.w, cw.total, penalized.length, topP, maxLogit, invT);
+        if (cut > threshold) threshold = cut;
+      }
+      if (minP > 0) {
+        const cut = maxLogit + temperature * Math.log(minP);
+        if (cut > threshold) threshold = cut;
+      }
+      const cw = candidateWeights(c, f32Ceil(threshold), maxLogit, invT);
+      return candidateDraw(c, cw, uniform() * cw.total);
+    }
+  }
+  const t = keptWeights(penalized, o, kernels);
+  if (!t) return undefined;
+  if (t.threshold === Infinity) return penalized.indexOf(Infinity);
+  return t.kernels.draw(uniform() * t.total);
+}
+
+/** For tests: the token the sampler draws for uniform u, by the candidate path when it applies or always by the dense one. */
+export function drawTokenForTest(penalized: Float32Array, o: SamplingOptions, u: number, sparse: boolean): number | undefined {
+  const kernels = samplingKernels();
+  kernels.setRow(penalized);
+  return drawToken(penalized, o, kernels, () => u, sparse);
 }
 
 /**
@@ -333,11 +427,9 @@ export class Sampler {
       if (id < 0) throw new InputError('no token can be chosen: every logit is masked or NaN');
       return id;
     }
-    const t = keptWeights(penalized, this.options, kernels);
-    if (!t) throw new InputError('no token can be chosen: every logit is masked or NaN');
-    if (t.threshold === Infinity) return penalized.indexOf(Infinity);
-    // Draw before anything else can use this thread's kernels (their weights are a shared view).
-    const id = t.kernels.draw(this.rng.nextFloat() * t.total);
+    // Draws before anything else can use this thread's kernels (their row is a shared view).
+    const id = drawToken(penalized, this.options, kernels, () => this.rng.nextFloat());
+    if (id === undefined) throw new InputError('no token can be chosen: every logit is masked or NaN');
     if (id < 0) throw new InputError('no token can be chosen: every kept token has zero weight');
     return id;
   }

@@ -10,6 +10,8 @@ interface Kernels {
   sampling_max(X: number, n: number, count: number): number;
   sampling_weights(X: number, W: number, S: number, n: number, threshold: number, maxLogit: number, invT: number): number;
   sampling_draw(W: number, S: number, n: number, target: number): number;
+  sampling_kth(X: number, n: number, k: number, B: number): number;
+  sampling_gather(X: number, n: number, threshold: number, I: number): number;
 }
 
 /** A row's weights (a view, valid until the next call) and their f64 total. */
@@ -22,7 +24,7 @@ export interface RowStats { max: number; finite: number }
 export const DRAW_BLOCK = 64;
 
 // Memory layout: an i32 count at 0, the logits row at 16, the weights row after it (16-aligned),
-// then the f64 block sums.
+// the f64 block sums, the ids of `gather`, then the buffer of `kth`.
 const COUNT = 0;
 const ROW = 16;
 
@@ -49,13 +51,36 @@ export class WasmSamplingKernels {
     this.row(x.length).set(x);
   }
 
+  private get iOffset(): number {
+    return this.sOffset + Math.ceil(this.n / DRAW_BLOCK) * 8;
+  }
+
+  private get bOffset(): number {
+    return this.iOffset + this.n * 4;
+  }
+
+  private ensure(bytes: number): void {
+    const have = this.memory.buffer.byteLength;
+    if (bytes > have) this.memory.grow(Math.ceil((bytes - have) / PAGE));
+  }
+
   /** The row of n logits the other calls work on, to be written in place (a view, valid until the next call). */
   row(n: number): Float32Array {
     this.n = n;
-    const need = this.sOffset + Math.ceil(n / DRAW_BLOCK) * 8;
-    const have = this.memory.buffer.byteLength;
-    if (need > have) this.memory.grow(Math.ceil((need - have) / PAGE));
+    this.ensure(this.bOffset);
     return new Float32Array(this.memory.buffer, ROW, n);
+  }
+
+  /** The k-th largest logit of the row (1 <= k <= the number of logits > -Infinity). */
+  kth(k: number): number {
+    this.ensure(this.bOffset + k * 4);
+    return this.k.sampling_kth(ROW, this.n, k, this.bOffset);
+  }
+
+  /** Ids of the logits >= threshold (and > -Infinity), ascending (a view, valid until the next call). */
+  gather(threshold: number): Int32Array {
+    const c = this.k.sampling_gather(ROW, this.n, threshold, this.iOffset);
+    return new Int32Array(this.memory.buffer, this.iOffset, c);
   }
 
   stats(): RowStats {

@@ -146,3 +146,52 @@ export function sampling_draw(W: usize, S: usize, n: i32, target: f64): i32 {
   for (let i = n - 1; i >= 0; i--) if (load<f32>(W + (<usize>i << 2)) > 0) return i;
   return -1;
 }
+
+/**
+ * The k-th largest of the values of X[0..n) that are > -Infinity (NaN ignored), k >= 1, kept in
+ * descending order in the f32 buffer B[0..k) (which starts as -Infinity): a value enters when it
+ * is larger than B[k-1], moving smaller ones down. Blocks of 4 values none of which can enter are
+ * skipped with one vector comparison.
+ */
+export function sampling_kth(X: usize, n: i32, k: i32, B: usize): f32 {
+  for (let j = 0; j < k; j++) store<f32>(B + (<usize>j << 2), -Infinity);
+  const lastAt = B + (<usize>(k - 1) << 2);
+  const n4 = n & ~3;
+  for (let i = 0; i < n; i += 4) {
+    if (i < n4 && !v128.any_true(f32x4.gt(v128.load(X + (<usize>i << 2)), f32x4.splat(load<f32>(lastAt))))) continue;
+    const e = min(i + 4, n);
+    for (let t = i; t < e; t++) {
+      const v = load<f32>(X + (<usize>t << 2));
+      if (!(v > load<f32>(lastAt))) continue;
+      let j = k - 1;
+      while (j > 0 && load<f32>(B + (<usize>(j - 1) << 2)) < v) {
+        store<f32>(B + (<usize>j << 2), load<f32>(B + (<usize>(j - 1) << 2)));
+        j--;
+      }
+      store<f32>(B + (<usize>j << 2), v);
+    }
+  }
+  return load<f32>(lastAt);
+}
+
+/** Stores at I, in ascending order, the ids i < n with X[i] >= threshold and X[i] > -Infinity; returns their number. */
+export function sampling_gather(X: usize, n: i32, threshold: f32, I: usize): i32 {
+  const vt = f32x4.splat(threshold), ninf = f32x4.splat(-Infinity);
+  const n4 = n & ~3;
+  let c = 0;
+  for (let i = 0; i < n; i += 4) {
+    if (i < n4) {
+      const v = v128.load(X + (<usize>i << 2));
+      if (!v128.any_true(v128.and(f32x4.ge(v, vt), f32x4.gt(v, ninf)))) continue;
+    }
+    const e = min(i + 4, n);
+    for (let t = i; t < e; t++) {
+      const v = load<f32>(X + (<usize>t << 2));
+      if (v >= threshold && v > -Infinity) {
+        store<i32>(I + (<usize>c << 2), t);
+        c++;
+      }
+    }
+  }
+  return c;
+}
