@@ -1,6 +1,7 @@
-// Loading weights into the wasm arenas: the direct path (positioned reads straight into wasm
-// memory, in row-aligned pieces, several in flight) must put exactly the file's tensor bytes in
-// place — q8_0 quants of -128 clamped to -127 — and agree byte for byte with the buffered path.
+// Loading weights into the wasm arenas (GGUF files and safetensors folders): the direct path
+// (positioned reads straight into wasm memory, in row-aligned pieces, several in flight) must put
+// exactly the file's tensor bytes in place — q8_0 quants of -128 clamped to -127 — and agree byte
+// for byte with the buffered path.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Arenas } from '../src/backends/wasm/arenas.js';
@@ -13,6 +14,7 @@ import { openCheckpoint } from '../src/model/load.js';
 import { blockPrefix } from '../src/model/weights-layout.js';
 
 const fixture = (f: string) => new URL(`../../test/fixtures/gguf-tiny-q/${f}`, import.meta.url).pathname;
+const hfFixture = (f: string) => new URL(`../../test/fixtures/${f}`, import.meta.url).pathname;
 
 function matrices(L: ModelLayout): Array<[string, MatrixRef]> {
   const out: Array<[string, MatrixRef]> = [['transformer.wte.weight', L.head.wte]];
@@ -55,7 +57,7 @@ function wrap(src: TensorSource, direct: boolean): TensorSource {
 async function loadBoth(file: string, chunk: number) {
   const ck = await openCheckpoint(file);
   try {
-    assert.ok(ck.tensors.readInto, 'GGUF sources offer readInto');
+    assert.ok(ck.tensors.readInto, 'GGUF and safetensors sources offer readInto');
     const L = planLayout(ck.config, (n) => chooseMatrixType(ck.tensors.info(n)!, 'auto'), { threads: 1 });
     const direct = new Arenas(L), buffered = new Arenas(L);
     const progress: number[] = [];
@@ -71,9 +73,14 @@ async function loadBoth(file: string, chunk: number) {
 }
 
 describe('wasm weight loading', () => {
-  for (const type of ['q8_0', 'q4_0', 'f16', 'q6_k']) {
-    it(`${type}: direct reads in one-row pieces equal the file's bytes and the buffered path`, async () => {
-      const { L, direct, buffered, files, progress, total } = await loadBoth(fixture(`tiny-q-${type}.gguf`), 1);
+  const cases: Array<[string, string]> = [
+    ...['q8_0', 'q4_0', 'f16', 'q6_k'].map((t): [string, string] => [`GGUF ${t}`, fixture(`tiny-q-${t}.gguf`)]),
+    ...['tiny-alibi', 'tiny-alibi-bf16', 'tiny-alibi-fp16', 'tiny-alibi-sharded'].map((f): [string, string] => [`safetensors ${f}`, hfFixture(f)]),
+  ];
+  for (const [label, file] of cases) {
+    const type = label.replace(/^GGUF /, '');
+    it(`${label}: direct reads in one-row pieces equal the file's bytes and the buffered path`, async () => {
+      const { L, direct, buffered, files, progress, total } = await loadBoth(file, 1);
       for (let a = 0; a < L.arenas.length; a++) {
         const end = L.arenas[a]!.weightsEnd;
         assert.deepEqual(direct.u8(a).subarray(0, end), buffered.u8(a).subarray(0, end), `arena ${a}`);
@@ -101,7 +108,34 @@ describe('wasm weight loading', () => {
     });
   }
 
-  it('a failing read rejects the load (no hang), and readInto checks its range', async () => {
+  it('PyTorch .bin folders load through the buffered path (no readInto)', async () => {
+    for (const f of ['tiny-alibi-bin', 'tiny-alibi-bin-sharded-bf16']) {
+      const ck = await openCheckpoint(hfFixture(f));
+      try {
+        assert.equal(ck.tensors.readInto, undefined, f);
+      } finally {
+        await ck.tensors.close();
+      }
+    }
+  });
+
+  it('readInto checks its range (GGUF, sharded safetensors)', async () => {
+    for (const file of [fixture('tiny-q-q4_0.gguf'), hfFixture('tiny-alibi-sharded')]) {
+      const ck = await openCheckpoint(file);
+      try {
+        const info = ck.tensors.info('transformer.wte.weight')!;
+        await assert.rejects(ck.tensors.readInto!(info.name, new Uint8Array(16), info.byteLength - 8), FormatError);
+        await assert.rejects(ck.tensors.readInto!('transformer.nope.weight', new Uint8Array(1)), FormatError);
+        const part = new Uint8Array(40);
+        await ck.tensors.readInto!(info.name, part, 100);
+        assert.deepEqual(part, (await ck.tensors.read(info.name)).subarray(100, 140));
+      } finally {
+        await ck.tensors.close();
+      }
+    }
+  });
+
+  it('a failing read rejects the load (no hang)', async () => {
     const ck = await openCheckpoint(fixture('tiny-q-q4_0.gguf'));
     try {
       const L = planLayout(ck.config, (n) => chooseMatrixType(ck.tensors.info(n)!, 'auto'), { threads: 1 });
@@ -111,12 +145,6 @@ describe('wasm weight loading', () => {
         readInto: async (n, d, s) => { if (++calls === 3) throw new FormatError('disk on fire'); return ck.tensors.readInto!(n, d, s); },
       };
       await assert.rejects(loadWeights(ck.config, bad, L, new Arenas(L), undefined, { readChunk: 1 }), /disk on fire/);
-      const info = ck.tensors.info('transformer.wte.weight')!;
-      await assert.rejects(ck.tensors.readInto!(info.name, new Uint8Array(16), info.byteLength - 8), FormatError);
-      await assert.rejects(ck.tensors.readInto!('transformer.nope.weight', new Uint8Array(1)), FormatError);
-      const part = new Uint8Array(40);
-      await ck.tensors.readInto!(info.name, part, 100);
-      assert.deepEqual(part, (await ck.tensors.read(info.name)).subarray(100, 140));
     } finally {
       await ck.tensors.close();
     }

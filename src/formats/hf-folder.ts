@@ -96,7 +96,9 @@ export async function openHfFolderTensors(dir: string): Promise<HfFolderSource> 
 
 /** Copies a source's methods into a plain object (so spreading it keeps them working). */
 function bindSource(s: TensorSource): TensorSource {
-  return { list: () => s.list(), info: (n) => s.info(n), read: (n) => s.read(n), close: () => s.close() };
+  const bound: TensorSource = { list: () => s.list(), info: (n) => s.info(n), read: (n) => s.read(n), close: () => s.close() };
+  if (s.readInto) bound.readInto = (n, dest, start) => s.readInto!(n, dest, start);
+  return bound;
 }
 
 async function openSharded(dir: string, layout: HfFolderSource['layout'], indexPath: string): Promise<HfFolderSource> {
@@ -142,7 +144,14 @@ async function openSharded(dir: string, layout: HfFolderSource['layout'], indexP
     throw e;
   }
   const infos = [...owner.values()].map((o) => o.info);
+  // Positioned reads into the caller's memory when every shard can do them (safetensors; not .bin).
+  const readInto = shards.every((s) => s.readInto) ? (name: string, dest: Uint8Array, start?: number) => {
+    const o = owner.get(name);
+    if (o === undefined) return Promise.reject(new FormatError(`the weights in ${dir} have no tensor named ${name}`));
+    return o.shard.readInto!(name, dest, start);
+  } : undefined;
   return {
+    ...(readInto ? { readInto } : {}),
     dir,
     layout,
     files: files.map((f) => join(dir, f)),

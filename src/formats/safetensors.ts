@@ -152,6 +152,15 @@ function makeSource(file: RandomAccessFile, entries: Map<string, Entry>, metadat
       if (e === undefined) throw new FormatError(`${file.path} has no tensor named ${name}`);
       return file.read(e.start, e.info.byteLength, `tensor ${name}`);
     },
+    // Positioned reads straight into the caller's memory (the wasm backend loads weights this way).
+    readInto: async (name, dest, start = 0) => {
+      const e = entries.get(name);
+      if (e === undefined) throw new FormatError(`${file.path} has no tensor named ${name}`);
+      if (!Number.isSafeInteger(start) || start < 0 || start + dest.length > e.info.byteLength) {
+        throw new FormatError(`${file.path}: bytes [${start}, ${start + dest.length}) are outside tensor ${name} (${e.info.byteLength} bytes)`);
+      }
+      await file.readInto(e.start + start, dest, `tensor ${name}`);
+    },
     close: () => file.close(),
   };
 }
