@@ -71,7 +71,7 @@ const lmType = (runner as { layout?: { head: { lm: { type: WeightType } } } }).l
 const head = runKernelBench({ types: [lmType], K: c.dModel, N: c.vocabSize, M: 8 }).filter((r) => r.kernel !== 'attention' && r.kernel !== 'read-bandwidth');
 const m1 = head.find((r) => r.M === 1)!, m8 = head.find((r) => r.M === 8)!;
 const report = {
-  model: model.path,
+  model: arg(argv, 'model') ?? 'default',
   threads: (runner as { threads?: number }).threads,
   d_model: c.dModel, n_layers: c.nLayers, vocab: c.vocabSize,
   steps,
