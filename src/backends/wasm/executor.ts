@@ -219,15 +219,21 @@ export class Executor {
     {
       const k = this.k[cur]!, s = L.arenas[cur]!.scratch;
       const wt = WTYPE[h.wte.type];
-      const embed = (r0: number, r1: number) => {
+      const embed = (r0: number, r1: number, into: number) => {
         for (let r = r0; r < r1; r++) {
-          const dst = s.x + r * d * 4;
+          const dst = into + r * d * 4;
           k.dequant_row(wt, h.wte.ptr, d, p.tokens[r]!, dst);
           if (h.wpe) k.add_to(dst, h.wpe + p.wpePos![r]! * d * 4, d);
         }
       };
-      if (small) embed(0, R);
-      else this.rowChunks(R, embed);
+      if (small) {
+        // Every thread writes the whole residual stream here, so it must only ever store final
+        // values: rows built in place (token row, then += position row) let one thread read, or
+        // add to, another's half-built row. Built privately, then copied (same bytes from all).
+        const own = this.priv(cur).xn;
+        embed(0, R, own);
+        k.copy_bytes(s.x, own, R * d * 4);
+      } else this.rowChunks(R, (r0, r1) => embed(r0, r1, s.x));
     }
 
     for (let l = 0; l < c.nLayers; l++) {
