@@ -120,6 +120,12 @@ describe('KV storage kernels (wasm)', { skip }, async () => {
             const at = kvHeadPlace(c, geo, g, cap);
             h.k.attention_kv(geo.mode, pq, hd, nq, past, Kc + at.offset, Vc + at.offset, geo.segBytes, at.e0, pvalid, nKeys, hd, 0.3, 0.125, o2, hd, ps);
             assert.deepEqual(h.f32(o2, nq * hd), h.f32(o1, nq * hd), `${t} kvH ${kvH} hd ${hd} head ${g} nq ${nq} past ${past}`);
+            // one query row at a time (the decode kernel) gives the rows of the multi-row call
+            for (let i = 0; nq > 1 && i < nq; i++) {
+              const o3 = h.alloc(hd * 4);
+              h.k.attention_kv(geo.mode, pq + i * hd * 4, hd, 1, past + i, Kc + at.offset, Vc + at.offset, geo.segBytes, at.e0, pvalid, nKeys, hd, 0.3, 0.125, o3, hd, ps);
+              assert.deepEqual(h.f32(o3, hd), h.f32(o2 + i * hd * 4, hd), `${t} kvH ${kvH} hd ${hd} head ${g} row ${i} of ${nq}`);
+            }
           }
         }
       }

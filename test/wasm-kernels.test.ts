@@ -213,6 +213,28 @@ test('f32 / f16 / bf16 products match float64 on ragged sizes; thread splits do 
   }
 });
 
+test('bf16 / f16 products: register tiles (4-16 rows, X packed for bf16) and the f32 panel (more rows) give the same bits', () => {
+  const h = new Heap();
+  const panel = h.alloc(HALF_PANEL_BYTES);
+  for (const dtype of ['bf16', 'f16'] as const) {
+    for (const [N, K] of [[37, 256], [12, 68], [9, 13], [64, 1000]] as const) {
+      const M = 24;
+      const wb = quantize(dtype, rand(N * K, N * 3 + K, 0.6));
+      const x = rand(M * K, M + K * 5, 2);
+      const px = h.putF32(x), pw = h.putU8(wb), pAll = h.alloc(M * N * 4);
+      const gemm = (xp: number, m: number, yp: number) => (dtype === 'bf16' ? h.k.gemm_bf16 : h.k.gemm_f16).call(h.k, xp, K, pw, K, yp, N, m, 0, N, K, 0, panel);
+      gemm(px, M, pAll); // M > 16: the panel path
+      const all = h.f32(pAll, M * N).slice();
+      for (const m of [4, 5, 7, 8, 11, 16]) {
+        const py = h.alloc(m * N * 4);
+        gemm(px, m, py);
+        const got = h.f32(py, m * N);
+        for (let i = 0; i < m * N; i++) assert.ok(Object.is(got[i], all[i]), `${dtype} N${N} K${K} M${m} [${i}] ${got[i]} vs ${all[i]}`);
+      }
+    }
+  }
+});
+
 test('layernorm / rmsnorm match float64', () => {
   const h = new Heap();
   for (const n of [1, 7, 64, 130]) {

@@ -276,6 +276,139 @@ const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
   }
 }
 
+/**
+ * q·k of one query row against two keys (k1 may repeat k0), each summed exactly as dot4 sums its
+ * row 0 (one accumulator over e in steps of 4, its lanes, then the scalar tail): two independent
+ * chains hide the add latency that bounds a single one.
+ */
+// @ts-ignore: decorator
+@inline function dot1x2(mode: i32, q: usize, k0: usize, k1: usize, e0: i32, hd: i32, out: usize): void {
+  let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
+  const h4 = hd & ~3;
+  let sc0 = f32x4.splat(0), sc1 = f32x4.splat(0), blk = -1;
+  for (let e = 0; e < h4; e += 4) {
+    const o = <usize>e << 2;
+    if (mode == KV_Q8 && (e0 + e) >> 5 != blk) {
+      blk = (e0 + e) >> 5;
+      sc0 = q8_scale(k0 + <usize>blk * 34); sc1 = q8_scale(k1 + <usize>blk * 34);
+    }
+    const x = v128.load(q + o);
+    a0 = f32x4.add(a0, f32x4.mul(x, load4(mode, k0, e0, e, sc0)));
+    a1 = f32x4.add(a1, f32x4.mul(x, load4(mode, k1, e0, e, sc1)));
+  }
+  let s0 = hsum_f32(a0), s1 = hsum_f32(a1);
+  for (let e = h4; e < hd; e++) {
+    const x = load<f32>(q + (<usize>e << 2));
+    s0 += x * load1(mode, k0, e0, e); s1 += x * load1(mode, k1, e0, e);
+  }
+  store<f32>(out, s0); store<f32>(out, s1, 4);
+}
+
+/**
+ * The tile for a single query row (decode): the 4-row tile computes three alias rows it then
+ * ignores, 4x the work. Same arithmetic for the row as `tile` gives it, so the same bits: scores
+ * as dot4's row 0, the same online softmax, and every output element accumulates p·v over the
+ * keys in order (here 16 elements at a time in registers, across the keys of a tile).
+ */
+// @ts-ignore: decorator
+@inline function tile1(mode: i32, Q: usize, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
+  hd: i32, scale: f32, slope: f32, O: usize, S: usize): void {
+  const acc = S + BK * 16;
+  memory.fill(acc, 0, <usize>hd << 2);
+  let m0: f32 = -Infinity, l0: f32 = 0;
+  const jEnd = min(nKeys, pos0 + 1);
+  const h4 = hd & ~3, h16 = hd & ~15;
+  for (let j0 = 0; j0 < jEnd; j0 += BK) {
+    const jn = min(BK, jEnd - j0);
+    for (let jj = 0; jj < jn; jj += 2) {
+      const j = j0 + jj, j1 = jj + 1 < jn ? j + 1 : j;
+      const out = S + (<usize>jj << 2);
+      dot1x2(mode, Q, K + <usize>j * sk, K + <usize>j1 * sk, e0, hd, out);
+      store<f32>(out, !load<u8>(valid + j) || j > pos0 ? -Infinity : load<f32>(out) * scale + slope * <f32>(j - pos0));
+      if (jj + 1 < jn) store<f32>(out, !load<u8>(valid + j1) || j1 > pos0 ? -Infinity : load<f32>(out, 4) * scale + slope * <f32>(j1 - pos0), 4);
+    }
+    for (let jj = jn; jj < BK; jj++) store<f32>(S + (<usize>jj << 2), -Infinity);
+    let mx = v128.load(S);
+    for (let jj = 4; jj < BK; jj += 4) mx = f32x4.max(mx, v128.load(S + (<usize>jj << 2)));
+    const mt = hmax_f32(mx);
+    if (mt == -Infinity) continue; // nothing visible in this tile: p = 0 for all its keys
+    const mNew = max(m0, mt);
+    const vm = f32x4.splat(mNew);
+    let sum = f32x4.splat(0);
+    for (let jj = 0; jj < BK; jj += 4) {
+      const e = exp_f32x4(f32x4.sub(v128.load(S + (<usize>jj << 2)), vm));
+      v128.store(S + (<usize>jj << 2), e);
+      sum = f32x4.add(sum, e);
+    }
+    const corr: f32 = m0 == -Infinity ? 0 : exp_f32(m0 - mNew);
+    const ts = hsum_f32(sum);
+    if (corr != 1) scale_row(acc, hd, corr);
+    l0 = l0 * corr + ts; m0 = mNew;
+    // acc += P·V, 16 output elements at a time held in registers over the tile's keys
+    for (let e = 0; e < h16; e += 16) {
+      const o = <usize>e << 2;
+      let c0 = v128.load(acc + o), c1 = v128.load(acc + o, 16), c2 = v128.load(acc + o, 32), c3 = v128.load(acc + o, 48);
+      for (let jj = 0; jj < jn; jj++) {
+        const p = load<f32>(S + (<usize>jj << 2));
+        if (p == 0) continue;
+        const vp = f32x4.splat(p);
+        const v = V + <usize>(j0 + jj) * sk;
+        if (mode == KV_Q8) {
+          c0 = f32x4.add(c0, f32x4.mul(vp, load4(mode, v, e0, e, q8_scale(v + <usize>((e0 + e) >> 5) * 34))));
+          c1 = f32x4.add(c1, f32x4.mul(vp, load4(mode, v, e0, e + 4, q8_scale(v + <usize>((e0 + e + 4) >> 5) * 34))));
+          c2 = f32x4.add(c2, f32x4.mul(vp, load4(mode, v, e0, e + 8, q8_scale(v + <usize>((e0 + e + 8) >> 5) * 34))));
+          c3 = f32x4.add(c3, f32x4.mul(vp, load4(mode, v, e0, e + 12, q8_scale(v + <usize>((e0 + e + 12) >> 5) * 34))));
+        } else {
+          const z = f32x4.splat(0);
+          c0 = f32x4.add(c0, f32x4.mul(vp, load4(mode, v, e0, e, z)));
+          c1 = f32x4.add(c1, f32x4.mul(vp, load4(mode, v, e0, e + 4, z)));
+          c2 = f32x4.add(c2, f32x4.mul(vp, load4(mode, v, e0, e + 8, z)));
+          c3 = f32x4.add(c3, f32x4.mul(vp, load4(mode, v, e0, e + 12, z)));
+        }
+      }
+      v128.store(acc + o, c0); v128.store(acc + o, c1, 16); v128.store(acc + o, c2, 32); v128.store(acc + o, c3, 48);
+    }
+    for (let jj = 0; jj < jn; jj++) {
+      const p = load<f32>(S + (<usize>jj << 2));
+      if (p == 0) continue;
+      const v = V + <usize>(j0 + jj) * sk;
+      const vp = f32x4.splat(p);
+      let e = h16;
+      for (; e < h4; e += 4) {
+        const o = <usize>e << 2;
+        const sc = mode == KV_Q8 ? q8_scale(v + <usize>((e0 + e) >> 5) * 34) : f32x4.splat(0);
+        v128.store(acc + o, f32x4.add(v128.load(acc + o), f32x4.mul(vp, load4(mode, v, e0, e, sc))));
+      }
+      for (; e < hd; e++) {
+        const o = <usize>e << 2;
+        store<f32>(acc + o, load<f32>(acc + o) + p * load1(mode, v, e0, e));
+      }
+    }
+  }
+  if (l0 > 0) {
+    const inv = <f32>1 / l0;
+    for (let e = 0; e < hd; e++) store<f32>(O + (<usize>e << 2), load<f32>(acc + (<usize>e << 2)) * inv);
+  } else {
+    for (let e = 0; e < hd; e++) {
+      let s: f32 = 0;
+      for (let j = 0; j < nKeys; j++) s += load1(mode, V + <usize>j * sk, e0, e);
+      store<f32>(O + (<usize>e << 2), s / <f32>nKeys);
+    }
+  }
+}
+function tile1_f32(Q: usize, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
+  hd: i32, scale: f32, slope: f32, O: usize, S: usize): void {
+  tile1(KV_F32, Q, pos0, K, V, sk, e0, valid, nKeys, hd, scale, slope, O, S);
+}
+function tile1_f16(Q: usize, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
+  hd: i32, scale: f32, slope: f32, O: usize, S: usize): void {
+  tile1(KV_F16, Q, pos0, K, V, sk, e0, valid, nKeys, hd, scale, slope, O, S);
+}
+function tile1_q8(Q: usize, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
+  hd: i32, scale: f32, slope: f32, O: usize, S: usize): void {
+  tile1(KV_Q8, Q, pos0, K, V, sk, e0, valid, nKeys, hd, scale, slope, O, S);
+}
+
 // One specialised copy of the tile per storage mode (the mode folds away inside each).
 function tile_f32(Q: usize, sq: usize, R: i32, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
   hd: i32, scale: f32, slope: f32, O: usize, so: usize, S: usize): void {
@@ -303,6 +436,12 @@ export function attention_kv(mode: i32, Q: usize, ldq: i32, nq: i32, pos0: i32, 
   const sq = <usize>ldq << 2, so = <usize>ldo << 2, skb = <usize>sk;
   for (let i = 0; i < nq; i += 4) {
     const R = min(4, nq - i), Qi = Q + <usize>i * sq, Oi = O + <usize>i * so;
+    if (R == 1) {
+      if (mode == KV_F16) tile1_f16(Qi, pos0 + i, K, V, skb, e0, valid, nKeys, hd, scale, slope, Oi, S);
+      else if (mode == KV_Q8) tile1_q8(Qi, pos0 + i, K, V, skb, e0, valid, nKeys, hd, scale, slope, Oi, S);
+      else tile1_f32(Qi, pos0 + i, K, V, skb, 0, valid, nKeys, hd, scale, slope, Oi, S);
+      continue;
+    }
     if (mode == KV_F16) tile_f16(Qi, sq, R, pos0 + i, K, V, skb, e0, valid, nKeys, hd, scale, slope, Oi, so, S);
     else if (mode == KV_Q8) tile_q8(Qi, sq, R, pos0 + i, K, V, skb, e0, valid, nKeys, hd, scale, slope, Oi, so, S);
     else tile_f32(Qi, sq, R, pos0 + i, K, V, skb, 0, valid, nKeys, hd, scale, slope, Oi, so, S);

@@ -34,6 +34,14 @@ const F16_RAW: i32 = 2;  // fp16 as w·2^-112 (c0 = raw mask), activations pre-s
   const h = i32x4.shl(v128.load16x4_u(p), 16);
   return v128.or(f32x4.mul(i32x4.shr_u(i32x4.shl(h, 1), 4), c1), v128.and(h, c0));
 }
+/** w4 of the 4 weights after those at p (offset folded into the load). */
+// @ts-ignore: decorator
+@inline function w4hi(p: usize, kind: i32, c0: v128, c1: v128): v128 {
+  if (kind == BF16) return i32x4.shl(v128.load16x4_u(p, 8), 16);
+  if (kind == F16_RAW) return v128.and(i32x4.shl(v128.load16x4_s(p, 8), 13), c0);
+  const h = i32x4.shl(v128.load16x4_u(p, 8), 16);
+  return v128.or(f32x4.mul(i32x4.shr_u(i32x4.shl(h, 1), 4), c1), v128.and(h, c0));
+}
 /** One weight at p, as w4 gives it. */
 // @ts-ignore: decorator
 @inline function wscalar(p: usize, kind: i32): f32 {
@@ -61,22 +69,21 @@ const F16_RAW: i32 = 2;  // fp16 as w·2^-112 (c0 = raw mask), activations pre-s
   let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
   const x1 = x + sx, x2 = x1 + sx, x3 = x2 + sx, w1 = w + sw;
   const k4 = K & ~3;
-  for (let k = 0; k < k4; k += 4) {
-    const pw = <usize>k << 1, px = <usize>k << 2;
-    const b0 = w4(w + pw, kind, c0, c1);
-    const b1 = J > 1 ? w4(w1 + pw, kind, c0, c1) : b0;
-    let v = v128.load(x + px);
+  // Pointers stepped once per step, loads at constant offsets from them: an index needs an
+  // address computation per load, and the loop was bound by those instructions, not by its fma.
+  let px = x, pw = w;
+  const end4 = w + (<usize>k4 << 1);
+  while (pw < end4) {
+    const b0 = w4(pw, kind, c0, c1);
+    const b1 = J > 1 ? w4(pw + sw, kind, c0, c1) : b0;
+    let v = v128.load(px);
     a00 = fma(v, b0, a00); if (J > 1) a01 = fma(v, b1, a01);
-    if (R > 1) {
-      v = v128.load(x1 + px);
-      a10 = fma(v, b0, a10); if (J > 1) a11 = fma(v, b1, a11);
-    }
+    if (R > 1) { v = v128.load(px + sx); a10 = fma(v, b0, a10); if (J > 1) a11 = fma(v, b1, a11); }
     if (R > 2) {
-      v = v128.load(x2 + px);
-      a20 = fma(v, b0, a20); if (J > 1) a21 = fma(v, b1, a21);
-      v = v128.load(x3 + px);
-      a30 = fma(v, b0, a30); if (J > 1) a31 = fma(v, b1, a31);
+      v = v128.load(px + 2 * sx); a20 = fma(v, b0, a20); if (J > 1) a21 = fma(v, b1, a21);
+      v = v128.load(px + 3 * sx); a30 = fma(v, b0, a30); if (J > 1) a31 = fma(v, b1, a31);
     }
+    px += 16; pw += 8;
   }
   if (R == 4 && J == 2 && k4 == K) {
     put2x2(y, y + sy, hsum4(a00, a01, a10, a11), acc);
@@ -217,12 +224,82 @@ function t1x4_f16(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize,
 function t1x4_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32, c0: v128, c1: v128): void { tileX4(x, sx, w, sw, y, sy, K, acc, 1, F16_RAW, c0, c1); }
 
 /**
+ * 4 rows of X from x (stride sx) interleaved by steps of 4 values of k into P:
+ * P[16·(k/4) + 4·r + j] = X[r][k + j] for k < K & ~3. The packed tile then reads the 4 rows of a
+ * step at constant offsets from one pointer.
+ */
+// @ts-ignore: decorator
+@inline function pack4(x: usize, sx: usize, K: i32, P: usize): void {
+  const end = x + (<usize>(K & ~3) << 2);
+  let q = P;
+  for (let p = x; p < end; p += 16) {
+    v128.store(q, v128.load(p));
+    v128.store(q, v128.load(p + sx), 16);
+    v128.store(q, v128.load(p + 2 * sx), 32);
+    v128.store(q, v128.load(p + 3 * sx), 48);
+    q += 64;
+  }
+}
+
+/**
+ * The 4 × 2 tile (tileRx with R = 4, J = 2) with its 4 rows of X packed by pack4 at xp: per step
+ * two pointer increments instead of an address computation per load, which measured ~20% faster
+ * (the loop is bound by instructions issued, not by its fma). Same fma sequence, same bits.
+ * x, sx: the unpacked rows, for the k tail.
+ */
+// @ts-ignore: decorator
+@inline function tile4x2p(xp: usize, x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32,
+  kind: i32, c0: v128, c1: v128): void {
+  let a00 = f32x4.splat(0), a01 = f32x4.splat(0), a10 = f32x4.splat(0), a11 = f32x4.splat(0);
+  let a20 = f32x4.splat(0), a21 = f32x4.splat(0), a30 = f32x4.splat(0), a31 = f32x4.splat(0);
+  const k4 = K & ~3;
+  const end = w + (<usize>k4 << 1);
+  let px = xp;
+  for (let pw = w; pw < end; pw += 8) {
+    const b0 = w4(pw, kind, c0, c1), b1 = w4(pw + sw, kind, c0, c1);
+    let v = v128.load(px);
+    a00 = fma(v, b0, a00); a01 = fma(v, b1, a01);
+    v = v128.load(px, 16);
+    a10 = fma(v, b0, a10); a11 = fma(v, b1, a11);
+    v = v128.load(px, 32);
+    a20 = fma(v, b0, a20); a21 = fma(v, b1, a21);
+    v = v128.load(px, 48);
+    a30 = fma(v, b0, a30); a31 = fma(v, b1, a31);
+    px += 64;
+  }
+  if (k4 == K) {
+    put2x2(y, y + sy, hsum4(a00, a01, a10, a11), acc);
+    put2x2(y + 2 * sy, y + 3 * sy, hsum4(a20, a21, a30, a31), acc);
+    return;
+  }
+  let s00 = hsum(a00), s01 = hsum(a01), s10 = hsum(a10), s11 = hsum(a11);
+  let s20 = hsum(a20), s21 = hsum(a21), s30 = hsum(a30), s31 = hsum(a31);
+  const w1 = w + sw, x1 = x + sx, x2 = x1 + sx, x3 = x2 + sx;
+  for (let k = k4; k < K; k++) {
+    const pw = <usize>k << 1, pk = <usize>k << 2;
+    const b0 = wscalar(w + pw, kind), b1 = wscalar(w1 + pw, kind);
+    let v = load<f32>(x + pk); s00 += v * b0; s01 += v * b1;
+    v = load<f32>(x1 + pk); s10 += v * b0; s11 += v * b1;
+    v = load<f32>(x2 + pk); s20 += v * b0; s21 += v * b1;
+    v = load<f32>(x3 + pk); s30 += v * b0; s31 += v * b1;
+  }
+  put(y, s00, acc); put(y + 4, s01, acc);
+  put(y + sy, s10, acc); put(y + sy + 4, s11, acc);
+  put(y + 2 * sy, s20, acc); put(y + 2 * sy + 4, s21, acc);
+  put(y + 3 * sy, s30, acc); put(y + 3 * sy + 4, s31, acc);
+}
+function t4x2p_bf16(xp: usize, x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize, K: i32, acc: i32): void {
+  const z = f32x4.splat(0);
+  tile4x2p(xp, x, sx, w, sw, y, sy, K, acc, BF16, z, z);
+}
+
+/**
  * Rows [m0, m1) of X (strides in bytes) against W rows [n0, n1), weights widened in registers.
  * W rows are the outer loop (a group of 4 rows, K·8 bytes, stays in L1 while every X row passes).
  */
 // @ts-ignore: decorator
 @inline function gemm_direct(X: usize, sx: usize, W: usize, sw: usize, Y: usize, sy: usize,
-  m0: i32, m1: i32, n0: i32, n1: i32, K: i32, acc: i32, kind: i32, c0: v128, c1: v128, rowwise: bool): void {
+  m0: i32, m1: i32, n0: i32, n1: i32, K: i32, acc: i32, kind: i32, c0: v128, c1: v128, rowwise: bool, XP: usize): void {
   if (rowwise) {
     // blocks of W rows small enough to stay in L2 while each row of X passes over them
     let nb = <i32>(131072 / (<u32>K * 2 + 64));
@@ -241,13 +318,19 @@ function t1x4_raw(x: usize, sx: usize, w: usize, sw: usize, y: usize, sy: usize,
   const m4 = m0 + ((m1 - m0) & ~3);
   const rest = m1 - m4; // 0..3: a 2-row and/or a 1-row tile
   const n4 = n0 + ((n1 - n0) & ~3);
+  // Packed rows of X (pack4) for the 4 × 2 tiles, 64 bytes per step of 4 values of k.
+  const sp = <usize>(K >> 2) << 6;
+  if (XP) for (let m = m0; m < m4; m += 4) pack4(X + <usize>m * sx, sx, K, XP + <usize>((m - m0) >> 2) * sp);
   let n = n0;
   for (; n < n4; n += 4) {
     const w = W + <usize>n * sw, w2 = w + 2 * sw, yn = Y + (<usize>n << 2);
     let m = m0;
     for (; m < m4; m += 4) {
       const x = X + <usize>m * sx, y = yn + <usize>m * sy;
-      if (kind == BF16) { t4x2_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1); t4x2_bf16(x, sx, w2, sw, y + 8, sy, K, acc, c0, c1); }
+      if (XP) {
+        const xp = XP + <usize>((m - m0) >> 2) * sp;
+        t4x2p_bf16(xp, x, sx, w, sw, y, sy, K, acc); t4x2p_bf16(xp, x, sx, w2, sw, y + 8, sy, K, acc);
+      } else if (kind == BF16) { t4x2_bf16(x, sx, w, sw, y, sy, K, acc, c0, c1); t4x2_bf16(x, sx, w2, sw, y + 8, sy, K, acc, c0, c1); }
       else if (kind == F16) { t4x2_f16(x, sx, w, sw, y, sy, K, acc, c0, c1); t4x2_f16(x, sx, w2, sw, y + 8, sy, K, acc, c0, c1); }
       else { t4x2_raw(x, sx, w, sw, y, sy, K, acc, c0, c1); t4x2_raw(x, sx, w2, sw, y + 8, sy, K, acc, c0, c1); }
     }
@@ -372,11 +455,11 @@ export function gemm_f16(X: usize, ldx: i32, W: usize, ldw: i32, Y: usize, ldy: 
   const sx = <usize>ldx << 2, sw = <usize>ldw << 1, sy = <usize>ldy << 2, sk = <usize>K << 2;
   const sg = v128.load(C_SIGN32), sc = v128.load(C_F16_SCALE), mk = v128.load(C_F16_RAWMASK);
   const mb = P ? <i32>(<usize>HALF_PANEL_BYTES / sk) : 0;
-  if (mb < 1) { gemm_direct(X, sx, W, sw, Y, sy, 0, M, n0, n1, K, acc, F16, sg, sc, M < ROWWISE_BELOW); return; }
+  if (mb < 1) { gemm_direct(X, sx, W, sw, Y, sy, 0, M, n0, n1, K, acc, F16, sg, sc, M < ROWWISE_BELOW, 0); return; }
   for (let m0 = 0; m0 < M; m0 += mb) {
     const m1 = min(M, m0 + mb);
     if (!rows_scalable(X, sx, m0, m1, K)) {
-      gemm_direct(X, sx, W, sw, Y, sy, m0, m1, n0, n1, K, acc, F16, sg, sc, M < ROWWISE_BELOW);
+      gemm_direct(X, sx, W, sw, Y, sy, m0, m1, n0, n1, K, acc, F16, sg, sc, M < ROWWISE_BELOW, 0);
       continue;
     }
     const s112 = f32x4.splat(5.192296858534828e33);
@@ -386,7 +469,7 @@ export function gemm_f16(X: usize, ldx: i32, W: usize, ldw: i32, Y: usize, ldy: 
       for (let k = 0; k < k4; k += 4) v128.store(p + (<usize>k << 2), f32x4.mul(v128.load(x + (<usize>k << 2)), s112));
       for (let k = k4; k < K; k++) store<f32>(p + (<usize>k << 2), load<f32>(x + (<usize>k << 2)) * <f32>5.192296858534828e33);
     }
-    gemm_direct(P - <usize>m0 * sk, sk, W, sw, Y, sy, m0, m1, n0, n1, K, acc, F16_RAW, mk, sc, M < ROWWISE_BELOW);
+    gemm_direct(P - <usize>m0 * sk, sk, W, sw, Y, sy, m0, m1, n0, n1, K, acc, F16_RAW, mk, sc, M < ROWWISE_BELOW, 0);
   }
 }
 
@@ -395,5 +478,7 @@ export function gemm_bf16(X: usize, ldx: i32, W: usize, ldw: i32, Y: usize, ldy:
   M: i32, n0: i32, n1: i32, K: i32, acc: i32, P: usize): void {
   if (P && M > TILES_UP_TO) { gemm_half_panel(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc, P, true); return; }
   const z = f32x4.splat(0);
-  gemm_direct(X, <usize>ldx << 2, W, <usize>ldw << 1, Y, <usize>ldy << 2, 0, M, n0, n1, K, acc, BF16, z, z, M < ROWWISE_BELOW);
+  // The 4 × 2 tiles read X packed (pack4) into the panel when it holds every 4-row group.
+  const packed = P && M >= ROWWISE_BELOW && <usize>(M & ~3) * (<usize>(K & ~3) << 2) <= <usize>HALF_PANEL_BYTES;
+  gemm_direct(X, <usize>ldx << 2, W, <usize>ldw << 1, Y, <usize>ldy << 2, 0, M, n0, n1, K, acc, BF16, z, z, M < ROWWISE_BELOW, packed ? P : 0);
 }
