@@ -5,8 +5,9 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { InputError } from '../src/errors.js';
 import {
-  applyPenalties, filteredDistribution, logSoftmax, Sampler, topLogprobs, Xoshiro128,
+  applyPenalties, chooseToken, filteredDistribution, logSoftmax, Sampler, topLogprobs, Xoshiro128,
 } from '../src/runtime/sampling.js';
 
 const close = (a: number, b: number, tol = 1e-6) => assert.ok(Math.abs(a - b) <= tol, `${a} vs ${b}`);
@@ -103,6 +104,36 @@ test('a seed reproduces the draws; different seeds differ; draws follow the dist
   }
   assert.equal(new Sampler({ seed: 5 }).seed, 5);
   assert.ok(Number.isInteger(new Sampler().seed));
+});
+
+test('request() + chooseToken (what a backend runs after its forward pass) gives sample()\'s tokens for a seed', () => {
+  const V = 300;
+  let s = 99;
+  const row = () => Float32Array.from({ length: V }, () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return (s / 2 ** 32) * 12 - 6; });
+  const optionSets = [
+    { temperature: 1, topK: 0, topP: 1, minP: 0 },
+    {},
+    { temperature: 0.7, topK: 5, topP: 0.9, minP: 0.02, repetitionPenalty: 1.3, presencePenalty: 0.5, frequencyPenalty: 0.4 },
+    { temperature: 0, repetitionPenalty: 1.2 },
+    { temperature: 1.3, topK: 250, logitBias: { 3: 4, 7: -100 }, bannedIds: new Set([1, 2]), vocabLimit: 290 },
+  ];
+  for (const o of optionSets) {
+    const a = new Sampler({ ...o, seed: 11 }), b = new Sampler({ ...o, seed: 11 });
+    const history = [5, 6, 5];
+    for (let t = 0; t < 40; t++) {
+      const logits = row();
+      const request = b.request(history, 2);
+      // plain data: what a worker thread receives
+      const cloned = structuredClone(request);
+      const viaRequest = chooseToken(logits, cloned);
+      assert.equal(viaRequest, a.sample(logits, history, 2), `${JSON.stringify(o)} step ${t}`);
+      history.push(viaRequest);
+    }
+  }
+  // nothing can be chosen: the same error either way
+  const masked = new Float32Array(4).fill(-Infinity);
+  assert.throws(() => chooseToken(masked, new Sampler({ seed: 1 }).request()), InputError);
+  assert.throws(() => new Sampler({ seed: 1 }).sample(masked), InputError);
 });
 
 test('greedy picks the argmax after penalties; xoshiro128** is uniform enough', () => {

@@ -10,6 +10,7 @@ import { referenceBackend } from '../src/backends/reference/index.js';
 import { loadWasmRunner, type WasmLoadOptions } from '../src/backends/wasm/index.js';
 import type { WasmRunner } from '../src/backends/wasm/runner.js';
 import { InputError, UnsupportedError } from '../src/errors.js';
+import { Sampler, chooseToken, type SamplingOptions } from '../src/runtime/sampling.js';
 import { quantize } from '../src/formats/ggml-quants.js';
 import type { DType, TensorInfo, TensorSource } from '../src/formats/tensor-source.js';
 import { parseMptConfig, type MptConfig } from '../src/model/config.js';
@@ -184,6 +185,53 @@ describe('threads and memory layout do not change the numbers', () => {
         c.dispose();
         assert.equal(next!.logits.buffer, nonEmpty[0]!.view.buffer);
         assert.deepEqual(nonEmpty[0]!.view.subarray(0, next!.logits.length), next!.logits);
+      }
+    } finally {
+      await r.dispose();
+    }
+  });
+});
+
+describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
+  it('equal chooseToken on the returned logits: split passes, every option, a row where nothing can be chosen', async () => {
+    const r = await load('tiny-neox-vocab', { threads: 2, maxRows: 6 });
+    try {
+      const V = r.config.vocabSize;
+      const options: SamplingOptions[] = [
+        { temperature: 1, topK: 0, topP: 1, minP: 0 },
+        {},
+        { temperature: 0.7, topK: 5, topP: 0.9, minP: 0.02, repetitionPenalty: 1.3, presencePenalty: 0.5, frequencyPenalty: 0.4 },
+        { temperature: 0 },
+        { temperature: 1.2, topK: 5000, logitBias: { 3: 4, 7: -100 }, bannedIds: [1, 2] },
+        { bannedIds: Array.from({ length: V }, (_, i) => i) }, // every id banned: no token
+      ];
+      const prompts = options.map((_, i) => Array.from({ length: 3 + i }, (_, t) => (17 * i + 31 * t) % 1000));
+      for (const reuse of [true, false]) {
+        const samplers = options.map((o, i) => new Sampler({ ...o, seed: 100 + i }));
+        const histories = prompts.map((p) => [...p]);
+        const caches = prompts.map(() => r.createCache({ capacity: 32 }));
+        let inputs = prompts.map((p) => p);
+        for (let step = 0; step < 4; step++) {
+          const requests = samplers.map((sm, i) => sm.request(histories[i]!, prompts[i]!.length));
+          // one sequence without a request: the runner leaves it to the caller
+          requests[1] = null as never;
+          const out = await r.forward(inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })), { logits: 'last', reuseLogits: reuse, sample: requests });
+          const next: number[] = [];
+          out.forEach((o, i) => {
+            if (i === 1) { assert.equal(o.token, undefined); next.push(samplers[1]!.sample(o.logits, histories[1]!, prompts[1]!.length)); return; }
+            if (i === options.length - 1) {
+              assert.equal(o.token, undefined, 'no token for an all-banned row');
+              assert.throws(() => chooseToken(o.logits, requests[i]!), InputError);
+              next.push(0);
+              return;
+            }
+            assert.equal(o.token, chooseToken(o.logits, requests[i]!), `reuse ${reuse} step ${step} sequence ${i}`);
+            next.push(o.token!);
+          });
+          next.forEach((t, i) => histories[i]!.push(t));
+          inputs = next.map((t) => [t]);
+        }
+        caches.forEach((c) => c.dispose());
       }
     } finally {
       await r.dispose();

@@ -8,6 +8,7 @@
  * calls. Left-padded batches, as Hugging Face builds them, are expressed with a pad mask per
  * sequence.
  */
+import type { SampleRequest } from './sampling/sampler.js';
 import type { MptConfig } from '../model/config.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 
@@ -57,11 +58,21 @@ export interface ForwardOptions {
    * step. Backends may ignore it and return fresh arrays.
    */
   reuseLogits?: boolean;
+  /**
+   * Per sequence (by index in the batch), with `logits: 'last'`: a request to choose its next
+   * token from its row (src/backends/sampling/sampler.ts). A backend that can sample where the
+   * logits are (the wasm backend's worker threads, several rows in parallel) sets
+   * `SequenceOutput.token` to exactly `chooseToken(row, request)`; one that cannot, or a row where
+   * no token can be chosen, leaves it undefined and the caller chooses from the logits.
+   */
+  sample?: ReadonlyArray<SampleRequest | null | undefined>;
 }
 
 export interface SequenceOutput {
   /** Row-major [rows, vocab_size]: rows = new tokens ('all'), 1 ('last') or 0 ('none'). */
   logits: Float32Array;
+  /** The token chosen for `ForwardOptions.sample`, when the backend chose it. */
+  token?: number;
   hiddenStates?: Float32Array[];
   attentions?: Float32Array[];
 }

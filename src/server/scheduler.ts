@@ -9,6 +9,7 @@
  * token and hears how its sequence ended.
  */
 import type { KvCache, KvType, ModelRunner, SequenceInput } from '../backends/backend.js';
+import type { SampleRequest } from '../backends/sampling/sampler.js';
 
 export type EndReason = 'finished' | 'cancelled' | 'error' | 'shutdown';
 
@@ -18,11 +19,18 @@ export interface SequenceClient {
   /** KV positions the sequence may need (prompt + new tokens); the cache is sized to it. */
   readonly capacity: number;
   /**
-   * Receives the logits after the prompt (first call) and after each fed token; returns the next
-   * token to feed, or null when the sequence is complete. Runs inside the scheduler's loop: it
+   * Receives the logits after the prompt (first call) and after each fed token, and the token
+   * the runner chose for its sampleRequest() if it did; returns the next token to feed, or null
+   * when the sequence is complete. Runs inside the scheduler's loop: it
    * must be quick and must not throw (an exception ends only this sequence, with 'error').
    */
-  next(logits: Float32Array): number | null;
+  next(logits: Float32Array, token?: number): number | null;
+  /**
+   * Optional: called before a step whose logits this client will read; a request returned here
+   * lets the runner choose the token where the logits are (in parallel with the other rows), and
+   * `next` then receives it as `token` (when the runner could choose it).
+   */
+  sampleRequest?(): SampleRequest | null;
   /** Called exactly once when the sequence leaves the scheduler. */
   onEnd(reason: EndReason, error?: unknown): void;
 }
@@ -191,6 +199,15 @@ export class Scheduler {
     this.end(slot, reason, error);
   }
 
+  /** The client's sample request for this step (a client that throws samples on its own). */
+  private request(s: Slot): SampleRequest | null {
+    try {
+      return s.client.sampleRequest?.() ?? null;
+    } catch {
+      return null;
+    }
+  }
+
   private ensureLoop(): void {
     if (this.running) return;
     this.running = true;
@@ -225,6 +242,7 @@ export class Scheduler {
       }
       const batch: SequenceInput[] = [];
       const members: Slot[] = [];
+      const requests: Array<SampleRequest | null> = [];
       let budget = this.prefillChunk;
       for (const s of this.active) {
         const prompt = s.client.prompt;
@@ -233,16 +251,19 @@ export class Scheduler {
           const n = Math.min(prompt.length - s.fed, budget);
           budget -= n;
           batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n) });
+          requests.push(s.fed + n === prompt.length ? this.request(s) : null);
         } else {
           batch.push({ cache: s.cache!, tokens: [s.pending] });
+          requests.push(this.request(s));
         }
         members.push(s);
       }
       for (const s of members) s.inFlight = true;
-      let outputs: { logits: Float32Array }[] | null = null;
+      let outputs: { logits: Float32Array; token?: number }[] | null = null;
       let failure: unknown = null;
       try {
-        outputs = await this.runner.forward(batch, { logits: 'last', reuseLogits: true });
+        const sample = requests.some((r) => r) ? requests : undefined;
+        outputs = await this.runner.forward(batch, { logits: 'last', reuseLogits: true, sample });
       } catch (e) {
         failure = e;
       }
@@ -264,7 +285,7 @@ export class Scheduler {
         }
         let next: number | null;
         try {
-          next = s.client.next(outputs[i]!.logits);
+          next = s.client.next(outputs[i]!.logits, outputs[i]!.token);
         } catch (e) {
           this.retire(s, 'error', e);
           continue;

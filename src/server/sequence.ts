@@ -3,7 +3,7 @@
  * (constraint mask → sampler), detokenizes UTF-8-safely, holds back possible stop strings,
  * records log probabilities, and reports text and the end to its request.
  */
-import { Sampler, topLogprobs, type SamplingOptions } from '../runtime/sampling.js';
+import { Sampler, chooseToken, topLogprobs, type SampleRequest, type SamplingOptions } from '../runtime/sampling.js';
 import { StopStringMatcher } from '../runtime/stop-strings.js';
 import { StreamDecoder } from '../runtime/stream-decoder.js';
 import type { JsonConstraint } from './constrain/json-constraint.js';
@@ -51,6 +51,8 @@ export class ServerSequence implements SequenceClient {
   private readonly stopper: StopStringMatcher;
   private readonly stopIds: Set<number>;
   private finish: FinishReason | null = null;
+  /** The request handed to the runner for the step in flight (its uniform is drawn). */
+  private request: SampleRequest | null = null;
 
   constructor(private readonly model: ServedModel, private readonly params: SequenceParams, private readonly events: SequenceEvents) {
     this.prompt = params.prompt;
@@ -62,19 +64,33 @@ export class ServerSequence implements SequenceClient {
     this.stopIds = new Set(model.stopIds);
   }
 
-  next(logits: Float32Array): number | null {
+  /**
+   * Lets the runner choose the next token where the logits are (not with a JSON constraint: its
+   * mask is applied here first).
+   */
+  sampleRequest(): SampleRequest | null {
+    this.request = this.params.constraint ? null : this.sampler.request(this.history, this.prompt.length);
+    return this.request;
+  }
+
+  next(logits: Float32Array, chosen?: number): number | null {
     this.firstTokenAt ??= performance.now();
     const c = this.params.constraint;
-    let work = logits;
+    let token: number;
     if (c) {
-      work = new Float32Array(logits);
+      const work = new Float32Array(logits);
       if (c.apply(work) === 0) {
         // No token can continue the value (cannot happen with a byte-level vocabulary): stop.
         this.finish = 'stop';
         return null;
       }
+      token = this.sampler.sample(work, this.history, this.prompt.length);
+    } else {
+      // The runner's token is chooseToken(logits, request): the same as choosing it here.
+      const request = this.request ?? this.sampler.request(this.history, this.prompt.length);
+      this.request = null;
+      token = chosen ?? chooseToken(logits, request);
     }
-    const token = this.sampler.sample(work, this.history, this.prompt.length);
     this.tokens.push(token);
     this.history.push(token);
     let info: TokenLogprobInfo | null = null;

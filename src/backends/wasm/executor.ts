@@ -14,6 +14,7 @@
  */
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
 import type { KvType } from '../backend.js';
+import { chooseToken, type SampleRequest } from '../sampling/sampler.js';
 import { PRIVATE_ROWS, kvGeometry, kvHeadPlace, kvLayerOffset, privateLayout, type KvGeometry, type LayerLayout, type MatrixRef, type ModelLayout, type NormRef } from './layout.js';
 import type { Team } from './team.js';
 
@@ -43,6 +44,13 @@ export interface Pass {
   logitRows: Int32Array;
   logitsOut?: SharedArrayBuffer;
   logitsOffset: number;
+  /**
+   * Per logit row (or null): choose its token once the logits are in (ForwardOptions.sample),
+   * rows shared between the threads; row i's token goes to tokensOut[logitsOffset / V + i] as an
+   * Int32, or -1 when none can be chosen (the caller then reports why).
+   */
+  sample?: Array<SampleRequest | null>;
+  tokensOut?: SharedArrayBuffer;
 }
 
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
@@ -312,6 +320,21 @@ export class Executor {
       const lg = this.f32(ha), lo = hs.logits / 4;
       this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
         for (let i = 0; i < m; i++) out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+      });
+    }
+    const sample = p.sample;
+    if (sample) {
+      const tokens = new Int32Array(p.tokensOut!), first = p.logitsOffset / V;
+      team.parallelFor(nl, (i) => {
+        const request = sample[i];
+        if (!request) return;
+        let token = -1;
+        try {
+          token = chooseToken(out.subarray(p.logitsOffset + i * V, p.logitsOffset + (i + 1) * V), request);
+        } catch {
+          // no token can be chosen: the caller chooses again and reports why
+        }
+        tokens[first + i] = token;
       });
     }
   }

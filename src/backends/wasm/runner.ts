@@ -46,6 +46,7 @@ export class WasmRunner implements ModelRunner {
   readonly config: MptConfig;
   private queue: Promise<unknown> = Promise.resolve();
   private logitsBuf: SharedArrayBuffer | null = null;
+  private tokensBuf: SharedArrayBuffer | null = null;
   private disposed = false;
 
   constructor(readonly layout: ModelLayout, readonly arenas: Arenas, private readonly pool: WorkerPool) {
@@ -129,6 +130,9 @@ export class WasmRunner implements ModelRunner {
     let totalRows = 0;
     for (const s of batch) { firstRow.push(totalRows); totalRows += rowsOf(s); }
     if (reuse) this.ensureLogitsBuffer(totalRows * V * 4);
+    // Tokens chosen in the workers (ForwardOptions.sample), one Int32 per logit row of the call.
+    const sampling = options.sample && options.logits === 'last' && options.sample.some((r) => r) ? options.sample : null;
+    if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4)) this.tokensBuf = new SharedArrayBuffer(Math.max(64, totalRows * 8));
     const outputs: SequenceOutput[] = batch.map((s, i) => ({
       logits: reuse ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V) : new Float32Array(rowsOf(s) * V),
     }));
@@ -187,10 +191,21 @@ export class WasmRunner implements ModelRunner {
         logitsOut: need > 0 ? this.logitsBuf! : undefined,
         logitsOffset: offset,
       };
+      if (sampling && logitDest.length) {
+        pass.sample = logitDest.map(([i]) => sampling[i] ?? null);
+        pass.tokensOut = this.tokensBuf!;
+      }
       await this.pool.run(pass);
       if (!reuse && need > 0) {
         const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);
         logitDest.forEach(([i, row], j) => outputs[i]!.logits.set(all.subarray(j * V, (j + 1) * V), row * V));
+      }
+      if (pass.sample) {
+        const chosen = new Int32Array(this.tokensBuf!);
+        logitDest.forEach(([i], j) => {
+          const t = chosen[offset / V + j]!;
+          if (pass.sample![j] && t >= 0) outputs[i]!.token = t;
+        });
       }
       pieces.forEach(({ i, n }) => { caches[i]!.len += n; done[i]! += n; });
     }
