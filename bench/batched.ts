@@ -2,9 +2,10 @@
  * Batched decoding without a server (what llama.cpp's llama-batched-bench measures): B sequences
  * decode together, one forward call per step, for B = 1, 2, 4, 8, 16. Per B: the step time and
  * the aggregate tokens/s of the forward alone (logits read as reused views, as the server does),
- * then with each row sampled on the calling thread (temperature 1, no truncation: OpenAI's
- * defaults, as the serve benchmark), and
- * the speed-up over B = 1. Also the output matrix alone (single thread, random weights of the
+ * then with each row's token chosen in the worker threads as the server has it chosen
+ * (ForwardOptions.sample; temperature 1, no truncation: OpenAI's defaults, as the serve
+ * benchmark), the sampling cost per token as the difference of the two, and the speed-up over
+ * B = 1. Also the output matrix alone (single thread, random weights of the
  * model's type): it bounds what batching can give when it dominates the model, because one row
  * streams the matrix from memory while 8 rows are bound by multiply-adds.
  *
@@ -12,7 +13,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { loadModel } from '../src/runtime/model.js';
-import { Sampler } from '../src/runtime/sampling.js';
+import { Sampler, chooseToken } from '../src/runtime/sampling.js';
 import { runKernelBench } from './kernels.js';
 import type { WeightType } from '../src/backends/wasm/kernels.js';
 
@@ -30,23 +31,24 @@ const runner = model.runner;
 const c = runner.config;
 const prompt = model.tokenizer.encode('The history of the city begins with a small settlement by the river, where');
 
-/** Mean step time, and the part of it spent sampling. */
-async function measure(B: number, sample: boolean): Promise<{ step: number; sampling: number }> {
+/** Mean step time, forward alone or with the tokens chosen in the workers. */
+async function measure(B: number, sample: boolean): Promise<number> {
   const caches = Array.from({ length: B }, () => runner.createCache({ capacity: prompt.length + steps + 8 }));
   const samplers = Array.from({ length: B }, (_, i) => new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, seed: i }));
   try {
-    let out = await runner.forward(caches.map((cache) => ({ cache, tokens: prompt })), { logits: 'last', reuseLogits: true });
-    let next = caches.map((_, i) => (sample ? samplers[i]!.sample(out[i]!.logits) : 100 + i));
+    const step = async (tokens: number[][]) => {
+      const requests = sample ? samplers.map((s) => s.request()) : undefined;
+      const out = await runner.forward(caches.map((cache, i) => ({ cache, tokens: tokens[i]! })), { logits: 'last', reuseLogits: true, sample: requests });
+      return out.map((o, i) => (requests ? o.token ?? chooseToken(o.logits, requests[i]!) : 100 + i));
+    };
+    let next = await step(caches.map(() => prompt));
     const warm = 4;
-    let t0 = 0, sampling = 0;
+    let t0 = 0;
     for (let s = 0; s < steps + warm; s++) {
-      if (s === warm) { t0 = performance.now(); sampling = 0; }
-      out = await runner.forward(caches.map((cache, i) => ({ cache, tokens: [next[i]!] })), { logits: 'last', reuseLogits: true });
-      const ts = performance.now();
-      next = caches.map((_, i) => (sample ? samplers[i]!.sample(out[i]!.logits) : 100 + ((s + i) % 1000)));
-      sampling += performance.now() - ts;
+      if (s === warm) t0 = performance.now();
+      next = await step(next.map((t, i) => [sample ? t : 100 + ((s + i) % 1000)]));
     }
-    return { step: (performance.now() - t0) / steps, sampling: sampling / steps };
+    return (performance.now() - t0) / steps;
   } finally {
     caches.forEach((cc) => cc.dispose());
   }
@@ -54,12 +56,12 @@ async function measure(B: number, sample: boolean): Promise<{ step: number; samp
 
 const rows: Array<Record<string, number>> = [];
 for (const B of batches) {
-  const fwd = (await measure(B, false)).step;
+  const fwd = await measure(B, false);
   const sampled = await measure(B, true);
   rows.push({
     batch: B, forward_step_ms: +fwd.toFixed(3), forward_tokens_per_s: Math.round((B * 1000) / fwd),
-    sampled_step_ms: +sampled.step.toFixed(3), sampling_ms_per_token: +(sampled.sampling / B).toFixed(3),
-    sampled_tokens_per_s: Math.round((B * 1000) / sampled.step),
+    sampled_step_ms: +sampled.toFixed(3), sampling_ms_per_token: +(Math.max(0, sampled - fwd) / B).toFixed(3),
+    sampled_tokens_per_s: Math.round((B * 1000) / sampled),
   });
 }
 const one = rows.find((r) => r.batch === 1);
