@@ -462,13 +462,14 @@ export class Sampler {
 
   /**
    * The request for the next token (advances the PRNG by one draw unless greedy): pass it to
-   * `chooseToken` or to a backend. `history` as for `sample`; it is carried only when a penalty
+   * `chooseToken` or to a backend. `history` as for `sample`; it is copied only when a penalty
    * reads it.
    */
   request(history: ArrayLike<number> = [], promptLength = 0): SampleRequest {
     return {
       options: this.options,
-      history: needsHistory(this.options) ? history : [],
+      // A typed copy: cloned to a worker thread at memcpy speed, and immune to later pushes.
+      history: needsHistory(this.options) ? Int32Array.from(history) : [],
       promptLength,
       uniform: this.isGreedy ? 0 : this.rng.nextFloat(),
     };
