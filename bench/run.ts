@@ -11,6 +11,7 @@
  *   long-context [...]    StoryWriter-shaped model, 4k..100k-token prompts: time and peak RSS (bench/long-context.ts)
  *   kv-quality [...]      KL of f16 / q8_0 KV caches vs f32 on the fixtures (bench/kv-quality.ts)
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
+ *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -28,12 +29,12 @@ if (name === 'kernels') {
   const [shape = '1b', type = 'q4_0', out = `/tmp/mpt-${shape}-${type}.gguf`] = rest;
   await makeGguf(shape, type as never, out);
   console.log(JSON.stringify({ wrote: out }));
-} else if (['ttft', 'train', 'batched', 'serve', 'serve-llamacpp', 'long-context', 'kv-quality', 'quant-kl'].includes(name)) {
+} else if (['ttft', 'train', 'batched', 'serve', 'serve-llamacpp', 'long-context', 'kv-quality', 'quant-kl', 'kernel-ab'].includes(name)) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
   const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
   const r = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
   process.exitCode = r.status ?? 1;
 } else {
-  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl)`);
+  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab)`);
   process.exitCode = 2;
 }

@@ -1,0 +1,89 @@
+/**
+ * A/B of two builds of the wasm kernels in one process: the same inputs through each build,
+ * calls alternated (A B B A ...) so that the shared host's drifts, which move single timings by
+ * ±30 % over minutes, fall on both alike. Checks that the two builds give the same bits, then
+ * prints per build the best and mean time of each case. This is how the decode attention tile and
+ * the packed bf16 tiles were measured: build the old kernels (`git stash; node
+ * scripts/build-wasm.mjs; cp dist/wasm/kernels.wasm /tmp/old.wasm; git stash pop`), rebuild, then
+ *
+ *   node dist/bench/run.js kernel-ab /tmp/old.wasm dist/wasm/kernels.wasm [--reps 40]
+ *
+ * Cases: bf16 products with the default model's output matrix (50,432 × 256) for 1 and 8 rows,
+ * a layer-sized one (256 rows of weights, 8 rows), and attention of one query row (head_dim 64)
+ * over 45 and 2,000 keys.
+ */
+import { readFileSync } from 'node:fs';
+import { kernelModule } from '../src/backends/wasm/module-loader.js';
+import { HALF_PANEL_BYTES, TABLES_END, WTYPE, instantiateKernelsAndTables, type Kernels } from '../src/backends/wasm/kernels.js';
+
+interface Case { name: string; run: (k: Kernels, m: Memory) => void; out: (m: Memory) => Float32Array; work: number; unit: string }
+interface Memory { memory: WebAssembly.Memory; W: number; X: number; Y: number; P: number; att: { Q: number; K: number; V: number; valid: number; O: number; S: number } }
+
+const argv = process.argv.slice(2);
+const files = argv.filter((a) => !a.startsWith('--') && argv[argv.indexOf(a) - 1] !== '--reps');
+const reps = Number(argv[argv.indexOf('--reps') + 1] ?? 40) || 40;
+if (files.length !== 2) {
+  console.error('usage: kernel-ab A.wasm B.wasm [--reps N]');
+  process.exit(2);
+}
+kernelModule('shared'); // sets the engine flags (TurboFan up front, relaxed SIMD) before compiling
+
+const N = 50432, K = 256, CAP = 2048, HD = 64;
+function setup(file: string): { k: Kernels; m: Memory } {
+  const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
+  const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
+  let p = TABLES_END;
+  const take = (n: number) => { const q = p; p += Math.ceil(n / 64) * 64; return q; };
+  const W = take(N * K * 2), X = take(16 * K * 4), Y = take(16 * N * 4), P = take(HALF_PANEL_BYTES);
+  const att = { Q: take(HD * 4), K: take(CAP * HD * 4), V: take(CAP * HD * 4), valid: take(CAP), O: take(HD * 4), S: take((4 * 32 + 4 * HD) * 4) };
+  memory.grow(Math.ceil((p - memory.buffer.byteLength) / 65536) + 1);
+  k.fill_random_weights(WTYPE.bf16, W, N * K, 3, 0.05);
+  k.fill_random_weights(0, X, 16 * K, 7, 1);
+  k.fill_random_weights(0, att.Q, HD, 1, 1);
+  k.fill_random_weights(0, att.K, CAP * HD * 2, 2, 1); // K then V
+  new Uint8Array(memory.buffer, att.valid, CAP).fill(1);
+  return { k, m: { memory, W, X, Y, P, att } };
+}
+
+const gemm = (M: number, rows: number): Case => ({
+  name: `bf16 ${M} x ${rows} x ${K}`, work: 2 * M * rows * K, unit: 'GFLOP/s',
+  run: (k, m) => k.gemm_bf16(m.X, K, m.W, K, m.Y, rows, M, 0, rows, K, 0, m.P),
+  out: (m) => new Float32Array(m.memory.buffer, m.Y, M * rows).slice(),
+});
+const attention = (keys: number): Case => ({
+  name: `attention 1 row x ${keys} keys`, work: 4 * keys * HD, unit: 'GFLOP/s',
+  run: (k, m) => k.attention_kv(0, m.att.Q, HD, 1, keys - 1, m.att.K, m.att.V, HD * 4, 0, m.att.valid, keys, HD, 0.125, -0.25, m.att.O, HD, m.att.S),
+  out: (m) => new Float32Array(m.memory.buffer, m.att.O, HD).slice(),
+});
+const cases = [gemm(1, N), gemm(8, N), gemm(8, 256), attention(45), attention(2000)];
+
+const builds = files.map((f) => ({ file: f, ...setup(f) }));
+const results = cases.map((c) => {
+  const outs = builds.map((b) => { c.run(b.k, b.m); return c.out(b.m); });
+  const sameBits = outs[0]!.every((x, i) => Object.is(x, outs[1]![i]));
+  // Small cases repeat inside one timing so that the clock's resolution does not matter.
+  const t0 = performance.now();
+  c.run(builds[0]!.k, builds[0]!.m);
+  const inner = Math.max(1, Math.ceil(0.5 / Math.max(1e-4, performance.now() - t0)));
+  const best = [Infinity, Infinity], sum = [0, 0];
+  for (let r = 0; r < reps; r++) {
+    for (const i of r & 1 ? [0, 1] : [1, 0]) {
+      const b = builds[i]!;
+      const s = performance.now();
+      for (let j = 0; j < inner; j++) c.run(b.k, b.m);
+      const t = (performance.now() - s) / inner;
+      best[i] = Math.min(best[i]!, t);
+      sum[i] += t;
+    }
+  }
+  return {
+    case: c.name, same_bits: sameBits,
+    ...Object.fromEntries(builds.flatMap((b, i) => [
+      [`${i ? 'B' : 'A'}_best_ms`, +best[i]!.toFixed(4)],
+      [`${i ? 'B' : 'A'}_mean_ms`, +(sum[i]! / reps).toFixed(4)],
+      [`${i ? 'B' : 'A'}_${c.unit.replace('/', '_per_')}`, +(c.work / (best[i]! / 1000) / 1e9).toFixed(1)],
+    ])),
+    B_vs_A_best: +(best[0]! / best[1]!).toFixed(2),
+  };
+});
+console.log(JSON.stringify({ A: files[0], B: files[1], reps, results }, null, 1));
