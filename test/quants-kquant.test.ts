@@ -9,6 +9,8 @@ import { FormatError, InputError } from '../src/errors.js';
 import { f16ToF32 } from '../src/formats/dtypes.js';
 import { dequantize, quantize, quantizeMatrix } from '../src/formats/ggml-quants.js';
 import { readGguf } from '../src/formats/gguf.js';
+import { kquantJs } from '../src/formats/kquant-quantize.js';
+import { wasmKQuant, type KQuantType } from '../src/formats/kquant-wasm.js';
 import type { DType } from '../src/formats/tensor-source.js';
 import { fixturePath } from './helpers/goldens.js';
 
@@ -148,6 +150,24 @@ describe('k-quant quantizers reproduce ggml on odd inputs', () => {
         if (digest !== GGML_DIGESTS[i]![ti + 1]) bad.push(c.name);
       }
       assert.deepEqual(bad, []);
+    });
+  }
+});
+
+describe('the wasm k-quant quantizers (the ones in use) and the plain-JS copy give the same bytes', () => {
+  it('is the wasm copy that quantize() runs here', () => {
+    assert.ok(wasmKQuant(), 'kernels-base.wasm should load');
+  });
+  for (const t of K) {
+    it(`${t}: every odd-input case, and 600 super-blocks of mixed scales`, () => {
+      const wasm = wasmKQuant()!;
+      const rows = [...edgeCases().map((c) => c.x), (() => {
+        const g = gaussian(600 * 256, 99);
+        for (let i = 0; i < g.length; i++) g[i] = g[i]! * 10 ** (((i >> 5) % 9) - 4) * (i % 97 === 0 ? 300 : 1);
+        return g;
+      })()];
+      const kt = t as KQuantType;
+      for (const [i, x] of rows.entries()) assert.deepEqual(wasm.quantize(kt, x), kquantJs[kt](x), `row set ${i}`);
     });
   }
 });

@@ -16,6 +16,7 @@
  */
 import { f16ToF32, f32ToF16 } from './dtypes.js';
 import { FormatError } from '../errors.js';
+import { wasmKQuant, type KQuantType } from './kquant-wasm.js';
 
 const fr = Math.fround;
 const QK_K = 256;
@@ -287,19 +288,37 @@ function quantizeQ45K(x: Float32Array, five: boolean): Uint8Array {
 
 /** quantize_row_q4_K_ref: `x.length` must be a multiple of 256. */
 export function quantizeQ4K(x: Float32Array): Uint8Array {
-  return quantizeQ45K(x, false);
+  return fast('q4_k', x) ?? quantizeQ45K(x, false);
 }
 
 /** quantize_row_q5_K_ref: `x.length` must be a multiple of 256. */
 export function quantizeQ5K(x: Float32Array): Uint8Array {
-  return quantizeQ45K(x, true);
+  return fast('q5_k', x) ?? quantizeQ45K(x, true);
 }
+
+/** quantize_row_q6_K_ref: `x.length` must be a multiple of 256. */
+export function quantizeQ6K(x: Float32Array): Uint8Array {
+  return fast('q6_k', x) ?? quantizeQ6KJs(x);
+}
+
+/** The wasm copy of these quantizers (kquant-wasm.ts: same bytes, faster), when it loads. */
+function fast(dtype: KQuantType, x: Float32Array): Uint8Array | null {
+  checkInput(dtype === 'q4_k' ? 'Q4_K' : dtype === 'q5_k' ? 'Q5_K' : 'Q6_K', x);
+  return wasmKQuant()?.quantize(dtype, x) ?? null;
+}
+
+/** The plain-JS quantizers, whatever wasmKQuant() says (the reference the wasm copy is tested against). */
+export const kquantJs: Record<KQuantType, (x: Float32Array) => Uint8Array> = {
+  q4_k: (x) => quantizeQ45K(x, false),
+  q5_k: (x) => quantizeQ45K(x, true),
+  q6_k: (x) => quantizeQ6KJs(x),
+};
 
 /**
  * quantize_row_q6_K_ref: per 256 values, 16 sub-blocks of 16 with signed 8-bit scales and
  * q in [−32, 31]; d = fp16(max_scale / −128). `x.length` must be a multiple of 256.
  */
-export function quantizeQ6K(x: Float32Array): Uint8Array {
+function quantizeQ6KJs(x: Float32Array): Uint8Array {
   checkInput('Q6_K', x);
   const nb = x.length / QK_K;
   const out = new Uint8Array(nb * 210);
