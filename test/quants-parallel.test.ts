@@ -30,6 +30,16 @@ test('the pool writes the one-thread bytes for k-quants and legacy blocks', asyn
       assert.equal(got.length, want.length);
       assert.ok(Buffer.from(got).equals(Buffer.from(want)), `${dtype} bytes differ`);
     }
+    // input already in shared memory (allocate(), or a view at an offset): used in place, same bytes
+    const room = pool.allocate(rows * cols);
+    assert.ok(room.buffer instanceof SharedArrayBuffer && room.length === rows * cols);
+    room.set(x);
+    const inner = new Float32Array(new SharedArrayBuffer((rows * cols + 64) * 4), 64, rows * cols);
+    inner.set(x);
+    for (const input of [room, inner]) {
+      assert.ok(Buffer.from(await pool.quantize('q4_k', input, rows, cols, 'm')).equals(Buffer.from(quantizeMatrix('q4_k', x, rows, cols, 'm'))));
+    }
+    assert.ok(!(new QuantizePool(1).allocate(rows * cols).buffer instanceof SharedArrayBuffer), 'one thread: a plain array');
     await assert.rejects(pool.quantize('q4_k', randomMatrix(8192 * 160, 2), 8192, 160, 'blk.0.ffn_up'), /blk\.0\.ffn_up.*multiple of 256/);
   } finally {
     await pool.close();

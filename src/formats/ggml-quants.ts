@@ -148,11 +148,13 @@ function q3kScales(b: Uint8Array, o: number, out: Int32Array): void {
 
 /**
  * Decodes `count` values of `dtype` from `bytes` into float32, exactly as ggml's
- * `dequantize_row_*` (or the plain widening for f16/bf16/f32) computes them.
+ * `dequantize_row_*` (or the plain widening for f16/bf16/f32) computes them. Into `into` when
+ * given (it must hold `count` values), else into a new array.
  */
-export function dequantize(dtype: DType, bytes: Uint8Array, count: number): Float32Array {
+export function dequantize(dtype: DType, bytes: Uint8Array, count: number, into?: Float32Array): Float32Array {
   checkBytes(dtype, bytes, count);
-  const y = new Float32Array(count);
+  if (into && into.length !== count) throw new RangeError(`dequantize: the output holds ${into.length} values, not ${count}`);
+  const y = into ?? new Float32Array(count);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const h = halfToFloatTable();
   const b = bytes;

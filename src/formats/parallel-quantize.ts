@@ -31,6 +31,14 @@ export class QuantizePool {
     }
   }
 
+  /**
+   * Room for `count` values that quantize() hands to its threads without a copy (shared memory
+   * when it will split the work): a 7B model's embedding is 826 MB as f32.
+   */
+  allocate(count: number): Float32Array {
+    return this.threads > 1 && count >= MIN_PARALLEL_VALUES ? new Float32Array(new SharedArrayBuffer(count * 4)) : new Float32Array(count);
+  }
+
   /** `quantizeMatrix(dtype, x, rows, cols, tensor)`, split by rows over the pool. */
   async quantize(dtype: DType, x: Float32Array, rows: number, cols: number, tensor: string): Promise<Uint8Array> {
     if (this.closed) throw new MptError('the quantize pool is closed');
@@ -38,8 +46,10 @@ export class QuantizePool {
     checkMatrixShape(dtype, x.length, rows, cols, tensor);
     this.start();
     const rowBytes = byteLengthOf(dtype, cols);
-    const src = new SharedArrayBuffer(x.byteLength);
-    new Float32Array(src).set(x);
+    const shared = x.buffer instanceof SharedArrayBuffer;
+    const src = shared ? (x.buffer as SharedArrayBuffer) : new SharedArrayBuffer(x.byteLength);
+    if (!shared) new Float32Array(src).set(x);
+    const srcOffset = shared ? x.byteOffset : 0;
     const dst = new SharedArrayBuffer(rows * rowBytes);
     const per = Math.max(1, Math.ceil(rows / (this.workers.length * 8)));
     let next = 0;
@@ -62,7 +72,7 @@ export class QuantizePool {
         const r0 = next, r1 = Math.min(rows, next + per);
         next = r1;
         running++;
-        w.postMessage({ src, dst, dtype, cols, rowBytes, r0, r1, tensor } satisfies QuantizeJob);
+        w.postMessage({ src, srcOffset, dst, dtype, cols, rowBytes, r0, r1, tensor } satisfies QuantizeJob);
       };
       for (const w of this.workers) {
         const onMessage = (m: QuantizeReply) => {

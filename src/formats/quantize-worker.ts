@@ -9,6 +9,8 @@ import { quantizeMatrix } from './ggml-quants.js';
 /** One row range of one matrix. */
 export interface QuantizeJob {
   src: SharedArrayBuffer;
+  /** Byte offset of the matrix in src. */
+  srcOffset: number;
   dst: SharedArrayBuffer;
   dtype: DType;
   cols: number;
@@ -23,7 +25,7 @@ export type QuantizeReply = { ok: true } | { ok: false; message: string };
 parentPort?.on('message', (job: QuantizeJob) => {
   try {
     const n = job.r1 - job.r0;
-    const x = new Float32Array(job.src, job.r0 * job.cols * 4, n * job.cols);
+    const x = new Float32Array(job.src, job.srcOffset + job.r0 * job.cols * 4, n * job.cols);
     const blocks = quantizeMatrix(job.dtype, x, n, job.cols, job.tensor);
     new Uint8Array(job.dst, job.r0 * job.rowBytes, blocks.length).set(blocks);
     parentPort!.postMessage({ ok: true } satisfies QuantizeReply);

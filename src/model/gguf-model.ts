@@ -541,10 +541,11 @@ export function ggufTokenizerMetadata(t: GgufTokenizer, vocabSize: number): Map<
   return m;
 }
 
-/** Float32 values of a stored tensor of any dtype. */
-async function readAsF32(tensors: TensorSource, info: TensorInfo): Promise<Float32Array> {
+/** Float32 values of a stored tensor of any dtype, in room the quantize pool can share without a copy. */
+async function readAsF32(tensors: TensorSource, info: TensorInfo, pool: QuantizePool): Promise<Float32Array> {
   const bytes = await tensors.read(info.name);
-  return dequantize(info.dtype, bytes, info.shape.reduce((a, b) => a * b, 1));
+  const count = info.shape.reduce((a, b) => a * b, 1);
+  return dequantize(info.dtype, bytes, count, pool.allocate(count));
 }
 
 /**
@@ -604,7 +605,7 @@ export async function writeGgufFromCheckpoint(
       dtype,
       data: async () => {
         if (info.dtype === dtype) return tensors.read(info.name);
-        return pool.quantize(dtype, await readAsF32(tensors, info), rows, cols, name);
+        return pool.quantize(dtype, await readAsF32(tensors, info, pool), rows, cols, name);
       },
     });
   }
