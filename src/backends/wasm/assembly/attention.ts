@@ -285,8 +285,34 @@ const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
 @inline function dot1x2(mode: i32, q: usize, k0: usize, k1: usize, e0: i32, hd: i32, out: usize): void {
   let a0 = f32x4.splat(0), a1 = f32x4.splat(0);
   const h4 = hd & ~3;
+  let e = 0;
+  if (mode == KV_Q8 && e0 == 0 && (hd & 31) == 0) {
+    // whole blocks: the scale once per block, 16 quants per load (the same values, same order)
+    for (; e < hd; e += 32) {
+      const b0 = k0 + <usize>(e >> 5) * 34, b1 = k1 + <usize>(e >> 5) * 34;
+      const s0 = q8_scale(b0), s1 = q8_scale(b1);
+      for (let hh = 0; hh < 32; hh += 16) {
+        const r0 = v128.load(b0 + 2 + <usize>hh), r1 = v128.load(b1 + 2 + <usize>hh);
+        const lo0 = i16x8.extend_low_i8x16_s(r0), hi0 = i16x8.extend_high_i8x16_s(r0);
+        const lo1 = i16x8.extend_low_i8x16_s(r1), hi1 = i16x8.extend_high_i8x16_s(r1);
+        const o = q + (<usize>(e + hh) << 2);
+        let x = v128.load(o);
+        a0 = f32x4.add(a0, f32x4.mul(x, q8_widen(i32x4.extend_low_i16x8_s(lo0), s0)));
+        a1 = f32x4.add(a1, f32x4.mul(x, q8_widen(i32x4.extend_low_i16x8_s(lo1), s1)));
+        x = v128.load(o, 16);
+        a0 = f32x4.add(a0, f32x4.mul(x, q8_widen(i32x4.extend_high_i16x8_s(lo0), s0)));
+        a1 = f32x4.add(a1, f32x4.mul(x, q8_widen(i32x4.extend_high_i16x8_s(lo1), s1)));
+        x = v128.load(o, 32);
+        a0 = f32x4.add(a0, f32x4.mul(x, q8_widen(i32x4.extend_low_i16x8_s(hi0), s0)));
+        a1 = f32x4.add(a1, f32x4.mul(x, q8_widen(i32x4.extend_low_i16x8_s(hi1), s1)));
+        x = v128.load(o, 48);
+        a0 = f32x4.add(a0, f32x4.mul(x, q8_widen(i32x4.extend_high_i16x8_s(hi0), s0)));
+        a1 = f32x4.add(a1, f32x4.mul(x, q8_widen(i32x4.extend_high_i16x8_s(hi1), s1)));
+      }
+    }
+  }
   let sc0 = f32x4.splat(0), sc1 = f32x4.splat(0), blk = -1;
-  for (let e = 0; e < h4; e += 4) {
+  for (; e < h4; e += 4) {
     const o = <usize>e << 2;
     if (mode == KV_Q8 && (e0 + e) >> 5 != blk) {
       blk = (e0 + e) >> 5;
@@ -353,7 +379,17 @@ const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
         if (p == 0) continue;
         const vp = f32x4.splat(p);
         const v = V + <usize>(j0 + jj) * sk;
-        if (mode == KV_Q8) {
+        if (mode == KV_Q8 && e0 == 0 && (hd & 31) == 0) {
+          // 16 values inside one block: its scale once, its quants in one load (same values)
+          const b = v + <usize>(e >> 5) * 34;
+          const sc = q8_scale(b);
+          const raw = v128.load(b + 2 + <usize>(e & 31));
+          const lo = i16x8.extend_low_i8x16_s(raw), hi = i16x8.extend_high_i8x16_s(raw);
+          c0 = f32x4.add(c0, f32x4.mul(vp, q8_widen(i32x4.extend_low_i16x8_s(lo), sc)));
+          c1 = f32x4.add(c1, f32x4.mul(vp, q8_widen(i32x4.extend_high_i16x8_s(lo), sc)));
+          c2 = f32x4.add(c2, f32x4.mul(vp, q8_widen(i32x4.extend_low_i16x8_s(hi), sc)));
+          c3 = f32x4.add(c3, f32x4.mul(vp, q8_widen(i32x4.extend_high_i16x8_s(hi), sc)));
+        } else if (mode == KV_Q8) {
           c0 = f32x4.add(c0, f32x4.mul(vp, load4(mode, v, e0, e, q8_scale(v + <usize>((e0 + e) >> 5) * 34))));
           c1 = f32x4.add(c1, f32x4.mul(vp, load4(mode, v, e0, e + 4, q8_scale(v + <usize>((e0 + e + 4) >> 5) * 34))));
           c2 = f32x4.add(c2, f32x4.mul(vp, load4(mode, v, e0, e + 8, q8_scale(v + <usize>((e0 + e + 8) >> 5) * 34))));
