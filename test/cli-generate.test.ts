@@ -57,3 +57,28 @@ test('token ids in, token ids out for a model without a tokenizer; errors are on
     assert.ok(help.stdout.includes(opt), `help mentions ${opt}`);
   }
 });
+
+test('--logit-bias (llama.cpp syntax) moves and bans tokens; --ignore-eos runs past the end-of-text token', async () => {
+  const base = ['generate', MODEL, g.inputs_text.seq7, '-t', '0', '--backend', 'reference'];
+  // a large bias on end-of-text (id 0 in GPT-NeoX) ends the text at once
+  const eos = await runCli([...base, '-n', '8', '--logit-bias', '0+100']);
+  assert.equal(eos.code, 0, eos.stderr);
+  assert.equal(eos.stdout, '');
+  assert.match(eos.stderr, /finish: stop/);
+  // ... unless it can never be chosen
+  const ignored = await runCli([...base, '-n', '8', '--logit-bias', '0+100', '--ignore-eos']);
+  assert.equal(ignored.code, 0, ignored.stderr);
+  assert.match(ignored.stderr, /generated: 8 tokens .*finish: length/);
+  assert.ok(ignored.stdout.length > 0);
+  // banning the golden first token changes the first token; a bias adds up over repeats
+  const first = g.generate.new_tokens[0] as number;
+  const banned = await runCli([...base, '-n', '1', '-q', '--logit-bias', `${first}-inf`]);
+  assert.equal(banned.code, 0, banned.stderr);
+  assert.notEqual(banned.stdout, tok.decode([first]));
+  assert.ok(banned.stdout.length > 0);
+  const undone = await runCli([...base, '-n', '1', '-q', '--logit-bias', `${first}-5`, '--logit-bias', `${first}+5`]);
+  assert.equal(undone.stdout, tok.decode([first]));
+  const bad = await runCli([...base, '--logit-bias', '12*3']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--logit-bias takes TOKEN_ID\+BIAS or TOKEN_ID-BIAS.*"12\*3"/);
+});

@@ -36,6 +36,7 @@ export const SAMPLING_OPTIONS: Record<string, OptionSpec> = {
   'frequency-penalty': { type: 'number' },
   seed: { type: 'number', short: 's' },
   stop: { type: 'string', multiple: true },
+  'logit-bias': { type: 'string', multiple: true },
 };
 
 /** Help text for the options above. */
@@ -51,6 +52,8 @@ export const MODEL_AND_SAMPLING_HELP = `sampling (defaults: temperature 0.8, top
       --frequency-penalty X OpenAI frequency penalty (0 = off)
   -s, --seed S              makes sampling reproducible
       --stop TEXT           stop at TEXT (repeatable; never printed)
+      --logit-bias ID+X     add X to token ID's logit, ID-X subtracts, ID-inf bans it
+                            (repeatable; llama.cpp's syntax)
 model:
       --template T          prompt format: auto (default), chatml, instruct, none, jinja
   -c, --ctx N               context length (default: the model's max_seq_len; larger
@@ -91,7 +94,20 @@ export function samplingFromArgs(o: ParsedArgs['options']): GenerateOptions {
   if (num('frequency-penalty') !== undefined) g.frequencyPenalty = num('frequency-penalty');
   if (num('seed') !== undefined) g.seed = num('seed');
   if (Array.isArray(o['stop'])) g.stopStrings = (o['stop'] as string[]).map(unescapeStop);
+  if (Array.isArray(o['logit-bias'])) g.logitBias = parseLogitBias(o['logit-bias'] as string[]);
   return g;
+}
+
+/** `--logit-bias 15043+1`, `15043-0.5`, `2-inf` (llama.cpp's syntax) into id → bias. */
+export function parseLogitBias(specs: string[]): Map<number, number> {
+  const bias = new Map<number, number>();
+  for (const spec of specs) {
+    const m = /^\s*(\d+)\s*([+-])\s*(inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*$/i.exec(spec);
+    if (!m) throw new InputError(`--logit-bias takes TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1, 2-inf), got "${spec}"`);
+    const value = m[3]!.toLowerCase() === 'inf' ? Infinity : Number(m[3]);
+    bias.set(Number(m[1]), (bias.get(Number(m[1])) ?? 0) + (m[2] === '-' ? -value : value));
+  }
+  return bias;
 }
 
 /** `--stop '\n'` means a newline: the usual escapes are understood. */

@@ -20,6 +20,7 @@ its prompt format (see --template; --template none sends it as is).
 
       --system TEXT         system prompt for chat/instruct formats
       --ids 1,2,3           feed these token ids as the prompt (prints ids when the model has no tokenizer)
+      --ignore-eos          never choose or stop at the end-of-text token (runs to --max-tokens)
 ${MODEL_AND_SAMPLING_HELP}
 ${LONG_CONTEXT_HELP}`;
 
@@ -44,6 +45,7 @@ function stats(r: GenerateResult): string {
 export async function run(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(argv, {
     ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, ...LONG_CONTEXT_OPTIONS, system: { type: 'string' }, ids: { type: 'string' },
+    'ignore-eos': { type: 'boolean' },
   }, 'generate');
   const { model: modelPath, rest } = splitModelArg(positionals);
   const idsSpec = options['ids'] as string | undefined;
@@ -80,6 +82,12 @@ export async function run(argv: string[]): Promise<number> {
       }
     } else {
       ids = parseIds(idsSpec!);
+    }
+    if (options['ignore-eos'] === true) {
+      // As llama.cpp's --ignore-eos: the end-of-text token is never chosen and never stops.
+      const eos = new Set(model.tokenizer.stopIds);
+      gen.stopTokenIds = (gen.stopTokenIds ?? model.tokenizer.stopIds).filter((id) => !eos.has(id));
+      gen.bannedIds = [...(gen.bannedIds ?? []), ...eos];
     }
     const printIds = !model.hasTokenizer;
     const note = (m: string) => { if (!quiet) process.stderr.write(`note: ${m}\n`); };
