@@ -29,10 +29,10 @@ export type { ChatMessage, FormatHints, PromptFormat, TemplateName } from './run
 
 // Sampling and generation
 export {
-  Sampler, Xoshiro128, applyPenalties, argmax, filteredDistribution, logSoftmax, randomSeed, topLogprobs,
+  Sampler, Xoshiro128, applyPenalties, argmax, chooseToken, filteredDistribution, logSoftmax, randomSeed, topLogprobs,
   validateSamplingOptions, DEFAULT_SAMPLING,
 } from './runtime/sampling.js';
-export type { SamplingOptions, TokenLogprob } from './runtime/sampling.js';
+export type { SampleRequest, SamplingOptions, TokenLogprob } from './runtime/sampling.js';
 export { StopStringMatcher } from './runtime/stop-strings.js';
 export type { StopCheck } from './runtime/stop-strings.js';
 export {

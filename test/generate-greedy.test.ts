@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import { InputError } from '../src/errors.js';
 import { ChatSession } from '../src/runtime/chat-session.js';
 import { GenerationSequence, stepSequences } from '../src/runtime/generate.js';
+import { Sampler } from '../src/runtime/sampling.js';
 import { loadModel, type MptModel } from '../src/runtime/model.js';
 import * as api from '../src/index.js';
 import { FIXTURES, fixturePath, Goldens, maxAbsDiff } from './helpers/goldens.js';
@@ -159,6 +160,39 @@ test('batched stepping of several sequences equals generating each alone', async
     while (seqs.some((s) => !s.done)) await stepSequences(model.runner, seqs);
     assert.deepEqual(seqs.map((s) => s.tokens), alone);
     assert.deepEqual(seqs[0]!.tokens.slice(0, 6), g.generate.new_tokens.slice(0, 6));
+  } finally {
+    await model.dispose();
+  }
+});
+
+test('seeded sampling, batched on the wasm backend (tokens chosen in its workers), equals a main-thread loop per sequence', async () => {
+  const model = await loadModel(fixturePath('tiny-gqa'), { backend: 'wasm', threads: 2 });
+  try {
+    const g = JSON.parse(readFileSync(fixturePath('tiny-gqa/goldens.json'), 'utf8'));
+    const prompts: number[][] = [g.inputs.seq7, g.inputs.seq4b, g.inputs.seq1];
+    const options = (i: number) => ({ temperature: 1.1, topP: 0.9, topK: 0, minP: 0, presencePenalty: 0.4, seed: 10 + i });
+    const steps = 12;
+    // reference: one sequence at a time, every token chosen on this thread from the logits
+    const alone: number[][] = [];
+    for (const [i, p] of prompts.entries()) {
+      const sampler = new Sampler(options(i));
+      const cache = model.runner.createCache({ capacity: 64 });
+      const history = [...p];
+      let input = p;
+      for (let t = 0; t < steps; t++) {
+        const [o] = await model.runner.forward([{ cache, tokens: input }], { logits: 'last' });
+        const token = sampler.sample(o!.logits, history, p.length);
+        history.push(token);
+        input = [token];
+      }
+      cache.dispose();
+      alone.push(history.slice(p.length));
+    }
+    const seqs = prompts.map((p, i) => new GenerationSequence({
+      promptIds: p, cache: model.runner.createCache({ capacity: 128 }), config: model.config, maxTokens: steps, prefillChunk: 2 + i, ...options(i),
+    }));
+    while (seqs.some((s) => !s.done)) await stepSequences(model.runner, seqs);
+    assert.deepEqual(seqs.map((s) => s.tokens), alone);
   } finally {
     await model.dispose();
   }

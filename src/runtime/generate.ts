@@ -16,7 +16,7 @@
 import type { KvCache, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
 import type { MptConfig } from '../model/config.js';
-import { Sampler, type SamplingOptions } from './sampling.js';
+import { Sampler, chooseToken, type SampleRequest, type SamplingOptions } from './sampling.js';
 import { StopStringMatcher } from './stop-strings.js';
 import { StreamDecoder } from './stream-decoder.js';
 import type { MptTokenizer } from './tokenizer.js';
@@ -128,6 +128,8 @@ export class GenerationSequence {
   readonly promptIds: readonly number[];
   readonly cache: KvCache;
   readonly sampler: Sampler;
+  /** The request drawn for the step in flight (sampleRequest), consumed by accept. */
+  private request: SampleRequest | null = null;
   readonly contextLength: number;
   readonly maxTokens: number;
   /** Generated ids (the final stop token included). */
@@ -211,18 +213,31 @@ export class GenerationSequence {
   }
 
   /**
-   * Consumes the forward's output for the tokens of `nextInput()`: `logits` is the last
-   * position's row. Returns the chunk produced, or undefined when the input was a non-final
-   * prompt chunk.
+   * The sampling request for the token the next step ends with (draws its uniform), or null when
+   * the next input is a non-final prompt chunk or the sequence is done. A runner given it
+   * (`ForwardOptions.sample`) may choose the token itself; `accept` then takes it.
    */
-  accept(logits: Float32Array | undefined, fed: number): GenerationChunk | undefined {
+  sampleRequest(): SampleRequest | null {
+    this.request = this.done || this.midPrefill ? null : this.sampler.request(this.history, this.promptIds.length);
+    return this.request;
+  }
+
+  /**
+   * Consumes the forward's output for the tokens of `nextInput()`: `logits` is the last
+   * position's row, `chosen` the token the runner chose for `sampleRequest()` (if it did).
+   * Returns the chunk produced, or undefined when the input was a non-final prompt chunk.
+   */
+  accept(logits: Float32Array | undefined, fed: number, chosen?: number): GenerationChunk | undefined {
     if (this.done) return undefined;
     if (this.pending.length > 0) {
       this.pending = this.pending.slice(fed);
       if (this.pending.length > 0) return undefined;
     }
     if (!logits) throw new InputError('accept() needs the logits of the last position');
-    const token = this.sampler.sample(logits, this.history, this.promptIds.length);
+    // The runner's token is chooseToken(logits, request): the same as choosing it here.
+    const request = this.request ?? this.sampler.request(this.history, this.promptIds.length);
+    this.request = null;
+    const token = chosen ?? chooseToken(logits, request);
     if (this.firstTokenAt === undefined) this.firstTokenAt = performance.now();
     this.history.push(token);
     this.tokens.push(token);
@@ -308,10 +323,14 @@ export async function stepSequences(runner: ModelRunner, seqs: readonly Generati
   const out: (GenerationChunk | undefined)[] = new Array(seqs.length).fill(undefined);
   if (active.length === 0) return out;
   const needLogits = active.some((a) => !a.seq.midPrefill);
-  const results = await runner.forward(active.map((a) => ({ cache: a.seq.cache, tokens: a.input })), { logits: needLogits ? 'last' : 'none', reuseLogits: true });
+  // Each sequence's token is chosen where the logits are when the runner can (wasm: its worker threads).
+  const requests = active.map((a) => a.seq.sampleRequest());
+  const results = await runner.forward(active.map((a) => ({ cache: a.seq.cache, tokens: a.input })), {
+    logits: needLogits ? 'last' : 'none', reuseLogits: true, ...(needLogits ? { sample: requests } : {}),
+  });
   active.forEach((a, k) => {
     const logits = results[k]?.logits;
-    out[a.index] = a.seq.accept(logits && logits.length > 0 ? logits : undefined, a.input.length);
+    out[a.index] = a.seq.accept(logits && logits.length > 0 ? logits : undefined, a.input.length, results[k]?.token);
   });
   return out;
 }

@@ -56,6 +56,14 @@ export interface SamplingOptions {
   logitBias?: Record<number, number> | Map<number, number>;
 }
 
+/** The fields of SamplingOptions (what a Sampler keeps of the options it is given). */
+const SAMPLING_KEYS = ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty',
+  'penaltyLastN', 'seed', 'greedy', 'vocabLimit', 'bannedIds', 'logitBias'] as const satisfies readonly (keyof SamplingOptions)[];
+
+// Every field of SamplingOptions is listed (a new field that is not would be dropped silently).
+const everyKeyListed: [Exclude<keyof SamplingOptions, (typeof SAMPLING_KEYS)[number]>] extends [never] ? true : never = true;
+void everyKeyListed;
+
 /** The defaults the CLI and the library use when an option is not given. */
 export const DEFAULT_SAMPLING = {
   temperature: 0.8,
@@ -449,8 +457,12 @@ export class Sampler {
 
   constructor(options: SamplingOptions = {}) {
     validateSamplingOptions(options);
-    // Plain data only (a request is cloned to worker threads).
-    this.options = { ...options, ...(options.bannedIds ? { bannedIds: [...options.bannedIds] } : {}) };
+    // The sampling fields only, as plain data: a request is cloned to worker threads, and callers
+    // pass wider option objects (generation options with callbacks, signals, tokenizers).
+    const o: SamplingOptions = {};
+    for (const k of SAMPLING_KEYS) if (options[k] !== undefined) (o as Record<string, unknown>)[k] = options[k];
+    if (options.bannedIds) o.bannedIds = [...options.bannedIds];
+    this.options = o;
     this.seed = options.seed ?? randomSeed();
     this.rng = new Xoshiro128(this.seed);
   }
