@@ -233,6 +233,14 @@ describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
         }
         caches.forEach((c) => c.dispose());
       }
+      // A request that cannot be sent to the threads fails that call only, with a clear error.
+      const c = r.createCache({ capacity: 8 });
+      const odd = { ...new Sampler({ seed: 1 }).request(), options: { temperature: 1, onToken: () => {} } as SamplingOptions };
+      await assert.rejects(r.forward([{ cache: c, tokens: [5] }], { logits: 'last', sample: [odd] }), /cannot send the pass to the worker threads/);
+      assert.equal(c.length, 0);
+      const [ok] = await r.forward([{ cache: c, tokens: [5] }], { logits: 'last', sample: [new Sampler({ seed: 1 }).request()] });
+      assert.equal(ok!.token, chooseToken(ok!.logits, new Sampler({ seed: 1 }).request()));
+      c.dispose();
     } finally {
       await r.dispose();
     }

@@ -80,7 +80,13 @@ export class WorkerPool {
         w.on('exit', onExit);
         cleanups.push(() => { w.off('message', onMessage); w.off('error', onError); w.off('exit', onExit); });
         w.ref();
-        w.postMessage(make(tid));
+        try {
+          w.postMessage(make(tid));
+        } catch (e) {
+          // A message that cannot be cloned (every worker gets the same one, so the first post
+          // fails and no worker has started): the call fails, the pool stays usable.
+          fail(`cannot send the pass to the worker threads: ${(e as Error).message}`);
+        }
       });
     });
   }
