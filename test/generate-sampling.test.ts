@@ -154,9 +154,32 @@ test('top logprobs are the largest log-softmax entries, most likely first', () =
   const { top, chosen } = topLogprobs(logits, 3, { vocabLimit: 5, chosen: 1 });
   const lp = logSoftmax(logits.subarray(0, 5));
   assert.deepEqual(top.map((t) => t.id), [1, 4, 3]);
-  top.forEach((t) => close(t.logprob, lp[t.id]!, 1e-12));
-  close(chosen!.logprob, lp[1]!, 1e-12);
+  top.forEach((t) => close(t.logprob, lp[t.id]!, 1e-7));
+  close(chosen!.logprob, lp[1]!, 1e-7);
   let z = 0;
   for (const v of lp) z += Math.exp(v);
   close(z, 1, 1e-12);
+  // a realistic vocabulary: ties, masked ids, several k; against a sort of logSoftmax's values
+  let s = 3;
+  const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+  const big = Float32Array.from({ length: 50432 }, () => Math.round((rnd() * 24 - 12) * 64) / 64);
+  for (let i = 0; i < 200; i++) big[Math.floor(rnd() * 50432)] = -Infinity;
+  big[777] = big[778] = 12.5; // a tie at the top
+  const limit = 50277;
+  const ref = logSoftmax(big.subarray(0, limit));
+  const order = Array.from(ref.keys()).sort((a, b) => ref[b]! - ref[a]! || a - b);
+  for (const k of [0, 1, 2, 5, 20, 300]) {
+    const r = topLogprobs(big, k, { vocabLimit: limit, chosen: 123 });
+    assert.deepEqual(r.top.map((t) => t.id), order.slice(0, k), `k ${k}`);
+    r.top.forEach((t) => close(t.logprob, ref[t.id]!, 1e-6));
+    close(r.chosen!.logprob, ref[123]!, 1e-6);
+  }
+  assert.deepEqual(topLogprobs(big, 2, { vocabLimit: limit }).top.map((t) => t.id), [777, 778]);
+  // degenerate rows go through logSoftmax itself
+  const masked = new Float32Array(6).fill(-Infinity);
+  assert.ok(topLogprobs(masked, 2).top.every((t) => Number.isNaN(t.logprob)));
+  const inf = Float32Array.from([1, Infinity, 2]);
+  const r = topLogprobs(inf, 2, { chosen: 1 });
+  assert.equal(r.top.length, 2);
+  assert.ok([...r.top, r.chosen!].every((t) => Number.isNaN(t.logprob)), 'an infinite logit: NaN, as logSoftmax');
 });
