@@ -147,3 +147,46 @@ test('a client that throws ends only its own sequence', async () => {
   assert.equal(reason, 'error');
   await sched.close();
 });
+
+/** A Recorder whose runner can copy caches (as both backends can): choices may share their prompt. */
+class SharingRecorder extends Recorder {
+  restored = 0;
+  constructor(private readonly base: ModelRunner) { super(base); }
+  saveCache(c: KvCache) { return this.base.saveCache!(c); }
+  restoreCache(snap: Parameters<NonNullable<ModelRunner['restoreCache']>>[0], o: KvCacheOptions) {
+    this.restored++;
+    return this.base.restoreCache!(snap, o);
+  }
+}
+
+test('choices with the same prompt read it once: the others copy its cache and feed only its last token', async () => {
+  const model = await tinyModel();
+  const rec = new SharingRecorder(model.runner);
+  const sched = new Scheduler(rec, { maxActive: 4, maxQueue: 8 });
+  const runs = [greedy(SEQ7, 6), greedy(SEQ7, 6), greedy(SEQ7, 6), greedy(SEQ4B, 4)];
+  sched.submitAll(runs.map((r) => r.client));
+  const results = await Promise.all(runs.map((r) => r.done));
+  results.slice(0, 3).forEach((r, i) => assert.deepEqual(r.tokens, SEQ7_GREEDY.slice(0, 6), `choice ${i}`));
+  assert.deepEqual(results[3]!.tokens, SEQ4B_GREEDY.slice(0, 4));
+  assert.equal(rec.restored, 2);
+  // Prompt tokens forwarded: 7 once, then 1 for each of the two copies, 4 for the other prompt.
+  const fedAsPrompt = rec.batches.flat().filter((n) => n > 1).reduce((a, b) => a + b, 0);
+  assert.equal(fedAsPrompt, 7 + 4);
+  assert.equal(rec.disposed, rec.created, 'every cache freed (the copies replaced the followers\' own)');
+  assert.equal(sched.activeCount, 0);
+  await sched.close();
+});
+
+test('when the choice that reads the prompt is cancelled first, the others read it themselves', async () => {
+  const model = await tinyModel();
+  const rec = new SharingRecorder(model.runner);
+  const sched = new Scheduler(rec, { maxActive: 4, maxQueue: 8 });
+  const runs = [greedy(SEQ7, 5), greedy(SEQ7, 5), greedy(SEQ7, 5)];
+  const handles = sched.submitAll(runs.map((r) => r.client));
+  handles[0]!.cancel();
+  const results = await Promise.all(runs.map((r) => r.done));
+  assert.equal(results[0]!.reason, 'cancelled');
+  results.slice(1).forEach((r, i) => assert.deepEqual(r.tokens, SEQ7_GREEDY.slice(0, 5), `choice ${i + 1}`));
+  assert.equal(rec.created, rec.disposed);
+  await sched.close();
+});

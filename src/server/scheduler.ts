@@ -69,6 +69,12 @@ interface Slot {
   ended: boolean;
   cancelRequested: 'cancelled' | 'shutdown' | null;
   inFlight: boolean;
+  /**
+   * Another sequence of the same request with the same prompt (choices of n > 1): this one waits
+   * until that one has read all but the last prompt token, copies its cache, and feeds only the
+   * last token itself. Null once copied, or when it reads its prompt itself.
+   */
+  leader: Slot | null;
 }
 
 /** Counters the server exports as metrics. */
@@ -146,9 +152,17 @@ export class Scheduler {
   submitAll(clients: SequenceClient[]): SequenceHandle[] {
     if (this.closed) throw new QueueFullError(this.queue.length);
     if (clients.length > this.queueRoom && (this.queue.length > 0 || this.active.length > 0)) throw new QueueFullError(this.queue.length);
+    const canShare = typeof this.runner.saveCache === 'function' && typeof this.runner.restoreCache === 'function';
+    const leaders = new Map<string, Slot>();
     const handles = clients.map((client) => {
       if (client.prompt.length === 0) throw new RangeError('a sequence needs at least one prompt token');
-      const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false };
+      const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false, leader: null };
+      if (canShare && client.prompt.length > 1) {
+        const key = client.prompt.join(',');
+        const leader = leaders.get(key);
+        if (leader) slot.leader = leader;
+        else leaders.set(key, slot);
+      }
       this.queue.push(slot);
       return { cancel: (reason: 'cancelled' | 'shutdown' = 'cancelled') => this.cancel(slot, reason) };
     });
@@ -199,6 +213,31 @@ export class Scheduler {
     this.end(slot, reason, error);
   }
 
+  /**
+   * For a slot waiting on its leader: once the leader has read all but the last prompt token,
+   * copies those positions of its cache (the same keys and values this slot would compute) and
+   * returns true; the slot then feeds the last prompt token itself, so its first logits are its
+   * own. False while the leader is still reading. When the leader ended, or the copy fails (no
+   * memory), the slot reads its prompt itself.
+   */
+  private copyPrompt(s: Slot): boolean {
+    const leader = s.leader!;
+    const n = s.client.prompt.length - 1;
+    if (leader.ended || !leader.cache) { s.leader = null; return true; }
+    if (leader.fed < n) return false;
+    s.leader = null;
+    try {
+      const copy = this.runner.restoreCache!(this.runner.saveCache!(leader.cache), { capacity: s.client.capacity, kvType: this.options.kvType });
+      copy.truncate(n);
+      s.cache!.dispose();
+      s.cache = copy;
+      s.fed = n;
+    } catch {
+      // read the prompt itself
+    }
+    return true;
+  }
+
   /** The client's sample request for this step (a client that throws samples on its own). */
   private request(s: Slot): SampleRequest | null {
     try {
@@ -246,6 +285,7 @@ export class Scheduler {
       let budget = this.prefillChunk;
       for (const s of this.active) {
         const prompt = s.client.prompt;
+        if (s.leader && !this.copyPrompt(s)) continue; // its leader has not read the prompt yet
         if (s.fed < prompt.length) {
           if (budget <= 0) continue;
           const n = Math.min(prompt.length - s.fed, budget);
