@@ -263,3 +263,24 @@ test('graceful shutdown: in-flight streams finish, new requests are refused, the
   await s2.server.shutdown(0);
   assert.match(await stream2, /"code":"shutting_down"/);
 });
+
+test('--prefix-cache: the next chat turn reads only what is new, and replies as a server without it', async () => {
+  const cached = await startTestServer({ parallel: 2, prefixCache: 4 });
+  try {
+    const turn1 = [{ role: 'user', content: 'Tell me about the sea.' }];
+    const r1 = await post(`${cached.url}/v1/chat/completions`, { model, messages: turn1, max_tokens: 12, temperature: 0 });
+    assert.equal(r1.status, 200, JSON.stringify(r1.json));
+    const turn2 = [...turn1, { role: 'assistant', content: r1.json.choices[0].message.content }, { role: 'user', content: 'And the sky?' }];
+    const r2 = await post(`${cached.url}/v1/chat/completions`, { model, messages: turn2, max_tokens: 12, temperature: 0 });
+    assert.equal(r2.status, 200, JSON.stringify(r2.json));
+    const text = await metrics(cached.url);
+    const reused = metricValue(text, 'mpt_prefix_cache_tokens_total');
+    assert.ok(reused > 0 && reused < r2.json.usage.prompt_tokens, `reused ${reused} of ${r2.json.usage.prompt_tokens}`);
+    assert.equal(metricValue(text, 'mpt_prefill_tokens_total'), r1.json.usage.prompt_tokens + r2.json.usage.prompt_tokens - reused);
+    // the same turn on the shared server (no prefix cache): the same greedy reply
+    const plain = await post(`${srv.url}/v1/chat/completions`, { model, messages: turn2, max_tokens: 12, temperature: 0 });
+    assert.equal(r2.json.choices[0].message.content, plain.json.choices[0].message.content);
+  } finally {
+    await cached.close();
+  }
+});

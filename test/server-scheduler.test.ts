@@ -190,3 +190,51 @@ test('when the choice that reads the prompt is cancelled first, the others read 
   assert.equal(rec.created, rec.disposed);
   await sched.close();
 });
+
+test('prefixCache: a later prompt that starts with a finished sequence reuses its cache and feeds only the rest', async () => {
+  const model = await tinyModel();
+  const rec = new SharingRecorder(model.runner);
+  const sched = new Scheduler(rec, { maxActive: 2, maxQueue: 8, prefixCache: 2 });
+  const a = greedy(SEQ7, 6);
+  sched.submitAll([a.client]);
+  assert.deepEqual((await a.done).tokens, SEQ7_GREEDY.slice(0, 6));
+  // The next "turn": the conversation so far plus more. Its cache holds SEQ7 + the 5 tokens fed.
+  const before = rec.batches.length;
+  const b = greedy([...SEQ7, ...SEQ7_GREEDY.slice(0, 4)], 6);
+  sched.submitAll([b.client]);
+  assert.deepEqual((await b.done).tokens, SEQ7_GREEDY.slice(4, 10), 'HF greedy continuation');
+  const fed = rec.batches.slice(before).map((batch) => batch[0]!);
+  assert.equal(fed[0], 1, 'only the last prompt token is read');
+  assert.equal(sched.stats().cachedPromptTokens, 10);
+  // A prompt sharing nothing reads everything.
+  const c = greedy(SEQ4B, 3);
+  sched.submitAll([c.client]);
+  assert.deepEqual((await c.done).tokens, SEQ4B_GREEDY.slice(0, 3));
+  assert.equal(sched.stats().cachedPromptTokens, 10);
+  await sched.close();
+  assert.equal(rec.created, rec.disposed, 'kept caches are freed on close');
+});
+
+test('prefixCache: kept caches give way when a new sequence needs their memory', async () => {
+  const model = await tinyModel();
+  // A runner with room for one cache at a time.
+  class OneCache extends SharingRecorder {
+    override createCache(o: KvCacheOptions): KvCache {
+      if (this.created - this.disposed >= 1) throw new Error('out of KV memory');
+      return super.createCache(o);
+    }
+  }
+  const rec = new OneCache(model.runner);
+  const sched = new Scheduler(rec, { maxActive: 1, maxQueue: 8, prefixCache: 4 });
+  const a = greedy(SEQ7, 3);
+  sched.submitAll([a.client]);
+  await a.done;
+  assert.equal(rec.created - rec.disposed, 1, 'kept');
+  const b = greedy(SEQ4B, 4);
+  sched.submitAll([b.client]);
+  const rb = await b.done;
+  assert.equal(rb.reason, 'finished');
+  assert.deepEqual(rb.tokens, SEQ4B_GREEDY.slice(0, 4));
+  await sched.close();
+  assert.equal(rec.created, rec.disposed);
+});

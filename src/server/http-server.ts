@@ -37,6 +37,12 @@ export interface ServerOptions {
   maxBodyBytes?: number;
   /** Prompt tokens processed per batched step. Default 256. */
   prefillChunk?: number;
+  /**
+   * Finished sequences' caches kept for prompts that start the same way (chat turns re-send the
+   * conversation), at most this many; 0 = off (default). A reused prefix was computed in other
+   * batches, so logits may differ from a fresh run in their last bits.
+   */
+  prefixCache?: number;
   /** Log one line per request to this function. */
   log?: (line: string) => void;
 }
@@ -69,6 +75,7 @@ export class MptServer {
       timeoutS: options.timeoutS ?? 600,
       maxBodyBytes: options.maxBodyBytes ?? 1024 * 1024,
       prefillChunk: options.prefillChunk ?? 256,
+      prefixCache: options.prefixCache ?? 0,
       apiKey: options.apiKey,
       cors: options.cors,
       log: options.log,
@@ -78,6 +85,7 @@ export class MptServer {
       maxQueue: this.options.queue,
       prefillChunk: this.options.prefillChunk,
       kvType: model.kvType,
+      prefixCache: this.options.prefixCache,
     });
     this.ctx = {
       model,

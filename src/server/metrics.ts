@@ -54,6 +54,7 @@ export class Metrics {
     metric('mpt_prompt_tokens_total', 'counter', 'Prompt tokens of accepted generation requests.', [`mpt_prompt_tokens_total ${this.promptTokens}`]);
     metric('mpt_generation_tokens_total', 'counter', 'Tokens generated for requests.', [`mpt_generation_tokens_total ${this.completionTokens}`]);
     metric('mpt_prefill_tokens_total', 'counter', 'Prompt tokens run through the model.', [`mpt_prefill_tokens_total ${s.promptTokens}`]);
+    metric('mpt_prefix_cache_tokens_total', 'counter', 'Prompt tokens found in a kept cache (--prefix-cache) instead of being run.', [`mpt_prefix_cache_tokens_total ${s.cachedPromptTokens}`]);
     metric('mpt_decode_steps_total', 'counter', 'Batched forward steps run.', [`mpt_decode_steps_total ${s.steps}`]);
     metric('mpt_queue_depth', 'gauge', 'Sequences waiting for a decoding slot.', [`mpt_queue_depth ${s.queued}`]);
     metric('mpt_queue_limit', 'gauge', 'Most sequences allowed to wait (--queue).', [`mpt_queue_limit ${extra.queueLimit}`]);

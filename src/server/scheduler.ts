@@ -43,6 +43,12 @@ export interface SchedulerOptions {
   /** Prompt tokens processed per step, over all prefilling sequences. */
   prefillChunk?: number;
   kvType?: KvType;
+  /**
+   * Caches of finished sequences kept for later prompts that start with the same tokens (a chat
+   * client re-sends the whole conversation every turn): at most this many, least recently used
+   * dropped first, and dropped at once when a new sequence needs their memory. 0 = off (default).
+   */
+  prefixCache?: number;
 }
 
 /** Thrown by submit() when the queue is full. */
@@ -75,7 +81,12 @@ interface Slot {
    * last token itself. Null once copied, or when it reads its prompt itself.
    */
   leader: Slot | null;
+  /** Tokens fed after the prompt (the cache holds prompt[0, fed) then these). */
+  decoded: number[];
 }
+
+/** A finished sequence's cache, kept for prompts that start with `ids` (its contents). */
+interface Retained { ids: number[]; cache: KvCache }
 
 /** Counters the server exports as metrics. */
 export interface SchedulerStats {
@@ -85,6 +96,8 @@ export interface SchedulerStats {
   /** Tokens sampled (first tokens included) since start. */
   generatedTokens: number;
   promptTokens: number;
+  /** Prompt tokens found in a kept cache (prefixCache) instead of being processed. */
+  cachedPromptTokens: number;
   /** Sequences in the last step's batch. */
   lastBatchSize: number;
   /** Generated tokens per second over the last few seconds. */
@@ -104,6 +117,9 @@ export class Scheduler {
   private steps = 0;
   private generated = 0;
   private promptTokens = 0;
+  private cachedPromptTokens = 0;
+  /** Kept caches, least recently used first. */
+  private readonly retained: Retained[] = [];
   private lastBatch = 0;
   /** (time, tokens) per recent step, for the decode rate. */
   private readonly recent: Array<[number, number]> = [];
@@ -140,6 +156,7 @@ export class Scheduler {
       steps: this.steps,
       generatedTokens: this.generated,
       promptTokens: this.promptTokens,
+      cachedPromptTokens: this.cachedPromptTokens,
       lastBatchSize: this.lastBatch,
       decodeTokensPerSecond: this.recent.length ? (tokens * 1000) / span : 0,
     };
@@ -156,7 +173,7 @@ export class Scheduler {
     const leaders = new Map<string, Slot>();
     const handles = clients.map((client) => {
       if (client.prompt.length === 0) throw new RangeError('a sequence needs at least one prompt token');
-      const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false, leader: null };
+      const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false, leader: null, decoded: [] };
       if (canShare && client.prompt.length > 1) {
         const key = client.prompt.join(',');
         const leader = leaders.get(key);
@@ -177,6 +194,52 @@ export class Scheduler {
     for (const s of [...this.queue, ...this.active]) this.cancel(s, 'shutdown');
     this.wake?.();
     await this.loopDone;
+    while (this.retained.length) this.retained.shift()!.cache.dispose();
+  }
+
+  /** Keeps a finished sequence's cache for later prompts with the same start (prefixCache). */
+  private keep(slot: Slot, cache: KvCache): void {
+    const limit = this.options.prefixCache ?? 0;
+    const ids = [...slot.client.prompt.slice(0, slot.fed), ...slot.decoded];
+    if (limit <= 0 || cache.length !== ids.length || ids.length === 0) { cache.dispose(); return; }
+    this.retained.push({ ids, cache });
+    while (this.retained.length > limit) this.retained.shift()!.cache.dispose();
+  }
+
+  /**
+   * The kept cache sharing the longest start with this slot's prompt, taken out and truncated to
+   * that start; at least the last prompt token is left to feed, so the first logits are computed.
+   * A cache too small for the new sequence is copied into one of its size (when the backend
+   * copies caches). Null when none shares a token, or the copy cannot be allocated.
+   */
+  private takeKept(slot: Slot): KvCache | null {
+    const prompt = slot.client.prompt;
+    let best = -1, bestLen = 0;
+    this.retained.forEach((r, i) => {
+      if (r.cache.kvType !== (this.options.kvType ?? r.cache.kvType)) return;
+      const n = Math.min(r.ids.length, prompt.length - 1);
+      let l = 0;
+      while (l < n && r.ids[l] === prompt[l]) l++;
+      if (l > bestLen) { best = i; bestLen = l; }
+    });
+    if (best < 0) return null;
+    const [r] = this.retained.splice(best, 1);
+    let cache = r!.cache;
+    if (cache.capacity < slot.client.capacity) {
+      try {
+        if (!this.runner.saveCache || !this.runner.restoreCache) throw new Error('no cache copies');
+        cache.truncate(bestLen);
+        const bigger = this.runner.restoreCache(this.runner.saveCache(cache), { capacity: slot.client.capacity, kvType: cache.kvType });
+        cache.dispose();
+        cache = bigger;
+      } catch {
+        cache.dispose();
+        return null;
+      }
+    }
+    cache.truncate(bestLen);
+    this.cachedPromptTokens += bestLen;
+    return cache;
   }
 
   private cancel(slot: Slot, reason: 'cancelled' | 'shutdown'): void {
@@ -196,7 +259,8 @@ export class Scheduler {
     if (slot.ended) return;
     slot.ended = true;
     if (slot.cache) {
-      slot.cache.dispose();
+      if (reason === 'finished' && !this.closed) this.keep(slot, slot.cache);
+      else slot.cache.dispose();
       slot.cache = null;
     }
     try {
@@ -256,14 +320,26 @@ export class Scheduler {
   private admit(): void {
     while (this.active.length < this.options.maxActive && this.queue.length) {
       const slot = this.queue[0]!;
-      try {
-        slot.cache = this.runner.createCache({ capacity: slot.client.capacity, kvType: this.options.kvType });
-      } catch (e) {
-        // Out of KV memory while others run: wait for one of them to finish and free theirs.
-        if (this.active.length > 0) return;
-        this.queue.shift();
-        this.end(slot, 'error', e);
-        continue;
+      const kept = slot.leader ? null : this.takeKept(slot);
+      if (kept) {
+        slot.cache = kept;
+        slot.fed = kept.length;
+      } else {
+        for (;;) {
+          try {
+            slot.cache = this.runner.createCache({ capacity: slot.client.capacity, kvType: this.options.kvType });
+            break;
+          } catch (e) {
+            // Out of KV memory: kept caches go first; then wait for a running sequence to finish.
+            if (this.retained.length) { this.retained.shift()!.cache.dispose(); continue; }
+            if (this.active.length > 0) return;
+            this.queue.shift();
+            this.end(slot, 'error', e);
+            slot.cache = null;
+            break;
+          }
+        }
+        if (!slot.cache) continue;
       }
       this.queue.shift();
       this.active.push(slot);
@@ -322,7 +398,7 @@ export class Scheduler {
           s.fed += n;
           this.promptTokens += n;
           if (s.fed < prompt.length) continue;
-        }
+        } else s.decoded.push(batch[i]!.tokens[0]!);
         let next: number | null;
         try {
           next = s.client.next(outputs[i]!.logits, outputs[i]!.token);

@@ -22,6 +22,9 @@ options:
   --port N             port (default 8080; 0 picks a free one)
   --parallel N         most sequences decoded at once (default 8)
   --queue N            most sequences waiting for a slot; beyond it 429 + Retry-After (default 64)
+  --prefix-cache N     keep up to N finished sequences' caches for prompts that start the same way
+                       (chat turns re-send the conversation: only the new part is read); default 0.
+                       Reused positions come from other batches: logits may differ in their last bits
   --ctx N              context length per sequence (default: the model's max_seq_len)
   --timeout S          per-request time limit in seconds, queue wait included (default 600; 0 = none)
   --backend NAME       reference | wasm | auto (default auto: wasm when built, else reference)
@@ -52,6 +55,7 @@ export async function run(argv: string[]): Promise<number> {
     ctx: { type: 'number' }, timeout: { type: 'number' }, backend: { type: 'string' }, threads: { type: 'number' },
     'api-key': { type: 'string' }, cors: { type: 'string' }, 'max-body': { type: 'number' }, 'model-name': { type: 'string' },
     template: { type: 'string' }, 'kv-type': { type: 'string' }, grace: { type: 'number' }, quiet: { type: 'boolean' },
+    'prefix-cache': { type: 'number' },
   }, 'serve');
   if (positionals.length > 1) throw new InputError(`serve takes one MODEL, got ${positionals.length}`);
   const path = positionals[0] ?? defaultModelPath();
@@ -59,6 +63,7 @@ export async function run(argv: string[]): Promise<number> {
   if (port > 65535) throw new InputError(`--port must be <= 65535, got ${port}`);
   const parallel = positiveInt('parallel', options['parallel']);
   const queue = positiveInt('queue', options['queue'], 0);
+  const prefixCache = positiveInt('prefix-cache', options['prefix-cache'], 0);
   const ctx = positiveInt('ctx', options['ctx']);
   const threads = positiveInt('threads', options['threads']);
   const maxBody = positiveInt('max-body', options['max-body']);
@@ -81,7 +86,7 @@ export async function run(argv: string[]): Promise<number> {
   // Fail at start-up, not on the first request, when the backend cannot store this KV type.
   model.runner.createCache({ capacity: 1, kvType: model.kvType }).dispose();
   const server = new MptServer(model, {
-    host: options['host'] as string | undefined, port, parallel, queue, timeoutS: timeout, apiKey,
+    host: options['host'] as string | undefined, port, parallel, queue, prefixCache, timeoutS: timeout, apiKey,
     cors: options['cors'] as string | undefined, maxBodyBytes: maxBody, log: quiet ? undefined : log,
   });
   const addr = await server.listen();
