@@ -156,7 +156,17 @@ describe('k-quant quantizers reproduce ggml on odd inputs', () => {
 
 describe('the wasm k-quant quantizers (the ones in use) and the plain-JS copy give the same bytes', () => {
   it('is the wasm copy that quantize() runs here', () => {
-    assert.ok(wasmKQuant(), 'kernels-base.wasm should load');
+    const wasm = wasmKQuant();
+    assert.ok(wasm, 'kernels-base.wasm should load');
+    const calls: string[] = [];
+    const original = wasm.quantize;
+    wasm.quantize = function (this: typeof wasm, dtype, x) { calls.push(dtype); return original.call(this, dtype, x); };
+    try {
+      for (const t of K) quantize(t, gaussian(256, 5));
+    } finally {
+      wasm.quantize = original;
+    }
+    assert.deepEqual(calls, K);
   });
   for (const t of K) {
     it(`${t}: every odd-input case, and 600 super-blocks of mixed scales`, () => {

@@ -169,12 +169,11 @@ export class Scheduler {
   submitAll(clients: SequenceClient[]): SequenceHandle[] {
     if (this.closed) throw new QueueFullError(this.queue.length);
     if (clients.length > this.queueRoom && (this.queue.length > 0 || this.active.length > 0)) throw new QueueFullError(this.queue.length);
-    const canShare = typeof this.runner.saveCache === 'function' && typeof this.runner.restoreCache === 'function';
     const leaders = new Map<string, Slot>();
     const handles = clients.map((client) => {
       if (client.prompt.length === 0) throw new RangeError('a sequence needs at least one prompt token');
       const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false, leader: null, decoded: [] };
-      if (canShare && client.prompt.length > 1) {
+      if (this.canCopyCaches && client.prompt.length > 1) {
         const key = client.prompt.join(',');
         const leader = leaders.get(key);
         if (leader) slot.leader = leader;
@@ -225,21 +224,30 @@ export class Scheduler {
     if (best < 0) return null;
     const [r] = this.retained.splice(best, 1);
     let cache = r!.cache;
-    if (cache.capacity < slot.client.capacity) {
-      try {
-        if (!this.runner.saveCache || !this.runner.restoreCache) throw new Error('no cache copies');
-        cache.truncate(bestLen);
-        const bigger = this.runner.restoreCache(this.runner.saveCache(cache), { capacity: slot.client.capacity, kvType: cache.kvType });
-        cache.dispose();
-        cache = bigger;
-      } catch {
-        cache.dispose();
-        return null;
-      }
-    }
     cache.truncate(bestLen);
+    if (cache.capacity < slot.client.capacity) {
+      let bigger: KvCache | null = null;
+      try {
+        if (this.canCopyCaches) bigger = this.copyCache(cache, slot.client.capacity);
+      } catch {
+        // no memory for the copy: read the prompt
+      }
+      cache.dispose();
+      if (!bigger) return null;
+      cache = bigger;
+    }
     this.cachedPromptTokens += bestLen;
     return cache;
+  }
+
+  /** Whether the runner copies caches (saveCache / restoreCache). */
+  private get canCopyCaches(): boolean {
+    return typeof this.runner.saveCache === 'function' && typeof this.runner.restoreCache === 'function';
+  }
+
+  /** A new cache of `capacity` positions holding `from`'s contents (throws when out of memory). */
+  private copyCache(from: KvCache, capacity: number): KvCache {
+    return this.runner.restoreCache!(this.runner.saveCache!(from), { capacity, kvType: from.kvType });
   }
 
   private cancel(slot: Slot, reason: 'cancelled' | 'shutdown'): void {
@@ -291,7 +299,7 @@ export class Scheduler {
     if (leader.fed < n) return false;
     s.leader = null;
     try {
-      const copy = this.runner.restoreCache!(this.runner.saveCache!(leader.cache), { capacity: s.client.capacity, kvType: this.options.kvType });
+      const copy = this.copyCache(leader.cache, s.client.capacity);
       copy.truncate(n);
       s.cache!.dispose();
       s.cache = copy;

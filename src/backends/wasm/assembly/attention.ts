@@ -258,20 +258,25 @@ const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
       }
     }
   }
-  // normalise; rows that saw no key: uniform average of all nKeys values
   for (let r = 0; r < R; r++) {
-    const l = r == 0 ? l0 : r == 1 ? l1 : r == 2 ? l2 : l3;
-    const a = acc + <usize>r * hb;
-    const o = O + <usize>r * so;
-    if (l > 0) {
-      const inv = <f32>1 / l;
-      for (let e = 0; e < hd; e++) store<f32>(o + (<usize>e << 2), load<f32>(a + (<usize>e << 2)) * inv);
-    } else {
-      for (let e = 0; e < hd; e++) {
-        let s: f32 = 0;
-        for (let j = 0; j < nKeys; j++) s += load1(mode, V + <usize>j * sk, e0, e);
-        store<f32>(o + (<usize>e << 2), s / <f32>nKeys);
-      }
+    finish_row(mode, acc + <usize>r * hb, r == 0 ? l0 : r == 1 ? l1 : r == 2 ? l2 : l3, O + <usize>r * so, V, sk, e0, nKeys, hd);
+  }
+}
+
+/**
+ * Output row o = the accumulated a / l; a row that saw no key (l = 0, a left-pad position) gets
+ * the uniform average of all nKeys values, as MosaicML's finfo.min scores give.
+ */
+// @ts-ignore: decorator
+@inline function finish_row(mode: i32, a: usize, l: f32, o: usize, V: usize, sk: usize, e0: i32, nKeys: i32, hd: i32): void {
+  if (l > 0) {
+    const inv = <f32>1 / l;
+    for (let e = 0; e < hd; e++) store<f32>(o + (<usize>e << 2), load<f32>(a + (<usize>e << 2)) * inv);
+  } else {
+    for (let e = 0; e < hd; e++) {
+      let s: f32 = 0;
+      for (let j = 0; j < nKeys; j++) s += load1(mode, V + <usize>j * sk, e0, e);
+      store<f32>(o + (<usize>e << 2), s / <f32>nKeys);
     }
   }
 }
@@ -421,16 +426,7 @@ const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
       }
     }
   }
-  if (l0 > 0) {
-    const inv = <f32>1 / l0;
-    for (let e = 0; e < hd; e++) store<f32>(O + (<usize>e << 2), load<f32>(acc + (<usize>e << 2)) * inv);
-  } else {
-    for (let e = 0; e < hd; e++) {
-      let s: f32 = 0;
-      for (let j = 0; j < nKeys; j++) s += load1(mode, V + <usize>j * sk, e0, e);
-      store<f32>(O + (<usize>e << 2), s / <f32>nKeys);
-    }
-  }
+  finish_row(mode, acc, l0, O, V, sk, e0, nKeys, hd);
 }
 function tile1_f32(Q: usize, pos0: i32, K: usize, V: usize, sk: usize, e0: i32, valid: usize, nKeys: i32,
   hd: i32, scale: f32, slope: f32, O: usize, S: usize): void {
