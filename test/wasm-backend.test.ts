@@ -135,6 +135,41 @@ describe('threads and memory layout do not change the numbers', () => {
     assert.ok(maxAbsDiff(runs[0]!, g.tensor('logits/seq64').data) <= TOL);
   });
 
+  it('a pool of 6: decode passes run on 4 threads, a prompt on all 6, the same bits as 1 thread', async () => {
+    // Enough work in a 48-row prompt for every thread, too little in one decode row (pass-threads.ts).
+    const config = parseMptConfig({
+      d_model: 256, n_heads: 4, n_layers: 2, expansion_ratio: 4, max_seq_len: 64, vocab_size: 4096,
+      attn_config: { alibi: true, attn_impl: 'torch' },
+    });
+    const { loadRandomModel } = await import('../src/backends/wasm/index.js');
+    const prompt = Array.from({ length: 48 }, (_, i) => (i * 37) % 4096);
+    const run = async (threads: number) => {
+      const r = await loadRandomModel(config, { type: 'f32', threads, seed: 7 });
+      const used: number[] = [];
+      const logits: Float32Array[] = [];
+      try {
+        const cache = r.createCache({ capacity: 64 });
+        const [p] = await r.forward([{ cache, tokens: prompt }], { logits: 'all' });
+        used.push(r.lastPassThreads);
+        logits.push(p!.logits);
+        let next = argmax(p!.logits.subarray(47 * 4096));
+        for (let step = 0; step < 6; step++) {
+          const [o] = await r.forward([{ cache, tokens: [next] }], { logits: 'last' });
+          used.push(r.lastPassThreads);
+          logits.push(o!.logits);
+          next = argmax(o!.logits);
+        }
+      } finally {
+        await r.dispose();
+      }
+      return { used, logits };
+    };
+    const one = await run(1), six = await run(6);
+    assert.deepEqual(six.used, [6, 4, 4, 4, 4, 4, 4]);
+    assert.deepEqual(one.used, [1, 1, 1, 1, 1, 1, 1]);
+    six.logits.forEach((x, i) => assert.deepEqual(x, one.logits[i], `call ${i}`));
+  });
+
   it('passes of a few rows (a call split internally) and a mixed batch stay within tolerance', async () => {
     const g = new Goldens(fixturePath('tiny-alibi'));
     const r = await load('tiny-alibi', { threads: 2, maxRows: 5 });

@@ -116,7 +116,10 @@ export interface ModelRunner {
 }
 
 export interface LoadRunnerOptions {
-  /** Worker threads for backends that use them. */
+  /**
+   * Worker threads for backends that use them: the most one pass uses (small passes use fewer).
+   * Default: every core up to 4, then 3 in 4 of them.
+   */
   threads?: number;
   /** Progress callback for weight loading (bytes done / total). */
   onProgress?: (done: number, total: number) => void;

@@ -36,6 +36,8 @@ export interface PassSequence {
 /** A unit of work sent to every worker: up to maxRows rows of tokens. */
 export interface Pass {
   rows: number;
+  /** Worker threads taking part: tids 0 .. threads-1 (pass-threads.ts); the others stay idle. */
+  threads: number;
   tokens: Int32Array;
   /** Learned position ids per row (models with wpe). */
   wpePos?: Int32Array;
@@ -210,7 +212,7 @@ export class Executor {
     const qn = d + 2 * kvd, ff = c.ffn.hiddenSize;
     const R = p.rows;
     const small = R <= PRIVATE_ROWS;
-    team.reset();
+    team.reset(p.threads);
 
     const rowSeq = new Int32Array(R);
     p.seqs.forEach((s, i) => rowSeq.fill(i, s.rowStart, s.rowStart + s.n));

@@ -40,21 +40,23 @@ export class WorkerPool {
     return pool;
   }
 
-  private broadcast(make: (tid: number) => WorkerRequest): Promise<void> {
+  /** Sends a message to the first `count` workers and waits for each one's answer. */
+  private broadcast(make: (tid: number) => WorkerRequest, count = this.workers.length): Promise<void> {
+    const workers = this.workers.slice(0, count);
     return new Promise((resolve, reject) => {
-      let pending = this.workers.length;
+      let pending = workers.length;
       let firstError: WorkerReply & { type: 'error' } | null = null;
       const cleanups: Array<() => void> = [];
       const finish = () => {
         for (const c of cleanups) c();
-        for (const w of this.workers) w.unref();
+        for (const w of workers) w.unref();
         if (firstError) {
           const e = new MptError(`wasm worker failed: ${firstError.message}`);
           if (firstError.stack) e.stack = firstError.stack;
           reject(e);
         } else resolve();
       };
-      this.workers.forEach((w, tid) => {
+      workers.forEach((w, tid) => {
         let answered = false;
         const onMessage = (m: WorkerReply) => {
           if (answered) return;
@@ -91,16 +93,19 @@ export class WorkerPool {
     });
   }
 
-  /** Runs one pass on all workers. Passes do not overlap (callers serialise them). */
+  /** Runs one pass on its first `pass.threads` workers. Passes do not overlap (callers serialise them). */
   async run(pass: Pass): Promise<void> {
     if (this.closed) throw new MptError('the wasm runner has been disposed');
     if (this.broken) throw new MptError(`the wasm runner cannot continue: ${this.broken}`);
     if (this.busy) throw new MptError('wasm pool: a pass is already running (forward calls must not overlap)');
+    if (!Number.isInteger(pass.threads) || pass.threads < 1 || pass.threads > this.workers.length) {
+      throw new MptError(`internal: a pass for ${pass.threads} threads on a pool of ${this.workers.length}`);
+    }
     this.busy = true;
     // Fresh counters and barrier for this pass (every worker is idle now).
     for (let i = 0; i < CTL.size; i++) Atomics.store(this.ctl, i, i === CTL.generation ? Atomics.load(this.ctl, i) : 0);
     try {
-      await this.broadcast(() => ({ type: 'pass', pass }));
+      await this.broadcast(() => ({ type: 'pass', pass }), pass.threads);
     } finally {
       this.busy = false;
     }

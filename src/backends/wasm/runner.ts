@@ -9,7 +9,8 @@ import type { ForwardOptions, KvCache, KvCacheOptions, KvSnapshot, KvType, Model
 import type { Arenas } from './arenas.js';
 import { restoreWasmCache, snapshotWasmCache } from './kv-snapshot.js';
 import type { Pass, PassSequence } from './executor.js';
-import { kvRegionBytes, type ModelLayout } from './layout.js';
+import { PRIVATE_ROWS, kvRegionBytes, type ModelLayout } from './layout.js';
+import { passThreads } from './pass-threads.js';
 import type { WorkerPool } from './pool.js';
 
 /** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
@@ -48,14 +49,31 @@ export class WasmRunner implements ModelRunner {
   private logitsBuf: SharedArrayBuffer | null = null;
   private tokensBuf: SharedArrayBuffer | null = null;
   private disposed = false;
+  /** Multiply-adds of the layers' weight matrices for one row. */
+  private readonly layerMacsPerRow: number;
+  /** Threads the last pass ran on (diagnostics, tests). */
+  lastPassThreads = 0;
 
   constructor(readonly layout: ModelLayout, readonly arenas: Arenas, private readonly pool: WorkerPool) {
     this.config = layout.config;
+    this.layerMacsPerRow = layout.layers.reduce((sum, ly) =>
+      sum + [ly.qkv, ly.out, ly.up, ly.gate, ly.down].reduce((t, m) => t + (m ? m.rows * m.cols : 0), 0), 0);
   }
 
-  /** Worker threads in use. */
+  /** Worker threads started (the most a pass uses). */
   get threads(): number {
     return this.pool.threads;
+  }
+
+  /** Threads for a pass of `rows` rows with `logitRows` output rows (pass-threads.ts). */
+  private threadsFor(rows: number, seqs: PassSequence[], logitRows: number, sample: boolean): number {
+    const c = this.config;
+    let attention = 0;
+    for (const sq of seqs) attention += sq.n * (sq.past + sq.n) * 2 * c.dModel;
+    const macs = rows * this.layerMacsPerRow + attention * c.nLayers + logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols;
+    // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix, sampling.
+    const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0) + (sample ? 1 : 0);
+    return passThreads({ macs, barriers }, this.pool.threads);
   }
 
   createCache(options: KvCacheOptions): KvCache {
@@ -187,6 +205,7 @@ export class WasmRunner implements ModelRunner {
       });
       const pass: Pass = {
         rows, tokens, wpePos, seqs,
+        threads: this.threadsFor(rows, seqs, logitRows.length, !!sampling && logitDest.length > 0),
         logitRows: Int32Array.from(logitRows),
         logitsOut: need > 0 ? this.logitsBuf! : undefined,
         logitsOffset: offset,
@@ -195,6 +214,7 @@ export class WasmRunner implements ModelRunner {
         pass.sample = logitDest.map(([i]) => sampling[i] ?? null);
         pass.tokensOut = this.tokensBuf!;
       }
+      this.lastPassThreads = pass.threads;
       await this.pool.run(pass);
       if (!reuse && need > 0) {
         const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);

@@ -25,16 +25,23 @@ export class TeamAborted extends Error {}
 
 export class Team {
   private op = 0;
-  private readonly spin: number;
+  private spin = 50;
+  /** Threads taking part in the current pass (tids 0 .. nt-1; see pass-threads.ts). */
+  nt: number;
 
-  constructor(private readonly ctl: Int32Array, readonly tid: number, readonly nt: number, cores: number) {
-    // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
-    this.spin = nt <= cores ? 20000 : 50;
+  constructor(private readonly ctl: Int32Array, readonly tid: number, nt: number, private readonly cores: number) {
+    this.nt = nt;
   }
 
-  /** Call at the start of every pass (the main thread zeroes the counters between passes). */
-  reset(): void {
+  /**
+   * Call at the start of every pass with the number of threads taking part (the main thread
+   * zeroes the counters between passes).
+   */
+  reset(nt: number): void {
     this.op = 0;
+    this.nt = nt;
+    // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
+    this.spin = nt <= this.cores ? 20000 : 50;
   }
 
   barrier(): void {
