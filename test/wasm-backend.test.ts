@@ -135,24 +135,25 @@ describe('threads and memory layout do not change the numbers', () => {
     assert.ok(maxAbsDiff(runs[0]!, g.tensor('logits/seq64').data) <= TOL);
   });
 
-  it('a pool of 6: decode passes run on 4 threads, a prompt on all 6, the same bits as 1 thread', async () => {
-    // Enough work in a 48-row prompt for every thread, too little in one decode row (pass-threads.ts).
+  it('a pool of 6: a long prompt runs on all 6 threads, decode steps on 4, the same bits as 1 thread', async () => {
+    // Work a pass (pass-threads.ts): the 320-token prompt ~470 M multiply-adds over 11 barriers
+    // (all threads, whatever the machine's cores); one decode row ~1.5 M over 6 (√(W / (b·β)) = 4).
     const config = parseMptConfig({
-      d_model: 256, n_heads: 4, n_layers: 2, expansion_ratio: 4, max_seq_len: 64, vocab_size: 4096,
+      d_model: 256, n_heads: 4, n_layers: 1, expansion_ratio: 4, max_seq_len: 512, vocab_size: 2048,
       attn_config: { alibi: true, attn_impl: 'torch' },
     });
     const { loadRandomModel } = await import('../src/backends/wasm/index.js');
-    const prompt = Array.from({ length: 48 }, (_, i) => (i * 37) % 4096);
+    const prompt = Array.from({ length: 320 }, (_, i) => (i * 37) % 2048);
     const run = async (threads: number) => {
       const r = await loadRandomModel(config, { type: 'f32', threads, seed: 7 });
       const used: number[] = [];
       const logits: Float32Array[] = [];
       try {
-        const cache = r.createCache({ capacity: 64 });
+        const cache = r.createCache({ capacity: 400 });
         const [p] = await r.forward([{ cache, tokens: prompt }], { logits: 'all' });
         used.push(r.lastPassThreads);
         logits.push(p!.logits);
-        let next = argmax(p!.logits.subarray(47 * 4096));
+        let next = argmax(p!.logits.subarray(319 * 2048));
         for (let step = 0; step < 6; step++) {
           const [o] = await r.forward([{ cache, tokens: [next] }], { logits: 'last' });
           used.push(r.lastPassThreads);

@@ -117,8 +117,8 @@ export interface ModelRunner {
 
 export interface LoadRunnerOptions {
   /**
-   * Worker threads for backends that use them: the most one pass uses (small passes use fewer).
-   * Default: every core up to 4, then 3 in 4 of them.
+   * Worker threads for backends that use them (default: all cores). The wasm backend starts this
+   * many and gives a pass with little work fewer of them (backends/wasm/pass-threads.ts).
    */
   threads?: number;
   /** Progress callback for weight loading (bytes done / total). */

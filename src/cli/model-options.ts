@@ -59,8 +59,8 @@ model:
   -c, --ctx N               context length (default: the model's max_seq_len; larger
                             only for ALiBi models, which extrapolate)
       --backend B           auto (default), wasm or reference
-      --threads N           worker threads of the wasm backend (default: every core up to 4,
-                            then 3 in 4; small passes use fewer)
+      --threads N           worker threads of the wasm backend (default: all cores;
+                            passes with little work use fewer)
       --tokenizer PATH      tokenizer.json (or folder) to use instead of the model's
   -q, --quiet               no progress bar or statistics on stderr`;
 

@@ -26,7 +26,7 @@ import { loadTokenizer, MptTokenizer, type GgufTokenizerData } from './tokenizer
 export interface LoadModelOptions {
   /** Compute backend: 'wasm' (fast), 'reference' (plain TypeScript), or 'auto' (wasm when built). Default 'auto'. */
   backend?: BackendName | 'auto';
-  /** Worker threads for the wasm backend (default: every core up to 4, then 3 in 4 of them). */
+  /** Worker threads for the wasm backend. */
   threads?: number;
   /** Weight-loading progress (bytes done, bytes total). */
   onProgress?: (done: number, total: number) => void;

@@ -17,7 +17,6 @@ import { TARGET_TYPES, type WeightType } from './kernels.js';
 import { planLayout } from './layout.js';
 import { chooseMatrixType, convertedTypes, loadWeights, type WeightTypeChoice } from './load-weights.js';
 import { kernelModule } from './module-loader.js';
-import { defaultThreads } from './pass-threads.js';
 import { WorkerPool } from './pool.js';
 import { fillRandomWeights } from './random-weights.js';
 import { WasmRunner } from './runner.js';
@@ -34,7 +33,7 @@ export interface WasmLoadOptions extends LoadRunnerOptions {
 }
 
 function threadCount(t: number | undefined): number {
-  if (t === undefined) return defaultThreads(availableParallelism());
+  if (t === undefined) return Math.max(1, availableParallelism());
   if (!Number.isInteger(t) || t < 1 || t > 256) throw new InputError(`threads must be an integer in [1, 256], got ${t}`);
   return t;
 }

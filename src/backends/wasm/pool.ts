@@ -17,7 +17,9 @@ export class WorkerPool {
   /** Set when a worker thread died: the pool cannot run passes any more. */
   private broken: string | null = null;
 
-  private constructor(private readonly workers: Worker[], ctlBuffer: SharedArrayBuffer) {
+  private constructor(private readonly workers: Worker[], ctlBuffer: SharedArrayBuffer,
+    /** Cores of the machine (the workers spin at barriers only while each has one). */
+    readonly cores: number) {
     this.ctl = new Int32Array(ctlBuffer);
   }
 
@@ -29,8 +31,8 @@ export class WorkerPool {
     const ctl = createControlBuffer();
     const workers: Worker[] = [];
     for (let t = 0; t < threads; t++) workers.push(new Worker(new URL('./worker.js', import.meta.url)));
-    const pool = new WorkerPool(workers, ctl);
     const cores = availableParallelism();
+    const pool = new WorkerPool(workers, ctl, cores);
     try {
       await pool.broadcast((tid) => ({ type: 'init', module, memories, ctl, tid, nt: threads, cores, layout }));
     } catch (e) {

@@ -73,7 +73,7 @@ export class WasmRunner implements ModelRunner {
     const macs = rows * this.layerMacsPerRow + attention * c.nLayers + logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols;
     // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix, sampling.
     const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0) + (sample ? 1 : 0);
-    return passThreads({ macs, barriers }, this.pool.threads);
+    return passThreads({ macs, barriers }, this.pool.threads, this.pool.cores);
   }
 
   createCache(options: KvCacheOptions): KvCache {

@@ -18,7 +18,7 @@ memories, quantized to --type (default q4_0). With MODEL (HF folder or GGUF), lo
 then converts its matrices (default: keep the stored types); the load time is reported too.
   --pp N      prompt tokens per pp test (0 skips it)      --tg N   generated tokens (0 skips)
   --reps N    repetitions (median, min and max are shown; one untimed warm-up first)
-  --threads N worker threads (default: 3 in 4 cores beyond 4) --json print JSON
+  --threads N worker threads (default: all cores)          --json   print JSON
 Shapes: 7b = d_model 4096, 32 heads, 32 layers; 1b = d_model 2048, 16 heads, 24 layers;
 tiny = d_model 256, 4 heads, 2 layers. All: vocab 50432 (tiny 1024), expansion 4, ALiBi, no bias.`;
 
