@@ -283,6 +283,45 @@ describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
   });
 });
 
+describe('logits chosen per sequence (SequenceInput.logits)', () => {
+  it('all / last / none in one call equal separate calls, on both backends; tokens only for last', async () => {
+    const ck = await openCheckpoint(fixturePath('tiny-alibi'));
+    const ref = await referenceBackend.load(ck.config, ck.tensors);
+    await ck.tensors.close();
+    const r = await load('tiny-alibi', { threads: 2, maxRows: 6 });
+    const V = r.config.vocabSize;
+    const seqs = [[5, 9, 2, 7, 1, 3, 8], [4, 4, 6], [11, 12, 13, 14]];
+    try {
+      for (const runner of [r, ref] as ModelRunner[]) {
+        for (const reuse of [false, true]) {
+          const caches = seqs.map(() => runner.createCache({ capacity: 16 }));
+          const sample = seqs.map((_, i) => new Sampler({ seed: 10 + i }).request());
+          const views = await runner.forward([
+            { cache: caches[0]!, tokens: seqs[0]!, logits: 'all' },
+            { cache: caches[1]!, tokens: seqs[1]! },
+            { cache: caches[2]!, tokens: seqs[2]!, logits: 'none' },
+          ], { logits: 'last', reuseLogits: reuse, sample });
+          // reused views last until the next call: copied before the separate calls below
+          const out = views.map((o) => ({ logits: Float32Array.from(o.logits), token: o.token }));
+          assert.equal(out[0]!.logits.length, 7 * V);
+          assert.equal(out[1]!.logits.length, V);
+          assert.equal(out[2]!.logits.length, 0);
+          assert.ok(maxAbsDiff(out[0]!.logits, await logitsOf(runner, seqs[0]!)) <= 1e-6, `${runner.backendName}: all`);
+          assert.ok(maxAbsDiff(out[1]!.logits, (await logitsOf(runner, seqs[1]!)).subarray(2 * V)) <= 1e-6, `${runner.backendName}: last`);
+          assert.equal(out[0]!.token, undefined, 'no token for a sequence returning every row');
+          if (runner === r) assert.equal(out[1]!.token, chooseToken(out[1]!.logits, sample[1]!));
+          caches.forEach((c) => c.dispose());
+        }
+      }
+      const c = r.createCache({ capacity: 4 });
+      await assert.rejects(r.forward([{ cache: c, tokens: [1], logits: 'every' as never }], { logits: 'last' }), /logits must be 'all', 'last' or 'none'/);
+      c.dispose();
+    } finally {
+      await r.dispose();
+    }
+  });
+});
+
 describe('KV caches', () => {
   it('f16 and q8_0 caches round their values as the reference backend does', async (t) => {
     const ck = await openCheckpoint(fixturePath('tiny-alibi'));

@@ -42,6 +42,13 @@ export interface SequenceInput {
    * hidden from every query as MosaicML's attention_mask does.
    */
   padMask?: ArrayLike<number>;
+  /**
+   * Which logits to return for this sequence, instead of `ForwardOptions.logits`: a server reads
+   * one sequence's prompt with every position's logits (prompt log probabilities) in the same
+   * call as other sequences' decode steps. `ForwardOptions.sample` applies only where this
+   * sequence's choice is 'last'.
+   */
+  logits?: 'all' | 'last' | 'none';
 }
 
 export interface ForwardOptions {

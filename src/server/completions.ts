@@ -133,6 +133,8 @@ interface ChoiceState {
   finish: FinishReason | null;
   ended: boolean;
   logprobs: TokenLogprobInfo[];
+  /** With echo and logprobs: the prompt tokens' log probabilities (all but the first token). */
+  promptLogprobs: TokenLogprobInfo[] | null;
   tokens: number;
 }
 
@@ -154,8 +156,9 @@ class Job {
     count: number,
     private readonly onDelta: (index: number, text: string, lp: TokenLogprobInfo | null) => void,
     private readonly onComplete: (job: Job, error: ApiError | null) => void,
+    private readonly onPromptLogprobs?: (index: number, infos: TokenLogprobInfo[]) => void,
   ) {
-    this.choices = Array.from({ length: count }, () => ({ text: '', finish: null, ended: false, logprobs: [], tokens: 0 }));
+    this.choices = Array.from({ length: count }, () => ({ text: '', finish: null, ended: false, logprobs: [], promptLogprobs: null, tokens: 0 }));
     this.remaining = count;
     this.done = new Promise((r) => { this.resolveDone = r; });
   }
@@ -173,6 +176,11 @@ class Job {
     c.text += text;
     if (lp) c.logprobs.push(lp);
     this.onDelta(index, text, lp);
+  }
+
+  promptRead(index: number, infos: TokenLogprobInfo[]): void {
+    this.choices[index]!.promptLogprobs = infos;
+    this.onPromptLogprobs?.(index, infos);
   }
 
   finish(index: number, finish: FinishReason | null, reason: EndReason, error?: unknown): void {
@@ -228,6 +236,8 @@ interface Plan {
   stream: boolean;
   includeUsage: boolean;
   logprobs: number | null;
+  /** Completions with echo and logprobs: every choice also scores its prompt. */
+  promptLogprobs?: boolean;
   grammar: JsonGrammar | null;
   /** Stop strings of the prompt format (chat), besides the request's own. */
   formatStops: readonly string[];
@@ -249,9 +259,11 @@ function launch(ctx: GenerationContext, plan: Plan, job: Job): void {
         sampling: samplingOf(plan.req, index, vocab),
         stopStrings: stops,
         logprobs: plan.logprobs,
+        promptLogprobs: plan.promptLogprobs === true,
         constraint,
       }, {
         onDelta: (i, text, lp) => job.delta(i, text, lp),
+        onPromptLogprobs: (i, infos) => job.promptRead(i, infos),
         onFinish: (i, finish, reason, error) => job.finish(i, finish, reason, error),
       });
       seqs.push(seq);
@@ -401,13 +413,25 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
 // ---------------------------------------------------------------------------------------------
 // Completions
 
-function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], offset0: number) {
+/**
+ * OpenAI's completion logprobs object. With `firstPromptToken` (echo), the entries start with the
+ * prompt's first token, which has no log probability (null, as OpenAI gives it).
+ */
+function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], offset0: number, firstPromptToken?: number) {
   const tok = ctx.model.tokenizer;
   let offset = offset0;
   const tokens: string[] = [];
-  const tokenLogprobs: number[] = [];
-  const top: Record<string, number>[] = [];
+  const tokenLogprobs: (number | null)[] = [];
+  const top: (Record<string, number> | null)[] = [];
   const textOffset: number[] = [];
+  if (firstPromptToken !== undefined) {
+    const s = tok.decode([firstPromptToken]);
+    tokens.push(s);
+    tokenLogprobs.push(null);
+    top.push(null);
+    textOffset.push(offset);
+    offset += s.length;
+  }
   for (const l of list) {
     const s = tok.decode([l.token]);
     tokens.push(s);
@@ -424,6 +448,13 @@ function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], of
   return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
 }
 
+/** The decoded length of a prompt's tokens (where generated tokens' text_offset starts with echo). */
+function decodedLength(ctx: GenerationContext, ids: readonly number[]): number {
+  let n = 0;
+  for (const id of ids) n += ctx.model.tokenizer.decode([id]).length;
+  return n;
+}
+
 export async function handleCompletion(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
   const r = parseBody(CompletionRequest, body);
   checkModel(ctx, r.model);
@@ -431,7 +462,8 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   if (r.suffix) throw badRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
   const n = r.n ?? 1;
   if (r.best_of != null && r.best_of !== n) throw badRequest("'best_of' is supported only equal to 'n'.", 'best_of', 'unsupported_parameter');
-  if (r.echo && r.logprobs != null) throw badRequest("'echo' together with 'logprobs' is not supported by this server.", 'echo', 'unsupported_parameter');
+  if (r.max_tokens === 0 && !r.echo) throw badRequest("Invalid 'max_tokens': 0 is allowed only with 'echo' (the prompt alone).", 'max_tokens', 'invalid_value');
+  const echoLogprobs = r.echo === true && r.logprobs != null;
   const vocab = ctx.model.runner.config.vocabSize;
   let texts: (string | null)[];
   let prompts: number[][];
@@ -457,10 +489,24 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
     prompts, n, maxTokens, req: r, stream: r.stream === true,
     includeUsage: r.stream_options?.include_usage === true,
     logprobs: r.logprobs ?? null,
+    promptLogprobs: echoLogprobs,
     grammar: grammarOf(ctx, r),
     formatStops: [],
   };
   const echoText = (i: number) => (r.echo ? (texts[Math.floor(i / n)] ?? ctx.model.tokenizer.decode(prompts[Math.floor(i / n)]!)) : '');
+  const promptOf = (i: number) => prompts[Math.floor(i / n)]!;
+  /** Logprobs of a choice's echoed prompt then its generated tokens (offsets from the prompt's start). */
+  const echoedLogprobs = (i: number, c: ChoiceState) => {
+    const p = promptOf(i);
+    const head = completionLogprobs(ctx, c.promptLogprobs ?? [], 0, p[0]);
+    const tail = completionLogprobs(ctx, c.logprobs, decodedLength(ctx, p));
+    return {
+      tokens: [...head.tokens, ...tail.tokens],
+      token_logprobs: [...head.token_logprobs, ...tail.token_logprobs],
+      top_logprobs: [...head.top_logprobs, ...tail.top_logprobs],
+      text_offset: [...head.text_offset, ...tail.text_offset],
+    };
+  };
   const id = newId('cmpl');
   const created = Math.floor(Date.now() / 1000);
   const model = ctx.model.id;
@@ -476,7 +522,7 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
         choices: j.choices.map((c, index) => ({
           text: echoText(index) + c.text,
           index,
-          logprobs: plan.logprobs === null ? null : completionLogprobs(ctx, c.logprobs, 0),
+          logprobs: plan.logprobs === null ? null : echoLogprobs ? echoedLogprobs(index, c) : completionLogprobs(ctx, c.logprobs, 0),
           finish_reason: c.finish ?? 'stop',
         })),
         usage: usageOf(plan, j),
@@ -495,6 +541,7 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
     ...(plan.includeUsage ? { usage: usage ?? null } : {}),
   });
   const offsets = new Array<number>(total).fill(0);
+  if (echoLogprobs) for (let i = 0; i < total; i++) offsets[i] = decodedLength(ctx, promptOf(i));
   const job = new Job(ctx, receivedAt, total, (index, text, lp) => {
     const logprobs = lp ? completionLogprobs(ctx, [lp], offsets[index]!) : null;
     offsets[index]! += text.length;
@@ -506,10 +553,13 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
     }
     if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
     sse.done();
+  }, (index, infos) => {
+    // With logprobs, a choice's echo waits for its prompt to be scored (before its first token).
+    sse.send(chunk([{ text: echoText(index), index, logprobs: completionLogprobs(ctx, infos, 0, promptOf(index)[0]), finish_reason: null }]));
   });
   launch(ctx, plan, job);
   sse.start();
-  if (r.echo) for (let index = 0; index < total; index++) sse.send(chunk([{ text: echoText(index), index, logprobs: null, finish_reason: null }]));
+  if (r.echo && !echoLogprobs) for (let index = 0; index < total; index++) sse.send(chunk([{ text: echoText(index), index, logprobs: null, finish_reason: null }]));
   cancelOnDisconnect(res, job);
   job.start(ctx.timeoutMs);
   ctx.track(job);

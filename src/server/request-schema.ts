@@ -86,6 +86,8 @@ export type ChatRequest = z.infer<typeof ChatRequest>;
 const TokenIds = z.array(z.number().int().min(0));
 export const CompletionRequest = z.strictObject({
   ...common,
+  // 0 with echo: the prompt alone (and with logprobs, its scores), as OpenAI's legacy API allows.
+  max_tokens: nullish(z.number().int().min(0)),
   prompt: z.union([z.string(), z.array(z.string()).min(1), TokenIds.min(1), z.array(TokenIds.min(1)).min(1)]),
   logprobs: nullish(z.number().int().min(0).max(5)),
   echo: nullish(z.boolean()),

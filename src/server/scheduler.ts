@@ -31,6 +31,13 @@ export interface SequenceClient {
    * `next` then receives it as `token` (when the runner could choose it).
    */
   sampleRequest?(): SampleRequest | null;
+  /**
+   * Optional: receives the logits of every prompt position, chunk by chunk (rows of vocab_size
+   * floats, the first for prompt position `first`), before `next` receives the last row. The
+   * rows are views valid during the call only. Such a sequence reads its whole prompt itself: it
+   * neither copies another choice's cache nor takes a kept one.
+   */
+  readonly promptLogits?: (rows: Float32Array, first: number) => void;
   /** Called exactly once when the sequence leaves the scheduler. */
   onEnd(reason: EndReason, error?: unknown): void;
 }
@@ -105,6 +112,8 @@ export interface SchedulerStats {
 }
 
 const RATE_WINDOW_MS = 5000;
+/** Prompt tokens a step for a sequence that wants every prompt position's logits. */
+const PROMPT_LOGITS_CHUNK = 64;
 
 export class Scheduler {
   private readonly queue: Slot[] = [];
@@ -173,7 +182,7 @@ export class Scheduler {
     const handles = clients.map((client) => {
       if (client.prompt.length === 0) throw new RangeError('a sequence needs at least one prompt token');
       const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false, leader: null, decoded: [] };
-      if (this.canCopyCaches && client.prompt.length > 1) {
+      if (this.canCopyCaches && client.prompt.length > 1 && !client.promptLogits) {
         const key = client.prompt.join(',');
         const leader = leaders.get(key);
         if (leader) slot.leader = leader;
@@ -328,7 +337,7 @@ export class Scheduler {
   private admit(): void {
     while (this.active.length < this.options.maxActive && this.queue.length) {
       const slot = this.queue[0]!;
-      const kept = slot.leader ? null : this.takeKept(slot);
+      const kept = slot.leader || slot.client.promptLogits ? null : this.takeKept(slot);
       if (kept) {
         slot.cache = kept;
         slot.fed = kept.length;
@@ -372,10 +381,18 @@ export class Scheduler {
         if (s.leader && !this.copyPrompt(s)) continue; // its leader has not read the prompt yet
         if (s.fed < prompt.length) {
           if (budget <= 0) continue;
-          const n = Math.min(prompt.length - s.fed, budget);
-          budget -= n;
-          batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n) });
-          requests.push(s.fed + n === prompt.length ? this.request(s) : null);
+          if (s.client.promptLogits) {
+            // Every row's logits: a smaller chunk bounds the logits buffer (rows × vocab floats).
+            const n = Math.min(prompt.length - s.fed, budget, PROMPT_LOGITS_CHUNK);
+            budget -= n;
+            batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n), logits: 'all' });
+            requests.push(null);
+          } else {
+            const n = Math.min(prompt.length - s.fed, budget);
+            budget -= n;
+            batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n) });
+            requests.push(s.fed + n === prompt.length ? this.request(s) : null);
+          }
         } else {
           batch.push({ cache: s.cache!, tokens: [s.pending] });
           requests.push(this.request(s));
@@ -401,15 +418,25 @@ export class Scheduler {
         if (s.cancelRequested) { this.retire(s, s.cancelRequested); continue; }
         if (failure || !outputs) { this.retire(s, 'error', failure); continue; }
         const prompt = s.client.prompt;
+        let logits = outputs[i]!.logits;
         if (s.fed < prompt.length) {
           const n = batch[i]!.tokens.length;
+          if (s.client.promptLogits) {
+            try {
+              s.client.promptLogits(logits, s.fed);
+            } catch (e) {
+              this.retire(s, 'error', e);
+              continue;
+            }
+            logits = logits.subarray(logits.length - logits.length / n);
+          }
           s.fed += n;
           this.promptTokens += n;
           if (s.fed < prompt.length) continue;
         } else s.decoded.push(batch[i]!.tokens[0]!);
         let next: number | null;
         try {
-          next = s.client.next(outputs[i]!.logits, outputs[i]!.token);
+          next = s.client.next(logits, outputs[i]!.token);
         } catch (e) {
           this.retire(s, 'error', e);
           continue;

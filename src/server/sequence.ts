@@ -23,6 +23,11 @@ export interface TokenLogprobInfo {
 export interface SequenceEvents {
   /** New text (may be '' when only a logprob entry is new). */
   onDelta(index: number, text: string, logprob: TokenLogprobInfo | null): void;
+  /**
+   * With `promptLogprobs`: the log probability of each prompt token after the first, given the
+   * tokens before it, once the whole prompt is read (before any generated text).
+   */
+  onPromptLogprobs?(index: number, infos: TokenLogprobInfo[]): void;
   /** The sequence is done; `finish` is null when it was cancelled or failed. */
   onFinish(index: number, finish: FinishReason | null, reason: EndReason, error?: unknown): void;
 }
@@ -36,6 +41,8 @@ export interface SequenceParams {
   stopStrings: readonly string[];
   /** Number of top alternatives to report per token, or null for no logprobs. */
   logprobs: number | null;
+  /** Also report the prompt tokens' log probabilities (needs `logprobs`; completions' `echo`). */
+  promptLogprobs?: boolean;
   constraint: JsonConstraint | null;
 }
 
@@ -53,6 +60,8 @@ export class ServerSequence implements SequenceClient {
   private finish: FinishReason | null = null;
   /** The request handed to the runner for the step in flight (its uniform is drawn). */
   private request: SampleRequest | null = null;
+  readonly promptLogits?: (rows: Float32Array, first: number) => void;
+  private readonly promptInfos: TokenLogprobInfo[] = [];
 
   constructor(private readonly model: ServedModel, private readonly params: SequenceParams, private readonly events: SequenceEvents) {
     this.prompt = params.prompt;
@@ -62,6 +71,27 @@ export class ServerSequence implements SequenceClient {
     this.decoder = new StreamDecoder(model.tokenizer, { skipSpecialTokens: true });
     this.stopper = new StopStringMatcher(params.stopStrings);
     this.stopIds = new Set(model.stopIds);
+    if (params.promptLogprobs && params.logprobs !== null) this.promptLogits = (rows, first) => this.readPromptLogits(rows, first);
+  }
+
+  /** Row r holds the logits after prompt position first + r: they score the token after it. */
+  private readPromptLogits(rows: Float32Array, first: number): void {
+    const V = this.model.runner.config.vocabSize, P = this.prompt.length;
+    for (let r = 0; r * V < rows.length; r++) {
+      const pos = first + r;
+      if (pos + 1 >= P) break;
+      const token = this.prompt[pos + 1]!;
+      // Over the whole vocabulary, padding ids included: the log-softmax MosaicML's and Hugging
+      // Face's code (and lm-evaluation-harness on them) score a text with.
+      this.promptInfos.push(this.logprobInfo(rows.subarray(r * V, (r + 1) * V), token, this.params.logprobs!, V));
+    }
+    if (first + rows.length / V >= P) this.events.onPromptLogprobs?.(this.params.index, this.promptInfos);
+  }
+
+  /** Log probabilities over the first `vocab` ids (default: those the tokenizer can decode, which sampling draws from). */
+  private logprobInfo(logits: Float32Array, token: number, k: number, vocab = this.model.vocabLimit): TokenLogprobInfo {
+    const lp = topLogprobs(logits, k, { vocabLimit: vocab, chosen: token });
+    return { token, logprob: lp.chosen?.logprob ?? -Infinity, top: lp.top.map((t) => ({ token: t.id, logprob: t.logprob })) };
   }
 
   /**
@@ -75,6 +105,11 @@ export class ServerSequence implements SequenceClient {
 
   next(logits: Float32Array, chosen?: number): number | null {
     this.firstTokenAt ??= performance.now();
+    if (this.params.maxTokens === 0) {
+      // echo with max_tokens 0: the prompt (and its log probabilities) only.
+      this.finish = 'length';
+      return null;
+    }
     const c = this.params.constraint;
     let token: number;
     if (c) {
@@ -93,11 +128,7 @@ export class ServerSequence implements SequenceClient {
     }
     this.tokens.push(token);
     this.history.push(token);
-    let info: TokenLogprobInfo | null = null;
-    if (this.params.logprobs !== null) {
-      const lp = topLogprobs(logits, this.params.logprobs, { vocabLimit: this.model.vocabLimit, chosen: token });
-      info = { token, logprob: lp.chosen?.logprob ?? -Infinity, top: lp.top.map((t) => ({ token: t.id, logprob: t.logprob })) };
-    }
+    const info = this.params.logprobs !== null ? this.logprobInfo(logits, token, this.params.logprobs) : null;
     if (this.stopIds.has(token)) {
       this.emit(this.release(), info);
       this.finish = 'stop';

@@ -28,7 +28,7 @@ export class ReferenceRunner implements ModelRunner {
     return batch.map((s) => {
       if (!(s.cache instanceof ReferenceKvCache)) throw new InputError('this KV cache was not created by the reference backend');
       if (s.padMask && s.padMask.length !== s.tokens.length) throw new InputError(`padMask has ${s.padMask.length} entries for ${s.tokens.length} tokens`);
-      return this.model.forward(s.cache, s.tokens, s.padMask, options);
+      return this.model.forward(s.cache, s.tokens, s.padMask, s.logits ? { ...options, logits: s.logits } : options);
     });
   }
 

@@ -125,6 +125,9 @@ export class WasmRunner implements ModelRunner {
         throw new InputError(`sequence ${i}: ${c.len} cached + ${T} new tokens exceed the KV cache capacity ${c.capacity}`);
       }
       if (s.padMask && s.padMask.length !== T) throw new InputError(`sequence ${i}: padMask has ${s.padMask.length} entries for ${T} tokens`);
+      if (s.logits !== undefined && s.logits !== 'all' && s.logits !== 'last' && s.logits !== 'none') {
+        throw new InputError(`sequence ${i}: logits must be 'all', 'last' or 'none', got ${String(s.logits)}`);
+      }
       for (let t = 0; t < T; t++) {
         const id = s.tokens[t]!;
         if (!Number.isInteger(id) || id < 0 || id >= V) {
@@ -138,9 +141,10 @@ export class WasmRunner implements ModelRunner {
   private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
     const caches = this.validate(batch, options);
     const L = this.layout, c = this.config, V = c.vocabSize;
+    const modeOf = (s: SequenceInput) => s.logits ?? options.logits;
     const rowsOf = (s: SequenceInput) => {
-      const T = s.tokens.length;
-      return options.logits === 'all' ? T : options.logits === 'last' && T > 0 ? 1 : 0;
+      const T = s.tokens.length, mode = modeOf(s);
+      return mode === 'all' ? T : mode === 'last' && T > 0 ? 1 : 0;
     };
     // With reuseLogits every pass writes its rows straight into one buffer the outputs view.
     const reuse = options.reuseLogits === true;
@@ -149,7 +153,7 @@ export class WasmRunner implements ModelRunner {
     for (const s of batch) { firstRow.push(totalRows); totalRows += rowsOf(s); }
     if (reuse) this.ensureLogitsBuffer(totalRows * V * 4);
     // Tokens chosen in the workers (ForwardOptions.sample), one Int32 per logit row of the call.
-    const sampling = options.sample && options.logits === 'last' && options.sample.some((r) => r) ? options.sample : null;
+    const sampling = options.sample && batch.some((s, i) => modeOf(s) === 'last' && options.sample![i]) ? options.sample : null;
     if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4)) this.tokensBuf = new SharedArrayBuffer(Math.max(64, totalRows * 8));
     const outputs: SequenceOutput[] = batch.map((s, i) => ({
       logits: reuse ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V) : new Float32Array(rowsOf(s) * V),
@@ -191,8 +195,9 @@ export class WasmRunner implements ModelRunner {
             wpePos[r] = pos;
           }
           const T = s.tokens.length, tt = t0 + t;
-          if (options.logits === 'all') { logitRows.push(r); logitDest.push([i, tt]); }
-          else if (options.logits === 'last' && tt === T - 1) { logitRows.push(r); logitDest.push([i, 0]); }
+          const mode = modeOf(s);
+          if (mode === 'all') { logitRows.push(r); logitDest.push([i, tt]); }
+          else if (mode === 'last' && tt === T - 1) { logitRows.push(r); logitDest.push([i, 0]); }
         }
       }
       const need = logitRows.length * V * 4;
@@ -211,7 +216,7 @@ export class WasmRunner implements ModelRunner {
         logitsOffset: offset,
       };
       if (sampling && logitDest.length) {
-        pass.sample = logitDest.map(([i]) => sampling[i] ?? null);
+        pass.sample = logitDest.map(([i]) => (modeOf(batch[i]!) === 'last' ? sampling[i] ?? null : null));
         pass.tokensOut = this.tokensBuf!;
       }
       this.lastPassThreads = pass.threads;
