@@ -1,6 +1,6 @@
 // Runs every compiled test file with Node's built-in test runner.
 import { spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -12,5 +12,14 @@ const files = readdirSync(dir)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort()
   .map((f) => join(dir, f));
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { cwd: root, stdio: 'inherit' });
+// A software Vulkan driver for the WebGPU tests, where scripts/setup-lavapipe.sh installed one
+// (.ci/run does): its env.sh is a list of `export NAME="value"` lines.
+const env = { ...process.env };
+const lavapipe = join(root, '.lavapipe/env.sh');
+if (existsSync(lavapipe) && !env.VK_ICD_FILENAMES) {
+  for (const m of readFileSync(lavapipe, 'utf8').matchAll(/^export (\w+)="?([^"\n]*)"?$/gm)) {
+    env[m[1]] = m[2].replace(/\$\{(\w+):\+:\$\w+\}/g, (_, v) => (env[v] ? `:${env[v]}` : ''));
+  }
+}
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { cwd: root, stdio: 'inherit', env });
 process.exit(r.status ?? 1);

@@ -5,21 +5,20 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
-import type { ModelRunner, SequenceInput } from '../src/backends/backend.js';
+import type { ModelRunner } from '../src/backends/backend.js';
 import { referenceBackend } from '../src/backends/reference/index.js';
 import { loadWasmRunner, type WasmLoadOptions } from '../src/backends/wasm/index.js';
 import type { WasmRunner } from '../src/backends/wasm/runner.js';
 import { InputError, UnsupportedError } from '../src/errors.js';
 import { Sampler, chooseToken, type SamplingOptions } from '../src/runtime/sampling.js';
 import { quantize } from '../src/formats/ggml-quants.js';
-import type { DType, TensorInfo, TensorSource } from '../src/formats/tensor-source.js';
-import { parseMptConfig, type MptConfig } from '../src/model/config.js';
+import type { DType, TensorSource } from '../src/formats/tensor-source.js';
+import { parseMptConfig } from '../src/model/config.js';
 import { openCheckpoint } from '../src/model/load.js';
-import { expectedTensors } from '../src/model/weights-layout.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, logitsOf, randomSource } from './helpers/backend-conformance.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';
 
-const TOL = 5e-4;
 
 async function load(name: string, opts: WasmLoadOptions = {}): Promise<WasmRunner> {
   const ck = await openCheckpoint(fixturePath(name));
@@ -30,22 +29,8 @@ async function load(name: string, opts: WasmLoadOptions = {}): Promise<WasmRunne
   }
 }
 
-async function logitsOf(r: ModelRunner, ids: number[], capacity = 128): Promise<Float32Array> {
-  const cache = r.createCache({ capacity });
-  const [o] = await r.forward([{ cache, tokens: ids }], { logits: 'all' });
-  cache.dispose();
-  return o!.logits;
-}
 
-function argmax(x: Float32Array): number {
-  let b = 0;
-  for (let i = 1; i < x.length; i++) if (x[i]! > x[b]!) b = i;
-  return b;
-}
 
-const GOLDEN_FIXTURES = ['tiny-alibi', 'tiny-alibi-bin', 'tiny-alibi-sharded', 'tiny-alibi-bf16', 'tiny-alibi-fp16',
-  'tiny-alibi-bin-sharded-bf16', 'tiny-alibi-msl32', 'tiny-bias', 'tiny-storywriter', 'tiny-gqa', 'tiny-exp2',
-  'tiny-neox-vocab', 'gguf-tiny-q'];
 
 describe('wasm backend equals the MosaicML goldens (f32 compute from f32 / bf16 / f16 weights)', () => {
   for (const name of GOLDEN_FIXTURES) {
@@ -53,66 +38,7 @@ describe('wasm backend equals the MosaicML goldens (f32 compute from f32 / bf16 
       const g = new Goldens(fixturePath(name));
       const r = await load(name);
       try {
-        const V = r.config.vocabSize;
-        for (const t of g.tensorNames().filter((n) => n.startsWith('logits/'))) {
-          const seq = t.slice('logits/'.length);
-          const got = await logitsOf(r, g.json.inputs[seq]);
-          assert.ok(maxAbsDiff(got, g.tensor(t).data) <= TOL, `${t}: ${maxAbsDiff(got, g.tensor(t).data)}`);
-        }
-        if (g.has('kv_incremental/seq7/step_logits')) {
-          // one token per call on top of the cache
-          const ids: number[] = g.json.inputs.seq7;
-          const cache = r.createCache({ capacity: 64 });
-          const steps = new Float32Array(ids.length * V);
-          for (let i = 0; i < ids.length; i++) {
-            const [o] = await r.forward([{ cache, tokens: [ids[i]!] }], { logits: 'last' });
-            steps.set(o!.logits, i * V);
-          }
-          assert.ok(maxAbsDiff(steps, g.tensor('kv_incremental/seq7/step_logits').data) <= TOL);
-          // chunked prefill of seq64 (multi-token queries on top of a cache)
-          const chunks: Array<[number, number]> = g.json.kv_incremental.seq64_chunked.chunks;
-          const s64: number[] = g.json.inputs.seq64;
-          const c2 = r.createCache({ capacity: 64 });
-          const all = new Float32Array(64 * V);
-          for (const [a, b] of chunks) {
-            const [o] = await r.forward([{ cache: c2, tokens: s64.slice(a, b) }], { logits: 'all' });
-            all.set(o!.logits, a * V);
-          }
-          assert.ok(maxAbsDiff(all, g.tensor('logits/seq64').data) <= TOL);
-          assert.equal(c2.length, 64);
-        }
-        if (g.has('batch_left_pad/logits')) {
-          // a left-padded batch, pad positions included (MosaicML's uniform softmax for all-masked rows)
-          const bp = g.json.batch_left_pad;
-          const caches = [r.createCache({ capacity: 32 }), r.createCache({ capacity: 32 })];
-          const out = await r.forward(bp.input_ids.map((ids: number[], i: number): SequenceInput =>
-            ({ cache: caches[i]!, tokens: ids, padMask: bp.attention_mask[i] })), { logits: 'all' });
-          const both = new Float32Array(2 * 7 * V);
-          both.set(out[0]!.logits, 0);
-          both.set(out[1]!.logits, 7 * V);
-          assert.ok(maxAbsDiff(both, g.tensor('batch_left_pad/logits').data) <= TOL);
-          // greedy continuation of the padded batch, as MosaicML's loop (mask grows by ones)
-          const gen: number[][] = [[], []];
-          let last = out.map((o) => argmax(o.logits.subarray(6 * V)));
-          for (let s = 0; s < 10; s++) {
-            gen[0]!.push(last[0]!); gen[1]!.push(last[1]!);
-            const o = await r.forward([{ cache: caches[0]!, tokens: [last[0]!] }, { cache: caches[1]!, tokens: [last[1]!] }], { logits: 'last' });
-            last = o.map((x) => argmax(x.logits));
-          }
-          assert.deepEqual(gen, bp.generate_10_greedy.map((row: number[]) => row.slice(7)));
-        }
-        if (g.json.generate?.new_tokens) {
-          const ids: number[] = [...g.json.generate.prompt_ids];
-          const cache = r.createCache({ capacity: 64 });
-          const out: number[] = [];
-          let [o] = await r.forward([{ cache, tokens: ids }], { logits: 'last' });
-          for (let s = 0; s < g.json.generate.new_tokens.length; s++) {
-            const t = argmax(o!.logits);
-            out.push(t);
-            [o] = await r.forward([{ cache, tokens: [t] }], { logits: 'last' });
-          }
-          assert.deepEqual(out, g.json.generate.new_tokens);
-        }
+        await checkGoldens(r, g);
       } finally {
         await r.dispose();
       }
@@ -453,53 +379,15 @@ function dequantizedSource(src: TensorSource, type: 'q8_0' | 'q4_0'): TensorSour
   };
 }
 
-/** In-memory random checkpoint for a config (canonical names, f32). */
-function randomSource(c: MptConfig, seed: number): TensorSource {
-  const infos: TensorInfo[] = expectedTensors(c).map((e) => ({ name: e.name, dtype: 'f32', shape: e.shape, byteLength: e.shape.reduce((a, b) => a * b, 1) * 4 }));
-  let s = seed >>> 0;
-  const data = new Map<string, Float32Array>();
-  for (const i of infos) {
-    const n = i.byteLength / 4;
-    const a = new Float32Array(n);
-    const isNormW = /(norm_\d|norm_f|q_ln|k_ln)\.weight$/.test(i.name);
-    const scale = i.shape.length === 2 ? 1.5 / Math.sqrt(i.shape[1]!) : 0.1;
-    for (let k = 0; k < n; k++) {
-      s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-      const u = s / 2 ** 32 * 2 - 1;
-      a[k] = isNormW ? 1 + 0.2 * u : u * scale;
-    }
-    data.set(i.name, a);
-  }
-  return {
-    list: () => infos,
-    info: (n) => infos.find((i) => i.name === n),
-    read: async (n) => new Uint8Array(data.get(n)!.buffer.slice(0)),
-    close: async () => {},
-  };
-}
-
 describe('options the fixtures do not cover, against the reference backend', () => {
-  const base = { d_model: 64, n_heads: 4, n_layers: 2, vocab_size: 300, max_seq_len: 48, expansion_ratio: 3 };
-  const cases: Array<[string, Record<string, unknown>]> = [
-    ['learned_pos_emb, biases, no ALiBi, tanh GELU', { ...base, learned_pos_emb: true, no_bias: false, attn_config: { alibi: false }, ffn_config: { ffn_act_fn: { name: 'gelu', approximate: 'tanh' } } }],
-    ['RMSNorm, GLU with SiLU, multi-query, clip_qkv, logit_scale', { ...base, no_bias: true, norm_type: 'rmsnorm', logit_scale: 'inv_sqrt_d_model', attn_config: { alibi: true, attn_type: 'multiquery_attention', clip_qkv: 0.5 }, ffn_config: { ffn_type: 'mptglu', ffn_act_fn: { name: 'silu' }, ffn_hidden_size: 100 } }],
-    ['qk_ln with biases, GQA, 6 heads (non power-of-two ALiBi), ReLU, alibi_bias_max 16', { ...base, d_model: 96, n_heads: 6, no_bias: false, attn_config: { alibi: true, alibi_bias_max: 16, qk_ln: true, attn_type: 'grouped_query_attention', kv_n_heads: 2, softmax_scale: 0.2 }, ffn_config: { ffn_act_fn: { name: 'relu' } } }],
-  ];
-  for (const [label, raw] of cases) {
+  for (const [label, raw] of UNCOVERED_CONFIGS) {
     it(label, async () => {
       const c = parseMptConfig(raw);
       const src = randomSource(c, label.length);
       const ref = await referenceBackend.load(c, src);
       const r = await loadWasmRunner(c, src, { threads: 2, maxRows: 16 });
       try {
-        const ids = Array.from({ length: 40 }, (_, i) => (i * 37 + 11) % c.vocabSize);
-        const a = await logitsOf(ref, ids, 48), b = await logitsOf(r, ids, 48);
-        assert.ok(maxAbsDiff(a, b) <= TOL, `max abs ${maxAbsDiff(a, b)}`);
-        // left padding (learned positions shift past pads in MosaicML's code)
-        const pm = [0, 0, 1, 1, 1, 1, 1, 1];
-        const run = async (rr: ModelRunner) => (await rr.forward([{ cache: rr.createCache({ capacity: 16 }), tokens: ids.slice(0, 8), padMask: pm }], { logits: 'all' }))[0]!.logits;
-        assert.ok(maxAbsDiff(await run(ref), await run(r)) <= TOL);
-        assert.deepEqual(argmaxRows(b, ids.length, c.vocabSize), argmaxRows(a, ids.length, c.vocabSize));
+        await checkAgainstReference(ref, r);
       } finally {
         await r.dispose();
         await ref.dispose();

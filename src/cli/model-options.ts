@@ -58,7 +58,7 @@ model:
       --template T          prompt format: auto (default), chatml, instruct, none, jinja
   -c, --ctx N               context length (default: the model's max_seq_len; larger
                             only for ALiBi models, which extrapolate)
-      --backend B           auto (default), wasm or reference
+      --backend B           auto (default: wasm), wasm, webgpu (GPU, f32 weights) or reference
       --threads N           worker threads of the wasm backend (default: all cores;
                             passes with little work use fewer)
       --tokenizer PATH      tokenizer.json (or folder) to use instead of the model's
@@ -118,8 +118,8 @@ function unescapeStop(s: string): string {
 
 function backendArg(v: unknown): BackendName | 'auto' | undefined {
   if (v === undefined) return undefined;
-  if (v === 'auto' || v === 'wasm' || v === 'reference') return v;
-  throw new InputError(`--backend must be auto, wasm or reference, got "${String(v)}"`);
+  if (v === 'auto' || v === 'wasm' || v === 'reference' || v === 'webgpu') return v;
+  throw new InputError(`--backend must be auto, wasm, webgpu or reference, got "${String(v)}"`);
 }
 
 /** Loads the model named on the command line (or the default one) with a progress bar. */

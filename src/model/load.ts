@@ -11,7 +11,7 @@ import { ConfigError, FormatError, InputError } from '../errors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { parseMptConfig, type MptConfig } from './config.js';
 
-export type BackendName = 'reference' | 'wasm';
+export type BackendName = 'reference' | 'wasm' | 'webgpu';
 
 export interface Checkpoint {
   /** Absolute path of the folder or GGUF file. */
@@ -69,7 +69,8 @@ export async function getBackend(name: BackendName): Promise<Backend> {
       throw new FormatError(`the wasm backend is not available in this build: ${(e as Error).message}`);
     }
   }
-  throw new InputError(`unknown backend "${String(name)}" (reference, wasm)`);
+  if (name === 'webgpu') return (await import('../backends/webgpu/index.js')).webgpuBackend;
+  throw new InputError(`unknown backend "${String(name)}" (reference, wasm, webgpu)`);
 }
 
 export interface LoadOptions extends LoadRunnerOptions {

@@ -7,6 +7,8 @@ import { InputError, UnsupportedError } from '../../errors.js';
 import type { MptConfig } from '../../model/config.js';
 import type { ForwardOptions, KvCache, KvCacheOptions, KvSnapshot, KvType, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
 import type { Arenas } from './arenas.js';
+import { KvCacheBase } from '../kv-cache-base.js';
+import { validateBatch } from '../validate-batch.js';
 import { restoreWasmCache, snapshotWasmCache } from './kv-snapshot.js';
 import type { Pass, PassSequence } from './executor.js';
 import { PRIVATE_ROWS, kvRegionBytes, type ModelLayout } from './layout.js';
@@ -16,28 +18,15 @@ import type { WorkerPool } from './pool.js';
 /** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
 const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
-export class WasmKvCache implements KvCache {
-  /** @internal */ len = 0;
-  /** @internal */ disposed = false;
-
+export class WasmKvCache extends KvCacheBase implements KvCache {
   /** @internal */
   constructor(readonly runner: WasmRunner, readonly capacity: number, readonly kvType: KvType,
     /** Per arena: byte offset of this cache's region (0 where the arena holds no layer). */
-    readonly regions: number[], readonly sizes: number[]) {}
-
-  get length(): number {
-    return this.len;
+    readonly regions: number[], readonly sizes: number[]) {
+    super();
   }
 
-  truncate(n: number): void {
-    if (this.disposed) throw new InputError('this KV cache was disposed');
-    if (!Number.isInteger(n) || n < 0 || n > this.len) throw new InputError(`cannot truncate a cache of length ${this.len} to ${n}`);
-    this.len = n;
-  }
-
-  dispose(): void {
-    if (this.disposed) return;
-    this.disposed = true;
+  protected release(): void {
     this.runner.releaseCache(this);
   }
 }
@@ -109,33 +98,7 @@ export class WasmRunner implements ModelRunner {
 
   private validate(batch: SequenceInput[], options: ForwardOptions): WasmKvCache[] {
     if (this.disposed) throw new InputError('this runner has been disposed');
-    if (options.outputHiddenStates || options.outputAttentions) {
-      throw new UnsupportedError('hidden states and attention probabilities are available from the reference backend only');
-    }
-    const V = this.config.vocabSize;
-    const seen = new Set<WasmKvCache>();
-    return batch.map((s, i) => {
-      const c = s.cache;
-      if (!(c instanceof WasmKvCache) || c.runner !== this) throw new InputError(`sequence ${i}: its KV cache was not created by this wasm runner`);
-      if (c.disposed) throw new InputError(`sequence ${i}: its KV cache has been disposed`);
-      if (seen.has(c)) throw new InputError(`sequence ${i}: the same KV cache appears twice in one batch`);
-      seen.add(c);
-      const T = s.tokens.length;
-      if (c.len + T > c.capacity) {
-        throw new InputError(`sequence ${i}: ${c.len} cached + ${T} new tokens exceed the KV cache capacity ${c.capacity}`);
-      }
-      if (s.padMask && s.padMask.length !== T) throw new InputError(`sequence ${i}: padMask has ${s.padMask.length} entries for ${T} tokens`);
-      if (s.logits !== undefined && s.logits !== 'all' && s.logits !== 'last' && s.logits !== 'none') {
-        throw new InputError(`sequence ${i}: logits must be 'all', 'last' or 'none', got ${String(s.logits)}`);
-      }
-      for (let t = 0; t < T; t++) {
-        const id = s.tokens[t]!;
-        if (!Number.isInteger(id) || id < 0 || id >= V) {
-          throw new InputError(`sequence ${i}: token id ${id} at position ${t} is outside the vocabulary [0, ${V})`);
-        }
-      }
-      return c;
-    });
+    return validateBatch(batch, options, this.config.vocabSize, (c): c is WasmKvCache => c instanceof WasmKvCache && c.runner === this, 'wasm');
   }
 
   private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {

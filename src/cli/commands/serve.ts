@@ -27,7 +27,7 @@ options:
                        Reused positions come from other batches: logits may differ in their last bits
   --ctx N              context length per sequence (default: the model's max_seq_len)
   --timeout S          per-request time limit in seconds, queue wait included (default 600; 0 = none)
-  --backend NAME       reference | wasm | auto (default auto: wasm when built, else reference)
+  --backend NAME       reference | wasm | webgpu | auto (default auto: wasm when built, else reference)
   --threads N          worker threads for the wasm backend
   --api-key KEY        require "Authorization: Bearer KEY" on /v1/* (or set MPT_API_KEY)
   --cors ORIGIN        allow browser calls from ORIGIN ("*", or a comma-separated list)
@@ -45,7 +45,7 @@ function positiveInt(name: string, v: unknown, min = 1): number | undefined {
 }
 
 async function pickBackend(name: string | undefined): Promise<BackendName> {
-  if (name !== undefined && !['reference', 'wasm', 'auto'].includes(name)) throw new InputError(`--backend must be reference, wasm or auto, got "${name}"`);
+  if (name !== undefined && !['reference', 'wasm', 'webgpu', 'auto'].includes(name)) throw new InputError(`--backend must be auto, wasm, webgpu or reference, got "${name}"`);
   return resolveBackendName(name as BackendName | 'auto' | undefined);
 }
 

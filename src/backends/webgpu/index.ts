@@ -1,0 +1,42 @@
+/**
+ * The WebGPU backend: the MPT forward pass in WGSL compute shaders, on the browser's WebGPU or,
+ * in Node, the optional `webgpu` package (Dawn over Vulkan, Metal or D3D12).
+ *
+ *   webgpuBackend.load(config, tensors)       f32 weights on the GPU
+ */
+import type { MptConfig } from '../../model/config.js';
+import type { TensorSource } from '../../formats/tensor-source.js';
+import type { Backend, LoadRunnerOptions, ModelRunner } from '../backend.js';
+import { InputError } from '../../errors.js';
+import { loadReferenceWeights } from '../reference/weights.js';
+import { openGpu } from './gpu.js';
+import { uploadWeights, type WebGpuRunner } from './runner.js';
+
+export interface WebGpuLoadOptions extends LoadRunnerOptions {
+  /** Tokens per command buffer (default 128): bounds the scratch buffers. */
+  maxRows?: number;
+}
+
+/** Loads a checkpoint onto the GPU. Throws UnsupportedError when WebGPU has no adapter here. */
+export async function loadWebGpuRunner(config: MptConfig, tensors: TensorSource, options: WebGpuLoadOptions = {}): Promise<WebGpuRunner> {
+  const maxRows = options.maxRows ?? 128;
+  if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > 65535) throw new InputError(`maxRows must be an integer in [1, 65535], got ${maxRows}`);
+  const gpu = await openGpu();
+  try {
+    // The checkpoint as f32 arrays (any stored type, quantized ones dequantized), then uploaded.
+    const weights = await loadReferenceWeights(config, tensors, options.onProgress);
+    return uploadWeights(gpu, config, weights, maxRows);
+  } catch (e) {
+    gpu.device.destroy();
+    throw e;
+  }
+}
+
+export const webgpuBackend: Backend = {
+  name: 'webgpu',
+  load(config: MptConfig, tensors: TensorSource, options?: LoadRunnerOptions): Promise<ModelRunner> {
+    return loadWebGpuRunner(config, tensors, options);
+  },
+};
+
+export { WebGpuRunner, WebGpuKvCache } from './runner.js';

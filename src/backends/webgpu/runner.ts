@@ -1,0 +1,330 @@
+/**
+ * The WebGPU backend's ModelRunner: f32 weights and KV caches in GPU buffers, the MPT forward
+ * pass as a sequence of compute dispatches (shaders.ts), step for step the reference backend's
+ * (src/backends/reference/forward.ts). One command buffer per chunk of at most `maxRows` tokens of
+ * one sequence; logits come back through a mapped staging buffer.
+ *
+ * This first version keeps every weight in f32 and runs the sequences of a batch one after the
+ * other: it is the definition the faster GPU kernels (half and quantized weights, batched decode)
+ * will be tested against, as the wasm kernels are against the reference backend.
+ */
+import { InputError, UnsupportedError } from '../../errors.js';
+import { alibiSlopes } from '../../model/alibi.js';
+import type { MptConfig } from '../../model/config.js';
+import type { ForwardOptions, KvCache, KvCacheOptions, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
+import { KvCacheBase } from '../kv-cache-base.js';
+import { validateBatch } from '../validate-batch.js';
+import type { ReferenceWeights, NormWeights } from '../reference/weights.js';
+import { MAP_READ, USAGE, type GpuBuffer, type GpuBindGroup, type GpuCommandEncoder, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
+import { KERNELS, type KernelName } from './shaders.js';
+
+/** Activation codes of the kernels (shaders.ts `activate`). */
+const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const;
+/** Bytes per uniform slot (WebGPU's minimum uniform-buffer offset alignment). */
+const SLOT = 256;
+const STORAGE = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
+
+interface GpuNorm { w: GpuBuffer | null; b: GpuBuffer | null }
+interface GpuLinear { w: GpuBuffer; b: GpuBuffer | null; rows: number; cols: number }
+interface GpuBlock {
+  norm1: GpuNorm; wqkv: GpuLinear; qLn?: GpuNorm; kLn?: GpuNorm; outProj: GpuLinear;
+  norm2: GpuNorm; gateProj?: GpuLinear; upProj: GpuLinear; downProj: GpuLinear;
+}
+
+export class WebGpuKvCache extends KvCacheBase implements KvCache {
+  readonly kvType = 'f32' as const;
+  /** @internal 1 = real token, 0 = padding, per position (the GPU copy is `valid`). */
+  readonly padMask: Uint8Array;
+
+  /** @internal */
+  constructor(readonly runner: WebGpuRunner, readonly capacity: number,
+    /** @internal */ readonly keys: GpuBuffer[], /** @internal */ readonly values: GpuBuffer[], /** @internal */ readonly valid: GpuBuffer) {
+    super();
+    this.padMask = new Uint8Array(capacity);
+  }
+
+  protected release(): void {
+    for (const b of [...this.keys, ...this.values, this.valid]) b.destroy();
+  }
+}
+
+/** Scratch buffers for `rows` tokens. */
+interface Scratch {
+  rows: number;
+  ids: GpuBuffer; x: GpuBuffer; xn: GpuBuffer; qkv: GpuBuffer; qn: GpuBuffer; kn: GpuBuffer;
+  ctx: GpuBuffer; hid: GpuBuffer; gate: GpuBuffer;
+}
+
+export class WebGpuRunner implements ModelRunner {
+  readonly backendName = 'webgpu';
+  private readonly device: GpuDevice;
+  private readonly pipelines = new Map<KernelName, GpuComputePipeline>();
+  private readonly dummy: GpuBuffer;
+  private readonly slopes: GpuBuffer;
+  private readonly softmaxScale: number;
+  private scratch: Scratch | null = null;
+  private logits: { buf: GpuBuffer; staging: GpuBuffer; rows: number } | null = null;
+  private queue: Promise<unknown> = Promise.resolve();
+  private disposed = false;
+
+  /** @internal use loadWebGpuRunner */
+  constructor(readonly config: MptConfig, readonly gpu: GpuContext, private readonly wte: GpuBuffer, private readonly wpe: GpuBuffer | null,
+    private readonly blocks: GpuBlock[], private readonly normF: GpuNorm, private readonly lmHead: GpuBuffer,
+    /** Tokens per command buffer. */ readonly maxRows: number) {
+    this.device = gpu.device;
+    for (const [name, code] of Object.entries(KERNELS) as [KernelName, string][]) {
+      const module = this.device.createShaderModule({ code, label: name });
+      this.pipelines.set(name, this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name }));
+    }
+    this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
+    const c = config;
+    this.slopes = upload(this.device, c.attn.alibi ? alibiSlopes(c.nHeads, c.attn.alibiBiasMax) : new Float32Array(c.nHeads), 'slopes');
+    this.softmaxScale = c.attn.softmaxScale ?? 1 / Math.sqrt(c.headDim);
+  }
+
+  createCache(options: KvCacheOptions): KvCache {
+    if (this.disposed) throw new InputError('this runner has been disposed');
+    if (!Number.isInteger(options.capacity) || options.capacity < 1) throw new InputError(`KV cache capacity must be a positive integer, got ${options.capacity}`);
+    if (options.kvType && options.kvType !== 'f32') throw new UnsupportedError(`the webgpu backend keeps f32 KV caches (asked for ${options.kvType})`);
+    const c = this.config, kvd = c.attn.kvNHeads * c.headDim;
+    const bytes = options.capacity * kvd * 4;
+    checkSize(this.device, bytes, 'a KV cache layer');
+    const make = () => Array.from({ length: c.nLayers }, () => this.device.createBuffer({ size: bytes, usage: STORAGE }));
+    const valid = this.device.createBuffer({ size: Math.ceil(options.capacity / 4) * 16, usage: STORAGE });
+    return new WebGpuKvCache(this, options.capacity, make(), make(), valid);
+  }
+
+  forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
+    const run = this.queue.then(() => this.forwardNow(batch, options));
+    this.queue = run.catch(() => undefined);
+    return run;
+  }
+
+  async dispose(): Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    await this.queue;
+    this.device.destroy();
+  }
+
+  private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
+    if (this.disposed) throw new InputError('this runner has been disposed');
+    validateBatch(batch, options, this.config.vocabSize, (c): c is WebGpuKvCache => c instanceof WebGpuKvCache && c.runner === this, 'webgpu');
+    const V = this.config.vocabSize;
+    const outputs: SequenceOutput[] = [];
+    for (const s of batch) {
+      const mode = s.logits ?? options.logits;
+      const T = s.tokens.length;
+      const logits = new Float32Array((mode === 'all' ? T : mode === 'last' && T > 0 ? 1 : 0) * V);
+      const cache = s.cache as WebGpuKvCache;
+      for (let t0 = 0; t0 < T; t0 += this.maxRows) {
+        const n = Math.min(this.maxRows, T - t0);
+        const want = mode === 'all' ? [0, n] : mode === 'last' && t0 + n === T ? [n - 1, n] : null;
+        const rows = await this.chunk(cache, s.tokens, s.padMask, t0, n, want);
+        if (rows) logits.set(rows, mode === 'all' ? t0 * V : 0);
+      }
+      outputs.push({ logits });
+    }
+    return outputs;
+  }
+
+  /** Runs tokens [t0, t0+n) of one sequence; returns the logits of rows want[0] .. want[1]-1 of the chunk. */
+  private async chunk(cache: WebGpuKvCache, tokens: ArrayLike<number>, padMask: ArrayLike<number> | undefined, t0: number, n: number,
+    want: number[] | null): Promise<Float32Array | null> {
+    const c = this.config, dev = this.device;
+    const d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, qn = d + 2 * kvd, ff = c.ffn.hiddenSize, V = c.vocabSize;
+    const s = this.ensureScratch();
+    const past = cache.len;
+    // Token ids, then (learned position embeddings) positions: MosaicML shifts them left past padding.
+    const ids = new Uint32Array(2 * n);
+    let pads = 0;
+    for (let j = 0; j < past; j++) if (!cache.padMask[j]) pads++;
+    for (let t = 0; t < n; t++) {
+      const real = padMask ? (padMask[t0 + t] ? 1 : 0) : 1;
+      cache.padMask[past + t] = real;
+      ids[t] = tokens[t0 + t]!;
+      if (!real) pads++;
+      const pos = Math.max(0, past + t - pads);
+      if (this.wpe && pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+      ids[n + t] = pos;
+    }
+    dev.queue.writeBuffer(s.ids, 0, ids);
+    // The pad mask as u32 flags, rewritten from a 4-aligned start.
+    const from = past & ~3;
+    dev.queue.writeBuffer(cache.valid, from * 4, Uint32Array.from(cache.padMask.subarray(from, past + n)));
+
+    // Validation errors of encoding and submission come back here, not as uncaptured errors.
+    dev.pushErrorScope('validation');
+    const enc = dev.createCommandEncoder();
+    const plan = new Dispatches(dev, this.pipelines, enc);
+    const normFlags = (w: GpuNorm) => (w.w ? 1 : 0) | (w.b ? 2 : 0) | (c.normType.includes('rmsnorm') ? 4 : 0);
+    const norm = (x: GpuBuffer, ldx: number, xoff: number, w: GpuNorm, y: GpuBuffer, ldy: number, yoff: number, width: number) =>
+      plan.add('norm', [x, w.w ?? this.dummy, w.b ?? this.dummy, y], [n, width, ldx, xoff, ldy, yoff, normFlags(w), 0, f32bits(c.layerNormEpsilon)], [n]);
+    const matmul = (x: GpuBuffer, ldx: number, xoff: number, rows: number, m: GpuLinear, y: GpuBuffer, ldy: number, acc: boolean, act = 0, scale = 1) =>
+      plan.add('matmul', [x, m.w, m.b ?? this.dummy, y], [rows, m.rows, m.cols, ldx, xoff, ldy, 0, (m.b ? 1 : 0) | (acc ? 2 : 0), act, f32bits(scale)],
+        [Math.min(m.rows, 32768), Math.ceil(rows / 4), Math.ceil(m.rows / 32768)]);
+    const act = ACT[c.ffn.activation];
+
+    plan.add('embed', [s.ids, this.wte, this.wpe ?? this.dummy, s.x], [n, d, this.wpe ? 1 : 0, 0], [Math.ceil(d / 64), n]);
+    this.blocks.forEach((B, l) => {
+      norm(s.x, d, 0, B.norm1, s.xn, d, 0, d);
+      matmul(s.xn, d, 0, n, B.wqkv, s.qkv, qn, false);
+      if (c.attn.clipQkv !== null) plan.add('clip', [s.qkv], [n * qn, f32bits(c.attn.clipQkv)], [Math.min(1024, Math.ceil((n * qn) / 256))]);
+      // qk_ln normalises all of q and all of k (across heads), before the split into heads.
+      let q: [GpuBuffer, number, number] = [s.qkv, qn, 0];
+      let k: [GpuBuffer, number, number] = [s.qkv, qn, d];
+      if (c.attn.qkLn) {
+        norm(s.qkv, qn, 0, B.qLn!, s.qn, d, 0, d);
+        norm(s.qkv, qn, d, B.kLn!, s.kn, kvd, 0, kvd);
+        q = [s.qn, d, 0];
+        k = [s.kn, kvd, 0];
+      }
+      plan.add('storeKv', [k[0], s.qkv, cache.keys[l]!, cache.values[l]!], [n, kvd, past, 0, k[1], k[2], qn, d + kvd], [Math.ceil(kvd / 64), n]);
+      plan.add('attention', [q[0], cache.keys[l]!, cache.values[l]!, cache.valid, this.slopes, s.ctx],
+        [n, past, c.headDim, kvd, q[1], q[2], c.nHeads / c.attn.kvNHeads, d, f32bits(this.softmaxScale)], [n, c.nHeads]);
+      matmul(s.ctx, d, 0, n, B.outProj, s.x, d, true);
+      norm(s.x, d, 0, B.norm2, s.xn, d, 0, d);
+      if (B.gateProj) {
+        matmul(s.xn, d, 0, n, B.gateProj, s.gate, ff, false);
+        matmul(s.xn, d, 0, n, B.upProj, s.hid, ff, false);
+        plan.add('glu', [s.gate, s.hid], [n * ff, act], [Math.min(1024, Math.ceil((n * ff) / 256))]);
+      } else {
+        matmul(s.xn, d, 0, n, B.upProj, s.hid, ff, false, act);
+      }
+      matmul(s.hid, ff, 0, n, B.downProj, s.x, d, true);
+    });
+    let out: { buf: GpuBuffer; staging: GpuBuffer } | null = null;
+    const m = want ? want[1]! - want[0]! : 0;
+    if (want && m > 0) {
+      norm(s.x, d, 0, this.normF, s.xn, d, 0, d);
+      out = this.ensureLogits(m);
+      matmul(s.xn, d, want[0]! * d, m, { w: this.lmHead, b: null, rows: V, cols: d }, out.buf, V, false, 0, c.logitScale ?? 1);
+    }
+    plan.finish();
+    if (out) enc.copyBufferToBuffer(out.buf, 0, out.staging, 0, m * V * 4);
+    dev.queue.submit([enc.finish()]);
+    const err = await dev.popErrorScope();
+    plan.release();
+    if (err) throw new Error(`webgpu: ${err.message}`);
+    cache.len = past + n;
+    if (!out) {
+      await dev.queue.onSubmittedWorkDone();
+      return null;
+    }
+    await out.staging.mapAsync(MAP_READ, 0, m * V * 4);
+    const rows = new Float32Array(out.staging.getMappedRange(0, m * V * 4).slice(0));
+    out.staging.unmap();
+    return rows;
+  }
+
+  private ensureScratch(): Scratch {
+    if (this.scratch) return this.scratch;
+    const c = this.config, R = this.maxRows, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, ff = c.ffn.hiddenSize;
+    const buf = (floats: number, label: string) => {
+      checkSize(this.device, floats * 4, label);
+      return this.device.createBuffer({ size: Math.max(16, floats * 4), usage: STORAGE, label });
+    };
+    this.scratch = {
+      rows: R, ids: buf(2 * R, 'ids'), x: buf(R * d, 'x'), xn: buf(R * d, 'xn'), qkv: buf(R * (d + 2 * kvd), 'qkv'),
+      qn: buf(c.attn.qkLn ? R * d : 4, 'q'), kn: buf(c.attn.qkLn ? R * kvd : 4, 'k'), ctx: buf(R * d, 'ctx'),
+      hid: buf(R * ff, 'hid'), gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
+    };
+    return this.scratch;
+  }
+
+  private ensureLogits(rows: number): { buf: GpuBuffer; staging: GpuBuffer } {
+    if (this.logits && this.logits.rows >= rows) return this.logits;
+    this.logits?.buf.destroy();
+    this.logits?.staging.destroy();
+    const bytes = rows * this.config.vocabSize * 4;
+    checkSize(this.device, bytes, 'the logits');
+    this.logits = {
+      rows,
+      buf: this.device.createBuffer({ size: bytes, usage: STORAGE, label: 'logits' }),
+      staging: this.device.createBuffer({ size: bytes, usage: USAGE.MAP_READ | USAGE.COPY_DST, label: 'logits staging' }),
+    };
+    return this.logits;
+  }
+}
+
+/** The dispatches of one command buffer, their parameters gathered in one uniform buffer. */
+class Dispatches {
+  private readonly items: { kernel: KernelName; buffers: GpuBuffer[]; params: number[]; groups: number[] }[] = [];
+  private uniforms: GpuBuffer | null = null;
+
+  constructor(private readonly device: GpuDevice, private readonly pipelines: Map<KernelName, GpuComputePipeline>, private readonly enc: GpuCommandEncoder) {}
+
+  add(kernel: KernelName, buffers: GpuBuffer[], params: number[], groups: number[]): void {
+    this.items.push({ kernel, buffers, params, groups });
+  }
+
+  /** Writes the parameters, then encodes every dispatch in order in one compute pass. */
+  finish(): void {
+    const u = this.device.createBuffer({ size: this.items.length * SLOT, usage: USAGE.UNIFORM, mappedAtCreation: true, label: 'params' });
+    const words = new Uint32Array(u.getMappedRange());
+    this.items.forEach((it, i) => words.set(it.params, (i * SLOT) / 4));
+    u.unmap();
+    this.uniforms = u;
+    const pass = this.enc.beginComputePass();
+    this.items.forEach((it, i) => {
+      const pipe = this.pipelines.get(it.kernel)!;
+      const group: GpuBindGroup = this.device.createBindGroup({
+        layout: pipe.getBindGroupLayout(0),
+        entries: [{ binding: 0, resource: { buffer: u, offset: i * SLOT, size: 64 } },
+          ...it.buffers.map((buffer, b) => ({ binding: b + 1, resource: { buffer } }))],
+      });
+      pass.setPipeline(pipe);
+      pass.setBindGroup(0, group);
+      pass.dispatchWorkgroups(it.groups[0]!, it.groups[1] ?? 1, it.groups[2] ?? 1);
+    });
+    pass.end();
+  }
+
+  /** Frees the parameter buffer once the work is submitted (WebGPU keeps it alive until done). */
+  release(): void {
+    this.uniforms?.destroy();
+  }
+}
+
+function f32bits(x: number): number {
+  return new Uint32Array(Float32Array.of(x).buffer)[0]!;
+}
+
+function checkSize(device: GpuDevice, bytes: number, what: string): void {
+  const max = Math.min(device.limits['maxStorageBufferBindingSize'] ?? Infinity, device.limits['maxBufferSize'] ?? Infinity);
+  if (bytes > max) throw new UnsupportedError(`${what} takes ${bytes} bytes, more than this GPU binds in one buffer (${max}); the webgpu backend does not split tensors yet`);
+}
+
+/** A storage buffer holding `data`. */
+export function upload(device: GpuDevice, data: Float32Array, label: string): GpuBuffer {
+  checkSize(device, data.byteLength, `tensor ${label}`);
+  const b = device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 4) * 4), usage: STORAGE, mappedAtCreation: true, label });
+  new Float32Array(b.getMappedRange()).set(data);
+  b.unmap();
+  return b;
+}
+
+/** Uploads a checkpoint's f32 weights (as the reference backend loads them). */
+export function uploadWeights(gpu: GpuContext, config: MptConfig, W: ReferenceWeights, maxRows: number): WebGpuRunner {
+  const dev = gpu.device;
+  const up = (a: Float32Array | undefined, label: string) => (a ? upload(dev, a, label) : null);
+  const normOf = (w: NormWeights | undefined, label: string): GpuNorm => ({ w: up(w?.weight, `${label}.weight`), b: up(w?.bias, `${label}.bias`) });
+  const lin = (w: { weight: Float32Array; bias?: Float32Array }, rows: number, cols: number, label: string): GpuLinear =>
+    ({ w: upload(dev, w.weight, `${label}.weight`), b: up(w.bias, `${label}.bias`), rows, cols });
+  const c = config, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, ff = c.ffn.hiddenSize;
+  if (c.headDim > 256) throw new UnsupportedError(`the webgpu backend's attention handles head_dim up to 256 (this model: ${c.headDim})`);
+  const blocks: GpuBlock[] = W.blocks.map((B, l) => ({
+    norm1: normOf(B.norm1, `blocks.${l}.norm_1`),
+    wqkv: lin(B.wqkv, d + 2 * kvd, d, `blocks.${l}.attn.Wqkv`),
+    qLn: B.qLn ? normOf(B.qLn, `blocks.${l}.attn.q_ln`) : undefined,
+    kLn: B.kLn ? normOf(B.kLn, `blocks.${l}.attn.k_ln`) : undefined,
+    outProj: lin(B.outProj, d, d, `blocks.${l}.attn.out_proj`),
+    norm2: normOf(B.norm2, `blocks.${l}.norm_2`),
+    gateProj: B.gateProj ? lin(B.gateProj, ff, d, `blocks.${l}.ffn.gate_proj`) : undefined,
+    upProj: lin(B.upProj, ff, d, `blocks.${l}.ffn.up_proj`),
+    downProj: lin(B.downProj, d, ff, `blocks.${l}.ffn.down_proj`),
+  }));
+  const wte = upload(dev, W.wte, 'wte');
+  const lmHead = W.lmHead === W.wte ? wte : upload(dev, W.lmHead, 'lm_head');
+  return new WebGpuRunner(config, gpu, wte, up(W.wpe, 'wpe'), blocks, normOf(W.normF, 'norm_f'), lmHead, maxRows);
+}

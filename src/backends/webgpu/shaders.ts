@@ -1,0 +1,258 @@
+/**
+ * WGSL kernels of the WebGPU backend, f32 throughout, one entry point `main` each. Every kernel
+ * reads its sizes from a uniform block of sixteen u32 (f32 values bit-cast), binding 0; the
+ * comment above each kernel says which slot holds what. Semantics follow the reference backend
+ * (src/backends/reference/forward.ts): masked attention scores are float32's lowest value, not
+ * -inf, so a row with every key masked averages all of them as MosaicML's code does.
+ */
+
+const PARAMS = /* wgsl */ `
+struct P { a: vec4<u32>, b: vec4<u32>, c: vec4<u32>, d: vec4<u32> }
+@group(0) @binding(0) var<uniform> p: P;
+`;
+
+/** Activation codes shared by matmul and glu (ACT in runner.ts). */
+const ACTIVATION = /* wgsl */ `
+// erf to about 1.2e-7 (Numerical Recipes' erfc Chebyshev fit), enough for f32 GELU.
+fn erf_f32(x: f32) -> f32 {
+  let z = abs(x);
+  let t = 1.0 / (1.0 + 0.5 * z);
+  let r = t * exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
+    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
+    t * (-0.82215223 + t * 0.17087277)))))))));
+  return select(r - 1.0, 1.0 - r, x >= 0.0);
+}
+fn activate(x: f32, code: u32) -> f32 {
+  switch code {
+    case 1u: { return 0.5 * x * (1.0 + erf_f32(x * 0.70710678118654752)); }
+    case 2u: { return 0.5 * x * (1.0 + tanh(0.79788456080286536 * (x + 0.044715 * x * x * x))); }
+    case 3u: { return x / (1.0 + exp(-x)); }
+    case 4u: { return max(x, 0.0); }
+    default: { return x; }
+  }
+}
+`;
+
+/** x[t, :] = wte[id_t] (+ wpe[pos_t]). ids: T token ids then T positions. a = (T, d, hasWpe, -). */
+export const EMBED = PARAMS + /* wgsl */ `
+@group(0) @binding(1) var<storage, read> ids: array<u32>;
+@group(0) @binding(2) var<storage, read> wte: array<f32>;
+@group(0) @binding(3) var<storage, read> wpe: array<f32>;
+@group(0) @binding(4) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let T = p.a.x; let d = p.a.y; let i = g.x; let t = g.y;
+  if (i >= d || t >= T) { return; }
+  var v = wte[ids[t] * d + i];
+  if (p.a.z != 0u) { v += wpe[ids[T + t] * d + i]; }
+  x[t * d + i] = v;
+}
+`;
+
+/**
+ * LayerNorm (biased variance) or RMSNorm of rows of n values, one workgroup a row.
+ * a = (rows, n, ldx, xOffset); b = (ldy, yOffset, flags: 1 weight, 2 bias, 4 rms, -); c.x = eps.
+ */
+export const NORM = PARAMS + /* wgsl */ `
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+var<workgroup> red: array<f32, 64>;
+fn sum64(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let row = wg.x; let lid = l.x; let n = p.a.y;
+  let xo = p.a.w + row * p.a.z; let yo = p.b.y + row * p.b.x;
+  let flags = p.b.z; let eps = bitcast<f32>(p.c.x);
+  var mean = 0.0;
+  var inv = 0.0;
+  if ((flags & 4u) != 0u) {
+    var ss = 0.0;
+    for (var i = lid; i < n; i += 64u) { let v = x[xo + i]; ss += v * v; }
+    inv = 1.0 / sqrt(sum64(ss, lid) / f32(n) + eps);
+  } else {
+    var s = 0.0;
+    for (var i = lid; i < n; i += 64u) { s += x[xo + i]; }
+    mean = sum64(s, lid) / f32(n);
+    var vv = 0.0;
+    for (var i = lid; i < n; i += 64u) { let dx = x[xo + i] - mean; vv += dx * dx; }
+    inv = 1.0 / sqrt(sum64(vv, lid) / f32(n) + eps);
+  }
+  for (var i = lid; i < n; i += 64u) {
+    var z = (x[xo + i] - mean) * inv;
+    if ((flags & 1u) != 0u) { z *= w[i]; }
+    if ((flags & 2u) != 0u) { z += b[i]; }
+    y[yo + i] = z;
+  }
+}
+`;
+
+/**
+ * Y[r, n] (= or +=) act((X[r, :] · W[n, :] + bias[n]) · scale): one workgroup per output column
+ * n and 4 rows, its 64 threads splitting K (consecutive threads read consecutive weights).
+ * a = (rows, N, K, ldx); b = (xOffset, ldy, yOffset, flags: 1 bias, 2 accumulate); c = (act, scale, -, -).
+ * Columns beyond 32768 come from the z dimension of the dispatch.
+ */
+export const MATMUL = PARAMS + ACTIVATION + /* wgsl */ `
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+var<workgroup> part: array<vec4<f32>, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let n = wg.x + wg.z * 32768u; let r0 = wg.y * 4u; let lid = l.x;
+  let rows = p.a.x; let N = p.a.y; let K = p.a.z; let ldx = p.a.w;
+  if (n >= N) { return; }
+  let nr = min(4u, rows - r0);
+  let wo = n * K;
+  let xo = p.b.x + r0 * ldx;
+  var acc = vec4<f32>(0.0);
+  for (var k = lid; k < K; k += 64u) {
+    let wv = W[wo + k];
+    acc.x += X[xo + k] * wv;
+    if (nr > 1u) { acc.y += X[xo + ldx + k] * wv; }
+    if (nr > 2u) { acc.z += X[xo + 2u * ldx + k] * wv; }
+    if (nr > 3u) { acc.w += X[xo + 3u * ldx + k] * wv; }
+  }
+  part[lid] = acc;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) { part[lid] += part[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lid < nr) {
+    var v = part[0][lid];
+    if ((p.b.w & 1u) != 0u) { v += bias[n]; }
+    v = activate(v * bitcast<f32>(p.c.y), p.c.x);
+    let yi = p.b.z + (r0 + lid) * p.b.y + n;
+    if ((p.b.w & 2u) != 0u) { Y[yi] += v; } else { Y[yi] = v; }
+  }
+}
+`;
+
+/** hid[i] = act(gate[i]) · hid[i] for i < count (grid-stride). a = (count, act, -, -). */
+export const GLU = PARAMS + ACTIVATION + /* wgsl */ `
+@group(0) @binding(1) var<storage, read> gate: array<f32>;
+@group(0) @binding(2) var<storage, read_write> hid: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  for (var i = g.x; i < p.a.x; i += nw.x * 256u) { hid[i] = activate(gate[i], p.a.y) * hid[i]; }
+}
+`;
+
+/** x[i] = clamp(x[i], -c, c) for i < count (clip_qkv). a = (count, c, -, -). */
+export const CLIP = PARAMS + /* wgsl */ `
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@compute @workgroup_size(256)
+fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: vec3u) {
+  let c = bitcast<f32>(p.a.y);
+  for (var i = g.x; i < p.a.x; i += nw.x * 256u) { x[i] = clamp(x[i], -c, c); }
+}
+`;
+
+/**
+ * Appends T rows of keys and values to one layer's cache at position `past`.
+ * a = (T, kvd, past, -); b = (ldk, kOffset, ldv, vOffset).
+ */
+export const STORE_KV = PARAMS + /* wgsl */ `
+@group(0) @binding(1) var<storage, read> ksrc: array<f32>;
+@group(0) @binding(2) var<storage, read> vsrc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> kc: array<f32>;
+@group(0) @binding(4) var<storage, read_write> vc: array<f32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3u) {
+  let T = p.a.x; let kvd = p.a.y; let i = g.x; let t = g.y;
+  if (i >= kvd || t >= T) { return; }
+  let o = (p.a.z + t) * kvd + i;
+  kc[o] = ksrc[p.b.y + t * p.b.x + i];
+  vc[o] = vsrc[p.b.w + t * p.b.z + i];
+}
+`;
+
+/**
+ * Causal attention of T new query rows over the cache (positions 0 .. past+T-1), one workgroup per
+ * (row, head): keys in tiles of 64 (one per thread), softmax kept online (running max and sum),
+ * each thread owning up to 4 of the head's dimensions (head_dim <= 256).
+ * a = (T, past, hd, kvd); b = (ldq, qOffset, query heads per K/V head, d_model); c.x = softmax scale.
+ * valid[j] = 0 hides key j (padding); slopes[h] is head h's ALiBi slope (0 without ALiBi).
+ */
+export const ATTENTION = PARAMS + /* wgsl */ `
+@group(0) @binding(1) var<storage, read> q: array<f32>;
+@group(0) @binding(2) var<storage, read> kc: array<f32>;
+@group(0) @binding(3) var<storage, read> vc: array<f32>;
+@group(0) @binding(4) var<storage, read> valid: array<u32>;
+@group(0) @binding(5) var<storage, read> slopes: array<f32>;
+@group(0) @binding(6) var<storage, read_write> ctx: array<f32>;
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> sc: array<f32, 64>;
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
+  let t = wg.x; let h = wg.y; let lid = l.x;
+  let T = p.a.x; let past = p.a.y; let hd = p.a.z; let kvd = p.a.w;
+  let K = past + T; let qi = past + t; let g = h / p.b.z; let d = p.b.w;
+  let lowest = bitcast<f32>(0xff7fffffu);
+  for (var e = lid; e < hd; e += 64u) { qs[e] = q[p.b.y + t * p.b.x + h * hd + e]; }
+  workgroupBarrier();
+  let scale = bitcast<f32>(p.c.x);
+  let slope = slopes[h];
+  var m = lowest;
+  var sum = 0.0;
+  var acc = vec4<f32>(0.0);
+  for (var j0 = 0u; j0 < K; j0 += 64u) {
+    let j = j0 + lid;
+    let cnt = min(64u, K - j0);
+    var s = lowest;
+    if (j < K && j <= qi && valid[j] != 0u) {
+      var dot = 0.0;
+      let ko = j * kvd + g * hd;
+      for (var e = 0u; e < hd; e++) { dot += qs[e] * kc[ko + e]; }
+      // ALiBi: MosaicML's bias for key j is -slope * (K - 1 - j), the same for every row.
+      s = dot * scale + slope * f32(i32(j) - i32(K - 1u));
+    }
+    sc[lid] = s;
+    workgroupBarrier();
+    var tm = m;
+    for (var i = 0u; i < cnt; i++) { tm = max(tm, sc[i]); }
+    workgroupBarrier();
+    var pv = 0.0;
+    if (lid < cnt) { pv = exp(s - tm); }
+    sc[lid] = pv;
+    workgroupBarrier();
+    let corr = exp(m - tm);
+    acc *= corr;
+    var ts = 0.0;
+    for (var i = 0u; i < cnt; i++) {
+      let w = sc[i];
+      ts += w;
+      let vo = (j0 + i) * kvd + g * hd;
+      if (lid < hd) { acc.x += w * vc[vo + lid]; }
+      if (lid + 64u < hd) { acc.y += w * vc[vo + lid + 64u]; }
+      if (lid + 128u < hd) { acc.z += w * vc[vo + lid + 128u]; }
+      if (lid + 192u < hd) { acc.w += w * vc[vo + lid + 192u]; }
+    }
+    sum = sum * corr + ts;
+    m = tm;
+    workgroupBarrier();
+  }
+  let o = t * d + h * hd;
+  if (lid < hd) { ctx[o + lid] = acc.x / sum; }
+  if (lid + 64u < hd) { ctx[o + lid + 64u] = acc.y / sum; }
+  if (lid + 128u < hd) { ctx[o + lid + 128u] = acc.z / sum; }
+  if (lid + 192u < hd) { ctx[o + lid + 192u] = acc.w / sum; }
+}
+`;
+
+export const KERNELS = { embed: EMBED, norm: NORM, matmul: MATMUL, glu: GLU, clip: CLIP, storeKv: STORE_KV, attention: ATTENTION } as const;
+export type KernelName = keyof typeof KERNELS;

@@ -1,0 +1,110 @@
+// The WebGPU backend (WGSL kernels) against MosaicML's goldens for every fixture and the reference
+// backend on configurations the fixtures do not cover; KV caches, logits per sequence, errors.
+// Runs wherever WebGPU finds an adapter: in CI, lavapipe (a CPU Vulkan driver) installed by
+// .ci/run through scripts/setup-lavapipe.sh; skipped, with the reason, where there is none.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { referenceBackend } from '../src/backends/reference/index.js';
+import { openGpu } from '../src/backends/webgpu/gpu.js';
+import { loadWebGpuRunner, type WebGpuRunner } from '../src/backends/webgpu/index.js';
+import { InputError, UnsupportedError } from '../src/errors.js';
+import { parseMptConfig } from '../src/model/config.js';
+import { loadRunner, openCheckpoint } from '../src/model/load.js';
+import { GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, logitsOf, randomSource } from './helpers/backend-conformance.js';
+import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+
+let why: string | null = null;
+try {
+  const gpu = await openGpu();
+  gpu.device.destroy();
+} catch (e) {
+  why = `no WebGPU adapter here: ${(e as Error).message}`;
+  console.log(`# webgpu tests skipped: ${why}`);
+}
+const skip = why ?? false;
+
+async function load(name: string, maxRows?: number): Promise<WebGpuRunner> {
+  const ck = await openCheckpoint(fixturePath(name));
+  try {
+    return await loadWebGpuRunner(ck.config, ck.tensors, { maxRows });
+  } finally {
+    await ck.tensors.close();
+  }
+}
+
+describe('webgpu backend equals the MosaicML goldens', { skip }, () => {
+  for (const name of GOLDEN_FIXTURES) {
+    it(name, async () => {
+      const r = await load(name);
+      try {
+        await checkGoldens(r, new Goldens(fixturePath(name)));
+      } finally {
+        await r.dispose();
+      }
+    });
+  }
+});
+
+describe('options the fixtures do not cover, against the reference backend', { skip }, () => {
+  for (const [label, raw] of UNCOVERED_CONFIGS) {
+    it(label, async () => {
+      const c = parseMptConfig(raw);
+      const src = randomSource(c, label.length);
+      const ref = await referenceBackend.load(c, src);
+      // 16 rows a command buffer: the 40-token prompt runs in three, on top of the cache.
+      const r = await loadWebGpuRunner(c, src, { maxRows: 16 });
+      try {
+        await checkAgainstReference(ref, r);
+      } finally {
+        await r.dispose();
+        await ref.dispose();
+      }
+    });
+  }
+});
+
+describe('webgpu runner', { skip }, () => {
+  let r: WebGpuRunner;
+  before(async () => { r = await load('tiny-alibi', 5); });
+  after(async () => { await r?.dispose(); });
+
+  it('a batch of sequences, logits chosen per sequence, caches truncated and reused', async () => {
+    const V = r.config.vocabSize;
+    const a = [5, 9, 2, 7, 1, 3, 8], b = [4, 4, 6];
+    const ca = r.createCache({ capacity: 16 }), cb = r.createCache({ capacity: 16 }), cc = r.createCache({ capacity: 16 });
+    const out = await r.forward([{ cache: ca, tokens: a, logits: 'all' }, { cache: cb, tokens: b }, { cache: cc, tokens: b, logits: 'none' }], { logits: 'last' });
+    assert.equal(out[0]!.logits.length, 7 * V);
+    assert.equal(out[2]!.logits.length, 0);
+    assert.equal(cc.length, 3);
+    assert.ok(maxAbsDiff(out[0]!.logits, await logitsOf(r, a)) <= 1e-6);
+    assert.ok(maxAbsDiff(out[1]!.logits, (await logitsOf(r, b)).subarray(2 * V)) <= 1e-6);
+    // rolling back and feeding other tokens gives what a fresh cache gives
+    ca.truncate(3);
+    const [again] = await r.forward([{ cache: ca, tokens: [11, 12] }], { logits: 'all' });
+    assert.ok(maxAbsDiff(again!.logits, (await logitsOf(r, [5, 9, 2, 11, 12])).subarray(3 * V)) <= 1e-6);
+    assert.equal(argmax(again!.logits.subarray(V)), argmax((await logitsOf(r, [5, 9, 2, 11, 12])).subarray(4 * V)));
+    for (const c of [ca, cb, cc]) c.dispose();
+  });
+
+  it('refuses bad input with typed errors', async () => {
+    const c = r.createCache({ capacity: 4 });
+    await assert.rejects(r.forward([{ cache: c, tokens: [r.config.vocabSize] }], { logits: 'last' }), InputError);
+    await assert.rejects(r.forward([{ cache: c, tokens: [1, 2, 3, 4, 5] }], { logits: 'last' }), /exceed the KV cache capacity 4/);
+    await assert.rejects(r.forward([{ cache: c, tokens: [1], padMask: [1, 1] }], { logits: 'last' }), /padMask/);
+    assert.equal(c.length, 0, 'a refused call leaves the cache alone');
+    assert.throws(() => r.createCache({ capacity: 4, kvType: 'q8_0' }), UnsupportedError);
+    c.dispose();
+    await assert.rejects(r.forward([{ cache: c, tokens: [1] }], { logits: 'last' }), /disposed/);
+  });
+
+  it('loads through loadRunner as backend "webgpu"', async () => {
+    const { runner } = await loadRunner(fixturePath('tiny-gqa'), { backend: 'webgpu' });
+    try {
+      assert.equal(runner.backendName, 'webgpu');
+      const g = new Goldens(fixturePath('tiny-gqa'));
+      assert.ok(maxAbsDiff(await logitsOf(runner, g.json.inputs.seq7), g.tensor('logits/seq7').data) <= TOL);
+    } finally {
+      await runner.dispose();
+    }
+  });
+});
