@@ -108,3 +108,22 @@ describe('webgpu runner', { skip }, () => {
     }
   });
 });
+
+describe('webgpu refusals', { skip }, () => {
+  it('a model whose f32 weights exceed this machine is refused before anything is read', async () => {
+    const { totalmem } = await import('node:os');
+    // d_model 16384, 64 layers: 206 G f32 weights whatever this machine has (the source is never read)
+    const c = parseMptConfig({ d_model: 16384, n_heads: 128, n_layers: 64, vocab_size: 50432, max_seq_len: 64 });
+    const src = { list: () => [], info: () => undefined, read: async () => { throw new Error('read'); }, close: async () => {} };
+    await assert.rejects(loadWebGpuRunner(c, src), (e: Error) => e instanceof UnsupportedError && /keeps weights in f32/.test(e.message) && totalmem() > 0);
+  });
+
+  it('a matrix larger than one binding of this adapter is refused, naming it, before anything is read', async () => {
+    const gpu = await openGpu();
+    const limit = Math.min(gpu.device.limits['maxStorageBufferBindingSize']!, gpu.device.limits['maxBufferSize']!);
+    gpu.device.destroy();
+    const c = parseMptConfig({ d_model: 64, n_heads: 4, n_layers: 1, vocab_size: Math.floor(limit / 256) + 1, max_seq_len: 16 });
+    const src = { list: () => [], info: () => undefined, read: async () => { throw new Error('read'); }, close: async () => {} };
+    await assert.rejects(loadWebGpuRunner(c, src), (e: Error) => e instanceof UnsupportedError && /tensor transformer\.wte\.weight takes .* binds in one buffer/.test(e.message));
+  });
+});
