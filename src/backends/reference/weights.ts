@@ -7,31 +7,13 @@ import { WeightsError } from '../../errors.js';
 import { dequantize } from '../../formats/ggml-quants.js';
 import type { TensorSource } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
-import { blockPrefix, expectedTensors } from '../../model/weights-layout.js';
+import { expectedTensors } from '../../model/weights-layout.js';
+import { readWeightTree, type BlockOf, type LinearOf, type NormOf, type WeightTree } from '../../model/weight-tree.js';
 
-export interface NormWeights { weight?: Float32Array; bias?: Float32Array }
-export interface LinearWeights { weight: Float32Array; bias?: Float32Array }
-
-export interface BlockWeights {
-  norm1: NormWeights;
-  wqkv: LinearWeights;
-  qLn?: NormWeights;
-  kLn?: NormWeights;
-  outProj: LinearWeights;
-  norm2: NormWeights;
-  gateProj?: LinearWeights;
-  upProj: LinearWeights;
-  downProj: LinearWeights;
-}
-
-export interface ReferenceWeights {
-  wte: Float32Array;
-  wpe?: Float32Array;
-  blocks: BlockWeights[];
-  normF: NormWeights;
-  /** The LM head: wte itself when embeddings are tied. */
-  lmHead: Float32Array;
-}
+export type NormWeights = NormOf<Float32Array>;
+export type LinearWeights = LinearOf<Float32Array>;
+export type BlockWeights = BlockOf<Float32Array>;
+export type ReferenceWeights = WeightTree<Float32Array>;
 
 /** Checks a tensor source against the config's expected tensors (names and shapes). */
 export function checkTensorSource(config: MptConfig, tensors: TensorSource): void {
@@ -66,28 +48,5 @@ export async function loadReferenceWeights(config: MptConfig, tensors: TensorSou
     onProgress?.(done, total);
     return out;
   };
-  const opt = async (name: string) => (tensors.info(name) ? get(name) : undefined);
-  const bias = !config.noBias;
-  const norm = async (name: string): Promise<NormWeights> => ({ weight: await get(`${name}.weight`), bias: bias ? await opt(`${name}.bias`) : undefined });
-  const lin = async (name: string): Promise<LinearWeights> => ({ weight: await get(`${name}.weight`), bias: bias ? await get(`${name}.bias`) : undefined });
-  const wte = await get('transformer.wte.weight');
-  const wpe = config.learnedPosEmb ? await get('transformer.wpe.weight') : undefined;
-  const blocks: BlockWeights[] = [];
-  for (let l = 0; l < config.nLayers; l++) {
-    const p = blockPrefix(l);
-    blocks.push({
-      norm1: await norm(`${p}norm_1`),
-      wqkv: await lin(`${p}attn.Wqkv`),
-      qLn: config.attn.qkLn ? await norm(`${p}attn.q_ln`) : undefined,
-      kLn: config.attn.qkLn ? await norm(`${p}attn.k_ln`) : undefined,
-      outProj: await lin(`${p}attn.out_proj`),
-      norm2: await norm(`${p}norm_2`),
-      gateProj: config.ffn.ffnType === 'mptglu' ? await lin(`${p}ffn.gate_proj`) : undefined,
-      upProj: await lin(`${p}ffn.up_proj`),
-      downProj: await lin(`${p}ffn.down_proj`),
-    });
-  }
-  const normF = await norm('transformer.norm_f');
-  const lmHead = config.tieWordEmbeddings ? wte : await get('lm_head.weight');
-  return { wte, wpe, blocks, normF, lmHead };
+  return readWeightTree(config, (name) => !!tensors.info(name), get);
 }

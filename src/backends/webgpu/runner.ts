@@ -1,12 +1,13 @@
 /**
- * The WebGPU backend's ModelRunner: f32 weights and KV caches in GPU buffers, the MPT forward
- * pass as a sequence of compute dispatches (shaders.ts), step for step the reference backend's
- * (src/backends/reference/forward.ts). One command buffer per chunk of at most `maxRows` tokens of
- * one sequence; logits come back through a mapped staging buffer.
+ * The WebGPU backend's ModelRunner: weights (matrices in f32, f16 or bf16 as stored; weights.ts)
+ * and f32 KV caches in GPU buffers, the MPT forward pass as a sequence of compute dispatches
+ * (shaders.ts), step for step the reference backend's (src/backends/reference/forward.ts). One
+ * command buffer per chunk of at most `maxRows` tokens of one sequence; logits come back through
+ * a mapped staging buffer.
  *
- * This first version keeps every weight in f32 and runs the sequences of a batch one after the
- * other: it is the definition the faster GPU kernels (half and quantized weights, batched decode)
- * will be tested against, as the wasm kernels are against the reference backend.
+ * This first version computes in f32 and runs the sequences of a batch one after the other: it
+ * is the definition faster GPU kernels (quantized weights, batched decode) will be tested against,
+ * as the wasm kernels are against the reference backend.
  */
 import { InputError, UnsupportedError } from '../../errors.js';
 import { alibiSlopes } from '../../model/alibi.js';
@@ -14,9 +15,10 @@ import type { MptConfig } from '../../model/config.js';
 import type { ForwardOptions, KvCache, KvCacheOptions, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
 import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
-import type { ReferenceWeights, NormWeights } from '../reference/weights.js';
+import type { LinearOf, NormOf, WeightTree } from '../../model/weight-tree.js';
 import { MAP_READ, USAGE, type GpuBuffer, type GpuBindGroup, type GpuCommandEncoder, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
-import { KERNELS, type KernelName } from './shaders.js';
+import { kernelSource } from './shaders.js';
+import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 
 /** Activation codes of the kernels (shaders.ts `activate`). */
 const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const;
@@ -24,12 +26,8 @@ const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const;
 const SLOT = 256;
 const STORAGE = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
 
-interface GpuNorm { w: GpuBuffer | null; b: GpuBuffer | null }
-interface GpuLinear { w: GpuBuffer; b: GpuBuffer | null; rows: number; cols: number }
-interface GpuBlock {
-  norm1: GpuNorm; wqkv: GpuLinear; qLn?: GpuNorm; kLn?: GpuNorm; outProj: GpuLinear;
-  norm2: GpuNorm; gateProj?: GpuLinear; upProj: GpuLinear; downProj: GpuLinear;
-}
+/** A matrix product's weights and its shape (rows = outputs, cols = inputs). */
+interface GpuLinear { w: GpuTensor; b?: GpuTensor; rows: number; cols: number }
 
 export class WebGpuKvCache extends KvCacheBase implements KvCache {
   readonly kvType = 'f32' as const;
@@ -58,7 +56,7 @@ interface Scratch {
 export class WebGpuRunner implements ModelRunner {
   readonly backendName = 'webgpu';
   private readonly device: GpuDevice;
-  private readonly pipelines = new Map<KernelName, GpuComputePipeline>();
+  private readonly pipelines = new Map<string, GpuComputePipeline>();
   private readonly dummy: GpuBuffer;
   private readonly slopes: GpuBuffer;
   private readonly softmaxScale: number;
@@ -66,20 +64,32 @@ export class WebGpuRunner implements ModelRunner {
   private logits: { buf: GpuBuffer; staging: GpuBuffer; rows: number } | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
+  /** How the matrices are stored on the GPU (f32, f16, bf16). */
+  readonly matrixTypes: string[];
 
   /** @internal use loadWebGpuRunner */
-  constructor(readonly config: MptConfig, readonly gpu: GpuContext, private readonly wte: GpuBuffer, private readonly wpe: GpuBuffer | null,
-    private readonly blocks: GpuBlock[], private readonly normF: GpuNorm, private readonly lmHead: GpuBuffer,
+  constructor(readonly config: MptConfig, readonly gpu: GpuContext, private readonly W: WeightTree<GpuTensor>,
     /** Tokens per command buffer. */ readonly maxRows: number) {
     this.device = gpu.device;
-    for (const [name, code] of Object.entries(KERNELS) as [KernelName, string][]) {
-      const module = this.device.createShaderModule({ code, label: name });
-      this.pipelines.set(name, this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name }));
-    }
     this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
     const c = config;
-    this.slopes = upload(this.device, c.attn.alibi ? alibiSlopes(c.nHeads, c.attn.alibiBiasMax) : new Float32Array(c.nHeads), 'slopes');
+    const slopes = c.attn.alibi ? alibiSlopes(c.nHeads, c.attn.alibiBiasMax) : new Float32Array(c.nHeads);
+    this.slopes = uploadBytes(gpu, new Uint8Array(slopes.buffer, slopes.byteOffset, slopes.byteLength), 'slopes');
     this.softmaxScale = c.attn.softmaxScale ?? 1 / Math.sqrt(c.headDim);
+    const mats = [W.wte, W.lmHead, ...W.blocks.flatMap((B) => [B.wqkv, B.outProj, B.upProj, B.downProj, ...(B.gateProj ? [B.gateProj] : [])].map((m) => m.weight))];
+    this.matrixTypes = [...new Set(mats.map((m) => m.type))].sort();
+    for (const name of ['embed', 'norm', 'matmul', 'glu', 'clip', 'storeKv', 'attention']) this.pipeline(name);
+  }
+
+  /** The compute pipeline of a kernel (shaders.ts kernelSource), compiled on first use. */
+  pipeline(name: string): GpuComputePipeline {
+    let p = this.pipelines.get(name);
+    if (!p) {
+      const module = this.device.createShaderModule({ code: kernelSource(name), label: name });
+      p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
+      this.pipelines.set(name, p);
+    }
+    return p;
   }
 
   createCache(options: KvCacheOptions): KvCache {
@@ -88,7 +98,7 @@ export class WebGpuRunner implements ModelRunner {
     if (options.kvType && options.kvType !== 'f32') throw new UnsupportedError(`the webgpu backend keeps f32 KV caches (asked for ${options.kvType})`);
     const c = this.config, kvd = c.attn.kvNHeads * c.headDim;
     const bytes = options.capacity * kvd * 4;
-    checkSize(this.device, bytes, 'a KV cache layer');
+    checkSize(this.gpu, bytes, 'a KV cache layer');
     const make = () => Array.from({ length: c.nLayers }, () => this.device.createBuffer({ size: bytes, usage: STORAGE }));
     const valid = this.device.createBuffer({ size: Math.ceil(options.capacity / 4) * 16, usage: STORAGE });
     return new WebGpuKvCache(this, options.capacity, make(), make(), valid);
@@ -145,7 +155,7 @@ export class WebGpuRunner implements ModelRunner {
       ids[t] = tokens[t0 + t]!;
       if (!real) pads++;
       const pos = Math.max(0, past + t - pads);
-      if (this.wpe && pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+      if (this.W.wpe && pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
       ids[n + t] = pos;
     }
     dev.queue.writeBuffer(s.ids, 0, ids);
@@ -156,19 +166,21 @@ export class WebGpuRunner implements ModelRunner {
     // Validation errors of encoding and submission come back here, not as uncaptured errors.
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder();
-    const plan = new Dispatches(dev, this.pipelines, enc);
-    const normFlags = (w: GpuNorm) => (w.w ? 1 : 0) | (w.b ? 2 : 0) | (c.normType.includes('rmsnorm') ? 4 : 0);
-    const norm = (x: GpuBuffer, ldx: number, xoff: number, w: GpuNorm, y: GpuBuffer, ldy: number, yoff: number, width: number) =>
-      plan.add('norm', [x, w.w ?? this.dummy, w.b ?? this.dummy, y], [n, width, ldx, xoff, ldy, yoff, normFlags(w), 0, f32bits(c.layerNormEpsilon)], [n]);
+    const plan = new Dispatches(dev, (name) => this.pipeline(name), enc);
+    const W = this.W;
+    const normFlags = (w: NormOf<GpuTensor>) => (w.weight ? 1 : 0) | (w.bias ? 2 : 0) | (c.normType.includes('rmsnorm') ? 4 : 0);
+    const norm = (x: GpuBuffer, ldx: number, xoff: number, w: NormOf<GpuTensor>, y: GpuBuffer, ldy: number, yoff: number, width: number) =>
+      plan.add('norm', [x, w.weight?.buf ?? this.dummy, w.bias?.buf ?? this.dummy, y], [n, width, ldx, xoff, ldy, yoff, normFlags(w), 0, f32bits(c.layerNormEpsilon)], [n]);
     const matmul = (x: GpuBuffer, ldx: number, xoff: number, rows: number, m: GpuLinear, y: GpuBuffer, ldy: number, acc: boolean, act = 0, scale = 1) =>
-      plan.add('matmul', [x, m.w, m.b ?? this.dummy, y], [rows, m.rows, m.cols, ldx, xoff, ldy, 0, (m.b ? 1 : 0) | (acc ? 2 : 0), act, f32bits(scale)],
+      plan.add(`matmul.${m.w.type}`, [x, m.w.buf, m.b?.buf ?? this.dummy, y], [rows, m.rows, m.cols, ldx, xoff, ldy, 0, (m.b ? 1 : 0) | (acc ? 2 : 0), act, f32bits(scale)],
         [Math.min(m.rows, 32768), Math.ceil(rows / 4), Math.ceil(m.rows / 32768)]);
+    const lin = (m: LinearOf<GpuTensor>, rows: number, cols: number): GpuLinear => ({ w: m.weight, b: m.bias, rows, cols });
     const act = ACT[c.ffn.activation];
 
-    plan.add('embed', [s.ids, this.wte, this.wpe ?? this.dummy, s.x], [n, d, this.wpe ? 1 : 0, 0], [Math.ceil(d / 64), n]);
-    this.blocks.forEach((B, l) => {
+    plan.add(`embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`, [s.ids, W.wte.buf, W.wpe?.buf ?? this.dummy, s.x], [n, d, W.wpe ? 1 : 0, 0], [Math.ceil(d / 64), n]);
+    W.blocks.forEach((B, l) => {
       norm(s.x, d, 0, B.norm1, s.xn, d, 0, d);
-      matmul(s.xn, d, 0, n, B.wqkv, s.qkv, qn, false);
+      matmul(s.xn, d, 0, n, lin(B.wqkv, qn, d), s.qkv, qn, false);
       if (c.attn.clipQkv !== null) plan.add('clip', [s.qkv], [n * qn, f32bits(c.attn.clipQkv)], [Math.min(1024, Math.ceil((n * qn) / 256))]);
       // qk_ln normalises all of q and all of k (across heads), before the split into heads.
       let q: [GpuBuffer, number, number] = [s.qkv, qn, 0];
@@ -182,23 +194,23 @@ export class WebGpuRunner implements ModelRunner {
       plan.add('storeKv', [k[0], s.qkv, cache.keys[l]!, cache.values[l]!], [n, kvd, past, 0, k[1], k[2], qn, d + kvd], [Math.ceil(kvd / 64), n]);
       plan.add('attention', [q[0], cache.keys[l]!, cache.values[l]!, cache.valid, this.slopes, s.ctx],
         [n, past, c.headDim, kvd, q[1], q[2], c.nHeads / c.attn.kvNHeads, d, f32bits(this.softmaxScale)], [n, c.nHeads]);
-      matmul(s.ctx, d, 0, n, B.outProj, s.x, d, true);
+      matmul(s.ctx, d, 0, n, lin(B.outProj, d, d), s.x, d, true);
       norm(s.x, d, 0, B.norm2, s.xn, d, 0, d);
       if (B.gateProj) {
-        matmul(s.xn, d, 0, n, B.gateProj, s.gate, ff, false);
-        matmul(s.xn, d, 0, n, B.upProj, s.hid, ff, false);
+        matmul(s.xn, d, 0, n, lin(B.gateProj, ff, d), s.gate, ff, false);
+        matmul(s.xn, d, 0, n, lin(B.upProj, ff, d), s.hid, ff, false);
         plan.add('glu', [s.gate, s.hid], [n * ff, act], [Math.min(1024, Math.ceil((n * ff) / 256))]);
       } else {
-        matmul(s.xn, d, 0, n, B.upProj, s.hid, ff, false, act);
+        matmul(s.xn, d, 0, n, lin(B.upProj, ff, d), s.hid, ff, false, act);
       }
-      matmul(s.hid, ff, 0, n, B.downProj, s.x, d, true);
+      matmul(s.hid, ff, 0, n, lin(B.downProj, d, ff), s.x, d, true);
     });
     let out: { buf: GpuBuffer; staging: GpuBuffer } | null = null;
     const m = want ? want[1]! - want[0]! : 0;
     if (want && m > 0) {
-      norm(s.x, d, 0, this.normF, s.xn, d, 0, d);
+      norm(s.x, d, 0, W.normF, s.xn, d, 0, d);
       out = this.ensureLogits(m);
-      matmul(s.xn, d, want[0]! * d, m, { w: this.lmHead, b: null, rows: V, cols: d }, out.buf, V, false, 0, c.logitScale ?? 1);
+      matmul(s.xn, d, want[0]! * d, m, { w: W.lmHead, rows: V, cols: d }, out.buf, V, false, 0, c.logitScale ?? 1);
     }
     plan.finish();
     if (out) enc.copyBufferToBuffer(out.buf, 0, out.staging, 0, m * V * 4);
@@ -221,7 +233,7 @@ export class WebGpuRunner implements ModelRunner {
     if (this.scratch) return this.scratch;
     const c = this.config, R = this.maxRows, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, ff = c.ffn.hiddenSize;
     const buf = (floats: number, label: string) => {
-      checkSize(this.device, floats * 4, label);
+      checkSize(this.gpu, floats * 4, label);
       return this.device.createBuffer({ size: Math.max(16, floats * 4), usage: STORAGE, label });
     };
     this.scratch = {
@@ -237,7 +249,7 @@ export class WebGpuRunner implements ModelRunner {
     this.logits?.buf.destroy();
     this.logits?.staging.destroy();
     const bytes = rows * this.config.vocabSize * 4;
-    checkSize(this.device, bytes, 'the logits');
+    checkSize(this.gpu, bytes, 'the logits');
     this.logits = {
       rows,
       buf: this.device.createBuffer({ size: bytes, usage: STORAGE, label: 'logits' }),
@@ -249,12 +261,12 @@ export class WebGpuRunner implements ModelRunner {
 
 /** The dispatches of one command buffer, their parameters gathered in one uniform buffer. */
 class Dispatches {
-  private readonly items: { kernel: KernelName; buffers: GpuBuffer[]; params: number[]; groups: number[] }[] = [];
+  private readonly items: { kernel: string; buffers: GpuBuffer[]; params: number[]; groups: number[] }[] = [];
   private uniforms: GpuBuffer | null = null;
 
-  constructor(private readonly device: GpuDevice, private readonly pipelines: Map<KernelName, GpuComputePipeline>, private readonly enc: GpuCommandEncoder) {}
+  constructor(private readonly device: GpuDevice, private readonly pipeline: (name: string) => GpuComputePipeline, private readonly enc: GpuCommandEncoder) {}
 
-  add(kernel: KernelName, buffers: GpuBuffer[], params: number[], groups: number[]): void {
+  add(kernel: string, buffers: GpuBuffer[], params: number[], groups: number[]): void {
     this.items.push({ kernel, buffers, params, groups });
   }
 
@@ -267,7 +279,7 @@ class Dispatches {
     this.uniforms = u;
     const pass = this.enc.beginComputePass();
     this.items.forEach((it, i) => {
-      const pipe = this.pipelines.get(it.kernel)!;
+      const pipe = this.pipeline(it.kernel);
       const group: GpuBindGroup = this.device.createBindGroup({
         layout: pipe.getBindGroupLayout(0),
         entries: [{ binding: 0, resource: { buffer: u, offset: i * SLOT, size: 64 } },
@@ -290,41 +302,7 @@ function f32bits(x: number): number {
   return new Uint32Array(Float32Array.of(x).buffer)[0]!;
 }
 
-function checkSize(device: GpuDevice, bytes: number, what: string): void {
-  const max = Math.min(device.limits['maxStorageBufferBindingSize'] ?? Infinity, device.limits['maxBufferSize'] ?? Infinity);
+function checkSize(gpu: GpuContext, bytes: number, what: string): void {
+  const max = bindingLimit(gpu);
   if (bytes > max) throw new UnsupportedError(`${what} takes ${bytes} bytes, more than this GPU binds in one buffer (${max}); the webgpu backend does not split tensors yet`);
-}
-
-/** A storage buffer holding `data`. */
-export function upload(device: GpuDevice, data: Float32Array, label: string): GpuBuffer {
-  checkSize(device, data.byteLength, `tensor ${label}`);
-  const b = device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 4) * 4), usage: STORAGE, mappedAtCreation: true, label });
-  new Float32Array(b.getMappedRange()).set(data);
-  b.unmap();
-  return b;
-}
-
-/** Uploads a checkpoint's f32 weights (as the reference backend loads them). */
-export function uploadWeights(gpu: GpuContext, config: MptConfig, W: ReferenceWeights, maxRows: number): WebGpuRunner {
-  const dev = gpu.device;
-  const up = (a: Float32Array | undefined, label: string) => (a ? upload(dev, a, label) : null);
-  const normOf = (w: NormWeights | undefined, label: string): GpuNorm => ({ w: up(w?.weight, `${label}.weight`), b: up(w?.bias, `${label}.bias`) });
-  const lin = (w: { weight: Float32Array; bias?: Float32Array }, rows: number, cols: number, label: string): GpuLinear =>
-    ({ w: upload(dev, w.weight, `${label}.weight`), b: up(w.bias, `${label}.bias`), rows, cols });
-  const c = config, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, ff = c.ffn.hiddenSize;
-  if (c.headDim > 256) throw new UnsupportedError(`the webgpu backend's attention handles head_dim up to 256 (this model: ${c.headDim})`);
-  const blocks: GpuBlock[] = W.blocks.map((B, l) => ({
-    norm1: normOf(B.norm1, `blocks.${l}.norm_1`),
-    wqkv: lin(B.wqkv, d + 2 * kvd, d, `blocks.${l}.attn.Wqkv`),
-    qLn: B.qLn ? normOf(B.qLn, `blocks.${l}.attn.q_ln`) : undefined,
-    kLn: B.kLn ? normOf(B.kLn, `blocks.${l}.attn.k_ln`) : undefined,
-    outProj: lin(B.outProj, d, d, `blocks.${l}.attn.out_proj`),
-    norm2: normOf(B.norm2, `blocks.${l}.norm_2`),
-    gateProj: B.gateProj ? lin(B.gateProj, ff, d, `blocks.${l}.ffn.gate_proj`) : undefined,
-    upProj: lin(B.upProj, ff, d, `blocks.${l}.ffn.up_proj`),
-    downProj: lin(B.downProj, d, ff, `blocks.${l}.ffn.down_proj`),
-  }));
-  const wte = upload(dev, W.wte, 'wte');
-  const lmHead = W.lmHead === W.wte ? wte : upload(dev, W.lmHead, 'lm_head');
-  return new WebGpuRunner(config, gpu, wte, up(W.wpe, 'wpe'), blocks, normOf(W.normF, 'norm_f'), lmHead, maxRows);
 }

@@ -33,21 +33,37 @@ fn activate(x: f32, code: u32) -> f32 {
 }
 `;
 
+/** How a matrix is stored (webgpu/weights.ts GpuWeightType). */
+export type WeightType = 'f32' | 'f16' | 'bf16';
+
+/**
+ * A read-only matrix binding `name` and `fn name_at(i) -> f32`: f32 as is; f16 and bf16 two to a
+ * u32 word, element i in the low half when i is even (little-endian), widened exactly.
+ */
+function weightReader(name: string, binding: number, type: WeightType): string {
+  const decl = `@group(0) @binding(${binding}) var<storage, read> ${name}: array<${type === 'f32' ? 'f32' : 'u32'}>;`;
+  switch (type) {
+    case 'f32': return `${decl}\nfn ${name}_at(i: u32) -> f32 { return ${name}[i]; }\n`;
+    case 'f16': return `${decl}\nfn ${name}_at(i: u32) -> f32 { let v = unpack2x16float(${name}[i >> 1u]); return select(v.x, v.y, (i & 1u) == 1u); }\n`;
+    case 'bf16': return `${decl}\nfn ${name}_at(i: u32) -> f32 { let u = ${name}[i >> 1u]; return bitcast<f32>(select(u << 16u, u & 0xffff0000u, (i & 1u) == 1u)); }\n`;
+  }
+}
+
 /** x[t, :] = wte[id_t] (+ wpe[pos_t]). ids: T token ids then T positions. a = (T, d, hasWpe, -). */
-export const EMBED = PARAMS + /* wgsl */ `
+export function embedShader(wte: WeightType, wpe: WeightType): string {
+  return PARAMS + weightReader('wte', 2, wte) + weightReader('wpe', 3, wpe) + /* wgsl */ `
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
-@group(0) @binding(2) var<storage, read> wte: array<f32>;
-@group(0) @binding(3) var<storage, read> wpe: array<f32>;
 @group(0) @binding(4) var<storage, read_write> x: array<f32>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3u) {
   let T = p.a.x; let d = p.a.y; let i = g.x; let t = g.y;
   if (i >= d || t >= T) { return; }
-  var v = wte[ids[t] * d + i];
-  if (p.a.z != 0u) { v += wpe[ids[T + t] * d + i]; }
+  var v = wte_at(ids[t] * d + i);
+  if (p.a.z != 0u) { v += wpe_at(ids[T + t] * d + i); }
   x[t * d + i] = v;
 }
 `;
+}
 
 /**
  * LayerNorm (biased variance) or RMSNorm of rows of n values, one workgroup a row.
@@ -104,9 +120,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
  * a = (rows, N, K, ldx); b = (xOffset, ldy, yOffset, flags: 1 bias, 2 accumulate); c = (act, scale, -, -).
  * Columns beyond 32768 come from the z dimension of the dispatch.
  */
-export const MATMUL = PARAMS + ACTIVATION + /* wgsl */ `
+export function matmulShader(w: WeightType): string {
+  return PARAMS + ACTIVATION + weightReader('W', 2, w) + /* wgsl */ `
 @group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(2) var<storage, read> W: array<f32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> Y: array<f32>;
 var<workgroup> part: array<vec4<f32>, 64>;
@@ -120,7 +136,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   let xo = p.b.x + r0 * ldx;
   var acc = vec4<f32>(0.0);
   for (var k = lid; k < K; k += 64u) {
-    let wv = W[wo + k];
+    let wv = W_at(wo + k);
     acc.x += X[xo + k] * wv;
     if (nr > 1u) { acc.y += X[xo + ldx + k] * wv; }
     if (nr > 2u) { acc.z += X[xo + 2u * ldx + k] * wv; }
@@ -141,6 +157,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   }
 }
 `;
+}
 
 /** hid[i] = act(gate[i]) · hid[i] for i < count (grid-stride). a = (count, act, -, -). */
 export const GLU = PARAMS + ACTIVATION + /* wgsl */ `
@@ -254,5 +271,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
 }
 `;
 
-export const KERNELS = { embed: EMBED, norm: NORM, matmul: MATMUL, glu: GLU, clip: CLIP, storeKv: STORE_KV, attention: ATTENTION } as const;
-export type KernelName = keyof typeof KERNELS;
+/** Every kernel by name; `embed.bf16.f32`, `matmul.f16`: the weight-reading kernels per stored type. */
+export function kernelSource(name: string): string {
+  const [kernel, t1, t2] = name.split('.') as [string, WeightType | undefined, WeightType | undefined];
+  switch (kernel) {
+    case 'embed': return embedShader(t1 ?? 'f32', t2 ?? 'f32');
+    case 'matmul': return matmulShader(t1 ?? 'f32');
+    case 'norm': return NORM;
+    case 'glu': return GLU;
+    case 'clip': return CLIP;
+    case 'storeKv': return STORE_KV;
+    case 'attention': return ATTENTION;
+  }
+  throw new Error(`internal: no kernel ${name}`);
+}

@@ -1,0 +1,77 @@
+/**
+ * A checkpoint's tensors into GPU buffers, one tensor at a time (no whole-model copy in this
+ * machine's memory). Matrices stay in their stored type when the kernels read it — f32, f16,
+ * bf16, converted to f32 in registers, exactly — and other types (ggml blocks) are dequantized to
+ * f32; norms and biases are f32.
+ */
+import { UnsupportedError } from '../../errors.js';
+import { dequantize } from '../../formats/ggml-quants.js';
+import type { TensorSource } from '../../formats/tensor-source.js';
+import type { MptConfig } from '../../model/config.js';
+import { readWeightTree, type WeightTree } from '../../model/weight-tree.js';
+import { expectedTensors } from '../../model/weights-layout.js';
+import { checkTensorSource } from '../reference/weights.js';
+import { USAGE, type GpuBuffer, type GpuContext } from './gpu.js';
+
+/** How a matrix is stored on the GPU (the kernels' `w_at` variants, shaders.ts). */
+export type GpuWeightType = 'f32' | 'f16' | 'bf16';
+
+export interface GpuTensor {
+  buf: GpuBuffer;
+  type: GpuWeightType;
+}
+
+const STORAGE = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
+
+/** The largest buffer this device binds. */
+export function bindingLimit(gpu: GpuContext): number {
+  return Math.min(gpu.device.limits['maxStorageBufferBindingSize'] ?? Infinity, gpu.device.limits['maxBufferSize'] ?? Infinity);
+}
+
+function storedType(dtype: string, dims: number): GpuWeightType {
+  return dims === 2 && (dtype === 'f16' || dtype === 'bf16') ? dtype : 'f32';
+}
+
+/** Bytes on the GPU of each tensor the config uses; throws, naming it, for one this device cannot bind. */
+export function checkBindings(gpu: GpuContext, config: MptConfig, tensors: TensorSource): void {
+  const limit = bindingLimit(gpu);
+  for (const t of expectedTensors(config)) {
+    const info = tensors.info(t.name);
+    const count = t.shape.reduce((a, b) => a * b, 1);
+    const bytes = count * (info && storedType(info.dtype, t.shape.length) !== 'f32' ? 2 : 4);
+    if (bytes > limit) {
+      throw new UnsupportedError(`tensor ${t.name} takes ${bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`);
+    }
+  }
+}
+
+/** A storage buffer holding `bytes` (padded to whole 4-byte words). */
+export function uploadBytes(gpu: GpuContext, bytes: Uint8Array, label: string): GpuBuffer {
+  const b = gpu.device.createBuffer({ size: Math.max(16, Math.ceil(bytes.byteLength / 4) * 4), usage: STORAGE, mappedAtCreation: true, label });
+  new Uint8Array(b.getMappedRange()).set(bytes);
+  b.unmap();
+  return b;
+}
+
+export async function loadGpuWeights(gpu: GpuContext, config: MptConfig, tensors: TensorSource,
+  onProgress?: (done: number, total: number) => void): Promise<WeightTree<GpuTensor>> {
+  checkTensorSource(config, tensors);
+  checkBindings(gpu, config, tensors);
+  const total = expectedTensors(config).reduce((s, e) => s + (tensors.info(e.name)?.byteLength ?? 0), 0);
+  let done = 0;
+  const get = async (name: string): Promise<GpuTensor> => {
+    const info = tensors.info(name)!;
+    const bytes = await tensors.read(name);
+    const type = storedType(info.dtype, info.shape.length);
+    let data = bytes;
+    if (info.dtype !== type) {
+      const f = dequantize(info.dtype, bytes, info.shape.reduce((a, b) => a * b, 1));
+      data = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
+    }
+    const buf = uploadBytes(gpu, data, name);
+    done += info.byteLength;
+    onProgress?.(done, total);
+    return { buf, type };
+  };
+  return readWeightTree(config, (name) => !!tensors.info(name), get);
+}
