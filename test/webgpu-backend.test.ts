@@ -90,6 +90,23 @@ describe('webgpu runner', { skip }, () => {
     for (const c of [ca, cb, cc]) c.dispose();
   });
 
+  it('sequences decoding together (one submission a step) give the bits each gives alone', async () => {
+    const prompts = [[5, 9, 2, 7, 1, 3, 8], [4, 4, 6], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]];
+    const greedy = async (group: number[][]) => {
+      const caches = group.map(() => r.createCache({ capacity: 32 }));
+      let out = await r.forward(group.map((p, i) => ({ cache: caches[i]!, tokens: p })), { logits: 'last' });
+      const steps: Float32Array[][] = group.map(() => []);
+      for (let k = 0; k < 5; k++) {
+        out.forEach((o, i) => steps[i]!.push(Float32Array.from(o.logits)));
+        out = await r.forward(out.map((o, i) => ({ cache: caches[i]!, tokens: [argmax(o.logits)] })), { logits: 'last' });
+      }
+      caches.forEach((c) => c.dispose());
+      return steps;
+    };
+    const together = await greedy(prompts);
+    for (let i = 0; i < prompts.length; i++) assert.deepEqual(together[i], (await greedy([prompts[i]!]))[0], `sequence ${i}`);
+  });
+
   it('refuses bad input with typed errors', async () => {
     const c = r.createCache({ capacity: 4 });
     await assert.rejects(r.forward([{ cache: c, tokens: [r.config.vocabSize] }], { logits: 'last' }), InputError);

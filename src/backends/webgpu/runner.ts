@@ -46,9 +46,24 @@ export class WebGpuKvCache extends KvCacheBase implements KvCache {
   }
 }
 
+/** One round's share of one sequence: tokens [t0, t0+n), and where its logit rows go. */
+interface Chunk {
+  seq: number;
+  cache: WebGpuKvCache;
+  tokens: ArrayLike<number>;
+  padMask?: ArrayLike<number>;
+  t0: number;
+  n: number;
+  /** Rows of the chunk whose logits are wanted, [first, end). */
+  want: [number, number] | null;
+  /** First row of the round's logits buffer for them. */
+  logitsAt: number;
+}
+
 /** Scratch buffers for `rows` tokens. */
 interface Scratch {
-  rows: number;
+  /** Chunks whose token ids fit in `ids` (2 · maxRows words each). */
+  idsFor: number;
   ids: GpuBuffer; x: GpuBuffer; xn: GpuBuffer; qkv: GpuBuffer; qn: GpuBuffer; kn: GpuBuffer;
   ctx: GpuBuffer; hid: GpuBuffer; gate: GpuBuffer;
 }
@@ -121,63 +136,101 @@ export class WebGpuRunner implements ModelRunner {
     if (this.disposed) throw new InputError('this runner has been disposed');
     validateBatch(batch, options, this.config.vocabSize, (c): c is WebGpuKvCache => c instanceof WebGpuKvCache && c.runner === this, 'webgpu');
     const V = this.config.vocabSize;
-    const outputs: SequenceOutput[] = [];
-    for (const s of batch) {
-      const mode = s.logits ?? options.logits;
-      const T = s.tokens.length;
-      const logits = new Float32Array((mode === 'all' ? T : mode === 'last' && T > 0 ? 1 : 0) * V);
-      const cache = s.cache as WebGpuKvCache;
-      for (let t0 = 0; t0 < T; t0 += this.maxRows) {
+    const modes = batch.map((s) => s.logits ?? options.logits);
+    const outputs: SequenceOutput[] = batch.map((s, i) =>
+      ({ logits: new Float32Array((modes[i] === 'all' ? s.tokens.length : modes[i] === 'last' && s.tokens.length > 0 ? 1 : 0) * V) }));
+    const done = batch.map(() => 0);
+    // Rounds: the next chunk of every unfinished sequence, all in one command buffer and one read-back.
+    for (;;) {
+      const round: Chunk[] = [];
+      let logitRows = 0;
+      batch.forEach((s, i) => {
+        const T = s.tokens.length, t0 = done[i]!;
+        if (t0 >= T) return;
         const n = Math.min(this.maxRows, T - t0);
-        const want = mode === 'all' ? [0, n] : mode === 'last' && t0 + n === T ? [n - 1, n] : null;
-        const rows = await this.chunk(cache, s.tokens, s.padMask, t0, n, want);
-        if (rows) logits.set(rows, mode === 'all' ? t0 * V : 0);
+        const want: [number, number] | null = modes[i] === 'all' ? [0, n] : modes[i] === 'last' && t0 + n === T ? [n - 1, n] : null;
+        round.push({ seq: i, cache: s.cache as WebGpuKvCache, tokens: s.tokens, padMask: s.padMask, t0, n, want, logitsAt: logitRows });
+        if (want) logitRows += want[1] - want[0];
+      });
+      if (round.length === 0) break;
+      const rows = await this.runRound(round, logitRows);
+      for (const ch of round) {
+        done[ch.seq] = ch.t0 + ch.n;
+        if (!ch.want || !rows) continue;
+        const m = ch.want[1] - ch.want[0];
+        outputs[ch.seq]!.logits.set(rows.subarray(ch.logitsAt * V, (ch.logitsAt + m) * V), modes[ch.seq] === 'all' ? ch.t0 * V : 0);
       }
-      outputs.push({ logits });
     }
     return outputs;
   }
 
-  /** Runs tokens [t0, t0+n) of one sequence; returns the logits of rows want[0] .. want[1]-1 of the chunk. */
-  private async chunk(cache: WebGpuKvCache, tokens: ArrayLike<number>, padMask: ArrayLike<number> | undefined, t0: number, n: number,
-    want: number[] | null): Promise<Float32Array | null> {
-    const c = this.config, dev = this.device;
-    const d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, qn = d + 2 * kvd, ff = c.ffn.hiddenSize, V = c.vocabSize;
-    const s = this.ensureScratch();
-    const past = cache.len;
-    // Token ids, then (learned position embeddings) positions: MosaicML shifts them left past padding.
-    const ids = new Uint32Array(2 * n);
-    let pads = 0;
-    for (let j = 0; j < past; j++) if (!cache.padMask[j]) pads++;
-    for (let t = 0; t < n; t++) {
-      const real = padMask ? (padMask[t0 + t] ? 1 : 0) : 1;
-      cache.padMask[past + t] = real;
-      ids[t] = tokens[t0 + t]!;
-      if (!real) pads++;
-      const pos = Math.max(0, past + t - pads);
-      if (this.W.wpe && pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
-      ids[n + t] = pos;
-    }
+  /** Encodes, submits and waits for one round; returns its logit rows (chunk by chunk). */
+  private async runRound(round: Chunk[], logitRows: number): Promise<Float32Array | null> {
+    const dev = this.device, V = this.config.vocabSize, R = this.maxRows;
+    const s = this.ensureScratch(round.length);
+    const ids = new Uint32Array(2 * R * round.length);
+    round.forEach((ch, k) => this.prepare(ch, ids, 2 * R * k));
     dev.queue.writeBuffer(s.ids, 0, ids);
-    // The pad mask as u32 flags, rewritten from a 4-aligned start.
-    const from = past & ~3;
-    dev.queue.writeBuffer(cache.valid, from * 4, Uint32Array.from(cache.padMask.subarray(from, past + n)));
-
+    const out = logitRows > 0 ? this.ensureLogits(logitRows) : null;
     // Validation errors of encoding and submission come back here, not as uncaptured errors.
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder();
     const plan = new Dispatches(dev, (name) => this.pipeline(name), enc);
+    round.forEach((ch, k) => this.encode(plan, s, ch, 2 * R * k, out?.buf ?? null));
+    plan.finish();
+    if (out) enc.copyBufferToBuffer(out.buf, 0, out.staging, 0, logitRows * V * 4);
+    dev.queue.submit([enc.finish()]);
+    const err = await dev.popErrorScope();
+    plan.release();
+    if (err) throw new Error(`webgpu: ${err.message}`);
+    for (const ch of round) ch.cache.len += ch.n;
+    if (!out) {
+      await dev.queue.onSubmittedWorkDone();
+      return null;
+    }
+    await out.staging.mapAsync(MAP_READ, 0, logitRows * V * 4);
+    const rows = new Float32Array(out.staging.getMappedRange(0, logitRows * V * 4).slice(0));
+    out.staging.unmap();
+    return rows;
+  }
+
+  /**
+   * A chunk's token ids, then (learned position embeddings) positions, into `ids` at `at`;
+   * MosaicML shifts positions left past padding. Also the pad mask, on both sides.
+   */
+  private prepare(ch: Chunk, ids: Uint32Array, at: number): void {
+    const c = this.config, cache = ch.cache, past = cache.len, n = ch.n;
+    let pads = 0;
+    for (let j = 0; j < past; j++) if (!cache.padMask[j]) pads++;
+    for (let t = 0; t < n; t++) {
+      const real = ch.padMask ? (ch.padMask[ch.t0 + t] ? 1 : 0) : 1;
+      if (!real) pads++;
+      const pos = Math.max(0, past + t - pads);
+      if (this.W.wpe && pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+      ids[at + t] = ch.tokens[ch.t0 + t]!;
+      ids[at + n + t] = pos;
+    }
+    for (let t = 0; t < n; t++) cache.padMask[past + t] = ch.padMask ? (ch.padMask[ch.t0 + t] ? 1 : 0) : 1;
+    // The pad mask as u32 flags, rewritten from a 4-aligned start.
+    const from = past & ~3;
+    this.device.queue.writeBuffer(cache.valid, from * 4, Uint32Array.from(cache.padMask.subarray(from, past + n)));
+  }
+
+  /** The dispatches of one chunk: tokens [t0, t0+n) of one sequence on top of its cache. */
+  private encode(plan: Dispatches, s: Scratch, ch: Chunk, idsAt: number, logits: GpuBuffer | null): void {
+    const c = this.config, n = ch.n, past = ch.cache.len, cache = ch.cache;
+    const d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, qn = d + 2 * kvd, ff = c.ffn.hiddenSize, V = c.vocabSize;
     const W = this.W;
     const normFlags = (w: NormOf<GpuTensor>) => (w.weight ? 1 : 0) | (w.bias ? 2 : 0) | (c.normType.includes('rmsnorm') ? 4 : 0);
     const norm = (x: GpuBuffer, ldx: number, xoff: number, w: NormOf<GpuTensor>, y: GpuBuffer, ldy: number, yoff: number, width: number) =>
       plan.add('norm', [x, w.weight?.buf ?? this.dummy, w.bias?.buf ?? this.dummy, y], [n, width, ldx, xoff, ldy, yoff, normFlags(w), 0, f32bits(c.layerNormEpsilon)], [n]);
-    const matmul = (x: GpuBuffer, ldx: number, xoff: number, rows: number, m: GpuLinear, y: GpuBuffer, ldy: number, acc: boolean, act = 0, scale = 1) =>
-      plan.add(`matmul.${m.w.type}`, [x, m.w.buf, m.b?.buf ?? this.dummy, y], [rows, m.rows, m.cols, ldx, xoff, ldy, 0, (m.b ? 1 : 0) | (acc ? 2 : 0), act, f32bits(scale)],
+    const matmul = (x: GpuBuffer, ldx: number, xoff: number, rows: number, m: GpuLinear, y: GpuBuffer, ldy: number, acc: boolean, act = 0, scale = 1, yoff = 0) =>
+      plan.add(`matmul.${m.w.type}`, [x, m.w.buf, m.b?.buf ?? this.dummy, y], [rows, m.rows, m.cols, ldx, xoff, ldy, yoff, (m.b ? 1 : 0) | (acc ? 2 : 0), act, f32bits(scale)],
         [Math.min(m.rows, 32768), Math.ceil(rows / 4), Math.ceil(m.rows / 32768)]);
     const lin = (m: LinearOf<GpuTensor>, rows: number, cols: number): GpuLinear => ({ w: m.weight, b: m.bias, rows, cols });
     const act = ACT[c.ffn.activation];
 
-    plan.add(`embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`, [s.ids, W.wte.buf, W.wpe?.buf ?? this.dummy, s.x], [n, d, W.wpe ? 1 : 0, 0], [Math.ceil(d / 64), n]);
+    plan.add(`embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`, [s.ids, W.wte.buf, W.wpe?.buf ?? this.dummy, s.x], [n, d, W.wpe ? 1 : 0, idsAt], [Math.ceil(d / 64), n]);
     W.blocks.forEach((B, l) => {
       norm(s.x, d, 0, B.norm1, s.xn, d, 0, d);
       matmul(s.xn, d, 0, n, lin(B.wqkv, qn, d), s.qkv, qn, false);
@@ -205,42 +258,30 @@ export class WebGpuRunner implements ModelRunner {
       }
       matmul(s.hid, ff, 0, n, lin(B.downProj, d, ff), s.x, d, true);
     });
-    let out: { buf: GpuBuffer; staging: GpuBuffer } | null = null;
-    const m = want ? want[1]! - want[0]! : 0;
-    if (want && m > 0) {
+    if (ch.want && logits) {
+      const [r0, r1] = ch.want;
       norm(s.x, d, 0, W.normF, s.xn, d, 0, d);
-      out = this.ensureLogits(m);
-      matmul(s.xn, d, want[0]! * d, m, { w: W.lmHead, rows: V, cols: d }, out.buf, V, false, 0, c.logitScale ?? 1);
+      matmul(s.xn, d, r0 * d, r1 - r0, { w: W.lmHead, rows: V, cols: d }, logits, V, false, 0, c.logitScale ?? 1, ch.logitsAt * V);
     }
-    plan.finish();
-    if (out) enc.copyBufferToBuffer(out.buf, 0, out.staging, 0, m * V * 4);
-    dev.queue.submit([enc.finish()]);
-    const err = await dev.popErrorScope();
-    plan.release();
-    if (err) throw new Error(`webgpu: ${err.message}`);
-    cache.len = past + n;
-    if (!out) {
-      await dev.queue.onSubmittedWorkDone();
-      return null;
-    }
-    await out.staging.mapAsync(MAP_READ, 0, m * V * 4);
-    const rows = new Float32Array(out.staging.getMappedRange(0, m * V * 4).slice(0));
-    out.staging.unmap();
-    return rows;
   }
 
-  private ensureScratch(): Scratch {
-    if (this.scratch) return this.scratch;
+  /** Scratch buffers for one chunk at a time, and token ids for `sequences` chunks. */
+  private ensureScratch(sequences: number): Scratch {
     const c = this.config, R = this.maxRows, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, ff = c.ffn.hiddenSize;
-    const buf = (floats: number, label: string) => {
-      checkSize(this.gpu, floats * 4, label);
-      return this.device.createBuffer({ size: Math.max(16, floats * 4), usage: STORAGE, label });
+    const buf = (words: number, label: string) => {
+      checkSize(this.gpu, words * 4, label);
+      return this.device.createBuffer({ size: Math.max(16, words * 4), usage: STORAGE, label });
     };
-    this.scratch = {
-      rows: R, ids: buf(2 * R, 'ids'), x: buf(R * d, 'x'), xn: buf(R * d, 'xn'), qkv: buf(R * (d + 2 * kvd), 'qkv'),
+    this.scratch ??= {
+      idsFor: 0, ids: this.dummy, x: buf(R * d, 'x'), xn: buf(R * d, 'xn'), qkv: buf(R * (d + 2 * kvd), 'qkv'),
       qn: buf(c.attn.qkLn ? R * d : 4, 'q'), kn: buf(c.attn.qkLn ? R * kvd : 4, 'k'), ctx: buf(R * d, 'ctx'),
       hid: buf(R * ff, 'hid'), gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
     };
+    if (this.scratch.idsFor < sequences) {
+      if (this.scratch.idsFor > 0) this.scratch.ids.destroy();
+      this.scratch.ids = buf(2 * R * sequences, 'ids');
+      this.scratch.idsFor = sequences;
+    }
     return this.scratch;
   }
 

@@ -49,7 +49,7 @@ function weightReader(name: string, binding: number, type: WeightType): string {
   }
 }
 
-/** x[t, :] = wte[id_t] (+ wpe[pos_t]). ids: T token ids then T positions. a = (T, d, hasWpe, -). */
+/** x[t, :] = wte[id_t] (+ wpe[pos_t]). ids from word o: T token ids then T positions. a = (T, d, hasWpe, o). */
 export function embedShader(wte: WeightType, wpe: WeightType): string {
   return PARAMS + weightReader('wte', 2, wte) + weightReader('wpe', 3, wpe) + /* wgsl */ `
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
@@ -58,8 +58,9 @@ export function embedShader(wte: WeightType, wpe: WeightType): string {
 fn main(@builtin(global_invocation_id) g: vec3u) {
   let T = p.a.x; let d = p.a.y; let i = g.x; let t = g.y;
   if (i >= d || t >= T) { return; }
-  var v = wte_at(ids[t] * d + i);
-  if (p.a.z != 0u) { v += wpe_at(ids[T + t] * d + i); }
+  let o = p.a.w;
+  var v = wte_at(ids[o + t] * d + i);
+  if (p.a.z != 0u) { v += wpe_at(ids[o + T + t] * d + i); }
   x[t * d + i] = v;
 }
 `;
