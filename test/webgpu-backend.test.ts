@@ -142,3 +142,24 @@ describe('webgpu refusals', { skip }, () => {
     await assert.rejects(loadWebGpuRunner(c, src), (e: Error) => e instanceof UnsupportedError && /tensor transformer\.wte\.weight takes .* bytes on the GPU, more than this GPU binds in one buffer/.test(e.message));
   });
 });
+
+describe('GGUF files: q8_0 and q4_0 matrices read in their blocks, other types as f32', { skip }, () => {
+  const GGUF = fixturePath('gguf-tiny-q');
+  for (const [type, stored] of [['q8_0', 'q8_0'], ['q4_0', 'q4_0'], ['q6_k', 'f32'], ['f16', 'f16']] as const) {
+    it(`tiny-q-${type}.gguf equals the reference backend on the same file`, async () => {
+      const ck = await openCheckpoint(`${GGUF}/tiny-q-${type}.gguf`);
+      const ref = await referenceBackend.load(ck.config, ck.tensors);
+      const r = await loadWebGpuRunner(ck.config, ck.tensors);
+      await ck.tensors.close();
+      try {
+        assert.ok(r.matrixTypes.includes(stored), `${type}: stored as ${r.matrixTypes}`);
+        const ids: number[] = new Goldens(GGUF).json.inputs.seq64;
+        const a = await logitsOf(ref, ids), b = await logitsOf(r, ids);
+        assert.ok(maxAbsDiff(a, b) <= TOL, `${type}: max abs ${maxAbsDiff(a, b)}`);
+      } finally {
+        await r.dispose();
+        await ref.dispose();
+      }
+    });
+  }
+});

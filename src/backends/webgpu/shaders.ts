@@ -34,18 +34,40 @@ fn activate(x: f32, code: u32) -> f32 {
 `;
 
 /** How a matrix is stored (webgpu/weights.ts GpuWeightType). */
-export type WeightType = 'f32' | 'f16' | 'bf16';
+export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
 
 /**
- * A read-only matrix binding `name` and `fn name_at(i) -> f32`: f32 as is; f16 and bf16 two to a
- * u32 word, element i in the low half when i is even (little-endian), widened exactly.
+ * A read-only matrix binding `name` and `fn name_at(i) -> f32`, element i of the matrix in f32:
+ * - f32 as is; f16 and bf16 two to a u32 word, element i in the low half when i is even
+ *   (little-endian), widened exactly;
+ * - ggml's q8_0 blocks (32 weights: an f16 scale, then 32 int8) and q4_0 blocks (an f16 scale,
+ *   then 16 bytes: weight j < 16 in the low nibble of byte j, weight j + 16 in its high nibble,
+ *   both minus 8), read byte by byte from the u32 words: q · scale, as ggml dequantizes them.
  */
 function weightReader(name: string, binding: number, type: WeightType): string {
   const decl = `@group(0) @binding(${binding}) var<storage, read> ${name}: array<${type === 'f32' ? 'f32' : 'u32'}>;`;
+  const bytes = `
+fn ${name}_byte(o: u32) -> u32 { return (${name}[o >> 2u] >> ((o & 3u) * 8u)) & 0xffu; }
+fn ${name}_scale(o: u32) -> f32 { let w = ${name}[o >> 2u]; return unpack2x16float(select(w & 0xffffu, w >> 16u, (o & 2u) != 0u)).x; }`;
   switch (type) {
     case 'f32': return `${decl}\nfn ${name}_at(i: u32) -> f32 { return ${name}[i]; }\n`;
     case 'f16': return `${decl}\nfn ${name}_at(i: u32) -> f32 { let v = unpack2x16float(${name}[i >> 1u]); return select(v.x, v.y, (i & 1u) == 1u); }\n`;
     case 'bf16': return `${decl}\nfn ${name}_at(i: u32) -> f32 { let u = ${name}[i >> 1u]; return bitcast<f32>(select(u << 16u, u & 0xffff0000u, (i & 1u) == 1u)); }\n`;
+    case 'q8_0': return `${decl}${bytes}
+fn ${name}_at(i: u32) -> f32 {
+  let o = (i >> 5u) * 34u;
+  let q = bitcast<i32>(${name}_byte(o + 2u + (i & 31u)) << 24u) >> 24u;
+  return f32(q) * ${name}_scale(o);
+}
+`;
+    case 'q4_0': return `${decl}${bytes}
+fn ${name}_at(i: u32) -> f32 {
+  let o = (i >> 5u) * 18u;
+  let j = i & 31u;
+  let b = ${name}_byte(o + 2u + (j & 15u));
+  return (f32(select(b & 15u, b >> 4u, j >= 16u)) - 8.0) * ${name}_scale(o);
+}
+`;
   }
 }
 

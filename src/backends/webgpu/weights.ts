@@ -1,8 +1,8 @@
 /**
  * A checkpoint's tensors into GPU buffers, one tensor at a time (no whole-model copy in this
  * machine's memory). Matrices stay in their stored type when the kernels read it — f32, f16,
- * bf16, converted to f32 in registers, exactly — and other types (ggml blocks) are dequantized to
- * f32; norms and biases are f32.
+ * bf16, ggml's q8_0 and q4_0 blocks, widened to f32 in registers exactly as ggml dequantizes
+ * them — and other types (the other ggml blocks) are dequantized to f32; norms and biases are f32.
  */
 import { UnsupportedError } from '../../errors.js';
 import { dequantize } from '../../formats/ggml-quants.js';
@@ -14,7 +14,10 @@ import { checkTensorSource } from '../reference/weights.js';
 import { USAGE, type GpuBuffer, type GpuContext } from './gpu.js';
 
 /** How a matrix is stored on the GPU (the kernels' `w_at` variants, shaders.ts). */
-export type GpuWeightType = 'f32' | 'f16' | 'bf16';
+export type GpuWeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+
+/** Types kept as stored (matrices only); every other type is dequantized to f32. */
+const KEPT: readonly string[] = ['f16', 'bf16', 'q8_0', 'q4_0'];
 
 export interface GpuTensor {
   buf: GpuBuffer;
@@ -29,7 +32,7 @@ export function bindingLimit(gpu: GpuContext): number {
 }
 
 function storedType(dtype: string, dims: number): GpuWeightType {
-  return dims === 2 && (dtype === 'f16' || dtype === 'bf16') ? dtype : 'f32';
+  return dims === 2 && KEPT.includes(dtype) ? (dtype as GpuWeightType) : 'f32';
 }
 
 /** Bytes on the GPU of each tensor the config uses; throws, naming it, for one this device cannot bind. */
@@ -38,7 +41,7 @@ export function checkBindings(gpu: GpuContext, config: MptConfig, tensors: Tenso
   for (const t of expectedTensors(config)) {
     const info = tensors.info(t.name);
     const count = t.shape.reduce((a, b) => a * b, 1);
-    const bytes = count * (info && storedType(info.dtype, t.shape.length) !== 'f32' ? 2 : 4);
+    const bytes = info && storedType(info.dtype, t.shape.length) !== 'f32' ? info.byteLength : count * 4;
     if (bytes > limit) {
       throw new UnsupportedError(`tensor ${t.name} takes ${bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`);
     }
