@@ -143,9 +143,10 @@ describe('webgpu refusals', { skip }, () => {
   });
 });
 
-describe('GGUF files: q8_0 and q4_0 matrices read in their blocks, other types as f32', { skip }, () => {
+describe('GGUF files: q8_0, q4_0 and k-quant matrices read in their blocks, other types as f32', { skip }, () => {
   const GGUF = fixturePath('gguf-tiny-q');
-  for (const [type, stored] of [['q8_0', 'q8_0'], ['q4_0', 'q4_0'], ['q6_k', 'f32'], ['f16', 'f16']] as const) {
+  for (const [type, stored] of [['q8_0', 'q8_0'], ['q4_0', 'q4_0'], ['q4_k', 'q4_k'], ['q5_k', 'q5_k'], ['q6_k', 'q6_k'],
+    ['q4_k_m', 'q4_k'], ['q5_0', 'f32'], ['f16', 'f16']] as const) {
     it(`tiny-q-${type}.gguf equals the reference backend on the same file`, async () => {
       const ck = await openCheckpoint(`${GGUF}/tiny-q-${type}.gguf`);
       const ref = await referenceBackend.load(ck.config, ck.tensors);

@@ -34,7 +34,7 @@ fn activate(x: f32, code: u32) -> f32 {
 `;
 
 /** How a matrix is stored (webgpu/weights.ts GpuWeightType). */
-export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
 
 /**
  * A read-only matrix binding `name` and `fn name_at(i) -> f32`, element i of the matrix in f32:
@@ -42,7 +42,12 @@ export type WeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
  *   (little-endian), widened exactly;
  * - ggml's q8_0 blocks (32 weights: an f16 scale, then 32 int8) and q4_0 blocks (an f16 scale,
  *   then 16 bytes: weight j < 16 in the low nibble of byte j, weight j + 16 in its high nibble,
- *   both minus 8), read byte by byte from the u32 words: q · scale, as ggml dequantizes them.
+ *   both minus 8), read byte by byte from the u32 words: q · scale, as ggml dequantizes them;
+ * - ggml's k-quant super-blocks of 256 weights, element by element in the order and with the
+ *   operations of ggml's dequantize_row_q4_K / q5_K / q6_K: q4_K (f16 d and dmin, 12 bytes of
+ *   6-bit scales and mins for 8 sub-blocks, 128 bytes of nibbles: (d·sc)·q − dmin·m), q5_K (the
+ *   same with a fifth bit per weight in 32 bytes before the nibbles), q6_K (128 bytes of low
+ *   nibbles, 64 of 2-bit highs, 16 int8 scales, f16 d last: (d·sc)·(q − 32)).
  */
 function weightReader(name: string, binding: number, type: WeightType): string {
   const decl = `@group(0) @binding(${binding}) var<storage, read> ${name}: array<${type === 'f32' ? 'f32' : 'u32'}>;`;
@@ -68,7 +73,43 @@ fn ${name}_at(i: u32) -> f32 {
   return (f32(select(b & 15u, b >> 4u, j >= 16u)) - 8.0) * ${name}_scale(o);
 }
 `;
+    case 'q4_k': case 'q5_k': {
+      const q5 = type === 'q5_k';
+      return `${decl}${bytes}${scaleMinK4(name)}
+fn ${name}_at(i: u32) -> f32 {
+  let o = (i >> 8u) * ${q5 ? 176 : 144}u;
+  let r = i & 255u; let j = r >> 6u; let hi = (r >> 5u) & 1u; let l = r & 31u;
+  let sm = ${name}_scale_min(o + 4u, 2u * j + hi);
+  let qb = ${name}_byte(o + ${q5 ? 48 : 16}u + 32u * j + l);
+  var q = select(qb & 15u, qb >> 4u, hi == 1u);
+  ${q5 ? `if ((${name}_byte(o + 16u + l) & (1u << (2u * j + hi))) != 0u) { q += 16u; }` : ''}
+  return (${name}_scale(o) * sm.x) * f32(q) - ${name}_scale(o + 2u) * sm.y;
+}
+`;
+    }
+    case 'q6_k': return `${decl}${bytes}
+fn ${name}_at(i: u32) -> f32 {
+  let o = (i >> 8u) * 210u;
+  let r = i & 255u; let n = r >> 7u; let qd = (r >> 5u) & 3u; let l = r & 31u;
+  let lb = ${name}_byte(o + 64u * n + l + 32u * (qd & 1u));
+  let low = select(lb & 15u, lb >> 4u, qd >= 2u);
+  let hb = (${name}_byte(o + 128u + 32u * n + l) >> (2u * qd)) & 3u;
+  let q = i32(low | (hb << 4u)) - 32;
+  let sc = bitcast<i32>(${name}_byte(o + 192u + 8u * n + (l >> 4u) + 2u * qd) << 24u) >> 24u;
+  return (${name}_scale(o + 208u) * f32(sc)) * f32(q);
+}
+`;
   }
+}
+
+/** get_scale_min_k4: sub-block j's 6-bit scale and min from the 12 scale bytes at byte o. */
+function scaleMinK4(name: string): string {
+  return `
+fn ${name}_scale_min(o: u32, j: u32) -> vec2<f32> {
+  if (j < 4u) { return vec2<f32>(f32(${name}_byte(o + j) & 63u), f32(${name}_byte(o + j + 4u) & 63u)); }
+  let a = ${name}_byte(o + j + 4u);
+  return vec2<f32>(f32((a & 15u) | ((${name}_byte(o + j - 4u) >> 6u) << 4u)), f32((a >> 4u) | ((${name}_byte(o + j) >> 6u) << 4u)));
+}`;
 }
 
 /** x[t, :] = wte[id_t] (+ wpe[pos_t]). ids from word o: T token ids then T positions. a = (T, d, hasWpe, o). */

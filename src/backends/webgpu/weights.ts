@@ -1,8 +1,9 @@
 /**
  * A checkpoint's tensors into GPU buffers, one tensor at a time (no whole-model copy in this
  * machine's memory). Matrices stay in their stored type when the kernels read it — f32, f16,
- * bf16, ggml's q8_0 and q4_0 blocks, widened to f32 in registers exactly as ggml dequantizes
- * them — and other types (the other ggml blocks) are dequantized to f32; norms and biases are f32.
+ * bf16, ggml's q8_0, q4_0, q4_K, q5_K and q6_K blocks, widened to f32 in registers as ggml
+ * dequantizes them — and other types (the other ggml blocks) are dequantized to f32; norms and
+ * biases are f32.
  */
 import { UnsupportedError } from '../../errors.js';
 import { dequantize } from '../../formats/ggml-quants.js';
@@ -14,10 +15,10 @@ import { checkTensorSource } from '../reference/weights.js';
 import { USAGE, type GpuBuffer, type GpuContext } from './gpu.js';
 
 /** How a matrix is stored on the GPU (the kernels' `w_at` variants, shaders.ts). */
-export type GpuWeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0';
+export type GpuWeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
 
 /** Types kept as stored (matrices only); every other type is dequantized to f32. */
-const KEPT: readonly string[] = ['f16', 'bf16', 'q8_0', 'q4_0'];
+const KEPT: readonly string[] = ['f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
 
 export interface GpuTensor {
   buf: GpuBuffer;
