@@ -8,6 +8,7 @@ import { referenceBackend } from '../src/backends/reference/index.js';
 import { openGpu } from '../src/backends/webgpu/gpu.js';
 import { loadWebGpuRunner, type WebGpuRunner } from '../src/backends/webgpu/index.js';
 import { InputError, UnsupportedError } from '../src/errors.js';
+import type { ModelRunner } from '../src/backends/backend.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { expectedTensors } from '../src/model/weights-layout.js';
 import { loadRunner, openCheckpoint } from '../src/model/load.js';
@@ -107,13 +108,38 @@ describe('webgpu runner', { skip }, () => {
     for (let i = 0; i < prompts.length; i++) assert.deepEqual(together[i], (await greedy([prompts[i]!]))[0], `sequence ${i}`);
   });
 
+  it('f16 KV caches: within tolerance of the reference backend with f16 caches, half the memory', async () => {
+    const ck = await openCheckpoint(fixturePath('tiny-alibi'));
+    const ref = await referenceBackend.load(ck.config, ck.tensors);
+    await ck.tensors.close();
+    const ids = Array.from({ length: 30 }, (_, i) => (i * 7 + 3) % r.config.vocabSize);
+    const run = async (rr: ModelRunner, kvType: 'f32' | 'f16') => {
+      const cache = rr.createCache({ capacity: 40, kvType });
+      // a prompt in chunks (maxRows 5), then one token at a time
+      const [a] = await rr.forward([{ cache, tokens: ids.slice(0, 24) }], { logits: 'all' });
+      const steps = [a!.logits];
+      for (const t of ids.slice(24)) steps.push((await rr.forward([{ cache, tokens: [t] }], { logits: 'last' }))[0]!.logits);
+      cache.dispose();
+      return Float32Array.from(steps.flatMap((x) => [...x]));
+    };
+    const gpu16 = await run(r, 'f16'), ref16 = await run(ref, 'f16'), gpu32 = await run(r, 'f32');
+    assert.ok(maxAbsDiff(gpu16, ref16) <= TOL, `f16 KV: ${maxAbsDiff(gpu16, ref16)}`);
+    assert.ok(maxAbsDiff(gpu16, gpu32) > 0, 'the f16 cache rounds');
+    const c16 = r.createCache({ capacity: 64, kvType: 'f16' }) as import('../src/backends/webgpu/index.js').WebGpuKvCache;
+    const c32 = r.createCache({ capacity: 64 }) as import('../src/backends/webgpu/index.js').WebGpuKvCache;
+    assert.equal(c16.keys[0]!.size * 2, c32.keys[0]!.size);
+    c16.dispose();
+    c32.dispose();
+    await ref.dispose();
+  });
+
   it('refuses bad input with typed errors', async () => {
     const c = r.createCache({ capacity: 4 });
     await assert.rejects(r.forward([{ cache: c, tokens: [r.config.vocabSize] }], { logits: 'last' }), InputError);
     await assert.rejects(r.forward([{ cache: c, tokens: [1, 2, 3, 4, 5] }], { logits: 'last' }), /exceed the KV cache capacity 4/);
     await assert.rejects(r.forward([{ cache: c, tokens: [1], padMask: [1, 1] }], { logits: 'last' }), /padMask/);
     assert.equal(c.length, 0, 'a refused call leaves the cache alone');
-    assert.throws(() => r.createCache({ capacity: 4, kvType: 'q8_0' }), UnsupportedError);
+    assert.throws(() => r.createCache({ capacity: 4, kvType: 'q8_0' }), /f32 or f16 KV caches/);
     c.dispose();
     await assert.rejects(r.forward([{ cache: c, tokens: [1] }], { logits: 'last' }), /disposed/);
   });

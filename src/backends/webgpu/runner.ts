@@ -30,12 +30,11 @@ const STORAGE = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
 interface GpuLinear { w: GpuTensor; b?: GpuTensor; rows: number; cols: number }
 
 export class WebGpuKvCache extends KvCacheBase implements KvCache {
-  readonly kvType = 'f32' as const;
   /** @internal 1 = real token, 0 = padding, per position (the GPU copy is `valid`). */
   readonly padMask: Uint8Array;
 
   /** @internal */
-  constructor(readonly runner: WebGpuRunner, readonly capacity: number,
+  constructor(readonly runner: WebGpuRunner, readonly capacity: number, readonly kvType: 'f32' | 'f16',
     /** @internal */ readonly keys: GpuBuffer[], /** @internal */ readonly values: GpuBuffer[], /** @internal */ readonly valid: GpuBuffer) {
     super();
     this.padMask = new Uint8Array(capacity);
@@ -110,13 +109,15 @@ export class WebGpuRunner implements ModelRunner {
   createCache(options: KvCacheOptions): KvCache {
     if (this.disposed) throw new InputError('this runner has been disposed');
     if (!Number.isInteger(options.capacity) || options.capacity < 1) throw new InputError(`KV cache capacity must be a positive integer, got ${options.capacity}`);
-    if (options.kvType && options.kvType !== 'f32') throw new UnsupportedError(`the webgpu backend keeps f32 KV caches (asked for ${options.kvType})`);
+    const kvType = options.kvType ?? 'f32';
     const c = this.config, kvd = c.attn.kvNHeads * c.headDim;
-    const bytes = options.capacity * kvd * 4;
+    if (kvType !== 'f32' && kvType !== 'f16') throw new UnsupportedError(`the webgpu backend keeps f32 or f16 KV caches (asked for ${kvType})`);
+    if (kvType === 'f16' && kvd % 2) throw new UnsupportedError(`f16 KV caches need an even kv_heads · head_dim (this model: ${kvd})`);
+    const bytes = options.capacity * kvd * (kvType === 'f16' ? 2 : 4);
     checkSize(this.gpu, bytes, 'a KV cache layer');
     const make = () => Array.from({ length: c.nLayers }, () => this.device.createBuffer({ size: bytes, usage: STORAGE }));
     const valid = this.device.createBuffer({ size: Math.ceil(options.capacity / 4) * 16, usage: STORAGE });
-    return new WebGpuKvCache(this, options.capacity, make(), make(), valid);
+    return new WebGpuKvCache(this, options.capacity, kvType, make(), make(), valid);
   }
 
   forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
@@ -244,8 +245,9 @@ export class WebGpuRunner implements ModelRunner {
         q = [s.qn, d, 0];
         k = [s.kn, kvd, 0];
       }
-      plan.add('storeKv', [k[0], s.qkv, cache.keys[l]!, cache.values[l]!], [n, kvd, past, 0, k[1], k[2], qn, d + kvd], [Math.ceil(kvd / 64), n]);
-      plan.add('attention', [q[0], cache.keys[l]!, cache.values[l]!, cache.valid, this.slopes, s.ctx],
+      const kv = cache.kvType;
+      plan.add(`storeKv.${kv}`, [k[0], s.qkv, cache.keys[l]!, cache.values[l]!], [n, kvd, past, 0, k[1], k[2], qn, d + kvd], [Math.ceil(kvd / (kv === 'f16' ? 128 : 64)), n]);
+      plan.add(`attention.${kv}`, [q[0], cache.keys[l]!, cache.values[l]!, cache.valid, this.slopes, s.ctx],
         [n, past, c.headDim, kvd, q[1], q[2], c.nHeads / c.attn.kvNHeads, d, f32bits(this.softmaxScale)], [n, c.nHeads]);
       matmul(s.ctx, d, 0, n, lin(B.outProj, d, d), s.x, d, true);
       norm(s.x, d, 0, B.norm2, s.xn, d, 0, d);

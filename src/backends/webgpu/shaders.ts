@@ -243,24 +243,33 @@ fn main(@builtin(global_invocation_id) g: vec3u, @builtin(num_workgroups) nw: ve
 }
 `;
 
+/** How a KV cache stores its rows (f16: two values to a u32 word, as weightReader reads them). */
+export type KvStore = 'f32' | 'f16';
+
 /**
- * Appends T rows of keys and values to one layer's cache at position `past`.
- * a = (T, kvd, past, -); b = (ldk, kOffset, ldv, vOffset).
+ * Appends T rows of keys and values to one layer's cache at position `past` (f16 caches: one
+ * thread per pair of values, kvd even). a = (T, kvd, past, -); b = (ldk, kOffset, ldv, vOffset).
  */
-export const STORE_KV = PARAMS + /* wgsl */ `
+export function storeKvShader(kv: KvStore): string {
+  const f16 = kv === 'f16';
+  return PARAMS + /* wgsl */ `
 @group(0) @binding(1) var<storage, read> ksrc: array<f32>;
 @group(0) @binding(2) var<storage, read> vsrc: array<f32>;
-@group(0) @binding(3) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(4) var<storage, read_write> vc: array<f32>;
+@group(0) @binding(3) var<storage, read_write> kc: array<${f16 ? 'u32' : 'f32'}>;
+@group(0) @binding(4) var<storage, read_write> vc: array<${f16 ? 'u32' : 'f32'}>;
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3u) {
-  let T = p.a.x; let kvd = p.a.y; let i = g.x; let t = g.y;
+  let T = p.a.x; let kvd = p.a.y; let i = g.x${f16 ? ' * 2u' : ''}; let t = g.y;
   if (i >= kvd || t >= T) { return; }
   let o = (p.a.z + t) * kvd + i;
-  kc[o] = ksrc[p.b.y + t * p.b.x + i];
-  vc[o] = vsrc[p.b.w + t * p.b.z + i];
+  let ks = p.b.y + t * p.b.x + i;
+  let vs = p.b.w + t * p.b.z + i;
+  ${f16 ? `kc[o >> 1u] = pack2x16float(vec2<f32>(ksrc[ks], ksrc[ks + 1u]));
+  vc[o >> 1u] = pack2x16float(vec2<f32>(vsrc[vs], vsrc[vs + 1u]));` : `kc[o] = ksrc[ks];
+  vc[o] = vsrc[vs];`}
 }
 `;
+}
 
 /**
  * Causal attention of T new query rows over the cache (positions 0 .. past+T-1), one workgroup per
@@ -269,10 +278,9 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
  * a = (T, past, hd, kvd); b = (ldq, qOffset, query heads per K/V head, d_model); c.x = softmax scale.
  * valid[j] = 0 hides key j (padding); slopes[h] is head h's ALiBi slope (0 without ALiBi).
  */
-export const ATTENTION = PARAMS + /* wgsl */ `
+export function attentionShader(kv: KvStore): string {
+  return PARAMS + weightReader('kc', 2, kv) + weightReader('vc', 3, kv) + /* wgsl */ `
 @group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> kc: array<f32>;
-@group(0) @binding(3) var<storage, read> vc: array<f32>;
 @group(0) @binding(4) var<storage, read> valid: array<u32>;
 @group(0) @binding(5) var<storage, read> slopes: array<f32>;
 @group(0) @binding(6) var<storage, read_write> ctx: array<f32>;
@@ -298,7 +306,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
     if (j < K && j <= qi && valid[j] != 0u) {
       var dot = 0.0;
       let ko = j * kvd + g * hd;
-      for (var e = 0u; e < hd; e++) { dot += qs[e] * kc[ko + e]; }
+      for (var e = 0u; e < hd; e++) { dot += qs[e] * kc_at(ko + e); }
       // ALiBi: MosaicML's bias for key j is -slope * (K - 1 - j), the same for every row.
       s = dot * scale + slope * f32(i32(j) - i32(K - 1u));
     }
@@ -318,10 +326,10 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       let w = sc[i];
       ts += w;
       let vo = (j0 + i) * kvd + g * hd;
-      if (lid < hd) { acc.x += w * vc[vo + lid]; }
-      if (lid + 64u < hd) { acc.y += w * vc[vo + lid + 64u]; }
-      if (lid + 128u < hd) { acc.z += w * vc[vo + lid + 128u]; }
-      if (lid + 192u < hd) { acc.w += w * vc[vo + lid + 192u]; }
+      if (lid < hd) { acc.x += w * vc_at(vo + lid); }
+      if (lid + 64u < hd) { acc.y += w * vc_at(vo + lid + 64u); }
+      if (lid + 128u < hd) { acc.z += w * vc_at(vo + lid + 128u); }
+      if (lid + 192u < hd) { acc.w += w * vc_at(vo + lid + 192u); }
     }
     sum = sum * corr + ts;
     m = tm;
@@ -334,6 +342,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   if (lid + 192u < hd) { ctx[o + lid + 192u] = acc.w / sum; }
 }
 `;
+}
 
 /** Every kernel by name; `embed.bf16.f32`, `matmul.f16`: the weight-reading kernels per stored type. */
 export function kernelSource(name: string): string {
@@ -344,8 +353,8 @@ export function kernelSource(name: string): string {
     case 'norm': return NORM;
     case 'glu': return GLU;
     case 'clip': return CLIP;
-    case 'storeKv': return STORE_KV;
-    case 'attention': return ATTENTION;
+    case 'storeKv': return storeKvShader((t1 ?? 'f32') as KvStore);
+    case 'attention': return attentionShader((t1 ?? 'f32') as KvStore);
   }
   throw new Error(`internal: no kernel ${name}`);
 }
