@@ -190,3 +190,60 @@ describe('GGUF files: q8_0, q4_0 and k-quant matrices read in their blocks, othe
     });
   }
 });
+
+describe('cache copies on the GPU (copyCache)', { skip }, () => {
+  it('a copy continues as its source does, f32 and f16; a copy that cannot hold it is refused', async () => {
+    const r = await load('tiny-alibi');
+    try {
+      for (const kvType of ['f32', 'f16'] as const) {
+        const src = r.createCache({ capacity: 32, kvType });
+        await r.forward([{ cache: src, tokens: [5, 9, 2, 7, 1, 3] }], { logits: 'none' });
+        const copy = r.copyCache(src, 40);
+        assert.equal(copy.length, 6);
+        assert.equal(copy.kvType, kvType);
+        const [a] = await r.forward([{ cache: src, tokens: [8, 4] }], { logits: 'all' });
+        const [b] = await r.forward([{ cache: copy, tokens: [8, 4] }], { logits: 'all' });
+        assert.deepEqual(b!.logits, a!.logits, kvType);
+        assert.throws(() => r.copyCache(src, 4), /capacity of at least 8/);
+        src.dispose();
+        copy.dispose();
+      }
+    } finally {
+      await r.dispose();
+    }
+  });
+
+  it('the server scheduler shares a prompt between choices through it (read once, HF greedy tokens)', async () => {
+    const { Scheduler } = await import('../src/server/scheduler.js');
+    const g = new Goldens(fixturePath('tiny-neox-vocab'));
+    const seq7: number[] = g.json.inputs.seq7, want: number[] = g.json.generate.new_tokens.slice(0, 5);
+    const inner = await load('tiny-neox-vocab');
+    let copies = 0, promptFed = 0;
+    const runner: ModelRunner = {
+      config: inner.config, backendName: 'webgpu',
+      createCache: (o) => inner.createCache(o),
+      copyCache: (c, cap) => { copies++; return inner.copyCache(c, cap); },
+      forward: (batch, o) => { promptFed += batch.filter((s) => s.tokens.length > 1).reduce((a, s) => a + s.tokens.length, 0); return inner.forward(batch, o); },
+      dispose: () => inner.dispose(),
+    };
+    const sched = new Scheduler(runner, { maxActive: 4, maxQueue: 4 });
+    const runs = [0, 1, 2].map(() => {
+      const tokens: number[] = [];
+      let done!: () => void;
+      const finished = new Promise<void>((res) => { done = res; });
+      const client = {
+        prompt: seq7, capacity: 16,
+        next(logits: Float32Array) { tokens.push(argmax(logits)); return tokens.length >= 5 ? null : tokens.at(-1)!; },
+        onEnd() { done(); },
+      };
+      return { tokens, client, finished };
+    });
+    sched.submitAll(runs.map((x) => x.client));
+    await Promise.all(runs.map((x) => x.finished));
+    for (const x of runs) assert.deepEqual(x.tokens, want);
+    assert.equal(copies, 2);
+    assert.equal(promptFed, 7, 'the prompt read once; the copies fed only its last token');
+    await sched.close();
+    await inner.dispose();
+  });
+});

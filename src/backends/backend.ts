@@ -120,6 +120,12 @@ export interface ModelRunner {
    * `options.capacity` must be >= snapshot.length; `options.kvType` defaults to the snapshot's.
    */
   restoreCache?(snapshot: KvSnapshot, options: KvCacheOptions): KvCache;
+  /**
+   * Optional: a new cache of this runner, of `capacity` positions and the same storage type,
+   * holding what `from` holds now, copied where the caches live (a GPU copies on the GPU). Callers
+   * that copy caches (the server's n > 1 choices and prefix cache) prefer it to save + restore.
+   */
+  copyCache?(from: KvCache, capacity: number): KvCache;
 }
 
 export interface LoadRunnerOptions {

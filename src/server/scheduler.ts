@@ -249,13 +249,15 @@ export class Scheduler {
     return cache;
   }
 
-  /** Whether the runner copies caches (saveCache / restoreCache). */
+  /** Whether the runner copies caches (copyCache, or saveCache + restoreCache). */
   private get canCopyCaches(): boolean {
-    return typeof this.runner.saveCache === 'function' && typeof this.runner.restoreCache === 'function';
+    const r = this.runner;
+    return typeof r.copyCache === 'function' || (typeof r.saveCache === 'function' && typeof r.restoreCache === 'function');
   }
 
   /** A new cache of `capacity` positions holding `from`'s contents (throws when out of memory). */
   private copyCache(from: KvCache, capacity: number): KvCache {
+    if (this.runner.copyCache) return this.runner.copyCache(from, capacity);
     return this.runner.restoreCache!(this.runner.saveCache!(from), { capacity, kvType: from.kvType });
   }
 

@@ -120,6 +120,28 @@ export class WebGpuRunner implements ModelRunner {
     return new WebGpuKvCache(this, options.capacity, kvType, make(), make(), valid);
   }
 
+  /** A copy of `from` made on the GPU (queued before any later forward call's work). */
+  copyCache(from: KvCache, capacity: number): KvCache {
+    if (!(from instanceof WebGpuKvCache) || from.runner !== this) throw new InputError('this KV cache was not created by this webgpu runner');
+    if (from.disposed) throw new InputError('this KV cache has been disposed');
+    if (!(capacity >= from.len)) throw new InputError(`a copy of ${from.len} positions needs a capacity of at least ${from.len}, got ${capacity}`);
+    const to = this.createCache({ capacity, kvType: from.kvType }) as WebGpuKvCache;
+    const n = from.len;
+    if (n > 0) {
+      const c = this.config, rowBytes = c.attn.kvNHeads * c.headDim * (from.kvType === 'f16' ? 2 : 4);
+      const enc = this.device.createCommandEncoder();
+      for (let l = 0; l < c.nLayers; l++) {
+        enc.copyBufferToBuffer(from.keys[l]!, 0, to.keys[l]!, 0, n * rowBytes);
+        enc.copyBufferToBuffer(from.values[l]!, 0, to.values[l]!, 0, n * rowBytes);
+      }
+      enc.copyBufferToBuffer(from.valid, 0, to.valid, 0, n * 4);
+      this.device.queue.submit([enc.finish()]);
+    }
+    to.padMask.set(from.padMask.subarray(0, n));
+    to.len = n;
+    return to;
+  }
+
   forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
     const run = this.queue.then(() => this.forwardNow(batch, options));
     this.queue = run.catch(() => undefined);
