@@ -77,3 +77,22 @@ describe('random-weight tensor source', () => {
     }
   });
 });
+
+describe('mpt info --gpu', () => {
+  it('what the webgpu backend would hold: half matrices as stored, 1-D tensors as f32, the KV cache', { skip: noGpu }, async () => {
+    const r = await runCli(['info', '--gpu', '--json', '--ctx', '100', '--kv-type', 'f16'], '', 120_000);
+    assert.equal(r.code, 0, r.stderr);
+    const info = JSON.parse(r.stdout) as { gpu: Record<string, unknown>; n_layers: number; d_model: number };
+    const { openCheckpoint } = await import('../src/model/load.js');
+    const { defaultModelPath } = await import('../src/model/default-model.js');
+    const ck = await openCheckpoint(defaultModelPath());
+    const list = ck.tensors.list();
+    await ck.tensors.close();
+    const want = list.reduce((s, t) => s + (t.shape.length === 2 ? t.byteLength : t.shape.reduce((a, b) => a * b, 1) * 4), 0);
+    assert.equal(info.gpu['weight_bytes'], want);
+    assert.equal(info.gpu['kv_type'], 'f16');
+    assert.equal(info.gpu['kv_bytes'], info.n_layers * 2 * 100 * info.d_model * 2);
+    assert.equal(info.gpu['largest_tensor'], 'transformer.wte.weight');
+    assert.equal(info.gpu['fits_bindings'], true);
+  });
+});

@@ -36,13 +36,17 @@ function storedType(dtype: string, dims: number): GpuWeightType {
   return dims === 2 && KEPT.includes(dtype) ? (dtype as GpuWeightType) : 'f32';
 }
 
-/** Bytes on the GPU of each tensor the config uses; throws, naming it, for one this device cannot bind. */
+/** Bytes a tensor takes on the GPU: as stored when a kernel reads that type, else f32. */
+export function gpuTensorBytes(info: { dtype: string; shape: number[]; byteLength: number }): number {
+  return storedType(info.dtype, info.shape.length) !== 'f32' ? info.byteLength : info.shape.reduce((a, b) => a * b, 1) * 4;
+}
+
+/** Throws, naming it, for a tensor the config uses that this device cannot bind in one buffer. */
 export function checkBindings(gpu: GpuContext, config: MptConfig, tensors: TensorSource): void {
   const limit = bindingLimit(gpu);
   for (const t of expectedTensors(config)) {
     const info = tensors.info(t.name);
-    const count = t.shape.reduce((a, b) => a * b, 1);
-    const bytes = info && storedType(info.dtype, t.shape.length) !== 'f32' ? info.byteLength : count * 4;
+    const bytes = info ? gpuTensorBytes(info) : t.shape.reduce((a, b) => a * b, 1) * 4;
     if (bytes > limit) {
       throw new UnsupportedError(`tensor ${t.name} takes ${bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`);
     }

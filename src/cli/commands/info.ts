@@ -1,26 +1,31 @@
 /** `mpt info MODEL`: config summary, parameter count, storage, and the memory plan for a context. */
 import type { KvType } from '../../backends/backend.js';
 import { InputError } from '../../errors.js';
-import type { DType } from '../../formats/tensor-source.js';
+import type { DType, TensorInfo } from '../../formats/tensor-source.js';
+import type { MptConfig } from '../../model/config.js';
 import { defaultModelPath } from '../../model/default-model.js';
 import { openCheckpoint } from '../../model/load.js';
 import { formatBytes, planMemory } from '../../model/memory-plan.js';
 import { parseArgs } from '../args.js';
 
 export const summary = 'show a model\'s config, size and memory plan';
-export const help = `usage: mpt info [MODEL] [--ctx N] [--kv-type f32|f16|q8_0] [--type f32|f16|bf16|q8_0|q4_0] [--json]
+export const help = `usage: mpt info [MODEL] [--ctx N] [--kv-type f32|f16|q8_0] [--type f32|f16|bf16|q8_0|q4_0] [--gpu] [--json]
 
 Prints the config summary, parameter count, storage dtypes and bytes, and the memory plan
 (weights + KV cache + activations) for a context of --ctx tokens (default: max_seq_len)
 with a --kv-type KV cache (default f32, as generate and serve use).
 --type plans for the weights converted to that type (e.g. q4_0 for an f16 checkpoint).
-MODEL is a Hugging Face MPT folder or a GGUF file (default: the shipped model).`;
+MODEL is a Hugging Face MPT folder or a GGUF file (default: the shipped model).
+--gpu adds what the webgpu backend would hold on this machine's GPU: the adapter, the model's
+bytes there (matrices as stored where the kernels read that type, the rest f32), the KV cache
+for --ctx (f32 or f16), and whether every tensor fits the adapter's largest buffer binding.`;
 
 const BITS: Record<string, number> = { f32: 32, f16: 16, bf16: 16, q8_0: 8.5, q4_0: 4.5, q4_1: 5, q5_0: 5.5, q5_1: 6, q2_k: 2.625, q3_k: 3.4375, q4_k: 4.5, q5_k: 5.5, q6_k: 6.5625 };
 
 export async function run(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(argv, {
     ctx: { type: 'number' }, 'kv-type': { type: 'string' }, type: { type: 'string' }, json: { type: 'boolean' }, mem: { type: 'number' },
+    gpu: { type: 'boolean' },
   }, 'info');
   const path = positionals[0] ?? defaultModelPath();
   const ck = await openCheckpoint(path);
@@ -77,8 +82,9 @@ export async function run(argv: string[]): Promise<number> {
     weight_bytes: bytes,
     plan: { ...plan, weightType: type ?? 'as stored' },
   };
+  const gpu = options['gpu'] ? await gpuPlan(list, c, ctx, kvType) : undefined;
   if (options['json']) {
-    process.stdout.write(JSON.stringify(info, null, 2) + '\n');
+    process.stdout.write(JSON.stringify(gpu ? { ...info, gpu } : info, null, 2) + '\n');
     return 0;
   }
   const lines = [
@@ -100,6 +106,36 @@ export async function run(argv: string[]): Promise<number> {
     `  largest context that fits with ${kvType} KV: ${plan.maxCtxThatFits}`,
   ];
   if (ctx > c.maxSeqLen) lines.push(`  note: ${ctx} > max_seq_len ${c.maxSeqLen}: runs by ALiBi extrapolation`);
+  if (gpu) {
+    lines.push('', `webgpu       ${gpu.adapter}`,
+      `  weights      ${formatBytes(gpu.weight_bytes)} (matrices as stored where the kernels read that type, the rest f32)`,
+      `  KV cache     ${formatBytes(gpu.kv_bytes)} (${gpu.kv_type}, ${ctx} tokens)`,
+      `  largest tensor ${gpu.largest_tensor} ${formatBytes(gpu.largest_tensor_bytes)} of ${formatBytes(gpu.binding_limit)} one buffer binds: ${gpu.fits_bindings ? 'fits' : 'DOES NOT FIT'}`);
+  }
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
+}
+
+/** What the webgpu backend would hold on this machine's GPU (mpt info --gpu). */
+async function gpuPlan(list: TensorInfo[], c: MptConfig, ctx: number, kvType: string) {
+  const { openGpu } = await import('../../backends/webgpu/gpu.js');
+  const { bindingLimit, gpuTensorBytes } = await import('../../backends/webgpu/weights.js');
+  const g = await openGpu();
+  try {
+    const limit = bindingLimit(g);
+    let weight = 0, largest = list[0]!;
+    for (const t of list) {
+      weight += gpuTensorBytes(t);
+      if (gpuTensorBytes(t) > gpuTensorBytes(largest)) largest = t;
+    }
+    // The webgpu backend keeps f32 or f16 caches: a q8_0 request is shown as f16.
+    const kv = kvType === 'f32' ? 'f32' : 'f16';
+    const kvBytes = c.nLayers * 2 * ctx * c.attn.kvNHeads * c.headDim * (kv === 'f32' ? 4 : 2);
+    return {
+      adapter: g.adapterName, binding_limit: limit, weight_bytes: weight, kv_type: kv, kv_bytes: kvBytes,
+      largest_tensor: largest.name, largest_tensor_bytes: gpuTensorBytes(largest), fits_bindings: gpuTensorBytes(largest) <= limit,
+    };
+  } finally {
+    g.device.destroy();
+  }
 }
