@@ -16,7 +16,7 @@ import type { ForwardOptions, KvCache, KvCacheOptions, ModelRunner, SequenceInpu
 import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
 import type { LinearOf, NormOf, WeightTree } from '../../model/weight-tree.js';
-import { MAP_READ, USAGE, type GpuBuffer, type GpuBindGroup, type GpuCommandEncoder, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
+import { MAP_READ, USAGE, type GpuBuffer, type GpuBindGroup, type GpuBindGroupLayout, type GpuCommandEncoder, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
 import { kernelSource } from './shaders.js';
 import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 
@@ -78,6 +78,7 @@ export class WebGpuRunner implements ModelRunner {
   private logits: { buf: GpuBuffer; staging: GpuBuffer; rows: number } | null = null;
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
+  private readonly dispatchCache: DispatchCache;
   /** How the matrices are stored on the GPU (f32, f16, bf16). */
   readonly matrixTypes: string[];
 
@@ -85,6 +86,7 @@ export class WebGpuRunner implements ModelRunner {
   constructor(readonly config: MptConfig, readonly gpu: GpuContext, private readonly W: WeightTree<GpuTensor>,
     /** Tokens per command buffer. */ readonly maxRows: number) {
     this.device = gpu.device;
+    this.dispatchCache = new DispatchCache(this.device, (name) => this.pipeline(name));
     this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
     const c = config;
     const slopes = c.attn.alibi ? alibiSlopes(c.nHeads, c.attn.alibiBiasMax) : new Float32Array(c.nHeads);
@@ -198,13 +200,12 @@ export class WebGpuRunner implements ModelRunner {
     // Validation errors of encoding and submission come back here, not as uncaptured errors.
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder();
-    const plan = new Dispatches(dev, (name) => this.pipeline(name), enc);
+    const plan = new Dispatches(this.dispatchCache, enc);
     round.forEach((ch, k) => this.encode(plan, s, ch, 2 * R * k, out?.buf ?? null));
     plan.finish();
     if (out) enc.copyBufferToBuffer(out.buf, 0, out.staging, 0, logitRows * V * 4);
     dev.queue.submit([enc.finish()]);
     const err = await dev.popErrorScope();
-    plan.release();
     if (err) throw new Error(`webgpu: ${err.message}`);
     for (const ch of round) ch.cache.len += ch.n;
     if (!out) {
@@ -324,12 +325,61 @@ export class WebGpuRunner implements ModelRunner {
   }
 }
 
+/**
+ * What the dispatches of every round share, so that a decode step re-encodes without creating
+ * objects: one uniform buffer for the parameters (rewritten each round; the previous round has
+ * finished by then), bind groups by (kernel, parameter slot, buffers), bind-group layouts.
+ */
+class DispatchCache {
+  private uniforms: GpuBuffer | null = null;
+  private readonly groups = new Map<string, GpuBindGroup>();
+  private readonly layouts = new Map<string, GpuBindGroupLayout>();
+  private readonly ids = new WeakMap<GpuBuffer, number>();
+  private nextId = 1;
+
+  constructor(private readonly device: GpuDevice, readonly pipeline: (name: string) => GpuComputePipeline) {}
+
+  /** The uniform buffer, holding `words` from its start. */
+  params(words: Uint32Array): GpuBuffer {
+    if (!this.uniforms || this.uniforms.size < words.byteLength) {
+      this.uniforms?.destroy();
+      this.uniforms = this.device.createBuffer({ size: Math.max(words.byteLength, 64 * SLOT), usage: USAGE.UNIFORM | USAGE.COPY_DST, label: 'params' });
+      this.groups.clear();
+    }
+    this.device.queue.writeBuffer(this.uniforms, 0, words);
+    return this.uniforms;
+  }
+
+  group(kernel: string, slot: number, buffers: GpuBuffer[]): GpuBindGroup {
+    const key = `${kernel}@${slot}:${buffers.map((b) => this.id(b)).join(',')}`;
+    let g = this.groups.get(key);
+    if (!g) {
+      // Destroyed caches leave entries behind: start over now and then.
+      if (this.groups.size >= 8192) this.groups.clear();
+      let layout = this.layouts.get(kernel);
+      if (!layout) this.layouts.set(kernel, (layout = this.pipeline(kernel).getBindGroupLayout(0)));
+      g = this.device.createBindGroup({
+        layout,
+        entries: [{ binding: 0, resource: { buffer: this.uniforms!, offset: slot * SLOT, size: 64 } },
+          ...buffers.map((buffer, b) => ({ binding: b + 1, resource: { buffer } }))],
+      });
+      this.groups.set(key, g);
+    }
+    return g;
+  }
+
+  private id(b: GpuBuffer): number {
+    let i = this.ids.get(b);
+    if (i === undefined) this.ids.set(b, (i = this.nextId++));
+    return i;
+  }
+}
+
 /** The dispatches of one command buffer, their parameters gathered in one uniform buffer. */
 class Dispatches {
   private readonly items: { kernel: string; buffers: GpuBuffer[]; params: number[]; groups: number[] }[] = [];
-  private uniforms: GpuBuffer | null = null;
 
-  constructor(private readonly device: GpuDevice, private readonly pipeline: (name: string) => GpuComputePipeline, private readonly enc: GpuCommandEncoder) {}
+  constructor(private readonly cache: DispatchCache, private readonly enc: GpuCommandEncoder) {}
 
   add(kernel: string, buffers: GpuBuffer[], params: number[], groups: number[]): void {
     this.items.push({ kernel, buffers, params, groups });
@@ -337,29 +387,16 @@ class Dispatches {
 
   /** Writes the parameters, then encodes every dispatch in order in one compute pass. */
   finish(): void {
-    const u = this.device.createBuffer({ size: this.items.length * SLOT, usage: USAGE.UNIFORM, mappedAtCreation: true, label: 'params' });
-    const words = new Uint32Array(u.getMappedRange());
+    const words = new Uint32Array((this.items.length * SLOT) / 4);
     this.items.forEach((it, i) => words.set(it.params, (i * SLOT) / 4));
-    u.unmap();
-    this.uniforms = u;
+    this.cache.params(words);
     const pass = this.enc.beginComputePass();
     this.items.forEach((it, i) => {
-      const pipe = this.pipeline(it.kernel);
-      const group: GpuBindGroup = this.device.createBindGroup({
-        layout: pipe.getBindGroupLayout(0),
-        entries: [{ binding: 0, resource: { buffer: u, offset: i * SLOT, size: 64 } },
-          ...it.buffers.map((buffer, b) => ({ binding: b + 1, resource: { buffer } }))],
-      });
-      pass.setPipeline(pipe);
-      pass.setBindGroup(0, group);
+      pass.setPipeline(this.cache.pipeline(it.kernel));
+      pass.setBindGroup(0, this.cache.group(it.kernel, i, it.buffers));
       pass.dispatchWorkgroups(it.groups[0]!, it.groups[1] ?? 1, it.groups[2] ?? 1);
     });
     pass.end();
-  }
-
-  /** Frees the parameter buffer once the work is submitted (WebGPU keeps it alive until done). */
-  release(): void {
-    this.uniforms?.destroy();
   }
 }
 
