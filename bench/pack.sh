@@ -12,11 +12,15 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 app=$stage/app
-mkdir -p "$app/models" "$app/node_modules/@huggingface"
+mkdir -p "$app/models" "$app/node_modules"
 cp -r "$root/package.json" "$root/dist" "$root/bin" "$app/"
 cp -r "$root/models/default" "$app/models/"
-cp -r "$root/node_modules/@huggingface/jinja" "$root/node_modules/@huggingface/tokenizers" "$app/node_modules/@huggingface/"
-cp -r "$root/node_modules/yaml" "$root/node_modules/zod" "$app/node_modules/"
+# what the built code imports at run time: package.json's dependencies but the build tools
+for dep in $(node -e 'const p = require(process.argv[1]); const build = ["typescript", "assemblyscript", "@types/node"];
+  console.log(Object.keys(p.dependencies).filter((d) => !build.includes(d)).join(" "))' "$root/package.json"); do
+  mkdir -p "$app/node_modules/$(dirname "$dep")"
+  cp -r "$root/node_modules/$dep" "$app/node_modules/$dep"
+done
 mkdir -p "$out"
 tar cf - -C "$stage" app | xz -T0 -6 > "$out/app.tar.xz"
 xz -T0 -9 -c "$(command -v node)" > "$out/node.xz"

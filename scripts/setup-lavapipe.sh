@@ -17,7 +17,10 @@ dpkg -s libvulkan1 mesa-vulkan-drivers >/dev/null 2>&1 || DEBIAN_FRONTEND=nonint
 apt-get "${O[@]}" -qq update
 (cd "$DEST/debs" && apt-get "${O[@]}" -qq download "$MESA_PKG" libdrm2/bookworm-backports 2>&1 | grep -v '^W: Download is performed unsandboxed' || true)
 for d in "$DEST"/debs/*.deb; do dpkg-deb -x "$d" "$DEST/root"; done
-LIB="$DEST/root/usr/lib/x86_64-linux-gnu"
+# the multiarch folder the driver unpacked into (x86_64-linux-gnu, aarch64-linux-gnu, ...)
+LVP=$(find "$DEST/root" -name libvulkan_lvp.so | head -n 1)
+[ -n "$LVP" ] || { echo "lavapipe (libvulkan_lvp.so) not found in $MESA_PKG" >&2; exit 1; }
+LIB=$(dirname "$LVP")
 printf '{"file_format_version":"1.0.1","ICD":{"library_path":"%s/libvulkan_lvp.so","api_version":"1.4.305"}}\n' "$LIB" > "$DEST/lvp_icd.json"
 cat > "$DEST/env.sh" <<ENV
 export VK_ICD_FILENAMES="$DEST/lvp_icd.json"

@@ -55,6 +55,8 @@ interface Gpu { requestAdapter(o?: { powerPreference?: 'high-performance' | 'low
 /** GPUBufferUsage and GPUMapMode flags (fixed by the WebGPU specification). */
 export const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
 export const MAP_READ = 1;
+/** Usage of every storage buffer of the backend (weights, caches, scratch). */
+export const STORAGE = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
 
 /** Limits this backend asks for: as large as the adapter allows (big embedding matrices). */
 const WANTED_LIMITS = ['maxStorageBufferBindingSize', 'maxBufferSize', 'maxComputeWorkgroupsPerDimension'];

@@ -16,7 +16,7 @@ import type { ForwardOptions, KvCache, KvCacheOptions, ModelRunner, SequenceInpu
 import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
 import type { LinearOf, NormOf, WeightTree } from '../../model/weight-tree.js';
-import { MAP_READ, USAGE, type GpuBuffer, type GpuBindGroup, type GpuBindGroupLayout, type GpuCommandEncoder, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
+import { MAP_READ, STORAGE, USAGE, type GpuBuffer, type GpuBindGroup, type GpuBindGroupLayout, type GpuCommandEncoder, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
 import { kernelSource } from './shaders.js';
 import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 
@@ -24,7 +24,6 @@ import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const;
 /** Bytes per uniform slot (WebGPU's minimum uniform-buffer offset alignment). */
 const SLOT = 256;
-const STORAGE = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
 
 /** A matrix product's weights and its shape (rows = outputs, cols = inputs). */
 interface GpuLinear { w: GpuTensor; b?: GpuTensor; rows: number; cols: number }

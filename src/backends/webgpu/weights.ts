@@ -12,7 +12,7 @@ import type { MptConfig } from '../../model/config.js';
 import { readWeightTree, type WeightTree } from '../../model/weight-tree.js';
 import { expectedTensors } from '../../model/weights-layout.js';
 import { checkTensorSource } from '../reference/weights.js';
-import { USAGE, type GpuBuffer, type GpuContext } from './gpu.js';
+import { STORAGE, type GpuBuffer, type GpuContext } from './gpu.js';
 
 /** How a matrix is stored on the GPU (the kernels' `w_at` variants, shaders.ts). */
 export type GpuWeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
@@ -25,7 +25,6 @@ export interface GpuTensor {
   type: GpuWeightType;
 }
 
-const STORAGE = USAGE.STORAGE | USAGE.COPY_DST | USAGE.COPY_SRC;
 
 /** The largest buffer this device binds. */
 export function bindingLimit(gpu: GpuContext): number {
