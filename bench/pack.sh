@@ -15,9 +15,8 @@ app=$stage/app
 mkdir -p "$app/models" "$app/node_modules"
 cp -r "$root/package.json" "$root/dist" "$root/bin" "$app/"
 cp -r "$root/models/default" "$app/models/"
-# what the built code imports at run time: package.json's dependencies but the build tools
-for dep in $(node -e 'const p = require(process.argv[1]); const build = ["typescript", "assemblyscript", "@types/node"];
-  console.log(Object.keys(p.dependencies).filter((d) => !build.includes(d)).join(" "))' "$root/package.json"); do
+# what the built code imports at run time: package.json's dependencies (the build tools are devDependencies)
+for dep in $(node -e 'console.log(Object.keys(require(process.argv[1]).dependencies).join(" "))' "$root/package.json"); do
   mkdir -p "$app/node_modules/$(dirname "$dep")"
   cp -r "$root/node_modules/$dep" "$app/node_modules/$dep"
 done

@@ -1,0 +1,75 @@
+// The package as a user installs it: `npm pack`, the tarball installed into an empty folder, then
+// `npx mpt generate` and the README's library example run from there. Checks that the tarball holds
+// what the code needs at run time and nothing of the repository's tests, and that the build tools
+// are not runtime dependencies. The install reads npm's cache (filled by `npm ci`) before the registry.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, realpathSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { REPO_ROOT } from './helpers/goldens.js';
+import { runCli } from './helpers/cli.js';
+
+const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+
+/** The first ```ts block after the README's "## Library" heading, importing the installed package. */
+function readmeLibraryExample(): string {
+  const readme = readFileSync(join(REPO_ROOT, 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('\n## Library'));
+  const m = /```ts\n([\s\S]*?)```/.exec(section);
+  assert.ok(m, 'README has a ```ts block under "## Library"');
+  return m[1]!;
+}
+
+test('npm pack → install into an empty folder → mpt generate and the README library example', { timeout: 300_000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-pack-'));
+  try {
+    // dist/ is built by `npm test` before the tests; --ignore-scripts keeps pack from building again.
+    const packed = execFileSync(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: REPO_ROOT, encoding: 'utf8' });
+    const [info] = JSON.parse(packed) as { filename: string; files: { path: string }[] }[];
+    const paths = info!.files.map((f) => f.path);
+    for (const need of ['bin/mpt.js', 'dist/src/index.js', 'dist/wasm/kernels.wasm', 'dist/wasm/kernels-base.wasm',
+      'models/default/model.safetensors', 'assets/gpt-neox-20b/tokenizer.json', 'src/web/app.js']) {
+      assert.ok(paths.includes(need), `the tarball holds ${need}`);
+    }
+    const stray = paths.filter((p) => /^(test|dist\/test|dist\/bench|bench|\.ci)\//.test(p) || p.includes('fixtures/'));
+    assert.deepEqual(stray, [], 'no tests, fixtures or benchmarks in the tarball');
+
+    const app = join(dir, 'app');
+    execFileSync('mkdir', ['-p', app]);
+    writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
+    const inst = spawnSync(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--omit=optional', join(dir, info!.filename)],
+      { cwd: app, encoding: 'utf8' });
+    assert.equal(inst.status, 0, `npm install of the tarball failed:\n${inst.stderr}`);
+    const installed = readdirSync(join(app, 'node_modules'));
+    for (const buildTool of ['typescript', 'assemblyscript']) assert.ok(!installed.includes(buildTool), `${buildTool} is not installed for users`);
+    assert.ok(!existsSync(join(app, 'node_modules/@types/node')), '@types/node is not installed for users');
+
+    // The installed command gives the same text as the repository's for the same seed.
+    const args = ['generate', 'Once upon a time', '-n', '12', '--seed', '7'];
+    const there = spawnSync(join(app, 'node_modules/.bin/mpt'), args, { cwd: app, encoding: 'utf8' });
+    assert.equal(there.status, 0, there.stderr);
+    const here = await runCli(args);
+    assert.equal(here.code, 0, here.stderr);
+    assert.ok(there.stdout.trim().length > 'Once upon a time'.length);
+    assert.equal(there.stdout, here.stdout);
+
+    writeFileSync(join(app, 'example.mjs'), readmeLibraryExample());
+    const ex = spawnSync(process.execPath, ['example.mjs'], { cwd: app, encoding: 'utf8' });
+    assert.equal(ex.status, 0, ex.stderr);
+    assert.match(ex.stdout, /^next token: /);
+    assert.ok(ex.stdout.split('\n').length >= 3, 'the example prints its generated text and the streamed reply');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// `npx mpt` in the project folder must find the built CLI in node_modules/.bin; otherwise npx installs
+// the folder itself as a package, which runs `prepare` and builds everything again (25-60 s) before
+// the README's first command prints anything.
+test('npm ci links node_modules/.bin/mpt to bin/mpt.js, so npx mpt starts at once', () => {
+  const link = join(REPO_ROOT, 'node_modules/.bin/mpt');
+  assert.ok(existsSync(link), 'node_modules/.bin/mpt exists (scripts/link-bin.mjs, run by prepare)');
+  assert.equal(realpathSync(link), realpathSync(join(REPO_ROOT, 'bin/mpt.js')));
+});
