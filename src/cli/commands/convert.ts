@@ -1,16 +1,25 @@
-/** `mpt convert MODEL OUT.gguf --type T`: writes an MPT checkpoint as a GGUF file llama.cpp can load. */
+/**
+ * `mpt convert MODEL OUT.gguf --type T`: writes an MPT checkpoint as a GGUF file llama.cpp can load.
+ * `mpt convert MODEL OUT_DIR/ --type f16|bf16|f32`: writes it as a Hugging Face folder (a GGUF back to
+ * what MosaicML's and Hugging Face's code load).
+ */
+import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { InputError } from '../../errors.js';
 import { openCheckpoint } from '../../model/load.js';
 import {
   byteLevelTestTokenizer, GGUF_OUT_TYPES, writeGgufFromCheckpoint, type GgufOutType, type GgufTokenizer,
 } from '../../model/gguf-model.js';
+import { HF_EXPORT_DTYPES, hfConfigJson, hfTensorsToWrite, hfTokenizerFiles, type HfExportDtype } from '../../model/hf-export.js';
+import type { Checkpoint } from '../../model/load.js';
+import { writeSafetensors } from '../../formats/safetensors.js';
 import { NEOX_TOKENIZER_SIZE, shippedNeoxTokenizerPath } from '../../runtime/tokenizer.js';
 import { parseArgs } from '../args.js';
 
 export const summary = 'convert a model to a GGUF file for llama.cpp (f32, f16, q8_0, q4_0, q4_k, q4_k_m, ...)';
 export const help = `usage: mpt convert MODEL OUT.gguf [--type TYPE] [--tokenizer PATH|bytes] [--name NAME]
+       mpt convert MODEL OUT_DIR/ [--type f16|bf16|f32]
 
 Writes MODEL (a Hugging Face MPT folder, or a GGUF file) as a GGUF file that llama.cpp loads
 (architecture "mpt"). Matrices are stored as TYPE; LayerNorm weights and biases stay f32.
@@ -30,7 +39,13 @@ Writes MODEL (a Hugging Face MPT folder, or a GGUF file) as a GGUF file that lla
                      depend on it
 
 The vocabulary is padded to vocab_size with [PAD<id>] tokens, as llama.cpp's converter does.
-The file is written to a temporary name and renamed when complete.`;
+The file is written to a temporary name and renamed when complete.
+
+With an output that does not end in .gguf, writes a Hugging Face folder instead: config.json
+(MosaicML's keys), model.safetensors in --type (f16 by default, bf16 or f32; quantized GGUF
+matrices are dequantized as ggml does) and the tokenizer (a GGUF's embedded vocabulary as
+tokenizer.json with its side files, or a folder's tokenizer files copied). OUT_DIR must not exist
+or be empty; the folder appears whole when complete.`;
 
 function bar(done: number, total: number): string {
   const pct = total > 0 ? Math.floor((100 * done) / total) : 100;
@@ -46,11 +61,11 @@ export async function run(argv: string[]): Promise<number> {
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
     throw new InputError(`--threads must be an integer from 1 to 256, got "${threadsOpt}"`);
   }
-  if (positionals.length !== 2) throw new InputError('usage: mpt convert MODEL OUT.gguf [--type TYPE] (see mpt convert --help)');
+  if (positionals.length !== 2) throw new InputError('usage: mpt convert MODEL OUT.gguf|OUT_DIR/ [--type TYPE] (see mpt convert --help)');
   const [model, out] = positionals as [string, string];
+  if (!out.endsWith('.gguf')) return convertToHfFolder(model, out, (options['type'] as string | undefined) ?? 'f16');
   const type = ((options['type'] as string | undefined) ?? 'f16').toLowerCase() as GgufOutType;
   if (!GGUF_OUT_TYPES.includes(type)) throw new InputError(`--type must be one of ${GGUF_OUT_TYPES.join(', ')}, got "${type}"`);
-  if (!out.endsWith('.gguf')) throw new InputError(`the output file should end in .gguf, got ${out}`);
 
   const ck = await openCheckpoint(model);
   try {
@@ -105,4 +120,53 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     await ck.tensors.close();
   }
+}
+
+/** Tokenizer files of an HF folder that are copied as they are into a converted folder. */
+const HF_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'vocab.json', 'merges.txt'];
+
+async function convertToHfFolder(model: string, out: string, typeOpt: string): Promise<number> {
+  const dtype = typeOpt.toLowerCase() as HfExportDtype;
+  if (!HF_EXPORT_DTYPES.includes(dtype)) {
+    throw new InputError(`a Hugging Face folder holds ${HF_EXPORT_DTYPES.join(', ')} weights, got --type ${typeOpt} (a quantized type needs an OUT.gguf)`);
+  }
+  const dest = resolve(out);
+  if (existsSync(dest) && (!statSync(dest).isDirectory() || (await readdir(dest)).length > 0)) {
+    throw new InputError(`${out} already exists and is not an empty folder: give a new folder name (or an OUT.gguf file)`);
+  }
+  const ck: Checkpoint = await openCheckpoint(model);
+  const tmp = `${dest.replace(/[\\/]+$/, '')}.tmp-${process.pid}`;
+  const t0 = Date.now();
+  let tokenizerNote = 'none (the GGUF embeds no tokenizer)';
+  try {
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { recursive: true });
+    const c = ck.config;
+    await writeFile(join(tmp, 'config.json'), JSON.stringify(hfConfigJson(c, dtype), null, 2) + '\n');
+    const tty = process.stderr.isTTY;
+    await writeSafetensors(join(tmp, 'model.safetensors'), hfTensorsToWrite(c, ck.tensors, dtype, (done, total, name) => {
+      if (tty) process.stderr.write(`\rconvert: ${bar(done, total)} ${name}`.padEnd(72));
+      else if (done === total) process.stderr.write(`convert: ${bar(done, total)}\n`);
+    }));
+    if (tty) process.stderr.write('\n');
+    if (ck.kind === 'gguf' && ck.ggufTokenizer !== undefined) {
+      for (const [name, text] of Object.entries(hfTokenizerFiles(ck.ggufTokenizer as GgufTokenizer, c.maxSeqLen))) {
+        await writeFile(join(tmp, name), text);
+      }
+      tokenizerNote = 'the GGUF\'s vocabulary as tokenizer.json';
+    } else if (ck.kind === 'hf') {
+      const copied = HF_TOKENIZER_FILES.filter((f) => existsSync(join(ck.dir, f)));
+      for (const f of copied) await copyFile(join(ck.dir, f), join(tmp, f));
+      tokenizerNote = copied.length > 0 ? `copied ${copied.join(', ')}` : 'none (the folder has no tokenizer files)';
+    }
+    if (existsSync(dest)) await rm(dest, { recursive: true }); // an empty folder, checked above
+    await rename(tmp, dest);
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true }).catch(() => {});
+    throw e;
+  } finally {
+    await ck.tensors.close();
+  }
+  process.stderr.write(`wrote ${out}: Hugging Face folder, ${dtype} weights, tokenizer: ${tokenizerNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+  return 0;
 }
