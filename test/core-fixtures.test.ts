@@ -13,7 +13,8 @@ import { loadRunner } from '../src/model/load.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 
 const TOL = 5e-4;
-const FULL = ['tiny-alibi', 'tiny-alibi-bin', 'tiny-alibi-bf16', 'tiny-alibi-fp16', 'tiny-bias', 'tiny-storywriter', 'tiny-gqa', 'tiny-exp2', 'gguf-tiny-q'];
+const FULL = ['tiny-alibi', 'tiny-alibi-bin', 'tiny-alibi-bf16', 'tiny-alibi-fp16', 'tiny-bias', 'tiny-storywriter', 'tiny-gqa', 'tiny-exp2',
+  'tiny-rmsnorm', 'tiny-learned-pos', 'gguf-tiny-q'];
 const LOGITS_ONLY = ['tiny-alibi-sharded', 'tiny-alibi-bin-sharded-bf16', 'tiny-alibi-msl32', 'tiny-neox-vocab'];
 
 async function run(runner: ModelRunner, ids: number[], logits: 'all' | 'last' = 'all') {

@@ -122,6 +122,21 @@ describe('llama.cpp (node-llama-cpp) runs the GGUF files we write', () => {
     }
   });
 
+  it('learned positions, no ALiBi (tiny-learned-pos): llama.cpp on our F32 file computes MosaicML\'s distributions and tokens', async (t) => {
+    const dir = fixturePath('tiny-learned-pos');
+    const g = new Goldens(dir);
+    const path = await convert(dir, 'f32', 'bytes');
+    await withModel(path, async (m) => {
+      const ids = g.json.inputs.seq64 as number[];
+      const r = compareLogits(g.tensor('logits/seq64').data, await llamaLogProbs(m, ids, 512), ids.length, 512);
+      t.diagnostic(`llama.cpp vs MosaicML, seq64: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1}`);
+      // measured KL mean 2e-7, max 1.2e-6 (llama.cpp's tanh GELU table)
+      assert.ok(r.klMean <= 2e-6 && r.klMax <= 1e-5, `KL ${r.klMean} / ${r.klMax}`);
+      assert.equal(r.top1, 1);
+      assert.deepEqual(await llamaGreedy(m, g.json.generate.prompt_ids, 20), g.json.generate.new_tokens);
+    });
+  });
+
   it('real vocabulary: llama.cpp tokenizes with our embedded GPT-NeoX tokenizer exactly, and generates MosaicML\'s tokens', async () => {
     const path = await convert(NEOX, 'f32', 'neox');
     const g = new Goldens(NEOX);

@@ -14,7 +14,9 @@ import { parseMptConfig } from '../src/model/config.js';
 import {
   byteLevelTestTokenizer, openGgufCheckpoint, TokenType, tokenizerFromHfJson, writeGgufFromCheckpoint,
 } from '../src/model/gguf-model.js';
-import { FIXTURES, REPO_ROOT, fixturePath } from './helpers/goldens.js';
+import { loadRunner } from '../src/model/load.js';
+import { checkGoldens } from './helpers/backend-conformance.js';
+import { FIXTURES, Goldens, REPO_ROOT, fixturePath } from './helpers/goldens.js';
 
 const DIR = fixturePath('gguf-tiny-q');
 const tmp = mkdtempSync(join(tmpdir(), 'mpt-gguf-write-'));
@@ -157,6 +159,41 @@ describe('writeGgufFromCheckpoint', () => {
       await assert.rejects(writeGgufFromCheckpoint(c, src, byteLevelTestTokenizer(c.vocabSize), join(tmp, 'x.gguf'), 'f32'), UnsupportedError);
     } finally {
       await src.close();
+    }
+  });
+
+  it('refuses RMSNorm (tiny-rmsnorm): llama.cpp\'s MPT graph has LayerNorm only', async () => {
+    const dir = fixturePath('tiny-rmsnorm');
+    const c = parseMptConfig(JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')));
+    const src = await openHfFolderTensors(dir);
+    const out = join(tmp, 'rmsnorm.gguf');
+    try {
+      await assert.rejects(writeGgufFromCheckpoint(c, src, byteLevelTestTokenizer(c.vocabSize), out, 'f32'),
+        (e: Error) => e instanceof UnsupportedError && /RMSNorm/.test(e.message));
+      assert.ok(!existsSync(out));
+    } finally {
+      await src.close();
+    }
+  });
+
+  it('learned positions (tiny-learned-pos): the F32 GGUF file computes MosaicML\'s goldens, left padding included', async () => {
+    // position_embd.weight and max_alibi_bias 0 must come back as learned_pos_emb true, alibi false.
+    const dir = fixturePath('tiny-learned-pos');
+    const c = parseMptConfig(JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')));
+    const src = await openHfFolderTensors(dir);
+    const out = join(tmp, 'learned-pos.gguf');
+    try {
+      await writeGgufFromCheckpoint(c, src, byteLevelTestTokenizer(c.vocabSize), out, 'f32');
+    } finally {
+      await src.close();
+    }
+    const { runner } = await loadRunner(out, { backend: 'reference' });
+    try {
+      assert.equal(runner.config.learnedPosEmb, true);
+      assert.equal(runner.config.attn.alibi, false);
+      await checkGoldens(runner, new Goldens(dir));
+    } finally {
+      await runner.dispose();
     }
   });
 });

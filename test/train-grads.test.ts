@@ -1,8 +1,10 @@
-// Gradients of the trainer's backward pass against torch autograd through MosaicML's MPT
-// (fixtures' `grads` goldens) and against finite differences on a config with every option.
+// The trainer's forward against MosaicML's logits for every fixture it can train, and the gradients
+// of its backward pass against torch autograd through MosaicML's MPT (fixtures' `grads` goldens)
+// and against finite differences on a config with every option.
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { UnsupportedError } from '../src/errors.js';
 import { bestKernels, jsKernels, type Kernels } from '../src/train/kernels.js';
 import { loadTrainModel } from '../src/train/weights-io.js';
 import { IGNORE_INDEX, TrainModel } from '../src/train/model.js';
@@ -18,6 +20,34 @@ function shiftedBatch(rows: number[][]) {
   }));
   return { inputs, targets, B, T };
 }
+
+/** Fixtures whose every option the trainer implements (tiny-rmsnorm is refused, below). */
+const FORWARD_FIXTURES = ['tiny-alibi', 'tiny-alibi-bf16', 'tiny-bias', 'tiny-storywriter', 'tiny-gqa', 'tiny-exp2',
+  'tiny-learned-pos', 'tiny-neox-vocab', 'gguf-tiny-q'];
+for (const fixture of FORWARD_FIXTURES) {
+  test(`${fixture}: the trainer's logits equal MosaicML's, alone and as two rows of a batch`, async () => {
+    const g = new Goldens(fixturePath(fixture));
+    const { model } = await loadTrainModel(fixturePath(fixture), jsKernels());
+    const V = model.config.vocabSize;
+    const inputs: Record<string, number[]> = g.json.inputs;
+    for (const seq of Object.keys(inputs).filter((s) => g.has(`logits/${s}`))) {
+      const ids = inputs[seq]!, want = g.tensor(`logits/${seq}`).data;
+      const got = model.logits(Int32Array.from(ids), 1, ids.length);
+      assert.ok(maxAbsDiff(got, want) <= 5e-4, `logits/${seq}: max |diff| ${maxAbsDiff(got, want)}`);
+      assert.deepEqual(argmaxRows(got, ids.length, V), argmaxRows(want, ids.length, V));
+    }
+    // Rows of a batch are separate sequences: each starts again at position 0 and sees only itself.
+    const s7 = inputs['seq7']!, s64 = inputs['seq64']!;
+    const both = model.logits(Int32Array.from([...s64.slice(0, 7), ...s7]), 2, 7);
+    assert.ok(maxAbsDiff(both.subarray(0, 7 * V), g.tensor('logits/seq64').data.subarray(0, 7 * V)) <= 5e-4, 'row 0');
+    assert.ok(maxAbsDiff(both.subarray(7 * V), g.tensor('logits/seq7').data) <= 5e-4, 'row 1');
+  });
+}
+
+test('tiny-rmsnorm: the trainer refuses RMSNorm, naming norm_type', async () => {
+  await assert.rejects(loadTrainModel(fixturePath('tiny-rmsnorm'), jsKernels()),
+    (e: Error) => e instanceof UnsupportedError && /norm_type "low_precision_rmsnorm"/.test(e.message));
+});
 
 const cases = [['tiny-alibi', 'grads', 'js'], ['tiny-alibi', 'grads_batch2', 'js'], ['tiny-bias', 'grads', 'js'], ['tiny-bias', 'grads', 'best'], ['tiny-alibi', 'grads', 'best']] as const;
 for (const [fixture, key, kind] of cases) {

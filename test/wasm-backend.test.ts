@@ -1,7 +1,7 @@
 // The wasm backend against MosaicML's goldens (every fixture), llama.cpp's logits for the GGUF
-// files, and the reference backend on synthetic configs the fixtures do not cover (learned
-// position embeddings, RMSNorm, GLU, MQA, other activations). Also: thread counts, several wasm
-// memories, passes split across calls, continuous batching, errors.
+// files, and the reference backend on synthetic configs the fixtures do not cover (GLU, MQA,
+// other activations, learned positions with biases). Also: thread counts, several wasm memories,
+// passes split across calls, continuous batching, errors.
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { after, describe, it } from 'node:test';
@@ -16,7 +16,9 @@ import type { DType, TensorSource } from '../src/formats/tensor-source.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
-import { GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, logitsOf, randomSource } from './helpers/backend-conformance.js';
+import {
+  GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, checkLeftPadded, logitsOf, randomSource,
+} from './helpers/backend-conformance.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';
 
 
@@ -118,6 +120,19 @@ describe('threads and memory layout do not change the numbers', () => {
       assert.equal(b.length, 7);
     } finally {
       await r.dispose();
+    }
+  });
+
+  it('left padding split over passes of 3 rows: MosaicML\'s logits at real tokens and greedy continuation', async () => {
+    // Each padded prompt spans several passes: the pads of one must still mask keys (tiny-rmsnorm, ALiBi)
+    // and shift the learned positions (tiny-learned-pos) of the next.
+    for (const name of ['tiny-learned-pos', 'tiny-rmsnorm']) {
+      const r = await load(name, { threads: 2, maxRows: 3 });
+      try {
+        await checkLeftPadded(r, new Goldens(fixturePath(name)), { padRows: false });
+      } finally {
+        await r.dispose();
+      }
     }
   });
 
