@@ -1,17 +1,18 @@
 /**
  * The chat page in a real browser (Debian's chromium driven by playwright-core): it loads with
  * no external resources, streams a reply, sends the sampling controls, and its stop button
- * cancels generation on the server (the slot is freed). Skipped when chromium is not installed.
+ * cancels generation on the server (the slot is freed). Skipped when chromium is not installed (never in CI).
  */
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { skipUnlessPresent } from './helpers/requirement.js';
 import { metricValue, startTestServer, waitFor, type TestServer } from './helpers/serve-fixture.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = existsSync(CHROMIUM) ? false : `chromium is not installed at ${CHROMIUM} (apt-get install chromium; CI installs it)`;
+const skip = skipUnlessPresent(existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`);
 
 let srv: TestServer;
 before(async () => {

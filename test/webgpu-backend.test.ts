@@ -1,7 +1,7 @@
 // The WebGPU backend (WGSL kernels) against MosaicML's goldens for every fixture and the reference
 // backend on configurations the fixtures do not cover; KV caches, logits per sequence, errors.
 // Runs wherever WebGPU finds an adapter: in CI, lavapipe (a CPU Vulkan driver) installed by
-// .ci/run through scripts/setup-lavapipe.sh; skipped, with the reason, where there is none.
+// .ci/run through scripts/setup-lavapipe.sh; skipped, with the reason, where there is none (never in CI).
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { referenceBackend } from '../src/backends/reference/index.js';
@@ -16,6 +16,7 @@ import {
   GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, checkLeftPadded, logitsOf, randomSource,
 } from './helpers/backend-conformance.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { skipUnlessPresent } from './helpers/requirement.js';
 
 let why: string | null = null;
 try {
@@ -23,9 +24,8 @@ try {
   gpu.device.destroy();
 } catch (e) {
   why = `no WebGPU adapter here: ${(e as Error).message}`;
-  console.log(`# webgpu tests skipped: ${why}`);
 }
-const skip = why ?? false;
+const skip = skipUnlessPresent(why);
 
 async function load(name: string, maxRows?: number): Promise<WebGpuRunner> {
   const ck = await openCheckpoint(fixturePath(name));
