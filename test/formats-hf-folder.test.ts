@@ -4,14 +4,17 @@
 // checkpoint file against goldens.json, and broken folders/indexes → FormatError.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { FormatError } from '../src/errors.js';
 import { f32ToBf16Bytes, f32ToF16Bytes } from '../src/formats/dtypes.js';
-import { openHfFolderTensors, readJsonFile, type HfFolderSource } from '../src/formats/hf-folder.js';
+import { openHfFolderTensors, type HfFolderSource } from '../src/formats/hf-folder.js';
+import { JSON_FILE_LIMITS, readJsonFile, readJsonFileSync } from '../src/formats/json-file.js';
 import { writeSafetensors } from '../src/formats/safetensors.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
@@ -179,6 +182,24 @@ describe('broken folders and indexes', () => {
     await rejects(escape, /lists no tensors/);
   });
 
+  it('a shard holding a tensor the index does not list', async () => {
+    const dir = copy('tiny-alibi-sharded', 'unlisted');
+    let shard = '';
+    editIndex(dir, 'model.safetensors.index.json', (i) => {
+      shard = i.weight_map['transformer.norm_f.weight']!;
+      delete i.weight_map['transformer.norm_f.weight'];
+    });
+    const file = shard.replace(/\./g, '\\.');
+    await rejects(dir, new RegExp(`${file} holds tensor transformer\\.norm_f\\.weight, which the weight index`));
+  });
+
+  it('an index file too big for one is refused before it is read', async () => {
+    const dir = copy('tiny-alibi-sharded', 'huge-index');
+    truncateSync(join(dir, 'model.safetensors.index.json'), JSON_FILE_LIMITS.index + 1);
+    await rejects(dir,
+      /weight index .*model\.safetensors\.index\.json is 16777217 bytes, more than the 16777216 allowed/);
+  });
+
   it('a corrupt shard is reported with its own file name', async () => {
     const dir = copy('tiny-alibi-sharded', 'corrupt-shard');
     const shard = join(dir, 'model-00002-of-00003.safetensors');
@@ -209,11 +230,33 @@ describe('broken folders and indexes', () => {
 
 describe('readJsonFile', () => {
   it('parses, and names the file on every failure', async () => {
-    assert.equal(((await readJsonFile(join(FIXTURES, 'tiny-alibi/config.json'), 'model config')) as { d_model: number }).d_model, 64);
+    const limit = JSON_FILE_LIMITS.config;
+    const config = join(FIXTURES, 'tiny-alibi/config.json');
+    assert.equal(((await readJsonFile(config, 'model config', limit)) as { d_model: number }).d_model, 64);
     const bad = join(tmp, 'bad.json');
     writeFileSync(bad, '{"a": }');
-    await assert.rejects(readJsonFile(bad, 'model config'), (e: unknown) => e instanceof FormatError && /^model config .*bad\.json is not valid JSON/.test(e.message));
-    await assert.rejects(readJsonFile(join(tmp, 'absent.json'), 'model config'), /model config .*absent\.json does not exist/);
-    await assert.rejects(readJsonFile(tmp, 'model config'), /is not a file/);
+    await assert.rejects(readJsonFile(bad, 'model config', limit),
+      (e: unknown) => e instanceof FormatError && /^model config .*bad\.json is not valid JSON/.test(e.message));
+    await assert.rejects(readJsonFile(join(tmp, 'absent.json'), 'model config', limit),
+      /model config .*absent\.json does not exist/);
+    await assert.rejects(readJsonFile(tmp, 'model config', limit), /model config .* is not a regular file/);
+  });
+
+  it('refuses files over the limit without reading them, and reads the same way synchronously', async () => {
+    const big = join(tmp, 'big.json');
+    writeFileSync(big, '{}');
+    truncateSync(big, JSON_FILE_LIMITS.config + 1);
+    const tooBig = /^model config .*big\.json is 1048577 bytes, more than the 1048576 allowed/;
+    await assert.rejects(readJsonFile(big, 'model config', JSON_FILE_LIMITS.config),
+      (e: unknown) => e instanceof FormatError && tooBig.test(e.message));
+    assert.throws(() => readJsonFileSync(big, 'model config', JSON_FILE_LIMITS.config),
+      (e: unknown) => e instanceof FormatError && tooBig.test(e.message));
+    assert.throws(() => readJsonFileSync(tmp, 'tokenizer', JSON_FILE_LIMITS.tokenizer),
+      /FormatError: tokenizer .* is not a regular file/);
+    const config = join(FIXTURES, 'tiny-alibi/config.json');
+    const parsed = readJsonFileSync(config, 'model config', JSON_FILE_LIMITS.config);
+    assert.deepEqual(parsed, JSON.parse(readFileSync(config, 'utf8')));
+    // Room for real tokenizer.json files (GPT-NeoX-20B's is 2 MB, 250k-token vocabularies ~20 MB).
+    assert.ok(JSON_FILE_LIMITS.tokenizer >= 32 * 2 ** 20);
   });
 });

@@ -153,6 +153,59 @@ describe('unpickle: corrupt streams', () => {
     assert.equal(unpickle(Uint8Array.from([0x4e, 0x71, 1, 0x71, 1, 0x71, 1, 0x2e]), { ...basic, maxMemo: 1 }), null);
   });
 
+  it('integers are bounded: long LONG1 / LONG4 / text integers are refused, not decoded in quadratic time', () => {
+    const refuses = (bytes: Uint8Array, pattern: RegExp) =>
+      assert.throws(() => unpickle(bytes, basic),
+        (e: unknown) => e instanceof FormatError && pattern.test(e.message), pattern.source);
+    refuses(cat([0x8a, 17], new Uint8Array(17), [0x2e]), /LONG1\): integer of 17 bytes is too long/);
+    // 256 KB of LONG4 took minutes to decode before this limit.
+    const long4 = cat([0x80, 0x02, 0x8b], u32le(256 * 1024), new Uint8Array(256 * 1024).fill(0x7f), [0x2e]);
+    refuses(long4, /test\.pkl \(byte 2, LONG4\): integer of 262144 bytes is too long \(at most 16\)/);
+    refuses(cat([0x8a, 255], new Uint8Array(255).fill(0xff), [0x2e]), /integer of 255 bytes/);
+    refuses(cat(ascii(`L${'9'.repeat(41)}L\n.`)), /LONG\): integer of 41 digits is too long \(at most 40\)/);
+    refuses(cat(ascii(`I-${'1'.repeat(45)}\n.`)), /INT\): integer of 45 digits/);
+    // The longest accepted integers decode exactly (two's complement, little-endian).
+    const b16 = Uint8Array.from({ length: 16 }, (_, i) => (i * 37 + 11) & 0xff);
+    b16[15] = 0x9c; // negative
+    let want = 0n;
+    for (let i = 15; i >= 0; i--) want = want * 256n + BigInt(b16[i]!);
+    want -= 2n ** 128n;
+    assert.equal(unpickle(cat([0x8a, 16], b16, [0x2e]), basic), want);
+    assert.equal(unpickle(cat([0x8b], u32le(16), b16, [0x2e]), basic), want);
+    assert.equal(unpickle(cat([0x8a, 0, 0x2e]), basic), 0);
+    assert.equal(unpickle(cat([0x8a, 1, 0xff, 0x2e]), basic), -1);
+    assert.equal(unpickle(cat(ascii(`L-${'9'.repeat(39)}L\n.`)), basic), -(10n ** 39n - 1n));
+  });
+
+  it('lengths beyond the stream are refused before anything is allocated', () => {
+    for (const op of [0x58, 0x42]) { // BINUNICODE, BINBYTES with a 4 GB length
+      assert.throws(() => unpickle(cat([op], [0xff, 0xff, 0xff, 0xff], [0x2e]), basic),
+        /truncated: .* needs 4294967295 more bytes/);
+    }
+    assert.throws(() => unpickle(cat([0x8d], [0, 0, 0, 0, 0, 0, 0, 0x10], [0x2e]), basic), /truncated|absurd/);
+    assert.throws(() => unpickle(cat([0x95], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0], [0x2e]), basic),
+      /truncated|absurd/);
+    // A text opcode whose line never ends within the limit is refused without scanning the rest.
+    assert.throws(() => unpickle(cat(ascii('c'), new Uint8Array(100_000).fill(0x61), ascii('\n\n.')), basic),
+      /line too long/);
+  });
+
+  it('deeply nested values are built without recursion', () => {
+    // 200,000 lists each inside the next: EMPTY_LIST × n, then APPEND × (n - 1).
+    const n = 200_000;
+    const bytes = new Uint8Array(2 * n);
+    bytes.fill(0x5d, 0, n);
+    bytes.fill(0x61, n, 2 * n - 1);
+    bytes[2 * n - 1] = 0x2e;
+    let v = unpickle(bytes, basic) as unknown[];
+    let depth = 1;
+    while (v.length === 1) {
+      v = v[0] as unknown[];
+      depth++;
+    }
+    assert.equal(depth, n);
+  });
+
   it('random mutations only ever give a value or a FormatError (no crash, no hang)', () => {
     let seed = 42;
     const next = () => {

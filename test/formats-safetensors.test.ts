@@ -233,6 +233,53 @@ describe('corrupt safetensors files', () => {
     await rejectsFormat(rawFile('nodtype.safetensors', { w: { shape: [1], data_offsets: [0, 4] } }, f32(1)), /missing dtype/);
   });
 
+  it('the data section must be exactly covered by the tensors (as the reference implementation requires)', async () => {
+    /** An F32 tensor spanning [begin, end). */
+    const t = (begin: number, end: number) => ({
+      dtype: 'F32', shape: [(end - begin) / 4], data_offsets: [begin, end],
+    });
+    await rejectsFormat(rawFile('gap.safetensors', { a: t(0, 8), b: t(12, 16) }, f32(4)),
+      /gap\.safetensors: data bytes \[8, 12\) before tensor b belong to no tensor/);
+    await rejectsFormat(rawFile('lead.safetensors', { a: t(4, 8) }, f32(2)),
+      /data bytes \[0, 4\) before tensor a belong to no tensor/);
+    await rejectsFormat(rawFile('trail.safetensors', { a: t(0, 8) }, f32(3)),
+      /trail\.safetensors: data bytes \[8, 12\) after tensor a belong to no tensor/);
+    await rejectsFormat(rawFile('trail0.safetensors', {}, f32(1)),
+      /data bytes \[0, 4\) after the header belong to no tensor/);
+    // Tensors may be listed in any order, and empty tensors sit anywhere on the boundary.
+    const empty = { dtype: 'F16', shape: [0, 3], data_offsets: [8, 8] };
+    const ok = await openSafetensors(rawFile('ok.safetensors', { b: t(8, 16), e: empty, a: t(0, 8) }, f32(4)));
+    assert.deepEqual(ok.list().map((i) => i.name), ['b', 'e', 'a']);
+    await ok.close();
+  });
+
+  it('a header length one byte short is refused (it would read every tensor one byte off)', async () => {
+    // The fixture's header ends in padding spaces, so the shortened header is still valid JSON.
+    const bad = Buffer.from(original);
+    const len = Number(bad.readBigUInt64LE(0));
+    assert.equal(bad[8 + len - 1], 0x20);
+    bad.writeBigUInt64LE(BigInt(len - 1));
+    writeFileSync(join(tmp, 'short.safetensors'), bad);
+    await rejectsFormat(join(tmp, 'short.safetensors'),
+      /short\.safetensors: data bytes \[\d+, \d+\) after tensor transformer\.wte\.weight belong to no tensor/);
+  });
+
+  it('the header must start with "{" and name each tensor once', async () => {
+    await rejectsFormat(rawFile('ws.safetensors', ' {}', new Uint8Array(0)),
+      /ws\.safetensors: the safetensors header does not start with "\{"/);
+    const one = '{"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}';
+    const dup = `{"a": ${one}, "a": ${one}}`;
+    await rejectsFormat(rawFile('dup.safetensors', dup, f32(1)),
+      /dup\.safetensors: the safetensors header names "a" twice/);
+    // Escapes spell the same name differently; nested objects may repeat names freely.
+    const dup2 = `{"__metadata__": {"a": "x"}, "\\u0061": ${one}, "a": ${one}}`;
+    await rejectsFormat(rawFile('dup2.safetensors', dup2, f32(1)), /names "a" twice/);
+    const nested = `{"__metadata__": {"dtype": "x", "shape": "y"}, "a": ${one}}`;
+    const s = await openSafetensors(rawFile('nested.safetensors', nested, f32(1)));
+    assert.deepEqual(s.list().map((i) => i.name), ['a']);
+    await s.close();
+  });
+
   it('a file that shrinks after opening fails the read with FormatError', async () => {
     const path = join(tmp, 'shrink.safetensors');
     writeFileSync(path, original);

@@ -271,6 +271,16 @@ describe('zip reader', () => {
       }, /absurd|runs past/);
     });
 
+    it('an entry count the central directory cannot hold is refused before it is walked', async () => {
+      const z64 = original.length - 22 - 20 - 56;
+      await corrupt('many-entries.bin', (b) => {
+        b.writeBigUInt64LE(2n ** 40n, z64 + 24);
+        b.writeBigUInt64LE(2n ** 40n, z64 + 32);
+        b.writeUInt16LE(0xffff, b.length - 22 + 8);
+        b.writeUInt16LE(0xffff, b.length - 22 + 10);
+      }, /many-entries\.bin: zip claims 1099511627776 entries, more than its central directory of \d+ bytes can hold/);
+    });
+
     it('a storage entry the pickle sizes differently', async () => {
       const data1 = rec('pytorch_model/data/1'); // norm weight: 64 floats = 256 bytes
       await corrupt('storage-size.bin', (b) => {

@@ -2,13 +2,14 @@
 // an UnsupportedError) with a message, never a crash, a hang or a huge allocation. The files are
 // built byte by byte here, independently of our writer.
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { FormatError, UnsupportedError, WeightsError } from '../src/errors.js';
 import { readGguf } from '../src/formats/gguf.js';
 import { openGgufCheckpoint } from '../src/model/gguf-model.js';
+import { runCli } from './helpers/cli.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mpt-gguf-bad-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
@@ -87,6 +88,22 @@ describe('malformed GGUF headers are FormatErrors', () => {
     await rejectsWith(file({ kv: [(b) => b.str('k').u32(T.array).u32(T.string).u64(1e9)] }), /claims 1000000000 items/);
   });
 
+  it('strings and arrays beyond any real header are refused, even in a file big enough for them', async () => {
+    // A sparse file of 40 MB: the lengths fit in it, so only the limits stop a 32 MB allocation.
+    const sparse = async (bytes: Uint8Array, re: RegExp) => {
+      const p = save(bytes);
+      truncateSync(p, 40 << 20);
+      await assert.rejects(readGguf(p).then((g) => g.close()),
+        (e: unknown) => e instanceof FormatError && re.test(e.message));
+    };
+    await sparse(file({ kv: [(b) => b.str('k').u32(T.string).u64(2 ** 25)] }),
+      /value of k claims 33554432 bytes, more than the 16777216 a GGUF string may have/);
+    await sparse(file({ kv: [(b) => b.str('k').u32(T.array).u32(0).u64(2 ** 25)] }),
+      /array k claims 33554432 items, more than the 16777216 a GGUF array may have/);
+    await sparse(file({ kv: [(b) => b.str('k').u32(T.array).u32(T.string).u64(2 ** 24 + 1)] }),
+      /array k claims 16777217 items, more than/);
+  });
+
   it('unknown value types, bad bools, invalid UTF-8, duplicate keys, deep nesting', async () => {
     await rejectsWith(file({ kv: [(b) => b.str('k').u32(13).u32(0)] }), /unknown value type 13/);
     await rejectsWith(file({ kv: [(b) => b.str('k').u32(T.array).u32(99).u64(0)] }), /unknown item type 99/);
@@ -155,5 +172,66 @@ describe('GGUF files that are not runnable MPT models', () => {
     await openRejects(file({ kv: mptKeys(), tensors: [] }), WeightsError, /token_embd/);
     await openRejects(file({ kv: mptKeys(), tensors: [embd], data: 1024 }), WeightsError, /missing/);
     await openRejects(file({ kv: mptKeys(), tensors: [embd, { name: 'blk.0.ffn_gate.weight', dims: [32], type: 0, offset: 1024 }], data: 1152 }), WeightsError, /ffn_gate/);
+  });
+
+  /** One complete layer of f32 tensors for the mptKeys() shapes (d 32, ff 128, vocab 8), packed at aligned offsets. */
+  const oneLayer = (): { tensors: Tensor[]; data: number } => {
+    const dims: [string, number[]][] = [
+      ['token_embd.weight', [32, 8]], ['output_norm.weight', [32]], ['blk.0.attn_norm.weight', [32]],
+      ['blk.0.attn_qkv.weight', [32, 96]], ['blk.0.attn_output.weight', [32, 32]], ['blk.0.ffn_norm.weight', [32]],
+      ['blk.0.ffn_up.weight', [32, 128]], ['blk.0.ffn_down.weight', [128, 32]],
+    ];
+    let offset = 0;
+    const tensors = dims.map(([name, d]) => {
+      const t: Tensor = { name, dims: d, type: 0, offset };
+      offset += Math.ceil((4 * d.reduce((a, b) => a * b, 1)) / 32) * 32;
+      return t;
+    });
+    return { tensors, data: offset };
+  };
+  const withKey = (k: string, set: (b: B) => void) => [...mptKeys(k), set];
+
+  it('a block_count beyond the tensors names the first missing tensor, without listing 2^31 layers', async () => {
+    const { tensors, data } = oneLayer();
+    const ok = await openGgufCheckpoint(save(file({ kv: mptKeys(), tensors, data })));
+    assert.equal(ok.config.nLayers, 1);
+    await ok.tensors.close();
+    for (const blocks of [2, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1]) {
+      await openRejects(file({ kv: withKey('mpt.block_count', kvU32('mpt.block_count', blocks)), tensors, data }),
+        WeightsError,
+        /tensor blk\.1\.attn_norm\.weight \(transformer\.blocks\.1\.norm_1\.weight\) is missing/);
+    }
+  });
+
+  it('mpt info on such a file prints one line, not a RangeError stack', async () => {
+    const { tensors, data } = oneLayer();
+    const p = save(file({ kv: withKey('mpt.block_count', kvU32('mpt.block_count', 2 ** 31)), tensors, data }));
+    const r = await runCli(['info', p]);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^mpt info: .*blk\.1\.attn_norm\.weight .* is missing\n$/);
+  });
+
+  it('non-finite or negative float hyperparameters are refused by key', async () => {
+    const { tensors, data } = oneLayer();
+    const withF32 = (key: string, v: number) => file({ kv: [...mptKeys(key), kvF32(key, v)], tensors, data });
+    for (const v of [NaN, -Infinity, Infinity, -1]) {
+      await openRejects(withF32('mpt.attention.max_alibi_bias', v), FormatError,
+        new RegExp(`mpt\\.attention\\.max_alibi_bias must be a finite number >= 0, got ${v}`));
+    }
+    for (const v of [NaN, Infinity, -Infinity]) {
+      await openRejects(withF32('mpt.attention.clamp_kqv', v), FormatError,
+        new RegExp(`mpt\\.attention\\.clamp_kqv must be a finite number, got ${v}`));
+    }
+    for (const v of [NaN, 0, -1e-5]) {
+      await openRejects(withF32('mpt.attention.layer_norm_epsilon', v), FormatError,
+        /mpt\.attention\.layer_norm_epsilon must be a positive number, got (NaN|0|-0\.0000099)/);
+    }
+  });
+
+  it('hyperparameters beyond what a tensor can index are refused by key', async () => {
+    const { tensors, data } = oneLayer();
+    const ctx = (b: B) => b.str('mpt.context_length').u32(10).u64(2n ** 40n); // a u64
+    await openRejects(file({ kv: withKey('mpt.context_length', ctx), tensors, data }), FormatError,
+      /mpt\.context_length must be a positive integer up to 2147483647, got 1099511627776/);
   });
 });

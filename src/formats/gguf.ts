@@ -27,6 +27,13 @@ const MAX_DIMS = 4;
 export const GGUF_MAX_TENSOR_NAME = 64;
 /** Deepest array nesting we accept (real files use 1). */
 const MAX_ARRAY_DEPTH = 8;
+/**
+ * Longest string and most array items accepted in the header. Real files stay far below (chat
+ * templates are kilobytes; the largest vocabularies 256k tokens); a length that merely fits a big
+ * file would otherwise be allocated whole before anything could be said about it.
+ */
+const MAX_STRING_BYTES = 16 << 20;
+const MAX_ARRAY_ITEMS = 1 << 24;
 
 export type GgufNumberType = 'u8' | 'i8' | 'u16' | 'i16' | 'u32' | 'i32' | 'f32' | 'f64';
 export type GgufBigType = 'u64' | 'i64';
@@ -203,6 +210,11 @@ function safeCount(v: bigint, what: string, path: string): number {
 async function readString(c: HeaderCursor, what: string, path: string): Promise<string> {
   await c.need(8, what);
   const len = c.u64();
+  if (len > BigInt(MAX_STRING_BYTES)) {
+    throw new FormatError(
+      `${path}: ${what} claims ${len} bytes, more than the ${MAX_STRING_BYTES} a GGUF string may have (corrupt GGUF)`,
+    );
+  }
   if (len > BigInt(c.remaining)) {
     throw new FormatError(`${path}: ${what} claims ${len} bytes but only ${c.remaining} remain (corrupt or truncated GGUF)`);
   }
@@ -245,6 +257,11 @@ async function readArray(c: HeaderCursor, key: string, path: string, depth: numb
   const itemType = TYPE_BY_CODE.get(code);
   if (itemType === undefined) throw new FormatError(`${path}: array ${key} has unknown item type ${code}`);
   const n64 = c.u64();
+  if (n64 > BigInt(MAX_ARRAY_ITEMS)) {
+    throw new FormatError(
+      `${path}: array ${key} claims ${n64} items, more than the ${MAX_ARRAY_ITEMS} a GGUF array may have (corrupt)`,
+    );
+  }
   // Every item takes at least ITEM_SIZE bytes: refuse counts the rest of the file cannot hold.
   if (n64 * BigInt(ITEM_SIZE[itemType]) > BigInt(c.remaining)) {
     throw new FormatError(`${path}: array ${key} claims ${n64} items but only ${c.remaining} bytes remain (corrupt or truncated GGUF)`);

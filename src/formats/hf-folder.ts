@@ -8,37 +8,10 @@
 import { promises as fsp } from 'node:fs';
 import { basename, join } from 'node:path';
 import { FormatError } from '../errors.js';
+import { JSON_FILE_LIMITS, readJsonFile } from './json-file.js';
 import { openSafetensors } from './safetensors.js';
 import type { TensorInfo, TensorSource } from './tensor-source.js';
 import { openTorchBin } from './torch-bin.js';
-
-/** JSON files bigger than this are refused (real configs and indexes are kilobytes). */
-const MAX_JSON_BYTES = 64 * 1024 * 1024;
-
-/**
- * Reads and parses a JSON file; a missing, unreadable or malformed file is a FormatError naming
- * it and `what` it was supposed to be (e.g. "model config").
- */
-export async function readJsonFile(path: string, what: string): Promise<unknown> {
-  let text: string;
-  try {
-    const st = await fsp.stat(path);
-    if (!st.isFile()) throw new FormatError(`${what} ${path} is not a file`);
-    if (st.size > MAX_JSON_BYTES) throw new FormatError(`${what} ${path} is ${st.size} bytes, too big for a JSON file`);
-    text = await fsp.readFile(path, 'utf8');
-  } catch (e) {
-    if (e instanceof FormatError) throw e;
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new FormatError(code === 'ENOENT' ? `${what} ${path} does not exist` : `cannot read ${what} ${path}: ${(e as Error).message}`, {
-      cause: e,
-    });
-  }
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new FormatError(`${what} ${path} is not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
-}
 
 /** The weight layouts recognised in a folder, in the order they are preferred. */
 export const HF_WEIGHT_FILES = [
@@ -102,17 +75,19 @@ function bindSource(s: TensorSource): TensorSource {
 }
 
 async function openSharded(dir: string, layout: HfFolderSource['layout'], indexPath: string): Promise<HfFolderSource> {
-  const index = await readJsonFile(indexPath, 'weight index');
+  const index = await readJsonFile(indexPath, 'weight index', JSON_FILE_LIMITS.index);
   const weightMap = typeof index === 'object' && index !== null ? (index as Record<string, unknown>)['weight_map'] : undefined;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new FormatError(`weight index ${indexPath} has no "weight_map" object`);
   }
   const wanted = new Map<string, string[]>(); // shard file → tensor names the index puts there
+  const listedIn = new Map<string, string>(); // tensor name → its shard file
   for (const [name, file] of Object.entries(weightMap as Record<string, unknown>)) {
     // Shard names are plain file names in the same folder; anything else could escape it.
     if (typeof file !== 'string' || file === '' || basename(file) !== file || file === '.' || file === '..') {
       throw new FormatError(`weight index ${indexPath}: tensor ${name} maps to ${JSON.stringify(file)}, which is not a file name in the folder`);
     }
+    listedIn.set(name, file);
     const list = wanted.get(file) ?? [];
     list.push(name);
     wanted.set(file, list);
@@ -137,6 +112,13 @@ async function openSharded(dir: string, layout: HfFolderSource['layout'], indexP
         if (shard.info(name) === undefined) {
           throw new FormatError(`weight index ${indexPath} puts tensor ${name} in ${file}, but that shard does not contain it`);
         }
+      }
+    }
+    // The index is the list of the checkpoint's tensors: a shard may not hold more than it says.
+    for (const [name, o] of owner) {
+      if (listedIn.get(name) !== o.file) {
+        const shard = join(dir, o.file);
+        throw new FormatError(`${shard} holds tensor ${name}, which the weight index ${indexPath} does not list there`);
       }
     }
   } catch (e) {

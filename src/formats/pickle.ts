@@ -121,6 +121,12 @@ const OPCODE_NAMES: Readonly<Record<number, string>> = {
 
 /** Longest GLOBAL / INST / text-opcode line accepted. */
 const MAX_LINE = 4096;
+/**
+ * Longest LONG1 / LONG4 integer accepted, in bytes, and its decimal spelling for the text opcodes.
+ * Checkpoints hold sizes and offsets (8 bytes at most); refusing longer ones keeps decoding linear.
+ */
+const MAX_INT_BYTES = 16;
+const MAX_INT_DIGITS = 40;
 
 /** Runs the pickle in `data` and returns the value STOP leaves. Never executes anything. */
 export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
@@ -164,13 +170,14 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
     return data.subarray(pos - n, pos);
   };
   const line = () => {
-    const end = data.indexOf(0x0a, pos);
+    // Looks no further than the longest line allowed, so a missing newline costs MAX_LINE, not the stream.
+    const end = data.subarray(pos, pos + MAX_LINE + 1).indexOf(0x0a);
     if (end < 0) {
+      if (pos + MAX_LINE + 1 <= data.length) fail('line too long');
       throw new FormatError(`${what} is truncated: ${OPCODE_NAMES[op] ?? 'opcode'} at byte ${opPos} has no end of line`);
     }
-    if (end - pos > MAX_LINE) fail('line too long');
-    const s = utf8.decode(data.subarray(pos, end));
-    pos = end + 1;
+    const s = utf8.decode(data.subarray(pos, pos + end));
+    pos += end + 1;
     return s;
   };
 
@@ -200,11 +207,21 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
     if (!memo.has(index)) fail(`memo key ${index} was never stored (corrupt pickle)`);
     push(memo.get(index));
   };
+  const intValue = (b: bigint): number | bigint =>
+    b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
   const parseIntText = (s: string): number | bigint => {
     const t = s.endsWith('L') ? s.slice(0, -1) : s;
     if (!/^[+-]?\d+$/.test(t)) fail(`bad integer ${JSON.stringify(s)}`);
-    const b = BigInt(t);
-    return b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
+    const digits = t.length - (/^[+-]/.test(t) ? 1 : 0);
+    if (digits > MAX_INT_DIGITS) fail(`integer of ${digits} digits is too long (at most ${MAX_INT_DIGITS})`);
+    return intValue(BigInt(t));
+  };
+  /** A little-endian two's-complement integer (LONG1 / LONG4) of at most MAX_INT_BYTES. */
+  const parseIntBytes = (b: Uint8Array): number | bigint => {
+    let v = 0n;
+    for (let i = b.length - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
+    if (b.length > 0 && (b[b.length - 1]! & 0x80) !== 0) v -= 1n << BigInt(8 * b.length);
+    return intValue(v);
   };
   const resolveGlobal = (module: string, name: string): PickleGlobal => {
     const qualified = `${module}.${name}`;
@@ -290,11 +307,8 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x8b: { // LONG4
         const n = op === 0x8a ? u8() : i32();
         if (n < 0) fail('negative LONG4 length');
-        const b = bytes(n);
-        let v = 0n;
-        for (let i = n - 1; i >= 0; i--) v = (v << 8n) | BigInt(b[i]!);
-        if (n > 0 && (b[n - 1]! & 0x80) !== 0) v -= 1n << BigInt(8 * n);
-        push(v >= BigInt(Number.MIN_SAFE_INTEGER) && v <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(v) : v);
+        if (n > MAX_INT_BYTES) fail(`integer of ${n} bytes is too long (at most ${MAX_INT_BYTES})`);
+        push(parseIntBytes(bytes(n)));
         break;
       }
       case 0x49: { // INT (text; "00" / "01" are False / True)

@@ -78,6 +78,12 @@ async function readHeader(file: RandomAccessFile): Promise<{ entries: Map<string
     throw new FormatError(`${path}: malformed safetensors header JSON (${(e as Error).message})`);
   }
   if (!isPlainObject(header)) throw new FormatError(`${path}: the safetensors header is not a JSON object`);
+  // The reference implementation refuses a header that does not open with the brace (leading spaces included).
+  if (!text.startsWith('{')) throw new FormatError(`${path}: the safetensors header does not start with "{"`);
+  const repeated = repeatedTopLevelKey(text);
+  if (repeated !== undefined) {
+    throw new FormatError(`${path}: the safetensors header names ${JSON.stringify(repeated)} twice`);
+  }
 
   const dataStart = 8 + headerLen;
   const dataSize = file.size - dataStart;
@@ -124,17 +130,62 @@ async function readHeader(file: RandomAccessFile): Promise<{ entries: Map<string
     entries.set(name, { info: { name, dtype, shape: (shape as number[]).slice(), byteLength }, start: dataStart + begin });
     ranges.push({ name, begin, end });
   }
-  // Empty tensors occupy no bytes, so only non-empty ranges can overlap.
+  // The tensors must tile the data section exactly, in offset order: no overlap, no gap, nothing
+  // after the last one (as the reference implementation requires). A header length off by a few
+  // bytes shifts every tensor and is caught here, instead of yielding garbage weights.
   ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let covered = 0;
   let last: { name: string; begin: number; end: number } | undefined;
   for (const cur of ranges) {
-    if (cur.end === cur.begin) continue;
-    if (last !== undefined && cur.begin < last.end) {
-      throw new FormatError(`${path}: tensors ${last.name} [${last.begin}, ${last.end}) and ${cur.name} [${cur.begin}, ${cur.end}) overlap`);
+    if (cur.begin < covered) {
+      const prev = `${last!.name} [${last!.begin}, ${last!.end})`;
+      throw new FormatError(`${path}: tensors ${prev} and ${cur.name} [${cur.begin}, ${cur.end}) overlap`);
     }
-    if (last === undefined || cur.end > last.end) last = cur;
+    if (cur.begin > covered) {
+      throw new FormatError(
+        `${path}: data bytes [${covered}, ${cur.begin}) before tensor ${cur.name} belong to no tensor (a gap)`,
+      );
+    }
+    covered = cur.end;
+    last = cur;
+  }
+  if (covered !== dataSize) {
+    const after = last === undefined ? 'the header' : `tensor ${last.name}`;
+    throw new FormatError(
+      `${path}: data bytes [${covered}, ${dataSize}) after ${after} belong to no tensor (wrong header length?)`,
+    );
   }
   return { entries, metadata };
+}
+
+/** JSON's whitespace characters (space, tab, line feed, carriage return). */
+function isJsonSpace(c: number): boolean {
+  return c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d;
+}
+
+/**
+ * The first name that the top-level object of `text` (valid JSON) spells twice, or undefined.
+ * JSON.parse silently keeps the last of repeated names, so they have to be found in the text.
+ */
+function repeatedTopLevelKey(text: string): string | undefined {
+  const seen = new Set<string>();
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      const start = i;
+      for (i++; text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+      if (depth !== 1) continue;
+      let j = i + 1;
+      while (isJsonSpace(text.charCodeAt(j))) j++;
+      if (text.charCodeAt(j) !== 0x3a) continue; // a string value, not a name
+      const name = JSON.parse(text.slice(start, i + 1)) as string;
+      if (seen.has(name)) return name;
+      seen.add(name);
+    } else if (c === 0x7b || c === 0x5b) depth++;
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return undefined;
 }
 
 function makeSource(file: RandomAccessFile, entries: Map<string, Entry>, metadata: Record<string, string>): SafetensorsSource {

@@ -20,6 +20,8 @@ const LOCAL_HEADER_SIZE = 30;
 const CENTRAL_HEADER_SIZE = 46;
 /** Central directories bigger than this are refused (a torch checkpoint's is a few KB per tensor). */
 const MAX_CENTRAL_DIRECTORY_BYTES = 256 * 1024 * 1024;
+/** Entries beyond this are refused (torch.save writes one per storage, plus a few; each costs a header read). */
+const MAX_ENTRIES = 1 << 18;
 
 export interface ZipEntry {
   name: string;
@@ -183,6 +185,15 @@ async function readDirectoryLocation(file: RandomAccessFile): Promise<Directory>
     throw new FormatError(`${path}: zip needs a ZIP64 end of central directory record but has none (truncated?)`);
   }
   if (size > MAX_CENTRAL_DIRECTORY_BYTES) throw new FormatError(`${path}: zip central directory of ${size} bytes is absurd`);
+  // Every entry takes at least a fixed-size record: a count the directory cannot hold is a lie.
+  if (count > Math.floor(size / CENTRAL_HEADER_SIZE)) {
+    throw new FormatError(
+      `${path}: zip claims ${count} entries, more than its central directory of ${size} bytes can hold (corrupt)`,
+    );
+  }
+  if (count > MAX_ENTRIES) {
+    throw new FormatError(`${path}: zip has ${count} entries, more than the ${MAX_ENTRIES} a checkpoint may have`);
+  }
   if (offset + size > eocdOffset) {
     throw new FormatError(`${path}: zip central directory [${offset}, ${offset + size}) runs past its end record at ${eocdOffset} (truncated or corrupt)`);
   }

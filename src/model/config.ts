@@ -95,19 +95,39 @@ const ATTN_DEFAULTS = {
 
 type Json = Record<string, unknown>;
 
+/**
+ * Largest size accepted for a dimension (d_model, heads, vocabulary, MLP width, context): what an
+ * int32 can index. Sizes are further checked against the tensors when a checkpoint is opened.
+ */
+export const MAX_DIMENSION = 2 ** 31 - 1;
+
+/** A value as an error message shows it (JSON.stringify would print Infinity and NaN as null). */
+function shown(v: unknown): string {
+  return typeof v === 'number' ? String(v) : JSON.stringify(v);
+}
+
 function num(obj: Json, key: string, fallback: number | null, where = ''): number | null {
   const v = obj[key];
   if (v === undefined || v === null) return fallback;
   if (typeof v !== 'number' || !Number.isFinite(v)) {
-    throw new ConfigError(`config${where}.${key} must be a number, got ${JSON.stringify(v)}`);
+    throw new ConfigError(`config${where}.${key} must be a number, got ${shown(v)}`);
   }
   return v;
 }
 
-function int(obj: Json, key: string, fallback: number, where = '', min = 1): number {
+/** A number > 0 (or >= 0 with `orZero`), or the fallback when absent. */
+function positive(obj: Json, key: string, fallback: number | null, where = '', orZero = false): number | null {
+  const v = num(obj, key, fallback, where);
+  if (v !== null && (orZero ? v < 0 : v <= 0)) {
+    throw new ConfigError(`config${where}.${key} must be a ${orZero ? 'non-negative' : 'positive'} number, got ${v}`);
+  }
+  return v;
+}
+
+function int(obj: Json, key: string, fallback: number, where = '', max = MAX_DIMENSION): number {
   const v = num(obj, key, fallback, where)!;
-  if (!Number.isInteger(v) || v < min) {
-    throw new ConfigError(`config${where}.${key} must be an integer >= ${min}, got ${v}`);
+  if (!Number.isInteger(v) || v < 1 || v > max) {
+    throw new ConfigError(`config${where}.${key} must be an integer from 1 to ${max}, got ${v}`);
   }
   return v;
 }
@@ -157,13 +177,15 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   }
   const dModel = int(raw, 'd_model', DEFAULTS.d_model);
   const nHeads = int(raw, 'n_heads', DEFAULTS.n_heads);
-  const nLayers = int(raw, 'n_layers', DEFAULTS.n_layers);
-  const expansionRatio = num(raw, 'expansion_ratio', DEFAULTS.expansion_ratio)!;
-  if (expansionRatio <= 0) throw new ConfigError(`config.expansion_ratio must be positive, got ${expansionRatio}`);
+  // Any count the tensors can back: openCheckpoint names the first missing layer's tensor.
+  const nLayers = int(raw, 'n_layers', DEFAULTS.n_layers, '', Number.MAX_SAFE_INTEGER);
+  const expansionRatio = positive(raw, 'expansion_ratio', DEFAULTS.expansion_ratio)!;
   const maxSeqLen = int(raw, 'max_seq_len', DEFAULTS.max_seq_len);
   const vocabSize = int(raw, 'vocab_size', DEFAULTS.vocab_size);
   if (dModel % nHeads !== 0) throw new ConfigError(`config.d_model (${dModel}) must be divisible by n_heads (${nHeads})`);
   const headDim = dModel / nHeads;
+  // HF's layer_norm_epsilon is not used (MosaicML's norms use 1e-5), but a nonsensical one is still refused.
+  positive(raw, 'layer_norm_epsilon', null);
 
   const normType = str(raw, 'norm_type', DEFAULTS.norm_type);
   if (!['layernorm', 'low_precision_layernorm', 'rmsnorm', 'low_precision_rmsnorm'].includes(normType)) {
@@ -174,7 +196,7 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const ls = raw['logit_scale'];
   if (ls === 'inv_sqrt_d_model') logitScale = 1 / Math.sqrt(dModel);
   else if (typeof ls === 'string') throw new ConfigError(`config.logit_scale "${ls}" is not understood (a number, null or "inv_sqrt_d_model")`);
-  else logitScale = num(raw, 'logit_scale', null);
+  else logitScale = positive(raw, 'logit_scale', null);
 
   const attnRaw = (raw['attn_config'] ?? {}) as Json;
   if (typeof attnRaw !== 'object' || Array.isArray(attnRaw)) throw new ConfigError('config.attn_config must be an object');
@@ -200,17 +222,16 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   if (!bool(attnRaw, 'fused_qkv', true, W)) throw new UnsupportedError('attn_config.fused_qkv false (separate Wq/Wk/Wv) is not supported');
   if (attnRaw['attn_logit_softcapping'] != null) throw new UnsupportedError('attn_config.attn_logit_softcapping is not supported');
   if (attnRaw['kv_dim'] != null) throw new UnsupportedError('attn_config.kv_dim (cross-attention dims) is not supported');
-  const clipQkv = num(attnRaw, 'clip_qkv', null, W);
-  if (clipQkv !== null && clipQkv <= 0) throw new ConfigError(`config.attn_config.clip_qkv must be positive, got ${clipQkv}`);
+  const clipQkv = positive(attnRaw, 'clip_qkv', null, W);
   const alibi = bool(attnRaw, 'alibi', ATTN_DEFAULTS.alibi, W);
   const attn: AttnConfig = {
     attnType,
     kvNHeads,
     alibi,
-    alibiBiasMax: num(attnRaw, 'alibi_bias_max', ATTN_DEFAULTS.alibi_bias_max, W)!,
+    alibiBiasMax: positive(attnRaw, 'alibi_bias_max', ATTN_DEFAULTS.alibi_bias_max, W, true)!,
     clipQkv,
     qkLn: bool(attnRaw, 'qk_ln', ATTN_DEFAULTS.qk_ln, W),
-    softmaxScale: num(attnRaw, 'softmax_scale', null, W),
+    softmaxScale: positive(attnRaw, 'softmax_scale', null, W),
     prefixLm,
     attnUsesSequenceId: bool(attnRaw, 'attn_uses_sequence_id', ATTN_DEFAULTS.attn_uses_sequence_id, W),
     attnImpl: str(attnRaw, 'attn_impl', ATTN_DEFAULTS.attn_impl, W),
@@ -228,6 +249,10 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const hiddenSize = ffnRaw['ffn_hidden_size'] != null
     ? int(ffnRaw, 'ffn_hidden_size', 1, '.ffn_config')
     : Math.trunc(expansionRatio * dModel);
+  if (hiddenSize < 1 || hiddenSize > MAX_DIMENSION) {
+    const what = `config.expansion_ratio ${expansionRatio} × d_model ${dModel}`;
+    throw new ConfigError(`${what} gives an MLP of ${hiddenSize} units, not 1 to ${MAX_DIMENSION}`);
+  }
   const ffn: FfnConfig = { ffnType, activation: activationOf(ffnRaw), hiddenSize };
 
   const tie = bool(raw, 'tie_word_embeddings', DEFAULTS.tie_word_embeddings);

@@ -12,16 +12,16 @@
  * tensor names, F32 1-D tensors, and a gpt2-style tokenizer with `tokenizer.ggml.pre` "mpt" whose
  * token list is padded to the model's vocab_size with `[PAD{id}]` tokens of type UNUSED.
  */
-import { readFile } from 'node:fs/promises';
 import { ConfigError, FormatError, InputError, UnsupportedError, WeightsError } from '../errors.js';
 import { dequantize, GGML_TYPES } from '../formats/ggml-quants.js';
+import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
 import { QuantizePool } from '../formats/parallel-quantize.js';
 import {
   gguf, metaBool, metaNumber, metaString, metaStringArray, metaIntArray, readGguf, writeGguf,
   type GgufFile, type GgufTensorToWrite, type GgufValue,
 } from '../formats/gguf.js';
 import type { DType, TensorInfo, TensorSource } from '../formats/tensor-source.js';
-import { parseMptConfig, qkvDim, type MptConfig } from './config.js';
+import { MAX_DIMENSION, parseMptConfig, qkvDim, type MptConfig } from './config.js';
 
 /** llama.cpp token types (`enum llama_token_type`). */
 export const TokenType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -128,8 +128,12 @@ function perLayer(meta: Map<string, GgufValue>, key: string, where: string, opti
   return metaNumber(meta, key, where);
 }
 
-function positiveInt(v: number | undefined, key: string, where: string): number {
-  if (v === undefined || !Number.isInteger(v) || v < 1) throw new FormatError(`${where}: ${key} must be a positive integer, got ${v}`);
+/** A positive integer of at most `max` (block_count is bounded by the tensors instead, in checkShapes). */
+function positiveInt(v: number | undefined, key: string, where: string, max = MAX_DIMENSION): number {
+  if (v === undefined || !Number.isInteger(v) || v < 1 || v > max) {
+    const bound = max === MAX_DIMENSION ? ` up to ${max}` : '';
+    throw new FormatError(`${where}: ${key} must be a positive integer${bound}, got ${v}`);
+  }
   return v;
 }
 
@@ -146,18 +150,30 @@ export function mosaicConfigFromGguf(file: GgufFile): Record<string, unknown> {
   }
   const k = (s: string) => `mpt.${s}`;
   const dModel = positiveInt(metaNumber(meta, k('embedding_length'), where), k('embedding_length'), where);
-  const nLayers = positiveInt(metaNumber(meta, k('block_count'), where), k('block_count'), where);
+  const blocks = metaNumber(meta, k('block_count'), where);
+  const nLayers = positiveInt(blocks, k('block_count'), where, Number.MAX_SAFE_INTEGER);
   const nHeads = positiveInt(perLayer(meta, k('attention.head_count'), where, false), k('attention.head_count'), where);
   const ctx = positiveInt(metaNumber(meta, k('context_length'), where), k('context_length'), where);
   const ff = positiveInt(perLayer(meta, k('feed_forward_length'), where, false), k('feed_forward_length'), where);
   const kv = positiveInt(perLayer(meta, k('attention.head_count_kv'), where, true) ?? nHeads, k('attention.head_count_kv'), where);
   const eps = metaNumber(meta, k('attention.layer_norm_epsilon'), where);
+  if (!(eps > 0) || !Number.isFinite(eps)) {
+    throw new FormatError(`${where}: ${k('attention.layer_norm_epsilon')} must be a positive number, got ${eps}`);
+  }
   // MosaicML's LayerNorm always uses 1e-5 (stored as float32 in GGUF).
   if (Math.abs(eps - 1e-5) > 1e-9) {
     throw new UnsupportedError(`${where}: ${k('attention.layer_norm_epsilon')} is ${eps}; MPT's LayerNorm uses 1e-5 and this engine implements only that`);
   }
+  // llama.cpp turns ALiBi on for a bias above 0 and clamping for a clamp above 0; NaN or ±inf would
+  // silently turn them off (or on), so they are refused.
   const alibiMax = metaNumber(meta, k('attention.max_alibi_bias'), where, true) ?? 0;
+  if (!(alibiMax >= 0) || !Number.isFinite(alibiMax)) {
+    throw new FormatError(`${where}: ${k('attention.max_alibi_bias')} must be a finite number >= 0, got ${alibiMax}`);
+  }
   const clamp = metaNumber(meta, k('attention.clamp_kqv'), where, true);
+  if (clamp !== undefined && !Number.isFinite(clamp)) {
+    throw new FormatError(`${where}: ${k('attention.clamp_kqv')} must be a finite number, got ${clamp}`);
+  }
   if (dModel % nHeads !== 0) throw new FormatError(`${where}: embedding_length ${dModel} is not divisible by head_count ${nHeads}`);
   if (nHeads % kv !== 0) throw new FormatError(`${where}: head_count ${nHeads} is not a multiple of head_count_kv ${kv}`);
 
@@ -293,25 +309,29 @@ export async function openGgufCheckpoint(path: string): Promise<GgufCheckpoint> 
   }
 }
 
-/** Checks that every tensor llama.cpp would create has the shape the config implies. */
+/**
+ * Checks that every tensor llama.cpp would create has the shape the config implies, layer by
+ * layer, so that a block_count beyond the tensors stops at the first missing one.
+ */
 function checkShapes(c: MptConfig, infos: Map<string, { info: TensorInfo; ggufName: string }>, path: string): void {
   const d = c.dModel;
-  const want = new Map<string, number[]>([['transformer.wte.weight', [c.vocabSize, d]], ['transformer.norm_f.weight', [d]]]);
-  for (let l = 0; l < c.nLayers; l++) {
-    const p = `transformer.blocks.${l}.`;
-    want.set(`${p}norm_1.weight`, [d]);
-    want.set(`${p}attn.Wqkv.weight`, [qkvDim(c), d]);
-    want.set(`${p}attn.out_proj.weight`, [d, d]);
-    want.set(`${p}norm_2.weight`, [d]);
-    want.set(`${p}ffn.up_proj.weight`, [c.ffn.hiddenSize, d]);
-    want.set(`${p}ffn.down_proj.weight`, [d, c.ffn.hiddenSize]);
-  }
-  for (const [name, shape] of want) {
+  const want = (name: string, shape: number[]) => {
     const e = infos.get(name);
     if (!e) throw new WeightsError(`${path}: tensor ${ggufTensorName(name)} (${name}) is missing`);
     if (e.info.shape.join(',') !== shape.join(',')) {
       throw new WeightsError(`${path}: tensor ${e.ggufName} has shape [${e.info.shape.join(', ')}], the metadata implies [${shape.join(', ')}]`);
     }
+  };
+  want('transformer.wte.weight', [c.vocabSize, d]);
+  want('transformer.norm_f.weight', [d]);
+  for (let l = 0; l < c.nLayers; l++) {
+    const p = `transformer.blocks.${l}.`;
+    want(`${p}norm_1.weight`, [d]);
+    want(`${p}attn.Wqkv.weight`, [qkvDim(c), d]);
+    want(`${p}attn.out_proj.weight`, [d, d]);
+    want(`${p}norm_2.weight`, [d]);
+    want(`${p}ffn.up_proj.weight`, [c.ffn.hiddenSize, d]);
+    want(`${p}ffn.down_proj.weight`, [d, c.ffn.hiddenSize]);
   }
   for (const [name, e] of infos) {
     const layer = /^transformer\.blocks\.(\d+)\./.exec(name);
@@ -570,12 +590,7 @@ export async function writeGgufFromCheckpoint(
   checkLlamaCppCanRun(config);
   let tok: GgufTokenizer;
   if (typeof tokenizer === 'string') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(await readFile(tokenizer, 'utf8'));
-    } catch (e) {
-      throw new FormatError(`cannot read tokenizer ${tokenizer}: ${(e as Error).message}`, { cause: e });
-    }
+    const parsed = await readJsonFile(tokenizer, 'tokenizer', JSON_FILE_LIMITS.tokenizer);
     tok = tokenizerFromHfJson(parsed, config.vocabSize, tokenizer);
   } else if (Array.isArray((tokenizer as GgufTokenizer).tokens)) {
     tok = tokenizer as GgufTokenizer;

@@ -4,12 +4,13 @@
  * canonical (MosaicML) tensor names; `loadRunner` hands them to a backend.
  */
 import { existsSync, statSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import type { Backend, LoadRunnerOptions, ModelRunner } from '../backends/backend.js';
 import { ConfigError, FormatError, InputError } from '../errors.js';
+import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { parseMptConfig, type MptConfig } from './config.js';
+import { checkTensorsAgainstConfig } from './weights-layout.js';
 
 export type BackendName = 'reference' | 'wasm' | 'webgpu';
 
@@ -30,15 +31,13 @@ export interface Checkpoint {
 async function readConfigJson(dir: string): Promise<unknown> {
   const p = join(dir, 'config.json');
   if (!existsSync(p)) throw new InputError(`${dir} has no config.json: is it an MPT model folder?`);
-  const text = await readFile(p, 'utf8');
-  try {
-    return JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError(`${p} is not valid JSON: ${(e as Error).message}`);
-  }
+  return readJsonFile(p, 'model config', JSON_FILE_LIMITS.config, ConfigError);
 }
 
-/** Opens a checkpoint without reading tensor data. */
+/**
+ * Opens a checkpoint without reading tensor data. Its tensors are checked against its config
+ * here (names and shapes), so nothing sized by the config is built for a checkpoint that lacks it.
+ */
 export async function openCheckpoint(path: string): Promise<Checkpoint> {
   const abs = resolve(path);
   if (!existsSync(abs)) throw new InputError(`model not found: ${path}`);
@@ -55,6 +54,12 @@ export async function openCheckpoint(path: string): Promise<Checkpoint> {
   const config = parseMptConfig(raw);
   const { openHfFolderTensors } = await import('../formats/hf-folder.js');
   const tensors = await openHfFolderTensors(abs);
+  try {
+    checkTensorsAgainstConfig(config, tensors, abs);
+  } catch (e) {
+    await tensors.close();
+    throw e;
+  }
   return { path: abs, dir: abs, kind: 'hf', config, tensors };
 }
 

@@ -3,6 +3,8 @@
  * PyTorch shapes. Loaders check a checkpoint against this list: a missing tensor, an unexpected
  * one or a wrong shape is an error naming the tensor.
  */
+import { WeightsError } from '../errors.js';
+import type { TensorSource } from '../formats/tensor-source.js';
 import type { MptConfig } from './config.js';
 import { qkvDim } from './config.js';
 
@@ -15,37 +17,71 @@ export function blockPrefix(layer: number): string {
   return `transformer.blocks.${layer}.`;
 }
 
-export function expectedTensors(c: MptConfig): ExpectedTensor[] {
+/**
+ * The tensors a config requires, in forward order, one at a time: a config may claim far more
+ * layers than any checkpoint holds, so callers that check a checkpoint stop at the first one missing.
+ */
+export function* eachExpectedTensor(c: MptConfig): Generator<ExpectedTensor> {
   const d = c.dModel;
   const kvd = c.attn.kvNHeads * c.headDim;
   const ff = c.ffn.hiddenSize;
   const bias = !c.noBias;
   const rms = c.normType.includes('rmsnorm');
-  const out: ExpectedTensor[] = [{ name: 'transformer.wte.weight', shape: [c.vocabSize, d] }];
-  if (c.learnedPosEmb) out.push({ name: 'transformer.wpe.weight', shape: [c.maxSeqLen, d] });
-  const norm = (name: string, n: number) => {
-    out.push({ name: `${name}.weight`, shape: [n] });
-    if (bias && !rms) out.push({ name: `${name}.bias`, shape: [n] });
-  };
-  const linear = (name: string, o: number, i: number) => {
-    out.push({ name: `${name}.weight`, shape: [o, i] });
-    if (bias) out.push({ name: `${name}.bias`, shape: [o] });
-  };
+  function* norm(name: string, n: number): Generator<ExpectedTensor> {
+    yield { name: `${name}.weight`, shape: [n] };
+    if (bias && !rms) yield { name: `${name}.bias`, shape: [n] };
+  }
+  function* linear(name: string, o: number, i: number): Generator<ExpectedTensor> {
+    yield { name: `${name}.weight`, shape: [o, i] };
+    if (bias) yield { name: `${name}.bias`, shape: [o] };
+  }
+  yield { name: 'transformer.wte.weight', shape: [c.vocabSize, d] };
+  if (c.learnedPosEmb) yield { name: 'transformer.wpe.weight', shape: [c.maxSeqLen, d] };
   for (let l = 0; l < c.nLayers; l++) {
     const p = blockPrefix(l);
-    norm(`${p}norm_1`, d);
-    linear(`${p}attn.Wqkv`, qkvDim(c), d);
+    yield* norm(`${p}norm_1`, d);
+    yield* linear(`${p}attn.Wqkv`, qkvDim(c), d);
     if (c.attn.qkLn) {
-      norm(`${p}attn.q_ln`, d);
-      norm(`${p}attn.k_ln`, kvd);
+      yield* norm(`${p}attn.q_ln`, d);
+      yield* norm(`${p}attn.k_ln`, kvd);
     }
-    linear(`${p}attn.out_proj`, d, d);
-    norm(`${p}norm_2`, d);
-    if (c.ffn.ffnType === 'mptglu') linear(`${p}ffn.gate_proj`, ff, d);
-    linear(`${p}ffn.up_proj`, ff, d);
-    linear(`${p}ffn.down_proj`, d, ff);
+    yield* linear(`${p}attn.out_proj`, d, d);
+    yield* norm(`${p}norm_2`, d);
+    if (c.ffn.ffnType === 'mptglu') yield* linear(`${p}ffn.gate_proj`, ff, d);
+    yield* linear(`${p}ffn.up_proj`, ff, d);
+    yield* linear(`${p}ffn.down_proj`, d, ff);
   }
-  norm('transformer.norm_f', d);
-  if (!c.tieWordEmbeddings) out.push({ name: 'lm_head.weight', shape: [c.vocabSize, d] });
-  return out;
+  yield* norm('transformer.norm_f', d);
+  if (!c.tieWordEmbeddings) yield { name: 'lm_head.weight', shape: [c.vocabSize, d] };
+}
+
+/** Every tensor a config requires (for a config already checked against a checkpoint, or a random one). */
+export function expectedTensors(c: MptConfig): ExpectedTensor[] {
+  return [...eachExpectedTensor(c)];
+}
+
+/**
+ * Checks a checkpoint's tensors against its config before anything sized by the config exists:
+ * the first missing tensor, wrong shape or unexpected tensor is a WeightsError naming it (and
+ * `where`, the checkpoint). Every size in the config that a tensor carries (d_model, vocab_size,
+ * n_layers, heads, MLP width, a learned max_seq_len) is thereby bounded by the file.
+ */
+export function checkTensorsAgainstConfig(c: MptConfig, tensors: TensorSource, where: string): void {
+  const expected = new Set<string>();
+  for (const e of eachExpectedTensor(c)) {
+    const info = tensors.info(e.name);
+    if (!info) throw new WeightsError(`${where}: missing tensor ${e.name} (shape [${e.shape}]) required by the config`);
+    if (info.shape.length !== e.shape.length || info.shape.some((s, i) => s !== e.shape[i])) {
+      throw new WeightsError(
+        `${where}: tensor ${e.name} has shape [${info.shape}], but the config requires [${e.shape}]`,
+      );
+    }
+    expected.add(e.name);
+  }
+  for (const info of tensors.list()) {
+    // HF may save the tied head; it duplicates wte and is not used.
+    if (expected.has(info.name) || (info.name === 'lm_head.weight' && c.tieWordEmbeddings)) continue;
+    const hint = 'the config does not use it (check config.json against the weights)';
+    throw new WeightsError(`${where}: unexpected tensor ${info.name} [${info.shape}]: ${hint}`);
+  }
 }
