@@ -66,14 +66,15 @@ export function expectedTensors(c: MptConfig): ExpectedTensor[] {
  * `where`, the checkpoint). Every size in the config that a tensor carries (d_model, vocab_size,
  * n_layers, heads, MLP width, a learned max_seq_len) is thereby bounded by the file.
  */
-export function checkTensorsAgainstConfig(c: MptConfig, tensors: TensorSource, where: string): void {
+export function checkTensorsAgainstConfig(c: MptConfig, tensors: TensorSource, where?: string): void {
+  const at = where ? `${where}: ` : '';
   const expected = new Set<string>();
   for (const e of eachExpectedTensor(c)) {
     const info = tensors.info(e.name);
-    if (!info) throw new WeightsError(`${where}: missing tensor ${e.name} (shape [${e.shape}]) required by the config`);
+    if (!info) throw new WeightsError(`${at}missing tensor ${e.name} (shape [${e.shape}]) required by the config`);
     if (info.shape.length !== e.shape.length || info.shape.some((s, i) => s !== e.shape[i])) {
       throw new WeightsError(
-        `${where}: tensor ${e.name} has shape [${info.shape}], but the config requires [${e.shape}]`,
+        `${at}tensor ${e.name} has shape [${info.shape}], but the config requires [${e.shape}]`,
       );
     }
     expected.add(e.name);
@@ -82,6 +83,6 @@ export function checkTensorsAgainstConfig(c: MptConfig, tensors: TensorSource, w
     // HF may save the tied head; it duplicates wte and is not used.
     if (expected.has(info.name) || (info.name === 'lm_head.weight' && c.tieWordEmbeddings)) continue;
     const hint = 'the config does not use it (check config.json against the weights)';
-    throw new WeightsError(`${where}: unexpected tensor ${info.name} [${info.shape}]: ${hint}`);
+    throw new WeightsError(`${at}unexpected tensor ${info.name} [${info.shape}]: ${hint}`);
   }
 }

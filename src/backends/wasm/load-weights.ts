@@ -11,7 +11,7 @@ import { dequantize, byteLengthOf, GGML_TYPES } from '../../formats/ggml-quants.
 import type { DType, TensorInfo, TensorSource } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
 import { blockPrefix } from '../../model/weights-layout.js';
-import { checkTensorSource } from '../reference/weights.js';
+import { checkTensorsAgainstConfig } from '../../model/weights-layout.js';
 import type { Arenas } from './arenas.js';
 import { WEIGHT_TYPES, rowBytes, typeFits, type WeightType } from './kernels.js';
 import type { MatrixRef, ModelLayout, NormRef } from './layout.js';
@@ -116,7 +116,7 @@ export interface LoadWeightsOptions {
  */
 export async function loadWeights(config: MptConfig, tensors: TensorSource, L: ModelLayout, arenas: Arenas,
   onProgress?: (done: number, total: number) => void, options: LoadWeightsOptions = {}): Promise<void> {
-  checkTensorSource(config, tensors);
+  checkTensorsAgainstConfig(config, tensors);
   const jobs: Array<{ name: string; ref?: MatrixRef; write: (info: TensorInfo, bytes: Uint8Array) => void }> = [];
   const matrix = (name: string, ref: MatrixRef) => {
     jobs.push({ name, ref, write: (info, bytes) => writeMatrix(arenas, L, ref, info, bytes) });

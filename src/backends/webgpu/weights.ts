@@ -11,7 +11,7 @@ import type { TensorSource } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
 import { readWeightTree, type WeightTree } from '../../model/weight-tree.js';
 import { expectedTensors } from '../../model/weights-layout.js';
-import { checkTensorSource } from '../reference/weights.js';
+import { checkTensorsAgainstConfig } from '../../model/weights-layout.js';
 import { STORAGE, type GpuBuffer, type GpuContext } from './gpu.js';
 
 /** How a matrix is stored on the GPU (the kernels' `w_at` variants, shaders.ts). */
@@ -62,7 +62,7 @@ export function uploadBytes(gpu: GpuContext, bytes: Uint8Array, label: string): 
 
 export async function loadGpuWeights(gpu: GpuContext, config: MptConfig, tensors: TensorSource,
   onProgress?: (done: number, total: number) => void): Promise<WeightTree<GpuTensor>> {
-  checkTensorSource(config, tensors);
+  checkTensorsAgainstConfig(config, tensors);
   checkBindings(gpu, config, tensors);
   const total = expectedTensors(config).reduce((s, e) => s + (tensors.info(e.name)?.byteLength ?? 0), 0);
   let done = 0;
