@@ -77,3 +77,44 @@ test('durations in llm-foundry notation convert to optimizer steps', async () =>
   assert.equal(rc.microBatch, 4);
   assert.throws(() => parseRecipe('optimizer: {name: sgd}\ndata: {train: [a]}'), /sgd/);
 });
+
+test('instruction data: huge fields are tokenized in part, long examples cut, full prompts skipped', async () => {
+  const { readInstructJsonl, CHARS_PER_CONTEXT_TOKEN } = await import('../src/train/data.js');
+  const { mkdtempSync, rmSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-instruct-'));
+  try {
+    const path = join(dir, 'd.jsonl');
+    const huge = 'ab '.repeat(700_000); // 2 MB
+    writeFileSync(path, [
+      JSON.stringify({ prompt: 'p q', response: 'r s t' }),
+      JSON.stringify({ prompt: 'tell', response: huge }),
+      '',
+      JSON.stringify({ prompt: huge, response: 'x' }),
+      JSON.stringify({ prompt: huge, response: 'y' }),
+      JSON.stringify({ instruction: 'a b c d e f g', output: 'h i' }),
+    ].join('\n'));
+    let longest = 0;
+    const tok = {
+      encode: (s: string) => {
+        longest = Math.max(longest, s.length);
+        return s.split(' ').filter((w) => w).map((w) => w.length);
+      },
+    };
+    const ctx = 8;
+    const r = readInstructJsonl(path, tok, 0, ctx);
+    assert.ok(longest <= ctx * CHARS_PER_CONTEXT_TOKEN, `the tokenizer was given ${longest} characters`);
+    assert.deepEqual(r.examples, [
+      { prompt: [1, 1], response: [1, 1, 1, 0] },
+      { prompt: [4], response: [2, 2, 2, 2, 2, 2, 2] },
+      { prompt: [1, 1, 1, 1, 1, 1, 1], response: [1] }, // cut to the context: the EOS does not fit
+    ]);
+    assert.deepEqual(r.truncated, { count: 2, firstLine: 2 });
+    assert.deepEqual(r.skipped, { count: 2, firstLine: 4 });
+    writeFileSync(path, JSON.stringify({ prompt: huge, response: 'x' }) + '\n');
+    assert.throws(() => readInstructJsonl(path, tok, 0, ctx), /every example's prompt fills the 8-token .*line 1/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

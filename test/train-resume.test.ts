@@ -3,7 +3,8 @@
 // the reference inference backend with the training forward's logits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, existsSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { jsKernels } from '../src/train/kernels.js';
@@ -15,6 +16,7 @@ import { optimizerConfig } from '../src/train/optim.js';
 import { exportHfFolder } from '../src/train/weights-io.js';
 import { loadRunner } from '../src/model/load.js';
 import { Rng } from '../src/train/rng.js';
+import { scanCheckpoints } from '../src/train/checkpoint.js';
 
 const config = parseMptConfig({
   d_model: 32, n_heads: 4, n_layers: 2, expansion_ratio: 4, max_seq_len: 16, vocab_size: 300, no_bias: true,
@@ -51,7 +53,8 @@ test('a run resumed from its step-3 checkpoint reproduces the uninterrupted loss
     const first = makeTrainer(dir, true, 6);
     for (let i = 0; i < 3; i++) first.trainStep();
     await first.save();
-    assert.ok(existsSync(join(dir, 'checkpoint', 'state.safetensors')));
+    const saved = (await scanCheckpoints(dir)).latest;
+    assert.ok(saved && existsSync(join(saved, 'state.safetensors')));
     const second = makeTrainer(dir, true, 6);
     assert.equal(await second.resume(), true);
     assert.equal(second.step, 3);
@@ -93,7 +96,12 @@ test('export → loadRunner (reference backend) gives the training forward\'s lo
     const t = makeTrainer(null, true, 2);
     await t.run();
     const model = t.o.model;
+    // The staging folder a killed export left beside the destination is removed.
+    const stale = `${dir}.tmp-${spawnSync(process.execPath, ['-e', '']).pid}`;
+    mkdirSync(stale);
+    writeFileSync(join(stale, 'model.safetensors'), 'partial');
     await exportHfFolder(model, dir, { dtype: 'f32' });
+    assert.ok(!existsSync(stale));
     const cfg = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
     assert.equal(cfg.model_type, 'mpt');
     assert.equal(cfg.attn_config.alibi, true);
@@ -106,6 +114,49 @@ test('export → loadRunner (reference backend) gives the training forward\'s lo
     for (let i = 0; i < mine.length; i++) worst = Math.max(worst, Math.abs(mine[i]! - out!.logits[i]!));
     assert.ok(worst <= 1e-4, `max |diff| ${worst}`);
     await runner.dispose();
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('after a crash and a resume, train-log.jsonl has each step and eval once, as a clean run logs them', async () => {
+  const crashed = mkdtempSync(join(tmpdir(), 'mpt-train-log-')), clean = mkdtempSync(join(tmpdir(), 'mpt-train-log-'));
+  try {
+    const readLog = (dir: string) => readFileSync(join(dir, 'train-log.jsonl'), 'utf8').trim().split('\n')
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    // Everything but the timings.
+    const stable = (log: Array<Record<string, unknown>>) =>
+      log.map(({ step, loss, eval_loss, lr }) => ({ step, loss, eval_loss, lr }));
+    await makeTrainer(clean, true, 6).run();
+    // The first run checkpoints at step 3, logs steps 4 and 5, and dies (before its step-6 checkpoint).
+    const first = makeTrainer(crashed, true, 6);
+    (first.o as { progress?: (l: string) => void }).progress = (line) => {
+      if (line.startsWith('step 5/')) throw new Error('killed');
+    };
+    await assert.rejects(first.run(), /killed/);
+    assert.deepEqual(readLog(crashed).filter((e) => e.loss !== undefined).map((e) => e.step), [1, 2, 3, 4, 5]);
+    // The restart resumes from step 3 and replays 4 and 5: each must appear once.
+    const second = makeTrainer(crashed, true, 6);
+    assert.equal(await second.resume(), true);
+    assert.equal(second.step, 3);
+    await second.run();
+    assert.deepEqual(stable(readLog(crashed)), stable(readLog(clean)));
+    assert.deepEqual(readLog(crashed).filter((e) => e.loss !== undefined).map((e) => e.step), [1, 2, 3, 4, 5, 6]);
+  } finally {
+    rmSync(crashed, { recursive: true, force: true });
+    rmSync(clean, { recursive: true, force: true });
+  }
+});
+
+test('Trainer.resume refuses a save folder whose only checkpoint is incomplete instead of starting over', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-train-incomplete-'));
+  try {
+    const first = makeTrainer(dir, true, 2);
+    first.trainStep();
+    await first.save();
+    const saved = (await scanCheckpoints(dir)).latest!;
+    truncateSync(join(saved, 'state.safetensors'), 64);
+    await assert.rejects(makeTrainer(dir, true, 2).resume(), /no complete checkpoint.*state\.safetensors.*--no-resume/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -1,17 +1,30 @@
 /**
  * Training checkpoints: everything a run needs to continue exactly where it stopped (parameters,
- * optimizer moments and step, data position, loss history, vocabulary map, model config) in a
- * folder `<save_folder>/checkpoint/` holding `state.safetensors` (f32) and `trainer.json`.
- * Writes are atomic: the new checkpoint is written to a temporary folder, the old one renamed
- * aside, the new one renamed into place, the old one removed. A crash at any point leaves either
- * `checkpoint/` or `checkpoint.old/` complete, and `findCheckpoint` takes whichever exists.
+ * optimizer moments and step, data position, loss history, vocabulary map, model config).
+ *
+ * Layout. Each save makes a new generation folder `<save_folder>/checkpoint-<n>/` (n is one more
+ * than any generation present) holding `state.safetensors` (f32 tensors), `trainer.json` (the
+ * JSON state) and, written last, `complete.json` (the step and the byte size of the other two).
+ * A checkpoint is complete when complete.json is there and every file it lists has that size.
+ *
+ * Crash safety. A save (1) removes the `checkpoint.tmp-<pid>` folders of dead processes, (2) writes
+ * the three files into its own `checkpoint.tmp-<pid>/`, each flushed to disk, then the folder,
+ * (3) renames it to `checkpoint-<n>` and flushes the save folder, so the new checkpoint is durable,
+ * and only then (4) removes every other checkpoint folder. A crash at any instant leaves the previous
+ * complete checkpoint, the new one or both, never none; resuming takes the highest complete
+ * generation. When a save folder holds checkpoints but none is complete, resuming refuses
+ * (checkpointToResume) instead of starting over and replacing them at the next save.
+ *
+ * Earlier versions kept `checkpoint/` and `checkpoint.old/` without complete.json; they are read
+ * (older than any generation, `checkpoint/` newer than `checkpoint.old/`) when trainer.json parses
+ * and state.safetensors is whole, and removed by the next save.
  */
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { tensorToFloat32 } from '../formats/dtypes.js';
 import { FormatError } from '../errors.js';
+import { removeStaleTemps, syncPath, tempPathOf, writeSynced, type AfterStep } from './durable-fs.js';
 
 export interface CheckpointData {
   /** Free-form JSON state (step, data position, history, config, vocabulary). */
@@ -20,41 +33,162 @@ export interface CheckpointData {
   tensors: Map<string, { shape: number[]; data: Float32Array }>;
 }
 
+const STATE = 'state.safetensors', META = 'trainer.json', MARK = 'complete.json';
+const LEGACY = ['checkpoint', 'checkpoint.old'];
+
 const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
 
-export async function saveCheckpoint(folder: string, data: CheckpointData): Promise<string> {
-  await mkdir(folder, { recursive: true });
-  const final = join(folder, 'checkpoint'), old = join(folder, 'checkpoint.old');
-  const tmp = join(folder, `checkpoint.tmp-${process.pid}`);
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp);
-  const tensors: TensorToWrite[] = [...data.tensors].map(([name, t]) => ({ name, dtype: 'f32', shape: t.shape, data: () => bytesOf(t.data) }));
-  await writeSafetensors(join(tmp, 'state.safetensors'), tensors);
-  await writeFile(join(tmp, 'trainer.json'), JSON.stringify(data.meta) + '\n');
-  await rm(old, { recursive: true, force: true });
-  if (existsSync(final)) await rename(final, old);
-  await rename(tmp, final);
-  await rm(old, { recursive: true, force: true });
-  return final;
+/** The generation of a checkpoint folder's name (the legacy names rank below all), or null. */
+function generationOf(name: string): number | null {
+  const m = /^checkpoint-(\d+)$/.exec(name);
+  if (m) return Number(m[1]);
+  return LEGACY.includes(name) ? -1 - LEGACY.indexOf(name) : null;
 }
 
-/** The newest complete checkpoint folder under `folder`, or null. */
-export function findCheckpoint(folder: string): string | null {
-  for (const name of ['checkpoint', 'checkpoint.old']) {
-    const p = join(folder, name);
-    if (existsSync(join(p, 'trainer.json')) && existsSync(join(p, 'state.safetensors'))) return p;
+/** Checkpoint folders under `folder`, newest first. */
+async function checkpointFolders(folder: string): Promise<Array<{ dir: string; gen: number }>> {
+  let names: string[];
+  try { names = await readdir(folder); } catch { return []; }
+  const out: Array<{ dir: string; gen: number }> = [];
+  for (const name of names) {
+    const gen = generationOf(name);
+    const isDir = gen !== null && (await stat(join(folder, name)).then((s) => s.isDirectory(), () => false));
+    if (isDir) out.push({ dir: join(folder, name), gen: gen! });
+  }
+  return out.sort((a, b) => b.gen - a.gen);
+}
+
+async function sizeOf(path: string): Promise<number | null> {
+  try { return (await stat(path)).size; } catch { return null; }
+}
+
+/** Why `dir` is not a complete checkpoint, or null when it is. */
+async function problemOf(dir: string): Promise<string | null> {
+  if (LEGACY.includes(basename(dir))) return legacyProblemOf(dir);
+  let mark: { files?: Record<string, number> };
+  try {
+    mark = JSON.parse(await readFile(join(dir, MARK), 'utf8')) as typeof mark;
+  } catch {
+    return `${MARK} is missing or unreadable: the save that wrote this folder did not finish`;
+  }
+  const files = mark.files ?? {};
+  for (const name of [STATE, META]) if (typeof files[name] !== 'number') return `${MARK} does not list ${name}`;
+  for (const [name, size] of Object.entries(files)) {
+    const actual = await sizeOf(join(dir, name));
+    if (actual === null) return `${name} is missing`;
+    if (actual !== size) return `${name} is ${actual} bytes where ${MARK} says ${size}: truncated or damaged`;
   }
   return null;
 }
 
-export async function loadCheckpoint(dir: string): Promise<CheckpointData> {
-  let meta: Record<string, unknown>;
+async function legacyProblemOf(dir: string): Promise<string | null> {
   try {
-    meta = JSON.parse(await readFile(join(dir, 'trainer.json'), 'utf8')) as Record<string, unknown>;
+    JSON.parse(await readFile(join(dir, META), 'utf8'));
   } catch (e) {
-    throw new FormatError(`cannot read ${join(dir, 'trainer.json')}: ${(e as Error).message}`);
+    if ((await sizeOf(join(dir, META))) === null) return `${META} is missing`;
+    return `${META} is not valid JSON: ${(e as Error).message}`;
   }
-  const src = await openSafetensors(join(dir, 'state.safetensors'));
+  if ((await sizeOf(join(dir, STATE))) === null) return `${STATE} is missing`;
+  try {
+    await (await openSafetensors(join(dir, STATE))).close();
+  } catch (e) {
+    return `${STATE} is damaged: ${(e as Error).message}`;
+  }
+  return null;
+}
+
+export interface CheckpointScan {
+  /** The newest complete checkpoint folder, or null. */
+  latest: string | null;
+  /** Checkpoint folders that are not complete, newest first, with what is wrong with each. */
+  incomplete: Array<{ dir: string; reason: string }>;
+}
+
+/** Looks at every checkpoint folder under `folder` (reads only; changes nothing). */
+export async function scanCheckpoints(folder: string): Promise<CheckpointScan> {
+  const scan: CheckpointScan = { latest: null, incomplete: [] };
+  for (const { dir } of await checkpointFolders(folder)) {
+    const reason = await problemOf(dir);
+    if (reason !== null) scan.incomplete.push({ dir, reason });
+    else if (scan.latest === null) scan.latest = dir;
+  }
+  return scan;
+}
+
+/**
+ * The checkpoint a run in `folder` resumes from: the newest complete one, or null when the folder
+ * holds no checkpoint at all. Throws when it holds only incomplete ones, since starting over would
+ * replace them. `note` hears about incomplete checkpoints newer than the one taken.
+ */
+export async function checkpointToResume(
+  folder: string, note: (line: string) => void = () => {},
+): Promise<string | null> {
+  const scan = await scanCheckpoints(folder);
+  const list = (xs: CheckpointScan['incomplete']) => xs.map((x) => `${x.dir} (${x.reason})`).join('; ');
+  if (scan.latest === null && scan.incomplete.length > 0) {
+    throw new FormatError(`${folder} holds no complete checkpoint, only ${list(scan.incomplete)}. ` +
+      'Resuming is impossible and starting over would replace it: move it away to keep it, ' +
+      'or pass --no-resume to start over deliberately');
+  }
+  const genOf = (dir: string) => generationOf(basename(dir))!;
+  const newer = scan.incomplete.filter((x) => scan.latest !== null && genOf(x.dir) > genOf(scan.latest));
+  if (newer.length) note(`skipping incomplete checkpoint ${list(newer)}`);
+  return scan.latest;
+}
+
+/**
+ * Saves a checkpoint as a new generation (see the file header); returns its folder. `afterStep`
+ * runs after each step of the save (tests throw from it to simulate a crash there).
+ */
+export async function saveCheckpoint(
+  folder: string, data: CheckpointData, opts: { afterStep?: AfterStep } = {},
+): Promise<string> {
+  const afterStep = opts.afterStep ?? (() => {});
+  await mkdir(folder, { recursive: true });
+  const tmpBase = join(folder, 'checkpoint');
+  await removeStaleTemps(tmpBase);
+  await afterStep('removed stale temporary folders');
+  const older = await checkpointFolders(folder);
+  const gen = Math.max(0, ...older.map((c) => c.gen)) + 1;
+  const tmp = tempPathOf(tmpBase);
+  await mkdir(tmp);
+  const tensors: TensorToWrite[] = [...data.tensors].map(([name, t]) => ({
+    name, dtype: 'f32', shape: t.shape, data: () => bytesOf(t.data),
+  }));
+  await writeSafetensors(join(tmp, STATE), tensors); // flushed before it is renamed into place
+  await afterStep(`wrote ${STATE}`);
+  const meta = new TextEncoder().encode(JSON.stringify(data.meta) + '\n');
+  await writeSynced(join(tmp, META), meta);
+  await afterStep(`wrote ${META}`);
+  const files = { [STATE]: (await stat(join(tmp, STATE))).size, [META]: meta.byteLength };
+  await writeSynced(join(tmp, MARK), JSON.stringify({ step: data.meta['step'] ?? null, files }) + '\n');
+  await syncPath(tmp, true);
+  await afterStep(`wrote ${MARK}`);
+  const final = join(folder, `checkpoint-${gen}`);
+  await rename(tmp, final);
+  await syncPath(folder, true);
+  await afterStep(`published ${basename(final)}`);
+  // The new checkpoint is durable: the older ones (complete or not) can go.
+  for (const { dir } of older) {
+    await rm(dir, { recursive: true, force: true });
+    await afterStep(`removed ${basename(dir)}`);
+  }
+  await syncPath(folder, true);
+  return final;
+}
+
+/** The JSON state of a checkpoint alone (without reading its tensors). */
+export async function loadCheckpointMeta(dir: string): Promise<Record<string, unknown>> {
+  try {
+    return JSON.parse(await readFile(join(dir, META), 'utf8')) as Record<string, unknown>;
+  } catch (e) {
+    throw new FormatError(`cannot read ${join(dir, META)}: ${(e as Error).message}`);
+  }
+}
+
+export async function loadCheckpoint(dir: string): Promise<CheckpointData> {
+  const meta = await loadCheckpointMeta(dir);
+  const src = await openSafetensors(join(dir, STATE));
   try {
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const info of src.list()) tensors.set(info.name, { shape: info.shape, data: tensorToFloat32(info, await src.read(info.name)) });

@@ -4,7 +4,7 @@
  * does not fill a window is dropped); a seeded, resumable shuffled iterator over the windows; and
  * instruction data (JSONL prompt/response) as padded rows with the loss on response tokens only.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import { IGNORE_INDEX, type Batch } from './model.js';
 import { Rng } from './rng.js';
@@ -23,20 +23,38 @@ export function splitDocuments(text: string): string[] {
 
 /** Tokenizes documents and concatenates them, each followed by `eosId`. */
 export function tokenizeDocuments(docs: readonly string[], tok: TextTokenizer, eosId: number): Int32Array {
-  const parts: number[][] = docs.map((d) => [...tok.encode(d), eosId]);
-  const out = new Int32Array(parts.reduce((a, p) => a + p.length, 0));
+  const parts: number[][] = docs.map((d) => tok.encode(d));
+  const out = new Int32Array(parts.reduce((a, p) => a + p.length + 1, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) { out.set(p, o); o += p.length; out[o++] = eosId; }
   return out;
+}
+
+/**
+ * The longest text file read as one string: V8's string limit (in UTF-16 units; a file of at most
+ * this many bytes always fits). Longer files fail with a message that says to split them.
+ */
+export const MAX_TEXT_FILE_BYTES = 0x1fffffe8;
+
+/** Reads a user's text file whole, refusing (before reading) one too large to be a string. */
+export function readTextFile(path: string, what: string): string {
+  try {
+    const size = statSync(path).size;
+    if (size > MAX_TEXT_FILE_BYTES) {
+      const mib = (n: number) => Math.floor(n / 2 ** 20);
+      throw new InputError(`${what} ${path} is ${mib(size)} MiB; a text file is read whole, at most ` +
+        `${mib(MAX_TEXT_FILE_BYTES)} MiB: split it into smaller files`);
+    }
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if (e instanceof InputError) throw e;
+    throw new InputError(`cannot read ${what} ${path}: ${(e as Error).message}`);
+  }
 }
 
 /** Reads and tokenizes text files (documents as in splitDocuments), concatenated in order. */
 export function tokenizeFiles(paths: readonly string[], tok: TextTokenizer, eosId: number): Int32Array {
-  const arrays = paths.map((p) => {
-    let text: string;
-    try { text = readFileSync(p, 'utf8'); } catch (e) { throw new InputError(`cannot read training data ${p}: ${(e as Error).message}`); }
-    return tokenizeDocuments(splitDocuments(text), tok, eosId);
-  });
+  const arrays = paths.map((p) => tokenizeDocuments(splitDocuments(readTextFile(p, 'training data')), tok, eosId));
   const out = new Int32Array(arrays.reduce((a, x) => a + x.length, 0));
   let o = 0;
   for (const a of arrays) { out.set(a, o); o += a.length; }
@@ -125,14 +143,44 @@ export class ShuffledIterator {
 export interface InstructExample { prompt: number[]; response: number[] }
 
 /**
- * Reads JSONL instruction data. Each line is an object with a prompt (`prompt`, `instruction`
- * or `question`) and a response (`response`, `answer`, `completion` or `output`); an optional
- * `context`/`input` is appended to the prompt. EOS ends each response.
+ * Characters of text tokenized per token of context, at most. BPE tokens average about 4
+ * characters of English and rarely exceed 16, so a prefix this long yields more tokens than the
+ * context holds; the rest of a longer text is never tokenized (megabytes would cost minutes and gigabytes).
  */
-export function readInstructJsonl(path: string, tok: TextTokenizer, eosId: number): InstructExample[] {
-  let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) { throw new InputError(`cannot read ${path}: ${(e as Error).message}`); }
-  const out: InstructExample[] = [];
+export const CHARS_PER_CONTEXT_TOKEN = 32;
+
+/** The first `n` UTF-16 units of `s`, not splitting a surrogate pair. */
+function prefix(s: string, n: number): string {
+  if (s.length <= n) return s;
+  const c = s.charCodeAt(n - 1);
+  return s.slice(0, c >= 0xd800 && c <= 0xdbff ? n - 1 : n);
+}
+
+/** How many examples something happened to, and the (1-based) line of the first. */
+export interface LineTally { count: number; firstLine: number }
+
+export interface InstructData {
+  examples: InstructExample[];
+  /** Examples longer than the context, cut to it. */
+  truncated: LineTally;
+  /** Examples left out because their prompt fills the context (no response token to train on). */
+  skipped: LineTally;
+}
+
+/**
+ * Reads JSONL instruction data for a context of `contextTokens`. Each line is an object with a
+ * prompt (`prompt`, `instruction` or `question`) and a response (`response`, `answer`,
+ * `completion` or `output`); an optional `context`/`input` is appended to the prompt. EOS ends
+ * each response. Examples longer than the context keep their first `contextTokens` tokens, and
+ * only a bounded prefix of each text is tokenized (CHARS_PER_CONTEXT_TOKEN).
+ */
+export function readInstructJsonl(
+  path: string, tok: TextTokenizer, eosId: number, contextTokens: number,
+): InstructData {
+  const text = readTextFile(path, 'instruction data');
+  const examples: InstructExample[] = [];
+  const truncated: LineTally = { count: 0, firstLine: 0 }, skipped: LineTally = { count: 0, firstLine: 0 };
+  const tally = (t: LineTally, line: number) => { if (t.count++ === 0) t.firstLine = line; };
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
     let obj: Record<string, unknown>;
@@ -145,10 +193,25 @@ export function readInstructJsonl(path: string, tok: TextTokenizer, eosId: numbe
     }
     const ctx = pick(['context', 'input']);
     if (ctx) prompt = `${prompt}\n${ctx}`;
-    out.push({ prompt: tok.encode(prompt), response: [...tok.encode(response), eosId] });
+    const promptCap = contextTokens * CHARS_PER_CONTEXT_TOKEN;
+    const promptIds = tok.encode(prefix(prompt, promptCap));
+    // A prompt that fills the context leaves no response token to predict.
+    if (promptIds.length >= contextTokens) { tally(skipped, i + 1); return; }
+    const room = contextTokens - promptIds.length, responseCap = room * CHARS_PER_CONTEXT_TOKEN;
+    const responseIds = tok.encode(prefix(response, responseCap));
+    responseIds.push(eosId);
+    const cut = responseIds.length > room || prompt.length > promptCap || response.length > responseCap;
+    if (cut) tally(truncated, i + 1);
+    examples.push({ prompt: promptIds, response: responseIds.slice(0, room) });
   });
-  if (out.length === 0) throw new InputError(`${path} holds no examples`);
-  return out;
+  if (examples.length === 0) {
+    if (skipped.count) {
+      throw new InputError(`${path}: every example's prompt fills the ${contextTokens}-token context ` +
+        `(e.g. line ${skipped.firstLine}); shorten the prompts or raise --max-seq-len`);
+    }
+    throw new InputError(`${path} holds no examples`);
+  }
+  return { examples, truncated, skipped };
 }
 
 /**

@@ -37,7 +37,7 @@ import { parseScheduleName, type ScheduleConfig } from './schedule.js';
 import { lmBatch, packWindows, splitWindows, tokenizeFiles } from './data.js';
 import { Trainer, type DataSource } from './trainer.js';
 import { exportHfFolder, loadTrainModel, mptTokenizerSideFiles } from './weights-io.js';
-import { findCheckpoint, loadCheckpoint } from './checkpoint.js';
+import { checkpointToResume, loadCheckpointMeta } from './checkpoint.js';
 
 type Json = Record<string, unknown>;
 
@@ -181,8 +181,16 @@ export interface PreparedRun {
   exportNow: (dir?: string) => Promise<void>;
 }
 
-/** Builds tokenizer, data, model and trainer from a recipe (resuming from save_folder when possible). */
-export async function prepareRun(rc: Recipe, kernels: Kernels, progress: (l: string) => void = (l) => process.stderr.write(l + '\n')): Promise<PreparedRun> {
+/**
+ * Builds tokenizer, data, model and trainer from a recipe. With `resume` (the default) the model
+ * takes the vocabulary of save_folder's checkpoint, and a save_folder holding only incomplete
+ * checkpoints is refused before any data is read; the caller then calls trainer.resume().
+ */
+export async function prepareRun(
+  rc: Recipe, kernels: Kernels, progress: (l: string) => void = (l) => process.stderr.write(l + '\n'),
+  opts: { resume?: boolean } = {},
+): Promise<PreparedRun> {
+  const ckDir = rc.saveFolder && opts.resume !== false ? await checkpointToResume(rc.saveFolder) : null;
   const tokenizer = loadTokenizer(rc.tokenizerPath);
   if (!tokenizer) throw new ConfigError(`no tokenizer at ${rc.tokenizerPath}`);
   const eos = tokenizer.eosId ?? 0;
@@ -197,14 +205,13 @@ export async function prepareRun(rc: Recipe, kernels: Kernels, progress: (l: str
   // Model: from a pretrained folder, from a checkpoint's vocabulary, or freshly initialised.
   let model: TrainModel;
   const pretrained = rc.model['pretrained'];
-  const ckDir = rc.saveFolder ? findCheckpoint(rc.saveFolder) : null;
   if (typeof pretrained === 'string') {
     model = (await loadTrainModel(resolve(pretrained), kernels)).model;
   } else {
     const config = recipeModelConfig(rc);
     let vocab;
     if (ckDir) {
-      const meta = (await loadCheckpoint(ckDir)).meta as { vocab?: { idOf: number[]; shared: number } };
+      const meta = (await loadCheckpointMeta(ckDir)) as { vocab?: { idOf: number[]; shared: number } };
       if (meta.vocab && meta.vocab.shared > 0) vocab = compactVocab(config.vocabSize, meta.vocab.idOf.slice(0, -1));
     } else if (rc.model['compact_vocab'] !== false) {
       vocab = compactVocab(config.vocabSize, new Set(trainStream));

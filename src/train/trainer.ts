@@ -3,16 +3,21 @@
  * normalised by the number of target tokens in the whole global batch), lr schedule, gradient
  * clipping by global norm, optimizer step, periodic evaluation, checkpoints that resume exactly,
  * a JSONL log, a loss-curve SVG, and live progress on stderr.
+ *
+ * The log is appended to step by step. A run first rewrites it from the history it starts from (a
+ * run resumed from the checkpoint of step N: steps 1..N; a fresh one: nothing), so the steps that a
+ * crashed run logged after its last checkpoint, which the resumed run replays, appear once.
  */
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { IGNORE_INDEX, type Batch, type TrainModel } from './model.js';
 import { clipGradNorm, Optimizer, type OptimizerConfig } from './optim.js';
 import { lrMultiplier, type ScheduleConfig } from './schedule.js';
 import { ShuffledIterator, type IteratorPosition } from './data.js';
-import { findCheckpoint, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { checkpointToResume, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { lossCurveSvg, type CurvePoint } from './svg.js';
+import { writeFileAtomic } from './durable-fs.js';
 
 /** Samples a trainer can draw batches from. */
 export interface DataSource {
@@ -55,6 +60,23 @@ export interface TrainerOptions {
 export interface StepRecord { step: number; loss: number; lr: number; gradNorm: number; tokens: number; tokPerSec: number; elapsed: number }
 export interface EvalRecord { step: number; evalLoss: number; evalPerplexity: number }
 
+const stepLogLine = (r: StepRecord) => JSON.stringify({
+  step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens: r.tokens, tok_per_sec: r.tokPerSec,
+  elapsed_s: r.elapsed,
+}) + '\n';
+const evalLogLine = (e: EvalRecord) => JSON.stringify({ step: e.step, eval_loss: e.evalLoss }) + '\n';
+
+/** train-log.jsonl as a run that reached this history writes it (an eval before the step line of its step). */
+function logText(history: readonly StepRecord[], evals: readonly EvalRecord[]): string {
+  let out = '', e = 0;
+  for (const r of history) {
+    for (; e < evals.length && evals[e]!.step <= r.step; e++) out += evalLogLine(evals[e]!);
+    out += stepLogLine(r);
+  }
+  for (; e < evals.length; e++) out += evalLogLine(evals[e]!);
+  return out;
+}
+
 export class Trainer {
   readonly o: TrainerOptions;
   readonly optimizer: Optimizer;
@@ -77,10 +99,13 @@ export class Trainer {
 
   private get log(): (line: string) => void { return this.o.progress ?? ((l) => process.stderr.write(l + '\n')); }
 
-  /** Loads the latest checkpoint of saveFolder when one exists; returns whether it did. */
+  /**
+   * Loads the newest complete checkpoint of saveFolder when there is one; returns whether it did.
+   * Throws when the folder holds only incomplete checkpoints (see checkpointToResume).
+   */
   async resume(): Promise<boolean> {
     if (!this.o.saveFolder) return false;
-    const dir = findCheckpoint(this.o.saveFolder);
+    const dir = await checkpointToResume(this.o.saveFolder, (l) => this.log(`note: ${l}`));
     if (!dir) return false;
     const ck = await loadCheckpoint(dir);
     const m = ck.meta as { step: number; tokens: number; iterator: IteratorPosition; optimizerStep: number; history: StepRecord[]; evals: EvalRecord[]; elapsed: number };
@@ -120,7 +145,7 @@ export class Trainer {
       },
       tensors,
     });
-    this.writeCurve();
+    await this.writeCurve();
     if (this.o.onSave) await this.o.onSave(this.step);
   }
 
@@ -170,19 +195,22 @@ export class Trainer {
     return rec;
   }
 
-  private writeCurve(): void {
+  private async writeCurve(): Promise<void> {
     if (!this.o.saveFolder) return;
     const train: CurvePoint[] = this.history.map((h) => ({ step: h.step, value: h.loss }));
     const evals: CurvePoint[] = this.evals.map((e) => ({ step: e.step, value: e.evalLoss }));
-    writeFileSync(join(this.o.saveFolder, 'loss-curve.svg'), lossCurveSvg(train, evals, this.o.title ?? 'training loss'));
+    const svg = lossCurveSvg(train, evals, this.o.title ?? 'training loss');
+    await writeFileAtomic(join(this.o.saveFolder, 'loss-curve.svg'), svg);
   }
 
-  /** Runs until maxSteps (resuming first when a checkpoint exists). */
+  /** Runs from the current step until maxSteps (call resume() first to continue a saved run). */
   async run(): Promise<{ history: StepRecord[]; evals: EvalRecord[] }> {
     const { saveFolder } = this.o;
     if (saveFolder) mkdirSync(saveFolder, { recursive: true });
     const logPath = saveFolder ? join(saveFolder, 'train-log.jsonl') : null;
-    const writeLog = (obj: Record<string, unknown>) => { if (logPath) appendFileSync(logPath, JSON.stringify(obj) + '\n'); };
+    // What an earlier run logged past the state this run starts from is replaced (see the header).
+    if (logPath) await writeFileAtomic(logPath, logText(this.history, this.evals));
+    const writeLog = (line: string) => { if (logPath) appendFileSync(logPath, line); };
     this.startTime = performance.now();
     let recentTok = 0, recentTime = 0;
     const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s`);
@@ -190,7 +218,7 @@ export class Trainer {
     if (this.step === 0 && this.o.eval && this.o.evalInterval > 0) {
       lastEval = this.evaluate();
       this.evals.push({ step: 0, evalLoss: lastEval, evalPerplexity: Math.exp(lastEval) });
-      writeLog({ step: 0, eval_loss: lastEval });
+      writeLog(evalLogLine(this.evals[this.evals.length - 1]!));
       this.log(`step 0 | eval loss ${lastEval.toFixed(4)} (ppl ${Math.exp(lastEval).toFixed(1)})`);
     }
     const stopAt = Math.min(this.o.maxSteps, this.o.stopAt ?? Infinity);
@@ -207,13 +235,13 @@ export class Trainer {
         lastEval = this.evaluate();
         this.evals.push({ step: this.step, evalLoss: lastEval, evalPerplexity: Math.exp(lastEval) });
         evalNote = ' (new)';
-        writeLog({ step: this.step, eval_loss: lastEval });
+        writeLog(evalLogLine(this.evals[this.evals.length - 1]!));
       }
-      writeLog({ step: rec.step, loss: rec.loss, lr: rec.lr, grad_norm: rec.gradNorm, tokens: rec.tokens, tok_per_sec: rec.tokPerSec, elapsed_s: rec.elapsed });
+      writeLog(stepLogLine(rec));
       const eta = (this.o.maxSteps - this.step) * recentTime;
       this.log(`step ${this.step}/${this.o.maxSteps} | loss ${rec.loss.toFixed(4)} | eval ${Number.isNaN(lastEval) ? '-' : lastEval.toFixed(4)}${evalNote} | lr ${rec.lr.toExponential(2)} | ${tps.toFixed(0)} tok/s | ${fmtTime(rec.elapsed)} elapsed | ETA ${fmtTime(eta)}`);
       if (this.o.saveInterval > 0 && this.step % this.o.saveInterval === 0 && this.step < stopAt) await this.save();
-      else if (saveFolder && this.step % 10 === 0) this.writeCurve();
+      else if (saveFolder && this.step % 10 === 0) await this.writeCurve();
     }
     await this.save();
     return { history: this.history, evals: this.evals };

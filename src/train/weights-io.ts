@@ -3,7 +3,7 @@
  * the shared format readers) into f32 trainable parameters, and export a Hugging Face folder
  * (MosaicML config keys, model.safetensors in f32 or bf16, tokenizer files).
  */
-import { copyFile, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { openCheckpoint } from '../model/load.js';
@@ -12,6 +12,7 @@ import { tensorToFloat32, f32ToBf16Bytes } from '../formats/dtypes.js';
 import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { WeightsError } from '../errors.js';
 import type { Kernels } from './kernels.js';
+import { publishFiles, removeStaleTemps, tempPathOf } from './durable-fs.js';
 import { TrainModel, expandEmbedding, type CompactVocab } from './model.js';
 
 /** Loads a model folder (or GGUF file) into a trainable model with a full vocabulary. */
@@ -55,11 +56,13 @@ export interface ExportOptions {
 /**
  * Writes a Hugging Face folder that MosaicML's code, HF transformers and this project load:
  * config.json (MosaicML's key set), model.safetensors, tokenizer files. Built in a temporary
- * sibling folder and renamed into place, so a reader never sees half a model.
+ * sibling folder, then published file by file with config.json last (publishFiles), so a crash
+ * never leaves a folder that looks like a model but mixes two; other files in outDir stay.
  */
 export async function exportHfFolder(model: TrainModel, outDir: string, opts: ExportOptions = {}): Promise<void> {
   if (model.lora) throw new WeightsError('merge the LoRA adapters (mergeLora) before exporting a full model');
-  const tmp = `${outDir.replace(/\/+$/, '')}.tmp-${process.pid}`;
+  await removeStaleTemps(outDir);
+  const tmp = tempPathOf(outDir);
   await mkdir(tmp, { recursive: true });
   const dtype = opts.dtype ?? 'f32';
   const cfg = toMosaicConfigJson(model.config);
@@ -78,9 +81,7 @@ export async function exportHfFolder(model: TrainModel, outDir: string, opts: Ex
   }
   for (const [name, text] of Object.entries(opts.extraFiles ?? {})) await writeFile(join(tmp, name), text);
   await mkdir(outDir, { recursive: true });
-  // Move the finished files over the destination one by one (rename is atomic per file).
-  for (const f of await readdir(tmp)) await rename(join(tmp, f), join(outDir, f));
-  await (await import('node:fs/promises')).rm(tmp, { recursive: true, force: true });
+  await publishFiles(tmp, outDir, 'config.json');
 }
 
 /**

@@ -11,6 +11,7 @@ import { exportHfFolder, loadTrainModel } from '../../train/weights-io.js';
 import { instructBatch, readInstructJsonl } from '../../train/data.js';
 import { loadTokenizer } from '../../runtime/tokenizer.js';
 import { Trainer } from '../../train/trainer.js';
+import { checkpointToResume } from '../../train/checkpoint.js';
 import { optimizerConfig } from '../../train/optim.js';
 import { parseScheduleName } from '../../train/schedule.js';
 import { saveLoraAdapters } from '../../train/lora.js';
@@ -24,7 +25,10 @@ Fine-tunes BASE_MODEL on JSONL lines {"prompt": ..., "response": ...} ("answer",
 or "output" also name the response; "instruction"/"context" the prompt). The loss is on the
 response tokens (and the EOS after them) only; batches are right-padded. DIR receives a full
 Hugging Face model folder (adapters merged) and, with --lora, DIR/adapter with the adapters alone.
-Checkpoints go to DIR/checkpoints; running the same command again resumes.
+Examples longer than the context keep their first tokens (a note says how many and names the
+first line); one whose prompt alone fills the context is skipped. Checkpoints go to
+DIR/checkpoints (crash-safe); running the same command again resumes, and refuses to start over
+when DIR/checkpoints holds only incomplete checkpoints (unless --no-resume).
 
 options:
   --out DIR             output folder (required)
@@ -42,6 +46,7 @@ options:
   --eval-fraction X     examples held out for eval loss (default 0.05)
   --seed N              (default 17)
   --threads N           threads for the matrix products
+  --no-resume           start over, ignoring the checkpoints in DIR/checkpoints
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -50,24 +55,37 @@ export async function run(argv: string[]): Promise<number> {
     epochs: { type: 'number' }, steps: { type: 'number' }, 'batch-size': { type: 'number' }, microbatch: { type: 'number' },
     'max-seq-len': { type: 'number' }, lr: { type: 'number' }, optimizer: { type: 'string' }, warmup: { type: 'number' },
     'eval-fraction': { type: 'number' }, seed: { type: 'number' }, threads: { type: 'number' },
+    'no-resume': { type: 'boolean' },
   }, 'finetune');
   if (positionals.length !== 2) throw new InputError('mpt finetune needs BASE_MODEL and DATA.jsonl (see mpt finetune --help)');
   if (!o['out']) throw new InputError('mpt finetune needs --out DIR');
   const [base, dataPath] = positionals as [string, string];
   const out = String(o['out']);
   const seed = (o['seed'] as number | undefined) ?? 17;
+  const saveFolder = join(out, 'checkpoints');
+  // Refuse a folder of only incomplete checkpoints before the data and the model are read.
+  if (!o['no-resume']) await checkpointToResume(saveFolder);
   const kernels = await bestKernels(o['threads'] as number | undefined);
   try {
     const { model, dir } = await loadTrainModel(base, kernels);
     const tok = loadTokenizer(dir, { vocabSize: model.config.vocabSize });
     if (!tok) throw new InputError(`${base} has no tokenizer`);
     const eos = tok.eosId ?? 0, pad = tok.padId ?? eos;
-    const examples = readInstructJsonl(dataPath, tok, eos);
+    const seqLen = Math.min((o['max-seq-len'] as number | undefined) ?? model.config.maxSeqLen, model.config.maxSeqLen);
+    const { examples, truncated, skipped } = readInstructJsonl(dataPath, tok, eos, seqLen);
+    const count = (n: number) => `${n} example${n === 1 ? '' : 's'}`;
+    if (truncated.count) {
+      process.stderr.write(`note: ${count(truncated.count)} longer than the ${seqLen}-token context truncated ` +
+        `(first: ${dataPath}:${truncated.firstLine})\n`);
+    }
+    if (skipped.count) {
+      process.stderr.write(`note: ${count(skipped.count)} skipped: the prompt alone fills the ${seqLen}-token ` +
+        `context, leaving no response token to train on (first: ${dataPath}:${skipped.firstLine})\n`);
+    }
     const order = examples.map((_, i) => i);
     new Rng(seed).shuffle(order);
     const nEval = Math.min(examples.length - 1, Math.round(examples.length * ((o['eval-fraction'] as number | undefined) ?? 0.05)));
     const evalIdx = order.slice(0, nEval), trainIdx = order.slice(nEval);
-    const seqLen = Math.min((o['max-seq-len'] as number | undefined) ?? model.config.maxSeqLen, model.config.maxSeqLen);
     const source = (idx: number[]) => ({ count: idx.length, batch: (rows: readonly number[]) => instructBatch(examples, rows.map((r) => idx[r]!), seqLen, pad) });
     let lora: LoraConfig | null = null;
     if (o['lora']) {
@@ -83,13 +101,13 @@ export async function run(argv: string[]): Promise<number> {
       optimizer: optimizerConfig((o['optimizer'] as string | undefined) ?? 'decoupled_adamw', { lr, weightDecay: 0 }),
       schedule: { name: parseScheduleName('cosine_with_warmup'), warmupSteps: (o['warmup'] as number | undefined) ?? Math.floor(steps / 10), alphaF: 0.1 },
       maxSteps: steps, globalBatch: batch, microBatch: micro, gradClip: 1, evalInterval: Math.max(1, Math.floor(steps / 5)), evalBatches: 0,
-      seed, saveFolder: join(out, 'checkpoints'), saveInterval: Math.max(1, Math.floor(steps / 5)),
+      seed, saveFolder, saveInterval: Math.max(1, Math.floor(steps / 5)),
       checkpointMeta: { base, data: dataPath, lora },
       title: `mpt finetune ${lora ? `LoRA r=${lora.rank}` : 'full'}`,
     });
     const nTrain = model.trainableParams().reduce((a, p) => a + p.data.length, 0);
     process.stderr.write(`finetune: ${trainIdx.length} train / ${nEval} eval examples, ${steps} steps of ${batch}, ${(nTrain / 1e6).toFixed(3)} M trainable parameters${lora ? ` (LoRA r=${lora.rank}, alpha ${lora.alpha})` : ''}, kernels ${kernels.name}\n`);
-    await trainer.resume();
+    if (!o['no-resume']) await trainer.resume();
     const { history, evals } = await trainer.run();
     if (lora) {
       await saveLoraAdapters(model, join(out, 'adapter'), base);

@@ -2,13 +2,12 @@
  * `mpt perplexity MODEL FILE`: perplexity of a model on a text file by sliding windows
  * (method in src/train/perplexity.ts). Prints JSON {"perplexity": x, "tokens": n, ...}.
  */
-import { readFileSync } from 'node:fs';
 import { parseArgs } from '../args.js';
 import { InputError } from '../../errors.js';
 import { bestKernels } from '../../train/kernels.js';
 import { loadTrainModel } from '../../train/weights-io.js';
 import { compactIdenticalRows, slidingWindowPerplexity } from '../../train/perplexity.js';
-import { splitDocuments, tokenizeDocuments } from '../../train/data.js';
+import { readTextFile, splitDocuments, tokenizeDocuments } from '../../train/data.js';
 import { loadTokenizer } from '../../runtime/tokenizer.js';
 import { defaultModelPath } from '../../model/default-model.js';
 
@@ -35,8 +34,7 @@ export async function run(argv: string[]): Promise<number> {
   if (positionals.length < 1 || positionals.length > 2) throw new InputError('mpt perplexity needs [MODEL] FILE (see mpt perplexity --help)');
   const modelPath = positionals.length === 2 ? positionals[0]! : defaultModelPath();
   const file = positionals[positionals.length - 1]!;
-  let text: string;
-  try { text = readFileSync(file, 'utf8'); } catch (e) { throw new InputError(`cannot read ${file}: ${(e as Error).message}`); }
+  const text = readTextFile(file, 'text file');
   const kernels = await bestKernels(options['threads'] as number | undefined);
   try {
     const { model: loaded, dir } = await loadTrainModel(modelPath, kernels);

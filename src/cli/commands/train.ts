@@ -1,6 +1,7 @@
 /**
  * `mpt train RECIPE.yaml`: pretraining (or continued training) from an llm-foundry-style YAML
- * recipe (see src/train/recipe.ts). Resumes from `save_folder` when it holds a checkpoint.
+ * recipe (see src/train/recipe.ts). Resumes from `save_folder` when it holds a checkpoint, and
+ * refuses to start over when it holds only incomplete ones (unless --no-resume).
  */
 import { parseArgs } from '../args.js';
 import { bestKernels } from '../../train/kernels.js';
@@ -14,8 +15,10 @@ Trains an MPT model as the recipe says (model, tokenizer, data, optimizer, sched
 max_duration as "1000ba" / "2000000tok" / "2ep", eval_interval, save_folder, seed,
 global_train_batch_size, device_train_microbatch_size). Progress (loss, eval loss, lr,
 tokens/s, ETA) goes to stderr; save_folder gets train-log.jsonl, loss-curve.svg and a
-checkpoint that a second run resumes from exactly. With export_folder, a Hugging Face
-model folder is written at every save.
+checkpoint that a second run resumes from exactly (saves are crash-safe: a run killed at
+any moment resumes from its last complete checkpoint; when save_folder holds only
+incomplete checkpoints, mpt train stops and says so instead of starting over). With
+export_folder, a Hugging Face model folder is written at every save.
 
 options:
   --threads N        worker threads for the matrix products (default: all cores)
@@ -24,7 +27,8 @@ options:
   --stop-at N        stop after step N with a checkpoint, keeping the schedule of the full
                      duration (a later run resumes from there)
   --save-folder DIR  overrides save_folder
-  --no-resume        ignore an existing checkpoint in save_folder (start over)
+  --no-resume        start over, ignoring the checkpoints in save_folder (the first save
+                     replaces them)
 `;
 
 export async function run(argv: string[]): Promise<number> {
@@ -38,11 +42,12 @@ export async function run(argv: string[]): Promise<number> {
   if (options['duration'] !== undefined) rc.maxDuration = parseDuration(options['duration'], '--duration');
   const kernels = await bestKernels((options['threads'] as number | undefined) ?? rc.threads);
   try {
-    const prep = await prepareRun(rc, kernels);
+    const resume = !options['no-resume'];
+    const prep = await prepareRun(rc, kernels, undefined, { resume });
     const nParams = prep.model.params.reduce((a, p) => a + p.data.length, 0);
     process.stderr.write(`model: d_model ${prep.model.config.dModel}, ${prep.model.config.nLayers} layers, ${prep.model.config.nHeads} heads, ${(nParams / 1e6).toFixed(2)} M trained parameters; kernels ${kernels.name}; ${prep.trainer.o.maxSteps} steps of ${rc.globalBatch} × ${rc.maxSeqLen} tokens\n`);
     if (options['stop-at'] !== undefined) (prep.trainer.o as { stopAt?: number }).stopAt = Number(options['stop-at']);
-    if (!options['no-resume']) await prep.trainer.resume();
+    if (resume) await prep.trainer.resume();
     const { history, evals } = await prep.trainer.run();
     const last = history[history.length - 1];
     const lastEval = evals[evals.length - 1];
