@@ -21,5 +21,7 @@ export class WeightsError extends MptError {}
 export class InputError extends MptError {}
 /** Not enough memory for what was asked (see the memory planner). */
 export class MemoryPlanError extends MptError {}
+/** The host lacks something the engine needs (a browser page that may not share memory, say). */
+export class PlatformError extends MptError {}
 /** A pickle asked for something outside the whitelist. */
 export class UnsafePickleError extends FormatError {}

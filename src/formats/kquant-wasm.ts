@@ -3,11 +3,10 @@
  * the plain-SIMD kernel build): the arithmetic of kquant-quantize.ts with wasm's own float32
  * operations, so the same bytes, several times faster than the JS copy (which rounds every step
  * through Math.fround). One instance per thread, with its own small memory; rows go through it in
- * chunks, so a matrix of any size needs about 300 KB. Null where the kernel file cannot be loaded
- * (then the JS copy runs).
+ * chunks, so a matrix of any size needs about 300 KB. Null where the kernel file cannot be loaded,
+ * or not synchronously (a browser): then the JS copy runs.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
+import { platform } from '../platform/index.js';
 
 export type KQuantType = 'q4_k' | 'q5_k' | 'q6_k';
 
@@ -59,11 +58,11 @@ let instance: WasmKQuant | null | undefined;
 export function wasmKQuant(): WasmKQuant | null {
   if (instance !== undefined) return instance;
   instance = null;
-  if (process.env['MPT_KQUANT'] === 'js') return instance;
+  if (platform.env('MPT_KQUANT') === 'js') return instance;
   try {
     // dist/src/formats/x.js → dist/wasm/
-    const bytes = readFileSync(fileURLToPath(new URL('../../wasm/kernels-base.wasm', import.meta.url)));
-    instance = new WasmKQuant(new WebAssembly.Module(bytes));
+    const bytes = platform.readBytesSync(new URL('../../wasm/kernels-base.wasm', import.meta.url));
+    if (bytes) instance = new WasmKQuant(new WebAssembly.Module(bytes));
   } catch {
     // The JS copy gives the same bytes.
   }

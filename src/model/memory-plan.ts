@@ -3,9 +3,9 @@
  * the requested context and refuse, with the options that would fit, what the machine cannot
  * hold (instead of dying with an out-of-memory error halfway through a 65k-token prompt).
  */
-import { totalmem } from 'node:os';
 import type { KvType } from '../backends/backend.js';
 import { MemoryPlanError } from '../errors.js';
+import { platform } from '../platform/index.js';
 import type { MptConfig } from './config.js';
 
 export interface MemoryPlanInput {
@@ -64,7 +64,8 @@ export function planMemory(input: MemoryPlanInput): MemoryPlan {
   const c = input.config;
   const batch = input.batchSize ?? 512;
   const seqs = input.sequences ?? 1;
-  const available = input.availableBytes ?? Math.floor(totalmem() * 0.9);
+  // A browser does not say how much memory the machine has: no limit from here.
+  const available = input.availableBytes ?? Math.floor((platform.totalMemory() ?? Infinity) * 0.9);
   const kvBytes = kvCacheBytes(c, input.ctx, input.kvType, seqs);
   const act = activationBytes(c, Math.min(batch, input.ctx));
   const total = input.weightBytes + kvBytes + act + NODE_OVERHEAD;

@@ -16,6 +16,7 @@
 import type { KvCache, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
 import type { MptConfig } from '../model/config.js';
+import { platform } from '../platform/index.js';
 import { Sampler, chooseToken, type SampleRequest, type SamplingOptions } from './sampling.js';
 import { StopStringMatcher } from './stop-strings.js';
 import { StreamDecoder } from './stream-decoder.js';
@@ -360,7 +361,7 @@ export async function* generateTokens(runner: ModelRunner, promptIds: readonly n
     while (!seq.done) {
       // Let timers, I/O and signal handlers run between steps: a backend that computes
       // synchronously would otherwise starve them (and an AbortSignal fired from them).
-      await new Promise<void>((r) => setImmediate(r));
+      await platform.yieldToEventLoop();
       if (signal?.aborted) { seq.abort(); break; }
       const [chunk] = await stepSequences(runner, [seq]);
       if (chunk) yield chunk;

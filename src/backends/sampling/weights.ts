@@ -6,6 +6,7 @@
  * same bits (each f32 operation is a double operation rounded by Math.fround, which is exact for
  * + and ×), so a seed draws the same tokens either way.
  */
+import { platform } from '../../platform/index.js';
 import { DRAW_BLOCK, WasmSamplingKernels, type RowStats, type RowWeights } from '../wasm/sampling-ops.js';
 
 const f = Math.fround;
@@ -137,13 +138,13 @@ export class JsSamplingKernels {
 export type SamplingKernels = WasmSamplingKernels | JsSamplingKernels;
 
 /**
- * The sampling kernels of this thread: wasm when it loads (Node with the built dist/wasm/), else plain JS.
+ * The sampling kernels of this thread: wasm when it loads (the built dist/wasm/, once this thread has
+ * it: see module-loader.ts), else plain JS.
  * MPT_SAMPLING_KERNELS=js forces the JS copy.
  */
 export function samplingKernels(): SamplingKernels {
   if (shared) return shared;
-  const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
-  if (env?.['MPT_SAMPLING_KERNELS'] !== 'js') {
+  if (platform.env('MPT_SAMPLING_KERNELS') !== 'js') {
     try {
       shared = new WasmSamplingKernels();
       return shared;

@@ -44,7 +44,8 @@ export interface Pass {
   seqs: PassSequence[];
   /** Rows whose logits are wanted, and where they go in `logitsOut` (row i → logitsOffset + i·V floats). */
   logitRows: Int32Array;
-  logitsOut?: SharedArrayBuffer;
+  /** Shared with the workers (a plain buffer where the pass runs on the page's own thread, inline-pool.ts). */
+  logitsOut?: SharedArrayBuffer | ArrayBuffer;
   logitsOffset: number;
   /**
    * Per logit row (or null): choose its token once the logits are in (ForwardOptions.sample),
@@ -52,7 +53,7 @@ export interface Pass {
    * Int32, or -1 when none can be chosen (the caller then reports why).
    */
   sample?: Array<SampleRequest | null>;
-  tokensOut?: SharedArrayBuffer;
+  tokensOut?: SharedArrayBuffer | ArrayBuffer;
 }
 
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */

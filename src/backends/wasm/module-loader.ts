@@ -1,16 +1,15 @@
 /**
  * Finds and compiles the AssemblyScript kernel modules that `scripts/build-wasm.mjs` writes to
- * dist/wasm/, three builds of the same kernels:
+ * dist/wasm/, two builds of the same kernels:
  *   'shared'      shared memory, relaxed SIMD when the engine has it, else 'shared-base'
  *   'shared-base' shared memory, plain SIMD128 (also the synchronous helpers such as f32-ops)
- * Relaxed SIMD (pmaddubsw-style 8-bit dot products) is on by default from V8 11.4; Node 20
- * (V8 11.3) has it behind --experimental-wasm-relaxed-simd, which we set before compiling.
+ * Node reads and compiles them on first use (`kernelModule`); a browser cannot read a file
+ * synchronously, so there `loadKernelModules()` fetches and compiles them first (the wasm
+ * backend's load does), and workers get them in their first message (`adoptKernelModules`).
  * MPT_WASM_RELAXED=0 forces the plain build.
  */
-import { readFileSync } from 'node:fs';
-import { setFlagsFromString } from 'node:v8';
-import { fileURLToPath } from 'node:url';
 import { MptError } from '../../errors.js';
+import { platform } from '../../platform/index.js';
 
 export type KernelVariant = 'shared' | 'shared-base';
 
@@ -21,30 +20,28 @@ export function kernelUrl(variant: KernelVariant | 'shared-relaxed'): URL {
 }
 
 const compiled = new Map<KernelVariant, WebAssembly.Module>();
-let flagsSet = false;
+let relaxedInUse = false;
 
-/**
- * V8 first compiles wasm with its baseline compiler (Liftoff) and swaps in optimized code only
- * when a function is called again; our kernels run long loops per call, so they would spend much
- * of their time in baseline code (measured: 2-3x slower). Compile with TurboFan from the start.
- */
-function setEngineFlags(): void {
-  if (flagsSet) return;
-  flagsSet = true;
-  try {
-    setFlagsFromString('--no-liftoff');
-    if (process.env['MPT_WASM_RELAXED'] !== '0') setFlagsFromString('--experimental-wasm-relaxed-simd');
-  } catch {
-    // Not fatal: slower code, or the plain-SIMD build.
-  }
+function relaxedWanted(): boolean {
+  const want = platform.env('MPT_WASM_RELAXED') !== '0';
+  platform.prepareWasmEngine({ relaxedSimd: want });
+  return want;
 }
 
-function readKernel(url: URL): Uint8Array<ArrayBuffer> {
+function notFound(url: URL, e: unknown): MptError {
+  const why = (e as Error).message;
+  return new MptError(`wasm kernels not found at ${url.href} (${why}): run \`npm run build\` first`, { cause: e });
+}
+
+function readKernelSync(url: URL): Uint8Array<ArrayBuffer> {
+  let bytes: Uint8Array<ArrayBuffer> | undefined;
   try {
-    return new Uint8Array(readFileSync(fileURLToPath(url)));
+    bytes = platform.readBytesSync(url);
   } catch (e) {
-    throw new MptError(`wasm kernels not found at ${fileURLToPath(url)}: run \`npm run build\` first`, { cause: e });
+    throw notFound(url, e);
   }
+  if (!bytes) throw new MptError('the wasm kernels are not loaded in this thread yet: await loadKernelModules() first');
+  return bytes;
 }
 
 /** Whether the relaxed-SIMD build is in use for 'shared'. */
@@ -52,25 +49,59 @@ export function usingRelaxedSimd(): boolean {
   kernelModule('shared');
   return relaxedInUse;
 }
-let relaxedInUse = false;
 
-/** Compiles (once per process) and returns the kernel module. */
+/** Compiles (once per thread) and returns the kernel module. */
 export function kernelModule(variant: KernelVariant): WebAssembly.Module {
   let m = compiled.get(variant);
   if (!m) {
-    setEngineFlags();
     if (variant === 'shared') {
-      const relaxed = process.env['MPT_WASM_RELAXED'] !== '0' ? readKernel(kernelUrl('shared-relaxed')) : null;
+      const relaxed = relaxedWanted() ? readKernelSync(kernelUrl('shared-relaxed')) : null;
       if (relaxed && WebAssembly.validate(relaxed)) {
         m = new WebAssembly.Module(relaxed);
         relaxedInUse = true;
       } else m = kernelModule('shared-base');
     } else {
-      m = new WebAssembly.Module(readKernel(kernelUrl(variant)));
+      relaxedWanted();
+      m = new WebAssembly.Module(readKernelSync(kernelUrl(variant)));
     }
     compiled.set(variant, m);
   }
   return m;
+}
+
+async function readKernel(url: URL): Promise<Uint8Array<ArrayBuffer>> {
+  try {
+    return await platform.readBytes(url);
+  } catch (e) {
+    throw notFound(url, e);
+  }
+}
+
+/** Compiles both builds without blocking (and without reading synchronously), once per thread. */
+export async function loadKernelModules(): Promise<void> {
+  if (compiled.has('shared') && compiled.has('shared-base')) return;
+  const want = relaxedWanted();
+  const [relaxed, base] = await Promise.all([
+    want ? readKernel(kernelUrl('shared-relaxed')) : null,
+    readKernel(kernelUrl('shared-base')),
+  ]);
+  if (!compiled.has('shared-base')) compiled.set('shared-base', await WebAssembly.compile(base));
+  if (!compiled.has('shared')) {
+    relaxedInUse = !!relaxed && WebAssembly.validate(relaxed);
+    compiled.set('shared', relaxedInUse ? await WebAssembly.compile(relaxed!) : compiled.get('shared-base')!);
+  }
+}
+
+/** The modules of this thread, to send to a worker (see adoptKernelModules). */
+export function kernelModules(): Record<KernelVariant, WebAssembly.Module> {
+  return { shared: kernelModule('shared'), 'shared-base': kernelModule('shared-base') };
+}
+
+/** In a worker: the modules its starter compiled, so that it neither reads nor compiles them again. */
+export function adoptKernelModules(modules: Record<KernelVariant, WebAssembly.Module>): void {
+  for (const [variant, m] of Object.entries(modules) as Array<[KernelVariant, WebAssembly.Module]>) {
+    if (!compiled.has(variant)) compiled.set(variant, m);
+  }
 }
 
 /** Bytes per wasm page. */

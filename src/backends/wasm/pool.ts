@@ -2,22 +2,35 @@
  * The worker threads of one wasm runner. Each pass is posted to every worker; the workers
  * synchronise among themselves through shared memory and each answers once when the pass ends.
  */
-import { availableParallelism } from 'node:os';
-import { Worker } from 'node:worker_threads';
 import { MptError } from '../../errors.js';
+import { platform, type PlatformWorker } from '../../platform/index.js';
 import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
+import type { KernelVariant } from './module-loader.js';
 import { CTL, createControlBuffer } from './team.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
-export class WorkerPool {
+/** What runs a runner's passes: worker threads (this file) or the page's own thread (inline-pool.ts). */
+export interface PassPool {
+  /** Threads a pass may use. */
+  readonly threads: number;
+  /** Cores of the machine. */
+  readonly cores: number;
+  /** A buffer of `bytes` bytes that the pool's threads can write a pass's results to. */
+  buffer(bytes: number): SharedArrayBuffer | ArrayBuffer;
+  /** Runs one pass on its first `pass.threads` threads. */
+  run(pass: Pass): Promise<void>;
+  close(): Promise<void>;
+}
+
+export class WorkerPool implements PassPool {
   private readonly ctl: Int32Array;
   private busy = false;
   private closed = false;
   /** Set when a worker thread died: the pool cannot run passes any more. */
   private broken: string | null = null;
 
-  private constructor(private readonly workers: Worker[], ctlBuffer: SharedArrayBuffer,
+  private constructor(private readonly workers: PlatformWorker[], ctlBuffer: SharedArrayBuffer,
     /** Cores of the machine (the workers spin at barriers only while each has one). */
     readonly cores: number) {
     this.ctl = new Int32Array(ctlBuffer);
@@ -27,14 +40,15 @@ export class WorkerPool {
     return this.workers.length;
   }
 
-  static async create(module: WebAssembly.Module, memories: WebAssembly.Memory[], layout: ModelLayout, threads: number): Promise<WorkerPool> {
+  static async create(modules: Record<KernelVariant, WebAssembly.Module>, memories: WebAssembly.Memory[],
+    layout: ModelLayout, threads: number): Promise<WorkerPool> {
     const ctl = createControlBuffer();
-    const workers: Worker[] = [];
-    for (let t = 0; t < threads; t++) workers.push(new Worker(new URL('./worker.js', import.meta.url)));
-    const cores = availableParallelism();
+    const workers: PlatformWorker[] = [];
+    for (let t = 0; t < threads; t++) workers.push(platform.startWorker(new URL('./worker.js', import.meta.url)));
+    const cores = platform.hardwareConcurrency();
     const pool = new WorkerPool(workers, ctl, cores);
     try {
-      await pool.broadcast((tid) => ({ type: 'init', module, memories, ctl, tid, nt: threads, cores, layout }));
+      await pool.broadcast((tid) => ({ type: 'init', modules, memories, ctl, tid, nt: threads, cores, layout }));
     } catch (e) {
       await pool.close();
       throw e;
@@ -60,7 +74,8 @@ export class WorkerPool {
       };
       workers.forEach((w, tid) => {
         let answered = false;
-        const onMessage = (m: WorkerReply) => {
+        const onMessage = (data: unknown) => {
+          const m = data as WorkerReply;
           if (answered) return;
           answered = true;
           if (m.type === 'error' && (!firstError || (firstError.aborted && !m.aborted))) firstError = m;
@@ -79,10 +94,7 @@ export class WorkerPool {
           this.broken = `worker thread ${tid} exited (code ${code})`;
           fail(this.broken);
         };
-        w.on('message', onMessage);
-        w.on('error', onError);
-        w.on('exit', onExit);
-        cleanups.push(() => { w.off('message', onMessage); w.off('error', onError); w.off('exit', onExit); });
+        cleanups.push(w.listen({ message: onMessage, error: onError, exit: onExit }));
         w.ref();
         try {
           w.postMessage(make(tid));
@@ -93,6 +105,10 @@ export class WorkerPool {
         }
       });
     });
+  }
+
+  buffer(bytes: number): SharedArrayBuffer {
+    return new SharedArrayBuffer(bytes);
   }
 
   /** Runs one pass on its first `pass.threads` workers. Passes do not overlap (callers serialise them). */

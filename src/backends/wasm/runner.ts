@@ -13,7 +13,7 @@ import { restoreWasmCache, snapshotWasmCache } from './kv-snapshot.js';
 import type { Pass, PassSequence } from './executor.js';
 import { PRIVATE_ROWS, kvRegionBytes, type ModelLayout } from './layout.js';
 import { passThreads } from './pass-threads.js';
-import type { WorkerPool } from './pool.js';
+import type { PassPool } from './pool.js';
 
 /** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
 const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
@@ -35,15 +35,15 @@ export class WasmRunner implements ModelRunner {
   readonly backendName = 'wasm';
   readonly config: MptConfig;
   private queue: Promise<unknown> = Promise.resolve();
-  private logitsBuf: SharedArrayBuffer | null = null;
-  private tokensBuf: SharedArrayBuffer | null = null;
+  private logitsBuf: SharedArrayBuffer | ArrayBuffer | null = null;
+  private tokensBuf: SharedArrayBuffer | ArrayBuffer | null = null;
   private disposed = false;
   /** Multiply-adds of the layers' weight matrices for one row. */
   private readonly layerMacsPerRow: number;
   /** Threads the last pass ran on (diagnostics, tests). */
   lastPassThreads = 0;
 
-  constructor(readonly layout: ModelLayout, readonly arenas: Arenas, private readonly pool: WorkerPool) {
+  constructor(readonly layout: ModelLayout, readonly arenas: Arenas, private readonly pool: PassPool) {
     this.config = layout.config;
     this.layerMacsPerRow = layout.layers.reduce((sum, ly) =>
       sum + [ly.qkv, ly.out, ly.up, ly.gate, ly.down].reduce((t, m) => t + (m ? m.rows * m.cols : 0), 0), 0);
@@ -117,7 +117,7 @@ export class WasmRunner implements ModelRunner {
     if (reuse) this.ensureLogitsBuffer(totalRows * V * 4);
     // Tokens chosen in the workers (ForwardOptions.sample), one Int32 per logit row of the call.
     const sampling = options.sample && batch.some((s, i) => modeOf(s) === 'last' && options.sample![i]) ? options.sample : null;
-    if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4)) this.tokensBuf = new SharedArrayBuffer(Math.max(64, totalRows * 8));
+    if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4)) this.tokensBuf = this.pool.buffer(Math.max(64, totalRows * 8));
     const outputs: SequenceOutput[] = batch.map((s, i) => ({
       logits: reuse ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V) : new Float32Array(rowsOf(s) * V),
     }));
@@ -201,7 +201,7 @@ export class WasmRunner implements ModelRunner {
   }
 
   private ensureLogitsBuffer(bytes: number): void {
-    if (bytes > 0 && (!this.logitsBuf || this.logitsBuf.byteLength < bytes)) this.logitsBuf = new SharedArrayBuffer(bytes);
+    if (bytes > 0 && (!this.logitsBuf || this.logitsBuf.byteLength < bytes)) this.logitsBuf = this.pool.buffer(bytes);
   }
 
   /** Marks position `pos` of a cache as a real token (1) or padding (0), in every arena. */

@@ -1,19 +1,20 @@
 /**
- * Worker-thread entry of the wasm backend. Receives the kernel module, the arenas (shared wasm
- * memories) and the layout once, then runs passes: one message in, one message out per pass;
- * everything inside a pass is synchronised through shared memory (see team.ts).
- *
- * Only `parentPort` ties this file to Node; a browser build would use `self` the same way.
+ * Worker-thread entry of the wasm backend (a Node worker thread or a browser Web Worker). Receives
+ * the kernel modules, the arenas (shared wasm memories) and the layout once, then runs passes: one
+ * message in, one message out per pass; everything inside a pass is synchronised through shared
+ * memory (see team.ts).
  */
-import { parentPort } from 'node:worker_threads';
+import { platform } from '../../platform/index.js';
 import { Executor, type Pass } from './executor.js';
 import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
+import { adoptKernelModules, kernelModule, type KernelVariant } from './module-loader.js';
 import { CTL, Team } from './team.js';
 
 export interface InitMessage {
   type: 'init';
-  module: WebAssembly.Module;
+  /** Both builds: 'shared' runs the passes, 'shared-base' the sampling kernels (sampling-ops.ts). */
+  modules: Record<KernelVariant, WebAssembly.Module>;
   memories: WebAssembly.Memory[];
   ctl: SharedArrayBuffer;
   tid: number;
@@ -27,16 +28,20 @@ export type WorkerReply = { type: 'ready' } | { type: 'done' } | { type: 'error'
 
 let executor: Executor | null = null;
 let ctl: Int32Array | null = null;
+const port = platform.workerPort();
 
 function reply(m: WorkerReply): void {
-  parentPort!.postMessage(m);
+  port.postMessage(m);
 }
 
-parentPort!.on('message', (msg: WorkerRequest) => {
+port.onMessage((data) => {
+  const msg = data as WorkerRequest;
   try {
     if (msg.type === 'init') {
       ctl = new Int32Array(msg.ctl);
-      const kernels = msg.memories.map((m) => instantiateKernels(msg.module, m));
+      adoptKernelModules(msg.modules);
+      const module = kernelModule('shared');
+      const kernels = msg.memories.map((m) => instantiateKernels(module, m));
       const team = new Team(ctl, msg.tid, msg.nt, msg.cores);
       executor = new Executor(msg.layout, kernels, msg.memories, team);
       reply({ type: 'ready' });
