@@ -4,10 +4,10 @@
  * operations, so the same bytes, several times faster than the JS copy (which rounds every step
  * through Math.fround). One instance per thread, with its own small memory; rows go through it in
  * chunks, so a matrix of any size needs about 300 KB. Null where the kernel file cannot be loaded
- * (then the JS copy runs).
+ * (then the JS copy runs), as in a browser: the kernel file is read with Node's fs, reached through
+ * `process.getBuiltinModule` rather than an import, so that this module (which every GGUF reader
+ * and quantizer imports) loads where there is no Node.
  */
-import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 
 export type KQuantType = 'q4_k' | 'q5_k' | 'q6_k';
 
@@ -55,14 +55,21 @@ class WasmKQuant {
 
 let instance: WasmKQuant | null | undefined;
 
+interface NodeProcess {
+  env: Record<string, string | undefined>;
+  getBuiltinModule?(id: 'node:fs'): { readFileSync(path: URL): Uint8Array<ArrayBuffer> };
+}
+
 /** This thread's wasm quantizers, or null when they cannot load (or MPT_KQUANT=js asks for the JS copy). */
 export function wasmKQuant(): WasmKQuant | null {
   if (instance !== undefined) return instance;
   instance = null;
-  if (process.env['MPT_KQUANT'] === 'js') return instance;
+  const node = (globalThis as { process?: NodeProcess }).process;
+  const fs = node?.getBuiltinModule?.('node:fs');
+  if (fs === undefined || node!.env['MPT_KQUANT'] === 'js') return instance;
   try {
     // dist/src/formats/x.js → dist/wasm/
-    const bytes = readFileSync(fileURLToPath(new URL('../../wasm/kernels-base.wasm', import.meta.url)));
+    const bytes = fs.readFileSync(new URL('../../wasm/kernels-base.wasm', import.meta.url));
     instance = new WasmKQuant(new WebAssembly.Module(bytes));
   } catch {
     // The JS copy gives the same bytes.

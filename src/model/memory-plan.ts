@@ -4,9 +4,11 @@
  * hold (instead of dying with an out-of-memory error halfway through a 65k-token prompt).
  */
 import { totalmem } from 'node:os';
-import type { KvType } from '../backends/backend.js';
 import { MemoryPlanError } from '../errors.js';
 import type { MptConfig } from './config.js';
+
+/** Storage type of a KV cache (its bytes per element are below, in kvBytesPerElement). */
+export type KvType = 'f32' | 'f16' | 'q8_0';
 
 export interface MemoryPlanInput {
   config: MptConfig;
