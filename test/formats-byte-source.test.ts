@@ -366,7 +366,9 @@ describe('the HTTP source', () => {
   it('keeps at most maxInFlight requests in flight, and uses that many', async () => {
     const pending: (() => void)[] = [];
     let calls = 0;
-    const fake: typeof fetch = async (_url, init) => {
+    // Like a browser's fetch, it refuses to be called as a method of another object.
+    const fake = async function (this: unknown, _url: RequestInfo | URL, init?: RequestInit): Promise<Response> {
+      if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation');
       calls++;
       const range = String((init!.headers as Record<string, string>)['Range']);
       if (range === 'bytes=0-0')

@@ -255,7 +255,9 @@ export async function openUrlSource(url: string | URL, options: UrlSourceOptions
   } catch (e) {
     throw new InputError(`${String(url)} is not an http(s) URL: ${(e as Error).message}`, { cause: e });
   }
-  const fetcher = options.fetch ?? globalThis.fetch;
+  // Called through an arrow: a browser's fetch throws "Illegal invocation" when called as a method of another object.
+  const custom = options.fetch;
+  const fetcher: typeof fetch = (input, init) => (custom ? custom(input, init) : globalThis.fetch(input, init));
   const headers = options.headers ?? {};
   const limit = options.wholeFileLimit ?? WHOLE_FILE_LIMIT;
   let res: Response;
