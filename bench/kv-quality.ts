@@ -10,7 +10,7 @@ import { fileURLToPath } from 'node:url';
 import type { KvCache, ModelRunner } from '../src/backends/backend.js';
 import { ReferenceKvCache } from '../src/backends/reference/index.js';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 import { readFileSync } from 'node:fs';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));

@@ -17,7 +17,7 @@ import { readGguf } from '../src/formats/gguf.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 import { loadTokenizer } from '../src/runtime/tokenizer.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));

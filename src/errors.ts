@@ -25,3 +25,21 @@ export class MemoryPlanError extends MptError {}
 export class PlatformError extends MptError {}
 /** A pickle asked for something outside the whitelist. */
 export class UnsafePickleError extends FormatError {}
+/**
+ * A remote file could not be read: the request failed, the server answered with an HTTP error
+ * (`status`), or its answer was not what was asked for. Names the URL.
+ */
+export class FetchError extends MptError {
+  /** The HTTP status, when the server answered. */
+  readonly status: number | undefined;
+
+  constructor(message: string, options?: { cause?: unknown; status?: number }) {
+    super(message, options);
+    this.status = options?.status;
+  }
+}
+/**
+ * A server sent a whole large file where a byte range was asked for: it does not support HTTP
+ * Range requests, so a checkpoint cannot be read from it piece by piece.
+ */
+export class RangeNotSupportedError extends FetchError {}

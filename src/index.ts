@@ -59,16 +59,26 @@ export type { MemoryPlan, MemoryPlanInput } from './model/memory-plan.js';
 // Configs, checkpoints, backends
 export { parseMptConfig, qkvDim, toMosaicConfigJson } from './model/config.js';
 export type { MptConfig, AttnConfig, FfnConfig } from './model/config.js';
-export { openCheckpoint, loadRunner, getBackend } from './model/load.js';
-export type { BackendName, Checkpoint, LoadOptions } from './model/load.js';
+export { openCheckpoint, openFolderCheckpoint } from './model/load.js';
+export type { Checkpoint, CheckpointInput, OpenCheckpointOptions } from './model/load.js';
+export { loadRunner, getBackend } from './backends/registry.js';
+export type { BackendName, LoadOptions } from './backends/registry.js';
 export { defaultModelPath } from './model/default-model.js';
 export { referenceBackend } from './backends/reference/index.js';
 export type {
   Backend, ForwardOptions, KvCache, KvCacheOptions, KvType, LoadRunnerOptions, ModelRunner, SequenceInput, SequenceOutput,
 } from './backends/backend.js';
 export type { DType, TensorInfo, TensorSource } from './formats/tensor-source.js';
+// Where a checkpoint's bytes come from (local files are opened by path)
+export { blobSource, bytesSource } from './formats/byte-source.js';
+export type { ByteSource } from './formats/byte-source.js';
+export { openUrlSource } from './formats/url-source.js';
+export type { UrlSourceOptions } from './formats/url-source.js';
+export { fileListFolder, urlFolder } from './formats/folder-source.js';
+export type { FolderSource } from './formats/folder-source.js';
 
 // Errors
 export {
   MptError, FormatError, ConfigError, UnsupportedError, WeightsError, InputError, MemoryPlanError, UnsafePickleError,
+  FetchError, RangeNotSupportedError,
 } from './errors.js';

@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import type { ModelRunner } from '../src/backends/backend.js';
 import { ReferenceKvCache, type ReferenceRunner } from '../src/backends/reference/index.js';
 import { alibiSlopes } from '../src/model/alibi.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 
 const TOL = 5e-4;

@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { ConfigError, UnsupportedError, WeightsError } from '../src/errors.js';
 import { openSafetensors, writeSafetensors } from '../src/formats/safetensors.js';
-import { loadRunner, openCheckpoint } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
+import { openCheckpoint } from '../src/model/load.js';
 import { runCli } from './helpers/cli.js';
 import { fixturePath } from './helpers/goldens.js';
 

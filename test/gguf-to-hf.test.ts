@@ -15,7 +15,7 @@ import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { tensorToFloat32, shapeElements } from '../src/formats/dtypes.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { openGgufCheckpoint, tokenizerFromHfJson, writeGgufFromCheckpoint, byteLevelTestTokenizer } from '../src/model/gguf-model.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff, REPO_ROOT } from './helpers/goldens.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'mpt-gguf-to-hf-'));

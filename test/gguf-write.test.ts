@@ -14,7 +14,7 @@ import { parseMptConfig } from '../src/model/config.js';
 import {
   byteLevelTestTokenizer, openGgufCheckpoint, TokenType, tokenizerFromHfJson, writeGgufFromCheckpoint,
 } from '../src/model/gguf-model.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 import { checkGoldens } from './helpers/backend-conformance.js';
 import { FIXTURES, Goldens, REPO_ROOT, fixturePath } from './helpers/goldens.js';
 

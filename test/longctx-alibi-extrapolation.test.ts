@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ModelRunner } from '../src/backends/backend.js';
 import { parseMptConfig } from '../src/model/config.js';
-import { getBackend, loadRunner } from '../src/model/load.js';
+import { getBackend, loadRunner } from '../src/backends/registry.js';
 import { generate, resolveContextLength } from '../src/runtime/generate.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 

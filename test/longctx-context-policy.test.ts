@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ModelRunner } from '../src/backends/backend.js';
 import { InputError, MemoryPlanError } from '../src/errors.js';
-import { loadRunner, openCheckpoint } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
+import { openCheckpoint } from '../src/model/load.js';
 import {
   dropOldestTurns, generateWithContextPolicy, parseOverflowPolicy, shiftWindow, type PolicyGenerateResult,
 } from '../src/runtime/context-policy.js';

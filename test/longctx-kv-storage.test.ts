@@ -21,7 +21,8 @@ import { f16ToF32, f32ToF16 } from '../src/formats/dtypes.js';
 import { quantize } from '../src/formats/ggml-quants.js';
 import { parseMptConfig, type MptConfig } from '../src/model/config.js';
 import { kvCacheBytes } from '../src/model/memory-plan.js';
-import { getBackend, loadRunner, openCheckpoint } from '../src/model/load.js';
+import { getBackend, loadRunner } from '../src/backends/registry.js';
+import { openCheckpoint } from '../src/model/load.js';
 import { fixturePath, maxAbsDiff } from './helpers/goldens.js';
 
 type WasmRunner = import('../src/backends/wasm/runner.js').WasmRunner;

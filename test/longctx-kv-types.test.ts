@@ -10,7 +10,7 @@ import type { KvType, ModelRunner } from '../src/backends/backend.js';
 import { ReferenceKvCache } from '../src/backends/reference/index.js';
 import { f16ToF32, f32ToF16 } from '../src/formats/dtypes.js';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 import { klRows } from './helpers/kl.js';
 

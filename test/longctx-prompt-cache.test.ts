@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { KvType, ModelRunner } from '../src/backends/backend.js';
-import { getBackend, loadRunner } from '../src/model/load.js';
+import { getBackend, loadRunner } from '../src/backends/registry.js';
 import {
   PromptCacheError, fingerprintCheckpoint, loadPromptCache, preparePromptCache, readPromptCacheInfo, savePromptCache,
   type PromptCacheRejection,

@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { ModelRunner } from '../src/backends/backend.js';
-import { getBackend, loadRunner, openCheckpoint } from '../src/model/load.js';
+import { getBackend, loadRunner } from '../src/backends/registry.js';
+import { openCheckpoint } from '../src/model/load.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 import { runChunks } from './helpers/chunked.js';
 

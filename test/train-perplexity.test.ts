@@ -6,7 +6,7 @@ import { fixturePath } from './helpers/goldens.js';
 import { jsKernels } from '../src/train/kernels.js';
 import { loadTrainModel } from '../src/train/weights-io.js';
 import { compactIdenticalRows, slidingWindowPerplexity } from '../src/train/perplexity.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 
 const tokens = Int32Array.from({ length: 21 }, (_, i) => (i * 37 + 11) % 512);
 

@@ -14,7 +14,7 @@ import { Trainer, type TrainerOptions } from '../src/train/trainer.js';
 import { windowSource } from '../src/train/recipe.js';
 import { optimizerConfig } from '../src/train/optim.js';
 import { exportHfFolder } from '../src/train/weights-io.js';
-import { loadRunner } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
 import { Rng } from '../src/train/rng.js';
 import { scanCheckpoints } from '../src/train/checkpoint.js';
 

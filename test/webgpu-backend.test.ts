@@ -11,7 +11,8 @@ import { InputError, UnsupportedError } from '../src/errors.js';
 import type { ModelRunner } from '../src/backends/backend.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { expectedTensors } from '../src/model/weights-layout.js';
-import { loadRunner, openCheckpoint } from '../src/model/load.js';
+import { loadRunner } from '../src/backends/registry.js';
+import { openCheckpoint } from '../src/model/load.js';
 import {
   GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, checkLeftPadded, logitsOf, randomSource,
 } from './helpers/backend-conformance.js';

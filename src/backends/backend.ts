@@ -10,10 +10,11 @@
  */
 import type { SampleRequest } from './sampling/sampler.js';
 import type { MptConfig } from '../model/config.js';
+import type { KvType } from '../model/memory-plan.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 
-/** Storage type of a KV cache. */
-export type KvType = 'f32' | 'f16' | 'q8_0';
+/** Storage type of a KV cache (defined with the memory planner, which sizes each kind). */
+export type { KvType };
 
 export interface KvCacheOptions {
   /** Maximum number of positions the cache will hold (context length). */

@@ -6,7 +6,7 @@ import { existsSync, statSync } from 'node:fs';
 import { InputError } from '../errors.js';
 import { defaultModelPath } from '../model/default-model.js';
 import type { KvType } from '../backends/backend.js';
-import type { BackendName } from '../model/load.js';
+import type { BackendName } from '../backends/registry.js';
 import type { GenerateOptions } from '../runtime/generate.js';
 import { loadModel, type MptModel } from '../runtime/model.js';
 import { loadTokenizer, MptTokenizer, type GgufTokenizerData } from '../runtime/tokenizer.js';

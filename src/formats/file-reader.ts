@@ -1,16 +1,20 @@
 /**
- * Positioned reads from a checkpoint file. Checkpoints can be tens of gigabytes, so nothing here
- * reads a whole file: callers ask for byte ranges, and each range comes back in its own fresh
- * buffer. Offsets are plain numbers (exact below 2^53, far beyond any real file).
+ * Local files as byte sources (Node): positioned reads from a checkpoint file, and a model folder
+ * on disk as a FolderSource. Only the path-taking entry points of the readers load this module
+ * (by a dynamic import), so that the readers themselves run where there is no file system.
+ * Offsets are plain numbers (exact below 2^53, far beyond any real file).
  */
 import { promises as fsp } from 'node:fs';
+import { join } from 'node:path';
 import { FormatError, MptError } from '../errors.js';
+import { checkRange, type ByteSource } from './byte-source.js';
+import { checkFileName, type FolderSource } from './folder-source.js';
 
 /** Largest length handed to one fs read call (Node refuses more than 2^31 - 1). */
 const MAX_READ_CHUNK = 1 << 30;
 
 /** An open file that serves byte ranges; safe to use from several concurrent reads. */
-export class RandomAccessFile {
+export class RandomAccessFile implements ByteSource {
   private handle: fsp.FileHandle | undefined;
 
   private constructor(
@@ -21,6 +25,11 @@ export class RandomAccessFile {
     readonly size: number,
   ) {
     this.handle = handle;
+  }
+
+  /** The path, as ByteSource names it. */
+  get name(): string {
+    return this.path;
   }
 
   /** Opens `path` for reading; a missing or unreadable file is a FormatError naming it. */
@@ -80,14 +89,7 @@ export class RandomAccessFile {
 
   private checkRange(offset: number, length: number, what: string): void {
     if (this.handle === undefined) throw new MptError(`${this.path} was already closed (reading ${what})`);
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(length) || offset < 0 || length < 0) {
-      throw new FormatError(`${this.path}: invalid byte range for ${what} (offset ${offset}, length ${length})`);
-    }
-    if (offset + length > this.size) {
-      throw new FormatError(
-        `${this.path} is truncated: ${what} needs bytes [${offset}, ${offset + length}) but the file has ${this.size} bytes`,
-      );
-    }
+    checkRange(this, offset, length, what);
   }
 
   /** Closes the file; later reads throw. Closing twice is harmless. */
@@ -96,4 +98,32 @@ export class RandomAccessFile {
     this.handle = undefined;
     if (handle !== undefined) await handle.close();
   }
+}
+
+/**
+ * The folder `dir` on disk as a FolderSource (file names are joined to it, so sources are named
+ * by their paths). A missing folder, or a path that is not one, is a FormatError naming it.
+ */
+export async function openDirFolder(dir: string): Promise<FolderSource> {
+  let st: Awaited<ReturnType<typeof fsp.stat>>;
+  try {
+    st = await fsp.stat(dir);
+  } catch (e) {
+    throw new FormatError(`model folder ${dir} does not exist`, { cause: e });
+  }
+  if (!st.isDirectory()) throw new FormatError(`${dir} is not a folder`);
+  return {
+    name: dir,
+    async open(file) {
+      checkFileName(dir, file);
+      const path = join(dir, file);
+      // Only a regular file counts as present; a folder or a FIFO of that name is no weight file.
+      const isFile = await fsp.stat(path).then(
+        (s) => s.isFile(),
+        () => false,
+      );
+      return isFile ? RandomAccessFile.open(path) : undefined;
+    },
+    list: () => fsp.readdir(dir).catch(() => []),
+  };
 }

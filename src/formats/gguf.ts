@@ -10,12 +10,12 @@
  *
  * The reader never trusts a count: every length is checked against the bytes left in the file
  * before anything is allocated, so a corrupt header is a FormatError, not an out-of-memory.
- * Tensor data is read lazily, one tensor at a time, with positioned reads (files may exceed 4 GB).
- * The writer streams tensor data to a temporary file and renames it into place.
+ * Tensor data is read lazily, one tensor at a time, with positioned reads of a ByteSource (a local
+ * file, a URL, a Blob; files may exceed 4 GB). The writer (Node) streams tensor data to a
+ * temporary file and renames it into place.
  */
-import { promises as fsp } from 'node:fs';
 import { FormatError, InputError, MptError } from '../errors.js';
-import { RandomAccessFile } from './file-reader.js';
+import { readIntoFrom, type ByteSource } from './byte-source.js';
 import { byteLengthOf, dtypeOfGgmlType, GGML_TYPES, ggmlTypeName } from './ggml-quants.js';
 import type { DType } from './tensor-source.js';
 
@@ -115,7 +115,7 @@ class HeaderCursor {
   private view = new DataView(this.buf.buffer, 0, 0);
   private bufStart = 0;
 
-  constructor(private readonly file: RandomAccessFile) {}
+  constructor(private readonly file: ByteSource) {}
 
   get remaining(): number {
     return this.file.size - this.pos;
@@ -125,7 +125,7 @@ class HeaderCursor {
   async need(n: number, what: string): Promise<void> {
     if (this.pos + n <= this.bufStart + this.buf.length) return;
     if (n > this.remaining) {
-      throw new FormatError(`${this.file.path}: file is truncated in the GGUF header (${what} needs ${n} bytes at offset ${this.pos}, the file has ${this.file.size})`);
+      throw new FormatError(`${this.file.name}: file is truncated in the GGUF header (${what} needs ${n} bytes at offset ${this.pos}, the file has ${this.file.size})`);
     }
     const len = Math.min(Math.max(n, HEADER_CHUNK), this.remaining);
     this.buf = await this.file.read(this.pos, len, `GGUF header (${what})`);
@@ -160,7 +160,8 @@ export class GgufFile {
   private readonly byName: Map<string, GgufTensorInfo>;
 
   constructor(
-    private readonly file: RandomAccessFile,
+    private readonly file: ByteSource,
+    /** The byte source's name: the path, URL or file name. */
     readonly path: string,
     readonly version: number,
     readonly metadata: Map<string, GgufValue>,
@@ -194,7 +195,7 @@ export class GgufFile {
     if (!Number.isSafeInteger(start) || start < 0 || start + dest.length > info.byteLength) {
       throw new FormatError(`${this.path}: bytes [${start}, ${start + dest.length}) are outside tensor ${info.name} (${info.byteLength} bytes)`);
     }
-    await this.file.readInto(this.dataOffset + info.offset + start, dest, `tensor ${info.name}`);
+    await readIntoFrom(this.file, this.dataOffset + info.offset + start, dest, `tensor ${info.name}`);
   }
 
   async close(): Promise<void> {
@@ -307,21 +308,27 @@ async function readArray(c: HeaderCursor, key: string, path: string, depth: numb
   return { type: 'array', itemType, value };
 }
 
-/**
- * Opens a GGUF file and parses its header. Tensor data stays on disk until
- * `readTensor` asks for it. Any inconsistency is a FormatError naming the file.
- */
+/** Opens the GGUF file at `path` (Node); see readGgufSource. */
 export async function readGguf(path: string): Promise<GgufFile> {
-  const file = await RandomAccessFile.open(path);
+  const { RandomAccessFile } = await import('./file-reader.js');
+  return readGgufSource(await RandomAccessFile.open(path));
+}
+
+/**
+ * Parses the header of the GGUF file `file`. Tensor data stays where it is until `readTensor`
+ * asks for it. Any inconsistency is a FormatError naming the file. The source is the returned
+ * file's to close (and is closed here when the header is refused).
+ */
+export async function readGgufSource(file: ByteSource): Promise<GgufFile> {
   try {
-    return await parseHeader(file, path);
+    return await parseHeader(file, file.name);
   } catch (e) {
     await file.close().catch(() => {});
     throw e;
   }
 }
 
-async function parseHeader(file: RandomAccessFile, path: string): Promise<GgufFile> {
+async function parseHeader(file: ByteSource, path: string): Promise<GgufFile> {
   const c = new HeaderCursor(file);
   if (file.size < 4) throw new FormatError(`${path} is not a GGUF file (only ${file.size} bytes)`);
   await c.need(4, 'magic');
@@ -637,8 +644,7 @@ function writeValue(w: ByteWriter, v: GgufValue, key: string): void {
 
 /**
  * Writes a GGUF v3 file: metadata in the map's order, tensors in the given order, each tensor's
- * data aligned. The file appears at `path` only when complete (written to a temporary file in the
- * same directory, then renamed); on failure the temporary file is removed.
+ * data aligned. The file appears at `path` only when complete (see atomic-write.ts).
  */
 export async function writeGguf(
   path: string,
@@ -692,11 +698,9 @@ export async function writeGguf(
   w.pad(alignment);
   const total = sizes.reduce((a, b) => a + b, 0);
 
-  const tmp = `${path}.tmp-${process.pid}-${Date.now().toString(36)}`;
-  const fh = await fsp.open(tmp, 'w');
-  let ok = false;
-  try {
-    await writeAll(fh, w.result());
+  const { writeFileAtomically } = await import('./atomic-write.js');
+  await writeFileAtomically(path, async (write) => {
+    await write(w.result());
     const zeros = new Uint8Array(alignment);
     let done = 0;
     for (let i = 0; i < tensors.length; i++) {
@@ -705,25 +709,11 @@ export async function writeGguf(
       if (data.length !== sizes[i]) {
         throw new MptError(`tensor ${t.name}: got ${data.length} bytes of data, its dims and type need ${sizes[i]}`);
       }
-      await writeAll(fh, data);
+      await write(data);
       const pad = (alignment - (data.length % alignment)) % alignment;
-      if (pad) await writeAll(fh, zeros.subarray(0, pad));
+      if (pad) await write(zeros.subarray(0, pad));
       done += data.length;
       options.onProgress?.(done, total, t.name);
     }
-    await fh.sync();
-    ok = true;
-  } finally {
-    await fh.close();
-    if (!ok) await fsp.rm(tmp, { force: true });
-  }
-  await fsp.rename(tmp, path);
-}
-
-async function writeAll(fh: fsp.FileHandle, data: Uint8Array): Promise<void> {
-  let done = 0;
-  while (done < data.length) {
-    const { bytesWritten } = await fh.write(data, done, Math.min(data.length - done, 1 << 30));
-    done += bytesWritten;
-  }
+  });
 }

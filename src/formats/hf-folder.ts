@@ -3,15 +3,16 @@
  * order transformers looks for them: `model.safetensors`, `model.safetensors.index.json` (shards),
  * `pytorch_model.bin`, or `pytorch_model.bin.index.json` (the layout mosaicml/mpt-7b ships).
  * Shard headers are read up front (so the tensor list is complete and checked against the index);
- * tensor bytes are read on demand.
+ * tensor bytes are read on demand. The folder is a FolderSource: on disk, at a URL, or files a
+ * user chose.
  */
-import { promises as fsp } from 'node:fs';
-import { basename, join } from 'node:path';
 import { FormatError } from '../errors.js';
-import { JSON_FILE_LIMITS, readJsonFile } from './json-file.js';
-import { openSafetensors } from './safetensors.js';
+import type { ByteSource } from './byte-source.js';
+import { isPlainFileName, type FolderSource } from './folder-source.js';
+import { JSON_FILE_LIMITS, readJsonSource } from './json-source.js';
+import { openSafetensorsSource } from './safetensors.js';
 import type { TensorInfo, TensorSource } from './tensor-source.js';
-import { openTorchBin } from './torch-bin.js';
+import { openTorchBinSource } from './torch-bin.js';
 
 /** The weight layouts recognised in a folder, in the order they are preferred. */
 export const HF_WEIGHT_FILES = [
@@ -23,44 +24,38 @@ export const HF_WEIGHT_FILES = [
 
 /** A TensorSource over a folder's weights, remembering which file(s) it came from. */
 export interface HfFolderSource extends TensorSource {
+  /** The folder's name: its path, base URL, or what the chosen files are called. */
   readonly dir: string;
   /** The weight file found (one of HF_WEIGHT_FILES). */
   readonly layout: (typeof HF_WEIGHT_FILES)[number];
-  /** Every weight file opened (the shards, for an index). */
+  /** Every weight file opened (the shards, for an index), by their sources' names. */
   readonly files: readonly string[];
 }
 
-async function isFile(path: string): Promise<boolean> {
-  try {
-    return (await fsp.stat(path)).isFile();
-  } catch {
-    return false;
-  }
+/** Opens the weight file `file` of a folder by its kind (a PyTorch zip or safetensors). */
+function openWeightSource(file: string, source: ByteSource): Promise<TensorSource> {
+  return file.endsWith('.bin') ? openTorchBinSource(source) : openSafetensorsSource(source);
 }
 
-function openWeightFile(path: string): Promise<TensorSource> {
-  return path.endsWith('.bin') ? openTorchBin(path) : openSafetensors(path);
-}
-
-/** Opens the weights of the Hugging Face model folder `dir`. */
+/** Opens the weights of the Hugging Face model folder `dir` on disk (Node); see openHfFolderFromSources. */
 export async function openHfFolderTensors(dir: string): Promise<HfFolderSource> {
-  let st;
-  try {
-    st = await fsp.stat(dir);
-  } catch (e) {
-    throw new FormatError(`model folder ${dir} does not exist`, { cause: e });
-  }
-  if (!st.isDirectory()) throw new FormatError(`${dir} is not a folder`);
+  const { openDirFolder } = await import('./file-reader.js');
+  return openHfFolderFromSources(await openDirFolder(dir));
+}
+
+/** Opens the weights of a Hugging Face model folder given as a FolderSource (URL, chosen files, disk). */
+export async function openHfFolderFromSources(folder: FolderSource): Promise<HfFolderSource> {
+  const dir = folder.name;
   for (const layout of HF_WEIGHT_FILES) {
-    const path = join(dir, layout);
-    if (!(await isFile(path))) continue;
+    const source = await folder.open(layout);
+    if (source === undefined) continue;
     if (!layout.endsWith('.index.json')) {
-      const source = await openWeightFile(path);
-      return { ...bindSource(source), dir, layout, files: [path] };
+      const tensors = await openWeightSource(layout, source);
+      return { ...bindSource(tensors), dir, layout, files: [source.name] };
     }
-    return openSharded(dir, layout, path);
+    return openSharded(folder, layout, source);
   }
-  const present = await fsp.readdir(dir).catch(() => [] as string[]);
+  const present = (await folder.list?.().catch(() => [])) ?? [];
   const ggufs = present.filter((f) => f.endsWith('.gguf'));
   throw new FormatError(
     `no weights in ${dir}: expected ${HF_WEIGHT_FILES.join(', ')}` + (ggufs.length > 0 ? ` (found GGUF file ${ggufs[0]}: open that file instead)` : ''),
@@ -74,8 +69,15 @@ function bindSource(s: TensorSource): TensorSource {
   return bound;
 }
 
-async function openSharded(dir: string, layout: HfFolderSource['layout'], indexPath: string): Promise<HfFolderSource> {
-  const index = await readJsonFile(indexPath, 'weight index', JSON_FILE_LIMITS.index);
+async function openSharded(folder: FolderSource, layout: HfFolderSource['layout'], indexSource: ByteSource): Promise<HfFolderSource> {
+  const dir = folder.name;
+  const indexPath = indexSource.name;
+  let index: unknown;
+  try {
+    index = await readJsonSource(indexSource, 'weight index', JSON_FILE_LIMITS.index);
+  } finally {
+    await indexSource.close();
+  }
   const weightMap = typeof index === 'object' && index !== null ? (index as Record<string, unknown>)['weight_map'] : undefined;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new FormatError(`weight index ${indexPath} has no "weight_map" object`);
@@ -84,7 +86,7 @@ async function openSharded(dir: string, layout: HfFolderSource['layout'], indexP
   const listedIn = new Map<string, string>(); // tensor name → its shard file
   for (const [name, file] of Object.entries(weightMap as Record<string, unknown>)) {
     // Shard names are plain file names in the same folder; anything else could escape it.
-    if (typeof file !== 'string' || file === '' || basename(file) !== file || file === '.' || file === '..') {
+    if (typeof file !== 'string' || !isPlainFileName(file)) {
       throw new FormatError(`weight index ${indexPath}: tensor ${name} maps to ${JSON.stringify(file)}, which is not a file name in the folder`);
     }
     listedIn.set(name, file);
@@ -96,12 +98,14 @@ async function openSharded(dir: string, layout: HfFolderSource['layout'], indexP
 
   const files = [...wanted.keys()].sort();
   const shards: TensorSource[] = [];
+  const shardNames = new Map<string, string>(); // shard file → its source's name
   const owner = new Map<string, { shard: TensorSource; file: string; info: TensorInfo }>();
   try {
     for (const file of files) {
-      const path = join(dir, file);
-      if (!(await isFile(path))) throw new FormatError(`weight index ${indexPath} names shard ${file}, which is missing from ${dir}`);
-      const shard = await openWeightFile(path);
+      const source = await folder.open(file);
+      if (source === undefined) throw new FormatError(`weight index ${indexPath} names shard ${file}, which is missing from ${dir}`);
+      shardNames.set(file, source.name);
+      const shard = await openWeightSource(file, source);
       shards.push(shard);
       for (const info of shard.list()) {
         const prev = owner.get(info.name);
@@ -117,7 +121,7 @@ async function openSharded(dir: string, layout: HfFolderSource['layout'], indexP
     // The index is the list of the checkpoint's tensors: a shard may not hold more than it says.
     for (const [name, o] of owner) {
       if (listedIn.get(name) !== o.file) {
-        const shard = join(dir, o.file);
+        const shard = shardNames.get(o.file)!;
         throw new FormatError(`${shard} holds tensor ${name}, which the weight index ${indexPath} does not list there`);
       }
     }
@@ -136,7 +140,7 @@ async function openSharded(dir: string, layout: HfFolderSource['layout'], indexP
     ...(readInto ? { readInto } : {}),
     dir,
     layout,
-    files: files.map((f) => join(dir, f)),
+    files: files.map((f) => shardNames.get(f)!),
     list: () => infos.map((i) => ({ ...i, shape: i.shape.slice() })),
     info: (name) => owner.get(name)?.shard.info(name),
     read: (name) => {

@@ -1,45 +1,26 @@
 /**
- * The one way JSON files of a model folder are read (config.json, generation_config.json, weight
+ * How JSON files of a model folder on disk are read (config.json, generation_config.json, weight
  * indexes, tokenizer.json and its side files): the path is checked before anything is read — it
  * must be a regular file (not a folder, FIFO or device) no bigger than what its kind can sensibly
  * be — then read whole and parsed. Every failure is an error naming the path and what it was.
+ * (Node only: json-source.ts reads them from any ByteSource, with the same limits and messages.)
  */
 import { closeSync, fstatSync, openSync, readSync, statSync, type Stats } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import { FormatError, type MptError } from '../errors.js';
+import { checkJsonSize, parseJsonBytes, type ErrorClass } from './json-source.js';
 
-/** Largest accepted size, in bytes, per kind of file (real ones are far smaller). */
-export const JSON_FILE_LIMITS = {
-  /** config.json, generation_config.json, special_tokens_map.json: kilobytes. */
-  config: 1 << 20,
-  /** model.safetensors.index.json, pytorch_model.bin.index.json: ~100 bytes per tensor. */
-  index: 16 << 20,
-  /** tokenizer.json, tokenizer_config.json: GPT-NeoX-20B's is 2 MB, 250k-token vocabularies ~20 MB. */
-  tokenizer: 64 << 20,
-} as const;
-
-/** The error class a caller wants (FormatError by default; ConfigError for config.json). */
-export type ErrorClass = new (message: string, options?: { cause?: unknown }) => MptError;
+export { JSON_FILE_LIMITS, type ErrorClass } from './json-source.js';
 
 function checkStats(st: Stats, path: string, what: string, maxBytes: number, Err: ErrorClass): void {
   if (!st.isFile()) throw new Err(`${what} ${path} is not a regular file`);
-  if (st.size > maxBytes) {
-    throw new Err(`${what} ${path} is ${st.size} bytes, more than the ${maxBytes} allowed for a ${what}`);
-  }
+  checkJsonSize(st.size, path, what, maxBytes, Err);
 }
 
 function cannotRead(e: unknown, path: string, what: string, Err: ErrorClass): MptError {
   const code = (e as NodeJS.ErrnoException).code;
   if (code === 'ENOENT') return new Err(`${what} ${path} does not exist`, { cause: e });
   return new Err(`cannot read ${what} ${path}: ${(e as Error).message}`, { cause: e });
-}
-
-function parse(bytes: Uint8Array, path: string, what: string, Err: ErrorClass): unknown {
-  try {
-    return JSON.parse(new TextDecoder('utf-8').decode(bytes));
-  } catch (e) {
-    throw new Err(`${what} ${path} is not valid JSON: ${(e as Error).message}`, { cause: e });
-  }
 }
 
 /**
@@ -74,7 +55,7 @@ export async function readJsonFile(
   } catch (e) {
     throw e instanceof Err ? e : cannotRead(e, path, what, Err);
   }
-  return parse(bytes, path, what, Err);
+  return parseJsonBytes(bytes, path, what, Err);
 }
 
 /** readJsonFile for synchronous callers (the tokenizer loader). */
@@ -100,5 +81,5 @@ export function readJsonFileSync(path: string, what: string, maxBytes: number, E
   } catch (e) {
     throw e instanceof Err ? e : cannotRead(e, path, what, Err);
   }
-  return parse(bytes, path, what, Err);
+  return parseJsonBytes(bytes, path, what, Err);
 }

@@ -2,15 +2,12 @@
  * safetensors: `u64 LE header length N`, N bytes of JSON (`{"__metadata__": {str: str}, name:
  * {"dtype", "shape", "data_offsets": [begin, end]}}`, offsets relative to the data section that
  * follows), then the raw little-endian tensor bytes. The reader loads the header only and serves
- * each tensor with one positioned read; the writer streams tensor by tensor into a temp file and
- * renames it into place.
+ * each tensor with one positioned read of its ByteSource (a local file, a URL, a Blob); the writer
+ * (Node) streams tensor by tensor into a temp file and renames it into place.
  */
-import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
 import { FormatError } from '../errors.js';
+import { readIntoFrom, type ByteSource } from './byte-source.js';
 import { FLOAT_DTYPE_BYTES, shapeElements } from './dtypes.js';
-import { RandomAccessFile } from './file-reader.js';
 import type { DType, TensorInfo, TensorSource } from './tensor-source.js';
 
 /** Headers larger than this are refused rather than allocated (real ones are well under 1 MB). */
@@ -21,6 +18,7 @@ const TO_FILE_DTYPE: Readonly<Partial<Record<DType, string>>> = { f32: 'F32', f1
 
 /** A safetensors file opened for lazy reading. */
 export interface SafetensorsSource extends TensorSource {
+  /** The byte source's name: the path, URL or file name. */
   readonly path: string;
   /** The header's `__metadata__` (string → string), empty when absent. */
   readonly metadata: Readonly<Record<string, string>>;
@@ -40,9 +38,17 @@ function isCount(v: unknown): v is number {
   return typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
 }
 
-/** Opens a safetensors file: reads and validates its header; tensor bytes are read on demand. */
+/** Opens the safetensors file at `path` (Node); see openSafetensorsSource. */
 export async function openSafetensors(path: string): Promise<SafetensorsSource> {
-  const file = await RandomAccessFile.open(path);
+  const { RandomAccessFile } = await import('./file-reader.js');
+  return openSafetensorsSource(await RandomAccessFile.open(path));
+}
+
+/**
+ * Reads and validates the header of the safetensors file `file`; tensor bytes are read on demand.
+ * The source is the returned one's to close (and is closed here when the header is refused).
+ */
+export async function openSafetensorsSource(file: ByteSource): Promise<SafetensorsSource> {
   try {
     const { entries, metadata } = await readHeader(file);
     return makeSource(file, entries, metadata);
@@ -52,8 +58,8 @@ export async function openSafetensors(path: string): Promise<SafetensorsSource> 
   }
 }
 
-async function readHeader(file: RandomAccessFile): Promise<{ entries: Map<string, Entry>; metadata: Record<string, string> }> {
-  const path = file.path;
+async function readHeader(file: ByteSource): Promise<{ entries: Map<string, Entry>; metadata: Record<string, string> }> {
+  const path = file.name;
   if (file.size < 8) throw new FormatError(`${path} is not a safetensors file: ${file.size} bytes is shorter than the 8-byte header length`);
   const lenBytes = await file.read(0, 8, 'the header length');
   const headerLen64 = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
@@ -188,10 +194,11 @@ function repeatedTopLevelKey(text: string): string | undefined {
   return undefined;
 }
 
-function makeSource(file: RandomAccessFile, entries: Map<string, Entry>, metadata: Record<string, string>): SafetensorsSource {
+function makeSource(file: ByteSource, entries: Map<string, Entry>, metadata: Record<string, string>): SafetensorsSource {
   const infos = [...entries.values()].map((e) => e.info);
+  const path = file.name;
   return {
-    path: file.path,
+    path,
     metadata,
     list: () => infos.map((i) => ({ ...i, shape: i.shape.slice() })),
     info: (name) => {
@@ -200,17 +207,17 @@ function makeSource(file: RandomAccessFile, entries: Map<string, Entry>, metadat
     },
     read: async (name) => {
       const e = entries.get(name);
-      if (e === undefined) throw new FormatError(`${file.path} has no tensor named ${name}`);
+      if (e === undefined) throw new FormatError(`${path} has no tensor named ${name}`);
       return file.read(e.start, e.info.byteLength, `tensor ${name}`);
     },
     // Positioned reads straight into the caller's memory (the wasm backend loads weights this way).
     readInto: async (name, dest, start = 0) => {
       const e = entries.get(name);
-      if (e === undefined) throw new FormatError(`${file.path} has no tensor named ${name}`);
+      if (e === undefined) throw new FormatError(`${path} has no tensor named ${name}`);
       if (!Number.isSafeInteger(start) || start < 0 || start + dest.length > e.info.byteLength) {
-        throw new FormatError(`${file.path}: bytes [${start}, ${start + dest.length}) are outside tensor ${name} (${e.info.byteLength} bytes)`);
+        throw new FormatError(`${path}: bytes [${start}, ${start + dest.length}) are outside tensor ${name} (${e.info.byteLength} bytes)`);
       }
-      await file.readInto(e.start + start, dest, `tensor ${name}`);
+      await readIntoFrom(file, e.start + start, dest, `tensor ${name}`);
     },
     close: () => file.close(),
   };
@@ -224,12 +231,15 @@ export interface TensorToWrite {
   data: Uint8Array | (() => Uint8Array | Promise<Uint8Array>);
 }
 
-/** Writes at most this much per write call, to stay well under Node's per-call limit. */
-const MAX_WRITE_CHUNK = 1 << 30;
+const utf8Encoder = new TextEncoder();
 
 /** Orders names as the official library does (by their UTF-8 bytes). */
 function compareUtf8(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+  const x = utf8Encoder.encode(a);
+  const y = utf8Encoder.encode(b);
+  const n = Math.min(x.length, y.length);
+  for (let i = 0; i < n; i++) if (x[i] !== y[i]) return x[i]! - y[i]!;
+  return x.length - y.length;
 }
 
 /**
@@ -265,40 +275,23 @@ export async function writeSafetensors(
     sizes.push(size);
     offset += size;
   }
-  let json = Buffer.from(JSON.stringify(header), 'utf8');
-  const padded = Math.ceil(json.length / 8) * 8;
-  if (padded !== json.length) json = Buffer.concat([json, Buffer.alloc(padded - json.length, 0x20)]);
-  const prefix = Buffer.alloc(8);
-  prefix.writeBigUInt64LE(BigInt(json.length));
+  const unpadded = utf8Encoder.encode(JSON.stringify(header));
+  const json = new Uint8Array(Math.ceil(unpadded.length / 8) * 8).fill(0x20); // padded with spaces
+  json.set(unpadded);
+  const prefix = new Uint8Array(8);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(json.length), true);
 
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`);
-  const handle = await fsp.open(tmp, 'wx');
-  let position = 0;
-  const writeAll = async (bytes: Uint8Array) => {
-    for (let done = 0; done < bytes.byteLength; ) {
-      const n = Math.min(bytes.byteLength - done, MAX_WRITE_CHUNK);
-      const { bytesWritten } = await handle.write(bytes, done, n, position);
-      done += bytesWritten;
-      position += bytesWritten;
-    }
-  };
-  try {
-    await writeAll(prefix);
-    await writeAll(json);
+  const { writeFileAtomically } = await import('./atomic-write.js');
+  await writeFileAtomically(path, async (write) => {
+    await write(prefix);
+    await write(json);
     for (let i = 0; i < sorted.length; i++) {
       const t = sorted[i]!;
       const data = typeof t.data === 'function' ? await t.data() : t.data;
       if (data.byteLength !== sizes[i]) {
         throw new FormatError(`tensor ${t.name}: ${data.byteLength} bytes produced for shape [${t.shape.join(', ')}] of ${t.dtype} (${sizes[i]} expected)`);
       }
-      await writeAll(data);
+      await write(data);
     }
-    await handle.sync();
-    await handle.close();
-    await fsp.rename(tmp, path);
-  } catch (e) {
-    await handle.close().catch(() => {});
-    await fsp.unlink(tmp).catch(() => {});
-    throw e;
-  }
+  });
 }

@@ -4,8 +4,8 @@
  * stored entry `<stem>/data/<key>` of raw little-endian bytes per storage. The pickle is run by our
  * whitelisting VM (nothing is executed); tensor bytes are read lazily from the zip.
  */
-import { promises as fsp } from 'node:fs';
 import { FormatError } from '../errors.js';
+import type { ByteSource } from './byte-source.js';
 import { FLOAT_DTYPE_BYTES, shapeElements } from './dtypes.js';
 import { BASIC_GLOBALS, PickleGlobal, PickleTuple, unpickle, type PickleGlobalImpl } from './pickle.js';
 import type { DType, TensorInfo, TensorSource } from './tensor-source.js';
@@ -97,6 +97,7 @@ const TORCH_GLOBALS: ReadonlyMap<string, PickleGlobalImpl> = new Map<string, Pic
 
 /** A `torch.save` zip checkpoint opened for lazy reading. */
 export interface TorchBinSource extends TensorSource {
+  /** The byte source's name: the path, URL or file name. */
   readonly path: string;
 }
 
@@ -106,9 +107,19 @@ interface Located {
   byteOffset: number;
 }
 
-/** Opens a `torch.save` zip checkpoint whose top-level object is a state dict of tensors. */
+/** Opens the `torch.save` checkpoint at `path` (Node); see openTorchBinSource. */
 export async function openTorchBin(path: string): Promise<TorchBinSource> {
-  const zip = await openZipOrExplain(path);
+  const { RandomAccessFile } = await import('./file-reader.js');
+  return openTorchBinSource(await RandomAccessFile.open(path));
+}
+
+/**
+ * Opens a `torch.save` zip checkpoint whose top-level object is a state dict of tensors; `file`
+ * is the returned source's to close (and is closed here when it is refused).
+ */
+export async function openTorchBinSource(file: ByteSource): Promise<TorchBinSource> {
+  const path = file.name;
+  const zip = await openZipOrExplain(file);
   try {
     const tensors = await readStateDict(zip);
     return {
@@ -131,25 +142,16 @@ export async function openTorchBin(path: string): Promise<TorchBinSource> {
   }
 }
 
-async function openZipOrExplain(path: string): Promise<ZipArchive> {
-  try {
-    return await ZipArchive.open(path);
-  } catch (e) {
-    if (!(e instanceof FormatError)) throw e;
-    // The pre-1.6 format is a bare pickle stream; say so rather than "not a zip".
-    const head = Buffer.alloc(2);
-    const fh = await fsp.open(path, 'r').catch(() => undefined);
-    if (fh !== undefined) {
-      const { bytesRead } = await fh.read(head, 0, 2, 0).finally(() => fh.close());
-      if (bytesRead === 2 && head[0] === 0x80 && head[1]! <= 5) {
-        throw new FormatError(
-          `${path} uses PyTorch's legacy (pre-1.6) serialization, which is not supported: re-save it with a newer torch.save or convert it to safetensors`,
-          { cause: e },
-        );
-      }
-    }
-    throw e;
+async function openZipOrExplain(file: ByteSource): Promise<ZipArchive> {
+  // The pre-1.6 format is a bare pickle stream (protocol 2 to 5); say so rather than "not a zip".
+  const head = file.size >= 2 ? await file.read(0, 2, 'the first bytes').catch(() => undefined) : undefined;
+  if (head !== undefined && head[0] === 0x80 && head[1]! <= 5) {
+    await file.close().catch(() => {});
+    throw new FormatError(
+      `${file.name} uses PyTorch's legacy (pre-1.6) serialization, which is not supported: re-save it with a newer torch.save or convert it to safetensors`,
+    );
   }
+  return ZipArchive.openSource(file);
 }
 
 async function readStateDict(zip: ZipArchive): Promise<Map<string, Located>> {

@@ -7,7 +7,7 @@
  * torch.save produces. Everything is positioned reads; the archive is never loaded whole.
  */
 import { FormatError } from '../errors.js';
-import { RandomAccessFile } from './file-reader.js';
+import type { ByteSource } from './byte-source.js';
 
 const SIG_LOCAL = 0x04034b50;
 const SIG_CENTRAL = 0x02014b50;
@@ -54,20 +54,29 @@ export class ZipArchive {
   private readonly byName: Map<string, ZipEntry>;
 
   private constructor(
-    private readonly file: RandomAccessFile,
+    private readonly file: ByteSource,
     /** Entries in central-directory order. */
     readonly entries: readonly ZipEntry[],
   ) {
     this.byName = new Map(entries.map((e) => [e.name, e]));
   }
 
+  /** The byte source's name: the path, URL or file name. */
   get path(): string {
-    return this.file.path;
+    return this.file.name;
   }
 
-  /** Opens and validates an archive (EOCD, central directory, every local header). */
+  /** Opens the archive at `path` (Node); see openSource. */
   static async open(path: string): Promise<ZipArchive> {
-    const file = await RandomAccessFile.open(path);
+    const { RandomAccessFile } = await import('./file-reader.js');
+    return ZipArchive.openSource(await RandomAccessFile.open(path));
+  }
+
+  /**
+   * Validates an archive (EOCD, central directory, every local header) and keeps `file` open for
+   * reading its entries; `file` is closed here when it is not a readable zip.
+   */
+  static async openSource(file: ByteSource): Promise<ZipArchive> {
     try {
       return new ZipArchive(file, await readEntries(file));
     } catch (e) {
@@ -143,8 +152,8 @@ interface Directory {
 }
 
 /** Finds the (ZIP64) end of central directory and returns where the central directory is. */
-async function readDirectoryLocation(file: RandomAccessFile): Promise<Directory> {
-  const path = file.path;
+async function readDirectoryLocation(file: ByteSource): Promise<Directory> {
+  const path = file.name;
   if (file.size < EOCD_SIZE) throw new FormatError(`${path} is not a zip archive (${file.size} bytes)`);
   const tailLen = Math.min(file.size, EOCD_SIZE + MAX_COMMENT);
   const tailStart = file.size - tailLen;
@@ -201,11 +210,12 @@ async function readDirectoryLocation(file: RandomAccessFile): Promise<Directory>
 }
 
 /** Parses the central directory, then each local header, and validates every entry. */
-async function readEntries(file: RandomAccessFile): Promise<ZipEntry[]> {
-  const path = file.path;
+async function readEntries(file: ByteSource): Promise<ZipEntry[]> {
+  const path = file.name;
   const dir = await readDirectoryLocation(file);
   const cd = await file.read(dir.offset, dir.size, 'the zip central directory');
   const decoder = new TextDecoder('utf-8');
+  const encoder = new TextEncoder();
   const entries: ZipEntry[] = [];
   const seen = new Set<string>();
   let p = 0;
@@ -271,7 +281,7 @@ async function readEntries(file: RandomAccessFile): Promise<ZipEntry[]> {
       throw new FormatError(`${path}: zip entry ${e.name} has its local header at ${e.localHeaderOffset}, outside the archive's data`);
     }
     // One read for the fixed header and the name, assuming the local name matches the central one.
-    const expectedNameLen = Buffer.byteLength(e.name, 'utf8');
+    const expectedNameLen = encoder.encode(e.name).length;
     const headLen = Math.min(LOCAL_HEADER_SIZE + expectedNameLen, dir.offset - e.localHeaderOffset);
     const head = await file.read(e.localHeaderOffset, headLen, `the local header of zip entry ${e.name}`);
     if (u32(head, 0) !== SIG_LOCAL) throw new FormatError(`${path}: zip entry ${e.name} has no local header at ${e.localHeaderOffset}`);

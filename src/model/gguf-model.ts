@@ -13,11 +13,11 @@
  * token list is padded to the model's vocab_size with `[PAD{id}]` tokens of type UNUSED.
  */
 import { ConfigError, FormatError, InputError, UnsupportedError, WeightsError } from '../errors.js';
+import type { ByteSource } from '../formats/byte-source.js';
 import { dequantize, GGML_TYPES } from '../formats/ggml-quants.js';
-import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
-import { QuantizePool } from '../formats/parallel-quantize.js';
+import type { QuantizePool } from '../formats/parallel-quantize.js';
 import {
-  gguf, metaBool, metaNumber, metaString, metaStringArray, metaIntArray, readGguf, writeGguf,
+  gguf, metaBool, metaNumber, metaString, metaStringArray, metaIntArray, readGguf, readGgufSource, writeGguf,
   type GgufFile, type GgufTensorToWrite, type GgufValue,
 } from '../formats/gguf.js';
 import type { DType, TensorInfo, TensorSource } from '../formats/tensor-source.js';
@@ -266,11 +266,13 @@ export function tokenizerFromGguf(file: GgufFile): GgufTokenizer | undefined {
 }
 
 /**
- * Opens a GGUF file of llama.cpp's `mpt` architecture: config, a lazy TensorSource with
- * canonical names (stored GGUF types, PyTorch shapes) and the embedded tokenizer.
+ * Opens a GGUF file of llama.cpp's `mpt` architecture, given as a local path (Node) or a
+ * ByteSource: config, a lazy TensorSource with canonical names (stored GGUF types, PyTorch
+ * shapes) and the embedded tokenizer.
  */
-export async function openGgufCheckpoint(path: string): Promise<GgufCheckpoint> {
-  const file = await readGguf(path);
+export async function openGgufCheckpoint(from: string | ByteSource): Promise<GgufCheckpoint> {
+  const file = typeof from === 'string' ? await readGguf(from) : await readGgufSource(from);
+  const path = file.path;
   try {
     const config = parseMptConfig(mosaicConfigFromGguf(file));
     const infos = new Map<string, { info: TensorInfo; ggufName: string }>();
@@ -590,6 +592,8 @@ export async function writeGgufFromCheckpoint(
   checkLlamaCppCanRun(config);
   let tok: GgufTokenizer;
   if (typeof tokenizer === 'string') {
+    // Node-only modules are loaded here, when a file is written, so that reading GGUF runs anywhere.
+    const { JSON_FILE_LIMITS, readJsonFile } = await import('../formats/json-file.js');
     const parsed = await readJsonFile(tokenizer, 'tokenizer', JSON_FILE_LIMITS.tokenizer);
     tok = tokenizerFromHfJson(parsed, config.vocabSize, tokenizer);
   } else if (Array.isArray((tokenizer as GgufTokenizer).tokens)) {
@@ -602,6 +606,7 @@ export async function writeGgufFromCheckpoint(
   for (const [k, v] of ggufTokenizerMetadata(tok, config.vocabSize)) meta.set(k, v);
 
   const out: GgufTensorToWrite[] = [];
+  const { QuantizePool } = await import('../formats/parallel-quantize.js');
   const pool = new QuantizePool(options.threads);
   const list = orderForLlamaCpp(tensors.list(), config);
   const hasOutputTensor = !config.tieWordEmbeddings && list.some((t) => t.name === 'lm_head.weight');

@@ -1,24 +1,29 @@
 /**
- * Opening a model from a path: a Hugging Face folder (config.json + safetensors or PyTorch .bin,
- * sharded or not) or a GGUF file. Returns the parsed config and a lazy tensor source with
- * canonical (MosaicML) tensor names; `loadRunner` hands them to a backend.
+ * Opening a model: a Hugging Face folder (config.json + safetensors or PyTorch .bin, sharded or
+ * not) or a GGUF file, given as a local path (Node), an http(s) URL, a Blob or File (GGUF), a
+ * ByteSource (GGUF) or a FolderSource (a folder at a URL, the files a user chose). Returns the
+ * parsed config and a lazy tensor source with canonical (MosaicML) tensor names. Loading it into
+ * a backend is the next layer's business (src/backends/registry.ts).
  */
-import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import type { Backend, LoadRunnerOptions, ModelRunner } from '../backends/backend.js';
-import { ConfigError, FormatError, InputError } from '../errors.js';
-import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
+import { ConfigError, InputError } from '../errors.js';
+import { blobSource, isBlob, type ByteSource } from '../formats/byte-source.js';
+import { urlFolder, type FolderSource } from '../formats/folder-source.js';
+import { JSON_FILE_LIMITS, readJsonSource } from '../formats/json-source.js';
 import type { TensorSource } from '../formats/tensor-source.js';
+import { openUrlSource, type UrlSourceOptions } from '../formats/url-source.js';
 import { parseMptConfig, type MptConfig } from './config.js';
 import { checkTensorsAgainstConfig } from './weights-layout.js';
 
-export type BackendName = 'reference' | 'wasm' | 'webgpu';
-
 export interface Checkpoint {
-  /** Absolute path of the folder or GGUF file. */
+  /** The model: absolute path of the folder or GGUF file, its URL, or its source's name. */
   path: string;
-  /** The folder holding tokenizer files (the model folder, or the GGUF's folder). */
+  /**
+   * The folder holding tokenizer files: a path for a local model (the model folder, or the GGUF's
+   * folder); otherwise the folder source's name, whose files are read through `folder`.
+   */
   dir: string;
+  /** The files beside the weights (tokenizer.json, generation_config.json…); absent for a lone Blob. */
+  folder?: FolderSource;
   kind: 'hf' | 'gguf';
   config: MptConfig;
   tensors: TensorSource;
@@ -28,70 +33,106 @@ export interface Checkpoint {
   ggufMetadata?: Map<string, unknown>;
 }
 
-async function readConfigJson(dir: string): Promise<unknown> {
-  const p = join(dir, 'config.json');
-  if (!existsSync(p)) throw new InputError(`${dir} has no config.json: is it an MPT model folder?`);
-  return readJsonFile(p, 'model config', JSON_FILE_LIMITS.config, ConfigError);
+/**
+ * What openCheckpoint opens: a local path (Node) or an http(s) URL (of a folder, or of a file
+ * ending in .gguf), a Blob or File holding a GGUF file, a ByteSource of one, or a model folder.
+ */
+export type CheckpointInput = string | URL | Blob | ByteSource | FolderSource;
+
+export interface OpenCheckpointOptions {
+  /** For URLs: request headers (an Authorization header for gated repositories), requests in flight. */
+  url?: UrlSourceOptions;
+}
+
+function isUrl(s: string): boolean {
+  return /^https?:\/\//i.test(s);
+}
+
+function isFolderSource(v: ByteSource | FolderSource): v is FolderSource {
+  return typeof (v as FolderSource).open === 'function';
 }
 
 /**
  * Opens a checkpoint without reading tensor data. Its tensors are checked against its config
  * here (names and shapes), so nothing sized by the config is built for a checkpoint that lacks it.
  */
-export async function openCheckpoint(path: string): Promise<Checkpoint> {
-  const abs = resolve(path);
-  if (!existsSync(abs)) throw new InputError(`model not found: ${path}`);
-  const st = statSync(abs);
-  if (st.isFile()) {
-    if (!abs.endsWith('.gguf')) {
-      throw new InputError(`${path} is a file but not a .gguf: give a model folder (config.json + weights) or a GGUF file`);
-    }
-    const { openGgufCheckpoint } = await import('./gguf-model.js');
-    const g = await openGgufCheckpoint(abs);
-    return { path: abs, dir: resolve(abs, '..'), kind: 'gguf', config: g.config, tensors: g.tensors, ggufTokenizer: g.tokenizer, ggufMetadata: g.metadata as Map<string, unknown> | undefined };
+export async function openCheckpoint(input: CheckpointInput, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
+  if (input instanceof URL || (typeof input === 'string' && isUrl(input)))
+    return openUrl(String(input), options.url ?? {});
+  if (typeof input === 'string') {
+    // Node only, so loaded only for a path: the rest of this module runs in a browser too.
+    const { openPathCheckpoint } = await import('./open-path.js');
+    return openPathCheckpoint(input);
   }
-  const raw = await readConfigJson(abs);
-  const config = parseMptConfig(raw);
-  const { openHfFolderTensors } = await import('../formats/hf-folder.js');
-  const tensors = await openHfFolderTensors(abs);
+  if (isBlob(input)) {
+    const source = blobSource(input);
+    if ((input as Partial<File>).name !== undefined && !source.name.toLowerCase().endsWith('.gguf')) {
+      throw new InputError(
+        `${source.name} is a file but not a .gguf: choose a GGUF file, or a whole model folder (config.json + weights)`,
+      );
+    }
+    return ggufCheckpoint(source, source.name);
+  }
+  if (isFolderSource(input)) return openFolderCheckpoint(input);
+  return ggufCheckpoint(input, input.name);
+}
+
+async function openUrl(url: string, options: UrlSourceOptions): Promise<Checkpoint> {
+  const parsed = new URL(url);
+  if (parsed.pathname.toLowerCase().endsWith('.gguf')) {
+    return ggufCheckpoint(await openUrlSource(parsed, options), parsed.href, urlFolder(new URL('./', parsed), options));
+  }
+  return openFolderCheckpoint(urlFolder(parsed, options));
+}
+
+/** Opens the Hugging Face model folder `folder` (config.json + weights). */
+export async function openFolderCheckpoint(folder: FolderSource): Promise<Checkpoint> {
+  const source = await folder.open('config.json');
+  if (source === undefined) throw new InputError(`${folder.name} has no config.json: is it an MPT model folder?`);
+  let raw: unknown;
   try {
-    checkTensorsAgainstConfig(config, tensors, abs);
+    raw = await readJsonSource(source, 'model config', JSON_FILE_LIMITS.config, ConfigError);
+  } finally {
+    await source.close();
+  }
+  return hfCheckpoint(raw, folder, folder.name);
+}
+
+/** The checkpoint of a folder whose config.json parsed as `raw` (shared with open-path.ts). */
+export async function hfCheckpoint(raw: unknown, folder: FolderSource, path: string): Promise<Checkpoint> {
+  const config = parseMptConfig(raw);
+  const { openHfFolderFromSources } = await import('../formats/hf-folder.js');
+  const tensors = await openHfFolderFromSources(folder);
+  try {
+    checkTensorsAgainstConfig(config, tensors, path);
   } catch (e) {
     await tensors.close();
     throw e;
   }
-  return { path: abs, dir: abs, kind: 'hf', config, tensors };
+  return { path, dir: path, folder, kind: 'hf', config, tensors };
 }
 
-export async function getBackend(name: BackendName): Promise<Backend> {
-  if (name === 'reference') return (await import('../backends/reference/index.js')).referenceBackend;
-  if (name === 'wasm') {
-    try {
-      // A computed specifier: the wasm backend is optional at build time (built by scripts/build-wasm.mjs).
-      const spec = '../backends/wasm/index.js';
-      return ((await import(spec)) as { wasmBackend: Backend }).wasmBackend;
-    } catch (e) {
-      throw new FormatError(`the wasm backend is not available in this build: ${(e as Error).message}`);
-    }
-  }
-  if (name === 'webgpu') return (await import('../backends/webgpu/index.js')).webgpuBackend;
-  throw new InputError(`unknown backend "${String(name)}" (reference, wasm, webgpu)`);
-}
-
-export interface LoadOptions extends LoadRunnerOptions {
-  backend?: BackendName;
-  /** Overrides config.max_seq_len (ALiBi extrapolates beyond the trained length). */
-  maxSeqLen?: number;
-}
-
-/** Opens a checkpoint and loads it into a backend. */
-export async function loadRunner(pathOrCheckpoint: string | Checkpoint, options: LoadOptions = {}): Promise<{ runner: ModelRunner; checkpoint: Checkpoint }> {
-  const ck = typeof pathOrCheckpoint === 'string' ? await openCheckpoint(pathOrCheckpoint) : pathOrCheckpoint;
-  const backend = await getBackend(options.backend ?? 'reference');
-  try {
-    const runner = await backend.load(ck.config, ck.tensors, options);
-    return { runner, checkpoint: ck };
-  } finally {
-    if (typeof pathOrCheckpoint === 'string') await ck.tensors.close();
-  }
+/**
+ * The checkpoint of the GGUF file `source` (shared with open-path.ts); `dir` defaults to the
+ * folder's name, or `path` when there is no folder.
+ */
+export async function ggufCheckpoint(
+  source: ByteSource,
+  path: string,
+  folder?: FolderSource,
+  dir?: string,
+): Promise<Checkpoint> {
+  const { openGgufCheckpoint } = await import('./gguf-model.js');
+  const g = await openGgufCheckpoint(source);
+  const ck: Checkpoint = {
+    path,
+    dir: dir ?? folder?.name ?? path,
+    kind: 'gguf',
+    config: g.config,
+    tensors: g.tensors,
+    ggufTokenizer: g.tokenizer,
+    ggufMetadata: g.metadata as Map<string, unknown> | undefined,
+  };
+  if (folder !== undefined) ck.folder = folder;
+  return ck;
 }

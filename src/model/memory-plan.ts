@@ -3,10 +3,12 @@
  * the requested context and refuse, with the options that would fit, what the machine cannot
  * hold (instead of dying with an out-of-memory error halfway through a 65k-token prompt).
  */
-import type { KvType } from '../backends/backend.js';
 import { MemoryPlanError } from '../errors.js';
 import { platform } from '../platform/index.js';
 import type { MptConfig } from './config.js';
+
+/** Storage type of a KV cache (its bytes per element are below, in kvBytesPerElement). */
+export type KvType = 'f32' | 'f16' | 'q8_0';
 
 export interface MemoryPlanInput {
   config: MptConfig;

@@ -9,7 +9,8 @@ import type { KvType } from '../backends/backend.js';
 import { GGML_TYPES } from '../formats/ggml-quants.js';
 import type { TensorInfo } from '../formats/tensor-source.js';
 import type { MptConfig } from '../model/config.js';
-import { openCheckpoint, type BackendName } from '../model/load.js';
+import type { BackendName } from '../backends/registry.js';
+import { openCheckpoint } from '../model/load.js';
 import { assertFits, planMemory, type MemoryPlan } from '../model/memory-plan.js';
 
 /** Types the wasm kernels compute on directly; other quantized matrices become q8_0 at load. */

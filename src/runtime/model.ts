@@ -15,7 +15,8 @@ import type { KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
 import type { MptConfig } from '../model/config.js';
 import { defaultModelPath } from '../model/default-model.js';
-import { getBackend, loadRunner, openCheckpoint, type BackendName } from '../model/load.js';
+import { getBackend, loadRunner, type BackendName } from '../backends/registry.js';
+import { openCheckpoint } from '../model/load.js';
 import { formatStopIds, resolvePromptFormat, type ChatMessage, type PromptFormat } from './chat-template.js';
 import {
   GenerationStream, generateTokens, resolveContextLength,

@@ -5,7 +5,7 @@
 import { basename } from 'node:path';
 import type { KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
-import type { BackendName } from '../model/load.js';
+import type { BackendName } from '../backends/registry.js';
 import { formatStopIds, type PromptFormat } from '../runtime/chat-template.js';
 import { resolveContextLength } from '../runtime/generate.js';
 import { loadModel } from '../runtime/model.js';

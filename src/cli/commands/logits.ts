@@ -1,7 +1,7 @@
 /** `mpt logits MODEL --tokens 1,2,3 [--last]`: the debugging tool for comparing implementations. */
 import { InputError } from '../../errors.js';
 import { defaultModelPath } from '../../model/default-model.js';
-import { loadRunner, type BackendName } from '../../model/load.js';
+import { loadRunner, type BackendName } from '../../backends/registry.js';
 import { parseArgs } from '../args.js';
 
 export const summary = 'print the logits for a list of token ids as JSON';

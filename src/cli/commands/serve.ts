@@ -2,7 +2,7 @@
 import type { KvType } from '../../backends/backend.js';
 import { InputError } from '../../errors.js';
 import { defaultModelPath } from '../../model/default-model.js';
-import type { BackendName } from '../../model/load.js';
+import type { BackendName } from '../../backends/registry.js';
 import { DEFAULT_PARALLEL, MptServer } from '../../server/http-server.js';
 import { resolveBackendName } from '../../runtime/model.js';
 import { loadServedModel } from '../../server/model-host.js';

@@ -1,0 +1,122 @@
+// The source tree is layered: formats → model → backends → runtime → train → cli/server/web, each
+// layer importing only from itself and the layers before it. errors.ts and platform/ sit below
+// every layer (anything may import them; they import only each other); index.ts, the public API,
+// may import everything. This walks every import of src/ (static, `export … from`, dynamic
+// `import('…')`, type-only ones too) and lists the ones that point upward.
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { describe, it } from 'node:test';
+import { REPO_ROOT } from './helpers/goldens.js';
+
+const SRC = join(REPO_ROOT, 'src');
+
+/** Rank of each top-level folder of src/: a file may import files of its rank or lower. */
+const LAYERS: Readonly<Record<string, number>> = {
+  formats: 1,
+  model: 2,
+  backends: 3,
+  runtime: 4,
+  train: 5,
+  cli: 6,
+  server: 6,
+  web: 6,
+};
+/** errors.ts and platform/ sit below everything; index.ts re-exports the whole API. */
+const BASE = 0;
+const TOP = 99;
+
+/**
+ * Upward imports that exist on purpose or are owned elsewhere, as `importer -> imported` (paths
+ * relative to src/). Each one is a debt: remove its line when the import goes away.
+ */
+const KNOWN_EXCEPTIONS: ReadonlySet<string> = new Set([]);
+
+function rank(file: string): number {
+  const parts = relative(SRC, file).split(sep);
+  if (parts[0] === 'index.ts') return TOP;
+  if (parts[0] === 'errors.ts' || parts[0] === 'platform') return BASE;
+  const r = parts.length > 1 ? LAYERS[parts[0]!] : undefined;
+  if (r === undefined) throw new Error(`src/${parts[0]} is in no layer: add it to LAYERS in this test`);
+  return r;
+}
+
+function sourceFiles(dir: string): string[] {
+  const out: string[] = [];
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    // AssemblyScript kernels compile on their own and import only each other.
+    if (e.isDirectory() && e.name !== 'assembly') out.push(...sourceFiles(p));
+    else if (e.isFile() && (e.name.endsWith('.ts') || e.name.endsWith('.js')) && !e.name.endsWith('.d.ts')) out.push(p);
+  }
+  return out;
+}
+
+/** Every relative module specifier the file imports. */
+function relativeImports(text: string): string[] {
+  const specs: string[] = [];
+  const patterns = [
+    /\bfrom\s*['"](\.[^'"]+)['"]/g, // import … from '…', export … from '…'
+    /\bimport\s*['"](\.[^'"]+)['"]/g, // import '…' (side effects)
+    /\bimport\s*\(\s*['"](\.[^'"]+)['"]/g, // import('…')
+    /\bconst\s+\w+\s*=\s*['"](\.\.?\/[^'"]+\.js)['"]/g, // a specifier kept in a constant for a computed import
+    /\bnew\s+URL\(\s*['"](\.[^'"]+\.js)['"]\s*,\s*import\.meta\.url/g, // a worker's script
+  ];
+  for (const re of patterns) for (const m of text.matchAll(re)) specs.push(m[1]!);
+  return specs;
+}
+
+/** The source file a specifier names (`./x.js` is compiled from `./x.ts`). */
+function target(importer: string, spec: string): string {
+  return resolve(dirname(importer), spec.replace(/\.js$/, '.ts'));
+}
+
+function upwardImports(): string[] {
+  const found: string[] = [];
+  for (const file of sourceFiles(SRC)) {
+    const from = rank(file);
+    for (const spec of relativeImports(readFileSync(file, 'utf8'))) {
+      const to = target(file, spec);
+      if (!to.startsWith(SRC + sep)) continue;
+      if (rank(to) > from) found.push(`${relative(SRC, file)} -> ${relative(SRC, to)}`.split(sep).join('/'));
+    }
+  }
+  return [...new Set(found)].sort();
+}
+
+describe('source layers', () => {
+  it('no file imports a layer above its own (formats → model → backends → runtime → train → cli/server/web)', () => {
+    const violations = upwardImports().filter((v) => !KNOWN_EXCEPTIONS.has(v));
+    assert.deepEqual(violations, []);
+  });
+
+  it('every known exception still exists (stale ones are removed)', () => {
+    const present = new Set(upwardImports());
+    assert.deepEqual(
+      [...KNOWN_EXCEPTIONS].filter((v) => !present.has(v)),
+      [],
+    );
+  });
+
+  it('the checker sees static, type-only, re-exported and dynamic imports', () => {
+    const text = [
+      "import { a } from './a.js';",
+      "import type { B } from '../b/b.js';",
+      "export { c } from './c.js';",
+      "import './d.js';",
+      "const m = await import('../e/e.js');",
+      "const spec = '../f/f.js';",
+      "new Worker(new URL('../g/worker.js', import.meta.url));",
+      "import { readFileSync } from 'node:fs';",
+    ].join('\n');
+    assert.deepEqual(relativeImports(text).sort(), [
+      '../b/b.js',
+      '../e/e.js',
+      '../f/f.js',
+      '../g/worker.js',
+      './a.js',
+      './c.js',
+      './d.js',
+    ]);
+  });
+});

@@ -1,0 +1,96 @@
+/**
+ * A static file server on 127.0.0.1 for tests of reading over HTTP: it serves a folder with
+ * single-range `Range: bytes=a-b` support (206 / 416, Content-Range) and HEAD, and records every
+ * request with the body bytes it sent. Options make it misbehave as real servers do.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, normalize, sep } from 'node:path';
+
+export interface RangeServerOptions {
+  /** false: ignore Range headers and send whole files with 200, as a plain server does. */
+  ranges?: boolean;
+  /** Leave Content-Range out of 206 answers (what a cross-origin answer that does not expose it looks like). */
+  hideContentRange?: boolean;
+  /** Send whole-file answers without Content-Length (chunked). */
+  chunked?: boolean;
+  /** A status to answer for a path (e.g. 403 for a gated file), instead of serving it. */
+  statusFor?: (path: string) => number | undefined;
+}
+
+export interface ServedRequest {
+  method: string;
+  /** The URL path, decoded. */
+  path: string;
+  range: string | undefined;
+  status: number;
+  /** Body bytes sent. */
+  bytes: number;
+}
+
+export interface RangeServer {
+  /** The base URL of the folder, ending in '/'. */
+  readonly url: string;
+  readonly requests: ServedRequest[];
+  close(): Promise<void>;
+}
+
+function answer(root: string, options: RangeServerOptions, req: IncomingMessage, res: ServerResponse): ServedRequest {
+  const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
+  const record: ServedRequest = { method: req.method ?? 'GET', path, range: req.headers.range, status: 200, bytes: 0 };
+  const send = (status: number, headers: Record<string, string | number>, body?: Uint8Array) => {
+    record.status = status;
+    res.writeHead(status, headers);
+    if (body !== undefined && req.method !== 'HEAD') {
+      record.bytes = body.length;
+      res.end(body);
+    } else res.end();
+  };
+  const forced = options.statusFor?.(path);
+  if (forced !== undefined) {
+    send(forced, { 'Content-Type': 'text/plain' }, new TextEncoder().encode(`status ${forced}`));
+    return record;
+  }
+  const file = normalize(join(root, path));
+  const isFile = file.startsWith(root + sep) && statSync(file, { throwIfNoEntry: false })?.isFile() === true;
+  if (!isFile) {
+    send(404, { 'Content-Type': 'text/plain' }, new TextEncoder().encode('not found'));
+    return record;
+  }
+  const bytes = readFileSync(file);
+  const whole = () => send(200, options.chunked ? {} : { 'Content-Length': bytes.length }, bytes);
+  const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
+  if (req.method === 'HEAD' || options.ranges === false || m === null) {
+    whole();
+    return record;
+  }
+  const start = Number(m[1]);
+  const end = Math.min(Number(m[2]), bytes.length - 1);
+  if (start >= bytes.length) {
+    send(416, { 'Content-Range': `bytes */${bytes.length}` });
+    return record;
+  }
+  const headers: Record<string, string | number> = { 'Content-Length': end - start + 1 };
+  if (!options.hideContentRange) headers['Content-Range'] = `bytes ${start}-${end}/${bytes.length}`;
+  send(206, headers, bytes.subarray(start, end + 1));
+  return record;
+}
+
+/** Serves the folder `root` until closed. */
+export async function serveFolder(root: string, options: RangeServerOptions = {}): Promise<RangeServer> {
+  const requests: ServedRequest[] = [];
+  const base = normalize(root).replace(/[\\/]+$/, '');
+  const server = createServer((req, res) => requests.push(answer(base, options, req, res)));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/`,
+    requests,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
