@@ -12,7 +12,8 @@ import { test } from 'node:test';
 import * as z from 'zod';
 import { JsonAutomatonState } from '../src/server/constrain/json-automaton.js';
 import { JsonGrammar, maskHas } from '../src/server/constrain/json-constraint.js';
-import { compileJsonSchema, SchemaError } from '../src/server/constrain/schema.js';
+import { compileJsonSchema, SchemaCompiler, SchemaError, type SchemaNode } from '../src/server/constrain/schema.js';
+import { shortestValueBytes } from '../src/server/constrain/shortest.js';
 import { tinyModel } from './helpers/serve-fixture.js';
 
 const enc = new TextEncoder();
@@ -266,6 +267,71 @@ test('schemas the automaton cannot enforce are refused, naming the keyword', () 
     [{ type: 'wat' }, 'type'],
   ] as const) {
     assert.throws(() => compileJsonSchema(schema), (e: unknown) => e instanceof SchemaError && e.message.includes(word), word);
+  }
+});
+
+/**
+ * Length of the shortest document the automaton accepts, by breadth-first search over bytes
+ * (states that accept the same continuations merged by their key); Infinity when it finds none
+ * within `limit` bytes.
+ */
+function shortestAccepted(root: SchemaNode, limit = 40): number {
+  let frontier = [JsonAutomatonState.initial(root)];
+  const seen = new Set<string>();
+  for (let len = 0; len <= limit && frontier.length; len++) {
+    if (frontier.some((st) => st.accepting)) return len;
+    const next: JsonAutomatonState[] = [];
+    for (const st of frontier) {
+      // Printable ASCII without whitespace spells a shortest document of every schema here (whose
+      // objects allow only their listed keys: free keys would make the search exponential).
+      for (let b = 0x21; b < 0x7f; b++) {
+        const n = st.feed(b);
+        if (n && !seen.has(n.key)) { seen.add(n.key); next.push(n); }
+      }
+    }
+    frontier = next;
+  }
+  return Infinity;
+}
+
+/** An object schema with only its listed keys. */
+const closed = (s: Record<string, unknown>) => ({ type: 'object', ...s, additionalProperties: false });
+
+test('the shortest value of a schema is the shortest document the automaton accepts', () => {
+  const exact: unknown[] = [
+    PERSON, TREE, ANY_OBJECT, TUPLE, { type: 'string', minLength: 5 }, { enum: ['long one', 12345, 'ab'] },
+    closed({ properties: { a: false, bb: { type: 'integer' }, c: { type: 'null' } }, minProperties: 2 }),
+    closed({ required: ['k'], properties: { k: { anyOf: [false, { items: { type: 'null' }, minItems: 2 }] } } }),
+    { type: 'array', prefixItems: [{ type: 'boolean' }, false], minItems: 1 },
+    closed({ properties: { next: { $ref: '#' }, v: { const: 'x' } }, required: ['v'] }),
+    { $defs: { n: { type: 'object', properties: { n: { $ref: '#/$defs/n' } } } }, $ref: '#/$defs/n' },
+    { type: ['string', 'integer'], minLength: 3 },
+  ];
+  for (const schema of exact) {
+    const root = compileJsonSchema(schema);
+    assert.equal(shortestValueBytes(root), shortestAccepted(root), JSON.stringify(schema));
+  }
+  // With free keys, by hand: {"":""} (and as if every further key could be "" too, which they
+  // cannot all be: a lower bound, 13 where {"":"","a":""} is 14).
+  const extra = (minProperties: number) => compileJsonSchema({
+    type: 'object', properties: { a: false }, additionalProperties: { type: 'string' }, minProperties,
+  });
+  assert.equal(shortestValueBytes(extra(1)), 7);
+  assert.equal(shortestValueBytes(extra(2)), 13);
+});
+
+test('a schema no value satisfies is refused when compiled, naming where', () => {
+  for (const [schema, where] of [
+    [closed({ properties: { a: false }, required: ['a'] }), '#/properties/a'],
+    [{ $defs: { x: false }, type: 'array', items: { $ref: '#/$defs/x' }, minItems: 1 }, '#/$defs/x'],
+    [closed({ properties: { a: { $ref: '#' } }, required: ['a'] }), '#/properties/a'],
+    [{ anyOf: [false, closed({ properties: { b: false }, required: ['b'] })] }, '#'],
+    [{ type: 'object', properties: { a: false }, additionalProperties: false, minProperties: 1 }, '#'],
+  ] as const) {
+    const refused = (e: unknown) => e instanceof SchemaError && e.message.endsWith(`(at ${where})`);
+    assert.throws(() => compileJsonSchema(schema), refused, JSON.stringify(schema));
+    const root = new SchemaCompiler(schema).compile();
+    assert.equal(shortestAccepted(root, 12), Infinity, `the automaton accepts nothing for ${JSON.stringify(schema)}`);
   }
 });
 

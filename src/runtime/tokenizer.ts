@@ -164,6 +164,11 @@ export class MptTokenizer {
   readonly modelMaxLength: number | undefined;
   /** Where it came from (a path, or "gguf"), for messages. */
   readonly source: string;
+  /**
+   * The constructor's arguments (plain JSON, cloneable): `new MptTokenizer(...t.construction)` is
+   * an equal tokenizer, e.g. in a worker thread that encodes long texts off the main thread.
+   */
+  readonly construction: readonly [tokenizerJson: unknown, side: TokenizerSideFiles, source: string];
 
   /**
    * Builds a tokenizer from a parsed tokenizer.json object and its side files. Tokens listed in
@@ -173,6 +178,7 @@ export class MptTokenizer {
    * does: MPT-7B-Chat's `<|im_start|>` = 50277, `<|im_end|>` = 50278).
    */
   constructor(tokenizerJson: unknown, side: TokenizerSideFiles = {}, source = 'tokenizer.json') {
+    this.construction = [tokenizerJson, side, source];
     // Shallow copy: only added_tokens is changed, and tokenizers.js does not mutate the rest.
     const tj = { ...asObject(tokenizerJson, 'tokenizer.json') };
     const model = asObject(tj['model'], 'tokenizer.json "model"');

@@ -7,11 +7,13 @@ import { randomBytes } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
 import { MptError } from '../errors.js';
 import type { SamplingOptions } from '../runtime/sampling.js';
+import type { MptTokenizer } from '../runtime/tokenizer.js';
 import { ApiError, badRequest } from './api-error.js';
 import { JsonGrammar, type JsonConstraint } from './constrain/json-constraint.js';
 import { SchemaError } from './constrain/schema.js';
 import type { Metrics } from './metrics.js';
 import type { ServedModel } from './model-host.js';
+import type { PromptEncoder } from './prompt-encoder.js';
 import { ChatRequest, CompletionRequest, checkRefusedChatFields, parseBody } from './request-schema.js';
 import { QueueFullError, type EndReason, type Scheduler, type SequenceHandle } from './scheduler.js';
 import { ServerSequence, type FinishReason, type TokenLogprobInfo } from './sequence.js';
@@ -24,6 +26,8 @@ export interface GenerationContext {
   scheduler: Scheduler;
   metrics: Metrics;
   grammars: GrammarCache;
+  /** Tokenizes prompts off the event loop. */
+  encoder: PromptEncoder;
   /** Per-request time limit (ms), 0 for none. */
   timeoutMs: number;
   /** Headers every response carries (CORS). */
@@ -95,6 +99,9 @@ function stopStringsOf(req: CommonFields): string[] {
   return (typeof req.stop === 'string' ? [req.stop] : req.stop).filter((s) => s.length > 0);
 }
 
+const SCHEMA_PARAM = 'response_format.json_schema.schema';
+
+/** The request's compiled response_format; 400 for a schema that cannot be enforced or that no value satisfies. */
 function grammarOf(ctx: GenerationContext, req: CommonFields): JsonGrammar | null {
   const rf = req.response_format;
   if (!rf || rf.type === 'text') return null;
@@ -105,10 +112,22 @@ function grammarOf(ctx: GenerationContext, req: CommonFields): JsonGrammar | nul
     // RangeError: a schema nested deep enough to overflow the stack while being read.
     if (e instanceof SchemaError || e instanceof RangeError) {
       const why = e instanceof SchemaError ? e.message : 'the schema is nested too deeply';
-      throw badRequest(`Invalid 'response_format.json_schema.schema': ${why}.`, 'response_format.json_schema.schema', 'invalid_json_schema');
+      throw badRequest(`Invalid '${SCHEMA_PARAM}': ${why}.`, SCHEMA_PARAM, 'invalid_json_schema');
     }
     throw e;
   }
+}
+
+/** 400 when even the shortest value the grammar allows cannot fit in `maxTokens` tokens. */
+function checkGrammarFits(grammar: JsonGrammar | null, maxTokens: number, limit: string): void {
+  if (!grammar || maxTokens === 0) return;
+  const perToken = grammar.vocab.maxTokenBytes;
+  if (grammar.minBytes <= maxTokens * perToken) return;
+  throw badRequest(
+    `Invalid '${SCHEMA_PARAM}': the shortest JSON value it allows is ${grammar.minBytes} bytes, `
+      + `more than the completion can hold (${limit}: ${maxTokens} tokens of at most ${perToken} bytes).`,
+    SCHEMA_PARAM, 'invalid_json_schema',
+  );
 }
 
 function contextError(ctx: number, prompt: number, completion: number, what: string): ApiError {
@@ -119,8 +138,38 @@ function contextError(ctx: number, prompt: number, completion: number, what: str
   );
 }
 
+/** A context overflow known before tokenizing: `least` is a lower bound on the prompt's tokens. */
+function contextBoundError(
+  ctx: number, least: number, completion: number | null, what: string, param: string,
+): ApiError {
+  const more = completion ? `, and ${completion} more are asked for the completion` : '';
+  return badRequest(
+    `This model's maximum context length is ${ctx} tokens. However, the ${what} alone is at least ${least} tokens long `
+      + `(judged from its length, before tokenizing)${more}. Please reduce the length of the ${what}.`,
+    param,
+    'context_length_exceeded',
+  );
+}
+
+function timeoutError(timeoutMs: number): ApiError {
+  const message = `the request did not finish within ${timeoutMs / 1000} s (server --timeout)`;
+  return new ApiError(504, message, 'timeout_error', null, 'timeout');
+}
+
 function newId(prefix: string): string {
   return `${prefix}-${randomBytes(12).toString('base64url')}`;
+}
+
+const tokenTexts = new WeakMap<MptTokenizer, (string | undefined)[]>();
+
+/**
+ * The text of one token, as logprobs show it, decoded once per tokenizer: a response with echoed
+ * prompts' logprobs names up to 128 × context × 6 tokens.
+ */
+function tokenText(tok: MptTokenizer, id: number): string {
+  let texts = tokenTexts.get(tok);
+  if (!texts) tokenTexts.set(tok, texts = []);
+  return texts[id] ??= tok.decode([id]);
 }
 
 /** Finite for JSON (a -Infinity logprob would serialize as null). */
@@ -198,12 +247,13 @@ class Job {
     if (--this.remaining === 0) this.complete();
   }
 
+  /** Starts the request's time limit, counted from when it was received. */
   start(timeoutMs: number): void {
     if (timeoutMs > 0) {
       this.timer = setTimeout(() => {
-        this.failed ??= new ApiError(504, `the request did not finish within ${timeoutMs / 1000} s (server --timeout)`, 'timeout_error', null, 'timeout');
+        this.failed ??= timeoutError(timeoutMs);
         this.cancel('cancelled');
-      }, timeoutMs);
+      }, Math.max(0, timeoutMs - (performance.now() - this.receivedAt)));
       this.timer.unref();
     }
   }
@@ -302,8 +352,34 @@ function checkModel(ctx: GenerationContext, model: string): void {
   }
 }
 
-function encodePrompt(ctx: GenerationContext, text: string): number[] {
-  return ctx.model.tokenizer.encode(text);
+/**
+ * Tokenizes a request's prompt texts, off the event loop when they are long; given up (with the
+ * 504, or silently) when the request's time runs out or its client leaves meanwhile.
+ */
+async function encodePrompts(
+  ctx: GenerationContext, res: ServerResponse, receivedAt: number, texts: readonly string[],
+): Promise<number[][]> {
+  const ac = new AbortController();
+  const gone = () => {
+    // Nobody will read the answer: the reason only ends the work.
+    if (!res.writableFinished) ac.abort(new ApiError(499, 'the client closed the connection', 'invalid_request_error'));
+  };
+  res.on('close', gone);
+  let timer: NodeJS.Timeout | undefined;
+  if (ctx.timeoutMs > 0) {
+    const left = Math.max(0, ctx.timeoutMs - (performance.now() - receivedAt));
+    timer = setTimeout(() => ac.abort(timeoutError(ctx.timeoutMs)), left);
+    timer.unref();
+  }
+  try {
+    if (res.destroyed) gone();
+    const out: number[][] = [];
+    for (const t of texts) out.push(await ctx.encoder.encode(t, ac.signal));
+    return out;
+  } finally {
+    clearTimeout(timer);
+    res.off('close', gone);
+  }
 }
 
 function usageOf(plan: Plan, job: Job) {
@@ -317,7 +393,11 @@ function usageOf(plan: Plan, job: Job) {
 
 function chatLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[]) {
   const tok = ctx.model.tokenizer;
-  const entry = (id: number, logprob: number) => ({ token: tok.decode([id]), logprob: finite(logprob), bytes: Array.from(tok.isByteLevel ? tok.tokenBytes(id) : new TextEncoder().encode(tok.decode([id]))) });
+  const entry = (id: number, logprob: number) => {
+    const token = tokenText(tok, id);
+    const bytes = Array.from(tok.isByteLevel ? tok.tokenBytes(id) : new TextEncoder().encode(token));
+    return { token, logprob: finite(logprob), bytes };
+  };
   return {
     content: list.map((l) => ({ ...entry(l.token, l.logprob), top_logprobs: l.top.map((t) => entry(t.token, t.logprob)) })),
     refusal: null,
@@ -331,6 +411,7 @@ function messageText(content: ChatRequest['messages'][number]['content']): strin
 }
 
 export async function handleChat(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
+  const receivedAt = performance.now();
   const r = parseBody(ChatRequest, body);
   checkRefusedChatFields(r);
   checkModel(ctx, r.model);
@@ -345,25 +426,30 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   } catch (e) {
     throw badRequest(`Invalid 'messages': ${(e as Error).message}`, 'messages', 'invalid_value');
   }
-  const prompt = encodePrompt(ctx, promptText);
-  if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
   const C = ctx.model.contextLength;
   const asked = r.max_completion_tokens ?? r.max_tokens;
+  const least = ctx.encoder.minTokens(promptText);
+  if (least >= C || (asked != null && least + asked > C)) {
+    throw contextBoundError(C, least, asked ?? null, 'messages', 'messages');
+  }
+  const grammar = grammarOf(ctx, r);
+  const [prompt] = await encodePrompts(ctx, res, receivedAt, [promptText]) as [number[]];
+  if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
   if (prompt.length >= C || (asked != null && prompt.length + asked > C)) throw contextError(C, prompt.length, asked ?? 1, 'messages');
   const maxTokens = asked ?? C - prompt.length;
+  checkGrammarFits(grammar, maxTokens, asked != null ? `max_tokens ${asked}` : 'the rest of the context');
   const n = r.n ?? 1;
   const plan: Plan = {
     prompts: [prompt], n, maxTokens: [maxTokens], req: r, stream: r.stream === true,
     includeUsage: r.stream_options?.include_usage === true,
     logprobs: r.logprobs ? (r.top_logprobs ?? 0) : null,
-    grammar: grammarOf(ctx, r),
+    grammar,
     formatStops: ctx.model.format.stopStrings,
   };
   const id = newId('chatcmpl');
   const created = Math.floor(Date.now() / 1000);
   const model = ctx.model.id;
   const fingerprint = `mpt-ts-${ctx.model.runner.backendName}`;
-  const receivedAt = performance.now();
 
   if (!plan.stream) {
     const job = new Job(ctx, receivedAt, n, () => {}, (j, err) => {
@@ -425,7 +511,7 @@ function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], of
   const top: (Record<string, number> | null)[] = [];
   const textOffset: number[] = [];
   if (firstPromptToken !== undefined) {
-    const s = tok.decode([firstPromptToken]);
+    const s = tokenText(tok, firstPromptToken);
     tokens.push(s);
     tokenLogprobs.push(null);
     top.push(null);
@@ -433,12 +519,12 @@ function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], of
     offset += s.length;
   }
   for (const l of list) {
-    const s = tok.decode([l.token]);
+    const s = tokenText(tok, l.token);
     tokens.push(s);
     tokenLogprobs.push(finite(l.logprob));
     const d: Record<string, number> = {};
     for (const t of l.top) {
-      const k = tok.decode([t.token]);
+      const k = tokenText(tok, t.token);
       if (!(k in d)) d[k] = finite(t.logprob);
     }
     top.push(d);
@@ -451,11 +537,12 @@ function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], of
 /** The decoded length of a prompt's tokens (where generated tokens' text_offset starts with echo). */
 function decodedLength(ctx: GenerationContext, ids: readonly number[]): number {
   let n = 0;
-  for (const id of ids) n += ctx.model.tokenizer.decode([id]).length;
+  for (const id of ids) n += tokenText(ctx.model.tokenizer, id).length;
   return n;
 }
 
 export async function handleCompletion(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
+  const receivedAt = performance.now();
   const r = parseBody(CompletionRequest, body);
   checkModel(ctx, r.model);
   checkStreamOptions(r);
@@ -465,32 +552,41 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   if (r.max_tokens === 0 && !r.echo) throw badRequest("Invalid 'max_tokens': 0 is allowed only with 'echo' (the prompt alone).", 'max_tokens', 'invalid_value');
   const echoLogprobs = r.echo === true && r.logprobs != null;
   const vocab = ctx.model.runner.config.vocabSize;
-  let texts: (string | null)[];
-  let prompts: number[][];
+  // Prompt texts (tokenized below) or token ids.
   const p = r.prompt;
-  if (typeof p === 'string') { texts = [p]; prompts = [encodePrompt(ctx, p)]; }
-  else if (p.length && typeof p[0] === 'string') { texts = p as string[]; prompts = texts.map((t) => encodePrompt(ctx, t!)); }
-  else if (p.length && typeof p[0] === 'number') { texts = [null]; prompts = [p as number[]]; }
-  else { prompts = p as number[][]; texts = prompts.map(() => null); }
+  const given: string[] | number[][] = typeof p === 'string' ? [p]
+    : typeof p[0] === 'number' ? [p as number[]] : p as string[] | number[][];
+  const paramOf = (i: number) => (given.length > 1 ? `prompt[${i}]` : 'prompt');
+  // Everything that bounds the work comes before any of it.
+  if (given.length * n > 128) throw badRequest("Invalid 'n': prompts × n must be at most 128.", 'n', 'invalid_value');
+  const C = ctx.model.contextLength;
+  const asked = r.max_tokens ?? 16;
+  given.forEach((g, i) => {
+    const least = typeof g === 'string' ? ctx.encoder.minTokens(g) : 0;
+    if (least + asked > C) throw contextBoundError(C, least, asked, 'prompt', paramOf(i));
+  });
+  const grammar = grammarOf(ctx, r);
+  const texts: (string | null)[] = given.map((g) => (typeof g === 'string' ? g : null));
+  const prompts = typeof given[0] === 'string'
+    ? await encodePrompts(ctx, res, receivedAt, given as string[])
+    : given as number[][];
   prompts.forEach((ids, i) => {
-    const param = prompts.length > 1 ? `prompt[${i}]` : 'prompt';
+    const param = paramOf(i);
     if (ids.length === 0) throw badRequest(`Invalid '${param}': the prompt is empty.`, param, 'invalid_value');
     const bad = ids.find((t) => t >= vocab);
     if (bad !== undefined) throw badRequest(`Invalid '${param}': token id ${bad} is outside the vocabulary (0..${vocab - 1}).`, param, 'invalid_value');
   });
-  if (prompts.length * n > 128) throw badRequest("Invalid 'n': prompts × n must be at most 128.", 'n', 'invalid_value');
-  const C = ctx.model.contextLength;
-  const asked = r.max_tokens ?? 16;
   const maxTokens = prompts.map((ids) => {
     if (ids.length + asked > C) throw contextError(C, ids.length, asked, 'prompt');
     return asked;
   });
+  checkGrammarFits(grammar, asked, `max_tokens ${asked}`);
   const plan: Plan = {
     prompts, n, maxTokens, req: r, stream: r.stream === true,
     includeUsage: r.stream_options?.include_usage === true,
     logprobs: r.logprobs ?? null,
     promptLogprobs: echoLogprobs,
-    grammar: grammarOf(ctx, r),
+    grammar,
     formatStops: [],
   };
   const echoText = (i: number) => (r.echo ? (texts[Math.floor(i / n)] ?? ctx.model.tokenizer.decode(prompts[Math.floor(i / n)]!)) : '');
@@ -511,7 +607,6 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   const created = Math.floor(Date.now() / 1000);
   const model = ctx.model.id;
   const fingerprint = `mpt-ts-${ctx.model.runner.backendName}`;
-  const receivedAt = performance.now();
   const total = prompts.length * n;
 
   if (!plan.stream) {

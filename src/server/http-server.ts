@@ -6,11 +6,16 @@
  * GET /metrics, GET / (the chat page) and its assets. Every failure is OpenAI's error JSON.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import {
+  createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse,
+} from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { ApiError, badRequest, toApiError } from './api-error.js';
 import { GrammarCache, handleChat, handleCompletion, type GenerationContext } from './completions.js';
 import { Metrics } from './metrics.js';
+import { PromptEncoder } from './prompt-encoder.js';
+import { readJsonBody } from './request-body.js';
 import { sendError, sendJson } from './respond.js';
 import type { ServedModel } from './model-host.js';
 import { Scheduler } from './scheduler.js';
@@ -55,10 +60,30 @@ function endpointLabel(path: string): string {
   return 'other';
 }
 
+/** What a request Node's HTTP parser refused (or that timed out half-read) gets. */
+function parserError(err: NodeJS.ErrnoException): ApiError {
+  switch (err.code) {
+    case 'HPE_HEADER_OVERFLOW': {
+      const message = `The request's headers (URL included) exceed the ${maxHeaderSize} bytes this server accepts.`;
+      return new ApiError(431, message, 'invalid_request_error', null, 'headers_too_large');
+    }
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW': {
+      const message = 'The chunk extensions of the request body are too large.';
+      return new ApiError(413, message, 'invalid_request_error', null, 'request_too_large');
+    }
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+    case 'ERR_HTTP_HEADERS_TIMEOUT':
+      return new ApiError(408, 'The request did not arrive in time.', 'timeout_error', null, 'request_timeout');
+    default:
+      return badRequest(`The request could not be parsed as HTTP/1.1 (${err.message}).`, null, 'bad_request');
+  }
+}
+
 export class MptServer {
   readonly scheduler: Scheduler;
   readonly metrics = new Metrics();
   private readonly server: Server;
+  private readonly encoder: PromptEncoder;
   private readonly ctx: GenerationContext;
   private readonly jobs = new Set<{ cancel(reason: 'shutdown'): void; done: Promise<void> }>();
   private readonly web: Map<string, WebAsset>;
@@ -87,11 +112,13 @@ export class MptServer {
       kvType: model.kvType,
       prefixCache: this.options.prefixCache,
     });
+    this.encoder = new PromptEncoder(model.tokenizer);
     this.ctx = {
       model,
       scheduler: this.scheduler,
       metrics: this.metrics,
       grammars: new GrammarCache(),
+      encoder: this.encoder,
       timeoutMs: this.options.timeoutS * 1000,
       headers: {},
       track: (job) => {
@@ -101,6 +128,12 @@ export class MptServer {
     };
     this.web = loadWebAssets();
     this.server = createServer((req, res) => { void this.handle(req, res); });
+    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      const message = `Expect: ${req.headers.expect} is not supported (only 100-continue).`;
+      const e = new ApiError(417, message, 'invalid_request_error', null, 'expectation_failed');
+      sendError(res, e, this.corsHeaders(req));
+    });
     this.server.keepAliveTimeout = 5000;
     // Slow or stalled uploads cannot hold a connection forever.
     this.server.requestTimeout = 60_000;
@@ -140,12 +173,33 @@ export class MptServer {
       await Promise.race([pending, expired]);
       clearTimeout(timer);
       for (const j of this.jobs) j.cancel('shutdown');
+      this.encoder.close(new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down'));
       await Promise.all([...this.jobs].map((j) => j.done));
       await this.scheduler.close();
       this.server.closeAllConnections();
       await closed;
     })();
     return this.shutdownPromise;
+  }
+
+  /**
+   * A request Node's parser refused never reaches a handler: there is only the socket, on which
+   * the response is written by hand (Node's own would have no body).
+   */
+  private clientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+    const started = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage?.headersSent === true;
+    if (err.code === 'ECONNRESET' || !socket.writable || started) {
+      socket.destroy();
+      return;
+    }
+    const e = parserError(err);
+    const body = JSON.stringify(e.toBody());
+    socket.end([
+      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}`, 'Content-Type: application/json',
+      `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', '', body,
+    ].join('\r\n'));
+    this.metrics.countRequest('other', e.status);
+    this.options.log?.(`- - ${e.status} (${err.code ?? err.message})`);
   }
 
   private corsHeaders(req: IncomingMessage): Record<string, string> {
@@ -200,7 +254,7 @@ export class MptServer {
       if (err.status >= 500 && !(e instanceof ApiError)) this.options.log?.(`error: ${(e as Error)?.stack ?? String(e)}`);
       sendError(res, err, headers);
       // A body we refused to read must not be parsed as the next request on this connection.
-      if (err.status === 413) req.resume();
+      if (err.status === 413 || err.status === 415) req.resume();
     }
   }
 
@@ -255,7 +309,12 @@ export class MptServer {
     }
     if (path.startsWith('/v1/models/')) {
       allow(['GET']);
-      const id = decodeURIComponent(path.slice('/v1/models/'.length));
+      let id: string;
+      try {
+        id = decodeURIComponent(path.slice('/v1/models/'.length));
+      } catch {
+        throw badRequest('The model id in the path is not valid percent-encoding.', null, 'invalid_path');
+      }
       if (id !== this.model.id) throw new ApiError(404, `The model \`${id}\` does not exist.`, 'invalid_request_error', 'model', 'model_not_found');
       sendJson(res, 200, this.modelCard(), headers);
       return;
@@ -264,7 +323,7 @@ export class MptServer {
     if (!handler) throw new ApiError(404, `Unknown path ${path}.`, 'invalid_request_error', null, 'not_found');
     allow(['POST']);
     if (this.draining) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down', { Connection: 'close' });
-    const body = await this.readJson(req);
+    const body = await readJsonBody(req, this.options.maxBodyBytes);
     await handler({ ...this.ctx, headers }, body, res);
   }
 
@@ -282,39 +341,5 @@ export class MptServer {
       n_layers: c.nLayers,
       vocab_size: c.vocabSize,
     };
-  }
-
-  private readJson(req: IncomingMessage): Promise<unknown> {
-    const limit = this.options.maxBodyBytes;
-    const tooBig = () => new ApiError(413, `The request body is larger than ${limit} bytes (server --max-body).`, 'invalid_request_error', null, 'request_too_large');
-    const declared = req.headers['content-length'];
-    if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooBig());
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      let size = 0;
-      let failed = false;
-      req.on('data', (c: Buffer) => {
-        if (failed) return;
-        size += c.length;
-        if (size > limit) {
-          failed = true;
-          chunks.length = 0;
-          reject(tooBig());
-          return;
-        }
-        chunks.push(c);
-      });
-      req.on('error', (e) => { if (!failed) { failed = true; reject(badRequest(`Could not read the request body: ${e.message}`)); } });
-      req.on('end', () => {
-        if (failed) return;
-        const text = Buffer.concat(chunks).toString('utf8');
-        if (text.trim() === '') return reject(badRequest('The request body is empty: send a JSON object.', null, 'invalid_body'));
-        try {
-          resolve(JSON.parse(text));
-        } catch (e) {
-          reject(badRequest(`We could not parse the JSON body of your request: ${(e as Error).message}.`, null, 'invalid_json'));
-        }
-      });
-    });
   }
 }

@@ -65,7 +65,8 @@ const Message = z.object({
 
 export const ChatRequest = z.strictObject({
   ...common,
-  messages: z.array(Message).min(1),
+  // OpenAI's limit; every message is rendered through the chat template before anything else.
+  messages: z.array(Message).min(1).max(2048),
   max_completion_tokens: nullish(z.number().int().min(1)),
   logprobs: nullish(z.boolean()),
   top_logprobs: nullish(z.number().int().min(0).max(20)),
@@ -133,6 +134,11 @@ function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
 
 type Issue = z.core.$ZodIssue;
 
+/** ±Infinity: what JSON.parse makes of a number beyond the float range (1e400). */
+function nonFinite(v: unknown): boolean {
+  return typeof v === 'number' && !Number.isFinite(v);
+}
+
 /** Turns the first zod issue into an OpenAI-style 400. */
 export function issueToError(body: unknown, issue: Issue, prefix: readonly PropertyKey[] = []): ApiError {
   const path = [...prefix, ...issue.path];
@@ -145,6 +151,10 @@ export function issueToError(body: unknown, issue: Issue, prefix: readonly Prope
     }
     case 'invalid_type':
       if (value === undefined) return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+      if (nonFinite(value)) {
+        const message = `Invalid value for '${param}': expected a finite number, but got one too large to represent`;
+        return badRequest(`${message} (beyond ±1.8e308).`, param, 'invalid_value');
+      }
       return badRequest(`Invalid type for '${param}': expected ${EXPECTED[issue.expected] ?? issue.expected}, but got ${describe(value)}.`, param, 'invalid_type');
     case 'invalid_union': {
       if (value === undefined) return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
@@ -155,9 +165,15 @@ export function issueToError(body: unknown, issue: Issue, prefix: readonly Prope
         const names = [...new Set(topTypes.map((t) => EXPECTED[t!.expected] ?? t!.expected))];
         return badRequest(`Invalid type for '${param}': expected ${names.join(' or ')}, but got ${describe(value)}.`, param, 'invalid_type');
       }
-      // A branch that accepted the value's type tells what is wrong with it.
+      // A branch that accepted the value's type tells what is wrong with it; of several, the one
+      // whose parts mostly had the right types ([1, 1e400] is a list of token ids, not of strings).
       const typed = branches.filter((b, k) => topTypes[k] === undefined && b.length > 0);
-      if (typed.length === 1) return issueToError(body, typed[0]![0]!, path);
+      const mismatches = (b: Issue[]) =>
+        b.filter((i) => i.code === 'invalid_type' && !nonFinite(valueAt(value, i.path))).length;
+      if (typed.length) {
+        const closest = typed.reduce((a, b) => (mismatches(b) < mismatches(a) ? b : a));
+        return issueToError(body, closest[0]!, path);
+      }
       // Otherwise report the deepest problem of the branch that got furthest.
       let best: { issue: Issue; depth: number } | undefined;
       for (const b of branches) for (const i of b) if (!best || i.path.length > best.depth) best = { issue: i, depth: i.path.length };

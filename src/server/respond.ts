@@ -17,6 +17,6 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
 export function sendError(res: ServerResponse, e: ApiError, headers: Record<string, string> = {}): void {
   const extra: Record<string, string> = { ...e.headers };
   // A body we stopped reading must not be parsed as the next request on this connection.
-  if (e.status === 413) extra['Connection'] = 'close';
+  if (e.status === 413 || e.status === 415) extra['Connection'] = 'close';
   sendJson(res, e.status, e.toBody(), { ...headers, ...extra });
 }

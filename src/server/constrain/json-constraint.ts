@@ -9,6 +9,7 @@
  */
 import { JsonAutomatonState } from './json-automaton.js';
 import { compileJsonSchema, type SchemaNode } from './schema.js';
+import { shortestValueBytes } from './shortest.js';
 import type { TokenTrie } from './token-trie.js';
 
 /** What a model contributes: its vocabulary as a trie and its end-of-sequence ids. */
@@ -16,6 +17,8 @@ export interface ConstraintVocabulary {
   trie: TokenTrie;
   vocabSize: number;
   eosIds: readonly number[];
+  /** The most bytes one token adds to the output. */
+  maxTokenBytes: number;
 }
 
 /** A bitset over token ids. */
@@ -29,10 +32,13 @@ const MASK_CACHE_ENTRIES = 512;
 
 export class JsonGrammar {
   readonly root: SchemaNode;
+  /** Bytes of the shortest value the schema allows (finite: a schema with none is refused). */
+  readonly minBytes: number;
   private readonly masks = new Map<string, TokenMask>();
 
   constructor(schema: unknown, readonly vocab: ConstraintVocabulary) {
     this.root = compileJsonSchema(schema);
+    this.minBytes = shortestValueBytes(this.root);
   }
 
   start(): JsonConstraint {

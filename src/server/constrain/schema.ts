@@ -13,6 +13,8 @@
  * patternProperties, uniqueItems, contains.
  */
 
+import { whyNoValue } from './shortest.js';
+
 export type SchemaNode =
   | { id: number; kind: 'any' }
   | { id: number; kind: 'union'; options: SchemaNode[] }
@@ -84,6 +86,8 @@ export class SchemaCompiler {
   private nextId = 0;
   private depth = 0;
   private readonly refCache = new Map<string, SchemaNode>();
+  /** Where in the schema each node was compiled from (for messages). */
+  readonly paths = new Map<SchemaNode, string>();
 
   constructor(private readonly root: unknown) {}
 
@@ -103,7 +107,12 @@ export class SchemaCompiler {
     let target: unknown = this.root;
     if (ref !== '#') {
       for (const raw of ref.slice(2).split('/')) {
-        const part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+        let part: string;
+        try {
+          part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
+        } catch {
+          throw new SchemaError(`$ref "${ref}" is not valid percent-encoding`, path);
+        }
         if (!isPlainObject(target) || !(part in target)) throw new SchemaError(`$ref "${ref}" does not resolve`, path);
         target = target[part];
       }
@@ -124,7 +133,9 @@ export class SchemaCompiler {
     if (this.depth >= SCHEMA_LIMITS.depth) throw new SchemaError(`the schema is nested more than ${SCHEMA_LIMITS.depth} levels deep`, path);
     this.depth++;
     try {
-      return this.nodeAt(s, path);
+      const n = this.nodeAt(s, path);
+      if (!this.paths.has(n)) this.paths.set(n, path);
+      return n;
     } finally {
       this.depth--;
     }
@@ -264,9 +275,13 @@ export class SchemaCompiler {
   }
 }
 
-/** Compiles a JSON schema; throws SchemaError for what cannot be enforced. */
+/** Compiles a JSON schema; throws SchemaError for what cannot be enforced and for a schema no value satisfies. */
 export function compileJsonSchema(schema: unknown): SchemaNode {
-  return new SchemaCompiler(schema).compile();
+  const compiler = new SchemaCompiler(schema);
+  const root = compiler.compile();
+  const why = whyNoValue(root, (n) => compiler.paths.get(n));
+  if (why) throw new SchemaError(`no value satisfies the schema: ${why.reason}`, why.path);
+  return root;
 }
 
 /** Follows ref nodes to the schema they stand for. */

@@ -29,5 +29,7 @@ export function tokenBytesOf(tokenizer: MptTokenizer, vocabSize: number): (Uint8
 }
 
 export function buildConstraintVocabulary(tokenizer: MptTokenizer, vocabSize: number, eosIds: readonly number[]): ConstraintVocabulary {
-  return { trie: new TokenTrie(tokenBytesOf(tokenizer, vocabSize)), vocabSize, eosIds: [...eosIds] };
+  const bytes = tokenBytesOf(tokenizer, vocabSize);
+  const maxTokenBytes = bytes.reduce((m, b) => Math.max(m, b?.length ?? 0), 0);
+  return { trie: new TokenTrie(bytes), vocabSize, eosIds: [...eosIds], maxTokenBytes };
 }

@@ -1,0 +1,95 @@
+/**
+ * Reading a request body as JSON: declared as JSON by its Content-Type (415 otherwise), no larger
+ * than the server's limit (413), valid UTF-8 (400 naming the first bad byte, rather than text
+ * with U+FFFD where the client sent something else), non-empty and parseable (400).
+ */
+import type { IncomingMessage } from 'node:http';
+import { ApiError, badRequest } from './api-error.js';
+
+/** 415 unless the body is declared as `application/json`, in UTF-8 when a charset is given. */
+export function checkJsonContentType(header: string | undefined): void {
+  const [type, ...params] = (header ?? '').split(';').map((s) => s.trim().toLowerCase());
+  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/^"(.*)"$/, '$1');
+  if (type === 'application/json' && (charset === undefined || charset === 'utf-8' || charset === 'utf8')) return;
+  const got = header === undefined ? 'no Content-Type' : `Content-Type "${header}"`;
+  throw new ApiError(
+    415,
+    `Send the request body as JSON, with the header "Content-Type: application/json" (UTF-8); got ${got}.`,
+    'invalid_request_error', null, 'unsupported_media_type',
+  );
+}
+
+/** Offset of the first byte that does not start a well-formed UTF-8 sequence (Unicode's Table 3-7), or -1. */
+export function firstInvalidUtf8(b: Uint8Array): number {
+  let i = 0;
+  while (i < b.length) {
+    const c = b[i]!;
+    if (c < 0x80) { i++; continue; }
+    let more: number;
+    let lo = 0x80, hi = 0xbf;
+    if (c >= 0xc2 && c <= 0xdf) more = 1;
+    else if (c >= 0xe0 && c <= 0xef) { more = 2; if (c === 0xe0) lo = 0xa0; if (c === 0xed) hi = 0x9f; }
+    else if (c >= 0xf0 && c <= 0xf4) { more = 3; if (c === 0xf0) lo = 0x90; if (c === 0xf4) hi = 0x8f; }
+    else return i;
+    for (let k = 1; k <= more; k++) {
+      const x = b[i + k];
+      if (x === undefined || x < (k === 1 ? lo : 0x80) || x > (k === 1 ? hi : 0xbf)) return i;
+    }
+    i += more + 1;
+  }
+  return -1;
+}
+
+/** Reads and parses a JSON request body of at most `limit` bytes. */
+export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+  checkJsonContentType(req.headers['content-type']);
+  const tooBig = () => {
+    const message = `The request body is larger than ${limit} bytes (server --max-body).`;
+    return new ApiError(413, message, 'invalid_request_error', null, 'request_too_large');
+  };
+  const declared = req.headers['content-length'];
+  if (declared !== undefined && Number(declared) > limit) return Promise.reject(tooBig());
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let failed = false;
+    req.on('data', (c: Buffer) => {
+      if (failed) return;
+      size += c.length;
+      if (size > limit) {
+        failed = true;
+        chunks.length = 0;
+        reject(tooBig());
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('error', (e) => {
+      if (failed) return;
+      failed = true;
+      reject(badRequest(`Could not read the request body: ${e.message}`));
+    });
+    req.on('end', () => {
+      if (failed) return;
+      const bytes = Buffer.concat(chunks);
+      let text: string;
+      try {
+        // A leading byte-order mark is dropped (RFC 8259 lets a parser ignore it).
+        text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+      } catch {
+        const at = firstInvalidUtf8(bytes);
+        const message = `The request body is not valid UTF-8: the sequence at byte ${at} (from 0) is malformed.`;
+        return reject(badRequest(message, null, 'invalid_encoding'));
+      }
+      if (text.trim() === '') {
+        return reject(badRequest('The request body is empty: send a JSON object.', null, 'invalid_body'));
+      }
+      try {
+        resolve(JSON.parse(text));
+      } catch (e) {
+        const why = (e as Error).message;
+        reject(badRequest(`We could not parse the JSON body of your request: ${why}.`, null, 'invalid_json'));
+      }
+    });
+  });
+}
