@@ -1,8 +1,9 @@
 // LoRA: only adapters train, their gradients are right (finite differences), merging gives the
-// adapter forward's logits, and adapters saved alone reload.
+// adapter forward's logits, and adapters saved alone (PEFT's layout) reload, as do those saved with
+// this project's earlier tensor names; a loaded model knows the dtype its weights are stored in.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fixturePath, maxAbsDiff } from './helpers/goldens.js';
@@ -11,6 +12,8 @@ import { loadTrainModel } from '../src/train/weights-io.js';
 import { IGNORE_INDEX, type Batch } from '../src/train/model.js';
 import { Optimizer, optimizerConfig } from '../src/train/optim.js';
 import { loadLoraAdapters, saveLoraAdapters } from '../src/train/lora.js';
+import { openSafetensors, writeSafetensors } from '../src/formats/safetensors.js';
+import { FormatError, UnsupportedError } from '../src/errors.js';
 import { Rng } from '../src/train/rng.js';
 
 const LORA = { rank: 4, alpha: 8, targets: ['Wqkv', 'out_proj', 'up_proj', 'down_proj'] as Array<'Wqkv' | 'out_proj' | 'up_proj' | 'down_proj'> };
@@ -81,5 +84,47 @@ test('adapters saved alone reload onto the base model with identical logits', as
     assert.equal(maxAbsDiff(again.logits(b.inputs, 1, b.T), want), 0);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('adapters are saved under PEFT\'s names and reload from those or from the earlier names', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-lora-'));
+  try {
+    const model = await loraModel();
+    const b = batch();
+    const want = model.logits(b.inputs, 1, b.T);
+    await saveLoraAdapters(model, join(dir, 'peft'), 'tiny-alibi');
+    const st = await openSafetensors(join(dir, 'peft', 'adapter_model.safetensors'));
+    const names = st.list().map((t) => t.name);
+    await st.close();
+    assert.ok(names.includes('base_model.model.transformer.blocks.0.attn.Wqkv.lora_A.weight'), names.join(' '));
+    assert.ok(names.every((n) => /^base_model\.model\.transformer\.blocks\.\d+\.(attn|ffn)\.\w+\.lora_[AB]\.weight$/.test(n)), names.join(' '));
+    // The layout this project wrote before: bare parameter names and a minimal config.
+    const old = join(dir, 'old');
+    mkdirSync(old);
+    await writeSafetensors(join(old, 'adapter_model.safetensors'), model.params.filter((p) => p.name.includes('.lora_')).map((p) => ({
+      name: p.name, dtype: 'f32' as const, shape: p.shape, data: new Uint8Array(p.data.buffer, p.data.byteOffset, p.data.byteLength).slice(),
+    })));
+    writeFileSync(join(old, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: LORA.rank, lora_alpha: LORA.alpha, target_modules: LORA.targets, base_model_name_or_path: 'tiny-alibi' }));
+    for (const sub of ['peft', 'old']) {
+      const { model: again } = await loadTrainModel(fixturePath('tiny-alibi'), jsKernels());
+      await loadLoraAdapters(again, join(dir, sub));
+      assert.equal(maxAbsDiff(again.logits(b.inputs, 1, b.T), want), 0, sub);
+    }
+    // PEFT options this trainer does not implement are refused, not ignored.
+    writeFileSync(join(old, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: LORA.rank, lora_alpha: LORA.alpha, target_modules: LORA.targets, use_rslora: true }));
+    const { model: m2 } = await loadTrainModel(fixturePath('tiny-alibi'), jsKernels());
+    await assert.rejects(loadLoraAdapters(m2, old), (e) => e instanceof UnsupportedError && /use_rslora/.test(e.message));
+    writeFileSync(join(old, 'adapter_config.json'), JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: LORA.alpha, target_modules: LORA.targets }));
+    const { model: m3 } = await loadTrainModel(fixturePath('tiny-alibi'), jsKernels());
+    await assert.rejects(loadLoraAdapters(m3, old), (e) => e instanceof FormatError && /shape \[4,/.test(e.message));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a model loaded for training knows the float type its weights are stored in', async () => {
+  for (const [fixture, dtype] of [['tiny-alibi', 'f32'], ['tiny-alibi-bf16', 'bf16'], ['tiny-alibi-fp16', 'f16']] as const) {
+    assert.equal((await loadTrainModel(fixturePath(fixture), jsKernels())).dtype, dtype, fixture);
   }
 });

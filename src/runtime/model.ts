@@ -16,7 +16,7 @@ import { InputError } from '../errors.js';
 import type { MptConfig } from '../model/config.js';
 import { defaultModelPath } from '../model/default-model.js';
 import { getBackend, loadRunner, type BackendName } from '../backends/registry.js';
-import { openCheckpoint } from '../model/load.js';
+import { openCheckpoint, type Checkpoint } from '../model/load.js';
 import { formatStopIds, resolvePromptFormat, type ChatMessage, type PromptFormat } from './chat-template.js';
 import {
   GenerationStream, generateTokens, resolveContextLength,
@@ -169,6 +169,38 @@ export class MptModel {
 }
 
 /**
+ * The tokenizer of an opened model: `options.tokenizer` when given; else a GGUF's own; else the
+ * folder's tokenizer.json; else the shipped GPT-NeoX-20B tokenizer when the vocabulary fits it,
+ * with a note (loadTokenizer); null when none applies (then only token ids work). Throws when the
+ * tokenizer has more ids than the model has embedding rows: they cannot belong together.
+ */
+export function checkpointTokenizer(
+  ck: Pick<Checkpoint, 'kind' | 'path' | 'dir' | 'config' | 'ggufTokenizer' | 'ggufMetadata'>,
+  options: Pick<LoadModelOptions, 'tokenizer' | 'onNote'> = {},
+): MptTokenizer | null {
+  let tokenizer: MptTokenizer | null;
+  if (options.tokenizer instanceof MptTokenizer || options.tokenizer === null) tokenizer = options.tokenizer;
+  else if (typeof options.tokenizer === 'string') {
+    tokenizer = loadTokenizer(options.tokenizer, { vocabSize: ck.config.vocabSize, onNote: options.onNote });
+  }
+  else if (ck.kind === 'gguf' && ck.ggufTokenizer) {
+    const data = { ...(ck.ggufTokenizer as GgufTokenizerData) };
+    const tmpl = ck.ggufMetadata?.get('tokenizer.chat_template');
+    if (data.chatTemplate === undefined && typeof tmpl === 'string') data.chatTemplate = tmpl;
+    tokenizer = MptTokenizer.fromGguf(data, ck.path);
+  } else {
+    const name = ck.config.raw['tokenizer_name'];
+    const tokenizerName = typeof name === 'string' ? name : undefined;
+    tokenizer = loadTokenizer(ck.dir, { vocabSize: ck.config.vocabSize, tokenizerName, onNote: options.onNote });
+  }
+  if (tokenizer && tokenizer.size > ck.config.vocabSize) {
+    throw new InputError(`the tokenizer ${tokenizer.source} has ${tokenizer.size} tokens but the model ` +
+      `${ck.path} only ${ck.config.vocabSize} (vocab_size): they do not belong together`);
+  }
+  return tokenizer;
+}
+
+/**
  * Loads a model: a folder (config.json + safetensors / PyTorch .bin, sharded or not) or a GGUF
  * file; without a path, the shipped default model (models/default/).
  */
@@ -176,21 +208,7 @@ export async function loadModel(path?: string, options: LoadModelOptions = {}): 
   const modelPath = path ?? defaultModelPath();
   const ck = await openCheckpoint(modelPath);
   try {
-    let tokenizer: MptTokenizer | null;
-    if (options.tokenizer instanceof MptTokenizer || options.tokenizer === null) tokenizer = options.tokenizer;
-    else if (typeof options.tokenizer === 'string') tokenizer = loadTokenizer(options.tokenizer, { vocabSize: ck.config.vocabSize, onNote: options.onNote });
-    else if (ck.kind === 'gguf' && ck.ggufTokenizer) {
-      const data = { ...(ck.ggufTokenizer as GgufTokenizerData) };
-      const tmpl = ck.ggufMetadata?.get('tokenizer.chat_template');
-      if (data.chatTemplate === undefined && typeof tmpl === 'string') data.chatTemplate = tmpl;
-      tokenizer = MptTokenizer.fromGguf(data, ck.path);
-    } else {
-      const name = ck.config.raw['tokenizer_name'];
-      tokenizer = loadTokenizer(ck.dir, { vocabSize: ck.config.vocabSize, tokenizerName: typeof name === 'string' ? name : undefined, onNote: options.onNote });
-    }
-    if (tokenizer && tokenizer.size > ck.config.vocabSize) {
-      throw new InputError(`the tokenizer has ${tokenizer.size} tokens but the model only ${ck.config.vocabSize} (vocab_size): they do not belong together`);
-    }
+    const tokenizer = checkpointTokenizer(ck, options);
     const format = resolvePromptFormat(options.template, { tokenizer, configRaw: ck.config.raw, path: ck.path });
     const contextLength = resolveContextLength(ck.config, options.contextLength);
     const backend = await resolveBackendName(options.backend);

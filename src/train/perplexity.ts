@@ -49,7 +49,18 @@ export function compactIdenticalRows(model: TrainModel, kernels: Kernels): Train
 
 export interface PerplexityResult { perplexity: number; tokens: number; nll: number; windows: number; windowLength: number; stride: number }
 
-export function slidingWindowPerplexity(model: TrainModel, tokens: Int32Array, opts: { windowLength?: number; stride?: number; batch?: number } = {}): PerplexityResult {
+export interface PerplexityOptions {
+  windowLength?: number;
+  stride?: number;
+  /** Windows per forward pass. */
+  batch?: number;
+  /** Called after each forward pass with the predictions scored so far and their total (n − 1). */
+  onProgress?: (scored: number, total: number) => void;
+}
+
+export function slidingWindowPerplexity(
+  model: TrainModel, tokens: Int32Array, opts: PerplexityOptions = {},
+): PerplexityResult {
   const L = Math.min(opts.windowLength ?? model.config.maxSeqLen, model.config.maxSeqLen);
   const S = opts.stride ?? Math.max(1, Math.floor(L / 2));
   if (S < 1 || S > L) throw new InputError(`stride must be between 1 and the window length ${L}`);
@@ -84,6 +95,7 @@ export function slidingWindowPerplexity(model: TrainModel, tokens: Int32Array, o
       });
       const r = model.step({ inputs, targets, B, T }, 0, false);
       nll += r.lossSum; count += r.count;
+      opts.onProgress?.(count, n - 1);
     }
   }
   if (count !== n - 1) throw new Error(`internal: scored ${count} of ${n - 1} tokens`);

@@ -6,7 +6,8 @@
  *   model: {name: mpt_causal_lm, d_model: 256, n_heads: 4, n_layers: 4, expansion_ratio: 4,
  *           vocab_size: 50432, no_bias: true, attn_config: {alibi: true}, compact_vocab: true}
  *           (or `pretrained: path/to/model-folder` to continue from a model)
- *   tokenizer: {name: assets/gpt-neox-20b/tokenizer.json}
+ *   tokenizer: {name: assets/gpt-neox-20b/tokenizer.json}   (a tokenizer.json or a model folder;
+ *              default: the pretrained model's, else the shipped GPT-NeoX-20B one)
  *   data: {train: [files...], eval: [files...] | eval_fraction: 0.05}
  *   optimizer: {name: decoupled_lionw, lr: 1.0e-3, betas: [0.9, 0.95], weight_decay: 0}
  *   scheduler: {name: cosine_with_warmup, t_warmup: 50ba, alpha_f: 0.1}
@@ -19,24 +20,25 @@
  *   save_folder: runs/demo
  *   save_interval: 100ba
  *   export_folder: models/default     (a Hugging Face folder written at every save)
- *   export_dtype: bf16
+ *   export_dtype: bf16                 (bf16 | f16 | f32)
  *   threads: 2
  *
  * Relative paths are resolved against the current directory, as llm-foundry does.
  */
 import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError, InputError } from '../errors.js';
 import { parseMptConfig, type MptConfig } from '../model/config.js';
-import { loadTokenizer, type MptTokenizer } from '../runtime/tokenizer.js';
+import { loadTokenizer, shippedNeoxTokenizerPath, type MptTokenizer } from '../runtime/tokenizer.js';
+import type { HfExportDtype } from '../model/hf-export.js';
 import type { Kernels } from './kernels.js';
 import { compactVocab, TrainModel } from './model.js';
 import { optimizerConfig, type OptimizerConfig } from './optim.js';
 import { parseScheduleName, type ScheduleConfig } from './schedule.js';
 import { lmBatch, packWindows, splitWindows, tokenizeFiles } from './data.js';
-import { Trainer, type DataSource } from './trainer.js';
-import { exportHfFolder, loadTrainModel, mptTokenizerSideFiles } from './weights-io.js';
+import { Trainer, type DataSource, type StepProgress } from './trainer.js';
+import { exportHfFolder, loadTrainModel, mptTokenizerSideFiles, tokenizerFilesOf } from './weights-io.js';
 import { checkpointToResume, loadCheckpointMeta } from './checkpoint.js';
 
 type Json = Record<string, unknown>;
@@ -78,9 +80,13 @@ export interface Recipe {
   saveFolder: string | null;
   saveInterval: Duration | null;
   exportFolder: string | null;
-  exportDtype: 'f32' | 'bf16';
+  exportDtype: HfExportDtype;
   threads: number | undefined;
 }
+
+const EXPORT_DTYPES: Record<string, HfExportDtype> = {
+  f32: 'f32', fp32: 'f32', float32: 'f32', bf16: 'bf16', bfloat16: 'bf16', f16: 'f16', fp16: 'f16', float16: 'f16',
+};
 
 const files = (v: unknown, what: string): string[] => {
   if (v === undefined || v === null) return [];
@@ -123,13 +129,18 @@ export function parseRecipe(text: string, source = 'recipe'): Recipe {
   const micro = r['device_train_microbatch_size'];
   const microBatch = micro === undefined || micro === 'auto' ? globalBatch : num(micro, globalBatch, 'device_train_microbatch_size');
   const trainFiles = files(data['train'] ?? data['train_files'], 'data.train');
+  const exportDtype = EXPORT_DTYPES[String(r['export_dtype'] ?? 'bf16').toLowerCase()];
+  if (!exportDtype) {
+    throw new ConfigError(`${source}: export_dtype must be bf16, f16 or f32, got ${JSON.stringify(r['export_dtype'])}`);
+  }
+  const tokName = tok['name'] ?? tok['path'] ?? model['pretrained'];
   if (trainFiles.length === 0 && model['pretrained'] === undefined) throw new ConfigError(`${source}: data.train lists no files`);
   return {
     raw: r,
     seed: num(r['seed'], 17, 'seed'),
     maxSeqLen,
     model,
-    tokenizerPath: resolve(String(tok['name'] ?? tok['path'] ?? 'assets/gpt-neox-20b/tokenizer.json')),
+    tokenizerPath: tokName !== undefined ? resolve(String(tokName)) : shippedNeoxTokenizerPath(),
     trainFiles,
     evalFiles: files(data['eval'] ?? data['eval_files'], 'data.eval'),
     evalFraction: num(data['eval_fraction'], 0, 'data.eval_fraction'),
@@ -148,7 +159,7 @@ export function parseRecipe(text: string, source = 'recipe'): Recipe {
     saveFolder: r['save_folder'] ? resolve(String(r['save_folder'])) : null,
     saveInterval: r['save_interval'] !== undefined ? parseDuration(r['save_interval'], 'save_interval') : null,
     exportFolder: r['export_folder'] ? resolve(String(r['export_folder'])) : null,
-    exportDtype: r['export_dtype'] === 'f32' || r['export_dtype'] === 'float32' ? 'f32' : 'bf16',
+    exportDtype,
     threads: r['threads'] !== undefined ? num(r['threads'], 2, 'threads') : undefined,
   };
 }
@@ -188,11 +199,22 @@ export interface PreparedRun {
  */
 export async function prepareRun(
   rc: Recipe, kernels: Kernels, progress: (l: string) => void = (l) => process.stderr.write(l + '\n'),
-  opts: { resume?: boolean } = {},
+  opts: { resume?: boolean; onStep?: (p: StepProgress) => void } = {},
 ): Promise<PreparedRun> {
   const ckDir = rc.saveFolder && opts.resume !== false ? await checkpointToResume(rc.saveFolder) : null;
   const tokenizer = loadTokenizer(rc.tokenizerPath);
-  if (!tokenizer) throw new ConfigError(`no tokenizer at ${rc.tokenizerPath}`);
+  if (!tokenizer) {
+    throw new ConfigError(`tokenizer.name ${rc.tokenizerPath} has no tokenizer.json, and its vocab_size does not fit ` +
+      'the shipped GPT-NeoX-20B tokenizer');
+  }
+  // The model first: a tokenizer with ids past its embedding cannot train it.
+  const pretrained = rc.model['pretrained'];
+  const loaded = typeof pretrained === 'string' ? (await loadTrainModel(resolve(pretrained), kernels)).model : null;
+  const config = loaded?.config ?? recipeModelConfig(rc);
+  if (tokenizer.size > config.vocabSize) {
+    throw new ConfigError(`the tokenizer ${tokenizer.source} has ${tokenizer.size} ids but the model's vocab_size is ` +
+      `${config.vocabSize}: raise model.vocab_size or use the model's own tokenizer`);
+  }
   const eos = tokenizer.eosId ?? 0;
   const t0 = performance.now();
   const trainStream = tokenizeFiles(rc.trainFiles, tokenizer, eos);
@@ -204,11 +226,9 @@ export async function prepareRun(
 
   // Model: from a pretrained folder, from a checkpoint's vocabulary, or freshly initialised.
   let model: TrainModel;
-  const pretrained = rc.model['pretrained'];
-  if (typeof pretrained === 'string') {
-    model = (await loadTrainModel(resolve(pretrained), kernels)).model;
+  if (loaded) {
+    model = loaded;
   } else {
-    const config = recipeModelConfig(rc);
     let vocab;
     if (ckDir) {
       const meta = (await loadCheckpointMeta(ckDir)) as { vocab?: { idOf: number[]; shared: number } };
@@ -227,7 +247,12 @@ export async function prepareRun(
   const schedule: ScheduleConfig = { name: parseScheduleName(rc.scheduler.name), warmupSteps: rc.scheduler.warmup.value === 0 ? 0 : toSteps(rc.scheduler.warmup), alphaF: rc.scheduler.alphaF };
   const exportNow = async (dir = rc.exportFolder ?? undefined) => {
     if (!dir) return;
-    await exportHfFolder(model, dir, { dtype: rc.exportDtype, tokenizerDir: dirname(rc.tokenizerPath), extraFiles: mptTokenizerSideFiles(model.config.maxSeqLen, eos) });
+    await exportHfFolder(model, dir, {
+      dtype: rc.exportDtype,
+      // The files of the tokenizer the data was read with, wherever tokenizer.name pointed.
+      tokenizer: tokenizerFilesOf(tokenizer, rc.tokenizerPath),
+      defaultFiles: mptTokenizerSideFiles(model.config.maxSeqLen, eos, tokenizer.idToToken(eos)),
+    });
   };
   const trainer = new Trainer({
     model,
@@ -247,6 +272,7 @@ export async function prepareRun(
     onSave: async () => { await exportNow(); },
     checkpointMeta: { recipe: rc.raw, vocab: { idOf: Array.from(model.vocab.idOf), shared: model.vocab.shared } },
     progress,
+    onStep: opts.onStep,
     title: `mpt train: d_model ${model.config.dModel}, ${model.config.nLayers} layers, seq ${rc.maxSeqLen}`,
   });
   return { trainer, model, tokenizer, recipe: rc, trainTokens: trainStream.length, exportNow };

@@ -2,7 +2,7 @@
  * The training loop: global batches split into microbatches (gradient accumulation, loss
  * normalised by the number of target tokens in the whole global batch), lr schedule, gradient
  * clipping by global norm, optimizer step, periodic evaluation, checkpoints that resume exactly,
- * a JSONL log, a loss-curve SVG, and live progress on stderr.
+ * a JSONL log, a loss-curve SVG, and progress after every step (onStep; the command line draws it).
  *
  * The log is appended to step by step. A run first rewrites it from the history it starts from (a
  * run resumed from the checkpoint of step N: steps 1..N; a fresh one: nothing), so the steps that a
@@ -49,8 +49,10 @@ export interface TrainerOptions {
   onSave?: (step: number) => Promise<void>;
   /** Extra JSON stored in the checkpoint (config, vocabulary, ...). */
   checkpointMeta?: Record<string, unknown>;
-  /** Progress lines (default: stderr). */
+  /** Progress lines: resuming, evaluations (default: stderr). */
   progress?: (line: string) => void;
+  /** Called after every optimizer step (default: its summary and tokens/s through `progress`). */
+  onStep?: (p: StepProgress) => void;
   /** Title of the loss-curve SVG. */
   title?: string;
   /** Stop (with a checkpoint) after this step without changing the schedule; resume later. */
@@ -59,6 +61,21 @@ export interface TrainerOptions {
 
 export interface StepRecord { step: number; loss: number; lr: number; gradNorm: number; tokens: number; tokPerSec: number; elapsed: number }
 export interface EvalRecord { step: number; evalLoss: number; evalPerplexity: number }
+
+/** Where a run stands after a step. */
+export interface StepProgress {
+  record: StepRecord;
+  maxSteps: number;
+  /** The latest eval loss (NaN before any). */
+  evalLoss: number;
+  /** Whether this step evaluated. */
+  newEval: boolean;
+  /** Tokens and seconds of this step alone (evaluation not included). */
+  stepTokens: number;
+  stepSeconds: number;
+  /** `step 3/100 | loss 3.1234 | eval 3.2345 (new) | lr 1.00e-3`. */
+  summary: string;
+}
 
 const stepLogLine = (r: StepRecord) => JSON.stringify({
   step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens: r.tokens, tok_per_sec: r.tokPerSec,
@@ -212,8 +229,8 @@ export class Trainer {
     if (logPath) await writeFileAtomic(logPath, logText(this.history, this.evals));
     const writeLog = (line: string) => { if (logPath) appendFileSync(logPath, line); };
     this.startTime = performance.now();
-    let recentTok = 0, recentTime = 0;
-    const fmtTime = (s: number) => (s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : `${Math.floor(s / 60)}m${String(Math.floor(s % 60)).padStart(2, '0')}s`);
+    const onStep = this.o.onStep
+      ?? ((p: StepProgress) => this.log(`${p.summary} | ${p.record.tokPerSec.toFixed(0)} tok/s`));
     let lastEval = this.evals.length ? this.evals[this.evals.length - 1]!.evalLoss : NaN;
     if (this.step === 0 && this.o.eval && this.o.evalInterval > 0) {
       lastEval = this.evaluate();
@@ -224,22 +241,20 @@ export class Trainer {
     const stopAt = Math.min(this.o.maxSteps, this.o.stopAt ?? Infinity);
     while (this.step < stopAt) {
       const rec = this.trainStep();
-      // Throughput: exponential averages of tokens and seconds per step.
-      const stepTok = rec.tokens - (this.history[this.history.length - 2]?.tokens ?? 0);
-      const stepSec = stepTok / rec.tokPerSec;
-      recentTok = recentTok === 0 ? stepTok : 0.8 * recentTok + 0.2 * stepTok;
-      recentTime = recentTime === 0 ? stepSec : 0.8 * recentTime + 0.2 * stepSec;
-      const tps = recentTok / Math.max(1e-9, recentTime);
-      let evalNote = '';
+      const stepTokens = rec.tokens - (this.history[this.history.length - 2]?.tokens ?? 0);
+      let newEval = false;
       if (this.o.eval && this.o.evalInterval > 0 && (this.step % this.o.evalInterval === 0 || this.step === this.o.maxSteps)) {
         lastEval = this.evaluate();
         this.evals.push({ step: this.step, evalLoss: lastEval, evalPerplexity: Math.exp(lastEval) });
-        evalNote = ' (new)';
+        newEval = true;
         writeLog(evalLogLine(this.evals[this.evals.length - 1]!));
       }
       writeLog(stepLogLine(rec));
-      const eta = (this.o.maxSteps - this.step) * recentTime;
-      this.log(`step ${this.step}/${this.o.maxSteps} | loss ${rec.loss.toFixed(4)} | eval ${Number.isNaN(lastEval) ? '-' : lastEval.toFixed(4)}${evalNote} | lr ${rec.lr.toExponential(2)} | ${tps.toFixed(0)} tok/s | ${fmtTime(rec.elapsed)} elapsed | ETA ${fmtTime(eta)}`);
+      const summary = `step ${rec.step}/${this.o.maxSteps} | loss ${rec.loss.toFixed(4)} | ` +
+        `eval ${Number.isNaN(lastEval) ? '-' : lastEval.toFixed(4)}${newEval ? ' (new)' : ''} | ` +
+        `lr ${rec.lr.toExponential(2)}`;
+      const stepSeconds = stepTokens / rec.tokPerSec;
+      onStep({ record: rec, maxSteps: this.o.maxSteps, evalLoss: lastEval, newEval, stepTokens, stepSeconds, summary });
       if (this.o.saveInterval > 0 && this.step % this.o.saveInterval === 0 && this.step < stopAt) await this.save();
       else if (saveFolder && this.step % 10 === 0) await this.writeCurve();
     }

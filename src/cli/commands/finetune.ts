@@ -1,15 +1,15 @@
 /**
  * `mpt finetune BASE_MODEL DATA.jsonl --out DIR`: instruction fine-tuning (loss on response tokens
- * only), full or LoRA. Writes a merged Hugging Face folder to DIR (and the adapters alone to
- * DIR/adapter with --lora).
+ * only), full or LoRA. Writes a merged Hugging Face folder to DIR in the base's dtype (and the
+ * adapters alone, as PEFT writes them, to DIR/adapter with --lora).
  */
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { parseArgs } from '../args.js';
 import { InputError } from '../../errors.js';
 import { bestKernels } from '../../train/kernels.js';
-import { exportHfFolder, loadTrainModel } from '../../train/weights-io.js';
+import { exportHfFolder, loadTrainModel, modelTokenizerFiles, trainModelTokenizer } from '../../train/weights-io.js';
 import { instructBatch, readInstructJsonl } from '../../train/data.js';
-import { loadTokenizer } from '../../runtime/tokenizer.js';
+import { HF_EXPORT_DTYPES, type HfExportDtype } from '../../model/hf-export.js';
 import { Trainer } from '../../train/trainer.js';
 import { checkpointToResume } from '../../train/checkpoint.js';
 import { optimizerConfig } from '../../train/optim.js';
@@ -17,6 +17,7 @@ import { parseScheduleName } from '../../train/schedule.js';
 import { saveLoraAdapters } from '../../train/lora.js';
 import { Rng } from '../../train/rng.js';
 import type { LoraConfig } from '../../train/model.js';
+import { StatusLine, trainProgress } from '../progress.js';
 
 export const summary = 'instruction fine-tuning from JSONL (full or LoRA)';
 export const help = `usage: mpt finetune BASE_MODEL DATA.jsonl --out DIR [options]
@@ -24,11 +25,15 @@ export const help = `usage: mpt finetune BASE_MODEL DATA.jsonl --out DIR [option
 Fine-tunes BASE_MODEL on JSONL lines {"prompt": ..., "response": ...} ("answer", "completion"
 or "output" also name the response; "instruction"/"context" the prompt). The loss is on the
 response tokens (and the EOS after them) only; batches are right-padded. DIR receives a full
-Hugging Face model folder (adapters merged) and, with --lora, DIR/adapter with the adapters alone.
+Hugging Face model folder (adapters merged) in the base model's dtype (f32, f16 or bf16; see
+--export-dtype) with the base's tokenizer files and, with --lora, DIR/adapter with the adapters
+alone in PEFT's layout (adapter_config.json + adapter_model.safetensors, tensors named
+base_model.model.<module>.lora_A.weight / lora_B.weight, as PEFT's save_pretrained writes them).
 Examples longer than the context keep their first tokens (a note says how many and names the
 first line); one whose prompt alone fills the context is skipped. Checkpoints go to
 DIR/checkpoints (crash-safe); running the same command again resumes, and refuses to start over
-when DIR/checkpoints holds only incomplete checkpoints (unless --no-resume).
+when DIR/checkpoints holds only incomplete checkpoints (unless --no-resume). Progress goes to
+stderr (redrawn in place in a terminal, a line per step otherwise); stdout gets a JSON summary.
 
 options:
   --out DIR             output folder (required)
@@ -44,6 +49,7 @@ options:
   --optimizer NAME      decoupled_lionw | decoupled_adamw | adamw (default decoupled_adamw)
   --warmup N            warmup steps (default 10% of the steps)
   --eval-fraction X     examples held out for eval loss (default 0.05)
+  --export-dtype T      f32 | bf16 | f16: type of DIR/model.safetensors (default: the base's)
   --seed N              (default 17)
   --threads N           threads for the matrix products
   --no-resume           start over, ignoring the checkpoints in DIR/checkpoints
@@ -55,7 +61,7 @@ export async function run(argv: string[]): Promise<number> {
     epochs: { type: 'number' }, steps: { type: 'number' }, 'batch-size': { type: 'number' }, microbatch: { type: 'number' },
     'max-seq-len': { type: 'number' }, lr: { type: 'number' }, optimizer: { type: 'string' }, warmup: { type: 'number' },
     'eval-fraction': { type: 'number' }, seed: { type: 'number' }, threads: { type: 'number' },
-    'no-resume': { type: 'boolean' },
+    'no-resume': { type: 'boolean' }, 'export-dtype': { type: 'string' },
   }, 'finetune');
   if (positionals.length !== 2) throw new InputError('mpt finetune needs BASE_MODEL and DATA.jsonl (see mpt finetune --help)');
   if (!o['out']) throw new InputError('mpt finetune needs --out DIR');
@@ -63,24 +69,31 @@ export async function run(argv: string[]): Promise<number> {
   const out = String(o['out']);
   const seed = (o['seed'] as number | undefined) ?? 17;
   const saveFolder = join(out, 'checkpoints');
+  const exportDtypeOpt = o['export-dtype'] as string | undefined;
+  if (exportDtypeOpt !== undefined && !HF_EXPORT_DTYPES.includes(exportDtypeOpt as HfExportDtype)) {
+    throw new InputError(`--export-dtype must be ${HF_EXPORT_DTYPES.join(', ')}, got ${exportDtypeOpt}`);
+  }
   // Refuse a folder of only incomplete checkpoints before the data and the model are read.
   if (!o['no-resume']) await checkpointToResume(saveFolder);
   const kernels = await bestKernels(o['threads'] as number | undefined);
+  const status = new StatusLine({ lineEveryMs: 0 });
   try {
-    const { model, dir } = await loadTrainModel(base, kernels);
-    const tok = loadTokenizer(dir, { vocabSize: model.config.vocabSize });
-    if (!tok) throw new InputError(`${base} has no tokenizer`);
+    const loaded = await loadTrainModel(base, kernels);
+    const { model } = loaded;
+    const tok = trainModelTokenizer(loaded, (m) => status.log(`note: ${m}`));
+    // The tokenizer travels with the model (the shipped one when the base folder has none).
+    const tokenizerFiles = modelTokenizerFiles(loaded, tok);
     const eos = tok.eosId ?? 0, pad = tok.padId ?? eos;
     const seqLen = Math.min((o['max-seq-len'] as number | undefined) ?? model.config.maxSeqLen, model.config.maxSeqLen);
     const { examples, truncated, skipped } = readInstructJsonl(dataPath, tok, eos, seqLen);
     const count = (n: number) => `${n} example${n === 1 ? '' : 's'}`;
     if (truncated.count) {
-      process.stderr.write(`note: ${count(truncated.count)} longer than the ${seqLen}-token context truncated ` +
-        `(first: ${dataPath}:${truncated.firstLine})\n`);
+      status.log(`note: ${count(truncated.count)} longer than the ${seqLen}-token context truncated ` +
+        `(first: ${dataPath}:${truncated.firstLine})`);
     }
     if (skipped.count) {
-      process.stderr.write(`note: ${count(skipped.count)} skipped: the prompt alone fills the ${seqLen}-token ` +
-        `context, leaving no response token to train on (first: ${dataPath}:${skipped.firstLine})\n`);
+      status.log(`note: ${count(skipped.count)} skipped: the prompt alone fills the ${seqLen}-token ` +
+        `context, leaving no response token to train on (first: ${dataPath}:${skipped.firstLine})`);
     }
     const order = examples.map((_, i) => i);
     new Rng(seed).shuffle(order);
@@ -103,22 +116,26 @@ export async function run(argv: string[]): Promise<number> {
       maxSteps: steps, globalBatch: batch, microBatch: micro, gradClip: 1, evalInterval: Math.max(1, Math.floor(steps / 5)), evalBatches: 0,
       seed, saveFolder, saveInterval: Math.max(1, Math.floor(steps / 5)),
       checkpointMeta: { base, data: dataPath, lora },
+      progress: (l) => status.log(l), onStep: trainProgress(status),
       title: `mpt finetune ${lora ? `LoRA r=${lora.rank}` : 'full'}`,
     });
     const nTrain = model.trainableParams().reduce((a, p) => a + p.data.length, 0);
-    process.stderr.write(`finetune: ${trainIdx.length} train / ${nEval} eval examples, ${steps} steps of ${batch}, ${(nTrain / 1e6).toFixed(3)} M trainable parameters${lora ? ` (LoRA r=${lora.rank}, alpha ${lora.alpha})` : ''}, kernels ${kernels.name}\n`);
+    const loraNote = lora ? ` (LoRA r=${lora.rank}, alpha ${lora.alpha})` : '';
+    status.log(`finetune: ${trainIdx.length} train / ${nEval} eval examples, ${steps} steps of ${batch}, ` +
+      `${(nTrain / 1e6).toFixed(3)} M trainable parameters${loraNote}, kernels ${kernels.name}`);
     if (!o['no-resume']) await trainer.resume();
     const { history, evals } = await trainer.run();
+    status.finish();
     if (lora) {
       await saveLoraAdapters(model, join(out, 'adapter'), base);
       model.mergeLora();
     }
-    // The tokenizer travels with the model (the shipped one when the base folder has none).
-    const tokDir = tok.source.endsWith('tokenizer.json') ? dirname(tok.source) : dir;
-    await exportHfFolder(model, out, { dtype: 'f32', tokenizerDir: tokDir });
+    const dtype = (exportDtypeOpt as HfExportDtype | undefined) ?? loaded.dtype;
+    await exportHfFolder(model, out, { dtype, tokenizer: tokenizerFiles });
     process.stdout.write(JSON.stringify({ steps: trainer.step, final_loss: history[history.length - 1]?.loss ?? null, eval_loss: evals[evals.length - 1]?.evalLoss ?? null, out }) + '\n');
     return 0;
   } finally {
+    status.finish();
     kernels.close();
   }
 }

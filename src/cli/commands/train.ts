@@ -7,18 +7,22 @@ import { parseArgs } from '../args.js';
 import { bestKernels } from '../../train/kernels.js';
 import { parseDuration, prepareRun, readRecipe } from '../../train/recipe.js';
 import { InputError } from '../../errors.js';
+import { StatusLine, trainProgress } from '../progress.js';
 
 export const summary = 'train an MPT model from a YAML recipe (llm-foundry style)';
 export const help = `usage: mpt train RECIPE.yaml [options]
 
 Trains an MPT model as the recipe says (model, tokenizer, data, optimizer, scheduler,
 max_duration as "1000ba" / "2000000tok" / "2ep", eval_interval, save_folder, seed,
-global_train_batch_size, device_train_microbatch_size). Progress (loss, eval loss, lr,
-tokens/s, ETA) goes to stderr; save_folder gets train-log.jsonl, loss-curve.svg and a
-checkpoint that a second run resumes from exactly (saves are crash-safe: a run killed at
-any moment resumes from its last complete checkpoint; when save_folder holds only
-incomplete checkpoints, mpt train stops and says so instead of starting over). With
-export_folder, a Hugging Face model folder is written at every save.
+global_train_batch_size, device_train_microbatch_size). Progress goes to stderr: in a terminal
+one line redrawn in place (step/total, loss, eval loss, lr, tokens/s, ETA) with evaluations kept
+as lines; otherwise a line per step. stdout gets a JSON summary at the end.
+
+save_folder gets train-log.jsonl, loss-curve.svg and numbered checkpoint-<n> folders that a
+second run resumes from exactly. Saves are crash-safe: a run killed at any moment resumes from
+its last complete checkpoint; when save_folder holds only incomplete checkpoints, mpt train stops
+and says so instead of starting over (--no-resume starts over deliberately). With
+export_folder, a Hugging Face model folder is written at every save (export_dtype).
 
 options:
   --threads N        worker threads for the matrix products (default: all cores)
@@ -41,14 +45,20 @@ export async function run(argv: string[]): Promise<number> {
   if (options['max-steps'] !== undefined) rc.maxDuration = { value: Number(options['max-steps']), unit: 'ba' };
   if (options['duration'] !== undefined) rc.maxDuration = parseDuration(options['duration'], '--duration');
   const kernels = await bestKernels((options['threads'] as number | undefined) ?? rc.threads);
+  // Outside a terminal every step is a line (a training log); in one, a redrawn status line.
+  const status = new StatusLine({ lineEveryMs: 0 });
   try {
     const resume = !options['no-resume'];
-    const prep = await prepareRun(rc, kernels, undefined, { resume });
+    const prep = await prepareRun(rc, kernels, (l) => status.log(l), { resume, onStep: trainProgress(status) });
     const nParams = prep.model.params.reduce((a, p) => a + p.data.length, 0);
-    process.stderr.write(`model: d_model ${prep.model.config.dModel}, ${prep.model.config.nLayers} layers, ${prep.model.config.nHeads} heads, ${(nParams / 1e6).toFixed(2)} M trained parameters; kernels ${kernels.name}; ${prep.trainer.o.maxSteps} steps of ${rc.globalBatch} × ${rc.maxSeqLen} tokens\n`);
+    const c = prep.model.config;
+    status.log(`model: d_model ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads, ${(nParams / 1e6).toFixed(2)} M ` +
+      `trained parameters; kernels ${kernels.name}; ${prep.trainer.o.maxSteps} steps of ` +
+      `${rc.globalBatch} × ${rc.maxSeqLen} tokens`);
     if (options['stop-at'] !== undefined) (prep.trainer.o as { stopAt?: number }).stopAt = Number(options['stop-at']);
     if (resume) await prep.trainer.resume();
     const { history, evals } = await prep.trainer.run();
+    status.finish();
     const last = history[history.length - 1];
     const lastEval = evals[evals.length - 1];
     process.stdout.write(JSON.stringify({
@@ -57,6 +67,7 @@ export async function run(argv: string[]): Promise<number> {
     }) + '\n');
     return 0;
   } finally {
+    status.finish();
     kernels.close();
   }
 }
