@@ -40,9 +40,11 @@ test('a model argument that looks like a path but is no model is an error, not p
   const file = await runCli(['generate', weights, 'Hello', '-n', '1']);
   oneLineError(file, 'generate', /model\.safetensors is not a model: give the folder/);
   oneLineError(await runCli(['chat', 'models/defualt']), 'chat', /model not found: models\/defualt/);
-  // Prompt text with a slash in a sentence is still prompt text; an existing model comes first.
+  // Prompt text stays prompt text: with a model named first, or as prose (a name too long for a path).
   const prose = await runCli(['generate', MODEL, 'either/or', '-n', '1', '-q']);
   assert.equal(prose.code, 0, prose.stderr);
+  const long = await runCli(['generate', 'x'.repeat(300), '--ids', '1', '-n', '1', '-q']);
+  assert.match(long.stderr, /give either a text prompt or --ids/);
 });
 
 test('--prompt-cache at a folder or a named pipe is refused before the model loads', async () => {

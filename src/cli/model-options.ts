@@ -2,6 +2,7 @@
  * What `mpt generate` and `mpt chat` share: the model/prompt positional rule, the sampling and
  * loading options, and loading a model or tokenizer with a progress bar and user-facing errors.
  */
+import { statSync, type Stats } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { defaultModelPath } from '../model/default-model.js';
@@ -67,7 +68,12 @@ model:
 
 /** True when `p` names a model: an existing folder or .gguf file. */
 export function isModelPath(p: string): boolean {
-  const st = statPath(p);
+  let st: Stats | undefined;
+  try {
+    st = statSync(p, { throwIfNoEntry: false });
+  } catch {
+    return false; // prompt text is no path: a long one is ENAMETOOLONG, not a model
+  }
   return st !== undefined && (st.isDirectory() || (st.isFile() && p.toLowerCase().endsWith('.gguf')));
 }
 
