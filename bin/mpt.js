@@ -9,5 +9,6 @@ if (!existsSync(main)) {
   process.stderr.write('mpt: the project is not built yet; run `npm install` (or `npm run build`) in the mpt-ts folder\n');
   process.exit(1);
 }
-const { main: run } = await import(pathToFileURL(main).href);
+const { main: run, installProcessHandlers } = await import(pathToFileURL(main).href);
+installProcessHandlers();
 process.exitCode = await run(process.argv.slice(2));

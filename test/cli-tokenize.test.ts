@@ -1,7 +1,9 @@
 /** `mpt tokenize` / `mpt detokenize` through the real command line. */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
-import { test } from 'node:test';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
 import { fixturePath, REPO_ROOT } from './helpers/goldens.js';
 import { runCli } from './helpers/cli.js';
 
@@ -56,4 +58,29 @@ test('bad input gives a one-line error and a non-zero exit', async () => {
   const help = await runCli(['tokenize', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /^usage: mpt tokenize/);
+});
+
+test('a Split pattern that backtracks catastrophically hangs neither tokenize nor generate', async () => {
+  // The shipped tokenizer with a Split (a+)+$ before its byte-level pre-tokenizer: on "aaa…a!"
+  // JavaScript's regex engine takes 2^36 steps (minutes); the pattern never matches there, so the
+  // ids are the plain tokenizer's.
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-hostile-tok-'));
+  after(() => rmSync(dir, { recursive: true, force: true }));
+  const tj = JSON.parse(readFileSync(`${REPO_ROOT}${TOKENIZER}`, 'utf8'));
+  tj.pre_tokenizer = { type: 'Sequence', pretokenizers: [
+    { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false }, tj.pre_tokenizer,
+  ] };
+  const hostile = join(dir, 'tokenizer.json');
+  writeFileSync(hostile, JSON.stringify(tj));
+  const text = 'a'.repeat(35) + '!';
+  const [plain, r] = await Promise.all([
+    runCli(['tokenize', TOKENIZER], text),
+    runCli(['tokenize', hostile], text, 60_000),
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), JSON.parse(plain.stdout));
+  const generate = ['generate', fixturePath('tiny-neox-vocab'), text, '--tokenizer', hostile, '-n', '2', '-q'];
+  const g = await runCli(generate, '', 60_000);
+  assert.equal(g.code, 0, g.stderr);
+  assert.equal(g.stderr, '');
 });

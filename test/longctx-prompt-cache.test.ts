@@ -4,11 +4,15 @@
  * format version or prompt, and truncated or damaged files, are rejected with the reason named.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import {
+  existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import type { KvType, ModelRunner } from '../src/backends/backend.js';
+import { InputError } from '../src/errors.js';
 import { getBackend, loadRunner } from '../src/backends/registry.js';
 import {
   PromptCacheError, fingerprintCheckpoint, loadPromptCache, preparePromptCache, readPromptCacheInfo, savePromptCache,
@@ -130,6 +134,23 @@ describe('prompt cache', async () => {
     await assert.rejects(load(variant('magic.kvc', (b) => { b[0] = 0x50; return b; })), rejects('not-a-cache'));
     await assert.rejects(load(variant('extra.kvc', (b) => Buffer.concat([b, Buffer.alloc(8)]))), rejects('corrupt'));
     await assert.rejects(load(variant('empty.kvc', () => Buffer.alloc(0))), rejects('not-a-cache'));
+  });
+
+  it('a folder or a named pipe at the path is refused without reading; a missing folder before any work', async () => {
+    const folder = join(dir, 'a-folder.kvc');
+    mkdirSync(folder);
+    const paths = [folder];
+    const fifo = join(dir, 'a-fifo.kvc');
+    if (process.platform !== 'win32' && spawnSync('mkfifo', [fifo]).status === 0) paths.push(fifo);
+    for (const p of paths) {
+      await assert.rejects(loadPromptCache(p, runner, { modelHash: hash, capacity: 80 }), rejects('not-a-cache'));
+      assert.throws(() => readPromptCacheInfo(p), rejects('not-a-cache'));
+      const prepare = preparePromptCache(runner, SW, ids.slice(0, 8), 64, { file: p, modelHash: hash });
+      await assert.rejects(prepare, rejects('not-a-cache'));
+    }
+    const missing = join(dir, 'no-such-folder', 'x.kvc');
+    await assert.rejects(preparePromptCache(runner, SW, ids.slice(0, 8), 64, { file: missing, modelHash: hash }),
+      (e: unknown) => e instanceof InputError && /the folder .*no-such-folder does not exist/.test(e.message));
   });
 
   it('preparePromptCache writes the file once, then reuses it', async () => {

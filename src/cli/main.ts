@@ -1,7 +1,8 @@
 /**
  * `mpt` command-line entry: dispatches to one module per subcommand (src/cli/commands/NAME.ts),
  * each exporting `run(argv: string[]): Promise<number>` and `help: string`.
- * Errors become one line on stderr and a non-zero exit code.
+ * Errors a user can cause become one line on stderr and a non-zero exit code; a closed stdout
+ * ends the process quietly (installProcessHandlers, for bin/mpt.js).
  */
 import { MptError } from '../errors.js';
 
@@ -27,6 +28,47 @@ async function loadCommand(name: string): Promise<CommandModule | undefined> {
     }
     throw e;
   }
+}
+
+/**
+ * Codes of file-system errors a user's path or disk causes. Their messages name the path
+ * ("EISDIR: illegal operation on a directory, read 'x'"), so they are shown as one line.
+ */
+const USER_FS_ERRORS = new Set([
+  'ENOENT', 'EISDIR', 'ENOTDIR', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT', 'EROFS', 'ELOOP', 'ENAMETOOLONG', 'EEXIST',
+  'EMFILE', 'ENXIO', 'ERR_FS_FILE_TOO_LARGE',
+]);
+
+/** The one-line message for an error a user can cause, or undefined for one that is a bug. */
+export function userErrorMessage(e: unknown): string | undefined {
+  if (e instanceof MptError) return e.message;
+  const code = (e as NodeJS.ErrnoException | null)?.code;
+  if (e instanceof Error && typeof code === 'string' && USER_FS_ERRORS.has(code)) return e.message;
+  return undefined;
+}
+
+/**
+ * Makes the process behave as a Unix command. A reader that stops early (`mpt generate … |
+ * head`) closes the pipe: the next write fails with EPIPE, and the process ends quietly with
+ * status 0 instead of an unhandled 'error' event's stack trace. An error that escapes a command
+ * outside its promise (a callback, a stream) is one line when a user caused it.
+ */
+export function installProcessHandlers(): void {
+  const onStreamError = (e: NodeJS.ErrnoException): void => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  };
+  process.stdout.on('error', onStreamError);
+  process.stderr.on('error', onStreamError);
+  const fatal = (e: unknown): void => {
+    if ((e as NodeJS.ErrnoException | null)?.code === 'EPIPE') process.exit(0);
+    const message = userErrorMessage(e);
+    const bug = (e as Error | null)?.stack ?? String(e);
+    process.stderr.write(message !== undefined ? `mpt: ${message}\n` : `mpt: internal error: ${bug}\n`);
+    process.exit(1);
+  };
+  process.on('uncaughtException', fatal);
+  process.on('unhandledRejection', fatal);
 }
 
 async function usage(): Promise<string> {
@@ -63,14 +105,9 @@ export async function main(argv: string[]): Promise<number> {
   try {
     return await mod.run(rest);
   } catch (e) {
-    if (e instanceof MptError) {
-      process.stderr.write(`mpt ${name}: ${e.message}\n`);
-      return 1;
-    }
-    if (e instanceof Error && (e as NodeJS.ErrnoException).code === 'ENOENT') {
-      process.stderr.write(`mpt ${name}: ${e.message}\n`);
-      return 1;
-    }
-    throw e;
+    const message = userErrorMessage(e);
+    if (message === undefined) throw e;
+    process.stderr.write(`mpt ${name}: ${message}\n`);
+    return 1;
   }
 }

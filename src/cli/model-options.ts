@@ -2,7 +2,8 @@
  * What `mpt generate` and `mpt chat` share: the model/prompt positional rule, the sampling and
  * loading options, and loading a model or tokenizer with a progress bar and user-facing errors.
  */
-import { existsSync, statSync } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
 import { InputError } from '../errors.js';
 import { defaultModelPath } from '../model/default-model.js';
 import type { KvType } from '../backends/backend.js';
@@ -12,6 +13,7 @@ import { loadModel, type MptModel } from '../runtime/model.js';
 import { loadTokenizer, MptTokenizer, type GgufTokenizerData } from '../runtime/tokenizer.js';
 import type { OptionSpec, ParsedArgs } from './args.js';
 import { createProgress } from './progress.js';
+import { kindOf, statPath } from './user-files.js';
 
 /** Options of every command that loads a model. */
 export const MODEL_OPTIONS: Record<string, OptionSpec> = {
@@ -66,18 +68,50 @@ model:
 
 /** True when `p` names a model: an existing folder or .gguf file. */
 export function isModelPath(p: string): boolean {
-  if (!existsSync(p)) return false;
-  const st = statSync(p);
-  return st.isDirectory() || (st.isFile() && p.toLowerCase().endsWith('.gguf'));
+  let st: Stats | undefined;
+  try {
+    st = statSync(p, { throwIfNoEntry: false });
+  } catch {
+    return false; // prompt text is no path: a long one is ENAMETOOLONG, not a model
+  }
+  return st !== undefined && (st.isDirectory() || (st.isFile() && p.toLowerCase().endsWith('.gguf')));
+}
+
+/**
+ * Whether an argument in the MODEL position was meant as a path rather than prompt text: one
+ * word with a path separator (`models/defualt`) or a model file's extension (`x.gguf`).
+ */
+export function looksLikePath(arg: string): boolean {
+  return !/\s/.test(arg) && (/[\\/]/.test(arg) || /\.(gguf|safetensors|bin)$/i.test(arg));
+}
+
+/** Why a path-like MODEL argument is not a model, as a one-line message. */
+function notAModel(p: string): string {
+  const st = statPath(p);
+  if (!st) return `model not found: ${p} (a prompt that starts with a path needs the model named before it)`;
+  if (st.isFile()) return `${p} is not a model: give the folder that holds it (config.json, weights) or a .gguf file`;
+  return `${p} is ${kindOf(st)}, not a model folder or .gguf file`;
 }
 
 /**
  * Splits positionals into MODEL and the rest: the first positional is the model when it is an
- * existing folder or .gguf file; otherwise the shipped default model is used.
+ * existing folder or .gguf file, and an error when it looks like a path but is neither (a
+ * mistyped model is not prompt text); otherwise the shipped default model is used.
  */
 export function splitModelArg(positionals: string[]): { model: string | undefined; rest: string[] } {
-  if (positionals.length > 0 && isModelPath(positionals[0]!)) return { model: positionals[0], rest: positionals.slice(1) };
+  const first = positionals[0];
+  if (first !== undefined && isModelPath(first)) return { model: first, rest: positionals.slice(1) };
+  if (first !== undefined && looksLikePath(first)) throw new InputError(notAModel(first));
   return { model: undefined, rest: positionals };
+}
+
+/** `--tokenizer PATH` must be a tokenizer.json (or similar) file or a folder that holds tokenizer.json. */
+function checkTokenizerOption(p: string): void {
+  const st = statPath(p);
+  if (!st) throw new InputError(`--tokenizer: not found: ${p}`);
+  if (st.isDirectory()) {
+    if (!statPath(join(p, 'tokenizer.json'))?.isFile()) throw new InputError(`--tokenizer: ${p} has no tokenizer.json`);
+  } else if (!st.isFile()) throw new InputError(`--tokenizer: ${p} is ${kindOf(st)}, not a tokenizer.json or folder`);
 }
 
 /** Reads the sampling options into GenerateOptions (only those given). */
@@ -126,6 +160,7 @@ function backendArg(v: unknown): BackendName | 'auto' | undefined {
 export async function loadModelForCli(model: string | undefined, o: ParsedArgs['options']): Promise<MptModel> {
   const path = model ?? defaultModelPath();
   const quiet = o['quiet'] === true;
+  if (o['tokenizer'] !== undefined) checkTokenizerOption(o['tokenizer'] as string);
   const progress = createProgress('loading model', { quiet });
   const loaded = await loadModel(path, {
     backend: backendArg(o['backend']),
@@ -147,8 +182,12 @@ export async function loadModelForCli(model: string | undefined, o: ParsedArgs['
  */
 export async function loadTokenizerForCli(path: string | undefined): Promise<MptTokenizer> {
   const p = path ?? defaultModelPath();
-  if (!existsSync(p)) throw new InputError(`not found: ${p}`);
-  if (statSync(p).isFile() && p.toLowerCase().endsWith('.gguf')) {
+  const st = statPath(p);
+  if (!st) throw new InputError(`not found: ${p}`);
+  if (!st.isFile() && !st.isDirectory()) {
+    throw new InputError(`${p} is ${kindOf(st)}, not a tokenizer.json, model folder or .gguf file`);
+  }
+  if (st.isFile() && p.toLowerCase().endsWith('.gguf')) {
     const { openCheckpoint } = await import('../model/load.js');
     const ck = await openCheckpoint(p);
     await ck.tensors.close();
@@ -173,9 +212,21 @@ export function writeOut(text: string): void {
   }
 }
 
-/** Reads all of stdin as UTF-8. */
-export async function readStdin(): Promise<string> {
+/** Most bytes read from stdin: more text than a prompt or a tokenize call needs, less than a string holds. */
+export const MAX_STDIN_BYTES = 128 * 2 ** 20;
+
+/** Reads all of stdin as UTF-8; more than `maxBytes` is an error rather than exhausted memory. */
+export async function readStdin(maxBytes = MAX_STDIN_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(typeof c === 'string' ? Buffer.from(c) : c as Buffer);
+  let total = 0;
+  for await (const c of process.stdin) {
+    const b = typeof c === 'string' ? Buffer.from(c) : c as Buffer;
+    total += b.length;
+    if (total > maxBytes) {
+      process.stdin.destroy();
+      throw new InputError(`stdin holds more than ${maxBytes / 2 ** 20} MiB: give the text in smaller parts`);
+    }
+    chunks.push(b);
+  }
   return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(Buffer.concat(chunks));
 }

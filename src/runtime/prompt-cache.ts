@@ -23,9 +23,18 @@
  * Rows are position-major, so a prefix of the positions is a prefix of each layer's rows. Files
  * are written to a temporary name and renamed into place, so a crash never leaves half a file
  * under the real name.
+ *
+ * The path comes from a user: anything but a regular file (a folder, a named pipe, a device) is
+ * refused before it is opened, and it is opened without blocking, so a FIFO cannot hang the
+ * reader. Nothing is read before the header says how much there is and the file's size agrees;
+ * the token ids are read only once the header's model and shape match.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fstatSync, fsyncSync, openSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import {
+  closeSync, constants as fsConstants, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync,
+  writeSync, type Stats,
+} from 'node:fs';
+import { dirname } from 'node:path';
 import type { KvCache, KvSnapshot, KvType, ModelRunner } from '../backends/backend.js';
 import { InputError, MptError } from '../errors.js';
 import { f16ToF32, f32ToF16 } from '../formats/dtypes.js';
@@ -40,11 +49,13 @@ export const PROMPT_CACHE_VERSION = 1;
 const MAGIC = Buffer.from('MPTKVC\r\n', 'latin1');
 const END_MAGIC = Buffer.from('MPTKVEND', 'latin1');
 const TRAILER_BYTES = 32 + 8;
+/** The header is a small JSON object; a larger length is damage, not something to allocate. */
+const MAX_HEADER_BYTES = 2 ** 20;
 const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
 /** What made a prompt cache file unusable. */
 export type PromptCacheRejection =
-  | 'not-a-cache' // wrong magic: not a prompt cache file
+  | 'not-a-cache' // wrong magic, or not a regular file (a folder, a FIFO): not a prompt cache file
   | 'truncated' // shorter than its header says
   | 'corrupt' // checksum or header content wrong
   | 'version' // written by another format version
@@ -224,7 +235,12 @@ function writeSnapshot(path: string, snap: KvSnapshot, tokens: readonly number[]
   head.write(json, 16, 'utf8');
 
   const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fd = openSync(tmp, 'w');
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (e) {
+    throw new InputError(`cannot write the prompt cache ${path}: ${(e as Error).message}`, { cause: e });
+  }
   const hash = createHash('sha256');
   let pos = 0;
   const put = (b: Buffer, hashed = true) => {
@@ -256,12 +272,15 @@ function writeSnapshot(path: string, snap: KvSnapshot, tokens: readonly number[]
     put(Buffer.concat([digest, END_MAGIC]), false);
     fsyncSync(fd);
     closeSync(fd);
+    renameSync(tmp, path);
   } catch (e) {
     try { closeSync(fd); } catch { /* already closed */ }
     try { unlinkSync(tmp); } catch { /* best effort */ }
+    if (typeof (e as NodeJS.ErrnoException).code === 'string') {
+      throw new InputError(`cannot write the prompt cache ${path}: ${(e as Error).message}`, { cause: e });
+    }
     throw e;
   }
-  renameSync(tmp, path);
   return pos;
 }
 
@@ -291,11 +310,54 @@ function isInt(x: unknown, min = 0): x is number {
   return typeof x === 'number' && Number.isInteger(x) && x >= min;
 }
 
-function openCacheFile(path: string): OpenedCache {
-  if (!existsSync(path)) throw new InputError(`prompt cache not found: ${path}`);
-  const fd = openSync(path, 'r');
+function notAFile(path: string, st: Stats): PromptCacheError {
+  const kind = st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a named pipe (FIFO)' : 'not a regular file';
+  return new PromptCacheError('not-a-cache', `the prompt cache ${path} is ${kind}, not a prompt cache file`);
+}
+
+function statOrUndefined(path: string): Stats | undefined {
   try {
-    const size = fstatSync(fd).size;
+    return statSync(path, { throwIfNoEntry: false });
+  } catch (e) {
+    throw new InputError(`cannot use the prompt cache ${path}: ${(e as Error).message}`, { cause: e });
+  }
+}
+
+/**
+ * Checks a prompt cache path before any work: 'exists' for a regular file, 'absent' when it can
+ * be created (its folder exists); a folder, FIFO or device at the path, or a missing folder, is
+ * an error naming the path.
+ */
+export function checkPromptCachePath(path: string): 'exists' | 'absent' {
+  const st = statOrUndefined(path);
+  if (st) {
+    if (!st.isFile()) throw notAFile(path, st);
+    return 'exists';
+  }
+  const dir = statOrUndefined(dirname(path));
+  if (!dir?.isDirectory()) {
+    throw new InputError(`cannot write the prompt cache ${path}: the folder ${dirname(path)} does not exist`);
+  }
+  return 'absent';
+}
+
+/**
+ * Opens a prompt cache file and reads its header and token ids. `check` sees the header (with no
+ * tokens yet) first and may reject the file before more is read.
+ */
+function openCacheFile(path: string, check?: (header: PromptCacheInfo) => void): OpenedCache {
+  if (checkPromptCachePath(path) === 'absent') throw new InputError(`prompt cache not found: ${path}`);
+  let fd: number;
+  try {
+    // Non-blocking, so that a FIFO put in the file's place after the check cannot hang us.
+    fd = openSync(path, fsConstants.O_RDONLY | (fsConstants.O_NONBLOCK ?? 0));
+  } catch (e) {
+    throw new InputError(`cannot read the prompt cache ${path}: ${(e as Error).message}`, { cause: e });
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw notAFile(path, st);
+    const size = st.size;
     if (size < 16) throw new PromptCacheError(size >= 8 ? 'truncated' : 'not-a-cache', `${path} is too short to be a prompt cache (${size} bytes)`);
     const fixed = Buffer.alloc(16);
     readExactly(fd, fixed, 0);
@@ -305,6 +367,9 @@ function openCacheFile(path: string): OpenedCache {
       throw new PromptCacheError('version', `${path} is a version ${version} prompt cache; this mpt-ts reads version ${PROMPT_CACHE_VERSION}: delete it and let it be rebuilt`);
     }
     const hlen = fixed.readUInt32LE(12);
+    if (hlen > MAX_HEADER_BYTES) {
+      throw new PromptCacheError('corrupt', `${path}: the header claims ${hlen} bytes (at most ${MAX_HEADER_BYTES})`);
+    }
     if (16 + hlen > size) throw new PromptCacheError('truncated', `${path} is truncated: its header needs ${hlen} bytes, the file has ${size}`);
     const hbuf = Buffer.alloc(hlen);
     readExactly(fd, hbuf, 16);
@@ -326,14 +391,15 @@ function openCacheFile(path: string): OpenedCache {
     const expected = 16 + hlen + dataBytes + TRAILER_BYTES;
     if (size < expected) throw new PromptCacheError('truncated', `${path} is truncated: ${size} bytes, the header promises ${expected}`);
     if (size > expected) throw new PromptCacheError('corrupt', `${path} has ${size - expected} bytes more than its header describes`);
+    const info: PromptCacheInfo = {
+      version, modelHash: h['modelHash'] as string, kvType, nLayers, kvDim, length: n, tokens: [],
+      backend: String(h['backend'] ?? ''), createdAt: String(h['createdAt'] ?? ''), fileBytes: size,
+    };
+    check?.(info);
     const tokensAt = 16 + hlen;
     const ids = Buffer.alloc(4 * n);
     readExactly(fd, ids, tokensAt);
-    const tokens = Array.from({ length: n }, (_, i) => ids.readUInt32LE(4 * i));
-    const info: PromptCacheInfo = {
-      version, modelHash: h['modelHash'] as string, kvType, nLayers, kvDim, length: n, tokens,
-      backend: String(h['backend'] ?? ''), createdAt: String(h['createdAt'] ?? ''), fileBytes: size,
-    };
+    info.tokens = Array.from({ length: n }, (_, i) => ids.readUInt32LE(4 * i));
     return { fd, info, tokensAt, maskAt: tokensAt + 4 * n, layersAt: tokensAt + 5 * n, rowBytes, dataEnd: tokensAt + dataBytes };
   } catch (e) {
     closeSync(fd);
@@ -405,10 +471,9 @@ export interface LoadedPromptCache {
  */
 export async function loadPromptCache(path: string, runner: ModelRunner, options: LoadPromptCacheOptions): Promise<LoadedPromptCache> {
   if (!runner.restoreCache) throw new InputError(`the ${runner.backendName} backend cannot restore KV caches (no prompt cache support)`);
-  const o = openCacheFile(path);
-  try {
-    const info = o.info, c = runner.config;
-    const kvd = c.attn.kvNHeads * c.headDim;
+  const c = runner.config;
+  const kvd = c.attn.kvNHeads * c.headDim;
+  const o = openCacheFile(path, (info) => {
     if (info.modelHash !== options.modelHash) {
       throw new PromptCacheError('model', `${path} was made with another model (fingerprint ${info.modelHash.slice(0, 12)}…, this model's is ${options.modelHash.slice(0, 12)}…): delete it or use another file`);
     }
@@ -418,6 +483,9 @@ export async function loadPromptCache(path: string, runner: ModelRunner, options
     if (options.kvType !== undefined && options.kvType !== info.kvType) {
       throw new PromptCacheError('kv-type', `${path} stores a ${info.kvType} KV cache, but ${options.kvType} was asked for: use --kv-type ${info.kvType} or another file`);
     }
+  });
+  try {
+    const info = o.info;
     let keep = info.length;
     if (options.prompt) {
       keep = commonPrefix(info.tokens, options.prompt);
@@ -492,8 +560,8 @@ export interface PreparedPromptCache {
 export async function preparePromptCache(runner: ModelRunner, modelPath: string, prompt: readonly number[], capacity: number, o: PromptCacheRunOptions): Promise<PreparedPromptCache> {
   if (prompt.length === 0) throw new InputError('the prompt is empty: give at least one token');
   if (prompt.length > capacity) throw new InputError(`the prompt has ${prompt.length} tokens, more than the context length ${capacity}`);
+  const exists = checkPromptCachePath(o.file) === 'exists';
   const modelHash = o.modelHash ?? await fingerprintCheckpoint(modelPath);
-  const exists = existsSync(o.file);
   let cache: KvCache;
   let reused = 0;
   if (exists) {

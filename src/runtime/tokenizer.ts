@@ -4,20 +4,22 @@
  * tokens), loaded from a Hugging Face `tokenizer.json` or built from the vocabulary embedded in a
  * GGUF file.
  *
- * Encoding runs through `@huggingface/tokenizers` (tokenizers.js) with one correction so that it
- * equals the Rust `tokenizers` library, which is the reference: the byte-level pre-tokenizer's
- * `\s` must mean Unicode White_Space as Oniguruma defines it (U+0085 is whitespace, U+FEFF is
- * not), where tokenizers.js uses JavaScript's `\s`. Decoding is done here, following the Rust
- * library's `decode` and ByteLevel decoder exactly: ids it does not know are skipped, every token
- * becomes bytes (through the byte-to-unicode table when all its characters are in it, else its
- * own UTF-8), and the bytes are decoded once with U+FFFD for invalid sequences. tokenizers.js
- * instead copies added tokens verbatim and maps unknown ids to the unk token.
+ * Encoding runs through `@huggingface/tokenizers` (tokenizers.js), with its regular expressions
+ * corrected and made safe by tokenizer-patterns.ts: Oniguruma's `\s` in the byte-level regex, as
+ * in the Rust `tokenizers` library, which is the reference, and tokenizer.json's own patterns in a
+ * linear-time matcher, as a file must not be able to hang the engine. Decoding is done here,
+ * following the Rust library's `decode` and ByteLevel decoder exactly: ids it does not know are
+ * skipped, every token becomes bytes (through the byte-to-unicode table when all its characters
+ * are in it, else its own UTF-8), and the bytes are decoded once with U+FFFD for invalid
+ * sequences. tokenizers.js instead copies added tokens verbatim and maps unknown ids to the unk
+ * token.
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { ConfigError, FormatError, InputError } from '../errors.js';
+import { adoptTokenizerPatterns } from './tokenizer-patterns.js';
 
 /** One entry of tokenizer.json's `added_tokens`. */
 export interface AddedTokenSpec {
@@ -69,14 +71,6 @@ export interface DecodeOptions {
   skipSpecialTokens?: boolean;
 }
 
-/** The GPT-2 pre-tokenizer regex as tokenizers.js compiles it (JavaScript `\s`). */
-const GPT2_PATTERN_JS = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`;
-/**
- * The same regex with Oniguruma's Unicode `\s`: TAB..CR, U+0085, and the Space_Separator,
- * Line_Separator and Paragraph_Separator categories, which is exactly the White_Space property.
- */
-const GPT2_PATTERN_ONIG = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+/gu;
-
 /** GPT-2's reversible byte ↔ printable-character table (bytes_to_unicode). */
 function byteLevelTables(): { charToByte: Map<string, number>; byteToChar: string[] } {
   const printable: number[] = [];
@@ -96,25 +90,6 @@ function byteLevelTables(): { charToByte: Map<string, number>; byteToChar: strin
 
 const BYTE_LEVEL = byteLevelTables();
 const UTF8 = new TextEncoder();
-
-/** Replaces the JavaScript-`\s` GPT-2 regex inside a tokenizers.js pre-tokenizer tree. */
-function patchByteLevelRegex(node: unknown, seen = new Set<unknown>()): number {
-  // tokenizers.js components are callable objects (functions with a prototype), not plain objects.
-  if (node === null || (typeof node !== 'object' && typeof node !== 'function') || seen.has(node)) return 0;
-  seen.add(node);
-  let patched = 0;
-  const obj = node as Record<string, unknown>;
-  const pattern = obj['pattern'];
-  if (pattern instanceof RegExp && pattern.source === GPT2_PATTERN_JS) {
-    obj['pattern'] = new RegExp(GPT2_PATTERN_ONIG.source, pattern.flags);
-    patched++;
-  }
-  for (const key of ['pre_tokenizers', 'pretokenizers']) {
-    const list = obj[key];
-    if (Array.isArray(list)) for (const child of list) patched += patchByteLevelRegex(child, seen);
-  }
-  return patched;
-}
 
 function asObject(v: unknown, what: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FormatError(`${what} must hold a JSON object`);
@@ -227,7 +202,7 @@ export class MptTokenizer {
       throw new FormatError(`${source}: not a tokenizer this engine can load (${(e as Error).message})`, { cause: e });
     }
     const preType = (tj['pre_tokenizer'] as { type?: string } | null | undefined)?.type;
-    if (patchByteLevelRegex(this.hf.pre_tokenizer) === 0 && preType === 'ByteLevel') {
+    if (adoptTokenizerPatterns(this.hf, source).byteLevel === 0 && preType === 'ByteLevel') {
       throw new FormatError(`${source}: internal: could not adjust the byte-level pre-tokenizer's whitespace class`);
     }
     this.tokenizerJson = tj;
@@ -294,7 +269,7 @@ export class MptTokenizer {
     if (!this.hfPlain) {
       const tj = { ...this.tokenizerJson, added_tokens: (this.tokenizerJson['added_tokens'] as AddedTokenSpec[]).filter((t) => !t.special) };
       this.hfPlain = new HfTokenizer(tj, { clean_up_tokenization_spaces: false });
-      patchByteLevelRegex(this.hfPlain.pre_tokenizer);
+      adoptTokenizerPatterns(this.hfPlain, this.source);
     }
     return this.hfPlain.encode(text, { add_special_tokens: false }).ids;
   }
@@ -439,8 +414,15 @@ export function shippedNeoxTokenizerPath(): string {
 /** Ids the shipped GPT-NeoX-20B tokenizer uses (0..50276). */
 export const NEOX_TOKENIZER_SIZE = 50277;
 
+/** Larger than any real tokenizer.json (tens of MiB) or config file; a bigger file is refused, not read. */
+const MAX_JSON_BYTES = 512 * 2 ** 20;
+
 function readJsonIfExists(path: string): Record<string, unknown> | undefined {
   if (!existsSync(path)) return undefined;
+  // A folder, named pipe or device under a tokenizer file's name would fail oddly or block forever.
+  const st = statSync(path);
+  if (!st.isFile()) throw new FormatError(`${path} is not a regular file`);
+  if (st.size > MAX_JSON_BYTES) throw new FormatError(`${path} is ${st.size} bytes, more than such a JSON file can be`);
   let parsed: unknown;
   try {
     parsed = JSON.parse(readFileSync(path, 'utf8'));
@@ -481,7 +463,9 @@ export function loadTokenizer(path: string, options: LoadTokenizerOptions = {}):
   const abs = resolve(path);
   if (!existsSync(abs)) throw new InputError(`tokenizer not found: ${path}`);
   const note = options.onNote ?? ((m: string) => process.stderr.write(`note: ${m}\n`));
-  if (statSync(abs).isFile()) {
+  const st = statSync(abs);
+  if (!st.isFile() && !st.isDirectory()) throw new InputError(`${path} is neither a tokenizer file nor a folder`);
+  if (st.isFile()) {
     const dir = dirname(abs);
     const json = readJsonIfExists(abs)!;
     const side = basename(abs) === 'tokenizer.json' ? readTokenizerSideFiles(dir) : {};

@@ -1,5 +1,4 @@
 /** `mpt chat [MODEL]`: an interactive conversation on stdin/stdout. */
-import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { InputError, MptError } from '../../errors.js';
 import { ChatSession } from '../../runtime/chat-session.js';
@@ -8,6 +7,7 @@ import {
   MODEL_AND_SAMPLING_HELP, MODEL_OPTIONS, SAMPLING_OPTIONS,
   loadModelForCli, samplingFromArgs, splitModelArg, writeOut,
 } from '../model-options.js';
+import { writeUserFile } from '../user-files.js';
 
 export const summary = 'chat with a model (interactive; stdin/stdout)';
 export const help = `usage: mpt chat [MODEL] [options]
@@ -93,10 +93,11 @@ export async function run(argv: string[]): Promise<number> {
           if (!file) note('usage: /save FILE');
           else {
             try {
-              writeFileSync(file, JSON.stringify(session.toJSON(), null, 2) + '\n');
+              writeUserFile(file, JSON.stringify(session.toJSON(), null, 2) + '\n');
               note(`(saved ${session.messages.length} messages to ${file})`);
             } catch (e) {
-              note(`could not save: ${(e as Error).message}`);
+              if (!(e instanceof MptError)) throw e;
+              process.stderr.write(`mpt chat: could not save: ${e.message}\n`);
             }
           }
         } else note(`unknown command ${cmd}; ${COMMANDS_HELP}`);

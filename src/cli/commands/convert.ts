@@ -5,7 +5,7 @@
  */
 import { copyFile, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync, statSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../../errors.js';
 import { openCheckpoint } from '../../model/load.js';
 import {
@@ -16,6 +16,7 @@ import type { Checkpoint } from '../../model/load.js';
 import { writeSafetensors } from '../../formats/safetensors.js';
 import { NEOX_TOKENIZER_SIZE, shippedNeoxTokenizerPath } from '../../runtime/tokenizer.js';
 import { parseArgs } from '../args.js';
+import { kindOf, statPath } from '../user-files.js';
 
 export const summary = 'convert a model to a GGUF file for llama.cpp (f32, f16, q8_0, q4_0, q4_k, q4_k_m, ...)';
 export const help = `usage: mpt convert MODEL OUT.gguf [--type TYPE] [--tokenizer PATH|bytes] [--name NAME]
@@ -66,6 +67,12 @@ export async function run(argv: string[]): Promise<number> {
   if (!out.endsWith('.gguf')) return convertToHfFolder(model, out, (options['type'] as string | undefined) ?? 'f16');
   const type = ((options['type'] as string | undefined) ?? 'f16').toLowerCase() as GgufOutType;
   if (!GGUF_OUT_TYPES.includes(type)) throw new InputError(`--type must be one of ${GGUF_OUT_TYPES.join(', ')}, got "${type}"`);
+  // Checked before converting (minutes for a large model), not when the file is renamed into place.
+  const outSt = statPath(out);
+  if (outSt && !outSt.isFile()) throw new InputError(`cannot write ${out}: it is ${kindOf(outSt)}`);
+  if (!statPath(dirname(out))?.isDirectory()) {
+    throw new InputError(`cannot write ${out}: the folder ${dirname(out)} does not exist`);
+  }
 
   const ck = await openCheckpoint(model);
   try {
@@ -77,8 +84,12 @@ export async function run(argv: string[]): Promise<number> {
       tokenizer = byteLevelTestTokenizer(c.vocabSize);
       tokenizerNote = 'byte-level test vocabulary';
     } else if (tokOpt !== undefined) {
-      if (!existsSync(tokOpt)) throw new InputError(`tokenizer not found: ${tokOpt}`);
-      tokenizer = statSync(tokOpt).isDirectory() ? join(tokOpt, 'tokenizer.json') : tokOpt;
+      const st = statPath(tokOpt);
+      if (!st) throw new InputError(`tokenizer not found: ${tokOpt}`);
+      tokenizer = st.isDirectory() ? join(tokOpt, 'tokenizer.json') : tokOpt;
+      const file = st.isDirectory() ? statPath(tokenizer) : st;
+      if (!file) throw new InputError(`--tokenizer: ${tokOpt} has no tokenizer.json`);
+      if (!file.isFile()) throw new InputError(`--tokenizer: ${tokenizer} is ${kindOf(file)}, not a tokenizer.json`);
       tokenizerNote = tokenizer;
     } else if (ck.kind === 'gguf' && ck.ggufTokenizer !== undefined) {
       tokenizer = ck.ggufTokenizer as GgufTokenizer;

@@ -1,6 +1,7 @@
 /** `mpt generate [MODEL] "prompt"`: streams a continuation to stdout. */
 import { InputError } from '../../errors.js';
 import { formatStopIds } from '../../runtime/chat-template.js';
+import { checkPromptCachePath } from '../../runtime/prompt-cache.js';
 import type { GenerateOptions, GenerateResult } from '../../runtime/generate.js';
 import { parseArgs } from '../args.js';
 import { LONG_CONTEXT_HELP, LONG_CONTEXT_OPTIONS, checkLongContextMemory, longContextNote, parseLongContextArgs, streamLongContext } from '../long-context-options.js';
@@ -15,8 +16,9 @@ export const help = `usage: mpt generate [MODEL] [PROMPT] [options]
 Continues PROMPT (or stdin when no prompt is given) and streams the new text to stdout; token
 counts and speed go to stderr. MODEL is a model folder or .gguf file; when the first argument
 is not an existing folder or .gguf file, the shipped default model (models/default/) is used and
-every argument is part of the prompt. With a chat or instruct model the prompt is wrapped in
-its prompt format (see --template; --template none sends it as is).
+every argument is part of the prompt (but a first argument that looks like a path, with a / or
+ending in .gguf, .safetensors or .bin, must be a model). With a chat or instruct model the
+prompt is wrapped in its prompt format (see --template; --template none sends it as is).
 
       --system TEXT         system prompt for chat/instruct formats
       --ids 1,2,3           feed these token ids as the prompt (prints ids when the model has no tokenizer)
@@ -64,6 +66,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const lc = parseLongContextArgs(options);
+  if (lc.promptCache !== undefined) checkPromptCachePath(lc.promptCache);
   await checkLongContextMemory(modelPath, options, lc);
   const model = await loadModelForCli(modelPath, options);
   const controller = new AbortController();

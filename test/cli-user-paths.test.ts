@@ -1,0 +1,97 @@
+/**
+ * Paths a user gives the CLI that are not what they must be: a mistyped model path, a prompt
+ * cache or tokenizer that is a folder or a named pipe (which would block a reader forever), a
+ * /save target that cannot be written. Each is one line on stderr naming the path, and nothing
+ * hangs or prints a stack trace.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { fixturePath } from './helpers/goldens.js';
+import { runCli, type CliResult } from './helpers/cli.js';
+
+const MODEL = fixturePath('tiny-neox-vocab');
+const dir = mkdtempSync(join(tmpdir(), 'mpt-cli-paths-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+const folder = join(dir, 'a-folder');
+mkdirSync(folder);
+const fifo = join(dir, 'a-fifo');
+const haveFifo = process.platform !== 'win32' && spawnSync('mkfifo', [fifo]).status === 0;
+
+/** A failed run: exit 1 and exactly one line on stderr, starting with `mpt COMMAND: `. */
+function oneLineError(r: CliResult, command: string, pattern: RegExp): void {
+  assert.equal(r.code, 1, r.stderr);
+  assert.equal(r.stderr.split('\n').filter((l) => l !== '' && !l.startsWith('note: ')).length, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^(note: .*\\n)*mpt ${command}: `));
+  assert.match(r.stderr, pattern);
+}
+
+test('a model argument that looks like a path but is no model is an error, not prompt text', async () => {
+  const typo = await runCli(['generate', 'models/defualt', 'Hello', '-n', '5']);
+  oneLineError(typo, 'generate', /model not found: models\/defualt/);
+  assert.equal(typo.stdout, '');
+  const gguf = await runCli(['generate', join(dir, 'x.gguf'), 'Hello', '-n', '1']);
+  oneLineError(gguf, 'generate', /model not found: .*x\.gguf/);
+  const weights = join(dir, 'model.safetensors');
+  writeFileSync(weights, '');
+  const file = await runCli(['generate', weights, 'Hello', '-n', '1']);
+  oneLineError(file, 'generate', /model\.safetensors is not a model: give the folder/);
+  oneLineError(await runCli(['chat', 'models/defualt']), 'chat', /model not found: models\/defualt/);
+  // Prompt text stays prompt text: with a model named first, or as prose (a name too long for a path).
+  const prose = await runCli(['generate', MODEL, 'either/or', '-n', '1', '-q']);
+  assert.equal(prose.code, 0, prose.stderr);
+  const long = await runCli(['generate', 'x'.repeat(300), '--ids', '1', '-n', '1', '-q']);
+  assert.match(long.stderr, /give either a text prompt or --ids/);
+});
+
+test('--prompt-cache at a folder or a named pipe is refused before the model loads', async () => {
+  const base = ['generate', MODEL, 'Hello', '-n', '1', '-q', '--prompt-cache'];
+  const r = await runCli([...base, folder], '', 30_000);
+  oneLineError(r, 'generate', new RegExp(`the prompt cache ${folder} is a directory, not a prompt cache file`));
+  if (haveFifo) oneLineError(await runCli([...base, fifo], '', 30_000), 'generate', /is a named pipe \(FIFO\)/);
+  const missing = await runCli([...base, join(dir, 'missing', 'x.kvc')]);
+  oneLineError(missing, 'generate', /the folder .*missing does not exist/);
+});
+
+test('--tokenizer or tokenize at a named pipe or an empty folder is refused', { skip: !haveFifo }, async () => {
+  const generate = ['generate', MODEL, 'hi', '-n', '1', '--tokenizer'];
+  oneLineError(await runCli([...generate, fifo], '', 30_000), 'generate', /--tokenizer: .*a-fifo is a named pipe/);
+  oneLineError(await runCli([...generate, folder]), 'generate', /--tokenizer: .*a-folder has no tokenizer\.json/);
+  const tokenize = await runCli(['tokenize', fifo], 'x', 30_000);
+  oneLineError(tokenize, 'tokenize', /a-fifo is a named pipe \(FIFO\), not a tokenizer\.json/);
+  // A named pipe under a model folder's tokenizer.json is not read (it would block).
+  const model = join(dir, 'pipe-model');
+  mkdirSync(model);
+  writeFileSync(join(model, 'config.json'), readFileSync(join(MODEL, 'config.json')));
+  spawnSync('mkfifo', [join(model, 'tokenizer.json')]);
+  oneLineError(await runCli(['tokenize', model], 'x', 30_000), 'tokenize', /tokenizer\.json is not a regular file/);
+});
+
+test('chat /save to a folder, a named pipe or a missing folder says why and goes on', async () => {
+  const targets = [folder, ...(haveFifo ? [fifo] : []), join(dir, 'missing', 'chat.json')];
+  const saved = join(dir, 'chat.json');
+  const input = [...targets.map((t) => `/save ${t}`), `/save ${saved}`, '/exit', ''].join('\n');
+  const r = await runCli(['chat', MODEL, '-q'], input, 30_000);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stderr.trimEnd().split('\n');
+  assert.equal(lines.length, targets.length, r.stderr);
+  assert.match(lines[0]!, /^mpt chat: could not save: .*a-folder is a directory, not a file$/);
+  if (haveFifo) assert.match(lines[1]!, /^mpt chat: could not save: .*a-fifo is a named pipe \(FIFO\), not a file$/);
+  assert.match(lines.at(-1)!, /^mpt chat: could not save: cannot write .*chat\.json: the folder .*missing does not/);
+  assert.deepEqual(JSON.parse(readFileSync(saved, 'utf8')), { messages: [] });
+});
+
+test('convert refuses an output folder, a missing folder and a --tokenizer named pipe before converting', async () => {
+  const out = join(dir, 'out.gguf');
+  mkdirSync(out);
+  oneLineError(await runCli(['convert', MODEL, out]), 'convert', /cannot write .*out\.gguf: it is a directory/);
+  const missing = await runCli(['convert', MODEL, join(dir, 'missing', 'o.gguf')]);
+  oneLineError(missing, 'convert', /the folder .*missing does not exist/);
+  if (haveFifo) {
+    const r = await runCli(['convert', MODEL, join(dir, 'o.gguf'), '--tokenizer', fifo], '', 30_000);
+    oneLineError(r, 'convert', /--tokenizer: .*a-fifo is a named pipe \(FIFO\)/);
+  }
+});
