@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { KvType, ModelRunner } from '../src/backends/backend.js';
-import { ReferenceKvCache } from '../src/backends/reference/index.js';
+import type { ReferenceKvCache } from '../src/backends/reference/index.js';
 import { f16ToF32, f32ToF16 } from '../src/formats/dtypes.js';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
 import { loadRunner } from '../src/backends/registry.js';

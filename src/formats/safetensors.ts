@@ -263,7 +263,7 @@ export async function writeSafetensors(
   const sizes: number[] = [];
   for (const t of sorted) {
     if (t.name === '__metadata__') throw new FormatError('a tensor cannot be named __metadata__ in safetensors');
-    if (Object.prototype.hasOwnProperty.call(header, t.name)) throw new FormatError(`tensor ${t.name} is listed twice`);
+    if (Object.hasOwn(header, t.name)) throw new FormatError(`tensor ${t.name} is listed twice`);
     const fileDtype = TO_FILE_DTYPE[t.dtype];
     if (fileDtype === undefined) throw new FormatError(`tensor ${t.name}: safetensors cannot store ${t.dtype}; use f32, f16 or bf16`);
     if (!t.shape.every((d) => isCount(d))) throw new FormatError(`tensor ${t.name}: bad shape [${t.shape.join(', ')}]`);
