@@ -1,10 +1,13 @@
 /** `mpt generate` through the real command line, on the tiny-neox-vocab fixture. */
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadTokenizer } from '../src/runtime/tokenizer.js';
 import { fixturePath } from './helpers/goldens.js';
-import { runCli } from './helpers/cli.js';
+import { MPT_BIN, runCli } from './helpers/cli.js';
 
 const MODEL = fixturePath('tiny-neox-vocab');
 const g = JSON.parse(readFileSync(`${MODEL}/goldens.json`, 'utf8'));
@@ -81,4 +84,24 @@ test('--logit-bias (llama.cpp syntax) moves and bans tokens; --ignore-eos runs p
   const bad = await runCli([...base, '--logit-bias', '12*3']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /--logit-bias takes TOKEN_ID\+BIAS or TOKEN_ID-BIAS.*"12\*3"/);
+});
+
+test('with stdout and stderr in one file (2>&1), the statistics start on a line of their own', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-gen-'));
+  try {
+    const path = join(dir, 'out.txt');
+    const fd = openSync(path, 'w');
+    const args = ['generate', MODEL, g.inputs_text.seq7, '-n', '20', '--temperature', '0', '--backend', 'reference'];
+    const child = spawn(process.execPath, [MPT_BIN, ...args], { stdio: ['ignore', fd, fd] });
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    closeSync(fd);
+    assert.equal(code, 0);
+    const text = tok.decode(g.generate.new_tokens);
+    assert.ok(!text.endsWith('\n'), 'the golden continuation ends mid-line, as this test needs');
+    const out = readFileSync(path, 'utf8');
+    assert.ok(out.includes(`${text}\n`), `the text is followed by a line break:\n${out}`);
+    assert.match(out, /^prompt: 7 tokens/m);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -1,4 +1,5 @@
 /** `mpt generate [MODEL] "prompt"`: streams a continuation to stdout. */
+import { fstatSync } from 'node:fs';
 import { InputError } from '../../errors.js';
 import { formatStopIds } from '../../runtime/chat-template.js';
 import { checkPromptCachePath } from '../../runtime/prompt-cache.js';
@@ -107,8 +108,12 @@ export async function run(argv: string[]): Promise<number> {
       }
     }
     const result = await stream.result;
-    if (process.stdout.isTTY && (printIds || !lastText.endsWith('\n'))) writeOut('\n');
+    const endsLine = printIds || lastText === '' || lastText.endsWith('\n');
+    if (process.stdout.isTTY && !endsLine) writeOut('\n');
     else if (printIds) writeOut('\n');
+    // The text itself stays exact on stdout; where stderr shows up on the same screen or file as an
+    // unfinished last line (a terminal, or `2>&1`), the notes and statistics start on a line of their own.
+    if (!quiet && !endsLine && !process.stdout.isTTY && sharesOutput()) process.stderr.write('\n');
     const lcNote = longContextNote(model, result);
     if (lcNote) note(lcNote);
     if (!quiet) process.stderr.write(stats(result) + '\n');
@@ -116,5 +121,16 @@ export async function run(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSigint);
     await model.dispose();
+  }
+}
+
+/** Whether stderr is a terminal or the same file as stdout (so an unfinished stdout line would be continued). */
+function sharesOutput(): boolean {
+  if (process.stderr.isTTY) return true;
+  try {
+    const out = fstatSync(1), err = fstatSync(2);
+    return out.dev === err.dev && out.ino === err.ino;
+  } catch {
+    return false;
   }
 }
