@@ -69,7 +69,7 @@ test('malformed JSON, wrong types, missing and unknown fields get OpenAI errors 
   assertOpenAiError(await post(u, { model, messages: [{ role: 'user', content: [{ type: 'image_url', image_url: { url: 'x' } }] }] }), 400, 'messages[0].content[0].type');
   assertOpenAiError(await post(u, { messages: [{ role: 'user', content: 'x' }] }), 400, 'model', /Missing/);
   assertOpenAiError(await post(u, chat({ response_format: { type: 'xml' } })), 400, 'response_format.type');
-  assertOpenAiError(await post(u, chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: 'a+' } } } })), 400, 'response_format.json_schema.schema', /pattern/);
+  assertOpenAiError(await post(u, chat({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { type: 'string', pattern: '(?=a)a+' } } } })), 400, 'response_format.json_schema.schema', /lookaround/);
   assertOpenAiError(await post(u, chat({ logit_bias: { 99999999: 5 } })), 400, 'logit_bias');
   // Inputs sized to make the server work hard are refused up front.
   assertOpenAiError(await post(u, chat({ logit_bias: Object.fromEntries(Array.from({ length: 301 }, (_, i) => [String(i), 1])) })), 400, 'logit_bias', /300/);

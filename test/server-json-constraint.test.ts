@@ -234,6 +234,8 @@ test('automaton rejects hand-picked invalid documents and accepts formatting it 
     [PERSON, '{"name":"a\u0001","age":1}'], // raw control character
     [PERSON, '{"name":"a","age":1}x'], // trailing garbage
     [PERSON, '\r\n{"name":"a","age":1}'], // carriage return
+    [PERSON, '{  "name":"a","age":1}'], // more than one whitespace byte in a gap
+    [PERSON, '{"name":"a",\n "age":1}'],
     [TUPLE, '[]'], // minItems
     [TUPLE, '["a",1,2]'], // items: false
     [ANY_OBJECT, '[1]'], // json_object means an object
@@ -246,7 +248,7 @@ test('automaton rejects hand-picked invalid documents and accepts formatting it 
   assert.equal(accepts(ANY_OBJECT, Uint8Array.of(0x7b, 0x22, 0xc0, 0xaf, 0x22, 0x3a, 0x31, 0x7d)), false);
   assert.equal(accepts(ANY_OBJECT, Uint8Array.of(0x7b, 0x22, 0x80, 0x22, 0x3a, 0x31, 0x7d)), false);
   const good: Array<[unknown, string]> = [
-    [PERSON, '{\n  "name": "a",\n  "age": -0\n}'],
+    [PERSON, '{\n"name": "a",\n"age": -0\n}'],
     [PERSON, '{"age":1,"name":"\\u00e9\\n"}'],
     [ANY_OBJECT, '{"a":[1.5e-3,true,null,{"b":"\\"x"}]}'],
     [TUPLE, '[ "abc" , null ]'],
@@ -259,9 +261,13 @@ test('automaton rejects hand-picked invalid documents and accepts formatting it 
 
 test('schemas the automaton cannot enforce are refused, naming the keyword', () => {
   for (const [schema, word] of [
-    [{ type: 'string', pattern: '^a' }, 'pattern'],
-    [{ type: 'string', format: 'date-time' }, 'format'],
-    [{ type: 'integer', minimum: 0 }, 'minimum'],
+    [{ type: 'string', pattern: '^(?!a)' }, 'lookaround'],
+    [{ type: 'string', pattern: '(a)\\1' }, 'backreferences'],
+    [{ type: 'string', pattern: '\\bword' }, 'word boundaries'],
+    [{ type: 'string', pattern: 'é' }, 'non-ASCII'],
+    [{ type: 'string', format: 'uri' }, 'format'],
+    [{ type: 'number', multipleOf: 0.5 }, 'multipleOf'],
+    [{ type: 'integer', minimum: 1, maximum: 0 }, 'bounds'],
     [{ type: 'object', properties: { a: { not: {} } } }, 'not'],
     [{ $ref: 'http://example.com/x' }, '$ref'],
     [{ type: 'wat' }, 'type'],

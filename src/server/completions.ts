@@ -410,6 +410,62 @@ function messageText(content: ChatRequest['messages'][number]['content']): strin
   return content.map((p) => p.text).join('');
 }
 
+type ChatMessage = ChatRequest['messages'][number];
+
+function renderMessages(ctx: GenerationContext, list: readonly ChatMessage[]): string {
+  const messages = list.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  try {
+    return ctx.model.format.render(messages, { addGenerationPrompt: true });
+  } catch (e) {
+    throw badRequest(`Invalid 'messages': ${(e as Error).message}`, 'messages', 'invalid_value');
+  }
+}
+
+/** The whole conversation as the prompt; an explicit max_tokens that does not fit is a 400 (as OpenAI gives). */
+async function fullPrompt(
+  ctx: GenerationContext, res: ServerResponse, receivedAt: number, list: readonly ChatMessage[], asked: number | null,
+): Promise<{ prompt: number[]; maxTokens: number }> {
+  const C = ctx.model.contextLength;
+  const promptText = renderMessages(ctx, list);
+  const least = ctx.encoder.minTokens(promptText);
+  if (least >= C || (asked != null && least + asked > C)) {
+    throw contextBoundError(C, least, asked, 'messages', 'messages');
+  }
+  const [prompt] = await encodePrompts(ctx, res, receivedAt, [promptText]) as [number[]];
+  if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+  if (prompt.length >= C || (asked != null && prompt.length + asked > C)) throw contextError(C, prompt.length, asked ?? 1, 'messages');
+  return { prompt, maxTokens: asked ?? C - prompt.length };
+}
+
+/**
+ * `truncate: "oldest_turns"`: drops the oldest messages after the leading system messages, one at
+ * a time, until the prompt leaves room for the reply (max_tokens, at most half the context), then
+ * caps max_tokens at what the context has left. The latest message is always kept.
+ */
+async function truncatedPrompt(
+  ctx: GenerationContext, res: ServerResponse, receivedAt: number, list: readonly ChatMessage[], asked: number | null,
+): Promise<{ prompt: number[]; maxTokens: number }> {
+  const C = ctx.model.contextLength;
+  const reserve = Math.min(asked ?? C, Math.floor(C / 2));
+  let system = 0;
+  while (system < list.length - 1 && (list[system]!.role === 'system' || list[system]!.role === 'developer')) system++;
+  let kept = [...list];
+  const droppable = () => kept.length - system > 1;
+  const drop = () => { kept = [...kept.slice(0, system), ...kept.slice(system + 1)]; };
+  // Cheaply first: a conversation whose length alone shows it cannot fit (no tokenizing).
+  while (droppable() && ctx.encoder.minTokens(renderMessages(ctx, kept)) + reserve > C) drop();
+  for (;;) {
+    const text = renderMessages(ctx, kept);
+    const [prompt] = await encodePrompts(ctx, res, receivedAt, [text]) as [number[]];
+    if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+    if (prompt.length + reserve <= C || !droppable()) {
+      if (prompt.length >= C) throw contextError(C, prompt.length, 1, 'messages');
+      return { prompt, maxTokens: Math.min(asked ?? C, C - prompt.length) };
+    }
+    drop();
+  }
+}
+
 export async function handleChat(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
   const receivedAt = performance.now();
   const r = parseBody(ChatRequest, body);
@@ -419,24 +475,11 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   if (r.top_logprobs !== undefined && r.top_logprobs !== null && r.top_logprobs > 0 && !r.logprobs) {
     throw badRequest("Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.", 'top_logprobs', 'invalid_value');
   }
-  const messages = r.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
-  let promptText: string;
-  try {
-    promptText = ctx.model.format.render(messages, { addGenerationPrompt: true });
-  } catch (e) {
-    throw badRequest(`Invalid 'messages': ${(e as Error).message}`, 'messages', 'invalid_value');
-  }
-  const C = ctx.model.contextLength;
   const asked = r.max_completion_tokens ?? r.max_tokens;
-  const least = ctx.encoder.minTokens(promptText);
-  if (least >= C || (asked != null && least + asked > C)) {
-    throw contextBoundError(C, least, asked ?? null, 'messages', 'messages');
-  }
   const grammar = grammarOf(ctx, r);
-  const [prompt] = await encodePrompts(ctx, res, receivedAt, [promptText]) as [number[]];
-  if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
-  if (prompt.length >= C || (asked != null && prompt.length + asked > C)) throw contextError(C, prompt.length, asked ?? 1, 'messages');
-  const maxTokens = asked ?? C - prompt.length;
+  const { prompt, maxTokens } = r.truncate === 'oldest_turns'
+    ? await truncatedPrompt(ctx, res, receivedAt, r.messages, asked ?? null)
+    : await fullPrompt(ctx, res, receivedAt, r.messages, asked ?? null);
   checkGrammarFits(grammar, maxTokens, asked != null ? `max_tokens ${asked}` : 'the rest of the context');
   const n = r.n ?? 1;
   const plan: Plan = {

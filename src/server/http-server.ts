@@ -2,8 +2,8 @@
  * The HTTP server behind `mpt serve`, on Node's own `node:http`: routing, body limits, API key,
  * CORS, the OpenAI-compatible endpoints, health and metrics, the chat page, graceful shutdown.
  *
- * Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models[/ID], GET /health,
- * GET /metrics, GET / (the chat page) and its assets. Every failure is OpenAI's error JSON.
+ * Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models[/ID], POST /tokenize,
+ * POST /detokenize, GET /health, GET /metrics, GET / (the chat page) and its assets. Every failure is OpenAI's error JSON.
  */
 import { timingSafeEqual } from 'node:crypto';
 import {
@@ -19,6 +19,7 @@ import { readJsonBody } from './request-body.js';
 import { sendError, sendJson } from './respond.js';
 import type { ServedModel } from './model-host.js';
 import { Scheduler } from './scheduler.js';
+import { handleDetokenize, handleTokenize } from './tokenize.js';
 import { loadWebAssets, type WebAsset } from './web-assets.js';
 
 /** Sequences decoded at once when `parallel` is not given. */
@@ -54,7 +55,7 @@ export interface ServerOptions {
 
 function endpointLabel(path: string): string {
   if (path.startsWith('/v1/models/')) return '/v1/models/:id';
-  const known = ['/v1/completions', '/v1/chat/completions', '/v1/models', '/health', '/metrics', '/'];
+  const known = ['/v1/completions', '/v1/chat/completions', '/v1/models', '/tokenize', '/detokenize', '/health', '/metrics', '/'];
   if (known.includes(path)) return path;
   if (path.startsWith('/static/')) return '/static';
   return 'other';
@@ -281,6 +282,16 @@ export class MptServer {
       const text = this.metrics.render(this.scheduler.stats(), { parallel: this.options.parallel, queueLimit: this.options.queue });
       res.writeHead(200, { ...headers, 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
       res.end(method === 'HEAD' ? undefined : text);
+      return;
+    }
+    if (path === '/tokenize' || path === '/detokenize') {
+      allow(['POST']);
+      if (!this.authorized(req)) {
+        throw new ApiError(401, 'Incorrect or missing API key: send it as "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key', { 'WWW-Authenticate': 'Bearer' });
+      }
+      const body = await readJsonBody(req, this.options.maxBodyBytes);
+      if (path === '/tokenize') await handleTokenize({ ...this.ctx, headers }, body, res);
+      else handleDetokenize({ ...this.ctx, headers }, body, res);
       return;
     }
     if (!path.startsWith('/v1/')) {

@@ -72,6 +72,11 @@ export const ChatRequest = z.strictObject({
   top_logprobs: nullish(z.number().int().min(0).max(20)),
   parallel_tool_calls: nullish(z.boolean()),
   reasoning_effort: nullish(z.string()),
+  /**
+   * Non-standard (the chat page sends it): when the conversation does not fit, drop its oldest
+   * turns (keeping system messages and the latest message) and cap max_tokens at what is left.
+   */
+  truncate: nullish(z.enum(['oldest_turns'])),
   // Refused below when set: this server generates text only.
   tools: z.unknown().optional(),
   tool_choice: z.unknown().optional(),

@@ -34,6 +34,29 @@ function showSliderValues() {
   els.topPValue.textContent = Number(els.topP.value).toFixed(2);
 }
 
+const HISTORY_KEY = 'mpt-chat.history';
+
+/** The conversation survives a reload. */
+function saveHistory() {
+  try {
+    localStorage.setItem(HISTORY_KEY, JSON.stringify(history));
+  } catch {
+    // Storage full or disabled: the conversation just is not kept.
+  }
+}
+
+function loadHistory() {
+  let saved = [];
+  try {
+    saved = JSON.parse(localStorage.getItem(HISTORY_KEY) ?? '[]');
+  } catch {
+    saved = [];
+  }
+  if (!Array.isArray(saved)) return;
+  history = saved.filter((m) => m && (m.role === 'user' || m.role === 'assistant') && typeof m.content === 'string');
+  for (const m of history) addMessage(m.role, m.content);
+}
+
 function headers() {
   const h = { 'Content-Type': 'application/json' };
   const key = els.apiKey.value.trim();
@@ -152,6 +175,9 @@ async function send(text) {
         temperature: Number(els.temperature.value),
         top_p: Number(els.topP.value),
         max_tokens: Math.max(1, Math.floor(Number(els.maxTokens.value) || 256)),
+        // This server's extension: drop the oldest turns when the conversation outgrows the
+        // context, and cap max_tokens at what is left (the shipped model's context is 256).
+        truncate: 'oldest_turns',
       }),
     });
     if (!r.ok) {
@@ -182,10 +208,12 @@ async function send(text) {
     const ttft = firstAt === null ? null : ((firstAt - started) / 1000).toFixed(2);
     setMeta(div, `${tokens} tokens${ttft ? ` · first token ${ttft} s` : ''} · ${els.tps.textContent}${finish === 'length' ? ' · stopped at max tokens' : ''}`);
     history.push({ role: 'assistant', content: reply });
+    saveHistory();
   } catch (e) {
     if (controller.signal.aborted) {
       setMeta(div, 'stopped');
       if (reply) history.push({ role: 'assistant', content: reply });
+      saveHistory();
     } else {
       div.classList.add('error');
       body.textContent = reply || `Error: ${e.message}`;
@@ -221,6 +249,7 @@ els.stop.addEventListener('click', () => inFlight?.abort());
 els.clear.addEventListener('click', () => {
   inFlight?.abort();
   history = [];
+  saveHistory();
   els.messages.replaceChildren();
   els.tps.textContent = '– tok/s';
 });
@@ -231,4 +260,5 @@ els.topP.addEventListener('input', showSliderValues);
 els.apiKey.addEventListener('change', () => void loadModel());
 
 loadSettings();
+loadHistory();
 void loadModel();

@@ -6,17 +6,20 @@
  * A state is a small set of parse stacks (a union schema may leave several parses alive until a
  * byte tells them apart). Stacks are persistent linked lists of immutable frames, so feeding a
  * byte to a state never changes it: the token-mask search forks a state at every trie node for
- * free. Whitespace between tokens is allowed but capped, numbers have a bounded number of digits
+ * free. Whitespace between tokens is at most one space or newline, numbers have a bounded number of digits
  * and free-form values a bounded nesting depth, so a model cannot stall the automaton forever in
  * a place where the output could not end.
  */
+import { MAX_BOUNDED_INT_DIGITS, numFeasible, numInBounds, type NumBounds } from './numeric.js';
+import { inAlphabet, type StringLanguage } from './regex.js';
 import { deref, type ArrayNode, type ObjectNode, type SchemaNode } from './schema.js';
 
 /**
- * Whitespace allowed between two JSON tokens: at most one newline and this many bytes in all
- * (enough for pretty-printed JSON; a model cannot pad forever). Carriage returns are refused.
+ * Whitespace allowed between two JSON tokens: one space or one newline, no more. A model left to
+ * indent spends its `max_tokens` on layout and the value never closes; one byte still lets it use
+ * the tokens it knows (`": "`, `", "`).
  */
-export const MAX_WHITESPACE = 16;
+export const MAX_WHITESPACE = 1;
 /** Deepest nesting allowed inside schema-free ("any") values. */
 export const MAX_ANY_DEPTH = 24;
 const MAX_INT_DIGITS = 15;
@@ -47,8 +50,8 @@ type Frame =
   | { t: 'obj'; schema: ObjectNode; phase: ObjPhase; seen: readonly string[]; key: string | null; ws: number }
   | { t: 'key'; schema: ObjectNode; seen: readonly string[]; raw: string; p: StrProgress; cands: readonly string[] | null }
   | { t: 'arr'; schema: ArrayNode; phase: ArrPhase; count: number; ws: number }
-  | { t: 'str'; min: number; max: number; len: number; p: StrProgress }
-  | { t: 'num'; integer: boolean; phase: NumPhase; n: number }
+  | { t: 'str'; min: number; max: number; len: number; p: StrProgress; lang?: StringLanguage; ls: number }
+  | { t: 'num'; integer: boolean; phase: NumPhase; n: number; bd?: NumBounds; txt: string }
   | { t: 'lit'; schemaId: number; texts: readonly Uint8Array[]; alive: readonly number[]; pos: number };
 
 export interface Stack {
@@ -78,13 +81,10 @@ function isWs(b: number): boolean {
   return b === 0x20 || b === 0x0a || b === 0x0d || b === 0x09;
 }
 
-/** A gap's whitespace state after one more byte (count + 100 once it holds a newline), or -1. */
+/** A gap's whitespace count after one more byte, or -1 (tabs and carriage returns are refused). */
 function wsNext(ws: number, b: number): number {
-  if (b === 0x0d) return -1;
-  const hasNewline = ws >= 100;
-  if (b === 0x0a && hasNewline) return -1;
-  if (ws % 100 >= MAX_WHITESPACE) return -1;
-  return ws + 1 + (b === 0x0a ? 100 : 0);
+  if (b === 0x0d || b === 0x09 || ws >= MAX_WHITESPACE) return -1;
+  return ws + 1;
 }
 
 function isDigit(b: number): boolean {
@@ -151,9 +151,14 @@ function numCanEnd(phase: NumPhase): boolean {
   return phase === 'zero' || phase === 'int' || phase === 'frac' || phase === 'exp';
 }
 
+/** A number frame may end here: its text is a number, within its bounds if it has any. */
+function numEnds(f: Extract<Frame, { t: 'num' }>): boolean {
+  return numCanEnd(f.phase) && (!f.bd || numInBounds(f.bd, f.txt));
+}
+
 /** True when the top frame holds a value that may be complete (and also extensible). */
 function canEnd(f: Frame): boolean {
-  if (f.t === 'num') return numCanEnd(f.phase);
+  if (f.t === 'num') return numEnds(f);
   if (f.t === 'lit') return f.alive.some((i) => f.texts[i]!.length === f.pos);
   return false;
 }
@@ -235,13 +240,22 @@ function startValue(schema: SchemaNode, b: number, parent: Stack, out: Stack[]):
       if (b === 0x5b) out.push(push({ t: 'arr', schema: s, phase: 'open', count: 0, ws: 0 }, parent));
       return;
     case 'string':
-      if (b === 0x22) out.push(push({ t: 'str', min: s.minLength, max: s.maxLength, len: 0, p: FRESH }, parent));
+      if (b !== 0x22) return;
+      if (s.lang) {
+        out.push(push({ t: 'str', min: s.minLength, max: s.maxLength, len: 0, p: FRESH, lang: s.lang, ls: s.lang.dfa.start }, parent));
+      } else out.push(push({ t: 'str', min: s.minLength, max: s.maxLength, len: 0, p: FRESH, ls: -1 }, parent));
       return;
-    case 'number':
-      if (b === 0x2d) out.push(push({ t: 'num', integer: s.integer, phase: 'sign', n: 0 }, parent));
-      else if (b === 0x30) out.push(push({ t: 'num', integer: s.integer, phase: 'zero', n: 1 }, parent));
-      else if (isDigit(b)) out.push(push({ t: 'num', integer: s.integer, phase: 'int', n: 1 }, parent));
+    case 'number': {
+      const phase: NumPhase | null = b === 0x2d ? 'sign' : b === 0x30 ? 'zero' : isDigit(b) ? 'int' : null;
+      if (!phase) return;
+      const n = phase === 'sign' ? 0 : 1;
+      if (!s.bounds) out.push(push({ t: 'num', integer: s.integer, phase, n, txt: '' }, parent));
+      else {
+        const txt = String.fromCharCode(b);
+        if (numFeasible(s.bounds, txt)) out.push(push({ t: 'num', integer: s.integer, phase, n, bd: s.bounds, txt }, parent));
+      }
       return;
+    }
     case 'literal': {
       const alive: number[] = [];
       for (let i = 0; i < s.texts.length; i++) if (s.texts[i]![0] === b) alive.push(i);
@@ -373,6 +387,20 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
       return;
     }
     case 'str': {
+      if (f.lang) {
+        if (b === 0x22) {
+          if (f.lang.accepts(f.ls, f.len)) {
+            const p = completeChild(st.parent);
+            if (p) out.push(p);
+          }
+          return;
+        }
+        if (!inAlphabet(b)) return;
+        const ls = f.lang.step(f.ls, b);
+        if (ls < 0 || !f.lang.alive(ls, f.len + 1)) return;
+        out.push(push({ ...f, len: f.len + 1, ls }, st.parent));
+        return;
+      }
       if (b === 0x22 && !midString(f.p)) {
         if (f.len >= f.min) {
           const p = completeChild(st.parent);
@@ -381,12 +409,23 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
         return;
       }
       const r = stringByte(f.p, b, f.len < f.max);
-      if (r) out.push(push({ t: 'str', min: f.min, max: f.max, len: f.len + r.chars, p: r.p }, st.parent));
+      if (r) out.push(push({ t: 'str', min: f.min, max: f.max, len: f.len + r.chars, p: r.p, ls: -1 }, st.parent));
       return;
     }
     case 'num': {
-      const next = (phase: NumPhase, n: number) => out.push(push({ t: 'num', integer: f.integer, phase, n }, st.parent));
+      const bd = f.bd;
+      const next = (phase: NumPhase, n: number) => {
+        if (!bd) {
+          out.push(push({ t: 'num', integer: f.integer, phase, n, txt: '' }, st.parent));
+          return;
+        }
+        // A bounded number has no exponent; each prefix must still reach a number in bounds.
+        const txt = f.txt + String.fromCharCode(b);
+        if (phase === 'e' || !numFeasible(bd, txt)) return;
+        out.push(push({ t: 'num', integer: f.integer, phase, n, bd, txt }, st.parent));
+      };
       const digit = isDigit(b);
+      const maxInt = bd ? MAX_BOUNDED_INT_DIGITS : MAX_INT_DIGITS;
       switch (f.phase) {
         case 'sign':
           if (b === 0x30) next('zero', 1);
@@ -394,7 +433,7 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
           break;
         case 'zero':
         case 'int':
-          if (digit && f.phase === 'int' && f.n < MAX_INT_DIGITS) next('int', f.n + 1);
+          if (digit && f.phase === 'int' && f.n < maxInt) next('int', f.n + 1);
           else if (!f.integer && b === 0x2e) next('dot', 0);
           else if (!f.integer && (b === 0x65 || b === 0x45)) next('e', 0);
           break;
@@ -416,7 +455,7 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
           if (digit && f.n < MAX_EXP_DIGITS) next('exp', f.n + 1);
           break;
       }
-      if (numCanEnd(f.phase)) {
+      if (numEnds(f)) {
         // The number may have ended: the byte then belongs to the enclosing value.
         const p = completeChild(st.parent);
         if (p) feedStack(p, b, out);
@@ -435,6 +474,15 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
   }
 }
 
+/** Distinct ids of the bounds and languages frames refer to (two schemas' frames must not share keys). */
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 0;
+function objectId(o: object): number {
+  let id = objectIds.get(o);
+  if (id === undefined) objectIds.set(o, id = nextObjectId++);
+  return id;
+}
+
 function progressKey(p: StrProgress): string {
   return p === FRESH ? '' : `${p.esc}${p.hex}${p.cont}.${p.lo}.${p.hi}`;
 }
@@ -446,8 +494,12 @@ function frameKey(f: Frame): string {
     case 'obj': return `O${f.schema.id},${f.phase},${f.ws},${JSON.stringify(f.seen)},${f.key === null ? '' : JSON.stringify(f.key)}`;
     case 'key': return `K${JSON.stringify(f.raw)},${progressKey(f.p)}`;
     case 'arr': return `A${f.schema.id},${f.phase},${f.count},${f.ws}`;
-    case 'str': return `S${f.min},${f.max === Infinity ? '' : f.max},${f.max === Infinity && f.min <= f.len ? '' : f.len},${progressKey(f.p)}`;
-    case 'num': return `N${f.integer ? 1 : 0}${f.phase}${f.n}`;
+    case 'str': {
+      const len = f.max === Infinity && f.min <= f.len ? '' : f.len;
+      if (f.lang) return `P${objectId(f.lang)},${f.min},${f.max === Infinity ? '' : f.max},${len},${f.ls}`;
+      return `S${f.min},${f.max === Infinity ? '' : f.max},${len},${progressKey(f.p)}`;
+    }
+    case 'num': return `N${f.integer ? 1 : 0}${f.phase}${f.n}${f.bd ? `,${objectId(f.bd)},${f.txt}` : ''}`;
     case 'lit': return `L${f.schemaId},${f.pos},${f.alive.join('.')}`;
   }
 }

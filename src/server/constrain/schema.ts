@@ -7,12 +7,15 @@
  * Supported: type (one or several), properties, required, additionalProperties (bool or schema),
  * minProperties/maxProperties, items, prefixItems, minItems/maxItems, enum, const,
  * anyOf/oneOf (as a union), allOf with one member, $ref to "#", "#/$defs/…" or
- * "#/definitions/…" (recursion allowed), minLength/maxLength, nullable (OpenAPI style), and the
- * annotations (title, description, default, examples, $schema, $id, $comment, deprecated, …).
- * Refused, among others: pattern, format, minimum/maximum, multipleOf, not, if/then/else,
- * patternProperties, uniqueItems, contains.
+ * "#/definitions/…" (recursion allowed), minLength/maxLength, pattern (a safe subset, regex.ts),
+ * format (date, date-time, time, uuid, email), minimum/maximum/exclusiveMinimum/exclusiveMaximum,
+ * multipleOf (integers, by an integer), nullable (OpenAPI style), and the annotations (title,
+ * description, default, examples, $schema, $id, $comment, deprecated, …).
+ * Refused, among others: not, if/then/else, patternProperties, uniqueItems, contains.
  */
 
+import { numBounds, type NumBounds } from './numeric.js';
+import { compilePattern, FORMATS, PatternError, StringLanguage, type Dfa } from './regex.js';
 import { whyNoValue } from './shortest.js';
 
 export type SchemaNode =
@@ -20,8 +23,8 @@ export type SchemaNode =
   | { id: number; kind: 'union'; options: SchemaNode[] }
   | ObjectNode
   | ArrayNode
-  | { id: number; kind: 'string'; minLength: number; maxLength: number }
-  | { id: number; kind: 'number'; integer: boolean }
+  | { id: number; kind: 'string'; minLength: number; maxLength: number; lang?: StringLanguage }
+  | { id: number; kind: 'number'; integer: boolean; bounds?: NumBounds }
   | { id: number; kind: 'literal'; texts: Uint8Array[] }
   | { id: number; kind: 'ref'; target: () => SchemaNode }
   | { id: number; kind: 'never' };
@@ -62,7 +65,9 @@ const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$sc
 const HANDLED = new Set([
   'type', 'properties', 'required', 'additionalProperties', 'minProperties', 'maxProperties', 'items', 'prefixItems',
   'minItems', 'maxItems', 'enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'minLength', 'maxLength', 'nullable',
+  'pattern', 'format', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf',
 ]);
+const NUMBER_KEYWORDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'] as const;
 const TYPES = ['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'] as const;
 type TypeName = (typeof TYPES)[number];
 
@@ -189,7 +194,10 @@ export class SchemaCompiler {
       const inferred: TypeName[] = [];
       if (s.properties !== undefined || s.required !== undefined || s.additionalProperties !== undefined) inferred.push('object');
       if (s.items !== undefined || s.prefixItems !== undefined) inferred.push('array');
-      if (s.minLength !== undefined || s.maxLength !== undefined) inferred.push('string');
+      if (s.minLength !== undefined || s.maxLength !== undefined || s.pattern !== undefined || s.format !== undefined) {
+        inferred.push('string');
+      }
+      if (NUMBER_KEYWORDS.some((k) => s[k] !== undefined)) inferred.push('number');
       if (inferred.length === 0) return this.make({ kind: 'any' as const });
       types = inferred;
     } else {
@@ -213,17 +221,67 @@ export class SchemaCompiler {
     return v;
   }
 
+  private numberBounds(s: Record<string, unknown>, integer: boolean, path: string): NumBounds | undefined {
+    const v: Partial<Record<(typeof NUMBER_KEYWORDS)[number], number>> = {};
+    for (const k of NUMBER_KEYWORDS) {
+      const x = s[k];
+      if (x === undefined) continue;
+      // Draft 4's boolean exclusiveMinimum/exclusiveMaximum is not what clients send today.
+      if (typeof x !== 'number' || !Number.isFinite(x)) throw new SchemaError(`${k} must be a number`, path);
+      v[k] = x;
+    }
+    if (v.multipleOf !== undefined) {
+      if (!integer) throw new SchemaError('multipleOf is supported only for integers', path);
+      if (!Number.isSafeInteger(v.multipleOf) || v.multipleOf <= 0) {
+        throw new SchemaError('multipleOf must be a positive integer', path);
+      }
+    }
+    try {
+      return numBounds(integer, v.minimum, v.maximum, v.exclusiveMinimum, v.exclusiveMaximum, v.multipleOf) ?? undefined;
+    } catch (e) {
+      if (typeof e === 'string') throw new SchemaError(e, path);
+      throw e;
+    }
+  }
+
+  private stringLanguage(s: Record<string, unknown>, minLength: number, maxLength: number, path: string) {
+    const dfas: Dfa[] = [];
+    try {
+      if (s.format !== undefined) {
+        const src = typeof s.format === 'string' ? FORMATS[s.format] : undefined;
+        if (src === undefined) {
+          const known = Object.keys(FORMATS).join(', ');
+          throw new SchemaError(`unsupported format ${JSON.stringify(s.format)} (supported: ${known})`, path);
+        }
+        dfas.push(compilePattern(src));
+      }
+      if (s.pattern !== undefined) {
+        if (typeof s.pattern !== 'string') throw new SchemaError('pattern must be a string', path);
+        dfas.push(compilePattern(s.pattern));
+      }
+      return dfas.length ? new StringLanguage(dfas, minLength, maxLength, 'the string\'s pattern/format') : undefined;
+    } catch (e) {
+      if (e instanceof PatternError) throw new SchemaError(`unsupported pattern: ${e.message}`, path);
+      throw e;
+    }
+  }
+
   private typed(t: TypeName, s: Record<string, unknown>, path: string): SchemaNode {
     switch (t) {
       case 'null': return this.make({ kind: 'literal' as const, texts: [encoder.encode('null')] });
       case 'boolean': return this.make({ kind: 'literal' as const, texts: [encoder.encode('true'), encoder.encode('false')] });
-      case 'number': return this.make({ kind: 'number' as const, integer: false });
-      case 'integer': return this.make({ kind: 'number' as const, integer: true });
+      case 'number':
+      case 'integer': {
+        const integer = t === 'integer';
+        const bounds = this.numberBounds(s, integer, path);
+        return this.make({ kind: 'number' as const, integer, ...(bounds ? { bounds } : {}) });
+      }
       case 'string': {
         const minLength = this.count(s, 'minLength', path, 0);
         const maxLength = this.count(s, 'maxLength', path, Infinity);
         if (minLength > maxLength) throw new SchemaError('minLength > maxLength', path);
-        return this.make({ kind: 'string' as const, minLength, maxLength });
+        const lang = this.stringLanguage(s, minLength, maxLength, path);
+        return this.make({ kind: 'string' as const, minLength, maxLength, ...(lang ? { lang } : {}) });
       }
       case 'array': {
         const prefixRaw = s.prefixItems ?? [];

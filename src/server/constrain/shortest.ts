@@ -9,6 +9,7 @@
  * derivation, and a cheapest derivation never repeats a node along a branch, so at most one pass
  * per node is needed (children are visited first, so far fewer in practice).
  */
+import { shortestNumber } from './numeric.js';
 import type { ArrayNode, ObjectNode, SchemaNode } from './schema.js';
 
 /** Nodes reachable from the root, children before parents. */
@@ -71,8 +72,12 @@ function valueBytes(n: SchemaNode, min: (n: SchemaNode) => number): number {
   switch (n.kind) {
     case 'any': return 1;
     case 'never': return Infinity;
-    case 'number': return 1;
-    case 'string': return 2 + n.minLength;
+    case 'number': return n.bounds ? shortestNumber(n.bounds) : 1;
+    case 'string': {
+      if (!n.lang) return 2 + n.minLength;
+      const more = n.lang.fewestMore(n.lang.dfa.start, 0);
+      return more <= n.maxLength ? 2 + more : Infinity;
+    }
     case 'literal': return Math.min(...n.texts.map((t) => t.length));
     case 'union': return Math.min(...n.options.map(min));
     case 'ref': return min(n.target());

@@ -1,0 +1,129 @@
+/**
+ * Bounds on a JSON number (minimum, maximum, their exclusive forms, multipleOf for integers),
+ * enforced digit by digit: a prefix such as "-1" or "12.3" is allowed only while some number it
+ * can still grow into lies within the bounds, and the number may end only on a value that does.
+ *
+ * Values are exact: fixed point with SCALE decimals in a bigint. A bounded number is written
+ * without an exponent, with at most MAX_BOUNDED_INT_DIGITS integer digits (enough for every
+ * safe integer) and MAX_FRAC_DIGITS decimals.
+ */
+
+export const MAX_BOUNDED_INT_DIGITS = 17;
+export const MAX_FRAC_DIGITS = 15;
+const SCALE = 16;
+const ONE = 10n ** BigInt(SCALE);
+/** The finest step a generated number has (10^-MAX_FRAC_DIGITS), in fixed point. */
+const FINEST = 10n ** BigInt(SCALE - MAX_FRAC_DIGITS);
+
+export interface NumBounds {
+  integer: boolean;
+  /** Inclusive bounds in fixed point; null when unbounded on that side. */
+  lo: bigint | null;
+  hi: bigint | null;
+  /** Generated values are multiples of this (fixed point): 1 (or multipleOf) for integers, FINEST otherwise. */
+  step: bigint;
+}
+
+/** A schema's bound as fixed point, or null when it lies beyond every number that can be written. */
+function fixed(x: number): bigint | null {
+  if (Math.abs(x) >= 1e20) return null;
+  const [i, f = ''] = x.toFixed(SCALE).split('.');
+  return BigInt(i! + f.padEnd(SCALE, '0').slice(0, SCALE));
+}
+
+const LIMIT = 10n ** BigInt(MAX_BOUNDED_INT_DIGITS) * ONE;
+
+function floorDiv(a: bigint, b: bigint): bigint {
+  const q = a / b;
+  return a % b !== 0n && (a < 0n) !== (b < 0n) ? q - 1n : q;
+}
+
+/** The bounds of a schema, or null when it has none; throws a string (the problem) when no value fits. */
+export function numBounds(integer: boolean, min?: number, max?: number, exMin?: number, exMax?: number,
+  multipleOf?: number): NumBounds | null {
+  if (min === undefined && max === undefined && exMin === undefined && exMax === undefined && multipleOf === undefined) {
+    return null;
+  }
+  let step = integer ? ONE : FINEST;
+  if (multipleOf !== undefined) step = ONE * BigInt(multipleOf);
+  const unit = FINEST;
+  let lo: bigint | null = -LIMIT;
+  let hi: bigint | null = LIMIT;
+  const raise = (v: bigint | null) => { if (v !== null && v > lo!) lo = v; };
+  const lower = (v: bigint | null) => { if (v !== null && v < hi!) hi = v; };
+  if (min !== undefined) { const v = fixed(min); if (v === null && min > 0) lo = LIMIT + 1n; else raise(v); }
+  if (max !== undefined) { const v = fixed(max); if (v === null && max < 0) hi = -LIMIT - 1n; else lower(v); }
+  if (exMin !== undefined) { const v = fixed(exMin); if (v === null && exMin > 0) lo = LIMIT + 1n; else raise(v === null ? v : v + unit); }
+  if (exMax !== undefined) { const v = fixed(exMax); if (v === null && exMax < 0) hi = -LIMIT - 1n; else lower(v === null ? v : v - unit); }
+  const b: NumBounds = { integer, lo, hi, step };
+  if (!hasMultiple(b, lo!, hi!)) throw 'no number within its bounds (minimum/maximum/multipleOf) can be written';
+  return b;
+}
+
+/** Some multiple of the step lies in [a, b] and within the bounds. */
+function hasMultiple(bd: NumBounds, a: bigint, b: bigint): boolean {
+  if (bd.lo !== null && a < bd.lo) a = bd.lo;
+  if (bd.hi !== null && b > bd.hi) b = bd.hi;
+  if (a > b) return false;
+  return floorDiv(b, bd.step) * bd.step >= a;
+}
+
+/** The parts of a number prefix written without exponent: "-12.30" → neg, "12", "30", dot. */
+function parts(txt: string): { neg: boolean; int: string; frac: string; dot: boolean } {
+  const neg = txt.startsWith('-');
+  const body = neg ? txt.slice(1) : txt;
+  const dot = body.indexOf('.');
+  return dot < 0 ? { neg, int: body, frac: '', dot: false } : { neg, int: body.slice(0, dot), frac: body.slice(dot + 1), dot: true };
+}
+
+/** Magnitude intervals (fixed point, inclusive) of every number the prefix can still become. */
+function reach(bd: NumBounds, txt: string): Array<[bigint, bigint]> {
+  const { int, frac, dot } = parts(txt);
+  if (int === '') return [[0n, LIMIT]];
+  const D = BigInt(int);
+  if (dot) {
+    const f = frac.length;
+    const unitF = 10n ** BigInt(SCALE - f);
+    const v = D * ONE + (f ? BigInt(frac) * unitF : 0n);
+    return [[v, v + unitF - FINEST]];
+  }
+  const out: Array<[bigint, bigint]> = [];
+  // The integer itself, or with decimals.
+  out.push([D * ONE, bd.integer ? D * ONE : (D + 1n) * ONE - FINEST]);
+  if (int !== '0') {
+    for (let k = 1; k <= MAX_BOUNDED_INT_DIGITS - int.length; k++) {
+      const p = 10n ** BigInt(k);
+      out.push([D * p * ONE, (D + 1n) * p * ONE - (bd.integer ? ONE : FINEST)]);
+    }
+  }
+  return out;
+}
+
+/** The prefix can still grow into a number within the bounds. */
+export function numFeasible(bd: NumBounds, txt: string): boolean {
+  const neg = txt.startsWith('-');
+  for (const [a, b] of reach(bd, txt)) {
+    if (neg ? hasMultiple(bd, -b, -a) : hasMultiple(bd, a, b)) return true;
+  }
+  return false;
+}
+
+/** The prefix, as a whole number, is within the bounds. */
+export function numInBounds(bd: NumBounds, txt: string): boolean {
+  const { neg, int, frac } = parts(txt);
+  if (int === '') return false;
+  let v = BigInt(int) * ONE + (frac ? BigInt(frac) * 10n ** BigInt(SCALE - frac.length) : 0n);
+  if (neg) v = -v;
+  return hasMultiple(bd, v, v);
+}
+
+/** Bytes of the shortest number within the bounds (at least 1). */
+export function shortestNumber(bd: NumBounds): number {
+  // Zero, else the bound nearest zero rounded outwards to a step; exact enough for a lower bound.
+  if (hasMultiple(bd, 0n, 0n)) return 1;
+  for (let len = 1; len <= MAX_BOUNDED_INT_DIGITS + 1; len++) {
+    const p = 10n ** BigInt(len) * ONE;
+    if (hasMultiple(bd, -p + 1n, p - 1n)) return len;
+  }
+  return MAX_BOUNDED_INT_DIGITS;
+}
