@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { loadTokenizer } from '../src/runtime/tokenizer.js';
+import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 import { fixturePath } from './helpers/goldens.js';
 import { runCli } from './helpers/cli.js';
 
