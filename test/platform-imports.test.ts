@@ -81,7 +81,8 @@ function walk(entries: string[], lazyNodeOnly = new Set<string>()): Graph {
         follow(from.text);
       } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
         const arg = node.arguments[0];
-        const spec = arg && (ts.isStringLiteralLike(arg) ? arg.text : ts.isIdentifier(arg) ? constString(sf, arg.text) : undefined);
+        const spec = arg === undefined ? undefined
+          : ts.isStringLiteralLike(arg) ? arg.text : ts.isIdentifier(arg) ? constString(sf, arg.text) : undefined;
         if (spec === undefined) problems.push(`${where} imports a computed specifier: ${node.getText(sf)}`);
         else if (lazyNodeOnly.has(resolveRelative(file, spec))) lazy.push(`${where} imports ${spec}`);
         else follow(spec);

@@ -13,7 +13,7 @@ import { extname, join, normalize, sep } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { loadModel } from '../src/runtime/model.js';
-import { REPO_ROOT, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { REPO_ROOT, maxAbsDiff } from './helpers/goldens.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import { BROWSER_IMPORT_MAP } from './helpers/web-import-map.js';
 
@@ -92,6 +92,7 @@ describe('loadModel in Chromium', { skip, timeout: 300_000 }, () => {
   let browser: Browser;
   let site: { server: Server; url: string };
   let tab: Tab;
+  // biome-ignore lint/suspicious/noExplicitAny: the arguments travel as JSON into the page
   const mpt = <T>(fn: (api: PageApi, ...args: any[]) => Promise<T>, ...args: unknown[]): Promise<T> =>
     tab.page.evaluate(`(${fn.toString()})(window.mpt, ...${JSON.stringify(args)})`) as Promise<T>;
 
@@ -110,7 +111,7 @@ describe('loadModel in Chromium', { skip, timeout: 300_000 }, () => {
     site?.server.close();
   });
 
-  it('the shipped model, by its URL and by default, generates Node\'s greedy tokens; dispose ends the workers', async () => {
+  it('the shipped model by URL and by default: Node\'s greedy tokens; dispose ends the workers', async () => {
     const node = await loadModel(undefined, { threads: 2, onNote: () => {} });
     const want = await node.generate(PROMPT, { maxTokens: 20, temperature: 0 });
     await node.dispose();

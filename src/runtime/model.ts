@@ -23,7 +23,7 @@ import { platform } from '../platform/index.js';
 import { formatStopIds, resolvePromptFormat, type ChatMessage, type PromptFormat } from './chat-template.js';
 import {
   GenerationStream, generateTokens, resolveContextLength,
-  type GenerateOptions, type GenerateResult, type GenerationChunk,
+  type GenerateOptions, type GenerateResult,
 } from './generate.js';
 import { checkTokenizerFitsModel, ggufTokenizerOf, MptTokenizer, tokenizerHintsOf } from './tokenizer.js';
 import { loadFolderTokenizer } from './tokenizer-source.js';
@@ -210,7 +210,7 @@ function chosenFiles(files: Iterable<File>): CheckpointInput {
   return fileListFolder(list);
 }
 
-/** The model shipped with the package (models/default/): a folder on disk in Node, fetched next to the modules in a page. */
+/** The shipped model (models/default/): a folder on disk in Node, fetched next to the modules in a page. */
 async function defaultModel(): Promise<string> {
   if (inBrowser) return new URL('../../../models/default/', import.meta.url).href;
   const { defaultModelPath } = await import('../model/default-model.js');
@@ -246,8 +246,11 @@ export async function loadCheckpointTokenizer(
   const vocabSize = ck.config.vocabSize;
   let tokenizer: MptTokenizer | null;
   if (options.tokenizer instanceof MptTokenizer || options.tokenizer === null) tokenizer = options.tokenizer;
-  else if (options.tokenizer !== undefined) tokenizer = await namedTokenizer(options.tokenizer, vocabSize, options.onNote);
-  else if (ck.kind === 'gguf' && ck.ggufTokenizer) tokenizer = ggufTokenizerOf(ck.ggufTokenizer, ck.ggufMetadata, ck.path);
+  else if (options.tokenizer !== undefined) {
+    tokenizer = await namedTokenizer(options.tokenizer, vocabSize, options.onNote);
+  } else if (ck.kind === 'gguf' && ck.ggufTokenizer) {
+    tokenizer = ggufTokenizerOf(ck.ggufTokenizer, ck.ggufMetadata, ck.path);
+  }
   else if (ck.folder === undefined) tokenizer = null;
   else {
     const { tokenizerName } = tokenizerHintsOf(ck.config.raw);

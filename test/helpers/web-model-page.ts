@@ -34,13 +34,20 @@ async function sourceOf(kind: 'url' | 'blob' | 'files' | 'default', url: string)
   return [new File([blob], url.slice(url.lastIndexOf('/') + 1))];
 }
 
-export interface GreedyRun { tokens: number[]; text: string; hasTokenizer: boolean; workers: { started: number; ended: number } }
+export interface GreedyRun {
+  tokens: number[];
+  text: string;
+  hasTokenizer: boolean;
+  workers: { started: number; ended: number };
+}
 
 /** Greedy generation from `prompt`, then dispose; the workers started and ended meanwhile. */
-export async function greedy(kind: 'url' | 'default', url: string, prompt: string, maxTokens: number): Promise<GreedyRun> {
+export async function greedy(
+  kind: 'url' | 'default', url: string, prompt: string, maxTokens: number,
+): Promise<GreedyRun> {
   const before = { started, ended };
   const model = await loadModel(await sourceOf(kind, url), { threads: 2 });
-  let result;
+  let result: Awaited<ReturnType<typeof model.generate>>;
   try {
     result = await model.generate(prompt, { maxTokens, temperature: 0 });
   } finally {
@@ -63,7 +70,9 @@ export async function logits(kind: 'url' | 'blob' | 'files', url: string, ids: n
 }
 
 /** Streams with an AbortSignal aborted after `after` chunks: what came and how it finished. */
-export async function abortAfter(url: string, prompt: string, after: number): Promise<{ chunks: number; finish: string; tokens: number }> {
+export async function abortAfter(
+  url: string, prompt: string, after: number,
+): Promise<{ chunks: number; finish: string; tokens: number }> {
   const model = await loadModel(url, { threads: 2 });
   try {
     const controller = new AbortController();
