@@ -18,7 +18,7 @@ import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
 import { loadRunner } from '../src/backends/registry.js';
-import { loadTokenizer } from '../src/runtime/tokenizer.js';
+import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = process.argv.slice(2);

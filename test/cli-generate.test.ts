@@ -5,7 +5,7 @@ import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { loadTokenizer } from '../src/runtime/tokenizer.js';
+import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 import { fixturePath } from './helpers/goldens.js';
 import { MPT_BIN, runCli } from './helpers/cli.js';
 

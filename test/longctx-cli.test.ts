@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { loadTokenizer } from '../src/runtime/tokenizer.js';
+import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 import { fixturePath } from './helpers/goldens.js';
 import { runCli } from './helpers/cli.js';
 

@@ -12,6 +12,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { test } from 'node:test';
 import ts from 'typescript';
 import { REPO_ROOT } from './helpers/goldens.js';
+import { BROWSER_IMPORT_MAP } from './helpers/web-import-map.js';
 
 const NODE_GLOBALS = new Set(['process', 'Buffer', 'setImmediate', 'require', '__dirname', '__filename']);
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
@@ -33,11 +34,33 @@ function isReference(id: ts.Identifier): boolean {
   return true;
 }
 
-interface Graph { files: string[]; problems: string[]; bare: string[] }
+/** The string a `const name = '...'` of the file holds (`import(spec)` of an optional module), if any. */
+function constString(sf: ts.SourceFile, name: string): string | undefined {
+  let found: string | undefined;
+  const look = (node: ts.Node): void => {
+    if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.name.text === name
+      && (node.parent.flags & ts.NodeFlags.Const) !== 0 && node.initializer && ts.isStringLiteralLike(node.initializer)) {
+      found = node.initializer.text;
+    }
+    ts.forEachChild(node, look);
+  };
+  look(sf);
+  return found;
+}
 
-function walk(entries: string[]): Graph {
+function resolveRelative(from: string, spec: string): string {
+  return spec.startsWith('./') || spec.startsWith('../') ? resolve(dirname(from), spec) : spec;
+}
+
+interface Graph { files: string[]; problems: string[]; bare: string[]; lazy: string[] }
+
+/**
+ * Walks the graph from `entries`. A dynamic import of one of `lazyNodeOnly` (absolute paths) is
+ * listed in `lazy` and not followed: Node-only code loaded only for what a page cannot be given.
+ */
+function walk(entries: string[], lazyNodeOnly = new Set<string>()): Graph {
   const seen = new Set<string>();
-  const problems: string[] = [], bare: string[] = [];
+  const problems: string[] = [], bare: string[] = [], lazy: string[] = [];
   const visit = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
@@ -58,8 +81,11 @@ function walk(entries: string[]): Graph {
         follow(from.text);
       } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
         const arg = node.arguments[0];
-        if (arg && ts.isStringLiteralLike(arg)) follow(arg.text);
-        else problems.push(`${where} imports a computed specifier: ${node.getText(sf)}`);
+        const spec = arg === undefined ? undefined
+          : ts.isStringLiteralLike(arg) ? arg.text : ts.isIdentifier(arg) ? constString(sf, arg.text) : undefined;
+        if (spec === undefined) problems.push(`${where} imports a computed specifier: ${node.getText(sf)}`);
+        else if (lazyNodeOnly.has(resolveRelative(file, spec))) lazy.push(`${where} imports ${spec}`);
+        else follow(spec);
       } else if (ts.isNewExpression(node) && ts.isIdentifier(node.expression) && node.expression.text === 'URL') {
         // new URL('./worker.js', import.meta.url): a worker script (other files, e.g. .wasm, are data)
         const [arg, base] = node.arguments ?? [];
@@ -74,7 +100,7 @@ function walk(entries: string[]): Graph {
     check(sf);
   };
   for (const e of entries) visit(join(REPO_ROOT, e));
-  return { files: [...seen].map((f) => relative(REPO_ROOT, f)).sort(), problems, bare };
+  return { files: [...seen].map((f) => relative(REPO_ROOT, f)).sort(), problems, bare, lazy };
 }
 
 const ENTRIES = ['dist/src/backends/wasm/index.js', 'dist/src/backends/reference/index.js',
@@ -97,5 +123,54 @@ test('the graph walk sees what it must: the wasm workers, browser.js, and Node c
   const node = walk(['dist/src/platform/node.js']).problems;
   for (const p of ['imports node:fs', 'imports node:worker_threads', 'uses process', 'uses setImmediate']) {
     assert.ok(node.some((x) => x.includes(p)), p);
+  }
+});
+
+/**
+ * Node-only modules the library loads with `await import()` only for what a page cannot be given
+ * (a local path, a file to write), each with where it is loaded: a page never evaluates them.
+ */
+const LAZY_NODE_ONLY: Record<string, string> = {
+  'dist/src/model/open-path.js': 'openCheckpoint, for a path (loadModel makes a page\'s strings URLs)',
+  'dist/src/model/default-model.js': 'loadModel without a source, in Node (a page fetches models/default/)',
+  'dist/src/runtime/tokenizer-files.js': 'a tokenizer given by path, in Node',
+  'dist/src/formats/file-reader.js': 'the format readers, for paths',
+  'dist/src/formats/json-file.js': 'writing a GGUF file with a tokenizer.json path',
+  'dist/src/formats/atomic-write.js': 'writing safetensors and GGUF files',
+  'dist/src/formats/parallel-quantize.js': 'writing a quantized GGUF file (worker threads)',
+};
+/** Bare specifiers of the browser entry's graph: what a page's import map must map. */
+const BROWSER_BARE = [
+  'dist/src/platform/index.js imports #platform', // resolved at run time: a page never evaluates it
+  'dist/src/runtime/chat-template.js imports @huggingface/jinja',
+  'dist/src/runtime/tokenizer.js imports @huggingface/tokenizers',
+  // navigator.gpu in a page; the optional `webgpu` package only where there is none (Node)
+  'dist/src/backends/webgpu/gpu.js imports webgpu',
+];
+
+test('the browser entry (dist/src/browser.js): nothing of Node, bare specifiers only for the import map', () => {
+  const lazy = new Set(Object.keys(LAZY_NODE_ONLY).map((f) => join(REPO_ROOT, f)));
+  const g = walk(['dist/src/browser.js'], lazy);
+  assert.deepEqual(g.problems, []);
+  assert.deepEqual([...new Set(g.bare)].sort(), [...BROWSER_BARE].sort());
+  for (const f of ['runtime/model.js', 'runtime/tokenizer-source.js', 'model/load.js', 'formats/url-source.js',
+    'backends/wasm/worker.js', 'platform/browser.js']) {
+    assert.ok(g.files.includes(`dist/src/${f}`), f);
+  }
+  // Each module of the list is reached, only dynamically, and really is Node's (the list does not rot).
+  const reached = new Set(g.lazy.map((l) => l.split(' imports ')[1]!.replace(/^.*\//, '')));
+  for (const f of Object.keys(LAZY_NODE_ONLY)) {
+    assert.ok(!g.files.includes(f), `${f} is imported statically`);
+    assert.ok(reached.has(f.replace(/^.*\//, '')), `${f} is no longer imported: take it off the list`);
+    assert.notDeepEqual(walk([f]).problems, [], `${f} touches nothing of Node: take it off the list`);
+  }
+});
+
+test('the bare dependencies a page maps are plain ES modules that import nothing', () => {
+  for (const [name, file] of Object.entries(BROWSER_IMPORT_MAP)) {
+    const g = walk([file]);
+    assert.deepEqual(g.problems, [], name);
+    assert.deepEqual(g.bare, [], name);
+    assert.deepEqual(g.files, [file], name);
   }
 });

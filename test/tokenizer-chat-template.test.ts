@@ -9,7 +9,8 @@ import {
   chatmlFormat, detectPromptFormat, instructFormat, plainFormat, renderJinjaChatTemplate, resolvePromptFormat,
   MPT_CHAT_DEFAULT_SYSTEM,
 } from '../src/runtime/chat-template.js';
-import { loadTokenizer, MptTokenizer, shippedNeoxTokenizerPath } from '../src/runtime/tokenizer.js';
+import { MptTokenizer } from '../src/runtime/tokenizer.js';
+import { loadTokenizer, shippedNeoxTokenizerPath } from '../src/runtime/tokenizer-files.js';
 import { fixturePath, REPO_ROOT } from './helpers/goldens.js';
 import { makeChatModelFolder } from './helpers/model-folders.js';
 

@@ -10,7 +10,8 @@ import { test } from 'node:test';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { FormatError } from '../src/errors.js';
 import { compileLinearPattern, LOOK_MAX_WIDTH, MAX_INSTRUCTIONS } from '../src/runtime/linear-pattern.js';
-import { MptTokenizer, shippedNeoxTokenizerPath } from '../src/runtime/tokenizer.js';
+import { MptTokenizer } from '../src/runtime/tokenizer.js';
+import { shippedNeoxTokenizerPath } from '../src/runtime/tokenizer-files.js';
 
 const neox = JSON.parse(readFileSync(shippedNeoxTokenizerPath(), 'utf8')) as Record<string, unknown>;
 const plain = new MptTokenizer(neox, {}, 'neox');

@@ -6,7 +6,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { StopStringMatcher } from '../src/runtime/stop-strings.js';
 import { StreamDecoder } from '../src/runtime/stream-decoder.js';
-import { MptTokenizer, shippedNeoxTokenizerPath } from '../src/runtime/tokenizer.js';
+import { MptTokenizer } from '../src/runtime/tokenizer.js';
+import { shippedNeoxTokenizerPath } from '../src/runtime/tokenizer-files.js';
 
 const tok = new MptTokenizer(JSON.parse(readFileSync(shippedNeoxTokenizerPath(), 'utf8')));
 

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { instructBatch, lmBatch, packWindows, ShuffledIterator, splitDocuments, splitWindows, tokenizeDocuments } from '../src/train/data.js';
 import { IGNORE_INDEX } from '../src/train/model.js';
-import { loadTokenizer } from '../src/runtime/tokenizer.js';
+import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 import { REPO_ROOT } from './helpers/goldens.js';
 
 const toyTok = { encode: (s: string) => s.split(' ').map((w) => w.length) };

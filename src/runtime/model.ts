@@ -1,28 +1,32 @@
 /**
- * The high-level library entry: `loadModel(path)` opens a model folder or GGUF file, loads its
- * weights into a backend, finds its tokenizer and prompt format, and returns an `MptModel` that
- * generates text.
+ * The high-level library entry: `loadModel(source)` opens a model — a folder or GGUF file by path
+ * (Node), by URL, as a File/Blob or the files a user chose (a browser) — loads its weights into a
+ * backend, finds its tokenizer and prompt format, and returns an `MptModel` that generates text.
+ * The same in Node and a browser tab: nothing here touches Node, whose file loading is imported
+ * only for paths.
  *
  * ```ts
  * import { loadModel } from 'mpt-ts';
  * const model = await loadModel('models/mpt-7b-chat');
  * const { text } = await model.generate([{ role: 'user', content: 'Hi!' }], { maxTokens: 64 });
- * for await (const { text } of model.stream('Once upon a time', { seed: 1 })) process.stdout.write(text);
+ * for await (const { text } of model.stream('Once upon a time', { seed: 1 })) console.log(text);
  * await model.dispose();
  * ```
  */
 import type { KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
+import { fileListFolder, urlFolder } from '../formats/folder-source.js';
 import type { MptConfig } from '../model/config.js';
-import { defaultModelPath } from '../model/default-model.js';
 import { getBackend, loadRunner, type BackendName } from '../backends/registry.js';
-import { openCheckpoint, type Checkpoint } from '../model/load.js';
+import { openCheckpoint, type Checkpoint, type CheckpointInput } from '../model/load.js';
+import { platform } from '../platform/index.js';
 import { formatStopIds, resolvePromptFormat, type ChatMessage, type PromptFormat } from './chat-template.js';
 import {
   GenerationStream, generateTokens, resolveContextLength,
-  type GenerateOptions, type GenerateResult, type GenerationChunk,
+  type GenerateOptions, type GenerateResult,
 } from './generate.js';
-import { loadTokenizer, MptTokenizer, type GgufTokenizerData } from './tokenizer.js';
+import { checkTokenizerFitsModel, ggufTokenizerOf, MptTokenizer, tokenizerHintsOf } from './tokenizer.js';
+import { loadFolderTokenizer } from './tokenizer-source.js';
 
 export interface LoadModelOptions {
   /** Compute backend: 'wasm' (fast), 'reference' (plain TypeScript), or 'auto' (wasm when built). Default 'auto'. */
@@ -42,11 +46,14 @@ export interface LoadModelOptions {
    */
   kvType?: KvType;
   sequences?: number;
-  /** A tokenizer to use instead of the model's: a path (tokenizer.json or folder) or an instance; null for none. */
-  tokenizer?: string | MptTokenizer | null;
+  /**
+   * A tokenizer to use instead of the model's: a path (Node) or URL of a tokenizer.json or of a
+   * folder (ending in `/`), or an instance; null for none.
+   */
+  tokenizer?: string | URL | MptTokenizer | null;
   /** Prompt format for chat messages: 'auto' (detect), 'jinja', 'chatml', 'instruct', 'none'. Default 'auto'. */
   template?: string;
-  /** Receives notes for the user (e.g. the tokenizer fallback). Default: stderr. */
+  /** Receives notes for the user (e.g. the tokenizer fallback). Default: the console (stderr in Node). */
   onNote?: (message: string) => void;
 }
 
@@ -83,7 +90,7 @@ export class MptModel {
     private readonly tok: MptTokenizer | null,
     /** How chat messages become a prompt. */
     readonly format: PromptFormat,
-    /** Absolute path of the model folder or GGUF file. */
+    /** The model: absolute path of its folder or GGUF file, its URL, or its source's name. */
     readonly path: string,
     contextLength?: number,
   ) {
@@ -169,46 +176,104 @@ export class MptModel {
 }
 
 /**
- * The tokenizer of an opened model: `options.tokenizer` when given; else a GGUF's own; else the
- * folder's tokenizer.json; else the shipped GPT-NeoX-20B tokenizer when the vocabulary fits it,
- * with a note (loadTokenizer); null when none applies (then only token ids work). Throws when the
- * tokenizer has more ids than the model has embedding rows: they cannot belong together.
+ * What `loadModel` opens: a path (Node: a folder or .gguf file), the URL of a .gguf file or of a
+ * Hugging Face folder (ending in `/`), a File or Blob holding a GGUF file, the Files of a folder a
+ * user chose or dropped (a FileList or array), a ByteSource (GGUF) or a FolderSource.
  */
-export function checkpointTokenizer(
-  ck: Pick<Checkpoint, 'kind' | 'path' | 'dir' | 'config' | 'ggufTokenizer' | 'ggufMetadata'>,
-  options: Pick<LoadModelOptions, 'tokenizer' | 'onNote'> = {},
-): MptTokenizer | null {
-  let tokenizer: MptTokenizer | null;
-  if (options.tokenizer instanceof MptTokenizer || options.tokenizer === null) tokenizer = options.tokenizer;
-  else if (typeof options.tokenizer === 'string') {
-    tokenizer = loadTokenizer(options.tokenizer, { vocabSize: ck.config.vocabSize, onNote: options.onNote });
-  }
-  else if (ck.kind === 'gguf' && ck.ggufTokenizer) {
-    const data = { ...(ck.ggufTokenizer as GgufTokenizerData) };
-    const tmpl = ck.ggufMetadata?.get('tokenizer.chat_template');
-    if (data.chatTemplate === undefined && typeof tmpl === 'string') data.chatTemplate = tmpl;
-    tokenizer = MptTokenizer.fromGguf(data, ck.path);
-  } else {
-    const name = ck.config.raw['tokenizer_name'];
-    const tokenizerName = typeof name === 'string' ? name : undefined;
-    tokenizer = loadTokenizer(ck.dir, { vocabSize: ck.config.vocabSize, tokenizerName, onNote: options.onNote });
-  }
-  if (tokenizer && tokenizer.size > ck.config.vocabSize) {
-    throw new InputError(`the tokenizer ${tokenizer.source} has ${tokenizer.size} tokens but the model ` +
-      `${ck.path} only ${ck.config.vocabSize} (vocab_size): they do not belong together`);
-  }
-  return tokenizer;
+export type ModelSource = CheckpointInput | Iterable<File>;
+
+const inBrowser = platform.name === 'browser';
+
+function isUrlString(s: string): boolean {
+  return /^[a-z][a-z0-9+.-]*:\/\//i.test(s);
+}
+
+/** In a page, a relative name is a URL relative to the page (there are no paths). */
+function inPage(s: string): string {
+  const base = (globalThis as { location?: { href: string } }).location?.href;
+  return inBrowser && !isUrlString(s) && base !== undefined ? new URL(s, base).href : s;
+}
+
+function isFileList(v: unknown): v is Iterable<File> {
+  return typeof v === 'object' && v !== null && !(typeof Blob !== 'undefined' && v instanceof Blob)
+    && typeof (v as Iterable<File>)[Symbol.iterator] === 'function';
 }
 
 /**
- * Loads a model: a folder (config.json + safetensors / PyTorch .bin, sharded or not) or a GGUF
- * file; without a path, the shipped default model (models/default/).
+ * The chosen files as a checkpoint input: a folder, except a lone .gguf file without config.json
+ * (a GGUF picked through a folder or multi-file input).
  */
-export async function loadModel(path?: string, options: LoadModelOptions = {}): Promise<MptModel> {
-  const modelPath = path ?? defaultModelPath();
-  const ck = await openCheckpoint(modelPath);
+function chosenFiles(files: Iterable<File>): CheckpointInput {
+  const list = [...files];
+  const gguf = list.filter((f) => f.name.toLowerCase().endsWith('.gguf'));
+  if (gguf.length === 1 && !list.some((f) => f.name === 'config.json')) return gguf[0]!;
+  return fileListFolder(list);
+}
+
+/** The shipped model (models/default/): a folder on disk in Node, fetched next to the modules in a page. */
+async function defaultModel(): Promise<string> {
+  if (inBrowser) return new URL('../../../models/default/', import.meta.url).href;
+  const { defaultModelPath } = await import('../model/default-model.js');
+  return defaultModelPath();
+}
+
+/** A tokenizer named by path or URL: a tokenizer.json file, or a folder (a URL ending in `/`). */
+async function namedTokenizer(
+  named: string | URL, vocabSize: number, onNote: LoadModelOptions['onNote'],
+): Promise<MptTokenizer | null> {
+  const name = named instanceof URL ? named.href : inPage(named);
+  if (!isUrlString(name)) {
+    const { loadTokenizer } = await import('./tokenizer-files.js');
+    return loadTokenizer(name, { vocabSize, onNote });
+  }
+  const url = new URL(name);
+  if (url.pathname.endsWith('/')) return loadFolderTokenizer(urlFolder(url), { vocabSize, onNote });
+  const file = decodeURIComponent(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
+  return loadFolderTokenizer(urlFolder(new URL('./', url)), { file, vocabSize, onNote });
+}
+
+/**
+ * The tokenizer of an opened model: `options.tokenizer` when given; else a GGUF's own; else the
+ * tokenizer.json of the checkpoint's folder; else the shipped GPT-NeoX-20B tokenizer when the
+ * vocabulary fits it, with a note (loadFolderTokenizer); null when none applies (then only token
+ * ids work). Throws when the tokenizer has more ids than the model has embedding rows: they cannot
+ * belong together.
+ */
+export async function loadCheckpointTokenizer(
+  ck: Pick<Checkpoint, 'kind' | 'path' | 'folder' | 'config' | 'ggufTokenizer' | 'ggufMetadata'>,
+  options: Pick<LoadModelOptions, 'tokenizer' | 'onNote'> = {},
+): Promise<MptTokenizer | null> {
+  const vocabSize = ck.config.vocabSize;
+  let tokenizer: MptTokenizer | null;
+  if (options.tokenizer instanceof MptTokenizer || options.tokenizer === null) tokenizer = options.tokenizer;
+  else if (options.tokenizer !== undefined) {
+    tokenizer = await namedTokenizer(options.tokenizer, vocabSize, options.onNote);
+  } else if (ck.kind === 'gguf' && ck.ggufTokenizer) {
+    tokenizer = ggufTokenizerOf(ck.ggufTokenizer, ck.ggufMetadata, ck.path);
+  }
+  else if (ck.folder === undefined) tokenizer = null;
+  else {
+    const { tokenizerName } = tokenizerHintsOf(ck.config.raw);
+    tokenizer = await loadFolderTokenizer(ck.folder, { vocabSize, tokenizerName, onNote: options.onNote });
+  }
+  if (tokenizer) checkTokenizerFitsModel(tokenizer, vocabSize, ck.path);
+  return tokenizer;
+}
+
+/** What openCheckpoint is given for a model source (see ModelSource). */
+function checkpointInput(source: ModelSource): CheckpointInput {
+  if (typeof source === 'string') return inPage(source);
+  return isFileList(source) ? chosenFiles(source) : source;
+}
+
+/**
+ * Loads a model (see ModelSource): a folder (config.json + safetensors / PyTorch .bin, sharded or
+ * not) or a GGUF file; without a source, the shipped default model (models/default/).
+ */
+export async function loadModel(source?: ModelSource, options: LoadModelOptions = {}): Promise<MptModel> {
+  const ck = await openCheckpoint(checkpointInput(source ?? await defaultModel()));
   try {
-    const tokenizer = checkpointTokenizer(ck, options);
+    const tokenizer = await loadCheckpointTokenizer(ck, options);
     const format = resolvePromptFormat(options.template, { tokenizer, configRaw: ck.config.raw, path: ck.path });
     const contextLength = resolveContextLength(ck.config, options.contextLength);
     const backend = await resolveBackendName(options.backend);

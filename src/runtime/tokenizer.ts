@@ -13,12 +13,12 @@
  * are in it, else its own UTF-8), and the bytes are decoded once with U+FFFD for invalid
  * sequences. tokenizers.js instead copies added tokens verbatim and maps unknown ids to the unk
  * token.
+ *
+ * Loading one from files is in tokenizer-source.ts (a model's folder source, anywhere) and
+ * tokenizer-files.ts (paths, Node only).
  */
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { ConfigError, FormatError, InputError } from '../errors.js';
+import { FormatError, InputError } from '../errors.js';
 import { adoptTokenizerPatterns } from './tokenizer-patterns.js';
 
 /** One entry of tokenizer.json's `added_tokens`. */
@@ -91,7 +91,8 @@ function byteLevelTables(): { charToByte: Map<string, number>; byteToChar: strin
 const BYTE_LEVEL = byteLevelTables();
 const UTF8 = new TextEncoder();
 
-function asObject(v: unknown, what: string): Record<string, unknown> {
+/** `v` as a JSON object, or a FormatError naming `what`. */
+export function asObject(v: unknown, what: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new FormatError(`${what} must hold a JSON object`);
   return v as Record<string, unknown>;
 }
@@ -402,44 +403,15 @@ export class MptTokenizer {
   }
 }
 
-/** Path of the GPT-NeoX-20B tokenizer.json shipped in assets/ (source and compiled layouts). */
-export function shippedNeoxTokenizerPath(): string {
-  for (const rel of ['../../assets/gpt-neox-20b/tokenizer.json', '../../../assets/gpt-neox-20b/tokenizer.json']) {
-    const p = fileURLToPath(new URL(rel, import.meta.url));
-    if (existsSync(p)) return p;
-  }
-  throw new ConfigError('the shipped GPT-NeoX-20B tokenizer (assets/gpt-neox-20b/tokenizer.json) is missing from this installation');
-}
-
 /** Ids the shipped GPT-NeoX-20B tokenizer uses (0..50276). */
 export const NEOX_TOKENIZER_SIZE = 50277;
 
-/** Larger than any real tokenizer.json (tens of MiB) or config file; a bigger file is refused, not read. */
-const MAX_JSON_BYTES = 512 * 2 ** 20;
-
-function readJsonIfExists(path: string): Record<string, unknown> | undefined {
-  if (!existsSync(path)) return undefined;
-  // A folder, named pipe or device under a tokenizer file's name would fail oddly or block forever.
-  const st = statSync(path);
-  if (!st.isFile()) throw new FormatError(`${path} is not a regular file`);
-  if (st.size > MAX_JSON_BYTES) throw new FormatError(`${path} is ${st.size} bytes, more than such a JSON file can be`);
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (e) {
-    throw new FormatError(`${path} is not valid JSON: ${(e as Error).message}`);
-  }
-  return asObject(parsed, path);
-}
-
-/** Reads tokenizer_config.json, special_tokens_map.json and generation_config.json from a folder. */
-export function readTokenizerSideFiles(dir: string): TokenizerSideFiles {
-  return {
-    tokenizerConfig: readJsonIfExists(join(dir, 'tokenizer_config.json')),
-    specialTokensMap: readJsonIfExists(join(dir, 'special_tokens_map.json')),
-    generationConfig: readJsonIfExists(join(dir, 'generation_config.json')),
-  };
-}
+/** The side files a tokenizer.json is built with, by the key of TokenizerSideFiles they fill. */
+export const TOKENIZER_SIDE_FILES = {
+  tokenizerConfig: 'tokenizer_config.json',
+  specialTokensMap: 'special_tokens_map.json',
+  generationConfig: 'generation_config.json',
+} as const satisfies Record<keyof TokenizerSideFiles, string>;
 
 export interface LoadTokenizerOptions {
   /**
@@ -449,44 +421,53 @@ export interface LoadTokenizerOptions {
   vocabSize?: number;
   /** config.json's `tokenizer_name`; the fallback is used only for GPT-NeoX names (or none). */
   tokenizerName?: string;
-  /** Receives notes for the user (e.g. that the shipped tokenizer is used); default: stderr. */
+  /** Receives notes for the user (e.g. that the shipped tokenizer is used); default: the console. */
   onNote?: (message: string) => void;
 }
 
 /**
- * Loads the tokenizer of a model folder, or a tokenizer.json file given directly. A folder
- * without tokenizer.json falls back to the shipped GPT-NeoX-20B tokenizer when the model's
- * vocabulary fits it (MPT's `tokenizer_name` is EleutherAI/gpt-neox-20b), with a note. Returns
- * null when the folder has no tokenizer and the fallback does not apply.
+ * Whether a model folder without tokenizer.json may use the shipped GPT-NeoX-20B tokenizer: its
+ * vocabulary holds the tokenizer's ids (MPT pads it to 50,432) and its config names GPT-NeoX or
+ * no tokenizer (MPT's `tokenizer_name` is EleutherAI/gpt-neox-20b).
  */
-export function loadTokenizer(path: string, options: LoadTokenizerOptions = {}): MptTokenizer | null {
-  const abs = resolve(path);
-  if (!existsSync(abs)) throw new InputError(`tokenizer not found: ${path}`);
-  const note = options.onNote ?? ((m: string) => process.stderr.write(`note: ${m}\n`));
-  const st = statSync(abs);
-  if (!st.isFile() && !st.isDirectory()) throw new InputError(`${path} is neither a tokenizer file nor a folder`);
-  if (st.isFile()) {
-    const dir = dirname(abs);
-    const json = readJsonIfExists(abs)!;
-    const side = basename(abs) === 'tokenizer.json' ? readTokenizerSideFiles(dir) : {};
-    return new MptTokenizer(json, side, abs);
-  }
-  const side = readTokenizerSideFiles(abs);
-  const own = join(abs, 'tokenizer.json');
-  if (existsSync(own)) return new MptTokenizer(readJsonIfExists(own)!, side, own);
+export function neoxFallbackApplies(vocabSize: number | undefined, tokenizerName: string | undefined): boolean {
+  if (vocabSize === undefined || vocabSize < NEOX_TOKENIZER_SIZE) return false;
+  return tokenizerName === undefined || /neox/i.test(tokenizerName);
+}
 
-  let vocabSize = options.vocabSize;
-  let tokenizerName = options.tokenizerName;
-  const config = readJsonIfExists(join(abs, 'config.json'));
-  if (config) {
-    if (vocabSize === undefined && typeof config['vocab_size'] === 'number') vocabSize = config['vocab_size'];
-    if (tokenizerName === undefined && typeof config['tokenizer_name'] === 'string') tokenizerName = config['tokenizer_name'];
+/** The note said when the shipped tokenizer stands in for the folder `where`'s. */
+export function neoxFallbackNote(where: string, tokenizerName: string | undefined): string {
+  const why = tokenizerName ? `config tokenizer_name: ${tokenizerName}` : 'the MPT default';
+  return `${where} has no tokenizer.json; using the shipped GPT-NeoX-20B tokenizer (${why})`;
+}
+
+/** `vocab_size` and `tokenizer_name` of a parsed config.json, where it has them. */
+export function tokenizerHintsOf(config: Record<string, unknown> | undefined): LoadTokenizerOptions {
+  const hints: LoadTokenizerOptions = {};
+  if (typeof config?.['vocab_size'] === 'number') hints.vocabSize = config['vocab_size'];
+  if (typeof config?.['tokenizer_name'] === 'string') hints.tokenizerName = config['tokenizer_name'];
+  return hints;
+}
+
+/** The default onNote: the console (the CLI passes its own, to stderr). */
+export function consoleNote(message: string): void {
+  console.warn(`note: ${message}`);
+}
+
+/** The tokenizer embedded in a GGUF checkpoint, with its chat template from the file's metadata. */
+export function ggufTokenizerOf(
+  ggufTokenizer: unknown, metadata: Map<string, unknown> | undefined, source: string,
+): MptTokenizer {
+  const data = { ...(ggufTokenizer as GgufTokenizerData) };
+  const tmpl = metadata?.get('tokenizer.chat_template');
+  if (data.chatTemplate === undefined && typeof tmpl === 'string') data.chatTemplate = tmpl;
+  return MptTokenizer.fromGguf(data, source);
+}
+
+/** Refuses a tokenizer with ids past the model's embedding rows: they cannot belong together. */
+export function checkTokenizerFitsModel(tokenizer: MptTokenizer, vocabSize: number, model: string): void {
+  if (tokenizer.size > vocabSize) {
+    throw new InputError(`the tokenizer ${tokenizer.source} has ${tokenizer.size} tokens but the model ` +
+      `${model} only ${vocabSize} (vocab_size): they do not belong together`);
   }
-  if (vocabSize === undefined || vocabSize < NEOX_TOKENIZER_SIZE) return null;
-  if (tokenizerName !== undefined && !/neox/i.test(tokenizerName)) return null;
-  const shipped = shippedNeoxTokenizerPath();
-  const tok = new MptTokenizer(readJsonIfExists(shipped)!, side, shipped);
-  if (tok.size > vocabSize) return null;
-  note(`${path} has no tokenizer.json; using the shipped GPT-NeoX-20B tokenizer (${tokenizerName ? `config tokenizer_name: ${tokenizerName}` : 'the MPT default'})`);
-  return tok;
 }

@@ -12,7 +12,7 @@ import type { GgufTokenizer } from '../model/gguf-model.js';
 import { tensorToFloat32, f32ToBf16Bytes, f32ToF16Bytes, FLOAT_DTYPE_BYTES } from '../formats/dtypes.js';
 import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { InputError, WeightsError } from '../errors.js';
-import { checkpointTokenizer } from '../runtime/model.js';
+import { checkpointTokenizer } from '../runtime/tokenizer-files.js';
 import { NEOX_TOKENIZER_SIZE, type MptTokenizer } from '../runtime/tokenizer.js';
 import type { Kernels } from './kernels.js';
 import { publishFiles, removeStaleTemps, tempPathOf } from './durable-fs.js';

@@ -14,7 +14,8 @@ import {
 import { HF_EXPORT_DTYPES, hfConfigJson, hfTensorsToWrite, hfTokenizerFiles, type HfExportDtype } from '../../model/hf-export.js';
 import type { Checkpoint } from '../../model/load.js';
 import { writeSafetensors } from '../../formats/safetensors.js';
-import { NEOX_TOKENIZER_SIZE, shippedNeoxTokenizerPath } from '../../runtime/tokenizer.js';
+import { NEOX_TOKENIZER_SIZE } from '../../runtime/tokenizer.js';
+import { shippedNeoxTokenizerPath } from '../../runtime/tokenizer-files.js';
 import { parseArgs } from '../args.js';
 import { kindOf, statPath } from '../user-files.js';
 
