@@ -50,7 +50,7 @@ async function measure(B: number, sample: boolean): Promise<number> {
     }
     return (performance.now() - t0) / steps;
   } finally {
-    caches.forEach((cc) => cc.dispose());
+    for (const cc of caches) cc.dispose();
   }
 }
 

@@ -73,12 +73,12 @@ const results = cases.map((c) => {
       for (let j = 0; j < inner; j++) c.run(b.k, b.m);
       const t = (performance.now() - s) / inner;
       best[i] = Math.min(best[i]!, t);
-      sum[i] += t;
+      sum[i]! += t;
     }
   }
   return {
     case: c.name, same_bits: sameBits,
-    ...Object.fromEntries(builds.flatMap((b, i) => [
+    ...Object.fromEntries(builds.flatMap((_, i) => [
       [`${i ? 'B' : 'A'}_best_ms`, +best[i]!.toFixed(4)],
       [`${i ? 'B' : 'A'}_mean_ms`, +(sum[i]! / reps).toFixed(4)],
       [`${i ? 'B' : 'A'}_${c.unit.replace('/', '_per_')}`, +(c.work / (best[i]! / 1000) / 1e9).toFixed(1)],

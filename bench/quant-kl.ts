@@ -11,6 +11,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Llama, Token } from 'node-llama-cpp';
 import { fileURLToPath } from 'node:url';
 import { GGML_TYPES } from '../src/formats/ggml-quants.js';
 import { readGguf } from '../src/formats/gguf.js';
@@ -107,7 +108,7 @@ function row(engine: string, type: string, lp: Float64Array, tensors: string): R
 }
 const tmp = mkdtempSync(join(tmpdir(), 'mpt-quant-kl-'));
 const results: Record<string, unknown>[] = [];
-let llama: any;
+let llama: Llama | undefined;
 try {
   const { getLlama, LlamaLogLevel } = await import('node-llama-cpp');
   llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
@@ -127,9 +128,9 @@ try {
       const model = await llama.loadModel({ modelPath: path });
       const ctx = await model.createContext({ contextSize: 512, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
       const seq = ctx.getSequence();
-      const res = await seq.controlledEvaluate(ids.map((t) => [t, { generateNext: { probabilities: true, options: { temperature: 0 } } }]));
+      const res = await seq.controlledEvaluate(ids.map((t) => [t as Token, { generateNext: { probabilities: true, options: { temperature: 0 } } }]));
       const lp = new Float64Array(ids.length * V).fill(-Infinity);
-      res.forEach((r: any, i: number) => { for (const [t, p] of r.next.probabilities) lp[i * V + t] = Math.log(p); });
+      res.forEach((r, i) => { for (const [t, p] of r!.next.probabilities!) lp[i * V + t] = Math.log(p); });
       results.push(row('llama.cpp (node-llama-cpp 3.21.1)', type, lp, tensors));
       await ctx.dispose();
       await model.dispose();

@@ -80,8 +80,7 @@ function stream(url: string, model: string, prompt: string, a: Pick<Args, 'tempe
       let failure: Error | null = res.statusCode === 200 ? null : new Error(`HTTP ${res.statusCode}`);
       res.on('data', (chunk: string) => {
         buf += chunk;
-        let cut: number;
-        while ((cut = buf.indexOf('\n\n')) >= 0) {
+        for (let cut = buf.indexOf('\n\n'); cut >= 0; cut = buf.indexOf('\n\n')) {
           const ev = buf.slice(0, cut);
           buf = buf.slice(cut + 2);
           if (failure || !ev.startsWith('data: ') || ev === 'data: [DONE]') continue;

@@ -1,7 +1,7 @@
 // Build step run at `npm install` (prepare) and before tests: compiles TypeScript to dist/
 // and, when present, the AssemblyScript kernels to dist/wasm/. Everything is local: no downloads.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 

@@ -30,7 +30,9 @@ test('tokenize --jsonl and detokenize --jsonl reproduce every golden case', asyn
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
   assert.equal(lines.length, golden.cases.length);
-  lines.forEach((line, i) => assert.deepEqual(JSON.parse(line), { ids: golden.cases[i]!.ids }, golden.cases[i]!.text));
+  lines.forEach((line, i) => {
+    assert.deepEqual(JSON.parse(line), { ids: golden.cases[i]!.ids }, golden.cases[i]!.text);
+  });
 
   const back = await runCli(['detokenize', TOKENIZER, '--jsonl'], golden.cases.map((c) => JSON.stringify(c.ids)).join('\n'));
   assert.equal(back.code, 0, back.stderr);

@@ -76,7 +76,9 @@ for (const name of [...FULL, ...LOGITS_ONLY]) {
           if (g.has(`kv_incremental/${seq}/step_logits`)) {
             const gold = g.tensor(`kv_incremental/${seq}/step_logits`).data;
             const flat = new Float32Array(rows.length * V);
-            rows.forEach((r, i) => flat.set(r, i * V));
+            rows.forEach((r, i) => {
+              flat.set(r, i * V);
+            });
             assert.ok(maxAbsDiff(flat, gold) <= TOL);
           }
           for (const key of [`kv_incremental/${seq}/last_logits`]) {
@@ -139,11 +141,15 @@ for (const name of [...FULL, ...LOGITS_ONLY]) {
         const hs = g.tensor('hidden_states/seq7');
         const per = hs.shape[1]! * hs.shape[2]!;
         assert.equal(o!.hiddenStates!.length, hs.shape[0]);
-        o!.hiddenStates!.forEach((h, i) => assert.ok(maxAbsDiff(h, hs.data.subarray(i * per, (i + 1) * per)) <= TOL, `hidden ${i}`));
+        o!.hiddenStates!.forEach((h, i) => {
+          assert.ok(maxAbsDiff(h, hs.data.subarray(i * per, (i + 1) * per)) <= TOL, `hidden ${i}`);
+        });
         if (g.has('attentions/seq7')) {
           const at = g.tensor('attentions/seq7');
           const perL = at.data.length / at.shape[0]!;
-          o!.attentions!.forEach((a, l) => assert.ok(maxAbsDiff(a, at.data.subarray(l * perL, (l + 1) * perL)) <= 1e-5, `attn layer ${l}`));
+          o!.attentions!.forEach((a, l) => {
+            assert.ok(maxAbsDiff(a, at.data.subarray(l * perL, (l + 1) * perL)) <= 1e-5, `attn layer ${l}`);
+          });
         }
       });
     }

@@ -47,7 +47,10 @@ function f32Values(b: Uint8Array): number[] {
 function bf16Values(b: Uint8Array): number[] {
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const out = new DataView(new ArrayBuffer(4));
-  return Array.from({ length: b.length / 2 }, (_, i) => (out.setUint32(0, v.getUint16(2 * i, true) << 16), out.getFloat32(0)));
+  return Array.from({ length: b.length / 2 }, (_, i) => {
+    out.setUint32(0, v.getUint16(2 * i, true) << 16);
+    return out.getFloat32(0);
+  });
 }
 /** binary16 bytes widened from the IEEE formula. */
 function f16Values(b: Uint8Array): number[] {
@@ -105,7 +108,9 @@ describe('openHfFolderTensors on every fixture layout', () => {
       assert.deepEqual(bf, f32ToBf16Bytes(new Float32Array(f32.buffer, f32.byteOffset, f32.length / 4)), name);
       // Independently: widened, each value is within half a bf16 ulp (2^-8 relative) of the f32 one.
       const wide = bf16Values(bf);
-      f32Values(f32).forEach((x, i) => assert.ok(Math.abs(wide[i]! - x) <= Math.abs(x) * 2 ** -8, `${name}[${i}]`));
+      f32Values(f32).forEach((x, i) => {
+        assert.ok(Math.abs(wide[i]! - x) <= Math.abs(x) * 2 ** -8, `${name}[${i}]`);
+      });
     }
   });
 
@@ -116,7 +121,9 @@ describe('openHfFolderTensors on every fixture layout', () => {
       const h = bytes.get(name)!;
       assert.deepEqual(h, f32ToF16Bytes(new Float32Array(f32.buffer, f32.byteOffset, f32.length / 4)), name);
       const wide = f16Values(h);
-      f32Values(f32).forEach((x, i) => assert.ok(Math.abs(wide[i]! - x) <= Math.max(Math.abs(x) * 2 ** -11, 2 ** -25), `${name}[${i}]`));
+      f32Values(f32).forEach((x, i) => {
+        assert.ok(Math.abs(wide[i]! - x) <= Math.max(Math.abs(x) * 2 ** -11, 2 ** -25), `${name}[${i}]`);
+      });
     }
   });
 
@@ -171,15 +178,15 @@ describe('broken folders and indexes', () => {
     const dir = copy('tiny-alibi-bin-sharded-bf16', 'missing-shard');
     rmSync(join(dir, 'pytorch_model-00001-of-00002.bin'));
     await rejects(dir, /names shard pytorch_model-00001-of-00002\.bin, which is missing/);
-    const escape = copy('tiny-alibi-sharded', 'escape');
-    editIndex(escape, 'model.safetensors.index.json', (i) => (i.weight_map['transformer.wte.weight'] = '../tiny-alibi/model.safetensors'));
-    await rejects(escape, /not a file name in the folder/);
-    writeFileSync(join(escape, 'model.safetensors.index.json'), '{"metadata": {}}');
-    await rejects(escape, /no "weight_map" object/);
-    writeFileSync(join(escape, 'model.safetensors.index.json'), '{"weight_map": {"a": "x.safetensors",}');
-    await rejects(escape, /weight index .*model\.safetensors\.index\.json is not valid JSON/);
-    writeFileSync(join(escape, 'model.safetensors.index.json'), '{"weight_map": {}}');
-    await rejects(escape, /lists no tensors/);
+    const escaping = copy('tiny-alibi-sharded', 'escape');
+    editIndex(escaping, 'model.safetensors.index.json', (i) => (i.weight_map['transformer.wte.weight'] = '../tiny-alibi/model.safetensors'));
+    await rejects(escaping, /not a file name in the folder/);
+    writeFileSync(join(escaping, 'model.safetensors.index.json'), '{"metadata": {}}');
+    await rejects(escaping, /no "weight_map" object/);
+    writeFileSync(join(escaping, 'model.safetensors.index.json'), '{"weight_map": {"a": "x.safetensors",}');
+    await rejects(escaping, /weight index .*model\.safetensors\.index\.json is not valid JSON/);
+    writeFileSync(join(escaping, 'model.safetensors.index.json'), '{"weight_map": {}}');
+    await rejects(escaping, /lists no tensors/);
   });
 
   it('a shard holding a tensor the index does not list', async () => {

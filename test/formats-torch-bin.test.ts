@@ -226,7 +226,7 @@ describe('zip reader', () => {
     const records = centralRecords(original);
     const rec = (name: string) => records.find((r) => r.name === name)!.at;
 
-    const corrupt = async (file: string, edit: (b: Buffer) => Buffer | void, pattern: RegExp) => {
+    const corrupt = async (file: string, edit: ((b: Buffer) => Buffer) | ((b: Buffer) => void), pattern: RegExp) => {
       const b = Buffer.from(original);
       const path = join(tmp, file);
       writeFileSync(path, edit(b) ?? b);
@@ -291,7 +291,9 @@ describe('zip reader', () => {
 
     it('a corrupt data.pkl fails its CRC check', async () => {
       const pkl = original.indexOf(ascii('transformer.wte.weight'));
-      await corrupt('crc.bin', (b) => void (b[pkl] = 0x54), /data\.pkl is corrupt \(CRC-32/);
+      await corrupt('crc.bin', (b) => {
+        b[pkl] = 0x54;
+      }, /data\.pkl is corrupt \(CRC-32/);
     });
 
     it('random byte flips in the headers only ever give a FormatError (no crash, no hang)', async () => {

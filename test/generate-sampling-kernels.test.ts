@@ -114,7 +114,7 @@ test('draws over a 2,000-token vocabulary follow the tempered softmax', () => {
   const sm = new Sampler({ temperature: T, topK: 0, topP: 1, minP: 0, seed: 1234 });
   const N = 40000;
   const counts = new Float64Array(V);
-  for (let i = 0; i < N; i++) counts[sm.sample(logits)]++;
+  for (let i = 0; i < N; i++) counts[sm.sample(logits)]!++;
   // Every frequent token within 5 sigma; the long tail as one bucket.
   let tailP = 0, tailC = 0;
   for (let i = 0; i < V; i++) {

@@ -82,7 +82,9 @@ test('top-k, top-p and min-p keep the tokens their definitions keep', () => {
     // Kept probabilities are the tempered softmax renormalised over the kept set.
     const w = ids.map((id) => Math.exp(logits[id]! / t));
     const total = w.reduce((a, b) => a + b, 0);
-    ids.forEach((_, i) => close(probs[i]!, w[i]! / total, 1e-6));
+    ids.forEach((_, i) => {
+      close(probs[i]!, w[i]! / total, 1e-6);
+    });
   }
 });
 
@@ -154,7 +156,7 @@ test('top logprobs are the largest log-softmax entries, most likely first', () =
   const { top, chosen } = topLogprobs(logits, 3, { vocabLimit: 5, chosen: 1 });
   const lp = logSoftmax(logits.subarray(0, 5));
   assert.deepEqual(top.map((t) => t.id), [1, 4, 3]);
-  top.forEach((t) => close(t.logprob, lp[t.id]!, 1e-7));
+  for (const t of top) close(t.logprob, lp[t.id]!, 1e-7);
   close(chosen!.logprob, lp[1]!, 1e-7);
   let z = 0;
   for (const v of lp) z += Math.exp(v);
@@ -171,7 +173,7 @@ test('top logprobs are the largest log-softmax entries, most likely first', () =
   for (const k of [0, 1, 2, 5, 20, 300]) {
     const r = topLogprobs(big, k, { vocabLimit: limit, chosen: 123 });
     assert.deepEqual(r.top.map((t) => t.id), order.slice(0, k), `k ${k}`);
-    r.top.forEach((t) => close(t.logprob, ref[t.id]!, 1e-6));
+    for (const t of r.top) close(t.logprob, ref[t.id]!, 1e-6);
     close(r.chosen!.logprob, ref[123]!, 1e-6);
   }
   assert.deepEqual(topLogprobs(big, 2, { vocabLimit: limit }).top.map((t) => t.id), [777, 778]);

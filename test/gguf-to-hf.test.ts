@@ -18,6 +18,14 @@ import { openGgufCheckpoint, tokenizerFromHfJson, writeGgufFromCheckpoint, byteL
 import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff, REPO_ROOT } from './helpers/goldens.js';
 
+/** The parts of a tokenizer.json this file compares. */
+type TokenizerJson = {
+  model: Record<string, unknown>;
+  added_tokens: Record<string, unknown>[];
+  pre_tokenizer: unknown;
+  normalizer: unknown;
+};
+
 const tmp = mkdtempSync(join(tmpdir(), 'mpt-gguf-to-hf-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 const quiet = async (argv: string[]) => {
@@ -93,13 +101,13 @@ describe('mpt convert FILE.gguf OUT_DIR/', () => {
   });
 
   it('the GPT-NeoX-20B vocabulary in a GGUF becomes a tokenizer.json that tokenizers.js runs like the original', async () => {
-    const original = JSON.parse(readFileSync(join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json'), 'utf8')) as Record<string, any>;
+    const original = JSON.parse(readFileSync(join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json'), 'utf8')) as TokenizerJson;
     const shipped = join(REPO_ROOT, 'models/default');
     const config = parseMptConfig(JSON.parse(readFileSync(join(shipped, 'config.json'), 'utf8')));
     // The GGUF vocabulary exactly as `mpt convert` embeds it (llama.cpp's converter layout, padded to 50,432).
     const tok = tokenizerFromHfJson(original, config.vocabSize);
     const { hfTokenizerJson } = await import('../src/model/hf-export.js');
-    const rebuilt = hfTokenizerJson(tok) as Record<string, any>;
+    const rebuilt = hfTokenizerJson(tok) as TokenizerJson;
     assert.deepEqual(rebuilt['model']['vocab'], original['model']['vocab']);
     assert.deepEqual(rebuilt['model']['merges'], original['model']['merges']);
     const byId = (a: Record<string, unknown>[]) => [...a].sort((x, y) => Number(x['id']) - Number(y['id']));

@@ -250,7 +250,10 @@ describe('mpt convert', () => {
     const out = join(tmp, 'cli.gguf');
     const write = process.stderr.write.bind(process.stderr);
     let err = '';
-    process.stderr.write = ((s: string) => ((err += s), true)) as typeof process.stderr.write;
+    process.stderr.write = ((s: string) => {
+      err += s;
+      return true;
+    }) as typeof process.stderr.write;
     try {
       assert.equal(await convertCli([DIR, out, '--type', 'q4_0', '--tokenizer', 'bytes']), 0);
     } finally {

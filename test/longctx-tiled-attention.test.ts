@@ -79,11 +79,15 @@ describe('tiled attention (wasm) equals row-by-row attention (reference)', { ski
     const lens = [45, 70, 1, 129];
     const caches = lens.map((n) => wasm.createCache({ capacity: n + 3 }));
     const outs = await wasm.forward(lens.map((n, i) => ({ cache: caches[i]!, tokens: ids.slice(0, n) })), { logits: 'all' });
-    lens.forEach((n, i) => assert.ok(maxAbsDiff(outs[i]!.logits, rows(0, n)) <= TOL, `sequence of ${n}`));
+    lens.forEach((n, i) => {
+      assert.ok(maxAbsDiff(outs[i]!.logits, rows(0, n)) <= TOL, `sequence of ${n}`);
+    });
     // then one decode step each, together
     const steps = await wasm.forward(lens.map((n, i) => ({ cache: caches[i]!, tokens: [ids[n]!] })), { logits: 'last' });
-    lens.forEach((n, i) => assert.ok(maxAbsDiff(steps[i]!.logits, rows(n, n + 1)) <= TOL, `decode after ${n}`));
-    caches.forEach((c) => c.dispose());
+    lens.forEach((n, i) => {
+      assert.ok(maxAbsDiff(steps[i]!.logits, rows(n, n + 1)) <= TOL, `decode after ${n}`);
+    });
+    for (const c of caches) c.dispose();
   });
 
   it('cleans up', async () => {

@@ -13,7 +13,10 @@ import type { DType } from '../src/formats/tensor-source.js';
 /** Deterministic N(0, s) values (Box-Muller over a small LCG), rounded to float32. */
 function gaussian(n: number, seed: number, s = 1): Float32Array {
   let state = seed >>> 0;
-  const u = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
+  const u = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state + 0.5) / 2 ** 32;
+  };
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = s * Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
   return out;
@@ -217,7 +220,10 @@ function randomKQuantBytes(t: DType, count: number, seed: number): Uint8Array {
   const info = GGML_TYPES[t];
   const out = new Uint8Array(byteLengthOf(t, count));
   let s = seed;
-  for (let i = 0; i < out.length; i++) out[i] = (s = (Math.imul(s, 1103515245) + 12345) >>> 0) >>> 24;
+  for (let i = 0; i < out.length; i++) {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    out[i] = s >>> 24;
+  }
   const dv = new DataView(out.buffer);
   const halfAt: Record<string, number[]> = { q2_k: [80, 82], q3_k: [108], q4_k: [0, 2], q5_k: [0, 2], q6_k: [208] };
   for (let b = 0; b < out.length; b += info.typeSize) {

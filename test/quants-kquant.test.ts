@@ -99,7 +99,10 @@ const GGML_DIGESTS: [string, string, string, string][] = [
 /** The inputs behind GGML_DIGESTS (change nothing here without regenerating them). */
 function edgeCases(): { name: string; x: Float32Array }[] {
   let state = 20250220;
-  const u = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
+  const u = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state + 0.5) / 2 ** 32;
+  };
   const g = () => Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
   const cases: { name: string; x: Float32Array }[] = [];
   const add = (name: string, f: (i: number) => number, n = 512) => {
@@ -185,7 +188,10 @@ describe('the wasm k-quant quantizers (the ones in use) and the plain-JS copy gi
 /** Deterministic N(0, 1) float32 values. */
 function gaussian(n: number, seed: number): Float32Array {
   let state = seed >>> 0;
-  const u = () => ((state = (Math.imul(state, 1664525) + 1013904223) >>> 0) + 0.5) / 2 ** 32;
+  const u = () => {
+    state = (Math.imul(state, 1664525) + 1013904223) >>> 0;
+    return (state + 0.5) / 2 ** 32;
+  };
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(u())) * Math.cos(2 * Math.PI * u());
   return out;

@@ -14,10 +14,12 @@ import { parseMptConfig } from '../src/model/config.js';
 function shiftedBatch(rows: number[][]) {
   const B = rows.length, T = rows[0]!.length;
   const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
-  rows.forEach((r, b) => r.forEach((id, t) => {
-    inputs[b * T + t] = id;
-    targets[b * T + t] = t + 1 < T ? r[t + 1]! : IGNORE_INDEX;
-  }));
+  rows.forEach((r, b) => {
+    r.forEach((id, t) => {
+      inputs[b * T + t] = id;
+      targets[b * T + t] = t + 1 < T ? r[t + 1]! : IGNORE_INDEX;
+    });
+  });
   return { inputs, targets, B, T };
 }
 
@@ -80,7 +82,7 @@ test('finite differences: GQA + qk_ln + biases + clip_qkv + logit_scale + learne
   const model = new TrainModel(config, jsKernels());
   model.initialize(3);
   // Non-trivial LayerNorm weights and biases, so their gradients are exercised.
-  for (const p of model.params) if (/norm|_ln|bias/.test(p.name)) for (let i = 0; i < p.data.length; i++) p.data[i] += 0.1 * Math.sin(i + p.name.length);
+  for (const p of model.params) if (/norm|_ln|bias/.test(p.name)) for (let i = 0; i < p.data.length; i++) p.data[i]! += 0.1 * Math.sin(i + p.name.length);
   const batch = shiftedBatch([[1, 5, 7, 2, 9, 22, 3, 4], [6, 6, 0, 11, 13, 8, 17, 19]]);
   batch.targets[3] = IGNORE_INDEX;
   model.zeroGrad();

@@ -78,8 +78,12 @@ test('the compact vocabulary trains exactly like the full 300-row embedding whos
   for (let id = 0; id < 300; id++) fw.set(cw.subarray(v.rowOf[id]! * d, v.rowOf[id]! * d + d), id * d);
   for (const p of compact.o.model.params) if (p.name !== 'transformer.wte.weight') full.o.model.param(p.name).data.set(p.data);
   const a = await compact.run(), b = await full.run();
-  a.history.forEach((h, i) => assert.ok(Math.abs(h.loss - b.history[i]!.loss) < 1e-4, `step ${i + 1}: ${h.loss} vs ${b.history[i]!.loss}`));
-  a.history.forEach((h, i) => assert.ok(Math.abs(h.gradNorm - b.history[i]!.gradNorm) < 1e-4 * Math.max(1, h.gradNorm)));
+  a.history.forEach((h, i) => {
+    assert.ok(Math.abs(h.loss - b.history[i]!.loss) < 1e-4, `step ${i + 1}: ${h.loss} vs ${b.history[i]!.loss}`);
+  });
+  a.history.forEach((h, i) => {
+    assert.ok(Math.abs(h.gradNorm - b.history[i]!.gradNorm) < 1e-4 * Math.max(1, h.gradNorm));
+  });
   // Every unused row of the full model is still equal to the compact shared row.
   const shared = cw.subarray((v.idOf.length - 1) * d, v.idOf.length * d);
   let worst = 0;

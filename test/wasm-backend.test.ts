@@ -15,7 +15,7 @@ import { quantize } from '../src/formats/ggml-quants.js';
 import type { DType, TensorSource } from '../src/formats/tensor-source.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { openCheckpoint } from '../src/model/load.js';
-import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 import {
   GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, checkLeftPadded, logitsOf, randomSource,
 } from './helpers/backend-conformance.js';
@@ -96,7 +96,9 @@ describe('threads and memory layout do not change the numbers', () => {
     const one = await run(1), six = await run(6);
     assert.deepEqual(six.used, [6, 4, 4, 4, 4, 4, 4]);
     assert.deepEqual(one.used, [1, 1, 1, 1, 1, 1, 1]);
-    six.logits.forEach((x, i) => assert.deepEqual(x, one.logits[i], `call ${i}`));
+    six.logits.forEach((x, i) => {
+      assert.deepEqual(x, one.logits[i], `call ${i}`);
+    });
   });
 
   it('passes of a few rows (a call split internally) and a mixed batch stay within tolerance', async () => {
@@ -148,12 +150,14 @@ describe('threads and memory layout do not change the numbers', () => {
           const caches = inputs.map(() => r.createCache({ capacity: 32 }));
           const out = await r.forward(inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })), { logits, reuseLogits: reuse });
           const copies = out.map((o) => ({ logits: o.logits.slice(), view: o.logits }));
-          caches.forEach((c) => c.dispose());
+          for (const c of caches) c.dispose();
           return copies;
         };
         const fresh = await run(false);
         const reused = await run(true);
-        reused.forEach((o, i) => assert.deepEqual(o.logits, fresh[i]!.logits, `${logits}: sequence ${i}`));
+        reused.forEach((o, i) => {
+          assert.deepEqual(o.logits, fresh[i]!.logits, `${logits}: sequence ${i}`);
+        });
         const nonEmpty = reused.filter((o) => o.view.length > 0);
         assert.ok(nonEmpty.every((o) => o.view.buffer === nonEmpty[0]!.view.buffer), 'one shared buffer');
         // The next call reuses the buffer: the views now show its logits.
@@ -205,10 +209,12 @@ describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
             assert.equal(o.token, chooseToken(o.logits, requests[i]!), `reuse ${reuse} step ${step} sequence ${i}`);
             next.push(o.token!);
           });
-          next.forEach((t, i) => histories[i]!.push(t));
+          next.forEach((t, i) => {
+            histories[i]!.push(t);
+          });
           inputs = next.map((t) => [t]);
         }
-        caches.forEach((c) => c.dispose());
+        for (const c of caches) c.dispose();
       }
       // A request that cannot be sent to the threads fails that call only, with a clear error.
       const c = r.createCache({ capacity: 8 });
@@ -251,7 +257,7 @@ describe('logits chosen per sequence (SequenceInput.logits)', () => {
           assert.ok(maxAbsDiff(out[1]!.logits, (await logitsOf(runner, seqs[1]!)).subarray(2 * V)) <= 1e-6, `${runner.backendName}: last`);
           assert.equal(out[0]!.token, undefined, 'no token for a sequence returning every row');
           if (runner === r) assert.equal(out[1]!.token, chooseToken(out[1]!.logits, sample[1]!));
-          caches.forEach((c) => c.dispose());
+          for (const c of caches) c.dispose();
         }
       }
       const c = r.createCache({ capacity: 4 });
@@ -425,10 +431,12 @@ describe('small passes (every thread computes the row-wise steps itself)', () =>
       const rc = prompts.map(() => ref.createCache({ capacity: 48 })), wc = prompts.map(() => r.createCache({ capacity: 48 }));
       let inputs = prompts;
       for (let step = 0; step < 80; step++) {
-        if (step === 40) { rc.concat(wc).forEach((cc) => cc.truncate(0)); inputs = prompts; }
+        if (step === 40) { for (const cc of rc.concat(wc)) cc.truncate(0); inputs = prompts; }
         const a = await ref.forward(inputs.map((tokens, i) => ({ cache: rc[i]!, tokens })), { logits: 'last' });
         const b = await r.forward(inputs.map((tokens, i) => ({ cache: wc[i]!, tokens })), { logits: 'last', reuseLogits: true });
-        b.forEach((o, i) => assert.ok(maxAbsDiff(o.logits, a[i]!.logits) <= TOL, `step ${step} sequence ${i}: ${maxAbsDiff(o.logits, a[i]!.logits)}`));
+        b.forEach((o, i) => {
+          assert.ok(maxAbsDiff(o.logits, a[i]!.logits) <= TOL, `step ${step} sequence ${i}: ${maxAbsDiff(o.logits, a[i]!.logits)}`);
+        });
         inputs = a.map((o, i) => [(argmax(o.logits) + step + i) % c.vocabSize]);
       }
     } finally {

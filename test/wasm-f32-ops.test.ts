@@ -20,8 +20,8 @@ function naive(a: Float32Array, b: Float32Array, M: number, N: number, K: number
     for (let n = 0; n < N; n++) {
       let s = 0;
       for (let k = 0; k < K; k++) {
-        const av = transA ? a[k * M + m] : a[m * K + k];
-        const bv = transB ? b[n * K + k] : b[k * N + n];
+        const av = transA ? a[k * M + m]! : a[m * K + k]!;
+        const bv = transB ? b[n * K + k]! : b[k * N + n]!;
         s += av * bv;
       }
       out[m * N + n] = s;
@@ -40,7 +40,7 @@ test('matmul matches a float64 triple loop on ragged sizes, every transpose comb
         matmul(out, a, b, M, N, K, { transA, transB });
         const ref = naive(a, b, M, N, K, transA, transB);
         for (let i = 0; i < M * N; i++) {
-          assert.ok(Math.abs(out[i] - ref[i]) <= 1e-5 * Math.sqrt(K) + 1e-6, `M${M} N${N} K${K} tA${transA} tB${transB} [${i}] ${out[i]} vs ${ref[i]}`);
+          assert.ok(Math.abs(out[i]! - ref[i]!) <= 1e-5 * Math.sqrt(K) + 1e-6, `M${M} N${N} K${K} tA${transA} tB${transB} [${i}] ${out[i]} vs ${ref[i]}`);
         }
       }
     }
@@ -54,7 +54,7 @@ test('matmul accumulate adds into out; K = 0 and empty shapes are handled', () =
   const out = base.slice();
   matmul(out, a, b, M, N, K, { accumulate: true });
   const ref = naive(a, b, M, N, K, false, false);
-  for (let i = 0; i < M * N; i++) assert.ok(Math.abs(out[i] - (base[i] + ref[i])) < 1e-5);
+  for (let i = 0; i < M * N; i++) assert.ok(Math.abs(out[i]! - (base[i]! + ref[i]!)) < 1e-5);
   const z = base.slice();
   matmul(z, a, b, M, N, 0);
   assert.ok(z.subarray(0, M * N).every((v) => v === 0));

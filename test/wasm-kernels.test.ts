@@ -33,7 +33,7 @@ test('q8_0 / q4_0 weight quantizers are bit-identical to ggml reference quantize
 
 test('f16 / bf16 conversions match dtypes.ts (subnormals, ties, overflow)', () => {
   const h = new Heap();
-  const special = [0, -0, 1, -1, 65504, 65519, 65520, 1e6, 6.1e-5, 6.0e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1e-10, 0.1, 1 / 3, 3.14159, -2.5e-6];
+  const special = [0, -0, 1, -1, 65504, 65519, 65520, 1e6, 6.1e-5, 6.0e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1e-10, 0.1, 1 / 3, Math.PI, -2.5e-6];
   const x = Float32Array.from([...special, ...rand(200, 7, 10)]);
   const px = h.putF32(x);
   const p16 = h.alloc(x.length * 2), pb16 = h.alloc(x.length * 2);
@@ -316,7 +316,7 @@ function refAttention(q: Float32Array, nq: number, pos0: number, K: Float32Array
     const mx = Math.max(...s);
     const pr = mx === -Infinity ? s.map(() => 1 / nKeys) : s.map((v) => Math.exp(v - mx));
     const z = pr.reduce((a, v) => a + v, 0);
-    for (let j = 0; j < nKeys; j++) for (let e = 0; e < hd; e++) out[i * hd + e] += (pr[j]! / z) * V[j * hd + e]!;
+    for (let j = 0; j < nKeys; j++) for (let e = 0; e < hd; e++) out[i * hd + e]! += (pr[j]! / z) * V[j * hd + e]!;
   }
   return out;
 }

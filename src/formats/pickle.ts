@@ -153,10 +153,25 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       throw new FormatError(`${what} is truncated: ${OPCODE_NAMES[op] ?? 'opcode'} at byte ${opPos} needs ${n} more bytes but the stream has ${data.length - pos}`);
     }
   };
-  const u8 = () => (need(1), data[pos++]!);
-  const u16 = () => (need(2), (pos += 2), view.getUint16(pos - 2, true));
-  const i32 = () => (need(4), (pos += 4), view.getInt32(pos - 4, true));
-  const u32 = () => (need(4), (pos += 4), view.getUint32(pos - 4, true));
+  const u8 = () => {
+    need(1);
+    return data[pos++]!;
+  };
+  const u16 = () => {
+    need(2);
+    pos += 2;
+    return view.getUint16(pos - 2, true);
+  };
+  const i32 = () => {
+    need(4);
+    pos += 4;
+    return view.getInt32(pos - 4, true);
+  };
+  const u32 = () => {
+    need(4);
+    pos += 4;
+    return view.getUint32(pos - 4, true);
+  };
   const u64 = () => {
     need(8);
     const v = view.getBigUint64(pos, true);

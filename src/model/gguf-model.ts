@@ -355,11 +355,11 @@ export function tokenizerFromHfJson(json: unknown, vocabSize: number, source = '
   if (typeof json !== 'object' || json === null) throw new FormatError(`${source} is not a JSON object`);
   const tj = json as Record<string, unknown>;
   const model = tj['model'] as Record<string, unknown> | undefined;
-  if (!model || model['type'] !== 'BPE' || typeof model['vocab'] !== 'object') {
+  if (model?.['type'] !== 'BPE' || typeof model['vocab'] !== 'object') {
     throw new UnsupportedError(`${source}: only byte-level BPE tokenizers (model.type "BPE") can be embedded as gpt2 GGUF vocabularies`);
   }
   const pre = tj['pre_tokenizer'] as Record<string, unknown> | null | undefined;
-  if (!pre || pre['type'] !== 'ByteLevel') {
+  if (pre?.['type'] !== 'ByteLevel') {
     throw new UnsupportedError(`${source}: the pre-tokenizer is ${pre ? String(pre['type']) : 'missing'}; only GPT-NeoX's ByteLevel pre-tokenizer maps to llama.cpp's "mpt"`);
   }
   const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);

@@ -56,7 +56,10 @@ class CharSet {
       return yes;
     }
     let yes = this.astral.get(cp);
-    if (yes === undefined) this.astral.set(cp, yes = this.re!.test(String.fromCodePoint(cp)));
+    if (yes === undefined) {
+      yes = this.re!.test(String.fromCodePoint(cp));
+      this.astral.set(cp, yes);
+    }
     return yes;
   }
 }

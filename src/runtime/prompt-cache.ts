@@ -251,7 +251,9 @@ function writeSnapshot(path: string, snap: KvSnapshot, tokens: readonly number[]
   try {
     put(head);
     const ids = Buffer.alloc(4 * n);
-    tokens.forEach((t, i) => ids.writeUInt32LE(t, 4 * i));
+    tokens.forEach((t, i) => {
+      ids.writeUInt32LE(t, 4 * i);
+    });
     put(ids);
     put(Buffer.from(snap.padMask.buffer, snap.padMask.byteOffset, n));
     // Encode a layer in pieces of at most ~64 MiB, so memory stays bounded for long contexts.

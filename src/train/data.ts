@@ -78,7 +78,9 @@ export function splitWindows(windows: Int32Array, count: number, seqLen: number,
   for (let i = 0; i < count; i++) ((i % every === every - 1) ? ev : tr).push(i);
   const take = (idx: number[]) => {
     const out = new Int32Array(idx.length * seqLen);
-    idx.forEach((w, j) => out.set(windows.subarray(w * seqLen, (w + 1) * seqLen), j * seqLen));
+    idx.forEach((w, j) => {
+      out.set(windows.subarray(w * seqLen, (w + 1) * seqLen), j * seqLen);
+    });
     return out;
   };
   return { train: take(tr), eval: take(ev) };

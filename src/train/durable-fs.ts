@@ -4,7 +4,7 @@
  * and only then renamed into place, so a crash or power cut at any instant leaves either the old
  * version or the complete new one. Temporaries of killed runs are removed once their process is gone.
  */
-import { open, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { open, readdir, rename, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 /** Called after each step of a multi-step write; tests throw from it to simulate a crash there. */
@@ -45,7 +45,7 @@ export async function removeStaleTemps(path: string): Promise<string[]> {
 
 /** Flushes a file, or a folder's entries, to disk. */
 export async function syncPath(path: string, isDir = false): Promise<void> {
-  let h;
+  let h: FileHandle;
   try {
     h = await open(path, isDir ? 'r' : 'r+');
   } catch (e) {

@@ -30,8 +30,8 @@ export function gemmNTJs(
           s10 += x1 * y0; s11 += x1 * y1; s12 += x1 * y2; s13 += x1 * y3;
         }
         if (acc) {
-          y[o0 + j] += s00; y[o0 + j + 1] += s01; y[o0 + j + 2] += s02; y[o0 + j + 3] += s03;
-          y[o1 + j] += s10; y[o1 + j + 1] += s11; y[o1 + j + 2] += s12; y[o1 + j + 3] += s13;
+          y[o0 + j]! += s00; y[o0 + j + 1]! += s01; y[o0 + j + 2]! += s02; y[o0 + j + 3]! += s03;
+          y[o1 + j]! += s10; y[o1 + j + 1]! += s11; y[o1 + j + 2]! += s12; y[o1 + j + 3]! += s13;
         } else {
           y[o0 + j] = s00; y[o0 + j + 1] = s01; y[o0 + j + 2] = s02; y[o0 + j + 3] = s03;
           y[o1 + j] = s10; y[o1 + j + 1] = s11; y[o1 + j + 2] = s12; y[o1 + j + 3] = s13;
@@ -41,7 +41,7 @@ export function gemmNTJs(
         const b0 = wOff + j * ldw;
         let s0 = 0, s1 = 0;
         for (let k = 0; k < K; k++) { const v = w[b0 + k]!; s0 += x[a0 + k]! * v; s1 += x[a1 + k]! * v; }
-        if (acc) { y[o0 + j] += s0; y[o1 + j] += s1; } else { y[o0 + j] = s0; y[o1 + j] = s1; }
+        if (acc) { y[o0 + j]! += s0; y[o1 + j]! += s1; } else { y[o0 + j] = s0; y[o1 + j] = s1; }
       }
     }
     for (; i < M; i++) {
@@ -50,7 +50,7 @@ export function gemmNTJs(
         const b0 = wOff + j * ldw;
         let s = 0;
         for (let k = 0; k < K; k++) s += x[a0 + k]! * w[b0 + k]!;
-        if (acc) y[o0 + j] += s; else y[o0 + j] = s;
+        if (acc) y[o0 + j]! += s; else y[o0 + j] = s;
       }
     }
   }

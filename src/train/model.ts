@@ -257,7 +257,7 @@ export class TrainModel {
       const r = this.lora.rank;
       const delta = new Float32Array(o * i);
       this.kernels.matmul(delta, B.data, A.data, o, i, r);
-      for (let k = 0; k < delta.length; k++) W.data[k] += s * delta[k]!;
+      for (let k = 0; k < delta.length; k++) W.data[k]! += s * delta[k]!;
     }
     for (let k = this.params.length - 1; k >= 0; k--) {
       if (this.params[k]!.name.includes('.lora_')) { this.byName.delete(this.params[k]!.name); this.params.splice(k, 1); }
@@ -341,7 +341,7 @@ export class TrainModel {
   private linear(y: Float32Array, x: Float32Array, base: string, N: number, o: number, i: number, loraSave?: Float32Array): void {
     this.kernels.matmul(y, x, this.getData(`${base}.weight`)!, N, o, i, { transB: true });
     const b = this.getData(`${base}.bias`);
-    if (b) for (let n = 0; n < N; n++) { const off = n * o; for (let j = 0; j < o; j++) y[off + j] += b[j]!; }
+    if (b) for (let n = 0; n < N; n++) { const off = n * o; for (let j = 0; j < o; j++) y[off + j]! += b[j]!; }
     const A = this.getData(`${base}.lora_A`);
     if (A && loraSave && this.lora) {
       const r = this.lora.rank, s = this.lora.alpha / r;
@@ -357,7 +357,7 @@ export class TrainModel {
     const W = this.getData(`${base}.weight`)!;
     const dW = this.getGrad(`${base}.weight`), db = this.getGrad(`${base}.bias`);
     if (dW) this.kernels.matmul(dW, dy, x, o, i, N, { transA: true, accumulate: true });
-    if (db) for (let n = 0; n < N; n++) { const off = n * o; for (let j = 0; j < o; j++) db[j] += dy[off + j]!; }
+    if (db) for (let n = 0; n < N; n++) { const off = n * o; for (let j = 0; j < o; j++) db[j]! += dy[off + j]!; }
     this.kernels.matmul(dx, dy, W, N, i, o, { accumulate: accumulateDx });
     const A = this.getData(`${base}.lora_A`);
     if (A && loraSaved && this.lora) {
@@ -371,7 +371,7 @@ export class TrainModel {
         this.kernels.matmul(dB, dy, tmp, o, r, N, { transA: true, accumulate: true });
       }
       this.kernels.matmul(tmp, dy, Bm, N, r, o);
-      for (let k = 0; k < N * r; k++) tmp[k] *= s;
+      for (let k = 0; k < N * r; k++) tmp[k]! *= s;
       if (dA) this.kernels.matmul(dA, tmp, x, r, i, N, { transA: true, accumulate: true });
       this.kernels.matmul(dx, tmp, A, N, i, r, { accumulate: true });
     }
@@ -391,7 +391,7 @@ export class TrainModel {
       if (id < 0 || id >= this.vocab.fullSize) throw new InputError(`token id ${id} is outside the vocabulary (${this.vocab.fullSize})`);
       const row = this.vocab.rowOf[id]!;
       x0.set(wte.subarray(row * d, row * d + d), n * d);
-      if (wpe) { const t = n % T; for (let j = 0; j < d; j++) x0[n * d + j] += wpe[t * d + j]!; }
+      if (wpe) { const t = n % T; for (let j = 0; j < d; j++) x0[n * d + j]! += wpe[t * d + j]!; }
     }
     const scale = c.attn.softmaxScale ?? 1 / Math.sqrt(hd);
     const clip = c.attn.clipQkv;
@@ -406,7 +406,7 @@ export class TrainModel {
         const o = n * Q;
         for (let j = 0; j < Q; j++) {
           let v = la.qkv[o + j]!;
-          if (clip !== null) v = v < -clip ? -clip : v > clip ? clip : v;
+          if (clip !== null) v = Math.min(Math.max(v, -clip), clip);
           if (j < d) qDst[n * d + j] = v;
           else if (j < d + kvd) kDst[n * kvd + j - d] = v;
           else la.v[n * kvd + j - d - kvd] = v;
@@ -418,12 +418,12 @@ export class TrainModel {
       }
       this.attentionForward(ws, la, B, T, H, KV, hd, scale);
       this.linear(la.h, la.ctx, `${p}.attn.out_proj`, N, d, d, la.loraOut);
-      for (let k = 0; k < N * d; k++) la.h[k] += la.x[k]!;
+      for (let k = 0; k < N * d; k++) la.h[k]! += la.x[k]!;
       layerNormForward(la.ln2, la.h, this.getData(`${p}.norm_2.weight`), this.getData(`${p}.norm_2.bias`), N, d, eps, la.ln2Mean, la.ln2Rstd);
       this.linear(la.up, la.ln2, `${p}.ffn.up_proj`, N, hid, d, la.loraUp);
       geluForward(la.act, la.up, N * hid, la.cdf);
       this.linear(next, la.act, `${p}.ffn.down_proj`, N, d, hid, la.loraDown);
-      for (let k = 0; k < N * d; k++) next[k] += la.h[k]!;
+      for (let k = 0; k < N * d; k++) next[k]! += la.h[k]!;
     }
     layerNormForward(ws.lnf, ws.xOut, this.getData('transformer.norm_f.weight'), this.getData('transformer.norm_f.bias'), N, d, eps, ws.lnfMean, ws.lnfRstd);
     return ws;
@@ -553,7 +553,7 @@ export class TrainModel {
         const E = dL;
         let sum = 0;
         for (let j = 0; j < rows; j++) { const e = Math.exp(L[o + j]! * s - max); E[o + j] = e; sum += e; }
-        if (sharedRow >= 0) { E[o + sharedRow] *= m; sum += E[o + sharedRow]! - E[o + sharedRow]! / m; }
+        if (sharedRow >= 0) { E[o + sharedRow]! *= m; sum += E[o + sharedRow]! - E[o + sharedRow]! / m; }
         const tr = this.vocab.rowOf[t]!;
         const lt = L[o + tr]! * s;
         const logZ = max + Math.log(sum);
@@ -562,8 +562,8 @@ export class TrainModel {
         if (withGrad) {
           // d/d raw logit = s · (p − onehot), p of the shared row summed over its m ids.
           const g = lossScale * s / sum;
-          for (let j = 0; j < rows; j++) dL[o + j] *= g;
-          dL[o + tr] -= lossScale * s;
+          for (let j = 0; j < rows; j++) dL[o + j]! *= g;
+          dL[o + tr]! -= lossScale * s;
         }
       }
       if (withGrad) {
@@ -627,10 +627,10 @@ export class TrainModel {
     if (dWte) {
       for (let n = 0; n < N; n++) {
         const row = this.vocab.rowOf[inputs[n]!]!;
-        for (let j = 0; j < d; j++) dWte[row * d + j] += dRes[n * d + j]!;
+        for (let j = 0; j < d; j++) dWte[row * d + j]! += dRes[n * d + j]!;
       }
     }
     const dWpe = this.getGrad('transformer.wpe.weight');
-    if (dWpe) for (let n = 0; n < N; n++) { const t = n % T; for (let j = 0; j < d; j++) dWpe[t * d + j] += dRes[n * d + j]!; }
+    if (dWpe) for (let n = 0; n < N; n++) { const t = n % T; for (let j = 0; j < d; j++) dWpe[t * d + j]! += dRes[n * d + j]!; }
   }
 }

@@ -77,8 +77,8 @@ export function layerNormBackward(
     for (let i = 0; i < dim; i++) {
       const xh = (x[xo + i]! - mu) * rs;
       const g = dy[go + i]!;
-      if (dw) dw[i] += g * xh;
-      if (db) db[i] += g;
+      if (dw) dw[i]! += g * xh;
+      if (db) db[i]! += g;
       const gh = w ? g * w[i]! : g;
       sumG += gh; sumGX += gh * xh;
     }
@@ -87,7 +87,7 @@ export function layerNormBackward(
       const xh = (x[xo + i]! - mu) * rs;
       const gh = w ? dy[go + i]! * w[i]! : dy[go + i]!;
       const v = rs * (gh - mG - xh * mGX);
-      if (accumulate) dx[dxo + i] += v; else dx[dxo + i] = v;
+      if (accumulate) dx[dxo + i]! += v; else dx[dxo + i] = v;
     }
   }
 }

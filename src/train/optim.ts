@@ -110,6 +110,6 @@ export function gradNorm(params: Param[]): number {
 export function clipGradNorm(params: Param[], maxNorm: number): number {
   const norm = gradNorm(params);
   const coef = maxNorm / (norm + 1e-6);
-  if (coef < 1) for (const p of params) if (p.trainable && p.grad) for (let i = 0; i < p.grad.length; i++) p.grad[i] *= coef;
+  if (coef < 1) for (const p of params) if (p.trainable && p.grad) for (let i = 0; i < p.grad.length; i++) p.grad[i]! *= coef;
   return norm;
 }

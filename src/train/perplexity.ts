@@ -41,7 +41,9 @@ export function compactIdenticalRows(model: TrainModel, kernels: Kernels): Train
   const out = new TrainModel(model.config, kernels, vocab);
   for (const p of out.params) {
     if (p.name === 'transformer.wte.weight') {
-      vocab.idOf.forEach((id, r) => p.data.set(w.subarray(id * d, id * d + d), r * d));
+      vocab.idOf.forEach((id, r) => {
+        p.data.set(w.subarray(id * d, id * d + d), r * d);
+      });
     } else p.data.set(model.param(p.name).data);
   }
   return out;

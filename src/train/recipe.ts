@@ -34,7 +34,7 @@ import type { MptTokenizer } from '../runtime/tokenizer.js';
 import { loadTokenizer, shippedNeoxTokenizerPath } from '../runtime/tokenizer-files.js';
 import type { HfExportDtype } from '../model/hf-export.js';
 import type { Kernels } from './kernels.js';
-import { compactVocab, TrainModel } from './model.js';
+import { compactVocab, TrainModel, type CompactVocab } from './model.js';
 import { optimizerConfig, type OptimizerConfig } from './optim.js';
 import { parseScheduleName, type ScheduleConfig } from './schedule.js';
 import { lmBatch, packWindows, splitWindows, tokenizeFiles } from './data.js';
@@ -230,7 +230,7 @@ export async function prepareRun(
   if (loaded) {
     model = loaded;
   } else {
-    let vocab;
+    let vocab: CompactVocab | undefined;
     if (ckDir) {
       const meta = (await loadCheckpointMeta(ckDir)) as { vocab?: { idOf: number[]; shared: number } };
       if (meta.vocab && meta.vocab.shared > 0) vocab = compactVocab(config.vocabSize, meta.vocab.idOf.slice(0, -1));

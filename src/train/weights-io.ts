@@ -201,6 +201,8 @@ export function mptTokenizerSideFiles(
 /** The compact-vocabulary helpers need the full embedding to be compacted on load. */
 export function compactEmbedding(full: Float32Array, vocab: CompactVocab, d: number): Float32Array {
   const out = new Float32Array(vocab.idOf.length * d);
-  vocab.idOf.forEach((id, r) => out.set(full.subarray(id * d, id * d + d), r * d));
+  vocab.idOf.forEach((id, r) => {
+    out.set(full.subarray(id * d, id * d + d), r * d);
+  });
   return out;
 }

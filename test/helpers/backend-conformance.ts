@@ -113,7 +113,7 @@ export async function checkLeftPadded(r: ModelRunner, g: Goldens, { padRows }: {
     last = o.map((x) => argmax(x.logits));
   }
   assert.deepEqual(gen, bp.generate_10_greedy.map((row: number[]) => row.slice(T)));
-  caches.forEach((c) => c.dispose());
+  for (const c of caches) c.dispose();
 }
 
 export /** In-memory random checkpoint for a config (canonical names, f32). */

@@ -18,7 +18,7 @@ let geluTable: Float32Array | undefined;
 function geluFp16Table(): Float32Array {
   if (geluTable) return geluTable;
   const t = new Float32Array(65536);
-  const A = fr(0.044715), S = fr(0.79788456080286535587989211986876);
+  const A = fr(0.044715), S = fr(0.7978845608028654);
   for (let h = 0; h < 65536; h++) {
     const x = f16ToF32(h);
     const inner = fr(fr(S * x) * fr(1 + fr(fr(A * x) * x)));
@@ -148,7 +148,9 @@ export class LlamaCppMpt {
       });
     }
     const logits = new Float32Array(T * V);
-    x.forEach((row, i) => logits.set(this.output.matvec(layerNorm(row, this.outNorm, eps)), i * V));
+    x.forEach((row, i) => {
+      logits.set(this.output.matvec(layerNorm(row, this.outNorm, eps)), i * V);
+    });
     return logits;
   }
 }

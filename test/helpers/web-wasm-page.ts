@@ -12,15 +12,18 @@ import { Sampler, chooseToken } from '../../src/runtime/sampling.js';
 
 const DTYPES: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
+/** One tensor's entry in a safetensors header (the `__metadata__` entry is skipped). */
+interface SafetensorsEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
+
 /** A safetensors file held in memory (the format's own reader opens files with node:fs). */
 function safetensorsFromBytes(bytes: Uint8Array): TensorSource {
   const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<string, any>;
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<string, SafetensorsEntry>;
   const data = 8 + headerLen;
   const entries = new Map<string, { info: TensorInfo; start: number }>();
   for (const [name, e] of Object.entries(header)) {
     if (name === '__metadata__') continue;
-    const [begin, end] = e.data_offsets as [number, number];
+    const [begin, end] = e.data_offsets;
     const info: TensorInfo = { name, dtype: DTYPES[e.dtype]!, shape: e.shape, byteLength: end - begin };
     entries.set(name, { info, start: data + begin });
   }

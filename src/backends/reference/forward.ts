@@ -47,7 +47,7 @@ export class ReferenceModel {
       case 'gelu': return gelu(x);
       case 'gelu_tanh': return geluTanh(x);
       case 'silu': return silu(x);
-      case 'relu': return x > 0 ? x : 0;
+      case 'relu': return Math.max(x, 0);
     }
   }
 
@@ -85,7 +85,7 @@ export class ReferenceModel {
         if (!cache.padMask[past + t]) padsBefore++;
         const pos = Math.max(0, past + t - padsBefore);
         if (pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
-        for (let i = 0; i < d; i++) x[t * d + i] += W.wpe[pos * d + i]!;
+        for (let i = 0; i < d; i++) x[t * d + i]! += W.wpe[pos * d + i]!;
       }
     }
 
@@ -155,13 +155,13 @@ export class ReferenceModel {
             const p = scores[j]! / sum;
             if (probs) probs[(h * T + t) * K + j] = p;
             if (p === 0) continue;
-            for (let e = 0; e < hd; e++) ctx[o + e] += p * Vc[j * kvd + g * hd + e]!;
+            for (let e = 0; e < hd; e++) ctx[o + e]! += p * Vc[j * kvd + g * hd + e]!;
           }
         }
       }
       if (probs) attentions.push(probs);
       const attnOut = linear(ctx, T, B.outProj.weight, d, d, B.outProj.bias);
-      for (let i = 0; i < x.length; i++) x[i] += attnOut[i]!;
+      for (let i = 0; i < x.length; i++) x[i]! += attnOut[i]!;
 
       // --- MLP: x = h + down_proj(act(up_proj(norm_2(h)))) (GLU: act(gate) * up) ---
       const ff = c.ffn.hiddenSize;
@@ -174,7 +174,7 @@ export class ReferenceModel {
         for (let i = 0; i < up.length; i++) up[i] = this.activation(up[i]!);
       }
       const down = linear(up, T, B.downProj.weight, ff, d, B.downProj.bias);
-      for (let i = 0; i < x.length; i++) x[i] += down[i]!;
+      for (let i = 0; i < x.length; i++) x[i]! += down[i]!;
     }
     cache.commit(T);
 

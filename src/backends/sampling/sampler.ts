@@ -302,7 +302,7 @@ function candidateWeights(c: Candidates, threshold: number, maxLogit: number, in
       const v = c.x[i]!;
       const e = v >= threshold ? expF32(f(f(v - maxLogit) * invT)) : 0;
       w[i] = e;
-      lane[c.ids[i]! & 3] += e;
+      lane[c.ids[i]! & 3]! += e;
     }
     const sb = (lane[0]! + lane[1]!) + (lane[2]! + lane[3]!);
     sums.push(sb);

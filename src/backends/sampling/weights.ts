@@ -10,7 +10,7 @@ import { platform } from '../../platform/index.js';
 import { DRAW_BLOCK, WasmSamplingKernels, type RowStats, type RowWeights } from '../wasm/sampling-ops.js';
 
 const f = Math.fround;
-const LOG2E = f(1.44269504088896341);
+const LOG2E = f(Math.LOG2E);
 const LN2_HI = f(0.693359375);
 const LN2_LO = f(-2.12194440e-4);
 const P = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1].map(f);
@@ -82,7 +82,7 @@ export class JsSamplingKernels {
         const v = x[i]!;
         const e = v >= threshold && v > -Infinity ? expF32(f(f(v - maxLogit) * invT)) : 0;
         w[i] = e;
-        lane[i & 3] += e;
+        lane[i & 3]! += e;
       }
       const sb = (lane[0]! + lane[1]!) + (lane[2]! + lane[3]!);
       s[b / DRAW_BLOCK] = sb;

@@ -216,7 +216,9 @@ export class Executor {
     team.reset(p.threads);
 
     const rowSeq = new Int32Array(R);
-    p.seqs.forEach((s, i) => rowSeq.fill(i, s.rowStart, s.rowStart + s.n));
+    p.seqs.forEach((s, i) => {
+      rowSeq.fill(i, s.rowStart, s.rowStart + s.n);
+    });
     const unitList: number[] = [];
     p.seqs.forEach((sq, si) => {
       const tiles = Math.ceil(sq.n / ATTN_ROWS);

@@ -186,7 +186,9 @@ export class WasmRunner implements ModelRunner {
       await this.pool.run(pass);
       if (!reuse && need > 0) {
         const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);
-        logitDest.forEach(([i, row], j) => outputs[i]!.logits.set(all.subarray(j * V, (j + 1) * V), row * V));
+        logitDest.forEach(([i, row], j) => {
+          outputs[i]!.logits.set(all.subarray(j * V, (j + 1) * V), row * V);
+        });
       }
       if (pass.sample) {
         const chosen = new Int32Array(this.tokensBuf!);
