@@ -357,7 +357,7 @@ test('token masks from the trie walk equal a brute-force check of every token', 
       const state = (c as unknown as { state: JsonAutomatonState }).state;
       for (let id = 0; id < vocab.vocabSize; id++) {
         const b = bytes[id];
-        const want = vocab.eosIds.includes(id) ? state.accepting : b !== null && state.feedBytes(b) !== null;
+        const want = vocab.eosIds.includes(id) ? state.accepting : b != null && state.feedBytes(b) !== null;
         assert.equal(maskHas(mask, id), want, `step ${step}, token ${id} ${b ? show(b) : 'special'}`);
       }
     }

@@ -118,8 +118,8 @@ test('numbers beyond what JSON can represent are refused as not finite, naming t
   const chatBody = `{"model": "${model}", "messages": [{"role": "user", "content": "Hi"}]`;
   const completionBody = `{"model": "${model}", "prompt": "Hi"`;
   const fields = [
-    ...chatFields.map((f) => ['/v1/chat/completions', chatBody, f]),
-    ...['logprobs', 'best_of', 'max_tokens'].map((f) => ['/v1/completions', completionBody, f]),
+    ...chatFields.map((f) => ['/v1/chat/completions', chatBody, f] as const),
+    ...['logprobs', 'best_of', 'max_tokens'].map((f) => ['/v1/completions', completionBody, f] as const),
   ];
   for (const [path, base, field] of fields) {
     for (const big of ['1e400', '-1e400']) {
