@@ -84,7 +84,9 @@ function byteLevelTables(): { charToByte: Map<string, number>; byteToChar: strin
     if (byteToChar[b] === undefined) byteToChar[b] = String.fromCharCode(256 + n++);
   }
   const charToByte = new Map<string, number>();
-  byteToChar.forEach((c, b) => charToByte.set(c, b));
+  byteToChar.forEach((c, b) => {
+    charToByte.set(c, b);
+  });
   return { charToByte, byteToChar };
 }
 
@@ -170,7 +172,7 @@ export class MptTokenizer {
     for (const t of added) if (t.id > maxId) maxId = t.id;
     const present = new Set<string>([...added.map((t) => t.content)]);
     const addSpecial = (content: string, id?: number, extra: Partial<AddedTokenSpec> = {}) => {
-      if (present.has(content) || Object.prototype.hasOwnProperty.call(vocab, content) && id === undefined) return;
+      if (present.has(content) || (Object.hasOwn(vocab, content) && id === undefined)) return;
       const tokenId = id ?? ++maxId;
       if (tokenId > maxId) maxId = tokenId;
       added.push({ id: tokenId, content, special: true, normalized: false, lstrip: false, rstrip: false, single_word: false, ...extra });
@@ -378,7 +380,7 @@ export class MptTokenizer {
       } else if (type === 4) {
         added.push({ id, content, special: false, normalized: true, lstrip: false, rstrip: false, single_word: false });
       }
-      if (!Object.prototype.hasOwnProperty.call(vocab, content)) vocab[content] = id;
+      if (!Object.hasOwn(vocab, content)) vocab[content] = id;
     }
     if (lastUsed < 0) throw new FormatError(`${source}: every GGUF token is marked unused`);
     const tokenizerJson = {
