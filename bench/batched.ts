@@ -34,12 +34,18 @@ const prompt = model.tokenizer.encode('The history of the city begins with a sma
 /** Mean step time, forward alone or with the tokens chosen in the workers. */
 async function measure(B: number, sample: boolean): Promise<number> {
   const caches = Array.from({ length: B }, () => runner.createCache({ capacity: prompt.length + steps + 8 }));
-  const samplers = Array.from({ length: B }, (_, i) => new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, seed: i }));
+  const samplers = Array.from(
+    { length: B },
+    (_, i) => new Sampler({ temperature: 1, topK: 0, topP: 1, minP: 0, seed: i }),
+  );
   try {
     const step = async (tokens: number[][]) => {
       const requests = sample ? samplers.map((s) => s.request()) : undefined;
-      const out = await runner.forward(caches.map((cache, i) => ({ cache, tokens: tokens[i]! })), { logits: 'last', reuseLogits: true, sample: requests });
-      return out.map((o, i) => (requests ? o.token ?? chooseToken(o.logits, requests[i]!) : 100 + i));
+      const out = await runner.forward(
+        caches.map((cache, i) => ({ cache, tokens: tokens[i]! })),
+        { logits: 'last', reuseLogits: true, sample: requests },
+      );
+      return out.map((o, i) => (requests ? (o.token ?? chooseToken(o.logits, requests[i]!)) : 100 + i));
     };
     let next = await step(caches.map(() => prompt));
     const warm = 4;
@@ -59,29 +65,42 @@ for (const B of batches) {
   const fwd = await measure(B, false);
   const sampled = await measure(B, true);
   rows.push({
-    batch: B, forward_step_ms: +fwd.toFixed(3), forward_tokens_per_s: Math.round((B * 1000) / fwd),
-    sampled_step_ms: +sampled.toFixed(3), sampling_ms_per_token: +(Math.max(0, sampled - fwd) / B).toFixed(3),
+    batch: B,
+    forward_step_ms: +fwd.toFixed(3),
+    forward_tokens_per_s: Math.round((B * 1000) / fwd),
+    sampled_step_ms: +sampled.toFixed(3),
+    sampling_ms_per_token: +(Math.max(0, sampled - fwd) / B).toFixed(3),
     sampled_tokens_per_s: Math.round((B * 1000) / sampled),
   });
 }
 const one = rows.find((r) => r.batch === 1);
-if (one) for (const r of rows) {
-  r.forward_speedup = +(r.forward_tokens_per_s! / one.forward_tokens_per_s!).toFixed(2);
-  r.sampled_speedup = +(r.sampled_tokens_per_s! / one.sampled_tokens_per_s!).toFixed(2);
-}
+if (one)
+  for (const r of rows) {
+    r.forward_speedup = +(r.forward_tokens_per_s! / one.forward_tokens_per_s!).toFixed(2);
+    r.sampled_speedup = +(r.sampled_tokens_per_s! / one.sampled_tokens_per_s!).toFixed(2);
+  }
 const lmType = (runner as { layout?: { head: { lm: { type: WeightType } } } }).layout?.head.lm.type ?? 'f32';
-const head = runKernelBench({ types: [lmType], K: c.dModel, N: c.vocabSize, M: 8 }).filter((r) => r.kernel !== 'attention' && r.kernel !== 'read-bandwidth');
-const m1 = head.find((r) => r.M === 1)!, m8 = head.find((r) => r.M === 8)!;
+const head = runKernelBench({ types: [lmType], K: c.dModel, N: c.vocabSize, M: 8 }).filter(
+  (r) => r.kernel !== 'attention' && r.kernel !== 'read-bandwidth',
+);
+const m1 = head.find((r) => r.M === 1)!,
+  m8 = head.find((r) => r.M === 8)!;
 const report = {
   model: arg(argv, 'model') ?? 'default',
   threads: (runner as { threads?: number }).threads,
-  d_model: c.dModel, n_layers: c.nLayers, vocab: c.vocabSize,
+  d_model: c.dModel,
+  n_layers: c.nLayers,
+  vocab: c.vocabSize,
   steps,
   results: rows,
   output_matrix_single_thread: {
-    type: lmType, rows: c.vocabSize, cols: c.dModel,
-    m1_ms: +m1.ms_cpu.toFixed(3), m1_gbps: +(m1.gbps_cpu ?? 0).toFixed(1),
-    m8_ms: +m8.ms_cpu.toFixed(3), m8_gflops: +m8.gflops_cpu.toFixed(1),
+    type: lmType,
+    rows: c.vocabSize,
+    cols: c.dModel,
+    m1_ms: +m1.ms_cpu.toFixed(3),
+    m1_gbps: +(m1.gbps_cpu ?? 0).toFixed(1),
+    m8_ms: +m8.ms_cpu.toFixed(3),
+    m8_gflops: +m8.gflops_cpu.toFixed(1),
     batching_bound_8_vs_1: +((8 * m1.ms_cpu) / m8.ms_cpu).toFixed(2),
   },
 };

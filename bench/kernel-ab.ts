@@ -14,10 +14,29 @@
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import { HALF_PANEL_BYTES, TABLES_END, WTYPE, instantiateKernelsAndTables, type Kernels } from '../src/backends/wasm/kernels.js';
+import {
+  HALF_PANEL_BYTES,
+  TABLES_END,
+  WTYPE,
+  instantiateKernelsAndTables,
+  type Kernels,
+} from '../src/backends/wasm/kernels.js';
 
-interface Case { name: string; run: (k: Kernels, m: Memory) => void; out: (m: Memory) => Float32Array; work: number; unit: string }
-interface Memory { memory: WebAssembly.Memory; W: number; X: number; Y: number; P: number; att: { Q: number; K: number; V: number; valid: number; O: number; S: number } }
+interface Case {
+  name: string;
+  run: (k: Kernels, m: Memory) => void;
+  out: (m: Memory) => Float32Array;
+  work: number;
+  unit: string;
+}
+interface Memory {
+  memory: WebAssembly.Memory;
+  W: number;
+  X: number;
+  Y: number;
+  P: number;
+  att: { Q: number; K: number; V: number; valid: number; O: number; S: number };
+}
 
 const argv = process.argv.slice(2);
 const files = argv.filter((a) => !a.startsWith('--') && argv[argv.indexOf(a) - 1] !== '--reps');
@@ -28,14 +47,31 @@ if (files.length !== 2) {
 }
 kernelModule('shared'); // sets the engine flags (TurboFan up front, relaxed SIMD) before compiling
 
-const N = 50432, K = 256, CAP = 2048, HD = 64;
+const N = 50432,
+  K = 256,
+  CAP = 2048,
+  HD = 64;
 function setup(file: string): { k: Kernels; m: Memory } {
   const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
   const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
   let p = TABLES_END;
-  const take = (n: number) => { const q = p; p += Math.ceil(n / 64) * 64; return q; };
-  const W = take(N * K * 2), X = take(16 * K * 4), Y = take(16 * N * 4), P = take(HALF_PANEL_BYTES);
-  const att = { Q: take(HD * 4), K: take(CAP * HD * 4), V: take(CAP * HD * 4), valid: take(CAP), O: take(HD * 4), S: take((4 * 32 + 4 * HD) * 4) };
+  const take = (n: number) => {
+    const q = p;
+    p += Math.ceil(n / 64) * 64;
+    return q;
+  };
+  const W = take(N * K * 2),
+    X = take(16 * K * 4),
+    Y = take(16 * N * 4),
+    P = take(HALF_PANEL_BYTES);
+  const att = {
+    Q: take(HD * 4),
+    K: take(CAP * HD * 4),
+    V: take(CAP * HD * 4),
+    valid: take(CAP),
+    O: take(HD * 4),
+    S: take((4 * 32 + 4 * HD) * 4),
+  };
   memory.grow(Math.ceil((p - memory.buffer.byteLength) / 65536) + 1);
   k.fill_random_weights(WTYPE.bf16, W, N * K, 3, 0.05);
   k.fill_random_weights(0, X, 16 * K, 7, 1);
@@ -46,26 +82,53 @@ function setup(file: string): { k: Kernels; m: Memory } {
 }
 
 const gemm = (M: number, rows: number): Case => ({
-  name: `bf16 ${M} x ${rows} x ${K}`, work: 2 * M * rows * K, unit: 'GFLOP/s',
+  name: `bf16 ${M} x ${rows} x ${K}`,
+  work: 2 * M * rows * K,
+  unit: 'GFLOP/s',
   run: (k, m) => k.gemm_bf16(m.X, K, m.W, K, m.Y, rows, M, 0, rows, K, 0, m.P),
   out: (m) => new Float32Array(m.memory.buffer, m.Y, M * rows).slice(),
 });
 const attention = (keys: number): Case => ({
-  name: `attention 1 row x ${keys} keys`, work: 4 * keys * HD, unit: 'GFLOP/s',
-  run: (k, m) => k.attention_kv(0, m.att.Q, HD, 1, keys - 1, m.att.K, m.att.V, HD * 4, 0, m.att.valid, keys, HD, 0.125, -0.25, m.att.O, HD, m.att.S),
+  name: `attention 1 row x ${keys} keys`,
+  work: 4 * keys * HD,
+  unit: 'GFLOP/s',
+  run: (k, m) =>
+    k.attention_kv(
+      0,
+      m.att.Q,
+      HD,
+      1,
+      keys - 1,
+      m.att.K,
+      m.att.V,
+      HD * 4,
+      0,
+      m.att.valid,
+      keys,
+      HD,
+      0.125,
+      -0.25,
+      m.att.O,
+      HD,
+      m.att.S,
+    ),
   out: (m) => new Float32Array(m.memory.buffer, m.att.O, HD).slice(),
 });
 const cases = [gemm(1, N), gemm(8, N), gemm(8, 256), attention(45), attention(2000)];
 
 const builds = files.map((f) => ({ file: f, ...setup(f) }));
 const results = cases.map((c) => {
-  const outs = builds.map((b) => { c.run(b.k, b.m); return c.out(b.m); });
+  const outs = builds.map((b) => {
+    c.run(b.k, b.m);
+    return c.out(b.m);
+  });
   const sameBits = outs[0]!.every((x, i) => Object.is(x, outs[1]![i]));
   // Small cases repeat inside one timing so that the clock's resolution does not matter.
   const t0 = performance.now();
   c.run(builds[0]!.k, builds[0]!.m);
   const inner = Math.max(1, Math.ceil(0.5 / Math.max(1e-4, performance.now() - t0)));
-  const best = [Infinity, Infinity], sum = [0, 0];
+  const best = [Infinity, Infinity],
+    sum = [0, 0];
   for (let r = 0; r < reps; r++) {
     for (const i of r & 1 ? [0, 1] : [1, 0]) {
       const b = builds[i]!;
@@ -77,12 +140,15 @@ const results = cases.map((c) => {
     }
   }
   return {
-    case: c.name, same_bits: sameBits,
-    ...Object.fromEntries(builds.flatMap((_, i) => [
-      [`${i ? 'B' : 'A'}_best_ms`, +best[i]!.toFixed(4)],
-      [`${i ? 'B' : 'A'}_mean_ms`, +(sum[i]! / reps).toFixed(4)],
-      [`${i ? 'B' : 'A'}_${c.unit.replace('/', '_per_')}`, +(c.work / (best[i]! / 1000) / 1e9).toFixed(1)],
-    ])),
+    case: c.name,
+    same_bits: sameBits,
+    ...Object.fromEntries(
+      builds.flatMap((_, i) => [
+        [`${i ? 'B' : 'A'}_best_ms`, +best[i]!.toFixed(4)],
+        [`${i ? 'B' : 'A'}_mean_ms`, +(sum[i]! / reps).toFixed(4)],
+        [`${i ? 'B' : 'A'}_${c.unit.replace('/', '_per_')}`, +(c.work / (best[i]! / 1000) / 1e9).toFixed(1)],
+      ]),
+    ),
     B_vs_A_best: +(best[0]! / best[1]!).toFixed(2),
   };
 });

@@ -37,9 +37,13 @@ function kl(a: Float32Array, b: Float32Array, rows: number, V: number): number[]
       for (let i = 0; i < V; i++) s += Math.exp(x[r * V + i]! - m);
       return m + Math.log(s);
     };
-    const la = ls(a), lb = ls(b);
+    const la = ls(a),
+      lb = ls(b);
     let d = 0;
-    for (let i = 0; i < V; i++) { const lp = a[r * V + i]! - la; d += Math.exp(lp) * (lp - (b[r * V + i]! - lb)); }
+    for (let i = 0; i < V; i++) {
+      const lp = a[r * V + i]! - la;
+      d += Math.exp(lp) * (lp - (b[r * V + i]! - lb));
+    }
     out.push(Math.max(0, d));
   }
   return out;
@@ -57,24 +61,37 @@ async function logits(runner: ModelRunner, cache: KvCache, ids: number[]): Promi
   return out;
 }
 
-const names = process.argv.slice(2).length ? process.argv.slice(2) : ['tiny-storywriter', 'tiny-alibi', 'tiny-gqa', 'tiny-bias', 'tiny-exp2'];
+const names = process.argv.slice(2).length
+  ? process.argv.slice(2)
+  : ['tiny-storywriter', 'tiny-alibi', 'tiny-gqa', 'tiny-bias', 'tiny-exp2'];
 const results: Record<string, Record<string, { klMean: number; klMax: number; top1Agreement: number }>> = {};
 for (const name of names) {
   const dir = FIXTURES + name;
   const ids = (JSON.parse(readFileSync(`${dir}/goldens.json`, 'utf8')).inputs as Record<string, number[]>)['seq64']!;
   const { runner } = await loadRunner(dir, { backend: 'reference' });
-  const c = runner.config, V = c.vocabSize, kvd = c.attn.kvNHeads * c.headDim;
+  const c = runner.config,
+    V = c.vocabSize,
+    kvd = c.attn.kvNHeads * c.headDim;
   const base = await logits(runner, runner.createCache({ capacity: 64 }), ids);
-  const argmax = (x: Float32Array, r: number) => { let b = 0; for (let i = 1; i < V; i++) if (x[r * V + i]! > x[r * V + b]!) b = i; return b; };
+  const argmax = (x: Float32Array, r: number) => {
+    let b = 0;
+    for (let i = 1; i < V; i++) if (x[r * V + i]! > x[r * V + b]!) b = i;
+    return b;
+  };
   results[name] = {};
   for (const t of ['f16', 'q8_0', 'q4_0'] as const) {
     if (t === 'q4_0' && kvd % 32 !== 0) continue;
-    const cache = t === 'q4_0' ? new Q4Cache(c.nLayers, kvd, 64, 'f32') : runner.createCache({ capacity: 64, kvType: t });
+    const cache =
+      t === 'q4_0' ? new Q4Cache(c.nLayers, kvd, 64, 'f32') : runner.createCache({ capacity: 64, kvType: t });
     const got = await logits(runner, cache, ids);
     const k = kl(base, got, ids.length, V);
     let agree = 0;
     for (let r = 0; r < ids.length; r++) if (argmax(base, r) === argmax(got, r)) agree++;
-    results[name]![t] = { klMean: k.reduce((a, b) => a + b, 0) / k.length, klMax: Math.max(...k), top1Agreement: agree / ids.length };
+    results[name]![t] = {
+      klMean: k.reduce((a, b) => a + b, 0) / k.length,
+      klMax: Math.max(...k),
+      top1Agreement: agree / ids.length,
+    };
   }
 }
 process.stdout.write(JSON.stringify(results, null, 1) + '\n');

@@ -29,20 +29,46 @@ function storyWriterConfig(shape: { dModel: number; nLayers: number; nHeads: num
   return parseMptConfig(raw);
 }
 
-interface Args { lengths: number[]; decode: number; batch: number; threads: number; kvType: KvType; out?: string; child?: number }
+interface Args {
+  lengths: number[];
+  decode: number;
+  batch: number;
+  threads: number;
+  kvType: KvType;
+  out?: string;
+  child?: number;
+}
 
 function parse(argv: string[]): Args {
-  const a: Args = { lengths: [4096, 16384, 32768, 65536, 100000], decode: 100, batch: 512, threads: Math.min(availableParallelism(), 16), kvType: 'f32' };
+  const a: Args = {
+    lengths: [4096, 16384, 32768, 65536, 100000],
+    decode: 100,
+    batch: 512,
+    threads: Math.min(availableParallelism(), 16),
+    kvType: 'f32',
+  };
   for (let i = 0; i < argv.length; i++) {
-    const k = argv[i]!, v = argv[i + 1];
-    const num = () => { const n = Number(v); if (!Number.isInteger(n) || n < 0) throw new Error(`${k} needs a non-negative integer`); i++; return n; };
-    if (k === '--lengths') { a.lengths = v!.split(',').map(Number); i++; }
-    else if (k === '--decode') a.decode = num();
+    const k = argv[i]!,
+      v = argv[i + 1];
+    const num = () => {
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < 0) throw new Error(`${k} needs a non-negative integer`);
+      i++;
+      return n;
+    };
+    if (k === '--lengths') {
+      a.lengths = v!.split(',').map(Number);
+      i++;
+    } else if (k === '--decode') a.decode = num();
     else if (k === '--batch') a.batch = num();
     else if (k === '--threads') a.threads = num();
-    else if (k === '--kv-type') { a.kvType = v as KvType; i++; }
-    else if (k === '--out') { a.out = v; i++; }
-    else if (k === '--child') a.child = num();
+    else if (k === '--kv-type') {
+      a.kvType = v as KvType;
+      i++;
+    } else if (k === '--out') {
+      a.out = v;
+      i++;
+    } else if (k === '--child') a.child = num();
     else throw new Error(`unknown option ${k}`);
   }
   return a;
@@ -74,7 +100,10 @@ async function runOne(L: number, a: Args): Promise<LengthResult> {
   const runner = await loadRandomModel(config, { type: 'f32', threads: a.threads, maxRows: a.batch });
   const V = config.vocabSize;
   let s = 12345;
-  const prompt = Array.from({ length: L }, () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s % V; });
+  const prompt = Array.from({ length: L }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s % V;
+  });
   const rssBeforeCache = process.memoryUsage().rss;
   const reservedBefore = runner.arenas.reservedBytes();
   const cache = runner.createCache({ capacity: L + a.decode, kvType: a.kvType });
@@ -90,7 +119,11 @@ async function runOne(L: number, a: Args): Promise<LengthResult> {
   }
   const t1 = performance.now();
   const cpu1 = process.cpuUsage(cpu0);
-  const argmax = (x: Float32Array) => { let b = 0; for (let i = 1; i < x.length; i++) if (x[i]! > x[b]!) b = i; return b; };
+  const argmax = (x: Float32Array) => {
+    let b = 0;
+    for (let i = 1; i < x.length; i++) if (x[i]! > x[b]!) b = i;
+    return b;
+  };
   for (let n = 0; n < a.decode; n++) {
     const [o] = await runner.forward([{ cache, tokens: [argmax(logits)] }], { logits: 'last' });
     logits = o!.logits;
@@ -119,9 +152,13 @@ async function runOne(L: number, a: Args): Promise<LengthResult> {
 
 function child(L: number, argv: string[]): Promise<LengthResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [fileURLToPath(import.meta.url), ...argv, '--child', String(L)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const p = spawn(process.execPath, [fileURLToPath(import.meta.url), ...argv, '--child', String(L)], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     let out = '';
-    p.stdout.on('data', (b: Buffer) => { out += b.toString(); });
+    p.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+    });
     p.on('error', reject);
     p.on('close', (code) => {
       if (code !== 0) return reject(new Error(`length ${L}: child exited with ${code}`));
@@ -132,9 +169,17 @@ function child(L: number, argv: string[]): Promise<LengthResult> {
 
 /** Least-squares line y = a + b·x. */
 function fit(xs: number[], ys: number[]): { slope: number; intercept: number; r2: number } {
-  const n = xs.length, mx = xs.reduce((s, x) => s + x, 0) / n, my = ys.reduce((s, y) => s + y, 0) / n;
-  let sxy = 0, sxx = 0, syy = 0;
-  for (let i = 0; i < n; i++) { sxy += (xs[i]! - mx) * (ys[i]! - my); sxx += (xs[i]! - mx) ** 2; syy += (ys[i]! - my) ** 2; }
+  const n = xs.length,
+    mx = xs.reduce((s, x) => s + x, 0) / n,
+    my = ys.reduce((s, y) => s + y, 0) / n;
+  let sxy = 0,
+    sxx = 0,
+    syy = 0;
+  for (let i = 0; i < n; i++) {
+    sxy += (xs[i]! - mx) * (ys[i]! - my);
+    sxx += (xs[i]! - mx) ** 2;
+    syy += (ys[i]! - my) ** 2;
+  }
   const slope = sxx ? sxy / sxx : 0;
   return { slope, intercept: my - slope * mx, r2: syy ? (sxy * sxy) / (sxx * syy) : 1 };
 }
@@ -142,14 +187,29 @@ function fit(xs: number[], ys: number[]): { slope: number; intercept: number; r2
 /** The planner for the real MPT-7B-StoryWriter (bf16 checkpoint; also as q8_0 / q4_0 weights). */
 function realModelPlans(): Record<string, unknown> {
   const c = storyWriterConfig(null);
-  const d = c.dModel, params = c.vocabSize * d + c.nLayers * (12 * d * d + 2 * d) + d;
+  const d = c.dModel,
+    params = c.vocabSize * d + c.nLayers * (12 * d * d + 2 * d) + d;
   const out: Record<string, unknown> = { parameters: params };
-  for (const [wt, bytesPer] of [['bf16', 2], ['q8_0', 34 / 32], ['q4_0', 18 / 32]] as const) {
+  for (const [wt, bytesPer] of [
+    ['bf16', 2],
+    ['q8_0', 34 / 32],
+    ['q4_0', 18 / 32],
+  ] as const) {
     for (const kv of ['f16', 'q8_0'] as KvType[]) {
-      const p = planMemory({ config: c, weightBytes: Math.round(params * bytesPer), ctx: 65536, kvType: kv, availableBytes: 24 * 2 ** 30 });
+      const p = planMemory({
+        config: c,
+        weightBytes: Math.round(params * bytesPer),
+        ctx: 65536,
+        kvType: kv,
+        availableBytes: 24 * 2 ** 30,
+      });
       out[`weights ${wt}, KV ${kv}, ctx 65536`] = {
-        weights: formatBytes(p.weightBytes), kv: formatBytes(p.kvBytes), activations: formatBytes(p.activationBytes), total: formatBytes(p.totalBytes),
-        fitsIn24GiB: p.fits, maxCtxIn24GiB: p.maxCtxThatFits,
+        weights: formatBytes(p.weightBytes),
+        kv: formatBytes(p.kvBytes),
+        activations: formatBytes(p.activationBytes),
+        total: formatBytes(p.totalBytes),
+        fitsIn24GiB: p.fits,
+        maxCtxIn24GiB: p.maxCtxThatFits,
       };
     }
   }
@@ -160,20 +220,53 @@ const a = parse(process.argv.slice(2));
 if (a.child !== undefined) {
   process.stdout.write(JSON.stringify(await runOne(a.child, a)) + '\n');
 } else {
-  const pass = ['--decode', String(a.decode), '--batch', String(a.batch), '--threads', String(a.threads), '--kv-type', a.kvType];
+  const pass = [
+    '--decode',
+    String(a.decode),
+    '--batch',
+    String(a.batch),
+    '--threads',
+    String(a.threads),
+    '--kv-type',
+    a.kvType,
+  ];
   const rows: LengthResult[] = [];
   for (const L of a.lengths) {
     const r = await child(L, pass);
     rows.push(r);
     if (a.out) writeFileSync(`${a.out}.partial`, JSON.stringify(rows, null, 1) + '\n');
-    process.stderr.write(`ctx ${r.ctx}: prefill ${r.prefillSeconds.toFixed(1)} s (${r.prefillTokensPerSecond.toFixed(0)} tok/s), decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s, KV ${formatBytes(r.kvAllocatedBytes)} (planner ${formatBytes(r.kvCacheBytes)}), peak RSS ${formatBytes(r.peakRssBytes)}\n`);
+    process.stderr.write(
+      `ctx ${r.ctx}: prefill ${r.prefillSeconds.toFixed(1)} s (${r.prefillTokensPerSecond.toFixed(0)} tok/s), decode ${r.decodeTokensPerSecond.toFixed(1)} tok/s, KV ${formatBytes(r.kvAllocatedBytes)} (planner ${formatBytes(r.kvCacheBytes)}), peak RSS ${formatBytes(r.peakRssBytes)}\n`,
+    );
   }
-  const line = rows.length >= 2 ? fit(rows.map((r) => r.ctx), rows.map((r) => r.peakRssBytes)) : undefined;
+  const line =
+    rows.length >= 2
+      ? fit(
+          rows.map((r) => r.ctx),
+          rows.map((r) => r.peakRssBytes),
+        )
+      : undefined;
   const result = {
-    model: { d_model: 256, n_layers: 4, n_heads: 4, alibi_bias_max: 16, clip_qkv: 6, vocab_size: 50432, max_seq_len: 65536, weights: 'f32 random', backend: 'wasm', kvType: a.kvType },
+    model: {
+      d_model: 256,
+      n_layers: 4,
+      n_heads: 4,
+      alibi_bias_max: 16,
+      clip_qkv: 6,
+      vocab_size: 50432,
+      max_seq_len: 65536,
+      weights: 'f32 random',
+      backend: 'wasm',
+      kvType: a.kvType,
+    },
     batch: a.batch,
     rows,
-    peakRssVsContext: line && { bytesPerToken: line.slope, interceptBytes: line.intercept, r2: line.r2, kvBytesPerToken: kvCacheBytes(storyWriterConfig({ dModel: 256, nLayers: 4, nHeads: 4 }), 1, a.kvType) },
+    peakRssVsContext: line && {
+      bytesPerToken: line.slope,
+      interceptBytes: line.intercept,
+      r2: line.r2,
+      kvBytesPerToken: kvCacheBytes(storyWriterConfig({ dModel: 256, nLayers: 4, nHeads: 4 }), 1, a.kvType),
+    },
     plannerMpt7bStoryWriter: realModelPlans(),
   };
   const text = JSON.stringify(result, null, 1);

@@ -14,7 +14,9 @@ import { expectedTensors } from '../src/model/weights-layout.js';
 import { shapeConfig } from '../src/cli/commands/bench.js';
 
 const SHAPES: Record<string, [number, number, number, number]> = {
-  '7b': [4096, 32, 32, 50432], '1b': [2048, 16, 24, 50432], tiny: [256, 4, 2, 1024],
+  '7b': [4096, 32, 32, 50432],
+  '1b': [2048, 16, 24, 50432],
+  tiny: [256, 4, 2, 1024],
 };
 
 export async function makeGguf(shape: string, type: WeightType, out: string): Promise<void> {
@@ -43,5 +45,7 @@ export async function makeGguf(shape: string, type: WeightType, out: string): Pr
     },
     close: async () => {},
   };
-  await writeGgufFromCheckpoint(config, source, byteLevelTestTokenizer(config.vocabSize), out, type as GgufOutType, { name: `random-${shape}` });
+  await writeGgufFromCheckpoint(config, source, byteLevelTestTokenizer(config.vocabSize), out, type as GgufOutType, {
+    name: `random-${shape}`,
+  });
 }

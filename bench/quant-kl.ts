@@ -23,7 +23,10 @@ import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const args = process.argv.slice(2);
-const opt = (name: string, def: string) => { const i = args.indexOf(`--${name}`); return i >= 0 ? args[i + 1]! : def; };
+const opt = (name: string, def: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1]! : def;
+};
 const nTokens = Number(opt('tokens', '256'));
 const types = opt('types', 'f32,f16,q8_0,q4_0,q4_k,q4_k_m').split(',') as GgufOutType[];
 const modelDir = join(root, 'models/default');
@@ -51,10 +54,14 @@ function lse(x: Float64Array, r: number, V: number, n: number): number {
 }
 
 function compare(refLp: Float64Array, lp: Float64Array, rows: number, V: number) {
-  let klSum = 0, klMax = 0, agree = 0;
+  let klSum = 0,
+    klMax = 0,
+    agree = 0;
   const n = vocabUsed;
   for (let r = 0; r < rows; r++) {
-    let kl = 0, a = 0, b = 0;
+    let kl = 0,
+      a = 0,
+      b = 0;
     const zr = lse(refLp, r, V, n);
     const zq = lse(lp, r, V, n);
     for (let i = 0; i < n; i++) {
@@ -64,7 +71,9 @@ function compare(refLp: Float64Array, lp: Float64Array, rows: number, V: number)
       if (refLp[r * V + i]! > refLp[r * V + a]!) a = i;
       if (lp[r * V + i]! > lp[r * V + b]!) b = i;
     }
-    klSum += kl; klMax = Math.max(klMax, kl); if (a === b) agree++;
+    klSum += kl;
+    klMax = Math.max(klMax, kl);
+    if (a === b) agree++;
   }
   return { kl_mean: klSum / rows, kl_max: klMax, top1_agreement: agree / rows };
 }
@@ -79,7 +88,9 @@ const vocabUsed = tok.size; // rows past the tokenizer (padding) never carry pro
 async function logitsOf(path: string, backend: 'reference' | 'wasm'): Promise<Float32Array> {
   const { runner } = await loadRunner(path, { backend });
   try {
-    const [o] = await runner.forward([{ cache: runner.createCache({ capacity: ids.length }), tokens: ids }], { logits: 'all' });
+    const [o] = await runner.forward([{ cache: runner.createCache({ capacity: ids.length }), tokens: ids }], {
+      logits: 'all',
+    });
     return o!.logits;
   } finally {
     await runner.dispose();
@@ -92,7 +103,10 @@ async function tensorTypes(path: string): Promise<string> {
   try {
     const n = new Map<string, number>();
     for (const t of f.tensors) n.set(GGML_TYPES[t.dtype].name, (n.get(GGML_TYPES[t.dtype].name) ?? 0) + 1);
-    return [...n].sort((a, b) => b[1] - a[1]).map(([k, v]) => `${k} ×${v}`).join(', ');
+    return [...n]
+      .sort((a, b) => b[1] - a[1])
+      .map(([k, v]) => `${k} ×${v}`)
+      .join(', ');
   } finally {
     await f.close();
   }
@@ -104,7 +118,13 @@ const ownF32 = new Map<string, Float64Array>();
 function row(engine: string, type: string, lp: Float64Array, tensors: string): Record<string, unknown> {
   if (type === 'f32') ownF32.set(engine, lp);
   const own = ownF32.get(engine);
-  return { engine, type, tensors, ...compare(ref, lp, ids.length, V), ...(own && type !== 'f32' ? { vs_own_f32: compare(own, lp, ids.length, V) } : {}) };
+  return {
+    engine,
+    type,
+    tensors,
+    ...compare(ref, lp, ids.length, V),
+    ...(own && type !== 'f32' ? { vs_own_f32: compare(own, lp, ids.length, V) } : {}),
+  };
 }
 const tmp = mkdtempSync(join(tmpdir(), 'mpt-quant-kl-'));
 const results: Record<string, unknown>[] = [];
@@ -126,11 +146,21 @@ try {
     results.push(row('mpt-ts wasm', type, ours, tensors));
     if (llama) {
       const model = await llama.loadModel({ modelPath: path });
-      const ctx = await model.createContext({ contextSize: 512, threads: 2, flashAttention: false, experimentalKvCacheKeyType: 'F32', experimentalKvCacheValueType: 'F32' });
+      const ctx = await model.createContext({
+        contextSize: 512,
+        threads: 2,
+        flashAttention: false,
+        experimentalKvCacheKeyType: 'F32',
+        experimentalKvCacheValueType: 'F32',
+      });
       const seq = ctx.getSequence();
-      const res = await seq.controlledEvaluate(ids.map((t) => [t as Token, { generateNext: { probabilities: true, options: { temperature: 0 } } }]));
+      const res = await seq.controlledEvaluate(
+        ids.map((t) => [t as Token, { generateNext: { probabilities: true, options: { temperature: 0 } } }]),
+      );
       const lp = new Float64Array(ids.length * V).fill(-Infinity);
-      res.forEach((r, i) => { for (const [t, p] of r!.next.probabilities!) lp[i * V + t] = Math.log(p); });
+      res.forEach((r, i) => {
+        for (const [t, p] of r!.next.probabilities!) lp[i * V + t] = Math.log(p);
+      });
       results.push(row('llama.cpp (node-llama-cpp 3.21.1)', type, lp, tensors));
       await ctx.dispose();
       await model.dispose();
@@ -140,6 +170,17 @@ try {
   await llama?.dispose();
   rmSync(tmp, { recursive: true, force: true });
 }
-console.log(JSON.stringify({
-  model: 'models/default', tokens: ids.length, vocab_used: vocabUsed, types, reference: 'reference backend, bf16 weights in f32', results,
-}, null, 1));
+console.log(
+  JSON.stringify(
+    {
+      model: 'models/default',
+      tokens: ids.length,
+      vocab_used: vocabUsed,
+      types,
+      reference: 'reference backend, bf16 weights in f32',
+      results,
+    },
+    null,
+    1,
+  ),
+);

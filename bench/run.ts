@@ -20,7 +20,9 @@ import { runKernelBench } from './kernels.js';
 const [name = 'kernels', ...rest] = process.argv.slice(2);
 if (name === 'kernels') {
   const [K, N, M] = rest.map(Number);
-  console.log(JSON.stringify({ results: runKernelBench({ K: K || undefined, N: N || undefined, M: M || undefined }) }, null, 1));
+  console.log(
+    JSON.stringify({ results: runKernelBench({ K: K || undefined, N: N || undefined, M: M || undefined }) }, null, 1),
+  );
 } else if (name === 'model') {
   const bench = await import('../src/cli/commands/bench.js');
   process.exitCode = await bench.run([...rest, '--json']);
@@ -29,12 +31,26 @@ if (name === 'kernels') {
   const [shape = '1b', type = 'q4_0', out = `/tmp/mpt-${shape}-${type}.gguf`] = rest;
   await makeGguf(shape, type as never, out);
   console.log(JSON.stringify({ wrote: out }));
-} else if (['ttft', 'train', 'batched', 'serve', 'serve-llamacpp', 'long-context', 'kv-quality', 'quant-kl', 'kernel-ab'].includes(name)) {
+} else if (
+  [
+    'ttft',
+    'train',
+    'batched',
+    'serve',
+    'serve-llamacpp',
+    'long-context',
+    'kv-quality',
+    'quant-kl',
+    'kernel-ab',
+  ].includes(name)
+) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
   const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
   const r = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
   process.exitCode = r.status ?? 1;
 } else {
-  console.error(`unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab)`);
+  console.error(
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab)`,
+  );
   process.exitCode = 2;
 }

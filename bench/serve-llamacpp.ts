@@ -37,23 +37,33 @@ async function main(): Promise<void> {
   for (const c of clients) {
     const runs: { agg: number; ttft: number[] }[] = [];
     for (let r = 0; r < rounds; r++) {
-      const ctx = await m.createContext({ sequences: c, contextSize: c * (prompt.length + maxTokens + 16), threads, batchSize: 512 });
+      const ctx = await m.createContext({
+        sequences: c,
+        contextSize: c * (prompt.length + maxTokens + 16),
+        threads,
+        batchSize: 512,
+      });
       const seqs = Array.from({ length: c }, () => ctx.getSequence());
-      const rs = await Promise.all(seqs.map(async (seq, i) => {
-        const sentAt = performance.now();
-        let firstAt = NaN;
-        let tokens = 0;
-        for await (const tok of seq.evaluate(prompt as Token[], { temperature, seed: 1000 * r + i })) {
-          void tok;
-          if (tokens++ === 0) firstAt = performance.now();
-          if (tokens >= maxTokens) break;
-        }
-        return { sentAt, firstAt, endAt: performance.now(), tokens };
-      }));
+      const rs = await Promise.all(
+        seqs.map(async (seq, i) => {
+          const sentAt = performance.now();
+          let firstAt = NaN;
+          let tokens = 0;
+          for await (const tok of seq.evaluate(prompt as Token[], { temperature, seed: 1000 * r + i })) {
+            void tok;
+            if (tokens++ === 0) firstAt = performance.now();
+            if (tokens >= maxTokens) break;
+          }
+          return { sentAt, firstAt, endAt: performance.now(), tokens };
+        }),
+      );
       await ctx.dispose();
       const firstStart = Math.min(...rs.map((x) => x.firstAt));
       const lastEnd = Math.max(...rs.map((x) => x.endAt));
-      runs.push({ agg: rs.reduce((s, x) => s + x.tokens - 1, 0) / ((lastEnd - firstStart) / 1000), ttft: rs.map((x) => x.firstAt - x.sentAt) });
+      runs.push({
+        agg: rs.reduce((s, x) => s + x.tokens - 1, 0) / ((lastEnd - firstStart) / 1000),
+        ttft: rs.map((x) => x.firstAt - x.sentAt),
+      });
     }
     const ttft = runs.flatMap((x) => x.ttft);
     results.push({
@@ -68,8 +78,17 @@ async function main(): Promise<void> {
   const one = results.find((r) => r.clients === 1);
   const eight = results.find((r) => r.clients === 8);
   const report = {
-    engine: 'llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU)', model, threads, max_tokens: maxTokens, temperature, rounds, results,
-    speedup_8_vs_1: one && eight ? Math.round((eight.aggregate_decode_tokens_per_s / one.aggregate_decode_tokens_per_s) * 100) / 100 : null,
+    engine: 'llama.cpp (node-llama-cpp 3.21.1, prebuilt CPU)',
+    model,
+    threads,
+    max_tokens: maxTokens,
+    temperature,
+    rounds,
+    results,
+    speedup_8_vs_1:
+      one && eight
+        ? Math.round((eight.aggregate_decode_tokens_per_s / one.aggregate_decode_tokens_per_s) * 100) / 100
+        : null,
   };
   const text = JSON.stringify(report, null, 1);
   const out = arg('out');

@@ -35,7 +35,9 @@ function parse(argv: string[]): Args {
     return i >= 0 ? argv[i + 1] : undefined;
   };
   const root = fileURLToPath(new URL('../../', import.meta.url));
-  const dflt = existsSync(`${root}models/default/config.json`) ? `${root}models/default` : `${root}test/fixtures/tiny-neox-vocab`;
+  const dflt = existsSync(`${root}models/default/config.json`)
+    ? `${root}models/default`
+    : `${root}test/fixtures/tiny-neox-vocab`;
   return {
     model: get('model') ?? dflt,
     backend: get('backend') ?? 'auto',
@@ -56,7 +58,12 @@ function percentile(xs: number[], p: number): number {
   return s[i]!;
 }
 
-interface StreamResult { sentAt: number; firstAt: number; endAt: number; tokens: number }
+interface StreamResult {
+  sentAt: number;
+  firstAt: number;
+  endAt: number;
+  tokens: number;
+}
 
 const agent = new Agent({ keepAlive: true, maxSockets: 64 });
 
@@ -65,36 +72,60 @@ const agent = new Agent({ keepAlive: true, maxSockets: 64 });
  * clients share the 2 cores with the server): events are split on blank lines, the first token is
  * the first event carrying `"finish_reason":null`, and only the usage event is parsed as JSON.
  */
-function stream(url: string, model: string, prompt: string, a: Pick<Args, 'temperature' | 'topP'>, maxTokens: number, seed: number): Promise<StreamResult> {
+function stream(
+  url: string,
+  model: string,
+  prompt: string,
+  a: Pick<Args, 'temperature' | 'topP'>,
+  maxTokens: number,
+  seed: number,
+): Promise<StreamResult> {
   const sentAt = performance.now();
   const body = JSON.stringify({
-    model, prompt, max_tokens: maxTokens, temperature: a.temperature, top_p: a.topP, seed, stream: true,
-    stream_options: { include_usage: true }, logit_bias: { 0: -100 },
+    model,
+    prompt,
+    max_tokens: maxTokens,
+    temperature: a.temperature,
+    top_p: a.topP,
+    seed,
+    stream: true,
+    stream_options: { include_usage: true },
+    logit_bias: { 0: -100 },
   });
   return new Promise((resolve, reject) => {
-    const req = request(`${url}/v1/completions`, { method: 'POST', agent, headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) } }, (res) => {
-      res.setEncoding('utf8');
-      let buf = '';
-      let firstAt = NaN;
-      let tokens = 0;
-      let failure: Error | null = res.statusCode === 200 ? null : new Error(`HTTP ${res.statusCode}`);
-      res.on('data', (chunk: string) => {
-        buf += chunk;
-        for (let cut = buf.indexOf('\n\n'); cut >= 0; cut = buf.indexOf('\n\n')) {
-          const ev = buf.slice(0, cut);
-          buf = buf.slice(cut + 2);
-          if (failure || !ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
-          if (Number.isNaN(firstAt) && ev.includes('"finish_reason":null')) firstAt = performance.now();
-          if (ev.includes('"usage":{') || ev.includes('"error"')) {
-            const j = JSON.parse(ev.slice(6));
-            if (j.error) failure = new Error(j.error.message);
-            else if (j.usage) tokens = j.usage.completion_tokens;
+    const req = request(
+      `${url}/v1/completions`,
+      {
+        method: 'POST',
+        agent,
+        headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.setEncoding('utf8');
+        let buf = '';
+        let firstAt = NaN;
+        let tokens = 0;
+        let failure: Error | null = res.statusCode === 200 ? null : new Error(`HTTP ${res.statusCode}`);
+        res.on('data', (chunk: string) => {
+          buf += chunk;
+          for (let cut = buf.indexOf('\n\n'); cut >= 0; cut = buf.indexOf('\n\n')) {
+            const ev = buf.slice(0, cut);
+            buf = buf.slice(cut + 2);
+            if (failure || !ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
+            if (Number.isNaN(firstAt) && ev.includes('"finish_reason":null')) firstAt = performance.now();
+            if (ev.includes('"usage":{') || ev.includes('"error"')) {
+              const j = JSON.parse(ev.slice(6));
+              if (j.error) failure = new Error(j.error.message);
+              else if (j.usage) tokens = j.usage.completion_tokens;
+            }
           }
-        }
-      });
-      res.on('end', () => (failure ? reject(failure) : resolve({ sentAt, firstAt, endAt: performance.now(), tokens })));
-      res.on('error', reject);
-    });
+        });
+        res.on('end', () =>
+          failure ? reject(failure) : resolve({ sentAt, firstAt, endAt: performance.now(), tokens }),
+        );
+        res.on('error', reject);
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -104,11 +135,27 @@ async function main(): Promise<void> {
   const a = parse(process.argv.slice(2));
   const maxClients = Math.max(...a.clients);
   const bin = fileURLToPath(new URL('../../bin/mpt.js', import.meta.url));
-  const args = [...(process.env.MPT_BENCH_NODE_ARGS ? process.env.MPT_BENCH_NODE_ARGS.split(' ') : []), bin, 'serve', a.model, '--port', '0', '--quiet', '--parallel', String(maxClients), '--queue', String(maxClients * 2), '--backend', a.backend];
+  const args = [
+    ...(process.env.MPT_BENCH_NODE_ARGS ? process.env.MPT_BENCH_NODE_ARGS.split(' ') : []),
+    bin,
+    'serve',
+    a.model,
+    '--port',
+    '0',
+    '--quiet',
+    '--parallel',
+    String(maxClients),
+    '--queue',
+    String(maxClients * 2),
+    '--backend',
+    a.backend,
+  ];
   if (a.threads) args.push('--threads', String(a.threads));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
   try {
     const url = await new Promise<string>((resolve, reject) => {
       let out = '';
@@ -129,8 +176,11 @@ async function main(): Promise<void> {
     for (let r = 0; r < a.rounds; r++) {
       for (const c of a.clients) {
         // The clients share the machine with the server: their CPU use is reported beside the rates.
-        const cpu0 = process.cpuUsage(), wall0 = performance.now();
-        const rs = await Promise.all(Array.from({ length: c }, (_, i) => stream(url, card.id, prompt, a, a.maxTokens, 1000 * r + i)));
+        const cpu0 = process.cpuUsage(),
+          wall0 = performance.now();
+        const rs = await Promise.all(
+          Array.from({ length: c }, (_, i) => stream(url, card.id, prompt, a, a.maxTokens, 1000 * r + i)),
+        );
         const cpu = process.cpuUsage(cpu0);
         const clientCpu = (cpu.user + cpu.system) / 1000 / (performance.now() - wall0);
         const firstStart = Math.min(...rs.map((x) => x.firstAt));
@@ -151,7 +201,13 @@ async function main(): Promise<void> {
       const row = {
         clients: c,
         aggregate_decode_tokens_per_s: Math.round(Math.max(...rr.map((x) => x.agg)) * 10) / 10,
-        aggregate_decode_tokens_per_s_median: Math.round(percentile(rr.map((x) => x.agg), 50) * 10) / 10,
+        aggregate_decode_tokens_per_s_median:
+          Math.round(
+            percentile(
+              rr.map((x) => x.agg),
+              50,
+            ) * 10,
+          ) / 10,
         per_stream_decode_tokens_per_s: Math.round((rr.reduce((s, x) => s + x.perStream, 0) / rr.length) * 10) / 10,
         ttft_p50_ms: Math.round(percentile(ttft, 50)),
         ttft_p99_ms: Math.round(percentile(ttft, 99)),
@@ -161,7 +217,8 @@ async function main(): Promise<void> {
       return row;
     });
     // 8 streams over 1 within each round (runs minutes apart see different hosts), then the median.
-    const r1 = runs.get(1), r8 = runs.get(8);
+    const r1 = runs.get(1),
+      r8 = runs.get(8);
     const perRound = r1 && r8 ? r8.map((x, i) => x.agg / r1[i]!.agg) : [];
     const one = results.find((r) => r.clients === 1);
     const eight = results.find((r) => r.clients === 8);
@@ -175,7 +232,10 @@ async function main(): Promise<void> {
       top_p: a.topP,
       rounds: a.rounds,
       results,
-      speedup_8_vs_1: one && eight ? Math.round((eight.aggregate_decode_tokens_per_s / one.aggregate_decode_tokens_per_s) * 100) / 100 : null,
+      speedup_8_vs_1:
+        one && eight
+          ? Math.round((eight.aggregate_decode_tokens_per_s / one.aggregate_decode_tokens_per_s) * 100) / 100
+          : null,
       speedup_8_vs_1_per_round: perRound.map((x) => Math.round(x * 100) / 100),
       speedup_8_vs_1_median: perRound.length ? Math.round(percentile(perRound, 50) * 100) / 100 : null,
     };

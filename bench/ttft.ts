@@ -14,7 +14,11 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-interface ChildResult { load_ms: number; first_token_ms: number; peak_rss_bytes: number }
+interface ChildResult {
+  load_ms: number;
+  first_token_ms: number;
+  peak_rss_bytes: number;
+}
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -29,7 +33,11 @@ async function child(model: string, threads: number | undefined): Promise<void> 
     if (Number.isNaN(first)) first = performance.now();
   }
   await stream.result;
-  const r: ChildResult = { load_ms: load, first_token_ms: first, peak_rss_bytes: process.resourceUsage().maxRSS * 1024 };
+  const r: ChildResult = {
+    load_ms: load,
+    first_token_ms: first,
+    peak_rss_bytes: process.resourceUsage().maxRSS * 1024,
+  };
   await m.dispose();
   process.stdout.write(`${JSON.stringify(r)}\n`);
 }
@@ -39,7 +47,9 @@ function runProcess(args: string[]): Promise<{ ms: number; stdout: string }> {
     const t0 = performance.now();
     const p = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+    });
     p.on('error', reject);
     p.on('exit', (code) => {
       const ms = performance.now() - t0;
@@ -72,13 +82,30 @@ async function main(argv: string[]): Promise<void> {
     runs.push({ ...res, cli_ms: cli.ms });
   }
   const rest = runs.slice(1);
-  const pick = (k: keyof (typeof runs)[number]) => ({ median: median(rest.map((x) => x[k])), min: Math.min(...rest.map((x) => x[k])), max: Math.max(...rest.map((x) => x[k])) });
-  console.log(JSON.stringify({
-    model, threads: threads ?? 'default', reps,
-    first: runs[0],
-    warm: { load_ms: pick('load_ms'), first_token_ms: pick('first_token_ms'), cli_ms: pick('cli_ms'), peak_rss_bytes: pick('peak_rss_bytes') },
-    runs,
-  }, null, 1));
+  const pick = (k: keyof (typeof runs)[number]) => ({
+    median: median(rest.map((x) => x[k])),
+    min: Math.min(...rest.map((x) => x[k])),
+    max: Math.max(...rest.map((x) => x[k])),
+  });
+  console.log(
+    JSON.stringify(
+      {
+        model,
+        threads: threads ?? 'default',
+        reps,
+        first: runs[0],
+        warm: {
+          load_ms: pick('load_ms'),
+          first_token_ms: pick('first_token_ms'),
+          cli_ms: pick('cli_ms'),
+          peak_rss_bytes: pick('peak_rss_bytes'),
+        },
+        runs,
+      },
+      null,
+      1,
+    ),
+  );
 }
 
 await main(process.argv.slice(2));

@@ -6,7 +6,9 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const main = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'src', 'cli', 'main.js');
 if (!existsSync(main)) {
-  process.stderr.write('mpt: the project is not built yet; run `npm install` (or `npm run build`) in the mpt-ts folder\n');
+  process.stderr.write(
+    'mpt: the project is not built yet; run `npm install` (or `npm run build`) in the mpt-ts folder\n',
+  );
   process.exit(1);
 }
 const { main: run, installProcessHandlers } = await import(pathToFileURL(main).href);

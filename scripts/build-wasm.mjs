@@ -16,8 +16,19 @@ const outDir = join(root, 'dist/wasm');
 mkdirSync(outDir, { recursive: true });
 
 const common = [
-  entry, '-O3', '--noAssert', '--runtime', 'stub', '--enable', 'simd',
-  '--importMemory', '--initialMemory', '1', '--use', 'abort=', '--noExportMemory',
+  entry,
+  '-O3',
+  '--noAssert',
+  '--runtime',
+  'stub',
+  '--enable',
+  'simd',
+  '--importMemory',
+  '--initialMemory',
+  '1',
+  '--use',
+  'abort=',
+  '--noExportMemory',
 ];
 const shared = ['--enable', 'threads', '--sharedMemory', '--maximumMemory', '65536'];
 const variants = [
@@ -25,11 +36,16 @@ const variants = [
   { file: 'kernels-base.wasm', extra: shared },
 ];
 // The compilations are independent: run them in parallel.
-const results = await Promise.all(variants.map((v) => new Promise((resolve) => {
-  const out = join(outDir, v.file);
-  const child = spawn(process.execPath, [asc, ...common, ...v.extra, '-o', out], { cwd: root, stdio: 'inherit' });
-  child.on('close', (code) => resolve({ v, out, code }));
-})));
+const results = await Promise.all(
+  variants.map(
+    (v) =>
+      new Promise((resolve) => {
+        const out = join(outDir, v.file);
+        const child = spawn(process.execPath, [asc, ...common, ...v.extra, '-o', out], { cwd: root, stdio: 'inherit' });
+        child.on('close', (code) => resolve({ v, out, code }));
+      }),
+  ),
+);
 for (const { v, out, code } of results) {
   if (code !== 0 || statSync(out).size === 0) {
     console.error(`build-wasm: asc failed for ${v.file}`);

@@ -21,5 +21,9 @@ if (existsSync(lavapipe) && !env.VK_ICD_FILENAMES) {
     env[m[1]] = m[2].replace(/\$\{(\w+):\+:\$\w+\}/g, (_, v) => (env[v] ? `:${env[v]}` : ''));
   }
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], { cwd: root, stdio: 'inherit', env });
+const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], {
+  cwd: root,
+  stdio: 'inherit',
+  env,
+});
 process.exit(r.status ?? 1);

@@ -19,36 +19,77 @@ export type { ChatSessionOptions } from './runtime/chat-session.js';
 export { MptTokenizer, NEOX_TOKENIZER_SIZE } from './runtime/tokenizer.js';
 export { loadFolderTokenizer, shippedNeoxTokenizerUrl } from './runtime/tokenizer-source.js';
 export type { FolderTokenizerOptions } from './runtime/tokenizer-source.js';
-export type { AddedTokenSpec, DecodeOptions, EncodeOptions, GgufTokenizerData, LoadTokenizerOptions, TokenizerSideFiles } from './runtime/tokenizer.js';
+export type {
+  AddedTokenSpec,
+  DecodeOptions,
+  EncodeOptions,
+  GgufTokenizerData,
+  LoadTokenizerOptions,
+  TokenizerSideFiles,
+} from './runtime/tokenizer.js';
 export { StreamDecoder } from './runtime/stream-decoder.js';
 export type { StreamDecoderOptions } from './runtime/stream-decoder.js';
 
 // Prompt formats
 export {
-  chatmlFormat, detectPromptFormat, formatStopIds, instructFormat, jinjaFormat, plainFormat,
-  renderJinjaChatTemplate, resolvePromptFormat, INSTRUCT_INTRO, MPT_CHAT_DEFAULT_SYSTEM,
+  chatmlFormat,
+  detectPromptFormat,
+  formatStopIds,
+  instructFormat,
+  jinjaFormat,
+  plainFormat,
+  renderJinjaChatTemplate,
+  resolvePromptFormat,
+  INSTRUCT_INTRO,
+  MPT_CHAT_DEFAULT_SYSTEM,
 } from './runtime/chat-template.js';
 export type { ChatMessage, FormatHints, PromptFormat, TemplateName } from './runtime/chat-template.js';
 
 // Sampling and generation
 export {
-  Sampler, Xoshiro128, applyPenalties, argmax, chooseToken, filteredDistribution, logSoftmax, randomSeed, topLogprobs,
-  validateSamplingOptions, DEFAULT_SAMPLING,
+  Sampler,
+  Xoshiro128,
+  applyPenalties,
+  argmax,
+  chooseToken,
+  filteredDistribution,
+  logSoftmax,
+  randomSeed,
+  topLogprobs,
+  validateSamplingOptions,
+  DEFAULT_SAMPLING,
 } from './runtime/sampling.js';
 export type { SampleRequest, SamplingOptions, TokenLogprob } from './runtime/sampling.js';
 export { StopStringMatcher } from './runtime/stop-strings.js';
 export type { StopCheck } from './runtime/stop-strings.js';
 export {
-  GenerationSequence, GenerationStream, generate, generateTokens, resolveContextLength, stepSequences, DEFAULT_MAX_TOKENS,
+  GenerationSequence,
+  GenerationStream,
+  generate,
+  generateTokens,
+  resolveContextLength,
+  stepSequences,
+  DEFAULT_MAX_TOKENS,
 } from './runtime/generate.js';
 export type {
-  FinishReason, GenerateOptions, GenerateResult, GenerationChunk, GenerationTimings, GenerationUsage,
-  RunGenerationOptions, SequenceOptions,
+  FinishReason,
+  GenerateOptions,
+  GenerateResult,
+  GenerationChunk,
+  GenerationTimings,
+  GenerationUsage,
+  RunGenerationOptions,
+  SequenceOptions,
 } from './runtime/generate.js';
 
 // Long contexts: context-overflow policy, memory planner
 export {
-  CONTEXT_OVERFLOW_POLICIES, dropOldestTurns, generateWithContextPolicy, parseOverflowPolicy, shiftWindow, streamWithContextPolicy,
+  CONTEXT_OVERFLOW_POLICIES,
+  dropOldestTurns,
+  generateWithContextPolicy,
+  parseOverflowPolicy,
+  shiftWindow,
+  streamWithContextPolicy,
 } from './runtime/context-policy.js';
 export type { ContextOverflowPolicy, ContextPolicyOptions } from './runtime/context-policy.js';
 export { assertFits, kvCacheBytes, planMemory } from './model/memory-plan.js';
@@ -63,7 +104,15 @@ export { loadRunner, getBackend } from './backends/registry.js';
 export type { BackendName, LoadOptions } from './backends/registry.js';
 export { referenceBackend } from './backends/reference/index.js';
 export type {
-  Backend, ForwardOptions, KvCache, KvCacheOptions, KvType, LoadRunnerOptions, ModelRunner, SequenceInput, SequenceOutput,
+  Backend,
+  ForwardOptions,
+  KvCache,
+  KvCacheOptions,
+  KvType,
+  LoadRunnerOptions,
+  ModelRunner,
+  SequenceInput,
+  SequenceOutput,
 } from './backends/backend.js';
 export type { DType, TensorInfo, TensorSource } from './formats/tensor-source.js';
 // Where a checkpoint's bytes come from (local files are opened by path)
@@ -76,6 +125,14 @@ export type { FolderSource } from './formats/folder-source.js';
 
 // Errors
 export {
-  MptError, FormatError, ConfigError, UnsupportedError, WeightsError, InputError, MemoryPlanError, UnsafePickleError,
-  FetchError, RangeNotSupportedError,
+  MptError,
+  FormatError,
+  ConfigError,
+  UnsupportedError,
+  WeightsError,
+  InputError,
+  MemoryPlanError,
+  UnsafePickleError,
+  FetchError,
+  RangeNotSupportedError,
 } from './errors.js';

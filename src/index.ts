@@ -16,8 +16,15 @@ export { loadTokenizer, readTokenizerSideFiles, shippedNeoxTokenizerPath } from 
 
 // Prompt cache files
 export {
-  PromptCacheError, PROMPT_CACHE_VERSION, fingerprintCheckpoint, loadPromptCache, modelFingerprint, preparePromptCache,
-  readPromptCacheInfo, savePromptCache, streamWithPromptCache,
+  PromptCacheError,
+  PROMPT_CACHE_VERSION,
+  fingerprintCheckpoint,
+  loadPromptCache,
+  modelFingerprint,
+  preparePromptCache,
+  readPromptCacheInfo,
+  savePromptCache,
+  streamWithPromptCache,
 } from './runtime/prompt-cache.js';
 export type { LoadPromptCacheOptions, PromptCacheInfo, SavePromptCacheOptions } from './runtime/prompt-cache.js';
 

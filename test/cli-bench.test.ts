@@ -17,10 +17,22 @@ try {
   noGpu = `no WebGPU adapter here: ${(e as Error).message}`;
 }
 
-interface Row { test: string; backend: string; device?: string; type: string; threads: number; tokens_per_second: number; reps: number }
+interface Row {
+  test: string;
+  backend: string;
+  device?: string;
+  type: string;
+  threads: number;
+  tokens_per_second: number;
+  reps: number;
+}
 
 async function bench(args: string[]): Promise<Row[]> {
-  const r = await runCli(['bench', '--shape', 'tiny', '--pp', '16', '--tg', '4', '--reps', '2', '--json', ...args], '', 120_000);
+  const r = await runCli(
+    ['bench', '--shape', 'tiny', '--pp', '16', '--tg', '4', '--reps', '2', '--json', ...args],
+    '',
+    120_000,
+  );
   assert.equal(r.code, 0, r.stderr);
   return (JSON.parse(r.stdout) as { results: Row[] }).results;
 }
@@ -28,7 +40,10 @@ async function bench(args: string[]): Promise<Row[]> {
 describe('mpt bench', () => {
   it('wasm: pp and tg rows with their rates, threads and repetitions', async () => {
     const rows = await bench(['--type', 'q8_0', '--threads', '2']);
-    assert.deepEqual(rows.map((r) => r.test), ['pp16', 'tg4']);
+    assert.deepEqual(
+      rows.map((r) => r.test),
+      ['pp16', 'tg4'],
+    );
     for (const r of rows) {
       assert.equal(r.backend, 'wasm');
       assert.equal(r.threads, 2);
@@ -39,7 +54,10 @@ describe('mpt bench', () => {
 
   it('webgpu: the same rows, naming the adapter', { skip: noGpu }, async () => {
     const rows = await bench(['--backend', 'webgpu', '--type', 'f16']);
-    assert.deepEqual(rows.map((r) => r.test), ['pp16', 'tg4']);
+    assert.deepEqual(
+      rows.map((r) => r.test),
+      ['pp16', 'tg4'],
+    );
     for (const r of rows) {
       assert.equal(r.backend, 'webgpu');
       assert.ok(r.device && r.device.length > 0);
@@ -79,7 +97,9 @@ describe('random-weight tensor source', () => {
 });
 
 describe('mpt info --gpu', () => {
-  it('what the webgpu backend would hold: half matrices as stored, 1-D tensors as f32, the KV cache', { skip: noGpu }, async () => {
+  it('what the webgpu backend would hold: half matrices as stored, 1-D tensors as f32, the KV cache', {
+    skip: noGpu,
+  }, async () => {
     const r = await runCli(['info', '--gpu', '--json', '--ctx', '100', '--kv-type', 'f16'], '', 120_000);
     assert.equal(r.code, 0, r.stderr);
     const info = JSON.parse(r.stdout) as { gpu: Record<string, unknown>; n_layers: number; d_model: number };
@@ -88,7 +108,10 @@ describe('mpt info --gpu', () => {
     const ck = await openCheckpoint(defaultModelPath());
     const list = ck.tensors.list();
     await ck.tensors.close();
-    const want = list.reduce((s, t) => s + (t.shape.length === 2 ? t.byteLength : t.shape.reduce((a, b) => a * b, 1) * 4), 0);
+    const want = list.reduce(
+      (s, t) => s + (t.shape.length === 2 ? t.byteLength : t.shape.reduce((a, b) => a * b, 1) * 4),
+      0,
+    );
     assert.equal(info.gpu['weight_bytes'], want);
     assert.equal(info.gpu['kv_type'], 'f16');
     assert.equal(info.gpu['kv_bytes'], info.n_layers * 2 * 100 * info.d_model * 2);

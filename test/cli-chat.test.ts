@@ -15,13 +15,18 @@ import { MPT_BIN, runCli } from './helpers/cli.js';
 import { makeChatModelFolder } from './helpers/model-folders.js';
 
 let folder: { dir: string; cleanup: () => void };
-before(() => { folder = makeChatModelFolder(); });
+before(() => {
+  folder = makeChatModelFolder();
+});
 after(() => folder.cleanup());
 
 test('piped messages get the same replies as the library; /save writes the history', async () => {
   const saveFile = join(tmpdir(), `mpt-chat-save-${process.pid}.json`);
   const lines = ['Hello there', 'What is the weather like?', `/save ${saveFile}`, '/reset', 'Hello there'];
-  const r = await runCli(['chat', folder.dir, '-n', '6', '-t', '0', '--system', 'Be brief.', '--backend', 'reference'], lines.join('\n') + '\n');
+  const r = await runCli(
+    ['chat', folder.dir, '-n', '6', '-t', '0', '--system', 'Be brief.', '--backend', 'reference'],
+    lines.join('\n') + '\n',
+  );
   assert.equal(r.code, 0, r.stderr);
 
   const model = await loadModel(folder.dir, { backend: 'reference', onNote: () => {} });
@@ -31,7 +36,10 @@ test('piped messages get the same replies as the library; /save writes the histo
     const b = (await session.send('What is the weather like?').result).text;
     const saved = JSON.parse(readFileSync(saveFile, 'utf8'));
     assert.deepEqual(saved, session.toJSON());
-    assert.deepEqual(saved.messages.map((m: { role: string }) => m.role), ['system', 'user', 'assistant', 'user', 'assistant']);
+    assert.deepEqual(
+      saved.messages.map((m: { role: string }) => m.role),
+      ['system', 'user', 'assistant', 'user', 'assistant'],
+    );
     session.reset();
     const c = (await session.send('Hello there').result).text;
     assert.equal(c, a, 'after /reset the conversation starts over');
@@ -44,20 +52,39 @@ test('piped messages get the same replies as the library; /save writes the histo
 });
 
 test('SIGINT mid-reply stops the reply but not the REPL; EOF then exits 0', async () => {
-  const child = spawn(process.execPath, [MPT_BIN, 'chat', folder.dir, '-n', '2000', '-t', '0', '--backend', 'reference'], {
-    cwd: REPO_ROOT, stdio: ['pipe', 'pipe', 'pipe'],
-  });
+  const child = spawn(
+    process.execPath,
+    [MPT_BIN, 'chat', folder.dir, '-n', '2000', '-t', '0', '--backend', 'reference'],
+    {
+      cwd: REPO_ROOT,
+      stdio: ['pipe', 'pipe', 'pipe'],
+    },
+  );
   let stdout = '';
   let stderr = '';
   const waiters: (() => void)[] = [];
-  const poke = () => { for (const w of waiters.splice(0)) w(); };
-  child.stdout.on('data', (b: Buffer) => { stdout += b.toString('utf8'); poke(); });
-  child.stderr.on('data', (b: Buffer) => { stderr += b.toString('utf8'); poke(); });
+  const poke = () => {
+    for (const w of waiters.splice(0)) w();
+  };
+  child.stdout.on('data', (b: Buffer) => {
+    stdout += b.toString('utf8');
+    poke();
+  });
+  child.stderr.on('data', (b: Buffer) => {
+    stderr += b.toString('utf8');
+    poke();
+  });
   const until = async (cond: () => boolean, what: string) => {
     const deadline = Date.now() + 20_000;
     while (!cond()) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; stdout=${JSON.stringify(stdout.slice(-200))} stderr=${JSON.stringify(stderr)}`);
-      await new Promise<void>((r) => { waiters.push(r); setTimeout(r, 200); });
+      if (Date.now() > deadline)
+        throw new Error(
+          `timed out waiting for ${what}; stdout=${JSON.stringify(stdout.slice(-200))} stderr=${JSON.stringify(stderr)}`,
+        );
+      await new Promise<void>((r) => {
+        waiters.push(r);
+        setTimeout(r, 200);
+      });
     }
   };
   const exited = new Promise<number | null>((r) => child.on('close', r));
@@ -83,9 +110,15 @@ test('SIGINT mid-reply stops the reply but not the REPL; EOF then exits 0', asyn
     // Each stopped reply is a prefix of what the model would have said (greedy, deterministic).
     const model = await loadModel(folder.dir, { backend: 'reference', onNote: () => {} });
     try {
-      const full = await model.generate([{ role: 'user', content: 'Tell me a long story' }], { temperature: 0, maxTokens: 200 });
+      const full = await model.generate([{ role: 'user', content: 'Tell me a long story' }], {
+        temperature: 0,
+        maxTokens: 200,
+      });
       const first = replies[0]!;
-      assert.ok(full.text.startsWith(first) || first.startsWith(full.text), JSON.stringify({ first: first.slice(0, 80), full: full.text.slice(0, 80) }));
+      assert.ok(
+        full.text.startsWith(first) || first.startsWith(full.text),
+        JSON.stringify({ first: first.slice(0, 80), full: full.text.slice(0, 80) }),
+      );
       assert.ok(model.tokenizer.encode(first).length < 1500, 'the reply was cut short');
     } finally {
       await model.dispose();

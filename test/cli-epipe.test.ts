@@ -12,7 +12,12 @@ import { MPT_BIN } from './helpers/cli.js';
 const MODEL = fixturePath('tiny-neox-vocab');
 
 /** Runs `mpt ...args`, reads `bytes` bytes of stdout, then closes the pipe's reading end. */
-interface Ended { code: number | null; signal: string | null; stderr: string; read: number }
+interface Ended {
+  code: number | null;
+  signal: string | null;
+  stderr: string;
+  read: number;
+}
 
 function readThenClose(args: string[], bytes: number): Promise<Ended> {
   return new Promise((resolve, reject) => {

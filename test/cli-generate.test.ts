@@ -14,7 +14,17 @@ const g = JSON.parse(readFileSync(`${MODEL}/goldens.json`, 'utf8'));
 const tok = loadTokenizer(MODEL, { onNote: () => {} })!;
 
 test('greedy generation prints the golden continuation; stats go to stderr', async () => {
-  const r = await runCli(['generate', MODEL, g.inputs_text.seq7, '-n', '20', '--temperature', '0', '--backend', 'reference']);
+  const r = await runCli([
+    'generate',
+    MODEL,
+    g.inputs_text.seq7,
+    '-n',
+    '20',
+    '--temperature',
+    '0',
+    '--backend',
+    'reference',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, tok.decode(g.generate.new_tokens));
   assert.match(r.stderr, /prompt: 7 tokens/);
@@ -34,7 +44,22 @@ test('the prompt can come from stdin; --stop cuts the text', async () => {
 });
 
 test('a fixed-seed sampled run prints the same text twice', async () => {
-  const args = (seed: string) => ['generate', MODEL, 'Once upon a time', '-n', '24', '--seed', seed, '--temperature', '1.2', '--top-k', '0', '--top-p', '0.98', '-q'];
+  const args = (seed: string) => [
+    'generate',
+    MODEL,
+    'Once upon a time',
+    '-n',
+    '24',
+    '--seed',
+    seed,
+    '--temperature',
+    '1.2',
+    '--top-k',
+    '0',
+    '--top-p',
+    '0.98',
+    '-q',
+  ];
   const [a, b, c] = await Promise.all([runCli(args('77')), runCli(args('77')), runCli(args('78'))]);
   assert.equal(a.code, 0, a.stderr);
   assert.ok(a.stdout.length > 0);
@@ -44,7 +69,17 @@ test('a fixed-seed sampled run prints the same text twice', async () => {
 
 test('token ids in, token ids out for a model without a tokenizer; errors are one line', async () => {
   const alibi = JSON.parse(readFileSync(fixturePath('tiny-alibi/goldens.json'), 'utf8'));
-  const r = await runCli(['generate', fixturePath('tiny-alibi'), '--ids', alibi.inputs.seq7.join(','), '-n', '20', '-t', '0', '-q']);
+  const r = await runCli([
+    'generate',
+    fixturePath('tiny-alibi'),
+    '--ids',
+    alibi.inputs.seq7.join(','),
+    '-n',
+    '20',
+    '-t',
+    '0',
+    '-q',
+  ]);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.stdout.trim().split(' ').map(Number), alibi.generate.new_tokens);
   const bad = await runCli(['generate', MODEL, 'x', '--temperature', 'hot']);
@@ -56,7 +91,22 @@ test('token ids in, token ids out for a model without a tokenizer; errors are on
   assert.match(long.stderr, /more than the context length 128/);
   const help = await runCli(['generate', '--help']);
   assert.equal(help.code, 0);
-  for (const opt of ['--max-tokens', '--temperature', '--top-k', '--top-p', '--min-p', '--repeat-penalty', '--presence-penalty', '--frequency-penalty', '--seed', '--stop', '--template', '--ctx', '--backend', '--threads']) {
+  for (const opt of [
+    '--max-tokens',
+    '--temperature',
+    '--top-k',
+    '--top-p',
+    '--min-p',
+    '--repeat-penalty',
+    '--presence-penalty',
+    '--frequency-penalty',
+    '--seed',
+    '--stop',
+    '--template',
+    '--ctx',
+    '--backend',
+    '--threads',
+  ]) {
     assert.ok(help.stdout.includes(opt), `help mentions ${opt}`);
   }
 });

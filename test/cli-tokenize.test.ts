@@ -34,10 +34,19 @@ test('tokenize --jsonl and detokenize --jsonl reproduce every golden case', asyn
     assert.deepEqual(JSON.parse(line), { ids: golden.cases[i]!.ids }, golden.cases[i]!.text);
   });
 
-  const back = await runCli(['detokenize', TOKENIZER, '--jsonl'], golden.cases.map((c) => JSON.stringify(c.ids)).join('\n'));
+  const back = await runCli(
+    ['detokenize', TOKENIZER, '--jsonl'],
+    golden.cases.map((c) => JSON.stringify(c.ids)).join('\n'),
+  );
   assert.equal(back.code, 0, back.stderr);
-  const texts = back.stdout.trimEnd().split('\n').map((l) => JSON.parse(l));
-  assert.deepEqual(texts, golden.cases.map((c) => c.decoded));
+  const texts = back.stdout
+    .trimEnd()
+    .split('\n')
+    .map((l) => JSON.parse(l));
+  assert.deepEqual(
+    texts,
+    golden.cases.map((c) => c.decoded),
+  );
 });
 
 test('detokenize prints the text exactly, with no newline added', async () => {
@@ -69,9 +78,13 @@ test('a Split pattern that backtracks catastrophically hangs neither tokenize no
   const dir = mkdtempSync(join(tmpdir(), 'mpt-hostile-tok-'));
   after(() => rmSync(dir, { recursive: true, force: true }));
   const tj = JSON.parse(readFileSync(`${REPO_ROOT}${TOKENIZER}`, 'utf8'));
-  tj.pre_tokenizer = { type: 'Sequence', pretokenizers: [
-    { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false }, tj.pre_tokenizer,
-  ] };
+  tj.pre_tokenizer = {
+    type: 'Sequence',
+    pretokenizers: [
+      { type: 'Split', pattern: { Regex: '(a+)+$' }, behavior: 'Isolated', invert: false },
+      tj.pre_tokenizer,
+    ],
+  };
   const hostile = join(dir, 'tokenizer.json');
   writeFileSync(hostile, JSON.stringify(tj));
   const text = 'a'.repeat(35) + '!';

@@ -13,8 +13,19 @@ import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 
 const TOL = 5e-4;
-const FULL = ['tiny-alibi', 'tiny-alibi-bin', 'tiny-alibi-bf16', 'tiny-alibi-fp16', 'tiny-bias', 'tiny-storywriter', 'tiny-gqa', 'tiny-exp2',
-  'tiny-rmsnorm', 'tiny-learned-pos', 'gguf-tiny-q'];
+const FULL = [
+  'tiny-alibi',
+  'tiny-alibi-bin',
+  'tiny-alibi-bf16',
+  'tiny-alibi-fp16',
+  'tiny-bias',
+  'tiny-storywriter',
+  'tiny-gqa',
+  'tiny-exp2',
+  'tiny-rmsnorm',
+  'tiny-learned-pos',
+  'gguf-tiny-q',
+];
 const LOGITS_ONLY = ['tiny-alibi-sharded', 'tiny-alibi-bin-sharded-bf16', 'tiny-alibi-msl32', 'tiny-neox-vocab'];
 
 async function run(runner: ModelRunner, ids: number[], logits: 'all' | 'last' = 'all') {
@@ -72,7 +83,10 @@ for (const name of [...FULL, ...LOGITS_ONLY]) {
             const [o] = await runner.forward([{ cache, tokens: [id] }], { logits: 'last' });
             rows.push(o!.logits);
           }
-          assert.deepEqual(rows.map((r) => argmaxRows(r, 1, V)[0]), g.json.kv_incremental[seq].argmax_per_step);
+          assert.deepEqual(
+            rows.map((r) => argmaxRows(r, 1, V)[0]),
+            g.json.kv_incremental[seq].argmax_per_step,
+          );
           if (g.has(`kv_incremental/${seq}/step_logits`)) {
             const gold = g.tensor(`kv_incremental/${seq}/step_logits`).data;
             const flat = new Float32Array(rows.length * V);
@@ -119,7 +133,10 @@ for (const name of [...FULL, ...LOGITS_ONLY]) {
         if (g.has('batch_left_pad/last_logits')) {
           const gold = g.tensor('batch_left_pad/last_logits').data;
           for (let i = 0; i < outs.length; i++) {
-            assert.ok(maxAbsDiff(outs[i]!.logits.subarray((T - 1) * V), gold.subarray(i * V, (i + 1) * V)) <= TOL, `row ${i}`);
+            assert.ok(
+              maxAbsDiff(outs[i]!.logits.subarray((T - 1) * V), gold.subarray(i * V, (i + 1) * V)) <= TOL,
+              `row ${i}`,
+            );
           }
         }
         if (b.argmax) {
@@ -137,7 +154,11 @@ for (const name of [...FULL, ...LOGITS_ONLY]) {
     if (g.has('hidden_states/seq7')) {
       it('hidden states and attention probabilities', async () => {
         const cache = runner.createCache({ capacity: 7 });
-        const [o] = await runner.forward([{ cache, tokens: inputs['seq7']! }], { logits: 'none', outputHiddenStates: true, outputAttentions: true });
+        const [o] = await runner.forward([{ cache, tokens: inputs['seq7']! }], {
+          logits: 'none',
+          outputHiddenStates: true,
+          outputAttentions: true,
+        });
         const hs = g.tensor('hidden_states/seq7');
         const per = hs.shape[1]! * hs.shape[2]!;
         assert.equal(o!.hiddenStates!.length, hs.shape[0]);
@@ -156,7 +177,10 @@ for (const name of [...FULL, ...LOGITS_ONLY]) {
 
     if (g.json.alibi?.slopes && g.json.produced_by?.semantics === 'mosaicml') {
       it('ALiBi slopes', () => {
-        assert.deepEqual(Array.from(alibiSlopes(runner.config.nHeads, runner.config.attn.alibiBiasMax)), g.json.alibi.slopes);
+        assert.deepEqual(
+          Array.from(alibiSlopes(runner.config.nHeads, runner.config.attn.alibiBiasMax)),
+          g.json.alibi.slopes,
+        );
       });
     }
 
@@ -170,7 +194,10 @@ for (const name of [...FULL, ...LOGITS_ONLY]) {
       it('greedy generation follows the golden top-1 ids', async () => {
         const gen = g.json.generate;
         const toks = await greedy(runner, gen.prompt_ids, gen.top5_ids_per_step.length);
-        assert.deepEqual(toks, gen.top5_ids_per_step.map((r: number[]) => r[0]));
+        assert.deepEqual(
+          toks,
+          gen.top5_ids_per_step.map((r: number[]) => r[0]),
+        );
       });
     }
   });

@@ -105,8 +105,29 @@ describe('f16', () => {
   });
 
   it('narrows with round-to-nearest-even, overflow and subnormals, like an exhaustive nearest search', () => {
-    const cases: number[] = [0, -0, 1, -1, 65504, 65519, 65519.996, 65520, 65536, 1e9, -1e9, 2 ** -14, 2 ** -24, 2 ** -25,
-      2 ** -25 * 1.0000001, 2 ** -26, 3 * 2 ** -25, 2 ** -149, Infinity, -Infinity, 3.4028234663852886e38];
+    const cases: number[] = [
+      0,
+      -0,
+      1,
+      -1,
+      65504,
+      65519,
+      65519.996,
+      65520,
+      65536,
+      1e9,
+      -1e9,
+      2 ** -14,
+      2 ** -24,
+      2 ** -25,
+      2 ** -25 * 1.0000001,
+      2 ** -26,
+      3 * 2 ** -25,
+      2 ** -149,
+      Infinity,
+      -Infinity,
+      3.4028234663852886e38,
+    ];
     // Every midpoint between neighbouring f16 values (exact in float32), and one float32 step either side.
     for (let i = 0; i + 1 < F16_POSITIVE.length - 1; i++) {
       const mid = (F16_POSITIVE[i]! + F16_POSITIVE[i + 1]!) / 2;
@@ -149,8 +170,10 @@ describe('bf16', () => {
   });
 
   it('narrows with round-to-nearest-even like a neighbour search', () => {
-    const edges = [0x3f808000, 0x3f818000, 0x3f80ffff, 0x3f807fff, 0x7f7fffff, 0x7f7f8000, 0x7f7f7fff, 0xff7f8000,
-      0x00008000, 0x00018000, 0x80008001, 0x0000ffff, 0x00000001, 0x7f800000, 0xff800000, 0, 0x80000000];
+    const edges = [
+      0x3f808000, 0x3f818000, 0x3f80ffff, 0x3f807fff, 0x7f7fffff, 0x7f7f8000, 0x7f7f7fff, 0xff7f8000, 0x00008000,
+      0x00018000, 0x80008001, 0x0000ffff, 0x00000001, 0x7f800000, 0xff800000, 0, 0x80000000,
+    ];
     const next = rng(999);
     const all = [...edges];
     for (let i = 0; i < 200000; i++) all.push(next());
@@ -180,20 +203,35 @@ describe('tensorToFloat32', () => {
       const backing = new Uint8Array(raw.length + 4);
       backing.set(raw, shift);
       const bytes = backing.subarray(shift, shift + raw.length);
-      assert.deepEqual([...tensorToFloat32({ name: 't', dtype: 'f32', shape: [3], byteLength: 12 }, bytes)], [...values]);
+      assert.deepEqual(
+        [...tensorToFloat32({ name: 't', dtype: 'f32', shape: [3], byteLength: 12 }, bytes)],
+        [...values],
+      );
     }
     const halfBytes = f32ToF16Bytes(Float32Array.of(1.5, -2.25));
     const odd = new Uint8Array(5);
     odd.set(halfBytes, 1);
-    assert.deepEqual([...tensorToFloat32({ name: 't', dtype: 'f16', shape: [2], byteLength: 4 }, odd.subarray(1))], [1.5, -2.25]);
+    assert.deepEqual(
+      [...tensorToFloat32({ name: 't', dtype: 'f16', shape: [2], byteLength: 4 }, odd.subarray(1))],
+      [1.5, -2.25],
+    );
     const bfBytes = f32ToBf16Bytes(Float32Array.of(1.5, -2.25));
     odd.set(bfBytes, 1);
-    assert.deepEqual([...tensorToFloat32({ name: 't', dtype: 'bf16', shape: [1, 2], byteLength: 4 }, odd.subarray(1))], [1.5, -2.25]);
+    assert.deepEqual(
+      [...tensorToFloat32({ name: 't', dtype: 'bf16', shape: [1, 2], byteLength: 4 }, odd.subarray(1))],
+      [1.5, -2.25],
+    );
   });
 
   it('refuses quantized dtypes and wrong byte counts', () => {
-    assert.throws(() => tensorToFloat32({ name: 'q', dtype: 'q8_0', shape: [32], byteLength: 34 }, new Uint8Array(34)), FormatError);
-    assert.throws(() => tensorToFloat32({ name: 't', dtype: 'f32', shape: [3], byteLength: 12 }, new Uint8Array(8)), /t: 8 bytes/);
+    assert.throws(
+      () => tensorToFloat32({ name: 'q', dtype: 'q8_0', shape: [32], byteLength: 34 }, new Uint8Array(34)),
+      FormatError,
+    );
+    assert.throws(
+      () => tensorToFloat32({ name: 't', dtype: 'f32', shape: [3], byteLength: 12 }, new Uint8Array(8)),
+      /t: 8 bytes/,
+    );
     assert.throws(() => f16BytesToF32(new Uint8Array(3)), FormatError);
   });
 });

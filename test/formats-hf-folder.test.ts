@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import {
-  copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync,
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -72,7 +79,10 @@ describe('openHfFolderTensors on every fixture layout', () => {
 
   it('checkpoint files match the sha256 in goldens.json', () => {
     for (const folder of Object.keys(LAYOUTS)) {
-      const files = JSON.parse(readFileSync(join(FIXTURES, folder, 'goldens.json'), 'utf8')).checkpoint_files as Record<string, { bytes: number; sha256: string }>;
+      const files = JSON.parse(readFileSync(join(FIXTURES, folder, 'goldens.json'), 'utf8')).checkpoint_files as Record<
+        string,
+        { bytes: number; sha256: string }
+      >;
       for (const [name, { bytes, sha256 }] of Object.entries(files)) {
         const data = readFileSync(join(FIXTURES, folder, name));
         assert.equal(data.length, bytes, `${folder}/${name}`);
@@ -130,7 +140,16 @@ describe('openHfFolderTensors on every fixture layout', () => {
   it('the sharded bf16 .bin (mpt-7b layout) equals tiny-alibi-bf16 exactly', async () => {
     const a = await loadAll('tiny-alibi-bf16');
     const b = await loadAll('tiny-alibi-bin-sharded-bf16');
-    assert.deepEqual(b.source.list().map((t) => [t.name, t.dtype, t.shape]).sort(), a.source.list().map((t) => [t.name, t.dtype, t.shape]).sort());
+    assert.deepEqual(
+      b.source
+        .list()
+        .map((t) => [t.name, t.dtype, t.shape])
+        .sort(),
+      a.source
+        .list()
+        .map((t) => [t.name, t.dtype, t.shape])
+        .sort(),
+    );
     for (const [name, bytes] of a.bytes) assert.deepEqual(b.bytes.get(name), bytes, name);
     assert.equal(b.source.files.length, 2);
   });
@@ -158,8 +177,15 @@ describe('broken folders and indexes', () => {
 
   it('an index that puts a tensor in the wrong shard', async () => {
     const dir = copy('tiny-alibi-sharded', 'wrong-shard');
-    editIndex(dir, 'model.safetensors.index.json', (i) => (i.weight_map['transformer.wte.weight'] = 'model-00002-of-00003.safetensors'));
-    await rejects(dir, /puts tensor transformer\.wte\.weight in model-00002-of-00003\.safetensors, but that shard does not contain it/);
+    editIndex(
+      dir,
+      'model.safetensors.index.json',
+      (i) => (i.weight_map['transformer.wte.weight'] = 'model-00002-of-00003.safetensors'),
+    );
+    await rejects(
+      dir,
+      /puts tensor transformer\.wte\.weight in model-00002-of-00003\.safetensors, but that shard does not contain it/,
+    );
   });
 
   it('a tensor present in two shards', async () => {
@@ -179,7 +205,11 @@ describe('broken folders and indexes', () => {
     rmSync(join(dir, 'pytorch_model-00001-of-00002.bin'));
     await rejects(dir, /names shard pytorch_model-00001-of-00002\.bin, which is missing/);
     const escaping = copy('tiny-alibi-sharded', 'escape');
-    editIndex(escaping, 'model.safetensors.index.json', (i) => (i.weight_map['transformer.wte.weight'] = '../tiny-alibi/model.safetensors'));
+    editIndex(
+      escaping,
+      'model.safetensors.index.json',
+      (i) => (i.weight_map['transformer.wte.weight'] = '../tiny-alibi/model.safetensors'),
+    );
     await rejects(escaping, /not a file name in the folder/);
     writeFileSync(join(escaping, 'model.safetensors.index.json'), '{"metadata": {}}');
     await rejects(escaping, /no "weight_map" object/);
@@ -203,8 +233,10 @@ describe('broken folders and indexes', () => {
   it('an index file too big for one is refused before it is read', async () => {
     const dir = copy('tiny-alibi-sharded', 'huge-index');
     truncateSync(join(dir, 'model.safetensors.index.json'), JSON_FILE_LIMITS.index + 1);
-    await rejects(dir,
-      /weight index .*model\.safetensors\.index\.json is 16777217 bytes, more than the 16777216 allowed/);
+    await rejects(
+      dir,
+      /weight index .*model\.safetensors\.index\.json is 16777217 bytes, more than the 16777216 allowed/,
+    );
   });
 
   it('a corrupt shard is reported with its own file name', async () => {
@@ -218,7 +250,10 @@ describe('broken folders and indexes', () => {
     const empty = join(tmp, 'empty');
     mkdirSync(empty);
     writeFileSync(join(empty, 'config.json'), '{}');
-    await rejects(empty, /no weights in .*empty: expected model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin, pytorch_model\.bin\.index\.json$/);
+    await rejects(
+      empty,
+      /no weights in .*empty: expected model\.safetensors, model\.safetensors\.index\.json, pytorch_model\.bin, pytorch_model\.bin\.index\.json$/,
+    );
     writeFileSync(join(empty, 'model-q4_0.gguf'), 'GGUF');
     await rejects(empty, /found GGUF file model-q4_0\.gguf/);
     await rejects(join(tmp, 'nope'), /does not exist/);
@@ -242,10 +277,14 @@ describe('readJsonFile', () => {
     assert.equal(((await readJsonFile(config, 'model config', limit)) as { d_model: number }).d_model, 64);
     const bad = join(tmp, 'bad.json');
     writeFileSync(bad, '{"a": }');
-    await assert.rejects(readJsonFile(bad, 'model config', limit),
-      (e: unknown) => e instanceof FormatError && /^model config .*bad\.json is not valid JSON/.test(e.message));
-    await assert.rejects(readJsonFile(join(tmp, 'absent.json'), 'model config', limit),
-      /model config .*absent\.json does not exist/);
+    await assert.rejects(
+      readJsonFile(bad, 'model config', limit),
+      (e: unknown) => e instanceof FormatError && /^model config .*bad\.json is not valid JSON/.test(e.message),
+    );
+    await assert.rejects(
+      readJsonFile(join(tmp, 'absent.json'), 'model config', limit),
+      /model config .*absent\.json does not exist/,
+    );
     await assert.rejects(readJsonFile(tmp, 'model config', limit), /model config .* is not a regular file/);
   });
 
@@ -254,12 +293,18 @@ describe('readJsonFile', () => {
     writeFileSync(big, '{}');
     truncateSync(big, JSON_FILE_LIMITS.config + 1);
     const tooBig = /^model config .*big\.json is 1048577 bytes, more than the 1048576 allowed/;
-    await assert.rejects(readJsonFile(big, 'model config', JSON_FILE_LIMITS.config),
-      (e: unknown) => e instanceof FormatError && tooBig.test(e.message));
-    assert.throws(() => readJsonFileSync(big, 'model config', JSON_FILE_LIMITS.config),
-      (e: unknown) => e instanceof FormatError && tooBig.test(e.message));
-    assert.throws(() => readJsonFileSync(tmp, 'tokenizer', JSON_FILE_LIMITS.tokenizer),
-      /FormatError: tokenizer .* is not a regular file/);
+    await assert.rejects(
+      readJsonFile(big, 'model config', JSON_FILE_LIMITS.config),
+      (e: unknown) => e instanceof FormatError && tooBig.test(e.message),
+    );
+    assert.throws(
+      () => readJsonFileSync(big, 'model config', JSON_FILE_LIMITS.config),
+      (e: unknown) => e instanceof FormatError && tooBig.test(e.message),
+    );
+    assert.throws(
+      () => readJsonFileSync(tmp, 'tokenizer', JSON_FILE_LIMITS.tokenizer),
+      /FormatError: tokenizer .* is not a regular file/,
+    );
     const config = join(FIXTURES, 'tiny-alibi/config.json');
     const parsed = readJsonFileSync(config, 'model config', JSON_FILE_LIMITS.config);
     assert.deepEqual(parsed, JSON.parse(readFileSync(config, 'utf8')));

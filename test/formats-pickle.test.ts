@@ -37,13 +37,37 @@ function expectedValue(): unknown {
   const shared = [7];
   const t = (...items: unknown[]) => new PickleTuple(items);
   return new Map<unknown, unknown>([
-    ['ints', [0, 1, -1, 255, 256, 65535, 65536, -(2 ** 31), 2 ** 31 - 1, 2 ** 31, 2n ** 53n, -(2n ** 53n) - 1n, 2n ** 64n, -(2n ** 70n)]],
+    [
+      'ints',
+      [
+        0,
+        1,
+        -1,
+        255,
+        256,
+        65535,
+        65536,
+        -(2 ** 31),
+        2 ** 31 - 1,
+        2 ** 31,
+        2n ** 53n,
+        -(2n ** 53n) - 1n,
+        2n ** 64n,
+        -(2n ** 70n),
+      ],
+    ],
     ['floats', [1.5, -0, Infinity, 1e-310, Math.PI]],
     ['consts', t(true, false, null)],
     ['bytes', Uint8Array.of(0, 255, 128)],
     ['text', 'h\u00e9llo \u2713 \u{1F600}'],
     ['set', new Set([3])],
-    ['od', new Map<unknown, unknown>([['x', 1], ['y', [2]]])],
+    [
+      'od',
+      new Map<unknown, unknown>([
+        ['x', 1],
+        ['y', [2]],
+      ]),
+    ],
     ['tuples', t(t(), t(1), t(1, 2), t(1, 2, 3), t(1, 2, 3, 4))],
     ['nested', new Map([['a', new Map([['b', [[], new Map()]]])]])],
     ['shared', t(shared, shared)],
@@ -56,7 +80,10 @@ function assertUnsafe(bytes: Uint8Array, global: string): void {
     () => unpickle(bytes, basic),
     (e: unknown) => {
       assert.ok(e instanceof UnsafePickleError, `expected UnsafePickleError, got ${String(e)}`);
-      assert.match(e.message, new RegExp(`pickle asks for global ${global.replace(/\./g, '\\.')}, which is not allowed`));
+      assert.match(
+        e.message,
+        new RegExp(`pickle asks for global ${global.replace(/\./g, '\\.')}, which is not allowed`),
+      );
       assert.match(e.message, /^test\.pkl/);
       return true;
     },
@@ -81,7 +108,10 @@ describe('unpickle: refuses every global outside the whitelist', () => {
   });
   it('STACK_GLOBAL builtins.eval (protocol 4)', () => {
     const sb = (s: string) => cat([0x8c, s.length], ascii(s));
-    assertUnsafe(cat([0x80, 0x04], sb('builtins'), [0x94], sb('eval'), [0x94, 0x93, 0x94], sb('1+1'), [0x85, 0x52, 0x2e]), 'builtins.eval');
+    assertUnsafe(
+      cat([0x80, 0x04], sb('builtins'), [0x94], sb('eval'), [0x94, 0x93, 0x94], sb('1+1'), [0x85, 0x52, 0x2e]),
+      'builtins.eval',
+    );
   });
   it('INST posix.system and OBJ-free protocol 0 subprocess.Popen', () => {
     assertUnsafe(cat([0x28], str('id'), [0x69], ascii('posix\nsystem\n'), [0x2e]), 'posix.system');
@@ -103,7 +133,10 @@ describe('unpickle: corrupt streams', () => {
     for (const op of [0x00, 0xff, 0x99, 0x21]) {
       assert.throws(
         () => unpickle(Uint8Array.of(0x80, 0x02, op, 0x2e), basic),
-        (e: unknown) => e instanceof FormatError && !(e instanceof UnsafePickleError) && e.message.includes(`unknown pickle opcode 0x${op.toString(16).padStart(2, '0')} at byte 2`),
+        (e: unknown) =>
+          e instanceof FormatError &&
+          !(e instanceof UnsafePickleError) &&
+          e.message.includes(`unknown pickle opcode 0x${op.toString(16).padStart(2, '0')} at byte 2`),
       );
     }
   });
@@ -112,7 +145,11 @@ describe('unpickle: corrupt streams', () => {
     for (const h of Object.values(CPYTHON_PICKLES)) {
       const full = hex(h);
       for (let n = 0; n < full.length; n++) {
-        assert.throws(() => unpickle(full.subarray(0, n), basic), (e: unknown) => e instanceof FormatError && /truncated|underflow/.test(e.message), `prefix ${n}`);
+        assert.throws(
+          () => unpickle(full.subarray(0, n), basic),
+          (e: unknown) => e instanceof FormatError && /truncated|underflow/.test(e.message),
+          `prefix ${n}`,
+        );
       }
     }
   });
@@ -135,10 +172,17 @@ describe('unpickle: corrupt streams', () => {
       [[0x4e, 0x51, 0x2e], /persistent/],
     ];
     for (const [bytes, pattern] of bad) {
-      assert.throws(() => unpickle(Uint8Array.from(bytes), basic), (e: unknown) => e instanceof FormatError && pattern.test(e.message), bytes.join(','));
+      assert.throws(
+        () => unpickle(Uint8Array.from(bytes), basic),
+        (e: unknown) => e instanceof FormatError && pattern.test(e.message),
+        bytes.join(','),
+      );
     }
     assert.throws(() => unpickle(cat(ascii('ccollections\nOrderedDict\n'), [0x4e, 0x52, 0x2e]), basic), /not a tuple/);
-    assert.throws(() => unpickle(cat(ascii('c_codecs\nencode\n'), str('x'), str('rot13'), [0x86, 0x52, 0x2e]), basic), /latin1/);
+    assert.throws(
+      () => unpickle(cat(ascii('c_codecs\nencode\n'), str('x'), str('rot13'), [0x86, 0x52, 0x2e]), basic),
+      /latin1/,
+    );
   });
 
   it('enforces stack and memo limits', () => {
@@ -155,8 +199,11 @@ describe('unpickle: corrupt streams', () => {
 
   it('integers are bounded: long LONG1 / LONG4 / text integers are refused, not decoded in quadratic time', () => {
     const refuses = (bytes: Uint8Array, pattern: RegExp) =>
-      assert.throws(() => unpickle(bytes, basic),
-        (e: unknown) => e instanceof FormatError && pattern.test(e.message), pattern.source);
+      assert.throws(
+        () => unpickle(bytes, basic),
+        (e: unknown) => e instanceof FormatError && pattern.test(e.message),
+        pattern.source,
+      );
     refuses(cat([0x8a, 17], new Uint8Array(17), [0x2e]), /LONG1\): integer of 17 bytes is too long/);
     // 256 KB of LONG4 took minutes to decode before this limit.
     const long4 = cat([0x80, 0x02, 0x8b], u32le(256 * 1024), new Uint8Array(256 * 1024).fill(0x7f), [0x2e]);
@@ -178,16 +225,23 @@ describe('unpickle: corrupt streams', () => {
   });
 
   it('lengths beyond the stream are refused before anything is allocated', () => {
-    for (const op of [0x58, 0x42]) { // BINUNICODE, BINBYTES with a 4 GB length
-      assert.throws(() => unpickle(cat([op], [0xff, 0xff, 0xff, 0xff], [0x2e]), basic),
-        /truncated: .* needs 4294967295 more bytes/);
+    for (const op of [0x58, 0x42]) {
+      // BINUNICODE, BINBYTES with a 4 GB length
+      assert.throws(
+        () => unpickle(cat([op], [0xff, 0xff, 0xff, 0xff], [0x2e]), basic),
+        /truncated: .* needs 4294967295 more bytes/,
+      );
     }
     assert.throws(() => unpickle(cat([0x8d], [0, 0, 0, 0, 0, 0, 0, 0x10], [0x2e]), basic), /truncated|absurd/);
-    assert.throws(() => unpickle(cat([0x95], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0], [0x2e]), basic),
-      /truncated|absurd/);
+    assert.throws(
+      () => unpickle(cat([0x95], [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x1f, 0], [0x2e]), basic),
+      /truncated|absurd/,
+    );
     // A text opcode whose line never ends within the limit is refused without scanning the rest.
-    assert.throws(() => unpickle(cat(ascii('c'), new Uint8Array(100_000).fill(0x61), ascii('\n\n.')), basic),
-      /line too long/);
+    assert.throws(
+      () => unpickle(cat(ascii('c'), new Uint8Array(100_000).fill(0x61), ascii('\n\n.')), basic),
+      /line too long/,
+    );
   });
 
   it('deeply nested values are built without recursion', () => {

@@ -67,36 +67,94 @@ function buildZip(entries: ZipInput[], opts: ZipOptions = {}): Buffer {
       extra = Buffer.concat([extra, le(0x4246, 2), le(pad, 2), Buffer.alloc(pad, 0x5a)]);
     }
     const sz = opts.zip64 ? 0xffffffff : opts.dataDescriptor ? 0 : size;
-    push(Buffer.concat([
-      le(0x04034b50, 4), le(opts.zip64 ? 45 : 20, 2), le(flags, 2), le(e.method ?? 0, 2), le(0, 2), le(0, 2),
-      le(opts.dataDescriptor ? 0 : crc, 4), le(sz, 4), le(sz, 4), le(name.length, 2), le(extra.length, 2), name, extra,
-    ]));
+    push(
+      Buffer.concat([
+        le(0x04034b50, 4),
+        le(opts.zip64 ? 45 : 20, 2),
+        le(flags, 2),
+        le(e.method ?? 0, 2),
+        le(0, 2),
+        le(0, 2),
+        le(opts.dataDescriptor ? 0 : crc, 4),
+        le(sz, 4),
+        le(sz, 4),
+        le(name.length, 2),
+        le(extra.length, 2),
+        name,
+        extra,
+      ]),
+    );
     push(Buffer.from(e.data));
     if (opts.dataDescriptor) {
-      push(Buffer.concat([le(0x08074b50, 4), le(crc, 4), opts.zip64 ? le(size, 8) : le(size, 4), opts.zip64 ? le(size, 8) : le(size, 4)]));
+      push(
+        Buffer.concat([
+          le(0x08074b50, 4),
+          le(crc, 4),
+          opts.zip64 ? le(size, 8) : le(size, 4),
+          opts.zip64 ? le(size, 8) : le(size, 4),
+        ]),
+      );
     }
-    const cExtra = opts.zip64 ? Buffer.concat([le(1, 2), le(24, 2), le(size, 8), le(size, 8), le(localOffset, 8)]) : Buffer.alloc(0);
-    central.push(Buffer.concat([
-      le(0x02014b50, 4), le(45, 2), le(opts.zip64 ? 45 : 20, 2), le(flags, 2), le(e.method ?? 0, 2), le(0, 2), le(0, 2),
-      le(crc, 4), le(opts.zip64 ? 0xffffffff : size, 4), le(opts.zip64 ? 0xffffffff : size, 4), le(name.length, 2),
-      le(cExtra.length, 2), le(0, 2), le(0, 2), le(0, 2), le(0, 4), le(opts.zip64 ? 0xffffffff : localOffset, 4), name, cExtra,
-    ]));
+    const cExtra = opts.zip64
+      ? Buffer.concat([le(1, 2), le(24, 2), le(size, 8), le(size, 8), le(localOffset, 8)])
+      : Buffer.alloc(0);
+    central.push(
+      Buffer.concat([
+        le(0x02014b50, 4),
+        le(45, 2),
+        le(opts.zip64 ? 45 : 20, 2),
+        le(flags, 2),
+        le(e.method ?? 0, 2),
+        le(0, 2),
+        le(0, 2),
+        le(crc, 4),
+        le(opts.zip64 ? 0xffffffff : size, 4),
+        le(opts.zip64 ? 0xffffffff : size, 4),
+        le(name.length, 2),
+        le(cExtra.length, 2),
+        le(0, 2),
+        le(0, 2),
+        le(0, 2),
+        le(0, 4),
+        le(opts.zip64 ? 0xffffffff : localOffset, 4),
+        name,
+        cExtra,
+      ]),
+    );
   }
   const cdOffset = offset;
   const cd = Buffer.concat(central);
   push(cd);
   if (opts.zip64) {
     const eocd64Offset = offset;
-    push(Buffer.concat([
-      le(0x06064b50, 4), le(44, 8), le(45, 2), le(45, 2), le(0, 4), le(0, 4),
-      le(entries.length, 8), le(entries.length, 8), le(cd.length, 8), le(cdOffset, 8),
-    ]));
+    push(
+      Buffer.concat([
+        le(0x06064b50, 4),
+        le(44, 8),
+        le(45, 2),
+        le(45, 2),
+        le(0, 4),
+        le(0, 4),
+        le(entries.length, 8),
+        le(entries.length, 8),
+        le(cd.length, 8),
+        le(cdOffset, 8),
+      ]),
+    );
     push(Buffer.concat([le(0x07064b50, 4), le(0, 4), le(eocd64Offset, 8), le(1, 4)]));
   }
-  push(Buffer.concat([
-    le(0x06054b50, 4), le(0, 2), le(0, 2), le(opts.zip64 ? 0xffff : entries.length, 2), le(opts.zip64 ? 0xffff : entries.length, 2),
-    le(opts.zip64 ? 0xffffffff : cd.length, 4), le(opts.zip64 ? 0xffffffff : cdOffset, 4), le(0, 2),
-  ]));
+  push(
+    Buffer.concat([
+      le(0x06054b50, 4),
+      le(0, 2),
+      le(0, 2),
+      le(opts.zip64 ? 0xffff : entries.length, 2),
+      le(opts.zip64 ? 0xffff : entries.length, 2),
+      le(opts.zip64 ? 0xffffffff : cd.length, 4),
+      le(opts.zip64 ? 0xffffffff : cdOffset, 4),
+      le(0, 2),
+    ]),
+  );
   return Buffer.concat(parts);
 }
 
@@ -140,21 +198,49 @@ function statePickle(tensors: FakeTensor[], extra: Buffer = Buffer.alloc(0)): Bu
     const pid = pTuple(pStr('storage'), pGlobal('torch', t.storage), pStr(t.key), pStr('cpu'), pInt(t.numel));
     const rebuild = Buffer.concat([
       pGlobal('torch._utils', '_rebuild_tensor_v2'),
-      pTuple(pid, ascii('Q'), pInt(t.offset), pTuple(...t.size.map(pInt)), pTuple(...t.stride.map(pInt)), Buffer.from([0x89]),
-        pGlobal('collections', 'OrderedDict'), ascii(')R')),
+      pTuple(
+        pid,
+        ascii('Q'),
+        pInt(t.offset),
+        pTuple(...t.size.map(pInt)),
+        pTuple(...t.stride.map(pInt)),
+        Buffer.from([0x89]),
+        pGlobal('collections', 'OrderedDict'),
+        ascii(')R'),
+      ),
       ascii('R'),
     ]);
     const value = t.parameter
-      ? Buffer.concat([pGlobal('torch._utils', '_rebuild_parameter'), pTuple(rebuild, Buffer.from([0x89]), pGlobal('collections', 'OrderedDict'), ascii(')R')), ascii('R')])
+      ? Buffer.concat([
+          pGlobal('torch._utils', '_rebuild_parameter'),
+          pTuple(rebuild, Buffer.from([0x89]), pGlobal('collections', 'OrderedDict'), ascii(')R')),
+          ascii('R'),
+        ])
       : rebuild;
     return Buffer.concat([pStr(t.name), value]);
   });
-  return Buffer.concat([Buffer.from([0x80, 0x02]), pGlobal('collections', 'OrderedDict'), ascii(')R('), ...items, ascii('u'), extra, ascii('.')]);
+  return Buffer.concat([
+    Buffer.from([0x80, 0x02]),
+    pGlobal('collections', 'OrderedDict'),
+    ascii(')R('),
+    ...items,
+    ascii('u'),
+    extra,
+    ascii('.'),
+  ]);
 }
 
-function writeTorchZip(file: string, stem: string, pickle: Buffer, storages: Record<string, Uint8Array>, opts: ZipOptions = { dataDescriptor: true, align: 64 }, methods: Record<string, number> = {}): string {
+function writeTorchZip(
+  file: string,
+  stem: string,
+  pickle: Buffer,
+  storages: Record<string, Uint8Array>,
+  opts: ZipOptions = { dataDescriptor: true, align: 64 },
+  methods: Record<string, number> = {},
+): string {
   const entries: ZipInput[] = [{ name: `${stem}/data.pkl`, data: pickle }];
-  for (const [key, data] of Object.entries(storages)) entries.push({ name: `${stem}/data/${key}`, data, method: methods[key] });
+  for (const [key, data] of Object.entries(storages))
+    entries.push({ name: `${stem}/data/${key}`, data, method: methods[key] });
   entries.push({ name: `${stem}/version`, data: ascii('3\n') });
   const path = join(tmp, file);
   writeFileSync(path, buildZip(entries, opts));
@@ -208,11 +294,33 @@ describe('zip reader', () => {
 
   it('reads ZIP64 archives with data descriptors', async () => {
     const a = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
-    for (const opts of [{ zip64: true }, { zip64: true, dataDescriptor: true, align: 64 }, { dataDescriptor: true }, {}] as ZipOptions[]) {
+    for (const opts of [
+      { zip64: true },
+      { zip64: true, dataDescriptor: true, align: 64 },
+      { dataDescriptor: true },
+      {},
+    ] as ZipOptions[]) {
       const path = join(tmp, 'z64.zip');
-      writeFileSync(path, buildZip([{ name: 'x/a', data: a }, { name: 'x/ü', data: ascii('hi') }, { name: 'x/empty', data: new Uint8Array(0) }], opts));
+      writeFileSync(
+        path,
+        buildZip(
+          [
+            { name: 'x/a', data: a },
+            { name: 'x/ü', data: ascii('hi') },
+            { name: 'x/empty', data: new Uint8Array(0) },
+          ],
+          opts,
+        ),
+      );
       const zip = await ZipArchive.open(path);
-      assert.deepEqual(zip.entries.map((e) => [e.name, e.uncompressedSize]), [['x/a', 300], ['x/ü', 2], ['x/empty', 0]]);
+      assert.deepEqual(
+        zip.entries.map((e) => [e.name, e.uncompressedSize]),
+        [
+          ['x/a', 300],
+          ['x/ü', 2],
+          ['x/empty', 0],
+        ],
+      );
       assert.deepEqual(await zip.readVerified('x/a'), a);
       assert.deepEqual(await zip.read('x/a', 10, 5), a.subarray(10, 15));
       assert.deepEqual(await zip.readVerified('x/ü'), Uint8Array.from(ascii('hi')));
@@ -241,65 +349,112 @@ describe('zip reader', () => {
 
     it('entries whose sizes lie', async () => {
       const data0 = rec('pytorch_model/data/0');
-      await corrupt('lie-stored.bin', (b) => void b.writeUInt32LE(131072 + 4, data0 + 20), /stored but claims 131076 bytes compressed and 131072 uncompressed/);
-      await corrupt('lie-past.bin', (b) => {
-        b.writeUInt32LE(10_000_000, data0 + 20);
-        b.writeUInt32LE(10_000_000, data0 + 24);
-      }, /data\/0 claims 10000000 bytes .* runs past/);
-      await corrupt('lie-overlap.bin', (b) => {
-        b.writeUInt32LE(131072 + 512, data0 + 20);
-        b.writeUInt32LE(131072 + 512, data0 + 24);
-      }, /overlap/);
-      await corrupt('lie-offset.bin', (b) => void b.writeUInt32LE(original.length + 5, data0 + 42), /outside the archive/);
-      await corrupt('lie-local.bin', (b) => void b.writeUInt32LE(1000, data0 + 42), /no local header|names another entry/);
+      await corrupt(
+        'lie-stored.bin',
+        (b) => void b.writeUInt32LE(131072 + 4, data0 + 20),
+        /stored but claims 131076 bytes compressed and 131072 uncompressed/,
+      );
+      await corrupt(
+        'lie-past.bin',
+        (b) => {
+          b.writeUInt32LE(10_000_000, data0 + 20);
+          b.writeUInt32LE(10_000_000, data0 + 24);
+        },
+        /data\/0 claims 10000000 bytes .* runs past/,
+      );
+      await corrupt(
+        'lie-overlap.bin',
+        (b) => {
+          b.writeUInt32LE(131072 + 512, data0 + 20);
+          b.writeUInt32LE(131072 + 512, data0 + 24);
+        },
+        /overlap/,
+      );
+      await corrupt(
+        'lie-offset.bin',
+        (b) => void b.writeUInt32LE(original.length + 5, data0 + 42),
+        /outside the archive/,
+      );
+      await corrupt(
+        'lie-local.bin',
+        (b) => void b.writeUInt32LE(1000, data0 + 42),
+        /no local header|names another entry/,
+      );
       // PyTorch always writes a ZIP64 end record (56 bytes, then the 20-byte locator, then the classic one).
       const z64 = original.length - 22 - 20 - 56;
       assert.equal(original.readUInt32LE(z64), 0x06064b50);
-      await corrupt('lie-count.bin', (b) => {
-        b.writeBigUInt64LE(17n, z64 + 24);
-        b.writeBigUInt64LE(17n, z64 + 32);
-      }, /disagree/);
-      await corrupt('lie-count64.bin', (b) => {
-        b.writeBigUInt64LE(17n, z64 + 24);
-        b.writeBigUInt64LE(17n, z64 + 32);
-        b.writeUInt16LE(17, b.length - 22 + 8);
-        b.writeUInt16LE(17, b.length - 22 + 10);
-      }, /entry 16 is missing/);
-      await corrupt('lie-cdsize.bin', (b) => {
-        b.writeBigUInt64LE(BigInt(original.length), z64 + 40);
-        b.writeUInt32LE(0xffffffff, b.length - 22 + 12);
-      }, /absurd|runs past/);
+      await corrupt(
+        'lie-count.bin',
+        (b) => {
+          b.writeBigUInt64LE(17n, z64 + 24);
+          b.writeBigUInt64LE(17n, z64 + 32);
+        },
+        /disagree/,
+      );
+      await corrupt(
+        'lie-count64.bin',
+        (b) => {
+          b.writeBigUInt64LE(17n, z64 + 24);
+          b.writeBigUInt64LE(17n, z64 + 32);
+          b.writeUInt16LE(17, b.length - 22 + 8);
+          b.writeUInt16LE(17, b.length - 22 + 10);
+        },
+        /entry 16 is missing/,
+      );
+      await corrupt(
+        'lie-cdsize.bin',
+        (b) => {
+          b.writeBigUInt64LE(BigInt(original.length), z64 + 40);
+          b.writeUInt32LE(0xffffffff, b.length - 22 + 12);
+        },
+        /absurd|runs past/,
+      );
     });
 
     it('an entry count the central directory cannot hold is refused before it is walked', async () => {
       const z64 = original.length - 22 - 20 - 56;
-      await corrupt('many-entries.bin', (b) => {
-        b.writeBigUInt64LE(2n ** 40n, z64 + 24);
-        b.writeBigUInt64LE(2n ** 40n, z64 + 32);
-        b.writeUInt16LE(0xffff, b.length - 22 + 8);
-        b.writeUInt16LE(0xffff, b.length - 22 + 10);
-      }, /many-entries\.bin: zip claims 1099511627776 entries, more than its central directory of \d+ bytes can hold/);
+      await corrupt(
+        'many-entries.bin',
+        (b) => {
+          b.writeBigUInt64LE(2n ** 40n, z64 + 24);
+          b.writeBigUInt64LE(2n ** 40n, z64 + 32);
+          b.writeUInt16LE(0xffff, b.length - 22 + 8);
+          b.writeUInt16LE(0xffff, b.length - 22 + 10);
+        },
+        /many-entries\.bin: zip claims 1099511627776 entries, more than its central directory of \d+ bytes can hold/,
+      );
     });
 
     it('a storage entry the pickle sizes differently', async () => {
       const data1 = rec('pytorch_model/data/1'); // norm weight: 64 floats = 256 bytes
-      await corrupt('storage-size.bin', (b) => {
-        b.writeUInt32LE(252, data1 + 20);
-        b.writeUInt32LE(252, data1 + 24);
-      }, /has 252 bytes, but the pickle says 64 × 4/);
+      await corrupt(
+        'storage-size.bin',
+        (b) => {
+          b.writeUInt32LE(252, data1 + 20);
+          b.writeUInt32LE(252, data1 + 24);
+        },
+        /has 252 bytes, but the pickle says 64 × 4/,
+      );
     });
 
     it('a corrupt data.pkl fails its CRC check', async () => {
       const pkl = original.indexOf(ascii('transformer.wte.weight'));
-      await corrupt('crc.bin', (b) => {
-        b[pkl] = 0x54;
-      }, /data\.pkl is corrupt \(CRC-32/);
+      await corrupt(
+        'crc.bin',
+        (b) => {
+          b[pkl] = 0x54;
+        },
+        /data\.pkl is corrupt \(CRC-32/,
+      );
     });
 
     it('random byte flips in the headers only ever give a FormatError (no crash, no hang)', async () => {
       // Targets: the pickle, every local header, the central directory and the end records.
       const cdStart = records[0]!.at;
-      const spots: [number, number][] = [[0, 1600], [cdStart, original.length]];
+      const spots: [number, number][] = [
+        [0, 1600],
+        [cdStart, original.length],
+      ];
       for (const r of records) {
         const lho = original.readUInt32LE(r.at + 42);
         spots.push([lho, lho + 80]);
@@ -336,11 +491,22 @@ describe('zip reader', () => {
 
 describe('openTorchBin', () => {
   it('the fixture equals the safetensors checkpoint bit for bit (and is the file goldens.json describes)', async () => {
-    const want = JSON.parse(readFileSync(join(FIXTURES, 'tiny-alibi-bin/goldens.json'), 'utf8')).checkpoint_files['pytorch_model.bin'];
+    const want = JSON.parse(readFileSync(join(FIXTURES, 'tiny-alibi-bin/goldens.json'), 'utf8')).checkpoint_files[
+      'pytorch_model.bin'
+    ];
     assert.equal(createHash('sha256').update(readFileSync(BIN)).digest('hex'), want.sha256);
     const bin = await openTorchBin(BIN);
     const st = await openSafetensors(join(FIXTURES, 'tiny-alibi/model.safetensors'));
-    assert.deepEqual(bin.list().map((t) => t.name).sort(), st.list().map((t) => t.name).sort());
+    assert.deepEqual(
+      bin
+        .list()
+        .map((t) => t.name)
+        .sort(),
+      st
+        .list()
+        .map((t) => t.name)
+        .sort(),
+    );
     for (const t of st.list()) {
       assert.deepEqual(bin.info(t.name), t);
       assert.deepEqual(await bin.read(t.name), await st.read(t.name), t.name);
@@ -362,13 +528,24 @@ describe('openTorchBin', () => {
       { name: 'empty', storage: 'FloatStorage', key: '0', numel: 10, offset: 10, size: [0, 3], stride: [3, 1] },
       { name: 'scalar', storage: 'FloatStorage', key: '0', numel: 10, offset: 9, size: [], stride: [] },
     ]);
-    for (const [stem, opts] of [['archive', { zip64: true, dataDescriptor: true, align: 64 }], ['my model', {}]] as [string, ZipOptions][]) {
+    for (const [stem, opts] of [
+      ['archive', { zip64: true, dataDescriptor: true, align: 64 }],
+      ['my model', {}],
+    ] as [string, ZipOptions][]) {
       const path = writeTorchZip(`views-${stem}.bin`, stem, pickle, { '0': shared, '1': half, '2': bf }, opts);
       const s = await openTorchBin(path);
-      assert.deepEqual(s.list().map((t) => [t.name, t.dtype, t.shape, t.byteLength]), [
-        ['a', 'f32', [2, 3], 24], ['b', 'f32', [4], 16], ['c', 'f32', [1, 4], 16], ['h', 'f16', [3], 6],
-        ['bf', 'bf16', [2, 1], 4], ['empty', 'f32', [0, 3], 0], ['scalar', 'f32', [], 4],
-      ]);
+      assert.deepEqual(
+        s.list().map((t) => [t.name, t.dtype, t.shape, t.byteLength]),
+        [
+          ['a', 'f32', [2, 3], 24],
+          ['b', 'f32', [4], 16],
+          ['c', 'f32', [1, 4], 16],
+          ['h', 'f16', [3], 6],
+          ['bf', 'bf16', [2, 1], 4],
+          ['empty', 'f32', [0, 3], 0],
+          ['scalar', 'f32', [], 4],
+        ],
+      );
       assert.deepEqual(await s.read('a'), floats(0, 1, 2, 3, 4, 5));
       assert.deepEqual(await s.read('b'), floats(6, 7, 8, 9));
       assert.deepEqual(await s.read('c'), floats(2, 3, 4, 5));
@@ -382,8 +559,23 @@ describe('openTorchBin', () => {
   });
 
   it('ignores the attributes a state dict carries (BUILD with _metadata)', async () => {
-    const build = Buffer.concat([ascii('}'), pStr('_metadata'), pGlobal('collections', 'OrderedDict'), ascii(')R'), ascii('s'), ascii('b')]);
-    const path = writeTorchZip('build.bin', 'm', statePickle([{ name: 'w', storage: 'FloatStorage', key: '0', numel: 1, offset: 0, size: [1], stride: [1] }], build), { '0': floats(5) });
+    const build = Buffer.concat([
+      ascii('}'),
+      pStr('_metadata'),
+      pGlobal('collections', 'OrderedDict'),
+      ascii(')R'),
+      ascii('s'),
+      ascii('b'),
+    ]);
+    const path = writeTorchZip(
+      'build.bin',
+      'm',
+      statePickle(
+        [{ name: 'w', storage: 'FloatStorage', key: '0', numel: 1, offset: 0, size: [1], stride: [1] }],
+        build,
+      ),
+      { '0': floats(5) },
+    );
     const s = await openTorchBin(path);
     assert.deepEqual(await s.read('w'), floats(5));
     await s.close();
@@ -391,30 +583,77 @@ describe('openTorchBin', () => {
 
   it('refuses non-contiguous, unsupported-dtype, out-of-storage and storage-less tensors, naming them', async () => {
     const one = (t: Partial<FakeTensor>, storages: Record<string, Uint8Array> = { '0': floats(0, 1, 2, 3, 4, 5) }) =>
-      writeTorchZip(`bad-${Object.values(t).join('-')}.bin`, 'x', statePickle([{ name: 'w', storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [2, 3], stride: [3, 1], ...t }]), storages);
-    await rejects(openTorchBin(one({ stride: [1, 2] })), FormatError, /tensor w is not contiguous \(size \[2, 3\], stride \[1, 2\]\)/);
-    await rejects(openTorchBin(one({ storage: 'LongStorage', numel: 3 })), FormatError, /tensor w is int64; only float32, float16 and bfloat16/);
+      writeTorchZip(
+        `bad-${Object.values(t).join('-')}.bin`,
+        'x',
+        statePickle([
+          { name: 'w', storage: 'FloatStorage', key: '0', numel: 6, offset: 0, size: [2, 3], stride: [3, 1], ...t },
+        ]),
+        storages,
+      );
+    await rejects(
+      openTorchBin(one({ stride: [1, 2] })),
+      FormatError,
+      /tensor w is not contiguous \(size \[2, 3\], stride \[1, 2\]\)/,
+    );
+    await rejects(
+      openTorchBin(one({ storage: 'LongStorage', numel: 3 })),
+      FormatError,
+      /tensor w is int64; only float32, float16 and bfloat16/,
+    );
     await rejects(openTorchBin(one({ storage: 'DoubleStorage', numel: 3 })), FormatError, /tensor w is float64/);
-    await rejects(openTorchBin(one({ offset: 1 })), FormatError, /tensor w: elements \[1, 7\) lie outside its storage of 6/);
+    await rejects(
+      openTorchBin(one({ offset: 1 })),
+      FormatError,
+      /tensor w: elements \[1, 7\) lie outside its storage of 6/,
+    );
     await rejects(openTorchBin(one({ key: '7' })), FormatError, /its storage x\/data\/7 is missing/);
     await rejects(openTorchBin(one({ size: [2], stride: [1, 1] })), FormatError, /different ranks/);
   });
 
   it('refuses pickles that ask for code (os.system, builtins.eval, torch.storage._load_from_bytes)', async () => {
-    const evil = (m: string, n: string) => Buffer.concat([Buffer.from([0x80, 0x02]), pGlobal(m, n), pStr('touch /tmp/pwned'), Buffer.from([0x85]), ascii('R.')]);
-    for (const [m, n] of [['os', 'system'], ['builtins', 'eval'], ['torch.storage', '_load_from_bytes'], ['posix', 'system']]) {
+    const evil = (m: string, n: string) =>
+      Buffer.concat([
+        Buffer.from([0x80, 0x02]),
+        pGlobal(m, n),
+        pStr('touch /tmp/pwned'),
+        Buffer.from([0x85]),
+        ascii('R.'),
+      ]);
+    for (const [m, n] of [
+      ['os', 'system'],
+      ['builtins', 'eval'],
+      ['torch.storage', '_load_from_bytes'],
+      ['posix', 'system'],
+    ]) {
       const path = writeTorchZip(`evil-${n}.bin`, 'archive', evil(m!, n!), {});
-      await rejects(openTorchBin(path), UnsafePickleError, new RegExp(`evil-${n}\\.bin: archive/data\\.pkl: pickle asks for global ${m!.replace('.', '\\.')}\\.${n}, which is not allowed`));
+      await rejects(
+        openTorchBin(path),
+        UnsafePickleError,
+        new RegExp(
+          `evil-${n}\\.bin: archive/data\\.pkl: pickle asks for global ${m!.replace('.', '\\.')}\\.${n}, which is not allowed`,
+        ),
+      );
     }
   });
 
   it('refuses unknown opcodes and truncated pickles inside the archive', async () => {
-    const good = statePickle([{ name: 'w', storage: 'FloatStorage', key: '0', numel: 1, offset: 0, size: [1], stride: [1] }]);
+    const good = statePickle([
+      { name: 'w', storage: 'FloatStorage', key: '0', numel: 1, offset: 0, size: [1], stride: [1] },
+    ]);
     const unknown = Buffer.from(good);
     unknown[2] = 0xfe;
-    await rejects(openTorchBin(writeTorchZip('op.bin', 'a', unknown, { '0': floats(1) })), FormatError, /unknown pickle opcode 0xfe at byte 2/);
+    await rejects(
+      openTorchBin(writeTorchZip('op.bin', 'a', unknown, { '0': floats(1) })),
+      FormatError,
+      /unknown pickle opcode 0xfe at byte 2/,
+    );
     for (const cut of [1, 10, good.length - 1]) {
-      await rejects(openTorchBin(writeTorchZip(`cut${cut}.bin`, 'a', good.subarray(0, cut), { '0': floats(1) })), FormatError, /truncated/);
+      await rejects(
+        openTorchBin(writeTorchZip(`cut${cut}.bin`, 'a', good.subarray(0, cut), { '0': floats(1) })),
+        FormatError,
+        /truncated/,
+      );
     }
   });
 
@@ -426,7 +665,13 @@ describe('openTorchBin', () => {
     writeFileSync(plain, buildZip([{ name: 'readme.txt', data: ascii('hi') }]));
     await rejects(openTorchBin(plain), FormatError, /not a torch\.save checkpoint/);
     const two = join(tmp, 'two.zip');
-    writeFileSync(two, buildZip([{ name: 'a/data.pkl', data: ascii('.') }, { name: 'b/data.pkl', data: ascii('.') }]));
+    writeFileSync(
+      two,
+      buildZip([
+        { name: 'a/data.pkl', data: ascii('.') },
+        { name: 'b/data.pkl', data: ascii('.') },
+      ]),
+    );
     await rejects(openTorchBin(two), FormatError, /2 data\.pkl entries/);
     const notDict = join(tmp, 'list.zip');
     writeFileSync(notDict, buildZip([{ name: 'a/data.pkl', data: Buffer.from([0x80, 0x02, 0x5d, 0x2e]) }]));

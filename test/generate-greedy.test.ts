@@ -26,13 +26,19 @@ test('greedy generation equals every fixture golden', async () => {
     const g = JSON.parse(readFileSync(`${FIXTURES}${name}/goldens.json`, 'utf8'));
     const model = await loadModel(fixturePath(name), { backend: 'reference', onNote: () => {} });
     try {
-      const expected: number[] = g.generate.top5_ids_per_step ? g.generate.top5_ids_per_step.map((r: number[]) => r[0]) : g.generate.new_tokens;
+      const expected: number[] = g.generate.top5_ids_per_step
+        ? g.generate.top5_ids_per_step.map((r: number[]) => r[0])
+        : g.generate.new_tokens;
       assert.deepEqual(g.generate.prompt_ids, g.inputs.seq7);
       const r = await model.generate(g.inputs.seq7, { temperature: 0, maxTokens: expected.length });
       assert.deepEqual(r.tokens, expected, name);
       assert.deepEqual([...g.inputs.seq7, ...r.tokens], g.generate.sequences, name);
       assert.equal(r.finishReason, 'length');
-      assert.deepEqual(r.usage, { promptTokens: 7, completionTokens: expected.length, totalTokens: 7 + expected.length });
+      assert.deepEqual(r.usage, {
+        promptTokens: 7,
+        completionTokens: expected.length,
+        totalTokens: 7 + expected.length,
+      });
     } finally {
       await model.dispose();
     }
@@ -53,12 +59,19 @@ test('text prompts, streaming and the final text agree (tiny-neox-vocab with the
   const chunks: { token: number; text: string }[] = [];
   for await (const c of stream) chunks.push(c);
   const r = await stream.result;
-  assert.deepEqual(chunks.map((c) => c.token), g.generate.new_tokens);
+  assert.deepEqual(
+    chunks.map((c) => c.token),
+    g.generate.new_tokens,
+  );
   assert.equal(chunks.map((c) => c.text).join(''), r.text);
   assert.equal(r.text, model.tokenizer.decode(g.generate.new_tokens));
   // Callbacks see the same chunks.
   const seen: string[] = [];
-  const r2 = await model.generate(g.inputs_text.seq7, { temperature: 0, maxTokens: 20, onToken: (c) => seen.push(c.text) });
+  const r2 = await model.generate(g.inputs_text.seq7, {
+    temperature: 0,
+    maxTokens: 20,
+    onToken: (c) => seen.push(c.text),
+  });
   assert.equal(seen.join(''), r2.text);
   assert.equal(r2.text, r.text);
 });
@@ -109,8 +122,12 @@ test('an AbortSignal cancels generation between tokens', async () => {
   const controller = new AbortController();
   let n = 0;
   const r = await model.generate('Hello', {
-    temperature: 0, maxTokens: 500, signal: controller.signal,
-    onToken: () => { if (++n === 5) controller.abort(); },
+    temperature: 0,
+    maxTokens: 500,
+    signal: controller.signal,
+    onToken: () => {
+      if (++n === 5) controller.abort();
+    },
   });
   assert.equal(r.finishReason, 'abort');
   assert.equal(r.tokens.length, 5);
@@ -131,15 +148,24 @@ test('an AbortSignal cancels generation between tokens', async () => {
 test('context policy: generation stops at the context end ("length"); a longer prompt is an InputError', async () => {
   const model = await loadModel(fixturePath('tiny-alibi'), { backend: 'reference' });
   try {
-    const prompt = Array.from({ length: 120 }, (_, i) => 2 + (i * 37) % 500);
+    const prompt = Array.from({ length: 120 }, (_, i) => 2 + ((i * 37) % 500));
     const r = await model.generate(prompt, { temperature: 0, maxTokens: 50 });
     assert.equal(model.config.maxSeqLen, 128);
     assert.equal(r.tokens.length, 8, 'prompt + new tokens fill the 128 positions');
     assert.equal(r.finishReason, 'length');
-    await assert.rejects(model.generate(Array.from({ length: 129 }, () => 5), { maxTokens: 1 }), InputError);
+    await assert.rejects(
+      model.generate(
+        Array.from({ length: 129 }, () => 5),
+        { maxTokens: 1 },
+      ),
+      InputError,
+    );
     await assert.rejects(model.generate([600], { maxTokens: 1 }), /outside the vocabulary/);
     // ALiBi extrapolation at the caller's request: a larger context accepts the longer prompt.
-    const long = await model.generate(Array.from({ length: 130 }, (_, i) => 2 + (i * 11) % 500), { temperature: 0, maxTokens: 3, contextLength: 160 });
+    const long = await model.generate(
+      Array.from({ length: 130 }, (_, i) => 2 + ((i * 11) % 500)),
+      { temperature: 0, maxTokens: 3, contextLength: 160 },
+    );
     assert.equal(long.tokens.length, 3);
   } finally {
     await model.dispose();
@@ -153,12 +179,22 @@ test('batched stepping of several sequences equals generating each alone', async
     const prompts = [g.inputs.seq7, g.inputs.seq4b, g.inputs.seq1];
     const alone = [];
     for (const p of prompts) alone.push((await model.generate(p, { temperature: 0, maxTokens: 6 + p.length })).tokens);
-    const seqs = prompts.map((p: number[], i: number) => new GenerationSequence({
-      promptIds: p, cache: model.runner.createCache({ capacity: 128 }), config: model.config,
-      temperature: 0, maxTokens: 6 + p.length, prefillChunk: 3 + i,
-    }));
+    const seqs = prompts.map(
+      (p: number[], i: number) =>
+        new GenerationSequence({
+          promptIds: p,
+          cache: model.runner.createCache({ capacity: 128 }),
+          config: model.config,
+          temperature: 0,
+          maxTokens: 6 + p.length,
+          prefillChunk: 3 + i,
+        }),
+    );
     while (seqs.some((s) => !s.done)) await stepSequences(model.runner, seqs);
-    assert.deepEqual(seqs.map((s) => s.tokens), alone);
+    assert.deepEqual(
+      seqs.map((s) => s.tokens),
+      alone,
+    );
     assert.deepEqual(seqs[0]!.tokens.slice(0, 6), g.generate.new_tokens.slice(0, 6));
   } finally {
     await model.dispose();
@@ -170,7 +206,14 @@ test('seeded sampling, batched on the wasm backend (tokens chosen in its workers
   try {
     const g = JSON.parse(readFileSync(fixturePath('tiny-gqa/goldens.json'), 'utf8'));
     const prompts: number[][] = [g.inputs.seq7, g.inputs.seq4b, g.inputs.seq1];
-    const options = (i: number) => ({ temperature: 1.1, topP: 0.9, topK: 0, minP: 0, presencePenalty: 0.4, seed: 10 + i });
+    const options = (i: number) => ({
+      temperature: 1.1,
+      topP: 0.9,
+      topK: 0,
+      minP: 0,
+      presencePenalty: 0.4,
+      seed: 10 + i,
+    });
     const steps = 12;
     // reference: one sequence at a time, every token chosen on this thread from the logits
     const alone: number[][] = [];
@@ -188,11 +231,22 @@ test('seeded sampling, batched on the wasm backend (tokens chosen in its workers
       cache.dispose();
       alone.push(history.slice(p.length));
     }
-    const seqs = prompts.map((p, i) => new GenerationSequence({
-      promptIds: p, cache: model.runner.createCache({ capacity: 128 }), config: model.config, maxTokens: steps, prefillChunk: 2 + i, ...options(i),
-    }));
+    const seqs = prompts.map(
+      (p, i) =>
+        new GenerationSequence({
+          promptIds: p,
+          cache: model.runner.createCache({ capacity: 128 }),
+          config: model.config,
+          maxTokens: steps,
+          prefillChunk: 2 + i,
+          ...options(i),
+        }),
+    );
     while (seqs.some((s) => !s.done)) await stepSequences(model.runner, seqs);
-    assert.deepEqual(seqs.map((s) => s.tokens), alone);
+    assert.deepEqual(
+      seqs.map((s) => s.tokens),
+      alone,
+    );
   } finally {
     await model.dispose();
   }
@@ -205,8 +259,19 @@ test('a chat session renders the template, reuses its cache and drops old turns 
     assert.equal(model.format.name, 'jinja');
     const session = new ChatSession(model, { temperature: 0, maxTokens: 8, system: 'Be brief.' });
     const r1 = await session.send('Hi').result;
-    assert.equal(r1.usage.promptTokens, model.tokenizer.encode(model.applyChatTemplate([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }])).length);
-    assert.deepEqual(session.messages.map((m) => m.role), ['system', 'user', 'assistant']);
+    assert.equal(
+      r1.usage.promptTokens,
+      model.tokenizer.encode(
+        model.applyChatTemplate([
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'Hi' },
+        ]),
+      ).length,
+    );
+    assert.deepEqual(
+      session.messages.map((m) => m.role),
+      ['system', 'user', 'assistant'],
+    );
     // The reply equals a fresh generation from the same rendered prompt (cache reuse is exact).
     const r2 = await session.send('And then?').result;
     const fresh = await model.generate(session.messages.slice(0, 4), { temperature: 0, maxTokens: 8 });
@@ -237,8 +302,22 @@ test('model.logits equals the golden logits; the package entry exports the API',
   } finally {
     await model.dispose();
   }
-  for (const name of ['loadModel', 'MptModel', 'MptTokenizer', 'Sampler', 'topLogprobs', 'GenerationSequence', 'stepSequences',
-    'StreamDecoder', 'StopStringMatcher', 'ChatSession', 'parseMptConfig', 'referenceBackend', 'InputError', 'renderJinjaChatTemplate']) {
+  for (const name of [
+    'loadModel',
+    'MptModel',
+    'MptTokenizer',
+    'Sampler',
+    'topLogprobs',
+    'GenerationSequence',
+    'stepSequences',
+    'StreamDecoder',
+    'StopStringMatcher',
+    'ChatSession',
+    'parseMptConfig',
+    'referenceBackend',
+    'InputError',
+    'renderJinjaChatTemplate',
+  ]) {
     assert.ok((api as Record<string, unknown>)[name] !== undefined, `index exports ${name}`);
   }
 });

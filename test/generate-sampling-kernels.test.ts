@@ -13,7 +13,10 @@ import { drawTokenForTest, filteredDistribution, logSoftmax, Sampler } from '../
 
 function lcg(seed: number): () => number {
   let s = seed >>> 0;
-  return () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
 }
 
 test('wasm and JS sampling kernels agree bit for bit', () => {
@@ -30,21 +33,34 @@ test('wasm and JS sampling kernels agree bit for bit', () => {
     }
     wasm.setRow(x);
     js.setRow(x);
-    const a = wasm.stats(), b = js.stats();
+    const a = wasm.stats(),
+      b = js.stats();
     assert.deepEqual(a, b, `stats n=${n}`);
     if (b.finite === 0) continue;
-    for (const [threshold, invT] of [[-Infinity, 1], [f32Ceil(b.max - 3.3), Math.fround(1 / 0.7)], [f32Ceil(b.max - 100), Math.fround(1 / 1.9)]] as const) {
+    for (const [threshold, invT] of [
+      [-Infinity, 1],
+      [f32Ceil(b.max - 3.3), Math.fround(1 / 0.7)],
+      [f32Ceil(b.max - 100), Math.fround(1 / 1.9)],
+    ] as const) {
       const wa = wasm.weights(threshold, b.max, invT);
       const wb = js.weights(threshold, b.max, invT);
       assert.equal(wa.total, wb.total, `total n=${n} threshold=${threshold}`);
-      assert.deepEqual(new Uint32Array(wa.weights.slice().buffer), new Uint32Array(wb.weights.slice().buffer), `weights n=${n}`);
-      for (const u of [0, 0.25, 0.5, 0.999999, 1]) assert.equal(wasm.draw(u * wa.total), js.draw(u * wb.total), `draw u=${u} n=${n}`);
+      assert.deepEqual(
+        new Uint32Array(wa.weights.slice().buffer),
+        new Uint32Array(wb.weights.slice().buffer),
+        `weights n=${n}`,
+      );
+      for (const u of [0, 0.25, 0.5, 0.999999, 1])
+        assert.equal(wasm.draw(u * wa.total), js.draw(u * wb.total), `draw u=${u} n=${n}`);
     }
     for (const k of [1, 2, 7, 40].filter((k) => k <= b.finite)) {
-      const ka = wasm.kth(k), kb = js.kth(k);
+      const ka = wasm.kth(k),
+        kb = js.kth(k);
       assert.equal(ka, kb, `kth k=${k} n=${n}`);
       // The k-th largest of the finite values, by sorting.
-      const sorted = Array.from(x).filter((v) => v > -Infinity).sort((p, q) => q - p);
+      const sorted = Array.from(x)
+        .filter((v) => v > -Infinity)
+        .sort((p, q) => q - p);
       assert.equal(kb, sorted[k - 1], `kth k=${k} n=${n} vs sort`);
       assert.deepEqual(Array.from(wasm.gather(ka)), Array.from(js.gather(kb)), `gather n=${n}`);
       assert.ok(js.gather(kb).length >= k);
@@ -57,7 +73,8 @@ test('the f32 exp is within 3 ulp of Math.exp on [-87.3, 0], and 0 below', () =>
   let worst = 0;
   for (let i = 0; i < 200000; i++) {
     const x = Math.fround(-rnd() * 87.3);
-    const got = expF32(x), want = Math.exp(x);
+    const got = expF32(x),
+      want = Math.exp(x);
     worst = Math.max(worst, Math.abs(got - want) / want);
   }
   assert.ok(worst < 3 * 2 ** -23, `relative error ${worst}`);
@@ -85,7 +102,11 @@ test('f32Ceil gives the smallest f32 at or above a double', () => {
 test('top-p on a 50k vocabulary keeps the smallest most-likely set reaching the mass', () => {
   const rnd = lcg(5);
   const V = 50432;
-  for (const [T, p, spread] of [[1, 0.9, 6], [0.7, 0.5, 12], [1.3, 0.99, 3]] as const) {
+  for (const [T, p, spread] of [
+    [1, 0.9, 6],
+    [0.7, 0.5, 12],
+    [1.3, 0.99, 3],
+  ] as const) {
     const x = Float32Array.from({ length: V }, () => (rnd() * 2 - 1) * spread);
     const { ids } = filteredDistribution(x, { temperature: T, topK: 0, topP: p, minP: 0 });
     // Independent definition in f64: sort all tokens, walk until the mass above reaches p.
@@ -93,10 +114,14 @@ test('top-p on a 50k vocabulary keeps the smallest most-likely set reaching the 
     const m = order[0]!.v;
     const w = order.map((e) => Math.exp((e.v - m) / T));
     const total = w.reduce((a, b) => a + b, 0);
-    let above = 0, i = 0;
+    let above = 0,
+      i = 0;
     while (i < V && above < p * total) above += w[i++]!;
     const cut = order[i - 1]!.v;
-    const expected = order.filter((e) => e.v >= cut).map((e) => e.id).sort((a, b) => a - b);
+    const expected = order
+      .filter((e) => e.v >= cut)
+      .map((e) => e.id)
+      .sort((a, b) => a - b);
     // f32 weights vs f64 may move the boundary by a token or two of equal-ish mass, no more.
     const got = new Set(ids);
     const diff = expected.filter((id) => !got.has(id)).length + ids.filter((id) => !expected.includes(id)).length;
@@ -116,13 +141,17 @@ test('draws over a 2,000-token vocabulary follow the tempered softmax', () => {
   const counts = new Float64Array(V);
   for (let i = 0; i < N; i++) counts[sm.sample(logits)]!++;
   // Every frequent token within 5 sigma; the long tail as one bucket.
-  let tailP = 0, tailC = 0;
+  let tailP = 0,
+    tailC = 0;
   for (let i = 0; i < V; i++) {
     const p = Math.exp(lp[i]!);
     if (i < 8) {
       const sd = Math.sqrt((p * (1 - p)) / N);
       assert.ok(Math.abs(counts[i]! / N - p) < 5 * sd, `token ${i}: ${counts[i]! / N} vs ${p}`);
-    } else { tailP += p; tailC += counts[i]!; }
+    } else {
+      tailP += p;
+      tailC += counts[i]!;
+    }
   }
   const sd = Math.sqrt((tailP * (1 - tailP)) / N);
   assert.ok(Math.abs(tailC / N - tailP) < 5 * sd, `tail: ${tailC / N} vs ${tailP}`);
@@ -140,7 +169,12 @@ test('with a small top-k, sampling from the candidates alone draws what the whol
     for (let i = 0; i < 500; i++) x[Math.floor(rnd() * V)] = -Infinity;
     x[123] = NaN;
     for (const topK of [1, 5, 40, 1000]) {
-      for (const [temperature, topP, minP] of [[1, 1, 0], [0.8, 0.95, 0.05], [0.3, 0.5, 0], [1.5, 0.9, 0.3]] as const) {
+      for (const [temperature, topP, minP] of [
+        [1, 1, 0],
+        [0.8, 0.95, 0.05],
+        [0.3, 0.5, 0],
+        [1.5, 0.9, 0.3],
+      ] as const) {
         const o = { topK, temperature, topP, minP };
         for (const u of [0, 0.13, 0.5, 0.87, 0.999999]) {
           const sparse = drawTokenForTest(x, o, u, true);

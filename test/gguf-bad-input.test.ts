@@ -17,23 +17,68 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 /** Little-endian byte builder for hand-made GGUF headers. */
 class B {
   parts: number[] = [];
-  u8(v: number) { this.parts.push(v & 0xff); return this; }
-  u32(v: number) { for (let i = 0; i < 4; i++) this.parts.push((v >>> (8 * i)) & 0xff); return this; }
-  u64(v: bigint | number) { let x = BigInt(v); for (let i = 0; i < 8; i++) { this.parts.push(Number(x & 0xffn)); x >>= 8n; } return this; }
-  f32(v: number) { const b = new Uint8Array(new Float32Array([v]).buffer); this.parts.push(...b); return this; }
-  str(s: string) { const b = new TextEncoder().encode(s); this.u64(b.length); this.parts.push(...b); return this; }
-  raw(b: ArrayLike<number>) { this.parts.push(...Array.from(b)); return this; }
-  pad(a: number) { while (this.parts.length % a) this.parts.push(0); return this; }
-  get length() { return this.parts.length; }
-  bytes() { return new Uint8Array(this.parts); }
+  u8(v: number) {
+    this.parts.push(v & 0xff);
+    return this;
+  }
+  u32(v: number) {
+    for (let i = 0; i < 4; i++) this.parts.push((v >>> (8 * i)) & 0xff);
+    return this;
+  }
+  u64(v: bigint | number) {
+    let x = BigInt(v);
+    for (let i = 0; i < 8; i++) {
+      this.parts.push(Number(x & 0xffn));
+      x >>= 8n;
+    }
+    return this;
+  }
+  f32(v: number) {
+    const b = new Uint8Array(new Float32Array([v]).buffer);
+    this.parts.push(...b);
+    return this;
+  }
+  str(s: string) {
+    const b = new TextEncoder().encode(s);
+    this.u64(b.length);
+    this.parts.push(...b);
+    return this;
+  }
+  raw(b: ArrayLike<number>) {
+    this.parts.push(...Array.from(b));
+    return this;
+  }
+  pad(a: number) {
+    while (this.parts.length % a) this.parts.push(0);
+    return this;
+  }
+  get length() {
+    return this.parts.length;
+  }
+  bytes() {
+    return new Uint8Array(this.parts);
+  }
 }
 
 const T = { u32: 4, f32: 6, string: 8, array: 9 };
 
-interface Tensor { name: string; dims: number[]; type: number; offset: number }
+interface Tensor {
+  name: string;
+  dims: number[];
+  type: number;
+  offset: number;
+}
 
 /** A header: magic, version, counts, kvs (already encoded), tensor infos; then aligned data. */
-function file(opts: { magic?: number[]; version?: number; kv?: ((b: B) => void)[]; nKv?: bigint; tensors?: Tensor[]; nTensors?: bigint; data?: number; }) {
+function file(opts: {
+  magic?: number[];
+  version?: number;
+  kv?: ((b: B) => void)[];
+  nKv?: bigint;
+  tensors?: Tensor[];
+  nTensors?: bigint;
+  data?: number;
+}) {
   const b = new B();
   b.raw(opts.magic ?? [0x47, 0x47, 0x55, 0x46]).u32(opts.version ?? 3);
   const kv = opts.kv ?? [];
@@ -61,13 +106,20 @@ function save(bytes: Uint8Array): string {
   return p;
 }
 
-async function rejectsWith(bytes: Uint8Array, re: RegExp, kind: typeof FormatError | typeof UnsupportedError | typeof WeightsError = FormatError) {
+async function rejectsWith(
+  bytes: Uint8Array,
+  re: RegExp,
+  kind: typeof FormatError | typeof UnsupportedError | typeof WeightsError = FormatError,
+) {
   const p = save(bytes);
-  await assert.rejects(readGguf(p).then((g) => g.close()), (e: unknown) => {
-    assert.ok(e instanceof kind, `expected ${kind.name}, got ${String(e)}`);
-    assert.match((e as Error).message, re);
-    return true;
-  });
+  await assert.rejects(
+    readGguf(p).then((g) => g.close()),
+    (e: unknown) => {
+      assert.ok(e instanceof kind, `expected ${kind.name}, got ${String(e)}`);
+      assert.match((e as Error).message, re);
+      return true;
+    },
+  );
 }
 
 describe('malformed GGUF headers are FormatErrors', () => {
@@ -84,7 +136,19 @@ describe('malformed GGUF headers are FormatErrors', () => {
     await rejectsWith(file({ nTensors: 2n ** 60n }), /claims 1152921504606846976 tensors/);
     await rejectsWith(file({ nKv: 2n ** 60n }), /metadata entries/);
     await rejectsWith(file({ nKv: 1n, kv: [(b) => b.u64(2n ** 62n)], data: 64 }), /claims 4611686018427387904 bytes/);
-    await rejectsWith(file({ kv: [(b) => b.str('k').u32(T.array).u32(T.u32).u64(2n ** 61n)] }), /claims 2305843009213693952 items/);
+    await rejectsWith(
+      file({
+        kv: [
+          (b) =>
+            b
+              .str('k')
+              .u32(T.array)
+              .u32(T.u32)
+              .u64(2n ** 61n),
+        ],
+      }),
+      /claims 2305843009213693952 items/,
+    );
     await rejectsWith(file({ kv: [(b) => b.str('k').u32(T.array).u32(T.string).u64(1e9)] }), /claims 1000000000 items/);
   });
 
@@ -93,15 +157,49 @@ describe('malformed GGUF headers are FormatErrors', () => {
     const sparse = async (bytes: Uint8Array, re: RegExp) => {
       const p = save(bytes);
       truncateSync(p, 40 << 20);
-      await assert.rejects(readGguf(p).then((g) => g.close()),
-        (e: unknown) => e instanceof FormatError && re.test(e.message));
+      await assert.rejects(
+        readGguf(p).then((g) => g.close()),
+        (e: unknown) => e instanceof FormatError && re.test(e.message),
+      );
     };
-    await sparse(file({ kv: [(b) => b.str('k').u32(T.string).u64(2 ** 25)] }),
-      /value of k claims 33554432 bytes, more than the 16777216 a GGUF string may have/);
-    await sparse(file({ kv: [(b) => b.str('k').u32(T.array).u32(0).u64(2 ** 25)] }),
-      /array k claims 33554432 items, more than the 16777216 a GGUF array may have/);
-    await sparse(file({ kv: [(b) => b.str('k').u32(T.array).u32(T.string).u64(2 ** 24 + 1)] }),
-      /array k claims 16777217 items, more than/);
+    await sparse(
+      file({
+        kv: [
+          (b) =>
+            b
+              .str('k')
+              .u32(T.string)
+              .u64(2 ** 25),
+        ],
+      }),
+      /value of k claims 33554432 bytes, more than the 16777216 a GGUF string may have/,
+    );
+    await sparse(
+      file({
+        kv: [
+          (b) =>
+            b
+              .str('k')
+              .u32(T.array)
+              .u32(0)
+              .u64(2 ** 25),
+        ],
+      }),
+      /array k claims 33554432 items, more than the 16777216 a GGUF array may have/,
+    );
+    await sparse(
+      file({
+        kv: [
+          (b) =>
+            b
+              .str('k')
+              .u32(T.array)
+              .u32(T.string)
+              .u64(2 ** 24 + 1),
+        ],
+      }),
+      /array k claims 16777217 items, more than/,
+    );
   });
 
   it('unknown value types, bad bools, invalid UTF-8, duplicate keys, deep nesting', async () => {
@@ -127,9 +225,18 @@ describe('malformed GGUF headers are FormatErrors', () => {
     const f32 = (name: string, offset: number, dims = [8]): Tensor => ({ name, dims, type: 0, offset });
     await rejectsWith(file({ tensors: [{ name: 'w', dims: [32], type: 99, offset: 0 }], data: 64 }), /unknown type 99/);
     await rejectsWith(file({ tensors: [{ name: 'w', dims: [256], type: 16, offset: 0 }], data: 128 }), /IQ2_XXS/);
-    await rejectsWith(file({ tensors: [{ name: 'w', dims: [48], type: 2, offset: 0 }], data: 64 }), /not a multiple of its block size 32/);
-    await rejectsWith(file({ tensors: [{ name: 'w', dims: [1, 1, 1, 1, 1], type: 0, offset: 0 }], data: 32 }), /5 dimensions/);
-    await rejectsWith(file({ tensors: [{ name: 'w', dims: [2 ** 40, 2 ** 40], type: 0, offset: 0 }], data: 32 }), /absurd element count/);
+    await rejectsWith(
+      file({ tensors: [{ name: 'w', dims: [48], type: 2, offset: 0 }], data: 64 }),
+      /not a multiple of its block size 32/,
+    );
+    await rejectsWith(
+      file({ tensors: [{ name: 'w', dims: [1, 1, 1, 1, 1], type: 0, offset: 0 }], data: 32 }),
+      /5 dimensions/,
+    );
+    await rejectsWith(
+      file({ tensors: [{ name: 'w', dims: [2 ** 40, 2 ** 40], type: 0, offset: 0 }], data: 32 }),
+      /absurd element count/,
+    );
     await rejectsWith(file({ tensors: [f32('w', 16)], data: 64 }), /not a multiple of the alignment/);
     await rejectsWith(file({ tensors: [f32('a', 0, [16]), f32('b', 32, [16])], data: 128 }), /overlap/);
     await rejectsWith(file({ tensors: [f32('a', 0, [16])], data: 40 }), /truncated: tensor a/);
@@ -137,21 +244,46 @@ describe('malformed GGUF headers are FormatErrors', () => {
     // a valid file reads
     const ok = save(file({ tensors: [f32('a', 0), f32('b', 32)], data: 64 }));
     const g = await readGguf(ok);
-    assert.deepEqual(g.tensors.map((t) => t.name), ['a', 'b']);
+    assert.deepEqual(
+      g.tensors.map((t) => t.name),
+      ['a', 'b'],
+    );
     await g.close();
   });
 });
 
 describe('GGUF files that are not runnable MPT models', () => {
-  const mptKeys = (omit?: string) => [
-    kvStr('general.architecture', 'mpt'), kvU32('mpt.context_length', 64), kvU32('mpt.embedding_length', 32),
-    kvU32('mpt.block_count', 1), kvU32('mpt.feed_forward_length', 128), kvU32('mpt.attention.head_count', 2),
-    kvF32('mpt.attention.layer_norm_epsilon', 1e-5), kvF32('mpt.attention.max_alibi_bias', 8),
-  ].filter((_, i) => omit === undefined || ['general.architecture', 'mpt.context_length', 'mpt.embedding_length', 'mpt.block_count',
-    'mpt.feed_forward_length', 'mpt.attention.head_count', 'mpt.attention.layer_norm_epsilon', 'mpt.attention.max_alibi_bias'][i] !== omit);
+  const mptKeys = (omit?: string) =>
+    [
+      kvStr('general.architecture', 'mpt'),
+      kvU32('mpt.context_length', 64),
+      kvU32('mpt.embedding_length', 32),
+      kvU32('mpt.block_count', 1),
+      kvU32('mpt.feed_forward_length', 128),
+      kvU32('mpt.attention.head_count', 2),
+      kvF32('mpt.attention.layer_norm_epsilon', 1e-5),
+      kvF32('mpt.attention.max_alibi_bias', 8),
+    ].filter(
+      (_, i) =>
+        omit === undefined ||
+        [
+          'general.architecture',
+          'mpt.context_length',
+          'mpt.embedding_length',
+          'mpt.block_count',
+          'mpt.feed_forward_length',
+          'mpt.attention.head_count',
+          'mpt.attention.layer_norm_epsilon',
+          'mpt.attention.max_alibi_bias',
+        ][i] !== omit,
+    );
   const embd: Tensor = { name: 'token_embd.weight', dims: [32, 8], type: 0, offset: 0 };
 
-  async function openRejects(bytes: Uint8Array, kind: typeof FormatError | typeof UnsupportedError | typeof WeightsError, re: RegExp) {
+  async function openRejects(
+    bytes: Uint8Array,
+    kind: typeof FormatError | typeof UnsupportedError | typeof WeightsError,
+    re: RegExp,
+  ) {
     const p = save(bytes);
     await assert.rejects(openGgufCheckpoint(p), (e: unknown) => {
       assert.ok(e instanceof kind, `expected ${kind.name}, got ${String(e)}`);
@@ -161,25 +293,51 @@ describe('GGUF files that are not runnable MPT models', () => {
   }
 
   it('missing required keys name the key', async () => {
-    for (const k of ['general.architecture', 'mpt.block_count', 'mpt.attention.head_count', 'mpt.feed_forward_length']) {
-      await openRejects(file({ kv: mptKeys(k), tensors: [embd], data: 1024 }), FormatError, new RegExp(k.replace(/\./g, '\\.')));
+    for (const k of [
+      'general.architecture',
+      'mpt.block_count',
+      'mpt.attention.head_count',
+      'mpt.feed_forward_length',
+    ]) {
+      await openRejects(
+        file({ kv: mptKeys(k), tensors: [embd], data: 1024 }),
+        FormatError,
+        new RegExp(k.replace(/\./g, '\\.')),
+      );
     }
   });
 
   it('another architecture, wrong key types, missing tensors', async () => {
     await openRejects(file({ kv: [kvStr('general.architecture', 'llama')] }), UnsupportedError, /architecture "llama"/);
-    await openRejects(file({ kv: [...mptKeys('mpt.block_count'), kvStr('mpt.block_count', 'two')], tensors: [embd], data: 1024 }), FormatError, /must be a number/);
+    await openRejects(
+      file({ kv: [...mptKeys('mpt.block_count'), kvStr('mpt.block_count', 'two')], tensors: [embd], data: 1024 }),
+      FormatError,
+      /must be a number/,
+    );
     await openRejects(file({ kv: mptKeys(), tensors: [] }), WeightsError, /token_embd/);
     await openRejects(file({ kv: mptKeys(), tensors: [embd], data: 1024 }), WeightsError, /missing/);
-    await openRejects(file({ kv: mptKeys(), tensors: [embd, { name: 'blk.0.ffn_gate.weight', dims: [32], type: 0, offset: 1024 }], data: 1152 }), WeightsError, /ffn_gate/);
+    await openRejects(
+      file({
+        kv: mptKeys(),
+        tensors: [embd, { name: 'blk.0.ffn_gate.weight', dims: [32], type: 0, offset: 1024 }],
+        data: 1152,
+      }),
+      WeightsError,
+      /ffn_gate/,
+    );
   });
 
   /** One complete layer of f32 tensors for the mptKeys() shapes (d 32, ff 128, vocab 8), packed at aligned offsets. */
   const oneLayer = (): { tensors: Tensor[]; data: number } => {
     const dims: [string, number[]][] = [
-      ['token_embd.weight', [32, 8]], ['output_norm.weight', [32]], ['blk.0.attn_norm.weight', [32]],
-      ['blk.0.attn_qkv.weight', [32, 96]], ['blk.0.attn_output.weight', [32, 32]], ['blk.0.ffn_norm.weight', [32]],
-      ['blk.0.ffn_up.weight', [32, 128]], ['blk.0.ffn_down.weight', [128, 32]],
+      ['token_embd.weight', [32, 8]],
+      ['output_norm.weight', [32]],
+      ['blk.0.attn_norm.weight', [32]],
+      ['blk.0.attn_qkv.weight', [32, 96]],
+      ['blk.0.attn_output.weight', [32, 32]],
+      ['blk.0.ffn_norm.weight', [32]],
+      ['blk.0.ffn_up.weight', [32, 128]],
+      ['blk.0.ffn_down.weight', [128, 32]],
     ];
     let offset = 0;
     const tensors = dims.map(([name, d]) => {
@@ -197,9 +355,11 @@ describe('GGUF files that are not runnable MPT models', () => {
     assert.equal(ok.config.nLayers, 1);
     await ok.tensors.close();
     for (const blocks of [2, 2 ** 31 - 1, 2 ** 31, 2 ** 32 - 1]) {
-      await openRejects(file({ kv: withKey('mpt.block_count', kvU32('mpt.block_count', blocks)), tensors, data }),
+      await openRejects(
+        file({ kv: withKey('mpt.block_count', kvU32('mpt.block_count', blocks)), tensors, data }),
         WeightsError,
-        /tensor blk\.1\.attn_norm\.weight \(transformer\.blocks\.1\.norm_1\.weight\) is missing/);
+        /tensor blk\.1\.attn_norm\.weight \(transformer\.blocks\.1\.norm_1\.weight\) is missing/,
+      );
     }
   });
 
@@ -215,23 +375,39 @@ describe('GGUF files that are not runnable MPT models', () => {
     const { tensors, data } = oneLayer();
     const withF32 = (key: string, v: number) => file({ kv: [...mptKeys(key), kvF32(key, v)], tensors, data });
     for (const v of [NaN, -Infinity, Infinity, -1]) {
-      await openRejects(withF32('mpt.attention.max_alibi_bias', v), FormatError,
-        new RegExp(`mpt\\.attention\\.max_alibi_bias must be a finite number >= 0, got ${v}`));
+      await openRejects(
+        withF32('mpt.attention.max_alibi_bias', v),
+        FormatError,
+        new RegExp(`mpt\\.attention\\.max_alibi_bias must be a finite number >= 0, got ${v}`),
+      );
     }
     for (const v of [NaN, Infinity, -Infinity]) {
-      await openRejects(withF32('mpt.attention.clamp_kqv', v), FormatError,
-        new RegExp(`mpt\\.attention\\.clamp_kqv must be a finite number, got ${v}`));
+      await openRejects(
+        withF32('mpt.attention.clamp_kqv', v),
+        FormatError,
+        new RegExp(`mpt\\.attention\\.clamp_kqv must be a finite number, got ${v}`),
+      );
     }
     for (const v of [NaN, 0, -1e-5]) {
-      await openRejects(withF32('mpt.attention.layer_norm_epsilon', v), FormatError,
-        /mpt\.attention\.layer_norm_epsilon must be a positive number, got (NaN|0|-0\.0000099)/);
+      await openRejects(
+        withF32('mpt.attention.layer_norm_epsilon', v),
+        FormatError,
+        /mpt\.attention\.layer_norm_epsilon must be a positive number, got (NaN|0|-0\.0000099)/,
+      );
     }
   });
 
   it('hyperparameters beyond what a tensor can index are refused by key', async () => {
     const { tensors, data } = oneLayer();
-    const ctx = (b: B) => b.str('mpt.context_length').u32(10).u64(2n ** 40n); // a u64
-    await openRejects(file({ kv: withKey('mpt.context_length', ctx), tensors, data }), FormatError,
-      /mpt\.context_length must be a positive integer up to 2147483647, got 1099511627776/);
+    const ctx = (b: B) =>
+      b
+        .str('mpt.context_length')
+        .u32(10)
+        .u64(2n ** 40n); // a u64
+    await openRejects(
+      file({ kv: withKey('mpt.context_length', ctx), tensors, data }),
+      FormatError,
+      /mpt\.context_length must be a positive integer up to 2147483647, got 1099511627776/,
+    );
   });
 });

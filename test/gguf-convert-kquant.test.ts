@@ -15,7 +15,13 @@ import { GGML_TYPES } from '../src/formats/ggml-quants.js';
 import { metaNumber, readGguf } from '../src/formats/gguf.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig, type MptConfig } from '../src/model/config.js';
-import { byteLevelTestTokenizer, ggufTensorType, openGgufCheckpoint, writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
+import {
+  byteLevelTestTokenizer,
+  ggufTensorType,
+  openGgufCheckpoint,
+  writeGgufFromCheckpoint,
+  type GgufOutType,
+} from '../src/model/gguf-model.js';
 import { runCli } from './helpers/cli.js';
 import { Goldens, argmaxRows, fixturePath } from './helpers/goldens.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';
@@ -52,7 +58,13 @@ async function tensorDigests(path: string): Promise<Map<string, [string, string]
   const f = await readGguf(path);
   try {
     const out = new Map<string, [string, string]>();
-    for (const t of f.tensors) out.set(t.name, [GGML_TYPES[t.dtype].name, createHash('sha256').update(await f.readTensor(t.name)).digest('hex')]);
+    for (const t of f.tensors)
+      out.set(t.name, [
+        GGML_TYPES[t.dtype].name,
+        createHash('sha256')
+          .update(await f.readTensor(t.name))
+          .digest('hex'),
+      ]);
     return out;
   } finally {
     await f.close();
@@ -73,7 +85,6 @@ async function wasmLogits(path: string, ids: number[]): Promise<Float32Array> {
   }
 }
 
-
 /** llama.cpp's next-token log-probabilities after every position of `ids`, from a file. */
 async function llamaFileLogProbs(path: string, ids: number[], vocab: number): Promise<Float32Array> {
   const model = await llama.loadModel({ modelPath: path });
@@ -87,7 +98,12 @@ async function llamaFileLogProbs(path: string, ids: number[], vocab: number): Pr
 describe('k-quant GGUF files: the tensors llama-quantize writes', () => {
   // file type llama-quantize records: "Q4_K"/"Q5_K" are its aliases of the _M presets
   const FILE_TYPE: Record<string, number> = { q4_k: 15, q5_k: 17, q6_k: 18, q4_k_m: 15 };
-  for (const [type, via] of [['q4_k', 'convert'], ['q4_k_m', 'quantize'], ['q5_k', 'library'], ['q6_k', 'library']] as const) {
+  for (const [type, via] of [
+    ['q4_k', 'convert'],
+    ['q4_k_m', 'quantize'],
+    ['q5_k', 'library'],
+    ['q6_k', 'library'],
+  ] as const) {
     it(`${type} (${via === 'library' ? 'writeGgufFromCheckpoint' : `mpt ${via}`}): every tensor's type and data equal tiny-q-${type}.gguf's`, async () => {
       let path: string;
       if (via === 'library') {
@@ -99,7 +115,8 @@ describe('k-quant GGUF files: the tensors llama-quantize writes', () => {
         assert.match(r.stderr, new RegExp(`wrote .*${type}`));
       }
       const ref = new Goldens(Q, `tiny-q-${type}.llamacpp.json`, `tiny-q-${type}.llamacpp.bin`).json.gguf as {
-        tensor_types: Record<string, string>; tensor_data_sha256: Record<string, string>;
+        tensor_types: Record<string, string>;
+        tensor_data_sha256: Record<string, string>;
       };
       const ours = await tensorDigests(path);
       assert.equal(ours.size, 14);
@@ -130,8 +147,12 @@ describe('llama.cpp and mpt-ts run our Q4_K file alike', () => {
     // activations as llama.cpp does, with exact GELU: KL mean <= 2.5e-3, top-1 >= 0.9, max abs <= 0.6.
     const vsStored = compareLogits(stored.tensor('logits/seq64').data, ours, ids.length, 1024);
     const vsPeer = compareLogits(peer, ours, ids.length, 1024);
-    t.diagnostic(`wasm vs stored llama.cpp logits: KL mean ${vsStored.klMean.toExponential(2)} max ${vsStored.klMax.toExponential(2)}, top-1 ${vsStored.top1.toFixed(3)}, max abs ${vsStored.maxAbs.toFixed(3)}`);
-    t.diagnostic(`wasm vs node-llama-cpp on our file: KL mean ${vsPeer.klMean.toExponential(2)} max ${vsPeer.klMax.toExponential(2)}, top-1 ${vsPeer.top1.toFixed(3)}`);
+    t.diagnostic(
+      `wasm vs stored llama.cpp logits: KL mean ${vsStored.klMean.toExponential(2)} max ${vsStored.klMax.toExponential(2)}, top-1 ${vsStored.top1.toFixed(3)}, max abs ${vsStored.maxAbs.toFixed(3)}`,
+    );
+    t.diagnostic(
+      `wasm vs node-llama-cpp on our file: KL mean ${vsPeer.klMean.toExponential(2)} max ${vsPeer.klMax.toExponential(2)}, top-1 ${vsPeer.top1.toFixed(3)}`,
+    );
     assert.ok(vsStored.klMean <= 2.5e-3 && vsStored.top1 >= 0.9 && vsStored.maxAbs <= 0.6, JSON.stringify(vsStored));
     assert.ok(vsPeer.klMean <= 2.5e-3 && vsPeer.top1 >= 0.9, JSON.stringify(vsPeer));
 
@@ -139,15 +160,26 @@ describe('llama.cpp and mpt-ts run our Q4_K file alike', () => {
     const amOurs = argmaxRows(ours, ids.length, 1024);
     let clear = 0;
     for (let r = 0; r < ids.length; r++) {
-      const row = Array.from(peer.subarray(r * 1024, (r + 1) * 1024)).map((v, i) => [v, i] as const).sort((a, b) => b[0] - a[0]);
+      const row = Array.from(peer.subarray(r * 1024, (r + 1) * 1024))
+        .map((v, i) => [v, i] as const)
+        .sort((a, b) => b[0] - a[0]);
       if (row[0]![0] - row[1]![0] < 0.1) continue;
       clear++;
-      assert.equal(amOurs[r], row[0]![1], `position ${r}: llama.cpp's top-1 ${row[0]![1]} (margin ${(row[0]![0] - row[1]![0]).toFixed(3)})`);
+      assert.equal(
+        amOurs[r],
+        row[0]![1],
+        `position ${r}: llama.cpp's top-1 ${row[0]![1]} (margin ${(row[0]![0] - row[1]![0]).toFixed(3)})`,
+      );
     }
     assert.ok(clear >= 48, `only ${clear} positions with a clear margin`);
 
     // Teacher-forced greedy on llama.cpp's own 20-token continuation of seq7.
-    const gen = stored.json.generate as { sequences: number[]; new_tokens: number[]; top1_top2_margin_per_step: number[]; prompt_ids: number[] };
+    const gen = stored.json.generate as {
+      sequences: number[];
+      new_tokens: number[];
+      top1_top2_margin_per_step: number[];
+      prompt_ids: number[];
+    };
     const prefix = gen.sequences.slice(0, -1);
     const am = argmaxRows(await wasmLogits(path, prefix), prefix.length, 1024);
     let checked = 0;
@@ -186,19 +218,35 @@ describe('rows that are not whole super-blocks', () => {
     // (measured KL 6.3e-3, top-1 0.97; a misread block layout gives KL of order 1).
     const g = new Goldens(ALIBI);
     const ids = g.json.inputs.seq64 as number[];
-    const cmp = compareLogits(await llamaFileLogProbs(mixPath, ids, 512), await wasmLogits(mixPath, ids), ids.length, 512);
-    t.diagnostic(`tiny-alibi q4_k_m: llama.cpp vs wasm KL mean ${cmp.klMean.toExponential(2)} max ${cmp.klMax.toExponential(2)}, top-1 ${cmp.top1.toFixed(3)}`);
+    const cmp = compareLogits(
+      await llamaFileLogProbs(mixPath, ids, 512),
+      await wasmLogits(mixPath, ids),
+      ids.length,
+      512,
+    );
+    t.diagnostic(
+      `tiny-alibi q4_k_m: llama.cpp vs wasm KL mean ${cmp.klMean.toExponential(2)} max ${cmp.klMax.toExponential(2)}, top-1 ${cmp.top1.toFixed(3)}`,
+    );
     assert.ok(cmp.klMean <= 1.5e-2 && cmp.top1 >= 0.9, JSON.stringify(cmp));
   });
 
   it('per-tensor rules: presets, untied output, F16 when even 32-blocks do not fit', () => {
-    const c = (json: Record<string, unknown>) => parseMptConfig({
-      d_model: 256, n_heads: 4, n_layers: 8, expansion_ratio: 4, max_seq_len: 64, vocab_size: 1024, no_bias: true,
-      attn_config: { alibi: true }, ...json,
-    });
+    const c = (json: Record<string, unknown>) =>
+      parseMptConfig({
+        d_model: 256,
+        n_heads: 4,
+        n_layers: 8,
+        expansion_ratio: 4,
+        max_seq_len: 64,
+        vocab_size: 1024,
+        no_bias: true,
+        attn_config: { alibi: true },
+        ...json,
+      });
     const tied = c({});
     const untied = c({ tie_word_embeddings: false });
-    const ty = (out: GgufOutType, name: string, dims: number[], cfg = tied, hasOutput = false) => ggufTensorType(out, name, dims, cfg, hasOutput);
+    const ty = (out: GgufOutType, name: string, dims: number[], cfg = tied, hasOutput = false) =>
+      ggufTensorType(out, name, dims, cfg, hasOutput);
     assert.equal(ty('q4_k', 'token_embd.weight', [256, 1024]), 'q4_k'); // pure: no output rule
     assert.equal(ty('q4_k_m', 'token_embd.weight', [256, 1024]), 'q6_k');
     assert.equal(ty('q5_k_m', 'token_embd.weight', [256, 1024]), 'q6_k');
@@ -207,7 +255,8 @@ describe('rows that are not whole super-blocks', () => {
     assert.equal(ty('q4_k_m', 'blk.3.attn_qkv.weight', [256, 768]), 'q5_k');
     assert.equal(ty('q5_k_m', 'blk.3.attn_qkv.weight', [256, 768]), 'q6_k');
     // use_more_bits over 8 layers: i < 1, i >= 7, (i - 1) % 3 == 2 -> layers 0, 3, 6, 7
-    const down = (out: GgufOutType) => [0, 1, 2, 3, 4, 5, 6, 7].map((l) => ty(out, `blk.${l}.ffn_down.weight`, [1024, 256]));
+    const down = (out: GgufOutType) =>
+      [0, 1, 2, 3, 4, 5, 6, 7].map((l) => ty(out, `blk.${l}.ffn_down.weight`, [1024, 256]));
     assert.deepEqual(down('q4_k_m'), ['q6_k', 'q4_k', 'q4_k', 'q6_k', 'q4_k', 'q4_k', 'q6_k', 'q6_k']);
     assert.deepEqual(down('q5_k_m'), ['q6_k', 'q5_k', 'q5_k', 'q6_k', 'q5_k', 'q5_k', 'q6_k', 'q6_k']);
     assert.equal(ty('q4_k_m', 'blk.3.ffn_up.weight', [256, 1024]), 'q4_k');

@@ -28,20 +28,31 @@ describe('llama.cpp arithmetic on every gguf-tiny-q type', () => {
       for (const seq of ['seq64', 'seq7']) {
         const ids = ref.json.inputs[seq] as number[];
         const r = compareLogits(ref.tensor(`logits/${seq}`).data, model.forward(ids), ids.length, V);
-        t.diagnostic(`${type} ${seq}: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1.toFixed(3)}, max abs ${r.maxAbs.toExponential(2)}`);
+        t.diagnostic(
+          `${type} ${seq}: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1.toFixed(3)}, max abs ${r.maxAbs.toExponential(2)}`,
+        );
         assert.ok(r.maxAbs <= b.maxAbs, `${seq} max abs ${r.maxAbs}`);
         assert.ok(r.klMean <= b.klMean, `${seq} KL mean ${r.klMean}`);
         assert.ok(r.top1 >= b.top1, `${seq} top-1 agreement ${r.top1}`);
       }
       // Teacher-forced greedy: the argmax after each prefix of llama.cpp's own continuation.
-      const gen = ref.json.generate as { sequences: number[]; new_tokens: number[]; top1_top2_margin_per_step: number[]; prompt_ids: number[] };
+      const gen = ref.json.generate as {
+        sequences: number[];
+        new_tokens: number[];
+        top1_top2_margin_per_step: number[];
+        prompt_ids: number[];
+      };
       const seqIds = gen.sequences.slice(0, -1);
       const am = argmaxRows(model.forward(seqIds), seqIds.length, V);
       const p = gen.prompt_ids.length;
       let checked = 0;
       for (let s = 0; s < gen.new_tokens.length; s++) {
         if (gen.top1_top2_margin_per_step[s]! < 0.1) continue;
-        assert.equal(am[p - 1 + s], gen.new_tokens[s], `greedy step ${s} (llama.cpp margin ${gen.top1_top2_margin_per_step[s]})`);
+        assert.equal(
+          am[p - 1 + s],
+          gen.new_tokens[s],
+          `greedy step ${s} (llama.cpp margin ${gen.top1_top2_margin_per_step[s]})`,
+        );
         checked++;
       }
       assert.ok(checked >= 10, `only ${checked} steps had a clear margin`);

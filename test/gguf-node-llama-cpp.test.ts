@@ -11,7 +11,12 @@ import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel,
 import { referenceBackend } from '../src/backends/reference/index.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig } from '../src/model/config.js';
-import { byteLevelTestTokenizer, openGgufCheckpoint, writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
+import {
+  byteLevelTestTokenizer,
+  openGgufCheckpoint,
+  writeGgufFromCheckpoint,
+  type GgufOutType,
+} from '../src/model/gguf-model.js';
 import { LLAMA_CONTEXT, llamaLogProbs } from './helpers/llamacpp-peer.js';
 import { Goldens, REPO_ROOT, argmaxRows, fixturePath } from './helpers/goldens.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';
@@ -25,7 +30,9 @@ before(async () => {
   try {
     llama = await getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error, progressLogs: false });
   } catch (e) {
-    throw new Error(`node-llama-cpp could not start its prebuilt llama.cpp binary on this machine: ${(e as Error).message}`);
+    throw new Error(
+      `node-llama-cpp could not start its prebuilt llama.cpp binary on this machine: ${(e as Error).message}`,
+    );
   }
 });
 after(async () => {
@@ -38,7 +45,10 @@ async function convert(dir: string, type: GgufOutType, tokenizer: 'bytes' | 'neo
   const src = await openHfFolderTensors(dir);
   const out = join(tmp, `${dir.split('/').filter(Boolean).pop()}-${type}.gguf`);
   try {
-    const tok = tokenizer === 'bytes' ? byteLevelTestTokenizer(c.vocabSize) : join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json');
+    const tok =
+      tokenizer === 'bytes'
+        ? byteLevelTestTokenizer(c.vocabSize)
+        : join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json');
     await writeGgufFromCheckpoint(c, src, tok, out, type);
   } finally {
     await src.close();
@@ -61,7 +71,9 @@ async function llamaGreedy(model: LlamaModel, prompt: number[], n: number): Prom
   try {
     const seq = ctx.getSequence();
     const greedy = { generateNext: { token: true, options: { temperature: 0 } } };
-    let res = await seq.controlledEvaluate(prompt.map((t, i) => (i === prompt.length - 1 ? [t as Token, greedy] : (t as Token))));
+    let res = await seq.controlledEvaluate(
+      prompt.map((t, i) => (i === prompt.length - 1 ? [t as Token, greedy] : (t as Token))),
+    );
     const out: number[] = [];
     for (let s = 0; s < n; s++) {
       const tok = res.at(-1)!.next.token!;
@@ -78,7 +90,9 @@ async function referenceLogits(path: string, ids: number[]): Promise<Float32Arra
   const ck = await openGgufCheckpoint(path);
   try {
     const runner = await referenceBackend.load(ck.config, ck.tensors);
-    const [out] = await runner.forward([{ cache: runner.createCache({ capacity: ids.length }), tokens: ids }], { logits: 'all' });
+    const [out] = await runner.forward([{ cache: runner.createCache({ capacity: ids.length }), tokens: ids }], {
+      logits: 'all',
+    });
     return out!.logits;
   } finally {
     await ck.tensors.close();
@@ -95,41 +109,47 @@ describe('llama.cpp (node-llama-cpp) runs the GGUF files we write', () => {
     assert.equal(info.tensorInfo?.length, 14);
 
     const ids = golden.json.inputs.seq64 as number[];
-    const [greedy, logp] = await withModel(path, async (m) => [
-      await llamaGreedy(m, golden.json.inputs.seq7, 20),
-      await llamaLogProbs(m, ids, 1024),
-    ] as const);
+    const [greedy, logp] = await withModel(
+      path,
+      async (m) => [await llamaGreedy(m, golden.json.inputs.seq7, 20), await llamaLogProbs(m, ids, 1024)] as const,
+    );
     assert.deepEqual(greedy, golden.json.generate.new_tokens);
     const ours = await referenceLogits(path, ids);
     const r = compareLogits(logp, ours, ids.length, 1024);
-    t.diagnostic(`llama.cpp vs reference backend on our F32 file, seq64: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1}`);
+    t.diagnostic(
+      `llama.cpp vs reference backend on our F32 file, seq64: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1}`,
+    );
     // llama.cpp's tanh GELU table vs MosaicML's erf: fixture README measured KL 4.6e-7, max abs 7.7e-3
     assert.ok(r.klMean <= 2e-6 && r.klMax <= 1e-5, `KL ${r.klMean} / ${r.klMax}`);
     assert.equal(r.top1, 1);
   });
 
-  it('Q8_0 and Q4_0: llama.cpp on our files matches the logits llama.cpp computed on llama-quantize\'s files', async (t) => {
+  it("Q8_0 and Q4_0: llama.cpp on our files matches the logits llama.cpp computed on llama-quantize's files", async (t) => {
     for (const type of ['q8_0', 'q4_0'] as const) {
       const path = await convert(Q, type, 'bytes');
       const ref = new Goldens(Q, `tiny-q-${type}.llamacpp.json`, `tiny-q-${type}.llamacpp.bin`);
       const ids = ref.json.inputs.seq64 as number[];
       const logp = await withModel(path, (m) => llamaLogProbs(m, ids, 1024));
       const r = compareLogits(ref.tensor('logits/seq64').data, logp, ids.length, 1024);
-      t.diagnostic(`${type}: node-llama-cpp on our file vs stored llama.cpp logits, seq64: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1.toFixed(3)}`);
+      t.diagnostic(
+        `${type}: node-llama-cpp on our file vs stored llama.cpp logits, seq64: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1.toFixed(3)}`,
+      );
       // identical tensor data; what remains is another llama.cpp build / SIMD path (README: KL <= 6e-4)
       assert.ok(r.klMean <= 1e-3, `${type} KL ${r.klMean}`);
       assert.ok(r.top1 >= 0.9, `${type} top-1 ${r.top1}`);
     }
   });
 
-  it('learned positions, no ALiBi (tiny-learned-pos): llama.cpp on our F32 file computes MosaicML\'s distributions and tokens', async (t) => {
+  it("learned positions, no ALiBi (tiny-learned-pos): llama.cpp on our F32 file computes MosaicML's distributions and tokens", async (t) => {
     const dir = fixturePath('tiny-learned-pos');
     const g = new Goldens(dir);
     const path = await convert(dir, 'f32', 'bytes');
     await withModel(path, async (m) => {
       const ids = g.json.inputs.seq64 as number[];
       const r = compareLogits(g.tensor('logits/seq64').data, await llamaLogProbs(m, ids, 512), ids.length, 512);
-      t.diagnostic(`llama.cpp vs MosaicML, seq64: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1}`);
+      t.diagnostic(
+        `llama.cpp vs MosaicML, seq64: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1}`,
+      );
       // measured KL mean 2e-7, max 1.2e-6 (llama.cpp's tanh GELU table)
       assert.ok(r.klMean <= 2e-6 && r.klMax <= 1e-5, `KL ${r.klMean} / ${r.klMax}`);
       assert.equal(r.top1, 1);
@@ -137,7 +157,7 @@ describe('llama.cpp (node-llama-cpp) runs the GGUF files we write', () => {
     });
   });
 
-  it('real vocabulary: llama.cpp tokenizes with our embedded GPT-NeoX tokenizer exactly, and generates MosaicML\'s tokens', async () => {
+  it("real vocabulary: llama.cpp tokenizes with our embedded GPT-NeoX tokenizer exactly, and generates MosaicML's tokens", async () => {
     const path = await convert(NEOX, 'f32', 'neox');
     const g = new Goldens(NEOX);
     await withModel(path, async (m) => {

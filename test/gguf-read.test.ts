@@ -25,8 +25,17 @@ const llamacppJson = (t: string) => JSON.parse(readFileSync(`${DIR}/tiny-q-${t}.
  * errors of order 1.
  */
 const REL_RMS_BOUND: Record<string, number> = {
-  f16: 5e-4, q8_0: 0.007, q6_k: 0.02, q5_1: 0.045, q5_0: 0.05, q5_k: 0.045, q4_1: 0.09, q4_0: 0.1, q4_k: 0.085,
-  q3_k: 0.17, q2_k: 0.33,
+  f16: 5e-4,
+  q8_0: 0.007,
+  q6_k: 0.02,
+  q5_1: 0.045,
+  q5_0: 0.05,
+  q5_k: 0.045,
+  q4_1: 0.09,
+  q4_0: 0.1,
+  q4_k: 0.085,
+  q3_k: 0.17,
+  q2_k: 0.33,
 };
 
 describe('gguf-tiny-q files made by llama.cpp', () => {
@@ -43,7 +52,10 @@ describe('gguf-tiny-q files made by llama.cpp', () => {
       const tokens = g.metadata.get('tokenizer.ggml.tokens');
       assert.ok(tokens?.type === 'array' && tokens.itemType === 'string' && tokens.value.length === 1024);
       // llama-quantize writes output_norm and token_embd first (fixture README)
-      assert.deepEqual(g.tensors.slice(0, 2).map((t) => t.name), ['output_norm.weight', 'token_embd.weight']);
+      assert.deepEqual(
+        g.tensors.slice(0, 2).map((t) => t.name),
+        ['output_norm.weight', 'token_embd.weight'],
+      );
       const embd = g.tensor('token_embd.weight')!;
       assert.deepEqual(embd.dims, [256, 1024]);
       assert.equal(embd.dtype, 'q6_k');
@@ -81,7 +93,9 @@ describe('gguf-tiny-q files made by llama.cpp', () => {
         assert.equal(g.metadata.get('general.file_type')?.type, 'u32');
         for (const info of g.tensors) {
           assert.equal(info.dtype.toUpperCase(), ref.tensor_types[info.name], info.name);
-          const sha = createHash('sha256').update(await g.readTensor(info)).digest('hex');
+          const sha = createHash('sha256')
+            .update(await g.readTensor(info))
+            .digest('hex');
           assert.equal(sha, ref.tensor_data_sha256[info.name], `${info.name} data`);
         }
         assert.equal(g.tensors.length, Object.keys(ref.tensor_types).length);
@@ -97,7 +111,18 @@ describe('gguf-tiny-q files made by llama.cpp', () => {
       const ck = await openGgufCheckpoint(`${DIR}/tiny-q-${t}.gguf`);
       try {
         const c = ck.config;
-        for (const k of ['dModel', 'nHeads', 'nLayers', 'maxSeqLen', 'vocabSize', 'noBias', 'headDim', 'tieWordEmbeddings', 'learnedPosEmb', 'layerNormEpsilon'] as const) {
+        for (const k of [
+          'dModel',
+          'nHeads',
+          'nLayers',
+          'maxSeqLen',
+          'vocabSize',
+          'noBias',
+          'headDim',
+          'tieWordEmbeddings',
+          'learnedPosEmb',
+          'layerNormEpsilon',
+        ] as const) {
           assert.deepEqual(c[k], want[k], k);
         }
         assert.deepEqual(c.attn, want.attn);
@@ -181,13 +206,17 @@ describe('gguf-tiny-q files made by llama.cpp', () => {
               assert.deepEqual(quantize('f16', w), bytes, `${type} ${info.name}`);
               continue;
             }
-            let se = 0, ss = 0;
+            let se = 0,
+              ss = 0;
             for (let i = 0; i < w.length; i++) {
               se += (y[i]! - w[i]!) ** 2;
               ss += w[i]! ** 2;
             }
             const rel = Math.sqrt(se / ss);
-            assert.ok(rel <= REL_RMS_BOUND[info.dtype]!, `${type} ${info.name} (${info.dtype}): relative RMS error ${rel}`);
+            assert.ok(
+              rel <= REL_RMS_BOUND[info.dtype]!,
+              `${type} ${info.name} (${info.dtype}): relative RMS error ${rel}`,
+            );
           }
         } finally {
           await ck.tensors.close();

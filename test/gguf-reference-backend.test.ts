@@ -61,8 +61,15 @@ describe('reference backend on GGUF files', () => {
       const runner = await load(type);
       const ref = new Goldens(DIR, `tiny-q-${type}.llamacpp.json`, `tiny-q-${type}.llamacpp.bin`);
       const ids = ref.json.inputs.seq64 as number[];
-      const r = compareLogits(ref.tensor('logits/seq64').data, await logits(runner, ids), ids.length, runner.config.vocabSize);
-      t.diagnostic(`${type} seq64 vs llama.cpp: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1.toFixed(3)}, max abs ${r.maxAbs.toExponential(2)}`);
+      const r = compareLogits(
+        ref.tensor('logits/seq64').data,
+        await logits(runner, ids),
+        ids.length,
+        runner.config.vocabSize,
+      );
+      t.diagnostic(
+        `${type} seq64 vs llama.cpp: KL mean ${r.klMean.toExponential(2)} max ${r.klMax.toExponential(2)}, top-1 ${r.top1.toFixed(3)}, max abs ${r.maxAbs.toExponential(2)}`,
+      );
       // README "dequant only, erf GELU": F32 7.8e-3 / 4.6e-7, F16 3.2e-2 / 7.6e-6, quantized ≤ 1.5 / 1.3e-2.
       const kl = type === 'f32' ? 1e-6 : type === 'f16' ? 2e-5 : 2e-2;
       const maxAbs = type === 'f32' ? 1e-2 : type === 'f16' ? 5e-2 : 2;

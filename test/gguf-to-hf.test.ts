@@ -14,7 +14,12 @@ import { dequantize } from '../src/formats/ggml-quants.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { tensorToFloat32, shapeElements } from '../src/formats/dtypes.js';
 import { parseMptConfig } from '../src/model/config.js';
-import { openGgufCheckpoint, tokenizerFromHfJson, writeGgufFromCheckpoint, byteLevelTestTokenizer } from '../src/model/gguf-model.js';
+import {
+  openGgufCheckpoint,
+  tokenizerFromHfJson,
+  writeGgufFromCheckpoint,
+  byteLevelTestTokenizer,
+} from '../src/model/gguf-model.js';
 import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff, REPO_ROOT } from './helpers/goldens.js';
 
@@ -39,7 +44,7 @@ const quiet = async (argv: string[]) => {
 };
 
 describe('mpt convert FILE.gguf OUT_DIR/', () => {
-  it('tiny-alibi through GGUF f32 and back gives MosaicML\'s logits (goldens)', async () => {
+  it("tiny-alibi through GGUF f32 and back gives MosaicML's logits (goldens)", async () => {
     const dir = fixturePath('tiny-alibi');
     const config = parseMptConfig(JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')));
     const src = await openHfFolderTensors(dir);
@@ -51,8 +56,14 @@ describe('mpt convert FILE.gguf OUT_DIR/', () => {
     }
     const out = join(tmp, 'alibi-hf');
     assert.equal(await quiet([gguf, out, '--type', 'f32']), 0);
-    assert.deepEqual(readdirSync(out).sort(),
-      ['config.json', 'generation_config.json', 'model.safetensors', 'special_tokens_map.json', 'tokenizer.json', 'tokenizer_config.json']);
+    assert.deepEqual(readdirSync(out).sort(), [
+      'config.json',
+      'generation_config.json',
+      'model.safetensors',
+      'special_tokens_map.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ]);
     const back = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(back['model_type'], 'mpt');
     assert.deepEqual(back['architectures'], ['MPTForCausalLM']);
@@ -63,14 +74,16 @@ describe('mpt convert FILE.gguf OUT_DIR/', () => {
     const V = config.vocabSize;
     for (const seq of ['seq7', 'seq64']) {
       const ids = g.json.inputs[seq] as number[];
-      const [o] = await runner.forward([{ cache: runner.createCache({ capacity: ids.length }), tokens: ids }], { logits: 'all' });
+      const [o] = await runner.forward([{ cache: runner.createCache({ capacity: ids.length }), tokens: ids }], {
+        logits: 'all',
+      });
       const gold = g.tensor(`logits/${seq}`).data;
       assert.ok(maxAbsDiff(o!.logits, gold) < 5e-4, `${seq}: max |Δ| ${maxAbsDiff(o!.logits, gold)}`);
       assert.deepEqual(argmaxRows(o!.logits, ids.length, V), argmaxRows(gold, ids.length, V));
     }
   });
 
-  it('llama.cpp\'s q8_0 file comes back as ggml\'s dequantized values, in f16 as asked', async () => {
+  it("llama.cpp's q8_0 file comes back as ggml's dequantized values, in f16 as asked", async () => {
     const file = fixturePath('gguf-tiny-q/tiny-q-q8_0.gguf');
     const out = join(tmp, 'q8-hf');
     assert.equal(await quiet([file, out]), 0);
@@ -86,12 +99,18 @@ describe('mpt convert FILE.gguf OUT_DIR/', () => {
         assert.equal(got.dtype, 'f16');
         assert.deepEqual(got.shape, info.shape);
         const stored = await ck.tensors.read(info.name);
-        const want = info.dtype === 'f32' ? tensorToFloat32(info, stored) : dequantize(info.dtype, stored, shapeElements(info.shape));
+        const want =
+          info.dtype === 'f32'
+            ? tensorToFloat32(info, stored)
+            : dequantize(info.dtype, stored, shapeElements(info.shape));
         const have = tensorToFloat32(got, await hf.read(info.name));
         // f16 keeps 11 significant bits: each value within half an f16 ulp of ggml's.
         for (let i = 0; i < want.length; i++) {
           const w = want[i]!;
-          assert.ok(Math.abs(have[i]! - w) <= Math.max(Math.abs(w) * 2 ** -11, 2 ** -25), `${info.name}[${i}]: ${have[i]} vs ${w}`);
+          assert.ok(
+            Math.abs(have[i]! - w) <= Math.max(Math.abs(w) * 2 ** -11, 2 ** -25),
+            `${info.name}[${i}]: ${have[i]} vs ${w}`,
+          );
         }
       }
     } finally {
@@ -101,7 +120,9 @@ describe('mpt convert FILE.gguf OUT_DIR/', () => {
   });
 
   it('the GPT-NeoX-20B vocabulary in a GGUF becomes a tokenizer.json that tokenizers.js runs like the original', async () => {
-    const original = JSON.parse(readFileSync(join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json'), 'utf8')) as TokenizerJson;
+    const original = JSON.parse(
+      readFileSync(join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json'), 'utf8'),
+    ) as TokenizerJson;
     const shipped = join(REPO_ROOT, 'models/default');
     const config = parseMptConfig(JSON.parse(readFileSync(join(shipped, 'config.json'), 'utf8')));
     // The GGUF vocabulary exactly as `mpt convert` embeds it (llama.cpp's converter layout, padded to 50,432).
@@ -117,19 +138,29 @@ describe('mpt convert FILE.gguf OUT_DIR/', () => {
 
     const a = new Tokenizer(original, {});
     const b = new Tokenizer(rebuilt, {});
-    for (const text of ['Once upon a time, there was a little girl.', 'def f(x):\n        return x  # spaces\n',
-      'Größe 東京 🤖 <|endoftext|> 12345', '   leading and trailing   ']) {
+    for (const text of [
+      'Once upon a time, there was a little girl.',
+      'def f(x):\n        return x  # spaces\n',
+      'Größe 東京 🤖 <|endoftext|> 12345',
+      '   leading and trailing   ',
+    ]) {
       assert.deepEqual(b.encode(text).ids, a.encode(text).ids, JSON.stringify(text));
     }
   });
 
   it('refuses a quantized type for a folder and a folder that already holds files', async () => {
     const file = fixturePath('gguf-tiny-q/tiny-q-q8_0.gguf');
-    await assert.rejects(quiet([file, join(tmp, 'q-out'), '--type', 'q4_0']), (e: Error) => e instanceof MptError && /q4_0/.test(e.message));
+    await assert.rejects(
+      quiet([file, join(tmp, 'q-out'), '--type', 'q4_0']),
+      (e: Error) => e instanceof MptError && /q4_0/.test(e.message),
+    );
     const busy = join(tmp, 'busy');
     mkdirSync(busy);
     writeFileSync(join(busy, 'notes.txt'), 'mine');
-    await assert.rejects(quiet([file, busy]), (e: Error) => e instanceof MptError && /not an empty folder/.test(e.message));
+    await assert.rejects(
+      quiet([file, busy]),
+      (e: Error) => e instanceof MptError && /not an empty folder/.test(e.message),
+    );
     assert.equal(readFileSync(join(busy, 'notes.txt'), 'utf8'), 'mine');
   });
 });

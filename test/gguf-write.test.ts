@@ -12,7 +12,11 @@ import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { gguf, readGguf, writeGguf, type GgufValue } from '../src/formats/gguf.js';
 import { parseMptConfig } from '../src/model/config.js';
 import {
-  byteLevelTestTokenizer, openGgufCheckpoint, TokenType, tokenizerFromHfJson, writeGgufFromCheckpoint,
+  byteLevelTestTokenizer,
+  openGgufCheckpoint,
+  TokenType,
+  tokenizerFromHfJson,
+  writeGgufFromCheckpoint,
 } from '../src/model/gguf-model.js';
 import { loadRunner } from '../src/backends/registry.js';
 import { checkGoldens } from './helpers/backend-conformance.js';
@@ -24,7 +28,7 @@ after(() => rmSync(tmp, { recursive: true, force: true }));
 const config = () => parseMptConfig(JSON.parse(readFileSync(`${DIR}/config.json`, 'utf8')));
 
 describe('writeGgufFromCheckpoint', () => {
-  it('writes the gguf-tiny-q F32 file byte for byte as llama.cpp\'s gguf-py did', async () => {
+  it("writes the gguf-tiny-q F32 file byte for byte as llama.cpp's gguf-py did", async () => {
     const src = await openHfFolderTensors(DIR);
     const out = join(tmp, 'f32.gguf');
     try {
@@ -100,7 +104,7 @@ describe('writeGgufFromCheckpoint', () => {
     }
   });
 
-  it('embeds the GPT-NeoX-20B tokenizer as llama.cpp\'s converter does (vocab padded to 50432)', async () => {
+  it("embeds the GPT-NeoX-20B tokenizer as llama.cpp's converter does (vocab padded to 50432)", async () => {
     const tj = JSON.parse(readFileSync(join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json'), 'utf8'));
     const tok = tokenizerFromHfJson(tj, 50432);
     assert.equal(tok.tokens.length, 50432);
@@ -140,10 +144,24 @@ describe('writeGgufFromCheckpoint', () => {
       // d_model 16 rows cannot be q8_0 blocks of 32: those matrices fall back to F16
       assert.equal(ck.tensors.info('transformer.wte.weight')!.dtype, 'f16');
       const keys = [...ck.metadata.keys()];
-      for (const k of ['general.architecture', 'mpt.context_length', 'mpt.embedding_length', 'mpt.block_count', 'mpt.feed_forward_length',
-        'mpt.attention.head_count', 'mpt.attention.layer_norm_epsilon', 'mpt.attention.max_alibi_bias', 'tokenizer.ggml.model',
-        'tokenizer.ggml.pre', 'tokenizer.ggml.tokens', 'tokenizer.ggml.token_type', 'tokenizer.ggml.merges', 'tokenizer.ggml.bos_token_id',
-        'tokenizer.ggml.eos_token_id', 'tokenizer.ggml.padding_token_id']) {
+      for (const k of [
+        'general.architecture',
+        'mpt.context_length',
+        'mpt.embedding_length',
+        'mpt.block_count',
+        'mpt.feed_forward_length',
+        'mpt.attention.head_count',
+        'mpt.attention.layer_norm_epsilon',
+        'mpt.attention.max_alibi_bias',
+        'tokenizer.ggml.model',
+        'tokenizer.ggml.pre',
+        'tokenizer.ggml.tokens',
+        'tokenizer.ggml.token_type',
+        'tokenizer.ggml.merges',
+        'tokenizer.ggml.bos_token_id',
+        'tokenizer.ggml.eos_token_id',
+        'tokenizer.ggml.padding_token_id',
+      ]) {
         assert.ok(keys.includes(k), k);
       }
     } finally {
@@ -151,32 +169,37 @@ describe('writeGgufFromCheckpoint', () => {
     }
   });
 
-  it('refuses configs llama.cpp\'s MPT graph cannot compute', async () => {
+  it("refuses configs llama.cpp's MPT graph cannot compute", async () => {
     const raw = JSON.parse(readFileSync(`${FIXTURES}/tiny-bias/config.json`, 'utf8'));
     const c = parseMptConfig(raw); // logit_scale 0.5, softmax_scale 0.3
     const src = await openHfFolderTensors(fixturePath('tiny-bias'));
     try {
-      await assert.rejects(writeGgufFromCheckpoint(c, src, byteLevelTestTokenizer(c.vocabSize), join(tmp, 'x.gguf'), 'f32'), UnsupportedError);
+      await assert.rejects(
+        writeGgufFromCheckpoint(c, src, byteLevelTestTokenizer(c.vocabSize), join(tmp, 'x.gguf'), 'f32'),
+        UnsupportedError,
+      );
     } finally {
       await src.close();
     }
   });
 
-  it('refuses RMSNorm (tiny-rmsnorm): llama.cpp\'s MPT graph has LayerNorm only', async () => {
+  it("refuses RMSNorm (tiny-rmsnorm): llama.cpp's MPT graph has LayerNorm only", async () => {
     const dir = fixturePath('tiny-rmsnorm');
     const c = parseMptConfig(JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')));
     const src = await openHfFolderTensors(dir);
     const out = join(tmp, 'rmsnorm.gguf');
     try {
-      await assert.rejects(writeGgufFromCheckpoint(c, src, byteLevelTestTokenizer(c.vocabSize), out, 'f32'),
-        (e: Error) => e instanceof UnsupportedError && /RMSNorm/.test(e.message));
+      await assert.rejects(
+        writeGgufFromCheckpoint(c, src, byteLevelTestTokenizer(c.vocabSize), out, 'f32'),
+        (e: Error) => e instanceof UnsupportedError && /RMSNorm/.test(e.message),
+      );
       assert.ok(!existsSync(out));
     } finally {
       await src.close();
     }
   });
 
-  it('learned positions (tiny-learned-pos): the F32 GGUF file computes MosaicML\'s goldens, left padding included', async () => {
+  it("learned positions (tiny-learned-pos): the F32 GGUF file computes MosaicML's goldens, left padding included", async () => {
     // position_embd.weight and max_alibi_bias 0 must come back as learned_pos_emb true, alibi false.
     const dir = fixturePath('tiny-learned-pos');
     const c = parseMptConfig(JSON.parse(readFileSync(`${dir}/config.json`, 'utf8')));
@@ -201,10 +224,20 @@ describe('writeGgufFromCheckpoint', () => {
 describe('writeGguf / readGguf', () => {
   it('round-trips every metadata value type, nested arrays and a custom alignment', async () => {
     const meta = new Map<string, GgufValue>([
-      ['a.u8', gguf.u8(255)], ['a.i8', gguf.i8(-128)], ['a.u16', gguf.u16(65535)], ['a.i16', gguf.i16(-32768)],
-      ['a.u32', gguf.u32(4294967295)], ['a.i32', gguf.i32(-2147483648)], ['a.f32', gguf.f32(1.5)], ['a.f64', gguf.f64(Math.PI)],
-      ['a.u64', gguf.u64(2n ** 64n - 1n)], ['a.i64', gguf.i64(-(2n ** 63n))], ['a.bool', gguf.bool(true)],
-      ['a.str', gguf.str('héllo ✓')], ['a.strs', gguf.strings(['', 'x', 'Ġt'])], ['a.i32s', gguf.i32s([1, -2, 3])],
+      ['a.u8', gguf.u8(255)],
+      ['a.i8', gguf.i8(-128)],
+      ['a.u16', gguf.u16(65535)],
+      ['a.i16', gguf.i16(-32768)],
+      ['a.u32', gguf.u32(4294967295)],
+      ['a.i32', gguf.i32(-2147483648)],
+      ['a.f32', gguf.f32(1.5)],
+      ['a.f64', gguf.f64(Math.PI)],
+      ['a.u64', gguf.u64(2n ** 64n - 1n)],
+      ['a.i64', gguf.i64(-(2n ** 63n))],
+      ['a.bool', gguf.bool(true)],
+      ['a.str', gguf.str('héllo ✓')],
+      ['a.strs', gguf.strings(['', 'x', 'Ġt'])],
+      ['a.i32s', gguf.i32s([1, -2, 3])],
       ['a.f32s', gguf.f32s([0.25, -1])],
       ['a.bools', { type: 'array', itemType: 'bool', value: [true, false] }],
       ['a.u64s', { type: 'array', itemType: 'u64', value: new BigUint64Array([1n, 2n ** 60n]) }],
@@ -214,10 +247,15 @@ describe('writeGguf / readGguf', () => {
     const out = join(tmp, 'meta.gguf');
     const data = new Uint8Array(byteLen(3 * 64));
     for (let i = 0; i < data.length; i++) data[i] = i & 0xff;
-    await writeGguf(out, meta, [
-      { name: 'w', dims: [64, 3], dtype: 'q8_0', data: async () => data },
-      { name: 'v', dims: [5], dtype: 'f32', data: new Uint8Array(20).fill(7) },
-    ], { alignment: 64 });
+    await writeGguf(
+      out,
+      meta,
+      [
+        { name: 'w', dims: [64, 3], dtype: 'q8_0', data: async () => data },
+        { name: 'v', dims: [5], dtype: 'f32', data: new Uint8Array(20).fill(7) },
+      ],
+      { alignment: 64 },
+    );
     const g = await readGguf(out);
     try {
       assert.equal(g.alignment, 64);

@@ -23,7 +23,11 @@ async function logits(runner: ModelRunner, tokens: number[]): Promise<Float32Arr
 }
 
 let wasmAvailable = true;
-try { await getBackend('wasm'); } catch { wasmAvailable = false; }
+try {
+  await getBackend('wasm');
+} catch {
+  wasmAvailable = false;
+}
 
 describe('ALiBi beyond max_seq_len', async () => {
   const { runner: msl32 } = await loadRunner(fixturePath('tiny-alibi-msl32'), { backend: 'reference' });
@@ -49,11 +53,21 @@ describe('ALiBi beyond max_seq_len', async () => {
   });
 
   it('a model with learned position embeddings cannot be given a context beyond max_seq_len', () => {
-    const c = parseMptConfig({ d_model: 64, n_heads: 4, n_layers: 2, vocab_size: 512, max_seq_len: 32, learned_pos_emb: true, attn_config: { alibi: false } });
+    const c = parseMptConfig({
+      d_model: 64,
+      n_heads: 4,
+      n_layers: 2,
+      vocab_size: 512,
+      max_seq_len: 32,
+      learned_pos_emb: true,
+      attn_config: { alibi: false },
+    });
     assert.throws(() => resolveContextLength(c, 33), /learned position embeddings/);
   });
 
-  it('wasm backend: 80 tokens on max_seq_len 32 match the reference', { skip: !wasmAvailable && 'wasm backend not built' }, async () => {
+  it('wasm backend: 80 tokens on max_seq_len 32 match the reference', {
+    skip: !wasmAvailable && 'wasm backend not built',
+  }, async () => {
     const { runner: w } = await loadRunner(fixturePath('tiny-alibi-msl32'), { backend: 'wasm', threads: 2 });
     try {
       const d = maxAbsDiff(await logits(w, ids), await logits(full, ids));

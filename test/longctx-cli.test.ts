@@ -21,7 +21,21 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 
 test('--prompt-cache: written on the first run, reused on the second, same golden text', async () => {
   const file = join(dir, 'book.kvc');
-  const args = ['generate', MODEL, g.inputs_text.seq7, '-n', '20', '-t', '0', '--backend', 'reference', '--prompt-cache', file, '--kv-type', 'f32'];
+  const args = [
+    'generate',
+    MODEL,
+    g.inputs_text.seq7,
+    '-n',
+    '20',
+    '-t',
+    '0',
+    '--backend',
+    'reference',
+    '--prompt-cache',
+    file,
+    '--kv-type',
+    'f32',
+  ];
   const a = await runCli(args);
   assert.equal(a.code, 0, a.stderr);
   assert.ok(existsSync(file));
@@ -33,7 +47,18 @@ test('--prompt-cache: written on the first run, reused on the second, same golde
   assert.equal(a.stdout, want);
   assert.equal(b.stdout, want);
   // another model's run refuses the file
-  const c = await runCli(['generate', fixturePath('tiny-storywriter'), '--ids', '1,2,3', '-n', '2', '--backend', 'reference', '--prompt-cache', file]);
+  const c = await runCli([
+    'generate',
+    fixturePath('tiny-storywriter'),
+    '--ids',
+    '1,2,3',
+    '-n',
+    '2',
+    '--backend',
+    'reference',
+    '--prompt-cache',
+    file,
+  ]);
   assert.equal(c.code, 1);
   assert.match(c.stderr, /made with another model/);
 });

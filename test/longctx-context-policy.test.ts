@@ -11,7 +11,11 @@ import { InputError, MemoryPlanError } from '../src/errors.js';
 import { loadRunner } from '../src/backends/registry.js';
 import { openCheckpoint } from '../src/model/load.js';
 import {
-  dropOldestTurns, generateWithContextPolicy, parseOverflowPolicy, shiftWindow, type PolicyGenerateResult,
+  dropOldestTurns,
+  generateWithContextPolicy,
+  parseOverflowPolicy,
+  shiftWindow,
+  type PolicyGenerateResult,
 } from '../src/runtime/context-policy.js';
 import { generate } from '../src/runtime/generate.js';
 import { assertContextFits, checkContextMemory, loadedWeightBytes } from '../src/runtime/memory-check.js';
@@ -47,34 +51,55 @@ describe('context overflow policy', async () => {
   it('dropOldestTurns drops whole turns, oldest first, and keeps the system prompt', () => {
     const msgs = [
       { role: 'system' as const, content: 'S' },
-      { role: 'user' as const, content: 'u1u1' }, { role: 'assistant' as const, content: 'a1a1' },
-      { role: 'user' as const, content: 'u2u2' }, { role: 'assistant' as const, content: 'a2a2' },
+      { role: 'user' as const, content: 'u1u1' },
+      { role: 'assistant' as const, content: 'a1a1' },
+      { role: 'user' as const, content: 'u2u2' },
+      { role: 'assistant' as const, content: 'a2a2' },
       { role: 'user' as const, content: 'u3u3' },
     ];
     const size = (m: readonly { content: string }[]) => m.reduce((s, x) => s + x.content.length, 0);
     const r = dropOldestTurns(msgs, (m) => size(m) <= 13);
-    assert.deepEqual(r.messages.map((m) => m.content), ['S', 'u2u2', 'a2a2', 'u3u3']);
+    assert.deepEqual(
+      r.messages.map((m) => m.content),
+      ['S', 'u2u2', 'a2a2', 'u3u3'],
+    );
     assert.equal(r.dropped, 2);
     assert.throws(() => dropOldestTurns(msgs, () => false), InputError);
   });
 
   it("'stop' ends with finish reason length at the context, like plain generation", async () => {
-    const r = await drain(generateWithContextPolicy(runner, prompt, { contextLength: 24, maxTokens: 40, temperature: 0 }));
+    const r = await drain(
+      generateWithContextPolicy(runner, prompt, { contextLength: 24, maxTokens: 40, temperature: 0 }),
+    );
     const plain = await generate(runner, prompt, { contextLength: 24, maxTokens: 40, temperature: 0 });
     assert.equal(r.finishReason, 'length');
     assert.equal(r.contextFull, true);
     assert.equal(r.tokens.length, 24 - prompt.length);
     assert.deepEqual(r.tokens, plain.tokens);
     assert.equal(r.shifts, 0);
-    await assert.rejects(drain(generateWithContextPolicy(runner, [...prompt, ...prompt, ...prompt], { contextLength: 24 })), InputError);
+    await assert.rejects(
+      drain(generateWithContextPolicy(runner, [...prompt, ...prompt, ...prompt], { contextLength: 24 })),
+      InputError,
+    );
   });
 
   it("'shift' goes on past the context: every token equals a from-scratch pass over the documented window", async () => {
-    const ctx = 24, keep = 4, n = 40;
+    const ctx = 24,
+      keep = 4,
+      n = 40;
     let finished: PolicyGenerateResult | undefined;
-    const r = await drain(generateWithContextPolicy(runner, prompt, {
-      contextLength: ctx, maxTokens: n, temperature: 0, overflow: 'shift', keep, onFinish: (x) => { finished = x as PolicyGenerateResult; },
-    }));
+    const r = await drain(
+      generateWithContextPolicy(runner, prompt, {
+        contextLength: ctx,
+        maxTokens: n,
+        temperature: 0,
+        overflow: 'shift',
+        keep,
+        onFinish: (x) => {
+          finished = x as PolicyGenerateResult;
+        },
+      }),
+    );
     assert.equal(r.tokens.length, n);
     assert.ok(r.shifts >= 2, `shifts ${r.shifts}`);
     assert.equal(finished?.tokens.length, n);
@@ -92,7 +117,15 @@ describe('context overflow policy', async () => {
 
   it("'shift' also fits a prompt longer than the context", async () => {
     const long = [...prompt, ...prompt, ...prompt];
-    const r = await drain(generateWithContextPolicy(runner, long, { contextLength: 24, maxTokens: 5, temperature: 0, overflow: 'shift', keep: 2 }));
+    const r = await drain(
+      generateWithContextPolicy(runner, long, {
+        contextLength: 24,
+        maxTokens: 5,
+        temperature: 0,
+        overflow: 'shift',
+        keep: 2,
+      }),
+    );
     assert.equal(r.tokens.length, 5);
     const w = shiftWindow(long, 24, 2);
     assert.equal(r.tokens[0], await nextGreedy(runner, w));
@@ -110,9 +143,15 @@ describe('memory check before loading', () => {
     const plan = assertContextFits(ck.config, infos, { ctx: 128 });
     assert.equal(plan.fits, true);
     const tight = plan.totalBytes - plan.kvBytes / 2; // room for about half of the f32 cache
-    assert.throws(() => assertContextFits(ck.config, infos, { ctx: 128, availableBytes: tight }),
-      (e: unknown) => e instanceof MemoryPlanError && /--kv-type (f16|q8_0)/.test(e.message) && /--ctx \d+/.test(e.message));
-    await assert.rejects(checkContextMemory(fixturePath('tiny-storywriter'), { ctx: 1 << 24, availableBytes: 2 ** 30 }), MemoryPlanError);
+    assert.throws(
+      () => assertContextFits(ck.config, infos, { ctx: 128, availableBytes: tight }),
+      (e: unknown) =>
+        e instanceof MemoryPlanError && /--kv-type (f16|q8_0)/.test(e.message) && /--ctx \d+/.test(e.message),
+    );
+    await assert.rejects(
+      checkContextMemory(fixturePath('tiny-storywriter'), { ctx: 1 << 24, availableBytes: 2 ** 30 }),
+      MemoryPlanError,
+    );
     assert.equal((await checkContextMemory(fixturePath('tiny-storywriter'), {})).ctx, 128);
   });
 });

@@ -14,7 +14,12 @@ import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 import { klRows } from './helpers/kl.js';
 
-async function logitsWith(runner: ModelRunner, ids: number[], kvType: KvType, chunks?: number[]): Promise<Float32Array> {
+async function logitsWith(
+  runner: ModelRunner,
+  ids: number[],
+  kvType: KvType,
+  chunks?: number[],
+): Promise<Float32Array> {
   const cache = runner.createCache({ capacity: ids.length, kvType });
   const V = runner.config.vocabSize;
   const out = new Float32Array(ids.length * V);
@@ -46,7 +51,11 @@ describe('KV cache types (reference backend)', () => {
       // (+0 and -0 are the same value: `|| 0` folds them, deepEqual would not)
       const num = (a: ArrayLike<number>) => Array.from(a, (x) => x || 0);
       assert.deepEqual(num(f16), num(Array.from(ref, (x) => f16ToF32(f32ToF16(x)))), `${which}: f16`);
-      assert.deepEqual(num(q8), num(dequantize('q8_0', quantize('q8_0', Float32Array.from(ref)), ref.length)), `${which}: q8_0`);
+      assert.deepEqual(
+        num(q8),
+        num(dequantize('q8_0', quantize('q8_0', Float32Array.from(ref)), ref.length)),
+        `${which}: q8_0`,
+      );
       assert.ok(maxAbsDiff(q8, ref) > 0, 'q8_0 rounding changed nothing: the cache type is not applied');
     }
   });
@@ -68,7 +77,9 @@ describe('KV cache types (reference backend)', () => {
         const kl = klRows(f32, q, ids.length, V);
         const mean = kl.reduce((a, b) => a + b, 0) / kl.length;
         const max = Math.max(...kl);
-        t.diagnostic(`${name} ${kvType} vs f32: KL mean ${mean.toExponential(2)} max ${max.toExponential(2)}, max |dlogit| ${maxAbsDiff(f32, q).toExponential(2)}`);
+        t.diagnostic(
+          `${name} ${kvType} vs f32: KL mean ${mean.toExponential(2)} max ${max.toExponential(2)}, max |dlogit| ${maxAbsDiff(f32, q).toExponential(2)}`,
+        );
         assert.ok(mean > 0, `${kvType}: logits identical to f32 (the cache type is not applied)`);
         // These random-weight fixtures are very sensitive (measured max KL: f16 4.5e-4, q8_0
         // 6.7e-2 on tiny-storywriter); the bounds sit about 10x above the worst fixture.

@@ -6,7 +6,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
-  existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, truncateSync, writeFileSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,7 +22,12 @@ import type { KvType, ModelRunner } from '../src/backends/backend.js';
 import { InputError } from '../src/errors.js';
 import { getBackend, loadRunner } from '../src/backends/registry.js';
 import {
-  PromptCacheError, fingerprintCheckpoint, loadPromptCache, preparePromptCache, readPromptCacheInfo, savePromptCache,
+  PromptCacheError,
+  fingerprintCheckpoint,
+  loadPromptCache,
+  preparePromptCache,
+  readPromptCacheInfo,
+  savePromptCache,
   type PromptCacheRejection,
 } from '../src/runtime/prompt-cache.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
@@ -26,7 +38,11 @@ after(() => rmSync(dir, { recursive: true, force: true }));
 const SW = fixturePath('tiny-storywriter');
 const ids = (new Goldens(SW).json.inputs as Record<string, number[]>)['seq64']!;
 
-async function forward(runner: ModelRunner, cache: ReturnType<ModelRunner['createCache']>, tokens: number[]): Promise<Float32Array> {
+async function forward(
+  runner: ModelRunner,
+  cache: ReturnType<ModelRunner['createCache']>,
+  tokens: number[],
+): Promise<Float32Array> {
   const [o] = await runner.forward([{ cache, tokens }], { logits: 'all' });
   return o!.logits;
 }
@@ -40,7 +56,11 @@ function rejects(reason: PromptCacheRejection) {
 }
 
 let wasmAvailable = true;
-try { await getBackend('wasm'); } catch { wasmAvailable = false; }
+try {
+  await getBackend('wasm');
+} catch {
+  wasmAvailable = false;
+}
 
 describe('prompt cache', async () => {
   const { runner } = await loadRunner(SW, { backend: 'reference' });
@@ -80,7 +100,10 @@ describe('prompt cache', async () => {
   });
 
   it('writes atomically (no temporary file left) and the file size follows the KV type', async () => {
-    assert.deepEqual(readdirSync(dir).filter((f) => f.includes('.tmp-')), []);
+    assert.deepEqual(
+      readdirSync(dir).filter((f) => f.includes('.tmp-')),
+      [],
+    );
     const size = (t: string) => readFileSync(join(dir, `round-${t}.kvc`)).length;
     assert.ok(size('q8_0') < size('f16') && size('f16') < size('f32'), `${size('q8_0')} ${size('f16')} ${size('f32')}`);
   });
@@ -94,26 +117,41 @@ describe('prompt cache', async () => {
     const fresh = runner.createCache({ capacity: 80 });
     const want = (await forward(runner, fresh, prompt)).subarray(25 * runner.config.vocabSize);
     assert.deepEqual(got, want);
-    await assert.rejects(loadPromptCache(file, runner, { modelHash: hash, capacity: 80, prompt, requireFullPrefix: true }), rejects('tokens'));
+    await assert.rejects(
+      loadPromptCache(file, runner, { modelHash: hash, capacity: 80, prompt, requireFullPrefix: true }),
+      rejects('tokens'),
+    );
   });
 
   it('rejects a file made for another prompt, model, shape, KV type or context', async () => {
     const file = join(dir, 'round-f32.kvc');
     const other = ids.map((x) => (x + 1) % runner.config.vocabSize);
-    await assert.rejects(loadPromptCache(file, runner, { modelHash: hash, capacity: 80, prompt: other }), rejects('tokens'));
+    await assert.rejects(
+      loadPromptCache(file, runner, { modelHash: hash, capacity: 80, prompt: other }),
+      rejects('tokens'),
+    );
     const alibiHash = await fingerprintCheckpoint(fixturePath('tiny-alibi'));
     assert.notEqual(alibiHash, hash);
     const { runner: alibi } = await loadRunner(fixturePath('tiny-alibi'), { backend: 'reference' });
     await assert.rejects(loadPromptCache(file, alibi, { modelHash: alibiHash, capacity: 80 }), rejects('model'));
     const { runner: gqa } = await loadRunner(fixturePath('tiny-gqa'), { backend: 'reference' });
     await assert.rejects(loadPromptCache(file, gqa, { modelHash: hash, capacity: 80 }), rejects('shape'));
-    await assert.rejects(loadPromptCache(file, runner, { modelHash: hash, capacity: 80, kvType: 'q8_0' }), rejects('kv-type'));
+    await assert.rejects(
+      loadPromptCache(file, runner, { modelHash: hash, capacity: 80, kvType: 'q8_0' }),
+      rejects('kv-type'),
+    );
     await assert.rejects(loadPromptCache(file, runner, { modelHash: hash, capacity: 30 }), rejects('capacity'));
   });
 
   it('the fingerprint ignores how a model is stored but sees its weights', async () => {
-    assert.equal(await fingerprintCheckpoint(fixturePath('tiny-alibi-sharded')), await fingerprintCheckpoint(fixturePath('tiny-alibi')));
-    assert.notEqual(await fingerprintCheckpoint(fixturePath('tiny-alibi-fp16')), await fingerprintCheckpoint(fixturePath('tiny-alibi')));
+    assert.equal(
+      await fingerprintCheckpoint(fixturePath('tiny-alibi-sharded')),
+      await fingerprintCheckpoint(fixturePath('tiny-alibi')),
+    );
+    assert.notEqual(
+      await fingerprintCheckpoint(fixturePath('tiny-alibi-fp16')),
+      await fingerprintCheckpoint(fixturePath('tiny-alibi')),
+    );
   });
 
   it('rejects truncated, damaged, foreign and other-version files', async () => {
@@ -129,9 +167,33 @@ describe('prompt cache', async () => {
       truncateSync(p, src.length - cut);
       await assert.rejects(load(p), rejects('truncated'));
     }
-    await assert.rejects(load(variant('flip.kvc', (b) => { b[b.length - 500]! ^= 1; return b; })), rejects('corrupt'));
-    await assert.rejects(load(variant('version.kvc', (b) => { b.writeUInt32LE(99, 8); return b; })), rejects('version'));
-    await assert.rejects(load(variant('magic.kvc', (b) => { b[0] = 0x50; return b; })), rejects('not-a-cache'));
+    await assert.rejects(
+      load(
+        variant('flip.kvc', (b) => {
+          b[b.length - 500]! ^= 1;
+          return b;
+        }),
+      ),
+      rejects('corrupt'),
+    );
+    await assert.rejects(
+      load(
+        variant('version.kvc', (b) => {
+          b.writeUInt32LE(99, 8);
+          return b;
+        }),
+      ),
+      rejects('version'),
+    );
+    await assert.rejects(
+      load(
+        variant('magic.kvc', (b) => {
+          b[0] = 0x50;
+          return b;
+        }),
+      ),
+      rejects('not-a-cache'),
+    );
     await assert.rejects(load(variant('extra.kvc', (b) => Buffer.concat([b, Buffer.alloc(8)]))), rejects('corrupt'));
     await assert.rejects(load(variant('empty.kvc', () => Buffer.alloc(0))), rejects('not-a-cache'));
   });
@@ -149,14 +211,20 @@ describe('prompt cache', async () => {
       await assert.rejects(prepare, rejects('not-a-cache'));
     }
     const missing = join(dir, 'no-such-folder', 'x.kvc');
-    await assert.rejects(preparePromptCache(runner, SW, ids.slice(0, 8), 64, { file: missing, modelHash: hash }),
-      (e: unknown) => e instanceof InputError && /the folder .*no-such-folder does not exist/.test(e.message));
+    await assert.rejects(
+      preparePromptCache(runner, SW, ids.slice(0, 8), 64, { file: missing, modelHash: hash }),
+      (e: unknown) => e instanceof InputError && /the folder .*no-such-folder does not exist/.test(e.message),
+    );
   });
 
   it('preparePromptCache writes the file once, then reuses it', async () => {
     const file = join(dir, 'prepare.kvc');
     const notes: string[] = [];
-    const first = await preparePromptCache(runner, SW, ids.slice(0, 48), 64, { file, batchSize: 13, onNote: (m) => notes.push(m) });
+    const first = await preparePromptCache(runner, SW, ids.slice(0, 48), 64, {
+      file,
+      batchSize: 13,
+      onNote: (m) => notes.push(m),
+    });
     assert.equal(first.reused, 0);
     assert.ok(first.written > 0 && existsSync(file));
     const l1 = await forward(runner, first.cache, ids.slice(48));
@@ -170,7 +238,9 @@ describe('prompt cache', async () => {
     assert.match(notes.join('\n'), /wrote 48 tokens[\s\S]*reused 48 of 64/);
   });
 
-  it('wasm backend: round trip is exact, and a reference-made file restores into wasm', { skip: !wasmAvailable && 'wasm backend not built' }, async () => {
+  it('wasm backend: round trip is exact, and a reference-made file restores into wasm', {
+    skip: !wasmAvailable && 'wasm backend not built',
+  }, async () => {
     const { runner: w } = await loadRunner(SW, { backend: 'wasm', threads: 2 });
     try {
       const a = w.createCache({ capacity: 80 });

@@ -27,9 +27,15 @@ function randomIds(n: number, vocab: number, seed: number): number[] {
 }
 
 let wasmAvailable = true;
-try { await getBackend('wasm'); } catch { wasmAvailable = false; }
+try {
+  await getBackend('wasm');
+} catch {
+  wasmAvailable = false;
+}
 
-describe('tiled attention (wasm) equals row-by-row attention (reference)', { skip: !wasmAvailable && 'wasm backend not built' }, async () => {
+describe('tiled attention (wasm) equals row-by-row attention (reference)', {
+  skip: !wasmAvailable && 'wasm backend not built',
+}, async () => {
   if (!wasmAvailable) return;
   const SW = fixturePath('tiny-storywriter');
   const { runner: ref } = await loadRunner(SW, { backend: 'reference' });
@@ -78,12 +84,18 @@ describe('tiled attention (wasm) equals row-by-row attention (reference)', { ski
   it('a batch of sequences of different lengths in one call', async () => {
     const lens = [45, 70, 1, 129];
     const caches = lens.map((n) => wasm.createCache({ capacity: n + 3 }));
-    const outs = await wasm.forward(lens.map((n, i) => ({ cache: caches[i]!, tokens: ids.slice(0, n) })), { logits: 'all' });
+    const outs = await wasm.forward(
+      lens.map((n, i) => ({ cache: caches[i]!, tokens: ids.slice(0, n) })),
+      { logits: 'all' },
+    );
     lens.forEach((n, i) => {
       assert.ok(maxAbsDiff(outs[i]!.logits, rows(0, n)) <= TOL, `sequence of ${n}`);
     });
     // then one decode step each, together
-    const steps = await wasm.forward(lens.map((n, i) => ({ cache: caches[i]!, tokens: [ids[n]!] })), { logits: 'last' });
+    const steps = await wasm.forward(
+      lens.map((n, i) => ({ cache: caches[i]!, tokens: [ids[n]!] })),
+      { logits: 'last' },
+    );
     lens.forEach((n, i) => {
       assert.ok(maxAbsDiff(steps[i]!.logits, rows(n, n + 1)) <= TOL, `decode after ${n}`);
     });

@@ -22,15 +22,27 @@ function readmeLibraryExample(): string {
   return m[1]!;
 }
 
-test('npm pack → install into an empty folder → mpt generate and the README library example', { timeout: 300_000 }, async () => {
+test('npm pack → install into an empty folder → mpt generate and the README library example', {
+  timeout: 300_000,
+}, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mpt-pack-'));
   try {
     // dist/ is built by `npm test` before the tests; --ignore-scripts keeps pack from building again.
-    const packed = execFileSync(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], { cwd: REPO_ROOT, encoding: 'utf8' });
+    const packed = execFileSync(npm, ['pack', '--ignore-scripts', '--json', '--pack-destination', dir], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
     const [info] = JSON.parse(packed) as { filename: string; files: { path: string }[] }[];
     const paths = info!.files.map((f) => f.path);
-    for (const need of ['bin/mpt.js', 'dist/src/index.js', 'dist/wasm/kernels.wasm', 'dist/wasm/kernels-base.wasm',
-      'models/default/model.safetensors', 'assets/gpt-neox-20b/tokenizer.json', 'src/web/app.js']) {
+    for (const need of [
+      'bin/mpt.js',
+      'dist/src/index.js',
+      'dist/wasm/kernels.wasm',
+      'dist/wasm/kernels-base.wasm',
+      'models/default/model.safetensors',
+      'assets/gpt-neox-20b/tokenizer.json',
+      'src/web/app.js',
+    ]) {
       assert.ok(paths.includes(need), `the tarball holds ${need}`);
     }
     const stray = paths.filter((p) => /^(test|dist\/test|dist\/bench|bench|\.ci)\//.test(p) || p.includes('fixtures/'));
@@ -39,11 +51,15 @@ test('npm pack → install into an empty folder → mpt generate and the README 
     const app = join(dir, 'app');
     execFileSync('mkdir', ['-p', app]);
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'app', private: true, type: 'module' }));
-    const inst = spawnSync(npm, ['install', '--prefer-offline', '--no-audit', '--no-fund', '--omit=optional', join(dir, info!.filename)],
-      { cwd: app, encoding: 'utf8' });
+    const inst = spawnSync(
+      npm,
+      ['install', '--prefer-offline', '--no-audit', '--no-fund', '--omit=optional', join(dir, info!.filename)],
+      { cwd: app, encoding: 'utf8' },
+    );
     assert.equal(inst.status, 0, `npm install of the tarball failed:\n${inst.stderr}`);
     const installed = readdirSync(join(app, 'node_modules'));
-    for (const buildTool of ['typescript', 'assemblyscript']) assert.ok(!installed.includes(buildTool), `${buildTool} is not installed for users`);
+    for (const buildTool of ['typescript', 'assemblyscript'])
+      assert.ok(!installed.includes(buildTool), `${buildTool} is not installed for users`);
     assert.ok(!existsSync(join(app, 'node_modules/@types/node')), '@types/node is not installed for users');
 
     // The installed command gives the same text as the repository's for the same seed.

@@ -21,7 +21,7 @@ const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8'));
 function resolvePackageImport(spec: string): string | null {
   const entry = pkg.imports?.[spec];
   if (entry === undefined) return null;
-  const target = typeof entry === 'string' ? entry : entry.browser ?? entry.import ?? entry.default;
+  const target = typeof entry === 'string' ? entry : (entry.browser ?? entry.import ?? entry.default);
   return join(REPO_ROOT, target);
 }
 
@@ -29,8 +29,16 @@ function resolvePackageImport(spec: string): string | null {
 function isReference(id: ts.Identifier): boolean {
   const p = id.parent;
   if (ts.isPropertyAccessExpression(p) && p.name === id) return false;
-  if ((ts.isPropertyAssignment(p) || ts.isMethodDeclaration(p) || ts.isPropertyDeclaration(p)
-    || ts.isGetAccessor(p) || ts.isSetAccessor(p) || ts.isPropertySignature(p)) && p.name === id) return false;
+  if (
+    (ts.isPropertyAssignment(p) ||
+      ts.isMethodDeclaration(p) ||
+      ts.isPropertyDeclaration(p) ||
+      ts.isGetAccessor(p) ||
+      ts.isSetAccessor(p) ||
+      ts.isPropertySignature(p)) &&
+    p.name === id
+  )
+    return false;
   return true;
 }
 
@@ -38,8 +46,14 @@ function isReference(id: ts.Identifier): boolean {
 function constString(sf: ts.SourceFile, name: string): string | undefined {
   let found: string | undefined;
   const look = (node: ts.Node): void => {
-    if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.name.text === name
-      && (node.parent.flags & ts.NodeFlags.Const) !== 0 && node.initializer && ts.isStringLiteralLike(node.initializer)) {
+    if (
+      ts.isVariableDeclaration(node) &&
+      ts.isIdentifier(node.name) &&
+      node.name.text === name &&
+      (node.parent.flags & ts.NodeFlags.Const) !== 0 &&
+      node.initializer &&
+      ts.isStringLiteralLike(node.initializer)
+    ) {
       found = node.initializer.text;
     }
     ts.forEachChild(node, look);
@@ -52,7 +66,12 @@ function resolveRelative(from: string, spec: string): string {
   return spec.startsWith('./') || spec.startsWith('../') ? resolve(dirname(from), spec) : spec;
 }
 
-interface Graph { files: string[]; problems: string[]; bare: string[]; lazy: string[] }
+interface Graph {
+  files: string[];
+  problems: string[];
+  bare: string[];
+  lazy: string[];
+}
 
 /**
  * Walks the graph from `entries`. A dynamic import of one of `lazyNodeOnly` (absolute paths) is
@@ -60,7 +79,9 @@ interface Graph { files: string[]; problems: string[]; bare: string[]; lazy: str
  */
 function walk(entries: string[], lazyNodeOnly = new Set<string>()): Graph {
   const seen = new Set<string>();
-  const problems: string[] = [], bare: string[] = [], lazy: string[] = [];
+  const problems: string[] = [],
+    bare: string[] = [],
+    lazy: string[] = [];
   const visit = (file: string) => {
     if (seen.has(file)) return;
     seen.add(file);
@@ -76,13 +97,19 @@ function walk(entries: string[], lazyNodeOnly = new Set<string>()): Graph {
       }
     };
     const check = (node: ts.Node): void => {
-      const from = (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) ? node.moduleSpecifier : undefined;
+      const from = ts.isImportDeclaration(node) || ts.isExportDeclaration(node) ? node.moduleSpecifier : undefined;
       if (from && ts.isStringLiteral(from)) {
         follow(from.text);
       } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword) {
         const arg = node.arguments[0];
-        const spec = arg === undefined ? undefined
-          : ts.isStringLiteralLike(arg) ? arg.text : ts.isIdentifier(arg) ? constString(sf, arg.text) : undefined;
+        const spec =
+          arg === undefined
+            ? undefined
+            : ts.isStringLiteralLike(arg)
+              ? arg.text
+              : ts.isIdentifier(arg)
+                ? constString(sf, arg.text)
+                : undefined;
         if (spec === undefined) problems.push(`${where} imports a computed specifier: ${node.getText(sf)}`);
         else if (lazyNodeOnly.has(resolveRelative(file, spec))) lazy.push(`${where} imports ${spec}`);
         else follow(spec);
@@ -103,14 +130,20 @@ function walk(entries: string[], lazyNodeOnly = new Set<string>()): Graph {
   return { files: [...seen].map((f) => relative(REPO_ROOT, f)).sort(), problems, bare, lazy };
 }
 
-const ENTRIES = ['dist/src/backends/wasm/index.js', 'dist/src/backends/reference/index.js',
-  'dist/src/runtime/generate.js'];
+const ENTRIES = [
+  'dist/src/backends/wasm/index.js',
+  'dist/src/backends/reference/index.js',
+  'dist/src/runtime/generate.js',
+];
 
 for (const entry of ENTRIES) {
   test(`the browser's module graph of ${entry} touches nothing of Node`, () => {
     const g = walk([entry]);
     assert.deepEqual(g.problems, []);
-    assert.deepEqual(g.bare.filter((b) => b !== 'dist/src/platform/index.js imports #platform'), []);
+    assert.deepEqual(
+      g.bare.filter((b) => b !== 'dist/src/platform/index.js imports #platform'),
+      [],
+    );
   });
 }
 
@@ -122,7 +155,10 @@ test('the graph walk sees what it must: the wasm workers, browser.js, and Node c
   assert.ok(!wasm.includes('dist/src/platform/node.js'));
   const node = walk(['dist/src/platform/node.js']).problems;
   for (const p of ['imports node:fs', 'imports node:worker_threads', 'uses process', 'uses setImmediate']) {
-    assert.ok(node.some((x) => x.includes(p)), p);
+    assert.ok(
+      node.some((x) => x.includes(p)),
+      p,
+    );
   }
 });
 
@@ -131,7 +167,7 @@ test('the graph walk sees what it must: the wasm workers, browser.js, and Node c
  * (a local path, a file to write), each with where it is loaded: a page never evaluates them.
  */
 const LAZY_NODE_ONLY: Record<string, string> = {
-  'dist/src/model/open-path.js': 'openCheckpoint, for a path (loadModel makes a page\'s strings URLs)',
+  'dist/src/model/open-path.js': "openCheckpoint, for a path (loadModel makes a page's strings URLs)",
   'dist/src/model/default-model.js': 'loadModel without a source, in Node (a page fetches models/default/)',
   'dist/src/runtime/tokenizer-files.js': 'a tokenizer given by path, in Node',
   'dist/src/formats/file-reader.js': 'the format readers, for paths',
@@ -153,8 +189,14 @@ test('the browser entry (dist/src/browser.js): nothing of Node, bare specifiers 
   const g = walk(['dist/src/browser.js'], lazy);
   assert.deepEqual(g.problems, []);
   assert.deepEqual([...new Set(g.bare)].sort(), [...BROWSER_BARE].sort());
-  for (const f of ['runtime/model.js', 'runtime/tokenizer-source.js', 'model/load.js', 'formats/url-source.js',
-    'backends/wasm/worker.js', 'platform/browser.js']) {
+  for (const f of [
+    'runtime/model.js',
+    'runtime/tokenizer-source.js',
+    'model/load.js',
+    'formats/url-source.js',
+    'backends/wasm/worker.js',
+    'platform/browser.js',
+  ]) {
     assert.ok(g.files.includes(`dist/src/${f}`), f);
   }
   // Each module of the list is reached, only dynamically, and really is Node's (the list does not rot).

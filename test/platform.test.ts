@@ -31,9 +31,13 @@ test('no shared wasm memory (some browsers, a page not cross-origin isolated): P
   };
   WebAssembly.Memory = refusing as unknown as typeof WebAssembly.Memory;
   try {
-    assert.throws(() => checkSharedWasmMemory(), (e: unknown) => e instanceof PlatformError
-      && /shared memory is disabled/.test(e.message)
-      && /Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp/.test(e.message));
+    assert.throws(
+      () => checkSharedWasmMemory(),
+      (e: unknown) =>
+        e instanceof PlatformError &&
+        /shared memory is disabled/.test(e.message) &&
+        /Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp/.test(e.message),
+    );
   } finally {
     WebAssembly.Memory = Memory;
   }

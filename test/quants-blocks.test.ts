@@ -5,7 +5,15 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FormatError, UnsupportedError } from '../src/errors.js';
 import {
-  activationTypeOf, byteLengthOf, dequantize, GGML_TYPES, ggmlTypeName, QuantMatrix, quantize, quantizeActivations, vecDotQ,
+  activationTypeOf,
+  byteLengthOf,
+  dequantize,
+  GGML_TYPES,
+  ggmlTypeName,
+  QuantMatrix,
+  quantize,
+  quantizeActivations,
+  vecDotQ,
 } from '../src/formats/ggml-quants.js';
 import { f16ToF32, f32ToF16 } from '../src/formats/dtypes.js';
 import type { DType } from '../src/formats/tensor-source.js';
@@ -53,7 +61,12 @@ describe('GGML_TYPES and byteLengthOf', () => {
 describe('reference quantizers (quantize_row_*_ref semantics)', () => {
   it('q8_0: d = amax/127 in fp16, q = roundf(x / d) with ties away from zero', () => {
     const x = new Float32Array(32);
-    x[0] = 127; x[1] = 2.5; x[2] = -2.5; x[3] = 0.5; x[4] = -126.5; x[5] = 1.49;
+    x[0] = 127;
+    x[1] = 2.5;
+    x[2] = -2.5;
+    x[3] = 0.5;
+    x[4] = -126.5;
+    x[5] = 1.49;
     const b = quantize('q8_0', x);
     assert.equal(b.length, 34);
     assert.equal(f16ToF32(b[0]! | (b[1]! << 8)), 1);
@@ -80,7 +93,10 @@ describe('reference quantizers (quantize_row_*_ref semantics)', () => {
   it('all-zero blocks give d = 0 and decode to zeros', () => {
     for (const t of SIMPLE) {
       const b = quantize(t, new Float32Array(64));
-      assert.ok(dequantize(t, b, 64).every((v) => v === 0), t);
+      assert.ok(
+        dequantize(t, b, 64).every((v) => v === 0),
+        t,
+      );
     }
   });
 
@@ -98,7 +114,8 @@ describe('reference quantizers (quantize_row_*_ref semantics)', () => {
       const x = gaussian(32 * 200, 7, 0.3);
       const y = dequantize(t, quantize(t, x), x.length);
       for (let b = 0; b < x.length; b += 32) {
-        let amax = 0, err = 0;
+        let amax = 0,
+          err = 0;
         for (let i = b; i < b + 32; i++) {
           amax = Math.max(amax, Math.abs(x[i]!));
           err = Math.max(err, Math.abs(x[i]! - y[i]!));
@@ -131,7 +148,10 @@ describe('activation conversion (llama.cpp vec_dot_type)', () => {
 
   it('q8_0 activations round half to even (x86 path), q8_K keeps the signed max and a float32 scale', () => {
     const x = new Float32Array(32);
-    x[0] = 127; x[1] = 2.5; x[2] = 3.5; x[3] = -2.5;
+    x[0] = 127;
+    x[1] = 2.5;
+    x[2] = 3.5;
+    x[3] = -2.5;
     const a = quantizeActivations('q8_0', x);
     assert.deepEqual(Array.from(a.q!.subarray(0, 4)), [127, 2, 4, -2]);
     const k = new Float32Array(256);
@@ -163,9 +183,10 @@ describe('vecDotQ / QuantMatrix', () => {
     it(`${t}: integer block sums agree with dequantize() when the activations convert exactly`, () => {
       const cols = 512;
       const w = gaussian(cols * 3, 21, 0.1);
-      const bytes = t === 'q8_0' || t === 'q4_0' || t === 'q4_1' || t === 'q5_0' || t === 'q5_1'
-        ? quantize(t, w)
-        : randomKQuantBytes(t, 3 * cols, 99);
+      const bytes =
+        t === 'q8_0' || t === 'q4_0' || t === 'q4_1' || t === 'q5_0' || t === 'q5_1'
+          ? quantize(t, w)
+          : randomKQuantBytes(t, 3 * cols, 99);
       const deq = dequantize(t, bytes, 3 * cols);
       const x = new Float32Array(cols);
       for (let i = 0; i < cols; i++) x[i] = ((i * 37) % 255) - 127;
@@ -210,7 +231,7 @@ describe('vecDotQ / QuantMatrix', () => {
       // each activation moves by at most d_x/2 = amax_x/254; sum over |w|
       const wabs = dequantize(t, bytes, cols).reduce((s, v) => s + Math.abs(v), 0);
       const amax = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-      assert.ok(Math.abs(vecDotQ(t, bytes, x) - exact) <= (wabs * amax) / 254 * 1.01 + 1e-4, t);
+      assert.ok(Math.abs(vecDotQ(t, bytes, x) - exact) <= ((wabs * amax) / 254) * 1.01 + 1e-4, t);
     }
   });
 });
@@ -227,7 +248,8 @@ function randomKQuantBytes(t: DType, count: number, seed: number): Uint8Array {
   const dv = new DataView(out.buffer);
   const halfAt: Record<string, number[]> = { q2_k: [80, 82], q3_k: [108], q4_k: [0, 2], q5_k: [0, 2], q6_k: [208] };
   for (let b = 0; b < out.length; b += info.typeSize) {
-    for (const o of halfAt[t]!) dv.setUint16(b + o, f32ToF16(0.001 + (((b / info.typeSize + o) * 7) % 13) * 0.0005), true);
+    for (const o of halfAt[t]!)
+      dv.setUint16(b + o, f32ToF16(0.001 + (((b / info.typeSize + o) * 7) % 13) * 0.0005), true);
   }
   return out;
 }

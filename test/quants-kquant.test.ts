@@ -21,7 +21,8 @@ describe('k-quant quantizers reproduce llama-quantize (gguf-tiny-q fixture)', ()
   it('every Q4_K / Q5_K / Q6_K tensor of the pure and Q4_K_M files, from the F32 file', async (t) => {
     const f32 = await readGguf(`${Q}/tiny-q-f32.gguf`);
     const ours = new Map<string, Uint8Array>(); // "type name" -> our bytes, shared between files
-    let tensors = 0, bytes = 0;
+    let tensors = 0,
+      bytes = 0;
     try {
       for (const file of ['q4_k', 'q5_k', 'q6_k', 'q4_k_m']) {
         const q = await readGguf(`${Q}/tiny-q-${file}.gguf`);
@@ -40,7 +41,9 @@ describe('k-quant quantizers reproduce llama-quantize (gguf-tiny-q fixture)', ()
             if (Buffer.compare(Buffer.from(mine), Buffer.from(theirs)) !== 0) {
               let first = 0;
               while (mine[first] === theirs[first]) first++;
-              assert.fail(`${file}: ${info.name} (${info.dtype}) differs from llama-quantize's bytes, first at byte ${first}`);
+              assert.fail(
+                `${file}: ${info.name} (${info.dtype}) differs from llama-quantize's bytes, first at byte ${first}`,
+              );
             }
             tensors++;
             bytes += mine.length;
@@ -143,7 +146,10 @@ function edgeCases(): { name: string; x: Float32Array }[] {
 describe('k-quant quantizers reproduce ggml on odd inputs', () => {
   const cases = edgeCases();
   it('has one digest row per case', () => {
-    assert.deepEqual(cases.map((c) => c.name), GGML_DIGESTS.map((d) => d[0]));
+    assert.deepEqual(
+      cases.map((c) => c.name),
+      GGML_DIGESTS.map((d) => d[0]),
+    );
   });
   for (const [ti, t] of K.entries()) {
     it(`${t}: every case's bytes hash like ggml's quantize_row_${t.slice(0, 2)}_K_ref output`, () => {
@@ -163,7 +169,10 @@ describe('the wasm k-quant quantizers (the ones in use) and the plain-JS copy gi
     assert.ok(wasm, 'kernels-base.wasm should load');
     const calls: string[] = [];
     const original = wasm.quantize;
-    wasm.quantize = function (this: typeof wasm, dtype, x) { calls.push(dtype); return original.call(this, dtype, x); };
+    wasm.quantize = function (this: typeof wasm, dtype, x) {
+      calls.push(dtype);
+      return original.call(this, dtype, x);
+    };
     try {
       for (const t of K) quantize(t, gaussian(256, 5));
     } finally {
@@ -174,11 +183,14 @@ describe('the wasm k-quant quantizers (the ones in use) and the plain-JS copy gi
   for (const t of K) {
     it(`${t}: every odd-input case, and 600 super-blocks of mixed scales`, () => {
       const wasm = wasmKQuant()!;
-      const rows = [...edgeCases().map((c) => c.x), (() => {
-        const g = gaussian(600 * 256, 99);
-        for (let i = 0; i < g.length; i++) g[i] = g[i]! * 10 ** (((i >> 5) % 9) - 4) * (i % 97 === 0 ? 300 : 1);
-        return g;
-      })()];
+      const rows = [
+        ...edgeCases().map((c) => c.x),
+        (() => {
+          const g = gaussian(600 * 256, 99);
+          for (let i = 0; i < g.length; i++) g[i] = g[i]! * 10 ** (((i >> 5) % 9) - 4) * (i % 97 === 0 ? 300 : 1);
+          return g;
+        })(),
+      ];
       const kt = t as KQuantType;
       for (const [i, x] of rows.entries()) assert.deepEqual(wasm.quantize(kt, x), kquantJs[kt](x), `row set ${i}`);
     });
@@ -213,9 +225,11 @@ function scaleMinK4(j: number, q: Uint8Array, o: number): [number, number] {
 }
 
 describe('k-quant round trips', () => {
-  it('Gaussian rows: RMSE within each type\'s budget and below the 32-block types of the same size', () => {
+  it("Gaussian rows: RMSE within each type's budget and below the 32-block types of the same size", () => {
     const x = gaussian(256 * 64, 11);
-    const r = Object.fromEntries((['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'] as DType[]).map((t) => [t, rmse(t, x)]));
+    const r = Object.fromEntries(
+      (['q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'] as DType[]).map((t) => [t, rmse(t, x)]),
+    );
     // 4.5 / 5.5 / 6.56 bits per weight: uniform-step estimates σ·range/(levels·√12) give ≈ .075 / .037 / .018
     assert.ok(r['q4_k']! < 0.08, `q4_k ${r['q4_k']}`);
     assert.ok(r['q5_k']! < 0.04, `q5_k ${r['q5_k']}`);
@@ -224,18 +238,21 @@ describe('k-quant round trips', () => {
     assert.ok(r['q5_k']! < r['q5_0']! && r['q5_k']! < r['q5_1']!, JSON.stringify(r));
   });
 
-  it('each element decodes to the nearest level of its sub-block\'s fp16 scales, unless clamped', () => {
+  it("each element decodes to the nearest level of its sub-block's fp16 scales, unless clamped", () => {
     const x = gaussian(256 * 16, 5);
     for (const t of ['q4_k', 'q5_k'] as const) {
       const b = quantize(t, x);
       const y = dequantize(t, b, x.length);
-      const bs = t === 'q4_k' ? 144 : 176, top = t === 'q4_k' ? 15 : 31;
+      const bs = t === 'q4_k' ? 144 : 176,
+        top = t === 'q4_k' ? 15 : 31;
       for (let i = 0; i < x.length; i++) {
         const o = Math.floor(i / 256) * bs;
         const [sc, m] = scaleMinK4((i % 256) >> 5, b, o + 4);
-        const step = half(b, o) * sc, lo = -half(b, o + 2) * m;
+        const step = half(b, o) * sc,
+          lo = -half(b, o + 2) * m;
         const clamped = x[i]! < lo || x[i]! > lo + top * step;
-        if (!clamped) assert.ok(Math.abs(y[i]! - x[i]!) <= step / 2 + 1e-6, `${t} element ${i}: |${y[i]} - ${x[i]}| > ${step / 2}`);
+        if (!clamped)
+          assert.ok(Math.abs(y[i]! - x[i]!) <= step / 2 + 1e-6, `${t} element ${i}: |${y[i]} - ${x[i]}| > ${step / 2}`);
       }
     }
     const b = quantize('q6_k', x);
@@ -249,11 +266,17 @@ describe('k-quant round trips', () => {
 
   it('zeros decode to zeros; constant rows keep their value to fp16 precision', () => {
     for (const t of K) {
-      assert.ok(dequantize(t, quantize(t, new Float32Array(512)), 512).every((v) => v === 0), t);
+      assert.ok(
+        dequantize(t, quantize(t, new Float32Array(512)), 512).every((v) => v === 0),
+        t,
+      );
       for (const c of [0.7, -3, 12.5]) {
         const y = dequantize(t, quantize(t, new Float32Array(256).fill(c)), 256);
         // d (and dmin) are fp16 (relative step 2^-11) times exact small integers
-        assert.ok(y.every((v) => Math.abs(v - c) <= Math.abs(c) * 2 ** -10), `${t} constant ${c}: ${y[0]}`);
+        assert.ok(
+          y.every((v) => Math.abs(v - c) <= Math.abs(c) * 2 ** -10),
+          `${t} constant ${c}: ${y[0]}`,
+        );
       }
     }
   });
@@ -278,7 +301,10 @@ describe('k-quant round trips', () => {
         () => quantizeMatrix(t, new Float32Array(4 * 160), 4, 160, 'blk.0.ffn_up.weight'),
         (e: unknown) => e instanceof InputError && /blk\.0\.ffn_up\.weight/.test(e.message) && /256/.test(e.message),
       );
-      assert.equal(quantizeMatrix(t, new Float32Array(2 * 256), 2, 256, 'x').length, quantize(t, new Float32Array(512)).length);
+      assert.equal(
+        quantizeMatrix(t, new Float32Array(2 * 256), 2, 256, 'x').length,
+        quantize(t, new Float32Array(512)).length,
+      );
     }
   });
 });

@@ -22,7 +22,8 @@ function randomMatrix(n: number, seed: number): Float32Array {
 test('the pool writes the one-thread bytes for k-quants and legacy blocks', async () => {
   const pool = new QuantizePool(3);
   try {
-    const rows = 4099, cols = 256;
+    const rows = 4099,
+      cols = 256;
     const x = randomMatrix(rows * cols, 1);
     for (const dtype of ['q4_k', 'q6_k', 'q8_0'] as const) {
       const want = quantizeMatrix(dtype, x, rows, cols, 'm');
@@ -37,10 +38,20 @@ test('the pool writes the one-thread bytes for k-quants and legacy blocks', asyn
     const inner = new Float32Array(new SharedArrayBuffer((rows * cols + 64) * 4), 64, rows * cols);
     inner.set(x);
     for (const input of [room, inner]) {
-      assert.ok(Buffer.from(await pool.quantize('q4_k', input, rows, cols, 'm')).equals(Buffer.from(quantizeMatrix('q4_k', x, rows, cols, 'm'))));
+      assert.ok(
+        Buffer.from(await pool.quantize('q4_k', input, rows, cols, 'm')).equals(
+          Buffer.from(quantizeMatrix('q4_k', x, rows, cols, 'm')),
+        ),
+      );
     }
-    assert.ok(!(new QuantizePool(1).allocate(rows * cols).buffer instanceof SharedArrayBuffer), 'one thread: a plain array');
-    await assert.rejects(pool.quantize('q4_k', randomMatrix(8192 * 160, 2), 8192, 160, 'blk.0.ffn_up'), /blk\.0\.ffn_up.*multiple of 256/);
+    assert.ok(
+      !(new QuantizePool(1).allocate(rows * cols).buffer instanceof SharedArrayBuffer),
+      'one thread: a plain array',
+    );
+    await assert.rejects(
+      pool.quantize('q4_k', randomMatrix(8192 * 160, 2), 8192, 160, 'blk.0.ffn_up'),
+      /blk\.0\.ffn_up.*multiple of 256/,
+    );
   } finally {
     await pool.close();
   }

@@ -14,7 +14,10 @@ test('no recipe saves or exports into models/default', () => {
   assert.ok(recipes.length > 0);
   for (const f of recipes) {
     const rc = readRecipe(join(dir, f));
-    for (const [what, folder] of [['save_folder', rc.saveFolder], ['export_folder', rc.exportFolder]] as const) {
+    for (const [what, folder] of [
+      ['save_folder', rc.saveFolder],
+      ['export_folder', rc.exportFolder],
+    ] as const) {
       if (!folder) continue;
       const inside = relative(shipped, resolve(REPO_ROOT, folder));
       assert.ok(inside.startsWith('..'), `${f}: ${what} ${folder} writes into models/default`);

@@ -6,7 +6,12 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import {
-  chatmlFormat, detectPromptFormat, instructFormat, plainFormat, renderJinjaChatTemplate, resolvePromptFormat,
+  chatmlFormat,
+  detectPromptFormat,
+  instructFormat,
+  plainFormat,
+  renderJinjaChatTemplate,
+  resolvePromptFormat,
   MPT_CHAT_DEFAULT_SYSTEM,
 } from '../src/runtime/chat-template.js';
 import { MptTokenizer } from '../src/runtime/tokenizer.js';
@@ -14,7 +19,11 @@ import { loadTokenizer, shippedNeoxTokenizerPath } from '../src/runtime/tokenize
 import { fixturePath, REPO_ROOT } from './helpers/goldens.js';
 import { makeChatModelFolder } from './helpers/model-folders.js';
 
-const chatConfig = JSON.parse(readFileSync(fixturePath('mpt-configs/mpt-7b-chat.tokenizer_config.json'), 'utf8')) as { chat_template: string; eos_token: string; bos_token: string };
+const chatConfig = JSON.parse(readFileSync(fixturePath('mpt-configs/mpt-7b-chat.tokenizer_config.json'), 'utf8')) as {
+  chat_template: string;
+  eos_token: string;
+  bos_token: string;
+};
 const TEMPLATE = chatConfig.chat_template;
 const special = { bos_token: '<|endoftext|>', eos_token: '<|endoftext|>', unk_token: '<|endoftext|>' };
 const render = (messages: { role: string; content: string }[], addGenerationPrompt: boolean) =>
@@ -36,7 +45,9 @@ const render = (messages: { role: string; content: string }[], addGenerationProm
  */
 test('MPT-7B-Chat template: one user turn, default system prompt, generation prompt', () => {
   const expected =
-    '<|im_start|>system\n' + MPT_CHAT_DEFAULT_SYSTEM + '\n' +
+    '<|im_start|>system\n' +
+    MPT_CHAT_DEFAULT_SYSTEM +
+    '\n' +
     '<|im_start|>user\nHello, how are you?<|im_end|>' +
     '\n<|im_start|>assistant\n';
   assert.equal(render([{ role: 'user', content: 'Hello, how are you?' }], true), expected);
@@ -54,9 +65,12 @@ test('MPT-7B-Chat template: system prompt stripped, history, generation prompt a
   ];
   const expected =
     '<|im_start|>system\nBe brief.\n' +
-    '<|im_start|>user\nHi<|im_end|>' + '\n<|im_start|>assistant\n' +
-    '\n<|im_start|>assistant\nHello!<|im_end|>' + '\n<|im_start|>assistant\n' +
-    '\n<|im_start|>user\nBye<|im_end|>' + '\n<|im_start|>assistant\n';
+    '<|im_start|>user\nHi<|im_end|>' +
+    '\n<|im_start|>assistant\n' +
+    '\n<|im_start|>assistant\nHello!<|im_end|>' +
+    '\n<|im_start|>assistant\n' +
+    '\n<|im_start|>user\nBye<|im_end|>' +
+    '\n<|im_start|>assistant\n';
   assert.equal(render(msgs, true), expected);
 });
 
@@ -66,27 +80,45 @@ test('MPT-7B-Chat template: without a generation prompt, past assistant turns en
     { role: 'assistant', content: 'Hello!' },
   ];
   const expected =
-    '<|im_start|>system\n' + MPT_CHAT_DEFAULT_SYSTEM + '\n' +
+    '<|im_start|>system\n' +
+    MPT_CHAT_DEFAULT_SYSTEM +
+    '\n' +
     '<|im_start|>user\nHi<|im_end|>' +
     '\n<|im_start|>assistant\nHello!<|im_end|><|endoftext|>';
   assert.equal(render(msgs, false), expected);
   // A role that only contains "system" turns the system prompt off and is kept as a turn.
-  assert.equal(render([{ role: 'xsystem', content: 'S' }, { role: 'user', content: 'U' }], false),
-    '<|im_start|>xsystem\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>');
+  assert.equal(
+    render(
+      [
+        { role: 'xsystem', content: 'S' },
+        { role: 'user', content: 'U' },
+      ],
+      false,
+    ),
+    '<|im_start|>xsystem\nS<|im_end|>\n<|im_start|>user\nU<|im_end|>',
+  );
 });
 
 test('built-in ChatML, instruct and plain formats', () => {
   const msgs = [{ role: 'user', content: 'Hi' }];
-  assert.equal(chatmlFormat().render(msgs),
-    `<|im_start|>system\n${MPT_CHAT_DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n`);
-  assert.equal(chatmlFormat().render([{ role: 'system', content: 'S' }, ...msgs]),
-    '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n');
-  assert.equal(instructFormat().renderPrompt('What is the capital of France?'),
-    'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nWhat is the capital of France?\n\n### Response:\n');
+  assert.equal(
+    chatmlFormat().render(msgs),
+    `<|im_start|>system\n${MPT_CHAT_DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n`,
+  );
+  assert.equal(
+    chatmlFormat().render([{ role: 'system', content: 'S' }, ...msgs]),
+    '<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n',
+  );
+  assert.equal(
+    instructFormat().renderPrompt('What is the capital of France?'),
+    'Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\nWhat is the capital of France?\n\n### Response:\n',
+  );
   assert.equal(instructFormat().render(msgs), instructFormat().renderPrompt('Hi'));
   assert.equal(plainFormat().renderPrompt('Once upon a time'), 'Once upon a time');
-  assert.equal(plainFormat().render([...msgs, { role: 'assistant', content: 'Hello' }, { role: 'user', content: 'Bye' }]),
-    'User: Hi\nAssistant: Hello\nUser: Bye\nAssistant:');
+  assert.equal(
+    plainFormat().render([...msgs, { role: 'assistant', content: 'Hello' }, { role: 'user', content: 'Bye' }]),
+    'User: Hi\nAssistant: Hello\nUser: Bye\nAssistant:',
+  );
   assert.throws(() => chatmlFormat().render([]), /non-empty/);
 });
 
@@ -107,6 +139,9 @@ test('detection: chat_template, <|im_start|>, names; --template overrides', () =
   const base = new MptTokenizer(JSON.parse(readFileSync(shippedNeoxTokenizerPath(), 'utf8')));
   assert.equal(detectPromptFormat({ tokenizer: base }).name, 'none');
   assert.equal(detectPromptFormat({ tokenizer: base, path: '/models/mpt-7b-instruct' }).name, 'instruct');
-  assert.equal(detectPromptFormat({ tokenizer: base, configRaw: { tokenizer_name: 'sam-mosaic/gpt-neox-20b-chatml' } }).name, 'chatml');
+  assert.equal(
+    detectPromptFormat({ tokenizer: base, configRaw: { tokenizer_name: 'sam-mosaic/gpt-neox-20b-chatml' } }).name,
+    'chatml',
+  );
   assert.throws(() => resolvePromptFormat('jinja', { tokenizer: base }), /no chat_template/);
 });

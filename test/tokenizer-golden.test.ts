@@ -13,7 +13,12 @@ import { fixturePath, REPO_ROOT } from './helpers/goldens.js';
 import { makeChatModelFolder } from './helpers/model-folders.js';
 import { ReferenceBpe } from './helpers/reference-bpe.js';
 
-interface GoldenCase { text: string; ids: number[]; tokens: string[]; decoded: string }
+interface GoldenCase {
+  text: string;
+  ids: number[];
+  tokens: string[];
+  decoded: string;
+}
 const golden = JSON.parse(readFileSync(`${REPO_ROOT}assets/gpt-neox-20b/golden-encodings.json`, 'utf8')) as {
   cases: GoldenCase[];
   chatml_example: { text: string; ids: number[]; tokens: string[] };
@@ -45,7 +50,10 @@ test('the ChatML example encodes with MPT-7B-Chat tokens added from special_toke
   try {
     const notes: string[] = [];
     const chat = loadTokenizer(dir, { onNote: (m) => notes.push(m) })!;
-    assert.ok(notes.some((n) => n.includes('shipped GPT-NeoX-20B tokenizer')), 'a note says the shipped tokenizer is used');
+    assert.ok(
+      notes.some((n) => n.includes('shipped GPT-NeoX-20B tokenizer')),
+      'a note says the shipped tokenizer is used',
+    );
     assert.equal(chat.tokenToId('<|im_start|>'), 50277);
     assert.equal(chat.tokenToId('<|im_end|>'), 50278);
     assert.equal(chat.size, 50279);
@@ -54,7 +62,10 @@ test('the ChatML example encodes with MPT-7B-Chat tokens added from special_toke
     assert.deepEqual(chat.encode(ex.text), ex.ids);
     assert.deepEqual(chat.tokens(ex.ids), ex.tokens);
     assert.equal(chat.decode(ex.ids), ex.text);
-    assert.equal(chat.decode(ex.ids, { skipSpecialTokens: true }), ex.text.replaceAll('<|im_start|>', '').replaceAll('<|im_end|>', ''));
+    assert.equal(
+      chat.decode(ex.ids, { skipSpecialTokens: true }),
+      ex.text.replaceAll('<|im_start|>', '').replaceAll('<|im_end|>', ''),
+    );
   } finally {
     cleanup();
   }
@@ -64,7 +75,12 @@ test('the ChatML example encodes with MPT-7B-Chat tokens added from special_toke
 function unseenTexts(): string[] {
   const texts: string[] = [];
   // Files shipped in the repository (the tests must not depend on ../shared).
-  const files = ['data/tinystories/train.txt', 'data/tinystories/heldout.txt', 'test/fixtures/README.md', 'models/default/TRAINING.md'];
+  const files = [
+    'data/tinystories/train.txt',
+    'data/tinystories/heldout.txt',
+    'test/fixtures/README.md',
+    'models/default/TRAINING.md',
+  ];
   for (const f of files) {
     const text = readFileSync(`${REPO_ROOT}${f}`, 'utf8');
     for (let k = 0; k < 6; k++) {
@@ -73,16 +89,30 @@ function unseenTexts(): string[] {
     }
   }
   texts.push(
-    'a\u0085\u0085b x \u0085 y', '\uFEFFHello \uFEFF world', 'tabs\t\t  and\u00a0\u00a0nbsp\u2003em\u3000ideographic',
-    'line\r\nbreaks\r\n\r\n  indented\n\n\n', ' '.repeat(25) + 'x' + ' '.repeat(49) + 'y', 'x' + ' '.repeat(24) + '\n',
-    'e\u0301 A\u030a \u1100\u1161\u11a8 Å ﬁ ①', '👩‍👩‍👧‍👦 🇫🇷 🏳️‍🌈 ❤️ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢', 'I\'LL DON\'T it\'s it’s we\'ve \'re',
-    'مرحبا بالعالم — Привет, мир! Γειά σου κόσμε', '数字123四五六 ๑๒๓ ٣٤٥', '<|endoftext|><|endoftext|> <|padding|>x<|endoftext',
-    '  <|endoftext|>  ', 'foo' + '\u200b'.repeat(3) + 'bar\u2028baz\u2029', '$$$ ^^^ ``` ~~~ ||| \\\\ ///', '   \t   \n   ',
+    'a\u0085\u0085b x \u0085 y',
+    '\uFEFFHello \uFEFF world',
+    'tabs\t\t  and\u00a0\u00a0nbsp\u2003em\u3000ideographic',
+    'line\r\nbreaks\r\n\r\n  indented\n\n\n',
+    ' '.repeat(25) + 'x' + ' '.repeat(49) + 'y',
+    'x' + ' '.repeat(24) + '\n',
+    'e\u0301 A\u030a \u1100\u1161\u11a8 Å ﬁ ①',
+    '👩‍👩‍👧‍👦 🇫🇷 🏳️‍🌈 ❤️ 𝔘𝔫𝔦𝔠𝔬𝔡𝔢',
+    "I'LL DON'T it's it’s we've 're",
+    'مرحبا بالعالم — Привет, мир! Γειά σου κόσμε',
+    '数字123四五六 ๑๒๓ ٣٤٥',
+    '<|endoftext|><|endoftext|> <|padding|>x<|endoftext',
+    '  <|endoftext|>  ',
+    'foo' + '\u200b'.repeat(3) + 'bar\u2028baz\u2029',
+    '$$$ ^^^ ``` ~~~ ||| \\\\ ///',
+    '   \t   \n   ',
   );
   // Seeded random strings from a mixed pool (ASCII, spaces, accents, CJK, emoji, odd spaces).
   const pool = Array.from('abcXYZ019 \n\t\'"<|>.,!?-_éüßø日本語한😀👍🏽\u0301\u00a0\u0085\u2009');
   let s = 12345;
-  const rnd = () => { s = (Math.imul(s, 1103515245) + 12345) >>> 0; return s / 2 ** 32; };
+  const rnd = () => {
+    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
+    return s / 2 ** 32;
+  };
   for (let k = 0; k < 200; k++) {
     let t = '';
     const n = 1 + Math.floor(rnd() * 40);
@@ -147,13 +177,19 @@ test('decode follows the Rust library: unknown ids skipped, invalid UTF-8 -> U+F
 test('a tokenizer built from GGUF data equals the tokenizer.json one', () => {
   const tokens: string[] = [];
   const types: number[] = [];
-  for (const [t, id] of Object.entries(tokenizerJson.model.vocab as Record<string, number>)) { tokens[id] = t; types[id] = 1; }
+  for (const [t, id] of Object.entries(tokenizerJson.model.vocab as Record<string, number>)) {
+    tokens[id] = t;
+    types[id] = 1;
+  }
   for (const a of tokenizerJson.added_tokens as { id: number; content: string; special: boolean }[]) {
     tokens[a.id] = a.content;
     types[a.id] = a.special ? 3 : 4;
   }
   // llama.cpp pads the vocabulary to the model's 50432 rows with unused [PAD] tokens.
-  for (let id = tokens.length; id < 50432; id++) { tokens[id] = `[PAD${id}]`; types[id] = 5; }
+  for (let id = tokens.length; id < 50432; id++) {
+    tokens[id] = `[PAD${id}]`;
+    types[id] = 5;
+  }
   const data: GgufTokenizerData = { tokens, merges: tokenizerJson.model.merges, tokenTypes: types, bosId: 0, eosId: 0 };
   const g = MptTokenizer.fromGguf(data);
   assert.equal(g.size, 50277, 'unused [PAD] tokens are not part of the tokenizer');

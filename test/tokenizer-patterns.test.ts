@@ -49,17 +49,34 @@ const REAL_PATTERNS = [
 
 /** Constructs whose priorities a matcher easily gets wrong (lazy, nested, empty iterations). */
 const TRICKY_PATTERNS = [
-  'a*?b|a+?|b??c', '(a|ab)(c|bcd)(d*)', 'x*', '(?:)',
-  '(a?){2}b', '(a*)*b|a', '(?:|a)?b?', '(?:a|)*?c|(?:a??){2,3}',
-  '^a|b$|(?<=a)b|(?<!a)c|(?<=ab|b)c', '[😀-😂]+|.',
+  'a*?b|a+?|b??c',
+  '(a|ab)(c|bcd)(d*)',
+  'x*',
+  '(?:)',
+  '(a?){2}b',
+  '(a*)*b|a',
+  '(?:|a)?b?',
+  '(?:a|)*?c|(?:a??){2,3}',
+  '^a|b$|(?<=a)b|(?<!a)c|(?<=ab|b)c',
+  '[😀-😂]+|.',
   String.raw`\u{1F600}|\uD83D\uDE01|\x41{2,3}?`,
 ];
 
 const TEXTS = [
-  '', 'Hello world', "It's 2024: they'll pay $1,234,567.89!", 'line one\n\nline two\n', '  leading and trailing  ',
-  'tabs\tand\r\nCRLF\u0085NEL\u00a0nbsp', 'Ünïcödé ΣΙΓΜΑ σίγμα 日本語のテキスト', 'emoji 😀😁 mixed😂x',
+  '',
+  'Hello world',
+  "It's 2024: they'll pay $1,234,567.89!",
+  'line one\n\nline two\n',
+  '  leading and trailing  ',
+  'tabs\tand\r\nCRLF\u0085NEL\u00a0nbsp',
+  'Ünïcödé ΣΙΓΜΑ σίγμα 日本語のテキスト',
+  'emoji 😀😁 mixed😂x',
   'aabbc abcd aaab ccc',
-  'x/y/z ... ?! (a|b) [c]', '12345678901 0 999 1000', 'AbC dEF ghI\n\n\n', ' 😀 ', '\uD800 lone surrogate',
+  'x/y/z ... ?! (a|b) [c]',
+  '12345678901 0 999 1000',
+  'AbC dEF ghI\n\n\n',
+  ' 😀 ',
+  '\uD800 lone surrogate',
 ];
 
 type MatchAllable = { [Symbol.matchAll](s: string): IterableIterator<RegExpMatchArray> };
@@ -68,7 +85,7 @@ function matchesOf(text: string, re: MatchAllable): [number, string][] {
   return [...text.matchAll(re as RegExp)].map((m) => [m.index!, m[0]]);
 }
 
-test('the linear matcher finds what JavaScript\'s engine finds (match, matchAll, split, replaceAll)', () => {
+test("the linear matcher finds what JavaScript's engine finds (match, matchAll, split, replaceAll)", () => {
   for (const p of [...REAL_PATTERNS, ...TRICKY_PATTERNS]) {
     const js = new RegExp(p, 'gu');
     const lin = compileLinearPattern(p, 'gu', 'test pattern');
@@ -86,7 +103,10 @@ test('the linear matcher finds what JavaScript\'s engine finds (match, matchAll,
 
 test('the linear matcher agrees with JavaScript on random patterns and texts', () => {
   let seed = 12345;
-  const rnd = (n: number) => { seed = (seed * 1103515245 + 12345) & 0x7fffffff; return (seed >> 4) % n; };
+  const rnd = (n: number) => {
+    seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+    return (seed >> 4) % n;
+  };
   const atom = (d: number): string => {
     const r = rnd(d > 2 ? 4 : 9);
     if (r < 2) return ['a', 'b', 'c', ' ', '.', '[ab]', '[^a]', '\\s', '\\w'][rnd(9)]!;
@@ -153,12 +173,20 @@ test('a hostile Split or Replace pattern in tokenizer.json tokenizes like the pl
   assert.deepEqual(hostileReplace.encode('xaab c'), plain.encode('x$&X c'));
 });
 
-test('a Split pattern from a real tokenizer encodes as tokenizers.js does on JavaScript\'s engine', () => {
-  const llama3 = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}` +
+test("a Split pattern from a real tokenizer encodes as tokenizers.js does on JavaScript's engine", () => {
+  const llama3 =
+    String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}` +
     String.raw`| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
-  const tj = { ...neox, pre_tokenizer: { type: 'Sequence', pretokenizers: [
-    split(llama3), { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
-  ] } };
+  const tj = {
+    ...neox,
+    pre_tokenizer: {
+      type: 'Sequence',
+      pretokenizers: [
+        split(llama3),
+        { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: false },
+      ],
+    },
+  };
   const ours = new MptTokenizer(tj, {}, 'llama3-style.json');
   const reference = new HfTokenizer(tj, { clean_up_tokenization_spaces: false });
   for (const t of TEXTS.filter((x) => !/[\u0085\uD800]/.test(x))) {
@@ -176,14 +204,23 @@ test('patterns that cannot run in linear time are refused, naming the file and t
   ];
   for (const [regex, reason] of refused) {
     const file = '/models/x/tokenizer.json';
-    assert.throws(() => new MptTokenizer(neoxWith({ preSplit: split(regex) }), {}, file), (e: unknown) => {
-      assert.ok(e instanceof FormatError, String(e));
-      assert.ok(e.message.startsWith(`${file}: the pre-tokenizer Split pattern ${JSON.stringify(regex)} `), e.message);
-      assert.match(e.message, reason);
-      return true;
-    }, regex);
+    assert.throws(
+      () => new MptTokenizer(neoxWith({ preSplit: split(regex) }), {}, file),
+      (e: unknown) => {
+        assert.ok(e instanceof FormatError, String(e));
+        assert.ok(
+          e.message.startsWith(`${file}: the pre-tokenizer Split pattern ${JSON.stringify(regex)} `),
+          e.message,
+        );
+        assert.match(e.message, reason);
+        return true;
+      },
+      regex,
+    );
   }
   const backref = { type: 'Replace', pattern: { Regex: '(a)\\1' }, content: '' };
-  assert.throws(() => new MptTokenizer(neoxWith({ normalizer: backref }), {}, 't.json'),
-    /^FormatError: t\.json: the normalizer Replace pattern "\(a\)\\\\1" uses a backreference/);
+  assert.throws(
+    () => new MptTokenizer(neoxWith({ normalizer: backref }), {}, 't.json'),
+    /^FormatError: t\.json: the normalizer Replace pattern "\(a\)\\\\1" uses a backreference/,
+  );
 });

@@ -30,7 +30,10 @@ test('an emoji split across byte tokens is emitted whole, never as U+FFFD halves
   const emojiIds = tok.encode('😀');
   const d = new StreamDecoder(tok);
   const out = emojiIds.map((id) => d.push(id));
-  assert.deepEqual(out.slice(0, -1).filter((s) => s !== ''), []);
+  assert.deepEqual(
+    out.slice(0, -1).filter((s) => s !== ''),
+    [],
+  );
   assert.equal(out[out.length - 1], '😀');
 });
 
@@ -38,10 +41,15 @@ test('concatenated pieces equal decode() for every prefix of random byte-token s
   // Random ids over the whole vocabulary include lone continuation bytes, truncated sequences
   // and special tokens: the stream must still reproduce decode() exactly (U+FFFD included).
   let s = 7;
-  const rnd = () => { s = (Math.imul(s, 1664525) + 1013904223) >>> 0; return s / 2 ** 32; };
+  const rnd = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
   for (let trial = 0; trial < 300; trial++) {
     const n = 1 + Math.floor(rnd() * 12);
-    const ids = Array.from({ length: n }, () => (rnd() < 0.5 ? Math.floor(rnd() * 256) + 50 : Math.floor(rnd() * 50277)));
+    const ids = Array.from({ length: n }, () =>
+      rnd() < 0.5 ? Math.floor(rnd() * 256) + 50 : Math.floor(rnd() * 50277),
+    );
     assert.equal(streamAll(ids).join(''), tok.decode(ids), JSON.stringify(ids));
     assert.equal(streamAll(ids, true).join(''), tok.decode(ids, { skipSpecialTokens: true }));
   }
@@ -65,7 +73,11 @@ test('stop strings spanning several pieces are never emitted, in part or whole',
   for (const p of pieces) {
     const r = m.push(p);
     out.push(r.text);
-    if (r.stopped) { stopped = true; assert.equal(r.match, '\nUser:'); break; }
+    if (r.stopped) {
+      stopped = true;
+      assert.equal(r.match, '\nUser:');
+      break;
+    }
   }
   assert.ok(stopped);
   assert.equal(out.join(''), 'Hello there');

@@ -9,14 +9,26 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import {
-  cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
 } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/goldens.js';
 import { runCli } from './helpers/cli.js';
 import {
-  checkpointToResume, loadCheckpoint, saveCheckpoint, scanCheckpoints, type CheckpointData,
+  checkpointToResume,
+  loadCheckpoint,
+  saveCheckpoint,
+  scanCheckpoints,
+  type CheckpointData,
 } from '../src/train/checkpoint.js';
 import { publishFiles } from '../src/train/durable-fs.js';
 import { writeSafetensors } from '../src/formats/safetensors.js';
@@ -39,8 +51,14 @@ async function resumableStep(folder: string): Promise<number | null> {
   if (!dir) return null;
   const ck = await loadCheckpoint(dir);
   const step = ck.meta['step'] as number;
-  assert.ok(ck.tensors.get('param/w')!.data.every((x) => x === step), `${dir}: parameters of another save`);
-  assert.ok(ck.tensors.get('opt_m/w')!.data.every((x) => x === -step), `${dir}: moments of another save`);
+  assert.ok(
+    ck.tensors.get('param/w')!.data.every((x) => x === step),
+    `${dir}: parameters of another save`,
+  );
+  assert.ok(
+    ck.tensors.get('opt_m/w')!.data.every((x) => x === -step),
+    `${dir}: moments of another save`,
+  );
   assert.equal((ck.meta['history'] as unknown[]).length, step);
   return step;
 }
@@ -49,9 +67,15 @@ async function resumableStep(folder: string): Promise<number | null> {
 async function writeLegacy(dir: string, step: number): Promise<void> {
   mkdirSync(dir, { recursive: true });
   const s = state(step);
-  await writeSafetensors(join(dir, 'state.safetensors'), [...s.tensors].map(([name, t]) => ({
-    name, dtype: 'f32' as const, shape: t.shape, data: new Uint8Array(t.data.buffer.slice(0)),
-  })));
+  await writeSafetensors(
+    join(dir, 'state.safetensors'),
+    [...s.tensors].map(([name, t]) => ({
+      name,
+      dtype: 'f32' as const,
+      shape: t.shape,
+      data: new Uint8Array(t.data.buffer.slice(0)),
+    })),
+  );
   writeFileSync(join(dir, 'trainer.json'), JSON.stringify(s.meta) + '\n');
 }
 
@@ -83,7 +107,10 @@ test('a crash after any step of a save, then one in the next save, always leaves
       const afterA = join(root, `a${a}`);
       cpSync(base, afterA, { recursive: true });
       const ca = crash(a);
-      const completedA = await saveCheckpoint(afterA, state(2), ca).then(() => true, () => false);
+      const completedA = await saveCheckpoint(afterA, state(2), ca).then(
+        () => true,
+        () => false,
+      );
       const stepA = await resumableStep(afterA);
       assert.ok(stepA === 1 || stepA === 2, `after a crash following "${ca.steps.at(-1)}": no complete checkpoint`);
       if (completedA) assert.equal(stepA, 2);
@@ -92,17 +119,25 @@ test('a crash after any step of a save, then one in the next save, always leaves
         const afterB = join(root, `a${a}-b${b}`);
         cpSync(afterA, afterB, { recursive: true });
         const cb = crash(b);
-        const completedB = await saveCheckpoint(afterB, state(3), cb).then(() => true, () => false);
+        const completedB = await saveCheckpoint(afterB, state(3), cb).then(
+          () => true,
+          () => false,
+        );
         const stepB = await resumableStep(afterB);
-        assert.ok(stepB !== null && stepB >= stepA!,
-          `crash after "${ca.steps.at(-1)}" then "${cb.steps.at(-1)}": lost the checkpoint of step ${stepA}`);
+        assert.ok(
+          stepB !== null && stepB >= stepA!,
+          `crash after "${ca.steps.at(-1)}" then "${cb.steps.at(-1)}": lost the checkpoint of step ${stepA}`,
+        );
         // A clean save afterwards leaves exactly one checkpoint folder and no temporary one.
         await saveCheckpoint(afterB, state(4));
         assert.equal(await resumableStep(afterB), 4);
         const left = readdirSync(afterB).filter((f) => f.startsWith('checkpoint'));
         assert.equal(left.length, 1, left.join(' '));
         rmSync(afterB, { recursive: true, force: true });
-        if (completedB) { assert.ok(b >= 5, `only ${b - 1} fault points in a save: ${cb.steps.join(', ')}`); break; }
+        if (completedB) {
+          assert.ok(b >= 5, `only ${b - 1} fault points in a save: ${cb.steps.join(', ')}`);
+          break;
+        }
       }
       rmSync(afterA, { recursive: true, force: true });
       if (completedA) break;
@@ -154,7 +189,10 @@ test('crash states on disk: resuming takes the newest complete checkpoint, says 
       else truncateSync(join(newest, 'state.safetensors'), 100);
       const s = await scanCheckpoints(f);
       assert.equal(s.latest, join(f, 'checkpoint-1'));
-      assert.deepEqual(s.incomplete.map((x) => x.dir), [newest]);
+      assert.deepEqual(
+        s.incomplete.map((x) => x.dir),
+        [newest],
+      );
       const why = damage === 'missing' ? /state\.safetensors is missing/ : /state\.safetensors is 100 bytes/;
       assert.match(s.incomplete[0]!.reason, why);
       assert.equal(await checkpointToResume(f), join(f, 'checkpoint-1'));
@@ -164,9 +202,14 @@ test('crash states on disk: resuming takes the newest complete checkpoint, says 
     const none = join(root, 'none-complete');
     await writeLegacy(join(none, 'checkpoint'), 3);
     rmSync(join(none, 'checkpoint', 'state.safetensors'));
-    await assert.rejects(checkpointToResume(none), (e: Error) => e instanceof FormatError
-      && e.message.includes(join(none, 'checkpoint')) && /--no-resume/.test(e.message)
-      && /state\.safetensors is missing/.test(e.message));
+    await assert.rejects(
+      checkpointToResume(none),
+      (e: Error) =>
+        e instanceof FormatError &&
+        e.message.includes(join(none, 'checkpoint')) &&
+        /--no-resume/.test(e.message) &&
+        /state\.safetensors is missing/.test(e.message),
+    );
     // An empty or absent folder is a fresh start.
     assert.equal(await checkpointToResume(join(root, 'absent')), null);
   } finally {
@@ -178,11 +221,15 @@ test('a save removes checkpoint.tmp-PID folders of dead processes and keeps thos
   const f = tmpFolder('stale');
   try {
     await saveCheckpoint(f, state(1));
-    const dead = join(f, `checkpoint.tmp-${deadPid()}`), live = join(f, `checkpoint.tmp-${process.ppid}`);
-    for (const d of [dead, live]) { mkdirSync(d); writeFileSync(join(d, 'state.safetensors'), 'partial'); }
+    const dead = join(f, `checkpoint.tmp-${deadPid()}`),
+      live = join(f, `checkpoint.tmp-${process.ppid}`);
+    for (const d of [dead, live]) {
+      mkdirSync(d);
+      writeFileSync(join(d, 'state.safetensors'), 'partial');
+    }
     assert.equal(await resumableStep(f), 1, 'temporary folders are never resumed from');
     await saveCheckpoint(f, state(2));
-    assert.ok(!existsSync(dead), 'the dead run\'s temporary folder is gone');
+    assert.ok(!existsSync(dead), "the dead run's temporary folder is gone");
     assert.ok(existsSync(live), 'a live process may still be writing its temporary folder');
     assert.equal(await resumableStep(f), 2);
   } finally {
@@ -195,14 +242,21 @@ test('publishing an export: after a crash at any step the folder lacks config.js
   try {
     const files = ['model.safetensors', 'tokenizer.json', 'config.json'];
     for (let k = 1; ; k++) {
-      const dest = join(root, `dest${k}`), staged = join(root, `dest${k}.tmp-${process.pid}`);
-      mkdirSync(dest); mkdirSync(staged);
+      const dest = join(root, `dest${k}`),
+        staged = join(root, `dest${k}.tmp-${process.pid}`);
+      mkdirSync(dest);
+      mkdirSync(staged);
       for (const f of ['model.safetensors', 'config.json']) writeFileSync(join(dest, f), `old ${f}`);
       writeFileSync(join(dest, 'TRAINING.md'), 'notes the export does not own');
       for (const f of files) writeFileSync(join(staged, f), `new ${f}`);
       let n = 0;
-      const fault = () => { if (++n === k) throw new Error('crash'); };
-      const done = await publishFiles(staged, dest, 'config.json', fault).then(() => true, () => false);
+      const fault = () => {
+        if (++n === k) throw new Error('crash');
+      };
+      const done = await publishFiles(staged, dest, 'config.json', fault).then(
+        () => true,
+        () => false,
+      );
       assert.equal(readFileSync(join(dest, 'TRAINING.md'), 'utf8'), 'notes the export does not own');
       if (existsSync(join(dest, 'config.json'))) {
         for (const f of files) {
@@ -226,7 +280,9 @@ function recipe(dir: string, steps: number): string {
   const text = join(dir, 'text.txt');
   writeFileSync(text, 'Tom had a red ball. He threw it to Sue, and Sue threw it back.\n<|endoftext|>\n'.repeat(40));
   const path = join(dir, 'r.yaml');
-  writeFileSync(path, `seed: 3
+  writeFileSync(
+    path,
+    `seed: 3
 max_seq_len: 16
 model: {d_model: 16, n_heads: 2, n_layers: 1, expansion_ratio: 2, vocab_size: 50432, no_bias: true,
         attn_config: {alibi: true}}
@@ -238,7 +294,8 @@ global_train_batch_size: 2
 save_folder: ${join(dir, 'run')}
 save_interval: 1ba
 threads: 1
-`);
+`,
+  );
   return path;
 }
 
@@ -263,8 +320,14 @@ test('mpt train refuses to start over when save_folder has only incomplete check
     const again = await runCli(['train', r, '--duration', '3ba']);
     assert.equal(again.code, 0, again.stderr);
     assert.match(again.stderr, /resumed from .*checkpoint-\d+ at step 2/);
-    const log = readFileSync(join(dir, 'run', 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(log.map((e) => e.step), [1, 2, 3]);
+    const log = readFileSync(join(dir, 'run', 'train-log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      log.map((e) => e.step),
+      [1, 2, 3],
+    );
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

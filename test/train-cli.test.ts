@@ -8,13 +8,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/goldens.js';
 
-const mpt = (args: string[]) => spawnSync(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
+const mpt = (args: string[]) =>
+  spawnSync(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
 
 test('mpt train runs a recipe, resumes from its checkpoint, exports a model that mpt perplexity reads', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mpt-train-cli-'));
   try {
     const recipe = join(dir, 'r.yaml');
-    writeFileSync(recipe, `seed: 3
+    writeFileSync(
+      recipe,
+      `seed: 3
 max_seq_len: 32
 model: {d_model: 32, n_heads: 2, n_layers: 1, expansion_ratio: 2, vocab_size: 50432, no_bias: true, attn_config: {alibi: true}}
 tokenizer: {name: ${join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json')}}
@@ -32,7 +35,8 @@ save_interval: 2ba
 export_folder: ${join(dir, 'export')}
 export_dtype: bf16
 threads: 1
-`);
+`,
+    );
     // --stop-at ends the run early (with a checkpoint) while keeping the 3-step schedule.
     const first = mpt(['train', recipe, '--stop-at', '2']);
     assert.equal(first.status, 0, first.stderr);
@@ -43,11 +47,26 @@ threads: 1
     assert.equal(second.status, 0, second.stderr);
     assert.match(second.stderr, /resumed from .* at step 2/);
     assert.equal(JSON.parse(second.stdout).steps, 5);
-    const log = readFileSync(join(dir, 'run', 'train-log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
-    assert.deepEqual(log.filter((e) => e.loss !== undefined).map((e) => e.step), [1, 2, 3, 4, 5]);
+    const log = readFileSync(join(dir, 'run', 'train-log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    assert.deepEqual(
+      log.filter((e) => e.loss !== undefined).map((e) => e.step),
+      [1, 2, 3, 4, 5],
+    );
     assert.ok(existsSync(join(dir, 'run', 'loss-curve.svg')));
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json']) assert.ok(existsSync(join(dir, 'export', f)), f);
-    const ppl = mpt(['perplexity', join(dir, 'export'), join(REPO_ROOT, 'test/fixtures/README.md'), '--window', '32', '--threads', '1']);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json'])
+      assert.ok(existsSync(join(dir, 'export', f)), f);
+    const ppl = mpt([
+      'perplexity',
+      join(dir, 'export'),
+      join(REPO_ROOT, 'test/fixtures/README.md'),
+      '--window',
+      '32',
+      '--threads',
+      '1',
+    ]);
     assert.equal(ppl.status, 0, ppl.stderr);
     const r = JSON.parse(ppl.stdout);
     assert.ok(r.perplexity > 1 && r.tokens > 100, ppl.stdout);

@@ -2,7 +2,15 @@
 // shuffling, instruction batches with loss on response tokens only.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { instructBatch, lmBatch, packWindows, ShuffledIterator, splitDocuments, splitWindows, tokenizeDocuments } from '../src/train/data.js';
+import {
+  instructBatch,
+  lmBatch,
+  packWindows,
+  ShuffledIterator,
+  splitDocuments,
+  splitWindows,
+  tokenizeDocuments,
+} from '../src/train/data.js';
 import { IGNORE_INDEX } from '../src/train/model.js';
 import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 import { REPO_ROOT } from './helpers/goldens.js';
@@ -41,7 +49,10 @@ test('train/eval split is disjoint and covers every window', () => {
 test('shuffled iteration is a permutation per epoch, seeded, and resumes exactly from a position', () => {
   const a = new ShuffledIterator(10, 5);
   const first = a.next(10);
-  assert.deepEqual([...first].sort((x, y) => x - y), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+  assert.deepEqual(
+    [...first].sort((x, y) => x - y),
+    [0, 1, 2, 3, 4, 5, 6, 7, 8, 9],
+  );
   assert.notDeepEqual(first, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   const second = a.next(7);
   assert.notDeepEqual(second, first.slice(0, 7));
@@ -54,7 +65,10 @@ test('shuffled iteration is a permutation per epoch, seeded, and resumes exactly
 });
 
 test('instruction batches: right-padded, loss only on response tokens (and the EOS that ends them)', () => {
-  const ex = [{ prompt: [5, 6, 7], response: [8, 9, 0] }, { prompt: [3], response: [4, 0] }];
+  const ex = [
+    { prompt: [5, 6, 7], response: [8, 9, 0] },
+    { prompt: [3], response: [4, 0] },
+  ];
   const b = instructBatch(ex, [0, 1], 16, 1);
   assert.equal(b.T, 6);
   assert.deepEqual(Array.from(b.inputs), [5, 6, 7, 8, 9, 0, 3, 4, 0, 1, 1, 1]);
@@ -71,7 +85,9 @@ test('durations in llm-foundry notation convert to optimizer steps', async () =>
   // 8 windows of 256 tokens per step; 823 windows per epoch
   assert.equal(durationToSteps({ value: 2000000, unit: 'tok' }, 2048, 823, 8), 977);
   assert.equal(durationToSteps({ value: 2, unit: 'ep' }, 2048, 823, 8), 206);
-  const rc = parseRecipe('max_seq_len: 64\nmodel: {d_model: 32}\ndata: {train: [a.txt]}\noptimizer: {name: decoupled_lionw, lr: 0.001}\nglobal_train_batch_size: 16\ndevice_train_microbatch_size: 4\nmax_duration: 5ba\n');
+  const rc = parseRecipe(
+    'max_seq_len: 64\nmodel: {d_model: 32}\ndata: {train: [a.txt]}\noptimizer: {name: decoupled_lionw, lr: 0.001}\nglobal_train_batch_size: 16\ndevice_train_microbatch_size: 4\nmax_duration: 5ba\n',
+  );
   assert.equal(rc.optimizer.name, 'decoupled_lionw');
   assert.deepEqual(rc.optimizer.betas, [0.9, 0.99]);
   assert.equal(rc.microBatch, 4);
@@ -87,19 +103,25 @@ test('instruction data: huge fields are tokenized in part, long examples cut, fu
   try {
     const path = join(dir, 'd.jsonl');
     const huge = 'ab '.repeat(700_000); // 2 MB
-    writeFileSync(path, [
-      JSON.stringify({ prompt: 'p q', response: 'r s t' }),
-      JSON.stringify({ prompt: 'tell', response: huge }),
-      '',
-      JSON.stringify({ prompt: huge, response: 'x' }),
-      JSON.stringify({ prompt: huge, response: 'y' }),
-      JSON.stringify({ instruction: 'a b c d e f g', output: 'h i' }),
-    ].join('\n'));
+    writeFileSync(
+      path,
+      [
+        JSON.stringify({ prompt: 'p q', response: 'r s t' }),
+        JSON.stringify({ prompt: 'tell', response: huge }),
+        '',
+        JSON.stringify({ prompt: huge, response: 'x' }),
+        JSON.stringify({ prompt: huge, response: 'y' }),
+        JSON.stringify({ instruction: 'a b c d e f g', output: 'h i' }),
+      ].join('\n'),
+    );
     let longest = 0;
     const tok = {
       encode: (s: string) => {
         longest = Math.max(longest, s.length);
-        return s.split(' ').filter((w) => w).map((w) => w.length);
+        return s
+          .split(' ')
+          .filter((w) => w)
+          .map((w) => w.length);
       },
     };
     const ctx = 8;

@@ -13,22 +13,43 @@ test('mpt finetune cuts a 10 MB example to the context, skips one whose prompt f
   const dir = mkdtempSync(join(tmpdir(), 'mpt-finetune-long-'));
   try {
     const data = join(dir, 'data.jsonl');
-    const huge = 'once upon a time '.repeat(10 * 1024 * 1024 / 17);
+    const huge = 'once upon a time '.repeat((10 * 1024 * 1024) / 17);
     const line = (prompt: string, response: string) => JSON.stringify({ prompt, response });
-    writeFileSync(data, [
-      line('Say hi.', 'Hi!'),
-      line('Tell a long story.', huge),
-      line('Count to three.', 'One, two, three.'),
-      line(huge, 'The end.'),
-      line('Name a color.', 'Blue.'),
-      '',
-    ].join('\n'));
+    writeFileSync(
+      data,
+      [
+        line('Say hi.', 'Hi!'),
+        line('Tell a long story.', huge),
+        line('Count to three.', 'One, two, three.'),
+        line(huge, 'The end.'),
+        line('Name a color.', 'Blue.'),
+        '',
+      ].join('\n'),
+    );
     // A heap far below what tokenizing 10 MB takes: the run only fits if the text is cut first.
-    const r = spawnSync(process.execPath, [
-      '--max-old-space-size=192', join(REPO_ROOT, 'bin/mpt.js'), 'finetune', fixturePath('tiny-neox-vocab'), data,
-      '--out', join(dir, 'out'), '--steps', '1', '--batch-size', '2', '--max-seq-len', '32', '--eval-fraction', '0',
-      '--threads', '1',
-    ], { cwd: REPO_ROOT, encoding: 'utf8', timeout: 120_000 });
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--max-old-space-size=192',
+        join(REPO_ROOT, 'bin/mpt.js'),
+        'finetune',
+        fixturePath('tiny-neox-vocab'),
+        data,
+        '--out',
+        join(dir, 'out'),
+        '--steps',
+        '1',
+        '--batch-size',
+        '2',
+        '--max-seq-len',
+        '32',
+        '--eval-fraction',
+        '0',
+        '--threads',
+        '1',
+      ],
+      { cwd: REPO_ROOT, encoding: 'utf8', timeout: 120_000 },
+    );
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stderr, /1 example longer than the 32-token context truncated \(first: .*data\.jsonl:2\)/);
     assert.match(r.stderr, /1 example skipped: the prompt alone fills the 32-token context.*\(first: .*\.jsonl:4\)/);

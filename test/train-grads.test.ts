@@ -12,8 +12,10 @@ import { parseMptConfig } from '../src/model/config.js';
 
 /** MosaicML's labels: inputs shifted left by one within each row, last position ignored. */
 function shiftedBatch(rows: number[][]) {
-  const B = rows.length, T = rows[0]!.length;
-  const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
+  const B = rows.length,
+    T = rows[0]!.length;
+  const inputs = new Int32Array(B * T),
+    targets = new Int32Array(B * T);
   rows.forEach((r, b) => {
     r.forEach((id, t) => {
       inputs[b * T + t] = id;
@@ -24,8 +26,17 @@ function shiftedBatch(rows: number[][]) {
 }
 
 /** Fixtures whose every option the trainer implements (tiny-rmsnorm is refused, below). */
-const FORWARD_FIXTURES = ['tiny-alibi', 'tiny-alibi-bf16', 'tiny-bias', 'tiny-storywriter', 'tiny-gqa', 'tiny-exp2',
-  'tiny-learned-pos', 'tiny-neox-vocab', 'gguf-tiny-q'];
+const FORWARD_FIXTURES = [
+  'tiny-alibi',
+  'tiny-alibi-bf16',
+  'tiny-bias',
+  'tiny-storywriter',
+  'tiny-gqa',
+  'tiny-exp2',
+  'tiny-learned-pos',
+  'tiny-neox-vocab',
+  'gguf-tiny-q',
+];
 for (const fixture of FORWARD_FIXTURES) {
   test(`${fixture}: the trainer's logits equal MosaicML's, alone and as two rows of a batch`, async () => {
     const g = new Goldens(fixturePath(fixture));
@@ -33,13 +44,15 @@ for (const fixture of FORWARD_FIXTURES) {
     const V = model.config.vocabSize;
     const inputs: Record<string, number[]> = g.json.inputs;
     for (const seq of Object.keys(inputs).filter((s) => g.has(`logits/${s}`))) {
-      const ids = inputs[seq]!, want = g.tensor(`logits/${seq}`).data;
+      const ids = inputs[seq]!,
+        want = g.tensor(`logits/${seq}`).data;
       const got = model.logits(Int32Array.from(ids), 1, ids.length);
       assert.ok(maxAbsDiff(got, want) <= 5e-4, `logits/${seq}: max |diff| ${maxAbsDiff(got, want)}`);
       assert.deepEqual(argmaxRows(got, ids.length, V), argmaxRows(want, ids.length, V));
     }
     // Rows of a batch are separate sequences: each starts again at position 0 and sees only itself.
-    const s7 = inputs['seq7']!, s64 = inputs['seq64']!;
+    const s7 = inputs['seq7']!,
+      s64 = inputs['seq64']!;
     const both = model.logits(Int32Array.from([...s64.slice(0, 7), ...s7]), 2, 7);
     assert.ok(maxAbsDiff(both.subarray(0, 7 * V), g.tensor('logits/seq64').data.subarray(0, 7 * V)) <= 5e-4, 'row 0');
     assert.ok(maxAbsDiff(both.subarray(7 * V), g.tensor('logits/seq7').data) <= 5e-4, 'row 1');
@@ -47,11 +60,19 @@ for (const fixture of FORWARD_FIXTURES) {
 }
 
 test('tiny-rmsnorm: the trainer refuses RMSNorm, naming norm_type', async () => {
-  await assert.rejects(loadTrainModel(fixturePath('tiny-rmsnorm'), jsKernels()),
-    (e: Error) => e instanceof UnsupportedError && /norm_type "low_precision_rmsnorm"/.test(e.message));
+  await assert.rejects(
+    loadTrainModel(fixturePath('tiny-rmsnorm'), jsKernels()),
+    (e: Error) => e instanceof UnsupportedError && /norm_type "low_precision_rmsnorm"/.test(e.message),
+  );
 });
 
-const cases = [['tiny-alibi', 'grads', 'js'], ['tiny-alibi', 'grads_batch2', 'js'], ['tiny-bias', 'grads', 'js'], ['tiny-bias', 'grads', 'best'], ['tiny-alibi', 'grads', 'best']] as const;
+const cases = [
+  ['tiny-alibi', 'grads', 'js'],
+  ['tiny-alibi', 'grads_batch2', 'js'],
+  ['tiny-bias', 'grads', 'js'],
+  ['tiny-bias', 'grads', 'best'],
+  ['tiny-alibi', 'grads', 'best'],
+] as const;
 for (const [fixture, key, kind] of cases) {
   test(`${fixture} ${key} (${kind} kernels): loss and every parameter gradient match MosaicML's autograd`, async () => {
     const g = new Goldens(fixturePath(fixture));
@@ -64,7 +85,10 @@ for (const [fixture, key, kind] of cases) {
     const res = model.step(batch, 1 / meta.n_tokens_in_mean, true);
     assert.equal(res.count, meta.n_tokens_in_mean);
     assert.ok(Math.abs(res.lossSum / res.count - meta.loss) <= 1e-4, `loss ${res.lossSum / res.count} vs ${meta.loss}`);
-    assert.deepEqual(model.params.map((p) => p.name), meta.parameters.map((p: [string, number[]]) => p[0]));
+    assert.deepEqual(
+      model.params.map((p) => p.name),
+      meta.parameters.map((p: [string, number[]]) => p[0]),
+    );
     for (const p of model.params) {
       const want = g.tensor(`${key}/${p.name}`).data;
       const diff = maxAbsDiff(p.grad!, want);
@@ -75,15 +99,35 @@ for (const [fixture, key, kind] of cases) {
 
 test('finite differences: GQA + qk_ln + biases + clip_qkv + logit_scale + learned positions', () => {
   const config = parseMptConfig({
-    d_model: 16, n_heads: 4, n_layers: 2, expansion_ratio: 2, max_seq_len: 8, vocab_size: 23,
-    no_bias: false, logit_scale: 0.7, learned_pos_emb: true, norm_type: 'layernorm',
-    attn_config: { attn_type: 'grouped_query_attention', kv_n_heads: 2, qk_ln: true, clip_qkv: 1.2, alibi: false, softmax_scale: 0.4 },
+    d_model: 16,
+    n_heads: 4,
+    n_layers: 2,
+    expansion_ratio: 2,
+    max_seq_len: 8,
+    vocab_size: 23,
+    no_bias: false,
+    logit_scale: 0.7,
+    learned_pos_emb: true,
+    norm_type: 'layernorm',
+    attn_config: {
+      attn_type: 'grouped_query_attention',
+      kv_n_heads: 2,
+      qk_ln: true,
+      clip_qkv: 1.2,
+      alibi: false,
+      softmax_scale: 0.4,
+    },
   });
   const model = new TrainModel(config, jsKernels());
   model.initialize(3);
   // Non-trivial LayerNorm weights and biases, so their gradients are exercised.
-  for (const p of model.params) if (/norm|_ln|bias/.test(p.name)) for (let i = 0; i < p.data.length; i++) p.data[i]! += 0.1 * Math.sin(i + p.name.length);
-  const batch = shiftedBatch([[1, 5, 7, 2, 9, 22, 3, 4], [6, 6, 0, 11, 13, 8, 17, 19]]);
+  for (const p of model.params)
+    if (/norm|_ln|bias/.test(p.name))
+      for (let i = 0; i < p.data.length; i++) p.data[i]! += 0.1 * Math.sin(i + p.name.length);
+  const batch = shiftedBatch([
+    [1, 5, 7, 2, 9, 22, 3, 4],
+    [6, 6, 0, 11, 13, 8, 17, 19],
+  ]);
   batch.targets[3] = IGNORE_INDEX;
   model.zeroGrad();
   model.step(batch, 1, true);
@@ -98,8 +142,10 @@ test('finite differences: GQA + qk_ln + biases + clip_qkv + logit_scale + learne
     for (const i of idx) {
       const old = p.data[i]!;
       const h = 2e-3;
-      p.data[i] = old + h; const lp = loss();
-      p.data[i] = old - h; const lm = loss();
+      p.data[i] = old + h;
+      const lp = loss();
+      p.data[i] = old - h;
+      const lm = loss();
       p.data[i] = old;
       const fd = (lp - lm) / (2 * h);
       const an = p.grad![i]!;

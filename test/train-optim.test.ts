@@ -14,8 +14,13 @@ for (const name of ['decoupled_lionw', 'adamw'] as const) {
     const g = new Goldens(fixturePath('tiny-alibi'));
     const spec = g.json.optim.optimizers[name];
     const { model } = await loadTrainModel(fixturePath('tiny-alibi'), jsKernels());
-    const opt = new Optimizer(optimizerConfig(name, { lr: spec.lr, betas: spec.betas, eps: spec.eps, weightDecay: spec.weight_decay }));
-    for (const [s, gradKey] of [[1, 'grads'], [2, 'grads_batch2']] as const) {
+    const opt = new Optimizer(
+      optimizerConfig(name, { lr: spec.lr, betas: spec.betas, eps: spec.eps, weightDecay: spec.weight_decay }),
+    );
+    for (const [s, gradKey] of [
+      [1, 'grads'],
+      [2, 'grads_batch2'],
+    ] as const) {
       for (const p of model.params) p.grad = g.tensor(`${gradKey}/${p.name}`).data;
       opt.step(model.params, spec.lr);
       for (const p of model.params) {
@@ -29,7 +34,13 @@ for (const name of ['decoupled_lionw', 'adamw'] as const) {
 
 test('decoupled weight decay scales with lr / initial_lr and is not multiplied by lr (Lion and DecoupledAdamW)', () => {
   for (const name of ['decoupled_lionw', 'decoupled_adamw'] as const) {
-    const p: Param = { name: 'w', shape: [1], data: new Float32Array([2]), grad: new Float32Array([0]), trainable: true };
+    const p: Param = {
+      name: 'w',
+      shape: [1],
+      data: new Float32Array([2]),
+      grad: new Float32Array([0]),
+      trainable: true,
+    };
     const opt = new Optimizer(optimizerConfig(name, { lr: 0.1, weightDecay: 0.5 }));
     opt.step([p], 0.05); // half the initial lr → decay factor 1 − 0.5·0.5
     assert.ok(Math.abs(p.data[0]! - 2 * 0.75) < 1e-6, `${name}: ${p.data[0]}`);
@@ -55,10 +66,23 @@ test('cosine_with_warmup, linear_decay_with_warmup and constant_with_warmup foll
 });
 
 test('clipping by global norm rescales every gradient to the threshold and counts tied rows with their multiplicity', () => {
-  const a: Param = { name: 'a', shape: [2], data: new Float32Array(2), grad: new Float32Array([3, 0]), trainable: true };
+  const a: Param = {
+    name: 'a',
+    shape: [2],
+    data: new Float32Array(2),
+    grad: new Float32Array([3, 0]),
+    trainable: true,
+  };
   const b: Param = { name: 'b', shape: [1], data: new Float32Array(1), grad: new Float32Array([4]), trainable: true };
   assert.ok(Math.abs(clipGradNorm([a, b], 1) - 5) < 1e-9);
   assert.ok(Math.abs(gradNorm([a, b]) - 1) < 1e-5);
-  const tied: Param = { name: 't', shape: [2], data: new Float32Array(2), grad: new Float32Array([1, 1]), trainable: true, multiplicity: (i) => (i === 1 ? 8 : 1) };
+  const tied: Param = {
+    name: 't',
+    shape: [2],
+    data: new Float32Array(2),
+    grad: new Float32Array([1, 1]),
+    trainable: true,
+    multiplicity: (i) => (i === 1 ? 8 : 1),
+  };
   assert.ok(Math.abs(gradNorm([tied]) - 3) < 1e-9);
 });

@@ -16,9 +16,16 @@ test('every token after the first is scored once, with window − stride tokens 
   assert.equal(r.tokens, 20);
   // Direct: windows [0,8) scores positions 1..7, [4,12) scores 8..11, [8,16) 12..15, [12,20) 16..19, [16,21) 20.
   const { runner } = await loadRunner(fixturePath('tiny-alibi'));
-  let nll = 0, n = 0;
+  let nll = 0,
+    n = 0;
   const V = 512;
-  for (const [start, from] of [[0, 1], [4, 8], [8, 12], [12, 16], [16, 20]] as const) {
+  for (const [start, from] of [
+    [0, 1],
+    [4, 8],
+    [8, 12],
+    [12, 16],
+    [16, 20],
+  ] as const) {
     const win = Array.from(tokens.subarray(start, Math.min(start + 8, tokens.length)));
     const cache = runner.createCache({ capacity: 8 });
     const [out] = await runner.forward([{ cache, tokens: win }], { logits: 'all' });
@@ -40,7 +47,8 @@ test('every token after the first is scored once, with window − stride tokens 
 test('grouping identical embedding rows leaves the perplexity unchanged', async () => {
   const { model } = await loadTrainModel(fixturePath('tiny-alibi'), jsKernels());
   // Make ids 100..499 identical (as the unused rows of a compact-vocabulary model are).
-  const w = model.param('transformer.wte.weight').data, d = model.config.dModel;
+  const w = model.param('transformer.wte.weight').data,
+    d = model.config.dModel;
   for (let id = 101; id < 500; id++) w.copyWithin(id * d, 100 * d, 101 * d);
   const direct = slidingWindowPerplexity(model, tokens, { windowLength: 8, stride: 4 });
   const grouped = compactIdenticalRows(model, jsKernels());

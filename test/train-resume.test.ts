@@ -19,7 +19,13 @@ import { Rng } from '../src/train/rng.js';
 import { scanCheckpoints } from '../src/train/checkpoint.js';
 
 const config = parseMptConfig({
-  d_model: 32, n_heads: 4, n_layers: 2, expansion_ratio: 4, max_seq_len: 16, vocab_size: 300, no_bias: true,
+  d_model: 32,
+  n_heads: 4,
+  n_layers: 2,
+  expansion_ratio: 4,
+  max_seq_len: 16,
+  vocab_size: 300,
+  no_bias: true,
   attn_config: { alibi: true },
 });
 
@@ -36,11 +42,21 @@ function makeTrainer(folder: string | null, vocabCompact: boolean, maxSteps = 6)
   const model = new TrainModel(config, jsKernels(), vocabCompact ? compactVocab(300, new Set(data)) : undefined);
   model.initialize(7);
   const opts: TrainerOptions = {
-    model, train: windowSource(data.subarray(0, 16 * 20), 16), eval: windowSource(data.subarray(16 * 20), 16),
+    model,
+    train: windowSource(data.subarray(0, 16 * 20), 16),
+    eval: windowSource(data.subarray(16 * 20), 16),
     optimizer: optimizerConfig('decoupled_lionw', { lr: 3e-3, weightDecay: 1e-2 }),
     schedule: { name: 'cosine_with_warmup', warmupSteps: 2, alphaF: 0.1 },
-    maxSteps, globalBatch: 4, microBatch: 2, gradClip: 1, evalInterval: 3, evalBatches: 0, seed: 5,
-    saveFolder: folder, saveInterval: 3, progress: () => {},
+    maxSteps,
+    globalBatch: 4,
+    microBatch: 2,
+    gradClip: 1,
+    evalInterval: 3,
+    evalBatches: 0,
+    seed: 5,
+    saveFolder: folder,
+    saveInterval: 3,
+    progress: () => {},
   };
   return new Trainer(opts);
 }
@@ -59,7 +75,10 @@ test('a run resumed from its step-3 checkpoint reproduces the uninterrupted loss
     assert.equal(await second.resume(), true);
     assert.equal(second.step, 3);
     const resumed = await second.run();
-    assert.deepEqual(resumed.history.map((h) => h.loss), full.history.map((h) => h.loss));
+    assert.deepEqual(
+      resumed.history.map((h) => h.loss),
+      full.history.map((h) => h.loss),
+    );
     assert.ok(full.history[5]!.loss < full.history[0]!.loss, 'the loss goes down');
     assert.ok(existsSync(join(dir, 'loss-curve.svg')));
     assert.match(readFileSync(join(dir, 'loss-curve.svg'), 'utf8'), /^<svg/);
@@ -73,11 +92,15 @@ test('the compact vocabulary trains exactly like the full 300-row embedding whos
   const compact = makeTrainer(null, true, 4);
   const full = makeTrainer(null, false, 4);
   // Give the full model the same start: used rows as the compact model's, unused rows = the shared row.
-  const v = compact.o.model.vocab, d = config.dModel;
-  const cw = compact.o.model.param('transformer.wte.weight').data, fw = full.o.model.param('transformer.wte.weight').data;
+  const v = compact.o.model.vocab,
+    d = config.dModel;
+  const cw = compact.o.model.param('transformer.wte.weight').data,
+    fw = full.o.model.param('transformer.wte.weight').data;
   for (let id = 0; id < 300; id++) fw.set(cw.subarray(v.rowOf[id]! * d, v.rowOf[id]! * d + d), id * d);
-  for (const p of compact.o.model.params) if (p.name !== 'transformer.wte.weight') full.o.model.param(p.name).data.set(p.data);
-  const a = await compact.run(), b = await full.run();
+  for (const p of compact.o.model.params)
+    if (p.name !== 'transformer.wte.weight') full.o.model.param(p.name).data.set(p.data);
+  const a = await compact.run(),
+    b = await full.run();
   a.history.forEach((h, i) => {
     assert.ok(Math.abs(h.loss - b.history[i]!.loss) < 1e-4, `step ${i + 1}: ${h.loss} vs ${b.history[i]!.loss}`);
   });
@@ -94,7 +117,7 @@ test('the compact vocabulary trains exactly like the full 300-row embedding whos
   assert.ok(worst < 1e-5, `unused rows drifted by ${worst}`);
 });
 
-test('export → loadRunner (reference backend) gives the training forward\'s logits', async () => {
+test("export → loadRunner (reference backend) gives the training forward's logits", async () => {
   const dir = mkdtempSync(join(tmpdir(), 'mpt-train-export-'));
   try {
     const t = makeTrainer(null, true, 2);
@@ -124,10 +147,14 @@ test('export → loadRunner (reference backend) gives the training forward\'s lo
 });
 
 test('after a crash and a resume, train-log.jsonl has each step and eval once, as a clean run logs them', async () => {
-  const crashed = mkdtempSync(join(tmpdir(), 'mpt-train-log-')), clean = mkdtempSync(join(tmpdir(), 'mpt-train-log-'));
+  const crashed = mkdtempSync(join(tmpdir(), 'mpt-train-log-')),
+    clean = mkdtempSync(join(tmpdir(), 'mpt-train-log-'));
   try {
-    const readLog = (dir: string) => readFileSync(join(dir, 'train-log.jsonl'), 'utf8').trim().split('\n')
-      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    const readLog = (dir: string) =>
+      readFileSync(join(dir, 'train-log.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
     // Everything but the timings.
     const stable = (log: Array<Record<string, unknown>>) =>
       log.map(({ step, loss, eval_loss, lr }) => ({ step, loss, eval_loss, lr }));
@@ -138,14 +165,24 @@ test('after a crash and a resume, train-log.jsonl has each step and eval once, a
       if (line.startsWith('step 5/')) throw new Error('killed');
     };
     await assert.rejects(first.run(), /killed/);
-    assert.deepEqual(readLog(crashed).filter((e) => e.loss !== undefined).map((e) => e.step), [1, 2, 3, 4, 5]);
+    assert.deepEqual(
+      readLog(crashed)
+        .filter((e) => e.loss !== undefined)
+        .map((e) => e.step),
+      [1, 2, 3, 4, 5],
+    );
     // The restart resumes from step 3 and replays 4 and 5: each must appear once.
     const second = makeTrainer(crashed, true, 6);
     assert.equal(await second.resume(), true);
     assert.equal(second.step, 3);
     await second.run();
     assert.deepEqual(stable(readLog(crashed)), stable(readLog(clean)));
-    assert.deepEqual(readLog(crashed).filter((e) => e.loss !== undefined).map((e) => e.step), [1, 2, 3, 4, 5, 6]);
+    assert.deepEqual(
+      readLog(crashed)
+        .filter((e) => e.loss !== undefined)
+        .map((e) => e.step),
+      [1, 2, 3, 4, 5, 6],
+    );
   } finally {
     rmSync(crashed, { recursive: true, force: true });
     rmSync(clean, { recursive: true, force: true });

@@ -17,10 +17,17 @@ import { parseMptConfig } from '../src/model/config.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 import {
-  GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, checkLeftPadded, logitsOf, randomSource,
+  GOLDEN_FIXTURES,
+  TOL,
+  UNCOVERED_CONFIGS,
+  argmax,
+  checkAgainstReference,
+  checkGoldens,
+  checkLeftPadded,
+  logitsOf,
+  randomSource,
 } from './helpers/backend-conformance.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';
-
 
 async function load(name: string, opts: WasmLoadOptions = {}): Promise<WasmRunner> {
   const ck = await openCheckpoint(fixturePath(name));
@@ -30,9 +37,6 @@ async function load(name: string, opts: WasmLoadOptions = {}): Promise<WasmRunne
     await ck.tensors.close();
   }
 }
-
-
-
 
 describe('wasm backend equals the MosaicML goldens (f32 compute from f32 / bf16 / f16 weights)', () => {
   for (const name of GOLDEN_FIXTURES) {
@@ -53,7 +57,12 @@ describe('threads and memory layout do not change the numbers', () => {
     const g = new Goldens(fixturePath('tiny-gqa'));
     const ids: number[] = g.json.inputs.seq64;
     const runs: Float32Array[] = [];
-    for (const opts of [{ threads: 1 }, { threads: 2 }, { threads: 3 }, { threads: 2, arenaBudget: 100_000 }] as WasmLoadOptions[]) {
+    for (const opts of [
+      { threads: 1 },
+      { threads: 2 },
+      { threads: 3 },
+      { threads: 2, arenaBudget: 100_000 },
+    ] as WasmLoadOptions[]) {
       const r = await load('tiny-gqa', opts);
       if (opts.arenaBudget) assert.ok(r.layout.arenas.length > 1, 'several memories');
       runs.push(await logitsOf(r, ids));
@@ -67,7 +76,12 @@ describe('threads and memory layout do not change the numbers', () => {
     // Work a pass (pass-threads.ts): the 320-token prompt ~470 M multiply-adds over 11 barriers
     // (all threads, whatever the machine's cores); one decode row ~1.5 M over 6 (√(W / (b·β)) = 4).
     const config = parseMptConfig({
-      d_model: 256, n_heads: 4, n_layers: 1, expansion_ratio: 4, max_seq_len: 512, vocab_size: 2048,
+      d_model: 256,
+      n_heads: 4,
+      n_layers: 1,
+      expansion_ratio: 4,
+      max_seq_len: 512,
+      vocab_size: 2048,
       attn_config: { alibi: true, attn_impl: 'torch' },
     });
     const { loadRandomModel } = await import('../src/backends/wasm/index.js');
@@ -93,7 +107,8 @@ describe('threads and memory layout do not change the numbers', () => {
       }
       return { used, logits };
     };
-    const one = await run(1), six = await run(6);
+    const one = await run(1),
+      six = await run(6);
     assert.deepEqual(six.used, [6, 4, 4, 4, 4, 4, 4]);
     assert.deepEqual(one.used, [1, 1, 1, 1, 1, 1, 1]);
     six.logits.forEach((x, i) => {
@@ -106,13 +121,22 @@ describe('threads and memory layout do not change the numbers', () => {
     const r = await load('tiny-alibi', { threads: 2, maxRows: 5 });
     try {
       const V = r.config.vocabSize;
-      const s64: number[] = g.json.inputs.seq64, s7: number[] = g.json.inputs.seq7;
+      const s64: number[] = g.json.inputs.seq64,
+        s7: number[] = g.json.inputs.seq7;
       assert.ok(maxAbsDiff(await logitsOf(r, s64), g.tensor('logits/seq64').data) <= TOL);
       // continuous batching: a decode step of one sequence together with the prefill of another
-      const a = r.createCache({ capacity: 80 }), b = r.createCache({ capacity: 80 });
+      const a = r.createCache({ capacity: 80 }),
+        b = r.createCache({ capacity: 80 });
       await r.forward([{ cache: a, tokens: s64.slice(0, 63) }], { logits: 'none' });
-      const [oa, ob] = await r.forward([{ cache: a, tokens: [s64[63]!] }, { cache: b, tokens: s7 }], { logits: 'last' });
-      const g64 = g.tensor('logits/seq64').data, g7 = g.tensor('logits/seq7').data;
+      const [oa, ob] = await r.forward(
+        [
+          { cache: a, tokens: [s64[63]!] },
+          { cache: b, tokens: s7 },
+        ],
+        { logits: 'last' },
+      );
+      const g64 = g.tensor('logits/seq64').data,
+        g7 = g.tensor('logits/seq7').data;
       assert.ok(maxAbsDiff(oa!.logits, g64.subarray(63 * V)) <= TOL);
       assert.ok(maxAbsDiff(ob!.logits, g7.subarray(6 * V)) <= TOL);
       // truncate and re-run: rollback works
@@ -125,7 +149,7 @@ describe('threads and memory layout do not change the numbers', () => {
     }
   });
 
-  it('left padding split over passes of 3 rows: MosaicML\'s logits at real tokens and greedy continuation', async () => {
+  it("left padding split over passes of 3 rows: MosaicML's logits at real tokens and greedy continuation", async () => {
     // Each padded prompt spans several passes: the pads of one must still mask keys (tiny-rmsnorm, ALiBi)
     // and shift the learned positions (tiny-learned-pos) of the next.
     for (const name of ['tiny-learned-pos', 'tiny-rmsnorm']) {
@@ -142,13 +166,17 @@ describe('threads and memory layout do not change the numbers', () => {
     const r = await load('tiny-alibi', { threads: 2, maxRows: 5 });
     try {
       const g = new Goldens(fixturePath('tiny-alibi'));
-      const s64: number[] = g.json.inputs.seq64, s7: number[] = g.json.inputs.seq7;
+      const s64: number[] = g.json.inputs.seq64,
+        s7: number[] = g.json.inputs.seq7;
       // Sequence lengths 7, 1, 0, 9 over passes of 5 rows: rows of one sequence land in several passes.
       const inputs = [s7, [s64[0]!], [], s64.slice(10, 19)];
       for (const logits of ['all', 'last'] as const) {
         const run = async (reuse: boolean) => {
           const caches = inputs.map(() => r.createCache({ capacity: 32 }));
-          const out = await r.forward(inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })), { logits, reuseLogits: reuse });
+          const out = await r.forward(
+            inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })),
+            { logits, reuseLogits: reuse },
+          );
           const copies = out.map((o) => ({ logits: o.logits.slice(), view: o.logits }));
           for (const c of caches) c.dispose();
           return copies;
@@ -159,7 +187,10 @@ describe('threads and memory layout do not change the numbers', () => {
           assert.deepEqual(o.logits, fresh[i]!.logits, `${logits}: sequence ${i}`);
         });
         const nonEmpty = reused.filter((o) => o.view.length > 0);
-        assert.ok(nonEmpty.every((o) => o.view.buffer === nonEmpty[0]!.view.buffer), 'one shared buffer');
+        assert.ok(
+          nonEmpty.every((o) => o.view.buffer === nonEmpty[0]!.view.buffer),
+          'one shared buffer',
+        );
         // The next call reuses the buffer: the views now show its logits.
         const c = r.createCache({ capacity: 8 });
         const [next] = await r.forward([{ cache: c, tokens: [s7[0]!] }], { logits: 'last', reuseLogits: true });
@@ -181,7 +212,15 @@ describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
       const options: SamplingOptions[] = [
         { temperature: 1, topK: 0, topP: 1, minP: 0 },
         {},
-        { temperature: 0.7, topK: 5, topP: 0.9, minP: 0.02, repetitionPenalty: 1.3, presencePenalty: 0.5, frequencyPenalty: 0.4 },
+        {
+          temperature: 0.7,
+          topK: 5,
+          topP: 0.9,
+          minP: 0.02,
+          repetitionPenalty: 1.3,
+          presencePenalty: 0.5,
+          frequencyPenalty: 0.4,
+        },
         { temperature: 0 },
         { temperature: 1.2, topK: 5000, logitBias: { 3: 4, 7: -100 }, bannedIds: [1, 2] },
         { bannedIds: Array.from({ length: V }, (_, i) => i) }, // every id banned: no token
@@ -196,10 +235,17 @@ describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
           const requests = samplers.map((sm, i) => sm.request(histories[i]!, prompts[i]!.length));
           // one sequence without a request: the runner leaves it to the caller
           requests[1] = null as never;
-          const out = await r.forward(inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })), { logits: 'last', reuseLogits: reuse, sample: requests });
+          const out = await r.forward(
+            inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })),
+            { logits: 'last', reuseLogits: reuse, sample: requests },
+          );
           const next: number[] = [];
           out.forEach((o, i) => {
-            if (i === 1) { assert.equal(o.token, undefined); next.push(samplers[1]!.sample(o.logits, histories[1]!, prompts[1]!.length)); return; }
+            if (i === 1) {
+              assert.equal(o.token, undefined);
+              next.push(samplers[1]!.sample(o.logits, histories[1]!, prompts[1]!.length));
+              return;
+            }
             if (i === options.length - 1) {
               assert.equal(o.token, undefined, 'no token for an all-banned row');
               assert.throws(() => chooseToken(o.logits, requests[i]!), InputError);
@@ -218,10 +264,19 @@ describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
       }
       // A request that cannot be sent to the threads fails that call only, with a clear error.
       const c = r.createCache({ capacity: 8 });
-      const odd = { ...new Sampler({ seed: 1 }).request(), options: { temperature: 1, onToken: () => {} } as SamplingOptions };
-      await assert.rejects(r.forward([{ cache: c, tokens: [5] }], { logits: 'last', sample: [odd] }), /cannot send the pass to the worker threads/);
+      const odd = {
+        ...new Sampler({ seed: 1 }).request(),
+        options: { temperature: 1, onToken: () => {} } as SamplingOptions,
+      };
+      await assert.rejects(
+        r.forward([{ cache: c, tokens: [5] }], { logits: 'last', sample: [odd] }),
+        /cannot send the pass to the worker threads/,
+      );
       assert.equal(c.length, 0);
-      const [ok] = await r.forward([{ cache: c, tokens: [5] }], { logits: 'last', sample: [new Sampler({ seed: 1 }).request()] });
+      const [ok] = await r.forward([{ cache: c, tokens: [5] }], {
+        logits: 'last',
+        sample: [new Sampler({ seed: 1 }).request()],
+      });
       assert.equal(ok!.token, chooseToken(ok!.logits, new Sampler({ seed: 1 }).request()));
       c.dispose();
     } finally {
@@ -237,31 +292,44 @@ describe('logits chosen per sequence (SequenceInput.logits)', () => {
     await ck.tensors.close();
     const r = await load('tiny-alibi', { threads: 2, maxRows: 6 });
     const V = r.config.vocabSize;
-    const seqs = [[5, 9, 2, 7, 1, 3, 8], [4, 4, 6], [11, 12, 13, 14]];
+    const seqs = [
+      [5, 9, 2, 7, 1, 3, 8],
+      [4, 4, 6],
+      [11, 12, 13, 14],
+    ];
     try {
       for (const runner of [r, ref] as ModelRunner[]) {
         for (const reuse of [false, true]) {
           const caches = seqs.map(() => runner.createCache({ capacity: 16 }));
           const sample = seqs.map((_, i) => new Sampler({ seed: 10 + i }).request());
-          const views = await runner.forward([
-            { cache: caches[0]!, tokens: seqs[0]!, logits: 'all' },
-            { cache: caches[1]!, tokens: seqs[1]! },
-            { cache: caches[2]!, tokens: seqs[2]!, logits: 'none' },
-          ], { logits: 'last', reuseLogits: reuse, sample });
+          const views = await runner.forward(
+            [
+              { cache: caches[0]!, tokens: seqs[0]!, logits: 'all' },
+              { cache: caches[1]!, tokens: seqs[1]! },
+              { cache: caches[2]!, tokens: seqs[2]!, logits: 'none' },
+            ],
+            { logits: 'last', reuseLogits: reuse, sample },
+          );
           // reused views last until the next call: copied before the separate calls below
           const out = views.map((o) => ({ logits: Float32Array.from(o.logits), token: o.token }));
           assert.equal(out[0]!.logits.length, 7 * V);
           assert.equal(out[1]!.logits.length, V);
           assert.equal(out[2]!.logits.length, 0);
           assert.ok(maxAbsDiff(out[0]!.logits, await logitsOf(runner, seqs[0]!)) <= 1e-6, `${runner.backendName}: all`);
-          assert.ok(maxAbsDiff(out[1]!.logits, (await logitsOf(runner, seqs[1]!)).subarray(2 * V)) <= 1e-6, `${runner.backendName}: last`);
+          assert.ok(
+            maxAbsDiff(out[1]!.logits, (await logitsOf(runner, seqs[1]!)).subarray(2 * V)) <= 1e-6,
+            `${runner.backendName}: last`,
+          );
           assert.equal(out[0]!.token, undefined, 'no token for a sequence returning every row');
           if (runner === r) assert.equal(out[1]!.token, chooseToken(out[1]!.logits, sample[1]!));
           for (const c of caches) c.dispose();
         }
       }
       const c = r.createCache({ capacity: 4 });
-      await assert.rejects(r.forward([{ cache: c, tokens: [1], logits: 'every' as never }], { logits: 'last' }), /logits must be 'all', 'last' or 'none'/);
+      await assert.rejects(
+        r.forward([{ cache: c, tokens: [1], logits: 'every' as never }], { logits: 'last' }),
+        /logits must be 'all', 'last' or 'none'/,
+      );
       c.dispose();
     } finally {
       await r.dispose();
@@ -286,13 +354,17 @@ describe('KV caches', () => {
           const [b] = await rr.forward([{ cache, tokens: ids.slice(60) }], { logits: 'all' });
           return Float32Array.from([...a!.logits, ...b!.logits]);
         };
-        const a = await run(ref), b = await run(r);
+        const a = await run(ref),
+          b = await run(r);
         // f32 vs f64 arithmetic before the rounding moves a few values across an f16 / q8 step:
         // measured 6.8e-4 (f16) and 1.5e-5 (q8_0) apart, while the rounding itself moves the
         // logits by 2.8e-2 (f16) and 0.95 (q8_0) from the f32 goldens
         const golden = g.tensor('logits/seq64').data;
-        const d = maxAbsDiff(a, b), effect = maxAbsDiff(a, golden);
-        t.diagnostic(`${kvType}: wasm vs reference ${d.toExponential(2)}, reference vs f32 goldens ${effect.toExponential(2)}`);
+        const d = maxAbsDiff(a, b),
+          effect = maxAbsDiff(a, golden);
+        t.diagnostic(
+          `${kvType}: wasm vs reference ${d.toExponential(2)}, reference vs f32 goldens ${effect.toExponential(2)}`,
+        );
         assert.ok(d <= effect / 4, `${kvType}: ${d} vs effect ${effect}`);
         assert.ok(Math.abs(maxAbsDiff(b, golden) - effect) <= effect / 2);
       }
@@ -308,7 +380,10 @@ describe('KV caches', () => {
       const g = new Goldens(fixturePath('tiny-gqa'));
       const ids: number[] = g.json.inputs.seq64;
       const a = r.createCache({ capacity: 64 });
-      await r.forward([{ cache: a, tokens: ids.slice(0, 40), padMask: ids.slice(0, 40).map((_, i) => (i < 2 ? 0 : 1)) }], { logits: 'none' });
+      await r.forward(
+        [{ cache: a, tokens: ids.slice(0, 40), padMask: ids.slice(0, 40).map((_, i) => (i < 2 ? 0 : 1)) }],
+        { logits: 'none' },
+      );
       const b = r.restoreCache!(r.saveCache!(a), { capacity: 64 });
       assert.equal(b.length, 40);
       const [x] = await r.forward([{ cache: a, tokens: ids.slice(40) }], { logits: 'all' });
@@ -344,7 +419,10 @@ describe('quantized weights', () => {
       try {
         const ids: number[] = g.json.inputs.seq64;
         const cmp = compareLogits(await logitsOf(ref, ids), await logitsOf(r, ids), ids.length, ck.config.vocabSize);
-        assert.ok(cmp.klMean <= klMax && cmp.top1 >= top1Min, `${type}: KL ${cmp.klMean} top-1 ${cmp.top1} max ${cmp.maxAbs}`);
+        assert.ok(
+          cmp.klMean <= klMax && cmp.top1 >= top1Min,
+          `${type}: KL ${cmp.klMean} top-1 ${cmp.top1} max ${cmp.maxAbs}`,
+        );
       } finally {
         await r.dispose();
         await ref.dispose();
@@ -364,15 +442,26 @@ describe('quantized weights', () => {
         const ref = new Goldens(GGUF, `tiny-q-${type}.llamacpp.json`, `tiny-q-${type}.llamacpp.bin`);
         for (const seq of ['seq7', 'seq64']) {
           const ids: number[] = ref.json.inputs[seq];
-          const cmp = compareLogits(ref.tensor(`logits/${seq}`).data, await logitsOf(r, ids), ids.length, ck.config.vocabSize);
-          t.diagnostic(`${type} ${seq}: KL ${cmp.klMean.toExponential(2)} top-1 ${cmp.top1.toFixed(3)} max ${cmp.maxAbs.toExponential(2)}`);
+          const cmp = compareLogits(
+            ref.tensor(`logits/${seq}`).data,
+            await logitsOf(r, ids),
+            ids.length,
+            ck.config.vocabSize,
+          );
+          t.diagnostic(
+            `${type} ${seq}: KL ${cmp.klMean.toExponential(2)} top-1 ${cmp.top1.toFixed(3)} max ${cmp.maxAbs.toExponential(2)}`,
+          );
           // README advice with exact GELU: f32 ≤ 1e-2 max abs; f16 5e-2 / KL 2e-5; quantized KL ≤ 2.5e-3,
           // top-1 ≥ 0.9, max abs ≤ 0.6. q5_0 has no kernel: converted to q8_0 at load, so it follows
           // another arithmetic (looser bounds; measured KL 3e-3 / 1.7e-2).
           if (type === 'f32') assert.ok(cmp.maxAbs <= 1e-2);
           else if (type === 'f16') assert.ok(cmp.maxAbs <= 5e-2 && cmp.klMean <= 2e-5);
           else if (type === 'q5_0') assert.ok(cmp.klMean <= 5e-2 && cmp.top1 >= 0.8, `KL ${cmp.klMean}`);
-          else assert.ok(cmp.klMean <= 2.5e-3 && cmp.top1 >= 0.9 && cmp.maxAbs <= 0.6, `KL ${cmp.klMean} top-1 ${cmp.top1} max ${cmp.maxAbs}`);
+          else
+            assert.ok(
+              cmp.klMean <= 2.5e-3 && cmp.top1 >= 0.9 && cmp.maxAbs <= 0.6,
+              `KL ${cmp.klMean} top-1 ${cmp.top1} max ${cmp.maxAbs}`,
+            );
         }
         if (type === 'q5_0') assert.match(warnings.join('\n'), /Q5_0.*q8_0/);
         else assert.equal(warnings.length, 0);
@@ -386,8 +475,12 @@ describe('quantized weights', () => {
 /** The tensors of `src` passed through a quantized type and back to f32 (the reference's input). */
 function dequantizedSource(src: TensorSource, type: 'q8_0' | 'q4_0'): TensorSource {
   return {
-    list: () => src.list().map((i) => ({ ...i, dtype: 'f32' as DType, byteLength: i.shape.reduce((a, b) => a * b, 1) * 4 })),
-    info: (n) => { const i = src.info(n); return i && { ...i, dtype: 'f32', byteLength: i.shape.reduce((a, b) => a * b, 1) * 4 }; },
+    list: () =>
+      src.list().map((i) => ({ ...i, dtype: 'f32' as DType, byteLength: i.shape.reduce((a, b) => a * b, 1) * 4 })),
+    info: (n) => {
+      const i = src.info(n);
+      return i && { ...i, dtype: 'f32', byteLength: i.shape.reduce((a, b) => a * b, 1) * 4 };
+    },
     async read(n) {
       const info = src.info(n)!;
       const bytes = await src.read(n);
@@ -422,20 +515,43 @@ describe('small passes (every thread computes the row-wise steps itself)', () =>
     // Each thread writes the embedded rows of a small pass into the shared residual stream; they
     // were once built there in place (token row, then += position row), so a thread could read or
     // add to another's half-built row: about one run in five went wrong.
-    const c = parseMptConfig({ d_model: 64, n_heads: 4, n_layers: 2, vocab_size: 300, max_seq_len: 48, expansion_ratio: 3, learned_pos_emb: true, no_bias: false, attn_config: { alibi: false } });
+    const c = parseMptConfig({
+      d_model: 64,
+      n_heads: 4,
+      n_layers: 2,
+      vocab_size: 300,
+      max_seq_len: 48,
+      expansion_ratio: 3,
+      learned_pos_emb: true,
+      no_bias: false,
+      attn_config: { alibi: false },
+    });
     const src = randomSource(c, 7);
     const ref = await referenceBackend.load(c, src);
     const r = await loadWasmRunner(c, src, { threads: 2 });
     try {
       const prompts = [[5, 9, 200], [17], [3, 4, 5, 6, 7, 8]];
-      const rc = prompts.map(() => ref.createCache({ capacity: 48 })), wc = prompts.map(() => r.createCache({ capacity: 48 }));
+      const rc = prompts.map(() => ref.createCache({ capacity: 48 })),
+        wc = prompts.map(() => r.createCache({ capacity: 48 }));
       let inputs = prompts;
       for (let step = 0; step < 80; step++) {
-        if (step === 40) { for (const cc of rc.concat(wc)) cc.truncate(0); inputs = prompts; }
-        const a = await ref.forward(inputs.map((tokens, i) => ({ cache: rc[i]!, tokens })), { logits: 'last' });
-        const b = await r.forward(inputs.map((tokens, i) => ({ cache: wc[i]!, tokens })), { logits: 'last', reuseLogits: true });
+        if (step === 40) {
+          for (const cc of rc.concat(wc)) cc.truncate(0);
+          inputs = prompts;
+        }
+        const a = await ref.forward(
+          inputs.map((tokens, i) => ({ cache: rc[i]!, tokens })),
+          { logits: 'last' },
+        );
+        const b = await r.forward(
+          inputs.map((tokens, i) => ({ cache: wc[i]!, tokens })),
+          { logits: 'last', reuseLogits: true },
+        );
         b.forEach((o, i) => {
-          assert.ok(maxAbsDiff(o.logits, a[i]!.logits) <= TOL, `step ${step} sequence ${i}: ${maxAbsDiff(o.logits, a[i]!.logits)}`);
+          assert.ok(
+            maxAbsDiff(o.logits, a[i]!.logits) <= TOL,
+            `step ${step} sequence ${i}: ${maxAbsDiff(o.logits, a[i]!.logits)}`,
+          );
         });
         inputs = a.map((o, i) => [(argmax(o.logits) + step + i) % c.vocabSize]);
       }
@@ -448,15 +564,29 @@ describe('small passes (every thread computes the row-wise steps itself)', () =>
 
 describe('errors', () => {
   let r: WasmRunner;
-  after(async () => { await r?.dispose(); });
+  after(async () => {
+    await r?.dispose();
+  });
   it('refuses bad input with typed errors', async () => {
     r = await load('tiny-alibi', { threads: 1 });
     const cache = r.createCache({ capacity: 4 });
     await assert.rejects(r.forward([{ cache, tokens: [1, 2, 3, 4, 5] }], { logits: 'last' }), InputError);
     await assert.rejects(r.forward([{ cache, tokens: [512] }], { logits: 'last' }), InputError);
     await assert.rejects(r.forward([{ cache, tokens: [1], padMask: [1, 1] }], { logits: 'last' }), InputError);
-    await assert.rejects(r.forward([{ cache, tokens: [1] }, { cache, tokens: [2] }], { logits: 'last' }), InputError);
-    await assert.rejects(r.forward([{ cache, tokens: [1] }], { logits: 'last', outputHiddenStates: true }), UnsupportedError);
+    await assert.rejects(
+      r.forward(
+        [
+          { cache, tokens: [1] },
+          { cache, tokens: [2] },
+        ],
+        { logits: 'last' },
+      ),
+      InputError,
+    );
+    await assert.rejects(
+      r.forward([{ cache, tokens: [1] }], { logits: 'last', outputHiddenStates: true }),
+      UnsupportedError,
+    );
     const ck = await openCheckpoint(fixturePath('tiny-alibi'));
     const foreign = (await referenceBackend.load(r.config, ck.tensors)).createCache({ capacity: 4 });
     await ck.tensors.close();

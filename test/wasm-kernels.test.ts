@@ -13,16 +13,17 @@ import { openCheckpoint } from '../src/model/load.js';
 import { fixturePath } from './helpers/goldens.js';
 import { Heap, rand } from './helpers/wasm-heap.js';
 
-
 test('q8_0 / q4_0 weight quantizers are bit-identical to ggml reference quantizers', () => {
   const h = new Heap();
   for (const n of [32, 96, 320]) {
     const x = rand(n, n, 3);
-    x[5] = 0; x[7] = -x[3]!; // ties of |max| with both signs
+    x[5] = 0;
+    x[7] = -x[3]!; // ties of |max| with both signs
     const zeros = new Float32Array(32);
     for (const src of [x, zeros]) {
       const p = h.putF32(src);
-      const q8 = h.alloc((src.length / 32) * 34), q4 = h.alloc((src.length / 32) * 18);
+      const q8 = h.alloc((src.length / 32) * 34),
+        q4 = h.alloc((src.length / 32) * 18);
       h.k.quantize_q8_0(p, src.length, q8);
       h.k.quantize_q4_0(p, src.length, q4);
       assert.deepEqual(h.u8(q8, (src.length / 32) * 34), quantize('q8_0', src));
@@ -33,10 +34,30 @@ test('q8_0 / q4_0 weight quantizers are bit-identical to ggml reference quantize
 
 test('f16 / bf16 conversions match dtypes.ts (subnormals, ties, overflow)', () => {
   const h = new Heap();
-  const special = [0, -0, 1, -1, 65504, 65519, 65520, 1e6, 6.1e-5, 6.0e-5, 5.96e-8, 2.98e-8, 2.99e-8, 1e-10, 0.1, 1 / 3, Math.PI, -2.5e-6];
+  const special = [
+    0,
+    -0,
+    1,
+    -1,
+    65504,
+    65519,
+    65520,
+    1e6,
+    6.1e-5,
+    6.0e-5,
+    5.96e-8,
+    2.98e-8,
+    2.99e-8,
+    1e-10,
+    0.1,
+    1 / 3,
+    Math.PI,
+    -2.5e-6,
+  ];
   const x = Float32Array.from([...special, ...rand(200, 7, 10)]);
   const px = h.putF32(x);
-  const p16 = h.alloc(x.length * 2), pb16 = h.alloc(x.length * 2);
+  const p16 = h.alloc(x.length * 2),
+    pb16 = h.alloc(x.length * 2);
   h.k.f32_to_f16_array(px, x.length, p16);
   h.k.f32_to_bf16_array(px, x.length, pb16);
   const u16 = new Uint16Array(h.memory.buffer, p16, x.length);
@@ -61,69 +82,89 @@ test('f16 / bf16 conversions match dtypes.ts (subnormals, ties, overflow)', () =
 
 test('activation quantization equals llama.cpp q8_0 activations (ggml-quants quantizeActivations)', () => {
   const h = new Heap();
-  const M = 6, K = 160, nb = K / 32, nb4 = 8;
+  const M = 6,
+    K = 160,
+    nb = K / 32,
+    nb4 = 8;
   const x = rand(M * K, 77, 3);
   x.fill(0, 32, 64); // an all-zero block
   x[100] = 1e-30;
-  const px = h.putF32(x), qa = h.alloc(actQ8Bytes(M, K));
+  const px = h.putF32(x),
+    qa = h.alloc(actQ8Bytes(M, K));
   h.k.quantize_act_q8(px, K, 0, M, K, qa);
   const group = nb * 160 + nb4 * 32;
   for (let m = 0; m < M; m++) {
     const ref = quantizeActivations('q8_0', x.subarray(m * K, (m + 1) * K));
-    const g = qa + Math.floor(m / 4) * group, t = m % 4;
+    const g = qa + Math.floor(m / 4) * group,
+      t = m % 4;
     for (let b = 0; b < nb; b++) {
-      assert.deepEqual(Array.from(h.i8(g + b * 128 + t * 32, 32)), Array.from(ref.q!.subarray(b * 32, b * 32 + 32)), `row ${m} block ${b}`);
+      assert.deepEqual(
+        Array.from(h.i8(g + b * 128 + t * 32, 32)),
+        Array.from(ref.q!.subarray(b * 32, b * 32 + 32)),
+        `row ${m} block ${b}`,
+      );
       assert.equal(h.f32(g + nb * 128 + b * 16 + t * 4, 1)[0], ref.d![b]);
       assert.equal(h.f32(g + nb * 160 + t * nb4 * 4 + b * 4, 1)[0], ref.d![b]! * 2 ** 112); // DX1 is kept scaled by 2^112
     }
   }
 });
 
-for (const variant of ['shared', 'shared-base'] as const) test(`k-quant products (q4_K, q5_K, q6_K from llama-quantize) equal llama.cpp arithmetic; rows dequantize exactly (${variant})`, async () => {
-  const h = new Heap(variant);
-  const kinds = { q4_k: 5, q5_k: 6, q6_k: 7 } as const;
-  for (const dtype of ['q4_k', 'q5_k', 'q6_k'] as const) {
-    const ck = await openCheckpoint(fixturePath(`gguf-tiny-q/tiny-q-${dtype}.gguf`));
-    try {
-      for (const name of ['transformer.blocks.0.attn.Wqkv.weight', 'transformer.blocks.1.ffn.down_proj.weight']) {
-        const info = ck.tensors.info(name)!;
-        const [N0, K] = info.shape as [number, number];
-        const N = Math.min(N0, 37); // a ragged number of rows
-        const bytes = (await ck.tensors.read(name)).subarray(0, (N * K / 256) * ({ q4_k: 144, q5_k: 176, q6_k: 210 })[dtype]);
-        const pw = h.putU8(bytes);
-        const M = 3;
-        const x = rand(M * K, K + N, 2);
-        x.fill(0, 256, 512); // an all-zero super-block
-        const px = h.putF32(x), pa = h.alloc(M * (K / 256) * 368), py = h.alloc(M * N * 4);
-        h.k.quantize_act_q8k(px, K, 0, M, K, pa);
-        h.k.gemm_k(kinds[dtype], pa, pw, py, N, M, 0, N, K, 0);
-        const y = h.f32(py, M * N).slice();
-        const qm = new QuantMatrix(dtype, bytes, N, K);
-        for (let m = 0; m < M; m++) {
-          const ref = qm.matvec(x.subarray(m * K, (m + 1) * K));
-          for (let n = 0; n < N; n++) assert.ok(Math.abs(y[m * N + n]! - ref[n]!) <= 3e-6 * (1 + Math.abs(ref[n]!)), `${dtype} ${name} [${m},${n}] ${y[m * N + n]} vs ${ref[n]}`);
+for (const variant of ['shared', 'shared-base'] as const)
+  test(`k-quant products (q4_K, q5_K, q6_K from llama-quantize) equal llama.cpp arithmetic; rows dequantize exactly (${variant})`, async () => {
+    const h = new Heap(variant);
+    const kinds = { q4_k: 5, q5_k: 6, q6_k: 7 } as const;
+    for (const dtype of ['q4_k', 'q5_k', 'q6_k'] as const) {
+      const ck = await openCheckpoint(fixturePath(`gguf-tiny-q/tiny-q-${dtype}.gguf`));
+      try {
+        for (const name of ['transformer.blocks.0.attn.Wqkv.weight', 'transformer.blocks.1.ffn.down_proj.weight']) {
+          const info = ck.tensors.info(name)!;
+          const [N0, K] = info.shape as [number, number];
+          const N = Math.min(N0, 37); // a ragged number of rows
+          const bytes = (await ck.tensors.read(name)).subarray(
+            0,
+            ((N * K) / 256) * { q4_k: 144, q5_k: 176, q6_k: 210 }[dtype],
+          );
+          const pw = h.putU8(bytes);
+          const M = 3;
+          const x = rand(M * K, K + N, 2);
+          x.fill(0, 256, 512); // an all-zero super-block
+          const px = h.putF32(x),
+            pa = h.alloc(M * (K / 256) * 368),
+            py = h.alloc(M * N * 4);
+          h.k.quantize_act_q8k(px, K, 0, M, K, pa);
+          h.k.gemm_k(kinds[dtype], pa, pw, py, N, M, 0, N, K, 0);
+          const y = h.f32(py, M * N).slice();
+          const qm = new QuantMatrix(dtype, bytes, N, K);
+          for (let m = 0; m < M; m++) {
+            const ref = qm.matvec(x.subarray(m * K, (m + 1) * K));
+            for (let n = 0; n < N; n++)
+              assert.ok(
+                Math.abs(y[m * N + n]! - ref[n]!) <= 3e-6 * (1 + Math.abs(ref[n]!)),
+                `${dtype} ${name} [${m},${n}] ${y[m * N + n]} vs ${ref[n]}`,
+              );
+          }
+          const deq = dequantize(dtype, bytes, N * K);
+          const po = h.alloc(K * 4);
+          for (const r of [0, N - 1]) {
+            h.k.dequant_row(kinds[dtype], pw, K, r, po);
+            assert.deepEqual(h.f32(po, K), deq.subarray(r * K, (r + 1) * K));
+          }
         }
-        const deq = dequantize(dtype, bytes, N * K);
-        const po = h.alloc(K * 4);
-        for (const r of [0, N - 1]) {
-          h.k.dequant_row(kinds[dtype], pw, K, r, po);
-          assert.deepEqual(h.f32(po, K), deq.subarray(r * K, (r + 1) * K));
-        }
+      } finally {
+        await ck.tensors.close();
       }
-    } finally {
-      await ck.tensors.close();
     }
-  }
-});
+  });
 
 /** Y = X·W^T in float64 from f32 weights. */
 function refGemm(x: Float32Array, w: ArrayLike<number>, M: number, N: number, K: number): Float64Array {
   const y = new Float64Array(M * N);
-  for (let m = 0; m < M; m++) for (let n = 0; n < N; n++) {
-    let s = 0;
-    for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
-    y[m * N + n] = s;
-  }
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += x[m * K + k]! * w[n * K + k]!;
+      y[m * N + n] = s;
+    }
   return y;
 }
 
@@ -131,60 +172,83 @@ test('the relaxed-SIMD kernel build is in use (Node 20 with the V8 flag set by m
   assert.equal(usingRelaxedSimd(), true);
 });
 
-for (const variant of ['shared', 'shared-base'] as const) test(`q4_0 / q8_0 products equal llama.cpp arithmetic (QuantMatrix), thread splits do not change bits (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
-  const h = new Heap(variant);
-  for (const dtype of ['q4_0', 'q8_0'] as const) {
-    for (const [M, N, K] of [[1, 1, 32], [3, 7, 96], [5, 13, 160], [9, 5, 64], [4, 33, 32], [6, 17, 416], [2, 9, 288]] as const) {
-      const wf = rand(N * K, N * 31 + K, 0.5);
-      const wq = quantize(dtype, wf);
-      const x = rand(M * K, M * 17 + K, 2);
-      x[3] = 0;
-      if (dtype === 'q8_0') wq[40] = 0x81; // -127: the extreme weight (ggml never writes -128)
-      const px = h.putF32(x), pw = h.putU8(wq);
-      const qa = h.alloc(actQ8Bytes(M, K));
-      h.k.quantize_act_q8(px, K, 0, M, K, qa);
-      const py = h.alloc(M * N * 4);
-      const gemm = dtype === 'q4_0' ? h.k.gemm_q4_0.bind(h.k) : h.k.gemm_q8_0.bind(h.k);
-      gemm(qa, pw, py, N, M, 0, N, K, 0);
-      const y = h.f32(py, M * N).slice();
-      const qm = new QuantMatrix(dtype, wq, N, K);
-      for (let m = 0; m < M; m++) {
-        const ref = qm.matvec(x.subarray(m * K, (m + 1) * K));
-        for (let n = 0; n < N; n++) {
-          assert.ok(Math.abs(y[m * N + n]! - ref[n]!) <= 2e-6 * (1 + Math.abs(ref[n]!)), `${dtype} M${M} N${N} K${K} [${m},${n}] ${y[m * N + n]} vs ${ref[n]}`);
+for (const variant of ['shared', 'shared-base'] as const)
+  test(`q4_0 / q8_0 products equal llama.cpp arithmetic (QuantMatrix), thread splits do not change bits (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
+    const h = new Heap(variant);
+    for (const dtype of ['q4_0', 'q8_0'] as const) {
+      for (const [M, N, K] of [
+        [1, 1, 32],
+        [3, 7, 96],
+        [5, 13, 160],
+        [9, 5, 64],
+        [4, 33, 32],
+        [6, 17, 416],
+        [2, 9, 288],
+      ] as const) {
+        const wf = rand(N * K, N * 31 + K, 0.5);
+        const wq = quantize(dtype, wf);
+        const x = rand(M * K, M * 17 + K, 2);
+        x[3] = 0;
+        if (dtype === 'q8_0') wq[40] = 0x81; // -127: the extreme weight (ggml never writes -128)
+        const px = h.putF32(x),
+          pw = h.putU8(wq);
+        const qa = h.alloc(actQ8Bytes(M, K));
+        h.k.quantize_act_q8(px, K, 0, M, K, qa);
+        const py = h.alloc(M * N * 4);
+        const gemm = dtype === 'q4_0' ? h.k.gemm_q4_0.bind(h.k) : h.k.gemm_q8_0.bind(h.k);
+        gemm(qa, pw, py, N, M, 0, N, K, 0);
+        const y = h.f32(py, M * N).slice();
+        const qm = new QuantMatrix(dtype, wq, N, K);
+        for (let m = 0; m < M; m++) {
+          const ref = qm.matvec(x.subarray(m * K, (m + 1) * K));
+          for (let n = 0; n < N; n++) {
+            assert.ok(
+              Math.abs(y[m * N + n]! - ref[n]!) <= 2e-6 * (1 + Math.abs(ref[n]!)),
+              `${dtype} M${M} N${N} K${K} [${m},${n}] ${y[m * N + n]} vs ${ref[n]}`,
+            );
+          }
+        }
+        // split the rows in two calls and accumulate on top of a base: identical bits
+        const base = rand(M * N, 5);
+        h.f32(py, M * N).set(base);
+        const cut = Math.floor(N / 2);
+        gemm(qa, pw, py, N, M, cut, N, K, 1);
+        gemm(qa, pw, py, N, M, 0, cut, K, 1);
+        const y2 = h.f32(py, M * N);
+        for (let i = 0; i < M * N; i++) assert.equal(y2[i], Math.fround(base[i]! + y[i]!));
+        // one row at a time (decode tiles): llama.cpp's arithmetic too, to float rounding
+        for (let m = 0; m < M; m++) {
+          const p1 = h.alloc(N * 4);
+          const qa1 = h.alloc(actQ8Bytes(1, K));
+          h.k.quantize_act_q8(px + m * K * 4, K, 0, 1, K, qa1);
+          gemm(qa1, pw, p1, N, 1, 0, N, K, 0);
+          const y1 = h.f32(p1, N);
+          for (let n = 0; n < N; n++)
+            assert.ok(Math.abs(y1[n]! - y[m * N + n]!) <= 2e-6 * (1 + Math.abs(y[m * N + n]!)));
         }
       }
-      // split the rows in two calls and accumulate on top of a base: identical bits
-      const base = rand(M * N, 5);
-      h.f32(py, M * N).set(base);
-      const cut = Math.floor(N / 2);
-      gemm(qa, pw, py, N, M, cut, N, K, 1);
-      gemm(qa, pw, py, N, M, 0, cut, K, 1);
-      const y2 = h.f32(py, M * N);
-      for (let i = 0; i < M * N; i++) assert.equal(y2[i], Math.fround(base[i]! + y[i]!));
-      // one row at a time (decode tiles): llama.cpp's arithmetic too, to float rounding
-      for (let m = 0; m < M; m++) {
-        const p1 = h.alloc(N * 4);
-        const qa1 = h.alloc(actQ8Bytes(1, K));
-        h.k.quantize_act_q8(px + m * K * 4, K, 0, 1, K, qa1);
-        gemm(qa1, pw, p1, N, 1, 0, N, K, 0);
-        const y1 = h.f32(p1, N);
-        for (let n = 0; n < N; n++) assert.ok(Math.abs(y1[n]! - y[m * N + n]!) <= 2e-6 * (1 + Math.abs(y[m * N + n]!)));
-      }
     }
-  }
-});
+  });
 
 test('f32 / f16 / bf16 products match float64 on ragged sizes; thread splits do not change bits', () => {
   const h = new Heap();
   const panel = h.alloc(HALF_PANEL_BYTES);
   for (const dtype of ['f32', 'f16', 'bf16'] as const) {
-    for (const [M, N, K] of [[1, 3, 5], [5, 7, 13], [6, 9, 67], [4, 4, 8], [2, 11, 130], [9, 70, 2000]] as const) {
+    for (const [M, N, K] of [
+      [1, 3, 5],
+      [5, 7, 13],
+      [6, 9, 67],
+      [4, 4, 8],
+      [2, 11, 130],
+      [9, 70, 2000],
+    ] as const) {
       const wf = rand(N * K, N + K * 3, 0.7);
       const wb = quantize(dtype, wf);
       const wd = dequantize(dtype, wb, N * K);
       const x = rand(M * K, M + K, 1.5);
-      const px = h.putF32(x), pw = h.putU8(wb), py = h.alloc(M * N * 4);
+      const px = h.putF32(x),
+        pw = h.putU8(wb),
+        py = h.alloc(M * N * 4);
       const f = (n0: number, n1: number, acc: number, m = M, xp = px, yp = py) => {
         if (dtype === 'f32') h.k.gemm_f32(xp, K, pw, K, yp, N, m, n0, n1, K, acc);
         else if (dtype === 'f16') h.k.gemm_f16(xp, K, pw, K, yp, N, m, n0, n1, K, acc, panel);
@@ -193,7 +257,8 @@ test('f32 / f16 / bf16 products match float64 on ragged sizes; thread splits do 
       f(0, N, 0);
       const y = h.f32(py, M * N).slice();
       const ref = refGemm(x, wd, M, N, K);
-      for (let i = 0; i < M * N; i++) assert.ok(Math.abs(y[i]! - ref[i]!) < 1e-5 * Math.sqrt(K), `${dtype} M${M} N${N} K${K} [${i}]`);
+      for (let i = 0; i < M * N; i++)
+        assert.ok(Math.abs(y[i]! - ref[i]!) < 1e-5 * Math.sqrt(K), `${dtype} M${M} N${N} K${K} [${i}]`);
       // rows split between two calls (two threads) and accumulated onto a base: identical bits
       const base = rand(M * N, 11);
       h.f32(py, M * N).set(base);
@@ -207,7 +272,8 @@ test('f32 / f16 / bf16 products match float64 on ragged sizes; thread splits do 
         const p1 = h.alloc(N * 4);
         f(0, N, 0, 1, px + m * K * 4, p1);
         const y1 = h.f32(p1, N);
-        for (let n = 0; n < N; n++) assert.ok(Math.abs(y1[n]! - y[m * N + n]!) <= 1e-6 * (1 + Math.abs(y[m * N + n]!)) * Math.sqrt(K));
+        for (let n = 0; n < N; n++)
+          assert.ok(Math.abs(y1[n]! - y[m * N + n]!) <= 1e-6 * (1 + Math.abs(y[m * N + n]!)) * Math.sqrt(K));
       }
     }
   }
@@ -217,19 +283,28 @@ test('bf16 / f16 products: register tiles (4-16 rows, X packed for bf16) and the
   const h = new Heap();
   const panel = h.alloc(HALF_PANEL_BYTES);
   for (const dtype of ['bf16', 'f16'] as const) {
-    for (const [N, K] of [[37, 256], [12, 68], [9, 13], [64, 1000]] as const) {
+    for (const [N, K] of [
+      [37, 256],
+      [12, 68],
+      [9, 13],
+      [64, 1000],
+    ] as const) {
       const M = 24;
       const wb = quantize(dtype, rand(N * K, N * 3 + K, 0.6));
       const x = rand(M * K, M + K * 5, 2);
-      const px = h.putF32(x), pw = h.putU8(wb), pAll = h.alloc(M * N * 4);
-      const gemm = (xp: number, m: number, yp: number) => (dtype === 'bf16' ? h.k.gemm_bf16 : h.k.gemm_f16).call(h.k, xp, K, pw, K, yp, N, m, 0, N, K, 0, panel);
+      const px = h.putF32(x),
+        pw = h.putU8(wb),
+        pAll = h.alloc(M * N * 4);
+      const gemm = (xp: number, m: number, yp: number) =>
+        (dtype === 'bf16' ? h.k.gemm_bf16 : h.k.gemm_f16).call(h.k, xp, K, pw, K, yp, N, m, 0, N, K, 0, panel);
       gemm(px, M, pAll); // M > 16: the panel path
       const all = h.f32(pAll, M * N).slice();
       for (const m of [4, 5, 7, 8, 11, 16]) {
         const py = h.alloc(m * N * 4);
         gemm(px, m, py);
         const got = h.f32(py, m * N);
-        for (let i = 0; i < m * N; i++) assert.ok(Object.is(got[i], all[i]), `${dtype} N${N} K${K} M${m} [${i}] ${got[i]} vs ${all[i]}`);
+        for (let i = 0; i < m * N; i++)
+          assert.ok(Object.is(got[i], all[i]), `${dtype} N${N} K${K} M${m} [${i}] ${got[i]} vs ${all[i]}`);
       }
     }
   }
@@ -239,11 +314,18 @@ test('layernorm / rmsnorm match float64', () => {
   const h = new Heap();
   for (const n of [1, 7, 64, 130]) {
     const M = 3;
-    const x = rand(M * n, n, 4), w = rand(n, n + 1, 1), b = rand(n, n + 2, 1);
-    const px = h.putF32(x), pw = h.putF32(w), pb = h.putF32(b), py = h.alloc(M * n * 4), pr = h.alloc(M * n * 4);
+    const x = rand(M * n, n, 4),
+      w = rand(n, n + 1, 1),
+      b = rand(n, n + 2, 1);
+    const px = h.putF32(x),
+      pw = h.putF32(w),
+      pb = h.putF32(b),
+      py = h.alloc(M * n * 4),
+      pr = h.alloc(M * n * 4);
     h.k.layernorm(px, n, py, n, M, n, pw, pb, 1e-5);
     h.k.rmsnorm(px, n, pr, n, M, n, pw, 1e-5);
-    const y = h.f32(py, M * n), r = h.f32(pr, M * n);
+    const y = h.f32(py, M * n),
+      r = h.f32(pr, M * n);
     for (let m = 0; m < M; m++) {
       const row = Array.from(x.subarray(m * n, (m + 1) * n));
       const mean = row.reduce((a, v) => a + v, 0) / n;
@@ -261,7 +343,8 @@ test('layernorm / rmsnorm match float64', () => {
 
 test('activations (GELU erf / tanh, SiLU, ReLU), bias and scale in the epilogue match float64', () => {
   const h = new Heap();
-  const M = 2, N = 203;
+  const M = 2,
+    N = 203;
   const x = new Float32Array(M * N);
   for (let i = 0; i < x.length; i++) x[i] = -12 + (24 * i) / x.length;
   const bias = rand(N, 3, 0.1);
@@ -286,13 +369,15 @@ test('activations (GELU erf / tanh, SiLU, ReLU), bias and scale in the epilogue 
 
 test('dequant_row matches ggml dequantize for every storage type', () => {
   const h = new Heap();
-  const N = 5, K = 96;
+  const N = 5,
+    K = 96;
   const wf = rand(N * K, 99, 0.3);
   const types = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0'] as const;
   types.forEach((t, id) => {
     const wb = quantize(t, wf);
     const ref = dequantize(t, wb, N * K);
-    const pw = h.putU8(wb), po = h.alloc(K * 4);
+    const pw = h.putU8(wb),
+      po = h.alloc(K * 4);
     for (let r = 0; r < N; r++) {
       h.k.dequant_row(id, pw, K, r, po);
       assert.deepEqual(h.f32(po, K), ref.subarray(r * K, (r + 1) * K), `${t} row ${r}`);
@@ -301,14 +386,27 @@ test('dequant_row matches ggml dequantize for every storage type', () => {
 });
 
 /** Float64 attention for query rows at positions pos0.., MosaicML masking semantics. */
-function refAttention(q: Float32Array, nq: number, pos0: number, K: Float32Array, V: Float32Array, valid: Uint8Array,
-  nKeys: number, hd: number, scale: number, slope: number): Float64Array {
+function refAttention(
+  q: Float32Array,
+  nq: number,
+  pos0: number,
+  K: Float32Array,
+  V: Float32Array,
+  valid: Uint8Array,
+  nKeys: number,
+  hd: number,
+  scale: number,
+  slope: number,
+): Float64Array {
   const out = new Float64Array(nq * hd);
   for (let i = 0; i < nq; i++) {
     const p = pos0 + i;
     const s: number[] = [];
     for (let j = 0; j < nKeys; j++) {
-      if (j > p || !valid[j]) { s.push(-Infinity); continue; }
+      if (j > p || !valid[j]) {
+        s.push(-Infinity);
+        continue;
+      }
       let d = 0;
       for (let e = 0; e < hd; e++) d += q[i * hd + e]! * K[j * hd + e]!;
       s.push(d * scale + slope * (j - p));
@@ -323,11 +421,19 @@ function refAttention(q: Float32Array, nq: number, pos0: number, K: Float32Array
 
 test('attention matches float64 softmax attention: ALiBi, padding, fully masked rows, ragged sizes', () => {
   const h = new Heap();
-  for (const [nq, past, hd] of [[1, 0, 8], [1, 40, 16], [7, 0, 13], [5, 33, 64], [70, 0, 8], [3, 61, 6]] as const) {
+  for (const [nq, past, hd] of [
+    [1, 0, 8],
+    [1, 40, 16],
+    [7, 0, 13],
+    [5, 33, 64],
+    [70, 0, 8],
+    [3, 61, 6],
+  ] as const) {
     const nKeys = past + nq;
     const cap = nKeys + 5;
     const q = rand(nq * hd, nq * 7 + hd, 1.5);
-    const K = rand(cap * hd, 11 + hd, 1.5), V = rand(cap * hd, 13 + hd, 1);
+    const K = rand(cap * hd, 11 + hd, 1.5),
+      V = rand(cap * hd, 13 + hd, 1);
     for (const padded of [false, true]) {
       const valid = new Uint8Array(cap).fill(1);
       if (padded) {
@@ -335,13 +441,22 @@ test('attention matches float64 softmax attention: ALiBi, padding, fully masked 
         for (let j = 0; j < Math.min(3, nKeys); j++) valid[j] = 0;
         if (nKeys > 10) valid[9] = 0;
       }
-      const pq = h.putF32(q), pk = h.putF32(K), pv = h.putF32(V), pvalid = h.putU8(valid);
-      const po = h.alloc(nq * hd * 4), ps = h.alloc((4 * 32 + 4 * hd) * 4);
-      const scale = 1 / Math.sqrt(hd), slope = 0.25;
+      const pq = h.putF32(q),
+        pk = h.putF32(K),
+        pv = h.putF32(V),
+        pvalid = h.putU8(valid);
+      const po = h.alloc(nq * hd * 4),
+        ps = h.alloc((4 * 32 + 4 * hd) * 4);
+      const scale = 1 / Math.sqrt(hd),
+        slope = 0.25;
       h.k.attention(pq, hd, nq, past, pk, pv, hd, pvalid, nKeys, hd, scale, slope, po, hd, ps);
       const o = h.f32(po, nq * hd);
       const ref = refAttention(q, nq, past, K, V, valid, nKeys, hd, scale, slope);
-      for (let i = 0; i < nq * hd; i++) assert.ok(Math.abs(o[i]! - ref[i]!) < 2e-6, `nq${nq} past${past} hd${hd} pad${padded} [${i}] ${o[i]} vs ${ref[i]}`);
+      for (let i = 0; i < nq * hd; i++)
+        assert.ok(
+          Math.abs(o[i]! - ref[i]!) < 2e-6,
+          `nq${nq} past${past} hd${hd} pad${padded} [${i}] ${o[i]} vs ${ref[i]}`,
+        );
       // row by row (decode-style tiles of 1) gives the same bits
       for (let i = 0; i < nq; i += 3) {
         const p1 = h.alloc(hd * 4);

@@ -18,7 +18,8 @@ type KDtype = keyof typeof KINDS;
  * (every bit pattern of quants, 6-bit scales / mins and q5_K high bits) with sane fp16 factors.
  */
 function weights(dtype: KDtype, N: number, K: number, seed: number): Uint8Array {
-  const bs = BLOCK_BYTES[dtype], nb = K / 256;
+  const bs = BLOCK_BYTES[dtype],
+    nb = K / 256;
   const half = Math.ceil(N / 2);
   const out = new Uint8Array(N * nb * bs);
   out.set(quantize(dtype, rand(half * K, seed, 0.7)));
@@ -43,7 +44,9 @@ function weights(dtype: KDtype, N: number, K: number, seed: number): Uint8Array 
  * leftover blocks in order.
  */
 function blockwiseRef(dtype: KDtype, w: Uint8Array, x: Float32Array, M: number, N: number, K: number): Float32Array {
-  const nb = K / 256, bs = BLOCK_BYTES[dtype], f = Math.fround;
+  const nb = K / 256,
+    bs = BLOCK_BYTES[dtype],
+    f = Math.fround;
   const y = new Float32Array(M * N);
   for (let n = 0; n < N; n++) {
     for (let m = 0; m < M; m++) {
@@ -73,7 +76,12 @@ for (const variant of ['shared', 'shared-base'] as const) {
     const h = new Heap(variant);
     for (const dtype of ['q4_k', 'q5_k', 'q6_k'] as const) {
       const kind = KINDS[dtype];
-      for (const [nb, N] of [[1, 7], [2, 13], [3, 6], [5, 5]] as const) {
+      for (const [nb, N] of [
+        [1, 7],
+        [2, 13],
+        [3, 6],
+        [5, 5],
+      ] as const) {
         const K = 256 * nb;
         const w = weights(dtype, N, K, 1000 * nb + N + kind);
         const pw = h.putU8(w);
@@ -81,7 +89,8 @@ for (const variant of ['shared', 'shared-base'] as const) {
         const x = rand(Mmax * K, 31 * nb + kind, 2);
         x.fill(0, 2 * K + (nb - 1) * 256, 2 * K + nb * 256); // an all-zero super-block (d = 0) in row 2
         x[5 * K + 3] = 40; // an outlier: most quants of that block round to small values
-        const px = h.putF32(x), pa = h.alloc(Mmax * nb * Q8K_BYTES);
+        const px = h.putF32(x),
+          pa = h.alloc(Mmax * nb * Q8K_BYTES);
         h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
         const qm = new QuantMatrix(dtype, w, N, K);
         const ref = blockwiseRef(dtype, w, x, Mmax, N, K);
@@ -98,7 +107,10 @@ for (const variant of ['shared', 'shared-base'] as const) {
           const r = qm.matvec(x.subarray(m * K, (m + 1) * K)); // float64 sums of the same block values
           for (let n = 0; n < N; n++) {
             const i = m * N + n;
-            assert.ok(Math.abs(one[i]! - r[n]!) <= 1e-6 * (1 + Math.abs(r[n]!)), `${tag} [${m},${n}] ${one[i]} vs ${r[n]}`);
+            assert.ok(
+              Math.abs(one[i]! - r[n]!) <= 1e-6 * (1 + Math.abs(r[n]!)),
+              `${tag} [${m},${n}] ${one[i]} vs ${r[n]}`,
+            );
           }
         }
         for (let M = 1; M <= Mmax; M++) {
@@ -111,10 +123,16 @@ for (const variant of ['shared', 'shared-base'] as const) {
           const cut = Math.floor(N / 2) + 1;
           h.k.gemm_k(kind, pa, pw, py, N, M, cut, N, K, 1);
           h.k.gemm_k(kind, pa, pw, py, N, M, 0, cut, K, 1);
-          sameBits(h.f32(py, M * N), base.map((b, i) => Math.fround(b + one[i]!)), `${tag} M=${M} accumulate`);
+          sameBits(
+            h.f32(py, M * N),
+            base.map((b, i) => Math.fround(b + one[i]!)),
+            `${tag} M=${M} accumulate`,
+          );
         }
         // rows of Y wider than N (ldy > N), starting at a row in the middle of the activations
-        const ldy = N + 3, M = 6, py = h.alloc(M * ldy * 4);
+        const ldy = N + 3,
+          M = 6,
+          py = h.alloc(M * ldy * 4);
         h.f32(py, M * ldy).fill(-1);
         h.k.gemm_k(kind, pa + 2 * nb * Q8K_BYTES, pw, py, ldy, M, 1, N, K, 0);
         const y = h.f32(py, M * ldy);

@@ -14,7 +14,9 @@ import { parseMptConfig } from '../src/model/config.js';
 import { kvCacheBytes } from '../src/model/memory-plan.js';
 import { REPO_ROOT } from './helpers/goldens.js';
 
-const storywriter = parseMptConfig(JSON.parse(readFileSync(`${REPO_ROOT}test/fixtures/configs/mpt-7b-storywriter.json`, 'utf8')));
+const storywriter = parseMptConfig(
+  JSON.parse(readFileSync(`${REPO_ROOT}test/fixtures/configs/mpt-7b-storywriter.json`, 'utf8')),
+);
 const GiB = 1024 ** 3;
 
 test('7B StoryWriter, q4_0 weights, 65k q8_0 cache: every memory fits its weights and caches', () => {
@@ -25,15 +27,26 @@ test('7B StoryWriter, q4_0 weights, 65k q8_0 cache: every memory fits its weight
   assert.ok(planned.arenas.length > plain.arenas.length, `${planned.arenas.length} vs ${plain.arenas.length} memories`);
   for (const a of planned.arenas) {
     const kv = kvRegionBytes(storywriter, a.layers.length, ctx, 'q8_0');
-    assert.ok(a.initialBytes + kv <= 4 * GiB, `memory with ${a.layers.length} layers: ${(a.initialBytes + kv) / GiB} GiB`);
+    assert.ok(
+      a.initialBytes + kv <= 4 * GiB,
+      `memory with ${a.layers.length} layers: ${(a.initialBytes + kv) / GiB} GiB`,
+    );
   }
   // Without the reservation the same cache would not fit beside the packed layers.
-  const worst = Math.max(...plain.arenas.map((a) => a.initialBytes + kvRegionBytes(storywriter, a.layers.length, ctx, 'q8_0')));
+  const worst = Math.max(
+    ...plain.arenas.map((a) => a.initialBytes + kvRegionBytes(storywriter, a.layers.length, ctx, 'q8_0')),
+  );
   assert.ok(worst > 4 * GiB);
 });
 
 test('a cache too large for one memory beside one layer is refused at load, naming the options', () => {
   const perLayer = kvCacheBytes(storywriter, 1 << 20, 'f32') / storywriter.nLayers; // 1M tokens of f32: 32 GiB a layer
-  assert.throws(() => planLayout(storywriter, () => 'q4_0', { threads: 2, kvBytesPerLayer: perLayer }),
-    (e: unknown) => e instanceof MemoryPlanError && /KV cache/.test(e.message) && /--kv-type q8_0/.test(e.message) && /--ctx/.test(e.message));
+  assert.throws(
+    () => planLayout(storywriter, () => 'q4_0', { threads: 2, kvBytesPerLayer: perLayer }),
+    (e: unknown) =>
+      e instanceof MemoryPlanError &&
+      /KV cache/.test(e.message) &&
+      /--kv-type q8_0/.test(e.message) &&
+      /--ctx/.test(e.message),
+  );
 });

@@ -21,7 +21,12 @@ function matrices(L: ModelLayout): Array<[string, MatrixRef]> {
   if (!L.config.tieWordEmbeddings) out.push(['lm_head.weight', L.head.lm]);
   L.layers.forEach((ly, l) => {
     const p = blockPrefix(l);
-    out.push([`${p}attn.Wqkv.weight`, ly.qkv], [`${p}attn.out_proj.weight`, ly.out], [`${p}ffn.up_proj.weight`, ly.up], [`${p}ffn.down_proj.weight`, ly.down]);
+    out.push(
+      [`${p}attn.Wqkv.weight`, ly.qkv],
+      [`${p}attn.out_proj.weight`, ly.out],
+      [`${p}ffn.up_proj.weight`, ly.up],
+      [`${p}ffn.down_proj.weight`, ly.down],
+    );
   });
   return out;
 }
@@ -59,9 +64,13 @@ async function loadBoth(file: string, chunk: number) {
   try {
     assert.ok(ck.tensors.readInto, 'GGUF and safetensors sources offer readInto');
     const L = planLayout(ck.config, (n) => chooseMatrixType(ck.tensors.info(n)!, 'auto'), { threads: 1 });
-    const direct = new Arenas(L), buffered = new Arenas(L);
+    const direct = new Arenas(L),
+      buffered = new Arenas(L);
     const progress: number[] = [];
-    await loadWeights(ck.config, wrap(ck.tensors, true), L, direct, (d) => progress.push(d), { readChunk: chunk, concurrency: 3 });
+    await loadWeights(ck.config, wrap(ck.tensors, true), L, direct, (d) => progress.push(d), {
+      readChunk: chunk,
+      concurrency: 3,
+    });
     await loadWeights(ck.config, wrap(ck.tensors, false), L, buffered);
     const files = new Map<string, Uint8Array>();
     for (const [name] of matrices(L)) files.set(name, await ck.tensors.read(name));
@@ -75,7 +84,10 @@ async function loadBoth(file: string, chunk: number) {
 describe('wasm weight loading', () => {
   const cases: Array<[string, string]> = [
     ...['q8_0', 'q4_0', 'f16', 'q6_k'].map((t): [string, string] => [`GGUF ${t}`, fixture(`tiny-q-${t}.gguf`)]),
-    ...['tiny-alibi', 'tiny-alibi-bf16', 'tiny-alibi-fp16', 'tiny-alibi-sharded'].map((f): [string, string] => [`safetensors ${f}`, hfFixture(f)]),
+    ...['tiny-alibi', 'tiny-alibi-bf16', 'tiny-alibi-fp16', 'tiny-alibi-sharded'].map((f): [string, string] => [
+      `safetensors ${f}`,
+      hfFixture(f),
+    ]),
   ];
   for (const [label, file] of cases) {
     const type = label.replace(/^GGUF /, '');
@@ -92,7 +104,8 @@ describe('wasm weight loading', () => {
         const want = files.get(name)!.subarray(0, n);
         if (ref.type === 'q8_0') {
           for (let i = 0; i < n; i++) {
-            const quant = i % 34 >= 2, poisoned = quant && i % 7 === 0;
+            const quant = i % 34 >= 2,
+              poisoned = quant && i % 7 === 0;
             const w = poisoned || (quant && want[i]! === 0x80) ? 0x81 : want[i]!;
             if (got[i] !== w) assert.fail(`${name} byte ${i}: ${got[i]} != ${w}`);
             if (poisoned) clamped++;
@@ -142,7 +155,10 @@ describe('wasm weight loading', () => {
       let calls = 0;
       const bad: TensorSource = {
         ...ck.tensors,
-        readInto: async (n, d, s) => { if (++calls === 3) throw new FormatError('disk on fire'); return ck.tensors.readInto!(n, d, s); },
+        readInto: async (n, d, s) => {
+          if (++calls === 3) throw new FormatError('disk on fire');
+          return ck.tensors.readInto!(n, d, s);
+        },
       };
       await assert.rejects(loadWeights(ck.config, bad, L, new Arenas(L), undefined, { readChunk: 1 }), /disk on fire/);
     } finally {

@@ -21,7 +21,8 @@ describe('threads a pass uses', () => {
   it('a 512-token prompt of the shipped model and a 1B prompt take every core', () => {
     const pp512 = { macs: 512 * LAYERS + 4 * 512 * 512 * 2 * 256 + HEAD, barriers: 41 };
     assert.equal(passThreads(pp512, 16, 16), 16);
-    const d = 2048, layer1b = 12 * d * d;
+    const d = 2048,
+      layer1b = 12 * d * d;
     assert.equal(passThreads({ macs: 256 * 24 * layer1b, barriers: 24 * 10 + 1 }, 16, 16), 16);
   });
 

@@ -15,7 +15,8 @@ export abstract class KvCacheBase {
 
   truncate(n: number): void {
     if (this.disposed) throw new InputError('this KV cache was disposed');
-    if (!Number.isInteger(n) || n < 0 || n > this.len) throw new InputError(`cannot truncate a cache of length ${this.len} to ${n}`);
+    if (!Number.isInteger(n) || n < 0 || n > this.len)
+      throw new InputError(`cannot truncate a cache of length ${this.len} to ${n}`);
     this.len = n;
   }
 

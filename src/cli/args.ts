@@ -24,7 +24,10 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, comm
   for (const [k, v] of Object.entries(spec)) if (v.short) byShort.set(v.short, k);
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
-    if (a === '--') { positionals.push(...argv.slice(i + 1)); break; }
+    if (a === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
     let name: string | undefined;
     let value: string | undefined;
     if (a.startsWith('--')) {
@@ -50,7 +53,8 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, comm
       }
       if (s.type === 'number') {
         const n = Number(value);
-        if (value.trim() === '' || !Number.isFinite(n)) throw new InputError(`option --${name} needs a number, got "${value}"`);
+        if (value.trim() === '' || !Number.isFinite(n))
+          throw new InputError(`option --${name} needs a number, got "${value}"`);
         v = n;
       } else v = value;
     }

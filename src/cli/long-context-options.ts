@@ -7,7 +7,13 @@ import type { KvType } from '../backends/backend.js';
 import { InputError } from '../errors.js';
 import { defaultModelPath } from '../model/default-model.js';
 import type { MemoryPlan } from '../model/memory-plan.js';
-import { contextFullMessage, parseOverflowPolicy, streamWithContextPolicy, type ContextOverflowPolicy, type PolicyGenerateResult } from '../runtime/context-policy.js';
+import {
+  contextFullMessage,
+  parseOverflowPolicy,
+  streamWithContextPolicy,
+  type ContextOverflowPolicy,
+  type PolicyGenerateResult,
+} from '../runtime/context-policy.js';
 import type { GenerateOptions, GenerateResult, GenerationStream } from '../runtime/generate.js';
 import { checkContextMemory } from '../runtime/memory-check.js';
 import { resolveBackendName, type MptModel } from '../runtime/model.js';
@@ -45,9 +51,11 @@ export interface LongContextArgs {
 
 export function parseLongContextArgs(o: ParsedArgs['options']): LongContextArgs {
   const kv = o['kv-type'] as string | undefined;
-  if (kv !== undefined && !['f32', 'f16', 'q8_0'].includes(kv)) throw new InputError(`--kv-type must be f32, f16 or q8_0, got "${kv}"`);
+  if (kv !== undefined && !['f32', 'f16', 'q8_0'].includes(kv))
+    throw new InputError(`--kv-type must be f32, f16 or q8_0, got "${kv}"`);
   const batch = (o['batch-size'] as number | undefined) ?? 512;
-  if (!Number.isInteger(batch) || batch < 1) throw new InputError(`--batch-size must be a positive integer, got ${batch}`);
+  if (!Number.isInteger(batch) || batch < 1)
+    throw new InputError(`--batch-size must be a positive integer, got ${batch}`);
   const keep = (o['keep'] as number | undefined) ?? 0;
   if (!Number.isInteger(keep) || keep < 0) throw new InputError(`--keep must be an integer >= 0, got ${keep}`);
   return {
@@ -60,16 +68,32 @@ export function parseLongContextArgs(o: ParsedArgs['options']): LongContextArgs 
 }
 
 /** The memory check for `--ctx` (default max_seq_len) before loading; throws MemoryPlanError. */
-export async function checkLongContextMemory(modelPath: string | undefined, o: ParsedArgs['options'], lc: LongContextArgs): Promise<MemoryPlan> {
+export async function checkLongContextMemory(
+  modelPath: string | undefined,
+  o: ParsedArgs['options'],
+  lc: LongContextArgs,
+): Promise<MemoryPlan> {
   const b = o['backend'];
   const backend = await resolveBackendName(b === 'wasm' || b === 'reference' ? b : undefined);
-  return checkContextMemory(modelPath ?? defaultModelPath(), { ctx: o['ctx'] as number | undefined, kvType: lc.kvType, batchSize: lc.batchSize, backend });
+  return checkContextMemory(modelPath ?? defaultModelPath(), {
+    ctx: o['ctx'] as number | undefined,
+    kvType: lc.kvType,
+    batchSize: lc.batchSize,
+    backend,
+  });
 }
 
 /** Streams a generation with the long-context options. */
-export async function streamLongContext(model: MptModel, ids: readonly number[], gen: GenerateOptions, lc: LongContextArgs, onNote: (m: string) => void): Promise<GenerationStream> {
+export async function streamLongContext(
+  model: MptModel,
+  ids: readonly number[],
+  gen: GenerateOptions,
+  lc: LongContextArgs,
+  onNote: (m: string) => void,
+): Promise<GenerationStream> {
   const options = { ...gen, prefillChunk: lc.batchSize, kvType: lc.kvType, overflow: lc.overflow, keep: lc.keep };
-  if (lc.promptCache !== undefined) return streamWithPromptCache(model, ids, options, { file: lc.promptCache, batchSize: lc.batchSize, onNote });
+  if (lc.promptCache !== undefined)
+    return streamWithPromptCache(model, ids, options, { file: lc.promptCache, batchSize: lc.batchSize, onNote });
   return streamWithContextPolicy(model, ids, options);
 }
 

@@ -14,8 +14,19 @@ interface CommandModule {
 
 /** Subcommands in the order `mpt --help` lists them. */
 const COMMANDS = [
-  'generate', 'chat', 'serve', 'info', 'logits', 'tokenize', 'detokenize', 'convert', 'quantize',
-  'bench', 'train', 'finetune', 'perplexity',
+  'generate',
+  'chat',
+  'serve',
+  'info',
+  'logits',
+  'tokenize',
+  'detokenize',
+  'convert',
+  'quantize',
+  'bench',
+  'train',
+  'finetune',
+  'perplexity',
 ] as const;
 
 async function loadCommand(name: string): Promise<CommandModule | undefined> {
@@ -23,7 +34,10 @@ async function loadCommand(name: string): Promise<CommandModule | undefined> {
   try {
     return (await import(`./commands/${name}.js`)) as CommandModule;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' && String((e as Error).message).includes(`commands/${name}.js`)) {
+    if (
+      (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND' &&
+      String((e as Error).message).includes(`commands/${name}.js`)
+    ) {
       return undefined;
     }
     throw e;
@@ -35,8 +49,20 @@ async function loadCommand(name: string): Promise<CommandModule | undefined> {
  * ("EISDIR: illegal operation on a directory, read 'x'"), so they are shown as one line.
  */
 const USER_FS_ERRORS = new Set([
-  'ENOENT', 'EISDIR', 'ENOTDIR', 'EACCES', 'EPERM', 'ENOSPC', 'EDQUOT', 'EROFS', 'ELOOP', 'ENAMETOOLONG', 'EEXIST',
-  'EMFILE', 'ENXIO', 'ERR_FS_FILE_TOO_LARGE',
+  'ENOENT',
+  'EISDIR',
+  'ENOTDIR',
+  'EACCES',
+  'EPERM',
+  'ENOSPC',
+  'EDQUOT',
+  'EROFS',
+  'ELOOP',
+  'ENAMETOOLONG',
+  'EEXIST',
+  'EMFILE',
+  'ENXIO',
+  'ERR_FS_FILE_TOO_LARGE',
 ]);
 
 /** The one-line message for an error a user can cause, or undefined for one that is a bug. */
@@ -89,7 +115,9 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (name === '--version' || name === '-v') {
     const { readFileSync } = await import('node:fs');
-    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
+      version: string;
+    };
     process.stdout.write(`mpt-ts ${pkg.version}\n`);
     return 0;
   }

@@ -139,7 +139,8 @@ export function parseLogitBias(specs: string[]): Map<number, number> {
   const bias = new Map<number, number>();
   for (const spec of specs) {
     const m = /^\s*(\d+)\s*([+-])\s*(inf|\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*$/i.exec(spec);
-    if (!m) throw new InputError(`--logit-bias takes TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1, 2-inf), got "${spec}"`);
+    if (!m)
+      throw new InputError(`--logit-bias takes TOKEN_ID+BIAS or TOKEN_ID-BIAS (e.g. 15043+1, 2-inf), got "${spec}"`);
     const value = m[3]!.toLowerCase() === 'inf' ? Infinity : Number(m[3]);
     bias.set(Number(m[1]), (bias.get(Number(m[1])) ?? 0) + (m[2] === '-' ? -value : value));
   }
@@ -171,7 +172,9 @@ export async function loadModelForCli(model: string | undefined, o: ParsedArgs['
     template: o['template'] as string | undefined,
     tokenizer: o['tokenizer'] as string | undefined,
     onProgress: (d, t) => progress.update(d, t),
-    onNote: (m) => { if (!quiet) process.stderr.write(`note: ${m}\n`); },
+    onNote: (m) => {
+      if (!quiet) process.stderr.write(`note: ${m}\n`);
+    },
   });
   progress.finish();
   return loaded;
@@ -199,7 +202,8 @@ export async function loadTokenizerForCli(path: string | undefined): Promise<Mpt
     return MptTokenizer.fromGguf(data, p);
   }
   const tok = loadTokenizer(p);
-  if (!tok) throw new InputError(`${p} has no tokenizer.json, and the shipped GPT-NeoX tokenizer does not fit its config`);
+  if (!tok)
+    throw new InputError(`${p} has no tokenizer.json, and the shipped GPT-NeoX tokenizer does not fit its config`);
   return tok;
 }
 
@@ -221,7 +225,7 @@ export async function readStdin(maxBytes = MAX_STDIN_BYTES): Promise<string> {
   const chunks: Buffer[] = [];
   let total = 0;
   for await (const c of process.stdin) {
-    const b = typeof c === 'string' ? Buffer.from(c) : c as Buffer;
+    const b = typeof c === 'string' ? Buffer.from(c) : (c as Buffer);
     total += b.length;
     if (total > maxBytes) {
       process.stdin.destroy();

@@ -39,7 +39,11 @@ export function writeUserFile(path: string, data: string): void {
     writeFileSync(tmp, data, { flag: 'wx' });
     renameSync(tmp, path);
   } catch (e) {
-    try { unlinkSync(tmp); } catch { /* not created */ }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* not created */
+    }
     const dir = statPath(dirname(path));
     const why = dir?.isDirectory() ? (e as Error).message : `the folder ${dirname(path)} does not exist`;
     throw new InputError(`cannot write ${path}: ${why}`, { cause: e });

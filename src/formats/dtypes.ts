@@ -117,7 +117,8 @@ function f16ToF32Table(): Uint32Array {
 
 /** A Uint16Array over `bytes`, copying only when the view would be misaligned. */
 function u16View(bytes: Uint8Array, what: string): Uint16Array {
-  if (bytes.byteLength % 2 !== 0) throw new FormatError(`${what}: ${bytes.byteLength} bytes is not a whole number of 16-bit values`);
+  if (bytes.byteLength % 2 !== 0)
+    throw new FormatError(`${what}: ${bytes.byteLength} bytes is not a whole number of 16-bit values`);
   if (bytes.byteOffset % 2 === 0) return new Uint16Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 2);
   return new Uint16Array(bytes.slice().buffer);
 }
@@ -173,7 +174,9 @@ export function shapeElements(shape: readonly number[]): number {
 export function tensorToFloat32(info: TensorInfo, bytes: Uint8Array): Float32Array {
   const size = FLOAT_DTYPE_BYTES[info.dtype];
   if (size === undefined) {
-    throw new FormatError(`tensor ${info.name} is ${info.dtype}, a quantized type: dequantize it instead of widening it`);
+    throw new FormatError(
+      `tensor ${info.name} is ${info.dtype}, a quantized type: dequantize it instead of widening it`,
+    );
   }
   const count = shapeElements(info.shape);
   if (bytes.byteLength !== count * size) {

@@ -56,10 +56,33 @@ export const GGML_TYPES: Readonly<Record<DType, GgmlTypeInfo>> = Object.freeze({
 
 /** ggml type ids this engine does not implement, by name, so errors can say what the file holds. */
 const OTHER_GGML_TYPE_NAMES: Record<number, string> = {
-  4: 'Q4_2 (removed from ggml)', 5: 'Q4_3 (removed from ggml)', 9: 'Q8_1', 15: 'Q8_K', 16: 'IQ2_XXS', 17: 'IQ2_XS',
-  18: 'IQ3_XXS', 19: 'IQ1_S', 20: 'IQ4_NL', 21: 'IQ3_S', 22: 'IQ2_S', 23: 'IQ4_XS', 24: 'I8', 25: 'I16',
-  26: 'I32', 27: 'I64', 28: 'F64', 29: 'IQ1_M', 31: 'Q4_0_4_4', 32: 'Q4_0_4_8', 33: 'Q4_0_8_8', 34: 'TQ1_0',
-  35: 'TQ2_0', 36: 'IQ4_NL_4_4', 37: 'IQ4_NL_4_8', 38: 'IQ4_NL_8_8', 39: 'MXFP4',
+  4: 'Q4_2 (removed from ggml)',
+  5: 'Q4_3 (removed from ggml)',
+  9: 'Q8_1',
+  15: 'Q8_K',
+  16: 'IQ2_XXS',
+  17: 'IQ2_XS',
+  18: 'IQ3_XXS',
+  19: 'IQ1_S',
+  20: 'IQ4_NL',
+  21: 'IQ3_S',
+  22: 'IQ2_S',
+  23: 'IQ4_XS',
+  24: 'I8',
+  25: 'I16',
+  26: 'I32',
+  27: 'I64',
+  28: 'F64',
+  29: 'IQ1_M',
+  31: 'Q4_0_4_4',
+  32: 'Q4_0_4_8',
+  33: 'Q4_0_8_8',
+  34: 'TQ1_0',
+  35: 'TQ2_0',
+  36: 'IQ4_NL_4_4',
+  37: 'IQ4_NL_4_8',
+  38: 'IQ4_NL_8_8',
+  39: 'MXFP4',
 };
 
 const BY_ID = new Map<number, DType>(
@@ -84,7 +107,9 @@ export function byteLengthOf(dtype: DType, count: number): number {
   if (t === undefined) throw new UnsupportedError(`unknown tensor dtype "${String(dtype)}"`);
   if (!Number.isSafeInteger(count) || count < 0) throw new FormatError(`invalid element count ${count}`);
   if (count % t.blockSize !== 0) {
-    throw new FormatError(`${t.name} stores blocks of ${t.blockSize} values; ${count} values is not a whole number of blocks`);
+    throw new FormatError(
+      `${t.name} stores blocks of ${t.blockSize} values; ${count} values is not a whole number of blocks`,
+    );
   }
   return (count / t.blockSize) * t.typeSize;
 }
@@ -153,7 +178,8 @@ function q3kScales(b: Uint8Array, o: number, out: Int32Array): void {
  */
 export function dequantize(dtype: DType, bytes: Uint8Array, count: number, into?: Float32Array): Float32Array {
   checkBytes(dtype, bytes, count);
-  if (into && into.length !== count) throw new RangeError(`dequantize: the output holds ${into.length} values, not ${count}`);
+  if (into && into.length !== count)
+    throw new RangeError(`dequantize: the output holds ${into.length} values, not ${count}`);
   const y = into ?? new Float32Array(count);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const h = halfToFloatTable();
@@ -269,7 +295,10 @@ export function dequantize(dtype: DType, bytes: Uint8Array, count: number, into?
         for (let j = 0; j < 4; j++) {
           const [sc1, m1i] = scaleMinK4(2 * j, b, o + 4);
           const [sc2, m2i] = scaleMinK4(2 * j + 1, b, o + 4);
-          const d1 = fr(d * sc1), m1 = fr(dmin * m1i), d2 = fr(d * sc2), m2 = fr(dmin * m2i);
+          const d1 = fr(d * sc1),
+            m1 = fr(dmin * m1i),
+            d2 = fr(d * sc2),
+            m2 = fr(dmin * m2i);
           const q = o + 16 + 32 * j;
           for (let l = 0; l < 32; l++) y[p++] = fr(fr(d1 * (b[q + l]! & 0xf)) - m1);
           for (let l = 0; l < 32; l++) y[p++] = fr(fr(d2 * (b[q + l]! >> 4)) - m2);
@@ -281,11 +310,15 @@ export function dequantize(dtype: DType, bytes: Uint8Array, count: number, into?
         const d = h[dv.getUint16(o, true)]!;
         const dmin = h[dv.getUint16(o + 2, true)]!;
         let p = i;
-        let u1 = 1, u2 = 2;
+        let u1 = 1,
+          u2 = 2;
         for (let j = 0; j < 4; j++) {
           const [sc1, m1i] = scaleMinK4(2 * j, b, o + 4);
           const [sc2, m2i] = scaleMinK4(2 * j + 1, b, o + 4);
-          const d1 = fr(d * sc1), m1 = fr(dmin * m1i), d2 = fr(d * sc2), m2 = fr(dmin * m2i);
+          const d1 = fr(d * sc1),
+            m1 = fr(dmin * m1i),
+            d2 = fr(d * sc2),
+            m2 = fr(dmin * m2i);
           const q = o + 48 + 32 * j;
           for (let l = 0; l < 32; l++) y[p++] = fr(fr(d1 * ((b[q + l]! & 0xf) + (b[o + 16 + l]! & u1 ? 16 : 0))) - m1);
           for (let l = 0; l < 32; l++) y[p++] = fr(fr(d2 * ((b[q + l]! >> 4) + (b[o + 16 + l]! & u2 ? 16 : 0))) - m2);
@@ -332,7 +365,19 @@ function truncI8(v: number): number {
 }
 
 /** The types `quantize` can write. */
-export const QUANTIZABLE_TYPES: readonly DType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k'];
+export const QUANTIZABLE_TYPES: readonly DType[] = [
+  'f32',
+  'f16',
+  'bf16',
+  'q8_0',
+  'q4_0',
+  'q4_1',
+  'q5_0',
+  'q5_1',
+  'q4_k',
+  'q5_k',
+  'q6_k',
+];
 
 /**
  * Encodes float32 values as `dtype`. Supported: f32, f16, bf16 (round to nearest even) and
@@ -376,7 +421,8 @@ export function quantize(dtype: DType, x: Float32Array): Uint8Array {
       const bs = is5 ? 22 : 18;
       const qs = is5 ? 6 : 2;
       for (let i = 0, o = 0; i < n; i += 32, o += bs) {
-        let amax = 0, max = 0;
+        let amax = 0,
+          max = 0;
         for (let j = 0; j < 32; j++) {
           const v = x[i + j]!;
           if (amax < Math.abs(v)) {
@@ -409,7 +455,8 @@ export function quantize(dtype: DType, x: Float32Array): Uint8Array {
       const bs = is5 ? 24 : 20;
       const qs = is5 ? 8 : 4;
       for (let i = 0, o = 0; i < n; i += 32, o += bs) {
-        let min = Infinity, max = -Infinity;
+        let min = Infinity,
+          max = -Infinity;
         for (let j = 0; j < 32; j++) {
           const v = x[i + j]!;
           if (v < min) min = v;
@@ -459,7 +506,8 @@ export function quantizeMatrix(dtype: DType, x: Float32Array, rows: number, cols
 export function checkMatrixShape(dtype: DType, length: number, rows: number, cols: number, tensor: string): void {
   const t = GGML_TYPES[dtype];
   if (t === undefined) throw new UnsupportedError(`${tensor}: unknown tensor dtype "${String(dtype)}"`);
-  if (rows * cols !== length) throw new InputError(`${tensor}: ${length} values do not form a ${rows} × ${cols} matrix`);
+  if (rows * cols !== length)
+    throw new InputError(`${tensor}: ${length} values do not form a ${rows} × ${cols} matrix`);
   if (cols % t.blockSize !== 0) {
     throw new InputError(
       `${tensor}: rows of ${cols} values cannot be stored as ${t.name}, which needs rows that are a multiple of ${t.blockSize} values`,
@@ -477,12 +525,21 @@ export type ActivationType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q8_1' | 'q8_K';
 /** ggml-cpu's `vec_dot_type` per weight type (x86). */
 export function activationTypeOf(dtype: DType): ActivationType {
   switch (dtype) {
-    case 'f32': return 'f32';
-    case 'f16': return 'f16';
-    case 'bf16': return 'bf16';
-    case 'q8_0': case 'q4_0': case 'q5_0': return 'q8_0';
-    case 'q4_1': case 'q5_1': return 'q8_1';
-    default: return 'q8_K';
+    case 'f32':
+      return 'f32';
+    case 'f16':
+      return 'f16';
+    case 'bf16':
+      return 'bf16';
+    case 'q8_0':
+    case 'q4_0':
+    case 'q5_0':
+      return 'q8_0';
+    case 'q4_1':
+    case 'q5_1':
+      return 'q8_1';
+    default:
+      return 'q8_K';
   }
 }
 
@@ -547,7 +604,8 @@ export function quantizeActivations(type: ActivationType, x: Float32Array): Quan
   const bsums = new Int32Array(n / 16);
   for (let b = 0; b < n / 256; b++) {
     const i0 = 256 * b;
-    let amax = 0, max = 0;
+    let amax = 0,
+      max = 0;
     for (let j = 0; j < 256; j++) {
       const ax = Math.abs(x[i0 + j]!);
       if (ax > amax) {
@@ -590,9 +648,15 @@ export class QuantMatrix {
   /** k-quants: elements per sub-block (16 or 32). */
   private readonly sub: number = 0;
 
-  constructor(readonly dtype: DType, bytes: Uint8Array, readonly rows: number, readonly cols: number) {
+  constructor(
+    readonly dtype: DType,
+    bytes: Uint8Array,
+    readonly rows: number,
+    readonly cols: number,
+  ) {
     const bs = GGML_TYPES[dtype].blockSize;
-    if (cols % bs !== 0) throw new FormatError(`${GGML_TYPES[dtype].name} rows need a multiple of ${bs} columns, got ${cols}`);
+    if (cols % bs !== 0)
+      throw new FormatError(`${GGML_TYPES[dtype].name} rows need a multiple of ${bs} columns, got ${cols}`);
     const count = rows * cols;
     checkBytes(dtype, bytes, count);
     this.actType = activationTypeOf(dtype);
@@ -691,7 +755,8 @@ export class QuantMatrix {
         const is5 = dtype === 'q5_k';
         const qs = is5 ? o + 48 : o + 16;
         let p = i;
-        let u1 = 1, u2 = 2;
+        let u1 = 1,
+          u2 = 2;
         for (let j = 0; j < 4; j++) {
           for (let l = 0; l < 32; l++) q[p++] = (b[qs + 32 * j + l]! & 0xf) + (is5 && b[o + 16 + l]! & u1 ? 16 : 0);
           for (let l = 0; l < 32; l++) q[p++] = (b[qs + 32 * j + l]! >> 4) + (is5 && b[o + 16 + l]! & u2 ? 16 : 0);
@@ -703,7 +768,9 @@ export class QuantMatrix {
         d[k] = h[dv.getUint16(o + 208, true)]!;
         for (let j = 0; j < 16; j++) sc[16 * k + j] = dv.getInt8(o + 192 + j);
         for (let n = 0; n < 2; n++) {
-          const ql = o + 64 * n, qh = o + 128 + 32 * n, p = i + 128 * n;
+          const ql = o + 64 * n,
+            qh = o + 128 + 32 * n,
+            p = i + 128 * n;
           for (let l = 0; l < 32; l++) {
             const hb = b[qh + l]!;
             q[p + l] = ((b[ql + l]! & 0xf) | ((hb & 3) << 4)) - 32;
@@ -731,19 +798,25 @@ export class QuantMatrix {
     const cols = this.cols;
     const base = r * cols;
     if (this.f) {
-      const f = this.f, x = a.f!;
+      const f = this.f,
+        x = a.f!;
       let s = 0;
       for (let j = 0; j < cols; j++) s += f[base + j]! * x[j]!;
       return s;
     }
-    const q = this.q!, xq = a.q!, xd = a.d!;
+    const q = this.q!,
+      xq = a.q!,
+      xd = a.d!;
     if (this.sc === undefined) {
       // 32-blocks: sumi · fround(d_w·d_x) (+ m_w · s_x for q4_1 / q5_1)
-      const d = this.d!, m = this.m, xs = a.s;
+      const d = this.d!,
+        m = this.m,
+        xs = a.s;
       const b0 = base / 32;
       let acc = 0;
       for (let k = 0; k < cols / 32; k++) {
-        const o = base + 32 * k, xo = 32 * k;
+        const o = base + 32 * k,
+          xo = 32 * k;
         let sumi = 0;
         for (let j = 0; j < 32; j++) sumi += q[o + j]! * xq[xo + j]!;
         let v = fr(sumi * fr(d[b0 + k]! * xd[k]!));
@@ -753,13 +826,18 @@ export class QuantMatrix {
       return acc;
     }
     // k-quants: Σ_sub scale·Σ q·q8, times d_w·d_x; minus dmin_w·d_x · Σ bsums·min
-    const d = this.d!, dmin = this.m, sc = this.sc, mn = this.mn, sub = this.sub;
+    const d = this.d!,
+      dmin = this.m,
+      sc = this.sc,
+      mn = this.mn,
+      sub = this.sub;
     const nsub = 256 / sub;
     const bsums = a.bsums!;
     const s0 = base / 256;
     let acc = 0;
     for (let k = 0; k < cols / 256; k++) {
-      const o = base + 256 * k, xo = 256 * k;
+      const o = base + 256 * k,
+        xo = 256 * k;
       const sk = (s0 + k) * nsub;
       let isum = 0;
       for (let s = 0; s < nsub; s++) {

@@ -48,8 +48,19 @@ export type GgufValue =
   | GgufArray;
 
 export type GgufArrayItems =
-  | Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array | Float32Array | Float64Array
-  | BigUint64Array | BigInt64Array | boolean[] | string[] | GgufArray[];
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | Float32Array
+  | Float64Array
+  | BigUint64Array
+  | BigInt64Array
+  | boolean[]
+  | string[]
+  | GgufArray[];
 
 /** An array value: numeric items as a typed array, strings/bools as JS arrays, nested arrays as GgufArray[]. */
 export interface GgufArray {
@@ -60,12 +71,36 @@ export interface GgufArray {
 
 /** GGUF's value type codes (gguf.h `enum gguf_type`). */
 const TYPE_CODES: Record<GgufItemType, number> = {
-  u8: 0, i8: 1, u16: 2, i16: 3, u32: 4, i32: 5, f32: 6, bool: 7, string: 8, array: 9, u64: 10, i64: 11, f64: 12,
+  u8: 0,
+  i8: 1,
+  u16: 2,
+  i16: 3,
+  u32: 4,
+  i32: 5,
+  f32: 6,
+  bool: 7,
+  string: 8,
+  array: 9,
+  u64: 10,
+  i64: 11,
+  f64: 12,
 };
 const TYPE_BY_CODE = new Map<number, GgufItemType>(Object.entries(TYPE_CODES).map(([k, v]) => [v, k as GgufItemType]));
 /** Fixed item sizes; strings and arrays have a minimum encoded size instead. */
 const ITEM_SIZE: Record<GgufItemType, number> = {
-  u8: 1, i8: 1, u16: 2, i16: 2, u32: 4, i32: 4, f32: 4, bool: 1, string: 8, array: 12, u64: 8, i64: 8, f64: 8,
+  u8: 1,
+  i8: 1,
+  u16: 2,
+  i16: 2,
+  u32: 4,
+  i32: 4,
+  f32: 4,
+  bool: 1,
+  string: 8,
+  array: 12,
+  u64: 8,
+  i64: 8,
+  f64: 8,
 };
 
 /** Builders for metadata values (for writers). */
@@ -125,7 +160,9 @@ class HeaderCursor {
   async need(n: number, what: string): Promise<void> {
     if (this.pos + n <= this.bufStart + this.buf.length) return;
     if (n > this.remaining) {
-      throw new FormatError(`${this.file.name}: file is truncated in the GGUF header (${what} needs ${n} bytes at offset ${this.pos}, the file has ${this.file.size})`);
+      throw new FormatError(
+        `${this.file.name}: file is truncated in the GGUF header (${what} needs ${n} bytes at offset ${this.pos}, the file has ${this.file.size})`,
+      );
     }
     const len = Math.min(Math.max(n, HEADER_CHUNK), this.remaining);
     this.buf = await this.file.read(this.pos, len, `GGUF header (${what})`);
@@ -139,16 +176,36 @@ class HeaderCursor {
     return o;
   }
 
-  u8(): number { return this.view.getUint8(this.at(1)); }
-  i8(): number { return this.view.getInt8(this.at(1)); }
-  u16(): number { return this.view.getUint16(this.at(2), true); }
-  i16(): number { return this.view.getInt16(this.at(2), true); }
-  u32(): number { return this.view.getUint32(this.at(4), true); }
-  i32(): number { return this.view.getInt32(this.at(4), true); }
-  f32(): number { return this.view.getFloat32(this.at(4), true); }
-  f64(): number { return this.view.getFloat64(this.at(8), true); }
-  u64(): bigint { return this.view.getBigUint64(this.at(8), true); }
-  i64(): bigint { return this.view.getBigInt64(this.at(8), true); }
+  u8(): number {
+    return this.view.getUint8(this.at(1));
+  }
+  i8(): number {
+    return this.view.getInt8(this.at(1));
+  }
+  u16(): number {
+    return this.view.getUint16(this.at(2), true);
+  }
+  i16(): number {
+    return this.view.getInt16(this.at(2), true);
+  }
+  u32(): number {
+    return this.view.getUint32(this.at(4), true);
+  }
+  i32(): number {
+    return this.view.getInt32(this.at(4), true);
+  }
+  f32(): number {
+    return this.view.getFloat32(this.at(4), true);
+  }
+  f64(): number {
+    return this.view.getFloat64(this.at(8), true);
+  }
+  u64(): bigint {
+    return this.view.getBigUint64(this.at(8), true);
+  }
+  i64(): bigint {
+    return this.view.getBigInt64(this.at(8), true);
+  }
   bytes(n: number): Uint8Array {
     const o = this.at(n);
     return this.buf.subarray(o, o + n);
@@ -193,7 +250,9 @@ export class GgufFile {
     const info = typeof t === 'string' ? this.byName.get(t) : t;
     if (!info) throw new FormatError(`${this.path}: no tensor named "${String(t)}"`);
     if (!Number.isSafeInteger(start) || start < 0 || start + dest.length > info.byteLength) {
-      throw new FormatError(`${this.path}: bytes [${start}, ${start + dest.length}) are outside tensor ${info.name} (${info.byteLength} bytes)`);
+      throw new FormatError(
+        `${this.path}: bytes [${start}, ${start + dest.length}) are outside tensor ${info.name} (${info.byteLength} bytes)`,
+      );
     }
     await readIntoFrom(this.file, this.dataOffset + info.offset + start, dest, `tensor ${info.name}`);
   }
@@ -204,7 +263,8 @@ export class GgufFile {
 }
 
 function safeCount(v: bigint, what: string, path: string): number {
-  if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${path}: ${what} ${v} is absurd (corrupt GGUF header?)`);
+  if (v > BigInt(Number.MAX_SAFE_INTEGER))
+    throw new FormatError(`${path}: ${what} ${v} is absurd (corrupt GGUF header?)`);
   return Number(v);
 }
 
@@ -217,7 +277,9 @@ async function readString(c: HeaderCursor, what: string, path: string): Promise<
     );
   }
   if (len > BigInt(c.remaining)) {
-    throw new FormatError(`${path}: ${what} claims ${len} bytes but only ${c.remaining} remain (corrupt or truncated GGUF)`);
+    throw new FormatError(
+      `${path}: ${what} claims ${len} bytes but only ${c.remaining} remain (corrupt or truncated GGUF)`,
+    );
   }
   const n = Number(len);
   await c.need(n, what);
@@ -228,7 +290,13 @@ async function readString(c: HeaderCursor, what: string, path: string): Promise<
   }
 }
 
-async function readValue(c: HeaderCursor, type: GgufItemType, key: string, path: string, depth: number): Promise<GgufValue> {
+async function readValue(
+  c: HeaderCursor,
+  type: GgufItemType,
+  key: string,
+  path: string,
+  depth: number,
+): Promise<GgufValue> {
   switch (type) {
     case 'string':
       return { type, value: await readString(c, `value of ${key}`, path) };
@@ -240,12 +308,30 @@ async function readValue(c: HeaderCursor, type: GgufItemType, key: string, path:
       if (b > 1) throw new FormatError(`${path}: ${key} holds bool value ${b} (must be 0 or 1)`);
       return { type, value: b === 1 };
     }
-    case 'u64': await c.need(8, key); return { type, value: c.u64() };
-    case 'i64': await c.need(8, key); return { type, value: c.i64() };
+    case 'u64':
+      await c.need(8, key);
+      return { type, value: c.u64() };
+    case 'i64':
+      await c.need(8, key);
+      return { type, value: c.i64() };
     default: {
       await c.need(ITEM_SIZE[type], key);
-      const v = type === 'u8' ? c.u8() : type === 'i8' ? c.i8() : type === 'u16' ? c.u16() : type === 'i16' ? c.i16()
-        : type === 'u32' ? c.u32() : type === 'i32' ? c.i32() : type === 'f32' ? c.f32() : c.f64();
+      const v =
+        type === 'u8'
+          ? c.u8()
+          : type === 'i8'
+            ? c.i8()
+            : type === 'u16'
+              ? c.u16()
+              : type === 'i16'
+                ? c.i16()
+                : type === 'u32'
+                  ? c.u32()
+                  : type === 'i32'
+                    ? c.i32()
+                    : type === 'f32'
+                      ? c.f32()
+                      : c.f64();
       return { type, value: v };
     }
   }
@@ -265,7 +351,9 @@ async function readArray(c: HeaderCursor, key: string, path: string, depth: numb
   }
   // Every item takes at least ITEM_SIZE bytes: refuse counts the rest of the file cannot hold.
   if (n64 * BigInt(ITEM_SIZE[itemType]) > BigInt(c.remaining)) {
-    throw new FormatError(`${path}: array ${key} claims ${n64} items but only ${c.remaining} bytes remain (corrupt or truncated GGUF)`);
+    throw new FormatError(
+      `${path}: array ${key} claims ${n64} items but only ${c.remaining} bytes remain (corrupt or truncated GGUF)`,
+    );
   }
   const n = Number(n64);
   if (itemType === 'string') {
@@ -285,16 +373,36 @@ async function readArray(c: HeaderCursor, key: string, path: string, depth: numb
   const copy = new Uint8Array(raw).buffer;
   let value: GgufArrayItems;
   switch (itemType) {
-    case 'u8': value = new Uint8Array(copy); break;
-    case 'i8': value = new Int8Array(copy); break;
-    case 'u16': value = new Uint16Array(copy); break;
-    case 'i16': value = new Int16Array(copy); break;
-    case 'u32': value = new Uint32Array(copy); break;
-    case 'i32': value = new Int32Array(copy); break;
-    case 'f32': value = new Float32Array(copy); break;
-    case 'f64': value = new Float64Array(copy); break;
-    case 'u64': value = new BigUint64Array(copy); break;
-    case 'i64': value = new BigInt64Array(copy); break;
+    case 'u8':
+      value = new Uint8Array(copy);
+      break;
+    case 'i8':
+      value = new Int8Array(copy);
+      break;
+    case 'u16':
+      value = new Uint16Array(copy);
+      break;
+    case 'i16':
+      value = new Int16Array(copy);
+      break;
+    case 'u32':
+      value = new Uint32Array(copy);
+      break;
+    case 'i32':
+      value = new Int32Array(copy);
+      break;
+    case 'f32':
+      value = new Float32Array(copy);
+      break;
+    case 'f64':
+      value = new Float64Array(copy);
+      break;
+    case 'u64':
+      value = new BigUint64Array(copy);
+      break;
+    case 'i64':
+      value = new BigInt64Array(copy);
+      break;
     default: {
       const bytes = new Uint8Array(copy);
       const out: boolean[] = new Array(n);
@@ -334,15 +442,22 @@ async function parseHeader(file: ByteSource, path: string): Promise<GgufFile> {
   await c.need(4, 'magic');
   const magic = c.u32();
   if (magic !== GGUF_MAGIC) {
-    const shown = Array.from(new Uint8Array(new Uint32Array([magic]).buffer), (b) => b.toString(16).padStart(2, '0')).join(' ');
+    const shown = Array.from(new Uint8Array(new Uint32Array([magic]).buffer), (b) =>
+      b.toString(16).padStart(2, '0'),
+    ).join(' ');
     throw new FormatError(`${path} is not a GGUF file (magic bytes ${shown}, expected "GGUF")`);
   }
   await c.need(4, 'version');
   const version = c.u32();
   if (version !== 2 && version !== 3) {
-    const swapped = ((version & 0xff) << 24) | ((version & 0xff00) << 8) | ((version >>> 8) & 0xff00) | (version >>> 24);
-    if (version === 1) throw new FormatError(`${path} is GGUF version 1, which is not supported (versions 2 and 3 are); re-convert it with a current llama.cpp`);
-    if (swapped >= 1 && swapped <= 3) throw new FormatError(`${path} is a big-endian GGUF file; only little-endian files are supported`);
+    const swapped =
+      ((version & 0xff) << 24) | ((version & 0xff00) << 8) | ((version >>> 8) & 0xff00) | (version >>> 24);
+    if (version === 1)
+      throw new FormatError(
+        `${path} is GGUF version 1, which is not supported (versions 2 and 3 are); re-convert it with a current llama.cpp`,
+      );
+    if (swapped >= 1 && swapped <= 3)
+      throw new FormatError(`${path} is a big-endian GGUF file; only little-endian files are supported`);
     throw new FormatError(`${path} has unknown GGUF version ${version} (versions 2 and 3 are supported)`);
   }
   await c.need(16, 'counts');
@@ -350,10 +465,14 @@ async function parseHeader(file: ByteSource, path: string): Promise<GgufFile> {
   const nKv64 = c.u64();
   // A tensor info takes at least 8 (name) + 4 + 4 + 8 = 24 bytes; a key/value at least 8 + 4 + 1.
   if (nTensors64 * 24n > BigInt(c.remaining)) {
-    throw new FormatError(`${path}: header claims ${nTensors64} tensors, more than the ${c.remaining} remaining bytes can describe (corrupt GGUF)`);
+    throw new FormatError(
+      `${path}: header claims ${nTensors64} tensors, more than the ${c.remaining} remaining bytes can describe (corrupt GGUF)`,
+    );
   }
   if (nKv64 * 13n > BigInt(c.remaining)) {
-    throw new FormatError(`${path}: header claims ${nKv64} metadata entries, more than the ${c.remaining} remaining bytes can hold (corrupt GGUF)`);
+    throw new FormatError(
+      `${path}: header claims ${nKv64} metadata entries, more than the ${c.remaining} remaining bytes can hold (corrupt GGUF)`,
+    );
   }
   const nTensors = Number(nTensors64);
   const nKv = Number(nKv64);
@@ -386,28 +505,42 @@ async function parseHeader(file: ByteSource, path: string): Promise<GgufFile> {
     names.add(name);
     await c.need(4, name);
     const nDims = c.u32();
-    if (nDims < 1 || nDims > MAX_DIMS) throw new FormatError(`${path}: tensor ${name} has ${nDims} dimensions (1 to ${MAX_DIMS} allowed)`);
+    if (nDims < 1 || nDims > MAX_DIMS)
+      throw new FormatError(`${path}: tensor ${name} has ${nDims} dimensions (1 to ${MAX_DIMS} allowed)`);
     await c.need(8 * nDims + 12, name);
     const dims: number[] = [];
     let count = 1;
     for (let d = 0; d < nDims; d++) {
       const ne = c.i64();
-      if (ne < 0n || ne > BigInt(Number.MAX_SAFE_INTEGER)) throw new FormatError(`${path}: tensor ${name} has invalid dimension ${ne}`);
+      if (ne < 0n || ne > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new FormatError(`${path}: tensor ${name} has invalid dimension ${ne}`);
       dims.push(Number(ne));
       count *= Number(ne);
-      if (!Number.isSafeInteger(count)) throw new FormatError(`${path}: tensor ${name} has an absurd element count (dims ${dims.join('×')}…)`);
+      if (!Number.isSafeInteger(count))
+        throw new FormatError(`${path}: tensor ${name} has an absurd element count (dims ${dims.join('×')}…)`);
     }
     const ggmlType = c.u32();
     const offset = safeCount(c.u64(), `offset of tensor ${name}`, path);
     const dtype = dtypeOfGgmlType(ggmlType);
     if (dtype === undefined) {
-      throw new FormatError(`${path}: tensor ${name} has type ${ggmlTypeName(ggmlType)}, which this engine cannot read (supported: ${Object.values(GGML_TYPES).map((t) => t.name).join(', ')})`);
+      throw new FormatError(
+        `${path}: tensor ${name} has type ${ggmlTypeName(ggmlType)}, which this engine cannot read (supported: ${Object.values(
+          GGML_TYPES,
+        )
+          .map((t) => t.name)
+          .join(', ')})`,
+      );
     }
     const bs = GGML_TYPES[dtype].blockSize;
     if (dims[0]! % bs !== 0) {
-      throw new FormatError(`${path}: tensor ${name} is ${GGML_TYPES[dtype].name} with rows of ${dims[0]} values, not a multiple of its block size ${bs}`);
+      throw new FormatError(
+        `${path}: tensor ${name} is ${GGML_TYPES[dtype].name} with rows of ${dims[0]} values, not a multiple of its block size ${bs}`,
+      );
     }
-    if (offset % alignment !== 0) throw new FormatError(`${path}: tensor ${name} starts at data offset ${offset}, not a multiple of the alignment ${alignment}`);
+    if (offset % alignment !== 0)
+      throw new FormatError(
+        `${path}: tensor ${name} starts at data offset ${offset}, not a multiple of the alignment ${alignment}`,
+      );
     tensors.push({ name, dims, ggmlType, dtype, offset, byteLength: byteLengthOf(dtype, count) });
   }
 
@@ -422,7 +555,9 @@ async function parseHeader(file: ByteSource, path: string): Promise<GgufFile> {
       );
     }
     if (prev && t.offset < prev.offset + prev.byteLength) {
-      throw new FormatError(`${path}: tensors ${prev.name} and ${t.name} overlap in the data section (offsets ${prev.offset} and ${t.offset})`);
+      throw new FormatError(
+        `${path}: tensors ${prev.name} and ${t.name} overlap in the data section (offsets ${prev.offset} and ${t.offset})`,
+      );
     }
     prev = t;
   }
@@ -446,8 +581,18 @@ function missing(key: string, where: string): never {
 
 /** A numeric value (any integer or float type; 64-bit integers must fit in a double exactly). */
 export function metaNumber(meta: Map<string, GgufValue>, key: string, where: string): number;
-export function metaNumber(meta: Map<string, GgufValue>, key: string, where: string, optional: true): number | undefined;
-export function metaNumber(meta: Map<string, GgufValue>, key: string, where: string, optional = false): number | undefined {
+export function metaNumber(
+  meta: Map<string, GgufValue>,
+  key: string,
+  where: string,
+  optional: true,
+): number | undefined;
+export function metaNumber(
+  meta: Map<string, GgufValue>,
+  key: string,
+  where: string,
+  optional = false,
+): number | undefined {
   const v = meta.get(key);
   if (v === undefined) return optional ? undefined : missing(key, where);
   if (v.type === 'u64' || v.type === 'i64') {
@@ -465,7 +610,12 @@ export function metaNumber(meta: Map<string, GgufValue>, key: string, where: str
 /** A non-negative integer value. */
 export function metaUint(meta: Map<string, GgufValue>, key: string, where: string): number;
 export function metaUint(meta: Map<string, GgufValue>, key: string, where: string, optional: true): number | undefined;
-export function metaUint(meta: Map<string, GgufValue>, key: string, where: string, optional = false): number | undefined {
+export function metaUint(
+  meta: Map<string, GgufValue>,
+  key: string,
+  where: string,
+  optional = false,
+): number | undefined {
   const v = optional ? metaNumber(meta, key, where, true) : metaNumber(meta, key, where);
   if (v === undefined) return undefined;
   if (!Number.isInteger(v) || v < 0) throw new FormatError(`${where}: ${key} must be a non-negative integer, got ${v}`);
@@ -473,8 +623,18 @@ export function metaUint(meta: Map<string, GgufValue>, key: string, where: strin
 }
 
 export function metaString(meta: Map<string, GgufValue>, key: string, where: string): string;
-export function metaString(meta: Map<string, GgufValue>, key: string, where: string, optional: true): string | undefined;
-export function metaString(meta: Map<string, GgufValue>, key: string, where: string, optional = false): string | undefined {
+export function metaString(
+  meta: Map<string, GgufValue>,
+  key: string,
+  where: string,
+  optional: true,
+): string | undefined;
+export function metaString(
+  meta: Map<string, GgufValue>,
+  key: string,
+  where: string,
+  optional = false,
+): string | undefined {
   const v = meta.get(key);
   if (v === undefined) return optional ? undefined : missing(key, where);
   if (v.type !== 'string') throw new FormatError(`${where}: ${key} must be a string, got ${describeValue(v)}`);
@@ -489,11 +649,22 @@ export function metaBool(meta: Map<string, GgufValue>, key: string, where: strin
 }
 
 export function metaStringArray(meta: Map<string, GgufValue>, key: string, where: string): string[];
-export function metaStringArray(meta: Map<string, GgufValue>, key: string, where: string, optional: true): string[] | undefined;
-export function metaStringArray(meta: Map<string, GgufValue>, key: string, where: string, optional = false): string[] | undefined {
+export function metaStringArray(
+  meta: Map<string, GgufValue>,
+  key: string,
+  where: string,
+  optional: true,
+): string[] | undefined;
+export function metaStringArray(
+  meta: Map<string, GgufValue>,
+  key: string,
+  where: string,
+  optional = false,
+): string[] | undefined {
   const v = meta.get(key);
   if (v === undefined) return optional ? undefined : missing(key, where);
-  if (v.type !== 'array' || v.itemType !== 'string') throw new FormatError(`${where}: ${key} must be an array of strings, got ${describeValue(v)}`);
+  if (v.type !== 'array' || v.itemType !== 'string')
+    throw new FormatError(`${where}: ${key} must be an array of strings, got ${describeValue(v)}`);
   return v.value as string[];
 }
 
@@ -602,28 +773,62 @@ class ByteWriter {
     const n = (alignment - (this.length % alignment)) % alignment;
     this.grow(n); // new bytes are zero: the buffer is zero-filled and never reused
   }
-  result(): Uint8Array { return this.buf.subarray(0, this.length); }
+  result(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
 }
 
 function checkInt(v: number, lo: number, hi: number, key: string): void {
-  if (!Number.isInteger(v) || v < lo || v > hi) throw new InputError(`GGUF metadata ${key}: ${v} does not fit its type`);
+  if (!Number.isInteger(v) || v < lo || v > hi)
+    throw new InputError(`GGUF metadata ${key}: ${v} does not fit its type`);
 }
 
 function writeScalar(w: ByteWriter, type: GgufItemType, value: unknown, key: string): void {
   switch (type) {
-    case 'u8': checkInt(value as number, 0, 0xff, key); w.u8(value as number); break;
-    case 'i8': checkInt(value as number, -0x80, 0x7f, key); w.i8(value as number); break;
-    case 'u16': checkInt(value as number, 0, 0xffff, key); w.u16(value as number); break;
-    case 'i16': checkInt(value as number, -0x8000, 0x7fff, key); w.i16(value as number); break;
-    case 'u32': checkInt(value as number, 0, 0xffffffff, key); w.u32(value as number); break;
-    case 'i32': checkInt(value as number, -0x80000000, 0x7fffffff, key); w.i32(value as number); break;
-    case 'f32': w.f32(value as number); break;
-    case 'f64': w.f64(value as number); break;
-    case 'u64': w.u64(value as bigint); break;
-    case 'i64': w.i64(value as bigint); break;
-    case 'bool': w.u8(value ? 1 : 0); break;
-    case 'string': w.string(value as string); break;
-    default: throw new InputError(`GGUF metadata ${key}: cannot write ${type} as a scalar`);
+    case 'u8':
+      checkInt(value as number, 0, 0xff, key);
+      w.u8(value as number);
+      break;
+    case 'i8':
+      checkInt(value as number, -0x80, 0x7f, key);
+      w.i8(value as number);
+      break;
+    case 'u16':
+      checkInt(value as number, 0, 0xffff, key);
+      w.u16(value as number);
+      break;
+    case 'i16':
+      checkInt(value as number, -0x8000, 0x7fff, key);
+      w.i16(value as number);
+      break;
+    case 'u32':
+      checkInt(value as number, 0, 0xffffffff, key);
+      w.u32(value as number);
+      break;
+    case 'i32':
+      checkInt(value as number, -0x80000000, 0x7fffffff, key);
+      w.i32(value as number);
+      break;
+    case 'f32':
+      w.f32(value as number);
+      break;
+    case 'f64':
+      w.f64(value as number);
+      break;
+    case 'u64':
+      w.u64(value as bigint);
+      break;
+    case 'i64':
+      w.i64(value as bigint);
+      break;
+    case 'bool':
+      w.u8(value ? 1 : 0);
+      break;
+    case 'string':
+      w.string(value as string);
+      break;
+    default:
+      throw new InputError(`GGUF metadata ${key}: cannot write ${type} as a scalar`);
   }
 }
 
@@ -681,12 +886,18 @@ export async function writeGguf(
     if (utf8Enc.encode(t.name).length >= GGUF_MAX_TENSOR_NAME) {
       throw new InputError(`tensor name ${t.name} is too long for GGUF (at most ${GGUF_MAX_TENSOR_NAME - 1} bytes)`);
     }
-    if (t.dims.length < 1 || t.dims.length > MAX_DIMS) throw new InputError(`tensor ${t.name}: ${t.dims.length} dims (1 to ${MAX_DIMS} allowed)`);
+    if (t.dims.length < 1 || t.dims.length > MAX_DIMS)
+      throw new InputError(`tensor ${t.name}: ${t.dims.length} dims (1 to ${MAX_DIMS} allowed)`);
     const info = GGML_TYPES[t.dtype];
     if (t.dims[0]! % info.blockSize !== 0) {
-      throw new InputError(`tensor ${t.name}: rows of ${t.dims[0]} values cannot be stored as ${info.name} (blocks of ${info.blockSize})`);
+      throw new InputError(
+        `tensor ${t.name}: rows of ${t.dims[0]} values cannot be stored as ${info.name} (blocks of ${info.blockSize})`,
+      );
     }
-    const size = byteLengthOf(t.dtype, t.dims.reduce((a, b) => a * b, 1));
+    const size = byteLengthOf(
+      t.dtype,
+      t.dims.reduce((a, b) => a * b, 1),
+    );
     sizes.push(size);
     w.string(t.name);
     w.u32(t.dims.length);

@@ -58,18 +58,28 @@ export async function openHfFolderFromSources(folder: FolderSource): Promise<HfF
   const present = (await folder.list?.().catch(() => [])) ?? [];
   const ggufs = present.filter((f) => f.endsWith('.gguf'));
   throw new FormatError(
-    `no weights in ${dir}: expected ${HF_WEIGHT_FILES.join(', ')}` + (ggufs.length > 0 ? ` (found GGUF file ${ggufs[0]}: open that file instead)` : ''),
+    `no weights in ${dir}: expected ${HF_WEIGHT_FILES.join(', ')}` +
+      (ggufs.length > 0 ? ` (found GGUF file ${ggufs[0]}: open that file instead)` : ''),
   );
 }
 
 /** Copies a source's methods into a plain object (so spreading it keeps them working). */
 function bindSource(s: TensorSource): TensorSource {
-  const bound: TensorSource = { list: () => s.list(), info: (n) => s.info(n), read: (n) => s.read(n), close: () => s.close() };
+  const bound: TensorSource = {
+    list: () => s.list(),
+    info: (n) => s.info(n),
+    read: (n) => s.read(n),
+    close: () => s.close(),
+  };
   if (s.readInto) bound.readInto = (n, dest, start) => s.readInto!(n, dest, start);
   return bound;
 }
 
-async function openSharded(folder: FolderSource, layout: HfFolderSource['layout'], indexSource: ByteSource): Promise<HfFolderSource> {
+async function openSharded(
+  folder: FolderSource,
+  layout: HfFolderSource['layout'],
+  indexSource: ByteSource,
+): Promise<HfFolderSource> {
   const dir = folder.name;
   const indexPath = indexSource.name;
   let index: unknown;
@@ -78,7 +88,8 @@ async function openSharded(folder: FolderSource, layout: HfFolderSource['layout'
   } finally {
     await indexSource.close();
   }
-  const weightMap = typeof index === 'object' && index !== null ? (index as Record<string, unknown>)['weight_map'] : undefined;
+  const weightMap =
+    typeof index === 'object' && index !== null ? (index as Record<string, unknown>)['weight_map'] : undefined;
   if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
     throw new FormatError(`weight index ${indexPath} has no "weight_map" object`);
   }
@@ -87,7 +98,9 @@ async function openSharded(folder: FolderSource, layout: HfFolderSource['layout'
   for (const [name, file] of Object.entries(weightMap as Record<string, unknown>)) {
     // Shard names are plain file names in the same folder; anything else could escape it.
     if (typeof file !== 'string' || !isPlainFileName(file)) {
-      throw new FormatError(`weight index ${indexPath}: tensor ${name} maps to ${JSON.stringify(file)}, which is not a file name in the folder`);
+      throw new FormatError(
+        `weight index ${indexPath}: tensor ${name} maps to ${JSON.stringify(file)}, which is not a file name in the folder`,
+      );
     }
     listedIn.set(name, file);
     const list = wanted.get(file) ?? [];
@@ -103,18 +116,22 @@ async function openSharded(folder: FolderSource, layout: HfFolderSource['layout'
   try {
     for (const file of files) {
       const source = await folder.open(file);
-      if (source === undefined) throw new FormatError(`weight index ${indexPath} names shard ${file}, which is missing from ${dir}`);
+      if (source === undefined)
+        throw new FormatError(`weight index ${indexPath} names shard ${file}, which is missing from ${dir}`);
       shardNames.set(file, source.name);
       const shard = await openWeightSource(file, source);
       shards.push(shard);
       for (const info of shard.list()) {
         const prev = owner.get(info.name);
-        if (prev !== undefined) throw new FormatError(`tensor ${info.name} is in two shards: ${prev.file} and ${file} (in ${dir})`);
+        if (prev !== undefined)
+          throw new FormatError(`tensor ${info.name} is in two shards: ${prev.file} and ${file} (in ${dir})`);
         owner.set(info.name, { shard, file, info });
       }
       for (const name of wanted.get(file)!) {
         if (shard.info(name) === undefined) {
-          throw new FormatError(`weight index ${indexPath} puts tensor ${name} in ${file}, but that shard does not contain it`);
+          throw new FormatError(
+            `weight index ${indexPath} puts tensor ${name} in ${file}, but that shard does not contain it`,
+          );
         }
       }
     }
@@ -131,11 +148,14 @@ async function openSharded(folder: FolderSource, layout: HfFolderSource['layout'
   }
   const infos = [...owner.values()].map((o) => o.info);
   // Positioned reads into the caller's memory when every shard can do them (safetensors; not .bin).
-  const readInto = shards.every((s) => s.readInto) ? (name: string, dest: Uint8Array, start?: number) => {
-    const o = owner.get(name);
-    if (o === undefined) return Promise.reject(new FormatError(`the weights in ${dir} have no tensor named ${name}`));
-    return o.shard.readInto!(name, dest, start);
-  } : undefined;
+  const readInto = shards.every((s) => s.readInto)
+    ? (name: string, dest: Uint8Array, start?: number) => {
+        const o = owner.get(name);
+        if (o === undefined)
+          return Promise.reject(new FormatError(`the weights in ${dir} have no tensor named ${name}`));
+        return o.shard.readInto!(name, dest, start);
+      }
+    : undefined;
   return {
     ...(readInto ? { readInto } : {}),
     dir,

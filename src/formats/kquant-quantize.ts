@@ -49,8 +49,17 @@ const halfToFloat = (h: number): number => f16ToF32(h);
  * Writes L[lo..lo+n) and returns [scale, theMin] with theMin = −min (≥ 0 or −0).
  */
 function makeQkx2Quants(
-  n: number, nmax: number, x: Float32Array, xo: number, w: Float32Array, L: Uint8Array, lo: number, Laux: Uint8Array,
-  rmin: number, rdelta: number, nstep: number,
+  n: number,
+  nmax: number,
+  x: Float32Array,
+  xo: number,
+  w: Float32Array,
+  L: Uint8Array,
+  lo: number,
+  Laux: Uint8Array,
+  rmin: number,
+  rdelta: number,
+  nstep: number,
 ): [number, number] {
   let min = x[xo]!;
   let max = x[xo]!;
@@ -82,7 +91,9 @@ function makeQkx2Quants(
   for (let is = 0; is <= nstep; is++) {
     // `min` here is the best fit so far, as in C (the trial grid moves with it).
     iscale = fr(fr(fr(rmin + fr(rdelta * is)) + nmax) / fr(max - min));
-    let sumL = 0, sumL2 = 0, sumXL = 0;
+    let sumL = 0,
+      sumL2 = 0,
+      sumXL = 0;
     for (let i = 0; i < n; i++) {
       const v = x[xo + i]!;
       const l = Math.max(0, Math.min(nmax, nearestInt(fr(iscale * fr(v - min)))));
@@ -122,7 +133,8 @@ function makeQkx2Quants(
  * scales. Writes L[lo..lo+n) (offset by nmax) and returns the scale.
  */
 function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: number, L: Uint8Array, lo: number): number {
-  let max = 0, amax = 0;
+  let max = 0,
+    amax = 0;
   for (let i = 0; i < n; i++) {
     const ax = Math.abs(x[xo + i]!);
     if (ax > amax) {
@@ -135,7 +147,8 @@ function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: number, L: U
     return 0;
   }
   let iscale = fr(-nmax / max);
-  let sumLX = 0, sumL2 = 0;
+  let sumLX = 0,
+    sumL2 = 0;
   for (let i = 0; i < n; i++) {
     const v = x[xo + i]!;
     const l = Math.max(-nmax, Math.min(nmax - 1, nearestInt(fr(iscale * v))));
@@ -190,7 +203,9 @@ function scaleMin(j: number, q: Uint8Array, o: number): [number, number] {
 
 function checkInput(name: string, x: Float32Array): void {
   if (x.length % QK_K !== 0) {
-    throw new FormatError(`${name} stores super-blocks of ${QK_K} values; ${x.length} values is not a whole number of them`);
+    throw new FormatError(
+      `${name} stores super-blocks of ${QK_K} values; ${x.length} values is not a whole number of them`,
+    );
   }
 }
 
@@ -216,7 +231,8 @@ function quantizeQ45K(x: Float32Array, five: boolean): Uint8Array {
   for (let i = 0; i < nb; i++) {
     const xb = i * QK_K;
     const o = i * bs;
-    let maxScale = 0, maxMin = 0;
+    let maxScale = 0,
+      maxMin = 0;
     for (let j = 0; j < 8; j++) {
       const xo = xb + 32 * j;
       let sumX2 = 0;
@@ -263,7 +279,8 @@ function quantizeQ45K(x: Float32Array, five: boolean): Uint8Array {
     } else {
       const qh = o + 16;
       const ql = o + 48;
-      let m1 = 1, m2 = 2;
+      let m1 = 1,
+        m2 = 2;
       for (let n = 0, k = 0; n < QK_K; n += 64, k += 32) {
         for (let j = 0; j < 32; j++) {
           let l1 = L[n + j]!;
@@ -328,7 +345,8 @@ function quantizeQ6KJs(x: Float32Array): Uint8Array {
   for (let i = 0; i < nb; i++) {
     const xb = i * QK_K;
     const o = i * 210;
-    let maxScale = 0, maxAbsScale = 0;
+    let maxScale = 0,
+      maxAbsScale = 0;
     for (let ib = 0; ib < 16; ib++) {
       const s = makeQxQuants(16, 32, x, xb + 16 * ib, L, 16 * ib);
       scales[ib] = s;
@@ -358,7 +376,10 @@ function quantizeQ6KJs(x: Float32Array): Uint8Array {
     }
     for (let j = 0, qlo = o, qho = o + 128; j < QK_K; j += 128, qlo += 64, qho += 32) {
       for (let l = 0; l < 32; l++) {
-        const a = L[j + l]!, b = L[j + l + 32]!, c = L[j + l + 64]!, e = L[j + l + 96]!;
+        const a = L[j + l]!,
+          b = L[j + l + 32]!,
+          c = L[j + l + 64]!,
+          e = L[j + l + 96]!;
         out[qlo + l] = (a & 0xf) | ((c & 0xf) << 4);
         out[qlo + l + 32] = (b & 0xf) | ((e & 0xf) << 4);
         out[qho + l] = (a >> 4) | ((b >> 4) << 2) | ((c >> 4) << 4) | ((e >> 4) << 6);

@@ -33,7 +33,8 @@ class WasmKQuant {
     this.k = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports;
     this.s = this.q + CHUNK_BLOCKS * BLOCK_BYTES.q6_k;
     const need = this.s + this.k.kquant_scratch_bytes();
-    if (need > this.memory.buffer.byteLength) this.memory.grow(Math.ceil((need - this.memory.buffer.byteLength) / 65536));
+    if (need > this.memory.buffer.byteLength)
+      this.memory.grow(Math.ceil((need - this.memory.buffer.byteLength) / 65536));
   }
 
   /** The blocks of x (a whole number of 256-value super-blocks). */
@@ -41,7 +42,8 @@ class WasmKQuant {
     const bs = BLOCK_BYTES[dtype];
     const nb = x.length / QK_K;
     const out = new Uint8Array(nb * bs);
-    const run = dtype === 'q4_k' ? this.k.quantize_q4_k : dtype === 'q5_k' ? this.k.quantize_q5_k : this.k.quantize_q6_k;
+    const run =
+      dtype === 'q4_k' ? this.k.quantize_q4_k : dtype === 'q5_k' ? this.k.quantize_q5_k : this.k.quantize_q6_k;
     for (let b0 = 0; b0 < nb; b0 += CHUNK_BLOCKS) {
       const n = Math.min(CHUNK_BLOCKS, nb - b0);
       new Float32Array(this.memory.buffer, this.x, n * QK_K).set(x.subarray(b0 * QK_K, (b0 + n) * QK_K));

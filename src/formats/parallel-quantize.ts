@@ -36,13 +36,16 @@ export class QuantizePool {
    * when it will split the work): a 7B model's embedding is 826 MB as f32.
    */
   allocate(count: number): Float32Array {
-    return this.threads > 1 && count >= MIN_PARALLEL_VALUES ? new Float32Array(new SharedArrayBuffer(count * 4)) : new Float32Array(count);
+    return this.threads > 1 && count >= MIN_PARALLEL_VALUES
+      ? new Float32Array(new SharedArrayBuffer(count * 4))
+      : new Float32Array(count);
   }
 
   /** `quantizeMatrix(dtype, x, rows, cols, tensor)`, split by rows over the pool. */
   async quantize(dtype: DType, x: Float32Array, rows: number, cols: number, tensor: string): Promise<Uint8Array> {
     if (this.closed) throw new MptError('the quantize pool is closed');
-    if (this.threads <= 1 || x.length < MIN_PARALLEL_VALUES || rows < 2) return quantizeMatrix(dtype, x, rows, cols, tensor);
+    if (this.threads <= 1 || x.length < MIN_PARALLEL_VALUES || rows < 2)
+      return quantizeMatrix(dtype, x, rows, cols, tensor);
     checkMatrixShape(dtype, x.length, rows, cols, tensor);
     this.start();
     const rowBytes = byteLengthOf(dtype, cols);
@@ -69,7 +72,8 @@ export class QuantizePool {
       };
       const feed = (w: Worker) => {
         if (failed || next >= rows) return;
-        const r0 = next, r1 = Math.min(rows, next + per);
+        const r0 = next,
+          r1 = Math.min(rows, next + per);
         next = r1;
         running++;
         w.postMessage({ src, srcOffset, dst, dtype, cols, rowBytes, r0, r1, tensor } satisfies QuantizeJob);
@@ -81,10 +85,14 @@ export class QuantizePool {
           feed(w);
           done();
         };
-        const onError = (e: Error) => done(new MptError(`quantize worker failed on ${tensor}: ${e.message}`, { cause: e }));
+        const onError = (e: Error) =>
+          done(new MptError(`quantize worker failed on ${tensor}: ${e.message}`, { cause: e }));
         w.on('message', onMessage);
         w.on('error', onError);
-        cleanups.push(() => { w.off('message', onMessage); w.off('error', onError); });
+        cleanups.push(() => {
+          w.off('message', onMessage);
+          w.off('error', onError);
+        });
         w.ref();
         feed(w);
       }

@@ -59,7 +59,8 @@ function orderedDictFrom(args: readonly unknown[], where: string): Map<unknown, 
   const list = items instanceof PickleTuple ? items.items : Array.isArray(items) ? items : undefined;
   if (args.length > 1 || list === undefined) throw new FormatError(`${where}: unsupported OrderedDict(...) arguments`);
   for (const pair of list) {
-    if (!(pair instanceof PickleTuple) || pair.items.length !== 2) throw new FormatError(`${where}: OrderedDict item is not a pair`);
+    if (!(pair instanceof PickleTuple) || pair.items.length !== 2)
+      throw new FormatError(`${where}: OrderedDict item is not a pair`);
     map.set(pair.items[0], pair.items[1]);
   }
   return map;
@@ -85,7 +86,10 @@ export const BASIC_GLOBALS: ReadonlyMap<string, PickleGlobalImpl> = new Map<stri
     {
       call(args, where) {
         const [text, encoding] = args;
-        if (typeof text !== 'string' || (encoding !== 'latin1' && encoding !== 'latin-1' && encoding !== 'iso-8859-1')) {
+        if (
+          typeof text !== 'string' ||
+          (encoding !== 'latin1' && encoding !== 'latin-1' && encoding !== 'iso-8859-1')
+        ) {
           throw new FormatError(`${where}: _codecs.encode is only supported for latin1 strings`);
         }
         const out = new Uint8Array(text.length);
@@ -105,18 +109,74 @@ export const BASIC_GLOBALS: ReadonlyMap<string, PickleGlobalImpl> = new Map<stri
 ]);
 
 const OPCODE_NAMES: Readonly<Record<number, string>> = {
-  0x28: 'MARK', 0x2e: 'STOP', 0x30: 'POP', 0x31: 'POP_MARK', 0x32: 'DUP', 0x46: 'FLOAT', 0x49: 'INT',
-  0x4a: 'BININT', 0x4b: 'BININT1', 0x4c: 'LONG', 0x4d: 'BININT2', 0x4e: 'NONE', 0x50: 'PERSID',
-  0x51: 'BINPERSID', 0x52: 'REDUCE', 0x53: 'STRING', 0x54: 'BINSTRING', 0x55: 'SHORT_BINSTRING',
-  0x56: 'UNICODE', 0x58: 'BINUNICODE', 0x61: 'APPEND', 0x62: 'BUILD', 0x63: 'GLOBAL', 0x64: 'DICT',
-  0x7d: 'EMPTY_DICT', 0x65: 'APPENDS', 0x67: 'GET', 0x68: 'BINGET', 0x69: 'INST', 0x6a: 'LONG_BINGET',
-  0x6c: 'LIST', 0x5d: 'EMPTY_LIST', 0x6f: 'OBJ', 0x70: 'PUT', 0x71: 'BINPUT', 0x72: 'LONG_BINPUT',
-  0x73: 'SETITEM', 0x74: 'TUPLE', 0x29: 'EMPTY_TUPLE', 0x75: 'SETITEMS', 0x47: 'BINFLOAT',
-  0x80: 'PROTO', 0x81: 'NEWOBJ', 0x82: 'EXT1', 0x83: 'EXT2', 0x84: 'EXT4', 0x85: 'TUPLE1', 0x86: 'TUPLE2',
-  0x87: 'TUPLE3', 0x88: 'NEWTRUE', 0x89: 'NEWFALSE', 0x8a: 'LONG1', 0x8b: 'LONG4', 0x42: 'BINBYTES',
-  0x43: 'SHORT_BINBYTES', 0x8c: 'SHORT_BINUNICODE', 0x8d: 'BINUNICODE8', 0x8e: 'BINBYTES8',
-  0x8f: 'EMPTY_SET', 0x90: 'ADDITEMS', 0x91: 'FROZENSET', 0x92: 'NEWOBJ_EX', 0x93: 'STACK_GLOBAL',
-  0x94: 'MEMOIZE', 0x95: 'FRAME', 0x96: 'BYTEARRAY8', 0x97: 'NEXT_BUFFER', 0x98: 'READONLY_BUFFER',
+  0x28: 'MARK',
+  0x2e: 'STOP',
+  0x30: 'POP',
+  0x31: 'POP_MARK',
+  0x32: 'DUP',
+  0x46: 'FLOAT',
+  0x49: 'INT',
+  0x4a: 'BININT',
+  0x4b: 'BININT1',
+  0x4c: 'LONG',
+  0x4d: 'BININT2',
+  0x4e: 'NONE',
+  0x50: 'PERSID',
+  0x51: 'BINPERSID',
+  0x52: 'REDUCE',
+  0x53: 'STRING',
+  0x54: 'BINSTRING',
+  0x55: 'SHORT_BINSTRING',
+  0x56: 'UNICODE',
+  0x58: 'BINUNICODE',
+  0x61: 'APPEND',
+  0x62: 'BUILD',
+  0x63: 'GLOBAL',
+  0x64: 'DICT',
+  0x7d: 'EMPTY_DICT',
+  0x65: 'APPENDS',
+  0x67: 'GET',
+  0x68: 'BINGET',
+  0x69: 'INST',
+  0x6a: 'LONG_BINGET',
+  0x6c: 'LIST',
+  0x5d: 'EMPTY_LIST',
+  0x6f: 'OBJ',
+  0x70: 'PUT',
+  0x71: 'BINPUT',
+  0x72: 'LONG_BINPUT',
+  0x73: 'SETITEM',
+  0x74: 'TUPLE',
+  0x29: 'EMPTY_TUPLE',
+  0x75: 'SETITEMS',
+  0x47: 'BINFLOAT',
+  0x80: 'PROTO',
+  0x81: 'NEWOBJ',
+  0x82: 'EXT1',
+  0x83: 'EXT2',
+  0x84: 'EXT4',
+  0x85: 'TUPLE1',
+  0x86: 'TUPLE2',
+  0x87: 'TUPLE3',
+  0x88: 'NEWTRUE',
+  0x89: 'NEWFALSE',
+  0x8a: 'LONG1',
+  0x8b: 'LONG4',
+  0x42: 'BINBYTES',
+  0x43: 'SHORT_BINBYTES',
+  0x8c: 'SHORT_BINUNICODE',
+  0x8d: 'BINUNICODE8',
+  0x8e: 'BINBYTES8',
+  0x8f: 'EMPTY_SET',
+  0x90: 'ADDITEMS',
+  0x91: 'FROZENSET',
+  0x92: 'NEWOBJ_EX',
+  0x93: 'STACK_GLOBAL',
+  0x94: 'MEMOIZE',
+  0x95: 'FRAME',
+  0x96: 'BYTEARRAY8',
+  0x97: 'NEXT_BUFFER',
+  0x98: 'READONLY_BUFFER',
 };
 
 /** Longest GLOBAL / INST / text-opcode line accepted. */
@@ -150,7 +210,9 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
   };
   const need = (n: number) => {
     if (n < 0 || pos + n > data.length) {
-      throw new FormatError(`${what} is truncated: ${OPCODE_NAMES[op] ?? 'opcode'} at byte ${opPos} needs ${n} more bytes but the stream has ${data.length - pos}`);
+      throw new FormatError(
+        `${what} is truncated: ${OPCODE_NAMES[op] ?? 'opcode'} at byte ${opPos} needs ${n} more bytes but the stream has ${data.length - pos}`,
+      );
     }
   };
   const u8 = () => {
@@ -189,7 +251,9 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
     const end = data.subarray(pos, pos + MAX_LINE + 1).indexOf(0x0a);
     if (end < 0) {
       if (pos + MAX_LINE + 1 <= data.length) fail('line too long');
-      throw new FormatError(`${what} is truncated: ${OPCODE_NAMES[op] ?? 'opcode'} at byte ${opPos} has no end of line`);
+      throw new FormatError(
+        `${what} is truncated: ${OPCODE_NAMES[op] ?? 'opcode'} at byte ${opPos} has no end of line`,
+      );
     }
     const s = utf8.decode(data.subarray(pos, pos + end));
     pos += end + 1;
@@ -242,7 +306,9 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
     const qualified = `${module}.${name}`;
     const impl = options.globals.get(qualified);
     if (impl === undefined) {
-      throw new UnsafePickleError(`${what}: pickle asks for global ${qualified}, which is not allowed (only tensor data is loaded from pickles)`);
+      throw new UnsafePickleError(
+        `${what}: pickle asks for global ${qualified}, which is not allowed (only tensor data is loaded from pickles)`,
+      );
     }
     return new PickleGlobal(module, name, impl);
   };
@@ -274,12 +340,14 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
     if (pos >= data.length) throw new FormatError(`${what} is truncated: the stream ends at byte ${pos} without STOP`);
     op = data[pos++]!;
     switch (op) {
-      case 0x80: { // PROTO
+      case 0x80: {
+        // PROTO
         const v = u8();
         if (v > 5) fail(`pickle protocol ${v} is newer than 5`);
         break;
       }
-      case 0x95: { // FRAME: framing is only a hint for buffered readers.
+      case 0x95: {
+        // FRAME: framing is only a hint for buffered readers.
         const n = u64();
         need(n);
         break;
@@ -319,14 +387,16 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         push(u16());
         break;
       case 0x8a: // LONG1
-      case 0x8b: { // LONG4
+      case 0x8b: {
+        // LONG4
         const n = op === 0x8a ? u8() : i32();
         if (n < 0) fail('negative LONG4 length');
         if (n > MAX_INT_BYTES) fail(`integer of ${n} bytes is too long (at most ${MAX_INT_BYTES})`);
         push(parseIntBytes(bytes(n)));
         break;
       }
-      case 0x49: { // INT (text; "00" / "01" are False / True)
+      case 0x49: {
+        // INT (text; "00" / "01" are False / True)
         const s = line();
         push(s === '00' ? false : s === '01' ? true : parseIntText(s));
         break;
@@ -334,10 +404,12 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x4c: // LONG (text)
         push(parseIntText(line()));
         break;
-      case 0x46: { // FLOAT (text)
+      case 0x46: {
+        // FLOAT (text)
         const s = line();
         const v = Number(s);
-        if (s.trim() === '' || (Number.isNaN(v) && !/^[+-]?nan$/i.test(s.trim()))) fail(`bad float ${JSON.stringify(s)}`);
+        if (s.trim() === '' || (Number.isNaN(v) && !/^[+-]?nan$/i.test(s.trim())))
+          fail(`bad float ${JSON.stringify(s)}`);
         push(v);
         break;
       }
@@ -355,7 +427,8 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x8d: // BINUNICODE8
         push(utf8.decode(bytes(u64())));
         break;
-      case 0x54: { // BINSTRING (Python 2 str; decoded as UTF-8, as torch.load does)
+      case 0x54: {
+        // BINSTRING (Python 2 str; decoded as UTF-8, as torch.load does)
         const n = i32();
         if (n < 0) fail('negative BINSTRING length');
         push(utf8.decode(bytes(n)));
@@ -377,7 +450,8 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x7d: // EMPTY_DICT
         push(new Map());
         break;
-      case 0x64: { // DICT
+      case 0x64: {
+        // DICT
         const items = popMark();
         const m = new Map();
         setItems(m, items);
@@ -399,13 +473,15 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x85: // TUPLE1
         push(new PickleTuple([pop()]));
         break;
-      case 0x86: { // TUPLE2
+      case 0x86: {
+        // TUPLE2
         const b = pop();
         const a = pop();
         push(new PickleTuple([a, b]));
         break;
       }
-      case 0x87: { // TUPLE3
+      case 0x87: {
+        // TUPLE3
         const c = pop();
         const b = pop();
         const a = pop();
@@ -418,30 +494,35 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x91: // FROZENSET
         push(new Set(popMark()));
         break;
-      case 0x90: { // ADDITEMS
+      case 0x90: {
+        // ADDITEMS
         const items = popMark();
         const s = top();
         if (!(s instanceof Set)) fail('adds items to something that is not a set');
         for (const it of items) (s as Set<unknown>).add(it);
         break;
       }
-      case 0x61: { // APPEND
+      case 0x61: {
+        // APPEND
         const v = pop();
         appendItems(top(), [v]);
         break;
       }
-      case 0x65: { // APPENDS
+      case 0x65: {
+        // APPENDS
         const items = popMark();
         appendItems(top(), items);
         break;
       }
-      case 0x73: { // SETITEM
+      case 0x73: {
+        // SETITEM
         const v = pop();
         const k = pop();
         setItems(top(), [k, v]);
         break;
       }
-      case 0x75: { // SETITEMS
+      case 0x75: {
+        // SETITEMS
         const items = popMark();
         setItems(top(), items);
         break;
@@ -455,7 +536,8 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x94: // MEMOIZE
         memoPut(memo.size, top());
         break;
-      case 0x70: { // PUT (text)
+      case 0x70: {
+        // PUT (text)
         const k = parseIntText(line());
         if (typeof k !== 'number' || k < 0) fail('bad memo key');
         memoPut(k as number, top());
@@ -467,19 +549,22 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       case 0x6a: // LONG_BINGET
         memoGet(u32());
         break;
-      case 0x67: { // GET (text)
+      case 0x67: {
+        // GET (text)
         const k = parseIntText(line());
         if (typeof k !== 'number') fail('bad memo key');
         memoGet(k as number);
         break;
       }
-      case 0x63: { // GLOBAL
+      case 0x63: {
+        // GLOBAL
         const module = line();
         const name = line();
         push(resolveGlobal(module, name));
         break;
       }
-      case 0x93: { // STACK_GLOBAL
+      case 0x93: {
+        // STACK_GLOBAL
         const name = pop();
         const module = pop();
         if (typeof module !== 'string' || typeof name !== 'string') fail('STACK_GLOBAL needs two strings');
@@ -488,23 +573,29 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
       }
       case 0x82: // EXT1
       case 0x83: // EXT2
-      case 0x84: { // EXT4: copyreg's extension registry names arbitrary globals.
+      case 0x84: {
+        // EXT4: copyreg's extension registry names arbitrary globals.
         const code = op === 0x82 ? u8() : op === 0x83 ? u16() : i32();
-        throw new UnsafePickleError(`${what}: pickle asks for extension code ${code} (a global from copyreg's registry), which is not allowed`);
+        throw new UnsafePickleError(
+          `${what}: pickle asks for extension code ${code} (a global from copyreg's registry), which is not allowed`,
+        );
       }
-      case 0x52: { // REDUCE
+      case 0x52: {
+        // REDUCE
         const args = tupleArgs(pop());
         const callable = pop();
         push(callGlobal(callable, args, 'call'));
         break;
       }
-      case 0x81: { // NEWOBJ
+      case 0x81: {
+        // NEWOBJ
         const args = tupleArgs(pop());
         const cls = pop();
         push(callGlobal(cls, args, 'newobj'));
         break;
       }
-      case 0x92: { // NEWOBJ_EX
+      case 0x92: {
+        // NEWOBJ_EX
         const kwargs = pop();
         const args = tupleArgs(pop());
         const cls = pop();
@@ -512,20 +603,23 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         push(callGlobal(cls, args, 'newobj'));
         break;
       }
-      case 0x69: { // INST
+      case 0x69: {
+        // INST
         const module = line();
         const name = line();
         const cls = resolveGlobal(module, name);
         push(callGlobal(cls, popMark(), 'call'));
         break;
       }
-      case 0x6f: { // OBJ
+      case 0x6f: {
+        // OBJ
         const items = popMark();
         if (items.length === 0) fail('OBJ without a class');
         push(callGlobal(items[0], items.slice(1), 'call'));
         break;
       }
-      case 0x62: { // BUILD
+      case 0x62: {
+        // BUILD
         const state = pop();
         const obj = top();
         const impl = typeof obj === 'object' && obj !== null ? madeBy.get(obj) : undefined;
@@ -534,9 +628,11 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         break;
       }
       case 0x50: // PERSID
-      case 0x51: { // BINPERSID
+      case 0x51: {
+        // BINPERSID
         const pid = op === 0x50 ? line() : pop();
-        if (options.persistentLoad === undefined) fail('the pickle refers to persistent objects, which this reader cannot resolve');
+        if (options.persistentLoad === undefined)
+          fail('the pickle refers to persistent objects, which this reader cannot resolve');
         push(options.persistentLoad!(pid, where()));
         break;
       }

@@ -58,17 +58,26 @@ export async function openSafetensorsSource(file: ByteSource): Promise<Safetenso
   }
 }
 
-async function readHeader(file: ByteSource): Promise<{ entries: Map<string, Entry>; metadata: Record<string, string> }> {
+async function readHeader(
+  file: ByteSource,
+): Promise<{ entries: Map<string, Entry>; metadata: Record<string, string> }> {
   const path = file.name;
-  if (file.size < 8) throw new FormatError(`${path} is not a safetensors file: ${file.size} bytes is shorter than the 8-byte header length`);
+  if (file.size < 8)
+    throw new FormatError(
+      `${path} is not a safetensors file: ${file.size} bytes is shorter than the 8-byte header length`,
+    );
   const lenBytes = await file.read(0, 8, 'the header length');
   const headerLen64 = new DataView(lenBytes.buffer, lenBytes.byteOffset, 8).getBigUint64(0, true);
   if (headerLen64 > BigInt(MAX_SAFETENSORS_HEADER_BYTES)) {
-    throw new FormatError(`${path} is not a valid safetensors file: header length ${headerLen64} is absurd (over ${MAX_SAFETENSORS_HEADER_BYTES} bytes)`);
+    throw new FormatError(
+      `${path} is not a valid safetensors file: header length ${headerLen64} is absurd (over ${MAX_SAFETENSORS_HEADER_BYTES} bytes)`,
+    );
   }
   const headerLen = Number(headerLen64);
   if (8 + headerLen > file.size) {
-    throw new FormatError(`${path} is truncated or not safetensors: header length ${headerLen} runs past the end of the ${file.size}-byte file`);
+    throw new FormatError(
+      `${path} is truncated or not safetensors: header length ${headerLen} runs past the end of the ${file.size}-byte file`,
+    );
   }
   const headerBytes = await file.read(8, headerLen, 'the JSON header');
   let text: string;
@@ -133,7 +142,10 @@ async function readHeader(file: ByteSource): Promise<{ entries: Map<string, Entr
         `${where}: shape [${shape.join(', ')}] of ${fileDtype} needs ${byteLength} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
       );
     }
-    entries.set(name, { info: { name, dtype, shape: (shape as number[]).slice(), byteLength }, start: dataStart + begin });
+    entries.set(name, {
+      info: { name, dtype, shape: (shape as number[]).slice(), byteLength },
+      start: dataStart + begin,
+    });
     ranges.push({ name, begin, end });
   }
   // The tensors must tile the data section exactly, in offset order: no overlap, no gap, nothing
@@ -194,7 +206,11 @@ function repeatedTopLevelKey(text: string): string | undefined {
   return undefined;
 }
 
-function makeSource(file: ByteSource, entries: Map<string, Entry>, metadata: Record<string, string>): SafetensorsSource {
+function makeSource(
+  file: ByteSource,
+  entries: Map<string, Entry>,
+  metadata: Record<string, string>,
+): SafetensorsSource {
   const infos = [...entries.values()].map((e) => e.info);
   const path = file.name;
   return {
@@ -215,7 +231,9 @@ function makeSource(file: ByteSource, entries: Map<string, Entry>, metadata: Rec
       const e = entries.get(name);
       if (e === undefined) throw new FormatError(`${path} has no tensor named ${name}`);
       if (!Number.isSafeInteger(start) || start < 0 || start + dest.length > e.info.byteLength) {
-        throw new FormatError(`${path}: bytes [${start}, ${start + dest.length}) are outside tensor ${name} (${e.info.byteLength} bytes)`);
+        throw new FormatError(
+          `${path}: bytes [${start}, ${start + dest.length}) are outside tensor ${name} (${e.info.byteLength} bytes)`,
+        );
       }
       await readIntoFrom(file, e.start + start, dest, `tensor ${name}`);
     },
@@ -265,11 +283,14 @@ export async function writeSafetensors(
     if (t.name === '__metadata__') throw new FormatError('a tensor cannot be named __metadata__ in safetensors');
     if (Object.hasOwn(header, t.name)) throw new FormatError(`tensor ${t.name} is listed twice`);
     const fileDtype = TO_FILE_DTYPE[t.dtype];
-    if (fileDtype === undefined) throw new FormatError(`tensor ${t.name}: safetensors cannot store ${t.dtype}; use f32, f16 or bf16`);
+    if (fileDtype === undefined)
+      throw new FormatError(`tensor ${t.name}: safetensors cannot store ${t.dtype}; use f32, f16 or bf16`);
     if (!t.shape.every((d) => isCount(d))) throw new FormatError(`tensor ${t.name}: bad shape [${t.shape.join(', ')}]`);
     const size = shapeElements(t.shape) * FLOAT_DTYPE_BYTES[t.dtype]!;
     if (t.data instanceof Uint8Array && t.data.byteLength !== size) {
-      throw new FormatError(`tensor ${t.name}: ${t.data.byteLength} bytes given for shape [${t.shape.join(', ')}] of ${t.dtype} (${size} expected)`);
+      throw new FormatError(
+        `tensor ${t.name}: ${t.data.byteLength} bytes given for shape [${t.shape.join(', ')}] of ${t.dtype} (${size} expected)`,
+      );
     }
     header[t.name] = { dtype: fileDtype, shape: t.shape.slice(), data_offsets: [offset, offset + size] };
     sizes.push(size);
@@ -289,7 +310,9 @@ export async function writeSafetensors(
       const t = sorted[i]!;
       const data = typeof t.data === 'function' ? await t.data() : t.data;
       if (data.byteLength !== sizes[i]) {
-        throw new FormatError(`tensor ${t.name}: ${data.byteLength} bytes produced for shape [${t.shape.join(', ')}] of ${t.dtype} (${sizes[i]} expected)`);
+        throw new FormatError(
+          `tensor ${t.name}: ${data.byteLength} bytes produced for shape [${t.shape.join(', ')}] of ${t.dtype} (${sizes[i]} expected)`,
+        );
       }
       await write(data);
     }

@@ -6,9 +6,19 @@
 
 /** Storage types a tensor may have on disk. Quantized types use ggml's block layouts. */
 export type DType =
-  | 'f32' | 'f16' | 'bf16'
-  | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1'
-  | 'q2_k' | 'q3_k' | 'q4_k' | 'q5_k' | 'q6_k';
+  | 'f32'
+  | 'f16'
+  | 'bf16'
+  | 'q8_0'
+  | 'q4_0'
+  | 'q4_1'
+  | 'q5_0'
+  | 'q5_1'
+  | 'q2_k'
+  | 'q3_k'
+  | 'q4_k'
+  | 'q5_k'
+  | 'q6_k';
 
 export interface TensorInfo {
   /** Canonical name (MosaicML's state-dict names, e.g. `transformer.blocks.0.attn.Wqkv.weight`). */

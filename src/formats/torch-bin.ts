@@ -77,7 +77,8 @@ const TORCH_GLOBALS: ReadonlyMap<string, PickleGlobalImpl> = new Map<string, Pic
     'torch._utils._rebuild_parameter',
     {
       call(args, where) {
-        if (!(args[0] instanceof TensorRef)) throw new FormatError(`${where}: _rebuild_parameter of something that is not a tensor`);
+        if (!(args[0] instanceof TensorRef))
+          throw new FormatError(`${where}: _rebuild_parameter of something that is not a tensor`);
         return args[0];
       },
     },
@@ -86,7 +87,8 @@ const TORCH_GLOBALS: ReadonlyMap<string, PickleGlobalImpl> = new Map<string, Pic
     'torch._utils._rebuild_parameter_with_state',
     {
       call(args, where) {
-        if (!(args[0] instanceof TensorRef)) throw new FormatError(`${where}: _rebuild_parameter_with_state of something that is not a tensor`);
+        if (!(args[0] instanceof TensorRef))
+          throw new FormatError(`${where}: _rebuild_parameter_with_state of something that is not a tensor`);
         return args[0];
       },
     },
@@ -169,9 +171,11 @@ async function readStateDict(zip: ZipArchive): Promise<Map<string, Located>> {
   const byteorder = zip.entry(`${stem}/byteorder`);
   if (byteorder !== undefined) {
     const order = new TextDecoder().decode(await zip.read(byteorder.name)).trim();
-    if (order !== 'little') throw new FormatError(`${path} was saved with ${order}-endian storages; only little-endian is supported`);
+    if (order !== 'little')
+      throw new FormatError(`${path} was saved with ${order}-endian storages; only little-endian is supported`);
   }
-  if (pkl.uncompressedSize > MAX_PICKLE_BYTES) throw new FormatError(`${path}: ${pkl.name} is ${pkl.uncompressedSize} bytes, which is absurd for a state dict`);
+  if (pkl.uncompressedSize > MAX_PICKLE_BYTES)
+    throw new FormatError(`${path}: ${pkl.name} is ${pkl.uncompressedSize} bytes, which is absurd for a state dict`);
   const pickleBytes = await zip.readVerified(pkl.name);
 
   const storages = new Map<string, StorageRef>();
@@ -194,7 +198,9 @@ async function readStateDict(zip: ZipArchive): Promise<Map<string, Located>> {
       const known = storages.get(key);
       if (known !== undefined) {
         if (known.torchDtype !== torchDtype || known.numel !== numel) {
-          throw new FormatError(`${where}: storage ${key} is referred to as both ${known.torchDtype}[${known.numel}] and ${torchDtype}[${numel}]`);
+          throw new FormatError(
+            `${where}: storage ${key} is referred to as both ${known.torchDtype}[${known.numel}] and ${torchDtype}[${numel}]`,
+          );
         }
         return new StorageRefBox(known);
       }
@@ -204,7 +210,8 @@ async function readStateDict(zip: ZipArchive): Promise<Map<string, Located>> {
     },
   });
 
-  if (!(root instanceof Map)) throw new FormatError(`${path}: the pickled object is not a state dict (a dict of tensors)`);
+  if (!(root instanceof Map))
+    throw new FormatError(`${path}: the pickled object is not a state dict (a dict of tensors)`);
   const out = new Map<string, Located>();
   for (const [name, value] of root) {
     if (typeof name !== 'string') throw new FormatError(`${path}: state dict has a key that is not a string`);
@@ -234,14 +241,22 @@ function locate(zip: ZipArchive, stem: string, name: string, t: TensorRef): Loca
     expected *= t.size[d]!;
   }
   if (t.storageOffset + numel > s.numel) {
-    throw new FormatError(`${where}: elements [${t.storageOffset}, ${t.storageOffset + numel}) lie outside its storage of ${s.numel}`);
+    throw new FormatError(
+      `${where}: elements [${t.storageOffset}, ${t.storageOffset + numel}) lie outside its storage of ${s.numel}`,
+    );
   }
   const entry = `${stem}/data/${s.key}`;
   const e = zip.entry(entry);
   if (e === undefined) throw new FormatError(`${where}: its storage ${entry} is missing from the archive`);
   if (e.uncompressedSize !== s.numel * s.elementSize) {
-    throw new FormatError(`${where}: storage ${entry} has ${e.uncompressedSize} bytes, but the pickle says ${s.numel} × ${s.elementSize}`);
+    throw new FormatError(
+      `${where}: storage ${entry} has ${e.uncompressedSize} bytes, but the pickle says ${s.numel} × ${s.elementSize}`,
+    );
   }
   const byteLength = numel * FLOAT_DTYPE_BYTES[s.dtype]!;
-  return { info: { name, dtype: s.dtype, shape: t.size.slice(), byteLength }, entry, byteOffset: t.storageOffset * s.elementSize };
+  return {
+    info: { name, dtype: s.dtype, shape: t.size.slice(), byteLength },
+    entry,
+    byteOffset: t.storageOffset * s.elementSize,
+  };
 }

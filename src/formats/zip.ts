@@ -103,8 +103,16 @@ export class ZipArchive {
       );
     }
     const len = length ?? e.uncompressedSize - offset;
-    if (!Number.isSafeInteger(offset) || !Number.isSafeInteger(len) || offset < 0 || len < 0 || offset + len > e.uncompressedSize) {
-      throw new FormatError(`${this.path}: bytes [${offset}, ${offset + len}) are outside zip entry ${name} (${e.uncompressedSize} bytes)`);
+    if (
+      !Number.isSafeInteger(offset) ||
+      !Number.isSafeInteger(len) ||
+      offset < 0 ||
+      len < 0 ||
+      offset + len > e.uncompressedSize
+    ) {
+      throw new FormatError(
+        `${this.path}: bytes [${offset}, ${offset + len}) are outside zip entry ${name} (${e.uncompressedSize} bytes)`,
+      );
     }
     return this.file.read(e.dataOffset + offset, len, `zip entry ${name}`);
   }
@@ -115,7 +123,9 @@ export class ZipArchive {
     const e = this.byName.get(name)!;
     const crc = crc32(bytes);
     if (crc !== e.crc32) {
-      throw new FormatError(`${this.path}: zip entry ${name} is corrupt (CRC-32 ${hex(crc)}, the directory says ${hex(e.crc32)})`);
+      throw new FormatError(
+        `${this.path}: zip entry ${name} is corrupt (CRC-32 ${hex(crc)}, the directory says ${hex(e.crc32)})`,
+      );
     }
     return bytes;
   }
@@ -166,7 +176,8 @@ async function readDirectoryLocation(file: ByteSource): Promise<Directory> {
       break;
     }
   }
-  if (at < 0) throw new FormatError(`${path} is not a zip archive or is truncated (no end of central directory record)`);
+  if (at < 0)
+    throw new FormatError(`${path} is not a zip archive or is truncated (no end of central directory record)`);
   const eocdOffset = tailStart + at;
   let count = u16(tail, at + 10);
   let size = u32(tail, at + 12);
@@ -177,14 +188,20 @@ async function readDirectoryLocation(file: ByteSource): Promise<Directory> {
   const locAt = at - 20;
   if (locAt >= 0 && u32(tail, locAt) === SIG_ZIP64_LOCATOR) {
     const z64Offset = u64(tail, locAt + 8, path, 'ZIP64 end of central directory offset');
-    if (z64Offset + 56 > eocdOffset) throw new FormatError(`${path}: ZIP64 end of central directory offset ${z64Offset} is out of range`);
+    if (z64Offset + 56 > eocdOffset)
+      throw new FormatError(`${path}: ZIP64 end of central directory offset ${z64Offset} is out of range`);
     const z = await file.read(z64Offset, 56, 'the ZIP64 end of central directory');
-    if (u32(z, 0) !== SIG_ZIP64_EOCD) throw new FormatError(`${path}: no ZIP64 end of central directory record at ${z64Offset}`);
+    if (u32(z, 0) !== SIG_ZIP64_EOCD)
+      throw new FormatError(`${path}: no ZIP64 end of central directory record at ${z64Offset}`);
     const count64 = u64(z, 32, path, 'entry count');
     const size64 = u64(z, 40, path, 'central directory size');
     const offset64 = u64(z, 48, path, 'central directory offset');
     // The classic record must agree wherever it does not defer to ZIP64 with an all-ones value.
-    if ((count !== 0xffff && count !== count64) || (size !== 0xffffffff && size !== size64) || (offset !== 0xffffffff && offset !== offset64)) {
+    if (
+      (count !== 0xffff && count !== count64) ||
+      (size !== 0xffffffff && size !== size64) ||
+      (offset !== 0xffffffff && offset !== offset64)
+    ) {
       throw new FormatError(`${path}: the zip's end of central directory records disagree (corrupt archive)`);
     }
     count = count64;
@@ -193,7 +210,8 @@ async function readDirectoryLocation(file: ByteSource): Promise<Directory> {
   } else if (count === 0xffff || size === 0xffffffff || offset === 0xffffffff) {
     throw new FormatError(`${path}: zip needs a ZIP64 end of central directory record but has none (truncated?)`);
   }
-  if (size > MAX_CENTRAL_DIRECTORY_BYTES) throw new FormatError(`${path}: zip central directory of ${size} bytes is absurd`);
+  if (size > MAX_CENTRAL_DIRECTORY_BYTES)
+    throw new FormatError(`${path}: zip central directory of ${size} bytes is absurd`);
   // Every entry takes at least a fixed-size record: a count the directory cannot hold is a lie.
   if (count > Math.floor(size / CENTRAL_HEADER_SIZE)) {
     throw new FormatError(
@@ -204,7 +222,9 @@ async function readDirectoryLocation(file: ByteSource): Promise<Directory> {
     throw new FormatError(`${path}: zip has ${count} entries, more than the ${MAX_ENTRIES} a checkpoint may have`);
   }
   if (offset + size > eocdOffset) {
-    throw new FormatError(`${path}: zip central directory [${offset}, ${offset + size}) runs past its end record at ${eocdOffset} (truncated or corrupt)`);
+    throw new FormatError(
+      `${path}: zip central directory [${offset}, ${offset + size}) runs past its end record at ${eocdOffset} (truncated or corrupt)`,
+    );
   }
   return { count, size, offset };
 }
@@ -221,7 +241,9 @@ async function readEntries(file: ByteSource): Promise<ZipEntry[]> {
   let p = 0;
   for (let i = 0; i < dir.count; i++) {
     if (p + CENTRAL_HEADER_SIZE > cd.length || u32(cd, p) !== SIG_CENTRAL) {
-      throw new FormatError(`${path}: zip central directory entry ${i} is missing or corrupt (the directory claims ${dir.count} entries)`);
+      throw new FormatError(
+        `${path}: zip central directory entry ${i} is missing or corrupt (the directory claims ${dir.count} entries)`,
+      );
     }
     const flags = u16(cd, p + 8);
     const method = u16(cd, p + 10);
@@ -247,7 +269,8 @@ async function readEntries(file: ByteSource): Promise<ZipEntry[]> {
         if (id === 0x0001) {
           let r = q + 4;
           const take = (what: string) => {
-            if (r + 8 > q + 4 + len) throw new FormatError(`${path}: zip entry ${name} has a short ZIP64 field (no ${what})`);
+            if (r + 8 > q + 4 + len)
+              throw new FormatError(`${path}: zip entry ${name} has a short ZIP64 field (no ${what})`);
             const v = u64(extra, r, path, what);
             r += 8;
             return v;
@@ -270,7 +293,16 @@ async function readEntries(file: ByteSource): Promise<ZipEntry[]> {
         `${path}: zip entry ${name} is stored but claims ${compressedSize} bytes compressed and ${uncompressedSize} uncompressed`,
       );
     }
-    entries.push({ name, method, flags, crc32: crc, compressedSize, uncompressedSize, localHeaderOffset, dataOffset: -1 });
+    entries.push({
+      name,
+      method,
+      flags,
+      crc32: crc,
+      compressedSize,
+      uncompressedSize,
+      localHeaderOffset,
+      dataOffset: -1,
+    });
     p = next;
   }
 
@@ -278,16 +310,22 @@ async function readEntries(file: ByteSource): Promise<ZipEntry[]> {
   // from the central directory's (PyTorch pads the local extra field to align the data).
   for (const e of entries) {
     if (e.localHeaderOffset + LOCAL_HEADER_SIZE > dir.offset) {
-      throw new FormatError(`${path}: zip entry ${e.name} has its local header at ${e.localHeaderOffset}, outside the archive's data`);
+      throw new FormatError(
+        `${path}: zip entry ${e.name} has its local header at ${e.localHeaderOffset}, outside the archive's data`,
+      );
     }
     // One read for the fixed header and the name, assuming the local name matches the central one.
     const expectedNameLen = encoder.encode(e.name).length;
     const headLen = Math.min(LOCAL_HEADER_SIZE + expectedNameLen, dir.offset - e.localHeaderOffset);
     const head = await file.read(e.localHeaderOffset, headLen, `the local header of zip entry ${e.name}`);
-    if (u32(head, 0) !== SIG_LOCAL) throw new FormatError(`${path}: zip entry ${e.name} has no local header at ${e.localHeaderOffset}`);
+    if (u32(head, 0) !== SIG_LOCAL)
+      throw new FormatError(`${path}: zip entry ${e.name} has no local header at ${e.localHeaderOffset}`);
     const nameLen = u16(head, 26);
     const extraLen = u16(head, 28);
-    const localName = nameLen === expectedNameLen && headLen === LOCAL_HEADER_SIZE + nameLen ? decoder.decode(head.subarray(LOCAL_HEADER_SIZE)) : undefined;
+    const localName =
+      nameLen === expectedNameLen && headLen === LOCAL_HEADER_SIZE + nameLen
+        ? decoder.decode(head.subarray(LOCAL_HEADER_SIZE))
+        : undefined;
     if (localName !== e.name) {
       throw new FormatError(`${path}: zip entry ${e.name}'s local header names another entry (corrupt archive)`);
     }
@@ -295,7 +333,7 @@ async function readEntries(file: ByteSource): Promise<ZipEntry[]> {
     if ((u16(head, 6) & 8) === 0 && u32(head, 18) !== 0xffffffff) {
       const localCompressed = u32(head, 18);
       const localUncompressed = u32(head, 22);
-      if (localCompressed !== (e.compressedSize >>> 0) || localUncompressed !== (e.uncompressedSize >>> 0)) {
+      if (localCompressed !== e.compressedSize >>> 0 || localUncompressed !== e.uncompressedSize >>> 0) {
         if (localCompressed !== 0 || localUncompressed !== 0) {
           throw new FormatError(`${path}: zip entry ${e.name}: local header sizes disagree with the central directory`);
         }

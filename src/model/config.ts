@@ -135,7 +135,8 @@ function int(obj: Json, key: string, fallback: number, where = '', max = MAX_DIM
 function bool(obj: Json, key: string, fallback: boolean, where = ''): boolean {
   const v = obj[key];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'boolean') throw new ConfigError(`config${where}.${key} must be true or false, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'boolean')
+    throw new ConfigError(`config${where}.${key} must be true or false, got ${JSON.stringify(v)}`);
   return v;
 }
 
@@ -149,7 +150,8 @@ function str(obj: Json, key: string, fallback: string, where = ''): string {
 function activationOf(ffn: Json): Activation {
   const act = ffn['ffn_act_fn'];
   if (act === undefined || act === null) return 'gelu';
-  if (typeof act !== 'object') throw new ConfigError('config.ffn_config.ffn_act_fn must be an object like {"name": "gelu"}');
+  if (typeof act !== 'object')
+    throw new ConfigError('config.ffn_config.ffn_act_fn must be an object like {"name": "gelu"}');
   const a = act as Json;
   const name = str(a, 'name', 'gelu', '.ffn_config.ffn_act_fn');
   if (name === 'gelu') {
@@ -173,7 +175,9 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const raw = rawInput as Json;
   const modelType = raw['model_type'];
   if (modelType !== undefined && modelType !== 'mpt') {
-    throw new UnsupportedError(`model_type "${String(modelType)}" is not supported: this engine runs MPT models (model_type "mpt")`);
+    throw new UnsupportedError(
+      `model_type "${String(modelType)}" is not supported: this engine runs MPT models (model_type "mpt")`,
+    );
   }
   const dModel = int(raw, 'd_model', DEFAULTS.d_model);
   const nHeads = int(raw, 'n_heads', DEFAULTS.n_heads);
@@ -182,24 +186,29 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const expansionRatio = positive(raw, 'expansion_ratio', DEFAULTS.expansion_ratio)!;
   const maxSeqLen = int(raw, 'max_seq_len', DEFAULTS.max_seq_len);
   const vocabSize = int(raw, 'vocab_size', DEFAULTS.vocab_size);
-  if (dModel % nHeads !== 0) throw new ConfigError(`config.d_model (${dModel}) must be divisible by n_heads (${nHeads})`);
+  if (dModel % nHeads !== 0)
+    throw new ConfigError(`config.d_model (${dModel}) must be divisible by n_heads (${nHeads})`);
   const headDim = dModel / nHeads;
   // HF's layer_norm_epsilon is not used (MosaicML's norms use 1e-5), but a nonsensical one is still refused.
   positive(raw, 'layer_norm_epsilon', null);
 
   const normType = str(raw, 'norm_type', DEFAULTS.norm_type);
   if (!['layernorm', 'low_precision_layernorm', 'rmsnorm', 'low_precision_rmsnorm'].includes(normType)) {
-    throw new UnsupportedError(`norm_type "${normType}" is not supported (layernorm, low_precision_layernorm, rmsnorm, low_precision_rmsnorm are)`);
+    throw new UnsupportedError(
+      `norm_type "${normType}" is not supported (layernorm, low_precision_layernorm, rmsnorm, low_precision_rmsnorm are)`,
+    );
   }
 
   let logitScale: number | null = null;
   const ls = raw['logit_scale'];
   if (ls === 'inv_sqrt_d_model') logitScale = 1 / Math.sqrt(dModel);
-  else if (typeof ls === 'string') throw new ConfigError(`config.logit_scale "${ls}" is not understood (a number, null or "inv_sqrt_d_model")`);
+  else if (typeof ls === 'string')
+    throw new ConfigError(`config.logit_scale "${ls}" is not understood (a number, null or "inv_sqrt_d_model")`);
   else logitScale = positive(raw, 'logit_scale', null);
 
   const attnRaw = (raw['attn_config'] ?? {}) as Json;
-  if (typeof attnRaw !== 'object' || Array.isArray(attnRaw)) throw new ConfigError('config.attn_config must be an object');
+  if (typeof attnRaw !== 'object' || Array.isArray(attnRaw))
+    throw new ConfigError('config.attn_config must be an object');
   const W = '.attn_config';
   const attnType = str(attnRaw, 'attn_type', ATTN_DEFAULTS.attn_type, W) as AttnType;
   let kvNHeads: number;
@@ -210,18 +219,31 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
     if (nHeads % kvNHeads !== 0) {
       throw new ConfigError(`config.attn_config.kv_n_heads (${kvNHeads}) must divide n_heads (${nHeads})`);
     }
-  } else throw new UnsupportedError(`attn_config.attn_type "${attnType}" is not supported (multihead_attention, multiquery_attention, grouped_query_attention are)`);
+  } else
+    throw new UnsupportedError(
+      `attn_config.attn_type "${attnType}" is not supported (multihead_attention, multiquery_attention, grouped_query_attention are)`,
+    );
 
-  if (bool(attnRaw, 'rope', false, W)) throw new UnsupportedError('attn_config.rope is not supported (MPT checkpoints use ALiBi)');
+  if (bool(attnRaw, 'rope', false, W))
+    throw new UnsupportedError('attn_config.rope is not supported (MPT checkpoints use ALiBi)');
   const prefixLm = bool(attnRaw, 'prefix_lm', ATTN_DEFAULTS.prefix_lm, W);
-  if (prefixLm) throw new UnsupportedError('attn_config.prefix_lm is not supported (it needs a prefix mask at every call)');
-  if (attnRaw['sliding_window_size'] !== undefined && attnRaw['sliding_window_size'] !== -1 && attnRaw['sliding_window_size'] !== null) {
+  if (prefixLm)
+    throw new UnsupportedError('attn_config.prefix_lm is not supported (it needs a prefix mask at every call)');
+  if (
+    attnRaw['sliding_window_size'] !== undefined &&
+    attnRaw['sliding_window_size'] !== -1 &&
+    attnRaw['sliding_window_size'] !== null
+  ) {
     throw new UnsupportedError('attn_config.sliding_window_size is not supported');
   }
-  if (bool(attnRaw, 'qk_gn', false, W)) throw new UnsupportedError('attn_config.qk_gn (per-head group norm of q and k) is not supported');
-  if (!bool(attnRaw, 'fused_qkv', true, W)) throw new UnsupportedError('attn_config.fused_qkv false (separate Wq/Wk/Wv) is not supported');
-  if (attnRaw['attn_logit_softcapping'] != null) throw new UnsupportedError('attn_config.attn_logit_softcapping is not supported');
-  if (attnRaw['kv_dim'] != null) throw new UnsupportedError('attn_config.kv_dim (cross-attention dims) is not supported');
+  if (bool(attnRaw, 'qk_gn', false, W))
+    throw new UnsupportedError('attn_config.qk_gn (per-head group norm of q and k) is not supported');
+  if (!bool(attnRaw, 'fused_qkv', true, W))
+    throw new UnsupportedError('attn_config.fused_qkv false (separate Wq/Wk/Wv) is not supported');
+  if (attnRaw['attn_logit_softcapping'] != null)
+    throw new UnsupportedError('attn_config.attn_logit_softcapping is not supported');
+  if (attnRaw['kv_dim'] != null)
+    throw new UnsupportedError('attn_config.kv_dim (cross-attention dims) is not supported');
   const clipQkv = positive(attnRaw, 'clip_qkv', null, W);
   const alibi = bool(attnRaw, 'alibi', ATTN_DEFAULTS.alibi, W);
   const attn: AttnConfig = {
@@ -245,10 +267,12 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
     throw new UnsupportedError(`ffn_config.ffn_type "${ffnType}" is not supported (mptmlp and mptglu are)`);
   }
   const fcType = raw['fc_type'] ?? ffnRaw['fc_type'];
-  if (fcType !== undefined && fcType !== 'torch') throw new UnsupportedError(`fc_type "${String(fcType)}" is not supported (only "torch")`);
-  const hiddenSize = ffnRaw['ffn_hidden_size'] != null
-    ? int(ffnRaw, 'ffn_hidden_size', 1, '.ffn_config')
-    : Math.trunc(expansionRatio * dModel);
+  if (fcType !== undefined && fcType !== 'torch')
+    throw new UnsupportedError(`fc_type "${String(fcType)}" is not supported (only "torch")`);
+  const hiddenSize =
+    ffnRaw['ffn_hidden_size'] != null
+      ? int(ffnRaw, 'ffn_hidden_size', 1, '.ffn_config')
+      : Math.trunc(expansionRatio * dModel);
   if (hiddenSize < 1 || hiddenSize > MAX_DIMENSION) {
     const what = `config.expansion_ratio ${expansionRatio} × d_model ${dModel}`;
     throw new ConfigError(`${what} gives an MLP of ${hiddenSize} units, not 1 to ${MAX_DIMENSION}`);
@@ -256,9 +280,11 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const ffn: FfnConfig = { ffnType, activation: activationOf(ffnRaw), hiddenSize };
 
   const tie = bool(raw, 'tie_word_embeddings', DEFAULTS.tie_word_embeddings);
-  if (raw['block_overrides'] != null) throw new UnsupportedError('block_overrides (per-layer architecture changes) is not supported');
+  if (raw['block_overrides'] != null)
+    throw new UnsupportedError('block_overrides (per-layer architecture changes) is not supported');
   if (raw['final_logit_softcapping'] != null) throw new UnsupportedError('final_logit_softcapping is not supported');
-  if (raw['moe_world_size'] !== undefined && raw['moe_world_size'] !== 1) throw new UnsupportedError('moe_world_size (mixture of experts) is not supported');
+  if (raw['moe_world_size'] !== undefined && raw['moe_world_size'] !== 1)
+    throw new UnsupportedError('moe_world_size (mixture of experts) is not supported');
 
   return {
     dModel,
@@ -307,7 +333,8 @@ export function toMosaicConfigJson(c: MptConfig): Record<string, unknown> {
   const ffn: Record<string, unknown> = { ffn_type: c.ffn.ffnType };
   if (c.ffn.hiddenSize !== Math.trunc(c.expansionRatio * c.dModel)) ffn['ffn_hidden_size'] = c.ffn.hiddenSize;
   if (c.ffn.activation !== 'gelu') {
-    ffn['ffn_act_fn'] = c.ffn.activation === 'gelu_tanh' ? { name: 'gelu', approximate: 'tanh' } : { name: c.ffn.activation };
+    ffn['ffn_act_fn'] =
+      c.ffn.activation === 'gelu_tanh' ? { name: 'gelu', approximate: 'tanh' } : { name: c.ffn.activation };
   }
   return {
     architectures: ['MPTForCausalLM'],

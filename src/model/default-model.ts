@@ -12,5 +12,7 @@ export function defaultModelPath(): string {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(`${p}/config.json`)) return p;
   }
-  throw new InputError('no default model is installed (models/default/ is missing): give a model folder or GGUF file as MODEL');
+  throw new InputError(
+    'no default model is installed (models/default/ is missing): give a model folder or GGUF file as MODEL',
+  );
 }

@@ -17,8 +17,18 @@ import type { ByteSource } from '../formats/byte-source.js';
 import { dequantize, GGML_TYPES } from '../formats/ggml-quants.js';
 import type { QuantizePool } from '../formats/parallel-quantize.js';
 import {
-  gguf, metaBool, metaNumber, metaString, metaStringArray, metaIntArray, readGguf, readGgufSource, writeGguf,
-  type GgufFile, type GgufTensorToWrite, type GgufValue,
+  gguf,
+  metaBool,
+  metaNumber,
+  metaString,
+  metaStringArray,
+  metaIntArray,
+  readGguf,
+  readGgufSource,
+  writeGguf,
+  type GgufFile,
+  type GgufTensorToWrite,
+  type GgufValue,
 } from '../formats/gguf.js';
 import type { DType, TensorInfo, TensorSource } from '../formats/tensor-source.js';
 import { MAX_DIMENSION, parseMptConfig, qkvDim, type MptConfig } from './config.js';
@@ -122,7 +132,10 @@ function perLayer(meta: Map<string, GgufValue>, key: string, where: string, opti
   if (v.type === 'array') {
     const arr = metaIntArray(meta, key, where)!;
     if (arr.length === 0) throw new FormatError(`${where}: ${key} is an empty array`);
-    if (arr.some((x) => x !== arr[0])) throw new UnsupportedError(`${where}: ${key} differs between layers (${arr.join(', ')}); MPT layers are all alike`);
+    if (arr.some((x) => x !== arr[0]))
+      throw new UnsupportedError(
+        `${where}: ${key} differs between layers (${arr.join(', ')}); MPT layers are all alike`,
+      );
     return arr[0];
   }
   return metaNumber(meta, key, where);
@@ -146,7 +159,9 @@ export function mosaicConfigFromGguf(file: GgufFile): Record<string, unknown> {
   const where = file.path;
   const arch = metaString(meta, 'general.architecture', where);
   if (arch !== 'mpt') {
-    throw new UnsupportedError(`${where}: GGUF architecture "${arch}" is not supported (this engine runs llama.cpp architecture "mpt")`);
+    throw new UnsupportedError(
+      `${where}: GGUF architecture "${arch}" is not supported (this engine runs llama.cpp architecture "mpt")`,
+    );
   }
   const k = (s: string) => `mpt.${s}`;
   const dModel = positiveInt(metaNumber(meta, k('embedding_length'), where), k('embedding_length'), where);
@@ -155,14 +170,20 @@ export function mosaicConfigFromGguf(file: GgufFile): Record<string, unknown> {
   const nHeads = positiveInt(perLayer(meta, k('attention.head_count'), where, false), k('attention.head_count'), where);
   const ctx = positiveInt(metaNumber(meta, k('context_length'), where), k('context_length'), where);
   const ff = positiveInt(perLayer(meta, k('feed_forward_length'), where, false), k('feed_forward_length'), where);
-  const kv = positiveInt(perLayer(meta, k('attention.head_count_kv'), where, true) ?? nHeads, k('attention.head_count_kv'), where);
+  const kv = positiveInt(
+    perLayer(meta, k('attention.head_count_kv'), where, true) ?? nHeads,
+    k('attention.head_count_kv'),
+    where,
+  );
   const eps = metaNumber(meta, k('attention.layer_norm_epsilon'), where);
   if (!(eps > 0) || !Number.isFinite(eps)) {
     throw new FormatError(`${where}: ${k('attention.layer_norm_epsilon')} must be a positive number, got ${eps}`);
   }
   // MosaicML's LayerNorm always uses 1e-5 (stored as float32 in GGUF).
   if (Math.abs(eps - 1e-5) > 1e-9) {
-    throw new UnsupportedError(`${where}: ${k('attention.layer_norm_epsilon')} is ${eps}; MPT's LayerNorm uses 1e-5 and this engine implements only that`);
+    throw new UnsupportedError(
+      `${where}: ${k('attention.layer_norm_epsilon')} is ${eps}; MPT's LayerNorm uses 1e-5 and this engine implements only that`,
+    );
   }
   // llama.cpp turns ALiBi on for a bias above 0 and clamping for a clamp above 0; NaN or ±inf would
   // silently turn them off (or on), so they are refused.
@@ -174,19 +195,25 @@ export function mosaicConfigFromGguf(file: GgufFile): Record<string, unknown> {
   if (clamp !== undefined && !Number.isFinite(clamp)) {
     throw new FormatError(`${where}: ${k('attention.clamp_kqv')} must be a finite number, got ${clamp}`);
   }
-  if (dModel % nHeads !== 0) throw new FormatError(`${where}: embedding_length ${dModel} is not divisible by head_count ${nHeads}`);
-  if (nHeads % kv !== 0) throw new FormatError(`${where}: head_count ${nHeads} is not a multiple of head_count_kv ${kv}`);
+  if (dModel % nHeads !== 0)
+    throw new FormatError(`${where}: embedding_length ${dModel} is not divisible by head_count ${nHeads}`);
+  if (nHeads % kv !== 0)
+    throw new FormatError(`${where}: head_count ${nHeads} is not a multiple of head_count_kv ${kv}`);
 
   const embd = file.tensor('token_embd.weight');
   if (!embd) throw new WeightsError(`${where}: tensor token_embd.weight is missing`);
   if (embd.dims.length !== 2 || embd.dims[0] !== dModel) {
-    throw new WeightsError(`${where}: token_embd.weight has dims {${embd.dims.join(', ')}}, expected {${dModel}, n_vocab}`);
+    throw new WeightsError(
+      `${where}: token_embd.weight has dims {${embd.dims.join(', ')}}, expected {${dModel}, n_vocab}`,
+    );
   }
   const vocab = embd.dims[1]!;
   const has = (n: string) => file.tensor(n) !== undefined;
-  if (has('blk.0.ffn.act.scales')) throw new UnsupportedError(`${where}: AWQ activation scales (ffn.act.scales) are not supported`);
+  if (has('blk.0.ffn.act.scales'))
+    throw new UnsupportedError(`${where}: AWQ activation scales (ffn.act.scales) are not supported`);
 
-  const attnType = kv === nHeads ? 'multihead_attention' : kv === 1 ? 'multiquery_attention' : 'grouped_query_attention';
+  const attnType =
+    kv === nHeads ? 'multihead_attention' : kv === 1 ? 'multiquery_attention' : 'grouped_query_attention';
   const attn: Record<string, unknown> = {
     alibi: alibiMax > 0,
     alibi_bias_max: alibiMax > 0 ? alibiMax : 8,
@@ -237,12 +264,15 @@ export function tokenizerFromGguf(file: GgufFile): GgufTokenizer | undefined {
   const merges = metaStringArray(meta, 'tokenizer.ggml.merges', where, true) ?? [];
   const types = metaIntArray(meta, 'tokenizer.ggml.token_type', where) ?? tokens.map(() => TokenType.NORMAL);
   if (types.length !== tokens.length) {
-    throw new FormatError(`${where}: tokenizer.ggml.token_type has ${types.length} entries for ${tokens.length} tokens`);
+    throw new FormatError(
+      `${where}: tokenizer.ggml.token_type has ${types.length} entries for ${tokens.length} tokens`,
+    );
   }
   const id = (key: string): number | undefined => {
     const v = metaNumber(meta, key, where, true);
     if (v === undefined || v === -1 || v === 0xffffffff) return undefined;
-    if (!Number.isInteger(v) || v < 0 || v >= tokens.length) throw new FormatError(`${where}: ${key} = ${v} is not a token id (${tokens.length} tokens)`);
+    if (!Number.isInteger(v) || v < 0 || v >= tokens.length)
+      throw new FormatError(`${where}: ${key} = ${v} is not a token id (${tokens.length} tokens)`);
     return v;
   };
   const tok: GgufTokenizer = { model, tokens, merges, tokenTypes: types };
@@ -278,8 +308,12 @@ export async function openGgufCheckpoint(from: string | ByteSource): Promise<Ggu
     const infos = new Map<string, { info: TensorInfo; ggufName: string }>();
     for (const t of file.tensors) {
       const name = canonicalTensorName(t.name);
-      if (name === undefined) throw new WeightsError(`${path}: tensor ${t.name} is not part of llama.cpp's MPT architecture`);
-      infos.set(name, { ggufName: t.name, info: { name, dtype: t.dtype, shape: [...t.dims].reverse(), byteLength: t.byteLength } });
+      if (name === undefined)
+        throw new WeightsError(`${path}: tensor ${t.name} is not part of llama.cpp's MPT architecture`);
+      infos.set(name, {
+        ggufName: t.name,
+        info: { name, dtype: t.dtype, shape: [...t.dims].reverse(), byteLength: t.byteLength },
+      });
     }
     checkShapes(config, infos, path);
     const tensors: TensorSource = {
@@ -321,7 +355,9 @@ function checkShapes(c: MptConfig, infos: Map<string, { info: TensorInfo; ggufNa
     const e = infos.get(name);
     if (!e) throw new WeightsError(`${path}: tensor ${ggufTensorName(name)} (${name}) is missing`);
     if (e.info.shape.join(',') !== shape.join(',')) {
-      throw new WeightsError(`${path}: tensor ${e.ggufName} has shape [${e.info.shape.join(', ')}], the metadata implies [${shape.join(', ')}]`);
+      throw new WeightsError(
+        `${path}: tensor ${e.ggufName} has shape [${e.info.shape.join(', ')}], the metadata implies [${shape.join(', ')}]`,
+      );
     }
   };
   want('transformer.wte.weight', [c.vocabSize, d]);
@@ -337,7 +373,8 @@ function checkShapes(c: MptConfig, infos: Map<string, { info: TensorInfo; ggufNa
   }
   for (const [name, e] of infos) {
     const layer = /^transformer\.blocks\.(\d+)\./.exec(name);
-    if (layer && Number(layer[1]) >= c.nLayers) throw new WeightsError(`${path}: tensor ${e.ggufName} belongs to a layer past block_count ${c.nLayers}`);
+    if (layer && Number(layer[1]) >= c.nLayers)
+      throw new WeightsError(`${path}: tensor ${e.ggufName} belongs to a layer past block_count ${c.nLayers}`);
   }
 }
 
@@ -356,21 +393,28 @@ export function tokenizerFromHfJson(json: unknown, vocabSize: number, source = '
   const tj = json as Record<string, unknown>;
   const model = tj['model'] as Record<string, unknown> | undefined;
   if (model?.['type'] !== 'BPE' || typeof model['vocab'] !== 'object') {
-    throw new UnsupportedError(`${source}: only byte-level BPE tokenizers (model.type "BPE") can be embedded as gpt2 GGUF vocabularies`);
+    throw new UnsupportedError(
+      `${source}: only byte-level BPE tokenizers (model.type "BPE") can be embedded as gpt2 GGUF vocabularies`,
+    );
   }
   const pre = tj['pre_tokenizer'] as Record<string, unknown> | null | undefined;
   if (pre?.['type'] !== 'ByteLevel') {
-    throw new UnsupportedError(`${source}: the pre-tokenizer is ${pre ? String(pre['type']) : 'missing'}; only GPT-NeoX's ByteLevel pre-tokenizer maps to llama.cpp's "mpt"`);
+    throw new UnsupportedError(
+      `${source}: the pre-tokenizer is ${pre ? String(pre['type']) : 'missing'}; only GPT-NeoX's ByteLevel pre-tokenizer maps to llama.cpp's "mpt"`,
+    );
   }
   const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);
   const types = new Array<number>(vocabSize).fill(TokenType.UNUSED);
   const place = (content: string, id: number, type: number) => {
-    if (!Number.isInteger(id) || id < 0) throw new FormatError(`${source}: token ${JSON.stringify(content)} has invalid id ${id}`);
-    if (id >= vocabSize) throw new ConfigError(`${source}: token id ${id} does not fit the model's vocab_size ${vocabSize}`);
+    if (!Number.isInteger(id) || id < 0)
+      throw new FormatError(`${source}: token ${JSON.stringify(content)} has invalid id ${id}`);
+    if (id >= vocabSize)
+      throw new ConfigError(`${source}: token id ${id} does not fit the model's vocab_size ${vocabSize}`);
     tokens[id] = content;
     types[id] = type;
   };
-  for (const [content, id] of Object.entries(model['vocab'] as Record<string, number>)) place(content, id, TokenType.NORMAL);
+  for (const [content, id] of Object.entries(model['vocab'] as Record<string, number>))
+    place(content, id, TokenType.NORMAL);
   const added = Array.isArray(tj['added_tokens']) ? (tj['added_tokens'] as Record<string, unknown>[]) : [];
   for (const a of added) {
     const content = String(a['content']);
@@ -381,7 +425,15 @@ export function tokenizerFromHfJson(json: unknown, vocabSize: number, source = '
   const rawMerges = Array.isArray(model['merges']) ? (model['merges'] as unknown[]) : [];
   const merges = rawMerges.map((m) => (Array.isArray(m) ? m.join(' ') : String(m)));
   if (merges.length === 0) throw new FormatError(`${source} has no BPE merges (llama.cpp requires them)`);
-  const out: GgufTokenizer = { model: 'gpt2', pre: 'mpt', tokens: full, merges, tokenTypes: types, addBos: false, addEos: false };
+  const out: GgufTokenizer = {
+    model: 'gpt2',
+    pre: 'mpt',
+    tokens: full,
+    merges,
+    tokenTypes: types,
+    addBos: false,
+    addEos: false,
+  };
   const eot = full.indexOf('<|endoftext|>');
   if (eot >= 0) {
     out.bosId = eot;
@@ -401,7 +453,8 @@ function byteToUnicode(): string[] {
   for (let b = 0xae; b <= 0xff; b++) keep.push(b);
   const out = new Array<string>(256);
   let extra = 0;
-  for (let b = 0; b < 256; b++) out[b] = keep.includes(b) ? String.fromCodePoint(b) : String.fromCodePoint(256 + extra++);
+  for (let b = 0; b < 256; b++)
+    out[b] = keep.includes(b) ? String.fromCodePoint(b) : String.fromCodePoint(256 + extra++);
   return out;
 }
 
@@ -413,14 +466,26 @@ function byteToUnicode(): string[] {
  * can be fed; text does not tokenize usefully.
  */
 export function byteLevelTestTokenizer(vocabSize: number): GgufTokenizer {
-  if (vocabSize < 258) throw new InputError(`a byte-level test vocabulary needs at least 258 ids, the model has ${vocabSize}`);
+  if (vocabSize < 258)
+    throw new InputError(`a byte-level test vocabulary needs at least 258 ids, the model has ${vocabSize}`);
   const tokens = ['<|endoftext|>', ...byteToUnicode(), 'Ġt'];
   const types = [TokenType.CONTROL, ...new Array<number>(257).fill(TokenType.NORMAL)];
   for (let i = tokens.length; i < vocabSize; i++) {
     tokens.push(`[PAD${i}]`);
     types.push(TokenType.UNUSED);
   }
-  return { model: 'gpt2', pre: 'mpt', tokens, merges: ['Ġ t'], tokenTypes: types, bosId: 0, eosId: 0, unkId: 0, addBos: false, addEos: false };
+  return {
+    model: 'gpt2',
+    pre: 'mpt',
+    tokens,
+    merges: ['Ġ t'],
+    tokenTypes: types,
+    bosId: 0,
+    eosId: 0,
+    unkId: 0,
+    addBos: false,
+    addEos: false,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -434,9 +499,33 @@ export function byteLevelTestTokenizer(vocabSize: number): GgufTokenizer {
  *   `--pure` (see ggufTensorType).
  */
 export type GgufOutType =
-  | 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_1' | 'q5_0' | 'q5_1' | 'q4_k' | 'q5_k' | 'q6_k' | 'q4_k_m' | 'q5_k_m';
+  | 'f32'
+  | 'f16'
+  | 'bf16'
+  | 'q8_0'
+  | 'q4_0'
+  | 'q4_1'
+  | 'q5_0'
+  | 'q5_1'
+  | 'q4_k'
+  | 'q5_k'
+  | 'q6_k'
+  | 'q4_k_m'
+  | 'q5_k_m';
 export const GGUF_OUT_TYPES: readonly GgufOutType[] = [
-  'f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_1', 'q5_0', 'q5_1', 'q4_k', 'q5_k', 'q6_k', 'q4_k_m', 'q5_k_m',
+  'f32',
+  'f16',
+  'bf16',
+  'q8_0',
+  'q4_0',
+  'q4_1',
+  'q5_0',
+  'q5_1',
+  'q4_k',
+  'q5_k',
+  'q6_k',
+  'q4_k_m',
+  'q5_k_m',
 ];
 
 /**
@@ -445,7 +534,19 @@ export const GGUF_OUT_TYPES: readonly GgufOutType[] = [
  * with --pure; readers must take each tensor's own type (llama.cpp does).
  */
 const FILE_TYPE: Record<GgufOutType, number> = {
-  f32: 0, f16: 1, q4_0: 2, q4_1: 3, q8_0: 7, q5_0: 8, q5_1: 9, bf16: 32, q4_k: 15, q5_k: 17, q6_k: 18, q4_k_m: 15, q5_k_m: 17,
+  f32: 0,
+  f16: 1,
+  q4_0: 2,
+  q4_1: 3,
+  q8_0: 7,
+  q5_0: 8,
+  q5_1: 9,
+  bf16: 32,
+  q4_k: 15,
+  q5_k: 17,
+  q6_k: 18,
+  q4_k_m: 15,
+  q5_k_m: 17,
 };
 
 const K_TYPES: ReadonlySet<DType> = new Set(['q2_k', 'q3_k', 'q4_k', 'q5_k', 'q6_k']);
@@ -479,7 +580,13 @@ function useMoreBits(layer: number, nLayers: number): boolean {
  * (Later llama.cpp treats `attn_qkv` like `attn_v`: Q6_K in the `use_more_bits` layers, else
  * the base type. Both mixes load everywhere; this one matches the fixture files byte for byte.)
  */
-export function ggufTensorType(out: GgufOutType, name: string, dims: readonly number[], c: MptConfig, hasOutputTensor: boolean): DType {
+export function ggufTensorType(
+  out: GgufOutType,
+  name: string,
+  dims: readonly number[],
+  c: MptConfig,
+  hasOutputTensor: boolean,
+): DType {
   if (dims.length < 2) return 'f32';
   const cols = dims[0]!;
   const preset = out === 'q4_k_m' || out === 'q5_k_m';
@@ -510,14 +617,19 @@ export interface WriteGgufCheckpointOptions {
 /** Refuses configs whose arithmetic llama.cpp's MPT graph does not implement. */
 function checkLlamaCppCanRun(c: MptConfig): void {
   const no = (what: string) => {
-    throw new UnsupportedError(`llama.cpp's MPT architecture has no ${what}; the GGUF file would compute a different model`);
+    throw new UnsupportedError(
+      `llama.cpp's MPT architecture has no ${what}; the GGUF file would compute a different model`,
+    );
   };
-  if (c.attn.softmaxScale !== null && Math.abs(c.attn.softmaxScale - 1 / Math.sqrt(c.headDim)) > 1e-12) no('softmax_scale (it always uses 1/sqrt(head_dim))');
+  if (c.attn.softmaxScale !== null && Math.abs(c.attn.softmaxScale - 1 / Math.sqrt(c.headDim)) > 1e-12)
+    no('softmax_scale (it always uses 1/sqrt(head_dim))');
   if (c.logitScale !== null && c.logitScale !== 1) no('logit_scale');
   if (c.ffn.ffnType !== 'mptmlp') no(`ffn_type ${c.ffn.ffnType}`);
-  if (c.ffn.activation !== 'gelu' && c.ffn.activation !== 'gelu_tanh') no(`${c.ffn.activation} activation (it uses GELU)`);
+  if (c.ffn.activation !== 'gelu' && c.ffn.activation !== 'gelu_tanh')
+    no(`${c.ffn.activation} activation (it uses GELU)`);
   if (c.normType.includes('rmsnorm')) no('RMSNorm (it uses LayerNorm)');
-  if (c.attn.qkLn && c.attn.kvNHeads !== c.nHeads) no('qk_ln with grouped/multi-query attention (its k norm is d_model wide)');
+  if (c.attn.qkLn && c.attn.kvNHeads !== c.nHeads)
+    no('qk_ln with grouped/multi-query attention (its k norm is d_model wide)');
   if (c.learnedPosEmb && c.attn.alibi) no('learned position embedding together with ALiBi');
   if (!c.learnedPosEmb && !c.attn.alibi) no('model without ALiBi or position embeddings');
 }
@@ -544,9 +656,12 @@ export function ggufMetadataForConfig(c: MptConfig, type: GgufOutType, name = 'm
 /** The `tokenizer.ggml.*` metadata llama.cpp's gpt2 vocabulary loader reads. */
 export function ggufTokenizerMetadata(t: GgufTokenizer, vocabSize: number): Map<string, GgufValue> {
   if (t.tokens.length !== vocabSize) {
-    throw new ConfigError(`the tokenizer has ${t.tokens.length} tokens but the model's vocab_size is ${vocabSize}; llama.cpp needs one token per embedding row`);
+    throw new ConfigError(
+      `the tokenizer has ${t.tokens.length} tokens but the model's vocab_size is ${vocabSize}; llama.cpp needs one token per embedding row`,
+    );
   }
-  if (t.merges.length === 0) throw new ConfigError('llama.cpp needs a non-empty tokenizer.ggml.merges list for gpt2 vocabularies');
+  if (t.merges.length === 0)
+    throw new ConfigError('llama.cpp needs a non-empty tokenizer.ggml.merges list for gpt2 vocabularies');
   const m = new Map<string, GgufValue>();
   m.set('tokenizer.ggml.model', gguf.str(t.model));
   m.set('tokenizer.ggml.pre', gguf.str(t.pre ?? 'mpt'));
@@ -588,7 +703,8 @@ export async function writeGgufFromCheckpoint(
   type: GgufOutType,
   options: WriteGgufCheckpointOptions = {},
 ): Promise<void> {
-  if (!GGUF_OUT_TYPES.includes(type)) throw new InputError(`unknown GGUF output type "${type}" (${GGUF_OUT_TYPES.join(', ')})`);
+  if (!GGUF_OUT_TYPES.includes(type))
+    throw new InputError(`unknown GGUF output type "${type}" (${GGUF_OUT_TYPES.join(', ')})`);
   checkLlamaCppCanRun(config);
   let tok: GgufTokenizer;
   if (typeof tokenizer === 'string') {
@@ -614,7 +730,8 @@ export async function writeGgufFromCheckpoint(
     // HF may save the tied head as a copy of wte; llama.cpp reuses token_embd when output is absent.
     if (info.name === 'lm_head.weight' && config.tieWordEmbeddings) continue;
     const name = ggufTensorName(info.name);
-    if (name === undefined) throw new UnsupportedError(`tensor ${info.name} has no counterpart in llama.cpp's MPT architecture`);
+    if (name === undefined)
+      throw new UnsupportedError(`tensor ${info.name} has no counterpart in llama.cpp's MPT architecture`);
     const dims = [...info.shape].reverse();
     const dtype = ggufTensorType(type, name, dims, config, hasOutputTensor);
     const cols = dims[0] ?? 1;
@@ -637,7 +754,16 @@ export async function writeGgufFromCheckpoint(
 }
 
 /** Within a block, the order the forward pass uses them (weight before bias). */
-const BLOCK_ORDER = ['norm_1', 'attn.Wqkv', 'attn.q_ln', 'attn.k_ln', 'attn.out_proj', 'norm_2', 'ffn.up_proj', 'ffn.down_proj'];
+const BLOCK_ORDER = [
+  'norm_1',
+  'attn.Wqkv',
+  'attn.q_ln',
+  'attn.k_ln',
+  'attn.out_proj',
+  'norm_2',
+  'ffn.up_proj',
+  'ffn.down_proj',
+];
 
 /** Converter order: embeddings, then each block's tensors in forward order, then the final norm and head. */
 function orderForLlamaCpp(list: TensorInfo[], c: MptConfig): TensorInfo[] {
@@ -653,5 +779,8 @@ function orderForLlamaCpp(list: TensorInfo[], c: MptConfig): TensorInfo[] {
     if (n.startsWith('transformer.norm_f.')) return 2 + c.nLayers * 100 + bias;
     return 3 + c.nLayers * 100 + bias;
   };
-  return list.map((t, i) => ({ t, i })).sort((a, b) => rank(a.t.name) - rank(b.t.name) || a.i - b.i).map((e) => e.t);
+  return list
+    .map((t, i) => ({ t, i }))
+    .sort((a, b) => rank(a.t.name) - rank(b.t.name) || a.i - b.i)
+    .map((e) => e.t);
 }

@@ -66,7 +66,9 @@ export function hfTensorsToWrite(
  */
 export function hfTokenizerJson(t: GgufTokenizer): Record<string, unknown> {
   if (t.model !== 'gpt2') {
-    throw new UnsupportedError(`the GGUF tokenizer is "${t.model}"; only byte-level BPE ("gpt2") vocabularies become tokenizer.json`);
+    throw new UnsupportedError(
+      `the GGUF tokenizer is "${t.model}"; only byte-level BPE ("gpt2") vocabularies become tokenizer.json`,
+    );
   }
   const vocab: Record<string, number> = {};
   const added: Record<string, unknown>[] = [];
@@ -90,8 +92,14 @@ export function hfTokenizerJson(t: GgufTokenizer): Record<string, unknown> {
     post_processor: byteLevel,
     decoder: byteLevel,
     model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null,
-      fuse_unk: false, vocab, merges: t.merges,
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      vocab,
+      merges: t.merges,
     },
   };
 }
@@ -101,13 +109,23 @@ export function hfTokenizerFiles(t: GgufTokenizer, maxSeqLen: number): Record<st
   const json = (o: unknown) => JSON.stringify(o, null, 2) + '\n';
   const name = (id: number | undefined) => (id === undefined ? undefined : t.tokens[id]);
   const special: Record<string, string> = {};
-  for (const [key, id] of [['bos_token', t.bosId], ['eos_token', t.eosId], ['unk_token', t.unkId], ['pad_token', t.padId]] as const) {
+  for (const [key, id] of [
+    ['bos_token', t.bosId],
+    ['eos_token', t.eosId],
+    ['unk_token', t.unkId],
+    ['pad_token', t.padId],
+  ] as const) {
     const s = name(id);
     if (s !== undefined) special[key] = s;
   }
   const config: Record<string, unknown> = {
-    add_bos_token: t.addBos ?? false, add_eos_token: t.addEos ?? false, add_prefix_space: false,
-    clean_up_tokenization_spaces: true, model_max_length: maxSeqLen, tokenizer_class: 'GPTNeoXTokenizer', ...special,
+    add_bos_token: t.addBos ?? false,
+    add_eos_token: t.addEos ?? false,
+    add_prefix_space: false,
+    clean_up_tokenization_spaces: true,
+    model_max_length: maxSeqLen,
+    tokenizer_class: 'GPTNeoXTokenizer',
+    ...special,
   };
   if (t.chatTemplate !== undefined) config['chat_template'] = t.chatTemplate;
   const generation: Record<string, unknown> = { _from_model_config: true };

@@ -108,6 +108,8 @@ export function assertFits(plan: MemoryPlan, input: MemoryPlanInput): void {
   if (plan.maxCtxThatFits <= 0) hints.push('a smaller weight type (mpt quantize --type q4_0 or q8_0)');
   throw new MemoryPlanError(
     `not enough memory for context ${plan.ctx}: weights ${formatBytes(plan.weightBytes)} + KV cache (${plan.kvType}) ${formatBytes(plan.kvBytes)} + activations ${formatBytes(plan.activationBytes)} = ${formatBytes(plan.totalBytes)}, but only ${formatBytes(plan.availableBytes)} is available. ` +
-      (hints.length ? `Options that fit: ${hints.join('; ')}.` : 'Nothing smaller fits: use a machine with more memory.'),
+      (hints.length
+        ? `Options that fit: ${hints.join('; ')}.`
+        : 'Nothing smaller fits: use a machine with more memory.'),
   );
 }

@@ -18,7 +18,8 @@ export function randomTensorSource(config: MptConfig, type: DType, seed = 1234):
   const infos: TensorInfo[] = expectedTensors(config).map((e) => {
     const count = e.shape.reduce((a, b) => a * b, 1);
     const dtype: DType = e.shape.length === 2 ? type : 'f32';
-    const bytes = dtype === 'q8_0' ? (count / 32) * 34 : dtype === 'q4_0' ? (count / 32) * 18 : count * (dtype === 'f32' ? 4 : 2);
+    const bytes =
+      dtype === 'q8_0' ? (count / 32) * 34 : dtype === 'q4_0' ? (count / 32) * 18 : count * (dtype === 'f32' ? 4 : 2);
     return { name: e.name, dtype, shape: e.shape, byteLength: bytes };
   });
   return {
@@ -30,22 +31,26 @@ export function randomTensorSource(config: MptConfig, type: DType, seed = 1234):
       const count = info.shape.reduce((a, b) => a * b, 1);
       const x = new Float32Array(count);
       if (info.shape.length === 2) {
-        let s = (seed ^ name.length * 2654435761) >>> 0;
+        let s = (seed ^ (name.length * 2654435761)) >>> 0;
         const scale = 1 / Math.sqrt(info.shape[1]!);
         for (let i = 0; i < count; i++) {
           s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-          x[i] = (s / 2 ** 32 * 2 - 1) * scale;
+          x[i] = ((s / 2 ** 32) * 2 - 1) * scale;
         }
       } else if (name.endsWith('.weight')) x.fill(1);
       switch (info.dtype) {
-        case 'f32': return new Uint8Array(x.buffer);
-        case 'f16': return f32ToF16Bytes(x);
+        case 'f32':
+          return new Uint8Array(x.buffer);
+        case 'f16':
+          return f32ToF16Bytes(x);
         case 'bf16': {
-          const u = new Uint32Array(x.buffer), out = new Uint16Array(count);
+          const u = new Uint32Array(x.buffer),
+            out = new Uint16Array(count);
           for (let i = 0; i < count; i++) out[i] = u[i]! >>> 16;
           return new Uint8Array(out.buffer);
         }
-        default: return quantize(info.dtype, x);
+        default:
+          return quantize(info.dtype, x);
       }
     },
     close: async () => {},

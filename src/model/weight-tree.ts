@@ -6,8 +6,14 @@
 import type { MptConfig } from './config.js';
 import { blockPrefix } from './weights-layout.js';
 
-export interface NormOf<T> { weight?: T; bias?: T }
-export interface LinearOf<T> { weight: T; bias?: T }
+export interface NormOf<T> {
+  weight?: T;
+  bias?: T;
+}
+export interface LinearOf<T> {
+  weight: T;
+  bias?: T;
+}
 
 export interface BlockOf<T> {
   norm1: NormOf<T>;
@@ -31,11 +37,21 @@ export interface WeightTree<T> {
 }
 
 /** Reads every tensor the config uses through `get` (`has` tells whether an optional one exists). */
-export async function readWeightTree<T>(config: MptConfig, has: (name: string) => boolean, get: (name: string) => Promise<T>): Promise<WeightTree<T>> {
+export async function readWeightTree<T>(
+  config: MptConfig,
+  has: (name: string) => boolean,
+  get: (name: string) => Promise<T>,
+): Promise<WeightTree<T>> {
   const opt = async (name: string) => (has(name) ? get(name) : undefined);
   const bias = !config.noBias;
-  const norm = async (name: string): Promise<NormOf<T>> => ({ weight: await get(`${name}.weight`), bias: bias ? await opt(`${name}.bias`) : undefined });
-  const lin = async (name: string): Promise<LinearOf<T>> => ({ weight: await get(`${name}.weight`), bias: bias ? await get(`${name}.bias`) : undefined });
+  const norm = async (name: string): Promise<NormOf<T>> => ({
+    weight: await get(`${name}.weight`),
+    bias: bias ? await opt(`${name}.bias`) : undefined,
+  });
+  const lin = async (name: string): Promise<LinearOf<T>> => ({
+    weight: await get(`${name}.weight`),
+    bias: bias ? await get(`${name}.bias`) : undefined,
+  });
   const wte = await get('transformer.wte.weight');
   const wpe = config.learnedPosEmb ? await get('transformer.wpe.weight') : undefined;
   const blocks: BlockOf<T>[] = [];

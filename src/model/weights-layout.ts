@@ -73,9 +73,7 @@ export function checkTensorsAgainstConfig(c: MptConfig, tensors: TensorSource, w
     const info = tensors.info(e.name);
     if (!info) throw new WeightsError(`${at}missing tensor ${e.name} (shape [${e.shape}]) required by the config`);
     if (info.shape.length !== e.shape.length || info.shape.some((s, i) => s !== e.shape[i])) {
-      throw new WeightsError(
-        `${at}tensor ${e.name} has shape [${info.shape}], but the config requires [${e.shape}]`,
-      );
+      throw new WeightsError(`${at}tensor ${e.name} has shape [${info.shape}], but the config requires [${e.shape}]`);
     }
     expected.add(e.name);
   }

@@ -27,7 +27,10 @@ function yieldToEventLoop(): Promise<void> {
   // A message is a task of its own, without setTimeout's clamping to 4 ms.
   return new Promise((resolve) => {
     const channel = new MessageChannel();
-    channel.port1.onmessage = () => { channel.port1.close(); resolve(); };
+    channel.port1.onmessage = () => {
+      channel.port1.close();
+      resolve();
+    };
     channel.port2.postMessage(null);
   });
 }
@@ -67,11 +70,15 @@ function startWorker(url: URL): PlatformWorker {
     },
     listen(l) {
       all.add(l);
-      return () => { all.delete(l); };
+      return () => {
+        all.delete(l);
+      };
     },
     ref() {},
     unref() {},
-    terminate: async () => { w.terminate(); },
+    terminate: async () => {
+      w.terminate();
+    },
   };
 }
 

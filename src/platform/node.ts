@@ -23,11 +23,17 @@ function startWorker(url: URL): PlatformWorker {
       w.on('message', onMessage);
       w.on('error', onError);
       w.on('exit', onExit);
-      return () => { w.off('message', onMessage); w.off('error', onError); w.off('exit', onExit); };
+      return () => {
+        w.off('message', onMessage);
+        w.off('error', onError);
+        w.off('exit', onExit);
+      };
     },
     ref: () => w.ref(),
     unref: () => w.unref(),
-    terminate: async () => { await w.terminate(); },
+    terminate: async () => {
+      await w.terminate();
+    },
   };
 }
 
@@ -36,7 +42,9 @@ function workerPort(): WorkerPort {
   if (!port) throw new Error('workerPort() called outside a worker thread');
   return {
     // Messages that arrived before this listener wait in the port (it starts on the first listener).
-    onMessage: (listener) => { port.on('message', listener); },
+    onMessage: (listener) => {
+      port.on('message', listener);
+    },
     postMessage: (message) => port.postMessage(message),
   };
 }

@@ -24,7 +24,10 @@ export class ChatSession {
   private cachedIds: number[] = [];
   private busy = false;
 
-  constructor(readonly model: MptModel, readonly options: ChatSessionOptions = {}) {
+  constructor(
+    readonly model: MptModel,
+    readonly options: ChatSessionOptions = {},
+  ) {
     this.reset();
   }
 
@@ -60,7 +63,9 @@ export class ChatSession {
       const turns = msgs.length - (first < 0 ? msgs.length : first);
       if (turns <= 1) {
         if (ids.length < this.ctx) return { messages: msgs, ids, dropped };
-        throw new InputError(`the message is too long: its prompt has ${ids.length} tokens, the context holds ${this.ctx}`);
+        throw new InputError(
+          `the message is too long: its prompt has ${ids.length} tokens, the context holds ${this.ctx}`,
+        );
       }
       // Drop the oldest turn: a user message and the assistant reply after it.
       let n = 1;
@@ -75,7 +80,8 @@ export class ChatSession {
    * history when the stream ends.
    */
   send(content: string, options: GenerateOptions = {}): GenerationStream {
-    if (this.busy) throw new InputError('a reply is still being generated: finish or stop it before sending the next message');
+    if (this.busy)
+      throw new InputError('a reply is still being generated: finish or stop it before sending the next message');
     const candidate: ChatMessage[] = [...this.messages, { role: 'user', content }];
     const { messages, ids, dropped } = this.fit(candidate);
     this.lastDropped = dropped;
@@ -92,25 +98,30 @@ export class ChatSession {
       this.cachedIds = [...ids, ...r.tokens].slice(0, cache.length);
     };
     const self = this;
-    return new GenerationStream((finish) => (async function* () {
-      try {
-        return yield* generateTokens(runner, ids, {
-          contextLength: self.ctx,
-          ...prepared,
-          tokenizer: self.model.tokenizer,
-          cache,
-          cachedIds,
-          onFinish: (r) => { onFinish(r); finish(r); },
-        });
-      } catch (e) {
-        // The cache may now hold anything: forget what it held.
-        self.cachedIds = [];
-        cache.truncate(0);
-        throw e;
-      } finally {
-        self.busy = false;
-      }
-    })());
+    return new GenerationStream((finish) =>
+      (async function* () {
+        try {
+          return yield* generateTokens(runner, ids, {
+            contextLength: self.ctx,
+            ...prepared,
+            tokenizer: self.model.tokenizer,
+            cache,
+            cachedIds,
+            onFinish: (r) => {
+              onFinish(r);
+              finish(r);
+            },
+          });
+        } catch (e) {
+          // The cache may now hold anything: forget what it held.
+          self.cachedIds = [];
+          cache.truncate(0);
+          throw e;
+        } finally {
+          self.busy = false;
+        }
+      })(),
+    );
   }
 
   /** Frees the KV cache. */

@@ -23,8 +23,14 @@ import type { KvCache, KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
 import type { ChatMessage } from './chat-template.js';
 import {
-  DEFAULT_MAX_TOKENS, GenerationStream, generateTokens, resolveContextLength,
-  type GenerateOptions, type GenerateResult, type GenerationChunk, type RunGenerationOptions,
+  DEFAULT_MAX_TOKENS,
+  GenerationStream,
+  generateTokens,
+  resolveContextLength,
+  type GenerateOptions,
+  type GenerateResult,
+  type GenerationChunk,
+  type RunGenerationOptions,
 } from './generate.js';
 import type { MptModel } from './model.js';
 
@@ -81,14 +87,18 @@ export function contextFullMessage(contextLength: number, maxSeqLen: number, ali
  * the assistant reply after it (or a lone message). System messages are kept. Returns the kept
  * messages and how many were dropped; throws when even the last turn alone does not fit.
  */
-export function dropOldestTurns(messages: readonly ChatMessage[], fits: (m: readonly ChatMessage[]) => boolean): { messages: ChatMessage[]; dropped: number } {
+export function dropOldestTurns(
+  messages: readonly ChatMessage[],
+  fits: (m: readonly ChatMessage[]) => boolean,
+): { messages: ChatMessage[]; dropped: number } {
   let msgs = [...messages];
   let dropped = 0;
   for (;;) {
     if (fits(msgs)) return { messages: msgs, dropped };
     const first = msgs.findIndex((m) => m.role !== 'system');
     const turns = first < 0 ? 0 : msgs.slice(first).filter((m) => m.role !== 'system').length;
-    if (turns <= 1) throw new InputError('the last message alone does not fit the context: shorten it or ask for a larger context');
+    if (turns <= 1)
+      throw new InputError('the last message alone does not fit the context: shorten it or ask for a larger context');
     let n = 1;
     if (msgs[first]!.role === 'user' && msgs[first + 1]?.role === 'assistant' && turns > 2) n = 2;
     msgs = [...msgs.slice(0, first), ...msgs.slice(first + n)];
@@ -109,7 +119,11 @@ export interface PolicyGenerateResult extends GenerateResult {
  * 'shift' generation goes on past a full context (see the file comment). `options.cache` may be
  * a cache already holding `options.cachedIds` (e.g. from a prompt cache file).
  */
-export async function* generateWithContextPolicy(runner: ModelRunner, promptIds: readonly number[], options: RunGenerationOptions & ContextPolicyOptions = {}): AsyncGenerator<GenerationChunk, PolicyGenerateResult, undefined> {
+export async function* generateWithContextPolicy(
+  runner: ModelRunner,
+  promptIds: readonly number[],
+  options: RunGenerationOptions & ContextPolicyOptions = {},
+): AsyncGenerator<GenerationChunk, PolicyGenerateResult, undefined> {
   const ctx = resolveContextLength(runner.config, options.contextLength);
   const policy = options.overflow ?? 'stop';
   const keep = effectiveKeep(options.keep, ctx);
@@ -117,7 +131,9 @@ export async function* generateWithContextPolicy(runner: ModelRunner, promptIds:
   let window = [...promptIds];
   if (window.length > ctx) {
     if (policy !== 'shift') {
-      throw new InputError(`the prompt has ${window.length} tokens, more than the context length ${ctx}: ${runner.config.attn.alibi ? 'ask for a larger --ctx (ALiBi extrapolates) or ' : ''}use --context-overflow shift`);
+      throw new InputError(
+        `the prompt has ${window.length} tokens, more than the context length ${ctx}: ${runner.config.attn.alibi ? 'ask for a larger --ctx (ALiBi extrapolates) or ' : ''}use --context-overflow shift`,
+      );
     }
     window = shiftWindow(window, ctx, keep);
   }
@@ -128,7 +144,8 @@ export async function* generateWithContextPolicy(runner: ModelRunner, promptIds:
   let text = '';
   let shifts = 0;
   let last: GenerateResult | undefined;
-  let prefillMs = 0, decodeMs = 0;
+  let prefillMs = 0,
+    decodeMs = 0;
   const started = performance.now();
   let finished = false;
   const final = (): PolicyGenerateResult => {
@@ -136,16 +153,24 @@ export async function* generateWithContextPolicy(runner: ModelRunner, promptIds:
     const finishReason = r?.finishReason ?? 'abort';
     const contextFull = policy === 'stop' && finishReason === 'length' && tokens.length < maxTokens;
     return {
-      text, tokens: [...tokens], finishReason,
-      usage: { promptTokens: promptIds.length, completionTokens: tokens.length, totalTokens: promptIds.length + tokens.length },
+      text,
+      tokens: [...tokens],
+      finishReason,
+      usage: {
+        promptTokens: promptIds.length,
+        completionTokens: tokens.length,
+        totalTokens: promptIds.length + tokens.length,
+      },
       timings: {
-        prefillMs, decodeMs,
+        prefillMs,
+        decodeMs,
         promptTokensPerSecond: prefillMs > 0 ? promptIds.length / (prefillMs / 1000) : NaN,
         tokensPerSecond: tokens.length > 1 && decodeMs > 0 ? (tokens.length - 1) / (decodeMs / 1000) : NaN,
       },
       seed: r?.seed ?? options.seed ?? 0,
       ...(r?.stoppedBy ? { stoppedBy: r.stoppedBy } : {}),
-      shifts, contextFull,
+      shifts,
+      contextFull,
     };
   };
   let it: AsyncGenerator<GenerationChunk, GenerateResult, undefined> | undefined;
@@ -163,7 +188,10 @@ export async function* generateWithContextPolicy(runner: ModelRunner, promptIds:
       });
       for (;;) {
         const step = await it.next();
-        if (step.done) { last = step.value; break; }
+        if (step.done) {
+          last = step.value;
+          break;
+        }
         tokens.push(step.value.token);
         text += step.value.text;
         yield step.value;
@@ -191,12 +219,18 @@ export async function* generateWithContextPolicy(runner: ModelRunner, promptIds:
 }
 
 /** `model.stream(ids, options)` with a context overflow policy and KV type. */
-export function streamWithContextPolicy(model: MptModel, ids: readonly number[], options: GenerateOptions & ContextPolicyOptions & { cache?: KvCache; cachedIds?: readonly number[] } = {}): GenerationStream {
+export function streamWithContextPolicy(
+  model: MptModel,
+  ids: readonly number[],
+  options: GenerateOptions & ContextPolicyOptions & { cache?: KvCache; cachedIds?: readonly number[] } = {},
+): GenerationStream {
   const tokenizer = model.hasTokenizer ? model.tokenizer : null;
-  return new GenerationStream((onFinish) => generateWithContextPolicy(model.runner, ids, {
-    contextLength: model.contextLength,
-    ...options,
-    tokenizer,
-    onFinish,
-  }));
+  return new GenerationStream((onFinish) =>
+    generateWithContextPolicy(model.runner, ids, {
+      contextLength: model.contextLength,
+      ...options,
+      tokenizer,
+      onFinish,
+    }),
+  );
 }

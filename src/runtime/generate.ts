@@ -91,9 +91,12 @@ export const DEFAULT_MAX_TOKENS = 256;
 /** Checks a requested context length against the model; returns the one to use. */
 export function resolveContextLength(config: MptConfig, requested?: number): number {
   if (requested === undefined) return config.maxSeqLen;
-  if (!Number.isInteger(requested) || requested < 1) throw new InputError(`context length must be a positive integer, got ${requested}`);
+  if (!Number.isInteger(requested) || requested < 1)
+    throw new InputError(`context length must be a positive integer, got ${requested}`);
   if (requested > config.maxSeqLen && !config.attn.alibi) {
-    throw new InputError(`context length ${requested} exceeds max_seq_len ${config.maxSeqLen}, and this model has learned position embeddings (no ALiBi), so it cannot extrapolate`);
+    throw new InputError(
+      `context length ${requested} exceeds max_seq_len ${config.maxSeqLen}, and this model has learned position embeddings (no ALiBi), so it cannot extrapolate`,
+    );
   }
   return requested;
 }
@@ -160,15 +163,22 @@ export class GenerationSequence {
     const prompt = Array.from(o.promptIds);
     if (prompt.length === 0) throw new InputError('the prompt is empty: give at least one token');
     for (const id of prompt) {
-      if (!Number.isInteger(id) || id < 0 || id >= V) throw new InputError(`token id ${id} is outside the vocabulary (0..${V - 1})`);
+      if (!Number.isInteger(id) || id < 0 || id >= V)
+        throw new InputError(`token id ${id} is outside the vocabulary (0..${V - 1})`);
     }
     this.contextLength = resolveContextLength(o.config, o.contextLength);
-    if (o.cache.capacity < this.contextLength) throw new InputError(`the KV cache holds ${o.cache.capacity} positions, less than the context length ${this.contextLength}`);
+    if (o.cache.capacity < this.contextLength)
+      throw new InputError(
+        `the KV cache holds ${o.cache.capacity} positions, less than the context length ${this.contextLength}`,
+      );
     if (prompt.length > this.contextLength) {
-      throw new InputError(`the prompt has ${prompt.length} tokens, more than the context length ${this.contextLength}${o.config.attn.alibi ? ' (ALiBi models can extrapolate: ask for a larger context)' : ''}`);
+      throw new InputError(
+        `the prompt has ${prompt.length} tokens, more than the context length ${this.contextLength}${o.config.attn.alibi ? ' (ALiBi models can extrapolate: ask for a larger context)' : ''}`,
+      );
     }
     const maxTokens = o.maxTokens ?? DEFAULT_MAX_TOKENS;
-    if (!Number.isInteger(maxTokens) || maxTokens < 0) throw new InputError(`max tokens must be an integer >= 0, got ${maxTokens}`);
+    if (!Number.isInteger(maxTokens) || maxTokens < 0)
+      throw new InputError(`max tokens must be an integer >= 0, got ${maxTokens}`);
     this.maxTokens = maxTokens;
     this.promptIds = prompt;
     this.history = [...prompt];
@@ -180,7 +190,9 @@ export class GenerationSequence {
     this.stopper = new StopStringMatcher(o.stopStrings ?? []);
     if (this.stopper.empty === false && !this.tokenizer) throw new InputError('stop strings need a tokenizer');
     this.skipSpecial = o.skipSpecialTokens ?? true;
-    this.decoder = this.tokenizer ? new StreamDecoder(this.tokenizer, { skipSpecialTokens: this.skipSpecial }) : undefined;
+    this.decoder = this.tokenizer
+      ? new StreamDecoder(this.tokenizer, { skipSpecialTokens: this.skipSpecial })
+      : undefined;
     this.prefillChunk = Math.max(1, o.prefillChunk ?? 256);
     this.onToken = o.onToken;
 
@@ -297,7 +309,11 @@ export class GenerationSequence {
       text: this.text,
       tokens: [...this.tokens],
       finishReason: this.finishReason ?? 'length',
-      usage: { promptTokens: this.promptIds.length, completionTokens: this.tokens.length, totalTokens: this.promptIds.length + this.tokens.length },
+      usage: {
+        promptTokens: this.promptIds.length,
+        completionTokens: this.tokens.length,
+        totalTokens: this.promptIds.length + this.tokens.length,
+      },
       timings: {
         prefillMs,
         decodeMs,
@@ -315,7 +331,10 @@ export class GenerationSequence {
  * single `forward` call and lets each consume its logits row. Returns the chunk of each sequence
  * (undefined for finished ones and for non-final prompt chunks).
  */
-export async function stepSequences(runner: ModelRunner, seqs: readonly GenerationSequence[]): Promise<(GenerationChunk | undefined)[]> {
+export async function stepSequences(
+  runner: ModelRunner,
+  seqs: readonly GenerationSequence[],
+): Promise<(GenerationChunk | undefined)[]> {
   const active: { seq: GenerationSequence; index: number; input: number[] }[] = [];
   seqs.forEach((seq, index) => {
     const input = seq.nextInput();
@@ -326,9 +345,14 @@ export async function stepSequences(runner: ModelRunner, seqs: readonly Generati
   const needLogits = active.some((a) => !a.seq.midPrefill);
   // Each sequence's token is chosen where the logits are when the runner can (wasm: its worker threads).
   const requests = active.map((a) => a.seq.sampleRequest());
-  const results = await runner.forward(active.map((a) => ({ cache: a.seq.cache, tokens: a.input })), {
-    logits: needLogits ? 'last' : 'none', reuseLogits: true, ...(needLogits ? { sample: requests } : {}),
-  });
+  const results = await runner.forward(
+    active.map((a) => ({ cache: a.seq.cache, tokens: a.input })),
+    {
+      logits: needLogits ? 'last' : 'none',
+      reuseLogits: true,
+      ...(needLogits ? { sample: requests } : {}),
+    },
+  );
   active.forEach((a, k) => {
     const logits = results[k]?.logits;
     out[a.index] = a.seq.accept(logits && logits.length > 0 ? logits : undefined, a.input.length, results[k]?.token);
@@ -350,19 +374,33 @@ export interface RunGenerationOptions extends GenerateOptions {
  * Generates from prompt ids with one runner: an async iterator of chunks whose return value is
  * the final result. `onToken` (if given) sees the same chunks.
  */
-export async function* generateTokens(runner: ModelRunner, promptIds: readonly number[], options: RunGenerationOptions = {}): AsyncGenerator<GenerationChunk, GenerateResult, undefined> {
+export async function* generateTokens(
+  runner: ModelRunner,
+  promptIds: readonly number[],
+  options: RunGenerationOptions = {},
+): AsyncGenerator<GenerationChunk, GenerateResult, undefined> {
   const ctx = resolveContextLength(runner.config, options.contextLength);
   const ownCache = options.cache === undefined;
   const cache = options.cache ?? runner.createCache({ capacity: ctx });
   let seq: GenerationSequence | undefined;
   try {
-    seq = new GenerationSequence({ ...options, contextLength: ctx, promptIds, cache, config: runner.config, tokenizer: options.tokenizer });
+    seq = new GenerationSequence({
+      ...options,
+      contextLength: ctx,
+      promptIds,
+      cache,
+      config: runner.config,
+      tokenizer: options.tokenizer,
+    });
     const signal = options.signal;
     while (!seq.done) {
       // Let timers, I/O and signal handlers run between steps: a backend that computes
       // synchronously would otherwise starve them (and an AbortSignal fired from them).
       await platform.yieldToEventLoop();
-      if (signal?.aborted) { seq.abort(); break; }
+      if (signal?.aborted) {
+        seq.abort();
+        break;
+      }
       const [chunk] = await stepSequences(runner, [seq]);
       if (chunk) yield chunk;
     }
@@ -380,7 +418,11 @@ export async function* generateTokens(runner: ModelRunner, promptIds: readonly n
 }
 
 /** Runs `generateTokens` to the end and returns the result. */
-export async function generate(runner: ModelRunner, promptIds: readonly number[], options: RunGenerationOptions = {}): Promise<GenerateResult> {
+export async function generate(
+  runner: ModelRunner,
+  promptIds: readonly number[],
+  options: RunGenerationOptions = {},
+): Promise<GenerateResult> {
   const it = generateTokens(runner, promptIds, options);
   for (;;) {
     const r = await it.next();
@@ -401,8 +443,15 @@ export class GenerationStream implements AsyncIterable<GenerationChunk> {
   /**
    * `source` receives the function to call with the final result (pass it as `onFinish`).
    */
-  constructor(private readonly source: (onFinish: (r: GenerateResult) => void) => AsyncGenerator<GenerationChunk, GenerateResult, undefined>) {
-    this.done = new Promise<GenerateResult>((res, rej) => { this.resolve = res; this.reject = rej; });
+  constructor(
+    private readonly source: (
+      onFinish: (r: GenerateResult) => void,
+    ) => AsyncGenerator<GenerationChunk, GenerateResult, undefined>,
+  ) {
+    this.done = new Promise<GenerateResult>((res, rej) => {
+      this.resolve = res;
+      this.reject = rej;
+    });
     // Avoid an unhandled rejection when the caller only iterates.
     this.done.catch(() => {});
   }
@@ -415,7 +464,9 @@ export class GenerationStream implements AsyncIterable<GenerationChunk> {
     if (!this.started) {
       void (async () => {
         try {
-          for await (const _chunk of this) { /* drain */ }
+          for await (const _chunk of this) {
+            /* drain */
+          }
         } catch {
           // Rejected through `done` already.
         }

@@ -30,8 +30,17 @@ export const LOOK_MAX_WIDTH = 16;
 /** Deepest group nesting accepted. */
 const MAX_DEPTH = 200;
 
-const CHAR = 0, SPLIT = 1, EDGE = 2, LOOK = 3, MATCH = 4, BEGIN = 5, CHECK = 6;
-const EDGE_START = 0, EDGE_END = 1, EDGE_WORD = 2, EDGE_NOT_WORD = 3;
+const CHAR = 0,
+  SPLIT = 1,
+  EDGE = 2,
+  LOOK = 3,
+  MATCH = 4,
+  BEGIN = 5,
+  CHECK = 6;
+const EDGE_START = 0,
+  EDGE_END = 1,
+  EDGE_WORD = 2,
+  EDGE_NOT_WORD = 3;
 
 /** A set of code points: one atom of the pattern, decided by JavaScript's own RegExp. */
 class CharSet {
@@ -40,7 +49,10 @@ class CharSet {
   private readonly astral = new Map<number, boolean>();
   private readonly re: RegExp | undefined;
   /** `only` >= 0: the set is that one code point (a literal), and `source` is unused. */
-  constructor(source: string, private readonly only: number) {
+  constructor(
+    source: string,
+    private readonly only: number,
+  ) {
     if (only < 0) {
       this.re = new RegExp(`^(?:${source})$`, 'u');
       this.bmp = new Uint8Array(0x10000);
@@ -80,7 +92,10 @@ class Parser {
   readonly sets: CharSet[] = [];
   private readonly setIds = new Map<string, number>();
 
-  constructor(private readonly src: string, private readonly fail: (reason: string) => never) {}
+  constructor(
+    private readonly src: string,
+    private readonly fail: (reason: string) => never,
+  ) {}
 
   parse(): Node {
     const node = this.alternation();
@@ -124,10 +139,19 @@ class Parser {
     const s = this.src;
     let min: number, max: number;
     const c = s[this.i];
-    if (c === '*') { min = 0; max = Infinity; this.i++; }
-    else if (c === '+') { min = 1; max = Infinity; this.i++; }
-    else if (c === '?') { min = 0; max = 1; this.i++; }
-    else if (c === '{') {
+    if (c === '*') {
+      min = 0;
+      max = Infinity;
+      this.i++;
+    } else if (c === '+') {
+      min = 1;
+      max = Infinity;
+      this.i++;
+    } else if (c === '?') {
+      min = 0;
+      max = 1;
+      this.i++;
+    } else if (c === '{') {
       const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(s.slice(this.i, this.i + 64));
       if (!m) this.fail(`has a "{" that is not a quantifier at index ${this.i}`);
       min = Number(m[1]);
@@ -139,16 +163,30 @@ class Parser {
       this.i += m[0].length;
     } else return body;
     let greedy = true;
-    if (s[this.i] === '?') { greedy = false; this.i++; }
+    if (s[this.i] === '?') {
+      greedy = false;
+      this.i++;
+    }
     return { t: 'rep', body, min, max, greedy };
   }
 
   private atom(): Node {
-    const s = this.src, start = this.i, c = s[start]!;
+    const s = this.src,
+      start = this.i,
+      c = s[start]!;
     if (c === '(') return this.group();
-    if (c === '^') { this.i++; return { t: 'edge', kind: EDGE_START }; }
-    if (c === '$') { this.i++; return { t: 'edge', kind: EDGE_END }; }
-    if (c === '.') { this.i++; return this.set('.'); }
+    if (c === '^') {
+      this.i++;
+      return { t: 'edge', kind: EDGE_START };
+    }
+    if (c === '$') {
+      this.i++;
+      return { t: 'edge', kind: EDGE_END };
+    }
+    if (c === '.') {
+      this.i++;
+      return this.set('.');
+    }
     if (c === '[') {
       let j = start + 1;
       if (s[j] === '^') j++;
@@ -165,7 +203,8 @@ class Parser {
   }
 
   private group(): Node {
-    const s = this.src, start = this.i;
+    const s = this.src,
+      start = this.i;
     if (++this.depth > MAX_DEPTH) this.fail(`nests groups more than ${MAX_DEPTH} deep`);
     let look: { behind: boolean; negate: boolean } | undefined;
     if (s.startsWith('(?:', start)) this.i += 3;
@@ -175,8 +214,7 @@ class Parser {
     } else if (s.startsWith('(?<=', start) || s.startsWith('(?<!', start)) {
       look = { behind: true, negate: s[start + 3] === '!' };
       this.i += 4;
-    }
-    else if (s.startsWith('(?<', start)) {
+    } else if (s.startsWith('(?<', start)) {
       const end = s.indexOf('>', start);
       if (end < 0) this.fail(`has an unterminated group name at index ${start}`);
       this.i = end + 1;
@@ -190,16 +228,23 @@ class Parser {
     const [, maxWidth] = width(body);
     if (maxWidth > LOOK_MAX_WIDTH) {
       const kind = look.behind ? 'lookbehind' : 'lookahead';
-      this.fail(`has a ${kind} that can match ${maxWidth === Infinity ? 'unboundedly many' : maxWidth} characters ` +
-        `(at most ${LOOK_MAX_WIDTH} can be checked in linear time)`);
+      this.fail(
+        `has a ${kind} that can match ${maxWidth === Infinity ? 'unboundedly many' : maxWidth} characters ` +
+          `(at most ${LOOK_MAX_WIDTH} can be checked in linear time)`,
+      );
     }
     return { t: 'look', body, ...look };
   }
 
   private escape(): Node {
-    const s = this.src, start = this.i, e = s[start + 1];
+    const s = this.src,
+      start = this.i,
+      e = s[start + 1];
     if (e === undefined) this.fail('ends with a lone backslash');
-    if (e === 'b' || e === 'B') { this.i += 2; return { t: 'edge', kind: e === 'b' ? EDGE_WORD : EDGE_NOT_WORD }; }
+    if (e === 'b' || e === 'B') {
+      this.i += 2;
+      return { t: 'edge', kind: e === 'b' ? EDGE_WORD : EDGE_NOT_WORD };
+    }
     if (e === 'k' || (e >= '1' && e <= '9')) {
       const ref = s.slice(start, start + 2);
       this.fail(`uses a backreference (${ref}), which only backtracking can match (in exponential time)`);
@@ -224,11 +269,19 @@ class Parser {
 /** Fewest and most code points a node can match. */
 function width(n: Node): [number, number] {
   switch (n.t) {
-    case 'char': return [1, 1];
-    case 'edge': case 'look': return [0, 0];
+    case 'char':
+      return [1, 1];
+    case 'edge':
+    case 'look':
+      return [0, 0];
     case 'seq': {
-      let lo = 0, hi = 0;
-      for (const item of n.items) { const [a, b] = width(item); lo += a; hi += b; }
+      let lo = 0,
+        hi = 0;
+      for (const item of n.items) {
+        const [a, b] = width(item);
+        lo += a;
+        hi += b;
+      }
       return [lo, hi];
     }
     case 'alt': {
@@ -245,10 +298,15 @@ function width(n: Node): [number, number] {
 /** Instructions a node compiles to (Infinity when a count is absurd). */
 function size(n: Node): number {
   switch (n.t) {
-    case 'char': case 'edge': return 1;
-    case 'look': return 1 + size(n.body) + 1;
-    case 'seq': return n.items.reduce((a, item) => a + size(item), 0);
-    case 'alt': return n.alts.reduce((a, alt) => a + size(alt) + 1, 0);
+    case 'char':
+    case 'edge':
+      return 1;
+    case 'look':
+      return 1 + size(n.body) + 1;
+    case 'seq':
+      return n.items.reduce((a, item) => a + size(item), 0);
+    case 'alt':
+      return n.alts.reduce((a, alt) => a + size(alt) + 1, 0);
     case 'rep': {
       const copies = n.max === Infinity ? n.min + 1 : n.max;
       return (size(n.body) + 2) * copies + (n.max === Infinity ? 1 : n.max - n.min);
@@ -282,7 +340,10 @@ class Program {
   private deadMax = -1;
 
   constructor(
-    ops: number[][], readonly entry: number, readonly sets: CharSet[], readonly looks: Look[],
+    ops: number[][],
+    readonly entry: number,
+    readonly sets: CharSet[],
+    readonly looks: Look[],
     private readonly levels: number,
   ) {
     const n = ops.length;
@@ -300,7 +361,11 @@ class Program {
   }
 
   private nextMark(): number {
-    if (this.mark === 0x7fffffff) { this.visited.fill(0); this.listed.fill(0); this.mark = 0; }
+    if (this.mark === 0x7fffffff) {
+      this.visited.fill(0);
+      this.listed.fill(0);
+      this.mark = 0;
+    }
     return ++this.mark;
   }
 
@@ -315,8 +380,14 @@ class Program {
    * States are visited once per (state, taint), so a rejected path does not hide a later one.
    */
   private add(
-    list: Int32Array, starts: Int32Array, n: number, pc0: number,
-    text: string, pos: number, start: number, mark: number,
+    list: Int32Array,
+    starts: Int32Array,
+    n: number,
+    pc0: number,
+    text: string,
+    pos: number,
+    start: number,
+    mark: number,
   ): number {
     const { op, arg, x, y, visited, listed, stack, levels } = this;
     let sp = 0;
@@ -330,17 +401,24 @@ class Program {
         if (listed[pc] === mark) continue;
         listed[pc] = mark;
         if (this.deadMax >= pos && this.dead!.has(pos * op.length + pc)) continue;
-        list[n] = pc; starts[n] = start; n++;
+        list[n] = pc;
+        starts[n] = start;
+        n++;
         continue;
       }
       const key = pc * levels + taint;
       if (visited[key] === mark) continue;
       visited[key] = mark;
-      let to = x[pc]!, toTaint = taint;
-      if (o === SPLIT) { stack[sp++] = y[pc]!; stack[sp++] = taint; }
-      else if (o === EDGE) { if (!edgeHolds(arg[pc]!, text, pos)) continue; }
-      else if (o === LOOK) { if (!this.looks[arg[pc]!]!.holds(text, pos)) continue; }
-      else if (o === BEGIN) toTaint = taint === 0 ? arg[pc]! + 1 : Math.min(taint, arg[pc]! + 1);
+      let to = x[pc]!,
+        toTaint = taint;
+      if (o === SPLIT) {
+        stack[sp++] = y[pc]!;
+        stack[sp++] = taint;
+      } else if (o === EDGE) {
+        if (!edgeHolds(arg[pc]!, text, pos)) continue;
+      } else if (o === LOOK) {
+        if (!this.looks[arg[pc]!]!.holds(text, pos)) continue;
+      } else if (o === BEGIN) toTaint = taint === 0 ? arg[pc]! + 1 : Math.min(taint, arg[pc]! + 1);
       else if (taint !== 0 && taint <= arg[pc]! + 1) continue; // CHECK: the iteration was empty
       stack[sp++] = to;
       stack[sp++] = toTaint;
@@ -359,16 +437,24 @@ class Program {
    * keeps iterating over every match linear, where it is otherwise quadratic.
    */
   search(text: string, from: number, anchored = false, anchorEnd = -1, dead?: DeadStates): [number, number] | null {
-    const len = text.length, nStates = this.op.length;
-    let clist = this.listA, cstarts = this.startsA, nlist = this.listB, nstarts = this.startsB;
+    const len = text.length,
+      nStates = this.op.length;
+    let clist = this.listA,
+      cstarts = this.startsA,
+      nlist = this.listB,
+      nstarts = this.startsB;
     let cn = 0;
     let mark = this.nextMark();
-    let matchStart = -1, matchEnd = -1;
+    let matchStart = -1,
+      matchEnd = -1;
     const outranking: number[] = [];
-    if (dead && dead.maxPos < from) { dead.keys.clear(); dead.maxPos = -1; }
+    if (dead && dead.maxPos < from) {
+      dead.keys.clear();
+      dead.maxPos = -1;
+    }
     this.dead = dead?.keys;
     this.deadMax = dead && dead.keys.size > 0 ? dead.maxPos : -1;
-    for (let pos = from; ;) {
+    for (let pos = from; ; ) {
       if (matchStart < 0 && (!anchored || pos === from)) {
         cn = this.add(clist, cstarts, cn, this.entry, text, pos, pos, mark);
       }
@@ -429,8 +515,11 @@ function edgeHolds(kind: number, text: string, pos: number): boolean {
 /** A lookahead or lookbehind: its body as its own program, tried at one position. */
 class Look {
   constructor(
-    readonly program: Program, readonly behind: boolean, readonly negate: boolean,
-    readonly minWidth: number, readonly maxWidth: number,
+    readonly program: Program,
+    readonly behind: boolean,
+    readonly negate: boolean,
+    readonly minWidth: number,
+    readonly maxWidth: number,
   ) {}
 
   holds(text: string, pos: number): boolean {
@@ -462,8 +551,10 @@ function compile(root: Node, sets: CharSet[]): Program {
   /** `level`: how many optional iterations that must not be empty enclose n. */
   const gen = (n: Node, next: number, level: number): number => {
     switch (n.t) {
-      case 'char': return emit(CHAR, n.set, next);
-      case 'edge': return emit(EDGE, n.kind, next);
+      case 'char':
+        return emit(CHAR, n.set, next);
+      case 'edge':
+        return emit(EDGE, n.kind, next);
       case 'look': {
         const [minW, maxW] = width(n.body);
         looks.push(new Look(compile(n.body, sets), n.behind, n.negate, minW, maxW));
@@ -523,7 +614,10 @@ export class LinearPattern {
   readonly flags = 'gu';
   lastIndex = 0;
 
-  constructor(readonly source: string, private readonly program: Program) {}
+  constructor(
+    readonly source: string,
+    private readonly program: Program,
+  ) {}
 
   /** The first match at or after `from`, as [start, end], or null. */
   find(text: string, from = 0): [number, number] | null {
@@ -533,7 +627,7 @@ export class LinearPattern {
   /** Every match, left to right (after an empty match the search moves on one code point). */
   *matches(text: string): Generator<[number, number]> {
     const dead: DeadStates = { keys: new Set(), maxPos: -1 };
-    for (let from = 0; from <= text.length;) {
+    for (let from = 0; from <= text.length; ) {
       const m = this.program.search(text, from, false, -1, dead);
       if (!m) return;
       yield m;
@@ -564,7 +658,8 @@ export class LinearPattern {
 
   [Symbol.replace](text: string, replacement: string | ((match: string, ...rest: unknown[]) => string)): string {
     const s = String(text);
-    let out = '', prev = 0;
+    let out = '',
+      prev = 0;
     for (const [a, b] of this.matches(s)) {
       const r = typeof replacement === 'function' ? replacement(s.slice(a, b), a, s) : String(replacement);
       out += s.slice(prev, a) + r;
@@ -575,19 +670,23 @@ export class LinearPattern {
 
   /** String.prototype.split's steps for a regex (capture groups are not spliced in). */
   [Symbol.split](text: string, limit?: number): string[] {
-    const s = String(text), n = s.length;
+    const s = String(text),
+      n = s.length;
     const max = limit === undefined ? Infinity : limit >>> 0;
     if (max === 0) return [];
     if (n === 0) return this.program.search(s, 0, true) ? [] : [s];
     const out: string[] = [];
     const dead: DeadStates = { keys: new Set(), maxPos: -1 };
     let p = 0;
-    for (let q = 0; q < n;) {
+    for (let q = 0; q < n; ) {
       const m = this.program.search(s, q, false, -1, dead);
       if (!m || m[0] >= n) break;
       q = m[0];
       const e = Math.min(m[1], n);
-      if (e === p) { q = advance(s, q); continue; }
+      if (e === p) {
+        q = advance(s, q);
+        continue;
+      }
       out.push(s.slice(p, q));
       if (out.length === max) return out;
       p = q = e;
@@ -616,7 +715,9 @@ function execArray(text: string, [a, b]: [number, number]): RegExpExecArray {
  * too large, is a FormatError saying why.
  */
 export function compileLinearPattern(source: string, flags: string, what: string): LinearPattern {
-  const fail = (reason: string): never => { throw new FormatError(`${what} ${reason}`); };
+  const fail = (reason: string): never => {
+    throw new FormatError(`${what} ${reason}`);
+  };
   if (!flags.includes('u') || /[^gu]/.test(flags)) fail(`has the regex flags "${flags}"; only "gu" is supported`);
   const parser = new Parser(source, fail);
   const root = parser.parse();

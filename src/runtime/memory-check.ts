@@ -21,7 +21,8 @@ export function loadedWeightBytes(tensors: readonly TensorInfo[], backend: Backe
   let bytes = 0;
   for (const t of tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (backend === 'reference' || t.shape.length < 2) bytes += 4 * n; // the reference backend widens everything to f32
+    if (backend === 'reference' || t.shape.length < 2)
+      bytes += 4 * n; // the reference backend widens everything to f32
     else if (WASM_NATIVE.has(t.dtype)) bytes += t.byteLength;
     else bytes += (n / GGML_TYPES.q8_0.blockSize) * GGML_TYPES.q8_0.typeSize;
   }
@@ -43,7 +44,11 @@ export interface ContextMemoryRequest {
 }
 
 /** Plans a request for a config and its tensors; throws MemoryPlanError when it does not fit. */
-export function assertContextFits(config: MptConfig, tensors: readonly TensorInfo[], r: ContextMemoryRequest): MemoryPlan {
+export function assertContextFits(
+  config: MptConfig,
+  tensors: readonly TensorInfo[],
+  r: ContextMemoryRequest,
+): MemoryPlan {
   const input = {
     config,
     weightBytes: loadedWeightBytes(tensors, r.backend ?? 'wasm'),
@@ -62,7 +67,10 @@ export function assertContextFits(config: MptConfig, tensors: readonly TensorInf
  * Opens a checkpoint (headers only), plans the request and throws MemoryPlanError when it does
  * not fit. `ctx` defaults to the model's max_seq_len (the context a model is loaded with).
  */
-export async function checkContextMemory(path: string, r: Omit<ContextMemoryRequest, 'ctx'> & { ctx?: number }): Promise<MemoryPlan> {
+export async function checkContextMemory(
+  path: string,
+  r: Omit<ContextMemoryRequest, 'ctx'> & { ctx?: number },
+): Promise<MemoryPlan> {
   const ck = await openCheckpoint(path);
   try {
     return assertContextFits(ck.config, ck.tensors.list(), { ...r, ctx: r.ctx ?? ck.config.maxSeqLen });

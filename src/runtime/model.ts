@@ -22,8 +22,11 @@ import { openCheckpoint, type Checkpoint, type CheckpointInput } from '../model/
 import { platform } from '../platform/index.js';
 import { formatStopIds, resolvePromptFormat, type ChatMessage, type PromptFormat } from './chat-template.js';
 import {
-  GenerationStream, generateTokens, resolveContextLength,
-  type GenerateOptions, type GenerateResult,
+  GenerationStream,
+  generateTokens,
+  resolveContextLength,
+  type GenerateOptions,
+  type GenerateResult,
 } from './generate.js';
 import { checkTokenizerFitsModel, ggufTokenizerOf, MptTokenizer, tokenizerHintsOf } from './tokenizer.js';
 import { loadFolderTokenizer } from './tokenizer-source.js';
@@ -108,7 +111,10 @@ export class MptModel {
 
   /** The tokenizer; throws InputError when the model has none. */
   get tokenizer(): MptTokenizer {
-    if (!this.tok) throw new InputError(`${this.path} has no tokenizer (no tokenizer.json, and the shipped GPT-NeoX tokenizer does not fit its vocab_size ${this.config.vocabSize}): pass token ids`);
+    if (!this.tok)
+      throw new InputError(
+        `${this.path} has no tokenizer (no tokenizer.json, and the shipped GPT-NeoX tokenizer does not fit its vocab_size ${this.config.vocabSize}): pass token ids`,
+      );
     return this.tok;
   }
 
@@ -121,10 +127,13 @@ export class MptModel {
   prepare(input: PromptInput, options: GenerateOptions = {}): { ids: number[]; options: GenerateOptions } {
     if (typeof input === 'string') return { ids: this.tokenizer.encode(input), options };
     if (isIdArray(input)) return { ids: [...input], options };
-    if (!Array.isArray(input)) throw new InputError('a prompt is a string, a list of chat messages, or a list of token ids');
+    if (!Array.isArray(input))
+      throw new InputError('a prompt is a string, a list of chat messages, or a list of token ids');
     const text = this.applyChatTemplate(input as readonly ChatMessage[]);
     const ids = this.tokenizer.encode(text);
-    const stopTokenIds = options.stopTokenIds ?? [...new Set([...this.tokenizer.stopIds, ...formatStopIds(this.format, this.tok)])];
+    const stopTokenIds = options.stopTokenIds ?? [
+      ...new Set([...this.tokenizer.stopIds, ...formatStopIds(this.format, this.tok)]),
+    ];
     const stopStrings = [...new Set([...(options.stopStrings ?? []), ...this.format.stopStrings])];
     return { ids, options: { ...options, stopTokenIds, stopStrings } };
   }
@@ -146,20 +155,25 @@ export class MptModel {
    */
   stream(input: PromptInput, options: ModelGenerateOptions = {}): GenerationStream {
     const { ids, options: o } = this.prepare(input, options);
-    return new GenerationStream((onFinish) => generateTokens(this.runner, ids, {
-      contextLength: this.contextLength,
-      ...o,
-      tokenizer: this.tok,
-      onFinish,
-    }));
+    return new GenerationStream((onFinish) =>
+      generateTokens(this.runner, ids, {
+        contextLength: this.contextLength,
+        ...o,
+        tokenizer: this.tok,
+        onFinish,
+      }),
+    );
   }
 
   /** Logits for every position of `ids` (row-major [ids.length, vocab_size]), one forward pass. */
   async logits(ids: readonly number[]): Promise<Float32Array> {
     if (ids.length === 0) throw new InputError('logits() needs at least one token id');
     const V = this.config.vocabSize;
-    for (const id of ids) if (!Number.isInteger(id) || id < 0 || id >= V) throw new InputError(`token id ${id} is outside the vocabulary (0..${V - 1})`);
-    if (ids.length > this.contextLength) throw new InputError(`${ids.length} tokens exceed the context length ${this.contextLength}`);
+    for (const id of ids)
+      if (!Number.isInteger(id) || id < 0 || id >= V)
+        throw new InputError(`token id ${id} is outside the vocabulary (0..${V - 1})`);
+    if (ids.length > this.contextLength)
+      throw new InputError(`${ids.length} tokens exceed the context length ${this.contextLength}`);
     const cache = this.runner.createCache({ capacity: ids.length });
     try {
       const [out] = await this.runner.forward([{ cache, tokens: ids }], { logits: 'all' });
@@ -195,8 +209,12 @@ function inPage(s: string): string {
 }
 
 function isFileList(v: unknown): v is Iterable<File> {
-  return typeof v === 'object' && v !== null && !(typeof Blob !== 'undefined' && v instanceof Blob)
-    && typeof (v as Iterable<File>)[Symbol.iterator] === 'function';
+  return (
+    typeof v === 'object' &&
+    v !== null &&
+    !(typeof Blob !== 'undefined' && v instanceof Blob) &&
+    typeof (v as Iterable<File>)[Symbol.iterator] === 'function'
+  );
 }
 
 /**
@@ -219,7 +237,9 @@ async function defaultModel(): Promise<string> {
 
 /** A tokenizer named by path or URL: a tokenizer.json file, or a folder (a URL ending in `/`). */
 async function namedTokenizer(
-  named: string | URL, vocabSize: number, onNote: LoadModelOptions['onNote'],
+  named: string | URL,
+  vocabSize: number,
+  onNote: LoadModelOptions['onNote'],
 ): Promise<MptTokenizer | null> {
   const name = named instanceof URL ? named.href : inPage(named);
   if (!isUrlString(name)) {
@@ -250,8 +270,7 @@ export async function loadCheckpointTokenizer(
     tokenizer = await namedTokenizer(options.tokenizer, vocabSize, options.onNote);
   } else if (ck.kind === 'gguf' && ck.ggufTokenizer) {
     tokenizer = ggufTokenizerOf(ck.ggufTokenizer, ck.ggufMetadata, ck.path);
-  }
-  else if (ck.folder === undefined) tokenizer = null;
+  } else if (ck.folder === undefined) tokenizer = null;
   else {
     const { tokenizerName } = tokenizerHintsOf(ck.config.raw);
     tokenizer = await loadFolderTokenizer(ck.folder, { vocabSize, tokenizerName, onNote: options.onNote });
@@ -271,14 +290,16 @@ function checkpointInput(source: ModelSource): CheckpointInput {
  * not) or a GGUF file; without a source, the shipped default model (models/default/).
  */
 export async function loadModel(source?: ModelSource, options: LoadModelOptions = {}): Promise<MptModel> {
-  const ck = await openCheckpoint(checkpointInput(source ?? await defaultModel()));
+  const ck = await openCheckpoint(checkpointInput(source ?? (await defaultModel())));
   try {
     const tokenizer = await loadCheckpointTokenizer(ck, options);
     const format = resolvePromptFormat(options.template, { tokenizer, configRaw: ck.config.raw, path: ck.path });
     const contextLength = resolveContextLength(ck.config, options.contextLength);
     const backend = await resolveBackendName(options.backend);
     const { runner } = await loadRunner(ck, {
-      backend, threads: options.threads, onProgress: options.onProgress,
+      backend,
+      threads: options.threads,
+      onProgress: options.onProgress,
       kvReserve: { ctx: contextLength, kvType: options.kvType ?? 'f32', sequences: options.sequences ?? 1 },
     });
     return new MptModel(runner, tokenizer, format, ck.path, contextLength);

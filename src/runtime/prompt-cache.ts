@@ -31,8 +31,17 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import {
-  closeSync, constants as fsConstants, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, unlinkSync,
-  writeSync, type Stats,
+  closeSync,
+  constants as fsConstants,
+  fstatSync,
+  fsyncSync,
+  openSync,
+  readSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+  type Stats,
 } from 'node:fs';
 import { dirname } from 'node:path';
 import type { KvCache, KvSnapshot, KvType, ModelRunner } from '../backends/backend.js';
@@ -66,7 +75,10 @@ export type PromptCacheRejection =
   | 'capacity'; // more positions than the context holds
 
 export class PromptCacheError extends MptError {
-  constructor(readonly reason: PromptCacheRejection, message: string) {
+  constructor(
+    readonly reason: PromptCacheRejection,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -96,7 +108,10 @@ export interface PromptCacheInfo {
 function sortedJson(x: unknown): string {
   if (Array.isArray(x)) return `[${x.map(sortedJson).join(',')}]`;
   if (x && typeof x === 'object') {
-    return `{${Object.keys(x).sort().map((k) => `${JSON.stringify(k)}:${sortedJson((x as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(x)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${sortedJson((x as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(x) ?? 'null';
 }
@@ -198,8 +213,13 @@ function decodeRows(kvType: KvType, buf: Buffer, rows: number, n: number): Float
 // Writing
 
 function checkTokens(tokens: readonly number[], n: number): void {
-  if (tokens.length !== n) throw new InputError(`a prompt cache needs one token id per cached position: ${tokens.length} ids for ${n} positions`);
-  for (const t of tokens) if (!Number.isInteger(t) || t < 0 || t > 0xffffffff) throw new InputError(`token id ${t} cannot be stored in a prompt cache`);
+  if (tokens.length !== n)
+    throw new InputError(
+      `a prompt cache needs one token id per cached position: ${tokens.length} ids for ${n} positions`,
+    );
+  for (const t of tokens)
+    if (!Number.isInteger(t) || t < 0 || t > 0xffffffff)
+      throw new InputError(`token id ${t} cannot be stored in a prompt cache`);
 }
 
 export interface SavePromptCacheOptions {
@@ -211,20 +231,41 @@ export interface SavePromptCacheOptions {
  * Saves the KV cache of `tokens` (cache.length positions, one token id each) to `path`,
  * atomically. The runner must support snapshots (`saveCache`). Returns the file size.
  */
-export async function savePromptCache(path: string, runner: ModelRunner, cache: KvCache, tokens: readonly number[], options: SavePromptCacheOptions): Promise<number> {
-  if (!runner.saveCache) throw new InputError(`the ${runner.backendName} backend cannot save KV caches (no prompt cache support)`);
+export async function savePromptCache(
+  path: string,
+  runner: ModelRunner,
+  cache: KvCache,
+  tokens: readonly number[],
+  options: SavePromptCacheOptions,
+): Promise<number> {
+  if (!runner.saveCache)
+    throw new InputError(`the ${runner.backendName} backend cannot save KV caches (no prompt cache support)`);
   const snap = runner.saveCache(cache);
   checkTokens(tokens, snap.length);
   return writeSnapshot(path, snap, tokens, options.modelHash, runner.backendName);
 }
 
-function writeSnapshot(path: string, snap: KvSnapshot, tokens: readonly number[], modelHash: string, backend: string): number {
-  const n = snap.length, kvd = snap.kvDim;
+function writeSnapshot(
+  path: string,
+  snap: KvSnapshot,
+  tokens: readonly number[],
+  modelHash: string,
+  backend: string,
+): number {
+  const n = snap.length,
+    kvd = snap.kvDim;
   const rowBytes = encodedRowBytes(snap.kvType, kvd);
   const dataBytes = 4 * n + n + 2 * snap.nLayers * n * rowBytes;
   const header = {
-    modelHash, kvType: snap.kvType, nLayers: snap.nLayers, kvDim: kvd, length: n, nTokens: tokens.length,
-    dataBytes, backend, createdAt: new Date().toISOString(),
+    modelHash,
+    kvType: snap.kvType,
+    nLayers: snap.nLayers,
+    kvDim: kvd,
+    length: n,
+    nTokens: tokens.length,
+    dataBytes,
+    backend,
+    createdAt: new Date().toISOString(),
   };
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
@@ -245,7 +286,7 @@ function writeSnapshot(path: string, snap: KvSnapshot, tokens: readonly number[]
   let pos = 0;
   const put = (b: Buffer, hashed = true) => {
     if (hashed) hash.update(b);
-    for (let off = 0; off < b.length;) off += writeSync(fd, b, off, b.length - off, pos + off);
+    for (let off = 0; off < b.length; ) off += writeSync(fd, b, off, b.length - off, pos + off);
     pos += b.length;
   };
   try {
@@ -276,8 +317,16 @@ function writeSnapshot(path: string, snap: KvSnapshot, tokens: readonly number[]
     closeSync(fd);
     renameSync(tmp, path);
   } catch (e) {
-    try { closeSync(fd); } catch { /* already closed */ }
-    try { unlinkSync(tmp); } catch { /* best effort */ }
+    try {
+      closeSync(fd);
+    } catch {
+      /* already closed */
+    }
+    try {
+      unlinkSync(tmp);
+    } catch {
+      /* best effort */
+    }
     if (typeof (e as NodeJS.ErrnoException).code === 'string') {
       throw new InputError(`cannot write the prompt cache ${path}: ${(e as Error).message}`, { cause: e });
     }
@@ -360,19 +409,31 @@ function openCacheFile(path: string, check?: (header: PromptCacheInfo) => void):
     const st = fstatSync(fd);
     if (!st.isFile()) throw notAFile(path, st);
     const size = st.size;
-    if (size < 16) throw new PromptCacheError(size >= 8 ? 'truncated' : 'not-a-cache', `${path} is too short to be a prompt cache (${size} bytes)`);
+    if (size < 16)
+      throw new PromptCacheError(
+        size >= 8 ? 'truncated' : 'not-a-cache',
+        `${path} is too short to be a prompt cache (${size} bytes)`,
+      );
     const fixed = Buffer.alloc(16);
     readExactly(fd, fixed, 0);
-    if (!fixed.subarray(0, 8).equals(MAGIC)) throw new PromptCacheError('not-a-cache', `${path} is not a prompt cache file (wrong magic bytes)`);
+    if (!fixed.subarray(0, 8).equals(MAGIC))
+      throw new PromptCacheError('not-a-cache', `${path} is not a prompt cache file (wrong magic bytes)`);
     const version = fixed.readUInt32LE(8);
     if (version !== PROMPT_CACHE_VERSION) {
-      throw new PromptCacheError('version', `${path} is a version ${version} prompt cache; this mpt-ts reads version ${PROMPT_CACHE_VERSION}: delete it and let it be rebuilt`);
+      throw new PromptCacheError(
+        'version',
+        `${path} is a version ${version} prompt cache; this mpt-ts reads version ${PROMPT_CACHE_VERSION}: delete it and let it be rebuilt`,
+      );
     }
     const hlen = fixed.readUInt32LE(12);
     if (hlen > MAX_HEADER_BYTES) {
       throw new PromptCacheError('corrupt', `${path}: the header claims ${hlen} bytes (at most ${MAX_HEADER_BYTES})`);
     }
-    if (16 + hlen > size) throw new PromptCacheError('truncated', `${path} is truncated: its header needs ${hlen} bytes, the file has ${size}`);
+    if (16 + hlen > size)
+      throw new PromptCacheError(
+        'truncated',
+        `${path} is truncated: its header needs ${hlen} bytes, the file has ${size}`,
+      );
     const hbuf = Buffer.alloc(hlen);
     readExactly(fd, hbuf, 16);
     let h: Record<string, unknown>;
@@ -382,27 +443,55 @@ function openCacheFile(path: string, check?: (header: PromptCacheInfo) => void):
       throw new PromptCacheError('corrupt', `${path}: the prompt cache header is not valid JSON`);
     }
     const kvType = h['kvType'] as KvType;
-    if (typeof h['modelHash'] !== 'string' || !KV_TYPES.includes(kvType) || !isInt(h['nLayers'], 1) || !isInt(h['kvDim'], 1)
-      || !isInt(h['length']) || h['nTokens'] !== h['length'] || !isInt(h['dataBytes'])) {
+    if (
+      typeof h['modelHash'] !== 'string' ||
+      !KV_TYPES.includes(kvType) ||
+      !isInt(h['nLayers'], 1) ||
+      !isInt(h['kvDim'], 1) ||
+      !isInt(h['length']) ||
+      h['nTokens'] !== h['length'] ||
+      !isInt(h['dataBytes'])
+    ) {
       throw new PromptCacheError('corrupt', `${path}: the prompt cache header is incomplete or inconsistent`);
     }
-    const n = h['length'] as number, nLayers = h['nLayers'] as number, kvDim = h['kvDim'] as number;
+    const n = h['length'] as number,
+      nLayers = h['nLayers'] as number,
+      kvDim = h['kvDim'] as number;
     const rowBytes = encodedRowBytes(kvType, kvDim);
     const dataBytes = 4 * n + n + 2 * nLayers * n * rowBytes;
-    if (dataBytes !== h['dataBytes']) throw new PromptCacheError('corrupt', `${path}: the prompt cache header is inconsistent (data size)`);
+    if (dataBytes !== h['dataBytes'])
+      throw new PromptCacheError('corrupt', `${path}: the prompt cache header is inconsistent (data size)`);
     const expected = 16 + hlen + dataBytes + TRAILER_BYTES;
-    if (size < expected) throw new PromptCacheError('truncated', `${path} is truncated: ${size} bytes, the header promises ${expected}`);
-    if (size > expected) throw new PromptCacheError('corrupt', `${path} has ${size - expected} bytes more than its header describes`);
+    if (size < expected)
+      throw new PromptCacheError('truncated', `${path} is truncated: ${size} bytes, the header promises ${expected}`);
+    if (size > expected)
+      throw new PromptCacheError('corrupt', `${path} has ${size - expected} bytes more than its header describes`);
     const info: PromptCacheInfo = {
-      version, modelHash: h['modelHash'] as string, kvType, nLayers, kvDim, length: n, tokens: [],
-      backend: String(h['backend'] ?? ''), createdAt: String(h['createdAt'] ?? ''), fileBytes: size,
+      version,
+      modelHash: h['modelHash'] as string,
+      kvType,
+      nLayers,
+      kvDim,
+      length: n,
+      tokens: [],
+      backend: String(h['backend'] ?? ''),
+      createdAt: String(h['createdAt'] ?? ''),
+      fileBytes: size,
     };
     check?.(info);
     const tokensAt = 16 + hlen;
     const ids = Buffer.alloc(4 * n);
     readExactly(fd, ids, tokensAt);
     info.tokens = Array.from({ length: n }, (_, i) => ids.readUInt32LE(4 * i));
-    return { fd, info, tokensAt, maskAt: tokensAt + 4 * n, layersAt: tokensAt + 5 * n, rowBytes, dataEnd: tokensAt + dataBytes };
+    return {
+      fd,
+      info,
+      tokensAt,
+      maskAt: tokensAt + 4 * n,
+      layersAt: tokensAt + 5 * n,
+      rowBytes,
+      dataEnd: tokensAt + dataBytes,
+    };
   } catch (e) {
     closeSync(fd);
     throw e;
@@ -412,7 +501,7 @@ function openCacheFile(path: string, check?: (header: PromptCacheInfo) => void):
 function verifyChecksum(path: string, o: OpenedCache): void {
   const hash = createHash('sha256');
   const chunk = Buffer.alloc(16 * 2 ** 20);
-  for (let pos = 0; pos < o.dataEnd;) {
+  for (let pos = 0; pos < o.dataEnd; ) {
     const m = Math.min(chunk.length, o.dataEnd - pos);
     const b = chunk.subarray(0, m);
     readExactly(o.fd, b, pos);
@@ -421,8 +510,13 @@ function verifyChecksum(path: string, o: OpenedCache): void {
   }
   const trailer = Buffer.alloc(TRAILER_BYTES);
   readExactly(o.fd, trailer, o.dataEnd);
-  if (!trailer.subarray(32).equals(END_MAGIC)) throw new PromptCacheError('corrupt', `${path}: the prompt cache has no end marker (damaged file)`);
-  if (!trailer.subarray(0, 32).equals(hash.digest())) throw new PromptCacheError('corrupt', `${path}: the prompt cache checksum does not match its contents (damaged file)`);
+  if (!trailer.subarray(32).equals(END_MAGIC))
+    throw new PromptCacheError('corrupt', `${path}: the prompt cache has no end marker (damaged file)`);
+  if (!trailer.subarray(0, 32).equals(hash.digest()))
+    throw new PromptCacheError(
+      'corrupt',
+      `${path}: the prompt cache checksum does not match its contents (damaged file)`,
+    );
 }
 
 /** Reads and checks the header and token ids of a prompt cache file (not the KV data). */
@@ -471,19 +565,33 @@ export interface LoadedPromptCache {
  * Restores a prompt cache file into a new cache of `runner`, after checking that it was made by
  * the same model (fingerprint), with the same shape and KV type, and for the same token prefix.
  */
-export async function loadPromptCache(path: string, runner: ModelRunner, options: LoadPromptCacheOptions): Promise<LoadedPromptCache> {
-  if (!runner.restoreCache) throw new InputError(`the ${runner.backendName} backend cannot restore KV caches (no prompt cache support)`);
+export async function loadPromptCache(
+  path: string,
+  runner: ModelRunner,
+  options: LoadPromptCacheOptions,
+): Promise<LoadedPromptCache> {
+  if (!runner.restoreCache)
+    throw new InputError(`the ${runner.backendName} backend cannot restore KV caches (no prompt cache support)`);
   const c = runner.config;
   const kvd = c.attn.kvNHeads * c.headDim;
   const o = openCacheFile(path, (info) => {
     if (info.modelHash !== options.modelHash) {
-      throw new PromptCacheError('model', `${path} was made with another model (fingerprint ${info.modelHash.slice(0, 12)}…, this model's is ${options.modelHash.slice(0, 12)}…): delete it or use another file`);
+      throw new PromptCacheError(
+        'model',
+        `${path} was made with another model (fingerprint ${info.modelHash.slice(0, 12)}…, this model's is ${options.modelHash.slice(0, 12)}…): delete it or use another file`,
+      );
     }
     if (info.nLayers !== c.nLayers || info.kvDim !== kvd) {
-      throw new PromptCacheError('shape', `${path} holds ${info.nLayers} layers x ${info.kvDim} KV values, this model has ${c.nLayers} x ${kvd}`);
+      throw new PromptCacheError(
+        'shape',
+        `${path} holds ${info.nLayers} layers x ${info.kvDim} KV values, this model has ${c.nLayers} x ${kvd}`,
+      );
     }
     if (options.kvType !== undefined && options.kvType !== info.kvType) {
-      throw new PromptCacheError('kv-type', `${path} stores a ${info.kvType} KV cache, but ${options.kvType} was asked for: use --kv-type ${info.kvType} or another file`);
+      throw new PromptCacheError(
+        'kv-type',
+        `${path} stores a ${info.kvType} KV cache, but ${options.kvType} was asked for: use --kv-type ${info.kvType} or another file`,
+      );
     }
   });
   try {
@@ -492,14 +600,23 @@ export async function loadPromptCache(path: string, runner: ModelRunner, options
     if (options.prompt) {
       keep = commonPrefix(info.tokens, options.prompt);
       if (keep === 0 && info.length > 0) {
-        throw new PromptCacheError('tokens', `${path} was made for another prompt (its first token differs): delete it or use another file`);
+        throw new PromptCacheError(
+          'tokens',
+          `${path} was made for another prompt (its first token differs): delete it or use another file`,
+        );
       }
       if (options.requireFullPrefix && keep < info.length) {
-        throw new PromptCacheError('tokens', `${path} holds ${info.length} tokens, but the prompt differs from them at token ${keep}`);
+        throw new PromptCacheError(
+          'tokens',
+          `${path} holds ${info.length} tokens, but the prompt differs from them at token ${keep}`,
+        );
       }
     }
     if (keep > options.capacity) {
-      throw new PromptCacheError('capacity', `${path} holds ${keep} usable positions, more than the context of ${options.capacity}: ask for a larger context`);
+      throw new PromptCacheError(
+        'capacity',
+        `${path} holds ${keep} usable positions, more than the context of ${options.capacity}: ask for a larger context`,
+      );
     }
     if (options.verify ?? true) verifyChecksum(path, o);
     const mask = Buffer.alloc(keep);
@@ -559,25 +676,36 @@ export interface PreparedPromptCache {
  * in chunks of `batchSize`, and writes the file when it did not exist. The file is written once
  * and never overwritten: delete it to rebuild it.
  */
-export async function preparePromptCache(runner: ModelRunner, modelPath: string, prompt: readonly number[], capacity: number, o: PromptCacheRunOptions): Promise<PreparedPromptCache> {
+export async function preparePromptCache(
+  runner: ModelRunner,
+  modelPath: string,
+  prompt: readonly number[],
+  capacity: number,
+  o: PromptCacheRunOptions,
+): Promise<PreparedPromptCache> {
   if (prompt.length === 0) throw new InputError('the prompt is empty: give at least one token');
-  if (prompt.length > capacity) throw new InputError(`the prompt has ${prompt.length} tokens, more than the context length ${capacity}`);
+  if (prompt.length > capacity)
+    throw new InputError(`the prompt has ${prompt.length} tokens, more than the context length ${capacity}`);
   const exists = checkPromptCachePath(o.file) === 'exists';
-  const modelHash = o.modelHash ?? await fingerprintCheckpoint(modelPath);
+  const modelHash = o.modelHash ?? (await fingerprintCheckpoint(modelPath));
   let cache: KvCache;
   let reused = 0;
   if (exists) {
     const loaded = await loadPromptCache(o.file, runner, { modelHash, capacity, kvType: o.kvType, prompt });
     cache = loaded.cache;
     reused = loaded.tokens.length;
-    o.onNote?.(`prompt cache: reused ${reused} of ${prompt.length} prompt tokens from ${o.file} (it holds ${loaded.info.length})`);
+    o.onNote?.(
+      `prompt cache: reused ${reused} of ${prompt.length} prompt tokens from ${o.file} (it holds ${loaded.info.length})`,
+    );
   } else {
     cache = runner.createCache({ capacity, kvType: o.kvType });
   }
   try {
     const batch = Math.max(1, o.batchSize ?? 512);
     for (let i = reused; i < prompt.length; i += batch) {
-      await runner.forward([{ cache, tokens: prompt.slice(i, Math.min(prompt.length, i + batch)) }], { logits: 'none' });
+      await runner.forward([{ cache, tokens: prompt.slice(i, Math.min(prompt.length, i + batch)) }], {
+        logits: 'none',
+      });
     }
     let written = 0;
     if (!exists) {
@@ -596,14 +724,28 @@ export async function preparePromptCache(runner: ModelRunner, modelPath: string,
  * to `o.file` (see preparePromptCache), then generation continues on that cache (with the
  * context overflow policy of `options`), and the cache is freed when the stream ends.
  */
-export async function streamWithPromptCache(model: MptModel, ids: readonly number[], options: GenerateOptions & ContextPolicyOptions, o: PromptCacheRunOptions): Promise<GenerationStream> {
+export async function streamWithPromptCache(
+  model: MptModel,
+  ids: readonly number[],
+  options: GenerateOptions & ContextPolicyOptions,
+  o: PromptCacheRunOptions,
+): Promise<GenerationStream> {
   const ctx = options.contextLength ?? model.contextLength;
   const { cache } = await preparePromptCache(model.runner, model.path, ids, ctx, { kvType: options.kvType, ...o });
   const tokenizer = model.hasTokenizer ? model.tokenizer : null;
-  async function* run(onFinish: (r: GenerateResult) => void): AsyncGenerator<GenerationChunk, GenerateResult, undefined> {
+  async function* run(
+    onFinish: (r: GenerateResult) => void,
+  ): AsyncGenerator<GenerationChunk, GenerateResult, undefined> {
     try {
       // The cache holds the whole prompt: generation re-feeds only its last token for the logits.
-      return yield* generateWithContextPolicy(model.runner, ids, { contextLength: ctx, ...options, tokenizer, cache, cachedIds: ids, onFinish });
+      return yield* generateWithContextPolicy(model.runner, ids, {
+        contextLength: ctx,
+        ...options,
+        tokenizer,
+        cache,
+        cachedIds: ids,
+        onFinish,
+      });
     } finally {
       cache.dispose();
     }

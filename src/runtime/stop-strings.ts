@@ -37,7 +37,10 @@ export class StopStringMatcher {
     let match = '';
     for (const s of this.stops) {
       const i = buf.indexOf(s);
-      if (i >= 0 && (at < 0 || i < at || (i === at && s.length > match.length))) { at = i; match = s; }
+      if (i >= 0 && (at < 0 || i < at || (i === at && s.length > match.length))) {
+        at = i;
+        match = s;
+      }
     }
     if (at >= 0) {
       this.done = true;
@@ -48,7 +51,10 @@ export class StopStringMatcher {
     let keep = 0;
     for (const s of this.stops) {
       for (let n = Math.min(s.length - 1, buf.length); n > keep; n--) {
-        if (buf.endsWith(s.slice(0, n))) { keep = n; break; }
+        if (buf.endsWith(s.slice(0, n))) {
+          keep = n;
+          break;
+        }
       }
     }
     this.held = buf.slice(buf.length - keep);

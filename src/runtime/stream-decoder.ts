@@ -18,7 +18,10 @@ export class StreamDecoder {
   private readonly ids: number[] = [];
   private emitted = '';
 
-  constructor(private readonly tokenizer: MptTokenizer, private readonly options: StreamDecoderOptions = {}) {}
+  constructor(
+    private readonly tokenizer: MptTokenizer,
+    private readonly options: StreamDecoderOptions = {},
+  ) {}
 
   /** Adds one token; returns the text that became complete (often '', never half a character). */
   push(id: number): string {

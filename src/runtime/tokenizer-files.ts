@@ -11,8 +11,17 @@ import { ConfigError, InputError } from '../errors.js';
 import { JSON_FILE_LIMITS, readJsonFileSync } from '../formats/json-file.js';
 import type { Checkpoint } from '../model/load.js';
 import {
-  asObject, checkTokenizerFitsModel, consoleNote, ggufTokenizerOf, MptTokenizer, neoxFallbackApplies,
-  neoxFallbackNote, tokenizerHintsOf, TOKENIZER_SIDE_FILES, type LoadTokenizerOptions, type TokenizerSideFiles,
+  asObject,
+  checkTokenizerFitsModel,
+  consoleNote,
+  ggufTokenizerOf,
+  MptTokenizer,
+  neoxFallbackApplies,
+  neoxFallbackNote,
+  tokenizerHintsOf,
+  TOKENIZER_SIDE_FILES,
+  type LoadTokenizerOptions,
+  type TokenizerSideFiles,
 } from './tokenizer.js';
 
 /** Path of the GPT-NeoX-20B tokenizer.json shipped in assets/ (source and compiled layouts). */
@@ -21,7 +30,9 @@ export function shippedNeoxTokenizerPath(): string {
     const p = fileURLToPath(new URL(rel, import.meta.url));
     if (existsSync(p)) return p;
   }
-  throw new ConfigError('the shipped GPT-NeoX-20B tokenizer (assets/gpt-neox-20b/tokenizer.json) is missing from this installation');
+  throw new ConfigError(
+    'the shipped GPT-NeoX-20B tokenizer (assets/gpt-neox-20b/tokenizer.json) is missing from this installation',
+  );
 }
 
 function readJsonIfExists(path: string, limit: number): Record<string, unknown> | undefined {

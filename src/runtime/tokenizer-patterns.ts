@@ -21,7 +21,8 @@ const GPT2_PATTERN_JS = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[
  * The same regex with Oniguruma's Unicode `\s`: TAB..CR, U+0085, and the Space_Separator,
  * Line_Separator and Paragraph_Separator categories, which is exactly the White_Space property.
  */
-const GPT2_PATTERN_ONIG = String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+` +
+const GPT2_PATTERN_ONIG =
+  String.raw`'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\p{White_Space}\p{L}\p{N}]+` +
   String.raw`|\p{White_Space}+(?!\P{White_Space})|\p{White_Space}+`;
 
 /** The component trees of a tokenizers.js Tokenizer that hold patterns. */

@@ -9,8 +9,15 @@ import type { FolderSource } from '../formats/folder-source.js';
 import { JSON_FILE_LIMITS, parseJsonBytes, readJsonSource } from '../formats/json-source.js';
 import { platform } from '../platform/index.js';
 import {
-  asObject, consoleNote, MptTokenizer, neoxFallbackApplies, neoxFallbackNote, tokenizerHintsOf, TOKENIZER_SIDE_FILES,
-  type LoadTokenizerOptions, type TokenizerSideFiles,
+  asObject,
+  consoleNote,
+  MptTokenizer,
+  neoxFallbackApplies,
+  neoxFallbackNote,
+  tokenizerHintsOf,
+  TOKENIZER_SIDE_FILES,
+  type LoadTokenizerOptions,
+  type TokenizerSideFiles,
 } from './tokenizer.js';
 
 /** The shipped tokenizer.json, from the compiled module (dist/src/runtime/) to assets/ at the package root. */
@@ -24,7 +31,9 @@ export function shippedNeoxTokenizerUrl(): URL {
  * disk) is an error, not an absent file.
  */
 async function readFolderJson(
-  folder: FolderSource, file: string, maxBytes: number,
+  folder: FolderSource,
+  file: string,
+  maxBytes: number,
 ): Promise<{ json: Record<string, unknown>; name: string } | undefined> {
   const source = await folder.open(file);
   if (source === undefined) {
@@ -58,8 +67,9 @@ async function shippedNeoxTokenizer(side: TokenizerSideFiles): Promise<MptTokeni
   try {
     bytes = await platform.readBytes(url);
   } catch (e) {
-    throw new ConfigError(`the shipped GPT-NeoX-20B tokenizer (${name}) cannot be read: ${(e as Error).message}`,
-      { cause: e });
+    throw new ConfigError(`the shipped GPT-NeoX-20B tokenizer (${name}) cannot be read: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   return new MptTokenizer(asObject(parseJsonBytes(bytes, name, 'tokenizer', ConfigError), name), side, name);
 }
@@ -78,7 +88,8 @@ export interface FolderTokenizerOptions extends LoadTokenizerOptions {
  * note. Null when the folder has no tokenizer and the fallback does not apply.
  */
 export async function loadFolderTokenizer(
-  folder: FolderSource, options: FolderTokenizerOptions = {},
+  folder: FolderSource,
+  options: FolderTokenizerOptions = {},
 ): Promise<MptTokenizer | null> {
   const file = options.file ?? 'tokenizer.json';
   const side = file === 'tokenizer.json' ? await readFolderSideFiles(folder) : {};

@@ -102,7 +102,8 @@ export function asObject(v: unknown, what: string): Record<string, unknown> {
 /** Name of a special token as tokenizer_config / special_tokens_map write it (string or AddedToken dict). */
 function tokenName(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
-  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string')
+    return (v as { content: string }).content;
   return undefined;
 }
 
@@ -161,7 +162,9 @@ export class MptTokenizer {
     const tj = { ...asObject(tokenizerJson, 'tokenizer.json') };
     const model = asObject(tj['model'], 'tokenizer.json "model"');
     const vocab = asObject(model['vocab'] ?? {}, 'tokenizer.json "model.vocab"') as Record<string, number>;
-    const added = (Array.isArray(tj['added_tokens']) ? tj['added_tokens'] as AddedTokenSpec[] : []).map((t) => ({ ...t }));
+    const added = (Array.isArray(tj['added_tokens']) ? (tj['added_tokens'] as AddedTokenSpec[]) : []).map((t) => ({
+      ...t,
+    }));
     tj['added_tokens'] = added;
     const cfg = side.tokenizerConfig ?? {};
     const stm = side.specialTokensMap ?? {};
@@ -175,7 +178,16 @@ export class MptTokenizer {
       if (present.has(content) || (Object.hasOwn(vocab, content) && id === undefined)) return;
       const tokenId = id ?? ++maxId;
       if (tokenId > maxId) maxId = tokenId;
-      added.push({ id: tokenId, content, special: true, normalized: false, lstrip: false, rstrip: false, single_word: false, ...extra });
+      added.push({
+        id: tokenId,
+        content,
+        special: true,
+        normalized: false,
+        lstrip: false,
+        rstrip: false,
+        single_word: false,
+        ...extra,
+      });
       present.add(content);
     };
     const decoderMap = cfg['added_tokens_decoder'];
@@ -196,7 +208,11 @@ export class MptTokenizer {
     }
     for (const src of [stm, cfg]) {
       const extra = src['additional_special_tokens'];
-      if (Array.isArray(extra)) for (const t of extra) { const name = tokenName(t); if (name !== undefined) addSpecial(name); }
+      if (Array.isArray(extra))
+        for (const t of extra) {
+          const name = tokenName(t);
+          if (name !== undefined) addSpecial(name);
+        }
     }
 
     try {
@@ -229,7 +245,10 @@ export class MptTokenizer {
     this.byteCache = new Array(this.size);
     this.source = source;
 
-    const idOf = (v: unknown) => { const n = tokenName(v); return n === undefined ? undefined : this.tokenToIdTable.get(n); };
+    const idOf = (v: unknown) => {
+      const n = tokenName(v);
+      return n === undefined ? undefined : this.tokenToIdTable.get(n);
+    };
     this.bosId = idOf(cfg['bos_token'] ?? stm['bos_token']);
     this.eosId = idOf(cfg['eos_token'] ?? stm['eos_token']);
     this.padId = idOf(cfg['pad_token'] ?? stm['pad_token']);
@@ -239,18 +258,23 @@ export class MptTokenizer {
     if (typeof genEos === 'number') stop = [genEos];
     else if (Array.isArray(genEos)) stop = genEos.filter((x): x is number => typeof x === 'number');
     if (stop.length === 0 && this.eosId !== undefined) stop = [this.eosId];
-    if (stop.length === 0 && this.tokenToIdTable.has('<|endoftext|>') && this.specialIds.has(this.tokenToIdTable.get('<|endoftext|>')!)) {
+    if (
+      stop.length === 0 &&
+      this.tokenToIdTable.has('<|endoftext|>') &&
+      this.specialIds.has(this.tokenToIdTable.get('<|endoftext|>')!)
+    ) {
       stop = [this.tokenToIdTable.get('<|endoftext|>')!];
     }
     this.stopIds = stop;
-    this.chatTemplate = typeof cfg['chat_template'] === 'string' ? cfg['chat_template'] as string : undefined;
+    this.chatTemplate = typeof cfg['chat_template'] === 'string' ? (cfg['chat_template'] as string) : undefined;
     const strings: Record<string, string | string[]> = {};
     for (const key of ['bos_token', 'eos_token', 'unk_token', 'pad_token', 'sep_token', 'cls_token', 'mask_token']) {
       const name = tokenName(cfg[key] ?? stm[key]);
       if (name !== undefined) strings[key] = name;
     }
-    const extraNames = (stm['additional_special_tokens'] ?? cfg['additional_special_tokens']);
-    if (Array.isArray(extraNames)) strings['additional_special_tokens'] = extraNames.map(tokenName).filter((x): x is string => x !== undefined);
+    const extraNames = stm['additional_special_tokens'] ?? cfg['additional_special_tokens'];
+    if (Array.isArray(extraNames))
+      strings['additional_special_tokens'] = extraNames.map(tokenName).filter((x): x is string => x !== undefined);
     this.specialTokenStrings = strings;
     const mml = cfg['model_max_length'];
     this.modelMaxLength = typeof mml === 'number' && mml > 0 && mml < 1e9 ? mml : undefined;
@@ -270,7 +294,10 @@ export class MptTokenizer {
    */
   private encodeWithoutSpecials(text: string): number[] {
     if (!this.hfPlain) {
-      const tj = { ...this.tokenizerJson, added_tokens: (this.tokenizerJson['added_tokens'] as AddedTokenSpec[]).filter((t) => !t.special) };
+      const tj = {
+        ...this.tokenizerJson,
+        added_tokens: (this.tokenizerJson['added_tokens'] as AddedTokenSpec[]).filter((t) => !t.special),
+      };
       this.hfPlain = new HfTokenizer(tj, { clean_up_tokenization_spaces: false });
       adoptTokenizerPatterns(this.hfPlain, this.source);
     }
@@ -300,7 +327,10 @@ export class MptTokenizer {
     }
     const all = new Uint8Array(total);
     let o = 0;
-    for (const p of parts) { all.set(p, o); o += p.length; }
+    for (const p of parts) {
+      all.set(p, o);
+      o += p.length;
+    }
     return new TextDecoder('utf-8', { fatal: false, ignoreBOM: true }).decode(all);
   }
 
@@ -323,7 +353,10 @@ export class MptTokenizer {
     let allMapped = true;
     for (const ch of tok) {
       const b = BYTE_LEVEL.charToByte.get(ch);
-      if (b === undefined) { allMapped = false; break; }
+      if (b === undefined) {
+        allMapped = false;
+        break;
+      }
       bytes.push(b);
     }
     const out = allMapped ? Uint8Array.from(bytes) : UTF8.encode(tok);
@@ -366,7 +399,8 @@ export class MptTokenizer {
    */
   static fromGguf(data: GgufTokenizerData, source = 'gguf'): MptTokenizer {
     const { tokens, merges, tokenTypes } = data;
-    if (!Array.isArray(tokens) || tokens.length === 0) throw new FormatError(`${source}: the GGUF file has no tokenizer.ggml.tokens`);
+    if (!Array.isArray(tokens) || tokens.length === 0)
+      throw new FormatError(`${source}: the GGUF file has no tokenizer.ggml.tokens`);
     const vocab: Record<string, number> = {};
     const added: AddedTokenSpec[] = [];
     let lastUsed = -1;
@@ -392,9 +426,19 @@ export class MptTokenizer {
       pre_tokenizer: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
       post_processor: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
       decoder: { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true },
-      model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, vocab, merges: merges ?? [] },
+      model: {
+        type: 'BPE',
+        dropout: null,
+        unk_token: null,
+        continuing_subword_prefix: null,
+        end_of_word_suffix: null,
+        fuse_unk: false,
+        vocab,
+        merges: merges ?? [],
+      },
     };
-    const name = (id: number | undefined) => (id !== undefined && id >= 0 && id < tokens.length ? tokens[id] : undefined);
+    const name = (id: number | undefined) =>
+      id !== undefined && id >= 0 && id < tokens.length ? tokens[id] : undefined;
     const cfg: Record<string, unknown> = {};
     if (name(data.bosId) !== undefined) cfg['bos_token'] = name(data.bosId);
     if (name(data.eosId) !== undefined) cfg['eos_token'] = name(data.eosId);
@@ -458,7 +502,9 @@ export function consoleNote(message: string): void {
 
 /** The tokenizer embedded in a GGUF checkpoint, with its chat template from the file's metadata. */
 export function ggufTokenizerOf(
-  ggufTokenizer: unknown, metadata: Map<string, unknown> | undefined, source: string,
+  ggufTokenizer: unknown,
+  metadata: Map<string, unknown> | undefined,
+  source: string,
 ): MptTokenizer {
   const data = { ...(ggufTokenizer as GgufTokenizerData) };
   const tmpl = metadata?.get('tokenizer.chat_template');
@@ -469,7 +515,9 @@ export function ggufTokenizerOf(
 /** Refuses a tokenizer with ids past the model's embedding rows: they cannot belong together. */
 export function checkTokenizerFitsModel(tokenizer: MptTokenizer, vocabSize: number, model: string): void {
   if (tokenizer.size > vocabSize) {
-    throw new InputError(`the tokenizer ${tokenizer.source} has ${tokenizer.size} tokens but the model ` +
-      `${model} only ${vocabSize} (vocab_size): they do not belong together`);
+    throw new InputError(
+      `the tokenizer ${tokenizer.source} has ${tokenizer.size} tokens but the model ` +
+        `${model} only ${vocabSize} (vocab_size): they do not belong together`,
+    );
   }
 }

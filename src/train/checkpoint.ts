@@ -33,7 +33,9 @@ export interface CheckpointData {
   tensors: Map<string, { shape: number[]; data: Float32Array }>;
 }
 
-const STATE = 'state.safetensors', META = 'trainer.json', MARK = 'complete.json';
+const STATE = 'state.safetensors',
+  META = 'trainer.json',
+  MARK = 'complete.json';
 const LEGACY = ['checkpoint', 'checkpoint.old'];
 
 const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
@@ -48,18 +50,31 @@ function generationOf(name: string): number | null {
 /** Checkpoint folders under `folder`, newest first. */
 async function checkpointFolders(folder: string): Promise<Array<{ dir: string; gen: number }>> {
   let names: string[];
-  try { names = await readdir(folder); } catch { return []; }
+  try {
+    names = await readdir(folder);
+  } catch {
+    return [];
+  }
   const out: Array<{ dir: string; gen: number }> = [];
   for (const name of names) {
     const gen = generationOf(name);
-    const isDir = gen !== null && (await stat(join(folder, name)).then((s) => s.isDirectory(), () => false));
+    const isDir =
+      gen !== null &&
+      (await stat(join(folder, name)).then(
+        (s) => s.isDirectory(),
+        () => false,
+      ));
     if (isDir) out.push({ dir: join(folder, name), gen: gen! });
   }
   return out.sort((a, b) => b.gen - a.gen);
 }
 
 async function sizeOf(path: string): Promise<number | null> {
-  try { return (await stat(path)).size; } catch { return null; }
+  try {
+    return (await stat(path)).size;
+  } catch {
+    return null;
+  }
 }
 
 /** Why `dir` is not a complete checkpoint, or null when it is. */
@@ -121,14 +136,17 @@ export async function scanCheckpoints(folder: string): Promise<CheckpointScan> {
  * replace them. `note` hears about incomplete checkpoints newer than the one taken.
  */
 export async function checkpointToResume(
-  folder: string, note: (line: string) => void = () => {},
+  folder: string,
+  note: (line: string) => void = () => {},
 ): Promise<string | null> {
   const scan = await scanCheckpoints(folder);
   const list = (xs: CheckpointScan['incomplete']) => xs.map((x) => `${x.dir} (${x.reason})`).join('; ');
   if (scan.latest === null && scan.incomplete.length > 0) {
-    throw new FormatError(`${folder} holds no complete checkpoint, only ${list(scan.incomplete)}. ` +
-      'Resuming is impossible and starting over would replace it: move it away to keep it, ' +
-      'or pass --no-resume to start over deliberately');
+    throw new FormatError(
+      `${folder} holds no complete checkpoint, only ${list(scan.incomplete)}. ` +
+        'Resuming is impossible and starting over would replace it: move it away to keep it, ' +
+        'or pass --no-resume to start over deliberately',
+    );
   }
   const genOf = (dir: string) => generationOf(basename(dir))!;
   const newer = scan.incomplete.filter((x) => scan.latest !== null && genOf(x.dir) > genOf(scan.latest));
@@ -141,7 +159,9 @@ export async function checkpointToResume(
  * runs after each step of the save (tests throw from it to simulate a crash there).
  */
 export async function saveCheckpoint(
-  folder: string, data: CheckpointData, opts: { afterStep?: AfterStep } = {},
+  folder: string,
+  data: CheckpointData,
+  opts: { afterStep?: AfterStep } = {},
 ): Promise<string> {
   const afterStep = opts.afterStep ?? (() => {});
   await mkdir(folder, { recursive: true });
@@ -153,7 +173,10 @@ export async function saveCheckpoint(
   const tmp = tempPathOf(tmpBase);
   await mkdir(tmp);
   const tensors: TensorToWrite[] = [...data.tensors].map(([name, t]) => ({
-    name, dtype: 'f32', shape: t.shape, data: () => bytesOf(t.data),
+    name,
+    dtype: 'f32',
+    shape: t.shape,
+    data: () => bytesOf(t.data),
   }));
   await writeSafetensors(join(tmp, STATE), tensors); // flushed before it is renamed into place
   await afterStep(`wrote ${STATE}`);
@@ -191,7 +214,8 @@ export async function loadCheckpoint(dir: string): Promise<CheckpointData> {
   const src = await openSafetensors(join(dir, STATE));
   try {
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
-    for (const info of src.list()) tensors.set(info.name, { shape: info.shape, data: tensorToFloat32(info, await src.read(info.name)) });
+    for (const info of src.list())
+      tensors.set(info.name, { shape: info.shape, data: tensorToFloat32(info, await src.read(info.name)) });
     return { meta, tensors };
   } finally {
     await src.close();

@@ -18,7 +18,10 @@ export const DOC_SEPARATOR = '<|endoftext|>';
 
 /** Splits a text file into documents: on `<|endoftext|>` when present, else the whole file. */
 export function splitDocuments(text: string): string[] {
-  return text.split(DOC_SEPARATOR).map((d) => d.trim()).filter((d) => d.length > 0);
+  return text
+    .split(DOC_SEPARATOR)
+    .map((d) => d.trim())
+    .filter((d) => d.length > 0);
 }
 
 /** Tokenizes documents and concatenates them, each followed by `eosId`. */
@@ -26,7 +29,11 @@ export function tokenizeDocuments(docs: readonly string[], tok: TextTokenizer, e
   const parts: number[][] = docs.map((d) => tok.encode(d));
   const out = new Int32Array(parts.reduce((a, p) => a + p.length + 1, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; out[o++] = eosId; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+    out[o++] = eosId;
+  }
   return out;
 }
 
@@ -42,8 +49,10 @@ export function readTextFile(path: string, what: string): string {
     const size = statSync(path).size;
     if (size > MAX_TEXT_FILE_BYTES) {
       const mib = (n: number) => Math.floor(n / 2 ** 20);
-      throw new InputError(`${what} ${path} is ${mib(size)} MiB; a text file is read whole, at most ` +
-        `${mib(MAX_TEXT_FILE_BYTES)} MiB: split it into smaller files`);
+      throw new InputError(
+        `${what} ${path} is ${mib(size)} MiB; a text file is read whole, at most ` +
+          `${mib(MAX_TEXT_FILE_BYTES)} MiB: split it into smaller files`,
+      );
     }
     return readFileSync(path, 'utf8');
   } catch (e) {
@@ -57,7 +66,10 @@ export function tokenizeFiles(paths: readonly string[], tok: TextTokenizer, eosI
   const arrays = paths.map((p) => tokenizeDocuments(splitDocuments(readTextFile(p, 'training data')), tok, eosId));
   const out = new Int32Array(arrays.reduce((a, x) => a + x.length, 0));
   let o = 0;
-  for (const a of arrays) { out.set(a, o); o += a.length; }
+  for (const a of arrays) {
+    out.set(a, o);
+    o += a.length;
+  }
   return out;
 }
 
@@ -71,11 +83,17 @@ export function packWindows(tokens: Int32Array, seqLen: number): { windows: Int3
  * Splits windows into train and eval sets: every k-th window goes to eval so that both sample the
  * whole corpus (k = round(1 / fraction)).
  */
-export function splitWindows(windows: Int32Array, count: number, seqLen: number, evalFraction: number): { train: Int32Array; eval: Int32Array } {
+export function splitWindows(
+  windows: Int32Array,
+  count: number,
+  seqLen: number,
+  evalFraction: number,
+): { train: Int32Array; eval: Int32Array } {
   if (evalFraction <= 0) return { train: windows, eval: new Int32Array(0) };
   const every = Math.max(2, Math.round(1 / evalFraction));
-  const tr: number[] = [], ev: number[] = [];
-  for (let i = 0; i < count; i++) ((i % every === every - 1) ? ev : tr).push(i);
+  const tr: number[] = [],
+    ev: number[] = [];
+  for (let i = 0; i < count; i++) (i % every === every - 1 ? ev : tr).push(i);
   const take = (idx: number[]) => {
     const out = new Int32Array(idx.length * seqLen);
     idx.forEach((w, j) => {
@@ -88,8 +106,10 @@ export function splitWindows(windows: Int32Array, count: number, seqLen: number,
 
 /** A language-modelling batch from windows: targets are the inputs shifted left, last column ignored. */
 export function lmBatch(windows: Int32Array, seqLen: number, rows: readonly number[]): Batch {
-  const B = rows.length, T = seqLen;
-  const inputs = new Int32Array(B * T), targets = new Int32Array(B * T);
+  const B = rows.length,
+    T = seqLen;
+  const inputs = new Int32Array(B * T),
+    targets = new Int32Array(B * T);
   rows.forEach((w, b) => {
     const src = windows.subarray(w * T, (w + 1) * T);
     inputs.set(src, b * T);
@@ -100,7 +120,10 @@ export function lmBatch(windows: Int32Array, seqLen: number, rows: readonly numb
 }
 
 /** Where a shuffled iterator stands: resume from it exactly. */
-export interface IteratorPosition { epoch: number; index: number }
+export interface IteratorPosition {
+  epoch: number;
+  index: number;
+}
 
 /**
  * Endless iterator over `count` samples in a seeded shuffled order, reshuffled each epoch (the
@@ -110,7 +133,11 @@ export class ShuffledIterator {
   private order: Uint32Array;
   private pos: IteratorPosition;
 
-  constructor(readonly count: number, readonly seed: number, start: IteratorPosition = { epoch: 0, index: 0 }) {
+  constructor(
+    readonly count: number,
+    readonly seed: number,
+    start: IteratorPosition = { epoch: 0, index: 0 },
+  ) {
     if (count <= 0) throw new InputError('no training samples: the data is shorter than one max_seq_len window');
     this.pos = { ...start };
     this.order = this.orderOf(this.pos.epoch);
@@ -123,10 +150,14 @@ export class ShuffledIterator {
     return o;
   }
 
-  position(): IteratorPosition { return { ...this.pos }; }
+  position(): IteratorPosition {
+    return { ...this.pos };
+  }
 
   /** Samples consumed so far in units of epochs (fractional). */
-  epochs(): number { return this.pos.epoch + this.pos.index / this.count; }
+  epochs(): number {
+    return this.pos.epoch + this.pos.index / this.count;
+  }
 
   next(n: number): number[] {
     const out: number[] = [];
@@ -142,7 +173,10 @@ export class ShuffledIterator {
 }
 
 /** One instruction example: the prompt (no loss) and the response (loss), tokenized. */
-export interface InstructExample { prompt: number[]; response: number[] }
+export interface InstructExample {
+  prompt: number[];
+  response: number[];
+}
 
 /**
  * Characters of text tokenized per token of context, at most. BPE tokens average about 4
@@ -159,7 +193,10 @@ function prefix(s: string, n: number): string {
 }
 
 /** How many examples something happened to, and the (1-based) line of the first. */
-export interface LineTally { count: number; firstLine: number }
+export interface LineTally {
+  count: number;
+  firstLine: number;
+}
 
 export interface InstructData {
   examples: InstructExample[];
@@ -177,17 +214,30 @@ export interface InstructData {
  * only a bounded prefix of each text is tokenized (CHARS_PER_CONTEXT_TOKEN).
  */
 export function readInstructJsonl(
-  path: string, tok: TextTokenizer, eosId: number, contextTokens: number,
+  path: string,
+  tok: TextTokenizer,
+  eosId: number,
+  contextTokens: number,
 ): InstructData {
   const text = readTextFile(path, 'instruction data');
   const examples: InstructExample[] = [];
-  const truncated: LineTally = { count: 0, firstLine: 0 }, skipped: LineTally = { count: 0, firstLine: 0 };
-  const tally = (t: LineTally, line: number) => { if (t.count++ === 0) t.firstLine = line; };
+  const truncated: LineTally = { count: 0, firstLine: 0 },
+    skipped: LineTally = { count: 0, firstLine: 0 };
+  const tally = (t: LineTally, line: number) => {
+    if (t.count++ === 0) t.firstLine = line;
+  };
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
     let obj: Record<string, unknown>;
-    try { obj = JSON.parse(line) as Record<string, unknown>; } catch (e) { throw new InputError(`${path}:${i + 1}: not JSON: ${(e as Error).message}`); }
-    const pick = (keys: string[]) => { for (const k of keys) if (typeof obj[k] === 'string') return obj[k] as string; return undefined; };
+    try {
+      obj = JSON.parse(line) as Record<string, unknown>;
+    } catch (e) {
+      throw new InputError(`${path}:${i + 1}: not JSON: ${(e as Error).message}`);
+    }
+    const pick = (keys: string[]) => {
+      for (const k of keys) if (typeof obj[k] === 'string') return obj[k] as string;
+      return undefined;
+    };
     let prompt = pick(['prompt', 'instruction', 'question']);
     const response = pick(['response', 'answer', 'completion', 'output']);
     if (prompt === undefined || response === undefined) {
@@ -198,8 +248,12 @@ export function readInstructJsonl(
     const promptCap = contextTokens * CHARS_PER_CONTEXT_TOKEN;
     const promptIds = tok.encode(prefix(prompt, promptCap));
     // A prompt that fills the context leaves no response token to predict.
-    if (promptIds.length >= contextTokens) { tally(skipped, i + 1); return; }
-    const room = contextTokens - promptIds.length, responseCap = room * CHARS_PER_CONTEXT_TOKEN;
+    if (promptIds.length >= contextTokens) {
+      tally(skipped, i + 1);
+      return;
+    }
+    const room = contextTokens - promptIds.length,
+      responseCap = room * CHARS_PER_CONTEXT_TOKEN;
     const responseIds = tok.encode(prefix(response, responseCap));
     responseIds.push(eosId);
     const cut = responseIds.length > room || prompt.length > promptCap || response.length > responseCap;
@@ -208,8 +262,10 @@ export function readInstructJsonl(
   });
   if (examples.length === 0) {
     if (skipped.count) {
-      throw new InputError(`${path}: every example's prompt fills the ${contextTokens}-token context ` +
-        `(e.g. line ${skipped.firstLine}); shorten the prompts or raise --max-seq-len`);
+      throw new InputError(
+        `${path}: every example's prompt fills the ${contextTokens}-token context ` +
+          `(e.g. line ${skipped.firstLine}); shorten the prompts or raise --max-seq-len`,
+      );
     }
     throw new InputError(`${path} holds no examples`);
   }
@@ -220,7 +276,12 @@ export function readInstructJsonl(
  * A padded batch of instruction examples, right-padded to the longest row (at most seqLen):
  * loss only where the next token is a response token. Long examples keep their first seqLen tokens.
  */
-export function instructBatch(examples: readonly InstructExample[], rows: readonly number[], seqLen: number, padId: number): Batch {
+export function instructBatch(
+  examples: readonly InstructExample[],
+  rows: readonly number[],
+  seqLen: number,
+  padId: number,
+): Batch {
   const seqs = rows.map((r) => {
     const e = examples[r]!;
     const ids = [...e.prompt, ...e.response].slice(0, seqLen);
@@ -228,7 +289,8 @@ export function instructBatch(examples: readonly InstructExample[], rows: readon
   });
   const T = Math.max(2, ...seqs.map((s) => s.ids.length));
   const B = rows.length;
-  const inputs = new Int32Array(B * T).fill(padId), targets = new Int32Array(B * T).fill(IGNORE_INDEX);
+  const inputs = new Int32Array(B * T).fill(padId),
+    targets = new Int32Array(B * T).fill(IGNORE_INDEX);
   seqs.forEach((s, b) => {
     inputs.set(s.ids, b * T);
     for (let t = 0; t + 1 < s.ids.length; t++) if (t + 1 >= s.promptLen) targets[b * T + t] = s.ids[t + 1]!;

@@ -29,9 +29,14 @@ export const tempPathOf = (path: string): string => `${path.replace(/[/\\]+$/, '
  * the same pid, or by a failed write of ours). Returns the paths removed.
  */
 export async function removeStaleTemps(path: string): Promise<string[]> {
-  const dir = dirname(path), prefix = `${basename(path)}.tmp-`;
+  const dir = dirname(path),
+    prefix = `${basename(path)}.tmp-`;
   let names: string[];
-  try { names = await readdir(dir); } catch { return []; }
+  try {
+    names = await readdir(dir);
+  } catch {
+    return [];
+  }
   const removed: string[] = [];
   for (const name of names) {
     if (!name.startsWith(prefix) || !/^\d+$/.test(name.slice(prefix.length))) continue;
@@ -84,7 +89,10 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
  * crash at any step `dest` either lacks it or holds the whole new set. Removes `staged` at the end.
  */
 export async function publishFiles(
-  staged: string, dest: string, last: string, afterStep: AfterStep = () => {},
+  staged: string,
+  dest: string,
+  last: string,
+  afterStep: AfterStep = () => {},
 ): Promise<void> {
   const all = (await readdir(staged)).sort();
   for (const n of all) await syncPath(join(staged, n));

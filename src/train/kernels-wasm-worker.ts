@@ -7,7 +7,8 @@ import { kernelModule } from '../backends/wasm/module-loader.js';
 import { WCTRL, workOnJob, type WasmGemm } from './kernels-wasm.js';
 
 const { control, memory } = workerData as { control: SharedArrayBuffer; memory: WebAssembly.Memory };
-const ctrl = new Int32Array(control), args = new Uint32Array(control);
+const ctrl = new Int32Array(control),
+  args = new Uint32Array(control);
 const inst = new WebAssembly.Instance(kernelModule('shared'), { env: { memory } });
 const gemm = (inst.exports as unknown as WasmGemm).gemm_f32;
 let seen = 0;

@@ -13,8 +13,19 @@ import { MemoryPlanError } from '../errors.js';
 import { matmulViaNT, Scratch, type Kernels } from './kernels.js';
 
 export interface WasmGemm {
-  gemm_f32(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number,
-    M: number, n0: number, n1: number, K: number, acc: number): void;
+  gemm_f32(
+    X: number,
+    ldx: number,
+    W: number,
+    ldw: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+  ): void;
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
 }
 
@@ -25,7 +36,15 @@ export interface WasmGemm {
  * for INFLIGHT to drain before it writes the next job, so no worker ever reads half-written arguments.
  */
 export const WCTRL = {
-  SEQ: 0, INFLIGHT: 1, COUNTER: 2, NCHUNK: 3, EXIT: 4, SPLIT_ROWS: 5, CHUNK: 6, ARGS: 7, SIZE: 20,
+  SEQ: 0,
+  INFLIGHT: 1,
+  COUNTER: 2,
+  NCHUNK: 3,
+  EXIT: 4,
+  SPLIT_ROWS: 5,
+  CHUNK: 6,
+  ARGS: 7,
+  SIZE: 20,
   CLOSED: -1,
 } as const;
 
@@ -35,14 +54,24 @@ const PARALLEL_MIN_MACS = 1 << 18;
 /** Runs chunk `c` of the job whose arguments are in `args` (shared by caller and workers). */
 export function runChunk(gemm: WasmGemm['gemm_f32'], a: Uint32Array, c: number): void {
   const A = WCTRL.ARGS;
-  const X = a[A]!, ldx = a[A + 1]!, W = a[A + 2]!, ldw = a[A + 3]!, Y = a[A + 4]!, ldy = a[A + 5]!;
-  const M = a[A + 6]!, N = a[A + 7]!, K = a[A + 8]!, acc = a[A + 9]!;
+  const X = a[A]!,
+    ldx = a[A + 1]!,
+    W = a[A + 2]!,
+    ldw = a[A + 3]!,
+    Y = a[A + 4]!,
+    ldy = a[A + 5]!;
+  const M = a[A + 6]!,
+    N = a[A + 7]!,
+    K = a[A + 8]!,
+    acc = a[A + 9]!;
   const size = a[WCTRL.CHUNK]!;
   if (a[WCTRL.SPLIT_ROWS]) {
-    const m0 = c * size, m1 = Math.min(M, m0 + size);
+    const m0 = c * size,
+      m1 = Math.min(M, m0 + size);
     if (m1 > m0) gemm(X + m0 * ldx * 4, ldx, W, ldw, Y + m0 * ldy * 4, ldy, m1 - m0, 0, N, K, acc);
   } else {
-    const n0 = c * size, n1 = Math.min(N, n0 + size);
+    const n0 = c * size,
+      n1 = Math.min(N, n0 + size);
     if (n1 > n0) gemm(X, ldx, W, ldw, Y, ldy, M, n0, n1, K, acc);
   }
 }
@@ -68,7 +97,8 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
     const bytes = Math.max(1, n) * 4;
     const ptr = (top + 63) & ~63;
     const end = ptr + bytes;
-    if (end > 0xffff0000) throw new MemoryPlanError(`training buffers exceed the 4 GiB of a wasm memory (asked for ${end} bytes)`);
+    if (end > 0xffff0000)
+      throw new MemoryPlanError(`training buffers exceed the 4 GiB of a wasm memory (asked for ${end} bytes)`);
     const have = memory.buffer.byteLength;
     if (end > have) memory.grow(Math.ceil((end - have) / PAGE));
     top = end;
@@ -79,25 +109,44 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
   const inArena = (a: Float32Array) => arenaBuffers.has(a.buffer);
 
   const control = new SharedArrayBuffer(WCTRL.SIZE * 4);
-  const ctrl = new Int32Array(control), args = new Uint32Array(control);
+  const ctrl = new Int32Array(control),
+    args = new Uint32Array(control);
   ctrl[WCTRL.COUNTER] = WCTRL.CLOSED;
   const workers: Worker[] = [];
   for (let t = 1; t < threads; t++) {
-    const worker = new Worker(new URL('./kernels-wasm-worker.js', import.meta.url), { workerData: { control, memory } });
+    const worker = new Worker(new URL('./kernels-wasm-worker.js', import.meta.url), {
+      workerData: { control, memory },
+    });
     worker.unref();
     workers.push(worker);
   }
   let seq = 0;
 
   /** gemm on byte pointers, split into chunks that every thread claims. */
-  const gemmPtr = (Y: number, ldy: number, X: number, ldx: number, W: number, ldw: number, M: number, N: number, K: number, acc: boolean) => {
+  const gemmPtr = (
+    Y: number,
+    ldy: number,
+    X: number,
+    ldx: number,
+    W: number,
+    ldw: number,
+    M: number,
+    N: number,
+    K: number,
+    acc: boolean,
+  ) => {
     const a = acc ? 1 : 0;
-    if (workers.length === 0 || M * N * K < PARALLEL_MIN_MACS) { w.gemm_f32(X, ldx, W, ldw, Y, ldy, M, 0, N, K, a); return; }
+    if (workers.length === 0 || M * N * K < PARALLEL_MIN_MACS) {
+      w.gemm_f32(X, ldx, W, ldw, Y, ldy, M, 0, N, K, a);
+      return;
+    }
     const rows = M > N;
     const dim = rows ? M : N;
     const chunks = 4 * threads;
     const size = Math.max(4, Math.ceil(dim / chunks / 4) * 4);
-    [X, ldx, W, ldw, Y, ldy, M, N, K, a].forEach((v, i) => { args[WCTRL.ARGS + i] = v >>> 0; });
+    [X, ldx, W, ldw, Y, ldy, M, N, K, a].forEach((v, i) => {
+      args[WCTRL.ARGS + i] = v >>> 0;
+    });
     ctrl[WCTRL.SPLIT_ROWS] = rows ? 1 : 0;
     ctrl[WCTRL.CHUNK] = size;
     ctrl[WCTRL.NCHUNK] = Math.ceil(dim / size);
@@ -123,18 +172,24 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
     return { ptr: s.byteOffset, staged: s };
   };
 
-  const sA = new Scratch(alloc), sB = new Scratch(alloc);
+  const sA = new Scratch(alloc),
+    sB = new Scratch(alloc);
   const k: Kernels = {
     name: `wasm-simd-threads-${threads}`,
     threads,
-    matmul(out, a, b, M, N, K, opts) { matmulViaNT(k, sA, sB, out, a, b, M, N, K, opts); },
+    matmul(out, a, b, M, N, K, opts) {
+      matmulViaNT(k, sA, sB, out, a, b, M, N, K, opts);
+    },
     gemmNT(y, yOff, ldy, x, xOff, ldx, wt, wOff, ldw, M, N, K, acc) {
       if (M === 0 || N === 0) return;
-      const X = ptrOf(x, 0, true), W = ptrOf(wt, 1, true), Y = ptrOf(y, 2, acc);
+      const X = ptrOf(x, 0, true),
+        W = ptrOf(wt, 1, true),
+        Y = ptrOf(y, 2, acc);
       gemmPtr(Y.ptr + yOff * 4, ldy, X.ptr + xOff * 4, ldx, W.ptr + wOff * 4, ldw, M, N, K, acc);
       if (Y.staged) {
         // Copy back only the rows written.
-        const v = view(), base = Y.ptr / 4;
+        const v = view(),
+          base = Y.ptr / 4;
         for (let m = 0; m < M; m++) {
           const o = yOff + m * ldy;
           y.set(v.subarray(base + o, base + o + N), o);
@@ -142,7 +197,8 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
       }
     },
     transpose(dst, dOff, ldd, src, sOff, lds, R, C) {
-      const S = ptrOf(src, 0, true), D = ptrOf(dst, 2, true);
+      const S = ptrOf(src, 0, true),
+        D = ptrOf(dst, 2, true);
       w.transpose_f32(S.ptr + sOff * 4, lds, D.ptr + dOff * 4, ldd, R, C);
       if (D.staged) dst.set(view().subarray(D.ptr / 4, D.ptr / 4 + dst.length));
     },

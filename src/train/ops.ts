@@ -7,9 +7,22 @@
 export function erf(x: number): number {
   const z = Math.abs(x);
   const t = 1 / (1 + 0.5 * z);
-  const r = t * Math.exp(-z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 +
-    t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 +
-    t * (-0.82215223 + t * 0.17087277)))))))));
+  const r =
+    t *
+    Math.exp(
+      -z * z -
+        1.26551223 +
+        t *
+          (1.00002368 +
+            t *
+              (0.37409196 +
+                t *
+                  (0.09678418 +
+                    t *
+                      (-0.18628806 +
+                        t *
+                          (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
   return x >= 0 ? 1 - r : r - 1;
 }
 
@@ -39,19 +52,32 @@ export function geluBackward(dx: Float32Array, dy: Float32Array, x: Float32Array
  * torch.nn.LayerNorm). Saves each row's mean and 1/std for the backward pass.
  */
 export function layerNormForward(
-  y: Float32Array, x: Float32Array, w: Float32Array | null, b: Float32Array | null,
-  rows: number, dim: number, eps: number, mean: Float32Array, rstd: Float32Array,
-  xStride = dim, xOff = 0,
+  y: Float32Array,
+  x: Float32Array,
+  w: Float32Array | null,
+  b: Float32Array | null,
+  rows: number,
+  dim: number,
+  eps: number,
+  mean: Float32Array,
+  rstd: Float32Array,
+  xStride = dim,
+  xOff = 0,
 ): void {
   for (let r = 0; r < rows; r++) {
-    const xo = r * xStride + xOff, yo = r * dim;
+    const xo = r * xStride + xOff,
+      yo = r * dim;
     let s = 0;
     for (let i = 0; i < dim; i++) s += x[xo + i]!;
     const mu = s / dim;
     let v = 0;
-    for (let i = 0; i < dim; i++) { const d = x[xo + i]! - mu; v += d * d; }
+    for (let i = 0; i < dim; i++) {
+      const d = x[xo + i]! - mu;
+      v += d * d;
+    }
     const rs = 1 / Math.sqrt(v / dim + eps);
-    mean[r] = mu; rstd[r] = rs;
+    mean[r] = mu;
+    rstd[r] = rs;
     for (let i = 0; i < dim; i++) {
       let o = (x[xo + i]! - mu) * rs;
       if (w) o *= w[i]!;
@@ -65,29 +91,47 @@ export function layerNormForward(
  * Backward of layerNormForward. Writes (or adds, with `accumulate`) dx; adds to dw/db when given.
  */
 export function layerNormBackward(
-  dx: Float32Array, dy: Float32Array, x: Float32Array, w: Float32Array | null,
-  dw: Float32Array | null, db: Float32Array | null,
-  rows: number, dim: number, mean: Float32Array, rstd: Float32Array, accumulate: boolean,
-  xStride = dim, xOff = 0, dxStride = dim, dxOff = 0,
+  dx: Float32Array,
+  dy: Float32Array,
+  x: Float32Array,
+  w: Float32Array | null,
+  dw: Float32Array | null,
+  db: Float32Array | null,
+  rows: number,
+  dim: number,
+  mean: Float32Array,
+  rstd: Float32Array,
+  accumulate: boolean,
+  xStride = dim,
+  xOff = 0,
+  dxStride = dim,
+  dxOff = 0,
 ): void {
   for (let r = 0; r < rows; r++) {
-    const xo = r * xStride + xOff, go = r * dim, dxo = r * dxStride + dxOff;
-    const mu = mean[r]!, rs = rstd[r]!;
-    let sumG = 0, sumGX = 0;
+    const xo = r * xStride + xOff,
+      go = r * dim,
+      dxo = r * dxStride + dxOff;
+    const mu = mean[r]!,
+      rs = rstd[r]!;
+    let sumG = 0,
+      sumGX = 0;
     for (let i = 0; i < dim; i++) {
       const xh = (x[xo + i]! - mu) * rs;
       const g = dy[go + i]!;
       if (dw) dw[i]! += g * xh;
       if (db) db[i]! += g;
       const gh = w ? g * w[i]! : g;
-      sumG += gh; sumGX += gh * xh;
+      sumG += gh;
+      sumGX += gh * xh;
     }
-    const mG = sumG / dim, mGX = sumGX / dim;
+    const mG = sumG / dim,
+      mGX = sumGX / dim;
     for (let i = 0; i < dim; i++) {
       const xh = (x[xo + i]! - mu) * rs;
       const gh = w ? dy[go + i]! * w[i]! : dy[go + i]!;
       const v = rs * (gh - mG - xh * mGX);
-      if (accumulate) dx[dxo + i]! += v; else dx[dxo + i] = v;
+      if (accumulate) dx[dxo + i]! += v;
+      else dx[dxo + i] = v;
     }
   }
 }
@@ -99,7 +143,8 @@ export function alibiSlopes(nHeads: number, biasMax: number): Float64Array {
   for (let i = 1; i <= p; i++) all.push(1 / 2 ** (i * (biasMax / p)));
   let slopes = all;
   if (p !== nHeads) {
-    const odd = all.filter((_, i) => i % 2 === 1), even = all.filter((_, i) => i % 2 === 0);
+    const odd = all.filter((_, i) => i % 2 === 1),
+      even = all.filter((_, i) => i % 2 === 0);
     slopes = [...odd, ...even].slice(0, nHeads);
   }
   return Float64Array.from(slopes);

@@ -45,25 +45,38 @@ export class Optimizer {
   readonly config: OptimizerConfig;
   readonly state: OptimizerState = { step: 0, m: new Map(), v: new Map() };
 
-  constructor(config: OptimizerConfig) { this.config = config; }
+  constructor(config: OptimizerConfig) {
+    this.config = config;
+  }
 
   /** One update of every parameter with a gradient, at learning rate `lr`. */
   step(params: Param[], lr: number): void {
-    const { name, betas: [b1, b2], eps, weightDecay: wd } = this.config;
+    const {
+      name,
+      betas: [b1, b2],
+      eps,
+      weightDecay: wd,
+    } = this.config;
     const initialLr = this.config.lr;
     this.state.step++;
     const t = this.state.step;
     for (const p of params) {
       const g = p.grad;
       if (!p.trainable || !g) continue;
-      const x = p.data, n = x.length;
+      const x = p.data,
+        n = x.length;
       let m = this.state.m.get(p.name);
-      if (!m) { m = new Float32Array(n); this.state.m.set(p.name, m); }
+      if (!m) {
+        m = new Float32Array(n);
+        this.state.m.set(p.name, m);
+      }
       if (name === 'decoupled_lionw') {
         const decay = wd !== 0 ? 1 - (wd * lr) / initialLr : 1;
-        const c1 = 1 - b1, c2 = 1 - b2;
+        const c1 = 1 - b1,
+          c2 = 1 - b2;
         for (let i = 0; i < n; i++) {
-          const gi = g[i]!, mi = m[i]!;
+          const gi = g[i]!,
+            mi = m[i]!;
           let xi = x[i]!;
           if (decay !== 1) xi = Math.fround(xi * decay);
           // torch.lerp(m, g, 1 − β1) = m + (1 − β1)(g − m)
@@ -75,17 +88,23 @@ export class Optimizer {
         continue;
       }
       let v = this.state.v.get(p.name);
-      if (!v) { v = new Float32Array(n); this.state.v.set(p.name, v); }
+      if (!v) {
+        v = new Float32Array(n);
+        this.state.v.set(p.name, v);
+      }
       const decay = name === 'adamw' ? 1 - lr * wd : 1 - (wd * lr) / initialLr;
-      const bc1 = 1 - b1 ** t, bc2 = 1 - b2 ** t;
-      const stepSize = lr / bc1, sqrtBc2 = Math.sqrt(bc2);
+      const bc1 = 1 - b1 ** t,
+        bc2 = 1 - b2 ** t;
+      const stepSize = lr / bc1,
+        sqrtBc2 = Math.sqrt(bc2);
       for (let i = 0; i < n; i++) {
         const gi = g[i]!;
         const xi = Math.fround(x[i]! * decay);
         const mi = Math.fround(m[i]! * b1 + (1 - b1) * gi);
         const vi = Math.fround(v[i]! * b2 + (1 - b2) * gi * gi);
-        m[i] = mi; v[i] = vi;
-        x[i] = xi - stepSize * mi / (Math.sqrt(vi) / sqrtBc2 + eps);
+        m[i] = mi;
+        v[i] = vi;
+        x[i] = xi - (stepSize * mi) / (Math.sqrt(vi) / sqrtBc2 + eps);
       }
     }
   }
@@ -110,6 +129,7 @@ export function gradNorm(params: Param[]): number {
 export function clipGradNorm(params: Param[], maxNorm: number): number {
   const norm = gradNorm(params);
   const coef = maxNorm / (norm + 1e-6);
-  if (coef < 1) for (const p of params) if (p.trainable && p.grad) for (let i = 0; i < p.grad.length; i++) p.grad[i]! *= coef;
+  if (coef < 1)
+    for (const p of params) if (p.trainable && p.grad) for (let i = 0; i < p.grad.length; i++) p.grad[i]! *= coef;
   return norm;
 }

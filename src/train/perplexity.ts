@@ -19,7 +19,8 @@ import { IGNORE_INDEX, TrainModel, compactVocab } from './model.js';
 
 /** Groups the largest set of identical embedding rows (≥ 2) into one shared row; returns a new model. */
 export function compactIdenticalRows(model: TrainModel, kernels: Kernels): TrainModel {
-  const d = model.config.dModel, V = model.vocab.fullSize;
+  const d = model.config.dModel,
+    V = model.vocab.fullSize;
   const w = model.param('transformer.wte.weight').data;
   if (model.vocab.shared > 0 || w.length !== V * d) return model;
   const groups = new Map<string, number[]>();
@@ -27,7 +28,10 @@ export function compactIdenticalRows(model: TrainModel, kernels: Kernels): Train
   for (let id = 0; id < V; id++) {
     const key = Buffer.from(bytes.subarray(id * d * 4, (id + 1) * d * 4)).toString('base64');
     let g = groups.get(key);
-    if (!g) { g = []; groups.set(key, g); }
+    if (!g) {
+      g = [];
+      groups.set(key, g);
+    }
     g.push(id);
   }
   let best: number[] = [];
@@ -49,7 +53,14 @@ export function compactIdenticalRows(model: TrainModel, kernels: Kernels): Train
   return out;
 }
 
-export interface PerplexityResult { perplexity: number; tokens: number; nll: number; windows: number; windowLength: number; stride: number }
+export interface PerplexityResult {
+  perplexity: number;
+  tokens: number;
+  nll: number;
+  windows: number;
+  windowLength: number;
+  stride: number;
+}
 
 export interface PerplexityOptions {
   windowLength?: number;
@@ -61,7 +72,9 @@ export interface PerplexityOptions {
 }
 
 export function slidingWindowPerplexity(
-  model: TrainModel, tokens: Int32Array, opts: PerplexityOptions = {},
+  model: TrainModel,
+  tokens: Int32Array,
+  opts: PerplexityOptions = {},
 ): PerplexityResult {
   const L = Math.min(opts.windowLength ?? model.config.maxSeqLen, model.config.maxSeqLen);
   const S = opts.stride ?? Math.max(1, Math.floor(L / 2));
@@ -81,7 +94,8 @@ export function slidingWindowPerplexity(
     if (start + len >= n) break;
   }
   const batch = opts.batch ?? 4;
-  let nll = 0, count = 0;
+  let nll = 0,
+    count = 0;
   for (let i = 0; i < wins.length; i += batch) {
     const group = wins.slice(i, i + batch);
     // Windows of one batch share T; shorter (final) windows run alone.
@@ -89,17 +103,27 @@ export function slidingWindowPerplexity(
     const rest = group.slice(sameLen.length);
     for (const g of [sameLen, ...rest.map((w) => [w])]) {
       if (g.length === 0) continue;
-      const T = g[0]!.len, B = g.length;
-      const inputs = new Int32Array(B * T), targets = new Int32Array(B * T).fill(IGNORE_INDEX);
+      const T = g[0]!.len,
+        B = g.length;
+      const inputs = new Int32Array(B * T),
+        targets = new Int32Array(B * T).fill(IGNORE_INDEX);
       g.forEach((w, b) => {
         inputs.set(tokens.subarray(w.start, w.start + T), b * T);
         for (let t = w.from; t < T - 1; t++) targets[b * T + t] = tokens[w.start + t + 1]!;
       });
       const r = model.step({ inputs, targets, B, T }, 0, false);
-      nll += r.lossSum; count += r.count;
+      nll += r.lossSum;
+      count += r.count;
       opts.onProgress?.(count, n - 1);
     }
   }
   if (count !== n - 1) throw new Error(`internal: scored ${count} of ${n - 1} tokens`);
-  return { perplexity: Math.exp(nll / count), tokens: count, nll: nll / count, windows: wins.length, windowLength: L, stride: S };
+  return {
+    perplexity: Math.exp(nll / count),
+    tokens: count,
+    nll: nll / count,
+    windows: wins.length,
+    windowLength: L,
+    stride: S,
+  };
 }

@@ -45,7 +45,10 @@ import { checkpointToResume, loadCheckpointMeta } from './checkpoint.js';
 type Json = Record<string, unknown>;
 
 /** A duration in llm-foundry's notation: "1000ba" (batches), "2000000tok" (tokens), "3ep" (epochs). */
-export interface Duration { value: number; unit: 'ba' | 'tok' | 'ep' }
+export interface Duration {
+  value: number;
+  unit: 'ba' | 'tok' | 'ep';
+}
 
 export function parseDuration(v: unknown, what: string): Duration {
   if (typeof v === 'number') return { value: v, unit: 'ba' };
@@ -55,7 +58,12 @@ export function parseDuration(v: unknown, what: string): Duration {
 }
 
 /** Converts a duration to optimizer steps. */
-export function durationToSteps(d: Duration, tokensPerStep: number, samplesPerEpoch: number, samplesPerStep: number): number {
+export function durationToSteps(
+  d: Duration,
+  tokensPerStep: number,
+  samplesPerEpoch: number,
+  samplesPerStep: number,
+): number {
   if (d.unit === 'ba') return Math.max(1, Math.round(d.value));
   if (d.unit === 'tok') return Math.max(1, Math.ceil(d.value / tokensPerStep));
   return Math.max(1, Math.ceil((d.value * samplesPerEpoch) / samplesPerStep));
@@ -86,7 +94,14 @@ export interface Recipe {
 }
 
 const EXPORT_DTYPES: Record<string, HfExportDtype> = {
-  f32: 'f32', fp32: 'f32', float32: 'f32', bf16: 'bf16', bfloat16: 'bf16', f16: 'f16', fp16: 'f16', float16: 'f16',
+  f32: 'f32',
+  fp32: 'f32',
+  float32: 'f32',
+  bf16: 'bf16',
+  bfloat16: 'bf16',
+  f16: 'f16',
+  fp16: 'f16',
+  float16: 'f16',
 };
 
 const files = (v: unknown, what: string): string[] => {
@@ -98,7 +113,11 @@ const files = (v: unknown, what: string): string[] => {
 
 export function parseRecipe(text: string, source = 'recipe'): Recipe {
   let raw: unknown;
-  try { raw = parseYaml(text); } catch (e) { throw new ConfigError(`${source}: invalid YAML: ${(e as Error).message}`); }
+  try {
+    raw = parseYaml(text);
+  } catch (e) {
+    throw new ConfigError(`${source}: invalid YAML: ${(e as Error).message}`);
+  }
   if (typeof raw !== 'object' || raw === null) throw new ConfigError(`${source} must hold a YAML mapping`);
   const r = raw as Json;
   const obj = (k: string): Json => {
@@ -113,7 +132,7 @@ export function parseRecipe(text: string, source = 'recipe'): Recipe {
   const data = obj('data');
   const opt = obj('optimizer');
   const sch = obj('scheduler');
-  const clip = ((obj('algorithms')['gradient_clipping'] ?? null) as Json | null);
+  const clip = (obj('algorithms')['gradient_clipping'] ?? null) as Json | null;
   const num = (v: unknown, d: number, what: string) => {
     if (v === undefined || v === null) return d;
     const n = Number(v);
@@ -128,14 +147,16 @@ export function parseRecipe(text: string, source = 'recipe'): Recipe {
   });
   const globalBatch = num(r['global_train_batch_size'], 8, 'global_train_batch_size');
   const micro = r['device_train_microbatch_size'];
-  const microBatch = micro === undefined || micro === 'auto' ? globalBatch : num(micro, globalBatch, 'device_train_microbatch_size');
+  const microBatch =
+    micro === undefined || micro === 'auto' ? globalBatch : num(micro, globalBatch, 'device_train_microbatch_size');
   const trainFiles = files(data['train'] ?? data['train_files'], 'data.train');
   const exportDtype = EXPORT_DTYPES[String(r['export_dtype'] ?? 'bf16').toLowerCase()];
   if (!exportDtype) {
     throw new ConfigError(`${source}: export_dtype must be bf16, f16 or f32, got ${JSON.stringify(r['export_dtype'])}`);
   }
   const tokName = tok['name'] ?? tok['path'] ?? model['pretrained'];
-  if (trainFiles.length === 0 && model['pretrained'] === undefined) throw new ConfigError(`${source}: data.train lists no files`);
+  if (trainFiles.length === 0 && model['pretrained'] === undefined)
+    throw new ConfigError(`${source}: data.train lists no files`);
   return {
     raw: r,
     seed: num(r['seed'], 17, 'seed'),
@@ -151,7 +172,10 @@ export function parseRecipe(text: string, source = 'recipe'): Recipe {
       warmup: parseDuration(sch['t_warmup'] ?? '0ba', 'scheduler.t_warmup'),
       alphaF: num(sch['alpha_f'], 0, 'scheduler.alpha_f'),
     },
-    gradClip: clip && clip['clipping_threshold'] !== undefined ? num(clip['clipping_threshold'], 1, 'clipping_threshold') : null,
+    gradClip:
+      clip && clip['clipping_threshold'] !== undefined
+        ? num(clip['clipping_threshold'], 1, 'clipping_threshold')
+        : null,
     maxDuration: parseDuration(r['max_duration'] ?? '100ba', 'max_duration'),
     evalInterval: parseDuration(r['eval_interval'] ?? '0ba', 'eval_interval'),
     evalBatches: num(r['eval_subset_num_batches'], 0, 'eval_subset_num_batches'),
@@ -167,14 +191,21 @@ export function parseRecipe(text: string, source = 'recipe'): Recipe {
 
 export function readRecipe(path: string): Recipe {
   let text: string;
-  try { text = readFileSync(path, 'utf8'); } catch (e) { throw new InputError(`cannot read ${path}: ${(e as Error).message}`); }
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new InputError(`cannot read ${path}: ${(e as Error).message}`);
+  }
   return parseRecipe(text, path);
 }
 
 /** The model config of a from-scratch recipe (llm-foundry keys; max_seq_len from the top level). */
 export function recipeModelConfig(rc: Recipe): MptConfig {
   const { name: _n, compact_vocab: _c, pretrained: _p, init_config: _i, ...cfg } = rc.model;
-  void _n; void _c; void _p; void _i;
+  void _n;
+  void _c;
+  void _p;
+  void _i;
   return parseMptConfig({ ...cfg, max_seq_len: rc.maxSeqLen });
 }
 
@@ -199,31 +230,41 @@ export interface PreparedRun {
  * checkpoints is refused before any data is read; the caller then calls trainer.resume().
  */
 export async function prepareRun(
-  rc: Recipe, kernels: Kernels, progress: (l: string) => void = (l) => process.stderr.write(l + '\n'),
+  rc: Recipe,
+  kernels: Kernels,
+  progress: (l: string) => void = (l) => process.stderr.write(l + '\n'),
   opts: { resume?: boolean; onStep?: (p: StepProgress) => void } = {},
 ): Promise<PreparedRun> {
   const ckDir = rc.saveFolder && opts.resume !== false ? await checkpointToResume(rc.saveFolder) : null;
   const tokenizer = loadTokenizer(rc.tokenizerPath);
   if (!tokenizer) {
-    throw new ConfigError(`tokenizer.name ${rc.tokenizerPath} has no tokenizer.json, and its vocab_size does not fit ` +
-      'the shipped GPT-NeoX-20B tokenizer');
+    throw new ConfigError(
+      `tokenizer.name ${rc.tokenizerPath} has no tokenizer.json, and its vocab_size does not fit ` +
+        'the shipped GPT-NeoX-20B tokenizer',
+    );
   }
   // The model first: a tokenizer with ids past its embedding cannot train it.
   const pretrained = rc.model['pretrained'];
   const loaded = typeof pretrained === 'string' ? (await loadTrainModel(resolve(pretrained), kernels)).model : null;
   const config = loaded?.config ?? recipeModelConfig(rc);
   if (tokenizer.size > config.vocabSize) {
-    throw new ConfigError(`the tokenizer ${tokenizer.source} has ${tokenizer.size} ids but the model's vocab_size is ` +
-      `${config.vocabSize}: raise model.vocab_size or use the model's own tokenizer`);
+    throw new ConfigError(
+      `the tokenizer ${tokenizer.source} has ${tokenizer.size} ids but the model's vocab_size is ` +
+        `${config.vocabSize}: raise model.vocab_size or use the model's own tokenizer`,
+    );
   }
   const eos = tokenizer.eosId ?? 0;
   const t0 = performance.now();
   const trainStream = tokenizeFiles(rc.trainFiles, tokenizer, eos);
   const packed = packWindows(trainStream, rc.maxSeqLen);
-  let trainW: Int32Array = packed.windows, evalW: Int32Array = new Int32Array(0);
+  let trainW: Int32Array = packed.windows,
+    evalW: Int32Array = new Int32Array(0);
   if (rc.evalFiles.length) evalW = packWindows(tokenizeFiles(rc.evalFiles, tokenizer, eos), rc.maxSeqLen).windows;
-  else if (rc.evalFraction > 0) ({ train: trainW, eval: evalW } = splitWindows(packed.windows, packed.count, rc.maxSeqLen, rc.evalFraction));
-  progress(`data: ${trainStream.length} tokens → ${trainW.length / rc.maxSeqLen} train windows of ${rc.maxSeqLen}, ${evalW.length / rc.maxSeqLen} eval windows (${((performance.now() - t0) / 1000).toFixed(1)} s to tokenize)`);
+  else if (rc.evalFraction > 0)
+    ({ train: trainW, eval: evalW } = splitWindows(packed.windows, packed.count, rc.maxSeqLen, rc.evalFraction));
+  progress(
+    `data: ${trainStream.length} tokens → ${trainW.length / rc.maxSeqLen} train windows of ${rc.maxSeqLen}, ${evalW.length / rc.maxSeqLen} eval windows (${((performance.now() - t0) / 1000).toFixed(1)} s to tokenize)`,
+  );
 
   // Model: from a pretrained folder, from a checkpoint's vocabulary, or freshly initialised.
   let model: TrainModel;
@@ -239,13 +280,20 @@ export async function prepareRun(
     }
     model = new TrainModel(config, kernels, vocab);
     model.initialize(rc.seed);
-    if (vocab && vocab.shared > 0) progress(`compact vocabulary: ${vocab.idOf.length - 1} ids used by the training data + 1 shared row for the other ${vocab.shared} (exact: those rows stay equal)`);
+    if (vocab && vocab.shared > 0)
+      progress(
+        `compact vocabulary: ${vocab.idOf.length - 1} ids used by the training data + 1 shared row for the other ${vocab.shared} (exact: those rows stay equal)`,
+      );
   }
   const tokensPerStep = rc.globalBatch * rc.maxSeqLen;
   const nTrain = trainW.length / rc.maxSeqLen;
   const toSteps = (d: Duration) => durationToSteps(d, tokensPerStep, nTrain, rc.globalBatch);
   const maxSteps = toSteps(rc.maxDuration);
-  const schedule: ScheduleConfig = { name: parseScheduleName(rc.scheduler.name), warmupSteps: rc.scheduler.warmup.value === 0 ? 0 : toSteps(rc.scheduler.warmup), alphaF: rc.scheduler.alphaF };
+  const schedule: ScheduleConfig = {
+    name: parseScheduleName(rc.scheduler.name),
+    warmupSteps: rc.scheduler.warmup.value === 0 ? 0 : toSteps(rc.scheduler.warmup),
+    alphaF: rc.scheduler.alphaF,
+  };
   const exportNow = async (dir = rc.exportFolder ?? undefined) => {
     if (!dir) return;
     await exportHfFolder(model, dir, {
@@ -270,7 +318,9 @@ export async function prepareRun(
     seed: rc.seed,
     saveFolder: rc.saveFolder,
     saveInterval: rc.saveInterval ? toSteps(rc.saveInterval) : 0,
-    onSave: async () => { await exportNow(); },
+    onSave: async () => {
+      await exportNow();
+    },
     checkpointMeta: { recipe: rc.raw, vocab: { idOf: Array.from(model.vocab.idOf), shared: model.vocab.shared } },
     progress,
     onStep: opts.onStep,

@@ -25,7 +25,9 @@ export class Rng {
   }
 
   /** The state (restore with `new Rng(state)`); a pending Box–Muller spare is dropped. */
-  state(): number[] { return Array.from(this.s); }
+  state(): number[] {
+    return Array.from(this.s);
+  }
 
   nextU32(): number {
     const s = this.s;
@@ -44,11 +46,17 @@ export class Rng {
   }
 
   /** Integer in [0, n). */
-  int(n: number): number { return Math.floor(this.uniform() * n); }
+  int(n: number): number {
+    return Math.floor(this.uniform() * n);
+  }
 
   /** Standard normal (Box–Muller). */
   normal(): number {
-    if (this.spare !== null) { const v = this.spare; this.spare = null; return v; }
+    if (this.spare !== null) {
+      const v = this.spare;
+      this.spare = null;
+      return v;
+    }
     let u = 0;
     while (u === 0) u = this.uniform();
     const v = this.uniform();
@@ -61,7 +69,9 @@ export class Rng {
   shuffle<T>(a: T[] | Int32Array | Uint32Array): void {
     for (let i = a.length - 1; i > 0; i--) {
       const j = this.int(i + 1);
-      const t = a[i]!; a[i] = a[j]!; a[j] = t as never;
+      const t = a[i]!;
+      a[i] = a[j]!;
+      a[j] = t as never;
     }
   }
 }

@@ -18,12 +18,18 @@ export interface ScheduleConfig {
 
 export function parseScheduleName(name: string): ScheduleName {
   const aliases: Record<string, ScheduleName> = {
-    cosine_with_warmup: 'cosine_with_warmup', cosine: 'cosine_with_warmup',
-    linear_decay_with_warmup: 'linear_decay_with_warmup', linear: 'linear_decay_with_warmup',
-    constant_with_warmup: 'constant_with_warmup', constant: 'constant_with_warmup',
+    cosine_with_warmup: 'cosine_with_warmup',
+    cosine: 'cosine_with_warmup',
+    linear_decay_with_warmup: 'linear_decay_with_warmup',
+    linear: 'linear_decay_with_warmup',
+    constant_with_warmup: 'constant_with_warmup',
+    constant: 'constant_with_warmup',
   };
   const n = aliases[name];
-  if (!n) throw new ConfigError(`scheduler "${name}" is not supported (cosine_with_warmup, linear_decay_with_warmup, constant_with_warmup)`);
+  if (!n)
+    throw new ConfigError(
+      `scheduler "${name}" is not supported (cosine_with_warmup, linear_decay_with_warmup, constant_with_warmup)`,
+    );
   return n;
 }
 

@@ -59,8 +59,20 @@ export interface TrainerOptions {
   stopAt?: number;
 }
 
-export interface StepRecord { step: number; loss: number; lr: number; gradNorm: number; tokens: number; tokPerSec: number; elapsed: number }
-export interface EvalRecord { step: number; evalLoss: number; evalPerplexity: number }
+export interface StepRecord {
+  step: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  tokPerSec: number;
+  elapsed: number;
+}
+export interface EvalRecord {
+  step: number;
+  evalLoss: number;
+  evalPerplexity: number;
+}
 
 /** Where a run stands after a step. */
 export interface StepProgress {
@@ -77,15 +89,22 @@ export interface StepProgress {
   summary: string;
 }
 
-const stepLogLine = (r: StepRecord) => JSON.stringify({
-  step: r.step, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, tokens: r.tokens, tok_per_sec: r.tokPerSec,
-  elapsed_s: r.elapsed,
-}) + '\n';
+const stepLogLine = (r: StepRecord) =>
+  JSON.stringify({
+    step: r.step,
+    loss: r.loss,
+    lr: r.lr,
+    grad_norm: r.gradNorm,
+    tokens: r.tokens,
+    tok_per_sec: r.tokPerSec,
+    elapsed_s: r.elapsed,
+  }) + '\n';
 const evalLogLine = (e: EvalRecord) => JSON.stringify({ step: e.step, eval_loss: e.evalLoss }) + '\n';
 
 /** train-log.jsonl as a run that reached this history writes it (an eval before the step line of its step). */
 function logText(history: readonly StepRecord[], evals: readonly EvalRecord[]): string {
-  let out = '', e = 0;
+  let out = '',
+    e = 0;
   for (const r of history) {
     for (; e < evals.length && evals[e]!.step <= r.step; e++) out += evalLogLine(evals[e]!);
     out += stepLogLine(r);
@@ -107,14 +126,18 @@ export class Trainer {
 
   constructor(o: TrainerOptions) {
     if (o.globalBatch % o.microBatch !== 0) {
-      throw new InputError(`global_train_batch_size (${o.globalBatch}) must be a multiple of device_train_microbatch_size (${o.microBatch})`);
+      throw new InputError(
+        `global_train_batch_size (${o.globalBatch}) must be a multiple of device_train_microbatch_size (${o.microBatch})`,
+      );
     }
     this.o = o;
     this.optimizer = new Optimizer(o.optimizer);
     this.iter = new ShuffledIterator(o.train.count, o.seed);
   }
 
-  private get log(): (line: string) => void { return this.o.progress ?? ((l) => process.stderr.write(l + '\n')); }
+  private get log(): (line: string) => void {
+    return this.o.progress ?? ((l) => process.stderr.write(l + '\n'));
+  }
 
   /**
    * Loads the newest complete checkpoint of saveFolder when there is one; returns whether it did.
@@ -125,12 +148,22 @@ export class Trainer {
     const dir = await checkpointToResume(this.o.saveFolder, (l) => this.log(`note: ${l}`));
     if (!dir) return false;
     const ck = await loadCheckpoint(dir);
-    const m = ck.meta as { step: number; tokens: number; iterator: IteratorPosition; optimizerStep: number; history: StepRecord[]; evals: EvalRecord[]; elapsed: number };
+    const m = ck.meta as {
+      step: number;
+      tokens: number;
+      iterator: IteratorPosition;
+      optimizerStep: number;
+      history: StepRecord[];
+      evals: EvalRecord[];
+      elapsed: number;
+    };
     for (const p of this.o.model.params) {
       const t = ck.tensors.get(`param/${p.name}`);
-      if (!t || t.data.length !== p.data.length) throw new InputError(`checkpoint ${dir} does not match the model (${p.name})`);
+      if (!t || t.data.length !== p.data.length)
+        throw new InputError(`checkpoint ${dir} does not match the model (${p.name})`);
       p.data.set(t.data);
-      const mm = ck.tensors.get(`opt_m/${p.name}`), vv = ck.tensors.get(`opt_v/${p.name}`);
+      const mm = ck.tensors.get(`opt_m/${p.name}`),
+        vv = ck.tensors.get(`opt_v/${p.name}`);
       if (mm) this.optimizer.state.m.set(p.name, mm.data);
       if (vv) this.optimizer.state.v.set(p.name, vv.data);
     }
@@ -150,15 +183,21 @@ export class Trainer {
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const p of this.o.model.params) {
       tensors.set(`param/${p.name}`, { shape: p.shape, data: p.data });
-      const m = this.optimizer.state.m.get(p.name), v = this.optimizer.state.v.get(p.name);
+      const m = this.optimizer.state.m.get(p.name),
+        v = this.optimizer.state.v.get(p.name);
       if (m) tensors.set(`opt_m/${p.name}`, { shape: p.shape, data: m });
       if (v) tensors.set(`opt_v/${p.name}`, { shape: p.shape, data: v });
     }
     await saveCheckpoint(this.o.saveFolder, {
       meta: {
         ...this.o.checkpointMeta,
-        step: this.step, tokens: this.tokens, iterator: this.iter.position(), optimizerStep: this.optimizer.state.step,
-        history: this.history, evals: this.evals, elapsed: this.elapsed(),
+        step: this.step,
+        tokens: this.tokens,
+        iterator: this.iter.position(),
+        optimizerStep: this.optimizer.state.step,
+        history: this.history,
+        evals: this.evals,
+        elapsed: this.elapsed(),
       },
       tensors,
     });
@@ -167,20 +206,25 @@ export class Trainer {
   }
 
   private startTime = 0;
-  private elapsed(): number { return this.elapsedBefore + (this.startTime ? (performance.now() - this.startTime) / 1000 : 0); }
+  private elapsed(): number {
+    return this.elapsedBefore + (this.startTime ? (performance.now() - this.startTime) / 1000 : 0);
+  }
 
   /** Mean cross-entropy over the eval set (or its first evalBatches batches). */
   evaluate(): number {
     const ev = this.o.eval;
     if (!ev || ev.count === 0) return NaN;
     const bs = this.o.microBatch;
-    const nBatches = this.o.evalBatches > 0 ? Math.min(this.o.evalBatches, Math.ceil(ev.count / bs)) : Math.ceil(ev.count / bs);
-    let sum = 0, count = 0;
+    const nBatches =
+      this.o.evalBatches > 0 ? Math.min(this.o.evalBatches, Math.ceil(ev.count / bs)) : Math.ceil(ev.count / bs);
+    let sum = 0,
+      count = 0;
     for (let b = 0; b < nBatches; b++) {
       const rows: number[] = [];
       for (let i = b * bs; i < Math.min(ev.count, (b + 1) * bs); i++) rows.push(i);
       const r = this.o.model.step(ev.batch(rows), 0, false);
-      sum += r.lossSum; count += r.count;
+      sum += r.lossSum;
+      count += r.count;
     }
     return sum / Math.max(1, count);
   }
@@ -205,8 +249,13 @@ export class Trainer {
     this.tokens += tokens;
     const dt = (performance.now() - t0) / 1000;
     const rec: StepRecord = {
-      step: this.step, loss: lossSum / Math.max(1, targets), lr, gradNorm: gn, tokens: this.tokens,
-      tokPerSec: tokens / dt, elapsed: this.elapsed(),
+      step: this.step,
+      loss: lossSum / Math.max(1, targets),
+      lr,
+      gradNorm: gn,
+      tokens: this.tokens,
+      tokPerSec: tokens / dt,
+      elapsed: this.elapsed(),
     };
     this.history.push(rec);
     return rec;
@@ -227,10 +276,12 @@ export class Trainer {
     const logPath = saveFolder ? join(saveFolder, 'train-log.jsonl') : null;
     // What an earlier run logged past the state this run starts from is replaced (see the header).
     if (logPath) await writeFileAtomic(logPath, logText(this.history, this.evals));
-    const writeLog = (line: string) => { if (logPath) appendFileSync(logPath, line); };
+    const writeLog = (line: string) => {
+      if (logPath) appendFileSync(logPath, line);
+    };
     this.startTime = performance.now();
-    const onStep = this.o.onStep
-      ?? ((p: StepProgress) => this.log(`${p.summary} | ${p.record.tokPerSec.toFixed(0)} tok/s`));
+    const onStep =
+      this.o.onStep ?? ((p: StepProgress) => this.log(`${p.summary} | ${p.record.tokPerSec.toFixed(0)} tok/s`));
     let lastEval = this.evals.length ? this.evals[this.evals.length - 1]!.evalLoss : NaN;
     if (this.step === 0 && this.o.eval && this.o.evalInterval > 0) {
       lastEval = this.evaluate();
@@ -243,14 +294,19 @@ export class Trainer {
       const rec = this.trainStep();
       const stepTokens = rec.tokens - (this.history[this.history.length - 2]?.tokens ?? 0);
       let newEval = false;
-      if (this.o.eval && this.o.evalInterval > 0 && (this.step % this.o.evalInterval === 0 || this.step === this.o.maxSteps)) {
+      if (
+        this.o.eval &&
+        this.o.evalInterval > 0 &&
+        (this.step % this.o.evalInterval === 0 || this.step === this.o.maxSteps)
+      ) {
         lastEval = this.evaluate();
         this.evals.push({ step: this.step, evalLoss: lastEval, evalPerplexity: Math.exp(lastEval) });
         newEval = true;
         writeLog(evalLogLine(this.evals[this.evals.length - 1]!));
       }
       writeLog(stepLogLine(rec));
-      const summary = `step ${rec.step}/${this.o.maxSteps} | loss ${rec.loss.toFixed(4)} | ` +
+      const summary =
+        `step ${rec.step}/${this.o.maxSteps} | loss ${rec.loss.toFixed(4)} | ` +
         `eval ${Number.isNaN(lastEval) ? '-' : lastEval.toFixed(4)}${newEval ? ' (new)' : ''} | ` +
         `lr ${rec.lr.toExponential(2)}`;
       const stepSeconds = stepTokens / rec.tokPerSec;

@@ -42,14 +42,16 @@ export async function loadTrainModel(path: string, kernels: Kernels): Promise<Lo
     for (const p of model.params) {
       const info = ck.tensors.info(p.name);
       if (!info) throw new WeightsError(`${path} has no tensor ${p.name}`);
-      if (info.shape.join(',') !== p.shape.join(',')) throw new WeightsError(`${p.name} has shape [${info.shape}] in ${path}, expected [${p.shape}]`);
+      if (info.shape.join(',') !== p.shape.join(','))
+        throw new WeightsError(`${p.name} has shape [${info.shape}] in ${path}, expected [${p.shape}]`);
       p.data.set(tensorToFloat32(info, await ck.tensors.read(p.name)));
       elements.set(info.dtype, (elements.get(info.dtype) ?? 0) + p.data.length);
     }
     const stored = [...elements].sort((a, b) => b[1] - a[1])[0]?.[0];
-    const dtype = stored !== undefined && FLOAT_DTYPE_BYTES[stored as HfExportDtype] !== undefined
-      ? stored as HfExportDtype
-      : TORCH_DTYPES[String(ck.config.raw['torch_dtype'])] ?? 'f16';
+    const dtype =
+      stored !== undefined && FLOAT_DTYPE_BYTES[stored as HfExportDtype] !== undefined
+        ? (stored as HfExportDtype)
+        : (TORCH_DTYPES[String(ck.config.raw['torch_dtype'])] ?? 'f16');
     return { model, dir: ck.dir, checkpoint: ck, dtype };
   } finally {
     await ck.tensors.close();
@@ -64,22 +66,30 @@ export function trainModelTokenizer(loaded: LoadedTrainModel, onNote?: (message:
   const ck = loaded.checkpoint;
   const tok = checkpointTokenizer(ck, { onNote });
   if (tok) return tok;
-  const why = ck.config.vocabSize < NEOX_TOKENIZER_SIZE
-    ? `its vocab_size ${ck.config.vocabSize} is below the ${NEOX_TOKENIZER_SIZE} ids of the shipped GPT-NeoX-20B ` +
-      'tokenizer, so that cannot be its tokenizer'
-    : `its config names tokenizer ${JSON.stringify(ck.config.raw['tokenizer_name'])}, not the shipped GPT-NeoX-20B one`;
-  throw new InputError(`${ck.path} has no tokenizer.json and ${why}: ` +
-    'put the tokenizer.json it was trained with in the folder');
+  const why =
+    ck.config.vocabSize < NEOX_TOKENIZER_SIZE
+      ? `its vocab_size ${ck.config.vocabSize} is below the ${NEOX_TOKENIZER_SIZE} ids of the shipped GPT-NeoX-20B ` +
+        'tokenizer, so that cannot be its tokenizer'
+      : `its config names tokenizer ${JSON.stringify(ck.config.raw['tokenizer_name'])}, not the shipped GPT-NeoX-20B one`;
+  throw new InputError(
+    `${ck.path} has no tokenizer.json and ${why}: ` + 'put the tokenizer.json it was trained with in the folder',
+  );
 }
 
 /** Full-vocabulary f32 tensors of a model (the compact embedding expanded; LoRA must be merged). */
 export function exportTensors(model: TrainModel): Array<{ name: string; shape: number[]; data: Float32Array }> {
-  return model.params.filter((p) => !p.name.includes('.lora_')).map((p) => {
-    if (p.name === 'transformer.wte.weight') {
-      return { name: p.name, shape: [model.vocab.fullSize, model.config.dModel], data: expandEmbedding(model.vocab, p.data, model.config.dModel) };
-    }
-    return { name: p.name, shape: p.shape, data: p.data };
-  });
+  return model.params
+    .filter((p) => !p.name.includes('.lora_'))
+    .map((p) => {
+      if (p.name === 'transformer.wte.weight') {
+        return {
+          name: p.name,
+          shape: [model.vocab.fullSize, model.config.dModel],
+          data: expandEmbedding(model.vocab, p.data, model.config.dModel),
+        };
+      }
+      return { name: p.name, shape: p.shape, data: p.data };
+    });
 }
 
 /** The side files a tokenizer is built with (loadTokenizer reads them beside tokenizer.json or in the model folder). */
@@ -168,7 +178,10 @@ export async function exportHfFolder(model: TrainModel, outDir: string, opts: Ex
   const dtype = opts.dtype ?? 'f32';
   await writeFile(join(tmp, 'config.json'), JSON.stringify(hfConfigJson(model.config, dtype), null, 2) + '\n');
   const tensors: TensorToWrite[] = exportTensors(model).map((t) => ({
-    name: t.name, dtype, shape: t.shape, data: toDtype(t.data, dtype),
+    name: t.name,
+    dtype,
+    shape: t.shape,
+    data: toDtype(t.data, dtype),
   }));
   await writeSafetensors(join(tmp, 'model.safetensors'), tensors);
   const fromTokenizer = opts.tokenizer ? await writeTokenizerFiles(opts.tokenizer, tmp) : new Set<string>();
@@ -185,16 +198,28 @@ export async function exportHfFolder(model: TrainModel, outDir: string, opts: Ex
  * here whose tokenizer brings none (`eosToken`: the EOS the data was tokenized with).
  */
 export function mptTokenizerSideFiles(
-  maxSeqLen: number, eosId = 0, eosToken = '<|endoftext|>',
+  maxSeqLen: number,
+  eosId = 0,
+  eosToken = '<|endoftext|>',
 ): Record<string, string> {
   const j = (o: unknown) => JSON.stringify(o, null, 2) + '\n';
   return {
     'tokenizer_config.json': j({
-      add_prefix_space: false, bos_token: eosToken, clean_up_tokenization_spaces: true, eos_token: eosToken,
-      model_max_length: maxSeqLen, tokenizer_class: 'GPTNeoXTokenizer', unk_token: eosToken,
+      add_prefix_space: false,
+      bos_token: eosToken,
+      clean_up_tokenization_spaces: true,
+      eos_token: eosToken,
+      model_max_length: maxSeqLen,
+      tokenizer_class: 'GPTNeoXTokenizer',
+      unk_token: eosToken,
     }),
     'special_tokens_map.json': j({ bos_token: eosToken, eos_token: eosToken, unk_token: eosToken }),
-    'generation_config.json': j({ _from_model_config: true, bos_token_id: eosId, eos_token_id: eosId, pad_token_id: eosId }),
+    'generation_config.json': j({
+      _from_model_config: true,
+      bos_token_id: eosId,
+      eos_token_id: eosId,
+      pad_token_id: eosId,
+    }),
   };
 }
 

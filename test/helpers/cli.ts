@@ -4,7 +4,11 @@ import { REPO_ROOT } from './goldens.js';
 
 export const MPT_BIN = `${REPO_ROOT}bin/mpt.js`;
 
-export interface CliResult { code: number | null; stdout: string; stderr: string }
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs `mpt ...args` with `input` on stdin; resolves when it exits. */
 export function runCli(args: string[], input = '', timeoutMs = 60_000): Promise<CliResult> {
@@ -14,7 +18,10 @@ export function runCli(args: string[], input = '', timeoutMs = 60_000): Promise<
     const err: Buffer[] = [];
     child.stdout.on('data', (b: Buffer) => out.push(b));
     child.stderr.on('data', (b: Buffer) => err.push(b));
-    const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`mpt ${args.join(' ')} timed out`)); }, timeoutMs);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`mpt ${args.join(' ')} timed out`));
+    }, timeoutMs);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);

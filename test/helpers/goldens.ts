@@ -12,7 +12,12 @@ export function fixturePath(name: string): string {
   return FIXTURES + name;
 }
 
-export interface GoldenTensor { dtype: string; shape: number[]; offset: number; nbytes: number }
+export interface GoldenTensor {
+  dtype: string;
+  shape: number[];
+  offset: number;
+  nbytes: number;
+}
 
 export class Goldens {
   // Each producer script writes its own JSON shape and ~25 test files (server-*, web-*, webgpu-* among them) read
@@ -21,7 +26,11 @@ export class Goldens {
   readonly json: Record<string, any>;
   private bin: Buffer | undefined;
 
-  constructor(readonly dir: string, jsonName = 'goldens.json', binName = 'goldens.bin') {
+  constructor(
+    readonly dir: string,
+    jsonName = 'goldens.json',
+    binName = 'goldens.bin',
+  ) {
     this.json = JSON.parse(readFileSync(`${dir}/${jsonName}`, 'utf8'));
     try {
       this.bin = readFileSync(`${dir}/${binName}`);

@@ -12,9 +12,13 @@ export function klRows(a: Float32Array, b: Float32Array, rows: number, V: number
       const ls = Math.log(s);
       return (i: number) => x[r * V + i]! - m - ls;
     };
-    const la = lp(a), lb = lp(b);
+    const la = lp(a),
+      lb = lp(b);
     let kl = 0;
-    for (let i = 0; i < V; i++) { const p = Math.exp(la(i)); kl += p * (la(i) - lb(i)); }
+    for (let i = 0; i < V; i++) {
+      const p = Math.exp(la(i));
+      kl += p * (la(i) - lb(i));
+    }
     out.push(Math.max(0, kl));
   }
   return out;

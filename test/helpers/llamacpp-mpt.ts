@@ -18,7 +18,8 @@ let geluTable: Float32Array | undefined;
 function geluFp16Table(): Float32Array {
   if (geluTable) return geluTable;
   const t = new Float32Array(65536);
-  const A = fr(0.044715), S = fr(0.7978845608028654);
+  const A = fr(0.044715),
+    S = fr(0.7978845608028654);
   for (let h = 0; h < 65536; h++) {
     const x = f16ToF32(h);
     const inner = fr(fr(S * x) * fr(1 + fr(fr(A * x) * x)));
@@ -75,7 +76,11 @@ export class LlamaCppMpt {
       const raw = async (n: string) => ({ info: ck.tensors.info(n)!, bytes: await ck.tensors.read(n) });
       const vec = async (n: string) => {
         const { info, bytes } = await raw(n);
-        return dequantize(info.dtype, bytes, info.shape.reduce((a, b) => a * b, 1));
+        return dequantize(
+          info.dtype,
+          bytes,
+          info.shape.reduce((a, b) => a * b, 1),
+        );
       };
       const mat = async (n: string) => {
         const { info, bytes } = await raw(n);
@@ -94,7 +99,13 @@ export class LlamaCppMpt {
         });
       }
       const head = c.tieWordEmbeddings ? 'transformer.wte.weight' : 'lm_head.weight';
-      return new LlamaCppMpt(c, await vec('transformer.wte.weight'), await mat(head), layers, await vec('transformer.norm_f.weight'));
+      return new LlamaCppMpt(
+        c,
+        await vec('transformer.wte.weight'),
+        await mat(head),
+        layers,
+        await vec('transformer.norm_f.weight'),
+      );
     } finally {
       await ck.tensors.close();
     }
@@ -103,7 +114,11 @@ export class LlamaCppMpt {
   /** Logits [ids.length, vocab] for one sequence processed as one batch (no cache). */
   forward(ids: number[]): Float32Array {
     const c = this.config;
-    const d = c.dModel, H = c.nHeads, hd = c.headDim, T = ids.length, V = c.vocabSize;
+    const d = c.dModel,
+      H = c.nHeads,
+      hd = c.headDim,
+      T = ids.length,
+      V = c.vocabSize;
     const eps = c.layerNormEpsilon;
     const nLog2 = 2 ** Math.floor(Math.log2(H));
     const m0 = 2 ** (-c.attn.alibiBiasMax / nLog2);
@@ -158,21 +173,38 @@ export class LlamaCppMpt {
 /** Per-position comparison of two logit matrices: KL(P_ref ‖ P_test) in nats, top-1 agreement, max abs diff. */
 export function compareLogits(ref: Float32Array, test: Float32Array, rows: number, vocab: number) {
   const kl: number[] = [];
-  let agree = 0, maxAbs = 0;
+  let agree = 0,
+    maxAbs = 0;
   for (let r = 0; r < rows; r++) {
-    const a = ref.subarray(r * vocab, (r + 1) * vocab), b = test.subarray(r * vocab, (r + 1) * vocab);
-    let ma = -Infinity, mb = -Infinity, ia = 0, ib = 0;
+    const a = ref.subarray(r * vocab, (r + 1) * vocab),
+      b = test.subarray(r * vocab, (r + 1) * vocab);
+    let ma = -Infinity,
+      mb = -Infinity,
+      ia = 0,
+      ib = 0;
     for (let v = 0; v < vocab; v++) {
-      if (a[v]! > ma) { ma = a[v]!; ia = v; }
-      if (b[v]! > mb) { mb = b[v]!; ib = v; }
+      if (a[v]! > ma) {
+        ma = a[v]!;
+        ia = v;
+      }
+      if (b[v]! > mb) {
+        mb = b[v]!;
+        ib = v;
+      }
       maxAbs = Math.max(maxAbs, Math.abs(a[v]! - b[v]!));
     }
-    let za = 0, zb = 0;
-    for (let v = 0; v < vocab; v++) { za += Math.exp(a[v]! - ma); zb += Math.exp(b[v]! - mb); }
-    const la = Math.log(za), lb = Math.log(zb);
+    let za = 0,
+      zb = 0;
+    for (let v = 0; v < vocab; v++) {
+      za += Math.exp(a[v]! - ma);
+      zb += Math.exp(b[v]! - mb);
+    }
+    const la = Math.log(za),
+      lb = Math.log(zb);
     let k = 0;
     for (let v = 0; v < vocab; v++) {
-      const lpa = a[v]! - ma - la, lpb = b[v]! - mb - lb;
+      const lpa = a[v]! - ma - la,
+        lpb = b[v]! - mb - lb;
       k += Math.exp(lpa) * (lpa - lpb);
     }
     kl.push(Math.max(0, k));

@@ -14,10 +14,17 @@
  *    leftmost one on ties (Rust's `Word::merge_all` pops (rank, position) from a min-heap).
  */
 
-interface Added { id: number; content: string; normalized: boolean }
+interface Added {
+  id: number;
+  content: string;
+  normalized: boolean;
+}
 
 const WS = String.raw`\t\n\v\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000`;
-const PRETOKENIZE = new RegExp(`'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^${WS}\\p{L}\\p{N}]+|[${WS}]+(?![^${WS}])|[${WS}]+`, 'gu');
+const PRETOKENIZE = new RegExp(
+  `'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^${WS}\\p{L}\\p{N}]+|[${WS}]+(?![^${WS}])|[${WS}]+`,
+  'gu',
+);
 
 function bytesToUnicode(): string[] {
   const keep = (b: number) => (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174 && b <= 255);
@@ -35,7 +42,10 @@ export class ReferenceBpe {
   private readonly byteChar = bytesToUnicode();
   private readonly cache = new Map<string, number[]>();
 
-  constructor(tokenizerJson: { model: { vocab: Record<string, number>; merges: (string | [string, string])[] }; added_tokens: { id: number; content: string; normalized: boolean }[] }) {
+  constructor(tokenizerJson: {
+    model: { vocab: Record<string, number>; merges: (string | [string, string])[] };
+    added_tokens: { id: number; content: string; normalized: boolean }[];
+  }) {
     this.vocab = new Map(Object.entries(tokenizerJson.model.vocab));
     tokenizerJson.model.merges.forEach((m, i) => {
       const [a, b] = Array.isArray(m) ? m : [m.slice(0, m.indexOf(' ')), m.slice(m.indexOf(' ') + 1)];
@@ -52,7 +62,9 @@ export class ReferenceBpe {
     let i = 0;
     while (i < text.length) {
       let best: Added | undefined;
-      for (const t of tokens) if (t.content.length > 0 && text.startsWith(t.content, i) && (!best || t.content.length > best.content.length)) best = t;
+      for (const t of tokens)
+        if (t.content.length > 0 && text.startsWith(t.content, i) && (!best || t.content.length > best.content.length))
+          best = t;
       if (best) {
         if (i > start) out.push(text.slice(start, i));
         out.push(best.id);
@@ -73,7 +85,10 @@ export class ReferenceBpe {
       let bestRank = Infinity;
       for (let i = 0; i + 1 < syms.length; i++) {
         const r = this.ranks.get(`${syms[i]}\u0000${syms[i + 1]}`);
-        if (r !== undefined && r < bestRank) { bestRank = r; best = i; }
+        if (r !== undefined && r < bestRank) {
+          bestRank = r;
+          best = i;
+        }
       }
       if (best < 0) break;
       syms = [...syms.slice(0, best), syms[best]! + syms[best + 1]!, ...syms.slice(best + 2)];
@@ -91,9 +106,15 @@ export class ReferenceBpe {
     const ids: number[] = [];
     const enc = new TextEncoder();
     for (const piece of this.split(text, this.rawAdded)) {
-      if (typeof piece === 'number') { ids.push(piece); continue; }
+      if (typeof piece === 'number') {
+        ids.push(piece);
+        continue;
+      }
       for (const sub of this.split(piece.normalize('NFC'), this.normAdded)) {
-        if (typeof sub === 'number') { ids.push(sub); continue; }
+        if (typeof sub === 'number') {
+          ids.push(sub);
+          continue;
+        }
         for (const m of sub.matchAll(PRETOKENIZE)) {
           const word = Array.from(enc.encode(m[0]), (b) => this.byteChar[b]!).join('');
           ids.push(...this.bpe(word));

@@ -5,7 +5,8 @@
  */
 export function skipUnlessPresent(missing: string | null): string | false {
   if (missing === null) return false;
-  if (process.env['CI'] === 'true') throw new Error(`CI=true and ${missing}: these tests must run in CI (.ci/run installs what they need)`);
+  if (process.env['CI'] === 'true')
+    throw new Error(`CI=true and ${missing}: these tests must run in CI (.ci/run installs what they need)`);
   console.log(`# skipped: ${missing}`);
   return missing;
 }

@@ -43,7 +43,10 @@ export interface GreedyRun {
 
 /** Greedy generation from `prompt`, then dispose; the workers started and ended meanwhile. */
 export async function greedy(
-  kind: 'url' | 'default', url: string, prompt: string, maxTokens: number,
+  kind: 'url' | 'default',
+  url: string,
+  prompt: string,
+  maxTokens: number,
 ): Promise<GreedyRun> {
   const before = { started, ended };
   const model = await loadModel(await sourceOf(kind, url), { threads: 2 });
@@ -54,7 +57,9 @@ export async function greedy(
     await model.dispose();
   }
   return {
-    tokens: result.tokens, text: result.text, hasTokenizer: model.hasTokenizer,
+    tokens: result.tokens,
+    text: result.text,
+    hasTokenizer: model.hasTokenizer,
     workers: { started: started - before.started, ended: ended - before.ended },
   };
 }
@@ -71,7 +76,9 @@ export async function logits(kind: 'url' | 'blob' | 'files', url: string, ids: n
 
 /** Streams with an AbortSignal aborted after `after` chunks: what came and how it finished. */
 export async function abortAfter(
-  url: string, prompt: string, after: number,
+  url: string,
+  prompt: string,
+  after: number,
 ): Promise<{ chunks: number; finish: string; tokens: number }> {
   const model = await loadModel(url, { threads: 2 });
   try {

@@ -13,12 +13,19 @@ import { Sampler, chooseToken } from '../../src/runtime/sampling.js';
 const DTYPES: Record<string, DType> = { F32: 'f32', F16: 'f16', BF16: 'bf16' };
 
 /** One tensor's entry in a safetensors header (the `__metadata__` entry is skipped). */
-interface SafetensorsEntry { dtype: string; shape: number[]; data_offsets: [number, number] }
+interface SafetensorsEntry {
+  dtype: string;
+  shape: number[];
+  data_offsets: [number, number];
+}
 
 /** A safetensors file held in memory (the format's own reader opens files with node:fs). */
 function safetensorsFromBytes(bytes: Uint8Array): TensorSource {
   const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<string, SafetensorsEntry>;
+  const header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen))) as Record<
+    string,
+    SafetensorsEntry
+  >;
   const data = 8 + headerLen;
   const entries = new Map<string, { info: TensorInfo; start: number }>();
   for (const [name, e] of Object.entries(header)) {
@@ -89,8 +96,13 @@ export async function runFixture(name: string, threads: number): Promise<Fixture
     const gen = generateTokens(runner, goldens.generate.prompt_ids, { temperature: 0, maxTokens });
     for await (const chunk of gen) generated.push(chunk.token);
     return {
-      crossOriginIsolated: self.crossOriginIsolated, threads: runner.threads, relaxedSimd: usingRelaxedSimd(),
-      logits, steps, generated, sampled: { worker: s!.token!, page: chooseToken(s!.logits, request) },
+      crossOriginIsolated: self.crossOriginIsolated,
+      threads: runner.threads,
+      relaxedSimd: usingRelaxedSimd(),
+      logits,
+      steps,
+      generated,
+      sampled: { worker: s!.token!, page: chooseToken(s!.logits, request) },
     };
   } finally {
     await runner.dispose();
@@ -103,7 +115,14 @@ export async function echoFromSlowWorker(): Promise<unknown[]> {
   const got: unknown[] = [];
   try {
     await new Promise<void>((resolve, reject) => {
-      w.listen({ message: (m) => { got.push(m); if (got.length === 2) resolve(); }, error: reject, exit: () => {} });
+      w.listen({
+        message: (m) => {
+          got.push(m);
+          if (got.length === 2) resolve();
+        },
+        error: reject,
+        exit: () => {},
+      });
       w.postMessage('first');
       w.postMessage('second');
       setTimeout(resolve, 5000); // what has come back by then

@@ -31,7 +31,10 @@ export class ReferenceModel {
   readonly slopes: Float32Array;
   readonly softmaxScale: number;
 
-  constructor(readonly config: MptConfig, readonly weights: ReferenceWeights) {
+  constructor(
+    readonly config: MptConfig,
+    readonly weights: ReferenceWeights,
+  ) {
     this.slopes = alibiSlopes(config.nHeads, config.attn.alibiBiasMax);
     this.softmaxScale = config.attn.softmaxScale ?? 1 / Math.sqrt(config.headDim);
   }
@@ -44,14 +47,23 @@ export class ReferenceModel {
 
   private activation(x: number): number {
     switch (this.config.ffn.activation) {
-      case 'gelu': return gelu(x);
-      case 'gelu_tanh': return geluTanh(x);
-      case 'silu': return silu(x);
-      case 'relu': return Math.max(x, 0);
+      case 'gelu':
+        return gelu(x);
+      case 'gelu_tanh':
+        return geluTanh(x);
+      case 'silu':
+        return silu(x);
+      case 'relu':
+        return Math.max(x, 0);
     }
   }
 
-  forward(cache: ReferenceKvCache, tokens: ArrayLike<number>, padMask: ArrayLike<number> | undefined, opts: ReferenceForwardOptions): ReferenceForwardResult {
+  forward(
+    cache: ReferenceKvCache,
+    tokens: ArrayLike<number>,
+    padMask: ArrayLike<number> | undefined,
+    opts: ReferenceForwardOptions,
+  ): ReferenceForwardResult {
     const c = this.config;
     const W = this.weights;
     const T = tokens.length;
@@ -84,7 +96,8 @@ export class ReferenceModel {
       if (W.wpe) {
         if (!cache.padMask[past + t]) padsBefore++;
         const pos = Math.max(0, past + t - padsBefore);
-        if (pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+        if (pos >= c.maxSeqLen)
+          throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
         for (let i = 0; i < d; i++) x[t * d + i]! += W.wpe[pos * d + i]!;
       }
     }
@@ -149,7 +162,11 @@ export class ReferenceModel {
           // A row in which every key is masked has all scores equal: its softmax is uniform over
           // all K keys, as in MosaicML's code (the output at such pad positions is meaningless).
           let sum = 0;
-          for (let j = 0; j < K; j++) { const e = Math.exp(scores[j]! - max); scores[j] = e; sum += e; }
+          for (let j = 0; j < K; j++) {
+            const e = Math.exp(scores[j]! - max);
+            scores[j] = e;
+            sum += e;
+          }
           const o = t * d + h * hd;
           for (let j = 0; j < K; j++) {
             const p = scores[j]! / sum;

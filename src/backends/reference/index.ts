@@ -5,7 +5,17 @@
 import { InputError } from '../../errors.js';
 import type { TensorSource } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
-import type { Backend, ForwardOptions, KvCache, KvCacheOptions, KvSnapshot, LoadRunnerOptions, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
+import type {
+  Backend,
+  ForwardOptions,
+  KvCache,
+  KvCacheOptions,
+  KvSnapshot,
+  LoadRunnerOptions,
+  ModelRunner,
+  SequenceInput,
+  SequenceOutput,
+} from '../backend.js';
 import { ReferenceModel } from './forward.js';
 import { ReferenceKvCache } from './kv-cache.js';
 import { restoreReferenceCache, snapshotReferenceCache } from './kv-snapshot.js';
@@ -15,7 +25,10 @@ export class ReferenceRunner implements ModelRunner {
   readonly backendName = 'reference';
   readonly model: ReferenceModel;
 
-  constructor(readonly config: MptConfig, weights: ReferenceWeights) {
+  constructor(
+    readonly config: MptConfig,
+    weights: ReferenceWeights,
+  ) {
     this.model = new ReferenceModel(config, weights);
   }
 
@@ -26,8 +39,10 @@ export class ReferenceRunner implements ModelRunner {
 
   async forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
     return batch.map((s) => {
-      if (!(s.cache instanceof ReferenceKvCache)) throw new InputError('this KV cache was not created by the reference backend');
-      if (s.padMask && s.padMask.length !== s.tokens.length) throw new InputError(`padMask has ${s.padMask.length} entries for ${s.tokens.length} tokens`);
+      if (!(s.cache instanceof ReferenceKvCache))
+        throw new InputError('this KV cache was not created by the reference backend');
+      if (s.padMask && s.padMask.length !== s.tokens.length)
+        throw new InputError(`padMask has ${s.padMask.length} entries for ${s.tokens.length} tokens`);
       return this.model.forward(s.cache, s.tokens, s.padMask, s.logits ? { ...options, logits: s.logits } : options);
     });
   }
@@ -36,7 +51,8 @@ export class ReferenceRunner implements ModelRunner {
 
   // Prompt cache support (kv-snapshot.ts).
   saveCache(cache: KvCache): KvSnapshot {
-    if (!(cache instanceof ReferenceKvCache)) throw new InputError('this KV cache was not created by the reference backend');
+    if (!(cache instanceof ReferenceKvCache))
+      throw new InputError('this KV cache was not created by the reference backend');
     return snapshotReferenceCache(cache);
   }
 

@@ -54,7 +54,8 @@ export class ReferenceKvCache implements KvCache {
   private disposed = false;
 
   constructor(nLayers: number, kvDim: number, capacity: number, kvType: KvType = 'f32') {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new InputError(`KV cache capacity must be a positive integer, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new InputError(`KV cache capacity must be a positive integer, got ${capacity}`);
     this.capacity = capacity;
     this.kvType = kvType;
     this.kvDim = kvDim;
@@ -80,7 +81,11 @@ export class ReferenceKvCache implements KvCache {
     let size = this.allocated;
     while (size < need) size *= 2;
     size = Math.min(size, this.capacity);
-    const grow = (a: Float32Array) => { const b = new Float32Array(size * this.kvDim); b.set(a); return b; };
+    const grow = (a: Float32Array) => {
+      const b = new Float32Array(size * this.kvDim);
+      b.set(a);
+      return b;
+    };
     this.keys = this.keys.map(grow);
     this.values = this.values.map(grow);
     const m = new Uint8Array(size);

@@ -9,7 +9,8 @@ import { ReferenceKvCache } from './kv-cache.js';
 
 /** Copies the filled positions of a reference cache. */
 export function snapshotReferenceCache(cache: ReferenceKvCache): KvSnapshot {
-  const n = cache.length, kvd = cache.kvDim;
+  const n = cache.length,
+    kvd = cache.kvDim;
   const keys = cache.keys.map((k) => k.slice(0, n * kvd));
   const values = cache.values.map((v) => v.slice(0, n * kvd));
   return {
@@ -19,7 +20,8 @@ export function snapshotReferenceCache(cache: ReferenceKvCache): KvSnapshot {
     kvDim: kvd,
     padMask: cache.padMask.slice(0, n),
     layer: (l) => {
-      if (!Number.isInteger(l) || l < 0 || l >= cache.nLayers) throw new InputError(`no layer ${l} in a ${cache.nLayers}-layer snapshot`);
+      if (!Number.isInteger(l) || l < 0 || l >= cache.nLayers)
+        throw new InputError(`no layer ${l} in a ${cache.nLayers}-layer snapshot`);
       return { keys: keys[l]!, values: values[l]! };
     },
   };
@@ -29,11 +31,21 @@ export function snapshotReferenceCache(cache: ReferenceKvCache): KvSnapshot {
  * A new reference cache holding a snapshot. A snapshot of another KV type is rounded through
  * the new cache's type, as if its positions had been computed with it.
  */
-export function restoreReferenceCache(nLayers: number, kvDim: number, snap: KvSnapshot, options: KvCacheOptions): ReferenceKvCache {
+export function restoreReferenceCache(
+  nLayers: number,
+  kvDim: number,
+  snap: KvSnapshot,
+  options: KvCacheOptions,
+): ReferenceKvCache {
   if (snap.nLayers !== nLayers || snap.kvDim !== kvDim) {
-    throw new InputError(`KV snapshot of ${snap.nLayers} layers x ${snap.kvDim} does not fit this model (${nLayers} layers x ${kvDim})`);
+    throw new InputError(
+      `KV snapshot of ${snap.nLayers} layers x ${snap.kvDim} does not fit this model (${nLayers} layers x ${kvDim})`,
+    );
   }
-  if (options.capacity < snap.length) throw new InputError(`KV snapshot of ${snap.length} positions does not fit a cache of capacity ${options.capacity}`);
+  if (options.capacity < snap.length)
+    throw new InputError(
+      `KV snapshot of ${snap.length} positions does not fit a cache of capacity ${options.capacity}`,
+    );
   const kvType = options.kvType ?? snap.kvType;
   const cache = new ReferenceKvCache(nLayers, kvDim, options.capacity, kvType);
   const n = snap.length;
@@ -42,7 +54,8 @@ export function restoreReferenceCache(nLayers: number, kvDim: number, snap: KvSn
   cache.padMask.set(snap.padMask.subarray(0, n));
   for (let l = 0; l < nLayers; l++) {
     const { keys, values } = snap.layer(l);
-    if (keys.length < n * kvDim || values.length < n * kvDim) throw new InputError(`KV snapshot layer ${l} holds fewer than ${n} positions`);
+    if (keys.length < n * kvDim || values.length < n * kvDim)
+      throw new InputError(`KV snapshot layer ${l} holds fewer than ${n} positions`);
     if (kvType === snap.kvType) {
       cache.keys[l]!.set(keys.subarray(0, n * kvDim));
       cache.values[l]!.set(values.subarray(0, n * kvDim));

@@ -5,7 +5,14 @@
  */
 
 /** y[t, o] = sum_i x[t, i] * W[o, i] + b[o] for T rows: PyTorch's Linear (W is [out, in]). */
-export function linear(x: Float64Array, T: number, W: Float32Array, inDim: number, outDim: number, b?: Float32Array): Float64Array {
+export function linear(
+  x: Float64Array,
+  T: number,
+  W: Float32Array,
+  inDim: number,
+  outDim: number,
+  b?: Float32Array,
+): Float64Array {
   const y = new Float64Array(T * outDim);
   for (let t = 0; t < T; t++) {
     const xo = t * inDim;
@@ -20,7 +27,14 @@ export function linear(x: Float64Array, T: number, W: Float32Array, inDim: numbe
 }
 
 /** LayerNorm over the last dim (biased variance, eps inside the sqrt), as torch.nn.LayerNorm. */
-export function layerNorm(x: Float64Array, T: number, n: number, w: Float32Array | undefined, b: Float32Array | undefined, eps: number): Float64Array {
+export function layerNorm(
+  x: Float64Array,
+  T: number,
+  n: number,
+  w: Float32Array | undefined,
+  b: Float32Array | undefined,
+  eps: number,
+): Float64Array {
   const y = new Float64Array(T * n);
   for (let t = 0; t < T; t++) {
     const o = t * n;
@@ -28,7 +42,10 @@ export function layerNorm(x: Float64Array, T: number, n: number, w: Float32Array
     for (let i = 0; i < n; i++) mean += x[o + i]!;
     mean /= n;
     let v = 0;
-    for (let i = 0; i < n; i++) { const dx = x[o + i]! - mean; v += dx * dx; }
+    for (let i = 0; i < n; i++) {
+      const dx = x[o + i]! - mean;
+      v += dx * dx;
+    }
     const inv = 1 / Math.sqrt(v / n + eps);
     for (let i = 0; i < n; i++) {
       let z = (x[o + i]! - mean) * inv;

@@ -14,7 +14,11 @@ export type LinearWeights = LinearOf<Float32Array>;
 export type BlockWeights = BlockOf<Float32Array>;
 export type ReferenceWeights = WeightTree<Float32Array>;
 
-export async function loadReferenceWeights(config: MptConfig, tensors: TensorSource, onProgress?: (done: number, total: number) => void): Promise<ReferenceWeights> {
+export async function loadReferenceWeights(
+  config: MptConfig,
+  tensors: TensorSource,
+  onProgress?: (done: number, total: number) => void,
+): Promise<ReferenceWeights> {
   checkTensorsAgainstConfig(config, tensors);
   const expected = expectedTensors(config);
   const total = expected.reduce((s, e) => s + (tensors.info(e.name)?.byteLength ?? 0), 0);

@@ -57,11 +57,25 @@ export interface SamplingOptions {
 }
 
 /** The fields of SamplingOptions (what a Sampler keeps of the options it is given). */
-const SAMPLING_KEYS = ['temperature', 'topK', 'topP', 'minP', 'repetitionPenalty', 'presencePenalty', 'frequencyPenalty',
-  'penaltyLastN', 'seed', 'greedy', 'vocabLimit', 'bannedIds', 'logitBias'] as const satisfies readonly (keyof SamplingOptions)[];
+const SAMPLING_KEYS = [
+  'temperature',
+  'topK',
+  'topP',
+  'minP',
+  'repetitionPenalty',
+  'presencePenalty',
+  'frequencyPenalty',
+  'penaltyLastN',
+  'seed',
+  'greedy',
+  'vocabLimit',
+  'bannedIds',
+  'logitBias',
+] as const satisfies readonly (keyof SamplingOptions)[];
 
 // Every field of SamplingOptions is listed (a new field that is not would be dropped silently).
-const everyKeyListed: [Exclude<keyof SamplingOptions, (typeof SAMPLING_KEYS)[number]>] extends [never] ? true : never = true;
+const everyKeyListed: [Exclude<keyof SamplingOptions, (typeof SAMPLING_KEYS)[number]>] extends [never] ? true : never =
+  true;
 void everyKeyListed;
 
 /** The defaults the CLI and the library use when an option is not given. */
@@ -143,7 +157,8 @@ function checkRange(name: string, v: number | undefined, lo: number, hi: number,
 /** Validates sampling options; throws InputError naming the first bad one. */
 export function validateSamplingOptions(o: SamplingOptions): void {
   checkRange('temperature', o.temperature, 0, 100);
-  if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0)) throw new InputError(`top-k must be an integer >= 0, got ${o.topK}`);
+  if (o.topK !== undefined && (!Number.isInteger(o.topK) || o.topK < 0))
+    throw new InputError(`top-k must be an integer >= 0, got ${o.topK}`);
   checkRange('top-p', o.topP, 0, 1, true);
   checkRange('min-p', o.minP, 0, 1);
   checkRange('repetition penalty', o.repetitionPenalty, 0, 100, true);
@@ -153,7 +168,8 @@ export function validateSamplingOptions(o: SamplingOptions): void {
     throw new InputError(`penalty window must be an integer >= 0, got ${o.penaltyLastN}`);
   }
   if (o.seed !== undefined && !Number.isFinite(o.seed)) throw new InputError(`seed must be a number, got ${o.seed}`);
-  if (o.vocabLimit !== undefined && (!Number.isInteger(o.vocabLimit) || o.vocabLimit < 1)) throw new InputError(`vocabLimit must be a positive integer, got ${o.vocabLimit}`);
+  if (o.vocabLimit !== undefined && (!Number.isInteger(o.vocabLimit) || o.vocabLimit < 1))
+    throw new InputError(`vocabLimit must be a positive integer, got ${o.vocabLimit}`);
 }
 
 /**
@@ -162,8 +178,13 @@ export function validateSamplingOptions(o: SamplingOptions): void {
  * generated (the presence and frequency penalties count only those). Writes into `into` when it
  * has the logits' length (a buffer reused from call to call), else into a new array.
  */
-export function applyPenalties(logits: Float32Array, history: ArrayLike<number>, promptLength: number, o: SamplingOptions,
-  into?: Float32Array): Float32Array {
+export function applyPenalties(
+  logits: Float32Array,
+  history: ArrayLike<number>,
+  promptLength: number,
+  o: SamplingOptions,
+  into?: Float32Array,
+): Float32Array {
   const V = logits.length;
   const out = into && into.length === V ? into : new Float32Array(V);
   out.set(logits);
@@ -171,7 +192,10 @@ export function applyPenalties(logits: Float32Array, history: ArrayLike<number>,
   for (let i = limit; i < V; i++) out[i] = -Infinity;
   if (o.bannedIds) for (const id of o.bannedIds) if (id >= 0 && id < V) out[id] = -Infinity;
   if (o.logitBias) {
-    const entries = o.logitBias instanceof Map ? o.logitBias.entries() : Object.entries(o.logitBias).map(([k, v]) => [Number(k), v] as const);
+    const entries =
+      o.logitBias instanceof Map
+        ? o.logitBias.entries()
+        : Object.entries(o.logitBias).map(([k, v]) => [Number(k), v] as const);
     for (const [id, b] of entries) if (id >= 0 && id < limit && Number.isFinite(out[id]!)) out[id] = out[id]! + b;
   }
   const rep = o.repetitionPenalty ?? 1;
@@ -190,7 +214,8 @@ export function applyPenalties(logits: Float32Array, history: ArrayLike<number>,
   }
   if (pres !== 0 || freq !== 0) {
     const counts = new Map<number, number>();
-    for (let i = Math.max(start, promptLength); i < history.length; i++) counts.set(history[i]!, (counts.get(history[i]!) ?? 0) + 1);
+    for (let i = Math.max(start, promptLength); i < history.length; i++)
+      counts.set(history[i]!, (counts.get(history[i]!) ?? 0) + 1);
     for (const [id, c] of counts) {
       if (id < 0 || id >= V) continue;
       out[id] = out[id]! - c * freq - (c > 0 ? pres : 0);
@@ -205,7 +230,10 @@ export function argmax(x: ArrayLike<number>): number {
   let bestVal = -Infinity;
   for (let i = 0; i < x.length; i++) {
     const v = x[i]!;
-    if (v > bestVal) { bestVal = v; best = i; }
+    if (v > bestVal) {
+      bestVal = v;
+      best = i;
+    }
   }
   return best;
 }
@@ -218,7 +246,11 @@ export function argmax(x: ArrayLike<number>): number {
  * a view that the next call on this thread overwrites. Undefined when no logit is finite.
  * `loaded`: kernels whose row already holds `penalized`.
  */
-function keptWeights(penalized: Float32Array, o: SamplingOptions, loaded?: SamplingKernels): { kernels: SamplingKernels; weights: Float32Array; total: number; threshold: number } | undefined {
+function keptWeights(
+  penalized: Float32Array,
+  o: SamplingOptions,
+  loaded?: SamplingKernels,
+): { kernels: SamplingKernels; weights: Float32Array; total: number; threshold: number } | undefined {
   const temperature = o.temperature ?? DEFAULT_SAMPLING.temperature;
   const topK = o.topK ?? DEFAULT_SAMPLING.topK;
   const topP = o.topP ?? DEFAULT_SAMPLING.topP;
@@ -260,7 +292,15 @@ function keptWeights(penalized: Float32Array, o: SamplingOptions, loaded?: Sampl
  * `logits[i]` and `weights[i]` are token i's (or, for a candidate list, candidate i's); V is the
  * vocabulary size.
  */
-function topPCut(logits: Float32Array, weights: Float32Array, total: number, V: number, topP: number, maxLogit: number, invT: number): number {
+function topPCut(
+  logits: Float32Array,
+  weights: Float32Array,
+  total: number,
+  V: number,
+  topP: number,
+  maxLogit: number,
+  invT: number,
+): number {
   const floor = ((1 - topP) * total) / V;
   const reachable = (w: number) => w > 0 && w >= floor;
   let n = 0;
@@ -271,7 +311,10 @@ function topPCut(logits: Float32Array, weights: Float32Array, total: number, V: 
   const f = Math.fround;
   let above = 0;
   let i = 0;
-  while (i < n && above < topP * total) { above += expF32(f(f(sorted[i]! - maxLogit) * invT)); i++; }
+  while (i < n && above < topP * total) {
+    above += expF32(f(f(sorted[i]! - maxLogit) * invT));
+    i++;
+  }
   return sorted[Math.max(0, i - 1)] ?? -Infinity;
 }
 
@@ -279,7 +322,10 @@ function topPCut(logits: Float32Array, weights: Float32Array, total: number, V: 
 const SPARSE_TOP_K = 4096;
 
 /** Tokens that top-k kept: ids ascending and their penalised logits. */
-interface Candidates { ids: Int32Array; x: Float32Array }
+interface Candidates {
+  ids: Int32Array;
+  x: Float32Array;
+}
 
 /**
  * The weights of the candidates >= threshold exactly as the dense kernels compute them for the
@@ -287,14 +333,19 @@ interface Candidates { ids: Int32Array; x: Float32Array }
  * lane sums (lane = id mod 4) combined as (s0 + s1) + (s2 + s3), the total summed block by
  * block. Tokens that are not candidates weigh 0 there, and adding 0 changes no sum.
  */
-function candidateWeights(c: Candidates, threshold: number, maxLogit: number, invT: number): { w: Float32Array; runs: number[]; sums: number[]; total: number } {
+function candidateWeights(
+  c: Candidates,
+  threshold: number,
+  maxLogit: number,
+  invT: number,
+): { w: Float32Array; runs: number[]; sums: number[]; total: number } {
   const f = Math.fround;
   const n = c.ids.length;
   const w = new Float32Array(n);
   const runs: number[] = [];
   const sums: number[] = [];
   let total = 0;
-  for (let i = 0; i < n;) {
+  for (let i = 0; i < n; ) {
     const block = Math.floor(c.ids[i]! / DRAW_BLOCK);
     const lane = [0, 0, 0, 0];
     runs.push(i);
@@ -304,7 +355,7 @@ function candidateWeights(c: Candidates, threshold: number, maxLogit: number, in
       w[i] = e;
       lane[c.ids[i]! & 3]! += e;
     }
-    const sb = (lane[0]! + lane[1]!) + (lane[2]! + lane[3]!);
+    const sb = lane[0]! + lane[1]! + (lane[2]! + lane[3]!);
     sums.push(sb);
     total += sb;
   }
@@ -316,7 +367,8 @@ function candidateDraw(c: Candidates, cw: ReturnType<typeof candidateWeights>, t
   const n = c.ids.length;
   let acc = 0;
   for (let r = 0; r < cw.runs.length; r++) {
-    const start = cw.runs[r]!, end = r + 1 < cw.runs.length ? cw.runs[r + 1]! : n;
+    const start = cw.runs[r]!,
+      end = r + 1 < cw.runs.length ? cw.runs[r + 1]! : n;
     const next = acc + cw.sums[r]!;
     if (target < next) {
       let a = acc;
@@ -341,7 +393,13 @@ function candidateDraw(c: Candidates, cw: ReturnType<typeof candidateWeights>, t
  * token the dense path gives. Undefined when no logit is finite; -1 when every kept token
  * weighs 0.
  */
-function drawToken(penalized: Float32Array, o: SamplingOptions, kernels: SamplingKernels, uniform: () => number, sparse = true): number | undefined {
+function drawToken(
+  penalized: Float32Array,
+  o: SamplingOptions,
+  kernels: SamplingKernels,
+  uniform: () => number,
+  sparse = true,
+): number | undefined {
   const topK = o.topK ?? DEFAULT_SAMPLING.topK;
   if (sparse && topK > 0 && topK <= SPARSE_TOP_K) {
     const { max: maxLogit, finite } = kernels.stats();
@@ -374,7 +432,12 @@ function drawToken(penalized: Float32Array, o: SamplingOptions, kernels: Samplin
 }
 
 /** For tests: the token the sampler draws for uniform u, by the candidate path when it applies or always by the dense one. */
-export function drawTokenForTest(penalized: Float32Array, o: SamplingOptions, u: number, sparse: boolean): number | undefined {
+export function drawTokenForTest(
+  penalized: Float32Array,
+  o: SamplingOptions,
+  u: number,
+  sparse: boolean,
+): number | undefined {
   const kernels = samplingKernels();
   kernels.setRow(penalized);
   return drawToken(penalized, o, kernels, () => u, sparse);
@@ -518,14 +581,20 @@ function topIds(v: ArrayLike<number>, k: number): number[] {
     if (ids.length === k && x <= v[ids[k - 1]!]!) continue;
     let j = ids.length < k ? ids.length : k - 1;
     if (ids.length < k) ids.push(i);
-    while (j > 0 && v[ids[j - 1]!]! < x) { ids[j] = ids[j - 1]!; j--; }
+    while (j > 0 && v[ids[j - 1]!]! < x) {
+      ids[j] = ids[j - 1]!;
+      j--;
+    }
     ids[j] = i;
   }
   return ids;
 }
 
 /** One entry of `topLogprobs`. */
-export interface TokenLogprob { id: number; logprob: number }
+export interface TokenLogprob {
+  id: number;
+  logprob: number;
+}
 
 /**
  * The k most likely tokens of the model's distribution (log softmax of the raw logits, over ids
@@ -533,7 +602,11 @@ export interface TokenLogprob { id: number; logprob: number }
  * what an OpenAI-style `logprobs` / `top_logprobs` response reports. Within about 1e-7 of
  * `logSoftmax` (float32 exponentials, float64 sums); NaN logits are left out of the normaliser.
  */
-export function topLogprobs(logits: Float32Array, k: number, options: { vocabLimit?: number; chosen?: number } = {}): { top: TokenLogprob[]; chosen?: TokenLogprob } {
+export function topLogprobs(
+  logits: Float32Array,
+  k: number,
+  options: { vocabLimit?: number; chosen?: number } = {},
+): { top: TokenLogprob[]; chosen?: TokenLogprob } {
   const limit = Math.min(options.vocabLimit ?? logits.length, logits.length);
   const x = logits.subarray(0, limit);
   // The normaliser log Σ e^x from the sampling kernels (float32 e^(x - max), float64 sums: within
@@ -558,7 +631,10 @@ export function topLogprobs(logits: Float32Array, k: number, options: { vocabLim
     ids = topIds(lp, k);
     logprob = (i) => lp[i]!;
   }
-  const result: { top: TokenLogprob[]; chosen?: TokenLogprob } = { top: ids.map((id) => ({ id, logprob: logprob(id) })) };
-  if (options.chosen !== undefined && options.chosen >= 0 && options.chosen < limit) result.chosen = { id: options.chosen, logprob: logprob(options.chosen) };
+  const result: { top: TokenLogprob[]; chosen?: TokenLogprob } = {
+    top: ids.map((id) => ({ id, logprob: logprob(id) })),
+  };
+  if (options.chosen !== undefined && options.chosen >= 0 && options.chosen < limit)
+    result.chosen = { id: options.chosen, logprob: logprob(options.chosen) };
   return result;
 }

@@ -12,8 +12,8 @@ import { DRAW_BLOCK, WasmSamplingKernels, type RowStats, type RowWeights } from 
 const f = Math.fround;
 const LOG2E = f(Math.LOG2E);
 const LN2_HI = f(0.693359375);
-const LN2_LO = f(-2.12194440e-4);
-const P = [1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1].map(f);
+const LN2_LO = f(-2.1219444e-4);
+const P = [1.98756915e-4, 1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1].map(f);
 const EXP_MIN = f(-87.33654);
 const ROUND_MAGIC = 12582912; // 1.5 · 2^23: x + it, rounded to f32, is x rounded to an integer
 
@@ -68,7 +68,10 @@ export class JsSamplingKernels {
     let finite = 0;
     for (let i = 0; i < this.n; i++) {
       const v = this.x[i]!;
-      if (v > -Infinity) { finite++; if (v > max) max = v; }
+      if (v > -Infinity) {
+        finite++;
+        if (v > max) max = v;
+      }
     }
     return { max, finite };
   }
@@ -84,7 +87,7 @@ export class JsSamplingKernels {
         w[i] = e;
         lane[i & 3]! += e;
       }
-      const sb = (lane[0]! + lane[1]!) + (lane[2]! + lane[3]!);
+      const sb = lane[0]! + lane[1]! + (lane[2]! + lane[3]!);
       s[b / DRAW_BLOCK] = sb;
       total += sb;
     }
@@ -98,7 +101,10 @@ export class JsSamplingKernels {
       const v = x[i]!;
       if (!(v > buf[k - 1]!)) continue;
       let j = k - 1;
-      while (j > 0 && buf[j - 1]! < v) { buf[j] = buf[j - 1]!; j--; }
+      while (j > 0 && buf[j - 1]! < v) {
+        buf[j] = buf[j - 1]!;
+        j--;
+      }
       buf[j] = v;
     }
     return buf[k - 1]!;

@@ -8,11 +8,17 @@ import { instantiateKernelsAndTables, type Kernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
 import { kernelModule, MAX_PAGES, PAGE } from './module-loader.js';
 
-interface Block { off: number; size: number }
+interface Block {
+  off: number;
+  size: number;
+}
 
 class RegionAllocator {
   private free: Block[] = [];
-  constructor(private end: number, private readonly memory: WebAssembly.Memory) {}
+  constructor(
+    private end: number,
+    private readonly memory: WebAssembly.Memory,
+  ) {}
 
   alloc(size: number): number {
     size = Math.ceil(size / 64) * 64;
@@ -21,7 +27,10 @@ class RegionAllocator {
       if (b.size >= size) {
         const off = b.off;
         if (b.size === size) this.free.splice(i, 1);
-        else { b.off += size; b.size -= size; }
+        else {
+          b.off += size;
+          b.size -= size;
+        }
         return off;
       }
     }
@@ -31,7 +40,9 @@ class RegionAllocator {
     if (need > have) {
       const pages = Math.ceil((need - have) / PAGE);
       if (have / PAGE + pages > MAX_PAGES) {
-        throw new MemoryPlanError(`KV cache does not fit in a wasm memory (4 GiB each): ${(need / 2 ** 30).toFixed(2)} GiB needed; use a smaller capacity`);
+        throw new MemoryPlanError(
+          `KV cache does not fit in a wasm memory (4 GiB each): ${(need / 2 ** 30).toFixed(2)} GiB needed; use a smaller capacity`,
+        );
       }
       this.memory.grow(pages);
     }
@@ -70,7 +81,9 @@ export class Arenas {
       try {
         return new WebAssembly.Memory({ initial: a.initialBytes / PAGE, maximum: MAX_PAGES, shared: true });
       } catch (e) {
-        throw new MemoryPlanError(`cannot allocate a wasm memory of ${(a.initialBytes / 2 ** 30).toFixed(2)} GiB: ${(e as Error).message}`);
+        throw new MemoryPlanError(
+          `cannot allocate a wasm memory of ${(a.initialBytes / 2 ** 30).toFixed(2)} GiB: ${(e as Error).message}`,
+        );
       }
     });
     const module = kernelModule('shared');

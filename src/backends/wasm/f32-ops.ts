@@ -17,8 +17,19 @@ export interface MatmulOptions {
 }
 
 interface Kernels {
-  gemm_f32(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number,
-    M: number, n0: number, n1: number, K: number, acc: number): void;
+  gemm_f32(
+    X: number,
+    ldx: number,
+    W: number,
+    ldw: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+  ): void;
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
 }
 
@@ -42,11 +53,21 @@ function ensure(bytes: number): Float32Array {
  * means `b` is stored N×K (a PyTorch Linear weight: `x @ W^T` is `matmul(out, x, W, M, N, K,
  * {transB: true})`).
  */
-export function matmul(out: Float32Array, a: Float32Array, b: Float32Array, M: number, N: number, K: number,
-  options: MatmulOptions = {}): void {
-  if (![M, N, K].every((v) => Number.isInteger(v) && v >= 0)) throw new InputError(`matmul: bad sizes M=${M} N=${N} K=${K}`);
+export function matmul(
+  out: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+  options: MatmulOptions = {},
+): void {
+  if (![M, N, K].every((v) => Number.isInteger(v) && v >= 0))
+    throw new InputError(`matmul: bad sizes M=${M} N=${N} K=${K}`);
   if (a.length < M * K || b.length < K * N || out.length < M * N) {
-    throw new InputError(`matmul: arrays too short for M=${M} N=${N} K=${K} (a ${a.length}, b ${b.length}, out ${out.length})`);
+    throw new InputError(
+      `matmul: arrays too short for M=${M} N=${N} K=${K} (a ${a.length}, b ${b.length}, out ${out.length})`,
+    );
   }
   if (M === 0 || N === 0) return;
   if (K === 0) {
@@ -54,7 +75,9 @@ export function matmul(out: Float32Array, a: Float32Array, b: Float32Array, M: n
     return;
   }
   // Layout (in f32 elements): X [M×K] | W [N×K] | Y [M×N] | T (untransposed staging)
-  const xOff = 0, wOff = xOff + M * K, yOff = wOff + N * K;
+  const xOff = 0,
+    wOff = xOff + M * K,
+    yOff = wOff + N * K;
   const tOff = yOff + M * N;
   const needT = options.transA || !options.transB ? Math.max(M * K, N * K) : 0;
   let f = ensure((tOff + needT) * 4);

@@ -45,9 +45,11 @@ function threadCount(t: number | undefined, onWarning: ((message: string) => voi
   checkSharedWasmMemory();
   if (!toldNotIsolated) {
     toldNotIsolated = true;
-    (onWarning ?? console.warn)('wasm backend: this page is not cross-origin isolated, so no memory can be shared with '
-      + 'workers: the kernels run on one thread, in the page. Serve it with the headers Cross-Origin-Opener-Policy: '
-      + 'same-origin and Cross-Origin-Embedder-Policy: require-corp to use worker threads.');
+    (onWarning ?? console.warn)(
+      'wasm backend: this page is not cross-origin isolated, so no memory can be shared with ' +
+        'workers: the kernels run on one thread, in the page. Serve it with the headers Cross-Origin-Opener-Policy: ' +
+        'same-origin and Cross-Origin-Embedder-Policy: require-corp to use worker threads.',
+    );
   }
   return 1;
 }
@@ -63,12 +65,17 @@ function startPool(arenas: Arenas, threads: number): Promise<PassPool> {
 
 function checkChoice(t: string | undefined): WeightTypeChoice {
   if (t === undefined || t === 'auto') return 'auto';
-  if (!(TARGET_TYPES as readonly string[]).includes(t)) throw new InputError(`unknown weight type "${t}" (auto, ${TARGET_TYPES.join(', ')})`);
+  if (!(TARGET_TYPES as readonly string[]).includes(t))
+    throw new InputError(`unknown weight type "${t}" (auto, ${TARGET_TYPES.join(', ')})`);
   return t as WeightType;
 }
 
 /** Loads a checkpoint into the wasm backend. */
-export async function loadWasmRunner(config: MptConfig, tensors: TensorSource, options: WasmLoadOptions = {}): Promise<WasmRunner> {
+export async function loadWasmRunner(
+  config: MptConfig,
+  tensors: TensorSource,
+  options: WasmLoadOptions = {},
+): Promise<WasmRunner> {
   const threads = threadCount(options.threads, options.onWarning);
   const choice = checkChoice(options.weightType);
   await loadKernelModules();
@@ -78,18 +85,29 @@ export async function loadWasmRunner(config: MptConfig, tensors: TensorSource, o
   };
   if (choice === 'auto') {
     const conv = convertedTypes(tensors);
-    if (conv.length) (options.onWarning ?? console.warn)(`wasm backend: ${conv.join(', ')} weights are converted to q8_0 at load time (the kernels run f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)`);
+    if (conv.length)
+      (options.onWarning ?? console.warn)(
+        `wasm backend: ${conv.join(', ')} weights are converted to q8_0 at load time (the kernels run f32, f16, bf16, q8_0, q4_0, q4_K, q5_K, q6_K)`,
+      );
   }
   const r = options.kvReserve;
   const kvBytesPerLayer = r ? kvCacheBytes(config, r.ctx, r.kvType, r.sequences ?? 1) / config.nLayers : 0;
-  const layout = planLayout(config, typeOf, { threads, maxRows: options.maxRows, arenaBudget: options.arenaBudget, kvBytesPerLayer });
+  const layout = planLayout(config, typeOf, {
+    threads,
+    maxRows: options.maxRows,
+    arenaBudget: options.arenaBudget,
+    kvBytesPerLayer,
+  });
   const arenas = new Arenas(layout);
   // The workers start (and instantiate the kernels) while the weights stream in.
   const pool = startPool(arenas, threads);
   try {
     await loadWeights(config, tensors, layout, arenas, options.onProgress);
   } catch (e) {
-    await pool.then((p) => p.close(), () => undefined);
+    await pool.then(
+      (p) => p.close(),
+      () => undefined,
+    );
     throw e;
   }
   return new WasmRunner(layout, arenas, await pool);
@@ -108,7 +126,11 @@ export async function loadRandomModel(config: MptConfig, options: RandomModelOpt
   const threads = threadCount(options.threads, undefined);
   const type = checkChoice(options.type) as WeightType;
   await loadKernelModules();
-  const layout = planLayout(config, () => type, { threads, maxRows: options.maxRows, arenaBudget: options.arenaBudget });
+  const layout = planLayout(config, () => type, {
+    threads,
+    maxRows: options.maxRows,
+    arenaBudget: options.arenaBudget,
+  });
   const arenas = new Arenas(layout);
   fillRandomWeights(arenas, layout, options.seed ?? 1234);
   return new WasmRunner(layout, arenas, await startPool(arenas, threads));

@@ -19,9 +19,12 @@ export function checkSharedWasmMemory(): void {
   try {
     new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true });
   } catch (e) {
-    throw new PlatformError('the wasm kernels need a shared WebAssembly.Memory, which this page may not create '
-      + `(${(e as Error).message}): serve it cross-origin isolated, with the headers `
-      + 'Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp', { cause: e });
+    throw new PlatformError(
+      'the wasm kernels need a shared WebAssembly.Memory, which this page may not create ' +
+        `(${(e as Error).message}): serve it cross-origin isolated, with the headers ` +
+        'Cross-Origin-Opener-Policy: same-origin and Cross-Origin-Embedder-Policy: require-corp',
+      { cause: e },
+    );
   }
 }
 

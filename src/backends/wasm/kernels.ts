@@ -17,13 +17,21 @@ export const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const
 /** Bytes of one row of K values stored as type t. */
 export function rowBytes(t: WeightType, K: number): number {
   switch (t) {
-    case 'f32': return K * 4;
-    case 'f16': case 'bf16': return K * 2;
-    case 'q8_0': return (K / 32) * 34;
-    case 'q4_0': return (K / 32) * 18;
-    case 'q4_k': return (K / 256) * 144;
-    case 'q5_k': return (K / 256) * 176;
-    case 'q6_k': return (K / 256) * 210;
+    case 'f32':
+      return K * 4;
+    case 'f16':
+    case 'bf16':
+      return K * 2;
+    case 'q8_0':
+      return (K / 32) * 34;
+    case 'q4_0':
+      return (K / 32) * 18;
+    case 'q4_k':
+      return (K / 256) * 144;
+    case 'q5_k':
+      return (K / 256) * 176;
+    case 'q6_k':
+      return (K / 256) * 210;
   }
 }
 
@@ -53,19 +61,87 @@ export function actQ8KBytes(M: number, K: number): number {
 }
 
 export interface Kernels {
-  gemm_f32(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
+  gemm_f32(
+    X: number,
+    ldx: number,
+    W: number,
+    ldw: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+  ): void;
   /** P: per-thread panel of HALF_PANEL_BYTES used when M >= 4 (0: widen on the fly). */
-  gemm_f16(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number, P: number): void;
-  gemm_bf16(X: number, ldx: number, W: number, ldw: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number, P: number): void;
+  gemm_f16(
+    X: number,
+    ldx: number,
+    W: number,
+    ldw: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+    P: number,
+  ): void;
+  gemm_bf16(
+    X: number,
+    ldx: number,
+    W: number,
+    ldw: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+    P: number,
+  ): void;
   /** Quantized weights times activations quantized at A by quantize_act_q8. */
-  gemm_q4_0(A: number, W: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
-  gemm_q8_0(A: number, W: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
+  gemm_q4_0(
+    A: number,
+    W: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+  ): void;
+  gemm_q8_0(
+    A: number,
+    W: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+  ): void;
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
   /** Rows [m0, m1) of X into the q8 activation buffer at A (group records, see quant-act.ts). */
   quantize_act_q8(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;
   /** Fills the lookup tables at [0, TABLES_END); once per memory. */
   init_tables(): void;
-  layernorm(X: number, ldx: number, Y: number, ldy: number, M: number, n: number, w: number, b: number, eps: number): void;
+  layernorm(
+    X: number,
+    ldx: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n: number,
+    w: number,
+    b: number,
+    eps: number,
+  ): void;
   rmsnorm(X: number, ldx: number, Y: number, ldy: number, M: number, n: number, w: number, eps: number): void;
   epilogue(Y: number, ldy: number, M: number, n0: number, n1: number, bias: number, scale: number, act: number): void;
   glu(U: number, G: number, ld: number, M: number, n0: number, n1: number, bu: number, bg: number, act: number): void;
@@ -74,16 +150,58 @@ export interface Kernels {
   copy_bytes(dst: number, src: number, n: number): void;
   dequant_row(t: number, W: number, K: number, r: number, out: number): void;
   /** attention_kv on f32 rows with a leading dimension ldk in elements. */
-  attention(Q: number, ldq: number, nq: number, pos0: number, K: number, V: number, ldk: number, valid: number,
-    nKeys: number, hd: number, scale: number, slope: number, O: number, ldo: number, S: number): void;
+  attention(
+    Q: number,
+    ldq: number,
+    nq: number,
+    pos0: number,
+    K: number,
+    V: number,
+    ldk: number,
+    valid: number,
+    nKeys: number,
+    hd: number,
+    scale: number,
+    slope: number,
+    O: number,
+    ldo: number,
+    S: number,
+  ): void;
   /**
    * Attention against K/V stored as `mode` (0 f32, 1 f16, 2 q8_0; layout.ts kvGeometry): K, V point at the
    * head's row of position 0, sk is the bytes between positions, e0 the head's start inside its first q8_0 block.
    */
-  attention_kv(mode: number, Q: number, ldq: number, nq: number, pos0: number, K: number, V: number, sk: number, e0: number,
-    valid: number, nKeys: number, hd: number, scale: number, slope: number, O: number, ldo: number, S: number): void;
+  attention_kv(
+    mode: number,
+    Q: number,
+    ldq: number,
+    nq: number,
+    pos0: number,
+    K: number,
+    V: number,
+    sk: number,
+    e0: number,
+    valid: number,
+    nKeys: number,
+    hd: number,
+    scale: number,
+    slope: number,
+    O: number,
+    ldo: number,
+    S: number,
+  ): void;
   /** One position's key and value rows (n f32 each) stored as `mode` in segments of seg values (layout.ts kvGeometry). */
-  store_kv(k: number, v: number, n: number, seg: number, mode: number, Kc: number, Vc: number, cap: number, pos: number): void;
+  store_kv(
+    k: number,
+    v: number,
+    n: number,
+    seg: number,
+    mode: number,
+    Kc: number,
+    Vc: number,
+    cap: number,
+    pos: number,
+  ): void;
   store_kv_row(src: number, n: number, seg: number, mode: number, C: number, cap: number, pos: number): void;
   /** One position's stored row widened back to n f32 (exactly the values attention reads). */
   load_kv_row(C: number, n: number, seg: number, mode: number, cap: number, pos: number, dst: number): void;
@@ -92,7 +210,18 @@ export interface Kernels {
   quantize_q8_0(src: number, n: number, dst: number): void;
   quantize_q4_0(src: number, n: number, dst: number): void;
   /** k-quant weights (kind 5 q4_K, 6 q5_K, 7 q6_K) times q8_K activations at A. */
-  gemm_k(kind: number, A: number, W: number, Y: number, ldy: number, M: number, n0: number, n1: number, K: number, acc: number): void;
+  gemm_k(
+    kind: number,
+    A: number,
+    W: number,
+    Y: number,
+    ldy: number,
+    M: number,
+    n0: number,
+    n1: number,
+    K: number,
+    acc: number,
+  ): void;
   /** Rows [m0, m1) of X to q8_K records at A (row stride K/256 records). */
   quantize_act_q8k(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;
   clamp_q8_0(p: number, n: number): number;
@@ -114,7 +243,8 @@ export const TABLES_END = 262144 + 256;
 
 /** Bytes of the quantized-activation buffer for M rows of K values (see quant-act.ts). */
 export function actQ8Bytes(M: number, K: number): number {
-  const nb = Math.ceil(K / 32), nb4 = Math.ceil(nb / 4) * 4;
+  const nb = Math.ceil(K / 32),
+    nb4 = Math.ceil(nb / 4) * 4;
   return Math.ceil(M / 4) * (nb * 160 + nb4 * 32);
 }
 

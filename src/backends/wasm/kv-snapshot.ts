@@ -15,7 +15,13 @@ import { WasmKvCache, type WasmRunner } from './runner.js';
 /** Positions converted per kernel round trip through the scratch rows. */
 const CHUNK = 256;
 
-interface LayerPlace { arena: number; keys: number; values: number; cap: number; geo: KvGeometry }
+interface LayerPlace {
+  arena: number;
+  keys: number;
+  values: number;
+  cap: number;
+  geo: KvGeometry;
+}
 
 function place(runner: WasmRunner, cache: WasmKvCache, l: number): LayerPlace {
   const c = runner.config;
@@ -26,7 +32,8 @@ function place(runner: WasmRunner, cache: WasmKvCache, l: number): LayerPlace {
 }
 
 function checkCache(runner: WasmRunner, cache: unknown): WasmKvCache {
-  if (!(cache instanceof WasmKvCache) || cache.runner !== runner) throw new InputError('this KV cache was not created by this wasm runner');
+  if (!(cache instanceof WasmKvCache) || cache.runner !== runner)
+    throw new InputError('this KV cache was not created by this wasm runner');
   if (cache.disposed) throw new InputError('this KV cache has been disposed');
   return cache;
 }
@@ -44,7 +51,8 @@ function withScratch<T>(runner: WasmRunner, arena: number, bytes: number, fn: (p
 /** Reads the filled positions of a wasm cache (each layer is decoded when asked for). */
 export function snapshotWasmCache(runner: WasmRunner, cacheIn: unknown): KvSnapshot {
   const cache = checkCache(runner, cacheIn);
-  const c = runner.config, kvd = c.attn.kvNHeads * c.headDim;
+  const c = runner.config,
+    kvd = c.attn.kvNHeads * c.headDim;
   const n = cache.length;
   const a0 = cache.regions.findIndex((r) => r !== 0);
   const padMask = runner.arenas.u8(a0).slice(cache.regions[a0]!, cache.regions[a0]! + n);
@@ -67,8 +75,10 @@ export function snapshotWasmCache(runner: WasmRunner, cacheIn: unknown): KvSnaps
     kvDim: kvd,
     padMask,
     layer: (l) => {
-      if (!Number.isInteger(l) || l < 0 || l >= c.nLayers) throw new InputError(`no layer ${l} in a ${c.nLayers}-layer snapshot`);
-      if (cache.disposed || cache.length !== n) throw new InputError('the KV cache changed after the snapshot was taken');
+      if (!Number.isInteger(l) || l < 0 || l >= c.nLayers)
+        throw new InputError(`no layer ${l} in a ${c.nLayers}-layer snapshot`);
+      if (cache.disposed || cache.length !== n)
+        throw new InputError('the KV cache changed after the snapshot was taken');
       const p = place(runner, cache, l);
       return { keys: readRows(p, p.keys), values: readRows(p, p.values) };
     },
@@ -77,26 +87,40 @@ export function snapshotWasmCache(runner: WasmRunner, cacheIn: unknown): KvSnaps
 
 /** A new wasm cache holding a snapshot's positions (stored through the cache's KV type). */
 export function restoreWasmCache(runner: WasmRunner, snap: KvSnapshot, options: KvCacheOptions): WasmKvCache {
-  const c = runner.config, kvd = c.attn.kvNHeads * c.headDim;
+  const c = runner.config,
+    kvd = c.attn.kvNHeads * c.headDim;
   if (snap.nLayers !== c.nLayers || snap.kvDim !== kvd) {
-    throw new InputError(`KV snapshot of ${snap.nLayers} layers x ${snap.kvDim} does not fit this model (${c.nLayers} layers x ${kvd})`);
+    throw new InputError(
+      `KV snapshot of ${snap.nLayers} layers x ${snap.kvDim} does not fit this model (${c.nLayers} layers x ${kvd})`,
+    );
   }
   const n = snap.length;
-  if (options.capacity < n) throw new InputError(`KV snapshot of ${n} positions does not fit a cache of capacity ${options.capacity}`);
-  const cache = checkCache(runner, runner.createCache({ capacity: options.capacity, kvType: options.kvType ?? snap.kvType }));
+  if (options.capacity < n)
+    throw new InputError(`KV snapshot of ${n} positions does not fit a cache of capacity ${options.capacity}`);
+  const cache = checkCache(
+    runner,
+    runner.createCache({ capacity: options.capacity, kvType: options.kvType ?? snap.kvType }),
+  );
   try {
-    cache.regions.forEach((r, a) => { if (r) runner.arenas.u8(a).set(snap.padMask.subarray(0, n), r); });
+    cache.regions.forEach((r, a) => {
+      if (r) runner.arenas.u8(a).set(snap.padMask.subarray(0, n), r);
+    });
     for (let l = 0; l < c.nLayers; l++) {
       const { keys, values } = snap.layer(l);
-      if (keys.length < n * kvd || values.length < n * kvd) throw new InputError(`KV snapshot layer ${l} holds fewer than ${n} positions`);
+      if (keys.length < n * kvd || values.length < n * kvd)
+        throw new InputError(`KV snapshot layer ${l} holds fewer than ${n} positions`);
       const p = place(runner, cache, l);
       const k = runner.arenas.kernels[p.arena]!;
       withScratch(runner, p.arena, CHUNK * kvd * 4, (tmp) => {
-        for (const [rows, part] of [[keys, p.keys], [values, p.values]] as const) {
+        for (const [rows, part] of [
+          [keys, p.keys],
+          [values, p.values],
+        ] as const) {
           for (let q0 = 0; q0 < n; q0 += CHUNK) {
             const m = Math.min(CHUNK, n - q0);
             runner.arenas.f32(p.arena).set(rows.subarray(q0 * kvd, (q0 + m) * kvd), tmp / 4);
-            for (let i = 0; i < m; i++) k.store_kv_row(tmp + i * kvd * 4, kvd, p.geo.seg, p.geo.mode, part, p.cap, q0 + i);
+            for (let i = 0; i < m; i++)
+              k.store_kv_row(tmp + i * kvd * 4, kvd, p.geo.seg, p.geo.mode, part, p.cap, q0 + i);
           }
         }
       });

@@ -14,7 +14,17 @@ import type { KvType } from '../backend.js';
 import { MemoryPlanError } from '../../errors.js';
 import { qkvDim, type MptConfig } from '../../model/config.js';
 import { alibiSlopes } from '../../model/alibi.js';
-import { ACT, HALF_PANEL_BYTES, TABLES_END, actKind, actQ8Bytes, actQ8KBytes, attentionScratchBytes, rowBytes, type WeightType } from './kernels.js';
+import {
+  ACT,
+  HALF_PANEL_BYTES,
+  TABLES_END,
+  actKind,
+  actQ8Bytes,
+  actQ8KBytes,
+  attentionScratchBytes,
+  rowBytes,
+  type WeightType,
+} from './kernels.js';
 
 /** A weight matrix [rows][cols] in an arena; bias is a pointer to rows f32, or 0. */
 export interface MatrixRef {
@@ -158,7 +168,9 @@ export interface KvGeometry {
 }
 
 export function kvGeometry(c: MptConfig, kvType: KvType): KvGeometry {
-  const hd = c.headDim, kvd = c.attn.kvNHeads * hd, mode = KV_MODE[kvType];
+  const hd = c.headDim,
+    kvd = c.attn.kvNHeads * hd,
+    mode = KV_MODE[kvType];
   const seg = mode === 2 && hd % 32 !== 0 ? kvd : hd;
   const segBytes = mode === 0 ? seg * 4 : mode === 1 ? seg * 2 : Math.ceil(seg / 32) * 34;
   return { mode, seg, segBytes, rowBytes: (kvd / seg) * segBytes };
@@ -169,8 +181,15 @@ export function kvGeometry(c: MptConfig, kvType: KvType): KvGeometry {
  * e0: values of its first q8_0 block that belong to earlier heads. Position p's row is
  * `segBytes` further per position.
  */
-export function kvHeadPlace(c: MptConfig, geo: KvGeometry, g: number, capacity: number): { offset: number; e0: number } {
-  const o = g * c.headDim, s = Math.floor(o / geo.seg), w = o - s * geo.seg;
+export function kvHeadPlace(
+  c: MptConfig,
+  geo: KvGeometry,
+  g: number,
+  capacity: number,
+): { offset: number; e0: number } {
+  const o = g * c.headDim,
+    s = Math.floor(o / geo.seg),
+    w = o - s * geo.seg;
   const inSeg = geo.mode === 0 ? w * 4 : geo.mode === 1 ? w * 2 : Math.floor(w / 32) * 34;
   return { offset: s * capacity * geo.segBytes + inSeg, e0: geo.mode === 2 ? w % 32 : 0 };
 }
@@ -211,7 +230,10 @@ function activationId(c: MptConfig): number {
 
 /** Plans arenas and offsets for a config and the chosen matrix types. */
 export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptions): ModelLayout {
-  const d = c.dModel, ff = c.ffn.hiddenSize, qn = qkvDim(c), V = c.vocabSize;
+  const d = c.dModel,
+    ff = c.ffn.hiddenSize,
+    qn = qkvDim(c),
+    V = c.vocabSize;
   const maxRows = Math.max(1, Math.floor(opts.maxRows ?? 512));
   const logitRows = Math.min(maxRows, 64);
   const threads = Math.max(1, opts.threads);
@@ -225,16 +247,24 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   const normBytes = (n: number) => vec(n) + (bias && !rms ? vec(n) : 0);
   const linBytes = (name: string, o: number, i: number) => matBytes(typeOf(name), o, i) + (bias ? vec(o) : 0);
   const P = (l: number) => `transformer.blocks.${l}.`;
-  const layerBytesOf = (l: number) => normBytes(d) * 2 + (c.attn.qkLn ? normBytes(d) + normBytes(c.attn.kvNHeads * c.headDim) : 0)
-    + linBytes(`${P(l)}attn.Wqkv.weight`, qn, d) + linBytes(`${P(l)}attn.out_proj.weight`, d, d)
-    + linBytes(`${P(l)}ffn.up_proj.weight`, ff, d) + (glu ? linBytes(`${P(l)}ffn.gate_proj.weight`, ff, d) : 0)
-    + linBytes(`${P(l)}ffn.down_proj.weight`, d, ff);
+  const layerBytesOf = (l: number) =>
+    normBytes(d) * 2 +
+    (c.attn.qkLn ? normBytes(d) + normBytes(c.attn.kvNHeads * c.headDim) : 0) +
+    linBytes(`${P(l)}attn.Wqkv.weight`, qn, d) +
+    linBytes(`${P(l)}attn.out_proj.weight`, d, d) +
+    linBytes(`${P(l)}ffn.up_proj.weight`, ff, d) +
+    (glu ? linBytes(`${P(l)}ffn.gate_proj.weight`, ff, d) : 0) +
+    linBytes(`${P(l)}ffn.down_proj.weight`, d, ff);
   let layerBytes = Array.from({ length: c.nLayers }, (_, l) => layerBytesOf(l));
-  const headBytes = matBytes(typeOf('transformer.wte.weight'), V, d) + (c.learnedPosEmb ? vec(c.maxSeqLen * d) : 0) + normBytes(d)
-    + (c.tieWordEmbeddings ? 0 : matBytes(typeOf('lm_head.weight'), V, d));
+  const headBytes =
+    matBytes(typeOf('transformer.wte.weight'), V, d) +
+    (c.learnedPosEmb ? vec(c.maxSeqLen * d) : 0) +
+    normBytes(d) +
+    (c.tieWordEmbeddings ? 0 : matBytes(typeOf('lm_head.weight'), V, d));
   const matrixNames = ['transformer.wte.weight', ...(c.tieWordEmbeddings ? [] : ['lm_head.weight'])];
   for (let l = 0; l < c.nLayers; l++) {
-    for (const m of ['attn.Wqkv', 'attn.out_proj', 'ffn.up_proj', 'ffn.down_proj', ...(glu ? ['ffn.gate_proj'] : [])]) matrixNames.push(`${P(l)}${m}.weight`);
+    for (const m of ['attn.Wqkv', 'attn.out_proj', 'ffn.up_proj', 'ffn.down_proj', ...(glu ? ['ffn.gate_proj'] : [])])
+      matrixNames.push(`${P(l)}${m}.weight`);
   }
 
   // Scratch per arena (same in all, plus logits in the head arena).
@@ -244,7 +274,11 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   const maxK = Math.max(d, ff);
   const scratchPlan = (start: number, withLogits: boolean): ScratchLayout => {
     let p = align(start);
-    const take = (n: number) => { const q = p; p = align(p + n); return q; };
+    const take = (n: number) => {
+      const q = p;
+      p = align(p + n);
+      return q;
+    };
     const x = take(maxRows * d * 4);
     const xn = take(maxRows * d * 4);
     const qkv = take(maxRows * qn * 4);
@@ -273,7 +307,9 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   const biggest = Math.max(0, ...layerBytes);
   if (headBytes + (layerBytes[0] ?? 0) > perArenaMax || biggest > perArenaMax) {
     const kv = kvPerLayer > 0 ? ` and its KV cache (${(kvPerLayer / 2 ** 30).toFixed(2)} GiB)` : '';
-    throw new MemoryPlanError(`one layer (${(Math.max(0, ...layerWeightBytes) / 2 ** 30).toFixed(2)} GiB)${kv} plus the embedding does not fit in a 4 GiB wasm memory: use a smaller weight type (q8_0, q4_0)${kv ? ', a smaller KV type (--kv-type q8_0) or a shorter context (--ctx)' : ''}`);
+    throw new MemoryPlanError(
+      `one layer (${(Math.max(0, ...layerWeightBytes) / 2 ** 30).toFixed(2)} GiB)${kv} plus the embedding does not fit in a 4 GiB wasm memory: use a smaller weight type (q8_0, q4_0)${kv ? ', a smaller KV type (--kv-type q8_0) or a shorter context (--ctx)' : ''}`,
+    );
   }
   // Assign layers greedily to arenas of roughly equal size.
   let assign: number[] = [];
@@ -304,7 +340,11 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
 
   // Concrete offsets.
   const tops = new Array<number>(nArenas).fill(TABLES_END);
-  const put = (a: number, bytes: number) => { const p = tops[a]!; tops[a] = align(p + bytes); return p; };
+  const put = (a: number, bytes: number) => {
+    const p = tops[a]!;
+    tops[a] = align(p + bytes);
+    return p;
+  };
   const mat = (a: number, t: WeightType, rows: number, cols: number, withBias: boolean): MatrixRef => {
     const ptr = put(a, rows * rowBytes(t, cols));
     return { arena: a, ptr, type: t, rows, cols, bias: withBias ? put(a, rows * 4) : 0 };
@@ -339,8 +379,14 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   for (let a = 0; a < nArenas; a++) {
     const scratch = scratchPlan(tops[a]!, a === 0);
     const initialBytes = Math.ceil(scratch.end / PAGE) * PAGE;
-    if (initialBytes > MAX_ARENA) throw new MemoryPlanError(`arena ${a} needs ${initialBytes} bytes, more than a wasm memory holds`);
-    arenas.push({ weightsEnd: tops[a]!, scratch, initialBytes, layers: layers.flatMap((L, i) => (L.arena === a ? [i] : [])) });
+    if (initialBytes > MAX_ARENA)
+      throw new MemoryPlanError(`arena ${a} needs ${initialBytes} bytes, more than a wasm memory holds`);
+    arenas.push({
+      weightsEnd: tops[a]!,
+      scratch,
+      initialBytes,
+      layers: layers.flatMap((L, i) => (L.arena === a ? [i] : [])),
+    });
   }
   return {
     config: c,

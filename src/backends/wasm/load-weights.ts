@@ -27,7 +27,8 @@ export type WeightTypeChoice = 'auto' | WeightType;
 export function chooseMatrixType(info: TensorInfo, choice: WeightTypeChoice): WeightType {
   const K = info.shape[info.shape.length - 1]!;
   if (choice === 'auto') {
-    if ((WEIGHT_TYPES as readonly string[]).includes(info.dtype) && typeFits(info.dtype as WeightType, K)) return info.dtype as WeightType;
+    if ((WEIGHT_TYPES as readonly string[]).includes(info.dtype) && typeFits(info.dtype as WeightType, K))
+      return info.dtype as WeightType;
     return typeFits('q8_0', K) ? 'q8_0' : 'f32';
   }
   return typeFits(choice, K) ? choice : 'f32';
@@ -35,8 +36,11 @@ export function chooseMatrixType(info: TensorInfo, choice: WeightTypeChoice): We
 
 /** Canonical names of the matrices stored in the arenas (not vectors, not wpe). */
 export function isMatrixName(name: string): boolean {
-  return name === 'transformer.wte.weight' || name === 'lm_head.weight'
-    || /\.(attn\.Wqkv|attn\.out_proj|ffn\.up_proj|ffn\.gate_proj|ffn\.down_proj)\.weight$/.test(name);
+  return (
+    name === 'transformer.wte.weight' ||
+    name === 'lm_head.weight' ||
+    /\.(attn\.Wqkv|attn\.out_proj|ffn\.up_proj|ffn\.gate_proj|ffn\.down_proj)\.weight$/.test(name)
+  );
 }
 
 function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
@@ -45,8 +49,10 @@ function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
 
 /** Writes a matrix whose bytes are `bytes` (stored as info.dtype) into its arena as ref.type. */
 export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info: TensorInfo, bytes: Uint8Array): void {
-  const a = ref.arena, k = arenas.kernels[a]!;
-  const K = ref.cols, N = ref.rows;
+  const a = ref.arena,
+    k = arenas.kernels[a]!;
+  const K = ref.cols,
+    N = ref.rows;
   if (info.dtype === ref.type) {
     arenas.u8(a).set(bytes.subarray(0, N * rowBytes(ref.type, K)), ref.ptr);
     if (ref.type === 'q8_0') k.clamp_q8_0(ref.ptr, N * K);
@@ -61,7 +67,8 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
   const f = Math.ceil((raw + chunk * srcRow) / 64) * 64;
   const dstRow = rowBytes(ref.type, K);
   for (let r0 = 0; r0 < N; r0 += chunk) {
-    const r1 = Math.min(N, r0 + chunk), n = (r1 - r0) * K;
+    const r1 = Math.min(N, r0 + chunk),
+      n = (r1 - r0) * K;
     const part = bytes.subarray(r0 * srcRow, r1 * srcRow);
     if (isFloatType(info.dtype)) {
       if (info.dtype === 'f32') arenas.u8(a).set(part, f);
@@ -75,11 +82,21 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
     }
     const dst = ref.ptr + r0 * dstRow;
     switch (ref.type) {
-      case 'f32': arenas.u8(a).copyWithin(dst, f, f + n * 4); break;
-      case 'f16': k.f32_to_f16_array(f, n, dst); break;
-      case 'bf16': k.f32_to_bf16_array(f, n, dst); break;
-      case 'q8_0': k.quantize_q8_0(f, n, dst); break;
-      case 'q4_0': k.quantize_q4_0(f, n, dst); break;
+      case 'f32':
+        arenas.u8(a).copyWithin(dst, f, f + n * 4);
+        break;
+      case 'f16':
+        k.f32_to_f16_array(f, n, dst);
+        break;
+      case 'bf16':
+        k.f32_to_bf16_array(f, n, dst);
+        break;
+      case 'q8_0':
+        k.quantize_q8_0(f, n, dst);
+        break;
+      case 'q4_0':
+        k.quantize_q4_0(f, n, dst);
+        break;
     }
   }
 }
@@ -114,8 +131,14 @@ export interface LoadWeightsOptions {
  * is read with positioned reads straight into its arena (`TensorSource.readInto`, several reads
  * in flight), without any intermediate buffer; anything else is read whole and converted.
  */
-export async function loadWeights(config: MptConfig, tensors: TensorSource, L: ModelLayout, arenas: Arenas,
-  onProgress?: (done: number, total: number) => void, options: LoadWeightsOptions = {}): Promise<void> {
+export async function loadWeights(
+  config: MptConfig,
+  tensors: TensorSource,
+  L: ModelLayout,
+  arenas: Arenas,
+  onProgress?: (done: number, total: number) => void,
+  options: LoadWeightsOptions = {},
+): Promise<void> {
   checkTensorsAgainstConfig(config, tensors);
   const jobs: Array<{ name: string; ref?: MatrixRef; write: (info: TensorInfo, bytes: Uint8Array) => void }> = [];
   const matrix = (name: string, ref: MatrixRef) => {
@@ -155,18 +178,26 @@ export async function loadWeights(config: MptConfig, tensors: TensorSource, L: M
 
   // Direct pieces run several at a time; whole-tensor reads one at a time (each holds a tensor in
   // JS memory while it is converted).
-  const tasks: LoadTask[] = [], buffered: LoadTask[] = [];
+  const tasks: LoadTask[] = [],
+    buffered: LoadTask[] = [];
   jobs.forEach((job, i) => {
-    const info = infos[i]!, ref = job.ref;
+    const info = infos[i]!,
+      ref = job.ref;
     if (ref && tensors.readInto && info.dtype === ref.type) {
       // Direct: row-aligned pieces read straight into the arena.
-      const rb = rowBytes(ref.type, ref.cols), bytes = ref.rows * rb;
-      if (info.byteLength < bytes) throw new WeightsError(`tensor ${info.name}: ${info.byteLength} bytes stored, ${bytes} expected`);
+      const rb = rowBytes(ref.type, ref.cols),
+        bytes = ref.rows * rb;
+      if (info.byteLength < bytes)
+        throw new WeightsError(`tensor ${info.name}: ${info.byteLength} bytes stored, ${bytes} expected`);
       const step = Math.max(1, Math.floor((options.readChunk ?? READ_CHUNK) / rb)) * rb;
       for (let start = 0; start < bytes; start += step) {
         const len = Math.min(step, bytes - start);
         tasks.push(async () => {
-          await tensors.readInto!(info.name, arenas.u8(ref.arena).subarray(ref.ptr + start, ref.ptr + start + len), start);
+          await tensors.readInto!(
+            info.name,
+            arenas.u8(ref.arena).subarray(ref.ptr + start, ref.ptr + start + len),
+            start,
+          );
           if (ref.type === 'q8_0') arenas.kernels[ref.arena]!.clamp_q8_0(ref.ptr + start, (len / rb) * ref.cols);
           return len;
         });
@@ -175,14 +206,16 @@ export async function loadWeights(config: MptConfig, tensors: TensorSource, L: M
     } else {
       buffered.push(async () => {
         const bytes = await tensors.read(info.name);
-        if (bytes.byteLength < info.byteLength) throw new WeightsError(`tensor ${info.name}: ${bytes.byteLength} bytes read, ${info.byteLength} expected`);
+        if (bytes.byteLength < info.byteLength)
+          throw new WeightsError(`tensor ${info.name}: ${bytes.byteLength} bytes read, ${info.byteLength} expected`);
         job.write(info, bytes);
         return info.byteLength;
       });
     }
   });
 
-  let done = 0, failed = false;
+  let done = 0,
+    failed = false;
   const run = async (list: LoadTask[], lanes: number) => {
     let next = 0;
     const lane = async () => {
@@ -210,7 +243,8 @@ export async function loadWeights(config: MptConfig, tensors: TensorSource, L: M
 export function convertedTypes(tensors: TensorSource): string[] {
   const seen = new Set<string>();
   for (const t of tensors.list()) {
-    if (isMatrixName(t.name) && !(WEIGHT_TYPES as readonly string[]).includes(t.dtype)) seen.add(GGML_TYPES[t.dtype]?.name ?? t.dtype);
+    if (isMatrixName(t.name) && !(WEIGHT_TYPES as readonly string[]).includes(t.dtype))
+      seen.add(GGML_TYPES[t.dtype]?.name ?? t.dtype);
   }
   return [...seen];
 }

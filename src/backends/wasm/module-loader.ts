@@ -15,7 +15,9 @@ export type KernelVariant = 'shared' | 'shared-base';
 
 /** Where the compiled kernels live: dist/src/backends/wasm/x.js → dist/wasm/. */
 export function kernelUrl(variant: KernelVariant | 'shared-relaxed'): URL {
-  const file = { shared: 'kernels.wasm', 'shared-relaxed': 'kernels.wasm', 'shared-base': 'kernels-base.wasm' }[variant];
+  const file = { shared: 'kernels.wasm', 'shared-relaxed': 'kernels.wasm', 'shared-base': 'kernels-base.wasm' }[
+    variant
+  ];
   return new URL(`../../../wasm/${file}`, import.meta.url);
 }
 

@@ -50,7 +50,11 @@ export interface PassWork {
  */
 export function passThreads(work: PassWork, poolThreads: number, cores: number): number {
   const barriers = Math.max(1, work.barriers);
-  let n = Math.min(poolThreads, Math.max(MIN_PASS_THREADS, Math.round(Math.sqrt(work.macs / (barriers * BARRIER_COST_MACS)))));
-  if (work.macs / barriers < ALL_CORES_MACS_PER_BARRIER) n = Math.min(n, Math.max(MIN_PASS_THREADS, Math.floor((cores * 3) / 4)));
+  let n = Math.min(
+    poolThreads,
+    Math.max(MIN_PASS_THREADS, Math.round(Math.sqrt(work.macs / (barriers * BARRIER_COST_MACS)))),
+  );
+  if (work.macs / barriers < ALL_CORES_MACS_PER_BARRIER)
+    n = Math.min(n, Math.max(MIN_PASS_THREADS, Math.floor((cores * 3) / 4)));
   return n;
 }

@@ -30,9 +30,12 @@ export class WorkerPool implements PassPool {
   /** Set when a worker thread died: the pool cannot run passes any more. */
   private broken: string | null = null;
 
-  private constructor(private readonly workers: PlatformWorker[], ctlBuffer: SharedArrayBuffer,
+  private constructor(
+    private readonly workers: PlatformWorker[],
+    ctlBuffer: SharedArrayBuffer,
     /** Cores of the machine (the workers spin at barriers only while each has one). */
-    readonly cores: number) {
+    readonly cores: number,
+  ) {
     this.ctl = new Int32Array(ctlBuffer);
   }
 
@@ -40,8 +43,12 @@ export class WorkerPool implements PassPool {
     return this.workers.length;
   }
 
-  static async create(modules: Record<KernelVariant, WebAssembly.Module>, memories: WebAssembly.Memory[],
-    layout: ModelLayout, threads: number): Promise<WorkerPool> {
+  static async create(
+    modules: Record<KernelVariant, WebAssembly.Module>,
+    memories: WebAssembly.Memory[],
+    layout: ModelLayout,
+    threads: number,
+  ): Promise<WorkerPool> {
     const ctl = createControlBuffer();
     const workers: PlatformWorker[] = [];
     for (let t = 0; t < threads; t++) workers.push(platform.startWorker(new URL('./worker.js', import.meta.url)));
@@ -61,7 +68,7 @@ export class WorkerPool implements PassPool {
     const workers = this.workers.slice(0, count);
     return new Promise((resolve, reject) => {
       let pending = workers.length;
-      let firstError: WorkerReply & { type: 'error' } | null = null;
+      let firstError: (WorkerReply & { type: 'error' }) | null = null;
       const cleanups: Array<() => void> = [];
       const finish = () => {
         for (const c of cleanups) c();

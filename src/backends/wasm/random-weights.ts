@@ -19,7 +19,8 @@ export function fillRandomWeights(arenas: Arenas, L: ModelLayout, seed: number):
     if (p.w) k.fill_f32(p.w, n, 1);
     if (p.b) k.fill_f32(p.b, n, 0);
   };
-  const c = L.config, d = c.dModel;
+  const c = L.config,
+    d = c.dModel;
   const h = L.head;
   mat(h.wte);
   if (h.lm !== h.wte && h.lm.ptr !== h.wte.ptr) mat(h.lm);

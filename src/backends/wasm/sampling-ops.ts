@@ -8,17 +8,31 @@ import { kernelModule, PAGE } from './module-loader.js';
 
 interface Kernels {
   sampling_max(X: number, n: number, count: number): number;
-  sampling_weights(X: number, W: number, S: number, n: number, threshold: number, maxLogit: number, invT: number): number;
+  sampling_weights(
+    X: number,
+    W: number,
+    S: number,
+    n: number,
+    threshold: number,
+    maxLogit: number,
+    invT: number,
+  ): number;
   sampling_draw(W: number, S: number, n: number, target: number): number;
   sampling_kth(X: number, n: number, k: number, B: number): number;
   sampling_gather(X: number, n: number, threshold: number, I: number): number;
 }
 
 /** A row's weights (a view, valid until the next call) and their f64 total. */
-export interface RowWeights { weights: Float32Array; total: number }
+export interface RowWeights {
+  weights: Float32Array;
+  total: number;
+}
 
 /** Largest finite logit (-Infinity if none) and the number of logits > -Infinity. */
-export interface RowStats { max: number; finite: number }
+export interface RowStats {
+  max: number;
+  finite: number;
+}
 
 /** Weights per f64 block sum of the draw (assembly/sampling.ts DRAW_BLOCK). */
 export const DRAW_BLOCK = 64;

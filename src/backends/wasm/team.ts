@@ -29,7 +29,12 @@ export class Team {
   /** Threads taking part in the current pass (tids 0 .. nt-1; see pass-threads.ts). */
   nt: number;
 
-  constructor(private readonly ctl: Int32Array, readonly tid: number, nt: number, private readonly cores: number) {
+  constructor(
+    private readonly ctl: Int32Array,
+    readonly tid: number,
+    nt: number,
+    private readonly cores: number,
+  ) {
     this.nt = nt;
   }
 

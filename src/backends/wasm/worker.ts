@@ -22,9 +22,15 @@ export interface InitMessage {
   cores: number;
   layout: ModelLayout;
 }
-export interface PassMessage { type: 'pass'; pass: Pass }
+export interface PassMessage {
+  type: 'pass';
+  pass: Pass;
+}
 export type WorkerRequest = InitMessage | PassMessage;
-export type WorkerReply = { type: 'ready' } | { type: 'done' } | { type: 'error'; message: string; stack?: string; aborted: boolean };
+export type WorkerReply =
+  | { type: 'ready' }
+  | { type: 'done' }
+  | { type: 'error'; message: string; stack?: string; aborted: boolean };
 
 let executor: Executor | null = null;
 let ctl: Int32Array | null = null;

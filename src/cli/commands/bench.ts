@@ -52,8 +52,15 @@ const SHAPES: Record<string, { d: number; heads: number; layers: number; vocab: 
 /** The MPT config of a benchmark shape (MPT-7B's recipe at other sizes). */
 export function shapeConfig(d: number, heads: number, layers: number, vocab = 50432, maxSeqLen = 4096): MptConfig {
   return parseMptConfig({
-    d_model: d, n_heads: heads, n_layers: layers, vocab_size: vocab, max_seq_len: maxSeqLen, expansion_ratio: 4,
-    no_bias: true, attn_config: { alibi: true, attn_impl: 'torch' }, learned_pos_emb: false,
+    d_model: d,
+    n_heads: heads,
+    n_layers: layers,
+    vocab_size: vocab,
+    max_seq_len: maxSeqLen,
+    expansion_ratio: 4,
+    no_bias: true,
+    attn_config: { alibi: true, attn_impl: 'torch' },
+    learned_pos_emb: false,
   });
 }
 
@@ -82,7 +89,8 @@ export interface BenchOptions {
 export async function measure(runner: ModelRunner, o: BenchOptions): Promise<{ pp: number[]; tg: number[] }> {
   const V = runner.config.vocabSize;
   const ids = prompt(Math.max(o.pp, 1), V);
-  const pp: number[] = [], tg: number[] = [];
+  const pp: number[] = [],
+    tg: number[] = [];
   for (let r = -1; r < o.reps; r++) {
     if (o.pp > 0) {
       const cache = runner.createCache({ capacity: o.pp });
@@ -113,22 +121,42 @@ export async function measure(runner: ModelRunner, o: BenchOptions): Promise<{ p
 
 function int(v: unknown, name: string, dflt: number, min = 0): number {
   if (v === undefined) return dflt;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new InputError(`--${name} must be an integer >= ${min}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new InputError(`--${name} must be an integer >= ${min}`);
   return v;
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    shape: { type: 'string' }, 'd-model': { type: 'number' }, 'n-layers': { type: 'number' }, 'n-heads': { type: 'number' },
-    'vocab-size': { type: 'number' }, type: { type: 'string' }, pp: { type: 'number' }, tg: { type: 'number' },
-    reps: { type: 'number' }, threads: { type: 'number' }, json: { type: 'boolean' }, backend: { type: 'string' },
-  }, 'bench');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      shape: { type: 'string' },
+      'd-model': { type: 'number' },
+      'n-layers': { type: 'number' },
+      'n-heads': { type: 'number' },
+      'vocab-size': { type: 'number' },
+      type: { type: 'string' },
+      pp: { type: 'number' },
+      tg: { type: 'number' },
+      reps: { type: 'number' },
+      threads: { type: 'number' },
+      json: { type: 'boolean' },
+      backend: { type: 'string' },
+    },
+    'bench',
+  );
   const backend = (options['backend'] as string | undefined) ?? 'wasm';
-  if (backend !== 'wasm' && backend !== 'webgpu') throw new InputError(`--backend must be wasm or webgpu, got "${backend}"`);
-  const pp = int(options['pp'], 'pp', 512), tg = int(options['tg'], 'tg', 128), reps = int(options['reps'], 'reps', 3, 1);
+  if (backend !== 'wasm' && backend !== 'webgpu')
+    throw new InputError(`--backend must be wasm or webgpu, got "${backend}"`);
+  const pp = int(options['pp'], 'pp', 512),
+    tg = int(options['tg'], 'tg', 128),
+    reps = int(options['reps'], 'reps', 3, 1);
   const threads = options['threads'] === undefined ? undefined : int(options['threads'], 'threads', 1, 1);
   const type = options['type'] as string | undefined;
-  if (backend === 'webgpu' && positionals[0] && type) throw new InputError('--type converts weights for the wasm backend only; the webgpu backend keeps the stored types');
+  if (backend === 'webgpu' && positionals[0] && type)
+    throw new InputError(
+      '--type converts weights for the wasm backend only; the webgpu backend keeps the stored types',
+    );
   const wasm = await import('../../backends/wasm/index.js');
   const webgpu = backend === 'webgpu' ? await import('../../backends/webgpu/index.js') : null;
   let runner: ModelRunner & { threads?: number; gpu?: { adapterName: string } };
@@ -139,8 +167,13 @@ export async function run(argv: string[]): Promise<number> {
     const { openCheckpoint } = await import('../../model/load.js');
     const ck = await openCheckpoint(positionals[0]);
     try {
-      runner = webgpu ? await webgpu.loadWebGpuRunner(ck.config, ck.tensors)
-        : await wasm.loadWasmRunner(ck.config, ck.tensors, { threads, weightType: (type ?? 'auto') as never, maxRows: Math.max(1, pp) });
+      runner = webgpu
+        ? await webgpu.loadWebGpuRunner(ck.config, ck.tensors)
+        : await wasm.loadWasmRunner(ck.config, ck.tensors, {
+            threads,
+            weightType: (type ?? 'auto') as never,
+            maxRows: Math.max(1, pp),
+          });
     } finally {
       await ck.tensors.close();
     }
@@ -152,8 +185,10 @@ export async function run(argv: string[]): Promise<number> {
     if (options['d-model'] !== undefined || options['n-layers'] !== undefined || options['n-heads'] !== undefined) {
       const base = s ?? SHAPES['1b']!;
       s = {
-        d: int(options['d-model'], 'd-model', base.d, 1), layers: int(options['n-layers'], 'n-layers', base.layers, 1),
-        heads: int(options['n-heads'], 'n-heads', base.heads, 1), vocab: int(options['vocab-size'], 'vocab-size', base.vocab, 2),
+        d: int(options['d-model'], 'd-model', base.d, 1),
+        layers: int(options['n-layers'], 'n-layers', base.layers, 1),
+        heads: int(options['n-heads'], 'n-heads', base.heads, 1),
+        vocab: int(options['vocab-size'], 'vocab-size', base.vocab, 2),
       };
       shapeName = `d${s.d}-l${s.layers}-h${s.heads}`;
     }
@@ -162,7 +197,12 @@ export async function run(argv: string[]): Promise<number> {
     if (webgpu) {
       const { randomTensorSource } = await import('../../model/random-source.js');
       runner = await webgpu.loadWebGpuRunner(config, randomTensorSource(config, (type ?? 'q4_0') as DType));
-    } else runner = await wasm.loadRandomModel(config, { type: (type ?? 'q4_0') as never, threads, maxRows: Math.max(1, pp) });
+    } else
+      runner = await wasm.loadRandomModel(config, {
+        type: (type ?? 'q4_0') as never,
+        threads,
+        maxRows: Math.max(1, pp),
+      });
     label = { shape: shapeName };
   }
   try {
@@ -171,14 +211,30 @@ export async function run(argv: string[]): Promise<number> {
     const typeName = type ?? (label.shape ? 'q4_0' : 'auto');
     const results: BenchResult[] = [];
     const add = (test: string, a: number[]) => {
-      if (a.length) results.push({ test, backend, ...(runner.gpu ? { device: runner.gpu.adapterName } : {}), ...label, type: typeName, threads: runner.threads ?? 0, tokens_per_second: median(a), min: Math.min(...a), max: Math.max(...a), reps: a.length, peak_rss_bytes: rss, ...(loadMs === undefined ? {} : { load_ms: Math.round(loadMs) }) });
+      if (a.length)
+        results.push({
+          test,
+          backend,
+          ...(runner.gpu ? { device: runner.gpu.adapterName } : {}),
+          ...label,
+          type: typeName,
+          threads: runner.threads ?? 0,
+          tokens_per_second: median(a),
+          min: Math.min(...a),
+          max: Math.max(...a),
+          reps: a.length,
+          peak_rss_bytes: rss,
+          ...(loadMs === undefined ? {} : { load_ms: Math.round(loadMs) }),
+        });
     };
     add(`pp${pp}`, m.pp);
     add(`tg${tg}`, m.tg);
     if (options['json']) console.log(JSON.stringify({ results }));
     else {
       for (const r of results) {
-        console.log(`${(r.shape ?? r.model)!.padEnd(12)} ${r.type.padEnd(5)} ${r.device ? `gpu ${r.device}` : `threads ${r.threads}`}  ${r.test.padEnd(6)} ${r.tokens_per_second.toFixed(2).padStart(8)} tok/s  (min ${r.min.toFixed(2)}, max ${r.max.toFixed(2)}, ${r.reps} reps)  peak RSS ${(r.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB${r.load_ms === undefined ? '' : `  (loaded in ${(r.load_ms / 1000).toFixed(2)} s)`}`);
+        console.log(
+          `${(r.shape ?? r.model)!.padEnd(12)} ${r.type.padEnd(5)} ${r.device ? `gpu ${r.device}` : `threads ${r.threads}`}  ${r.test.padEnd(6)} ${r.tokens_per_second.toFixed(2).padStart(8)} tok/s  (min ${r.min.toFixed(2)}, max ${r.max.toFixed(2)}, ${r.reps} reps)  peak RSS ${(r.peak_rss_bytes / 2 ** 30).toFixed(2)} GiB${r.load_ms === undefined ? '' : `  (loaded in ${(r.load_ms / 1000).toFixed(2)} s)`}`,
+        );
       }
     }
   } finally {

@@ -4,8 +4,13 @@ import { InputError, MptError } from '../../errors.js';
 import { ChatSession } from '../../runtime/chat-session.js';
 import { parseArgs } from '../args.js';
 import {
-  MODEL_AND_SAMPLING_HELP, MODEL_OPTIONS, SAMPLING_OPTIONS,
-  loadModelForCli, samplingFromArgs, splitModelArg, writeOut,
+  MODEL_AND_SAMPLING_HELP,
+  MODEL_OPTIONS,
+  SAMPLING_OPTIONS,
+  loadModelForCli,
+  samplingFromArgs,
+  splitModelArg,
+  writeOut,
 } from '../model-options.js';
 import { writeUserFile } from '../user-files.js';
 
@@ -28,19 +33,33 @@ ${MODEL_AND_SAMPLING_HELP}`;
 const COMMANDS_HELP = '/reset  /save FILE  /help  /exit   (Ctrl-C stops a reply, Ctrl-D leaves)';
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, system: { type: 'string' } }, 'chat');
+  const { positionals, options } = parseArgs(
+    argv,
+    { ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, system: { type: 'string' } },
+    'chat',
+  );
   const { model: modelPath, rest } = splitModelArg(positionals);
-  if (rest.length > 0) throw new InputError(`unexpected argument "${rest[0]}": mpt chat reads messages from stdin${modelPath === undefined ? ' (is the model path right?)' : ''}`);
+  if (rest.length > 0)
+    throw new InputError(
+      `unexpected argument "${rest[0]}": mpt chat reads messages from stdin${modelPath === undefined ? ' (is the model path right?)' : ''}`,
+    );
   const quiet = options['quiet'] === true;
   const model = await loadModelForCli(modelPath, options);
   if (!model.hasTokenizer) {
     await model.dispose();
     throw new InputError(`${model.path} has no tokenizer, so it cannot chat`);
   }
-  const session = new ChatSession(model, { ...samplingFromArgs(options), system: options['system'] as string | undefined });
+  const session = new ChatSession(model, {
+    ...samplingFromArgs(options),
+    system: options['system'] as string | undefined,
+  });
   const tty = process.stdin.isTTY === true;
-  const note = (m: string) => { if (!quiet) process.stderr.write(m + '\n'); };
-  note(`chat with ${model.path} (prompt format: ${model.format.name}, context ${session.model.contextLength}). ${COMMANDS_HELP}`);
+  const note = (m: string) => {
+    if (!quiet) process.stderr.write(m + '\n');
+  };
+  note(
+    `chat with ${model.path} (prompt format: ${model.format.name}, context ${session.model.contextLength}). ${COMMANDS_HELP}`,
+  );
 
   const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty });
   const queue: string[] = [];
@@ -68,26 +87,42 @@ export async function run(argv: string[]): Promise<number> {
   };
   rl.on('SIGINT', interrupt);
   process.on('SIGINT', interrupt);
-  rl.on('line', (line) => { queue.push(line); wake?.(); });
-  rl.on('close', () => { ended = true; wake?.(); });
-  if (tty) { rl.setPrompt('> '); rl.prompt(); }
+  rl.on('line', (line) => {
+    queue.push(line);
+    wake?.();
+  });
+  rl.on('close', () => {
+    ended = true;
+    wake?.();
+  });
+  if (tty) {
+    rl.setPrompt('> ');
+    rl.prompt();
+  }
 
   try {
     for (;;) {
       if (queue.length === 0) {
         if (ended) break;
-        await new Promise<void>((r) => { wake = r; });
+        await new Promise<void>((r) => {
+          wake = r;
+        });
         wake = undefined;
         continue;
       }
       const line = queue.shift()!;
       const text = line.replace(/\r$/, '');
-      if (text.trim() === '') { if (tty) rl.prompt(); continue; }
+      if (text.trim() === '') {
+        if (tty) rl.prompt();
+        continue;
+      }
       if (text.startsWith('/')) {
         const cmd = text.trim().split(/\s+/)[0];
         if (cmd === '/exit' || cmd === '/quit') break;
-        if (cmd === '/reset') { session.reset(); note('(conversation reset)'); }
-        else if (cmd === '/help') note(COMMANDS_HELP);
+        if (cmd === '/reset') {
+          session.reset();
+          note('(conversation reset)');
+        } else if (cmd === '/help') note(COMMANDS_HELP);
         else if (cmd === '/save') {
           const file = text.trim().slice('/save'.length).trim();
           if (!file) note('usage: /save FILE');

@@ -9,9 +9,19 @@ import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../../errors.js';
 import { openCheckpoint } from '../../model/load.js';
 import {
-  byteLevelTestTokenizer, GGUF_OUT_TYPES, writeGgufFromCheckpoint, type GgufOutType, type GgufTokenizer,
+  byteLevelTestTokenizer,
+  GGUF_OUT_TYPES,
+  writeGgufFromCheckpoint,
+  type GgufOutType,
+  type GgufTokenizer,
 } from '../../model/gguf-model.js';
-import { HF_EXPORT_DTYPES, hfConfigJson, hfTensorsToWrite, hfTokenizerFiles, type HfExportDtype } from '../../model/hf-export.js';
+import {
+  HF_EXPORT_DTYPES,
+  hfConfigJson,
+  hfTensorsToWrite,
+  hfTokenizerFiles,
+  type HfExportDtype,
+} from '../../model/hf-export.js';
 import type { Checkpoint } from '../../model/load.js';
 import { writeSafetensors } from '../../formats/safetensors.js';
 import { NEOX_TOKENIZER_SIZE } from '../../runtime/tokenizer.js';
@@ -55,19 +65,28 @@ function bar(done: number, total: number): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    type: { type: 'string' }, tokenizer: { type: 'string' }, name: { type: 'string' }, threads: { type: 'string' },
-  }, 'convert');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      type: { type: 'string' },
+      tokenizer: { type: 'string' },
+      name: { type: 'string' },
+      threads: { type: 'string' },
+    },
+    'convert',
+  );
   const threadsOpt = options['threads'] as string | undefined;
   const threads = threadsOpt === undefined ? undefined : Number(threadsOpt);
   if (threads !== undefined && !(Number.isInteger(threads) && threads >= 1 && threads <= 256)) {
     throw new InputError(`--threads must be an integer from 1 to 256, got "${threadsOpt}"`);
   }
-  if (positionals.length !== 2) throw new InputError('usage: mpt convert MODEL OUT.gguf|OUT_DIR/ [--type TYPE] (see mpt convert --help)');
+  if (positionals.length !== 2)
+    throw new InputError('usage: mpt convert MODEL OUT.gguf|OUT_DIR/ [--type TYPE] (see mpt convert --help)');
   const [model, out] = positionals as [string, string];
   if (!out.endsWith('.gguf')) return convertToHfFolder(model, out, (options['type'] as string | undefined) ?? 'f16');
   const type = ((options['type'] as string | undefined) ?? 'f16').toLowerCase() as GgufOutType;
-  if (!GGUF_OUT_TYPES.includes(type)) throw new InputError(`--type must be one of ${GGUF_OUT_TYPES.join(', ')}, got "${type}"`);
+  if (!GGUF_OUT_TYPES.includes(type))
+    throw new InputError(`--type must be one of ${GGUF_OUT_TYPES.join(', ')}, got "${type}"`);
   // Checked before converting (minutes for a large model), not when the file is renamed into place.
   const outSt = statPath(out);
   if (outSt && !outSt.isFile()) throw new InputError(`cannot write ${out}: it is ${kindOf(outSt)}`);
@@ -94,7 +113,7 @@ export async function run(argv: string[]): Promise<number> {
       tokenizerNote = tokenizer;
     } else if (ck.kind === 'gguf' && ck.ggufTokenizer !== undefined) {
       tokenizer = ck.ggufTokenizer as GgufTokenizer;
-      tokenizerNote = 'the input GGUF\'s tokenizer';
+      tokenizerNote = "the input GGUF's tokenizer";
     } else if (ck.kind === 'hf' && existsSync(join(ck.dir, 'tokenizer.json'))) {
       tokenizer = join(ck.dir, 'tokenizer.json');
       tokenizerNote = tokenizer;
@@ -109,7 +128,13 @@ export async function run(argv: string[]): Promise<number> {
       tokenizer = shippedNeoxTokenizerPath();
       tokenizerNote = 'the shipped GPT-NeoX-20B tokenizer';
     }
-    const name = (options['name'] as string | undefined) ?? ck.path.split(/[\\/]/).filter(Boolean).pop()!.replace(/\.gguf$/, '');
+    const name =
+      (options['name'] as string | undefined) ??
+      ck.path
+        .split(/[\\/]/)
+        .filter(Boolean)
+        .pop()!
+        .replace(/\.gguf$/, '');
     const tty = process.stderr.isTTY;
     let last = 0;
     const t0 = Date.now();
@@ -127,7 +152,9 @@ export async function run(argv: string[]): Promise<number> {
     });
     if (tty) process.stderr.write('\n');
     const mb = (total / 1e6).toFixed(1);
-    process.stderr.write(`wrote ${out}: ${type}, ${mb} MB of tensor data, tokenizer: ${tokenizerNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+    process.stderr.write(
+      `wrote ${out}: ${type}, ${mb} MB of tensor data, tokenizer: ${tokenizerNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`,
+    );
     return 0;
   } finally {
     await ck.tensors.close();
@@ -135,16 +162,27 @@ export async function run(argv: string[]): Promise<number> {
 }
 
 /** Tokenizer files of an HF folder that are copied as they are into a converted folder. */
-const HF_TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json', 'vocab.json', 'merges.txt'];
+const HF_TOKENIZER_FILES = [
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'special_tokens_map.json',
+  'generation_config.json',
+  'vocab.json',
+  'merges.txt',
+];
 
 async function convertToHfFolder(model: string, out: string, typeOpt: string): Promise<number> {
   const dtype = typeOpt.toLowerCase() as HfExportDtype;
   if (!HF_EXPORT_DTYPES.includes(dtype)) {
-    throw new InputError(`a Hugging Face folder holds ${HF_EXPORT_DTYPES.join(', ')} weights, got --type ${typeOpt} (a quantized type needs an OUT.gguf)`);
+    throw new InputError(
+      `a Hugging Face folder holds ${HF_EXPORT_DTYPES.join(', ')} weights, got --type ${typeOpt} (a quantized type needs an OUT.gguf)`,
+    );
   }
   const dest = resolve(out);
   if (existsSync(dest) && (!statSync(dest).isDirectory() || (await readdir(dest)).length > 0)) {
-    throw new InputError(`${out} already exists and is not an empty folder: give a new folder name (or an OUT.gguf file)`);
+    throw new InputError(
+      `${out} already exists and is not an empty folder: give a new folder name (or an OUT.gguf file)`,
+    );
   }
   const ck: Checkpoint = await openCheckpoint(model);
   const tmp = `${dest.replace(/[\\/]+$/, '')}.tmp-${process.pid}`;
@@ -156,16 +194,19 @@ async function convertToHfFolder(model: string, out: string, typeOpt: string): P
     const c = ck.config;
     await writeFile(join(tmp, 'config.json'), JSON.stringify(hfConfigJson(c, dtype), null, 2) + '\n');
     const tty = process.stderr.isTTY;
-    await writeSafetensors(join(tmp, 'model.safetensors'), hfTensorsToWrite(c, ck.tensors, dtype, (done, total, name) => {
-      if (tty) process.stderr.write(`\rconvert: ${bar(done, total)} ${name}`.padEnd(72));
-      else if (done === total) process.stderr.write(`convert: ${bar(done, total)}\n`);
-    }));
+    await writeSafetensors(
+      join(tmp, 'model.safetensors'),
+      hfTensorsToWrite(c, ck.tensors, dtype, (done, total, name) => {
+        if (tty) process.stderr.write(`\rconvert: ${bar(done, total)} ${name}`.padEnd(72));
+        else if (done === total) process.stderr.write(`convert: ${bar(done, total)}\n`);
+      }),
+    );
     if (tty) process.stderr.write('\n');
     if (ck.kind === 'gguf' && ck.ggufTokenizer !== undefined) {
       for (const [name, text] of Object.entries(hfTokenizerFiles(ck.ggufTokenizer as GgufTokenizer, c.maxSeqLen))) {
         await writeFile(join(tmp, name), text);
       }
-      tokenizerNote = 'the GGUF\'s vocabulary as tokenizer.json';
+      tokenizerNote = "the GGUF's vocabulary as tokenizer.json";
     } else if (ck.kind === 'hf') {
       const copied = HF_TOKENIZER_FILES.filter((f) => existsSync(join(ck.dir, f)));
       for (const f of copied) await copyFile(join(ck.dir, f), join(tmp, f));
@@ -179,6 +220,8 @@ async function convertToHfFolder(model: string, out: string, typeOpt: string): P
   } finally {
     await ck.tensors.close();
   }
-  process.stderr.write(`wrote ${out}: Hugging Face folder, ${dtype} weights, tokenizer: ${tokenizerNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`);
+  process.stderr.write(
+    `wrote ${out}: Hugging Face folder, ${dtype} weights, tokenizer: ${tokenizerNote} (${((Date.now() - t0) / 1000).toFixed(1)} s)\n`,
+  );
   return 0;
 }

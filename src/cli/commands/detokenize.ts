@@ -14,7 +14,7 @@ know are skipped and invalid UTF-8 becomes U+FFFD.
   --skip-special   leave special tokens (<|endoftext|>, ...) out`;
 
 function idsOf(v: unknown, where: string): number[] {
-  const ids = Array.isArray(v) ? v : (typeof v === 'object' && v !== null ? (v as { ids?: unknown }).ids : undefined);
+  const ids = Array.isArray(v) ? v : typeof v === 'object' && v !== null ? (v as { ids?: unknown }).ids : undefined;
   if (!Array.isArray(ids) || !ids.every((x) => Number.isInteger(x) && x >= 0)) {
     throw new InputError(`${where}: expected {"ids": [non-negative integers]} or a list of ids`);
   }
@@ -22,8 +22,13 @@ function idsOf(v: unknown, where: string): number[] {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, { jsonl: { type: 'boolean' }, 'skip-special': { type: 'boolean' } }, 'detokenize');
-  if (positionals.length > 1) throw new InputError(`expected at most one path, got ${positionals.length} arguments (the ids come from stdin)`);
+  const { positionals, options } = parseArgs(
+    argv,
+    { jsonl: { type: 'boolean' }, 'skip-special': { type: 'boolean' } },
+    'detokenize',
+  );
+  if (positionals.length > 1)
+    throw new InputError(`expected at most one path, got ${positionals.length} arguments (the ids come from stdin)`);
   const tok = await loadTokenizerForCli(positionals[0]);
   const skipSpecialTokens = options['skip-special'] === true;
   const input = await readStdin();

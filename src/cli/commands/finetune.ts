@@ -56,14 +56,31 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options: o } = parseArgs(argv, {
-    out: { type: 'string' }, lora: { type: 'boolean' }, rank: { type: 'number' }, alpha: { type: 'number' },
-    epochs: { type: 'number' }, steps: { type: 'number' }, 'batch-size': { type: 'number' }, microbatch: { type: 'number' },
-    'max-seq-len': { type: 'number' }, lr: { type: 'number' }, optimizer: { type: 'string' }, warmup: { type: 'number' },
-    'eval-fraction': { type: 'number' }, seed: { type: 'number' }, threads: { type: 'number' },
-    'no-resume': { type: 'boolean' }, 'export-dtype': { type: 'string' },
-  }, 'finetune');
-  if (positionals.length !== 2) throw new InputError('mpt finetune needs BASE_MODEL and DATA.jsonl (see mpt finetune --help)');
+  const { positionals, options: o } = parseArgs(
+    argv,
+    {
+      out: { type: 'string' },
+      lora: { type: 'boolean' },
+      rank: { type: 'number' },
+      alpha: { type: 'number' },
+      epochs: { type: 'number' },
+      steps: { type: 'number' },
+      'batch-size': { type: 'number' },
+      microbatch: { type: 'number' },
+      'max-seq-len': { type: 'number' },
+      lr: { type: 'number' },
+      optimizer: { type: 'string' },
+      warmup: { type: 'number' },
+      'eval-fraction': { type: 'number' },
+      seed: { type: 'number' },
+      threads: { type: 'number' },
+      'no-resume': { type: 'boolean' },
+      'export-dtype': { type: 'string' },
+    },
+    'finetune',
+  );
+  if (positionals.length !== 2)
+    throw new InputError('mpt finetune needs BASE_MODEL and DATA.jsonl (see mpt finetune --help)');
   if (!o['out']) throw new InputError('mpt finetune needs --out DIR');
   const [base, dataPath] = positionals as [string, string];
   const out = String(o['out']);
@@ -83,46 +100,86 @@ export async function run(argv: string[]): Promise<number> {
     const tok = trainModelTokenizer(loaded, (m) => status.log(`note: ${m}`));
     // The tokenizer travels with the model (the shipped one when the base folder has none).
     const tokenizerFiles = modelTokenizerFiles(loaded, tok);
-    const eos = tok.eosId ?? 0, pad = tok.padId ?? eos;
+    const eos = tok.eosId ?? 0,
+      pad = tok.padId ?? eos;
     const seqLen = Math.min((o['max-seq-len'] as number | undefined) ?? model.config.maxSeqLen, model.config.maxSeqLen);
     const { examples, truncated, skipped } = readInstructJsonl(dataPath, tok, eos, seqLen);
     const count = (n: number) => `${n} example${n === 1 ? '' : 's'}`;
     if (truncated.count) {
-      status.log(`note: ${count(truncated.count)} longer than the ${seqLen}-token context truncated ` +
-        `(first: ${dataPath}:${truncated.firstLine})`);
+      status.log(
+        `note: ${count(truncated.count)} longer than the ${seqLen}-token context truncated ` +
+          `(first: ${dataPath}:${truncated.firstLine})`,
+      );
     }
     if (skipped.count) {
-      status.log(`note: ${count(skipped.count)} skipped: the prompt alone fills the ${seqLen}-token ` +
-        `context, leaving no response token to train on (first: ${dataPath}:${skipped.firstLine})`);
+      status.log(
+        `note: ${count(skipped.count)} skipped: the prompt alone fills the ${seqLen}-token ` +
+          `context, leaving no response token to train on (first: ${dataPath}:${skipped.firstLine})`,
+      );
     }
     const order = examples.map((_, i) => i);
     new Rng(seed).shuffle(order);
-    const nEval = Math.min(examples.length - 1, Math.round(examples.length * ((o['eval-fraction'] as number | undefined) ?? 0.05)));
-    const evalIdx = order.slice(0, nEval), trainIdx = order.slice(nEval);
-    const source = (idx: number[]) => ({ count: idx.length, batch: (rows: readonly number[]) => instructBatch(examples, rows.map((r) => idx[r]!), seqLen, pad) });
+    const nEval = Math.min(
+      examples.length - 1,
+      Math.round(examples.length * ((o['eval-fraction'] as number | undefined) ?? 0.05)),
+    );
+    const evalIdx = order.slice(0, nEval),
+      trainIdx = order.slice(nEval);
+    const source = (idx: number[]) => ({
+      count: idx.length,
+      batch: (rows: readonly number[]) =>
+        instructBatch(
+          examples,
+          rows.map((r) => idx[r]!),
+          seqLen,
+          pad,
+        ),
+    });
     let lora: LoraConfig | null = null;
     if (o['lora']) {
-      lora = { rank: (o['rank'] as number | undefined) ?? 8, alpha: (o['alpha'] as number | undefined) ?? 16, targets: ['Wqkv', 'out_proj', 'up_proj', 'down_proj'] };
+      lora = {
+        rank: (o['rank'] as number | undefined) ?? 8,
+        alpha: (o['alpha'] as number | undefined) ?? 16,
+        targets: ['Wqkv', 'out_proj', 'up_proj', 'down_proj'],
+      };
       model.addLora(lora, seed);
     }
     const batch = (o['batch-size'] as number | undefined) ?? 8;
     const micro = (o['microbatch'] as number | undefined) ?? batch;
-    const steps = (o['steps'] as number | undefined) ?? Math.max(1, Math.ceil((((o['epochs'] as number | undefined) ?? 1) * trainIdx.length) / batch));
+    const steps =
+      (o['steps'] as number | undefined) ??
+      Math.max(1, Math.ceil((((o['epochs'] as number | undefined) ?? 1) * trainIdx.length) / batch));
     const lr = (o['lr'] as number | undefined) ?? (lora ? 2e-4 : 2e-5);
     const trainer = new Trainer({
-      model, train: source(trainIdx), eval: nEval > 0 ? source(evalIdx) : null,
+      model,
+      train: source(trainIdx),
+      eval: nEval > 0 ? source(evalIdx) : null,
       optimizer: optimizerConfig((o['optimizer'] as string | undefined) ?? 'decoupled_adamw', { lr, weightDecay: 0 }),
-      schedule: { name: parseScheduleName('cosine_with_warmup'), warmupSteps: (o['warmup'] as number | undefined) ?? Math.floor(steps / 10), alphaF: 0.1 },
-      maxSteps: steps, globalBatch: batch, microBatch: micro, gradClip: 1, evalInterval: Math.max(1, Math.floor(steps / 5)), evalBatches: 0,
-      seed, saveFolder, saveInterval: Math.max(1, Math.floor(steps / 5)),
+      schedule: {
+        name: parseScheduleName('cosine_with_warmup'),
+        warmupSteps: (o['warmup'] as number | undefined) ?? Math.floor(steps / 10),
+        alphaF: 0.1,
+      },
+      maxSteps: steps,
+      globalBatch: batch,
+      microBatch: micro,
+      gradClip: 1,
+      evalInterval: Math.max(1, Math.floor(steps / 5)),
+      evalBatches: 0,
+      seed,
+      saveFolder,
+      saveInterval: Math.max(1, Math.floor(steps / 5)),
       checkpointMeta: { base, data: dataPath, lora },
-      progress: (l) => status.log(l), onStep: trainProgress(status),
+      progress: (l) => status.log(l),
+      onStep: trainProgress(status),
       title: `mpt finetune ${lora ? `LoRA r=${lora.rank}` : 'full'}`,
     });
     const nTrain = model.trainableParams().reduce((a, p) => a + p.data.length, 0);
     const loraNote = lora ? ` (LoRA r=${lora.rank}, alpha ${lora.alpha})` : '';
-    status.log(`finetune: ${trainIdx.length} train / ${nEval} eval examples, ${steps} steps of ${batch}, ` +
-      `${(nTrain / 1e6).toFixed(3)} M trainable parameters${loraNote}, kernels ${kernels.name}`);
+    status.log(
+      `finetune: ${trainIdx.length} train / ${nEval} eval examples, ${steps} steps of ${batch}, ` +
+        `${(nTrain / 1e6).toFixed(3)} M trainable parameters${loraNote}, kernels ${kernels.name}`,
+    );
     if (!o['no-resume']) await trainer.resume();
     const { history, evals } = await trainer.run();
     status.finish();
@@ -132,7 +189,14 @@ export async function run(argv: string[]): Promise<number> {
     }
     const dtype = (exportDtypeOpt as HfExportDtype | undefined) ?? loaded.dtype;
     await exportHfFolder(model, out, { dtype, tokenizer: tokenizerFiles });
-    process.stdout.write(JSON.stringify({ steps: trainer.step, final_loss: history[history.length - 1]?.loss ?? null, eval_loss: evals[evals.length - 1]?.evalLoss ?? null, out }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        steps: trainer.step,
+        final_loss: history[history.length - 1]?.loss ?? null,
+        eval_loss: evals[evals.length - 1]?.evalLoss ?? null,
+        out,
+      }) + '\n',
+    );
     return 0;
   } finally {
     status.finish();

@@ -5,10 +5,23 @@ import { formatStopIds } from '../../runtime/chat-template.js';
 import { checkPromptCachePath } from '../../runtime/prompt-cache.js';
 import type { GenerateOptions, GenerateResult } from '../../runtime/generate.js';
 import { parseArgs } from '../args.js';
-import { LONG_CONTEXT_HELP, LONG_CONTEXT_OPTIONS, checkLongContextMemory, longContextNote, parseLongContextArgs, streamLongContext } from '../long-context-options.js';
 import {
-  MODEL_AND_SAMPLING_HELP, MODEL_OPTIONS, SAMPLING_OPTIONS,
-  loadModelForCli, readStdin, samplingFromArgs, splitModelArg, writeOut,
+  LONG_CONTEXT_HELP,
+  LONG_CONTEXT_OPTIONS,
+  checkLongContextMemory,
+  longContextNote,
+  parseLongContextArgs,
+  streamLongContext,
+} from '../long-context-options.js';
+import {
+  MODEL_AND_SAMPLING_HELP,
+  MODEL_OPTIONS,
+  SAMPLING_OPTIONS,
+  loadModelForCli,
+  readStdin,
+  samplingFromArgs,
+  splitModelArg,
+  writeOut,
 } from '../model-options.js';
 
 export const summary = 'generate text from a prompt (streams to stdout)';
@@ -28,11 +41,15 @@ ${MODEL_AND_SAMPLING_HELP}
 ${LONG_CONTEXT_HELP}`;
 
 function parseIds(spec: string): number[] {
-  const ids = spec.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < 0) throw new InputError(`--ids: "${s}" is not a token id`);
-    return n;
-  });
+  const ids = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < 0) throw new InputError(`--ids: "${s}" is not a token id`);
+      return n;
+    });
   if (ids.length === 0) throw new InputError('--ids needs at least one token id');
   return ids;
 }
@@ -46,10 +63,18 @@ function stats(r: GenerateResult): string {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    ...MODEL_OPTIONS, ...SAMPLING_OPTIONS, ...LONG_CONTEXT_OPTIONS, system: { type: 'string' }, ids: { type: 'string' },
-    'ignore-eos': { type: 'boolean' },
-  }, 'generate');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      ...MODEL_OPTIONS,
+      ...SAMPLING_OPTIONS,
+      ...LONG_CONTEXT_OPTIONS,
+      system: { type: 'string' },
+      ids: { type: 'string' },
+      'ignore-eos': { type: 'boolean' },
+    },
+    'generate',
+  );
   const { model: modelPath, rest } = splitModelArg(positionals);
   const idsSpec = options['ids'] as string | undefined;
   if (idsSpec !== undefined && rest.length > 0) throw new InputError('give either a text prompt or --ids, not both');
@@ -94,7 +119,9 @@ export async function run(argv: string[]): Promise<number> {
       gen.bannedIds = [...(gen.bannedIds ?? []), ...eos];
     }
     const printIds = !model.hasTokenizer;
-    const note = (m: string) => { if (!quiet) process.stderr.write(`note: ${m}\n`); };
+    const note = (m: string) => {
+      if (!quiet) process.stderr.write(`note: ${m}\n`);
+    };
     const stream = await streamLongContext(model, ids, { ...gen, signal: controller.signal }, lc, note);
     let first = true;
     let lastText = '';
@@ -128,7 +155,8 @@ export async function run(argv: string[]): Promise<number> {
 function sharesOutput(): boolean {
   if (process.stderr.isTTY) return true;
   try {
-    const out = fstatSync(1), err = fstatSync(2);
+    const out = fstatSync(1),
+      err = fstatSync(2);
     return out.dev === err.dev && out.ino === err.ino;
   } catch {
     return false;

@@ -8,7 +8,7 @@ import { openCheckpoint } from '../../model/load.js';
 import { formatBytes, planMemory } from '../../model/memory-plan.js';
 import { parseArgs } from '../args.js';
 
-export const summary = 'show a model\'s config, size and memory plan';
+export const summary = "show a model's config, size and memory plan";
 export const help = `usage: mpt info [MODEL] [--ctx N] [--kv-type f32|f16|q8_0] [--type f32|f16|bf16|q8_0|q4_0] [--gpu] [--json]
 
 Prints the config summary, parameter count, storage dtypes and bytes, and the memory plan
@@ -20,13 +20,35 @@ MODEL is a Hugging Face MPT folder or a GGUF file (default: the shipped model).
 bytes there (matrices as stored where the kernels read that type, the rest f32), the KV cache
 for --ctx (f32 or f16), and whether every tensor fits the adapter's largest buffer binding.`;
 
-const BITS: Record<string, number> = { f32: 32, f16: 16, bf16: 16, q8_0: 8.5, q4_0: 4.5, q4_1: 5, q5_0: 5.5, q5_1: 6, q2_k: 2.625, q3_k: 3.4375, q4_k: 4.5, q5_k: 5.5, q6_k: 6.5625 };
+const BITS: Record<string, number> = {
+  f32: 32,
+  f16: 16,
+  bf16: 16,
+  q8_0: 8.5,
+  q4_0: 4.5,
+  q4_1: 5,
+  q5_0: 5.5,
+  q5_1: 6,
+  q2_k: 2.625,
+  q3_k: 3.4375,
+  q4_k: 4.5,
+  q5_k: 5.5,
+  q6_k: 6.5625,
+};
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    ctx: { type: 'number' }, 'kv-type': { type: 'string' }, type: { type: 'string' }, json: { type: 'boolean' }, mem: { type: 'number' },
-    gpu: { type: 'boolean' },
-  }, 'info');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      ctx: { type: 'number' },
+      'kv-type': { type: 'string' },
+      type: { type: 'string' },
+      json: { type: 'boolean' },
+      mem: { type: 'number' },
+      gpu: { type: 'boolean' },
+    },
+    'info',
+  );
   const path = positionals[0] ?? defaultModelPath();
   const ck = await openCheckpoint(path);
   const c = ck.config;
@@ -42,7 +64,8 @@ export async function run(argv: string[]): Promise<number> {
     dtypes[t.dtype] = (dtypes[t.dtype] ?? 0) + 1;
   }
   const kvType = (options['kv-type'] as string | undefined) ?? 'f32'; // the default of mpt generate / serve
-  if (!['f32', 'f16', 'q8_0'].includes(kvType)) throw new InputError(`--kv-type must be f32, f16 or q8_0, got "${kvType}"`);
+  if (!['f32', 'f16', 'q8_0'].includes(kvType))
+    throw new InputError(`--kv-type must be f32, f16 or q8_0, got "${kvType}"`);
   const ctx = (options['ctx'] as number | undefined) ?? c.maxSeqLen;
   if (!Number.isInteger(ctx) || ctx < 1) throw new InputError(`--ctx must be a positive integer, got ${ctx}`);
   let weightBytes = bytes;
@@ -55,7 +78,13 @@ export async function run(argv: string[]): Promise<number> {
       weightBytes += t.shape.length === 1 ? n * 4 : Math.ceil((n * BITS[type]!) / 8);
     }
   }
-  const plan = planMemory({ config: c, weightBytes, ctx, kvType: kvType as KvType, availableBytes: options['mem'] as number | undefined });
+  const plan = planMemory({
+    config: c,
+    weightBytes,
+    ctx,
+    kvType: kvType as KvType,
+    availableBytes: options['mem'] as number | undefined,
+  });
   const info = {
     path: ck.path,
     format: ck.kind,
@@ -95,7 +124,9 @@ export async function run(argv: string[]): Promise<number> {
     `context      max_seq_len ${c.maxSeqLen}${c.attn.alibi ? `, ALiBi (bias max ${c.attn.alibiBiasMax}): extrapolates beyond it` : ''}`,
     `options      clip_qkv ${c.attn.clipQkv ?? 'off'}, qk_ln ${c.attn.qkLn}, biases ${!c.noBias}, norm ${c.normType}, logit_scale ${c.logitScale ?? 'off'}, softmax_scale ${c.attn.softmaxScale ?? '1/sqrt(head_dim)'}`,
     `parameters   ${params.toLocaleString('en-US')} (${(params / 1e6).toFixed(2)} M) in ${list.length} tensors`,
-    `storage      ${formatBytes(bytes)}: ${Object.entries(dtypes).map(([k, v]) => `${v}× ${k}`).join(', ')}`,
+    `storage      ${formatBytes(bytes)}: ${Object.entries(dtypes)
+      .map(([k, v]) => `${v}× ${k}`)
+      .join(', ')}`,
     '',
     `memory plan  context ${ctx} tokens, KV cache ${kvType}${type ? `, weights as ${type}` : ''}`,
     `  weights      ${formatBytes(plan.weightBytes)}`,
@@ -107,10 +138,13 @@ export async function run(argv: string[]): Promise<number> {
   ];
   if (ctx > c.maxSeqLen) lines.push(`  note: ${ctx} > max_seq_len ${c.maxSeqLen}: runs by ALiBi extrapolation`);
   if (gpu) {
-    lines.push('', `webgpu       ${gpu.adapter}`,
+    lines.push(
+      '',
+      `webgpu       ${gpu.adapter}`,
       `  weights      ${formatBytes(gpu.weight_bytes)} (matrices as stored where the kernels read that type, the rest f32)`,
       `  KV cache     ${formatBytes(gpu.kv_bytes)} (${gpu.kv_type}, ${ctx} tokens)`,
-      `  largest tensor ${gpu.largest_tensor} ${formatBytes(gpu.largest_tensor_bytes)} of ${formatBytes(gpu.binding_limit)} one buffer binds: ${gpu.fits_bindings ? 'fits' : 'DOES NOT FIT'}`);
+      `  largest tensor ${gpu.largest_tensor} ${formatBytes(gpu.largest_tensor_bytes)} of ${formatBytes(gpu.binding_limit)} one buffer binds: ${gpu.fits_bindings ? 'fits' : 'DOES NOT FIT'}`,
+    );
   }
   process.stdout.write(lines.join('\n') + '\n');
   return 0;
@@ -123,7 +157,8 @@ async function gpuPlan(list: TensorInfo[], c: MptConfig, ctx: number, kvType: st
   const g = await openGpu();
   try {
     const limit = bindingLimit(g);
-    let weight = 0, largest = list[0]!;
+    let weight = 0,
+      largest = list[0]!;
     for (const t of list) {
       weight += gpuTensorBytes(t);
       if (gpuTensorBytes(t) > gpuTensorBytes(largest)) largest = t;
@@ -132,8 +167,14 @@ async function gpuPlan(list: TensorInfo[], c: MptConfig, ctx: number, kvType: st
     const kv = kvType === 'f32' ? 'f32' : 'f16';
     const kvBytes = c.nLayers * 2 * ctx * c.attn.kvNHeads * c.headDim * (kv === 'f32' ? 4 : 2);
     return {
-      adapter: g.adapterName, binding_limit: limit, weight_bytes: weight, kv_type: kv, kv_bytes: kvBytes,
-      largest_tensor: largest.name, largest_tensor_bytes: gpuTensorBytes(largest), fits_bindings: gpuTensorBytes(largest) <= limit,
+      adapter: g.adapterName,
+      binding_limit: limit,
+      weight_bytes: weight,
+      kv_type: kv,
+      kv_bytes: kvBytes,
+      largest_tensor: largest.name,
+      largest_tensor_bytes: gpuTensorBytes(largest),
+      fits_bindings: gpuTensorBytes(largest) <= limit,
     };
   } finally {
     g.device.destroy();

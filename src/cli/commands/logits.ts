@@ -11,19 +11,33 @@ Runs the token ids through the model in one forward pass and prints JSON
 {"logits": [[...], ...]}: one row of vocab_size numbers per position, or only the last with --last.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    tokens: { type: 'string' }, last: { type: 'boolean' }, backend: { type: 'string' }, threads: { type: 'number' },
-  }, 'logits');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      tokens: { type: 'string' },
+      last: { type: 'boolean' },
+      backend: { type: 'string' },
+      threads: { type: 'number' },
+    },
+    'logits',
+  );
   const path = positionals[0] ?? defaultModelPath();
   const spec = options['tokens'] as string | undefined;
   if (!spec) throw new InputError('--tokens is required, e.g. --tokens 1,2,3');
-  const ids = spec.split(',').map((s) => s.trim()).filter((s) => s !== '').map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < 0) throw new InputError(`--tokens: "${s}" is not a token id`);
-    return n;
-  });
+  const ids = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < 0) throw new InputError(`--tokens: "${s}" is not a token id`);
+      return n;
+    });
   if (ids.length === 0) throw new InputError('--tokens needs at least one token id');
-  const { runner } = await loadRunner(path, { backend: (options['backend'] as BackendName | undefined) ?? 'reference', threads: options['threads'] as number | undefined });
+  const { runner } = await loadRunner(path, {
+    backend: (options['backend'] as BackendName | undefined) ?? 'reference',
+    threads: options['threads'] as number | undefined,
+  });
   try {
     const cache = runner.createCache({ capacity: ids.length });
     const [out] = await runner.forward([{ cache, tokens: ids }], { logits: options['last'] ? 'last' : 'all' });

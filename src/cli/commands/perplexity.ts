@@ -33,11 +33,18 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    window: { type: 'number' }, stride: { type: 'number' }, threads: { type: 'number' },
-    quiet: { type: 'boolean', short: 'q' },
-  }, 'perplexity');
-  if (positionals.length < 1 || positionals.length > 2) throw new InputError('mpt perplexity needs [MODEL] FILE (see mpt perplexity --help)');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      window: { type: 'number' },
+      stride: { type: 'number' },
+      threads: { type: 'number' },
+      quiet: { type: 'boolean', short: 'q' },
+    },
+    'perplexity',
+  );
+  if (positionals.length < 1 || positionals.length > 2)
+    throw new InputError('mpt perplexity needs [MODEL] FILE (see mpt perplexity --help)');
   const modelPath = positionals.length === 2 ? positionals[0]! : defaultModelPath();
   const file = positionals[positionals.length - 1]!;
   const text = readTextFile(file, 'text file');
@@ -51,15 +58,24 @@ export async function run(argv: string[]): Promise<number> {
     const quiet = options['quiet'] === true;
     const progress = createProgress('perplexity', { unit: 'tokens', lineEveryMs: 10_000, quiet });
     const r = slidingWindowPerplexity(model, tokens, {
-      windowLength: options['window'] as number | undefined, stride: options['stride'] as number | undefined,
+      windowLength: options['window'] as number | undefined,
+      stride: options['stride'] as number | undefined,
       onProgress: (done, total) => progress.update(done, total),
     });
     progress.finish();
-    process.stdout.write(JSON.stringify({
-      perplexity: Number(r.perplexity.toFixed(4)), tokens: r.tokens, mean_nll: Number(r.nll.toFixed(6)),
-      window: r.windowLength, stride: r.stride, windows: r.windows, model: modelPath, file,
-      seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
-    }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        perplexity: Number(r.perplexity.toFixed(4)),
+        tokens: r.tokens,
+        mean_nll: Number(r.nll.toFixed(6)),
+        window: r.windowLength,
+        stride: r.stride,
+        windows: r.windows,
+        model: modelPath,
+        file,
+        seconds: Number(((performance.now() - t0) / 1000).toFixed(1)),
+      }) + '\n',
+    );
     return 0;
   } finally {
     kernels.close();

@@ -18,11 +18,20 @@ f32, f16, bf16, q8_0, q4_0, q4_k, q5_k and q6_k matrices directly. Same as
 \`mpt convert IN OUT.gguf --type TYPE\` (see its help for --tokenizer, --name, --threads and fallbacks).`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    type: { type: 'string' }, tokenizer: { type: 'string' }, name: { type: 'string' }, threads: { type: 'string' },
-  }, 'quantize');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      type: { type: 'string' },
+      tokenizer: { type: 'string' },
+      name: { type: 'string' },
+      threads: { type: 'string' },
+    },
+    'quantize',
+  );
   if (positionals.length !== 2 || options['type'] === undefined) {
-    throw new InputError('usage: mpt quantize IN OUT.gguf --type q8_0|q4_0|q4_k|q4_k_m|f16|... (see mpt quantize --help)');
+    throw new InputError(
+      'usage: mpt quantize IN OUT.gguf --type q8_0|q4_0|q4_k|q4_k_m|f16|... (see mpt quantize --help)',
+    );
   }
   return convert(argv);
 }

@@ -40,23 +40,41 @@ options:
 
 function positiveInt(name: string, v: unknown, min = 1): number | undefined {
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw new InputError(`--${name} must be an integer >= ${min}, got ${String(v)}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min)
+    throw new InputError(`--${name} must be an integer >= ${min}, got ${String(v)}`);
   return v;
 }
 
 async function pickBackend(name: string | undefined): Promise<BackendName> {
-  if (name !== undefined && !['reference', 'wasm', 'webgpu', 'auto'].includes(name)) throw new InputError(`--backend must be auto, wasm, webgpu or reference, got "${name}"`);
+  if (name !== undefined && !['reference', 'wasm', 'webgpu', 'auto'].includes(name))
+    throw new InputError(`--backend must be auto, wasm, webgpu or reference, got "${name}"`);
   return resolveBackendName(name as BackendName | 'auto' | undefined);
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    host: { type: 'string' }, port: { type: 'number' }, parallel: { type: 'number' }, queue: { type: 'number' },
-    ctx: { type: 'number' }, timeout: { type: 'number' }, backend: { type: 'string' }, threads: { type: 'number' },
-    'api-key': { type: 'string' }, cors: { type: 'string' }, 'max-body': { type: 'number' }, 'model-name': { type: 'string' },
-    template: { type: 'string' }, 'kv-type': { type: 'string' }, grace: { type: 'number' }, quiet: { type: 'boolean' },
-    'prefix-cache': { type: 'number' },
-  }, 'serve');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      host: { type: 'string' },
+      port: { type: 'number' },
+      parallel: { type: 'number' },
+      queue: { type: 'number' },
+      ctx: { type: 'number' },
+      timeout: { type: 'number' },
+      backend: { type: 'string' },
+      threads: { type: 'number' },
+      'api-key': { type: 'string' },
+      cors: { type: 'string' },
+      'max-body': { type: 'number' },
+      'model-name': { type: 'string' },
+      template: { type: 'string' },
+      'kv-type': { type: 'string' },
+      grace: { type: 'number' },
+      quiet: { type: 'boolean' },
+      'prefix-cache': { type: 'number' },
+    },
+    'serve',
+  );
   if (positionals.length > 1) throw new InputError(`serve takes one MODEL, got ${positionals.length}`);
   const path = positionals[0] ?? defaultModelPath();
   const port = positiveInt('port', options['port'], 0) ?? 8080;
@@ -72,7 +90,8 @@ export async function run(argv: string[]): Promise<number> {
   const grace = (options['grace'] as number | undefined) ?? 10;
   if (!(grace >= 0)) throw new InputError(`--grace must be >= 0 seconds, got ${grace}`);
   const kvType = options['kv-type'] as string | undefined;
-  if (kvType !== undefined && !['f32', 'f16', 'q8_0'].includes(kvType)) throw new InputError(`--kv-type must be f32, f16 or q8_0, got "${kvType}"`);
+  if (kvType !== undefined && !['f32', 'f16', 'q8_0'].includes(kvType))
+    throw new InputError(`--kv-type must be f32, f16 or q8_0, got "${kvType}"`);
   const apiKey = (options['api-key'] as string | undefined) ?? process.env['MPT_API_KEY'];
   const quiet = options['quiet'] === true;
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
@@ -80,17 +99,33 @@ export async function run(argv: string[]): Promise<number> {
   const backend = await pickBackend(options['backend'] as string | undefined);
   const t0 = performance.now();
   const model = await loadServedModel(path, {
-    backend, threads, ctx, name: options['model-name'] as string | undefined, template: options['template'] as string | undefined,
-    kvType: kvType as KvType | undefined, parallel: parallel ?? DEFAULT_PARALLEL, onNote: (m) => log(`note: ${m}`),
+    backend,
+    threads,
+    ctx,
+    name: options['model-name'] as string | undefined,
+    template: options['template'] as string | undefined,
+    kvType: kvType as KvType | undefined,
+    parallel: parallel ?? DEFAULT_PARALLEL,
+    onNote: (m) => log(`note: ${m}`),
   });
   // Fail at start-up, not on the first request, when the backend cannot store this KV type.
   model.runner.createCache({ capacity: 1, kvType: model.kvType }).dispose();
   const server = new MptServer(model, {
-    host: options['host'] as string | undefined, port, parallel, queue, prefixCache, timeoutS: timeout, apiKey,
-    cors: options['cors'] as string | undefined, maxBodyBytes: maxBody, log: quiet ? undefined : log,
+    host: options['host'] as string | undefined,
+    port,
+    parallel,
+    queue,
+    prefixCache,
+    timeoutS: timeout,
+    apiKey,
+    cors: options['cors'] as string | undefined,
+    maxBodyBytes: maxBody,
+    log: quiet ? undefined : log,
   });
   const addr = await server.listen();
-  log(`loaded ${model.id} (${backend} backend, context ${model.contextLength}, prompt format ${model.format.name}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  log(
+    `loaded ${model.id} (${backend} backend, context ${model.contextLength}, prompt format ${model.format.name}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
+  );
   log(`listening on ${addr.url} (parallel ${server.options.parallel}, queue ${server.options.queue})`);
   // Tests and scripts read this line to learn the port.
   process.stdout.write(`listening on ${addr.url}\n`);
@@ -104,9 +139,19 @@ export async function run(argv: string[]): Promise<number> {
       }
       stopping = true;
       log(`${signal}: finishing ${server.inFlight} request(s) (up to ${grace} s), then exiting`);
-      server.shutdown(grace * 1000)
+      server
+        .shutdown(grace * 1000)
         .then(() => model.runner.dispose())
-        .then(() => { log('stopped'); resolve(0); }, (e) => { log(`shutdown failed: ${(e as Error).message}`); resolve(1); });
+        .then(
+          () => {
+            log('stopped');
+            resolve(0);
+          },
+          (e) => {
+            log(`shutdown failed: ${(e as Error).message}`);
+            resolve(1);
+          },
+        );
     };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));

@@ -16,10 +16,17 @@ folder without tokenizer.json uses the shipped GPT-NeoX-20B tokenizer when it fi
   --no-special   encode special-token text such as <|endoftext|> as ordinary text`;
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    jsonl: { type: 'boolean' }, tokens: { type: 'boolean' }, 'no-special': { type: 'boolean' },
-  }, 'tokenize');
-  if (positionals.length > 1) throw new InputError(`expected at most one path, got ${positionals.length} arguments (the text comes from stdin)`);
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      jsonl: { type: 'boolean' },
+      tokens: { type: 'boolean' },
+      'no-special': { type: 'boolean' },
+    },
+    'tokenize',
+  );
+  if (positionals.length > 1)
+    throw new InputError(`expected at most one path, got ${positionals.length} arguments (the text comes from stdin)`);
   const tok = await loadTokenizerForCli(positionals[0]);
   const parseSpecialTokens = options['no-special'] !== true;
   const result = (text: string) => {
@@ -41,7 +48,8 @@ export async function run(argv: string[]): Promise<number> {
     } catch {
       throw new InputError(`line ${i + 1}: not JSON (each line must be a JSON string)`);
     }
-    if (typeof v === 'object' && v !== null && typeof (v as { text?: unknown }).text === 'string') v = (v as { text: string }).text;
+    if (typeof v === 'object' && v !== null && typeof (v as { text?: unknown }).text === 'string')
+      v = (v as { text: string }).text;
     if (typeof v !== 'string') throw new InputError(`line ${i + 1}: expected a JSON string (or {"text": ...})`);
     writeOut(result(v) + '\n');
   }

@@ -36,10 +36,20 @@ options:
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, {
-    threads: { type: 'number' }, 'max-steps': { type: 'number' }, duration: { type: 'string' }, 'stop-at': { type: 'number' }, 'save-folder': { type: 'string' }, 'no-resume': { type: 'boolean' },
-  }, 'train');
-  if (positionals.length !== 1) throw new InputError('mpt train needs one argument: the recipe YAML (see mpt train --help)');
+  const { positionals, options } = parseArgs(
+    argv,
+    {
+      threads: { type: 'number' },
+      'max-steps': { type: 'number' },
+      duration: { type: 'string' },
+      'stop-at': { type: 'number' },
+      'save-folder': { type: 'string' },
+      'no-resume': { type: 'boolean' },
+    },
+    'train',
+  );
+  if (positionals.length !== 1)
+    throw new InputError('mpt train needs one argument: the recipe YAML (see mpt train --help)');
   const rc = readRecipe(positionals[0]!);
   if (options['save-folder']) rc.saveFolder = String(options['save-folder']);
   if (options['max-steps'] !== undefined) rc.maxDuration = { value: Number(options['max-steps']), unit: 'ba' };
@@ -52,19 +62,27 @@ export async function run(argv: string[]): Promise<number> {
     const prep = await prepareRun(rc, kernels, (l) => status.log(l), { resume, onStep: trainProgress(status) });
     const nParams = prep.model.params.reduce((a, p) => a + p.data.length, 0);
     const c = prep.model.config;
-    status.log(`model: d_model ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads, ${(nParams / 1e6).toFixed(2)} M ` +
-      `trained parameters; kernels ${kernels.name}; ${prep.trainer.o.maxSteps} steps of ` +
-      `${rc.globalBatch} × ${rc.maxSeqLen} tokens`);
+    status.log(
+      `model: d_model ${c.dModel}, ${c.nLayers} layers, ${c.nHeads} heads, ${(nParams / 1e6).toFixed(2)} M ` +
+        `trained parameters; kernels ${kernels.name}; ${prep.trainer.o.maxSteps} steps of ` +
+        `${rc.globalBatch} × ${rc.maxSeqLen} tokens`,
+    );
     if (options['stop-at'] !== undefined) (prep.trainer.o as { stopAt?: number }).stopAt = Number(options['stop-at']);
     if (resume) await prep.trainer.resume();
     const { history, evals } = await prep.trainer.run();
     status.finish();
     const last = history[history.length - 1];
     const lastEval = evals[evals.length - 1];
-    process.stdout.write(JSON.stringify({
-      steps: prep.trainer.step, tokens: prep.trainer.tokens, final_loss: last?.loss ?? null,
-      eval_loss: lastEval?.evalLoss ?? null, save_folder: rc.saveFolder, export_folder: rc.exportFolder,
-    }) + '\n');
+    process.stdout.write(
+      JSON.stringify({
+        steps: prep.trainer.step,
+        tokens: prep.trainer.tokens,
+        final_loss: last?.loss ?? null,
+        eval_loss: lastEval?.evalLoss ?? null,
+        save_folder: rc.saveFolder,
+        export_folder: rc.exportFolder,
+      }) + '\n',
+    );
     return 0;
   } finally {
     status.finish();
