@@ -151,7 +151,7 @@ function contextBoundError(
   );
 }
 
-function timeoutError(timeoutMs: number): ApiError {
+export function timeoutError(timeoutMs: number): ApiError {
   const message = `the request did not finish within ${timeoutMs / 1000} s (server --timeout)`;
   return new ApiError(504, message, 'timeout_error', null, 'timeout');
 }
@@ -346,7 +346,7 @@ function checkStreamOptions(req: { stream?: boolean | null; stream_options?: unk
   }
 }
 
-function checkModel(ctx: GenerationContext, model: string): void {
+export function checkModel(ctx: GenerationContext, model: string): void {
   if (model !== ctx.model.id) {
     throw new ApiError(404, `The model \`${model}\` does not exist. This server serves \`${ctx.model.id}\`.`, 'invalid_request_error', 'model', 'model_not_found');
   }
@@ -356,7 +356,7 @@ function checkModel(ctx: GenerationContext, model: string): void {
  * Tokenizes a request's prompt texts, off the event loop when they are long; given up (with the
  * 504, or silently) when the request's time runs out or its client leaves meanwhile.
  */
-async function encodePrompts(
+export async function encodePrompts(
   ctx: GenerationContext, res: ServerResponse, receivedAt: number, texts: readonly string[],
 ): Promise<number[][]> {
   const ac = new AbortController();
