@@ -41,19 +41,27 @@ describe('wasm backend: SequenceInput.finalHidden', () => {
       const g = new Goldens(fixturePath(name));
       const r = await loadWasm(name);
       try {
-        const c = r.config, ids: number[] = g.json.inputs.seq7;
+        const c = r.config,
+          ids: number[] = g.json.inputs.seq7;
         const want = goldenFinal(g, c.nLayers, c.dModel);
         // Alone, and beside another sequence's decode step with logits, in one call.
-        const cache = r.createCache({ capacity: 16 }), other = r.createCache({ capacity: 16 });
+        const cache = r.createCache({ capacity: 16 }),
+          other = r.createCache({ capacity: 16 });
         const [o] = await r.forward([{ cache, tokens: ids, finalHidden: true }], { logits: 'none' });
         assert.ok(maxAbsDiff(o!.finalHidden!, want) <= TOL, `${maxAbsDiff(o!.finalHidden!, want)}`);
         cache.truncate(0);
-        const both = await r.forward([{ cache: other, tokens: [ids[0]!] }, { cache, tokens: ids, finalHidden: true, logits: 'none' }],
-          { logits: 'last' });
+        const both = await r.forward(
+          [
+            { cache: other, tokens: [ids[0]!] },
+            { cache, tokens: ids, finalHidden: true, logits: 'none' },
+          ],
+          { logits: 'last' },
+        );
         assert.equal(both[0]!.finalHidden, undefined);
         assert.equal(both[0]!.logits.length, c.vocabSize);
         assert.ok(maxAbsDiff(both[1]!.finalHidden!, want) <= TOL);
-        cache.dispose(); other.dispose();
+        cache.dispose();
+        other.dispose();
       } finally {
         await r.dispose();
       }
@@ -91,7 +99,8 @@ async function referenceEmbedding(runner: ModelRunner, ids: number[]): Promise<F
   const cache = runner.createCache({ capacity: ids.length });
   const [o] = await runner.forward([{ cache, tokens: ids }], { logits: 'none', outputHiddenStates: true });
   cache.dispose();
-  const h = o!.hiddenStates!.at(-1)!, d = runner.config.dModel;
+  const h = o!.hiddenStates!.at(-1)!,
+    d = runner.config.dModel;
   const mean = new Float64Array(d);
   for (let t = 0; t < ids.length; t++) for (let j = 0; j < d; j++) mean[j]! += h[t * d + j]! / ids.length;
   const norm = Math.sqrt(mean.reduce((a, v) => a + v * v, 0));
@@ -138,13 +147,20 @@ describe('POST /v1/embeddings (wasm backend, as mpt serve runs it)', () => {
 
   test('raw base64 is the little-endian float32 bytes of the float vector', async () => {
     const body = { model: served.id, input: 'hello there' };
-    const post = async (fmt: string) => (await fetch(`${client.baseURL.replace(/\/$/, '')}/embeddings`, {
-      method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ ...body, encoding_format: fmt }),
-    })).json() as Promise<{ data: Array<{ embedding: number[] | string }> }>;
+    const post = async (fmt: string) =>
+      (
+        await fetch(`${client.baseURL.replace(/\/$/, '')}/embeddings`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ ...body, encoding_format: fmt }),
+        })
+      ).json() as Promise<{ data: Array<{ embedding: number[] | string }> }>;
     const f = (await post('float')).data[0]!.embedding as number[];
     const b = Buffer.from((await post('base64')).data[0]!.embedding as string, 'base64');
     assert.equal(b.length, f.length * 4);
-    f.forEach((v, i) => assert.equal(b.readFloatLE(i * 4), v));
+    f.forEach((v, i) => {
+      assert.equal(b.readFloatLE(i * 4), v);
+    });
   });
 
   test('arrays of strings, a token-id array and token-id arrays: one vector each, in order', async () => {
@@ -153,7 +169,10 @@ describe('POST /v1/embeddings (wasm backend, as mpt serve runs it)', () => {
     const byText = await client.embeddings.create({ model: served.id, input: texts, encoding_format: 'float' });
     const byIds = await client.embeddings.create({ model: served.id, input: ids, encoding_format: 'float' });
     const one = await client.embeddings.create({ model: served.id, input: ids[1]!, encoding_format: 'float' });
-    assert.deepEqual(byText.data.map((d) => d.index), [0, 1]);
+    assert.deepEqual(
+      byText.data.map((d) => d.index),
+      [0, 1],
+    );
     const total = ids[0]!.length + ids[1]!.length;
     assert.deepEqual(byText.usage, { prompt_tokens: total, total_tokens: total });
     for (let i = 0; i < 2; i++) {
@@ -172,23 +191,36 @@ describe('POST /v1/embeddings (wasm backend, as mpt serve runs it)', () => {
       assert.equal((e.error as { code?: string }).code, 'context_length_exceeded');
       return true;
     });
-    await assert.rejects(client.embeddings.create({ model: served.id, input: ['ok', 'word '.repeat(100)] }), /input\[1\]'.*64 tokens/);
+    await assert.rejects(
+      client.embeddings.create({ model: served.id, input: ['ok', 'word '.repeat(100)] }),
+      /input\[1\]'.*64 tokens/,
+    );
     await assert.rejects(client.embeddings.create({ model: served.id, input: '' }), (e: unknown) => {
       assert.ok(e instanceof OpenAI.BadRequestError);
       assert.match(e.message, /'input': the input is empty/);
       return true;
     });
     await assert.rejects(client.embeddings.create({ model: served.id, input: [] }), /Invalid 'input'/);
-    await assert.rejects(client.embeddings.create({ model: served.id, input: [[1, 2], []] }), /'input\[1\]': the input is empty/);
+    await assert.rejects(
+      client.embeddings.create({ model: served.id, input: [[1, 2], []] }),
+      /'input\[1\]': the input is empty/,
+    );
     await assert.rejects(client.embeddings.create({ model: 'other', input: 'x' }), OpenAI.NotFoundError);
-    await assert.rejects(client.embeddings.create({ model: served.id, input: 'x', dimensions: 3 }), /has 16 dimensions|have 16 dimensions/);
+    await assert.rejects(
+      client.embeddings.create({ model: served.id, input: 'x', dimensions: 3 }),
+      /has 16 dimensions|have 16 dimensions/,
+    );
   });
 });
 
 describe('POST /v1/embeddings on the reference backend', () => {
   let srv: TestServer;
-  before(async () => { srv = await startTestServer(); });
-  after(async () => { await srv.close(); });
+  before(async () => {
+    srv = await startTestServer();
+  });
+  after(async () => {
+    await srv.close();
+  });
 
   test('reads the hidden states apart from the batch and gives the same vector', async () => {
     const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'unused', maxRetries: 0 });
@@ -205,20 +237,38 @@ test('an embedding read in chunks does not hold up another sequence decoding', a
   try {
     const events: string[] = [];
     let decodeEnd!: (r: EndReason) => void, embedEnd!: (r: EndReason) => void;
-    const decodeDone = new Promise<EndReason>((r) => { decodeEnd = r; });
-    const embedDone = new Promise<EndReason>((r) => { embedEnd = r; });
+    const decodeDone = new Promise<EndReason>((r) => {
+      decodeEnd = r;
+    });
+    const embedDone = new Promise<EndReason>((r) => {
+      embedEnd = r;
+    });
     let rows = 0;
     const embed: SequenceClient = {
-      prompt: Array.from({ length: 120 }, (_, i) => 200 + i), capacity: 120,
-      promptHidden: (r) => { rows += r.length / runner.config.dModel; events.push(`embed ${rows}`); },
+      prompt: Array.from({ length: 120 }, (_, i) => 200 + i),
+      capacity: 120,
+      promptHidden: (r) => {
+        rows += r.length / runner.config.dModel;
+        events.push(`embed ${rows}`);
+      },
       next: () => null,
-      onEnd: (reason) => { events.push('embed end'); embedEnd(reason); },
+      onEnd: (reason) => {
+        events.push('embed end');
+        embedEnd(reason);
+      },
     };
     let steps = 0;
     const decode: SequenceClient = {
-      prompt: [300], capacity: 8,
-      next: () => { events.push('decode'); return ++steps < 5 ? 301 : null; },
-      onEnd: (reason) => { events.push('decode end'); decodeEnd(reason); },
+      prompt: [300],
+      capacity: 8,
+      next: () => {
+        events.push('decode');
+        return ++steps < 5 ? 301 : null;
+      },
+      onEnd: (reason) => {
+        events.push('decode end');
+        decodeEnd(reason);
+      },
     };
     // Decoding already under way when the embedding arrives: its steps carry on beside the chunks.
     scheduler.submitAll([decode]);

@@ -17,7 +17,9 @@ import { loadServedModel } from '../src/server/model-host.js';
 
 const SHIPPED = fileURLToPath(new URL('../../models/default/', import.meta.url));
 
-const WeatherArgs = z.object({ city: z.string().max(20), unit: z.enum(['celsius', 'fahrenheit']), days: z.number().int().min(1).max(7) }).strict();
+const WeatherArgs = z
+  .object({ city: z.string().max(20), unit: z.enum(['celsius', 'fahrenheit']), days: z.number().int().min(1).max(7) })
+  .strict();
 const weatherTool: OpenAI.Chat.ChatCompletionTool = {
   type: 'function',
   function: {
@@ -40,7 +42,12 @@ const sumTool: OpenAI.Chat.ChatCompletionTool = {
   type: 'function',
   function: {
     name: 'add',
-    parameters: { type: 'object', properties: { a: { type: 'number' }, b: { type: 'number' } }, required: ['a', 'b'], additionalProperties: false },
+    parameters: {
+      type: 'object',
+      properties: { a: { type: 'number' }, b: { type: 'number' } },
+      required: ['a', 'b'],
+      additionalProperties: false,
+    },
   },
 };
 
@@ -63,7 +70,9 @@ after(async () => {
 test('a forced function: the call names it and its arguments satisfy its parameters', async () => {
   for (const seed of [1, 2, 3]) {
     const r: OpenAI.Chat.ChatCompletion = await client.chat.completions.create({
-      model: 'default', seed, temperature: 1,
+      model: 'default',
+      seed,
+      temperature: 1,
       messages: [{ role: 'user', content: 'What is the weather in Paris?' }],
       tools: [sumTool, weatherTool],
       tool_choice: { type: 'function', function: { name: 'get_weather' } },
@@ -86,14 +95,27 @@ test('"required" calls one of the tools; "none" answers in text', async () => {
   const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'Add 2 and 3.' }];
   const names = new Set<string>();
   for (const seed of [1, 2, 3, 4]) {
-    const r = await client.chat.completions.create({ model: 'default', seed, messages, tools: [sumTool, weatherTool], tool_choice: 'required' });
+    const r = await client.chat.completions.create({
+      model: 'default',
+      seed,
+      messages,
+      tools: [sumTool, weatherTool],
+      tool_choice: 'required',
+    });
     const call = r.choices[0]!.message.tool_calls![0]! as OpenAI.Chat.ChatCompletionMessageFunctionToolCall;
     names.add(call.function.name);
     const schema = call.function.name === 'add' ? SumArgs : WeatherArgs;
     assert.ok(schema.safeParse(JSON.parse(call.function.arguments)).success, call.function.arguments);
   }
   assert.ok([...names].every((n) => n === 'add' || n === 'get_weather'));
-  const text = await client.chat.completions.create({ model: 'default', seed: 1, max_tokens: 8, messages, tools: [sumTool], tool_choice: 'none' });
+  const text = await client.chat.completions.create({
+    model: 'default',
+    seed: 1,
+    max_tokens: 8,
+    messages,
+    tools: [sumTool],
+    tool_choice: 'none',
+  });
   assert.equal(text.choices[0]!.message.tool_calls, undefined);
   assert.equal(typeof text.choices[0]!.message.content, 'string');
   assert.notEqual(text.choices[0]!.finish_reason, 'tool_calls');
@@ -101,10 +123,18 @@ test('"required" calls one of the tools; "none" answers in text', async () => {
 
 test('streaming sends the call as delta.tool_calls, then finish_reason tool_calls', async () => {
   const stream = await client.chat.completions.create({
-    model: 'default', seed: 5, stream: true, messages: [{ role: 'user', content: 'Weather?' }],
-    tools: [weatherTool], tool_choice: { type: 'function', function: { name: 'get_weather' } },
+    model: 'default',
+    seed: 5,
+    stream: true,
+    messages: [{ role: 'user', content: 'Weather?' }],
+    tools: [weatherTool],
+    tool_choice: { type: 'function', function: { name: 'get_weather' } },
   });
-  let name = '', args = '', id = '', finish: string | null = null, content = '';
+  let name = '',
+    args = '',
+    id = '',
+    finish: string | null = null,
+    content = '';
   for await (const ch of stream) {
     const c = ch.choices[0];
     if (!c) continue;
@@ -127,13 +157,20 @@ test('streaming sends the call as delta.tool_calls, then finish_reason tool_call
 test('past calls and tool results are accepted and rendered into the prompt', async () => {
   const args = '{"a": 2, "b": 3}';
   const r = await client.chat.completions.create({
-    model: 'default', max_tokens: 1, temperature: 0,
+    model: 'default',
+    max_tokens: 1,
+    temperature: 0,
     messages: [
       { role: 'user', content: 'Add 2 and 3.' },
-      { role: 'assistant', content: null, tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'add', arguments: args } }] },
+      {
+        role: 'assistant',
+        content: null,
+        tool_calls: [{ id: 'call_1', type: 'function', function: { name: 'add', arguments: args } }],
+      },
       { role: 'tool', tool_call_id: 'call_1', content: '5' },
     ],
-    tools: [sumTool], tool_choice: 'none',
+    tools: [sumTool],
+    tool_choice: 'none',
   });
   const m = server.model;
   const want = m.format.render([
@@ -146,13 +183,27 @@ test('past calls and tool results are accepted and rendered into the prompt', as
 
 test('bad tool requests: an unknown forced name, tool_choice without tools', async () => {
   const messages: OpenAI.Chat.ChatCompletionMessageParam[] = [{ role: 'user', content: 'x' }];
-  await assert.rejects(client.chat.completions.create({ model: 'default', messages, tools: [sumTool], tool_choice: { type: 'function', function: { name: 'nope' } } }),
-    /no tool named 'nope'/);
-  await assert.rejects(client.chat.completions.create({ model: 'default', messages, tool_choice: 'required' }), /no 'tools' are given/);
+  await assert.rejects(
+    client.chat.completions.create({
+      model: 'default',
+      messages,
+      tools: [sumTool],
+      tool_choice: { type: 'function', function: { name: 'nope' } },
+    }),
+    /no tool named 'nope'/,
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model: 'default', messages, tool_choice: 'required' }),
+    /no 'tools' are given/,
+  );
 });
 
 test("LangChain ChatOpenAI.bindTools with tool_choice: the call's args validate under the tool's zod schema", async () => {
-  const weather = tool(async () => 'sunny', { name: 'get_weather', description: 'Weather forecast for a city', schema: WeatherArgs });
+  const weather = tool(async () => 'sunny', {
+    name: 'get_weather',
+    description: 'Weather forecast for a city',
+    schema: WeatherArgs,
+  });
   const llm = new ChatOpenAI({ model: 'default', apiKey: 'unused', temperature: 1, configuration: { baseURL } });
   const bound = llm.bindTools([weather], { tool_choice: 'get_weather' });
   const msg = await bound.invoke('What is the weather in Oslo?');

@@ -128,7 +128,8 @@ function toolGrammarOf(ctx: GenerationContext, req: ChatRequest): JsonGrammar | 
   const schema = toolCallSchema(req.tools, req.tool_choice);
   if (!schema) return null;
   if (req.response_format && req.response_format.type !== 'text') {
-    throw badRequest("'response_format' cannot be combined with a tool call ('tools' with 'tool_choice' other than \"none\").", 'response_format', 'invalid_value');
+    const message = "'response_format' cannot be combined with a tool call ('tools' with 'tool_choice' other than \"none\").";
+    throw badRequest(message, 'response_format', 'invalid_value');
   }
   return compileSchema(ctx, schema, 'tools');
 }
@@ -561,11 +562,13 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
         // OpenAI's order: id, type and name with empty arguments first, then the arguments.
         const head = { index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } };
         sse.send(chunk([{ index, delta: { tool_calls: [head] }, logprobs: null, finish_reason: null }]));
-        sse.send(chunk([{ index, delta: { tool_calls: [{ index: 0, function: { arguments: call.function.arguments } }] }, logprobs: null, finish_reason: null }]));
+        const rest = { index: 0, function: { arguments: call.function.arguments } };
+        sse.send(chunk([{ index, delta: { tool_calls: [rest] }, logprobs: null, finish_reason: null }]));
       } else if (toolGrammar && c.text) {
         sse.send(chunk([{ index, delta: { content: c.text }, logprobs: null, finish_reason: null }]));
       }
-      sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: call ? 'tool_calls' : (c.finish ?? 'stop') }]));
+      const finish = call ? 'tool_calls' : (c.finish ?? 'stop');
+      sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: finish }]));
     }
     if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
     sse.done();

@@ -16,7 +16,12 @@ import { QueueFullError, type EndReason, type SequenceClient, type SequenceHandl
 const TokenIds = z.array(z.number().int().min(0));
 const EmbeddingRequest = z.strictObject({
   model: z.string(),
-  input: z.union([z.string(), z.array(z.string()).min(1).max(2048), TokenIds.min(1), z.array(TokenIds).min(1).max(2048)]),
+  input: z.union([
+    z.string(),
+    z.array(z.string()).min(1).max(2048),
+    TokenIds.min(1),
+    z.array(TokenIds).min(1).max(2048),
+  ]),
   encoding_format: z.enum(['float', 'base64']).nullish(),
   dimensions: z.number().int().min(1).nullish(),
   user: z.string().optional(),
@@ -28,8 +33,11 @@ class PooledSequence implements SequenceClient {
   private readonly sum: Float64Array;
   vector: Float32Array | null = null;
 
-  constructor(readonly prompt: readonly number[], private readonly d: number,
-    private readonly onEnd_: (reason: EndReason, error?: unknown) => void) {
+  constructor(
+    readonly prompt: readonly number[],
+    private readonly d: number,
+    private readonly onEnd_: (reason: EndReason, error?: unknown) => void,
+  ) {
     this.capacity = prompt.length;
     this.sum = new Float64Array(d);
   }
@@ -56,24 +64,43 @@ class PooledSequence implements SequenceClient {
 }
 
 /** Token ids of every input; 400 for an empty one, one past the context, or an id outside the vocabulary. */
-async function inputIds(ctx: GenerationContext, res: ServerResponse, receivedAt: number,
-  input: z.infer<typeof EmbeddingRequest>['input']): Promise<number[][]> {
+async function inputIds(
+  ctx: GenerationContext,
+  res: ServerResponse,
+  receivedAt: number,
+  input: z.infer<typeof EmbeddingRequest>['input'],
+): Promise<number[][]> {
   let ids: number[][];
   if (typeof input === 'string') ids = await encodePrompts(ctx, res, receivedAt, [input]);
-  else if (input.every((x) => typeof x === 'string')) ids = await encodePrompts(ctx, res, receivedAt, input as string[]);
+  else if (input.every((x) => typeof x === 'string'))
+    ids = await encodePrompts(ctx, res, receivedAt, input as string[]);
   else if (input.every((x) => typeof x === 'number')) ids = [input as number[]];
   else ids = input as number[][];
-  const C = ctx.model.contextLength, limit = ctx.model.vocabLimit;
+  const C = ctx.model.contextLength,
+    limit = ctx.model.vocabLimit;
   const many = typeof input !== 'string' && typeof input[0] !== 'number';
   ids.forEach((t, i) => {
     const param = many ? `input[${i}]` : 'input';
-    if (t.length === 0) throw badRequest(`Invalid '${param}': the input is empty (it has no tokens); an embedding needs at least one.`, param, 'invalid_value');
+    if (t.length === 0)
+      throw badRequest(
+        `Invalid '${param}': the input is empty (it has no tokens); an embedding needs at least one.`,
+        param,
+        'invalid_value',
+      );
     if (t.length > C) {
-      throw badRequest(`Invalid '${param}': this model's maximum context length is ${C} tokens, but the input has ${t.length}. Please shorten it.`,
-        param, 'context_length_exceeded');
+      throw badRequest(
+        `Invalid '${param}': this model's maximum context length is ${C} tokens, but the input has ${t.length}. Please shorten it.`,
+        param,
+        'context_length_exceeded',
+      );
     }
     const bad = t.findIndex((id) => id >= limit);
-    if (bad >= 0) throw badRequest(`Invalid '${param}': token id ${t[bad]} is outside the vocabulary (0..${limit - 1}).`, param, 'invalid_value');
+    if (bad >= 0)
+      throw badRequest(
+        `Invalid '${param}': token id ${t[bad]} is outside the vocabulary (0..${limit - 1}).`,
+        param,
+        'invalid_value',
+      );
   });
   return ids;
 }
@@ -81,7 +108,9 @@ async function inputIds(ctx: GenerationContext, res: ServerResponse, receivedAt:
 /** OpenAI's base64 encoding: the float32 values' little-endian bytes. */
 function littleEndianBase64(v: Float32Array): string {
   const bytes = Buffer.alloc(v.length * 4);
-  v.forEach((x, i) => bytes.writeFloatLE(x, i * 4));
+  v.forEach((x, i) => {
+    bytes.writeFloatLE(x, i * 4);
+  });
   return bytes.toString('base64');
 }
 
@@ -91,19 +120,35 @@ export async function handleEmbeddings(ctx: GenerationContext, body: unknown, re
   checkModel(ctx, r.model);
   const d = ctx.model.runner.config.dModel;
   if (r.dimensions != null && r.dimensions !== d) {
-    throw badRequest(`Invalid 'dimensions': this model's embeddings have ${d} dimensions (d_model); got ${r.dimensions}.`, 'dimensions', 'invalid_value');
+    throw badRequest(
+      `Invalid 'dimensions': this model's embeddings have ${d} dimensions (d_model); got ${r.dimensions}.`,
+      'dimensions',
+      'invalid_value',
+    );
   }
   const ids = await inputIds(ctx, res, receivedAt, r.input);
   let failed: ApiError | null = null;
   let remaining = ids.length;
   let resolveDone!: () => void;
-  const done = new Promise<void>((resolve) => { resolveDone = resolve; });
+  const done = new Promise<void>((resolve) => {
+    resolveDone = resolve;
+  });
   const handles: SequenceHandle[] = [];
-  const cancel = (reason: 'cancelled' | 'shutdown') => { for (const h of handles) h.cancel(reason); };
+  const cancel = (reason: 'cancelled' | 'shutdown') => {
+    for (const h of handles) h.cancel(reason);
+  };
   let timer: NodeJS.Timeout | undefined;
   const ended = (reason: EndReason, error?: unknown) => {
-    if (reason === 'error') failed ??= new ApiError(500, error instanceof MptError ? error.message : 'embedding failed', 'server_error', null, 'embedding_failed');
-    if (reason === 'shutdown') failed ??= new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
+    if (reason === 'error')
+      failed ??= new ApiError(
+        500,
+        error instanceof MptError ? error.message : 'embedding failed',
+        'server_error',
+        null,
+        'embedding_failed',
+      );
+    if (reason === 'shutdown')
+      failed ??= new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
     if (reason === 'cancelled') failed ??= timeoutError(ctx.timeoutMs);
     if (--remaining > 0) return;
     clearTimeout(timer);
@@ -121,7 +166,8 @@ export async function handleEmbeddings(ctx: GenerationContext, body: unknown, re
     return {
       object: 'list',
       data: seqs.map((s, index) => ({
-        object: 'embedding', index,
+        object: 'embedding',
+        index,
         embedding: base64 ? littleEndianBase64(s.vector!) : Array.from(s.vector!),
       })),
       model: ctx.model.id,
@@ -132,12 +178,21 @@ export async function handleEmbeddings(ctx: GenerationContext, body: unknown, re
     handles.push(...ctx.scheduler.submitAll(seqs));
   } catch (e) {
     if (e instanceof QueueFullError) {
-      throw new ApiError(429, `The server is busy: ${e.queued} sequences are waiting (--queue). Retry shortly.`, 'rate_limit_error', null, 'queue_full', { 'Retry-After': '1' });
+      throw new ApiError(
+        429,
+        `The server is busy: ${e.queued} sequences are waiting (--queue). Retry shortly.`,
+        'rate_limit_error',
+        null,
+        'queue_full',
+        { 'Retry-After': '1' },
+      );
     }
     throw e;
   }
   ctx.metrics.promptTokens += ids.reduce((a, t) => a + t.length, 0);
-  res.on('close', () => { if (!res.writableFinished) cancel('cancelled'); });
+  res.on('close', () => {
+    if (!res.writableFinished) cancel('cancelled');
+  });
   if (ctx.timeoutMs > 0) {
     timer = setTimeout(() => cancel('cancelled'), Math.max(0, ctx.timeoutMs - (performance.now() - receivedAt)));
     timer.unref();

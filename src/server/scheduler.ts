@@ -344,7 +344,8 @@ export class Scheduler {
     let rows: Float32Array | undefined;
     let failure: unknown = null;
     try {
-      const [o] = await this.runner.forward([{ cache: s.cache!, tokens }], { logits: 'none', outputHiddenStates: true });
+      const options = { logits: 'none', outputHiddenStates: true } as const;
+      const [o] = await this.runner.forward([{ cache: s.cache!, tokens }], options);
       rows = o!.hiddenStates?.at(-1);
     } catch (e) {
       failure = e;

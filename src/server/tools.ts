@@ -41,7 +41,11 @@ type Choice = z.infer<typeof ToolChoice>;
 export function toolCallSchema(tools: Tools | null | undefined, choice: Choice | null | undefined): object | null {
   if (!tools || tools.length === 0) {
     if (choice != null && choice !== 'none' && choice !== 'auto') {
-      throw badRequest("Invalid value for 'tool_choice': it asks for a tool call but no 'tools' are given.", 'tool_choice', 'invalid_value');
+      throw badRequest(
+        "Invalid value for 'tool_choice': it asks for a tool call but no 'tools' are given.",
+        'tool_choice',
+        'invalid_value',
+      );
     }
     return null;
   }
@@ -51,12 +55,17 @@ export function toolCallSchema(tools: Tools | null | undefined, choice: Choice |
     const name = choice.function.name;
     allowed = tools.filter((t) => t.function.name === name);
     if (allowed.length === 0) {
-      throw badRequest(`Invalid value for 'tool_choice': no tool named '${name}' is among 'tools'.`, 'tool_choice.function.name', 'invalid_value');
+      throw badRequest(
+        `Invalid value for 'tool_choice': no tool named '${name}' is among 'tools'.`,
+        'tool_choice.function.name',
+        'invalid_value',
+      );
     }
   }
   const names = new Set<string>();
   for (const t of tools) {
-    if (names.has(t.function.name)) throw badRequest(`Invalid 'tools': two tools are named '${t.function.name}'.`, 'tools', 'invalid_value');
+    if (names.has(t.function.name))
+      throw badRequest(`Invalid 'tools': two tools are named '${t.function.name}'.`, 'tools', 'invalid_value');
     names.add(t.function.name);
   }
   const branches = allowed.map((t) => ({
@@ -80,7 +89,9 @@ export function renderToolCall(call: z.infer<typeof ToolCall>): string {
 }
 
 /** A generated call as OpenAI returns it, or null when the text is not a whole call (cut by max_tokens). */
-export function parseToolCall(text: string): { id: string; type: 'function'; function: { name: string; arguments: string } } | null {
+export function parseToolCall(
+  text: string,
+): { id: string; type: 'function'; function: { name: string; arguments: string } } | null {
   let v: unknown;
   try {
     v = JSON.parse(text);
@@ -89,5 +100,9 @@ export function parseToolCall(text: string): { id: string; type: 'function'; fun
   }
   if (typeof v !== 'object' || v === null || typeof (v as { name?: unknown }).name !== 'string') return null;
   const { name, arguments: args } = v as { name: string; arguments: unknown };
-  return { id: `call_${randomBytes(12).toString('base64url')}`, type: 'function', function: { name, arguments: JSON.stringify(args) } };
+  return {
+    id: `call_${randomBytes(12).toString('base64url')}`,
+    type: 'function',
+    function: { name, arguments: JSON.stringify(args) },
+  };
 }

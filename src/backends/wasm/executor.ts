@@ -220,7 +220,9 @@ export class Executor {
     const xn = this.L.arenas[ha]!.scratch.xn, xoff = this.L.arenas[from]!.scratch.x / 4;
     const src = this.f32(from), dst = this.f32(ha), out = new Float32Array(p.hiddenOut!);
     this.rowChunks(rows.length, (i0, i1) => {
-      for (let i = i0; i < i1; i++) dst.set(src.subarray(xoff + rows[i]! * d, xoff + (rows[i]! + 1) * d), xn / 4 + i * d);
+      for (let i = i0; i < i1; i++) {
+        dst.set(src.subarray(xoff + rows[i]! * d, xoff + (rows[i]! + 1) * d), xn / 4 + i * d);
+      }
       this.norm(hk, xn + i0 * d * 4, d, xn + i0 * d * 4, d, i1 - i0, d, h.normF);
       out.set(dst.subarray(xn / 4 + i0 * d, xn / 4 + i1 * d), i0 * d);
     });

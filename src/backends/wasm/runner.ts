@@ -186,7 +186,9 @@ export class WasmRunner implements ModelRunner {
         logitsOffset: offset,
       };
       if (hiddenRows.length) {
-        if (!this.hiddenBuf || this.hiddenBuf.byteLength < hiddenRows.length * d * 4) this.hiddenBuf = this.pool.buffer(L.maxRows * d * 4);
+        if (!this.hiddenBuf || this.hiddenBuf.byteLength < hiddenRows.length * d * 4) {
+          this.hiddenBuf = this.pool.buffer(L.maxRows * d * 4);
+        }
         pass.hiddenRows = Int32Array.from(hiddenRows);
         pass.hiddenOut = this.hiddenBuf;
       }
