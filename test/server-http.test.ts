@@ -60,7 +60,9 @@ test('malformed JSON, wrong types, missing and unknown fields get OpenAI errors 
   assertOpenAiError(await post(u, chat({ stop: ['a', 'b', 'c', 'd', 'e'] })), 400, 'stop', /at most 4/);
   assertOpenAiError(await post(u, chat({ stream: 'yes' })), 400, 'stream');
   assertOpenAiError(await post(u, chat({ frobnicate: true })), 400, 'frobnicate', /Unrecognized request argument/);
-  assertOpenAiError(await post(u, chat({ tools: [{ type: 'function', function: { name: 'f' } }] })), 400, 'tools', /not supported/);
+  assertOpenAiError(await post(u, chat({ functions: [{ name: 'f' }] })), 400, 'functions', /not supported/);
+  const badName = chat({ tools: [{ type: 'function', function: { name: 'f g' } }] });
+  assertOpenAiError(await post(u, badName), 400, 'tools[0].function.name');
   assertOpenAiError(await post(u, chat({ top_logprobs: 3 })), 400, 'top_logprobs', /logprobs/);
   assertOpenAiError(await post(u, { model, max_tokens: 3 }), 400, 'messages', /Missing required parameter/);
   assertOpenAiError(await post(u, { model, messages: [] }), 400, 'messages', /at least 1/);

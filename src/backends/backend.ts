@@ -50,6 +50,13 @@ export interface SequenceInput {
    * sequence's choice is 'last'.
    */
   logits?: 'all' | 'last' | 'none';
+  /**
+   * Also return this sequence's final hidden states, the rows after norm_f (what the LM head
+   * reads), one per new token, in `SequenceOutput.finalHidden`: a server's embeddings read them
+   * in the same call as other sequences' decode steps. Wasm backend (the reference backend
+   * gives every layer's states through `ForwardOptions.outputHiddenStates` instead).
+   */
+  finalHidden?: boolean;
 }
 
 export interface ForwardOptions {
@@ -82,6 +89,8 @@ export interface SequenceOutput {
   /** The token chosen for `ForwardOptions.sample`, when the backend chose it. */
   token?: number;
   hiddenStates?: Float32Array[];
+  /** Row-major [new tokens, d_model]: the rows after norm_f, where `SequenceInput.finalHidden` asked. */
+  finalHidden?: Float32Array;
   attentions?: Float32Array[];
 }
 
@@ -107,6 +116,8 @@ export interface KvSnapshot {
 export interface ModelRunner {
   readonly config: MptConfig;
   readonly backendName: string;
+  /** True where `forward` honours `SequenceInput.finalHidden` (others ignore it). */
+  readonly finalHidden?: boolean;
   createCache(options: KvCacheOptions): KvCache;
   /** Runs the new tokens of every sequence through the model, appending to their caches. */
   forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]>;

@@ -19,6 +19,7 @@ import { QueueFullError, type EndReason, type Scheduler, type SequenceHandle } f
 import { ServerSequence, type FinishReason, type TokenLogprobInfo } from './sequence.js';
 import { sendError, sendJson } from './respond.js';
 import { SseWriter } from './sse.js';
+import { parseToolCall, renderToolCall, toolCallSchema } from './tools.js';
 
 /** What the endpoints share with the HTTP layer. */
 export interface GenerationContext {
@@ -106,16 +107,31 @@ function grammarOf(ctx: GenerationContext, req: CommonFields): JsonGrammar | nul
   const rf = req.response_format;
   if (!rf || rf.type === 'text') return null;
   const schema = rf.type === 'json_object' ? { type: 'object' } : (rf.json_schema.schema ?? {});
+  return compileSchema(ctx, schema, SCHEMA_PARAM);
+}
+
+function compileSchema(ctx: GenerationContext, schema: unknown, param: string): JsonGrammar {
   try {
     return ctx.grammars.get(ctx.model, schema);
   } catch (e) {
     // RangeError: a schema nested deep enough to overflow the stack while being read.
     if (e instanceof SchemaError || e instanceof RangeError) {
       const why = e instanceof SchemaError ? e.message : 'the schema is nested too deeply';
-      throw badRequest(`Invalid '${SCHEMA_PARAM}': ${why}.`, SCHEMA_PARAM, 'invalid_json_schema');
+      throw badRequest(`Invalid '${param}': ${why}.`, param, 'invalid_json_schema');
     }
     throw e;
   }
+}
+
+/** The grammar of the tool call a chat request asks for (tools.ts), or null for plain text. */
+function toolGrammarOf(ctx: GenerationContext, req: ChatRequest): JsonGrammar | null {
+  const schema = toolCallSchema(req.tools, req.tool_choice);
+  if (!schema) return null;
+  if (req.response_format && req.response_format.type !== 'text') {
+    const message = "'response_format' cannot be combined with a tool call ('tools' with 'tool_choice' other than \"none\").";
+    throw badRequest(message, 'response_format', 'invalid_value');
+  }
+  return compileSchema(ctx, schema, 'tools');
 }
 
 /** 400 when even the shortest value the grammar allows cannot fit in `maxTokens` tokens. */
@@ -151,7 +167,7 @@ function contextBoundError(
   );
 }
 
-function timeoutError(timeoutMs: number): ApiError {
+export function timeoutError(timeoutMs: number): ApiError {
   const message = `the request did not finish within ${timeoutMs / 1000} s (server --timeout)`;
   return new ApiError(504, message, 'timeout_error', null, 'timeout');
 }
@@ -346,7 +362,7 @@ function checkStreamOptions(req: { stream?: boolean | null; stream_options?: unk
   }
 }
 
-function checkModel(ctx: GenerationContext, model: string): void {
+export function checkModel(ctx: GenerationContext, model: string): void {
   if (model !== ctx.model.id) {
     throw new ApiError(404, `The model \`${model}\` does not exist. This server serves \`${ctx.model.id}\`.`, 'invalid_request_error', 'model', 'model_not_found');
   }
@@ -356,7 +372,7 @@ function checkModel(ctx: GenerationContext, model: string): void {
  * Tokenizes a request's prompt texts, off the event loop when they are long; given up (with the
  * 504, or silently) when the request's time runs out or its client leaves meanwhile.
  */
-async function encodePrompts(
+export async function encodePrompts(
   ctx: GenerationContext, res: ServerResponse, receivedAt: number, texts: readonly string[],
 ): Promise<number[][]> {
   const ac = new AbortController();
@@ -405,7 +421,7 @@ function chatLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[]) {
 }
 
 function messageText(content: ChatRequest['messages'][number]['content']): string {
-  if (content === null) return '';
+  if (content == null) return '';
   if (typeof content === 'string') return content;
   return content.map((p) => p.text).join('');
 }
@@ -413,7 +429,12 @@ function messageText(content: ChatRequest['messages'][number]['content']): strin
 type ChatMessage = ChatRequest['messages'][number];
 
 function renderMessages(ctx: GenerationContext, list: readonly ChatMessage[]): string {
-  const messages = list.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  // A past tool call is rendered as the JSON the model writes for one (tools.ts); a tool's
+  // result as a turn of role "tool" (ChatML: <|im_start|>tool\n…<|im_end|>).
+  const messages = list.map((m) => ({
+    role: m.role === 'developer' ? 'system' : m.role,
+    content: [messageText(m.content), ...(m.tool_calls ?? []).map(renderToolCall)].filter((t) => t !== '').join('\n'),
+  }));
   try {
     return ctx.model.format.render(messages, { addGenerationPrompt: true });
   } catch (e) {
@@ -476,12 +497,15 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
     throw badRequest("Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.", 'top_logprobs', 'invalid_value');
   }
   const asked = r.max_completion_tokens ?? r.max_tokens;
-  const grammar = grammarOf(ctx, r);
+  const toolGrammar = toolGrammarOf(ctx, r);
+  const grammar = toolGrammar ?? grammarOf(ctx, r);
   const { prompt, maxTokens } = r.truncate === 'oldest_turns'
     ? await truncatedPrompt(ctx, res, receivedAt, r.messages, asked ?? null)
     : await fullPrompt(ctx, res, receivedAt, r.messages, asked ?? null);
   checkGrammarFits(grammar, maxTokens, asked != null ? `max_tokens ${asked}` : 'the rest of the context');
   const n = r.n ?? 1;
+  // A choice's text is a call when tools are in use; one cut short by max_tokens stays text.
+  const callOf = (c: ChoiceState) => (toolGrammar && c.finish !== 'length' ? parseToolCall(c.text) : null);
   const plan: Plan = {
     prompts: [prompt], n, maxTokens: [maxTokens], req: r, stream: r.stream === true,
     includeUsage: r.stream_options?.include_usage === true,
@@ -499,12 +523,17 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
       if (err) return sendError(res, err, ctx.headers);
       sendJson(res, 200, {
         id, object: 'chat.completion', created, model, system_fingerprint: fingerprint,
-        choices: j.choices.map((c, index) => ({
-          index,
-          message: { role: 'assistant', content: c.text, refusal: null },
-          logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
-          finish_reason: c.finish ?? 'stop',
-        })),
+        choices: j.choices.map((c, index) => {
+          const call = callOf(c);
+          return {
+            index,
+            message: call
+              ? { role: 'assistant', content: null, refusal: null, tool_calls: [call] }
+              : { role: 'assistant', content: c.text, refusal: null },
+            logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
+            finish_reason: call ? 'tool_calls' : (c.finish ?? 'stop'),
+          };
+        }),
         usage: usageOf(plan, j),
       }, ctx.headers);
     });
@@ -521,11 +550,25 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
     ...(plan.includeUsage ? { usage: usage ?? null } : {}),
   });
   const job = new Job(ctx, receivedAt, n, (index, text, lp) => {
+    // A call is sent whole once it is complete (and parses), as delta.tool_calls.
+    if (toolGrammar) return;
     sse.send(chunk([{ index, delta: { content: text }, logprobs: lp ? chatLogprobs(ctx, [lp]) : null, finish_reason: null }]));
   }, (j, err) => {
     if (err) return sse.fail(err.toBody());
     for (let index = 0; index < j.choices.length; index++) {
-      sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: j.choices[index]!.finish ?? 'stop' }]));
+      const c = j.choices[index]!;
+      const call = callOf(c);
+      if (call) {
+        // OpenAI's order: id, type and name with empty arguments first, then the arguments.
+        const head = { index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } };
+        sse.send(chunk([{ index, delta: { tool_calls: [head] }, logprobs: null, finish_reason: null }]));
+        const rest = { index: 0, function: { arguments: call.function.arguments } };
+        sse.send(chunk([{ index, delta: { tool_calls: [rest] }, logprobs: null, finish_reason: null }]));
+      } else if (toolGrammar && c.text) {
+        sse.send(chunk([{ index, delta: { content: c.text }, logprobs: null, finish_reason: null }]));
+      }
+      const finish = call ? 'tool_calls' : (c.finish ?? 'stop');
+      sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: finish }]));
     }
     if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
     sse.done();

@@ -2,7 +2,7 @@
  * The HTTP server behind `mpt serve`, on Node's own `node:http`: routing, body limits, API key,
  * CORS, the OpenAI-compatible endpoints, health and metrics, the chat page, graceful shutdown.
  *
- * Routes: POST /v1/completions, POST /v1/chat/completions, GET /v1/models[/ID], POST /tokenize,
+ * Routes: POST /v1/completions, POST /v1/chat/completions, POST /v1/embeddings, GET /v1/models[/ID], POST /tokenize,
  * POST /detokenize, GET /health, GET /metrics, GET / (the chat page) and its assets. Every failure is OpenAI's error JSON.
  */
 import { timingSafeEqual } from 'node:crypto';
@@ -13,6 +13,7 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ApiError, badRequest, toApiError } from './api-error.js';
 import { GrammarCache, handleChat, handleCompletion, type GenerationContext } from './completions.js';
+import { handleEmbeddings } from './embeddings.js';
 import { Metrics } from './metrics.js';
 import { PromptEncoder } from './prompt-encoder.js';
 import { readJsonBody } from './request-body.js';
@@ -55,7 +56,7 @@ export interface ServerOptions {
 
 function endpointLabel(path: string): string {
   if (path.startsWith('/v1/models/')) return '/v1/models/:id';
-  const known = ['/v1/completions', '/v1/chat/completions', '/v1/models', '/tokenize', '/detokenize', '/health', '/metrics', '/'];
+  const known = ['/v1/completions', '/v1/chat/completions', '/v1/embeddings', '/v1/models', '/tokenize', '/detokenize', '/health', '/metrics', '/'];
   if (known.includes(path)) return path;
   if (path.startsWith('/static/')) return '/static';
   return 'other';
@@ -330,7 +331,10 @@ export class MptServer {
       sendJson(res, 200, this.modelCard(), headers);
       return;
     }
-    const handler = path === '/v1/chat/completions' ? handleChat : path === '/v1/completions' ? handleCompletion : null;
+    const handlers: Record<string, typeof handleChat> = {
+      '/v1/chat/completions': handleChat, '/v1/completions': handleCompletion, '/v1/embeddings': handleEmbeddings,
+    };
+    const handler = handlers[path];
     if (!handler) throw new ApiError(404, `Unknown path ${path}.`, 'invalid_request_error', null, 'not_found');
     allow(['POST']);
     if (this.draining) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down', { Connection: 'close' });

@@ -4,11 +4,12 @@
  * ("Invalid type for 'temperature': expected a number, but got a string.").
  *
  * Unknown top-level fields are refused as OpenAI refuses them ("Unrecognized request argument
- * supplied"); OpenAI fields this server cannot honour (tools, audio, …) are refused by name
+ * supplied"); OpenAI fields this server cannot honour (functions, audio, …) are refused by name
  * rather than ignored; fields that change nothing here (user, metadata, store, …) are accepted.
  */
 import * as z from 'zod';
 import { badRequest, type ApiError } from './api-error.js';
+import { Tool, ToolCall, ToolChoice } from './tools.js';
 
 const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
 
@@ -57,10 +58,13 @@ const common = {
 
 const TextPart = z.strictObject({ type: z.literal('text'), text: z.string() });
 const Message = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant']),
-  content: z.union([z.string(), z.array(TextPart)]).nullable(),
+  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  // Optional for an assistant message that only calls tools.
+  content: z.union([z.string(), z.array(TextPart)]).nullish(),
   name: z.string().optional(),
   refusal: nullish(z.string()),
+  tool_calls: nullish(z.array(ToolCall)),
+  tool_call_id: z.string().optional(),
 });
 
 export const ChatRequest = z.strictObject({
@@ -77,9 +81,9 @@ export const ChatRequest = z.strictObject({
    * turns (keeping system messages and the latest message) and cap max_tokens at what is left.
    */
   truncate: nullish(z.enum(['oldest_turns'])),
+  tools: nullish(z.array(Tool).max(128)),
+  tool_choice: nullish(ToolChoice),
   // Refused below when set: this server generates text only.
-  tools: z.unknown().optional(),
-  tool_choice: z.unknown().optional(),
   functions: z.unknown().optional(),
   function_call: z.unknown().optional(),
   audio: z.unknown().optional(),
@@ -226,7 +230,7 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infe
   throw issueToError(body, first);
 }
 
-const REFUSED_CHAT_FIELDS = ['tools', 'tool_choice', 'functions', 'function_call', 'audio', 'modalities', 'prediction', 'web_search_options'] as const;
+const REFUSED_CHAT_FIELDS = ['functions', 'function_call', 'audio', 'modalities', 'prediction', 'web_search_options'] as const;
 
 /** Chat fields OpenAI defines that this server refuses when they ask for something. */
 export function checkRefusedChatFields(req: ChatRequest): void {
@@ -234,7 +238,7 @@ export function checkRefusedChatFields(req: ChatRequest): void {
     const v = req[f];
     if (v === undefined || v === null) continue;
     if (Array.isArray(v) && v.length === 0) continue;
-    if ((f === 'tool_choice' || f === 'function_call') && (v === 'none' || v === 'auto')) continue;
+    if (f === 'function_call' && (v === 'none' || v === 'auto')) continue;
     if (f === 'modalities' && Array.isArray(v) && v.every((m) => m === 'text')) continue;
     throw badRequest(`'${f}' is not supported by this server (it generates text only).`, f, 'unsupported_parameter');
   }

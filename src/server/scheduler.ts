@@ -8,7 +8,8 @@
  * The scheduler knows nothing of sampling or HTTP: a `SequenceClient` turns logits into the next
  * token and hears how its sequence ended.
  */
-import type { KvCache, KvType, ModelRunner, SequenceInput } from '../backends/backend.js';
+import type { KvCache, KvType, ModelRunner, SequenceInput, SequenceOutput } from '../backends/backend.js';
+import { UnsupportedError } from '../errors.js';
 import type { SampleRequest } from '../backends/sampling/sampler.js';
 
 export type EndReason = 'finished' | 'cancelled' | 'error' | 'shutdown';
@@ -38,6 +39,13 @@ export interface SequenceClient {
    * neither copies another choice's cache nor takes a kept one.
    */
   readonly promptLogits?: (rows: Float32Array, first: number) => void;
+  /**
+   * Optional (embeddings): receives the final hidden states (after norm_f) of every prompt
+   * position, chunk by chunk (rows of d_model floats, the first for prompt position `first`),
+   * valid during the call only. Such a sequence only reads its prompt: once it is read, the
+   * sequence ends ('finished') without `next` being called. It reads the whole prompt itself.
+   */
+  readonly promptHidden?: (rows: Float32Array, first: number) => void;
   /** Called exactly once when the sequence leaves the scheduler. */
   onEnd(reason: EndReason, error?: unknown): void;
 }
@@ -182,7 +190,7 @@ export class Scheduler {
     const handles = clients.map((client) => {
       if (client.prompt.length === 0) throw new RangeError('a sequence needs at least one prompt token');
       const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false, leader: null, decoded: [] };
-      if (this.canCopyCaches && client.prompt.length > 1 && !client.promptLogits) {
+      if (this.canCopyCaches && client.prompt.length > 1 && !client.promptLogits && !client.promptHidden) {
         const key = client.prompt.join(',');
         const leader = leaders.get(key);
         if (leader) slot.leader = leader;
@@ -278,7 +286,8 @@ export class Scheduler {
     if (slot.ended) return;
     slot.ended = true;
     if (slot.cache) {
-      if (reason === 'finished' && !this.closed) this.keep(slot, slot.cache);
+      // An embedding's cache holds no reply: chat prompts are what the kept caches are for.
+      if (reason === 'finished' && !this.closed && !slot.client.promptHidden) this.keep(slot, slot.cache);
       else slot.cache.dispose();
       slot.cache = null;
     }
@@ -330,6 +339,38 @@ export class Scheduler {
     }
   }
 
+  /** One chunk of a promptHidden sequence read on its own, with the reference backend's hidden states. */
+  private async hiddenApart(s: Slot, tokens: number[]): Promise<void> {
+    let rows: Float32Array | undefined;
+    let failure: unknown = null;
+    try {
+      const options = { logits: 'none', outputHiddenStates: true } as const;
+      const [o] = await this.runner.forward([{ cache: s.cache!, tokens }], options);
+      rows = o!.hiddenStates?.at(-1);
+    } catch (e) {
+      failure = e;
+    }
+    s.inFlight = false;
+    if (s.ended) return;
+    if (s.cancelRequested) { this.retire(s, s.cancelRequested); return; }
+    if (failure) { this.retire(s, 'error', failure); return; }
+    this.hiddenRead(s, tokens.length, rows);
+  }
+
+  /** Hands a promptHidden sequence its chunk's rows; ends it once its prompt is read. */
+  private hiddenRead(s: Slot, n: number, rows: Float32Array | undefined): void {
+    try {
+      if (!rows) throw new UnsupportedError(`the ${this.runner.backendName} backend does not return hidden states`);
+      s.client.promptHidden!(rows, s.fed);
+    } catch (e) {
+      this.retire(s, 'error', e);
+      return;
+    }
+    s.fed += n;
+    this.promptTokens += n;
+    if (s.fed === s.client.prompt.length) this.retire(s, 'finished');
+  }
+
   private ensureLoop(): void {
     if (this.running) return;
     this.running = true;
@@ -339,7 +380,7 @@ export class Scheduler {
   private admit(): void {
     while (this.active.length < this.options.maxActive && this.queue.length) {
       const slot = this.queue[0]!;
-      const kept = slot.leader || slot.client.promptLogits ? null : this.takeKept(slot);
+      const kept = slot.leader || slot.client.promptLogits || slot.client.promptHidden ? null : this.takeKept(slot);
       if (kept) {
         slot.cache = kept;
         slot.fed = kept.length;
@@ -377,13 +418,22 @@ export class Scheduler {
       const batch: SequenceInput[] = [];
       const members: Slot[] = [];
       const requests: Array<SampleRequest | null> = [];
+      // Hidden-state chunks of runners that cannot return them in the batch: one call each, after it.
+      const apart: Array<{ s: Slot; tokens: number[] }> = [];
       let budget = this.prefillChunk;
       for (const s of this.active) {
         const prompt = s.client.prompt;
         if (s.leader && !this.copyPrompt(s)) continue; // its leader has not read the prompt yet
         if (s.fed < prompt.length) {
           if (budget <= 0) continue;
-          if (s.client.promptLogits) {
+          if (s.client.promptHidden) {
+            const n = Math.min(prompt.length - s.fed, budget);
+            budget -= n;
+            const tokens = prompt.slice(s.fed, s.fed + n);
+            if (!this.runner.finalHidden) { apart.push({ s, tokens }); continue; }
+            batch.push({ cache: s.cache!, tokens, logits: 'none', finalHidden: true });
+            requests.push(null);
+          } else if (s.client.promptLogits) {
             // Every row's logits: a smaller chunk bounds the logits buffer (rows × vocab floats).
             const n = Math.min(prompt.length - s.fed, budget, PROMPT_LOGITS_CHUNK);
             budget -= n;
@@ -402,11 +452,12 @@ export class Scheduler {
         members.push(s);
       }
       for (const s of members) s.inFlight = true;
-      let outputs: { logits: Float32Array; token?: number }[] | null = null;
+      for (const a of apart) a.s.inFlight = true;
+      let outputs: SequenceOutput[] | null = null;
       let failure: unknown = null;
       try {
         const sample = requests.some((r) => r) ? requests : undefined;
-        outputs = await this.runner.forward(batch, { logits: 'last', reuseLogits: true, sample });
+        if (batch.length) outputs = await this.runner.forward(batch, { logits: 'last', reuseLogits: true, sample });
       } catch (e) {
         failure = e;
       }
@@ -421,6 +472,10 @@ export class Scheduler {
         if (failure || !outputs) { this.retire(s, 'error', failure); continue; }
         const prompt = s.client.prompt;
         let logits = outputs[i]!.logits;
+        if (s.client.promptHidden) {
+          this.hiddenRead(s, batch[i]!.tokens.length, outputs[i]!.finalHidden);
+          continue;
+        }
         if (s.fed < prompt.length) {
           const n = batch[i]!.tokens.length;
           if (s.client.promptLogits) {
@@ -447,6 +502,8 @@ export class Scheduler {
         if (next === null) this.retire(s, 'finished');
         else s.pending = next;
       }
+      // After the batch's rows are read: those may be views of a buffer the next call reuses.
+      for (const { s, tokens } of apart) await this.hiddenApart(s, tokens);
       this.generated += sampled;
       if (sampled) this.recent.push([performance.now(), sampled]);
       if (this.recent.length > 4096) this.recent.splice(0, this.recent.length - 4096);

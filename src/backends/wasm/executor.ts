@@ -54,6 +54,9 @@ export interface Pass {
    */
   sample?: Array<SampleRequest | null>;
   tokensOut?: SharedArrayBuffer | ArrayBuffer;
+  /** Rows whose final hidden states (after norm_f) are wanted; row i → hiddenOut[i·d_model ...]. */
+  hiddenRows?: Int32Array;
+  hiddenOut?: SharedArrayBuffer | ArrayBuffer;
 }
 
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
@@ -206,6 +209,25 @@ export class Executor {
     });
   }
 
+  /**
+   * Rows of the residual stream (in arena `from`) through norm_f into `p.hiddenOut`, normalised
+   * in the head arena's shared xn scratch (maxRows rows; the logits step reuses it afterwards).
+   */
+  private finalHidden(p: Pass, from: number): void {
+    const rows = p.hiddenRows;
+    if (!rows || rows.length === 0) return;
+    const d = this.c.dModel, h = this.L.head, ha = h.arena, hk = this.k[ha]!;
+    const xn = this.L.arenas[ha]!.scratch.xn, xoff = this.L.arenas[from]!.scratch.x / 4;
+    const src = this.f32(from), dst = this.f32(ha), out = new Float32Array(p.hiddenOut!);
+    this.rowChunks(rows.length, (i0, i1) => {
+      for (let i = i0; i < i1; i++) {
+        dst.set(src.subarray(xoff + rows[i]! * d, xoff + (rows[i]! + 1) * d), xn / 4 + i * d);
+      }
+      this.norm(hk, xn + i0 * d * 4, d, xn + i0 * d * 4, d, i1 - i0, d, h.normF);
+      out.set(dst.subarray(xn / 4 + i0 * d, xn / 4 + i1 * d), i0 * d);
+    });
+  }
+
   /** Runs one pass. */
   run(p: Pass): void {
     const L = this.L, c = this.c, team = this.team;
@@ -294,6 +316,8 @@ export class Executor {
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       }
     }
+
+    this.finalHidden(p, cur);
 
     // Final norm and LM head for the rows that want logits, `logitRows` rows at a time; each
     // thread copies the vocabulary chunks it computed straight into the output.

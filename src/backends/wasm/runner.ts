@@ -33,10 +33,12 @@ export class WasmKvCache extends KvCacheBase implements KvCache {
 
 export class WasmRunner implements ModelRunner {
   readonly backendName = 'wasm';
+  readonly finalHidden = true;
   readonly config: MptConfig;
   private queue: Promise<unknown> = Promise.resolve();
   private logitsBuf: SharedArrayBuffer | ArrayBuffer | null = null;
   private tokensBuf: SharedArrayBuffer | ArrayBuffer | null = null;
+  private hiddenBuf: SharedArrayBuffer | ArrayBuffer | null = null;
   private disposed = false;
   /** Multiply-adds of the layers' weight matrices for one row. */
   private readonly layerMacsPerRow: number;
@@ -118,8 +120,10 @@ export class WasmRunner implements ModelRunner {
     // Tokens chosen in the workers (ForwardOptions.sample), one Int32 per logit row of the call.
     const sampling = options.sample && batch.some((s, i) => modeOf(s) === 'last' && options.sample![i]) ? options.sample : null;
     if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4)) this.tokensBuf = this.pool.buffer(Math.max(64, totalRows * 8));
+    const d = c.dModel;
     const outputs: SequenceOutput[] = batch.map((s, i) => ({
       logits: reuse ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V) : new Float32Array(rowsOf(s) * V),
+      ...(s.finalHidden ? { finalHidden: new Float32Array(s.tokens.length * d) } : {}),
     }));
     const done = batch.map(() => 0); // tokens of each sequence already run
     // Positions of learned position embeddings: MosaicML shifts them left past padding.
@@ -143,6 +147,8 @@ export class WasmRunner implements ModelRunner {
       const wpePos = c.learnedPosEmb ? new Int32Array(rows) : undefined;
       const logitRows: number[] = [];
       const logitDest: Array<[number, number]> = [];
+      const hiddenRows: number[] = [];
+      const hiddenDest: Array<[number, number]> = [];
       for (let k = 0; k < pieces.length; k++) {
         const { i, t0, n } = pieces[k]!;
         const s = batch[i]!, sq = seqs[k]!, cache = caches[i]!;
@@ -158,6 +164,7 @@ export class WasmRunner implements ModelRunner {
             wpePos[r] = pos;
           }
           const T = s.tokens.length, tt = t0 + t;
+          if (s.finalHidden) { hiddenRows.push(r); hiddenDest.push([i, tt]); }
           const mode = modeOf(s);
           if (mode === 'all') { logitRows.push(r); logitDest.push([i, tt]); }
           else if (mode === 'last' && tt === T - 1) { logitRows.push(r); logitDest.push([i, 0]); }
@@ -178,6 +185,13 @@ export class WasmRunner implements ModelRunner {
         logitsOut: need > 0 ? this.logitsBuf! : undefined,
         logitsOffset: offset,
       };
+      if (hiddenRows.length) {
+        if (!this.hiddenBuf || this.hiddenBuf.byteLength < hiddenRows.length * d * 4) {
+          this.hiddenBuf = this.pool.buffer(L.maxRows * d * 4);
+        }
+        pass.hiddenRows = Int32Array.from(hiddenRows);
+        pass.hiddenOut = this.hiddenBuf;
+      }
       if (sampling && logitDest.length) {
         pass.sample = logitDest.map(([i]) => (modeOf(batch[i]!) === 'last' ? sampling[i] ?? null : null));
         pass.tokensOut = this.tokensBuf!;
@@ -189,6 +203,10 @@ export class WasmRunner implements ModelRunner {
         logitDest.forEach(([i, row], j) => {
           outputs[i]!.logits.set(all.subarray(j * V, (j + 1) * V), row * V);
         });
+      }
+      if (hiddenRows.length) {
+        const all = new Float32Array(this.hiddenBuf!, 0, hiddenRows.length * d);
+        hiddenDest.forEach(([i, tt], j) => outputs[i]!.finalHidden!.set(all.subarray(j * d, (j + 1) * d), tt * d));
       }
       if (pass.sample) {
         const chosen = new Int32Array(this.tokensBuf!);
