@@ -13,7 +13,9 @@ import { skipUnlessPresent } from './helpers/requirement.js';
 import { startTestServer, type TestServer } from './helpers/serve-fixture.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`);
+const skip = skipUnlessPresent(
+  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
+);
 
 let srv: TestServer;
 let context: BrowserContext;
@@ -26,7 +28,15 @@ before(async () => {
   context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
 });
 after(async () => {
@@ -59,14 +69,24 @@ async function pageWithReply(): Promise<{ page: Page; errors: string[] }> {
   const page = await context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  page.on('console', (m) => {
+    if (m.type() === 'error') errors.push(m.text());
+  });
   await page.goto(srv.url + '/');
   await page.evaluate((reply) => {
     localStorage.clear();
-    localStorage.setItem('mpt-chat.history', JSON.stringify([{ role: 'user', content: 'Show me markdown' }, { role: 'assistant', content: reply }]));
+    localStorage.setItem(
+      'mpt-chat.history',
+      JSON.stringify([
+        { role: 'user', content: 'Show me markdown' },
+        { role: 'assistant', content: reply },
+      ]),
+    );
   }, REPLY);
   await page.reload();
-  await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, { timeout: 10_000 });
+  await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, {
+    timeout: 10_000,
+  });
   return { page, errors };
 }
 
@@ -81,8 +101,19 @@ test('chat page: a reply is rendered as markdown, its HTML stays text', { skip, 
     assert.deepEqual(await body.locator('ul > li').allTextContents(), ['first', 'second']);
     assert.deepEqual(await body.locator('ol > li').allTextContents(), ['one', 'two']);
     assert.match((await body.locator('pre > code.language-js').textContent())!, /^const veryLong.*three\);$/);
-    const links = await body.locator('a').evaluateAll((as) => as.map((a) => [a.getAttribute('href'), a.getAttribute('target'), a.getAttribute('rel'), a.textContent]));
-    assert.deepEqual(links, [['https://example.org/a/very/long/path/that/goes/on/and/on/and/on/for/a/while', '_blank', 'noopener noreferrer', 'the docs']]);
+    const links = await body
+      .locator('a')
+      .evaluateAll((as) =>
+        as.map((a) => [a.getAttribute('href'), a.getAttribute('target'), a.getAttribute('rel'), a.textContent]),
+      );
+    assert.deepEqual(links, [
+      [
+        'https://example.org/a/very/long/path/that/goes/on/and/on/and/on/for/a/while',
+        '_blank',
+        'noopener noreferrer',
+        'the docs',
+      ],
+    ]);
     // The reply's HTML is shown as the characters it is, and nothing of it ran.
     assert.equal(await page.locator('#messages img, #messages script').count(), 0);
     assert.match((await body.textContent())!, /<img src=x onerror="window.__xss=1"> <script>window.__xss=3<\/script>/);
@@ -122,33 +153,61 @@ test('chat page: regenerate asks the last turn again and replaces its reply', { 
     await page.goto(srv.url + '/');
     await page.evaluate(() => localStorage.clear());
     await page.reload();
-    await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, { timeout: 10_000 });
+    await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, {
+      timeout: 10_000,
+    });
     await page.fill('#max-tokens', '6');
-    const done = (n: number) => page.waitForFunction((k) => {
-      const replies = document.querySelectorAll('.message.assistant');
-      return replies.length === k && !replies[k - 1]!.classList.contains('streaming') && !!replies[k - 1]!.querySelector('.meta');
-    }, n, { timeout: 20_000 });
+    const done = (n: number) =>
+      page.waitForFunction(
+        (k) => {
+          const replies = document.querySelectorAll('.message.assistant');
+          return (
+            replies.length === k &&
+            !replies[k - 1]!.classList.contains('streaming') &&
+            !!replies[k - 1]!.querySelector('.meta')
+          );
+        },
+        n,
+        { timeout: 20_000 },
+      );
     for (const [i, text] of ['First question', 'Second question'].entries()) {
       await page.fill('#prompt', text);
       await page.click('#send');
       await done(i + 1);
     }
     // Only the last reply offers to regenerate.
-    assert.deepEqual(await page.locator('.message.assistant .regenerate').evaluateAll((bs) => bs.map((b) => (b as HTMLElement).offsetParent !== null)), [false, true]);
+    assert.deepEqual(
+      await page
+        .locator('.message.assistant .regenerate')
+        .evaluateAll((bs) => bs.map((b) => (b as HTMLElement).offsetParent !== null)),
+      [false, true],
+    );
     const firstReply = await page.locator('.message.assistant').first().textContent();
     const historyBefore = await page.evaluate(() => JSON.parse(localStorage.getItem('mpt-chat.history')!));
     assert.equal(historyBefore.length, 4);
 
     await page.click('.message.assistant:last-child .regenerate');
-    await page.waitForFunction(() => {
-      const last = document.querySelector('.message.assistant:last-child');
-      return !!last && !last.classList.contains('streaming') && !!last.querySelector('.meta');
-    }, undefined, { timeout: 20_000 });
+    await page.waitForFunction(
+      () => {
+        const last = document.querySelector('.message.assistant:last-child');
+        return !!last && !last.classList.contains('streaming') && !!last.querySelector('.meta');
+      },
+      undefined,
+      { timeout: 20_000 },
+    );
     assert.equal(bodies.length, 3);
     // The same conversation was asked again: the replaced reply is not part of it.
     assert.deepEqual(bodies[2].messages, bodies[1].messages);
-    assert.deepEqual(bodies[2].messages.map((m: any) => m.role), ['user', 'assistant', 'user']);
-    assert.deepEqual(await page.locator('.message').evaluateAll((ms) => ms.map((m) => m.className)), ['message user', 'message assistant', 'message user', 'message assistant']);
+    assert.deepEqual(
+      bodies[2].messages.map((m: any) => m.role),
+      ['user', 'assistant', 'user'],
+    );
+    assert.deepEqual(await page.locator('.message').evaluateAll((ms) => ms.map((m) => m.className)), [
+      'message user',
+      'message assistant',
+      'message user',
+      'message assistant',
+    ]);
     assert.equal(await page.locator('.message.assistant').first().textContent(), firstReply);
     assert.match((await page.locator('.message.assistant .meta').last().textContent())!, /^6 tokens/);
     const historyAfter = await page.evaluate(() => JSON.parse(localStorage.getItem('mpt-chat.history')!));
@@ -161,23 +220,33 @@ test('chat page: regenerate asks the last turn again and replaces its reply', { 
   }
 });
 
-test('chat page at phone width (375×667): no sideways scroll, composer usable, settings fold away', { skip, timeout: 60_000 }, async () => {
+test('chat page at phone width (375×667): no sideways scroll, composer usable, settings fold away', {
+  skip,
+  timeout: 60_000,
+}, async () => {
   const { page, errors } = await pageWithReply();
   try {
     await page.setViewportSize({ width: 375, height: 667 });
     const fits = async () => {
-      assert.ok(await page.evaluate(() => document.documentElement.scrollWidth) <= 375, 'page scrolls sideways');
+      assert.ok((await page.evaluate(() => document.documentElement.scrollWidth)) <= 375, 'page scrolls sideways');
       for (const sel of ['#prompt', '#send', '#settings-toggle']) {
         assert.ok(await page.isVisible(sel), `${sel} hidden`);
         const box = (await page.locator(sel).boundingBox())!;
-        assert.ok(box.x >= 0 && box.y >= 0 && box.x + box.width <= 375 && box.y + box.height <= 667, `${sel} outside the screen: ${JSON.stringify(box)}`);
+        assert.ok(
+          box.x >= 0 && box.y >= 0 && box.x + box.width <= 375 && box.y + box.height <= 667,
+          `${sel} outside the screen: ${JSON.stringify(box)}`,
+        );
         assert.ok(box.width >= 40 && box.height >= 30, `${sel} too small to tap: ${JSON.stringify(box)}`);
       }
     };
     await page.screenshot({ path: '/tmp/mpt-web-375.png' });
     await fits();
     // The long code line scrolls inside its block.
-    assert.ok(await page.locator('pre').evaluate((p) => p.scrollWidth > p.clientWidth && p.getBoundingClientRect().right <= 375));
+    assert.ok(
+      await page
+        .locator('pre')
+        .evaluate((p) => p.scrollWidth > p.clientWidth && p.getBoundingClientRect().right <= 375),
+    );
     assert.equal(await page.isVisible('#settings'), false);
     await page.click('#settings-toggle');
     assert.equal(await page.isVisible('#settings'), true);
@@ -190,6 +259,52 @@ test('chat page at phone width (375×667): no sideways scroll, composer usable, 
     await page.setViewportSize({ width: 1200, height: 800 });
     assert.equal(await page.isVisible('#settings'), true);
     assert.equal(await page.isVisible('#settings-toggle'), false);
+    assert.deepEqual(errors, []);
+  } finally {
+    await page.close();
+  }
+});
+
+test('chat page: a streamed reply is rendered from all its pieces, markup split across them', {
+  skip,
+  timeout: 60_000,
+}, async () => {
+  const page = await context.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(String(e)));
+  // The server's stream, with a fence and a bold span cut across its events.
+  const pieces = ['Here:\n``', '`js\nconst', ' x = 1;\n', '```\nDone **o', 'k**'];
+  const sse =
+    pieces
+      .map(
+        (p) => `data: ${JSON.stringify({ choices: [{ index: 0, delta: { content: p }, finish_reason: null }] })}\n\n`,
+      )
+      .join('') +
+    `data: ${JSON.stringify({ choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`;
+  try {
+    await page.route('**/v1/chat/completions', (route) =>
+      route.fulfill({ status: 200, headers: { 'Content-Type': 'text/event-stream' }, body: sse }),
+    );
+    await page.goto(srv.url + '/');
+    await page.evaluate(() => localStorage.clear());
+    await page.reload();
+    await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, {
+      timeout: 10_000,
+    });
+    await page.fill('#prompt', 'Code please');
+    await page.click('#send');
+    await page.waitForSelector('.message.assistant .meta');
+    const body = page.locator('.message.assistant .body');
+    assert.equal(
+      await body.innerHTML(),
+      '<p>Here:</p>\n<pre><code class="language-js">const x = 1;</code></pre>\n<p>Done <strong>ok</strong></p>',
+    );
+    assert.match((await page.textContent('.message.assistant .meta'))!, /^5 tokens/);
+    const stored = await page.evaluate(() => JSON.parse(localStorage.getItem('mpt-chat.history')!));
+    assert.deepEqual(stored, [
+      { role: 'user', content: 'Code please' },
+      { role: 'assistant', content: pieces.join('') },
+    ]);
     assert.deepEqual(errors, []);
   } finally {
     await page.close();

@@ -16,8 +16,23 @@ const { renderMarkdown: md } = (await import(
 
 /** Every tag in `html` with its attribute names: the renderer may only make these. */
 const ALLOWED: Record<string, string[]> = {
-  p: [], br: [], strong: [], em: [], code: ['class'], pre: [], ul: [], ol: ['start'], li: [], hr: [],
-  h1: [], h2: [], h3: [], h4: [], h5: [], h6: [], a: ['href', 'target', 'rel'],
+  p: [],
+  br: [],
+  strong: [],
+  em: [],
+  code: ['class'],
+  pre: [],
+  ul: [],
+  ol: ['start'],
+  li: [],
+  hr: [],
+  h1: [],
+  h2: [],
+  h3: [],
+  h4: [],
+  h5: [],
+  h6: [],
+  a: ['href', 'target', 'rel'],
 };
 function assertOnlyOwnTags(html: string): void {
   for (const m of html.matchAll(/<\/?([^\s>/]+)([^>]*)>/g)) {
@@ -60,7 +75,10 @@ test('markdown: bullet and numbered lists', () => {
   assert.equal(md('1. x\n2. y'), '<ol><li>x</li><li>y</li></ol>');
   assert.equal(md('3) x\n4) y'), '<ol start="3"><li>x</li><li>y</li></ol>');
   // An indented line continues its item; a list and a paragraph around it stay apart.
-  assert.equal(md('intro\n- a\n  more\n- b\nafter'), '<p>intro</p>\n<ul><li>a<br>more</li><li>b</li></ul>\n<p>after</p>');
+  assert.equal(
+    md('intro\n- a\n  more\n- b\nafter'),
+    '<p>intro</p>\n<ul><li>a<br>more</li><li>b</li></ul>\n<p>after</p>',
+  );
   assert.equal(md('- a\n1. b'), '<ul><li>a</li></ul>\n<ol><li>b</li></ol>');
 });
 
@@ -68,8 +86,8 @@ test('markdown: code fences keep their text exactly, escaped', () => {
   const code = 'if (a < b && c > "d") {\n  return \'<script>\';\n}\n\n**not bold** # not a heading';
   assert.equal(
     md(`Look:\n\`\`\`js\n${code}\n\`\`\`\nDone.`),
-    '<p>Look:</p>\n<pre><code class="language-js">if (a &lt; b &amp;&amp; c &gt; &quot;d&quot;) {\n'
-      + '  return &#39;&lt;script&gt;&#39;;\n}\n\n**not bold** # not a heading</code></pre>\n<p>Done.</p>',
+    '<p>Look:</p>\n<pre><code class="language-js">if (a &lt; b &amp;&amp; c &gt; &quot;d&quot;) {\n' +
+      '  return &#39;&lt;script&gt;&#39;;\n}\n\n**not bold** # not a heading</code></pre>\n<p>Done.</p>',
   );
   assert.equal(md('~~~\nplain\n~~~'), '<pre><code>plain</code></pre>');
   // A longer fence is closed only by one at least as long.
@@ -81,7 +99,10 @@ test('markdown: code fences keep their text exactly, escaped', () => {
 });
 
 test('markdown: an unclosed fence while streaming renders what has come as code', () => {
-  assert.equal(md('Here:\n```python\nprint(1)'), '<p>Here:</p>\n<pre><code class="language-python">print(1)</code></pre>');
+  assert.equal(
+    md('Here:\n```python\nprint(1)'),
+    '<p>Here:</p>\n<pre><code class="language-python">print(1)</code></pre>',
+  );
   // The newline just streamed does not add an empty code line; the fence alone is an empty block.
   assert.equal(md('```python\nprint(1)\n'), '<pre><code class="language-python">print(1)</code></pre>');
   assert.equal(md('```'), '<pre><code></code></pre>');
@@ -93,8 +114,8 @@ test('markdown: an unclosed fence while streaming renders what has come as code'
 test('markdown: links only for http(s), opened safely', () => {
   assert.equal(
     md('[docs](https://example.org/a?x=1&y=2) and [plain](http://e.com)'),
-    '<p><a href="https://example.org/a?x=1&amp;y=2" target="_blank" rel="noopener noreferrer">docs</a> and '
-      + '<a href="http://e.com" target="_blank" rel="noopener noreferrer">plain</a></p>',
+    '<p><a href="https://example.org/a?x=1&amp;y=2" target="_blank" rel="noopener noreferrer">docs</a> and ' +
+      '<a href="http://e.com" target="_blank" rel="noopener noreferrer">plain</a></p>',
   );
   assert.equal(
     md('[**b** `c`](https://e.com)'),

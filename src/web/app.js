@@ -7,10 +7,22 @@ import { describeModel, streamChat } from './server-backend.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
-  model: $('model'), tps: $('tps'), system: $('system'), temperature: $('temperature'),
-  temperatureValue: $('temperature-value'), topP: $('top-p'), topPValue: $('top-p-value'),
-  maxTokens: $('max-tokens'), apiKey: $('api-key'), clear: $('clear'), messages: $('messages'),
-  composer: $('composer'), prompt: $('prompt'), send: $('send'), stop: $('stop'), status: $('status'),
+  model: $('model'),
+  tps: $('tps'),
+  system: $('system'),
+  temperature: $('temperature'),
+  temperatureValue: $('temperature-value'),
+  topP: $('top-p'),
+  topPValue: $('top-p-value'),
+  maxTokens: $('max-tokens'),
+  apiKey: $('api-key'),
+  clear: $('clear'),
+  messages: $('messages'),
+  composer: $('composer'),
+  prompt: $('prompt'),
+  send: $('send'),
+  stop: $('stop'),
+  status: $('status'),
   settingsToggle: $('settings-toggle'),
 };
 

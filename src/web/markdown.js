@@ -15,7 +15,7 @@ export function escapeHtml(text) {
 // Placeholders for finished pieces of HTML inside a line while the rest is still being marked up;
 // NUL never survives into the text (it is removed up front), so a reply cannot forge one.
 const MARK = '\u0000';
-const MARKED = /\u0000(\d+)\u0000/g;
+const MARKED = new RegExp(`${MARK}(\\d+)${MARK}`, 'g');
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^`\s]*)[^`]*$/;
 const HEADING = /^ {0,3}(#{1,6})\s+(.*?)(?:\s+#+)?\s*$/;
@@ -64,7 +64,7 @@ function emphasis(html, keep) {
 
 /** Markdown text → HTML string. */
 export function renderMarkdown(source) {
-  const lines = String(source).replace(/\u0000/g, '').replace(/\r\n?/g, '\n').split('\n');
+  const lines = String(source).replaceAll(MARK, '').replace(/\r\n?/g, '\n').split('\n');
   const out = [];
   let para = [];
   let list = null; // { tag: 'ul' | 'ol', start, items: string[][] }
@@ -93,11 +93,10 @@ export function renderMarkdown(source) {
 
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i];
-    let m = FENCE.exec(line);
-    if (m) {
+    const opened = FENCE.exec(line);
+    if (opened) {
       flush();
-      const fence = m[1];
-      const lang = m[2];
+      const [, fence, lang] = opened;
       const body = [];
       // Up to the closing fence, or to the end: while a reply streams its fence is still open.
       for (i++; i < lines.length; i++) {
@@ -115,10 +114,11 @@ export function renderMarkdown(source) {
       flush();
       continue;
     }
-    if ((m = HEADING.exec(line))) {
+    const heading = HEADING.exec(line);
+    if (heading) {
       flush();
-      const n = m[1].length;
-      out.push(`<h${n}>${inline(m[2])}</h${n}>`);
+      const n = heading[1].length;
+      out.push(`<h${n}>${inline(heading[2])}</h${n}>`);
       continue;
     }
     if (RULE.test(line)) {
@@ -126,12 +126,14 @@ export function renderMarkdown(source) {
       out.push('<hr>');
       continue;
     }
-    if ((m = BULLET.exec(line))) {
-      addItem('ul', 1, m[1]);
+    const bullet = BULLET.exec(line);
+    if (bullet) {
+      addItem('ul', 1, bullet[1]);
       continue;
     }
-    if ((m = NUMBERED.exec(line))) {
-      addItem('ol', Number(m[1]), m[2]);
+    const numbered = NUMBERED.exec(line);
+    if (numbered) {
+      addItem('ol', Number(numbered[1]), numbered[2]);
       continue;
     }
     // An indented line right after a list item continues that item.

@@ -33,8 +33,7 @@ async function* sseEvents(response, signal) {
       const { value, done } = await reader.read();
       if (done) break;
       buf += decoder.decode(value, { stream: true });
-      let cut;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
+      for (let cut = buf.indexOf('\n\n'); cut >= 0; cut = buf.indexOf('\n\n')) {
         const event = buf.slice(0, cut);
         buf = buf.slice(cut + 2);
         const data = event
