@@ -1,12 +1,29 @@
-// The chat page: talks to this server's /v1/chat/completions with stream: true and renders the
-// reply as its server-sent events arrive. Plain browser JavaScript, no dependencies.
+// The chat page: sends the conversation through server-backend.js (this server's
+// /v1/chat/completions, streamed) and renders the reply's markdown as it arrives.
+// Plain browser JavaScript, no dependencies, no build step.
+
+import { renderMarkdown } from './markdown.js';
+import { describeModel, streamChat } from './server-backend.js';
 
 const $ = (id) => document.getElementById(id);
 const els = {
-  model: $('model'), tps: $('tps'), system: $('system'), temperature: $('temperature'),
-  temperatureValue: $('temperature-value'), topP: $('top-p'), topPValue: $('top-p-value'),
-  maxTokens: $('max-tokens'), apiKey: $('api-key'), clear: $('clear'), messages: $('messages'),
-  composer: $('composer'), prompt: $('prompt'), send: $('send'), stop: $('stop'), status: $('status'),
+  model: $('model'),
+  tps: $('tps'),
+  system: $('system'),
+  temperature: $('temperature'),
+  temperatureValue: $('temperature-value'),
+  topP: $('top-p'),
+  topPValue: $('top-p-value'),
+  maxTokens: $('max-tokens'),
+  apiKey: $('api-key'),
+  clear: $('clear'),
+  messages: $('messages'),
+  composer: $('composer'),
+  prompt: $('prompt'),
+  send: $('send'),
+  stop: $('stop'),
+  status: $('status'),
+  settingsToggle: $('settings-toggle'),
 };
 
 /** The conversation so far, as OpenAI messages (without the system prompt). */
@@ -54,30 +71,78 @@ function loadHistory() {
   }
   if (!Array.isArray(saved)) return;
   history = saved.filter((m) => m && (m.role === 'user' || m.role === 'assistant') && typeof m.content === 'string');
-  for (const m of history) addMessage(m.role, m.content);
-}
-
-function headers() {
-  const h = { 'Content-Type': 'application/json' };
-  const key = els.apiKey.value.trim();
-  if (key) h.Authorization = `Bearer ${key}`;
-  return h;
+  let asked = '';
+  for (const m of history) {
+    addMessage(m.role, m.content, asked);
+    if (m.role === 'user') asked = m.content;
+  }
 }
 
 function setStatus(text) {
   els.status.textContent = text;
 }
 
-function addMessage(role, text) {
+/** Raw text of each message element (what copy puts on the clipboard). */
+const rawText = new WeakMap();
+
+/** Shows a reply's markdown; the user's own messages stay plain text. */
+function showText(div, text) {
+  const body = div.querySelector('.body');
+  if (div.classList.contains('assistant') && !div.classList.contains('error')) body.innerHTML = renderMarkdown(text);
+  else body.textContent = text;
+}
+
+/**
+ * A message in the list. An assistant reply also remembers its raw markdown (for copy) and the
+ * user text it answers (for regenerate), and gets those two buttons.
+ */
+function addMessage(role, text, prompt = null) {
   const div = document.createElement('div');
   div.className = `message ${role}`;
-  const body = document.createElement('span');
+  const body = document.createElement('div');
   body.className = 'body';
-  body.textContent = text;
   div.append(body);
+  if (role === 'assistant') {
+    div.dataset.prompt = prompt ?? '';
+    const actions = document.createElement('div');
+    actions.className = 'actions';
+    const copy = document.createElement('button');
+    copy.type = 'button';
+    copy.className = 'copy';
+    copy.textContent = 'Copy';
+    copy.title = 'Copy this reply (markdown) to the clipboard';
+    copy.addEventListener('click', () => void copyReply(div, copy));
+    const again = document.createElement('button');
+    again.type = 'button';
+    again.className = 'regenerate';
+    again.textContent = 'Regenerate';
+    again.title = 'Ask the last message again for a new reply';
+    again.addEventListener('click', () => void regenerate(div));
+    actions.append(copy, again);
+    div.append(actions);
+  }
+  setReply(div, text);
   els.messages.append(div);
   els.messages.scrollTop = els.messages.scrollHeight;
   return div;
+}
+
+function setReply(div, text) {
+  rawText.set(div, text);
+  showText(div, text);
+}
+
+async function copyReply(div, button) {
+  try {
+    await navigator.clipboard.writeText(rawText.get(div) ?? '');
+    button.textContent = 'Copied';
+  } catch (e) {
+    button.textContent = 'Copy failed';
+    setStatus(`Could not copy: ${e.message}`);
+  }
+  setTimeout(() => {
+    button.textContent = 'Copy';
+  }, 1500);
 }
 
 function setMeta(div, text) {
@@ -85,18 +150,18 @@ function setMeta(div, text) {
   if (!meta) {
     meta = document.createElement('span');
     meta.className = 'meta';
-    div.append(meta);
+    const actions = div.querySelector('.actions');
+    if (actions) actions.before(meta);
+    else div.append(meta);
   }
   meta.textContent = text;
 }
 
 async function loadModel() {
   try {
-    const r = await fetch('/v1/models', { headers: headers() });
-    const body = await r.json();
-    if (!r.ok) throw new Error(body?.error?.message ?? `HTTP ${r.status}`);
-    modelId = body.data[0].id;
-    els.model.textContent = `${modelId} · context ${body.data[0].context_length ?? '?'} · ${body.data[0].backend ?? ''}`;
+    const m = await describeModel({ apiKey: els.apiKey.value });
+    modelId = m.id;
+    els.model.textContent = `${m.id} · context ${m.context ?? '?'} · ${m.backend}`;
     setStatus('');
   } catch (e) {
     els.model.textContent = 'not connected';
@@ -104,45 +169,37 @@ async function loadModel() {
   }
 }
 
-/** Yields the JSON payload of each `data:` event of a server-sent event stream. */
-async function* sseEvents(response, signal) {
-  const reader = response.body.getReader();
-  const decoder = new TextDecoder();
-  let buf = '';
-  try {
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      buf += decoder.decode(value, { stream: true });
-      let cut;
-      while ((cut = buf.indexOf('\n\n')) >= 0) {
-        const event = buf.slice(0, cut);
-        buf = buf.slice(cut + 2);
-        const data = event.split('\n').filter((l) => l.startsWith('data:')).map((l) => l.slice(5).trimStart()).join('\n');
-        if (!data) continue;
-        if (data === '[DONE]') return;
-        yield JSON.parse(data);
-      }
-      if (signal.aborted) return;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-}
-
 function setBusy(busy) {
   els.send.disabled = busy;
   els.stop.disabled = !busy;
+  document.body.classList.toggle('busy', busy);
 }
 
+/** A new user turn, answered. */
 async function send(text) {
   if (!modelId) await loadModel();
   if (!modelId) return;
   history.push({ role: 'user', content: text });
   addMessage('user', text);
-  const div = addMessage('assistant', '');
+  await respond(text);
+}
+
+/** Drops the last reply (and the turn it answers) and asks that turn again. */
+async function regenerate(div) {
+  if (inFlight || div !== els.messages.lastElementChild) return;
+  const prompt = div.dataset.prompt;
+  if (history.at(-1)?.role === 'assistant') history.pop();
+  if (history.at(-1)?.role === 'user') history.pop();
+  const asked = div.previousElementSibling;
+  div.remove();
+  if (asked?.classList.contains('user')) asked.remove();
+  await send(prompt);
+}
+
+/** Streams the reply to the conversation so far (which ends with the user's `prompt`). */
+async function respond(prompt) {
+  const div = addMessage('assistant', '', prompt);
   div.classList.add('streaming');
-  const body = div.querySelector('.body');
   const messages = [];
   const system = els.system.value.trim();
   if (system) messages.push({ role: 'system', content: system });
@@ -157,66 +214,64 @@ async function send(text) {
   let usage = null;
   let finish = null;
   let reply = '';
+  // Markdown is rendered at most once a frame, however fast the tokens come.
+  let frame = 0;
+  const render = () => {
+    frame = 0;
+    setReply(div, reply);
+    els.messages.scrollTop = els.messages.scrollHeight;
+  };
   const showSpeed = (tokens) => {
     if (firstAt === null || tokens < 2) return;
     const secs = (performance.now() - firstAt) / 1000;
     if (secs > 0) els.tps.textContent = `${((tokens - 1) / secs).toFixed(1)} tok/s`;
   };
   try {
-    const r = await fetch('/v1/chat/completions', {
-      method: 'POST',
-      headers: headers(),
+    const stream = streamChat({
+      model: modelId,
+      messages,
+      apiKey: els.apiKey.value,
       signal: controller.signal,
-      body: JSON.stringify({
-        model: modelId,
-        messages,
-        stream: true,
-        stream_options: { include_usage: true },
+      settings: {
         temperature: Number(els.temperature.value),
-        top_p: Number(els.topP.value),
-        max_tokens: Math.max(1, Math.floor(Number(els.maxTokens.value) || 256)),
-        // This server's extension: drop the oldest turns when the conversation outgrows the
-        // context, and cap max_tokens at what is left (the shipped model's context is 256).
-        truncate: 'oldest_turns',
-      }),
+        topP: Number(els.topP.value),
+        maxTokens: Math.max(1, Math.floor(Number(els.maxTokens.value) || 256)),
+      },
     });
-    if (!r.ok) {
-      const err = await r.json().catch(() => null);
-      throw new Error(err?.error?.message ?? `HTTP ${r.status}`);
-    }
-    for await (const ev of sseEvents(r, controller.signal)) {
-      if (ev.error) throw new Error(ev.error.message);
-      if (ev.usage) usage = ev.usage;
-      const choice = ev.choices?.[0];
-      if (!choice) continue;
-      const piece = choice.delta?.content;
-      if (piece) {
+    for await (const piece of stream) {
+      if (piece.text) {
         if (firstAt === null) {
           firstAt = performance.now();
           setStatus('');
         }
         chunks++;
-        reply += piece;
-        body.textContent = reply;
-        els.messages.scrollTop = els.messages.scrollHeight;
+        reply += piece.text;
+        frame ||= requestAnimationFrame(render);
         showSpeed(chunks);
+      } else {
+        finish = piece.finish;
+        usage = piece.usage;
       }
-      if (choice.finish_reason) finish = choice.finish_reason;
     }
+    cancelAnimationFrame(frame);
+    render();
     const tokens = usage?.completion_tokens ?? chunks;
     showSpeed(tokens);
     const ttft = firstAt === null ? null : ((firstAt - started) / 1000).toFixed(2);
-    setMeta(div, `${tokens} tokens${ttft ? ` · first token ${ttft} s` : ''} · ${els.tps.textContent}${finish === 'length' ? ' · stopped at max tokens' : ''}`);
+    const cut = finish === 'length' ? ' · stopped at max tokens' : '';
+    setMeta(div, `${tokens} tokens${ttft ? ` · first token ${ttft} s` : ''} · ${els.tps.textContent}${cut}`);
     history.push({ role: 'assistant', content: reply });
     saveHistory();
   } catch (e) {
+    cancelAnimationFrame(frame);
     if (controller.signal.aborted) {
+      render();
       setMeta(div, 'stopped');
       if (reply) history.push({ role: 'assistant', content: reply });
       saveHistory();
     } else {
       div.classList.add('error');
-      body.textContent = reply || `Error: ${e.message}`;
+      setReply(div, reply || `Error: ${e.message}`);
       if (reply) setMeta(div, `Error: ${e.message}`);
       // Drop the unanswered turn so the next one does not repeat it.
       history.pop();
@@ -245,6 +300,12 @@ els.prompt.addEventListener('keydown', (e) => {
 });
 
 els.stop.addEventListener('click', () => inFlight?.abort());
+
+// On a narrow screen the settings panel is folded away behind this button (see style.css).
+els.settingsToggle.addEventListener('click', () => {
+  const open = document.body.classList.toggle('settings-open');
+  els.settingsToggle.setAttribute('aria-expanded', String(open));
+});
 
 els.clear.addEventListener('click', () => {
   inFlight?.abort();
