@@ -20,9 +20,15 @@ test('mpt serve --help and option errors', () => {
 });
 
 test('SIGTERM: the in-flight stream completes, then the process exits 0', { timeout: 60_000 }, async () => {
-  const child = spawn(process.execPath, [BIN, 'serve', TINY_NEOX, '--port', '0', '--backend', 'reference', '--quiet', '--grace', '30'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', TINY_NEOX, '--port', '0', '--backend', 'reference', '--quiet', '--grace', '30'],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   let stderr = '';
-  child.stderr.on('data', (d) => { stderr += d; });
+  child.stderr.on('data', (d) => {
+    stderr += d;
+  });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   try {
     const url = await new Promise<string>((resolve, reject) => {
@@ -36,7 +42,11 @@ test('SIGTERM: the in-flight stream completes, then the process exits 0', { time
     });
     const models = await (await fetch(`${url}/v1/models`)).json();
     const model = models.data[0].id;
-    const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ model, prompt: 'Hello', max_tokens: 200, stream: true }) });
+    const res = await fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model, prompt: 'Hello', max_tokens: 200, stream: true }),
+    });
     const reader = res.body!.getReader();
     const dec = new TextDecoder();
     let text = dec.decode((await reader.read()).value, { stream: true });

@@ -38,7 +38,12 @@ function goldenLogSoftmax(t: number, vocab = V): Float64Array {
 const EXPECTED = IDS.slice(1).map((id, t) => goldenLogSoftmax(t)[id]!);
 const BEST = IDS.slice(1).map((_, t) => Math.max(...goldenLogSoftmax(t)));
 
-interface Lp { tokens: string[]; token_logprobs: (number | null)[]; top_logprobs: (Record<string, number> | null)[]; text_offset: number[] }
+interface Lp {
+  tokens: string[];
+  token_logprobs: (number | null)[];
+  top_logprobs: (Record<string, number> | null)[];
+  text_offset: number[];
+}
 
 function checkPromptPart(lp: Lp, what: string): void {
   assert.equal(lp.token_logprobs[0], null, `${what}: the first token has no log probability`);
@@ -59,7 +64,11 @@ function checkPromptPart(lp: Lp, what: string): void {
 }
 
 async function post(url: string, body: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  const res = await fetch(`${url}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
   return { status: res.status, json: await res.json() };
 }
 
@@ -79,7 +88,7 @@ describe('echo with logprobs (reference backend)', () => {
     await srv.close();
   });
 
-  it('max_tokens 0: the prompt alone, each token scored as MosaicML\'s logits score it', async () => {
+  it("max_tokens 0: the prompt alone, each token scored as MosaicML's logits score it", async () => {
     const r = await client.completions.create({ model, prompt: IDS, max_tokens: 0, echo: true, logprobs: 3 });
     const c = r.choices[0]!;
     assert.equal(c.text, srv.model.tokenizer.decode(IDS));
@@ -91,7 +100,14 @@ describe('echo with logprobs (reference backend)', () => {
   });
 
   it('max_tokens 1, greedy: the prompt entries, then the generated token (the most likely one)', async () => {
-    const r = await client.completions.create({ model, prompt: IDS, max_tokens: 1, temperature: 0, echo: true, logprobs: 1 });
+    const r = await client.completions.create({
+      model,
+      prompt: IDS,
+      max_tokens: 1,
+      temperature: 0,
+      echo: true,
+      logprobs: 1,
+    });
     const lp = r.choices[0]!.logprobs as Lp;
     assert.equal(lp.tokens.length, IDS.length + 1);
     checkPromptPart(lp, 'max_tokens 1');
@@ -126,7 +142,15 @@ describe('echo with logprobs (reference backend)', () => {
 
   it('n = 2 and two prompts: every choice scores its own prompt', async () => {
     const short = IDS.slice(0, 9);
-    const r = await client.completions.create({ model, prompt: [IDS, short], n: 2, max_tokens: 2, temperature: 0, echo: true, logprobs: 1 });
+    const r = await client.completions.create({
+      model,
+      prompt: [IDS, short],
+      n: 2,
+      max_tokens: 2,
+      temperature: 0,
+      echo: true,
+      logprobs: 1,
+    });
     assert.equal(r.choices.length, 4);
     for (const c of r.choices.slice(0, 2)) checkPromptPart(c.logprobs as Lp, `choice ${c.index}`);
     for (const c of r.choices.slice(2)) {
@@ -139,7 +163,9 @@ describe('echo with logprobs (reference backend)', () => {
   it('beside other requests in the same steps: the same numbers as alone', async () => {
     const body = { model, prompt: IDS, max_tokens: 0, echo: true, logprobs: 2 };
     const alone = await post(srv.url, body);
-    const others = Array.from({ length: 3 }, (_, i) => post(srv.url, { model, prompt: `Story ${i}:`, max_tokens: 20, temperature: 0 }));
+    const others = Array.from({ length: 3 }, (_, i) =>
+      post(srv.url, { model, prompt: `Story ${i}:`, max_tokens: 20, temperature: 0 }),
+    );
     const [busy] = await Promise.all([post(srv.url, body), ...others]);
     assert.equal(busy.status, 200);
     assert.deepEqual(busy.json.choices[0].logprobs, alone.json.choices[0].logprobs);
@@ -156,7 +182,8 @@ describe('echo with logprobs (reference backend)', () => {
     assert.equal(r.status, 400);
     assert.equal(r.json.error.param, 'max_tokens');
     const chat = await fetch(`${srv.url}/v1/chat/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 0 }),
     });
     assert.equal(chat.status, 400);
@@ -173,7 +200,9 @@ describe('echo with logprobs (wasm backend, mixed batches)', () => {
       const alone = await post(url, body);
       assert.equal(alone.status, 200);
       checkPromptPart(alone.json.choices[0].logprobs, 'wasm alone');
-      const others = Array.from({ length: 3 }, (_, i) => post(url, { model: model.id, prompt: `Story ${i}:`, max_tokens: 24, temperature: 0 }));
+      const others = Array.from({ length: 3 }, (_, i) =>
+        post(url, { model: model.id, prompt: `Story ${i}:`, max_tokens: 24, temperature: 0 }),
+      );
       const [busy] = await Promise.all([post(url, body), ...others]);
       checkPromptPart(busy.json.choices[0].logprobs, 'wasm busy');
       assert.equal(busy.json.choices[0].text, alone.json.choices[0].text);

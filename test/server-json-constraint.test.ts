@@ -41,8 +41,10 @@ type Rng = ReturnType<typeof rng>;
 
 /** Accepts the whole text as a complete value. */
 function accepts(schema: unknown, text: string | Uint8Array): boolean {
-  const st = JsonAutomatonState.initial(compileJsonSchema(schema)).feedBytes(typeof text === 'string' ? enc.encode(text) : text);
-  return st !== null && st.accepting;
+  const st = JsonAutomatonState.initial(compileJsonSchema(schema)).feedBytes(
+    typeof text === 'string' ? enc.encode(text) : text,
+  );
+  return st?.accepting === true;
 }
 
 function validates(schema: unknown, text: string): boolean {
@@ -72,9 +74,12 @@ function hasDuplicateKeys(text: string): boolean {
       }
       expectKey = false;
       i = j;
-    } else if (c === '{') { stack.push(new Set()); expectKey = true; }
-    else if (c === '[') { stack.push(null); }
-    else if (c === '}' || c === ']') stack.pop();
+    } else if (c === '{') {
+      stack.push(new Set());
+      expectKey = true;
+    } else if (c === '[') {
+      stack.push(null);
+    } else if (c === '}' || c === ']') stack.pop();
     else if (c === ',') expectKey = stack[stack.length - 1] instanceof Set;
   }
   return false;
@@ -97,7 +102,12 @@ const PERSON = {
   required: ['name', 'age'],
   additionalProperties: false,
   $defs: {
-    pet: { type: 'object', properties: { kind: { enum: ['cat', 'dog'] }, legs: { type: 'integer' } }, required: ['kind'], additionalProperties: false },
+    pet: {
+      type: 'object',
+      properties: { kind: { enum: ['cat', 'dog'] }, legs: { type: 'integer' } },
+      required: ['kind'],
+      additionalProperties: false,
+    },
   },
 };
 
@@ -113,12 +123,24 @@ function genPerson(r: Rng): unknown {
   keys.sort(() => r.next() - 0.5);
   for (const k of keys) {
     switch (k) {
-      case 'name': o[k] = r.pick(WORDS.filter((w) => w.length >= 1 && [...w].length <= 8)); break;
-      case 'age': o[k] = genNumber(r, true); break;
-      case 'score': o[k] = genNumber(r, false); break;
-      case 'tags': o[k] = Array.from({ length: r.int(4) }, () => r.pick(['red', 'green', 7, null])); break;
-      case 'alive': o[k] = r.int(2) === 1; break;
-      case 'pet': o[k] = r.int(3) === 0 ? null : { kind: r.pick(['cat', 'dog']), ...(r.int(2) ? { legs: r.int(5) } : {}) }; break;
+      case 'name':
+        o[k] = r.pick(WORDS.filter((w) => w.length >= 1 && [...w].length <= 8));
+        break;
+      case 'age':
+        o[k] = genNumber(r, true);
+        break;
+      case 'score':
+        o[k] = genNumber(r, false);
+        break;
+      case 'tags':
+        o[k] = Array.from({ length: r.int(4) }, () => r.pick(['red', 'green', 7, null]));
+        break;
+      case 'alive':
+        o[k] = r.int(2) === 1;
+        break;
+      case 'pet':
+        o[k] = r.int(3) === 0 ? null : { kind: r.pick(['cat', 'dog']), ...(r.int(2) ? { legs: r.int(5) } : {}) };
+        break;
     }
   }
   return o;
@@ -147,12 +169,20 @@ const ANY_OBJECT = { type: 'object' };
 function genAny(r: Rng, depth = 0): unknown {
   const k = r.int(depth > 3 ? 4 : 6);
   switch (k) {
-    case 0: return null;
-    case 1: return r.int(2) === 1;
-    case 2: return genNumber(r, r.int(2) === 1);
-    case 3: return r.pick(WORDS);
-    case 4: return Array.from({ length: r.int(4) }, () => genAny(r, depth + 1));
-    default: return Object.fromEntries(Array.from({ length: r.int(4) }, (_, i) => [`${r.pick(WORDS)}${i}`, genAny(r, depth + 1)]));
+    case 0:
+      return null;
+    case 1:
+      return r.int(2) === 1;
+    case 2:
+      return genNumber(r, r.int(2) === 1);
+    case 3:
+      return r.pick(WORDS);
+    case 4:
+      return Array.from({ length: r.int(4) }, () => genAny(r, depth + 1));
+    default:
+      return Object.fromEntries(
+        Array.from({ length: r.int(4) }, (_, i) => [`${r.pick(WORDS)}${i}`, genAny(r, depth + 1)]),
+      );
   }
 }
 
@@ -171,7 +201,11 @@ function genTuple(r: Rng): unknown {
 const CASES = [
   { name: 'person', schema: PERSON, gen: genPerson },
   { name: 'recursive tree', schema: TREE, gen: (r: Rng) => genTree(r) },
-  { name: 'any object (json_object)', schema: ANY_OBJECT, gen: (r: Rng) => Object.fromEntries(Array.from({ length: r.int(4) }, (_, i) => [`k${i}`, genAny(r)])) },
+  {
+    name: 'any object (json_object)',
+    schema: ANY_OBJECT,
+    gen: (r: Rng) => Object.fromEntries(Array.from({ length: r.int(4) }, (_, i) => [`k${i}`, genAny(r)])),
+  },
   { name: 'tuple', schema: TUPLE, gen: genTuple },
 ];
 
@@ -181,9 +215,15 @@ function mutate(r: Rng, s: string): string {
   const chars = [...s];
   const i = r.int(chars.length + 1);
   switch (r.int(3)) {
-    case 0: chars.splice(i, 1); break;
-    case 1: chars.splice(i, 0, r.pick(MUTATION_CHARS)); break;
-    default: chars.splice(i, 1, r.pick(MUTATION_CHARS)); break;
+    case 0:
+      chars.splice(i, 1);
+      break;
+    case 1:
+      chars.splice(i, 0, r.pick(MUTATION_CHARS));
+      break;
+    default:
+      chars.splice(i, 1, r.pick(MUTATION_CHARS));
+      break;
   }
   return chars.join('');
 }
@@ -272,7 +312,11 @@ test('schemas the automaton cannot enforce are refused, naming the keyword', () 
     [{ $ref: 'http://example.com/x' }, '$ref'],
     [{ type: 'wat' }, 'type'],
   ] as const) {
-    assert.throws(() => compileJsonSchema(schema), (e: unknown) => e instanceof SchemaError && e.message.includes(word), word);
+    assert.throws(
+      () => compileJsonSchema(schema),
+      (e: unknown) => e instanceof SchemaError && e.message.includes(word),
+      word,
+    );
   }
 });
 
@@ -292,7 +336,10 @@ function shortestAccepted(root: SchemaNode, limit = 40): number {
       // objects allow only their listed keys: free keys would make the search exponential).
       for (let b = 0x21; b < 0x7f; b++) {
         const n = st.feed(b);
-        if (n && !seen.has(n.key)) { seen.add(n.key); next.push(n); }
+        if (n && !seen.has(n.key)) {
+          seen.add(n.key);
+          next.push(n);
+        }
       }
     }
     frontier = next;
@@ -305,7 +352,12 @@ const closed = (s: Record<string, unknown>) => ({ type: 'object', ...s, addition
 
 test('the shortest value of a schema is the shortest document the automaton accepts', () => {
   const exact: unknown[] = [
-    PERSON, TREE, ANY_OBJECT, TUPLE, { type: 'string', minLength: 5 }, { enum: ['long one', 12345, 'ab'] },
+    PERSON,
+    TREE,
+    ANY_OBJECT,
+    TUPLE,
+    { type: 'string', minLength: 5 },
+    { enum: ['long one', 12345, 'ab'] },
     closed({ properties: { a: false, bb: { type: 'integer' }, c: { type: 'null' } }, minProperties: 2 }),
     closed({ required: ['k'], properties: { k: { anyOf: [false, { items: { type: 'null' }, minItems: 2 }] } } }),
     { type: 'array', prefixItems: [{ type: 'boolean' }, false], minItems: 1 },
@@ -319,9 +371,13 @@ test('the shortest value of a schema is the shortest document the automaton acce
   }
   // With free keys, by hand: {"":""} (and as if every further key could be "" too, which they
   // cannot all be: a lower bound, 13 where {"":"","a":""} is 14).
-  const extra = (minProperties: number) => compileJsonSchema({
-    type: 'object', properties: { a: false }, additionalProperties: { type: 'string' }, minProperties,
-  });
+  const extra = (minProperties: number) =>
+    compileJsonSchema({
+      type: 'object',
+      properties: { a: false },
+      additionalProperties: { type: 'string' },
+      minProperties,
+    });
   assert.equal(shortestValueBytes(extra(1)), 7);
   assert.equal(shortestValueBytes(extra(2)), 13);
 });
@@ -415,6 +471,9 @@ test('random constrained generation over the GPT-NeoX vocabulary always ends in 
 function concat(parts: Uint8Array[]): Uint8Array {
   const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
   let o = 0;
-  for (const p of parts) { out.set(p, o); o += p.length; }
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
   return out;
 }

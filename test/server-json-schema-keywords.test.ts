@@ -34,7 +34,8 @@ function randomWalk(schema: unknown, next: () => number, limit = 400): string | 
   // Bytes that tend to complete a value ('@', '.' and a letter complete an email address).
   const closers = [0x22, 0x7d, 0x5d, 0x30, 0x31, 0x40, 0x2e, 0x61];
   while (out.length < limit) {
-    if (st.finished || (st.accepting && next() < (out.length > 30 ? 0.6 : 0.15))) return dec.decode(Uint8Array.from(out));
+    if (st.finished || (st.accepting && next() < (out.length > 30 ? 0.6 : 0.15)))
+      return dec.decode(Uint8Array.from(out));
     const allowed: number[] = [];
     for (let b = 0x0a; b < 0x7f; b++) if ((b === 0x0a || b >= 0x20) && st.feed(b)) allowed.push(b);
     if (!allowed.length && st.accepting) return dec.decode(Uint8Array.from(out));
@@ -50,7 +51,7 @@ function randomWalk(schema: unknown, next: () => number, limit = 400): string | 
 
 function accepts(schema: unknown, text: string): boolean {
   const st = JsonAutomatonState.initial(compileJsonSchema(schema)).feedBytes(enc.encode(text));
-  return st !== null && st.accepting;
+  return st?.accepting === true;
 }
 
 const isDate = (v: string) => {
@@ -61,85 +62,125 @@ const isDate = (v: string) => {
   return d.getUTCFullYear() === Number(m[1]) && d.getUTCMonth() + 1 === Number(m[2]) && d.getUTCDate() === Number(m[3]);
 };
 // zod 4's own email pattern (what z.email() puts in its JSON Schema).
-const ZOD_EMAIL = "^(?:[A-Za-z0-9_'+\\-]+\\.)*[A-Za-z0-9_'+\\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$";
+const ZOD_EMAIL =
+  "^(?:[A-Za-z0-9_'+\\-]+\\.)*[A-Za-z0-9_'+\\-]*[A-Za-z0-9_+-]@(?:[A-Za-z0-9][A-Za-z0-9\\-]*\\.)+[A-Za-z]{2,}$";
 
 const CASES: Array<{ name: string; schema: unknown; valid: (v: unknown) => boolean; invalid: string[] }> = [
   {
-    name: 'integer minimum/maximum', schema: { type: 'integer', minimum: -5, maximum: 17 },
+    name: 'integer minimum/maximum',
+    schema: { type: 'integer', minimum: -5, maximum: 17 },
     valid: (v) => Number.isInteger(v) && (v as number) >= -5 && (v as number) <= 17,
     invalid: ['-6', '18', '100', '1.5', '1e1'],
   },
   {
-    name: 'integer exclusive bounds and multipleOf', schema: { type: 'integer', exclusiveMinimum: 0, exclusiveMaximum: 100, multipleOf: 7 },
+    name: 'integer exclusive bounds and multipleOf',
+    schema: { type: 'integer', exclusiveMinimum: 0, exclusiveMaximum: 100, multipleOf: 7 },
     valid: (v) => Number.isInteger(v) && (v as number) > 0 && (v as number) < 100 && (v as number) % 7 === 0,
     invalid: ['0', '8', '105', '-7'],
   },
   {
-    name: "zod's .int() (safe-integer bounds)", schema: { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 },
+    name: "zod's .int() (safe-integer bounds)",
+    schema: { type: 'integer', minimum: -9007199254740991, maximum: 9007199254740991 },
     valid: (v) => Number.isSafeInteger(v),
     invalid: ['9007199254740992', '-90071992547409910'],
   },
   {
-    name: 'number minimum/maximum', schema: { type: 'number', minimum: 0.5, maximum: 2.25 },
+    name: 'number minimum/maximum',
+    schema: { type: 'number', minimum: 0.5, maximum: 2.25 },
     valid: (v) => typeof v === 'number' && v >= 0.5 && v <= 2.25,
     invalid: ['0.49', '2.26', '3', '-1', '1e0'],
   },
   {
-    name: 'number exclusive bounds', schema: { type: 'number', exclusiveMinimum: -1, exclusiveMaximum: 0 },
+    name: 'number exclusive bounds',
+    schema: { type: 'number', exclusiveMinimum: -1, exclusiveMaximum: 0 },
     valid: (v) => typeof v === 'number' && v > -1 && v < 0,
     invalid: ['-1', '0', '-0', '0.5', '-1.0'],
   },
   {
-    name: 'pattern with lengths', schema: { type: 'string', minLength: 2, maxLength: 5, pattern: '^[a-c]+x?$' },
+    name: 'pattern with lengths',
+    schema: { type: 'string', minLength: 2, maxLength: 5, pattern: '^[a-c]+x?$' },
     valid: (v) => typeof v === 'string' && v.length >= 2 && v.length <= 5 && /^[a-c]+x?$/.test(v),
     invalid: ['"a"', '"abcabc"', '"ax x"', '"xa"', '"abd"'],
   },
   {
-    name: 'unanchored pattern', schema: { type: 'string', pattern: 'a{2}[0-9]', maxLength: 12 },
+    name: 'unanchored pattern',
+    schema: { type: 'string', pattern: 'a{2}[0-9]', maxLength: 12 },
     valid: (v) => typeof v === 'string' && v.length <= 12 && /aa[0-9]/.test(v),
     invalid: ['"a1"', '"aba9"', '""'],
   },
   {
-    name: 'format date', schema: { type: 'string', format: 'date' },
+    name: 'format date',
+    schema: { type: 'string', format: 'date' },
     valid: (v) => typeof v === 'string' && isDate(v),
     invalid: ['"2024-13-01"', '"2024-02-30"', '"24-01-01"', '"2024-1-01"'],
   },
   {
-    name: 'format date-time', schema: { type: 'string', format: 'date-time' },
-    valid: (v) => typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(v) && isDate(v.slice(0, 10))
-      && new Date(v).toISOString() === v.replace('Z', '.000Z'),
+    name: 'format date-time',
+    schema: { type: 'string', format: 'date-time' },
+    valid: (v) =>
+      typeof v === 'string' &&
+      /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$/.test(v) &&
+      isDate(v.slice(0, 10)) &&
+      new Date(v).toISOString() === v.replace('Z', '.000Z'),
     invalid: ['"2024-01-01T24:00:00Z"', '"2024-01-01 10:00:00Z"', '"2024-01-01T10:60:00Z"'],
   },
   {
-    name: 'format uuid', schema: { type: 'string', format: 'uuid' },
-    valid: (v) => typeof v === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i.test(v),
+    name: 'format uuid',
+    schema: { type: 'string', format: 'uuid' },
+    valid: (v) =>
+      typeof v === 'string' && /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i.test(v),
     invalid: ['"00000000-0000-0000-0000-00000000000"', '"g0000000-0000-1000-8000-000000000000"'],
   },
   {
-    name: 'format email with zod\'s pattern', schema: { type: 'string', format: 'email', pattern: ZOD_EMAIL },
+    name: "format email with zod's pattern",
+    schema: { type: 'string', format: 'email', pattern: ZOD_EMAIL },
     valid: (v) => typeof v === 'string' && new RegExp(ZOD_EMAIL).test(v) && v.split('@').length === 2,
     invalid: ['"a@b"', '"@b.cd"', '"a@@b.cd"', '"a b@c.de"'],
   },
   {
-    name: 'minItems/maxItems, const, enum', schema: { type: 'array', items: { enum: ['x', 2] }, minItems: 2, maxItems: 3, prefixItems: [{ const: 'k' }] },
-    valid: (v) => Array.isArray(v) && v.length >= 2 && v.length <= 3 && v[0] === 'k' && v.slice(1).every((x) => x === 'x' || x === 2),
+    name: 'minItems/maxItems, const, enum',
+    schema: { type: 'array', items: { enum: ['x', 2] }, minItems: 2, maxItems: 3, prefixItems: [{ const: 'k' }] },
+    valid: (v) =>
+      Array.isArray(v) &&
+      v.length >= 2 &&
+      v.length <= 3 &&
+      v[0] === 'k' &&
+      v.slice(1).every((x) => x === 'x' || x === 2),
     invalid: ['["k"]', '["k",2,2,2]', '["x",2]', '["k",3]'],
   },
   {
     name: 'anyOf, $ref/$defs, nullable type, additionalProperties, annotations',
     schema: {
-      $schema: 'https://json-schema.org/draft/2020-12/schema', title: 'T', description: 'd',
+      $schema: 'https://json-schema.org/draft/2020-12/schema',
+      title: 'T',
+      description: 'd',
       type: 'object',
-      properties: { a: { $ref: '#/$defs/small' }, b: { type: ['string', 'null'], maxLength: 2, default: 'x' }, c: { anyOf: [{ type: 'boolean' }, { const: 0 }] } },
-      required: ['a', 'b', 'c'], additionalProperties: false,
+      properties: {
+        a: { $ref: '#/$defs/small' },
+        b: { type: ['string', 'null'], maxLength: 2, default: 'x' },
+        c: { anyOf: [{ type: 'boolean' }, { const: 0 }] },
+      },
+      required: ['a', 'b', 'c'],
+      additionalProperties: false,
       $defs: { small: { type: 'integer', minimum: 1, maximum: 3 } },
     },
     valid: (v) => {
       const o = v as Record<string, unknown>;
-      return typeof o === 'object' && o !== null && Object.keys(o).length === 3 && [1, 2, 3].includes(o.a as number)
-        && (o.b === null || (typeof o.b === 'string' && o.b.length <= 2)) && (typeof o.c === 'boolean' || o.c === 0);
+      return (
+        typeof o === 'object' &&
+        o !== null &&
+        Object.keys(o).length === 3 &&
+        [1, 2, 3].includes(o.a as number) &&
+        (o.b === null || (typeof o.b === 'string' && o.b.length <= 2)) &&
+        (typeof o.c === 'boolean' || o.c === 0)
+      );
     },
-    invalid: ['{"a":4,"b":null,"c":0}', '{"a":1,"b":null,"c":0,"d":1}', '{"a":1,"b":"abc","c":true}', '{"a":1,"b":null,"c":1}'],
+    invalid: [
+      '{"a":4,"b":null,"c":0}',
+      '{"a":1,"b":null,"c":0,"d":1}',
+      '{"a":1,"b":"abc","c":true}',
+      '{"a":1,"b":null,"c":1}',
+    ],
   },
 ];
 

@@ -27,7 +27,12 @@ after(async () => {
 /** Counts calls of the tokenizer's encode on this thread until restored. */
 function countEncodes(tok: MptTokenizer): { count: number; restore(): void } {
   const encode = tok.encode;
-  const calls = { count: 0, restore: () => { tok.encode = encode; } };
+  const calls = {
+    count: 0,
+    restore: () => {
+      tok.encode = encode;
+    },
+  };
   tok.encode = function (this: MptTokenizer, ...args: Parameters<typeof encode>) {
     calls.count++;
     return encode.apply(this, args);
@@ -47,11 +52,18 @@ test('the server keeps answering while a long prompt is tokenized', async () => 
   const prompt = 'a'.repeat(150_000);
   // The tokenizer's worker thread, started once per server, is not what is measured (3,000
   // dashes: long enough for the worker, a dozen tokens for the model).
-  assert.equal((await post(`${srv.url}/v1/completions`, { model, prompt: '-'.repeat(3000), max_tokens: 1 })).status, 200);
+  assert.equal(
+    (await post(`${srv.url}/v1/completions`, { model, prompt: '-'.repeat(3000), max_tokens: 1 })).status,
+    200,
+  );
   const ac = new AbortController();
   let answered = false;
-  const big = post(`${srv.url}/v1/completions`, { model, prompt, max_tokens: 1 }, ac.signal)
-    .then(() => { answered = true; }, () => {});
+  const big = post(`${srv.url}/v1/completions`, { model, prompt, max_tokens: 1 }, ac.signal).then(
+    () => {
+      answered = true;
+    },
+    () => {},
+  );
   const gaps: number[] = [];
   let last = performance.now();
   const until = last + 1500;
@@ -85,7 +97,10 @@ test('a long prompt tokenized off the event loop gives the same tokens as the to
   const r = await post(`${srv.url}/v1/completions`, { model, prompt, max_tokens: 0, echo: true, logprobs: 0 });
   assert.equal(r.status, 200, JSON.stringify(r.json));
   assert.equal(r.json.usage.prompt_tokens, want.length);
-  assert.deepEqual(r.json.choices[0].logprobs.tokens, want.map((id) => tok.decode([id])));
+  assert.deepEqual(
+    r.json.choices[0].logprobs.tokens,
+    want.map((id) => tok.decode([id])),
+  );
 });
 
 test('a prompt whose bytes alone exceed the context is refused before it is tokenized', async () => {
@@ -171,10 +186,34 @@ test('the bound from bytes never exceeds the number of tokens the tokenizer make
   const encoder = new PromptEncoder(tok);
   try {
     // Pieces that pack many bytes into a token, or that NFC composes (e + acute, Hangul jamo).
-    const pieces = [' ' + '-'.repeat(256), '-'.repeat(64), 'a', 'the', ' ', '\n', '\t', '  ', 'e\u0301', '\u1100\u1161\u11a8',
-      '日本語', '🙂', '\u00a0', '\u3000', '<|endoftext|>', '<|padding|>', 'ǅ', '\u0344', '1234567890', '=====', '\ud800'];
+    const pieces = [
+      ' ' + '-'.repeat(256),
+      '-'.repeat(64),
+      'a',
+      'the',
+      ' ',
+      '\n',
+      '\t',
+      '  ',
+      'e\u0301',
+      '\u1100\u1161\u11a8',
+      '日本語',
+      '🙂',
+      '\u00a0',
+      '\u3000',
+      '<|endoftext|>',
+      '<|padding|>',
+      'ǅ',
+      '\u0344',
+      '1234567890',
+      '=====',
+      '\ud800',
+    ];
     let seed = 7;
-    const next = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32;
+    const next = () => {
+      seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+      return seed / 2 ** 32;
+    };
     const pick = () => pieces[Math.floor(next() * pieces.length)];
     for (let k = 0; k < 300; k++) {
       const text = Array.from({ length: 1 + Math.floor(next() * 40) }, pick).join('');

@@ -28,7 +28,10 @@ after(async () => {
 
 test('models.list names the served model', async () => {
   const list = await client.models.list();
-  assert.deepEqual(list.data.map((m) => m.id), [model]);
+  assert.deepEqual(
+    list.data.map((m) => m.id),
+    [model],
+  );
   const one = await client.models.retrieve(model);
   assert.equal(one.id, model);
   assert.equal(one.object, 'model');
@@ -44,14 +47,26 @@ test('greedy completion equals Hugging Face generate() on the fixture', async ()
   assert.equal(r.choices[0]!.finish_reason, 'length');
   assert.deepEqual(r.usage, { prompt_tokens: 7, completion_tokens: 20, total_tokens: 27 });
   // Token-id prompts give the same.
-  const r2 = await client.completions.create({ model, prompt: goldens.json.inputs.seq7, max_tokens: 5, temperature: 0 });
+  const r2 = await client.completions.create({
+    model,
+    prompt: goldens.json.inputs.seq7,
+    max_tokens: 5,
+    temperature: 0,
+  });
   assert.equal(r2.choices[0]!.text, srv.model.tokenizer.decode(want.slice(0, 5)));
 });
 
 test('streamed completion concatenates to the non-streamed text; usage at the end', async () => {
   const prompt = 'Once upon a time';
   const full = await client.completions.create({ model, prompt, max_tokens: 12, temperature: 0 });
-  const stream = await client.completions.create({ model, prompt, max_tokens: 12, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.completions.create({
+    model,
+    prompt,
+    max_tokens: 12,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let text = '';
   let finish: string | null = null;
   let usage: unknown = null;
@@ -83,13 +98,26 @@ test('chat: greedy reply equals the runtime generator on the rendered prompt; st
   // Independent reference: the runtime's own generation loop on the same prompt.
   const m = srv.model;
   const ids = m.tokenizer.encode(m.format.render(messages, { addGenerationPrompt: true }));
-  const ref = await generate(m.runner, ids, { tokenizer: m.tokenizer, temperature: 0, maxTokens: 16, stopTokenIds: m.stopIds, stopStrings: m.format.stopStrings });
+  const ref = await generate(m.runner, ids, {
+    tokenizer: m.tokenizer,
+    temperature: 0,
+    maxTokens: 16,
+    stopTokenIds: m.stopIds,
+    stopStrings: m.format.stopStrings,
+  });
   assert.equal(msg.content, ref.text);
   assert.equal(r.usage!.prompt_tokens, ids.length);
   assert.equal(r.usage!.completion_tokens, ref.tokens.length);
   assert.equal(r.choices[0]!.finish_reason, ref.finishReason === 'length' ? 'length' : 'stop');
 
-  const stream = await client.chat.completions.create({ model, messages, max_tokens: 16, temperature: 0, stream: true, stream_options: { include_usage: true } });
+  const stream = await client.chat.completions.create({
+    model,
+    messages,
+    max_tokens: 16,
+    temperature: 0,
+    stream: true,
+    stream_options: { include_usage: true },
+  });
   let content = '';
   let role: string | undefined;
   let finish: string | null = null;
@@ -110,11 +138,24 @@ test('chat: greedy reply equals the runtime generator on the rendered prompt; st
 });
 
 test('n > 1: independent seeded choices, reproducible, streamed per index', async () => {
-  const req = { model, messages: [{ role: 'user' as const, content: 'Tell me a story.' }], max_tokens: 10, n: 3, seed: 42, temperature: 1 };
+  const req = {
+    model,
+    messages: [{ role: 'user' as const, content: 'Tell me a story.' }],
+    max_tokens: 10,
+    n: 3,
+    seed: 42,
+    temperature: 1,
+  };
   const a = await client.chat.completions.create(req);
   const b = await client.chat.completions.create(req);
-  assert.deepEqual(a.choices.map((c) => c.index), [0, 1, 2]);
-  assert.deepEqual(a.choices.map((c) => c.message.content), b.choices.map((c) => c.message.content));
+  assert.deepEqual(
+    a.choices.map((c) => c.index),
+    [0, 1, 2],
+  );
+  assert.deepEqual(
+    a.choices.map((c) => c.message.content),
+    b.choices.map((c) => c.message.content),
+  );
   assert.equal(new Set(a.choices.map((c) => c.message.content)).size, 3, 'choices differ');
   assert.equal(a.usage!.completion_tokens, 30);
   const stream = await client.chat.completions.create({ ...req, stream: true });
@@ -126,23 +167,39 @@ test('n > 1: independent seeded choices, reproducible, streamed per index', asyn
       if (ch.finish_reason) finishes[ch.index] = ch.finish_reason;
     }
   }
-  assert.deepEqual(texts, a.choices.map((c) => c.message.content));
+  assert.deepEqual(
+    texts,
+    a.choices.map((c) => c.message.content),
+  );
   assert.deepEqual(finishes, ['length', 'length', 'length']);
   // Several prompts × n in one completion request: indices prompt-major.
   const multi = await client.completions.create({ model, prompt: ['A', 'B'], n: 2, max_tokens: 3, temperature: 0 });
-  assert.deepEqual(multi.choices.map((c) => c.index), [0, 1, 2, 3]);
+  assert.deepEqual(
+    multi.choices.map((c) => c.index),
+    [0, 1, 2, 3],
+  );
   assert.equal(multi.choices[0]!.text, multi.choices[1]!.text, 'greedy choices of one prompt agree');
 });
 
 test('logprobs: the greedy token is the top alternative, alternatives sorted, matching completions', async () => {
-  const r = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 6, temperature: 0, logprobs: true, top_logprobs: 3 });
+  const r = await client.chat.completions.create({
+    model,
+    messages: [{ role: 'user', content: 'Hi' }],
+    max_tokens: 6,
+    temperature: 0,
+    logprobs: true,
+    top_logprobs: 3,
+  });
   const content = r.choices[0]!.logprobs!.content!;
   assert.equal(content.length, r.usage!.completion_tokens);
   for (const t of content) {
     assert.equal(t.top_logprobs.length, 3);
     assert.equal(t.token, t.top_logprobs[0]!.token);
     assert.ok(Math.abs(t.logprob - t.top_logprobs[0]!.logprob) < 1e-12);
-    assert.ok(t.top_logprobs[0]!.logprob >= t.top_logprobs[1]!.logprob && t.top_logprobs[1]!.logprob >= t.top_logprobs[2]!.logprob);
+    assert.ok(
+      t.top_logprobs[0]!.logprob >= t.top_logprobs[1]!.logprob &&
+        t.top_logprobs[1]!.logprob >= t.top_logprobs[2]!.logprob,
+    );
     assert.ok(t.logprob < 0);
     assert.deepEqual(Buffer.from(t.bytes!).toString('utf8'), t.token);
   }
@@ -151,7 +208,10 @@ test('logprobs: the greedy token is the top alternative, alternatives sorted, ma
   const lp = c.choices[0]!.logprobs!;
   assert.equal(lp.tokens!.join(''), c.choices[0]!.text);
   assert.equal(lp.top_logprobs!.length, 4);
-  assert.deepEqual(lp.text_offset, lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join('').length));
+  assert.deepEqual(
+    lp.text_offset,
+    lp.tokens!.map((_, i) => lp.tokens!.slice(0, i).join('').length),
+  );
 });
 
 test('stop strings end the text before them, even when they span tokens', async () => {
@@ -195,13 +255,35 @@ test('response_format json_schema: the reply parses and validates against the sc
   }
   // Streaming with a schema, and json_object mode.
   const stream = await client.chat.completions.create({
-    model, messages: [{ role: 'user', content: 'JSON please' }], max_tokens: 400, seed: 5, stream: true,
-    response_format: { type: 'json_schema', json_schema: { name: 'flags', schema: { type: 'object', properties: { ok: { type: 'boolean' } }, required: ['ok'], additionalProperties: false } } },
+    model,
+    messages: [{ role: 'user', content: 'JSON please' }],
+    max_tokens: 400,
+    seed: 5,
+    stream: true,
+    response_format: {
+      type: 'json_schema',
+      json_schema: {
+        name: 'flags',
+        schema: {
+          type: 'object',
+          properties: { ok: { type: 'boolean' } },
+          required: ['ok'],
+          additionalProperties: false,
+        },
+      },
+    },
   });
   let text = '';
   for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
   assert.equal(typeof JSON.parse(text).ok, 'boolean');
-  const obj = await client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], max_tokens: 30, seed: 9, temperature: 0.5, response_format: { type: 'json_object' } });
+  const obj = await client.chat.completions.create({
+    model,
+    messages: [{ role: 'user', content: 'x' }],
+    max_tokens: 30,
+    seed: 9,
+    temperature: 0.5,
+    response_format: { type: 'json_object' },
+  });
   const out = obj.choices[0]!.message.content!;
   // Within 30 tokens it is a complete object or a prefix of one that was cut at the limit.
   if (obj.choices[0]!.finish_reason === 'stop') assert.equal(typeof JSON.parse(out), 'object');
@@ -209,15 +291,21 @@ test('response_format json_schema: the reply parses and validates against the sc
 });
 
 test('the official client surfaces server errors as typed exceptions', async () => {
-  await assert.rejects(client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }), (e: unknown) => {
-    assert.ok(e instanceof OpenAI.NotFoundError);
-    assert.equal(e.code, 'model_not_found');
-    return true;
-  });
-  await assert.rejects(client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], temperature: 5 }), (e: unknown) => {
-    assert.ok(e instanceof OpenAI.BadRequestError);
-    assert.equal(e.param, 'temperature');
-    assert.match(e.message, /temperature/);
-    return true;
-  });
+  await assert.rejects(
+    client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }),
+    (e: unknown) => {
+      assert.ok(e instanceof OpenAI.NotFoundError);
+      assert.equal(e.code, 'model_not_found');
+      return true;
+    },
+  );
+  await assert.rejects(
+    client.chat.completions.create({ model, messages: [{ role: 'user', content: 'x' }], temperature: 5 }),
+    (e: unknown) => {
+      assert.ok(e instanceof OpenAI.BadRequestError);
+      assert.equal(e.param, 'temperature');
+      assert.match(e.message, /temperature/);
+      return true;
+    },
+  );
 });

@@ -21,7 +21,11 @@ after(async () => {
   await srv.close();
 });
 
-interface Reply { status: number; headers: Headers; json: any }
+interface Reply {
+  status: number;
+  headers: Headers;
+  json: any;
+}
 
 const JSON_TYPE = { 'Content-Type': 'application/json' };
 
@@ -29,7 +33,11 @@ async function send(path: string, body: string | Uint8Array<ArrayBuffer>, header
   const r = await fetch(`${srv.url}${path}`, { method: 'POST', headers, body });
   const text = await r.text();
   let json: any;
-  try { json = JSON.parse(text); } catch { json = text; }
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = text;
+  }
   const reply: Reply = { status: r.status, headers: r.headers, json };
   return reply;
 }
@@ -48,8 +56,12 @@ const chat = (extra: Record<string, unknown> = {}) =>
   JSON.stringify({ model, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2, ...extra });
 
 test('a body that is not declared as JSON gets 415; application/json with a UTF-8 charset is fine', async () => {
-  const wrong = ['text/plain', 'application/x-www-form-urlencoded', 'application/json; charset=latin1',
-    'application/jsonx'];
+  const wrong = [
+    'text/plain',
+    'application/x-www-form-urlencoded',
+    'application/json; charset=latin1',
+    'application/jsonx',
+  ];
   for (const type of wrong) {
     const r = await send('/v1/chat/completions', chat(), { 'Content-Type': type });
     assertError(r, 415, null, /Content-Type/);
@@ -89,10 +101,16 @@ test("requests Node's HTTP parser refuses get OpenAI error JSON too (431, 400, 4
     [`GET /v1/models?q=${'x'.repeat(60_000)} HTTP/1.1\r\nHost: a\r\n\r\n`, 431, /header/i],
     [`GET /health HTTP/1.1\r\nHost: a\r\nX-Big: ${'y'.repeat(40_000)}\r\n\r\n`, 431, /header/i],
     ['THIS IS NOT HTTP\r\n\r\n', 400, /could not be parsed/i],
-    ['POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello', 400,
-      /could not be parsed/i],
-    ['POST /v1/completions HTTP/1.1\r\nHost: a\r\nConnection: close\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}',
-      417, /Expect/],
+    [
+      'POST /v1/completions HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello',
+      400,
+      /could not be parsed/i,
+    ],
+    [
+      'POST /v1/completions HTTP/1.1\r\nHost: a\r\nConnection: close\r\nExpect: 200-ok\r\nContent-Length: 2\r\n\r\n{}',
+      417,
+      /Expect/,
+    ],
   ];
   for (const [request, status, pattern] of cases) {
     const r = await rawExchange(request);
@@ -113,8 +131,20 @@ test('a malformed %-escape in /v1/models/ID is a 400, not a 500', async () => {
 });
 
 test('numbers beyond what JSON can represent are refused as not finite, naming the field', async () => {
-  const chatFields = ['temperature', 'top_p', 'top_k', 'min_p', 'seed', 'presence_penalty', 'frequency_penalty',
-    'repetition_penalty', 'n', 'max_tokens', 'max_completion_tokens', 'top_logprobs'];
+  const chatFields = [
+    'temperature',
+    'top_p',
+    'top_k',
+    'min_p',
+    'seed',
+    'presence_penalty',
+    'frequency_penalty',
+    'repetition_penalty',
+    'n',
+    'max_tokens',
+    'max_completion_tokens',
+    'top_logprobs',
+  ];
   const chatBody = `{"model": "${model}", "messages": [{"role": "user", "content": "Hi"}]`;
   const completionBody = `{"model": "${model}", "prompt": "Hi"`;
   const fields = [
@@ -155,12 +185,16 @@ test('a JSON schema no value can satisfy is refused with 400, not answered with 
   const param = 'response_format.json_schema.schema';
   const unsatisfiable: [unknown, RegExp][] = [
     [{ type: 'object', properties: { a: false }, required: ['a'] }, /properties\/a/],
-    [{ type: 'object', properties: { a: { properties: { b: false }, required: ['b'] } }, required: ['a'] },
-      /properties\/a\/properties\/b/],
+    [
+      { type: 'object', properties: { a: { properties: { b: false }, required: ['b'] } }, required: ['a'] },
+      /properties\/a\/properties\/b/,
+    ],
     [{ anyOf: [false, { type: 'array', prefixItems: [{ type: 'string' }, false], minItems: 2 }] }, /no value/],
     [{ type: 'object', properties: { next: { $ref: '#' } }, required: ['next'] }, /no finite value|itself/],
-    [{ type: 'object', properties: { a: false, b: false }, additionalProperties: false, minProperties: 1 },
-      /minProperties/],
+    [
+      { type: 'object', properties: { a: false, b: false }, additionalProperties: false, minProperties: 1 },
+      /minProperties/,
+    ],
     [{ type: 'array', items: false, prefixItems: [false], minItems: 1 }, /prefixItems\/0/],
     [{ enum: [] }, /enum/],
     [{ type: 'string', minLength: 9, maxLength: 3 }, /minLength/],

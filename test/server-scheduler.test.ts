@@ -7,7 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ForwardOptions, KvCache, KvCacheOptions, ModelRunner, SequenceInput, SequenceOutput } from '../src/backends/backend.js';
+import type {
+  ForwardOptions,
+  KvCache,
+  KvCacheOptions,
+  ModelRunner,
+  SequenceInput,
+  SequenceOutput,
+} from '../src/backends/backend.js';
 import { QueueFullError, Scheduler, type EndReason, type SequenceClient } from '../src/server/scheduler.js';
 import { Goldens } from './helpers/goldens.js';
 import { TINY_NEOX, tinyModel } from './helpers/serve-fixture.js';
@@ -24,20 +31,29 @@ class Recorder implements ModelRunner {
   created = 0;
   disposed = 0;
   constructor(private readonly inner: ModelRunner) {}
-  get config() { return this.inner.config; }
-  get backendName() { return this.inner.backendName; }
+  get config() {
+    return this.inner.config;
+  }
+  get backendName() {
+    return this.inner.backendName;
+  }
   createCache(o: KvCacheOptions): KvCache {
     const c = this.inner.createCache(o);
     this.created++;
     const dispose = c.dispose.bind(c);
-    c.dispose = () => { this.disposed++; dispose(); };
+    c.dispose = () => {
+      this.disposed++;
+      dispose();
+    };
     return c;
   }
   forward(batch: SequenceInput[], o: ForwardOptions): Promise<SequenceOutput[]> {
     this.batches.push(batch.map((s) => s.tokens.length));
     return this.inner.forward(batch, o);
   }
-  dispose(): Promise<void> { return Promise.resolve(); }
+  dispose(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 function argmax(x: Float32Array): number {
@@ -50,7 +66,9 @@ function argmax(x: Float32Array): number {
 function greedy(prompt: number[], maxTokens: number, onStep?: (n: number) => void) {
   const tokens: number[] = [];
   let resolve!: (r: { tokens: number[]; reason: EndReason }) => void;
-  const done = new Promise<{ tokens: number[]; reason: EndReason }>((r) => { resolve = r; });
+  const done = new Promise<{ tokens: number[]; reason: EndReason }>((r) => {
+    resolve = r;
+  });
   const client: SequenceClient = {
     prompt,
     capacity: prompt.length + maxTokens,
@@ -59,7 +77,9 @@ function greedy(prompt: number[], maxTokens: number, onStep?: (n: number) => voi
       onStep?.(tokens.length);
       return tokens.length >= maxTokens ? null : tokens[tokens.length - 1]!;
     },
-    onEnd(reason) { resolve({ tokens, reason }); },
+    onEnd(reason) {
+      resolve({ tokens, reason });
+    },
   };
   return { client, done };
 }
@@ -71,8 +91,16 @@ test('sequences joining a running batch reproduce HF greedy generation exactly',
   const late: Promise<{ tokens: number[]; reason: EndReason }>[] = [];
   // A starts alone; B joins after A's 5th token, C after A's 9th (mid-decode of A and B).
   const a = greedy(SEQ7, 20, (n) => {
-    if (n === 5) { const b = greedy(SEQ4B, 10); sched.submitAll([b.client]); late.push(b.done); }
-    if (n === 9) { const c = greedy(SEQ7, 20); sched.submitAll([c.client]); late.push(c.done); }
+    if (n === 5) {
+      const b = greedy(SEQ4B, 10);
+      sched.submitAll([b.client]);
+      late.push(b.done);
+    }
+    if (n === 9) {
+      const c = greedy(SEQ7, 20);
+      sched.submitAll([c.client]);
+      late.push(c.done);
+    }
   });
   sched.submitAll([a.client]);
   const ra = await a.done;
@@ -82,8 +110,14 @@ test('sequences joining a running batch reproduce HF greedy generation exactly',
   assert.deepEqual(rc!.tokens, SEQ7_GREEDY);
   assert.equal(ra.reason, 'finished');
   // Batched steps happened: some forward held 3 sequences, some mixed a prompt chunk with decodes.
-  assert.ok(rec.batches.some((b) => b.length === 3), `batches: ${JSON.stringify(rec.batches)}`);
-  assert.ok(rec.batches.some((b) => b.length >= 2 && b.some((n) => n > 1) && b.some((n) => n === 1)), 'a prefill chunk shared a step with decoding');
+  assert.ok(
+    rec.batches.some((b) => b.length === 3),
+    `batches: ${JSON.stringify(rec.batches)}`,
+  );
+  assert.ok(
+    rec.batches.some((b) => b.length >= 2 && b.some((n) => n > 1) && b.some((n) => n === 1)),
+    'a prefill chunk shared a step with decoding',
+  );
   // Prompt chunks respect the budget per step.
   for (const b of rec.batches) assert.ok(b.filter((n) => n > 1).reduce((x, y) => x + y, 0) <= 3);
   assert.equal(rec.created, 3);
@@ -114,7 +148,9 @@ test('cancel frees the cache at once, queued sequences never get one, and a full
   const rec = new Recorder(model.runner);
   const sched = new Scheduler(rec, { maxActive: 1, maxQueue: 1 });
   let handleA: { cancel(): void } | undefined;
-  const a = greedy(SEQ7, 1000, (n) => { if (n === 3) handleA!.cancel(); });
+  const a = greedy(SEQ7, 1000, (n) => {
+    if (n === 3) handleA!.cancel();
+  });
   [handleA] = sched.submitAll([a.client]);
   const b = greedy(SEQ4B, 2);
   const [handleB] = sched.submitAll([b.client]);
@@ -137,9 +173,14 @@ test('a client that throws ends only its own sequence', async () => {
   const good = greedy(SEQ7, 6);
   let reason: EndReason | undefined;
   const bad: SequenceClient = {
-    prompt: SEQ4B, capacity: 20,
-    next() { throw new Error('boom'); },
-    onEnd(r) { reason = r; },
+    prompt: SEQ4B,
+    capacity: 20,
+    next() {
+      throw new Error('boom');
+    },
+    onEnd(r) {
+      reason = r;
+    },
   };
   sched.submitAll([good.client, bad]);
   const r = await good.done;
@@ -151,8 +192,12 @@ test('a client that throws ends only its own sequence', async () => {
 /** A Recorder whose runner can copy caches (as both backends can): choices may share their prompt. */
 class SharingRecorder extends Recorder {
   restored = 0;
-  constructor(private readonly base: ModelRunner) { super(base); }
-  saveCache(c: KvCache) { return this.base.saveCache!(c); }
+  constructor(private readonly base: ModelRunner) {
+    super(base);
+  }
+  saveCache(c: KvCache) {
+    return this.base.saveCache!(c);
+  }
   restoreCache(snap: Parameters<NonNullable<ModelRunner['restoreCache']>>[0], o: KvCacheOptions) {
     this.restored++;
     return this.base.restoreCache!(snap, o);
@@ -166,13 +211,17 @@ test('choices with the same prompt read it once: the others copy its cache and f
   const runs = [greedy(SEQ7, 6), greedy(SEQ7, 6), greedy(SEQ7, 6), greedy(SEQ4B, 4)];
   sched.submitAll(runs.map((r) => r.client));
   const results = await Promise.all(runs.map((r) => r.done));
-  results.slice(0, 3).forEach((r, i) => assert.deepEqual(r.tokens, SEQ7_GREEDY.slice(0, 6), `choice ${i}`));
+  for (const [i, r] of results.slice(0, 3).entries())
+    assert.deepEqual(r.tokens, SEQ7_GREEDY.slice(0, 6), `choice ${i}`);
   assert.deepEqual(results[3]!.tokens, SEQ4B_GREEDY.slice(0, 4));
   assert.equal(rec.restored, 2);
   // Prompt tokens forwarded: 7 once, then 1 for each of the two copies, 4 for the other prompt.
-  const fedAsPrompt = rec.batches.flat().filter((n) => n > 1).reduce((a, b) => a + b, 0);
+  const fedAsPrompt = rec.batches
+    .flat()
+    .filter((n) => n > 1)
+    .reduce((a, b) => a + b, 0);
   assert.equal(fedAsPrompt, 7 + 4);
-  assert.equal(rec.disposed, rec.created, 'every cache freed (the copies replaced the followers\' own)');
+  assert.equal(rec.disposed, rec.created, "every cache freed (the copies replaced the followers' own)");
   assert.equal(sched.activeCount, 0);
   await sched.close();
 });
@@ -186,7 +235,8 @@ test('when the choice that reads the prompt is cancelled first, the others read 
   handles[0]!.cancel();
   const results = await Promise.all(runs.map((r) => r.done));
   assert.equal(results[0]!.reason, 'cancelled');
-  results.slice(1).forEach((r, i) => assert.deepEqual(r.tokens, SEQ7_GREEDY.slice(0, 5), `choice ${i + 1}`));
+  for (const [i, r] of results.slice(1).entries())
+    assert.deepEqual(r.tokens, SEQ7_GREEDY.slice(0, 5), `choice ${i + 1}`);
   assert.equal(rec.created, rec.disposed);
   await sched.close();
 });

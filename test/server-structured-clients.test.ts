@@ -39,7 +39,7 @@ after(async () => {
   await server.model.runner.dispose();
 });
 
-test("LangChain withStructuredOutput(zod) returns an object valid under the zod schema", async () => {
+test('LangChain withStructuredOutput(zod) returns an object valid under the zod schema', async () => {
   const llm = new ChatOpenAI({ model: 'default', apiKey: 'unused', temperature: 0, configuration: { baseURL } });
   const structured = llm.withStructuredOutput(Person, { name: 'person', method: 'jsonSchema' });
   const out = await structured.invoke('Invent a person.');
@@ -49,7 +49,13 @@ test("LangChain withStructuredOutput(zod) returns an object valid under the zod 
 
 test('AI SDK generateObject(zod) returns an object valid under the zod schema', async () => {
   const provider = createOpenAICompatible({ baseURL, name: 'mpt', apiKey: 'unused', supportsStructuredOutputs: true });
-  const { object } = await generateObject({ model: provider.chatModel('default'), schema: Person, prompt: 'Invent a person.', temperature: 0.7, seed: 3 });
+  const { object } = await generateObject({
+    model: provider.chatModel('default'),
+    schema: Person,
+    prompt: 'Invent a person.',
+    temperature: 0.7,
+    seed: 3,
+  });
   const r = Person.safeParse(object);
   assert.ok(r.success, `${JSON.stringify(object)}: ${r.success ? '' : r.error.message}`);
 });

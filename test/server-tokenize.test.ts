@@ -7,12 +7,20 @@ import { after, before, test } from 'node:test';
 import { startTestServer, type TestServer } from './helpers/serve-fixture.js';
 
 let srv: TestServer;
-before(async () => { srv = await startTestServer(); });
-after(async () => { await srv.close(); });
+before(async () => {
+  srv = await startTestServer();
+});
+after(async () => {
+  await srv.close();
+});
 
 const post = async (path: string, body: unknown) => {
-  const r = await fetch(srv.url + path, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
-  return { status: r.status, body: await r.json() as any };
+  const r = await fetch(srv.url + path, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, body: (await r.json()) as any };
 };
 
 test('/tokenize gives the ids (and pieces); /detokenize gives the text back', async () => {
@@ -22,8 +30,14 @@ test('/tokenize gives the ids (and pieces); /detokenize gives the text back', as
   assert.equal(t.status, 200);
   assert.deepEqual(t.body, { tokens: want });
   const p = await post('/tokenize', { content: text, with_pieces: true });
-  assert.deepEqual(p.body.tokens.map((x: any) => x.id), want);
-  assert.deepEqual(p.body.tokens.map((x: any) => x.piece), want.map((id) => srv.model.tokenizer.decode([id])));
+  assert.deepEqual(
+    p.body.tokens.map((x: any) => x.id),
+    want,
+  );
+  assert.deepEqual(
+    p.body.tokens.map((x: any) => x.piece),
+    want.map((id) => srv.model.tokenizer.decode([id])),
+  );
   const d = await post('/detokenize', { tokens: want });
   assert.deepEqual(d, { status: 200, body: { content: text } });
 });

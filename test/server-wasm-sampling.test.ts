@@ -26,8 +26,19 @@ after(async () => {
   await server.shutdown(0);
 });
 
-interface Req { prompt: string; seed: number; n?: number; temperature?: number; top_p?: number; top_k?: number; min_p?: number;
-  presence_penalty?: number; frequency_penalty?: number; repetition_penalty?: number; logit_bias?: Record<string, number> }
+interface Req {
+  prompt: string;
+  seed: number;
+  n?: number;
+  temperature?: number;
+  top_p?: number;
+  top_k?: number;
+  min_p?: number;
+  presence_penalty?: number;
+  frequency_penalty?: number;
+  repetition_penalty?: number;
+  logit_bias?: Record<string, number>;
+}
 
 const REQUESTS: Req[] = [
   { prompt: 'Once upon a time', seed: 1 },
@@ -46,7 +57,7 @@ async function complete(r: Req): Promise<string[]> {
     body: JSON.stringify({ model: model.id, max_tokens: MAX_TOKENS, ...r }),
   });
   assert.equal(res.status, 200, await res.clone().text());
-  const body = await res.json() as { choices: { index: number; text: string }[] };
+  const body = (await res.json()) as { choices: { index: number; text: string }[] };
   return body.choices.sort((a, b) => a.index - b.index).map((c) => c.text);
 }
 
@@ -60,13 +71,24 @@ test('seeded sampled completions: the same alone and batched, and equal to the r
   for (const [i, r] of REQUESTS.entries()) {
     for (let choice = 0; choice < (r.n ?? 1); choice++) {
       const sampling: SamplingOptions = {
-        temperature: r.temperature ?? 1, topP: r.top_p ?? 1, topK: r.top_k ?? 0, minP: r.min_p ?? 0,
-        presencePenalty: r.presence_penalty ?? 0, frequencyPenalty: r.frequency_penalty ?? 0,
-        repetitionPenalty: r.repetition_penalty ?? 1, seed: r.seed + choice,
-        logitBias: r.logit_bias ? Object.fromEntries(Object.entries(r.logit_bias).map(([k, v]) => [Number(k), v])) : undefined,
+        temperature: r.temperature ?? 1,
+        topP: r.top_p ?? 1,
+        topK: r.top_k ?? 0,
+        minP: r.min_p ?? 0,
+        presencePenalty: r.presence_penalty ?? 0,
+        frequencyPenalty: r.frequency_penalty ?? 0,
+        repetitionPenalty: r.repetition_penalty ?? 1,
+        seed: r.seed + choice,
+        logitBias: r.logit_bias
+          ? Object.fromEntries(Object.entries(r.logit_bias).map(([k, v]) => [Number(k), v]))
+          : undefined,
       };
       const ref = await generate(model.runner, model.tokenizer.encode(r.prompt), {
-        ...sampling, tokenizer: model.tokenizer, maxTokens: MAX_TOKENS, stopTokenIds: model.stopIds, vocabLimit: model.vocabLimit,
+        ...sampling,
+        tokenizer: model.tokenizer,
+        maxTokens: MAX_TOKENS,
+        stopTokenIds: model.stopIds,
+        vocabLimit: model.vocabLimit,
       });
       assert.equal(alone[i]![choice], ref.text, `request ${i} choice ${choice}`);
     }

@@ -15,7 +15,9 @@ import { loadServedModel } from '../src/server/model-host.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`);
+const skip = skipUnlessPresent(
+  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
+);
 const SHIPPED = fileURLToPath(new URL('../../models/default/', import.meta.url));
 
 let server: MptServer | undefined;
@@ -32,38 +34,73 @@ after(async () => {
   await server.model.runner.dispose();
 });
 
-test('chat page, shipped model, default settings: three turns answered, history kept across a reload', { skip, timeout: 180_000 }, async () => {
+test('chat page, shipped model, default settings: three turns answered, history kept across a reload', {
+  skip,
+  timeout: 180_000,
+}, async () => {
   const { chromium } = await import('playwright-core');
   const profile = mkdtempSync(join(tmpdir(), 'mpt-web-test-'));
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   try {
-    const page = context.pages()[0] ?? await context.newPage();
+    const page = context.pages()[0] ?? (await context.newPage());
     const errors: string[] = [];
     page.on('pageerror', (e) => errors.push(String(e)));
     await page.goto(url + '/');
-    await page.waitForFunction(() => !document.getElementById('model')!.textContent!.includes('not connected')
-      && document.getElementById('model')!.textContent!.includes('context'), undefined, { timeout: 10_000 });
-    const turns = ['Hello there, tell me a long story about a dragon and a princess.', 'And then what happened?', 'Tell me more, please.'];
+    await page.waitForFunction(
+      () =>
+        !document.getElementById('model')!.textContent!.includes('not connected') &&
+        document.getElementById('model')!.textContent!.includes('context'),
+      undefined,
+      { timeout: 10_000 },
+    );
+    const turns = [
+      'Hello there, tell me a long story about a dragon and a princess.',
+      'And then what happened?',
+      'Tell me more, please.',
+    ];
     for (let i = 0; i < turns.length; i++) {
       await page.fill('#prompt', turns[i]!);
       await page.click('#send');
-      await page.waitForFunction((k) => {
-        const replies = document.querySelectorAll('.message.assistant');
-        return replies.length === k && !replies[k - 1]!.classList.contains('streaming') && !!replies[k - 1]!.querySelector('.meta');
-      }, i + 1, { timeout: 60_000 });
+      await page.waitForFunction(
+        (k) => {
+          const replies = document.querySelectorAll('.message.assistant');
+          return (
+            replies.length === k &&
+            !replies[k - 1]!.classList.contains('streaming') &&
+            !!replies[k - 1]!.querySelector('.meta')
+          );
+        },
+        i + 1,
+        { timeout: 60_000 },
+      );
       const failed = await page.$$eval('.message.error', (els) => els.map((e) => e.textContent));
       assert.deepEqual(failed, [], `turn ${i + 1} failed`);
     }
-    const before = await page.$$eval('.message', (els) => els.map((e) => [e.className, e.querySelector('.body')!.textContent]));
+    const before = await page.$$eval('.message', (els) =>
+      els.map((e) => [e.className, e.querySelector('.body')!.textContent]),
+    );
     assert.equal(before.length, 6);
     await page.reload();
     await page.waitForSelector('.message');
-    const afterReload = await page.$$eval('.message', (els) => els.map((e) => [e.className, e.querySelector('.body')!.textContent]));
-    assert.deepEqual(afterReload.map(([c, t]) => [c!.split(' ').slice(0, 2).join(' '), t]), before.map(([c, t]) => [c!.split(' ').slice(0, 2).join(' '), t]));
+    const afterReload = await page.$$eval('.message', (els) =>
+      els.map((e) => [e.className, e.querySelector('.body')!.textContent]),
+    );
+    assert.deepEqual(
+      afterReload.map(([c, t]) => [c!.split(' ').slice(0, 2).join(' '), t]),
+      before.map(([c, t]) => [c!.split(' ').slice(0, 2).join(' '), t]),
+    );
     assert.deepEqual(errors, []);
   } finally {
     await context.close();

@@ -12,7 +12,9 @@ import { skipUnlessPresent } from './helpers/requirement.js';
 import { metricValue, startTestServer, waitFor, type TestServer } from './helpers/serve-fixture.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`);
+const skip = skipUnlessPresent(
+  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
+);
 
 let srv: TestServer;
 before(async () => {
@@ -28,10 +30,18 @@ test('chat page: streamed reply, controls sent, stop cancels on the server', { s
   const context = await chromium.launchPersistentContext(profile, {
     executablePath: CHROMIUM,
     headless: true,
-    args: ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless=new',
+      '--no-sandbox',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   try {
-    const page = context.pages()[0] ?? await context.newPage();
+    const page = context.pages()[0] ?? (await context.newPage());
     const requests: string[] = [];
     const bodies: any[] = [];
     const errors: string[] = [];
@@ -40,15 +50,27 @@ test('chat page: streamed reply, controls sent, stop cancels on the server', { s
       if (r.url().endsWith('/v1/chat/completions')) bodies.push(JSON.parse(r.postData() ?? 'null'));
     });
     page.on('pageerror', (e) => errors.push(String(e)));
-    page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+    page.on('console', (m) => {
+      if (m.type() === 'error') errors.push(m.text());
+    });
 
     await page.goto(srv.url + '/');
-    await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, { timeout: 10_000 });
+    await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, {
+      timeout: 10_000,
+    });
 
     // Settings: a system prompt, temperature and top-p from the sliders, a large max tokens.
     await page.fill('#system', 'Be brief.');
-    await page.$eval('#temperature', (el) => { (el as HTMLInputElement).value = '0.35'; el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change')); });
-    await page.$eval('#top-p', (el) => { (el as HTMLInputElement).value = '0.9'; el.dispatchEvent(new Event('input')); el.dispatchEvent(new Event('change')); });
+    await page.$eval('#temperature', (el) => {
+      (el as HTMLInputElement).value = '0.35';
+      el.dispatchEvent(new Event('input'));
+      el.dispatchEvent(new Event('change'));
+    });
+    await page.$eval('#top-p', (el) => {
+      (el as HTMLInputElement).value = '0.9';
+      el.dispatchEvent(new Event('input'));
+      el.dispatchEvent(new Event('change'));
+    });
     assert.equal(await page.textContent('#temperature-value'), '0.35');
     await page.fill('#max-tokens', '1500');
     await page.fill('#prompt', 'Hello there');
@@ -56,17 +78,31 @@ test('chat page: streamed reply, controls sent, stop cancels on the server', { s
 
     // The reply streams in: its text grows over several updates.
     const reply = page.locator('.message.assistant .body').last();
-    await page.waitForFunction(() => (document.querySelector('.message.assistant:last-child .body')?.textContent ?? '').length > 0, undefined, { timeout: 10_000 });
+    await page.waitForFunction(
+      () => (document.querySelector('.message.assistant:last-child .body')?.textContent ?? '').length > 0,
+      undefined,
+      { timeout: 10_000 },
+    );
     const first = (await reply.textContent())!.length;
-    await page.waitForFunction((n) => (document.querySelector('.message.assistant:last-child .body')?.textContent ?? '').length > n, first, { timeout: 10_000 });
+    await page.waitForFunction(
+      (n) => (document.querySelector('.message.assistant:last-child .body')?.textContent ?? '').length > n,
+      first,
+      { timeout: 10_000 },
+    );
     assert.equal(await page.isEnabled('#stop'), true);
     assert.equal(await page.isEnabled('#send'), false);
     assert.equal(metricValue(await (await fetch(`${srv.url}/metrics`)).text(), 'mpt_active_sequences'), 1);
     assert.match((await page.textContent('#tps'))!, /^\d+(\.\d+)? tok\/s$/);
 
     await page.click('#stop');
-    await page.waitForFunction(() => !(document.getElementById('send') as HTMLButtonElement).disabled, undefined, { timeout: 10_000 });
-    await waitFor(async () => metricValue(await (await fetch(`${srv.url}/metrics`)).text(), 'mpt_active_sequences') === 0, 10_000, 'server freed the stopped reply');
+    await page.waitForFunction(() => !(document.getElementById('send') as HTMLButtonElement).disabled, undefined, {
+      timeout: 10_000,
+    });
+    await waitFor(
+      async () => metricValue(await (await fetch(`${srv.url}/metrics`)).text(), 'mpt_active_sequences') === 0,
+      10_000,
+      'server freed the stopped reply',
+    );
     const stoppedText = await reply.textContent();
     assert.match((await page.locator('.message.assistant .meta').last().textContent())!, /stopped/);
     await new Promise((r) => setTimeout(r, 300));
@@ -78,13 +114,22 @@ test('chat page: streamed reply, controls sent, stop cancels on the server', { s
     assert.equal(b.temperature, 0.35);
     assert.equal(b.top_p, 0.9);
     assert.equal(b.max_tokens, 1500);
-    assert.deepEqual(b.messages, [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello there' }]);
+    assert.deepEqual(b.messages, [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hello there' },
+    ]);
 
     // A second turn runs to its max tokens; the history includes the stopped reply.
     await page.fill('#max-tokens', '8');
     await page.fill('#prompt', 'And again');
     await page.press('#prompt', 'Enter');
-    await page.waitForFunction(() => document.querySelectorAll('.message.assistant').length === 2 && !(document.getElementById('send') as HTMLButtonElement).disabled, undefined, { timeout: 20_000 });
+    await page.waitForFunction(
+      () =>
+        document.querySelectorAll('.message.assistant').length === 2 &&
+        !(document.getElementById('send') as HTMLButtonElement).disabled,
+      undefined,
+      { timeout: 20_000 },
+    );
     const meta = await page.locator('.message.assistant .meta').last().textContent();
     assert.match(meta!, /^8 tokens · first token [\d.]+ s · \d+(\.\d+)? tok\/s · stopped at max tokens$/);
     assert.equal(bodies[1].messages.length, 4);

@@ -18,20 +18,25 @@ import { skipUnlessPresent } from './helpers/requirement.js';
 import { BROWSER_IMPORT_MAP } from './helpers/web-import-map.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(existsSync(CHROMIUM) ? null
-  : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`);
+const skip = skipUnlessPresent(
+  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
+);
 
 const TYPES: Record<string, string> = {
-  '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json',
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
   '.html': 'text/html',
 };
 const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 const IMPORT_MAP = JSON.stringify({
   imports: Object.fromEntries(Object.entries(BROWSER_IMPORT_MAP).map(([k, v]) => [k, `/${v}`])),
 });
-const TEST_PAGE = '<!doctype html><meta charset="utf-8">'
-  + `<script type="importmap">${IMPORT_MAP}</script>`
-  + '<script type="module">import "/dist/test/helpers/web-model-page.js"; window.pageReady = true;</script>';
+const TEST_PAGE =
+  '<!doctype html><meta charset="utf-8">' +
+  `<script type="importmap">${IMPORT_MAP}</script>` +
+  '<script type="module">import "/dist/test/helpers/web-model-page.js"; window.pageReady = true;</script>';
 
 /** README's page: the ```html block under "## In the browser". */
 function readmePage(): string {
@@ -63,12 +68,17 @@ function serve(): Promise<{ server: Server; url: string }> {
     const type = TYPES[extname(file)] ?? 'application/octet-stream';
     res.writeHead(200, { ...ISOLATION, 'Content-Type': type }).end(readFileSync(file));
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` });
+    }),
+  );
 }
 
-interface Tab { page: Page; said: string[] }
+interface Tab {
+  page: Page;
+  said: string[];
+}
 
 async function open(browser: Browser, url: string, ready: string): Promise<Tab> {
   const page = await browser.newPage();
@@ -100,9 +110,17 @@ describe('loadModel in Chromium', { skip, timeout: 300_000 }, () => {
     site = await serve();
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
-      executablePath: CHROMIUM, headless: true,
-      args: ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     tab = await open(browser, site.url, 'window.pageReady === true');
   });
@@ -111,7 +129,7 @@ describe('loadModel in Chromium', { skip, timeout: 300_000 }, () => {
     site?.server.close();
   });
 
-  it('the shipped model by URL and by default: Node\'s greedy tokens; dispose ends the workers', async () => {
+  it("the shipped model by URL and by default: Node's greedy tokens; dispose ends the workers", async () => {
     const node = await loadModel(undefined, { threads: 2, onNote: () => {} });
     const want = await node.generate(PROMPT, { maxTokens: 20, temperature: 0 });
     await node.dispose();
@@ -126,7 +144,7 @@ describe('loadModel in Chromium', { skip, timeout: 300_000 }, () => {
     }
   });
 
-  it('a GGUF file by URL, as a Blob and as chosen files gives Node\'s logits', async () => {
+  it("a GGUF file by URL, as a Blob and as chosen files gives Node's logits", async () => {
     const node = await loadModel(join(REPO_ROOT, GGUF), { threads: 2, onNote: () => {} });
     const ids = [1, 5, 9, 2, 7, 3];
     const want = await node.logits(ids);
@@ -143,16 +161,25 @@ describe('loadModel in Chromium', { skip, timeout: 300_000 }, () => {
     assert.deepEqual(got, { chunks: 3, finish: 'abort', tokens: 3 });
   });
 
-  it('README\'s page works as written: it streams what Node streams', async () => {
+  it("README's page works as written: it streams what Node streams", async () => {
     const node = await loadModel(undefined, { threads: 2, onNote: () => {} });
     const want = (await node.generate('Once upon a time', { maxTokens: 40, seed: 1 })).text;
     await node.dispose();
     assert.ok(want.length > 40, want);
-    assert.ok(readmePage().includes("model.stream('Once upon a time', { maxTokens: 40, seed: 1 })"),
-      'the README page still streams what this test compares');
-    const page = await open(browser, `${site.url}project/index.html`,
-      `document.getElementById('out')?.textContent === ${JSON.stringify(want)}`)
-      .catch(async (e: Error) => { throw new Error(`${e.message}; want ${JSON.stringify(want)}`); });
-    assert.deepEqual(page.said.filter((s) => /error/i.test(s)), []);
+    assert.ok(
+      readmePage().includes("model.stream('Once upon a time', { maxTokens: 40, seed: 1 })"),
+      'the README page still streams what this test compares',
+    );
+    const page = await open(
+      browser,
+      `${site.url}project/index.html`,
+      `document.getElementById('out')?.textContent === ${JSON.stringify(want)}`,
+    ).catch(async (e: Error) => {
+      throw new Error(`${e.message}; want ${JSON.stringify(want)}`);
+    });
+    assert.deepEqual(
+      page.said.filter((s) => /error/i.test(s)),
+      [],
+    );
   });
 });

@@ -18,22 +18,28 @@ import { skipUnlessPresent } from './helpers/requirement.js';
 import type { FixtureRun } from './helpers/web-wasm-page.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(existsSync(CHROMIUM) ? null
-  : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`);
+const skip = skipUnlessPresent(
+  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
+);
 
 const FIXTURES = ['tiny-alibi', 'tiny-alibi-bf16', 'tiny-gqa', 'tiny-learned-pos'];
 const NOT_ISOLATED = /not cross-origin isolated/;
 const TYPES: Record<string, string> = {
-  '.js': 'text/javascript', '.wasm': 'application/wasm', '.json': 'application/json', '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.html': 'text/html',
 };
-const PAGE = '<!doctype html><meta charset="utf-8"><title>mpt-ts wasm backend</title>'
-  + '<script type="module">import "/dist/test/helpers/web-wasm-page.js"; window.pageReady = true;</script>';
+const PAGE =
+  '<!doctype html><meta charset="utf-8"><title>mpt-ts wasm backend</title>' +
+  '<script type="module">import "/dist/test/helpers/web-wasm-page.js"; window.pageReady = true;</script>';
 
 /** Serves the repository folder (and the test page at /) on 127.0.0.1, with or without COOP/COEP. */
 function serve(isolated: boolean): Promise<{ server: Server; url: string }> {
   const server = createServer((req, res) => {
     const headers: Record<string, string> = isolated
-      ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' } : {};
+      ? { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' }
+      : {};
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     if (path === '/') {
       res.writeHead(200, { ...headers, 'Content-Type': 'text/html' }).end(PAGE);
@@ -47,12 +53,18 @@ function serve(isolated: boolean): Promise<{ server: Server; url: string }> {
     const type = TYPES[extname(file)] ?? 'application/octet-stream';
     res.writeHead(200, { ...headers, 'Content-Type': type }).end(readFileSync(file));
   });
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => {
-    resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` });
-  }));
+  return new Promise((resolve) =>
+    server.listen(0, '127.0.0.1', () => {
+      resolve({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/` });
+    }),
+  );
 }
 
-interface Tab { page: Page; console: string[]; errors: string[] }
+interface Tab {
+  page: Page;
+  console: string[];
+  errors: string[];
+}
 
 async function open(browser: Browser, url: string): Promise<Tab> {
   const page = await browser.newPage();
@@ -61,8 +73,9 @@ async function open(browser: Browser, url: string): Promise<Tab> {
   page.on('pageerror', (e) => tab.errors.push(String(e)));
   await page.goto(url);
   try {
-    await page.waitForFunction(() => (window as { pageReady?: boolean }).pageReady === true, undefined,
-      { timeout: 10_000 });
+    await page.waitForFunction(() => (window as { pageReady?: boolean }).pageReady === true, undefined, {
+      timeout: 10_000,
+    });
   } catch (e) {
     const said = [...tab.errors, ...tab.console].join(' | ');
     throw new Error(`the page's modules did not load: ${said || (e as Error).message}`);
@@ -74,8 +87,10 @@ async function open(browser: Browser, url: string): Promise<Tab> {
 type PageApi = typeof import('./helpers/web-wasm-page.js');
 
 function run(tab: Tab, fixture: string, threads: number): Promise<FixtureRun> {
-  return tab.page.evaluate(([f, t]) => (window as unknown as { mpt: PageApi }).mpt.runFixture(f as string, t as number),
-    [fixture, threads] as const);
+  return tab.page.evaluate(
+    ([f, t]) => (window as unknown as { mpt: PageApi }).mpt.runFixture(f as string, t as number),
+    [fixture, threads] as const,
+  );
 }
 
 /** The run's logits, step logits and greedy tokens against the fixture's goldens. */
@@ -85,16 +100,18 @@ function checkGoldens(fixture: string, r: FixtureRun): void {
   const keys = g.tensorNames().filter((n) => n.startsWith('logits/'));
   assert.deepEqual(Object.keys(r.logits).sort(), keys.sort());
   for (const key of keys) {
-    const want = g.tensor(key).data, got = Float32Array.from(r.logits[key]!);
+    const want = g.tensor(key).data,
+      got = Float32Array.from(r.logits[key]!);
     assert.ok(maxAbsDiff(got, want) <= TOL, `${fixture} ${key}: max |diff| ${maxAbsDiff(got, want)}`);
     const rows = want.length / V;
     assert.deepEqual(argmaxRows(got, rows, V), argmaxRows(want, rows, V), `${fixture} ${key}: argmax`);
   }
-  const steps = Float32Array.from(r.steps), want = g.tensor('kv_incremental/seq7/step_logits').data;
+  const steps = Float32Array.from(r.steps),
+    want = g.tensor('kv_incremental/seq7/step_logits').data;
   assert.ok(maxAbsDiff(steps, want) <= TOL, `${fixture} one token per call: max |diff| ${maxAbsDiff(steps, want)}`);
   assert.deepEqual(r.generated, g.json.generate.new_tokens, `${fixture} greedy generation`);
   assert.equal(typeof r.sampled.worker, 'number', 'the workers chose a token');
-  assert.equal(r.sampled.worker, r.sampled.page, 'the workers\' draw equals the page\'s');
+  assert.equal(r.sampled.worker, r.sampled.page, "the workers' draw equals the page's");
 }
 
 describe('wasm backend in Chromium', { skip, timeout: 180_000 }, () => {
@@ -106,9 +123,17 @@ describe('wasm backend in Chromium', { skip, timeout: 180_000 }, () => {
     plain = await serve(false);
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
-      executablePath: CHROMIUM, headless: true,
-      args: ['--headless=new', '--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking',
-        '--disable-component-update', '--disable-sync'],
+      executablePath: CHROMIUM,
+      headless: true,
+      args: [
+        '--headless=new',
+        '--no-sandbox',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   after(async () => {
@@ -127,7 +152,10 @@ describe('wasm backend in Chromium', { skip, timeout: 180_000 }, () => {
       checkGoldens(fixture, r);
     }
     assert.deepEqual(tab.errors, []);
-    assert.deepEqual(tab.console.filter((m) => NOT_ISOLATED.test(m)), []);
+    assert.deepEqual(
+      tab.console.filter((m) => NOT_ISOLATED.test(m)),
+      [],
+    );
   });
 
   it('messages posted to a worker before it listens reach it (its module graph awaits first)', async () => {

@@ -40,10 +40,12 @@ export interface PromptFormat {
 }
 
 /** MPT-7B-Chat's default system prompt (from its chat_template). */
-export const MPT_CHAT_DEFAULT_SYSTEM = 'A conversation between a user and an LLM-based AI assistant. The assistant gives helpful and honest answers.';
+export const MPT_CHAT_DEFAULT_SYSTEM =
+  'A conversation between a user and an LLM-based AI assistant. The assistant gives helpful and honest answers.';
 
 /** The intro line of the Dolly-style instruction format. */
-export const INSTRUCT_INTRO = 'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
+export const INSTRUCT_INTRO =
+  'Below is an instruction that describes a task. Write a response that appropriately completes the request.';
 
 function checkMessages(messages: readonly ChatMessage[]): void {
   if (!Array.isArray(messages) || messages.length === 0) throw new InputError('messages must be a non-empty list');
@@ -62,7 +64,11 @@ function checkMessages(messages: readonly ChatMessage[]): void {
 export function renderJinjaChatTemplate(
   template: string,
   messages: readonly ChatMessage[],
-  options: { addGenerationPrompt?: boolean; specialTokens?: Readonly<Record<string, string | string[]>>; extra?: Record<string, unknown> } = {},
+  options: {
+    addGenerationPrompt?: boolean;
+    specialTokens?: Readonly<Record<string, string | string[]>>;
+    extra?: Record<string, unknown>;
+  } = {},
 ): string {
   checkMessages(messages);
   let compiled: Template;
@@ -85,7 +91,10 @@ export function renderJinjaChatTemplate(
 }
 
 /** A `jinja` format around a template string. */
-export function jinjaFormat(template: string, specialTokens: Readonly<Record<string, string | string[]>> = {}): PromptFormat {
+export function jinjaFormat(
+  template: string,
+  specialTokens: Readonly<Record<string, string | string[]>> = {},
+): PromptFormat {
   // Compile once up front so a broken template fails at load time.
   try {
     new Template(template);
@@ -95,7 +104,11 @@ export function jinjaFormat(template: string, specialTokens: Readonly<Record<str
   const usesImEnd = template.includes('<|im_end|>');
   return {
     name: 'jinja',
-    render: (messages, o = {}) => renderJinjaChatTemplate(template, messages, { addGenerationPrompt: o.addGenerationPrompt ?? true, specialTokens }),
+    render: (messages, o = {}) =>
+      renderJinjaChatTemplate(template, messages, {
+        addGenerationPrompt: o.addGenerationPrompt ?? true,
+        specialTokens,
+      }),
     renderPrompt(prompt, system) {
       const msgs: ChatMessage[] = system !== undefined ? [{ role: 'system', content: system }] : [];
       msgs.push({ role: 'user', content: prompt });
@@ -112,7 +125,10 @@ export function chatmlFormat(defaultSystem: string | undefined = MPT_CHAT_DEFAUL
     name: 'chatml',
     render(messages, o = {}) {
       checkMessages(messages);
-      const msgs = messages[0]!.role !== 'system' && defaultSystem !== undefined ? [{ role: 'system', content: defaultSystem }, ...messages] : messages;
+      const msgs =
+        messages[0]!.role !== 'system' && defaultSystem !== undefined
+          ? [{ role: 'system', content: defaultSystem }, ...messages]
+          : messages;
       let s = '';
       for (const m of msgs) s += `<|im_start|>${m.role}\n${m.content}<|im_end|>\n`;
       if (o.addGenerationPrompt ?? true) s += '<|im_start|>assistant\n';
@@ -203,9 +219,11 @@ export function detectPromptFormat(hints: FormatHints): PromptFormat {
   if (tok && tok.tokenToId('<|im_start|>') !== undefined) return chatmlFormat();
   const names = [
     hints.path ?? '',
-    typeof hints.configRaw?.['_name_or_path'] === 'string' ? hints.configRaw['_name_or_path'] as string : '',
-    typeof hints.configRaw?.['tokenizer_name'] === 'string' ? hints.configRaw['tokenizer_name'] as string : '',
-  ].join(' ').toLowerCase();
+    typeof hints.configRaw?.['_name_or_path'] === 'string' ? (hints.configRaw['_name_or_path'] as string) : '',
+    typeof hints.configRaw?.['tokenizer_name'] === 'string' ? (hints.configRaw['tokenizer_name'] as string) : '',
+  ]
+    .join(' ')
+    .toLowerCase();
   if (/chat|chatml/.test(names)) return chatmlFormat();
   if (/instruct/.test(names)) return instructFormat();
   return plainFormat();
@@ -217,16 +235,22 @@ export function detectPromptFormat(hints: FormatHints): PromptFormat {
  */
 export function resolvePromptFormat(choice: string | undefined, hints: FormatHints): PromptFormat {
   switch (choice ?? 'auto') {
-    case 'auto': return detectPromptFormat(hints);
-    case 'chatml': return chatmlFormat();
-    case 'instruct': return instructFormat();
-    case 'none': return plainFormat();
+    case 'auto':
+      return detectPromptFormat(hints);
+    case 'chatml':
+      return chatmlFormat();
+    case 'instruct':
+      return instructFormat();
+    case 'none':
+      return plainFormat();
     case 'jinja': {
       const tok = hints.tokenizer;
-      if (!tok?.chatTemplate) throw new InputError('--template jinja: the model has no chat_template in tokenizer_config.json');
+      if (!tok?.chatTemplate)
+        throw new InputError('--template jinja: the model has no chat_template in tokenizer_config.json');
       return jinjaFormat(tok.chatTemplate, tok.specialTokenStrings);
     }
-    default: throw new InputError(`unknown template "${choice}" (auto, chatml, instruct, none, jinja)`);
+    default:
+      throw new InputError(`unknown template "${choice}" (auto, chatml, instruct, none, jinja)`);
   }
 }
 

@@ -76,7 +76,12 @@ function samplingOf(req: CommonFields, choice: number, vocabSize: number): Sampl
   const bias: Record<number, number> = {};
   for (const [k, v] of Object.entries(req.logit_bias ?? {})) {
     const id = Number(k);
-    if (id >= vocabSize) throw badRequest(`Invalid 'logit_bias': token id ${id} is outside the vocabulary (0..${vocabSize - 1}).`, 'logit_bias', 'invalid_value');
+    if (id >= vocabSize)
+      throw badRequest(
+        `Invalid 'logit_bias': token id ${id} is outside the vocabulary (0..${vocabSize - 1}).`,
+        'logit_bias',
+        'invalid_value',
+      );
     bias[id] = v;
   }
   const topP = req.top_p ?? 1;
@@ -128,7 +133,8 @@ function toolGrammarOf(ctx: GenerationContext, req: ChatRequest): JsonGrammar | 
   const schema = toolCallSchema(req.tools, req.tool_choice);
   if (!schema) return null;
   if (req.response_format && req.response_format.type !== 'text') {
-    const message = "'response_format' cannot be combined with a tool call ('tools' with 'tool_choice' other than \"none\").";
+    const message =
+      "'response_format' cannot be combined with a tool call ('tools' with 'tool_choice' other than \"none\").";
     throw badRequest(message, 'response_format', 'invalid_value');
   }
   return compileSchema(ctx, schema, 'tools');
@@ -140,9 +146,10 @@ function checkGrammarFits(grammar: JsonGrammar | null, maxTokens: number, limit:
   const perToken = grammar.vocab.maxTokenBytes;
   if (grammar.minBytes <= maxTokens * perToken) return;
   throw badRequest(
-    `Invalid '${SCHEMA_PARAM}': the shortest JSON value it allows is ${grammar.minBytes} bytes, `
-      + `more than the completion can hold (${limit}: ${maxTokens} tokens of at most ${perToken} bytes).`,
-    SCHEMA_PARAM, 'invalid_json_schema',
+    `Invalid '${SCHEMA_PARAM}': the shortest JSON value it allows is ${grammar.minBytes} bytes, ` +
+      `more than the completion can hold (${limit}: ${maxTokens} tokens of at most ${perToken} bytes).`,
+    SCHEMA_PARAM,
+    'invalid_json_schema',
   );
 }
 
@@ -156,12 +163,16 @@ function contextError(ctx: number, prompt: number, completion: number, what: str
 
 /** A context overflow known before tokenizing: `least` is a lower bound on the prompt's tokens. */
 function contextBoundError(
-  ctx: number, least: number, completion: number | null, what: string, param: string,
+  ctx: number,
+  least: number,
+  completion: number | null,
+  what: string,
+  param: string,
 ): ApiError {
   const more = completion ? `, and ${completion} more are asked for the completion` : '';
   return badRequest(
-    `This model's maximum context length is ${ctx} tokens. However, the ${what} alone is at least ${least} tokens long `
-      + `(judged from its length, before tokenizing)${more}. Please reduce the length of the ${what}.`,
+    `This model's maximum context length is ${ctx} tokens. However, the ${what} alone is at least ${least} tokens long ` +
+      `(judged from its length, before tokenizing)${more}. Please reduce the length of the ${what}.`,
     param,
     'context_length_exceeded',
   );
@@ -184,8 +195,16 @@ const tokenTexts = new WeakMap<MptTokenizer, (string | undefined)[]>();
  */
 function tokenText(tok: MptTokenizer, id: number): string {
   let texts = tokenTexts.get(tok);
-  if (!texts) tokenTexts.set(tok, texts = []);
-  return texts[id] ??= tok.decode([id]);
+  if (!texts) {
+    texts = [];
+    tokenTexts.set(tok, texts);
+  }
+  let text = texts[id];
+  if (text === undefined) {
+    text = tok.decode([id]);
+    texts[id] = text;
+  }
+  return text;
 }
 
 /** Finite for JSON (a -Infinity logprob would serialize as null). */
@@ -223,9 +242,18 @@ class Job {
     private readonly onComplete: (job: Job, error: ApiError | null) => void,
     private readonly onPromptLogprobs?: (index: number, infos: TokenLogprobInfo[]) => void,
   ) {
-    this.choices = Array.from({ length: count }, () => ({ text: '', finish: null, ended: false, logprobs: [], promptLogprobs: null, tokens: 0 }));
+    this.choices = Array.from({ length: count }, () => ({
+      text: '',
+      finish: null,
+      ended: false,
+      logprobs: [],
+      promptLogprobs: null,
+      tokens: 0,
+    }));
     this.remaining = count;
-    this.done = new Promise((r) => { this.resolveDone = r; });
+    this.done = new Promise((r) => {
+      this.resolveDone = r;
+    });
   }
 
   add(seq: ServerSequence): void {
@@ -259,17 +287,21 @@ class Job {
       const msg = error instanceof MptError ? error.message : 'generation failed';
       this.failed = new ApiError(500, msg, 'server_error', null, 'generation_failed');
     }
-    if (reason === 'shutdown' && !this.failed) this.failed = new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
+    if (reason === 'shutdown' && !this.failed)
+      this.failed = new ApiError(503, 'the server is shutting down', 'server_error', null, 'shutting_down');
     if (--this.remaining === 0) this.complete();
   }
 
   /** Starts the request's time limit, counted from when it was received. */
   start(timeoutMs: number): void {
     if (timeoutMs > 0) {
-      this.timer = setTimeout(() => {
-        this.failed ??= timeoutError(timeoutMs);
-        this.cancel('cancelled');
-      }, Math.max(0, timeoutMs - (performance.now() - this.receivedAt)));
+      this.timer = setTimeout(
+        () => {
+          this.failed ??= timeoutError(timeoutMs);
+          this.cancel('cancelled');
+        },
+        Math.max(0, timeoutMs - (performance.now() - this.receivedAt)),
+      );
       this.timer.unref();
     }
   }
@@ -318,20 +350,24 @@ function launch(ctx: GenerationContext, plan: Plan, job: Job): void {
     for (let j = 0; j < plan.n; j++) {
       const index = p * plan.n + j;
       const constraint: JsonConstraint | null = plan.grammar ? plan.grammar.start() : null;
-      const seq = new ServerSequence(ctx.model, {
-        index,
-        prompt,
-        maxTokens: plan.maxTokens[p]!,
-        sampling: samplingOf(plan.req, index, vocab),
-        stopStrings: stops,
-        logprobs: plan.logprobs,
-        promptLogprobs: plan.promptLogprobs === true,
-        constraint,
-      }, {
-        onDelta: (i, text, lp) => job.delta(i, text, lp),
-        onPromptLogprobs: (i, infos) => job.promptRead(i, infos),
-        onFinish: (i, finish, reason, error) => job.finish(i, finish, reason, error),
-      });
+      const seq = new ServerSequence(
+        ctx.model,
+        {
+          index,
+          prompt,
+          maxTokens: plan.maxTokens[p]!,
+          sampling: samplingOf(plan.req, index, vocab),
+          stopStrings: stops,
+          logprobs: plan.logprobs,
+          promptLogprobs: plan.promptLogprobs === true,
+          constraint,
+        },
+        {
+          onDelta: (i, text, lp) => job.delta(i, text, lp),
+          onPromptLogprobs: (i, infos) => job.promptRead(i, infos),
+          onFinish: (i, finish, reason, error) => job.finish(i, finish, reason, error),
+        },
+      );
       seqs.push(seq);
       job.add(seq);
     }
@@ -340,7 +376,14 @@ function launch(ctx: GenerationContext, plan: Plan, job: Job): void {
     job.handles.push(...ctx.scheduler.submitAll(seqs));
   } catch (e) {
     if (e instanceof QueueFullError) {
-      throw new ApiError(429, `The server is busy: ${e.queued} sequences are waiting (--queue). Retry shortly.`, 'rate_limit_error', null, 'queue_full', { 'Retry-After': '1' });
+      throw new ApiError(
+        429,
+        `The server is busy: ${e.queued} sequences are waiting (--queue). Retry shortly.`,
+        'rate_limit_error',
+        null,
+        'queue_full',
+        { 'Retry-After': '1' },
+      );
     }
     throw e;
   }
@@ -358,13 +401,23 @@ function cancelOnDisconnect(res: ServerResponse, job: Job): void {
 
 function checkStreamOptions(req: { stream?: boolean | null; stream_options?: unknown }): void {
   if (req.stream_options != null && req.stream !== true) {
-    throw badRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.", 'stream_options', 'invalid_value');
+    throw badRequest(
+      "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+      'stream_options',
+      'invalid_value',
+    );
   }
 }
 
 export function checkModel(ctx: GenerationContext, model: string): void {
   if (model !== ctx.model.id) {
-    throw new ApiError(404, `The model \`${model}\` does not exist. This server serves \`${ctx.model.id}\`.`, 'invalid_request_error', 'model', 'model_not_found');
+    throw new ApiError(
+      404,
+      `The model \`${model}\` does not exist. This server serves \`${ctx.model.id}\`.`,
+      'invalid_request_error',
+      'model',
+      'model_not_found',
+    );
   }
 }
 
@@ -373,7 +426,10 @@ export function checkModel(ctx: GenerationContext, model: string): void {
  * 504, or silently) when the request's time runs out or its client leaves meanwhile.
  */
 export async function encodePrompts(
-  ctx: GenerationContext, res: ServerResponse, receivedAt: number, texts: readonly string[],
+  ctx: GenerationContext,
+  res: ServerResponse,
+  receivedAt: number,
+  texts: readonly string[],
 ): Promise<number[][]> {
   const ac = new AbortController();
   const gone = () => {
@@ -415,7 +471,10 @@ function chatLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[]) {
     return { token, logprob: finite(logprob), bytes };
   };
   return {
-    content: list.map((l) => ({ ...entry(l.token, l.logprob), top_logprobs: l.top.map((t) => entry(t.token, t.logprob)) })),
+    content: list.map((l) => ({
+      ...entry(l.token, l.logprob),
+      top_logprobs: l.top.map((t) => entry(t.token, t.logprob)),
+    })),
     refusal: null,
   };
 }
@@ -444,7 +503,11 @@ function renderMessages(ctx: GenerationContext, list: readonly ChatMessage[]): s
 
 /** The whole conversation as the prompt; an explicit max_tokens that does not fit is a 400 (as OpenAI gives). */
 async function fullPrompt(
-  ctx: GenerationContext, res: ServerResponse, receivedAt: number, list: readonly ChatMessage[], asked: number | null,
+  ctx: GenerationContext,
+  res: ServerResponse,
+  receivedAt: number,
+  list: readonly ChatMessage[],
+  asked: number | null,
 ): Promise<{ prompt: number[]; maxTokens: number }> {
   const C = ctx.model.contextLength;
   const promptText = renderMessages(ctx, list);
@@ -452,9 +515,11 @@ async function fullPrompt(
   if (least >= C || (asked != null && least + asked > C)) {
     throw contextBoundError(C, least, asked, 'messages', 'messages');
   }
-  const [prompt] = await encodePrompts(ctx, res, receivedAt, [promptText]) as [number[]];
-  if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
-  if (prompt.length >= C || (asked != null && prompt.length + asked > C)) throw contextError(C, prompt.length, asked ?? 1, 'messages');
+  const [prompt] = (await encodePrompts(ctx, res, receivedAt, [promptText])) as [number[]];
+  if (prompt.length === 0)
+    throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+  if (prompt.length >= C || (asked != null && prompt.length + asked > C))
+    throw contextError(C, prompt.length, asked ?? 1, 'messages');
   return { prompt, maxTokens: asked ?? C - prompt.length };
 }
 
@@ -464,7 +529,11 @@ async function fullPrompt(
  * caps max_tokens at what the context has left. The latest message is always kept.
  */
 async function truncatedPrompt(
-  ctx: GenerationContext, res: ServerResponse, receivedAt: number, list: readonly ChatMessage[], asked: number | null,
+  ctx: GenerationContext,
+  res: ServerResponse,
+  receivedAt: number,
+  list: readonly ChatMessage[],
+  asked: number | null,
 ): Promise<{ prompt: number[]; maxTokens: number }> {
   const C = ctx.model.contextLength;
   const reserve = Math.min(asked ?? C, Math.floor(C / 2));
@@ -472,13 +541,16 @@ async function truncatedPrompt(
   while (system < list.length - 1 && (list[system]!.role === 'system' || list[system]!.role === 'developer')) system++;
   let kept = [...list];
   const droppable = () => kept.length - system > 1;
-  const drop = () => { kept = [...kept.slice(0, system), ...kept.slice(system + 1)]; };
+  const drop = () => {
+    kept = [...kept.slice(0, system), ...kept.slice(system + 1)];
+  };
   // Cheaply first: a conversation whose length alone shows it cannot fit (no tokenizing).
   while (droppable() && ctx.encoder.minTokens(renderMessages(ctx, kept)) + reserve > C) drop();
   for (;;) {
     const text = renderMessages(ctx, kept);
-    const [prompt] = await encodePrompts(ctx, res, receivedAt, [text]) as [number[]];
-    if (prompt.length === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+    const [prompt] = (await encodePrompts(ctx, res, receivedAt, [text])) as [number[]];
+    if (prompt.length === 0)
+      throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
     if (prompt.length + reserve <= C || !droppable()) {
       if (prompt.length >= C) throw contextError(C, prompt.length, 1, 'messages');
       return { prompt, maxTokens: Math.min(asked ?? C, C - prompt.length) };
@@ -494,20 +566,29 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   checkModel(ctx, r.model);
   checkStreamOptions(r);
   if (r.top_logprobs !== undefined && r.top_logprobs !== null && r.top_logprobs > 0 && !r.logprobs) {
-    throw badRequest("Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.", 'top_logprobs', 'invalid_value');
+    throw badRequest(
+      "Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.",
+      'top_logprobs',
+      'invalid_value',
+    );
   }
   const asked = r.max_completion_tokens ?? r.max_tokens;
   const toolGrammar = toolGrammarOf(ctx, r);
   const grammar = toolGrammar ?? grammarOf(ctx, r);
-  const { prompt, maxTokens } = r.truncate === 'oldest_turns'
-    ? await truncatedPrompt(ctx, res, receivedAt, r.messages, asked ?? null)
-    : await fullPrompt(ctx, res, receivedAt, r.messages, asked ?? null);
+  const { prompt, maxTokens } =
+    r.truncate === 'oldest_turns'
+      ? await truncatedPrompt(ctx, res, receivedAt, r.messages, asked ?? null)
+      : await fullPrompt(ctx, res, receivedAt, r.messages, asked ?? null);
   checkGrammarFits(grammar, maxTokens, asked != null ? `max_tokens ${asked}` : 'the rest of the context');
   const n = r.n ?? 1;
   // A choice's text is a call when tools are in use; one cut short by max_tokens stays text.
   const callOf = (c: ChoiceState) => (toolGrammar && c.finish !== 'length' ? parseToolCall(c.text) : null);
   const plan: Plan = {
-    prompts: [prompt], n, maxTokens: [maxTokens], req: r, stream: r.stream === true,
+    prompts: [prompt],
+    n,
+    maxTokens: [maxTokens],
+    req: r,
+    stream: r.stream === true,
     includeUsage: r.stream_options?.include_usage === true,
     logprobs: r.logprobs ? (r.top_logprobs ?? 0) : null,
     grammar,
@@ -519,24 +600,39 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   const fingerprint = `mpt-ts-${ctx.model.runner.backendName}`;
 
   if (!plan.stream) {
-    const job = new Job(ctx, receivedAt, n, () => {}, (j, err) => {
-      if (err) return sendError(res, err, ctx.headers);
-      sendJson(res, 200, {
-        id, object: 'chat.completion', created, model, system_fingerprint: fingerprint,
-        choices: j.choices.map((c, index) => {
-          const call = callOf(c);
-          return {
-            index,
-            message: call
-              ? { role: 'assistant', content: null, refusal: null, tool_calls: [call] }
-              : { role: 'assistant', content: c.text, refusal: null },
-            logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
-            finish_reason: call ? 'tool_calls' : (c.finish ?? 'stop'),
-          };
-        }),
-        usage: usageOf(plan, j),
-      }, ctx.headers);
-    });
+    const job = new Job(
+      ctx,
+      receivedAt,
+      n,
+      () => {},
+      (j, err) => {
+        if (err) return sendError(res, err, ctx.headers);
+        sendJson(
+          res,
+          200,
+          {
+            id,
+            object: 'chat.completion',
+            created,
+            model,
+            system_fingerprint: fingerprint,
+            choices: j.choices.map((c, index) => {
+              const call = callOf(c);
+              return {
+                index,
+                message: call
+                  ? { role: 'assistant', content: null, refusal: null, tool_calls: [call] }
+                  : { role: 'assistant', content: c.text, refusal: null },
+                logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
+                finish_reason: call ? 'tool_calls' : (c.finish ?? 'stop'),
+              };
+            }),
+            usage: usageOf(plan, j),
+          },
+          ctx.headers,
+        );
+      },
+    );
     launch(ctx, plan, job);
     cancelOnDisconnect(res, job);
     job.start(ctx.timeoutMs);
@@ -546,36 +642,59 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
 
   const sse = new SseWriter(res, ctx.headers);
   const chunk = (choices: unknown[], usage?: unknown) => ({
-    id, object: 'chat.completion.chunk', created, model, system_fingerprint: fingerprint, choices,
+    id,
+    object: 'chat.completion.chunk',
+    created,
+    model,
+    system_fingerprint: fingerprint,
+    choices,
     ...(plan.includeUsage ? { usage: usage ?? null } : {}),
   });
-  const job = new Job(ctx, receivedAt, n, (index, text, lp) => {
-    // A call is sent whole once it is complete (and parses), as delta.tool_calls.
-    if (toolGrammar) return;
-    sse.send(chunk([{ index, delta: { content: text }, logprobs: lp ? chatLogprobs(ctx, [lp]) : null, finish_reason: null }]));
-  }, (j, err) => {
-    if (err) return sse.fail(err.toBody());
-    for (let index = 0; index < j.choices.length; index++) {
-      const c = j.choices[index]!;
-      const call = callOf(c);
-      if (call) {
-        // OpenAI's order: id, type and name with empty arguments first, then the arguments.
-        const head = { index: 0, id: call.id, type: 'function', function: { name: call.function.name, arguments: '' } };
-        sse.send(chunk([{ index, delta: { tool_calls: [head] }, logprobs: null, finish_reason: null }]));
-        const rest = { index: 0, function: { arguments: call.function.arguments } };
-        sse.send(chunk([{ index, delta: { tool_calls: [rest] }, logprobs: null, finish_reason: null }]));
-      } else if (toolGrammar && c.text) {
-        sse.send(chunk([{ index, delta: { content: c.text }, logprobs: null, finish_reason: null }]));
+  const job = new Job(
+    ctx,
+    receivedAt,
+    n,
+    (index, text, lp) => {
+      // A call is sent whole once it is complete (and parses), as delta.tool_calls.
+      if (toolGrammar) return;
+      sse.send(
+        chunk([
+          { index, delta: { content: text }, logprobs: lp ? chatLogprobs(ctx, [lp]) : null, finish_reason: null },
+        ]),
+      );
+    },
+    (j, err) => {
+      if (err) return sse.fail(err.toBody());
+      for (let index = 0; index < j.choices.length; index++) {
+        const c = j.choices[index]!;
+        const call = callOf(c);
+        if (call) {
+          // OpenAI's order: id, type and name with empty arguments first, then the arguments.
+          const head = {
+            index: 0,
+            id: call.id,
+            type: 'function',
+            function: { name: call.function.name, arguments: '' },
+          };
+          sse.send(chunk([{ index, delta: { tool_calls: [head] }, logprobs: null, finish_reason: null }]));
+          const rest = { index: 0, function: { arguments: call.function.arguments } };
+          sse.send(chunk([{ index, delta: { tool_calls: [rest] }, logprobs: null, finish_reason: null }]));
+        } else if (toolGrammar && c.text) {
+          sse.send(chunk([{ index, delta: { content: c.text }, logprobs: null, finish_reason: null }]));
+        }
+        const finish = call ? 'tool_calls' : (c.finish ?? 'stop');
+        sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: finish }]));
       }
-      const finish = call ? 'tool_calls' : (c.finish ?? 'stop');
-      sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: finish }]));
-    }
-    if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
-    sse.done();
-  });
+      if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
+      sse.done();
+    },
+  );
   launch(ctx, plan, job);
   // The role comes first, in a chunk of its own per choice, as OpenAI sends it.
-  for (let index = 0; index < n; index++) sse.send(chunk([{ index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]));
+  for (let index = 0; index < n; index++)
+    sse.send(
+      chunk([{ index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null }]),
+    );
   cancelOnDisconnect(res, job);
   job.start(ctx.timeoutMs);
   ctx.track(job);
@@ -589,7 +708,12 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
  * OpenAI's completion logprobs object. With `firstPromptToken` (echo), the entries start with the
  * prompt's first token, which has no log probability (null, as OpenAI gives it).
  */
-function completionLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[], offset0: number, firstPromptToken?: number) {
+function completionLogprobs(
+  ctx: GenerationContext,
+  list: TokenLogprobInfo[],
+  offset0: number,
+  firstPromptToken?: number,
+) {
   const tok = ctx.model.tokenizer;
   let offset = offset0;
   const tokens: string[] = [];
@@ -634,14 +758,20 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   checkStreamOptions(r);
   if (r.suffix) throw badRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
   const n = r.n ?? 1;
-  if (r.best_of != null && r.best_of !== n) throw badRequest("'best_of' is supported only equal to 'n'.", 'best_of', 'unsupported_parameter');
-  if (r.max_tokens === 0 && !r.echo) throw badRequest("Invalid 'max_tokens': 0 is allowed only with 'echo' (the prompt alone).", 'max_tokens', 'invalid_value');
+  if (r.best_of != null && r.best_of !== n)
+    throw badRequest("'best_of' is supported only equal to 'n'.", 'best_of', 'unsupported_parameter');
+  if (r.max_tokens === 0 && !r.echo)
+    throw badRequest(
+      "Invalid 'max_tokens': 0 is allowed only with 'echo' (the prompt alone).",
+      'max_tokens',
+      'invalid_value',
+    );
   const echoLogprobs = r.echo === true && r.logprobs != null;
   const vocab = ctx.model.runner.config.vocabSize;
   // Prompt texts (tokenized below) or token ids.
   const p = r.prompt;
-  const given: string[] | number[][] = typeof p === 'string' ? [p]
-    : typeof p[0] === 'number' ? [p as number[]] : p as string[] | number[][];
+  const given: string[] | number[][] =
+    typeof p === 'string' ? [p] : typeof p[0] === 'number' ? [p as number[]] : (p as string[] | number[][]);
   const paramOf = (i: number) => (given.length > 1 ? `prompt[${i}]` : 'prompt');
   // Everything that bounds the work comes before any of it.
   if (given.length * n > 128) throw badRequest("Invalid 'n': prompts × n must be at most 128.", 'n', 'invalid_value');
@@ -653,14 +783,18 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   });
   const grammar = grammarOf(ctx, r);
   const texts: (string | null)[] = given.map((g) => (typeof g === 'string' ? g : null));
-  const prompts = typeof given[0] === 'string'
-    ? await encodePrompts(ctx, res, receivedAt, given as string[])
-    : given as number[][];
+  const prompts =
+    typeof given[0] === 'string' ? await encodePrompts(ctx, res, receivedAt, given as string[]) : (given as number[][]);
   prompts.forEach((ids, i) => {
     const param = paramOf(i);
     if (ids.length === 0) throw badRequest(`Invalid '${param}': the prompt is empty.`, param, 'invalid_value');
     const bad = ids.find((t) => t >= vocab);
-    if (bad !== undefined) throw badRequest(`Invalid '${param}': token id ${bad} is outside the vocabulary (0..${vocab - 1}).`, param, 'invalid_value');
+    if (bad !== undefined)
+      throw badRequest(
+        `Invalid '${param}': token id ${bad} is outside the vocabulary (0..${vocab - 1}).`,
+        param,
+        'invalid_value',
+      );
   });
   const maxTokens = prompts.map((ids) => {
     if (ids.length + asked > C) throw contextError(C, ids.length, asked, 'prompt');
@@ -668,14 +802,19 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   });
   checkGrammarFits(grammar, asked, `max_tokens ${asked}`);
   const plan: Plan = {
-    prompts, n, maxTokens, req: r, stream: r.stream === true,
+    prompts,
+    n,
+    maxTokens,
+    req: r,
+    stream: r.stream === true,
     includeUsage: r.stream_options?.include_usage === true,
     logprobs: r.logprobs ?? null,
     promptLogprobs: echoLogprobs,
     grammar,
     formatStops: [],
   };
-  const echoText = (i: number) => (r.echo ? (texts[Math.floor(i / n)] ?? ctx.model.tokenizer.decode(prompts[Math.floor(i / n)]!)) : '');
+  const echoText = (i: number) =>
+    r.echo ? (texts[Math.floor(i / n)] ?? ctx.model.tokenizer.decode(prompts[Math.floor(i / n)]!)) : '';
   const promptOf = (i: number) => prompts[Math.floor(i / n)]!;
   /** Logprobs of a choice's echoed prompt then its generated tokens (offsets from the prompt's start). */
   const echoedLogprobs = (i: number, c: ChoiceState) => {
@@ -696,19 +835,39 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   const total = prompts.length * n;
 
   if (!plan.stream) {
-    const job = new Job(ctx, receivedAt, total, () => {}, (j, err) => {
-      if (err) return sendError(res, err, ctx.headers);
-      sendJson(res, 200, {
-        id, object: 'text_completion', created, model, system_fingerprint: fingerprint,
-        choices: j.choices.map((c, index) => ({
-          text: echoText(index) + c.text,
-          index,
-          logprobs: plan.logprobs === null ? null : echoLogprobs ? echoedLogprobs(index, c) : completionLogprobs(ctx, c.logprobs, 0),
-          finish_reason: c.finish ?? 'stop',
-        })),
-        usage: usageOf(plan, j),
-      }, ctx.headers);
-    });
+    const job = new Job(
+      ctx,
+      receivedAt,
+      total,
+      () => {},
+      (j, err) => {
+        if (err) return sendError(res, err, ctx.headers);
+        sendJson(
+          res,
+          200,
+          {
+            id,
+            object: 'text_completion',
+            created,
+            model,
+            system_fingerprint: fingerprint,
+            choices: j.choices.map((c, index) => ({
+              text: echoText(index) + c.text,
+              index,
+              logprobs:
+                plan.logprobs === null
+                  ? null
+                  : echoLogprobs
+                    ? echoedLogprobs(index, c)
+                    : completionLogprobs(ctx, c.logprobs, 0),
+              finish_reason: c.finish ?? 'stop',
+            })),
+            usage: usageOf(plan, j),
+          },
+          ctx.headers,
+        );
+      },
+    );
     launch(ctx, plan, job);
     cancelOnDisconnect(res, job);
     job.start(ctx.timeoutMs);
@@ -718,29 +877,52 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
 
   const sse = new SseWriter(res, ctx.headers);
   const chunk = (choices: unknown[], usage?: unknown) => ({
-    id, object: 'text_completion', created, model, system_fingerprint: fingerprint, choices,
+    id,
+    object: 'text_completion',
+    created,
+    model,
+    system_fingerprint: fingerprint,
+    choices,
     ...(plan.includeUsage ? { usage: usage ?? null } : {}),
   });
   const offsets = new Array<number>(total).fill(0);
   if (echoLogprobs) for (let i = 0; i < total; i++) offsets[i] = decodedLength(ctx, promptOf(i));
-  const job = new Job(ctx, receivedAt, total, (index, text, lp) => {
-    const logprobs = lp ? completionLogprobs(ctx, [lp], offsets[index]!) : null;
-    offsets[index]! += text.length;
-    sse.send(chunk([{ text, index, logprobs, finish_reason: null }]));
-  }, (j, err) => {
-    if (err) return sse.fail(err.toBody());
-    for (let index = 0; index < j.choices.length; index++) {
-      sse.send(chunk([{ text: '', index, logprobs: null, finish_reason: j.choices[index]!.finish ?? 'stop' }]));
-    }
-    if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
-    sse.done();
-  }, (index, infos) => {
-    // With logprobs, a choice's echo waits for its prompt to be scored (before its first token).
-    sse.send(chunk([{ text: echoText(index), index, logprobs: completionLogprobs(ctx, infos, 0, promptOf(index)[0]), finish_reason: null }]));
-  });
+  const job = new Job(
+    ctx,
+    receivedAt,
+    total,
+    (index, text, lp) => {
+      const logprobs = lp ? completionLogprobs(ctx, [lp], offsets[index]!) : null;
+      offsets[index]! += text.length;
+      sse.send(chunk([{ text, index, logprobs, finish_reason: null }]));
+    },
+    (j, err) => {
+      if (err) return sse.fail(err.toBody());
+      for (let index = 0; index < j.choices.length; index++) {
+        sse.send(chunk([{ text: '', index, logprobs: null, finish_reason: j.choices[index]!.finish ?? 'stop' }]));
+      }
+      if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
+      sse.done();
+    },
+    (index, infos) => {
+      // With logprobs, a choice's echo waits for its prompt to be scored (before its first token).
+      sse.send(
+        chunk([
+          {
+            text: echoText(index),
+            index,
+            logprobs: completionLogprobs(ctx, infos, 0, promptOf(index)[0]),
+            finish_reason: null,
+          },
+        ]),
+      );
+    },
+  );
   launch(ctx, plan, job);
   sse.start();
-  if (r.echo && !echoLogprobs) for (let index = 0; index < total; index++) sse.send(chunk([{ text: echoText(index), index, logprobs: null, finish_reason: null }]));
+  if (r.echo && !echoLogprobs)
+    for (let index = 0; index < total; index++)
+      sse.send(chunk([{ text: echoText(index), index, logprobs: null, finish_reason: null }]));
   cancelOnDisconnect(res, job);
   job.start(ctx.timeoutMs);
   ctx.track(job);

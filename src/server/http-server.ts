@@ -7,7 +7,12 @@
  */
 import { timingSafeEqual } from 'node:crypto';
 import {
-  createServer, maxHeaderSize, STATUS_CODES, type IncomingMessage, type Server, type ServerResponse,
+  createServer,
+  maxHeaderSize,
+  STATUS_CODES,
+  type IncomingMessage,
+  type Server,
+  type ServerResponse,
 } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -56,7 +61,17 @@ export interface ServerOptions {
 
 function endpointLabel(path: string): string {
   if (path.startsWith('/v1/models/')) return '/v1/models/:id';
-  const known = ['/v1/completions', '/v1/chat/completions', '/v1/embeddings', '/v1/models', '/tokenize', '/detokenize', '/health', '/metrics', '/'];
+  const known = [
+    '/v1/completions',
+    '/v1/chat/completions',
+    '/v1/embeddings',
+    '/v1/models',
+    '/tokenize',
+    '/detokenize',
+    '/health',
+    '/metrics',
+    '/',
+  ];
   if (known.includes(path)) return path;
   if (path.startsWith('/static/')) return '/static';
   return 'other';
@@ -91,9 +106,13 @@ export class MptServer {
   private readonly web: Map<string, WebAsset>;
   private draining = false;
   private shutdownPromise: Promise<void> | null = null;
-  readonly options: Required<Omit<ServerOptions, 'apiKey' | 'cors' | 'log'>> & Pick<ServerOptions, 'apiKey' | 'cors' | 'log'>;
+  readonly options: Required<Omit<ServerOptions, 'apiKey' | 'cors' | 'log'>> &
+    Pick<ServerOptions, 'apiKey' | 'cors' | 'log'>;
 
-  constructor(readonly model: ServedModel, options: ServerOptions = {}) {
+  constructor(
+    readonly model: ServedModel,
+    options: ServerOptions = {},
+  ) {
     this.options = {
       host: options.host ?? '127.0.0.1',
       port: options.port ?? 8080,
@@ -129,7 +148,9 @@ export class MptServer {
       },
     };
     this.web = loadWebAssets();
-    this.server = createServer((req, res) => { void this.handle(req, res); });
+    this.server = createServer((req, res) => {
+      void this.handle(req, res);
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => this.clientError(err, socket));
     this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
       const message = `Expect: ${req.headers.expect} is not supported (only 100-continue).`;
@@ -171,7 +192,9 @@ export class MptServer {
       this.server.closeIdleConnections();
       const pending = Promise.all([...this.jobs].map((j) => j.done));
       let timer: NodeJS.Timeout | undefined;
-      const expired = new Promise<void>((r) => { timer = setTimeout(r, graceMs); });
+      const expired = new Promise<void>((r) => {
+        timer = setTimeout(r, graceMs);
+      });
       await Promise.race([pending, expired]);
       clearTimeout(timer);
       for (const j of this.jobs) j.cancel('shutdown');
@@ -196,10 +219,16 @@ export class MptServer {
     }
     const e = parserError(err);
     const body = JSON.stringify(e.toBody());
-    socket.end([
-      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}`, 'Content-Type: application/json',
-      `Content-Length: ${Buffer.byteLength(body)}`, 'Connection: close', '', body,
-    ].join('\r\n'));
+    socket.end(
+      [
+        `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}`,
+        'Content-Type: application/json',
+        `Content-Length: ${Buffer.byteLength(body)}`,
+        'Connection: close',
+        '',
+        body,
+      ].join('\r\n'),
+    );
     this.metrics.countRequest('other', e.status);
     this.options.log?.(`- - ${e.status} (${err.code ?? err.message})`);
   }
@@ -208,7 +237,10 @@ export class MptServer {
     const cors = this.options.cors;
     if (!cors) return {};
     const origin = req.headers.origin;
-    const allowed = cors.split(',').map((s) => s.trim()).filter(Boolean);
+    const allowed = cors
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     let allow: string | undefined;
     if (allowed.includes('*')) allow = '*';
     else if (origin && allowed.includes(origin)) allow = origin;
@@ -253,14 +285,20 @@ export class MptServer {
       await this.route(req, res, path, headers);
     } catch (e) {
       const err = toApiError(e);
-      if (err.status >= 500 && !(e instanceof ApiError)) this.options.log?.(`error: ${(e as Error)?.stack ?? String(e)}`);
+      if (err.status >= 500 && !(e instanceof ApiError))
+        this.options.log?.(`error: ${(e as Error)?.stack ?? String(e)}`);
       sendError(res, err, headers);
       // A body we refused to read must not be parsed as the next request on this connection.
       if (err.status === 413 || err.status === 415) req.resume();
     }
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, path: string, headers: Record<string, string>): Promise<void> {
+  private async route(
+    req: IncomingMessage,
+    res: ServerResponse,
+    path: string,
+    headers: Record<string, string>,
+  ): Promise<void> {
     const method = req.method ?? 'GET';
     if (method === 'OPTIONS') {
       res.writeHead(204, { ...headers, Allow: 'GET, POST, OPTIONS', 'Content-Length': '0' });
@@ -269,26 +307,57 @@ export class MptServer {
     }
     const allow = (methods: string[]) => {
       if (!methods.includes(method)) {
-        throw new ApiError(405, `Method ${method} is not allowed on ${path} (use ${methods.join(' or ')}).`, 'invalid_request_error', null, 'method_not_allowed', { Allow: methods.join(', ') });
+        throw new ApiError(
+          405,
+          `Method ${method} is not allowed on ${path} (use ${methods.join(' or ')}).`,
+          'invalid_request_error',
+          null,
+          'method_not_allowed',
+          { Allow: methods.join(', ') },
+        );
       }
     };
     if (path === '/health') {
       allow(['GET', 'HEAD']);
       const ok = !this.draining;
-      sendJson(res, ok ? 200 : 503, { status: ok ? 'ok' : 'shutting_down', model: this.model.id, active: this.scheduler.activeCount, queued: this.scheduler.queued }, headers);
+      sendJson(
+        res,
+        ok ? 200 : 503,
+        {
+          status: ok ? 'ok' : 'shutting_down',
+          model: this.model.id,
+          active: this.scheduler.activeCount,
+          queued: this.scheduler.queued,
+        },
+        headers,
+      );
       return;
     }
     if (path === '/metrics') {
       allow(['GET', 'HEAD']);
-      const text = this.metrics.render(this.scheduler.stats(), { parallel: this.options.parallel, queueLimit: this.options.queue });
-      res.writeHead(200, { ...headers, 'Content-Type': 'text/plain; version=0.0.4; charset=utf-8', 'Content-Length': Buffer.byteLength(text) });
+      const text = this.metrics.render(this.scheduler.stats(), {
+        parallel: this.options.parallel,
+        queueLimit: this.options.queue,
+      });
+      res.writeHead(200, {
+        ...headers,
+        'Content-Type': 'text/plain; version=0.0.4; charset=utf-8',
+        'Content-Length': Buffer.byteLength(text),
+      });
       res.end(method === 'HEAD' ? undefined : text);
       return;
     }
     if (path === '/tokenize' || path === '/detokenize') {
       allow(['POST']);
       if (!this.authorized(req)) {
-        throw new ApiError(401, 'Incorrect or missing API key: send it as "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key', { 'WWW-Authenticate': 'Bearer' });
+        throw new ApiError(
+          401,
+          'Incorrect or missing API key: send it as "Authorization: Bearer KEY".',
+          'invalid_request_error',
+          null,
+          'invalid_api_key',
+          { 'WWW-Authenticate': 'Bearer' },
+        );
       }
       const body = await readJsonBody(req, this.options.maxBodyBytes);
       if (path === '/tokenize') await handleTokenize({ ...this.ctx, headers }, body, res);
@@ -305,14 +374,22 @@ export class MptServer {
         'Content-Length': asset.body.length,
         'Cache-Control': 'no-cache',
         'X-Content-Type-Options': 'nosniff',
-        'Content-Security-Policy': "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        'Content-Security-Policy':
+          "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
         'Referrer-Policy': 'no-referrer',
       });
       res.end(method === 'HEAD' ? undefined : asset.body);
       return;
     }
     if (!this.authorized(req)) {
-      throw new ApiError(401, 'Incorrect or missing API key: send it as "Authorization: Bearer KEY".', 'invalid_request_error', null, 'invalid_api_key', { 'WWW-Authenticate': 'Bearer' });
+      throw new ApiError(
+        401,
+        'Incorrect or missing API key: send it as "Authorization: Bearer KEY".',
+        'invalid_request_error',
+        null,
+        'invalid_api_key',
+        { 'WWW-Authenticate': 'Bearer' },
+      );
     }
     if (path === '/v1/models') {
       allow(['GET']);
@@ -327,17 +404,29 @@ export class MptServer {
       } catch {
         throw badRequest('The model id in the path is not valid percent-encoding.', null, 'invalid_path');
       }
-      if (id !== this.model.id) throw new ApiError(404, `The model \`${id}\` does not exist.`, 'invalid_request_error', 'model', 'model_not_found');
+      if (id !== this.model.id)
+        throw new ApiError(
+          404,
+          `The model \`${id}\` does not exist.`,
+          'invalid_request_error',
+          'model',
+          'model_not_found',
+        );
       sendJson(res, 200, this.modelCard(), headers);
       return;
     }
     const handlers: Record<string, typeof handleChat> = {
-      '/v1/chat/completions': handleChat, '/v1/completions': handleCompletion, '/v1/embeddings': handleEmbeddings,
+      '/v1/chat/completions': handleChat,
+      '/v1/completions': handleCompletion,
+      '/v1/embeddings': handleEmbeddings,
     };
     const handler = handlers[path];
     if (!handler) throw new ApiError(404, `Unknown path ${path}.`, 'invalid_request_error', null, 'not_found');
     allow(['POST']);
-    if (this.draining) throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down', { Connection: 'close' });
+    if (this.draining)
+      throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down', {
+        Connection: 'close',
+      });
     const body = await readJsonBody(req, this.options.maxBodyBytes);
     await handler({ ...this.ctx, headers }, body, res);
   }

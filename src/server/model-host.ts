@@ -48,7 +48,11 @@ export interface LoadServedModelOptions {
 }
 
 /** Wraps an already loaded runner and tokenizer (tests, embedding the server in a program). */
-export function servedModelFrom(runner: ModelRunner, tokenizer: MptTokenizer, options: { id: string; ctx?: number; format: PromptFormat; kvType?: KvType }): ServedModel {
+export function servedModelFrom(
+  runner: ModelRunner,
+  tokenizer: MptTokenizer,
+  options: { id: string; ctx?: number; format: PromptFormat; kvType?: KvType },
+): ServedModel {
   const contextLength = resolveContextLength(runner.config, options.ctx);
   const stopIds = [...new Set([...tokenizer.stopIds, ...formatStopIds(options.format, tokenizer)])];
   const vocabSize = runner.config.vocabSize;
@@ -83,7 +87,9 @@ export async function loadServedModel(path: string, options: LoadServedModelOpti
   });
   if (!m.hasTokenizer) {
     await m.dispose();
-    throw new InputError(`${path} has no tokenizer (tokenizer.json) and the shipped GPT-NeoX tokenizer does not fit its vocabulary: a server needs one`);
+    throw new InputError(
+      `${path} has no tokenizer (tokenizer.json) and the shipped GPT-NeoX tokenizer does not fit its vocabulary: a server needs one`,
+    );
   }
   const id = options.name ?? basename(m.path).replace(/\.gguf$/, '');
   return servedModelFrom(m.runner, m.tokenizer, { id, ctx: m.contextLength, format: m.format, kvType: options.kvType });

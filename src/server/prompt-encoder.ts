@@ -25,8 +25,17 @@ interface Pending {
 
 /** JavaScript's whitespace (what `trim` removes, and so what added tokens' lstrip/rstrip may drop) above U+007F. */
 function isWideSpace(c: number): boolean {
-  return c === 0xa0 || c === 0x1680 || (c >= 0x2000 && c <= 0x200a) || c === 0x2028 || c === 0x2029 || c === 0x202f
-    || c === 0x205f || c === 0x3000 || c === 0xfeff;
+  return (
+    c === 0xa0 ||
+    c === 0x1680 ||
+    (c >= 0x2000 && c <= 0x200a) ||
+    c === 0x2028 ||
+    c === 0x2029 ||
+    c === 0x202f ||
+    c === 0x205f ||
+    c === 0x3000 ||
+    c === 0xfeff
+  );
 }
 
 /** UTF-8 bytes of the text's non-whitespace characters (a lone surrogate, 3 bytes once encoded, counts 2). */
@@ -79,13 +88,22 @@ export class PromptEncoder {
 
   private readonly workerData: string;
 
-  constructor(private readonly tokenizer: MptTokenizer, private readonly inlineChars = INLINE_CHARS) {
+  constructor(
+    private readonly tokenizer: MptTokenizer,
+    private readonly inlineChars = INLINE_CHARS,
+  ) {
     // Passes over the vocabulary, done once per tokenizer when a server starts, not in a request.
     let n = solidTokenBytesOf.get(tokenizer);
-    if (n === undefined) solidTokenBytesOf.set(tokenizer, n = measureSolidTokens(tokenizer));
+    if (n === undefined) {
+      n = measureSolidTokens(tokenizer);
+      solidTokenBytesOf.set(tokenizer, n);
+    }
     this.solidTokenBytes = n;
     let text = constructionText.get(tokenizer);
-    if (text === undefined) constructionText.set(tokenizer, text = JSON.stringify(tokenizer.construction));
+    if (text === undefined) {
+      text = JSON.stringify(tokenizer.construction);
+      constructionText.set(tokenizer, text);
+    }
     this.workerData = text;
   }
 
@@ -116,7 +134,10 @@ export class PromptEncoder {
     }
     return new Promise<number[]>((resolve, reject) => {
       const p: Pending = {
-        job: { id: this.nextId++, text }, resolve, reject, signal,
+        job: { id: this.nextId++, text },
+        resolve,
+        reject,
+        signal,
         onAbort: () => this.abort(p, signal!.reason),
       };
       signal?.addEventListener('abort', p.onAbort, { once: true });

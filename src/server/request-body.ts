@@ -9,13 +9,18 @@ import { ApiError, badRequest } from './api-error.js';
 /** 415 unless the body is declared as `application/json`, in UTF-8 when a charset is given. */
 export function checkJsonContentType(header: string | undefined): void {
   const [type, ...params] = (header ?? '').split(';').map((s) => s.trim().toLowerCase());
-  const charset = params.find((p) => p.startsWith('charset='))?.slice('charset='.length).replace(/^"(.*)"$/, '$1');
+  const charset = params
+    .find((p) => p.startsWith('charset='))
+    ?.slice('charset='.length)
+    .replace(/^"(.*)"$/, '$1');
   if (type === 'application/json' && (charset === undefined || charset === 'utf-8' || charset === 'utf8')) return;
   const got = header === undefined ? 'no Content-Type' : `Content-Type "${header}"`;
   throw new ApiError(
     415,
     `Send the request body as JSON, with the header "Content-Type: application/json" (UTF-8); got ${got}.`,
-    'invalid_request_error', null, 'unsupported_media_type',
+    'invalid_request_error',
+    null,
+    'unsupported_media_type',
   );
 }
 
@@ -24,13 +29,23 @@ export function firstInvalidUtf8(b: Uint8Array): number {
   let i = 0;
   while (i < b.length) {
     const c = b[i]!;
-    if (c < 0x80) { i++; continue; }
+    if (c < 0x80) {
+      i++;
+      continue;
+    }
     let more: number;
-    let lo = 0x80, hi = 0xbf;
+    let lo = 0x80,
+      hi = 0xbf;
     if (c >= 0xc2 && c <= 0xdf) more = 1;
-    else if (c >= 0xe0 && c <= 0xef) { more = 2; if (c === 0xe0) lo = 0xa0; if (c === 0xed) hi = 0x9f; }
-    else if (c >= 0xf0 && c <= 0xf4) { more = 3; if (c === 0xf0) lo = 0x90; if (c === 0xf4) hi = 0x8f; }
-    else return i;
+    else if (c >= 0xe0 && c <= 0xef) {
+      more = 2;
+      if (c === 0xe0) lo = 0xa0;
+      if (c === 0xed) hi = 0x9f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      more = 3;
+      if (c === 0xf0) lo = 0x90;
+      if (c === 0xf4) hi = 0x8f;
+    } else return i;
     for (let k = 1; k <= more; k++) {
       const x = b[i + k];
       if (x === undefined || x < (k === 1 ? lo : 0x80) || x > (k === 1 ? hi : 0xbf)) return i;

@@ -46,9 +46,14 @@ const common = {
   repetition_penalty: nullish(z.number().gt(0).max(100)),
   n: nullish(z.number().int().min(1).max(128)),
   stream: nullish(z.boolean()),
-  stream_options: nullish(z.strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() })),
-  logit_bias: nullish(z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100))
-    .refine((r) => Object.keys(r).length <= 300, 'at most 300 entries')),
+  stream_options: nullish(
+    z.strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }),
+  ),
+  logit_bias: nullish(
+    z
+      .record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100))
+      .refine((r) => Object.keys(r).length <= 300, 'at most 300 entries'),
+  ),
   response_format: nullish(ResponseFormat),
   user: z.string().optional(),
   metadata: nullish(z.record(z.string(), z.string())),
@@ -110,17 +115,29 @@ function describe(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   switch (typeof v) {
-    case 'string': return 'a string';
-    case 'number': return Number.isInteger(v) ? 'an integer' : 'a number';
-    case 'boolean': return 'a boolean';
-    case 'object': return 'an object';
-    default: return typeof v;
+    case 'string':
+      return 'a string';
+    case 'number':
+      return Number.isInteger(v) ? 'an integer' : 'a number';
+    case 'boolean':
+      return 'a boolean';
+    case 'object':
+      return 'an object';
+    default:
+      return typeof v;
   }
 }
 
 const EXPECTED: Record<string, string> = {
-  string: 'a string', number: 'a number', int: 'an integer', boolean: 'a boolean', array: 'an array',
-  object: 'an object', record: 'an object', null: 'null', literal: 'a specific value',
+  string: 'a string',
+  number: 'a number',
+  int: 'an integer',
+  boolean: 'a boolean',
+  array: 'an array',
+  object: 'an object',
+  record: 'an object',
+  null: 'null',
+  literal: 'a specific value',
 };
 
 function paramName(path: readonly PropertyKey[]): string {
@@ -159,20 +176,33 @@ export function issueToError(body: unknown, issue: Issue, prefix: readonly Prope
       return badRequest(`Unrecognized request argument supplied: ${keys.join(', ')}`, keys[0]!, 'unknown_parameter');
     }
     case 'invalid_type':
-      if (value === undefined) return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+      if (value === undefined)
+        return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
       if (nonFinite(value)) {
         const message = `Invalid value for '${param}': expected a finite number, but got one too large to represent`;
         return badRequest(`${message} (beyond ±1.8e308).`, param, 'invalid_value');
       }
-      return badRequest(`Invalid type for '${param}': expected ${EXPECTED[issue.expected] ?? issue.expected}, but got ${describe(value)}.`, param, 'invalid_type');
+      return badRequest(
+        `Invalid type for '${param}': expected ${EXPECTED[issue.expected] ?? issue.expected}, but got ${describe(value)}.`,
+        param,
+        'invalid_type',
+      );
     case 'invalid_union': {
-      if (value === undefined) return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
+      if (value === undefined)
+        return badRequest(`Missing required parameter: '${param}'.`, param, 'missing_required_parameter');
       const branches = (issue as unknown as { errors: Issue[][]; note?: string }).errors ?? [];
       // When every branch failed on the value's type, list the types accepted.
-      const topTypes = branches.map((b) => b.find((i) => i.path.length === 0 && i.code === 'invalid_type') as (Issue & { expected: string }) | undefined);
+      const topTypes = branches.map(
+        (b) =>
+          b.find((i) => i.path.length === 0 && i.code === 'invalid_type') as (Issue & { expected: string }) | undefined,
+      );
       if (branches.length && topTypes.every((t) => t !== undefined)) {
         const names = [...new Set(topTypes.map((t) => EXPECTED[t!.expected] ?? t!.expected))];
-        return badRequest(`Invalid type for '${param}': expected ${names.join(' or ')}, but got ${describe(value)}.`, param, 'invalid_type');
+        return badRequest(
+          `Invalid type for '${param}': expected ${names.join(' or ')}, but got ${describe(value)}.`,
+          param,
+          'invalid_type',
+        );
       }
       // A branch that accepted the value's type tells what is wrong with it; of several, the one
       // whose parts mostly had the right types ([1, 1e400] is a list of token ids, not of strings).
@@ -185,30 +215,52 @@ export function issueToError(body: unknown, issue: Issue, prefix: readonly Prope
       }
       // Otherwise report the deepest problem of the branch that got furthest.
       let best: { issue: Issue; depth: number } | undefined;
-      for (const b of branches) for (const i of b) if (!best || i.path.length > best.depth) best = { issue: i, depth: i.path.length };
+      for (const b of branches)
+        for (const i of b) if (!best || i.path.length > best.depth) best = { issue: i, depth: i.path.length };
       if (best && best.depth > 0) return issueToError(body, best.issue, path);
       return badRequest(`Invalid value for '${param}'.`, param, 'invalid_value');
     }
     case 'too_small':
     case 'too_big': {
-      const i = issue as Issue & { origin?: string; minimum?: number | bigint; maximum?: number | bigint; inclusive?: boolean };
+      const i = issue as Issue & {
+        origin?: string;
+        minimum?: number | bigint;
+        maximum?: number | bigint;
+        inclusive?: boolean;
+      };
       const small = issue.code === 'too_small';
       const bound = small ? i.minimum : i.maximum;
       if (i.origin === 'array' || i.origin === 'string') {
         const what = i.origin === 'array' ? 'items' : 'characters';
         const cmp = small ? 'at least' : 'at most';
-        return badRequest(`Invalid '${param}': expected ${cmp} ${String(bound)} ${what}.`, param, small ? 'array_too_short' : 'array_too_long');
+        return badRequest(
+          `Invalid '${param}': expected ${cmp} ${String(bound)} ${what}.`,
+          param,
+          small ? 'array_too_short' : 'array_too_long',
+        );
       }
-      const op = small ? (i.inclusive ? '>=' : '>') : (i.inclusive ? '<=' : '<');
-      return badRequest(`Invalid value for '${param}': must be ${op} ${String(bound)}, got ${JSON.stringify(value)}.`, param, small ? 'value_below_minimum' : 'value_above_maximum');
+      const op = small ? (i.inclusive ? '>=' : '>') : i.inclusive ? '<=' : '<';
+      return badRequest(
+        `Invalid value for '${param}': must be ${op} ${String(bound)}, got ${JSON.stringify(value)}.`,
+        param,
+        small ? 'value_below_minimum' : 'value_above_maximum',
+      );
     }
     case 'invalid_value': {
       const values = (issue as Issue & { values: unknown[] }).values;
-      return badRequest(`Invalid value for '${param}': expected ${values.map((x) => JSON.stringify(x)).join(', ')}, but got ${JSON.stringify(value) ?? 'nothing'}.`, param, 'invalid_value');
+      return badRequest(
+        `Invalid value for '${param}': expected ${values.map((x) => JSON.stringify(x)).join(', ')}, but got ${JSON.stringify(value) ?? 'nothing'}.`,
+        param,
+        'invalid_value',
+      );
     }
     case 'invalid_key': {
       const inner = (issue as Issue & { issues?: Issue[] }).issues?.[0];
-      return badRequest(`Invalid key in '${paramName(issue.path.length ? [...prefix, ...issue.path.slice(0, -1)] : path)}': ${inner?.message ?? issue.message}.`, param, 'invalid_value');
+      return badRequest(
+        `Invalid key in '${paramName(issue.path.length ? [...prefix, ...issue.path.slice(0, -1)] : path)}': ${inner?.message ?? issue.message}.`,
+        param,
+        'invalid_value',
+      );
     }
     case 'invalid_format':
       return badRequest(`Invalid value for '${param}': ${issue.message}.`, param, 'invalid_value');
@@ -230,7 +282,14 @@ export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.infe
   throw issueToError(body, first);
 }
 
-const REFUSED_CHAT_FIELDS = ['functions', 'function_call', 'audio', 'modalities', 'prediction', 'web_search_options'] as const;
+const REFUSED_CHAT_FIELDS = [
+  'functions',
+  'function_call',
+  'audio',
+  'modalities',
+  'prediction',
+  'web_search_options',
+] as const;
 
 /** Chat fields OpenAI defines that this server refuses when they ask for something. */
 export function checkRefusedChatFields(req: ChatRequest): void {

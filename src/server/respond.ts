@@ -3,7 +3,12 @@ import type { ServerResponse } from 'node:http';
 import type { ApiError } from './api-error.js';
 
 /** Sends a JSON body, unless a response was already started or the client is gone. */
-export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+export function sendJson(
+  res: ServerResponse,
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent || res.destroyed) {
     if (!res.writableEnded && !res.destroyed) res.end();
     return;

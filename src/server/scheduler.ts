@@ -101,7 +101,10 @@ interface Slot {
 }
 
 /** A finished sequence's cache, kept for prompts that start with `ids` (its contents). */
-interface Retained { ids: number[]; cache: KvCache }
+interface Retained {
+  ids: number[];
+  cache: KvCache;
+}
 
 /** Counters the server exports as metrics. */
 export interface SchedulerStats {
@@ -141,7 +144,10 @@ export class Scheduler {
   /** (time, tokens) per recent step, for the decode rate. */
   private readonly recent: Array<[number, number]> = [];
 
-  constructor(private readonly runner: ModelRunner, private readonly options: SchedulerOptions) {
+  constructor(
+    private readonly runner: ModelRunner,
+    private readonly options: SchedulerOptions,
+  ) {
     if (!(options.maxActive >= 1)) throw new RangeError('maxActive must be >= 1');
     if (!(options.maxQueue >= 0)) throw new RangeError('maxQueue must be >= 0');
     this.prefillChunk = options.prefillChunk ?? 256;
@@ -185,11 +191,22 @@ export class Scheduler {
    */
   submitAll(clients: SequenceClient[]): SequenceHandle[] {
     if (this.closed) throw new QueueFullError(this.queue.length);
-    if (clients.length > this.queueRoom && (this.queue.length > 0 || this.active.length > 0)) throw new QueueFullError(this.queue.length);
+    if (clients.length > this.queueRoom && (this.queue.length > 0 || this.active.length > 0))
+      throw new QueueFullError(this.queue.length);
     const leaders = new Map<string, Slot>();
     const handles = clients.map((client) => {
       if (client.prompt.length === 0) throw new RangeError('a sequence needs at least one prompt token');
-      const slot: Slot = { client, cache: null, fed: 0, pending: -1, ended: false, cancelRequested: null, inFlight: false, leader: null, decoded: [] };
+      const slot: Slot = {
+        client,
+        cache: null,
+        fed: 0,
+        pending: -1,
+        ended: false,
+        cancelRequested: null,
+        inFlight: false,
+        leader: null,
+        decoded: [],
+      };
       if (this.canCopyCaches && client.prompt.length > 1 && !client.promptLogits && !client.promptHidden) {
         const key = client.prompt.join(',');
         const leader = leaders.get(key);
@@ -217,7 +234,10 @@ export class Scheduler {
   private keep(slot: Slot, cache: KvCache): void {
     const limit = this.options.prefixCache ?? 0;
     const ids = [...slot.client.prompt.slice(0, slot.fed), ...slot.decoded];
-    if (limit <= 0 || cache.length !== ids.length || ids.length === 0) { cache.dispose(); return; }
+    if (limit <= 0 || cache.length !== ids.length || ids.length === 0) {
+      cache.dispose();
+      return;
+    }
     this.retained.push({ ids, cache });
     while (this.retained.length > limit) this.retained.shift()!.cache.dispose();
   }
@@ -230,13 +250,17 @@ export class Scheduler {
    */
   private takeKept(slot: Slot): KvCache | null {
     const prompt = slot.client.prompt;
-    let best = -1, bestLen = 0;
+    let best = -1,
+      bestLen = 0;
     this.retained.forEach((r, i) => {
       if (r.cache.kvType !== (this.options.kvType ?? r.cache.kvType)) return;
       const n = Math.min(r.ids.length, prompt.length - 1);
       let l = 0;
       while (l < n && r.ids[l] === prompt[l]) l++;
-      if (l > bestLen) { best = i; bestLen = l; }
+      if (l > bestLen) {
+        best = i;
+        bestLen = l;
+      }
     });
     if (best < 0) return null;
     const [r] = this.retained.splice(best, 1);
@@ -260,7 +284,9 @@ export class Scheduler {
   /** Whether the runner copies caches (copyCache, or saveCache + restoreCache). */
   private get canCopyCaches(): boolean {
     const r = this.runner;
-    return typeof r.copyCache === 'function' || (typeof r.saveCache === 'function' && typeof r.restoreCache === 'function');
+    return (
+      typeof r.copyCache === 'function' || (typeof r.saveCache === 'function' && typeof r.restoreCache === 'function')
+    );
   }
 
   /** A new cache of `capacity` positions holding `from`'s contents (throws when out of memory). */
@@ -315,7 +341,10 @@ export class Scheduler {
   private copyPrompt(s: Slot): boolean {
     const leader = s.leader!;
     const n = s.client.prompt.length - 1;
-    if (leader.ended || !leader.cache) { s.leader = null; return true; }
+    if (leader.ended || !leader.cache) {
+      s.leader = null;
+      return true;
+    }
     if (leader.fed < n) return false;
     s.leader = null;
     try {
@@ -352,8 +381,14 @@ export class Scheduler {
     }
     s.inFlight = false;
     if (s.ended) return;
-    if (s.cancelRequested) { this.retire(s, s.cancelRequested); return; }
-    if (failure) { this.retire(s, 'error', failure); return; }
+    if (s.cancelRequested) {
+      this.retire(s, s.cancelRequested);
+      return;
+    }
+    if (failure) {
+      this.retire(s, 'error', failure);
+      return;
+    }
     this.hiddenRead(s, tokens.length, rows);
   }
 
@@ -374,7 +409,9 @@ export class Scheduler {
   private ensureLoop(): void {
     if (this.running) return;
     this.running = true;
-    this.loopDone = this.loop().finally(() => { this.running = false; });
+    this.loopDone = this.loop().finally(() => {
+      this.running = false;
+    });
   }
 
   private admit(): void {
@@ -391,7 +428,10 @@ export class Scheduler {
             break;
           } catch (e) {
             // Out of KV memory: kept caches go first; then wait for a running sequence to finish.
-            if (this.retained.length) { this.retained.shift()!.cache.dispose(); continue; }
+            if (this.retained.length) {
+              this.retained.shift()!.cache.dispose();
+              continue;
+            }
             if (this.active.length > 0) return;
             this.queue.shift();
             this.end(slot, 'error', e);
@@ -411,7 +451,9 @@ export class Scheduler {
       this.admit();
       if (this.active.length === 0) {
         if (this.closed) return;
-        await new Promise<void>((r) => { this.wake = r; });
+        await new Promise<void>((r) => {
+          this.wake = r;
+        });
         this.wake = null;
         continue;
       }
@@ -430,7 +472,10 @@ export class Scheduler {
             const n = Math.min(prompt.length - s.fed, budget);
             budget -= n;
             const tokens = prompt.slice(s.fed, s.fed + n);
-            if (!this.runner.finalHidden) { apart.push({ s, tokens }); continue; }
+            if (!this.runner.finalHidden) {
+              apart.push({ s, tokens });
+              continue;
+            }
             batch.push({ cache: s.cache!, tokens, logits: 'none', finalHidden: true });
             requests.push(null);
           } else if (s.client.promptLogits) {
@@ -468,8 +513,14 @@ export class Scheduler {
       for (let i = 0; i < members.length; i++) {
         const s = members[i]!;
         if (s.ended) continue;
-        if (s.cancelRequested) { this.retire(s, s.cancelRequested); continue; }
-        if (failure || !outputs) { this.retire(s, 'error', failure); continue; }
+        if (s.cancelRequested) {
+          this.retire(s, s.cancelRequested);
+          continue;
+        }
+        if (failure || !outputs) {
+          this.retire(s, 'error', failure);
+          continue;
+        }
         const prompt = s.client.prompt;
         let logits = outputs[i]!.logits;
         if (s.client.promptHidden) {

@@ -63,7 +63,11 @@ export class ServerSequence implements SequenceClient {
   readonly promptLogits?: (rows: Float32Array, first: number) => void;
   private readonly promptInfos: TokenLogprobInfo[] = [];
 
-  constructor(private readonly model: ServedModel, private readonly params: SequenceParams, private readonly events: SequenceEvents) {
+  constructor(
+    private readonly model: ServedModel,
+    private readonly params: SequenceParams,
+    private readonly events: SequenceEvents,
+  ) {
     this.prompt = params.prompt;
     this.capacity = params.prompt.length + params.maxTokens;
     this.history = [...params.prompt];
@@ -71,12 +75,14 @@ export class ServerSequence implements SequenceClient {
     this.decoder = new StreamDecoder(model.tokenizer, { skipSpecialTokens: true });
     this.stopper = new StopStringMatcher(params.stopStrings);
     this.stopIds = new Set(model.stopIds);
-    if (params.promptLogprobs && params.logprobs !== null) this.promptLogits = (rows, first) => this.readPromptLogits(rows, first);
+    if (params.promptLogprobs && params.logprobs !== null)
+      this.promptLogits = (rows, first) => this.readPromptLogits(rows, first);
   }
 
   /** Row r holds the logits after prompt position first + r: they score the token after it. */
   private readPromptLogits(rows: Float32Array, first: number): void {
-    const V = this.model.runner.config.vocabSize, P = this.prompt.length;
+    const V = this.model.runner.config.vocabSize,
+      P = this.prompt.length;
     for (let r = 0; r * V < rows.length; r++) {
       const pos = first + r;
       if (pos + 1 >= P) break;
@@ -91,7 +97,11 @@ export class ServerSequence implements SequenceClient {
   /** Log probabilities over the first `vocab` ids (default: those the tokenizer can decode, which sampling draws from). */
   private logprobInfo(logits: Float32Array, token: number, k: number, vocab = this.model.vocabLimit): TokenLogprobInfo {
     const lp = topLogprobs(logits, k, { vocabLimit: vocab, chosen: token });
-    return { token, logprob: lp.chosen?.logprob ?? -Infinity, top: lp.top.map((t) => ({ token: t.id, logprob: t.logprob })) };
+    return {
+      token,
+      logprob: lp.chosen?.logprob ?? -Infinity,
+      top: lp.top.map((t) => ({ token: t.id, logprob: t.logprob })),
+    };
   }
 
   /**

@@ -7,7 +7,10 @@ import type { ServerResponse } from 'node:http';
 export class SseWriter {
   private started = false;
 
-  constructor(private readonly res: ServerResponse, private readonly headers: Record<string, string> = {}) {}
+  constructor(
+    private readonly res: ServerResponse,
+    private readonly headers: Record<string, string> = {},
+  ) {}
 
   get closed(): boolean {
     return this.res.destroyed || this.res.writableEnded;

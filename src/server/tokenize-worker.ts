@@ -5,7 +5,10 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import { MptTokenizer } from '../runtime/tokenizer.js';
 
-export interface EncodeJob { id: number; text: string }
+export interface EncodeJob {
+  id: number;
+  text: string;
+}
 export type EncodeReply = { id: number; ids: Int32Array<ArrayBuffer> } | { id: number; error: string };
 
 // The construction arrives as JSON text: one string is cheap to hand over, again after a restart.

@@ -33,7 +33,11 @@ export function handleDetokenize(ctx: GenerationContext, body: unknown, res: Ser
   const limit = ctx.model.vocabLimit;
   const bad = r.tokens.findIndex((t) => t >= limit);
   if (bad >= 0) {
-    throw badRequest(`Invalid 'tokens[${bad}]': token id ${r.tokens[bad]} is outside the vocabulary (0..${limit - 1}).`, `tokens[${bad}]`, 'invalid_value');
+    throw badRequest(
+      `Invalid 'tokens[${bad}]': token id ${r.tokens[bad]} is outside the vocabulary (0..${limit - 1}).`,
+      `tokens[${bad}]`,
+      'invalid_value',
+    );
   }
   sendJson(res, 200, { content: ctx.model.tokenizer.decode(r.tokens) }, ctx.headers);
 }

@@ -15,7 +15,18 @@
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
 import type { KvType } from '../backend.js';
 import { chooseToken, type SampleRequest } from '../sampling/sampler.js';
-import { PRIVATE_ROWS, kvGeometry, kvHeadPlace, kvLayerOffset, privateLayout, type KvGeometry, type LayerLayout, type MatrixRef, type ModelLayout, type NormRef } from './layout.js';
+import {
+  PRIVATE_ROWS,
+  kvGeometry,
+  kvHeadPlace,
+  kvLayerOffset,
+  privateLayout,
+  type KvGeometry,
+  type LayerLayout,
+  type MatrixRef,
+  type ModelLayout,
+  type NormRef,
+} from './layout.js';
 import type { Team } from './team.js';
 
 /** One sequence's share of a pass. */
@@ -63,7 +74,11 @@ export interface Pass {
 const ATTN_ROWS = 16;
 
 /** Where a step reads its input: f32 rows, and its q8_0 / q8_K quantized copies. */
-interface Input { x: number; qa: number; qk: number }
+interface Input {
+  x: number;
+  qa: number;
+  qk: number;
+}
 
 export class Executor {
   private readonly c;
@@ -73,8 +88,12 @@ export class Executor {
   private readonly pl;
   private readonly geo: Record<KvType, KvGeometry>;
 
-  constructor(private readonly L: ModelLayout, private readonly k: Kernels[], private readonly memories: WebAssembly.Memory[],
-    private readonly team: Team) {
+  constructor(
+    private readonly L: ModelLayout,
+    private readonly k: Kernels[],
+    private readonly memories: WebAssembly.Memory[],
+    private readonly team: Team,
+  ) {
     this.c = L.config;
     this.eps = this.c.layerNormEpsilon;
     this.rms = this.c.normType.includes('rmsnorm');
@@ -95,7 +114,15 @@ export class Executor {
   }
 
   /** Quantizes rows [r0, r1) of src (K values a row) as the consuming matrices need them. */
-  private quantFor(k: Kernels, src: number, K: number, r0: number, r1: number, into: Input, ...consumers: WeightType[]): void {
+  private quantFor(
+    k: Kernels,
+    src: number,
+    K: number,
+    r0: number,
+    r1: number,
+    into: Input,
+    ...consumers: WeightType[]
+  ): void {
     if (consumers.some((t) => actKind(t) === 'q8')) k.quantize_act_q8(src, K, r0, r1, K, into.qa);
     if (consumers.some((t) => actKind(t) === 'q8k')) k.quantize_act_q8k(src, K, r0, r1, K, into.qk);
   }
@@ -119,22 +146,54 @@ export class Executor {
   }
 
   /** Rows [r0, r1) of into.x = norm(x) (leading dimension d), quantized for the consumers. */
-  private normRows(k: Kernels, x: number, into: Input, r0: number, r1: number, p: NormRef, ...consumers: WeightType[]): void {
+  private normRows(
+    k: Kernels,
+    x: number,
+    into: Input,
+    r0: number,
+    r1: number,
+    p: NormRef,
+    ...consumers: WeightType[]
+  ): void {
     const d = this.c.dModel;
     this.norm(k, x + r0 * d * 4, d, into.x + r0 * d * 4, d, r1 - r0, d, p);
     this.quantFor(k, into.x, d, r0, r1, into, ...consumers);
   }
 
   /** Runs a product over rows [n0, n1) of m into Y (input: f32 rows, or its quantized copy). */
-  private gemmRows(k: Kernels, m: MatrixRef, X: Input, M: number, Y: number, ldy: number, n0: number, n1: number, acc: number): void {
+  private gemmRows(
+    k: Kernels,
+    m: MatrixRef,
+    X: Input,
+    M: number,
+    Y: number,
+    ldy: number,
+    n0: number,
+    n1: number,
+    acc: number,
+  ): void {
     const K = m.cols;
     switch (m.type) {
-      case 'f32': k.gemm_f32(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc); break;
-      case 'f16': k.gemm_f16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena)); break;
-      case 'bf16': k.gemm_bf16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena)); break;
-      case 'q8_0': k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc); break;
-      case 'q4_0': k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc); break;
-      case 'q4_k': case 'q5_k': case 'q6_k': k.gemm_k(WTYPE[m.type], X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc); break;
+      case 'f32':
+        k.gemm_f32(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc);
+        break;
+      case 'f16':
+        k.gemm_f16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena));
+        break;
+      case 'bf16':
+        k.gemm_bf16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena));
+        break;
+      case 'q8_0':
+        k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        break;
+      case 'q4_0':
+        k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        break;
+      case 'q4_k':
+      case 'q5_k':
+      case 'q6_k':
+        k.gemm_k(WTYPE[m.type], X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        break;
     }
   }
 
@@ -148,12 +207,22 @@ export class Executor {
    * Y[M][N] (=|+=) X·Wᵀ, then bias, scale, activation; split over rows of W. `after` runs on the
    * finished chunk (same thread), before the closing barrier.
    */
-  private matmul(m: MatrixRef, X: Input, M: number, Y: number, ldy: number, acc: number, scale: number, act: number,
-    after?: (n0: number, n1: number) => void): void {
+  private matmul(
+    m: MatrixRef,
+    X: Input,
+    M: number,
+    Y: number,
+    ldy: number,
+    acc: number,
+    scale: number,
+    act: number,
+    after?: (n0: number, n1: number) => void,
+  ): void {
     const k = this.k[m.arena]!;
     const per = this.chunkRows(m.rows);
     this.team.parallelFor(Math.ceil(m.rows / per), (i) => {
-      const n0 = i * per, n1 = Math.min(m.rows, n0 + per);
+      const n0 = i * per,
+        n1 = Math.min(m.rows, n0 + per);
       this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
       k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
       after?.(n0, n1);
@@ -161,11 +230,21 @@ export class Executor {
   }
 
   /** The GLU MLP's first half: U = act(X·Gᵀ + bg) ⊙ (X·Uᵀ + bu), per row chunk. */
-  private gluMatmul(up: MatrixRef, gate: MatrixRef, X: Input, M: number, U: number, G: number, ld: number, act: number): void {
+  private gluMatmul(
+    up: MatrixRef,
+    gate: MatrixRef,
+    X: Input,
+    M: number,
+    U: number,
+    G: number,
+    ld: number,
+    act: number,
+  ): void {
     const k = this.k[up.arena]!;
     const per = this.chunkRows(up.rows);
     this.team.parallelFor(Math.ceil(up.rows / per), (i) => {
-      const n0 = i * per, n1 = Math.min(up.rows, n0 + per);
+      const n0 = i * per,
+        n1 = Math.min(up.rows, n0 + per);
       this.gemmRows(k, up, X, M, U, ld, n0, n1, 0);
       this.gemmRows(k, gate, X, M, G, ld, n0, n1, 0);
       k.glu(U, G, ld, M, n0, n1, up.bias, gate.bias, act);
@@ -173,8 +252,20 @@ export class Executor {
   }
 
   /** clip_qkv, qk_ln (in place on rows [r0, r1) of qkv, leading dimension qn), then K/V into the cache. */
-  private postQkv(k: Kernels, a: number, ly: LayerLayout, p: Pass, rowSeq: Int32Array, qkv: number, r0: number, r1: number): void {
-    const c = this.c, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, qn = d + 2 * kvd;
+  private postQkv(
+    k: Kernels,
+    a: number,
+    ly: LayerLayout,
+    p: Pass,
+    rowSeq: Int32Array,
+    qkv: number,
+    r0: number,
+    r1: number,
+  ): void {
+    const c = this.c,
+      d = c.dModel,
+      kvd = c.attn.kvNHeads * c.headDim,
+      qn = d + 2 * kvd;
     const clip = c.attn.clipQkv;
     for (let r = r0; r < r1; r++) {
       const row = qkv + r * qn * 4;
@@ -186,26 +277,70 @@ export class Executor {
       const sq = p.seqs[rowSeq[r]!]!;
       const geo = this.geo[sq.kvType];
       const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
-      k.store_kv(row + d * 4, row + (d + kvd) * 4, kvd, geo.seg, geo.mode, base, base + sq.capacity * geo.rowBytes, sq.capacity, sq.past + (r - sq.rowStart));
+      k.store_kv(
+        row + d * 4,
+        row + (d + kvd) * 4,
+        kvd,
+        geo.seg,
+        geo.mode,
+        base,
+        base + sq.capacity * geo.rowBytes,
+        sq.capacity,
+        sq.past + (r - sq.rowStart),
+      );
     }
   }
 
   /** Attention work items of a pass, with queries read from `qkv` (rows of qn floats). */
-  private attention(k: Kernels, a: number, ly: LayerLayout, p: Pass, units: Int32Array, qkv: number, ctx: number): void {
-    const c = this.c, L = this.L, d = c.dModel, hd = c.headDim, kvd = c.attn.kvNHeads * hd, qn = d + 2 * kvd;
+  private attention(
+    k: Kernels,
+    a: number,
+    ly: LayerLayout,
+    p: Pass,
+    units: Int32Array,
+    qkv: number,
+    ctx: number,
+  ): void {
+    const c = this.c,
+      L = this.L,
+      d = c.dModel,
+      hd = c.headDim,
+      kvd = c.attn.kvNHeads * hd,
+      qn = d + 2 * kvd;
     const group = c.nHeads / c.attn.kvNHeads;
     const scratch = L.arenas[a]!.scratch.attn + this.team.tid * this.attnScratch;
     this.team.parallelFor(units.length / 3, (u) => {
-      const sq = p.seqs[units[3 * u]!]!, hh = units[3 * u + 1]!, t = units[3 * u + 2]!;
-      const i0 = t * ATTN_ROWS, nq = Math.min(ATTN_ROWS, sq.n - i0);
+      const sq = p.seqs[units[3 * u]!]!,
+        hh = units[3 * u + 1]!,
+        t = units[3 * u + 2]!;
+      const i0 = t * ATTN_ROWS,
+        nq = Math.min(ATTN_ROWS, sq.n - i0);
       const g = Math.floor(hh / group);
       const geo = this.geo[sq.kvType];
       const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
       const at = kvHeadPlace(c, geo, g, sq.capacity);
-      const Kc = base + at.offset, Vc = Kc + sq.capacity * geo.rowBytes;
+      const Kc = base + at.offset,
+        Vc = Kc + sq.capacity * geo.rowBytes;
       const row = sq.rowStart + i0;
-      k.attention_kv(geo.mode, qkv + (row * qn + hh * hd) * 4, qn, nq, sq.past + i0, Kc, Vc, geo.segBytes, at.e0, sq.kv[a]!,
-        sq.past + sq.n, hd, L.softmaxScale, L.slopes[hh]!, ctx + (row * d + hh * hd) * 4, d, scratch);
+      k.attention_kv(
+        geo.mode,
+        qkv + (row * qn + hh * hd) * 4,
+        qn,
+        nq,
+        sq.past + i0,
+        Kc,
+        Vc,
+        geo.segBytes,
+        at.e0,
+        sq.kv[a]!,
+        sq.past + sq.n,
+        hd,
+        L.softmaxScale,
+        L.slopes[hh]!,
+        ctx + (row * d + hh * hd) * 4,
+        d,
+        scratch,
+      );
     });
   }
 
@@ -216,9 +351,15 @@ export class Executor {
   private finalHidden(p: Pass, from: number): void {
     const rows = p.hiddenRows;
     if (!rows || rows.length === 0) return;
-    const d = this.c.dModel, h = this.L.head, ha = h.arena, hk = this.k[ha]!;
-    const xn = this.L.arenas[ha]!.scratch.xn, xoff = this.L.arenas[from]!.scratch.x / 4;
-    const src = this.f32(from), dst = this.f32(ha), out = new Float32Array(p.hiddenOut!);
+    const d = this.c.dModel,
+      h = this.L.head,
+      ha = h.arena,
+      hk = this.k[ha]!;
+    const xn = this.L.arenas[ha]!.scratch.xn,
+      xoff = this.L.arenas[from]!.scratch.x / 4;
+    const src = this.f32(from),
+      dst = this.f32(ha),
+      out = new Float32Array(p.hiddenOut!);
     this.rowChunks(rows.length, (i0, i1) => {
       for (let i = i0; i < i1; i++) {
         dst.set(src.subarray(xoff + rows[i]! * d, xoff + (rows[i]! + 1) * d), xn / 4 + i * d);
@@ -230,9 +371,14 @@ export class Executor {
 
   /** Runs one pass. */
   run(p: Pass): void {
-    const L = this.L, c = this.c, team = this.team;
-    const d = c.dModel, H = c.nHeads, kvd = c.attn.kvNHeads * c.headDim;
-    const qn = d + 2 * kvd, ff = c.ffn.hiddenSize;
+    const L = this.L,
+      c = this.c,
+      team = this.team;
+    const d = c.dModel,
+      H = c.nHeads,
+      kvd = c.attn.kvNHeads * c.headDim;
+    const qn = d + 2 * kvd,
+      ff = c.ffn.hiddenSize;
     const R = p.rows;
     const small = R <= PRIVATE_ROWS;
     team.reset(p.threads);
@@ -252,7 +398,8 @@ export class Executor {
     const h = L.head;
     let cur = h.arena;
     {
-      const k = this.k[cur]!, s = L.arenas[cur]!.scratch;
+      const k = this.k[cur]!,
+        s = L.arenas[cur]!.scratch;
       const wt = WTYPE[h.wte.type];
       const embed = (r0: number, r1: number, into: number) => {
         for (let r = r0; r < r1; r++) {
@@ -273,10 +420,15 @@ export class Executor {
 
     for (let l = 0; l < c.nLayers; l++) {
       const ly = L.layers[l]!;
-      const a = ly.arena, k = this.k[a]!, s = L.arenas[a]!.scratch;
+      const a = ly.arena,
+        k = this.k[a]!,
+        s = L.arenas[a]!.scratch;
       if (a !== cur) {
-        const from = L.arenas[cur]!.scratch.x, src = this.f32(cur), dst = this.f32(a);
-        const copy = (r0: number, r1: number) => dst.set(src.subarray(from / 4 + r0 * d, from / 4 + r1 * d), s.x / 4 + r0 * d);
+        const from = L.arenas[cur]!.scratch.x,
+          src = this.f32(cur),
+          dst = this.f32(a);
+        const copy = (r0: number, r1: number) =>
+          dst.set(src.subarray(from / 4 + r0 * d, from / 4 + r1 * d), s.x / 4 + r0 * d);
         if (small) copy(0, R);
         else this.rowChunks(R, copy);
         cur = a;
@@ -306,13 +458,15 @@ export class Executor {
         this.rowChunks(R, (r0, r1) => this.postQkv(k, a, ly, p, rowSeq, s.qkv, r0, r1));
         this.attention(k, a, ly, p, units, s.qkv, s.ctx);
         const ctxIn: Input = { x: s.ctx, qa: s.qa, qk: s.qk };
-        if (actKind(ly.out.type) !== 'f32') this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, ctxIn, ly.out.type));
+        if (actKind(ly.out.type) !== 'f32')
+          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, ctxIn, ly.out.type));
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
         this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, ly.norm2, ...upTypes));
         if (ly.gate) this.gluMatmul(ly.up, ly.gate, shared, R, s.hid, s.gate, ff, L.act);
         else this.matmul(ly.up, shared, R, s.hid, ff, 0, 1, L.act);
         const hidIn: Input = { x: s.hid, qa: s.qa, qk: s.qk };
-        if (actKind(ly.down.type) !== 'f32') this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, hidIn, ly.down.type));
+        if (actKind(ly.down.type) !== 'f32')
+          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, hidIn, ly.down.type));
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       }
     }
@@ -323,13 +477,18 @@ export class Executor {
     // thread copies the vocabulary chunks it computed straight into the output.
     const nl = p.logitRows.length;
     if (nl === 0) return;
-    const ha = h.arena, hk = this.k[ha]!, hs = L.arenas[ha]!.scratch;
+    const ha = h.arena,
+      hk = this.k[ha]!,
+      hs = L.arenas[ha]!.scratch;
     const V = c.vocabSize;
     const out = new Float32Array(p.logitsOut!);
     const scale = c.logitScale ?? 1;
     for (let c0 = 0; c0 < nl; c0 += L.logitRows) {
-      const c1 = Math.min(nl, c0 + L.logitRows), m = c1 - c0;
-      const xsrc = this.f32(cur), xdst = this.f32(ha), xoff = L.arenas[cur]!.scratch.x / 4;
+      const c1 = Math.min(nl, c0 + L.logitRows),
+        m = c1 - c0;
+      const xsrc = this.f32(cur),
+        xdst = this.f32(ha),
+        xoff = L.arenas[cur]!.scratch.x / 4;
       const gather = (into: Input, i0: number, i1: number) => {
         for (let i = i0; i < i1; i++) {
           const r = p.logitRows[c0 + i]!;
@@ -346,14 +505,17 @@ export class Executor {
         input = { x: hs.xn, qa: hs.qa, qk: hs.qk };
         this.rowChunks(m, (i0, i1) => gather(input, i0, i1));
       }
-      const lg = this.f32(ha), lo = hs.logits / 4;
+      const lg = this.f32(ha),
+        lo = hs.logits / 4;
       this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
-        for (let i = 0; i < m; i++) out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+        for (let i = 0; i < m; i++)
+          out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
       });
     }
     const sample = p.sample;
     if (sample) {
-      const tokens = new Int32Array(p.tokensOut!), first = p.logitsOffset / V;
+      const tokens = new Int32Array(p.tokensOut!),
+        first = p.logitsOffset / V;
       team.parallelFor(nl, (i) => {
         const request = sample[i];
         if (!request) return;

@@ -5,7 +5,16 @@
  */
 import { InputError, UnsupportedError } from '../../errors.js';
 import type { MptConfig } from '../../model/config.js';
-import type { ForwardOptions, KvCache, KvCacheOptions, KvSnapshot, KvType, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
+import type {
+  ForwardOptions,
+  KvCache,
+  KvCacheOptions,
+  KvSnapshot,
+  KvType,
+  ModelRunner,
+  SequenceInput,
+  SequenceOutput,
+} from '../backend.js';
 import type { Arenas } from './arenas.js';
 import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
@@ -20,9 +29,14 @@ const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
 export class WasmKvCache extends KvCacheBase implements KvCache {
   /** @internal */
-  constructor(readonly runner: WasmRunner, readonly capacity: number, readonly kvType: KvType,
+  constructor(
+    readonly runner: WasmRunner,
+    readonly capacity: number,
+    readonly kvType: KvType,
     /** Per arena: byte offset of this cache's region (0 where the arena holds no layer). */
-    readonly regions: number[], readonly sizes: number[]) {
+    readonly regions: number[],
+    readonly sizes: number[],
+  ) {
     super();
   }
 
@@ -45,10 +59,16 @@ export class WasmRunner implements ModelRunner {
   /** Threads the last pass ran on (diagnostics, tests). */
   lastPassThreads = 0;
 
-  constructor(readonly layout: ModelLayout, readonly arenas: Arenas, private readonly pool: PassPool) {
+  constructor(
+    readonly layout: ModelLayout,
+    readonly arenas: Arenas,
+    private readonly pool: PassPool,
+  ) {
     this.config = layout.config;
-    this.layerMacsPerRow = layout.layers.reduce((sum, ly) =>
-      sum + [ly.qkv, ly.out, ly.up, ly.gate, ly.down].reduce((t, m) => t + (m ? m.rows * m.cols : 0), 0), 0);
+    this.layerMacsPerRow = layout.layers.reduce(
+      (sum, ly) => sum + [ly.qkv, ly.out, ly.up, ly.gate, ly.down].reduce((t, m) => t + (m ? m.rows * m.cols : 0), 0),
+      0,
+    );
   }
 
   /** Worker threads started (the most a pass uses). */
@@ -61,7 +81,10 @@ export class WasmRunner implements ModelRunner {
     const c = this.config;
     let attention = 0;
     for (const sq of seqs) attention += sq.n * (sq.past + sq.n) * 2 * c.dModel;
-    const macs = rows * this.layerMacsPerRow + attention * c.nLayers + logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols;
+    const macs =
+      rows * this.layerMacsPerRow +
+      attention * c.nLayers +
+      logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols;
     // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix, sampling.
     const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0) + (sample ? 1 : 0);
     return passThreads({ macs, barriers }, this.pool.threads, this.pool.cores);
@@ -69,19 +92,28 @@ export class WasmRunner implements ModelRunner {
 
   createCache(options: KvCacheOptions): KvCache {
     const cap = options.capacity;
-    if (!Number.isInteger(cap) || cap < 1) throw new InputError(`KV cache capacity must be a positive integer, got ${cap}`);
+    if (!Number.isInteger(cap) || cap < 1)
+      throw new InputError(`KV cache capacity must be a positive integer, got ${cap}`);
     const kvType = options.kvType ?? 'f32';
-    if (!KV_TYPES.includes(kvType)) throw new UnsupportedError(`unknown KV cache type "${String(kvType)}" (f32, f16, q8_0)`);
-    const regions: number[] = [], sizes: number[] = [];
+    if (!KV_TYPES.includes(kvType))
+      throw new UnsupportedError(`unknown KV cache type "${String(kvType)}" (f32, f16, q8_0)`);
+    const regions: number[] = [],
+      sizes: number[] = [];
     try {
       this.layout.arenas.forEach((a, i) => {
-        if (a.layers.length === 0) { regions.push(0); sizes.push(0); return; }
+        if (a.layers.length === 0) {
+          regions.push(0);
+          sizes.push(0);
+          return;
+        }
         const size = kvRegionBytes(this.config, a.layers.length, cap, kvType);
         regions.push(this.arenas.alloc(i, size));
         sizes.push(size);
       });
     } catch (e) {
-      regions.forEach((r, i) => { if (r) this.arenas.release(i, r, sizes[i]!); });
+      regions.forEach((r, i) => {
+        if (r) this.arenas.release(i, r, sizes[i]!);
+      });
       throw e;
     }
     return new WasmKvCache(this, cap, kvType, regions, sizes);
@@ -89,7 +121,9 @@ export class WasmRunner implements ModelRunner {
 
   /** @internal */
   releaseCache(c: WasmKvCache): void {
-    c.regions.forEach((r, i) => { if (r) this.arenas.release(i, r, c.sizes[i]!); });
+    c.regions.forEach((r, i) => {
+      if (r) this.arenas.release(i, r, c.sizes[i]!);
+    });
   }
 
   forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
@@ -100,29 +134,45 @@ export class WasmRunner implements ModelRunner {
 
   private validate(batch: SequenceInput[], options: ForwardOptions): WasmKvCache[] {
     if (this.disposed) throw new InputError('this runner has been disposed');
-    return validateBatch(batch, options, this.config.vocabSize, (c): c is WasmKvCache => c instanceof WasmKvCache && c.runner === this, 'wasm');
+    return validateBatch(
+      batch,
+      options,
+      this.config.vocabSize,
+      (c): c is WasmKvCache => c instanceof WasmKvCache && c.runner === this,
+      'wasm',
+    );
   }
 
   private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
     const caches = this.validate(batch, options);
-    const L = this.layout, c = this.config, V = c.vocabSize;
+    const L = this.layout,
+      c = this.config,
+      V = c.vocabSize;
     const modeOf = (s: SequenceInput) => s.logits ?? options.logits;
     const rowsOf = (s: SequenceInput) => {
-      const T = s.tokens.length, mode = modeOf(s);
+      const T = s.tokens.length,
+        mode = modeOf(s);
       return mode === 'all' ? T : mode === 'last' && T > 0 ? 1 : 0;
     };
     // With reuseLogits every pass writes its rows straight into one buffer the outputs view.
     const reuse = options.reuseLogits === true;
     const firstRow: number[] = [];
     let totalRows = 0;
-    for (const s of batch) { firstRow.push(totalRows); totalRows += rowsOf(s); }
+    for (const s of batch) {
+      firstRow.push(totalRows);
+      totalRows += rowsOf(s);
+    }
     if (reuse) this.ensureLogitsBuffer(totalRows * V * 4);
     // Tokens chosen in the workers (ForwardOptions.sample), one Int32 per logit row of the call.
-    const sampling = options.sample && batch.some((s, i) => modeOf(s) === 'last' && options.sample![i]) ? options.sample : null;
-    if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4)) this.tokensBuf = this.pool.buffer(Math.max(64, totalRows * 8));
+    const sampling =
+      options.sample && batch.some((s, i) => modeOf(s) === 'last' && options.sample![i]) ? options.sample : null;
+    if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4))
+      this.tokensBuf = this.pool.buffer(Math.max(64, totalRows * 8));
     const d = c.dModel;
     const outputs: SequenceOutput[] = batch.map((s, i) => ({
-      logits: reuse ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V) : new Float32Array(rowsOf(s) * V),
+      logits: reuse
+        ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V)
+        : new Float32Array(rowsOf(s) * V),
       ...(s.finalHidden ? { finalHidden: new Float32Array(s.tokens.length * d) } : {}),
     }));
     const done = batch.map(() => 0); // tokens of each sequence already run
@@ -138,7 +188,14 @@ export class WasmRunner implements ModelRunner {
         if (left <= 0 || rows >= L.maxRows) return;
         const n = Math.min(left, L.maxRows - rows);
         const cache = caches[i]!;
-        seqs.push({ rowStart: rows, n, past: cache.len, capacity: cache.capacity, kv: cache.regions, kvType: cache.kvType });
+        seqs.push({
+          rowStart: rows,
+          n,
+          past: cache.len,
+          capacity: cache.capacity,
+          kv: cache.regions,
+          kvType: cache.kvType,
+        });
         pieces.push({ i, t0: done[i]!, n });
         rows += n;
       });
@@ -151,7 +208,9 @@ export class WasmRunner implements ModelRunner {
       const hiddenDest: Array<[number, number]> = [];
       for (let k = 0; k < pieces.length; k++) {
         const { i, t0, n } = pieces[k]!;
-        const s = batch[i]!, sq = seqs[k]!, cache = caches[i]!;
+        const s = batch[i]!,
+          sq = seqs[k]!,
+          cache = caches[i]!;
         for (let t = 0; t < n; t++) {
           const r = sq.rowStart + t;
           tokens[r] = s.tokens[t0 + t]!;
@@ -160,14 +219,26 @@ export class WasmRunner implements ModelRunner {
           if (wpePos) {
             if (!real) padsSoFar[i]!++;
             const pos = Math.max(0, sq.past + t - padsSoFar[i]!);
-            if (pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+            if (pos >= c.maxSeqLen)
+              throw new InputError(
+                `position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`,
+              );
             wpePos[r] = pos;
           }
-          const T = s.tokens.length, tt = t0 + t;
-          if (s.finalHidden) { hiddenRows.push(r); hiddenDest.push([i, tt]); }
+          const T = s.tokens.length,
+            tt = t0 + t;
+          if (s.finalHidden) {
+            hiddenRows.push(r);
+            hiddenDest.push([i, tt]);
+          }
           const mode = modeOf(s);
-          if (mode === 'all') { logitRows.push(r); logitDest.push([i, tt]); }
-          else if (mode === 'last' && tt === T - 1) { logitRows.push(r); logitDest.push([i, 0]); }
+          if (mode === 'all') {
+            logitRows.push(r);
+            logitDest.push([i, tt]);
+          } else if (mode === 'last' && tt === T - 1) {
+            logitRows.push(r);
+            logitDest.push([i, 0]);
+          }
         }
       }
       const need = logitRows.length * V * 4;
@@ -175,11 +246,16 @@ export class WasmRunner implements ModelRunner {
       // A pass holds whole sequences but maybe the first and last, in batch order, so its logit
       // rows are consecutive rows of the whole call's output.
       const offset = reuse && logitDest.length ? (firstRow[logitDest[0]![0]]! + logitDest[0]![1]) * V : 0;
-      if (reuse) logitDest.forEach(([i, row], j) => {
-        if ((firstRow[i]! + row) * V !== offset + j * V) throw new Error('internal: logit rows of a pass are not consecutive');
-      });
+      if (reuse)
+        logitDest.forEach(([i, row], j) => {
+          if ((firstRow[i]! + row) * V !== offset + j * V)
+            throw new Error('internal: logit rows of a pass are not consecutive');
+        });
       const pass: Pass = {
-        rows, tokens, wpePos, seqs,
+        rows,
+        tokens,
+        wpePos,
+        seqs,
         threads: this.threadsFor(rows, seqs, logitRows.length, !!sampling && logitDest.length > 0),
         logitRows: Int32Array.from(logitRows),
         logitsOut: need > 0 ? this.logitsBuf! : undefined,
@@ -193,7 +269,7 @@ export class WasmRunner implements ModelRunner {
         pass.hiddenOut = this.hiddenBuf;
       }
       if (sampling && logitDest.length) {
-        pass.sample = logitDest.map(([i]) => (modeOf(batch[i]!) === 'last' ? sampling[i] ?? null : null));
+        pass.sample = logitDest.map(([i]) => (modeOf(batch[i]!) === 'last' ? (sampling[i] ?? null) : null));
         pass.tokensOut = this.tokensBuf!;
       }
       this.lastPassThreads = pass.threads;
@@ -206,7 +282,9 @@ export class WasmRunner implements ModelRunner {
       }
       if (hiddenRows.length) {
         const all = new Float32Array(this.hiddenBuf!, 0, hiddenRows.length * d);
-        hiddenDest.forEach(([i, tt], j) => outputs[i]!.finalHidden!.set(all.subarray(j * d, (j + 1) * d), tt * d));
+        hiddenDest.forEach(([i, tt], j) => {
+          outputs[i]!.finalHidden!.set(all.subarray(j * d, (j + 1) * d), tt * d);
+        });
       }
       if (pass.sample) {
         const chosen = new Int32Array(this.tokensBuf!);
@@ -215,7 +293,10 @@ export class WasmRunner implements ModelRunner {
           if (pass.sample![j] && t >= 0) outputs[i]!.token = t;
         });
       }
-      pieces.forEach(({ i, n }) => { caches[i]!.len += n; done[i]! += n; });
+      pieces.forEach(({ i, n }) => {
+        caches[i]!.len += n;
+        done[i]! += n;
+      });
     }
     return outputs;
   }
@@ -226,7 +307,9 @@ export class WasmRunner implements ModelRunner {
 
   /** Marks position `pos` of a cache as a real token (1) or padding (0), in every arena. */
   private setValid(cache: WasmKvCache, pos: number, v: number): void {
-    cache.regions.forEach((r, a) => { if (r) this.arenas.u8(a)[r + pos] = v; });
+    cache.regions.forEach((r, a) => {
+      if (r) this.arenas.u8(a)[r + pos] = v;
+    });
   }
 
   private countPads(cache: WasmKvCache): number {

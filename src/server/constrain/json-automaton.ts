@@ -48,7 +48,14 @@ type Frame =
   | { t: 'root'; done: boolean }
   | { t: 'value'; schema: SchemaNode; ws: number }
   | { t: 'obj'; schema: ObjectNode; phase: ObjPhase; seen: readonly string[]; key: string | null; ws: number }
-  | { t: 'key'; schema: ObjectNode; seen: readonly string[]; raw: string; p: StrProgress; cands: readonly string[] | null }
+  | {
+      t: 'key';
+      schema: ObjectNode;
+      seen: readonly string[];
+      raw: string;
+      p: StrProgress;
+      cands: readonly string[] | null;
+    }
   | { t: 'arr'; schema: ArrayNode; phase: ArrPhase; count: number; ws: number }
   | { t: 'str'; min: number; max: number; len: number; p: StrProgress; lang?: StringLanguage; ls: number }
   | { t: 'num'; integer: boolean; phase: NumPhase; n: number; bd?: NumBounds; txt: string }
@@ -66,12 +73,25 @@ const FRESH: StrProgress = { esc: 0, hex: 0, cont: 0, lo: 0x80, hi: 0xbf };
 
 // Schema-free building blocks for "any" values (negative ids keep them apart from compiled nodes).
 const ANY: SchemaNode = { id: -1, kind: 'any' };
-const ANY_OBJECT: ObjectNode = { id: -2, kind: 'object', properties: new Map(), propertyBytes: new Map(), required: new Set(), additional: ANY, minProperties: 0, maxProperties: Infinity };
+const ANY_OBJECT: ObjectNode = {
+  id: -2,
+  kind: 'object',
+  properties: new Map(),
+  propertyBytes: new Map(),
+  required: new Set(),
+  additional: ANY,
+  minProperties: 0,
+  maxProperties: Infinity,
+};
 const ANY_ARRAY: ArrayNode = { id: -3, kind: 'array', prefixItems: [], items: ANY, minItems: 0, maxItems: Infinity };
 const ANY_STRING: SchemaNode = { id: -4, kind: 'string', minLength: 0, maxLength: Infinity };
 const ANY_NUMBER: SchemaNode = { id: -5, kind: 'number', integer: false };
 const enc = new TextEncoder();
-const ANY_LITERALS: SchemaNode = { id: -6, kind: 'literal', texts: [enc.encode('true'), enc.encode('false'), enc.encode('null')] };
+const ANY_LITERALS: SchemaNode = {
+  id: -6,
+  kind: 'literal',
+  texts: [enc.encode('true'), enc.encode('false'), enc.encode('null')],
+};
 
 function push(frame: Frame, parent: Stack | null): Stack {
   return { frame, parent, depth: parent ? parent.depth + 1 : 0 };
@@ -120,14 +140,24 @@ function stringByte(p: StrProgress, b: number, roomForChar: boolean): { p: StrPr
   if (b === 0x5c) return { p: { esc: 1, hex: 0, cont: 0, lo: 0x80, hi: 0xbf }, chars: 0 };
   if (b < 0x80) return { p: FRESH, chars: 1 };
   // UTF-8 lead bytes, excluding overlong forms, surrogates and code points past U+10FFFF.
-  let cont: number, lo = 0x80, hi = 0xbf;
+  let cont: number,
+    lo = 0x80,
+    hi = 0xbf;
   if (b >= 0xc2 && b <= 0xdf) cont = 1;
-  else if (b === 0xe0) { cont = 2; lo = 0xa0; }
-  else if (b >= 0xe1 && b <= 0xef) { cont = 2; if (b === 0xed) hi = 0x9f; }
-  else if (b === 0xf0) { cont = 3; lo = 0x90; }
-  else if (b >= 0xf1 && b <= 0xf3) cont = 3;
-  else if (b === 0xf4) { cont = 3; hi = 0x8f; }
-  else return null;
+  else if (b === 0xe0) {
+    cont = 2;
+    lo = 0xa0;
+  } else if (b >= 0xe1 && b <= 0xef) {
+    cont = 2;
+    if (b === 0xed) hi = 0x9f;
+  } else if (b === 0xf0) {
+    cont = 3;
+    lo = 0x90;
+  } else if (b >= 0xf1 && b <= 0xf3) cont = 3;
+  else if (b === 0xf4) {
+    cont = 3;
+    hi = 0x8f;
+  } else return null;
   return { p: { esc: 0, hex: 0, cont, lo, hi }, chars: 0 };
 }
 
@@ -140,10 +170,17 @@ function completeChild(parent: Stack | null): Stack | null {
   if (!parent) return null;
   const f = parent.frame;
   switch (f.t) {
-    case 'root': return push({ t: 'root', done: true }, parent.parent);
-    case 'obj': return push({ t: 'obj', schema: f.schema, phase: 'after', seen: [...f.seen, f.key!], key: null, ws: 0 }, parent.parent);
-    case 'arr': return push({ t: 'arr', schema: f.schema, phase: 'after', count: f.count + 1, ws: 0 }, parent.parent);
-    default: return null;
+    case 'root':
+      return push({ t: 'root', done: true }, parent.parent);
+    case 'obj':
+      return push(
+        { t: 'obj', schema: f.schema, phase: 'after', seen: [...f.seen, f.key!], key: null, ws: 0 },
+        parent.parent,
+      );
+    case 'arr':
+      return push({ t: 'arr', schema: f.schema, phase: 'after', count: f.count + 1, ws: 0 }, parent.parent);
+    default:
+      return null;
   }
 }
 
@@ -220,7 +257,8 @@ function decodeKey(raw: string): string | null {
 function startValue(schema: SchemaNode, b: number, parent: Stack, out: Stack[]): void {
   const s = deref(schema);
   switch (s.kind) {
-    case 'never': return;
+    case 'never':
+      return;
     case 'any':
       if (parent.depth < MAX_ANY_DEPTH) {
         startValue(ANY_OBJECT, b, parent, out);
@@ -242,7 +280,12 @@ function startValue(schema: SchemaNode, b: number, parent: Stack, out: Stack[]):
     case 'string':
       if (b !== 0x22) return;
       if (s.lang) {
-        out.push(push({ t: 'str', min: s.minLength, max: s.maxLength, len: 0, p: FRESH, lang: s.lang, ls: s.lang.dfa.start }, parent));
+        out.push(
+          push(
+            { t: 'str', min: s.minLength, max: s.maxLength, len: 0, p: FRESH, lang: s.lang, ls: s.lang.dfa.start },
+            parent,
+          ),
+        );
       } else out.push(push({ t: 'str', min: s.minLength, max: s.maxLength, len: 0, p: FRESH, ls: -1 }, parent));
       return;
     case 'number': {
@@ -252,7 +295,8 @@ function startValue(schema: SchemaNode, b: number, parent: Stack, out: Stack[]):
       if (!s.bounds) out.push(push({ t: 'num', integer: s.integer, phase, n, txt: '' }, parent));
       else {
         const txt = String.fromCharCode(b);
-        if (numFeasible(s.bounds, txt)) out.push(push({ t: 'num', integer: s.integer, phase, n, bd: s.bounds, txt }, parent));
+        if (numFeasible(s.bounds, txt))
+          out.push(push({ t: 'num', integer: s.integer, phase, n, bd: s.bounds, txt }, parent));
       }
       return;
     }
@@ -263,7 +307,8 @@ function startValue(schema: SchemaNode, b: number, parent: Stack, out: Stack[]):
       litAdvance({ t: 'lit', schemaId: s.id, texts: s.texts, alive, pos: 1 }, parent, out);
       return;
     }
-    case 'ref': return; // deref never returns a ref
+    case 'ref':
+      return; // deref never returns a ref
   }
 }
 
@@ -283,7 +328,8 @@ function itemSchema(a: ArrayNode, index: number): SchemaNode {
 export function feedStack(st: Stack, b: number, out: Stack[]): void {
   const f = st.frame;
   switch (f.t) {
-    case 'root': return;
+    case 'root':
+      return;
     case 'value':
       if (isWs(b)) {
         const ws = wsNext(f.ws, b);
@@ -325,7 +371,8 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
             if (p) out.push(p);
           }
           return;
-        case 'value': return;
+        case 'value':
+          return;
       }
       return;
     }
@@ -382,7 +429,8 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
             if (p) out.push(p);
           }
           return;
-        case 'value': return;
+        case 'value':
+          return;
       }
       return;
     }
@@ -479,7 +527,10 @@ const objectIds = new WeakMap<object, number>();
 let nextObjectId = 0;
 function objectId(o: object): number {
   let id = objectIds.get(o);
-  if (id === undefined) objectIds.set(o, id = nextObjectId++);
+  if (id === undefined) {
+    id = nextObjectId++;
+    objectIds.set(o, id);
+  }
   return id;
 }
 
@@ -489,18 +540,25 @@ function progressKey(p: StrProgress): string {
 
 function frameKey(f: Frame): string {
   switch (f.t) {
-    case 'root': return f.done ? 'R1' : 'R0';
-    case 'value': return `V${f.schema.id},${f.ws}`;
-    case 'obj': return `O${f.schema.id},${f.phase},${f.ws},${JSON.stringify(f.seen)},${f.key === null ? '' : JSON.stringify(f.key)}`;
-    case 'key': return `K${JSON.stringify(f.raw)},${progressKey(f.p)}`;
-    case 'arr': return `A${f.schema.id},${f.phase},${f.count},${f.ws}`;
+    case 'root':
+      return f.done ? 'R1' : 'R0';
+    case 'value':
+      return `V${f.schema.id},${f.ws}`;
+    case 'obj':
+      return `O${f.schema.id},${f.phase},${f.ws},${JSON.stringify(f.seen)},${f.key === null ? '' : JSON.stringify(f.key)}`;
+    case 'key':
+      return `K${JSON.stringify(f.raw)},${progressKey(f.p)}`;
+    case 'arr':
+      return `A${f.schema.id},${f.phase},${f.count},${f.ws}`;
     case 'str': {
       const len = f.max === Infinity && f.min <= f.len ? '' : f.len;
       if (f.lang) return `P${objectId(f.lang)},${f.min},${f.max === Infinity ? '' : f.max},${len},${f.ls}`;
       return `S${f.min},${f.max === Infinity ? '' : f.max},${len},${progressKey(f.p)}`;
     }
-    case 'num': return `N${f.integer ? 1 : 0}${f.phase}${f.n}${f.bd ? `,${objectId(f.bd)},${f.txt}` : ''}`;
-    case 'lit': return `L${f.schemaId},${f.pos},${f.alive.join('.')}`;
+    case 'num':
+      return `N${f.integer ? 1 : 0}${f.phase}${f.n}${f.bd ? `,${objectId(f.bd)},${f.txt}` : ''}`;
+    case 'lit':
+      return `L${f.schemaId},${f.pos},${f.alive.join('.')}`;
   }
 }
 

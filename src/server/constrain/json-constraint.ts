@@ -36,7 +36,10 @@ export class JsonGrammar {
   readonly minBytes: number;
   private readonly masks = new Map<string, TokenMask>();
 
-  constructor(schema: unknown, readonly vocab: ConstraintVocabulary) {
+  constructor(
+    schema: unknown,
+    readonly vocab: ConstraintVocabulary,
+  ) {
     this.root = compileJsonSchema(schema);
     this.minBytes = shortestValueBytes(this.root);
   }
@@ -57,7 +60,13 @@ export class JsonGrammar {
     }
     const { trie, vocabSize, eosIds } = this.vocab;
     const mask = new Uint32Array((vocabSize + 31) >>> 5);
-    trie.walk(state, (s, b) => s.feed(b), (id) => { if (id < vocabSize) mask[id >>> 5]! |= 1 << (id & 31); });
+    trie.walk(
+      state,
+      (s, b) => s.feed(b),
+      (id) => {
+        if (id < vocabSize) mask[id >>> 5]! |= 1 << (id & 31);
+      },
+    );
     if (state.accepting) for (const id of eosIds) mask[id >>> 5]! |= 1 << (id & 31);
     this.masks.set(key, mask);
     if (this.masks.size > MASK_CACHE_ENTRIES) this.masks.delete(this.masks.keys().next().value!);
@@ -66,7 +75,10 @@ export class JsonGrammar {
 }
 
 export class JsonConstraint {
-  constructor(readonly grammar: JsonGrammar, private state: JsonAutomatonState) {}
+  constructor(
+    readonly grammar: JsonGrammar,
+    private state: JsonAutomatonState,
+  ) {}
 
   /** Tokens allowed next. */
   mask(): TokenMask {

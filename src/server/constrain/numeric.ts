@@ -35,13 +35,25 @@ const LIMIT = 10n ** BigInt(MAX_BOUNDED_INT_DIGITS) * ONE;
 
 function floorDiv(a: bigint, b: bigint): bigint {
   const q = a / b;
-  return a % b !== 0n && (a < 0n) !== (b < 0n) ? q - 1n : q;
+  return a % b !== 0n && a < 0n !== b < 0n ? q - 1n : q;
 }
 
 /** The bounds of a schema, or null when it has none; throws a string (the problem) when no value fits. */
-export function numBounds(integer: boolean, min?: number, max?: number, exMin?: number, exMax?: number,
-  multipleOf?: number): NumBounds | null {
-  if (min === undefined && max === undefined && exMin === undefined && exMax === undefined && multipleOf === undefined) {
+export function numBounds(
+  integer: boolean,
+  min?: number,
+  max?: number,
+  exMin?: number,
+  exMax?: number,
+  multipleOf?: number,
+): NumBounds | null {
+  if (
+    min === undefined &&
+    max === undefined &&
+    exMin === undefined &&
+    exMax === undefined &&
+    multipleOf === undefined
+  ) {
     return null;
   }
   let step = integer ? ONE : FINEST;
@@ -49,12 +61,32 @@ export function numBounds(integer: boolean, min?: number, max?: number, exMin?: 
   const unit = FINEST;
   let lo: bigint | null = -LIMIT;
   let hi: bigint | null = LIMIT;
-  const raise = (v: bigint | null) => { if (v !== null && v > lo!) lo = v; };
-  const lower = (v: bigint | null) => { if (v !== null && v < hi!) hi = v; };
-  if (min !== undefined) { const v = fixed(min); if (v === null && min > 0) lo = LIMIT + 1n; else raise(v); }
-  if (max !== undefined) { const v = fixed(max); if (v === null && max < 0) hi = -LIMIT - 1n; else lower(v); }
-  if (exMin !== undefined) { const v = fixed(exMin); if (v === null && exMin > 0) lo = LIMIT + 1n; else raise(v === null ? v : v + unit); }
-  if (exMax !== undefined) { const v = fixed(exMax); if (v === null && exMax < 0) hi = -LIMIT - 1n; else lower(v === null ? v : v - unit); }
+  const raise = (v: bigint | null) => {
+    if (v !== null && v > lo!) lo = v;
+  };
+  const lower = (v: bigint | null) => {
+    if (v !== null && v < hi!) hi = v;
+  };
+  if (min !== undefined) {
+    const v = fixed(min);
+    if (v === null && min > 0) lo = LIMIT + 1n;
+    else raise(v);
+  }
+  if (max !== undefined) {
+    const v = fixed(max);
+    if (v === null && max < 0) hi = -LIMIT - 1n;
+    else lower(v);
+  }
+  if (exMin !== undefined) {
+    const v = fixed(exMin);
+    if (v === null && exMin > 0) lo = LIMIT + 1n;
+    else raise(v === null ? v : v + unit);
+  }
+  if (exMax !== undefined) {
+    const v = fixed(exMax);
+    if (v === null && exMax < 0) hi = -LIMIT - 1n;
+    else lower(v === null ? v : v - unit);
+  }
   const b: NumBounds = { integer, lo, hi, step };
   if (!hasMultiple(b, lo!, hi!)) throw 'no number within its bounds (minimum/maximum/multipleOf) can be written';
   return b;
@@ -73,7 +105,9 @@ function parts(txt: string): { neg: boolean; int: string; frac: string; dot: boo
   const neg = txt.startsWith('-');
   const body = neg ? txt.slice(1) : txt;
   const dot = body.indexOf('.');
-  return dot < 0 ? { neg, int: body, frac: '', dot: false } : { neg, int: body.slice(0, dot), frac: body.slice(dot + 1), dot: true };
+  return dot < 0
+    ? { neg, int: body, frac: '', dot: false }
+    : { neg, int: body.slice(0, dot), frac: body.slice(dot + 1), dot: true };
 }
 
 /** Magnitude intervals (fixed point, inclusive) of every number the prefix can still become. */

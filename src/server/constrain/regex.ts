@@ -46,7 +46,12 @@ const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
 const isWord = (c: number) => isDigit(c) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f;
 const isSpace = (c: number) => c === 0x20 || (c >= 0x09 && c <= 0x0d);
 const CLASS_ESCAPES: Record<string, (c: number) => boolean> = {
-  d: isDigit, D: (c) => !isDigit(c), w: isWord, W: (c) => !isWord(c), s: isSpace, S: (c) => !isSpace(c),
+  d: isDigit,
+  D: (c) => !isDigit(c),
+  w: isWord,
+  W: (c) => !isWord(c),
+  s: isSpace,
+  S: (c) => !isSpace(c),
 };
 const CONTROL_ESCAPES: Record<string, number> = { n: 10, t: 9, r: 13, f: 12, v: 11, '0': 0 };
 
@@ -62,7 +67,10 @@ class Parser {
   }
 
   parse(): Ast {
-    if (this.src.startsWith('^')) { this.anchoredStart = true; this.i = 1; }
+    if (this.src.startsWith('^')) {
+      this.anchoredStart = true;
+      this.i = 1;
+    }
     const ast = this.alt();
     if (this.i < this.src.length) this.fail(`unbalanced ")"`);
     return ast;
@@ -74,7 +82,10 @@ class Parser {
 
   private alt(): Ast {
     const xs = [this.cat()];
-    while (this.peek() === '|') { this.i++; xs.push(this.cat()); }
+    while (this.peek() === '|') {
+      this.i++;
+      xs.push(this.cat());
+    }
     return xs.length === 1 ? xs[0]! : { t: 'alt', xs };
   }
 
@@ -99,10 +110,19 @@ class Parser {
     for (;;) {
       const c = this.peek();
       let min: number, max: number;
-      if (c === '*') { min = 0; max = Infinity; this.i++; }
-      else if (c === '+') { min = 1; max = Infinity; this.i++; }
-      else if (c === '?') { min = 0; max = 1; this.i++; }
-      else if (c === '{') {
+      if (c === '*') {
+        min = 0;
+        max = Infinity;
+        this.i++;
+      } else if (c === '+') {
+        min = 1;
+        max = Infinity;
+        this.i++;
+      } else if (c === '?') {
+        min = 0;
+        max = 1;
+        this.i++;
+      } else if (c === '{') {
         const m = /^\{(\d+)(,(\d*))?\}/.exec(this.src.slice(this.i));
         if (!m) return x; // a literal "{", as ECMAScript reads it outside unicode mode
         min = Number(m[1]);
@@ -120,8 +140,12 @@ class Parser {
     const c = this.src[this.i++]!;
     if (c === '(') {
       if (this.src.startsWith('?:', this.i)) this.i += 2;
-      else if (this.src.startsWith('?=', this.i) || this.src.startsWith('?!', this.i)
-        || this.src.startsWith('?<=', this.i) || this.src.startsWith('?<!', this.i)) {
+      else if (
+        this.src.startsWith('?=', this.i) ||
+        this.src.startsWith('?!', this.i) ||
+        this.src.startsWith('?<=', this.i) ||
+        this.src.startsWith('?<!', this.i)
+      ) {
         this.fail('lookaround assertions are not supported');
       } else if (this.src.startsWith('?<', this.i)) {
         const end = this.src.indexOf('>', this.i);
@@ -172,7 +196,10 @@ class Parser {
   private charClass(): CharSet {
     const out = new Uint8Array(128);
     let negate = false;
-    if (this.peek() === '^') { negate = true; this.i++; }
+    if (this.peek() === '^') {
+      negate = true;
+      this.i++;
+    }
     let first = true;
     for (;;) {
       const c = this.src[this.i++];
@@ -188,7 +215,12 @@ class Parser {
         if (c.codePointAt(0)! >= 128) this.fail(`non-ASCII character ${JSON.stringify(c)} is not supported`);
         lo = c.charCodeAt(0);
       }
-      if (typeof lo === 'number' && this.peek() === '-' && this.src[this.i + 1] !== ']' && this.src[this.i + 1] !== undefined) {
+      if (
+        typeof lo === 'number' &&
+        this.peek() === '-' &&
+        this.src[this.i + 1] !== ']' &&
+        this.src[this.i + 1] !== undefined
+      ) {
         this.i++;
         let hiCh = this.src[this.i++]!;
         let hi: number;
@@ -230,7 +262,8 @@ class Nfa {
   build(x: Ast): [number, number] {
     switch (x.t) {
       case 'set': {
-        const s = this.add(), e = this.add();
+        const s = this.add(),
+          e = this.add();
         this.set[s] = x.set;
         this.next[s] = e;
         return [s, e];
@@ -246,7 +279,8 @@ class Nfa {
         return [s, end];
       }
       case 'alt': {
-        const s = this.add(), e = this.add();
+        const s = this.add(),
+          e = this.add();
         for (const y of x.xs) {
           const [a, b] = this.build(y);
           this.eps[s]!.push(a);
@@ -302,8 +336,13 @@ export interface Dfa {
   readonly size: number;
 }
 
-function determinize(size: number, start: number[], step: (states: number[], b: number) => number[] | null,
-  accepts: (states: number[]) => boolean, what: string): Dfa {
+function determinize(
+  size: number,
+  start: number[],
+  step: (states: number[], b: number) => number[] | null,
+  accepts: (states: number[]) => boolean,
+  what: string,
+): Dfa {
   const ids = new Map<string, number>();
   const sets: number[][] = [];
   const rows: number[] = [];
@@ -312,7 +351,8 @@ function determinize(size: number, start: number[], step: (states: number[], b: 
     const key = s.join(',');
     let id = ids.get(key);
     if (id === undefined) {
-      if (sets.length >= MAX_DFA) throw new PatternError(`${what} is too complex (more than ${MAX_DFA} automaton states)`);
+      if (sets.length >= MAX_DFA)
+        throw new PatternError(`${what} is too complex (more than ${MAX_DFA} automaton states)`);
       id = sets.length;
       ids.set(key, id);
       sets.push(s);
@@ -326,7 +366,7 @@ function determinize(size: number, start: number[], step: (states: number[], b: 
     const row = new Array<number>(128).fill(-1);
     for (const b of ALPHABET) {
       const n = step(sets[i]!, b);
-      if (n && n.length) row[b] = idOf(n);
+      if (n?.length) row[b] = idOf(n);
     }
     rows.push(...row);
   }
@@ -341,11 +381,17 @@ export function compilePattern(src: string): Dfa {
   ast = { t: 'cat', xs: [...(p.anchoredStart ? [] : [any]), ast, ...(p.anchoredEnd ? [] : [any])] };
   const nfa = new Nfa();
   const [s, e] = nfa.build(ast);
-  return determinize(nfa.eps.length, nfa.closure([s]), (states, b) => {
-    const moved: number[] = [];
-    for (const k of states) if (nfa.set[k]?.[b]) moved.push(nfa.next[k]!);
-    return moved.length ? nfa.closure(moved) : null;
-  }, (states) => states.includes(e), `pattern ${JSON.stringify(src)}`);
+  return determinize(
+    nfa.eps.length,
+    nfa.closure([s]),
+    (states, b) => {
+      const moved: number[] = [];
+      for (const k of states) if (nfa.set[k]?.[b]) moved.push(nfa.next[k]!);
+      return moved.length ? nfa.closure(moved) : null;
+    },
+    (states) => states.includes(e),
+    `pattern ${JSON.stringify(src)}`,
+  );
 }
 
 /**
@@ -356,16 +402,30 @@ export class StringLanguage {
   readonly dfa: Dfa;
   private readonly need = new Map<number, number>();
 
-  constructor(dfas: Dfa[], readonly minLength: number, readonly maxLength: number, readonly label: string) {
-    this.dfa = dfas.length === 1 ? dfas[0]! : determinize(0, dfas.map((d) => d.start), (states, b) => {
-      const out: number[] = [];
-      for (let i = 0; i < dfas.length; i++) {
-        const n = dfas[i]!.trans[states[i]! * 128 + b]!;
-        if (n < 0) return null;
-        out.push(n);
-      }
-      return out;
-    }, (states) => states.every((s, i) => dfas[i]!.accept[s] === 1), label);
+  constructor(
+    dfas: Dfa[],
+    readonly minLength: number,
+    readonly maxLength: number,
+    readonly label: string,
+  ) {
+    this.dfa =
+      dfas.length === 1
+        ? dfas[0]!
+        : determinize(
+            0,
+            dfas.map((d) => d.start),
+            (states, b) => {
+              const out: number[] = [];
+              for (let i = 0; i < dfas.length; i++) {
+                const n = dfas[i]!.trans[states[i]! * 128 + b]!;
+                if (n < 0) return null;
+                out.push(n);
+              }
+              return out;
+            },
+            (states) => states.every((s, i) => dfas[i]!.accept[s] === 1),
+            label,
+          );
   }
 
   step(state: number, b: number): number {
@@ -390,7 +450,10 @@ export class StringLanguage {
     let frontier: Array<[number, number]> = [[state, c]];
     let result = Infinity;
     for (let d = 0; frontier.length; d++) {
-      if (frontier.some(([s, l]) => this.dfa.accept[s] === 1 && l >= this.minLength)) { result = d; break; }
+      if (frontier.some(([s, l]) => this.dfa.accept[s] === 1 && l >= this.minLength)) {
+        result = d;
+        break;
+      }
       const next: Array<[number, number]> = [];
       for (const [s, l] of frontier) {
         const l2 = Math.min(l + 1, this.minLength);
@@ -398,7 +461,10 @@ export class StringLanguage {
           const n = this.dfa.trans[s * 128 + b]!;
           if (n < 0) continue;
           const k = n * (this.minLength + 1) + l2;
-          if (!seen.has(k)) { seen.add(k); next.push([n, l2]); }
+          if (!seen.has(k)) {
+            seen.add(k);
+            next.push([n, l2]);
+          }
         }
       }
       frontier = next;

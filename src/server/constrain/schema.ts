@@ -55,17 +55,57 @@ export interface ArrayNode {
 
 /** A schema the automaton cannot enforce, or a malformed schema. */
 export class SchemaError extends Error {
-  constructor(message: string, readonly path: string) {
+  constructor(
+    message: string,
+    readonly path: string,
+  ) {
     super(`${message} (at ${path})`);
     this.name = 'SchemaError';
   }
 }
 
-const ANNOTATIONS = new Set(['title', 'description', 'default', 'examples', '$schema', '$id', '$comment', 'strict', 'deprecated', 'readOnly', 'writeOnly', '$defs', 'definitions']);
+const ANNOTATIONS = new Set([
+  'title',
+  'description',
+  'default',
+  'examples',
+  '$schema',
+  '$id',
+  '$comment',
+  'strict',
+  'deprecated',
+  'readOnly',
+  'writeOnly',
+  '$defs',
+  'definitions',
+]);
 const HANDLED = new Set([
-  'type', 'properties', 'required', 'additionalProperties', 'minProperties', 'maxProperties', 'items', 'prefixItems',
-  'minItems', 'maxItems', 'enum', 'const', 'anyOf', 'oneOf', 'allOf', '$ref', 'minLength', 'maxLength', 'nullable',
-  'pattern', 'format', 'minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf',
+  'type',
+  'properties',
+  'required',
+  'additionalProperties',
+  'minProperties',
+  'maxProperties',
+  'items',
+  'prefixItems',
+  'minItems',
+  'maxItems',
+  'enum',
+  'const',
+  'anyOf',
+  'oneOf',
+  'allOf',
+  '$ref',
+  'minLength',
+  'maxLength',
+  'nullable',
+  'pattern',
+  'format',
+  'minimum',
+  'maximum',
+  'exclusiveMinimum',
+  'exclusiveMaximum',
+  'multipleOf',
 ]);
 const NUMBER_KEYWORDS = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum', 'multipleOf'] as const;
 const TYPES = ['object', 'array', 'string', 'number', 'integer', 'boolean', 'null'] as const;
@@ -101,14 +141,16 @@ export class SchemaCompiler {
   }
 
   private make<T extends Omit<SchemaNode, 'id'>>(n: T): T & { id: number } {
-    if (this.nextId >= SCHEMA_LIMITS.nodes) throw new SchemaError(`the schema is too large (more than ${SCHEMA_LIMITS.nodes} sub-schemas)`, '#');
+    if (this.nextId >= SCHEMA_LIMITS.nodes)
+      throw new SchemaError(`the schema is too large (more than ${SCHEMA_LIMITS.nodes} sub-schemas)`, '#');
     return { ...n, id: this.nextId++ } as T & { id: number };
   }
 
   private resolveRef(ref: string, path: string): SchemaNode {
     const cached = this.refCache.get(ref);
     if (cached) return cached;
-    if (ref !== '#' && !ref.startsWith('#/')) throw new SchemaError(`only local $ref ("#/…") is supported, got "${ref}"`, path);
+    if (ref !== '#' && !ref.startsWith('#/'))
+      throw new SchemaError(`only local $ref ("#/…") is supported, got "${ref}"`, path);
     let target: unknown = this.root;
     if (ref !== '#') {
       for (const raw of ref.slice(2).split('/')) {
@@ -135,7 +177,8 @@ export class SchemaCompiler {
   }
 
   private node(s: unknown, path: string): SchemaNode {
-    if (this.depth >= SCHEMA_LIMITS.depth) throw new SchemaError(`the schema is nested more than ${SCHEMA_LIMITS.depth} levels deep`, path);
+    if (this.depth >= SCHEMA_LIMITS.depth)
+      throw new SchemaError(`the schema is nested more than ${SCHEMA_LIMITS.depth} levels deep`, path);
     this.depth++;
     try {
       const n = this.nodeAt(s, path);
@@ -161,7 +204,8 @@ export class SchemaCompiler {
       return this.resolveRef(s.$ref, path);
     }
     if (s.allOf !== undefined) {
-      if (!Array.isArray(s.allOf) || s.allOf.length !== 1) throw new SchemaError('allOf is supported with exactly one schema', path);
+      if (!Array.isArray(s.allOf) || s.allOf.length !== 1)
+        throw new SchemaError('allOf is supported with exactly one schema', path);
       const rest = { ...s };
       delete rest.allOf;
       const others = Object.keys(rest).filter((k) => !ANNOTATIONS.has(k));
@@ -173,7 +217,8 @@ export class SchemaCompiler {
       const list = s[comb];
       if (!Array.isArray(list) || list.length === 0) throw new SchemaError(`${comb} must be a non-empty array`, path);
       const others = Object.keys(s).filter((k) => k !== comb && !ANNOTATIONS.has(k));
-      if (others.length) throw new SchemaError(`keywords beside ${comb} are not supported (${others.join(', ')})`, path);
+      if (others.length)
+        throw new SchemaError(`keywords beside ${comb} are not supported (${others.join(', ')})`, path);
       // oneOf is enforced as anyOf: the branches of the schemas people write for structured
       // output are disjoint (different types or different required keys).
       const options = list.map((x, i) => this.node(x, `${path}/${comb}/${i}`));
@@ -182,7 +227,8 @@ export class SchemaCompiler {
     if (s.const !== undefined || s.enum !== undefined) {
       const values = s.const !== undefined ? [s.const] : s.enum;
       if (!Array.isArray(values) || values.length === 0) throw new SchemaError('enum must be a non-empty array', path);
-      if (values.length > SCHEMA_LIMITS.enumValues) throw new SchemaError(`enum has more than ${SCHEMA_LIMITS.enumValues} values`, path);
+      if (values.length > SCHEMA_LIMITS.enumValues)
+        throw new SchemaError(`enum has more than ${SCHEMA_LIMITS.enumValues} values`, path);
       const texts = values.map((v) => encoder.encode(jsonText(v, path)));
       if (s.nullable === true) texts.push(encoder.encode('null'));
       return this.make({ kind: 'literal' as const, texts });
@@ -192,7 +238,8 @@ export class SchemaCompiler {
     if (s.type === undefined) {
       // No type: infer from the keywords present, else anything.
       const inferred: TypeName[] = [];
-      if (s.properties !== undefined || s.required !== undefined || s.additionalProperties !== undefined) inferred.push('object');
+      if (s.properties !== undefined || s.required !== undefined || s.additionalProperties !== undefined)
+        inferred.push('object');
       if (s.items !== undefined || s.prefixItems !== undefined) inferred.push('array');
       if (s.minLength !== undefined || s.maxLength !== undefined || s.pattern !== undefined || s.format !== undefined) {
         inferred.push('string');
@@ -205,7 +252,8 @@ export class SchemaCompiler {
       if (raw.length === 0) throw new SchemaError('type must not be an empty array', path);
       types = [];
       for (const t of raw) {
-        if (!(TYPES as readonly unknown[]).includes(t)) throw new SchemaError(`unknown type ${JSON.stringify(t)}`, path);
+        if (!(TYPES as readonly unknown[]).includes(t))
+          throw new SchemaError(`unknown type ${JSON.stringify(t)}`, path);
         if (!types.includes(t as TypeName)) types.push(t as TypeName);
       }
     }
@@ -217,7 +265,8 @@ export class SchemaCompiler {
   private count(s: Record<string, unknown>, key: string, path: string, dflt: number): number {
     const v = s[key];
     if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new SchemaError(`${key} must be a non-negative integer`, path);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 0)
+      throw new SchemaError(`${key} must be a non-negative integer`, path);
     return v;
   }
 
@@ -237,7 +286,9 @@ export class SchemaCompiler {
       }
     }
     try {
-      return numBounds(integer, v.minimum, v.maximum, v.exclusiveMinimum, v.exclusiveMaximum, v.multipleOf) ?? undefined;
+      return (
+        numBounds(integer, v.minimum, v.maximum, v.exclusiveMinimum, v.exclusiveMaximum, v.multipleOf) ?? undefined
+      );
     } catch (e) {
       if (typeof e === 'string') throw new SchemaError(e, path);
       throw e;
@@ -259,7 +310,7 @@ export class SchemaCompiler {
         if (typeof s.pattern !== 'string') throw new SchemaError('pattern must be a string', path);
         dfas.push(compilePattern(s.pattern));
       }
-      return dfas.length ? new StringLanguage(dfas, minLength, maxLength, 'the string\'s pattern/format') : undefined;
+      return dfas.length ? new StringLanguage(dfas, minLength, maxLength, "the string's pattern/format") : undefined;
     } catch (e) {
       if (e instanceof PatternError) throw new SchemaError(`unsupported pattern: ${e.message}`, path);
       throw e;
@@ -268,8 +319,10 @@ export class SchemaCompiler {
 
   private typed(t: TypeName, s: Record<string, unknown>, path: string): SchemaNode {
     switch (t) {
-      case 'null': return this.make({ kind: 'literal' as const, texts: [encoder.encode('null')] });
-      case 'boolean': return this.make({ kind: 'literal' as const, texts: [encoder.encode('true'), encoder.encode('false')] });
+      case 'null':
+        return this.make({ kind: 'literal' as const, texts: [encoder.encode('null')] });
+      case 'boolean':
+        return this.make({ kind: 'literal' as const, texts: [encoder.encode('true'), encoder.encode('false')] });
       case 'number':
       case 'integer': {
         const integer = t === 'integer';
@@ -290,18 +343,21 @@ export class SchemaCompiler {
         let items: SchemaNode | null;
         if (s.items === undefined) items = this.make({ kind: 'any' as const });
         else if (s.items === false) items = null;
-        else if (Array.isArray(s.items)) throw new SchemaError('items as an array (draft 4 tuples) is not supported: use prefixItems', path);
+        else if (Array.isArray(s.items))
+          throw new SchemaError('items as an array (draft 4 tuples) is not supported: use prefixItems', path);
         else items = this.node(s.items, `${path}/items`);
         const minItems = this.count(s, 'minItems', path, 0);
         let maxItems = this.count(s, 'maxItems', path, Infinity);
         if (items === null) maxItems = Math.min(maxItems, prefixItems.length);
-        if (minItems > maxItems) throw new SchemaError('minItems > maxItems (or more than prefixItems with items: false)', path);
+        if (minItems > maxItems)
+          throw new SchemaError('minItems > maxItems (or more than prefixItems with items: false)', path);
         return this.make({ kind: 'array' as const, prefixItems, items, minItems, maxItems });
       }
       case 'object': {
         const propsRaw = s.properties ?? {};
         if (!isPlainObject(propsRaw)) throw new SchemaError('properties must be an object', path);
-        if (Object.keys(propsRaw).length > SCHEMA_LIMITS.properties) throw new SchemaError(`more than ${SCHEMA_LIMITS.properties} properties`, path);
+        if (Object.keys(propsRaw).length > SCHEMA_LIMITS.properties)
+          throw new SchemaError(`more than ${SCHEMA_LIMITS.properties} properties`, path);
         const properties = new Map<string, SchemaNode>();
         const propertyBytes = new Map<string, Uint8Array>();
         for (const [k, v] of Object.entries(propsRaw)) {
@@ -309,14 +365,17 @@ export class SchemaCompiler {
           propertyBytes.set(k, encoder.encode(JSON.stringify(k).slice(1, -1)));
         }
         const reqRaw = s.required ?? [];
-        if (!Array.isArray(reqRaw) || reqRaw.some((r) => typeof r !== 'string')) throw new SchemaError('required must be an array of strings', path);
+        if (!Array.isArray(reqRaw) || reqRaw.some((r) => typeof r !== 'string'))
+          throw new SchemaError('required must be an array of strings', path);
         let additional: SchemaNode | null;
-        if (s.additionalProperties === undefined || s.additionalProperties === true) additional = this.make({ kind: 'any' as const });
+        if (s.additionalProperties === undefined || s.additionalProperties === true)
+          additional = this.make({ kind: 'any' as const });
         else if (s.additionalProperties === false) additional = null;
         else additional = this.node(s.additionalProperties, `${path}/additionalProperties`);
         const required = new Set(reqRaw as string[]);
         for (const r of required) {
-          if (!properties.has(r) && additional === null) throw new SchemaError(`required property "${r}" is not allowed by properties/additionalProperties`, path);
+          if (!properties.has(r) && additional === null)
+            throw new SchemaError(`required property "${r}" is not allowed by properties/additionalProperties`, path);
           // A required key that is not listed takes the additional-properties schema.
           if (!properties.has(r)) {
             properties.set(r, additional!);
@@ -326,8 +385,17 @@ export class SchemaCompiler {
         const minProperties = Math.max(this.count(s, 'minProperties', path, 0), 0);
         let maxProperties = this.count(s, 'maxProperties', path, Infinity);
         if (additional === null) maxProperties = Math.min(maxProperties, properties.size);
-        if (required.size > maxProperties || minProperties > maxProperties) throw new SchemaError('the object cannot satisfy its required/minProperties within maxProperties', path);
-        return this.make({ kind: 'object' as const, properties, propertyBytes, required, additional, minProperties, maxProperties });
+        if (required.size > maxProperties || minProperties > maxProperties)
+          throw new SchemaError('the object cannot satisfy its required/minProperties within maxProperties', path);
+        return this.make({
+          kind: 'object' as const,
+          properties,
+          propertyBytes,
+          required,
+          additional,
+          minProperties,
+          maxProperties,
+        });
       }
     }
   }

@@ -28,11 +28,16 @@ function postOrder(root: SchemaNode): SchemaNode[] {
 
 function children(n: SchemaNode): SchemaNode[] {
   switch (n.kind) {
-    case 'union': return n.options;
-    case 'ref': return [n.target()];
-    case 'object': return [...n.properties.values(), ...(n.additional ? [n.additional] : [])];
-    case 'array': return [...n.prefixItems, ...(n.items ? [n.items] : [])];
-    default: return [];
+    case 'union':
+      return n.options;
+    case 'ref':
+      return [n.target()];
+    case 'object':
+      return [...n.properties.values(), ...(n.additional ? [n.additional] : [])];
+    case 'array':
+      return [...n.prefixItems, ...(n.items ? [n.items] : [])];
+    default:
+      return [];
   }
 }
 
@@ -53,7 +58,10 @@ function objectMembers(n: ObjectNode, min: (n: SchemaNode) => number): number[] 
   if (need === 0) return required;
   // Keys not listed take the additionalProperties schema; the shortest such key is "".
   const extra = n.additional ? memberBytes(0, min(n.additional)) : Infinity;
-  const pool = optional.filter((c) => c < extra).sort((a, b) => a - b).slice(0, need);
+  const pool = optional
+    .filter((c) => c < extra)
+    .sort((a, b) => a - b)
+    .slice(0, need);
   while (pool.length < need && extra < Infinity) pool.push(extra);
   return pool.length < need ? null : [...required, ...pool];
 }
@@ -70,22 +78,29 @@ function container(items: number[]): number {
 
 function valueBytes(n: SchemaNode, min: (n: SchemaNode) => number): number {
   switch (n.kind) {
-    case 'any': return 1;
-    case 'never': return Infinity;
-    case 'number': return n.bounds ? shortestNumber(n.bounds) : 1;
+    case 'any':
+      return 1;
+    case 'never':
+      return Infinity;
+    case 'number':
+      return n.bounds ? shortestNumber(n.bounds) : 1;
     case 'string': {
       if (!n.lang) return 2 + n.minLength;
       const more = n.lang.fewestMore(n.lang.dfa.start, 0);
       return more <= n.maxLength ? 2 + more : Infinity;
     }
-    case 'literal': return Math.min(...n.texts.map((t) => t.length));
-    case 'union': return Math.min(...n.options.map(min));
-    case 'ref': return min(n.target());
+    case 'literal':
+      return Math.min(...n.texts.map((t) => t.length));
+    case 'union':
+      return Math.min(...n.options.map(min));
+    case 'ref':
+      return min(n.target());
     case 'object': {
       const members = objectMembers(n, min);
       return members ? container(members) : Infinity;
     }
-    case 'array': return container(arrayItems(n).map(min));
+    case 'array':
+      return container(arrayItems(n).map(min));
   }
 }
 
@@ -117,7 +132,8 @@ export function shortestValueBytes(root: SchemaNode): number {
  * contain, where nothing is left. `pathOf` gives the schema location a node was compiled from.
  */
 export function whyNoValue(
-  root: SchemaNode, pathOf: (n: SchemaNode) => string | undefined,
+  root: SchemaNode,
+  pathOf: (n: SchemaNode) => string | undefined,
 ): { reason: string; path: string } | null {
   const best = solve(root);
   const min = (n: SchemaNode) => best.get(n)!;
@@ -128,13 +144,18 @@ export function whyNoValue(
     path = pathOf(n) ?? path;
     onPath.add(n);
     switch (n.kind) {
-      case 'never': return { reason: `${what} allows no value (its schema is false)`, path };
+      case 'never':
+        return { reason: `${what} allows no value (its schema is false)`, path };
       case 'ref': {
         const target = n.target();
         if (!onPath.has(target)) return explain(target, path, what);
-        return { reason: `${what} must contain a value of the same schema again, so no finite value satisfies it`, path };
+        return {
+          reason: `${what} must contain a value of the same schema again, so no finite value satisfies it`,
+          path,
+        };
       }
-      case 'union': return { reason: `none of the ${n.options.length} alternatives of ${what} allows a value`, path };
+      case 'union':
+        return { reason: `none of the ${n.options.length} alternatives of ${what} allows a value`, path };
       case 'object': {
         for (const key of n.required) {
           const value = n.properties.get(key)!;
@@ -150,7 +171,8 @@ export function whyNoValue(
         const where = i < n.prefixItems.length ? `${path}/prefixItems/${i}` : `${path}/items`;
         return explain(items[i]!, where, `item ${i} (minItems ${n.minItems})`);
       }
-      default: return { reason: `${what} allows no value`, path };
+      default:
+        return { reason: `${what} allows no value`, path };
     }
   };
   return explain(root, '#', 'the value');

@@ -20,7 +20,11 @@ export class TokenTrie {
   /** @param tokenBytes bytes of each token id; null for ids that never appear in constrained text (special tokens, unused ids). */
   constructor(readonly tokenBytes: readonly (Uint8Array | null)[]) {
     // Build with maps, then flatten breadth-first so every node's children are contiguous.
-    interface Tmp { children: Map<number, Tmp>; tokens: number[]; id: number }
+    interface Tmp {
+      children: Map<number, Tmp>;
+      tokens: number[];
+      id: number;
+    }
     const root: Tmp = { children: new Map(), tokens: [], id: 0 };
     let count = 1;
     for (let id = 0; id < tokenBytes.length; id++) {
@@ -29,7 +33,11 @@ export class TokenTrie {
       let n = root;
       for (const b of bytes) {
         let c = n.children.get(b);
-        if (!c) { c = { children: new Map(), tokens: [], id: 0 }; n.children.set(b, c); count++; }
+        if (!c) {
+          c = { children: new Map(), tokens: [], id: 0 };
+          n.children.set(b, c);
+          count++;
+        }
         n = c;
       }
       n.tokens.push(id);

@@ -28,7 +28,11 @@ export function tokenBytesOf(tokenizer: MptTokenizer, vocabSize: number): (Uint8
   return out;
 }
 
-export function buildConstraintVocabulary(tokenizer: MptTokenizer, vocabSize: number, eosIds: readonly number[]): ConstraintVocabulary {
+export function buildConstraintVocabulary(
+  tokenizer: MptTokenizer,
+  vocabSize: number,
+  eosIds: readonly number[],
+): ConstraintVocabulary {
   const bytes = tokenBytesOf(tokenizer, vocabSize);
   const maxTokenBytes = bytes.reduce((m, b) => Math.max(m, b?.length ?? 0), 0);
   return { trie: new TokenTrie(bytes), vocabSize, eosIds: [...eosIds], maxTokenBytes };
