@@ -1,6 +1,6 @@
 /**
  * The fused product of the WebGPU backend: Y[r, n] = epilogue(norm(X[r, :]) · W[n, :]), for up to
- * R rows at once (R = 1, 2, 4 or 8; more rows take more workgroups along y), W in its stored type.
+ * R rows at once (R = 1, 2, 4 or 8; more rows: the tiled product, matmul.ts), W in its stored type.
  *
  * A workgroup of 64 threads takes C = 4 columns (output n) per group of `tpc` threads (threads per
  * column: 64 / tpc groups a workgroup). Each thread walks its columns' rows a chunk at a time
@@ -26,8 +26,10 @@ import { ACTIVATION, PARAMS } from './wgsl.js';
 export const MV = { bias: 1, accumulate: 2, clip: 4, glu: 8, gather: 16, norm: 32, normWeight: 64, normBias: 128, rms: 256 } as const;
 /** Columns a group of threads computes. */
 export const MV_COLUMNS = 4;
-/** The most rows one workgroup computes. */
+/** The most rows this kernel takes (more: the tiled product). */
 export const MV_MAX_ROWS = 8;
+/** Rows and columns of a tile of the tiled product (matmul.ts). */
+export const MM_TILE = 64;
 
 /** The row count the kernel for `rows` rows is built for. */
 export function matvecRows(rows: number): number {
@@ -41,6 +43,32 @@ export function matvecThreads(type: GpuWeightType, stride: number): number {
   while (t < chunks && t < 64) t *= 2;
   return t;
 }
+
+/**
+ * The bindings of a product besides W (binding 2) and `store`, its epilogue: Y[row, n] from the
+ * sum y (bias, · scale, activation, clamp, GLU, +=). Shared with the tiled product (matmul.ts).
+ */
+export const PRODUCT_IO = /* wgsl */ `
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
+@group(0) @binding(5) var<storage, read> nw: array<f32>;
+@group(0) @binding(6) var<storage, read> nb: array<f32>;
+@group(0) @binding(7) var<storage, read> ids: array<u32>;
+@group(0) @binding(8) var<storage, read> G: array<f32>;
+fn store(sum: f32, row: u32, n: u32) {
+  let f = p.b.w;
+  var y = sum;
+  if ((f & ${MV.bias}u) != 0u) { y += bias[n]; }
+  y *= bitcast<f32>(p.c.y);
+  if ((f & ${MV.glu}u) == 0u) { y = activate(y, p.c.x); }
+  if ((f & ${MV.clip}u) != 0u) { let m = bitcast<f32>(p.c.z); y = clamp(y, -m, m); }
+  let yi = p.b.z + row * p.b.y + n;
+  if ((f & ${MV.glu}u) != 0u) { y = activate(G[yi], p.c.x) * y; }
+  if ((f & ${MV.accumulate}u) != 0u) { y = Y[yi] + y; }
+  Y[yi] = y;
+}
+`;
 
 /** One product: its matrix, its rows and what is fused around it. */
 export interface ProductSpec {
@@ -64,19 +92,22 @@ export interface ProductSpec {
   accumulate?: boolean;
 }
 
-/** The kernel, parameters and workgroup counts of a product. */
+/**
+ * The kernel, parameters and workgroup counts of a product: up to 8 rows this file's kernel, more
+ * the tiled one (matmul.ts).
+ */
 export function productDispatch(s: ProductSpec): { kernel: string; params: number[]; groups: number[] } {
-  const L = s.W, R = matvecRows(s.rows), tpc = matvecThreads(L.type, L.stride);
-  const blocks = Math.ceil(L.rows / ((MV_COLUMNS * 64) / tpc));
+  const L = s.W, R = matvecRows(s.rows), tiled = s.rows > MV_MAX_ROWS, tpc = tiled ? 0 : matvecThreads(L.type, L.stride);
+  const blocks = tiled ? Math.ceil(L.rows / MM_TILE) : Math.ceil(L.rows / ((MV_COLUMNS * 64) / tpc));
   const n = s.norm;
   const flags = (s.bias ? MV.bias : 0) | (s.accumulate ? MV.accumulate : 0) | (s.clip != null ? MV.clip : 0) | (s.glu ? MV.glu : 0)
     | (s.gather !== undefined ? MV.gather : 0)
     | (n ? MV.norm | (n.weight ? MV.normWeight : 0) | (n.bias ? MV.normBias : 0) | (n.rms ? MV.rms : 0) : 0);
   return {
-    kernel: `mv.${L.type}.${R}`,
+    kernel: tiled ? `mm.${L.type}` : `mv.${L.type}.${R}`,
     params: [s.rows, L.rows, L.cols, s.ldx, 0, s.ldy, 0, flags, s.act ?? 0, f32bits(s.scale ?? 1), f32bits(s.clip ?? 0), f32bits(n?.eps ?? 0),
       L.stride, L.scaleAt, s.gather ?? 0, tpc],
-    groups: [Math.min(blocks, 32768), Math.ceil(s.rows / R), Math.ceil(blocks / 32768)],
+    groups: [Math.min(blocks, 32768), Math.ceil(s.rows / (tiled ? MM_TILE : R)), Math.ceil(blocks / 32768)],
   };
 }
 
@@ -128,13 +159,7 @@ export function matvecShader(type: GpuWeightType, R: number, subgroups: boolean)
   return (subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : '') + PARAMS + ACTIVATION + /* wgsl */ `
 struct Part { lo: vec4<f32>, hi: vec4<f32> }
 ${chunkReader(type)}
-@group(0) @binding(1) var<storage, read> X: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
-@group(0) @binding(4) var<storage, read_write> Y: array<f32>;
-@group(0) @binding(5) var<storage, read> nw: array<f32>;
-@group(0) @binding(6) var<storage, read> nb: array<f32>;
-@group(0) @binding(7) var<storage, read> ids: array<u32>;
-@group(0) @binding(8) var<storage, read> G: array<f32>;
+${PRODUCT_IO}
 const R = ${R}u;
 const C = ${C}u;
 const NV = ${NV}u;
@@ -201,17 +226,7 @@ ${cols.map((c) => `      { let q = w_part(w${c}, i); for (var r = 0u; r < R; r++
   ${reduce('acc', 'NV', 'tpc', subgroups)}
   for (var v = lane; v < NV; v += tpc) {
     let n = n0 + v / R; let r = v % R;
-    if (n < N && r < nr) {
-      var y = total(v, g0, tpc);
-      if ((f & ${MV.bias}u) != 0u) { y += bias[n]; }
-      y *= bitcast<f32>(p.c.y);
-      if ((f & ${MV.glu}u) == 0u) { y = activate(y, p.c.x); }
-      if ((f & ${MV.clip}u) != 0u) { let m = bitcast<f32>(p.c.z); y = clamp(y, -m, m); }
-      let yi = p.b.z + (r0 + r) * p.b.y + n;
-      if ((f & ${MV.glu}u) != 0u) { y = activate(G[yi], p.c.x) * y; }
-      if ((f & ${MV.accumulate}u) != 0u) { y = Y[yi] + y; }
-      Y[yi] = y;
-    }
+    if (n < N && r < nr) { store(total(v, g0, tpc), r0 + r, n); }
   }
 }
 `;

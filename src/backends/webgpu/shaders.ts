@@ -5,6 +5,7 @@
  * not -inf, so a row with every key masked averages all of them as MosaicML's code does.
  */
 import { elementReader, type GpuWeightType } from './layout.js';
+import { matmulShader } from './matmul.js';
 import { matvecShader } from './matvec.js';
 import { PARAMS, SUM64 } from './wgsl.js';
 
@@ -246,13 +247,15 @@ export interface KernelFeatures {
 }
 
 /**
- * Every kernel by name: `mv.q4_0.8` (products: weight type, rows), `embed.bf16.f32`,
+ * Every kernel by name: `mv.q4_0.8` (products: weight type, rows), `mm.q4_0` (tiled products),
+ * `embed.bf16.f32`,
  * `attention.f16`, `qkNorm.f32`.
  */
 export function kernelSource(name: string, features: KernelFeatures): string {
   const [kernel, a, b] = name.split('.') as [string, string | undefined, string | undefined];
   switch (kernel) {
     case 'mv': return matvecShader(a as GpuWeightType, Number(b), features.subgroups);
+    case 'mm': return matmulShader(a as GpuWeightType);
     case 'embed': return embedShader(a as GpuWeightType, b as GpuWeightType);
     case 'attention': return attentionShader(a as KvStore);
     case 'qkNorm': return qkNormShader(a as KvStore);
