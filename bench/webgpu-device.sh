@@ -43,7 +43,9 @@ fi
 run() {
   local out err=$(mktemp)
   if out=$("$@" 2>"$err" | tail -n 1) && [ -n "$out" ]; then echo "$out"
-  else node -e 'console.log(JSON.stringify({ args: process.argv.slice(2, -1), error: process.argv.at(-1) }))' -- "$@" "$(grep -v '^Warning' "$err" | tail -n 3)"
+  else
+    node -e 'console.log(JSON.stringify({ args: process.argv.slice(2, -1), error: process.argv.at(-1) }))' -- \
+      "$@" "$(grep -v '^Warning' "$err" | tail -n 3)"
   fi
   rm -f "$err"
 }
@@ -58,6 +60,9 @@ bench() { run node bin/mpt.js bench "$@" --backend webgpu --pp "$pp" --tg "$tg" 
   fi
   echo '],"dispatches":['
   run node dist/bench/webgpu-dispatches.js models/default --prompt "$pp"
-  if [ "$random" = 1 ]; then echo ','; run node dist/bench/webgpu-dispatches.js --shape 1b --type q4_0 --prompt "$pp"; fi
+  if [ "$random" = 1 ]; then
+    echo ','; run node dist/bench/webgpu-dispatches.js --shape 1b --type q4_0 --prompt "$pp"
+  fi
   echo ']}'
-} | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.stringify(JSON.parse(s), null, 1)))'
+} | node -e 'let s = ""; process.stdin.on("data", (d) => (s += d))
+  .on("end", () => console.log(JSON.stringify(JSON.parse(s), null, 1)))'

@@ -11,7 +11,10 @@ import type { DType } from '../src/formats/tensor-source.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { randomTensorSource } from '../src/model/random-source.js';
 
-const SHAPES: Record<string, [number, number, number]> = { '7b': [4096, 32, 32], '1b': [2048, 16, 24], tiny: [256, 4, 2] };
+/** d_model, heads, layers (as `mpt bench`). */
+const SHAPES: Record<string, [number, number, number]> = {
+  '7b': [4096, 32, 32], '1b': [2048, 16, 24], tiny: [256, 4, 2],
+};
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1]! : dflt);
@@ -38,13 +41,17 @@ if (model) {
 /** Stats of one forward call of `tokens` tokens for each of `n` sequences, after `before` tokens each. */
 async function measure(n: number, before: number, tokens: number) {
   const caches = Array.from({ length: n }, () => runner.createCache({ capacity: before + tokens + 1 }));
-  if (before > 0) await runner.forward(caches.map((cache) => ({ cache, tokens: Array.from({ length: before }, (_, i) => 1 + i) })), { logits: 'none' });
+  const ids = (k: number, from: number) => Array.from({ length: k }, (_, i) => from + i);
+  if (before > 0) await runner.forward(caches.map((cache) => ({ cache, tokens: ids(before, 1) })), { logits: 'none' });
   runner.resetStats();
-  await runner.forward(caches.map((cache) => ({ cache, tokens: Array.from({ length: tokens }, (_, i) => 7 + i) })), { logits: 'last' });
+  await runner.forward(caches.map((cache) => ({ cache, tokens: ids(tokens, 7) })), { logits: 'last' });
   const s = runner.stats;
   caches.forEach((c) => c.dispose());
   const reads = [...s.matrixReads.values()];
-  return { sequences: n, tokens_each: tokens, submissions: s.submissions, dispatches: s.dispatches, matrices: reads.length, max_reads_per_matrix: Math.max(...reads) };
+  return {
+    sequences: n, tokens_each: tokens, submissions: s.submissions, dispatches: s.dispatches,
+    matrices: reads.length, max_reads_per_matrix: Math.max(...reads),
+  };
 }
 
 try {

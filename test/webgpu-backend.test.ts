@@ -157,7 +157,7 @@ describe('webgpu runner', { skip }, () => {
     await assert.rejects(r.forward([{ cache: c, tokens: [1] }], { logits: 'last' }), /disposed/);
   });
 
-  it('without subgroup operations (workgroup-memory reductions only): tiny-gqa\'s goldens, a q4_k GGUF as the reference backend', async () => {
+  it('without subgroup operations: tiny-gqa\'s goldens, a q4_k GGUF as the reference backend', async () => {
     const ck = await openCheckpoint(fixturePath('tiny-gqa'));
     const plain = await loadWebGpuRunner(ck.config, ck.tensors, { subgroups: false, maxRows: 16 });
     await ck.tensors.close();

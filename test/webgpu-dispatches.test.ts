@@ -40,7 +40,7 @@ async function decodeStep(r: WebGpuRunner, sequences: number): Promise<WebGpuRun
 }
 
 describe('webgpu decode step: dispatches and weight reads', { skip }, () => {
-  it('the shipped model (models/default): at most 8 dispatches per layer + 4, each matrix read once; three sequences: still once', async () => {
+  it('the shipped model: at most 8 dispatches per layer + 4, each matrix read once (three sequences too)', async () => {
     const ck = await openCheckpoint(join(REPO_ROOT, 'models/default'));
     const r = await loadWebGpuRunner(ck.config, ck.tensors);
     await ck.tensors.close();

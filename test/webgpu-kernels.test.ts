@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { gelu, layerNorm, linear, rmsNorm, silu } from '../src/backends/reference/math.js';
 import { DispatchCache, Dispatches, emptyStats } from '../src/backends/webgpu/dispatch.js';
-import { MAP_READ, STORAGE, USAGE, openGpu, type GpuBuffer, type GpuComputePipeline, type GpuContext } from '../src/backends/webgpu/gpu.js';
+import {
+  MAP_READ, STORAGE, USAGE, openGpu, type GpuBuffer, type GpuComputePipeline, type GpuContext,
+} from '../src/backends/webgpu/gpu.js';
 import { matrixLayout, packMatrix, type GpuWeightType, type MatrixLayout } from '../src/backends/webgpu/layout.js';
 import { productDispatch, type ProductSpec } from '../src/backends/webgpu/matvec.js';
 import { kernelSource } from '../src/backends/webgpu/shaders.js';
@@ -36,6 +38,11 @@ function random(n: number, seed: number, scale = 1): Float32Array {
   });
 }
 
+interface Bindings {
+  X: GpuBuffer; W: GpuBuffer; Y: GpuBuffer;
+  bias?: GpuBuffer; nw?: GpuBuffer; nb?: GpuBuffer; ids?: GpuBuffer; G?: GpuBuffer;
+}
+
 /** A device, pipelines compiled on demand, and products run one command buffer each. */
 class Harness {
   private readonly pipelines = new Map<string, GpuComputePipeline>();
@@ -50,22 +57,24 @@ class Harness {
   private pipeline(name: string): GpuComputePipeline {
     let p = this.pipelines.get(name);
     if (!p) {
-      const module = this.gpu.device.createShaderModule({ code: kernelSource(name, { subgroups: this.gpu.subgroups }) });
-      this.pipelines.set(name, (p = this.gpu.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } })));
+      const dev = this.gpu.device;
+      const module = dev.createShaderModule({ code: kernelSource(name, { subgroups: this.gpu.subgroups }) });
+      p = dev.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      this.pipelines.set(name, p);
     }
     return p;
   }
 
   buffer(data: Float32Array | Uint32Array | Uint8Array): GpuBuffer {
-    const b = this.gpu.device.createBuffer({ size: Math.max(16, Math.ceil(data.byteLength / 16) * 16), usage: STORAGE, mappedAtCreation: true });
+    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    const b = this.gpu.device.createBuffer({ size, usage: STORAGE, mappedAtCreation: true });
     new Uint8Array(b.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     b.unmap();
     return b;
   }
 
   /** Runs one product; returns Y (yWords values). */
-  async product(spec: ProductSpec, b: { X: GpuBuffer; W: GpuBuffer; Y: GpuBuffer; bias?: GpuBuffer; nw?: GpuBuffer; nb?: GpuBuffer; ids?: GpuBuffer; G?: GpuBuffer },
-    yWords: number): Promise<Float32Array> {
+  async product(spec: ProductSpec, b: Bindings, yWords: number): Promise<Float32Array> {
     const dev = this.gpu.device, d = this.dummy;
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder();
@@ -86,7 +95,9 @@ class Harness {
 }
 
 /** A random N × K matrix stored as `type`: its GPU layout and buffer, and ggml's dequantized values. */
-function matrix(h: Harness, type: GpuWeightType, N: number, K: number, seed: number): { L: MatrixLayout; buf: GpuBuffer; w: Float32Array } {
+interface Matrix { L: MatrixLayout; buf: GpuBuffer; w: Float32Array }
+
+function matrix(h: Harness, type: GpuWeightType, N: number, K: number, seed: number): Matrix {
   const bytes = quantize(type, random(N * K, seed, 1 / Math.sqrt(K) * 2));
   const L = matrixLayout(type, N, K);
   const packed = new Uint8Array(L.bytes);
@@ -109,7 +120,10 @@ interface Case {
 }
 
 /** What the product computes, in float64 on the dequantized weights (the reference backend's math). */
-function expected(c: Case, w: Float32Array, N: number, K: number, X: Float32Array, v: { bias: Float32Array; nw: Float32Array; nb: Float32Array; G: Float32Array; Y0: Float32Array }): { y: Float64Array; mag: Float64Array } {
+interface Vectors { bias: Float32Array; nw: Float32Array; nb: Float32Array; G: Float32Array; Y0: Float32Array }
+
+function expected(c: Case, w: Float32Array, N: number, K: number, X: Float32Array, v: Vectors):
+  { y: Float64Array; mag: Float64Array } {
   const rowsX = c.gather ?? Array.from({ length: c.rows }, (_, i) => i);
   let x: Float64Array = new Float64Array(c.rows * K);
   rowsX.forEach((r, i) => x.set(X.subarray(r * K, (r + 1) * K), i * K));
@@ -129,20 +143,24 @@ function expected(c: Case, w: Float32Array, N: number, K: number, X: Float32Arra
   return { y, mag };
 }
 
-async function run(h: Harness, c: Case, m: { L: MatrixLayout; buf: GpuBuffer }, X: GpuBuffer, v: Record<string, Float32Array>): Promise<Float32Array> {
+async function run(h: Harness, c: Case, m: Matrix, X: GpuBuffer, v: Vectors): Promise<Float32Array> {
   const N = m.L.rows, K = m.L.cols;
   const ids = c.gather ? h.buffer(Uint32Array.from([0, 0, 0, ...c.gather])) : undefined;
   const spec: ProductSpec = {
-    W: m.L, rows: c.rows, ldx: K, ldy: N, bias: c.bias, act: c.act, scale: c.scale, clip: c.clip, glu: c.glu, accumulate: c.accumulate,
-    gather: c.gather ? 3 : undefined, norm: c.norm ? { weight: true, bias: c.norm === 'layer', rms: c.norm === 'rms', eps: 1e-5 } : undefined,
+    W: m.L, rows: c.rows, ldx: K, ldy: N, bias: c.bias, act: c.act, scale: c.scale, clip: c.clip, glu: c.glu,
+    accumulate: c.accumulate,
+    gather: c.gather ? 3 : undefined,
+    norm: c.norm ? { weight: true, bias: c.norm === 'layer', rms: c.norm === 'rms', eps: 1e-5 } : undefined,
   };
-  const Y = h.buffer(c.accumulate ? v['Y0']! : new Float32Array(c.rows * N));
-  return h.product(spec, { X, W: m.buf, Y, bias: h.buffer(v['bias']!), nw: h.buffer(v['nw']!), nb: h.buffer(v['nb']!), ids, G: h.buffer(v['G']!) }, c.rows * N);
+  const Y = h.buffer(c.accumulate ? v.Y0 : new Float32Array(c.rows * N));
+  const [bias, nw, nb, G] = [v.bias, v.nw, v.nb, v.G].map((a) => h.buffer(a));
+  return h.product(spec, { X, W: m.buf, Y, bias, nw, nb, ids, G }, c.rows * N);
 }
 
 const CASES: Case[] = [
   { label: 'one row with bias', rows: 1, bias: true },
-  { label: 'three rows gathered, LayerNorm, GELU, scale', rows: 3, gather: [4, 0, 2], norm: 'layer', act: ACT_GELU, scale: 0.5 },
+  { label: 'three rows gathered, LayerNorm, GELU, scale', rows: 3, gather: [4, 0, 2], norm: 'layer', act: ACT_GELU,
+    scale: 0.5 },
   { label: 'eleven rows (the tiled product), RMSNorm, clip, +=', rows: 11, norm: 'rms', clip: 0.3, accumulate: true },
   { label: 'seventy rows gathered (two tiles of the tiled product), LayerNorm, GELU, scale', rows: 70,
     gather: Array.from({ length: 70 }, (_, i) => (i * 7) % 11), norm: 'layer', act: ACT_GELU, scale: 0.5, bias: true },
@@ -150,7 +168,8 @@ const CASES: Case[] = [
 ];
 
 for (const subgroups of hasSubgroups ? [true, false] : [false]) {
-  describe(`webgpu products, each stored type, against float64 on ggml's dequantized weights (subgroups: ${subgroups})`, { skip }, () => {
+  const title = `webgpu products of each stored type vs float64 on ggml's dequantized weights (subgroups: ${subgroups})`;
+  describe(title, { skip }, () => {
     let h: Harness;
     before(async () => { h = new Harness(await openGpu({ subgroups })); });
     after(() => h?.gpu.device.destroy());
@@ -163,13 +182,17 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
         const Xv = random(11 * K, 3, 2);
         for (let i = 0; i < K; i++) Xv[i] = Xv[i]! + 3; // a row with a large mean (LayerNorm's two passes)
         const X = h.buffer(Xv);
-        const v = { bias: random(N, 5, 0.1), nw: random(K, 6).map((x) => 1 + 0.3 * x), nb: random(K, 8, 0.2), G: random(70 * N, 9, 2), Y0: random(70 * N, 10) };
+        const v: Vectors = {
+          bias: random(N, 5, 0.1), nw: random(K, 6).map((x) => 1 + 0.3 * x), nb: random(K, 8, 0.2),
+          G: random(70 * N, 9, 2), Y0: random(70 * N, 10),
+        };
         for (const c of CASES) {
           const got = await run(h, c, m, X, v);
           const { y, mag } = expected(c, m.w, N, K, Xv, v);
           for (let i = 0; i < y.length; i++) {
             const tol = 3e-6 * (mag[i]! + 1) + (c.accumulate ? 1e-7 * Math.abs(v.Y0[i]!) : 0);
-            assert.ok(Math.abs(got[i]! - y[i]!) <= tol, `${type}, ${c.label}: element ${i}: ${got[i]} vs ${y[i]} (tolerance ${tol})`);
+            const at = `${type}, ${c.label}: element ${i}`;
+            assert.ok(Math.abs(got[i]! - y[i]!) <= tol, `${at}: ${got[i]} vs ${y[i]} (within ${tol})`);
           }
           if (c.gather && c.rows <= 8) {
             // the same bits whatever the rows beside it: each gathered row alone
@@ -182,17 +205,23 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
       });
     }
 
-    it('long rows (K 4096: several chunks a thread, 128 steps of the tiled product), bf16 and q4_k, 2 and 12 rows, LayerNorm', async () => {
+    it('long rows (K 4096: several chunks a thread; 128 tiled steps), bf16 and q4_k, 2 and 12 rows', async () => {
       for (const type of ['bf16', 'q4_k'] as const) {
         for (const rows of [2, 12]) {
           const N = 9, K = 4096;
           const m = matrix(h, type, N, K, 11);
           const Xv = random(rows * K, 12, 2);
-          const v = { bias: new Float32Array(N), nw: random(K, 13).map((x) => 1 + 0.3 * x), nb: random(K, 14, 0.2), G: new Float32Array(rows * N), Y0: new Float32Array(rows * N) };
+          const v: Vectors = {
+            bias: new Float32Array(N), nw: random(K, 13).map((x) => 1 + 0.3 * x), nb: random(K, 14, 0.2),
+            G: new Float32Array(rows * N), Y0: new Float32Array(rows * N),
+          };
           const c: Case = { label: 'long', rows, norm: 'layer' };
           const got = await run(h, c, m, h.buffer(Xv), v);
           const { y, mag } = expected(c, m.w, N, K, Xv, v);
-          for (let i = 0; i < y.length; i++) assert.ok(Math.abs(got[i]! - y[i]!) <= 3e-6 * (mag[i]! + 1), `${type}, ${rows} rows, element ${i}: ${got[i]} vs ${y[i]}`);
+          for (let i = 0; i < y.length; i++) {
+            const at = `${type}, ${rows} rows, element ${i}`;
+            assert.ok(Math.abs(got[i]! - y[i]!) <= 3e-6 * (mag[i]! + 1), `${at}: ${got[i]} vs ${y[i]}`);
+          }
         }
       }
     });

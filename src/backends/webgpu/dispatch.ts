@@ -3,7 +3,10 @@
  * bind groups cached so that a decode step creates no objects, and the counts of what was encoded
  * (`WebGpuStats`).
  */
-import { USAGE, type GpuBindGroup, type GpuBindGroupLayout, type GpuBuffer, type GpuCommandEncoder, type GpuComputePipeline, type GpuDevice } from './gpu.js';
+import {
+  USAGE, type GpuBindGroup, type GpuBindGroupLayout, type GpuBuffer, type GpuCommandEncoder, type GpuComputePipeline,
+  type GpuDevice,
+} from './gpu.js';
 
 /** Bytes per uniform slot (WebGPU's minimum uniform-buffer offset alignment). */
 const SLOT = 256;
@@ -43,7 +46,8 @@ export class DispatchCache {
   params(words: Uint32Array): GpuBuffer {
     if (!this.uniforms || this.uniforms.size < words.byteLength) {
       this.uniforms?.destroy();
-      this.uniforms = this.device.createBuffer({ size: Math.max(words.byteLength, 64 * SLOT), usage: USAGE.UNIFORM | USAGE.COPY_DST, label: 'params' });
+      const size = Math.max(words.byteLength, 64 * SLOT);
+      this.uniforms = this.device.createBuffer({ size, usage: USAGE.UNIFORM | USAGE.COPY_DST, label: 'params' });
       this.groups.clear();
     }
     this.device.queue.writeBuffer(this.uniforms, 0, words);
@@ -75,9 +79,11 @@ export class DispatchCache {
   }
 }
 
+interface Item { kernel: string; buffers: GpuBuffer[]; params: number[]; groups: number[]; reads?: string }
+
 /** The dispatches of one command buffer, in order, in one compute pass. */
 export class Dispatches {
-  private readonly items: { kernel: string; buffers: GpuBuffer[]; params: number[]; groups: number[]; reads?: string }[] = [];
+  private readonly items: Item[] = [];
 
   constructor(private readonly cache: DispatchCache, private readonly enc: GpuCommandEncoder) {}
 

@@ -57,7 +57,9 @@ export interface MatrixLayout {
 
 export function matrixLayout(type: GpuWeightType, rows: number, cols: number): MatrixLayout {
   const t = TYPES[type];
-  if (cols % t.block) throw new UnsupportedError(`a ${type} matrix needs rows of whole ${t.block}-weight blocks, got ${cols} columns`);
+  if (cols % t.block) {
+    throw new UnsupportedError(`a ${type} matrix needs rows of whole ${t.block}-weight blocks, got ${cols} columns`);
+  }
   const stride = t.block === 1 ? Math.ceil(cols / 8) * 8 : cols;
   const blocks = (rows * stride) / t.block;
   const main = blocks * t.bytes;
@@ -77,7 +79,9 @@ export function packMatrix(L: MatrixLayout, src: Uint8Array, out: Uint8Array): v
   if (t.block === 1) {
     const rowBytes = L.cols * t.bytes;
     if (L.stride === L.cols) out.set(src.subarray(0, L.rows * rowBytes));
-    else for (let r = 0; r < L.rows; r++) out.set(src.subarray(r * rowBytes, (r + 1) * rowBytes), r * L.stride * t.bytes);
+    else for (let r = 0; r < L.rows; r++) {
+      out.set(src.subarray(r * rowBytes, (r + 1) * rowBytes), r * L.stride * t.bytes);
+    }
     return;
   }
   if (t.scaleByte === undefined) {
@@ -107,8 +111,8 @@ fn ${n}_half(o: u32) -> f32 { return unpack2x16float(${n}_word(o >> 2u) >> ((o &
 }
 
 /** WGSL declaration of a matrix binding: vec4 words (f32 matrices as vec4<f32>). */
-export function matrixBinding(name: string, binding: number, type: GpuWeightType, access: 'read' | 'read_write' = 'read'): string {
-  return `@group(0) @binding(${binding}) var<storage, ${access}> ${name}: array<vec4<${type === 'f32' ? 'f32' : 'u32'}>>;`;
+export function matrixBinding(name: string, binding: number, type: GpuWeightType): string {
+  return `@group(0) @binding(${binding}) var<storage, read> ${name}: array<vec4<${type === 'f32' ? 'f32' : 'u32'}>>;`;
 }
 
 /**
@@ -122,14 +126,18 @@ export function elementReader(name: string, binding: number, type: GpuWeightType
 fn ${n}_scale_min(o: u32, j: u32) -> vec2<f32> {
   if (j < 4u) { return vec2<f32>(f32(${n}_byte(o + j) & 63u), f32(${n}_byte(o + j + 4u) & 63u)); }
   let a = ${n}_byte(o + j + 4u);
-  return vec2<f32>(f32((a & 15u) | ((${n}_byte(o + j - 4u) >> 6u) << 4u)), f32((a >> 4u) | ((${n}_byte(o + j) >> 6u) << 4u)));
+  return vec2<f32>(f32((a & 15u) | ((${n}_byte(o + j - 4u) >> 6u) << 4u)),
+    f32((a >> 4u) | ((${n}_byte(o + j) >> 6u) << 4u)));
 }`;
   switch (type) {
     case 'f32': return `${decl}\nfn ${n}_at(i: u32, sat: u32) -> f32 { return ${n}[i >> 2u][i & 3u]; }\n`;
     case 'f16': return `${decl}${wordHelpers(n)}
 fn ${n}_at(i: u32, sat: u32) -> f32 { return unpack2x16float(${n}_word(i >> 1u) >> ((i & 1u) * 16u)).x; }\n`;
     case 'bf16': return `${decl}${wordHelpers(n)}
-fn ${n}_at(i: u32, sat: u32) -> f32 { let u = ${n}_word(i >> 1u); return bitcast<f32>(select(u << 16u, u & 0xffff0000u, (i & 1u) == 1u)); }\n`;
+fn ${n}_at(i: u32, sat: u32) -> f32 {
+  let u = ${n}_word(i >> 1u);
+  return bitcast<f32>(select(u << 16u, u & 0xffff0000u, (i & 1u) == 1u));
+}\n`;
     case 'q8_0': return `${decl}${wordHelpers(n)}
 fn ${n}_at(i: u32, sat: u32) -> f32 {
   let b = i >> 5u;
@@ -179,7 +187,10 @@ fn ${n}_at(i: u32, sat: u32) -> f32 {
 export function chunkReader(type: GpuWeightType): string {
   const decl = matrixBinding('W', 2, type);
   const half = `
-fn w_half(b: u32) -> f32 { let w = p.d.y + (b >> 1u); return unpack2x16float(W[w >> 2u][w & 3u] >> ((b & 1u) * 16u)).x; }
+fn w_half(b: u32) -> f32 {
+  let w = p.d.y + (b >> 1u);
+  return unpack2x16float(W[w >> 2u][w & 3u] >> ((b & 1u) * 16u)).x;
+}
 fn bytes4(u: u32) -> vec4<u32> { return (vec4<u32>(u) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u); }`;
   const k4 = `
 fn kbyte(h: vec4<u32>, k: u32) -> u32 { let o = 4u + k; return (h[o >> 2u] >> ((o & 3u) * 8u)) & 255u; }
@@ -197,7 +208,8 @@ fn w_raw(n: u32, ch: u32) -> Raw { let v = ((n * p.d.x) >> 2u) + 2u * ch; return
 fn w_part(r: Raw, i: u32) -> Part { return Part(r.a, r.b); }
 fn w_koff(ch: u32, i: u32) -> vec2<u32> { return vec2<u32>(8u * ch, 8u * ch + 4u); }`;
     case 'f16': case 'bf16': {
-      const two = type === 'f16' ? 'unpack2x16float(u)' : 'vec2<f32>(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u))';
+      const two = type === 'f16' ? 'unpack2x16float(u)'
+        : 'vec2<f32>(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u))';
       return `${decl}
 fn two(u: u32) -> vec2<f32> { return ${two}; }
 struct Raw { q: vec4<u32> }
@@ -234,7 +246,8 @@ fn w_raw(n: u32, ch: u32) -> Raw {
   let h = W[${words}u * sb];
   let d = unpack2x16float(h.x);
   let a = scale_min(h, 2u * j); let b = scale_min(h, 2u * j + 1u);
-  return Raw(W[${words}u * sb + ${q5 ? 3 : 1}u + 2u * j + s], ${q5 ? `W[${words}u * sb + 1u + s], j, ` : ''}vec4<f32>(d.x * a.x, d.y * a.y, d.x * b.x, d.y * b.y));
+  return Raw(W[${words}u * sb + ${q5 ? 3 : 1}u + 2u * j + s], ${q5 ? `W[${words}u * sb + 1u + s], j, ` : ''}
+    vec4<f32>(d.x * a.x, d.y * a.y, d.x * b.x, d.y * b.y));
 }
 fn w_part(r: Raw, i: u32) -> Part {
   let q = bytes4(r.q[i]);

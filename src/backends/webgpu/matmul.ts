@@ -41,7 +41,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
     for (var k = t % 4u; k < K; k += 4u) { let dx = X[xo + k] - mean; v += dx * dx; }
     xs[t] = v;
     workgroupBarrier();
-    inv = 1.0 / sqrt((xs[4u * lr] + xs[4u * lr + 1u] + xs[4u * lr + 2u] + xs[4u * lr + 3u]) / f32(K) + bitcast<f32>(p.c.w));
+    let vv = xs[4u * lr] + xs[4u * lr + 1u] + xs[4u * lr + 2u] + xs[4u * lr + 3u];
+    inv = 1.0 / sqrt(vv / f32(K) + bitcast<f32>(p.c.w));
     workgroupBarrier();
   }
   var acc: array<vec4<f32>, 4>;
@@ -64,8 +65,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
     }
     workgroupBarrier();
     for (var kk = 0u; kk < 32u; kk++) {
-      let a = vec4<f32>(xs[kk * 64u + 4u * ty], xs[kk * 64u + 4u * ty + 1u], xs[kk * 64u + 4u * ty + 2u], xs[kk * 64u + 4u * ty + 3u]);
-      let b = vec4<f32>(ws[kk * 64u + 4u * tx], ws[kk * 64u + 4u * tx + 1u], ws[kk * 64u + 4u * tx + 2u], ws[kk * 64u + 4u * tx + 3u]);
+      let xa = kk * 64u + 4u * ty; let wa = kk * 64u + 4u * tx;
+      let a = vec4<f32>(xs[xa], xs[xa + 1u], xs[xa + 2u], xs[xa + 3u]);
+      let b = vec4<f32>(ws[wa], ws[wa + 1u], ws[wa + 2u], ws[wa + 3u]);
       acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
     }
     workgroupBarrier();

@@ -23,7 +23,9 @@ import { chunkOf, chunkReader, type GpuWeightType, type MatrixLayout } from './l
 import { ACTIVATION, PARAMS } from './wgsl.js';
 
 /** Flags of a product (p.b.w). */
-export const MV = { bias: 1, accumulate: 2, clip: 4, glu: 8, gather: 16, norm: 32, normWeight: 64, normBias: 128, rms: 256 } as const;
+export const MV = {
+  bias: 1, accumulate: 2, clip: 4, glu: 8, gather: 16, norm: 32, normWeight: 64, normBias: 128, rms: 256,
+} as const;
 /** Columns a group of threads computes. */
 export const MV_COLUMNS = 4;
 /** The most rows this kernel takes (more: the tiled product). */
@@ -97,15 +99,17 @@ export interface ProductSpec {
  * the tiled one (matmul.ts).
  */
 export function productDispatch(s: ProductSpec): { kernel: string; params: number[]; groups: number[] } {
-  const L = s.W, R = matvecRows(s.rows), tiled = s.rows > MV_MAX_ROWS, tpc = tiled ? 0 : matvecThreads(L.type, L.stride);
+  const L = s.W, R = matvecRows(s.rows), tiled = s.rows > MV_MAX_ROWS;
+  const tpc = tiled ? 0 : matvecThreads(L.type, L.stride);
   const blocks = tiled ? Math.ceil(L.rows / MM_TILE) : Math.ceil(L.rows / ((MV_COLUMNS * 64) / tpc));
   const n = s.norm;
-  const flags = (s.bias ? MV.bias : 0) | (s.accumulate ? MV.accumulate : 0) | (s.clip != null ? MV.clip : 0) | (s.glu ? MV.glu : 0)
-    | (s.gather !== undefined ? MV.gather : 0)
+  const flags = (s.bias ? MV.bias : 0) | (s.accumulate ? MV.accumulate : 0) | (s.clip != null ? MV.clip : 0)
+    | (s.glu ? MV.glu : 0) | (s.gather !== undefined ? MV.gather : 0)
     | (n ? MV.norm | (n.weight ? MV.normWeight : 0) | (n.bias ? MV.normBias : 0) | (n.rms ? MV.rms : 0) : 0);
   return {
     kernel: tiled ? `mm.${L.type}` : `mv.${L.type}.${R}`,
-    params: [s.rows, L.rows, L.cols, s.ldx, 0, s.ldy, 0, flags, s.act ?? 0, f32bits(s.scale ?? 1), f32bits(s.clip ?? 0), f32bits(n?.eps ?? 0),
+    params: [s.rows, L.rows, L.cols, s.ldx, 0, s.ldy, 0, flags,
+      s.act ?? 0, f32bits(s.scale ?? 1), f32bits(s.clip ?? 0), f32bits(n?.eps ?? 0),
       L.stride, L.scaleAt, s.gather ?? 0, tpc],
     groups: [Math.min(blocks, 32768), Math.ceil(s.rows / (tiled ? MM_TILE : R)), Math.ceil(blocks / 32768)],
   };
@@ -124,7 +128,9 @@ function reduce(arr: string, count: string, gs: string, subgroups: boolean): str
   if (subgroups) {
     return `{
     let m = min(${gs}, sgs);
-    for (var k = 1u; k < m; k <<= 1u) { for (var v = 0u; v < ${count}; v++) { ${arr}[v] += subgroupShuffleXor(${arr}[v], k); } }
+    for (var k = 1u; k < m; k <<= 1u) {
+      for (var v = 0u; v < ${count}; v++) { ${arr}[v] += subgroupShuffleXor(${arr}[v], k); }
+    }
     if ((lid % m) == 0u) { for (var v = 0u; v < ${count}; v++) { red[v * 64u + lid / m] = ${arr}[v]; } }
     workgroupBarrier();
   }`;
@@ -156,7 +162,8 @@ export function matvecShader(type: GpuWeightType, R: number, subgroups: boolean)
   const cols = Array.from({ length: C }, (_, c) => c);
   // subgroupShuffleXor runs where every thread of the workgroup runs (after the chunk loop); the
   // analysis cannot see that the subgroup size kept in a private variable is uniform.
-  return (subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : '') + PARAMS + ACTIVATION + /* wgsl */ `
+  const enable = subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : '';
+  return enable + PARAMS + ACTIVATION + /* wgsl */ `
 struct Part { lo: vec4<f32>, hi: vec4<f32> }
 ${chunkReader(type)}
 ${PRODUCT_IO}
@@ -187,7 +194,8 @@ fn xv(r: u32, k: u32) -> vec4<f32> {
 }
 
 @compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u${subgroups ? ', @builtin(subgroup_size) sg: u32' : ''}) {
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
+    ${subgroups ? ', @builtin(subgroup_size) sg: u32' : ''}) {
   lid = l.x;
   ${subgroups ? 'sgs = sg;' : ''}
   let rows = p.a.x; let N = p.a.y; let K = p.a.z; let f = p.b.w; let tpc = p.d.w;
@@ -206,7 +214,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       for (var r = 0u; r < R; r++) { mu[r] = total(r, 0u, 64u) / f32(K); st[r] = 0.0; }
       workgroupBarrier();
     }
-    for (var k = lid; k < K; k += 64u) { for (var r = 0u; r < R; r++) { let dx = X[xo[r] + k] - mu[r]; st[r] += dx * dx; } }
+    for (var k = lid; k < K; k += 64u) {
+      for (var r = 0u; r < R; r++) { let dx = X[xo[r] + k] - mu[r]; st[r] += dx * dx; }
+    }
     ${reduce('st', 'R', '64u', subgroups)}
     for (var r = 0u; r < R; r++) { iv[r] = 1.0 / sqrt(total(r, 0u, 64u) / f32(K) + bitcast<f32>(p.c.w)); }
     workgroupBarrier();
@@ -220,7 +230,8 @@ ${cols.map((c) => `    let w${c} = w_raw(c${c}, ch);`).join('\n')}
       var xl: array<vec4<f32>, ${R}>;
       var xh: array<vec4<f32>, ${R}>;
       for (var r = 0u; r < R; r++) { xl[r] = xv(r, ko.x); xh[r] = xv(r, ko.y); }
-${cols.map((c) => `      { let q = w_part(w${c}, i); for (var r = 0u; r < R; r++) { acc[${c * R}u + r] += dot(q.lo, xl[r]) + dot(q.hi, xh[r]); } }`).join('\n')}
+${cols.map((c) => `      { let q = w_part(w${c}, i);
+        for (var r = 0u; r < R; r++) { acc[${c * R}u + r] += dot(q.lo, xl[r]) + dot(q.hi, xh[r]); } }`).join('\n')}
     }
   }
   ${reduce('acc', 'NV', 'tpc', subgroups)}

@@ -21,7 +21,9 @@ import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
 import type { NormOf, WeightTree } from '../../model/weight-tree.js';
 import { DispatchCache, Dispatches, emptyStats, type WebGpuStats } from './dispatch.js';
-import { MAP_READ, STORAGE, USAGE, type GpuBuffer, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
+import {
+  MAP_READ, STORAGE, USAGE, type GpuBuffer, type GpuComputePipeline, type GpuContext, type GpuDevice,
+} from './gpu.js';
 import { f32bits, productDispatch } from './matvec.js';
 import { kernelSource } from './shaders.js';
 import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
@@ -102,8 +104,12 @@ export class WebGpuRunner implements ModelRunner {
     /** Tokens per command buffer. */ readonly maxRows: number) {
     this.device = gpu.device;
     const c = config;
-    if (c.headDim > 256) throw new UnsupportedError(`the webgpu backend's attention takes head_dim up to 256 (this model: ${c.headDim})`);
-    const mats = [W.wte, W.lmHead, ...W.blocks.flatMap((B) => [B.wqkv, B.outProj, B.upProj, B.downProj, ...(B.gateProj ? [B.gateProj] : [])].map((m) => m.weight))];
+    if (c.headDim > 256) {
+      throw new UnsupportedError(`the webgpu backend's attention takes head_dim up to 256 (this model: ${c.headDim})`);
+    }
+    const linears = W.blocks.flatMap((B) =>
+      [B.wqkv, B.outProj, B.upProj, B.downProj, ...(B.gateProj ? [B.gateProj] : [])]);
+    const mats = [W.wte, W.lmHead, ...linears.map((m) => m.weight)];
     this.dispatchCache = new DispatchCache(this.device, (name) => this.pipeline(name), this.statsRef);
     this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
     const slopes = c.attn.alibi ? alibiSlopes(c.nHeads, c.attn.alibiBiasMax) : new Float32Array(c.nHeads);
@@ -125,7 +131,8 @@ export class WebGpuRunner implements ModelRunner {
   pipeline(name: string): GpuComputePipeline {
     let p = this.pipelines.get(name);
     if (!p) {
-      const module = this.device.createShaderModule({ code: kernelSource(name, { subgroups: this.gpu.subgroups }), label: name });
+      const code = kernelSource(name, { subgroups: this.gpu.subgroups });
+      const module = this.device.createShaderModule({ code, label: name });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
       this.pipelines.set(name, p);
     }
@@ -199,7 +206,9 @@ export class WebGpuRunner implements ModelRunner {
         const n = Math.min(this.maxRows - rows, T - t0);
         if (n <= 0) return;
         const want: [number, number] | null = modes[i] === 'all' ? [0, n] : modes[i] === 'last' && t0 + n === T ? [n - 1, n] : null;
-        round.push({ seq: i, cache: s.cache as WebGpuKvCache, tokens: s.tokens, padMask: s.padMask, t0, n, base: rows, want, logitsAt: logitRows });
+        const cache = s.cache as WebGpuKvCache;
+        round.push({ seq: i, cache, tokens: s.tokens, padMask: s.padMask, t0, n, base: rows, want,
+          logitsAt: logitRows });
         rows += n;
         if (want) logitRows += want[1] - want[0];
       });
@@ -209,7 +218,8 @@ export class WebGpuRunner implements ModelRunner {
         done[ch.seq] = ch.t0 + ch.n;
         if (!ch.want || !out) continue;
         const m = ch.want[1] - ch.want[0];
-        outputs[ch.seq]!.logits.set(out.subarray(ch.logitsAt * V, (ch.logitsAt + m) * V), modes[ch.seq] === 'all' ? ch.t0 * V : 0);
+        const rowsOut = out.subarray(ch.logitsAt * V, (ch.logitsAt + m) * V);
+        outputs[ch.seq]!.logits.set(rowsOut, modes[ch.seq] === 'all' ? ch.t0 * V : 0);
       }
     }
     return outputs;
@@ -222,7 +232,8 @@ export class WebGpuRunner implements ModelRunner {
     const ids = new Uint32Array(3 * R);
     for (const ch of round) {
       this.prepare(ch, ids);
-      if (ch.want) for (let r = ch.want[0]; r < ch.want[1]; r++) ids[2 * R + ch.logitsAt + r - ch.want[0]] = ch.base + r;
+      const [w0, w1] = ch.want ?? [0, 0];
+      for (let r = w0; r < w1; r++) ids[2 * R + ch.logitsAt + r - w0] = ch.base + r;
     }
     dev.queue.writeBuffer(s.ids, 0, ids);
     const out = logitRows > 0 ? this.ensureLogits(logitRows) : null;
@@ -272,32 +283,40 @@ export class WebGpuRunner implements ModelRunner {
   }
 
   /** The dispatches of one round: `rows` tokens of the round's chunks, then `logitRows` logit rows. */
-  private encode(plan: Dispatches, s: Scratch, round: Chunk[], rows: number, logitRows: number, logits: GpuBuffer | null): void {
+  private encode(plan: Dispatches, s: Scratch, round: Chunk[], rows: number, logitRows: number,
+    logits: GpuBuffer | null): void {
     const c = this.config, W = this.W, R = this.maxRows;
-    const d = c.dModel, hd = c.headDim, kvd = c.attn.kvNHeads * hd, qn = d + 2 * kvd, ff = c.ffn.hiddenSize, V = c.vocabSize;
+    const d = c.dModel, hd = c.headDim, kvd = c.attn.kvNHeads * hd, qn = d + 2 * kvd;
+    const ff = c.ffn.hiddenSize, V = c.vocabSize;
     const eps = f32bits(c.layerNormEpsilon), rms = c.normType.includes('rmsnorm');
     const act = ACT[c.ffn.activation];
     const opt = (t: GpuTensor | undefined) => t?.buf ?? this.dummy;
-    const mv = (X: GpuBuffer, ldx: number, rows: number, m: GpuTensor, bias: GpuTensor | undefined, Y: GpuBuffer, ldy: number, o: Product = {}) => {
+    const mv = (X: GpuBuffer, ldx: number, rows: number, m: GpuTensor, bias: GpuTensor | undefined,
+      Y: GpuBuffer, ldy: number, o: Product = {}) => {
       const norm = o.norm && { weight: !!o.norm.weight, bias: !!o.norm.bias, rms, eps: c.layerNormEpsilon };
       const p = productDispatch({ ...o, W: m.layout!, rows, ldx, ldy, bias: !!bias, norm, glu: !!o.glu });
-      plan.add(p.kernel, [X, m.buf, opt(bias), Y, opt(o.norm?.weight), opt(o.norm?.bias), o.gather !== undefined ? s.ids : this.dummy, o.glu ?? this.dummy],
+      const ids = o.gather !== undefined ? s.ids : this.dummy;
+      plan.add(p.kernel, [X, m.buf, opt(bias), Y, opt(o.norm?.weight), opt(o.norm?.bias), ids, o.glu ?? this.dummy],
         p.params, p.groups, m.name);
     };
 
     const wpe = W.wpe?.layout;
     plan.add(`embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`, [s.ids, W.wte.buf, opt(W.wpe), s.x],
-      [rows, d, wpe ? 1 : 0, R, W.wte.layout!.stride, W.wte.layout!.scaleAt, wpe?.stride ?? 0, wpe?.scaleAt ?? 0], [Math.ceil(d / 64), rows]);
+      [rows, d, wpe ? 1 : 0, R, W.wte.layout!.stride, W.wte.layout!.scaleAt, wpe?.stride ?? 0, wpe?.scaleAt ?? 0],
+      [Math.ceil(d / 64), rows]);
     W.blocks.forEach((B, l) => {
       mv(s.x, d, rows, B.wqkv.weight, B.wqkv.bias, s.qkv, qn, { norm: B.norm1, clip: c.attn.clipQkv });
       for (const ch of round) {
-        const kv = ch.cache.kvType, past = ch.cache.len, n = ch.n, keys = ch.cache.keys[l]!, values = ch.cache.values[l]!;
+        const kv = ch.cache.kvType, past = ch.cache.len, n = ch.n;
+        const keys = ch.cache.keys[l]!, values = ch.cache.values[l]!;
         let q = s.qkv, ldq = qn, fromQkv = 1;
         if (c.attn.qkLn) {
           // qk_ln normalises all of q and all of k (across heads), before the split into heads.
           const qLn = B.qLn!, kLn = B.kLn!;
-          const flags = (qLn.weight ? 1 : 0) | (qLn.bias ? 2 : 0) | (kLn.weight ? 4 : 0) | (kLn.bias ? 8 : 0) | (rms ? 16 : 0);
-          plan.add(`qkNorm.${kv}`, [s.qkv, opt(qLn.weight), opt(qLn.bias), opt(kLn.weight), opt(kLn.bias), s.qn, keys, values],
+          const flags = (qLn.weight ? 1 : 0) | (qLn.bias ? 2 : 0) | (kLn.weight ? 4 : 0) | (kLn.bias ? 8 : 0)
+            | (rms ? 16 : 0);
+          const norms = [opt(qLn.weight), opt(qLn.bias), opt(kLn.weight), opt(kLn.bias)];
+          plan.add(`qkNorm.${kv}`, [s.qkv, ...norms, s.qn, keys, values],
             [n, past, d, kvd, qn, ch.base * qn, ch.base * d, flags, eps], [n]);
           q = s.qn;
           ldq = d;
@@ -316,7 +335,9 @@ export class WebGpuRunner implements ModelRunner {
       }
       mv(s.hid, ff, rows, B.downProj.weight, B.downProj.bias, s.x, d, { accumulate: true });
     });
-    if (logits && logitRows > 0) mv(s.x, d, logitRows, W.lmHead, undefined, logits, V, { norm: W.normF, gather: 2 * R, scale: c.logitScale ?? 1 });
+    if (logits && logitRows > 0) {
+      mv(s.x, d, logitRows, W.lmHead, undefined, logits, V, { norm: W.normF, gather: 2 * R, scale: c.logitScale ?? 1 });
+    }
   }
 
   /** Scratch buffers for a round of maxRows tokens. */
@@ -327,7 +348,8 @@ export class WebGpuRunner implements ModelRunner {
       return this.device.createBuffer({ size: Math.max(16, words * 4), usage: STORAGE, label });
     };
     this.scratch ??= {
-      ids: buf(3 * R, 'ids'), x: buf(R * d, 'x'), qkv: buf(R * (d + 2 * kvd), 'qkv'), qn: buf(c.attn.qkLn ? R * d : 4, 'q'),
+      ids: buf(3 * R, 'ids'), x: buf(R * d, 'x'), qkv: buf(R * (d + 2 * kvd), 'qkv'),
+      qn: buf(c.attn.qkLn ? R * d : 4, 'q'),
       ctx: buf(R * d, 'ctx'), hid: buf(R * ff, 'hid'), gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
     };
     return this.scratch;
