@@ -168,7 +168,7 @@ const CASES: Case[] = [
 ];
 
 for (const subgroups of hasSubgroups ? [true, false] : [false]) {
-  const title = `webgpu products of each stored type vs float64 on ggml's dequantized weights (subgroups: ${subgroups})`;
+  const title = `webgpu products (every stored type) vs float64 on ggml's dequantized weights, subgroups: ${subgroups}`;
   describe(title, { skip }, () => {
     let h: Harness;
     before(async () => { h = new Harness(await openGpu({ subgroups })); });
