@@ -158,6 +158,30 @@ describe('webgpu runner', { skip }, () => {
     await assert.rejects(r.forward([{ cache: c, tokens: [1] }], { logits: 'last' }), /disposed/);
   });
 
+  it('without subgroup operations: tiny-gqa\'s goldens, a q4_k GGUF as the reference backend', async () => {
+    const ck = await openCheckpoint(fixturePath('tiny-gqa'));
+    const plain = await loadWebGpuRunner(ck.config, ck.tensors, { subgroups: false, maxRows: 16 });
+    await ck.tensors.close();
+    try {
+      assert.equal(plain.gpu.subgroups, false);
+      await checkGoldens(plain, new Goldens(fixturePath('tiny-gqa')));
+    } finally {
+      await plain.dispose();
+    }
+    const GGUF = fixturePath('gguf-tiny-q');
+    const q = await openCheckpoint(`${GGUF}/tiny-q-q4_k.gguf`);
+    const ref = await referenceBackend.load(q.config, q.tensors);
+    const gpu = await loadWebGpuRunner(q.config, q.tensors, { subgroups: false });
+    await q.tensors.close();
+    try {
+      const ids: number[] = new Goldens(GGUF).json.inputs.seq64;
+      assert.ok(maxAbsDiff(await logitsOf(gpu, ids), await logitsOf(ref, ids)) <= TOL);
+    } finally {
+      await gpu.dispose();
+      await ref.dispose();
+    }
+  });
+
   it('loads through loadRunner as backend "webgpu"', async () => {
     const { runner } = await loadRunner(fixturePath('tiny-gqa'), { backend: 'webgpu' });
     try {

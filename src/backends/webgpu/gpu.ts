@@ -47,8 +47,9 @@ export interface GpuDevice {
 }
 interface GpuAdapter {
   readonly limits: Record<string, number>;
+  readonly features?: { has(name: string): boolean };
   readonly info?: { vendor?: string; architecture?: string; device?: string; description?: string };
-  requestDevice(d?: { requiredLimits?: Record<string, number> }): Promise<GpuDevice>;
+  requestDevice(d?: { requiredLimits?: Record<string, number>; requiredFeatures?: string[] }): Promise<GpuDevice>;
 }
 interface Gpu { requestAdapter(o?: { powerPreference?: 'high-performance' | 'low-power' }): Promise<GpuAdapter | null> }
 
@@ -76,6 +77,8 @@ async function findGpu(): Promise<Gpu> {
 
 export interface GpuContext {
   device: GpuDevice;
+  /** The device has the `subgroups` feature (WGSL subgroup operations). */
+  subgroups: boolean;
   /** The adapter, in words (for `mpt info`, benchmarks, errors). */
   adapterName: string;
   /**
@@ -85,15 +88,19 @@ export interface GpuContext {
   readonly owners: unknown[];
 }
 
-/** Opens a device on the best adapter. Throws UnsupportedError when there is none. */
-export async function openGpu(): Promise<GpuContext> {
+/**
+ * Opens a device on the best adapter, with the `subgroups` feature where the adapter has it and
+ * `subgroups` is not false. Throws UnsupportedError when there is no adapter.
+ */
+export async function openGpu(options: { subgroups?: boolean } = {}): Promise<GpuContext> {
   const gpu = await findGpu();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter) throw new UnsupportedError('WebGPU found no GPU adapter (in Node: is a Vulkan, Metal or D3D12 driver installed?)');
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k]!;
-  const device = await adapter.requestDevice({ requiredLimits });
+  const subgroups = options.subgroups !== false && !!adapter.features?.has('subgroups');
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: subgroups ? ['subgroups'] : [] });
   const i = adapter.info ?? {};
   const adapterName = [i.description || i.device, i.vendor, i.architecture].filter(Boolean).join(' / ') || 'unknown adapter';
-  return { device, adapterName, owners: [gpu, adapter] };
+  return { device, subgroups, adapterName, owners: [gpu, adapter] };
 }

@@ -2,7 +2,8 @@
  * The WebGPU backend: the MPT forward pass in WGSL compute shaders, on the browser's WebGPU or,
  * in Node, the optional `webgpu` package (Dawn over Vulkan, Metal or D3D12).
  *
- *   webgpuBackend.load(config, tensors)       f32 / f16 / bf16 matrices as stored (others as f32)
+ *   webgpuBackend.load(config, tensors)       matrices in their stored type (f32, f16, bf16, q8_0,
+ *                                             q4_0, q4_k, q5_k, q6_k; other types as f32)
  */
 import type { MptConfig } from '../../model/config.js';
 import type { TensorSource } from '../../formats/tensor-source.js';
@@ -15,13 +16,15 @@ import { loadGpuWeights } from './weights.js';
 export interface WebGpuLoadOptions extends LoadRunnerOptions {
   /** Tokens per command buffer (default 128): bounds the scratch buffers. */
   maxRows?: number;
+  /** Use subgroup operations where the adapter has them (default true; false: workgroup memory only). */
+  subgroups?: boolean;
 }
 
 /** Loads a checkpoint onto the GPU. Throws UnsupportedError when WebGPU has no adapter here. */
 export async function loadWebGpuRunner(config: MptConfig, tensors: TensorSource, options: WebGpuLoadOptions = {}): Promise<WebGpuRunner> {
   const maxRows = options.maxRows ?? 128;
   if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > 65535) throw new InputError(`maxRows must be an integer in [1, 65535], got ${maxRows}`);
-  const gpu = await openGpu();
+  const gpu = await openGpu({ subgroups: options.subgroups });
   try {
     return new WebGpuRunner(config, gpu, await loadGpuWeights(gpu, config, tensors, options.onProgress), maxRows);
   } catch (e) {
@@ -38,3 +41,4 @@ export const webgpuBackend: Backend = {
 };
 
 export { WebGpuRunner, WebGpuKvCache } from './runner.js';
+export type { WebGpuStats } from './dispatch.js';

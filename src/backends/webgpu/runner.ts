@@ -1,13 +1,17 @@
 /**
- * The WebGPU backend's ModelRunner: weights (matrices in f32, f16 or bf16 as stored; weights.ts)
- * and f32 KV caches in GPU buffers, the MPT forward pass as a sequence of compute dispatches
- * (shaders.ts), step for step the reference backend's (src/backends/reference/forward.ts). One
- * command buffer per chunk of at most `maxRows` tokens of one sequence; logits come back through
- * a mapped staging buffer.
+ * The WebGPU backend's ModelRunner: weights (matrices in their stored type, layout.ts) and f32 or
+ * f16 KV caches in GPU buffers, the MPT forward pass as compute dispatches (matvec.ts, shaders.ts),
+ * step for step the reference backend's (src/backends/reference/forward.ts).
  *
- * This first version computes in f32 and runs the sequences of a batch one after the other: it
- * is the definition faster GPU kernels (quantized weights, batched decode) will be tested against,
- * as the wasm kernels are against the reference backend.
+ * A forward call runs in rounds of at most `maxRows` tokens: the next chunk of as many of the
+ * batch's sequences as fit, their rows side by side in the scratch buffers, so that every product
+ * reads each weight once per round for all of them. One command buffer per round; the wanted logit
+ * rows come back through one mapped staging buffer.
+ *
+ * Dispatches of a round: the embedding; per layer the QKV product (norm_1 and clip_qkv fused), per
+ * sequence attention (storing the new keys and values; qk_ln adds a dispatch before it), the output
+ * product (+= residual), the up product (norm_2 and the activation fused; GLU: gate, then up ·
+ * act(gate)) and the down product (+= residual); the LM head (norm_f fused, logit rows gathered).
  */
 import { InputError, UnsupportedError } from '../../errors.js';
 import { alibiSlopes } from '../../model/alibi.js';
@@ -15,18 +19,17 @@ import type { MptConfig } from '../../model/config.js';
 import type { ForwardOptions, KvCache, KvCacheOptions, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
 import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
-import type { LinearOf, NormOf, WeightTree } from '../../model/weight-tree.js';
-import { MAP_READ, STORAGE, USAGE, type GpuBuffer, type GpuBindGroup, type GpuBindGroupLayout, type GpuCommandEncoder, type GpuComputePipeline, type GpuContext, type GpuDevice } from './gpu.js';
+import type { NormOf, WeightTree } from '../../model/weight-tree.js';
+import { DispatchCache, Dispatches, emptyStats, type WebGpuStats } from './dispatch.js';
+import {
+  MAP_READ, STORAGE, USAGE, type GpuBuffer, type GpuComputePipeline, type GpuContext, type GpuDevice,
+} from './gpu.js';
+import { f32bits, productDispatch } from './matvec.js';
 import { kernelSource } from './shaders.js';
 import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 
-/** Activation codes of the kernels (shaders.ts `activate`). */
+/** Activation codes of the kernels (wgsl.ts `activate`). */
 const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const;
-/** Bytes per uniform slot (WebGPU's minimum uniform-buffer offset alignment). */
-const SLOT = 256;
-
-/** A matrix product's weights and its shape (rows = outputs, cols = inputs). */
-interface GpuLinear { w: GpuTensor; b?: GpuTensor; rows: number; cols: number }
 
 export class WebGpuKvCache extends KvCacheBase implements KvCache {
   /** @internal 1 = real token, 0 = padding, per position (the GPU copy is `valid`). */
@@ -44,7 +47,7 @@ export class WebGpuKvCache extends KvCacheBase implements KvCache {
   }
 }
 
-/** One round's share of one sequence: tokens [t0, t0+n), and where its logit rows go. */
+/** One round's share of one sequence: tokens [t0, t0+n), at rows [base, base+n) of the scratch. */
 interface Chunk {
   seq: number;
   cache: WebGpuKvCache;
@@ -52,18 +55,32 @@ interface Chunk {
   padMask?: ArrayLike<number>;
   t0: number;
   n: number;
+  base: number;
   /** Rows of the chunk whose logits are wanted, [first, end). */
   want: [number, number] | null;
   /** First row of the round's logits buffer for them. */
   logitsAt: number;
 }
 
-/** Scratch buffers for `rows` tokens. */
+/**
+ * Scratch buffers for a round of maxRows (R) tokens. ids: token ids at [0, R), positions at
+ * [R, 2R), the rows whose logits are wanted at [2R, 3R).
+ */
 interface Scratch {
-  /** Chunks whose token ids fit in `ids` (2 · maxRows words each). */
-  idsFor: number;
-  ids: GpuBuffer; x: GpuBuffer; xn: GpuBuffer; qkv: GpuBuffer; qn: GpuBuffer; kn: GpuBuffer;
-  ctx: GpuBuffer; hid: GpuBuffer; gate: GpuBuffer;
+  ids: GpuBuffer; x: GpuBuffer; qkv: GpuBuffer; qn: GpuBuffer; ctx: GpuBuffer; hid: GpuBuffer; gate: GpuBuffer;
+}
+
+/** Options of one product (matvec.ts). */
+interface Product {
+  norm?: NormOf<GpuTensor>;
+  accumulate?: boolean;
+  act?: number;
+  scale?: number;
+  clip?: number | null;
+  /** GLU: the gate values, laid out as the output; y = act(gate) · y. */
+  glu?: GpuBuffer;
+  /** Rows of X to read: the list at this word of `ids`. */
+  gather?: number;
 }
 
 export class WebGpuRunner implements ModelRunner {
@@ -78,29 +95,44 @@ export class WebGpuRunner implements ModelRunner {
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
   private readonly dispatchCache: DispatchCache;
-  /** How the matrices are stored on the GPU (f32, f16, bf16). */
+  private readonly statsRef = { current: emptyStats() };
+  /** How the matrices are stored on the GPU (f32, f16, bf16, q8_0, ...). */
   readonly matrixTypes: string[];
 
   /** @internal use loadWebGpuRunner */
   constructor(readonly config: MptConfig, readonly gpu: GpuContext, private readonly W: WeightTree<GpuTensor>,
     /** Tokens per command buffer. */ readonly maxRows: number) {
     this.device = gpu.device;
-    this.dispatchCache = new DispatchCache(this.device, (name) => this.pipeline(name));
-    this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
     const c = config;
+    if (c.headDim > 256) {
+      throw new UnsupportedError(`the webgpu backend's attention takes head_dim up to 256 (this model: ${c.headDim})`);
+    }
+    const linears = W.blocks.flatMap((B) =>
+      [B.wqkv, B.outProj, B.upProj, B.downProj, ...(B.gateProj ? [B.gateProj] : [])]);
+    const mats = [W.wte, W.lmHead, ...linears.map((m) => m.weight)];
+    this.dispatchCache = new DispatchCache(this.device, (name) => this.pipeline(name), this.statsRef);
+    this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
     const slopes = c.attn.alibi ? alibiSlopes(c.nHeads, c.attn.alibiBiasMax) : new Float32Array(c.nHeads);
     this.slopes = uploadBytes(gpu, new Uint8Array(slopes.buffer, slopes.byteOffset, slopes.byteLength), 'slopes');
     this.softmaxScale = c.attn.softmaxScale ?? 1 / Math.sqrt(c.headDim);
-    const mats = [W.wte, W.lmHead, ...W.blocks.flatMap((B) => [B.wqkv, B.outProj, B.upProj, B.downProj, ...(B.gateProj ? [B.gateProj] : [])].map((m) => m.weight))];
     this.matrixTypes = [...new Set(mats.map((m) => m.type))].sort();
-    for (const name of ['embed', 'norm', 'matmul', 'glu', 'clip', 'storeKv', 'attention']) this.pipeline(name);
+  }
+
+  /** What forward calls have encoded since the load or the last `resetStats()`. */
+  get stats(): WebGpuStats {
+    return this.statsRef.current;
+  }
+
+  resetStats(): void {
+    this.statsRef.current = emptyStats();
   }
 
   /** The compute pipeline of a kernel (shaders.ts kernelSource), compiled on first use. */
   pipeline(name: string): GpuComputePipeline {
     let p = this.pipelines.get(name);
     if (!p) {
-      const module = this.device.createShaderModule({ code: kernelSource(name), label: name });
+      const code = kernelSource(name, { subgroups: this.gpu.subgroups });
+      const module = this.device.createShaderModule({ code, label: name });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
       this.pipelines.set(name, p);
     }
@@ -159,51 +191,61 @@ export class WebGpuRunner implements ModelRunner {
   private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
     if (this.disposed) throw new InputError('this runner has been disposed');
     validateBatch(batch, options, this.config.vocabSize, (c): c is WebGpuKvCache => c instanceof WebGpuKvCache && c.runner === this, 'webgpu');
+    this.stats.forwards++;
     const V = this.config.vocabSize;
     const modes = batch.map((s) => s.logits ?? options.logits);
     const outputs: SequenceOutput[] = batch.map((s, i) =>
       ({ logits: new Float32Array((modes[i] === 'all' ? s.tokens.length : modes[i] === 'last' && s.tokens.length > 0 ? 1 : 0) * V) }));
     const done = batch.map(() => 0);
-    // Rounds: the next chunk of every unfinished sequence, all in one command buffer and one read-back.
+    // Rounds of at most maxRows tokens: the next chunk of each unfinished sequence, in batch order, while they fit.
     for (;;) {
       const round: Chunk[] = [];
-      let logitRows = 0;
+      let rows = 0, logitRows = 0;
       batch.forEach((s, i) => {
         const T = s.tokens.length, t0 = done[i]!;
-        if (t0 >= T) return;
-        const n = Math.min(this.maxRows, T - t0);
+        const n = Math.min(this.maxRows - rows, T - t0);
+        if (n <= 0) return;
         const want: [number, number] | null = modes[i] === 'all' ? [0, n] : modes[i] === 'last' && t0 + n === T ? [n - 1, n] : null;
-        round.push({ seq: i, cache: s.cache as WebGpuKvCache, tokens: s.tokens, padMask: s.padMask, t0, n, want, logitsAt: logitRows });
+        const cache = s.cache as WebGpuKvCache;
+        round.push({ seq: i, cache, tokens: s.tokens, padMask: s.padMask, t0, n, base: rows, want,
+          logitsAt: logitRows });
+        rows += n;
         if (want) logitRows += want[1] - want[0];
       });
       if (round.length === 0) break;
-      const rows = await this.runRound(round, logitRows);
+      const out = await this.runRound(round, rows, logitRows);
       for (const ch of round) {
         done[ch.seq] = ch.t0 + ch.n;
-        if (!ch.want || !rows) continue;
+        if (!ch.want || !out) continue;
         const m = ch.want[1] - ch.want[0];
-        outputs[ch.seq]!.logits.set(rows.subarray(ch.logitsAt * V, (ch.logitsAt + m) * V), modes[ch.seq] === 'all' ? ch.t0 * V : 0);
+        const rowsOut = out.subarray(ch.logitsAt * V, (ch.logitsAt + m) * V);
+        outputs[ch.seq]!.logits.set(rowsOut, modes[ch.seq] === 'all' ? ch.t0 * V : 0);
       }
     }
     return outputs;
   }
 
   /** Encodes, submits and waits for one round; returns its logit rows (chunk by chunk). */
-  private async runRound(round: Chunk[], logitRows: number): Promise<Float32Array | null> {
+  private async runRound(round: Chunk[], rows: number, logitRows: number): Promise<Float32Array | null> {
     const dev = this.device, V = this.config.vocabSize, R = this.maxRows;
-    const s = this.ensureScratch(round.length);
-    const ids = new Uint32Array(2 * R * round.length);
-    round.forEach((ch, k) => this.prepare(ch, ids, 2 * R * k));
+    const s = this.ensureScratch();
+    const ids = new Uint32Array(3 * R);
+    for (const ch of round) {
+      this.prepare(ch, ids);
+      const [w0, w1] = ch.want ?? [0, 0];
+      for (let r = w0; r < w1; r++) ids[2 * R + ch.logitsAt + r - w0] = ch.base + r;
+    }
     dev.queue.writeBuffer(s.ids, 0, ids);
     const out = logitRows > 0 ? this.ensureLogits(logitRows) : null;
     // Validation errors of encoding and submission come back here, not as uncaptured errors.
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder();
     const plan = new Dispatches(this.dispatchCache, enc);
-    round.forEach((ch, k) => this.encode(plan, s, ch, 2 * R * k, out?.buf ?? null));
+    this.encode(plan, s, round, rows, out ? logitRows : 0, out?.buf ?? null);
     plan.finish();
     if (out) enc.copyBufferToBuffer(out.buf, 0, out.staging, 0, logitRows * V * 4);
     dev.queue.submit([enc.finish()]);
+    this.stats.submissions++;
     const err = await dev.popErrorScope();
     if (err) throw new Error(`webgpu: ${err.message}`);
     for (const ch of round) ch.cache.len += ch.n;
@@ -212,16 +254,17 @@ export class WebGpuRunner implements ModelRunner {
       return null;
     }
     await out.staging.mapAsync(MAP_READ, 0, logitRows * V * 4);
-    const rows = new Float32Array(out.staging.getMappedRange(0, logitRows * V * 4).slice(0));
+    const got = new Float32Array(out.staging.getMappedRange(0, logitRows * V * 4).slice(0));
     out.staging.unmap();
-    return rows;
+    return got;
   }
 
   /**
-   * A chunk's token ids, then (learned position embeddings) positions, into `ids` at `at`;
-   * MosaicML shifts positions left past padding. Also the pad mask, on both sides.
+   * A chunk's token ids at ids[base + t] and (learned position embeddings) positions at
+   * ids[maxRows + base + t]; MosaicML shifts positions left past padding. Also the pad mask, on
+   * both sides.
    */
-  private prepare(ch: Chunk, ids: Uint32Array, at: number): void {
+  private prepare(ch: Chunk, ids: Uint32Array): void {
     const c = this.config, cache = ch.cache, past = cache.len, n = ch.n;
     let pads = 0;
     for (let j = 0; j < past; j++) if (!cache.padMask[j]) pads++;
@@ -230,8 +273,8 @@ export class WebGpuRunner implements ModelRunner {
       if (!real) pads++;
       const pos = Math.max(0, past + t - pads);
       if (this.W.wpe && pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
-      ids[at + t] = ch.tokens[ch.t0 + t]!;
-      ids[at + n + t] = pos;
+      ids[ch.base + t] = ch.tokens[ch.t0 + t]!;
+      ids[this.maxRows + ch.base + t] = pos;
     }
     for (let t = 0; t < n; t++) cache.padMask[past + t] = ch.padMask ? (ch.padMask[ch.t0 + t] ? 1 : 0) : 1;
     // The pad mask as u32 flags, rewritten from a 4-aligned start.
@@ -239,73 +282,76 @@ export class WebGpuRunner implements ModelRunner {
     this.device.queue.writeBuffer(cache.valid, from * 4, Uint32Array.from(cache.padMask.subarray(from, past + n)));
   }
 
-  /** The dispatches of one chunk: tokens [t0, t0+n) of one sequence on top of its cache. */
-  private encode(plan: Dispatches, s: Scratch, ch: Chunk, idsAt: number, logits: GpuBuffer | null): void {
-    const c = this.config, n = ch.n, past = ch.cache.len, cache = ch.cache;
-    const d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, qn = d + 2 * kvd, ff = c.ffn.hiddenSize, V = c.vocabSize;
-    const W = this.W;
-    const normFlags = (w: NormOf<GpuTensor>) => (w.weight ? 1 : 0) | (w.bias ? 2 : 0) | (c.normType.includes('rmsnorm') ? 4 : 0);
-    const norm = (x: GpuBuffer, ldx: number, xoff: number, w: NormOf<GpuTensor>, y: GpuBuffer, ldy: number, yoff: number, width: number) =>
-      plan.add('norm', [x, w.weight?.buf ?? this.dummy, w.bias?.buf ?? this.dummy, y], [n, width, ldx, xoff, ldy, yoff, normFlags(w), 0, f32bits(c.layerNormEpsilon)], [n]);
-    const matmul = (x: GpuBuffer, ldx: number, xoff: number, rows: number, m: GpuLinear, y: GpuBuffer, ldy: number, acc: boolean, act = 0, scale = 1, yoff = 0) =>
-      plan.add(`matmul.${m.w.type}`, [x, m.w.buf, m.b?.buf ?? this.dummy, y], [rows, m.rows, m.cols, ldx, xoff, ldy, yoff, (m.b ? 1 : 0) | (acc ? 2 : 0), act, f32bits(scale)],
-        [Math.min(m.rows, 32768), Math.ceil(rows / 4), Math.ceil(m.rows / 32768)]);
-    const lin = (m: LinearOf<GpuTensor>, rows: number, cols: number): GpuLinear => ({ w: m.weight, b: m.bias, rows, cols });
+  /** The dispatches of one round: `rows` tokens of the round's chunks, then `logitRows` logit rows. */
+  private encode(plan: Dispatches, s: Scratch, round: Chunk[], rows: number, logitRows: number,
+    logits: GpuBuffer | null): void {
+    const c = this.config, W = this.W, R = this.maxRows;
+    const d = c.dModel, hd = c.headDim, kvd = c.attn.kvNHeads * hd, qn = d + 2 * kvd;
+    const ff = c.ffn.hiddenSize, V = c.vocabSize;
+    const eps = f32bits(c.layerNormEpsilon), rms = c.normType.includes('rmsnorm');
     const act = ACT[c.ffn.activation];
+    const opt = (t: GpuTensor | undefined) => t?.buf ?? this.dummy;
+    const mv = (X: GpuBuffer, ldx: number, rows: number, m: GpuTensor, bias: GpuTensor | undefined,
+      Y: GpuBuffer, ldy: number, o: Product = {}) => {
+      const norm = o.norm && { weight: !!o.norm.weight, bias: !!o.norm.bias, rms, eps: c.layerNormEpsilon };
+      const p = productDispatch({ ...o, W: m.layout!, rows, ldx, ldy, bias: !!bias, norm, glu: !!o.glu });
+      const ids = o.gather !== undefined ? s.ids : this.dummy;
+      plan.add(p.kernel, [X, m.buf, opt(bias), Y, opt(o.norm?.weight), opt(o.norm?.bias), ids, o.glu ?? this.dummy],
+        p.params, p.groups, m.name);
+    };
 
-    plan.add(`embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`, [s.ids, W.wte.buf, W.wpe?.buf ?? this.dummy, s.x], [n, d, W.wpe ? 1 : 0, idsAt], [Math.ceil(d / 64), n]);
+    const wpe = W.wpe?.layout;
+    plan.add(`embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`, [s.ids, W.wte.buf, opt(W.wpe), s.x],
+      [rows, d, wpe ? 1 : 0, R, W.wte.layout!.stride, W.wte.layout!.scaleAt, wpe?.stride ?? 0, wpe?.scaleAt ?? 0],
+      [Math.ceil(d / 64), rows]);
     W.blocks.forEach((B, l) => {
-      norm(s.x, d, 0, B.norm1, s.xn, d, 0, d);
-      matmul(s.xn, d, 0, n, lin(B.wqkv, qn, d), s.qkv, qn, false);
-      if (c.attn.clipQkv !== null) plan.add('clip', [s.qkv], [n * qn, f32bits(c.attn.clipQkv)], [Math.min(1024, Math.ceil((n * qn) / 256))]);
-      // qk_ln normalises all of q and all of k (across heads), before the split into heads.
-      let q: [GpuBuffer, number, number] = [s.qkv, qn, 0];
-      let k: [GpuBuffer, number, number] = [s.qkv, qn, d];
-      if (c.attn.qkLn) {
-        norm(s.qkv, qn, 0, B.qLn!, s.qn, d, 0, d);
-        norm(s.qkv, qn, d, B.kLn!, s.kn, kvd, 0, kvd);
-        q = [s.qn, d, 0];
-        k = [s.kn, kvd, 0];
+      mv(s.x, d, rows, B.wqkv.weight, B.wqkv.bias, s.qkv, qn, { norm: B.norm1, clip: c.attn.clipQkv });
+      for (const ch of round) {
+        const kv = ch.cache.kvType, past = ch.cache.len, n = ch.n;
+        const keys = ch.cache.keys[l]!, values = ch.cache.values[l]!;
+        let q = s.qkv, ldq = qn, fromQkv = 1;
+        if (c.attn.qkLn) {
+          // qk_ln normalises all of q and all of k (across heads), before the split into heads.
+          const qLn = B.qLn!, kLn = B.kLn!;
+          const flags = (qLn.weight ? 1 : 0) | (qLn.bias ? 2 : 0) | (kLn.weight ? 4 : 0) | (kLn.bias ? 8 : 0)
+            | (rms ? 16 : 0);
+          const norms = [opt(qLn.weight), opt(qLn.bias), opt(kLn.weight), opt(kLn.bias)];
+          plan.add(`qkNorm.${kv}`, [s.qkv, ...norms, s.qn, keys, values],
+            [n, past, d, kvd, qn, ch.base * qn, ch.base * d, flags, eps], [n]);
+          q = s.qn;
+          ldq = d;
+          fromQkv = 0;
+        }
+        plan.add(`attention.${kv}`, [q, keys, values, ch.cache.valid, this.slopes, s.ctx, s.qkv],
+          [n, past, hd, kvd, ldq, ch.base * ldq, c.nHeads / c.attn.kvNHeads, fromQkv,
+            f32bits(this.softmaxScale), qn, ch.base * qn + d, ch.base * qn + d + kvd, d, ch.base * d], [n, c.nHeads]);
       }
-      const kv = cache.kvType;
-      plan.add(`storeKv.${kv}`, [k[0], s.qkv, cache.keys[l]!, cache.values[l]!], [n, kvd, past, 0, k[1], k[2], qn, d + kvd], [Math.ceil(kvd / (kv === 'f16' ? 128 : 64)), n]);
-      plan.add(`attention.${kv}`, [q[0], cache.keys[l]!, cache.values[l]!, cache.valid, this.slopes, s.ctx],
-        [n, past, c.headDim, kvd, q[1], q[2], c.nHeads / c.attn.kvNHeads, d, f32bits(this.softmaxScale)], [n, c.nHeads]);
-      matmul(s.ctx, d, 0, n, lin(B.outProj, d, d), s.x, d, true);
-      norm(s.x, d, 0, B.norm2, s.xn, d, 0, d);
+      mv(s.ctx, d, rows, B.outProj.weight, B.outProj.bias, s.x, d, { accumulate: true });
       if (B.gateProj) {
-        matmul(s.xn, d, 0, n, lin(B.gateProj, ff, d), s.gate, ff, false);
-        matmul(s.xn, d, 0, n, lin(B.upProj, ff, d), s.hid, ff, false);
-        plan.add('glu', [s.gate, s.hid], [n * ff, act], [Math.min(1024, Math.ceil((n * ff) / 256))]);
+        mv(s.x, d, rows, B.gateProj.weight, B.gateProj.bias, s.gate, ff, { norm: B.norm2 });
+        mv(s.x, d, rows, B.upProj.weight, B.upProj.bias, s.hid, ff, { norm: B.norm2, glu: s.gate, act });
       } else {
-        matmul(s.xn, d, 0, n, lin(B.upProj, ff, d), s.hid, ff, false, act);
+        mv(s.x, d, rows, B.upProj.weight, B.upProj.bias, s.hid, ff, { norm: B.norm2, act });
       }
-      matmul(s.hid, ff, 0, n, lin(B.downProj, d, ff), s.x, d, true);
+      mv(s.hid, ff, rows, B.downProj.weight, B.downProj.bias, s.x, d, { accumulate: true });
     });
-    if (ch.want && logits) {
-      const [r0, r1] = ch.want;
-      norm(s.x, d, 0, W.normF, s.xn, d, 0, d);
-      matmul(s.xn, d, r0 * d, r1 - r0, { w: W.lmHead, rows: V, cols: d }, logits, V, false, 0, c.logitScale ?? 1, ch.logitsAt * V);
+    if (logits && logitRows > 0) {
+      mv(s.x, d, logitRows, W.lmHead, undefined, logits, V, { norm: W.normF, gather: 2 * R, scale: c.logitScale ?? 1 });
     }
   }
 
-  /** Scratch buffers for one chunk at a time, and token ids for `sequences` chunks. */
-  private ensureScratch(sequences: number): Scratch {
+  /** Scratch buffers for a round of maxRows tokens. */
+  private ensureScratch(): Scratch {
     const c = this.config, R = this.maxRows, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, ff = c.ffn.hiddenSize;
     const buf = (words: number, label: string) => {
       checkSize(this.gpu, words * 4, label);
       return this.device.createBuffer({ size: Math.max(16, words * 4), usage: STORAGE, label });
     };
     this.scratch ??= {
-      idsFor: 0, ids: this.dummy, x: buf(R * d, 'x'), xn: buf(R * d, 'xn'), qkv: buf(R * (d + 2 * kvd), 'qkv'),
-      qn: buf(c.attn.qkLn ? R * d : 4, 'q'), kn: buf(c.attn.qkLn ? R * kvd : 4, 'k'), ctx: buf(R * d, 'ctx'),
-      hid: buf(R * ff, 'hid'), gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
+      ids: buf(3 * R, 'ids'), x: buf(R * d, 'x'), qkv: buf(R * (d + 2 * kvd), 'qkv'),
+      qn: buf(c.attn.qkLn ? R * d : 4, 'q'),
+      ctx: buf(R * d, 'ctx'), hid: buf(R * ff, 'hid'), gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
     };
-    if (this.scratch.idsFor < sequences) {
-      if (this.scratch.idsFor > 0) this.scratch.ids.destroy();
-      this.scratch.ids = buf(2 * R * sequences, 'ids');
-      this.scratch.idsFor = sequences;
-    }
     return this.scratch;
   }
 
@@ -322,85 +368,6 @@ export class WebGpuRunner implements ModelRunner {
     };
     return this.logits;
   }
-}
-
-/**
- * What the dispatches of every round share, so that a decode step re-encodes without creating
- * objects: one uniform buffer for the parameters (rewritten each round; the previous round has
- * finished by then), bind groups by (kernel, parameter slot, buffers), bind-group layouts.
- */
-class DispatchCache {
-  private uniforms: GpuBuffer | null = null;
-  private readonly groups = new Map<string, GpuBindGroup>();
-  private readonly layouts = new Map<string, GpuBindGroupLayout>();
-  private readonly ids = new WeakMap<GpuBuffer, number>();
-  private nextId = 1;
-
-  constructor(private readonly device: GpuDevice, readonly pipeline: (name: string) => GpuComputePipeline) {}
-
-  /** The uniform buffer, holding `words` from its start. */
-  params(words: Uint32Array): GpuBuffer {
-    if (!this.uniforms || this.uniforms.size < words.byteLength) {
-      this.uniforms?.destroy();
-      this.uniforms = this.device.createBuffer({ size: Math.max(words.byteLength, 64 * SLOT), usage: USAGE.UNIFORM | USAGE.COPY_DST, label: 'params' });
-      this.groups.clear();
-    }
-    this.device.queue.writeBuffer(this.uniforms, 0, words);
-    return this.uniforms;
-  }
-
-  group(kernel: string, slot: number, buffers: GpuBuffer[]): GpuBindGroup {
-    const key = `${kernel}@${slot}:${buffers.map((b) => this.id(b)).join(',')}`;
-    let g = this.groups.get(key);
-    if (!g) {
-      // Destroyed caches leave entries behind: start over now and then.
-      if (this.groups.size >= 8192) this.groups.clear();
-      let layout = this.layouts.get(kernel);
-      if (!layout) this.layouts.set(kernel, (layout = this.pipeline(kernel).getBindGroupLayout(0)));
-      g = this.device.createBindGroup({
-        layout,
-        entries: [{ binding: 0, resource: { buffer: this.uniforms!, offset: slot * SLOT, size: 64 } },
-          ...buffers.map((buffer, b) => ({ binding: b + 1, resource: { buffer } }))],
-      });
-      this.groups.set(key, g);
-    }
-    return g;
-  }
-
-  private id(b: GpuBuffer): number {
-    let i = this.ids.get(b);
-    if (i === undefined) this.ids.set(b, (i = this.nextId++));
-    return i;
-  }
-}
-
-/** The dispatches of one command buffer, their parameters gathered in one uniform buffer. */
-class Dispatches {
-  private readonly items: { kernel: string; buffers: GpuBuffer[]; params: number[]; groups: number[] }[] = [];
-
-  constructor(private readonly cache: DispatchCache, private readonly enc: GpuCommandEncoder) {}
-
-  add(kernel: string, buffers: GpuBuffer[], params: number[], groups: number[]): void {
-    this.items.push({ kernel, buffers, params, groups });
-  }
-
-  /** Writes the parameters, then encodes every dispatch in order in one compute pass. */
-  finish(): void {
-    const words = new Uint32Array((this.items.length * SLOT) / 4);
-    this.items.forEach((it, i) => words.set(it.params, (i * SLOT) / 4));
-    this.cache.params(words);
-    const pass = this.enc.beginComputePass();
-    this.items.forEach((it, i) => {
-      pass.setPipeline(this.cache.pipeline(it.kernel));
-      pass.setBindGroup(0, this.cache.group(it.kernel, i, it.buffers));
-      pass.dispatchWorkgroups(it.groups[0]!, it.groups[1] ?? 1, it.groups[2] ?? 1);
-    });
-    pass.end();
-  }
-}
-
-function f32bits(x: number): number {
-  return new Uint32Array(Float32Array.of(x).buffer)[0]!;
 }
 
 function checkSize(gpu: GpuContext, bytes: number, what: string): void {

@@ -2,8 +2,8 @@
  * A checkpoint's tensors into GPU buffers, one tensor at a time (no whole-model copy in this
  * machine's memory). Matrices stay in their stored type when the kernels read it — f32, f16,
  * bf16, ggml's q8_0, q4_0, q4_K, q5_K and q6_K blocks, widened to f32 in registers as ggml
- * dequantizes them — and other types (the other ggml blocks) are dequantized to f32; norms and
- * biases are f32.
+ * dequantizes them — laid out for 16-byte loads (layout.ts); other types (the other ggml blocks)
+ * are dequantized to f32; norms and biases are f32.
  */
 import { UnsupportedError } from '../../errors.js';
 import { dequantize } from '../../formats/ggml-quants.js';
@@ -13,9 +13,9 @@ import { readWeightTree, type WeightTree } from '../../model/weight-tree.js';
 import { expectedTensors } from '../../model/weights-layout.js';
 import { checkTensorsAgainstConfig } from '../../model/weights-layout.js';
 import { STORAGE, type GpuBuffer, type GpuContext } from './gpu.js';
+import { matrixLayout, packMatrix, type GpuWeightType, type MatrixLayout } from './layout.js';
 
-/** How a matrix is stored on the GPU (the kernels' `w_at` variants, shaders.ts). */
-export type GpuWeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
+export type { GpuWeightType } from './layout.js';
 
 /** Types kept as stored (matrices only); every other type is dequantized to f32. */
 const KEPT: readonly string[] = ['f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
@@ -23,8 +23,11 @@ const KEPT: readonly string[] = ['f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 
 export interface GpuTensor {
   buf: GpuBuffer;
   type: GpuWeightType;
+  /** The checkpoint's name for it. */
+  name: string;
+  /** Matrices (2-D tensors): where the rows lie. */
+  layout?: MatrixLayout;
 }
-
 
 /** The largest buffer this device binds. */
 export function bindingLimit(gpu: GpuContext): number {
@@ -35,9 +38,10 @@ function storedType(dtype: string, dims: number): GpuWeightType {
   return dims === 2 && KEPT.includes(dtype) ? (dtype as GpuWeightType) : 'f32';
 }
 
-/** Bytes a tensor takes on the GPU: as stored when a kernel reads that type, else f32. */
-export function gpuTensorBytes(info: { dtype: string; shape: number[]; byteLength: number }): number {
-  return storedType(info.dtype, info.shape.length) !== 'f32' ? info.byteLength : info.shape.reduce((a, b) => a * b, 1) * 4;
+/** Bytes a tensor takes on the GPU: in its layout when a matrix, else f32. */
+export function gpuTensorBytes(info: { dtype: string; shape: number[] }): number {
+  if (info.shape.length === 2) return matrixLayout(storedType(info.dtype, 2), info.shape[0]!, info.shape[1]!).bytes;
+  return info.shape.reduce((a, b) => a * b, 1) * 4;
 }
 
 /** Throws, naming it, for a tensor the config uses that this device cannot bind in one buffer. */
@@ -45,7 +49,7 @@ export function checkBindings(gpu: GpuContext, config: MptConfig, tensors: Tenso
   const limit = bindingLimit(gpu);
   for (const t of expectedTensors(config)) {
     const info = tensors.info(t.name);
-    const bytes = info ? gpuTensorBytes(info) : t.shape.reduce((a, b) => a * b, 1) * 4;
+    const bytes = gpuTensorBytes(info ?? { dtype: 'f32', shape: t.shape });
     if (bytes > limit) {
       throw new UnsupportedError(`tensor ${t.name} takes ${bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`);
     }
@@ -75,10 +79,19 @@ export async function loadGpuWeights(gpu: GpuContext, config: MptConfig, tensors
       const f = dequantize(info.dtype, bytes, info.shape.reduce((a, b) => a * b, 1));
       data = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
     }
-    const buf = uploadBytes(gpu, data, name);
+    let t: GpuTensor;
+    if (info.shape.length === 2) {
+      const layout = matrixLayout(type, info.shape[0]!, info.shape[1]!);
+      const buf = gpu.device.createBuffer({ size: layout.bytes, usage: STORAGE, mappedAtCreation: true, label: name });
+      packMatrix(layout, data, new Uint8Array(buf.getMappedRange()));
+      buf.unmap();
+      t = { buf, type, name, layout };
+    } else {
+      t = { buf: uploadBytes(gpu, data, name), type, name };
+    }
     done += info.byteLength;
     onProgress?.(done, total);
-    return { buf, type };
+    return t;
   };
   return readWeightTree(config, (name) => !!tensors.info(name), get);
 }

@@ -1,0 +1,229 @@
+// The WebGPU backend's fused products (src/backends/webgpu/matvec.ts) alone, for every stored weight
+// type, against the reference backend's float64 math on ggml's dequantized weights: one row, rows
+// gathered through an index list with LayerNorm, GELU and a scale, more rows than one workgroup
+// takes with RMSNorm, clip and +=, GLU; long rows; with and without subgroup operations. Also: a
+// row's result does not depend on the rows computed beside it (batched decode gives the bits of
+// single-sequence decode). Runs on lavapipe where there is no GPU; skipped where WebGPU has no adapter.
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { gelu, layerNorm, linear, rmsNorm, silu } from '../src/backends/reference/math.js';
+import { DispatchCache, Dispatches, emptyStats } from '../src/backends/webgpu/dispatch.js';
+import {
+  MAP_READ, STORAGE, USAGE, openGpu, type GpuBuffer, type GpuComputePipeline, type GpuContext,
+} from '../src/backends/webgpu/gpu.js';
+import { matrixLayout, packMatrix, type GpuWeightType, type MatrixLayout } from '../src/backends/webgpu/layout.js';
+import { productDispatch, type ProductSpec } from '../src/backends/webgpu/matvec.js';
+import { kernelSource } from '../src/backends/webgpu/shaders.js';
+import { dequantize, quantize } from '../src/formats/ggml-quants.js';
+
+let why: string | null = null;
+let hasSubgroups = false;
+try {
+  const gpu = await openGpu();
+  hasSubgroups = gpu.subgroups;
+  gpu.device.destroy();
+} catch (e) {
+  why = `no WebGPU adapter here: ${(e as Error).message}`;
+}
+const skip = why ?? false;
+
+const TYPES: GpuWeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
+const ACT_GELU = 1, ACT_SILU = 3;
+
+function random(n: number, seed: number, scale = 1): Float32Array {
+  let s = seed >>> 0;
+  return Float32Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s / 2 ** 32 * 2 - 1) * scale;
+  });
+}
+
+interface Bindings {
+  X: GpuBuffer; W: GpuBuffer; Y: GpuBuffer;
+  bias?: GpuBuffer; nw?: GpuBuffer; nb?: GpuBuffer; ids?: GpuBuffer; G?: GpuBuffer;
+}
+
+/** A device, pipelines compiled on demand, and products run one command buffer each. */
+class Harness {
+  private readonly pipelines = new Map<string, GpuComputePipeline>();
+  private readonly cache: DispatchCache;
+  private readonly dummy: GpuBuffer;
+
+  constructor(readonly gpu: GpuContext) {
+    this.cache = new DispatchCache(gpu.device, (name) => this.pipeline(name), { current: emptyStats() });
+    this.dummy = this.buffer(new Float32Array(4));
+  }
+
+  private pipeline(name: string): GpuComputePipeline {
+    let p = this.pipelines.get(name);
+    if (!p) {
+      const dev = this.gpu.device;
+      const module = dev.createShaderModule({ code: kernelSource(name, { subgroups: this.gpu.subgroups }) });
+      p = dev.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
+      this.pipelines.set(name, p);
+    }
+    return p;
+  }
+
+  buffer(data: Float32Array | Uint32Array | Uint8Array): GpuBuffer {
+    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
+    const b = this.gpu.device.createBuffer({ size, usage: STORAGE, mappedAtCreation: true });
+    new Uint8Array(b.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    b.unmap();
+    return b;
+  }
+
+  /** Runs one product; returns Y (yWords values). */
+  async product(spec: ProductSpec, b: Bindings, yWords: number): Promise<Float32Array> {
+    const dev = this.gpu.device, d = this.dummy;
+    dev.pushErrorScope('validation');
+    const enc = dev.createCommandEncoder();
+    const plan = new Dispatches(this.cache, enc);
+    const p = productDispatch(spec);
+    plan.add(p.kernel, [b.X, b.W, b.bias ?? d, b.Y, b.nw ?? d, b.nb ?? d, b.ids ?? d, b.G ?? d], p.params, p.groups);
+    plan.finish();
+    const staging = dev.createBuffer({ size: yWords * 4, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+    enc.copyBufferToBuffer(b.Y, 0, staging, 0, yWords * 4);
+    dev.queue.submit([enc.finish()]);
+    const err = await dev.popErrorScope();
+    if (err) throw new Error(err.message);
+    await staging.mapAsync(MAP_READ);
+    const out = new Float32Array(staging.getMappedRange().slice(0));
+    staging.destroy();
+    return out;
+  }
+}
+
+/** A random N × K matrix stored as `type`: its GPU layout and buffer, and ggml's dequantized values. */
+interface Matrix { L: MatrixLayout; buf: GpuBuffer; w: Float32Array }
+
+function matrix(h: Harness, type: GpuWeightType, N: number, K: number, seed: number): Matrix {
+  const bytes = quantize(type, random(N * K, seed, 1 / Math.sqrt(K) * 2));
+  const L = matrixLayout(type, N, K);
+  const packed = new Uint8Array(L.bytes);
+  packMatrix(L, bytes, packed);
+  return { L, buf: h.buffer(packed), w: dequantize(type, bytes, N * K) };
+}
+
+interface Case {
+  label: string;
+  rows: number;
+  /** X's rows read, in order (default 0 .. rows-1). */
+  gather?: number[];
+  norm?: 'layer' | 'rms';
+  bias?: boolean;
+  act?: number;
+  scale?: number;
+  clip?: number;
+  glu?: boolean;
+  accumulate?: boolean;
+}
+
+/** What the product computes, in float64 on the dequantized weights (the reference backend's math). */
+interface Vectors { bias: Float32Array; nw: Float32Array; nb: Float32Array; G: Float32Array; Y0: Float32Array }
+
+function expected(c: Case, w: Float32Array, N: number, K: number, X: Float32Array, v: Vectors):
+  { y: Float64Array; mag: Float64Array } {
+  const rowsX = c.gather ?? Array.from({ length: c.rows }, (_, i) => i);
+  let x: Float64Array = new Float64Array(c.rows * K);
+  rowsX.forEach((r, i) => x.set(X.subarray(r * K, (r + 1) * K), i * K));
+  if (c.norm === 'layer') x = layerNorm(x, c.rows, K, v.nw, v.nb, 1e-5);
+  if (c.norm === 'rms') x = rmsNorm(x, c.rows, K, v.nw, 1e-5);
+  const y = linear(x, c.rows, w, K, N, c.bias ? v.bias : undefined);
+  const mag = linear(x.map(Math.abs), c.rows, w.map(Math.abs), K, N);
+  const act = (z: number) => (c.act === ACT_GELU ? gelu(z) : c.act === ACT_SILU ? silu(z) : z);
+  for (let i = 0; i < y.length; i++) {
+    let z = y[i]! * (c.scale ?? 1);
+    if (!c.glu) z = act(z);
+    if (c.clip !== undefined) z = Math.min(c.clip, Math.max(-c.clip, z));
+    if (c.glu) { z *= act(v.G[i]!); mag[i]! *= Math.abs(act(v.G[i]!)); }
+    if (c.accumulate) z += v.Y0[i]!;
+    y[i] = z;
+  }
+  return { y, mag };
+}
+
+async function run(h: Harness, c: Case, m: Matrix, X: GpuBuffer, v: Vectors): Promise<Float32Array> {
+  const N = m.L.rows, K = m.L.cols;
+  const ids = c.gather ? h.buffer(Uint32Array.from([0, 0, 0, ...c.gather])) : undefined;
+  const spec: ProductSpec = {
+    W: m.L, rows: c.rows, ldx: K, ldy: N, bias: c.bias, act: c.act, scale: c.scale, clip: c.clip, glu: c.glu,
+    accumulate: c.accumulate,
+    gather: c.gather ? 3 : undefined,
+    norm: c.norm ? { weight: true, bias: c.norm === 'layer', rms: c.norm === 'rms', eps: 1e-5 } : undefined,
+  };
+  const Y = h.buffer(c.accumulate ? v.Y0 : new Float32Array(c.rows * N));
+  const [bias, nw, nb, G] = [v.bias, v.nw, v.nb, v.G].map((a) => h.buffer(a));
+  return h.product(spec, { X, W: m.buf, Y, bias, nw, nb, ids, G }, c.rows * N);
+}
+
+const CASES: Case[] = [
+  { label: 'one row with bias', rows: 1, bias: true },
+  { label: 'three rows gathered, LayerNorm, GELU, scale', rows: 3, gather: [4, 0, 2], norm: 'layer', act: ACT_GELU,
+    scale: 0.5 },
+  { label: 'eleven rows (the tiled product), RMSNorm, clip, +=', rows: 11, norm: 'rms', clip: 0.3, accumulate: true },
+  { label: 'seventy rows gathered (two tiles of the tiled product), LayerNorm, GELU, scale', rows: 70,
+    gather: Array.from({ length: 70 }, (_, i) => (i * 7) % 11), norm: 'layer', act: ACT_GELU, scale: 0.5, bias: true },
+  { label: 'two rows, GLU with SiLU', rows: 2, bias: true, act: ACT_SILU, glu: true },
+];
+
+for (const subgroups of hasSubgroups ? [true, false] : [false]) {
+  const title = `webgpu products (every stored type) vs float64 on ggml's dequantized weights, subgroups: ${subgroups}`;
+  describe(title, { skip }, () => {
+    let h: Harness;
+    before(async () => { h = new Harness(await openGpu({ subgroups })); });
+    after(() => h?.gpu.device.destroy());
+
+    for (const type of TYPES) {
+      it(type, async () => {
+        // 37 outputs: not a whole number of workgroups. f32/f16/bf16 rows of 100 are padded to 104.
+        const N = 37, K = ['f32', 'f16', 'bf16'].includes(type) ? 100 : 512;
+        const m = matrix(h, type, N, K, 7);
+        const Xv = random(11 * K, 3, 2);
+        for (let i = 0; i < K; i++) Xv[i] = Xv[i]! + 3; // a row with a large mean (LayerNorm's two passes)
+        const X = h.buffer(Xv);
+        const v: Vectors = {
+          bias: random(N, 5, 0.1), nw: random(K, 6).map((x) => 1 + 0.3 * x), nb: random(K, 8, 0.2),
+          G: random(70 * N, 9, 2), Y0: random(70 * N, 10),
+        };
+        for (const c of CASES) {
+          const got = await run(h, c, m, X, v);
+          const { y, mag } = expected(c, m.w, N, K, Xv, v);
+          for (let i = 0; i < y.length; i++) {
+            const tol = 3e-6 * (mag[i]! + 1) + (c.accumulate ? 1e-7 * Math.abs(v.Y0[i]!) : 0);
+            const at = `${type}, ${c.label}: element ${i}`;
+            assert.ok(Math.abs(got[i]! - y[i]!) <= tol, `${at}: ${got[i]} vs ${y[i]} (within ${tol})`);
+          }
+          if (c.gather && c.rows <= 8) {
+            // the same bits whatever the rows beside it: each gathered row alone
+            for (let r = 0; r < c.rows; r++) {
+              const one = await run(h, { ...c, rows: 1, gather: [c.gather[r]!] }, m, X, v);
+              assert.deepEqual(one, got.subarray(r * N, (r + 1) * N), `${type}: row ${r} alone`);
+            }
+          }
+        }
+      });
+    }
+
+    it('long rows (K 4096: several chunks a thread; 128 tiled steps), bf16 and q4_k, 2 and 12 rows', async () => {
+      for (const type of ['bf16', 'q4_k'] as const) {
+        for (const rows of [2, 12]) {
+          const N = 9, K = 4096;
+          const m = matrix(h, type, N, K, 11);
+          const Xv = random(rows * K, 12, 2);
+          const v: Vectors = {
+            bias: new Float32Array(N), nw: random(K, 13).map((x) => 1 + 0.3 * x), nb: random(K, 14, 0.2),
+            G: new Float32Array(rows * N), Y0: new Float32Array(rows * N),
+          };
+          const c: Case = { label: 'long', rows, norm: 'layer' };
+          const got = await run(h, c, m, h.buffer(Xv), v);
+          const { y, mag } = expected(c, m.w, N, K, Xv, v);
+          for (let i = 0; i < y.length; i++) {
+            const at = `${type}, ${rows} rows, element ${i}`;
+            assert.ok(Math.abs(got[i]! - y[i]!) <= 3e-6 * (mag[i]! + 1), `${at}: ${got[i]} vs ${y[i]}`);
+          }
+        }
+      }
+    });
+  });
+}
