@@ -13,7 +13,9 @@ import { randomTensorSource } from '../src/model/random-source.js';
 
 /** d_model, heads, layers (as `mpt bench`). */
 const SHAPES: Record<string, [number, number, number]> = {
-  '7b': [4096, 32, 32], '1b': [2048, 16, 24], tiny: [256, 4, 2],
+  '7b': [4096, 32, 32],
+  '1b': [2048, 16, 24],
+  tiny: [256, 4, 2],
 };
 
 const argv = process.argv.slice(2);
@@ -30,7 +32,8 @@ if (model) {
   await ck.tensors.close();
   label = { model };
 } else {
-  const shape = opt('shape', '1b'), type = opt('type', 'q4_0');
+  const shape = opt('shape', '1b'),
+    type = opt('type', 'q4_0');
   const s = SHAPES[shape];
   if (!s) throw new Error(`unknown --shape ${shape} (7b, 1b, tiny)`);
   const config = shapeConfig(s[0], s[1], s[2], 50432, Math.max(4096, prompt + 8));
@@ -42,27 +45,45 @@ if (model) {
 async function measure(n: number, before: number, tokens: number) {
   const caches = Array.from({ length: n }, () => runner.createCache({ capacity: before + tokens + 1 }));
   const ids = (k: number, from: number) => Array.from({ length: k }, (_, i) => from + i);
-  if (before > 0) await runner.forward(caches.map((cache) => ({ cache, tokens: ids(before, 1) })), { logits: 'none' });
+  if (before > 0)
+    await runner.forward(
+      caches.map((cache) => ({ cache, tokens: ids(before, 1) })),
+      { logits: 'none' },
+    );
   runner.resetStats();
-  await runner.forward(caches.map((cache) => ({ cache, tokens: ids(tokens, 7) })), { logits: 'last' });
+  await runner.forward(
+    caches.map((cache) => ({ cache, tokens: ids(tokens, 7) })),
+    { logits: 'last' },
+  );
   const s = runner.stats;
-  caches.forEach((c) => c.dispose());
+  for (const c of caches) c.dispose();
   const reads = [...s.matrixReads.values()];
   return {
-    sequences: n, tokens_each: tokens, submissions: s.submissions, dispatches: s.dispatches,
-    matrices: reads.length, max_reads_per_matrix: Math.max(...reads),
+    sequences: n,
+    tokens_each: tokens,
+    submissions: s.submissions,
+    dispatches: s.dispatches,
+    matrices: reads.length,
+    max_reads_per_matrix: Math.max(...reads),
   };
 }
 
 try {
   const L = runner.config.nLayers;
   const one = await measure(1, 4, 1);
-  console.log(JSON.stringify({
-    ...label, device: runner.gpu.adapterName, subgroups: runner.gpu.subgroups, layers: L, max_rows: runner.maxRows,
-    decode_step: one, bound: 8 * L + 4,
-    decode_step_batched: await measure(sequences, 4, 1),
-    prompt: await measure(1, 0, prompt),
-  }));
+  console.log(
+    JSON.stringify({
+      ...label,
+      device: runner.gpu.adapterName,
+      subgroups: runner.gpu.subgroups,
+      layers: L,
+      max_rows: runner.maxRows,
+      decode_step: one,
+      bound: 8 * L + 4,
+      decode_step_batched: await measure(sequences, 4, 1),
+      prompt: await measure(1, 0, prompt),
+    }),
+  );
 } finally {
   await runner.dispose();
 }

@@ -14,7 +14,15 @@ import { expectedTensors } from '../src/model/weights-layout.js';
 import { loadRunner } from '../src/backends/registry.js';
 import { openCheckpoint } from '../src/model/load.js';
 import {
-  GOLDEN_FIXTURES, TOL, UNCOVERED_CONFIGS, argmax, checkAgainstReference, checkGoldens, checkLeftPadded, logitsOf, randomSource,
+  GOLDEN_FIXTURES,
+  TOL,
+  UNCOVERED_CONFIGS,
+  argmax,
+  checkAgainstReference,
+  checkGoldens,
+  checkLeftPadded,
+  logitsOf,
+  randomSource,
 } from './helpers/backend-conformance.js';
 import { Goldens, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
@@ -73,14 +81,28 @@ describe('options the fixtures do not cover, against the reference backend', { s
 
 describe('webgpu runner', { skip }, () => {
   let r: WebGpuRunner;
-  before(async () => { r = await load('tiny-alibi', 5); });
-  after(async () => { await r?.dispose(); });
+  before(async () => {
+    r = await load('tiny-alibi', 5);
+  });
+  after(async () => {
+    await r?.dispose();
+  });
 
   it('a batch of sequences, logits chosen per sequence, caches truncated and reused', async () => {
     const V = r.config.vocabSize;
-    const a = [5, 9, 2, 7, 1, 3, 8], b = [4, 4, 6];
-    const ca = r.createCache({ capacity: 16 }), cb = r.createCache({ capacity: 16 }), cc = r.createCache({ capacity: 16 });
-    const out = await r.forward([{ cache: ca, tokens: a, logits: 'all' }, { cache: cb, tokens: b }, { cache: cc, tokens: b, logits: 'none' }], { logits: 'last' });
+    const a = [5, 9, 2, 7, 1, 3, 8],
+      b = [4, 4, 6];
+    const ca = r.createCache({ capacity: 16 }),
+      cb = r.createCache({ capacity: 16 }),
+      cc = r.createCache({ capacity: 16 });
+    const out = await r.forward(
+      [
+        { cache: ca, tokens: a, logits: 'all' },
+        { cache: cb, tokens: b },
+        { cache: cc, tokens: b, logits: 'none' },
+      ],
+      { logits: 'last' },
+    );
     assert.equal(out[0]!.logits.length, 7 * V);
     assert.equal(out[2]!.logits.length, 0);
     assert.equal(cc.length, 3);
@@ -94,7 +116,7 @@ describe('webgpu runner', { skip }, () => {
     for (const c of [ca, cb, cc]) c.dispose();
   });
 
-  it('left padding split over command buffers of 3 rows: MosaicML\'s logits at real tokens and greedy continuation', async () => {
+  it("left padding split over command buffers of 3 rows: MosaicML's logits at real tokens and greedy continuation", async () => {
     for (const name of ['tiny-learned-pos', 'tiny-rmsnorm']) {
       const small = await load(name, 3);
       try {
@@ -106,20 +128,33 @@ describe('webgpu runner', { skip }, () => {
   });
 
   it('sequences decoding together (one submission a step) give the bits each gives alone', async () => {
-    const prompts = [[5, 9, 2, 7, 1, 3, 8], [4, 4, 6], [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22]];
+    const prompts = [
+      [5, 9, 2, 7, 1, 3, 8],
+      [4, 4, 6],
+      [11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22],
+    ];
     const greedy = async (group: number[][]) => {
       const caches = group.map(() => r.createCache({ capacity: 32 }));
-      let out = await r.forward(group.map((p, i) => ({ cache: caches[i]!, tokens: p })), { logits: 'last' });
+      let out = await r.forward(
+        group.map((p, i) => ({ cache: caches[i]!, tokens: p })),
+        { logits: 'last' },
+      );
       const steps: Float32Array[][] = group.map(() => []);
       for (let k = 0; k < 5; k++) {
-        out.forEach((o, i) => steps[i]!.push(Float32Array.from(o.logits)));
-        out = await r.forward(out.map((o, i) => ({ cache: caches[i]!, tokens: [argmax(o.logits)] })), { logits: 'last' });
+        out.forEach((o, i) => {
+          steps[i]!.push(Float32Array.from(o.logits));
+        });
+        out = await r.forward(
+          out.map((o, i) => ({ cache: caches[i]!, tokens: [argmax(o.logits)] })),
+          { logits: 'last' },
+        );
       }
-      caches.forEach((c) => c.dispose());
+      for (const c of caches) c.dispose();
       return steps;
     };
     const together = await greedy(prompts);
-    for (let i = 0; i < prompts.length; i++) assert.deepEqual(together[i], (await greedy([prompts[i]!]))[0], `sequence ${i}`);
+    for (let i = 0; i < prompts.length; i++)
+      assert.deepEqual(together[i], (await greedy([prompts[i]!]))[0], `sequence ${i}`);
   });
 
   it('f16 KV caches: within tolerance of the reference backend with f16 caches, half the memory', async () => {
@@ -132,14 +167,20 @@ describe('webgpu runner', { skip }, () => {
       // a prompt in chunks (maxRows 5), then one token at a time
       const [a] = await rr.forward([{ cache, tokens: ids.slice(0, 24) }], { logits: 'all' });
       const steps = [a!.logits];
-      for (const t of ids.slice(24)) steps.push((await rr.forward([{ cache, tokens: [t] }], { logits: 'last' }))[0]!.logits);
+      for (const t of ids.slice(24))
+        steps.push((await rr.forward([{ cache, tokens: [t] }], { logits: 'last' }))[0]!.logits);
       cache.dispose();
       return Float32Array.from(steps.flatMap((x) => [...x]));
     };
-    const gpu16 = await run(r, 'f16'), ref16 = await run(ref, 'f16'), gpu32 = await run(r, 'f32');
+    const gpu16 = await run(r, 'f16'),
+      ref16 = await run(ref, 'f16'),
+      gpu32 = await run(r, 'f32');
     assert.ok(maxAbsDiff(gpu16, ref16) <= TOL, `f16 KV: ${maxAbsDiff(gpu16, ref16)}`);
     assert.ok(maxAbsDiff(gpu16, gpu32) > 0, 'the f16 cache rounds');
-    const c16 = r.createCache({ capacity: 64, kvType: 'f16' }) as import('../src/backends/webgpu/index.js').WebGpuKvCache;
+    const c16 = r.createCache({
+      capacity: 64,
+      kvType: 'f16',
+    }) as import('../src/backends/webgpu/index.js').WebGpuKvCache;
     const c32 = r.createCache({ capacity: 64 }) as import('../src/backends/webgpu/index.js').WebGpuKvCache;
     assert.equal(c16.keys[0]!.size * 2, c32.keys[0]!.size);
     c16.dispose();
@@ -150,7 +191,10 @@ describe('webgpu runner', { skip }, () => {
   it('refuses bad input with typed errors', async () => {
     const c = r.createCache({ capacity: 4 });
     await assert.rejects(r.forward([{ cache: c, tokens: [r.config.vocabSize] }], { logits: 'last' }), InputError);
-    await assert.rejects(r.forward([{ cache: c, tokens: [1, 2, 3, 4, 5] }], { logits: 'last' }), /exceed the KV cache capacity 4/);
+    await assert.rejects(
+      r.forward([{ cache: c, tokens: [1, 2, 3, 4, 5] }], { logits: 'last' }),
+      /exceed the KV cache capacity 4/,
+    );
     await assert.rejects(r.forward([{ cache: c, tokens: [1], padMask: [1, 1] }], { logits: 'last' }), /padMask/);
     assert.equal(c.length, 0, 'a refused call leaves the cache alone');
     assert.throws(() => r.createCache({ capacity: 4, kvType: 'q8_0' }), /f32 or f16 KV caches/);
@@ -158,7 +202,7 @@ describe('webgpu runner', { skip }, () => {
     await assert.rejects(r.forward([{ cache: c, tokens: [1] }], { logits: 'last' }), /disposed/);
   });
 
-  it('without subgroup operations: tiny-gqa\'s goldens, a q4_k GGUF as the reference backend', async () => {
+  it("without subgroup operations: tiny-gqa's goldens, a q4_k GGUF as the reference backend", async () => {
     const ck = await openCheckpoint(fixturePath('tiny-gqa'));
     const plain = await loadWebGpuRunner(ck.config, ck.tensors, { subgroups: false, maxRows: 16 });
     await ck.tensors.close();
@@ -199,18 +243,51 @@ describe('webgpu refusals', { skip }, () => {
     const gpu = await openGpu();
     const limit = Math.min(gpu.device.limits['maxStorageBufferBindingSize']!, gpu.device.limits['maxBufferSize']!);
     gpu.device.destroy();
-    const c = parseMptConfig({ d_model: 64, n_heads: 4, n_layers: 1, vocab_size: Math.floor(limit / 256) + 1, max_seq_len: 16 });
+    const c = parseMptConfig({
+      d_model: 64,
+      n_heads: 4,
+      n_layers: 1,
+      vocab_size: Math.floor(limit / 256) + 1,
+      max_seq_len: 16,
+    });
     // Shapes as the config wants them, bytes never read.
-    const infos = expectedTensors(c).map((e) => ({ name: e.name, dtype: 'f32' as const, shape: e.shape, byteLength: e.shape.reduce((a, b) => a * b, 1) * 4 }));
-    const src = { list: () => infos, info: (n: string) => infos.find((i) => i.name === n), read: async (): Promise<Uint8Array> => { throw new Error('read'); }, close: async () => {} };
-    await assert.rejects(loadWebGpuRunner(c, src), (e: Error) => e instanceof UnsupportedError && /tensor transformer\.wte\.weight takes .* bytes on the GPU, more than this GPU binds in one buffer/.test(e.message));
+    const infos = expectedTensors(c).map((e) => ({
+      name: e.name,
+      dtype: 'f32' as const,
+      shape: e.shape,
+      byteLength: e.shape.reduce((a, b) => a * b, 1) * 4,
+    }));
+    const src = {
+      list: () => infos,
+      info: (n: string) => infos.find((i) => i.name === n),
+      read: async (): Promise<Uint8Array> => {
+        throw new Error('read');
+      },
+      close: async () => {},
+    };
+    await assert.rejects(
+      loadWebGpuRunner(c, src),
+      (e: Error) =>
+        e instanceof UnsupportedError &&
+        /tensor transformer\.wte\.weight takes .* bytes on the GPU, more than this GPU binds in one buffer/.test(
+          e.message,
+        ),
+    );
   });
 });
 
 describe('GGUF files: q8_0, q4_0 and k-quant matrices read in their blocks, other types as f32', { skip }, () => {
   const GGUF = fixturePath('gguf-tiny-q');
-  for (const [type, stored] of [['q8_0', 'q8_0'], ['q4_0', 'q4_0'], ['q4_k', 'q4_k'], ['q5_k', 'q5_k'], ['q6_k', 'q6_k'],
-    ['q4_k_m', 'q4_k'], ['q5_0', 'f32'], ['f16', 'f16']] as const) {
+  for (const [type, stored] of [
+    ['q8_0', 'q8_0'],
+    ['q4_0', 'q4_0'],
+    ['q4_k', 'q4_k'],
+    ['q5_k', 'q5_k'],
+    ['q6_k', 'q6_k'],
+    ['q4_k_m', 'q4_k'],
+    ['q5_0', 'f32'],
+    ['f16', 'f16'],
+  ] as const) {
     it(`tiny-q-${type}.gguf equals the reference backend on the same file`, async () => {
       const ck = await openCheckpoint(`${GGUF}/tiny-q-${type}.gguf`);
       const ref = await referenceBackend.load(ck.config, ck.tensors);
@@ -219,7 +296,8 @@ describe('GGUF files: q8_0, q4_0 and k-quant matrices read in their blocks, othe
       try {
         assert.ok(r.matrixTypes.includes(stored), `${type}: stored as ${r.matrixTypes}`);
         const ids: number[] = new Goldens(GGUF).json.inputs.seq64;
-        const a = await logitsOf(ref, ids), b = await logitsOf(r, ids);
+        const a = await logitsOf(ref, ids),
+          b = await logitsOf(r, ids);
         assert.ok(maxAbsDiff(a, b) <= TOL, `${type}: max abs ${maxAbsDiff(a, b)}`);
       } finally {
         await r.dispose();
@@ -254,25 +332,42 @@ describe('cache copies on the GPU (copyCache)', { skip }, () => {
   it('the server scheduler shares a prompt between choices through it (read once, HF greedy tokens)', async () => {
     const { Scheduler } = await import('../src/server/scheduler.js');
     const g = new Goldens(fixturePath('tiny-neox-vocab'));
-    const seq7: number[] = g.json.inputs.seq7, want: number[] = g.json.generate.new_tokens.slice(0, 5);
+    const seq7: number[] = g.json.inputs.seq7,
+      want: number[] = g.json.generate.new_tokens.slice(0, 5);
     const inner = await load('tiny-neox-vocab');
-    let copies = 0, promptFed = 0;
+    let copies = 0,
+      promptFed = 0;
     const runner: ModelRunner = {
-      config: inner.config, backendName: 'webgpu',
+      config: inner.config,
+      backendName: 'webgpu',
       createCache: (o) => inner.createCache(o),
-      copyCache: (c, cap) => { copies++; return inner.copyCache(c, cap); },
-      forward: (batch, o) => { promptFed += batch.filter((s) => s.tokens.length > 1).reduce((a, s) => a + s.tokens.length, 0); return inner.forward(batch, o); },
+      copyCache: (c, cap) => {
+        copies++;
+        return inner.copyCache(c, cap);
+      },
+      forward: (batch, o) => {
+        promptFed += batch.filter((s) => s.tokens.length > 1).reduce((a, s) => a + s.tokens.length, 0);
+        return inner.forward(batch, o);
+      },
       dispose: () => inner.dispose(),
     };
     const sched = new Scheduler(runner, { maxActive: 4, maxQueue: 4 });
     const runs = [0, 1, 2].map(() => {
       const tokens: number[] = [];
       let done!: () => void;
-      const finished = new Promise<void>((res) => { done = res; });
+      const finished = new Promise<void>((res) => {
+        done = res;
+      });
       const client = {
-        prompt: seq7, capacity: 16,
-        next(logits: Float32Array) { tokens.push(argmax(logits)); return tokens.length >= 5 ? null : tokens.at(-1)!; },
-        onEnd() { done(); },
+        prompt: seq7,
+        capacity: 16,
+        next(logits: Float32Array) {
+          tokens.push(argmax(logits));
+          return tokens.length >= 5 ? null : tokens.at(-1)!;
+        },
+        onEnd() {
+          done();
+        },
       };
       return { tokens, client, finished };
     });

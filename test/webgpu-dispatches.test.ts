@@ -13,6 +13,7 @@ import { openCheckpoint } from '../src/model/load.js';
 import { expectedTensors } from '../src/model/weights-layout.js';
 import { UNCOVERED_CONFIGS, randomSource } from './helpers/backend-conformance.js';
 import { REPO_ROOT } from './helpers/goldens.js';
+import { skipUnlessPresent } from './helpers/requirement.js';
 
 let why: string | null = null;
 try {
@@ -20,22 +21,35 @@ try {
 } catch (e) {
   why = `no WebGPU adapter here: ${(e as Error).message}`;
 }
-const skip = why ?? false;
+const skip = skipUnlessPresent(why);
 
 /** The matrices a step multiplies by: every 2-D weight but the position embedding (and wte when untied). */
 function products(c: MptConfig): string[] {
-  return expectedTensors(c).filter((t) => t.shape.length === 2 && t.name !== 'transformer.wpe.weight'
-    && (c.tieWordEmbeddings || t.name !== 'transformer.wte.weight')).map((t) => t.name).sort();
+  return expectedTensors(c)
+    .filter(
+      (t) =>
+        t.shape.length === 2 &&
+        t.name !== 'transformer.wpe.weight' &&
+        (c.tieWordEmbeddings || t.name !== 'transformer.wte.weight'),
+    )
+    .map((t) => t.name)
+    .sort();
 }
 
 /** Prompts fed, then one decode step of every sequence together: that step's stats. */
 async function decodeStep(r: WebGpuRunner, sequences: number): Promise<WebGpuRunner['stats']> {
   const caches = Array.from({ length: sequences }, () => r.createCache({ capacity: 16 }));
-  await r.forward(caches.map((cache, i) => ({ cache, tokens: [1 + i, 2, 3 + i] })), { logits: 'last' });
+  await r.forward(
+    caches.map((cache, i) => ({ cache, tokens: [1 + i, 2, 3 + i] })),
+    { logits: 'last' },
+  );
   r.resetStats();
-  await r.forward(caches.map((cache, i) => ({ cache, tokens: [5 + i] })), { logits: 'last' });
+  await r.forward(
+    caches.map((cache, i) => ({ cache, tokens: [5 + i] })),
+    { logits: 'last' },
+  );
   const stats = { ...r.stats, matrixReads: new Map(r.stats.matrixReads) };
-  caches.forEach((c) => c.dispose());
+  for (const c of caches) c.dispose();
   return stats;
 }
 

@@ -9,12 +9,19 @@ import { after, before, describe, it } from 'node:test';
 import { gelu, layerNorm, linear, rmsNorm, silu } from '../src/backends/reference/math.js';
 import { DispatchCache, Dispatches, emptyStats } from '../src/backends/webgpu/dispatch.js';
 import {
-  MAP_READ, STORAGE, USAGE, openGpu, type GpuBuffer, type GpuComputePipeline, type GpuContext,
+  MAP_READ,
+  STORAGE,
+  USAGE,
+  openGpu,
+  type GpuBuffer,
+  type GpuComputePipeline,
+  type GpuContext,
 } from '../src/backends/webgpu/gpu.js';
 import { matrixLayout, packMatrix, type GpuWeightType, type MatrixLayout } from '../src/backends/webgpu/layout.js';
 import { productDispatch, type ProductSpec } from '../src/backends/webgpu/matvec.js';
 import { kernelSource } from '../src/backends/webgpu/shaders.js';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
+import { skipUnlessPresent } from './helpers/requirement.js';
 
 let why: string | null = null;
 let hasSubgroups = false;
@@ -25,22 +32,29 @@ try {
 } catch (e) {
   why = `no WebGPU adapter here: ${(e as Error).message}`;
 }
-const skip = why ?? false;
+const skip = skipUnlessPresent(why);
 
 const TYPES: GpuWeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
-const ACT_GELU = 1, ACT_SILU = 3;
+const ACT_GELU = 1,
+  ACT_SILU = 3;
 
 function random(n: number, seed: number, scale = 1): Float32Array {
   let s = seed >>> 0;
   return Float32Array.from({ length: n }, () => {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return (s / 2 ** 32 * 2 - 1) * scale;
+    return ((s / 2 ** 32) * 2 - 1) * scale;
   });
 }
 
 interface Bindings {
-  X: GpuBuffer; W: GpuBuffer; Y: GpuBuffer;
-  bias?: GpuBuffer; nw?: GpuBuffer; nb?: GpuBuffer; ids?: GpuBuffer; G?: GpuBuffer;
+  X: GpuBuffer;
+  W: GpuBuffer;
+  Y: GpuBuffer;
+  bias?: GpuBuffer;
+  nw?: GpuBuffer;
+  nb?: GpuBuffer;
+  ids?: GpuBuffer;
+  G?: GpuBuffer;
 }
 
 /** A device, pipelines compiled on demand, and products run one command buffer each. */
@@ -75,7 +89,8 @@ class Harness {
 
   /** Runs one product; returns Y (yWords values). */
   async product(spec: ProductSpec, b: Bindings, yWords: number): Promise<Float32Array> {
-    const dev = this.gpu.device, d = this.dummy;
+    const dev = this.gpu.device,
+      d = this.dummy;
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder();
     const plan = new Dispatches(this.cache, enc);
@@ -95,10 +110,14 @@ class Harness {
 }
 
 /** A random N × K matrix stored as `type`: its GPU layout and buffer, and ggml's dequantized values. */
-interface Matrix { L: MatrixLayout; buf: GpuBuffer; w: Float32Array }
+interface Matrix {
+  L: MatrixLayout;
+  buf: GpuBuffer;
+  w: Float32Array;
+}
 
 function matrix(h: Harness, type: GpuWeightType, N: number, K: number, seed: number): Matrix {
-  const bytes = quantize(type, random(N * K, seed, 1 / Math.sqrt(K) * 2));
+  const bytes = quantize(type, random(N * K, seed, (1 / Math.sqrt(K)) * 2));
   const L = matrixLayout(type, N, K);
   const packed = new Uint8Array(L.bytes);
   packMatrix(L, bytes, packed);
@@ -120,13 +139,27 @@ interface Case {
 }
 
 /** What the product computes, in float64 on the dequantized weights (the reference backend's math). */
-interface Vectors { bias: Float32Array; nw: Float32Array; nb: Float32Array; G: Float32Array; Y0: Float32Array }
+interface Vectors {
+  bias: Float32Array;
+  nw: Float32Array;
+  nb: Float32Array;
+  G: Float32Array;
+  Y0: Float32Array;
+}
 
-function expected(c: Case, w: Float32Array, N: number, K: number, X: Float32Array, v: Vectors):
-  { y: Float64Array; mag: Float64Array } {
+function expected(
+  c: Case,
+  w: Float32Array,
+  N: number,
+  K: number,
+  X: Float32Array,
+  v: Vectors,
+): { y: Float64Array; mag: Float64Array } {
   const rowsX = c.gather ?? Array.from({ length: c.rows }, (_, i) => i);
   let x: Float64Array = new Float64Array(c.rows * K);
-  rowsX.forEach((r, i) => x.set(X.subarray(r * K, (r + 1) * K), i * K));
+  rowsX.forEach((r, i) => {
+    x.set(X.subarray(r * K, (r + 1) * K), i * K);
+  });
   if (c.norm === 'layer') x = layerNorm(x, c.rows, K, v.nw, v.nb, 1e-5);
   if (c.norm === 'rms') x = rmsNorm(x, c.rows, K, v.nw, 1e-5);
   const y = linear(x, c.rows, w, K, N, c.bias ? v.bias : undefined);
@@ -136,7 +169,10 @@ function expected(c: Case, w: Float32Array, N: number, K: number, X: Float32Arra
     let z = y[i]! * (c.scale ?? 1);
     if (!c.glu) z = act(z);
     if (c.clip !== undefined) z = Math.min(c.clip, Math.max(-c.clip, z));
-    if (c.glu) { z *= act(v.G[i]!); mag[i]! *= Math.abs(act(v.G[i]!)); }
+    if (c.glu) {
+      z *= act(v.G[i]!);
+      mag[i]! *= Math.abs(act(v.G[i]!));
+    }
     if (c.accumulate) z += v.Y0[i]!;
     y[i] = z;
   }
@@ -144,10 +180,19 @@ function expected(c: Case, w: Float32Array, N: number, K: number, X: Float32Arra
 }
 
 async function run(h: Harness, c: Case, m: Matrix, X: GpuBuffer, v: Vectors): Promise<Float32Array> {
-  const N = m.L.rows, K = m.L.cols;
+  const N = m.L.rows,
+    K = m.L.cols;
   const ids = c.gather ? h.buffer(Uint32Array.from([0, 0, 0, ...c.gather])) : undefined;
   const spec: ProductSpec = {
-    W: m.L, rows: c.rows, ldx: K, ldy: N, bias: c.bias, act: c.act, scale: c.scale, clip: c.clip, glu: c.glu,
+    W: m.L,
+    rows: c.rows,
+    ldx: K,
+    ldy: N,
+    bias: c.bias,
+    act: c.act,
+    scale: c.scale,
+    clip: c.clip,
+    glu: c.glu,
     accumulate: c.accumulate,
     gather: c.gather ? 3 : undefined,
     norm: c.norm ? { weight: true, bias: c.norm === 'layer', rms: c.norm === 'rms', eps: 1e-5 } : undefined,
@@ -159,11 +204,24 @@ async function run(h: Harness, c: Case, m: Matrix, X: GpuBuffer, v: Vectors): Pr
 
 const CASES: Case[] = [
   { label: 'one row with bias', rows: 1, bias: true },
-  { label: 'three rows gathered, LayerNorm, GELU, scale', rows: 3, gather: [4, 0, 2], norm: 'layer', act: ACT_GELU,
-    scale: 0.5 },
+  {
+    label: 'three rows gathered, LayerNorm, GELU, scale',
+    rows: 3,
+    gather: [4, 0, 2],
+    norm: 'layer',
+    act: ACT_GELU,
+    scale: 0.5,
+  },
   { label: 'eleven rows (the tiled product), RMSNorm, clip, +=', rows: 11, norm: 'rms', clip: 0.3, accumulate: true },
-  { label: 'seventy rows gathered (two tiles of the tiled product), LayerNorm, GELU, scale', rows: 70,
-    gather: Array.from({ length: 70 }, (_, i) => (i * 7) % 11), norm: 'layer', act: ACT_GELU, scale: 0.5, bias: true },
+  {
+    label: 'seventy rows gathered (two tiles of the tiled product), LayerNorm, GELU, scale',
+    rows: 70,
+    gather: Array.from({ length: 70 }, (_, i) => (i * 7) % 11),
+    norm: 'layer',
+    act: ACT_GELU,
+    scale: 0.5,
+    bias: true,
+  },
   { label: 'two rows, GLU with SiLU', rows: 2, bias: true, act: ACT_SILU, glu: true },
 ];
 
@@ -171,20 +229,26 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
   const title = `webgpu products (every stored type) vs float64 on ggml's dequantized weights, subgroups: ${subgroups}`;
   describe(title, { skip }, () => {
     let h: Harness;
-    before(async () => { h = new Harness(await openGpu({ subgroups })); });
+    before(async () => {
+      h = new Harness(await openGpu({ subgroups }));
+    });
     after(() => h?.gpu.device.destroy());
 
     for (const type of TYPES) {
       it(type, async () => {
         // 37 outputs: not a whole number of workgroups. f32/f16/bf16 rows of 100 are padded to 104.
-        const N = 37, K = ['f32', 'f16', 'bf16'].includes(type) ? 100 : 512;
+        const N = 37,
+          K = ['f32', 'f16', 'bf16'].includes(type) ? 100 : 512;
         const m = matrix(h, type, N, K, 7);
         const Xv = random(11 * K, 3, 2);
         for (let i = 0; i < K; i++) Xv[i] = Xv[i]! + 3; // a row with a large mean (LayerNorm's two passes)
         const X = h.buffer(Xv);
         const v: Vectors = {
-          bias: random(N, 5, 0.1), nw: random(K, 6).map((x) => 1 + 0.3 * x), nb: random(K, 8, 0.2),
-          G: random(70 * N, 9, 2), Y0: random(70 * N, 10),
+          bias: random(N, 5, 0.1),
+          nw: random(K, 6).map((x) => 1 + 0.3 * x),
+          nb: random(K, 8, 0.2),
+          G: random(70 * N, 9, 2),
+          Y0: random(70 * N, 10),
         };
         for (const c of CASES) {
           const got = await run(h, c, m, X, v);
@@ -208,12 +272,16 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
     it('long rows (K 4096: several chunks a thread; 128 tiled steps), bf16 and q4_k, 2 and 12 rows', async () => {
       for (const type of ['bf16', 'q4_k'] as const) {
         for (const rows of [2, 12]) {
-          const N = 9, K = 4096;
+          const N = 9,
+            K = 4096;
           const m = matrix(h, type, N, K, 11);
           const Xv = random(rows * K, 12, 2);
           const v: Vectors = {
-            bias: new Float32Array(N), nw: random(K, 13).map((x) => 1 + 0.3 * x), nb: random(K, 14, 0.2),
-            G: new Float32Array(rows * N), Y0: new Float32Array(rows * N),
+            bias: new Float32Array(N),
+            nw: random(K, 13).map((x) => 1 + 0.3 * x),
+            nb: random(K, 14, 0.2),
+            G: new Float32Array(rows * N),
+            Y0: new Float32Array(rows * N),
           };
           const c: Case = { label: 'long', rows, norm: 'layer' };
           const got = await run(h, c, m, h.buffer(Xv), v);

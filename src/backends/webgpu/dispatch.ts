@@ -4,7 +4,12 @@
  * (`WebGpuStats`).
  */
 import {
-  USAGE, type GpuBindGroup, type GpuBindGroupLayout, type GpuBuffer, type GpuCommandEncoder, type GpuComputePipeline,
+  USAGE,
+  type GpuBindGroup,
+  type GpuBindGroupLayout,
+  type GpuBuffer,
+  type GpuCommandEncoder,
+  type GpuComputePipeline,
   type GpuDevice,
 } from './gpu.js';
 
@@ -39,8 +44,11 @@ export class DispatchCache {
   private readonly ids = new WeakMap<GpuBuffer, number>();
   private nextId = 1;
 
-  constructor(private readonly device: GpuDevice, readonly pipeline: (name: string) => GpuComputePipeline,
-    readonly stats: { current: WebGpuStats }) {}
+  constructor(
+    private readonly device: GpuDevice,
+    readonly pipeline: (name: string) => GpuComputePipeline,
+    readonly stats: { current: WebGpuStats },
+  ) {}
 
   /** The uniform buffer, holding `words` from its start. */
   params(words: Uint32Array): GpuBuffer {
@@ -61,11 +69,16 @@ export class DispatchCache {
       // Destroyed caches leave entries behind: start over now and then.
       if (this.groups.size >= 8192) this.groups.clear();
       let layout = this.layouts.get(kernel);
-      if (!layout) this.layouts.set(kernel, (layout = this.pipeline(kernel).getBindGroupLayout(0)));
+      if (!layout) {
+        layout = this.pipeline(kernel).getBindGroupLayout(0);
+        this.layouts.set(kernel, layout);
+      }
       g = this.device.createBindGroup({
         layout,
-        entries: [{ binding: 0, resource: { buffer: this.uniforms!, offset: slot * SLOT, size: 64 } },
-          ...buffers.map((buffer, b) => ({ binding: b + 1, resource: { buffer } }))],
+        entries: [
+          { binding: 0, resource: { buffer: this.uniforms!, offset: slot * SLOT, size: 64 } },
+          ...buffers.map((buffer, b) => ({ binding: b + 1, resource: { buffer } })),
+        ],
       });
       this.groups.set(key, g);
     }
@@ -74,18 +87,30 @@ export class DispatchCache {
 
   private id(b: GpuBuffer): number {
     let i = this.ids.get(b);
-    if (i === undefined) this.ids.set(b, (i = this.nextId++));
+    if (i === undefined) {
+      i = this.nextId++;
+      this.ids.set(b, i);
+    }
     return i;
   }
 }
 
-interface Item { kernel: string; buffers: GpuBuffer[]; params: number[]; groups: number[]; reads?: string }
+interface Item {
+  kernel: string;
+  buffers: GpuBuffer[];
+  params: number[];
+  groups: number[];
+  reads?: string;
+}
 
 /** The dispatches of one command buffer, in order, in one compute pass. */
 export class Dispatches {
   private readonly items: Item[] = [];
 
-  constructor(private readonly cache: DispatchCache, private readonly enc: GpuCommandEncoder) {}
+  constructor(
+    private readonly cache: DispatchCache,
+    private readonly enc: GpuCommandEncoder,
+  ) {}
 
   /**
    * A dispatch of `kernel` with buffers at bindings 1.., up to sixteen u32 parameters; `reads`
@@ -98,7 +123,9 @@ export class Dispatches {
   /** Writes the parameters, then encodes every dispatch in order. */
   finish(): void {
     const words = new Uint32Array((this.items.length * SLOT) / 4);
-    this.items.forEach((it, i) => words.set(it.params, (i * SLOT) / 4));
+    this.items.forEach((it, i) => {
+      words.set(it.params, (i * SLOT) / 4);
+    });
     this.cache.params(words);
     const stats = this.cache.stats.current;
     const pass = this.enc.beginComputePass();

@@ -12,34 +12,63 @@ export interface GpuBuffer {
   unmap(): void;
   destroy(): void;
 }
-export interface GpuBindGroupLayout { readonly __brand?: 'layout' }
-export interface GpuBindGroup { readonly __brand?: 'group' }
-export interface GpuComputePipeline { getBindGroupLayout(index: number): GpuBindGroupLayout }
+export interface GpuBindGroupLayout {
+  readonly __brand?: 'layout';
+}
+export interface GpuBindGroup {
+  readonly __brand?: 'group';
+}
+export interface GpuComputePipeline {
+  getBindGroupLayout(index: number): GpuBindGroupLayout;
+}
 export interface GpuComputePass {
   setPipeline(p: GpuComputePipeline): void;
   setBindGroup(index: number, g: GpuBindGroup): void;
   dispatchWorkgroups(x: number, y?: number, z?: number): void;
   end(): void;
 }
-export interface GpuCommandBuffer { readonly __brand?: 'commands' }
+export interface GpuCommandBuffer {
+  readonly __brand?: 'commands';
+}
 export interface GpuCommandEncoder {
   beginComputePass(): GpuComputePass;
   copyBufferToBuffer(src: GpuBuffer, srcOffset: number, dst: GpuBuffer, dstOffset: number, size: number): void;
   finish(): GpuCommandBuffer;
 }
-export interface GpuBufferBinding { buffer: GpuBuffer; offset?: number; size?: number }
+export interface GpuBufferBinding {
+  buffer: GpuBuffer;
+  offset?: number;
+  size?: number;
+}
 export interface GpuDevice {
   readonly limits: Record<string, number>;
   readonly queue: {
     submit(buffers: GpuCommandBuffer[]): void;
-    writeBuffer(buffer: GpuBuffer, offset: number, data: ArrayBufferView | ArrayBuffer, dataOffset?: number, size?: number): void;
+    writeBuffer(
+      buffer: GpuBuffer,
+      offset: number,
+      data: ArrayBufferView | ArrayBuffer,
+      dataOffset?: number,
+      size?: number,
+    ): void;
     onSubmittedWorkDone(): Promise<void>;
   };
   createBuffer(d: { size: number; usage: number; mappedAtCreation?: boolean; label?: string }): GpuBuffer;
   createShaderModule(d: { code: string; label?: string }): unknown;
-  createComputePipeline(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string }; label?: string }): GpuComputePipeline;
-  createComputePipelineAsync?(d: { layout: 'auto'; compute: { module: unknown; entryPoint: string }; label?: string }): Promise<GpuComputePipeline>;
-  createBindGroup(d: { layout: GpuBindGroupLayout; entries: { binding: number; resource: GpuBufferBinding }[] }): GpuBindGroup;
+  createComputePipeline(d: {
+    layout: 'auto';
+    compute: { module: unknown; entryPoint: string };
+    label?: string;
+  }): GpuComputePipeline;
+  createComputePipelineAsync?(d: {
+    layout: 'auto';
+    compute: { module: unknown; entryPoint: string };
+    label?: string;
+  }): Promise<GpuComputePipeline>;
+  createBindGroup(d: {
+    layout: GpuBindGroupLayout;
+    entries: { binding: number; resource: GpuBufferBinding }[];
+  }): GpuBindGroup;
   createCommandEncoder(): GpuCommandEncoder;
   pushErrorScope(filter: 'validation' | 'out-of-memory' | 'internal'): void;
   popErrorScope(): Promise<{ message: string } | null>;
@@ -51,7 +80,9 @@ interface GpuAdapter {
   readonly info?: { vendor?: string; architecture?: string; device?: string; description?: string };
   requestDevice(d?: { requiredLimits?: Record<string, number>; requiredFeatures?: string[] }): Promise<GpuDevice>;
 }
-interface Gpu { requestAdapter(o?: { powerPreference?: 'high-performance' | 'low-power' }): Promise<GpuAdapter | null> }
+interface Gpu {
+  requestAdapter(o?: { powerPreference?: 'high-performance' | 'low-power' }): Promise<GpuAdapter | null>;
+}
 
 /** GPUBufferUsage and GPUMapMode flags (fixed by the WebGPU specification). */
 export const USAGE = { MAP_READ: 1, COPY_SRC: 4, COPY_DST: 8, UNIFORM: 64, STORAGE: 128 } as const;
@@ -71,7 +102,9 @@ async function findGpu(): Promise<Gpu> {
     const mod = (await import(spec)) as { create(flags: string[]): Gpu };
     return mod.create([]);
   } catch (e) {
-    throw new UnsupportedError(`WebGPU is not available: in Node the backend needs the optional \`webgpu\` package (npm install webgpu@0.6.2) and a GPU driver (${(e as Error).message})`);
+    throw new UnsupportedError(
+      `WebGPU is not available: in Node the backend needs the optional \`webgpu\` package (npm install webgpu@0.6.2) and a GPU driver (${(e as Error).message})`,
+    );
   }
 }
 
@@ -95,12 +128,14 @@ export interface GpuContext {
 export async function openGpu(options: { subgroups?: boolean } = {}): Promise<GpuContext> {
   const gpu = await findGpu();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
-  if (!adapter) throw new UnsupportedError('WebGPU found no GPU adapter (in Node: is a Vulkan, Metal or D3D12 driver installed?)');
+  if (!adapter)
+    throw new UnsupportedError('WebGPU found no GPU adapter (in Node: is a Vulkan, Metal or D3D12 driver installed?)');
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k]!;
   const subgroups = options.subgroups !== false && !!adapter.features?.has('subgroups');
   const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: subgroups ? ['subgroups'] : [] });
   const i = adapter.info ?? {};
-  const adapterName = [i.description || i.device, i.vendor, i.architecture].filter(Boolean).join(' / ') || 'unknown adapter';
+  const adapterName =
+    [i.description || i.device, i.vendor, i.architecture].filter(Boolean).join(' / ') || 'unknown adapter';
   return { device, subgroups, adapterName, owners: [gpu, adapter] };
 }

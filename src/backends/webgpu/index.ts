@@ -21,9 +21,14 @@ export interface WebGpuLoadOptions extends LoadRunnerOptions {
 }
 
 /** Loads a checkpoint onto the GPU. Throws UnsupportedError when WebGPU has no adapter here. */
-export async function loadWebGpuRunner(config: MptConfig, tensors: TensorSource, options: WebGpuLoadOptions = {}): Promise<WebGpuRunner> {
+export async function loadWebGpuRunner(
+  config: MptConfig,
+  tensors: TensorSource,
+  options: WebGpuLoadOptions = {},
+): Promise<WebGpuRunner> {
   const maxRows = options.maxRows ?? 128;
-  if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > 65535) throw new InputError(`maxRows must be an integer in [1, 65535], got ${maxRows}`);
+  if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > 65535)
+    throw new InputError(`maxRows must be an integer in [1, 65535], got ${maxRows}`);
   const gpu = await openGpu({ subgroups: options.subgroups });
   try {
     return new WebGpuRunner(config, gpu, await loadGpuWeights(gpu, config, tensors, options.onProgress), maxRows);

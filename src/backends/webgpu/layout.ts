@@ -79,13 +79,14 @@ export function packMatrix(L: MatrixLayout, src: Uint8Array, out: Uint8Array): v
   if (t.block === 1) {
     const rowBytes = L.cols * t.bytes;
     if (L.stride === L.cols) out.set(src.subarray(0, L.rows * rowBytes));
-    else for (let r = 0; r < L.rows; r++) {
-      out.set(src.subarray(r * rowBytes, (r + 1) * rowBytes), r * L.stride * t.bytes);
-    }
+    else
+      for (let r = 0; r < L.rows; r++) {
+        out.set(src.subarray(r * rowBytes, (r + 1) * rowBytes), r * L.stride * t.bytes);
+      }
     return;
   }
   if (t.scaleByte === undefined) {
-    out.set(src.subarray(0, (L.rows * L.cols / t.block) * t.ggmlBytes));
+    out.set(src.subarray(0, ((L.rows * L.cols) / t.block) * t.ggmlBytes));
     return;
   }
   // Blocks without their scale, then the scales: 16-bit units (every offset here is even).
@@ -93,9 +94,13 @@ export function packMatrix(L: MatrixLayout, src: Uint8Array, out: Uint8Array): v
   const s = src.byteOffset % 2 ? src.slice() : src;
   const from = new Uint16Array(s.buffer, s.byteOffset, (blocks * t.ggmlBytes) / 2);
   const to = new Uint16Array(out.buffer, out.byteOffset, out.byteLength / 2);
-  const inB = t.ggmlBytes / 2, outB = t.bytes / 2, sc = t.scaleByte / 2, scales = L.scaleAt * 2;
+  const inB = t.ggmlBytes / 2,
+    outB = t.bytes / 2,
+    sc = t.scaleByte / 2,
+    scales = L.scaleAt * 2;
   for (let b = 0; b < blocks; b++) {
-    const i = b * inB, o = b * outB;
+    const i = b * inB,
+      o = b * outB;
     for (let k = 0; k < sc; k++) to[o + k] = from[i + k]!;
     for (let k = sc; k < outB; k++) to[o + k] = from[i + k + 1]!;
     to[scales + b] = from[i + sc]!;
@@ -130,27 +135,33 @@ fn ${n}_scale_min(o: u32, j: u32) -> vec2<f32> {
     f32((a >> 4u) | ((${n}_byte(o + j) >> 6u) << 4u)));
 }`;
   switch (type) {
-    case 'f32': return `${decl}\nfn ${n}_at(i: u32, sat: u32) -> f32 { return ${n}[i >> 2u][i & 3u]; }\n`;
-    case 'f16': return `${decl}${wordHelpers(n)}
+    case 'f32':
+      return `${decl}\nfn ${n}_at(i: u32, sat: u32) -> f32 { return ${n}[i >> 2u][i & 3u]; }\n`;
+    case 'f16':
+      return `${decl}${wordHelpers(n)}
 fn ${n}_at(i: u32, sat: u32) -> f32 { return unpack2x16float(${n}_word(i >> 1u) >> ((i & 1u) * 16u)).x; }\n`;
-    case 'bf16': return `${decl}${wordHelpers(n)}
+    case 'bf16':
+      return `${decl}${wordHelpers(n)}
 fn ${n}_at(i: u32, sat: u32) -> f32 {
   let u = ${n}_word(i >> 1u);
   return bitcast<f32>(select(u << 16u, u & 0xffff0000u, (i & 1u) == 1u));
 }\n`;
-    case 'q8_0': return `${decl}${wordHelpers(n)}
+    case 'q8_0':
+      return `${decl}${wordHelpers(n)}
 fn ${n}_at(i: u32, sat: u32) -> f32 {
   let b = i >> 5u;
   let q = bitcast<i32>(${n}_byte(b * 32u + (i & 31u)) << 24u) >> 24u;
   return f32(q) * ${n}_half(sat * 4u + b * 2u);
 }\n`;
-    case 'q4_0': return `${decl}${wordHelpers(n)}
+    case 'q4_0':
+      return `${decl}${wordHelpers(n)}
 fn ${n}_at(i: u32, sat: u32) -> f32 {
   let b = i >> 5u; let j = i & 31u;
   let q = ${n}_byte(b * 16u + (j & 15u));
   return (f32(select(q & 15u, q >> 4u, j >= 16u)) - 8.0) * ${n}_half(sat * 4u + b * 2u);
 }\n`;
-    case 'q4_k': case 'q5_k': {
+    case 'q4_k':
+    case 'q5_k': {
       const q5 = type === 'q5_k';
       return `${decl}${wordHelpers(n)}${k4}
 fn ${n}_at(i: u32, sat: u32) -> f32 {
@@ -163,7 +174,8 @@ fn ${n}_at(i: u32, sat: u32) -> f32 {
   return (${n}_half(o) * sm.x) * f32(q) - ${n}_half(o + 2u) * sm.y;
 }\n`;
     }
-    case 'q6_k': return `${decl}${wordHelpers(n)}
+    case 'q6_k':
+      return `${decl}${wordHelpers(n)}
 fn ${n}_at(i: u32, sat: u32) -> f32 {
   let b = i >> 8u; let o = b * 208u;
   let r = i & 255u; let h = r >> 7u; let qd = (r >> 5u) & 3u; let l = r & 31u;
@@ -202,14 +214,16 @@ fn scale_min(h: vec4<u32>, j: u32) -> vec2<f32> {
   return vec2<f32>(select(hi, lo, j < 4u));
 }`;
   switch (type) {
-    case 'f32': return `${decl}
+    case 'f32':
+      return `${decl}
 struct Raw { a: vec4<f32>, b: vec4<f32> }
 fn w_raw(n: u32, ch: u32) -> Raw { let v = ((n * p.d.x) >> 2u) + 2u * ch; return Raw(W[v], W[v + 1u]); }
 fn w_part(r: Raw, i: u32) -> Part { return Part(r.a, r.b); }
 fn w_koff(ch: u32, i: u32) -> vec2<u32> { return vec2<u32>(8u * ch, 8u * ch + 4u); }`;
-    case 'f16': case 'bf16': {
-      const two = type === 'f16' ? 'unpack2x16float(u)'
-        : 'vec2<f32>(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u))';
+    case 'f16':
+    case 'bf16': {
+      const two =
+        type === 'f16' ? 'unpack2x16float(u)' : 'vec2<f32>(bitcast<f32>(u << 16u), bitcast<f32>(u & 0xffff0000u))';
       return `${decl}
 fn two(u: u32) -> vec2<f32> { return ${two}; }
 struct Raw { q: vec4<u32> }
@@ -217,7 +231,8 @@ fn w_raw(n: u32, ch: u32) -> Raw { return Raw(W[((n * p.d.x) >> 3u) + ch]); }
 fn w_part(r: Raw, i: u32) -> Part { return Part(vec4<f32>(two(r.q.x), two(r.q.y)), vec4<f32>(two(r.q.z), two(r.q.w))); }
 fn w_koff(ch: u32, i: u32) -> vec2<u32> { return vec2<u32>(8u * ch, 8u * ch + 4u); }`;
     }
-    case 'q8_0': return `${decl}${half}
+    case 'q8_0':
+      return `${decl}${half}
 fn i8x4(u: u32) -> vec4<f32> { return vec4<f32>(bitcast<vec4<i32>>(bytes4(u) << vec4<u32>(24u)) >> vec4<u32>(24u)); }
 struct Raw { a: vec4<u32>, b: vec4<u32>, d: f32 }
 fn w_raw(n: u32, ch: u32) -> Raw { let b = n * (p.d.x >> 5u) + ch; return Raw(W[2u * b], W[2u * b + 1u], w_half(b)); }
@@ -226,7 +241,8 @@ fn w_part(r: Raw, i: u32) -> Part {
   return Part(i8x4(q[(2u * i) & 3u]) * r.d, i8x4(q[(2u * i + 1u) & 3u]) * r.d);
 }
 fn w_koff(ch: u32, i: u32) -> vec2<u32> { return vec2<u32>(32u * ch + 8u * i, 32u * ch + 8u * i + 4u); }`;
-    case 'q4_0': return `${decl}${half}
+    case 'q4_0':
+      return `${decl}${half}
 struct Raw { q: vec4<u32>, d: f32 }
 fn w_raw(n: u32, ch: u32) -> Raw { let b = n * (p.d.x >> 5u) + ch; return Raw(W[b], w_half(b)); }
 fn w_part(r: Raw, i: u32) -> Part {
@@ -234,8 +250,10 @@ fn w_part(r: Raw, i: u32) -> Part {
   return Part((vec4<f32>(q & vec4<u32>(15u)) - 8.0) * r.d, (vec4<f32>(q >> vec4<u32>(4u)) - 8.0) * r.d);
 }
 fn w_koff(ch: u32, i: u32) -> vec2<u32> { return vec2<u32>(32u * ch + 4u * i, 32u * ch + 16u + 4u * i); }`;
-    case 'q4_k': case 'q5_k': {
-      const q5 = type === 'q5_k', words = q5 ? 11 : 9;
+    case 'q4_k':
+    case 'q5_k': {
+      const q5 = type === 'q5_k',
+        words = q5 ? 11 : 9;
       // Chunk ch of a row: super-block ch / 8, then j = (ch % 8) / 2 (64 weights: sub-blocks 2j
       // and 2j + 1) and s = ch % 2 (which 16 of the 32 bytes of quants: l in [16s, 16s + 16)).
       return `${decl}${k4}
@@ -252,9 +270,13 @@ fn w_raw(n: u32, ch: u32) -> Raw {
 fn w_part(r: Raw, i: u32) -> Part {
   let q = bytes4(r.q[i]);
   var lo = q & vec4<u32>(15u); var hi = q >> vec4<u32>(4u);
-  ${q5 ? `let qh = bytes4(r.h[i]);
+  ${
+    q5
+      ? `let qh = bytes4(r.h[i]);
   lo += ((qh >> vec4<u32>(2u * r.j)) & vec4<u32>(1u)) * 16u;
-  hi += ((qh >> vec4<u32>(2u * r.j + 1u)) & vec4<u32>(1u)) * 16u;` : ''}
+  hi += ((qh >> vec4<u32>(2u * r.j + 1u)) & vec4<u32>(1u)) * 16u;`
+      : ''
+  }
   return Part(r.dm.x * vec4<f32>(lo) - r.dm.y, r.dm.z * vec4<f32>(hi) - r.dm.w);
 }
 fn w_koff(ch: u32, i: u32) -> vec2<u32> {

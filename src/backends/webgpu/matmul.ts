@@ -10,7 +10,12 @@ import { MV, PRODUCT_IO } from './matvec.js';
 import { ACTIVATION, PARAMS } from './wgsl.js';
 
 export function matmulShader(type: GpuWeightType): string {
-  return PARAMS + ACTIVATION + elementReader('W', 2, type) + PRODUCT_IO + /* wgsl */ `
+  return (
+    PARAMS +
+    ACTIVATION +
+    elementReader('W', 2, type) +
+    PRODUCT_IO +
+    /* wgsl */ `
 // [k][row] and [k][column] of the current 32 values of K (also the norm statistics' scratch).
 var<workgroup> xs: array<f32, 2048>;
 var<workgroup> ws: array<f32, 2048>;
@@ -80,5 +85,6 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
     }
   }
 }
-`;
+`
+  );
 }

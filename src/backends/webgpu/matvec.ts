@@ -24,7 +24,15 @@ import { ACTIVATION, PARAMS } from './wgsl.js';
 
 /** Flags of a product (p.b.w). */
 export const MV = {
-  bias: 1, accumulate: 2, clip: 4, glu: 8, gather: 16, norm: 32, normWeight: 64, normBias: 128, rms: 256,
+  bias: 1,
+  accumulate: 2,
+  clip: 4,
+  glu: 8,
+  gather: 16,
+  norm: 32,
+  normWeight: 64,
+  normBias: 128,
+  rms: 256,
 } as const;
 /** Columns a group of threads computes. */
 export const MV_COLUMNS = 4;
@@ -99,18 +107,39 @@ export interface ProductSpec {
  * the tiled one (matmul.ts).
  */
 export function productDispatch(s: ProductSpec): { kernel: string; params: number[]; groups: number[] } {
-  const L = s.W, R = matvecRows(s.rows), tiled = s.rows > MV_MAX_ROWS;
+  const L = s.W,
+    R = matvecRows(s.rows),
+    tiled = s.rows > MV_MAX_ROWS;
   const tpc = tiled ? 0 : matvecThreads(L.type, L.stride);
   const blocks = tiled ? Math.ceil(L.rows / MM_TILE) : Math.ceil(L.rows / ((MV_COLUMNS * 64) / tpc));
   const n = s.norm;
-  const flags = (s.bias ? MV.bias : 0) | (s.accumulate ? MV.accumulate : 0) | (s.clip != null ? MV.clip : 0)
-    | (s.glu ? MV.glu : 0) | (s.gather !== undefined ? MV.gather : 0)
-    | (n ? MV.norm | (n.weight ? MV.normWeight : 0) | (n.bias ? MV.normBias : 0) | (n.rms ? MV.rms : 0) : 0);
+  const flags =
+    (s.bias ? MV.bias : 0) |
+    (s.accumulate ? MV.accumulate : 0) |
+    (s.clip != null ? MV.clip : 0) |
+    (s.glu ? MV.glu : 0) |
+    (s.gather !== undefined ? MV.gather : 0) |
+    (n ? MV.norm | (n.weight ? MV.normWeight : 0) | (n.bias ? MV.normBias : 0) | (n.rms ? MV.rms : 0) : 0);
   return {
     kernel: tiled ? `mm.${L.type}` : `mv.${L.type}.${R}`,
-    params: [s.rows, L.rows, L.cols, s.ldx, 0, s.ldy, 0, flags,
-      s.act ?? 0, f32bits(s.scale ?? 1), f32bits(s.clip ?? 0), f32bits(n?.eps ?? 0),
-      L.stride, L.scaleAt, s.gather ?? 0, tpc],
+    params: [
+      s.rows,
+      L.rows,
+      L.cols,
+      s.ldx,
+      0,
+      s.ldy,
+      0,
+      flags,
+      s.act ?? 0,
+      f32bits(s.scale ?? 1),
+      f32bits(s.clip ?? 0),
+      f32bits(n?.eps ?? 0),
+      L.stride,
+      L.scaleAt,
+      s.gather ?? 0,
+      tpc,
+    ],
     groups: [Math.min(blocks, 32768), Math.ceil(s.rows / (tiled ? MM_TILE : R)), Math.ceil(blocks / 32768)],
   };
 }
@@ -158,12 +187,17 @@ function totalFn(subgroups: boolean): string {
 
 export function matvecShader(type: GpuWeightType, R: number, subgroups: boolean): string {
   const { chunk, parts } = chunkOf(type);
-  const C = MV_COLUMNS, NV = C * R;
+  const C = MV_COLUMNS,
+    NV = C * R;
   const cols = Array.from({ length: C }, (_, c) => c);
   // subgroupShuffleXor runs where every thread of the workgroup runs (after the chunk loop); the
   // analysis cannot see that the subgroup size kept in a private variable is uniform.
   const enable = subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : '';
-  return enable + PARAMS + ACTIVATION + /* wgsl */ `
+  return (
+    enable +
+    PARAMS +
+    ACTIVATION +
+    /* wgsl */ `
 struct Part { lo: vec4<f32>, hi: vec4<f32> }
 ${chunkReader(type)}
 ${PRODUCT_IO}
@@ -230,8 +264,12 @@ ${cols.map((c) => `    let w${c} = w_raw(c${c}, ch);`).join('\n')}
       var xl: array<vec4<f32>, ${R}>;
       var xh: array<vec4<f32>, ${R}>;
       for (var r = 0u; r < R; r++) { xl[r] = xv(r, ko.x); xh[r] = xv(r, ko.y); }
-${cols.map((c) => `      { let q = w_part(w${c}, i);
-        for (var r = 0u; r < R; r++) { acc[${c * R}u + r] += dot(q.lo, xl[r]) + dot(q.hi, xh[r]); } }`).join('\n')}
+${cols
+  .map(
+    (c) => `      { let q = w_part(w${c}, i);
+        for (var r = 0u; r < R; r++) { acc[${c * R}u + r] += dot(q.lo, xl[r]) + dot(q.hi, xh[r]); } }`,
+  )
+  .join('\n')}
     }
   }
   ${reduce('acc', 'NV', 'tpc', subgroups)}
@@ -240,5 +278,6 @@ ${cols.map((c) => `      { let q = w_part(w${c}, i);
     if (n < N && r < nr) { store(total(v, g0, tpc), r0 + r, n); }
   }
 }
-`;
+`
+  );
 }

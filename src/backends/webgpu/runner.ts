@@ -16,13 +16,26 @@
 import { InputError, UnsupportedError } from '../../errors.js';
 import { alibiSlopes } from '../../model/alibi.js';
 import type { MptConfig } from '../../model/config.js';
-import type { ForwardOptions, KvCache, KvCacheOptions, ModelRunner, SequenceInput, SequenceOutput } from '../backend.js';
+import type {
+  ForwardOptions,
+  KvCache,
+  KvCacheOptions,
+  ModelRunner,
+  SequenceInput,
+  SequenceOutput,
+} from '../backend.js';
 import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
 import type { NormOf, WeightTree } from '../../model/weight-tree.js';
 import { DispatchCache, Dispatches, emptyStats, type WebGpuStats } from './dispatch.js';
 import {
-  MAP_READ, STORAGE, USAGE, type GpuBuffer, type GpuComputePipeline, type GpuContext, type GpuDevice,
+  MAP_READ,
+  STORAGE,
+  USAGE,
+  type GpuBuffer,
+  type GpuComputePipeline,
+  type GpuContext,
+  type GpuDevice,
 } from './gpu.js';
 import { f32bits, productDispatch } from './matvec.js';
 import { kernelSource } from './shaders.js';
@@ -36,8 +49,14 @@ export class WebGpuKvCache extends KvCacheBase implements KvCache {
   readonly padMask: Uint8Array;
 
   /** @internal */
-  constructor(readonly runner: WebGpuRunner, readonly capacity: number, readonly kvType: 'f32' | 'f16',
-    /** @internal */ readonly keys: GpuBuffer[], /** @internal */ readonly values: GpuBuffer[], /** @internal */ readonly valid: GpuBuffer) {
+  constructor(
+    readonly runner: WebGpuRunner,
+    readonly capacity: number,
+    readonly kvType: 'f32' | 'f16',
+    /** @internal */ readonly keys: GpuBuffer[],
+    /** @internal */ readonly values: GpuBuffer[],
+    /** @internal */ readonly valid: GpuBuffer,
+  ) {
     super();
     this.padMask = new Uint8Array(capacity);
   }
@@ -67,7 +86,13 @@ interface Chunk {
  * [R, 2R), the rows whose logits are wanted at [2R, 3R).
  */
 interface Scratch {
-  ids: GpuBuffer; x: GpuBuffer; qkv: GpuBuffer; qn: GpuBuffer; ctx: GpuBuffer; hid: GpuBuffer; gate: GpuBuffer;
+  ids: GpuBuffer;
+  x: GpuBuffer;
+  qkv: GpuBuffer;
+  qn: GpuBuffer;
+  ctx: GpuBuffer;
+  hid: GpuBuffer;
+  gate: GpuBuffer;
 }
 
 /** Options of one product (matvec.ts). */
@@ -100,15 +125,24 @@ export class WebGpuRunner implements ModelRunner {
   readonly matrixTypes: string[];
 
   /** @internal use loadWebGpuRunner */
-  constructor(readonly config: MptConfig, readonly gpu: GpuContext, private readonly W: WeightTree<GpuTensor>,
-    /** Tokens per command buffer. */ readonly maxRows: number) {
+  constructor(
+    readonly config: MptConfig,
+    readonly gpu: GpuContext,
+    private readonly W: WeightTree<GpuTensor>,
+    /** Tokens per command buffer. */ readonly maxRows: number,
+  ) {
     this.device = gpu.device;
     const c = config;
     if (c.headDim > 256) {
       throw new UnsupportedError(`the webgpu backend's attention takes head_dim up to 256 (this model: ${c.headDim})`);
     }
-    const linears = W.blocks.flatMap((B) =>
-      [B.wqkv, B.outProj, B.upProj, B.downProj, ...(B.gateProj ? [B.gateProj] : [])]);
+    const linears = W.blocks.flatMap((B) => [
+      B.wqkv,
+      B.outProj,
+      B.upProj,
+      B.downProj,
+      ...(B.gateProj ? [B.gateProj] : []),
+    ]);
     const mats = [W.wte, W.lmHead, ...linears.map((m) => m.weight)];
     this.dispatchCache = new DispatchCache(this.device, (name) => this.pipeline(name), this.statsRef);
     this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
@@ -141,27 +175,35 @@ export class WebGpuRunner implements ModelRunner {
 
   createCache(options: KvCacheOptions): KvCache {
     if (this.disposed) throw new InputError('this runner has been disposed');
-    if (!Number.isInteger(options.capacity) || options.capacity < 1) throw new InputError(`KV cache capacity must be a positive integer, got ${options.capacity}`);
+    if (!Number.isInteger(options.capacity) || options.capacity < 1)
+      throw new InputError(`KV cache capacity must be a positive integer, got ${options.capacity}`);
     const kvType = options.kvType ?? 'f32';
-    const c = this.config, kvd = c.attn.kvNHeads * c.headDim;
-    if (kvType !== 'f32' && kvType !== 'f16') throw new UnsupportedError(`the webgpu backend keeps f32 or f16 KV caches (asked for ${kvType})`);
-    if (kvType === 'f16' && kvd % 2) throw new UnsupportedError(`f16 KV caches need an even kv_heads · head_dim (this model: ${kvd})`);
+    const c = this.config,
+      kvd = c.attn.kvNHeads * c.headDim;
+    if (kvType !== 'f32' && kvType !== 'f16')
+      throw new UnsupportedError(`the webgpu backend keeps f32 or f16 KV caches (asked for ${kvType})`);
+    if (kvType === 'f16' && kvd % 2)
+      throw new UnsupportedError(`f16 KV caches need an even kv_heads · head_dim (this model: ${kvd})`);
     const bytes = options.capacity * kvd * (kvType === 'f16' ? 2 : 4);
     checkSize(this.gpu, bytes, 'a KV cache layer');
-    const make = () => Array.from({ length: c.nLayers }, () => this.device.createBuffer({ size: bytes, usage: STORAGE }));
+    const make = () =>
+      Array.from({ length: c.nLayers }, () => this.device.createBuffer({ size: bytes, usage: STORAGE }));
     const valid = this.device.createBuffer({ size: Math.ceil(options.capacity / 4) * 16, usage: STORAGE });
     return new WebGpuKvCache(this, options.capacity, kvType, make(), make(), valid);
   }
 
   /** A copy of `from` made on the GPU (queued before any later forward call's work). */
   copyCache(from: KvCache, capacity: number): KvCache {
-    if (!(from instanceof WebGpuKvCache) || from.runner !== this) throw new InputError('this KV cache was not created by this webgpu runner');
+    if (!(from instanceof WebGpuKvCache) || from.runner !== this)
+      throw new InputError('this KV cache was not created by this webgpu runner');
     if (from.disposed) throw new InputError('this KV cache has been disposed');
-    if (!(capacity >= from.len)) throw new InputError(`a copy of ${from.len} positions needs a capacity of at least ${from.len}, got ${capacity}`);
+    if (!(capacity >= from.len))
+      throw new InputError(`a copy of ${from.len} positions needs a capacity of at least ${from.len}, got ${capacity}`);
     const to = this.createCache({ capacity, kvType: from.kvType }) as WebGpuKvCache;
     const n = from.len;
     if (n > 0) {
-      const c = this.config, rowBytes = c.attn.kvNHeads * c.headDim * (from.kvType === 'f16' ? 2 : 4);
+      const c = this.config,
+        rowBytes = c.attn.kvNHeads * c.headDim * (from.kvType === 'f16' ? 2 : 4);
       const enc = this.device.createCommandEncoder();
       for (let l = 0; l < c.nLayers; l++) {
         enc.copyBufferToBuffer(from.keys[l]!, 0, to.keys[l]!, 0, n * rowBytes);
@@ -190,25 +232,46 @@ export class WebGpuRunner implements ModelRunner {
 
   private async forwardNow(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
     if (this.disposed) throw new InputError('this runner has been disposed');
-    validateBatch(batch, options, this.config.vocabSize, (c): c is WebGpuKvCache => c instanceof WebGpuKvCache && c.runner === this, 'webgpu');
+    validateBatch(
+      batch,
+      options,
+      this.config.vocabSize,
+      (c): c is WebGpuKvCache => c instanceof WebGpuKvCache && c.runner === this,
+      'webgpu',
+    );
     this.stats.forwards++;
     const V = this.config.vocabSize;
     const modes = batch.map((s) => s.logits ?? options.logits);
-    const outputs: SequenceOutput[] = batch.map((s, i) =>
-      ({ logits: new Float32Array((modes[i] === 'all' ? s.tokens.length : modes[i] === 'last' && s.tokens.length > 0 ? 1 : 0) * V) }));
+    const outputs: SequenceOutput[] = batch.map((s, i) => ({
+      logits: new Float32Array(
+        (modes[i] === 'all' ? s.tokens.length : modes[i] === 'last' && s.tokens.length > 0 ? 1 : 0) * V,
+      ),
+    }));
     const done = batch.map(() => 0);
     // Rounds of at most maxRows tokens: the next chunk of each unfinished sequence, in batch order, while they fit.
     for (;;) {
       const round: Chunk[] = [];
-      let rows = 0, logitRows = 0;
+      let rows = 0,
+        logitRows = 0;
       batch.forEach((s, i) => {
-        const T = s.tokens.length, t0 = done[i]!;
+        const T = s.tokens.length,
+          t0 = done[i]!;
         const n = Math.min(this.maxRows - rows, T - t0);
         if (n <= 0) return;
-        const want: [number, number] | null = modes[i] === 'all' ? [0, n] : modes[i] === 'last' && t0 + n === T ? [n - 1, n] : null;
+        const want: [number, number] | null =
+          modes[i] === 'all' ? [0, n] : modes[i] === 'last' && t0 + n === T ? [n - 1, n] : null;
         const cache = s.cache as WebGpuKvCache;
-        round.push({ seq: i, cache, tokens: s.tokens, padMask: s.padMask, t0, n, base: rows, want,
-          logitsAt: logitRows });
+        round.push({
+          seq: i,
+          cache,
+          tokens: s.tokens,
+          padMask: s.padMask,
+          t0,
+          n,
+          base: rows,
+          want,
+          logitsAt: logitRows,
+        });
         rows += n;
         if (want) logitRows += want[1] - want[0];
       });
@@ -227,7 +290,9 @@ export class WebGpuRunner implements ModelRunner {
 
   /** Encodes, submits and waits for one round; returns its logit rows (chunk by chunk). */
   private async runRound(round: Chunk[], rows: number, logitRows: number): Promise<Float32Array | null> {
-    const dev = this.device, V = this.config.vocabSize, R = this.maxRows;
+    const dev = this.device,
+      V = this.config.vocabSize,
+      R = this.maxRows;
     const s = this.ensureScratch();
     const ids = new Uint32Array(3 * R);
     for (const ch of round) {
@@ -265,14 +330,18 @@ export class WebGpuRunner implements ModelRunner {
    * both sides.
    */
   private prepare(ch: Chunk, ids: Uint32Array): void {
-    const c = this.config, cache = ch.cache, past = cache.len, n = ch.n;
+    const c = this.config,
+      cache = ch.cache,
+      past = cache.len,
+      n = ch.n;
     let pads = 0;
     for (let j = 0; j < past; j++) if (!cache.padMask[j]) pads++;
     for (let t = 0; t < n; t++) {
       const real = ch.padMask ? (ch.padMask[ch.t0 + t] ? 1 : 0) : 1;
       if (!real) pads++;
       const pos = Math.max(0, past + t - pads);
-      if (this.W.wpe && pos >= c.maxSeqLen) throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+      if (this.W.wpe && pos >= c.maxSeqLen)
+        throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
       ids[ch.base + t] = ch.tokens[ch.t0 + t]!;
       ids[this.maxRows + ch.base + t] = pos;
     }
@@ -283,48 +352,105 @@ export class WebGpuRunner implements ModelRunner {
   }
 
   /** The dispatches of one round: `rows` tokens of the round's chunks, then `logitRows` logit rows. */
-  private encode(plan: Dispatches, s: Scratch, round: Chunk[], rows: number, logitRows: number,
-    logits: GpuBuffer | null): void {
-    const c = this.config, W = this.W, R = this.maxRows;
-    const d = c.dModel, hd = c.headDim, kvd = c.attn.kvNHeads * hd, qn = d + 2 * kvd;
-    const ff = c.ffn.hiddenSize, V = c.vocabSize;
-    const eps = f32bits(c.layerNormEpsilon), rms = c.normType.includes('rmsnorm');
+  private encode(
+    plan: Dispatches,
+    s: Scratch,
+    round: Chunk[],
+    rows: number,
+    logitRows: number,
+    logits: GpuBuffer | null,
+  ): void {
+    const c = this.config,
+      W = this.W,
+      R = this.maxRows;
+    const d = c.dModel,
+      hd = c.headDim,
+      kvd = c.attn.kvNHeads * hd,
+      qn = d + 2 * kvd;
+    const ff = c.ffn.hiddenSize,
+      V = c.vocabSize;
+    const eps = f32bits(c.layerNormEpsilon),
+      rms = c.normType.includes('rmsnorm');
     const act = ACT[c.ffn.activation];
     const opt = (t: GpuTensor | undefined) => t?.buf ?? this.dummy;
-    const mv = (X: GpuBuffer, ldx: number, rows: number, m: GpuTensor, bias: GpuTensor | undefined,
-      Y: GpuBuffer, ldy: number, o: Product = {}) => {
+    const mv = (
+      X: GpuBuffer,
+      ldx: number,
+      rows: number,
+      m: GpuTensor,
+      bias: GpuTensor | undefined,
+      Y: GpuBuffer,
+      ldy: number,
+      o: Product = {},
+    ) => {
       const norm = o.norm && { weight: !!o.norm.weight, bias: !!o.norm.bias, rms, eps: c.layerNormEpsilon };
       const p = productDispatch({ ...o, W: m.layout!, rows, ldx, ldy, bias: !!bias, norm, glu: !!o.glu });
       const ids = o.gather !== undefined ? s.ids : this.dummy;
-      plan.add(p.kernel, [X, m.buf, opt(bias), Y, opt(o.norm?.weight), opt(o.norm?.bias), ids, o.glu ?? this.dummy],
-        p.params, p.groups, m.name);
+      plan.add(
+        p.kernel,
+        [X, m.buf, opt(bias), Y, opt(o.norm?.weight), opt(o.norm?.bias), ids, o.glu ?? this.dummy],
+        p.params,
+        p.groups,
+        m.name,
+      );
     };
 
     const wpe = W.wpe?.layout;
-    plan.add(`embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`, [s.ids, W.wte.buf, opt(W.wpe), s.x],
+    plan.add(
+      `embed.${W.wte.type}.${W.wpe?.type ?? 'f32'}`,
+      [s.ids, W.wte.buf, opt(W.wpe), s.x],
       [rows, d, wpe ? 1 : 0, R, W.wte.layout!.stride, W.wte.layout!.scaleAt, wpe?.stride ?? 0, wpe?.scaleAt ?? 0],
-      [Math.ceil(d / 64), rows]);
+      [Math.ceil(d / 64), rows],
+    );
     W.blocks.forEach((B, l) => {
       mv(s.x, d, rows, B.wqkv.weight, B.wqkv.bias, s.qkv, qn, { norm: B.norm1, clip: c.attn.clipQkv });
       for (const ch of round) {
-        const kv = ch.cache.kvType, past = ch.cache.len, n = ch.n;
-        const keys = ch.cache.keys[l]!, values = ch.cache.values[l]!;
-        let q = s.qkv, ldq = qn, fromQkv = 1;
+        const kv = ch.cache.kvType,
+          past = ch.cache.len,
+          n = ch.n;
+        const keys = ch.cache.keys[l]!,
+          values = ch.cache.values[l]!;
+        let q = s.qkv,
+          ldq = qn,
+          fromQkv = 1;
         if (c.attn.qkLn) {
           // qk_ln normalises all of q and all of k (across heads), before the split into heads.
-          const qLn = B.qLn!, kLn = B.kLn!;
-          const flags = (qLn.weight ? 1 : 0) | (qLn.bias ? 2 : 0) | (kLn.weight ? 4 : 0) | (kLn.bias ? 8 : 0)
-            | (rms ? 16 : 0);
+          const qLn = B.qLn!,
+            kLn = B.kLn!;
+          const flags =
+            (qLn.weight ? 1 : 0) | (qLn.bias ? 2 : 0) | (kLn.weight ? 4 : 0) | (kLn.bias ? 8 : 0) | (rms ? 16 : 0);
           const norms = [opt(qLn.weight), opt(qLn.bias), opt(kLn.weight), opt(kLn.bias)];
-          plan.add(`qkNorm.${kv}`, [s.qkv, ...norms, s.qn, keys, values],
-            [n, past, d, kvd, qn, ch.base * qn, ch.base * d, flags, eps], [n]);
+          plan.add(
+            `qkNorm.${kv}`,
+            [s.qkv, ...norms, s.qn, keys, values],
+            [n, past, d, kvd, qn, ch.base * qn, ch.base * d, flags, eps],
+            [n],
+          );
           q = s.qn;
           ldq = d;
           fromQkv = 0;
         }
-        plan.add(`attention.${kv}`, [q, keys, values, ch.cache.valid, this.slopes, s.ctx, s.qkv],
-          [n, past, hd, kvd, ldq, ch.base * ldq, c.nHeads / c.attn.kvNHeads, fromQkv,
-            f32bits(this.softmaxScale), qn, ch.base * qn + d, ch.base * qn + d + kvd, d, ch.base * d], [n, c.nHeads]);
+        plan.add(
+          `attention.${kv}`,
+          [q, keys, values, ch.cache.valid, this.slopes, s.ctx, s.qkv],
+          [
+            n,
+            past,
+            hd,
+            kvd,
+            ldq,
+            ch.base * ldq,
+            c.nHeads / c.attn.kvNHeads,
+            fromQkv,
+            f32bits(this.softmaxScale),
+            qn,
+            ch.base * qn + d,
+            ch.base * qn + d + kvd,
+            d,
+            ch.base * d,
+          ],
+          [n, c.nHeads],
+        );
       }
       mv(s.ctx, d, rows, B.outProj.weight, B.outProj.bias, s.x, d, { accumulate: true });
       if (B.gateProj) {
@@ -342,15 +468,23 @@ export class WebGpuRunner implements ModelRunner {
 
   /** Scratch buffers for a round of maxRows tokens. */
   private ensureScratch(): Scratch {
-    const c = this.config, R = this.maxRows, d = c.dModel, kvd = c.attn.kvNHeads * c.headDim, ff = c.ffn.hiddenSize;
+    const c = this.config,
+      R = this.maxRows,
+      d = c.dModel,
+      kvd = c.attn.kvNHeads * c.headDim,
+      ff = c.ffn.hiddenSize;
     const buf = (words: number, label: string) => {
       checkSize(this.gpu, words * 4, label);
       return this.device.createBuffer({ size: Math.max(16, words * 4), usage: STORAGE, label });
     };
     this.scratch ??= {
-      ids: buf(3 * R, 'ids'), x: buf(R * d, 'x'), qkv: buf(R * (d + 2 * kvd), 'qkv'),
+      ids: buf(3 * R, 'ids'),
+      x: buf(R * d, 'x'),
+      qkv: buf(R * (d + 2 * kvd), 'qkv'),
       qn: buf(c.attn.qkLn ? R * d : 4, 'q'),
-      ctx: buf(R * d, 'ctx'), hid: buf(R * ff, 'hid'), gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
+      ctx: buf(R * d, 'ctx'),
+      hid: buf(R * ff, 'hid'),
+      gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
     };
     return this.scratch;
   }
@@ -364,7 +498,11 @@ export class WebGpuRunner implements ModelRunner {
     this.logits = {
       rows,
       buf: this.device.createBuffer({ size: bytes, usage: STORAGE, label: 'logits' }),
-      staging: this.device.createBuffer({ size: bytes, usage: USAGE.MAP_READ | USAGE.COPY_DST, label: 'logits staging' }),
+      staging: this.device.createBuffer({
+        size: bytes,
+        usage: USAGE.MAP_READ | USAGE.COPY_DST,
+        label: 'logits staging',
+      }),
     };
     return this.logits;
   }
@@ -372,5 +510,8 @@ export class WebGpuRunner implements ModelRunner {
 
 function checkSize(gpu: GpuContext, bytes: number, what: string): void {
   const max = bindingLimit(gpu);
-  if (bytes > max) throw new UnsupportedError(`${what} takes ${bytes} bytes, more than this GPU binds in one buffer (${max}); the webgpu backend does not split tensors yet`);
+  if (bytes > max)
+    throw new UnsupportedError(
+      `${what} takes ${bytes} bytes, more than this GPU binds in one buffer (${max}); the webgpu backend does not split tensors yet`,
+    );
 }

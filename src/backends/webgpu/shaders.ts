@@ -14,7 +14,11 @@ import { PARAMS, SUM64 } from './wgsl.js';
  * a = (T, d, hasWpe, posAt); b = (wte stride, wte scaleAt, wpe stride, wpe scaleAt).
  */
 export function embedShader(wte: GpuWeightType, wpe: GpuWeightType): string {
-  return PARAMS + elementReader('wte', 2, wte) + elementReader('wpe', 3, wpe) + /* wgsl */ `
+  return (
+    PARAMS +
+    elementReader('wte', 2, wte) +
+    elementReader('wpe', 3, wpe) +
+    /* wgsl */ `
 @group(0) @binding(1) var<storage, read> ids: array<u32>;
 @group(0) @binding(4) var<storage, read_write> x: array<f32>;
 @compute @workgroup_size(64)
@@ -25,7 +29,8 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   if (p.a.z != 0u) { v += wpe_at(ids[p.a.w + t] * p.b.z + i, p.b.w); }
   x[t * d + i] = v;
 }
-`;
+`
+  );
 }
 
 /** How a KV cache stores its rows (f16: two values to a u32 word, low half first). */
@@ -91,7 +96,10 @@ export function attentionShader(kv: KvStore): string {
       kc[o] = src[ko + s];
       vc[o] = src[vo + s];
     }`;
-  return PARAMS + cacheAccess(kv, 2, 3) + /* wgsl */ `
+  return (
+    PARAMS +
+    cacheAccess(kv, 2, 3) +
+    /* wgsl */ `
 @group(0) @binding(1) var<storage, read> q: array<f32>;
 @group(0) @binding(4) var<storage, read> valid: array<u32>;
 @group(0) @binding(5) var<storage, read> slopes: array<f32>;
@@ -175,7 +183,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   if (lid + 128u < hd) { ctx[o + lid + 128u] = acc.z / sum; }
   if (lid + 192u < hd) { ctx[o + lid + 192u] = acc.w / sum; }
 }
-`;
+`
+  );
 }
 
 /**
@@ -186,7 +195,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
  */
 export function qkNormShader(kv: KvStore): string {
   const f16 = kv === 'f16';
-  return PARAMS + SUM64 + cacheAccess(kv, 7, 8) + /* wgsl */ `
+  return (
+    PARAMS +
+    SUM64 +
+    cacheAccess(kv, 7, 8) +
+    /* wgsl */ `
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> qw: array<f32>;
 @group(0) @binding(3) var<storage, read> qb: array<f32>;
@@ -229,15 +242,20 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   let ok = o + d; let ov = o + d + kvd;
   let sk = stats(ok, kvd, lid);
   let c = (past + t) * kvd;
-  ${f16 ? `for (var i = 2u * lid; i < kvd; i += 128u) {
+  ${
+    f16
+      ? `for (var i = 2u * lid; i < kvd; i += 128u) {
     kc[(c + i) >> 1u] = pk(kn(ok, i, sk), kn(ok, i + 1u, sk));
     vc[(c + i) >> 1u] = pk(src[ov + i], src[ov + i + 1u]);
-  }` : `for (var i = lid; i < kvd; i += 64u) {
+  }`
+      : `for (var i = lid; i < kvd; i += 64u) {
     kc[c + i] = kn(ok, i, sk);
     vc[c + i] = src[ov + i];
-  }`}
+  }`
+  }
 }
-`;
+`
+  );
 }
 
 /** What a kernel's source depends on beyond its name. */
@@ -254,11 +272,16 @@ export interface KernelFeatures {
 export function kernelSource(name: string, features: KernelFeatures): string {
   const [kernel, a, b] = name.split('.') as [string, string | undefined, string | undefined];
   switch (kernel) {
-    case 'mv': return matvecShader(a as GpuWeightType, Number(b), features.subgroups);
-    case 'mm': return matmulShader(a as GpuWeightType);
-    case 'embed': return embedShader(a as GpuWeightType, b as GpuWeightType);
-    case 'attention': return attentionShader(a as KvStore);
-    case 'qkNorm': return qkNormShader(a as KvStore);
+    case 'mv':
+      return matvecShader(a as GpuWeightType, Number(b), features.subgroups);
+    case 'mm':
+      return matmulShader(a as GpuWeightType);
+    case 'embed':
+      return embedShader(a as GpuWeightType, b as GpuWeightType);
+    case 'attention':
+      return attentionShader(a as KvStore);
+    case 'qkNorm':
+      return qkNormShader(a as KvStore);
   }
   throw new Error(`internal: no kernel ${name}`);
 }

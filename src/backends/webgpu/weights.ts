@@ -31,7 +31,10 @@ export interface GpuTensor {
 
 /** The largest buffer this device binds. */
 export function bindingLimit(gpu: GpuContext): number {
-  return Math.min(gpu.device.limits['maxStorageBufferBindingSize'] ?? Infinity, gpu.device.limits['maxBufferSize'] ?? Infinity);
+  return Math.min(
+    gpu.device.limits['maxStorageBufferBindingSize'] ?? Infinity,
+    gpu.device.limits['maxBufferSize'] ?? Infinity,
+  );
 }
 
 function storedType(dtype: string, dims: number): GpuWeightType {
@@ -51,21 +54,32 @@ export function checkBindings(gpu: GpuContext, config: MptConfig, tensors: Tenso
     const info = tensors.info(t.name);
     const bytes = gpuTensorBytes(info ?? { dtype: 'f32', shape: t.shape });
     if (bytes > limit) {
-      throw new UnsupportedError(`tensor ${t.name} takes ${bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`);
+      throw new UnsupportedError(
+        `tensor ${t.name} takes ${bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`,
+      );
     }
   }
 }
 
 /** A storage buffer holding `bytes` (padded to whole 4-byte words). */
 export function uploadBytes(gpu: GpuContext, bytes: Uint8Array, label: string): GpuBuffer {
-  const b = gpu.device.createBuffer({ size: Math.max(16, Math.ceil(bytes.byteLength / 4) * 4), usage: STORAGE, mappedAtCreation: true, label });
+  const b = gpu.device.createBuffer({
+    size: Math.max(16, Math.ceil(bytes.byteLength / 4) * 4),
+    usage: STORAGE,
+    mappedAtCreation: true,
+    label,
+  });
   new Uint8Array(b.getMappedRange()).set(bytes);
   b.unmap();
   return b;
 }
 
-export async function loadGpuWeights(gpu: GpuContext, config: MptConfig, tensors: TensorSource,
-  onProgress?: (done: number, total: number) => void): Promise<WeightTree<GpuTensor>> {
+export async function loadGpuWeights(
+  gpu: GpuContext,
+  config: MptConfig,
+  tensors: TensorSource,
+  onProgress?: (done: number, total: number) => void,
+): Promise<WeightTree<GpuTensor>> {
   checkTensorsAgainstConfig(config, tensors);
   checkBindings(gpu, config, tensors);
   const total = expectedTensors(config).reduce((s, e) => s + (tensors.info(e.name)?.byteLength ?? 0), 0);
@@ -76,7 +90,11 @@ export async function loadGpuWeights(gpu: GpuContext, config: MptConfig, tensors
     const type = storedType(info.dtype, info.shape.length);
     let data = bytes;
     if (info.dtype !== type) {
-      const f = dequantize(info.dtype, bytes, info.shape.reduce((a, b) => a * b, 1));
+      const f = dequantize(
+        info.dtype,
+        bytes,
+        info.shape.reduce((a, b) => a * b, 1),
+      );
       data = new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
     }
     let t: GpuTensor;
