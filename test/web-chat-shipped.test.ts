@@ -5,19 +5,17 @@
  * Skipped when chromium is not installed.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, test } from 'node:test';
 import { MptServer } from '../src/server/http-server.js';
 import { loadServedModel } from '../src/server/model-host.js';
+import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(
-  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
-);
+const skip = skipUnlessPresent(chromiumMissing());
 const SHIPPED = fileURLToPath(new URL('../../models/default/', import.meta.url));
 
 let server: MptServer | undefined;
@@ -41,17 +39,7 @@ test('chat page, shipped model, default settings: three turns answered, history 
   const { chromium } = await import('playwright-core');
   const profile = mkdtempSync(join(tmpdir(), 'mpt-web-test-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    ...CHROMIUM_LAUNCH,
   });
   try {
     const page = context.pages()[0] ?? (await context.newPage());

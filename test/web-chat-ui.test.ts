@@ -4,18 +4,16 @@
  * the page fits a phone's screen. Skipped when chromium is not installed.
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
+import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import { startTestServer, type TestServer } from './helpers/serve-fixture.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(
-  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
-);
+const skip = skipUnlessPresent(chromiumMissing());
 
 let srv: TestServer;
 let context: BrowserContext;
@@ -26,17 +24,7 @@ before(async () => {
   const { chromium } = await import('playwright-core');
   profile = mkdtempSync(join(tmpdir(), 'mpt-web-test-'));
   context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    ...CHROMIUM_LAUNCH,
   });
 });
 after(async () => {

@@ -4,17 +4,15 @@
  * cancels generation on the server (the slot is freed). Skipped when chromium is not installed (never in CI).
  */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
+import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import { metricValue, startTestServer, waitFor, type TestServer } from './helpers/serve-fixture.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(
-  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
-);
+const skip = skipUnlessPresent(chromiumMissing());
 
 let srv: TestServer;
 before(async () => {
@@ -28,17 +26,7 @@ test('chat page: streamed reply, controls sent, stop cancels on the server', { s
   const { chromium } = await import('playwright-core');
   const profile = mkdtempSync(join(tmpdir(), 'mpt-web-test-'));
   const context = await chromium.launchPersistentContext(profile, {
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--headless=new',
-      '--no-sandbox',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
+    ...CHROMIUM_LAUNCH,
   });
   try {
     const page = context.pages()[0] ?? (await context.newPage());

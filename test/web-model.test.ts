@@ -14,13 +14,11 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { loadModel } from '../src/runtime/model.js';
 import { REPO_ROOT, maxAbsDiff } from './helpers/goldens.js';
+import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import { BROWSER_IMPORT_MAP } from './helpers/web-import-map.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(
-  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
-);
+const skip = skipUnlessPresent(chromiumMissing());
 
 const TYPES: Record<string, string> = {
   '.js': 'text/javascript',
@@ -110,17 +108,7 @@ describe('loadModel in Chromium', { skip, timeout: 300_000 }, () => {
     site = await serve();
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      ...CHROMIUM_LAUNCH,
     });
     tab = await open(browser, site.url, 'window.pageReady === true');
   });

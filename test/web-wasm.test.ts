@@ -14,13 +14,11 @@ import { after, before, describe, it } from 'node:test';
 import type { Browser, Page } from 'playwright-core';
 import { TOL } from './helpers/backend-conformance.js';
 import { Goldens, REPO_ROOT, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import type { FixtureRun } from './helpers/web-wasm-page.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const skip = skipUnlessPresent(
-  existsSync(CHROMIUM) ? null : `chromium is not installed at ${CHROMIUM} (apt-get install chromium)`,
-);
+const skip = skipUnlessPresent(chromiumMissing());
 
 const FIXTURES = ['tiny-alibi', 'tiny-alibi-bf16', 'tiny-gqa', 'tiny-learned-pos'];
 const NOT_ISOLATED = /not cross-origin isolated/;
@@ -123,17 +121,7 @@ describe('wasm backend in Chromium', { skip, timeout: 180_000 }, () => {
     plain = await serve(false);
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless=new',
-        '--no-sandbox',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
+      ...CHROMIUM_LAUNCH,
     });
   });
   after(async () => {
