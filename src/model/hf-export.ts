@@ -7,10 +7,10 @@
  * as the f16/bf16/f32 values llama.cpp computes with. Writing the files is the caller's job.
  */
 import { UnsupportedError } from '../errors.js';
-import { f32ToBf16Bytes, f32ToF16Bytes, FLOAT_DTYPE_BYTES, shapeElements, tensorToFloat32 } from '../formats/dtypes.js';
+import { f32ToBf16Bytes, f32ToF16Bytes, shapeElements } from '../formats/dtypes.js';
 import { dequantize } from '../formats/ggml-quants.js';
 import type { TensorToWrite } from '../formats/safetensors.js';
-import type { TensorInfo, TensorSource } from '../formats/tensor-source.js';
+import type { TensorSource } from '../formats/tensor-source.js';
 import { toMosaicConfigJson, type MptConfig } from './config.js';
 import { TokenType, type GgufTokenizer } from './gguf-model.js';
 
@@ -22,12 +22,6 @@ const TORCH_DTYPE: Record<HfExportDtype, string> = { f32: 'float32', f16: 'float
 /** config.json: MosaicML's key set, with torch_dtype naming what model.safetensors holds. */
 export function hfConfigJson(c: MptConfig, dtype: HfExportDtype): Record<string, unknown> {
   return { ...toMosaicConfigJson(c), torch_dtype: TORCH_DTYPE[dtype] };
-}
-
-/** A tensor's stored values (any float or ggml block type) as f32. */
-function tensorValues(info: TensorInfo, bytes: Uint8Array): Float32Array {
-  if (FLOAT_DTYPE_BYTES[info.dtype] !== undefined) return tensorToFloat32(info, bytes);
-  return dequantize(info.dtype, bytes, shapeElements(info.shape));
 }
 
 /**
@@ -48,7 +42,7 @@ export function hfTensorsToWrite(
     shape: info.shape.slice(),
     data: async () => {
       const stored = await source.read(info.name);
-      const values = tensorValues(info, stored);
+      const values = dequantize(info.dtype, stored, shapeElements(info.shape));
       onTensor?.(++done, list.length, info.name);
       if (dtype === 'f16') return f32ToF16Bytes(values);
       if (dtype === 'bf16') return f32ToBf16Bytes(values);

@@ -459,6 +459,16 @@ export const TOKENIZER_SIDE_FILES = {
   generationConfig: 'generation_config.json',
 } as const satisfies Record<keyof TokenizerSideFiles, string>;
 
+/** The same vocabulary in the slow tokenizers' format, kept beside a tokenizer.json by some folders. */
+export const SLOW_TOKENIZER_FILES = ['vocab.json', 'merges.txt'] as const;
+
+/** Every tokenizer file a Hugging Face model folder may hold (what a converted or exported folder copies). */
+export const TOKENIZER_FILES: readonly string[] = [
+  'tokenizer.json',
+  ...Object.values(TOKENIZER_SIDE_FILES),
+  ...SLOW_TOKENIZER_FILES,
+];
+
 export interface LoadTokenizerOptions {
   /**
    * The model's vocab_size (embedding rows): the shipped GPT-NeoX tokenizer is used as a fallback

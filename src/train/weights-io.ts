@@ -13,7 +13,12 @@ import { tensorToFloat32, f32ToBf16Bytes, f32ToF16Bytes, FLOAT_DTYPE_BYTES } fro
 import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { InputError, WeightsError } from '../errors.js';
 import { checkpointTokenizer } from '../runtime/tokenizer-files.js';
-import { NEOX_TOKENIZER_SIZE, type MptTokenizer } from '../runtime/tokenizer.js';
+import {
+  NEOX_TOKENIZER_SIZE,
+  SLOW_TOKENIZER_FILES,
+  TOKENIZER_SIDE_FILES,
+  type MptTokenizer,
+} from '../runtime/tokenizer.js';
 import type { Kernels } from './kernels.js';
 import { publishFiles, removeStaleTemps, tempPathOf } from './durable-fs.js';
 import { TrainModel, expandEmbedding, type CompactVocab } from './model.js';
@@ -92,11 +97,6 @@ export function exportTensors(model: TrainModel): Array<{ name: string; shape: n
     });
 }
 
-/** The side files a tokenizer is built with (loadTokenizer reads them beside tokenizer.json or in the model folder). */
-const SIDE_FILES = ['tokenizer_config.json', 'special_tokens_map.json', 'generation_config.json'];
-/** The same tokenizer in the slow tokenizers' format, copied when they lie beside the tokenizer.json. */
-const SLOW_FILES = ['vocab.json', 'merges.txt'];
-
 /**
  * Where an exported folder's tokenizer files come from: the tokenizer.json the tokenizer was built
  * from and the folder of its side files, or ready texts (a GGUF's tokenizer as Hugging Face files).
@@ -154,9 +154,10 @@ async function writeTokenizerFiles(t: TokenizerFiles, dir: string): Promise<Set<
   };
   if (t.json) {
     await copy(t.json, 'tokenizer.json');
-    for (const f of SLOW_FILES) if (basename(t.json) === 'tokenizer.json') await copy(join(dirname(t.json), f), f);
+    for (const f of SLOW_TOKENIZER_FILES)
+      if (basename(t.json) === 'tokenizer.json') await copy(join(dirname(t.json), f), f);
   }
-  if (t.sideDir) for (const f of SIDE_FILES) await copy(join(t.sideDir, f), f);
+  if (t.sideDir) for (const f of Object.values(TOKENIZER_SIDE_FILES)) await copy(join(t.sideDir, f), f);
   for (const [name, text] of Object.entries(t.texts ?? {})) {
     await writeFile(join(dir, name), text);
     written.add(name);

@@ -24,7 +24,7 @@ import {
 } from '../../model/hf-export.js';
 import type { Checkpoint } from '../../model/load.js';
 import { writeSafetensors } from '../../formats/safetensors.js';
-import { NEOX_TOKENIZER_SIZE } from '../../runtime/tokenizer.js';
+import { NEOX_TOKENIZER_SIZE, TOKENIZER_FILES } from '../../runtime/tokenizer.js';
 import { shippedNeoxTokenizerPath } from '../../runtime/tokenizer-files.js';
 import { parseArgs } from '../args.js';
 import { kindOf, statPath } from '../user-files.js';
@@ -161,16 +161,6 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
-/** Tokenizer files of an HF folder that are copied as they are into a converted folder. */
-const HF_TOKENIZER_FILES = [
-  'tokenizer.json',
-  'tokenizer_config.json',
-  'special_tokens_map.json',
-  'generation_config.json',
-  'vocab.json',
-  'merges.txt',
-];
-
 async function convertToHfFolder(model: string, out: string, typeOpt: string): Promise<number> {
   const dtype = typeOpt.toLowerCase() as HfExportDtype;
   if (!HF_EXPORT_DTYPES.includes(dtype)) {
@@ -208,7 +198,7 @@ async function convertToHfFolder(model: string, out: string, typeOpt: string): P
       }
       tokenizerNote = "the GGUF's vocabulary as tokenizer.json";
     } else if (ck.kind === 'hf') {
-      const copied = HF_TOKENIZER_FILES.filter((f) => existsSync(join(ck.dir, f)));
+      const copied = TOKENIZER_FILES.filter((f) => existsSync(join(ck.dir, f)));
       for (const f of copied) await copyFile(join(ck.dir, f), join(tmp, f));
       tokenizerNote = copied.length > 0 ? `copied ${copied.join(', ')}` : 'none (the folder has no tokenizer files)';
     }
