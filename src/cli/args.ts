@@ -67,3 +67,18 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, comm
   }
   return { positionals, options };
 }
+
+/** A comma-separated list of token ids given with `option` (e.g. "1,2,3"), each a non-negative integer. */
+export function parseTokenIds(spec: string, option: string): number[] {
+  const ids = spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((s) => {
+      const n = Number(s);
+      if (!Number.isInteger(n) || n < 0) throw new InputError(`${option}: "${s}" is not a token id`);
+      return n;
+    });
+  if (ids.length === 0) throw new InputError(`${option} needs at least one token id`);
+  return ids;
+}

@@ -4,7 +4,7 @@ import { InputError } from '../../errors.js';
 import { formatStopIds } from '../../runtime/chat-template.js';
 import { checkPromptCachePath } from '../../runtime/prompt-cache.js';
 import type { GenerateOptions, GenerateResult } from '../../runtime/generate.js';
-import { parseArgs } from '../args.js';
+import { parseArgs, parseTokenIds } from '../args.js';
 import {
   LONG_CONTEXT_HELP,
   LONG_CONTEXT_OPTIONS,
@@ -39,20 +39,6 @@ prompt is wrapped in its prompt format (see --template; --template none sends it
       --ignore-eos          never choose or stop at the end-of-text token (runs to --max-tokens)
 ${MODEL_AND_SAMPLING_HELP}
 ${LONG_CONTEXT_HELP}`;
-
-function parseIds(spec: string): number[] {
-  const ids = spec
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '')
-    .map((s) => {
-      const n = Number(s);
-      if (!Number.isInteger(n) || n < 0) throw new InputError(`--ids: "${s}" is not a token id`);
-      return n;
-    });
-  if (ids.length === 0) throw new InputError('--ids needs at least one token id');
-  return ids;
-}
 
 function stats(r: GenerateResult): string {
   const t = r.timings;
@@ -110,7 +96,7 @@ export async function run(argv: string[]): Promise<number> {
         gen.stopTokenIds = [...new Set([...model.tokenizer.stopIds, ...formatStopIds(fmt, model.tokenizer)])];
       }
     } else {
-      ids = parseIds(idsSpec!);
+      ids = parseTokenIds(idsSpec!, '--ids');
     }
     if (options['ignore-eos'] === true) {
       // As llama.cpp's --ignore-eos: the end-of-text token is never chosen and never stops.

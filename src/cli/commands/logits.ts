@@ -2,7 +2,7 @@
 import { InputError } from '../../errors.js';
 import { defaultModelPath } from '../../model/default-model.js';
 import { loadRunner, type BackendName } from '../../backends/registry.js';
-import { parseArgs } from '../args.js';
+import { parseArgs, parseTokenIds } from '../args.js';
 
 export const summary = 'print the logits for a list of token ids as JSON';
 export const help = `usage: mpt logits [MODEL] --tokens 1,2,3 [--last] [--backend reference|wasm] [--threads N]
@@ -24,16 +24,7 @@ export async function run(argv: string[]): Promise<number> {
   const path = positionals[0] ?? defaultModelPath();
   const spec = options['tokens'] as string | undefined;
   if (!spec) throw new InputError('--tokens is required, e.g. --tokens 1,2,3');
-  const ids = spec
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s !== '')
-    .map((s) => {
-      const n = Number(s);
-      if (!Number.isInteger(n) || n < 0) throw new InputError(`--tokens: "${s}" is not a token id`);
-      return n;
-    });
-  if (ids.length === 0) throw new InputError('--tokens needs at least one token id');
+  const ids = parseTokenIds(spec, '--tokens');
   const { runner } = await loadRunner(path, {
     backend: (options['backend'] as BackendName | undefined) ?? 'reference',
     threads: options['threads'] as number | undefined,
