@@ -95,3 +95,24 @@ test('convert refuses an output folder, a missing folder and a --tokenizer named
     oneLineError(r, 'convert', /--tokenizer: .*a-fifo is a named pipe \(FIFO\)/);
   }
 });
+
+test('a training recipe, training data or perplexity text at a named pipe is refused, not read', {
+  skip: !haveFifo,
+}, async () => {
+  oneLineError(await runCli(['train', fifo], '', 30_000), 'train', /training recipe .*a-fifo is not a regular file/);
+  const ppl = await runCli(['perplexity', MODEL, fifo], '', 30_000);
+  oneLineError(ppl, 'perplexity', /text file .*a-fifo is not a regular file/);
+  const out = join(dir, 'ft-out');
+  const ft = await runCli(['finetune', MODEL, fifo, '--out', out], '', 30_000);
+  oneLineError(ft, 'finetune', /instruction data .*a-fifo is not a regular file/);
+  // A recipe's training data at a named pipe: refused when the data is read.
+  const recipe = join(dir, 'fifo-recipe.yaml');
+  const saveFolder = join(dir, 'train-out');
+  writeFileSync(
+    recipe,
+    'max_seq_len: 16\nmodel:\n  d_model: 16\n  n_heads: 2\n  n_layers: 1\n  vocab_size: 50432\n' +
+      `data:\n  train: [${fifo}]\nmax_duration: 1ba\nsave_folder: ${saveFolder}\n`,
+  );
+  const train = await runCli(['train', recipe], '', 30_000);
+  oneLineError(train, 'train', /training data .*a-fifo is not a regular file/);
+});

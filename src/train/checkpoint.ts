@@ -19,11 +19,12 @@
  * (older than any generation, `checkpoint/` newer than `checkpoint.old/`) when trainer.json parses
  * and state.safetensors is whole, and removed by the next save.
  */
-import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { openSafetensors, writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { tensorToFloat32 } from '../formats/dtypes.js';
 import { FormatError } from '../errors.js';
+import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
 import { removeStaleTemps, syncPath, tempPathOf, writeSynced, type AfterStep } from './durable-fs.js';
 
 export interface CheckpointData {
@@ -37,6 +38,8 @@ const STATE = 'state.safetensors',
   META = 'trainer.json',
   MARK = 'complete.json';
 const LEGACY = ['checkpoint', 'checkpoint.old'];
+/** The training state holds the loss history: tens of bytes a step, so megabytes for long runs. */
+const MAX_STATE_JSON_BYTES = 256 << 20;
 
 const bytesOf = (a: Float32Array) => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).slice();
 
@@ -82,7 +85,7 @@ async function problemOf(dir: string): Promise<string | null> {
   if (LEGACY.includes(basename(dir))) return legacyProblemOf(dir);
   let mark: { files?: Record<string, number> };
   try {
-    mark = JSON.parse(await readFile(join(dir, MARK), 'utf8')) as typeof mark;
+    mark = (await readJsonFile(join(dir, MARK), 'checkpoint mark', JSON_FILE_LIMITS.config)) as typeof mark;
   } catch {
     return `${MARK} is missing or unreadable: the save that wrote this folder did not finish`;
   }
@@ -98,7 +101,7 @@ async function problemOf(dir: string): Promise<string | null> {
 
 async function legacyProblemOf(dir: string): Promise<string | null> {
   try {
-    JSON.parse(await readFile(join(dir, META), 'utf8'));
+    await readJsonFile(join(dir, META), 'training state', MAX_STATE_JSON_BYTES);
   } catch (e) {
     if ((await sizeOf(join(dir, META))) === null) return `${META} is missing`;
     return `${META} is not valid JSON: ${(e as Error).message}`;
@@ -202,11 +205,11 @@ export async function saveCheckpoint(
 
 /** The JSON state of a checkpoint alone (without reading its tensors). */
 export async function loadCheckpointMeta(dir: string): Promise<Record<string, unknown>> {
-  try {
-    return JSON.parse(await readFile(join(dir, META), 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    throw new FormatError(`cannot read ${join(dir, META)}: ${(e as Error).message}`);
+  const meta = await readJsonFile(join(dir, META), 'training state', MAX_STATE_JSON_BYTES);
+  if (typeof meta !== 'object' || meta === null || Array.isArray(meta)) {
+    throw new FormatError(`training state ${join(dir, META)} must hold a JSON object`);
   }
+  return meta as Record<string, unknown>;
 }
 
 export async function loadCheckpoint(dir: string): Promise<CheckpointData> {

@@ -43,15 +43,21 @@ export function tokenizeDocuments(docs: readonly string[], tok: TextTokenizer, e
  */
 export const MAX_TEXT_FILE_BYTES = 0x1fffffe8;
 
-/** Reads a user's text file whole, refusing (before reading) one too large to be a string. */
-export function readTextFile(path: string, what: string): string {
+/**
+ * Reads a user's text file whole, refusing (before opening it) anything but a regular file, and
+ * one larger than `maxBytes` (by default, too large to be a string).
+ */
+export function readTextFile(path: string, what: string, maxBytes = MAX_TEXT_FILE_BYTES): string {
   try {
-    const size = statSync(path).size;
-    if (size > MAX_TEXT_FILE_BYTES) {
+    const st = statSync(path);
+    // A named pipe or device would block the read forever (or never end): only regular files.
+    if (!st.isFile()) throw new InputError(`${what} ${path} is not a regular file`);
+    const size = st.size;
+    if (size > maxBytes) {
       const mib = (n: number) => Math.floor(n / 2 ** 20);
       throw new InputError(
         `${what} ${path} is ${mib(size)} MiB; a text file is read whole, at most ` +
-          `${mib(MAX_TEXT_FILE_BYTES)} MiB: split it into smaller files`,
+          `${mib(maxBytes)} MiB: split it into smaller files`,
       );
     }
     return readFileSync(path, 'utf8');

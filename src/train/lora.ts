@@ -13,11 +13,12 @@
  * the folder and publishes them with adapter_config.json last (publishFiles), so a crash never
  * leaves a folder that looks complete but pairs a new config with old weights or the reverse.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { openSafetensors, writeSafetensors } from '../formats/safetensors.js';
 import { tensorToFloat32 } from '../formats/dtypes.js';
 import { FormatError, InputError, UnsupportedError } from '../errors.js';
+import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
 import type { LoraConfig, TrainModel } from './model.js';
 import { publishFiles, removeStaleTemps, tempPathOf } from './durable-fs.js';
 
@@ -110,12 +111,7 @@ function loraConfigOf(cfg: Record<string, unknown>, path: string): LoraConfig {
  */
 export async function loadLoraAdapters(model: TrainModel, dir: string): Promise<LoraConfig> {
   const cfgPath = join(dir, CONFIG);
-  let cfg: unknown;
-  try {
-    cfg = JSON.parse(await readFile(cfgPath, 'utf8'));
-  } catch (e) {
-    throw new InputError(`cannot read ${cfgPath}: ${(e as Error).message}`);
-  }
+  const cfg: unknown = await readJsonFile(cfgPath, 'LoRA adapter config', JSON_FILE_LIMITS.config, InputError);
   if (typeof cfg !== 'object' || cfg === null || Array.isArray(cfg)) {
     throw new FormatError(`${cfgPath} must hold a JSON object`);
   }

@@ -25,10 +25,9 @@
  *
  * Relative paths are resolved against the current directory, as llm-foundry does.
  */
-import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { ConfigError, InputError } from '../errors.js';
+import { ConfigError } from '../errors.js';
 import { parseMptConfig, type MptConfig } from '../model/config.js';
 import type { MptTokenizer } from '../runtime/tokenizer.js';
 import { loadTokenizer, shippedNeoxTokenizerPath } from '../runtime/tokenizer-files.js';
@@ -37,7 +36,7 @@ import type { Kernels } from './kernels.js';
 import { compactVocab, TrainModel, type CompactVocab } from './model.js';
 import { optimizerConfig, type OptimizerConfig } from './optim.js';
 import { parseScheduleName, type ScheduleConfig } from './schedule.js';
-import { lmBatch, packWindows, splitWindows, tokenizeFiles } from './data.js';
+import { lmBatch, packWindows, readTextFile, splitWindows, tokenizeFiles } from './data.js';
 import { Trainer, type DataSource, type StepProgress } from './trainer.js';
 import { exportHfFolder, loadTrainModel, mptTokenizerSideFiles, tokenizerFilesOf } from './weights-io.js';
 import { checkpointToResume, loadCheckpointMeta } from './checkpoint.js';
@@ -189,14 +188,11 @@ export function parseRecipe(text: string, source = 'recipe'): Recipe {
   };
 }
 
+/** A recipe is a page of YAML; a bigger file is a wrong path, not a recipe. */
+const MAX_RECIPE_BYTES = 1 << 20;
+
 export function readRecipe(path: string): Recipe {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (e) {
-    throw new InputError(`cannot read ${path}: ${(e as Error).message}`);
-  }
-  return parseRecipe(text, path);
+  return parseRecipe(readTextFile(path, 'training recipe', MAX_RECIPE_BYTES), path);
 }
 
 /** The model config of a from-scratch recipe (llm-foundry keys; max_seq_len from the top level). */
