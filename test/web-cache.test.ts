@@ -3,7 +3,8 @@
  * by URL is kept in the Origin Private File System and loaded again from there — offline without a
  * single request to the server, online after one HEAD request — with Node's logits each time; a
  * file that changed on the server is downloaded again; `cache: false` reads over the network;
- * listCachedModels/deleteCachedModel/clearModelCache see and remove copies; a quota too small for
+ * listCachedModels/deleteCachedModel/clearModelCache see and remove copies; a download cut short
+ * leaves no copy (the load goes on over the network); a quota too small for
  * the file still loads it from the network, with one warning; where OPFS is missing, Cache Storage
  * keeps the copy. Requests are counted by the test's own server. Skipped when chromium is not
  * installed (never in CI).
@@ -53,6 +54,8 @@ describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () =
   let server: RangeServer;
   let url: string;
   const want: Record<string, Float32Array> = {};
+  /** When set, the server cuts whole-file downloads of the model after this many bytes. */
+  let cutAfter: number | undefined;
   /** The requests for the model file since `from` (an index into server.requests). */
   const modelRequests = (from: number): ServedRequest[] => server.requests.slice(from).filter((r) => r.path === MODEL);
   const shape = (rs: ServedRequest[]) => rs.map((r) => `${r.method} ${r.range === undefined ? 'whole' : 'range'}`);
@@ -61,7 +64,11 @@ describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () =
     mkdirSync(join(REPO_ROOT, DIR), { recursive: true });
     place('tiny-q-q8_0.gguf');
     for (const g of ['tiny-q-q8_0.gguf', 'tiny-q-q4_0.gguf']) want[g] = await nodeLogits(g);
-    server = await serveFolder(REPO_ROOT, { headers: ISOLATION, pages: { '/': testPage('web-cache-page.js') } });
+    server = await serveFolder(REPO_ROOT, {
+      headers: ISOLATION,
+      pages: { '/': testPage('web-cache-page.js') },
+      cutWholeAfter: (path) => (path === MODEL ? cutAfter : undefined),
+    });
     url = server.url.replace(/\/$/, '') + MODEL;
     const { chromium } = await import('playwright-core');
     browser = await chromium.launch({ ...CHROMIUM_LAUNCH });
@@ -132,6 +139,32 @@ describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () =
       );
     } finally {
       place('tiny-q-q8_0.gguf');
+      await tab.close();
+    }
+  });
+
+  it('a download cut short is not kept: the load reads over the network, and the next one caches the file', async () => {
+    const tab = await openTab(browser, server.url);
+    try {
+      cutAfter = 5000;
+      let mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      cutAfter = undefined;
+      const first = modelRequests(mark);
+      assert.equal(shape(first)[0], 'GET whole');
+      assert.ok(
+        first.slice(1).every((r) => r.range !== undefined),
+        `then range requests: ${shape(first)}`,
+      );
+      assert.deepEqual(await tab.call('listCachedModels'), [], 'the partial copy is not listed');
+      const told = tab.said.filter((s) => NOT_KEPT.test(s));
+      assert.equal(told.length, 1, told.join('\n'));
+      mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      assert.deepEqual(shape(modelRequests(mark)), ['GET whole']);
+      assert.equal((await tab.call<Cached[]>('listCachedModels')).length, 1);
+    } finally {
+      cutAfter = undefined;
       await tab.close();
     }
   });

@@ -19,6 +19,8 @@ export interface RangeServerOptions {
   statusFor?: (path: string) => number | undefined;
   /** Headers added to every answer (COOP/COEP for a page, say). */
   headers?: Readonly<Record<string, string>>;
+  /** Whole-file answers for a path stop after this many body bytes, the connection cut (a failed download). */
+  cutWholeAfter?: (path: string) => number | undefined;
   /** HTML pages served at these paths instead of files (a test's page). */
   pages?: Readonly<Record<string, string>>;
 }
@@ -84,7 +86,15 @@ function answer(root: string, options: RangeServerOptions, req: IncomingMessage,
     'Last-Modified': stat.mtime.toUTCString(),
     ETag: `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
   };
-  const whole = () => send(200, options.chunked ? version : { ...version, 'Content-Length': bytes.length }, bytes);
+  const whole = () => {
+    const cut = req.method === 'HEAD' ? undefined : options.cutWholeAfter?.(path);
+    if (cut === undefined)
+      return send(200, options.chunked ? version : { ...version, 'Content-Length': bytes.length }, bytes);
+    record.status = 200;
+    record.bytes = cut;
+    res.writeHead(200, { ...options.headers, ...version, 'Content-Length': bytes.length });
+    res.write(bytes.subarray(0, cut), () => res.destroy());
+  };
   const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
   if (req.method === 'HEAD' || options.ranges === false || m === null) {
     whole();
