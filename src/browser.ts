@@ -119,6 +119,10 @@ export type { DType, TensorInfo, TensorSource } from './formats/tensor-source.js
 export { blobSource, bytesSource } from './formats/byte-source.js';
 export type { ByteSource } from './formats/byte-source.js';
 export { openUrlSource } from './formats/url-source.js';
+// Offline copies of models loaded by URL, and where the package's own files are served (bundles)
+export { clearModelCache, deleteCachedModel, listCachedModels } from './formats/model-cache.js';
+export type { CachedModel } from './formats/model-cache.js';
+export { setPackageUrl } from './platform/package-url.js';
 export type { UrlSourceOptions } from './formats/url-source.js';
 export { fileListFolder, urlFolder } from './formats/folder-source.js';
 export type { FolderSource } from './formats/folder-source.js';

@@ -199,6 +199,13 @@ test('the browser entry (dist/src/browser.js): nothing of Node, bare specifiers 
   ]) {
     assert.ok(g.files.includes(`dist/src/${f}`), f);
   }
+  // Bundlers leave them out of a browser bundle through package.json's "browser" field.
+  assert.deepEqual(
+    Object.entries(pkg.browser ?? {}).sort(),
+    Object.keys(LAZY_NODE_ONLY)
+      .map((f) => [`./${f}`, false])
+      .sort(),
+  );
   // Each module of the list is reached, only dynamically, and really is Node's (the list does not rot).
   const reached = new Set(g.lazy.map((l) => l.split(' imports ')[1]!.replace(/^.*\//, '')));
   for (const f of Object.keys(LAZY_NODE_ONLY)) {

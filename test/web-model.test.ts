@@ -15,18 +15,12 @@ import type { Browser, Page } from 'playwright-core';
 import { loadModel } from '../src/runtime/model.js';
 import { REPO_ROOT, maxAbsDiff } from './helpers/goldens.js';
 import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
+import { CONTENT_TYPES } from './helpers/range-server.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import { BROWSER_IMPORT_MAP } from './helpers/web-import-map.js';
 
 const skip = skipUnlessPresent(chromiumMissing());
 
-const TYPES: Record<string, string> = {
-  '.js': 'text/javascript',
-  '.mjs': 'text/javascript',
-  '.wasm': 'application/wasm',
-  '.json': 'application/json',
-  '.html': 'text/html',
-};
 const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 const IMPORT_MAP = JSON.stringify({
   imports: Object.fromEntries(Object.entries(BROWSER_IMPORT_MAP).map(([k, v]) => [k, `/${v}`])),
@@ -63,7 +57,7 @@ function serve(): Promise<{ server: Server; url: string }> {
     if (!file.startsWith(root + sep) || !existsSync(file) || !statSync(file).isFile()) {
       return void res.writeHead(404, ISOLATION).end();
     }
-    const type = TYPES[extname(file)] ?? 'application/octet-stream';
+    const type = CONTENT_TYPES[extname(file)] ?? 'application/octet-stream';
     res.writeHead(200, { ...ISOLATION, 'Content-Type': type }).end(readFileSync(file));
   });
   return new Promise((resolve) =>

@@ -15,6 +15,7 @@ import type { Browser, Page } from 'playwright-core';
 import { TOL } from './helpers/backend-conformance.js';
 import { Goldens, REPO_ROOT, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
 import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
+import { CONTENT_TYPES } from './helpers/range-server.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import type { FixtureRun } from './helpers/web-wasm-page.js';
 
@@ -22,12 +23,6 @@ const skip = skipUnlessPresent(chromiumMissing());
 
 const FIXTURES = ['tiny-alibi', 'tiny-alibi-bf16', 'tiny-gqa', 'tiny-learned-pos'];
 const NOT_ISOLATED = /not cross-origin isolated/;
-const TYPES: Record<string, string> = {
-  '.js': 'text/javascript',
-  '.wasm': 'application/wasm',
-  '.json': 'application/json',
-  '.html': 'text/html',
-};
 const PAGE =
   '<!doctype html><meta charset="utf-8"><title>mpt-ts wasm backend</title>' +
   '<script type="module">import "/dist/test/helpers/web-wasm-page.js"; window.pageReady = true;</script>';
@@ -48,7 +43,7 @@ function serve(isolated: boolean): Promise<{ server: Server; url: string }> {
       res.writeHead(404, headers).end();
       return;
     }
-    const type = TYPES[extname(file)] ?? 'application/octet-stream';
+    const type = CONTENT_TYPES[extname(file)] ?? 'application/octet-stream';
     res.writeHead(200, { ...headers, 'Content-Type': type }).end(readFileSync(file));
   });
   return new Promise((resolve) =>

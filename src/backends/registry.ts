@@ -13,9 +13,8 @@ export async function getBackend(name: BackendName): Promise<Backend> {
   if (name === 'reference') return (await import('./reference/index.js')).referenceBackend;
   if (name === 'wasm') {
     try {
-      // A computed specifier: the wasm backend is optional at build time (built by scripts/build-wasm.mjs).
-      const spec = './wasm/index.js';
-      return ((await import(spec)) as { wasmBackend: Backend }).wasmBackend;
+      // A string literal, so that bundlers include the backend (its kernels, dist/wasm/, are fetched at load).
+      return (await import('./wasm/index.js')).wasmBackend;
     } catch (e) {
       throw new FormatError(`the wasm backend is not available in this build: ${(e as Error).message}`);
     }

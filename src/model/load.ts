@@ -42,6 +42,8 @@ export type CheckpointInput = string | URL | Blob | ByteSource | FolderSource;
 export interface OpenCheckpointOptions {
   /** For URLs: request headers (an Authorization header for gated repositories), requests in flight. */
   url?: UrlSourceOptions;
+  /** Opens a GGUF file's URL (default openUrlSource; a page's loadModel reads through its offline copies). */
+  openGguf?: (url: URL, options: UrlSourceOptions) => Promise<ByteSource>;
 }
 
 function isUrl(s: string): boolean {
@@ -58,7 +60,7 @@ function isFolderSource(v: ByteSource | FolderSource): v is FolderSource {
  */
 export async function openCheckpoint(input: CheckpointInput, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
   if (input instanceof URL || (typeof input === 'string' && isUrl(input)))
-    return openUrl(String(input), options.url ?? {});
+    return openUrl(String(input), options.url ?? {}, options.openGguf ?? openUrlSource);
   if (typeof input === 'string') {
     // Node only, so loaded only for a path: the rest of this module runs in a browser too.
     const { openPathCheckpoint } = await import('./open-path.js');
@@ -77,10 +79,14 @@ export async function openCheckpoint(input: CheckpointInput, options: OpenCheckp
   return ggufCheckpoint(input, input.name);
 }
 
-async function openUrl(url: string, options: UrlSourceOptions): Promise<Checkpoint> {
+async function openUrl(
+  url: string,
+  options: UrlSourceOptions,
+  openGguf: NonNullable<OpenCheckpointOptions['openGguf']>,
+): Promise<Checkpoint> {
   const parsed = new URL(url);
   if (parsed.pathname.toLowerCase().endsWith('.gguf')) {
-    return ggufCheckpoint(await openUrlSource(parsed, options), parsed.href, urlFolder(new URL('./', parsed), options));
+    return ggufCheckpoint(await openGguf(parsed, options), parsed.href, urlFolder(new URL('./', parsed), options));
   }
   return openFolderCheckpoint(urlFolder(parsed, options));
 }

@@ -15,11 +15,14 @@
  */
 import type { KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
+import { openCachedUrlSource } from '../formats/cached-url-source.js';
 import { fileListFolder, urlFolder } from '../formats/folder-source.js';
 import type { MptConfig } from '../model/config.js';
-import { getBackend, loadRunner, type BackendName } from '../backends/registry.js';
+import { chooseBackend, type BackendChoice } from '../backends/choose.js';
+import { loadRunner, type BackendName } from '../backends/registry.js';
 import { openCheckpoint, type Checkpoint, type CheckpointInput } from '../model/load.js';
 import { platform } from '../platform/index.js';
+import { packageFileUrl } from '../platform/package-url.js';
 import { formatStopIds, resolvePromptFormat, type ChatMessage, type PromptFormat } from './chat-template.js';
 import {
   GenerationStream,
@@ -32,7 +35,11 @@ import { checkTokenizerFitsModel, ggufTokenizerOf, MptTokenizer, tokenizerHintsO
 import { loadFolderTokenizer } from './tokenizer-source.js';
 
 export interface LoadModelOptions {
-  /** Compute backend: 'wasm' (fast), 'reference' (plain TypeScript), or 'auto' (wasm when built). Default 'auto'. */
+  /**
+   * Compute backend: 'wasm' (fast), 'reference' (plain TypeScript), 'webgpu', or 'auto' (default):
+   * in Node wasm when built; in a page WebGPU when a hardware adapter can hold the model's
+   * tensors, else wasm, and the console says which once.
+   */
   backend?: BackendName | 'auto';
   /** Worker threads for the wasm backend. */
   threads?: number;
@@ -58,6 +65,14 @@ export interface LoadModelOptions {
   template?: string;
   /** Receives notes for the user (e.g. the tokenizer fallback). Default: the console (stderr in Node). */
   onNote?: (message: string) => void;
+  /**
+   * In a browser, a GGUF file by URL is kept for offline use (Origin Private File System, else
+   * Cache Storage) and read from there next time; false reads it over the network, uncached.
+   * Ignored in Node. Default true.
+   */
+  cache?: boolean;
+  /** Download progress of a GGUF file by URL not yet cached in this browser (bytes done, total). */
+  onDownload?: (done: number, total: number) => void;
 }
 
 /** A prompt: raw text, chat messages (rendered with the prompt format), or token ids. */
@@ -70,15 +85,25 @@ function isIdArray(x: unknown): x is readonly number[] {
   return Array.isArray(x) && x.every((v) => typeof v === 'number');
 }
 
-/** Picks the backend for 'auto': wasm when this build has it, else the reference backend. */
-export async function resolveBackendName(name: BackendName | 'auto' | undefined): Promise<BackendName> {
-  if (name !== undefined && name !== 'auto') return name;
-  try {
-    await getBackend('wasm');
-    return 'wasm';
-  } catch {
-    return 'reference';
-  }
+/**
+ * Picks the backend for 'auto' (see backends/choose.ts): in Node wasm when this build has it, else
+ * the reference backend; in a page, given the model, WebGPU where an adapter fits it, else wasm.
+ */
+export async function resolveBackendName(
+  name: BackendName | 'auto' | undefined,
+  model?: Pick<Checkpoint, 'config' | 'tensors'>,
+): Promise<BackendName> {
+  return (await chooseBackend(name, model)).name;
+}
+
+/** What 'auto' chose in this page, said once per distinct choice (not per model loaded). */
+const toldChoices = new Set<string>();
+
+function tellChoice(choice: BackendChoice, onNote: LoadModelOptions['onNote']): void {
+  const message = `mpt-ts: backend 'auto' runs the model on ${choice.name} (${choice.reason})`;
+  if (toldChoices.has(message)) return;
+  toldChoices.add(message);
+  (onNote ?? console.info)(message);
 }
 
 /** A loaded MPT model with its tokenizer and prompt format. */
@@ -230,7 +255,7 @@ function chosenFiles(files: Iterable<File>): CheckpointInput {
 
 /** The shipped model (models/default/): a folder on disk in Node, fetched next to the modules in a page. */
 async function defaultModel(): Promise<string> {
-  if (inBrowser) return new URL('../../../models/default/', import.meta.url).href;
+  if (inBrowser) return packageFileUrl('models/default/', new URL('../../../models/default/', import.meta.url)).href;
   const { defaultModelPath } = await import('../model/default-model.js');
   return defaultModelPath();
 }
@@ -290,19 +315,34 @@ function checkpointInput(source: ModelSource): CheckpointInput {
  * not) or a GGUF file; without a source, the shipped default model (models/default/).
  */
 export async function loadModel(source?: ModelSource, options: LoadModelOptions = {}): Promise<MptModel> {
-  const ck = await openCheckpoint(checkpointInput(source ?? (await defaultModel())));
+  const cached = inBrowser && options.cache !== false;
+  const ck = await openCheckpoint(checkpointInput(source ?? (await defaultModel())), {
+    openGguf: cached ? (url, o) => openCachedUrlSource(url, { ...o, onDownload: options.onDownload }) : undefined,
+  });
   try {
     const tokenizer = await loadCheckpointTokenizer(ck, options);
     const format = resolvePromptFormat(options.template, { tokenizer, configRaw: ck.config.raw, path: ck.path });
     const contextLength = resolveContextLength(ck.config, options.contextLength);
-    const backend = await resolveBackendName(options.backend);
-    const { runner } = await loadRunner(ck, {
-      backend,
-      threads: options.threads,
-      onProgress: options.onProgress,
-      kvReserve: { ctx: contextLength, kvType: options.kvType ?? 'f32', sequences: options.sequences ?? 1 },
-    });
-    return new MptModel(runner, tokenizer, format, ck.path, contextLength);
+    const auto = options.backend === undefined || options.backend === 'auto';
+    const choice = await chooseBackend(options.backend, ck);
+    if (auto && inBrowser) tellChoice(choice, options.onNote);
+    const load = (backend: BackendName) =>
+      loadRunner(ck, {
+        backend,
+        threads: options.threads,
+        onProgress: options.onProgress,
+        kvReserve: { ctx: contextLength, kvType: options.kvType ?? 'f32', sequences: options.sequences ?? 1 },
+      });
+    let loaded: Awaited<ReturnType<typeof load>>;
+    try {
+      loaded = await load(choice.name);
+    } catch (e) {
+      // A GPU that cannot hold the model (memory, lost device) is found only by trying.
+      if (!(auto && choice.name === 'webgpu')) throw e;
+      (options.onNote ?? console.warn)(`mpt-ts: WebGPU could not load the model (${(e as Error).message}): using wasm`);
+      loaded = await load('wasm');
+    }
+    return new MptModel(loaded.runner, tokenizer, format, ck.path, contextLength);
   } finally {
     await ck.tensors.close();
   }

@@ -8,6 +8,7 @@ import { ConfigError, FormatError, InputError } from '../errors.js';
 import type { FolderSource } from '../formats/folder-source.js';
 import { JSON_FILE_LIMITS, parseJsonBytes, readJsonSource } from '../formats/json-source.js';
 import { platform } from '../platform/index.js';
+import { packageFileUrl } from '../platform/package-url.js';
 import {
   asObject,
   consoleNote,
@@ -22,7 +23,10 @@ import {
 
 /** The shipped tokenizer.json, from the compiled module (dist/src/runtime/) to assets/ at the package root. */
 export function shippedNeoxTokenizerUrl(): URL {
-  return new URL('../../../assets/gpt-neox-20b/tokenizer.json', import.meta.url);
+  return packageFileUrl(
+    'assets/gpt-neox-20b/tokenizer.json',
+    new URL('../../../assets/gpt-neox-20b/tokenizer.json', import.meta.url),
+  );
 }
 
 /**

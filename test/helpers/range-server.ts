@@ -6,7 +6,7 @@
 import { readFileSync, statSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { join, normalize, sep } from 'node:path';
+import { extname, join, normalize, sep } from 'node:path';
 
 export interface RangeServerOptions {
   /** false: ignore Range headers and send whole files with 200, as a plain server does. */
@@ -17,7 +17,22 @@ export interface RangeServerOptions {
   chunked?: boolean;
   /** A status to answer for a path (e.g. 403 for a gated file), instead of serving it. */
   statusFor?: (path: string) => number | undefined;
+  /** Headers added to every answer (COOP/COEP for a page, say). */
+  headers?: Readonly<Record<string, string>>;
+  /** Whole-file answers for a path stop after this many body bytes, the connection cut (a failed download). */
+  cutWholeAfter?: (path: string) => number | undefined;
+  /** HTML pages served at these paths instead of files (a test's page). */
+  pages?: Readonly<Record<string, string>>;
 }
+
+/** Content types by extension, for pages and module scripts (a browser refuses a script served otherwise). */
+export const CONTENT_TYPES: Record<string, string> = {
+  '.js': 'text/javascript',
+  '.mjs': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+  '.html': 'text/html',
+};
 
 export interface ServedRequest {
   method: string;
@@ -41,7 +56,7 @@ function answer(root: string, options: RangeServerOptions, req: IncomingMessage,
   const record: ServedRequest = { method: req.method ?? 'GET', path, range: req.headers.range, status: 200, bytes: 0 };
   const send = (status: number, headers: Record<string, string | number>, body?: Uint8Array) => {
     record.status = status;
-    res.writeHead(status, headers);
+    res.writeHead(status, { ...options.headers, ...headers });
     if (body !== undefined && req.method !== 'HEAD') {
       record.bytes = body.length;
       res.end(body);
@@ -52,6 +67,11 @@ function answer(root: string, options: RangeServerOptions, req: IncomingMessage,
     send(forced, { 'Content-Type': 'text/plain' }, new TextEncoder().encode(`status ${forced}`));
     return record;
   }
+  const page = options.pages?.[path];
+  if (page !== undefined) {
+    send(200, { 'Content-Type': 'text/html' }, new TextEncoder().encode(page));
+    return record;
+  }
   const file = normalize(join(root, path));
   const isFile = file.startsWith(root + sep) && statSync(file, { throwIfNoEntry: false })?.isFile() === true;
   if (!isFile) {
@@ -59,7 +79,22 @@ function answer(root: string, options: RangeServerOptions, req: IncomingMessage,
     return record;
   }
   const bytes = readFileSync(file);
-  const whole = () => send(200, options.chunked ? {} : { 'Content-Length': bytes.length }, bytes);
+  const stat = statSync(file);
+  // What a static server says of a file's version: its size and modification time.
+  const version = {
+    'Content-Type': CONTENT_TYPES[extname(file)] ?? 'application/octet-stream',
+    'Last-Modified': stat.mtime.toUTCString(),
+    ETag: `"${stat.size.toString(16)}-${Math.floor(stat.mtimeMs).toString(16)}"`,
+  };
+  const whole = () => {
+    const cut = req.method === 'HEAD' ? undefined : options.cutWholeAfter?.(path);
+    if (cut === undefined)
+      return send(200, options.chunked ? version : { ...version, 'Content-Length': bytes.length }, bytes);
+    record.status = 200;
+    record.bytes = cut;
+    res.writeHead(200, { ...options.headers, ...version, 'Content-Length': bytes.length });
+    res.write(bytes.subarray(0, cut), () => res.destroy());
+  };
   const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
   if (req.method === 'HEAD' || options.ranges === false || m === null) {
     whole();
@@ -71,7 +106,7 @@ function answer(root: string, options: RangeServerOptions, req: IncomingMessage,
     send(416, { 'Content-Range': `bytes */${bytes.length}` });
     return record;
   }
-  const headers: Record<string, string | number> = { 'Content-Length': end - start + 1 };
+  const headers: Record<string, string | number> = { ...version, 'Content-Length': end - start + 1 };
   if (!options.hideContentRange) headers['Content-Range'] = `bytes ${start}-${end}/${bytes.length}`;
   send(206, headers, bytes.subarray(start, end + 1));
   return record;

@@ -10,6 +10,7 @@
  */
 import { MptError } from '../../errors.js';
 import { platform } from '../../platform/index.js';
+import { packageFileUrl, packageUrlIsSet } from '../../platform/package-url.js';
 
 export type KernelVariant = 'shared' | 'shared-base';
 
@@ -18,7 +19,7 @@ export function kernelUrl(variant: KernelVariant | 'shared-relaxed'): URL {
   const file = { shared: 'kernels.wasm', 'shared-relaxed': 'kernels.wasm', 'shared-base': 'kernels-base.wasm' }[
     variant
   ];
-  return new URL(`../../../wasm/${file}`, import.meta.url);
+  return packageFileUrl(`dist/wasm/${file}`, new URL(`../../../wasm/${file}`, import.meta.url));
 }
 
 const compiled = new Map<KernelVariant, WebAssembly.Module>();
@@ -32,7 +33,11 @@ function relaxedWanted(): boolean {
 
 function notFound(url: URL, e: unknown): MptError {
   const why = (e as Error).message;
-  return new MptError(`wasm kernels not found at ${url.href} (${why}): run \`npm run build\` first`, { cause: e });
+  const hint =
+    platform.name === 'browser' && !packageUrlIsSet()
+      ? "serve the package's dist/wasm/ as application/wasm; in a bundle, say where the mpt-ts package folder is served with setPackageUrl()"
+      : 'run `npm run build` first';
+  return new MptError(`wasm kernels not found at ${url.href} (${why}): ${hint}`, { cause: e });
 }
 
 function readKernelSync(url: URL): Uint8Array<ArrayBuffer> {

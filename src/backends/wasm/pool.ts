@@ -4,6 +4,7 @@
  */
 import { MptError } from '../../errors.js';
 import { platform, type PlatformWorker } from '../../platform/index.js';
+import { packageFileUrl } from '../../platform/package-url.js';
 import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { KernelVariant } from './module-loader.js';
@@ -51,7 +52,12 @@ export class WorkerPool implements PassPool {
   ): Promise<WorkerPool> {
     const ctl = createControlBuffer();
     const workers: PlatformWorker[] = [];
-    for (let t = 0; t < threads; t++) workers.push(platform.startWorker(new URL('./worker.js', import.meta.url)));
+    for (let t = 0; t < threads; t++)
+      workers.push(
+        platform.startWorker(
+          packageFileUrl('dist/src/backends/wasm/worker.js', new URL('./worker.js', import.meta.url)),
+        ),
+      );
     const cores = platform.hardwareConcurrency();
     const pool = new WorkerPool(workers, ctl, cores);
     try {

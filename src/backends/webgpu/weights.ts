@@ -31,10 +31,12 @@ export interface GpuTensor {
 
 /** The largest buffer this device binds. */
 export function bindingLimit(gpu: GpuContext): number {
-  return Math.min(
-    gpu.device.limits['maxStorageBufferBindingSize'] ?? Infinity,
-    gpu.device.limits['maxBufferSize'] ?? Infinity,
-  );
+  return limitOf(gpu.device.limits);
+}
+
+/** The largest buffer that device or adapter limits allow binding. */
+export function limitOf(limits: Record<string, number>): number {
+  return Math.min(limits['maxStorageBufferBindingSize'] ?? Infinity, limits['maxBufferSize'] ?? Infinity);
 }
 
 function storedType(dtype: string, dims: number): GpuWeightType {
@@ -47,17 +49,28 @@ export function gpuTensorBytes(info: { dtype: string; shape: number[] }): number
   return info.shape.reduce((a, b) => a * b, 1) * 4;
 }
 
-/** Throws, naming it, for a tensor the config uses that this device cannot bind in one buffer. */
-export function checkBindings(gpu: GpuContext, config: MptConfig, tensors: TensorSource): void {
-  const limit = bindingLimit(gpu);
+/** The first tensor the config uses that takes more than `limit` bytes on the GPU, or undefined. */
+export function tensorOverLimit(
+  limit: number,
+  config: MptConfig,
+  tensors: Pick<TensorSource, 'info'>,
+): { name: string; bytes: number } | undefined {
   for (const t of expectedTensors(config)) {
     const info = tensors.info(t.name);
     const bytes = gpuTensorBytes(info ?? { dtype: 'f32', shape: t.shape });
-    if (bytes > limit) {
-      throw new UnsupportedError(
-        `tensor ${t.name} takes ${bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`,
-      );
-    }
+    if (bytes > limit) return { name: t.name, bytes };
+  }
+  return undefined;
+}
+
+/** Throws, naming it, for a tensor the config uses that this device cannot bind in one buffer. */
+export function checkBindings(gpu: GpuContext, config: MptConfig, tensors: TensorSource): void {
+  const limit = bindingLimit(gpu);
+  const over = tensorOverLimit(limit, config, tensors);
+  if (over !== undefined) {
+    throw new UnsupportedError(
+      `tensor ${over.name} takes ${over.bytes} bytes on the GPU, more than this GPU binds in one buffer (${limit}, ${gpu.adapterName}); the webgpu backend does not split tensors yet`,
+    );
   }
 }
 

@@ -1,0 +1,54 @@
+/**
+ * Runs in the benchmark's Chromium tab (bench/browser.ts): opens a GGUF file by URL and loads it
+ * into the wasm backend exactly as `mpt bench MODEL` does in Node (same loader options), times the
+ * first token of a short prompt, then measures prompt and decode speed with the same `measure`.
+ */
+import { loadWasmRunner } from '../src/backends/wasm/index.js';
+import { measure } from '../src/cli/commands/bench.js';
+import { openCheckpoint } from '../src/model/load.js';
+
+export interface TabRun {
+  threads: number;
+  crossOriginIsolated: boolean;
+  /** Opening the file and loading it into the backend (workers started), as `mpt bench`'s load_ms. */
+  load_ms: number;
+  /** From the start of the load to the first token of an 8-token prompt. */
+  first_token_ms: number;
+  pp: number[];
+  tg: number[];
+}
+
+export async function run(url: string, o: { threads: number; pp: number; tg: number; reps: number }): Promise<TabRun> {
+  const t0 = performance.now();
+  const ck = await openCheckpoint(url);
+  let runner: Awaited<ReturnType<typeof loadWasmRunner>>;
+  try {
+    runner = await loadWasmRunner(ck.config, ck.tensors, {
+      threads: o.threads,
+      weightType: 'auto',
+      maxRows: Math.max(1, o.pp),
+    });
+  } finally {
+    await ck.tensors.close();
+  }
+  const loadMs = performance.now() - t0;
+  try {
+    const cache = runner.createCache({ capacity: 16 });
+    await runner.forward([{ cache, tokens: [1, 2, 3, 4, 5, 6, 7, 8] }], { logits: 'last' });
+    cache.dispose();
+    const firstTokenMs = performance.now() - t0;
+    const m = o.pp > 0 || o.tg > 0 ? await measure(runner, o) : { pp: [], tg: [] };
+    return {
+      threads: runner.threads,
+      crossOriginIsolated: self.crossOriginIsolated,
+      load_ms: Math.round(loadMs),
+      first_token_ms: Math.round(firstTokenMs),
+      pp: m.pp,
+      tg: m.tg,
+    };
+  } finally {
+    await runner.dispose();
+  }
+}
+
+(globalThis as { bench?: unknown }).bench = { run };

@@ -1,0 +1,208 @@
+/**
+ * The browser's offline model cache, in Chromium (driven by playwright-core): a GGUF file loaded
+ * by URL is kept in the Origin Private File System and loaded again from there — offline without a
+ * single request to the server, online after one HEAD request — with Node's logits each time; a
+ * file that changed on the server is downloaded again; `cache: false` reads over the network;
+ * listCachedModels/deleteCachedModel/clearModelCache see and remove copies; a download cut short
+ * leaves no copy (the load goes on over the network); a quota too small for
+ * the file still loads it from the network, with one warning; where OPFS is missing, Cache Storage
+ * keeps the copy. Requests are counted by the test's own server. Skipped when chromium is not
+ * installed (never in CI).
+ */
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import type { Browser } from 'playwright-core';
+import { loadModel } from '../src/runtime/model.js';
+import { REPO_ROOT, maxAbsDiff } from './helpers/goldens.js';
+import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
+import { serveFolder, type RangeServer, type ServedRequest } from './helpers/range-server.js';
+import { skipUnlessPresent } from './helpers/requirement.js';
+import { ISOLATION, openTab, testPage, type Tab } from './helpers/web-tab.js';
+
+const skip = skipUnlessPresent(chromiumMissing());
+
+const FIXTURE = join(REPO_ROOT, 'test/fixtures/gguf-tiny-q');
+/** Served from a folder of its own under dist/, so the test can change the file. */
+const DIR = `dist/test-tmp/web-cache-${process.pid}`;
+const MODEL = `/${DIR}/model.gguf`;
+const IDS = [1, 5, 9, 2, 7, 3];
+const NOT_KEPT = /is not kept for offline use/;
+
+interface Cached {
+  url: string;
+  bytes: number;
+  savedAt: number;
+}
+
+function place(gguf: string): void {
+  copyFileSync(join(FIXTURE, gguf), join(REPO_ROOT, DIR, 'model.gguf'));
+}
+
+async function nodeLogits(gguf: string): Promise<Float32Array> {
+  const model = await loadModel(join(FIXTURE, gguf), { threads: 2, onNote: () => {} });
+  try {
+    return await model.logits(IDS);
+  } finally {
+    await model.dispose();
+  }
+}
+
+describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () => {
+  let browser: Browser;
+  let server: RangeServer;
+  let url: string;
+  const want: Record<string, Float32Array> = {};
+  /** When set, the server cuts whole-file downloads of the model after this many bytes. */
+  let cutAfter: number | undefined;
+  /** The requests for the model file since `from` (an index into server.requests). */
+  const modelRequests = (from: number): ServedRequest[] => server.requests.slice(from).filter((r) => r.path === MODEL);
+  const shape = (rs: ServedRequest[]) => rs.map((r) => `${r.method} ${r.range === undefined ? 'whole' : 'range'}`);
+
+  before(async () => {
+    mkdirSync(join(REPO_ROOT, DIR), { recursive: true });
+    place('tiny-q-q8_0.gguf');
+    for (const g of ['tiny-q-q8_0.gguf', 'tiny-q-q4_0.gguf']) want[g] = await nodeLogits(g);
+    server = await serveFolder(REPO_ROOT, {
+      headers: ISOLATION,
+      pages: { '/': testPage('web-cache-page.js') },
+      cutWholeAfter: (path) => (path === MODEL ? cutAfter : undefined),
+    });
+    url = server.url.replace(/\/$/, '') + MODEL;
+    const { chromium } = await import('playwright-core');
+    browser = await chromium.launch({ ...CHROMIUM_LAUNCH });
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+    rmSync(join(REPO_ROOT, DIR), { recursive: true, force: true });
+  });
+
+  async function logits(tab: Tab, wantOf: string, cache = true): Promise<void> {
+    const got = Float32Array.from(await tab.call<number[]>('logits', url, IDS, cache));
+    assert.equal(maxAbsDiff(got, want[wantOf]!), 0, `${wantOf}: Node's logits`);
+  }
+
+  it('kept in OPFS; read back offline with no request, online after one HEAD; a changed file is fetched again', async () => {
+    const tab = await openTab(browser, server.url);
+    try {
+      assert.equal(await tab.call('hasOpfs'), true);
+      let mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      assert.deepEqual(shape(modelRequests(mark)), ['GET whole'], 'the first load downloads the file once');
+      const size = statSync(join(REPO_ROOT, DIR, 'model.gguf')).size;
+      const [entry, ...more] = await tab.call<Cached[]>('listCachedModels');
+      assert.deepEqual(more, []);
+      assert.equal(entry?.url, url);
+      assert.equal(entry?.bytes, size);
+      assert.ok(Math.abs(entry!.savedAt - Date.now()) < 120_000, `savedAt ${entry?.savedAt}`);
+
+      await tab.context.setOffline(true);
+      mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      await tab.context.setOffline(false);
+      assert.deepEqual(shape(modelRequests(mark)), [], 'offline: the server is not contacted');
+
+      mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      assert.deepEqual(shape(modelRequests(mark)), ['HEAD whole'], 'online: one HEAD, no body');
+
+      place('tiny-q-q4_0.gguf');
+      mark = server.requests.length;
+      await logits(tab, 'tiny-q-q4_0.gguf');
+      assert.deepEqual(shape(modelRequests(mark)), ['HEAD whole', 'GET whole'], 'a changed file is downloaded again');
+      const changed = await tab.call<Cached[]>('listCachedModels');
+      assert.deepEqual(
+        changed.map((c) => [c.url, c.bytes]),
+        [[url, statSync(join(REPO_ROOT, DIR, 'model.gguf')).size]],
+      );
+
+      mark = server.requests.length;
+      await logits(tab, 'tiny-q-q4_0.gguf', false);
+      const uncached = modelRequests(mark);
+      assert.ok(uncached.length > 1, 'cache: false reads the file over the network');
+      assert.ok(
+        uncached.every((r) => r.method === 'GET' && r.range !== undefined),
+        `cache: false makes only range requests: ${shape(uncached)}`,
+      );
+
+      assert.equal(await tab.call('deleteCachedModel', url), true);
+      assert.equal(await tab.call('deleteCachedModel', url), false);
+      assert.deepEqual(await tab.call('listCachedModels'), []);
+      await logits(tab, 'tiny-q-q4_0.gguf');
+      assert.equal(await tab.call('clearModelCache'), 1);
+      assert.deepEqual(await tab.call('listCachedModels'), []);
+      assert.deepEqual(
+        tab.said.filter((s) => NOT_KEPT.test(s) || /error/i.test(s)),
+        [],
+      );
+    } finally {
+      place('tiny-q-q8_0.gguf');
+      await tab.close();
+    }
+  });
+
+  it('a download cut short is not kept: the load reads over the network, and the next one caches the file', async () => {
+    const tab = await openTab(browser, server.url);
+    try {
+      cutAfter = 5000;
+      let mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      cutAfter = undefined;
+      const first = modelRequests(mark);
+      assert.equal(shape(first)[0], 'GET whole');
+      assert.ok(
+        first.slice(1).every((r) => r.range !== undefined),
+        `then range requests: ${shape(first)}`,
+      );
+      assert.deepEqual(await tab.call('listCachedModels'), [], 'the partial copy is not listed');
+      const told = tab.said.filter((s) => NOT_KEPT.test(s));
+      assert.equal(told.length, 1, told.join('\n'));
+      mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      assert.deepEqual(shape(modelRequests(mark)), ['GET whole']);
+      assert.equal((await tab.call<Cached[]>('listCachedModels')).length, 1);
+    } finally {
+      cutAfter = undefined;
+      await tab.close();
+    }
+  });
+
+  it('a quota too small for the file: it loads from the network, and the console says so once', async () => {
+    const tab = await openTab(browser, server.url);
+    try {
+      const cdp = await tab.context.newCDPSession(tab.page);
+      await cdp.send('Storage.overrideQuotaForOrigin', { origin: new URL(server.url).origin, quotaSize: 4096 });
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      assert.deepEqual(await tab.call('listCachedModels'), []);
+      const told = tab.said.filter((s) => NOT_KEPT.test(s));
+      assert.equal(told.length, 1, told.join('\n'));
+    } finally {
+      await tab.close();
+    }
+  });
+
+  it('without OPFS, Cache Storage keeps the copy, read back offline', async () => {
+    const tab = await openTab(browser, server.url, () => {
+      delete (StorageManager.prototype as { getDirectory?: unknown }).getDirectory;
+    });
+    try {
+      assert.equal(await tab.call('hasOpfs'), false);
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      const list = await tab.call<Cached[]>('listCachedModels');
+      assert.deepEqual(
+        list.map((c) => c.url),
+        [url],
+      );
+      await tab.context.setOffline(true);
+      const mark = server.requests.length;
+      await logits(tab, 'tiny-q-q8_0.gguf');
+      await tab.context.setOffline(false);
+      assert.deepEqual(shape(modelRequests(mark)), []);
+    } finally {
+      await tab.close();
+    }
+  });
+});
