@@ -57,7 +57,10 @@ async function ask(page: Page, text: string, n: number): Promise<string> {
     n,
     { timeout: 60_000 },
   );
-  return (await page.locator('.message.assistant .meta').nth(n - 1).textContent())!;
+  return (await page
+    .locator('.message.assistant .meta')
+    .nth(n - 1)
+    .textContent())!;
 }
 
 /** The conversation the page keeps (localStorage), raw markdown and all. */
@@ -183,8 +186,6 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
   });
 
   it('chosen files and a typed URL load other models', async () => {
-    await page.reload();
-    await waitLoaded(page, 'default');
     await page.locator('#settings details#model-source').evaluate((d) => {
       (d as HTMLDetailsElement).open = true;
     });

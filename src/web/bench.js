@@ -1,10 +1,10 @@
 // The bench page (served by `mpt web`): loads the app's model in this tab and measures prompt
-// processing (pp) and token generation (tg) speed as `mpt bench` does (src/cli/commands/bench.ts):
-// pp = one forward of N prompt tokens into an empty cache; tg = N single-token forwards from an
-// empty cache, each feeding back the argmax; one untimed warm-up, then median, min and max.
+// processing (pp) and token generation (tg) speed with `mpt bench`'s own measurement
+// (src/runtime/bench-speed.ts): one untimed warm-up, then median, min and max of the repetitions.
 // The result is also left on window.benchResult (as JSON-ready data) for scripts.
 
 import { loadModel } from '/dist/src/browser.js';
+import { measure, median } from '/dist/src/runtime/bench-speed.js';
 
 const config = JSON.parse(document.getElementById('mpt-web')?.textContent ?? '{}');
 const query = new URLSearchParams(location.search);
@@ -16,56 +16,6 @@ function count(name, dflt, min) {
   const n = Number(v);
   if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer >= ${min}, got "${v}"`);
   return n;
-}
-
-function median(a) {
-  const s = [...a].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-/** Deterministic pseudo-random prompt ids (the same as mpt bench's). */
-function prompt(n, vocab) {
-  let s = 12345;
-  return Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return 1 + (s % (vocab - 1));
-  });
-}
-
-function argmax(l) {
-  let best = 0;
-  for (let v = 1; v < l.length; v++) if (l[v] > l[best]) best = v;
-  return best;
-}
-
-async function measure(runner, { pp, tg, reps }) {
-  const ids = prompt(Math.max(pp, 1), runner.config.vocabSize);
-  const out = { pp: [], tg: [] };
-  for (let r = -1; r < reps; r++) {
-    $('status').textContent = r < 0 ? 'Warming up…' : `Repetition ${r + 1} of ${reps}…`;
-    if (pp > 0) {
-      const cache = runner.createCache({ capacity: pp });
-      const t0 = performance.now();
-      await runner.forward([{ cache, tokens: ids.slice(0, pp) }], { logits: 'last' });
-      const s = (performance.now() - t0) / 1000;
-      cache.dispose();
-      if (r >= 0) out.pp.push(pp / s);
-    }
-    if (tg > 0) {
-      const cache = runner.createCache({ capacity: tg });
-      let tok = ids[0];
-      const t0 = performance.now();
-      for (let i = 0; i < tg; i++) {
-        const [o] = await runner.forward([{ cache, tokens: [tok] }], { logits: 'last' });
-        tok = argmax(o.logits);
-      }
-      const s = (performance.now() - t0) / 1000;
-      cache.dispose();
-      if (r >= 0) out.tg.push(tg / s);
-    }
-  }
-  return out;
 }
 
 function row(test, runs) {
@@ -99,7 +49,10 @@ async function main() {
     if (pp > ctx || tg > ctx) throw new Error(`pp and tg must be at most the context length ${ctx}`);
     const runner = model.runner;
     $('model').textContent = `${name} · ${runner.threads ?? 1} thread(s) · load ${(loadMs / 1000).toFixed(2)} s`;
-    const runs = await measure(runner, { pp, tg, reps });
+    const onRep = (r) => {
+      $('status').textContent = r < 0 ? 'Warming up…' : `Repetition ${r + 1} of ${reps}…`;
+    };
+    const runs = await measure(runner, { pp, tg, reps, onRep });
     const results = [];
     if (pp > 0) results.push(row(`pp${pp}`, runs.pp));
     if (tg > 0) results.push(row(`tg${tg}`, runs.tg));

@@ -46,7 +46,9 @@ export async function run(argv: string[]): Promise<number> {
   const { port: bound } = server.address() as AddressInfo;
   const shown = host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host;
   const url = `http://${shown}:${bound}/`;
-  process.stderr.write(`mpt web: model ${site.config.name} (${site.config.model}); chat at ${url}, bench at ${url}bench.html\n`);
+  process.stderr.write(
+    `mpt web: model ${site.config.name} (${site.config.model}); chat at ${url}, bench at ${url}bench.html\n`,
+  );
   // Tests and scripts read this line to learn the port.
   process.stdout.write(`listening on ${url}\n`);
 
