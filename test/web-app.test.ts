@@ -8,7 +8,7 @@
  * chromium is not installed (never in CI).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -21,6 +21,7 @@ import { startWebApp, type WebApp } from './helpers/web-app-server.js';
 
 const skip = skipUnlessPresent(chromiumMissing());
 const GGUF = join(REPO_ROOT, 'test/fixtures/gguf-tiny-q/tiny-q-q8_0.gguf');
+const SHIPPED_WEIGHTS = join(REPO_ROOT, 'models/default/model.safetensors');
 
 /** The model line in the header once a model is loaded ("default · context 256 · wasm · 2 threads"). */
 async function waitLoaded(page: Page, name: string): Promise<string> {
@@ -93,11 +94,14 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
   });
 
   it("isolated page, the shipped model on 2 workers, progress shown; a greedy reply is Node's", async () => {
-    await page.goto(app.url);
+    await page.goto(`${app.url}?threads=2`); // Node's tokens below come from 2 threads too
     const line = await waitLoaded(page, 'default');
     assert.match(line, /^default · context 256 · wasm · 2 threads$/);
     assert.equal(await page.evaluate(() => self.crossOriginIsolated), true);
-    assert.equal(await page.evaluate(() => (document.getElementById('load-progress') as HTMLProgressElement).value), 1);
+    // The progress bar followed loadModel's onProgress, up to the weights' size.
+    const bytes = Number(await page.getAttribute('#load-progress', 'data-bytes'));
+    assert.ok(bytes > 16e6 && bytes <= statSync(SHIPPED_WEIGHTS).size, `progress total ${bytes}`);
+    assert.equal(await page.isHidden('#load-progress'), true, 'and went away once loaded');
 
     const message = 'Tell me a story about a cat.';
     const node = await loadModel(undefined, { threads: 2, onNote: () => {} });
@@ -185,13 +189,23 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     errors.length = 0; // what failed offline (the model's weights) is not this test's business
   });
 
-  it('chosen files and a typed URL load other models', async () => {
+  it('chosen files, dropped files and a typed URL load other models', async () => {
     await page.locator('#settings details#model-source').evaluate((d) => {
       (d as HTMLDetailsElement).open = true;
     });
     await page.setInputFiles('#model-files', GGUF);
     const gguf = await waitLoaded(page, 'tiny-q-q8_0.gguf');
     assert.match(gguf, /· context \d+ · wasm · 2 threads$/);
+    // A model folder's files dropped on the page.
+    await page.evaluate(async () => {
+      const drop = new DataTransfer();
+      for (const name of ['config.json', 'tokenizer.json', 'model.safetensors']) {
+        const blob = await (await fetch(`/models/default/${name}`)).blob();
+        drop.items.add(new File([blob], name));
+      }
+      document.dispatchEvent(new DragEvent('drop', { dataTransfer: drop, bubbles: true, cancelable: true }));
+    });
+    assert.match(await waitLoaded(page, 'chosen files'), /^chosen files · context 256 · wasm · 2 threads$/);
     await page.fill('#model-url', `${app.url}models/default/`);
     await page.click('#model-load');
     await waitLoaded(page, 'default');
@@ -202,9 +216,25 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('fits a phone: nothing wider than the screen, settings behind a button', async () => {
+    await page.setViewportSize({ width: 390, height: 844 });
+    try {
+      const widths = await page.evaluate(() => ({ page: document.documentElement.scrollWidth, screen: innerWidth }));
+      assert.ok(widths.page <= widths.screen, `page ${widths.page} px on a ${widths.screen} px screen`);
+      assert.equal(await page.isVisible('#settings'), false);
+      await page.click('#settings-toggle');
+      assert.equal(await page.isVisible('#template'), true);
+      const after = await page.evaluate(() => document.documentElement.scrollWidth);
+      assert.ok(after <= widths.screen, `with the settings open: ${after} px`);
+      await page.click('#settings-toggle');
+    } finally {
+      await page.setViewportSize({ width: 1280, height: 720 });
+    }
+  });
+
   it('the bench page reports pp and tg tokens/s', async () => {
     const bench = await context.newPage();
-    await bench.goto(`${app.url}bench.html?pp=32&tg=8&reps=2`);
+    await bench.goto(`${app.url}bench.html?pp=32&tg=8&reps=2&threads=2`);
     await bench.waitForFunction(() => (window as { benchResult?: unknown }).benchResult !== undefined, undefined, {
       timeout: 60_000,
     });

@@ -180,6 +180,7 @@ function setMeta(div, text) {
 /** Load progress of a model in the tab (bytes done of total), on the progress bar. */
 function showProgress(done, total) {
   els.progress.hidden = false;
+  els.progress.dataset.bytes = String(total);
   els.progress.value = total > 0 ? done / total : 0;
   setStatus(`Loading the model… ${total > 0 ? Math.floor((100 * done) / total) : 0} %`);
 }
@@ -217,7 +218,7 @@ function filesName(files) {
   const gguf = files.find((f) => f.name.toLowerCase().endsWith('.gguf'));
   if (gguf) return gguf.name;
   const rel = files[0]?.webkitRelativePath ?? '';
-  return rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : (files[0]?.name ?? 'dropped files');
+  return rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : 'chosen files';
 }
 
 /** The Files of a dropped folder (its own files; a model folder has no subfolders that matter). */
@@ -401,10 +402,13 @@ els.apiKey.addEventListener('change', () => void loadModel());
 
 if (local) {
   document.body.classList.add('local');
-  const asked = new URLSearchParams(location.search).get('model');
+  // ?model=URL loads another model; ?threads=N sets the wasm backend's worker count (default: all cores).
+  const query = new URLSearchParams(location.search);
+  const asked = query.get('model');
   const url = asked ?? webConfig.model;
   const name = asked ? (asked.split('/').filter(Boolean).at(-1) ?? asked) : webConfig.name;
-  await backend.setSource(url, name);
+  const threads = Number(query.get('threads'));
+  await backend.setSource(url, name, Number.isInteger(threads) && threads > 0 ? { threads } : {});
   els.modelUrl.value = asked ?? '';
   els.modelLoad.addEventListener('click', () => {
     const u = els.modelUrl.value.trim();

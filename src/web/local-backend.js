@@ -9,13 +9,22 @@ import { ChatSession, MptModel, loadModel, resolvePromptFormat } from '/dist/src
 /** What to load next: a URL string, or the Files a user dropped or chose. */
 let source = null;
 let sourceName = '';
+/** loadModel's options chosen by the page (threads). */
+let loadOptions = {};
+/** Settles when the reply being generated has ended (a model is not freed under a running reply). */
+let running = Promise.resolve();
 /** The loaded model (a promise while loading), and per prompt template a view of it with its session. */
 let loading = null;
 let views = new Map();
 
-/** Chooses the model the next describeModel loads (a URL, or Files); frees the current one. */
-export async function setSource(next, name) {
+/**
+ * Chooses the model the next describeModel loads (a URL, or Files) and loadModel's `options`
+ * ({ threads }); frees the current model once its reply (stopped by the caller) has ended.
+ */
+export async function setSource(next, name, options = loadOptions) {
+  await running;
   const previous = loading;
+  loadOptions = options;
   source = next;
   sourceName = name;
   loading = null;
@@ -26,7 +35,11 @@ export async function setSource(next, name) {
 }
 
 function loaded({ onProgress } = {}) {
-  loading ??= loadModel(source ?? undefined, { onProgress, onNote: (m) => console.info(`mpt: ${m}`) });
+  loading ??= loadModel(source ?? undefined, {
+    ...loadOptions,
+    onProgress,
+    onNote: (m) => console.info(`mpt: ${m}`),
+  });
   return loading;
 }
 
@@ -76,7 +89,18 @@ function abortError() {
  * generation between two tokens.
  */
 export async function* streamChat({ messages, settings, signal }) {
-  const model = await loaded();
+  let ended;
+  running = new Promise((resolve) => {
+    ended = resolve;
+  });
+  try {
+    yield* reply(await loaded(), messages, settings, signal);
+  } finally {
+    ended();
+  }
+}
+
+async function* reply(model, messages, settings, signal) {
   const last = messages.at(-1);
   if (last?.role !== 'user') throw new Error('the conversation must end with a user message');
   const { session } = viewOf(model, settings.template ?? 'auto');
