@@ -13,10 +13,16 @@ export interface WebApp {
   stop(): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
 }
 
-/** Starts `mpt web ...args --port 0` and resolves once it prints the URL it listens on. */
-export function startWebApp(args: string[] = [], timeoutMs = 20_000): Promise<WebApp> {
-  const child = spawn(process.execPath, [MPT_BIN, 'web', ...args, '--port', '0'], {
-    cwd: REPO_ROOT,
+/**
+ * Starts `mpt web ...args --port 0` and resolves once it prints the URL it listens on; `bin` and
+ * `cwd` name another installation's bin/mpt.js (default: the repository's).
+ */
+export function startWebApp(
+  args: string[] = [],
+  { bin = MPT_BIN, cwd = REPO_ROOT, timeoutMs = 20_000 } = {},
+): Promise<WebApp> {
+  const child = spawn(process.execPath, [bin, 'web', ...args, '--port', '0'], {
+    cwd,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
