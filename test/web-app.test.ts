@@ -2,7 +2,7 @@
  * `mpt web`'s chat app in a real browser (Debian's chromium driven by playwright-core), with
  * `mpt web` started as a user starts it: the page is cross-origin isolated and runs the shipped
  * model in the tab on 2 Web Workers; a greedy reply is Node's greedy reply to the same message;
- * the stop button stops a reply mid-way; a conversation longer than the context keeps being
+ * the stop button stops a reply mid-way (a part of Node's reply); a conversation longer than the context keeps being
  * answered (old turns left out); the history survives a reload and the app opens offline; chosen
  * files and a typed URL load other models; the bench page measures pp and tg. Skipped when
  * chromium is not installed (never in CI).
@@ -119,31 +119,56 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
       { role: 'assistant', content: want.text },
     ]);
     assert.match((await page.textContent('#tps'))!, /^\d+(\.\d+)? tok\/s$/);
+
+    // Another prompt template: Node's greedy reply with that template.
+    const chatml = await loadModel(undefined, { threads: 2, template: 'chatml', onNote: () => {} });
+    const wantChatml = await chatml.generate([{ role: 'user', content: message }], { temperature: 0, maxTokens: 30 });
+    await chatml.dispose();
+    assert.notDeepEqual(wantChatml.tokens, want.tokens, 'the template changes the reply');
+    await page.click('#clear');
+    await page.selectOption('#template', 'chatml');
+    await ask(page, message, 1);
+    assert.equal((await storedHistory(page))[1]?.content, wantChatml.text);
+    await page.selectOption('#template', 'auto');
   });
 
-  it('the stop button stops a reply mid-way; nothing comes after', async () => {
-    await setRange(page, '#temperature', '0.8');
+  it("the stop button stops a reply mid-way: a part of Node's reply, nothing after", async () => {
+    const message = 'Once upon a time';
+    const node = await loadModel(undefined, { threads: 2, onNote: () => {} });
+    const whole = await node.generate([{ role: 'user', content: message }], { temperature: 0, maxTokens: 200 });
+    await node.dispose();
+    assert.ok(whole.tokens.length >= 20, `a long enough reply to stop: ${whole.tokens.length} tokens`);
+    await page.click('#clear');
+    await setRange(page, '#temperature', '0');
     await page.fill('#max-tokens', '200');
-    await page.fill('#prompt', 'Once upon a time');
+    // Stop as soon as the reply shows its first piece, from inside the page (not a round trip later).
+    await page.evaluate(() => {
+      const messages = document.getElementById('messages')!;
+      const watch = new MutationObserver(() => {
+        const body = document.querySelector('.message.assistant:last-child .body');
+        if ((body?.textContent ?? '').length === 0) return;
+        watch.disconnect();
+        document.getElementById('stop')!.click();
+      });
+      watch.observe(messages, { subtree: true, childList: true, characterData: true });
+    });
+    await page.fill('#prompt', message);
     await page.click('#send');
-    await page.waitForFunction(
-      () => (document.querySelector('.message.assistant:last-child .body')?.textContent ?? '').length > 10,
-      undefined,
-      { timeout: 30_000 },
-    );
-    assert.equal(await page.isEnabled('#stop'), true);
-    await page.click('#stop');
-    await page.waitForFunction(() => !(document.getElementById('send') as HTMLButtonElement).disabled, undefined, {
-      timeout: 10_000,
+    await page.waitForFunction(() => !!document.querySelector('.message.assistant .meta'), undefined, {
+      timeout: 30_000,
     });
     assert.equal(await page.locator('.message.assistant .meta').last().textContent(), 'stopped');
+    assert.equal(await page.isEnabled('#send'), true);
     const reply = page.locator('.message.assistant .body').last();
     const stopped = await reply.textContent();
     await new Promise((r) => setTimeout(r, 500));
     assert.equal(await reply.textContent(), stopped, 'nothing arrives after stop');
-    const history = await storedHistory(page);
-    assert.equal(history.length, 4);
-    assert.ok(history[3]!.content.length > 0 && history[3]!.content.length < 400, 'a part of a reply was kept');
+    const kept = (await storedHistory(page))[1]!.content;
+    assert.ok(
+      kept.length > 0 && kept.length < whole.text.length,
+      `stopped early: ${kept.length} of ${whole.text.length}`,
+    );
+    assert.ok(whole.text.startsWith(kept), 'what came is the start of the whole reply');
   });
 
   it('a conversation longer than the context keeps being answered, old turns left out', async () => {
