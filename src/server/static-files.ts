@@ -123,6 +123,7 @@ export class StaticSite {
   private readonly roots: StaticRoot[];
   /** Real paths of the roots, resolved once (the root itself may be a symlink, e.g. node_modules). */
   private readonly real = new Map<StaticRoot, Promise<string | null>>();
+  private readonly generatedTags = new WeakMap<GeneratedBody, string>();
 
   constructor(
     roots: readonly StaticRoot[],
@@ -181,12 +182,18 @@ export class StaticSite {
   private generatedEntity(path: string): Entity | null {
     const g = this.generated.get(path);
     if (!g) return null;
-    let h = 0x811c9dc5;
-    for (const b of g.body) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+    let etag = this.generatedTags.get(g);
+    if (etag === undefined) {
+      // FNV-1a of the body: the tag changes when a restart with another model changes the page.
+      let h = 0x811c9dc5;
+      for (const b of g.body) h = Math.imul(h ^ b, 0x01000193) >>> 0;
+      etag = `"g${g.body.length.toString(16)}-${h.toString(16)}"`;
+      this.generatedTags.set(g, etag);
+    }
     return {
       type: g.type,
       size: g.body.length,
-      etag: `"g${g.body.length.toString(16)}-${h.toString(16)}"`,
+      etag,
       mtime: null,
       send: async (res, start, end) => {
         res.end(g.body.subarray(start, end + 1));
