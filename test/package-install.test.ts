@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/goldens.js';
 import { runCli } from './helpers/cli.js';
+import { startWebApp } from './helpers/web-app-server.js';
 
 const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 
@@ -76,6 +77,19 @@ test('npm pack → install into an empty folder → mpt generate and the README 
     assert.equal(ex.status, 0, ex.stderr);
     assert.match(ex.stdout, /^next token: /);
     assert.ok(ex.stdout.split('\n').length >= 3, 'the example prints its generated text and the streamed reply');
+
+    // The installed `mpt web` finds the page, the browser entry and its dependencies where npm put them.
+    const web = await startWebApp([], { bin: join(app, 'node_modules/mpt-ts/bin/mpt.js'), cwd: app });
+    try {
+      const page = await (await fetch(web.url)).text();
+      const map = JSON.parse(/<script type="importmap">(.*?)<\/script>/.exec(page)![1]!) as {
+        imports: Record<string, string>;
+      };
+      const urls = [...Object.values(map.imports), '/dist/src/browser.js', '/app.js', '/models/default/config.json'];
+      for (const u of urls) assert.equal((await fetch(new URL(u, web.url))).status, 200, u);
+    } finally {
+      assert.equal((await web.stop()).code, 0);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -17,6 +17,7 @@ const COMMANDS = [
   'generate',
   'chat',
   'serve',
+  'web',
   'info',
   'logits',
   'tokenize',

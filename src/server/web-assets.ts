@@ -1,6 +1,8 @@
 /**
  * The chat page's files (src/web/: HTML, CSS, JS written for browsers directly, no build step
- * and no external resources), read once at start-up and served from memory.
+ * and no external resources), read once at start-up and served from memory by `mpt serve`.
+ * `mpt web` serves the same folder as static files (web-app.ts), with what runs the model in the
+ * tab: the files below, which `mpt serve` leaves out.
  */
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
@@ -19,6 +21,9 @@ const TYPES: Record<string, string> = {
   '.ico': 'image/x-icon',
 };
 
+/** The files of src/web that only a page running the model itself uses (`mpt web`). */
+export const IN_TAB_ONLY = new Set(['local-backend.js', 'bench.html', 'bench.js', 'sw.js']);
+
 /** src/web from both the source layout (src/server) and the compiled one (dist/src/server). */
 export function webDir(): string | null {
   for (const rel of ['../web', '../../../src/web']) {
@@ -35,7 +40,7 @@ export function loadWebAssets(): Map<string, WebAsset> {
   if (!dir) return out;
   for (const name of readdirSync(dir)) {
     const type = TYPES[extname(name)];
-    if (!type) continue;
+    if (!type || IN_TAB_ONLY.has(name)) continue;
     out.set(`/${name}`, { type, body: readFileSync(join(dir, name)) });
   }
   return out;

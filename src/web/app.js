@@ -1,9 +1,23 @@
-// The chat page: sends the conversation through server-backend.js (this server's
-// /v1/chat/completions, streamed) and renders the reply's markdown as it arrives.
-// Plain browser JavaScript, no dependencies, no build step.
+// The chat page: sends the conversation to a model and renders the reply's markdown as it
+// arrives. One page, two ways of reaching a model: served by `mpt serve`, through that server's
+// /v1/chat/completions (server-backend.js); served by `mpt web`, which writes the app's
+// configuration into the page (<script id="mpt-web">), by running the model in this tab
+// (local-backend.js). Plain browser JavaScript, no dependencies, no build step.
 
 import { renderMarkdown } from './markdown.js';
-import { describeModel, streamChat } from './server-backend.js';
+
+/** `mpt web`'s configuration ({ model, name }), or null under `mpt serve`. */
+const webConfig = (() => {
+  const el = document.getElementById('mpt-web');
+  if (!el) return null;
+  try {
+    return JSON.parse(el.textContent);
+  } catch {
+    return null;
+  }
+})();
+const local = webConfig !== null;
+const backend = local ? await import('./local-backend.js') : await import('./server-backend.js');
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -16,6 +30,12 @@ const els = {
   topPValue: $('top-p-value'),
   maxTokens: $('max-tokens'),
   apiKey: $('api-key'),
+  template: $('template'),
+  progress: $('load-progress'),
+  modelUrl: $('model-url'),
+  modelLoad: $('model-load'),
+  modelFiles: $('model-files'),
+  modelFolder: $('model-folder'),
   clear: $('clear'),
   messages: $('messages'),
   composer: $('composer'),
@@ -32,7 +52,7 @@ let modelId = null;
 /** AbortController of the reply being streamed, if any. */
 let inFlight = null;
 
-const SETTINGS = ['system', 'temperature', 'topP', 'maxTokens', 'apiKey'];
+const SETTINGS = ['system', 'temperature', 'topP', 'maxTokens', 'apiKey', 'template'];
 
 function loadSettings() {
   for (const k of SETTINGS) {
@@ -157,21 +177,79 @@ function setMeta(div, text) {
   meta.textContent = text;
 }
 
+/** Load progress of a model in the tab (bytes done of total), on the progress bar. */
+function showProgress(done, total) {
+  els.progress.hidden = false;
+  els.progress.dataset.bytes = String(total);
+  els.progress.value = total > 0 ? done / total : 0;
+  setStatus(`Loading the model… ${total > 0 ? Math.floor((100 * done) / total) : 0} %`);
+}
+
+/** Connects to the model (under `mpt web`: loads it in the tab, with progress). */
 async function loadModel() {
+  modelId = null;
+  if (local) {
+    els.model.textContent = 'loading…';
+    setBusy(true, false);
+  }
   try {
-    const m = await describeModel({ apiKey: els.apiKey.value });
+    const m = await backend.describeModel({ apiKey: els.apiKey.value, onProgress: showProgress });
     modelId = m.id;
     els.model.textContent = `${m.id} · context ${m.context ?? '?'} · ${m.backend}`;
+    els.progress.value = 1;
     setStatus('');
   } catch (e) {
-    els.model.textContent = 'not connected';
-    setStatus(`Could not list models: ${e.message}`);
+    els.model.textContent = local ? 'no model' : 'not connected';
+    setStatus(local ? `Could not load the model: ${e.message}` : `Could not list models: ${e.message}`);
+  } finally {
+    els.progress.hidden = true;
+    if (local) setBusy(false);
   }
 }
 
-function setBusy(busy) {
+/** Under `mpt web`: another model, from a URL or from Files (a .gguf, or a folder's files). */
+async function switchModel(source, name) {
+  if (inFlight) inFlight.abort();
+  await backend.setSource(source, name);
+  await loadModel();
+}
+
+function filesName(files) {
+  const gguf = files.find((f) => f.name.toLowerCase().endsWith('.gguf'));
+  if (gguf) return gguf.name;
+  const rel = files[0]?.webkitRelativePath ?? '';
+  return rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : 'chosen files';
+}
+
+/** The Files of a dropped folder (its own files; a model folder has no subfolders that matter). */
+function folderFiles(entry) {
+  return new Promise((resolve, reject) => {
+    const reader = entry.createReader();
+    const files = [];
+    const more = () =>
+      reader.readEntries((entries) => {
+        if (entries.length === 0) {
+          Promise.all(files).then(resolve, reject);
+          return;
+        }
+        for (const e of entries) if (e.isFile) files.push(new Promise((res, rej) => e.file(res, rej)));
+        more();
+      }, reject);
+    more();
+  });
+}
+
+async function droppedFiles(dataTransfer) {
+  const entries = [...dataTransfer.items].map((i) => i.webkitGetAsEntry?.()).filter(Boolean);
+  const folder = entries.find((e) => e.isDirectory);
+  if (folder) return { files: await folderFiles(folder), name: folder.name };
+  const files = [...dataTransfer.files];
+  return { files, name: filesName(files) };
+}
+
+function setBusy(busy, stoppable = busy) {
   els.send.disabled = busy;
-  els.stop.disabled = !busy;
+  els.stop.disabled = !stoppable;
   document.body.classList.toggle('busy', busy);
 }
 
@@ -227,7 +305,7 @@ async function respond(prompt) {
     if (secs > 0) els.tps.textContent = `${((tokens - 1) / secs).toFixed(1)} tok/s`;
   };
   try {
-    const stream = streamChat({
+    const stream = backend.streamChat({
       model: modelId,
       messages,
       apiKey: els.apiKey.value,
@@ -236,6 +314,7 @@ async function respond(prompt) {
         temperature: Number(els.temperature.value),
         topP: Number(els.topP.value),
         maxTokens: Math.max(1, Math.floor(Number(els.maxTokens.value) || 256)),
+        template: els.template.value,
       },
     });
     for await (const piece of stream) {
@@ -259,7 +338,8 @@ async function respond(prompt) {
     showSpeed(tokens);
     const ttft = firstAt === null ? null : ((firstAt - started) / 1000).toFixed(2);
     const cut = finish === 'length' ? ' · stopped at max tokens' : '';
-    setMeta(div, `${tokens} tokens${ttft ? ` · first token ${ttft} s` : ''} · ${els.tps.textContent}${cut}`);
+    const dropped = usage?.dropped_messages ? ` · ${usage.dropped_messages} old messages left out` : '';
+    setMeta(div, `${tokens} tokens${ttft ? ` · first token ${ttft} s` : ''} · ${els.tps.textContent}${cut}${dropped}`);
     history.push({ role: 'assistant', content: reply });
     saveHistory();
   } catch (e) {
@@ -319,6 +399,43 @@ for (const k of SETTINGS) els[k].addEventListener('change', saveSettings);
 els.temperature.addEventListener('input', showSliderValues);
 els.topP.addEventListener('input', showSliderValues);
 els.apiKey.addEventListener('change', () => void loadModel());
+
+if (local) {
+  document.body.classList.add('local');
+  // ?model=URL loads another model; ?threads=N sets the wasm backend's worker count (default: all cores).
+  const query = new URLSearchParams(location.search);
+  const asked = query.get('model');
+  const url = asked ?? webConfig.model;
+  const name = asked ? (asked.split('/').filter(Boolean).at(-1) ?? asked) : webConfig.name;
+  const threads = Number(query.get('threads'));
+  await backend.setSource(url, name, Number.isInteger(threads) && threads > 0 ? { threads } : {});
+  els.modelUrl.value = asked ?? '';
+  els.modelLoad.addEventListener('click', () => {
+    const u = els.modelUrl.value.trim();
+    if (u) void switchModel(u, u.split('/').filter(Boolean).at(-1) ?? u);
+  });
+  for (const input of [els.modelFiles, els.modelFolder]) {
+    input.addEventListener('change', () => {
+      const files = [...input.files];
+      if (files.length) void switchModel(files, filesName(files));
+    });
+  }
+  document.addEventListener('dragover', (e) => {
+    e.preventDefault();
+    document.body.classList.add('dropping');
+  });
+  document.addEventListener('dragleave', () => document.body.classList.remove('dropping'));
+  document.addEventListener('drop', (e) => {
+    e.preventDefault();
+    document.body.classList.remove('dropping');
+    droppedFiles(e.dataTransfer).then(
+      ({ files, name }) => (files.length ? switchModel(files, name) : undefined),
+      (err) => setStatus(`Could not read the dropped files: ${err.message}`),
+    );
+  });
+  // The app's files stay available offline (sw.js); the model's bytes are the engine's to keep.
+  navigator.serviceWorker?.register('/sw.js').catch((e) => console.info(`mpt: no offline copy: ${e.message}`));
+}
 
 loadSettings();
 loadHistory();

@@ -8,7 +8,10 @@ import { InputError } from '../../errors.js';
 import { parseMptConfig, type MptConfig } from '../../model/config.js';
 import { parseArgs } from '../args.js';
 import type { ModelRunner } from '../../backends/backend.js';
+import { measure, median } from '../../runtime/bench-speed.js';
 import type { DType } from '../../formats/tensor-source.js';
+
+export { measure, type BenchOptions } from '../../runtime/bench-speed.js';
 
 export const summary = 'measure prompt-processing and generation speed (tokens/s) of the wasm or WebGPU backend';
 export const help = `usage: mpt bench [MODEL] [--shape 7b|1b|tiny] [--d-model N --n-layers N --n-heads N]
@@ -62,61 +65,6 @@ export function shapeConfig(d: number, heads: number, layers: number, vocab = 50
     attn_config: { alibi: true, attn_impl: 'torch' },
     learned_pos_emb: false,
   });
-}
-
-function median(a: number[]): number {
-  const s = [...a].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-/** Deterministic pseudo-random prompt ids. */
-function prompt(n: number, vocab: number): number[] {
-  let s = 12345;
-  return Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1103515245) + 12345) >>> 0;
-    return 1 + (s % (vocab - 1));
-  });
-}
-
-export interface BenchOptions {
-  pp: number;
-  tg: number;
-  reps: number;
-}
-
-/** Runs pp/tg measurements on a loaded runner. Returns tokens/s per repetition. */
-export async function measure(runner: ModelRunner, o: BenchOptions): Promise<{ pp: number[]; tg: number[] }> {
-  const V = runner.config.vocabSize;
-  const ids = prompt(Math.max(o.pp, 1), V);
-  const pp: number[] = [],
-    tg: number[] = [];
-  for (let r = -1; r < o.reps; r++) {
-    if (o.pp > 0) {
-      const cache = runner.createCache({ capacity: o.pp });
-      const t0 = performance.now();
-      await runner.forward([{ cache, tokens: ids.slice(0, o.pp) }], { logits: 'last' });
-      const s = (performance.now() - t0) / 1000;
-      cache.dispose();
-      if (r >= 0) pp.push(o.pp / s);
-    }
-    if (o.tg > 0) {
-      const cache = runner.createCache({ capacity: o.tg });
-      let tok = ids[0]!;
-      const t0 = performance.now();
-      for (let i = 0; i < o.tg; i++) {
-        const [out] = await runner.forward([{ cache, tokens: [tok] }], { logits: 'last' });
-        const l = out!.logits;
-        let best = 0;
-        for (let v = 1; v < l.length; v++) if (l[v]! > l[best]!) best = v;
-        tok = best;
-      }
-      const s = (performance.now() - t0) / 1000;
-      cache.dispose();
-      if (r >= 0) tg.push(o.tg / s);
-    }
-  }
-  return { pp, tg };
 }
 
 function int(v: unknown, name: string, dflt: number, min = 0): number {
