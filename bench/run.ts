@@ -12,6 +12,8 @@
  *   kv-quality [...]      KL of f16 / q8_0 KV caches vs f32 on the fixtures (bench/kv-quality.ts)
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
  *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
+ *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
+ *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -42,6 +44,8 @@ if (name === 'kernels') {
     'kv-quality',
     'quant-kl',
     'kernel-ab',
+    'vs-llamacpp',
+    'read-bandwidth',
   ].includes(name)
 ) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
@@ -50,7 +54,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, vs-llamacpp, read-bandwidth)`,
   );
   process.exitCode = 2;
 }
