@@ -13,6 +13,7 @@
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
  *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
  *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
+ *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  */
 import { spawnSync } from 'node:child_process';
@@ -46,6 +47,7 @@ if (name === 'kernels') {
     'kernel-ab',
     'vs-llamacpp',
     'read-bandwidth',
+    'profile',
   ].includes(name)
 ) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
@@ -54,7 +56,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, vs-llamacpp, read-bandwidth)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, vs-llamacpp, read-bandwidth, profile)`,
   );
   process.exitCode = 2;
 }

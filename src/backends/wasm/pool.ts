@@ -7,7 +7,7 @@ import { platform, type PlatformWorker } from '../../platform/index.js';
 import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { KernelVariant } from './module-loader.js';
-import { CTL, createControlBuffer } from './team.js';
+import { CTL, createControlBuffer, profileOf } from './team.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
 /** What runs a runner's passes: worker threads (this file) or the page's own thread (inline-pool.ts). */
@@ -21,6 +21,8 @@ export interface PassPool {
   /** Runs one pass on its first `pass.threads` threads. */
   run(pass: Pass): Promise<void>;
   close(): Promise<void>;
+  /** Per thread, its operation timings (team.ts PROFILE), when the pool was started with MPT_WASM_PROFILE=1. */
+  opProfile?(): Float64Array[] | null;
 }
 
 export class WorkerPool implements PassPool {
@@ -49,7 +51,7 @@ export class WorkerPool implements PassPool {
     layout: ModelLayout,
     threads: number,
   ): Promise<WorkerPool> {
-    const ctl = createControlBuffer();
+    const ctl = createControlBuffer(platform.env('MPT_WASM_PROFILE') === '1' ? threads : 0);
     const workers: PlatformWorker[] = [];
     for (let t = 0; t < threads; t++) workers.push(platform.startWorker(new URL('./worker.js', import.meta.url)));
     const cores = platform.hardwareConcurrency();
@@ -112,6 +114,11 @@ export class WorkerPool implements PassPool {
         }
       });
     });
+  }
+
+  opProfile(): Float64Array[] | null {
+    const all = this.workers.map((_, tid) => profileOf(this.ctl.buffer, tid));
+    return all.every((p) => p !== null) ? (all as Float64Array[]) : null;
   }
 
   buffer(bytes: number): SharedArrayBuffer {
