@@ -7,9 +7,10 @@
  * For each round and each file, `mpt bench FILE --json` and `llama-bench -m FILE -p P -n N -r R
  * -t T -o json` run back to back, each in its own process (their order swaps every round, so that
  * a drift of the shared host falls on both alike). Records the machine (CPU model, cores, memory,
- * and the read bandwidth measured with the same thread count: read-bandwidth.ts), prints JSON with
- * every round's tok/s for both engines, the median per engine and the ratios mpt / llama.cpp, and
- * saves it under bench/results/ (vs-llamacpp-DATE.json unless --out).
+ * load averages before and after — above the core count the numbers are not clean — and the read
+ * bandwidth measured with the same thread count: read-bandwidth.ts), prints JSON with every
+ * round's tok/s for both engines, the median per engine and the ratios mpt / llama.cpp, and saves
+ * it under bench/results/ (vs-llamacpp-DATE.json unless --out).
  *
  * llama-bench: --llama-bench PATH, else the native build of ../shared/scripts/build-llama-bench.sh
  * (~/.cache/llama.cpp-native/src/build/bin/llama-bench). --mpt PATH runs another `mpt` entry
@@ -17,7 +18,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, homedir, totalmem } from 'node:os';
+import { cpus, homedir, loadavg, totalmem } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -230,6 +231,7 @@ export async function runVs(o: VsOptions, log: (s: string) => void = () => {}): 
   checkLlamaBench(o.llamaBench);
   for (const f of o.files) if (!existsSync(f)) throw new VsUsageError(`no such file: ${f}`);
   const started = new Date();
+  const loadBefore = loadavg()[0]!;
   let bandwidth: unknown = 'not measured';
   if (o.bandwidth) {
     const { measureReadBandwidth } = await import('./read-bandwidth.js');
@@ -263,6 +265,8 @@ export async function runVs(o: VsOptions, log: (s: string) => void = () => {}): 
       cores: cpus().length,
       memory_gib: +(totalmem() / 2 ** 30).toFixed(1),
       node: process.version,
+      /** 1-minute load averages before and after: above the cores, the numbers are not clean. */
+      load_average: [+loadBefore.toFixed(2), +loadavg()[0]!.toFixed(2)],
       read_bandwidth: bandwidth,
     },
     llamacpp: { path: o.llamaBench, ...llamaInfo },
