@@ -9,8 +9,10 @@
  *   node dist/bench/run.js kernel-ab /tmp/old.wasm dist/wasm/kernels.wasm [--reps 40]
  *
  * Cases: bf16 products with the default model's output matrix (50,432 × 256) for 1 and 8 rows,
- * a layer-sized one (256 rows of weights, 8 rows), and attention of one query row (head_dim 64)
- * over 45 and 2,000 keys.
+ * a layer-sized one (256 rows of weights, 8 rows), attention of one query row (head_dim 64)
+ * over 45 and 2,000 keys, and the 1B shape's q4_0 / q8_0 products (K 2048): a decode row
+ * against up_proj (8192 rows) and a 128-token prompt chunk against out_proj (2048 rows).
+ * `--only q4` runs the cases whose name contains "q4" (any substring).
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
@@ -18,6 +20,7 @@ import {
   HALF_PANEL_BYTES,
   TABLES_END,
   WTYPE,
+  actQ8Bytes,
   instantiateKernelsAndTables,
   type Kernels,
 } from '../src/backends/wasm/kernels.js';
@@ -36,13 +39,17 @@ interface Memory {
   Y: number;
   P: number;
   att: { Q: number; K: number; V: number; valid: number; O: number; S: number };
+  /** 1B-shaped quantized products: q4_0 and q8_0 weights [QN][QK], f32 rows, their q8 activations, output. */
+  q: { W4: number; W8: number; X: number; A: number; Y: number };
 }
 
 const argv = process.argv.slice(2);
-const files = argv.filter((a) => !a.startsWith('--') && argv[argv.indexOf(a) - 1] !== '--reps');
-const reps = Number(argv[argv.indexOf('--reps') + 1] ?? 40) || 40;
+const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
+const files = argv.filter((a, i) => !a.startsWith('--') && !['--reps', '--only'].includes(argv[i - 1]!));
+const reps = Number(flagValue('--reps') ?? 40) || 40;
+const only = flagValue('--only');
 if (files.length !== 2) {
-  console.error('usage: kernel-ab A.wasm B.wasm [--reps N]');
+  console.error('usage: kernel-ab A.wasm B.wasm [--reps N] [--only SUBSTRING]');
   process.exit(2);
 }
 kernelModule('shared'); // sets the engine flags (TurboFan up front, relaxed SIMD) before compiling
@@ -50,7 +57,10 @@ kernelModule('shared'); // sets the engine flags (TurboFan up front, relaxed SIM
 const N = 50432,
   K = 256,
   CAP = 2048,
-  HD = 64;
+  HD = 64,
+  QN = 8192,
+  QK = 2048,
+  QM = 128;
 function setup(file: string): { k: Kernels; m: Memory } {
   const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
   const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
@@ -72,13 +82,24 @@ function setup(file: string): { k: Kernels; m: Memory } {
     O: take(HD * 4),
     S: take((4 * 32 + 4 * HD) * 4),
   };
+  const q = {
+    W4: take((QN * QK * 18) / 32),
+    W8: take((QN * QK * 34) / 32),
+    X: take(QM * QK * 4),
+    A: take(actQ8Bytes(QM, QK)),
+    Y: take(QM * QN * 4),
+  };
   memory.grow(Math.ceil((p - memory.buffer.byteLength) / 65536) + 1);
+  k.fill_random_weights(WTYPE.q4_0, q.W4, QN * QK, 11, 0.04);
+  k.fill_random_weights(WTYPE.q8_0, q.W8, QN * QK, 12, 0.04);
+  k.fill_random_weights(0, q.X, QM * QK, 13, 1);
+  k.quantize_act_q8(q.X, QK, 0, QM, QK, q.A);
   k.fill_random_weights(WTYPE.bf16, W, N * K, 3, 0.05);
   k.fill_random_weights(0, X, 16 * K, 7, 1);
   k.fill_random_weights(0, att.Q, HD, 1, 1);
   k.fill_random_weights(0, att.K, CAP * HD * 2, 2, 1); // K then V
   new Uint8Array(memory.buffer, att.valid, CAP).fill(1);
-  return { k, m: { memory, W, X, Y, P, att } };
+  return { k, m: { memory, W, X, Y, P, att, q } };
 }
 
 const gemm = (M: number, rows: number): Case => ({
@@ -114,7 +135,27 @@ const attention = (keys: number): Case => ({
     ),
   out: (m) => new Float32Array(m.memory.buffer, m.att.O, HD).slice(),
 });
-const cases = [gemm(1, N), gemm(8, N), gemm(8, 256), attention(45), attention(2000)];
+const quant = (type: 'q4_0' | 'q8_0', M: number, rows: number): Case => ({
+  name: `${type} ${M} x ${rows} x ${QK}`,
+  work: 2 * M * rows * QK,
+  unit: 'GFLOP/s',
+  run: (k, m) =>
+    type === 'q4_0'
+      ? k.gemm_q4_0(m.q.A, m.q.W4, m.q.Y, rows, M, 0, rows, QK, 0)
+      : k.gemm_q8_0(m.q.A, m.q.W8, m.q.Y, rows, M, 0, rows, QK, 0),
+  out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
+});
+const cases = [
+  gemm(1, N),
+  gemm(8, N),
+  gemm(8, 256),
+  attention(45),
+  attention(2000),
+  quant('q4_0', 1, QN),
+  quant('q4_0', QM, QK),
+  quant('q8_0', 1, QN),
+  quant('q8_0', QM, QK),
+].filter((c) => !only || c.name.includes(only));
 
 const builds = files.map((f) => ({ file: f, ...setup(f) }));
 const results = cases.map((c) => {

@@ -13,6 +13,9 @@
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
  *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
  *   browser FILE.gguf [...]  headless Chromium vs `mpt bench` on the same file, alternated: tok/s ratios, load, memory (bench/browser.ts)
+ *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
+ *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
+ *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -44,6 +47,9 @@ if (name === 'kernels') {
     'quant-kl',
     'kernel-ab',
     'browser',
+    'vs-llamacpp',
+    'read-bandwidth',
+    'profile',
   ].includes(name)
 ) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
@@ -52,7 +58,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, browser)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, browser, vs-llamacpp, read-bandwidth, profile)`,
   );
   process.exitCode = 2;
 }

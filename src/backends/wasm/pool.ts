@@ -8,7 +8,7 @@ import { packageFileUrl } from '../../platform/package-url.js';
 import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { KernelVariant } from './module-loader.js';
-import { CTL, createControlBuffer } from './team.js';
+import { CTL, createControlBuffer, profileOf } from './team.js';
 import type { WorkerReply, WorkerRequest } from './worker.js';
 
 /** What runs a runner's passes: worker threads (this file) or the page's own thread (inline-pool.ts). */
@@ -22,6 +22,8 @@ export interface PassPool {
   /** Runs one pass on its first `pass.threads` threads. */
   run(pass: Pass): Promise<void>;
   close(): Promise<void>;
+  /** Per thread, its operation timings (team.ts PROFILE), when the pool was started with MPT_WASM_PROFILE=1. */
+  opProfile?(): Float64Array[] | null;
 }
 
 export class WorkerPool implements PassPool {
@@ -50,7 +52,7 @@ export class WorkerPool implements PassPool {
     layout: ModelLayout,
     threads: number,
   ): Promise<WorkerPool> {
-    const ctl = createControlBuffer();
+    const ctl = createControlBuffer(platform.env('MPT_WASM_PROFILE') === '1' ? threads : 0);
     const workers: PlatformWorker[] = [];
     for (let t = 0; t < threads; t++)
       workers.push(
@@ -118,6 +120,11 @@ export class WorkerPool implements PassPool {
         }
       });
     });
+  }
+
+  opProfile(): Float64Array[] | null {
+    const all = this.workers.map((_, tid) => profileOf(this.ctl.buffer, tid));
+    return all.every((p) => p !== null) ? (all as Float64Array[]) : null;
   }
 
   buffer(bytes: number): SharedArrayBuffer {

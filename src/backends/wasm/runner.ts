@@ -71,6 +71,11 @@ export class WasmRunner implements ModelRunner {
     );
   }
 
+  /** Per worker thread, timings of each parallel operation of a pass (team.ts PROFILE; MPT_WASM_PROFILE=1), else null. */
+  opProfile(): Float64Array[] | null {
+    return this.pool.opProfile?.() ?? null;
+  }
+
   /** Worker threads started (the most a pass uses). */
   get threads(): number {
     return this.pool.threads;

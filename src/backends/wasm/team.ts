@@ -16,8 +16,25 @@ export const CTL = {
   size: 16,
 } as const;
 
-export function createControlBuffer(): SharedArrayBuffer {
-  return new SharedArrayBuffer(CTL.size * 4);
+/**
+ * Opt-in timing of every parallel operation (MPT_WASM_PROFILE=1, bench/profile.ts): after the
+ * control slots, per thread PROFILE.head f64 slots (passes run, operations in the last pass) then
+ * per operation of a pass three f64 sums over passes, in ms: time since the previous operation
+ * ended (the thread's own row-wise steps run between parallel ones), own work, waiting at the
+ * closing barrier.
+ */
+export const PROFILE = { offset: CTL.size * 4, head: 2, ops: 1024 } as const;
+const profileSlots = PROFILE.head + 3 * PROFILE.ops;
+
+/** The control buffer; with `profileThreads`, room for that many threads' timings after it. */
+export function createControlBuffer(profileThreads = 0): SharedArrayBuffer {
+  return new SharedArrayBuffer(CTL.size * 4 + profileThreads * profileSlots * 8);
+}
+
+/** One thread's timings from a control buffer made with profileThreads (null when none). */
+export function profileOf(ctl: ArrayBufferLike, tid: number): Float64Array | null {
+  const at = PROFILE.offset + tid * profileSlots * 8;
+  return ctl.byteLength >= at + profileSlots * 8 ? new Float64Array(ctl, at, profileSlots) : null;
 }
 
 /** Thrown in a worker when another worker failed and the pass is abandoned. */
@@ -26,6 +43,10 @@ export class TeamAborted extends Error {}
 export class Team {
   private op = 0;
   private spin = 50;
+  /** This thread's timings (createControlBuffer with profileThreads), else null: no clock read. */
+  private readonly prof: Float64Array | null;
+  /** When the last operation ended (profiling only). */
+  private mark = 0;
   /** Threads taking part in the current pass (tids 0 .. nt-1; see pass-threads.ts). */
   nt: number;
 
@@ -36,6 +57,7 @@ export class Team {
     private readonly cores: number,
   ) {
     this.nt = nt;
+    this.prof = profileOf(ctl.buffer, tid);
   }
 
   /**
@@ -47,6 +69,22 @@ export class Team {
     this.nt = nt;
     // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
     this.spin = nt <= this.cores ? 20000 : 50;
+    if (this.prof) {
+      this.prof[0]!++;
+      this.mark = performance.now();
+    }
+  }
+
+  /** Adds one operation's times (started at t0, own work done at t1, barrier left now). */
+  private record(t0: number, t1: number): void {
+    const prof = this.prof!,
+      t2 = performance.now();
+    const o = PROFILE.head + 3 * Math.min(this.op - 1, PROFILE.ops - 1);
+    prof[o]! += t0 - this.mark;
+    prof[o + 1]! += t1 - t0;
+    prof[o + 2]! += t2 - t1;
+    prof[1] = this.op;
+    this.mark = t2;
   }
 
   barrier(): void {
@@ -77,15 +115,20 @@ export class Team {
     // Counter (op+1) was last used by op-3, which every thread has left (barriers since).
     if (this.tid === 0) Atomics.store(ctl, CTL.counters + ((this.op + 1) & 3), 0);
     this.op++;
+    const t0 = this.prof ? performance.now() : 0;
     if (this.nt === 1) {
       for (let i = 0; i < n; i++) fn(i);
-      return;
+    } else {
+      for (;;) {
+        const i = Atomics.add(ctl, slot, 1);
+        if (i >= n) break;
+        fn(i);
+      }
     }
-    for (;;) {
-      const i = Atomics.add(ctl, slot, 1);
-      if (i >= n) break;
-      fn(i);
-    }
-    this.barrier();
+    if (this.prof) {
+      const t1 = performance.now();
+      if (this.nt !== 1) this.barrier();
+      this.record(t0, t1);
+    } else if (this.nt !== 1) this.barrier();
   }
 }

@@ -1,0 +1,59 @@
+// The team's opt-in operation timings (team.ts PROFILE, MPT_WASM_PROFILE=1; bench/profile.ts reads
+// them): off by default (no buffer, nothing recorded), and when on, one entry per parallel
+// operation of a pass with the time spent in it, in one thread and in a pool of workers.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CTL, PROFILE, Team, createControlBuffer, profileOf } from '../src/backends/wasm/team.js';
+import { loadRandomModel } from '../src/backends/wasm/index.js';
+import { shapeConfig } from '../src/cli/commands/bench.js';
+
+test('a control buffer without profile room records nothing', () => {
+  const ctl = createControlBuffer();
+  assert.equal(ctl.byteLength, CTL.size * 4);
+  assert.equal(profileOf(ctl, 0), null);
+});
+
+test('one thread: passes, operations and their work are recorded per operation index', () => {
+  const ctl = createControlBuffer(1);
+  const team = new Team(new Int32Array(ctl), 0, 1, 1);
+  const spin = (ms: number) => {
+    const t = performance.now();
+    while (performance.now() - t < ms);
+  };
+  for (let pass = 0; pass < 2; pass++) {
+    team.reset(1);
+    spin(2); // the thread's own work before the first parallel operation
+    team.parallelFor(4, () => spin(1));
+    team.parallelFor(1, () => {});
+  }
+  const p = profileOf(ctl, 0)!;
+  assert.equal(p[0], 2, 'passes');
+  assert.equal(p[1], 2, 'operations in the last pass');
+  const [before0, work0] = [p[PROFILE.head]!, p[PROFILE.head + 1]!];
+  assert.ok(before0 >= 4 && before0 < 1000, `before the first operation: ${before0} ms`);
+  assert.ok(work0 >= 8 && work0 < 1000, `work of the first operation: ${work0} ms`);
+  assert.ok(p[PROFILE.head + 4]! < work0, 'the empty operation took less');
+  assert.equal(p[PROFILE.head + 6], 0, 'no third operation');
+});
+
+test('a worker pool started with MPT_WASM_PROFILE=1 times every operation of a decode step', async () => {
+  process.env['MPT_WASM_PROFILE'] = '1';
+  const config = shapeConfig(64, 2, 2, 128, 64);
+  const runner = await loadRandomModel(config, { type: 'q8_0', threads: 2, maxRows: 16 });
+  delete process.env['MPT_WASM_PROFILE'];
+  try {
+    const cache = runner.createCache({ capacity: 4 });
+    await runner.forward([{ cache, tokens: [3] }], { logits: 'last' });
+    const prof = runner.opProfile()!;
+    assert.equal(prof.length, 2);
+    const ran = prof.filter((p) => p[0] === 1);
+    assert.equal(ran.length, runner.lastPassThreads);
+    // A decode step: 5 parallel operations a layer (executor.ts) and the output matrix.
+    for (const p of ran) assert.equal(p[1], 5 * config.nLayers + 1);
+  } finally {
+    await runner.dispose();
+  }
+  const plain = await loadRandomModel(shapeConfig(64, 2, 1, 128, 64), { type: 'q8_0', threads: 2, maxRows: 16 });
+  assert.equal(plain.opProfile(), null);
+  await plain.dispose();
+});
