@@ -16,7 +16,8 @@ import type { MptConfig } from '../model/config.js';
 import { qkvDim } from '../model/config.js';
 import { UnsupportedError, InputError } from '../errors.js';
 import type { Kernels } from './kernels.js';
-import { alibiSlopes, geluBackward, geluForward, layerNormBackward, layerNormForward } from './ops.js';
+import { mptFacts, type MptFacts } from '../model/facts.js';
+import { geluBackward, geluForward, layerNormBackward, layerNormForward } from './ops.js';
 import { Rng } from './rng.js';
 
 export const IGNORE_INDEX = -100;
@@ -228,7 +229,8 @@ export class TrainModel {
   readonly vocab: CompactVocab;
   readonly kernels: Kernels;
   lora: LoraConfig | null = null;
-  private readonly slopes: Float64Array;
+  /** What the config implies (model/facts.ts): dimensions, softmax scale, ALiBi slopes as MosaicML rounds them. */
+  readonly facts: MptFacts;
   private ws: Workspace | null = null;
 
   constructor(config: MptConfig, kernels: Kernels, vocab?: CompactVocab) {
@@ -255,7 +257,7 @@ export class TrainModel {
         m = this.vocab.shared;
       wte.multiplicity = (i) => (i >= lastRow ? m : 1);
     }
-    this.slopes = alibiSlopes(config.nHeads, config.attn.alibiBiasMax);
+    this.facts = mptFacts(config);
   }
 
   param(name: string): Param {
@@ -581,7 +583,7 @@ export class TrainModel {
         for (let j = 0; j < d; j++) x0[n * d + j]! += wpe[t * d + j]!;
       }
     }
-    const scale = c.attn.softmaxScale ?? 1 / Math.sqrt(hd);
+    const scale = this.facts.softmaxScale;
     const clip = c.attn.clipQkv;
     for (let l = 0; l < c.nLayers; l++) {
       const la = ws.layers[l]!,
@@ -688,13 +690,12 @@ export class TrainModel {
       kvd = KV * hd,
       group = H / KV;
     const { q, k, v, probs, ctx } = la;
-    const useAlibi = this.config.attn.alibi;
     const S = ws.attA,
       vT = ws.attH1;
     for (let b = 0; b < B; b++) {
       for (let h = 0; h < H; h++) {
         const kh = Math.floor(h / group),
-          slope = useAlibi ? this.slopes[h]! : 0;
+          slope = this.facts.slopes[h]!; // 0 without ALiBi
         const qOff = b * T * d + h * hd,
           kvOff = b * T * kvd + kh * hd;
         const pBase = (b * H + h) * T * T;
@@ -905,7 +906,7 @@ export class TrainModel {
     const kvd = KV * hd,
       Q = qkvDim(c),
       hid = c.ffn.hiddenSize;
-    const scale = c.attn.softmaxScale ?? 1 / Math.sqrt(hd);
+    const scale = this.facts.softmaxScale;
     const clip = c.attn.clipQkv;
     // ws.dx holds d/d lnf; go through norm_f into the residual stream gradient (ws.dh).
     layerNormBackward(

@@ -135,17 +135,3 @@ export function layerNormBackward(
     }
   }
 }
-
-/** MosaicML's ALiBi slopes (`gen_slopes`), also for head counts that are not powers of two. */
-export function alibiSlopes(nHeads: number, biasMax: number): Float64Array {
-  const p = 2 ** Math.ceil(Math.log2(nHeads));
-  const all: number[] = [];
-  for (let i = 1; i <= p; i++) all.push(1 / 2 ** (i * (biasMax / p)));
-  let slopes = all;
-  if (p !== nHeads) {
-    const odd = all.filter((_, i) => i % 2 === 1),
-      even = all.filter((_, i) => i % 2 === 0);
-    slopes = [...odd, ...even].slice(0, nHeads);
-  }
-  return Float64Array.from(slopes);
-}
