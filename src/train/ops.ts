@@ -1,5 +1,5 @@
 /**
- * Row-wise building blocks of the MPT forward and their backward passes (LayerNorm, exact GELU,
+ * Row-wise building blocks of the MPT forward and their backward passes (LayerNorm, RMSNorm, exact GELU,
  * clip), written for f32 arrays with f64 accumulation.
  */
 
@@ -135,3 +135,82 @@ export function layerNormBackward(
     }
   }
 }
+
+/**
+ * RMSNorm as llm-foundry defines it, `x · rsqrt(mean(x²) + eps) · weight` (no bias), with the same
+ * arguments as layerNormForward; saves 1/rms per row (and mean 0, unused) for the backward pass.
+ */
+export function rmsNormForward(
+  y: Float32Array,
+  x: Float32Array,
+  w: Float32Array | null,
+  _b: Float32Array | null,
+  rows: number,
+  dim: number,
+  eps: number,
+  mean: Float32Array,
+  rstd: Float32Array,
+  xStride = dim,
+  xOff = 0,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const xo = r * xStride + xOff,
+      yo = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[xo + i]! * x[xo + i]!;
+    const rs = 1 / Math.sqrt(ss / dim + eps);
+    mean[r] = 0;
+    rstd[r] = rs;
+    for (let i = 0; i < dim; i++) y[yo + i] = x[xo + i]! * rs * (w ? w[i]! : 1);
+  }
+}
+
+/**
+ * Backward of rmsNormForward (arguments as layerNormBackward's; no bias gradient): with
+ * x̂ = x·r and g = dy·w, dx = r · (g − x̂ · mean(g · x̂)).
+ */
+export function rmsNormBackward(
+  dx: Float32Array,
+  dy: Float32Array,
+  x: Float32Array,
+  w: Float32Array | null,
+  dw: Float32Array | null,
+  _db: Float32Array | null,
+  rows: number,
+  dim: number,
+  _mean: Float32Array,
+  rstd: Float32Array,
+  accumulate: boolean,
+  xStride = dim,
+  xOff = 0,
+  dxStride = dim,
+  dxOff = 0,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const xo = r * xStride + xOff,
+      go = r * dim,
+      dxo = r * dxStride + dxOff;
+    const rs = rstd[r]!;
+    let sumGX = 0;
+    for (let i = 0; i < dim; i++) {
+      const xh = x[xo + i]! * rs;
+      const g = dy[go + i]!;
+      if (dw) dw[i]! += g * xh;
+      sumGX += (w ? g * w[i]! : g) * xh;
+    }
+    const mGX = sumGX / dim;
+    for (let i = 0; i < dim; i++) {
+      const xh = x[xo + i]! * rs;
+      const gh = w ? dy[go + i]! * w[i]! : dy[go + i]!;
+      const v = rs * (gh - xh * mGX);
+      if (accumulate) dx[dxo + i]! += v;
+      else dx[dxo + i] = v;
+    }
+  }
+}
+
+/** The forward and backward of each norm kind (model/facts.ts `norm.kind`). */
+export const NORM_OPS = {
+  layernorm: { forward: layerNormForward, backward: layerNormBackward },
+  rmsnorm: { forward: rmsNormForward, backward: rmsNormBackward },
+} as const;
