@@ -4,7 +4,6 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
-import { UnsupportedError } from '../src/errors.js';
 import { bestKernels, jsKernels, type Kernels } from '../src/train/kernels.js';
 import { loadTrainModel } from '../src/train/weights-io.js';
 import { IGNORE_INDEX, TrainModel } from '../src/train/model.js';
@@ -25,7 +24,7 @@ function shiftedBatch(rows: number[][]) {
   return { inputs, targets, B, T };
 }
 
-/** Fixtures whose every option the trainer implements (tiny-rmsnorm is refused, below). */
+/** Fixtures whose every option the trainer implements. */
 const FORWARD_FIXTURES = [
   'tiny-alibi',
   'tiny-alibi-bf16',
@@ -34,6 +33,7 @@ const FORWARD_FIXTURES = [
   'tiny-gqa',
   'tiny-exp2',
   'tiny-learned-pos',
+  'tiny-rmsnorm',
   'tiny-neox-vocab',
   'gguf-tiny-q',
 ];
@@ -58,13 +58,6 @@ for (const fixture of FORWARD_FIXTURES) {
     assert.ok(maxAbsDiff(both.subarray(7 * V), g.tensor('logits/seq7').data) <= 5e-4, 'row 1');
   });
 }
-
-test('tiny-rmsnorm: the trainer refuses RMSNorm, naming norm_type', async () => {
-  await assert.rejects(
-    loadTrainModel(fixturePath('tiny-rmsnorm'), jsKernels()),
-    (e: Error) => e instanceof UnsupportedError && /norm_type "low_precision_rmsnorm"/.test(e.message),
-  );
-});
 
 const cases = [
   ['tiny-alibi', 'grads', 'js'],
@@ -97,64 +90,76 @@ for (const [fixture, key, kind] of cases) {
   });
 }
 
-test('finite differences: GQA + qk_ln + biases + clip_qkv + logit_scale + learned positions', () => {
-  const config = parseMptConfig({
-    d_model: 16,
-    n_heads: 4,
-    n_layers: 2,
-    expansion_ratio: 2,
-    max_seq_len: 8,
-    vocab_size: 23,
-    no_bias: false,
-    logit_scale: 0.7,
-    learned_pos_emb: true,
-    norm_type: 'layernorm',
-    attn_config: {
-      attn_type: 'grouped_query_attention',
-      kv_n_heads: 2,
-      qk_ln: true,
-      clip_qkv: 1.2,
-      alibi: false,
-      softmax_scale: 0.4,
+const FD_BASE = { d_model: 16, n_heads: 4, n_layers: 2, expansion_ratio: 2, max_seq_len: 8, vocab_size: 23 };
+const FD_CONFIGS: Array<[string, Record<string, unknown>]> = [
+  [
+    'GQA + qk_ln + biases + clip_qkv + logit_scale + learned positions',
+    {
+      ...FD_BASE,
+      no_bias: false,
+      logit_scale: 0.7,
+      learned_pos_emb: true,
+      norm_type: 'layernorm',
+      attn_config: {
+        attn_type: 'grouped_query_attention',
+        kv_n_heads: 2,
+        qk_ln: true,
+        clip_qkv: 1.2,
+        alibi: false,
+        softmax_scale: 0.4,
+      },
     },
-  });
-  const model = new TrainModel(config, jsKernels());
-  model.initialize(3);
-  // Non-trivial LayerNorm weights and biases, so their gradients are exercised.
-  for (const p of model.params)
-    if (/norm|_ln|bias/.test(p.name))
-      for (let i = 0; i < p.data.length; i++) p.data[i]! += 0.1 * Math.sin(i + p.name.length);
-  const batch = shiftedBatch([
-    [1, 5, 7, 2, 9, 22, 3, 4],
-    [6, 6, 0, 11, 13, 8, 17, 19],
-  ]);
-  batch.targets[3] = IGNORE_INDEX;
-  model.zeroGrad();
-  model.step(batch, 1, true);
-  // clip_qkv must actually clip some entries (and leave most) for the test to cover its gradient.
-  const qkv = (model as unknown as { ws: { layers: Array<{ qkv: Float32Array }> } }).ws.layers[0]!.qkv;
-  const clipped = qkv.filter((v) => Math.abs(v) > 1.2).length / qkv.length;
-  assert.ok(clipped > 0.01 && clipped < 0.5, `fraction clipped ${clipped}`);
-  const loss = () => model.step(batch, 1, false).lossSum;
-  let checked = 0;
-  for (const p of model.params) {
-    const idx = [0, Math.floor(p.data.length / 2), p.data.length - 1];
-    for (const i of idx) {
-      const old = p.data[i]!;
-      const h = 2e-3;
-      p.data[i] = old + h;
-      const lp = loss();
-      p.data[i] = old - h;
-      const lm = loss();
-      p.data[i] = old;
-      const fd = (lp - lm) / (2 * h);
-      const an = p.grad![i]!;
-      assert.ok(Math.abs(fd - an) <= 3e-3 + 3e-2 * Math.abs(fd), `${p.name}[${i}]: analytic ${an} vs numeric ${fd}`);
-      checked++;
+  ],
+  [
+    'RMSNorm (qk_ln too) + multi-query + clip_qkv + ALiBi with 4 heads',
+    {
+      ...FD_BASE,
+      no_bias: true,
+      norm_type: 'low_precision_rmsnorm',
+      attn_config: { attn_type: 'multiquery_attention', qk_ln: true, clip_qkv: 1.2, alibi: true },
+    },
+  ],
+];
+for (const [what, raw] of FD_CONFIGS)
+  test(`finite differences: ${what}`, () => {
+    const config = parseMptConfig(raw);
+    const model = new TrainModel(config, jsKernels());
+    model.initialize(3);
+    // Non-trivial norm weights and biases, so their gradients are exercised.
+    for (const p of model.params)
+      if (/norm|_ln|bias/.test(p.name))
+        for (let i = 0; i < p.data.length; i++) p.data[i]! += 0.1 * Math.sin(i + p.name.length);
+    const batch = shiftedBatch([
+      [1, 5, 7, 2, 9, 22, 3, 4],
+      [6, 6, 0, 11, 13, 8, 17, 19],
+    ]);
+    batch.targets[3] = IGNORE_INDEX;
+    model.zeroGrad();
+    model.step(batch, 1, true);
+    // clip_qkv must actually clip some entries (and leave most) for the test to cover its gradient.
+    const qkv = (model as unknown as { ws: { layers: Array<{ qkv: Float32Array }> } }).ws.layers[0]!.qkv;
+    const clipped = qkv.filter((v) => Math.abs(v) > 1.2).length / qkv.length;
+    assert.ok(clipped > 0.01 && clipped < 0.5, `fraction clipped ${clipped}`);
+    const loss = () => model.step(batch, 1, false).lossSum;
+    let checked = 0;
+    for (const p of model.params) {
+      const idx = [0, Math.floor(p.data.length / 2), p.data.length - 1];
+      for (const i of idx) {
+        const old = p.data[i]!;
+        const h = 2e-3;
+        p.data[i] = old + h;
+        const lp = loss();
+        p.data[i] = old - h;
+        const lm = loss();
+        p.data[i] = old;
+        const fd = (lp - lm) / (2 * h);
+        const an = p.grad![i]!;
+        assert.ok(Math.abs(fd - an) <= 3e-3 + 3e-2 * Math.abs(fd), `${p.name}[${i}]: analytic ${an} vs numeric ${fd}`);
+        checked++;
+      }
     }
-  }
-  assert.ok(checked > 40);
-});
+    assert.ok(checked > 40);
+  });
 
 test('gradient accumulation over microbatches equals one batch (loss normalised by all target tokens)', async () => {
   const g = new Goldens(fixturePath('tiny-alibi'));

@@ -6,6 +6,7 @@
 import { MemoryPlanError } from '../errors.js';
 import { platform } from '../platform/index.js';
 import type { MptConfig } from './config.js';
+import { mptFacts } from './facts.js';
 
 /** Storage type of a KV cache (its bytes per element are below, in kvBytesPerElement). */
 export type KvType = 'f32' | 'f16' | 'q8_0';
@@ -44,7 +45,7 @@ export function kvBytesPerElement(t: KvType): number {
 
 /** Bytes of one position's keys (or values) in one layer: q8_0 blocks of 32 along the row, the last one possibly short. */
 export function kvRowBytes(c: MptConfig, kvType: KvType): number {
-  const kvd = c.attn.kvNHeads * c.headDim;
+  const kvd = mptFacts(c).kvDim;
   return kvType === 'q8_0' ? Math.ceil(kvd / 32) * 34 : kvd * kvBytesPerElement(kvType);
 }
 
@@ -55,7 +56,7 @@ export function kvCacheBytes(c: MptConfig, ctx: number, kvType: KvType, sequence
 /** Activations of one prefill chunk: residual stream, qkv, MLP hidden, attention tiles, one logits row. */
 export function activationBytes(c: MptConfig, batchSize: number): number {
   const d = c.dModel;
-  const perToken = 4 * (4 * d + (d + 2 * c.attn.kvNHeads * c.headDim) + 2 * c.ffn.hiddenSize);
+  const perToken = 4 * (4 * d + mptFacts(c).qkvDim + 2 * c.ffn.hiddenSize);
   const tiles = 4 * c.nHeads * 64 * 64 * 4;
   return batchSize * perToken + tiles + 4 * c.vocabSize * 2;
 }

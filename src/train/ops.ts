@@ -1,5 +1,5 @@
 /**
- * Row-wise building blocks of the MPT forward and their backward passes (LayerNorm, exact GELU,
+ * Row-wise building blocks of the MPT forward and their backward passes (LayerNorm, RMSNorm, exact GELU,
  * clip), written for f32 arrays with f64 accumulation.
  */
 
@@ -136,16 +136,81 @@ export function layerNormBackward(
   }
 }
 
-/** MosaicML's ALiBi slopes (`gen_slopes`), also for head counts that are not powers of two. */
-export function alibiSlopes(nHeads: number, biasMax: number): Float64Array {
-  const p = 2 ** Math.ceil(Math.log2(nHeads));
-  const all: number[] = [];
-  for (let i = 1; i <= p; i++) all.push(1 / 2 ** (i * (biasMax / p)));
-  let slopes = all;
-  if (p !== nHeads) {
-    const odd = all.filter((_, i) => i % 2 === 1),
-      even = all.filter((_, i) => i % 2 === 0);
-    slopes = [...odd, ...even].slice(0, nHeads);
+/**
+ * RMSNorm as llm-foundry defines it, `x · rsqrt(mean(x²) + eps) · weight` (no bias), with the same
+ * arguments as layerNormForward; saves 1/rms per row (and mean 0, unused) for the backward pass.
+ */
+export function rmsNormForward(
+  y: Float32Array,
+  x: Float32Array,
+  w: Float32Array | null,
+  _b: Float32Array | null,
+  rows: number,
+  dim: number,
+  eps: number,
+  mean: Float32Array,
+  rstd: Float32Array,
+  xStride = dim,
+  xOff = 0,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const xo = r * xStride + xOff,
+      yo = r * dim;
+    let ss = 0;
+    for (let i = 0; i < dim; i++) ss += x[xo + i]! * x[xo + i]!;
+    const rs = 1 / Math.sqrt(ss / dim + eps);
+    mean[r] = 0;
+    rstd[r] = rs;
+    for (let i = 0; i < dim; i++) y[yo + i] = x[xo + i]! * rs * (w ? w[i]! : 1);
   }
-  return Float64Array.from(slopes);
 }
+
+/**
+ * Backward of rmsNormForward (arguments as layerNormBackward's; no bias gradient): with
+ * x̂ = x·r and g = dy·w, dx = r · (g − x̂ · mean(g · x̂)).
+ */
+export function rmsNormBackward(
+  dx: Float32Array,
+  dy: Float32Array,
+  x: Float32Array,
+  w: Float32Array | null,
+  dw: Float32Array | null,
+  _db: Float32Array | null,
+  rows: number,
+  dim: number,
+  _mean: Float32Array,
+  rstd: Float32Array,
+  accumulate: boolean,
+  xStride = dim,
+  xOff = 0,
+  dxStride = dim,
+  dxOff = 0,
+): void {
+  for (let r = 0; r < rows; r++) {
+    const xo = r * xStride + xOff,
+      go = r * dim,
+      dxo = r * dxStride + dxOff;
+    const rs = rstd[r]!;
+    let sumGX = 0;
+    for (let i = 0; i < dim; i++) {
+      const xh = x[xo + i]! * rs;
+      const g = dy[go + i]!;
+      if (dw) dw[i]! += g * xh;
+      sumGX += (w ? g * w[i]! : g) * xh;
+    }
+    const mGX = sumGX / dim;
+    for (let i = 0; i < dim; i++) {
+      const xh = x[xo + i]! * rs;
+      const gh = w ? dy[go + i]! * w[i]! : dy[go + i]!;
+      const v = rs * (gh - xh * mGX);
+      if (accumulate) dx[dxo + i]! += v;
+      else dx[dxo + i] = v;
+    }
+  }
+}
+
+/** The forward and backward of each norm kind (model/facts.ts `norm.kind`). */
+export const NORM_OPS = {
+  layernorm: { forward: layerNormForward, backward: layerNormBackward },
+  rmsnorm: { forward: rmsNormForward, backward: rmsNormBackward },
+} as const;

@@ -8,8 +8,8 @@
  * keys of one query row at a time, so memory is O(context) per row, never T x T.
  */
 import { InputError } from '../../errors.js';
-import { F32_MIN, alibiSlopes } from '../../model/alibi.js';
 import type { MptConfig } from '../../model/config.js';
+import { alibiBias, kvHeadOf, mptFacts, positionIds, type MptFacts } from '../../model/facts.js';
 import type { ReferenceKvCache } from './kv-cache.js';
 import { erf, gelu, geluTanh, layerNorm, linear, rmsNorm, silu } from './math.js';
 import type { NormWeights, ReferenceWeights } from './weights.js';
@@ -28,25 +28,24 @@ export interface ReferenceForwardResult {
 }
 
 export class ReferenceModel {
-  readonly slopes: Float32Array;
-  readonly softmaxScale: number;
+  /** What the config implies (model/facts.ts): dimensions, softmax scale, ALiBi slopes, norm, activation. */
+  readonly facts: MptFacts;
 
   constructor(
     readonly config: MptConfig,
     readonly weights: ReferenceWeights,
   ) {
-    this.slopes = alibiSlopes(config.nHeads, config.attn.alibiBiasMax);
-    this.softmaxScale = config.attn.softmaxScale ?? 1 / Math.sqrt(config.headDim);
+    this.facts = mptFacts(config);
   }
 
   private norm(x: Float64Array, T: number, n: number, w: NormWeights): Float64Array {
-    const c = this.config;
-    if (c.normType.includes('rmsnorm')) return rmsNorm(x, T, n, w.weight, c.layerNormEpsilon);
-    return layerNorm(x, T, n, w.weight, w.bias, c.layerNormEpsilon);
+    const { kind, eps } = this.facts.norm;
+    if (kind === 'rmsnorm') return rmsNorm(x, T, n, w.weight, eps);
+    return layerNorm(x, T, n, w.weight, w.bias, eps);
   }
 
   private activation(x: number): number {
-    switch (this.config.ffn.activation) {
+    switch (this.facts.activation) {
       case 'gelu':
         return gelu(x);
       case 'gelu_tanh':
@@ -64,73 +63,71 @@ export class ReferenceModel {
     padMask: ArrayLike<number> | undefined,
     opts: ReferenceForwardOptions,
   ): ReferenceForwardResult {
-    const c = this.config;
+    const f = this.facts;
     const W = this.weights;
     const T = tokens.length;
-    const d = c.dModel;
-    const H = c.nHeads;
-    const kvH = c.attn.kvNHeads;
-    const hd = c.headDim;
-    const kvd = kvH * hd;
+    const d = f.dModel;
+    const H = f.nHeads;
+    const hd = f.headDim;
+    const kvd = f.kvDim;
     const past = cache.length;
     const K = past + T; // keys visible to this call (the cache plus the new tokens)
     if (T === 0) return { logits: new Float32Array(0) };
     for (let t = 0; t < T; t++) {
       const id = tokens[t]!;
-      if (!Number.isInteger(id) || id < 0 || id >= c.vocabSize) {
-        throw new InputError(`token id ${id} at position ${t} is outside the vocabulary [0, ${c.vocabSize})`);
+      if (!Number.isInteger(id) || id < 0 || id >= f.vocabSize) {
+        throw new InputError(`token id ${id} at position ${t} is outside the vocabulary [0, ${f.vocabSize})`);
       }
     }
     cache.reserve(T);
     for (let t = 0; t < T; t++) cache.padMask[past + t] = padMask ? (padMask[t] ? 1 : 0) : 1;
 
     // Embedding. With ALiBi there is no position embedding; with learned_pos_emb, left padding
-    // shifts positions so the first real token gets position 0 (MosaicML subtracts the number of
-    // pads seen so far, clamped at 0).
+    // shifts positions so the first real token gets position 0 (positionIds).
     let x: Float64Array = new Float64Array(T * d);
     let padsBefore = 0;
     for (let j = 0; j < past; j++) if (!cache.padMask[j]) padsBefore++;
+    const positions = W.wpe
+      ? positionIds(f, past, padsBefore, T, (t) => cache.padMask[past + t] === 1).positions
+      : null;
     for (let t = 0; t < T; t++) {
       const row = tokens[t]! * d;
       for (let i = 0; i < d; i++) x[t * d + i] = W.wte[row + i]!;
-      if (W.wpe) {
-        if (!cache.padMask[past + t]) padsBefore++;
-        const pos = Math.max(0, past + t - padsBefore);
-        if (pos >= c.maxSeqLen)
-          throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
+      if (W.wpe && positions) {
+        const pos = positions[t]!;
         for (let i = 0; i < d; i++) x[t * d + i]! += W.wpe[pos * d + i]!;
       }
     }
 
     const hidden: Float32Array[] = [];
     const attentions: Float32Array[] = [];
-    const groupSize = H / kvH; // query heads per K/V head
     const scores = new Float64Array(K);
 
-    for (let l = 0; l < c.nLayers; l++) {
+    for (let l = 0; l < f.nLayers; l++) {
       const B = W.blocks[l]!;
       if (opts.outputHiddenStates) hidden.push(Float32Array.from(x));
 
       // --- attention: h = x + out_proj(attn(norm_1(x))) ---
       const a = this.norm(x, T, d, B.norm1);
-      const qkvN = d + 2 * kvd;
+      const qkvN = f.qkvDim;
       const qkv = linear(a, T, B.wqkv.weight, d, qkvN, B.wqkv.bias);
-      if (c.attn.clipQkv !== null) {
-        const m = c.attn.clipQkv;
+      if (f.clipQkv !== null) {
+        const m = f.clipQkv;
         for (let i = 0; i < qkv.length; i++) qkv[i] = Math.min(m, Math.max(-m, qkv[i]!));
       }
       // Split the fused projection into q [T, d], k [T, kvd], v [T, kvd].
+      const split = f.qkvSplit;
       let q: Float64Array = new Float64Array(T * d);
       let k: Float64Array = new Float64Array(T * kvd);
       const v = new Float64Array(T * kvd);
       for (let t = 0; t < T; t++) {
         const o = t * qkvN;
-        for (let i = 0; i < d; i++) q[t * d + i] = qkv[o + i]!;
-        for (let i = 0; i < kvd; i++) k[t * kvd + i] = qkv[o + d + i]!;
-        for (let i = 0; i < kvd; i++) v[t * kvd + i] = qkv[o + d + kvd + i]!;
+        for (let i = 0; i < d; i++) q[t * d + i] = qkv[o + split.q + i]!;
+        for (let i = 0; i < kvd; i++) k[t * kvd + i] = qkv[o + split.k + i]!;
+        for (let i = 0; i < kvd; i++) v[t * kvd + i] = qkv[o + split.v + i]!;
       }
       // qk_ln normalises all of q and all of k (across heads), before the split into heads.
-      if (c.attn.qkLn) {
+      if (f.qkLn) {
         q = this.norm(q, T, d, B.qLn!);
         k = this.norm(k, T, kvd, B.kLn!);
       }
@@ -141,20 +138,20 @@ export class ReferenceModel {
       const ctx = new Float64Array(T * d);
       const probs = opts.outputAttentions ? new Float32Array(H * T * K) : undefined;
       for (let h = 0; h < H; h++) {
-        const g = Math.floor(h / groupSize); // the K/V head this query head reads
-        const slope = c.attn.alibi ? this.slopes[h]! : 0;
+        const g = kvHeadOf(f, h); // the K/V head this query head reads
+        const slope = f.slopes[h]!; // 0 without ALiBi
         for (let t = 0; t < T; t++) {
           const qi = past + t; // absolute position of this query
           let max = -Infinity;
           for (let j = 0; j < K; j++) {
             let s: number;
             if (j > qi || !cache.padMask[j]) {
-              s = F32_MIN; // causally hidden or padding: MosaicML uses finfo.min, not -inf
+              s = f.maskedScore; // causally hidden or padding: MosaicML uses finfo.min, not -inf
             } else {
               let dot = 0;
               for (let e = 0; e < hd; e++) dot += q[t * d + h * hd + e]! * Kc[j * kvd + g * hd + e]!;
-              // ALiBi: MosaicML's bias for key j is -slope * (K - 1 - j), the same for every row.
-              s = dot * this.softmaxScale + slope * (j - (K - 1));
+              // ALiBi: the bias of key j is -slope * (K - 1 - j), the same for every row.
+              s = dot * f.softmaxScale + alibiBias(slope, j, K);
             }
             scores[j] = s;
             if (s > max) max = s;
@@ -181,7 +178,7 @@ export class ReferenceModel {
       for (let i = 0; i < x.length; i++) x[i]! += attnOut[i]!;
 
       // --- MLP: x = h + down_proj(act(up_proj(norm_2(h)))) (GLU: act(gate) * up) ---
-      const ff = c.ffn.hiddenSize;
+      const ff = f.ffnHidden;
       const m = this.norm(x, T, d, B.norm2);
       const up = linear(m, T, B.upProj.weight, d, ff, B.upProj.bias);
       if (B.gateProj) {
@@ -202,9 +199,9 @@ export class ReferenceModel {
     if (opts.logits !== 'none') {
       const first = opts.logits === 'last' ? T - 1 : 0;
       const rows = T - first;
-      const V = c.vocabSize;
+      const V = f.vocabSize;
       logits = new Float32Array(rows * V);
-      const scale = c.logitScale ?? 1;
+      const scale = f.logitScale;
       for (let r = 0; r < rows; r++) {
         const xo = (first + r) * d;
         for (let o = 0; o < V; o++) {

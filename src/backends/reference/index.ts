@@ -5,6 +5,7 @@
 import { InputError } from '../../errors.js';
 import type { TensorSource } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
+import { mptFacts } from '../../model/facts.js';
 import type {
   Backend,
   ForwardOptions,
@@ -34,7 +35,7 @@ export class ReferenceRunner implements ModelRunner {
 
   createCache(options: KvCacheOptions): KvCache {
     const c = this.config;
-    return new ReferenceKvCache(c.nLayers, c.attn.kvNHeads * c.headDim, options.capacity, options.kvType ?? 'f32');
+    return new ReferenceKvCache(c.nLayers, mptFacts(c).kvDim, options.capacity, options.kvType ?? 'f32');
   }
 
   async forward(batch: SequenceInput[], options: ForwardOptions): Promise<SequenceOutput[]> {
@@ -58,7 +59,7 @@ export class ReferenceRunner implements ModelRunner {
 
   restoreCache(snapshot: KvSnapshot, options: KvCacheOptions): KvCache {
     const c = this.config;
-    return restoreReferenceCache(c.nLayers, c.attn.kvNHeads * c.headDim, snapshot, options);
+    return restoreReferenceCache(c.nLayers, mptFacts(c).kvDim, snapshot, options);
   }
 }
 

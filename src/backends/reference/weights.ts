@@ -32,5 +32,5 @@ export async function loadReferenceWeights(
     onProgress?.(done, total);
     return out;
   };
-  return readWeightTree(config, (name) => !!tensors.info(name), get);
+  return readWeightTree(config, get);
 }

@@ -14,6 +14,7 @@
  */
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
 import type { KvType } from '../backend.js';
+import { kvHeadOf, mptFacts, type MptFacts } from '../../model/facts.js';
 import { chooseToken, type SampleRequest } from '../sampling/sampler.js';
 import {
   PRIVATE_ROWS,
@@ -82,6 +83,8 @@ interface Input {
 
 export class Executor {
   private readonly c;
+  /** What the config implies (model/facts.ts). */
+  private readonly f: MptFacts;
   private readonly eps: number;
   private readonly rms: boolean;
   private readonly attnScratch: number;
@@ -95,9 +98,10 @@ export class Executor {
     private readonly team: Team,
   ) {
     this.c = L.config;
-    this.eps = this.c.layerNormEpsilon;
-    this.rms = this.c.normType.includes('rmsnorm');
-    this.attnScratch = Math.ceil(((4 * 32 + 4 * this.c.headDim) * 4) / 64) * 64;
+    this.f = mptFacts(this.c);
+    this.eps = this.f.norm.eps;
+    this.rms = this.f.norm.kind === 'rmsnorm';
+    this.attnScratch = Math.ceil(((4 * 32 + 4 * this.f.headDim) * 4) / 64) * 64;
     this.pl = privateLayout(this.c);
     this.geo = { f32: kvGeometry(this.c, 'f32'), f16: kvGeometry(this.c, 'f16'), q8_0: kvGeometry(this.c, 'q8_0') };
   }
@@ -263,23 +267,26 @@ export class Executor {
     r1: number,
   ): void {
     const c = this.c,
-      d = c.dModel,
-      kvd = c.attn.kvNHeads * c.headDim,
-      qn = d + 2 * kvd;
-    const clip = c.attn.clipQkv;
+      f = this.f,
+      d = f.dModel,
+      kvd = f.kvDim,
+      qn = f.qkvDim,
+      kAt = f.qkvSplit.k * 4,
+      vAt = f.qkvSplit.v * 4;
+    const clip = f.clipQkv;
     for (let r = r0; r < r1; r++) {
       const row = qkv + r * qn * 4;
       if (clip !== null) k.clip(row, qn, clip);
       if (ly.qLn) {
         this.norm(k, row, qn, row, qn, 1, d, ly.qLn);
-        this.norm(k, row + d * 4, qn, row + d * 4, qn, 1, kvd, ly.kLn!);
+        this.norm(k, row + kAt, qn, row + kAt, qn, 1, kvd, ly.kLn!);
       }
       const sq = p.seqs[rowSeq[r]!]!;
       const geo = this.geo[sq.kvType];
       const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
       k.store_kv(
-        row + d * 4,
-        row + (d + kvd) * 4,
+        row + kAt,
+        row + vAt,
         kvd,
         geo.seg,
         geo.mode,
@@ -302,12 +309,11 @@ export class Executor {
     ctx: number,
   ): void {
     const c = this.c,
+      f = this.f,
       L = this.L,
-      d = c.dModel,
-      hd = c.headDim,
-      kvd = c.attn.kvNHeads * hd,
-      qn = d + 2 * kvd;
-    const group = c.nHeads / c.attn.kvNHeads;
+      d = f.dModel,
+      hd = f.headDim,
+      qn = f.qkvDim;
     const scratch = L.arenas[a]!.scratch.attn + this.team.tid * this.attnScratch;
     this.team.parallelFor(units.length / 3, (u) => {
       const sq = p.seqs[units[3 * u]!]!,
@@ -315,7 +321,7 @@ export class Executor {
         t = units[3 * u + 2]!;
       const i0 = t * ATTN_ROWS,
         nq = Math.min(ATTN_ROWS, sq.n - i0);
-      const g = Math.floor(hh / group);
+      const g = kvHeadOf(f, hh);
       const geo = this.geo[sq.kvType];
       const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
       const at = kvHeadPlace(c, geo, g, sq.capacity);
@@ -335,8 +341,8 @@ export class Executor {
         sq.kv[a]!,
         sq.past + sq.n,
         hd,
-        L.softmaxScale,
-        L.slopes[hh]!,
+        f.softmaxScale,
+        f.slopes[hh]!,
         ctx + (row * d + hh * hd) * 4,
         d,
         scratch,
@@ -374,11 +380,11 @@ export class Executor {
     const L = this.L,
       c = this.c,
       team = this.team;
-    const d = c.dModel,
-      H = c.nHeads,
-      kvd = c.attn.kvNHeads * c.headDim;
-    const qn = d + 2 * kvd,
-      ff = c.ffn.hiddenSize;
+    const f = this.f;
+    const d = f.dModel,
+      H = f.nHeads,
+      qn = f.qkvDim,
+      ff = f.ffnHidden;
     const R = p.rows;
     const small = R <= PRIVATE_ROWS;
     team.reset(p.threads);
@@ -480,9 +486,9 @@ export class Executor {
     const ha = h.arena,
       hk = this.k[ha]!,
       hs = L.arenas[ha]!.scratch;
-    const V = c.vocabSize;
+    const V = f.vocabSize;
     const out = new Float32Array(p.logitsOut!);
-    const scale = c.logitScale ?? 1;
+    const scale = f.logitScale;
     for (let c0 = 0; c0 < nl; c0 += L.logitRows) {
       const c1 = Math.min(nl, c0 + L.logitRows),
         m = c1 - c0;

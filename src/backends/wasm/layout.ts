@@ -13,7 +13,6 @@
 import type { KvType } from '../backend.js';
 import { MemoryPlanError } from '../../errors.js';
 import { qkvDim, type MptConfig } from '../../model/config.js';
-import { alibiSlopes } from '../../model/alibi.js';
 import {
   ACT,
   HALF_PANEL_BYTES,
@@ -117,9 +116,6 @@ export interface ModelLayout {
   arenas: ArenaLayout[];
   layers: LayerLayout[];
   head: HeadLayout;
-  /** ALiBi slope per head (zeros without ALiBi). */
-  slopes: number[];
-  softmaxScale: number;
   /** ACT id of the MLP activation. */
   act: number;
 }
@@ -396,8 +392,6 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
     arenas,
     layers,
     head: { arena: 0, wte, wpe, normF, lm },
-    slopes: c.attn.alibi ? Array.from(alibiSlopes(c.nHeads, c.attn.alibiBiasMax)) : new Array<number>(c.nHeads).fill(0),
-    softmaxScale: c.attn.softmaxScale ?? 1 / Math.sqrt(c.headDim),
     act: activationId(c),
   };
 }

@@ -5,6 +5,7 @@
 import { WTYPE } from './kernels.js';
 import type { Arenas } from './arenas.js';
 import type { MatrixRef, ModelLayout, NormRef } from './layout.js';
+import { mptFacts } from '../../model/facts.js';
 
 export function fillRandomWeights(arenas: Arenas, L: ModelLayout, seed: number): void {
   let s = seed;
@@ -30,7 +31,7 @@ export function fillRandomWeights(arenas: Arenas, L: ModelLayout, seed: number):
     norm(ly.arena, d, ly.norm1);
     norm(ly.arena, d, ly.norm2);
     if (ly.qLn) norm(ly.arena, d, ly.qLn);
-    if (ly.kLn) norm(ly.arena, c.attn.kvNHeads * c.headDim, ly.kLn);
+    if (ly.kLn) norm(ly.arena, mptFacts(c).kvDim, ly.kLn);
     mat(ly.qkv);
     mat(ly.out);
     mat(ly.up);

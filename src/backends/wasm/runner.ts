@@ -5,6 +5,7 @@
  */
 import { InputError, UnsupportedError } from '../../errors.js';
 import type { MptConfig } from '../../model/config.js';
+import { mptFacts, positionIds } from '../../model/facts.js';
 import type {
   ForwardOptions,
   KvCache,
@@ -181,8 +182,9 @@ export class WasmRunner implements ModelRunner {
       ...(s.finalHidden ? { finalHidden: new Float32Array(s.tokens.length * d) } : {}),
     }));
     const done = batch.map(() => 0); // tokens of each sequence already run
-    // Positions of learned position embeddings: MosaicML shifts them left past padding.
-    const padsSoFar = c.learnedPosEmb ? caches.map((cache) => this.countPads(cache)) : [];
+    // Positions of learned position embeddings: shifted left past padding (facts.ts positionIds).
+    const facts = mptFacts(c);
+    const padsSoFar = facts.learnedPositions ? caches.map((cache) => this.countPads(cache)) : [];
     for (;;) {
       // Next pass: as many pending tokens as fit, sequence by sequence.
       const seqs: PassSequence[] = [];
@@ -206,7 +208,7 @@ export class WasmRunner implements ModelRunner {
       });
       if (rows === 0) break;
       const tokens = new Int32Array(rows);
-      const wpePos = c.learnedPosEmb ? new Int32Array(rows) : undefined;
+      const wpePos = facts.learnedPositions ? new Int32Array(rows) : undefined;
       const logitRows: number[] = [];
       const logitDest: Array<[number, number]> = [];
       const hiddenRows: number[] = [];
@@ -216,20 +218,16 @@ export class WasmRunner implements ModelRunner {
         const s = batch[i]!,
           sq = seqs[k]!,
           cache = caches[i]!;
+        const mask = s.padMask;
+        if (wpePos) {
+          const at = positionIds(facts, sq.past, padsSoFar[i]!, n, mask && ((t) => !!mask[t0 + t]));
+          wpePos.set(at.positions, sq.rowStart);
+          padsSoFar[i] = at.padsAfter;
+        }
         for (let t = 0; t < n; t++) {
           const r = sq.rowStart + t;
           tokens[r] = s.tokens[t0 + t]!;
-          const real = s.padMask ? (s.padMask[t0 + t] ? 1 : 0) : 1;
-          this.setValid(cache, sq.past + t, real);
-          if (wpePos) {
-            if (!real) padsSoFar[i]!++;
-            const pos = Math.max(0, sq.past + t - padsSoFar[i]!);
-            if (pos >= c.maxSeqLen)
-              throw new InputError(
-                `position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`,
-              );
-            wpePos[r] = pos;
-          }
+          this.setValid(cache, sq.past + t, mask ? (mask[t0 + t] ? 1 : 0) : 1);
           const T = s.tokens.length,
             tt = t0 + t;
           if (s.finalHidden) {

@@ -14,8 +14,8 @@
  * act(gate)) and the down product (+= residual); the LM head (norm_f fused, logit rows gathered).
  */
 import { InputError, UnsupportedError } from '../../errors.js';
-import { alibiSlopes } from '../../model/alibi.js';
 import type { MptConfig } from '../../model/config.js';
+import { mptFacts, positionIds, type MptFacts } from '../../model/facts.js';
 import type {
   ForwardOptions,
   KvCache,
@@ -114,7 +114,8 @@ export class WebGpuRunner implements ModelRunner {
   private readonly pipelines = new Map<string, GpuComputePipeline>();
   private readonly dummy: GpuBuffer;
   private readonly slopes: GpuBuffer;
-  private readonly softmaxScale: number;
+  /** What the config implies (model/facts.ts). */
+  private readonly facts: MptFacts;
   private scratch: Scratch | null = null;
   private logits: { buf: GpuBuffer; staging: GpuBuffer; rows: number } | null = null;
   private queue: Promise<unknown> = Promise.resolve();
@@ -132,9 +133,10 @@ export class WebGpuRunner implements ModelRunner {
     /** Tokens per command buffer. */ readonly maxRows: number,
   ) {
     this.device = gpu.device;
-    const c = config;
-    if (c.headDim > 256) {
-      throw new UnsupportedError(`the webgpu backend's attention takes head_dim up to 256 (this model: ${c.headDim})`);
+    this.facts = mptFacts(config);
+    const f = this.facts;
+    if (f.headDim > 256) {
+      throw new UnsupportedError(`the webgpu backend's attention takes head_dim up to 256 (this model: ${f.headDim})`);
     }
     const linears = W.blocks.flatMap((B) => [
       B.wqkv,
@@ -146,9 +148,8 @@ export class WebGpuRunner implements ModelRunner {
     const mats = [W.wte, W.lmHead, ...linears.map((m) => m.weight)];
     this.dispatchCache = new DispatchCache(this.device, (name) => this.pipeline(name), this.statsRef);
     this.dummy = this.device.createBuffer({ size: 16, usage: STORAGE });
-    const slopes = c.attn.alibi ? alibiSlopes(c.nHeads, c.attn.alibiBiasMax) : new Float32Array(c.nHeads);
+    const slopes = f.slopes;
     this.slopes = uploadBytes(gpu, new Uint8Array(slopes.buffer, slopes.byteOffset, slopes.byteLength), 'slopes');
-    this.softmaxScale = c.attn.softmaxScale ?? 1 / Math.sqrt(c.headDim);
     this.matrixTypes = [...new Set(mats.map((m) => m.type))].sort();
   }
 
@@ -179,7 +180,7 @@ export class WebGpuRunner implements ModelRunner {
       throw new InputError(`KV cache capacity must be a positive integer, got ${options.capacity}`);
     const kvType = options.kvType ?? 'f32';
     const c = this.config,
-      kvd = c.attn.kvNHeads * c.headDim;
+      kvd = this.facts.kvDim;
     if (kvType !== 'f32' && kvType !== 'f16')
       throw new UnsupportedError(`the webgpu backend keeps f32 or f16 KV caches (asked for ${kvType})`);
     if (kvType === 'f16' && kvd % 2)
@@ -203,7 +204,7 @@ export class WebGpuRunner implements ModelRunner {
     const n = from.len;
     if (n > 0) {
       const c = this.config,
-        rowBytes = c.attn.kvNHeads * c.headDim * (from.kvType === 'f16' ? 2 : 4);
+        rowBytes = this.facts.kvDim * (from.kvType === 'f16' ? 2 : 4);
       const enc = this.device.createCommandEncoder();
       for (let l = 0; l < c.nLayers; l++) {
         enc.copyBufferToBuffer(from.keys[l]!, 0, to.keys[l]!, 0, n * rowBytes);
@@ -330,21 +331,15 @@ export class WebGpuRunner implements ModelRunner {
    * both sides.
    */
   private prepare(ch: Chunk, ids: Uint32Array): void {
-    const c = this.config,
-      cache = ch.cache,
+    const cache = ch.cache,
       past = cache.len,
-      n = ch.n;
+      n = ch.n,
+      mask = ch.padMask;
     let pads = 0;
     for (let j = 0; j < past; j++) if (!cache.padMask[j]) pads++;
-    for (let t = 0; t < n; t++) {
-      const real = ch.padMask ? (ch.padMask[ch.t0 + t] ? 1 : 0) : 1;
-      if (!real) pads++;
-      const pos = Math.max(0, past + t - pads);
-      if (this.W.wpe && pos >= c.maxSeqLen)
-        throw new InputError(`position ${pos} is beyond the learned position embedding (max_seq_len ${c.maxSeqLen})`);
-      ids[ch.base + t] = ch.tokens[ch.t0 + t]!;
-      ids[this.maxRows + ch.base + t] = pos;
-    }
+    const { positions } = positionIds(this.facts, past, pads, n, mask && ((t) => !!mask[ch.t0 + t]));
+    for (let t = 0; t < n; t++) ids[ch.base + t] = ch.tokens[ch.t0 + t]!;
+    ids.set(positions, this.maxRows + ch.base);
     for (let t = 0; t < n; t++) cache.padMask[past + t] = ch.padMask ? (ch.padMask[ch.t0 + t] ? 1 : 0) : 1;
     // The pad mask as u32 flags, rewritten from a 4-aligned start.
     const from = past & ~3;
@@ -360,18 +355,18 @@ export class WebGpuRunner implements ModelRunner {
     logitRows: number,
     logits: GpuBuffer | null,
   ): void {
-    const c = this.config,
+    const f = this.facts,
       W = this.W,
       R = this.maxRows;
-    const d = c.dModel,
-      hd = c.headDim,
-      kvd = c.attn.kvNHeads * hd,
-      qn = d + 2 * kvd;
-    const ff = c.ffn.hiddenSize,
-      V = c.vocabSize;
-    const eps = f32bits(c.layerNormEpsilon),
-      rms = c.normType.includes('rmsnorm');
-    const act = ACT[c.ffn.activation];
+    const d = f.dModel,
+      hd = f.headDim,
+      kvd = f.kvDim,
+      qn = f.qkvDim;
+    const ff = f.ffnHidden,
+      V = f.vocabSize;
+    const eps = f32bits(f.norm.eps),
+      rms = f.norm.kind === 'rmsnorm';
+    const act = ACT[f.activation];
     const opt = (t: GpuTensor | undefined) => t?.buf ?? this.dummy;
     const mv = (
       X: GpuBuffer,
@@ -383,7 +378,7 @@ export class WebGpuRunner implements ModelRunner {
       ldy: number,
       o: Product = {},
     ) => {
-      const norm = o.norm && { weight: !!o.norm.weight, bias: !!o.norm.bias, rms, eps: c.layerNormEpsilon };
+      const norm = o.norm && { weight: !!o.norm.weight, bias: !!o.norm.bias, rms, eps: f.norm.eps };
       const p = productDispatch({ ...o, W: m.layout!, rows, ldx, ldy, bias: !!bias, norm, glu: !!o.glu });
       const ids = o.gather !== undefined ? s.ids : this.dummy;
       plan.add(
@@ -403,7 +398,7 @@ export class WebGpuRunner implements ModelRunner {
       [Math.ceil(d / 64), rows],
     );
     W.blocks.forEach((B, l) => {
-      mv(s.x, d, rows, B.wqkv.weight, B.wqkv.bias, s.qkv, qn, { norm: B.norm1, clip: c.attn.clipQkv });
+      mv(s.x, d, rows, B.wqkv.weight, B.wqkv.bias, s.qkv, qn, { norm: B.norm1, clip: f.clipQkv });
       for (const ch of round) {
         const kv = ch.cache.kvType,
           past = ch.cache.len,
@@ -413,7 +408,7 @@ export class WebGpuRunner implements ModelRunner {
         let q = s.qkv,
           ldq = qn,
           fromQkv = 1;
-        if (c.attn.qkLn) {
+        if (f.qkLn) {
           // qk_ln normalises all of q and all of k (across heads), before the split into heads.
           const qLn = B.qLn!,
             kLn = B.kLn!;
@@ -440,16 +435,16 @@ export class WebGpuRunner implements ModelRunner {
             kvd,
             ldq,
             ch.base * ldq,
-            c.nHeads / c.attn.kvNHeads,
+            f.queriesPerKvHead,
             fromQkv,
-            f32bits(this.softmaxScale),
+            f32bits(f.softmaxScale),
             qn,
-            ch.base * qn + d,
-            ch.base * qn + d + kvd,
+            ch.base * qn + f.qkvSplit.k,
+            ch.base * qn + f.qkvSplit.v,
             d,
             ch.base * d,
           ],
-          [n, c.nHeads],
+          [n, f.nHeads],
         );
       }
       mv(s.ctx, d, rows, B.outProj.weight, B.outProj.bias, s.x, d, { accumulate: true });
@@ -462,17 +457,16 @@ export class WebGpuRunner implements ModelRunner {
       mv(s.hid, ff, rows, B.downProj.weight, B.downProj.bias, s.x, d, { accumulate: true });
     });
     if (logits && logitRows > 0) {
-      mv(s.x, d, logitRows, W.lmHead, undefined, logits, V, { norm: W.normF, gather: 2 * R, scale: c.logitScale ?? 1 });
+      mv(s.x, d, logitRows, W.lmHead, undefined, logits, V, { norm: W.normF, gather: 2 * R, scale: f.logitScale });
     }
   }
 
   /** Scratch buffers for a round of maxRows tokens. */
   private ensureScratch(): Scratch {
-    const c = this.config,
+    const f = this.facts,
       R = this.maxRows,
-      d = c.dModel,
-      kvd = c.attn.kvNHeads * c.headDim,
-      ff = c.ffn.hiddenSize;
+      d = f.dModel,
+      ff = f.ffnHidden;
     const buf = (words: number, label: string) => {
       checkSize(this.gpu, words * 4, label);
       return this.device.createBuffer({ size: Math.max(16, words * 4), usage: STORAGE, label });
@@ -480,11 +474,11 @@ export class WebGpuRunner implements ModelRunner {
     this.scratch ??= {
       ids: buf(3 * R, 'ids'),
       x: buf(R * d, 'x'),
-      qkv: buf(R * (d + 2 * kvd), 'qkv'),
-      qn: buf(c.attn.qkLn ? R * d : 4, 'q'),
+      qkv: buf(R * f.qkvDim, 'qkv'),
+      qn: buf(f.qkLn ? R * d : 4, 'q'),
       ctx: buf(R * d, 'ctx'),
       hid: buf(R * ff, 'hid'),
-      gate: buf(c.ffn.ffnType === 'mptglu' ? R * ff : 4, 'gate'),
+      gate: buf(f.glu ? R * ff : 4, 'gate'),
     };
     return this.scratch;
   }

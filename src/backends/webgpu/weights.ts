@@ -124,5 +124,5 @@ export async function loadGpuWeights(
     onProgress?.(done, total);
     return t;
   };
-  return readWeightTree(config, (name) => !!tensors.info(name), get);
+  return readWeightTree(config, get);
 }

@@ -4,6 +4,7 @@ import { InputError } from '../../errors.js';
 import type { DType, TensorInfo } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
 import { defaultModelPath } from '../../model/default-model.js';
+import { mptFacts } from '../../model/facts.js';
 import { openCheckpoint } from '../../model/load.js';
 import { formatBytes, planMemory } from '../../model/memory-plan.js';
 import { parseArgs } from '../args.js';
@@ -165,7 +166,7 @@ async function gpuPlan(list: TensorInfo[], c: MptConfig, ctx: number, kvType: st
     }
     // The webgpu backend keeps f32 or f16 caches: a q8_0 request is shown as f16.
     const kv = kvType === 'f32' ? 'f32' : 'f16';
-    const kvBytes = c.nLayers * 2 * ctx * c.attn.kvNHeads * c.headDim * (kv === 'f32' ? 4 : 2);
+    const kvBytes = c.nLayers * 2 * ctx * mptFacts(c).kvDim * (kv === 'f32' ? 4 : 2);
     return {
       adapter: g.adapterName,
       binding_limit: limit,
