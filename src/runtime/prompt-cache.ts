@@ -47,6 +47,7 @@ import { dirname } from 'node:path';
 import type { KvCache, KvSnapshot, KvType, ModelRunner } from '../backends/backend.js';
 import { InputError, MptError } from '../errors.js';
 import { f16ToF32, f32ToF16 } from '../formats/dtypes.js';
+import { decodeQ8_0, encodeQ8_0, q8_0ByteLength } from '../formats/ggml-quants.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { toMosaicConfigJson, type MptConfig } from '../model/config.js';
 import { openCheckpoint } from '../model/load.js';
@@ -160,7 +161,7 @@ export async function fingerprintCheckpoint(path: string): Promise<string> {
 export function encodedRowBytes(kvType: KvType, n: number): number {
   if (kvType === 'f32') return 4 * n;
   if (kvType === 'f16') return 2 * n;
-  return 2 * Math.ceil(n / 32) + n;
+  return q8_0ByteLength(n);
 }
 
 /** Encodes `rows` rows of n values (f32) into `out` at `o`. */
@@ -173,20 +174,10 @@ function encodeRows(kvType: KvType, src: Float32Array, rows: number, n: number, 
     for (let i = 0; i < rows * n; i++) out.writeUInt16LE(f32ToF16(src[i]!), o + 2 * i);
     return;
   }
-  // q8_0, as ggml quantizes: d = amax / 127 (stored as f16), q = round(x / d). Values that were
-  // rounded through q8_0 before come back bit for bit.
-  for (let r = 0; r < rows; r++) {
-    for (let b = 0; b < n; b += 32) {
-      const end = Math.min(b + 32, n);
-      let amax = 0;
-      for (let i = b; i < end; i++) amax = Math.max(amax, Math.abs(src[r * n + i]!));
-      const d = amax / 127;
-      const id = d ? 1 / d : 0;
-      out.writeUInt16LE(f32ToF16(d), o);
-      o += 2;
-      for (let i = b; i < end; i++) out.writeInt8(Math.max(-127, Math.min(127, Math.round(src[r * n + i]! * id))), o++);
-    }
-  }
+  // q8_0 with ggml's rounding, each row on its own (its last block may be short). The caches'
+  // own q8_0 values come back bit for bit.
+  const rowBytes = q8_0ByteLength(n);
+  for (let r = 0; r < rows; r++) encodeQ8_0(src, r * n, n, out, o + r * rowBytes);
 }
 
 function decodeRows(kvType: KvType, buf: Buffer, rows: number, n: number): Float32Array {
@@ -196,15 +187,8 @@ function decodeRows(kvType: KvType, buf: Buffer, rows: number, n: number): Float
   } else if (kvType === 'f16') {
     for (let i = 0; i < rows * n; i++) out[i] = f16ToF32(buf.readUInt16LE(2 * i));
   } else {
-    let o = 0;
-    for (let r = 0; r < rows; r++) {
-      for (let b = 0; b < n; b += 32) {
-        const end = Math.min(b + 32, n);
-        const d = f16ToF32(buf.readUInt16LE(o));
-        o += 2;
-        for (let i = b; i < end; i++) out[r * n + i] = buf.readInt8(o++) * d;
-      }
-    }
+    const rowBytes = q8_0ByteLength(n);
+    for (let r = 0; r < rows; r++) decodeQ8_0(buf, r * rowBytes, n, out, r * n);
   }
   return out;
 }
