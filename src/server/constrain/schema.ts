@@ -16,7 +16,7 @@
 
 import { numBounds, type NumBounds } from './numeric.js';
 import { compilePattern, FORMATS, PatternError, StringLanguage, type Dfa } from './regex.js';
-import type { ArrayNode, ObjectNode, SchemaNode } from './schema-node.js';
+import type { SchemaNode } from './schema-node.js';
 import { whyNoValue } from './shortest.js';
 
 export type { ArrayNode, ObjectNode, SchemaNode } from './schema-node.js';
