@@ -304,7 +304,7 @@ function truncI8(v: number): number {
 }
 
 /** The types `quantize` can write. */
-export const QUANTIZABLE_TYPES: readonly DType[] = [
+export const QUANTIZABLE_TYPES = [
   'f32',
   'f16',
   'bf16',
@@ -316,7 +316,8 @@ export const QUANTIZABLE_TYPES: readonly DType[] = [
   'q4_k',
   'q5_k',
   'q6_k',
-];
+] as const satisfies readonly DType[];
+export type QuantizableType = (typeof QUANTIZABLE_TYPES)[number];
 
 /**
  * Encodes float32 values as `dtype`. Supported: f32, f16, bf16 (round to nearest even) and

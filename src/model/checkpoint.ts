@@ -7,6 +7,7 @@ import type { FolderSource } from '../formats/folder-source.js';
 import type { ByteSource } from '../formats/byte-source.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { parseMptConfig, type MptConfig } from './config.js';
+import type { GgufTokenizer } from './gguf-tokenizer.js';
 import { checkTensorsAgainstConfig } from './weights-layout.js';
 
 export interface Checkpoint {
@@ -23,7 +24,7 @@ export interface Checkpoint {
   config: MptConfig;
   tensors: TensorSource;
   /** Tokenizer data embedded in a GGUF file. */
-  ggufTokenizer?: unknown;
+  ggufTokenizer?: GgufTokenizer;
   /** GGUF metadata, for `mpt info`. */
   ggufMetadata?: Map<string, unknown>;
 }
