@@ -160,6 +160,18 @@ describe('source layers', () => {
     assert.deepEqual(importCycles(importGraph()), []);
   });
 
+  it('the sampler every backend uses takes only the kernel loader from the wasm backend', () => {
+    const rel = (f: string) => relative(SRC, f).split(sep).join('/');
+    const found: string[] = [];
+    for (const [file, targets] of importGraph()) {
+      if (!rel(file).startsWith('backends/sampling/')) continue;
+      for (const t of targets)
+        if (rel(t).startsWith('backends/wasm/') && rel(t) !== 'backends/wasm/module-loader.ts')
+          found.push(`${rel(file)} -> ${rel(t)}`);
+    }
+    assert.deepEqual(found, []);
+  });
+
   it('the cycle finder sees direct, long and self cycles, and nothing in a tree', () => {
     const g = (edges: Record<string, string[]>) =>
       new Map(Object.entries(edges).map(([k, v]) => [join(SRC, k), v.map((t) => join(SRC, t))]));
