@@ -9,7 +9,9 @@ import { kernelModule } from '../src/backends/wasm/module-loader.js';
 import { WTYPE, instantiateKernels, type WeightType } from '../src/backends/wasm/kernels.js';
 import type { DType, TensorInfo, TensorSource } from '../src/formats/tensor-source.js';
 import { byteLengthOf } from '../src/formats/ggml-quants.js';
-import { byteLevelTestTokenizer, writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
+import { byteLevelTestTokenizer } from '../src/model/gguf-tokenizer.js';
+import type { GgufOutType } from '../src/model/gguf-type-mix.js';
+import { writeGgufFromCheckpoint } from '../src/model/gguf-write.js';
 import { expectedTensors } from '../src/model/weights-layout.js';
 import { shapeConfig } from '../src/cli/commands/bench.js';
 

@@ -17,7 +17,8 @@ import { GGML_TYPES } from '../src/formats/ggml-quants.js';
 import { readGguf } from '../src/formats/gguf.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig } from '../src/model/config.js';
-import { writeGgufFromCheckpoint, type GgufOutType } from '../src/model/gguf-model.js';
+import type { GgufOutType } from '../src/model/gguf-type-mix.js';
+import { writeGgufFromCheckpoint } from '../src/model/gguf-write.js';
 import { loadRunner } from '../src/backends/registry.js';
 import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 

@@ -6,7 +6,8 @@
  * training steps (forward + backward + optimizer), wall and CPU time.
  */
 import { pathToFileURL } from 'node:url';
-import { bestKernels, jsKernels } from '../src/train/kernels.js';
+import { bestKernels } from '../src/train/best-kernels.js';
+import { jsKernels } from '../src/train/kernels.js';
 import { compactVocab, TrainModel } from '../src/train/model.js';
 import { parseMptConfig } from '../src/model/config.js';
 import { Optimizer, optimizerConfig } from '../src/train/optim.js';

@@ -2,7 +2,8 @@
 // layer importing only from itself and the layers before it. errors.ts and platform/ sit below
 // every layer (anything may import them; they import only each other); index.ts, the public API,
 // may import everything. This walks every import of src/ (static, `export … from`, dynamic
-// `import('…')`, type-only ones too) and lists the ones that point upward.
+// `import('…')`, type-only ones too) and lists the ones that point upward, and the cycles: two
+// files that import each other, directly or through others, are one job split in the wrong place.
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { dirname, join, relative, resolve, sep } from 'node:path';
@@ -84,10 +85,102 @@ function upwardImports(): string[] {
   return [...new Set(found)].sort();
 }
 
+/** src/ as a graph: every file and the files of src/ it imports. */
+function importGraph(): Map<string, string[]> {
+  const graph = new Map<string, string[]>();
+  for (const file of sourceFiles(SRC)) {
+    const to = relativeImports(readFileSync(file, 'utf8'))
+      .map((spec) => target(file, spec))
+      .filter((t) => t.startsWith(SRC + sep));
+    graph.set(file, [...new Set(to)]);
+  }
+  return graph;
+}
+
+/** Every strongly connected group of more than one file (or a file importing itself), as src/ paths. */
+function importCycles(graph: ReadonlyMap<string, readonly string[]>): string[][] {
+  // Tarjan's algorithm, iterative (the tree is deep enough to matter for recursion).
+  const index = new Map<string, number>(),
+    low = new Map<string, number>(),
+    onStack = new Set<string>(),
+    stack: string[] = [],
+    cycles: string[][] = [];
+  let next = 0;
+  for (const root of graph.keys()) {
+    if (index.has(root)) continue;
+    const work: Array<[string, number]> = [[root, 0]];
+    index.set(root, next);
+    low.set(root, next++);
+    stack.push(root);
+    onStack.add(root);
+    while (work.length > 0) {
+      const top = work[work.length - 1]!;
+      const [v, i] = top;
+      const edges = graph.get(v) ?? [];
+      if (i < edges.length) {
+        top[1]++;
+        const w = edges[i]!;
+        if (!index.has(w)) {
+          index.set(w, next);
+          low.set(w, next++);
+          stack.push(w);
+          onStack.add(w);
+          work.push([w, 0]);
+        } else if (onStack.has(w)) low.set(v, Math.min(low.get(v)!, index.get(w)!));
+        continue;
+      }
+      work.pop();
+      if (work.length > 0) {
+        const parent = work[work.length - 1]![0];
+        low.set(parent, Math.min(low.get(parent)!, low.get(v)!));
+      }
+      if (low.get(v) === index.get(v)) {
+        const group: string[] = [];
+        let w: string;
+        do {
+          w = stack.pop()!;
+          onStack.delete(w);
+          group.push(w);
+        } while (w !== v);
+        if (group.length > 1 || (graph.get(v) ?? []).includes(v))
+          cycles.push(group.map((f) => relative(SRC, f).split(sep).join('/')).sort());
+      }
+    }
+  }
+  return cycles;
+}
+
 describe('source layers', () => {
   it('no file imports a layer above its own (formats → model → backends → runtime → train → cli/server/web)', () => {
     const violations = upwardImports().filter((v) => !KNOWN_EXCEPTIONS.has(v));
     assert.deepEqual(violations, []);
+  });
+
+  it('no import cycles: no file reaches itself through its imports', () => {
+    assert.deepEqual(importCycles(importGraph()), []);
+  });
+
+  it('the sampler every backend uses takes only the kernel loader from the wasm backend', () => {
+    const rel = (f: string) => relative(SRC, f).split(sep).join('/');
+    const found: string[] = [];
+    for (const [file, targets] of importGraph()) {
+      if (!rel(file).startsWith('backends/sampling/')) continue;
+      for (const t of targets)
+        if (rel(t).startsWith('backends/wasm/') && rel(t) !== 'backends/wasm/module-loader.ts')
+          found.push(`${rel(file)} -> ${rel(t)}`);
+    }
+    assert.deepEqual(found, []);
+  });
+
+  it('the cycle finder sees direct, long and self cycles, and nothing in a tree', () => {
+    const g = (edges: Record<string, string[]>) =>
+      new Map(Object.entries(edges).map(([k, v]) => [join(SRC, k), v.map((t) => join(SRC, t))]));
+    assert.deepEqual(importCycles(g({ 'a.ts': ['b.ts'], 'b.ts': ['a.ts'], 'c.ts': ['a.ts'] })), [['a.ts', 'b.ts']]);
+    assert.deepEqual(importCycles(g({ 'a.ts': ['b.ts'], 'b.ts': ['c.ts'], 'c.ts': ['a.ts'] })), [
+      ['a.ts', 'b.ts', 'c.ts'],
+    ]);
+    assert.deepEqual(importCycles(g({ 'a.ts': ['a.ts'] })), [['a.ts']]);
+    assert.deepEqual(importCycles(g({ 'a.ts': ['b.ts', 'c.ts'], 'b.ts': ['c.ts'], 'c.ts': [] })), []);
   });
 
   it('every known exception still exists (stale ones are removed)', () => {

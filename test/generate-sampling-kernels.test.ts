@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { WasmSamplingKernels } from '../src/backends/wasm/sampling-ops.js';
+import { WasmSamplingKernels } from '../src/backends/sampling/wasm-kernels.js';
 import { expF32, f32Ceil, JsSamplingKernels } from '../src/runtime/sampling-weights.js';
 import { drawTokenForTest, filteredDistribution, logSoftmax, Sampler } from '../src/runtime/sampling.js';
 

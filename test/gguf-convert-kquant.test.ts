@@ -15,13 +15,10 @@ import { GGML_TYPES } from '../src/formats/ggml-quants.js';
 import { metaNumber, readGguf } from '../src/formats/gguf.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig, type MptConfig } from '../src/model/config.js';
-import {
-  byteLevelTestTokenizer,
-  ggufTensorType,
-  openGgufCheckpoint,
-  writeGgufFromCheckpoint,
-  type GgufOutType,
-} from '../src/model/gguf-model.js';
+import { openGgufCheckpoint } from '../src/model/gguf-model.js';
+import { byteLevelTestTokenizer } from '../src/model/gguf-tokenizer.js';
+import { ggufTensorType, type GgufOutType } from '../src/model/gguf-type-mix.js';
+import { writeGgufFromCheckpoint } from '../src/model/gguf-write.js';
 import { runCli } from './helpers/cli.js';
 import { Goldens, argmaxRows, fixturePath } from './helpers/goldens.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';

@@ -11,12 +11,10 @@ import { getLlama, LlamaLogLevel, readGgufFileInfo, type Llama, type LlamaModel,
 import { referenceBackend } from '../src/backends/reference/index.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { parseMptConfig } from '../src/model/config.js';
-import {
-  byteLevelTestTokenizer,
-  openGgufCheckpoint,
-  writeGgufFromCheckpoint,
-  type GgufOutType,
-} from '../src/model/gguf-model.js';
+import { openGgufCheckpoint } from '../src/model/gguf-model.js';
+import { byteLevelTestTokenizer } from '../src/model/gguf-tokenizer.js';
+import type { GgufOutType } from '../src/model/gguf-type-mix.js';
+import { writeGgufFromCheckpoint } from '../src/model/gguf-write.js';
 import { LLAMA_CONTEXT, llamaLogProbs } from './helpers/llamacpp-peer.js';
 import { Goldens, REPO_ROOT, argmaxRows, fixturePath } from './helpers/goldens.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';

@@ -11,7 +11,9 @@ import { dequantize, quantize } from '../src/formats/ggml-quants.js';
 import { readGguf } from '../src/formats/gguf.js';
 import { openSafetensors } from '../src/formats/safetensors.js';
 import { parseMptConfig } from '../src/model/config.js';
-import { canonicalTensorName, ggufTensorName, openGgufCheckpoint, TokenType } from '../src/model/gguf-model.js';
+import { openGgufCheckpoint } from '../src/model/gguf-model.js';
+import { canonicalTensorName, ggufTensorName } from '../src/model/gguf-names.js';
+import { TokenType } from '../src/model/gguf-tokenizer.js';
 import { fixturePath } from './helpers/goldens.js';
 
 const DIR = fixturePath('gguf-tiny-q');

@@ -14,12 +14,9 @@ import { dequantize } from '../src/formats/ggml-quants.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { tensorToFloat32, shapeElements } from '../src/formats/dtypes.js';
 import { parseMptConfig } from '../src/model/config.js';
-import {
-  openGgufCheckpoint,
-  tokenizerFromHfJson,
-  writeGgufFromCheckpoint,
-  byteLevelTestTokenizer,
-} from '../src/model/gguf-model.js';
+import { openGgufCheckpoint } from '../src/model/gguf-model.js';
+import { tokenizerFromHfJson, byteLevelTestTokenizer } from '../src/model/gguf-tokenizer.js';
+import { writeGgufFromCheckpoint } from '../src/model/gguf-write.js';
 import { loadRunner } from '../src/backends/registry.js';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff, REPO_ROOT } from './helpers/goldens.js';
 

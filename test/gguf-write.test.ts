@@ -11,13 +11,9 @@ import { MptError, UnsupportedError } from '../src/errors.js';
 import { openHfFolderTensors } from '../src/formats/hf-folder.js';
 import { gguf, readGguf, writeGguf, type GgufValue } from '../src/formats/gguf.js';
 import { parseMptConfig } from '../src/model/config.js';
-import {
-  byteLevelTestTokenizer,
-  openGgufCheckpoint,
-  TokenType,
-  tokenizerFromHfJson,
-  writeGgufFromCheckpoint,
-} from '../src/model/gguf-model.js';
+import { openGgufCheckpoint } from '../src/model/gguf-model.js';
+import { byteLevelTestTokenizer, TokenType, tokenizerFromHfJson } from '../src/model/gguf-tokenizer.js';
+import { writeGgufFromCheckpoint } from '../src/model/gguf-write.js';
 import { loadRunner } from '../src/backends/registry.js';
 import { checkGoldens } from './helpers/backend-conformance.js';
 import { FIXTURES, Goldens, REPO_ROOT, fixturePath } from './helpers/goldens.js';

@@ -26,7 +26,7 @@ import { openCheckpoint } from '../src/model/load.js';
 import { fixturePath, maxAbsDiff } from './helpers/goldens.js';
 
 type WasmRunner = import('../src/backends/wasm/runner.js').WasmRunner;
-type WasmKvCache = import('../src/backends/wasm/runner.js').WasmKvCache;
+type WasmKvCache = import('../src/backends/wasm/kv-cache.js').WasmKvCache;
 
 const MODE: Record<KvType, number> = { f32: 0, f16: 1, q8_0: 2 };
 

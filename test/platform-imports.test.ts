@@ -171,9 +171,7 @@ const LAZY_NODE_ONLY: Record<string, string> = {
   'dist/src/model/default-model.js': 'loadModel without a source, in Node (a page fetches models/default/)',
   'dist/src/runtime/tokenizer-files.js': 'a tokenizer given by path, in Node',
   'dist/src/formats/file-reader.js': 'the format readers, for paths',
-  'dist/src/formats/json-file.js': 'writing a GGUF file with a tokenizer.json path',
   'dist/src/formats/atomic-write.js': 'writing safetensors and GGUF files',
-  'dist/src/formats/parallel-quantize.js': 'writing a quantized GGUF file (worker threads)',
 };
 /** Bare specifiers of the browser entry's graph: what a page's import map must map. */
 const BROWSER_BARE = [

@@ -4,17 +4,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { FormatError, UnsupportedError } from '../src/errors.js';
-import {
-  activationTypeOf,
-  byteLengthOf,
-  dequantize,
-  GGML_TYPES,
-  ggmlTypeName,
-  QuantMatrix,
-  quantize,
-  quantizeActivations,
-  vecDotQ,
-} from '../src/formats/ggml-quants.js';
+import { byteLengthOf, dequantize, GGML_TYPES, ggmlTypeName, quantize } from '../src/formats/ggml-quants.js';
+import { activationTypeOf, QuantMatrix, quantizeActivations, vecDotQ } from './helpers/llamacpp-dot.js';
 import { f16ToF32, f32ToF16 } from '../src/formats/dtypes.js';
 import type { DType } from '../src/formats/tensor-source.js';
 

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { openCheckpoint } from '../src/model/load.js';
-import { MptTokenizer, type GgufTokenizerData } from '../src/runtime/tokenizer.js';
+import type { GgufTokenizer } from '../src/model/gguf-tokenizer.js';
+import { MptTokenizer } from '../src/runtime/tokenizer.js';
 import { loadTokenizer, shippedNeoxTokenizerPath } from '../src/runtime/tokenizer-files.js';
 import { fixturePath, REPO_ROOT } from './helpers/goldens.js';
 import { makeChatModelFolder } from './helpers/model-folders.js';
@@ -190,7 +191,14 @@ test('a tokenizer built from GGUF data equals the tokenizer.json one', () => {
     tokens[id] = `[PAD${id}]`;
     types[id] = 5;
   }
-  const data: GgufTokenizerData = { tokens, merges: tokenizerJson.model.merges, tokenTypes: types, bosId: 0, eosId: 0 };
+  const data: GgufTokenizer = {
+    model: 'gpt2',
+    tokens,
+    merges: tokenizerJson.model.merges,
+    tokenTypes: types,
+    bosId: 0,
+    eosId: 0,
+  };
   const g = MptTokenizer.fromGguf(data);
   assert.equal(g.size, 50277, 'unused [PAD] tokens are not part of the tokenizer');
   assert.deepEqual([...g.stopIds], [0]);
@@ -203,7 +211,7 @@ test('the GGUF fixture embeds a byte-level tokenizer that loads', async () => {
   const ck = await openCheckpoint(fixturePath('gguf-tiny-q/tiny-q-f32.gguf'));
   await ck.tensors.close();
   assert.ok(ck.ggufTokenizer, 'the fixture has tokenizer data');
-  const g = MptTokenizer.fromGguf(ck.ggufTokenizer as GgufTokenizerData, 'gguf-tiny-q');
+  const g = MptTokenizer.fromGguf(ck.ggufTokenizer!, 'gguf-tiny-q');
   // 1 control token + 256 byte tokens + "Ġt"; the [PAD] fillers are unused.
   assert.equal(g.size, 258);
   assert.deepEqual(g.encode(' t'), [257]);

@@ -4,7 +4,8 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Goldens, argmaxRows, fixturePath, maxAbsDiff } from './helpers/goldens.js';
-import { bestKernels, jsKernels, type Kernels } from '../src/train/kernels.js';
+import { bestKernels } from '../src/train/best-kernels.js';
+import { jsKernels, type Kernels } from '../src/train/kernels.js';
 import { loadTrainModel } from '../src/train/weights-io.js';
 import { IGNORE_INDEX, TrainModel } from '../src/train/model.js';
 import { parseMptConfig } from '../src/model/config.js';

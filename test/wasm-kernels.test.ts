@@ -1,12 +1,15 @@
 // Kernel-level tests of the wasm SIMD kernels against independent references: ggml-quants.ts
-// (another engineer's scalar port of ggml's quantizers and llama.cpp's dot-product arithmetic),
+// (another engineer's scalar port of ggml's quantizers) and helpers/llamacpp-dot.ts (llama.cpp's
+// dot-product arithmetic),
 // dtypes.ts conversions, and float64 loops written here. Sizes are deliberately not multiples of
 // the vector (4/8), block (32) or tile (4 rows, 32 keys) widths.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { usingRelaxedSimd } from '../src/backends/wasm/module-loader.js';
 import { HALF_PANEL_BYTES, actQ8Bytes } from '../src/backends/wasm/kernels.js';
-import { QuantMatrix, dequantize, quantize, quantizeActivations } from '../src/formats/ggml-quants.js';
+import { byteLengthOf, dequantize, quantize } from '../src/formats/ggml-quants.js';
+import { QuantMatrix, quantizeActivations } from './helpers/llamacpp-dot.js';
 import { f16ToF32, f32ToF16, f32ToBf16 } from '../src/formats/dtypes.js';
 import { erf } from '../src/backends/reference/math.js';
 import { openCheckpoint } from '../src/model/load.js';
@@ -22,12 +25,12 @@ test('q8_0 / q4_0 weight quantizers are bit-identical to ggml reference quantize
     const zeros = new Float32Array(32);
     for (const src of [x, zeros]) {
       const p = h.putF32(src);
-      const q8 = h.alloc((src.length / 32) * 34),
-        q4 = h.alloc((src.length / 32) * 18);
+      const q8 = h.alloc(byteLengthOf('q8_0', src.length)),
+        q4 = h.alloc(byteLengthOf('q4_0', src.length));
       h.k.quantize_q8_0(p, src.length, q8);
       h.k.quantize_q4_0(p, src.length, q4);
-      assert.deepEqual(h.u8(q8, (src.length / 32) * 34), quantize('q8_0', src));
-      assert.deepEqual(h.u8(q4, (src.length / 32) * 18), quantize('q4_0', src));
+      assert.deepEqual(h.u8(q8, byteLengthOf('q8_0', src.length)), quantize('q8_0', src));
+      assert.deepEqual(h.u8(q4, byteLengthOf('q4_0', src.length)), quantize('q4_0', src));
     }
   }
 });
@@ -120,10 +123,7 @@ for (const variant of ['shared', 'shared-base'] as const)
           const info = ck.tensors.info(name)!;
           const [N0, K] = info.shape as [number, number];
           const N = Math.min(N0, 37); // a ragged number of rows
-          const bytes = (await ck.tensors.read(name)).subarray(
-            0,
-            ((N * K) / 256) * { q4_k: 144, q5_k: 176, q6_k: 210 }[dtype],
-          );
+          const bytes = (await ck.tensors.read(name)).subarray(0, byteLengthOf(dtype, N * K));
           const pw = h.putU8(bytes);
           const M = 3;
           const x = rand(M * K, K + N, 2);
@@ -365,6 +365,21 @@ test('activations (GELU erf / tanh, SiLU, ReLU), bias and scale in the epilogue 
       assert.ok(Math.abs(y[i]! - r) <= 1e-6 + 3e-7 * Math.abs(r), `act ${act} at ${v}: ${y[i]} vs ${r}`);
     }
   }
+});
+
+test('GELU (erf) of the kernels against math.erf (test/fixtures/erf-table.json) to float32 precision', () => {
+  const h = new Heap();
+  const rows = (JSON.parse(readFileSync(fixturePath('erf-table.json'), 'utf8')) as { rows: [number, number][] }).rows;
+  // epilogue computes act((x + bias) · scale): with bias 0 and scale 1, x = √2·t gives 0.5·x·(1 + erf(t)).
+  const x = Float32Array.from(rows, ([t]) => t * Math.SQRT2);
+  const pb = h.putF32(new Float32Array(x.length));
+  const py = h.putF32(x);
+  h.k.epilogue(py, x.length, 1, 0, x.length, pb, 1, 1);
+  const y = h.f32(py, x.length);
+  rows.forEach(([t, e], i) => {
+    const want = 0.5 * x[i]! * (1 + e);
+    assert.ok(Math.abs(y[i]! - want) <= 1e-6 + 3e-7 * Math.abs(want), `gelu(${x[i]}) (erf ${t}): ${y[i]} vs ${want}`);
+  });
 });
 
 test('dequant_row matches ggml dequantize for every storage type', () => {

@@ -4,7 +4,8 @@
 // same bits as one row at a time, whatever the split of the weight rows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { QuantMatrix, quantize } from '../src/formats/ggml-quants.js';
+import { quantize } from '../src/formats/ggml-quants.js';
+import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { f32ToF16 } from '../src/formats/dtypes.js';
 import { Heap, rand } from './helpers/wasm-heap.js';
 

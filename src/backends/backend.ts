@@ -1,5 +1,5 @@
 /**
- * The one interface every compute backend implements (reference TypeScript, wasm, later WebGPU).
+ * The one interface every compute backend implements (reference TypeScript, wasm, WebGPU).
  *
  * A backend owns the weights in whatever layout suits it (f32 arrays, quantized blocks in wasm
  * memories sharded across workers, GPU buffers) and the KV caches of the sequences it serves.

@@ -10,7 +10,7 @@ import type { KvType } from '../backends/backend.js';
 import type { BackendName } from '../backends/registry.js';
 import type { GenerateOptions } from '../runtime/generate.js';
 import { loadModel, type MptModel } from '../runtime/model.js';
-import { MptTokenizer, type GgufTokenizerData } from '../runtime/tokenizer.js';
+import { ggufTokenizerOf, type MptTokenizer } from '../runtime/tokenizer.js';
 import { loadTokenizer } from '../runtime/tokenizer-files.js';
 import type { OptionSpec, ParsedArgs } from './args.js';
 import { createProgress } from './progress.js';
@@ -196,10 +196,7 @@ export async function loadTokenizerForCli(path: string | undefined): Promise<Mpt
     const ck = await openCheckpoint(p);
     await ck.tensors.close();
     if (!ck.ggufTokenizer) throw new InputError(`${p} has no embedded tokenizer`);
-    const data = { ...(ck.ggufTokenizer as GgufTokenizerData) };
-    const tmpl = ck.ggufMetadata?.get('tokenizer.chat_template');
-    if (data.chatTemplate === undefined && typeof tmpl === 'string') data.chatTemplate = tmpl;
-    return MptTokenizer.fromGguf(data, p);
+    return ggufTokenizerOf(ck.ggufTokenizer, ck.ggufMetadata, p);
   }
   const tok = loadTokenizer(p);
   if (!tok)

@@ -105,12 +105,16 @@ export function f32ToBf16(x: number): number {
   return f32BitsToBf16Bits(f32Bits(x));
 }
 
-let f16Table: Uint32Array | undefined;
-/** float32 bits of every f16 pattern (256 KiB, built on first use): bulk widening is one lookup. */
-function f16ToF32Table(): Uint32Array {
+let f16Table: Float32Array | undefined;
+/**
+ * The value of every f16 bit pattern (256 KiB, built on first use; exact): bulk widening and the
+ * block decoders are one lookup per value. The one f16 table in the engine.
+ */
+export function f16Values(): Float32Array {
   if (f16Table === undefined) {
-    f16Table = new Uint32Array(65536);
-    for (let h = 0; h < 65536; h++) f16Table[h] = f16BitsToF32Bits(h);
+    const bits = new Uint32Array(65536);
+    for (let h = 0; h < 65536; h++) bits[h] = f16BitsToF32Bits(h);
+    f16Table = new Float32Array(bits.buffer);
   }
   return f16Table;
 }
@@ -126,7 +130,7 @@ function u16View(bytes: Uint8Array, what: string): Uint16Array {
 /** Widens little-endian f16 bytes to float32 (exact). */
 export function f16BytesToF32(bytes: Uint8Array): Float32Array {
   const src = u16View(bytes, 'f16 data');
-  const table = f16ToF32Table();
+  const table = new Uint32Array(f16Values().buffer);
   const out = new Uint32Array(src.length);
   for (let i = 0; i < src.length; i++) out[i] = table[src[i]!]!;
   return new Float32Array(out.buffer);

@@ -16,6 +16,7 @@
  */
 import { f16ToF32, f32ToF16 } from './dtypes.js';
 import { FormatError } from '../errors.js';
+import { GGML_TYPES } from './ggml-types.js';
 import { wasmKQuant, type KQuantType } from './kquant-wasm.js';
 
 const fr = Math.fround;
@@ -218,7 +219,7 @@ function quantizeQ45K(x: Float32Array, five: boolean): Uint8Array {
   const nmax = five ? 31 : 15;
   const rmin = five ? -0.5 : -1;
   const nstep = five ? 15 : 20;
-  const bs = five ? 176 : 144;
+  const bs = GGML_TYPES[five ? 'q5_k' : 'q4_k'].typeSize;
   const nb = x.length / QK_K;
   const out = new Uint8Array(nb * bs);
   const L = new Uint8Array(QK_K);
@@ -338,13 +339,14 @@ export const kquantJs: Record<KQuantType, (x: Float32Array) => Uint8Array> = {
 function quantizeQ6KJs(x: Float32Array): Uint8Array {
   checkInput('Q6_K', x);
   const nb = x.length / QK_K;
-  const out = new Uint8Array(nb * 210);
+  const bs = GGML_TYPES.q6_k.typeSize;
+  const out = new Uint8Array(nb * bs);
   const L = new Uint8Array(QK_K);
   const scales = new Float32Array(16);
   const isc = new Int8Array(16);
   for (let i = 0; i < nb; i++) {
     const xb = i * QK_K;
-    const o = i * 210;
+    const o = i * bs;
     let maxScale = 0,
       maxAbsScale = 0;
     for (let ib = 0; ib < 16; ib++) {

@@ -7,6 +7,7 @@
  * or not synchronously (a browser): then the JS copy runs.
  */
 import { platform } from '../platform/index.js';
+import { GGML_TYPES } from './ggml-types.js';
 
 export type KQuantType = 'q4_k' | 'q5_k' | 'q6_k';
 
@@ -20,7 +21,6 @@ interface Exports {
 const QK_K = 256;
 /** Super-blocks per call: 256 KB of input. */
 const CHUNK_BLOCKS = 256;
-const BLOCK_BYTES: Record<KQuantType, number> = { q4_k: 144, q5_k: 176, q6_k: 210 };
 
 class WasmKQuant {
   private readonly memory = new WebAssembly.Memory({ initial: 8, maximum: 64, shared: true });
@@ -31,7 +31,7 @@ class WasmKQuant {
 
   constructor(module: WebAssembly.Module) {
     this.k = new WebAssembly.Instance(module, { env: { memory: this.memory } }).exports as unknown as Exports;
-    this.s = this.q + CHUNK_BLOCKS * BLOCK_BYTES.q6_k;
+    this.s = this.q + CHUNK_BLOCKS * GGML_TYPES.q6_k.typeSize; // the largest of the three block sizes
     const need = this.s + this.k.kquant_scratch_bytes();
     if (need > this.memory.buffer.byteLength)
       this.memory.grow(Math.ceil((need - this.memory.buffer.byteLength) / 65536));
@@ -39,7 +39,7 @@ class WasmKQuant {
 
   /** The blocks of x (a whole number of 256-value super-blocks). */
   quantize(dtype: KQuantType, x: Float32Array): Uint8Array {
-    const bs = BLOCK_BYTES[dtype];
+    const bs = GGML_TYPES[dtype].typeSize;
     const nb = x.length / QK_K;
     const out = new Uint8Array(nb * bs);
     const run =

@@ -12,7 +12,7 @@ import { dequantize } from '../formats/ggml-quants.js';
 import type { TensorToWrite } from '../formats/safetensors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import { toMosaicConfigJson, type MptConfig } from './config.js';
-import { TokenType, type GgufTokenizer } from './gguf-model.js';
+import { TokenType, type GgufTokenizer } from './gguf-tokenizer.js';
 
 export type HfExportDtype = 'f32' | 'f16' | 'bf16';
 export const HF_EXPORT_DTYPES: readonly HfExportDtype[] = ['f32', 'f16', 'bf16'];

@@ -9,29 +9,10 @@ import { ConfigError, InputError } from '../errors.js';
 import { blobSource, isBlob, type ByteSource } from '../formats/byte-source.js';
 import { urlFolder, type FolderSource } from '../formats/folder-source.js';
 import { JSON_FILE_LIMITS, readJsonSource } from '../formats/json-source.js';
-import type { TensorSource } from '../formats/tensor-source.js';
 import { openUrlSource, type UrlSourceOptions } from '../formats/url-source.js';
-import { parseMptConfig, type MptConfig } from './config.js';
-import { checkTensorsAgainstConfig } from './weights-layout.js';
+import { type Checkpoint, ggufCheckpoint, hfCheckpoint } from './checkpoint.js';
 
-export interface Checkpoint {
-  /** The model: absolute path of the folder or GGUF file, its URL, or its source's name. */
-  path: string;
-  /**
-   * The folder holding tokenizer files: a path for a local model (the model folder, or the GGUF's
-   * folder); otherwise the folder source's name, whose files are read through `folder`.
-   */
-  dir: string;
-  /** The files beside the weights (tokenizer.json, generation_config.json…); absent for a lone Blob. */
-  folder?: FolderSource;
-  kind: 'hf' | 'gguf';
-  config: MptConfig;
-  tensors: TensorSource;
-  /** Tokenizer data embedded in a GGUF file. */
-  ggufTokenizer?: unknown;
-  /** GGUF metadata, for `mpt info`. */
-  ggufMetadata?: Map<string, unknown>;
-}
+export type { Checkpoint } from './checkpoint.js';
 
 /**
  * What openCheckpoint opens: a local path (Node) or an http(s) URL (of a folder, or of a file
@@ -102,43 +83,4 @@ export async function openFolderCheckpoint(folder: FolderSource): Promise<Checkp
     await source.close();
   }
   return hfCheckpoint(raw, folder, folder.name);
-}
-
-/** The checkpoint of a folder whose config.json parsed as `raw` (shared with open-path.ts). */
-export async function hfCheckpoint(raw: unknown, folder: FolderSource, path: string): Promise<Checkpoint> {
-  const config = parseMptConfig(raw);
-  const { openHfFolderFromSources } = await import('../formats/hf-folder.js');
-  const tensors = await openHfFolderFromSources(folder);
-  try {
-    checkTensorsAgainstConfig(config, tensors, path);
-  } catch (e) {
-    await tensors.close();
-    throw e;
-  }
-  return { path, dir: path, folder, kind: 'hf', config, tensors };
-}
-
-/**
- * The checkpoint of the GGUF file `source` (shared with open-path.ts); `dir` defaults to the
- * folder's name, or `path` when there is no folder.
- */
-export async function ggufCheckpoint(
-  source: ByteSource,
-  path: string,
-  folder?: FolderSource,
-  dir?: string,
-): Promise<Checkpoint> {
-  const { openGgufCheckpoint } = await import('./gguf-model.js');
-  const g = await openGgufCheckpoint(source);
-  const ck: Checkpoint = {
-    path,
-    dir: dir ?? folder?.name ?? path,
-    kind: 'gguf',
-    config: g.config,
-    tensors: g.tensors,
-    ggufTokenizer: g.tokenizer,
-    ggufMetadata: g.metadata as Map<string, unknown> | undefined,
-  };
-  if (folder !== undefined) ck.folder = folder;
-  return ck;
 }

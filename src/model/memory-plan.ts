@@ -4,6 +4,7 @@
  * hold (instead of dying with an out-of-memory error halfway through a 65k-token prompt).
  */
 import { MemoryPlanError } from '../errors.js';
+import { GGML_TYPES, paddedByteLengthOf } from '../formats/ggml-types.js';
 import { platform } from '../platform/index.js';
 import type { MptConfig } from './config.js';
 import { mptFacts } from './facts.js';
@@ -40,13 +41,13 @@ export interface MemoryPlan {
 }
 
 export function kvBytesPerElement(t: KvType): number {
-  return t === 'f32' ? 4 : t === 'f16' ? 2 : 34 / 32;
+  return t === 'f32' ? 4 : t === 'f16' ? 2 : GGML_TYPES.q8_0.typeSize / GGML_TYPES.q8_0.blockSize;
 }
 
 /** Bytes of one position's keys (or values) in one layer: q8_0 blocks of 32 along the row, the last one possibly short. */
 export function kvRowBytes(c: MptConfig, kvType: KvType): number {
   const kvd = mptFacts(c).kvDim;
-  return kvType === 'q8_0' ? Math.ceil(kvd / 32) * 34 : kvd * kvBytesPerElement(kvType);
+  return kvType === 'q8_0' ? paddedByteLengthOf('q8_0', kvd) : kvd * kvBytesPerElement(kvType);
 }
 
 export function kvCacheBytes(c: MptConfig, ctx: number, kvType: KvType, sequences = 1): number {

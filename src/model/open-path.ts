@@ -7,7 +7,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError, InputError } from '../errors.js';
 import { openDirFolder, RandomAccessFile } from '../formats/file-reader.js';
 import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
-import { ggufCheckpoint, hfCheckpoint, type Checkpoint } from './load.js';
+import { type Checkpoint, ggufCheckpoint, hfCheckpoint } from './checkpoint.js';
 
 async function readConfigJson(dir: string): Promise<unknown> {
   const p = join(dir, 'config.json');

@@ -6,7 +6,7 @@
  */
 import { InputError } from '../errors.js';
 import { f32ToF16Bytes } from '../formats/dtypes.js';
-import { quantize } from '../formats/ggml-quants.js';
+import { byteLengthOf, quantize } from '../formats/ggml-quants.js';
 import type { DType, TensorInfo, TensorSource } from '../formats/tensor-source.js';
 import type { MptConfig } from './config.js';
 import { expectedTensors } from './weights-layout.js';
@@ -18,9 +18,7 @@ export function randomTensorSource(config: MptConfig, type: DType, seed = 1234):
   const infos: TensorInfo[] = expectedTensors(config).map((e) => {
     const count = e.shape.reduce((a, b) => a * b, 1);
     const dtype: DType = e.shape.length === 2 ? type : 'f32';
-    const bytes =
-      dtype === 'q8_0' ? (count / 32) * 34 : dtype === 'q4_0' ? (count / 32) * 18 : count * (dtype === 'f32' ? 4 : 2);
-    return { name: e.name, dtype, shape: e.shape, byteLength: bytes };
+    return { name: e.name, dtype, shape: e.shape, byteLength: byteLengthOf(dtype, count) };
   });
   return {
     list: () => infos,

@@ -3,9 +3,17 @@
  *
  * The unit is `GenerationSequence`: the state of one sequence (its cache, sampler, stop rules,
  * streaming decoder) that says which tokens to feed next and consumes one row of logits per
- * step. It does not call the model itself, so a server can step many sequences in one batched
- * `forward` (continuous batching) with `stepSequences`, while `generateTokens` drives a single
- * one. Streaming output is UTF-8-safe and never contains any part of a stop string.
+ * step. It does not call the model itself: `generateTokens` drives a single one, and
+ * `stepSequences` steps a fixed set of them together in one batched `forward` (a library user's
+ * batch). Streaming output is UTF-8-safe and never contains any part of a stop string.
+ *
+ * The server does not step its requests this way. Its scheduler (server/scheduler.ts) batches
+ * continuously (sequences join and leave at every step, long prompts are read in chunks beside
+ * others' decoding, prompt caches are shared between choices) and its sequences
+ * (server/sequence.ts) add what only the API needs: grammar masks, logprobs of the choices and of
+ * the prompt, sampling on the runner. Both sides build on the same pieces (Sampler, chooseToken,
+ * StreamDecoder, StopStringMatcher in this layer); making ServerSequence a GenerationSequence plus
+ * those additions is known debt (issue #19, item 3), not done yet.
  *
  * Limits: generation ends when `maxTokens` new tokens exist or when prompt + new tokens reach
  * the context length (finish reason "length"); the last token is sampled but never fed, so the
@@ -328,7 +336,8 @@ export class GenerationSequence {
 
 /**
  * One batched step over several sequences: feeds each unfinished sequence its next input in a
- * single `forward` call and lets each consume its logits row. Returns the chunk of each sequence
+ * single `forward` call and lets each consume its logits row. A fixed set in lock step; for
+ * sequences that come and go, see the server's scheduler (this file's header). Returns the chunk of each sequence
  * (undefined for finished ones and for non-final prompt chunks).
  */
 export async function stepSequences(

@@ -20,6 +20,7 @@
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { FormatError, InputError } from '../errors.js';
 import { adoptTokenizerPatterns } from './tokenizer-patterns.js';
+import type { GgufTokenizer } from '../model/gguf-tokenizer.js';
 
 /** One entry of tokenizer.json's `added_tokens`. */
 export interface AddedTokenSpec {
@@ -42,21 +43,8 @@ export interface TokenizerSideFiles {
   generationConfig?: Record<string, unknown>;
 }
 
-/**
- * Tokenizer data embedded in a GGUF file (`tokenizer.ggml.*`), as `src/model/gguf-model.ts`
- * exposes it. Token types are llama.cpp's: 1 normal, 2 unknown, 3 control, 4 user-defined,
- * 5 unused, 6 byte.
- */
-export interface GgufTokenizerData {
-  tokens: string[];
-  merges: string[];
-  tokenTypes: number[];
-  bosId?: number;
-  eosId?: number;
-  padId?: number;
-  /** `tokenizer.chat_template`, when the file has one. */
-  chatTemplate?: string;
-}
+/** The earlier name of GgufTokenizer (model/gguf-tokenizer.ts), the one type of a GGUF file's tokenizer. */
+export type GgufTokenizerData = GgufTokenizer;
 
 export interface EncodeOptions {
   /**
@@ -397,7 +385,7 @@ export class MptTokenizer {
    * nothing and are never sampled. Normalizer NFC and the byte-level GPT-2 pre-tokenizer, as in
    * GPT-NeoX-20B's tokenizer.json.
    */
-  static fromGguf(data: GgufTokenizerData, source = 'gguf'): MptTokenizer {
+  static fromGguf(data: GgufTokenizer, source = 'gguf'): MptTokenizer {
     const { tokens, merges, tokenTypes } = data;
     if (!Array.isArray(tokens) || tokens.length === 0)
       throw new FormatError(`${source}: the GGUF file has no tokenizer.ggml.tokens`);
@@ -512,11 +500,11 @@ export function consoleNote(message: string): void {
 
 /** The tokenizer embedded in a GGUF checkpoint, with its chat template from the file's metadata. */
 export function ggufTokenizerOf(
-  ggufTokenizer: unknown,
+  ggufTokenizer: GgufTokenizer,
   metadata: Map<string, unknown> | undefined,
   source: string,
 ): MptTokenizer {
-  const data = { ...(ggufTokenizer as GgufTokenizerData) };
+  const data = { ...ggufTokenizer };
   const tmpl = metadata?.get('tokenizer.chat_template');
   if (data.chatTemplate === undefined && typeof tmpl === 'string') data.chatTemplate = tmpl;
   return MptTokenizer.fromGguf(data, source);

@@ -8,10 +8,11 @@ import type { ServerResponse } from 'node:http';
 import * as z from 'zod';
 import { MptError } from '../errors.js';
 import { ApiError, badRequest } from './api-error.js';
-import { checkModel, encodePrompts, timeoutError, type GenerationContext } from './completions.js';
+import { submitAll, timeoutError, type GenerationContext } from './generation-job.js';
+import { checkModel, encodePrompts } from './generation-request.js';
 import { parseBody } from './request-schema.js';
 import { sendError, sendJson } from './respond.js';
-import { QueueFullError, type EndReason, type SequenceClient, type SequenceHandle } from './scheduler.js';
+import type { EndReason, SequenceClient, SequenceHandle } from './scheduler.js';
 
 const TokenIds = z.array(z.number().int().min(0));
 const EmbeddingRequest = z.strictObject({
@@ -174,21 +175,7 @@ export async function handleEmbeddings(ctx: GenerationContext, body: unknown, re
       usage: { prompt_tokens: tokens, total_tokens: tokens },
     };
   };
-  try {
-    handles.push(...ctx.scheduler.submitAll(seqs));
-  } catch (e) {
-    if (e instanceof QueueFullError) {
-      throw new ApiError(
-        429,
-        `The server is busy: ${e.queued} sequences are waiting (--queue). Retry shortly.`,
-        'rate_limit_error',
-        null,
-        'queue_full',
-        { 'Retry-After': '1' },
-      );
-    }
-    throw e;
-  }
+  handles.push(...submitAll(ctx, seqs));
   ctx.metrics.promptTokens += ids.reduce((a, t) => a + t.length, 0);
   res.on('close', () => {
     if (!res.writableFinished) cancel('cancelled');

@@ -17,7 +17,10 @@ import {
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ApiError, badRequest, toApiError } from './api-error.js';
-import { GrammarCache, handleChat, handleCompletion, type GenerationContext } from './completions.js';
+import { handleChat } from './chat-completions.js';
+import { handleCompletion } from './completions.js';
+import type { GenerationContext } from './generation-job.js';
+import { GrammarCache } from './grammar.js';
 import { handleEmbeddings } from './embeddings.js';
 import { Metrics } from './metrics.js';
 import { PromptEncoder } from './prompt-encoder.js';

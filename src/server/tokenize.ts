@@ -7,7 +7,7 @@
 import type { ServerResponse } from 'node:http';
 import * as z from 'zod';
 import { badRequest } from './api-error.js';
-import type { GenerationContext } from './completions.js';
+import type { GenerationContext } from './generation-job.js';
 import { parseBody } from './request-schema.js';
 import { sendJson } from './respond.js';
 

@@ -4,7 +4,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { kernelModule } from '../backends/wasm/module-loader.js';
-import { WCTRL, workOnJob, type WasmGemm } from './kernels-wasm.js';
+import { WCTRL, workOnJob, type WasmGemm } from './gemm-job.js';
 
 const { control, memory } = workerData as { control: SharedArrayBuffer; memory: WebAssembly.Memory };
 const ctrl = new Int32Array(control),

@@ -123,18 +123,3 @@ export function jsKernels(): Kernels {
   };
   return k;
 }
-
-/**
- * The fastest kernels available: wasm SIMD on `threads` threads when the wasm kernels are built,
- * else plain JS.
- */
-export async function bestKernels(threads?: number): Promise<Kernels> {
-  try {
-    const { wasmKernels } = await import('./kernels-wasm.js');
-    return wasmKernels(threads);
-  } catch (e) {
-    if (process.env['MPT_DEBUG'])
-      process.stderr.write(`wasm training kernels unavailable (${(e as Error).message}); using plain JS\n`);
-    return jsKernels();
-  }
-}

@@ -8,7 +8,6 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { openCheckpoint, type Checkpoint } from '../model/load.js';
 import { hfConfigJson, hfTokenizerFiles, type HfExportDtype } from '../model/hf-export.js';
-import type { GgufTokenizer } from '../model/gguf-model.js';
 import { tensorToFloat32, f32ToBf16Bytes, f32ToF16Bytes, FLOAT_DTYPE_BYTES } from '../formats/dtypes.js';
 import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js';
 import { InputError, WeightsError } from '../errors.js';
@@ -124,7 +123,7 @@ export function tokenizerFilesOf(tok: MptTokenizer, named: string): TokenizerFil
 export function modelTokenizerFiles(loaded: LoadedTrainModel, tok: MptTokenizer): TokenizerFiles {
   const ck = loaded.checkpoint;
   if (ck.kind === 'gguf' && ck.ggufTokenizer && tok.source === ck.path) {
-    return { texts: hfTokenizerFiles(ck.ggufTokenizer as GgufTokenizer, ck.config.maxSeqLen) };
+    return { texts: hfTokenizerFiles(ck.ggufTokenizer, ck.config.maxSeqLen) };
   }
   return tokenizerFilesOf(tok, ck.dir);
 }

@@ -6,7 +6,8 @@
  * through ggml's fp16 table, LayerNorm and attention in float32/64 with the f32 KV cache the
  * fixture used, ALiBi as `soft_max_ext` applies it. Batch mode only (the whole sequence at once).
  */
-import { dequantize, QuantMatrix } from '../../src/formats/ggml-quants.js';
+import { dequantize } from '../../src/formats/ggml-quants.js';
+import { QuantMatrix } from './llamacpp-dot.js';
 import { f16ToF32, f32ToF16 } from '../../src/formats/dtypes.js';
 import { openGgufCheckpoint } from '../../src/model/gguf-model.js';
 import type { MptConfig } from '../../src/model/config.js';

@@ -7,24 +7,21 @@
  * the logits can be measured against f32 with the reference backend.
  */
 import { InputError } from '../../errors.js';
+import { f16ToF32, f32ToF16 } from '../../formats/dtypes.js';
 import type { KvCache, KvType } from '../backend.js';
 
+/** x rounded to float32, then to the nearest f16 (ties to even), widened back. */
 function roundThroughF16(x: number): number {
-  // Math.fround to f32 then to the nearest f16 (round to nearest even) via a DataView trick.
-  const f = Math.fround(x);
-  if (!Number.isFinite(f) || f === 0) return f;
-  const a = Math.abs(f);
-  if (a >= 65520) return Math.sign(f) * Infinity;
-  const e = Math.max(Math.floor(Math.log2(a)), -14);
-  const ulp = 2 ** (e - 10);
-  let q = a / ulp;
-  const r = Math.floor(q);
-  const frac = q - r;
-  q = frac > 0.5 || (frac === 0.5 && r % 2 === 1) ? r + 1 : r;
-  return Math.sign(f) * q * ulp;
+  return f16ToF32(f32ToF16(x));
 }
 
-/** Rounds one row of values through q8_0 blocks (32 values, scale amax/127 stored as f16). */
+/**
+ * Rounds one row of values through q8_0 blocks (32 values, scale amax/127 stored as f16) by the
+ * KV caches' own rule: scale in float64, q = round(x/d) with ties up. The wasm kernels' cache
+ * (`store_kv_row`, `round_kv`) rounds the same way, so both backends' caches hold equal values.
+ * Weights and prompt cache files use ggml's rounding instead (`encodeQ8_0`, formats/ggml-quants.ts);
+ * a value this rule produced goes through that codec unchanged.
+ */
 function roundRowThroughQ8(row: Float32Array, start: number, n: number): void {
   for (let b = 0; b < n; b += 32) {
     const end = Math.min(b + 32, n);

@@ -70,25 +70,36 @@ export function rmsNorm(x: Float64Array, T: number, n: number, w: Float32Array |
   return y;
 }
 
+/** Terms of erf's Taylor series kept: the 46th term is below 1e-17 of the sum at |x| = 2.5. */
+const ERF_TERMS = 46;
+/** erf(x)/x as a polynomial in x²: 2/√π · (−1)^n / (n!·(2n+1)). */
+const ERF_TAYLOR = (() => {
+  const c = new Float64Array(ERF_TERMS);
+  let factorial = 1;
+  for (let n = 0; n < ERF_TERMS; n++) {
+    if (n > 0) factorial *= n;
+    c[n] = ((n % 2 === 0 ? 2 : -2) / Math.sqrt(Math.PI)) * (1 / (factorial * (2 * n + 1)));
+  }
+  return c;
+})();
+
 /**
- * The error function to about 1e-15: Taylor series below |x| = 3, the continued fraction of
- * erfc above (JavaScript has no Math.erf).
+ * The error function to about 1e-14 absolute (JavaScript has no Math.erf): the Taylor series by
+ * Horner's rule below |x| = 2.5, where it loses under a digit to cancellation, the continued
+ * fraction of erfc from there to 6, ±1 beyond (erfc(6) < 3e-17). The one erf of the TypeScript
+ * code: the reference forward, the trainer's GELU and its tests all call this (the wasm kernels
+ * and the WGSL shaders have their own, one each; test/fixtures/erf-table.json checks all three).
+ * The Horner form costs about what a one-exp approximation does, so the trainer pays nothing for
+ * the precision.
  */
 export function erf(x: number): number {
   const ax = Math.abs(x);
   if (ax >= 6) return Math.sign(x);
-  if (ax < 3) {
-    // erf(x) = 2/sqrt(pi) * sum_n (-1)^n x^(2n+1) / (n! (2n+1))
-    let term = x;
-    let sum = x;
-    const x2 = x * x;
-    for (let n = 1; n < 200; n++) {
-      term *= -x2 / n;
-      const add = term / (2 * n + 1);
-      sum += add;
-      if (Math.abs(add) < 1e-17 * Math.abs(sum)) break;
-    }
-    return (2 / Math.sqrt(Math.PI)) * sum;
+  if (ax < 2.5) {
+    const z = x * x;
+    let p = ERF_TAYLOR[ERF_TERMS - 1]!;
+    for (let n = ERF_TERMS - 2; n >= 0; n--) p = p * z + ERF_TAYLOR[n]!;
+    return x * p;
   }
   // erfc(x) = exp(-x^2)/sqrt(pi) * 1/(x + 1/2/(x + 1/(x + 3/2/(x + ...)))) evaluated with Lentz's method.
   const tiny = 1e-300;

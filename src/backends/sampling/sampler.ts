@@ -21,7 +21,7 @@
  *    token always stays. Then one token is drawn from the renormalised distribution.
  */
 import { InputError } from '../../errors.js';
-import { DRAW_BLOCK } from '../wasm/sampling-ops.js';
+import { DRAW_BLOCK } from './wasm-kernels.js';
 import { expF32, f32Ceil, samplingKernels, type SamplingKernels } from './weights.js';
 
 /** Options of the sampler. Every field is optional; see the module comment for the semantics. */

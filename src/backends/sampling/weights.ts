@@ -7,7 +7,7 @@
  * + and ×), so a seed draws the same tokens either way.
  */
 import { platform } from '../../platform/index.js';
-import { DRAW_BLOCK, WasmSamplingKernels, type RowStats, type RowWeights } from '../wasm/sampling-ops.js';
+import { DRAW_BLOCK, WasmSamplingKernels, type RowStats, type RowWeights } from './wasm-kernels.js';
 
 const f = Math.fround;
 const LOG2E = f(Math.LOG2E);

@@ -5,6 +5,7 @@
  * O(M·N·K) product).
  */
 import { InputError } from '../../errors.js';
+import type { Kernels as WasmKernels } from './kernels.js';
 import { kernelModule, PAGE } from './module-loader.js';
 
 export interface MatmulOptions {
@@ -16,22 +17,7 @@ export interface MatmulOptions {
   accumulate?: boolean;
 }
 
-interface Kernels {
-  gemm_f32(
-    X: number,
-    ldx: number,
-    W: number,
-    ldw: number,
-    Y: number,
-    ldy: number,
-    M: number,
-    n0: number,
-    n1: number,
-    K: number,
-    acc: number,
-  ): void;
-  transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
-}
+type Kernels = Pick<WasmKernels, 'gemm_f32' | 'transpose_f32'>;
 
 let memory: WebAssembly.Memory | null = null;
 let kernels: Kernels | null = null;

@@ -148,6 +148,7 @@ export function createWasmBackend(defaults: WasmLoadOptions = {}): Backend {
 
 export const wasmBackend: Backend = createWasmBackend();
 
-export { WasmRunner, WasmKvCache } from './runner.js';
+export { WasmKvCache } from './kv-cache.js';
+export { WasmRunner } from './runner.js';
 export type { WeightType } from './kernels.js';
 export type { WeightTypeChoice } from './load-weights.js';

@@ -3,6 +3,7 @@
  * host. Pointers are byte offsets into the instance's memory; they may exceed 2^31 (a wasm i32
  * parameter receives them modulo 2^32, which is the same bit pattern).
  */
+import { GGML_TYPES } from '../../formats/ggml-types.js';
 
 /** Weight storage types, numbered as the kernels number them. */
 export const WTYPE = { f32: 0, f16: 1, bf16: 2, q8_0: 3, q4_0: 4, q4_k: 5, q5_k: 6, q6_k: 7 } as const;
@@ -16,30 +17,12 @@ export const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const
 
 /** Bytes of one row of K values stored as type t. */
 export function rowBytes(t: WeightType, K: number): number {
-  switch (t) {
-    case 'f32':
-      return K * 4;
-    case 'f16':
-    case 'bf16':
-      return K * 2;
-    case 'q8_0':
-      return (K / 32) * 34;
-    case 'q4_0':
-      return (K / 32) * 18;
-    case 'q4_k':
-      return (K / 256) * 144;
-    case 'q5_k':
-      return (K / 256) * 176;
-    case 'q6_k':
-      return (K / 256) * 210;
-  }
+  return (K / GGML_TYPES[t].blockSize) * GGML_TYPES[t].typeSize;
 }
 
 /** Whether a matrix with K columns can be stored as t (quantized types need whole blocks). */
 export function typeFits(t: WeightType, K: number): boolean {
-  if (t === 'q8_0' || t === 'q4_0') return K % 32 === 0;
-  if (t === 'q4_k' || t === 'q5_k' || t === 'q6_k') return K % 256 === 0;
-  return true;
+  return K % GGML_TYPES[t].blockSize === 0;
 }
 
 /** How a matrix of type t wants its input: f32 rows, q8_0 blocks (quantize_act_q8) or q8_K (quantize_act_q8k). */

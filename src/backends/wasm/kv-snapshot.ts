@@ -8,9 +8,19 @@
  * rounded through that type, as the reference backend does.
  */
 import { InputError } from '../../errors.js';
-import type { KvCacheOptions, KvSnapshot } from '../backend.js';
-import { kvGeometry, kvLayerOffset, type KvGeometry } from './layout.js';
-import { WasmKvCache, type WasmRunner } from './runner.js';
+import type { MptConfig } from '../../model/config.js';
+import type { KvCache, KvCacheOptions, KvSnapshot } from '../backend.js';
+import type { Arenas } from './arenas.js';
+import { type KvCacheOwner, WasmKvCache } from './kv-cache.js';
+import { kvGeometry, kvLayerOffset, type KvGeometry, type ModelLayout } from './layout.js';
+
+/** The runner as snapshots see it: its layout, its arenas, and making a cache. */
+export interface SnapshotRunner extends KvCacheOwner {
+  readonly config: MptConfig;
+  readonly layout: ModelLayout;
+  readonly arenas: Arenas;
+  createCache(options: KvCacheOptions): KvCache;
+}
 
 /** Positions converted per kernel round trip through the scratch rows. */
 const CHUNK = 256;
@@ -23,7 +33,7 @@ interface LayerPlace {
   geo: KvGeometry;
 }
 
-function place(runner: WasmRunner, cache: WasmKvCache, l: number): LayerPlace {
+function place(runner: SnapshotRunner, cache: WasmKvCache, l: number): LayerPlace {
   const c = runner.config;
   const ly = runner.layout.layers[l]!;
   const geo = kvGeometry(c, cache.kvType);
@@ -31,7 +41,7 @@ function place(runner: WasmRunner, cache: WasmKvCache, l: number): LayerPlace {
   return { arena: ly.arena, keys: base, values: base + cache.capacity * geo.rowBytes, cap: cache.capacity, geo };
 }
 
-function checkCache(runner: WasmRunner, cache: unknown): WasmKvCache {
+function checkCache(runner: SnapshotRunner, cache: unknown): WasmKvCache {
   if (!(cache instanceof WasmKvCache) || cache.runner !== runner)
     throw new InputError('this KV cache was not created by this wasm runner');
   if (cache.disposed) throw new InputError('this KV cache has been disposed');
@@ -39,7 +49,7 @@ function checkCache(runner: WasmRunner, cache: unknown): WasmKvCache {
 }
 
 /** Runs fn with `bytes` of temporary space in an arena (main thread; workers never touch it). */
-function withScratch<T>(runner: WasmRunner, arena: number, bytes: number, fn: (ptr: number) => T): T {
+function withScratch<T>(runner: SnapshotRunner, arena: number, bytes: number, fn: (ptr: number) => T): T {
   const ptr = runner.arenas.alloc(arena, bytes);
   try {
     return fn(ptr);
@@ -49,7 +59,7 @@ function withScratch<T>(runner: WasmRunner, arena: number, bytes: number, fn: (p
 }
 
 /** Reads the filled positions of a wasm cache (each layer is decoded when asked for). */
-export function snapshotWasmCache(runner: WasmRunner, cacheIn: unknown): KvSnapshot {
+export function snapshotWasmCache(runner: SnapshotRunner, cacheIn: unknown): KvSnapshot {
   const cache = checkCache(runner, cacheIn);
   const c = runner.config,
     kvd = c.attn.kvNHeads * c.headDim;
@@ -86,7 +96,7 @@ export function snapshotWasmCache(runner: WasmRunner, cacheIn: unknown): KvSnaps
 }
 
 /** A new wasm cache holding a snapshot's positions (stored through the cache's KV type). */
-export function restoreWasmCache(runner: WasmRunner, snap: KvSnapshot, options: KvCacheOptions): WasmKvCache {
+export function restoreWasmCache(runner: SnapshotRunner, snap: KvSnapshot, options: KvCacheOptions): WasmKvCache {
   const c = runner.config,
     kvd = c.attn.kvNHeads * c.headDim;
   if (snap.nLayers !== c.nLayers || snap.kvDim !== kvd) {

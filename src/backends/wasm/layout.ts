@@ -12,6 +12,7 @@
  */
 import type { KvType } from '../backend.js';
 import { MemoryPlanError } from '../../errors.js';
+import { byteLengthOf, GGML_TYPES, paddedByteLengthOf } from '../../formats/ggml-types.js';
 import { qkvDim, type MptConfig } from '../../model/config.js';
 import {
   ACT,
@@ -163,12 +164,14 @@ export interface KvGeometry {
   rowBytes: number;
 }
 
+const Q8_BLOCK = GGML_TYPES.q8_0.blockSize;
+
 export function kvGeometry(c: MptConfig, kvType: KvType): KvGeometry {
   const hd = c.headDim,
     kvd = c.attn.kvNHeads * hd,
     mode = KV_MODE[kvType];
-  const seg = mode === 2 && hd % 32 !== 0 ? kvd : hd;
-  const segBytes = mode === 0 ? seg * 4 : mode === 1 ? seg * 2 : Math.ceil(seg / 32) * 34;
+  const seg = mode === 2 && hd % Q8_BLOCK !== 0 ? kvd : hd;
+  const segBytes = mode === 0 ? seg * 4 : mode === 1 ? seg * 2 : paddedByteLengthOf('q8_0', seg);
   return { mode, seg, segBytes, rowBytes: (kvd / seg) * segBytes };
 }
 
@@ -186,8 +189,8 @@ export function kvHeadPlace(
   const o = g * c.headDim,
     s = Math.floor(o / geo.seg),
     w = o - s * geo.seg;
-  const inSeg = geo.mode === 0 ? w * 4 : geo.mode === 1 ? w * 2 : Math.floor(w / 32) * 34;
-  return { offset: s * capacity * geo.segBytes + inSeg, e0: geo.mode === 2 ? w % 32 : 0 };
+  const inSeg = geo.mode === 0 ? w * 4 : geo.mode === 1 ? w * 2 : byteLengthOf('q8_0', w - (w % Q8_BLOCK));
+  return { offset: s * capacity * geo.segBytes + inSeg, e0: geo.mode === 2 ? w % Q8_BLOCK : 0 };
 }
 
 /** Bytes of one KV-cache position for one layer (keys and values, stored as kvType). */

@@ -17,8 +17,8 @@ import type {
   SequenceOutput,
 } from '../backend.js';
 import type { Arenas } from './arenas.js';
-import { KvCacheBase } from '../kv-cache-base.js';
 import { validateBatch } from '../validate-batch.js';
+import { type KvCacheOwner, WasmKvCache } from './kv-cache.js';
 import { restoreWasmCache, snapshotWasmCache } from './kv-snapshot.js';
 import type { Pass, PassSequence } from './executor.js';
 import { PRIVATE_ROWS, kvRegionBytes, type ModelLayout } from './layout.js';
@@ -28,25 +28,7 @@ import type { PassPool } from './pool.js';
 /** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
 const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
-export class WasmKvCache extends KvCacheBase implements KvCache {
-  /** @internal */
-  constructor(
-    readonly runner: WasmRunner,
-    readonly capacity: number,
-    readonly kvType: KvType,
-    /** Per arena: byte offset of this cache's region (0 where the arena holds no layer). */
-    readonly regions: number[],
-    readonly sizes: number[],
-  ) {
-    super();
-  }
-
-  protected release(): void {
-    this.runner.releaseCache(this);
-  }
-}
-
-export class WasmRunner implements ModelRunner {
+export class WasmRunner implements ModelRunner, KvCacheOwner {
   readonly backendName = 'wasm';
   readonly finalHidden = true;
   readonly config: MptConfig;

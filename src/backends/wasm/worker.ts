@@ -13,7 +13,7 @@ import { CTL, Team } from './team.js';
 
 export interface InitMessage {
   type: 'init';
-  /** Both builds: 'shared' runs the passes, 'shared-base' the sampling kernels (sampling-ops.ts). */
+  /** Both builds: 'shared' runs the passes, 'shared-base' the sampling kernels (backends/sampling/wasm-kernels.ts). */
   modules: Record<KernelVariant, WebAssembly.Module>;
   memories: WebAssembly.Memory[];
   ctl: SharedArrayBuffer;

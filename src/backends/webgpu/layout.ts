@@ -14,6 +14,7 @@
  * q6_k (d·sc)·(q − 32).
  */
 import { UnsupportedError } from '../../errors.js';
+import { GGML_TYPES } from '../../formats/ggml-types.js';
 
 /** How a matrix is stored on the GPU. */
 export type GpuWeightType = 'f32' | 'f16' | 'bf16' | 'q8_0' | 'q4_0' | 'q4_k' | 'q5_k' | 'q6_k';
@@ -31,15 +32,20 @@ interface TypeInfo {
   parts: number;
 }
 
+/** ggml's block geometry (block, ggmlBytes) from GGML_TYPES; the rest is this backend's layout. */
+function gpuType(t: GpuWeightType, rest: Omit<TypeInfo, 'block' | 'ggmlBytes'>): TypeInfo {
+  return { block: GGML_TYPES[t].blockSize, ggmlBytes: GGML_TYPES[t].typeSize, ...rest };
+}
+
 const TYPES: Record<GpuWeightType, TypeInfo> = {
-  f32: { block: 1, ggmlBytes: 4, bytes: 4, chunk: 8, parts: 1 },
-  f16: { block: 1, ggmlBytes: 2, bytes: 2, chunk: 8, parts: 1 },
-  bf16: { block: 1, ggmlBytes: 2, bytes: 2, chunk: 8, parts: 1 },
-  q8_0: { block: 32, ggmlBytes: 34, bytes: 32, scaleByte: 0, chunk: 32, parts: 4 },
-  q4_0: { block: 32, ggmlBytes: 18, bytes: 16, scaleByte: 0, chunk: 32, parts: 4 },
-  q4_k: { block: 256, ggmlBytes: 144, bytes: 144, chunk: 32, parts: 4 },
-  q5_k: { block: 256, ggmlBytes: 176, bytes: 176, chunk: 32, parts: 4 },
-  q6_k: { block: 256, ggmlBytes: 210, bytes: 208, scaleByte: 208, chunk: 64, parts: 8 },
+  f32: gpuType('f32', { bytes: 4, chunk: 8, parts: 1 }),
+  f16: gpuType('f16', { bytes: 2, chunk: 8, parts: 1 }),
+  bf16: gpuType('bf16', { bytes: 2, chunk: 8, parts: 1 }),
+  q8_0: gpuType('q8_0', { bytes: 32, scaleByte: 0, chunk: 32, parts: 4 }),
+  q4_0: gpuType('q4_0', { bytes: 16, scaleByte: 0, chunk: 32, parts: 4 }),
+  q4_k: gpuType('q4_k', { bytes: GGML_TYPES.q4_k.typeSize, chunk: 32, parts: 4 }),
+  q5_k: gpuType('q5_k', { bytes: GGML_TYPES.q5_k.typeSize, chunk: 32, parts: 4 }),
+  q6_k: gpuType('q6_k', { bytes: 208, scaleByte: 208, chunk: 64, parts: 8 }),
 };
 
 /** A matrix's place in its buffer. */
@@ -165,7 +171,7 @@ fn ${n}_at(i: u32, sat: u32) -> f32 {
       const q5 = type === 'q5_k';
       return `${decl}${wordHelpers(n)}${k4}
 fn ${n}_at(i: u32, sat: u32) -> f32 {
-  let o = (i >> 8u) * ${q5 ? 176 : 144}u;
+  let o = (i >> 8u) * ${GGML_TYPES[type].typeSize}u;
   let r = i & 255u; let j = r >> 6u; let hi = (r >> 5u) & 1u; let l = r & 31u;
   let sm = ${n}_scale_min(o + 4u, 2u * j + hi);
   let qb = ${n}_byte(o + ${q5 ? 48 : 16}u + 32u * j + l);

@@ -1,6 +1,8 @@
 /**
- * The WGSL kernels of the WebGPU backend other than the products (matvec.ts), f32 throughout, one
- * entry point `main` each, and `kernelSource`, every kernel by name. Semantics follow the reference
+ * The WGSL kernels of the WebGPU backend other than the products (matvec.ts), one entry point
+ * `main` each, and `kernelSource`, every kernel by name. Arithmetic is f32; what they read is
+ * stored as it is on the GPU: the embedding rows in the weights' own type (layout.ts
+ * elementReader), the KV cache as f32 or f16 (KvStore, two values to a u32 word). Semantics follow the reference
  * backend (src/backends/reference/forward.ts): masked attention scores are float32's lowest value,
  * not -inf, so a row with every key masked averages all of them as MosaicML's code does.
  */

@@ -8,13 +8,9 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { InputError } from '../../errors.js';
 import { openCheckpoint } from '../../model/load.js';
-import {
-  byteLevelTestTokenizer,
-  GGUF_OUT_TYPES,
-  writeGgufFromCheckpoint,
-  type GgufOutType,
-  type GgufTokenizer,
-} from '../../model/gguf-model.js';
+import { byteLevelTestTokenizer, type GgufTokenizer } from '../../model/gguf-tokenizer.js';
+import { GGUF_OUT_TYPES, type GgufOutType } from '../../model/gguf-type-mix.js';
+import { writeGgufFromCheckpoint } from '../../model/gguf-write.js';
 import {
   HF_EXPORT_DTYPES,
   hfConfigJson,

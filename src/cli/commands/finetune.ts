@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { parseArgs } from '../args.js';
 import { InputError } from '../../errors.js';
-import { bestKernels } from '../../train/kernels.js';
+import { bestKernels } from '../../train/best-kernels.js';
 import { exportHfFolder, loadTrainModel, modelTokenizerFiles, trainModelTokenizer } from '../../train/weights-io.js';
 import { instructBatch, readInstructJsonl } from '../../train/data.js';
 import { HF_EXPORT_DTYPES, type HfExportDtype } from '../../model/hf-export.js';

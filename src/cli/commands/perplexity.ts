@@ -4,7 +4,7 @@
  */
 import { parseArgs } from '../args.js';
 import { InputError } from '../../errors.js';
-import { bestKernels } from '../../train/kernels.js';
+import { bestKernels } from '../../train/best-kernels.js';
 import { loadTrainModel, trainModelTokenizer } from '../../train/weights-io.js';
 import { compactIdenticalRows, slidingWindowPerplexity } from '../../train/perplexity.js';
 import { readTextFile, splitDocuments, tokenizeDocuments } from '../../train/data.js';

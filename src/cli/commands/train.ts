@@ -4,7 +4,7 @@
  * refuses to start over when it holds only incomplete ones (unless --no-resume).
  */
 import { parseArgs } from '../args.js';
-import { bestKernels } from '../../train/kernels.js';
+import { bestKernels } from '../../train/best-kernels.js';
 import { parseDuration, prepareRun, readRecipe } from '../../train/recipe.js';
 import { InputError } from '../../errors.js';
 import { StatusLine, trainProgress } from '../progress.js';

@@ -16,42 +16,10 @@
 
 import { numBounds, type NumBounds } from './numeric.js';
 import { compilePattern, FORMATS, PatternError, StringLanguage, type Dfa } from './regex.js';
+import type { SchemaNode } from './schema-node.js';
 import { whyNoValue } from './shortest.js';
 
-export type SchemaNode =
-  | { id: number; kind: 'any' }
-  | { id: number; kind: 'union'; options: SchemaNode[] }
-  | ObjectNode
-  | ArrayNode
-  | { id: number; kind: 'string'; minLength: number; maxLength: number; lang?: StringLanguage }
-  | { id: number; kind: 'number'; integer: boolean; bounds?: NumBounds }
-  | { id: number; kind: 'literal'; texts: Uint8Array[] }
-  | { id: number; kind: 'ref'; target: () => SchemaNode }
-  | { id: number; kind: 'never' };
-
-export interface ObjectNode {
-  id: number;
-  kind: 'object';
-  /** Known properties: JSON-escaped key bytes (without quotes) → value schema. */
-  properties: Map<string, SchemaNode>;
-  /** The same keys, as the bytes a generated key must spell (JSON-escaped, without quotes). */
-  propertyBytes: Map<string, Uint8Array>;
-  required: Set<string>;
-  /** Schema of keys not in `properties`, or null when they are not allowed. */
-  additional: SchemaNode | null;
-  minProperties: number;
-  maxProperties: number;
-}
-
-export interface ArrayNode {
-  id: number;
-  kind: 'array';
-  prefixItems: SchemaNode[];
-  /** Schema of items after the prefix, or null when no more are allowed. */
-  items: SchemaNode | null;
-  minItems: number;
-  maxItems: number;
-}
+export type { ArrayNode, ObjectNode, SchemaNode } from './schema-node.js';
 
 /** A schema the automaton cannot enforce, or a malformed schema. */
 export class SchemaError extends Error {

@@ -10,7 +10,7 @@
  * per node is needed (children are visited first, so far fewer in practice).
  */
 import { shortestNumber } from './numeric.js';
-import type { ArrayNode, ObjectNode, SchemaNode } from './schema.js';
+import type { ArrayNode, ObjectNode, SchemaNode } from './schema-node.js';
 
 /** Nodes reachable from the root, children before parents. */
 function postOrder(root: SchemaNode): SchemaNode[] {

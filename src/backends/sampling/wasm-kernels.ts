@@ -1,10 +1,12 @@
 /**
- * The sampling kernels (assembly/sampling.ts) on the calling thread: a row of logits is copied
+ * The sampling kernels (backends/wasm/assembly/sampling.ts, in the shared kernel module) on the
+ * calling thread, for the sampler of every backend: it needs the kernel module's loader, nothing
+ * of the wasm backend itself. A row of logits is copied
  * into a private wasm memory by `setRow` (or written in place through `row`), then `stats`,
  * `weights` and `draw` work on it. The weights are a view into that memory, valid until the next
  * call.
  */
-import { kernelModule, PAGE } from './module-loader.js';
+import { kernelModule, PAGE } from '../wasm/module-loader.js';
 
 interface Kernels {
   sampling_max(X: number, n: number, count: number): number;

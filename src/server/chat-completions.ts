@@ -1,0 +1,206 @@
+/**
+ * POST /v1/chat/completions: messages rendered through the model's chat format (oldest turns
+ * dropped when asked and needed), tool calls and response formats as grammars, the answer as
+ * OpenAI's chat.completion object or its stream of chunks.
+ */
+import type { ServerResponse } from 'node:http';
+import { badRequest } from './api-error.js';
+import { answerWhenDone, Job, startJob, type GenerationContext, type Plan } from './generation-job.js';
+import { checkGenerationRequest, contextBoundError, contextError, encodePrompts } from './generation-request.js';
+import { checkGrammarFits, grammarOf, toolGrammarOf } from './grammar.js';
+import { chatLogprobs, chunkMaker, responseBody, responseIdentity, usageOf } from './openai-format.js';
+import { ChatRequest, checkRefusedChatFields, parseBody } from './request-schema.js';
+import { SseWriter } from './sse.js';
+import { parseToolCall, renderToolCall } from './tools.js';
+
+function messageText(content: ChatRequest['messages'][number]['content']): string {
+  if (content == null) return '';
+  if (typeof content === 'string') return content;
+  return content.map((p) => p.text).join('');
+}
+
+type ChatMessage = ChatRequest['messages'][number];
+
+function renderMessages(ctx: GenerationContext, list: readonly ChatMessage[]): string {
+  // A past tool call is rendered as the JSON the model writes for one (tools.ts); a tool's
+  // result as a turn of role "tool" (ChatML: <|im_start|>tool\n…<|im_end|>).
+  const messages = list.map((m) => ({
+    role: m.role === 'developer' ? 'system' : m.role,
+    content: [messageText(m.content), ...(m.tool_calls ?? []).map(renderToolCall)].filter((t) => t !== '').join('\n'),
+  }));
+  try {
+    return ctx.model.format.render(messages, { addGenerationPrompt: true });
+  } catch (e) {
+    throw badRequest(`Invalid 'messages': ${(e as Error).message}`, 'messages', 'invalid_value');
+  }
+}
+
+/** What building a chat prompt takes: the request's messages and max_tokens (null: not given). */
+interface PromptAsk {
+  ctx: GenerationContext;
+  res: ServerResponse;
+  receivedAt: number;
+  list: readonly ChatMessage[];
+  asked: number | null;
+}
+
+/** The prompt's tokens and the completion's token limit. */
+interface ChatPrompt {
+  prompt: number[];
+  maxTokens: number;
+}
+
+/** The whole conversation as the prompt; an explicit max_tokens that does not fit is a 400 (as OpenAI gives). */
+async function fullPrompt(p: PromptAsk): Promise<ChatPrompt> {
+  const { ctx, res, receivedAt, list, asked } = p;
+  const C = ctx.model.contextLength;
+  const promptText = renderMessages(ctx, list);
+  const least = ctx.encoder.minTokens(promptText);
+  if (least >= C || (asked != null && least + asked > C)) {
+    throw contextBoundError(C, least, asked, 'messages', 'messages');
+  }
+  const [prompt] = (await encodePrompts(ctx, res, receivedAt, [promptText])) as [number[]];
+  if (prompt.length === 0)
+    throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+  if (prompt.length >= C || (asked != null && prompt.length + asked > C))
+    throw contextError(C, prompt.length, asked ?? 1, 'messages');
+  return { prompt, maxTokens: asked ?? C - prompt.length };
+}
+
+/**
+ * `truncate: "oldest_turns"`: drops the oldest messages after the leading system messages, one at
+ * a time, until the prompt leaves room for the reply (max_tokens, at most half the context), then
+ * caps max_tokens at what the context has left. The latest message is always kept.
+ */
+async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
+  const { ctx, res, receivedAt, list, asked } = p;
+  const C = ctx.model.contextLength;
+  const reserve = Math.min(asked ?? C, Math.floor(C / 2));
+  let system = 0;
+  while (system < list.length - 1 && (list[system]!.role === 'system' || list[system]!.role === 'developer')) system++;
+  let kept = [...list];
+  const droppable = () => kept.length - system > 1;
+  const drop = () => {
+    kept = [...kept.slice(0, system), ...kept.slice(system + 1)];
+  };
+  // Cheaply first: a conversation whose length alone shows it cannot fit (no tokenizing).
+  while (droppable() && ctx.encoder.minTokens(renderMessages(ctx, kept)) + reserve > C) drop();
+  for (;;) {
+    const text = renderMessages(ctx, kept);
+    const [prompt] = (await encodePrompts(ctx, res, receivedAt, [text])) as [number[]];
+    if (prompt.length === 0)
+      throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+    if (prompt.length + reserve <= C || !droppable()) {
+      if (prompt.length >= C) throw contextError(C, prompt.length, 1, 'messages');
+      return { prompt, maxTokens: Math.min(asked ?? C, C - prompt.length) };
+    }
+    drop();
+  }
+}
+
+export async function handleChat(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
+  const receivedAt = performance.now();
+  const r = parseBody(ChatRequest, body);
+  checkRefusedChatFields(r);
+  checkGenerationRequest(ctx, r);
+  if (r.top_logprobs !== undefined && r.top_logprobs !== null && r.top_logprobs > 0 && !r.logprobs) {
+    throw badRequest(
+      "Invalid value for 'top_logprobs': 'logprobs' must be true when 'top_logprobs' is set.",
+      'top_logprobs',
+      'invalid_value',
+    );
+  }
+  const asked = r.max_completion_tokens ?? r.max_tokens;
+  const toolGrammar = toolGrammarOf(ctx, r);
+  const grammar = toolGrammar ?? grammarOf(ctx, r);
+  const ask: PromptAsk = { ctx, res, receivedAt, list: r.messages, asked: asked ?? null };
+  const { prompt, maxTokens } = r.truncate === 'oldest_turns' ? await truncatedPrompt(ask) : await fullPrompt(ask);
+  checkGrammarFits(grammar, maxTokens, asked != null ? `max_tokens ${asked}` : 'the rest of the context');
+  const n = r.n ?? 1;
+  // A choice's text is a call when tools are in use; one cut short by max_tokens stays text.
+  const callOf = (c: Job['choices'][number]) => (toolGrammar && c.finish !== 'length' ? parseToolCall(c.text) : null);
+  const plan: Plan = {
+    prompts: [prompt],
+    n,
+    maxTokens: [maxTokens],
+    req: r,
+    stream: r.stream === true,
+    includeUsage: r.stream_options?.include_usage === true,
+    logprobs: r.logprobs ? (r.top_logprobs ?? 0) : null,
+    grammar,
+    formatStops: ctx.model.format.stopStrings,
+  };
+  const who = responseIdentity(ctx, 'chatcmpl');
+
+  if (!plan.stream) {
+    return answerWhenDone(ctx, plan, res, receivedAt, n, (j) =>
+      responseBody(
+        who,
+        'chat.completion',
+        j.choices.map((c, index) => {
+          const call = callOf(c);
+          return {
+            index,
+            message: call
+              ? { role: 'assistant', content: null, refusal: null, tool_calls: [call] }
+              : { role: 'assistant', content: c.text, refusal: null },
+            logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
+            finish_reason: call ? 'tool_calls' : (c.finish ?? 'stop'),
+          };
+        }),
+        { usage: usageOf(plan, j) },
+      ),
+    );
+  }
+
+  const sse = new SseWriter(res, ctx.headers);
+  const chunk = chunkMaker(who, 'chat.completion.chunk', plan.includeUsage);
+  const job = new Job(
+    ctx,
+    receivedAt,
+    n,
+    (index, text, lp) => {
+      // A call is sent whole once it is complete (and parses), as delta.tool_calls.
+      if (toolGrammar) return;
+      sse.send(
+        chunk([
+          { index, delta: { content: text }, logprobs: lp ? chatLogprobs(ctx, [lp]) : null, finish_reason: null },
+        ]),
+      );
+    },
+    (j, err) => {
+      if (err) return sse.fail(err.toBody());
+      for (let index = 0; index < j.choices.length; index++) {
+        const c = j.choices[index]!;
+        const call = callOf(c);
+        if (call) {
+          // OpenAI's order: id, type and name with empty arguments first, then the arguments.
+          const head = {
+            index: 0,
+            id: call.id,
+            type: 'function',
+            function: { name: call.function.name, arguments: '' },
+          };
+          sse.send(chunk([{ index, delta: { tool_calls: [head] }, logprobs: null, finish_reason: null }]));
+          const rest = { index: 0, function: { arguments: call.function.arguments } };
+          sse.send(chunk([{ index, delta: { tool_calls: [rest] }, logprobs: null, finish_reason: null }]));
+        } else if (toolGrammar && c.text) {
+          sse.send(chunk([{ index, delta: { content: c.text }, logprobs: null, finish_reason: null }]));
+        }
+        const finish = call ? 'tool_calls' : (c.finish ?? 'stop');
+        sse.send(chunk([{ index, delta: {}, logprobs: null, finish_reason: finish }]));
+      }
+      if (plan.includeUsage) sse.send(chunk([], usageOf(plan, j)));
+      sse.done();
+    },
+  );
+  return startJob(ctx, plan, res, job, () => {
+    // The role comes first, in a chunk of its own per choice, as OpenAI sends it.
+    for (let index = 0; index < n; index++)
+      sse.send(
+        chunk([
+          { index, delta: { role: 'assistant', content: '', refusal: null }, logprobs: null, finish_reason: null },
+        ]),
+      );
+  });
+}

@@ -1,0 +1,97 @@
+/**
+ * The checks and preparation every generation request goes through before any work: the model
+ * it names, stream options, prompt texts tokenized within the request's time limit, and the
+ * context-length errors in OpenAI's wording.
+ */
+import type { ServerResponse } from 'node:http';
+import { ApiError, badRequest } from './api-error.js';
+import { timeoutError, type GenerationContext } from './generation-job.js';
+
+export function contextError(ctx: number, prompt: number, completion: number, what: string): ApiError {
+  return badRequest(
+    `This model's maximum context length is ${ctx} tokens. However, you requested ${prompt + completion} tokens (${prompt} in the ${what}, ${completion} in the completion). Please reduce the length of the ${what} or completion.`,
+    what === 'messages' ? 'messages' : 'prompt',
+    'context_length_exceeded',
+  );
+}
+
+/** A context overflow known before tokenizing: `least` is a lower bound on the prompt's tokens. */
+export function contextBoundError(
+  ctx: number,
+  least: number,
+  completion: number | null,
+  what: string,
+  param: string,
+): ApiError {
+  const more = completion ? `, and ${completion} more are asked for the completion` : '';
+  return badRequest(
+    `This model's maximum context length is ${ctx} tokens. However, the ${what} alone is at least ${least} tokens long ` +
+      `(judged from its length, before tokenizing)${more}. Please reduce the length of the ${what}.`,
+    param,
+    'context_length_exceeded',
+  );
+}
+
+function checkStreamOptions(req: { stream?: boolean | null; stream_options?: unknown }): void {
+  if (req.stream_options != null && req.stream !== true) {
+    throw badRequest(
+      "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+      'stream_options',
+      'invalid_value',
+    );
+  }
+}
+
+export function checkModel(ctx: GenerationContext, model: string): void {
+  if (model !== ctx.model.id) {
+    throw new ApiError(
+      404,
+      `The model \`${model}\` does not exist. This server serves \`${ctx.model.id}\`.`,
+      'invalid_request_error',
+      'model',
+      'model_not_found',
+    );
+  }
+}
+
+/**
+ * Tokenizes a request's prompt texts, off the event loop when they are long; given up (with the
+ * 504, or silently) when the request's time runs out or its client leaves meanwhile.
+ */
+export async function encodePrompts(
+  ctx: GenerationContext,
+  res: ServerResponse,
+  receivedAt: number,
+  texts: readonly string[],
+): Promise<number[][]> {
+  const ac = new AbortController();
+  const gone = () => {
+    // Nobody will read the answer: the reason only ends the work.
+    if (!res.writableFinished) ac.abort(new ApiError(499, 'the client closed the connection', 'invalid_request_error'));
+  };
+  res.on('close', gone);
+  let timer: NodeJS.Timeout | undefined;
+  if (ctx.timeoutMs > 0) {
+    const left = Math.max(0, ctx.timeoutMs - (performance.now() - receivedAt));
+    timer = setTimeout(() => ac.abort(timeoutError(ctx.timeoutMs)), left);
+    timer.unref();
+  }
+  try {
+    if (res.destroyed) gone();
+    const out: number[][] = [];
+    for (const t of texts) out.push(await ctx.encoder.encode(t, ac.signal));
+    return out;
+  } finally {
+    clearTimeout(timer);
+    res.off('close', gone);
+  }
+}
+
+/** The checks both generation endpoints make first: the model named, stream_options only with stream. */
+export function checkGenerationRequest(
+  ctx: GenerationContext,
+  req: { model: string; stream?: boolean | null; stream_options?: unknown },
+): void {
+  checkModel(ctx, req.model);
+  checkStreamOptions(req);
+}
