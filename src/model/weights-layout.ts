@@ -7,6 +7,7 @@ import { WeightsError } from '../errors.js';
 import type { TensorSource } from '../formats/tensor-source.js';
 import type { MptConfig } from './config.js';
 import { qkvDim } from './config.js';
+import { mptFacts } from './facts.js';
 
 export interface ExpectedTensor {
   name: string;
@@ -23,13 +24,13 @@ export function blockPrefix(layer: number): string {
  */
 export function* eachExpectedTensor(c: MptConfig): Generator<ExpectedTensor> {
   const d = c.dModel;
-  const kvd = c.attn.kvNHeads * c.headDim;
+  const f = mptFacts(c);
+  const kvd = f.kvDim;
   const ff = c.ffn.hiddenSize;
   const bias = !c.noBias;
-  const rms = c.normType.includes('rmsnorm');
   function* norm(name: string, n: number): Generator<ExpectedTensor> {
     yield { name: `${name}.weight`, shape: [n] };
-    if (bias && !rms) yield { name: `${name}.bias`, shape: [n] };
+    if (f.norm.bias) yield { name: `${name}.bias`, shape: [n] };
   }
   function* linear(name: string, o: number, i: number): Generator<ExpectedTensor> {
     yield { name: `${name}.weight`, shape: [o, i] };

@@ -9,6 +9,7 @@
  */
 import type { KvCache, KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
+import { mptFacts } from '../model/facts.js';
 import { generateWithContextPolicy, type ContextPolicyOptions } from './context-policy.js';
 import { GenerationStream, type GenerateOptions, type GenerateResult, type GenerationChunk } from './generate.js';
 import type { MptModel } from './model.js';
@@ -106,7 +107,7 @@ export async function loadPromptCache(
   if (!runner.restoreCache)
     throw new InputError(`the ${runner.backendName} backend cannot restore KV caches (no prompt cache support)`);
   const c = runner.config;
-  const kvd = c.attn.kvNHeads * c.headDim;
+  const kvd = mptFacts(c).kvDim;
   const o = openPromptCacheFile(path, (info) => {
     if (info.modelHash !== options.modelHash) {
       throw new PromptCacheError(

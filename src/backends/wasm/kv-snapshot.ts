@@ -9,6 +9,7 @@
  */
 import { InputError } from '../../errors.js';
 import type { MptConfig } from '../../model/config.js';
+import { mptFacts } from '../../model/facts.js';
 import type { KvCache, KvCacheOptions, KvSnapshot } from '../backend.js';
 import type { Arenas } from './arenas.js';
 import { type KvCacheOwner, WasmKvCache } from './kv-cache.js';
@@ -62,7 +63,7 @@ function withScratch<T>(runner: SnapshotRunner, arena: number, bytes: number, fn
 export function snapshotWasmCache(runner: SnapshotRunner, cacheIn: unknown): KvSnapshot {
   const cache = checkCache(runner, cacheIn);
   const c = runner.config,
-    kvd = c.attn.kvNHeads * c.headDim;
+    kvd = mptFacts(c).kvDim;
   const n = cache.length;
   const a0 = cache.regions.findIndex((r) => r !== 0);
   const padMask = runner.arenas.u8(a0).slice(cache.regions[a0]!, cache.regions[a0]! + n);
@@ -98,7 +99,7 @@ export function snapshotWasmCache(runner: SnapshotRunner, cacheIn: unknown): KvS
 /** A new wasm cache holding a snapshot's positions (stored through the cache's KV type). */
 export function restoreWasmCache(runner: SnapshotRunner, snap: KvSnapshot, options: KvCacheOptions): WasmKvCache {
   const c = runner.config,
-    kvd = c.attn.kvNHeads * c.headDim;
+    kvd = mptFacts(c).kvDim;
   if (snap.nLayers !== c.nLayers || snap.kvDim !== kvd) {
     throw new InputError(
       `KV snapshot of ${snap.nLayers} layers x ${snap.kvDim} does not fit this model (${c.nLayers} layers x ${kvd})`,

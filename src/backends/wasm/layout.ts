@@ -14,6 +14,7 @@ import type { KvType } from '../backend.js';
 import { MemoryPlanError } from '../../errors.js';
 import { byteLengthOf, GGML_TYPES, paddedByteLengthOf } from '../../formats/ggml-types.js';
 import { qkvDim, type MptConfig } from '../../model/config.js';
+import { mptFacts } from '../../model/facts.js';
 import {
   ACT,
   HALF_PANEL_BYTES,
@@ -168,7 +169,7 @@ const Q8_BLOCK = GGML_TYPES.q8_0.blockSize;
 
 export function kvGeometry(c: MptConfig, kvType: KvType): KvGeometry {
   const hd = c.headDim,
-    kvd = c.attn.kvNHeads * hd,
+    kvd = mptFacts(c).kvDim,
     mode = KV_MODE[kvType];
   const seg = mode === 2 && hd % Q8_BLOCK !== 0 ? kvd : hd;
   const segBytes = mode === 0 ? seg * 4 : mode === 1 ? seg * 2 : paddedByteLengthOf('q8_0', seg);
@@ -238,7 +239,7 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   const threads = Math.max(1, opts.threads);
   const budget = opts.arenaBudget ?? 3 * 1024 ** 3;
   const bias = !c.noBias;
-  const rms = c.normType.includes('rmsnorm');
+  const rms = mptFacts(c).norm.kind === 'rmsnorm';
   const glu = c.ffn.ffnType === 'mptglu';
 
   const matBytes = (t: WeightType, rows: number, cols: number) => align(rows * rowBytes(t, cols));
@@ -248,7 +249,7 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   const P = (l: number) => `transformer.blocks.${l}.`;
   const layerBytesOf = (l: number) =>
     normBytes(d) * 2 +
-    (c.attn.qkLn ? normBytes(d) + normBytes(c.attn.kvNHeads * c.headDim) : 0) +
+    (c.attn.qkLn ? normBytes(d) + normBytes(mptFacts(c).kvDim) : 0) +
     linBytes(`${P(l)}attn.Wqkv.weight`, qn, d) +
     linBytes(`${P(l)}attn.out_proj.weight`, d, d) +
     linBytes(`${P(l)}ffn.up_proj.weight`, ff, d) +
@@ -356,7 +357,7 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   const lm = c.tieWordEmbeddings ? wte : mat(0, typeOf('lm_head.weight'), V, d, false);
   const slotCount = new Array<number>(nArenas).fill(0);
   const layers: LayerLayout[] = [];
-  const kvd = c.attn.kvNHeads * c.headDim;
+  const kvd = mptFacts(c).kvDim;
   for (let l = 0; l < c.nLayers; l++) {
     const a = assign[l]!;
     const t = (m: string) => typeOf(`${P(l)}${m}.weight`);
