@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
-import { openGpu } from '../src/backends/webgpu/gpu.js';
 import { loadWebGpuRunner, type WebGpuRunner } from '../src/backends/webgpu/index.js';
 import type { MptConfig } from '../src/model/config.js';
 import { parseMptConfig } from '../src/model/config.js';
@@ -14,14 +13,9 @@ import { expectedTensors } from '../src/model/weights-layout.js';
 import { UNCOVERED_CONFIGS, randomSource } from './helpers/backend-conformance.js';
 import { REPO_ROOT } from './helpers/goldens.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
+import { probeWebGpu } from './helpers/webgpu-harness.js';
 
-let why: string | null = null;
-try {
-  (await openGpu()).device.destroy();
-} catch (e) {
-  why = `no WebGPU adapter here: ${(e as Error).message}`;
-}
-const skip = skipUnlessPresent(why);
+const skip = skipUnlessPresent((await probeWebGpu()).why);
 
 /** The matrices a step multiplies by: every 2-D weight but the position embedding (and wte when untied). */
 function products(c: MptConfig): string[] {

@@ -37,7 +37,8 @@ import {
   type GpuContext,
   type GpuDevice,
 } from './gpu.js';
-import { f32bits, productDispatch } from './matvec.js';
+import { ATTENTION_BLOCK } from './attention.js';
+import { f32bits, MV_MAX_ROWS, productDispatch } from './matvec.js';
 import { kernelSource } from './shaders.js';
 import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 
@@ -430,8 +431,10 @@ export class WebGpuRunner implements ModelRunner {
           ldq = d;
           fromQkv = 0;
         }
+        // Prompt chunks: blocks of query rows sharing each key tile; decode: a workgroup per row.
+        const block = n > MV_MAX_ROWS;
         plan.add(
-          `attention.${kv}`,
+          `${block ? 'attentionBlock' : 'attention'}.${kv}`,
           [q, keys, values, ch.cache.valid, this.slopes, s.ctx, s.qkv],
           [
             n,
@@ -449,7 +452,7 @@ export class WebGpuRunner implements ModelRunner {
             d,
             ch.base * d,
           ],
-          [n, c.nHeads],
+          [block ? Math.ceil(n / ATTENTION_BLOCK) : n, c.nHeads],
         );
       }
       mv(s.ctx, d, rows, B.outProj.weight, B.outProj.bias, s.x, d, { accumulate: true });
