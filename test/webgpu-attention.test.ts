@@ -3,7 +3,8 @@
 // for prompts), over f32 and f16 caches, head_dim 64, 80, 128 and 256 (every tile size), chunks not
 // a multiple of the block, keys already cached (past > 0), GQA and MQA, ALiBi, padding (rows whose
 // every key is masked included), the new keys read from the projection's output or from the cache
-// (qk_ln). Also: the new keys and values are stored in the cache, rounded as the cache rounds.
+// (qk_ln), the cache at an offset in its buffers (a KV pool). Also: the new keys and values are stored
+// in the cache, rounded as the cache rounds.
 // Runs on lavapipe where there is no GPU; skipped where WebGPU has no adapter.
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -177,51 +178,44 @@ function cacheBytes(kv: KvStore, values: Float32Array): Float32Array | Uint16Arr
   return kv === 'f32' ? values : Uint16Array.from(values, f32ToF16);
 }
 
+/** Where the case's cache starts in the pool's buffers, and where the one-row kernel's table starts. */
+const OFFSET = 5,
+  TABLE_AT = 4;
+
 async function run(h: KernelHarness, c: Case, x: ReturnType<typeof inputs>, kernel: 'attention' | 'attentionBlock') {
   const { d, kvd, qn, K, base } = x;
   // before the call: old rows only (the kernel stores the new ones), or all of them (qk_ln)
   const upto = c.fromQkv ? c.past : K;
   const cached = (a: Float32Array) => {
-    const v = new Float32Array(K * kvd);
-    v.set(a.subarray(0, upto * kvd));
+    const v = new Float32Array((OFFSET + K) * kvd);
+    v.set(a.subarray(0, upto * kvd), OFFSET * kvd);
     return h.buffer(cacheBytes(c.kv, v));
   };
   const qkv = h.buffer(x.qkv),
     kc = cached(x.keys),
     vc = cached(x.values);
+  const valid = h.buffer(Uint32Array.from([...new Uint32Array(OFFSET), ...x.valid]));
   const ctx = h.buffer(new Float32Array((base + c.T) * d));
   const scale = 1 / Math.sqrt(c.hd);
-  const params = [
-    c.T,
-    c.past,
-    c.hd,
-    kvd,
-    qn,
-    base * qn,
-    c.heads / c.kvHeads,
-    c.fromQkv ? 1 : 0,
-    f32bits(scale),
-    qn,
-    base * qn + d,
-    base * qn + d + kvd,
-    d,
-    base * d,
-  ];
+  const seq = [c.T, c.past, c.hd, kvd, qn, base, c.heads / c.kvHeads, c.fromQkv ? 1 : 0];
+  const params = [...seq, f32bits(scale), qn, d, d + kvd, d, OFFSET, TABLE_AT];
+  const buffers = [qkv, kc, vc, valid, h.buffer(x.slopes), ctx, qkv];
+  if (kernel === 'attention') {
+    // the one-row kernel's table: (cache offset, past, T << 16 | t, base) a row
+    const table = new Uint32Array(TABLE_AT + 4 * c.T);
+    for (let t = 0; t < c.T; t++) table.set([OFFSET, c.past, (c.T << 16) | t, base], TABLE_AT + 4 * t);
+    buffers.push(h.buffer(table));
+  }
   const groups = [kernel === 'attention' ? c.T : Math.ceil(c.T / ATTENTION_BLOCK), c.heads];
-  const cacheBytesLen = K * kvd * (c.kv === 'f16' ? 2 : 4);
-  const [y, ko, vo] = await h.run(
-    `${kernel}.${c.kv}`,
-    [qkv, kc, vc, h.buffer(x.valid), h.buffer(x.slopes), ctx, qkv],
-    params,
-    groups,
-    [
-      { buf: ctx, bytes: (base + c.T) * d * 4 },
-      { buf: kc, bytes: cacheBytesLen },
-      { buf: vc, bytes: cacheBytesLen },
-    ],
-  );
-  for (const b of [qkv, kc, vc, ctx]) b.destroy();
-  const asCache = (b: ArrayBuffer) => (c.kv === 'f32' ? new Float32Array(b) : new Uint16Array(b));
+  const cacheBytesLen = (OFFSET + K) * kvd * (c.kv === 'f16' ? 2 : 4);
+  const [y, ko, vo] = await h.run(`${kernel}.${c.kv}`, buffers, params, groups, [
+    { buf: ctx, bytes: (base + c.T) * d * 4 },
+    { buf: kc, bytes: cacheBytesLen },
+    { buf: vc, bytes: cacheBytesLen },
+  ]);
+  for (const b of buffers) b.destroy();
+  const asCache = (b: ArrayBuffer) =>
+    c.kv === 'f32' ? new Float32Array(b, OFFSET * kvd * 4) : new Uint16Array(b, OFFSET * kvd * 2);
   return { ctx: new Float32Array(y!).subarray(base * d), keys: asCache(ko!), values: asCache(vo!), scale };
 }
 

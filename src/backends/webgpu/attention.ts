@@ -4,14 +4,18 @@
  * follow the reference backend (src/backends/reference/forward.ts): masked scores are float32's
  * lowest value, not -inf, so a row with every key masked averages all of them as MosaicML's code does.
  *
- * Parameters of both: a = (T, past, hd, kvd); b = (ldq, qOffset, query heads per K/V head, flags);
- * c = (softmax scale, ldn, kOff, vOff); d = (ldc, cOffset, -, -). valid[j] = 0 hides key j
- * (padding); slopes[h] is head h's ALiBi slope (0 without ALiBi).
+ * Parameters of both: a = (T, past, hd, kvd); b = (ldq, base, query heads per K/V head, flags);
+ * c = (softmax scale, ldn, kOff, vOff); d = (ldc, cache offset, table word, -). The new rows' queries
+ * are rows base .. base+T-1 of q (ldq values a row), their outputs the same rows of ctx (ldc); the
+ * cache's positions start at its offset in the pool's buffers (kv-pool.ts). valid[off + j] = 0 hides
+ * key j (padding); slopes[h] is head h's ALiBi slope (0 without ALiBi). The one-row kernel reads
+ * T, past, base and the offset from a table instead, an entry per workgroup: several sequences in
+ * one dispatch.
  *
- * With flag 1, the new rows' keys and values are read from the projection's output (`src`, rows of
- * ldn values, keys from kOff, values from vOff), rounded as the cache rounds them, and the first
- * workgroup of each K/V head stores them in the cache: no dispatch of its own, and no workgroup reads
- * a position another one writes. Without it (qk_ln) they are in the cache already.
+ * With flag 1, the new rows' keys and values are read from the projection's output (`src`: rows
+ * base .. of ldn values, keys at kOff, values at vOff), rounded as the cache rounds them, and the
+ * first workgroup of each K/V head stores them in the cache: no dispatch of its own, and no
+ * workgroup reads a position another one writes. Without it (qk_ln) they are in the cache already.
  */
 import { PARAMS } from './wgsl.js';
 
@@ -62,16 +66,16 @@ function attentionIo(kv: KvStore): string {
 @group(0) @binding(5) var<storage, read> slopes: array<f32>;
 @group(0) @binding(6) var<storage, read_write> ctx: array<f32>;
 @group(0) @binding(7) var<storage, read> src: array<f32>;
-// Element e of key j of the K/V head starting at go: the new rows (j >= past) from src when flag 1.
-fn key(j: u32, e: u32, go: u32) -> f32 {
-  let past = p.a.y;
-  if ((p.b.w & 1u) != 0u && j >= past) { return rnd(src[p.c.z + (j - past) * p.c.y + go + e]); }
-  return k_at(j * p.a.w + go + e);
+// One sequence's chunk: its cache's offset in the pool, positions cached before it, its rows, its first row.
+struct Seq { off: u32, past: u32, T: u32, base: u32 }
+// Element i of key j (i counted from the K/V head's start): the new rows (j >= past) from src when flag 1.
+fn key(s: Seq, j: u32, i: u32) -> f32 {
+  if ((p.b.w & 1u) != 0u && j >= s.past) { return rnd(src[(s.base + j - s.past) * p.c.y + p.c.z + i]); }
+  return k_at((s.off + j) * p.a.w + i);
 }
-fn value(j: u32, e: u32, go: u32) -> f32 {
-  let past = p.a.y;
-  if ((p.b.w & 1u) != 0u && j >= past) { return rnd(src[p.c.w + (j - past) * p.c.y + go + e]); }
-  return v_at(j * p.a.w + go + e);
+fn value(s: Seq, j: u32, i: u32) -> f32 {
+  if ((p.b.w & 1u) != 0u && j >= s.past) { return rnd(src[(s.base + j - s.past) * p.c.y + p.c.w + i]); }
+  return v_at((s.off + j) * p.a.w + i);
 }
 `
   );
@@ -81,42 +85,47 @@ fn value(j: u32, e: u32, go: u32) -> f32 {
 function storeNewRows(kv: KvStore, threads: number): string {
   return kv === 'f16'
     ? `let q0 = (go + 1u) / 2u; let np = (go + hd + 1u) / 2u - q0;
-    for (var i = lid; i < T * np; i += ${threads}u) {
+    for (var i = lid; i < sq.T * np; i += ${threads}u) {
       let tt = i / np; let e = 2u * (q0 + i % np);
-      let o = ((past + tt) * kvd + e) >> 1u; let s = tt * ldn + e;
-      kc[o] = pk(src[ko + s], src[ko + s + 1u]);
-      vc[o] = pk(src[vo + s], src[vo + s + 1u]);
+      let o = ((sq.off + sq.past + tt) * kvd + e) >> 1u; let s = (sq.base + tt) * p.c.y + e;
+      kc[o] = pk(src[p.c.z + s], src[p.c.z + s + 1u]);
+      vc[o] = pk(src[p.c.w + s], src[p.c.w + s + 1u]);
     }`
-    : `for (var i = lid; i < T * hd; i += ${threads}u) {
+    : `for (var i = lid; i < sq.T * hd; i += ${threads}u) {
       let tt = i / hd; let e = go + i % hd;
-      let o = (past + tt) * kvd + e; let s = tt * ldn + e;
-      kc[o] = src[ko + s];
-      vc[o] = src[vo + s];
+      let o = (sq.off + sq.past + tt) * kvd + e; let s = (sq.base + tt) * p.c.y + e;
+      kc[o] = src[p.c.z + s];
+      vc[o] = src[p.c.w + s];
     }`;
 }
 
 /**
  * Causal attention of T new query rows over the cache (positions 0 .. past+T-1), one workgroup per
  * (row, head): keys in tiles of 64 (one per thread), softmax kept online (running max and sum),
- * each thread owning up to 4 of the head's dimensions (head_dim <= 256). For decode steps.
+ * each thread owning up to 4 of the head's dimensions (head_dim <= 256). For decode steps: the
+ * workgroup's row (and its sequence) from the table, entry wg.x at word p.d.z (4 words: cache
+ * offset, past, T << 16 | row, base), so one dispatch serves a step's every sequence.
  */
 export function attentionShader(kv: KvStore): string {
   return (
     attentionIo(kv) +
     /* wgsl */ `
+@group(0) @binding(8) var<storage, read> table: array<u32>;
 var<workgroup> qs: array<f32, 256>;
 var<workgroup> sc: array<f32, 64>;
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let t = wg.x; let h = wg.y; let lid = l.x;
-  let T = p.a.x; let past = p.a.y; let hd = p.a.z; let kvd = p.a.w;
-  let K = past + T; let qi = past + t; let go = (h / p.b.z) * hd;
-  let ldn = p.c.y; let ko = p.c.z; let vo = p.c.w;
+  let h = wg.y; let lid = l.x;
+  let te = p.d.z + 4u * wg.x;
+  let sq = Seq(table[te], table[te + 1u], table[te + 2u] >> 16u, table[te + 3u]);
+  let t = table[te + 2u] & 0xffffu;
+  let hd = p.a.z; let kvd = p.a.w;
+  let K = sq.past + sq.T; let qi = sq.past + t; let go = (h / p.b.z) * hd;
   if ((p.b.w & 1u) != 0u && t == 0u && h % p.b.z == 0u) {
     ${storeNewRows(kv, 64)}
   }
   let lowest = bitcast<f32>(0xff7fffffu);
-  for (var e = lid; e < hd; e += 64u) { qs[e] = q[p.b.y + t * p.b.x + h * hd + e]; }
+  for (var e = lid; e < hd; e += 64u) { qs[e] = q[(sq.base + t) * p.b.x + h * hd + e]; }
   workgroupBarrier();
   let scale = bitcast<f32>(p.c.x);
   let slope = slopes[h];
@@ -127,9 +136,9 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
     let j = j0 + lid;
     let cnt = min(64u, K - j0);
     var s = lowest;
-    if (j < K && j <= qi && valid[j] != 0u) {
+    if (j < K && j <= qi && valid[sq.off + j] != 0u) {
       var dot = 0.0;
-      for (var e = 0u; e < hd; e++) { dot += qs[e] * key(j, e, go); }
+      for (var e = 0u; e < hd; e++) { dot += qs[e] * key(sq, j, go + e); }
       // ALiBi: MosaicML's bias for key j is -slope * (K - 1 - j), the same for every row.
       s = dot * scale + slope * f32(i32(j) - i32(K - 1u));
     }
@@ -150,17 +159,17 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       ts += w;
       let jj = j0 + i;
       var v = vec4<f32>(0.0);
-      if (lid < hd) { v.x = value(jj, lid, go); }
-      if (lid + 64u < hd) { v.y = value(jj, lid + 64u, go); }
-      if (lid + 128u < hd) { v.z = value(jj, lid + 128u, go); }
-      if (lid + 192u < hd) { v.w = value(jj, lid + 192u, go); }
+      if (lid < hd) { v.x = value(sq, jj, go + lid); }
+      if (lid + 64u < hd) { v.y = value(sq, jj, go + lid + 64u); }
+      if (lid + 128u < hd) { v.z = value(sq, jj, go + lid + 128u); }
+      if (lid + 192u < hd) { v.w = value(sq, jj, go + lid + 192u); }
       acc += w * v;
     }
     sum = sum * corr + ts;
     m = tm;
     workgroupBarrier();
   }
-  let o = p.d.y + t * p.d.x + h * hd;
+  let o = (sq.base + t) * p.d.x + h * hd;
   if (lid < hd) { ctx[o + lid] = acc.x / sum; }
   if (lid + 64u < hd) { ctx[o + lid + 64u] = acc.y / sum; }
   if (lid + 128u < hd) { ctx[o + lid + 128u] = acc.z / sum; }
@@ -192,9 +201,9 @@ var<workgroup> sc: array<f32, ${ATTENTION_BLOCK * 32}>;
 @compute @workgroup_size(256)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
   let h = wg.y; let lid = l.x;
-  let T = p.a.x; let past = p.a.y; let hd = p.a.z; let kvd = p.a.w;
+  let sq = Seq(p.d.y, p.a.y, p.a.x, p.b.y);
+  let T = sq.T; let past = sq.past; let hd = p.a.z; let kvd = p.a.w;
   let K = past + T; let go = (h / p.b.z) * hd;
-  let ldn = p.c.y; let ko = p.c.z; let vo = p.c.w;
   if ((p.b.w & 1u) != 0u && wg.x == 0u && h % p.b.z == 0u) {
     ${storeNewRows(kv, 256)}
   }
@@ -203,7 +212,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   let r = lid / 16u; let c = lid % 16u;
   let t = wg.x * BQ + r; let qi = past + t;
   let live = t < T;
-  let qo = p.b.y + t * p.b.x + h * hd;
+  let qo = (sq.base + t) * p.b.x + h * hd;
   let lowest = bitcast<f32>(0xff7fffffu);
   let scale = bitcast<f32>(p.c.x);
   let slope = slopes[h];
@@ -214,12 +223,12 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   var acc: array<f32, 16>;
   for (var j0 = 0u; j0 < kEnd; j0 += bk) {
     let cnt = min(bk, kEnd - j0);
-    for (var i = lid; i < cnt * hd; i += 256u) { let kk = i / hd; let e = i % hd; tile[kk * hs + e] = key(j0 + kk, e, go); }
+    for (var i = lid; i < cnt * hd; i += 256u) { let kk = i / hd; let e = i % hd; tile[kk * hs + e] = key(sq, j0 + kk, go + e); }
     workgroupBarrier();
     for (var k = c; k < cnt; k += 16u) {
       let j = j0 + k;
       var s = lowest;
-      if (live && j <= qi && valid[j] != 0u) {
+      if (live && j <= qi && valid[sq.off + j] != 0u) {
         var dot = 0.0;
         for (var e = 0u; e < hd; e++) { dot += q[qo + e] * tile[k * hs + e]; }
         // ALiBi: MosaicML's bias for key j is -slope * (K - 1 - j), the same for every row.
@@ -228,7 +237,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       sc[r * 32u + k] = s;
     }
     workgroupBarrier();
-    for (var i = lid; i < cnt * hd; i += 256u) { let kk = i / hd; let e = i % hd; tile[kk * hs + e] = value(j0 + kk, e, go); }
+    for (var i = lid; i < cnt * hd; i += 256u) { let kk = i / hd; let e = i % hd; tile[kk * hs + e] = value(sq, j0 + kk, go + e); }
     workgroupBarrier();
     var tm = m;
     for (var k = 0u; k < cnt; k++) { tm = max(tm, sc[r * 32u + k]); }
@@ -254,11 +263,11 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       sum += 1.0;
       for (var i = 0u; i < 16u; i++) {
         let e = c + 16u * i;
-        if (e < hd) { acc[i] += value(j, e, go); }
+        if (e < hd) { acc[i] += value(sq, j, go + e); }
       }
     }
   }
-  let o = p.d.y + t * p.d.x + h * hd;
+  let o = (sq.base + t) * p.d.x + h * hd;
   for (var i = 0u; i < 16u; i++) {
     let e = c + 16u * i;
     if (e < hd) { ctx[o + e] = acc[i] / sum; }

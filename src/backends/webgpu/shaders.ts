@@ -36,7 +36,7 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
  * qk_ln: the new rows' q and k normalized across all heads (LayerNorm or RMSNorm), q into `qn`
  * (rows of d), k and v into the cache at past + t; one workgroup per row.
  * a = (T, past, d, kvd); b = (ldn, srcOffset, qnOffset, flags: 1 q weight, 2 q bias, 4 k weight,
- * 8 k bias, 16 rms); c.x = eps.
+ * 8 k bias, 16 rms); c = (eps, the cache's offset in the pool).
  */
 export function qkNormShader(kv: KvStore): string {
   const f16 = kv === 'f16';
@@ -86,7 +86,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   }
   let ok = o + d; let ov = o + d + kvd;
   let sk = stats(ok, kvd, lid);
-  let c = (past + t) * kvd;
+  let c = (p.c.y + past + t) * kvd;
   ${
     f16
       ? `for (var i = 2u * lid; i < kvd; i += 128u) {
