@@ -80,6 +80,17 @@ interface Vectors {
   Y0: Float32Array;
 }
 
+/** Random bias, norm weights, GLU gates and += values for N outputs of rows of K, up to 70 rows. */
+function vectors(N: number, K: number, seed: number): Vectors {
+  return {
+    bias: random(N, seed, 0.1),
+    nw: random(K, seed + 1).map((x) => 1 + 0.3 * x),
+    nb: random(K, seed + 3, 0.2),
+    G: random(70 * N, seed + 4, 2),
+    Y0: random(70 * N, seed + 5),
+  };
+}
+
 function expected(
   c: Case,
   w: Float32Array,
@@ -176,13 +187,7 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
         const Xv = random(11 * K, 3, 2);
         for (let i = 0; i < K; i++) Xv[i] = Xv[i]! + 3; // a row with a large mean (LayerNorm's two passes)
         const X = h.buffer(Xv);
-        const v: Vectors = {
-          bias: random(N, 5, 0.1),
-          nw: random(K, 6).map((x) => 1 + 0.3 * x),
-          nb: random(K, 8, 0.2),
-          G: random(70 * N, 9, 2),
-          Y0: random(70 * N, 10),
-        };
+        const v = vectors(N, K, 5);
         for (const c of CASES) {
           const got = await run(h, c, m, X, v);
           const { y, mag } = expected(c, m.w, N, K, Xv, v);
@@ -228,3 +233,37 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
     });
   });
 }
+
+describe('webgpu products with f16 math (shader-f16) vs float64, within f16 rounding', { skip }, () => {
+  let h: KernelHarness;
+  before(async () => {
+    h = new KernelHarness(await openGpu({ f16: true }));
+  });
+  after(() => h?.gpu.device.destroy());
+
+  for (const type of ['bf16', 'q8_0', 'q4_k'] as const) {
+    it(`${type}: mat-vec and tiled`, (t) => {
+      if (!h.gpu.f16) return t.skip(`this adapter has no shader-f16 (${h.gpu.adapterName})`);
+      return (async () => {
+        const N = 37,
+          K = 512;
+        const m = matrix(h, type, N, K, 21);
+        const Xv = random(70 * K, 22, 2);
+        const v = vectors(N, K, 23);
+        let worst = 0;
+        for (const c of [CASES[0]!, CASES[3]!]) {
+          const got = await run(h, c, m, h.buffer(Xv), v);
+          const { y, mag } = expected(c, m.w, N, K, Xv, v);
+          for (let i = 0; i < y.length; i++) {
+            // f16 keeps 11 bits: each product and each 8- or 32-term sum rounds by up to 2^-11 of its size
+            const err = Math.abs(got[i]! - y[i]!) / (mag[i]! + 1e-3);
+            worst = Math.max(worst, err);
+            assert.ok(err <= 4e-3, `${type}, ${c.label}: element ${i}: ${got[i]} vs ${y[i]}`);
+          }
+        }
+        // and it is f16: further from float64 than the f32 products' 3e-6
+        assert.ok(worst > 1e-5, `largest relative error ${worst}: were the products computed in f16?`);
+      })();
+    });
+  }
+});

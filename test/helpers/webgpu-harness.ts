@@ -40,7 +40,9 @@ export class KernelHarness {
     let p = this.pipelines.get(name);
     if (!p) {
       const dev = this.gpu.device;
-      const module = dev.createShaderModule({ code: kernelSource(name, { subgroups: this.gpu.subgroups }) });
+      const module = dev.createShaderModule({
+        code: kernelSource(name, { subgroups: this.gpu.subgroups, f16: this.gpu.f16 }),
+      });
       p = dev.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
       this.pipelines.set(name, p);
     }

@@ -189,7 +189,7 @@ export class WebGpuRunner implements ModelRunner {
   pipeline(name: string): GpuComputePipeline {
     let p = this.pipelines.get(name);
     if (!p) {
-      const code = kernelSource(name, { subgroups: this.gpu.subgroups });
+      const code = kernelSource(name, { subgroups: this.gpu.subgroups, f16: this.gpu.f16 });
       const module = this.device.createShaderModule({ code, label: name });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
       this.pipelines.set(name, p);

@@ -107,6 +107,8 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
 export interface KernelFeatures {
   /** The device has the `subgroups` feature and the products use it. */
   subgroups: boolean;
+  /** The products multiply in f16 (the device has `shader-f16`, and the runner was asked to). */
+  f16?: boolean;
 }
 
 /**
@@ -118,9 +120,9 @@ export function kernelSource(name: string, features: KernelFeatures): string {
   const [kernel, a, b] = name.split('.') as [string, string | undefined, string | undefined];
   switch (kernel) {
     case 'mv':
-      return matvecShader(a as GpuWeightType, Number(b), features.subgroups);
+      return matvecShader(a as GpuWeightType, Number(b), features.subgroups, !!features.f16);
     case 'mm':
-      return matmulShader(a as GpuWeightType);
+      return matmulShader(a as GpuWeightType, !!features.f16);
     case 'embed':
       return embedShader(a as GpuWeightType, b as GpuWeightType);
     case 'attention':
