@@ -6,17 +6,10 @@
  *   node dist/bench/webgpu-dispatches.js [MODEL] [--shape 1b --type bf16] [--sequences 4] [--prompt 512]
  */
 import { loadWebGpuRunner, type WebGpuRunner } from '../src/backends/webgpu/index.js';
-import { shapeConfig } from '../src/cli/commands/bench.js';
+import { SHAPES, shapeConfig } from '../src/cli/commands/bench.js';
 import type { DType } from '../src/formats/tensor-source.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { randomTensorSource } from '../src/model/random-source.js';
-
-/** d_model, heads, layers (as `mpt bench`). */
-const SHAPES: Record<string, [number, number, number]> = {
-  '7b': [4096, 32, 32],
-  '1b': [2048, 16, 24],
-  tiny: [256, 4, 2],
-};
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => (argv.includes(`--${name}`) ? argv[argv.indexOf(`--${name}`) + 1]! : dflt);
@@ -36,7 +29,7 @@ if (model) {
     type = opt('type', 'q4_0');
   const s = SHAPES[shape];
   if (!s) throw new Error(`unknown --shape ${shape} (7b, 1b, tiny)`);
-  const config = shapeConfig(s[0], s[1], s[2], 50432, Math.max(4096, prompt + 8));
+  const config = shapeConfig(s.d, s.heads, s.layers, s.vocab, Math.max(4096, prompt + 8));
   runner = await loadWebGpuRunner(config, randomTensorSource(config, type as DType));
   label = { shape, type };
 }

@@ -7,44 +7,20 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { gelu, layerNorm, linear, rmsNorm, silu } from '../src/backends/reference/math.js';
-import { DispatchCache, Dispatches, emptyStats } from '../src/backends/webgpu/dispatch.js';
-import {
-  MAP_READ,
-  STORAGE,
-  USAGE,
-  openGpu,
-  type GpuBuffer,
-  type GpuComputePipeline,
-  type GpuContext,
-} from '../src/backends/webgpu/gpu.js';
+import { openGpu, type GpuBuffer } from '../src/backends/webgpu/gpu.js';
 import { matrixLayout, packMatrix, type GpuWeightType, type MatrixLayout } from '../src/backends/webgpu/layout.js';
 import { productDispatch, type ProductSpec } from '../src/backends/webgpu/matvec.js';
-import { kernelSource } from '../src/backends/webgpu/shaders.js';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
+import { KernelHarness, probeWebGpu, random } from './helpers/webgpu-harness.js';
 
-let why: string | null = null;
-let hasSubgroups = false;
-try {
-  const gpu = await openGpu();
-  hasSubgroups = gpu.subgroups;
-  gpu.device.destroy();
-} catch (e) {
-  why = `no WebGPU adapter here: ${(e as Error).message}`;
-}
-const skip = skipUnlessPresent(why);
+const probe = await probeWebGpu();
+const hasSubgroups = probe.subgroups;
+const skip = skipUnlessPresent(probe.why);
 
 const TYPES: GpuWeightType[] = ['f32', 'f16', 'bf16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k'];
 const ACT_GELU = 1,
   ACT_SILU = 3;
-
-function random(n: number, seed: number, scale = 1): Float32Array {
-  let s = seed >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
 
 interface Bindings {
   X: GpuBuffer;
@@ -57,56 +33,13 @@ interface Bindings {
   G?: GpuBuffer;
 }
 
-/** A device, pipelines compiled on demand, and products run one command buffer each. */
-class Harness {
-  private readonly pipelines = new Map<string, GpuComputePipeline>();
-  private readonly cache: DispatchCache;
-  private readonly dummy: GpuBuffer;
-
-  constructor(readonly gpu: GpuContext) {
-    this.cache = new DispatchCache(gpu.device, (name) => this.pipeline(name), { current: emptyStats() });
-    this.dummy = this.buffer(new Float32Array(4));
-  }
-
-  private pipeline(name: string): GpuComputePipeline {
-    let p = this.pipelines.get(name);
-    if (!p) {
-      const dev = this.gpu.device;
-      const module = dev.createShaderModule({ code: kernelSource(name, { subgroups: this.gpu.subgroups }) });
-      p = dev.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' } });
-      this.pipelines.set(name, p);
-    }
-    return p;
-  }
-
-  buffer(data: Float32Array | Uint32Array | Uint8Array): GpuBuffer {
-    const size = Math.max(16, Math.ceil(data.byteLength / 16) * 16);
-    const b = this.gpu.device.createBuffer({ size, usage: STORAGE, mappedAtCreation: true });
-    new Uint8Array(b.getMappedRange()).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    b.unmap();
-    return b;
-  }
-
-  /** Runs one product; returns Y (yWords values). */
-  async product(spec: ProductSpec, b: Bindings, yWords: number): Promise<Float32Array> {
-    const dev = this.gpu.device,
-      d = this.dummy;
-    dev.pushErrorScope('validation');
-    const enc = dev.createCommandEncoder();
-    const plan = new Dispatches(this.cache, enc);
-    const p = productDispatch(spec);
-    plan.add(p.kernel, [b.X, b.W, b.bias ?? d, b.Y, b.nw ?? d, b.nb ?? d, b.ids ?? d, b.G ?? d], p.params, p.groups);
-    plan.finish();
-    const staging = dev.createBuffer({ size: yWords * 4, usage: USAGE.MAP_READ | USAGE.COPY_DST });
-    enc.copyBufferToBuffer(b.Y, 0, staging, 0, yWords * 4);
-    dev.queue.submit([enc.finish()]);
-    const err = await dev.popErrorScope();
-    if (err) throw new Error(err.message);
-    await staging.mapAsync(MAP_READ);
-    const out = new Float32Array(staging.getMappedRange().slice(0));
-    staging.destroy();
-    return out;
-  }
+/** Runs one product; returns Y (yWords values). */
+async function product(h: KernelHarness, spec: ProductSpec, b: Bindings, yWords: number): Promise<Float32Array> {
+  const d = h.dummy;
+  const p = productDispatch(spec);
+  const buffers = [b.X, b.W, b.bias ?? d, b.Y, b.nw ?? d, b.nb ?? d, b.ids ?? d, b.G ?? d];
+  const [y] = await h.run(p.kernel, buffers, p.params, p.groups, [{ buf: b.Y, bytes: yWords * 4 }]);
+  return new Float32Array(y!);
 }
 
 /** A random N × K matrix stored as `type`: its GPU layout and buffer, and ggml's dequantized values. */
@@ -116,7 +49,7 @@ interface Matrix {
   w: Float32Array;
 }
 
-function matrix(h: Harness, type: GpuWeightType, N: number, K: number, seed: number): Matrix {
+function matrix(h: KernelHarness, type: GpuWeightType, N: number, K: number, seed: number): Matrix {
   const bytes = quantize(type, random(N * K, seed, (1 / Math.sqrt(K)) * 2));
   const L = matrixLayout(type, N, K);
   const packed = new Uint8Array(L.bytes);
@@ -145,6 +78,17 @@ interface Vectors {
   nb: Float32Array;
   G: Float32Array;
   Y0: Float32Array;
+}
+
+/** Random bias, norm weights, GLU gates and += values for N outputs of rows of K, up to 70 rows. */
+function vectors(N: number, K: number, seed: number): Vectors {
+  return {
+    bias: random(N, seed, 0.1),
+    nw: random(K, seed + 1).map((x) => 1 + 0.3 * x),
+    nb: random(K, seed + 3, 0.2),
+    G: random(70 * N, seed + 4, 2),
+    Y0: random(70 * N, seed + 5),
+  };
 }
 
 function expected(
@@ -179,7 +123,7 @@ function expected(
   return { y, mag };
 }
 
-async function run(h: Harness, c: Case, m: Matrix, X: GpuBuffer, v: Vectors): Promise<Float32Array> {
+async function run(h: KernelHarness, c: Case, m: Matrix, X: GpuBuffer, v: Vectors): Promise<Float32Array> {
   const N = m.L.rows,
     K = m.L.cols;
   const ids = c.gather ? h.buffer(Uint32Array.from([0, 0, 0, ...c.gather])) : undefined;
@@ -199,7 +143,7 @@ async function run(h: Harness, c: Case, m: Matrix, X: GpuBuffer, v: Vectors): Pr
   };
   const Y = h.buffer(c.accumulate ? v.Y0 : new Float32Array(c.rows * N));
   const [bias, nw, nb, G] = [v.bias, v.nw, v.nb, v.G].map((a) => h.buffer(a));
-  return h.product(spec, { X, W: m.buf, Y, bias, nw, nb, ids, G }, c.rows * N);
+  return product(h, spec, { X, W: m.buf, Y, bias, nw, nb, ids, G }, c.rows * N);
 }
 
 const CASES: Case[] = [
@@ -228,9 +172,9 @@ const CASES: Case[] = [
 for (const subgroups of hasSubgroups ? [true, false] : [false]) {
   const title = `webgpu products (every stored type) vs float64 on ggml's dequantized weights, subgroups: ${subgroups}`;
   describe(title, { skip }, () => {
-    let h: Harness;
+    let h: KernelHarness;
     before(async () => {
-      h = new Harness(await openGpu({ subgroups }));
+      h = new KernelHarness(await openGpu({ subgroups }));
     });
     after(() => h?.gpu.device.destroy());
 
@@ -243,13 +187,7 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
         const Xv = random(11 * K, 3, 2);
         for (let i = 0; i < K; i++) Xv[i] = Xv[i]! + 3; // a row with a large mean (LayerNorm's two passes)
         const X = h.buffer(Xv);
-        const v: Vectors = {
-          bias: random(N, 5, 0.1),
-          nw: random(K, 6).map((x) => 1 + 0.3 * x),
-          nb: random(K, 8, 0.2),
-          G: random(70 * N, 9, 2),
-          Y0: random(70 * N, 10),
-        };
+        const v = vectors(N, K, 5);
         for (const c of CASES) {
           const got = await run(h, c, m, X, v);
           const { y, mag } = expected(c, m.w, N, K, Xv, v);
@@ -295,3 +233,37 @@ for (const subgroups of hasSubgroups ? [true, false] : [false]) {
     });
   });
 }
+
+describe('webgpu products with f16 math (shader-f16) vs float64, within f16 rounding', { skip }, () => {
+  let h: KernelHarness;
+  before(async () => {
+    h = new KernelHarness(await openGpu({ f16: true }));
+  });
+  after(() => h?.gpu.device.destroy());
+
+  for (const type of ['bf16', 'q8_0', 'q4_k'] as const) {
+    it(`${type}: mat-vec and tiled`, (t) => {
+      if (!h.gpu.f16) return t.skip(`this adapter has no shader-f16 (${h.gpu.adapterName})`);
+      return (async () => {
+        const N = 37,
+          K = 512;
+        const m = matrix(h, type, N, K, 21);
+        const Xv = random(70 * K, 22, 2);
+        const v = vectors(N, K, 23);
+        let worst = 0;
+        for (const c of [CASES[0]!, CASES[3]!]) {
+          const got = await run(h, c, m, h.buffer(Xv), v);
+          const { y, mag } = expected(c, m.w, N, K, Xv, v);
+          for (let i = 0; i < y.length; i++) {
+            // f16 keeps 11 bits: each product and each 8- or 32-term sum rounds by up to 2^-11 of its size
+            const err = Math.abs(got[i]! - y[i]!) / (mag[i]! + 1e-3);
+            worst = Math.max(worst, err);
+            assert.ok(err <= 4e-3, `${type}, ${c.label}: element ${i}: ${got[i]} vs ${y[i]}`);
+          }
+        }
+        // and it is f16: further from float64 than the f32 products' 3e-6
+        assert.ok(worst > 1e-5, `largest relative error ${worst}: were the products computed in f16?`);
+      })();
+    });
+  }
+});

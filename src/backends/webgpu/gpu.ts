@@ -112,6 +112,8 @@ export interface GpuContext {
   device: GpuDevice;
   /** The device has the `subgroups` feature (WGSL subgroup operations). */
   subgroups: boolean;
+  /** The device has the `shader-f16` feature (asked for with `f16`). */
+  f16: boolean;
   /** The adapter, in words (for `mpt info`, benchmarks, errors). */
   adapterName: string;
   /**
@@ -123,9 +125,10 @@ export interface GpuContext {
 
 /**
  * Opens a device on the best adapter, with the `subgroups` feature where the adapter has it and
- * `subgroups` is not false. Throws UnsupportedError when there is no adapter.
+ * `subgroups` is not false, and `shader-f16` where it has it and `f16` is true. Throws
+ * UnsupportedError when there is no adapter.
  */
-export async function openGpu(options: { subgroups?: boolean } = {}): Promise<GpuContext> {
+export async function openGpu(options: { subgroups?: boolean; f16?: boolean } = {}): Promise<GpuContext> {
   const gpu = await findGpu();
   const adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   if (!adapter)
@@ -133,9 +136,11 @@ export async function openGpu(options: { subgroups?: boolean } = {}): Promise<Gp
   const requiredLimits: Record<string, number> = {};
   for (const k of WANTED_LIMITS) if (adapter.limits[k] !== undefined) requiredLimits[k] = adapter.limits[k]!;
   const subgroups = options.subgroups !== false && !!adapter.features?.has('subgroups');
-  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures: subgroups ? ['subgroups'] : [] });
+  const f16 = options.f16 === true && !!adapter.features?.has('shader-f16');
+  const requiredFeatures = [...(subgroups ? ['subgroups'] : []), ...(f16 ? ['shader-f16'] : [])];
+  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
   const i = adapter.info ?? {};
   const adapterName =
     [i.description || i.device, i.vendor, i.architecture].filter(Boolean).join(' / ') || 'unknown adapter';
-  return { device, subgroups, adapterName, owners: [gpu, adapter] };
+  return { device, subgroups, f16, adapterName, owners: [gpu, adapter] };
 }

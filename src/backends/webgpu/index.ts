@@ -18,6 +18,12 @@ export interface WebGpuLoadOptions extends LoadRunnerOptions {
   maxRows?: number;
   /** Use subgroup operations where the adapter has them (default true; false: workgroup memory only). */
   subgroups?: boolean;
+  /**
+   * Products multiplied in f16 where the adapter has `shader-f16` (default false: f32 throughout;
+   * `runner.gpu.f16` says whether it was). Changes results: see bench/webgpu-f16-kl.ts for the KL
+   * against f32.
+   */
+  f16Math?: boolean;
 }
 
 /** Loads a checkpoint onto the GPU. Throws UnsupportedError when WebGPU has no adapter here. */
@@ -29,7 +35,7 @@ export async function loadWebGpuRunner(
   const maxRows = options.maxRows ?? 128;
   if (!Number.isInteger(maxRows) || maxRows < 1 || maxRows > 65535)
     throw new InputError(`maxRows must be an integer in [1, 65535], got ${maxRows}`);
-  const gpu = await openGpu({ subgroups: options.subgroups });
+  const gpu = await openGpu({ subgroups: options.subgroups, f16: options.f16Math });
   try {
     return new WebGpuRunner(config, gpu, await loadGpuWeights(gpu, config, tensors, options.onProgress), maxRows);
   } catch (e) {

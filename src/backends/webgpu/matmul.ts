@@ -3,14 +3,33 @@
  * matvec.ts, one 64 × 64 tile of Y per workgroup of 256 threads (4 × 4 outputs each). K is
  * walked 32 at a time: 64 rows of normalized X and 64 columns of weights, each weight decoded once
  * per workgroup by the element readers (layout.ts), are staged in workgroup memory and each used
- * by the 64 columns / rows of the tile. Parameters as matvec.ts (d.w unused).
+ * by the 64 columns / rows of the tile. Parameters as matvec.ts (d.w unused). With `f16` (the
+ * `shader-f16` feature, an option) the products and their sums within a step of K are f16.
  */
 import { elementReader, type GpuWeightType } from './layout.js';
 import { MV, PRODUCT_IO } from './matvec.js';
 import { ACTIVATION, PARAMS } from './wgsl.js';
 
-export function matmulShader(type: GpuWeightType): string {
+export function matmulShader(type: GpuWeightType, f16: boolean): string {
+  // f16 math: the products of each 32-value step of K summed in f16, the steps in f32.
+  const inner = f16
+    ? `// initialized explicitly: lavapipe did not zero a loop-scoped var declared without a value each iteration
+    var part = array<vec4<f16>, 4>(vec4<f16>(0.0h), vec4<f16>(0.0h), vec4<f16>(0.0h), vec4<f16>(0.0h));
+    for (var kk = 0u; kk < 32u; kk++) {
+      let xa = kk * 64u + 4u * ty; let wa = kk * 64u + 4u * tx;
+      let a = vec4<f16>(vec4<f32>(xs[xa], xs[xa + 1u], xs[xa + 2u], xs[xa + 3u]));
+      let b = vec4<f16>(vec4<f32>(ws[wa], ws[wa + 1u], ws[wa + 2u], ws[wa + 3u]));
+      part[0] += a.x * b; part[1] += a.y * b; part[2] += a.z * b; part[3] += a.w * b;
+    }
+    for (var i = 0u; i < 4u; i++) { acc[i] += vec4<f32>(part[i]); }`
+    : `for (var kk = 0u; kk < 32u; kk++) {
+      let xa = kk * 64u + 4u * ty; let wa = kk * 64u + 4u * tx;
+      let a = vec4<f32>(xs[xa], xs[xa + 1u], xs[xa + 2u], xs[xa + 3u]);
+      let b = vec4<f32>(ws[wa], ws[wa + 1u], ws[wa + 2u], ws[wa + 3u]);
+      acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
+    }`;
   return (
+    (f16 ? 'enable f16;\n' : '') +
     PARAMS +
     ACTIVATION +
     elementReader('W', 2, type) +
@@ -69,12 +88,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
       ws[(lk + i) * 64u + lr] = w;
     }
     workgroupBarrier();
-    for (var kk = 0u; kk < 32u; kk++) {
-      let xa = kk * 64u + 4u * ty; let wa = kk * 64u + 4u * tx;
-      let a = vec4<f32>(xs[xa], xs[xa + 1u], xs[xa + 2u], xs[xa + 3u]);
-      let b = vec4<f32>(ws[wa], ws[wa + 1u], ws[wa + 2u], ws[wa + 3u]);
-      acc[0] += a.x * b; acc[1] += a.y * b; acc[2] += a.z * b; acc[3] += a.w * b;
-    }
+    ${inner}
     workgroupBarrier();
   }
   for (var i = 0u; i < 4u; i++) {

@@ -185,14 +185,19 @@ function totalFn(subgroups: boolean): string {
     : 'fn total(v: u32, g0: u32, gs: u32) -> f32 { return red[v * 64u + g0]; }';
 }
 
-export function matvecShader(type: GpuWeightType, R: number, subgroups: boolean): string {
+export function matvecShader(type: GpuWeightType, R: number, subgroups: boolean, f16 = false): string {
   const { chunk, parts } = chunkOf(type);
   const C = MV_COLUMNS,
     NV = C * R;
   const cols = Array.from({ length: C }, (_, c) => c);
   // subgroupShuffleXor runs where every thread of the workgroup runs (after the chunk loop); the
   // analysis cannot see that the subgroup size kept in a private variable is uniform.
-  const enable = subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : '';
+  const enable =
+    (f16 ? 'enable f16;\n' : '') + (subgroups ? 'enable subgroups;\ndiagnostic(off, subgroup_uniformity);\n' : '');
+  // f16 math (the shader-f16 feature, an option): each 8-weight part's products and their sum in f16.
+  const part = f16
+    ? 'f32(dot(vec4<f16>(q.lo), vec4<f16>(xl[r])) + dot(vec4<f16>(q.hi), vec4<f16>(xh[r])))'
+    : 'dot(q.lo, xl[r]) + dot(q.hi, xh[r])';
   return (
     enable +
     PARAMS +
@@ -267,7 +272,7 @@ ${cols.map((c) => `    let w${c} = w_raw(c${c}, ch);`).join('\n')}
 ${cols
   .map(
     (c) => `      { let q = w_part(w${c}, i);
-        for (var r = 0u; r < R; r++) { acc[${c * R}u + r] += dot(q.lo, xl[r]) + dot(q.hi, xh[r]); } }`,
+        for (var r = 0u; r < R; r++) { acc[${c * R}u + r] += ${part}; } }`,
   )
   .join('\n')}
     }

@@ -1,6 +1,6 @@
 /**
  * The WebGPU backend's ModelRunner: weights (matrices in their stored type, layout.ts) and f32 or
- * f16 KV caches in GPU buffers, the MPT forward pass as compute dispatches (matvec.ts, shaders.ts),
+ * f16 KV caches in GPU buffers (ranges of shared pools, kv-pool.ts), the MPT forward pass as compute dispatches (matvec.ts, shaders.ts),
  * step for step the reference backend's (src/backends/reference/forward.ts).
  *
  * A forward call runs in rounds of at most `maxRows` tokens: the next chunk of as many of the
@@ -8,10 +8,12 @@
  * reads each weight once per round for all of them. One command buffer per round; the wanted logit
  * rows come back through one mapped staging buffer.
  *
- * Dispatches of a round: the embedding; per layer the QKV product (norm_1 and clip_qkv fused), per
- * sequence attention (storing the new keys and values; qk_ln adds a dispatch before it), the output
- * product (+= residual), the up product (norm_2 and the activation fused; GLU: gate, then up ·
- * act(gate)) and the down product (+= residual); the LM head (norm_f fused, logit rows gathered).
+ * Dispatches of a round: the embedding; per layer the QKV product (norm_1 and clip_qkv fused),
+ * attention (storing the new keys and values; one dispatch for the rows of every chunk of up to 8
+ * rows, whose caches share a pool, kv-pool.ts; one per longer chunk; qk_ln adds a dispatch per
+ * chunk before it), the output product (+= residual), the up product (norm_2 and the activation
+ * fused; GLU: gate, then up · act(gate)) and the down product (+= residual); the LM head (norm_f
+ * fused, logit rows gathered).
  */
 import { InputError, UnsupportedError } from '../../errors.js';
 import type { MptConfig } from '../../model/config.js';
@@ -37,7 +39,9 @@ import {
   type GpuContext,
   type GpuDevice,
 } from './gpu.js';
-import { f32bits, productDispatch } from './matvec.js';
+import { ATTENTION_BLOCK, type KvStore } from './attention.js';
+import { KvPool } from './kv-pool.js';
+import { f32bits, MV_MAX_ROWS, productDispatch } from './matvec.js';
 import { kernelSource } from './shaders.js';
 import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 
@@ -45,24 +49,28 @@ import { bindingLimit, uploadBytes, type GpuTensor } from './weights.js';
 const ACT = { none: 0, gelu: 1, gelu_tanh: 2, silu: 3, relu: 4 } as const;
 
 export class WebGpuKvCache extends KvCacheBase implements KvCache {
-  /** @internal 1 = real token, 0 = padding, per position (the GPU copy is `valid`). */
+  /** @internal 1 = real token, 0 = padding, per position (the GPU copy is in the pool's `valid`). */
   readonly padMask: Uint8Array;
 
   /** @internal */
   constructor(
     readonly runner: WebGpuRunner,
     readonly capacity: number,
-    readonly kvType: 'f32' | 'f16',
-    /** @internal */ readonly keys: GpuBuffer[],
-    /** @internal */ readonly values: GpuBuffer[],
-    /** @internal */ readonly valid: GpuBuffer,
+    readonly kvType: KvStore,
+    /** @internal the buffers holding this cache's positions */ readonly pool: KvPool,
+    /** @internal its first position in them */ readonly offset: number,
   ) {
     super();
     this.padMask = new Uint8Array(capacity);
   }
 
+  /** @internal each layer's key buffer (shared with the pool's other caches) */
+  get keys(): GpuBuffer[] {
+    return this.pool.keys;
+  }
+
   protected release(): void {
-    for (const b of [...this.keys, ...this.values, this.valid]) b.destroy();
+    this.pool.free(this.offset);
   }
 }
 
@@ -82,8 +90,22 @@ interface Chunk {
 }
 
 /**
+ * The attention of a round's chunks whose caches share a pool: chunks of more than MV_MAX_ROWS rows
+ * a block dispatch each; the rows of the others one dispatch, entries [tableAt, tableAt + rows) of
+ * the table (attention.ts).
+ */
+interface AttentionGroup {
+  pool: KvPool;
+  kv: KvStore;
+  blocks: Chunk[];
+  single: Chunk[];
+  tableAt: number;
+  rows: number;
+}
+
+/**
  * Scratch buffers for a round of maxRows (R) tokens. ids: token ids at [0, R), positions at
- * [R, 2R), the rows whose logits are wanted at [2R, 3R).
+ * [R, 2R), the rows whose logits are wanted at [2R, 3R), the one-row attention's table at [3R, 7R).
  */
 interface Scratch {
   ids: GpuBuffer;
@@ -121,6 +143,8 @@ export class WebGpuRunner implements ModelRunner {
   private queue: Promise<unknown> = Promise.resolve();
   private disposed = false;
   private readonly dispatchCache: DispatchCache;
+  /** KV cache memory, by storage type. */
+  private readonly pools: Record<KvStore, KvPool[]> = { f32: [], f16: [] };
   private readonly statsRef = { current: emptyStats() };
   /** How the matrices are stored on the GPU (f32, f16, bf16, q8_0, ...). */
   readonly matrixTypes: string[];
@@ -166,7 +190,7 @@ export class WebGpuRunner implements ModelRunner {
   pipeline(name: string): GpuComputePipeline {
     let p = this.pipelines.get(name);
     if (!p) {
-      const code = kernelSource(name, { subgroups: this.gpu.subgroups });
+      const code = kernelSource(name, { subgroups: this.gpu.subgroups, f16: this.gpu.f16 });
       const module = this.device.createShaderModule({ code, label: name });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint: 'main' }, label: name });
       this.pipelines.set(name, p);
@@ -185,12 +209,20 @@ export class WebGpuRunner implements ModelRunner {
       throw new UnsupportedError(`the webgpu backend keeps f32 or f16 KV caches (asked for ${kvType})`);
     if (kvType === 'f16' && kvd % 2)
       throw new UnsupportedError(`f16 KV caches need an even kv_heads · head_dim (this model: ${kvd})`);
-    const bytes = options.capacity * kvd * (kvType === 'f16' ? 2 : 4);
-    checkSize(this.gpu, bytes, 'a KV cache layer');
-    const make = () =>
-      Array.from({ length: c.nLayers }, () => this.device.createBuffer({ size: bytes, usage: STORAGE }));
-    const valid = this.device.createBuffer({ size: Math.ceil(options.capacity / 4) * 16, usage: STORAGE });
-    return new WebGpuKvCache(this, options.capacity, kvType, make(), make(), valid);
+    const rowBytes = kvd * (kvType === 'f16' ? 2 : 4);
+    checkSize(this.gpu, options.capacity * rowBytes, 'a KV cache layer');
+    const pools = this.pools[kvType];
+    for (const pool of pools) {
+      const at = pool.allocate(options.capacity);
+      if (at !== null) return new WebGpuKvCache(this, options.capacity, kvType, pool, at);
+    }
+    const maxPositions = Math.floor(Math.min(bindingLimit(this.gpu) / rowBytes, bindingLimit(this.gpu) / 4));
+    const pool = new KvPool(this.device, c.nLayers, rowBytes, maxPositions);
+    pools.push(pool);
+    const at = pool.allocate(options.capacity);
+    if (at === null)
+      throw new UnsupportedError(`a KV cache of ${options.capacity} positions does not fit this GPU's buffers`);
+    return new WebGpuKvCache(this, options.capacity, kvType, pool, at);
   }
 
   /** A copy of `from` made on the GPU (queued before any later forward call's work). */
@@ -203,15 +235,24 @@ export class WebGpuRunner implements ModelRunner {
     const to = this.createCache({ capacity, kvType: from.kvType }) as WebGpuKvCache;
     const n = from.len;
     if (n > 0) {
-      const c = this.config,
-        rowBytes = this.facts.kvDim * (from.kvType === 'f16' ? 2 : 4);
+      const rowBytes = from.pool.rowBytes,
+        bytes = n * rowBytes;
       const enc = this.device.createCommandEncoder();
-      for (let l = 0; l < c.nLayers; l++) {
-        enc.copyBufferToBuffer(from.keys[l]!, 0, to.keys[l]!, 0, n * rowBytes);
-        enc.copyBufferToBuffer(from.values[l]!, 0, to.values[l]!, 0, n * rowBytes);
+      // WebGPU copies between distinct buffers only: within a pool, through a temporary one.
+      const temp = from.pool === to.pool ? this.device.createBuffer({ size: bytes, usage: STORAGE }) : null;
+      const copy = (a: GpuBuffer, aOff: number, b: GpuBuffer, bOff: number, size: number) => {
+        if (temp) {
+          enc.copyBufferToBuffer(a, aOff, temp, 0, size);
+          enc.copyBufferToBuffer(temp, 0, b, bOff, size);
+        } else enc.copyBufferToBuffer(a, aOff, b, bOff, size);
+      };
+      for (let l = 0; l < this.config.nLayers; l++) {
+        copy(from.pool.keys[l]!, from.offset * rowBytes, to.pool.keys[l]!, to.offset * rowBytes, bytes);
+        copy(from.pool.values[l]!, from.offset * rowBytes, to.pool.values[l]!, to.offset * rowBytes, bytes);
       }
-      enc.copyBufferToBuffer(from.valid, 0, to.valid, 0, n * 4);
+      copy(from.pool.valid!, from.offset * 4, to.pool.valid!, to.offset * 4, n * 4);
       this.device.queue.submit([enc.finish()]);
+      temp?.destroy();
     }
     to.padMask.set(from.padMask.subarray(0, n));
     to.len = n;
@@ -295,19 +336,20 @@ export class WebGpuRunner implements ModelRunner {
       V = this.config.vocabSize,
       R = this.maxRows;
     const s = this.ensureScratch();
-    const ids = new Uint32Array(3 * R);
+    const ids = new Uint32Array(7 * R);
     for (const ch of round) {
       this.prepare(ch, ids);
       const [w0, w1] = ch.want ?? [0, 0];
       for (let r = w0; r < w1; r++) ids[2 * R + ch.logitsAt + r - w0] = ch.base + r;
     }
+    const groups = this.attentionGroups(round, ids);
     dev.queue.writeBuffer(s.ids, 0, ids);
     const out = logitRows > 0 ? this.ensureLogits(logitRows) : null;
     // Validation errors of encoding and submission come back here, not as uncaptured errors.
     dev.pushErrorScope('validation');
     const enc = dev.createCommandEncoder();
     const plan = new Dispatches(this.dispatchCache, enc);
-    this.encode(plan, s, round, rows, out ? logitRows : 0, out?.buf ?? null);
+    this.encode(plan, s, groups, rows, out ? logitRows : 0, out?.buf ?? null);
     plan.finish();
     if (out) enc.copyBufferToBuffer(out.buf, 0, out.staging, 0, logitRows * V * 4);
     dev.queue.submit([enc.finish()]);
@@ -323,6 +365,33 @@ export class WebGpuRunner implements ModelRunner {
     const got = new Float32Array(out.staging.getMappedRange(0, logitRows * V * 4).slice(0));
     out.staging.unmap();
     return got;
+  }
+
+  /**
+   * The round's chunks by KV pool, and the one-row attention's table (at ids[3R ..]): an entry of
+   * (cache offset, past, T << 16 | t, base) for each row t of a chunk of up to MV_MAX_ROWS rows.
+   */
+  private attentionGroups(round: Chunk[], ids: Uint32Array): AttentionGroup[] {
+    const groups: AttentionGroup[] = [];
+    let entry = 0;
+    for (const ch of round) {
+      let g = groups.find((x) => x.pool === ch.cache.pool);
+      if (!g) {
+        g = { pool: ch.cache.pool, kv: ch.cache.kvType, blocks: [], single: [], tableAt: 0, rows: 0 };
+        groups.push(g);
+      }
+      (ch.n > MV_MAX_ROWS ? g.blocks : g.single).push(ch);
+    }
+    for (const g of groups) {
+      g.tableAt = 3 * this.maxRows + 4 * entry;
+      for (const ch of g.single) {
+        for (let t = 0; t < ch.n; t++, entry++) {
+          ids.set([ch.cache.offset, ch.cache.len, (ch.n << 16) | t, ch.base], 3 * this.maxRows + 4 * entry);
+        }
+        g.rows += ch.n;
+      }
+    }
+    return groups;
   }
 
   /**
@@ -343,14 +412,15 @@ export class WebGpuRunner implements ModelRunner {
     for (let t = 0; t < n; t++) cache.padMask[past + t] = ch.padMask ? (ch.padMask[ch.t0 + t] ? 1 : 0) : 1;
     // The pad mask as u32 flags, rewritten from a 4-aligned start.
     const from = past & ~3;
-    this.device.queue.writeBuffer(cache.valid, from * 4, Uint32Array.from(cache.padMask.subarray(from, past + n)));
+    const flags = Uint32Array.from(cache.padMask.subarray(from, past + n));
+    this.device.queue.writeBuffer(cache.pool.valid!, (cache.offset + from) * 4, flags);
   }
 
   /** The dispatches of one round: `rows` tokens of the round's chunks, then `logitRows` logit rows. */
   private encode(
     plan: Dispatches,
     s: Scratch,
-    round: Chunk[],
+    groups: AttentionGroup[],
     rows: number,
     logitRows: number,
     logits: GpuBuffer | null,
@@ -399,15 +469,24 @@ export class WebGpuRunner implements ModelRunner {
     );
     W.blocks.forEach((B, l) => {
       mv(s.x, d, rows, B.wqkv.weight, B.wqkv.bias, s.qkv, qn, { norm: B.norm1, clip: f.clipQkv });
-      for (const ch of round) {
-        const kv = ch.cache.kvType,
-          past = ch.cache.len,
-          n = ch.n;
-        const keys = ch.cache.keys[l]!,
-          values = ch.cache.values[l]!;
-        let q = s.qkv,
-          ldq = qn,
-          fromQkv = 1;
+      // attention.ts's parameters; the one-row kernel reads the chunk's (T, past, base, offset) from the table.
+      const attention = (kernel: string, ch: Chunk, buffers: GpuBuffer[], groups: number[], tableAt = 0) => {
+        const seq = [ch.n, ch.cache.len, hd, kvd, f.qkLn ? d : qn, ch.base, f.queriesPerKvHead];
+        const rest = [
+          f.qkLn ? 0 : 1,
+          f32bits(f.softmaxScale),
+          qn,
+          f.qkvSplit.k,
+          f.qkvSplit.v,
+          d,
+          ch.cache.offset,
+          tableAt,
+        ];
+        plan.add(kernel, buffers, [...seq, ...rest], groups);
+      };
+      for (const g of groups) {
+        const keys = g.pool.keys[l]!,
+          values = g.pool.values[l]!;
         if (f.qkLn) {
           // qk_ln normalises all of q and all of k (across heads), before the split into heads.
           const qLn = B.qLn!,
@@ -415,37 +494,22 @@ export class WebGpuRunner implements ModelRunner {
           const flags =
             (qLn.weight ? 1 : 0) | (qLn.bias ? 2 : 0) | (kLn.weight ? 4 : 0) | (kLn.bias ? 8 : 0) | (rms ? 16 : 0);
           const norms = [opt(qLn.weight), opt(qLn.bias), opt(kLn.weight), opt(kLn.bias)];
-          plan.add(
-            `qkNorm.${kv}`,
-            [s.qkv, ...norms, s.qn, keys, values],
-            [n, past, d, kvd, qn, ch.base * qn, ch.base * d, flags, eps],
-            [n],
-          );
-          q = s.qn;
-          ldq = d;
-          fromQkv = 0;
+          for (const ch of [...g.blocks, ...g.single]) {
+            plan.add(
+              `qkNorm.${g.kv}`,
+              [s.qkv, ...norms, s.qn, keys, values],
+              [ch.n, ch.cache.len, d, kvd, qn, ch.base * qn, ch.base * d, flags, eps, ch.cache.offset],
+              [ch.n],
+            );
+          }
         }
-        plan.add(
-          `attention.${kv}`,
-          [q, keys, values, ch.cache.valid, this.slopes, s.ctx, s.qkv],
-          [
-            n,
-            past,
-            hd,
-            kvd,
-            ldq,
-            ch.base * ldq,
-            f.queriesPerKvHead,
-            fromQkv,
-            f32bits(f.softmaxScale),
-            qn,
-            ch.base * qn + f.qkvSplit.k,
-            ch.base * qn + f.qkvSplit.v,
-            d,
-            ch.base * d,
-          ],
-          [n, f.nHeads],
-        );
+        const buffers = [f.qkLn ? s.qn : s.qkv, keys, values, g.pool.valid!, this.slopes, s.ctx, s.qkv];
+        // Prompt chunks: blocks of query rows sharing each key tile.
+        for (const ch of g.blocks)
+          attention(`attentionBlock.${g.kv}`, ch, buffers, [Math.ceil(ch.n / ATTENTION_BLOCK), f.nHeads]);
+        // The other rows, of every sequence: one workgroup each, from the table.
+        if (g.rows > 0)
+          attention(`attention.${g.kv}`, g.single[0]!, [...buffers, s.ids], [g.rows, f.nHeads], g.tableAt);
       }
       mv(s.ctx, d, rows, B.outProj.weight, B.outProj.bias, s.x, d, { accumulate: true });
       if (B.gateProj) {
@@ -472,7 +536,7 @@ export class WebGpuRunner implements ModelRunner {
       return this.device.createBuffer({ size: Math.max(16, words * 4), usage: STORAGE, label });
     };
     this.scratch ??= {
-      ids: buf(3 * R, 'ids'),
+      ids: buf(7 * R, 'ids'),
       x: buf(R * d, 'x'),
       qkv: buf(R * f.qkvDim, 'qkv'),
       qn: buf(f.qkLn ? R * d : 4, 'q'),

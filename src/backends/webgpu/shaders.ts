@@ -1,11 +1,10 @@
 /**
- * The WGSL kernels of the WebGPU backend other than the products (matvec.ts), one entry point
- * `main` each, and `kernelSource`, every kernel by name. Arithmetic is f32; what they read is
- * stored as it is on the GPU: the embedding rows in the weights' own type (layout.ts
- * elementReader), the KV cache as f32 or f16 (KvStore, two values to a u32 word). Semantics follow the reference
- * backend (src/backends/reference/forward.ts): masked attention scores are float32's lowest value,
- * not -inf, so a row with every key masked averages all of them as MosaicML's code does.
+ * The WGSL kernels of the WebGPU backend other than the products (matvec.ts, matmul.ts) and attention
+ * (attention.ts), one entry point `main` each, and `kernelSource`, every kernel by name. Arithmetic
+ * is f32 (the products' `f16Math` option aside); what they read is stored as it is on the GPU: the
+ * embedding rows in the weights' own type (layout.ts elementReader), the KV cache as f32 or f16.
  */
+import { attentionBlockShader, attentionShader, cacheAccess, type KvStore } from './attention.js';
 import { elementReader, type GpuWeightType } from './layout.js';
 import { matmulShader } from './matmul.js';
 import { matvecShader } from './matvec.js';
@@ -35,165 +34,11 @@ fn main(@builtin(global_invocation_id) g: vec3u) {
   );
 }
 
-/** How a KV cache stores its rows (f16: two values to a u32 word, low half first). */
-export type KvStore = 'f32' | 'f16';
-
-/** Cache bindings `kc`, `vc` (read-write) at 2 and 3; k_at, v_at read them, rnd rounds as they store. */
-function cacheAccess(kv: KvStore, kb: number, vb: number): string {
-  if (kv === 'f32') {
-    return `
-@group(0) @binding(${kb}) var<storage, read_write> kc: array<f32>;
-@group(0) @binding(${vb}) var<storage, read_write> vc: array<f32>;
-fn k_at(i: u32) -> f32 { return kc[i]; }
-fn v_at(i: u32) -> f32 { return vc[i]; }
-fn rnd(x: f32) -> f32 { return x; }
-`;
-  }
-  return `
-@group(0) @binding(${kb}) var<storage, read_write> kc: array<u32>;
-@group(0) @binding(${vb}) var<storage, read_write> vc: array<u32>;
-fn k_at(i: u32) -> f32 { return unpack2x16float(kc[i >> 1u] >> ((i & 1u) * 16u)).x; }
-fn v_at(i: u32) -> f32 { return unpack2x16float(vc[i >> 1u] >> ((i & 1u) * 16u)).x; }
-// x rounded to the nearest f16 (ties to even), as the reference rounds cached values, in integer
-// arithmetic: drivers differ in how pack2x16float rounds, and some fold unpack(pack(x)) into x.
-fn rnd(x: f32) -> f32 {
-  let u = bitcast<u32>(x); let a = u & 0x7fffffffu;
-  if (a >= 0x7f800000u) { return x; }
-  if (a < 0x38800000u) { return round(x * 16777216.0) / 16777216.0; }
-  let r = (a + 0xfffu + ((a >> 13u) & 1u)) & 0xffffe000u;
-  return bitcast<f32>((u & 0x80000000u) | select(r, 0x7f800000u, r >= 0x47800000u));
-}
-// Two values stored as f16: rounded first, so the conversion itself is exact.
-fn pk(a: f32, b: f32) -> u32 { return pack2x16float(vec2<f32>(rnd(a), rnd(b))); }
-`;
-}
-
-/**
- * Causal attention of T new query rows over the cache (positions 0 .. past+T-1), one workgroup per
- * (row, head): keys in tiles of 64 (one per thread), softmax kept online (running max and sum),
- * each thread owning up to 4 of the head's dimensions (head_dim <= 256).
- *
- * With flag 1, the new rows' keys and values are read from the projection's output (`src`, rows
- * of ldn values, keys from kOff, values from vOff), rounded as the cache rounds them, and the
- * first workgroup of each K/V head (row 0) stores them in the cache: no dispatch of its own, and no
- * workgroup reads a position another one writes. Without it (qk_ln) they are in the cache already.
- *
- * a = (T, past, hd, kvd); b = (ldq, qOffset, query heads per K/V head, flags); c = (softmax scale,
- * ldn, kOff, vOff); d = (ldc, cOffset, -, -). valid[j] = 0 hides key j (padding); slopes[h] is head
- * h's ALiBi slope (0 without ALiBi).
- */
-export function attentionShader(kv: KvStore): string {
-  const f16 = kv === 'f16';
-  const store = f16
-    ? `let q0 = (go + 1u) / 2u; let np = (go + hd + 1u) / 2u - q0;
-    for (var i = lid; i < T * np; i += 64u) {
-      let tt = i / np; let e = 2u * (q0 + i % np);
-      let o = ((past + tt) * kvd + e) >> 1u; let s = tt * ldn + e;
-      kc[o] = pk(src[ko + s], src[ko + s + 1u]);
-      vc[o] = pk(src[vo + s], src[vo + s + 1u]);
-    }`
-    : `for (var i = lid; i < T * hd; i += 64u) {
-      let tt = i / hd; let e = go + i % hd;
-      let o = (past + tt) * kvd + e; let s = tt * ldn + e;
-      kc[o] = src[ko + s];
-      vc[o] = src[vo + s];
-    }`;
-  return (
-    PARAMS +
-    cacheAccess(kv, 2, 3) +
-    /* wgsl */ `
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(4) var<storage, read> valid: array<u32>;
-@group(0) @binding(5) var<storage, read> slopes: array<f32>;
-@group(0) @binding(6) var<storage, read_write> ctx: array<f32>;
-@group(0) @binding(7) var<storage, read> src: array<f32>;
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> sc: array<f32, 64>;
-@compute @workgroup_size(64)
-fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u) {
-  let t = wg.x; let h = wg.y; let lid = l.x;
-  let T = p.a.x; let past = p.a.y; let hd = p.a.z; let kvd = p.a.w;
-  let K = past + T; let qi = past + t; let go = (h / p.b.z) * hd;
-  let scr = (p.b.w & 1u) != 0u;
-  let ldn = p.c.y; let ko = p.c.z; let vo = p.c.w;
-  if (scr && t == 0u && h % p.b.z == 0u) {
-    ${store}
-  }
-  let lowest = bitcast<f32>(0xff7fffffu);
-  for (var e = lid; e < hd; e += 64u) { qs[e] = q[p.b.y + t * p.b.x + h * hd + e]; }
-  workgroupBarrier();
-  let scale = bitcast<f32>(p.c.x);
-  let slope = slopes[h];
-  var m = lowest;
-  var sum = 0.0;
-  var acc = vec4<f32>(0.0);
-  for (var j0 = 0u; j0 < K; j0 += 64u) {
-    let j = j0 + lid;
-    let cnt = min(64u, K - j0);
-    var s = lowest;
-    if (j < K && j <= qi && valid[j] != 0u) {
-      var dot = 0.0;
-      if (scr && j >= past) {
-        let o = ko + (j - past) * ldn + go;
-        for (var e = 0u; e < hd; e++) { dot += qs[e] * rnd(src[o + e]); }
-      } else {
-        let o = j * kvd + go;
-        for (var e = 0u; e < hd; e++) { dot += qs[e] * k_at(o + e); }
-      }
-      // ALiBi: MosaicML's bias for key j is -slope * (K - 1 - j), the same for every row.
-      s = dot * scale + slope * f32(i32(j) - i32(K - 1u));
-    }
-    sc[lid] = s;
-    workgroupBarrier();
-    var tm = m;
-    for (var i = 0u; i < cnt; i++) { tm = max(tm, sc[i]); }
-    workgroupBarrier();
-    var pv = 0.0;
-    if (lid < cnt) { pv = exp(s - tm); }
-    sc[lid] = pv;
-    workgroupBarrier();
-    let corr = exp(m - tm);
-    acc *= corr;
-    var ts = 0.0;
-    for (var i = 0u; i < cnt; i++) {
-      let w = sc[i];
-      ts += w;
-      let jj = j0 + i;
-      var v = vec4<f32>(0.0);
-      if (scr && jj >= past) {
-        let o = vo + (jj - past) * ldn + go;
-        if (lid < hd) { v.x = rnd(src[o + lid]); }
-        if (lid + 64u < hd) { v.y = rnd(src[o + lid + 64u]); }
-        if (lid + 128u < hd) { v.z = rnd(src[o + lid + 128u]); }
-        if (lid + 192u < hd) { v.w = rnd(src[o + lid + 192u]); }
-      } else {
-        let o = jj * kvd + go;
-        if (lid < hd) { v.x = v_at(o + lid); }
-        if (lid + 64u < hd) { v.y = v_at(o + lid + 64u); }
-        if (lid + 128u < hd) { v.z = v_at(o + lid + 128u); }
-        if (lid + 192u < hd) { v.w = v_at(o + lid + 192u); }
-      }
-      acc += w * v;
-    }
-    sum = sum * corr + ts;
-    m = tm;
-    workgroupBarrier();
-  }
-  let o = p.d.y + t * p.d.x + h * hd;
-  if (lid < hd) { ctx[o + lid] = acc.x / sum; }
-  if (lid + 64u < hd) { ctx[o + lid + 64u] = acc.y / sum; }
-  if (lid + 128u < hd) { ctx[o + lid + 128u] = acc.z / sum; }
-  if (lid + 192u < hd) { ctx[o + lid + 192u] = acc.w / sum; }
-}
-`
-  );
-}
-
 /**
  * qk_ln: the new rows' q and k normalized across all heads (LayerNorm or RMSNorm), q into `qn`
  * (rows of d), k and v into the cache at past + t; one workgroup per row.
  * a = (T, past, d, kvd); b = (ldn, srcOffset, qnOffset, flags: 1 q weight, 2 q bias, 4 k weight,
- * 8 k bias, 16 rms); c.x = eps.
+ * 8 k bias, 16 rms); c = (eps, the cache's offset in the pool).
  */
 export function qkNormShader(kv: KvStore): string {
   const f16 = kv === 'f16';
@@ -243,7 +88,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
   }
   let ok = o + d; let ov = o + d + kvd;
   let sk = stats(ok, kvd, lid);
-  let c = (past + t) * kvd;
+  let c = (p.c.y + past + t) * kvd;
   ${
     f16
       ? `for (var i = 2u * lid; i < kvd; i += 128u) {
@@ -264,24 +109,28 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) l: vec3u
 export interface KernelFeatures {
   /** The device has the `subgroups` feature and the products use it. */
   subgroups: boolean;
+  /** The products multiply in f16 (the device has `shader-f16`, and the runner was asked to). */
+  f16?: boolean;
 }
 
 /**
  * Every kernel by name: `mv.q4_0.8` (products: weight type, rows), `mm.q4_0` (tiled products),
  * `embed.bf16.f32`,
- * `attention.f16`, `qkNorm.f32`.
+ * `attention.f16` (a query row a workgroup), `attentionBlock.f16` (16 rows), `qkNorm.f32`.
  */
 export function kernelSource(name: string, features: KernelFeatures): string {
   const [kernel, a, b] = name.split('.') as [string, string | undefined, string | undefined];
   switch (kernel) {
     case 'mv':
-      return matvecShader(a as GpuWeightType, Number(b), features.subgroups);
+      return matvecShader(a as GpuWeightType, Number(b), features.subgroups, !!features.f16);
     case 'mm':
-      return matmulShader(a as GpuWeightType);
+      return matmulShader(a as GpuWeightType, !!features.f16);
     case 'embed':
       return embedShader(a as GpuWeightType, b as GpuWeightType);
     case 'attention':
       return attentionShader(a as KvStore);
+    case 'attentionBlock':
+      return attentionBlockShader(a as KvStore);
     case 'qkNorm':
       return qkNormShader(a as KvStore);
   }

@@ -46,7 +46,8 @@ export interface BenchResult {
   load_ms?: number;
 }
 
-const SHAPES: Record<string, { d: number; heads: number; layers: number; vocab: number }> = {
+/** The benchmark shapes (also bench/webgpu-*.ts). */
+export const SHAPES: Record<string, { d: number; heads: number; layers: number; vocab: number }> = {
   '7b': { d: 4096, heads: 32, layers: 32, vocab: 50432 },
   '1b': { d: 2048, heads: 16, layers: 24, vocab: 50432 },
   tiny: { d: 256, heads: 4, layers: 2, vocab: 1024 },
