@@ -370,9 +370,22 @@ export function webgpuOps(): OpBackend {
         f.qkvSplit.k,
         f.qkvSplit.v,
         d,
-        0,
+        0, // the cache's first row in its pool
+        0, // where the row table starts
       ];
-      const binds = [qkvBuf, keys, values, buffer(Uint32Array.from(a.valid)), buffer(f.slopes), ctx, qkvBuf];
+      // The one-row kernel's table, a row per new token: (cache offset, past, n << 16 | t, base).
+      const table = new Uint32Array(4 * a.n);
+      for (let t = 0; t < a.n; t++) table.set([0, a.past, (a.n << 16) | t, 0], 4 * t);
+      const binds = [
+        qkvBuf,
+        keys,
+        values,
+        buffer(Uint32Array.from(a.valid)),
+        buffer(f.slopes),
+        ctx,
+        qkvBuf,
+        buffer(table),
+      ];
       return run('attention.f32', binds, params, [a.n, f.nHeads], ctx, a.n * d);
     },
     embedding(e) {
