@@ -83,6 +83,9 @@ describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () =
     for (const g of ['tiny-q-q8_0.gguf', 'tiny-q-q4_0.gguf']) want[g] = await nodeLogits(g);
     server = await serveFolder(REPO_ROOT, {
       headers: ISOLATION,
+      // The engine's modules and worker scripts stay fresh in the HTTP cache, so that an offline
+      // load can start its workers (the model's files are what the test is about).
+      headersFor: (path) => (path.startsWith('/dist/src/') ? { 'Cache-Control': 'max-age=3600' } : undefined),
       pages: { '/': testPage('web-cache-page.js') },
       cutWholeAfter: (path) => (path === MODEL ? cutAfter : undefined),
     });
