@@ -3,7 +3,8 @@
  * `mpt web` started as a user starts it: the page is cross-origin isolated and runs the shipped
  * model in the tab on 2 Web Workers; a greedy reply is Node's greedy reply to the same message;
  * the stop button stops a reply mid-way (a part of Node's reply); a conversation longer than the context keeps being
- * answered (old turns left out); the history survives a reload and the app opens offline; chosen
+ * answered (old turns left out); the history survives a reload, and the app opens offline and answers
+ * with the shipped model (kept by the engine's model cache: no request, the online greedy reply); chosen
  * files and a typed URL load other models; the bench page measures pp and tg. Skipped when
  * chromium is not installed (never in CI).
  */
@@ -193,7 +194,7 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     );
   });
 
-  it('the history survives a reload, and the app opens offline once loaded', async () => {
+  it('the history survives a reload, and the app opens offline once loaded and answers with the shipped model', async () => {
     const before = await page.$$eval('.message .body', (els) => els.map((e) => e.textContent));
     assert.equal(before.length, 8);
     await page.evaluate(() => navigator.serviceWorker.ready.then(() => undefined));
@@ -202,16 +203,42 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     assert.deepEqual(await page.$$eval('.message .body', (els) => els.map((e) => e.textContent)), before);
     assert.equal(await page.evaluate(() => navigator.serviceWorker.controller !== null), true);
 
+    // The greedy reply online, to compare with the one given offline.
+    const message = 'Tell me a story about a dog.';
+    const greedyReply = async () => {
+      await page.click('#clear');
+      await setRange(page, '#temperature', '0');
+      await page.fill('#max-tokens', '20');
+      await ask(page, message, 1);
+      return (await storedHistory(page))[1]?.content;
+    };
+    const online = await greedyReply();
+    assert.ok(online !== undefined && online.length > 0, 'an answer online');
+    const shown = await page.$$eval('.message .body', (els) => els.map((e) => e.textContent));
+
+    errors.length = 0;
+    const asked: string[] = [];
+    const onRequest = (r: { url(): string }) => asked.push(r.url());
     await context.setOffline(true);
+    page.on('request', onRequest);
     try {
       await page.reload();
       await page.waitForSelector('.message');
-      assert.deepEqual(await page.$$eval('.message .body', (els) => els.map((e) => e.textContent)), before);
+      assert.deepEqual(await page.$$eval('.message .body', (els) => els.map((e) => e.textContent)), shown);
       assert.equal(await page.evaluate(() => self.crossOriginIsolated), true, 'the kept page is isolated too');
+      // The shipped model, kept by the engine's model cache, loads without the network.
+      await waitLoaded(page, 'default');
+      assert.deepEqual(
+        asked.filter((u) => u.includes('/models/')),
+        [],
+        'no request for the model offline',
+      );
+      assert.equal(await greedyReply(), online, 'offline, the online greedy reply');
+      assert.deepEqual(errors, [], 'nothing failed offline');
     } finally {
+      page.off('request', onRequest);
       await context.setOffline(false);
     }
-    errors.length = 0; // what failed offline (the model's weights) is not this test's business
   });
 
   it('chosen files, dropped files and a typed URL load other models', async () => {

@@ -6,11 +6,14 @@
  * listCachedModels/deleteCachedModel/clearModelCache see and remove copies; a download cut short
  * leaves no copy (the load goes on over the network); a quota too small for
  * the file still loads it from the network, with one warning; where OPFS is missing, Cache Storage
- * keeps the copy. Requests are counted by the test's own server. Skipped when chromium is not
+ * keeps the copy. A model folder by URL (one file, and sharded) is kept likewise: its files and the
+ * ones it lacks, one entry per folder, read back offline without a request and online after one
+ * HEAD of its weights, a changed weights file fetched again, with Node's logits of the folder on
+ * disk each time. Requests are counted by the test's own server. Skipped when chromium is not
  * installed (never in CI).
  */
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import type { Browser } from 'playwright-core';
@@ -40,8 +43,22 @@ function place(gguf: string): void {
   copyFileSync(join(FIXTURE, gguf), join(REPO_ROOT, DIR, 'model.gguf'));
 }
 
+/** Copies the model files (config.json, safetensors, index) of fixture `from` into the served folder `to`. */
+function placeFolder(from: string, to: string, only?: string): void {
+  mkdirSync(join(REPO_ROOT, DIR, to), { recursive: true });
+  for (const f of readdirSync(join(REPO_ROOT, 'test/fixtures', from))) {
+    if (!/^(config\.json|model.*\.safetensors(\.index\.json)?)$/.test(f) || (only !== undefined && f !== only))
+      continue;
+    copyFileSync(join(REPO_ROOT, 'test/fixtures', from, f), join(REPO_ROOT, DIR, to, f));
+  }
+}
+
 async function nodeLogits(gguf: string): Promise<Float32Array> {
-  const model = await loadModel(join(FIXTURE, gguf), { threads: 2, onNote: () => {} });
+  return pathLogits(join(FIXTURE, gguf));
+}
+
+async function pathLogits(path: string): Promise<Float32Array> {
+  const model = await loadModel(path, { threads: 2, onNote: () => {} });
   try {
     return await model.logits(IDS);
   } finally {
@@ -66,6 +83,9 @@ describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () =
     for (const g of ['tiny-q-q8_0.gguf', 'tiny-q-q4_0.gguf']) want[g] = await nodeLogits(g);
     server = await serveFolder(REPO_ROOT, {
       headers: ISOLATION,
+      // The engine's modules and worker scripts stay fresh in the HTTP cache, so that an offline
+      // load can start its workers (the model's files are what the test is about).
+      headersFor: (path) => (path.startsWith('/dist/src/') ? { 'Cache-Control': 'max-age=3600' } : undefined),
       pages: { '/': testPage('web-cache-page.js') },
       cutWholeAfter: (path) => (path === MODEL ? cutAfter : undefined),
     });
@@ -83,6 +103,112 @@ describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () =
     const got = Float32Array.from(await tab.call<number[]>('logits', url, IDS, cache));
     assert.equal(maxAbsDiff(got, want[wantOf]!), 0, `${wantOf}: Node's logits`);
   }
+
+  it('a model folder by URL: kept with the files it lacks, read back offline with no request, online after one HEAD of its weights; a changed one is fetched again', async () => {
+    placeFolder('tiny-alibi', 'folder');
+    placeFolder('tiny-alibi-sharded', 'sharded');
+    const base = server.url.replace(/\/$/, '');
+    const folderPath = `/${DIR}/folder/`;
+    const folderUrl = base + folderPath;
+    const sizeOf = (f: string) => statSync(join(REPO_ROOT, DIR, 'folder', f)).size;
+    const folderRequests = (from: number, path = folderPath) =>
+      server.requests.slice(from).filter((r) => r.path.startsWith(path));
+    const asked = (rs: ServedRequest[]) =>
+      rs.map(
+        (r) => `${r.method} ${r.range === undefined ? 'whole' : 'range'} ${r.path.slice(r.path.lastIndexOf('/') + 1)}`,
+      );
+    const check = async (tab: Tab, at: string, cache = true) => {
+      const got = Float32Array.from(await tab.call<number[]>('logits', base + at, IDS, cache));
+      assert.equal(
+        maxAbsDiff(got, await pathLogits(join(REPO_ROOT, at))),
+        0,
+        `${at}: Node's logits of the folder on disk`,
+      );
+    };
+    const tab = await openTab(browser, server.url);
+    try {
+      let mark = server.requests.length;
+      await check(tab, folderPath);
+      const first = folderRequests(mark);
+      assert.ok(
+        first.every((r) => r.method === 'GET' && r.range === undefined),
+        `the first load downloads whole files: ${asked(first)}`,
+      );
+      const found = first.filter((r) => r.status === 200).map((r) => r.path.slice(folderPath.length));
+      assert.deepEqual(found.sort(), ['config.json', 'model.safetensors'], 'each file once');
+      const lacking = first.filter((r) => r.status === 404).map((r) => r.path.slice(folderPath.length));
+      assert.ok(lacking.includes('tokenizer.json'), `the files it lacks were asked for: ${lacking}`);
+      const [entry, ...more] = await tab.call<(Cached & { files: string[]; absent: string[] })[]>('listCachedModels');
+      assert.deepEqual(more, [], 'one entry for the folder');
+      assert.equal(entry?.url, folderUrl);
+      assert.equal(entry?.bytes, sizeOf('config.json') + sizeOf('model.safetensors'));
+      assert.deepEqual([...entry!.files].sort(), ['config.json', 'model.safetensors']);
+      assert.deepEqual([...entry!.absent].sort(), [...lacking].sort());
+
+      await tab.context.setOffline(true);
+      mark = server.requests.length;
+      await check(tab, folderPath);
+      await tab.context.setOffline(false);
+      assert.deepEqual(asked(folderRequests(mark)), [], 'offline: the server is not contacted');
+
+      mark = server.requests.length;
+      await check(tab, folderPath);
+      assert.deepEqual(
+        asked(folderRequests(mark)),
+        ['HEAD whole model.safetensors'],
+        'online: one HEAD of the weights',
+      );
+
+      placeFolder('tiny-alibi-fp16', 'folder', 'model.safetensors');
+      mark = server.requests.length;
+      await check(tab, folderPath);
+      const again = asked(folderRequests(mark));
+      assert.equal(again[0], 'HEAD whole model.safetensors');
+      assert.deepEqual(
+        again.slice(1).filter((r) => !r.startsWith('GET whole')),
+        [],
+        `a changed folder is downloaded again: ${again}`,
+      );
+      assert.ok(again.includes('GET whole model.safetensors'), String(again));
+      const changed = await tab.call<Cached[]>('listCachedModels');
+      assert.deepEqual(
+        changed.map((c) => [c.url, c.bytes]),
+        [[folderUrl, sizeOf('config.json') + sizeOf('model.safetensors')]],
+      );
+
+      mark = server.requests.length;
+      await check(tab, folderPath, false);
+      const uncached = folderRequests(mark).filter((r) => r.path.endsWith('.safetensors'));
+      assert.ok(
+        uncached.length > 0 && uncached.every((r) => r.method === 'GET' && r.range !== undefined),
+        `cache: false reads the weights with range requests: ${asked(uncached)}`,
+      );
+
+      const shardedPath = `/${DIR}/sharded/`;
+      await check(tab, shardedPath);
+      assert.equal((await tab.call<Cached[]>('listCachedModels')).length, 2);
+      await tab.context.setOffline(true);
+      mark = server.requests.length;
+      await check(tab, shardedPath);
+      await tab.context.setOffline(false);
+      assert.deepEqual(asked(folderRequests(mark, shardedPath)), [], 'a sharded folder offline: no request');
+
+      assert.equal(await tab.call('deleteCachedModel', folderUrl), true);
+      assert.equal(await tab.call('deleteCachedModel', folderUrl), false);
+      assert.deepEqual(
+        (await tab.call<Cached[]>('listCachedModels')).map((c) => c.url),
+        [base + shardedPath],
+      );
+      assert.equal(await tab.call('clearModelCache'), 1);
+      assert.deepEqual(await tab.call('listCachedModels'), []);
+      assert.deepEqual(
+        tab.said.filter((s) => NOT_KEPT.test(s) || /error/i.test(s)),
+        [],
+      );
+    } finally {
+      await tab.close();
+    }
+  });
 
   it('kept in OPFS; read back offline with no request, online after one HEAD; a changed file is fetched again', async () => {
     const tab = await openTab(browser, server.url);

@@ -9,7 +9,7 @@
  */
 import { FetchError } from '../errors.js';
 import { blobSource, type ByteSource } from './byte-source.js';
-import { modelStore, storageLeft, type CachedModel } from './model-cache.js';
+import { modelStore, storageLeft, type CachedModel, type StoredRecord } from './model-cache.js';
 import { openUrlSource, type UrlSourceOptions } from './url-source.js';
 
 export interface CachedUrlOptions extends UrlSourceOptions {
@@ -44,7 +44,8 @@ export function changedSince(copy: CachedModel, now: Validators): boolean {
   return false;
 }
 
-function offline(): boolean {
+/** Whether the browser says it has no network (then a copy is used without asking the server). */
+export function offline(): boolean {
   return (globalThis as { navigator?: { onLine?: boolean } }).navigator?.onLine === false;
 }
 
@@ -66,7 +67,7 @@ function fetcherOf(options: CachedUrlOptions): typeof fetch {
 }
 
 /** The server's current validators, or undefined when it cannot be asked (offline, an error). */
-async function head(url: string, options: CachedUrlOptions): Promise<Validators | undefined> {
+export async function head(url: string, options: CachedUrlOptions): Promise<Validators | undefined> {
   try {
     const res = await fetcherOf(options)(url, { method: 'HEAD', headers: { ...options.headers }, cache: 'no-store' });
     return res.ok ? validatorsOf(res) : undefined;
@@ -94,13 +95,16 @@ function isQuotaError(e: unknown): boolean {
   return (e as { name?: string })?.name === 'QuotaExceededError';
 }
 
+/** What download did: kept a complete copy, found no such file (404, 410), or could not keep it. */
+export type Downloaded = 'kept' | 'absent' | 'not-kept';
+
 /**
- * Downloads `url` whole into the store; true when the copy is complete. False (with a warning)
- * when it cannot be kept; a network failure is thrown.
+ * Downloads `url` whole into the store (as a file of the folder `partOf`, if given). 'not-kept'
+ * (with a warning where the store failed) when it cannot be kept; a network failure is thrown.
  */
-async function download(url: string, options: CachedUrlOptions): Promise<boolean> {
+export async function download(url: string, options: CachedUrlOptions, partOf?: string): Promise<Downloaded> {
   const store = await modelStore();
-  if (store === undefined) return false;
+  if (store === undefined) return 'not-kept';
   let res: Response;
   try {
     res = await fetcherOf(options)(url, { headers: { ...options.headers }, cache: 'no-store' });
@@ -108,10 +112,14 @@ async function download(url: string, options: CachedUrlOptions): Promise<boolean
     throw new FetchError(`cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
   }
   const v = validatorsOf(res);
+  if (res.status === 404 || res.status === 410) {
+    res.body?.cancel().catch(() => {});
+    return 'absent';
+  }
   if (!res.ok || res.body === null || v.bytes === undefined) {
     // The range reader gives the right error for a failed answer, and reads one without a length.
     res.body?.cancel().catch(() => {});
-    return false;
+    return 'not-kept';
   }
   const left = await storageLeft();
   if (left !== undefined && left < v.bytes) {
@@ -120,18 +128,19 @@ async function download(url: string, options: CachedUrlOptions): Promise<boolean
       options,
       `mpt-ts: ${url} (${v.bytes} bytes) is not kept for offline use: the browser lets this site store ${left} more bytes; it is read over the network`,
     );
-    return false;
+    return 'not-kept';
   }
-  const meta: CachedModel = { url, bytes: v.bytes, savedAt: Date.now() };
+  const meta: StoredRecord = { url, bytes: v.bytes, savedAt: Date.now() };
+  if (partOf !== undefined) meta.partOf = partOf;
   if (v.etag !== undefined) meta.etag = v.etag;
   if (v.lastModified !== undefined) meta.lastModified = v.lastModified;
   try {
     await store.save(meta, reportProgress(res.body, v.bytes, options));
-    return true;
+    return 'kept';
   } catch (e) {
     const why = isQuotaError(e) ? 'the browser refused more storage (quota exceeded)' : (e as Error).message;
     warnOnce(options, `mpt-ts: ${url} is not kept for offline use: ${why}; it is read over the network`);
-    return false;
+    return 'not-kept';
   }
 }
 
@@ -149,7 +158,7 @@ export async function openCachedUrlSource(url: string | URL, options: CachedUrlO
     if (now === undefined || !changedSince(hit.meta, now)) return blobSource(hit.blob, href);
     await store.delete(href);
   }
-  if (await download(href, options)) {
+  if ((await download(href, options)) === 'kept') {
     const copy = await store.get(href);
     if (copy !== undefined) return blobSource(copy.blob, href);
   }

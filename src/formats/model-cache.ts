@@ -5,25 +5,36 @@
  * stays on disk), never as one ArrayBuffer. A copy counts only once complete: OPFS writes the data
  * file, then a small record beside it that marks it complete (a download cut short leaves no
  * record, and its data file is discarded); Cache Storage stores an answer only once its whole body
- * has been read. Node has neither store: there every function here finds no store and does nothing.
+ * has been read. A model folder by URL (cached-url-folder.ts) keeps each of its files so, as part of
+ * the folder, and then a record of the folder alone that lists them: written last, it marks the
+ * folder complete. Node has neither store: there every function here finds no store and does nothing.
  */
 
-/** One cached model file. */
+/** One cached model: a file, or a model folder (a URL ending in `/`) with its files. */
 export interface CachedModel {
   /** The URL it was downloaded from. */
   url: string;
-  /** Its size in bytes. */
+  /** Its size in bytes (a folder: its files' sizes together). */
   bytes: number;
   /** When it was saved (milliseconds since the epoch, as Date.now()). */
   savedAt: number;
   /** The server's ETag and Last-Modified headers when it was downloaded (to see it change). */
   etag?: string;
   lastModified?: string;
+  /** A folder's files kept, by name. */
+  files?: string[];
+  /** A folder's files the server does not have (404), by name: offline they are not asked for. */
+  absent?: string[];
+}
+
+/** What the store keeps of a URL: a CachedModel, or a file of a cached folder (`partOf` its URL). */
+export interface StoredRecord extends CachedModel {
+  partOf?: string;
 }
 
 /** A cached file: its record and its bytes as a disk-backed Blob. */
 export interface CacheHit {
-  meta: CachedModel;
+  meta: StoredRecord;
   blob: Blob;
 }
 
@@ -36,8 +47,13 @@ export interface ModelStore {
    * Writes `body` (exactly `meta.bytes` bytes) as the copy of `meta.url`, then marks it complete.
    * On any failure (a QuotaExceededError, a cut download) nothing of it is kept, and it throws.
    */
-  save(meta: CachedModel, body: ReadableStream<Uint8Array>): Promise<void>;
-  list(): Promise<CachedModel[]>;
+  save(meta: StoredRecord, body: ReadableStream<Uint8Array>): Promise<void>;
+  /** The record of `url` that has no bytes of its own (a folder's), or undefined. */
+  record(url: string): Promise<StoredRecord | undefined>;
+  /** Writes a record without bytes (a folder's, once all its files are kept). */
+  saveRecord(meta: StoredRecord): Promise<void>;
+  /** Every record, the files of folders included. */
+  list(): Promise<StoredRecord[]>;
   /** Removes the copy of `url`; false when there was none. */
   delete(url: string): Promise<boolean>;
 }
@@ -79,11 +95,15 @@ async function keyOf(url: string): Promise<string> {
   return [...new Uint8Array(digest)].map((b) => b.toString(16).padStart(2, '0')).join('');
 }
 
-function parseRecord(text: string): CachedModel | undefined {
+const isNames = (v: unknown) => v === undefined || (Array.isArray(v) && v.every((n) => typeof n === 'string'));
+
+function parseRecord(text: string): StoredRecord | undefined {
   try {
-    const r = JSON.parse(text) as Partial<CachedModel>;
+    const r = JSON.parse(text) as Partial<StoredRecord>;
     if (typeof r.url !== 'string' || !Number.isSafeInteger(r.bytes) || typeof r.savedAt !== 'number') return undefined;
-    return r as CachedModel;
+    if (!isNames(r.files) || !isNames(r.absent) || (r.partOf !== undefined && typeof r.partOf !== 'string'))
+      return undefined;
+    return r as StoredRecord;
   } catch {
     return undefined;
   }
@@ -94,7 +114,7 @@ class OpfsStore implements ModelStore {
   readonly kind = 'opfs';
   constructor(private readonly folder: Folder) {}
 
-  private async record(name: string): Promise<CachedModel | undefined> {
+  private async readRecord(name: string): Promise<StoredRecord | undefined> {
     try {
       return parseRecord(await (await (await this.folder.getFileHandle(name)).getFile()).text());
     } catch (e) {
@@ -105,7 +125,7 @@ class OpfsStore implements ModelStore {
 
   async get(url: string): Promise<CacheHit | undefined> {
     const key = await keyOf(url);
-    const meta = await this.record(`${key}.json`);
+    const meta = await this.readRecord(`${key}.json`);
     if (meta === undefined || meta.url !== url) return undefined;
     let blob: File;
     try {
@@ -117,7 +137,7 @@ class OpfsStore implements ModelStore {
     return blob.size === meta.bytes ? { meta, blob } : undefined;
   }
 
-  async save(meta: CachedModel, body: ReadableStream<Uint8Array>): Promise<void> {
+  async save(meta: StoredRecord, body: ReadableStream<Uint8Array>): Promise<void> {
     const key = await keyOf(meta.url);
     await this.remove(`${key}.json`);
     const data = await (await this.folder.getFileHandle(`${key}.data`, { create: true })).createWritable();
@@ -139,7 +159,18 @@ class OpfsStore implements ModelStore {
       await this.remove(`${key}.data`);
       throw e;
     }
-    const record = await (await this.folder.getFileHandle(`${key}.json`, { create: true })).createWritable();
+    await this.saveRecord(meta);
+  }
+
+  async record(url: string): Promise<StoredRecord | undefined> {
+    const meta = await this.readRecord(`${await keyOf(url)}.json`);
+    return meta?.url === url ? meta : undefined;
+  }
+
+  async saveRecord(meta: StoredRecord): Promise<void> {
+    const record = await (
+      await this.folder.getFileHandle(`${await keyOf(meta.url)}.json`, { create: true })
+    ).createWritable();
     await record.write(JSON.stringify(meta));
     await record.close();
   }
@@ -154,11 +185,11 @@ class OpfsStore implements ModelStore {
     }
   }
 
-  async list(): Promise<CachedModel[]> {
-    const out: CachedModel[] = [];
+  async list(): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
     for await (const name of this.folder.keys()) {
       if (!name.endsWith('.json')) continue;
-      const meta = await this.record(name);
+      const meta = await this.readRecord(name);
       if (meta !== undefined) out.push(meta);
     }
     return out;
@@ -176,7 +207,7 @@ class CacheStorageStore implements ModelStore {
   readonly kind = 'cache-storage';
   constructor(private readonly cache: Cache) {}
 
-  private static metaOf(url: string, res: Response): CachedModel | undefined {
+  private static metaOf(url: string, res: Response): StoredRecord | undefined {
     const r = res.headers.get('x-mpt-record');
     const meta = r === null ? undefined : parseRecord(r);
     return meta?.url === url ? meta : undefined;
@@ -191,7 +222,7 @@ class CacheStorageStore implements ModelStore {
     return blob.size === meta.bytes ? { meta, blob } : undefined;
   }
 
-  async save(meta: CachedModel, body: ReadableStream<Uint8Array>): Promise<void> {
+  async save(meta: StoredRecord, body: ReadableStream<Uint8Array>): Promise<void> {
     let written = 0;
     const counted = body.pipeThrough(
       new TransformStream<Uint8Array, Uint8Array>({
@@ -209,8 +240,17 @@ class CacheStorageStore implements ModelStore {
     await this.cache.put(meta.url, new Response(counted, { headers }));
   }
 
-  async list(): Promise<CachedModel[]> {
-    const out: CachedModel[] = [];
+  async record(url: string): Promise<StoredRecord | undefined> {
+    const res = await this.cache.match(url);
+    return res === undefined ? undefined : CacheStorageStore.metaOf(url, res);
+  }
+
+  async saveRecord(meta: StoredRecord): Promise<void> {
+    await this.cache.put(meta.url, new Response(null, { headers: { 'x-mpt-record': JSON.stringify(meta) } }));
+  }
+
+  async list(): Promise<StoredRecord[]> {
+    const out: StoredRecord[] = [];
     for (const req of await this.cache.keys()) {
       const res = await this.cache.match(req);
       const meta = res === undefined ? undefined : CacheStorageStore.metaOf(req.url, res);
@@ -269,25 +309,40 @@ export async function storageLeft(): Promise<number | undefined> {
   }
 }
 
-/** The model files kept for offline use in this browser (none in Node). */
+/** A record as listed: without the store's own field. */
+function listed({ partOf: _, ...meta }: StoredRecord): CachedModel {
+  return meta;
+}
+
+/** The models kept for offline use in this browser, one entry per file or folder (none in Node). */
 export async function listCachedModels(): Promise<CachedModel[]> {
   const store = await modelStore();
-  return store === undefined ? [] : store.list();
+  return store === undefined ? [] : (await store.list()).filter((m) => m.partOf === undefined).map(listed);
 }
 
-/** Removes the cached copy of the model file at `url`; false when there was none. */
+/**
+ * Removes the copy of `url` (a folder's: its record first, so a folder half removed is no longer
+ * complete, then its files); false when there was none.
+ */
+export async function removeCopy(store: ModelStore, url: string): Promise<boolean> {
+  let had = await store.delete(url);
+  for (const m of await store.list()) if (m.partOf === url) had = (await store.delete(m.url)) || had;
+  return had;
+}
+
+/** Removes the cached copy of the model file or folder at `url`; false when there was none. */
 export async function deleteCachedModel(url: string | URL): Promise<boolean> {
   const store = await modelStore();
-  return store === undefined ? false : store.delete(new URL(String(url), pageUrl()).href);
+  return store === undefined ? false : removeCopy(store, new URL(String(url), pageUrl()).href);
 }
 
-/** Removes every cached model file; how many there were. */
+/** Removes every cached model file and folder; how many there were (a folder counts once). */
 export async function clearModelCache(): Promise<number> {
   const store = await modelStore();
   if (store === undefined) return 0;
   const all = await store.list();
   for (const m of all) await store.delete(m.url);
-  return all.length;
+  return all.filter((m) => m.partOf === undefined).length;
 }
 
 /** The page's URL, against which relative model URLs resolve (undefined outside a page). */

@@ -25,6 +25,8 @@ export interface OpenCheckpointOptions {
   url?: UrlSourceOptions;
   /** Opens a GGUF file's URL (default openUrlSource; a page's loadModel reads through its offline copies). */
   openGguf?: (url: URL, options: UrlSourceOptions) => Promise<ByteSource>;
+  /** Opens a model folder's URL (default urlFolder; a page's loadModel reads through its offline copies). */
+  openFolder?: (url: URL, options: UrlSourceOptions) => Promise<FolderSource>;
 }
 
 function isUrl(s: string): boolean {
@@ -40,8 +42,7 @@ function isFolderSource(v: ByteSource | FolderSource): v is FolderSource {
  * here (names and shapes), so nothing sized by the config is built for a checkpoint that lacks it.
  */
 export async function openCheckpoint(input: CheckpointInput, options: OpenCheckpointOptions = {}): Promise<Checkpoint> {
-  if (input instanceof URL || (typeof input === 'string' && isUrl(input)))
-    return openUrl(String(input), options.url ?? {}, options.openGguf ?? openUrlSource);
+  if (input instanceof URL || (typeof input === 'string' && isUrl(input))) return openUrl(String(input), options);
   if (typeof input === 'string') {
     // Node only, so loaded only for a path: the rest of this module runs in a browser too.
     const { openPathCheckpoint } = await import('./open-path.js');
@@ -60,16 +61,15 @@ export async function openCheckpoint(input: CheckpointInput, options: OpenCheckp
   return ggufCheckpoint(input, input.name);
 }
 
-async function openUrl(
-  url: string,
-  options: UrlSourceOptions,
-  openGguf: NonNullable<OpenCheckpointOptions['openGguf']>,
-): Promise<Checkpoint> {
+async function openUrl(url: string, options: OpenCheckpointOptions): Promise<Checkpoint> {
   const parsed = new URL(url);
+  const o = options.url ?? {};
   if (parsed.pathname.toLowerCase().endsWith('.gguf')) {
-    return ggufCheckpoint(await openGguf(parsed, options), parsed.href, urlFolder(new URL('./', parsed), options));
+    const source = await (options.openGguf ?? openUrlSource)(parsed, o);
+    return ggufCheckpoint(source, parsed.href, urlFolder(new URL('./', parsed), o));
   }
-  return openFolderCheckpoint(urlFolder(parsed, options));
+  const folder = options.openFolder ? await options.openFolder(parsed, o) : urlFolder(parsed, o);
+  return openFolderCheckpoint(folder);
 }
 
 /** Opens the Hugging Face model folder `folder` (config.json + weights). */

@@ -15,6 +15,7 @@
  */
 import type { KvType, ModelRunner } from '../backends/backend.js';
 import { InputError } from '../errors.js';
+import { openCachedUrlFolder, type CachedUrlFolder } from '../formats/cached-url-folder.js';
 import { openCachedUrlSource } from '../formats/cached-url-source.js';
 import { fileListFolder, urlFolder } from '../formats/folder-source.js';
 import type { MptConfig } from '../model/config.js';
@@ -66,12 +67,12 @@ export interface LoadModelOptions {
   /** Receives notes for the user (e.g. the tokenizer fallback). Default: the console (stderr in Node). */
   onNote?: (message: string) => void;
   /**
-   * In a browser, a GGUF file by URL is kept for offline use (Origin Private File System, else
-   * Cache Storage) and read from there next time; false reads it over the network, uncached.
-   * Ignored in Node. Default true.
+   * In a browser, a GGUF file or model folder by URL is kept for offline use (Origin Private File
+   * System, else Cache Storage) and read from there next time; false reads it over the network,
+   * uncached. Ignored in Node. Default true.
    */
   cache?: boolean;
-  /** Download progress of a GGUF file by URL not yet cached in this browser (bytes done, total). */
+  /** Download progress of a file by URL not yet cached in this browser (bytes done, total; per file of a folder). */
   onDownload?: (done: number, total: number) => void;
 }
 
@@ -316,8 +317,15 @@ function checkpointInput(source: ModelSource): CheckpointInput {
  */
 export async function loadModel(source?: ModelSource, options: LoadModelOptions = {}): Promise<MptModel> {
   const cached = inBrowser && options.cache !== false;
+  let folderCopy: CachedUrlFolder | undefined;
   const ck = await openCheckpoint(checkpointInput(source ?? (await defaultModel())), {
     openGguf: cached ? (url, o) => openCachedUrlSource(url, { ...o, onDownload: options.onDownload }) : undefined,
+    openFolder: cached
+      ? async (url, o) => {
+          folderCopy = await openCachedUrlFolder(url, { ...o, onDownload: options.onDownload });
+          return folderCopy;
+        }
+      : undefined,
   });
   try {
     const tokenizer = await loadCheckpointTokenizer(ck, options);
@@ -342,6 +350,8 @@ export async function loadModel(source?: ModelSource, options: LoadModelOptions 
       (options.onNote ?? console.warn)(`mpt-ts: WebGPU could not load the model (${(e as Error).message}): using wasm`);
       loaded = await load('wasm');
     }
+    // Every file the model needs has been read (and kept): the folder's copy is complete.
+    await folderCopy?.commit();
     return new MptModel(loaded.runner, tokenizer, format, ck.path, contextLength);
   } finally {
     await ck.tensors.close();

@@ -19,6 +19,8 @@ export interface RangeServerOptions {
   statusFor?: (path: string) => number | undefined;
   /** Headers added to every answer (COOP/COEP for a page, say). */
   headers?: Readonly<Record<string, string>>;
+  /** Headers added to the answers for a path (Cache-Control for the page's modules, say). */
+  headersFor?: (path: string) => Readonly<Record<string, string>> | undefined;
   /** Whole-file answers for a path stop after this many body bytes, the connection cut (a failed download). */
   cutWholeAfter?: (path: string) => number | undefined;
   /** HTML pages served at these paths instead of files (a test's page). */
@@ -56,7 +58,7 @@ function answer(root: string, options: RangeServerOptions, req: IncomingMessage,
   const record: ServedRequest = { method: req.method ?? 'GET', path, range: req.headers.range, status: 200, bytes: 0 };
   const send = (status: number, headers: Record<string, string | number>, body?: Uint8Array) => {
     record.status = status;
-    res.writeHead(status, { ...options.headers, ...headers });
+    res.writeHead(status, { ...options.headers, ...options.headersFor?.(path), ...headers });
     if (body !== undefined && req.method !== 'HEAD') {
       record.bytes = body.length;
       res.end(body);
