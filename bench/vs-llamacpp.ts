@@ -43,6 +43,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..');
 
 /** The default place of the native llama-bench (build-llama-bench.sh's output). */
+/** `path` with the home folder written as `~`, for results that are committed. */
+export function withoutHome(path: string, home = homedir()): string {
+  return path === home || path.startsWith(home + '/') ? '~' + path.slice(home.length) : path;
+}
+
 export function defaultLlamaBench(home = homedir()): string {
   return join(home, '.cache/llama.cpp-native/src/build/bin/llama-bench');
 }
@@ -269,7 +274,8 @@ export async function runVs(o: VsOptions, log: (s: string) => void = () => {}): 
       load_average: [+loadBefore.toFixed(2), +loadavg()[0]!.toFixed(2)],
       read_bandwidth: bandwidth,
     },
-    llamacpp: { path: o.llamaBench, ...llamaInfo },
+    // The home folder is left out: a saved result names the build, not this machine's user.
+    llamacpp: { path: withoutHome(o.llamaBench), ...llamaInfo },
     results: summarize(o.files, rounds, o.pp, o.tg),
   };
   if (o.out) {

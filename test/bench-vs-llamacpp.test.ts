@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { VsUsageError, defaultLlamaBench, parseVsArgs, runVs, summarize } from '../bench/vs-llamacpp.js';
+import { VsUsageError, defaultLlamaBench, parseVsArgs, runVs, summarize, withoutHome } from '../bench/vs-llamacpp.js';
 
 test('vs-llamacpp: defaults, flags and usage errors', () => {
   const o = parseVsArgs(['a.gguf', 'b.gguf'], '/home/u');
@@ -115,4 +115,10 @@ test('vs-llamacpp: a whole run against recorded stand-ins alternates the engines
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('vs-llamacpp: a saved result writes the home folder as ~', () => {
+  assert.equal(withoutHome('/home/u/.cache/llama.cpp-native/x', '/home/u'), '~/.cache/llama.cpp-native/x');
+  assert.equal(withoutHome('/home/user2/bin/llama-bench', '/home/u'), '/home/user2/bin/llama-bench');
+  assert.equal(withoutHome('/opt/llama-bench', '/home/u'), '/opt/llama-bench');
 });
