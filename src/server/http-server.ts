@@ -257,15 +257,22 @@ export class MptServer {
     };
   }
 
-  private authorized(req: IncomingMessage): boolean {
+  /** Throws the 401 unless the request carries the API key (when the server has one). */
+  private checkApiKey(req: IncomingMessage): void {
     const key = this.options.apiKey;
-    if (!key) return true;
-    const h = req.headers.authorization ?? '';
-    const m = /^Bearer\s+(.+)$/i.exec(h);
-    if (!m) return false;
-    const a = Buffer.from(m[1]!.trim());
-    const b = Buffer.from(key);
-    return a.length === b.length && timingSafeEqual(a, b);
+    if (!key) return;
+    const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
+    const given = Buffer.from(m ? m[1]!.trim() : '');
+    const want = Buffer.from(key);
+    if (m && given.length === want.length && timingSafeEqual(given, want)) return;
+    throw new ApiError(
+      401,
+      'Incorrect or missing API key: send it as "Authorization: Bearer KEY".',
+      'invalid_request_error',
+      null,
+      'invalid_api_key',
+      { 'WWW-Authenticate': 'Bearer' },
+    );
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -352,16 +359,7 @@ export class MptServer {
     }
     if (path === '/tokenize' || path === '/detokenize') {
       allow(['POST']);
-      if (!this.authorized(req)) {
-        throw new ApiError(
-          401,
-          'Incorrect or missing API key: send it as "Authorization: Bearer KEY".',
-          'invalid_request_error',
-          null,
-          'invalid_api_key',
-          { 'WWW-Authenticate': 'Bearer' },
-        );
-      }
+      this.checkApiKey(req);
       const body = await readJsonBody(req, this.options.maxBodyBytes);
       if (path === '/tokenize') await handleTokenize({ ...this.ctx, headers }, body, res);
       else handleDetokenize({ ...this.ctx, headers }, body, res);
@@ -384,16 +382,7 @@ export class MptServer {
       res.end(method === 'HEAD' ? undefined : asset.body);
       return;
     }
-    if (!this.authorized(req)) {
-      throw new ApiError(
-        401,
-        'Incorrect or missing API key: send it as "Authorization: Bearer KEY".',
-        'invalid_request_error',
-        null,
-        'invalid_api_key',
-        { 'WWW-Authenticate': 'Bearer' },
-      );
-    }
+    this.checkApiKey(req);
     if (path === '/v1/models') {
       allow(['GET']);
       sendJson(res, 200, { object: 'list', data: [this.modelCard()] }, headers);

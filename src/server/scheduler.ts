@@ -6,11 +6,19 @@
  * a slot is free and leave the moment they finish; each has its own KV cache, freed at once.
  *
  * The scheduler knows nothing of sampling or HTTP: a `SequenceClient` turns logits into the next
- * token and hears how its sequence ended.
+ * token and hears how its sequence ended. A request's choices are the runtime's
+ * `GenerationSequence`s behind that interface (sequence.ts), so every per-token rule is the one
+ * `generate()` applies. Why this loop builds its own batches instead of calling the runtime's
+ * `stepSequences`: the batch changes at every step (sequences join and leave), one prefill budget
+ * is shared by all the prompts being read, the caches are the scheduler's (created when a sequence
+ * is admitted, copied from another choice's prompt or taken from a kept one, kept after it ends),
+ * embedding requests read prompts in the same batches, and a failing or cancelled sequence must
+ * end alone while the others go on. `stepSequences` steps a fixed set with caches of their own.
  */
 import type { KvCache, KvType, ModelRunner, SequenceInput, SequenceOutput } from '../backends/backend.js';
 import { UnsupportedError } from '../errors.js';
 import type { SampleRequest } from '../backends/sampling/sampler.js';
+import { PROMPT_LOGITS_CHUNK } from '../runtime/generation-sequence.js';
 
 export type EndReason = 'finished' | 'cancelled' | 'error' | 'shutdown';
 
@@ -123,8 +131,6 @@ export interface SchedulerStats {
 }
 
 const RATE_WINDOW_MS = 5000;
-/** Prompt tokens a step for a sequence that wants every prompt position's logits. */
-const PROMPT_LOGITS_CHUNK = 64;
 
 export class Scheduler {
   private readonly queue: Slot[] = [];
