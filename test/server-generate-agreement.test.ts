@@ -30,6 +30,16 @@ interface Case {
   sampling: SamplingOptions & { seed: number };
 }
 
+/** What the server samples with when a request leaves a field out (OpenAI's defaults: no truncation, no penalty). */
+const SERVER_DEFAULTS: SamplingOptions = {
+  topP: 1,
+  topK: 0,
+  minP: 0,
+  presencePenalty: 0,
+  frequencyPenalty: 0,
+  repetitionPenalty: 1,
+};
+
 const CASES: Case[] = [
   { prompt: 'Once upon a time', sampling: { seed: 11, temperature: 0.9 } },
   { prompt: 'The river', sampling: { seed: 12, temperature: 1.1, topK: 40, presencePenalty: 0.5 } },
@@ -40,6 +50,7 @@ const CASES: Case[] = [
 function reference(c: Case, options: { maxTokens: number; stop?: string }): Promise<GenerateResult> {
   const m = srv.model;
   return generate(m.runner, m.tokenizer.encode(c.prompt), {
+    ...SERVER_DEFAULTS,
     ...c.sampling,
     tokenizer: m.tokenizer,
     maxTokens: options.maxTokens,
@@ -104,7 +115,7 @@ test('scheduler: every sequence batched together gives generate()’s token ids 
             index: 0,
             prompt: m.tokenizer.encode(c.prompt),
             maxTokens: v.maxTokens,
-            sampling: c.sampling,
+            sampling: { ...SERVER_DEFAULTS, ...c.sampling },
             stopStrings: v.stop ? [v.stop] : [],
             logprobs: null,
             constraint: null,
