@@ -85,6 +85,8 @@ export interface GenerateResult {
   seed: number;
   /** What stopped it when finishReason is "stop": the stop token id or the stop string. */
   stoppedBy?: { token: number } | { string: string };
+  /** With `promptLogprobs`: the score of each prompt token after the first, given those before it. */
+  promptLogprobs?: TokenLogprobInfo[];
 }
 
 /** Options of one generation. Sampling options are documented in `SamplingOptions`. */
@@ -469,6 +471,7 @@ export class GenerationSequence {
       },
       seed: this.sampler.seed,
       ...(this.stoppedBy ? { stoppedBy: this.stoppedBy } : {}),
+      ...(this.promptScores ? { promptLogprobs: [...this.promptScores] } : {}),
     };
   }
 }
