@@ -12,16 +12,7 @@ import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { KernelVariant } from './module-loader.js';
 import { CTL, createControlBuffer, profileOf } from './team.js';
-import {
-  HEAD,
-  OptionIds,
-  WAKE,
-  createChannel,
-  encodePass,
-  wakeSlot,
-  type ChannelShape,
-  type WorkerKnows,
-} from './pass-channel.js';
+import { HEAD, OptionIds, WAKE, createChannel, encodePass, wakeSlot, type ChannelShape } from './pass-channel.js';
 import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
 
 /** What runs a runner's passes: worker threads (this file) or the page's own thread (inline-pool.ts). */
@@ -91,6 +82,8 @@ export class WorkerPool implements PassPool {
   private readonly known: Known[];
   private readonly optionIds = new OptionIds();
   private readonly unlisten: Array<() => void> = [];
+  /** Passes sent through the channel's descriptor and as messages (diagnostics, tests). */
+  readonly sent = { descriptor: 0, message: 0 };
 
   private constructor(
     private readonly workers: PlatformWorker[],
@@ -225,8 +218,8 @@ export class WorkerPool implements PassPool {
     const failed = Atomics.load(this.ch, HEAD.failed);
     if (f.errors.length < failed) return;
     this.finish(f);
-    if (failed === 0) return f.resolve();
-    f.reject(workerError(f.errors.find((e) => !e.aborted) ?? f.errors[0]!));
+    if (failed === 0) f.resolve();
+    else f.reject(workerError(f.errors.find((e) => !e.aborted) ?? f.errors[0]!));
   }
 
   private finish(f: InFlight): void {
@@ -310,6 +303,12 @@ export class WorkerPool implements PassPool {
     for (const id of ids) if (id >= 0) k.ids.add(id);
   }
 
+  /** The next value of the wake words (a worker runs when its word differs from the last it saw). */
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) | 0;
+    return this.seq;
+  }
+
   private send(pass: Pass): Promise<void> {
     const n = pass.threads,
       ch = this.ch;
@@ -317,7 +316,8 @@ export class WorkerPool implements PassPool {
     let byDescriptor = true;
     for (let t = 0; t < n && byDescriptor; t++) byDescriptor = this.knowsAll(t, pass, ids);
     byDescriptor &&= encodePass(this.channel, this.shape, pass, ids);
-    const seq = (this.seq = (this.seq + 1) | 0);
+    const seq = this.nextSeq();
+    this.sent[byDescriptor ? 'descriptor' : 'message']++;
     if (!byDescriptor) {
       for (let t = 0; t < n; t++) {
         try {
@@ -357,7 +357,7 @@ export class WorkerPool implements PassPool {
     this.closed = true;
     for (const u of this.unlisten) u();
     // Out of their wait loops, so that they can be terminated in any engine.
-    const seq = (this.seq = (this.seq + 1) | 0);
+    const seq = this.nextSeq();
     this.workers.forEach((_, t) => {
       const slot = wakeSlot(t);
       Atomics.store(this.ch, slot + 1, WAKE.quit);

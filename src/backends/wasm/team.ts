@@ -11,6 +11,8 @@ export const CTL = {
   count: 0,
   generation: 1,
   abort: 2,
+  /** Threads asleep (Atomics.wait) at the barrier: the last one in wakes them only when there are some. */
+  sleepers: 3,
   /** Four work counters, used round-robin by consecutive parallel operations. */
   counters: 8,
   size: 16,
@@ -94,14 +96,17 @@ export class Team {
     if (Atomics.add(ctl, CTL.count, 1) === this.nt - 1) {
       Atomics.store(ctl, CTL.count, 0);
       Atomics.add(ctl, CTL.generation, 1);
-      Atomics.notify(ctl, CTL.generation);
+      // A sleeper counted itself before its wait, which rechecks the generation: none is missed.
+      if (Atomics.load(ctl, CTL.sleepers) !== 0) Atomics.notify(ctl, CTL.generation);
       return;
     }
     let spins = 0;
     while (Atomics.load(ctl, CTL.generation) === gen) {
       if (++spins < this.spin) continue;
       if (Atomics.load(ctl, CTL.abort)) throw new TeamAborted('another worker failed');
+      Atomics.add(ctl, CTL.sleepers, 1);
       Atomics.wait(ctl, CTL.generation, gen, 20);
+      Atomics.sub(ctl, CTL.sleepers, 1);
     }
   }
 

@@ -10,7 +10,15 @@ import { Executor, type Pass } from './executor.js';
 import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
 import { adoptKernelModules, kernelModule, type KernelVariant } from './module-loader.js';
-import { HEAD, WAKE, decodePass, descriptorThreads, wakeSlot, type ChannelShape, type WorkerKnows } from './pass-channel.js';
+import {
+  HEAD,
+  WAKE,
+  decodePass,
+  descriptorThreads,
+  wakeSlot,
+  type ChannelShape,
+  type WorkerKnows,
+} from './pass-channel.js';
 import { CTL, Team } from './team.js';
 
 export interface InitMessage {
