@@ -120,7 +120,7 @@ async function tinyRunner(maxRows = 16): Promise<WasmRunner> {
   return loadRandomModel(shapeConfig(64, 2, 2, 512, 4096), { type: 'q8_0', threads: 2, maxRows });
 }
 
-describe('passes through the channel', () => {
+describe('passes through the channel', { timeout: 120_000 }, () => {
   it('decode steps with reused logits and tokens chosen in the workers equal fresh-buffer steps', async () => {
     const r = await tinyRunner();
     try {
@@ -154,6 +154,38 @@ describe('passes through the channel', () => {
       assert.deepEqual(reused, await run(false));
     } finally {
       await r.dispose();
+    }
+  });
+
+  it('an engine without Atomics.waitAsync learns the end of each pass from a message, with the same results', async () => {
+    const atomics = Atomics as unknown as { waitAsync?: unknown };
+    const saved = atomics.waitAsync;
+    delete atomics.waitAsync;
+    let byMessage: WasmRunner;
+    try {
+      byMessage = await tinyRunner();
+    } finally {
+      atomics.waitAsync = saved;
+    }
+    const byWait = await tinyRunner();
+    try {
+      const decode = async (r: WasmRunner) => {
+        const cache = r.createCache({ capacity: 16 });
+        const rows: number[][] = [];
+        let tok = 3;
+        for (let step = 0; step < 5; step++) {
+          const [o] = await r.forward([{ cache, tokens: [tok] }], { logits: 'last', reuseLogits: true });
+          rows.push(Array.from(o!.logits));
+          tok = rows[step]!.indexOf(Math.max(...rows[step]!));
+        }
+        cache.dispose();
+        return rows;
+      };
+      assert.deepEqual(await decode(byMessage), await decode(byWait));
+      assert.ok(poolOf(byMessage).sent.descriptor >= 4, 'the passes went through the channel');
+    } finally {
+      await byMessage.dispose();
+      await byWait.dispose();
     }
   });
 

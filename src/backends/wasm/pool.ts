@@ -36,7 +36,9 @@ type WaitAsync = (
   index: number,
   value: number,
 ) => { async: false; value: string } | { async: true; value: Promise<string> };
-const waitAsync = (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync?.bind(Atomics);
+function waitAsyncOf(): WaitAsync | undefined {
+  return (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync?.bind(Atomics);
+}
 
 /** What the main thread knows a worker holds (pass-channel.ts WorkerKnows, by the main thread's objects). */
 interface Known {
@@ -90,6 +92,8 @@ export class WorkerPool implements PassPool {
     ctlBuffer: SharedArrayBuffer,
     private readonly channel: SharedArrayBuffer,
     private readonly shape: ChannelShape,
+    /** How the end of a pass is awaited; without it, the last worker out posts a message. */
+    private readonly waitAsync: WaitAsync | undefined,
     /** Cores of the machine (the workers spin at barriers only while each has one). */
     readonly cores: number,
   ) {
@@ -119,7 +123,8 @@ export class WorkerPool implements PassPool {
         ),
       );
     const cores = platform.hardwareConcurrency();
-    const pool = new WorkerPool(workers, ctl, channel, shape, cores);
+    const waitAsync = waitAsyncOf();
+    const pool = new WorkerPool(workers, ctl, channel, shape, waitAsync, cores);
     const doneByMessage = waitAsync === undefined;
     try {
       await pool.start((tid) => ({
@@ -348,7 +353,7 @@ export class WorkerPool implements PassPool {
       Atomics.store(ch, slot, seq);
       Atomics.notify(ch, slot);
     }
-    if (waitAsync) void this.watch(f, waitAsync);
+    if (this.waitAsync) void this.watch(f, this.waitAsync);
     return promise;
   }
 
