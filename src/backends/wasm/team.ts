@@ -39,6 +39,16 @@ export function profileOf(ctl: ArrayBufferLike, tid: number): Float64Array | nul
   return ctl.byteLength >= at + profileSlots * 8 ? new Float64Array(ctl, at, profileSlots) : null;
 }
 
+/**
+ * Loads of the generation word before a thread sleeps at a barrier (about 35 µs on the 2-core
+ * machine, V8 11.3). Short enough that a thread whose partner lost its core to another process
+ * soon gives up its own (at 20,000, on that machine under load, a decode step of the shipped
+ * model took 2.4× as long and one of the 1B shape 1.5×: the spinning thread held the core its
+ * partner needed); long enough to cover a decode step's imbalance at a barrier (a work item or
+ * two of a few µs).
+ */
+const BARRIER_SPINS = 2000;
+
 /** Thrown in a worker when another worker failed and the pass is abandoned. */
 export class TeamAborted extends Error {}
 
@@ -70,7 +80,7 @@ export class Team {
     this.op = 0;
     this.nt = nt;
     // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
-    this.spin = nt <= this.cores ? 20000 : 50;
+    this.spin = nt <= this.cores ? BARRIER_SPINS : 50;
     if (this.prof) {
       this.prof[0]!++;
       this.mark = performance.now();

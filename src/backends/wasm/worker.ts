@@ -51,8 +51,9 @@ export type WorkerReply =
   | { type: 'error'; seq?: number; message: string; stack?: string; aborted: boolean };
 
 /**
- * Spins on the wake word before sleeping, while every worker has a core: a futex wake costs tens
- * of microseconds, about a small model's whole pass.
+ * Loads of the wake word before sleeping, while every worker has a core (about 35 µs on the
+ * 2-core machine, as team.ts BARRIER_SPINS): a decode step's next pass often comes sooner, and a
+ * worker that need not be woken by the OS starts it at once.
  */
 const IDLE_SPINS = 2000;
 
