@@ -12,7 +12,7 @@
  * imbalance and the barrier itself), `before` (the thread's own steps between the previous
  * parallel operation and this one: in decode passes each thread norms and quantizes the rows
  * itself, executor.ts). `outside_passes` is the main thread's time per forward call that no worker
- * spends in a pass (the runner's JS, messages to and from the workers, copying the logits).
+ * spends in a pass (the runner's JS, waking the workers and learning that they finished).
  *
  * The names follow executor.ts's order of parallel operations for an MPT without GLU, qk_ln or
  * learned positions (the bench shapes); the op count of the pass is checked against it.
@@ -158,7 +158,8 @@ const decodeCache = runner.createCache({ capacity: steps + 2 });
 const decode = await phase(
   steps,
   async () => {
-    const [out] = await runner.forward([{ cache: decodeCache, tokens: [tok] }], { logits: 'last' });
+    // As generation and `mpt bench` call it: the logits row reused, not a new array a step.
+    const [out] = await runner.forward([{ cache: decodeCache, tokens: [tok] }], { logits: 'last', reuseLogits: true });
     tok = 1 + (out!.logits.indexOf(Math.max(...out!.logits.subarray(0, 256))) % (V - 1));
   },
   SMALL_LAYER,

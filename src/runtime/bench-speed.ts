@@ -50,7 +50,8 @@ export async function measure(runner: ModelRunner, o: BenchOptions): Promise<{ p
       let tok = ids[0]!;
       const t0 = performance.now();
       for (let i = 0; i < o.tg; i++) {
-        const [out] = await runner.forward([{ cache, tokens: [tok] }], { logits: 'last' });
+        // As generation calls it (runtime/generate.ts): the logits row is read before the next call.
+        const [out] = await runner.forward([{ cache, tokens: [tok] }], { logits: 'last', reuseLogits: true });
         const l = out!.logits;
         let best = 0;
         for (let v = 1; v < l.length; v++) if (l[v]! > l[best]!) best = v;

@@ -1,6 +1,9 @@
 /**
- * The worker threads of one wasm runner. Each pass is posted to every worker; the workers
- * synchronise among themselves through shared memory and each answers once when the pass ends.
+ * The worker threads of one wasm runner. A pass is written into shared memory and its workers are
+ * woken there (pass-channel.ts); they synchronise among themselves through shared memory too
+ * (team.ts) and count themselves out when it ends, which the main thread learns through
+ * Atomics.waitAsync (or, where an engine lacks it, a message from the last one). Messages carry
+ * only what shared memory cannot: the start, errors, and a pass that names something new.
  */
 import { MptError } from '../../errors.js';
 import { platform, type PlatformWorker } from '../../platform/index.js';
@@ -9,7 +12,8 @@ import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { KernelVariant } from './module-loader.js';
 import { CTL, createControlBuffer, profileOf } from './team.js';
-import type { WorkerReply, WorkerRequest } from './worker.js';
+import { HEAD, OptionIds, WAKE, createChannel, encodePass, wakeSlot, type ChannelShape } from './pass-channel.js';
+import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
 
 /** What runs a runner's passes: worker threads (this file) or the page's own thread (inline-pool.ts). */
 export interface PassPool {
@@ -26,20 +30,76 @@ export interface PassPool {
   opProfile?(): Float64Array[] | null;
 }
 
+/** Atomics.waitAsync where the engine has it (Firefox lacked it; then the last worker posts 'done'). */
+type WaitAsync = (
+  a: Int32Array,
+  index: number,
+  value: number,
+) => { async: false; value: string } | { async: true; value: Promise<string> };
+function waitAsyncOf(): WaitAsync | undefined {
+  return (Atomics as unknown as { waitAsync?: WaitAsync }).waitAsync?.bind(Atomics);
+}
+
+/** What the main thread knows a worker holds (pass-channel.ts WorkerKnows, by the main thread's objects). */
+interface Known {
+  logitsOut?: SharedArrayBuffer | ArrayBuffer;
+  tokensOut?: SharedArrayBuffer | ArrayBuffer;
+  hiddenOut?: SharedArrayBuffer | ArrayBuffer;
+  /** OptionIds epoch of `ids`. */
+  epoch: number;
+  ids: Set<number>;
+}
+
+type WorkerError = WorkerReply & { type: 'error' };
+
+/** The pass being run. */
+interface InFlight {
+  seq: number;
+  threads: number;
+  /** Errors its workers posted. */
+  errors: WorkerError[];
+  /** Every worker of the pass has counted itself out (HEAD.done). */
+  counted: boolean;
+  settled: boolean;
+  resolve(): void;
+  reject(e: Error): void;
+}
+
+function workerError(m: WorkerError): MptError {
+  const e = new MptError(`wasm worker failed: ${m.message}`);
+  if (m.stack) e.stack = m.stack;
+  return e;
+}
+
 export class WorkerPool implements PassPool {
   private readonly ctl: Int32Array;
+  private readonly ch: Int32Array;
   private busy = false;
   private closed = false;
   /** Set when a worker thread died: the pool cannot run passes any more. */
   private broken: string | null = null;
+  /** Sequence number of the last pass (what the wake words are set to). */
+  private seq = 0;
+  private inFlight: InFlight | null = null;
+  private readonly known: Known[];
+  private readonly optionIds = new OptionIds();
+  private readonly unlisten: Array<() => void> = [];
+  /** Passes sent through the channel's descriptor and as messages (diagnostics, tests). */
+  readonly sent = { descriptor: 0, message: 0 };
 
   private constructor(
     private readonly workers: PlatformWorker[],
     ctlBuffer: SharedArrayBuffer,
+    private readonly channel: SharedArrayBuffer,
+    private readonly shape: ChannelShape,
+    /** How the end of a pass is awaited; without it, the last worker out posts a message. */
+    private readonly waitAsync: WaitAsync | undefined,
     /** Cores of the machine (the workers spin at barriers only while each has one). */
     readonly cores: number,
   ) {
     this.ctl = new Int32Array(ctlBuffer);
+    this.ch = new Int32Array(channel);
+    this.known = workers.map(() => ({ epoch: 0, ids: new Set<number>() }));
   }
 
   get threads(): number {
@@ -53,6 +113,8 @@ export class WorkerPool implements PassPool {
     threads: number,
   ): Promise<WorkerPool> {
     const ctl = createControlBuffer(platform.env('MPT_WASM_PROFILE') === '1' ? threads : 0);
+    const shape: ChannelShape = { threads, maxRows: layout.maxRows, arenas: layout.arenas.length };
+    const channel = createChannel(shape);
     const workers: PlatformWorker[] = [];
     for (let t = 0; t < threads; t++)
       workers.push(
@@ -61,65 +123,128 @@ export class WorkerPool implements PassPool {
         ),
       );
     const cores = platform.hardwareConcurrency();
-    const pool = new WorkerPool(workers, ctl, cores);
+    const waitAsync = waitAsyncOf();
+    const pool = new WorkerPool(workers, ctl, channel, shape, waitAsync, cores);
+    const doneByMessage = waitAsync === undefined;
     try {
-      await pool.broadcast((tid) => ({ type: 'init', modules, memories, ctl, tid, nt: threads, cores, layout }));
+      await pool.start((tid) => ({
+        type: 'init',
+        modules,
+        memories,
+        ctl,
+        channel,
+        shape,
+        doneByMessage,
+        tid,
+        nt: threads,
+        cores,
+        layout,
+      }));
     } catch (e) {
       await pool.close();
       throw e;
     }
+    pool.listen();
     return pool;
   }
 
-  /** Sends a message to the first `count` workers and waits for each one's answer. */
-  private broadcast(make: (tid: number) => WorkerRequest, count = this.workers.length): Promise<void> {
-    const workers = this.workers.slice(0, count);
+  /** Sends each worker its init message and waits for every answer. */
+  private start(make: (tid: number) => InitMessage): Promise<void> {
+    const workers = this.workers;
     return new Promise((resolve, reject) => {
       let pending = workers.length;
-      let firstError: (WorkerReply & { type: 'error' }) | null = null;
+      let firstError: WorkerError | null = null;
       const cleanups: Array<() => void> = [];
-      const finish = () => {
+      const answer = (m: WorkerReply) => {
+        if (m.type === 'error' && !firstError) firstError = m;
+        if (--pending > 0) return;
         for (const c of cleanups) c();
         for (const w of workers) w.unref();
-        if (firstError) {
-          const e = new MptError(`wasm worker failed: ${firstError.message}`);
-          if (firstError.stack) e.stack = firstError.stack;
-          reject(e);
-        } else resolve();
+        if (firstError) reject(workerError(firstError));
+        else resolve();
       };
       workers.forEach((w, tid) => {
         let answered = false;
-        const onMessage = (data: unknown) => {
-          const m = data as WorkerReply;
+        const once = (m: WorkerReply) => {
           if (answered) return;
           answered = true;
-          if (m.type === 'error' && (!firstError || (firstError.aborted && !m.aborted))) firstError = m;
-          if (--pending === 0) finish();
+          answer(m);
         };
-        const fail = (message: string, stack?: string) => {
-          if (answered) return;
-          answered = true;
-          firstError = { type: 'error', message, stack, aborted: false };
-          Atomics.store(this.ctl, CTL.abort, 1);
-          Atomics.notify(this.ctl, CTL.generation);
-          if (--pending === 0) finish();
-        };
-        const onError = (err: Error) => fail(err.message, err.stack);
-        const onExit = (code: number) => {
-          this.broken = `worker thread ${tid} exited (code ${code})`;
-          fail(this.broken);
-        };
-        cleanups.push(w.listen({ message: onMessage, error: onError, exit: onExit }));
+        const failed = (message: string, stack?: string) => once({ type: 'error', message, stack, aborted: false });
+        cleanups.push(
+          w.listen({
+            message: (data) => once(data as WorkerReply),
+            error: (err) => failed(err.message, err.stack),
+            exit: (code) => failed(`worker thread ${tid} exited (code ${code})`),
+          }),
+        );
         w.ref();
-        try {
-          w.postMessage(make(tid));
-        } catch (e) {
-          // A message that cannot be cloned (every worker gets the same one, so the first post
-          // fails and no worker has started): the call fails, the pool stays usable.
-          fail(`cannot send the pass to the worker threads: ${(e as Error).message}`);
-        }
+        w.postMessage(make(tid));
       });
     });
+  }
+
+  /** Listens to every worker for as long as the pool lives: errors, deaths and (without waitAsync) ends of passes. */
+  private listen(): void {
+    this.workers.forEach((w, tid) => {
+      this.unlisten.push(
+        w.listen({
+          message: (data) => {
+            const m = data as WorkerReply;
+            const f = this.inFlight;
+            if (!f || m.type === 'ready' || m.seq !== f.seq) return;
+            if (m.type === 'error') f.errors.push(m);
+            else f.counted = true;
+            this.settle(f);
+          },
+          error: (err) => this.fail(`worker thread ${tid} failed: ${err.message}`, err.stack),
+          exit: (code) => this.fail(`worker thread ${tid} exited (code ${code})`),
+        }),
+      );
+    });
+  }
+
+  /** A worker thread died or failed outside a pass's error handling: the pool is done for. */
+  private fail(message: string, stack?: string): void {
+    this.broken ??= message;
+    // The others leave their barriers with TeamAborted.
+    Atomics.store(this.ctl, CTL.abort, 1);
+    Atomics.notify(this.ctl, CTL.generation);
+    const f = this.inFlight;
+    if (!f || f.settled) return;
+    this.finish(f);
+    f.reject(workerError({ type: 'error', message, stack, aborted: false }));
+  }
+
+  /** Resolves or rejects a pass once every worker counted itself out and every error arrived. */
+  private settle(f: InFlight): void {
+    if (f.settled || !f.counted) return;
+    // Errors are posted before the worker counts itself out, so those counted are on their way.
+    const failed = Atomics.load(this.ch, HEAD.failed);
+    if (f.errors.length < failed) return;
+    this.finish(f);
+    if (failed === 0) f.resolve();
+    else f.reject(workerError(f.errors.find((e) => !e.aborted) ?? f.errors[0]!));
+  }
+
+  private finish(f: InFlight): void {
+    f.settled = true;
+    this.inFlight = null;
+    for (let t = 0; t < f.threads; t++) this.workers[t]!.unref();
+  }
+
+  /** Waits on HEAD.done until every worker of the pass counted itself out. */
+  private async watch(f: InFlight, wait: WaitAsync): Promise<void> {
+    const ch = this.ch;
+    for (;;) {
+      const done = Atomics.load(ch, HEAD.done);
+      if (done >= f.threads || f.settled) break;
+      const r = wait(ch, HEAD.done, done);
+      if (r.async) await r.value;
+    }
+    if (f.settled) return;
+    f.counted = true;
+    this.settle(f);
   }
 
   opProfile(): Float64Array[] | null {
@@ -140,18 +265,115 @@ export class WorkerPool implements PassPool {
       throw new MptError(`internal: a pass for ${pass.threads} threads on a pool of ${this.workers.length}`);
     }
     this.busy = true;
-    // Fresh counters and barrier for this pass (every worker is idle now).
-    for (let i = 0; i < CTL.size; i++) Atomics.store(this.ctl, i, i === CTL.generation ? Atomics.load(this.ctl, i) : 0);
     try {
-      await this.broadcast(() => ({ type: 'pass', pass }), pass.threads);
+      await this.send(pass);
     } finally {
       this.busy = false;
     }
   }
 
+  /** Sampling option ids of a pass's requests (null when the pass names more options than the ids hold). */
+  private optionIdsOf(pass: Pass): number[] | null {
+    const sample = pass.sample;
+    if (!sample) return null;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const epoch = this.optionIds.epoch;
+      const ids = sample.map((r) => (r ? this.optionIds.idOf(r.options) : -1));
+      if (this.optionIds.epoch === epoch) return ids;
+    }
+    return null;
+  }
+
+  /** Whether worker `tid` holds every buffer and option the pass names. */
+  private knowsAll(tid: number, pass: Pass, ids: number[] | null): boolean {
+    const k = this.known[tid]!;
+    if (pass.logitRows.length > 0 && pass.logitsOut !== k.logitsOut) return false;
+    if (pass.hiddenRows && pass.hiddenOut !== k.hiddenOut) return false;
+    if (!pass.sample) return true;
+    if (pass.tokensOut !== k.tokensOut || !ids || k.epoch !== this.optionIds.epoch) return false;
+    return ids.every((id) => id < 0 || k.ids.has(id));
+  }
+
+  /** What worker `tid` holds once it has received `pass` as a message (worker.ts adopt). */
+  private learn(tid: number, pass: Pass, ids: number[] | null): void {
+    const k = this.known[tid]!;
+    if (pass.logitsOut) k.logitsOut = pass.logitsOut;
+    if (pass.tokensOut) k.tokensOut = pass.tokensOut;
+    if (pass.hiddenOut) k.hiddenOut = pass.hiddenOut;
+    if (!ids) return;
+    if (k.epoch !== this.optionIds.epoch) {
+      k.ids.clear();
+      k.epoch = this.optionIds.epoch;
+    }
+    for (const id of ids) if (id >= 0) k.ids.add(id);
+  }
+
+  /** The next value of the wake words (a worker runs when its word differs from the last it saw). */
+  private nextSeq(): number {
+    this.seq = (this.seq + 1) | 0;
+    return this.seq;
+  }
+
+  private send(pass: Pass): Promise<void> {
+    const n = pass.threads,
+      ch = this.ch;
+    const ids = this.optionIdsOf(pass);
+    let byDescriptor = true;
+    for (let t = 0; t < n && byDescriptor; t++) byDescriptor = this.knowsAll(t, pass, ids);
+    byDescriptor &&= encodePass(this.channel, this.shape, pass, ids);
+    const seq = this.nextSeq();
+    this.sent[byDescriptor ? 'descriptor' : 'message']++;
+    if (!byDescriptor) {
+      for (let t = 0; t < n; t++) {
+        try {
+          this.workers[t]!.postMessage({ type: 'pass', seq, pass, sampleIds: ids } satisfies PassMessage);
+        } catch (e) {
+          const why = `cannot send the pass to the worker threads: ${(e as Error).message}`;
+          // Every worker gets the same message, so the first post fails and no worker has it:
+          // the call fails, the pool stays usable.
+          if (t > 0) this.broken = why;
+          return Promise.reject(new MptError(why));
+        }
+        this.learn(t, pass, ids);
+      }
+    }
+    // Fresh counters and barrier for this pass (every worker is idle now).
+    for (let i = 0; i < CTL.size; i++) if (i !== CTL.generation) Atomics.store(this.ctl, i, 0);
+    Atomics.store(ch, HEAD.done, 0);
+    Atomics.store(ch, HEAD.failed, 0);
+    const promise = new Promise<void>((resolve, reject) => {
+      this.inFlight = { seq, threads: n, errors: [], counted: false, settled: false, resolve, reject };
+    });
+    const f = this.inFlight!;
+    const kind = byDescriptor ? WAKE.descriptor : WAKE.message;
+    for (let t = 0; t < n; t++) {
+      const slot = wakeSlot(t);
+      this.workers[t]!.ref();
+      Atomics.store(ch, slot + 1, kind);
+      Atomics.store(ch, slot, seq);
+      Atomics.notify(ch, slot);
+    }
+    if (this.waitAsync) void this.watch(f, this.waitAsync);
+    return promise;
+  }
+
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    for (const u of this.unlisten) u();
+    // Out of their wait loops, so that they can be terminated in any engine.
+    const seq = this.nextSeq();
+    this.workers.forEach((_, t) => {
+      const slot = wakeSlot(t);
+      Atomics.store(this.ch, slot + 1, WAKE.quit);
+      Atomics.store(this.ch, slot, seq);
+      Atomics.notify(this.ch, slot);
+    });
+    const f = this.inFlight;
+    if (f && !f.settled) {
+      this.finish(f);
+      f.reject(new MptError('the wasm runner has been disposed'));
+    }
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

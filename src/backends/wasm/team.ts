@@ -11,6 +11,8 @@ export const CTL = {
   count: 0,
   generation: 1,
   abort: 2,
+  /** Threads asleep (Atomics.wait) at the barrier: the last one in wakes them only when there are some. */
+  sleepers: 3,
   /** Four work counters, used round-robin by consecutive parallel operations. */
   counters: 8,
   size: 16,
@@ -36,6 +38,16 @@ export function profileOf(ctl: ArrayBufferLike, tid: number): Float64Array | nul
   const at = PROFILE.offset + tid * profileSlots * 8;
   return ctl.byteLength >= at + profileSlots * 8 ? new Float64Array(ctl, at, profileSlots) : null;
 }
+
+/**
+ * Loads of the generation word before a thread sleeps at a barrier (about 35 µs on the 2-core
+ * machine, V8 11.3). Short enough that a thread whose partner lost its core to another process
+ * soon gives up its own (at 20,000, on that machine under load, a decode step of the shipped
+ * model took 2.4× as long and one of the 1B shape 1.5×: the spinning thread held the core its
+ * partner needed); long enough to cover a decode step's imbalance at a barrier (a work item or
+ * two of a few µs).
+ */
+const BARRIER_SPINS = 2000;
 
 /** Thrown in a worker when another worker failed and the pass is abandoned. */
 export class TeamAborted extends Error {}
@@ -68,7 +80,7 @@ export class Team {
     this.op = 0;
     this.nt = nt;
     // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
-    this.spin = nt <= this.cores ? 20000 : 50;
+    this.spin = nt <= this.cores ? BARRIER_SPINS : 50;
     if (this.prof) {
       this.prof[0]!++;
       this.mark = performance.now();
@@ -94,14 +106,17 @@ export class Team {
     if (Atomics.add(ctl, CTL.count, 1) === this.nt - 1) {
       Atomics.store(ctl, CTL.count, 0);
       Atomics.add(ctl, CTL.generation, 1);
-      Atomics.notify(ctl, CTL.generation);
+      // A sleeper counted itself before its wait, which rechecks the generation: none is missed.
+      if (Atomics.load(ctl, CTL.sleepers) !== 0) Atomics.notify(ctl, CTL.generation);
       return;
     }
     let spins = 0;
     while (Atomics.load(ctl, CTL.generation) === gen) {
       if (++spins < this.spin) continue;
       if (Atomics.load(ctl, CTL.abort)) throw new TeamAborted('another worker failed');
+      Atomics.add(ctl, CTL.sleepers, 1);
       Atomics.wait(ctl, CTL.generation, gen, 20);
+      Atomics.sub(ctl, CTL.sleepers, 1);
     }
   }
 

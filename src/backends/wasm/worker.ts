@@ -1,14 +1,24 @@
 /**
  * Worker-thread entry of the wasm backend (a Node worker thread or a browser Web Worker). Receives
- * the kernel modules, the arenas (shared wasm memories) and the layout once, then runs passes: one
- * message in, one message out per pass; everything inside a pass is synchronised through shared
- * memory (see team.ts).
+ * the kernel modules, the arenas (shared wasm memories) and the layout once, then runs passes:
+ * it sleeps on its wake word in the pass channel (pass-channel.ts) and reads each pass from there,
+ * or, for a pass that names something new, from a message; everything inside a pass is
+ * synchronised through shared memory (see team.ts).
  */
 import { platform } from '../../platform/index.js';
 import { Executor, type Pass } from './executor.js';
 import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
 import { adoptKernelModules, kernelModule, type KernelVariant } from './module-loader.js';
+import {
+  HEAD,
+  WAKE,
+  decodePass,
+  descriptorThreads,
+  wakeSlot,
+  type ChannelShape,
+  type WorkerKnows,
+} from './pass-channel.js';
 import { CTL, Team } from './team.js';
 
 export interface InitMessage {
@@ -17,53 +27,143 @@ export interface InitMessage {
   modules: Record<KernelVariant, WebAssembly.Module>;
   memories: WebAssembly.Memory[];
   ctl: SharedArrayBuffer;
+  channel: SharedArrayBuffer;
+  shape: ChannelShape;
+  /** The engine's main thread has no Atomics.waitAsync: the last worker out of a pass says so in a message. */
+  doneByMessage: boolean;
   tid: number;
   nt: number;
   cores: number;
   layout: ModelLayout;
 }
+/** A pass the channel could not carry; the worker keeps its buffers and sampling options (ids) for later passes. */
 export interface PassMessage {
   type: 'pass';
+  seq: number;
   pass: Pass;
+  /** Per sampling request of the pass, the id of its options (-1: none), or null. */
+  sampleIds: number[] | null;
 }
 export type WorkerRequest = InitMessage | PassMessage;
 export type WorkerReply =
   | { type: 'ready' }
-  | { type: 'done' }
-  | { type: 'error'; message: string; stack?: string; aborted: boolean };
+  | { type: 'done'; seq: number }
+  | { type: 'error'; seq?: number; message: string; stack?: string; aborted: boolean };
+
+/**
+ * Loads of the wake word before sleeping, while every worker has a core (about 35 µs on the
+ * 2-core machine, as team.ts BARRIER_SPINS): a decode step's next pass often comes sooner, and a
+ * worker that need not be woken by the OS starts it at once.
+ */
+const IDLE_SPINS = 2000;
 
 let executor: Executor | null = null;
 let ctl: Int32Array | null = null;
+let ch: Int32Array | null = null;
+let init: InitMessage | null = null;
+const knows: WorkerKnows = { options: [] };
+/** The last wake word seen. */
+let seen = 0;
+/** Sequence number of the pass whose message a MESSAGE wake announced (0: none). */
+let awaited = 0;
+let idleSpins = 0;
 const port = platform.workerPort();
 
 function reply(m: WorkerReply): void {
   port.postMessage(m);
 }
 
+/** Tells the others to leave their barriers (TeamAborted). */
+function abortTeam(): void {
+  if (!ctl) return;
+  Atomics.store(ctl, CTL.abort, 1);
+  Atomics.add(ctl, CTL.generation, 0);
+  Atomics.notify(ctl, CTL.generation);
+}
+
+function errorReply(e: unknown, seq?: number): WorkerReply {
+  const err = e as Error;
+  const aborted = err.name === 'TeamAborted' || err.constructor?.name === 'TeamAborted';
+  return { type: 'error', ...(seq !== undefined ? { seq } : {}), message: err.message, stack: err.stack, aborted };
+}
+
+/** Runs a pass of `threads` workers and counts this one out (after its error, if any, is posted). */
+function runPass(seq: number, threads: number, get: () => Pass): void {
+  const c = ch!;
+  try {
+    executor!.run(get());
+  } catch (e) {
+    abortTeam();
+    reply(errorReply(e, seq));
+    Atomics.add(c, HEAD.failed, 1);
+  }
+  if (Atomics.add(c, HEAD.done, 1) + 1 === threads) {
+    Atomics.notify(c, HEAD.done);
+    if (init!.doneByMessage) reply({ type: 'done', seq });
+  }
+}
+
+/** Runs passes from the channel until a wake asks for a message or for the end. */
+function serve(): void {
+  const c = ch!,
+    slot = wakeSlot(init!.tid);
+  for (;;) {
+    let w = Atomics.load(c, slot);
+    for (let i = 0; w === seen && i < idleSpins; i++) w = Atomics.load(c, slot);
+    while (w === seen) {
+      Atomics.wait(c, slot, seen);
+      w = Atomics.load(c, slot);
+    }
+    seen = w;
+    const kind = Atomics.load(c, slot + 1);
+    if (kind === WAKE.quit) return;
+    if (kind === WAKE.message) {
+      awaited = w;
+      return;
+    }
+    const channel = c.buffer as SharedArrayBuffer;
+    runPass(w, descriptorThreads(c, init!.shape), () => decodePass(channel, init!.shape, knows));
+  }
+}
+
+/** Keeps what a pass message names, for the passes the channel will carry. */
+function adopt(m: PassMessage): void {
+  const p = m.pass;
+  if (p.logitsOut) knows.logitsOut = p.logitsOut;
+  if (p.tokensOut) knows.tokensOut = p.tokensOut;
+  if (p.hiddenOut) knows.hiddenOut = p.hiddenOut;
+  m.sampleIds?.forEach((id, j) => {
+    const r = p.sample?.[j];
+    if (id >= 0 && r) knows.options[id] = r.options;
+  });
+}
+
 port.onMessage((data) => {
   const msg = data as WorkerRequest;
-  try {
-    if (msg.type === 'init') {
+  if (msg.type === 'init') {
+    try {
+      init = msg;
       ctl = new Int32Array(msg.ctl);
+      ch = new Int32Array(msg.channel);
       adoptKernelModules(msg.modules);
       const module = kernelModule('shared');
       const kernels = msg.memories.map((m) => instantiateKernels(module, m));
       const team = new Team(ctl, msg.tid, msg.nt, msg.cores);
       executor = new Executor(msg.layout, kernels, msg.memories, team);
+      idleSpins = msg.nt <= msg.cores ? IDLE_SPINS : 0;
       reply({ type: 'ready' });
-    } else if (msg.type === 'pass') {
-      executor!.run(msg.pass);
-      reply({ type: 'done' });
+    } catch (e) {
+      abortTeam();
+      reply(errorReply(e));
+      return;
     }
-  } catch (e) {
-    const err = e as Error;
-    const aborted = err.name === 'TeamAborted' || err.constructor?.name === 'TeamAborted';
-    if (ctl) {
-      // wake the others: they leave their barrier with TeamAborted
-      Atomics.store(ctl, CTL.abort, 1);
-      Atomics.add(ctl, CTL.generation, 0);
-      Atomics.notify(ctl, CTL.generation);
-    }
-    reply({ type: 'error', message: err.message, stack: err.stack, aborted });
+    serve();
+  } else if (msg.type === 'pass') {
+    // A message whose wake never came (the post to another worker failed) is dropped.
+    if (msg.seq !== awaited) return;
+    awaited = 0;
+    adopt(msg);
+    runPass(msg.seq, msg.pass.threads, () => msg.pass);
+    serve();
   }
 });
