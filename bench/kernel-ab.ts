@@ -13,6 +13,11 @@
  * over 45 and 2,000 keys, and the 1B shape's q4_0 / q8_0 products (K 2048): a decode row
  * against up_proj (8192 rows) and a 128-token prompt chunk against out_proj (2048 rows).
  * `--only q4` runs the cases whose name contains "q4" (any substring).
+ *
+ * A build that exports the x4 products (gemm_q4_0x4, repack.ts's row-interleaved layout) gets its
+ * q4_0 / q8_0 weights repacked in place after they are filled and runs them through the x4
+ * kernels; against an older build, the decode rows (lanes = weight rows instead of blocks) then
+ * differ in their last bits and `same_bits` is false there.
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
@@ -41,6 +46,8 @@ interface Memory {
   att: { Q: number; K: number; V: number; valid: number; O: number; S: number };
   /** 1B-shaped quantized products: q4_0 and q8_0 weights [QN][QK], f32 rows, their q8 activations, output. */
   q: { W4: number; W8: number; X: number; A: number; Y: number };
+  /** The build has the x4 products: the q4_0 / q8_0 weights are repacked. */
+  x4: boolean;
 }
 
 const argv = process.argv.slice(2);
@@ -89,9 +96,15 @@ function setup(file: string): { k: Kernels; m: Memory } {
     A: take(actQ8Bytes(QM, QK)),
     Y: take(QM * QN * 4),
   };
+  const tmp = take(4 * (QK / 32) * 34);
   memory.grow(Math.ceil((p - memory.buffer.byteLength) / 65536) + 1);
   k.fill_random_weights(WTYPE.q4_0, q.W4, QN * QK, 11, 0.04);
   k.fill_random_weights(WTYPE.q8_0, q.W8, QN * QK, 12, 0.04);
+  const x4 = typeof k.gemm_q4_0x4 === 'function';
+  if (x4) {
+    k.repack_x4(1, q.W4, QN, QK, tmp);
+    k.repack_x4(0, q.W8, QN, QK, tmp);
+  }
   k.fill_random_weights(0, q.X, QM * QK, 13, 1);
   k.quantize_act_q8(q.X, QK, 0, QM, QK, q.A);
   k.fill_random_weights(WTYPE.bf16, W, N * K, 3, 0.05);
@@ -99,7 +112,7 @@ function setup(file: string): { k: Kernels; m: Memory } {
   k.fill_random_weights(0, att.Q, HD, 1, 1);
   k.fill_random_weights(0, att.K, CAP * HD * 2, 2, 1); // K then V
   new Uint8Array(memory.buffer, att.valid, CAP).fill(1);
-  return { k, m: { memory, W, X, Y, P, att, q } };
+  return { k, m: { memory, W, X, Y, P, att, q, x4 } };
 }
 
 const gemm = (M: number, rows: number): Case => ({
@@ -139,10 +152,12 @@ const quant = (type: 'q4_0' | 'q8_0', M: number, rows: number): Case => ({
   name: `${type} ${M} x ${rows} x ${QK}`,
   work: 2 * M * rows * QK,
   unit: 'GFLOP/s',
-  run: (k, m) =>
-    type === 'q4_0'
-      ? k.gemm_q4_0(m.q.A, m.q.W4, m.q.Y, rows, M, 0, rows, QK, 0)
-      : k.gemm_q8_0(m.q.A, m.q.W8, m.q.Y, rows, M, 0, rows, QK, 0),
+  run: (k, m) => {
+    if (m.x4 && type === 'q4_0') k.gemm_q4_0x4(m.q.A, m.q.W4, m.q.Y, rows, M, rows, 0, rows, QK, 0);
+    else if (m.x4) k.gemm_q8_0x4(m.q.A, m.q.W8, m.q.Y, rows, M, rows, 0, rows, QK, 0);
+    else if (type === 'q4_0') k.gemm_q4_0(m.q.A, m.q.W4, m.q.Y, rows, M, 0, rows, QK, 0);
+    else k.gemm_q8_0(m.q.A, m.q.W8, m.q.Y, rows, M, 0, rows, QK, 0);
+  },
   out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
 });
 const cases = [
@@ -152,8 +167,11 @@ const cases = [
   attention(45),
   attention(2000),
   quant('q4_0', 1, QN),
+  quant('q4_0', 3, QN),
+  quant('q4_0', 8, QN),
   quant('q4_0', QM, QK),
   quant('q8_0', 1, QN),
+  quant('q8_0', 3, QN),
   quant('q8_0', QM, QK),
 ].filter((c) => !only || c.name.includes(only));
 
