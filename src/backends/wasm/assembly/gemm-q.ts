@@ -106,6 +106,20 @@ import { f16_to_f32 } from './half';
   }
 }
 
+/**
+ * Relaxed SIMD: lane sums of one q8_0 block (weights wa, wb) times activations given as their
+ * magnitudes (ua, ub) and sign masks (ma, mb): (w ^ m) - m is w·sign(x), |x| <= 127 the 7-bit
+ * operand. The same integer sums as dot_q8_v.
+ */
+// @ts-ignore: decorator
+@inline function dot_q8_xs(wa: v128, wb: v128, ua: v128, ub: v128, ma: v128, mb: v128, ones: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.add(i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(wa, ma), ma), ua), ones),
+      i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(wb, mb), mb), ub), ones));
+  }
+  return unreachable();
+}
+
 // @ts-ignore: decorator
 @inline function block_dot(wp: usize, xp: usize, q4: bool, ones: v128): v128 {
   if (q4) {
@@ -254,6 +268,15 @@ import { f16_to_f32 } from './half';
           dot_nib_v(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xa, xb));
       }
       r = i32x4.sub(r, v128.load32_splat(sp));
+    } else if (ASC_FEATURE_RELAXED_SIMD) {
+      // The activations' signs move onto the weights here (4 rows share |x| and its sign masks;
+      // w·sign(x) stays in [-127, 127]): 11 instructions a row instead of 15, and fewer live
+      // vectors (the other way round, all 8 weight vectors and their transforms spilled).
+      const z = i8x16.splat(0);
+      const ma = i8x16.lt_s(xa, z), mb = i8x16.lt_s(xb, z);
+      const ua = i8x16.abs(xa), ub = i8x16.abs(xb);
+      r = tsum4(dot_q8_xs(v128.load(w, 8), v128.load(w, 24), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 40), v128.load(w, 56), ua, ub, ma, mb, ones),
+        dot_q8_xs(v128.load(w, 72), v128.load(w, 88), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 104), v128.load(w, 120), ua, ub, ma, mb, ones));
     } else {
       r = tsum4(dot_q8_v(v128.load(w, 8), v128.load(w, 24), xa, xb, ones), dot_q8_v(v128.load(w, 40), v128.load(w, 56), xa, xb, ones),
         dot_q8_v(v128.load(w, 72), v128.load(w, 88), xa, xb, ones), dot_q8_v(v128.load(w, 104), v128.load(w, 120), xa, xb, ones));
