@@ -1,4 +1,5 @@
-// Matrix products with q8_0 / q4_0 weights (ggml block layouts, used as stored) and activations
+// Matrix products with q8_0 / q4_0 weights (ggml block layouts as stored, or the x4 row-interleaved
+// form of repack.ts, which the backend keeps for every matrix of 4+ rows) and activations
 // quantized by quant-act.ts: Y[m, n] (=|+=) Σ_blocks d_w·d_x·Σ_i q_w[i]·q_x[i], with exact
 // integer dot products inside each block as llama.cpp computes them.
 //
@@ -11,8 +12,9 @@
 //   plain SIMD: both sides widened to i16, i32x4.dot_i16x8_s (pmaddwd).
 //
 // Tiles: 1 weight row × 4 activation rows (prefill; lanes = rows: four block sums transposed into
-// one vector per block) and 1 weight row × 1 activation row (decode and leftover rows; lanes =
-// blocks mod 4, or for relaxed-SIMD q8_0 blocks mod 2, two blocks per loop iteration).
+// one vector per block), 4 weight rows of an x4 group × 1 activation row (decode; lanes = weight
+// rows, the same per-row sums as the 4-row tile) and, for plain rows, 1 weight row × 1 activation
+// row (lanes = blocks mod 4, or for relaxed-SIMD q8_0 blocks mod 2, two blocks per iteration).
 // Register pressure decides the unrolling: TurboFan issues every load of a loop iteration first,
 // so four q8_0 blocks per iteration (16 vectors loaded) spilled to the stack (seen in perf with
 // node --perf-prof jitdumps); two blocks per iteration do not. Results do not depend on how [n0, n1) is split between threads; a row's last
