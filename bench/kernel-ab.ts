@@ -12,7 +12,7 @@
  * a layer-sized one (256 rows of weights, 8 rows), attention of one query row (head_dim 64)
  * over 45 and 2,000 keys, and the 1B shape's q4_0 / q8_0 products (K 2048): a decode row
  * against up_proj (8192 rows) and a 128-token prompt chunk against out_proj (2048 rows); q4_K
- * products of 1 and 4 rows against 8192 × 2048.
+ * products of 1 and 4 rows and a q6_K decode row against 8192 × 2048.
  * `--only q4` runs the cases whose name contains "q4" (any substring).
  *
  * A build that exports the x4 products (gemm_q4_0x4, repack.ts's row-interleaved layout) gets its
@@ -47,7 +47,7 @@ interface Memory {
   P: number;
   att: { Q: number; K: number; V: number; valid: number; O: number; S: number };
   /** 1B-shaped quantized products: q4_0 and q8_0 weights [QN][QK], f32 rows, their q8 activations, output. */
-  q: { W4: number; W8: number; X: number; A: number; Y: number; WK: number; AK: number };
+  q: { W4: number; W8: number; X: number; A: number; Y: number; WK: number; WK6: number; AK: number };
   /** The build has the x4 products: the q4_0 / q8_0 weights are repacked. */
   x4: boolean;
 }
@@ -98,12 +98,11 @@ function setup(file: string): { k: Kernels; m: Memory } {
     A: take(actQ8Bytes(QM, QK)),
     Y: take(QM * QN * 4),
     WK: take((QN * QK * 144) / 256),
+    WK6: take((QN * QK * 210) / 256),
     AK: take(actQ8KBytes(QM, QK)),
   };
-  const kq = k as unknown as {
-    kquant_scratch_bytes(): number;
-    quantize_q4_k(X: number, n: number, Q: number, S: number): void;
-  };
+  type Quantize = (X: number, n: number, Q: number, S: number) => void;
+  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize; quantize_q6_k: Quantize };
   const kscratch = take(kq.kquant_scratch_bytes());
   const tmp = take(4 * (QK / 32) * 34);
   memory.grow(Math.ceil((p - memory.buffer.byteLength) / 65536) + 1);
@@ -118,7 +117,10 @@ function setup(file: string): { k: Kernels; m: Memory } {
   k.quantize_act_q8(q.X, QK, 0, QM, QK, q.A);
   k.quantize_act_q8k(q.X, QK, 0, QM, QK, q.AK);
   // q4_K weights: the QM rows of X quantized again and again (QN / QM times)
-  for (let r = 0; r < QN; r += QM) kq.quantize_q4_k(q.X, QM * QK, q.WK + (r * QK * 144) / 256, kscratch);
+  for (let r = 0; r < QN; r += QM) {
+    kq.quantize_q4_k(q.X, QM * QK, q.WK + (r * QK * 144) / 256, kscratch);
+    kq.quantize_q6_k(q.X, QM * QK, q.WK6 + (r * QK * 210) / 256, kscratch);
+  }
   k.fill_random_weights(WTYPE.bf16, W, N * K, 3, 0.05);
   k.fill_random_weights(0, X, 16 * K, 7, 1);
   k.fill_random_weights(0, att.Q, HD, 1, 1);
@@ -172,11 +174,11 @@ const quant = (type: 'q4_0' | 'q8_0', M: number, rows: number): Case => ({
   },
   out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
 });
-const kquant = (M: number, rows: number): Case => ({
-  name: `q4_k ${M} x ${rows} x ${QK}`,
+const kquant = (type: 'q4_k' | 'q6_k', M: number, rows: number): Case => ({
+  name: `${type} ${M} x ${rows} x ${QK}`,
   work: 2 * M * rows * QK,
   unit: 'GFLOP/s',
-  run: (k, m) => k.gemm_k(WTYPE.q4_k, m.q.AK, m.q.WK, m.q.Y, rows, M, 0, rows, QK, 0),
+  run: (k, m) => k.gemm_k(WTYPE[type], m.q.AK, type === 'q4_k' ? m.q.WK : m.q.WK6, m.q.Y, rows, M, 0, rows, QK, 0),
   out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
 });
 const cases = [
@@ -192,8 +194,9 @@ const cases = [
   quant('q8_0', 1, QN),
   quant('q8_0', 3, QN),
   quant('q8_0', QM, QK),
-  kquant(1, QN),
-  kquant(4, QN),
+  kquant('q4_k', 1, QN),
+  kquant('q4_k', 4, QN),
+  kquant('q6_k', 1, QN),
 ].filter((c) => !only || c.name.includes(only));
 
 const builds = files.map((f) => ({ file: f, ...setup(f) }));
