@@ -11,8 +11,14 @@
  * Cases: bf16 products with the default model's output matrix (50,432 × 256) for 1 and 8 rows,
  * a layer-sized one (256 rows of weights, 8 rows), attention of one query row (head_dim 64)
  * over 45 and 2,000 keys, and the 1B shape's q4_0 / q8_0 products (K 2048): a decode row
- * against up_proj (8192 rows) and a 128-token prompt chunk against out_proj (2048 rows).
+ * against up_proj (8192 rows) and a 128-token prompt chunk against out_proj (2048 rows); q4_K
+ * products of 1 and 4 rows and a q6_K decode row against 8192 × 2048.
  * `--only q4` runs the cases whose name contains "q4" (any substring).
+ *
+ * A build that exports the x4 products (gemm_q4_0x4, repack.ts's row-interleaved layout) gets its
+ * q4_0 / q8_0 weights repacked in place after they are filled and runs them through the x4
+ * kernels; against an older build, the decode rows (lanes = weight rows instead of blocks) then
+ * differ in their last bits and `same_bits` is false there.
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
@@ -21,6 +27,7 @@ import {
   TABLES_END,
   WTYPE,
   actQ8Bytes,
+  actQ8KBytes,
   instantiateKernelsAndTables,
   type Kernels,
 } from '../src/backends/wasm/kernels.js';
@@ -40,7 +47,9 @@ interface Memory {
   P: number;
   att: { Q: number; K: number; V: number; valid: number; O: number; S: number };
   /** 1B-shaped quantized products: q4_0 and q8_0 weights [QN][QK], f32 rows, their q8 activations, output. */
-  q: { W4: number; W8: number; X: number; A: number; Y: number };
+  q: { W4: number; W8: number; X: number; A: number; Y: number; WK: number; WK6: number; AK: number };
+  /** The build has the x4 products: the q4_0 / q8_0 weights are repacked. */
+  x4: boolean;
 }
 
 const argv = process.argv.slice(2);
@@ -88,18 +97,36 @@ function setup(file: string): { k: Kernels; m: Memory } {
     X: take(QM * QK * 4),
     A: take(actQ8Bytes(QM, QK)),
     Y: take(QM * QN * 4),
+    WK: take((QN * QK * 144) / 256),
+    WK6: take((QN * QK * 210) / 256),
+    AK: take(actQ8KBytes(QM, QK)),
   };
+  type Quantize = (X: number, n: number, Q: number, S: number) => void;
+  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize; quantize_q6_k: Quantize };
+  const kscratch = take(kq.kquant_scratch_bytes());
+  const tmp = take(4 * (QK / 32) * 34);
   memory.grow(Math.ceil((p - memory.buffer.byteLength) / 65536) + 1);
   k.fill_random_weights(WTYPE.q4_0, q.W4, QN * QK, 11, 0.04);
   k.fill_random_weights(WTYPE.q8_0, q.W8, QN * QK, 12, 0.04);
+  const x4 = typeof k.gemm_q4_0x4 === 'function';
+  if (x4) {
+    k.repack_x4(1, q.W4, QN, QK, tmp);
+    k.repack_x4(0, q.W8, QN, QK, tmp);
+  }
   k.fill_random_weights(0, q.X, QM * QK, 13, 1);
   k.quantize_act_q8(q.X, QK, 0, QM, QK, q.A);
+  k.quantize_act_q8k(q.X, QK, 0, QM, QK, q.AK);
+  // q4_K weights: the QM rows of X quantized again and again (QN / QM times)
+  for (let r = 0; r < QN; r += QM) {
+    kq.quantize_q4_k(q.X, QM * QK, q.WK + (r * QK * 144) / 256, kscratch);
+    kq.quantize_q6_k(q.X, QM * QK, q.WK6 + (r * QK * 210) / 256, kscratch);
+  }
   k.fill_random_weights(WTYPE.bf16, W, N * K, 3, 0.05);
   k.fill_random_weights(0, X, 16 * K, 7, 1);
   k.fill_random_weights(0, att.Q, HD, 1, 1);
   k.fill_random_weights(0, att.K, CAP * HD * 2, 2, 1); // K then V
   new Uint8Array(memory.buffer, att.valid, CAP).fill(1);
-  return { k, m: { memory, W, X, Y, P, att, q } };
+  return { k, m: { memory, W, X, Y, P, att, q, x4 } };
 }
 
 const gemm = (M: number, rows: number): Case => ({
@@ -139,10 +166,19 @@ const quant = (type: 'q4_0' | 'q8_0', M: number, rows: number): Case => ({
   name: `${type} ${M} x ${rows} x ${QK}`,
   work: 2 * M * rows * QK,
   unit: 'GFLOP/s',
-  run: (k, m) =>
-    type === 'q4_0'
-      ? k.gemm_q4_0(m.q.A, m.q.W4, m.q.Y, rows, M, 0, rows, QK, 0)
-      : k.gemm_q8_0(m.q.A, m.q.W8, m.q.Y, rows, M, 0, rows, QK, 0),
+  run: (k, m) => {
+    if (m.x4 && type === 'q4_0') k.gemm_q4_0x4(m.q.A, m.q.W4, m.q.Y, rows, M, rows, 0, rows, QK, 0);
+    else if (m.x4) k.gemm_q8_0x4(m.q.A, m.q.W8, m.q.Y, rows, M, rows, 0, rows, QK, 0);
+    else if (type === 'q4_0') k.gemm_q4_0(m.q.A, m.q.W4, m.q.Y, rows, M, 0, rows, QK, 0);
+    else k.gemm_q8_0(m.q.A, m.q.W8, m.q.Y, rows, M, 0, rows, QK, 0);
+  },
+  out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
+});
+const kquant = (type: 'q4_k' | 'q6_k', M: number, rows: number): Case => ({
+  name: `${type} ${M} x ${rows} x ${QK}`,
+  work: 2 * M * rows * QK,
+  unit: 'GFLOP/s',
+  run: (k, m) => k.gemm_k(WTYPE[type], m.q.AK, type === 'q4_k' ? m.q.WK : m.q.WK6, m.q.Y, rows, M, 0, rows, QK, 0),
   out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
 });
 const cases = [
@@ -152,9 +188,15 @@ const cases = [
   attention(45),
   attention(2000),
   quant('q4_0', 1, QN),
+  quant('q4_0', 3, QN),
+  quant('q4_0', 8, QN),
   quant('q4_0', QM, QK),
   quant('q8_0', 1, QN),
+  quant('q8_0', 3, QN),
   quant('q8_0', QM, QK),
+  kquant('q4_k', 1, QN),
+  kquant('q4_k', 4, QN),
+  kquant('q6_k', 1, QN),
 ].filter((c) => !only || c.name.includes(only));
 
 const builds = files.map((f) => ({ file: f, ...setup(f) }));

@@ -188,10 +188,12 @@ export class Executor {
         k.gemm_bf16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena));
         break;
       case 'q8_0':
-        k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        if (m.packed) k.gemm_q8_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_0':
-        k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        if (m.packed) k.gemm_q4_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_k':
       case 'q5_k':
@@ -410,7 +412,8 @@ export class Executor {
       const embed = (r0: number, r1: number, into: number) => {
         for (let r = r0; r < r1; r++) {
           const dst = into + r * d * 4;
-          k.dequant_row(wt, h.wte.ptr, d, p.tokens[r]!, dst);
+          if (h.wte.packed) k.dequant_row_x4(wt === WTYPE.q4_0 ? 1 : 0, h.wte.ptr, h.wte.rows, d, p.tokens[r]!, dst);
+          else k.dequant_row(wt, h.wte.ptr, d, p.tokens[r]!, dst);
           if (h.wpe) k.add_to(dst, h.wpe + p.wpePos![r]! * d * 4, d);
         }
       };

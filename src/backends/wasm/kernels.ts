@@ -43,6 +43,20 @@ export function actQ8KBytes(M: number, K: number): number {
   return M * Math.ceil(K / 256) * 368;
 }
 
+/** A product with x4 weights of N rows: rows [n0, n1) of Y [M][ldy] from the q8 activations at A. */
+type GemmX4 = (
+  A: number,
+  W: number,
+  Y: number,
+  ldy: number,
+  M: number,
+  N: number,
+  n0: number,
+  n1: number,
+  K: number,
+  acc: number,
+) => void;
+
 export interface Kernels {
   gemm_f32(
     X: number,
@@ -109,6 +123,16 @@ export interface Kernels {
     K: number,
     acc: number,
   ): void;
+  /**
+   * Products with x4 (row-interleaved, repack.ts) q4_0 / q8_0 weights of N rows; otherwise as
+   * gemm_q4_0 / gemm_q8_0, each row's value with the bits of their 4-row tile.
+   */
+  gemm_q4_0x4: GemmX4;
+  gemm_q8_0x4: GemmX4;
+  /** Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as x4 groups; tmp holds 4 rows. */
+  repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): void;
+  /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */
+  dequant_row_x4(q4: number, W: number, N: number, K: number, r: number, out: number): void;
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
   /** Rows [m0, m1) of X into the q8 activation buffer at A (group records, see quant-act.ts). */
   quantize_act_q8(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;

@@ -15,6 +15,7 @@ import { checkTensorsAgainstConfig } from '../../model/weights-layout.js';
 import type { Arenas } from './arenas.js';
 import { WEIGHT_TYPES, rowBytes, typeFits, type WeightType } from './kernels.js';
 import type { MatrixRef, ModelLayout, NormRef } from './layout.js';
+import { PACK_ROWS, packedRows } from './repack.js';
 
 /** How the loader picks storage types: keep what the file has, or convert every matrix. */
 export type WeightTypeChoice = 'auto' | WeightType;
@@ -47,6 +48,21 @@ function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
   return t === 'f32' || t === 'f16' || t === 'bf16';
 }
 
+/**
+ * Rewrites rows [r0, r1) of a packed matrix (r0 a multiple of 4), written plain, as x4 groups in
+ * place (repack.ts); a last partial group stays plain, as the layout wants. The arena's scratch
+ * holds the 4 rows being moved.
+ */
+export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0: number, r1: number): void {
+  const rb = rowBytes(ref.type, ref.cols),
+    s = L.arenas[ref.arena]!.scratch;
+  if (s.end - s.start < PACK_ROWS * rb)
+    throw new WeightsError(`no scratch room to repack ${PACK_ROWS} rows of ${rb} bytes`);
+  const whole = packedRows(Math.min(r1, ref.rows) - r0);
+  if (whole > 0)
+    arenas.kernels[ref.arena]!.repack_x4(ref.type === 'q4_0' ? 1 : 0, ref.ptr + r0 * rb, whole, ref.cols, s.start);
+}
+
 /** Writes a matrix whose bytes are `bytes` (stored as info.dtype) into its arena as ref.type. */
 export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info: TensorInfo, bytes: Uint8Array): void {
   const a = ref.arena,
@@ -56,6 +72,7 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
   if (info.dtype === ref.type) {
     arenas.u8(a).set(bytes.subarray(0, N * rowBytes(ref.type, K)), ref.ptr);
     if (ref.type === 'q8_0') k.clamp_q8_0(ref.ptr, N * K);
+    if (ref.packed) repackInArena(arenas, L, ref, 0, N);
     return;
   }
   // Row chunks through the scratch: [raw source bytes | f32 values].
@@ -99,6 +116,7 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
         break;
     }
   }
+  if (ref.packed) repackInArena(arenas, L, ref, 0, N); // after the conversion: it used the scratch
 }
 
 function writeVector(arenas: Arenas, arena: number, ptr: number, info: TensorInfo, bytes: Uint8Array): void {
@@ -189,7 +207,9 @@ export async function loadWeights(
         bytes = ref.rows * rb;
       if (info.byteLength < bytes)
         throw new WeightsError(`tensor ${info.name}: ${info.byteLength} bytes stored, ${bytes} expected`);
-      const step = Math.max(1, Math.floor((options.readChunk ?? READ_CHUNK) / rb)) * rb;
+      // whole groups of 4 rows per piece for a packed matrix, each repacked once it is in
+      const unit = ref.packed ? PACK_ROWS : 1;
+      const step = Math.max(unit, Math.floor((options.readChunk ?? READ_CHUNK) / rb / unit) * unit) * rb;
       for (let start = 0; start < bytes; start += step) {
         const len = Math.min(step, bytes - start);
         tasks.push(async () => {
@@ -199,6 +219,7 @@ export async function loadWeights(
             start,
           );
           if (ref.type === 'q8_0') arenas.kernels[ref.arena]!.clamp_q8_0(ref.ptr + start, (len / rb) * ref.cols);
+          if (ref.packed) repackInArena(arenas, L, ref, start / rb, (start + len) / rb);
           return len;
         });
       }

@@ -6,6 +6,7 @@ import { WTYPE } from './kernels.js';
 import type { Arenas } from './arenas.js';
 import type { MatrixRef, ModelLayout, NormRef } from './layout.js';
 import { mptFacts } from '../../model/facts.js';
+import { repackInArena } from './load-weights.js';
 
 export function fillRandomWeights(arenas: Arenas, L: ModelLayout, seed: number): void {
   let s = seed;
@@ -13,6 +14,7 @@ export function fillRandomWeights(arenas: Arenas, L: ModelLayout, seed: number):
     const k = arenas.kernels[m.arena]!;
     // rows of about unit-variance inputs give outputs of about unit variance
     k.fill_random_weights(WTYPE[m.type], m.ptr, m.rows * m.cols, s++, Math.sqrt(3 / m.cols));
+    if (m.packed) repackInArena(arenas, L, m, 0, m.rows);
     if (m.bias) k.fill_f32(m.bias, m.rows, 0);
   };
   const norm = (a: number, n: number, p: NormRef) => {

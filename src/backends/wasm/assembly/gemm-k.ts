@@ -152,12 +152,31 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
 }
 
 /**
- * One q4_K (five = false) or q5_K super-block at w times the q8_K records of R activation rows
- * (row t at x + t·xs): d_w·d_x·sumi - dmin_w·d_x·summ per row, in f32 lanes 0..R-1 — the same f32
- * operations, in the same order, for every R.
+ * Low (lo45) / high (hi45) nibbles of 16 q4_K / q5_K quant bytes v, plus q5_K's fifth bit: bit 2j
+ * of qh (qh shifted right by 2 per j) → +16 for the low nibbles, bit 2j+1 → +16 for the high ones.
  */
 // @ts-ignore: decorator
-@inline function block45(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
+@inline function lo45(v: v128, qh: v128, five: bool, m: v128, b16: v128): v128 {
+  const l = v128.and(v, m);
+  return five ? v128.or(l, v128.and(i16x8.shl(qh, 4), b16)) : l;
+}
+// @ts-ignore: decorator
+@inline function hi45(v: v128, qh: v128, five: bool, m: v128, b16: v128): v128 {
+  const h = v128.and(i16x8.shr_u(v, 4), m);
+  return five ? v128.or(h, v128.and(i16x8.shl(qh, 3), b16)) : h;
+}
+
+/** Second return values of block45_sums: rows 1-3's sums (R > 1..3) and the block's scales and mins. */
+let sums_c1: v128 = i32x4.splat(0), sums_c2: v128 = i32x4.splat(0), sums_c3: v128 = i32x4.splat(0);
+let sums_sm: v128 = i32x4.splat(0);
+
+/**
+ * The integer sums of one q4_K / q5_K super-block at w times the q8_K records of R activation rows
+ * (row t at x + t·xs), before their lanes are added: Σ_sub scale·Σ q_w·q_x in i32 lanes, row 0's
+ * returned, rows 1..R-1's in sums_c1..3; the block's scales and mins (scales_mins_k4) in sums_sm.
+ */
+// @ts-ignore: decorator
+@inline function block45_sums(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
   const sm = scales_mins_k4(w + 4);
   let scv = i16x8.extend_low_i8x16_u(sm);
   const z = i32x4.splat(0);
@@ -168,16 +187,9 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
   if (five) { qh0 = v128.load(w, 16); qh1 = v128.load(w, 32); }
   for (let j = 0; j < 4; j++) {
     const v0 = v128.load(qs), v1 = v128.load(qs, 16);
-    let l0 = v128.and(v0, m), l1 = v128.and(v1, m);
-    let h0 = v128.and(i16x8.shr_u(v0, 4), m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
-    if (five) {
-      // bit 2j of qh → +16 for the low nibbles, bit 2j+1 → +16 for the high ones (qh shifted by 2 per j)
-      l0 = v128.or(l0, v128.and(i16x8.shl(qh0, 4), b16));
-      l1 = v128.or(l1, v128.and(i16x8.shl(qh1, 4), b16));
-      h0 = v128.or(h0, v128.and(i16x8.shl(qh0, 3), b16));
-      h1 = v128.or(h1, v128.and(i16x8.shl(qh1, 3), b16));
-      qh0 = i16x8.shr_u(qh0, 2); qh1 = i16x8.shr_u(qh1, 2);
-    }
+    const l0 = lo45(v0, qh0, five, m, b16), l1 = lo45(v1, qh1, five, m, b16);
+    const h0 = hi45(v0, qh0, five, m, b16), h1 = hi45(v1, qh1, five, m, b16);
+    if (five) { qh0 = i16x8.shr_u(qh0, 2); qh1 = i16x8.shr_u(qh1, 2); }
     const sa = lane0(scv), sb = lane1(scv);
     c0 = i32x4.add(c0, step64(l0, l1, h0, h1, xp, sa, sb));
     if (R > 1) c1 = i32x4.add(c1, step64(l0, l1, h0, h1, xp + xs, sa, sb));
@@ -186,12 +198,68 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
     scv = next2(scv);
     qs += 32; xp += 64;
   }
-  const sumi = tsum4(c0, c1, c2, c3);
-  const mins = i16x8.extend_high_i8x16_u(sm);
+  if (R > 1) sums_c1 = c1;
+  if (R > 2) sums_c2 = c2;
+  if (R > 3) sums_c3 = c3;
+  sums_sm = sm;
+  return c0;
+}
+
+/**
+ * One q4_K (five = false) or q5_K super-block at w times the q8_K records of R activation rows
+ * (row t at x + t·xs): d_w·d_x·sumi - dmin_w·d_x·summ per row, in f32 lanes 0..R-1 — the same f32
+ * operations, in the same order, for every R.
+ */
+// @ts-ignore: decorator
+@inline function block45(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
+  const z = i32x4.splat(0);
+  const c0 = block45_sums(w, x, xs, five, R, m);
+  const sumi = tsum4(c0, R > 1 ? sums_c1 : z, R > 2 ? sums_c2 : z, R > 3 ? sums_c3 : z);
+  const mins = i16x8.extend_high_i8x16_u(sums_sm);
   const summ = tsum4(mins_dot(mins, x), R > 1 ? mins_dot(mins, x + xs) : z, R > 2 ? mins_dot(mins, x + 2 * xs) : z, R > 3 ? mins_dot(mins, x + 3 * xs) : z);
   const dx = dx_rows(x, xs, R);
   return f32x4.sub(f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w)), dx), f32x4.convert_i32x4_s(sumi)),
     f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w + 2)), dx), f32x4.convert_i32x4_s(summ)));
+}
+
+/** Row 0's mins term of the last block45_sums call. */
+// @ts-ignore: decorator
+@inline function mins_of_last(x: usize): v128 {
+  return mins_dot(i16x8.extend_high_i8x16_u(sums_sm), x);
+}
+
+/** f32 lanes = the values at p, p + s, p + 2s, p + 3s (fp16 when half, else f32). */
+// @ts-ignore: decorator
+@inline function gather4(p: usize, s: usize, half: bool): v128 {
+  if (half) {
+    let v = f32x4.splat(f16_at(p));
+    v = f32x4.replace_lane(v, 1, f16_at(p + s));
+    v = f32x4.replace_lane(v, 2, f16_at(p + 2 * s));
+    return f32x4.replace_lane(v, 3, f16_at(p + 3 * s));
+  }
+  let v = f32x4.splat(load<f32>(p));
+  v = f32x4.replace_lane(v, 1, load<f32>(p + s));
+  v = f32x4.replace_lane(v, 2, load<f32>(p + 2 * s));
+  return f32x4.replace_lane(v, 3, load<f32>(p + 3 * s));
+}
+
+/**
+ * Four q4_K / q5_K super-blocks (w, stride bs) × one activation row (records at x), block b in
+ * lane b: the integer sums of the four blocks transposed into lanes together and the f32 step
+ * done once for four blocks, instead of per block on lane 0 of a vector (block45 with R = 1:
+ * two transpositions against zero vectors and the f32 step per block). Lane b gets exactly
+ * block_one's value for block b (same integers, same f32 operations).
+ */
+// @ts-ignore: decorator
+@inline function four45(w: usize, bs: usize, x: usize, five: bool, m: v128): v128 {
+  const c0 = block45_sums(w, x, 0, five, 1, m), n0 = mins_of_last(x);
+  const c1 = block45_sums(w + bs, x + Q8K_BYTES, 0, five, 1, m), n1 = mins_of_last(x + Q8K_BYTES);
+  const c2 = block45_sums(w + 2 * bs, x + 2 * Q8K_BYTES, 0, five, 1, m), n2 = mins_of_last(x + 2 * Q8K_BYTES);
+  const c3 = block45_sums(w + 3 * bs, x + 3 * Q8K_BYTES, 0, five, 1, m), n3 = mins_of_last(x + 3 * Q8K_BYTES);
+  const sumi = tsum4(c0, c1, c2, c3), summ = tsum4(n0, n1, n2, n3);
+  const dx = gather4(x + OFF_D, Q8K_BYTES, false);
+  return f32x4.sub(f32x4.mul(f32x4.mul(gather4(w, bs, true), dx), f32x4.convert_i32x4_s(sumi)),
+    f32x4.mul(f32x4.mul(gather4(w + 2, bs, true), dx), f32x4.convert_i32x4_s(summ)));
 }
 
 /** Σ_k sc_k·bsums16_k of the q8_K record at x (scales of the two halves in i16 lanes). */
@@ -348,6 +416,12 @@ function b6k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, 
   let a = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
+    if (kind != 7) {
+      a = f32x4.add(a, four45(w, bs, x, kind == 6, m));
+      w += 4 * bs;
+      x += 4 * Q8K_BYTES;
+      continue;
+    }
     let v = f32x4.splat(block_one(kind, w, x, m));
     v = f32x4.replace_lane(v, 1, block_one(kind, w + bs, x + Q8K_BYTES, m));
     v = f32x4.replace_lane(v, 2, block_one(kind, w + 2 * bs, x + 2 * Q8K_BYTES, m));

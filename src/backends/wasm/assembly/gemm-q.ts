@@ -1,4 +1,5 @@
-// Matrix products with q8_0 / q4_0 weights (ggml block layouts, used as stored) and activations
+// Matrix products with q8_0 / q4_0 weights (ggml block layouts as stored, or the x4 row-interleaved
+// form of repack.ts, which the backend keeps for every matrix of 4+ rows) and activations
 // quantized by quant-act.ts: Y[m, n] (=|+=) Σ_blocks d_w·d_x·Σ_i q_w[i]·q_x[i], with exact
 // integer dot products inside each block as llama.cpp computes them.
 //
@@ -11,14 +12,17 @@
 //   plain SIMD: both sides widened to i16, i32x4.dot_i16x8_s (pmaddwd).
 //
 // Tiles: 1 weight row × 4 activation rows (prefill; lanes = rows: four block sums transposed into
-// one vector per block) and 1 weight row × 1 activation row (decode and leftover rows; lanes =
-// blocks mod 4, or for relaxed-SIMD q8_0 blocks mod 2, two blocks per loop iteration).
+// one vector per block), 4 weight rows of an x4 group × 1 activation row (decode; lanes = weight
+// rows, the same per-row sums as the 4-row tile) and, for plain rows, 1 weight row × 1 activation
+// row (lanes = blocks mod 4, or for relaxed-SIMD q8_0 blocks mod 2, two blocks per iteration).
 // Register pressure decides the unrolling: TurboFan issues every load of a loop iteration first,
 // so four q8_0 blocks per iteration (16 vectors loaded) spilled to the stack (seen in perf with
 // node --perf-prof jitdumps); two blocks per iteration do not. Results do not depend on how [n0, n1) is split between threads; a row's last
 // bits can differ between the two tile kinds (summation order).
 import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
 import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant-act';
+import { dequant_row, T_Q4_0, T_Q8_0 } from './elementwise';
+import { f16_to_f32 } from './half';
 
 // @ts-ignore: decorator
 @inline function put(p: usize, v: f32, acc: i32): void {
@@ -59,7 +63,12 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
 /** Lane sums of nibbles·activations for one q4_0 block: lo/hi = low/high nibbles (u8), x at xp. */
 // @ts-ignore: decorator
 @inline function dot_nib(lo: v128, hi: v128, xp: usize): v128 {
-  const xa = v128.load(xp), xb = v128.load(xp, 16);
+  return dot_nib_v(lo, hi, v128.load(xp), v128.load(xp, 16));
+}
+
+/** dot_nib with the block's activations already loaded (xa: elements 0..15, xb: 16..31). */
+// @ts-ignore: decorator
+@inline function dot_nib_v(lo: v128, hi: v128, xa: v128, xb: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const p = i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xa, lo), i16x8.relaxed_dot_i8x16_i7x16_s(xb, hi));
     return i32x4.extadd_pairwise_i16x8_s(p);
@@ -78,8 +87,12 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
  */
 // @ts-ignore: decorator
 @inline function dot_q8(wp: usize, xp: usize, ones: v128): v128 {
-  const wa = v128.load(wp, 2), wb = v128.load(wp, 18);
-  const xa = v128.load(xp), xb = v128.load(xp, 16);
+  return dot_q8_v(v128.load(wp, 2), v128.load(wp, 18), v128.load(xp), v128.load(xp, 16), ones);
+}
+
+/** dot_q8 with the weights (wa, wb) and activations (xa, xb) of the block already loaded. */
+// @ts-ignore: decorator
+@inline function dot_q8_v(wa: v128, wb: v128, xa: v128, xb: v128, ones: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) {
     const z = i8x16.splat(0);
     const ma = i8x16.lt_s(wa, z), mb = i8x16.lt_s(wb, z);
@@ -93,6 +106,20 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
       i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_s(wb), i16x8.extend_low_i8x16_s(xb)),
         i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_s(wb), i16x8.extend_high_i8x16_s(xb))));
   }
+}
+
+/**
+ * Relaxed SIMD: lane sums of one q8_0 block (weights wa, wb) times activations given as their
+ * magnitudes (ua, ub) and sign masks (ma, mb): (w ^ m) - m is w·sign(x), |x| <= 127 the 7-bit
+ * operand. The same integer sums as dot_q8_v.
+ */
+// @ts-ignore: decorator
+@inline function dot_q8_xs(wa: v128, wb: v128, ua: v128, ub: v128, ma: v128, mb: v128, ones: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i32x4.add(i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(wa, ma), ma), ua), ones),
+      i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(wb, mb), mb), ub), ones));
+  }
+  return unreachable();
 }
 
 // @ts-ignore: decorator
@@ -171,10 +198,12 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
   put(y, sum, acc);
 }
 
-/** 1 weight row × the 4 activation rows of the group record at g. */
+/**
+ * 1 weight row × the 4 activation rows of the group record at g: block b's quants at w + b·bs + 2,
+ * its fp16 scale at ws + b·bs (plain rows: ws = w, bs = 18 / 34; a row of an x4 group: bs = 72 / 136).
+ */
 // @ts-ignore: decorator
-@inline function tile4_body(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, q4: bool, m: v128, ones: v128): void {
-  const bs: usize = q4 ? 18 : 34;
+@inline function tile4_body(w: usize, ws: usize, bs: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, q4: bool, m: v128, ones: v128): void {
   let xp = g, dp = g + off_dx4(nb), sp = g + off_sx4(nb);
   let a = f32x4.splat(0);
   const wend = w + <usize>nb * bs;
@@ -192,8 +221,8 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
     } else {
       r = tsum4(dot_q8(w, xp, ones), dot_q8(w, xp + 32, ones), dot_q8(w, xp + 64, ones), dot_q8(w, xp + 96, ones));
     }
-    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(v128.load(dp), f32x4.splat(f16_at(w)))));
-    w += bs; xp += 128; dp += 16; sp += 16;
+    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(v128.load(dp), f32x4.splat(f16_at(ws)))));
+    w += bs; ws += bs; xp += 128; dp += 16; sp += 16;
   }
   put(y, f32x4.extract_lane(a, 0), acc);
   put(y + sy, f32x4.extract_lane(a, 1), acc);
@@ -201,12 +230,83 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant
   put(y + 3 * sy, f32x4.extract_lane(a, 3), acc);
 }
 
+/** Relaxed SIMD: i16 lane sums of one q4_0 block's 16 quant bytes v (both nibbles) times xa, xb. */
+// @ts-ignore: decorator
+@inline function nib_pv(v: v128, xa: v128, xb: v128, m: v128): v128 {
+  if (ASC_FEATURE_RELAXED_SIMD) {
+    return i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(xa, v128.and(v, m)), i16x8.relaxed_dot_i8x16_i7x16_s(xb, v128.and(i16x8.shr_u(v, 4), m)));
+  }
+  return unreachable();
+}
+
+/**
+ * 4 weight rows (the x4 group at w, repack.ts) × 1 activation row (slot t of the group record at
+ * g); lanes = the 4 rows. Per block the activation's 32 bytes are loaded once for the 4 rows, the
+ * 4 fp16 scales convert together (load16x4_s, shift, mask: d_w·2^-112 as in scales4, times
+ * DX1's d_x·2^112) and q4_0's 8·Σq_x is subtracted once for the 4 rows. A row's value is the sum
+ * tile4 forms for that activation row, term by term in the same order: the same bits. Stores
+ * lanes [l0, l1) at y + lane·4 (a group cut by a thread's row range).
+ */
+// @ts-ignore: decorator
+@inline function tile1x4_body(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
+  const bs: usize = q4 ? 72 : 136;
+  const nb4 = nb4_of(nb);
+  let xp = g + t * 32;
+  let dp = g + off_dx1(nb) + t * <usize>nb4 * 4, sp = g + off_sx1(nb) + t * <usize>nb4 * 4;
+  let a = f32x4.splat(0);
+  const wend = w + <usize>nb * bs;
+  while (w < wend) {
+    const xa = v128.load(xp), xb = v128.load(xp, 16);
+    let r: v128;
+    if (q4) {
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        r = reduce4_i16(nib_pv(v128.load(w, 8), xa, xb, m), nib_pv(v128.load(w, 24), xa, xb, m),
+          nib_pv(v128.load(w, 40), xa, xb, m), nib_pv(v128.load(w, 56), xa, xb, m), ones);
+      } else {
+        const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
+        r = tsum4(dot_nib_v(v128.and(v0, m), v128.and(i16x8.shr_u(v0, 4), m), xa, xb),
+          dot_nib_v(v128.and(v1, m), v128.and(i16x8.shr_u(v1, 4), m), xa, xb),
+          dot_nib_v(v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), xa, xb),
+          dot_nib_v(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xa, xb));
+      }
+      r = i32x4.sub(r, v128.load32_splat(sp));
+    } else if (ASC_FEATURE_RELAXED_SIMD) {
+      // The activations' signs move onto the weights here (4 rows share |x| and its sign masks;
+      // w·sign(x) stays in [-127, 127]): 11 instructions a row instead of 15, and fewer live
+      // vectors (the other way round, all 8 weight vectors and their transforms spilled).
+      const z = i8x16.splat(0);
+      const ma = i8x16.lt_s(xa, z), mb = i8x16.lt_s(xb, z);
+      const ua = i8x16.abs(xa), ub = i8x16.abs(xb);
+      r = tsum4(dot_q8_xs(v128.load(w, 8), v128.load(w, 24), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 40), v128.load(w, 56), ua, ub, ma, mb, ones),
+        dot_q8_xs(v128.load(w, 72), v128.load(w, 88), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 104), v128.load(w, 120), ua, ub, ma, mb, ones));
+    } else {
+      r = tsum4(dot_q8_v(v128.load(w, 8), v128.load(w, 24), xa, xb, ones), dot_q8_v(v128.load(w, 40), v128.load(w, 56), xa, xb, ones),
+        dot_q8_v(v128.load(w, 72), v128.load(w, 88), xa, xb, ones), dot_q8_v(v128.load(w, 104), v128.load(w, 120), xa, xb, ones));
+    }
+    const sc = f32x4.mul(v128.and(i32x4.shl(v128.load16x4_s(w), 13), rawmask), v128.load32_splat(dp));
+    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), sc));
+    w += bs; xp += 128; dp += 4; sp += 4;
+  }
+  if (l0 == 0 && l1 == 4) {
+    v128.store(y, acc ? f32x4.add(v128.load(y), a) : a);
+  } else {
+    if (l0 <= 0 && l1 > 0) put(y, f32x4.extract_lane(a, 0), acc);
+    if (l0 <= 1 && l1 > 1) put(y + 4, f32x4.extract_lane(a, 1), acc);
+    if (l0 <= 2 && l1 > 2) put(y + 8, f32x4.extract_lane(a, 2), acc);
+    if (l0 <= 3 && l1 > 3) put(y + 12, f32x4.extract_lane(a, 3), acc);
+  }
+}
+
 // Separate (non-inlined) functions per tile and type: V8 allocates registers per function, and
 // one huge function spills far more.
 // Constants are passed in as parameters: V8 keeps a parameter in a register, but materializes a
 // v128.const again at each use inside a loop.
-function tile4_q4(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, nb, g, y, sy, acc, true, m, ones); }
-function tile4_q8(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, nb, g, y, sy, acc, false, m, ones); }
+function tile4_q4(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 18, nb, g, y, sy, acc, true, m, ones); }
+function tile4_q8(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 34, nb, g, y, sy, acc, false, m, ones); }
+function tile4x_q4(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 72, nb, g, y, sy, acc, true, m, ones); }
+function tile4x_q8(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 136, nb, g, y, sy, acc, false, m, ones); }
+function tile1x4_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, y, acc, l0, l1, true, m, ones, rm); }
+function tile1x4_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, y, acc, l0, l1, false, m, ones, rm); }
 function tile1_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, y, acc, true, m, ones, rm); }
 function tile1_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, y, acc, false, m, ones, rm); }
 
@@ -250,6 +350,115 @@ export function gemm_q4_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i3
 /** q8_0 weights W (N rows of K/32 blocks of 34 bytes); otherwise as gemm_q4_0. */
 export function gemm_q8_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
   gemm_q(A, W, Y, ldy, M, n0, n1, K, acc, false);
+}
+
+/**
+ * gemm_q over an x4 matrix of N rows (repack.ts): 4 activation rows at a time read each packed
+ * row through tile4 (stride of a group block), the remaining activation rows go through
+ * tile1x4 (4 weight rows per activation load); rows after the last whole group are plain.
+ */
+// @ts-ignore: decorator
+@inline function gemm_qx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32, q4: bool): void {
+  const nb = K >> 5;
+  const qb: usize = q4 ? 16 : 32;
+  const rowBytes: usize = <usize>nb * (qb + 2), grp = rowBytes * 4;
+  const gb = group_bytes(nb), sy = <usize>ldy << 2;
+  const ng = N & ~3;
+  let rb = <i32>(<usize>98304 / rowBytes) & ~3;
+  if (rb < 4) rb = 4;
+  const m4 = M & ~3;
+  const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK);
+  for (let r0 = n0; r0 < n1; r0 += rb) {
+    const r1 = min(r0 + rb, n1), p1 = min(r1, ng);
+    for (let m = 0; m < m4; m += 4) {
+      const g = A + <usize>(m >> 2) * gb, yr = Y + <usize>m * sy;
+      for (let n = r0; n < r1; n++) {
+        const y = yr + (<usize>n << 2);
+        if (n < ng) {
+          const gw = W + <usize>(n >> 2) * grp, i = <usize>(n & 3);
+          if (q4) tile4x_q4(gw + 6 + i * qb, gw + 2 * i, nb, g, y, sy, acc, mk, ones);
+          else tile4x_q8(gw + 6 + i * qb, gw + 2 * i, nb, g, y, sy, acc, mk, ones);
+        } else if (q4) tile4_q4(W + <usize>n * rowBytes, nb, g, y, sy, acc, mk, ones);
+        else tile4_q8(W + <usize>n * rowBytes, nb, g, y, sy, acc, mk, ones);
+      }
+    }
+    for (let m = m4; m < M; m++) {
+      const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3), yr = Y + <usize>m * sy;
+      for (let n = r0; n < p1; ) {
+        const gs = n & ~3, l1 = min(4, p1 - gs);
+        const gw = W + <usize>(gs >> 2) * grp, y = yr + (<usize>gs << 2);
+        if (q4) tile1x4_q4(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
+        else tile1x4_q8(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
+        n = gs + 4;
+      }
+      for (let n = max(r0, ng); n < r1; n++) {
+        if (q4) tile1_q4(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
+        else tile1_q8(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
+      }
+    }
+  }
+}
+
+/**
+ * q4_0x4 weights W (N rows, repack.ts) times the activations quantized at A: rows [n0, n1) of
+ * Y [M][ldy] (acc != 0 adds into Y). Each row's value has the bits gemm_q4_0's 4-row tile gives.
+ */
+export function gemm_q4_0x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  gemm_qx4(A, W, Y, ldy, M, N, n0, n1, K, acc, true);
+}
+
+/** q8_0x4 weights; otherwise as gemm_q4_0x4. */
+export function gemm_q8_0x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  gemm_qx4(A, W, Y, ldy, M, N, n0, n1, K, acc, false);
+}
+
+/**
+ * Rows [0, rows) of a plain q4_0 (q4 != 0) or q8_0 matrix at W, rows a multiple of 4, rewritten
+ * in place as x4 groups (repack.ts); tmp: scratch of 4 rows' bytes.
+ */
+export function repack_x4(q4: i32, W: usize, rows: i32, K: i32, tmp: usize): void {
+  const nb = K >> 5;
+  const bs: usize = q4 ? 18 : 34;
+  const grp = <usize>nb * bs * 4;
+  for (let gi = 0; gi < (rows >> 2); gi++) {
+    const gw = W + <usize>gi * grp;
+    memory.copy(tmp, gw, grp);
+    for (let i: usize = 0; i < 4; i++) {
+      let src = tmp + i * <usize>nb * bs, dst = gw;
+      for (let b = 0; b < nb; b++) {
+        store<u16>(dst + 2 * i, load<u16>(src));
+        v128.store(dst + 8 + i * (bs - 2), v128.load(src, 2));
+        if (!q4) v128.store(dst + 8 + i * (bs - 2), v128.load(src, 18), 16);
+        src += bs; dst += 4 * bs;
+      }
+    }
+  }
+}
+
+/** out[0..K) = row r of an x4 matrix of N rows (q4 != 0: q4_0x4, else q8_0x4), widened to f32. */
+export function dequant_row_x4(q4: i32, W: usize, N: i32, K: i32, r: i32, out: usize): void {
+  const nb = K >> 5;
+  const bs: usize = q4 ? 18 : 34;
+  if (r >= (N & ~3)) {
+    dequant_row(q4 ? T_Q4_0 : T_Q8_0, W, K, r, out);
+    return;
+  }
+  const i = <usize>(r & 3);
+  let p = W + <usize>(r >> 2) * <usize>nb * bs * 4;
+  for (let b = 0; b < nb; b++) {
+    const d = f16_to_f32(load<u16>(p + 2 * i));
+    const q = p + 8 + i * (bs - 2), o = out + (<usize>b << 7);
+    if (q4) {
+      for (let j: usize = 0; j < 16; j++) {
+        const v = <i32>load<u8>(q + j);
+        store<f32>(o + (j << 2), <f32>((v & 15) - 8) * d);
+        store<f32>(o + ((j + 16) << 2), <f32>((v >> 4) - 8) * d);
+      }
+    } else {
+      for (let j: usize = 0; j < 32; j++) store<f32>(o + (j << 2), <f32>load<i8>(q + j) * d);
+    }
+    p += 4 * bs;
+  }
 }
 
 /** Bytes of the activation buffer for M rows of K values. */

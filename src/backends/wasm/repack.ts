@@ -1,0 +1,84 @@
+/**
+ * Row-interleaved ("x4") forms of q4_0 / q8_0 weight matrices, as the decode and prompt kernels
+ * stream them: one activation block then serves four weight rows, and the four rows' fp16 scales
+ * sit side by side (one load converts them together).
+ *
+ * Layout of a matrix of N rows × K columns (nb = K/32 blocks a row), rows grouped by 4
+ * (group g = rows 4g..4g+3, G = floor(N/4) groups):
+ *   q4_0x4: group g at g·nb·72; inside it, block b (K order) at b·72: the 4 rows' fp16 scales
+ *           (8 bytes, row order), then each row's 16 quant bytes (64 bytes, row order; nibbles as
+ *           ggml's q4_0: low nibbles = elements 0..15, high nibbles = 16..31).
+ *   q8_0x4: likewise with 8 bytes of scales then 4 × 32 int8 (block stride 136).
+ * Rows 4G..N-1 (fewer than 4) stay plain q4_0 / q8_0 rows after the groups, where they would be
+ * in the plain matrix. The repacked matrix has exactly the plain matrix's size.
+ */
+import { GGML_TYPES } from '../../formats/ggml-types.js';
+
+/** Types with a row-interleaved form. */
+export type PackableType = 'q4_0' | 'q8_0';
+
+/** Rows interleaved per group. */
+export const PACK_ROWS = 4;
+
+export function isPackable(t: string): t is PackableType {
+  return t === 'q4_0' || t === 'q8_0';
+}
+
+/** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0). */
+function blockBytes(t: PackableType): number {
+  return GGML_TYPES[t].typeSize;
+}
+
+/** Rows in whole groups of PACK_ROWS (the rest stay plain). */
+export function packedRows(rows: number): number {
+  return rows - (rows % PACK_ROWS);
+}
+
+/**
+ * Byte offsets, inside the repacked matrix, of row r's block b: its fp16 scale and its first
+ * quant byte.
+ */
+export function packedBlockPlace(
+  t: PackableType,
+  rows: number,
+  K: number,
+  r: number,
+  b: number,
+): { scale: number; quants: number } {
+  const bs = blockBytes(t),
+    nb = K / GGML_TYPES[t].blockSize;
+  if (r >= packedRows(rows)) {
+    const at = r * nb * bs + b * bs;
+    return { scale: at, quants: at + 2 };
+  }
+  const g = Math.floor(r / PACK_ROWS),
+    i = r % PACK_ROWS;
+  const at = g * nb * bs * PACK_ROWS + b * bs * PACK_ROWS;
+  return { scale: at + 2 * i, quants: at + 2 * PACK_ROWS + i * (bs - 2) };
+}
+
+/**
+ * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 blocks, `plain`) into the x4 layout;
+ * returns a new array of the same length.
+ */
+export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: number): Uint8Array {
+  const bs = blockBytes(t),
+    nb = K / GGML_TYPES[t].blockSize,
+    qb = bs - 2;
+  const total = rows * nb * bs;
+  if (!Number.isInteger(nb) || plain.length < total)
+    throw new RangeError(`repackX4: ${rows} × ${K} ${t} needs ${total} bytes and K a multiple of 32`);
+  const out = new Uint8Array(total);
+  const grouped = packedRows(rows);
+  for (let r = 0; r < grouped; r++) {
+    for (let b = 0; b < nb; b++) {
+      const src = (r * nb + b) * bs;
+      const p = packedBlockPlace(t, rows, K, r, b);
+      out[p.scale] = plain[src]!;
+      out[p.scale + 1] = plain[src + 1]!;
+      out.set(plain.subarray(src + 2, src + 2 + qb), p.quants);
+    }
+  }
+  out.set(plain.subarray(grouped * nb * bs, total), grouped * nb * bs);
+  return out;
+}
