@@ -5,6 +5,8 @@
  */
 import { loadWasmRunner } from '../src/backends/wasm/index.js';
 import { measure } from '../src/cli/commands/bench.js';
+import { bytesSource } from '../src/formats/byte-source.js';
+import type { UrlSourceOptions } from '../src/formats/url-source.js';
 import { openCheckpoint } from '../src/model/load.js';
 
 export interface TabRun {
@@ -12,15 +14,37 @@ export interface TabRun {
   crossOriginIsolated: boolean;
   /** Opening the file and loading it into the backend (workers started), as `mpt bench`'s load_ms. */
   load_ms: number;
+  /** Of load_ms: opening the file (its header read and parsed). */
+  open_ms: number;
   /** From the start of the load to the first token of an 8-token prompt. */
   first_token_ms: number;
   pp: number[];
   tg: number[];
 }
 
-export async function run(url: string, o: { threads: number; pp: number; tg: number; reps: number }): Promise<TabRun> {
+export interface TabOptions {
+  threads: number;
+  pp: number;
+  tg: number;
+  reps: number;
+  /**
+   * 'url' (default): the file is read by URL while loading. 'memory': fetched whole into an
+   * ArrayBuffer before the clock starts, so that load_ms is the backend's share alone.
+   */
+  via?: 'url' | 'memory';
+  /** Request sizes of the URL source (UrlSourceOptions.minRequestBytes, maxRequestBytes); 1 and 1 ask for each read alone. */
+  minRequestBytes?: number;
+  maxRequestBytes?: number;
+}
+
+export async function run(url: string, o: TabOptions): Promise<TabRun> {
+  const input = o.via === 'memory' ? bytesSource(await (await fetch(url)).arrayBuffer(), url) : url;
   const t0 = performance.now();
-  const ck = await openCheckpoint(url);
+  const url_: UrlSourceOptions = {};
+  if (o.minRequestBytes !== undefined) url_.minRequestBytes = o.minRequestBytes;
+  if (o.maxRequestBytes !== undefined) url_.maxRequestBytes = o.maxRequestBytes;
+  const ck = await openCheckpoint(input, { url: url_ });
+  const openMs = performance.now() - t0;
   let runner: Awaited<ReturnType<typeof loadWasmRunner>>;
   try {
     runner = await loadWasmRunner(ck.config, ck.tensors, {
@@ -42,6 +66,7 @@ export async function run(url: string, o: { threads: number; pp: number; tg: num
       threads: runner.threads,
       crossOriginIsolated: self.crossOriginIsolated,
       load_ms: Math.round(loadMs),
+      open_ms: Math.round(openMs),
       first_token_ms: Math.round(firstTokenMs),
       pp: m.pp,
       tg: m.tg,

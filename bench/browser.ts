@@ -19,7 +19,7 @@ import type { AddressInfo } from 'node:net';
 import { basename, extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import type { TabRun } from './browser-page.js';
+import type { TabOptions, TabRun } from './browser-page.js';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
@@ -38,11 +38,31 @@ const PAGE =
   '<script type="module">import "/dist/bench/browser-page.js"; window.pageReady = true;</script>';
 const ISOLATION = { 'Cross-Origin-Opener-Policy': 'same-origin', 'Cross-Origin-Embedder-Policy': 'require-corp' };
 
+/** One request for the model file as the server saw it. */
+interface ModelRequest {
+  method: string;
+  /** Bytes sent (the range's length, or the whole file's). */
+  bytes: number;
+  /** When the request arrived and when its answer was sent, in ms since the server started. */
+  at: number;
+  ms: number;
+}
+
 /** Serves the repository, the page at /, and the model at /model.gguf with streamed Range answers. */
-function serve(model: string): Promise<{ server: Server; url: string }> {
+function serve(model: string, log: ModelRequest[]): Promise<{ server: Server; url: string }> {
+  const t0 = performance.now();
   const server = createServer((req, res) => {
     const path = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     if (path === '/') return void res.writeHead(200, { ...ISOLATION, 'Content-Type': 'text/html' }).end(PAGE);
+    const sent = (bytes: number) => {
+      if (path !== '/model.gguf') return;
+      const at = performance.now();
+      const entry: ModelRequest = { method: req.method ?? 'GET', bytes, at: Math.round(at - t0), ms: 0 };
+      log.push(entry);
+      res.on('finish', () => {
+        entry.ms = Math.round(performance.now() - at);
+      });
+    };
     const file = path === '/model.gguf' ? model : normalize(join(ROOT, path));
     if ((file !== model && !file.startsWith(ROOT)) || !existsSync(file) || !statSync(file).isFile()) {
       return void res.writeHead(404, ISOLATION).end();
@@ -51,12 +71,14 @@ function serve(model: string): Promise<{ server: Server; url: string }> {
     const type = TYPES[extname(file)] ?? 'application/octet-stream';
     const m = /^bytes=(\d+)-(\d+)$/.exec(req.headers.range ?? '');
     if (m === null || req.method === 'HEAD') {
+      sent(req.method === 'HEAD' ? 0 : size);
       res.writeHead(200, { ...ISOLATION, 'Content-Type': type, 'Content-Length': size });
       if (req.method === 'HEAD') return void res.end();
       return void createReadStream(file).pipe(res);
     }
     const start = Number(m[1]);
     const end = Math.min(Number(m[2]), size - 1);
+    sent(Math.max(0, end - start + 1));
     if (start >= size) return void res.writeHead(416, { ...ISOLATION, 'Content-Range': `bytes */${size}` }).end();
     res.writeHead(206, {
       ...ISOLATION,
@@ -114,12 +136,48 @@ function descendantsMemory(): number {
 interface BrowserResult extends TabRun {
   /** Peak of the browser's processes' summed PSS (see descendantsMemory). */
   peak_pss_bytes: number;
+  /** The requests for the model file during the run, as the server saw them. */
+  requests: RequestSummary;
 }
 
-async function inTab(
-  url: string,
-  o: { threads: number; pp: number; tg: number; reps: number },
-): Promise<BrowserResult> {
+interface RequestSummary {
+  count: number;
+  bytes: number;
+  /** Median and largest answer, in bytes. */
+  median_bytes: number;
+  max_bytes: number;
+  /** Most requests open at once. */
+  max_in_flight: number;
+  /** Median and longest time from a request's arrival to its answer's last byte sent. */
+  median_ms: number;
+  max_ms: number;
+}
+
+function summarize(log: ModelRequest[]): RequestSummary {
+  const edges = log.flatMap((r) => [
+    [r.at, 1],
+    [r.at + r.ms, -1],
+  ]);
+  edges.sort((a, b) => a[0]! - b[0]! || a[1]! - b[1]!);
+  let open = 0;
+  let most = 0;
+  for (const [, d] of edges) {
+    open += d!;
+    most = Math.max(most, open);
+  }
+  return {
+    count: log.length,
+    bytes: log.reduce((s, r) => s + r.bytes, 0),
+    median_bytes: median(log.map((r) => r.bytes)) ?? 0,
+    max_bytes: Math.max(0, ...log.map((r) => r.bytes)),
+    max_in_flight: most,
+    median_ms: median(log.map((r) => r.ms)) ?? 0,
+    max_ms: Math.max(0, ...log.map((r) => r.ms)),
+  };
+}
+
+async function inTab(url: string, log: ModelRequest[], o: TabOptions): Promise<BrowserResult> {
+  log.length = 0;
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -143,7 +201,7 @@ async function inTab(
       `window.bench.run(${JSON.stringify(`${url}model.gguf`)}, ${JSON.stringify(o)})`,
     )) as TabRun;
     peak = Math.max(peak, descendantsMemory());
-    return { ...r, peak_pss_bytes: peak };
+    return { ...r, peak_pss_bytes: peak, requests: summarize(log) };
   } finally {
     clearInterval(sampler);
     await browser.close();
@@ -188,6 +246,15 @@ function ratio(a: number | undefined, b: number | undefined): number | undefined
   return a === undefined || b === undefined ? undefined : Math.round((a / b) * 1000) / 1000;
 }
 
+/** `--request-bytes MIN:MAX` (the URL source's request sizes; 1:1 asks for every read alone). */
+function requestBytes(arg: string | undefined): { minRequestBytes?: number; maxRequestBytes?: number } {
+  if (arg === undefined) return {};
+  const [min, max] = arg.split(':').map(Number);
+  if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max))
+    throw new Error('--request-bytes takes MIN:MAX (bytes)');
+  return { minRequestBytes: min, maxRequestBytes: max };
+}
+
 async function main(argv: string[]): Promise<void> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -199,6 +266,8 @@ async function main(argv: string[]): Promise<void> {
       reps: { type: 'string', default: '3' },
       rounds: { type: 'string', default: '2' },
       'tab-only': { type: 'boolean', default: false },
+      via: { type: 'string', default: 'url' },
+      'request-bytes': { type: 'string' },
     },
   });
   const file = positionals[0] === undefined ? undefined : resolve(positionals[0]);
@@ -213,9 +282,12 @@ async function main(argv: string[]): Promise<void> {
     pp: Number(values.pp),
     tg: Number(values.tg),
     reps: Number(values.reps),
+    via: values.via === 'memory' ? ('memory' as const) : ('url' as const),
+    ...requestBytes(values['request-bytes']),
   };
   const rounds = Number(values.rounds);
-  const { server, url } = await serve(file);
+  const log: ModelRequest[] = [];
+  const { server, url } = await serve(file, log);
   const node: NodeResult[] = [];
   const tab: BrowserResult[] = [];
   try {
@@ -224,7 +296,7 @@ async function main(argv: string[]): Promise<void> {
       const order = r % 2 === 0 ? ['node', 'browser'] : ['browser', 'node'];
       for (const which of order) {
         if (which === 'node' && !values['tab-only']) node.push(inNode(file, o));
-        if (which === 'browser') tab.push(await inTab(url, o));
+        if (which === 'browser') tab.push(await inTab(url, log, o));
       }
     }
   } finally {

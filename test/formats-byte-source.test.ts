@@ -247,7 +247,9 @@ describe('the HTTP source', () => {
 
   it('reading one tensor fetches its bytes and the header, not the file', async () => {
     server.requests.length = 0;
-    const st = await openSafetensorsSource(await openUrlSource(`${server.url}model.safetensors`));
+    // Requests as small as the reads (1 byte at least), so that what is served is what is read.
+    const small = { minRequestBytes: 1, maxRequestBytes: 1 };
+    const st = await openSafetensorsSource(await openUrlSource(`${server.url}model.safetensors`, small));
     const [info] = st.list().sort((a, b) => a.byteLength - b.byteLength);
     const bytes = await st.read(info!.name);
     await st.close();
@@ -257,9 +259,9 @@ describe('the HTTP source', () => {
       server.requests.every((r) => r.status === 206),
       JSON.stringify(server.requests),
     );
-    // A 1-byte probe (Range support and size), the header length, the header, the tensor.
+    // The opening request's first byte (also the first of the header length), the rest of the header length, the header, the tensor.
     assert.equal(server.requests.length, 4, JSON.stringify(server.requests));
-    assert.equal(served, 1 + 8 + headerLength + info!.byteLength);
+    assert.equal(served, 8 + headerLength + info!.byteLength);
     assert.ok(served < fileBytes.length / 4, `${served} of ${fileBytes.length} bytes served`);
     const start = 8 + headerLength;
     assert.ok(fileBytes.subarray(start).indexOf(Buffer.from(bytes)) >= 0);
@@ -371,28 +373,36 @@ describe('the HTTP source', () => {
       if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation');
       calls++;
       const range = String((init!.headers as Record<string, string>)['Range']);
-      if (range === 'bytes=0-0')
-        return new Response(new Uint8Array(1), { status: 206, headers: { 'Content-Range': 'bytes 0-0/1000' } });
-      await new Promise<void>((resolve) => pending.push(resolve));
       const [a, b] = range.slice(6).split('-').map(Number);
+      if (a === 0)
+        return new Response(new Uint8Array(b! + 1), {
+          status: 206,
+          headers: { 'Content-Range': `bytes 0-${b}/100000` },
+        });
+      await new Promise<void>((resolve) => pending.push(resolve));
       return new Response(new Uint8Array(b! - a! + 1).fill(a! & 0xff), { status: 206 });
     };
-    const s = await openUrlSource('http://example.invalid/f', { fetch: fake, maxInFlight: 3 });
+    // Reads far apart (no request's range reaches the next read), each its own request.
+    const s = await openUrlSource('http://example.invalid/f', { fetch: fake, maxInFlight: 3, minRequestBytes: 10 });
     calls = 0;
-    const reads = Array.from({ length: 8 }, (_, i) => s.read(i * 10, 10));
+    const reads = Array.from({ length: 8 }, (_, i) => s.read(1000 + i * 10_000, 10));
     const settle = () => new Promise((resolve) => setImmediate(resolve));
     await settle();
     assert.equal(calls, 3);
     pending.shift()!();
     await settle();
+    await settle();
     assert.equal(calls, 4);
     while (pending.length > 0) {
       pending.shift()!();
       await settle();
+      await settle();
     }
     const got = await Promise.all(reads);
     assert.equal(calls, 8);
-    for (const [i, bytes] of got.entries()) assert.deepEqual(bytes, new Uint8Array(10).fill(i * 10));
+    for (const [i, bytes] of got.entries())
+      assert.deepEqual(bytes, new Uint8Array(10).fill((1000 + i * 10_000) & 0xff));
+    await s.close();
   });
 
   it('a wrong answer to a range request is refused', async () => {
@@ -405,19 +415,24 @@ describe('the HTTP source', () => {
       'whole file': () => new Response(new Uint8Array(1000), { status: 200 }),
     };
     const expected: Record<string, [new (...args: never[]) => Error, RegExp]> = {
-      'short body': [FetchError, /ended after 5 of 10 bytes/],
-      'other range': [FetchError, /asked for bytes 10-19 \(data\), the server sent 0-9/],
+      'short body': [FetchError, /the answer for bytes 10-19 ended after 5 bytes/],
+      'other range': [FetchError, /asked for bytes 10-19 \(.*\), the server sent 0-9/],
       'file changed': [FormatError, /changed while open: it had 1000 bytes, now 999/],
       'whole file': [RangeNotSupportedError, /ignores HTTP Range requests/],
     };
     for (const [label, make] of Object.entries(answers)) {
       const fake: typeof fetch = async (_url, init) => {
         const range = (init!.headers as Record<string, string>)['Range'];
-        if (range === 'bytes=0-0')
-          return new Response(new Uint8Array(1), { status: 206, headers: { 'Content-Range': 'bytes 0-0/1000' } });
+        if (range === 'bytes=0-9')
+          return new Response(new Uint8Array(10), { status: 206, headers: { 'Content-Range': 'bytes 0-9/1000' } });
+        assert.equal(range, 'bytes=10-19');
         return make();
       };
-      const s = await openUrlSource('http://example.invalid/f', { fetch: fake });
+      const s = await openUrlSource('http://example.invalid/f', {
+        fetch: fake,
+        minRequestBytes: 10,
+        maxRequestBytes: 10,
+      });
       const [cls, pattern] = expected[label]!;
       await assert.rejects(
         s.read(10, 10),
@@ -428,6 +443,72 @@ describe('the HTTP source', () => {
         label,
       );
     }
+  });
+  it('reads in file order share few requests: at most 1 + log2(max/min) + size/max, each read exactly', async () => {
+    // A fake server of a 40 MB file whose byte i is i mod 251, counting requests and bytes sent.
+    const size = 40_000_000;
+    const asked: [number, number][] = [];
+    const pattern = Uint8Array.from({ length: 65536 + 251 }, (_, i) => i % 251);
+    const fake: typeof fetch = async (_url, init) => {
+      const m = /^bytes=(\d+)-(\d+)$/.exec(String((init!.headers as Record<string, string>)['Range']));
+      const a = Number(m![1]);
+      const b = Math.min(Number(m![2]), size - 1);
+      asked.push([a, b + 1]);
+      let at = a;
+      const body = new ReadableStream<Uint8Array>({
+        pull(c) {
+          if (at > b) return c.close();
+          const n = Math.min(65536, b + 1 - at);
+          c.enqueue(pattern.slice(at % 251, (at % 251) + n));
+          at += n;
+        },
+      });
+      return new Response(body, { status: 206, headers: { 'Content-Range': `bytes ${a}-${b}/${size}` } });
+    };
+    const min = 1 << 20;
+    const max = 8 << 20;
+    const s = await openUrlSource('http://example.invalid/f', {
+      fetch: fake,
+      minRequestBytes: min,
+      maxRequestBytes: max,
+    });
+    // A loader's pattern: pieces of 3 MB in file order, 4 in flight, with 4 KB left between them for later.
+    const piece = 3_000_000;
+    const gap = 4096;
+    const starts: number[] = [];
+    for (let at = 0; at + piece <= size; at += piece + gap) starts.push(at);
+    let next = 0;
+    const lane = async () => {
+      while (next < starts.length) {
+        const at = starts[next++]!;
+        const got = await s.read(at, piece);
+        assert.ok(
+          got.every((v, i) => v === (at + i) % 251),
+          `piece at ${at}`,
+        );
+      }
+    };
+    await Promise.all([lane(), lane(), lane(), lane()]);
+    const requestsForPieces = asked.length;
+    // The gaps, read afterwards, were kept from the answers that passed them: no request more.
+    for (const at of starts) {
+      const got = await s.read(at + piece, gap);
+      assert.ok(
+        got.every((v, i) => v === (at + piece + i) % 251),
+        `gap at ${at + piece}`,
+      );
+    }
+    assert.equal(asked.length, requestsForPieces);
+    await s.close();
+    const bound = 1 + Math.log2(max / min) + Math.ceil(size / max);
+    assert.ok(asked.length <= bound, `${asked.length} requests (at most ${bound}): ${JSON.stringify(asked)}`);
+    // Every request but the first continues another; none overlaps another; nothing asked twice.
+    const sorted = [...asked].sort((x, y) => x[0] - y[0]);
+    for (let i = 1; i < sorted.length; i++) assert.ok(sorted[i]![0] >= sorted[i - 1]![1], JSON.stringify(sorted));
+    assert.ok(
+      asked.every(([a, b]) => b - a <= max),
+      JSON.stringify(asked),
+    );
   });
 });
 

@@ -6,11 +6,11 @@
  * noted as absent, and once the model is loaded `commit` writes the folder's record listing both —
  * written last, it marks the copy complete. With a complete copy the loader's files are read from
  * disk and its absent files are absent without a request: offline nothing is asked of the server;
- * online one HEAD of the folder's largest file (its weights) checks it is the one copied (ETag,
- * Last-Modified, size), and a changed file drops the whole copy, which is downloaded again. Only
- * that file is checked: a server that changes config.json or tokenizer files alone is not seen
- * until the copy is deleted. Where a file cannot be kept (no store, quota, a failed write) it is
- * read over the network as without a cache, and the folder is not marked complete.
+ * online every file of the copy, absent ones included, is checked with one HEAD request each, all
+ * at once (ETag, Last-Modified, size): a changed file (a config.json or tokenizer edited on the
+ * server) is dropped and downloaded again when the loader opens it, a file that has appeared is
+ * fetched, and the rest is read from disk. Where a file cannot be kept (no store, quota, a failed
+ * write) it is read over the network as without a cache, and the folder is not marked complete.
  */
 import { blobSource, type ByteSource } from './byte-source.js';
 import { changedSince, download, head, offline, type CachedUrlOptions } from './cached-url-source.js';
@@ -27,8 +27,9 @@ export interface CachedUrlFolder extends FolderSource {
 async function completeCopy(
   store: ModelStore,
   root: string,
+  recordUrl: string,
 ): Promise<{ files: Map<string, CacheHit>; absent: Set<string> } | undefined> {
-  const record = await store.record(root);
+  const record = await store.record(recordUrl);
   if (record?.files === undefined) return undefined;
   const names = [...record.files, ...(record.absent ?? [])];
   if (!names.every(isPlainFileName)) return undefined;
@@ -41,35 +42,65 @@ async function completeCopy(
   return { files, absent: new Set(record.absent) };
 }
 
-/** The folder's largest kept file (its weights): the one whose change a HEAD request looks for. */
-function largest(files: Map<string, CacheHit>): CacheHit | undefined {
-  let best: CacheHit | undefined;
-  for (const hit of files.values()) if (best === undefined || hit.meta.bytes > best.meta.bytes) best = hit;
-  return best;
+/**
+ * The names of the copy's files that changed on the server, and of its absent files the server
+ * now has: one HEAD request per file, all at once. A file the server cannot be asked about
+ * (a network error) counts as unchanged.
+ */
+async function staleNames(
+  copy: { files: Map<string, CacheHit>; absent: Set<string> },
+  root: string,
+  options: CachedUrlOptions,
+): Promise<{ changed: string[]; appeared: string[] }> {
+  const [changed, appeared] = await Promise.all([
+    Promise.all(
+      [...copy.files].map(async ([name, hit]) => {
+        const now = await head(hit.meta.url, options);
+        return now !== undefined && changedSince(hit.meta, now) ? name : undefined;
+      }),
+    ),
+    Promise.all(
+      [...copy.absent].map(async (name) =>
+        (await head(new URL(encodeURIComponent(name), root).href, options)) !== undefined ? name : undefined,
+      ),
+    ),
+  ]);
+  const named = (xs: (string | undefined)[]) => xs.filter((x): x is string => x !== undefined);
+  return { changed: named(changed), appeared: named(appeared) };
 }
 
 /**
  * The model folder at `base` (a URL) through the offline copies (see the module's comment); where
- * there is no store (Node), urlFolder with a `commit` that does nothing.
+ * there is no store (Node), urlFolder with a `commit` that does nothing. `recordUrl` names the
+ * copy (default: the folder's URL; a tokenizer by URL keeps the files it reads under a name of
+ * its own, so that its copy and a model's copy of the same folder do not overwrite each other).
  */
 export async function openCachedUrlFolder(
   base: string | URL,
   options: CachedUrlOptions = {},
+  recordUrl?: string,
 ): Promise<CachedUrlFolder> {
   const network = urlFolder(base, options);
   const root = network.name;
+  const record = recordUrl ?? root;
   const store = await modelStore();
   if (store === undefined) return { ...network, commit: async () => {} };
-  let copy = await completeCopy(store, root);
-  if (copy !== undefined && !offline()) {
-    const weights = largest(copy.files);
-    const now = weights === undefined ? undefined : await head(weights.meta.url, options);
-    if (now !== undefined && changedSince(weights!.meta, now)) copy = undefined;
-  }
-  if (copy === undefined) await removeCopy(store, root);
+  const copy = await completeCopy(store, root, record);
+  if (copy === undefined) await removeCopy(store, record);
   const kept = new Map<string, CacheHit>(copy?.files);
   const absent = new Set<string>(copy?.absent);
   let added = false;
+  if (copy !== undefined && !offline()) {
+    // Files changed on the server are dropped and fetched again as the loader opens them; the
+    // folder's record is written anew (commit) with them.
+    const { changed, appeared } = await staleNames(copy, root, options);
+    for (const name of changed) {
+      await store.delete(kept.get(name)!.meta.url);
+      kept.delete(name);
+    }
+    for (const name of appeared) absent.delete(name);
+    added = changed.length + appeared.length > 0;
+  }
   let incomplete = false;
   return {
     name: root,
@@ -80,7 +111,7 @@ export async function openCachedUrlFolder(
       if (hit !== undefined) return blobSource(hit.blob, url);
       if (absent.has(file)) return undefined;
       added = true;
-      const got = await download(url, options, root);
+      const got = await download(url, options, record);
       if (got === 'absent') {
         absent.add(file);
         return undefined;
@@ -97,7 +128,7 @@ export async function openCachedUrlFolder(
       if (!added || incomplete) return;
       let bytes = 0;
       for (const hit of kept.values()) bytes += hit.meta.bytes;
-      await store.saveRecord({ url: root, bytes, savedAt: Date.now(), files: [...kept.keys()], absent: [...absent] });
+      await store.saveRecord({ url: record, bytes, savedAt: Date.now(), files: [...kept.keys()], absent: [...absent] });
       added = false;
     },
   };

@@ -1,19 +1,29 @@
 /**
- * A file on a web server as a ByteSource: every read is one HTTP `Range: bytes=a-b` request
- * (several in flight), so a checkpoint is read tensor by tensor, never downloaded whole. Opening
- * asks for the first byte: a 206 answer proves Range support and its Content-Range gives the size
- * (a HEAD request's Content-Length when a cross-origin answer hides Content-Range). A server that
- * ignores Range answers 200 with the whole file: a small file (a config.json) is then kept in
- * memory, a large one is a RangeNotSupportedError.
+ * A file on a web server as a ByteSource, read with HTTP `Range: bytes=a-b` requests, so that a
+ * checkpoint is read tensor by tensor, never downloaded whole. Reads share few, large answers
+ * (range-reads.ts): the loader's reads in file order are served by requests of up to 64 MiB,
+ * several in flight, each streamed straight into the buffers of the reads it serves. Opening asks
+ * for the first MiB: a 206 answer proves Range support, its Content-Range gives the size (a HEAD
+ * request's Content-Length when a cross-origin answer hides Content-Range), and its body serves
+ * the reads of the header. A server that ignores Range answers 200 with the whole file: a small
+ * file (a config.json) is then kept in memory, a large one is a RangeNotSupportedError.
  */
 import { FetchError, FormatError, InputError, MptError, RangeNotSupportedError } from '../errors.js';
 import { bytesSource, checkRange, type ByteSource } from './byte-source.js';
+import { RangeReads } from './range-reads.js';
 
 export interface UrlSourceOptions {
   /** Headers for every request (an Authorization header for a gated Hugging Face repository, say). */
   headers?: Readonly<Record<string, string>>;
   /** Most range requests in flight at once per file (default 6, what browsers allow per host on HTTP/1.1). */
   maxInFlight?: number;
+  /**
+   * Bytes the first request asks for, and any request that continues none before it (default
+   * MIN_REQUEST); a request continuing another asks for twice as many as that one, up to
+   * `maxRequestBytes` (default MAX_REQUEST). Reads within a request's range share its answer.
+   */
+  minRequestBytes?: number;
+  maxRequestBytes?: number;
   /** Largest file accepted whole from a server that ignores Range (default WHOLE_FILE_LIMIT). */
   wholeFileLimit?: number;
   /** The fetch to use (default: the global one). */
@@ -23,6 +33,10 @@ export interface UrlSourceOptions {
 /** Files up to this size may come whole from a server without Range support (config and tokenizer files do). */
 export const WHOLE_FILE_LIMIT = 64 << 20;
 const DEFAULT_MAX_IN_FLIGHT = 6;
+/** The first request's size: a GGUF header is read in 1 MiB pieces (gguf.ts). */
+export const MIN_REQUEST = 1 << 20;
+/** The most a request that continues another asks for. */
+export const MAX_REQUEST = 64 << 20;
 
 interface ContentRange {
   /** First and last byte of the answer; undefined for `bytes *\/size` (a 416 answer). */
@@ -78,32 +92,6 @@ function discard(res: Response): void {
   res.body?.cancel().catch(() => {});
 }
 
-/** Streams an answer's body into `dest`, which it must fill exactly. */
-async function readBody(res: Response, dest: Uint8Array, url: string, what: string): Promise<void> {
-  if (res.body === null) {
-    if (dest.length === 0) return;
-    throw new FetchError(`${url}: the answer for ${what} has no body`);
-  }
-  const reader = res.body.getReader();
-  let done = 0;
-  try {
-    for (;;) {
-      const chunk = await reader.read();
-      if (chunk.done) break;
-      if (done + chunk.value.length > dest.length) {
-        throw new FetchError(`${url}: the server sent more than the ${dest.length} bytes asked for ${what}`);
-      }
-      dest.set(chunk.value, done);
-      done += chunk.value.length;
-    }
-  } finally {
-    reader.releaseLock();
-  }
-  if (done !== dest.length) {
-    throw new FetchError(`${url}: the answer for ${what} ended after ${done} of ${dest.length} bytes`);
-  }
-}
-
 /** Reads a whole body of unknown length, refusing one longer than `limit`. */
 async function readWhole(res: Response, url: string, limit: number): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];
@@ -130,19 +118,61 @@ async function readWhole(res: Response, url: string, limit: number): Promise<Uin
   return out;
 }
 
+/** Sends a request for `range` (a Range header's value) with the source's headers. */
+function requester(href: string, fetcher: typeof fetch, headers: Readonly<Record<string, string>>) {
+  return (range: string, what: string, signal?: AbortSignal): Promise<Response> =>
+    fetcher(href, { headers: { ...headers, Range: range }, ...(signal ? { signal } : {}) }).catch((e: unknown) => {
+      throw new FetchError(`cannot read ${what} from ${href}: ${describeFailure(e)}`, { cause: e });
+    });
+}
+
+/** The body of a 206 answer holding exactly bytes [start, end) of the file of `size` bytes, or the error it is. */
+function rangeBody(href: string, size: number, res: Response, start: number, end: number, what: string) {
+  const last = end - 1;
+  if (res.status !== 206) {
+    discard(res);
+    throw res.status === 200 ? notRanges(href, `${size} bytes`) : httpError(href, res, what);
+  }
+  const range = parseContentRange(res.headers.get('content-range'));
+  if (range !== undefined && (range.start !== start || range.end !== last)) {
+    discard(res);
+    throw new FetchError(
+      `${href}: asked for bytes ${start}-${last} (${what}), the server sent ${range.start}-${range.end}`,
+    );
+  }
+  if (range?.total !== undefined && range.total !== size) {
+    discard(res);
+    throw new FormatError(`${href} changed while open: it had ${size} bytes, now ${range.total}`);
+  }
+  if (res.body === null) throw new FetchError(`${href}: the answer for ${what} has no body`);
+  return res.body;
+}
+
 class UrlSource implements ByteSource {
-  private readonly controller = new AbortController();
+  private readonly reads: RangeReads;
   private closed = false;
-  private active = 0;
-  private readonly waiting: (() => void)[] = [];
 
   constructor(
     readonly name: string,
     readonly size: number,
-    private readonly fetcher: typeof fetch,
-    private readonly headers: Readonly<Record<string, string>>,
-    private readonly maxInFlight: number,
-  ) {}
+    request: ReturnType<typeof requester>,
+    o: { maxInFlight: number; minRequest: number; maxRequest: number },
+  ) {
+    this.reads = new RangeReads({
+      name,
+      size,
+      maxStreams: o.maxInFlight,
+      minRequest: o.minRequest,
+      maxRequest: o.maxRequest,
+      open: async (start, end, what, signal) =>
+        rangeBody(name, size, await request(`bytes=${start}-${end - 1}`, what, signal), start, end, what),
+    });
+  }
+
+  /** Serves the reads that follow from the rest of the answer that opened the file. */
+  adopt(start: number, end: number, body: ReadableStream<Uint8Array>): void {
+    this.reads.adopt(start, end, body);
+  }
 
   async read(offset: number, length: number, what = 'data'): Promise<Uint8Array> {
     const out = new Uint8Array(length);
@@ -151,71 +181,15 @@ class UrlSource implements ByteSource {
   }
 
   async readInto(offset: number, dest: Uint8Array, what = 'data'): Promise<void> {
-    this.checkOpen(what);
+    if (this.closed) throw new MptError(`${this.name} was already closed (reading ${what})`);
     checkRange(this, offset, dest.length, what);
     if (dest.length === 0) return;
-    await this.acquire();
-    try {
-      this.checkOpen(what);
-      const last = offset + dest.length - 1;
-      const res = await this.request(`bytes=${offset}-${last}`, what);
-      if (res.status !== 206) {
-        discard(res);
-        throw res.status === 200 ? notRanges(this.name, `${this.size} bytes`) : httpError(this.name, res, what);
-      }
-      const range = parseContentRange(res.headers.get('content-range'));
-      if (range !== undefined && (range.start !== offset || range.end !== last)) {
-        discard(res);
-        throw new FetchError(
-          `${this.name}: asked for bytes ${offset}-${last} (${what}), the server sent ${range.start}-${range.end}`,
-        );
-      }
-      if (range?.total !== undefined && range.total !== this.size) {
-        discard(res);
-        throw new FormatError(`${this.name} changed while open: it had ${this.size} bytes, now ${range.total}`);
-      }
-      await readBody(res, dest, this.name, what);
-    } catch (e) {
-      if (this.closed) throw new MptError(`${this.name} was closed while reading ${what}`, { cause: e });
-      if (e instanceof MptError) throw e;
-      throw new FetchError(`cannot read ${what} from ${this.name}: ${describeFailure(e)}`, { cause: e });
-    } finally {
-      this.release();
-    }
-  }
-
-  private request(range: string, what: string): Promise<Response> {
-    return this.fetcher(this.name, {
-      headers: { ...this.headers, Range: range },
-      signal: this.controller.signal,
-    }).catch((e: unknown) => {
-      throw new FetchError(`cannot read ${what} from ${this.name}: ${describeFailure(e)}`, { cause: e });
-    });
-  }
-
-  private checkOpen(what: string): void {
-    if (this.closed) throw new MptError(`${this.name} was already closed (reading ${what})`);
-  }
-
-  private async acquire(): Promise<void> {
-    if (this.active < this.maxInFlight) {
-      this.active++;
-      return;
-    }
-    // release() hands its slot straight to the first waiter, so `active` stays counted.
-    await new Promise<void>((resolve) => this.waiting.push(resolve));
-  }
-
-  private release(): void {
-    const next = this.waiting.shift();
-    if (next !== undefined) next();
-    else this.active--;
+    await this.reads.readInto(offset, dest, what);
   }
 
   async close(): Promise<void> {
-    if (this.closed) return;
     this.closed = true;
-    this.controller.abort();
+    this.reads.close();
   }
 }
 
@@ -260,19 +234,43 @@ export async function openUrlSource(url: string | URL, options: UrlSourceOptions
   const fetcher: typeof fetch = (input, init) => (custom ? custom(input, init) : globalThis.fetch(input, init));
   const headers = options.headers ?? {};
   const limit = options.wholeFileLimit ?? WHOLE_FILE_LIMIT;
+  const minRequest = Math.max(1, Math.floor(options.minRequestBytes ?? MIN_REQUEST));
+  const maxRequest = Math.max(minRequest, Math.floor(options.maxRequestBytes ?? MAX_REQUEST));
+  const maxInFlight = Math.max(1, Math.floor(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT));
+  // The first request opens the file and asks for its first bytes: the reads of its header follow.
   let res: Response;
   try {
-    res = await fetcher(href, { headers: { ...headers, Range: 'bytes=0-0' } });
+    res = await fetcher(href, { headers: { ...headers, Range: `bytes=0-${minRequest - 1}` } });
   } catch (e) {
     throw new FetchError(`cannot fetch ${href}: ${describeFailure(e)}`, { cause: e });
   }
   const range = parseContentRange(res.headers.get('content-range'));
-  if (res.status === 206 || res.status === 416) {
+  if (res.status === 416) {
+    // Nothing to serve at byte 0, so the file is empty (its size comes as `bytes */0`).
     discard(res);
-    // 416: nothing to serve at byte 0, so the file is empty; its size comes as `bytes */0`.
-    const size = range?.total ?? (res.status === 416 ? 0 : await sizeFromHead(href, fetcher, headers));
-    const maxInFlight = Math.max(1, Math.floor(options.maxInFlight ?? DEFAULT_MAX_IN_FLIGHT));
-    return new UrlSource(href, size, fetcher, headers, maxInFlight);
+    return new UrlSource(href, range?.total ?? 0, requester(href, fetcher, headers), {
+      maxInFlight,
+      minRequest,
+      maxRequest,
+    });
+  }
+  if (res.status === 206) {
+    let size: number;
+    try {
+      size = range?.total ?? (await sizeFromHead(href, fetcher, headers));
+    } catch (e) {
+      discard(res);
+      throw e;
+    }
+    const source = new UrlSource(href, size, requester(href, fetcher, headers), {
+      maxInFlight,
+      minRequest,
+      maxRequest,
+    });
+    const end = Math.min(size, minRequest);
+    if (end > 0) source.adopt(0, end, rangeBody(href, size, res, 0, end, `bytes 0-${end - 1}`));
+    else discard(res);
+    return source;
   }
   if (res.status === 200) {
     const length = res.headers.get('content-length');

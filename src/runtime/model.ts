@@ -67,7 +67,7 @@ export interface LoadModelOptions {
   /** Receives notes for the user (e.g. the tokenizer fallback). Default: the console (stderr in Node). */
   onNote?: (message: string) => void;
   /**
-   * In a browser, a GGUF file or model folder by URL is kept for offline use (Origin Private File
+   * In a browser, a GGUF file, model folder or tokenizer (`tokenizer`) by URL is kept for offline use (Origin Private File
    * System, else Cache Storage) and read from there next time; false reads it over the network,
    * uncached. Ignored in Node. Default true.
    */
@@ -261,21 +261,39 @@ async function defaultModel(): Promise<string> {
   return defaultModelPath();
 }
 
-/** A tokenizer named by path or URL: a tokenizer.json file, or a folder (a URL ending in `/`). */
+/** The name under which a page keeps the files of a tokenizer given by URL (see namedTokenizer). */
+export function tokenizerCopyUrl(url: string | URL): string {
+  return `${new URL(String(url)).href}#tokenizer`;
+}
+
+/**
+ * A tokenizer named by path or URL: a tokenizer.json file, or a folder (a URL ending in `/`). In a
+ * page (unless `cache` is false) the files it reads are kept for offline use like a model
+ * folder's, as the copy named tokenizerCopyUrl(url).
+ */
 async function namedTokenizer(
   named: string | URL,
   vocabSize: number,
-  onNote: LoadModelOptions['onNote'],
+  options: Pick<LoadModelOptions, 'onNote' | 'cache'>,
 ): Promise<MptTokenizer | null> {
+  const { onNote } = options;
   const name = named instanceof URL ? named.href : inPage(named);
   if (!isUrlString(name)) {
     const { loadTokenizer } = await import('./tokenizer-files.js');
     return loadTokenizer(name, { vocabSize, onNote });
   }
   const url = new URL(name);
-  if (url.pathname.endsWith('/')) return loadFolderTokenizer(urlFolder(url), { vocabSize, onNote });
-  const file = decodeURIComponent(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
-  return loadFolderTokenizer(urlFolder(new URL('./', url)), { file, vocabSize, onNote });
+  const base = url.pathname.endsWith('/') ? url : new URL('./', url);
+  const folder =
+    inBrowser && options.cache !== false
+      ? await openCachedUrlFolder(base, {}, tokenizerCopyUrl(url))
+      : { ...urlFolder(base), commit: async () => {} };
+  const file = url.pathname.endsWith('/')
+    ? undefined
+    : decodeURIComponent(url.pathname.slice(url.pathname.lastIndexOf('/') + 1));
+  const tokenizer = await loadFolderTokenizer(folder, { ...(file === undefined ? {} : { file }), vocabSize, onNote });
+  await folder.commit();
+  return tokenizer;
 }
 
 /**
@@ -287,13 +305,13 @@ async function namedTokenizer(
  */
 export async function loadCheckpointTokenizer(
   ck: Pick<Checkpoint, 'kind' | 'path' | 'folder' | 'config' | 'ggufTokenizer' | 'ggufMetadata'>,
-  options: Pick<LoadModelOptions, 'tokenizer' | 'onNote'> = {},
+  options: Pick<LoadModelOptions, 'tokenizer' | 'onNote' | 'cache'> = {},
 ): Promise<MptTokenizer | null> {
   const vocabSize = ck.config.vocabSize;
   let tokenizer: MptTokenizer | null;
   if (options.tokenizer instanceof MptTokenizer || options.tokenizer === null) tokenizer = options.tokenizer;
   else if (options.tokenizer !== undefined) {
-    tokenizer = await namedTokenizer(options.tokenizer, vocabSize, options.onNote);
+    tokenizer = await namedTokenizer(options.tokenizer, vocabSize, options);
   } else if (ck.kind === 'gguf' && ck.ggufTokenizer) {
     tokenizer = ggufTokenizerOf(ck.ggufTokenizer, ck.ggufMetadata, ck.path);
   } else if (ck.folder === undefined) tokenizer = null;

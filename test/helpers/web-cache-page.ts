@@ -1,6 +1,6 @@
 /**
  * Runs in a browser page (test/web-cache.test.ts): loads a GGUF file by URL through the browser
- * entry, with or without its offline cache, and lists and deletes the cached copies. Nothing of
+ * entry, with or without its offline cache (a tokenizer by URL too), and lists and deletes the cached copies. Nothing of
  * Node here.
  */
 import { clearModelCache, deleteCachedModel, listCachedModels, loadModel } from '../../src/browser.js';
@@ -15,9 +15,26 @@ export async function logits(url: string, ids: number[], cache = true): Promise<
   }
 }
 
+/** The ids of `text` by the tokenizer at `tokenizerUrl`, given to the model at `url` in place of its own. */
+export async function encode(url: string, tokenizerUrl: string, text: string, cache = true): Promise<number[]> {
+  const model = await loadModel(url, { threads: 2, cache, tokenizer: tokenizerUrl });
+  try {
+    return model.tokenizer.encode(text);
+  } finally {
+    await model.dispose();
+  }
+}
+
 /** Whether the page has OPFS (the test hides it to reach the Cache Storage store). */
 export async function hasOpfs(): Promise<boolean> {
   return typeof navigator.storage?.getDirectory === 'function';
 }
 
-(globalThis as { mpt?: unknown }).mpt = { logits, listCachedModels, deleteCachedModel, clearModelCache, hasOpfs };
+(globalThis as { mpt?: unknown }).mpt = {
+  logits,
+  encode,
+  listCachedModels,
+  deleteCachedModel,
+  clearModelCache,
+  hasOpfs,
+};
