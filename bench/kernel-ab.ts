@@ -18,7 +18,9 @@
  * A build that exports the x4 products (gemm_q4_0x4, repack.ts's row-interleaved layout) gets its
  * q4_0 / q8_0 weights repacked in place after they are filled and runs them through the x4
  * kernels; against an older build, the decode rows (lanes = weight rows instead of blocks) then
- * differ in their last bits and `same_bits` is false there.
+ * differ in their last bits and `same_bits` is false there. The prompt chunk runs once more
+ * through gemm_q4_0x4_prompt / gemm_q8_0x4_prompt (assembly/gemm-q-prompt.ts) where a build has it ("prompt tiles"
+ * cases, q4_0 and q8_0; builds without them run their own product there).
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
@@ -181,6 +183,19 @@ const kquant = (type: 'q4_k' | 'q6_k', M: number, rows: number): Case => ({
   run: (k, m) => k.gemm_k(WTYPE[type], m.q.AK, type === 'q4_k' ? m.q.WK : m.q.WK6, m.q.Y, rows, M, 0, rows, QK, 0),
   out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
 });
+/** The prompt chunk through the register-blocked prompt tiles where the build has them. */
+const quantPrompt = (type: 'q4_0' | 'q8_0', M: number, rows: number): Case => ({
+  name: `${type} ${M} x ${rows} x ${QK} prompt tiles`,
+  work: 2 * M * rows * QK,
+  unit: 'GFLOP/s',
+  run: (k, m) => {
+    const tile = type === 'q4_0' ? k.gemm_q4_0x4_prompt : k.gemm_q8_0x4_prompt;
+    if (typeof tile === 'function')
+      tile.call(k, m.q.A, type === 'q4_0' ? m.q.W4 : m.q.W8, m.q.Y, rows, M, rows, 0, rows, QK, 0);
+    else quant(type, M, rows).run(k, m);
+  },
+  out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
+});
 const cases = [
   gemm(1, N),
   gemm(8, N),
@@ -191,12 +206,14 @@ const cases = [
   quant('q4_0', 3, QN),
   quant('q4_0', 8, QN),
   quant('q4_0', QM, QK),
+  quantPrompt('q4_0', QM, QK),
   quant('q8_0', 1, QN),
   quant('q8_0', 3, QN),
   quant('q8_0', QM, QK),
   kquant('q4_k', 1, QN),
   kquant('q4_k', 4, QN),
   kquant('q6_k', 1, QN),
+  quantPrompt('q8_0', QM, QK),
 ].filter((c) => !only || c.name.includes(only));
 
 const builds = files.map((f) => ({ file: f, ...setup(f) }));

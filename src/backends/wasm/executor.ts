@@ -71,6 +71,12 @@ export interface Pass {
   hiddenOut?: SharedArrayBuffer | ArrayBuffer;
 }
 
+/**
+ * Activation rows from which x4 q4_0 / q8_0 products take the prompt tiles (4 weight rows × 8 tokens,
+ * assembly/gemm-q-prompt.ts); row chunks start at multiples of 4 (chunkRows), as they need.
+ */
+const PROMPT_TILE_ROWS = 4;
+
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
 const ATTN_ROWS = 16;
 
@@ -188,11 +194,13 @@ export class Executor {
         k.gemm_bf16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena));
         break;
       case 'q8_0':
-        if (m.packed) k.gemm_q8_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        if (m.packed && M >= PROMPT_TILE_ROWS) k.gemm_q8_0x4_prompt(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else if (m.packed) k.gemm_q8_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_0':
-        if (m.packed) k.gemm_q4_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        if (m.packed && M >= PROMPT_TILE_ROWS) k.gemm_q4_0x4_prompt(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else if (m.packed) k.gemm_q4_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_k':

@@ -129,6 +129,12 @@ export interface Kernels {
    */
   gemm_q4_0x4: GemmX4;
   gemm_q8_0x4: GemmX4;
+  /**
+   * Prompt product (many activation rows) over x4 q4_0 / q8_0 weights, arguments as gemm_q4_0x4 with n0
+   * a multiple of 4 (assembly/gemm-q-prompt.ts). The number returned means nothing.
+   */
+  gemm_q4_0x4_prompt(...args: Parameters<GemmX4>): number;
+  gemm_q8_0x4_prompt(...args: Parameters<GemmX4>): number;
   /** Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as x4 groups; tmp holds 4 rows. */
   repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): void;
   /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */

@@ -32,7 +32,7 @@ import { f16_to_f32 } from './half';
 
 /** [Σa, Σb, Σc, Σd] of four i32x4. */
 // @ts-ignore: decorator
-@inline function tsum4(a: v128, b: v128, c: v128, d: v128): v128 {
+@inline export function tsum4(a: v128, b: v128, c: v128, d: v128): v128 {
   const ab = i32x4.add(v128.shuffle<u32>(a, b, 0, 4, 1, 5), v128.shuffle<u32>(a, b, 2, 6, 3, 7));
   const cd = i32x4.add(v128.shuffle<u32>(c, d, 0, 4, 1, 5), v128.shuffle<u32>(c, d, 2, 6, 3, 7));
   return i32x4.add(v128.shuffle<u64>(ab, cd, 0, 2), v128.shuffle<u64>(ab, cd, 1, 3));
@@ -44,7 +44,7 @@ import { f16_to_f32 } from './half';
  * (sums of 4 lanes <= 30480), then one pmaddwd with ones. 10 instructions instead of 17.
  */
 // @ts-ignore: decorator
-@inline function reduce4_i16(p0: v128, p1: v128, p2: v128, p3: v128, ones: v128): v128 {
+@inline export function reduce4_i16(p0: v128, p1: v128, p2: v128, p3: v128, ones: v128): v128 {
   const u01 = i16x8.add(v128.shuffle<u64>(p0, p1, 0, 2), v128.shuffle<u64>(p0, p1, 1, 3));
   const u23 = i16x8.add(v128.shuffle<u64>(p2, p3, 0, 2), v128.shuffle<u64>(p2, p3, 1, 3));
   const v = i16x8.add(v128.shuffle<u32>(u01, u23, 0, 2, 4, 6), v128.shuffle<u32>(u01, u23, 1, 3, 5, 7));
@@ -62,7 +62,7 @@ import { f16_to_f32 } from './half';
 
 /** Lane sums of nibbles·activations for one q4_0 block: lo/hi = low/high nibbles (u8), x at xp. */
 // @ts-ignore: decorator
-@inline function dot_nib(lo: v128, hi: v128, xp: usize): v128 {
+@inline export function dot_nib(lo: v128, hi: v128, xp: usize): v128 {
   return dot_nib_v(lo, hi, v128.load(xp), v128.load(xp, 16));
 }
 

@@ -1,0 +1,92 @@
+// The prompt tiles over row-interleaved q4_0x4 / q8_0x4 weights (assembly/gemm-q-prompt.ts):
+// against a float64 product of the dequantized weights and the q8_0-quantized activations
+// (helpers/llamacpp-dot.ts quantizes them as ggml does), bit-identical to gemm_q4_0 / gemm_q8_0 on
+// the plain matrix for activation rows in whole groups of 4 (same arithmetic per output), in both
+// kernel builds (relaxed SIMD and plain SIMD). Shapes: token counts that leave 1, 2 or 3 rows of a last group, weight row
+// counts that are not a multiple of 4 (plain rows after the groups), K = 32.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { actQ8Bytes } from '../src/backends/wasm/kernels.js';
+import { dequantize, quantize } from '../src/formats/ggml-quants.js';
+import { repackX4 } from '../src/backends/wasm/repack.js';
+import { quantizeActivations } from './helpers/llamacpp-dot.js';
+import { Heap, rand } from './helpers/wasm-heap.js';
+
+const SHAPES: ReadonlyArray<readonly [number, number, number]> = [
+  [4, 4, 32],
+  [1, 8, 64],
+  [2, 4, 32],
+  [3, 12, 96],
+  [5, 7, 64],
+  [6, 13, 160],
+  [7, 33, 288],
+  [9, 16, 32],
+  [13, 6, 128],
+  [16, 20, 256],
+];
+
+/** Y[m][n] = Σ_k w[n][k]·x̂[m][k] in float64, x̂ = the q8_0 activations' values. */
+function reference(
+  type: 'q4_0' | 'q8_0',
+  wq: Uint8Array,
+  x: Float32Array,
+  M: number,
+  N: number,
+  K: number,
+): Float64Array {
+  const w = dequantize(type, wq, N * K);
+  const y = new Float64Array(M * N);
+  for (let m = 0; m < M; m++) {
+    const a = quantizeActivations('q8_0', x.subarray(m * K, (m + 1) * K));
+    for (let n = 0; n < N; n++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += w[n * K + k]! * a.q![k]! * a.d![k >> 5]!;
+      y[m * N + n] = s;
+    }
+  }
+  return y;
+}
+
+for (const variant of ['shared', 'shared-base'] as const)
+  for (const type of ['q4_0', 'q8_0'] as const)
+    test(`${type}x4 prompt tiles (${variant}): float64 reference, plain product's bits on whole token groups, row splits`, () => {
+      const h = new Heap(variant);
+      const prompt = (type === 'q4_0' ? h.k.gemm_q4_0x4_prompt : h.k.gemm_q8_0x4_prompt).bind(h.k);
+      for (const [M, N, K] of SHAPES) {
+        const wq = quantize(type, rand(N * K, N * 29 + K, 0.5));
+        if (type === 'q8_0') wq[40] = 0x81; // -127: the extreme weight (ggml never writes -128)
+        const x = rand(M * K, M * 13 + K, 2);
+        x[1] = 0;
+        const px = h.putF32(x),
+          plain = h.putU8(wq),
+          packed = h.putU8(repackX4(type, wq, N, K));
+        const qa = h.alloc(actQ8Bytes(M, K));
+        h.k.quantize_act_q8(px, K, 0, M, K, qa);
+        const py = h.alloc(M * N * 4),
+          pz = h.alloc(M * N * 4);
+        prompt(qa, packed, py, N, M, N, 0, N, K, 0);
+        (type === 'q4_0' ? h.k.gemm_q4_0 : h.k.gemm_q8_0).call(h.k, qa, plain, pz, N, M, 0, N, K, 0);
+        const y = h.f32(py, M * N).slice(),
+          z = h.f32(pz, M * N);
+        const ref = reference(type, wq, x, M, N, K);
+        const whole = M - (M % 4);
+        for (let m = 0; m < M; m++)
+          for (let n = 0; n < N; n++) {
+            const i = m * N + n;
+            assert.ok(
+              Math.abs(y[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)),
+              `M${M} N${N} K${K} [${m},${n}] ${y[i]} vs ${ref[i]}`,
+            );
+            if (m < whole) assert.equal(y[i], z[i], `bits of the plain product at M${M} N${N} K${K} [${m},${n}]`);
+          }
+        // rows split at a multiple of 4 into two calls adding onto a base: the same bits
+        const base = rand(M * N, 5);
+        h.f32(py, M * N).set(base);
+        const cut = 4 * Math.floor(N / 8);
+        prompt(qa, packed, py, N, M, N, cut, N, K, 1);
+        prompt(qa, packed, py, N, M, N, 0, cut, K, 1);
+        const y2 = h.f32(py, M * N);
+        for (let i = 0; i < M * N; i++)
+          assert.equal(y2[i], Math.fround(base[i]! + y[i]!), `M${M} N${N} K${K} acc [${i}]`);
+      }
+    });
