@@ -5,7 +5,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { kernelModule } from '../backends/wasm/module-loader.js';
-import { CTL, Team } from '../backends/wasm/team.js';
+import { CTL, Team, TeamAborted } from '../backends/wasm/team.js';
 import { JOB, jobRunner, type WasmGemm } from './gemm-job.js';
 
 const { control, jobBuffer, memory, tid, threads, cores } = workerData as {
@@ -32,9 +32,12 @@ try {
     runJob();
   }
 } catch (e) {
-  // Wake the caller and the other workers: they leave the barrier with TeamAborted.
-  Atomics.store(ctl, CTL.abort, 1);
-  Atomics.add(ctl, CTL.generation, 0);
-  Atomics.notify(ctl, CTL.generation);
-  throw e;
+  if (!(e instanceof TeamAborted)) {
+    // Wake the caller and the other workers: they leave the barrier with TeamAborted. Not rethrown:
+    // the caller, blocked in a product, could not handle the Worker's error event.
+    Atomics.store(ctl, CTL.abort, 1);
+    Atomics.add(ctl, CTL.generation, 0);
+    Atomics.notify(ctl, CTL.generation);
+    process.stderr.write(`training worker ${tid} failed: ${(e as Error).message}\n`);
+  }
 }

@@ -10,8 +10,8 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { kernelModule, PAGE } from '../backends/wasm/module-loader.js';
-import { MemoryPlanError } from '../errors.js';
-import { createControlBuffer, Team } from '../backends/wasm/team.js';
+import { MemoryPlanError, MptError } from '../errors.js';
+import { CTL, createControlBuffer, Team } from '../backends/wasm/team.js';
 import { JOB, jobRunner, runChunk, type WasmGemm } from './gemm-job.js';
 import { matmulViaNT, Scratch, type Kernels } from './kernels.js';
 
@@ -45,7 +45,8 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
   const job = new Int32Array(jobBuffer),
     args = new Uint32Array(jobBuffer);
   const cores = availableParallelism();
-  const team = new Team(new Int32Array(control), 0, threads, cores);
+  const ctl = new Int32Array(control);
+  const team = new Team(ctl, 0, threads, cores);
   team.reset(threads);
   const runJob = jobRunner(team, w.gemm_f32, args);
   const workers: Worker[] = [];
@@ -58,6 +59,8 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
   }
   /** Set once every worker has started: until then the caller runs every chunk itself. */
   let teamReady = false;
+  /** Why a threaded product failed (a trap, a worker that died): later ones refuse to run. */
+  let failed: string | null = null;
   let seq = 0;
 
   /** gemm on byte pointers, split into chunks that every thread claims. */
@@ -97,7 +100,16 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
     }
     Atomics.store(job, JOB.SEQ, ++seq);
     Atomics.notify(job, JOB.SEQ);
-    runJob();
+    if (failed) throw new MptError(`the training kernels cannot continue after an earlier failure: ${failed}`);
+    try {
+      runJob();
+    } catch (e) {
+      // Let the workers leave this product's barrier (TeamAborted); the Team is not reusable.
+      failed = (e as Error).message;
+      Atomics.store(ctl, CTL.abort, 1);
+      Atomics.notify(ctl, CTL.generation);
+      throw e;
+    }
   };
 
   // Staging of operands that live outside the arena.
