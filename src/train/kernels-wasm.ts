@@ -98,9 +98,9 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
       for (let c = 0; c < nchunk; c++) runChunk(w.gemm_f32, args, c);
       return;
     }
+    if (failed) throw new MptError(`the training kernels cannot continue after an earlier failure: ${failed}`);
     Atomics.store(job, JOB.SEQ, ++seq);
     Atomics.notify(job, JOB.SEQ);
-    if (failed) throw new MptError(`the training kernels cannot continue after an earlier failure: ${failed}`);
     try {
       runJob();
     } catch (e) {
