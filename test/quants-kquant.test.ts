@@ -10,6 +10,7 @@ import { f16ToF32 } from '../src/formats/dtypes.js';
 import { dequantize, quantize, quantizeMatrix } from '../src/formats/ggml-quants.js';
 import { readGguf } from '../src/formats/gguf.js';
 import { kquantJs } from '../src/formats/kquant-quantize.js';
+import { scaleMinK4 } from '../src/formats/kquant-scales.js';
 import { wasmKQuant, type KQuantType } from '../src/formats/kquant-wasm.js';
 import type { DType } from '../src/formats/tensor-source.js';
 import { fixturePath } from './helpers/goldens.js';
@@ -217,12 +218,6 @@ function rmse(t: DType, x: Float32Array): number {
 }
 
 const half = (b: Uint8Array, o: number) => f16ToF32(b[o]! | (b[o + 1]! << 8));
-
-/** q4_K / q5_K sub-block j's (scale, min) integers from the 12 packed bytes at o. */
-function scaleMinK4(j: number, q: Uint8Array, o: number): [number, number] {
-  if (j < 4) return [q[o + j]! & 63, q[o + j + 4]! & 63];
-  return [(q[o + j + 4]! & 0xf) | ((q[o + j - 4]! >> 6) << 4), (q[o + j + 4]! >> 4) | ((q[o + j]! >> 6) << 4)];
-}
 
 describe('k-quant round trips', () => {
   it("Gaussian rows: RMSE within each type's budget and below the 32-block types of the same size", () => {

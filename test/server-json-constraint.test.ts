@@ -305,6 +305,9 @@ test('schemas the automaton cannot enforce are refused, naming the keyword', () 
     [{ type: 'string', pattern: '(a)\\1' }, 'backreferences'],
     [{ type: 'string', pattern: '\\bword' }, 'word boundaries'],
     [{ type: 'string', pattern: 'é' }, 'non-ASCII'],
+    // JavaScript reads these as (^a)|(b$) and "a, twice" twice (an error): never as ^(a|b)$ or a{2}
+    [{ type: 'string', pattern: '^a|b$' }, '"^" is supported only at the start'],
+    [{ type: 'string', pattern: 'a+{2}' }, 'nothing to repeat'],
     [{ type: 'string', format: 'uri' }, 'format'],
     [{ type: 'number', multipleOf: 0.5 }, 'multipleOf'],
     [{ type: 'integer', minimum: 1, maximum: 0 }, 'bounds'],

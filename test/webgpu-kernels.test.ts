@@ -3,14 +3,17 @@
 // gathered through an index list with LayerNorm, GELU and a scale, more rows than one workgroup
 // takes with RMSNorm, clip and +=, GLU; long rows; with and without subgroup operations. Also: a
 // row's result does not depend on the rows computed beside it (batched decode gives the bits of
-// single-sequence decode). Runs on lavapipe where there is no GPU; skipped where WebGPU has no adapter.
+// single-sequence decode). And the WGSL erf and GELU against CPython's math.erf. Runs on lavapipe where there is no GPU; skipped where WebGPU has no adapter.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { after, before, describe, it } from 'node:test';
 import { gelu, layerNorm, linear, rmsNorm, silu } from '../src/backends/reference/math.js';
 import { openGpu, type GpuBuffer } from '../src/backends/webgpu/gpu.js';
 import { matrixLayout, packMatrix, type GpuWeightType, type MatrixLayout } from '../src/backends/webgpu/layout.js';
 import { productDispatch, type ProductSpec } from '../src/backends/webgpu/matvec.js';
+import { ACTIVATION } from '../src/backends/webgpu/wgsl.js';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
+import { fixturePath } from './helpers/goldens.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import { KernelHarness, probeWebGpu, random } from './helpers/webgpu-harness.js';
 
@@ -266,4 +269,35 @@ describe('webgpu products with f16 math (shader-f16) vs float64, within f16 roun
       })();
     });
   }
+});
+
+describe("WGSL erf and GELU (wgsl.ts) against CPython's math.erf (test/fixtures/erf-table.json)", { skip }, () => {
+  let h: KernelHarness;
+  before(async () => {
+    h = new KernelHarness(await openGpu());
+  });
+  after(() => h?.gpu.device.destroy());
+
+  it('erf_f32 within its fit error, activate(GELU) within float32 rounding, on the whole table', async () => {
+    const rows = (JSON.parse(readFileSync(fixturePath('erf-table.json'), 'utf8')) as { rows: [number, number][] }).rows;
+    assert.ok(rows.length > 200);
+    // y[2i] = erf(t), y[2i + 1] = GELU(√2·t) = √2·t · (1 + erf(t)) / 2, as the wasm kernels' test reads the table.
+    const t = Float32Array.from(rows, ([x]) => x);
+    const x = Float32Array.from(rows, ([v]) => v * Math.SQRT2);
+    const body = 'y[2u * i] = erf_f32(x[i]); y[2u * i + 1u] = activate(x[i] * 1.41421356237309505, 1u);';
+    const y = await h.elementwise(ACTIVATION, body, t, 2);
+    let worst = 0;
+    rows.forEach(([tv, e], i) => {
+      const got = y[2 * i]!;
+      worst = Math.max(worst, Math.abs(got - e));
+      // Absolute error: the fit's 1.2e-7 plus a few float32 ulps of 1 (WGSL lets exp err by 3 + 2|x| ulps,
+      // and 1 - erfc rounds once more); lavapipe measures 2.2e-7. Near 0 that is no relative bound:
+      // erf_f32(±1e-8) is 0, which GELU, multiplying by x, does not notice.
+      assert.ok(Math.abs(got - e) <= 4e-7, `erf_f32(${tv}) = ${got}, math.erf ${e}`);
+      const want = 0.5 * x[i]! * (1 + e);
+      const g = y[2 * i + 1]!;
+      assert.ok(Math.abs(g - want) <= 1e-6 + 3e-7 * Math.abs(want), `gelu(${x[i]}) (erf ${tv}): ${g} vs ${want}`);
+    });
+    console.log(`# WGSL erf_f32: largest error against math.erf ${worst.toExponential(2)} on ${h.gpu.adapterName}`);
+  });
 });

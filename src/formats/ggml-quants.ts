@@ -25,6 +25,7 @@ import { FormatError, InputError, UnsupportedError } from '../errors.js';
 import { byteLengthOf, GGML_TYPES } from './ggml-types.js';
 import { bf16ToF32, f16Values, f32ToBf16, f32ToF16 } from './dtypes.js';
 import { quantizeQ4K, quantizeQ5K, quantizeQ6K } from './kquant-quantize.js';
+import { q3kScales, scaleMinK4 } from './kquant-scales.js';
 import type { DType } from './tensor-source.js';
 
 export {
@@ -94,21 +95,6 @@ export function checkBytes(dtype: DType, bytes: Uint8Array, count: number): void
   const need = byteLengthOf(dtype, count);
   if (bytes.length < need) {
     throw new FormatError(`${GGML_TYPES[dtype].name}: ${count} values need ${need} bytes, got ${bytes.length}`);
-  }
-}
-
-/** get_scale_min_k4: the j-th 6-bit scale and min packed in q4_K / q5_K's 12 scale bytes. */
-export function scaleMinK4(j: number, q: Uint8Array, o: number): [number, number] {
-  if (j < 4) return [q[o + j]! & 63, q[o + j + 4]! & 63];
-  return [(q[o + j + 4]! & 0xf) | ((q[o + j - 4]! >> 6) << 4), (q[o + j + 4]! >> 4) | ((q[o + j]! >> 6) << 4)];
-}
-
-/** The 16 signed 6-bit scales of a q3_K block (already minus 32). */
-export function q3kScales(b: Uint8Array, o: number, out: Int32Array): void {
-  for (let j = 0; j < 16; j++) {
-    const low = j < 8 ? b[o + j]! & 0xf : b[o + j - 8]! >> 4;
-    const high = (b[o + 8 + (j % 4)]! >> (2 * (j >> 2))) & 3;
-    out[j] = (low | (high << 4)) - 32;
   }
 }
 

@@ -17,6 +17,7 @@
 import { f16ToF32, f32ToF16 } from './dtypes.js';
 import { FormatError } from '../errors.js';
 import { GGML_TYPES } from './ggml-types.js';
+import { packScalesMinsK4, scaleMinK4 } from './kquant-scales.js';
 import { wasmKQuant, type KQuantType } from './kquant-wasm.js';
 
 const fr = Math.fround;
@@ -183,25 +184,6 @@ function makeQxQuants(n: number, nmax: number, x: Float32Array, xo: number, L: U
   return scale;
 }
 
-/** Packs 8 six-bit scales and mins into q4_K / q5_K's 12 scale bytes (inverse of get_scale_min_k4). */
-function packScalesMins(ls: Uint8Array, lm: Uint8Array, out: Uint8Array, o: number): void {
-  for (let j = 0; j < 8; j++) {
-    if (j < 4) {
-      out[o + j] = ls[j]!;
-      out[o + j + 4] = lm[j]!;
-    } else {
-      out[o + j + 4] = (ls[j]! & 0xf) | ((lm[j]! & 0xf) << 4);
-      out[o + j - 4]! |= (ls[j]! >> 4) << 6;
-      out[o + j]! |= (lm[j]! >> 4) << 6;
-    }
-  }
-}
-
-function scaleMin(j: number, q: Uint8Array, o: number): [number, number] {
-  if (j < 4) return [q[o + j]! & 63, q[o + j + 4]! & 63];
-  return [(q[o + j + 4]! & 0xf) | ((q[o + j - 4]! >> 6) << 4), (q[o + j + 4]! >> 4) | ((q[o + j]! >> 6) << 4)];
-}
-
 function checkInput(name: string, x: Float32Array): void {
   if (x.length % QK_K !== 0) {
     throw new FormatError(
@@ -253,7 +235,7 @@ function quantizeQ45K(x: Float32Array, five: boolean): Uint8Array {
       ls[j] = Math.min(63, nearestInt(fr(invScale * scales[j]!)) & 0xff);
       lm[j] = Math.min(63, nearestInt(fr(invMin * mins[j]!)) & 0xff);
     }
-    packScalesMins(ls, lm, out, o + 4);
+    packScalesMinsK4(ls, lm, out, o + 4);
     const dh = f32ToF16(fr(maxScale / 63));
     const mh = f32ToF16(fr(maxMin / 63));
     out[o] = dh & 0xff;
@@ -263,7 +245,7 @@ function quantizeQ45K(x: Float32Array, five: boolean): Uint8Array {
     const dAll = halfToFloat(dh);
     const mAll = halfToFloat(mh);
     for (let j = 0; j < 8; j++) {
-      const [sc, m] = scaleMin(j, out, o + 4);
+      const [sc, m] = scaleMinK4(j, out, o + 4);
       const d = fr(dAll * sc);
       if (d === 0) continue; // keep the search's quants, as C does (C's `!d`: NaN goes on)
       const dm = fr(mAll * m);

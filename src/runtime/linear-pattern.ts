@@ -13,23 +13,34 @@
  * stays linear too, where RE2 and Rust's regex crate are quadratic in the worst case.
  *
  * The syntax is JavaScript's with the `u` flag (tokenizers.js has already rewritten Oniguruma's
- * syntax into it): one-code-point atoms (literals, `.`, escapes, `\p{…}`, classes) are tested
- * by a JavaScript RegExp of that atom alone, which cannot backtrack, so their meaning is exactly
- * JavaScript's. Lookahead and lookbehind are zero-width tests at one position; they are run here
+ * syntax into it), parsed by pattern-syntax.ts: one-code-point atoms (literals, `.`, escapes,
+ * `\p{…}`, classes) are tested by a JavaScript RegExp of that atom alone, which cannot
+ * backtrack, so their meaning is exactly JavaScript's. Lookahead and lookbehind are zero-width tests at one position; they are run here
  * when their body matches at most LOOK_MAX_WIDTH code points (as in `\s+(?!\S)`, and the
  * lookarounds tokenizers.js writes for `^`, `$`, `\b`, `\A`, `\z`), which keeps the whole search
  * linear. Backreferences (which no linear matcher can run) and unbounded lookarounds are refused,
  * as are patterns that compile to more than MAX_INSTRUCTIONS states.
+ *
+ * A different engine from JSON Schema's (server/constrain/regex.ts, which shares the parser)
+ * because the jobs differ: this one searches a text for JavaScript's leftmost-first matches over
+ * all of Unicode, lookarounds included, while that one must step a deterministic automaton over
+ * the generated ASCII one character at a time, intersect several patterns and know the shortest
+ * completion from any state, which a search over a finished text never needs.
  */
 import { FormatError } from '../errors.js';
+import {
+  EDGE_END,
+  EDGE_START,
+  EDGE_WORD,
+  PatternParser,
+  type PatternAtom,
+  type PatternNode as Node,
+} from './pattern-syntax.js';
 
 /** Most NFA states a pattern may compile to (counted repetitions are expanded). */
 export const MAX_INSTRUCTIONS = 10_000;
 /** Most code points a lookahead or lookbehind body may match. */
 export const LOOK_MAX_WIDTH = 16;
-/** Deepest group nesting accepted. */
-const MAX_DEPTH = 200;
-
 const CHAR = 0,
   SPLIT = 1,
   EDGE = 2,
@@ -37,10 +48,6 @@ const CHAR = 0,
   MATCH = 4,
   BEGIN = 5,
   CHECK = 6;
-const EDGE_START = 0,
-  EDGE_END = 1,
-  EDGE_WORD = 2,
-  EDGE_NOT_WORD = 3;
 
 /** A set of code points: one atom of the pattern, decided by JavaScript's own RegExp. */
 class CharSet {
@@ -48,13 +55,12 @@ class CharSet {
   private readonly bmp: Uint8Array | undefined;
   private readonly astral = new Map<number, boolean>();
   private readonly re: RegExp | undefined;
-  /** `only` >= 0: the set is that one code point (a literal), and `source` is unused. */
-  constructor(
-    source: string,
-    private readonly only: number,
-  ) {
-    if (only < 0) {
-      this.re = new RegExp(`^(?:${source})$`, 'u');
+  /** `only` >= 0: the set is that one code point (a literal). */
+  private readonly only: number;
+  constructor(atom: PatternAtom) {
+    this.only = atom.only;
+    if (atom.re) {
+      this.re = atom.re;
       this.bmp = new Uint8Array(0x10000);
     }
   }
@@ -73,196 +79,6 @@ class CharSet {
       this.astral.set(cp, yes);
     }
     return yes;
-  }
-}
-
-type Node =
-  | { t: 'char'; set: number }
-  | { t: 'seq'; items: Node[] }
-  | { t: 'alt'; alts: Node[] }
-  | { t: 'rep'; body: Node; min: number; max: number; greedy: boolean }
-  | { t: 'look'; body: Node; behind: boolean; negate: boolean }
-  | { t: 'edge'; kind: number };
-
-const SYNTAX_CHARS = '^$\\.*+?()[]{}|/';
-
-class Parser {
-  private i = 0;
-  private depth = 0;
-  readonly sets: CharSet[] = [];
-  private readonly setIds = new Map<string, number>();
-
-  constructor(
-    private readonly src: string,
-    private readonly fail: (reason: string) => never,
-  ) {}
-
-  parse(): Node {
-    const node = this.alternation();
-    if (this.i < this.src.length) this.fail(`has an unmatched ")" at index ${this.i}`);
-    return node;
-  }
-
-  private set(source: string, only = -1): Node {
-    const key = only >= 0 ? `#${only}` : source;
-    let id = this.setIds.get(key);
-    if (id === undefined) {
-      id = this.sets.length;
-      try {
-        this.sets.push(new CharSet(source, only));
-      } catch {
-        this.fail(`has an atom JavaScript cannot compile alone: ${source}`);
-      }
-      this.setIds.set(key, id);
-    }
-    return { t: 'char', set: id };
-  }
-
-  private alternation(): Node {
-    const alts = [this.sequence()];
-    while (this.src[this.i] === '|') {
-      this.i++;
-      alts.push(this.sequence());
-    }
-    return alts.length === 1 ? alts[0]! : { t: 'alt', alts };
-  }
-
-  private sequence(): Node {
-    const items: Node[] = [];
-    const s = this.src;
-    while (this.i < s.length && s[this.i] !== '|' && s[this.i] !== ')') items.push(this.quantified());
-    return items.length === 1 ? items[0]! : { t: 'seq', items };
-  }
-
-  private quantified(): Node {
-    const body = this.atom();
-    const s = this.src;
-    let min: number, max: number;
-    const c = s[this.i];
-    if (c === '*') {
-      min = 0;
-      max = Infinity;
-      this.i++;
-    } else if (c === '+') {
-      min = 1;
-      max = Infinity;
-      this.i++;
-    } else if (c === '?') {
-      min = 0;
-      max = 1;
-      this.i++;
-    } else if (c === '{') {
-      const m = /^\{(\d+)(?:(,)(\d*))?\}/.exec(s.slice(this.i, this.i + 64));
-      if (!m) this.fail(`has a "{" that is not a quantifier at index ${this.i}`);
-      min = Number(m[1]);
-      max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
-      if (max < min) this.fail(`has a quantifier {${m[1]},${m[3]}} whose maximum is below its minimum`);
-      if (min > MAX_INSTRUCTIONS || (max !== Infinity && max > MAX_INSTRUCTIONS)) {
-        this.fail(`has a repetition count over ${MAX_INSTRUCTIONS} (${m[0]})`);
-      }
-      this.i += m[0].length;
-    } else return body;
-    let greedy = true;
-    if (s[this.i] === '?') {
-      greedy = false;
-      this.i++;
-    }
-    return { t: 'rep', body, min, max, greedy };
-  }
-
-  private atom(): Node {
-    const s = this.src,
-      start = this.i,
-      c = s[start]!;
-    if (c === '(') return this.group();
-    if (c === '^') {
-      this.i++;
-      return { t: 'edge', kind: EDGE_START };
-    }
-    if (c === '$') {
-      this.i++;
-      return { t: 'edge', kind: EDGE_END };
-    }
-    if (c === '.') {
-      this.i++;
-      return this.set('.');
-    }
-    if (c === '[') {
-      let j = start + 1;
-      if (s[j] === '^') j++;
-      while (j < s.length && s[j] !== ']') j += s[j] === '\\' ? 2 : 1;
-      if (j >= s.length) this.fail(`has an unterminated character class at index ${start}`);
-      this.i = j + 1;
-      return this.set(s.slice(start, this.i));
-    }
-    if (c === '\\') return this.escape();
-    if ('*+?{'.includes(c)) this.fail(`has a quantifier with nothing to repeat (index ${start})`);
-    const cp = s.codePointAt(start)!;
-    this.i += cp > 0xffff ? 2 : 1;
-    return this.set('', cp);
-  }
-
-  private group(): Node {
-    const s = this.src,
-      start = this.i;
-    if (++this.depth > MAX_DEPTH) this.fail(`nests groups more than ${MAX_DEPTH} deep`);
-    let look: { behind: boolean; negate: boolean } | undefined;
-    if (s.startsWith('(?:', start)) this.i += 3;
-    else if (s.startsWith('(?=', start) || s.startsWith('(?!', start)) {
-      look = { behind: false, negate: s[start + 2] === '!' };
-      this.i += 3;
-    } else if (s.startsWith('(?<=', start) || s.startsWith('(?<!', start)) {
-      look = { behind: true, negate: s[start + 3] === '!' };
-      this.i += 4;
-    } else if (s.startsWith('(?<', start)) {
-      const end = s.indexOf('>', start);
-      if (end < 0) this.fail(`has an unterminated group name at index ${start}`);
-      this.i = end + 1;
-    } else if (s[start + 1] === '?') this.fail(`uses the unsupported group syntax "${s.slice(start, start + 4)}"`);
-    else this.i++;
-    const body = this.alternation();
-    if (s[this.i] !== ')') this.fail(`has an unclosed group at index ${start}`);
-    this.i++;
-    this.depth--;
-    if (!look) return body;
-    const [, maxWidth] = width(body);
-    if (maxWidth > LOOK_MAX_WIDTH) {
-      const kind = look.behind ? 'lookbehind' : 'lookahead';
-      this.fail(
-        `has a ${kind} that can match ${maxWidth === Infinity ? 'unboundedly many' : maxWidth} characters ` +
-          `(at most ${LOOK_MAX_WIDTH} can be checked in linear time)`,
-      );
-    }
-    return { t: 'look', body, ...look };
-  }
-
-  private escape(): Node {
-    const s = this.src,
-      start = this.i,
-      e = s[start + 1];
-    if (e === undefined) this.fail('ends with a lone backslash');
-    if (e === 'b' || e === 'B') {
-      this.i += 2;
-      return { t: 'edge', kind: e === 'b' ? EDGE_WORD : EDGE_NOT_WORD };
-    }
-    if (e === 'k' || (e >= '1' && e <= '9')) {
-      const ref = s.slice(start, start + 2);
-      this.fail(`uses a backreference (${ref}), which only backtracking can match (in exponential time)`);
-    }
-    let end = start + 2;
-    if (e === 'p' || e === 'P' || (e === 'u' && s[start + 2] === '{')) {
-      end = s.indexOf('}', start) + 1;
-      if (end === 0) this.fail(`has an unterminated escape at index ${start}`);
-    } else if (e === 'u') {
-      end = start + 6;
-      // A surrogate pair written as two escapes is one code point with the u flag.
-      const lead = parseInt(s.slice(start + 2, end), 16);
-      if (lead >= 0xd800 && lead <= 0xdbff && /^\\u[dD][c-fC-F][0-9a-fA-F]{2}/.test(s.slice(end, end + 6))) end += 6;
-    } else if (e === 'x') end = start + 4;
-    else if (e === 'c') end = start + 3;
-    this.i = end;
-    if (SYNTAX_CHARS.includes(e) || e === '-') return this.set('', e.codePointAt(0)!);
-    return this.set(s.slice(start, end));
   }
 }
 
@@ -719,12 +535,48 @@ export function compileLinearPattern(source: string, flags: string, what: string
     throw new FormatError(`${what} ${reason}`);
   };
   if (!flags.includes('u') || /[^gu]/.test(flags)) fail(`has the regex flags "${flags}"; only "gu" is supported`);
-  const parser = new Parser(source, fail);
+  const parser = new PatternParser(source, fail, MAX_INSTRUCTIONS);
   const root = parser.parse();
+  checkLookarounds(root, source, fail);
   const n = size(root);
   if (!(n <= MAX_INSTRUCTIONS)) {
     const states = Number.isFinite(n) ? n : 'unboundedly many';
     fail(`is too large: it expands to ${states} matcher states (at most ${MAX_INSTRUCTIONS})`);
   }
-  return new LinearPattern(source, compile(root, parser.sets));
+  return new LinearPattern(
+    source,
+    compile(
+      root,
+      parser.atoms.map((a) => new CharSet(a)),
+    ),
+  );
+}
+
+/** Refuses a lookahead or lookbehind whose body can match more than LOOK_MAX_WIDTH code points. */
+function checkLookarounds(n: Node, source: string, fail: (reason: string) => never): void {
+  switch (n.t) {
+    case 'seq':
+      for (const item of n.items) checkLookarounds(item, source, fail);
+      return;
+    case 'alt':
+      for (const alt of n.alts) checkLookarounds(alt, source, fail);
+      return;
+    case 'rep':
+      checkLookarounds(n.body, source, fail);
+      return;
+    case 'look': {
+      checkLookarounds(n.body, source, fail);
+      const [, maxWidth] = width(n.body);
+      if (maxWidth > LOOK_MAX_WIDTH) {
+        const kind = n.behind ? 'lookbehind' : 'lookahead';
+        fail(
+          `has a ${kind} that can match ${maxWidth === Infinity ? 'unboundedly many' : maxWidth} characters ` +
+            `(at most ${LOOK_MAX_WIDTH} can be checked in linear time) at index ${n.at}`,
+        );
+      }
+      return;
+    }
+    default:
+      return;
+  }
 }

@@ -1,53 +1,53 @@
 /**
- * The job protocol of the trainer's threaded products (kernels-wasm.ts posts jobs, every
- * kernels-wasm-worker.ts and the caller claim chunks of them): the control block's slots and the
- * chunk loop both sides run.
+ * The job protocol of the trainer's threaded products. kernels-wasm.ts (the caller, thread 0)
+ * posts one product at a time; the caller and every kernels-wasm-worker.ts then run it as one
+ * operation of the wasm backend's Team (backends/wasm/team.ts): chunks of the product claimed
+ * from the Team's atomic work counter by whichever thread is free, then the Team's barrier.
  *
- * Why not the wasm backend's Team (backends/wasm/team.ts): a Team runs a pass in lock step, every
- * thread through the same barriers, which suits a forward pass planned as a whole. The trainer
- * calls one product at a time from synchronous JS, hundreds per step; here a worker the OS is
- * slow to wake (this machine is shared) just claims fewer chunks, and the caller waits only for
- * the workers already in flight, never at a barrier for all of them.
+ * What differs from the wasm backend, and why: the backend posts a whole pass, many operations,
+ * and its threads run from one barrier to the next without sleeping; the trainer calls one product
+ * at a time from synchronous JS (hundreds per step, with its own JS work between them), so here a
+ * pass is one product, and the workers sleep on this job block's SEQ slot between products instead
+ * of waiting for a message. The caller writes a job only after the previous one's barrier, which
+ * every thread has passed, so no thread ever reads half-written arguments.
  */
 import type { Kernels } from '../backends/wasm/kernels.js';
+import type { Team } from '../backends/wasm/team.js';
 
 /** The kernel module's exports the trainer calls. */
 export type WasmGemm = Pick<Kernels, 'gemm_f32' | 'transpose_f32'>;
 
 /**
- * Control block shared by the caller and every worker (Int32 slots). A job is split into chunks
- * that threads claim with compare-and-swap on COUNTER, so a thread the OS starves (this machine
- * is shared) just claims fewer chunks. The caller closes a finished job (COUNTER = CLOSED) and waits
- * for INFLIGHT to drain before it writes the next job, so no worker ever reads half-written arguments.
+ * Int32 slots of the job block shared by the caller and every worker (beside the Team's control
+ * buffer). SEQ counts posted jobs (workers wait on it), READY counts workers that have started,
+ * EXIT asks them to stop; the rest are the current product's split and gemm_f32 arguments.
  */
-export const WCTRL = {
+export const JOB = {
   SEQ: 0,
-  INFLIGHT: 1,
-  COUNTER: 2,
-  NCHUNK: 3,
-  EXIT: 4,
-  SPLIT_ROWS: 5,
-  CHUNK: 6,
-  ARGS: 7,
-  SIZE: 20,
-  CLOSED: -1,
+  READY: 1,
+  EXIT: 2,
+  SPLIT_ROWS: 3,
+  CHUNK: 4,
+  NCHUNK: 5,
+  ARGS: 6,
+  SIZE: 16,
 } as const;
 
-/** Runs chunk `c` of the job whose arguments are in `args` (shared by caller and workers). */
-export function runChunk(gemm: WasmGemm['gemm_f32'], a: Uint32Array, c: number): void {
-  const A = WCTRL.ARGS;
-  const X = a[A]!,
-    ldx = a[A + 1]!,
-    W = a[A + 2]!,
-    ldw = a[A + 3]!,
-    Y = a[A + 4]!,
-    ldy = a[A + 5]!;
-  const M = a[A + 6]!,
-    N = a[A + 7]!,
-    K = a[A + 8]!,
-    acc = a[A + 9]!;
-  const size = a[WCTRL.CHUNK]!;
-  if (a[WCTRL.SPLIT_ROWS]) {
+/** Runs chunk `c` of the product whose arguments are in `job`. */
+export function runChunk(gemm: WasmGemm['gemm_f32'], job: Uint32Array, c: number): void {
+  const A = JOB.ARGS;
+  const X = job[A]!,
+    ldx = job[A + 1]!,
+    W = job[A + 2]!,
+    ldw = job[A + 3]!,
+    Y = job[A + 4]!,
+    ldy = job[A + 5]!;
+  const M = job[A + 6]!,
+    N = job[A + 7]!,
+    K = job[A + 8]!,
+    acc = job[A + 9]!;
+  const size = job[JOB.CHUNK]!;
+  if (job[JOB.SPLIT_ROWS]) {
     const m0 = c * size,
       m1 = Math.min(M, m0 + size);
     if (m1 > m0) gemm(X + m0 * ldx * 4, ldx, W, ldw, Y + m0 * ldy * 4, ldy, m1 - m0, 0, N, K, acc);
@@ -58,12 +58,11 @@ export function runChunk(gemm: WasmGemm['gemm_f32'], a: Uint32Array, c: number):
   }
 }
 
-/** Claims and runs chunks of the current job until none is left. */
-export function workOnJob(gemm: WasmGemm['gemm_f32'], ctrl: Int32Array, args: Uint32Array): void {
-  for (;;) {
-    const v = Atomics.load(ctrl, WCTRL.COUNTER);
-    if (v === WCTRL.CLOSED || v >= ctrl[WCTRL.NCHUNK]!) return;
-    if (Atomics.compareExchange(ctrl, WCTRL.COUNTER, v, v + 1) !== v) continue;
-    runChunk(gemm, args, v);
-  }
+/**
+ * One thread's part in the posted product: `runJob()` claims its chunks through the Team and
+ * returns when every thread has passed the closing barrier. Every thread calls it once per job.
+ */
+export function jobRunner(team: Team, gemm: WasmGemm['gemm_f32'], job: Uint32Array): () => void {
+  const chunk = (c: number) => runChunk(gemm, job, c);
+  return () => team.parallelFor(job[JOB.NCHUNK]!, chunk);
 }

@@ -2,15 +2,17 @@
  * Trainer kernels on the project's wasm SIMD GEMM (src/backends/wasm/assembly/gemm-f32.ts),
  * zero-copy and multi-threaded: every tensor the trainer allocates lives in one shared
  * WebAssembly.Memory (a bump arena; training allocates its buffers once), that memory is given to
- * `threads − 1` workers, and each product is split over the threads by rows or columns. The caller
- * blocks (Atomics.wait) until the workers finish, so the trainer's code stays synchronous.
+ * `threads − 1` workers, and each product is split over the threads by rows or columns, run as one
+ * operation of the wasm backend's Team (gemm-job.ts). The caller takes part and blocks at the
+ * Team's barrier until the workers finish, so the trainer's code stays synchronous.
  * Operands outside the arena (a test's plain arrays) are staged through arena scratch.
  */
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { kernelModule, PAGE } from '../backends/wasm/module-loader.js';
-import { MemoryPlanError } from '../errors.js';
-import { type WasmGemm, WCTRL, workOnJob } from './gemm-job.js';
+import { MemoryPlanError, MptError } from '../errors.js';
+import { CTL, createControlBuffer, Team } from '../backends/wasm/team.js';
+import { JOB, jobRunner, runChunk, type WasmGemm } from './gemm-job.js';
 import { matmulViaNT, Scratch, type Kernels } from './kernels.js';
 
 /** Below this many multiply-adds a product runs on the calling thread alone. */
@@ -38,18 +40,27 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
   };
   const inArena = (a: Float32Array) => arenaBuffers.has(a.buffer);
 
-  const control = new SharedArrayBuffer(WCTRL.SIZE * 4);
-  const ctrl = new Int32Array(control),
-    args = new Uint32Array(control);
-  ctrl[WCTRL.COUNTER] = WCTRL.CLOSED;
+  const control = createControlBuffer(),
+    jobBuffer = new SharedArrayBuffer(JOB.SIZE * 4);
+  const job = new Int32Array(jobBuffer),
+    args = new Uint32Array(jobBuffer);
+  const cores = availableParallelism();
+  const ctl = new Int32Array(control);
+  const team = new Team(ctl, 0, threads, cores);
+  team.reset(threads);
+  const runJob = jobRunner(team, w.gemm_f32, args);
   const workers: Worker[] = [];
   for (let t = 1; t < threads; t++) {
     const worker = new Worker(new URL('./kernels-wasm-worker.js', import.meta.url), {
-      workerData: { control, memory },
+      workerData: { control, jobBuffer, memory, tid: t, threads, cores },
     });
     worker.unref();
     workers.push(worker);
   }
+  /** Set once every worker has started: until then the caller runs every chunk itself. */
+  let teamReady = false;
+  /** Why a threaded product failed (a trap, a worker that died): later ones refuse to run. */
+  let failed: string | null = null;
   let seq = 0;
 
   /** gemm on byte pointers, split into chunks that every thread claims. */
@@ -75,20 +86,29 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
     const chunks = 4 * threads;
     const size = Math.max(4, Math.ceil(dim / chunks / 4) * 4);
     [X, ldx, W, ldw, Y, ldy, M, N, K, a].forEach((v, i) => {
-      args[WCTRL.ARGS + i] = v >>> 0;
+      args[JOB.ARGS + i] = v >>> 0;
     });
-    ctrl[WCTRL.SPLIT_ROWS] = rows ? 1 : 0;
-    ctrl[WCTRL.CHUNK] = size;
-    ctrl[WCTRL.NCHUNK] = Math.ceil(dim / size);
-    Atomics.store(ctrl, WCTRL.COUNTER, 0);
-    Atomics.store(ctrl, WCTRL.SEQ, ++seq);
-    Atomics.notify(ctrl, WCTRL.SEQ);
-    workOnJob(w.gemm_f32, ctrl, args);
-    Atomics.store(ctrl, WCTRL.COUNTER, WCTRL.CLOSED);
-    for (;;) {
-      const f = Atomics.load(ctrl, WCTRL.INFLIGHT);
-      if (f === 0) break;
-      Atomics.wait(ctrl, WCTRL.INFLIGHT, f, 50);
+    job[JOB.SPLIT_ROWS] = rows ? 1 : 0;
+    job[JOB.CHUNK] = size;
+    const nchunk = Math.ceil(dim / size);
+    job[JOB.NCHUNK] = nchunk;
+    teamReady ||= Atomics.load(job, JOB.READY) === workers.length;
+    if (!teamReady) {
+      // The same chunks, all on this thread: the result does not depend on when workers start.
+      for (let c = 0; c < nchunk; c++) runChunk(w.gemm_f32, args, c);
+      return;
+    }
+    if (failed) throw new MptError(`the training kernels cannot continue after an earlier failure: ${failed}`);
+    Atomics.store(job, JOB.SEQ, ++seq);
+    Atomics.notify(job, JOB.SEQ);
+    try {
+      runJob();
+    } catch (e) {
+      // Let the workers leave this product's barrier (TeamAborted); the Team is not reusable.
+      failed = (e as Error).message;
+      Atomics.store(ctl, CTL.abort, 1);
+      Atomics.notify(ctl, CTL.generation);
+      throw e;
     }
   };
 
@@ -134,9 +154,9 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
     },
     alloc,
     close() {
-      Atomics.store(ctrl, WCTRL.EXIT, 1);
-      Atomics.store(ctrl, WCTRL.SEQ, ++seq);
-      Atomics.notify(ctrl, WCTRL.SEQ);
+      Atomics.store(job, JOB.EXIT, 1);
+      Atomics.store(job, JOB.SEQ, ++seq);
+      Atomics.notify(job, JOB.SEQ);
     },
   };
   return k;

@@ -6,7 +6,8 @@
  */
 import { FormatError } from '../../src/errors.js';
 import { bf16ToF32, f16Values, f32ToBf16, f32ToF16 } from '../../src/formats/dtypes.js';
-import { checkBytes, dequantize, GGML_TYPES, q3kScales, scaleMinK4 } from '../../src/formats/ggml-quants.js';
+import { checkBytes, dequantize, GGML_TYPES } from '../../src/formats/ggml-quants.js';
+import { q3kScales, scaleMinK4 } from '../../src/formats/kquant-scales.js';
 import type { DType } from '../../src/formats/tensor-source.js';
 
 const fr = Math.fround;

@@ -57,6 +57,52 @@ export class KernelHarness {
     return b;
   }
 
+  /**
+   * Runs WGSL `body` once per value of `x` (statements that read `x[i]` and write `y[i * per + k]`,
+   * k < per) after `prelude` (the WGSL functions under test, which bind nothing); returns y.
+   */
+  async elementwise(prelude: string, body: string, x: Float32Array, per: number): Promise<Float32Array> {
+    const dev = this.gpu.device;
+    const code = `${prelude}
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> y: array<f32>;
+@compute @workgroup_size(64) fn main(@builtin(global_invocation_id) g: vec3<u32>) {
+  let i = g.x;
+  if (i >= ${x.length}u) { return; }
+  ${body}
+}`;
+    dev.pushErrorScope('validation');
+    const pipeline = dev.createComputePipeline({
+      layout: 'auto',
+      compute: { module: dev.createShaderModule({ code }), entryPoint: 'main' },
+    });
+    const xb = this.buffer(x),
+      yb = this.buffer(new Float32Array(x.length * per));
+    const group = dev.createBindGroup({
+      layout: pipeline.getBindGroupLayout(0),
+      entries: [
+        { binding: 0, resource: { buffer: xb } },
+        { binding: 1, resource: { buffer: yb } },
+      ],
+    });
+    const enc = dev.createCommandEncoder();
+    const pass = enc.beginComputePass();
+    pass.setPipeline(pipeline);
+    pass.setBindGroup(0, group);
+    pass.dispatchWorkgroups(Math.ceil(x.length / 64));
+    pass.end();
+    const bytes = x.length * per * 4;
+    const staging = dev.createBuffer({ size: bytes, usage: USAGE.MAP_READ | USAGE.COPY_DST });
+    enc.copyBufferToBuffer(yb, 0, staging, 0, bytes);
+    dev.queue.submit([enc.finish()]);
+    const err = await dev.popErrorScope();
+    if (err) throw new Error(err.message);
+    await staging.mapAsync(MAP_READ);
+    const y = new Float32Array(staging.getMappedRange().slice(0));
+    for (const b of [staging, xb, yb]) b.destroy();
+    return y;
+  }
+
   /** Runs one dispatch, then returns the first `bytes` of each buffer of `read`. */
   async run(
     kernel: string,

@@ -1,14 +1,29 @@
 /**
  * JSON Schema `pattern` and `format` as automata over the characters of a string. A pattern is
- * compiled from a safe subset of ECMAScript regular expressions (literals, classes, `.`, groups,
- * alternation, greedy or lazy quantifiers, `^` at the start and `$` at the end) into a DFA;
- * lookaround, backreferences, word boundaries and non-ASCII characters are refused by name.
+ * parsed as JavaScript with the `u` flag (runtime/pattern-syntax.ts) and compiled from a safe
+ * subset (literals, classes, `.`, groups, alternation, greedy or lazy quantifiers, `^` at the
+ * start and `$` at the end) into a DFA, each atom's ASCII members decided by JavaScript's own
+ * RegExp of that atom; lookaround, backreferences, word boundaries and non-ASCII characters are
+ * refused by name.
+ *
+ * Not the tokenizer's linear matcher (runtime/linear-pattern.ts, same parser) because the jobs
+ * differ: constrained generation steps one DFA state per generated character, intersects several
+ * patterns and asks from any state for the shortest accepted completion, none of which a
+ * leftmost-first search over a finished Unicode text (that engine's job) can answer.
  *
  * Generated strings use only printable ASCII other than `"` and `\` (nothing that JSON would
  * escape), so a class like `.` or `[^a]` is enforced as its part in that alphabet: every string
  * produced matches, some that would match are never produced. A string with several patterns
  * (a `format` and a `pattern`) walks the product of their DFAs, so it satisfies all of them.
  */
+
+import {
+  EDGE_END,
+  EDGE_START,
+  PatternParser,
+  type PatternAtom,
+  type PatternNode,
+} from '../../runtime/pattern-syntax.js';
 
 /** A pattern outside the supported subset, or one too large to compile. */
 export class PatternError extends Error {
@@ -25,6 +40,8 @@ export function inAlphabet(b: number): boolean {
 const ALPHABET: number[] = [];
 for (let b = 0; b < 128; b++) if (inAlphabet(b)) ALPHABET.push(b);
 
+/** Largest count of a counted repetition. */
+const MAX_COUNT = 1000;
 /** Most NFA states one pattern may expand to (counted repetitions are expanded). */
 const MAX_NFA = 4000;
 /** Most DFA states of one pattern, or of the product of a string's patterns. */
@@ -42,206 +59,64 @@ function setOf(pred: (c: number) => boolean): CharSet {
   for (let c = 0; c < 128; c++) if (pred(c)) s[c] = 1;
   return s;
 }
-const isDigit = (c: number) => c >= 0x30 && c <= 0x39;
-const isWord = (c: number) => isDigit(c) || (c >= 0x41 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f;
-const isSpace = (c: number) => c === 0x20 || (c >= 0x09 && c <= 0x0d);
-const CLASS_ESCAPES: Record<string, (c: number) => boolean> = {
-  d: isDigit,
-  D: (c) => !isDigit(c),
-  w: isWord,
-  W: (c) => !isWord(c),
-  s: isSpace,
-  S: (c) => !isSpace(c),
-};
-const CONTROL_ESCAPES: Record<string, number> = { n: 10, t: 9, r: 13, f: 12, v: 11, '0': 0 };
 
-class Parser {
-  private i = 0;
-  anchoredStart = false;
-  anchoredEnd = false;
+/** `\uXXXX`, `\u{…}` and `\xXX` escapes in an atom's source, as code points. */
+const ESCAPED_CODE = /\\(?:u\{([0-9a-fA-F]+)\}|u([0-9a-fA-F]{4})|x([0-9a-fA-F]{2}))/g;
 
-  constructor(private readonly src: string) {}
-
-  private fail(why: string): never {
-    throw new PatternError(`pattern ${JSON.stringify(this.src)}: ${why} (at offset ${this.i})`);
+/** An atom as its part in the ASCII table; atoms that name a character outside it are refused. */
+function asciiSet(atom: PatternAtom, fail: (why: string) => never): CharSet {
+  const { only, source, re } = atom;
+  if (only >= 0) {
+    if (only >= 128) fail(`non-ASCII character ${JSON.stringify(String.fromCodePoint(only))} is not supported`);
+    return setOf((x) => x === only);
   }
-
-  parse(): Ast {
-    if (this.src.startsWith('^')) {
-      this.anchoredStart = true;
-      this.i = 1;
-    }
-    const ast = this.alt();
-    if (this.i < this.src.length) this.fail(`unbalanced ")"`);
-    return ast;
+  if ([...source].some((ch) => ch.codePointAt(0)! >= 128)) fail(`non-ASCII character in ${source} is not supported`);
+  for (const m of source.matchAll(ESCAPED_CODE)) {
+    if (parseInt(m[1] ?? m[2] ?? m[3]!, 16) >= 128) fail(`non-ASCII character ${m[0]} is not supported`);
   }
+  if (/\\[pPc]/.test(source)) fail(`unsupported escape in ${source}`);
+  return setOf((x) => re!.test(String.fromCharCode(x)));
+}
 
-  private peek(): string | undefined {
-    return this.src[this.i];
-  }
-
-  private alt(): Ast {
-    const xs = [this.cat()];
-    while (this.peek() === '|') {
-      this.i++;
-      xs.push(this.cat());
-    }
-    return xs.length === 1 ? xs[0]! : { t: 'alt', xs };
-  }
-
-  private cat(): Ast {
-    const xs: Ast[] = [];
-    for (;;) {
-      const c = this.peek();
-      if (c === undefined || c === '|' || c === ')') break;
-      if (c === '$') {
-        this.i++;
-        if (this.i !== this.src.length) this.fail('"$" is supported only at the end of the pattern');
-        this.anchoredEnd = true;
-        break;
-      }
-      if (c === '^') this.fail('"^" is supported only at the start of the pattern');
-      xs.push(this.quantified(this.atom()));
-    }
-    return { t: 'cat', xs };
-  }
-
-  private quantified(x: Ast): Ast {
-    for (;;) {
-      const c = this.peek();
-      let min: number, max: number;
-      if (c === '*') {
-        min = 0;
-        max = Infinity;
-        this.i++;
-      } else if (c === '+') {
-        min = 1;
-        max = Infinity;
-        this.i++;
-      } else if (c === '?') {
-        min = 0;
-        max = 1;
-        this.i++;
-      } else if (c === '{') {
-        const m = /^\{(\d+)(,(\d*))?\}/.exec(this.src.slice(this.i));
-        if (!m) return x; // a literal "{", as ECMAScript reads it outside unicode mode
-        min = Number(m[1]);
-        max = m[2] === undefined ? min : m[3] === '' ? Infinity : Number(m[3]);
-        if (min > max) this.fail('quantifier {n,m} with n > m');
-        if (min > 1000 || (max !== Infinity && max > 1000)) this.fail('quantifier counts above 1000');
-        this.i += m[0].length;
-      } else return x;
-      if (this.peek() === '?') this.i++; // lazy: the same language
-      x = { t: 'rep', x, min, max };
-    }
-  }
-
-  private atom(): Ast {
-    const c = this.src[this.i++]!;
-    if (c === '(') {
-      if (this.src.startsWith('?:', this.i)) this.i += 2;
-      else if (
-        this.src.startsWith('?=', this.i) ||
-        this.src.startsWith('?!', this.i) ||
-        this.src.startsWith('?<=', this.i) ||
-        this.src.startsWith('?<!', this.i)
-      ) {
-        this.fail('lookaround assertions are not supported');
-      } else if (this.src.startsWith('?<', this.i)) {
-        const end = this.src.indexOf('>', this.i);
-        if (end < 0) this.fail('unterminated group name');
-        this.i = end + 1;
-      } else if (this.peek() === '?') this.fail('unsupported group syntax "(?"');
-      const x = this.alt();
-      if (this.src[this.i++] !== ')') this.fail('missing ")"');
-      return x;
-    }
-    if (c === '[') return { t: 'set', set: this.charClass() };
-    if (c === '.') return { t: 'set', set: setOf((x) => x !== 10 && x !== 13) };
-    if (c === '\\') return { t: 'set', set: this.escape(false) };
-    if (c === '*' || c === '+' || c === '?') this.fail(`nothing to repeat before "${c}"`);
-    if (c === ')') this.fail('unbalanced ")"');
-    return { t: 'set', set: this.literal(c) };
-  }
-
-  private literal(c: string): CharSet {
-    const code = c.codePointAt(0)!;
-    if (code >= 128) this.fail(`non-ASCII character ${JSON.stringify(c)} is not supported`);
-    return setOf((x) => x === code);
-  }
-
-  /** After a backslash. */
-  private escape(inClass: boolean): CharSet {
-    const c = this.src[this.i++];
-    if (c === undefined) this.fail('pattern ends with "\\"');
-    const cls = CLASS_ESCAPES[c];
-    if (cls) return setOf(cls);
-    if (c in CONTROL_ESCAPES) return setOf((x) => x === CONTROL_ESCAPES[c]);
-    if (c === 'b' && inClass) return setOf((x) => x === 8);
-    if (c === 'b' || c === 'B') this.fail('word boundaries (\\b, \\B) are not supported');
-    if (/[1-9]/.test(c) || c === 'k') this.fail('backreferences are not supported');
-    if (c === 'x' || c === 'u') {
-      const n = c === 'x' ? 2 : 4;
-      const hex = this.src.slice(this.i, this.i + n);
-      if (!new RegExp(`^[0-9a-fA-F]{${n}}$`).test(hex)) this.fail(`malformed \\${c} escape`);
-      this.i += n;
-      const code = parseInt(hex, 16);
-      if (code >= 128) this.fail(`non-ASCII character \\${c}${hex} is not supported`);
-      return setOf((x) => x === code);
-    }
-    if (/[A-Za-z]/.test(c)) this.fail(`unsupported escape "\\${c}"`);
-    return this.literal(c);
-  }
-
-  private charClass(): CharSet {
-    const out = new Uint8Array(128);
-    let negate = false;
-    if (this.peek() === '^') {
-      negate = true;
-      this.i++;
-    }
-    let first = true;
-    for (;;) {
-      const c = this.src[this.i++];
-      if (c === undefined) this.fail('unterminated character class');
-      if (c === ']' && !first) break;
-      first = false;
-      let lo: CharSet | number;
-      if (c === '\\') {
-        const s = this.escape(true);
-        const members = [...s.keys()].filter((k) => s[k]);
-        lo = members.length === 1 ? members[0]! : s;
-      } else {
-        if (c.codePointAt(0)! >= 128) this.fail(`non-ASCII character ${JSON.stringify(c)} is not supported`);
-        lo = c.charCodeAt(0);
-      }
-      if (
-        typeof lo === 'number' &&
-        this.peek() === '-' &&
-        this.src[this.i + 1] !== ']' &&
-        this.src[this.i + 1] !== undefined
-      ) {
-        this.i++;
-        let hiCh = this.src[this.i++]!;
-        let hi: number;
-        if (hiCh === '\\') {
-          const s = this.escape(true);
-          const members = [...s.keys()].filter((k) => s[k]);
-          if (members.length !== 1) this.fail('a class escape cannot end a range');
-          hi = members[0]!;
-        } else {
-          if (hiCh.codePointAt(0)! >= 128) this.fail(`non-ASCII character ${JSON.stringify(hiCh)} is not supported`);
-          hi = hiCh.charCodeAt(0);
+/**
+ * The pattern's tree as an automaton's: edges only as a leading `^` and a trailing `$` (which
+ * `anchors` reports), no lookaround, atoms as ASCII sets.
+ */
+function toAst(root: PatternNode, atoms: PatternAtom[], fail: (why: string) => never): Ast {
+  const items = root.t === 'seq' ? [...root.items] : [root];
+  const anchoredStart = items[0]?.t === 'edge' && items[0].kind === EDGE_START;
+  if (anchoredStart) items.shift();
+  const last = items[items.length - 1];
+  const anchoredEnd = last?.t === 'edge' && last.kind === EDGE_END;
+  if (anchoredEnd) items.pop();
+  const sets = new Map<number, CharSet>();
+  const walk = (n: PatternNode): Ast => {
+    switch (n.t) {
+      case 'char': {
+        let set = sets.get(n.set);
+        if (!set) {
+          set = asciiSet(atoms[n.set]!, fail);
+          sets.set(n.set, set);
         }
-        if (hi < lo) this.fail('range out of order in character class');
-        for (let x = lo; x <= hi; x++) out[x] = 1;
-        hiCh = '';
-      } else if (typeof lo === 'number') out[lo] = 1;
-      else for (let x = 0; x < 128; x++) if (lo[x]) out[x] = 1;
+        return { t: 'set', set };
+      }
+      case 'seq':
+        return { t: 'cat', xs: n.items.map(walk) };
+      case 'alt':
+        return { t: 'alt', xs: n.alts.map(walk) };
+      case 'rep': // lazy or greedy: the same language
+        return { t: 'rep', x: walk(n.body), min: n.min, max: n.max };
+      case 'look':
+        return fail('lookaround assertions are not supported');
+      case 'edge':
+        if (n.kind === EDGE_START) return fail('"^" is supported only at the start of the pattern');
+        if (n.kind === EDGE_END) return fail('"$" is supported only at the end of the pattern');
+        return fail('word boundaries (\\b, \\B) are not supported');
     }
-    if (negate) for (let x = 0; x < 128; x++) out[x] = out[x] ? 0 : 1;
-    return out;
-  }
+  };
+  const body: Ast = { t: 'cat', xs: items.map(walk) };
+  const any: Ast = { t: 'rep', x: { t: 'set', set: setOf(() => true) }, min: 0, max: Infinity };
+  return { t: 'cat', xs: [...(anchoredStart ? [] : [any]), body, ...(anchoredEnd ? [] : [any])] };
 }
 
 /** Thompson NFA: state k has epsilon moves eps[k] and, when set[k], a move on those characters to next[k]. */
@@ -375,10 +250,17 @@ function determinize(
 
 /** Compiles a pattern (ECMAScript syntax, JSON Schema's unanchored search semantics). */
 export function compilePattern(src: string): Dfa {
-  const p = new Parser(src);
-  let ast = p.parse();
-  const any: Ast = { t: 'rep', x: { t: 'set', set: setOf(() => true) }, min: 0, max: Infinity };
-  ast = { t: 'cat', xs: [...(p.anchoredStart ? [] : [any]), ast, ...(p.anchoredEnd ? [] : [any])] };
+  const name = `pattern ${JSON.stringify(src)}`;
+  const parser = new PatternParser(
+    src,
+    (reason) => {
+      throw new PatternError(`${name} ${reason}`);
+    },
+    MAX_COUNT,
+  );
+  const ast = toAst(parser.parse(), parser.atoms, (why) => {
+    throw new PatternError(`${name}: ${why}`);
+  });
   const nfa = new Nfa();
   const [s, e] = nfa.build(ast);
   return determinize(
