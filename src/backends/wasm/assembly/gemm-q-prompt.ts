@@ -13,18 +13,15 @@
 // bit-identical to gemm_q4_0 / gemm_q8_0 on the plain matrix for activation rows in whole groups of 4.
 import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, C_ONES_I16 } from './tables';
 import { group_bytes, off_dx4, off_sx4 } from './quant-act';
-import { dot_nib, gemm_q4_0, gemm_q8_0x4, reduce4_i16, tsum4 } from './gemm-q';
+import { dot_nib, gemm_q4_0, gemm_q8_0x4, half4_scaled, reduce4_i16, tsum4 } from './gemm-q';
 
 /** Bytes of one q4_0x4 block (4 scales + 4 × 16 quant bytes). */
 const QB4: usize = 72;
 
-/**
- * The 4 rows' fp16 scales at w as f32x4, exact: sign-extended h << 13, masked to
- * sign | (h & 0x7fff) << 13, is h·2^-112 read as f32 (subnormals included); times 2^112.
- */
+/** The 4 rows' fp16 scales at w as f32x4, exact (half4_scaled's d_w·2^-112 times 2^112). */
 // @ts-ignore: decorator
 @inline function scales_x4(w: usize, rawmask: v128, k112: v128): v128 {
-  return f32x4.mul(v128.and(i32x4.shl(v128.load16x4_s(w), 13), rawmask), k112);
+  return f32x4.mul(half4_scaled(w, rawmask), k112);
 }
 
 /** [Σ row 0, …, Σ row 3] of nibbles · activations of one token's block at xp (l_r / h_r: row r's low / high nibbles). */
@@ -99,6 +96,25 @@ let acc5: v128 = v128.splat<i32>(0);
 let acc6: v128 = v128.splat<i32>(0);
 let acc7: v128 = v128.splat<i32>(0);
 
+// @ts-ignore: decorator
+@inline function zero_accs(): void {
+  const z = f32x4.splat(0);
+  acc0 = z; acc1 = z; acc2 = z; acc3 = z; acc4 = z; acc5 = z; acc6 = z; acc7 = z;
+}
+
+/** Tokens 0..T-1's accumulators to y + j·sy (acc != 0 adds into Y). */
+// @ts-ignore: decorator
+@inline function put_accs(y: usize, sy: usize, acc: i32, T: i32): void {
+  put4(y, acc0, acc);
+  if (T > 1) put4(y + sy, acc1, acc);
+  if (T > 2) put4(y + 2 * sy, acc2, acc);
+  if (T > 3) put4(y + 3 * sy, acc3, acc);
+  if (T > 4) put4(y + 4 * sy, acc4, acc);
+  if (T > 5) put4(y + 5 * sy, acc5, acc);
+  if (T > 6) put4(y + 6 * sy, acc6, acc);
+  if (T > 7) put4(y + 7 * sy, acc7, acc);
+}
+
 /** i16 lane sums of the nibbles l0..l3 (4-byte chunks j = 0..3, 4 rows each) times the 4-byte activation chunks at xq + 4j, broadcast. */
 // @ts-ignore: decorator
 @inline function chunk_dots(l0: v128, l1: v128, l2: v128, l3: v128, xq: usize): v128 {
@@ -136,8 +152,7 @@ let scales: v128 = v128.splat<i32>(0);
  */
 // @ts-ignore: decorator
 @inline function splat_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xq: usize, dq: usize, sq: usize, y: usize, sy: usize, acc: i32, T: i32): void {
-  const z = f32x4.splat(0);
-  acc0 = z; acc1 = z; acc2 = z; acc3 = z; acc4 = z; acc5 = z; acc6 = z; acc7 = z;
+  zero_accs();
   const wend = w + <usize>nb * QB4;
   while (w < wend) {
     const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
@@ -161,14 +176,7 @@ let scales: v128 = v128.splat<i32>(0);
     w += QB4; xp += 128; dp += 16; sp += 16;
     if (T > 4) { xq += 128; dq += 16; sq += 16; }
   }
-  put4(y, acc0, acc);
-  if (T > 1) put4(y + sy, acc1, acc);
-  if (T > 2) put4(y + 2 * sy, acc2, acc);
-  if (T > 3) put4(y + 3 * sy, acc3, acc);
-  if (T > 4) put4(y + 4 * sy, acc4, acc);
-  if (T > 5) put4(y + 5 * sy, acc5, acc);
-  if (T > 6) put4(y + 6 * sy, acc6, acc);
-  if (T > 7) put4(y + 7 * sy, acc7, acc);
+  put_accs(y, sy, acc, T);
 }
 
 // @ts-ignore: decorator
@@ -273,8 +281,7 @@ let part7: v128 = v128.splat<i32>(0);
  */
 // @ts-ignore: decorator
 @inline function q8_body(w: usize, nb: i32, xp: usize, dp: usize, xq: usize, dq: usize, y: usize, sy: usize, acc: i32, T: i32, ones: v128): void {
-  const z = f32x4.splat(0);
-  acc0 = z; acc1 = z; acc2 = z; acc3 = z; acc4 = z; acc5 = z; acc6 = z; acc7 = z;
+  zero_accs();
   const wend = w + <usize>nb * QB8;
   while (w < wend) {
     for (let half = 0; half < 2; half++) {
@@ -311,14 +318,7 @@ let part7: v128 = v128.splat<i32>(0);
     w += QB8; xp += 128; dp += 16;
     if (T > 4) { xq += 128; dq += 16; }
   }
-  put4(y, acc0, acc);
-  if (T > 1) put4(y + sy, acc1, acc);
-  if (T > 2) put4(y + 2 * sy, acc2, acc);
-  if (T > 3) put4(y + 3 * sy, acc3, acc);
-  if (T > 4) put4(y + 4 * sy, acc4, acc);
-  if (T > 5) put4(y + 5 * sy, acc5, acc);
-  if (T > 6) put4(y + 6 * sy, acc6, acc);
-  if (T > 7) put4(y + 7 * sy, acc7, acc);
+  put_accs(y, sy, acc, T);
 }
 
 function tile_q8x4_t1(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, 0, y, sy, acc, 1, ones); }

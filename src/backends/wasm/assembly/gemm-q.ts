@@ -147,6 +147,16 @@ import { f16_to_f32 } from './half';
   return v128.and(i32x4.shr_s(v, 3), rawmask);
 }
 
+/**
+ * The 4 consecutive fp16 scales at w (an x4 group's block, repack.ts) as d_w·2^-112 in f32x4:
+ * sign-extended h << 13, masked to sign | (h & 0x7fff) << 13, read as f32 (exact, subnormals
+ * included), as scales4 does for strided blocks.
+ */
+// @ts-ignore: decorator
+@inline export function half4_scaled(w: usize, rawmask: v128): v128 {
+  return v128.and(i32x4.shl(v128.load16x4_s(w), 13), rawmask);
+}
+
 /** 1 weight row × 1 activation row (slot t of the group record at g). m = 0x0F bytes, ones = 1 in i16 lanes. */
 // @ts-ignore: decorator
 @inline function tile1_body(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
@@ -283,7 +293,7 @@ import { f16_to_f32 } from './half';
       r = tsum4(dot_q8_v(v128.load(w, 8), v128.load(w, 24), xa, xb, ones), dot_q8_v(v128.load(w, 40), v128.load(w, 56), xa, xb, ones),
         dot_q8_v(v128.load(w, 72), v128.load(w, 88), xa, xb, ones), dot_q8_v(v128.load(w, 104), v128.load(w, 120), xa, xb, ones));
     }
-    const sc = f32x4.mul(v128.and(i32x4.shl(v128.load16x4_s(w), 13), rawmask), v128.load32_splat(dp));
+    const sc = f32x4.mul(half4_scaled(w, rawmask), v128.load32_splat(dp));
     a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), sc));
     w += bs; xp += 128; dp += 4; sp += 4;
   }
