@@ -405,6 +405,41 @@ describe('the HTTP source', () => {
     await s.close();
   });
 
+  it('closing while a read waits for a request slot fails its reads with the reason, with no unhandled rejection', async () => {
+    const pending: (() => void)[] = [];
+    const fake = async (_url: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+      const range = String((init!.headers as Record<string, string>)['Range']);
+      const [a, b] = range.slice(6).split('-').map(Number);
+      if (a === 0)
+        return new Response(new Uint8Array(b! + 1), {
+          status: 206,
+          headers: { 'Content-Range': `bytes 0-${b}/100000` },
+        });
+      await new Promise<void>((resolve) => pending.push(resolve));
+      return new Response(new Uint8Array(b! - a! + 1), { status: 206 });
+    };
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      const s = await openUrlSource('http://example.invalid/f', { fetch: fake, maxInFlight: 1, minRequestBytes: 10 });
+      // The first read takes the only slot; the second joins its request for bytes 1005..1009,
+      // then waits for a slot for the rest.
+      const first = s.read(1000, 10);
+      await new Promise((resolve) => setImmediate(resolve));
+      const second = s.read(1005, 20);
+      await new Promise((resolve) => setImmediate(resolve));
+      await s.close();
+      await assert.rejects(first, /closed/);
+      await assert.rejects(second, /closed/);
+      for (const wake of pending) wake();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   it('a wrong answer to a range request is refused', async () => {
     const answers: Record<string, () => Response> = {
       'short body': () => new Response(new Uint8Array(5), { status: 206 }),

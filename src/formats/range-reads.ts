@@ -120,7 +120,11 @@ export class RangeReads {
         s = this.begin(at, rest.length);
       }
       const n = Math.min(rest.length, s.end - at);
-      parts.push(this.claim(s, at, rest.subarray(0, n), what));
+      const part = this.claim(s, at, rest.subarray(0, n), what);
+      // Promise.all below still sees a failure; this keeps one that comes while the loop waits
+      // for a stream slot (or throws because the source closed) from being an unhandled rejection.
+      part.catch(() => {});
+      parts.push(part);
       at += n;
       rest = rest.subarray(n);
     }
@@ -132,7 +136,7 @@ export class RangeReads {
     if (this.closed) return;
     this.closed = true;
     for (const s of [...this.streams]) this.cancel(s, new MptError(`${this.o.name} was closed while reading`));
-    for (const wake of this.waiting.splice(0)) wake();
+    this.wakeWaiting();
     this.kept = [];
     this.keptBytes = 0;
   }
@@ -181,8 +185,12 @@ export class RangeReads {
     return false;
   }
 
-  private wakeOne(): void {
-    this.waiting.shift()?.();
+  /**
+   * Wakes every read waiting for a stream slot: each looks again, and one that no longer needs a
+   * slot (its bytes were kept, or a stream now covers them) must not use up the only wake-up.
+   */
+  private wakeWaiting(): void {
+    for (const wake of this.waiting.splice(0)) wake();
   }
 
   /** Starts a stream at `at` for a read of `length` bytes, reading ahead as the module says. */
@@ -303,13 +311,13 @@ export class RangeReads {
       if (s.claims.length === 0) this.cancel(s, undefined);
     }, IDLE_MS);
     (s.idleTimer as { unref?: () => void }).unref?.();
-    this.wakeOne();
+    this.wakeWaiting();
   }
 
   private finish(s: Stream): void {
     this.streams.delete(s);
     s.reader?.releaseLock();
-    this.wakeOne();
+    this.wakeWaiting();
   }
 
   /** Ends `s` early: its claims fail with `error` (as a FetchError naming each read), its body is dropped. */
@@ -320,7 +328,7 @@ export class RangeReads {
     s.abort.abort();
     if (s.reader !== undefined) s.reader.cancel().catch(() => {});
     else s.body.then((b) => b.cancel().catch(() => {})).catch(() => {});
-    this.wakeOne();
+    this.wakeWaiting();
   }
 
   private failure(e: unknown, what: string): Error {
