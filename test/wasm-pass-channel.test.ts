@@ -226,7 +226,8 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
       const call = r.forward([{ cache, tokens: Array.from({ length: 4000 }, (_, i) => 1 + (i % 500)) }], {
         logits: 'last',
       });
-      await new Promise((resolve) => setTimeout(resolve, 30));
+      // Kill it once passes go through the channel (the first one names the buffers by message).
+      while (poolOf(r).sent.descriptor === 0) await new Promise((resolve) => setImmediate(resolve));
       await poolOf(r).workers[1]!.terminate();
       await assert.rejects(call, /worker thread 1 exited|cannot continue/);
       const c2 = r.createCache({ capacity: 4 });
@@ -236,7 +237,7 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
     }
   });
 
-  it('dispose ends idle workers waiting on the channel', async () => {
+  it('a disposed runner whose workers waited on the channel refuses later calls', async () => {
     const r = await tinyRunner();
     const cache = r.createCache({ capacity: 4 });
     await r.forward([{ cache, tokens: [1] }], { logits: 'last' });

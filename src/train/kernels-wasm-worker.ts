@@ -5,7 +5,7 @@
  */
 import { workerData } from 'node:worker_threads';
 import { kernelModule } from '../backends/wasm/module-loader.js';
-import { CTL, Team, TeamAborted } from '../backends/wasm/team.js';
+import { abortTeam, Team, TeamAborted } from '../backends/wasm/team.js';
 import { JOB, jobRunner, type WasmGemm } from './gemm-job.js';
 
 const { control, jobBuffer, memory, tid, threads, cores } = workerData as {
@@ -35,9 +35,7 @@ try {
   if (!(e instanceof TeamAborted)) {
     // Wake the caller and the other workers: they leave the barrier with TeamAborted. Not rethrown:
     // the caller, blocked in a product, could not handle the Worker's error event.
-    Atomics.store(ctl, CTL.abort, 1);
-    Atomics.add(ctl, CTL.generation, 0);
-    Atomics.notify(ctl, CTL.generation);
+    abortTeam(ctl);
     process.stderr.write(`training worker ${tid} failed: ${(e as Error).message}\n`);
   }
 }

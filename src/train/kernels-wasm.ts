@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { kernelModule, PAGE } from '../backends/wasm/module-loader.js';
 import { MemoryPlanError, MptError } from '../errors.js';
-import { CTL, createControlBuffer, Team } from '../backends/wasm/team.js';
+import { abortTeam, createControlBuffer, Team } from '../backends/wasm/team.js';
 import { JOB, jobRunner, runChunk, type WasmGemm } from './gemm-job.js';
 import { matmulViaNT, Scratch, type Kernels } from './kernels.js';
 
@@ -106,8 +106,7 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
     } catch (e) {
       // Let the workers leave this product's barrier (TeamAborted); the Team is not reusable.
       failed = (e as Error).message;
-      Atomics.store(ctl, CTL.abort, 1);
-      Atomics.notify(ctl, CTL.generation);
+      abortTeam(ctl);
       throw e;
     }
   };

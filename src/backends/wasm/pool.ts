@@ -11,7 +11,7 @@ import { packageFileUrl } from '../../platform/package-url.js';
 import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { KernelVariant } from './module-loader.js';
-import { CTL, createControlBuffer, profileOf } from './team.js';
+import { abortTeam, CTL, createControlBuffer, profileOf } from './team.js';
 import { HEAD, OptionIds, WAKE, createChannel, encodePass, wakeSlot, type ChannelShape } from './pass-channel.js';
 import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
 
@@ -208,8 +208,7 @@ export class WorkerPool implements PassPool {
   private fail(message: string, stack?: string): void {
     this.broken ??= message;
     // The others leave their barriers with TeamAborted.
-    Atomics.store(this.ctl, CTL.abort, 1);
-    Atomics.notify(this.ctl, CTL.generation);
+    abortTeam(this.ctl);
     const f = this.inFlight;
     if (!f || f.settled) return;
     this.finish(f);

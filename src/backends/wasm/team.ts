@@ -49,6 +49,12 @@ export function profileOf(ctl: ArrayBufferLike, tid: number): Float64Array | nul
  */
 const BARRIER_SPINS = 2000;
 
+/** Tells every thread of the team to leave its barrier with TeamAborted (a thread failed). */
+export function abortTeam(ctl: Int32Array): void {
+  Atomics.store(ctl, CTL.abort, 1);
+  Atomics.notify(ctl, CTL.generation);
+}
+
 /** Thrown in a worker when another worker failed and the pass is abandoned. */
 export class TeamAborted extends Error {}
 

@@ -19,7 +19,7 @@ import {
   type ChannelShape,
   type WorkerKnows,
 } from './pass-channel.js';
-import { CTL, Team } from './team.js';
+import { abortTeam, Team } from './team.js';
 
 export interface InitMessage {
   type: 'init';
@@ -74,11 +74,8 @@ function reply(m: WorkerReply): void {
 }
 
 /** Tells the others to leave their barriers (TeamAborted). */
-function abortTeam(): void {
-  if (!ctl) return;
-  Atomics.store(ctl, CTL.abort, 1);
-  Atomics.add(ctl, CTL.generation, 0);
-  Atomics.notify(ctl, CTL.generation);
+function abortOthers(): void {
+  if (ctl) abortTeam(ctl);
 }
 
 function errorReply(e: unknown, seq?: number): WorkerReply {
@@ -93,7 +90,7 @@ function runPass(seq: number, threads: number, get: () => Pass): void {
   try {
     executor!.run(get());
   } catch (e) {
-    abortTeam();
+    abortOthers();
     reply(errorReply(e, seq));
     Atomics.add(c, HEAD.failed, 1);
   }
@@ -153,7 +150,7 @@ port.onMessage((data) => {
       idleSpins = msg.nt <= msg.cores ? IDLE_SPINS : 0;
       reply({ type: 'ready' });
     } catch (e) {
-      abortTeam();
+      abortOthers();
       reply(errorReply(e));
       return;
     }
