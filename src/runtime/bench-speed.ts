@@ -1,8 +1,10 @@
 /**
  * How `mpt bench` measures speed, as llama-bench does, in one place for the command and for the
  * bench page of `mpt web` (src/web/bench.js, in a browser tab): pp = one forward of N prompt
- * tokens into an empty cache; tg = N single-token forwards from an empty cache, each feeding back
- * the argmax. One untimed warm-up repetition first. Nothing of Node here.
+ * tokens into an empty cache; tg = N single-token forwards from an empty cache, each computing the
+ * last row's logits and feeding the next of a fixed pseudo-random token sequence, as llama-bench's
+ * test_gen does (it reads no logits; choosing tokens is generation's cost, not the model's). One
+ * untimed warm-up repetition first. Nothing of Node here.
  */
 import type { ModelRunner } from '../backends/backend.js';
 
@@ -32,7 +34,7 @@ export interface BenchOptions {
 /** Runs pp/tg measurements on a loaded runner. Returns tokens/s per repetition. */
 export async function measure(runner: ModelRunner, o: BenchOptions): Promise<{ pp: number[]; tg: number[] }> {
   const V = runner.config.vocabSize;
-  const ids = prompt(Math.max(o.pp, 1), V);
+  const ids = prompt(Math.max(o.pp, o.tg, 1), V);
   const pp: number[] = [],
     tg: number[] = [];
   for (let r = -1; r < o.reps; r++) {
@@ -47,16 +49,9 @@ export async function measure(runner: ModelRunner, o: BenchOptions): Promise<{ p
     }
     if (o.tg > 0) {
       const cache = runner.createCache({ capacity: o.tg });
-      let tok = ids[0]!;
       const t0 = performance.now();
-      for (let i = 0; i < o.tg; i++) {
-        // As generation calls it (runtime/generate.ts): the logits row is read before the next call.
-        const [out] = await runner.forward([{ cache, tokens: [tok] }], { logits: 'last', reuseLogits: true });
-        const l = out!.logits;
-        let best = 0;
-        for (let v = 1; v < l.length; v++) if (l[v]! > l[best]!) best = v;
-        tok = best;
-      }
+      for (let i = 0; i < o.tg; i++)
+        await runner.forward([{ cache, tokens: [ids[i]!] }], { logits: 'last', reuseLogits: true });
       const s = (performance.now() - t0) / 1000;
       cache.dispose();
       if (r >= 0) tg.push(o.tg / s);
