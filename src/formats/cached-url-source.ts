@@ -10,6 +10,7 @@
 import { FetchError } from '../errors.js';
 import { blobSource, type ByteSource } from './byte-source.js';
 import { modelStore, storageLeft, type CachedModel, type StoredRecord } from './model-cache.js';
+import { describeFailure } from './range-reads.js';
 import { openUrlSource, type UrlSourceOptions } from './url-source.js';
 
 export interface CachedUrlOptions extends UrlSourceOptions {
@@ -109,7 +110,7 @@ export async function download(url: string, options: CachedUrlOptions, partOf?: 
   try {
     res = await fetcherOf(options)(url, { headers: { ...options.headers }, cache: 'no-store' });
   } catch (e) {
-    throw new FetchError(`cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
+    throw new FetchError(`cannot fetch ${url}: ${describeFailure(e)}`, { cause: e });
   }
   const v = validatorsOf(res);
   if (res.status === 404 || res.status === 410) {
