@@ -9,7 +9,10 @@
  * keeps the copy. A model folder by URL (one file, and sharded) is kept likewise: its files and the
  * ones it lacks, one entry per folder, read back offline without a request and online after one
  * HEAD of each file, a changed file (a config.json, the weights) fetched again and nothing else, with Node's logits of the folder on
- * disk each time. Requests are counted by the test's own server. Skipped when chromium is not
+ * disk each time. A tokenizer by URL is kept as a copy of its own, also when its file lies in a
+ * cached model's folder: deleting the copy made last leaves the other complete, offline without a
+ * request, in OPFS and in Cache Storage, and both loads report the tokenizer's download through
+ * onDownload. Requests are counted by the test's own server. Skipped when chromium is not
  * installed (never in CI).
  */
 import assert from 'node:assert/strict';
