@@ -27,6 +27,7 @@ export type {
   LoadTokenizerOptions,
   TokenizerSideFiles,
 } from './runtime/tokenizer.js';
+export type { GgufTokenizer } from './model/gguf-tokenizer.js';
 export { StreamDecoder } from './runtime/stream-decoder.js';
 export type { StreamDecoderOptions } from './runtime/stream-decoder.js';
 
@@ -80,6 +81,8 @@ export type {
   GenerationUsage,
   RunGenerationOptions,
   SequenceOptions,
+  TokenConstraint,
+  TokenLogprobInfo,
 } from './runtime/generate.js';
 
 // Long contexts: context-overflow policy, memory planner
@@ -91,13 +94,13 @@ export {
   shiftWindow,
   streamWithContextPolicy,
 } from './runtime/context-policy.js';
-export type { ContextOverflowPolicy, ContextPolicyOptions } from './runtime/context-policy.js';
+export type { ContextOverflowPolicy, ContextPolicyOptions, PolicyGenerateResult } from './runtime/context-policy.js';
 export { assertFits, kvCacheBytes, planMemory } from './model/memory-plan.js';
 export type { MemoryPlan, MemoryPlanInput } from './model/memory-plan.js';
 
 // Configs, checkpoints, backends
 export { parseMptConfig, qkvDim, toMosaicConfigJson } from './model/config.js';
-export type { MptConfig, AttnConfig, FfnConfig } from './model/config.js';
+export type { MptConfig, AttnConfig, AttnType, FfnConfig, FfnType, Activation, NormType } from './model/config.js';
 export { openCheckpoint, openFolderCheckpoint } from './model/load.js';
 export type { Checkpoint, CheckpointInput, OpenCheckpointOptions } from './model/load.js';
 export { loadRunner, getBackend } from './backends/registry.js';
@@ -108,6 +111,7 @@ export type {
   ForwardOptions,
   KvCache,
   KvCacheOptions,
+  KvSnapshot,
   KvType,
   LoadRunnerOptions,
   ModelRunner,

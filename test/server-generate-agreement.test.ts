@@ -3,12 +3,16 @@
  * the same seed and settings, the same token ids (scheduler level, several sequences batched
  * together) and the same text, token count and finish reason over HTTP, both when a stop string
  * ends the reply and when max_tokens cuts it. The stop string and the cut are taken from a
- * reference run, so each case really stops where it says.
+ * reference run, so each case really stops where it says. Cases with `logprobs` also agree on
+ * every token's log probability and top alternatives; cases with a JSON schema (response_format)
+ * give generate() the same grammar as a TokenConstraint, and agree on the constrained tokens.
  */
 import assert from 'node:assert/strict';
 import { after, before, test } from 'node:test';
-import { generate, type GenerateResult } from '../src/runtime/generate.js';
+import { generate, type GenerateResult, type TokenLogprobInfo } from '../src/runtime/generate.js';
 import type { SamplingOptions } from '../src/runtime/sampling.js';
+import { JsonGrammar } from '../src/server/constrain/json-constraint.js';
+import { tokenText } from '../src/server/openai-format.js';
 import { Scheduler } from '../src/server/scheduler.js';
 import { ServerSequence, type FinishReason } from '../src/server/sequence.js';
 import { startTestServer, type TestServer } from './helpers/serve-fixture.js';
@@ -28,6 +32,10 @@ const MAX_TOKENS = 24;
 interface Case {
   prompt: string;
   sampling: SamplingOptions & { seed: number };
+  /** Top alternatives to report with each token's log probability. */
+  logprobs?: number;
+  /** A JSON schema the reply must follow (response_format json_schema; {type: 'object'} is json_object). */
+  schema?: Record<string, unknown>;
 }
 
 /** What the server samples with when a request leaves a field out (OpenAI's defaults: no truncation, no penalty). */
@@ -45,11 +53,34 @@ const CASES: Case[] = [
   { prompt: 'The river', sampling: { seed: 12, temperature: 1.1, topK: 40, presencePenalty: 0.5 } },
   { prompt: 'In the morning', sampling: { seed: 13, temperature: 0.7, topP: 0.9, repetitionPenalty: 1.2 } },
   { prompt: 'Numbers: 1, 2,', sampling: { seed: 14, temperature: 0 } },
+  { prompt: 'The weather today', sampling: { seed: 15, temperature: 0.8 }, logprobs: 3 },
+  { prompt: 'A list of', sampling: { seed: 16, temperature: 1, topK: 40, repetitionPenalty: 1.1 }, logprobs: 5 },
+  {
+    prompt: 'The record:',
+    // Short enough that the grammar ends the full reply (finish reason "stop" with no stop string).
+    sampling: { seed: 17, temperature: 0.7 },
+    schema: {
+      type: 'object',
+      properties: { color: { enum: ['red', 'green', 'blue'] }, ok: { type: 'boolean' } },
+      required: ['color', 'ok'],
+      additionalProperties: false,
+    },
+  },
+  { prompt: 'JSON:', sampling: { seed: 18, temperature: 1.1, topP: 0.95 }, schema: { type: 'object' }, logprobs: 2 },
 ];
 
-function reference(c: Case, options: { maxTokens: number; stop?: string }): Promise<GenerateResult> {
+/** A reference run and the log probabilities its tokens reported (with `logprobs`). */
+type Reference = GenerateResult & { tokenLogprobs: TokenLogprobInfo[] };
+
+/** The case's grammar, compiled as the server compiles a request's (on the model's constraint vocabulary). */
+function grammarOf(c: Case): JsonGrammar | null {
+  return c.schema === undefined ? null : new JsonGrammar(c.schema, srv.model.constraintVocabulary());
+}
+
+async function reference(c: Case, options: { maxTokens: number; stop?: string }): Promise<Reference> {
   const m = srv.model;
-  return generate(m.runner, m.tokenizer.encode(c.prompt), {
+  const tokenLogprobs: TokenLogprobInfo[] = [];
+  const result = await generate(m.runner, m.tokenizer.encode(c.prompt), {
     ...SERVER_DEFAULTS,
     ...c.sampling,
     tokenizer: m.tokenizer,
@@ -57,7 +88,19 @@ function reference(c: Case, options: { maxTokens: number; stop?: string }): Prom
     stopTokenIds: m.stopIds,
     vocabLimit: m.vocabLimit,
     stopStrings: options.stop ? [options.stop] : [],
+    logprobs: c.logprobs ?? null,
+    constraint: grammarOf(c)?.start() ?? null,
+    onToken: (chunk) => {
+      if (chunk.logprob) tokenLogprobs.push(chunk.logprob);
+    },
   });
+  if (c.logprobs !== undefined) assert.equal(tokenLogprobs.length, result.tokens.length, 'one logprob entry a token');
+  if (c.schema?.required !== undefined && options.stop === undefined && options.maxTokens === MAX_TOKENS) {
+    assert.equal(result.finishReason, 'stop', `${c.prompt}: the grammar ends the reply`);
+    const value = JSON.parse(result.text) as Record<string, unknown>;
+    assert.deepEqual(Object.keys(value).sort(), [...(c.schema.required as string[])].sort(), result.text);
+  }
+  return { ...result, tokenLogprobs };
 }
 
 /** A short printable piece from the middle of a reference text (its first occurrence ends a reply there). */
@@ -72,7 +115,7 @@ function stopStringFrom(text: string): string {
 }
 
 /** The request's three variants: to the end, ended by a stop string, cut by max_tokens. */
-async function variants(c: Case): Promise<{ maxTokens: number; stop?: string; ref: GenerateResult }[]> {
+async function variants(c: Case): Promise<{ maxTokens: number; stop?: string; ref: Reference }[]> {
   const full = await reference(c, { maxTokens: MAX_TOKENS });
   assert.ok(full.tokens.length >= 4, `case ${c.prompt}: the reference is long enough to cut`);
   const stop = stopStringFrom(full.text);
@@ -97,9 +140,9 @@ test('scheduler: every sequence batched together gives generate()’s token ids 
   try {
     const runs: {
       what: string;
-      ref: GenerateResult;
+      ref: Reference;
       seq: ServerSequence;
-      out: { text: string };
+      out: { text: string; logprobs: TokenLogprobInfo[] };
       ended: Promise<FinishReason | null>;
     }[] = [];
     for (const c of CASES) {
@@ -108,7 +151,7 @@ test('scheduler: every sequence batched together gives generate()’s token ids 
         const ended = new Promise<FinishReason | null>((r) => {
           resolve = r;
         });
-        const out = { text: '' };
+        const out = { text: '', logprobs: [] as TokenLogprobInfo[] };
         const seq = new ServerSequence(
           m,
           {
@@ -117,12 +160,13 @@ test('scheduler: every sequence batched together gives generate()’s token ids 
             maxTokens: v.maxTokens,
             sampling: { ...SERVER_DEFAULTS, ...c.sampling },
             stopStrings: v.stop ? [v.stop] : [],
-            logprobs: null,
-            constraint: null,
+            logprobs: c.logprobs ?? null,
+            constraint: grammarOf(c)?.start() ?? null,
           },
           {
-            onDelta: (_i, t) => {
+            onDelta: (_i, t, lp) => {
               out.text += t;
+              if (lp) out.logprobs.push(lp);
             },
             onFinish: (_i, finish) => resolve(finish),
           },
@@ -136,6 +180,7 @@ test('scheduler: every sequence batched together gives generate()’s token ids 
       assert.deepEqual([...r.seq.tokens], r.ref.tokens, r.what);
       assert.equal(finish, r.ref.finishReason, r.what);
       assert.equal(r.out.text, r.ref.text, r.what);
+      assert.deepEqual(r.out.logprobs, r.ref.tokenLogprobs, `${r.what}: log probabilities`);
     }
   } finally {
     await scheduler.close();
@@ -161,17 +206,45 @@ test('HTTP: completions give generate()’s text, token count and finish reason 
           ...(s.presencePenalty ? { presence_penalty: s.presencePenalty } : {}),
           ...(s.repetitionPenalty ? { repetition_penalty: s.repetitionPenalty } : {}),
           ...(v.stop ? { stop: v.stop } : {}),
+          ...(c.logprobs !== undefined ? { logprobs: c.logprobs } : {}),
+          ...(c.schema === undefined
+            ? {}
+            : { response_format: { type: 'json_schema', json_schema: { name: 'reply', schema: c.schema } } }),
         }),
       });
       assert.equal(res.status, 200);
       const body = (await res.json()) as {
-        choices: { text: string; finish_reason: string }[];
+        choices: {
+          text: string;
+          finish_reason: string;
+          logprobs: { token_logprobs: number[]; top_logprobs: Record<string, number>[] } | null;
+        }[];
         usage: { completion_tokens: number };
       };
       const what = `${c.prompt} (stop ${v.stop}, max ${v.maxTokens})`;
-      assert.equal(body.choices[0]!.text, v.ref.text, what);
-      assert.equal(body.choices[0]!.finish_reason, v.ref.finishReason, what);
+      const choice = body.choices[0]!;
+      assert.equal(choice.text, v.ref.text, what);
+      assert.equal(choice.finish_reason, v.ref.finishReason, what);
       assert.equal(body.usage.completion_tokens, v.ref.tokens.length, what);
+      if (c.logprobs === undefined) {
+        assert.equal(choice.logprobs, null, what);
+        continue;
+      }
+      // OpenAI's legacy form: -Infinity (a token the grammar masks) travels as -9999.
+      const sent = (x: number) => (Number.isFinite(x) ? x : -9999);
+      const lp = choice.logprobs!;
+      assert.deepEqual(
+        lp.token_logprobs,
+        v.ref.tokenLogprobs.map((l) => sent(l.logprob)),
+        `${what}: token log probabilities`,
+      );
+      // Keyed by the token's text, where two ids with one text keep the first.
+      const topOf = (l: TokenLogprobInfo) => {
+        const out: Record<string, number> = {};
+        for (const t of l.top) out[tokenText(m.tokenizer, t.token)] ??= sent(t.logprob);
+        return out;
+      };
+      assert.deepEqual(lp.top_logprobs, v.ref.tokenLogprobs.map(topOf), `${what}: top alternatives`);
     }
   }
 });

@@ -9,7 +9,10 @@
  * keeps the copy. A model folder by URL (one file, and sharded) is kept likewise: its files and the
  * ones it lacks, one entry per folder, read back offline without a request and online after one
  * HEAD of each file, a changed file (a config.json, the weights) fetched again and nothing else, with Node's logits of the folder on
- * disk each time. Requests are counted by the test's own server. Skipped when chromium is not
+ * disk each time. A tokenizer by URL is kept as a copy of its own, also when its file lies in a
+ * cached model's folder: deleting the copy made last leaves the other complete, offline without a
+ * request, in OPFS and in Cache Storage, and both loads report the tokenizer's download through
+ * onDownload. Requests are counted by the test's own server. Skipped when chromium is not
  * installed (never in CI).
  */
 import assert from 'node:assert/strict';
@@ -362,6 +365,78 @@ describe('the offline model cache in Chromium', { skip, timeout: 300_000 }, () =
       await tab.close();
     }
   });
+
+  for (const store of ['OPFS', 'Cache Storage'] as const) {
+    it(`a tokenizer by URL in a model's folder has a copy of its own (${store}): deleting either copy leaves the other complete; its download is reported`, async () => {
+      placeFolder('tiny-neox-vocab', 'neox');
+      placeFolder('tiny-neox-vocab', 'own');
+      const tokFile = join(REPO_ROOT, DIR, 'own', 'tokenizer.json');
+      copyFileSync(join(REPO_ROOT, 'models/default/tokenizer.json'), tokFile);
+      const tokBytes = statSync(tokFile).size;
+      const base = server.url.replace(/\/$/, '');
+      // The model `own` has tokenizer.json beside it; `neox` is given that file by URL.
+      const ownUrl = `${base}/${DIR}/own/`;
+      const neoxUrl = `${base}/${DIR}/neox/`;
+      const tokUrl = `${ownUrl}tokenizer.json`;
+      const text = 'Two copies, one file: héllo wörld 42!';
+      const want = loadTokenizer(tokFile)!.encode(text);
+      const ownRequests = (from: number) =>
+        server.requests.slice(from).filter((r) => r.path.startsWith(`/${DIR}/own/`));
+      type Encoded = { ids: number[]; downloaded: number[] };
+      const hideOpfs =
+        store === 'OPFS'
+          ? undefined
+          : () => {
+              delete (StorageManager.prototype as { getDirectory?: unknown }).getDirectory;
+            };
+      // Each order of the first loads, then the copy made last is deleted: the other one, whose
+      // tokenizer.json was written over by the later download where the copies shared entries,
+      // must still be complete and load offline without a request.
+      for (const order of ['model first', 'tokenizer first'] as const) {
+        const tab = await openTab(browser, server.url, hideOpfs);
+        try {
+          assert.equal(await tab.call('hasOpfs'), store === 'OPFS');
+          const loads = {
+            model: () => tab.call<Encoded>('encodeReporting', ownUrl, null, text),
+            tokenizer: () => tab.call<Encoded>('encodeReporting', neoxUrl, tokUrl, text),
+          };
+          const [kept, deleted] =
+            order === 'model first' ? (['model', 'tokenizer'] as const) : (['tokenizer', 'model'] as const);
+          for (const which of [kept, deleted]) {
+            const got = await loads[which]();
+            assert.deepEqual(got.ids, want, `${order}: the ${which}'s load encodes as Node does`);
+            assert.ok(
+              got.downloaded.includes(tokBytes),
+              `${order}: the ${which}'s load reports tokenizer.json's download (${tokBytes} bytes): ${got.downloaded}`,
+            );
+          }
+          const copies = { model: ownUrl, tokenizer: `${tokUrl}#tokenizer` };
+          const listed = async () => (await tab.call<Cached[]>('listCachedModels')).map((c) => c.url).sort();
+          assert.deepEqual(await listed(), [neoxUrl, ...Object.values(copies)].sort());
+          assert.equal(await tab.call('deleteCachedModel', copies[deleted]), true);
+          assert.deepEqual(await listed(), [neoxUrl, copies[kept]].sort());
+
+          await tab.context.setOffline(true);
+          const mark = server.requests.length;
+          const offline = await loads[kept]();
+          await tab.context.setOffline(false);
+          assert.deepEqual(offline.ids, want, `${order}, the ${deleted}'s copy deleted: the ${kept} loads offline`);
+          assert.deepEqual(offline.downloaded, [], 'nothing downloaded');
+          assert.deepEqual(
+            ownRequests(mark).map((r) => `${r.method} ${r.path}`),
+            [],
+            `${order}: the ${kept}'s copy is complete, offline nothing is asked for`,
+          );
+          assert.deepEqual(
+            tab.said.filter((s) => NOT_KEPT.test(s) || /error/i.test(s)),
+            [],
+          );
+        } finally {
+          await tab.close();
+        }
+      }
+    });
+  }
 
   it('a download cut short is not kept: the load reads over the network, and the next one caches the file', async () => {
     const tab = await openTab(browser, server.url);

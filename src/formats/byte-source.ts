@@ -53,7 +53,8 @@ export async function readIntoFrom(source: ByteSource, offset: number, dest: Uin
   dest.set(await source.read(offset, dest.length, what));
 }
 
-function closedError(name: string, what: string): MptError {
+/** The error for a read of a source already closed (every ByteSource says it so). */
+export function closedError(name: string, what: string): MptError {
   return new MptError(`${name} was already closed (reading ${what})`);
 }
 

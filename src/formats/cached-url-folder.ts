@@ -11,6 +11,9 @@
  * server) is dropped and downloaded again when the loader opens it, a file that has appeared is
  * fetched, and the rest is read from disk. Where a file cannot be kept (no store, quota, a failed
  * write) it is read over the network as without a cache, and the folder is not marked complete.
+ * Another copy of files of the folder (a tokenizer by URL kept under a name of its own) keeps
+ * entries of its own (entryKey): deleting either copy, or finding a file of one changed, leaves
+ * the other complete.
  */
 import { blobSource, type ByteSource } from './byte-source.js';
 import { changedSince, download, head, offline, type CachedUrlOptions } from './cached-url-source.js';
@@ -23,23 +26,38 @@ export interface CachedUrlFolder extends FolderSource {
   commit(): Promise<void>;
 }
 
-/** The complete copy of the folder `root`: its kept files, by name, and its absent ones. */
+/** The URL of the file `name` of the folder `root`. */
+function fileUrl(root: string, name: string): string {
+  return new URL(encodeURIComponent(name), root).href;
+}
+
+/**
+ * The name under which the copy `record` of the folder `root` keeps its file `name`: the file's URL
+ * in the folder's own copy; in another copy (a tokenizer's), the URL with a fragment naming that
+ * copy, so that the two copies never share, overwrite or delete each other's entries.
+ */
+function entryKey(root: string, record: string, name: string): string {
+  const url = fileUrl(root, name);
+  return record === root ? url : `${url}#copy=${encodeURIComponent(record)}`;
+}
+
+/** The complete copy `record` of the folder `root`: its kept files, by name, and its absent ones. */
 async function completeCopy(
   store: ModelStore,
   root: string,
-  recordUrl: string,
+  record: string,
 ): Promise<{ files: Map<string, CacheHit>; absent: Set<string> } | undefined> {
-  const record = await store.record(recordUrl);
-  if (record?.files === undefined) return undefined;
-  const names = [...record.files, ...(record.absent ?? [])];
+  const meta = await store.record(record);
+  if (meta?.files === undefined) return undefined;
+  const names = [...meta.files, ...(meta.absent ?? [])];
   if (!names.every(isPlainFileName)) return undefined;
   const files = new Map<string, CacheHit>();
-  for (const name of record.files) {
-    const hit = await store.get(new URL(encodeURIComponent(name), root).href);
+  for (const name of meta.files) {
+    const hit = await store.get(entryKey(root, record, name));
     if (hit === undefined) return undefined;
     files.set(name, hit);
   }
-  return { files, absent: new Set(record.absent) };
+  return { files, absent: new Set(meta.absent) };
 }
 
 /**
@@ -55,13 +73,13 @@ async function staleNames(
   const [changed, appeared] = await Promise.all([
     Promise.all(
       [...copy.files].map(async ([name, hit]) => {
-        const now = await head(hit.meta.url, options);
+        const now = await head(fileUrl(root, name), options);
         return now !== undefined && changedSince(hit.meta, now) ? name : undefined;
       }),
     ),
     Promise.all(
       [...copy.absent].map(async (name) =>
-        (await head(new URL(encodeURIComponent(name), root).href, options)) !== undefined ? name : undefined,
+        (await head(fileUrl(root, name), options)) !== undefined ? name : undefined,
       ),
     ),
   ]);
@@ -106,17 +124,18 @@ export async function openCachedUrlFolder(
     name: root,
     async open(file: string): Promise<ByteSource | undefined> {
       checkFileName(root, file);
-      const url = new URL(encodeURIComponent(file), root).href;
+      const url = fileUrl(root, file);
       const hit = kept.get(file);
       if (hit !== undefined) return blobSource(hit.blob, url);
       if (absent.has(file)) return undefined;
       added = true;
-      const got = await download(url, options, record);
+      const key = entryKey(root, record, file);
+      const got = await download(url, options, { key, partOf: record });
       if (got === 'absent') {
         absent.add(file);
         return undefined;
       }
-      const fresh = got === 'kept' ? await store.get(url) : undefined;
+      const fresh = got === 'kept' ? await store.get(key) : undefined;
       if (fresh === undefined) {
         incomplete = true;
         return network.open(file);

@@ -10,6 +10,7 @@
 import { FetchError } from '../errors.js';
 import { blobSource, type ByteSource } from './byte-source.js';
 import { modelStore, storageLeft, type CachedModel, type StoredRecord } from './model-cache.js';
+import { describeFailure } from './range-reads.js';
 import { openUrlSource, type UrlSourceOptions } from './url-source.js';
 
 export interface CachedUrlOptions extends UrlSourceOptions {
@@ -99,17 +100,22 @@ function isQuotaError(e: unknown): boolean {
 export type Downloaded = 'kept' | 'absent' | 'not-kept';
 
 /**
- * Downloads `url` whole into the store (as a file of the folder `partOf`, if given). 'not-kept'
- * (with a warning where the store failed) when it cannot be kept; a network failure is thrown.
+ * Downloads `url` whole into the store: as the copy of `url`, or as the entry `key` of the folder's
+ * copy `partOf` (cached-url-folder.ts). 'not-kept' (with a warning where the store failed) when it
+ * cannot be kept; a network failure is thrown.
  */
-export async function download(url: string, options: CachedUrlOptions, partOf?: string): Promise<Downloaded> {
+export async function download(
+  url: string,
+  options: CachedUrlOptions,
+  entry?: { key: string; partOf: string },
+): Promise<Downloaded> {
   const store = await modelStore();
   if (store === undefined) return 'not-kept';
   let res: Response;
   try {
     res = await fetcherOf(options)(url, { headers: { ...options.headers }, cache: 'no-store' });
   } catch (e) {
-    throw new FetchError(`cannot fetch ${url}: ${(e as Error).message}`, { cause: e });
+    throw new FetchError(`cannot fetch ${url}: ${describeFailure(e)}`, { cause: e });
   }
   const v = validatorsOf(res);
   if (res.status === 404 || res.status === 410) {
@@ -130,8 +136,8 @@ export async function download(url: string, options: CachedUrlOptions, partOf?: 
     );
     return 'not-kept';
   }
-  const meta: StoredRecord = { url, bytes: v.bytes, savedAt: Date.now() };
-  if (partOf !== undefined) meta.partOf = partOf;
+  const meta: StoredRecord = { url: entry?.key ?? url, bytes: v.bytes, savedAt: Date.now() };
+  if (entry !== undefined) meta.partOf = entry.partOf;
   if (v.etag !== undefined) meta.etag = v.etag;
   if (v.lastModified !== undefined) meta.lastModified = v.lastModified;
   try {

@@ -27,7 +27,11 @@ export interface CachedModel {
   absent?: string[];
 }
 
-/** What the store keeps of a URL: a CachedModel, or a file of a cached folder (`partOf` its URL). */
+/**
+ * What the store keeps under a name (`url`): a CachedModel, or a file of a cached folder (`partOf`
+ * the folder's copy). A name is a URL; one with a fragment (`#…`) is not the file's own copy but an
+ * entry of another copy holding the same file (cached-url-folder.ts), kept apart from it.
+ */
 export interface StoredRecord extends CachedModel {
   partOf?: string;
 }
@@ -202,22 +206,35 @@ class OpfsStore implements ModelStore {
   }
 }
 
-/** Cache Storage: one answer per URL, its record in headers of our own. */
+/**
+ * The URL under which Cache Storage keeps the entry named `url`. Cache Storage matches URLs without
+ * their fragment, so `x#a`, `x#b` and `x` would be one entry: a fragment moves into the query.
+ */
+function cacheRequestUrl(url: string): string {
+  const u = new URL(url);
+  if (u.hash === '') return u.href;
+  const fragment = u.hash.slice(1);
+  u.hash = '';
+  u.searchParams.append('mpt-ts-fragment', fragment);
+  return u.href;
+}
+
+/** Cache Storage: one answer per name (at cacheRequestUrl), its record in headers of our own. */
 class CacheStorageStore implements ModelStore {
   readonly kind = 'cache-storage';
   constructor(private readonly cache: Cache) {}
 
-  private static metaOf(url: string, res: Response): StoredRecord | undefined {
+  /** The record an answer holds. */
+  private static metaOf(res: Response): StoredRecord | undefined {
     const r = res.headers.get('x-mpt-record');
-    const meta = r === null ? undefined : parseRecord(r);
-    return meta?.url === url ? meta : undefined;
+    return r === null ? undefined : parseRecord(r);
   }
 
   async get(url: string): Promise<CacheHit | undefined> {
-    const res = await this.cache.match(url);
+    const res = await this.cache.match(cacheRequestUrl(url));
     if (res === undefined) return undefined;
-    const meta = CacheStorageStore.metaOf(url, res);
-    if (meta === undefined) return undefined;
+    const meta = CacheStorageStore.metaOf(res);
+    if (meta?.url !== url) return undefined;
     const blob = await res.blob();
     return blob.size === meta.bytes ? { meta, blob } : undefined;
   }
@@ -237,30 +254,34 @@ class CacheStorageStore implements ModelStore {
       }),
     );
     const headers = { 'content-type': 'application/octet-stream', 'x-mpt-record': JSON.stringify(meta) };
-    await this.cache.put(meta.url, new Response(counted, { headers }));
+    await this.cache.put(cacheRequestUrl(meta.url), new Response(counted, { headers }));
   }
 
   async record(url: string): Promise<StoredRecord | undefined> {
-    const res = await this.cache.match(url);
-    return res === undefined ? undefined : CacheStorageStore.metaOf(url, res);
+    const res = await this.cache.match(cacheRequestUrl(url));
+    const meta = res === undefined ? undefined : CacheStorageStore.metaOf(res);
+    return meta?.url === url ? meta : undefined;
   }
 
   async saveRecord(meta: StoredRecord): Promise<void> {
-    await this.cache.put(meta.url, new Response(null, { headers: { 'x-mpt-record': JSON.stringify(meta) } }));
+    await this.cache.put(
+      cacheRequestUrl(meta.url),
+      new Response(null, { headers: { 'x-mpt-record': JSON.stringify(meta) } }),
+    );
   }
 
   async list(): Promise<StoredRecord[]> {
     const out: StoredRecord[] = [];
     for (const req of await this.cache.keys()) {
       const res = await this.cache.match(req);
-      const meta = res === undefined ? undefined : CacheStorageStore.metaOf(req.url, res);
-      if (meta !== undefined) out.push(meta);
+      const meta = res === undefined ? undefined : CacheStorageStore.metaOf(res);
+      if (meta !== undefined && cacheRequestUrl(meta.url) === req.url) out.push(meta);
     }
     return out;
   }
 
   delete(url: string): Promise<boolean> {
-    return this.cache.delete(url);
+    return this.cache.delete(cacheRequestUrl(url));
   }
 }
 

@@ -13,6 +13,7 @@
  * KEEP_BUDGET bytes, for the read that asks for them later.
  */
 import { FetchError, MptError } from '../errors.js';
+import { closedError } from './byte-source.js';
 
 /** Opens bytes [start, end) of the file: a body holding exactly those bytes, its answer checked. */
 export type OpenRange = (
@@ -141,8 +142,9 @@ export class RangeReads {
     this.keptBytes = 0;
   }
 
-  private checkOpen(what: string): void {
-    if (this.closed) throw new MptError(`${this.o.name} was already closed (reading ${what})`);
+  /** Throws when the source was closed (before a read of `what` starts). */
+  checkOpen(what: string): void {
+    if (this.closed) throw closedError(this.o.name, what);
   }
 
   /** Copies the kept bytes from `at` on into `dest`; how many (0 when none is kept at `at`). */
@@ -333,9 +335,17 @@ export class RangeReads {
 
   private failure(e: unknown, what: string): Error {
     if (e instanceof MptError) return e;
-    const err = e as Error & { cause?: { message?: string; code?: string } };
-    const cause = err?.cause?.code ?? err?.cause?.message;
-    const why = cause === undefined ? String(err?.message ?? e) : `${err.message} (${cause})`;
-    return new FetchError(`cannot read ${what} from ${this.o.name}: ${why}`, { cause: e });
+    return new FetchError(`cannot read ${what} from ${this.o.name}: ${describeFailure(e)}`, { cause: e });
   }
+}
+
+/**
+ * Why a request failed, for a message: the error's own message and, where fetch wraps the network's
+ * error (Node's "fetch failed"), that error's code or message, which says what went wrong.
+ */
+export function describeFailure(e: unknown): string {
+  const err = e as (Error & { cause?: { message?: string; code?: string } }) | undefined;
+  const cause = err?.cause?.code ?? err?.cause?.message;
+  const message = String(err?.message ?? e);
+  return cause === undefined ? message : `${message} (${cause})`;
 }

@@ -10,7 +10,7 @@
  */
 import { FetchError, FormatError, InputError, MptError, RangeNotSupportedError } from '../errors.js';
 import { bytesSource, checkRange, type ByteSource } from './byte-source.js';
-import { RangeReads } from './range-reads.js';
+import { describeFailure, RangeReads } from './range-reads.js';
 
 export interface UrlSourceOptions {
   /** Headers for every request (an Authorization header for a gated Hugging Face repository, say). */
@@ -59,12 +59,6 @@ function parseContentRange(header: string | null): ContentRange | undefined {
   if (end !== undefined) out.end = end;
   if (total !== undefined) out.total = total;
   return out;
-}
-
-function describeFailure(e: unknown): string {
-  const err = e as Error & { cause?: { message?: string; code?: string } };
-  const cause = err.cause?.code ?? err.cause?.message;
-  return cause === undefined ? err.message : `${err.message} (${cause})`;
 }
 
 /** The error for an HTTP answer that is neither the range nor the file. */
@@ -150,7 +144,6 @@ function rangeBody(href: string, size: number, res: Response, start: number, end
 
 class UrlSource implements ByteSource {
   private readonly reads: RangeReads;
-  private closed = false;
 
   constructor(
     readonly name: string,
@@ -181,14 +174,13 @@ class UrlSource implements ByteSource {
   }
 
   async readInto(offset: number, dest: Uint8Array, what = 'data'): Promise<void> {
-    if (this.closed) throw new MptError(`${this.name} was already closed (reading ${what})`);
+    this.reads.checkOpen(what);
     checkRange(this, offset, dest.length, what);
     if (dest.length === 0) return;
     await this.reads.readInto(offset, dest, what);
   }
 
   async close(): Promise<void> {
-    this.closed = true;
     this.reads.close();
   }
 }

@@ -72,7 +72,11 @@ export interface LoadModelOptions {
    * uncached. Ignored in Node. Default true.
    */
   cache?: boolean;
-  /** Download progress of a file by URL not yet cached in this browser (bytes done, total; per file of a folder). */
+  /**
+   * Download progress of a file by URL not yet cached in this browser (bytes done, total), one file
+   * after another: a GGUF file, the files of a model folder, a tokenizer's (`tokenizer`, or the
+   * folder's tokenizer.json).
+   */
   onDownload?: (done: number, total: number) => void;
 }
 
@@ -269,14 +273,14 @@ export function tokenizerCopyUrl(url: string | URL): string {
 /**
  * A tokenizer named by path or URL: a tokenizer.json file, or a folder (a URL ending in `/`). In a
  * page (unless `cache` is false) the files it reads are kept for offline use like a model
- * folder's, as the copy named tokenizerCopyUrl(url).
+ * folder's, as the copy named tokenizerCopyUrl(url), their download reported to `onDownload`.
  */
 async function namedTokenizer(
   named: string | URL,
   vocabSize: number,
-  options: Pick<LoadModelOptions, 'onNote' | 'cache'>,
+  options: Pick<LoadModelOptions, 'onNote' | 'cache' | 'onDownload'>,
 ): Promise<MptTokenizer | null> {
-  const { onNote } = options;
+  const { onNote, onDownload } = options;
   const name = named instanceof URL ? named.href : inPage(named);
   if (!isUrlString(name)) {
     const { loadTokenizer } = await import('./tokenizer-files.js');
@@ -286,7 +290,7 @@ async function namedTokenizer(
   const base = url.pathname.endsWith('/') ? url : new URL('./', url);
   const folder =
     inBrowser && options.cache !== false
-      ? await openCachedUrlFolder(base, {}, tokenizerCopyUrl(url))
+      ? await openCachedUrlFolder(base, onDownload === undefined ? {} : { onDownload }, tokenizerCopyUrl(url))
       : { ...urlFolder(base), commit: async () => {} };
   const file = url.pathname.endsWith('/')
     ? undefined
@@ -305,7 +309,7 @@ async function namedTokenizer(
  */
 export async function loadCheckpointTokenizer(
   ck: Pick<Checkpoint, 'kind' | 'path' | 'folder' | 'config' | 'ggufTokenizer' | 'ggufMetadata'>,
-  options: Pick<LoadModelOptions, 'tokenizer' | 'onNote' | 'cache'> = {},
+  options: Pick<LoadModelOptions, 'tokenizer' | 'onNote' | 'cache' | 'onDownload'> = {},
 ): Promise<MptTokenizer | null> {
   const vocabSize = ck.config.vocabSize;
   let tokenizer: MptTokenizer | null;

@@ -15,11 +15,29 @@ export async function logits(url: string, ids: number[], cache = true): Promise<
   }
 }
 
-/** The ids of `text` by the tokenizer at `tokenizerUrl`, given to the model at `url` in place of its own. */
-export async function encode(url: string, tokenizerUrl: string, text: string, cache = true): Promise<number[]> {
-  const model = await loadModel(url, { threads: 2, cache, tokenizer: tokenizerUrl });
+/** The ids of `text` by the tokenizer at `tokenizerUrl` given to the model at `url` in place of its own (null: its own). */
+export async function encode(url: string, tokenizerUrl: string | null, text: string, cache = true): Promise<number[]> {
+  return (await encodeReporting(url, tokenizerUrl, text, cache)).ids;
+}
+
+/** As `encode`, with the sizes of the files whose download `onDownload` reported to the end, in order. */
+export async function encodeReporting(
+  url: string,
+  tokenizerUrl: string | null,
+  text: string,
+  cache = true,
+): Promise<{ ids: number[]; downloaded: number[] }> {
+  const downloaded: number[] = [];
+  const model = await loadModel(url, {
+    threads: 2,
+    cache,
+    ...(tokenizerUrl === null ? {} : { tokenizer: tokenizerUrl }),
+    onDownload: (done, total) => {
+      if (done === total) downloaded.push(total);
+    },
+  });
   try {
-    return model.tokenizer.encode(text);
+    return { ids: model.tokenizer.encode(text), downloaded };
   } finally {
     await model.dispose();
   }
@@ -33,6 +51,7 @@ export async function hasOpfs(): Promise<boolean> {
 (globalThis as { mpt?: unknown }).mpt = {
   logits,
   encode,
+  encodeReporting,
   listCachedModels,
   deleteCachedModel,
   clearModelCache,
