@@ -528,62 +528,89 @@ export function gemm_k(kind: i32, A: usize, W: usize, Y: usize, ldy: i32, M: i32
   }
 }
 
+// q4_Kx4 decode: the super-block's running integer sums (kx_sum), its scales as i16 lanes per
+// chunk (kx_sc0..3: sub-blocks 2j, 2j+1 of the 4 rows, lane 4·(sub-block & 1) + r) and the two
+// half-reduced row pairs of a chunk (kx_u0, kx_u1). Wasm globals are per instance, i.e. per
+// thread; V8 reads and writes them as memory, and a write keeps the loads written after it after
+// it (otherwise TurboFan issues a basic block's loads first: the 12 vectors of a chunk spilled).
+let kx_sum: v128 = i32x4.splat(0);
+let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
+let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
+
+/** [p0 lanes 0-3 + 4-7, p1 lanes 0-3 + 4-7] (i16): the first level of reduce4_i16. */
+// @ts-ignore: decorator
+@inline function fold2(p0: v128, p1: v128): v128 {
+  return i16x8.add(v128.shuffle<u64>(p0, p1, 0, 2), v128.shuffle<u64>(p0, p1, 1, 3));
+}
+
+/**
+ * Chunk j of a q4_Kx4 super-block (rows' 32 bytes at q + 32r: sub-block 2j in the low nibbles,
+ * 2j + 1 in the high ones) times the activation's 64 values at xp; sc: the chunk's scales
+ * (kx_sc_j). Rows 0-1 first, their i16 sums half-reduced and stored (kx_u0, kx_u1: the store
+ * keeps rows 2-3's loads after it), then rows 2-3; each sub-block's 4 row sums are reduced in i16
+ * (lanes at most 4 · 7620) and scaled per row by one pmaddwd, added to kx_sum.
+ */
+// @ts-ignore: decorator
+@inline function chunk_q4kx4(q: usize, xp: usize, sc: v128, m: v128): void {
+  const xa0 = v128.load(xp), xa1 = v128.load(xp, 16), xb0 = v128.load(xp, 32), xb1 = v128.load(xp, 48);
+  const w00 = v128.load(q), w01 = v128.load(q, 16), w10 = v128.load(q, 32), w11 = v128.load(q, 48);
+  kx_u0 = fold2(i16x8.add(udot16(v128.and(w00, m), xa0), udot16(v128.and(w01, m), xa1)),
+    i16x8.add(udot16(v128.and(w10, m), xa0), udot16(v128.and(w11, m), xa1)));
+  kx_u1 = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w00, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w01, 4), m), xb1)),
+    i16x8.add(udot16(v128.and(i16x8.shr_u(w10, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w11, 4), m), xb1)));
+  const w20 = v128.load(q, 64), w21 = v128.load(q, 80), w30 = v128.load(q, 96), w31 = v128.load(q, 112);
+  const ua = fold2(i16x8.add(udot16(v128.and(w20, m), xa0), udot16(v128.and(w21, m), xa1)),
+    i16x8.add(udot16(v128.and(w30, m), xa0), udot16(v128.and(w31, m), xa1)));
+  const ub = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w20, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w21, 4), m), xb1)),
+    i16x8.add(udot16(v128.and(i16x8.shr_u(w30, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w31, 4), m), xb1)));
+  const u0 = kx_u0, u1 = kx_u1;
+  // lanes 2r, 2r + 1: row r's two halves (at most 30480), times its scale
+  const va = i16x8.add(v128.shuffle<u32>(u0, ua, 0, 2, 4, 6), v128.shuffle<u32>(u0, ua, 1, 3, 5, 7));
+  const vb = i16x8.add(v128.shuffle<u32>(u1, ub, 0, 2, 4, 6), v128.shuffle<u32>(u1, ub, 1, 3, 5, 7));
+  kx_sum = i32x4.add(kx_sum, i32x4.add(
+    i32x4.dot_i16x8_s(va, v128.shuffle<u16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3)),
+    i32x4.dot_i16x8_s(vb, v128.shuffle<u16>(sc, sc, 4, 4, 5, 5, 6, 6, 7, 7))));
+}
+
 /**
  * One q4_Kx4 group super-block at w (4 weight rows, repack.ts) × the q8_K record at x; lanes = the
  * 4 rows. The 4 rows' 6-bit scales and mins are unpacked together (byte 4k + r = scale byte k of
- * row r), the activation's 64 values of a chunk are loaded once for the 4 rows, and each
- * sub-block's 4 row sums are reduced in i16 (lanes at most 30480) with one pmaddwd that applies
- * the 4 rows' scales. Row r's lane is four45's value for that row: the same exact integers, then
- * (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin exact: half4_scaled times 2^112).
+ * row r), each sub-block's activations are loaded once for the 4 rows, and its 4 row sums are
+ * reduced in i16 with one pmaddwd that applies the 4 rows' scales. Row r's lane is four45's value
+ * for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin
+ * exact: half4_scaled times 2^112).
  */
 function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
   const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
-  const v0 = v128.load(w, 16), v2 = v128.load(w, 48);
-  // scales of sub-blocks 0-3 (t0) and 4-7 (t1), byte 4j + r: get_scale_min_k4 on 4 rows at once
-  let t0 = v128.and(v0, m63);
-  let t1 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
-  let sumi = i32x4.splat(0);
-  let qp = w + 64, xp = x;
-  const qend = qp + 512;
-  while (qp < qend) {
-    // chunk j: sub-blocks 2j (low nibbles, activations xa) and 2j + 1 (high nibbles, xb)
-    const s16 = i16x8.extend_low_i8x16_u(t0);
-    const sa = v128.shuffle<u16>(s16, s16, 0, 0, 1, 1, 2, 2, 3, 3), sb = v128.shuffle<u16>(s16, s16, 4, 4, 5, 5, 6, 6, 7, 7);
-    const t = v128.shuffle<u64>(t0, t1, 1, 2);
-    t1 = v128.shuffle<u64>(t1, t0, 1, 2);
-    t0 = t;
-    const xa0 = v128.load(xp), xa1 = v128.load(xp, 16), xb0 = v128.load(xp, 32), xb1 = v128.load(xp, 48);
-    const w00 = v128.load(qp), w01 = v128.load(qp, 16), w10 = v128.load(qp, 32), w11 = v128.load(qp, 48);
-    const w20 = v128.load(qp, 64), w21 = v128.load(qp, 80), w30 = v128.load(qp, 96), w31 = v128.load(qp, 112);
-    const ra = reduce4_i16(
-      i16x8.add(udot16(v128.and(w00, m), xa0), udot16(v128.and(w01, m), xa1)),
-      i16x8.add(udot16(v128.and(w10, m), xa0), udot16(v128.and(w11, m), xa1)),
-      i16x8.add(udot16(v128.and(w20, m), xa0), udot16(v128.and(w21, m), xa1)),
-      i16x8.add(udot16(v128.and(w30, m), xa0), udot16(v128.and(w31, m), xa1)), sa);
-    const rb = reduce4_i16(
-      i16x8.add(udot16(v128.and(i16x8.shr_u(w00, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w01, 4), m), xb1)),
-      i16x8.add(udot16(v128.and(i16x8.shr_u(w10, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w11, 4), m), xb1)),
-      i16x8.add(udot16(v128.and(i16x8.shr_u(w20, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w21, 4), m), xb1)),
-      i16x8.add(udot16(v128.and(i16x8.shr_u(w30, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w31, 4), m), xb1)), sb);
-    sumi = i32x4.add(sumi, i32x4.add(ra, rb));
-    qp += 128; xp += 64;
-  }
-  // mins: bytes regrouped to (row, pair of sub-blocks) so that pmaddwd with the activation's
+  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
+  // get_scale_min_k4 on 4 rows at once: scales of sub-blocks 0-3 (s03) and 4-7 (s47), mins
+  // likewise, byte 4j + r = sub-block j of row r
+  const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
+  const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
+  kx_sc0 = i16x8.extend_low_i8x16_u(s03);
+  kx_sc1 = i16x8.extend_high_i8x16_u(s03);
+  kx_sc2 = i16x8.extend_low_i8x16_u(s47);
+  kx_sc3 = i16x8.extend_high_i8x16_u(s47);
+  // mins: bytes regrouped to (row, pair of sub-blocks), so that pmaddwd with the activation's
   // pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j in its lane
-  const v1 = v128.load(w, 32), v2b = v128.load(w, 48);
-  const n0 = v128.and(v1, m63);
-  const n1 = v128.or(v128.and(i16x8.shr_u(v2b, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
-  const p0 = v128.shuffle<u8>(n0, n0, 0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
-  const p1 = v128.shuffle<u8>(n1, n1, 0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+  const p0 = v128.shuffle<u8>(n03, n03, 0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+  const p1 = v128.shuffle<u8>(n47, n47, 0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
   const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
-  const summ = i32x4.add(
+  kx_sum = i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p0), v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)),
       i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p0), v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p1), v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)),
       i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p1), v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
+  const summ = kx_sum;
+  kx_sum = i32x4.splat(0);
+  const q = w + 64;
+  chunk_q4kx4(q, x, kx_sc0, m);
+  chunk_q4kx4(q + 128, x + 64, kx_sc1, m);
+  chunk_q4kx4(q + 256, x + 128, kx_sc2, m);
+  chunk_q4kx4(q + 384, x + 192, kx_sc3, m);
   const dx = v128.load32_splat(x + OFF_D);
   const d = f32x4.mul(half4_scaled(w, rm), k112), dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
-  return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(sumi)),
+  return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(kx_sum)),
     f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
 }
 
