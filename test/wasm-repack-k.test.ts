@@ -39,12 +39,12 @@ function dequantizeX4(bytes: Uint8Array, rows: number, K: number): Float32Array 
       for (let r = 0; r < 4; r++) {
         const d = f16ToF32(dv.getUint16(at + 2 * r, true)),
           dmin = f16ToF32(dv.getUint16(at + 8 + 2 * r, true));
-        const sb = (k: number) => bytes[at + 16 + 4 * k + r]!; // scale byte k of row r
+        const sb = (k: number) => bytes[at + 16 + 16 * (k >> 2) + 4 * r + (k & 3)]!; // scale byte k of row r
         for (let j = 0; j < 8; j++) {
           // get_scale_min_k4
           const sc = j < 4 ? sb(j) & 63 : (sb(j + 4) & 15) | ((sb(j - 4) >> 6) << 4);
           const mn = j < 4 ? sb(j + 4) & 63 : (sb(j + 4) >> 4) | ((sb(j) >> 6) << 4);
-          const chunk = at + 64 + 128 * (j >> 1) + 32 * r;
+          const chunk = at + 64 + 128 * r + 32 * (j >> 1);
           for (let l = 0; l < 32; l++) {
             const q = j & 1 ? bytes[chunk + l]! >> 4 : bytes[chunk + l]! & 15;
             out[(4 * g + r) * K + b * 256 + 32 * j + l] = Math.fround(

@@ -78,19 +78,20 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
   return i16x8.add(v128.shuffle<u16>(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14), v128.shuffle<u16>(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15));
 }
 
-/**
- * The 6-bit scale and min of sub-block j (0..7) of a q4_K / q5_K block (ggml get_scale_min_k4),
- * scale byte k at q + st·k (st = 1 as stored, 4 in a q4_Kx4 group).
- */
+/** Scale byte k (0..11) of a q4_K block: at q + k as stored, at q + 16·(k >> 2) + (k & 3) for a row of a q4_Kx4 group (q = its first byte). */
 // @ts-ignore: decorator
-@inline function scale_k4(j: i32, q: usize, st: usize): i32 {
-  const k = <usize>j;
-  return j < 4 ? <i32>load<u8>(q + st * k) & 63 : (<i32>load<u8>(q + st * (k + 4)) & 0xf) | ((<i32>load<u8>(q + st * (k - 4)) >> 6) << 4);
+@inline function sbyte(q: usize, k: i32, x4: bool): i32 {
+  return <i32>load<u8>(x4 ? q + (<usize>(k >> 2) << 4) + <usize>(k & 3) : q + <usize>k);
+}
+
+/** The 6-bit scale and min of sub-block j (0..7) of a q4_K / q5_K block (ggml get_scale_min_k4), scale bytes as sbyte reads them. */
+// @ts-ignore: decorator
+@inline function scale_k4(j: i32, q: usize, x4: bool): i32 {
+  return j < 4 ? sbyte(q, j, x4) & 63 : (sbyte(q, j + 4, x4) & 0xf) | ((sbyte(q, j - 4, x4) >> 6) << 4);
 }
 // @ts-ignore: decorator
-@inline function min_k4(j: i32, q: usize, st: usize): i32 {
-  const k = <usize>j;
-  return j < 4 ? <i32>load<u8>(q + st * (k + 4)) & 63 : (<i32>load<u8>(q + st * (k + 4)) >> 4) | ((<i32>load<u8>(q + st * k) >> 6) << 4);
+@inline function min_k4(j: i32, q: usize, x4: bool): i32 {
+  return j < 4 ? sbyte(q, j + 4, x4) & 63 : (sbyte(q, j + 4, x4) >> 4) | ((sbyte(q, j, x4) >> 6) << 4);
 }
 
 /**
@@ -184,14 +185,13 @@ let sums_c1: v128 = i32x4.splat(0), sums_c2: v128 = i32x4.splat(0), sums_c3: v12
 let sums_sm: v128 = i32x4.splat(0);
 
 /**
- * scales_mins_k4 of row i (0..3) of the x4 group super-block at w (q4_Kx4, repack.ts: scale byte
- * k of row i at w + 16 + 4k + i): the row's 12 bytes gathered into lanes 0-11 first.
+ * scales_mins_k4 of row i (0..3) of the x4 group super-block at w (q4_Kx4, repack.ts: scale
+ * bytes 4g..4g+3 of row i at w + 16 + 16g + 4i): the row's three 4-byte groups into lanes 0-11.
  */
 // @ts-ignore: decorator
 @inline function scales_mins_x4(w: usize, i: usize): v128 {
-  const a = v128.load(w + 16 + i), b = v128.load(w + 32 + i), c = v128.load(w + 48 + i);
-  const ab = v128.shuffle<u8>(a, b, 0, 4, 8, 12, 16, 20, 24, 28, 0, 0, 0, 0, 0, 0, 0, 0);
-  return scales_mins_k4v(v128.shuffle<u8>(ab, c, 0, 1, 2, 3, 4, 5, 6, 7, 16, 20, 24, 28, 0, 0, 0, 0));
+  const p = w + 16 + 4 * i;
+  return scales_mins_k4v(v128.load32_lane(p + 32, v128.load32_lane(p + 16, v128.load32_zero(p), 1), 2));
 }
 
 /**
@@ -206,9 +206,8 @@ let sums_sm: v128 = i32x4.splat(0);
   let scv = i16x8.extend_low_i8x16_u(sm);
   const z = i32x4.splat(0);
   let c0 = z, c1 = z, c2 = z, c3 = z;
-  // a row's 32-byte quant chunks: consecutive (plain), or every 128 bytes from 64 + 32i (x4)
-  let qs = x4 ? w + 64 + 32 * i : w + (five ? 48 : 16), xp = x;
-  const cs: usize = x4 ? 128 : 32;
+  // a row's 128 quant bytes: at 16 (q4_K), 48 (q5_K), or 64 + 128i in a q4_Kx4 group
+  let qs = x4 ? w + 64 + 128 * i : w + (five ? 48 : 16), xp = x;
   let qh0 = z, qh1 = z;
   const b16 = i8x16.sub(m, i8x16.eq(m, m)); // 0x10 bytes, from the register holding 0x0F
   if (five) { qh0 = v128.load(w, 16); qh1 = v128.load(w, 32); }
@@ -223,7 +222,7 @@ let sums_sm: v128 = i32x4.splat(0);
     if (R > 2) c2 = i32x4.add(c2, step64(l0, l1, h0, h1, xp + 2 * xs, sa, sb));
     if (R > 3) c3 = i32x4.add(c3, step64(l0, l1, h0, h1, xp + 3 * xs, sa, sb));
     scv = next2(scv);
-    qs += cs; xp += 64;
+    qs += 32; xp += 64;
   }
   if (R > 1) sums_c1 = c1;
   if (R > 2) sums_c2 = c2;
@@ -544,7 +543,7 @@ let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
 }
 
 /**
- * Chunk j of a q4_Kx4 super-block (rows' 32 bytes at q + 32r: sub-block 2j in the low nibbles,
+ * Chunk j of a q4_Kx4 super-block (rows' 32 bytes at q + 128r: sub-block 2j in the low nibbles,
  * 2j + 1 in the high ones) times the activation's 64 values at xp; sc: the chunk's scales
  * (kx_sc_j). Rows 0-1 first, their i16 sums half-reduced and stored (kx_u0, kx_u1: the store
  * keeps rows 2-3's loads after it), then rows 2-3; each sub-block's 4 row sums are reduced in i16
@@ -553,12 +552,12 @@ let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
 // @ts-ignore: decorator
 @inline function chunk_q4kx4(q: usize, xp: usize, sc: v128, m: v128): void {
   const xa0 = v128.load(xp), xa1 = v128.load(xp, 16), xb0 = v128.load(xp, 32), xb1 = v128.load(xp, 48);
-  const w00 = v128.load(q), w01 = v128.load(q, 16), w10 = v128.load(q, 32), w11 = v128.load(q, 48);
+  const w00 = v128.load(q), w01 = v128.load(q, 16), w10 = v128.load(q, 128), w11 = v128.load(q, 144);
   kx_u0 = fold2(i16x8.add(udot16(v128.and(w00, m), xa0), udot16(v128.and(w01, m), xa1)),
     i16x8.add(udot16(v128.and(w10, m), xa0), udot16(v128.and(w11, m), xa1)));
   kx_u1 = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w00, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w01, 4), m), xb1)),
     i16x8.add(udot16(v128.and(i16x8.shr_u(w10, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w11, 4), m), xb1)));
-  const w20 = v128.load(q, 64), w21 = v128.load(q, 80), w30 = v128.load(q, 96), w31 = v128.load(q, 112);
+  const w20 = v128.load(q, 256), w21 = v128.load(q, 272), w30 = v128.load(q, 384), w31 = v128.load(q, 400);
   const ua = fold2(i16x8.add(udot16(v128.and(w20, m), xa0), udot16(v128.and(w21, m), xa1)),
     i16x8.add(udot16(v128.and(w30, m), xa0), udot16(v128.and(w31, m), xa1)));
   const ub = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w20, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w21, 4), m), xb1)),
@@ -574,8 +573,8 @@ let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
 
 /**
  * One q4_Kx4 group super-block at w (4 weight rows, repack.ts) × the q8_K record at x; lanes = the
- * 4 rows. The 4 rows' 6-bit scales and mins are unpacked together (byte 4k + r = scale byte k of
- * row r), each sub-block's activations are loaded once for the 4 rows, and its 4 row sums are
+ * 4 rows. The 4 rows' 6-bit scales and mins are unpacked together (their scale bytes lie side by
+ * side, repack.ts), each sub-block's activations are loaded once for the 4 rows, and its 4 row sums are
  * reduced in i16 with one pmaddwd that applies the 4 rows' scales. Row r's lane is four45's value
  * for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin
  * exact: half4_scaled times 2^112).
@@ -584,17 +583,20 @@ function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
   const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
   const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
   // get_scale_min_k4 on 4 rows at once: scales of sub-blocks 0-3 (s03) and 4-7 (s47), mins
-  // likewise, byte 4j + r = sub-block j of row r
+  // likewise, byte 4r + (j & 3) = sub-block j of row r; the scales then transposed to byte
+  // 4(j & 3) + r, so that widening gives a chunk's two sub-blocks with lanes = rows
   const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
   const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
-  kx_sc0 = i16x8.extend_low_i8x16_u(s03);
-  kx_sc1 = i16x8.extend_high_i8x16_u(s03);
-  kx_sc2 = i16x8.extend_low_i8x16_u(s47);
-  kx_sc3 = i16x8.extend_high_i8x16_u(s47);
+  const t03 = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const t47 = v128.shuffle<u8>(s47, s47, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  kx_sc0 = i16x8.extend_low_i8x16_u(t03);
+  kx_sc1 = i16x8.extend_high_i8x16_u(t03);
+  kx_sc2 = i16x8.extend_low_i8x16_u(t47);
+  kx_sc3 = i16x8.extend_high_i8x16_u(t47);
   // mins: bytes regrouped to (row, pair of sub-blocks), so that pmaddwd with the activation's
   // pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j in its lane
-  const p0 = v128.shuffle<u8>(n03, n03, 0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
-  const p1 = v128.shuffle<u8>(n47, n47, 0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15);
+  const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
   const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
   kx_sum = i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p0), v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)),
@@ -605,9 +607,9 @@ function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
   kx_sum = i32x4.splat(0);
   const q = w + 64;
   chunk_q4kx4(q, x, kx_sc0, m);
-  chunk_q4kx4(q + 128, x + 64, kx_sc1, m);
-  chunk_q4kx4(q + 256, x + 128, kx_sc2, m);
-  chunk_q4kx4(q + 384, x + 192, kx_sc3, m);
+  chunk_q4kx4(q + 32, x + 64, kx_sc1, m);
+  chunk_q4kx4(q + 64, x + 128, kx_sc2, m);
+  chunk_q4kx4(q + 96, x + 192, kx_sc3, m);
   const dx = v128.load32_splat(x + OFF_D);
   const d = f32x4.mul(half4_scaled(w, rm), k112), dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
   return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(kx_sum)),
@@ -700,10 +702,10 @@ export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
       for (let b = 0; b < nb; b++) {
         store<u16>(dst + 2 * i, load<u16>(src));
         store<u16>(dst + 8 + 2 * i, load<u16>(src + 2));
-        for (let k: usize = 0; k < 12; k++) store<u8>(dst + 16 + 4 * k + i, load<u8>(src + 4 + k));
+        for (let g: usize = 0; g < 3; g++) store<u32>(dst + 16 + 16 * g + 4 * i, load<u32>(src + 4 + 4 * g));
         for (let j: usize = 0; j < 4; j++) {
-          v128.store(dst + 64 + 128 * j + 32 * i, v128.load(src + 16 + 32 * j));
-          v128.store(dst + 64 + 128 * j + 32 * i, v128.load(src + 32 + 32 * j), 16);
+          v128.store(dst + 64 + 128 * i + 32 * j, v128.load(src + 16 + 32 * j));
+          v128.store(dst + 64 + 128 * i + 32 * j, v128.load(src + 32 + 32 * j), 16);
         }
         src += 144; dst += X4K_BYTES;
       }
@@ -722,7 +724,7 @@ export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize)
   let w = W + <usize>(r >> 2) * <usize>nb * X4K_BYTES;
   let y = out;
   for (let b = 0; b < nb; b++) {
-    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + 16 + i, 4, w + 64 + 32 * i, 128, false, w, y);
+    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + 16 + 4 * i, true, w + 64 + 128 * i, false, w, y);
     w += X4K_BYTES;
     y += 1024;
   }
@@ -730,17 +732,16 @@ export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize)
 
 /**
  * One q4_K / q5_K super-block as ggml's dequantize_row_*: factors d, dmin, scale bytes at sc
- * (stride st, see scale_k4), 32-byte quant chunks every cs bytes from qs, q5_K's high bits at
- * w + 16; 256 f32 values to y.
+ * (as sbyte reads them), 128 quant bytes at qs, q5_K's high bits at w + 16; 256 f32 values to y.
  */
 // @ts-ignore: decorator
-@inline function dequant45(d: f32, dmin: f32, sc: usize, st: usize, qs: usize, cs: usize, five: bool, w: usize, y: usize): void {
+@inline function dequant45(d: f32, dmin: f32, sc: usize, x4: bool, qs: usize, five: bool, w: usize, y: usize): void {
   for (let j = 0; j < 4; j++) {
-    const d1 = d * <f32>scale_k4(2 * j, sc, st), m1 = dmin * <f32>min_k4(2 * j, sc, st);
-    const d2 = d * <f32>scale_k4(2 * j + 1, sc, st), m2 = dmin * <f32>min_k4(2 * j + 1, sc, st);
+    const d1 = d * <f32>scale_k4(2 * j, sc, x4), m1 = dmin * <f32>min_k4(2 * j, sc, x4);
+    const d2 = d * <f32>scale_k4(2 * j + 1, sc, x4), m2 = dmin * <f32>min_k4(2 * j + 1, sc, x4);
     const p = y + (<usize>j << 8);
     for (let l = 0; l < 32; l++) {
-      const q = <i32>load<u8>(qs + <usize>j * cs + l);
+      const q = <i32>load<u8>(qs + (<usize>j << 5) + l);
       let lo = q & 0xf, hi = q >> 4;
       if (five) {
         const h = <i32>load<u8>(w + 16 + l);
@@ -777,7 +778,7 @@ export function dequant_row_k(kind: i32, W: usize, K: i32, r: i32, out: usize): 
       }
     } else {
       const five = kind == 6;
-      dequant45(f16_at(w), f16_at(w + 2), w + 4, 1, w + (five ? 48 : 16), 32, five, w, y);
+      dequant45(f16_at(w), f16_at(w + 2), w + 4, false, w + (five ? 48 : 16), five, w, y);
     }
     w += bs;
     y += 1024;
