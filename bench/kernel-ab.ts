@@ -12,7 +12,8 @@
  * a layer-sized one (256 rows of weights, 8 rows), attention of one query row (head_dim 64)
  * over 45 and 2,000 keys, and the 1B shape's q4_0 / q8_0 products (K 2048): a decode row
  * against up_proj (8192 rows) and a 128-token prompt chunk against out_proj (2048 rows); q4_K
- * products of 1 and 4 rows and a q6_K decode row against 8192 × 2048.
+ * products of 1, 3, 4 and 8 rows against 8192 × 2048 and a 128-token chunk against 2048 × 2048, and
+ * a q6_K decode row against 8192 × 2048.
  * `--only q4` runs the cases whose name contains "q4" (any substring).
  *
  * A build that exports the x4 products (gemm_q4_0x4, repack.ts's row-interleaved layout) gets its
@@ -220,6 +221,7 @@ const cases = [
   kquant('q4_k', 1, QN),
   kquant('q4_k', 3, QN),
   kquant('q4_k', 4, QN),
+  kquant('q4_k', 8, QN),
   kquant('q4_k', QM, QK),
   kquant('q6_k', 1, QN),
   quantPrompt('q8_0', QM, QK),
