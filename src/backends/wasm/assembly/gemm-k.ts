@@ -654,9 +654,22 @@ function tile_x4k(R: i32, gw: usize, i: usize, x: usize, xs: usize, nb: i32, y: 
 }
 
 /**
+ * Reads one word of every 64-byte line of [p, p + n): the 4-row tile reads one packed row at a
+ * time, a third of each super-block's lines, and the lines the next rows need were demand misses
+ * (kernel-ab: 0.4-0.8× gemm_k); loaded up front they overlap. The words' sum goes to kx_u0
+ * (written before it is read in the decode tile) so that the optimizer keeps the loads.
+ */
+// @ts-ignore: decorator
+@inline function touch(p: usize, n: usize): void {
+  let s: i32 = 0;
+  for (let q = p; q < p + n; q += 64) s += load<i32>(q);
+  kx_u0 = i32x4.splat(s);
+}
+
+/**
  * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
  * rows): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the
- * plain matrix. From 8 activation rows on, groups of 4 read each packed weight row through
+ * plain matrix. From 16 activation rows on, groups of 4 read each packed weight row through
  * gemm_k's 4-row tile; the other activation rows go one at a time through tile1x4_q4k (4 weight
  * rows per activation load); weight rows after the last whole group are plain.
  */
@@ -667,14 +680,18 @@ export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i
   const m = v128.load(C_NIBBLE_MASK), rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
   let rb = <i32>(<usize>98304 / rowBytes) & ~3;
   if (rb < 4) rb = 4;
-  // Under 8 activation rows every row goes through the decode tile: 4 rows through the 4-row
-  // tile reading packed rows measured 0.7-0.8× gemm_k, 4 decode tiles ~1.1× that (kernel-ab).
-  const m4 = M >= 8 ? M & ~3 : 0;
+  // Under 16 activation rows every row goes through the decode tile: the 4-row tile reading
+  // packed rows streamed from L3 measured 0.4-0.8× gemm_k at 4 and 8 rows of 8192 × 2048, 4 decode
+  // tiles ~1.1× it, 8 about 2×; on a 128-token chunk over 2048 rows (L2) it is 0.84-1.08× gemm_k.
+  const m4 = M >= 16 ? M & ~3 : 0;
   for (let r0 = n0; r0 < n1; r0 += rb) {
     const r1 = min(r0 + rb, n1), p1 = min(r1, ng);
     for (let t = 0; t < m4; t += 4) {
       const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
-      for (let n = r0; n < p1; n++) tile_x4k(4, W + <usize>(n >> 2) * grp, <usize>(n & 3), x, xs, nb, yr + (<usize>n << 2), sy, acc, m);
+      for (let n = r0; n < p1; n++) {
+        if ((n & 3) == 0 || n == r0) touch(W + <usize>(n >> 2) * grp, grp);
+        tile_x4k(4, W + <usize>(n >> 2) * grp, <usize>(n & 3), x, xs, nb, yr + (<usize>n << 2), sy, acc, m);
+      }
       if (r1 > p1) tiles_q4k(4, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
     }
     for (let t = m4; t < M; t++) {
