@@ -10,8 +10,8 @@
  * `--cold` cycles through enough copies of each matrix (>= 96 MiB) that every call streams its
  * weights from memory, as a decode step does (without it a 1B matrix stays in the L3 cache and
  * the figure is the kernel's own rate). Paths: "x4" is gemm_q4_0x4 / gemm_q8_0x4 (the decode
- * tiles), for one row gemv_q4_0x4 / gemv_q8_0x4 on a row record where a build has them (as the
- * backend runs a decode step); "prompt" the prompt tiles (gemm_q4_0x4_prompt /
+ * tiles), for one q4_0 row gemv_q4_0x4 on a row record where a build has it (as the backend
+ * runs a decode step); "prompt" the prompt tiles (gemm_q4_0x4_prompt /
  * gemm_q8_0x4_prompt), which also take 1–3 rows.
  */
 import { readFileSync } from 'node:fs';
@@ -100,18 +100,8 @@ function setup(file: string) {
   const call = (c: Case, copy: number) => {
     const mat = mats.get(`${c.type} ${c.N} ${c.K}`)!;
     const q4 = c.type === 'q4_0';
-    if (c.M === 1 && c.path === 'x4' && gemv) {
-      (q4 ? k.gemv_q4_0x4 : k.gemv_q8_0x4).call(
-        k,
-        mat.R,
-        mat.copies[copy % mat.copies.length]!,
-        Y,
-        c.N,
-        0,
-        c.N,
-        c.K,
-        0,
-      );
+    if (c.M === 1 && c.path === 'x4' && q4 && gemv) {
+      k.gemv_q4_0x4(mat.R, mat.copies[copy % mat.copies.length]!, Y, c.N, 0, c.N, c.K, 0);
       return;
     }
     const f =

@@ -85,6 +85,8 @@ interface Input {
   x: number;
   qa: number;
   qk: number;
+  /** qa holds a row record (quantFor: one row, read by q4_0 matrices only), not group records. */
+  rowRecord?: boolean;
 }
 
 export class Executor {
@@ -125,7 +127,9 @@ export class Executor {
 
   /**
    * Quantizes rows [r0, r1) of src (K values a row; M rows in all) as the consuming matrices need
-   * them. A single row (M = 1, decode) goes into a row record, which gemmRows reads with gemv.
+   * them. A single row (M = 1, decode) read only by q4_0 matrices goes into a row record, which
+   * gemmRows reads with gemv_q4_0x4 (its dense quants stay in L1 at K = 8192; with q8_0 weights
+   * the same layout measured 0.85× in docs/cpu-profile.md, so q8_0 keeps the group record).
    */
   private quantFor(
     k: Kernels,
@@ -137,8 +141,10 @@ export class Executor {
     into: Input,
     ...consumers: WeightType[]
   ): void {
-    if (consumers.some((t) => actKind(t) === 'q8')) {
-      if (M === 1) k.quantize_act_q8_row(src, K, into.qa);
+    const q8 = consumers.filter((t) => actKind(t) === 'q8');
+    if (q8.length > 0) {
+      into.rowRecord = M === 1 && q8.every((t) => t === 'q4_0');
+      if (into.rowRecord) k.quantize_act_q8_row(src, K, into.qa);
       else k.quantize_act_q8(src, K, r0, r1, K, into.qa);
     }
     if (consumers.some((t) => actKind(t) === 'q8k')) k.quantize_act_q8k(src, K, r0, r1, K, into.qk);
@@ -202,16 +208,13 @@ export class Executor {
         k.gemm_bf16(X.x, K, m.ptr, K, Y, ldy, M, n0, n1, K, acc, this.panel(m.arena));
         break;
       case 'q8_0':
-        if (M === 1)
-          k.gemv_q8_0x4(X.qa, m.ptr, Y, m.rows, n0, n1, K, acc); // a row record (quantFor)
-        else if (m.packed && M >= PROMPT_TILE_ROWS)
-          k.gemm_q8_0x4_prompt(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        if (m.packed && M >= PROMPT_TILE_ROWS) k.gemm_q8_0x4_prompt(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else if (m.packed) k.gemm_q8_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_0':
-        if (M === 1)
-          k.gemv_q4_0x4(X.qa, m.ptr, Y, m.rows, n0, n1, K, acc); // a row record (quantFor)
+        if (X.rowRecord)
+          k.gemv_q4_0x4(X.qa, m.ptr, Y, m.rows, n0, n1, K, acc); // M = 1 (quantFor)
         else if (m.packed && M >= PROMPT_TILE_ROWS)
           k.gemm_q4_0x4_prompt(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else if (m.packed) k.gemm_q4_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);

@@ -20,7 +20,7 @@
 // node --perf-prof jitdumps); two blocks per iteration do not. Results do not depend on how [n0, n1) is split between threads; a row's last
 // bits can differ between the two tile kinds (summation order).
 import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
-import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4, row_off_dx, row_off_sx } from './quant-act';
+import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4, row_off_dx, row_off_qx } from './quant-act';
 import { dequant_row, T_Q4_0, T_Q8_0 } from './elementwise';
 import { f16_to_f32 } from './half';
 
@@ -158,13 +158,16 @@ import { f16_to_f32 } from './half';
 }
 
 /**
- * 1 weight row × 1 activation row: block b's quants at xp + b·xs (xs = 128 in a group record, 32
- * in a row record), its d_x·2^112 at dp + 4b and 8·Σq_x at sp + 4b. m = 0x0F bytes, ones = 1 in
- * i16 lanes.
+ * 1 weight row × 1 activation row (act_ptrs: row t of the group record at g, or the row record at
+ * g). m = 0x0F bytes, ones = 1 in i16 lanes.
  */
 // @ts-ignore: decorator
-@inline function tile1_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xs: usize, y: usize, acc: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
+@inline function tile1_body(w: usize, nb: i32, g: usize, t: usize, row: bool, y: usize, acc: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
   const bs: usize = q4 ? 18 : 34;
+  const xs: usize = row ? 32 : 128;
+  let xp = row ? g + row_off_qx(nb) : g + t * 32;
+  let dp = row ? g + row_off_dx(nb) : g + off_dx1(nb) + t * <usize>nb4_of(nb) * 4;
+  let sp = row ? g : g + off_sx1(nb) + t * <usize>nb4_of(nb) * 4;
   let a = f32x4.splat(0);
   const wend4 = w + <usize>(nb & ~3) * bs;
   if (!q4 && ASC_FEATURE_RELAXED_SIMD) {
@@ -288,16 +291,20 @@ import { f16_to_f32 } from './half';
 }
 
 /**
- * 4 weight rows (the x4 group at w, repack.ts) × 1 activation row (block b's quants at xp + b·xs,
- * d_x·2^112 at dp + 4b, 8·Σq_x at sp + 4b, as tile1_body); lanes = the 4 rows. Per block the
+ * 4 weight rows (the x4 group at w, repack.ts) × 1 activation row (row t of the group record at
+ * g, or the row record at g; blocks at a stride of 128 or 32 bytes); lanes = the 4 rows. Per block the
  * activation's 32 bytes are loaded once for the 4 rows, the 4 fp16 scales convert together (load16x4_s, shift, mask: d_w·2^-112 as in scales4, times
  * DX1's d_x·2^112) and q4_0's 8·Σq_x is subtracted once for the 4 rows. A row's value is the sum
  * tile4 forms for that activation row, term by term in the same order: the same bits. Stores
  * lanes [l0, l1) at y + lane·4 (a group cut by a thread's row range).
  */
 // @ts-ignore: decorator
-@inline function tile1x4_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xs: usize, y: usize, acc: i32, l0: i32, l1: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
+@inline function tile1x4_body(w: usize, nb: i32, g: usize, t: usize, row: bool, y: usize, acc: i32, l0: i32, l1: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
   const bs: usize = q4 ? 72 : 136;
+  const xs: usize = row ? 32 : 128;
+  let xp = row ? g + row_off_qx(nb) : g + t * 32;
+  let dp = row ? g + row_off_dx(nb) : g + off_dx1(nb) + t * <usize>nb4_of(nb) * 4;
+  let sp = row ? g : g + off_sx1(nb) + t * <usize>nb4_of(nb) * 4;
   let a = f32x4.splat(0);
   const wend = w + <usize>nb * bs;
   while (w < wend) {
@@ -322,23 +329,15 @@ function tile4_q4(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m:
 function tile4_q8(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 34, nb, g, y, sy, acc, false, m, ones); }
 function tile4x_q4(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 72, nb, g, y, sy, acc, true, m, ones); }
 function tile4x_q8(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 136, nb, g, y, sy, acc, false, m, ones); }
-// Activations from a group record (block stride 128) or a row record (32: the "r" tiles).
-function tile1x4_q4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, xp, dp, sp, 128, y, acc, l0, l1, true, m, ones, rm); }
-function tile1x4_q8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, xp, dp, sp, 128, y, acc, l0, l1, false, m, ones, rm); }
-function tile1x4r_q4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, xp, dp, sp, 32, y, acc, l0, l1, true, m, ones, rm); }
-function tile1x4r_q8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, xp, dp, sp, 32, y, acc, l0, l1, false, m, ones, rm); }
-function tile1_q4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, xp, dp, sp, 128, y, acc, true, m, ones, rm); }
-function tile1_q8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, xp, dp, sp, 128, y, acc, false, m, ones, rm); }
-function tile1r_q4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, xp, dp, sp, 32, y, acc, true, m, ones, rm); }
-function tile1r_q8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, xp, dp, sp, 32, y, acc, false, m, ones, rm); }
+// Activations from a group record (row t) or a row record (the "r" tiles).
+function tile1x4_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, true, m, ones, rm); }
+function tile1x4_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, false, m, ones, rm); }
+function tile1x4r_q4(w: usize, nb: i32, g: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, 0, true, y, acc, l0, l1, true, m, ones, rm); }
+function tile1_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, false, y, acc, true, m, ones, rm); }
+function tile1_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, false, y, acc, false, m, ones, rm); }
+function tile1r_q4(w: usize, nb: i32, g: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, 0, true, y, acc, true, m, ones, rm); }
 
-/** Block-0 addresses of activation row t's quants, d_x·2^112 and 8·Σq_x in the group record at g. */
-// @ts-ignore: decorator
-@inline function slot_xp(g: usize, t: usize): usize { return g + t * 32; }
-// @ts-ignore: decorator
-@inline function slot_dp(g: usize, nb: i32, t: usize): usize { return g + off_dx1(nb) + t * <usize>nb4_of(nb) * 4; }
-// @ts-ignore: decorator
-@inline function slot_sp(g: usize, nb: i32, t: usize): usize { return g + off_sx1(nb) + t * <usize>nb4_of(nb) * 4; }
+
 
 // @ts-ignore: decorator
 @inline function gemm_q(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32, q4: bool): void {
@@ -361,10 +360,9 @@ function tile1r_q8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize,
     }
     for (let m = m4; m < M; m++) {
       const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3), yr = Y + <usize>m * sy;
-      const xp = slot_xp(g, t), dp = slot_dp(g, nb, t), sp = slot_sp(g, nb, t);
       for (let n = r0; n < r1; n++) {
-        if (q4) tile1_q4(W + <usize>n * rowBytes, nb, xp, dp, sp, yr + (<usize>n << 2), acc, mk, ones, rm);
-        else tile1_q8(W + <usize>n * rowBytes, nb, xp, dp, sp, yr + (<usize>n << 2), acc, mk, ones, rm);
+        if (q4) tile1_q4(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
+        else tile1_q8(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
       }
     }
   }
@@ -415,37 +413,34 @@ export function gemm_q8_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i3
     }
     for (let m = m4; m < M; m++) {
       const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3);
-      rows_1x4(W, N, nb, slot_xp(g, t), slot_dp(g, nb, t), slot_sp(g, nb, t), Y + <usize>m * sy, r0, r1, acc, q4, false, mk, ones, rm);
+      rows_1x4(W, N, nb, g, t, Y + <usize>m * sy, r0, r1, acc, q4, false, mk, ones, rm);
     }
   }
 }
 
 /**
  * Rows [r0, r1) of an x4 matrix of N rows (whole groups through tile1x4, rows after the last
- * group through tile1) times one activation row (addresses as tile1_body; row: a row record,
- * else a group record) into yr[n].
+ * group through tile1) times one activation row (row: the row record at g, q4_0 only (with q8_0
+ * weights the dense row measured slower, docs/cpu-profile.md); else row t of the group record at
+ * g) into yr[n].
  */
 // @ts-ignore: decorator
-@inline function rows_1x4(W: usize, N: i32, nb: i32, xp: usize, dp: usize, sp: usize, yr: usize, r0: i32, r1: i32, acc: i32, q4: bool, row: bool, mk: v128, ones: v128, rm: v128): void {
+@inline function rows_1x4(W: usize, N: i32, nb: i32, g: usize, t: usize, yr: usize, r0: i32, r1: i32, acc: i32, q4: bool, row: bool, mk: v128, ones: v128, rm: v128): void {
   const rowBytes: usize = <usize>nb * (q4 ? 18 : 34), grp = rowBytes * 4;
   const ng = N & ~3, p1 = min(r1, ng);
   for (let n = r0; n < p1; ) {
     const gs = n & ~3, l1 = min(4, p1 - gs);
     const gw = W + <usize>(gs >> 2) * grp, y = yr + (<usize>gs << 2);
-    if (row) {
-      if (q4) tile1x4r_q4(gw, nb, xp, dp, sp, y, acc, n - gs, l1, mk, ones, rm);
-      else tile1x4r_q8(gw, nb, xp, dp, sp, y, acc, n - gs, l1, mk, ones, rm);
-    } else if (q4) tile1x4_q4(gw, nb, xp, dp, sp, y, acc, n - gs, l1, mk, ones, rm);
-    else tile1x4_q8(gw, nb, xp, dp, sp, y, acc, n - gs, l1, mk, ones, rm);
+    if (row) tile1x4r_q4(gw, nb, g, y, acc, n - gs, l1, mk, ones, rm);
+    else if (q4) tile1x4_q4(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
+    else tile1x4_q8(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
     n = gs + 4;
   }
   for (let n = max(r0, ng); n < r1; n++) {
     const w = W + <usize>n * rowBytes, y = yr + (<usize>n << 2);
-    if (row) {
-      if (q4) tile1r_q4(w, nb, xp, dp, sp, y, acc, mk, ones, rm);
-      else tile1r_q8(w, nb, xp, dp, sp, y, acc, mk, ones, rm);
-    } else if (q4) tile1_q4(w, nb, xp, dp, sp, y, acc, mk, ones, rm);
-    else tile1_q8(w, nb, xp, dp, sp, y, acc, mk, ones, rm);
+    if (row) tile1r_q4(w, nb, g, y, acc, mk, ones, rm);
+    else if (q4) tile1_q4(w, nb, g, t, y, acc, mk, ones, rm);
+    else tile1_q8(w, nb, g, t, y, acc, mk, ones, rm);
   }
 }
 
@@ -463,25 +458,14 @@ export function gemm_q8_0x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i
 }
 
 /**
- * One activation row (a row record of quant-act.ts at A) times an x4 matrix of N rows: rows
- * [n0, n1) of Y[N] (acc != 0 adds into Y). Each row's value is the one gemm_qx4 gives for the same
- * row quantized in a group record (same tiles, the activations read at a stride of 32 instead of 128).
+ * q4_0x4 weights W (N rows, repack.ts; N < 4: plain rows) times one activation row quantized at A
+ * by quantize_act_q8_row: rows [n0, n1) of Y[N] (acc != 0 adds into Y). Each row's value is the
+ * one gemm_q4_0x4 gives for the same row in a group record (same tiles, the activation blocks
+ * read at a stride of 32 bytes instead of 128).
  */
-// @ts-ignore: decorator
-@inline function gemv_x4(A: usize, W: usize, Y: usize, N: i32, n0: i32, n1: i32, K: i32, acc: i32, q4: bool): void {
-  const nb = K >> 5;
-  const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK);
-  rows_1x4(W, N, nb, A, A + row_off_dx(nb), A + row_off_sx(nb), Y, n0, n1, acc, q4, true, mk, ones, rm);
-}
-
-/** q4_0x4 weights (N rows, repack.ts; N < 4: plain rows) times one activation row quantized at A by quantize_act_q8_row. */
 export function gemv_q4_0x4(A: usize, W: usize, Y: usize, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
-  gemv_x4(A, W, Y, N, n0, n1, K, acc, true);
-}
-
-/** q8_0x4 weights; otherwise as gemv_q4_0x4. */
-export function gemv_q8_0x4(A: usize, W: usize, Y: usize, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
-  gemv_x4(A, W, Y, N, n0, n1, K, acc, false);
+  const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK);
+  rows_1x4(W, N, K >> 5, A, 0, Y, n0, n1, acc, true, true, mk, ones, rm);
 }
 
 /**

@@ -12,8 +12,10 @@
 //   SX1  [4][nb4]    i32      8·Σq, same indexing after DX1
 //
 // A single activation row (a decode step's input) is quantized instead as a "row record"
-// (quantize_act_q8_row): QX [nb][32] (block b at b·32), then DX1 and SX1 of that row alone
-// ([nb4] each, at row_off_dx / row_off_sx); it fits in group_bytes(nb). A decode kernel streams
+// (quantize_act_q8_row): SX1 and DX1 of that row alone ([nb4] each, SX1 at 0, DX1 at
+// row_off_dx), then QX [nb][32] (block b at row_off_qx + b·32); it fits in group_bytes(nb). (Only
+// SX1, which q8_0 does not read, starts at the record's address: a loop pointer that starts at a
+// function's argument costs V8 a register copy per iteration, one computed from it does not.) A decode kernel streams
 // one weight row group after another against the same activation row, so it wants that row
 // dense: in a group record each 32-byte block of a row takes a 64-byte cache line of its own, and
 // for K = 8192 the row's lines (16 KiB) no longer stay in a 32 KiB L1 cache beside the streamed
@@ -30,11 +32,11 @@ import { f16_to_f32, f32_to_f16 } from './half';
 @inline export function off_dx1(nb: i32): usize { return <usize>nb * 160; }
 // @ts-ignore: decorator
 @inline export function off_sx1(nb: i32): usize { return <usize>nb * 160 + <usize>nb4_of(nb) * 16; }
-/** Offsets of DX1 / SX1 in a row record. */
+/** Offsets of DX1 / QX in a row record (SX1 at 0). */
 // @ts-ignore: decorator
-@inline export function row_off_dx(nb: i32): usize { return <usize>nb * 32; }
+@inline export function row_off_dx(nb: i32): usize { return <usize>nb4_of(nb) * 4; }
 // @ts-ignore: decorator
-@inline export function row_off_sx(nb: i32): usize { return <usize>nb * 32 + <usize>nb4_of(nb) * 4; }
+@inline export function row_off_qx(nb: i32): usize { return <usize>nb4_of(nb) * 8; }
 /** Bytes of one group record (4 rows). */
 // @ts-ignore: decorator
 @inline export function group_bytes(nb: i32): usize { return <usize>nb * 160 + <usize>nb4_of(nb) * 32; }
@@ -93,7 +95,7 @@ export function quantize_act_q8(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A:
 /** Quantizes the one row at X (K values, K a multiple of 32) as a row record at A. */
 export function quantize_act_q8_row(X: usize, K: i32, A: usize): void {
   const nb = K >> 5, nb4 = nb4_of(nb);
-  let q = A, d1 = A + row_off_dx(nb), s1 = A + row_off_sx(nb);
+  let q = A + row_off_qx(nb), d1 = A + row_off_dx(nb), s1 = A;
   for (let b = 0; b < nb; b++) {
     const d = quant_block(X + (<usize>b << 7), q, s1);
     store<f32>(d1, d * <f32>5.192296858534828e33); // d·2^112, as DX1 of a group record
