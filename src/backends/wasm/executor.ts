@@ -85,7 +85,11 @@ interface Input {
   x: number;
   qa: number;
   qk: number;
-  /** qa holds a row record (quantFor: one row, read by q4_0 matrices only), not group records. */
+  /**
+   * qa holds a row record (quantFor: one row, read by q4_0 matrices only), not group records. Set
+   * by this thread's own quantFor: a single row always goes through the private (per-thread)
+   * buffers (R, m <= PRIVATE_ROWS), so every thread that reads qa has quantized it itself.
+   */
   rowRecord?: boolean;
 }
 
