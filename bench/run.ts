@@ -12,6 +12,7 @@
  *   kv-quality [...]      KL of f16 / q8_0 KV caches vs f32 on the fixtures (bench/kv-quality.ts)
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
  *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
+ *   decode-ab A.wasm B.wasm  decode-sized q4_0 / q8_0 products (1–3 rows, 1B and 7B shapes) of two builds, alternated, CPU time (bench/decode-ab.ts)
  *   browser FILE.gguf [...]  headless Chromium vs `mpt bench` on the same file, alternated: tok/s ratios, load, memory (bench/browser.ts)
  *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
  *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
@@ -46,6 +47,7 @@ if (name === 'kernels') {
     'kv-quality',
     'quant-kl',
     'kernel-ab',
+    'decode-ab',
     'browser',
     'vs-llamacpp',
     'read-bandwidth',

@@ -85,6 +85,12 @@ interface Input {
   x: number;
   qa: number;
   qk: number;
+  /**
+   * qa holds a row record (quantFor: one row, read by q4_0 matrices only), not group records. Set
+   * by this thread's own quantFor: a single row always goes through the private (per-thread)
+   * buffers (R, m <= PRIVATE_ROWS), so every thread that reads qa has quantized it itself.
+   */
+  rowRecord?: boolean;
 }
 
 export class Executor {
@@ -123,17 +129,28 @@ export class Executor {
     return { xn: base + this.pl.xn, qkv: base + this.pl.qkv, qa: base + this.pl.qa, qk: base + this.pl.qk };
   }
 
-  /** Quantizes rows [r0, r1) of src (K values a row) as the consuming matrices need them. */
+  /**
+   * Quantizes rows [r0, r1) of src (K values a row; M rows in all) as the consuming matrices need
+   * them. A single row (M = 1, decode) read only by q4_0 matrices goes into a row record, which
+   * gemmRows reads with gemv_q4_0x4 (its dense quants stay in L1 at K = 8192; with q8_0 weights
+   * the same layout measured 0.85× in docs/cpu-profile.md, so q8_0 keeps the group record).
+   */
   private quantFor(
     k: Kernels,
     src: number,
     K: number,
     r0: number,
     r1: number,
+    M: number,
     into: Input,
     ...consumers: WeightType[]
   ): void {
-    if (consumers.some((t) => actKind(t) === 'q8')) k.quantize_act_q8(src, K, r0, r1, K, into.qa);
+    const q8 = consumers.filter((t) => actKind(t) === 'q8');
+    if (q8.length > 0) {
+      into.rowRecord = M === 1 && q8.every((t) => t === 'q4_0');
+      if (into.rowRecord) k.quantize_act_q8_row(src, K, into.qa);
+      else k.quantize_act_q8(src, K, r0, r1, K, into.qa);
+    }
     if (consumers.some((t) => actKind(t) === 'q8k')) k.quantize_act_q8k(src, K, r0, r1, K, into.qk);
   }
 
@@ -155,19 +172,20 @@ export class Executor {
     else k.layernorm(x, ldx, y, ldy, M, n, p.w, p.b, this.eps);
   }
 
-  /** Rows [r0, r1) of into.x = norm(x) (leading dimension d), quantized for the consumers. */
+  /** Rows [r0, r1) of into.x = norm(x) (leading dimension d; M rows in all), quantized for the consumers. */
   private normRows(
     k: Kernels,
     x: number,
     into: Input,
     r0: number,
     r1: number,
+    M: number,
     p: NormRef,
     ...consumers: WeightType[]
   ): void {
     const d = this.c.dModel;
     this.norm(k, x + r0 * d * 4, d, into.x + r0 * d * 4, d, r1 - r0, d, p);
-    this.quantFor(k, into.x, d, r0, r1, into, ...consumers);
+    this.quantFor(k, into.x, d, r0, r1, M, into, ...consumers);
   }
 
   /** Runs a product over rows [n0, n1) of m into Y (input: f32 rows, or its quantized copy). */
@@ -199,7 +217,10 @@ export class Executor {
         else k.gemm_q8_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_0':
-        if (m.packed && M >= PROMPT_TILE_ROWS) k.gemm_q4_0x4_prompt(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        if (X.rowRecord)
+          k.gemv_q4_0x4(X.qa, m.ptr, Y, m.rows, n0, n1, K, acc); // M = 1 (quantFor)
+        else if (m.packed && M >= PROMPT_TILE_ROWS)
+          k.gemm_q4_0x4_prompt(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else if (m.packed) k.gemm_q4_0x4(X.qa, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
@@ -459,36 +480,36 @@ export class Executor {
       if (small) {
         const pv = this.priv(a);
         const own: Input = { x: pv.xn, qa: pv.qa, qk: pv.qk };
-        this.normRows(k, s.x, own, 0, R, ly.norm1, ly.qkv.type);
+        this.normRows(k, s.x, own, 0, R, R, ly.norm1, ly.qkv.type);
         this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0);
         k.copy_bytes(pv.qkv, s.qkv, R * qn * 4);
         this.postQkv(k, a, ly, p, rowSeq, pv.qkv, 0, R);
         this.attention(k, a, ly, p, units, pv.qkv, s.ctx);
         const ctxIn: Input = { x: s.ctx, qa: pv.qa, qk: pv.qk };
-        this.quantFor(k, s.ctx, d, 0, R, ctxIn, ly.out.type);
+        this.quantFor(k, s.ctx, d, 0, R, R, ctxIn, ly.out.type);
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
-        this.normRows(k, s.x, own, 0, R, ly.norm2, ...upTypes);
+        this.normRows(k, s.x, own, 0, R, R, ly.norm2, ...upTypes);
         if (ly.gate) this.gluMatmul(ly.up, ly.gate, own, R, s.hid, s.gate, ff, L.act);
         else this.matmul(ly.up, own, R, s.hid, ff, 0, 1, L.act);
         const hidIn: Input = { x: s.hid, qa: pv.qa, qk: pv.qk };
-        this.quantFor(k, s.hid, ff, 0, R, hidIn, ly.down.type);
+        this.quantFor(k, s.hid, ff, 0, R, R, hidIn, ly.down.type);
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       } else {
         const shared: Input = { x: s.xn, qa: s.qa, qk: s.qk };
-        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, ly.norm1, ly.qkv.type));
+        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm1, ly.qkv.type));
         this.matmul(ly.qkv, shared, R, s.qkv, qn, 0, 1, 0);
         this.rowChunks(R, (r0, r1) => this.postQkv(k, a, ly, p, rowSeq, s.qkv, r0, r1));
         this.attention(k, a, ly, p, units, s.qkv, s.ctx);
         const ctxIn: Input = { x: s.ctx, qa: s.qa, qk: s.qk };
         if (actKind(ly.out.type) !== 'f32')
-          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, ctxIn, ly.out.type));
+          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, R, ctxIn, ly.out.type));
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
-        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, ly.norm2, ...upTypes));
+        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm2, ...upTypes));
         if (ly.gate) this.gluMatmul(ly.up, ly.gate, shared, R, s.hid, s.gate, ff, L.act);
         else this.matmul(ly.up, shared, R, s.hid, ff, 0, 1, L.act);
         const hidIn: Input = { x: s.hid, qa: s.qa, qk: s.qk };
         if (actKind(ly.down.type) !== 'f32')
-          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, hidIn, ly.down.type));
+          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, R, hidIn, ly.down.type));
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       }
     }
@@ -516,7 +537,7 @@ export class Executor {
           const r = p.logitRows[c0 + i]!;
           xdst.set(xsrc.subarray(xoff + r * d, xoff + (r + 1) * d), into.x / 4 + i * d);
         }
-        this.normRows(hk, into.x, into, i0, i1, h.normF, h.lm.type);
+        this.normRows(hk, into.x, into, i0, i1, m, h.normF, h.lm.type);
       };
       let input: Input;
       if (m <= PRIVATE_ROWS) {

@@ -135,6 +135,11 @@ export interface Kernels {
    */
   gemm_q4_0x4_prompt(...args: Parameters<GemmX4>): number;
   gemm_q8_0x4_prompt(...args: Parameters<GemmX4>): number;
+  /**
+   * One activation row (a row record, quantize_act_q8_row) times x4 q4_0 weights of N rows (N < 4:
+   * plain rows): rows [n0, n1) of Y[N]; each row's value as gemm_q4_0x4 gives it.
+   */
+  gemv_q4_0x4(A: number, W: number, Y: number, N: number, n0: number, n1: number, K: number, acc: number): void;
   /** Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as x4 groups; tmp holds 4 rows. */
   repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): void;
   /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */
@@ -151,6 +156,8 @@ export interface Kernels {
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
   /** Rows [m0, m1) of X into the q8 activation buffer at A (group records, see quant-act.ts). */
   quantize_act_q8(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;
+  /** One row of K values at X into a row record at A (decode; see quant-act.ts), for gemv_q4_0x4. */
+  quantize_act_q8_row(X: number, K: number, A: number): void;
   /** Fills the lookup tables at [0, TABLES_END); once per memory. */
   init_tables(): void;
   layernorm(

@@ -20,7 +20,7 @@
 // node --perf-prof jitdumps); two blocks per iteration do not. Results do not depend on how [n0, n1) is split between threads; a row's last
 // bits can differ between the two tile kinds (summation order).
 import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
-import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4 } from './quant-act';
+import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4, row_off_dx, row_off_qx } from './quant-act';
 import { dequant_row, T_Q4_0, T_Q8_0 } from './elementwise';
 import { f16_to_f32 } from './half';
 
@@ -157,25 +157,29 @@ import { f16_to_f32 } from './half';
   return v128.and(i32x4.shl(v128.load16x4_s(w), 13), rawmask);
 }
 
-/** 1 weight row × 1 activation row (slot t of the group record at g). m = 0x0F bytes, ones = 1 in i16 lanes. */
+/**
+ * 1 weight row × 1 activation row (act_ptrs: row t of the group record at g, or the row record at
+ * g). m = 0x0F bytes, ones = 1 in i16 lanes.
+ */
 // @ts-ignore: decorator
-@inline function tile1_body(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
+@inline function tile1_body(w: usize, nb: i32, g: usize, t: usize, row: bool, y: usize, acc: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
   const bs: usize = q4 ? 18 : 34;
-  const nb4 = nb4_of(nb);
-  let xp = g + t * 32;
-  let dp = g + off_dx1(nb) + t * <usize>nb4 * 4, sp = g + off_sx1(nb) + t * <usize>nb4 * 4;
+  const xs: usize = row ? 32 : 128;
+  let xp = row ? g + row_off_qx(nb) : g + t * 32;
+  let dp = row ? g + row_off_dx(nb) : g + off_dx1(nb) + t * <usize>nb4_of(nb) * 4;
+  let sp = row ? g : g + off_sx1(nb) + t * <usize>nb4_of(nb) * 4;
   let a = f32x4.splat(0);
   const wend4 = w + <usize>(nb & ~3) * bs;
   if (!q4 && ASC_FEATURE_RELAXED_SIMD) {
     // q8_0: two blocks per iteration (see the top of the file), lanes [b0, b1, b0, b1].
     while (w < wend4) {
-      const s0 = dot_q8(w, xp, ones), s1 = dot_q8(w + 34, xp + 128, ones);
+      const s0 = dot_q8(w, xp, ones), s1 = dot_q8(w + 34, xp + xs, ones);
       const u = i32x4.add(v128.shuffle<u32>(s0, s1, 0, 4, 1, 5), v128.shuffle<u32>(s0, s1, 2, 6, 3, 7));
       let v = v128.load16_lane(w, i16x8.splat(0), 1);
       v = v128.load16_lane(w + 34, v, 3);
       const sc = f32x4.mul(v128.and(i32x4.shr_s(v, 3), rawmask), v128.load64_zero(dp));
       a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(u), v128.shuffle<u32>(sc, sc, 0, 1, 0, 1)));
-      w += 68; xp += 256; dp += 8;
+      w += 68; xp += 2 * xs; dp += 8;
     }
     sp += <usize>(nb & ~3) * 4;
   }
@@ -185,15 +189,15 @@ import { f16_to_f32 } from './half';
       const v0 = v128.load(w, 2), v1 = v128.load(w, 20), v2 = v128.load(w, 38), v3 = v128.load(w, 56);
       r = reduce4_i16(
         nib_p(v128.and(v0, m), v128.and(i16x8.shr_u(v0, 4), m), xp),
-        nib_p(v128.and(v1, m), v128.and(i16x8.shr_u(v1, 4), m), xp + 128),
-        nib_p(v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), xp + 256),
-        nib_p(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xp + 384), ones);
+        nib_p(v128.and(v1, m), v128.and(i16x8.shr_u(v1, 4), m), xp + xs),
+        nib_p(v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), xp + 2 * xs),
+        nib_p(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xp + 3 * xs), ones);
     } else {
-      r = tsum4(block_dot(w, xp, q4, ones), block_dot(w + bs, xp + 128, q4, ones), block_dot(w + 2 * bs, xp + 256, q4, ones), block_dot(w + 3 * bs, xp + 384, q4, ones));
+      r = tsum4(block_dot(w, xp, q4, ones), block_dot(w + bs, xp + xs, q4, ones), block_dot(w + 2 * bs, xp + 2 * xs, q4, ones), block_dot(w + 3 * bs, xp + 3 * xs, q4, ones));
     }
     if (q4) r = i32x4.sub(r, v128.load(sp));
     a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(scales4(w, bs, rawmask), v128.load(dp))));
-    w += 4 * bs; xp += 512; dp += 16; sp += 16;
+    w += 4 * bs; xp += 4 * xs; dp += 16; sp += 16;
   }
   const t0 = f32x4.add(a, v128.shuffle<u32>(a, a, 2, 3, 0, 1));
   let sum = f32x4.extract_lane(t0, 0) + f32x4.extract_lane(t0, 1);
@@ -203,7 +207,7 @@ import { f16_to_f32 } from './half';
     let S = i32x4.extract_lane(s2, 0) + i32x4.extract_lane(s2, 1);
     if (q4) S -= load<i32>(sp);
     sum += <f32>S * (f16_at(w) * (load<f32>(dp) * <f32>1.925929944387236e-34));
-    w += bs; xp += 128; dp += 4; sp += 4;
+    w += bs; xp += xs; dp += 4; sp += 4;
   }
   put(y, sum, acc);
 }
@@ -250,52 +254,62 @@ import { f16_to_f32 } from './half';
 }
 
 /**
- * 4 weight rows (the x4 group at w, repack.ts) × 1 activation row (slot t of the group record at
- * g); lanes = the 4 rows. Per block the activation's 32 bytes are loaded once for the 4 rows, the
- * 4 fp16 scales convert together (load16x4_s, shift, mask: d_w·2^-112 as in scales4, times
+ * a + one block of an x4 group (at w) × one activation block (quants at xp, d_x·2^112 at dp,
+ * 8·Σq_x at sp), lanes = the 4 rows: exact integer sums (minus 8·Σq_x for q4_0), times d_w·d_x.
+ */
+// @ts-ignore: decorator
+@inline function x4_block(a: v128, w: usize, xp: usize, dp: usize, sp: usize, q4: bool, m: v128, ones: v128, rawmask: v128): v128 {
+  const xa = v128.load(xp), xb = v128.load(xp, 16);
+  let r: v128;
+  if (q4) {
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      r = reduce4_i16(nib_pv(v128.load(w, 8), xa, xb, m), nib_pv(v128.load(w, 24), xa, xb, m),
+        nib_pv(v128.load(w, 40), xa, xb, m), nib_pv(v128.load(w, 56), xa, xb, m), ones);
+    } else {
+      const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
+      r = tsum4(dot_nib_v(v128.and(v0, m), v128.and(i16x8.shr_u(v0, 4), m), xa, xb),
+        dot_nib_v(v128.and(v1, m), v128.and(i16x8.shr_u(v1, 4), m), xa, xb),
+        dot_nib_v(v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), xa, xb),
+        dot_nib_v(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xa, xb));
+    }
+    r = i32x4.sub(r, v128.load32_splat(sp));
+  } else if (ASC_FEATURE_RELAXED_SIMD) {
+    // The activations' signs move onto the weights here (4 rows share |x| and its sign masks;
+    // w·sign(x) stays in [-127, 127]): 11 instructions a row instead of 15, and fewer live
+    // vectors (the other way round, all 8 weight vectors and their transforms spilled).
+    const z = i8x16.splat(0);
+    const ma = i8x16.lt_s(xa, z), mb = i8x16.lt_s(xb, z);
+    const ua = i8x16.abs(xa), ub = i8x16.abs(xb);
+    r = tsum4(dot_q8_xs(v128.load(w, 8), v128.load(w, 24), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 40), v128.load(w, 56), ua, ub, ma, mb, ones),
+      dot_q8_xs(v128.load(w, 72), v128.load(w, 88), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 104), v128.load(w, 120), ua, ub, ma, mb, ones));
+  } else {
+    r = tsum4(dot_q8_v(v128.load(w, 8), v128.load(w, 24), xa, xb, ones), dot_q8_v(v128.load(w, 40), v128.load(w, 56), xa, xb, ones),
+      dot_q8_v(v128.load(w, 72), v128.load(w, 88), xa, xb, ones), dot_q8_v(v128.load(w, 104), v128.load(w, 120), xa, xb, ones));
+  }
+  const sc = f32x4.mul(half4_scaled(w, rawmask), v128.load32_splat(dp));
+  return f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), sc));
+}
+
+/**
+ * 4 weight rows (the x4 group at w, repack.ts) × 1 activation row (row t of the group record at
+ * g, or the row record at g; blocks at a stride of 128 or 32 bytes); lanes = the 4 rows. Per block the
+ * activation's 32 bytes are loaded once for the 4 rows, the 4 fp16 scales convert together (load16x4_s, shift, mask: d_w·2^-112 as in scales4, times
  * DX1's d_x·2^112) and q4_0's 8·Σq_x is subtracted once for the 4 rows. A row's value is the sum
  * tile4 forms for that activation row, term by term in the same order: the same bits. Stores
  * lanes [l0, l1) at y + lane·4 (a group cut by a thread's row range).
  */
 // @ts-ignore: decorator
-@inline function tile1x4_body(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
+@inline function tile1x4_body(w: usize, nb: i32, g: usize, t: usize, row: bool, y: usize, acc: i32, l0: i32, l1: i32, q4: bool, m: v128, ones: v128, rawmask: v128): void {
   const bs: usize = q4 ? 72 : 136;
-  const nb4 = nb4_of(nb);
-  let xp = g + t * 32;
-  let dp = g + off_dx1(nb) + t * <usize>nb4 * 4, sp = g + off_sx1(nb) + t * <usize>nb4 * 4;
+  const xs: usize = row ? 32 : 128;
+  let xp = row ? g + row_off_qx(nb) : g + t * 32;
+  let dp = row ? g + row_off_dx(nb) : g + off_dx1(nb) + t * <usize>nb4_of(nb) * 4;
+  let sp = row ? g : g + off_sx1(nb) + t * <usize>nb4_of(nb) * 4;
   let a = f32x4.splat(0);
   const wend = w + <usize>nb * bs;
   while (w < wend) {
-    const xa = v128.load(xp), xb = v128.load(xp, 16);
-    let r: v128;
-    if (q4) {
-      if (ASC_FEATURE_RELAXED_SIMD) {
-        r = reduce4_i16(nib_pv(v128.load(w, 8), xa, xb, m), nib_pv(v128.load(w, 24), xa, xb, m),
-          nib_pv(v128.load(w, 40), xa, xb, m), nib_pv(v128.load(w, 56), xa, xb, m), ones);
-      } else {
-        const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
-        r = tsum4(dot_nib_v(v128.and(v0, m), v128.and(i16x8.shr_u(v0, 4), m), xa, xb),
-          dot_nib_v(v128.and(v1, m), v128.and(i16x8.shr_u(v1, 4), m), xa, xb),
-          dot_nib_v(v128.and(v2, m), v128.and(i16x8.shr_u(v2, 4), m), xa, xb),
-          dot_nib_v(v128.and(v3, m), v128.and(i16x8.shr_u(v3, 4), m), xa, xb));
-      }
-      r = i32x4.sub(r, v128.load32_splat(sp));
-    } else if (ASC_FEATURE_RELAXED_SIMD) {
-      // The activations' signs move onto the weights here (4 rows share |x| and its sign masks;
-      // w·sign(x) stays in [-127, 127]): 11 instructions a row instead of 15, and fewer live
-      // vectors (the other way round, all 8 weight vectors and their transforms spilled).
-      const z = i8x16.splat(0);
-      const ma = i8x16.lt_s(xa, z), mb = i8x16.lt_s(xb, z);
-      const ua = i8x16.abs(xa), ub = i8x16.abs(xb);
-      r = tsum4(dot_q8_xs(v128.load(w, 8), v128.load(w, 24), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 40), v128.load(w, 56), ua, ub, ma, mb, ones),
-        dot_q8_xs(v128.load(w, 72), v128.load(w, 88), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 104), v128.load(w, 120), ua, ub, ma, mb, ones));
-    } else {
-      r = tsum4(dot_q8_v(v128.load(w, 8), v128.load(w, 24), xa, xb, ones), dot_q8_v(v128.load(w, 40), v128.load(w, 56), xa, xb, ones),
-        dot_q8_v(v128.load(w, 72), v128.load(w, 88), xa, xb, ones), dot_q8_v(v128.load(w, 104), v128.load(w, 120), xa, xb, ones));
-    }
-    const sc = f32x4.mul(half4_scaled(w, rawmask), v128.load32_splat(dp));
-    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), sc));
-    w += bs; xp += 128; dp += 4; sp += 4;
+    a = x4_block(a, w, xp, dp, sp, q4, m, ones, rawmask);
+    w += bs; xp += xs; dp += 4; sp += 4;
   }
   if (l0 == 0 && l1 == 4) {
     v128.store(y, acc ? f32x4.add(v128.load(y), a) : a);
@@ -315,10 +329,15 @@ function tile4_q4(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m:
 function tile4_q8(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 34, nb, g, y, sy, acc, false, m, ones); }
 function tile4x_q4(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 72, nb, g, y, sy, acc, true, m, ones); }
 function tile4x_q8(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 136, nb, g, y, sy, acc, false, m, ones); }
-function tile1x4_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, y, acc, l0, l1, true, m, ones, rm); }
-function tile1x4_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, y, acc, l0, l1, false, m, ones, rm); }
-function tile1_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, y, acc, true, m, ones, rm); }
-function tile1_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, y, acc, false, m, ones, rm); }
+// Activations from a group record (row t) or a row record (the "r" tiles).
+function tile1x4_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, true, m, ones, rm); }
+function tile1x4_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, false, m, ones, rm); }
+function tile1x4r_q4(w: usize, nb: i32, g: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, 0, true, y, acc, l0, l1, true, m, ones, rm); }
+function tile1_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, false, y, acc, true, m, ones, rm); }
+function tile1_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, false, y, acc, false, m, ones, rm); }
+function tile1r_q4(w: usize, nb: i32, g: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, 0, true, y, acc, true, m, ones, rm); }
+
+
 
 // @ts-ignore: decorator
 @inline function gemm_q(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32, q4: bool): void {
@@ -379,7 +398,7 @@ export function gemm_q8_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i3
   const m4 = M & ~3;
   const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK);
   for (let r0 = n0; r0 < n1; r0 += rb) {
-    const r1 = min(r0 + rb, n1), p1 = min(r1, ng);
+    const r1 = min(r0 + rb, n1);
     for (let m = 0; m < m4; m += 4) {
       const g = A + <usize>(m >> 2) * gb, yr = Y + <usize>m * sy;
       for (let n = r0; n < r1; n++) {
@@ -393,19 +412,35 @@ export function gemm_q8_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i3
       }
     }
     for (let m = m4; m < M; m++) {
-      const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3), yr = Y + <usize>m * sy;
-      for (let n = r0; n < p1; ) {
-        const gs = n & ~3, l1 = min(4, p1 - gs);
-        const gw = W + <usize>(gs >> 2) * grp, y = yr + (<usize>gs << 2);
-        if (q4) tile1x4_q4(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
-        else tile1x4_q8(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
-        n = gs + 4;
-      }
-      for (let n = max(r0, ng); n < r1; n++) {
-        if (q4) tile1_q4(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
-        else tile1_q8(W + <usize>n * rowBytes, nb, g, t, yr + (<usize>n << 2), acc, mk, ones, rm);
-      }
+      const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3);
+      rows_1x4(W, N, nb, g, t, Y + <usize>m * sy, r0, r1, acc, q4, false, mk, ones, rm);
     }
+  }
+}
+
+/**
+ * Rows [r0, r1) of an x4 matrix of N rows (whole groups through tile1x4, rows after the last
+ * group through tile1) times one activation row (row: the row record at g, q4_0 only (with q8_0
+ * weights the dense row measured slower, docs/cpu-profile.md); else row t of the group record at
+ * g) into yr[n].
+ */
+// @ts-ignore: decorator
+@inline function rows_1x4(W: usize, N: i32, nb: i32, g: usize, t: usize, yr: usize, r0: i32, r1: i32, acc: i32, q4: bool, row: bool, mk: v128, ones: v128, rm: v128): void {
+  const rowBytes: usize = <usize>nb * (q4 ? 18 : 34), grp = rowBytes * 4;
+  const ng = N & ~3, p1 = min(r1, ng);
+  for (let n = r0; n < p1; ) {
+    const gs = n & ~3, l1 = min(4, p1 - gs);
+    const gw = W + <usize>(gs >> 2) * grp, y = yr + (<usize>gs << 2);
+    if (row) tile1x4r_q4(gw, nb, g, y, acc, n - gs, l1, mk, ones, rm);
+    else if (q4) tile1x4_q4(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
+    else tile1x4_q8(gw, nb, g, t, y, acc, n - gs, l1, mk, ones, rm);
+    n = gs + 4;
+  }
+  for (let n = max(r0, ng); n < r1; n++) {
+    const w = W + <usize>n * rowBytes, y = yr + (<usize>n << 2);
+    if (row) tile1r_q4(w, nb, g, y, acc, mk, ones, rm);
+    else if (q4) tile1_q4(w, nb, g, t, y, acc, mk, ones, rm);
+    else tile1_q8(w, nb, g, t, y, acc, mk, ones, rm);
   }
 }
 
@@ -420,6 +455,17 @@ export function gemm_q4_0x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i
 /** q8_0x4 weights; otherwise as gemm_q4_0x4. */
 export function gemm_q8_0x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
   gemm_qx4(A, W, Y, ldy, M, N, n0, n1, K, acc, false);
+}
+
+/**
+ * q4_0x4 weights W (N rows, repack.ts; N < 4: plain rows) times one activation row quantized at A
+ * by quantize_act_q8_row: rows [n0, n1) of Y[N] (acc != 0 adds into Y). Each row's value is the
+ * one gemm_q4_0x4 gives for the same row in a group record (same tiles, the activation blocks
+ * read at a stride of 32 bytes instead of 128).
+ */
+export function gemv_q4_0x4(A: usize, W: usize, Y: usize, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK);
+  rows_1x4(W, N, K >> 5, A, 0, Y, n0, n1, acc, true, true, mk, ones, rm);
 }
 
 /**

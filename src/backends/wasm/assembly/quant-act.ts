@@ -10,6 +10,16 @@
 //   SX4  [nb][4]     i32      8·Σq of (b, t), same indexing after DX4      (q4_0's -8 offset)
 //   DX1  [4][nb4]    f32      d·2^112 of (b, t) at t·nb4·4 + b·4           (4 blocks of one row)
 //   SX1  [4][nb4]    i32      8·Σq, same indexing after DX1
+//
+// A single activation row (a decode step's input) is quantized instead as a "row record"
+// (quantize_act_q8_row): SX1 and DX1 of that row alone ([nb4] each, SX1 at 0, DX1 at
+// row_off_dx), then QX [nb][32] (block b at row_off_qx + b·32); it fits in group_bytes(nb). (Only
+// SX1, which q8_0 does not read, starts at the record's address: a loop pointer that starts at a
+// function's argument costs V8 a register copy per iteration, one computed from it does not.) A decode kernel streams
+// one weight row group after another against the same activation row, so it wants that row
+// dense: in a group record each 32-byte block of a row takes a 64-byte cache line of its own, and
+// for K = 8192 the row's lines (16 KiB) no longer stay in a 32 KiB L1 cache beside the streamed
+// weights (gemm-q.ts, gemv_q4_0x4).
 import { f16_to_f32, f32_to_f16 } from './half';
 
 // @ts-ignore: decorator
@@ -22,9 +32,42 @@ import { f16_to_f32, f32_to_f16 } from './half';
 @inline export function off_dx1(nb: i32): usize { return <usize>nb * 160; }
 // @ts-ignore: decorator
 @inline export function off_sx1(nb: i32): usize { return <usize>nb * 160 + <usize>nb4_of(nb) * 16; }
+/** Offsets of DX1 / QX in a row record (SX1 at 0). */
+// @ts-ignore: decorator
+@inline export function row_off_dx(nb: i32): usize { return <usize>nb4_of(nb) * 4; }
+// @ts-ignore: decorator
+@inline export function row_off_qx(nb: i32): usize { return <usize>nb4_of(nb) * 8; }
 /** Bytes of one group record (4 rows). */
 // @ts-ignore: decorator
 @inline export function group_bytes(nb: i32): usize { return <usize>nb * 160 + <usize>nb4_of(nb) * 32; }
+
+/** Quantizes the 32 values at p: quants to q, 8·Σq to s (i32); returns d (fp16-rounded). */
+// @ts-ignore: decorator
+@inline function quant_block(p: usize, q: usize, s: usize): f32 {
+  const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
+  const x4 = v128.load(p, 64), x5 = v128.load(p, 80), x6 = v128.load(p, 96), x7 = v128.load(p, 112);
+  let mx = f32x4.max(f32x4.max(f32x4.abs(x0), f32x4.abs(x1)), f32x4.max(f32x4.abs(x2), f32x4.abs(x3)));
+  mx = f32x4.max(mx, f32x4.max(f32x4.max(f32x4.abs(x4), f32x4.abs(x5)), f32x4.max(f32x4.abs(x6), f32x4.abs(x7))));
+  mx = f32x4.max(mx, v128.shuffle<u32>(mx, mx, 2, 3, 0, 1));
+  const amax = max(f32x4.extract_lane(mx, 0), f32x4.extract_lane(mx, 1));
+  const d = f16_to_f32(f32_to_f16(amax / <f32>127));
+  const id = amax != 0 ? <f32>127 / amax : <f32>0;
+  const vid = f32x4.splat(id);
+  const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x0, vid)));
+  const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x1, vid)));
+  const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x2, vid)));
+  const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x3, vid)));
+  const q4 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x4, vid)));
+  const q5 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x5, vid)));
+  const q6 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x6, vid)));
+  const q7 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x7, vid)));
+  v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
+  v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q4, q5), i16x8.narrow_i32x4_s(q6, q7)), 16);
+  let t = i32x4.add(i32x4.add(i32x4.add(q0, q1), i32x4.add(q2, q3)), i32x4.add(i32x4.add(q4, q5), i32x4.add(q6, q7)));
+  t = i32x4.add(t, v128.shuffle<u32>(t, t, 2, 3, 0, 1));
+  store<i32>(s, 8 * (i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1)));
+  return d;
+}
 
 /**
  * Quantizes rows [m0, m1) of X (row m at X + m·ldx·4, K values, K a multiple of 32) into the
@@ -40,33 +83,23 @@ export function quantize_act_q8(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A:
     let d4 = g + off_dx4(nb) + t * 4, s4 = g + off_sx4(nb) + t * 4;
     let d1 = g + off_dx1(nb) + t * <usize>nb4 * 4, s1 = g + off_sx1(nb) + t * <usize>nb4 * 4;
     for (let b = 0; b < nb; b++) {
-      const p = x + (<usize>b << 7);
-      const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
-      const x4 = v128.load(p, 64), x5 = v128.load(p, 80), x6 = v128.load(p, 96), x7 = v128.load(p, 112);
-      let mx = f32x4.max(f32x4.max(f32x4.abs(x0), f32x4.abs(x1)), f32x4.max(f32x4.abs(x2), f32x4.abs(x3)));
-      mx = f32x4.max(mx, f32x4.max(f32x4.max(f32x4.abs(x4), f32x4.abs(x5)), f32x4.max(f32x4.abs(x6), f32x4.abs(x7))));
-      mx = f32x4.max(mx, v128.shuffle<u32>(mx, mx, 2, 3, 0, 1));
-      const amax = max(f32x4.extract_lane(mx, 0), f32x4.extract_lane(mx, 1));
-      const d = f16_to_f32(f32_to_f16(amax / <f32>127));
-      const id = amax != 0 ? <f32>127 / amax : <f32>0;
-      const vid = f32x4.splat(id);
-      const q0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x0, vid)));
-      const q1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x1, vid)));
-      const q2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x2, vid)));
-      const q3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x3, vid)));
-      const q4 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x4, vid)));
-      const q5 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x5, vid)));
-      const q6 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x6, vid)));
-      const q7 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x7, vid)));
-      v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
-      v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q4, q5), i16x8.narrow_i32x4_s(q6, q7)), 16);
-      let s = i32x4.add(i32x4.add(i32x4.add(q0, q1), i32x4.add(q2, q3)), i32x4.add(i32x4.add(q4, q5), i32x4.add(q6, q7)));
-      s = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
-      const sum8 = 8 * (i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1));
+      const d = quant_block(x + (<usize>b << 7), q, s4);
       store<f32>(d4, d); store<f32>(d1, d * <f32>5.192296858534828e33); // DX1 holds d·2^112 (see gemm-q.ts scales4)
-      store<i32>(s4, sum8); store<i32>(s1, sum8);
+      store<i32>(s1, load<i32>(s4));
       q += 128; d4 += 16; s4 += 16; d1 += 4; s1 += 4;
     }
     for (let b = nb; b < nb4; b++) { store<f32>(d1, 0); store<i32>(s1, 0); d1 += 4; s1 += 4; }
   }
+}
+
+/** Quantizes the one row at X (K values, K a multiple of 32) as a row record at A. */
+export function quantize_act_q8_row(X: usize, K: i32, A: usize): void {
+  const nb = K >> 5, nb4 = nb4_of(nb);
+  let q = A + row_off_qx(nb), d1 = A + row_off_dx(nb), s1 = A;
+  for (let b = 0; b < nb; b++) {
+    const d = quant_block(X + (<usize>b << 7), q, s1);
+    store<f32>(d1, d * <f32>5.192296858534828e33); // d·2^112, as DX1 of a group record
+    q += 32; d1 += 4; s1 += 4;
+  }
+  for (let b = nb; b < nb4; b++) { store<f32>(d1, 0); store<i32>(s1, 0); d1 += 4; s1 += 4; }
 }
