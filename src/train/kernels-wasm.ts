@@ -19,7 +19,13 @@ import { MemoryPlanError, MptError } from '../errors.js';
 import { abortTeam, createControlBuffer, Team, TeamAborted } from '../backends/wasm/team.js';
 import { JOB, jobRunner, runChunk, type WasmGemm } from './gemm-job.js';
 import { matmulViaNT, Scratch, type Kernels } from './kernels.js';
-import { createFailureRecord, describeThreadFailure, readFailure, recordFailure } from './thread-failure.js';
+import {
+  createFailureRecord,
+  describeThreadFailure,
+  readFailure,
+  recordFailure,
+  WATCHDOG_TID,
+} from './thread-failure.js';
 
 /** Below this many multiply-adds a product runs on the calling thread alone. */
 const PARALLEL_MIN_MACS = 1 << 18;
@@ -90,7 +96,7 @@ export function wasmKernels(threads = availableParallelism()): ThreadedKernels {
       transferList: watchdogPorts,
     });
     // Without it no worker counts itself ready, and the caller runs every chunk itself: fail instead.
-    watchdog.on('error', (e) => fail(0, `the watchdog of the training workers failed: ${e.message}`));
+    watchdog.on('error', (e) => fail(WATCHDOG_TID, `${e.name}: ${e.message}`));
     watchdog.unref();
   }
   /** Set once every worker has started: until then the caller runs every chunk itself. */

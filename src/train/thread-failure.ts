@@ -22,9 +22,18 @@ const MESSAGE_BYTES = 1024;
 const WRITE_WAIT_MS = 200;
 
 export interface ThreadFailure {
-  /** The thread that failed: 0 the calling thread, 1.. the workers. */
+  /** The thread that failed: 0 the calling thread, 1.. the workers, WATCHDOG_TID the watchdog. */
   tid: number;
   message: string;
+}
+
+/** The `tid` of a failure of the watchdog thread (kernels-wasm-watchdog.ts). */
+export const WATCHDOG_TID = -1;
+
+function threadName(tid: number): string {
+  if (tid === 0) return 'the calling thread';
+  if (tid === WATCHDOG_TID) return 'the watchdog of the training workers';
+  return `training worker ${tid}`;
 }
 
 export function createFailureRecord(): SharedArrayBuffer {
@@ -61,5 +70,5 @@ export function readFailure(record: SharedArrayBuffer): ThreadFailure | null {
 
 /** How a recorded failure reads in an error: which thread, what happened. */
 export function describeThreadFailure(f: ThreadFailure): string {
-  return `${f.tid === 0 ? 'the calling thread' : `training worker ${f.tid}`} failed: ${f.message}`;
+  return `${threadName(f.tid)} failed: ${f.message}`;
 }
