@@ -1,20 +1,13 @@
 // How passes reach the wasm worker threads (pass-channel.ts, pool.ts): a pass written into the
-// shared descriptor reads back as the same pass; passes carried by the channel and passes carried
-// by messages give the same results; a worker's error fails that call only; a worker that dies
-// during a forward call fails it (never hangs it) and every later one.
+// shared descriptor reads back as the same pass, and a KV type it cannot name is an error both
+// ways; passes carried by the channel and passes carried by messages give the same results; a
+// worker's error fails that call only; a worker that dies during a forward call fails it (never
+// hangs it) and every later one.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Pass } from '../src/backends/wasm/executor.js';
 import { loadRandomModel } from '../src/backends/wasm/index.js';
-import {
-  OptionIds,
-  createChannel,
-  decodePass,
-  descriptorThreads,
-  encodePass,
-  type ChannelShape,
-  type WorkerKnows,
-} from '../src/backends/wasm/pass-channel.js';
+import { OptionIds, PassChannel, type ChannelShape, type WorkerKnows } from '../src/backends/wasm/pass-channel.js';
 import type { PassPool } from '../src/backends/wasm/pool.js';
 import type { WasmRunner } from '../src/backends/wasm/runner.js';
 import { shapeConfig } from '../src/cli/commands/bench.js';
@@ -48,11 +41,11 @@ function samplePass(): Pass {
 
 describe('the pass descriptor', () => {
   it('reads back every field of the pass, with buffers and options the worker holds', () => {
-    const ch = createChannel(shape);
+    const ch = PassChannel.create(shape);
     const pass = samplePass();
     const ids = new OptionIds();
     const optionIds = pass.sample!.map((r) => (r ? ids.idOf(r.options) : -1));
-    assert.equal(encodePass(ch, shape, pass, optionIds), true);
+    assert.equal(ch.encode(pass, optionIds), true);
     const knows: WorkerKnows = {
       logitsOut: pass.logitsOut,
       tokensOut: pass.tokensOut,
@@ -60,8 +53,10 @@ describe('the pass descriptor', () => {
       options: [],
     };
     knows.options[optionIds[1]!] = pass.sample![1]!.options;
-    const got = decodePass(ch, shape, knows);
-    assert.equal(descriptorThreads(new Int32Array(ch), shape), 2);
+    // As a worker sees it: its own PassChannel over the buffer it was sent.
+    const theirs = new PassChannel(ch.buffer, shape);
+    const got = theirs.decode(knows);
+    assert.equal(theirs.descriptorThreads(), 2);
     assert.deepEqual(
       { ...got, sample: got.sample!.map((r) => r && { ...r, history: Array.from(r.history) }) },
       { ...pass, sample: pass.sample!.map((r) => r && { ...r, history: Array.from(r.history) }) },
@@ -69,7 +64,7 @@ describe('the pass descriptor', () => {
   });
 
   it('leaves out optional parts the pass lacks', () => {
-    const ch = createChannel(shape);
+    const ch = PassChannel.create(shape);
     const pass: Pass = {
       rows: 1,
       threads: 3,
@@ -78,19 +73,57 @@ describe('the pass descriptor', () => {
       logitRows: new Int32Array(0),
       logitsOffset: 0,
     };
-    assert.equal(encodePass(ch, shape, pass, null), true);
-    assert.deepEqual(decodePass(ch, shape, { options: [] }), pass);
+    assert.equal(ch.encode(pass, null), true);
+    assert.deepEqual(ch.decode({ options: [] }), pass);
+  });
+
+  it('refuses a KV type it cannot name when encoding, and a KV type code out of range when decoding', () => {
+    const ch = PassChannel.create(shape);
+    const pass = samplePass();
+    (pass.seqs[1] as { kvType: string }).kvType = 'q4_0';
+    assert.throws(() => ch.encode(pass, [-1, 0]), /KV type "q4_0"/);
+    // Every code the channel writes decodes; one past them (a corrupt descriptor) does not.
+    const good = samplePass();
+    const knows: WorkerKnows = {
+      logitsOut: good.logitsOut,
+      tokensOut: good.tokensOut,
+      hiddenOut: good.hiddenOut,
+      options: [],
+    };
+    knows.options[0] = good.sample![1]!.options;
+    assert.equal(ch.encode(good, [-1, 0]), true);
+    // The body: 5 tokens (the third is 50000), 5 positions, then the first sequence's rowStart,
+    // n, past, capacity and KV type code.
+    const kvCodeWord = ch.words.indexOf(50000) - 2 + 5 + 5 + 4;
+    assert.equal(ch.words[kvCodeWord], 1, "f16's code");
+    for (const [code, type] of [
+      [0, 'f32'],
+      [1, 'f16'],
+      [2, 'q8_0'],
+    ] as const) {
+      ch.words[kvCodeWord] = code;
+      assert.equal(ch.decode(knows).seqs[0]!.kvType, type);
+    }
+    for (const bad of [3, -1]) {
+      ch.words[kvCodeWord] = bad;
+      assert.throws(() => ch.decode(knows), new RegExp(`KV type code ${bad}`));
+    }
+  });
+
+  it('refuses a buffer smaller than its shape needs', () => {
+    const ch = PassChannel.create(shape);
+    assert.throws(() => new PassChannel(ch.buffer, { ...shape, maxRows: 64 }), /pass channel of/);
   });
 
   it('refuses what it cannot hold: a history past its room, more rows than the pool takes', () => {
-    const ch = createChannel(shape);
+    const ch = PassChannel.create(shape);
     const long = samplePass();
     long.sample![1]!.history = new Int32Array(1 << 17);
-    assert.equal(encodePass(ch, shape, long, [-1, 0]), false);
+    assert.equal(ch.encode(long, [-1, 0]), false);
     const wide = samplePass();
     wide.rows = 9;
     wide.tokens = new Int32Array(9);
-    assert.equal(encodePass(ch, shape, wide, [-1, 0]), false);
+    assert.equal(ch.encode(wide, [-1, 0]), false);
   });
 
   it('option ids are by identity and reissued when full', () => {
@@ -121,37 +154,64 @@ async function tinyRunner(maxRows = 16): Promise<WasmRunner> {
 }
 
 describe('passes through the channel', { timeout: 120_000 }, () => {
-  it('decode steps with reused logits and tokens chosen in the workers equal fresh-buffer steps', async () => {
+  it('decode steps whose passes go through the channel equal the same steps sent as messages', async () => {
     const r = await tinyRunner();
     try {
-      // Reused logits buffer and known sampling options: after the first step every pass goes
-      // through the descriptor. Fresh logits buffers each call (reuseLogits false) still name
-      // the runner's one output buffer. Both must give the same logits and tokens.
-      const run = async (reuse: boolean) => {
+      const pool = poolOf(r);
+      // The same seeded decode, tokens chosen in the workers with penalties over the history.
+      // 'channel': the sampler's options object and the reused logits buffer are known to the
+      // workers after the first step, so every later pass goes through the descriptor.
+      // 'message': each step's request carries a copy of the options, an object the workers
+      // have not seen, so every pass goes as a message. 'fresh': fresh logits buffers each call
+      // (reuseLogits false) still name the runner's one output buffer: channel after step 1.
+      const run = async (transport: 'channel' | 'message' | 'fresh') => {
+        const before = { ...pool.sent };
         const cache = r.createCache({ capacity: 64 });
-        const sampler = new Sampler({ seed: 7, temperature: 0.9, repetitionPenalty: 1.2 });
-        const history: number[] = [1, 2, 3];
+        const sampler = new Sampler({
+          seed: 7,
+          temperature: 0.9,
+          repetitionPenalty: 1.2,
+          frequencyPenalty: 1.5,
+          presencePenalty: 0.5,
+        });
+        // A prompt of 12 distinct tokens (one pass: 16 rows at most): the penalties that count only generated tokens
+        // (from promptLength on) change the choice if the prompt were counted too.
+        const history = Array.from({ length: 12 }, (_, i) => 1 + 37 * i);
+        const promptLength = history.length;
         const out: Array<{ logits: number[]; token: number }> = [];
         let input = history.slice();
         for (let step = 0; step < 6; step++) {
-          const request = sampler.request(history, 3);
+          const request = sampler.request(history, promptLength);
+          const sent = transport === 'message' ? { ...request, options: { ...request.options } } : request;
           const [o] = await r.forward([{ cache, tokens: input }], {
             logits: 'last',
-            reuseLogits: reuse,
-            sample: [request],
+            reuseLogits: transport !== 'fresh',
+            sample: [sent],
           });
-          assert.equal(o!.token, chooseToken(o!.logits, request), `step ${step}`);
+          assert.equal(o!.token, chooseToken(o!.logits, request), `${transport} step ${step}`);
           out.push({ logits: Array.from(o!.logits), token: o!.token! });
           history.push(o!.token!);
           input = [o!.token!];
         }
         cache.dispose();
-        return out;
+        const sent = {
+          descriptor: pool.sent.descriptor - before.descriptor,
+          message: pool.sent.message - before.message,
+        };
+        return { out, sent };
       };
-      const sent = poolOf(r).sent;
-      const reused = await run(true);
-      assert.deepEqual(sent, { descriptor: 5, message: 1 }, 'only the first step names new buffers and options');
-      assert.deepEqual(reused, await run(false));
+      const channel = await run('channel');
+      assert.deepEqual(
+        channel.sent,
+        { descriptor: 5, message: 1 },
+        'only the first step names new buffers and options',
+      );
+      const message = await run('message');
+      assert.deepEqual(message.sent, { descriptor: 0, message: 6 }, 'every step went as a message');
+      assert.deepEqual(channel.out, message.out);
+      const fresh = await run('fresh');
+      assert.deepEqual(fresh.sent, { descriptor: 5, message: 1 });
+      assert.deepEqual(fresh.out, channel.out);
     } finally {
       await r.dispose();
     }

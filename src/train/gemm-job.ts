@@ -20,17 +20,19 @@ export type WasmGemm = Pick<Kernels, 'gemm_f32' | 'transpose_f32'>;
 /**
  * Int32 slots of the job block shared by the caller and every worker (beside the Team's control
  * buffer). SEQ counts posted jobs (workers wait on it), READY counts workers that have started,
- * EXIT asks them to stop; the rest are the current product's split and gemm_f32 arguments.
+ * EXIT asks them to stop, WATCHED is set once the watchdog (kernels-wasm-watchdog.ts) listens;
+ * the rest are the current product's split and gemm_f32 arguments.
  */
 export const JOB = {
   SEQ: 0,
   READY: 1,
   EXIT: 2,
-  SPLIT_ROWS: 3,
-  CHUNK: 4,
-  NCHUNK: 5,
-  ARGS: 6,
-  SIZE: 16,
+  WATCHED: 3,
+  SPLIT_ROWS: 4,
+  CHUNK: 5,
+  NCHUNK: 6,
+  ARGS: 7,
+  SIZE: 17,
 } as const;
 
 /** Runs chunk `c` of the product whose arguments are in `job`. */

@@ -6,19 +6,38 @@
  * operation of the wasm backend's Team (gemm-job.ts). The caller takes part and blocks at the
  * Team's barrier until the workers finish, so the trainer's code stays synchronous.
  * Operands outside the arena (a test's plain arrays) are staged through arena scratch.
+ *
+ * A thread that fails fails the product it is in and every later one, with an MptError that
+ * names it and says what happened (thread-failure.ts): a worker's own error (a wasm trap) from
+ * the worker, a worker's death from the watchdog (kernels-wasm-watchdog.ts), since the blocked
+ * caller cannot receive Worker events.
  */
-import { Worker } from 'node:worker_threads';
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
 import { kernelModule, PAGE } from '../backends/wasm/module-loader.js';
 import { MemoryPlanError, MptError } from '../errors.js';
-import { abortTeam, createControlBuffer, Team } from '../backends/wasm/team.js';
+import { abortTeam, createControlBuffer, Team, TeamAborted } from '../backends/wasm/team.js';
 import { JOB, jobRunner, runChunk, type WasmGemm } from './gemm-job.js';
 import { matmulViaNT, Scratch, type Kernels } from './kernels.js';
+import {
+  createFailureRecord,
+  describeThreadFailure,
+  readFailure,
+  recordFailure,
+  WATCHDOG_TID,
+} from './thread-failure.js';
 
 /** Below this many multiply-adds a product runs on the calling thread alone. */
 const PARALLEL_MIN_MACS = 1 << 18;
 
-export function wasmKernels(threads = availableParallelism()): Kernels {
+/** The kernels, with their worker threads (tests end one to check what the caller then sees). */
+export type ThreadedKernels = Kernels & {
+  readonly workers: readonly Worker[];
+  /** Whether every worker has started (until then products run on the calling thread alone). */
+  ready(): boolean;
+};
+
+export function wasmKernels(threads = availableParallelism()): ThreadedKernels {
   const memory = new WebAssembly.Memory({ initial: 64, maximum: 65536, shared: true });
   const inst = new WebAssembly.Instance(kernelModule('shared'), { env: { memory } });
   const w = inst.exports as unknown as WasmGemm;
@@ -41,7 +60,8 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
   const inArena = (a: Float32Array) => arenaBuffers.has(a.buffer);
 
   const control = createControlBuffer(),
-    jobBuffer = new SharedArrayBuffer(JOB.SIZE * 4);
+    jobBuffer = new SharedArrayBuffer(JOB.SIZE * 4),
+    failure = createFailureRecord();
   const job = new Int32Array(jobBuffer),
     args = new Uint32Array(jobBuffer);
   const cores = availableParallelism();
@@ -49,18 +69,38 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
   const team = new Team(ctl, 0, threads, cores);
   team.reset(threads);
   const runJob = jobRunner(team, w.gemm_f32, args);
+  /** A failure seen here (a Worker event, while the caller is not blocked): recorded, the Team aborted. */
+  const fail = (tid: number, message: string) => {
+    if (Atomics.load(job, JOB.EXIT)) return;
+    recordFailure(failure, tid, message);
+    abortTeam(ctl);
+  };
   const workers: Worker[] = [];
+  const watchdogPorts: MessagePort[] = [];
   for (let t = 1; t < threads; t++) {
+    const { port1: lifeline, port2 } = new MessageChannel();
+    watchdogPorts.push(port2);
     const worker = new Worker(new URL('./kernels-wasm-worker.js', import.meta.url), {
-      workerData: { control, jobBuffer, memory, tid: t, threads, cores },
+      workerData: { control, jobBuffer, failure, memory, lifeline, tid: t, threads, cores },
+      transferList: [lifeline],
     });
+    // The first of these names the cause; the watchdog's record may come first (a generic one).
+    worker.on('error', (e) => fail(t, `${e.name}: ${e.message}`));
+    worker.on('exit', (code) => fail(t, `its thread exited (code ${code})`));
     worker.unref();
     workers.push(worker);
   }
+  if (threads > 1) {
+    const watchdog = new Worker(new URL('./kernels-wasm-watchdog.js', import.meta.url), {
+      workerData: { control, jobBuffer, failure, ports: watchdogPorts },
+      transferList: watchdogPorts,
+    });
+    // Without it no worker counts itself ready, and the caller runs every chunk itself: fail instead.
+    watchdog.on('error', (e) => fail(WATCHDOG_TID, `${e.name}: ${e.message}`));
+    watchdog.unref();
+  }
   /** Set once every worker has started: until then the caller runs every chunk itself. */
   let teamReady = false;
-  /** Why a threaded product failed (a trap, a worker that died): later ones refuse to run. */
-  let failed: string | null = null;
   let seq = 0;
 
   /** gemm on byte pointers, split into chunks that every thread claims. */
@@ -92,20 +132,28 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
     job[JOB.CHUNK] = size;
     const nchunk = Math.ceil(dim / size);
     job[JOB.NCHUNK] = nchunk;
+    const earlier = readFailure(failure);
+    if (earlier)
+      throw new MptError(
+        `the training kernels cannot continue after an earlier failure: ${describeThreadFailure(earlier)}`,
+      );
     teamReady ||= Atomics.load(job, JOB.READY) === workers.length;
     if (!teamReady) {
       // The same chunks, all on this thread: the result does not depend on when workers start.
       for (let c = 0; c < nchunk; c++) runChunk(w.gemm_f32, args, c);
       return;
     }
-    if (failed) throw new MptError(`the training kernels cannot continue after an earlier failure: ${failed}`);
     Atomics.store(job, JOB.SEQ, ++seq);
     Atomics.notify(job, JOB.SEQ);
     try {
       runJob();
     } catch (e) {
+      if (e instanceof TeamAborted) {
+        const f = readFailure(failure);
+        throw new MptError(f ? describeThreadFailure(f) : 'a training worker failed (no description was recorded)');
+      }
       // Let the workers leave this product's barrier (TeamAborted); the Team is not reusable.
-      failed = (e as Error).message;
+      recordFailure(failure, 0, `${(e as Error).name}: ${(e as Error).message}`);
       abortTeam(ctl);
       throw e;
     }
@@ -123,7 +171,9 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
 
   const sA = new Scratch(alloc),
     sB = new Scratch(alloc);
-  const k: Kernels = {
+  const k: ThreadedKernels = {
+    workers,
+    ready: () => Atomics.load(job, JOB.READY) === workers.length,
     name: `wasm-simd-threads-${threads}`,
     threads,
     matmul(out, a, b, M, N, K, opts) {
@@ -156,6 +206,9 @@ export function wasmKernels(threads = availableParallelism()): Kernels {
       Atomics.store(job, JOB.EXIT, 1);
       Atomics.store(job, JOB.SEQ, ++seq);
       Atomics.notify(job, JOB.SEQ);
+      // Workers still waiting for the watchdog go on to see EXIT.
+      Atomics.store(job, JOB.WATCHED, 1);
+      Atomics.notify(job, JOB.WATCHED);
     },
   };
   return k;

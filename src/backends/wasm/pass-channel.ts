@@ -12,6 +12,7 @@
  * Int32 words of the buffer: HEAD words, then per worker WAKE_STRIDE words (its wake word and
  * the kind of wake, each worker on its own cache line), then the descriptor.
  */
+import { MptError } from '../../errors.js';
 import type { KvType } from '../../model/memory-plan.js';
 import type { SampleRequest, SamplingOptions } from '../sampling/sampler.js';
 import type { Pass, PassSequence } from './executor.js';
@@ -43,6 +44,7 @@ export function wakeSlot(tid: number): number {
   return HEAD.words + tid * WAKE_STRIDE;
 }
 
+/** The KV types a descriptor can name, by their code (the index). */
 const KV_CODES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
 /** Descriptor header words. */
@@ -60,18 +62,14 @@ export interface ChannelShape {
   arenas: number;
 }
 
-/** Words of the fixed part of the descriptor plus its variable room. */
+/** Where the parts of a channel of `s` start, in Int32 words, and its size. */
 function layoutOf(s: ChannelShape) {
-  // The sampling draws (f64) first, at an 8-byte-aligned word.
   const desc = HEAD.words + s.threads * WAKE_STRIDE;
+  // The sampling draws (f64) first, at an 8-byte-aligned word.
   const uniforms = desc + D.words;
   const body = uniforms + 2 * s.maxRows;
   const words = body + s.maxRows * (2 + 5 + s.arenas + 2 + 3) + HISTORY_WORDS;
   return { desc, uniforms, body, words };
-}
-
-export function createChannel(s: ChannelShape): SharedArrayBuffer {
-  return new SharedArrayBuffer(layoutOf(s).words * 4);
 }
 
 /** Buffers and sampling options a worker already holds, so that the descriptor can name them. */
@@ -106,145 +104,180 @@ export class OptionIds {
 }
 
 /**
- * Writes `pass` into the channel's descriptor, with sampling options as the ids given. Returns
- * false when it does not fit (then it goes as a message).
+ * One pool's channel, as the main thread and each worker see it: its layout and views are worked
+ * out once, when the channel is made or received, not for every pass.
  */
-export function encodePass(
-  ch: SharedArrayBuffer,
-  shape: ChannelShape,
-  pass: Pass,
-  optionIds: ArrayLike<number> | null,
-): boolean {
-  const { desc, uniforms, body, words } = layoutOf(shape);
-  const R = pass.rows,
-    nl = pass.logitRows.length,
-    nh = pass.hiddenRows?.length ?? 0;
-  if (R > shape.maxRows || nl > shape.maxRows || nh > shape.maxRows || pass.seqs.length > shape.maxRows) return false;
-  const i32 = new Int32Array(ch);
-  let w = body;
-  i32.set(pass.tokens.subarray(0, R), w);
-  w += R;
-  if (pass.wpePos) {
-    i32.set(pass.wpePos.subarray(0, R), w);
-    w += R;
-  }
-  for (const sq of pass.seqs) {
-    if (sq.kv.length !== shape.arenas) return false;
-    i32[w++] = sq.rowStart;
-    i32[w++] = sq.n;
-    i32[w++] = sq.past;
-    i32[w++] = sq.capacity;
-    i32[w++] = KV_CODES.indexOf(sq.kvType);
-    for (let a = 0; a < shape.arenas; a++) i32[w++] = sq.kv[a]!;
-  }
-  i32.set(pass.logitRows, w);
-  w += nl;
-  if (pass.hiddenRows) {
-    i32.set(pass.hiddenRows, w);
-    w += nh;
-  }
-  const sample = pass.sample;
-  if (sample) {
-    if (!optionIds || sample.length !== nl) return false;
-    const f64 = new Float64Array(ch, uniforms * 4, shape.maxRows);
-    for (let j = 0; j < nl; j++) {
-      const r = sample[j];
-      if (!r) {
-        i32[w++] = -1;
-        continue;
-      }
-      const h = r.history,
-        hn = h.length;
-      if (w + 3 + hn > words) return false;
-      f64[j] = r.uniform;
-      i32[w++] = optionIds[j]!;
-      i32[w++] = r.promptLength;
-      i32[w++] = hn;
-      if (h instanceof Int32Array) i32.set(h, w);
-      else for (let t = 0; t < hn; t++) i32[w + t] = h[t]!;
-      w += hn;
-    }
-  }
-  i32[desc + D.rows] = R;
-  i32[desc + D.threads] = pass.threads;
-  i32[desc + D.seqs] = pass.seqs.length;
-  i32[desc + D.logit] = nl;
-  i32[desc + D.logitsOffset] = pass.logitsOffset;
-  i32[desc + D.hidden] = pass.hiddenRows ? nh : -1;
-  i32[desc + D.flags] = (pass.wpePos ? HAS_WPE : 0) | (sample ? HAS_SAMPLE : 0);
-  i32[desc + D.arenas] = shape.arenas;
-  return true;
-}
+export class PassChannel {
+  /** The whole channel as Int32 words (HEAD, the wake words, the descriptor). */
+  readonly words: Int32Array;
+  /** The sampling draws, one per logit row. */
+  private readonly uniforms: Float64Array;
+  private readonly desc: number;
+  private readonly body: number;
+  private readonly end: number;
 
-/** Threads of the pass in the channel's descriptor (known before decoding it, which could fail). */
-export function descriptorThreads(ch: Int32Array, shape: ChannelShape): number {
-  return ch[layoutOf(shape).desc + D.threads]!;
-}
+  /** The channel over `buffer` (made by PassChannel.create for the same shape). */
+  constructor(
+    readonly buffer: SharedArrayBuffer,
+    readonly shape: ChannelShape,
+  ) {
+    const at = layoutOf(shape);
+    if (buffer.byteLength < at.words * 4)
+      throw new MptError(
+        `internal: a pass channel of ${buffer.byteLength} bytes for a shape that needs ${at.words * 4}`,
+      );
+    this.words = new Int32Array(buffer);
+    this.uniforms = new Float64Array(buffer, at.uniforms * 4, shape.maxRows);
+    this.desc = at.desc;
+    this.body = at.body;
+    this.end = at.words;
+  }
 
-/** The pass in the channel's descriptor, with the buffers and options the worker holds. */
-export function decodePass(ch: SharedArrayBuffer, shape: ChannelShape, knows: WorkerKnows): Pass {
-  const { desc, uniforms, body } = layoutOf(shape);
-  const i32 = new Int32Array(ch);
-  const R = i32[desc + D.rows]!,
-    ns = i32[desc + D.seqs]!,
-    nl = i32[desc + D.logit]!,
-    nh = i32[desc + D.hidden]!,
-    flags = i32[desc + D.flags]!,
-    na = i32[desc + D.arenas]!;
-  let w = body;
-  const tokens = i32.subarray(w, w + R);
-  w += R;
-  let wpePos: Int32Array | undefined;
-  if (flags & HAS_WPE) {
-    wpePos = i32.subarray(w, w + R);
+  static create(shape: ChannelShape): PassChannel {
+    return new PassChannel(new SharedArrayBuffer(layoutOf(shape).words * 4), shape);
+  }
+
+  /**
+   * Writes `pass` into the descriptor, with sampling options as the ids given. Returns false when
+   * it does not fit (then it goes as a message); throws on a KV type the descriptor cannot name.
+   */
+  encode(pass: Pass, optionIds: ArrayLike<number> | null): boolean {
+    const shape = this.shape,
+      i32 = this.words,
+      desc = this.desc;
+    const R = pass.rows,
+      nl = pass.logitRows.length,
+      nh = pass.hiddenRows?.length ?? 0;
+    if (R > shape.maxRows || nl > shape.maxRows || nh > shape.maxRows || pass.seqs.length > shape.maxRows) return false;
+    let w = this.body;
+    i32.set(pass.tokens.subarray(0, R), w);
     w += R;
-  }
-  const seqs: PassSequence[] = [];
-  for (let k = 0; k < ns; k++) {
-    const kv: number[] = [];
-    for (let a = 0; a < na; a++) kv.push(i32[w + 5 + a]!);
-    seqs.push({
-      rowStart: i32[w]!,
-      n: i32[w + 1]!,
-      past: i32[w + 2]!,
-      capacity: i32[w + 3]!,
-      kvType: KV_CODES[i32[w + 4]!]!,
-      kv,
-    });
-    w += 5 + na;
-  }
-  const pass: Pass = {
-    rows: R,
-    threads: i32[desc + D.threads]!,
-    tokens,
-    seqs,
-    logitRows: i32.subarray(w, w + nl),
-    logitsOffset: i32[desc + D.logitsOffset]!,
-  };
-  w += nl;
-  if (wpePos) pass.wpePos = wpePos;
-  if (nl > 0) pass.logitsOut = knows.logitsOut;
-  if (nh >= 0) {
-    pass.hiddenRows = i32.subarray(w, w + nh);
-    pass.hiddenOut = knows.hiddenOut;
-    w += nh;
-  }
-  if (flags & HAS_SAMPLE) {
-    const f64 = new Float64Array(ch, uniforms * 4, shape.maxRows);
-    const sample: Array<SampleRequest | null> = [];
-    for (let j = 0; j < nl; j++) {
-      const id = i32[w++]!;
-      if (id < 0) {
-        sample.push(null);
-        continue;
-      }
-      const promptLength = i32[w++]!,
-        hn = i32[w++]!;
-      sample.push({ options: knows.options[id]!, history: i32.subarray(w, w + hn), promptLength, uniform: f64[j]! });
-      w += hn;
+    if (pass.wpePos) {
+      i32.set(pass.wpePos.subarray(0, R), w);
+      w += R;
     }
-    pass.sample = sample;
-    pass.tokensOut = knows.tokensOut;
+    for (const sq of pass.seqs) {
+      if (sq.kv.length !== shape.arenas) return false;
+      const kvCode = KV_CODES.indexOf(sq.kvType);
+      if (kvCode < 0)
+        throw new MptError(
+          `internal: a pass names KV type ${JSON.stringify(sq.kvType)}; the pass channel knows ${KV_CODES.join(', ')}`,
+        );
+      i32[w++] = sq.rowStart;
+      i32[w++] = sq.n;
+      i32[w++] = sq.past;
+      i32[w++] = sq.capacity;
+      i32[w++] = kvCode;
+      for (let a = 0; a < shape.arenas; a++) i32[w++] = sq.kv[a]!;
+    }
+    i32.set(pass.logitRows, w);
+    w += nl;
+    if (pass.hiddenRows) {
+      i32.set(pass.hiddenRows, w);
+      w += nh;
+    }
+    const sample = pass.sample;
+    if (sample) {
+      if (!optionIds || sample.length !== nl) return false;
+      for (let j = 0; j < nl; j++) {
+        const r = sample[j];
+        if (!r) {
+          i32[w++] = -1;
+          continue;
+        }
+        const h = r.history,
+          hn = h.length;
+        if (w + 3 + hn > this.end) return false;
+        this.uniforms[j] = r.uniform;
+        i32[w++] = optionIds[j]!;
+        i32[w++] = r.promptLength;
+        i32[w++] = hn;
+        if (h instanceof Int32Array) i32.set(h, w);
+        else for (let t = 0; t < hn; t++) i32[w + t] = h[t]!;
+        w += hn;
+      }
+    }
+    i32[desc + D.rows] = R;
+    i32[desc + D.threads] = pass.threads;
+    i32[desc + D.seqs] = pass.seqs.length;
+    i32[desc + D.logit] = nl;
+    i32[desc + D.logitsOffset] = pass.logitsOffset;
+    i32[desc + D.hidden] = pass.hiddenRows ? nh : -1;
+    i32[desc + D.flags] = (pass.wpePos ? HAS_WPE : 0) | (sample ? HAS_SAMPLE : 0);
+    i32[desc + D.arenas] = shape.arenas;
+    return true;
   }
-  return pass;
+
+  /** Threads of the pass in the descriptor (known before decoding it, which could fail). */
+  descriptorThreads(): number {
+    return this.words[this.desc + D.threads]!;
+  }
+
+  /** The pass in the descriptor, with the buffers and options the worker holds. */
+  decode(knows: WorkerKnows): Pass {
+    const i32 = this.words,
+      desc = this.desc;
+    const R = i32[desc + D.rows]!,
+      ns = i32[desc + D.seqs]!,
+      nl = i32[desc + D.logit]!,
+      nh = i32[desc + D.hidden]!,
+      flags = i32[desc + D.flags]!,
+      na = i32[desc + D.arenas]!;
+    let w = this.body;
+    const tokens = i32.subarray(w, w + R);
+    w += R;
+    let wpePos: Int32Array | undefined;
+    if (flags & HAS_WPE) {
+      wpePos = i32.subarray(w, w + R);
+      w += R;
+    }
+    const seqs: PassSequence[] = [];
+    for (let k = 0; k < ns; k++) {
+      const kv: number[] = [];
+      for (let a = 0; a < na; a++) kv.push(i32[w + 5 + a]!);
+      const kvCode = i32[w + 4]!,
+        kvType = KV_CODES[kvCode];
+      if (kvType === undefined) throw new MptError(`internal: the pass channel holds KV type code ${kvCode}`);
+      seqs.push({ rowStart: i32[w]!, n: i32[w + 1]!, past: i32[w + 2]!, capacity: i32[w + 3]!, kvType, kv });
+      w += 5 + na;
+    }
+    const pass: Pass = {
+      rows: R,
+      threads: i32[desc + D.threads]!,
+      tokens,
+      seqs,
+      logitRows: i32.subarray(w, w + nl),
+      logitsOffset: i32[desc + D.logitsOffset]!,
+    };
+    w += nl;
+    if (wpePos) pass.wpePos = wpePos;
+    if (nl > 0) pass.logitsOut = knows.logitsOut;
+    if (nh >= 0) {
+      pass.hiddenRows = i32.subarray(w, w + nh);
+      pass.hiddenOut = knows.hiddenOut;
+      w += nh;
+    }
+    if (flags & HAS_SAMPLE) {
+      const sample: Array<SampleRequest | null> = [];
+      for (let j = 0; j < nl; j++) {
+        const id = i32[w++]!;
+        if (id < 0) {
+          sample.push(null);
+          continue;
+        }
+        const promptLength = i32[w++]!,
+          hn = i32[w++]!;
+        sample.push({
+          options: knows.options[id]!,
+          history: i32.subarray(w, w + hn),
+          promptLength,
+          uniform: this.uniforms[j]!,
+        });
+        w += hn;
+      }
+      pass.sample = sample;
+      pass.tokensOut = knows.tokensOut;
+    }
+    return pass;
+  }
 }

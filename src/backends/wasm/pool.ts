@@ -12,7 +12,7 @@ import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { KernelVariant } from './module-loader.js';
 import { abortTeam, CTL, createControlBuffer, profileOf } from './team.js';
-import { HEAD, OptionIds, WAKE, createChannel, encodePass, wakeSlot, type ChannelShape } from './pass-channel.js';
+import { HEAD, OptionIds, PassChannel, WAKE, wakeSlot } from './pass-channel.js';
 import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
 
 /** What runs a runner's passes: worker threads (this file) or the page's own thread (inline-pool.ts). */
@@ -90,15 +90,14 @@ export class WorkerPool implements PassPool {
   private constructor(
     private readonly workers: PlatformWorker[],
     ctlBuffer: SharedArrayBuffer,
-    private readonly channel: SharedArrayBuffer,
-    private readonly shape: ChannelShape,
+    private readonly channel: PassChannel,
     /** How the end of a pass is awaited; without it, the last worker out posts a message. */
     private readonly waitAsync: WaitAsync | undefined,
     /** Cores of the machine (the workers spin at barriers only while each has one). */
     readonly cores: number,
   ) {
     this.ctl = new Int32Array(ctlBuffer);
-    this.ch = new Int32Array(channel);
+    this.ch = channel.words;
     this.known = workers.map(() => ({ epoch: 0, ids: new Set<number>() }));
   }
 
@@ -113,8 +112,7 @@ export class WorkerPool implements PassPool {
     threads: number,
   ): Promise<WorkerPool> {
     const ctl = createControlBuffer(platform.env('MPT_WASM_PROFILE') === '1' ? threads : 0);
-    const shape: ChannelShape = { threads, maxRows: layout.maxRows, arenas: layout.arenas.length };
-    const channel = createChannel(shape);
+    const channel = PassChannel.create({ threads, maxRows: layout.maxRows, arenas: layout.arenas.length });
     const workers: PlatformWorker[] = [];
     for (let t = 0; t < threads; t++)
       workers.push(
@@ -124,7 +122,7 @@ export class WorkerPool implements PassPool {
       );
     const cores = platform.hardwareConcurrency();
     const waitAsync = waitAsyncOf();
-    const pool = new WorkerPool(workers, ctl, channel, shape, waitAsync, cores);
+    const pool = new WorkerPool(workers, ctl, channel, waitAsync, cores);
     const doneByMessage = waitAsync === undefined;
     try {
       await pool.start((tid) => ({
@@ -132,8 +130,8 @@ export class WorkerPool implements PassPool {
         modules,
         memories,
         ctl,
-        channel,
-        shape,
+        channel: channel.buffer,
+        shape: channel.shape,
         doneByMessage,
         tid,
         nt: threads,
@@ -319,7 +317,7 @@ export class WorkerPool implements PassPool {
     const ids = this.optionIdsOf(pass);
     let byDescriptor = true;
     for (let t = 0; t < n && byDescriptor; t++) byDescriptor = this.knowsAll(t, pass, ids);
-    byDescriptor &&= encodePass(this.channel, this.shape, pass, ids);
+    byDescriptor &&= this.channel.encode(pass, ids);
     const seq = this.nextSeq();
     this.sent[byDescriptor ? 'descriptor' : 'message']++;
     if (!byDescriptor) {

@@ -10,15 +10,7 @@ import { Executor, type Pass } from './executor.js';
 import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
 import { adoptKernelModules, kernelModule, type KernelVariant } from './module-loader.js';
-import {
-  HEAD,
-  WAKE,
-  decodePass,
-  descriptorThreads,
-  wakeSlot,
-  type ChannelShape,
-  type WorkerKnows,
-} from './pass-channel.js';
+import { HEAD, PassChannel, WAKE, wakeSlot, type ChannelShape, type WorkerKnows } from './pass-channel.js';
 import { abortTeam, Team } from './team.js';
 
 export interface InitMessage {
@@ -59,7 +51,7 @@ const IDLE_SPINS = 2000;
 
 let executor: Executor | null = null;
 let ctl: Int32Array | null = null;
-let ch: Int32Array | null = null;
+let channel: PassChannel | null = null;
 let init: InitMessage | null = null;
 const knows: WorkerKnows = { options: [] };
 /** The last wake word seen. */
@@ -86,7 +78,7 @@ function errorReply(e: unknown, seq?: number): WorkerReply {
 
 /** Runs a pass of `threads` workers and counts this one out (after its error, if any, is posted). */
 function runPass(seq: number, threads: number, get: () => Pass): void {
-  const c = ch!;
+  const c = channel!.words;
   try {
     executor!.run(get());
   } catch (e) {
@@ -102,7 +94,8 @@ function runPass(seq: number, threads: number, get: () => Pass): void {
 
 /** Runs passes from the channel until a wake asks for a message or for the end. */
 function serve(): void {
-  const c = ch!,
+  const ch = channel!,
+    c = ch.words,
     slot = wakeSlot(init!.tid);
   for (;;) {
     let w = Atomics.load(c, slot);
@@ -118,8 +111,7 @@ function serve(): void {
       awaited = w;
       return;
     }
-    const channel = c.buffer as SharedArrayBuffer;
-    runPass(w, descriptorThreads(c, init!.shape), () => decodePass(channel, init!.shape, knows));
+    runPass(w, ch.descriptorThreads(), () => ch.decode(knows));
   }
 }
 
@@ -141,7 +133,7 @@ port.onMessage((data) => {
     try {
       init = msg;
       ctl = new Int32Array(msg.ctl);
-      ch = new Int32Array(msg.channel);
+      channel = new PassChannel(msg.channel, msg.shape);
       adoptKernelModules(msg.modules);
       const module = kernelModule('shared');
       const kernels = msg.memories.map((m) => instantiateKernels(module, m));
