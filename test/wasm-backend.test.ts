@@ -285,6 +285,96 @@ describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
   });
 });
 
+describe('greedy tokens chosen in the worker threads, chunk by chunk of the LM head', () => {
+  it('equal chooseToken on the returned logits: ties, NaN, masks, penalties, one and two threads, batched', async () => {
+    for (const threads of [1, 2]) {
+      const r = await load('tiny-neox-vocab', { threads, maxRows: 12 });
+      try {
+        const V = r.config.vocabSize;
+        const probe = r.createCache({ capacity: 4 });
+        const [first] = await r.forward([{ cache: probe, tokens: [7, 8] }], { logits: 'last' });
+        probe.dispose();
+        // The unpenalised winner, so that options can take it away.
+        let top = 0;
+        for (let i = 1; i < V; i++) if (first!.logits[i]! > first!.logits[top]!) top = i;
+        const options: SamplingOptions[] = [
+          { greedy: true },
+          { temperature: 0, bannedIds: [top] },
+          { greedy: true, logitBias: { [top]: NaN } }, // NaN makes the winner's logit NaN: never chosen
+          { greedy: true, logitBias: { 3: Infinity, [V - 3]: Infinity, 40000: Infinity } }, // a tie across chunks: id 3
+          { greedy: true, logitBias: { [V - 1]: Infinity, 20001: Infinity } }, // tie in the last chunk and a middle one
+          { greedy: true, vocabLimit: Math.max(1, top) },
+          { greedy: true, repetitionPenalty: 50, presencePenalty: 2, frequencyPenalty: 2 },
+          { greedy: true, bannedIds: Array.from({ length: V }, (_, i) => i) }, // no token
+          { temperature: 0.9, topK: 7, seed: 1 }, // a sampled row among the greedy ones
+        ];
+        const prompts = options.map((_, i) => [7, 8, (i * 977) % V]);
+        const histories = prompts.map((p) => [...p, top]);
+        const caches = options.map(() => r.createCache({ capacity: 16 }));
+        let inputs = histories.map((h) => h);
+        for (let step = 0; step < 3; step++) {
+          const requests = options.map((o, i) => ({
+            options: o,
+            history: Int32Array.from(histories[i]!),
+            promptLength: prompts[i]!.length,
+            uniform: 0.37,
+          }));
+          const out = await r.forward(
+            inputs.map((tokens, i) => ({ cache: caches[i]!, tokens })),
+            { logits: 'last', reuseLogits: true, sample: requests },
+          );
+          out.forEach((o, i) => {
+            const what = `threads ${threads} step ${step} options ${i}`;
+            if (i === 7) {
+              assert.equal(o.token, undefined, `${what}: no token for an all-banned row`);
+              assert.throws(() => chooseToken(o.logits, requests[i]!), InputError);
+              return;
+            }
+            assert.equal(o.token, chooseToken(o.logits, requests[i]!), what);
+          });
+          assert.notEqual(out[1]!.token, top);
+          if (step === 0) {
+            assert.equal(out[3]!.token, 3);
+            assert.equal(out[4]!.token, 20001);
+          }
+          const next = out.map((o) => o.token ?? 0);
+          next.forEach((t, i) => {
+            histories[i]!.push(t);
+          });
+          inputs = next.map((t) => [t]);
+        }
+        for (const c of caches) c.dispose();
+      } finally {
+        await r.dispose();
+      }
+    }
+  });
+  it('with more logit rows than the LM head computes at once (64): every row its own token', async () => {
+    const r = await load('tiny-neox-vocab', { threads: 2, maxRows: 80 });
+    try {
+      const n = 70;
+      const caches = Array.from({ length: n }, () => r.createCache({ capacity: 4 }));
+      const requests = caches.map((_, i) => ({
+        options: { greedy: true, bannedIds: [i % 3] },
+        history: [],
+        promptLength: 0,
+        uniform: 0,
+      }));
+      const out = await r.forward(
+        caches.map((cache, i) => ({ cache, tokens: [(i * 7919) % 50000] })), // one pass of 70 logit rows
+        { logits: 'last', sample: requests },
+      );
+      assert.equal(new Set(out.map((o) => o.token)).size > 1, true);
+      out.forEach((o, i) => {
+        assert.equal(o.token, chooseToken(o.logits, requests[i]!), `sequence ${i}`);
+      });
+      for (const c of caches) c.dispose();
+    } finally {
+      await r.dispose();
+    }
+  });
+});
+
 describe('logits chosen per sequence (SequenceInput.logits)', () => {
   it('all / last / none in one call equal separate calls, on both backends; tokens only for last', async () => {
     const ck = await openCheckpoint(fixturePath('tiny-alibi'));

@@ -24,6 +24,8 @@ import { InputError } from '../../errors.js';
 import { DRAW_BLOCK } from './wasm-kernels.js';
 import { expF32, f32Ceil, samplingKernels, type SamplingKernels } from './weights.js';
 
+export { argmax } from './weights.js';
+
 /** Options of the sampler. Every field is optional; see the module comment for the semantics. */
 export interface SamplingOptions {
   /** 0 means greedy. Default 0.8. */
@@ -173,9 +175,159 @@ export function validateSamplingOptions(o: SamplingOptions): void {
 }
 
 /**
+ * Steps 1–4 of the module comment for one request, as edits of single logits: the ids at or past
+ * `limit` become -Infinity, and each id in `ids` (ascending) goes through its own steps in order
+ * (ban, each bias entry, repetition penalty, presence/frequency penalty). Every step reads and
+ * writes one float32 logit, so applying the edits to any range of a row gives that range of the
+ * whole penalised row, bit for bit: the worker threads apply them to the chunks of the LM head
+ * they compute (backends/wasm/executor.ts), `applyPenalties` to a whole row.
+ */
+export interface PenaltyEdits {
+  /** Ids >= limit are masked. */
+  limit: number;
+  /** Edited ids, ascending, unique, in [0, V). */
+  ids: Int32Array;
+  /** Per edited id: 1 if banned. */
+  banned: Uint8Array;
+  /** Per edited id, its bias entries are biases[biasAt[j] .. biasAt[j + 1]) (length ids + 1). */
+  biasAt: Int32Array;
+  biases: number[];
+  /** Repetition penalty (1 = off) and, per edited id, 1 if it occurs in the penalty window. */
+  rep: number;
+  seen: Uint8Array;
+  /** Presence / frequency penalties and, per edited id, its count among the generated tokens in the window. */
+  pres: number;
+  freq: number;
+  counts: Int32Array;
+}
+
+const NO_EDITS = {
+  ids: new Int32Array(0),
+  banned: new Uint8Array(0),
+  biasAt: new Int32Array(1),
+  biases: [],
+  seen: new Uint8Array(0),
+  counts: new Int32Array(0),
+} as const satisfies Partial<PenaltyEdits>;
+
+/** An id a logit row of V entries can be indexed with (integers only: a typed array ignores other keys). */
+function rowId(v: unknown, V: number): number {
+  const id = Number(v);
+  return Number.isInteger(id) && id >= 0 && id < V ? id | 0 : -1;
+}
+
+/**
+ * The edits of options `o` for rows of V logits (see PenaltyEdits). `history` is every token so
+ * far, of which those from `promptLength` on were generated (the presence and frequency
+ * penalties count only those).
+ */
+export function penaltyEdits(
+  history: ArrayLike<number>,
+  promptLength: number,
+  o: SamplingOptions,
+  V: number,
+): PenaltyEdits {
+  const limit = Math.min(o.vocabLimit ?? V, V);
+  const rep = o.repetitionPenalty ?? 1;
+  const pres = o.presencePenalty ?? 0;
+  const freq = o.frequencyPenalty ?? 0;
+  const penalties = rep !== 1 || pres !== 0 || freq !== 0;
+  // The common case, once per step and thread: nothing but (maybe) the mask.
+  if (!o.bannedIds && !o.logitBias && !penalties) return { limit, ...NO_EDITS, rep, pres, freq };
+  // Per id: [banned, bias entries, seen, count], gathered in any order, then sorted by id.
+  type Edit = { banned: boolean; biases: number[]; seen: boolean; count: number };
+  const edits = new Map<number, Edit>();
+  const edit = (id: number): Edit => {
+    const had = edits.get(id);
+    if (had) return had;
+    const e: Edit = { banned: false, biases: [], seen: false, count: 0 };
+    edits.set(id, e);
+    return e;
+  };
+  if (o.bannedIds)
+    for (const v of o.bannedIds) {
+      const id = rowId(v, V);
+      if (id >= 0) edit(id).banned = true;
+    }
+  if (o.logitBias) {
+    const entries = o.logitBias instanceof Map ? o.logitBias.entries() : Object.entries(o.logitBias);
+    for (const [k, b] of entries) {
+      const id = rowId(k, V);
+      if (id >= 0 && id < limit) edit(id).biases.push(b);
+    }
+  }
+  if (penalties) {
+    const start = o.penaltyLastN ? Math.max(0, history.length - o.penaltyLastN) : 0;
+    if (rep !== 1)
+      for (let i = start; i < history.length; i++) {
+        const id = rowId(history[i], V);
+        if (id >= 0) edit(id).seen = true;
+      }
+    if (pres !== 0 || freq !== 0)
+      for (let i = Math.max(start, promptLength); i < history.length; i++) {
+        const id = rowId(history[i], V);
+        if (id >= 0) edit(id).count++;
+      }
+  }
+  const ids = Int32Array.from(edits.keys()).sort();
+  const n = ids.length;
+  const e: PenaltyEdits = {
+    limit,
+    ids,
+    banned: new Uint8Array(n),
+    biasAt: new Int32Array(n + 1),
+    biases: [],
+    rep,
+    seen: new Uint8Array(n),
+    pres,
+    freq,
+    counts: new Int32Array(n),
+  };
+  ids.forEach((id, j) => {
+    const d = edits.get(id)!;
+    e.banned[j] = d.banned ? 1 : 0;
+    e.biases.push(...d.biases);
+    e.biasAt[j + 1] = e.biases.length;
+    e.seen[j] = d.seen ? 1 : 0;
+    e.counts[j] = d.count;
+  });
+  return e;
+}
+
+/** True when the edits change no logit of a row of V (no mask, no edited id). */
+export function noEdits(e: PenaltyEdits, V: number): boolean {
+  return e.limit >= V && e.ids.length === 0;
+}
+
+/** Applies the edits to row[n0 .. n1) in place (row indexed by token id). */
+export function applyEdits(row: Float32Array, n0: number, n1: number, e: PenaltyEdits): void {
+  if (e.limit < n1) row.fill(-Infinity, Math.max(n0, e.limit), n1);
+  const ids = e.ids;
+  // First edited id >= n0.
+  let lo = 0,
+    hi = ids.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (ids[mid]! < n0) lo = mid + 1;
+    else hi = mid;
+  }
+  for (let j = lo; j < ids.length && ids[j]! < n1; j++) {
+    const id = ids[j]!;
+    if (e.banned[j]) row[id] = -Infinity;
+    for (let b = e.biasAt[j]!; b < e.biasAt[j + 1]!; b++)
+      if (Number.isFinite(row[id]!)) row[id] = row[id]! + e.biases[b]!;
+    if (e.seen[j]) {
+      const x = row[id]!;
+      row[id] = x > 0 ? x / e.rep : x * e.rep;
+    }
+    const c = e.counts[j]!;
+    if (c > 0) row[id] = row[id]! - c * e.freq - e.pres;
+  }
+}
+
+/**
  * Applies masking, logit bias and the three penalties to a copy of the logits (steps 1–4 of the
- * module comment). `history` is every token so far, of which those from `promptLength` on were
- * generated (the presence and frequency penalties count only those). Writes into `into` when it
+ * module comment; see penaltyEdits for `history` and `promptLength`). Writes into `into` when it
  * has the logits' length (a buffer reused from call to call), else into a new array.
  */
 export function applyPenalties(
@@ -188,54 +340,8 @@ export function applyPenalties(
   const V = logits.length;
   const out = into && into.length === V ? into : new Float32Array(V);
   out.set(logits);
-  const limit = Math.min(o.vocabLimit ?? V, V);
-  for (let i = limit; i < V; i++) out[i] = -Infinity;
-  if (o.bannedIds) for (const id of o.bannedIds) if (id >= 0 && id < V) out[id] = -Infinity;
-  if (o.logitBias) {
-    const entries =
-      o.logitBias instanceof Map
-        ? o.logitBias.entries()
-        : Object.entries(o.logitBias).map(([k, v]) => [Number(k), v] as const);
-    for (const [id, b] of entries) if (id >= 0 && id < limit && Number.isFinite(out[id]!)) out[id] = out[id]! + b;
-  }
-  const rep = o.repetitionPenalty ?? 1;
-  const pres = o.presencePenalty ?? 0;
-  const freq = o.frequencyPenalty ?? 0;
-  if (rep === 1 && pres === 0 && freq === 0) return out;
-  const start = o.penaltyLastN ? Math.max(0, history.length - o.penaltyLastN) : 0;
-  if (rep !== 1) {
-    const seen = new Set<number>();
-    for (let i = start; i < history.length; i++) seen.add(history[i]!);
-    for (const id of seen) {
-      if (id < 0 || id >= V) continue;
-      const x = out[id]!;
-      out[id] = x > 0 ? x / rep : x * rep;
-    }
-  }
-  if (pres !== 0 || freq !== 0) {
-    const counts = new Map<number, number>();
-    for (let i = Math.max(start, promptLength); i < history.length; i++)
-      counts.set(history[i]!, (counts.get(history[i]!) ?? 0) + 1);
-    for (const [id, c] of counts) {
-      if (id < 0 || id >= V) continue;
-      out[id] = out[id]! - c * freq - (c > 0 ? pres : 0);
-    }
-  }
+  applyEdits(out, 0, V, penaltyEdits(history, promptLength, o, V));
   return out;
-}
-
-/** Index of the largest value (the lowest index among equal maxima); -1 when all are -Infinity or NaN. */
-export function argmax(x: ArrayLike<number>): number {
-  let best = -1;
-  let bestVal = -Infinity;
-  for (let i = 0; i < x.length; i++) {
-    const v = x[i]!;
-    if (v > bestVal) {
-      bestVal = v;
-      best = i;
-    }
-  }
-  return best;
 }
 
 /**
@@ -480,7 +586,7 @@ export interface SampleRequest {
 }
 
 /** True when options always take the argmax. */
-function greedyOptions(o: SamplingOptions): boolean {
+export function greedyOptions(o: SamplingOptions): boolean {
   return o.greedy === true || (o.temperature ?? DEFAULT_SAMPLING.temperature) === 0;
 }
 
@@ -495,7 +601,7 @@ export function chooseToken(logits: Float32Array, r: SampleRequest): number {
   const kernels = samplingKernels();
   const penalized = applyPenalties(logits, r.history, r.promptLength, r.options, kernels.row(logits.length));
   if (greedyOptions(r.options)) {
-    const id = argmax(penalized);
+    const id = kernels.argmax();
     if (id < 0) throw new InputError('no token can be chosen: every logit is masked or NaN');
     return id;
   }

@@ -22,6 +22,7 @@ interface Kernels {
   sampling_draw(W: number, S: number, n: number, target: number): number;
   sampling_kth(X: number, n: number, k: number, B: number): number;
   sampling_gather(X: number, n: number, threshold: number, I: number): number;
+  sampling_argmax(X: number, n0: number, n1: number, slot: number): void;
 }
 
 /** A row's weights (a view, valid until the next call) and their f64 total. */
@@ -39,9 +40,10 @@ export interface RowStats {
 /** Weights per f64 block sum of the draw (assembly/sampling.ts DRAW_BLOCK). */
 export const DRAW_BLOCK = 64;
 
-// Memory layout: an i32 count at 0, the logits row at 16, the weights row after it (16-aligned),
+// Memory layout: an i32 count at 0, the (f32, i32) slot of `argmax` at 8, the logits row at 16, the weights row after it (16-aligned),
 // the f64 block sums, the ids of `gather`, then the buffer of `kth`.
 const COUNT = 0;
+const SLOT = 8;
 const ROW = 16;
 
 export class WasmSamplingKernels {
@@ -97,6 +99,23 @@ export class WasmSamplingKernels {
   gather(threshold: number): Int32Array {
     const c = this.k.sampling_gather(ROW, this.n, threshold, this.iOffset);
     return new Int32Array(this.memory.buffer, this.iOffset, c);
+  }
+
+  /** Index of the largest logit of the row (the lowest among equal maxima); -1 when all are -Infinity or NaN. */
+  argmax(): number {
+    return this.argmaxOver([[0, this.n]]);
+  }
+
+  /**
+   * The same over the union of id ranges [n0, n1) of the row, merged in the order given (as the
+   * worker threads merge the LM head's chunks: backends/wasm/executor.ts).
+   */
+  argmaxOver(ranges: ReadonlyArray<readonly [number, number]>): number {
+    new Float32Array(this.memory.buffer, SLOT, 1)[0] = -Infinity;
+    const at = new Int32Array(this.memory.buffer, SLOT + 4, 1);
+    at[0] = -1;
+    for (const [n0, n1] of ranges) this.k.sampling_argmax(ROW, n0, n1, SLOT);
+    return at[0]!;
   }
 
   stats(): RowStats {

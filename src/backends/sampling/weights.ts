@@ -42,6 +42,20 @@ export function f32Ceil(v: number): number {
   return b[0]!;
 }
 
+/** Index of the largest value (the lowest index among equal maxima); -1 when all are -Infinity or NaN. */
+export function argmax(x: ArrayLike<number>): number {
+  let best = -1;
+  let bestVal = -Infinity;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i]!;
+    if (v > bestVal) {
+      bestVal = v;
+      best = i;
+    }
+  }
+  return best;
+}
+
 /** Plain-JS sampling kernels with the wasm kernels' exact results. */
 export class JsSamplingKernels {
   private x = new Float32Array(0);
@@ -61,6 +75,10 @@ export class JsSamplingKernels {
       this.s = new Float64Array(Math.ceil(n / DRAW_BLOCK));
     }
     return this.x.subarray(0, n);
+  }
+
+  argmax(): number {
+    return argmax(this.x.subarray(0, this.n));
   }
 
   stats(): RowStats {

@@ -15,7 +15,15 @@
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
 import type { KvType } from '../backend.js';
 import { kvHeadOf, mptFacts, type MptFacts } from '../../model/facts.js';
-import { chooseToken, type SampleRequest } from '../sampling/sampler.js';
+import {
+  applyEdits,
+  chooseToken,
+  greedyOptions,
+  noEdits,
+  penaltyEdits,
+  type PenaltyEdits,
+  type SampleRequest,
+} from '../sampling/sampler.js';
 import {
   PRIVATE_ROWS,
   kvGeometry,
@@ -526,6 +534,20 @@ export class Executor {
     const V = f.vocabSize;
     const out = new Float32Array(p.logitsOut!);
     const scale = f.logitScale;
+    // Greedy rows are chosen as the chunks come out of the LM head: each thread applies the
+    // penalties to its chunk (sampler.ts applyEdits: the same logits the caller's row would give)
+    // and merges the chunk's argmax into its slot for the row; the slots are merged after the
+    // LM head's barrier (sampleRows). No full pass over the row, and no second copy of it.
+    const greedy = this.greedyRows(p, V);
+    const slots = hs.best + this.team.tid * L.maxRows * 8;
+    if (greedy) {
+      const bf = this.f32(ha),
+        bi = new Int32Array(this.memories[ha]!.buffer);
+      for (const g of greedy) {
+        bf[slots / 4 + 2 * g.row] = -Infinity;
+        bi[slots / 4 + 2 * g.row + 1] = -1;
+      }
+    }
     for (let c0 = 0; c0 < nl; c0 += L.logitRows) {
       const c1 = Math.min(nl, c0 + L.logitRows),
         m = c1 - c0;
@@ -550,26 +572,67 @@ export class Executor {
       }
       const lg = this.f32(ha),
         lo = hs.logits / 4;
+      const chosen = greedy?.filter((g) => g.row >= c0 && g.row < c1);
+      const rowViews = chosen?.map((g) => lg.subarray(lo + (g.row - c0) * V, lo + (g.row - c0 + 1) * V));
       this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
         for (let i = 0; i < m; i++)
           out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+        chosen?.forEach((g, j) => {
+          if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
+          hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, slots + g.row * 8);
+        });
       });
     }
+    if (p.sample) this.sampleRows(p, p.sample, out, V);
+  }
+
+  /** The logit rows of a pass whose requests are greedy, with their penalty edits (null when none edits a logit). */
+  private greedyRows(p: Pass, V: number): Array<{ row: number; edits: PenaltyEdits | null }> | null {
     const sample = p.sample;
-    if (sample) {
-      const tokens = new Int32Array(p.tokensOut!),
-        first = p.logitsOffset / V;
-      team.parallelFor(nl, (i) => {
-        const request = sample[i];
-        if (!request) return;
-        let token = -1;
+    if (!sample) return null;
+    const rows: Array<{ row: number; edits: PenaltyEdits | null }> = [];
+    sample.forEach((r, row) => {
+      if (!r || !greedyOptions(r.options)) return;
+      const e = penaltyEdits(r.history, r.promptLength, r.options, V);
+      rows.push({ row, edits: noEdits(e, V) ? null : e });
+    });
+    return rows.length ? rows : null;
+  }
+
+  /**
+   * Chooses the tokens of the sampled rows once every LM-head chunk is in: row i by thread
+   * i mod nt, greedy rows from the threads' slots (greatest logit, then lowest id), the others
+   * by chooseToken over the row. No barrier after it: the pass ends when every thread is out.
+   */
+  private sampleRows(p: Pass, sample: Array<SampleRequest | null>, out: Float32Array, V: number): void {
+    const tokens = new Int32Array(p.tokensOut!),
+      first = p.logitsOffset / V,
+      nt = this.team.nt,
+      best = this.L.arenas[this.L.head.arena]!.scratch.best;
+    const bf = this.f32(this.L.head.arena),
+      bi = new Int32Array(this.memories[this.L.head.arena]!.buffer);
+    for (let i = this.team.tid; i < sample.length; i += nt) {
+      const request = sample[i];
+      if (!request) continue;
+      let token = -1;
+      if (greedyOptions(request.options)) {
+        let v = -Infinity;
+        for (let t = 0; t < nt; t++) {
+          const at = (best + (t * this.L.maxRows + i) * 8) / 4;
+          const id = bi[at + 1]!;
+          if (id >= 0 && (bf[at]! > v || (bf[at] === v && id < token))) {
+            v = bf[at]!;
+            token = id;
+          }
+        }
+      } else {
         try {
           token = chooseToken(out.subarray(p.logitsOffset + i * V, p.logitsOffset + (i + 1) * V), request);
         } catch {
           // no token can be chosen: the caller chooses again and reports why
         }
-        tokens[first + i] = token;
-      });
+      }
+      tokens[first + i] = token;
     }
   }
 }

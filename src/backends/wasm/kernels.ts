@@ -173,6 +173,8 @@ export interface Kernels {
   ): void;
   rmsnorm(X: number, ldx: number, Y: number, ldy: number, M: number, n: number, w: number, eps: number): void;
   epilogue(Y: number, ldy: number, M: number, n0: number, n1: number, bias: number, scale: number, act: number): void;
+  /** Merges the argmax of X[n0..n1) into the (f32 value, i32 index) at slot (assembly/sampling.ts). */
+  sampling_argmax(X: number, n0: number, n1: number, slot: number): void;
   glu(U: number, G: number, ld: number, M: number, n0: number, n1: number, bu: number, bg: number, act: number): void;
   clip(X: number, n: number, c: number): void;
   add_to(Y: number, X: number, n: number): void;

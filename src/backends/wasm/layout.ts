@@ -91,6 +91,12 @@ export interface ScratchLayout {
   panel: number;
   /** Logits of `logitRows` rows (LM-head arena only; 0 elsewhere). */
   logits: number;
+  /**
+   * Per thread, for each of maxRows logit rows, its greedy choice so far (f32 logit, i32 id;
+   * assembly/sampling.ts sampling_argmax), merged over the LM-head chunks it computed (LM-head
+   * arena only; 0 elsewhere).
+   */
+  best: number;
   end: number;
 }
 
@@ -299,7 +305,8 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
     const priv = take(threads * privateBytes);
     const panel = anyHalf ? take(threads * HALF_PANEL_BYTES) : 0;
     const logits = withLogits ? take(logitRows * V * 4) : 0;
-    return { start, x, xn, qkv, ctx, hid, gate, qa, qk, attn, priv, privateBytes, panel, logits, end: p };
+    const best = withLogits ? take(threads * maxRows * 8) : 0;
+    return { start, x, xn, qkv, ctx, hid, gate, qa, qk, attn, priv, privateBytes, panel, logits, best, end: p };
   };
   const scratchBytes = scratchPlan(0, true).end;
 

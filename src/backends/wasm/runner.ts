@@ -65,7 +65,7 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
   }
 
   /** Threads for a pass of `rows` rows with `logitRows` output rows (pass-threads.ts). */
-  private threadsFor(rows: number, seqs: PassSequence[], logitRows: number, sample: boolean): number {
+  private threadsFor(rows: number, seqs: PassSequence[], logitRows: number): number {
     const c = this.config;
     let attention = 0;
     for (const sq of seqs) attention += sq.n * (sq.past + sq.n) * 2 * c.dModel;
@@ -73,8 +73,9 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
       rows * this.layerMacsPerRow +
       attention * c.nLayers +
       logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols;
-    // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix, sampling.
-    const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0) + (sample ? 1 : 0);
+    // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix
+    // (sampling adds none).
+    const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0);
     return passThreads({ macs, barriers }, this.pool.threads, this.pool.cores);
   }
 
@@ -241,7 +242,7 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
         tokens,
         wpePos,
         seqs,
-        threads: this.threadsFor(rows, seqs, logitRows.length, !!sampling && logitDest.length > 0),
+        threads: this.threadsFor(rows, seqs, logitRows.length),
         logitRows: Int32Array.from(logitRows),
         logitsOut: need > 0 ? this.logitsBuf! : undefined,
         logitsOffset: offset,

@@ -195,3 +195,44 @@ export function sampling_gather(X: usize, n: i32, threshold: f32, I: usize): i32
   }
   return c;
 }
+
+/**
+ * Greedy choice over X[n0..n1), merged into the running best at `slot` (f32 value, then i32
+ * index): X[i] replaces the best when it is larger, or equal with a lower index, so the slot
+ * ends holding the argmax of every range merged into it with the lowest index among equal
+ * maxima (-0 equals +0). NaN and -Infinity never enter (a slot that starts as (-Infinity, -1)
+ * stays so when nothing else does). First the range's maximum (four independent pmax chains:
+ * a single chain's compare-and-select latency bounds a one-pass argmax at about a third of this
+ * speed), then, only when it can change the slot, the first index holding it.
+ */
+export function sampling_argmax(X: usize, n0: i32, n1: i32, slot: usize): void {
+  const ninf = f32x4.splat(-Infinity);
+  let m0 = ninf, m1 = ninf, m2 = ninf, m3 = ninf;
+  let i = n0;
+  for (; i + 16 <= n1; i += 16) {
+    const p = X + (<usize>i << 2);
+    m0 = f32x4.pmax(m0, v128.load(p));
+    m1 = f32x4.pmax(m1, v128.load(p, 16));
+    m2 = f32x4.pmax(m2, v128.load(p, 32));
+    m3 = f32x4.pmax(m3, v128.load(p, 48));
+  }
+  for (; i + 4 <= n1; i += 4) m0 = f32x4.pmax(m0, v128.load(X + (<usize>i << 2)));
+  // pmax(a, b) keeps a unless a < b: NaN never enters, and the lanes hold no NaN to merge.
+  const m = f32x4.pmax(f32x4.pmax(m0, m1), f32x4.pmax(m2, m3));
+  let best = max(max(f32x4.extract_lane(m, 0), f32x4.extract_lane(m, 1)), max(f32x4.extract_lane(m, 2), f32x4.extract_lane(m, 3)));
+  for (; i < n1; i++) {
+    const x = load<f32>(X + (<usize>i << 2));
+    if (x > best) best = x;
+  }
+  const had = load<f32>(slot);
+  if (!(best > -Infinity) || best < had) return;
+  // The first index holding the maximum.
+  const vb = f32x4.splat(best);
+  let at = n0;
+  for (; at + 4 <= n1; at += 4) if (v128.any_true(f32x4.eq(v128.load(X + (<usize>at << 2)), vb))) break;
+  while (load<f32>(X + (<usize>at << 2)) != best) at++;
+  if (best > had || at < load<i32>(slot, 4)) {
+    store<f32>(slot, best);
+    store<i32>(slot, at, 4);
+  }
+}
