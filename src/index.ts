@@ -26,7 +26,15 @@ export {
   savePromptCache,
   streamWithPromptCache,
 } from './runtime/prompt-cache.js';
-export type { LoadPromptCacheOptions, PromptCacheInfo, SavePromptCacheOptions } from './runtime/prompt-cache.js';
+export type {
+  LoadPromptCacheOptions,
+  LoadedPromptCache,
+  PreparedPromptCache,
+  PromptCacheInfo,
+  PromptCacheRunOptions,
+  SavePromptCacheOptions,
+} from './runtime/prompt-cache.js';
+export type { PromptCacheRejection } from './runtime/prompt-cache-file.js';
 
 // The shipped model's folder
 export { defaultModelPath } from './model/default-model.js';

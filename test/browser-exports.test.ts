@@ -2,9 +2,10 @@
  * The browser entry (src/browser.ts, also the start of `mpt-ts` in Node) exports every type its
  * API names: a page that calls `generate` with a `constraint`, or reads a chunk's `logprob`, can
  * name the types it writes (TokenConstraint, TokenLogprobInfo) without reaching into the package's
- * files. Found with TypeScript's checker: from each export, every type its public declarations
- * name (parameters, results, properties, what it extends; not private members or function bodies),
- * followed to the types those name in turn, must itself be exported when it is declared in src/.
+ * files; likewise the Node entry (src/index.ts). Found with TypeScript's checker: from each
+ * export, every type its public declarations name (parameters, results, properties, what it
+ * extends; not private members or function bodies), followed to the types those name in turn,
+ * must itself be exported when it is declared in src/.
  */
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
@@ -88,5 +89,14 @@ test('the browser entry exports every type its API names (TokenConstraint, Token
     [...missing].map(([type, from]) => `${type}, named by ${from}`),
     [],
     'types the API names that src/browser.ts does not export',
+  );
+});
+
+test('the Node entry exports every type its API names (the prompt cache types among them)', () => {
+  const missing = unexportedTypes(join(SRC, 'index.ts'));
+  assert.deepEqual(
+    [...missing].map(([type, from]) => `${type}, named by ${from}`),
+    [],
+    'types the API names that src/index.ts does not export',
   );
 });
