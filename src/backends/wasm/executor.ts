@@ -534,13 +534,13 @@ export class Executor {
     // and merges the chunk's argmax into its slot for the row; the slots are merged after the
     // LM head's barrier (sampleRows). No full pass over the row, and no second copy of it.
     const greedy = this.greedyRows(p, V);
-    const slots = hs.best + this.team.tid * L.maxRows * 8;
     if (greedy) {
       const bf = this.f32(ha),
         bi = new Int32Array(this.memories[ha]!.buffer);
       for (const g of greedy) {
-        bf[slots / 4 + 2 * g.row] = -Infinity;
-        bi[slots / 4 + 2 * g.row + 1] = -1;
+        const at = this.bestSlot(this.team.tid, g.row) / 4;
+        bf[at] = -Infinity;
+        bi[at + 1] = -1;
       }
     }
     for (let c0 = 0; c0 < nl; c0 += L.logitRows) {
@@ -574,11 +574,16 @@ export class Executor {
           out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
         chosen?.forEach((g, j) => {
           if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
-          hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, slots + g.row * 8);
+          hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, this.bestSlot(this.team.tid, g.row));
         });
       });
     }
     if (p.sample) this.sampleRows(p, p.sample, out, V);
+  }
+
+  /** Byte offset of thread t's (f32 value, i32 id) slot for greedy logit row `row` (head arena). */
+  private bestSlot(t: number, row: number): number {
+    return this.L.arenas[this.L.head.arena]!.scratch.best + (t * this.L.maxRows + row) * 8;
   }
 
   /** The logit rows of a pass whose requests are greedy, with their penalty edits (null when none edits a logit). */
@@ -602,8 +607,7 @@ export class Executor {
   private sampleRows(p: Pass, sample: Array<SampleRequest | null>, out: Float32Array, V: number): void {
     const tokens = new Int32Array(p.tokensOut!),
       first = p.logitsOffset / V,
-      nt = this.team.nt,
-      best = this.L.arenas[this.L.head.arena]!.scratch.best;
+      nt = this.team.nt;
     const bf = this.f32(this.L.head.arena),
       bi = new Int32Array(this.memories[this.L.head.arena]!.buffer);
     for (let i = this.team.tid; i < sample.length; i += nt) {
@@ -613,7 +617,7 @@ export class Executor {
       if (greedyOptions(request.options)) {
         let v = -Infinity;
         for (let t = 0; t < nt; t++) {
-          const at = (best + (t * this.L.maxRows + i) * 8) / 4;
+          const at = this.bestSlot(t, i) / 4;
           const id = bi[at + 1]!;
           if (id >= 0 && (bf[at]! > v || (bf[at] === v && id < token))) {
             v = bf[at]!;
