@@ -24,6 +24,24 @@ import { FIXTURES, REPO_ROOT } from './helpers/goldens.js';
 import { serveFolder, type RangeServer } from './helpers/range-server.js';
 
 /** Fixture folders holding Hugging Face weights (config-only folders are left out). */
+/**
+ * A fake server's answer to a Range request on a 100,000-byte file: the first range (the header
+ * read) at once, every later one only once the test calls the release it pushes onto `pending`,
+ * its bytes all `fill(start)`.
+ */
+async function heldRangeAnswer(
+  init: RequestInit | undefined,
+  pending: (() => void)[],
+  fill: (start: number) => number,
+): Promise<Response> {
+  const range = String((init!.headers as Record<string, string>)['Range']);
+  const [a, b] = range.slice(6).split('-').map(Number);
+  if (a === 0)
+    return new Response(new Uint8Array(b! + 1), { status: 206, headers: { 'Content-Range': `bytes 0-${b}/100000` } });
+  await new Promise<void>((resolve) => pending.push(resolve));
+  return new Response(new Uint8Array(b! - a! + 1).fill(fill(a!)), { status: 206 });
+}
+
 const HF_FOLDERS = readdirSync(FIXTURES, { withFileTypes: true })
   .filter(
     (e) =>
@@ -372,15 +390,7 @@ describe('the HTTP source', () => {
     const fake = async function (this: unknown, _url: RequestInfo | URL, init?: RequestInit): Promise<Response> {
       if (this !== undefined && this !== globalThis) throw new TypeError('Illegal invocation');
       calls++;
-      const range = String((init!.headers as Record<string, string>)['Range']);
-      const [a, b] = range.slice(6).split('-').map(Number);
-      if (a === 0)
-        return new Response(new Uint8Array(b! + 1), {
-          status: 206,
-          headers: { 'Content-Range': `bytes 0-${b}/100000` },
-        });
-      await new Promise<void>((resolve) => pending.push(resolve));
-      return new Response(new Uint8Array(b! - a! + 1).fill(a! & 0xff), { status: 206 });
+      return heldRangeAnswer(init, pending, (start) => start & 0xff);
     };
     // Reads far apart (no request's range reaches the next read), each its own request.
     const s = await openUrlSource('http://example.invalid/f', { fetch: fake, maxInFlight: 3, minRequestBytes: 10 });
@@ -407,17 +417,8 @@ describe('the HTTP source', () => {
 
   it('closing while a read waits for a request slot fails its reads with the reason, with no unhandled rejection', async () => {
     const pending: (() => void)[] = [];
-    const fake = async (_url: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
-      const range = String((init!.headers as Record<string, string>)['Range']);
-      const [a, b] = range.slice(6).split('-').map(Number);
-      if (a === 0)
-        return new Response(new Uint8Array(b! + 1), {
-          status: 206,
-          headers: { 'Content-Range': `bytes 0-${b}/100000` },
-        });
-      await new Promise<void>((resolve) => pending.push(resolve));
-      return new Response(new Uint8Array(b! - a! + 1), { status: 206 });
-    };
+    const fake = (_url: RequestInfo | URL, init?: RequestInit): Promise<Response> =>
+      heldRangeAnswer(init, pending, () => 0);
     const unhandled: unknown[] = [];
     const onUnhandled = (e: unknown) => unhandled.push(e);
     process.on('unhandledRejection', onUnhandled);
