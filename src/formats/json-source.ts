@@ -17,6 +17,28 @@ export const JSON_FILE_LIMITS = {
   tokenizer: 64 << 20,
 } as const;
 
+/**
+ * Deepest nesting of arrays and objects accepted in JSON from outside (model files, request
+ * bodies). Real files nest 3 to 6 deep; JSON.parse builds any depth, but what reads the value
+ * next (JSON.stringify in an error message, a recursive walk) overflows the stack on thousands.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether the JSON text `text` nests arrays or objects more than `max` deep (strings are skipped). */
+export function jsonNestsDeeperThan(text: string, max: number): boolean {
+  let depth = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x22) {
+      // A string: skip to its closing quote, past escaped characters.
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true;
+    } else if (c === 0x5d || c === 0x7d) depth--;
+  }
+  return false;
+}
+
 /** The error class a caller wants (FormatError by default; ConfigError for config.json). */
 export type ErrorClass = new (message: string, options?: { cause?: unknown }) => MptError;
 
@@ -27,10 +49,14 @@ export function checkJsonSize(size: number, name: string, what: string, maxBytes
   }
 }
 
-/** Parses UTF-8 JSON bytes; invalid JSON is an error naming the file. */
+/** Parses UTF-8 JSON bytes; invalid JSON, or JSON nested beyond MAX_JSON_DEPTH, is an error naming the file. */
 export function parseJsonBytes(bytes: Uint8Array, name: string, what: string, Err: ErrorClass): unknown {
+  const text = new TextDecoder('utf-8').decode(bytes);
+  if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw new Err(`${what} ${name} nests arrays or objects more than ${MAX_JSON_DEPTH} deep: it is not a ${what}`);
+  }
   try {
-    return JSON.parse(new TextDecoder('utf-8').decode(bytes));
+    return JSON.parse(text);
   } catch (e) {
     throw new Err(`${what} ${name} is not valid JSON: ${(e as Error).message}`, { cause: e });
   }

@@ -8,6 +8,7 @@
 import { FormatError } from '../errors.js';
 import { readIntoFrom, type ByteSource } from './byte-source.js';
 import { FLOAT_DTYPE_BYTES, shapeElements } from './dtypes.js';
+import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from './json-source.js';
 import type { DType, TensorInfo, TensorSource } from './tensor-source.js';
 
 /** Headers larger than this are refused rather than allocated (real ones are well under 1 MB). */
@@ -85,6 +86,11 @@ async function readHeader(
     text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     throw new FormatError(`${path}: the safetensors header is not valid UTF-8`);
+  }
+  if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) {
+    throw new FormatError(
+      `${path}: the safetensors header nests more than ${MAX_JSON_DEPTH} deep (corrupt or hostile)`,
+    );
   }
   let header: unknown;
   try {
