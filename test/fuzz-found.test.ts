@@ -3,13 +3,16 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, it } from 'node:test';
+import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, FormatError } from '../src/errors.js';
 import { bytesSource } from '../src/formats/byte-source.js';
 import type { FolderSource } from '../src/formats/folder-source.js';
 import { openSafetensorsSource } from '../src/formats/safetensors.js';
 import { openFolderCheckpoint } from '../src/model/load.js';
+import { MptServer } from '../src/server/http-server.js';
+import { loadServedModel } from '../src/server/model-host.js';
+import { TINY_NEOX } from './helpers/serve-fixture.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
 
@@ -67,4 +70,35 @@ describe('JSON nested thousands deep in a model file (overflowed the stack: Rang
       (e: unknown) => e instanceof FormatError && /header entry is not an object/.test(e.message),
     );
   });
+});
+
+describe('a request body nested thousands deep (was a 500 from a stack overflow)', () => {
+  let server: MptServer;
+  let url: string;
+  before(async () => {
+    const model = await loadServedModel(TINY_NEOX, { backend: 'reference', ctx: 64, onNote: () => {} });
+    server = new MptServer(model, { port: 0, host: '127.0.0.1' });
+    url = (await server.listen()).url;
+  });
+  after(() => server.shutdown(0));
+
+  for (const [path, body] of [
+    ['/v1/embeddings', `{"model": "m", "input": "hi", "encoding_format": ${nested(100_000)}}`],
+    [
+      '/v1/chat/completions',
+      `{"model": "m", "messages": [{"role": "user", "content": "hi"}], "truncate": ${nested(100_000)}}`,
+    ],
+  ] as const) {
+    it(`${path}: a 400 saying how deep it nests`, async () => {
+      const res = await fetch(`${url}${path}`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body,
+      });
+      const answer = (await res.json()) as { error: { message: string; code: string } };
+      assert.equal(res.status, 400, answer.error.message);
+      assert.equal(answer.error.code, 'invalid_json');
+      assert.match(answer.error.message, /more than 64 deep/);
+    });
+  }
 });

@@ -1,9 +1,11 @@
 /**
  * Reading a request body as JSON: declared as JSON by its Content-Type (415 otherwise), no larger
  * than the server's limit (413), valid UTF-8 (400 naming the first bad byte, rather than text
- * with U+FFFD where the client sent something else), non-empty and parseable (400).
+ * with U+FFFD where the client sent something else), non-empty, nested no deeper than model files
+ * may be (MAX_JSON_DEPTH: what validates a value deeper overflows the stack) and parseable (400).
  */
 import type { IncomingMessage } from 'node:http';
+import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../formats/json-source.js';
 import { ApiError, badRequest } from './api-error.js';
 
 /** 415 unless the body is declared as `application/json`, in UTF-8 when a charset is given. */
@@ -98,6 +100,10 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
       }
       if (text.trim() === '') {
         return reject(badRequest('The request body is empty: send a JSON object.', null, 'invalid_body'));
+      }
+      if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) {
+        const message = `The JSON body nests arrays or objects more than ${MAX_JSON_DEPTH} deep.`;
+        return reject(badRequest(message, null, 'invalid_json'));
       }
       try {
         resolve(JSON.parse(text));
