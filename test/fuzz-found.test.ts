@@ -98,7 +98,7 @@ describe('a request body nested thousands deep (was a 500 from a stack overflow)
       const answer = (await res.json()) as { error: { message: string; code: string } };
       assert.equal(res.status, 400, answer.error.message);
       assert.equal(answer.error.code, 'invalid_json');
-      assert.match(answer.error.message, /more than 64 deep/);
+      assert.match(answer.error.message, /more than 1000 deep/);
     });
   }
 });

@@ -1,12 +1,19 @@
 /**
  * Reading a request body as JSON: declared as JSON by its Content-Type (415 otherwise), no larger
  * than the server's limit (413), valid UTF-8 (400 naming the first bad byte, rather than text
- * with U+FFFD where the client sent something else), non-empty, nested no deeper than model files
- * may be (MAX_JSON_DEPTH: what validates a value deeper overflows the stack) and parseable (400).
+ * with U+FFFD where the client sent something else), non-empty, nested no deeper than
+ * MAX_BODY_DEPTH and parseable (400).
  */
 import type { IncomingMessage } from 'node:http';
-import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from '../formats/json-source.js';
+import { jsonNestsDeeperThan } from '../formats/json-source.js';
 import { ApiError, badRequest } from './api-error.js';
+
+/**
+ * Deepest nesting of a request body: what validates a value nested thousands deep overflows the
+ * stack. Deeper than model files may nest (MAX_JSON_DEPTH), so that a JSON schema nested too deep
+ * for the constraint gets that check's own 400, which names the field.
+ */
+const MAX_BODY_DEPTH = 1000;
 
 /** 415 unless the body is declared as `application/json`, in UTF-8 when a charset is given. */
 export function checkJsonContentType(header: string | undefined): void {
@@ -101,8 +108,8 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
       if (text.trim() === '') {
         return reject(badRequest('The request body is empty: send a JSON object.', null, 'invalid_body'));
       }
-      if (jsonNestsDeeperThan(text, MAX_JSON_DEPTH)) {
-        const message = `The JSON body nests arrays or objects more than ${MAX_JSON_DEPTH} deep.`;
+      if (jsonNestsDeeperThan(text, MAX_BODY_DEPTH)) {
+        const message = `The JSON body nests arrays or objects more than ${MAX_BODY_DEPTH} deep.`;
         return reject(badRequest(message, null, 'invalid_json'));
       }
       try {
