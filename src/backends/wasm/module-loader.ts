@@ -1,29 +1,41 @@
 /**
  * Finds and compiles the AssemblyScript kernel modules that `scripts/build-wasm.mjs` writes to
- * dist/wasm/, two builds of the same kernels:
- *   'shared'      shared memory, relaxed SIMD when the engine has it, else 'shared-base'
+ * dist/wasm/, three builds of the same kernels:
+ *   'shared'      shared memory, relaxed SIMD when the engine has it, else 'shared-base'; the
+ *                 dot-add build ('shared-dot') instead where the engine lowers the relaxed
+ *                 dot-add to one instruction (dot-lowering.ts times it once per process)
  *   'shared-base' shared memory, plain SIMD128 (also the synchronous helpers such as f32-ops)
+ *   'shared-dot'  relaxed SIMD with the q4_0 tiles' block sums on i32x4 dot-adds (same results)
  * Node reads and compiles them on first use (`kernelModule`); a browser cannot read a file
  * synchronously, so there `loadKernelModules()` fetches and compiles them first (the wasm
  * backend's load does), and workers get them in their first message (`adoptKernelModules`).
- * MPT_WASM_RELAXED=0 forces the plain build.
+ * MPT_WASM_RELAXED=0 forces the plain build; MPT_WASM_DOT=1 / 0 the dot-add build or not,
+ * without timing.
  */
 import { MptError } from '../../errors.js';
 import { platform } from '../../platform/index.js';
 import { packageFileUrl, packageUrlIsSet } from '../../platform/package-url.js';
+import { dotAddSpeedup, FUSED_SPEEDUP_NEEDED, probeMemory } from './dot-lowering.js';
+import { instantiateKernels, type Kernels } from './kernels.js';
 
-export type KernelVariant = 'shared' | 'shared-base';
+export type KernelVariant = 'shared' | 'shared-base' | 'shared-dot';
+/** The builds a worker needs from its starter ('shared-dot' is only ever compiled as 'shared'). */
+export type WorkerKernelVariant = Exclude<KernelVariant, 'shared-dot'>;
 
 /** Where the compiled kernels live: dist/src/backends/wasm/x.js → dist/wasm/. */
 export function kernelUrl(variant: KernelVariant | 'shared-relaxed'): URL {
-  const file = { shared: 'kernels.wasm', 'shared-relaxed': 'kernels.wasm', 'shared-base': 'kernels-base.wasm' }[
-    variant
-  ];
+  const file = {
+    shared: 'kernels.wasm',
+    'shared-relaxed': 'kernels.wasm',
+    'shared-base': 'kernels-base.wasm',
+    'shared-dot': 'kernels-dot.wasm',
+  }[variant];
   return packageFileUrl(`dist/wasm/${file}`, new URL(`../../../wasm/${file}`, import.meta.url));
 }
 
 const compiled = new Map<KernelVariant, WebAssembly.Module>();
 let relaxedInUse = false;
+let dotInUse = false;
 
 function relaxedWanted(): boolean {
   const want = platform.env('MPT_WASM_RELAXED') !== '0';
@@ -51,10 +63,35 @@ function readKernelSync(url: URL): Uint8Array<ArrayBuffer> {
   return bytes;
 }
 
-/** Whether the relaxed-SIMD build is in use for 'shared'. */
+/** Whether the relaxed-SIMD build is in use for 'shared' (the dot-add build is one). */
 export function usingRelaxedSimd(): boolean {
   kernelModule('shared');
   return relaxedInUse;
+}
+
+/** Whether 'shared' is the dot-add build. */
+export function usingDotAdd(): boolean {
+  kernelModule('shared');
+  return dotInUse;
+}
+
+/** MPT_WASM_DOT: '1' / '0' decide without the probe; otherwise null. */
+function dotForced(): boolean | null {
+  const v = platform.env('MPT_WASM_DOT');
+  return v === '1' ? true : v === '0' ? false : null;
+}
+
+/** The fused dot-add's speed-up measured on this engine, once per process (null before). */
+let measuredSpeedup: number | null = null;
+
+/** The speed-up dotAddSpeedup measured here, or null where no probe has run (forced, or no relaxed SIMD). */
+export function dotAddProbeResult(): number | null {
+  return measuredSpeedup;
+}
+
+function dotChosen(k: Kernels, memory: WebAssembly.Memory): boolean {
+  measuredSpeedup = dotAddSpeedup(k, memory);
+  return measuredSpeedup >= FUSED_SPEEDUP_NEEDED;
 }
 
 /** Compiles (once per thread) and returns the kernel module. */
@@ -64,8 +101,15 @@ export function kernelModule(variant: KernelVariant): WebAssembly.Module {
     if (variant === 'shared') {
       const relaxed = relaxedWanted() ? readKernelSync(kernelUrl('shared-relaxed')) : null;
       if (relaxed && WebAssembly.validate(relaxed)) {
-        m = new WebAssembly.Module(relaxed);
         relaxedInUse = true;
+        const forced = dotForced();
+        if (forced !== false) {
+          const dot = kernelModule('shared-dot');
+          const memory = probeMemory();
+          dotInUse = forced ?? dotChosen(instantiateKernels(dot, memory), memory);
+          if (dotInUse) m = dot;
+        }
+        m ??= new WebAssembly.Module(relaxed);
       } else m = kernelModule('shared-base');
     } else {
       relaxedWanted();
@@ -95,18 +139,29 @@ export async function loadKernelModules(): Promise<void> {
   if (!compiled.has('shared-base')) compiled.set('shared-base', await WebAssembly.compile(base));
   if (!compiled.has('shared')) {
     relaxedInUse = !!relaxed && WebAssembly.validate(relaxed);
-    compiled.set('shared', relaxedInUse ? await WebAssembly.compile(relaxed!) : compiled.get('shared-base')!);
+    const forced = relaxedInUse ? dotForced() : false;
+    if (forced !== false) {
+      const dot = await WebAssembly.compile(await readKernel(kernelUrl('shared-dot')));
+      compiled.set('shared-dot', dot);
+      const memory = probeMemory();
+      const k = (await WebAssembly.instantiate(dot, { env: { memory } })).exports as unknown as Kernels;
+      dotInUse = forced ?? dotChosen(k, memory);
+      if (dotInUse) compiled.set('shared', dot);
+    }
+    if (!compiled.has('shared')) {
+      compiled.set('shared', relaxedInUse ? await WebAssembly.compile(relaxed!) : compiled.get('shared-base')!);
+    }
   }
 }
 
 /** The modules of this thread, to send to a worker (see adoptKernelModules). */
-export function kernelModules(): Record<KernelVariant, WebAssembly.Module> {
+export function kernelModules(): Record<WorkerKernelVariant, WebAssembly.Module> {
   return { shared: kernelModule('shared'), 'shared-base': kernelModule('shared-base') };
 }
 
 /** In a worker: the modules its starter compiled, so that it neither reads nor compiles them again. */
-export function adoptKernelModules(modules: Record<KernelVariant, WebAssembly.Module>): void {
-  for (const [variant, m] of Object.entries(modules) as Array<[KernelVariant, WebAssembly.Module]>) {
+export function adoptKernelModules(modules: Record<WorkerKernelVariant, WebAssembly.Module>): void {
+  for (const [variant, m] of Object.entries(modules) as Array<[WorkerKernelVariant, WebAssembly.Module]>) {
     if (!compiled.has(variant)) compiled.set(variant, m);
   }
 }
