@@ -75,10 +75,21 @@ export function usingDotAdd(): boolean {
   return dotInUse;
 }
 
-/** MPT_WASM_DOT: '1' / '0' decide without the probe; otherwise null. */
+let dotChoice: boolean | null = null;
+
+/**
+ * Decides the dot-add build without the probe (true: use it, false: never, null: probe), for
+ * benchmarks that compare the builds in a browser (no environment there). Takes effect only
+ * before the first kernel load of the thread.
+ */
+export function chooseDotAdd(choice: boolean | null): void {
+  dotChoice = choice;
+}
+
+/** MPT_WASM_DOT ('1' / '0') or chooseDotAdd decide without the probe; otherwise null. */
 function dotForced(): boolean | null {
   const v = platform.env('MPT_WASM_DOT');
-  return v === '1' ? true : v === '0' ? false : null;
+  return v === '1' ? true : v === '0' ? false : dotChoice;
 }
 
 /** The fused dot-add's speed-up measured on this engine, once per process (null before). */

@@ -142,7 +142,7 @@ let scales: v128 = v128.splat<i32>(0);
     // The same stages, each an i32 dot-add chain (gemm-q-dot.ts).
     const p = dot_chunks4(l0, l1, l2, l3, xq, i32x4.splat(0));
     stage = p;
-    r = dot_chunks4(h0, h1, h2, h3, xq + 16, p);
+    r = i32x4.add(p, dot_chunks4(h0, h1, h2, h3, xq + 16, i32x4.splat(0)));
     stage = r;
   } else {
     const p = chunk_dots(l0, l1, l2, l3, xq);
