@@ -31,7 +31,7 @@ export interface AbRun {
 
 const QK = 2048,
   QN = 8192,
-  PROMPT_ROWS = 2048,
+  PROMPT_ROWS = 512,
   PROMPT_M = 128;
 
 export async function abRun(relaxedBytes: BufferSource, dotBytes: BufferSource, reps: number): Promise<AbRun> {

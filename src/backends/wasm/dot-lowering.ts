@@ -4,18 +4,19 @@
  * three (`vpmaddubsw`, `vpmaddwd`, `vpaddd`) of V8 11.3 (Node 20). No API tells, so it is
  * timed: the kernels' `dot_probe` runs the same 8 chains of dot-adds fused and spelled out as the
  * three steps, alternated, best of each. Without the fused lowering the fused loop is no faster
- * (on Node 20 here it is 0.8× the spelled-out loop); with it, 1.8–2× (docs/cpu-profile.md,
- * "Dot-add tiles"). The threshold sits between, and the best-of-rounds keeps a busy machine
- * from deciding: load from other processes slows both loops alike. About 10–20 ms, once per
- * process (module-loader.ts caches the answer).
+ * (Node 20 here: 0.78–0.80× the spelled-out loop); with it, 1.8–2.05× (Chromium 156, AMD EPYC
+ * with AVX-VNNI), once 1.40 on the busy machine (docs/cpu-profile.md, "Dot-add tiles"). The
+ * threshold sits between, and the best of several alternated rounds keeps a busy machine from
+ * deciding: load from other processes slows both loops alike; a wrong "no" costs only the dot-add
+ * build's gain. About 20 ms, once per process (module-loader.ts caches the answer).
  */
 import type { Kernels } from './kernels.js';
 
 /** Fused / spelled-out time ratio above which the dot-add build is used. */
-export const FUSED_SPEEDUP_NEEDED = 1.3;
+export const FUSED_SPEEDUP_NEEDED = 1.2;
 
 /** Rounds of the probe, and dot-add rounds per call (~0.5–1 ms: above a browser's 0.1 ms timer grain). */
-const ROUNDS = 6;
+const ROUNDS = 10;
 const ITERS = 400_000;
 
 /** A memory for one probe instance (the module's minimum, 1 page). */
