@@ -4,7 +4,7 @@
  * shared memory, the 1B shape's q4_0 products through each, calls alternated, plus the dot-add
  * probe of dot-lowering.ts on this engine.
  */
-import { dotAddSpeedup, probeMemory } from '../src/backends/wasm/dot-lowering.js';
+import { type DotProbe, dotAddSpeedup, probeImports } from '../src/backends/wasm/dot-lowering.js';
 import {
   TABLES_END,
   WTYPE,
@@ -34,15 +34,19 @@ const QK = 2048,
   PROMPT_ROWS = 512,
   PROMPT_M = 128;
 
-export async function abRun(relaxedBytes: BufferSource, dotBytes: BufferSource, reps: number): Promise<AbRun> {
+export async function abRun(
+  relaxedBytes: BufferSource,
+  dotBytes: BufferSource,
+  probeBytes: BufferSource,
+  reps: number,
+): Promise<AbRun> {
   const [relaxedModule, dotModule] = await Promise.all([
     WebAssembly.compile(relaxedBytes),
     WebAssembly.compile(dotBytes),
   ]);
-  const pm = probeMemory();
-  const probeKernels = (await WebAssembly.instantiate(dotModule, { env: { memory: pm } }))
-    .exports as unknown as Kernels;
-  const probe_speedup = dotAddSpeedup(probeKernels, pm);
+  const imports = probeImports();
+  const probe = await WebAssembly.instantiate(probeBytes, imports);
+  const probe_speedup = dotAddSpeedup(probe.instance.exports as unknown as DotProbe, imports);
 
   const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
   const builds = {

@@ -58,7 +58,7 @@ async function inChromium(): Promise<AbRun & { engine: string }> {
       async ([reps, relaxed, dot]) => {
         const get = async (f: string) => (await fetch(`/${f}`)).arrayBuffer();
         const run = (globalThis as unknown as { mptDotAb: typeof abRun }).mptDotAb;
-        return run(await get(relaxed), await get(dot), reps);
+        return run(await get(relaxed), await get(dot), await get('dist/wasm/dot-probe.wasm'), reps);
       },
       [reps, files.relaxed, files.dot] as const,
     )) as AbRun;
@@ -72,7 +72,7 @@ async function inChromium(): Promise<AbRun & { engine: string }> {
 kernelModule('shared-base'); // sets Node's engine flags (relaxed SIMD) before compiling
 const node = {
   engine: `Node ${process.version} (V8 ${process.versions.v8})`,
-  ...(await abRun(wasm(files.relaxed), wasm(files.dot), reps)),
+  ...(await abRun(wasm(files.relaxed), wasm(files.dot), wasm('dist/wasm/dot-probe.wasm'), reps)),
 };
 const chrome = existsSync(CHROMIUM) ? await inChromium() : null;
 console.log(JSON.stringify({ reps, files, runs: [node, chrome] }, null, 1));

@@ -50,6 +50,7 @@ const outputs = [
   'dist/wasm/kernels.wasm',
   'dist/wasm/kernels-base.wasm',
   'dist/wasm/kernels-dot.wasm',
+  'dist/wasm/dot-probe.wasm',
 ];
 const current = fingerprint();
 const upToDate =

@@ -140,11 +140,6 @@ export interface Kernels {
    * plain rows): rows [n0, n1) of Y[N]; each row's value as gemm_q4_0x4 gives it.
    */
   gemv_q4_0x4(A: number, W: number, Y: number, N: number, n0: number, n1: number, K: number, acc: number): void;
-  /**
-   * Timing probe (assembly/dot-probe.ts): `iters` rounds of 8 relaxed dot-adds over the 2,192 bytes
-   * at p, fused (1) or spelled out as three steps (0). The number returned means nothing.
-   */
-  dot_probe(p: number, iters: number, fused: number): number;
   /** Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as x4 groups; tmp holds 4 rows. */
   repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): void;
   /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */

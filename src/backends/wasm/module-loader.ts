@@ -15,20 +15,20 @@
 import { MptError } from '../../errors.js';
 import { platform } from '../../platform/index.js';
 import { packageFileUrl, packageUrlIsSet } from '../../platform/package-url.js';
-import { dotAddSpeedup, FUSED_SPEEDUP_NEEDED, probeMemory } from './dot-lowering.js';
-import { instantiateKernels, type Kernels } from './kernels.js';
+import { type DotProbe, dotAddSpeedup, FUSED_SPEEDUP_NEEDED, probeImports } from './dot-lowering.js';
 
 export type KernelVariant = 'shared' | 'shared-base' | 'shared-dot';
 /** The builds a worker needs from its starter ('shared-dot' is only ever compiled as 'shared'). */
 export type WorkerKernelVariant = Exclude<KernelVariant, 'shared-dot'>;
 
 /** Where the compiled kernels live: dist/src/backends/wasm/x.js → dist/wasm/. */
-export function kernelUrl(variant: KernelVariant | 'shared-relaxed'): URL {
+export function kernelUrl(variant: KernelVariant | 'shared-relaxed' | 'dot-probe'): URL {
   const file = {
     shared: 'kernels.wasm',
     'shared-relaxed': 'kernels.wasm',
     'shared-base': 'kernels-base.wasm',
     'shared-dot': 'kernels-dot.wasm',
+    'dot-probe': 'dot-probe.wasm',
   }[variant];
   return packageFileUrl(`dist/wasm/${file}`, new URL(`../../../wasm/${file}`, import.meta.url));
 }
@@ -100,8 +100,9 @@ export function dotAddProbeResult(): number | null {
   return measuredSpeedup;
 }
 
-function dotChosen(k: Kernels, memory: WebAssembly.Memory): boolean {
-  measuredSpeedup = dotAddSpeedup(k, memory);
+/** Times the probe instance (dot-lowering.ts) and says whether the dot-add build wins. */
+function dotChosen(probe: DotProbe, imports: ReturnType<typeof probeImports>): boolean {
+  measuredSpeedup = dotAddSpeedup(probe, imports);
   return measuredSpeedup >= FUSED_SPEEDUP_NEEDED;
 }
 
@@ -113,14 +114,17 @@ export function kernelModule(variant: KernelVariant): WebAssembly.Module {
       const relaxed = relaxedWanted() ? readKernelSync(kernelUrl('shared-relaxed')) : null;
       if (relaxed && WebAssembly.validate(relaxed)) {
         relaxedInUse = true;
-        const forced = dotForced();
-        if (forced !== false) {
-          const dot = kernelModule('shared-dot');
-          const memory = probeMemory();
-          dotInUse = forced ?? dotChosen(instantiateKernels(dot, memory), memory);
-          if (dotInUse) m = dot;
+        let forced = dotForced();
+        if (forced === null) {
+          const imports = probeImports();
+          const probe = new WebAssembly.Instance(
+            new WebAssembly.Module(readKernelSync(kernelUrl('dot-probe'))),
+            imports,
+          );
+          forced = dotChosen(probe.exports as unknown as DotProbe, imports);
         }
-        m ??= new WebAssembly.Module(relaxed);
+        dotInUse = forced;
+        m = dotInUse ? kernelModule('shared-dot') : new WebAssembly.Module(relaxed);
       } else m = kernelModule('shared-base');
     } else {
       relaxedWanted();
@@ -150,14 +154,17 @@ export async function loadKernelModules(): Promise<void> {
   if (!compiled.has('shared-base')) compiled.set('shared-base', await WebAssembly.compile(base));
   if (!compiled.has('shared')) {
     relaxedInUse = !!relaxed && WebAssembly.validate(relaxed);
-    const forced = relaxedInUse ? dotForced() : false;
-    if (forced !== false) {
+    let forced = relaxedInUse ? dotForced() : false;
+    if (forced === null) {
+      const imports = probeImports();
+      const probe = await WebAssembly.instantiate(await readKernel(kernelUrl('dot-probe')), imports);
+      forced = dotChosen(probe.instance.exports as unknown as DotProbe, imports);
+    }
+    dotInUse = forced;
+    if (dotInUse) {
       const dot = await WebAssembly.compile(await readKernel(kernelUrl('shared-dot')));
       compiled.set('shared-dot', dot);
-      const memory = probeMemory();
-      const k = (await WebAssembly.instantiate(dot, { env: { memory } })).exports as unknown as Kernels;
-      dotInUse = forced ?? dotChosen(k, memory);
-      if (dotInUse) compiled.set('shared', dot);
+      compiled.set('shared', dot);
     }
     if (!compiled.has('shared')) {
       compiled.set('shared', relaxedInUse ? await WebAssembly.compile(relaxed!) : compiled.get('shared-base')!);

@@ -1,4 +1,5 @@
-// A timing probe of i32x4.relaxed_dot_i8x16_i7x16_add_s, for module-loader.ts to tell whether the
+// A timing probe of i32x4.relaxed_dot_i8x16_i7x16_add_s (the entry of dist/wasm/dot-probe.wasm,
+// a module of its own), for module-loader.ts to tell whether the
 // engine lowers it to one instruction (x86 vpdpbusd with AVX-VNNI; V8 ≥ 12 does where the CPU has
 // it) or to the three (vpmaddubsw, vpmaddwd with ones, vpaddd) that the i16 path of the other
 // tiles already spends. The same 8 independent chains of dot-adds run either as the fused

@@ -13,4 +13,3 @@ export { quantize_q8_0, quantize_q4_0, clamp_q8_0, fill_random_bytes, fill_rando
 export { f16_to_f32_array, bf16_to_f32_array, f32_to_f16_array, f32_to_bf16_array } from './half';
 export { sampling_max, sampling_weights, sampling_draw, sampling_kth, sampling_gather, sampling_argmax } from './sampling';
 export { quantize_q4_k, quantize_q5_k, quantize_q6_k, kquant_scratch_bytes } from './quant-k';
-export { dot_probe } from './dot-probe';
