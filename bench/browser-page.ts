@@ -4,6 +4,7 @@
  * first token of a short prompt, then measures prompt and decode speed with the same `measure`.
  */
 import { loadWasmRunner } from '../src/backends/wasm/index.js';
+import { chooseDotAdd, dotAddProbeResult, usingDotAdd } from '../src/backends/wasm/module-loader.js';
 import { measure } from '../src/cli/commands/bench.js';
 import { bytesSource } from '../src/formats/byte-source.js';
 import type { UrlSourceOptions } from '../src/formats/url-source.js';
@@ -20,6 +21,9 @@ export interface TabRun {
   first_token_ms: number;
   pp: number[];
   tg: number[];
+  /** Whether the kernels were the dot-add build, and the probe's speed-up where it ran. */
+  dot_add: boolean;
+  dot_probe: number | null;
 }
 
 export interface TabOptions {
@@ -35,9 +39,12 @@ export interface TabOptions {
   /** Request sizes of the URL source (UrlSourceOptions.minRequestBytes, maxRequestBytes); 1 and 1 ask for each read alone. */
   minRequestBytes?: number;
   maxRequestBytes?: number;
+  /** The dot-add kernel build: true / false, or undefined to let the probe decide (module-loader.ts). */
+  dotAdd?: boolean;
 }
 
 export async function run(url: string, o: TabOptions): Promise<TabRun> {
+  chooseDotAdd(o.dotAdd ?? null);
   const input = o.via === 'memory' ? bytesSource(await (await fetch(url)).arrayBuffer(), url) : url;
   const t0 = performance.now();
   const url_: UrlSourceOptions = {};
@@ -70,6 +77,8 @@ export async function run(url: string, o: TabOptions): Promise<TabRun> {
       first_token_ms: Math.round(firstTokenMs),
       pp: m.pp,
       tg: m.tg,
+      dot_add: usingDotAdd(),
+      dot_probe: dotAddProbeResult(),
     };
   } finally {
     await runner.dispose();

@@ -8,7 +8,8 @@
  * ratios browser / Node of prompt and decode tokens/s. Also load time, the tab's time to the first
  * token, and peak memory: Node's peak RSS, and the browser's peak PSS summed over its processes.
  * `--tab-only` (the 7B shape: does it load, how long to the first token) skips Node and, with
- * --pp 0 --tg 0, the speed runs.
+ * --pp 0 --tg 0, the speed runs. `--tab-dot 1|0` makes the tab use the dot-add kernel build or not
+ * instead of letting module-loader.ts's probe decide (Node: MPT_WASM_DOT=1|0 in the environment).
  *   node dist/bench/run.js make-gguf 1b q4_0 /tmp/mpt-1b-q4_0.gguf
  *   npm run bench -- browser /tmp/mpt-1b-q4_0.gguf --threads 2
  */
@@ -268,12 +269,13 @@ async function main(argv: string[]): Promise<void> {
       'tab-only': { type: 'boolean', default: false },
       via: { type: 'string', default: 'url' },
       'request-bytes': { type: 'string' },
+      'tab-dot': { type: 'string' },
     },
   });
   const file = positionals[0] === undefined ? undefined : resolve(positionals[0]);
   if (file === undefined || !existsSync(file)) {
     throw new Error(
-      'usage: npm run bench -- browser FILE.gguf [--threads 2] [--pp 512] [--tg 128] [--reps 3] [--rounds 2] [--tab-only]',
+      'usage: npm run bench -- browser FILE.gguf [--threads 2] [--pp 512] [--tg 128] [--reps 3] [--rounds 2] [--tab-only] [--tab-dot 1|0]',
     );
   }
   if (!existsSync(CHROMIUM)) throw new Error(`chromium is not installed at ${CHROMIUM}`);
@@ -284,6 +286,7 @@ async function main(argv: string[]): Promise<void> {
     reps: Number(values.reps),
     via: values.via === 'memory' ? ('memory' as const) : ('url' as const),
     ...requestBytes(values['request-bytes']),
+    ...(values['tab-dot'] === undefined ? {} : { dotAdd: values['tab-dot'] === '1' }),
   };
   const rounds = Number(values.rounds);
   const log: ModelRequest[] = [];

@@ -16,7 +16,7 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 node "$root/node_modules/assemblyscript/bin/asc.js" "$root/src/backends/wasm/assembly/index.ts" -O3 --noAssert \
   --runtime stub --enable simd --importMemory --initialMemory 1 --use abort= --noExportMemory \
-  --enable threads --sharedMemory --maximumMemory 65536 --enable relaxed-simd --debug -o "$tmp/k.wasm"
+  --enable threads --sharedMemory --maximumMemory 65536 --enable relaxed-simd --use DOT_ADD_TILES=0 --debug -o "$tmp/k.wasm"
 cat > "$tmp/compile.mjs" <<JS
 import { readFileSync } from 'node:fs';
 const m = new WebAssembly.Module(readFileSync('$tmp/k.wasm'));

@@ -2,6 +2,11 @@
 //   kernels.wasm        shared memory + relaxed SIMD: the multi-threaded backend where the engine
 //                       has relaxed SIMD (Node 20 behind a V8 flag that module-loader.ts sets)
 //   kernels-base.wasm   shared memory, plain SIMD128 only: the same kernels for other engines
+//   kernels-dot.wasm    kernels.wasm with the q4_0 tiles' block sums on the relaxed dot-add
+//                       (DOT_ADD_TILES = 1, assembly/gemm-q-dot.ts): for engines that lower it
+//                       to one instruction (VNNI), which module-loader.ts finds out by timing
+//   dot-probe.wasm      that timing alone (assembly/dot-probe.ts): a few hundred bytes, so that
+//                       engines which keep kernels.wasm never compile kernels-dot.wasm
 // The kernels keep no state of their own (no data segment, no heap): every buffer is a pointer the
 // host passes in, so one module instance per (worker, memory) pair can share a memory with others.
 import { spawn } from 'node:child_process';
@@ -16,7 +21,6 @@ const outDir = join(root, 'dist/wasm');
 mkdirSync(outDir, { recursive: true });
 
 const common = [
-  entry,
   '-O3',
   '--noAssert',
   '--runtime',
@@ -31,9 +35,12 @@ const common = [
   '--noExportMemory',
 ];
 const shared = ['--enable', 'threads', '--sharedMemory', '--maximumMemory', '65536'];
+const relaxed = [...shared, '--enable', 'relaxed-simd'];
 const variants = [
-  { file: 'kernels.wasm', extra: [...shared, '--enable', 'relaxed-simd'] },
-  { file: 'kernels-base.wasm', extra: shared },
+  { file: 'kernels.wasm', extra: [...relaxed, '--use', 'DOT_ADD_TILES=0'] },
+  { file: 'kernels-base.wasm', extra: [...shared, '--use', 'DOT_ADD_TILES=0'] },
+  { file: 'kernels-dot.wasm', extra: [...relaxed, '--use', 'DOT_ADD_TILES=1'] },
+  { file: 'dot-probe.wasm', extra: relaxed, entry: join(root, 'src/backends/wasm/assembly/dot-probe.ts') },
 ];
 // The compilations are independent: run them in parallel.
 const results = await Promise.all(
@@ -41,7 +48,10 @@ const results = await Promise.all(
     (v) =>
       new Promise((resolve) => {
         const out = join(outDir, v.file);
-        const child = spawn(process.execPath, [asc, ...common, ...v.extra, '-o', out], { cwd: root, stdio: 'inherit' });
+        const child = spawn(process.execPath, [asc, v.entry ?? entry, ...common, ...v.extra, '-o', out], {
+          cwd: root,
+          stdio: 'inherit',
+        });
         child.on('close', (code) => resolve({ v, out, code }));
       }),
   ),

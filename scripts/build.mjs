@@ -45,7 +45,13 @@ function fingerprint() {
   return inputs().map((p) => `${relative(root, p)} ${statSync(p).mtimeMs}`);
 }
 
-const outputs = ['dist/src/index.js', 'dist/wasm/kernels.wasm', 'dist/wasm/kernels-base.wasm'];
+const outputs = [
+  'dist/src/index.js',
+  'dist/wasm/kernels.wasm',
+  'dist/wasm/kernels-base.wasm',
+  'dist/wasm/kernels-dot.wasm',
+  'dist/wasm/dot-probe.wasm',
+];
 const current = fingerprint();
 const upToDate =
   !process.argv.includes('--force') &&

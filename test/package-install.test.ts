@@ -40,6 +40,8 @@ test('npm pack → install into an empty folder → mpt generate and the README 
       'dist/src/index.js',
       'dist/wasm/kernels.wasm',
       'dist/wasm/kernels-base.wasm',
+      'dist/wasm/kernels-dot.wasm',
+      'dist/wasm/dot-probe.wasm',
       'models/default/model.safetensors',
       'assets/gpt-neox-20b/tokenizer.json',
       'src/web/app.js',

@@ -1,8 +1,8 @@
 // The prompt tiles over row-interleaved q4_0x4 / q8_0x4 weights (assembly/gemm-q-prompt.ts):
 // against a float64 product of the dequantized weights and the q8_0-quantized activations
 // (helpers/llamacpp-dot.ts quantizes them as ggml does), bit-identical to gemm_q4_0 / gemm_q8_0 on
-// the plain matrix for activation rows in whole groups of 4 (same arithmetic per output), in both
-// kernel builds (relaxed SIMD and plain SIMD). Shapes: token counts that leave 1, 2 or 3 rows of a last group, weight row
+// the plain matrix for activation rows in whole groups of 4 (same arithmetic per output), in every
+// kernel build (relaxed SIMD, plain SIMD, relaxed dot-add). Shapes: token counts that leave 1, 2 or 3 rows of a last group, weight row
 // counts that are not a multiple of 4 (plain rows after the groups), K = 32.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { actQ8Bytes } from '../src/backends/wasm/kernels.js';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { quantizeActivations } from './helpers/llamacpp-dot.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { BUILDS, Heap, rand } from './helpers/wasm-heap.js';
 
 const SHAPES: ReadonlyArray<readonly [number, number, number]> = [
   [4, 4, 32],
@@ -47,7 +47,7 @@ function reference(
   return y;
 }
 
-for (const variant of ['shared', 'shared-base'] as const)
+for (const variant of BUILDS)
   for (const type of ['q4_0', 'q8_0'] as const)
     test(`${type}x4 prompt tiles (${variant}): float64 reference, plain product's bits on whole token groups, row splits`, () => {
       const h = new Heap(variant);

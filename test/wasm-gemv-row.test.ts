@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { actQ8Bytes } from '../src/backends/wasm/kernels.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { BUILDS, Heap, buildName, rand } from './helpers/wasm-heap.js';
 
 /** [weight rows, K] */
 const SHAPES = [
@@ -26,8 +26,8 @@ const SHAPES = [
 
 const nb4 = (nb: number) => Math.ceil(nb / 4) * 4;
 
-for (const variant of ['shared', 'shared-base'] as const) {
-  const build = variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD';
+for (const variant of BUILDS) {
+  const build = buildName(variant);
 
   test(`quantize_act_q8_row: the group record's row 0, dense (${build})`, () => {
     const h = new Heap(variant);

@@ -14,7 +14,7 @@ import { f16ToF32, f32ToF16, f32ToBf16 } from '../src/formats/dtypes.js';
 import { erf } from '../src/backends/reference/math.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { fixturePath } from './helpers/goldens.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { BUILDS, Heap, buildName, rand } from './helpers/wasm-heap.js';
 
 test('q8_0 / q4_0 weight quantizers are bit-identical to ggml reference quantizers', () => {
   const h = new Heap();
@@ -172,8 +172,8 @@ test('the relaxed-SIMD kernel build is in use (Node 20 with the V8 flag set by m
   assert.equal(usingRelaxedSimd(), true);
 });
 
-for (const variant of ['shared', 'shared-base'] as const)
-  test(`q4_0 / q8_0 products equal llama.cpp arithmetic (QuantMatrix), thread splits do not change bits (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
+for (const variant of BUILDS)
+  test(`q4_0 / q8_0 products equal llama.cpp arithmetic (QuantMatrix), thread splits do not change bits (${buildName(variant)})`, () => {
     const h = new Heap(variant);
     for (const dtype of ['q4_0', 'q8_0'] as const) {
       for (const [M, N, K] of [

@@ -8,7 +8,7 @@ import { dequantize, quantize } from '../src/formats/ggml-quants.js';
 import { f16ToF32 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { actQ8Bytes } from '../src/backends/wasm/kernels.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { BUILDS, Heap, buildName, rand } from './helpers/wasm-heap.js';
 
 const SHAPES: ReadonlyArray<readonly [number, number]> = [
   [4, 32],
@@ -82,8 +82,8 @@ test('repackX4 refuses a row length that is not whole blocks or too few bytes', 
   assert.throws(() => repackX4('q8_0', new Uint8Array(34 * 3), 4, 32), RangeError);
 });
 
-for (const variant of ['shared', 'shared-base'] as const)
-  test(`x4 products: each row has the bits of the plain 4-row tile (leftover rows: the plain kernels), any row split (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
+for (const variant of BUILDS)
+  test(`x4 products: each row has the bits of the plain 4-row tile (leftover rows: the plain kernels), any row split (${buildName(variant)})`, () => {
     // The x4 kernels sum a row's blocks in the order and with the operations of gemm_q4_0 /
     // gemm_q8_0's 4-activation-row tile (lanes = activation rows), so the same bits are expected,
     // also for activation rows that go through the 1-row x4 tile (decode). Weight rows after the

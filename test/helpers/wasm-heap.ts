@@ -2,6 +2,14 @@
 import { kernelModule, type KernelVariant } from '../../src/backends/wasm/module-loader.js';
 import { TABLES_END, instantiateKernelsAndTables, type Kernels } from '../../src/backends/wasm/kernels.js';
 
+/** What a kernel build is, for test names. */
+export function buildName(variant: KernelVariant): string {
+  return { shared: 'relaxed SIMD', 'shared-base': 'plain SIMD', 'shared-dot': 'relaxed dot-add' }[variant];
+}
+
+/** Every build of the kernels, for tests that run each. */
+export const BUILDS: readonly KernelVariant[] = ['shared', 'shared-base', 'shared-dot'];
+
 export class Heap {
   readonly memory = new WebAssembly.Memory({ initial: 64, maximum: 65536, shared: true });
   readonly k: Kernels;

@@ -10,7 +10,7 @@ import { platform, type PlatformWorker } from '../../platform/index.js';
 import { packageFileUrl } from '../../platform/package-url.js';
 import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
-import type { KernelVariant } from './module-loader.js';
+import type { WorkerKernelVariant } from './module-loader.js';
 import { abortTeam, CTL, createControlBuffer, profileOf } from './team.js';
 import { HEAD, OptionIds, PassChannel, WAKE, wakeSlot } from './pass-channel.js';
 import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
@@ -106,7 +106,7 @@ export class WorkerPool implements PassPool {
   }
 
   static async create(
-    modules: Record<KernelVariant, WebAssembly.Module>,
+    modules: Record<WorkerKernelVariant, WebAssembly.Module>,
     memories: WebAssembly.Memory[],
     layout: ModelLayout,
     threads: number,

@@ -9,14 +9,14 @@ import { platform } from '../../platform/index.js';
 import { Executor, type Pass } from './executor.js';
 import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
-import { adoptKernelModules, kernelModule, type KernelVariant } from './module-loader.js';
+import { adoptKernelModules, kernelModule, type WorkerKernelVariant } from './module-loader.js';
 import { HEAD, PassChannel, WAKE, wakeSlot, type ChannelShape, type WorkerKnows } from './pass-channel.js';
 import { abortTeam, Team } from './team.js';
 
 export interface InitMessage {
   type: 'init';
   /** Both builds: 'shared' runs the passes, 'shared-base' the sampling kernels (backends/sampling/wasm-kernels.ts). */
-  modules: Record<KernelVariant, WebAssembly.Module>;
+  modules: Record<WorkerKernelVariant, WebAssembly.Module>;
   memories: WebAssembly.Memory[];
   ctl: SharedArrayBuffer;
   channel: SharedArrayBuffer;

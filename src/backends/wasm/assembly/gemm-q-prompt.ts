@@ -14,6 +14,7 @@
 import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, C_ONES_I16 } from './tables';
 import { group_bytes, off_dx4, off_sx4 } from './quant-act';
 import { dot_nib, gemm_q4_0, gemm_q8_0x4, half4_scaled, reduce4_i16, tsum4 } from './gemm-q';
+import { dot_chunks4 } from './gemm-q-dot';
 
 /** Bytes of one q4_0x4 block (4 scales + 4 × 16 quant bytes). */
 const QB4: usize = 72;
@@ -136,11 +137,20 @@ let scales: v128 = v128.splat<i32>(0);
  */
 // @ts-ignore: decorator
 @inline function token_block(l0: v128, l1: v128, l2: v128, l3: v128, h0: v128, h1: v128, h2: v128, h3: v128, xq: usize, dx: usize, sx: usize): v128 {
-  const p = chunk_dots(l0, l1, l2, l3, xq);
-  stage = p;
-  const q = i16x8.add(p, chunk_dots(h0, h1, h2, h3, xq + 16));
-  stage = q;
-  const r = i32x4.dot_i16x8_s(q, v128.load(C_ONES_I16));
+  let r: v128;
+  if (DOT_ADD_TILES) {
+    // The same stages, each an i32 dot-add chain (gemm-q-dot.ts).
+    const p = dot_chunks4(l0, l1, l2, l3, xq, i32x4.splat(0));
+    stage = p;
+    r = i32x4.add(p, dot_chunks4(h0, h1, h2, h3, xq + 16, i32x4.splat(0)));
+    stage = r;
+  } else {
+    const p = chunk_dots(l0, l1, l2, l3, xq);
+    stage = p;
+    const q = i16x8.add(p, chunk_dots(h0, h1, h2, h3, xq + 16));
+    stage = q;
+    r = i32x4.dot_i16x8_s(q, v128.load(C_ONES_I16));
+  }
   return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, v128.load32_splat(sx))), f32x4.mul(scales, v128.load32_splat(dx)));
 }
 

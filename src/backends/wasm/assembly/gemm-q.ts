@@ -23,6 +23,7 @@ import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
 import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4, row_off_dx, row_off_qx } from './quant-act';
 import { dequant_row, T_Q4_0, T_Q8_0 } from './elementwise';
 import { f16_to_f32 } from './half';
+import { nib_dot } from './gemm-q-dot';
 
 // @ts-ignore: decorator
 @inline function put(p: usize, v: f32, acc: i32): void {
@@ -262,7 +263,10 @@ import { f16_to_f32 } from './half';
   const xa = v128.load(xp), xb = v128.load(xp, 16);
   let r: v128;
   if (q4) {
-    if (ASC_FEATURE_RELAXED_SIMD) {
+    if (DOT_ADD_TILES) {
+      r = tsum4(nib_dot(v128.load(w, 8), xa, xb, m), nib_dot(v128.load(w, 24), xa, xb, m),
+        nib_dot(v128.load(w, 40), xa, xb, m), nib_dot(v128.load(w, 56), xa, xb, m));
+    } else if (ASC_FEATURE_RELAXED_SIMD) {
       r = reduce4_i16(nib_pv(v128.load(w, 8), xa, xb, m), nib_pv(v128.load(w, 24), xa, xb, m),
         nib_pv(v128.load(w, 40), xa, xb, m), nib_pv(v128.load(w, 56), xa, xb, m), ones);
     } else {
