@@ -85,6 +85,9 @@ export interface Pass {
  */
 const PROMPT_TILE_ROWS = 4;
 
+/** Least multiply-adds of a matrix product's work item (chunkRows), so that its JS calls stay small beside it. */
+const CHUNK_MACS = 1 << 18;
+
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
 const ATTN_ROWS = 16;
 
@@ -240,10 +243,18 @@ export class Executor {
     }
   }
 
-  /** Output-row chunk size for a matrix of N rows. */
-  private chunkRows(N: number): number {
-    const per = Math.ceil(N / (this.team.nt * 8));
-    return Math.min(256, Math.max(16, Math.ceil(per / 4) * 4));
+  /**
+   * Output-row chunk size for a matrix of N rows and K columns times M activation rows: about 8
+   * chunks a thread, at most 256 rows; but each chunk at least CHUNK_MACS multiply-adds while
+   * every thread still gets one. A chunk costs a few JS calls whatever its size (the claim, the
+   * kernel, the epilogue, the caller's `after`): a decode row of the shipped model's 50432 × 256
+   * output matrix in 256-row chunks was 197 chunks of ~2 µs of kernel work each.
+   */
+  private chunkRows(N: number, K: number, M: number): number {
+    const nt = this.team.nt;
+    const up4 = (x: number) => Math.ceil(x / 4) * 4;
+    const floor = Math.min(up4(N / nt), up4(CHUNK_MACS / (K * M)));
+    return Math.max(16, floor, Math.min(256, up4(N / (nt * 8))));
   }
 
   /**
@@ -262,12 +273,13 @@ export class Executor {
     after?: (n0: number, n1: number) => void,
   ): void {
     const k = this.k[m.arena]!;
-    const per = this.chunkRows(m.rows);
+    const per = this.chunkRows(m.rows, m.cols, M);
+    const plain = m.bias === 0 && scale === 1 && act === 0;
     this.team.parallelFor(Math.ceil(m.rows / per), (i) => {
       const n0 = i * per,
         n1 = Math.min(m.rows, n0 + per);
       this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
-      k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
+      if (!plain) k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
       after?.(n0, n1);
     });
   }
@@ -284,7 +296,7 @@ export class Executor {
     act: number,
   ): void {
     const k = this.k[up.arena]!;
-    const per = this.chunkRows(up.rows);
+    const per = this.chunkRows(up.rows, up.cols, M);
     this.team.parallelFor(Math.ceil(up.rows / per), (i) => {
       const n0 = i * per,
         n1 = Math.min(up.rows, n0 + per);
