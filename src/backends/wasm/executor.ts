@@ -66,6 +66,12 @@ export interface Pass {
   logitRows: Int32Array;
   /** Shared with the workers (a plain buffer where the pass runs on the page's own thread, inline-pool.ts). */
   logitsOut?: SharedArrayBuffer | ArrayBuffer;
+  /**
+   * Leave the logits where the LM head writes them, in the head arena's `logits` scratch (logit
+   * row i at scratch.logits + i·V floats; at most layout.logitRows rows), instead of copying them
+   * to logitsOut: a decode step of the shipped model copied 200 KB there (25-45 µs).
+   */
+  logitsInPlace?: boolean;
   logitsOffset: number;
   /**
    * Per logit row (or null): choose its token once the logits are in (ForwardOptions.sample),
@@ -539,7 +545,12 @@ export class Executor {
       hk = this.k[ha]!,
       hs = L.arenas[ha]!.scratch;
     const V = f.vocabSize;
-    const out = new Float32Array(p.logitsOut!);
+    const inPlace = p.logitsInPlace === true;
+    // Where sampling reads row i: out[base + i·V ...].
+    const out = inPlace ? this.f32(ha) : new Float32Array(p.logitsOut!),
+      base = inPlace ? hs.logits / 4 : p.logitsOffset;
+    if (inPlace && nl > L.logitRows)
+      throw new Error(`internal: ${nl} logit rows left in place, room for ${L.logitRows}`);
     const scale = f.logitScale;
     // Greedy rows are chosen as the chunks come out of the LM head: each thread applies the
     // penalties to its chunk (sampler.ts applyEdits: the same logits the caller's row would give)
@@ -582,15 +593,16 @@ export class Executor {
       const chosen = greedy?.filter((g) => g.row >= c0 && g.row < c1);
       const rowViews = chosen?.map((g) => lg.subarray(lo + (g.row - c0) * V, lo + (g.row - c0 + 1) * V));
       this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
-        for (let i = 0; i < m; i++)
-          out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+        if (!inPlace)
+          for (let i = 0; i < m; i++)
+            out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
         chosen?.forEach((g, j) => {
           if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
           hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, this.bestSlot(this.team.tid, g.row));
         });
       });
     }
-    if (p.sample) this.sampleRows(p, p.sample, out, V);
+    if (p.sample) this.sampleRows(p, p.sample, out, base, V);
   }
 
   /** Byte offset of thread t's (f32 value, i32 id) slot for greedy logit row `row` (head arena). */
@@ -614,9 +626,10 @@ export class Executor {
   /**
    * Chooses the tokens of the sampled rows once every LM-head chunk is in: row i by thread
    * i mod nt, greedy rows from the threads' slots (greatest logit, then lowest id), the others
-   * by chooseToken over the row. No barrier after it: the pass ends when every thread is out.
+   * by chooseToken over the row (out[base + i·V ...]). No barrier after it: the pass ends when
+   * every thread is out.
    */
-  private sampleRows(p: Pass, sample: Array<SampleRequest | null>, out: Float32Array, V: number): void {
+  private sampleRows(p: Pass, sample: Array<SampleRequest | null>, out: Float32Array, base: number, V: number): void {
     const tokens = new Int32Array(p.tokensOut!),
       first = p.logitsOffset / V,
       nt = this.team.nt;
@@ -638,7 +651,7 @@ export class Executor {
         }
       } else {
         try {
-          token = chooseToken(out.subarray(p.logitsOffset + i * V, p.logitsOffset + (i + 1) * V), request);
+          token = chooseToken(out.subarray(base + i * V, base + (i + 1) * V), request);
         } catch {
           // no token can be chosen: the caller chooses again and reports why
         }
