@@ -4,17 +4,19 @@
  * and baseline tiers — are measured as a user's first generation meets them, and both builds meet
  * the same load on a shared host. Each process loads the model, then runs `--reps` + 1 repetitions
  * (the first is `mpt bench`'s untimed warm-up) of `--steps` single-token forwards from an empty
- * cache, as `mpt bench`'s tg does (runtime/bench-speed.ts), and reports every step's wall time.
+ * cache, as `mpt bench`'s tg does (runtime/bench-speed.ts), and reports every step's wall time
+ * and the process's CPU time (all its threads; leaves out the time it waits for a core).
  *
- *   node dist/bench/step-series.js [--model /tmp/mpt-default-q4_0.gguf] [--steps 64] [--reps 3]
+ *   node dist/bench/run.js step-series [--model /tmp/mpt-default-q4_0.gguf] [--steps 64] [--reps 3]
  *       [--threads 2] [--rounds 4] [--json FILE] ROOT_A[@--v8flag,…] ROOT_B[@…] …
  *
  * ROOT is a package folder holding a build (dist/): this worktree, or a copy of main's. A variant
  * may add Node/V8 flags after `@` (comma-separated), passed to its processes.
  *
- * Printed per variant: median over processes of the ms per step in blocks of steps (first
- * repetition: 0-3, 4-7, 8-15, 16-31, 32-63; later repetitions), and tok/s of each repetition as
- * `mpt bench` computes it (median of the rounds).
+ * Printed per variant, wall and CPU, medians over the processes: ms a step of the warm-up
+ * repetition in blocks (steps 0-3, 4-7, 8-15, 16-31, 32-63), the mean step of each later
+ * repetition, the median step of the later ones; and tok/s as `mpt bench` reports it. `--json`
+ * keeps every step of every process.
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
