@@ -18,6 +18,7 @@
  *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
  *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
+ *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +55,7 @@ if (name === 'kernels') {
     'vs-llamacpp',
     'read-bandwidth',
     'profile',
+    'step-series',
   ].includes(name)
 ) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).

@@ -191,13 +191,38 @@ describe('threads and memory layout do not change the numbers', () => {
           nonEmpty.every((o) => o.view.buffer === nonEmpty[0]!.view.buffer),
           'one shared buffer',
         );
-        // The next call reuses the buffer: the views now show its logits.
-        const c = r.createCache({ capacity: 8 });
-        const [next] = await r.forward([{ cache: c, tokens: [s7[0]!] }], { logits: 'last', reuseLogits: true });
+        // The next call of several passes reuses the buffer: the views now show its logits.
+        const c = r.createCache({ capacity: 16 });
+        const long = s64.slice(20, 27);
+        const [next] = await r.forward([{ cache: c, tokens: long }], { logits: 'all', reuseLogits: true });
         c.dispose();
         assert.equal(next!.logits.buffer, nonEmpty[0]!.view.buffer);
-        assert.deepEqual(nonEmpty[0]!.view.subarray(0, next!.logits.length), next!.logits);
+        assert.deepEqual(nonEmpty[0]!.view, next!.logits.subarray(0, nonEmpty[0]!.view.length));
       }
+      // A call of one pass (a decode step) leaves its logits where the LM head wrote them: views
+      // of the head arena's memory, equal to fresh arrays, until the next call overwrites them.
+      const step = async (reuse: boolean, token: number) => {
+        const caches = [r.createCache({ capacity: 8 }), r.createCache({ capacity: 8 })];
+        const out = await r.forward(
+          caches.map((cache, i) => ({ cache, tokens: [token + i] })),
+          { logits: 'last', reuseLogits: reuse },
+        );
+        for (const c of caches) c.dispose();
+        return out.map((o) => o.logits);
+      };
+      const head = r.layout.arenas[r.layout.head.arena]!.scratch.logits;
+      const [a0, a1] = await step(true, s7[0]!);
+      assert.equal(a0!.byteOffset, head);
+      assert.equal(a1!.byteOffset, head + a0!.byteLength);
+      assert.equal(a0!.buffer, a1!.buffer);
+      assert.equal(a0!.buffer.byteLength, r.arenas.memories[r.layout.head.arena]!.buffer.byteLength);
+      const [f0, f1] = await step(false, s7[0]!);
+      assert.deepEqual(a0, f0);
+      assert.deepEqual(a1, f1);
+      const [b0] = await step(true, s7[1]!);
+      const [g0] = await step(false, s7[1]!);
+      assert.deepEqual(b0, g0);
+      assert.deepEqual(a0, g0, 'the earlier view shows the later call');
     } finally {
       await r.dispose();
     }

@@ -66,6 +66,12 @@ export interface Pass {
   logitRows: Int32Array;
   /** Shared with the workers (a plain buffer where the pass runs on the page's own thread, inline-pool.ts). */
   logitsOut?: SharedArrayBuffer | ArrayBuffer;
+  /**
+   * Leave the logits where the LM head writes them, in the head arena's `logits` scratch (logit
+   * row i at scratch.logits + i·V floats; at most layout.logitRows rows), instead of copying them
+   * to logitsOut: a decode step of the shipped model copied 200 KB there (25-45 µs).
+   */
+  logitsInPlace?: boolean;
   logitsOffset: number;
   /**
    * Per logit row (or null): choose its token once the logits are in (ForwardOptions.sample),
@@ -85,6 +91,9 @@ export interface Pass {
  */
 const PROMPT_TILE_ROWS = 4;
 
+/** Least multiply-adds of a matrix product's work item (chunkRows), so that its JS calls stay small beside it. */
+const CHUNK_MACS = 1 << 18;
+
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
 const ATTN_ROWS = 16;
 
@@ -101,6 +110,43 @@ interface Input {
   rowRecord?: boolean;
 }
 
+/**
+ * How an input is quantized for the matrices that read it (quantFor), worked out once per model
+ * rather than at every step: q8_0 group records (or one row record), q8_K records.
+ */
+interface QuantPlan {
+  q8: boolean;
+  /** Every q8 reader is q4_0: a single row goes into a row record. */
+  q8RowRecord: boolean;
+  q8k: boolean;
+}
+
+function quantPlan(...consumers: WeightType[]): QuantPlan {
+  const q8 = consumers.filter((t) => actKind(t) === 'q8');
+  return {
+    q8: q8.length > 0,
+    q8RowRecord: q8.length > 0 && q8.every((t) => t === 'q4_0'),
+    q8k: consumers.some((t) => actKind(t) === 'q8k'),
+  };
+}
+
+/** Where one thread's private buffers lie in an arena (layout.ts privateLayout). */
+interface PrivateSlice {
+  xn: number;
+  qkv: number;
+  qa: number;
+  qk: number;
+}
+
+/** Per layer, the quantization of the inputs of its products. */
+interface LayerPlans {
+  qkv: QuantPlan;
+  out: QuantPlan;
+  /** The up (and gate) matrices'. */
+  up: QuantPlan;
+  down: QuantPlan;
+}
+
 export class Executor {
   private readonly c;
   /** What the config implies (model/facts.ts). */
@@ -110,6 +156,10 @@ export class Executor {
   private readonly attnScratch: number;
   private readonly pl;
   private readonly geo: Record<KvType, KvGeometry>;
+  private readonly plans: LayerPlans[];
+  /** Per arena, this thread's private slice (the team's tid never changes). */
+  private readonly privs: PrivateSlice[];
+  private readonly lmPlan: QuantPlan;
 
   constructor(
     private readonly L: ModelLayout,
@@ -124,6 +174,17 @@ export class Executor {
     this.attnScratch = Math.ceil(((4 * 32 + 4 * this.f.headDim) * 4) / 64) * 64;
     this.pl = privateLayout(this.c);
     this.geo = { f32: kvGeometry(this.c, 'f32'), f16: kvGeometry(this.c, 'f16'), q8_0: kvGeometry(this.c, 'q8_0') };
+    this.plans = L.layers.map((ly) => ({
+      qkv: quantPlan(ly.qkv.type),
+      out: quantPlan(ly.out.type),
+      up: ly.gate ? quantPlan(ly.up.type, ly.gate.type) : quantPlan(ly.up.type),
+      down: quantPlan(ly.down.type),
+    }));
+    this.lmPlan = quantPlan(L.head.lm.type);
+    this.privs = L.arenas.map(({ scratch: s }) => {
+      const base = s.priv + team.tid * s.privateBytes;
+      return { xn: base + this.pl.xn, qkv: base + this.pl.qkv, qa: base + this.pl.qa, qk: base + this.pl.qk };
+    });
   }
 
   private f32(arena: number): Float32Array {
@@ -131,15 +192,13 @@ export class Executor {
   }
 
   /** This thread's private slice in an arena. */
-  private priv(a: number): { xn: number; qkv: number; qa: number; qk: number } {
-    const s = this.L.arenas[a]!.scratch;
-    const base = s.priv + this.team.tid * s.privateBytes;
-    return { xn: base + this.pl.xn, qkv: base + this.pl.qkv, qa: base + this.pl.qa, qk: base + this.pl.qk };
+  private priv(a: number): PrivateSlice {
+    return this.privs[a]!;
   }
 
   /**
    * Quantizes rows [r0, r1) of src (K values a row; M rows in all) as the consuming matrices need
-   * them. A single row (M = 1, decode) read only by q4_0 matrices goes into a row record, which
+   * them (plan). A single row (M = 1, decode) read only by q4_0 matrices goes into a row record, which
    * gemmRows reads with gemv_q4_0x4 (its dense quants stay in L1 at K = 8192; with q8_0 weights
    * the same layout measured 0.85× in docs/cpu-profile.md, so q8_0 keeps the group record).
    */
@@ -151,15 +210,14 @@ export class Executor {
     r1: number,
     M: number,
     into: Input,
-    ...consumers: WeightType[]
+    plan: QuantPlan,
   ): void {
-    const q8 = consumers.filter((t) => actKind(t) === 'q8');
-    if (q8.length > 0) {
-      into.rowRecord = M === 1 && q8.every((t) => t === 'q4_0');
+    if (plan.q8) {
+      into.rowRecord = M === 1 && plan.q8RowRecord;
       if (into.rowRecord) k.quantize_act_q8_row(src, K, into.qa);
       else k.quantize_act_q8(src, K, r0, r1, K, into.qa);
     }
-    if (consumers.some((t) => actKind(t) === 'q8k')) k.quantize_act_q8k(src, K, r0, r1, K, into.qk);
+    if (plan.q8k) k.quantize_act_q8k(src, K, r0, r1, K, into.qk);
   }
 
   /** This thread's f32 panel for half-precision products in an arena (0 if none). */
@@ -189,11 +247,11 @@ export class Executor {
     r1: number,
     M: number,
     p: NormRef,
-    ...consumers: WeightType[]
+    plan: QuantPlan,
   ): void {
     const d = this.c.dModel;
     this.norm(k, x + r0 * d * 4, d, into.x + r0 * d * 4, d, r1 - r0, d, p);
-    this.quantFor(k, into.x, d, r0, r1, M, into, ...consumers);
+    this.quantFor(k, into.x, d, r0, r1, M, into, plan);
   }
 
   /** Runs a product over rows [n0, n1) of m into Y (input: f32 rows, or its quantized copy). */
@@ -240,10 +298,18 @@ export class Executor {
     }
   }
 
-  /** Output-row chunk size for a matrix of N rows. */
-  private chunkRows(N: number): number {
-    const per = Math.ceil(N / (this.team.nt * 8));
-    return Math.min(256, Math.max(16, Math.ceil(per / 4) * 4));
+  /**
+   * Output-row chunk size for a matrix of N rows and K columns times M activation rows: about 8
+   * chunks a thread, at most 256 rows; but each chunk at least CHUNK_MACS multiply-adds while
+   * every thread still gets one. A chunk costs a few JS calls whatever its size (the claim, the
+   * kernel, the epilogue, the caller's `after`): a decode row of the shipped model's 50432 × 256
+   * output matrix in 256-row chunks was 197 chunks of ~2 µs of kernel work each.
+   */
+  private chunkRows(N: number, K: number, M: number): number {
+    const nt = this.team.nt;
+    const up4 = (x: number) => Math.ceil(x / 4) * 4;
+    const floor = Math.min(up4(N / nt), up4(CHUNK_MACS / (K * M)));
+    return Math.max(16, floor, Math.min(256, up4(N / (nt * 8))));
   }
 
   /**
@@ -262,12 +328,13 @@ export class Executor {
     after?: (n0: number, n1: number) => void,
   ): void {
     const k = this.k[m.arena]!;
-    const per = this.chunkRows(m.rows);
+    const per = this.chunkRows(m.rows, m.cols, M);
+    const plain = m.bias === 0 && scale === 1 && act === 0;
     this.team.parallelFor(Math.ceil(m.rows / per), (i) => {
       const n0 = i * per,
         n1 = Math.min(m.rows, n0 + per);
       this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
-      k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
+      if (!plain) k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
       after?.(n0, n1);
     });
   }
@@ -284,7 +351,7 @@ export class Executor {
     act: number,
   ): void {
     const k = this.k[up.arena]!;
-    const per = this.chunkRows(up.rows);
+    const per = this.chunkRows(up.rows, up.cols, M);
     this.team.parallelFor(Math.ceil(up.rows / per), (i) => {
       const n0 = i * per,
         n1 = Math.min(up.rows, n0 + per);
@@ -479,40 +546,40 @@ export class Executor {
         else this.rowChunks(R, copy);
         cur = a;
       }
-      const upTypes: WeightType[] = ly.gate ? [ly.up.type, ly.gate.type] : [ly.up.type];
+      const plan = this.plans[l]!;
       if (small) {
         const pv = this.priv(a);
         const own: Input = { x: pv.xn, qa: pv.qa, qk: pv.qk };
-        this.normRows(k, s.x, own, 0, R, R, ly.norm1, ly.qkv.type);
+        this.normRows(k, s.x, own, 0, R, R, ly.norm1, plan.qkv);
         this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0);
         k.copy_bytes(pv.qkv, s.qkv, R * qn * 4);
         this.postQkv(k, a, ly, p, rowSeq, pv.qkv, 0, R);
         this.attention(k, a, ly, p, units, pv.qkv, s.ctx);
         const ctxIn: Input = { x: s.ctx, qa: pv.qa, qk: pv.qk };
-        this.quantFor(k, s.ctx, d, 0, R, R, ctxIn, ly.out.type);
+        this.quantFor(k, s.ctx, d, 0, R, R, ctxIn, plan.out);
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
-        this.normRows(k, s.x, own, 0, R, R, ly.norm2, ...upTypes);
+        this.normRows(k, s.x, own, 0, R, R, ly.norm2, plan.up);
         if (ly.gate) this.gluMatmul(ly.up, ly.gate, own, R, s.hid, s.gate, ff, L.act);
         else this.matmul(ly.up, own, R, s.hid, ff, 0, 1, L.act);
         const hidIn: Input = { x: s.hid, qa: pv.qa, qk: pv.qk };
-        this.quantFor(k, s.hid, ff, 0, R, R, hidIn, ly.down.type);
+        this.quantFor(k, s.hid, ff, 0, R, R, hidIn, plan.down);
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       } else {
         const shared: Input = { x: s.xn, qa: s.qa, qk: s.qk };
-        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm1, ly.qkv.type));
+        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm1, plan.qkv));
         this.matmul(ly.qkv, shared, R, s.qkv, qn, 0, 1, 0);
         this.rowChunks(R, (r0, r1) => this.postQkv(k, a, ly, p, rowSeq, s.qkv, r0, r1));
         this.attention(k, a, ly, p, units, s.qkv, s.ctx);
         const ctxIn: Input = { x: s.ctx, qa: s.qa, qk: s.qk };
         if (actKind(ly.out.type) !== 'f32')
-          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, R, ctxIn, ly.out.type));
+          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, R, ctxIn, plan.out));
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
-        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm2, ...upTypes));
+        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm2, plan.up));
         if (ly.gate) this.gluMatmul(ly.up, ly.gate, shared, R, s.hid, s.gate, ff, L.act);
         else this.matmul(ly.up, shared, R, s.hid, ff, 0, 1, L.act);
         const hidIn: Input = { x: s.hid, qa: s.qa, qk: s.qk };
         if (actKind(ly.down.type) !== 'f32')
-          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, R, hidIn, ly.down.type));
+          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, R, hidIn, plan.down));
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       }
     }
@@ -527,7 +594,12 @@ export class Executor {
       hk = this.k[ha]!,
       hs = L.arenas[ha]!.scratch;
     const V = f.vocabSize;
-    const out = new Float32Array(p.logitsOut!);
+    const inPlace = p.logitsInPlace === true;
+    // Where sampling reads row i: out[base + i·V ...].
+    const out = inPlace ? this.f32(ha) : new Float32Array(p.logitsOut!),
+      base = inPlace ? hs.logits / 4 : p.logitsOffset;
+    if (inPlace && nl > L.logitRows)
+      throw new Error(`internal: ${nl} logit rows left in place, room for ${L.logitRows}`);
     const scale = f.logitScale;
     // Greedy rows are chosen as the chunks come out of the LM head: each thread applies the
     // penalties to its chunk (sampler.ts applyEdits: the same logits the caller's row would give)
@@ -554,7 +626,7 @@ export class Executor {
           const r = p.logitRows[c0 + i]!;
           xdst.set(xsrc.subarray(xoff + r * d, xoff + (r + 1) * d), into.x / 4 + i * d);
         }
-        this.normRows(hk, into.x, into, i0, i1, m, h.normF, h.lm.type);
+        this.normRows(hk, into.x, into, i0, i1, m, h.normF, this.lmPlan);
       };
       let input: Input;
       if (m <= PRIVATE_ROWS) {
@@ -570,15 +642,16 @@ export class Executor {
       const chosen = greedy?.filter((g) => g.row >= c0 && g.row < c1);
       const rowViews = chosen?.map((g) => lg.subarray(lo + (g.row - c0) * V, lo + (g.row - c0 + 1) * V));
       this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
-        for (let i = 0; i < m; i++)
-          out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+        if (!inPlace)
+          for (let i = 0; i < m; i++)
+            out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
         chosen?.forEach((g, j) => {
           if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
           hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, this.bestSlot(this.team.tid, g.row));
         });
       });
     }
-    if (p.sample) this.sampleRows(p, p.sample, out, V);
+    if (p.sample) this.sampleRows(p, p.sample, out, base, V);
   }
 
   /** Byte offset of thread t's (f32 value, i32 id) slot for greedy logit row `row` (head arena). */
@@ -602,9 +675,10 @@ export class Executor {
   /**
    * Chooses the tokens of the sampled rows once every LM-head chunk is in: row i by thread
    * i mod nt, greedy rows from the threads' slots (greatest logit, then lowest id), the others
-   * by chooseToken over the row. No barrier after it: the pass ends when every thread is out.
+   * by chooseToken over the row (out[base + i·V ...]). No barrier after it: the pass ends when
+   * every thread is out.
    */
-  private sampleRows(p: Pass, sample: Array<SampleRequest | null>, out: Float32Array, V: number): void {
+  private sampleRows(p: Pass, sample: Array<SampleRequest | null>, out: Float32Array, base: number, V: number): void {
     const tokens = new Int32Array(p.tokensOut!),
       first = p.logitsOffset / V,
       nt = this.team.nt;
@@ -626,7 +700,7 @@ export class Executor {
         }
       } else {
         try {
-          token = chooseToken(out.subarray(p.logitsOffset + i * V, p.logitsOffset + (i + 1) * V), request);
+          token = chooseToken(out.subarray(base + i * V, base + (i + 1) * V), request);
         } catch {
           // no token can be chosen: the caller chooses again and reports why
         }

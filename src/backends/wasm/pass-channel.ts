@@ -50,7 +50,8 @@ const KV_CODES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 /** Descriptor header words. */
 const D = { rows: 0, threads: 1, seqs: 2, logit: 3, logitsOffset: 4, hidden: 5, flags: 6, arenas: 7, words: 8 };
 const HAS_WPE = 1,
-  HAS_SAMPLE = 2;
+  HAS_SAMPLE = 2,
+  LOGITS_IN_PLACE = 4;
 
 /** Int32 words a penalty history may take in the descriptor (longer ones go as messages). */
 const HISTORY_WORDS = 1 << 16;
@@ -203,7 +204,8 @@ export class PassChannel {
     i32[desc + D.logit] = nl;
     i32[desc + D.logitsOffset] = pass.logitsOffset;
     i32[desc + D.hidden] = pass.hiddenRows ? nh : -1;
-    i32[desc + D.flags] = (pass.wpePos ? HAS_WPE : 0) | (sample ? HAS_SAMPLE : 0);
+    i32[desc + D.flags] =
+      (pass.wpePos ? HAS_WPE : 0) | (sample ? HAS_SAMPLE : 0) | (pass.logitsInPlace ? LOGITS_IN_PLACE : 0);
     i32[desc + D.arenas] = shape.arenas;
     return true;
   }
@@ -251,7 +253,8 @@ export class PassChannel {
     };
     w += nl;
     if (wpePos) pass.wpePos = wpePos;
-    if (nl > 0) pass.logitsOut = knows.logitsOut;
+    if (flags & LOGITS_IN_PLACE) pass.logitsInPlace = true;
+    else if (nl > 0) pass.logitsOut = knows.logitsOut;
     if (nh >= 0) {
       pass.hiddenRows = i32.subarray(w, w + nh);
       pass.hiddenOut = knows.hiddenOut;

@@ -284,7 +284,7 @@ export class WorkerPool implements PassPool {
   /** Whether worker `tid` holds every buffer and option the pass names. */
   private knowsAll(tid: number, pass: Pass, ids: number[] | null): boolean {
     const k = this.known[tid]!;
-    if (pass.logitRows.length > 0 && pass.logitsOut !== k.logitsOut) return false;
+    if (pass.logitRows.length > 0 && !pass.logitsInPlace && pass.logitsOut !== k.logitsOut) return false;
     if (pass.hiddenRows && pass.hiddenOut !== k.hiddenOut) return false;
     if (!pass.sample) return true;
     if (pass.tokensOut !== k.tokensOut || !ids || k.epoch !== this.optionIds.epoch) return false;

@@ -151,17 +151,28 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
       firstRow.push(totalRows);
       totalRows += rowsOf(s);
     }
-    if (reuse) this.ensureLogitsBuffer(totalRows * V * 4);
+    // A call of one pass whose logit rows fit the LM head's scratch (a decode step) leaves them
+    // there: the outputs view the head arena's memory (executor.ts Pass.logitsInPlace).
+    const inPlace =
+      reuse && totalRows > 0 && totalRows <= L.logitRows && batch.reduce((n, s) => n + s.tokens.length, 0) <= L.maxRows;
+    if (reuse && !inPlace) this.ensureLogitsBuffer(totalRows * V * 4);
     // Tokens chosen in the workers (ForwardOptions.sample), one Int32 per logit row of the call.
     const sampling =
       options.sample && batch.some((s, i) => modeOf(s) === 'last' && options.sample![i]) ? options.sample : null;
     if (sampling && (!this.tokensBuf || this.tokensBuf.byteLength < totalRows * 4))
       this.tokensBuf = this.pool.buffer(Math.max(64, totalRows * 8));
     const d = c.dModel;
+    const ha = L.head.arena;
     const outputs: SequenceOutput[] = batch.map((s, i) => ({
-      logits: reuse
-        ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V)
-        : new Float32Array(rowsOf(s) * V),
+      logits: inPlace
+        ? new Float32Array(
+            this.arenas.memories[ha]!.buffer,
+            L.arenas[ha]!.scratch.logits + firstRow[i]! * V * 4,
+            rowsOf(s) * V,
+          )
+        : reuse
+          ? new Float32Array(this.logitsBuf!, firstRow[i]! * V * 4, rowsOf(s) * V)
+          : new Float32Array(rowsOf(s) * V),
       ...(s.finalHidden ? { finalHidden: new Float32Array(s.tokens.length * d) } : {}),
     }));
     const done = batch.map(() => 0); // tokens of each sequence already run
@@ -244,9 +255,10 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
         seqs,
         threads: this.threadsFor(rows, seqs, logitRows.length),
         logitRows: Int32Array.from(logitRows),
-        logitsOut: need > 0 ? this.logitsBuf! : undefined,
+        logitsOut: need > 0 && !inPlace ? this.logitsBuf! : undefined,
         logitsOffset: offset,
       };
+      if (inPlace) pass.logitsInPlace = true;
       if (hiddenRows.length) {
         if (!this.hiddenBuf || this.hiddenBuf.byteLength < hiddenRows.length * d * 4) {
           this.hiddenBuf = this.pool.buffer(L.maxRows * d * 4);
