@@ -252,32 +252,51 @@ let part6: v128 = v128.splat<i32>(0);
 let part7: v128 = v128.splat<i32>(0);
 
 /**
- * i32 sums (rows in lanes) of one half block: the 4 rows' quants in chunk form as |w| (a_j) and
- * sign masks (s_j), times the activation chunks at xq + 4j broadcast, each with the weights'
- * signs moved onto it (vpmaddubsw takes its first operand unsigned). Two products of 127·127
- * already fill an i16 lane, so every vpmaddubsw is widened by a dot with ones at once.
+ * The block's correction (see q8_half), per row: Σ over its negative weights of -|w|. Between the
+ * halves an i16 partial (|lane| <= 16·128), then the i32 sum of the block.
+ */
+let negw: v128 = v128.splat<i32>(0);
+
+/** i16 pair sums of -|w| over the negative weights of chunks a_j / s_j (|w| and sign masks): each vpmaddubsw multiplies |w| by -1 or 0. */
+// @ts-ignore: decorator
+@inline function neg_sums(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  return i16x8.add(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(s0, a0), i16x8.relaxed_dot_i8x16_i7x16_s(s1, a1)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(s2, a2), i16x8.relaxed_dot_i8x16_i7x16_s(s3, a3)));
+}
+
+/**
+ * i32 sums (rows in lanes) of one half block, short of the block's correction: the 4 rows' quants
+ * in chunk form as |w| (a_j) and sign masks (s_j), times the activation chunks at xq + 4j
+ * broadcast, each xor-ed with the weights' sign masks (vpmaddubsw takes its first operand
+ * unsigned). Where w < 0 the xor gives ~x = -x - 1, so each such product comes out |w| short:
+ * Σ|w|·(x ^ s) = Σw·x - Σ_{w<0}|w|, and the weight-only Σ_{w<0}|w| (negw) is added back once a
+ * token block, instead of a subtraction per chunk and token. The lanes stay exact: |w| <= 127
+ * with x ^ s = x in [-127, 127], |w| <= 128 with ~x in [-128, 126], pair sums in [-32768, 32258]; two products of 127·127 already
+ * fill an i16 lane, so every vpmaddubsw is widened by a dot with ones at once.
  */
 // @ts-ignore: decorator
 @inline function q8_half(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, ones: v128): v128 {
   const b0 = v128.load32_splat(xq), b1 = v128.load32_splat(xq, 4), b2 = v128.load32_splat(xq, 8), b3 = v128.load32_splat(xq, 12);
-  const d0 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b0, s0), s0), a0), ones);
-  const d1 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b1, s1), s1), a1), ones);
-  const d2 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b2, s2), s2), a2), ones);
-  const d3 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b3, s3), s3), a3), ones);
+  const d0 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b0, s0), a0), ones);
+  const d1 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b1, s1), a1), ones);
+  const d2 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b2, s2), a2), ones);
+  const d3 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b3, s3), a3), ones);
   return i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3));
 }
 
-/** The second half of a token's block (quants at xq + 16) added to its first (`part`), times d_w·d_x (d_x at dx). */
+/** The second half of a token's block (quants at xq + 16) added to its first (`part`) and the correction, times d_w·d_x (d_x at dx). */
 // @ts-ignore: decorator
 @inline function q8_finish(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, dx: usize, part: v128, ones: v128): v128 {
-  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, ones), part)), f32x4.mul(scales, v128.load32_splat(dx)));
+  const s = i32x4.sub(i32x4.add(q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, ones), part), negw);
+  return f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales, v128.load32_splat(dx)));
 }
 
 /**
  * Relaxed SIMD, q8_0x4: 4 weight rows × T tokens (as splat_body). Per block and half block
  * (elements 0..15, then 16..31) the 4 rows' 16 bytes are transposed into chunks, with their
  * absolute values and sign masks (8 registers) serving every token; the first half's sums wait in
- * the `part` globals (their stores are the stage boundaries).
+ * the `part` globals (their stores are the stage boundaries), the correction in `negw`.
  */
 // @ts-ignore: decorator
 @inline function q8_body(w: usize, nb: i32, xp: usize, dp: usize, xq: usize, dq: usize, y: usize, sy: usize, acc: i32, T: i32, ones: v128): void {
@@ -295,6 +314,7 @@ let part7: v128 = v128.splat<i32>(0);
       const a0 = i8x16.abs(c0), a1 = i8x16.abs(c1), a2 = i8x16.abs(c2), a3 = i8x16.abs(c3);
       const s0 = i8x16.lt_s(c0, zero), s1 = i8x16.lt_s(c1, zero), s2 = i8x16.lt_s(c2, zero), s3 = i8x16.lt_s(c3, zero);
       if (half == 0) {
+        negw = neg_sums(a0, a1, a2, a3, s0, s1, s2, s3);
         part0 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp, ones);
         if (T > 1) part1 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, ones);
         if (T > 2) part2 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, ones);
@@ -304,6 +324,7 @@ let part7: v128 = v128.splat<i32>(0);
         if (T > 6) part6 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 64, ones);
         if (T > 7) part7 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 96, ones);
       } else {
+        negw = i32x4.dot_i16x8_s(i16x8.add(negw, neg_sums(a0, a1, a2, a3, s0, s1, s2, s3)), ones);
         scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_F16_SCALE));
         acc0 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp, dp, part0, ones), acc0);
         if (T > 1) acc1 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, dp + 4, part1, ones), acc1);
