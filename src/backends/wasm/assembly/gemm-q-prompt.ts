@@ -1,7 +1,7 @@
 // Prompt products (many activation rows) over row-interleaved q4_0x4 / q8_0x4 weights (repack.ts:
 // per group of 4 weight rows and per 32-weight block, the 4 fp16 scales, then the 4 rows' quants).
 //
-// Tile: 4 weight rows × up to 8 activation rows (tokens), lanes = weight rows. Relaxed SIMD: per
+// Tile: 4 weight rows × up to 8 activation rows (tokens; q8_0: 16), lanes = weight rows. Relaxed SIMD: per
 // block the 4 rows' quants are transposed into 4-byte chunks (chunk j of all 4 rows in one
 // vector) and prepared once (q4_0: nibbles; q8_0: |w| and sign masks), their scales converted
 // once; each token's activation chunks are broadcast from memory against them, so every
