@@ -105,7 +105,7 @@ let acc14: v128 = v128.splat<i32>(0);
 let acc15: v128 = v128.splat<i32>(0);
 
 // @ts-ignore: decorator
-@inline function zero_accs(T: i32): void {
+@inline function zero_accs(T: i32 = 8): void {
   const z = f32x4.splat(0);
   acc0 = z; acc1 = z; acc2 = z; acc3 = z; acc4 = z; acc5 = z; acc6 = z; acc7 = z;
   if (T > 8) { acc8 = z; acc9 = z; acc10 = z; acc11 = z; acc12 = z; acc13 = z; acc14 = z; acc15 = z; }
