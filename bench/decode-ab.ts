@@ -5,8 +5,10 @@
  * give the same bits. Shapes: the 1B model's up / down products (8192 × 2048, 2048 × 8192) and
  * the 7B model's (16384 × 4096, 4096 × 16384), weights repacked to x4 as the backend keeps them.
  *
- *   node dist/bench/decode-ab.js OLD.wasm NEW.wasm [--reps 30] [--only q4_0] [--cold]
+ *   node dist/bench/decode-ab.js OLD.wasm NEW.wasm [--reps 30] [--only q4_0] [--cold] [--m 1,2,3]
  *
+ * `--m` picks the activation row counts (default 1,2,3); prompt-sized ones (`--m 64,128 --only
+ * prompt`) A/B the prompt tiles at the same shapes.
  * `--cold` cycles through enough copies of each matrix (>= 96 MiB) that every call streams its
  * weights from memory, as a decode step does (without it a 1B matrix stays in the L3 cache and
  * the figure is the kernel's own rate). Paths: "x4" is gemm_q4_0x4 / gemm_q8_0x4 (the decode
@@ -29,12 +31,13 @@ interface Case {
 
 const argv = process.argv.slice(2);
 const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
-const files = argv.filter((a, i) => !a.startsWith('--') && !['--reps', '--only'].includes(argv[i - 1]!));
+const files = argv.filter((a, i) => !a.startsWith('--') && !['--reps', '--only', '--m'].includes(argv[i - 1]!));
 const reps = Number(flagValue('--reps') ?? 30) || 30;
 const only = flagValue('--only');
 const cold = argv.includes('--cold');
-if (files.length !== 2) {
-  console.error('usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold]');
+const rowCounts = (flagValue('--m') ?? '1,2,3').split(',').map(Number);
+if (files.length !== 2 || !rowCounts.every((m) => Number.isInteger(m) && m >= 1)) {
+  console.error('usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--m 1,2,3]');
   process.exit(2);
 }
 kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before compiling
@@ -49,7 +52,7 @@ const shapes = [
 const cases: Case[] = [];
 for (const type of ['q4_0', 'q8_0'] as const)
   for (const [N, K] of shapes)
-    for (const M of [1, 2, 3]) {
+    for (const M of rowCounts) {
       cases.push({ type, M, N, K, path: 'x4' });
       if (M > 1) cases.push({ type, M, N, K, path: 'prompt' });
     }
@@ -75,10 +78,11 @@ function setup(file: string) {
   const gemv = typeof k.gemv_q4_0x4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),
     NMAX = Math.max(...chosen.map((c) => c.N));
-  const X = take(3 * KMAX * 4),
-    Y = take(3 * NMAX * 4),
+  const MMAX = Math.max(...chosen.map((c) => c.M));
+  const X = take(MMAX * KMAX * 4),
+    Y = take(MMAX * NMAX * 4),
     tmp = take(4 * (KMAX / 32) * 34);
-  k.fill_random_weights(0, X, 3 * KMAX, 13, 1);
+  k.fill_random_weights(0, X, MMAX * KMAX, 13, 1);
   const mats = new Map<string, { copies: number[]; A: number; R: number }>();
   for (const [key, { type, N, K }] of need) {
     const bytes = (N * K * bytesPer[type]) / 32;
@@ -90,9 +94,9 @@ function setup(file: string) {
       k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp);
       copies.push(W);
     }
-    const a = take(actQ8Bytes(3, K)),
+    const a = take(actQ8Bytes(MMAX, K)),
       row = take(actQ8Bytes(1, K));
-    k.quantize_act_q8(X, K, 0, 3, K, a);
+    k.quantize_act_q8(X, K, 0, MMAX, K, a);
     if (gemv) k.quantize_act_q8_row(X, K, row);
     mats.set(key, { copies, A: a, R: row });
   }

@@ -3,7 +3,10 @@
 // (helpers/llamacpp-dot.ts quantizes them as ggml does), bit-identical to gemm_q4_0 / gemm_q8_0 on
 // the plain matrix for activation rows in whole groups of 4 (same arithmetic per output), in every
 // kernel build (relaxed SIMD, plain SIMD, relaxed dot-add). Shapes: token counts that leave 1, 2 or 3 rows of a last group, weight row
-// counts that are not a multiple of 4 (plain rows after the groups), K = 32.
+// counts that are not a multiple of 4 (plain rows after the groups), K = 32, token counts past 16
+// (q8_0's 16-token tile, then its 8-, 4- and 1–3-token ones). The q8_0 tile's sign trick (x ^ sign
+// mask = ~x = -x - 1 where w < 0, the weights' Σ_{w<0}|w| added back) is checked at its extremes:
+// weights of ±127 against activations of ±127, where the i16 pair sums reach -32512.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { actQ8Bytes } from '../src/backends/wasm/kernels.js';
@@ -23,6 +26,10 @@ const SHAPES: ReadonlyArray<readonly [number, number, number]> = [
   [9, 16, 32],
   [13, 6, 128],
   [16, 20, 256],
+  [17, 8, 64],
+  [23, 12, 96],
+  [30, 5, 32],
+  [40, 8, 160],
 ];
 
 /** Y[m][n] = Σ_k w[n][k]·x̂[m][k] in float64, x̂ = the q8_0 activations' values. */
@@ -90,3 +97,48 @@ for (const variant of BUILDS)
           assert.equal(y2[i], Math.fround(base[i]! + y[i]!), `M${M} N${N} K${K} acc [${i}]`);
       }
     });
+
+/** n values of ±1 in runs that vary by 32-value block: all -1, all +1, alternating, or uniform in [-1, 1). */
+function extremes(n: number, seed: number, shift: number): Float32Array {
+  const r = rand(n, seed);
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    const kind = ((i >> 5) + shift) % 4;
+    a[i] = kind === 0 ? -1 : kind === 1 ? 1 : kind === 2 ? (i & 1 ? 1 : -1) : r[i]!;
+  }
+  return a;
+}
+
+for (const variant of BUILDS)
+  test(`q8_0x4 prompt tile (${variant}): weights and activations of ±127, exact against float64 and the plain product`, () => {
+    const h = new Heap(variant);
+    const [M, N, K] = [21, 8, 256];
+    // Row n's blocks rotate through the four kinds, starting at kind n (so every weight kind meets
+    // every activation kind); token m's start at kind 2m.
+    const wf = new Float32Array(N * K);
+    for (let n = 0; n < N; n++) wf.set(extremes(K, 7 + n, n), n * K);
+    const wq = quantize('q8_0', wf);
+    const x = new Float32Array(M * K);
+    for (let m = 0; m < M; m++) x.set(extremes(K, 50 + m, 2 * m), m * K);
+    // the extremes are really there: weights of -127 and 127, activations of 127 and -127
+    const wi = new Int8Array(wq.buffer, wq.byteOffset, wq.length);
+    assert.ok(wi.includes(-127) && wi.includes(127), 'weights of ±127');
+    const qx = quantizeActivations('q8_0', x.subarray(0, K)).q!;
+    assert.ok(qx.includes(127) && qx.includes(-127), 'activations of ±127');
+    const px = h.putF32(x),
+      plain = h.putU8(wq),
+      packed = h.putU8(repackX4('q8_0', wq, N, K));
+    const qa = h.alloc(actQ8Bytes(M, K));
+    h.k.quantize_act_q8(px, K, 0, M, K, qa);
+    const py = h.alloc(M * N * 4),
+      pz = h.alloc(M * N * 4);
+    h.k.gemm_q8_0x4_prompt(qa, packed, py, N, M, N, 0, N, K, 0);
+    h.k.gemm_q8_0(qa, plain, pz, N, M, 0, N, K, 0);
+    const y = h.f32(py, M * N),
+      z = h.f32(pz, M * N);
+    const ref = reference('q8_0', wq, x, M, N, K);
+    for (let i = 0; i < M * N; i++) {
+      assert.ok(Math.abs(y[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)), `[${i}] ${y[i]} vs ${ref[i]}`);
+      if (i < 20 * N) assert.equal(y[i], z[i], `bits of the plain product [${i}]`);
+    }
+  });

@@ -1,7 +1,7 @@
 // Prompt products (many activation rows) over row-interleaved q4_0x4 / q8_0x4 weights (repack.ts:
 // per group of 4 weight rows and per 32-weight block, the 4 fp16 scales, then the 4 rows' quants).
 //
-// Tile: 4 weight rows × up to 8 activation rows (tokens), lanes = weight rows. Relaxed SIMD: per
+// Tile: 4 weight rows × up to 8 activation rows (tokens; q8_0: 16), lanes = weight rows. Relaxed SIMD: per
 // block the 4 rows' quants are transposed into 4-byte chunks (chunk j of all 4 rows in one
 // vector) and prepared once (q4_0: nibbles; q8_0: |w| and sign masks), their scales converted
 // once; each token's activation chunks are broadcast from memory against them, so every
@@ -96,11 +96,20 @@ let acc4: v128 = v128.splat<i32>(0);
 let acc5: v128 = v128.splat<i32>(0);
 let acc6: v128 = v128.splat<i32>(0);
 let acc7: v128 = v128.splat<i32>(0);
+let acc8: v128 = v128.splat<i32>(0);
+let acc9: v128 = v128.splat<i32>(0);
+let acc10: v128 = v128.splat<i32>(0);
+let acc11: v128 = v128.splat<i32>(0);
+let acc12: v128 = v128.splat<i32>(0);
+let acc13: v128 = v128.splat<i32>(0);
+let acc14: v128 = v128.splat<i32>(0);
+let acc15: v128 = v128.splat<i32>(0);
 
 // @ts-ignore: decorator
-@inline function zero_accs(): void {
+@inline function zero_accs(T: i32 = 8): void {
   const z = f32x4.splat(0);
   acc0 = z; acc1 = z; acc2 = z; acc3 = z; acc4 = z; acc5 = z; acc6 = z; acc7 = z;
+  if (T > 8) { acc8 = z; acc9 = z; acc10 = z; acc11 = z; acc12 = z; acc13 = z; acc14 = z; acc15 = z; }
 }
 
 /** Tokens 0..T-1's accumulators to y + j·sy (acc != 0 adds into Y). */
@@ -114,6 +123,14 @@ let acc7: v128 = v128.splat<i32>(0);
   if (T > 5) put4(y + 5 * sy, acc5, acc);
   if (T > 6) put4(y + 6 * sy, acc6, acc);
   if (T > 7) put4(y + 7 * sy, acc7, acc);
+  if (T > 8) put4(y + 8 * sy, acc8, acc);
+  if (T > 9) put4(y + 9 * sy, acc9, acc);
+  if (T > 10) put4(y + 10 * sy, acc10, acc);
+  if (T > 11) put4(y + 11 * sy, acc11, acc);
+  if (T > 12) put4(y + 12 * sy, acc12, acc);
+  if (T > 13) put4(y + 13 * sy, acc13, acc);
+  if (T > 14) put4(y + 14 * sy, acc14, acc);
+  if (T > 15) put4(y + 15 * sy, acc15, acc);
 }
 
 /** i16 lane sums of the nibbles l0..l3 (4-byte chunks j = 0..3, 4 rows each) times the 4-byte activation chunks at xq + 4j, broadcast. */
@@ -162,7 +179,7 @@ let scales: v128 = v128.splat<i32>(0);
  */
 // @ts-ignore: decorator
 @inline function splat_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xq: usize, dq: usize, sq: usize, y: usize, sy: usize, acc: i32, T: i32): void {
-  zero_accs();
+  zero_accs(T);
   const wend = w + <usize>nb * QB4;
   while (w < wend) {
     const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
@@ -260,82 +277,138 @@ let part4: v128 = v128.splat<i32>(0);
 let part5: v128 = v128.splat<i32>(0);
 let part6: v128 = v128.splat<i32>(0);
 let part7: v128 = v128.splat<i32>(0);
+let part8: v128 = v128.splat<i32>(0);
+let part9: v128 = v128.splat<i32>(0);
+let part10: v128 = v128.splat<i32>(0);
+let part11: v128 = v128.splat<i32>(0);
+let part12: v128 = v128.splat<i32>(0);
+let part13: v128 = v128.splat<i32>(0);
+let part14: v128 = v128.splat<i32>(0);
+let part15: v128 = v128.splat<i32>(0);
 
 /**
- * i32 sums (rows in lanes) of one half block: the 4 rows' quants in chunk form as |w| (a_j) and
- * sign masks (s_j), times the activation chunks at xq + 4j broadcast, each with the weights'
- * signs moved onto it (vpmaddubsw takes its first operand unsigned). Two products of 127·127
- * already fill an i16 lane, so every vpmaddubsw is widened by a dot with ones at once.
+ * The block's correction (see q8_half), per row: Σ over its negative weights of -|w|. Between the
+ * halves an i16 partial (|lane| <= 16·128), then the i32 sum of the block.
+ */
+let negw: v128 = v128.splat<i32>(0);
+
+/** i16 pair sums of -|w| over the negative weights of chunks a_j / s_j (|w| and sign masks): each vpmaddubsw multiplies |w| by -1 or 0. */
+// @ts-ignore: decorator
+@inline function neg_sums(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128): v128 {
+  return i16x8.add(
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(s0, a0), i16x8.relaxed_dot_i8x16_i7x16_s(s1, a1)),
+    i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(s2, a2), i16x8.relaxed_dot_i8x16_i7x16_s(s3, a3)));
+}
+
+/**
+ * i32 sums (rows in lanes) of one half block, short of the block's correction: the 4 rows' quants
+ * in chunk form as |w| (a_j) and sign masks (s_j), times the activation chunks at xq + 4j
+ * broadcast, each xor-ed with the weights' sign masks (vpmaddubsw takes its first operand
+ * unsigned). Where w < 0 the xor gives ~x = -x - 1, so each such product comes out |w| short:
+ * Σ|w|·(x ^ s) = Σw·x - Σ_{w<0}|w|, and the weight-only Σ_{w<0}|w| (negw) is added back once a
+ * token block, instead of a subtraction per chunk and token. The lanes stay exact: |w| <= 127
+ * with x ^ s = x in [-127, 127], |w| <= 128 with ~x in [-128, 126], pair sums in [-32768, 32258]; two products of 127·127 already
+ * fill an i16 lane, so every vpmaddubsw is widened by a dot with ones at once.
  */
 // @ts-ignore: decorator
 @inline function q8_half(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, ones: v128): v128 {
   const b0 = v128.load32_splat(xq), b1 = v128.load32_splat(xq, 4), b2 = v128.load32_splat(xq, 8), b3 = v128.load32_splat(xq, 12);
-  const d0 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b0, s0), s0), a0), ones);
-  const d1 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b1, s1), s1), a1), ones);
-  const d2 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b2, s2), s2), a2), ones);
-  const d3 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(i8x16.sub(v128.xor(b3, s3), s3), a3), ones);
+  const d0 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b0, s0), a0), ones);
+  const d1 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b1, s1), a1), ones);
+  const d2 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b2, s2), a2), ones);
+  const d3 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b3, s3), a3), ones);
   return i32x4.add(i32x4.add(d0, d1), i32x4.add(d2, d3));
 }
 
-/** The second half of a token's block (quants at xq + 16) added to its first (`part`), times d_w·d_x (d_x at dx). */
+/** The second half of a token's block (quants at xq + 16) added to its first (`part`) and the correction, times d_w·d_x (d_x at dx). */
 // @ts-ignore: decorator
 @inline function q8_finish(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, dx: usize, part: v128, ones: v128): v128 {
-  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.add(q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, ones), part)), f32x4.mul(scales, v128.load32_splat(dx)));
+  const s = i32x4.sub(i32x4.add(q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, ones), part), negw);
+  return f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales, v128.load32_splat(dx)));
 }
 
 /**
- * Relaxed SIMD, q8_0x4: 4 weight rows × T tokens (as splat_body). Per block and half block
- * (elements 0..15, then 16..31) the 4 rows' 16 bytes are transposed into chunks, with their
- * absolute values and sign masks (8 registers) serving every token; the first half's sums wait in
- * the `part` globals (their stores are the stage boundaries).
+ * One half (0: elements 0..15, 1: 16..31; a constant after inlining) of the block at w for T
+ * tokens: the 4 rows' 16 bytes transposed into chunks, their absolute values and sign masks (8
+ * registers) serving every token. Half 0 leaves each token's sums in its `part` global (the
+ * stores are the stage boundaries), half 1 finishes the block into the accumulators.
  */
 // @ts-ignore: decorator
-@inline function q8_body(w: usize, nb: i32, xp: usize, dp: usize, xq: usize, dq: usize, y: usize, sy: usize, acc: i32, T: i32, ones: v128): void {
-  zero_accs();
+@inline function q8_stage(w: usize, half: i32, xp: usize, dp: usize, gb: usize, T: i32, ones: v128): void {
+  const gb2 = gb << 1, gb3 = gb2 + gb;
+  const o = <usize>half * 16;
+  const v0 = v128.load(w + o, 8), v1 = v128.load(w + o, 40), v2 = v128.load(w + o, 72), v3 = v128.load(w + o, 104);
+  const t0 = v128.shuffle<u32>(v0, v1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(v0, v1, 2, 6, 3, 7);
+  const t2 = v128.shuffle<u32>(v2, v3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(v2, v3, 2, 6, 3, 7);
+  const c0 = v128.shuffle<u64>(t0, t2, 0, 2), c1 = v128.shuffle<u64>(t0, t2, 1, 3);
+  const c2 = v128.shuffle<u64>(t1, t3, 0, 2), c3 = v128.shuffle<u64>(t1, t3, 1, 3);
+  const zero = i8x16.splat(0);
+  const a0 = i8x16.abs(c0), a1 = i8x16.abs(c1), a2 = i8x16.abs(c2), a3 = i8x16.abs(c3);
+  const s0 = i8x16.lt_s(c0, zero), s1 = i8x16.lt_s(c1, zero), s2 = i8x16.lt_s(c2, zero), s3 = i8x16.lt_s(c3, zero);
+  if (half == 0) {
+    negw = neg_sums(a0, a1, a2, a3, s0, s1, s2, s3);
+    part0 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp, ones);
+    if (T > 1) part1 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, ones);
+    if (T > 2) part2 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, ones);
+    if (T > 3) part3 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 96, ones);
+    if (T > 4) part4 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb, ones);
+    if (T > 5) part5 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 32, ones);
+    if (T > 6) part6 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 64, ones);
+    if (T > 7) part7 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 96, ones);
+    if (T > 8) part8 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2, ones);
+    if (T > 9) part9 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 32, ones);
+    if (T > 10) part10 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 64, ones);
+    if (T > 11) part11 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 96, ones);
+    if (T > 12) part12 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3, ones);
+    if (T > 13) part13 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 32, ones);
+    if (T > 14) part14 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 64, ones);
+    if (T > 15) part15 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 96, ones);
+  } else {
+    negw = i32x4.dot_i16x8_s(i16x8.add(negw, neg_sums(a0, a1, a2, a3, s0, s1, s2, s3)), ones);
+    scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_F16_SCALE));
+    acc0 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp, dp, part0, ones), acc0);
+    if (T > 1) acc1 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, dp + 4, part1, ones), acc1);
+    if (T > 2) acc2 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, dp + 8, part2, ones), acc2);
+    if (T > 3) acc3 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 96, dp + 12, part3, ones), acc3);
+    if (T > 4) acc4 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb, dp + gb, part4, ones), acc4);
+    if (T > 5) acc5 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 32, dp + gb + 4, part5, ones), acc5);
+    if (T > 6) acc6 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 64, dp + gb + 8, part6, ones), acc6);
+    if (T > 7) acc7 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 96, dp + gb + 12, part7, ones), acc7);
+    if (T > 8) acc8 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2, dp + gb2, part8, ones), acc8);
+    if (T > 9) acc9 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 32, dp + gb2 + 4, part9, ones), acc9);
+    if (T > 10) acc10 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 64, dp + gb2 + 8, part10, ones), acc10);
+    if (T > 11) acc11 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 96, dp + gb2 + 12, part11, ones), acc11);
+    if (T > 12) acc12 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3, dp + gb3, part12, ones), acc12);
+    if (T > 13) acc13 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 32, dp + gb3 + 4, part13, ones), acc13);
+    if (T > 14) acc14 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 64, dp + gb3 + 8, part14, ones), acc14);
+    if (T > 15) acc15 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 96, dp + gb3 + 12, part15, ones), acc15);
+  }
+}
+
+/**
+ * Relaxed SIMD, q8_0x4: 4 weight rows × T tokens (as splat_body), a block at a time in two
+ * stages (q8_stage), written out rather than looped (a loop over the halves cost V8 ~13
+ * instructions of control and address arithmetic per half).
+ */
+// @ts-ignore: decorator
+@inline function q8_body(w: usize, nb: i32, xp: usize, dp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32, ones: v128): void {
+  zero_accs(T);
   const wend = w + <usize>nb * QB8;
   while (w < wend) {
-    for (let half = 0; half < 2; half++) {
-      const o = <usize>half * 16;
-      const v0 = v128.load(w + o, 8), v1 = v128.load(w + o, 40), v2 = v128.load(w + o, 72), v3 = v128.load(w + o, 104);
-      const t0 = v128.shuffle<u32>(v0, v1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(v0, v1, 2, 6, 3, 7);
-      const t2 = v128.shuffle<u32>(v2, v3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(v2, v3, 2, 6, 3, 7);
-      const c0 = v128.shuffle<u64>(t0, t2, 0, 2), c1 = v128.shuffle<u64>(t0, t2, 1, 3);
-      const c2 = v128.shuffle<u64>(t1, t3, 0, 2), c3 = v128.shuffle<u64>(t1, t3, 1, 3);
-      const zero = i8x16.splat(0);
-      const a0 = i8x16.abs(c0), a1 = i8x16.abs(c1), a2 = i8x16.abs(c2), a3 = i8x16.abs(c3);
-      const s0 = i8x16.lt_s(c0, zero), s1 = i8x16.lt_s(c1, zero), s2 = i8x16.lt_s(c2, zero), s3 = i8x16.lt_s(c3, zero);
-      if (half == 0) {
-        part0 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp, ones);
-        if (T > 1) part1 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, ones);
-        if (T > 2) part2 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, ones);
-        if (T > 3) part3 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 96, ones);
-        if (T > 4) part4 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq, ones);
-        if (T > 5) part5 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 32, ones);
-        if (T > 6) part6 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 64, ones);
-        if (T > 7) part7 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 96, ones);
-      } else {
-        scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_F16_SCALE));
-        acc0 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp, dp, part0, ones), acc0);
-        if (T > 1) acc1 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, dp + 4, part1, ones), acc1);
-        if (T > 2) acc2 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, dp + 8, part2, ones), acc2);
-        if (T > 3) acc3 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 96, dp + 12, part3, ones), acc3);
-        if (T > 4) acc4 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xq, dq, part4, ones), acc4);
-        if (T > 5) acc5 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xq + 32, dq + 4, part5, ones), acc5);
-        if (T > 6) acc6 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xq + 64, dq + 8, part6, ones), acc6);
-        if (T > 7) acc7 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xq + 96, dq + 12, part7, ones), acc7);
-      }
-    }
+    q8_stage(w, 0, xp, dp, gb, T, ones);
+    q8_stage(w, 1, xp, dp, gb, T, ones);
     w += QB8; xp += 128; dp += 16;
-    if (T > 4) { xq += 128; dq += 16; }
   }
   put_accs(y, sy, acc, T);
 }
 
-function tile_q8x4_t1(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, 0, y, sy, acc, 1, ones); }
-function tile_q8x4_t2(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, 0, y, sy, acc, 2, ones); }
-function tile_q8x4_t3(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, 0, y, sy, acc, 3, ones); }
-function tile_q8x4_t4(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, 0, y, sy, acc, 4, ones); }
-function tile_q8x4_t8(w: usize, nb: i32, xp: usize, dp: usize, xq: usize, dq: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, xq, dq, y, sy, acc, 8, ones); }
+function tile_q8x4_t1(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, y, sy, acc, 1, ones); }
+function tile_q8x4_t2(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, y, sy, acc, 2, ones); }
+function tile_q8x4_t3(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, y, sy, acc, 3, ones); }
+function tile_q8x4_t4(w: usize, nb: i32, xp: usize, dp: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, 0, y, sy, acc, 4, ones); }
+function tile_q8x4_t8(w: usize, nb: i32, xp: usize, dp: usize, gb: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, gb, y, sy, acc, 8, ones); }
+/** Tokens 4r..4r+3 from the group record at xp + r·gb (d_x at dp + r·gb). */
+function tile_q8x4_t16(w: usize, nb: i32, xp: usize, dp: usize, gb: usize, y: usize, sy: usize, acc: i32, ones: v128): void { q8_body(w, nb, xp, dp, gb, y, sy, acc, 16, ones); }
 
 /**
  * q8_0x4 weights (repack.ts), otherwise as gemm_q4_0x4_prompt. The plain-SIMD build has no prompt
@@ -358,10 +431,12 @@ export function gemm_q8_0x4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
     for (let m = 0; m < M; m += 4) {
       const g = A + <usize>(m >> 2) * gb, yr = Y + <usize>m * sy;
       const left = M - m;
-      if (left >= 8) m += 4; // two group records per tile
+      if (left >= 16) m += 12; // four group records per tile
+      else if (left >= 8) m += 4; // two
       for (let n = r0; n < r1; n += 4) {
         const w = W + <usize>(n >> 2) * groupStride, y = yr + (<usize>n << 2);
-        if (left >= 8) tile_q8x4_t8(w, nb, g, g + dx, g + gb, g + gb + dx, y, sy, acc, ones);
+        if (left >= 16) tile_q8x4_t16(w, nb, g, g + dx, gb, y, sy, acc, ones);
+        else if (left >= 8) tile_q8x4_t8(w, nb, g, g + dx, gb, y, sy, acc, ones);
         else if (left >= 4) tile_q8x4_t4(w, nb, g, g + dx, y, sy, acc, ones);
         else if (left == 3) tile_q8x4_t3(w, nb, g, g + dx, y, sy, acc, ones);
         else if (left == 2) tile_q8x4_t2(w, nb, g, g + dx, y, sy, acc, ones);
