@@ -18,9 +18,12 @@
 // the f32 results are rows. One activation row (decode) inlines four blocks per iteration, lanes
 // = blocks mod 4. Both compute the same f32 operations per block and join the per-row sums in the
 // same order, so a row's bits do not depend on the tile or on how rows are split over threads.
-import { C_NIBBLE_MASK, f16_at } from './tables';
+import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, f16_at } from './tables';
+import { half4_scaled, reduce4_i16 } from './gemm-q';
 
 export const Q8K_BYTES: usize = 368;
+/** Bytes of one q4_Kx4 group super-block (4 rows × 144, repack.ts). */
+const X4K_BYTES: usize = 576;
 const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
 
 /** Quantizes rows [m0, m1) of X (K values, a multiple of 256) to q8_K records at A (row stride K/256 records). */
@@ -75,14 +78,20 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
   return i16x8.add(v128.shuffle<u16>(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14), v128.shuffle<u16>(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15));
 }
 
-/** The 6-bit scale and min of sub-block j (0..7) of a q4_K / q5_K block (ggml get_scale_min_k4). */
+/** Scale byte k (0..11) of a q4_K block: at q + k as stored, at q + 16·(k >> 2) + (k & 3) for a row of a q4_Kx4 group (q = its first byte). */
 // @ts-ignore: decorator
-@inline function scale_k4(j: i32, q: usize): i32 {
-  return j < 4 ? <i32>load<u8>(q + j) & 63 : (<i32>load<u8>(q + j + 4) & 0xf) | ((<i32>load<u8>(q + j - 4) >> 6) << 4);
+@inline function sbyte(q: usize, k: i32, x4: bool): i32 {
+  return <i32>load<u8>(x4 ? q + (<usize>(k >> 2) << 4) + <usize>(k & 3) : q + <usize>k);
+}
+
+/** The 6-bit scale and min of sub-block j (0..7) of a q4_K / q5_K block (ggml get_scale_min_k4), scale bytes as sbyte reads them. */
+// @ts-ignore: decorator
+@inline function scale_k4(j: i32, q: usize, x4: bool): i32 {
+  return j < 4 ? sbyte(q, j, x4) & 63 : (sbyte(q, j + 4, x4) & 0xf) | ((sbyte(q, j - 4, x4) >> 6) << 4);
 }
 // @ts-ignore: decorator
-@inline function min_k4(j: i32, q: usize): i32 {
-  return j < 4 ? <i32>load<u8>(q + j + 4) & 63 : (<i32>load<u8>(q + j + 4) >> 4) | ((<i32>load<u8>(q + j) >> 6) << 4);
+@inline function min_k4(j: i32, q: usize, x4: bool): i32 {
+  return j < 4 ? sbyte(q, j + 4, x4) & 63 : (sbyte(q, j + 4, x4) >> 4) | ((sbyte(q, j, x4) >> 6) << 4);
 }
 
 /**
@@ -92,7 +101,12 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
  */
 // @ts-ignore: decorator
 @inline function scales_mins_k4(q: usize): v128 {
-  const s = v128.load(q);
+  return scales_mins_k4v(v128.load(q));
+}
+
+/** scales_mins_k4 of the 12 scale bytes in lanes 0-11 of s. */
+// @ts-ignore: decorator
+@inline function scales_mins_k4v(s: v128): v128 {
   // low bits: scales 0-3 = s[0..3] & 63, scales 4-7 = s[8..11] & 15, mins 0-3 = s[4..7] & 63, mins 4-7 = s[8..11] >> 4
   const lo = v128.shuffle<u8>(s, i16x8.shr_u(s, 4), 0, 1, 2, 3, 8, 9, 10, 11, 4, 5, 6, 7, 24, 25, 26, 27);
   // bits 4-5 of scales / mins 4-7: the top two bits of s[0..3] / s[4..7]
@@ -171,17 +185,29 @@ let sums_c1: v128 = i32x4.splat(0), sums_c2: v128 = i32x4.splat(0), sums_c3: v12
 let sums_sm: v128 = i32x4.splat(0);
 
 /**
+ * scales_mins_k4 of row i (0..3) of the x4 group super-block at w (q4_Kx4, repack.ts: scale
+ * bytes 4g..4g+3 of row i at w + 16 + 16g + 4i): the row's three 4-byte groups into lanes 0-11.
+ */
+// @ts-ignore: decorator
+@inline function scales_mins_x4(w: usize, i: usize): v128 {
+  const p = w + 16 + 4 * i;
+  return scales_mins_k4v(v128.load32_lane(p + 32, v128.load32_lane(p + 16, v128.load32_zero(p), 1), 2));
+}
+
+/**
  * The integer sums of one q4_K / q5_K super-block at w times the q8_K records of R activation rows
  * (row t at x + t·xs), before their lanes are added: Σ_sub scale·Σ q_w·q_x in i32 lanes, row 0's
  * returned, rows 1..R-1's in sums_c1..3; the block's scales and mins (scales_mins_k4) in sums_sm.
+ * x4 (q4_K only): w is an x4 group super-block (repack.ts) and the weight row is its row i.
  */
 // @ts-ignore: decorator
-@inline function block45_sums(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
-  const sm = scales_mins_k4(w + 4);
+@inline function block45_sums(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128, x4: bool = false, i: usize = 0): v128 {
+  const sm = x4 ? scales_mins_x4(w, i) : scales_mins_k4(w + 4);
   let scv = i16x8.extend_low_i8x16_u(sm);
   const z = i32x4.splat(0);
   let c0 = z, c1 = z, c2 = z, c3 = z;
-  let qs = w + (five ? 48 : 16), xp = x;
+  // a row's 128 quant bytes: at 16 (q4_K), 48 (q5_K), or 64 + 128i in a q4_Kx4 group
+  let qs = x4 ? w + 64 + 128 * i : w + (five ? 48 : 16), xp = x;
   let qh0 = z, qh1 = z;
   const b16 = i8x16.sub(m, i8x16.eq(m, m)); // 0x10 bytes, from the register holding 0x0F
   if (five) { qh0 = v128.load(w, 16); qh1 = v128.load(w, 32); }
@@ -211,15 +237,16 @@ let sums_sm: v128 = i32x4.splat(0);
  * operations, in the same order, for every R.
  */
 // @ts-ignore: decorator
-@inline function block45(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
+@inline function block45(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128, x4: bool = false, i: usize = 0): v128 {
   const z = i32x4.splat(0);
-  const c0 = block45_sums(w, x, xs, five, R, m);
+  const c0 = block45_sums(w, x, xs, five, R, m, x4, i);
   const sumi = tsum4(c0, R > 1 ? sums_c1 : z, R > 2 ? sums_c2 : z, R > 3 ? sums_c3 : z);
   const mins = i16x8.extend_high_i8x16_u(sums_sm);
   const summ = tsum4(mins_dot(mins, x), R > 1 ? mins_dot(mins, x + xs) : z, R > 2 ? mins_dot(mins, x + 2 * xs) : z, R > 3 ? mins_dot(mins, x + 3 * xs) : z);
   const dx = dx_rows(x, xs, R);
-  return f32x4.sub(f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w)), dx), f32x4.convert_i32x4_s(sumi)),
-    f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w + 2)), dx), f32x4.convert_i32x4_s(summ)));
+  const d = x4 ? f16_at(w + 2 * i) : f16_at(w), dmin = x4 ? f16_at(w + 8 + 2 * i) : f16_at(w + 2);
+  return f32x4.sub(f32x4.mul(f32x4.mul(f32x4.splat(d), dx), f32x4.convert_i32x4_s(sumi)),
+    f32x4.mul(f32x4.mul(f32x4.splat(dmin), dx), f32x4.convert_i32x4_s(summ)));
 }
 
 /** Row 0's mins term of the last block45_sums call. */
@@ -354,10 +381,14 @@ function b5k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w,
 function b6k_2(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 2, m); }
 function b6k_3(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 3, m); }
 function b6k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 4, m); }
+function b4x_2(w: usize, x: usize, xs: usize, m: v128, i: usize): v128 { return block45(w, x, xs, false, 2, m, true, i); }
+function b4x_3(w: usize, x: usize, xs: usize, m: v128, i: usize): v128 { return block45(w, x, xs, false, 3, m, true, i); }
+function b4x_4(w: usize, x: usize, xs: usize, m: v128, i: usize): v128 { return block45(w, x, xs, false, 4, m, true, i); }
 
 // kind: 5 = q4_K, 6 = q5_K, 7 = q6_K (the host's type ids)
 // @ts-ignore: decorator
-@inline function block_rows(kind: i32, R: i32, w: usize, x: usize, xs: usize, m: v128): v128 {
+@inline function block_rows(kind: i32, R: i32, w: usize, x: usize, xs: usize, m: v128, x4: bool, i: usize): v128 {
+  if (x4) return R == 2 ? b4x_2(w, x, xs, m, i) : R == 3 ? b4x_3(w, x, xs, m, i) : b4x_4(w, x, xs, m, i);
   if (kind == 5) return R == 2 ? b4k_2(w, x, xs, m) : R == 3 ? b4k_3(w, x, xs, m) : b4k_4(w, x, xs, m);
   if (kind == 6) return R == 2 ? b5k_2(w, x, xs, m) : R == 3 ? b5k_3(w, x, xs, m) : b5k_4(w, x, xs, m);
   return R == 2 ? b6k_2(w, x, xs, m) : R == 3 ? b6k_3(w, x, xs, m) : b6k_4(w, x, xs, m);
@@ -372,24 +403,25 @@ function b6k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, 
  * One weight row (nb super-blocks at w) × R activation rows (records at x + t·xs) into
  * y + t·sy. Per row, super-block values are summed in four chains (blocks mod 4), the chains
  * pairwise ((0 + 2) + (1 + 3)), then the leftover blocks in order: lanes are rows, so every R
- * (and every split of the rows) gives the same bits.
+ * (and every split of the rows) gives the same bits. x4: the weight row is row i of the q4_Kx4
+ * group at w (R > 1).
  */
 // @ts-ignore: decorator
-@inline function tile(kind: i32, R: i32, w: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128): void {
-  const bs: usize = kind == 5 ? 144 : kind == 6 ? 176 : 210;
+@inline function tile(kind: i32, R: i32, w: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128, x4: bool = false, i: usize = 0): void {
+  const bs: usize = x4 ? X4K_BYTES : kind == 5 ? 144 : kind == 6 ? 176 : 210;
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    a0 = f32x4.add(a0, block_rows(kind, R, w, x, xs, m));
-    a1 = f32x4.add(a1, block_rows(kind, R, w + bs, x + Q8K_BYTES, xs, m));
-    a2 = f32x4.add(a2, block_rows(kind, R, w + 2 * bs, x + 2 * Q8K_BYTES, xs, m));
-    a3 = f32x4.add(a3, block_rows(kind, R, w + 3 * bs, x + 3 * Q8K_BYTES, xs, m));
+    a0 = f32x4.add(a0, block_rows(kind, R, w, x, xs, m, x4, i));
+    a1 = f32x4.add(a1, block_rows(kind, R, w + bs, x + Q8K_BYTES, xs, m, x4, i));
+    a2 = f32x4.add(a2, block_rows(kind, R, w + 2 * bs, x + 2 * Q8K_BYTES, xs, m, x4, i));
+    a3 = f32x4.add(a3, block_rows(kind, R, w + 3 * bs, x + 3 * Q8K_BYTES, xs, m, x4, i));
     w += 4 * bs;
     x += 4 * Q8K_BYTES;
   }
   let s = f32x4.add(f32x4.add(a0, a2), f32x4.add(a1, a3));
   for (; b < nb; b++) {
-    s = f32x4.add(s, block_rows(kind, R, w, x, xs, m));
+    s = f32x4.add(s, block_rows(kind, R, w, x, xs, m, x4, i));
     w += bs;
     x += Q8K_BYTES;
   }
@@ -495,6 +527,252 @@ export function gemm_k(kind: i32, A: usize, W: usize, Y: usize, ldy: i32, M: i32
   }
 }
 
+// q4_Kx4 decode: the super-block's running integer sums (kx_sum), its scales as i16 lanes per
+// chunk (kx_sc0..3: sub-blocks 2j, 2j+1 of the 4 rows, lane 4·(sub-block & 1) + r) and the two
+// half-reduced row pairs of a chunk (kx_u0, kx_u1). Wasm globals are per instance, i.e. per
+// thread; V8 reads and writes them as memory, and a write keeps the loads written after it after
+// it (otherwise TurboFan issues a basic block's loads first: the 12 vectors of a chunk spilled).
+let kx_sum: v128 = i32x4.splat(0);
+let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
+let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
+
+/** [p0 lanes 0-3 + 4-7, p1 lanes 0-3 + 4-7] (i16): the first level of reduce4_i16. */
+// @ts-ignore: decorator
+@inline function fold2(p0: v128, p1: v128): v128 {
+  return i16x8.add(v128.shuffle<u64>(p0, p1, 0, 2), v128.shuffle<u64>(p0, p1, 1, 3));
+}
+
+/**
+ * Chunk j of a q4_Kx4 super-block (rows' 32 bytes at q + 128r: sub-block 2j in the low nibbles,
+ * 2j + 1 in the high ones) times the activation's 64 values at xp; sc: the chunk's scales
+ * (kx_sc_j). Rows 0-1 first, their i16 sums half-reduced and stored (kx_u0, kx_u1: the store
+ * keeps rows 2-3's loads after it), then rows 2-3; each sub-block's 4 row sums are reduced in i16
+ * (lanes at most 4 · 7620) and scaled per row by one pmaddwd, added to kx_sum.
+ */
+// @ts-ignore: decorator
+@inline function chunk_q4kx4(q: usize, xp: usize, sc: v128, m: v128): void {
+  const xa0 = v128.load(xp), xa1 = v128.load(xp, 16), xb0 = v128.load(xp, 32), xb1 = v128.load(xp, 48);
+  const w00 = v128.load(q), w01 = v128.load(q, 16), w10 = v128.load(q, 128), w11 = v128.load(q, 144);
+  kx_u0 = fold2(i16x8.add(udot16(v128.and(w00, m), xa0), udot16(v128.and(w01, m), xa1)),
+    i16x8.add(udot16(v128.and(w10, m), xa0), udot16(v128.and(w11, m), xa1)));
+  kx_u1 = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w00, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w01, 4), m), xb1)),
+    i16x8.add(udot16(v128.and(i16x8.shr_u(w10, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w11, 4), m), xb1)));
+  const w20 = v128.load(q, 256), w21 = v128.load(q, 272), w30 = v128.load(q, 384), w31 = v128.load(q, 400);
+  const ua = fold2(i16x8.add(udot16(v128.and(w20, m), xa0), udot16(v128.and(w21, m), xa1)),
+    i16x8.add(udot16(v128.and(w30, m), xa0), udot16(v128.and(w31, m), xa1)));
+  const ub = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w20, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w21, 4), m), xb1)),
+    i16x8.add(udot16(v128.and(i16x8.shr_u(w30, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w31, 4), m), xb1)));
+  const u0 = kx_u0, u1 = kx_u1;
+  // lanes 2r, 2r + 1: row r's two halves (at most 30480), times its scale
+  const va = i16x8.add(v128.shuffle<u32>(u0, ua, 0, 2, 4, 6), v128.shuffle<u32>(u0, ua, 1, 3, 5, 7));
+  const vb = i16x8.add(v128.shuffle<u32>(u1, ub, 0, 2, 4, 6), v128.shuffle<u32>(u1, ub, 1, 3, 5, 7));
+  kx_sum = i32x4.add(kx_sum, i32x4.add(
+    i32x4.dot_i16x8_s(va, v128.shuffle<u16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3)),
+    i32x4.dot_i16x8_s(vb, v128.shuffle<u16>(sc, sc, 4, 4, 5, 5, 6, 6, 7, 7))));
+}
+
+/**
+ * One q4_Kx4 group super-block at w (4 weight rows, repack.ts) × the q8_K record at x; lanes = the
+ * 4 rows. The 4 rows' 6-bit scales and mins are unpacked together (their scale bytes lie side by
+ * side, repack.ts), each sub-block's activations are loaded once for the 4 rows, and its 4 row sums are
+ * reduced in i16 with one pmaddwd that applies the 4 rows' scales. Row r's lane is four45's value
+ * for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin
+ * exact: half4_scaled times 2^112).
+ */
+function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
+  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
+  // get_scale_min_k4 on 4 rows at once: scales of sub-blocks 0-3 (s03) and 4-7 (s47), mins
+  // likewise, byte 4r + (j & 3) = sub-block j of row r; the scales then transposed to byte
+  // 4(j & 3) + r, so that widening gives a chunk's two sub-blocks with lanes = rows
+  const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
+  const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
+  const t03 = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const t47 = v128.shuffle<u8>(s47, s47, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  kx_sc0 = i16x8.extend_low_i8x16_u(t03);
+  kx_sc1 = i16x8.extend_high_i8x16_u(t03);
+  kx_sc2 = i16x8.extend_low_i8x16_u(t47);
+  kx_sc3 = i16x8.extend_high_i8x16_u(t47);
+  // mins: bytes regrouped to (row, pair of sub-blocks), so that pmaddwd with the activation's
+  // pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j in its lane
+  const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
+  kx_sum = i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p0), v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p0), v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
+    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p1), v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)),
+      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p1), v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
+  const summ = kx_sum;
+  kx_sum = i32x4.splat(0);
+  const q = w + 64;
+  chunk_q4kx4(q, x, kx_sc0, m);
+  chunk_q4kx4(q + 32, x + 64, kx_sc1, m);
+  chunk_q4kx4(q + 64, x + 128, kx_sc2, m);
+  chunk_q4kx4(q + 96, x + 192, kx_sc3, m);
+  const dx = v128.load32_splat(x + OFF_D);
+  const d = f32x4.mul(half4_scaled(w, rm), k112), dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+  return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(kx_sum)),
+    f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
+}
+
+/**
+ * The 4 rows of the q4_Kx4 group at w (nb super-blocks) × one activation row (records at x), lanes
+ * = rows: super-block values summed in four chains (blocks mod 4, rotated through a0..a3), joined
+ * ((0 + 2) + (1 + 3)), then the leftover blocks in order — row_one's order, so each row's bits are
+ * gemm_k's. Stores lanes [l0, l1) at y + lane·4 (a group cut by a thread's row range).
+ */
+function tile1x4_q4k(w: usize, nb: i32, x: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, rm: v128, k112: v128): void {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const nb4 = nb & ~3;
+  for (let b = 0; b < nb4; b++) {
+    const v = f32x4.add(a0, sb_q4kx4(w, x, m, rm, k112));
+    a0 = a1; a1 = a2; a2 = a3; a3 = v;
+    w += X4K_BYTES; x += Q8K_BYTES;
+  }
+  let s = f32x4.add(f32x4.add(a0, a2), f32x4.add(a1, a3));
+  for (let b = nb4; b < nb; b++) {
+    s = f32x4.add(s, sb_q4kx4(w, x, m, rm, k112));
+    w += X4K_BYTES; x += Q8K_BYTES;
+  }
+  if (l0 == 0 && l1 == 4) {
+    v128.store(y, acc ? f32x4.add(v128.load(y), s) : s);
+    return;
+  }
+  // a group cut by the row range (rare: row chunks are multiples of 4): lane r to y + 4r, r in [l0, l1)
+  for (let r = 0; r < 4; r++) {
+    if (r >= l0 && r < l1) put(y + (<usize>r << 2), f32x4.extract_lane(s, 0), acc);
+    s = v128.shuffle<u32>(s, s, 1, 2, 3, 0);
+  }
+}
+
+/** Row i of the q4_Kx4 group at gw × R = 2..4 activation rows (tile over the strided row). */
+function tile_x4k(R: i32, gw: usize, i: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128): void {
+  if (R == 4) tile(5, 4, gw, x, xs, nb, y, sy, acc, m, true, i);
+  else if (R == 3) tile(5, 3, gw, x, xs, nb, y, sy, acc, m, true, i);
+  else tile(5, 2, gw, x, xs, nb, y, sy, acc, m, true, i);
+}
+
+/**
+ * Reads one word of every 64-byte line of [p, p + n): the 4-row tile reads one packed row at a
+ * time, a third of each super-block's lines, and the lines the next rows need were demand misses
+ * (kernel-ab: 0.4-0.8× gemm_k); loaded up front they overlap. The words' sum goes to kx_u0
+ * (written before it is read in the decode tile) so that the optimizer keeps the loads.
+ */
+// @ts-ignore: decorator
+@inline function touch(p: usize, n: usize): void {
+  let s: i32 = 0;
+  for (let q = p; q < p + n; q += 64) s += load<i32>(q);
+  kx_u0 = i32x4.splat(s);
+}
+
+/**
+ * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
+ * rows): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the
+ * plain matrix. From 16 activation rows on, groups of 4 read each packed weight row through
+ * gemm_k's 4-row tile; the other activation rows go one at a time through tile1x4_q4k (4 weight
+ * rows per activation load); weight rows after the last whole group are plain.
+ */
+export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  const nb = K >> 8;
+  const rowBytes = <usize>nb * 144, grp = rowBytes * 4, xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
+  const ng = N & ~3;
+  const m = v128.load(C_NIBBLE_MASK), rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
+  let rb = <i32>(<usize>98304 / rowBytes) & ~3;
+  if (rb < 4) rb = 4;
+  // Under 16 activation rows every row goes through the decode tile: the 4-row tile reading
+  // packed rows streamed from L3 measured 0.4-0.8× gemm_k at 4 and 8 rows of 8192 × 2048, 4 decode
+  // tiles ~1.1× it, 8 about 2×; on a 128-token chunk over 2048 rows (L2) it is 0.84-1.08× gemm_k.
+  const m4 = M >= 16 ? M & ~3 : 0;
+  for (let r0 = n0; r0 < n1; r0 += rb) {
+    const r1 = min(r0 + rb, n1), p1 = min(r1, ng);
+    for (let t = 0; t < m4; t += 4) {
+      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
+      for (let n = r0; n < p1; n++) {
+        if ((n & 3) == 0 || n == r0) touch(W + <usize>(n >> 2) * grp, grp);
+        tile_x4k(4, W + <usize>(n >> 2) * grp, <usize>(n & 3), x, xs, nb, yr + (<usize>n << 2), sy, acc, m);
+      }
+      if (r1 > p1) tiles_q4k(4, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
+    }
+    for (let t = m4; t < M; t++) {
+      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
+      for (let n = r0; n < p1; ) {
+        const gs = n & ~3;
+        tile1x4_q4k(W + <usize>(gs >> 2) * grp, nb, x, yr + (<usize>gs << 2), acc, n - gs, min(4, p1 - gs), m, rm, k112);
+        n = gs + 4;
+      }
+      if (r1 > p1) tiles_q4k(1, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
+    }
+  }
+}
+
+/**
+ * Rows [0, rows) (a multiple of 4) of a plain q4_K matrix at W rewritten in place as q4_Kx4
+ * groups (repack.ts); tmp: scratch of 4 rows' bytes.
+ */
+export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
+  const nb = K >> 8;
+  const grp = <usize>nb * 576;
+  for (let gi = 0; gi < (rows >> 2); gi++) {
+    const gw = W + <usize>gi * grp;
+    memory.copy(tmp, gw, grp);
+    for (let i: usize = 0; i < 4; i++) {
+      let src = tmp + i * <usize>nb * 144, dst = gw;
+      for (let b = 0; b < nb; b++) {
+        store<u16>(dst + 2 * i, load<u16>(src));
+        store<u16>(dst + 8 + 2 * i, load<u16>(src + 2));
+        for (let g: usize = 0; g < 3; g++) store<u32>(dst + 16 + 16 * g + 4 * i, load<u32>(src + 4 + 4 * g));
+        for (let j: usize = 0; j < 4; j++) {
+          v128.store(dst + 64 + 128 * i + 32 * j, v128.load(src + 16 + 32 * j));
+          v128.store(dst + 64 + 128 * i + 32 * j, v128.load(src + 32 + 32 * j), 16);
+        }
+        src += 144; dst += X4K_BYTES;
+      }
+    }
+  }
+}
+
+/** out[0..K) = row r of a q4_Kx4 matrix of N rows, widened to f32 (as dequant_row_k). */
+export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize): void {
+  if (r >= (N & ~3)) {
+    dequant_row_k(5, W, K, r, out);
+    return;
+  }
+  const nb = K >> 8;
+  const i = <usize>(r & 3);
+  let w = W + <usize>(r >> 2) * <usize>nb * X4K_BYTES;
+  let y = out;
+  for (let b = 0; b < nb; b++) {
+    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + 16 + 4 * i, true, w + 64 + 128 * i, false, w, y);
+    w += X4K_BYTES;
+    y += 1024;
+  }
+}
+
+/**
+ * One q4_K / q5_K super-block as ggml's dequantize_row_*: factors d, dmin, scale bytes at sc
+ * (as sbyte reads them), 128 quant bytes at qs, q5_K's high bits at w + 16; 256 f32 values to y.
+ */
+// @ts-ignore: decorator
+@inline function dequant45(d: f32, dmin: f32, sc: usize, x4: bool, qs: usize, five: bool, w: usize, y: usize): void {
+  for (let j = 0; j < 4; j++) {
+    const d1 = d * <f32>scale_k4(2 * j, sc, x4), m1 = dmin * <f32>min_k4(2 * j, sc, x4);
+    const d2 = d * <f32>scale_k4(2 * j + 1, sc, x4), m2 = dmin * <f32>min_k4(2 * j + 1, sc, x4);
+    const p = y + (<usize>j << 8);
+    for (let l = 0; l < 32; l++) {
+      const q = <i32>load<u8>(qs + (<usize>j << 5) + l);
+      let lo = q & 0xf, hi = q >> 4;
+      if (five) {
+        const h = <i32>load<u8>(w + 16 + l);
+        if (h & (1 << (2 * j))) lo += 16;
+        if (h & (2 << (2 * j))) hi += 16;
+      }
+      store<f32>(p + (<usize>l << 2), d1 * <f32>lo - m1);
+      store<f32>(p + (<usize>(l + 32) << 2), d2 * <f32>hi - m2);
+    }
+  }
+}
+
 /** Dequantizes one k-quant row (kind 5, 6, 7) of K values into out, as ggml's dequantize_row_*. */
 export function dequant_row_k(kind: i32, W: usize, K: i32, r: i32, out: usize): void {
   const nb = K >> 8;
@@ -519,24 +797,7 @@ export function dequant_row_k(kind: i32, W: usize, K: i32, r: i32, out: usize): 
       }
     } else {
       const five = kind == 6;
-      const d = f16_at(w), dmin = f16_at(w + 2);
-      const sc = w + 4, qs = w + (five ? 48 : 16);
-      for (let j = 0; j < 4; j++) {
-        const d1 = d * <f32>scale_k4(2 * j, sc), m1 = dmin * <f32>min_k4(2 * j, sc);
-        const d2 = d * <f32>scale_k4(2 * j + 1, sc), m2 = dmin * <f32>min_k4(2 * j + 1, sc);
-        const p = y + (<usize>j << 8);
-        for (let l = 0; l < 32; l++) {
-          const q = <i32>load<u8>(qs + (<usize>j << 5) + l);
-          let lo = q & 0xf, hi = q >> 4;
-          if (five) {
-            const h = <i32>load<u8>(w + 16 + l);
-            if (h & (1 << (2 * j))) lo += 16;
-            if (h & (2 << (2 * j))) hi += 16;
-          }
-          store<f32>(p + (<usize>l << 2), d1 * <f32>lo - m1);
-          store<f32>(p + (<usize>(l + 32) << 2), d2 * <f32>hi - m2);
-        }
-      }
+      dequant45(f16_at(w), f16_at(w + 2), w + 4, false, w + (five ? 48 : 16), five, w, y);
     }
     w += bs;
     y += 1024;
