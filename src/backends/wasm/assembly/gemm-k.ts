@@ -646,32 +646,91 @@ function tile1x4_q4k(w: usize, nb: i32, x: usize, y: usize, acc: i32, l0: i32, l
   }
 }
 
-/** Row i of the q4_Kx4 group at gw × R = 2..4 activation rows (tile over the strided row). */
-function tile_x4k(R: i32, gw: usize, i: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128): void {
-  if (R == 4) tile(5, 4, gw, x, xs, nb, y, sy, acc, m, true, i);
-  else if (R == 3) tile(5, 3, gw, x, xs, nb, y, sy, acc, m, true, i);
-  else tile(5, 2, gw, x, xs, nb, y, sy, acc, m, true, i);
+// The 4-row tile's chains over a q4_Kx4 group: kc_IC = weight row I, super-blocks ≡ C (mod 4),
+// lanes = activation rows (globals: per instance, i.e. per thread; V8 keeps them in memory).
+let kc00: v128 = i32x4.splat(0), kc01: v128 = i32x4.splat(0), kc02: v128 = i32x4.splat(0), kc03: v128 = i32x4.splat(0);
+let kc10: v128 = i32x4.splat(0), kc11: v128 = i32x4.splat(0), kc12: v128 = i32x4.splat(0), kc13: v128 = i32x4.splat(0);
+let kc20: v128 = i32x4.splat(0), kc21: v128 = i32x4.splat(0), kc22: v128 = i32x4.splat(0), kc23: v128 = i32x4.splat(0);
+let kc30: v128 = i32x4.splat(0), kc31: v128 = i32x4.splat(0), kc32: v128 = i32x4.splat(0), kc33: v128 = i32x4.splat(0);
+
+/** Row i of the q4_Kx4 group super-block at w × R = 2..4 activation rows (block45 on the packed row). */
+// @ts-ignore: decorator
+@inline function bx(R: i32, w: usize, x: usize, xs: usize, m: v128, i: usize): v128 {
+  return R == 2 ? b4x_2(w, x, xs, m, i) : R == 3 ? b4x_3(w, x, xs, m, i) : b4x_4(w, x, xs, m, i);
+}
+
+/** Super-block c (0..3) of a step of 4: its value for the group's 4 weight rows added to their chains. */
+// @ts-ignore: decorator
+@inline function group_sb(R: i32, c: i32, w: usize, x: usize, xs: usize, m: v128): void {
+  const a = bx(R, w, x, xs, m, 0), b = bx(R, w, x, xs, m, 1), d = bx(R, w, x, xs, m, 2), e = bx(R, w, x, xs, m, 3);
+  if (c == 0) { kc00 = f32x4.add(kc00, a); kc10 = f32x4.add(kc10, b); kc20 = f32x4.add(kc20, d); kc30 = f32x4.add(kc30, e); }
+  else if (c == 1) { kc01 = f32x4.add(kc01, a); kc11 = f32x4.add(kc11, b); kc21 = f32x4.add(kc21, d); kc31 = f32x4.add(kc31, e); }
+  else if (c == 2) { kc02 = f32x4.add(kc02, a); kc12 = f32x4.add(kc12, b); kc22 = f32x4.add(kc22, d); kc32 = f32x4.add(kc32, e); }
+  else { kc03 = f32x4.add(kc03, a); kc13 = f32x4.add(kc13, b); kc23 = f32x4.add(kc23, d); kc33 = f32x4.add(kc33, e); }
+}
+
+/** Weight row i's value over a whole q4_Kx4 group (chains joined ((0 + 2) + (1 + 3)), then the leftover blocks in order), stored for R rows. */
+// @ts-ignore: decorator
+@inline function group_row(R: i32, i: usize, s: v128, w: usize, x: usize, xs: usize, b0: i32, nb: i32, y: usize, sy: usize, acc: i32, m: v128): void {
+  for (let b = b0; b < nb; b++) {
+    s = f32x4.add(s, bx(R, w, x, xs, m, i));
+    w += X4K_BYTES;
+    x += Q8K_BYTES;
+  }
+  put(y, f32x4.extract_lane(s, 0), acc);
+  put(y + sy, f32x4.extract_lane(s, 1), acc);
+  if (R > 2) put(y + 2 * sy, f32x4.extract_lane(s, 2), acc);
+  if (R > 3) put(y + 3 * sy, f32x4.extract_lane(s, 3), acc);
 }
 
 /**
- * Reads one word of every 64-byte line of [p, p + n): the 4-row tile reads one packed row at a
- * time, a third of each super-block's lines, and the lines the next rows need were demand misses
- * (kernel-ab: 0.4-0.8× gemm_k); loaded up front they overlap. The words' sum goes to kx_u0
- * (written before it is read in the decode tile) so that the optimizer keeps the loads.
+ * The 4 weight rows of the q4_Kx4 group at gw × R = 2..4 activation rows (records at x + t·xs)
+ * into y + 4·r + t·sy, rows r in [l0, l1). Each weight row's value is tile()'s on the plain row
+ * (block45 on the packed row, the same four chains, joined in the same order), so its bits are
+ * gemm_k's; but the group is read super-block by super-block (its 576 bytes for the 4 rows in
+ * turn, from L1), a sequential stream, where reading one packed row at a time strides over the
+ * others' lines (0.4-0.8× gemm_k streamed from memory).
  */
-// @ts-ignore: decorator
-@inline function touch(p: usize, n: usize): void {
-  let s: i32 = 0;
-  for (let q = p; q < p + n; q += 64) s += load<i32>(q);
-  kx_u0 = i32x4.splat(s);
+function group_q4kx4(R: i32, gw: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, l0: i32, l1: i32, m: v128): void {
+  const z = f32x4.splat(0);
+  kc00 = z; kc01 = z; kc02 = z; kc03 = z; kc10 = z; kc11 = z; kc12 = z; kc13 = z;
+  kc20 = z; kc21 = z; kc22 = z; kc23 = z; kc30 = z; kc31 = z; kc32 = z; kc33 = z;
+  let w = gw, xp = x;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    if (R == 2) {
+      group_sb(2, 0, w, xp, xs, m); group_sb(2, 1, w + X4K_BYTES, xp + Q8K_BYTES, xs, m);
+      group_sb(2, 2, w + 2 * X4K_BYTES, xp + 2 * Q8K_BYTES, xs, m); group_sb(2, 3, w + 3 * X4K_BYTES, xp + 3 * Q8K_BYTES, xs, m);
+    } else if (R == 3) {
+      group_sb(3, 0, w, xp, xs, m); group_sb(3, 1, w + X4K_BYTES, xp + Q8K_BYTES, xs, m);
+      group_sb(3, 2, w + 2 * X4K_BYTES, xp + 2 * Q8K_BYTES, xs, m); group_sb(3, 3, w + 3 * X4K_BYTES, xp + 3 * Q8K_BYTES, xs, m);
+    } else {
+      group_sb(4, 0, w, xp, xs, m); group_sb(4, 1, w + X4K_BYTES, xp + Q8K_BYTES, xs, m);
+      group_sb(4, 2, w + 2 * X4K_BYTES, xp + 2 * Q8K_BYTES, xs, m); group_sb(4, 3, w + 3 * X4K_BYTES, xp + 3 * Q8K_BYTES, xs, m);
+    }
+    w += 4 * X4K_BYTES;
+    xp += 4 * Q8K_BYTES;
+  }
+  const s0 = f32x4.add(f32x4.add(kc00, kc02), f32x4.add(kc01, kc03));
+  const s1 = f32x4.add(f32x4.add(kc10, kc12), f32x4.add(kc11, kc13));
+  const s2 = f32x4.add(f32x4.add(kc20, kc22), f32x4.add(kc21, kc23));
+  const s3 = f32x4.add(f32x4.add(kc30, kc32), f32x4.add(kc31, kc33));
+  for (let r = l0; r < l1; r++) {
+    const s = r == 0 ? s0 : r == 1 ? s1 : r == 2 ? s2 : s3;
+    const yr = y + (<usize>r << 2);
+    if (R == 2) group_row(2, <usize>r, s, w, xp, xs, b, nb, yr, sy, acc, m);
+    else if (R == 3) group_row(3, <usize>r, s, w, xp, xs, b, nb, yr, sy, acc, m);
+    else group_row(4, <usize>r, s, w, xp, xs, b, nb, yr, sy, acc, m);
+  }
 }
 
 /**
  * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
  * rows): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the
- * plain matrix. From 16 activation rows on, groups of 4 read each packed weight row through
- * gemm_k's 4-row tile; the other activation rows go one at a time through tile1x4_q4k (4 weight
- * rows per activation load); weight rows after the last whole group are plain.
+ * plain matrix. Activation rows go 4 at a time through group_q4kx4 (each super-block's quants
+ * unpacked once for 4 activation rows, as gemm_k's tile), a last single row through tile1x4_q4k
+ * (4 weight rows per activation load); ~96 KiB of weight rows stay in L2 while every activation
+ * row passes over them. Weight rows after the last whole group are plain.
  */
 export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
   const nb = K >> 8;
@@ -680,28 +739,18 @@ export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i
   const m = v128.load(C_NIBBLE_MASK), rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
   let rb = <i32>(<usize>98304 / rowBytes) & ~3;
   if (rb < 4) rb = 4;
-  // Under 16 activation rows every row goes through the decode tile: the 4-row tile reading
-  // packed rows streamed from L3 measured 0.4-0.8× gemm_k at 4 and 8 rows of 8192 × 2048, 4 decode
-  // tiles ~1.1× it, 8 about 2×; on a 128-token chunk over 2048 rows (L2) it is 0.84-1.08× gemm_k.
-  const m4 = M >= 16 ? M & ~3 : 0;
   for (let r0 = n0; r0 < n1; r0 += rb) {
     const r1 = min(r0 + rb, n1), p1 = min(r1, ng);
-    for (let t = 0; t < m4; t += 4) {
-      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
-      for (let n = r0; n < p1; n++) {
-        if ((n & 3) == 0 || n == r0) touch(W + <usize>(n >> 2) * grp, grp);
-        tile_x4k(4, W + <usize>(n >> 2) * grp, <usize>(n & 3), x, xs, nb, yr + (<usize>n << 2), sy, acc, m);
-      }
-      if (r1 > p1) tiles_q4k(4, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
-    }
-    for (let t = m4; t < M; t++) {
+    for (let t = 0; t < M; t += 4) {
+      const R = min(4, M - t);
       const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
       for (let n = r0; n < p1; ) {
-        const gs = n & ~3;
-        tile1x4_q4k(W + <usize>(gs >> 2) * grp, nb, x, yr + (<usize>gs << 2), acc, n - gs, min(4, p1 - gs), m, rm, k112);
+        const gs = n & ~3, gw = W + <usize>(gs >> 2) * grp, l0 = n - gs, l1 = min(4, p1 - gs);
+        if (R == 1) tile1x4_q4k(gw, nb, x, yr + (<usize>gs << 2), acc, l0, l1, m, rm, k112);
+        else group_q4kx4(R, gw, x, xs, nb, yr + (<usize>gs << 2), sy, acc, l0, l1, m);
         n = gs + 4;
       }
-      if (r1 > p1) tiles_q4k(1, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
+      if (r1 > p1) tiles_q4k(R, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
     }
   }
 }
