@@ -513,12 +513,13 @@ export function gemm_k(kind: i32, A: usize, W: usize, Y: usize, ldy: i32, M: i32
 
 // q4_Kx4 decode: the super-block's running integer sums (kx_sum), its scales as i16 lanes per
 // chunk (kx_sc0..3: sub-blocks 2j, 2j+1 of the 4 rows, lane 4·(sub-block & 1) + r) and the two
-// half-reduced row pairs of a chunk (kx_u0, kx_u1). Wasm globals are per instance, i.e. per
+// half-reduced row pairs of a chunk (kx_u0, kx_u1), the mins (kx_mn0..3, scales_x4). Wasm globals are per instance, i.e. per
 // thread; V8 reads and writes them as memory, and a write keeps the loads written after it after
 // it (otherwise TurboFan issues a basic block's loads first: the 12 vectors of a chunk spilled).
 let kx_sum: v128 = i32x4.splat(0);
 let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
 let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
+let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 = i32x4.splat(0), kx_mn3: v128 = i32x4.splat(0);
 
 /** [p0 lanes 0-3 + 4-7, p1 lanes 0-3 + 4-7] (i16): the first level of reduce4_i16. */
 // @ts-ignore: decorator
@@ -556,19 +557,18 @@ let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
 }
 
 /**
- * One q4_Kx4 group super-block at w (4 weight rows, repack.ts) × the q8_K record at x; lanes = the
- * 4 rows. The 4 rows' 6-bit scales and mins are unpacked together (their scale bytes lie side by
- * side, repack.ts), each sub-block's activations are loaded once for the 4 rows, and its 4 row sums are
- * reduced in i16 with one pmaddwd that applies the 4 rows' scales. Row r's lane is four45's value
- * for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin
- * exact: half4_scaled times 2^112).
+ * get_scale_min_k4 on the 4 rows of the q4_Kx4 group super-block at w at once (their scale
+ * bytes lie side by side, repack.ts): the scales of chunk j's two sub-blocks in kx_scj (lane
+ * 4·(sub-block & 1) + r), the mins regrouped to (row, pair of sub-blocks) in kx_mn0..3, so that
+ * pmaddwd with the activation's pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j.
  */
-function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
+// @ts-ignore: decorator
+@inline function scales_x4(w: usize, m: v128): void {
   const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
   const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
-  // get_scale_min_k4 on 4 rows at once: scales of sub-blocks 0-3 (s03) and 4-7 (s47), mins
-  // likewise, byte 4r + (j & 3) = sub-block j of row r; the scales then transposed to byte
-  // 4(j & 3) + r, so that widening gives a chunk's two sub-blocks with lanes = rows
+  // scales of sub-blocks 0-3 (s03) and 4-7 (s47), mins likewise, byte 4r + (j & 3) = sub-block j
+  // of row r; the scales then transposed to byte 4(j & 3) + r, so that widening gives a chunk's
+  // two sub-blocks with lanes = rows
   const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
   const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
   const t03 = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
@@ -577,27 +577,49 @@ function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
   kx_sc1 = i16x8.extend_high_i8x16_u(t03);
   kx_sc2 = i16x8.extend_low_i8x16_u(t47);
   kx_sc3 = i16x8.extend_high_i8x16_u(t47);
-  // mins: bytes regrouped to (row, pair of sub-blocks), so that pmaddwd with the activation's
-  // pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j in its lane
   const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
   const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  kx_mn0 = i16x8.extend_low_i8x16_u(p0);
+  kx_mn1 = i16x8.extend_high_i8x16_u(p0);
+  kx_mn2 = i16x8.extend_low_i8x16_u(p1);
+  kx_mn3 = i16x8.extend_high_i8x16_u(p1);
+}
+
+/** Σ_j min_j·bsums32_j of the q8_K record at x for the 4 rows of the last scales_x4 (lanes = rows). */
+// @ts-ignore: decorator
+@inline function mins_x4(x: usize): v128 {
   const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
-  kx_sum = i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p0), v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)),
-      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p0), v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
-    i32x4.add(i32x4.dot_i16x8_s(i16x8.extend_low_i8x16_u(p1), v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)),
-      i32x4.dot_i16x8_s(i16x8.extend_high_i8x16_u(p1), v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
-  const summ = kx_sum;
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(kx_mn0, v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)), i32x4.dot_i16x8_s(kx_mn1, v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
+    i32x4.add(i32x4.dot_i16x8_s(kx_mn2, v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)), i32x4.dot_i16x8_s(kx_mn3, v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
+}
+
+/** (d·d_x)·sumi − (dmin·d_x)·summ for the activation record at x (lanes = the 4 rows; d, dmin exact: half4_scaled times 2^112). */
+// @ts-ignore: decorator
+@inline function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
+  const dx = v128.load32_splat(x + OFF_D);
+  return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(sumi)), f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
+}
+
+/**
+ * One q4_Kx4 group super-block at w (4 weight rows, repack.ts) × the q8_K record at x; lanes = the
+ * 4 rows. The 4 rows' 6-bit scales and mins are unpacked together (their scale bytes lie side by
+ * side, repack.ts), each sub-block's activations are loaded once for the 4 rows, and its 4 row sums are
+ * reduced in i16 with one pmaddwd that applies the 4 rows' scales. Row r's lane is four45's value
+ * for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin
+ * exact: half4_scaled times 2^112).
+ */
+function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
+  scales_x4(w, m);
+  const summ = mins_x4(x);
   kx_sum = i32x4.splat(0);
   const q = w + 64;
   chunk_q4kx4(q, x, kx_sc0, m);
   chunk_q4kx4(q + 32, x + 64, kx_sc1, m);
   chunk_q4kx4(q + 64, x + 128, kx_sc2, m);
   chunk_q4kx4(q + 96, x + 192, kx_sc3, m);
-  const dx = v128.load32_splat(x + OFF_D);
   const d = f32x4.mul(half4_scaled(w, rm), k112), dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
-  return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(kx_sum)),
-    f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
+  return f32_x4(d, dmin, x, kx_sum, summ);
 }
 
 /**
@@ -694,22 +716,6 @@ let kzero: u32 = 0;
   pass_q4kx4(R, q + 256, xp + 32, xs, hi, m, true, false);
 }
 
-/** Σ_j min_j·bsums32_j of the q8_K record at x for the 4 rows (mins regrouped as sb_q4kx4 does: e0..e3). */
-// @ts-ignore: decorator
-@inline function mins_x4(e0: v128, e1: v128, e2: v128, e3: v128, x: usize): v128 {
-  const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
-  return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(e0, v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)), i32x4.dot_i16x8_s(e1, v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
-    i32x4.add(i32x4.dot_i16x8_s(e2, v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)), i32x4.dot_i16x8_s(e3, v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
-}
-
-/** (d·d_x)·sumi − (dmin·d_x)·summ for the activation record at x (lanes = the 4 rows), as sb_q4kx4 ends. */
-// @ts-ignore: decorator
-@inline function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
-  const dx = v128.load32_splat(x + OFF_D);
-  return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(sumi)), f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
-}
-
 /**
  * One q4_Kx4 group super-block at w × R = 2..4 q8_K records (row t at x + t·xs): row t's value,
  * lanes = the 4 weight rows, into kv_t — for each pair sb_q4kx4's value (the same exact integers,
@@ -718,24 +724,11 @@ let kzero: u32 = 0;
  */
 // @ts-ignore: decorator
 @inline function sbr_q4kx4(R: i32, w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void {
-  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
-  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
-  const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
-  const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
-  const t03 = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const t47 = v128.shuffle<u8>(s47, s47, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  kx_sc0 = i16x8.extend_low_i8x16_u(t03);
-  kx_sc1 = i16x8.extend_high_i8x16_u(t03);
-  kx_sc2 = i16x8.extend_low_i8x16_u(t47);
-  kx_sc3 = i16x8.extend_high_i8x16_u(t47);
-  const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  const e0 = i16x8.extend_low_i8x16_u(p0), e1 = i16x8.extend_high_i8x16_u(p0);
-  const e2 = i16x8.extend_low_i8x16_u(p1), e3 = i16x8.extend_high_i8x16_u(p1);
-  km0 = mins_x4(e0, e1, e2, e3, x);
-  km1 = mins_x4(e0, e1, e2, e3, x + xs);
-  if (R > 2) km2 = mins_x4(e0, e1, e2, e3, x + 2 * xs);
-  if (R > 3) km3 = mins_x4(e0, e1, e2, e3, x + 3 * xs);
+  scales_x4(w, m);
+  km0 = mins_x4(x);
+  km1 = mins_x4(x + xs);
+  if (R > 2) km2 = mins_x4(x + 2 * xs);
+  if (R > 3) km3 = mins_x4(x + 3 * xs);
   const z = i32x4.splat(0);
   ks0 = z; ks1 = z; ks2 = z; ks3 = z;
   chunk_r(R, w + 64, x, xs, kx_sc0, m);
