@@ -8,6 +8,10 @@
  *
  *   node dist/bench/decode-ab.js OLD.wasm NEW.wasm [--reps 30] [--only q4_0] [--cold]
  *
+ * `--threads 2` runs each product on two threads as the backend does (a worker with its own
+ * instance of the build on the same memory, row chunks of the executor's size taken from a shared
+ * counter, bench/decode-ab-worker.ts); CPU time is then both threads'.
+ *
  * `--cold` cycles through enough copies of each matrix (>= 96 MiB) that every call streams its
  * weights from memory, as a decode step does (without it a 1B matrix stays in the L3 cache and
  * the figure is the kernel's own rate). Paths: "x4" is gemm_q4_0x4 / gemm_q8_0x4 (the decode
@@ -19,6 +23,7 @@
  * plain layout against the x4 one.
  */
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
 import {
   TABLES_END,
@@ -27,8 +32,8 @@ import {
   actQ8KBytes,
   instantiateKernelsAndTables,
 } from '../src/backends/wasm/kernels.js';
+import { CTL, type Call, product, type QType, takeChunks, writeCall } from './decode-ab-worker.js';
 
-type QType = 'q4_0' | 'q8_0' | 'q4_k';
 interface Case {
   type: QType;
   M: number;
@@ -39,12 +44,13 @@ interface Case {
 
 const argv = process.argv.slice(2);
 const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
-const files = argv.filter((a, i) => !a.startsWith('--') && !['--reps', '--only'].includes(argv[i - 1]!));
+const files = argv.filter((a, i) => !a.startsWith('--') && !['--reps', '--only', '--threads'].includes(argv[i - 1]!));
+const threads = Number(flagValue('--threads') ?? 1) === 2 ? 2 : 1;
 const reps = Number(flagValue('--reps') ?? 30) || 30;
 const only = flagValue('--only');
 const cold = argv.includes('--cold');
 if (files.length !== 2) {
-  console.error('usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold]');
+  console.error('usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--threads 1|2]');
   process.exit(2);
 }
 kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before compiling
@@ -139,22 +145,32 @@ function setup(file: string) {
     mats.set(key, { copies, A: a, R: row });
   }
   let turn = 0;
+  const ctl = new Int32Array(new SharedArrayBuffer(CTL.words * 4));
+  const worker =
+    threads === 2
+      ? new Worker(new URL('./decode-ab-worker.js', import.meta.url), {
+          workerData: { decodeAb: true, file, memory, ctl },
+        })
+      : undefined;
+  worker?.unref();
   const call = (c: Case, copy: number) => {
     const mat = mats.get(`${c.type} ${c.N} ${c.K}`)!;
-    const W = mat.copies[copy % mat.copies.length]!;
-    if (c.type === 'q4_k') {
-      if (kx4) k.gemm_q4_kx4(mat.A, W, Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
-      else k.gemm_k(WTYPE.q4_k, mat.A, W, Y, c.N, c.M, 0, c.N, c.K, 0);
+    const args: Call = { ...c, A: mat.A, R: mat.R, W: mat.copies[copy % mat.copies.length]!, Y };
+    if (!worker) {
+      product(k, args, 0, c.N);
       return;
     }
-    const q4 = c.type === 'q4_0';
-    if (c.M === 1 && c.path === 'x4' && q4 && gemv) {
-      k.gemv_q4_0x4(mat.R, W, Y, c.N, 0, c.N, c.K, 0);
-      return;
-    }
-    const f =
-      c.path === 'prompt' ? (q4 ? k.gemm_q4_0x4_prompt : k.gemm_q8_0x4_prompt) : q4 ? k.gemm_q4_0x4 : k.gemm_q8_0x4;
-    f.call(k, mat.A, W, Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    // the executor's row chunks for 2 threads (executor.ts chunkRows)
+    writeCall(ctl, args, Math.min(256, Math.max(16, Math.ceil(Math.ceil(c.N / 16) / 4) * 4)));
+    Atomics.store(ctl, CTL.next, 0);
+    Atomics.store(ctl, CTL.done, 0);
+    const gen = Atomics.add(ctl, CTL.gen, 1) + 1;
+    Atomics.notify(ctl, CTL.gen);
+    // both threads start together (on a loaded host the worker's wake-up can take longer than the product)
+    for (let r = Atomics.load(ctl, CTL.ready); r !== gen; r = Atomics.load(ctl, CTL.ready))
+      Atomics.wait(ctl, CTL.ready, r);
+    takeChunks(k, ctl, args);
+    for (let d = Atomics.load(ctl, CTL.done); d < 1; d = Atomics.load(ctl, CTL.done)) Atomics.wait(ctl, CTL.done, d);
   };
   const run = (c: Case) => call(c, turn++);
   // Every copy holds different weights: the bits compare on the first copy only.
@@ -209,4 +225,4 @@ const results = chosen.map((c) => {
     B_vs_A_cpu_median: +(a.cpu_median_ms / b.cpu_median_ms).toFixed(3),
   };
 });
-console.log(JSON.stringify({ A: files[0], B: files[1], reps, cold, results }, null, 1));
+console.log(JSON.stringify({ A: files[0], B: files[1], reps, cold, threads, results }, null, 1));
