@@ -15,9 +15,10 @@
  *           of all 4 rows, so get_scale_min_k4's unpacking runs on 4 rows at once, and a row's
  *           bytes are three 4-byte loads), then each row's 128 quant bytes as stored, row r at
  *           64 + 128r (chunk j = bytes 32j..32j+31: low nibbles = values 64j..64j+31, high
- *           nibbles = 64j+32..64j+63). A row's quants stay contiguous: a tile that reads one
- *           weight row at a time (the 4-token tile) ran 0.7-0.85× as fast with them spread as
- *           32-byte chunks every 128 bytes.
+ *           nibbles = 64j+32..64j+63). A row's quants stay contiguous: a 4-token tile that
+ *           read one weight row at a time ran 0.7-0.85× as fast with them spread as 32-byte
+ *           chunks every 128 bytes; the tiles now read a super-block's 4 rows together, and
+ *           the spread form measured the same for them (docs/cpu-profile.md).
  * Rows 4G..N-1 (fewer than 4) stay plain q4_0 / q8_0 rows after the groups, where they would be
  * in the plain matrix. The repacked matrix has exactly the plain matrix's size.
  */
