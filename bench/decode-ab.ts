@@ -25,13 +25,8 @@
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import {
-  TABLES_END,
-  WTYPE,
-  actQ8Bytes,
-  actQ8KBytes,
-  instantiateKernelsAndTables,
-} from '../src/backends/wasm/kernels.js';
+import { WTYPE, actQ8Bytes, actQ8KBytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
+import { bumpAllocator } from './bump.js';
 import { CTL, type Call, product, type QType, takeChunks, writeCall } from './decode-ab-worker.js';
 
 interface Case {
@@ -90,15 +85,7 @@ function setup(file: string) {
   for (const c of chosen) need.set(`${c.type} ${c.N} ${c.K}`, c);
   const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
   const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
-  // A bump allocator that grows the memory as it goes (64-byte aligned blocks).
-  let top = TABLES_END;
-  const take = (bytes: number) => {
-    const at = top;
-    top += Math.ceil(bytes / 64) * 64;
-    const short = top - memory.buffer.byteLength;
-    if (short > 0) memory.grow(Math.ceil(short / 65536));
-    return at;
-  };
+  const take = bumpAllocator(memory, 64);
   const gemv = typeof k.gemv_q4_0x4 === 'function';
   const kx4 = typeof k.gemm_q4_kx4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),

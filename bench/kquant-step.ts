@@ -9,8 +9,9 @@
  *   node dist/bench/run.js kquant-step [--layers 12] [--reps 10] [--wasm dist/wasm/kernels.wasm]
  */
 import { readFileSync } from 'node:fs';
+import { bumpAllocator } from './bump.js';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import { TABLES_END, WTYPE, actQ8KBytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
+import { WTYPE, actQ8KBytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -26,14 +27,7 @@ const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file))
 if (typeof k.gemm_q4_kx4 !== 'function') throw new Error(`${file} has no gemm_q4_kx4`);
 type Quantize = (X: number, n: number, Q: number, S: number) => void;
 const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
-let top = TABLES_END;
-const take = (bytes: number) => {
-  const at = top;
-  top += Math.ceil(bytes / 4096) * 4096;
-  const short = top - memory.buffer.byteLength;
-  if (short > 0) memory.grow(Math.ceil(short / 65536));
-  return at;
-};
+const take = bumpAllocator(memory, 4096);
 const SHAPES = [
   [12288, 4096],
   [4096, 4096],
