@@ -3,7 +3,7 @@
 // repacked matrix gives ggml's values for the plain matrix; the wasm in-place repack writes the
 // same bytes as the TypeScript one; and gemm_q4_kx4 gives every row exactly the bits gemm_k gives
 // on the plain matrix (exact integer sums, the same f32 steps), for 1-17 activation rows (decode
-// tile and 4-row tile), row ranges cut inside a group, accumulation, leftover plain rows, both
+// tile for single rows, the R-row group tile for 2-4 at a time), row ranges cut inside a group, accumulation, leftover plain rows, both
 // kernel builds — and values within float64 rounding of llama.cpp's arithmetic.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
