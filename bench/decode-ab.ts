@@ -1,5 +1,6 @@
 /**
- * Decode-sized q4_0 / q8_0 products (1–3 activation rows) of two kernel builds in one process,
+ * Decode-sized q4_0 / q8_0 products (1–3 activation rows) and q4_K products (1–15 rows: decode
+ * and the server's batches) of two kernel builds in one process,
  * calls alternated (A B B A …), timed in CPU time of the process (`process.cpuUsage`, which leaves
  * out the time it waits for a core on a shared host) as well as wall time. Checks that both builds
  * give the same bits. Shapes: the 1B model's up / down products (8192 × 2048, 2048 × 8192) and
@@ -9,18 +10,27 @@
  *
  * `--m` picks the activation row counts (default 1,2,3); prompt-sized ones (`--m 64,128 --only
  * prompt`) A/B the prompt tiles at the same shapes.
+ * `--threads 2` runs each product on two threads as the backend does (a worker with its own
+ * instance of the build on the same memory, row chunks of the executor's size taken from a shared
+ * counter, bench/decode-ab-worker.ts); CPU time is then both threads'.
+ *
  * `--cold` cycles through enough copies of each matrix (>= 96 MiB) that every call streams its
  * weights from memory, as a decode step does (without it a 1B matrix stays in the L3 cache and
  * the figure is the kernel's own rate). Paths: "x4" is gemm_q4_0x4 / gemm_q8_0x4 (the decode
  * tiles), for one q4_0 row gemv_q4_0x4 on a row record where a build has it (as the backend
  * runs a decode step); "prompt" the prompt tiles (gemm_q4_0x4_prompt /
- * gemm_q8_0x4_prompt), which also take 1–3 rows.
+ * gemm_q8_0x4_prompt), which also take 1–3 rows. q4_K runs at the 1B and 7B shapes of every
+ * product (qkv, out_proj, up, down) through gemm_q4_kx4 on repacked weights where a build has it,
+ * otherwise gemm_k on plain rows (path "x4" either way): main's build against this one is the
+ * plain layout against the x4 one.
  */
 import { readFileSync } from 'node:fs';
+import { Worker } from 'node:worker_threads';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import { TABLES_END, WTYPE, actQ8Bytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
+import { WTYPE, actQ8Bytes, actQ8KBytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
+import { bumpAllocator } from './bump.js';
+import { CTL, type Call, product, type QType, takeChunks, writeCall } from './decode-ab-worker.js';
 
-type QType = 'q4_0' | 'q8_0';
 interface Case {
   type: QType;
   M: number;
@@ -31,18 +41,21 @@ interface Case {
 
 const argv = process.argv.slice(2);
 const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
-const files = argv.filter((a, i) => !a.startsWith('--') && !['--reps', '--only', '--m'].includes(argv[i - 1]!));
+const files = argv.filter(
+  (a, i) => !a.startsWith('--') && !['--reps', '--only', '--m', '--threads'].includes(argv[i - 1]!),
+);
+const threads = Number(flagValue('--threads') ?? 1) === 2 ? 2 : 1;
 const reps = Number(flagValue('--reps') ?? 30) || 30;
 const only = flagValue('--only');
 const cold = argv.includes('--cold');
 const rowCounts = (flagValue('--m') ?? '1,2,3').split(',').map(Number);
 if (files.length !== 2 || !rowCounts.every((m) => Number.isInteger(m) && m >= 1)) {
-  console.error('usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--m 1,2,3]');
+  console.error('usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--m 1,2,3] [--threads 1|2]');
   process.exit(2);
 }
 kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before compiling
 
-const bytesPer = { q4_0: 18, q8_0: 34 } as const;
+const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18 } as const;
 const shapes = [
   [8192, 2048],
   [2048, 8192],
@@ -56,6 +69,18 @@ for (const type of ['q4_0', 'q8_0'] as const)
       cases.push({ type, M, N, K, path: 'x4' });
       if (M > 1) cases.push({ type, M, N, K, path: 'prompt' });
     }
+const kShapes = [
+  [6144, 2048],
+  [2048, 2048],
+  [8192, 2048],
+  [2048, 8192],
+  [12288, 4096],
+  [4096, 4096],
+  [16384, 4096],
+  [4096, 16384],
+] as const;
+const kRowCounts = flagValue('--m') ? rowCounts : [1, 2, 3, 4, 8, 15];
+for (const [N, K] of kShapes) for (const M of kRowCounts) cases.push({ type: 'q4_k', M, N, K, path: 'x4' });
 const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${c.path}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
@@ -66,23 +91,29 @@ function setup(file: string) {
   for (const c of chosen) need.set(`${c.type} ${c.N} ${c.K}`, c);
   const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
   const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
-  // A bump allocator that grows the memory as it goes (64-byte aligned blocks).
-  let top = TABLES_END;
-  const take = (bytes: number) => {
-    const at = top;
-    top += Math.ceil(bytes / 64) * 64;
-    const short = top - memory.buffer.byteLength;
-    if (short > 0) memory.grow(Math.ceil(short / 65536));
-    return at;
-  };
+  const take = bumpAllocator(memory, 64);
   const gemv = typeof k.gemv_q4_0x4 === 'function';
+  const kx4 = typeof k.gemm_q4_kx4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),
-    NMAX = Math.max(...chosen.map((c) => c.N));
-  const MMAX = Math.max(...chosen.map((c) => c.M));
+    NMAX = Math.max(...chosen.map((c) => c.N)),
+    MMAX = Math.max(...chosen.map((c) => c.M));
   const X = take(MMAX * KMAX * 4),
     Y = take(MMAX * NMAX * 4),
     tmp = take(4 * (KMAX / 32) * 34);
   k.fill_random_weights(0, X, MMAX * KMAX, 13, 1);
+  type Quantize = (X: number, n: number, Q: number, S: number) => void;
+  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
+  /** q4_K weights [N][K]: 16 rows of random values quantized, copied over the matrix (seed varies the copy). */
+  const fillQ4k = (W: number, N: number, K: number, seed: number) => {
+    const rows = 16,
+      rb = (K / 256) * 144,
+      src = take(rows * K * 4),
+      scratch = take(kq.kquant_scratch_bytes());
+    k.fill_random_weights(0, src, rows * K, seed, 0.05);
+    kq.quantize_q4_k(src, rows * K, W, scratch);
+    const u8 = new Uint8Array(memory.buffer);
+    for (let r = rows; r < N; r += rows) u8.copyWithin(W + r * rb, W, W + Math.min(rows, N - r) * rb);
+  };
   const mats = new Map<string, { copies: number[]; A: number; R: number }>();
   for (const [key, { type, N, K }] of need) {
     const bytes = (N * K * bytesPer[type]) / 32;
@@ -90,27 +121,49 @@ function setup(file: string) {
     const copies: number[] = [];
     for (let i = 0; i < n; i++) {
       const W = take(bytes);
-      k.fill_random_weights(WTYPE[type], W, N * K, 11 + i, 0.04);
-      k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp);
+      if (type === 'q4_k') {
+        fillQ4k(W, N, K, 11 + i);
+        if (kx4) k.repack_q4_kx4(W, N, K, tmp);
+      } else {
+        k.fill_random_weights(WTYPE[type], W, N * K, 11 + i, 0.04);
+        k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp);
+      }
       copies.push(W);
     }
-    const a = take(actQ8Bytes(MMAX, K)),
+    const a = take(type === 'q4_k' ? actQ8KBytes(MMAX, K) : actQ8Bytes(MMAX, K)),
       row = take(actQ8Bytes(1, K));
-    k.quantize_act_q8(X, K, 0, MMAX, K, a);
-    if (gemv) k.quantize_act_q8_row(X, K, row);
+    if (type === 'q4_k') k.quantize_act_q8k(X, K, 0, MMAX, K, a);
+    else k.quantize_act_q8(X, K, 0, MMAX, K, a);
+    if (gemv && type !== 'q4_k') k.quantize_act_q8_row(X, K, row);
     mats.set(key, { copies, A: a, R: row });
   }
   let turn = 0;
+  const ctl = new Int32Array(new SharedArrayBuffer(CTL.words * 4));
+  const worker =
+    threads === 2
+      ? new Worker(new URL('./decode-ab-worker.js', import.meta.url), {
+          workerData: { decodeAb: true, file, memory, ctl },
+        })
+      : undefined;
+  worker?.unref();
   const call = (c: Case, copy: number) => {
     const mat = mats.get(`${c.type} ${c.N} ${c.K}`)!;
-    const q4 = c.type === 'q4_0';
-    if (c.M === 1 && c.path === 'x4' && q4 && gemv) {
-      k.gemv_q4_0x4(mat.R, mat.copies[copy % mat.copies.length]!, Y, c.N, 0, c.N, c.K, 0);
+    const args: Call = { ...c, A: mat.A, R: mat.R, W: mat.copies[copy % mat.copies.length]!, Y };
+    if (!worker) {
+      product(k, args, 0, c.N);
       return;
     }
-    const f =
-      c.path === 'prompt' ? (q4 ? k.gemm_q4_0x4_prompt : k.gemm_q8_0x4_prompt) : q4 ? k.gemm_q4_0x4 : k.gemm_q8_0x4;
-    f.call(k, mat.A, mat.copies[copy % mat.copies.length]!, Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    // the executor's row chunks for 2 threads (executor.ts chunkRows)
+    writeCall(ctl, args, Math.min(256, Math.max(16, Math.ceil(Math.ceil(c.N / 16) / 4) * 4)));
+    Atomics.store(ctl, CTL.next, 0);
+    Atomics.store(ctl, CTL.done, 0);
+    const gen = Atomics.add(ctl, CTL.gen, 1) + 1;
+    Atomics.notify(ctl, CTL.gen);
+    // both threads start together (on a loaded host the worker's wake-up can take longer than the product)
+    for (let r = Atomics.load(ctl, CTL.ready); r !== gen; r = Atomics.load(ctl, CTL.ready))
+      Atomics.wait(ctl, CTL.ready, r);
+    takeChunks(k, ctl, args);
+    for (let d = Atomics.load(ctl, CTL.done); d < 1; d = Atomics.load(ctl, CTL.done)) Atomics.wait(ctl, CTL.done, d);
   };
   const run = (c: Case) => call(c, turn++);
   // Every copy holds different weights: the bits compare on the first copy only.
@@ -165,4 +218,4 @@ const results = chosen.map((c) => {
     B_vs_A_cpu_median: +(a.cpu_median_ms / b.cpu_median_ms).toFixed(3),
   };
 });
-console.log(JSON.stringify({ A: files[0], B: files[1], reps, cold, results }, null, 1));
+console.log(JSON.stringify({ A: files[0], B: files[1], reps, cold, threads, results }, null, 1));

@@ -12,7 +12,8 @@
  * a layer-sized one (256 rows of weights, 8 rows), attention of one query row (head_dim 64)
  * over 45 and 2,000 keys, and the 1B shape's q4_0 / q8_0 products (K 2048): a decode row
  * against up_proj (8192 rows) and a 128-token prompt chunk against out_proj (2048 rows); q4_K
- * products of 1 and 4 rows and a q6_K decode row against 8192 × 2048.
+ * products of 1, 3, 4 and 8 rows against 8192 × 2048 and a 128-token chunk against 2048 × 2048, and
+ * a q6_K decode row against 8192 × 2048.
  * `--only q4` runs the cases whose name contains "q4" (any substring).
  *
  * A build that exports the x4 products (gemm_q4_0x4, repack.ts's row-interleaved layout) gets its
@@ -20,7 +21,9 @@
  * kernels; against an older build, the decode rows (lanes = weight rows instead of blocks) then
  * differ in their last bits and `same_bits` is false there. The prompt chunk runs once more
  * through gemm_q4_0x4_prompt / gemm_q8_0x4_prompt (assembly/gemm-q-prompt.ts) where a build has it ("prompt tiles"
- * cases, q4_0 and q8_0; builds without them run their own product there).
+ * cases, q4_0 and q8_0; builds without them run their own product there). Likewise a build that
+ * exports gemm_q4_kx4 gets its q4_K weights repacked (q4_Kx4) and runs the q4_K cases through it
+ * (same bits as gemm_k on the plain matrix, so same_bits holds against an older build).
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
@@ -123,6 +126,7 @@ function setup(file: string): { k: Kernels; m: Memory } {
     kq.quantize_q4_k(q.X, QM * QK, q.WK + (r * QK * 144) / 256, kscratch);
     kq.quantize_q6_k(q.X, QM * QK, q.WK6 + (r * QK * 210) / 256, kscratch);
   }
+  if (typeof k.gemm_q4_kx4 === 'function') k.repack_q4_kx4(q.WK, QN, QK, tmp); // tmp holds 4 q8_0 rows: more than 4 q4_K rows
   k.fill_random_weights(WTYPE.bf16, W, N * K, 3, 0.05);
   k.fill_random_weights(0, X, 16 * K, 7, 1);
   k.fill_random_weights(0, att.Q, HD, 1, 1);
@@ -180,7 +184,11 @@ const kquant = (type: 'q4_k' | 'q6_k', M: number, rows: number): Case => ({
   name: `${type} ${M} x ${rows} x ${QK}`,
   work: 2 * M * rows * QK,
   unit: 'GFLOP/s',
-  run: (k, m) => k.gemm_k(WTYPE[type], m.q.AK, type === 'q4_k' ? m.q.WK : m.q.WK6, m.q.Y, rows, M, 0, rows, QK, 0),
+  run: (k, m) => {
+    if (type === 'q4_k' && typeof k.gemm_q4_kx4 === 'function')
+      k.gemm_q4_kx4(m.q.AK, m.q.WK, m.q.Y, rows, M, rows, 0, rows, QK, 0);
+    else k.gemm_k(WTYPE[type], m.q.AK, type === 'q4_k' ? m.q.WK : m.q.WK6, m.q.Y, rows, M, 0, rows, QK, 0);
+  },
   out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
 });
 /** The prompt chunk through the register-blocked prompt tiles where the build has them. */
@@ -211,7 +219,10 @@ const cases = [
   quant('q8_0', 3, QN),
   quant('q8_0', QM, QK),
   kquant('q4_k', 1, QN),
+  kquant('q4_k', 3, QN),
   kquant('q4_k', 4, QN),
+  kquant('q4_k', 8, QN),
+  kquant('q4_k', QM, QK),
   kquant('q6_k', 1, QN),
   quantPrompt('q8_0', QM, QK),
 ].filter((c) => !only || c.name.includes(only));

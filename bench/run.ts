@@ -13,6 +13,7 @@
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
  *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
  *   dot-ab [--reps N]        the dot-add kernel build against the relaxed one, in Node and headless Chromium (bench/dot-ab.ts)
+ *   kquant-step [...]     a 7B-shaped q4_K decode step on one thread, plain vs q4_Kx4 weights, alternated (bench/kquant-step.ts)
  *   decode-ab A.wasm B.wasm  decode-sized q4_0 / q8_0 products (1–3 rows, 1B and 7B shapes) of two builds, alternated, CPU time (bench/decode-ab.ts)
  *   browser FILE.gguf [...]  headless Chromium vs `mpt bench` on the same file, alternated: tok/s ratios, load, memory (bench/browser.ts)
  *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
@@ -51,6 +52,7 @@ if (name === 'kernels') {
     'kernel-ab',
     'dot-ab',
     'decode-ab',
+    'kquant-step',
     'browser',
     'vs-llamacpp',
     'read-bandwidth',

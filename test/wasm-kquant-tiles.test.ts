@@ -4,40 +4,12 @@
 // same bits as one row at a time, whatever the split of the weight rows.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { quantize } from '../src/formats/ggml-quants.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
-import { f32ToF16 } from '../src/formats/dtypes.js';
+import { KQUANT_BLOCK_BYTES as BLOCK_BYTES, type KDtype, kquantWeights as weights } from './helpers/kquant-weights.js';
 import { Heap, rand } from './helpers/wasm-heap.js';
 
 const KINDS = { q4_k: 5, q5_k: 6, q6_k: 7 } as const;
-const BLOCK_BYTES = { q4_k: 144, q5_k: 176, q6_k: 210 } as const;
 const Q8K_BYTES = 368;
-type KDtype = keyof typeof KINDS;
-
-/**
- * N×K weights: the first rows from ggml's quantizer (realistic scales), the rest random bytes
- * (every bit pattern of quants, 6-bit scales / mins and q5_K high bits) with sane fp16 factors.
- */
-function weights(dtype: KDtype, N: number, K: number, seed: number): Uint8Array {
-  const bs = BLOCK_BYTES[dtype],
-    nb = K / 256;
-  const half = Math.ceil(N / 2);
-  const out = new Uint8Array(N * nb * bs);
-  out.set(quantize(dtype, rand(half * K, seed, 0.7)));
-  const noise = rand(N * nb * bs, seed + 1);
-  const dv = new DataView(out.buffer);
-  for (let i = half * nb * bs; i < out.length; i++) out[i] = Math.floor((noise[i]! + 1) * 128) & 255;
-  for (let b = half * nb; b < N * nb; b++) {
-    const o = b * bs;
-    if (dtype === 'q6_k') {
-      dv.setUint16(o + 208, f32ToF16(0.002 + 0.001 * (b % 3)), true);
-    } else {
-      dv.setUint16(o, f32ToF16(0.004 + 0.001 * (b % 5)), true);
-      dv.setUint16(o + 2, f32ToF16(0.003 + 0.0005 * (b % 7)), true);
-    }
-  }
-  return out;
-}
 
 /**
  * y[m][n] in the kernel's summation order, from llama.cpp's per-super-block values (QuantMatrix

@@ -291,6 +291,9 @@ export class Executor {
         else k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_k':
+        if (m.packed) k.gemm_q4_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else k.gemm_k(WTYPE.q4_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        break;
       case 'q5_k':
       case 'q6_k':
         k.gemm_k(WTYPE[m.type], X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
@@ -516,7 +519,9 @@ export class Executor {
       const embed = (r0: number, r1: number, into: number) => {
         for (let r = r0; r < r1; r++) {
           const dst = into + r * d * 4;
-          if (h.wte.packed) k.dequant_row_x4(wt === WTYPE.q4_0 ? 1 : 0, h.wte.ptr, h.wte.rows, d, p.tokens[r]!, dst);
+          if (h.wte.packed && wt === WTYPE.q4_k) k.dequant_row_q4_kx4(h.wte.ptr, h.wte.rows, d, p.tokens[r]!, dst);
+          else if (h.wte.packed)
+            k.dequant_row_x4(wt === WTYPE.q4_0 ? 1 : 0, h.wte.ptr, h.wte.rows, d, p.tokens[r]!, dst);
           else k.dequant_row(wt, h.wte.ptr, d, p.tokens[r]!, dst);
           if (h.wpe) k.add_to(dst, h.wpe + p.wpePos![r]! * d * 4, d);
         }

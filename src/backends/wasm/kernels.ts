@@ -144,6 +144,15 @@ export interface Kernels {
   repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): void;
   /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */
   dequant_row_x4(q4: number, W: number, N: number, K: number, r: number, out: number): void;
+  /**
+   * Products with q4_Kx4 weights (row-interleaved q4_K, repack.ts) of N rows times the q8_K
+   * activations at A; otherwise as gemm_q4_0x4, each row's value with gemm_k's bits.
+   */
+  gemm_q4_kx4: GemmX4;
+  /** Rows [0, rows) (a multiple of 4) of a plain q4_K matrix rewritten in place as q4_Kx4 groups; tmp holds 4 rows. */
+  repack_q4_kx4(W: number, rows: number, K: number, tmp: number): void;
+  /** Row r of a q4_Kx4 matrix of N rows widened to f32 (as dequant_row). */
+  dequant_row_q4_kx4(W: number, N: number, K: number, r: number, out: number): void;
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
   /** Rows [m0, m1) of X into the q8 activation buffer at A (group records, see quant-act.ts). */
   quantize_act_q8(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;

@@ -37,8 +37,9 @@ export interface MatrixRef {
   cols: number;
   bias: number;
   /**
-   * Stored row-interleaved (q4_0x4 / q8_0x4, repack.ts) instead of plain rows: every q4_0 / q8_0
-   * matrix of at least 4 rows, so the decode kernels serve 4 rows per activation load. Same size.
+   * Stored row-interleaved (q4_0x4 / q8_0x4 / q4_Kx4, repack.ts) instead of plain rows: every
+   * q4_0 / q8_0 / q4_K matrix of at least 4 rows, so the decode kernels serve 4 rows per
+   * activation load. Same size.
    */
   packed: boolean;
 }

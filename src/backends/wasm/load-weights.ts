@@ -59,8 +59,10 @@ export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0
   if (s.end - s.start < PACK_ROWS * rb)
     throw new WeightsError(`no scratch room to repack ${PACK_ROWS} rows of ${rb} bytes`);
   const whole = packedRows(Math.min(r1, ref.rows) - r0);
-  if (whole > 0)
-    arenas.kernels[ref.arena]!.repack_x4(ref.type === 'q4_0' ? 1 : 0, ref.ptr + r0 * rb, whole, ref.cols, s.start);
+  if (whole <= 0) return;
+  const k = arenas.kernels[ref.arena]!;
+  if (ref.type === 'q4_k') k.repack_q4_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
+  else k.repack_x4(ref.type === 'q4_0' ? 1 : 0, ref.ptr + r0 * rb, whole, ref.cols, s.start);
 }
 
 /** Writes a matrix whose bytes are `bytes` (stored as info.dtype) into its arena as ref.type. */

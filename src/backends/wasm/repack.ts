@@ -1,7 +1,7 @@
 /**
- * Row-interleaved ("x4") forms of q4_0 / q8_0 weight matrices, as the decode and prompt kernels
- * stream them: one activation block then serves four weight rows, and the four rows' fp16 scales
- * sit side by side (one load converts them together).
+ * Row-interleaved ("x4") forms of q4_0 / q8_0 / q4_K weight matrices, as the decode and prompt
+ * kernels stream them: one activation block then serves four weight rows, and the four rows'
+ * fp16 scales sit side by side (one load converts them together).
  *
  * Layout of a matrix of N rows × K columns (nb = K/32 blocks a row), rows grouped by 4
  * (group g = rows 4g..4g+3, G = floor(N/4) groups):
@@ -9,22 +9,32 @@
  *           (8 bytes, row order), then each row's 16 quant bytes (64 bytes, row order; nibbles as
  *           ggml's q4_0: low nibbles = elements 0..15, high nibbles = 16..31).
  *   q8_0x4: likewise with 8 bytes of scales then 4 × 32 int8 (block stride 136).
+ *   q4_Kx4: per group and 256-value super-block (nb = K/256, stride 576): the 4 rows' fp16 d
+ *           (8 bytes), their fp16 dmin (8 bytes), the 4 rows' 12 packed 6-bit scale bytes in
+ *           groups of 4 (bytes 4g..4g+3 of row r at 16 + 16g + 4r: one vector holds bytes 0..3
+ *           of all 4 rows, so get_scale_min_k4's unpacking runs on 4 rows at once, and a row's
+ *           bytes are three 4-byte loads), then each row's 128 quant bytes as stored, row r at
+ *           64 + 128r (chunk j = bytes 32j..32j+31: low nibbles = values 64j..64j+31, high
+ *           nibbles = 64j+32..64j+63). A row's quants stay contiguous: a 4-token tile that
+ *           read one weight row at a time ran 0.7-0.85× as fast with them spread as 32-byte
+ *           chunks every 128 bytes; the tiles now read a super-block's 4 rows together, and
+ *           the spread form measured the same for them (docs/cpu-profile.md).
  * Rows 4G..N-1 (fewer than 4) stay plain q4_0 / q8_0 rows after the groups, where they would be
  * in the plain matrix. The repacked matrix has exactly the plain matrix's size.
  */
 import { GGML_TYPES } from '../../formats/ggml-types.js';
 
 /** Types with a row-interleaved form. */
-export type PackableType = 'q4_0' | 'q8_0';
+export type PackableType = 'q4_0' | 'q8_0' | 'q4_k';
 
 /** Rows interleaved per group. */
 export const PACK_ROWS = 4;
 
 export function isPackable(t: string): t is PackableType {
-  return t === 'q4_0' || t === 'q8_0';
+  return t === 'q4_0' || t === 'q8_0' || t === 'q4_k';
 }
 
-/** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0). */
+/** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0), 144 for q4_K. */
 function blockBytes(t: PackableType): number {
   return GGML_TYPES[t].typeSize;
 }
@@ -39,7 +49,7 @@ export function packedRows(rows: number): number {
  * quant byte.
  */
 export function packedBlockPlace(
-  t: PackableType,
+  t: 'q4_0' | 'q8_0',
   rows: number,
   K: number,
   r: number,
@@ -58,27 +68,42 @@ export function packedBlockPlace(
 }
 
 /**
- * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 blocks, `plain`) into the x4 layout;
- * returns a new array of the same length.
+ * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 / q4_K blocks, `plain`) into the x4
+ * layout; returns a new array of the same length.
  */
 export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: number): Uint8Array {
   const bs = blockBytes(t),
-    nb = K / GGML_TYPES[t].blockSize,
+    block = GGML_TYPES[t].blockSize,
+    nb = K / block,
     qb = bs - 2;
   const total = rows * nb * bs;
   if (!Number.isInteger(nb) || plain.length < total)
-    throw new RangeError(`repackX4: ${rows} × ${K} ${t} needs ${total} bytes and K a multiple of 32`);
+    throw new RangeError(`repackX4: ${rows} × ${K} ${t} needs ${total} bytes and K a multiple of ${block}`);
   const out = new Uint8Array(total);
   const grouped = packedRows(rows);
-  for (let r = 0; r < grouped; r++) {
-    for (let b = 0; b < nb; b++) {
-      const src = (r * nb + b) * bs;
-      const p = packedBlockPlace(t, rows, K, r, b);
-      out[p.scale] = plain[src]!;
-      out[p.scale + 1] = plain[src + 1]!;
-      out.set(plain.subarray(src + 2, src + 2 + qb), p.quants);
+  if (t === 'q4_k') {
+    for (let r = 0; r < grouped; r++) {
+      const i = r % PACK_ROWS;
+      for (let b = 0; b < nb; b++) {
+        const src = (r * nb + b) * bs,
+          at = (Math.floor(r / PACK_ROWS) * nb + b) * bs * PACK_ROWS;
+        out.set(plain.subarray(src, src + 2), at + 2 * i);
+        out.set(plain.subarray(src + 2, src + 4), at + 8 + 2 * i);
+        for (let g = 0; g < 3; g++) out.set(plain.subarray(src + 4 + 4 * g, src + 8 + 4 * g), at + 16 + 16 * g + 4 * i);
+        for (let j = 0; j < 4; j++)
+          out.set(plain.subarray(src + 16 + 32 * j, src + 48 + 32 * j), at + 64 + 128 * i + 32 * j);
+      }
     }
-  }
+  } else
+    for (let r = 0; r < grouped; r++) {
+      for (let b = 0; b < nb; b++) {
+        const src = (r * nb + b) * bs;
+        const p = packedBlockPlace(t, rows, K, r, b);
+        out[p.scale] = plain[src]!;
+        out[p.scale + 1] = plain[src + 1]!;
+        out.set(plain.subarray(src + 2, src + 2 + qb), p.quants);
+      }
+    }
   out.set(plain.subarray(grouped * nb * bs, total), grouped * nb * bs);
   return out;
 }

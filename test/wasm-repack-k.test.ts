@@ -1,0 +1,147 @@
+// The row-interleaved form of q4_K matrices (q4_Kx4, src/backends/wasm/repack.ts) and its
+// products: read back by a dequantizer written here from the layout's description alone, a
+// repacked matrix gives ggml's values for the plain matrix; the wasm in-place repack writes the
+// same bytes as the TypeScript one; and gemm_q4_kx4 gives every row exactly the bits gemm_k gives
+// on the plain matrix (exact integer sums, the same f32 steps), for 1-17 activation rows (decode
+// tile for single rows, the R-row group tile for 2-4 at a time), row ranges cut inside a group, accumulation, leftover plain rows, both
+// kernel builds — and values within float64 rounding of llama.cpp's arithmetic.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { dequantize } from '../src/formats/ggml-quants.js';
+import { f16ToF32 } from '../src/formats/dtypes.js';
+import { repackX4 } from '../src/backends/wasm/repack.js';
+import { QuantMatrix } from './helpers/llamacpp-dot.js';
+import { kquantWeights } from './helpers/kquant-weights.js';
+import { Heap, rand } from './helpers/wasm-heap.js';
+
+const Q8K_BYTES = 368;
+const Q4K = 5;
+
+/** [weight rows, K]: fewer than 4 rows, rows not a multiple of 4, several super-blocks. */
+const SHAPES: ReadonlyArray<readonly [number, number]> = [
+  [1, 256],
+  [3, 512],
+  [4, 256],
+  [5, 768],
+  [8, 1280],
+  [13, 512],
+];
+
+/** Values of a q4_Kx4 matrix, read as the layout is described (groups, then plain leftover rows). */
+function dequantizeX4(bytes: Uint8Array, rows: number, K: number): Float32Array {
+  const nb = K / 256;
+  const out = new Float32Array(rows * K);
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const groups = Math.floor(rows / 4);
+  for (let g = 0; g < groups; g++)
+    for (let b = 0; b < nb; b++) {
+      const at = (g * nb + b) * 576;
+      for (let r = 0; r < 4; r++) {
+        const d = f16ToF32(dv.getUint16(at + 2 * r, true)),
+          dmin = f16ToF32(dv.getUint16(at + 8 + 2 * r, true));
+        const sb = (k: number) => bytes[at + 16 + 16 * (k >> 2) + 4 * r + (k & 3)]!; // scale byte k of row r
+        for (let j = 0; j < 8; j++) {
+          // get_scale_min_k4
+          const sc = j < 4 ? sb(j) & 63 : (sb(j + 4) & 15) | ((sb(j - 4) >> 6) << 4);
+          const mn = j < 4 ? sb(j + 4) & 63 : (sb(j + 4) >> 4) | ((sb(j) >> 6) << 4);
+          const chunk = at + 64 + 128 * r + 32 * (j >> 1);
+          for (let l = 0; l < 32; l++) {
+            const q = j & 1 ? bytes[chunk + l]! >> 4 : bytes[chunk + l]! & 15;
+            out[(4 * g + r) * K + b * 256 + 32 * j + l] = Math.fround(
+              Math.fround(Math.fround(d * sc) * q) - Math.fround(dmin * mn),
+            );
+          }
+        }
+      }
+    }
+  const rest = 4 * groups;
+  out.set(dequantize('q4_k', bytes.subarray(rest * nb * 144), (rows - rest) * K), rest * K);
+  return out;
+}
+
+test('q4_Kx4: repacked matrices dequantize to the plain matrices values, same size, leftover rows plain', () => {
+  for (const [rows, K] of SHAPES) {
+    const plain = kquantWeights('q4_k', rows, K, rows * 7 + K);
+    const packed = repackX4('q4_k', plain, rows, K);
+    assert.equal(packed.length, plain.length);
+    assert.deepEqual(dequantizeX4(packed, rows, K), dequantize('q4_k', plain, rows * K), `${rows}×${K}`);
+    const tail = (rows - (rows % 4)) * (K / 256) * 144;
+    assert.deepEqual(packed.subarray(tail), plain.subarray(tail), 'leftover rows stay as stored');
+  }
+  assert.throws(() => repackX4('q4_k', new Uint8Array(144 * 4), 4, 128), RangeError);
+});
+
+for (const variant of ['shared', 'shared-base'] as const)
+  test(`gemm_q4_kx4: every row has gemm_k's bits on the plain matrix, any activation rows and row split (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
+    const h = new Heap(variant);
+    for (const [N, K] of [...SHAPES, [16, 1024] as const]) {
+      const nb = K / 256;
+      const plain = kquantWeights('q4_k', N, K, 31 * N + K);
+      const packed = repackX4('q4_k', plain, N, K);
+      const Mmax = 17; // single rows through the decode tile, 2-4 at a time through the group tile
+      const x = rand(Mmax * K, N + K, 2);
+      x.fill(0, 2 * K, 2 * K + 256); // an all-zero super-block (d_x = 0) in row 2
+      x[5 * K + 3] = 40; // an outlier
+      const px = h.putF32(x),
+        pa = h.alloc(Mmax * nb * Q8K_BYTES);
+      h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
+      const pw = h.putU8(plain),
+        pp = h.putU8(packed);
+      const tag = `${N}×${K}`;
+      // the wasm in-place repack writes the TypeScript layout's bytes
+      const pr = h.putU8(plain),
+        tmp = h.alloc(4 * nb * 144);
+      h.k.repack_q4_kx4(pr, N & ~3, K, tmp);
+      assert.deepEqual(h.u8(pr, packed.length), packed, `${tag} repack_q4_kx4`);
+      // dequant_row_q4_kx4 reads every row back (embedding rows)
+      const row = h.alloc(K * 4),
+        all = dequantize('q4_k', plain, N * K);
+      for (let r = 0; r < N; r++) {
+        h.k.dequant_row_q4_kx4(pp, N, K, r, row);
+        assert.deepEqual(h.f32(row, K), all.subarray(r * K, (r + 1) * K), `${tag} dequant row ${r}`);
+      }
+      const qm = new QuantMatrix('q4_k', plain, N, K);
+      for (const M of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17]) {
+        const want = h.alloc(M * N * 4),
+          got = h.alloc(M * N * 4);
+        h.k.gemm_k(Q4K, pa, pw, want, N, M, 0, N, K, 0);
+        h.k.gemm_q4_kx4(pa, pp, got, N, M, N, 0, N, K, 0);
+        const y = h.f32(got, M * N).slice(),
+          ref = h.f32(want, M * N);
+        for (let i = 0; i < M * N; i++)
+          if (!Object.is(y[i], ref[i]))
+            assert.fail(`${tag} M=${M} [${Math.floor(i / N)},${i % N}]: ${y[i]} vs ${ref[i]}`);
+        // float64 sums of llama.cpp's per-super-block values (f32 rounding of a few super-block values)
+        for (let m = 0; m < M; m++) {
+          const r = qm.matvec(x.subarray(m * K, (m + 1) * K));
+          for (let n = 0; n < N; n++)
+            assert.ok(
+              Math.abs(y[m * N + n]! - r[n]!) <= 1e-5 * (1 + Math.abs(r[n]!)),
+              `${tag} M=${M} [${m},${n}] ${y[m * N + n]} vs float64 ${r[n]}`,
+            );
+        }
+        // added onto a base, the weight rows split at a place inside a group
+        const base = rand(M * N, 3 * M + N);
+        h.f32(got, M * N).set(base);
+        const cut = Math.min(N, 1 + (N >> 1));
+        h.k.gemm_q4_kx4(pa, pp, got, N, M, N, cut, N, K, 1);
+        h.k.gemm_q4_kx4(pa, pp, got, N, M, N, 0, cut, K, 1);
+        const y2 = h.f32(got, M * N);
+        for (let i = 0; i < M * N; i++)
+          if (!Object.is(y2[i], Math.fround(base[i]! + y[i]!))) assert.fail(`${tag} M=${M} split [${i}]`);
+      }
+      // rows of Y wider than N, starting in the middle of the activations
+      const ldy = N + 3,
+        M = 5,
+        py = h.alloc(M * ldy * 4),
+        pz = h.alloc(M * ldy * 4);
+      h.f32(py, M * ldy).fill(-1);
+      h.f32(pz, M * ldy).fill(-1);
+      h.k.gemm_k(Q4K, pa + 2 * nb * Q8K_BYTES, pw, pz, ldy, M, 1, N, K, 0);
+      h.k.gemm_q4_kx4(pa + 2 * nb * Q8K_BYTES, pp, py, ldy, M, N, 1, N, K, 0);
+      const a = h.f32(py, M * ldy),
+        b = h.f32(pz, M * ldy);
+      for (let i = 0; i < M * ldy; i++)
+        if (!Object.is(a[i], b[i])) assert.fail(`${tag} ldy [${i}]: ${a[i]} vs ${b[i]}`);
+    }
+  });
