@@ -13,6 +13,7 @@
  *   quant-kl [...]        KL of quantized weights vs f32 on the default model, ours and llama.cpp's (bench/quant-kl.ts)
  *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
  *   decode-ab A.wasm B.wasm  decode-sized q4_0 / q8_0 products (1–3 rows, 1B and 7B shapes) of two builds, alternated, CPU time (bench/decode-ab.ts)
+ *   kprompt-ab A.wasm B.wasm  q4_K prompt products (4–128 rows, 1B and 7B shapes) of two builds, alternated, CPU time (bench/kprompt-ab.ts)
  *   browser FILE.gguf [...]  headless Chromium vs `mpt bench` on the same file, alternated: tok/s ratios, load, memory (bench/browser.ts)
  *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
  *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
@@ -48,6 +49,7 @@ if (name === 'kernels') {
     'quant-kl',
     'kernel-ab',
     'decode-ab',
+    'kprompt-ab',
     'browser',
     'vs-llamacpp',
     'read-bandwidth',
@@ -60,7 +62,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, browser, vs-llamacpp, read-bandwidth, profile)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, decode-ab, kprompt-ab, browser, vs-llamacpp, read-bandwidth, profile)`,
   );
   process.exitCode = 2;
 }

@@ -84,6 +84,12 @@ export interface Pass {
  * assembly/gemm-q-prompt.ts); row chunks start at multiples of 4 (chunkRows), as they need.
  */
 const PROMPT_TILE_ROWS = 4;
+/**
+ * Activation rows from which packed q4_K products take the prompt tile (4 weight rows × 8 tokens,
+ * assembly/gemm-k-prompt.ts): below it gemm_q4_kx4 (`kprompt-ab`: at 4-8 rows of the 7B shape's
+ * 4096 × 4096 the prompt tile was 0.83-0.92× it, at 16 rows 1.05-1.14×).
+ */
+const PROMPT_TILE_ROWS_K = 16;
 
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
 const ATTN_ROWS = 16;
@@ -233,7 +239,8 @@ export class Executor {
         else k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_k':
-        if (m.packed) k.gemm_q4_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        if (m.packed && M >= PROMPT_TILE_ROWS_K) k.gemm_q4_kx4_prompt(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else if (m.packed) k.gemm_q4_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else k.gemm_k(WTYPE.q4_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q5_k':

@@ -23,8 +23,8 @@ import { half4_scaled, reduce4_i16 } from './gemm-q';
 
 export const Q8K_BYTES: usize = 368;
 /** Bytes of one q4_Kx4 group super-block (4 rows × 144, repack.ts). */
-const X4K_BYTES: usize = 576;
-const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
+export const X4K_BYTES: usize = 576;
+export const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
 
 /** Quantizes rows [m0, m1) of X (K values, a multiple of 256) to q8_K records at A (row stride K/256 records). */
 export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize): void {
@@ -70,7 +70,7 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
 
 /** i16 partial sums (pairs of products) of 16 unsigned weights (< 128) and 16 activations. */
 // @ts-ignore: decorator
-@inline function udot16(w: v128, x: v128): v128 {
+@inline export function udot16(w: v128, x: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(x, w);
   // widen: the pair sums of i16 products, as pmaddubsw gives them
   const lo = i16x8.mul(i16x8.extend_low_i8x16_u(w), i16x8.extend_low_i8x16_s(x));
