@@ -1,5 +1,6 @@
 /**
- * Decode-sized q4_0 / q8_0 products (1–3 activation rows) of two kernel builds in one process,
+ * Decode-sized q4_0 / q8_0 products (1–3 activation rows) and q4_K products (1–15 rows: decode
+ * and the server's batches) of two kernel builds in one process,
  * calls alternated (A B B A …), timed in CPU time of the process (`process.cpuUsage`, which leaves
  * out the time it waits for a core on a shared host) as well as wall time. Checks that both builds
  * give the same bits. Shapes: the 1B model's up / down products (8192 × 2048, 2048 × 8192) and
@@ -12,13 +13,22 @@
  * the figure is the kernel's own rate). Paths: "x4" is gemm_q4_0x4 / gemm_q8_0x4 (the decode
  * tiles), for one q4_0 row gemv_q4_0x4 on a row record where a build has it (as the backend
  * runs a decode step); "prompt" the prompt tiles (gemm_q4_0x4_prompt /
- * gemm_q8_0x4_prompt), which also take 1–3 rows.
+ * gemm_q8_0x4_prompt), which also take 1–3 rows. q4_K runs at the 1B and 7B shapes of every
+ * product (qkv, out_proj, up, down) through gemm_q4_kx4 on repacked weights where a build has it,
+ * otherwise gemm_k on plain rows (path "x4" either way): main's build against this one is the
+ * plain layout against the x4 one.
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import { TABLES_END, WTYPE, actQ8Bytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
+import {
+  TABLES_END,
+  WTYPE,
+  actQ8Bytes,
+  actQ8KBytes,
+  instantiateKernelsAndTables,
+} from '../src/backends/wasm/kernels.js';
 
-type QType = 'q4_0' | 'q8_0';
+type QType = 'q4_0' | 'q8_0' | 'q4_k';
 interface Case {
   type: QType;
   M: number;
@@ -39,7 +49,7 @@ if (files.length !== 2) {
 }
 kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before compiling
 
-const bytesPer = { q4_0: 18, q8_0: 34 } as const;
+const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18 } as const;
 const shapes = [
   [8192, 2048],
   [2048, 8192],
@@ -53,6 +63,17 @@ for (const type of ['q4_0', 'q8_0'] as const)
       cases.push({ type, M, N, K, path: 'x4' });
       if (M > 1) cases.push({ type, M, N, K, path: 'prompt' });
     }
+const kShapes = [
+  [6144, 2048],
+  [2048, 2048],
+  [8192, 2048],
+  [2048, 8192],
+  [12288, 4096],
+  [4096, 4096],
+  [16384, 4096],
+  [4096, 16384],
+] as const;
+for (const [N, K] of kShapes) for (const M of [1, 2, 3, 4, 8, 15]) cases.push({ type: 'q4_k', M, N, K, path: 'x4' });
 const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${c.path}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
@@ -73,12 +94,27 @@ function setup(file: string) {
     return at;
   };
   const gemv = typeof k.gemv_q4_0x4 === 'function';
+  const kx4 = typeof k.gemm_q4_kx4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),
-    NMAX = Math.max(...chosen.map((c) => c.N));
-  const X = take(3 * KMAX * 4),
-    Y = take(3 * NMAX * 4),
+    NMAX = Math.max(...chosen.map((c) => c.N)),
+    MMAX = Math.max(...chosen.map((c) => c.M));
+  const X = take(MMAX * KMAX * 4),
+    Y = take(MMAX * NMAX * 4),
     tmp = take(4 * (KMAX / 32) * 34);
-  k.fill_random_weights(0, X, 3 * KMAX, 13, 1);
+  k.fill_random_weights(0, X, MMAX * KMAX, 13, 1);
+  type Quantize = (X: number, n: number, Q: number, S: number) => void;
+  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
+  /** q4_K weights [N][K]: 16 rows of random values quantized, copied over the matrix (seed varies the copy). */
+  const fillQ4k = (W: number, N: number, K: number, seed: number) => {
+    const rows = 16,
+      rb = (K / 256) * 144,
+      src = take(rows * K * 4),
+      scratch = take(kq.kquant_scratch_bytes());
+    k.fill_random_weights(0, src, rows * K, seed, 0.05);
+    kq.quantize_q4_k(src, rows * K, W, scratch);
+    const u8 = new Uint8Array(memory.buffer);
+    for (let r = rows; r < N; r += rows) u8.copyWithin(W + r * rb, W, W + Math.min(rows, N - r) * rb);
+  };
   const mats = new Map<string, { copies: number[]; A: number; R: number }>();
   for (const [key, { type, N, K }] of need) {
     const bytes = (N * K * bytesPer[type]) / 32;
@@ -86,27 +122,39 @@ function setup(file: string) {
     const copies: number[] = [];
     for (let i = 0; i < n; i++) {
       const W = take(bytes);
-      k.fill_random_weights(WTYPE[type], W, N * K, 11 + i, 0.04);
-      k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp);
+      if (type === 'q4_k') {
+        fillQ4k(W, N, K, 11 + i);
+        if (kx4) k.repack_q4_kx4(W, N, K, tmp);
+      } else {
+        k.fill_random_weights(WTYPE[type], W, N * K, 11 + i, 0.04);
+        k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp);
+      }
       copies.push(W);
     }
-    const a = take(actQ8Bytes(3, K)),
+    const a = take(type === 'q4_k' ? actQ8KBytes(MMAX, K) : actQ8Bytes(3, K)),
       row = take(actQ8Bytes(1, K));
-    k.quantize_act_q8(X, K, 0, 3, K, a);
-    if (gemv) k.quantize_act_q8_row(X, K, row);
+    if (type === 'q4_k') k.quantize_act_q8k(X, K, 0, MMAX, K, a);
+    else k.quantize_act_q8(X, K, 0, 3, K, a);
+    if (gemv && type !== 'q4_k') k.quantize_act_q8_row(X, K, row);
     mats.set(key, { copies, A: a, R: row });
   }
   let turn = 0;
   const call = (c: Case, copy: number) => {
     const mat = mats.get(`${c.type} ${c.N} ${c.K}`)!;
+    const W = mat.copies[copy % mat.copies.length]!;
+    if (c.type === 'q4_k') {
+      if (kx4) k.gemm_q4_kx4(mat.A, W, Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+      else k.gemm_k(WTYPE.q4_k, mat.A, W, Y, c.N, c.M, 0, c.N, c.K, 0);
+      return;
+    }
     const q4 = c.type === 'q4_0';
     if (c.M === 1 && c.path === 'x4' && q4 && gemv) {
-      k.gemv_q4_0x4(mat.R, mat.copies[copy % mat.copies.length]!, Y, c.N, 0, c.N, c.K, 0);
+      k.gemv_q4_0x4(mat.R, W, Y, c.N, 0, c.N, c.K, 0);
       return;
     }
     const f =
       c.path === 'prompt' ? (q4 ? k.gemm_q4_0x4_prompt : k.gemm_q8_0x4_prompt) : q4 ? k.gemm_q4_0x4 : k.gemm_q8_0x4;
-    f.call(k, mat.A, mat.copies[copy % mat.copies.length]!, Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    f.call(k, mat.A, W, Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
   };
   const run = (c: Case) => call(c, turn++);
   // Every copy holds different weights: the bits compare on the first copy only.

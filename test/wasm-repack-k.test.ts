@@ -78,7 +78,7 @@ for (const variant of ['shared', 'shared-base'] as const)
       const nb = K / 256;
       const plain = kquantWeights('q4_k', N, K, 31 * N + K);
       const packed = repackX4('q4_k', plain, N, K);
-      const Mmax = 17; // up to 15 rows the decode tile, from 16 the 4-row tile over packed rows
+      const Mmax = 17; // single rows through the decode tile, 2-4 at a time through the group tile
       const x = rand(Mmax * K, N + K, 2);
       x.fill(0, 2 * K, 2 * K + 256); // an all-zero super-block (d_x = 0) in row 2
       x[5 * K + 3] = 40; // an outlier

@@ -185,29 +185,18 @@ let sums_c1: v128 = i32x4.splat(0), sums_c2: v128 = i32x4.splat(0), sums_c3: v12
 let sums_sm: v128 = i32x4.splat(0);
 
 /**
- * scales_mins_k4 of row i (0..3) of the x4 group super-block at w (q4_Kx4, repack.ts: scale
- * bytes 4g..4g+3 of row i at w + 16 + 16g + 4i): the row's three 4-byte groups into lanes 0-11.
- */
-// @ts-ignore: decorator
-@inline function scales_mins_x4(w: usize, i: usize): v128 {
-  const p = w + 16 + 4 * i;
-  return scales_mins_k4v(v128.load32_lane(p + 32, v128.load32_lane(p + 16, v128.load32_zero(p), 1), 2));
-}
-
-/**
  * The integer sums of one q4_K / q5_K super-block at w times the q8_K records of R activation rows
  * (row t at x + t·xs), before their lanes are added: Σ_sub scale·Σ q_w·q_x in i32 lanes, row 0's
  * returned, rows 1..R-1's in sums_c1..3; the block's scales and mins (scales_mins_k4) in sums_sm.
- * x4 (q4_K only): w is an x4 group super-block (repack.ts) and the weight row is its row i.
  */
 // @ts-ignore: decorator
-@inline function block45_sums(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128, x4: bool = false, i: usize = 0): v128 {
-  const sm = x4 ? scales_mins_x4(w, i) : scales_mins_k4(w + 4);
+@inline function block45_sums(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
+  const sm = scales_mins_k4(w + 4);
   let scv = i16x8.extend_low_i8x16_u(sm);
   const z = i32x4.splat(0);
   let c0 = z, c1 = z, c2 = z, c3 = z;
-  // a row's 128 quant bytes: at 16 (q4_K), 48 (q5_K), or 64 + 128i in a q4_Kx4 group
-  let qs = x4 ? w + 64 + 128 * i : w + (five ? 48 : 16), xp = x;
+  // a row's 128 quant bytes: at 16 (q4_K) or 48 (q5_K)
+  let qs = w + (five ? 48 : 16), xp = x;
   let qh0 = z, qh1 = z;
   const b16 = i8x16.sub(m, i8x16.eq(m, m)); // 0x10 bytes, from the register holding 0x0F
   if (five) { qh0 = v128.load(w, 16); qh1 = v128.load(w, 32); }
@@ -237,14 +226,14 @@ let sums_sm: v128 = i32x4.splat(0);
  * operations, in the same order, for every R.
  */
 // @ts-ignore: decorator
-@inline function block45(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128, x4: bool = false, i: usize = 0): v128 {
+@inline function block45(w: usize, x: usize, xs: usize, five: bool, R: i32, m: v128): v128 {
   const z = i32x4.splat(0);
-  const c0 = block45_sums(w, x, xs, five, R, m, x4, i);
+  const c0 = block45_sums(w, x, xs, five, R, m);
   const sumi = tsum4(c0, R > 1 ? sums_c1 : z, R > 2 ? sums_c2 : z, R > 3 ? sums_c3 : z);
   const mins = i16x8.extend_high_i8x16_u(sums_sm);
   const summ = tsum4(mins_dot(mins, x), R > 1 ? mins_dot(mins, x + xs) : z, R > 2 ? mins_dot(mins, x + 2 * xs) : z, R > 3 ? mins_dot(mins, x + 3 * xs) : z);
   const dx = dx_rows(x, xs, R);
-  const d = x4 ? f16_at(w + 2 * i) : f16_at(w), dmin = x4 ? f16_at(w + 8 + 2 * i) : f16_at(w + 2);
+  const d = f16_at(w), dmin = f16_at(w + 2);
   return f32x4.sub(f32x4.mul(f32x4.mul(f32x4.splat(d), dx), f32x4.convert_i32x4_s(sumi)),
     f32x4.mul(f32x4.mul(f32x4.splat(dmin), dx), f32x4.convert_i32x4_s(summ)));
 }
@@ -381,14 +370,10 @@ function b5k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w,
 function b6k_2(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 2, m); }
 function b6k_3(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 3, m); }
 function b6k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, x, xs, 4, m); }
-function b4x_2(w: usize, x: usize, xs: usize, m: v128, i: usize): v128 { return block45(w, x, xs, false, 2, m, true, i); }
-function b4x_3(w: usize, x: usize, xs: usize, m: v128, i: usize): v128 { return block45(w, x, xs, false, 3, m, true, i); }
-function b4x_4(w: usize, x: usize, xs: usize, m: v128, i: usize): v128 { return block45(w, x, xs, false, 4, m, true, i); }
 
 // kind: 5 = q4_K, 6 = q5_K, 7 = q6_K (the host's type ids)
 // @ts-ignore: decorator
-@inline function block_rows(kind: i32, R: i32, w: usize, x: usize, xs: usize, m: v128, x4: bool, i: usize): v128 {
-  if (x4) return R == 2 ? b4x_2(w, x, xs, m, i) : R == 3 ? b4x_3(w, x, xs, m, i) : b4x_4(w, x, xs, m, i);
+@inline function block_rows(kind: i32, R: i32, w: usize, x: usize, xs: usize, m: v128): v128 {
   if (kind == 5) return R == 2 ? b4k_2(w, x, xs, m) : R == 3 ? b4k_3(w, x, xs, m) : b4k_4(w, x, xs, m);
   if (kind == 6) return R == 2 ? b5k_2(w, x, xs, m) : R == 3 ? b5k_3(w, x, xs, m) : b5k_4(w, x, xs, m);
   return R == 2 ? b6k_2(w, x, xs, m) : R == 3 ? b6k_3(w, x, xs, m) : b6k_4(w, x, xs, m);
@@ -403,25 +388,24 @@ function b4x_4(w: usize, x: usize, xs: usize, m: v128, i: usize): v128 { return 
  * One weight row (nb super-blocks at w) × R activation rows (records at x + t·xs) into
  * y + t·sy. Per row, super-block values are summed in four chains (blocks mod 4), the chains
  * pairwise ((0 + 2) + (1 + 3)), then the leftover blocks in order: lanes are rows, so every R
- * (and every split of the rows) gives the same bits. x4: the weight row is row i of the q4_Kx4
- * group at w (R > 1).
+ * (and every split of the rows) gives the same bits.
  */
 // @ts-ignore: decorator
-@inline function tile(kind: i32, R: i32, w: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128, x4: bool = false, i: usize = 0): void {
-  const bs: usize = x4 ? X4K_BYTES : kind == 5 ? 144 : kind == 6 ? 176 : 210;
+@inline function tile(kind: i32, R: i32, w: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128): void {
+  const bs: usize = kind == 5 ? 144 : kind == 6 ? 176 : 210;
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    a0 = f32x4.add(a0, block_rows(kind, R, w, x, xs, m, x4, i));
-    a1 = f32x4.add(a1, block_rows(kind, R, w + bs, x + Q8K_BYTES, xs, m, x4, i));
-    a2 = f32x4.add(a2, block_rows(kind, R, w + 2 * bs, x + 2 * Q8K_BYTES, xs, m, x4, i));
-    a3 = f32x4.add(a3, block_rows(kind, R, w + 3 * bs, x + 3 * Q8K_BYTES, xs, m, x4, i));
+    a0 = f32x4.add(a0, block_rows(kind, R, w, x, xs, m));
+    a1 = f32x4.add(a1, block_rows(kind, R, w + bs, x + Q8K_BYTES, xs, m));
+    a2 = f32x4.add(a2, block_rows(kind, R, w + 2 * bs, x + 2 * Q8K_BYTES, xs, m));
+    a3 = f32x4.add(a3, block_rows(kind, R, w + 3 * bs, x + 3 * Q8K_BYTES, xs, m));
     w += 4 * bs;
     x += 4 * Q8K_BYTES;
   }
   let s = f32x4.add(f32x4.add(a0, a2), f32x4.add(a1, a3));
   for (; b < nb; b++) {
-    s = f32x4.add(s, block_rows(kind, R, w, x, xs, m, x4, i));
+    s = f32x4.add(s, block_rows(kind, R, w, x, xs, m));
     w += bs;
     x += Q8K_BYTES;
   }
@@ -646,32 +630,212 @@ function tile1x4_q4k(w: usize, nb: i32, x: usize, y: usize, acc: i32, l0: i32, l
   }
 }
 
-/** Row i of the q4_Kx4 group at gw × R = 2..4 activation rows (tile over the strided row). */
-function tile_x4k(R: i32, gw: usize, i: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, m: v128): void {
-  if (R == 4) tile(5, 4, gw, x, xs, nb, y, sy, acc, m, true, i);
-  else if (R == 3) tile(5, 3, gw, x, xs, nb, y, sy, acc, m, true, i);
-  else tile(5, 2, gw, x, xs, nb, y, sy, acc, m, true, i);
+// The q4_Kx4 tile of R = 2..4 activation rows, lanes = the group's 4 weight rows: per activation
+// row t its super-block integer sums (ks_t), mins term (km_t), f32 value (kv_t) and four chains
+// (kc_t0..kc_t3: super-blocks ≡ c mod 4). Globals, i.e. memory V8 keeps per instance (thread).
+let ks0: v128 = i32x4.splat(0), ks1: v128 = i32x4.splat(0), ks2: v128 = i32x4.splat(0), ks3: v128 = i32x4.splat(0);
+let km0: v128 = i32x4.splat(0), km1: v128 = i32x4.splat(0), km2: v128 = i32x4.splat(0), km3: v128 = i32x4.splat(0);
+let kv0: v128 = i32x4.splat(0), kv1: v128 = i32x4.splat(0), kv2: v128 = i32x4.splat(0), kv3: v128 = i32x4.splat(0);
+let kc00: v128 = i32x4.splat(0), kc01: v128 = i32x4.splat(0), kc02: v128 = i32x4.splat(0), kc03: v128 = i32x4.splat(0);
+let kc10: v128 = i32x4.splat(0), kc11: v128 = i32x4.splat(0), kc12: v128 = i32x4.splat(0), kc13: v128 = i32x4.splat(0);
+let kc20: v128 = i32x4.splat(0), kc21: v128 = i32x4.splat(0), kc22: v128 = i32x4.splat(0), kc23: v128 = i32x4.splat(0);
+let kc30: v128 = i32x4.splat(0), kc31: v128 = i32x4.splat(0), kc32: v128 = i32x4.splat(0), kc33: v128 = i32x4.splat(0);
+
+// Rows 0-1's half-reduced sums of activation row t (ku_t), staged while rows 2-3 are unpacked
+// (the 8 nibble vectors of all 4 rows, next to the activations, spill: V8 has 16 xmm registers);
+// kzero is 0, read where the same weight bytes are loaded again (the high nibbles), so that V8
+// cannot merge the loads and keep the first pass's 4 raw vectors live (spilled) until then.
+let ku0: v128 = i32x4.splat(0), ku1: v128 = i32x4.splat(0), ku2: v128 = i32x4.splat(0), ku3: v128 = i32x4.splat(0);
+let kzero: u32 = 0;
+
+/** Weight rows 0-1 (first) or 2-3's share of activation row t's sub-block (t's staged sum ku). */
+// @ts-ignore: decorator
+@inline function half_row(n0: v128, n1: v128, n2: v128, n3: v128, xp: usize, first: bool, ku: v128, sc: v128): v128 {
+  const x0 = v128.load(xp), x1 = v128.load(xp, 16);
+  const u = fold2(i16x8.add(udot16(n0, x0), udot16(n1, x1)), i16x8.add(udot16(n2, x0), udot16(n3, x1)));
+  if (first) return u;
+  // lanes 2r, 2r + 1: row r's two halves, times its scale (as chunk_q4kx4)
+  const v = i16x8.add(v128.shuffle<u32>(ku, u, 0, 2, 4, 6), v128.shuffle<u32>(ku, u, 1, 3, 5, 7));
+  return i32x4.dot_i16x8_s(v, sc);
 }
 
 /**
- * Reads one word of every 64-byte line of [p, p + n): the 4-row tile reads one packed row at a
- * time, a third of each super-block's lines, and the lines the next rows need were demand misses
- * (kernel-ab: 0.4-0.8× gemm_k); loaded up front they overlap. The words' sum goes to kx_u0
- * (written before it is read in the decode tile) so that the optimizer keeps the loads.
+ * One sub-block (high: the high nibbles) of two weight rows of a q4_Kx4 super-block (their bytes
+ * at q, q + 128) × R activation rows (values at xp + t·xs): the rows' 32 weights unpacked once
+ * for every activation row. first: rows 0-1, sums staged in ku_t; else rows 2-3, joined with
+ * ku_t, scaled (sc: the 4 rows' scales, each in two i16 lanes), added to ks_t.
  */
 // @ts-ignore: decorator
-@inline function touch(p: usize, n: usize): void {
-  let s: i32 = 0;
-  for (let q = p; q < p + n; q += 64) s += load<i32>(q);
-  kx_u0 = i32x4.splat(s);
+@inline function pass_q4kx4(R: i32, q: usize, xp: usize, xs: usize, sc: v128, m: v128, high: bool, first: bool): void {
+  if (high) q += <usize>kzero;
+  let n0 = v128.load(q), n1 = v128.load(q, 16), n2 = v128.load(q, 128), n3 = v128.load(q, 144);
+  if (high) { n0 = i16x8.shr_u(n0, 4); n1 = i16x8.shr_u(n1, 4); n2 = i16x8.shr_u(n2, 4); n3 = i16x8.shr_u(n3, 4); }
+  n0 = v128.and(n0, m); n1 = v128.and(n1, m); n2 = v128.and(n2, m); n3 = v128.and(n3, m);
+  if (first) {
+    ku0 = half_row(n0, n1, n2, n3, xp, true, ku0, sc);
+    ku1 = half_row(n0, n1, n2, n3, xp + xs, true, ku1, sc);
+    if (R > 2) ku2 = half_row(n0, n1, n2, n3, xp + 2 * xs, true, ku2, sc);
+    if (R > 3) ku3 = half_row(n0, n1, n2, n3, xp + 3 * xs, true, ku3, sc);
+  } else {
+    ks0 = i32x4.add(ks0, half_row(n0, n1, n2, n3, xp, false, ku0, sc));
+    ks1 = i32x4.add(ks1, half_row(n0, n1, n2, n3, xp + xs, false, ku1, sc));
+    if (R > 2) ks2 = i32x4.add(ks2, half_row(n0, n1, n2, n3, xp + 2 * xs, false, ku2, sc));
+    if (R > 3) ks3 = i32x4.add(ks3, half_row(n0, n1, n2, n3, xp + 3 * xs, false, ku3, sc));
+  }
+}
+
+/** Chunk j of a q4_Kx4 super-block (quants at q = w + 64 + 32j, activations at xp = x + 64j; sc = kx_sc_j): its two sub-blocks × R rows. */
+// @ts-ignore: decorator
+@inline function chunk_r(R: i32, q: usize, xp: usize, xs: usize, sc: v128, m: v128): void {
+  const lo = v128.shuffle<u16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3), hi = v128.shuffle<u16>(sc, sc, 4, 4, 5, 5, 6, 6, 7, 7);
+  pass_q4kx4(R, q, xp, xs, lo, m, false, true);
+  pass_q4kx4(R, q + 256, xp, xs, lo, m, false, false);
+  pass_q4kx4(R, q, xp + 32, xs, hi, m, true, true);
+  pass_q4kx4(R, q + 256, xp + 32, xs, hi, m, true, false);
+}
+
+/** Σ_j min_j·bsums32_j of the q8_K record at x for the 4 rows (mins regrouped as sb_q4kx4 does: e0..e3). */
+// @ts-ignore: decorator
+@inline function mins_x4(e0: v128, e1: v128, e2: v128, e3: v128, x: usize): v128 {
+  const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
+  return i32x4.add(
+    i32x4.add(i32x4.dot_i16x8_s(e0, v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)), i32x4.dot_i16x8_s(e1, v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
+    i32x4.add(i32x4.dot_i16x8_s(e2, v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)), i32x4.dot_i16x8_s(e3, v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
+}
+
+/** (d·d_x)·sumi − (dmin·d_x)·summ for the activation record at x (lanes = the 4 rows), as sb_q4kx4 ends. */
+// @ts-ignore: decorator
+@inline function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
+  const dx = v128.load32_splat(x + OFF_D);
+  return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(sumi)), f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
+}
+
+/**
+ * One q4_Kx4 group super-block at w × R = 2..4 q8_K records (row t at x + t·xs): row t's value,
+ * lanes = the 4 weight rows, into kv_t — for each pair sb_q4kx4's value (the same exact integers,
+ * the same f32 operations), with the scales and every sub-block's quants unpacked once for the R
+ * rows.
+ */
+// @ts-ignore: decorator
+@inline function sbr_q4kx4(R: i32, w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void {
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
+  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
+  const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
+  const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
+  const t03 = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const t47 = v128.shuffle<u8>(s47, s47, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  kx_sc0 = i16x8.extend_low_i8x16_u(t03);
+  kx_sc1 = i16x8.extend_high_i8x16_u(t03);
+  kx_sc2 = i16x8.extend_low_i8x16_u(t47);
+  kx_sc3 = i16x8.extend_high_i8x16_u(t47);
+  const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const e0 = i16x8.extend_low_i8x16_u(p0), e1 = i16x8.extend_high_i8x16_u(p0);
+  const e2 = i16x8.extend_low_i8x16_u(p1), e3 = i16x8.extend_high_i8x16_u(p1);
+  km0 = mins_x4(e0, e1, e2, e3, x);
+  km1 = mins_x4(e0, e1, e2, e3, x + xs);
+  if (R > 2) km2 = mins_x4(e0, e1, e2, e3, x + 2 * xs);
+  if (R > 3) km3 = mins_x4(e0, e1, e2, e3, x + 3 * xs);
+  const z = i32x4.splat(0);
+  ks0 = z; ks1 = z; ks2 = z; ks3 = z;
+  chunk_r(R, w + 64, x, xs, kx_sc0, m);
+  chunk_r(R, w + 96, x + 64, xs, kx_sc1, m);
+  chunk_r(R, w + 128, x + 128, xs, kx_sc2, m);
+  chunk_r(R, w + 160, x + 192, xs, kx_sc3, m);
+  const d = f32x4.mul(half4_scaled(w, rm), k112), dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+  kv0 = f32_x4(d, dmin, x, ks0, km0);
+  kv1 = f32_x4(d, dmin, x + xs, ks1, km1);
+  if (R > 2) kv2 = f32_x4(d, dmin, x + 2 * xs, ks2, km2);
+  if (R > 3) kv3 = f32_x4(d, dmin, x + 3 * xs, ks3, km3);
+}
+
+// One function per R: V8 allocates registers per function.
+function sbr2_q4kx4(w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void { sbr_q4kx4(2, w, x, xs, m, rm, k112); }
+function sbr3_q4kx4(w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void { sbr_q4kx4(3, w, x, xs, m, rm, k112); }
+function sbr4_q4kx4(w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void { sbr_q4kx4(4, w, x, xs, m, rm, k112); }
+
+// @ts-ignore: decorator
+@inline function sbr(R: i32, w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void {
+  if (R == 2) sbr2_q4kx4(w, x, xs, m, rm, k112);
+  else if (R == 3) sbr3_q4kx4(w, x, xs, m, rm, k112);
+  else sbr4_q4kx4(w, x, xs, m, rm, k112);
+}
+
+/** Super-block c (0..3) of a step of 4: kv_t added to activation row t's chain c. */
+// @ts-ignore: decorator
+@inline function chains_add(R: i32, c: i32): void {
+  if (c == 0) { kc00 = f32x4.add(kc00, kv0); kc10 = f32x4.add(kc10, kv1); if (R > 2) kc20 = f32x4.add(kc20, kv2); if (R > 3) kc30 = f32x4.add(kc30, kv3); }
+  else if (c == 1) { kc01 = f32x4.add(kc01, kv0); kc11 = f32x4.add(kc11, kv1); if (R > 2) kc21 = f32x4.add(kc21, kv2); if (R > 3) kc31 = f32x4.add(kc31, kv3); }
+  else if (c == 2) { kc02 = f32x4.add(kc02, kv0); kc12 = f32x4.add(kc12, kv1); if (R > 2) kc22 = f32x4.add(kc22, kv2); if (R > 3) kc32 = f32x4.add(kc32, kv3); }
+  else { kc03 = f32x4.add(kc03, kv0); kc13 = f32x4.add(kc13, kv1); if (R > 2) kc23 = f32x4.add(kc23, kv2); if (R > 3) kc33 = f32x4.add(kc33, kv3); }
+}
+
+/** Stores lanes [l0, l1) of s (the group's weight rows) at y + 4·lane. */
+// @ts-ignore: decorator
+@inline function put_lanes(y: usize, s: v128, acc: i32, l0: i32, l1: i32): void {
+  if (l0 == 0 && l1 == 4) {
+    v128.store(y, acc ? f32x4.add(v128.load(y), s) : s);
+    return;
+  }
+  for (let r = 0; r < 4; r++) {
+    if (r >= l0 && r < l1) put(y + (<usize>r << 2), f32x4.extract_lane(s, 0), acc);
+    s = v128.shuffle<u32>(s, s, 1, 2, 3, 0);
+  }
+}
+
+/**
+ * The 4 weight rows of the q4_Kx4 group at gw (nb super-blocks) × R = 2..4 activation rows
+ * (records at x + t·xs), into y + 4·r + t·sy for weight rows r in [l0, l1). Per pair the chains
+ * and joins of tile1x4_q4k (the same order as gemm_k's tiles), so every value has gemm_k's bits;
+ * each super-block's scales and quants are unpacked once for the R rows.
+ */
+// @ts-ignore: decorator
+@inline function groupr_q4kx4(R: i32, gw: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, l0: i32, l1: i32, m: v128, rm: v128, k112: v128): void {
+  const z = f32x4.splat(0);
+  kc00 = z; kc01 = z; kc02 = z; kc03 = z; kc10 = z; kc11 = z; kc12 = z; kc13 = z;
+  kc20 = z; kc21 = z; kc22 = z; kc23 = z; kc30 = z; kc31 = z; kc32 = z; kc33 = z;
+  let w = gw, xp = x;
+  let b = 0;
+  for (; b + 4 <= nb; b += 4) {
+    sbr(R, w, xp, xs, m, rm, k112); chains_add(R, 0);
+    sbr(R, w + X4K_BYTES, xp + Q8K_BYTES, xs, m, rm, k112); chains_add(R, 1);
+    sbr(R, w + 2 * X4K_BYTES, xp + 2 * Q8K_BYTES, xs, m, rm, k112); chains_add(R, 2);
+    sbr(R, w + 3 * X4K_BYTES, xp + 3 * Q8K_BYTES, xs, m, rm, k112); chains_add(R, 3);
+    w += 4 * X4K_BYTES;
+    xp += 4 * Q8K_BYTES;
+  }
+  kc00 = f32x4.add(f32x4.add(kc00, kc02), f32x4.add(kc01, kc03));
+  kc10 = f32x4.add(f32x4.add(kc10, kc12), f32x4.add(kc11, kc13));
+  if (R > 2) kc20 = f32x4.add(f32x4.add(kc20, kc22), f32x4.add(kc21, kc23));
+  if (R > 3) kc30 = f32x4.add(f32x4.add(kc30, kc32), f32x4.add(kc31, kc33));
+  for (; b < nb; b++) {
+    sbr(R, w, xp, xs, m, rm, k112);
+    kc00 = f32x4.add(kc00, kv0);
+    kc10 = f32x4.add(kc10, kv1);
+    if (R > 2) kc20 = f32x4.add(kc20, kv2);
+    if (R > 3) kc30 = f32x4.add(kc30, kv3);
+    w += X4K_BYTES;
+    xp += Q8K_BYTES;
+  }
+  put_lanes(y, kc00, acc, l0, l1);
+  put_lanes(y + sy, kc10, acc, l0, l1);
+  if (R > 2) put_lanes(y + 2 * sy, kc20, acc, l0, l1);
+  if (R > 3) put_lanes(y + 3 * sy, kc30, acc, l0, l1);
+}
+
+function group_q4kx4(R: i32, gw: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, l0: i32, l1: i32, m: v128, rm: v128, k112: v128): void {
+  if (R == 2) groupr_q4kx4(2, gw, x, xs, nb, y, sy, acc, l0, l1, m, rm, k112);
+  else if (R == 3) groupr_q4kx4(3, gw, x, xs, nb, y, sy, acc, l0, l1, m, rm, k112);
+  else groupr_q4kx4(4, gw, x, xs, nb, y, sy, acc, l0, l1, m, rm, k112);
 }
 
 /**
  * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
  * rows): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the
- * plain matrix. From 16 activation rows on, groups of 4 read each packed weight row through
- * gemm_k's 4-row tile; the other activation rows go one at a time through tile1x4_q4k (4 weight
- * rows per activation load); weight rows after the last whole group are plain.
+ * plain matrix. Activation rows go 4 at a time through group_q4kx4 (each super-block's quants
+ * unpacked once for 4 activation rows, as gemm_k's tile), a last single row through tile1x4_q4k
+ * (4 weight rows per activation load); ~96 KiB of weight rows stay in L2 while every activation
+ * row passes over them. Weight rows after the last whole group are plain.
  */
 export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
   const nb = K >> 8;
@@ -680,28 +844,18 @@ export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i
   const m = v128.load(C_NIBBLE_MASK), rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
   let rb = <i32>(<usize>98304 / rowBytes) & ~3;
   if (rb < 4) rb = 4;
-  // Under 16 activation rows every row goes through the decode tile: the 4-row tile reading
-  // packed rows streamed from L3 measured 0.4-0.8× gemm_k at 4 and 8 rows of 8192 × 2048, 4 decode
-  // tiles ~1.1× it, 8 about 2×; on a 128-token chunk over 2048 rows (L2) it is 0.84-1.08× gemm_k.
-  const m4 = M >= 16 ? M & ~3 : 0;
   for (let r0 = n0; r0 < n1; r0 += rb) {
     const r1 = min(r0 + rb, n1), p1 = min(r1, ng);
-    for (let t = 0; t < m4; t += 4) {
-      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
-      for (let n = r0; n < p1; n++) {
-        if ((n & 3) == 0 || n == r0) touch(W + <usize>(n >> 2) * grp, grp);
-        tile_x4k(4, W + <usize>(n >> 2) * grp, <usize>(n & 3), x, xs, nb, yr + (<usize>n << 2), sy, acc, m);
-      }
-      if (r1 > p1) tiles_q4k(4, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
-    }
-    for (let t = m4; t < M; t++) {
+    for (let t = 0; t < M; t += 4) {
+      const R = min(4, M - t);
       const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
       for (let n = r0; n < p1; ) {
-        const gs = n & ~3;
-        tile1x4_q4k(W + <usize>(gs >> 2) * grp, nb, x, yr + (<usize>gs << 2), acc, n - gs, min(4, p1 - gs), m, rm, k112);
+        const gs = n & ~3, gw = W + <usize>(gs >> 2) * grp, l0 = n - gs, l1 = min(4, p1 - gs);
+        if (R == 1) tile1x4_q4k(gw, nb, x, yr + (<usize>gs << 2), acc, l0, l1, m, rm, k112);
+        else group_q4kx4(R, gw, x, xs, nb, yr + (<usize>gs << 2), sy, acc, l0, l1, m, rm, k112);
         n = gs + 4;
       }
-      if (r1 > p1) tiles_q4k(1, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
+      if (r1 > p1) tiles_q4k(R, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
     }
   }
 }
