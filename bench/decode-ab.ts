@@ -20,6 +20,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
+import { alternate, cpuStats } from './ab-cpu.js';
 import {
   TABLES_END,
   WTYPE,
@@ -166,38 +167,11 @@ function setup(file: string) {
 }
 
 const builds = files.map(setup);
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
 const results = chosen.map((c) => {
   const outs = builds.map((b) => b.out(c));
   const sameBits = outs[0]!.every((x, i) => Object.is(x, outs[1]![i]));
-  const cpu: number[][] = [[], []],
-    wall: number[][] = [[], []];
-  for (let r = 0; r < reps; r++) {
-    for (const i of r & 1 ? [0, 1] : [1, 0]) {
-      const b = builds[i]!;
-      const w0 = performance.now(),
-        c0 = cpuMs();
-      b.run(c);
-      cpu[i]!.push(cpuMs() - c0);
-      wall[i]!.push(performance.now() - w0);
-    }
-  }
-  const stats = (i: number) => {
-    const s = [...cpu[i]!].sort((a, b) => a - b);
-    return {
-      cpu_min_ms: +s[0]!.toFixed(3),
-      cpu_p25_ms: +s[Math.floor(s.length / 4)]!.toFixed(3),
-      cpu_median_ms: +median(s).toFixed(3),
-      wall_min_ms: +Math.min(...wall[i]!).toFixed(3),
-    };
-  };
+  const { cpu, wall } = alternate(reps, (i) => builds[i]!.run(c));
+  const stats = (i: number) => cpuStats(cpu[i]!, wall[i]!);
   const a = stats(0),
     b = stats(1);
   return {

@@ -15,6 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
+import { alternate, cpuStats } from './ab-cpu.js';
 import { TABLES_END, WTYPE, actQ8KBytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
 
 interface Case {
@@ -99,34 +100,13 @@ function setup(file: string, path: string | undefined) {
 }
 
 const builds = files.map((f, i) => setup(f, paths[i]));
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
 const results = chosen.map((c) => {
   const outs = builds.map((b) => b.out(c));
   const sameBits = outs[0]!.every((x, i) => Object.is(x, outs[1]![i]));
-  const cpu: number[][] = [[], []],
-    wall: number[][] = [[], []];
-  for (let r = 0; r < reps; r++) {
-    for (const i of r & 1 ? [0, 1] : [1, 0]) {
-      const b = builds[i]!;
-      const w0 = performance.now(),
-        c0 = cpuMs();
-      b.run(c);
-      cpu[i]!.push(cpuMs() - c0);
-      wall[i]!.push(performance.now() - w0);
-    }
-  }
+  const { cpu, wall } = alternate(reps, (i) => builds[i]!.run(c));
   const stats = (i: number) => {
-    const s = [...cpu[i]!].sort((a, b) => a - b);
-    return {
-      cpu_min_ms: +s[0]!.toFixed(3),
-      cpu_p25_ms: +s[Math.floor(s.length / 4)]!.toFixed(3),
-      cpu_median_ms: +s[Math.floor(s.length / 2)]!.toFixed(3),
-      wall_min_ms: +Math.min(...wall[i]!).toFixed(3),
-      gflops_cpu_p25: +((2 * c.M * c.N * c.K) / (s[Math.floor(s.length / 4)]! * 1e6)).toFixed(1),
-    };
+    const s = cpuStats(cpu[i]!, wall[i]!);
+    return { ...s, gflops_cpu_p25: +((2 * c.M * c.N * c.K) / (s.cpu_p25_ms * 1e6)).toFixed(1) };
   };
   const a = stats(0),
     b = stats(1);

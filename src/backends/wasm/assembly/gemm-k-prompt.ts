@@ -22,7 +22,7 @@ import { half4_scaled } from './gemm-q';
 // The running f32 sums of tokens 0..7 (the current chain, then the joined chains): the q4_0 prompt
 // tile's per-thread token accumulators acc0..acc7, written out by its put_accs.
 import * as P from './gemm-q-prompt';
-import { OFF_B32, OFF_D, Q8K_BYTES, X4K_BYTES, gemm_q4_kx4, udot16 } from './gemm-k';
+import { Q8K_BYTES, X4K_BYTES, f32_x4, gemm_q4_kx4, mins_x4, udot16 } from './gemm-k';
 
 // Per-thread state (wasm globals are per instance, i.e. per worker). V8 reads and writes them as
 // memory: a store of a finished value is on the effect chain and keeps the loads written after it
@@ -82,19 +82,10 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
   if (T > 7) kp_s7 = i32x4.add(kp_s7, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 7 * xs));
 }
 
-/**
- * The value of one super-block for one token (its q8_K record at x) from its integer sums s: the
- * mins term Σ_j min_j·bsums32_j per row, then (d·d_x)·s − (dmin·d_x)·summ, as gemm_k.
- */
+/** The value of one super-block for one token (its q8_K record at x) from its integer sums s, as gemm_q4_kx4's tiles end. */
 // @ts-ignore: decorator
 @inline function sb_value(s: v128, x: usize): v128 {
-  const b = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
-  const summ = i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(kp_mn0, v128.shuffle<u32>(b, b, 0, 0, 0, 0)), i32x4.dot_i16x8_s(kp_mn1, v128.shuffle<u32>(b, b, 1, 1, 1, 1))),
-    i32x4.add(i32x4.dot_i16x8_s(kp_mn2, v128.shuffle<u32>(b, b, 2, 2, 2, 2)), i32x4.dot_i16x8_s(kp_mn3, v128.shuffle<u32>(b, b, 3, 3, 3, 3))));
-  const dx = v128.load32_splat(x + OFF_D);
-  return f32x4.sub(f32x4.mul(f32x4.mul(kp_d, dx), f32x4.convert_i32x4_s(s)),
-    f32x4.mul(f32x4.mul(kp_dmin, dx), f32x4.convert_i32x4_s(summ)));
+  return f32_x4(kp_d, kp_dmin, x, s, mins_x4(kp_mn0, kp_mn1, kp_mn2, kp_mn3, x));
 }
 
 /**

@@ -24,7 +24,7 @@ import { half4_scaled, reduce4_i16 } from './gemm-q';
 export const Q8K_BYTES: usize = 368;
 /** Bytes of one q4_Kx4 group super-block (4 rows × 144, repack.ts). */
 export const X4K_BYTES: usize = 576;
-export const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
+const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
 
 /** Quantizes rows [m0, m1) of X (K values, a multiple of 256) to q8_K records at A (row stride K/256 records). */
 export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize): void {
@@ -696,7 +696,7 @@ let kzero: u32 = 0;
 
 /** Σ_j min_j·bsums32_j of the q8_K record at x for the 4 rows (mins regrouped as sb_q4kx4 does: e0..e3). */
 // @ts-ignore: decorator
-@inline function mins_x4(e0: v128, e1: v128, e2: v128, e3: v128, x: usize): v128 {
+@inline export function mins_x4(e0: v128, e1: v128, e2: v128, e3: v128, x: usize): v128 {
   const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
   return i32x4.add(
     i32x4.add(i32x4.dot_i16x8_s(e0, v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)), i32x4.dot_i16x8_s(e1, v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
@@ -705,7 +705,7 @@ let kzero: u32 = 0;
 
 /** (d·d_x)·sumi − (dmin·d_x)·summ for the activation record at x (lanes = the 4 rows), as sb_q4kx4 ends. */
 // @ts-ignore: decorator
-@inline function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
+@inline export function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
   const dx = v128.load32_splat(x + OFF_D);
   return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(sumi)), f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
 }
