@@ -3,7 +3,7 @@
  * CPU time of the process (`process.cpuUsage`, which leaves out the time it waits for a core on a
  * shared host) as well as wall time; checks that both builds give the same bits. Shapes: a
  * 128-token chunk against the 1B model's 2048 × 2048 and a 64-token chunk against the 7B model's
- * 4096 × 4096, and fewer tokens (4, 8, 16) against both, where the executor picks between the
+ * 4096 × 4096, and fewer tokens (4, 8, 16, 32) against both, where the executor picks between the
  * prompt tile and gemm_q4_kx4.
  *
  *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path x4]
@@ -41,8 +41,8 @@ kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before
 
 const cases: Case[] = [];
 for (const [N, K, Ms] of [
-  [2048, 2048, [4, 8, 16, 128]],
-  [4096, 4096, [4, 8, 16, 64]],
+  [2048, 2048, [4, 8, 16, 32, 128]],
+  [4096, 4096, [4, 8, 16, 32, 64]],
 ] as const)
   for (const M of Ms) cases.push({ M, N, K });
 const name = (c: Case) => `q4_k ${c.M} x ${c.N} x ${c.K}`;

@@ -198,6 +198,21 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
   }
 }
 
+/** Sum of one word per 64-byte line of the group; kept in a global read at the end so that the optimizer keeps the loads. */
+let kp_touched: i32 = 0;
+
+/**
+ * Reads one word of every 64-byte line of [p, p + n) in order: the chains visit the group's
+ * super-blocks 4 apart, which the hardware prefetchers follow badly where the weights come from
+ * memory (the first tokens of a row block); loaded in order first, they arrive as a stream.
+ */
+// @ts-ignore: decorator
+@inline function touch(p: usize, n: usize): void {
+  let s: i32 = 0;
+  for (let q = p; q < p + n; q += 64) s += load<i32>(q);
+  kp_touched = s;
+}
+
 /**
  * 4 weight rows (the q4_Kx4 group at w, nb super-blocks) × T tokens (records at x + t·xs): the
  * chains of super-blocks one after another, then the leftover blocks; token t's 4 values to
@@ -206,6 +221,7 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
 // @ts-ignore: decorator
 @inline function tile(w: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32): void {
   const nb4 = nb & ~3;
+  touch(w, <usize>nb * X4K_BYTES);
   P.zero_accs();
   if (nb4 > 0) {
     for (let c = 0; c < 4; c++) {
@@ -223,8 +239,9 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
  * rows, quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with
  * gemm_k's bits on the plain matrix. Whole groups of 4 weight rows go through the tile, 8 tokens
  * at a time (then 4, 3, 2, 1); rows of a group cut by [n0, n1) and the plain rows after the last
- * group go to gemm_q4_kx4. Returns a lane of the last stage value, a meaningless number that keeps
- * the `kp_stage` global read (Binaryen removes a global nobody reads, and its stores with it).
+ * group go to gemm_q4_kx4. Returns a lane of the last stage value plus the last touch sum, a
+ * meaningless number that keeps the `kp_stage` and `kp_touched` globals read (Binaryen removes a
+ * global nobody reads, and its stores with it).
  */
 export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
   const nb = K >> 8;
@@ -255,5 +272,5 @@ export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
     }
   }
   if (g1 < n1) gemm_q4_kx4(A, W, Y, ldy, M, N, g1, n1, K, acc);
-  return i32x4.extract_lane(kp_stage, 0);
+  return i32x4.extract_lane(kp_stage, 0) + kp_touched;
 }
