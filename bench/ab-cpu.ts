@@ -1,9 +1,30 @@
 /**
- * The alternation and CPU-time statistics the kernel A/B programs share (decode-ab, kprompt-ab):
+ * What the kernel A/B programs share (decode-ab, kprompt-ab): one build's kernels in a memory of
+ * their own with a bump allocator, and the alternation and CPU-time statistics:
  * two variants called alternately (A B B A …) so that a shared host's drifts fall on both alike,
  * each call timed in CPU time of the process (`process.cpuUsage`, which leaves out the time it
  * waits for a core) as well as wall time.
  */
+import { readFileSync } from 'node:fs';
+import { TABLES_END, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
+
+/**
+ * The kernels of the build in `file` instantiated over a fresh shared memory, and a bump allocator
+ * (`take`: 64-byte aligned blocks after the tables) that grows the memory as it goes.
+ */
+export function kernelsWithHeap(file: string) {
+  const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
+  const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
+  let top = TABLES_END;
+  const take = (bytes: number) => {
+    const at = top;
+    top += Math.ceil(bytes / 64) * 64;
+    const short = top - memory.buffer.byteLength;
+    if (short > 0) memory.grow(Math.ceil(short / 65536));
+    return at;
+  };
+  return { memory, k, take };
+}
 
 /** CPU time (user + system) of this process so far, ms. */
 export function cpuMs(): number {
@@ -35,5 +56,26 @@ export function cpuStats(cpu: number[], wall: number[]) {
     cpu_p25_ms: +s[Math.floor(s.length / 4)]!.toFixed(3),
     cpu_median_ms: +s[Math.floor(s.length / 2)]!.toFixed(3),
     wall_min_ms: +Math.min(...wall).toFixed(3),
+  };
+}
+
+/**
+ * One case of an A/B: whether the two variants' outputs (out(0), out(1)) have the same bits, then
+ * reps alternated calls of each: their CPU-time statistics and the B/A ratios.
+ */
+export function abCase(reps: number, out: (i: number) => Float32Array, run: (i: number) => void) {
+  const a0 = out(0),
+    b0 = out(1);
+  const sameBits = a0.length === b0.length && a0.every((x, i) => Object.is(x, b0[i]));
+  const { cpu, wall } = alternate(reps, run);
+  const A = cpuStats(cpu[0]!, wall[0]!),
+    B = cpuStats(cpu[1]!, wall[1]!);
+  return {
+    same_bits: sameBits,
+    A,
+    B,
+    B_vs_A_cpu_min: +(A.cpu_min_ms / B.cpu_min_ms).toFixed(3),
+    B_vs_A_cpu_p25: +(A.cpu_p25_ms / B.cpu_p25_ms).toFixed(3),
+    B_vs_A_cpu_median: +(A.cpu_median_ms / B.cpu_median_ms).toFixed(3),
   };
 }

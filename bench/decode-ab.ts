@@ -18,16 +18,9 @@
  * otherwise gemm_k on plain rows (path "x4" either way): main's build against this one is the
  * plain layout against the x4 one.
  */
-import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import { alternate, cpuStats } from './ab-cpu.js';
-import {
-  TABLES_END,
-  WTYPE,
-  actQ8Bytes,
-  actQ8KBytes,
-  instantiateKernelsAndTables,
-} from '../src/backends/wasm/kernels.js';
+import { abCase, kernelsWithHeap } from './ab-cpu.js';
+import { WTYPE, actQ8Bytes, actQ8KBytes } from '../src/backends/wasm/kernels.js';
 
 type QType = 'q4_0' | 'q8_0' | 'q4_k';
 interface Case {
@@ -83,17 +76,7 @@ const COLD_BYTES = 96 * 2 ** 20;
 function setup(file: string) {
   const need = new Map<string, { type: QType; N: number; K: number }>();
   for (const c of chosen) need.set(`${c.type} ${c.N} ${c.K}`, c);
-  const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
-  const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
-  // A bump allocator that grows the memory as it goes (64-byte aligned blocks).
-  let top = TABLES_END;
-  const take = (bytes: number) => {
-    const at = top;
-    top += Math.ceil(bytes / 64) * 64;
-    const short = top - memory.buffer.byteLength;
-    if (short > 0) memory.grow(Math.ceil(short / 65536));
-    return at;
-  };
+  const { memory, k, take } = kernelsWithHeap(file);
   const gemv = typeof k.gemv_q4_0x4 === 'function';
   const kx4 = typeof k.gemm_q4_kx4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),
@@ -167,20 +150,12 @@ function setup(file: string) {
 }
 
 const builds = files.map(setup);
-const results = chosen.map((c) => {
-  const outs = builds.map((b) => b.out(c));
-  const sameBits = outs[0]!.every((x, i) => Object.is(x, outs[1]![i]));
-  const { cpu, wall } = alternate(reps, (i) => builds[i]!.run(c));
-  const stats = (i: number) => cpuStats(cpu[i]!, wall[i]!);
-  const a = stats(0),
-    b = stats(1);
-  return {
-    case: name(c),
-    same_bits: sameBits,
-    A: a,
-    B: b,
-    B_vs_A_cpu_p25: +(a.cpu_p25_ms / b.cpu_p25_ms).toFixed(3),
-    B_vs_A_cpu_median: +(a.cpu_median_ms / b.cpu_median_ms).toFixed(3),
-  };
-});
+const results = chosen.map((c) => ({
+  case: name(c),
+  ...abCase(
+    reps,
+    (i) => builds[i]!.out(c),
+    (i) => builds[i]!.run(c),
+  ),
+}));
 console.log(JSON.stringify({ A: files[0], B: files[1], reps, cold, results }, null, 1));

@@ -13,10 +13,9 @@
  * (all give gemm_k's bits). `--path x4` makes a build with both run gemm_q4_kx4 instead: the same
  * file as A and B with `--path-a x4` compares the two paths of one build.
  */
-import { readFileSync } from 'node:fs';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import { alternate, cpuStats } from './ab-cpu.js';
-import { TABLES_END, WTYPE, actQ8KBytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
+import { abCase, kernelsWithHeap } from './ab-cpu.js';
+import { WTYPE, actQ8KBytes } from '../src/backends/wasm/kernels.js';
 
 interface Case {
   M: number;
@@ -50,16 +49,7 @@ const chosen = cases.filter((c) => !only || name(c).includes(only));
 
 /** One build with its own memory: per (N, K) its weights, activations and output. */
 function setup(file: string, path: string | undefined) {
-  const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
-  const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
-  let top = TABLES_END;
-  const take = (bytes: number) => {
-    const at = top;
-    top += Math.ceil(bytes / 64) * 64;
-    const short = top - memory.buffer.byteLength;
-    if (short > 0) memory.grow(Math.ceil(short / 65536));
-    return at;
-  };
+  const { memory, k, take } = kernelsWithHeap(file);
   type Quantize = (X: number, n: number, Q: number, S: number) => void;
   const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
   const x4 = typeof k.gemm_q4_kx4 === 'function';
@@ -100,25 +90,14 @@ function setup(file: string, path: string | undefined) {
 }
 
 const builds = files.map((f, i) => setup(f, paths[i]));
+const gflops = (c: Case, ms: number) => +((2 * c.M * c.N * c.K) / (ms * 1e6)).toFixed(1);
 const results = chosen.map((c) => {
-  const outs = builds.map((b) => b.out(c));
-  const sameBits = outs[0]!.every((x, i) => Object.is(x, outs[1]![i]));
-  const { cpu, wall } = alternate(reps, (i) => builds[i]!.run(c));
-  const stats = (i: number) => {
-    const s = cpuStats(cpu[i]!, wall[i]!);
-    return { ...s, gflops_cpu_p25: +((2 * c.M * c.N * c.K) / (s.cpu_p25_ms * 1e6)).toFixed(1) };
-  };
-  const a = stats(0),
-    b = stats(1);
-  return {
-    case: name(c),
-    same_bits: sameBits,
-    A: a,
-    B: b,
-    B_vs_A_cpu_min: +(a.cpu_min_ms / b.cpu_min_ms).toFixed(3),
-    B_vs_A_cpu_p25: +(a.cpu_p25_ms / b.cpu_p25_ms).toFixed(3),
-    B_vs_A_cpu_median: +(a.cpu_median_ms / b.cpu_median_ms).toFixed(3),
-  };
+  const r = abCase(
+    reps,
+    (i) => builds[i]!.out(c),
+    (i) => builds[i]!.run(c),
+  );
+  return { case: name(c), ...r, B_gflops_cpu_p25: gflops(c, r.B.cpu_p25_ms) };
 });
 console.log(
   JSON.stringify(

@@ -86,8 +86,8 @@ export interface Pass {
 const PROMPT_TILE_ROWS = 4;
 /**
  * Activation rows from which packed q4_K products take the prompt tile (4 weight rows × 8 tokens,
- * assembly/gemm-k-prompt.ts): below it gemm_q4_kx4 (`kprompt-ab`: at 4-8 rows of the 7B shape's
- * 4096 × 4096 the prompt tile was 0.83-0.92× it, at 16 rows 1.05-1.14×).
+ * assembly/gemm-k-prompt.ts): below it gemm_q4_kx4 (`kprompt-ab … --path-a x4`, busy host: the
+ * prompt tile was 0.74-0.89× it at 4 rows, 1.00-1.09× at 16, 1.08-1.13× at 64-128).
  */
 const PROMPT_TILE_ROWS_K = 16;
 
