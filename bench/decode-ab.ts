@@ -24,11 +24,10 @@
  * otherwise gemm_k on plain rows (path "x4" either way): main's build against this one is the
  * plain layout against the x4 one.
  */
-import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
-import { WTYPE, actQ8Bytes, actQ8KBytes, instantiateKernelsAndTables } from '../src/backends/wasm/kernels.js';
-import { bumpAllocator } from './bump.js';
+import { WTYPE, actQ8Bytes, actQ8KBytes } from '../src/backends/wasm/kernels.js';
+import { abCase, kernelsWithHeap } from './ab-cpu.js';
 import { CTL, type Call, product, type QType, takeChunks, writeCall } from './decode-ab-worker.js';
 
 interface Case {
@@ -89,9 +88,7 @@ const COLD_BYTES = 96 * 2 ** 20;
 function setup(file: string) {
   const need = new Map<string, { type: QType; N: number; K: number }>();
   for (const c of chosen) need.set(`${c.type} ${c.N} ${c.K}`, c);
-  const memory = new WebAssembly.Memory({ initial: 8, maximum: 65536, shared: true });
-  const k = instantiateKernelsAndTables(new WebAssembly.Module(readFileSync(file)), memory);
-  const take = bumpAllocator(memory, 64);
+  const { memory, k, take } = kernelsWithHeap(file);
   const gemv = typeof k.gemv_q4_0x4 === 'function';
   const kx4 = typeof k.gemm_q4_kx4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),
@@ -175,47 +172,12 @@ function setup(file: string) {
 }
 
 const builds = files.map(setup);
-const cpuMs = () => {
-  const u = process.cpuUsage();
-  return (u.user + u.system) / 1000;
-};
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)]!;
-};
-const results = chosen.map((c) => {
-  const outs = builds.map((b) => b.out(c));
-  const sameBits = outs[0]!.every((x, i) => Object.is(x, outs[1]![i]));
-  const cpu: number[][] = [[], []],
-    wall: number[][] = [[], []];
-  for (let r = 0; r < reps; r++) {
-    for (const i of r & 1 ? [0, 1] : [1, 0]) {
-      const b = builds[i]!;
-      const w0 = performance.now(),
-        c0 = cpuMs();
-      b.run(c);
-      cpu[i]!.push(cpuMs() - c0);
-      wall[i]!.push(performance.now() - w0);
-    }
-  }
-  const stats = (i: number) => {
-    const s = [...cpu[i]!].sort((a, b) => a - b);
-    return {
-      cpu_min_ms: +s[0]!.toFixed(3),
-      cpu_p25_ms: +s[Math.floor(s.length / 4)]!.toFixed(3),
-      cpu_median_ms: +median(s).toFixed(3),
-      wall_min_ms: +Math.min(...wall[i]!).toFixed(3),
-    };
-  };
-  const a = stats(0),
-    b = stats(1);
-  return {
-    case: name(c),
-    same_bits: sameBits,
-    A: a,
-    B: b,
-    B_vs_A_cpu_p25: +(a.cpu_p25_ms / b.cpu_p25_ms).toFixed(3),
-    B_vs_A_cpu_median: +(a.cpu_median_ms / b.cpu_median_ms).toFixed(3),
-  };
-});
+const results = chosen.map((c) => ({
+  case: name(c),
+  ...abCase(
+    reps,
+    (i) => builds[i]!.out(c),
+    (i) => builds[i]!.run(c),
+  ),
+}));
 console.log(JSON.stringify({ A: files[0], B: files[1], reps, cold, threads, results }, null, 1));

@@ -90,6 +90,12 @@ export interface Pass {
  * assembly/gemm-q-prompt.ts); row chunks start at multiples of 4 (chunkRows), as they need.
  */
 const PROMPT_TILE_ROWS = 4;
+/**
+ * Activation rows from which packed q4_K products take the prompt tile (4 weight rows × 8 tokens,
+ * assembly/gemm-k-prompt.ts): below it gemm_q4_kx4 (`kprompt-ab … --path-a x4`, busy host: the
+ * prompt tile was 0.74-0.89× it at 4 rows, 1.00-1.09× at 16, 1.08-1.13× at 64-128).
+ */
+const PROMPT_TILE_ROWS_K = 16;
 
 /** Least multiply-adds of a matrix product's work item (chunkRows), so that its JS calls stay small beside it. */
 const CHUNK_MACS = 1 << 18;
@@ -291,7 +297,8 @@ export class Executor {
         else k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_k':
-        if (m.packed) k.gemm_q4_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        if (m.packed && M >= PROMPT_TILE_ROWS_K) k.gemm_q4_kx4_prompt(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else if (m.packed) k.gemm_q4_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else k.gemm_k(WTYPE.q4_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q5_k':

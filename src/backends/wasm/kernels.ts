@@ -149,6 +149,11 @@ export interface Kernels {
    * activations at A; otherwise as gemm_q4_0x4, each row's value with gemm_k's bits.
    */
   gemm_q4_kx4: GemmX4;
+  /**
+   * Prompt product (many activation rows) over q4_Kx4 weights, arguments as gemm_q4_kx4
+   * (assembly/gemm-k-prompt.ts); each row's value with gemm_k's bits. The number returned means nothing.
+   */
+  gemm_q4_kx4_prompt(...args: Parameters<GemmX4>): number;
   /** Rows [0, rows) (a multiple of 4) of a plain q4_K matrix rewritten in place as q4_Kx4 groups; tmp holds 4 rows. */
   repack_q4_kx4(W: number, rows: number, K: number, tmp: number): void;
   /** Row r of a q4_Kx4 matrix of N rows widened to f32 (as dequant_row). */

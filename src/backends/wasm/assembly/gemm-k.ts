@@ -23,7 +23,7 @@ import { half4_scaled, reduce4_i16 } from './gemm-q';
 
 export const Q8K_BYTES: usize = 368;
 /** Bytes of one q4_Kx4 group super-block (4 rows × 144, repack.ts). */
-const X4K_BYTES: usize = 576;
+export const X4K_BYTES: usize = 576;
 const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
 
 /** Quantizes rows [m0, m1) of X (K values, a multiple of 256) to q8_K records at A (row stride K/256 records). */
@@ -70,7 +70,7 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
 
 /** i16 partial sums (pairs of products) of 16 unsigned weights (< 128) and 16 activations. */
 // @ts-ignore: decorator
-@inline function udot16(w: v128, x: v128): v128 {
+@inline export function udot16(w: v128, x: v128): v128 {
   if (ASC_FEATURE_RELAXED_SIMD) return i16x8.relaxed_dot_i8x16_i7x16_s(x, w);
   // widen: the pair sums of i16 products, as pmaddubsw gives them
   const lo = i16x8.mul(i16x8.extend_low_i8x16_u(w), i16x8.extend_low_i8x16_s(x));
@@ -585,18 +585,27 @@ let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 =
   kx_mn3 = i16x8.extend_high_i8x16_u(p1);
 }
 
-/** Σ_j min_j·bsums32_j of the q8_K record at x for the 4 rows of the last scales_x4 (lanes = rows). */
+/**
+ * Σ_j min_j·bsums32_j of the q8_K record at x for 4 rows whose mins are e0..e3, regrouped as
+ * scales_x4 leaves them (lanes = rows); the q4_K prompt tile (gemm-k-prompt.ts) unpacks its own.
+ */
 // @ts-ignore: decorator
-@inline function mins_x4(x: usize): v128 {
+@inline export function mins_of_x4(e0: v128, e1: v128, e2: v128, e3: v128, x: usize): v128 {
   const bsum = i16x8.narrow_i32x4_s(v128.load(x + OFF_B32), v128.load(x + OFF_B32, 16));
   return i32x4.add(
-    i32x4.add(i32x4.dot_i16x8_s(kx_mn0, v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)), i32x4.dot_i16x8_s(kx_mn1, v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
-    i32x4.add(i32x4.dot_i16x8_s(kx_mn2, v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)), i32x4.dot_i16x8_s(kx_mn3, v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
+    i32x4.add(i32x4.dot_i16x8_s(e0, v128.shuffle<u32>(bsum, bsum, 0, 0, 0, 0)), i32x4.dot_i16x8_s(e1, v128.shuffle<u32>(bsum, bsum, 1, 1, 1, 1))),
+    i32x4.add(i32x4.dot_i16x8_s(e2, v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)), i32x4.dot_i16x8_s(e3, v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
+}
+
+/** mins_of_x4 for the 4 rows of the last scales_x4. */
+// @ts-ignore: decorator
+@inline function mins_x4(x: usize): v128 {
+  return mins_of_x4(kx_mn0, kx_mn1, kx_mn2, kx_mn3, x);
 }
 
 /** (d·d_x)·sumi − (dmin·d_x)·summ for the activation record at x (lanes = the 4 rows; d, dmin exact: half4_scaled times 2^112). */
 // @ts-ignore: decorator
-@inline function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
+@inline export function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
   const dx = v128.load32_splat(x + OFF_D);
   return f32x4.sub(f32x4.mul(f32x4.mul(d, dx), f32x4.convert_i32x4_s(sumi)), f32x4.mul(f32x4.mul(dmin, dx), f32x4.convert_i32x4_s(summ)));
 }

@@ -88,25 +88,25 @@ const QB4: usize = 72;
  * globals (a load and a store per block, no vector ALU work) and store a partial sum to `stage`.
  */
 let stage: v128 = v128.splat<i32>(0);
-let acc0: v128 = v128.splat<i32>(0);
-let acc1: v128 = v128.splat<i32>(0);
-let acc2: v128 = v128.splat<i32>(0);
-let acc3: v128 = v128.splat<i32>(0);
-let acc4: v128 = v128.splat<i32>(0);
-let acc5: v128 = v128.splat<i32>(0);
-let acc6: v128 = v128.splat<i32>(0);
-let acc7: v128 = v128.splat<i32>(0);
-let acc8: v128 = v128.splat<i32>(0);
-let acc9: v128 = v128.splat<i32>(0);
-let acc10: v128 = v128.splat<i32>(0);
-let acc11: v128 = v128.splat<i32>(0);
-let acc12: v128 = v128.splat<i32>(0);
-let acc13: v128 = v128.splat<i32>(0);
-let acc14: v128 = v128.splat<i32>(0);
-let acc15: v128 = v128.splat<i32>(0);
+export let acc0: v128 = v128.splat<i32>(0);
+export let acc1: v128 = v128.splat<i32>(0);
+export let acc2: v128 = v128.splat<i32>(0);
+export let acc3: v128 = v128.splat<i32>(0);
+export let acc4: v128 = v128.splat<i32>(0);
+export let acc5: v128 = v128.splat<i32>(0);
+export let acc6: v128 = v128.splat<i32>(0);
+export let acc7: v128 = v128.splat<i32>(0);
+export let acc8: v128 = v128.splat<i32>(0);
+export let acc9: v128 = v128.splat<i32>(0);
+export let acc10: v128 = v128.splat<i32>(0);
+export let acc11: v128 = v128.splat<i32>(0);
+export let acc12: v128 = v128.splat<i32>(0);
+export let acc13: v128 = v128.splat<i32>(0);
+export let acc14: v128 = v128.splat<i32>(0);
+export let acc15: v128 = v128.splat<i32>(0);
 
 // @ts-ignore: decorator
-@inline function zero_accs(T: i32 = 8): void {
+@inline export function zero_accs(T: i32 = 8): void {
   const z = f32x4.splat(0);
   acc0 = z; acc1 = z; acc2 = z; acc3 = z; acc4 = z; acc5 = z; acc6 = z; acc7 = z;
   if (T > 8) { acc8 = z; acc9 = z; acc10 = z; acc11 = z; acc12 = z; acc13 = z; acc14 = z; acc15 = z; }
@@ -114,7 +114,7 @@ let acc15: v128 = v128.splat<i32>(0);
 
 /** Tokens 0..T-1's accumulators to y + j·sy (acc != 0 adds into Y). */
 // @ts-ignore: decorator
-@inline function put_accs(y: usize, sy: usize, acc: i32, T: i32): void {
+@inline export function put_accs(y: usize, sy: usize, acc: i32, T: i32): void {
   put4(y, acc0, acc);
   if (T > 1) put4(y + sy, acc1, acc);
   if (T > 2) put4(y + 2 * sy, acc2, acc);

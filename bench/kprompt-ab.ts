@@ -1,0 +1,108 @@
+/**
+ * q4_K prompt products of two kernel builds in one process, calls alternated (A B B A …), timed in
+ * CPU time of the process (`process.cpuUsage`, which leaves out the time it waits for a core on a
+ * shared host) as well as wall time; checks that both builds give the same bits. Shapes: a
+ * 128-token chunk against the 1B model's 2048 × 2048 and a 64-token chunk against the 7B model's
+ * 4096 × 4096, and fewer tokens (4, 8, 16, 32) against both, where the executor picks between the
+ * prompt tile and gemm_q4_kx4.
+ *
+ *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path x4]
+ *
+ * Each build runs what the backend would: gemm_q4_kx4_prompt (assembly/gemm-k-prompt.ts) where it
+ * has it, else gemm_q4_kx4 on repacked weights where it has that, else gemm_k on the plain matrix
+ * (all give gemm_k's bits). `--path x4` makes a build with both run gemm_q4_kx4 instead: the same
+ * file as A and B with `--path-a x4` compares the two paths of one build.
+ */
+import { kernelModule } from '../src/backends/wasm/module-loader.js';
+import { abCase, kernelsWithHeap } from './ab-cpu.js';
+import { WTYPE, actQ8KBytes } from '../src/backends/wasm/kernels.js';
+
+interface Case {
+  M: number;
+  N: number;
+  K: number;
+}
+
+const argv = process.argv.slice(2);
+const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
+const valued = ['--reps', '--only', '--path', '--path-a', '--path-b'];
+const files = argv.filter((a, i) => !a.startsWith('--') && !valued.includes(argv[i - 1]!));
+const reps = Number(flagValue('--reps') ?? 30) || 30;
+const only = flagValue('--only');
+const paths = [flagValue('--path-a') ?? flagValue('--path'), flagValue('--path-b') ?? flagValue('--path')];
+if (files.length !== 2) {
+  console.error(
+    'usage: kprompt-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--path x4] [--path-a x4] [--path-b x4]',
+  );
+  process.exit(2);
+}
+kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before compiling
+
+const cases: Case[] = [];
+for (const [N, K, Ms] of [
+  [2048, 2048, [4, 8, 16, 32, 128]],
+  [4096, 4096, [4, 8, 16, 32, 64]],
+] as const)
+  for (const M of Ms) cases.push({ M, N, K });
+const name = (c: Case) => `q4_k ${c.M} x ${c.N} x ${c.K}`;
+const chosen = cases.filter((c) => !only || name(c).includes(only));
+
+/** One build with its own memory: per (N, K) its weights, activations and output. */
+function setup(file: string, path: string | undefined) {
+  const { memory, k, take } = kernelsWithHeap(file);
+  type Quantize = (X: number, n: number, Q: number, S: number) => void;
+  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
+  const x4 = typeof k.gemm_q4_kx4 === 'function';
+  const prompt = typeof k.gemm_q4_kx4_prompt === 'function' && path !== 'x4';
+  const MMAX = Math.max(...chosen.map((c) => c.M));
+  const mats = new Map<string, { W: number; A: number; Y: number }>();
+  for (const c of chosen) {
+    const key = `${c.N} ${c.K}`;
+    if (mats.has(key)) continue;
+    const X = take(MMAX * c.K * 4),
+      scratch = take(kq.kquant_scratch_bytes()),
+      tmp = take(4 * (c.K / 256) * 144),
+      W = take((c.N * c.K * 144) / 256),
+      A = take(actQ8KBytes(MMAX, c.K)),
+      Y = take(MMAX * c.N * 4);
+    // weights: random rows quantized by ggml's q4_K quantizer, MMAX rows at a time
+    for (let r = 0; r < c.N; r += MMAX) {
+      const rows = Math.min(MMAX, c.N - r);
+      k.fill_random_weights(0, X, rows * c.K, 100 + r, 1);
+      kq.quantize_q4_k(X, rows * c.K, W + (r * c.K * 144) / 256, scratch);
+    }
+    if (x4) k.repack_q4_kx4(W, c.N, c.K, tmp);
+    k.fill_random_weights(0, X, MMAX * c.K, 13, 1);
+    k.quantize_act_q8k(X, c.K, 0, MMAX, c.K, A);
+    mats.set(key, { W, A, Y });
+  }
+  const run = (c: Case) => {
+    const m = mats.get(`${c.N} ${c.K}`)!;
+    if (prompt) k.gemm_q4_kx4_prompt(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    else if (x4) k.gemm_q4_kx4(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    else k.gemm_k(WTYPE.q4_k, m.A, m.W, m.Y, c.N, c.M, 0, c.N, c.K, 0);
+  };
+  const out = (c: Case) => {
+    run(c);
+    return new Float32Array(memory.buffer, mats.get(`${c.N} ${c.K}`)!.Y, c.M * c.N).slice();
+  };
+  return { run, out, path: prompt ? 'gemm_q4_kx4_prompt' : x4 ? 'gemm_q4_kx4' : 'gemm_k' };
+}
+
+const builds = files.map((f, i) => setup(f, paths[i]));
+const gflops = (c: Case, ms: number) => +((2 * c.M * c.N * c.K) / (ms * 1e6)).toFixed(1);
+const results = chosen.map((c) => {
+  const r = abCase(
+    reps,
+    (i) => builds[i]!.out(c),
+    (i) => builds[i]!.run(c),
+  );
+  return { case: name(c), ...r, B_gflops_cpu_p25: gflops(c, r.B.cpu_p25_ms) };
+});
+console.log(
+  JSON.stringify(
+    { A: files[0], A_path: builds[0]!.path, B: files[1], B_path: builds[1]!.path, reps, results },
+    null,
+    1,
+  ),
+);

@@ -1,0 +1,276 @@
+// Prompt products (many activation rows) over row-interleaved q4_Kx4 weights (repack.ts: per
+// group of 4 weight rows and 256-value super-block, the 4 rows' fp16 d and dmin, their 12 scale
+// bytes in 4-byte groups side by side, then each row's 128 quant bytes) times q8_K activations
+// (gemm-k.ts quantize_act_q8k, one record of 368 bytes per super-block and row).
+//
+// Tile: 4 weight rows × up to 8 activation rows (tokens), lanes = weight rows, as the q4_0 prompt
+// tile (gemm-q-prompt.ts). Per super-block the 4 rows' scales and mins are unpacked once; per
+// 64-value chunk (sub-blocks 2j and 2j + 1: the low and high nibbles of 32 bytes a row) the 4 rows'
+// bytes are transposed into 4-byte chunks (chunk k of all 4 rows in one vector) and split into
+// nibbles once for all tokens. Each token's activation chunks are broadcast from memory against
+// them, so every vpmaddubsw leaves each row's products in its own lanes: 8 of them and 7 adds give a
+// sub-block's 4 row sums in i16 pairs (at most 8·2·15·127 = 30480), and one pmaddwd with the 4
+// rows' scales (in i16 lane pairs) adds them to the token's i32 sums. The mins term (Σ min·bsums32)
+// and the f32 step come once per super-block and token, for 4 rows at once.
+//
+// A row's value is gemm_k's on the plain matrix, bit for bit: the same exact integers, then
+// (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin exact), summed over super-blocks in four chains
+// (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftover blocks in order. The chains are
+// run one after another (blocks c, c + 4, …), so a token needs one running sum, not four.
+import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK } from './tables';
+import { half4_scaled } from './gemm-q';
+// The running f32 sums of tokens 0..7 (the current chain, then the joined chains): the q4_0 prompt
+// tile's per-thread token accumulators acc0..acc7, written out by its put_accs.
+import * as P from './gemm-q-prompt';
+import { Q8K_BYTES, X4K_BYTES, f32_x4, gemm_q4_kx4, mins_of_x4, udot16 } from './gemm-k';
+
+// Per-thread state (wasm globals are per instance, i.e. per worker). V8 reads and writes them as
+// memory: a store of a finished value is on the effect chain and keeps the loads written after it
+// after it (TurboFan otherwise issues all loads of a basic block first, and 8 tokens' activation
+// chunks next to 8 weight vectors would spill), and values kept here leave the 16 xmm registers to
+// the weight chunks, a token's 4 broadcasts and its partial sum.
+/** A token's first half of a sub-block (the stage boundary); read once at the end so that it is kept. */
+let kp_stage: v128 = i32x4.splat(0);
+/** The high nibbles (sub-block 2j + 1) of the current chunk, while the low ones serve every token. */
+let kp_h0: v128 = i32x4.splat(0), kp_h1: v128 = i32x4.splat(0), kp_h2: v128 = i32x4.splat(0), kp_h3: v128 = i32x4.splat(0);
+let kp_h4: v128 = i32x4.splat(0), kp_h5: v128 = i32x4.splat(0), kp_h6: v128 = i32x4.splat(0), kp_h7: v128 = i32x4.splat(0);
+/** Scale bytes of the current chunk's two sub-blocks (0-3: sub-block 2j, rows 0-3; 4-7: 2j + 1), then the next chunk's; kp_sq2: chunks 2-3's until rotated in. */
+let kp_sq: v128 = i32x4.splat(0), kp_sq2: v128 = i32x4.splat(0);
+/** The current sub-block's 4 row scales, each in a pair of i16 lanes (the pmaddwd operand). */
+let kp_sc: v128 = i32x4.splat(0);
+/** Mins of sub-blocks (2k, 2k + 1) of row r in i16 lanes (2r, 2r + 1), k = 0..3. */
+let kp_mn0: v128 = i32x4.splat(0), kp_mn1: v128 = i32x4.splat(0), kp_mn2: v128 = i32x4.splat(0), kp_mn3: v128 = i32x4.splat(0);
+/** The super-block's d and dmin of the 4 rows (f32, exact). */
+let kp_d: v128 = i32x4.splat(0), kp_dmin: v128 = i32x4.splat(0);
+/** Per token: the super-block's integer sums Σ scale·Σ q_w·q_x (i32, lanes = rows). */
+let kp_s0: v128 = i32x4.splat(0), kp_s1: v128 = i32x4.splat(0), kp_s2: v128 = i32x4.splat(0), kp_s3: v128 = i32x4.splat(0);
+let kp_s4: v128 = i32x4.splat(0), kp_s5: v128 = i32x4.splat(0), kp_s6: v128 = i32x4.splat(0), kp_s7: v128 = i32x4.splat(0);
+/** Per token: chain 0 (then chains 0 + 2) and chain 1, kept while the later chains run. */
+let kp_c0: v128 = i32x4.splat(0), kp_c1: v128 = i32x4.splat(0), kp_c2: v128 = i32x4.splat(0), kp_c3: v128 = i32x4.splat(0);
+let kp_c4: v128 = i32x4.splat(0), kp_c5: v128 = i32x4.splat(0), kp_c6: v128 = i32x4.splat(0), kp_c7: v128 = i32x4.splat(0);
+let kp_e0: v128 = i32x4.splat(0), kp_e1: v128 = i32x4.splat(0), kp_e2: v128 = i32x4.splat(0), kp_e3: v128 = i32x4.splat(0);
+let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i32x4.splat(0), kp_e7: v128 = i32x4.splat(0);
+
+/**
+ * One token's sub-block (32 activations at xq) against the 4 rows' nibbles in chunk form (w_k:
+ * elements 4k..4k+3 of each row, rows in i32 lanes), scaled by kp_sc: row r's Σ scale·Σ q_w·q_x in
+ * lane r. Two stages of 4 chunks (see kp_stage); the chunks' offsets are load immediates, which V8
+ * folds into the addresses.
+ */
+// @ts-ignore: decorator
+@inline function sub_block(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize): v128 {
+  const p = i16x8.add(
+    i16x8.add(udot16(w0, v128.load32_splat(xq)), udot16(w1, v128.load32_splat(xq, 4))),
+    i16x8.add(udot16(w2, v128.load32_splat(xq, 8)), udot16(w3, v128.load32_splat(xq, 12))));
+  kp_stage = p;
+  const q = i16x8.add(p, i16x8.add(
+    i16x8.add(udot16(w4, v128.load32_splat(xq, 16)), udot16(w5, v128.load32_splat(xq, 20))),
+    i16x8.add(udot16(w6, v128.load32_splat(xq, 24)), udot16(w7, v128.load32_splat(xq, 28)))));
+  return i32x4.dot_i16x8_s(q, kp_sc);
+}
+
+/** One sub-block (activations of token t at xq + t·xs) against the 4 rows' chunks w0..w7, for T tokens: added to kp_s_t. */
+// @ts-ignore: decorator
+@inline function tokens(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize, xs: usize, T: i32): void {
+  kp_s0 = i32x4.add(kp_s0, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq));
+  if (T > 1) kp_s1 = i32x4.add(kp_s1, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + xs));
+  if (T > 2) kp_s2 = i32x4.add(kp_s2, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 2 * xs));
+  if (T > 3) kp_s3 = i32x4.add(kp_s3, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 3 * xs));
+  if (T > 4) kp_s4 = i32x4.add(kp_s4, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 4 * xs));
+  if (T > 5) kp_s5 = i32x4.add(kp_s5, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 5 * xs));
+  if (T > 6) kp_s6 = i32x4.add(kp_s6, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 6 * xs));
+  if (T > 7) kp_s7 = i32x4.add(kp_s7, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 7 * xs));
+}
+
+/** The value of one super-block for one token (its q8_K record at x) from its integer sums s, as gemm_q4_kx4's tiles end. */
+// @ts-ignore: decorator
+@inline function sb_value(s: v128, x: usize): v128 {
+  return f32_x4(kp_d, kp_dmin, x, s, mins_of_x4(kp_mn0, kp_mn1, kp_mn2, kp_mn3, x));
+}
+
+/**
+ * One q4_Kx4 group super-block at w × T tokens (token t's record at x + t·xs): adds each token's
+ * value to its running sum (P.acc_t).
+ */
+// @ts-ignore: decorator
+@inline function super_block(w: usize, x: usize, xs: usize, T: i32): void {
+  const m = v128.load(C_NIBBLE_MASK);
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
+  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
+  // get_scale_min_k4 on 4 rows at once (as gemm-k.ts sb_q4kx4): byte 4r + (j & 3) = sub-block j of row r
+  const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
+  const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
+  // scales to byte 4j + r (sub-block j, row r), so that chunk j's two sub-blocks are 8 bytes in a row
+  kp_sq = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  kp_sq2 = v128.shuffle<u8>(s47, s47, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  kp_mn0 = i16x8.extend_low_i8x16_u(p0);
+  kp_mn1 = i16x8.extend_high_i8x16_u(p0);
+  kp_mn2 = i16x8.extend_low_i8x16_u(p1);
+  kp_mn3 = i16x8.extend_high_i8x16_u(p1);
+  const rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
+  kp_d = f32x4.mul(half4_scaled(w, rm), k112);
+  kp_dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+  const z = i32x4.splat(0);
+  kp_s0 = z; kp_s1 = z; kp_s2 = z; kp_s3 = z; kp_s4 = z; kp_s5 = z; kp_s6 = z; kp_s7 = z;
+  let q = w + 64, xq = x;
+  for (let j = 0; j < 4; j++) {
+    // rows' bytes 0-15 (a) and 16-31 (b) of the chunk, transposed to 4-byte chunks 0-3 and 4-7
+    const a0 = v128.load(q), a1 = v128.load(q, 128), a2 = v128.load(q, 256), a3 = v128.load(q, 384);
+    const b0 = v128.load(q, 16), b1 = v128.load(q, 144), b2 = v128.load(q, 272), b3 = v128.load(q, 400);
+    const ta0 = v128.shuffle<u32>(a0, a1, 0, 4, 1, 5), ta1 = v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
+    const ta2 = v128.shuffle<u32>(a2, a3, 0, 4, 1, 5), ta3 = v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);
+    const tb0 = v128.shuffle<u32>(b0, b1, 0, 4, 1, 5), tb1 = v128.shuffle<u32>(b0, b1, 2, 6, 3, 7);
+    const tb2 = v128.shuffle<u32>(b2, b3, 0, 4, 1, 5), tb3 = v128.shuffle<u32>(b2, b3, 2, 6, 3, 7);
+    const c0 = v128.shuffle<u64>(ta0, ta2, 0, 2), c1 = v128.shuffle<u64>(ta0, ta2, 1, 3);
+    const c2 = v128.shuffle<u64>(ta1, ta3, 0, 2), c3 = v128.shuffle<u64>(ta1, ta3, 1, 3);
+    const c4 = v128.shuffle<u64>(tb0, tb2, 0, 2), c5 = v128.shuffle<u64>(tb0, tb2, 1, 3);
+    const c6 = v128.shuffle<u64>(tb1, tb3, 0, 2), c7 = v128.shuffle<u64>(tb1, tb3, 1, 3);
+    kp_h0 = v128.and(i16x8.shr_u(c0, 4), m); kp_h1 = v128.and(i16x8.shr_u(c1, 4), m);
+    kp_h2 = v128.and(i16x8.shr_u(c2, 4), m); kp_h3 = v128.and(i16x8.shr_u(c3, 4), m);
+    kp_h4 = v128.and(i16x8.shr_u(c4, 4), m); kp_h5 = v128.and(i16x8.shr_u(c5, 4), m);
+    kp_h6 = v128.and(i16x8.shr_u(c6, 4), m); kp_h7 = v128.and(i16x8.shr_u(c7, 4), m);
+    const l0 = v128.and(c0, m), l1 = v128.and(c1, m), l2 = v128.and(c2, m), l3 = v128.and(c3, m);
+    const l4 = v128.and(c4, m), l5 = v128.and(c5, m), l6 = v128.and(c6, m), l7 = v128.and(c7, m);
+    // sub-block 2j: the low nibbles, scales in bytes 0-3 of kp_sq; 2j + 1: the high ones, bytes 4-7
+    const sq = kp_sq;
+    kp_sc = v128.shuffle<u8>(sq, z, 0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16);
+    tokens(l0, l1, l2, l3, l4, l5, l6, l7, xq, xs, T);
+    const sh = kp_sq;
+    kp_sc = v128.shuffle<u8>(sh, z, 4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16);
+    kp_sq = v128.shuffle<u8>(sh, kp_sq2, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23);
+    kp_sq2 = v128.shuffle<u8>(kp_sq2, kp_sq2, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
+    tokens(kp_h0, kp_h1, kp_h2, kp_h3, kp_h4, kp_h5, kp_h6, kp_h7, xq + 32, xs, T);
+    q += 32; xq += 64;
+  }
+  P.acc0 = f32x4.add(P.acc0, sb_value(kp_s0, x));
+  if (T > 1) P.acc1 = f32x4.add(P.acc1, sb_value(kp_s1, x + xs));
+  if (T > 2) P.acc2 = f32x4.add(P.acc2, sb_value(kp_s2, x + 2 * xs));
+  if (T > 3) P.acc3 = f32x4.add(P.acc3, sb_value(kp_s3, x + 3 * xs));
+  if (T > 4) P.acc4 = f32x4.add(P.acc4, sb_value(kp_s4, x + 4 * xs));
+  if (T > 5) P.acc5 = f32x4.add(P.acc5, sb_value(kp_s5, x + 5 * xs));
+  if (T > 6) P.acc6 = f32x4.add(P.acc6, sb_value(kp_s6, x + 6 * xs));
+  if (T > 7) P.acc7 = f32x4.add(P.acc7, sb_value(kp_s7, x + 7 * xs));
+}
+
+// One function per tile width: V8 allocates registers per function.
+function sb_t1(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 1); }
+function sb_t2(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 2); }
+function sb_t3(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 3); }
+function sb_t4(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 4); }
+function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); }
+
+// @ts-ignore: decorator
+@inline function sb(w: usize, x: usize, xs: usize, T: i32): void {
+  if (T == 8) sb_t8(w, x, xs);
+  else if (T == 4) sb_t4(w, x, xs);
+  else if (T == 3) sb_t3(w, x, xs);
+  else if (T == 2) sb_t2(w, x, xs);
+  else sb_t1(w, x, xs);
+}
+
+/** Tokens' running sums after chain c (0..3) of super-blocks: kept (c 0, 1), joined (c 2: 0 + 2; c 3: (0 + 2) + (1 + 3)). */
+// @ts-ignore: decorator
+@inline function end_chain(c: i32, T: i32): void {
+  if (c == 0) {
+    kp_c0 = P.acc0; kp_c1 = P.acc1; kp_c2 = P.acc2; kp_c3 = P.acc3; kp_c4 = P.acc4; kp_c5 = P.acc5; kp_c6 = P.acc6; kp_c7 = P.acc7;
+  } else if (c == 1) {
+    kp_e0 = P.acc0; kp_e1 = P.acc1; kp_e2 = P.acc2; kp_e3 = P.acc3; kp_e4 = P.acc4; kp_e5 = P.acc5; kp_e6 = P.acc6; kp_e7 = P.acc7;
+  } else if (c == 2) {
+    kp_c0 = f32x4.add(kp_c0, P.acc0);
+    if (T > 1) kp_c1 = f32x4.add(kp_c1, P.acc1);
+    if (T > 2) kp_c2 = f32x4.add(kp_c2, P.acc2);
+    if (T > 3) kp_c3 = f32x4.add(kp_c3, P.acc3);
+    if (T > 4) kp_c4 = f32x4.add(kp_c4, P.acc4);
+    if (T > 5) kp_c5 = f32x4.add(kp_c5, P.acc5);
+    if (T > 6) kp_c6 = f32x4.add(kp_c6, P.acc6);
+    if (T > 7) kp_c7 = f32x4.add(kp_c7, P.acc7);
+  } else {
+    P.acc0 = f32x4.add(kp_c0, f32x4.add(kp_e0, P.acc0));
+    if (T > 1) P.acc1 = f32x4.add(kp_c1, f32x4.add(kp_e1, P.acc1));
+    if (T > 2) P.acc2 = f32x4.add(kp_c2, f32x4.add(kp_e2, P.acc2));
+    if (T > 3) P.acc3 = f32x4.add(kp_c3, f32x4.add(kp_e3, P.acc3));
+    if (T > 4) P.acc4 = f32x4.add(kp_c4, f32x4.add(kp_e4, P.acc4));
+    if (T > 5) P.acc5 = f32x4.add(kp_c5, f32x4.add(kp_e5, P.acc5));
+    if (T > 6) P.acc6 = f32x4.add(kp_c6, f32x4.add(kp_e6, P.acc6));
+    if (T > 7) P.acc7 = f32x4.add(kp_c7, f32x4.add(kp_e7, P.acc7));
+  }
+}
+
+/** Sum of one word per 64-byte line of the group; kept in a global read at the end so that the optimizer keeps the loads. */
+let kp_touched: i32 = 0;
+
+/**
+ * Reads one word of every 64-byte line of [p, p + n) in order: the chains visit the group's
+ * super-blocks 4 apart, which the hardware prefetchers follow badly where the weights come from
+ * memory (the first tokens of a row block); loaded in order first, they arrive as a stream.
+ */
+// @ts-ignore: decorator
+@inline function touch(p: usize, n: usize): void {
+  let s: i32 = 0;
+  for (let q = p; q < p + n; q += 64) s += load<i32>(q);
+  kp_touched = s;
+}
+
+/**
+ * 4 weight rows (the q4_Kx4 group at w, nb super-blocks) × T tokens (records at x + t·xs): the
+ * chains of super-blocks one after another, then the leftover blocks; token t's 4 values to
+ * y + t·sy (acc != 0 adds into Y).
+ */
+// @ts-ignore: decorator
+@inline function tile(w: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32): void {
+  const nb4 = nb & ~3;
+  touch(w, <usize>nb * X4K_BYTES);
+  P.zero_accs();
+  if (nb4 > 0) {
+    for (let c = 0; c < 4; c++) {
+      if (c > 0) P.zero_accs();
+      for (let b = c; b < nb4; b += 4) sb(w + <usize>b * X4K_BYTES, x + <usize>b * Q8K_BYTES, xs, T);
+      end_chain(c, T);
+    }
+  }
+  for (let b = nb4; b < nb; b++) sb(w + <usize>b * X4K_BYTES, x + <usize>b * Q8K_BYTES, xs, T);
+  P.put_accs(y, sy, acc, T);
+}
+
+/**
+ * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
+ * rows, quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with
+ * gemm_k's bits on the plain matrix. Whole groups of 4 weight rows go through the tile, 8 tokens
+ * at a time (then 4, 3, 2, 1); rows of a group cut by [n0, n1) and the plain rows after the last
+ * group go to gemm_q4_kx4. Returns a lane of the last stage value plus the last touch sum, a
+ * meaningless number that keeps the `kp_stage` and `kp_touched` globals read (Binaryen removes a
+ * global nobody reads, and its stores with it).
+ */
+export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
+  const nb = K >> 8;
+  const grp = <usize>nb * X4K_BYTES, xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
+  const g0 = (n0 + 3) & ~3, g1 = min(n1, N & ~3) & ~3;
+  if (g0 >= g1) {
+    gemm_q4_kx4(A, W, Y, ldy, M, N, n0, n1, K, acc);
+    return 0;
+  }
+  if (n0 < g0) gemm_q4_kx4(A, W, Y, ldy, M, N, n0, g0, K, acc);
+  // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
+  let rb = <i32>(<usize>98304 / (<usize>nb * 144)) & ~3;
+  if (rb < 4) rb = 4;
+  for (let r0 = g0; r0 < g1; r0 += rb) {
+    const r1 = min(r0 + rb, g1);
+    for (let t = 0; t < M; ) {
+      const left = M - t;
+      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
+      for (let n = r0; n < r1; n += 4) {
+        const w = W + <usize>(n >> 2) * grp, y = yr + (<usize>n << 2);
+        if (left >= 8) tile(w, nb, x, xs, y, sy, acc, 8);
+        else if (left >= 4) tile(w, nb, x, xs, y, sy, acc, 4);
+        else if (left == 3) tile(w, nb, x, xs, y, sy, acc, 3);
+        else if (left == 2) tile(w, nb, x, xs, y, sy, acc, 2);
+        else tile(w, nb, x, xs, y, sy, acc, 1);
+      }
+      t += left >= 8 ? 8 : left >= 4 ? 4 : left;
+    }
+  }
+  if (g1 < n1) gemm_q4_kx4(A, W, Y, ldy, M, N, g1, n1, K, acc);
+  return i32x4.extract_lane(kp_stage, 0) + kp_touched;
+}
