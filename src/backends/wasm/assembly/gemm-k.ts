@@ -650,15 +650,8 @@ function tile1x4_q4k(w: usize, nb: i32, x: usize, y: usize, acc: i32, l0: i32, l
     s = f32x4.add(s, sb_q4kx4(w, x, m, rm, k112));
     w += X4K_BYTES; x += Q8K_BYTES;
   }
-  if (l0 == 0 && l1 == 4) {
-    v128.store(y, acc ? f32x4.add(v128.load(y), s) : s);
-    return;
-  }
-  // a group cut by the row range (rare: row chunks are multiples of 4): lane r to y + 4r, r in [l0, l1)
-  for (let r = 0; r < 4; r++) {
-    if (r >= l0 && r < l1) put(y + (<usize>r << 2), f32x4.extract_lane(s, 0), acc);
-    s = v128.shuffle<u32>(s, s, 1, 2, 3, 0);
-  }
+  // a group cut by the row range is rare (row chunks are multiples of 4)
+  put_lanes(y, s, acc, l0, l1);
 }
 
 // The q4_Kx4 tile of R = 2..4 activation rows, lanes = the group's 4 weight rows: per activation
