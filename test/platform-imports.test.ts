@@ -177,6 +177,7 @@ const LAZY_NODE_ONLY: Record<string, string> = {
 const BROWSER_BARE = [
   'dist/src/platform/index.js imports #platform', // resolved at run time: a page never evaluates it
   'dist/src/runtime/chat-template.js imports @huggingface/jinja',
+  'dist/src/runtime/template-budget.js imports @huggingface/jinja',
   'dist/src/runtime/tokenizer.js imports @huggingface/tokenizers',
   // navigator.gpu in a page; the optional `webgpu` package only where there is none (Node)
   'dist/src/backends/webgpu/gpu.js imports webgpu',

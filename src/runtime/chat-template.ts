@@ -16,6 +16,7 @@
  */
 import { Template } from '@huggingface/jinja';
 import { InputError } from '../errors.js';
+import { checkTemplateFilters, renderBounded, type TemplateNode } from './template-budget.js';
 import type { MptTokenizer } from './tokenizer.js';
 
 /** One chat message. */
@@ -59,7 +60,7 @@ function checkMessages(messages: readonly ChatMessage[]): void {
 /**
  * Renders a Hugging Face chat template as transformers does. `specialTokens` are passed as
  * template variables (`bos_token`, `eos_token`, ...); the template's `raise_exception(msg)`
- * (built into @huggingface/jinja) becomes an InputError.
+ * becomes an InputError, and so does a template that does too much work (template-budget.ts).
  */
 export function renderJinjaChatTemplate(
   template: string,
@@ -71,23 +72,24 @@ export function renderJinjaChatTemplate(
   } = {},
 ): string {
   checkMessages(messages);
-  let compiled: Template;
+  return renderBounded(compileChatTemplate(template), {
+    ...(options.specialTokens ?? {}),
+    ...(options.extra ?? {}),
+    messages: messages.map((m) => ({ ...m })),
+    add_generation_prompt: options.addGenerationPrompt ?? false,
+  });
+}
+
+/** Parses a chat template and refuses what cannot be rendered within bounds (see template-budget.ts). */
+function compileChatTemplate(template: string): TemplateNode {
+  let parsed: TemplateNode;
   try {
-    compiled = new Template(template);
+    parsed = new Template(template).parsed;
   } catch (e) {
     throw new InputError(`the chat_template cannot be parsed: ${(e as Error).message}`);
   }
-  try {
-    return compiled.render({
-      ...(options.specialTokens ?? {}),
-      ...(options.extra ?? {}),
-      messages: messages.map((m) => ({ ...m })),
-      add_generation_prompt: options.addGenerationPrompt ?? false,
-    });
-  } catch (e) {
-    if (e instanceof InputError) throw e;
-    throw new InputError(`the chat_template failed to render: ${(e as Error).message}`);
-  }
+  checkTemplateFilters(parsed);
+  return parsed;
 }
 
 /** A `jinja` format around a template string. */
@@ -95,12 +97,8 @@ export function jinjaFormat(
   template: string,
   specialTokens: Readonly<Record<string, string | string[]>> = {},
 ): PromptFormat {
-  // Compile once up front so a broken template fails at load time.
-  try {
-    new Template(template);
-  } catch (e) {
-    throw new InputError(`the chat_template cannot be parsed: ${(e as Error).message}`);
-  }
+  // Compile once up front so a broken or refused template fails at load time.
+  compileChatTemplate(template);
   const usesImEnd = template.includes('<|im_end|>');
   return {
     name: 'jinja',
