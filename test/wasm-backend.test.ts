@@ -546,12 +546,30 @@ describe('quantized weights', () => {
   }
 
   const GGUF = fixturePath('gguf-tiny-q');
-  for (const type of ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k', 'q5_k', 'q6_k', 'q4_k_m', 'q5_0']) {
+  // 'q4_k x4': the same files with q4_K kept row-interleaved (MPT_WASM_Q4K_X4=1, repack.ts keptPacked),
+  // i.e. through the q4_Kx4 decode, group and prompt tiles
+  for (const label of [
+    'f32',
+    'f16',
+    'q8_0',
+    'q4_0',
+    'q4_k',
+    'q5_k',
+    'q6_k',
+    'q4_k_m',
+    'q5_0',
+    'q4_k x4',
+    'q4_k_m x4',
+  ]) {
+    const [type, x4] = label.split(' ') as [string, string | undefined];
     const file = `${GGUF}/tiny-q-${type}.gguf`;
-    it(`llama.cpp's logits for tiny-q-${type}.gguf`, { skip: !existsSync(file) }, async (t) => {
+    it(`llama.cpp's logits for tiny-q-${label}.gguf`, { skip: !existsSync(file) }, async (t) => {
       const ck = await openCheckpoint(file);
       const warnings: string[] = [];
-      const r = await loadWasmRunner(ck.config, ck.tensors, { threads: 2, onWarning: (m) => warnings.push(m) });
+      if (x4) process.env.MPT_WASM_Q4K_X4 = '1';
+      const r = await loadWasmRunner(ck.config, ck.tensors, { threads: 2, onWarning: (m) => warnings.push(m) }).finally(
+        () => delete process.env.MPT_WASM_Q4K_X4,
+      );
       await ck.tensors.close();
       try {
         const ref = new Goldens(GGUF, `tiny-q-${type}.llamacpp.json`, `tiny-q-${type}.llamacpp.bin`);

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { Arenas } from '../src/backends/wasm/arenas.js';
 import { rowBytes } from '../src/backends/wasm/kernels.js';
-import { isPackable, repackX4 } from '../src/backends/wasm/repack.js';
+import { isPackable, keptPacked, repackX4 } from '../src/backends/wasm/repack.js';
 import { planLayout, type MatrixRef, type ModelLayout } from '../src/backends/wasm/layout.js';
 import { chooseMatrixType, loadWeights } from '../src/backends/wasm/load-weights.js';
 import { FormatError } from '../src/errors.js';
@@ -114,7 +114,7 @@ describe('wasm weight loading', () => {
         }
         // q4_0 / q8_0 matrices of 4 rows or more are kept row-interleaved (repack.ts)
         const want = ref.packed && isPackable(ref.type) ? repackX4(ref.type, stored, ref.rows, ref.cols) : stored;
-        if (ref.packed !== (isPackable(ref.type) && ref.rows >= 4)) assert.fail(`${name}: packed ${ref.packed}`);
+        if (ref.packed !== keptPacked(ref.type, ref.rows)) assert.fail(`${name}: packed ${ref.packed}`);
         assert.ok(Buffer.from(got).equals(Buffer.from(want)), `${name} differs from the file`);
       }
       if (type === 'q8_0') assert.ok(clamped > 1000);

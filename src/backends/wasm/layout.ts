@@ -26,7 +26,7 @@ import {
   rowBytes,
   type WeightType,
 } from './kernels.js';
-import { PACK_ROWS, isPackable } from './repack.js';
+import { keptPacked } from './repack.js';
 
 /** A weight matrix [rows][cols] in an arena; bias is a pointer to rows f32, or 0. */
 export interface MatrixRef {
@@ -38,8 +38,8 @@ export interface MatrixRef {
   bias: number;
   /**
    * Stored row-interleaved (q4_0x4 / q8_0x4 / q4_Kx4, repack.ts) instead of plain rows: every
-   * q4_0 / q8_0 / q4_K matrix of at least 4 rows, so the decode kernels serve 4 rows per
-   * activation load. Same size.
+   * q4_0 / q8_0 matrix of at least 4 rows (q4_K on request, `keptPacked`), so the decode kernels
+   * serve 4 rows per activation load. Same size.
    */
   packed: boolean;
 }
@@ -361,7 +361,7 @@ export function planLayout(c: MptConfig, typeOf: MatrixTypeOf, opts: LayoutOptio
   };
   const mat = (a: number, t: WeightType, rows: number, cols: number, withBias: boolean): MatrixRef => {
     const ptr = put(a, rows * rowBytes(t, cols));
-    const packed = isPackable(t) && rows >= PACK_ROWS;
+    const packed = keptPacked(t, rows);
     return { arena: a, ptr, type: t, rows, cols, bias: withBias ? put(a, rows * 4) : 0, packed };
   };
   const norm = (a: number, nn: number): NormRef => ({ w: put(a, nn * 4), b: bias && !rms ? put(a, nn * 4) : 0 });

@@ -22,6 +22,7 @@
  * Rows 4G..N-1 (fewer than 4) stay plain q4_0 / q8_0 rows after the groups, where they would be
  * in the plain matrix. The repacked matrix has exactly the plain matrix's size.
  */
+import { platform } from '../../platform/index.js';
 import { GGML_TYPES } from '../../formats/ggml-types.js';
 
 /** Types with a row-interleaved form. */
@@ -32,6 +33,18 @@ export const PACK_ROWS = 4;
 
 export function isPackable(t: string): t is PackableType {
   return t === 'q4_0' || t === 'q8_0' || t === 'q4_k';
+}
+
+/**
+ * Whether the model layout keeps a matrix row-interleaved: q4_0 / q8_0 of 4 rows or more, q4_K
+ * only with MPT_WASM_Q4K_X4=1. Quiet, end to end, the q4_Kx4 tiles made the 1B shape's prompts
+ * 1.45× faster but the 7B shape's decode 0.84× (7B prompts unchanged), although every 7B product
+ * alone is as fast or faster packed (docs/cpu-profile.md); until that is understood, 7B decode
+ * (where users of q4_K are) keeps the plain rows.
+ */
+export function keptPacked(t: string, rows: number): boolean {
+  if (!isPackable(t) || rows < PACK_ROWS) return false;
+  return t !== 'q4_k' || platform.env('MPT_WASM_Q4K_X4') === '1';
 }
 
 /** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0), 144 for q4_K. */
