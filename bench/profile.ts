@@ -15,7 +15,9 @@
  * spends in a pass (the runner's JS, waking the workers and learning that they finished).
  *
  * The names follow executor.ts's order of parallel operations for an MPT without GLU, qk_ln or
- * learned positions (the bench shapes); the op count of the pass is checked against it.
+ * learned positions (the bench shapes); the op count of the pass is checked against it. A
+ * decode step whose layers run on thread 0 alone (executor.ts SOLO_LAYER_MACS) has two rows:
+ * the layers (thread 0's work, the others' wait) and the output matrix.
  */
 import { shapeConfig } from '../src/cli/commands/bench.js';
 import type { WeightType } from '../src/backends/wasm/kernels.js';
@@ -48,6 +50,8 @@ const WIDE_LAYER: Array<[string, string]> = [
   ['down_proj matmul', 'between ops'],
 ];
 const HEAD: [string, string] = ['lm_head matmul', 'norm_f + quantize (own rows)'];
+/** Every layer of a decode step on thread 0 alone: its work, and the others' wait for it. */
+const SOLO_LAYERS: [string, string] = ['layers (thread 0 alone)', 'before the layers'];
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -107,9 +111,14 @@ async function phase(
     await go();
     wall += performance.now() - t0;
   }
-  const names = [...first, ...Array.from({ length: config.nLayers }, () => layer).flat(), HEAD];
   const used = prof!.filter((p) => p[0]! > 0);
   const ops = used[0]![1]!;
+  // A decode step whose layers are light runs them on thread 0 alone (executor.ts
+  // SOLO_LAYER_MACS): one solo region, then the output matrix.
+  const names =
+    layer === SMALL_LAYER && used.length > 1 && ops === 2
+      ? [SOLO_LAYERS, HEAD]
+      : [...first, ...Array.from({ length: config.nLayers }, () => layer).flat(), HEAD];
   if (ops !== names.length) throw new Error(`a pass had ${ops} parallel operations, this table names ${names.length}`);
   const acc = new Map<string, { work: number; wait: number; before: number }>();
   const add = (name: string, key: 'work' | 'wait' | 'before', v: number) => {

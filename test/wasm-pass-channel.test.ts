@@ -249,33 +249,53 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
     }
   });
 
-  it("a worker's error fails that call only, by either path", async () => {
+  /**
+   * Runs a one-row pass that fails in the workers twice (a message, then the descriptor) and
+   * checks that each call fails with the workers' error and that the runner still gives the
+   * same logits as before.
+   */
+  async function failsThatCallOnly(bad: (kv: number[]) => Pick<Pass, 'seqs' | 'logitsOut'>): Promise<void> {
     const r = await tinyRunner();
     try {
       const cache = r.createCache({ capacity: 8 });
       const [before] = await r.forward([{ cache, tokens: [5] }], { logits: 'last' });
       const expected = Array.from(before!.logits);
       cache.truncate(0);
-      const pool = poolOf(r);
-      // Logits asked into a buffer too small for them: the workers' copy throws. The first pass
-      // names the buffer (a message), the second one is in the descriptor.
-      const tooSmall = new SharedArrayBuffer(4);
-      const bad: Pass = {
+      const pass: Pass = {
         rows: 1,
         threads: 2,
         tokens: Int32Array.from([5]),
-        seqs: [{ rowStart: 0, n: 1, past: 0, capacity: 8, kv: cacheRegions(cache), kvType: 'f32' }],
         logitRows: Int32Array.from([0]),
-        logitsOut: tooSmall,
         logitsOffset: 0,
+        ...bad(cacheRegions(cache)),
       };
-      for (let i = 0; i < 2; i++) await assert.rejects(pool.run(bad), /wasm worker failed: .*(offset|bounds|range)/i);
+      for (let i = 0; i < 2; i++)
+        await assert.rejects(poolOf(r).run(pass), /wasm worker failed: .*(offset|bounds|range)/i);
       const [after] = await r.forward([{ cache, tokens: [5] }], { logits: 'last' });
       assert.deepEqual(Array.from(after!.logits), expected);
       cache.dispose();
     } finally {
       await r.dispose();
     }
+  }
+
+  it("a worker's error fails that call only, by either path", async () => {
+    // Logits asked into a buffer too small for them: the workers' copy throws. The first pass
+    // names the buffer (a message), the second one is in the descriptor.
+    await failsThatCallOnly((kv) => ({
+      seqs: [{ rowStart: 0, n: 1, past: 0, capacity: 8, kv, kvType: 'f32' }],
+      logitsOut: new SharedArrayBuffer(4),
+    }));
+  });
+
+  it('an error in the layers that thread 0 runs alone (a solo region) fails that call; the other thread does not hang', async () => {
+    // d 64: every decode layer is under executor.ts SOLO_LAYER_MACS, so thread 0 runs the layers
+    // while thread 1 waits at the join before the output matrix. A KV region past the end of the
+    // wasm memory: storing K/V traps in the layers.
+    await failsThatCallOnly((kv) => ({
+      seqs: [{ rowStart: 0, n: 1, past: 0, capacity: 8, kv: kv.map(() => 2 ** 31), kvType: 'f32' }],
+      logitsOut: new SharedArrayBuffer(512 * 4),
+    }));
   });
 
   it('a worker that dies during a forward call fails it and every later call, without hanging', async () => {

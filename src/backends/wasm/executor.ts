@@ -100,6 +100,13 @@ const PROMPT_TILE_ROWS_K = 16;
 /** Least multiply-adds of a matrix product's work item (chunkRows), so that its JS calls stay small beside it. */
 const CHUNK_MACS = 1 << 18;
 
+/**
+ * Multiply-adds of a small pass's layer below which thread 0 runs every layer alone (Team.solo)
+ * while the others wait at one barrier before the LM head: a layer that small (the shipped model's
+ * decode row: 0.8 M) takes tens of µs on one thread, about what its 5 barriers cost with two.
+ */
+const SOLO_LAYER_MACS = 1 << 22;
+
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
 const ATTN_ROWS = 16;
 
@@ -234,7 +241,7 @@ export class Executor {
 
   /** Splits `rows` rows into chunks for parallelFor. */
   private rowChunks(rows: number, fn: (r0: number, r1: number) => void): void {
-    const per = Math.max(1, Math.ceil(rows / (this.team.nt * 4)));
+    const per = Math.max(1, Math.ceil(rows / (this.team.sharing * 4)));
     const n = Math.ceil(rows / per);
     this.team.parallelFor(n, (i) => fn(i * per, Math.min(rows, (i + 1) * per)));
   }
@@ -316,7 +323,7 @@ export class Executor {
    * output matrix in 256-row chunks was 197 chunks of ~2 µs of kernel work each.
    */
   private chunkRows(N: number, K: number, M: number): number {
-    const nt = this.team.nt;
+    const nt = this.team.sharing;
     const up4 = (x: number) => Math.ceil(x / 4) * 4;
     const floor = Math.min(up4(N / nt), up4(CHUNK_MACS / (K * M)));
     return Math.max(16, floor, Math.min(256, up4(N / (nt * 8))));
@@ -491,32 +498,30 @@ export class Executor {
     });
   }
 
-  /** Runs one pass. */
-  run(p: Pass): void {
+  /**
+   * Whether a small pass's layers are too light to share: every layer below SOLO_LAYER_MACS
+   * multiply-adds (all layers have the same shape; attention over each sequence's cache counted).
+   */
+  private lightLayers(p: Pass): boolean {
+    const ly = this.L.layers[0];
+    if (!ly) return true;
+    const f = this.f;
+    let macs = 0;
+    for (const m of [ly.qkv, ly.out, ly.up, ly.gate, ly.down]) if (m) macs += m.rows * m.cols;
+    macs *= p.rows;
+    for (const sq of p.seqs) macs += 2 * sq.n * f.nHeads * (sq.past + sq.n) * f.headDim;
+    return macs < SOLO_LAYER_MACS;
+  }
+
+  /** The embedding (+ learned positions) into the head arena's residual stream, then every layer. */
+  private layers(p: Pass, small: boolean, rowSeq: Int32Array, units: Int32Array): void {
     const L = this.L,
       c = this.c,
-      team = this.team;
-    const f = this.f;
+      f = this.f;
     const d = f.dModel,
-      H = f.nHeads,
       qn = f.qkvDim,
       ff = f.ffnHidden;
     const R = p.rows;
-    const small = R <= PRIVATE_ROWS;
-    team.reset(p.threads);
-
-    const rowSeq = new Int32Array(R);
-    p.seqs.forEach((s, i) => {
-      rowSeq.fill(i, s.rowStart, s.rowStart + s.n);
-    });
-    const unitList: number[] = [];
-    p.seqs.forEach((sq, si) => {
-      const tiles = Math.ceil(sq.n / ATTN_ROWS);
-      for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
-    });
-    const units = Int32Array.from(unitList);
-
-    // Embedding (+ learned positions) into the head arena's residual stream.
     const h = L.head;
     let cur = h.arena;
     {
@@ -595,6 +600,37 @@ export class Executor {
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       }
     }
+  }
+
+  /** Runs one pass. */
+  run(p: Pass): void {
+    const L = this.L,
+      c = this.c,
+      team = this.team;
+    const f = this.f;
+    const d = f.dModel,
+      H = f.nHeads;
+    const R = p.rows;
+    const small = R <= PRIVATE_ROWS;
+    team.reset(p.threads);
+
+    const rowSeq = new Int32Array(R);
+    p.seqs.forEach((s, i) => {
+      rowSeq.fill(i, s.rowStart, s.rowStart + s.n);
+    });
+    const unitList: number[] = [];
+    p.seqs.forEach((sq, si) => {
+      const tiles = Math.ceil(sq.n / ATTN_ROWS);
+      for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
+    });
+    const units = Int32Array.from(unitList);
+
+    // The residual stream ends in the last layer's arena (the head's when there are none).
+    const h = L.head;
+    const cur = c.nLayers > 0 ? L.layers[c.nLayers - 1]!.arena : h.arena;
+    if (small && this.lightLayers(p)) team.solo(() => this.layers(p, small, rowSeq, units));
+    else this.layers(p, small, rowSeq, units);
+    team.join();
 
     this.finalHidden(p, cur);
 

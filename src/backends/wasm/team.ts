@@ -59,8 +59,18 @@ export function abortTeam(ctl: Int32Array): void {
 export class TeamAborted extends Error {}
 
 export class Team {
+  /** Parallel operations of the pass so far (picks their work counter). */
   private op = 0;
+  /** Operations recorded in this thread's profile this pass: parallel ones and solo regions. */
+  private profOp = 0;
   private spin = 50;
+  /** Thread 0 inside a solo region: parallelFor runs every item here, with no counter and no barrier. */
+  private alone = false;
+  /** A solo region ran since the last join: the threads meet before anyone reads its results. */
+  private pending = false;
+  /** Profiling: when this thread entered the pending solo region and left it. */
+  private soloT0 = 0;
+  private soloT1 = 0;
   /** This thread's timings (createControlBuffer with profileThreads), else null: no clock read. */
   private readonly prof: Float64Array | null;
   /** When the last operation ended (profiling only). */
@@ -78,12 +88,20 @@ export class Team {
     this.prof = profileOf(ctl.buffer, tid);
   }
 
+  /** Threads sharing the operations run now: 1 inside a solo region, else nt. */
+  get sharing(): number {
+    return this.alone ? 1 : this.nt;
+  }
+
   /**
    * Call at the start of every pass with the number of threads taking part (the main thread
    * zeroes the counters between passes).
    */
   reset(nt: number): void {
     this.op = 0;
+    this.profOp = 0;
+    this.alone = false;
+    this.pending = false;
     this.nt = nt;
     // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
     this.spin = nt <= this.cores ? BARRIER_SPINS : 50;
@@ -97,11 +115,12 @@ export class Team {
   private record(t0: number, t1: number): void {
     const prof = this.prof!,
       t2 = performance.now();
-    const o = PROFILE.head + 3 * Math.min(this.op - 1, PROFILE.ops - 1);
+    this.profOp++;
+    const o = PROFILE.head + 3 * Math.min(this.profOp - 1, PROFILE.ops - 1);
     prof[o]! += t0 - this.mark;
     prof[o + 1]! += t1 - t0;
     prof[o + 2]! += t2 - t1;
-    prof[1] = this.op;
+    prof[1] = this.profOp;
     this.mark = t2;
   }
 
@@ -127,10 +146,53 @@ export class Team {
   }
 
   /**
+   * A solo region: thread 0 runs fn alone (its parallelFor calls run every item there, with no
+   * barrier), the other threads go straight on to the next `join` (or parallelFor), where they
+   * wait for it. For a run of operations each too small to be worth a barrier: a decode step of
+   * the shipped model (d_model 256) spends more at 5 barriers a layer than a second thread saves.
+   * Every thread must call it at the same point of the pass; what fn writes may be read by the
+   * others only after the next join.
+   */
+  solo(fn: () => void): void {
+    if (this.nt === 1) {
+      fn();
+      return;
+    }
+    // Consecutive regions make one: thread 0 runs them in order, nobody else reads in between.
+    const t0 = this.pending ? this.soloT0 : this.prof ? performance.now() : 0;
+    if (this.tid === 0) {
+      this.alone = true;
+      try {
+        fn();
+      } finally {
+        this.alone = false;
+      }
+    }
+    this.pending = true;
+    if (this.prof) {
+      this.soloT0 = t0;
+      this.soloT1 = performance.now();
+    }
+  }
+
+  /** Waits until the pending solo region (if any) is done; every thread must call it at the same point. */
+  join(): void {
+    if (!this.pending) return;
+    this.pending = false;
+    this.barrier();
+    if (this.prof) this.record(this.soloT0, this.soloT1);
+  }
+
+  /**
    * Runs fn(i) for every i in [0, n), items claimed dynamically by whichever thread is free,
    * then waits at a barrier. Every thread must call it with the same n, in the same order.
    */
   parallelFor(n: number, fn: (i: number) => void): void {
+    if (this.alone) {
+      for (let i = 0; i < n; i++) fn(i);
+      return;
+    }
+    this.join();
     const ctl = this.ctl;
     const slot = CTL.counters + (this.op & 3);
     // Counter (op+1) was last used by op-3, which every thread has left (barriers since).
