@@ -11,6 +11,8 @@
  * - small passes (decode, at most PRIVATE_ROWS rows): every thread computes the cheap row-wise
  *   steps itself, into its own private buffers (duplicate KV-cache writes store identical bytes),
  *   leaving 5 barriers per layer: after the qkv product, attention, out_proj, up_proj, down_proj.
+ *   When a small pass's layers are light (SOLO_LAYER_MACS: the shipped model's decode row), thread
+ *   0 runs them all alone (team.ts solo) and the others meet it once, before the LM head.
  */
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
 import type { KvType } from '../backend.js';

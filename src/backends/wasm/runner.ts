@@ -74,7 +74,9 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
       attention * c.nLayers +
       logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols;
     // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix
-    // (sampling adds none).
+    // (sampling adds none). A small pass whose layers are light now runs them on one thread and
+    // meets once before the output matrix (executor.ts SOLO_LAYER_MACS); it is still counted as
+    // 5 a layer, the schedule the 16-vCPU calibration of pass-threads.ts was measured with.
     const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0);
     return passThreads({ macs, barriers }, this.pool.threads, this.pool.cores);
   }
