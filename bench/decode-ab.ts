@@ -92,7 +92,8 @@ const kShapes = [
 const kRowCounts = flagValue('--m') ? rowCounts : [1, 2, 3, 4, 8, 15];
 for (const type of ['q4_k', 'q6_k'] as const)
   for (const [N, K] of kShapes) for (const M of kRowCounts) cases.push({ type, M, N, K, path: 'x4' });
-const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${c.type === 'q4_k' ? kPaths.join('/') : c.path}`;
+const pathName = (c: Case) => (c.type === 'q4_k' ? kPaths.join('/') : c.type === 'q6_k' ? 'plain' : c.path);
+const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${pathName(c)}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
 const COLD_BYTES = 96 * 2 ** 20;
