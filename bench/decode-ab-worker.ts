@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { WTYPE, instantiateKernelsAndTables, type Kernels } from '../src/backends/wasm/kernels.js';
 
-export type QType = 'q4_0' | 'q8_0' | 'q4_k';
-const TYPES: readonly QType[] = ['q4_0', 'q8_0', 'q4_k'];
+export type QType = 'q4_0' | 'q8_0' | 'q4_k' | 'q6_k';
+const TYPES: readonly QType[] = ['q4_0', 'q8_0', 'q4_k', 'q6_k'];
 
 /** One product: weights W (N × K, repacked as the build keeps them), activations A (or the q4_0 row record R), output Y. */
 export interface Call {
@@ -21,12 +21,18 @@ export interface Call {
   R: number;
   W: number;
   Y: number;
+  /** q4_K weights kept plain (gemm_k) even where the build has the x4 tiles. */
+  plainK: boolean;
 }
 
 /** Rows [n0, n1) of the product through the build's kernels, as the backend would call them. */
 export function product(k: Kernels, c: Call, n0: number, n1: number): void {
+  if (c.type === 'q6_k') {
+    k.gemm_k(WTYPE.q6_k, c.A, c.W, c.Y, c.N, c.M, n0, n1, c.K, 0);
+    return;
+  }
   if (c.type === 'q4_k') {
-    if (typeof k.gemm_q4_kx4 === 'function') k.gemm_q4_kx4(c.A, c.W, c.Y, c.N, c.M, c.N, n0, n1, c.K, 0);
+    if (!c.plainK && typeof k.gemm_q4_kx4 === 'function') k.gemm_q4_kx4(c.A, c.W, c.Y, c.N, c.M, c.N, n0, n1, c.K, 0);
     else k.gemm_k(WTYPE.q4_k, c.A, c.W, c.Y, c.N, c.M, n0, n1, c.K, 0);
     return;
   }
@@ -44,7 +50,7 @@ export function product(k: Kernels, c: Call, n0: number, n1: number): void {
 export const CTL = { gen: 0, next: 1, done: 2, quit: 3, per: 4, args: 5, ready: 14, words: 16 } as const;
 
 export function writeCall(ctl: Int32Array, c: Call, per: number): void {
-  const a = [TYPES.indexOf(c.type), c.path === 'x4' ? 0 : 1, c.M, c.N, c.K, c.A, c.R, c.W, c.Y];
+  const a = [TYPES.indexOf(c.type), (c.path === 'x4' ? 0 : 1) | (c.plainK ? 2 : 0), c.M, c.N, c.K, c.A, c.R, c.W, c.Y];
   a.forEach((v, i) => {
     ctl[CTL.args + i] = v | 0;
   });
@@ -55,7 +61,7 @@ function readCall(ctl: Int32Array): Call {
   const a = (i: number) => ctl[CTL.args + i]! >>> 0;
   return {
     type: TYPES[a(0)]!,
-    path: a(1) ? 'prompt' : 'x4',
+    path: a(1) & 1 ? 'prompt' : 'x4',
     M: a(2),
     N: a(3),
     K: a(4),
@@ -63,6 +69,7 @@ function readCall(ctl: Int32Array): Call {
     R: a(6),
     W: a(7),
     Y: a(8),
+    plainK: (a(1) & 2) !== 0,
   };
 }
 

@@ -1,6 +1,6 @@
 /**
- * Decode-sized q4_0 / q8_0 products (1–3 activation rows) and q4_K products (1–15 rows: decode
- * and the server's batches) of two kernel builds in one process,
+ * Decode-sized q4_0 / q8_0 products (1–3 activation rows) and q4_K / q6_K products (1–15 rows:
+ * decode and the server's batches; q6_K through gemm_k, plain rows) of two kernel builds in one process,
  * calls alternated (A B B A …), timed in CPU time of the process (`process.cpuUsage`, which leaves
  * out the time it waits for a core on a shared host) as well as wall time. Checks that both builds
  * give the same bits. Shapes: the 1B model's up / down products (8192 × 2048, 2048 × 8192) and
@@ -22,7 +22,9 @@
  * gemm_q8_0x4_prompt), which also take 1–3 rows. q4_K runs at the 1B and 7B shapes of every
  * product (qkv, out_proj, up, down) through gemm_q4_kx4 on repacked weights where a build has it,
  * otherwise gemm_k on plain rows (path "x4" either way): main's build against this one is the
- * plain layout against the x4 one.
+ * plain layout against the x4 one. `--k-paths A,B` picks each build's q4_K path instead: `plain`
+ * (gemm_k on plain rows) or `x4` (`--k-paths plain,plain` compares two builds' gemm_k; one file as
+ * both A and B with `plain,x4` compares the two layouts in one build).
  */
 import { Worker } from 'node:worker_threads';
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
@@ -37,24 +39,33 @@ interface Case {
   K: number;
   path: 'x4' | 'prompt';
 }
+type KPath = 'x4' | 'plain';
 
 const argv = process.argv.slice(2);
 const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
 const files = argv.filter(
-  (a, i) => !a.startsWith('--') && !['--reps', '--only', '--m', '--threads'].includes(argv[i - 1]!),
+  (a, i) => !a.startsWith('--') && !['--reps', '--only', '--m', '--threads', '--k-paths'].includes(argv[i - 1]!),
 );
 const threads = Number(flagValue('--threads') ?? 1) === 2 ? 2 : 1;
 const reps = Number(flagValue('--reps') ?? 30) || 30;
 const only = flagValue('--only');
 const cold = argv.includes('--cold');
 const rowCounts = (flagValue('--m') ?? '1,2,3').split(',').map(Number);
-if (files.length !== 2 || !rowCounts.every((m) => Number.isInteger(m) && m >= 1)) {
-  console.error('usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--m 1,2,3] [--threads 1|2]');
+const kPaths = (flagValue('--k-paths') ?? 'x4,x4').split(',') as KPath[];
+if (
+  files.length !== 2 ||
+  !rowCounts.every((m) => Number.isInteger(m) && m >= 1) ||
+  kPaths.length !== 2 ||
+  !kPaths.every((p) => p === 'x4' || p === 'plain')
+) {
+  console.error(
+    'usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--m 1,2,3] [--threads 1|2] [--k-paths x4|plain,x4|plain]',
+  );
   process.exit(2);
 }
 kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before compiling
 
-const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18 } as const;
+const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18, q6_k: 26.25 } as const;
 const shapes = [
   [8192, 2048],
   [2048, 8192],
@@ -79,18 +90,20 @@ const kShapes = [
   [4096, 16384],
 ] as const;
 const kRowCounts = flagValue('--m') ? rowCounts : [1, 2, 3, 4, 8, 15];
-for (const [N, K] of kShapes) for (const M of kRowCounts) cases.push({ type: 'q4_k', M, N, K, path: 'x4' });
-const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${c.path}`;
+for (const type of ['q4_k', 'q6_k'] as const)
+  for (const [N, K] of kShapes) for (const M of kRowCounts) cases.push({ type, M, N, K, path: 'x4' });
+const pathName = (c: Case) => (c.type === 'q4_k' ? kPaths.join('/') : c.type === 'q6_k' ? 'plain' : c.path);
+const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${pathName(c)}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
 const COLD_BYTES = 96 * 2 ** 20;
 /** One build with its own memory: per (type, N, K) its weight copies, activations and output. */
-function setup(file: string) {
+function setup(file: string, kPath: KPath) {
   const need = new Map<string, { type: QType; N: number; K: number }>();
   for (const c of chosen) need.set(`${c.type} ${c.N} ${c.K}`, c);
   const { memory, k, take } = kernelsWithHeap(file);
   const gemv = typeof k.gemv_q4_0x4 === 'function';
-  const kx4 = typeof k.gemm_q4_kx4 === 'function';
+  const kx4 = kPath === 'x4' && typeof k.gemm_q4_kx4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),
     NMAX = Math.max(...chosen.map((c) => c.N)),
     MMAX = Math.max(...chosen.map((c) => c.M));
@@ -99,15 +112,15 @@ function setup(file: string) {
     tmp = take(4 * (KMAX / 32) * 34);
   k.fill_random_weights(0, X, MMAX * KMAX, 13, 1);
   type Quantize = (X: number, n: number, Q: number, S: number) => void;
-  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
-  /** q4_K weights [N][K]: 16 rows of random values quantized, copied over the matrix (seed varies the copy). */
-  const fillQ4k = (W: number, N: number, K: number, seed: number) => {
+  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize; quantize_q6_k: Quantize };
+  /** q4_K / q6_K weights [N][K]: 16 rows of random values quantized, copied over the matrix (seed varies the copy). */
+  const fillK = (type: 'q4_k' | 'q6_k', W: number, N: number, K: number, seed: number) => {
     const rows = 16,
-      rb = (K / 256) * 144,
+      rb = (K / 256) * (type === 'q4_k' ? 144 : 210),
       src = take(rows * K * 4),
       scratch = take(kq.kquant_scratch_bytes());
     k.fill_random_weights(0, src, rows * K, seed, 0.05);
-    kq.quantize_q4_k(src, rows * K, W, scratch);
+    (type === 'q4_k' ? kq.quantize_q4_k : kq.quantize_q6_k).call(kq, src, rows * K, W, scratch);
     const u8 = new Uint8Array(memory.buffer);
     for (let r = rows; r < N; r += rows) u8.copyWithin(W + r * rb, W, W + Math.min(rows, N - r) * rb);
   };
@@ -118,20 +131,21 @@ function setup(file: string) {
     const copies: number[] = [];
     for (let i = 0; i < n; i++) {
       const W = take(bytes);
-      if (type === 'q4_k') {
-        fillQ4k(W, N, K, 11 + i);
-        if (kx4) k.repack_q4_kx4(W, N, K, tmp);
+      if (type === 'q4_k' || type === 'q6_k') {
+        fillK(type, W, N, K, 11 + i);
+        if (kx4 && type === 'q4_k') k.repack_q4_kx4(W, N, K, tmp);
       } else {
         k.fill_random_weights(WTYPE[type], W, N * K, 11 + i, 0.04);
         k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp);
       }
       copies.push(W);
     }
-    const a = take(type === 'q4_k' ? actQ8KBytes(MMAX, K) : actQ8Bytes(MMAX, K)),
+    const kAct = type === 'q4_k' || type === 'q6_k';
+    const a = take(kAct ? actQ8KBytes(MMAX, K) : actQ8Bytes(MMAX, K)),
       row = take(actQ8Bytes(1, K));
-    if (type === 'q4_k') k.quantize_act_q8k(X, K, 0, MMAX, K, a);
+    if (kAct) k.quantize_act_q8k(X, K, 0, MMAX, K, a);
     else k.quantize_act_q8(X, K, 0, MMAX, K, a);
-    if (gemv && type !== 'q4_k') k.quantize_act_q8_row(X, K, row);
+    if (gemv && !kAct) k.quantize_act_q8_row(X, K, row);
     mats.set(key, { copies, A: a, R: row });
   }
   let turn = 0;
@@ -145,7 +159,7 @@ function setup(file: string) {
   worker?.unref();
   const call = (c: Case, copy: number) => {
     const mat = mats.get(`${c.type} ${c.N} ${c.K}`)!;
-    const args: Call = { ...c, A: mat.A, R: mat.R, W: mat.copies[copy % mat.copies.length]!, Y };
+    const args: Call = { ...c, A: mat.A, R: mat.R, W: mat.copies[copy % mat.copies.length]!, Y, plainK: !kx4 };
     if (!worker) {
       product(k, args, 0, c.N);
       return;
@@ -171,7 +185,7 @@ function setup(file: string) {
   return { run, out };
 }
 
-const builds = files.map(setup);
+const builds = files.map((f, i) => setup(f, kPaths[i]!));
 const results = chosen.map((c) => ({
   case: name(c),
   ...abCase(
@@ -180,4 +194,4 @@ const results = chosen.map((c) => ({
     (i) => builds[i]!.run(c),
   ),
 }));
-console.log(JSON.stringify({ A: files[0], B: files[1], reps, cold, threads, results }, null, 1));
+console.log(JSON.stringify({ A: files[0], B: files[1], kPaths, reps, cold, threads, results }, null, 1));

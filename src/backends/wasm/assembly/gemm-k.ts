@@ -359,6 +359,67 @@ let sums_sm: v128 = i32x4.splat(0);
   return f32x4.mul(f32x4.mul(f32x4.splat(f16_at(w + 208)), dx_rows(x, xs, R)), f32x4.convert_i32x4_s(sumi));
 }
 
+/**
+ * The integer of one q6_K super-block at w times one activation row's q8_K record at x,
+ * Σ_k sc_k·(Σ q·x − 32·bsums_k), spread over the four i32 lanes (their sum is block6's sumi).
+ * Per quarter the two 16-value groups' i16 pair sums are folded into one vector (lanes 0-3 group
+ * a, 4-7 group b; at most 2·2·63·127 = 32004) and scaled by one pmaddwd against the two scales
+ * (lanes 0-3 and 4-7); block6 with R = 1 splats each scale and multiplies each group apart.
+ * Exact integers either way, so the same sum.
+ */
+function sb6_sum(w: usize, x: usize, m: v128, m30: v128): v128 {
+  const sc = v128.load(w + 192);
+  const s0 = i16x8.extend_low_i8x16_s(sc), s1 = i16x8.extend_high_i8x16_s(sc);
+  let c = i32x4.sub(i32x4.splat(0), i32x4.shl(q6_corr(s0, s1, x), 5));
+  // the scales of groups 0-3 / 4-7 of each half, each twice (i16 lanes 2j, 2j + 1: scale j)
+  const t0 = v128.shuffle<u16>(s0, s0, 0, 0, 1, 1, 2, 2, 3, 3), t1 = v128.shuffle<u16>(s0, s0, 4, 4, 5, 5, 6, 6, 7, 7);
+  c = i32x4.add(c, quarter6(w, w + 128, x, t0, 0, m, m30));
+  c = i32x4.add(c, quarter6(w, w + 128, x + 32, t0, 1, m, m30));
+  c = i32x4.add(c, quarter6(w, w + 128, x + 64, t1, 2, m, m30));
+  c = i32x4.add(c, quarter6(w, w + 128, x + 96, t1, 3, m, m30));
+  const t2 = v128.shuffle<u16>(s1, s1, 0, 0, 1, 1, 2, 2, 3, 3), t3 = v128.shuffle<u16>(s1, s1, 4, 4, 5, 5, 6, 6, 7, 7);
+  c = i32x4.add(c, quarter6(w + 64, w + 160, x + 128, t2, 0, m, m30));
+  c = i32x4.add(c, quarter6(w + 64, w + 160, x + 160, t2, 1, m, m30));
+  c = i32x4.add(c, quarter6(w + 64, w + 160, x + 192, t3, 2, m, m30));
+  return i32x4.add(c, quarter6(w + 64, w + 160, x + 224, t3, 3, m, m30));
+}
+
+/**
+ * The last quarter6 value, written and read back: a global is memory to V8, so TurboFan keeps
+ * the next quarter's loads after it (issued first, the super-block's 30 vectors spilled); the
+ * running sum stays in a register, so the store and load are off its chain.
+ */
+let k6_last: v128 = i32x4.splat(0);
+
+/**
+ * Quarter q (32 values: groups 2q, 2q + 1 of a half) of a q6_K super-block for sb6_sum: ql bytes
+ * of the half at ql, qh at qh, activations at xq; tv: the scales of groups 2q, 2q + 1 in i16
+ * lanes 0-3 (q even) or 4-7, each twice (interleaves, which V8 emits as one unpack, where a
+ * general shuffle's mask is rebuilt from immediates every time).
+ */
+// @ts-ignore: decorator
+@inline function quarter6(ql: usize, qh: usize, xq: usize, tv: v128, q: i32, m: v128, m30: v128): v128 {
+  const lo = q & 1 ? ql + 32 : ql;
+  const ga = g6(v128.load(lo), v128.load(qh), q, m, m30), gb = g6(v128.load(lo, 16), v128.load(qh, 16), q, m, m30);
+  const u = fold2(udot16(ga, v128.load(xq)), udot16(gb, v128.load(xq, 16)));
+  const s = q & 1 ? v128.shuffle<u32>(tv, tv, 2, 2, 3, 3) : v128.shuffle<u32>(tv, tv, 0, 0, 1, 1);
+  k6_last = i32x4.dot_i16x8_s(u, s);
+  return k6_last;
+}
+
+/**
+ * Four q6_K super-blocks (w, stride 210) × one activation row (records at x), block b in lane b:
+ * each lane block_one's value for its block (the same integers, then (d·d_x)·sumi in f32).
+ */
+// @ts-ignore: decorator
+@inline function four6(w: usize, x: usize, m: v128): v128 {
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4); // 0x30 bytes, from the register holding 0x0F
+  const sumi = tsum4(sb6_sum(w, x, m, m30), sb6_sum(w + 210, x + Q8K_BYTES, m, m30),
+    sb6_sum(w + 420, x + 2 * Q8K_BYTES, m, m30), sb6_sum(w + 630, x + 3 * Q8K_BYTES, m, m30));
+  const dx = gather4(x + OFF_D, Q8K_BYTES, false);
+  return f32x4.mul(f32x4.mul(gather4(w + 208, 210, true), dx), f32x4.convert_i32x4_s(sumi));
+}
+
 // One function per (type, rows): V8 allocates registers per function, and the tile loop's four
 // f32 accumulators stay out of the block's register budget.
 function b4k_2(w: usize, x: usize, xs: usize, m: v128): v128 { return block45(w, x, xs, false, 2, m); }
@@ -432,17 +493,7 @@ function b6k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, 
   let a = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    if (kind != 7) {
-      a = f32x4.add(a, four45(w, bs, x, kind == 6, m));
-      w += 4 * bs;
-      x += 4 * Q8K_BYTES;
-      continue;
-    }
-    let v = f32x4.splat(block_one(kind, w, x, m));
-    v = f32x4.replace_lane(v, 1, block_one(kind, w + bs, x + Q8K_BYTES, m));
-    v = f32x4.replace_lane(v, 2, block_one(kind, w + 2 * bs, x + 2 * Q8K_BYTES, m));
-    v = f32x4.replace_lane(v, 3, block_one(kind, w + 3 * bs, x + 3 * Q8K_BYTES, m));
-    a = f32x4.add(a, v);
+    a = f32x4.add(a, kind == 7 ? four6(w, x, m) : four45(w, bs, x, kind == 6, m));
     w += 4 * bs;
     x += 4 * Q8K_BYTES;
   }
