@@ -1,7 +1,7 @@
 /**
  * The measuring half of bench/dot-ab.ts, for Node and for a browser page alike (nothing of Node
  * here): the relaxed build (kernels.wasm) and the dot-add build (kernels-dot.wasm) over one
- * shared memory, the 1B shape's q4_0 products through each, calls alternated, plus the dot-add
+ * shared memory, the 1B shape's q4_0 and q8_0 products through each, calls alternated, plus the dot-add
  * probe of dot-lowering.ts on this engine.
  */
 import { type DotProbe, dotAddSpeedup, probeImports } from '../src/backends/wasm/dot-lowering.js';
@@ -60,15 +60,18 @@ export async function abRun(
     return p;
   };
   const W = take((QN * QK * 18) / 32),
+    W8 = take((QN * QK * 34) / 32),
     X = take(PROMPT_M * QK * 4),
     A = take(actQ8Bytes(PROMPT_M, QK)),
     R = take(actQ8Bytes(1, QK)),
     Y = take(PROMPT_M * QN * 4),
-    tmp = take(4 * (QK / 32) * 18);
+    tmp = take(4 * (QK / 32) * 34);
   memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536) + 1);
   const k = builds.relaxed;
   k.fill_random_weights(WTYPE.q4_0, W, QN * QK, 11, 0.04);
   k.repack_x4(1, W, QN, QK, tmp);
+  k.fill_random_weights(WTYPE.q8_0, W8, QN * QK, 17, 0.04);
+  k.repack_x4(0, W8, QN, QK, tmp);
   k.fill_random_weights(0, X, PROMPT_M * QK, 13, 1);
   k.quantize_act_q8(X, QK, 0, PROMPT_M, QK, A);
   k.quantize_act_q8_row(X, QK, R);
@@ -88,6 +91,16 @@ export async function abRun(
       name: `q4_0 4 rows x ${QN} x ${QK} (gemm_q4_0x4)`,
       run: (k) => k.gemm_q4_0x4(A, W, Y, QN, 4, QN, 0, QN, QK, 0),
       outputs: 4 * QN,
+    },
+    {
+      name: `q8_0 prompt ${PROMPT_M} x ${PROMPT_ROWS} x ${QK} (gemm_q8_0x4_prompt)`,
+      run: (k) => k.gemm_q8_0x4_prompt(A, W8, Y, PROMPT_ROWS, PROMPT_M, PROMPT_ROWS, 0, PROMPT_ROWS, QK, 0),
+      outputs: PROMPT_M * PROMPT_ROWS,
+    },
+    {
+      name: `q8_0 decode 1 x ${QN} x ${QK} (gemm_q8_0x4, one row)`,
+      run: (k) => k.gemm_q8_0x4(A, W8, Y, QN, 1, QN, 0, QN, QK, 0),
+      outputs: QN,
     },
   ];
   const out: AbCase[] = [];

@@ -1,8 +1,8 @@
 /**
  * The dot-add kernel build (kernels-dot.wasm, assembly/gemm-q-dot.ts) against the relaxed build
  * (kernels.wasm) in Node and in headless Chromium, each engine in one process with the calls
- * alternated (bench/dot-ab-page.ts): a q4_0 prompt chunk of the 1B shape (128 tokens × 512 rows × K 2048: short calls, so that the best of many is a clean one on a busy machine), a
- * decode row and a 4-row product against 8192 × 2048, whether both builds give the same bits, and
+ * alternated (bench/dot-ab-page.ts): a q4_0 and a q8_0 prompt chunk of the 1B shape (128 tokens × 512 rows × K 2048: short calls, so that the best of many is a clean one on a busy machine), a
+ * q4_0 decode row and 4-row product and a q8_0 decode row against 8192 × 2048, whether both builds give the same bits, and
  * the dot-add probe (dot-lowering.ts) that module-loader.ts decides with. Prints JSON.
  *   node dist/bench/run.js dot-ab [--reps 20] [--relaxed A.wasm] [--dot B.wasm]
  * (other builds of the two, e.g. a tile being tried: paths under the repository folder).

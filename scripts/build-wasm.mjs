@@ -2,8 +2,8 @@
 //   kernels.wasm        shared memory + relaxed SIMD: the multi-threaded backend where the engine
 //                       has relaxed SIMD (Node 20 behind a V8 flag that module-loader.ts sets)
 //   kernels-base.wasm   shared memory, plain SIMD128 only: the same kernels for other engines
-//   kernels-dot.wasm    kernels.wasm with the q4_0 tiles' block sums on the relaxed dot-add
-//                       (DOT_ADD_TILES = 1, assembly/gemm-q-dot.ts): for engines that lower it
+//   kernels-dot.wasm    kernels.wasm with the q4_0 and q8_0 tiles' block sums on the relaxed dot-add
+//                       (DOT_ADD_TILES = 1, assembly/gemm-q-dot.ts, gemm-q8-dot.ts): for engines that lower it
 //                       to one instruction (VNNI), which module-loader.ts finds out by timing
 //   dot-probe.wasm      that timing alone (assembly/dot-probe.ts): a few hundred bytes, so that
 //                       engines which keep kernels.wasm never compile kernels-dot.wasm

@@ -1,7 +1,7 @@
 /**
  * The dot-add kernel build (kernels-dot.wasm) where an engine lowers the relaxed dot-add to one
  * instruction: in headless Chromium (V8 12+), on a CPU with AVX-VNNI, module-loader.ts's probe
- * measures the fused dot-add faster and picks that build, and its q4_0 prompt, 4-row and decode
+ * measures the fused dot-add faster and picks that build, and its q4_0 and q8_0 prompt, 4-row and decode
  * products give the bits Node's relaxed build gives (Node 20's V8 11.3 lowers the dot-add to
  * three instructions, and the probe there keeps the relaxed build). Without AVX-VNNI in
  * /proc/cpuinfo the tab's choice is not asserted, only the bits of whatever it chose.
@@ -56,7 +56,7 @@ describe('dot-add kernel build in Chromium', { skip, timeout: 120_000 }, () => {
     await server?.close();
   });
 
-  it("the tab's choice by the probe, and the q4_0 products' bits equal Node's relaxed build", async (t) => {
+  it("the tab's choice by the probe, and the q4_0 and q8_0 products' bits equal Node's relaxed build", async (t) => {
     const tab = await openTab(browser, server.url);
     try {
       const r = await tab.call<DotPageRun>('runDotCases');

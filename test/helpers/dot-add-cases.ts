@@ -1,8 +1,9 @@
 /**
- * q4_0 products through the kernels of one Heap, for comparing kernel builds across engines
+ * q4_0 and q8_0 products through the kernels of one Heap, for comparing kernel builds across engines
  * (test/web-dot-add.test.ts runs them in Chromium, on whatever build the tab chose, and in Node on
- * the relaxed build): the x4 prompt tile (8-token tiles and leftover tokens), the 4-row x4 product
- * and the decode row, at shapes with leftover plain weight rows. Nothing of Node here.
+ * the relaxed build): the x4 prompt tiles (q4_0: 8-token tiles, q8_0: 16 and 8; leftover tokens),
+ * the 4-row x4 products and the decode rows, at shapes with leftover plain weight rows. Nothing of
+ * Node here.
  */
 import { actQ8Bytes } from '../../src/backends/wasm/kernels.js';
 import { repackX4 } from '../../src/backends/wasm/repack.js';
@@ -14,6 +15,7 @@ const SHAPES = [
   [13, 22, 256],
   [8, 64, 2048],
   [3, 9, 96],
+  [21, 12, 128],
 ] as const;
 
 /** Each case's outputs, in a fixed order. */
@@ -38,6 +40,13 @@ export function dotAddCases(h: Heap): Record<string, number[]> {
     take('gemm_q4_0x4', M * N);
     h.k.gemv_q4_0x4(row, pw, y, N, 0, N, K, 0);
     take('gemv_q4_0x4', N);
+    const p8 = h.putU8(repackX4('q8_0', quantize('q8_0', rand(N * K, N * 5 + K, 0.5)), N, K));
+    h.k.gemm_q8_0x4_prompt(qa, p8, y, N, M, N, 0, N, K, 0);
+    take('gemm_q8_0x4_prompt', M * N);
+    h.k.gemm_q8_0x4(qa, p8, y, N, M, N, 0, N, K, 0);
+    take('gemm_q8_0x4', M * N);
+    h.k.gemm_q8_0x4(qa, p8, y, N, 1, N, 0, N, K, 0); // one activation row: the decode tile
+    take('gemm_q8_0x4 one row', N);
   }
   return out;
 }

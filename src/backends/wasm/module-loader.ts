@@ -5,7 +5,7 @@
  *                 dot-add build ('shared-dot') instead where the engine lowers the relaxed
  *                 dot-add to one instruction (dot-lowering.ts times it once per process)
  *   'shared-base' shared memory, plain SIMD128 (also the synchronous helpers such as f32-ops)
- *   'shared-dot'  relaxed SIMD with the q4_0 tiles' block sums on i32x4 dot-adds (same results)
+ *   'shared-dot'  relaxed SIMD with the q4_0 and q8_0 tiles' block sums on i32x4 dot-adds (same results)
  * Node reads and compiles them on first use (`kernelModule`); a browser cannot read a file
  * synchronously, so there `loadKernelModules()` fetches and compiles them first (the wasm
  * backend's load does), and workers get them in their first message (`adoptKernelModules`).

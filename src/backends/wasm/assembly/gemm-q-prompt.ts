@@ -15,6 +15,7 @@ import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, C_ONES_I16 } from './tables'
 import { group_bytes, off_dx4, off_sx4 } from './quant-act';
 import { dot_nib, gemm_q4_0, gemm_q8_0x4, half4_scaled, reduce4_i16, tsum4 } from './gemm-q';
 import { dot_chunks4 } from './gemm-q-dot';
+import { q8_half_dot, q8_neg_dot } from './gemm-q8-dot';
 
 /** Bytes of one q4_0x4 block (4 scales + 4 × 16 quant bytes). */
 const QB4: usize = 72;
@@ -288,7 +289,8 @@ let part15: v128 = v128.splat<i32>(0);
 
 /**
  * The block's correction (see q8_half), per row: Σ over its negative weights of -|w|. Between the
- * halves an i16 partial (|lane| <= 16·128), then the i32 sum of the block.
+ * halves an i16 partial (|lane| <= 16·128), then the i32 sum of the block (the dot-add build:
+ * i32 throughout).
  */
 let negw: v128 = v128.splat<i32>(0);
 
@@ -312,6 +314,7 @@ let negw: v128 = v128.splat<i32>(0);
  */
 // @ts-ignore: decorator
 @inline function q8_half(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, ones: v128): v128 {
+  if (DOT_ADD_TILES) return q8_half_dot(a0, a1, a2, a3, s0, s1, s2, s3, xq, i32x4.splat(0));
   const b0 = v128.load32_splat(xq), b1 = v128.load32_splat(xq, 4), b2 = v128.load32_splat(xq, 8), b3 = v128.load32_splat(xq, 12);
   const d0 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b0, s0), a0), ones);
   const d1 = i32x4.dot_i16x8_s(i16x8.relaxed_dot_i8x16_i7x16_s(v128.xor(b1, s1), a1), ones);
@@ -323,7 +326,9 @@ let negw: v128 = v128.splat<i32>(0);
 /** The second half of a token's block (quants at xq + 16) added to its first (`part`) and the correction, times d_w·d_x (d_x at dx). */
 // @ts-ignore: decorator
 @inline function q8_finish(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, dx: usize, part: v128, ones: v128): v128 {
-  const s = i32x4.sub(i32x4.add(q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, ones), part), negw);
+  const s = DOT_ADD_TILES
+    ? i32x4.sub(q8_half_dot(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, part), negw) // the chain starts at the first half's sum
+    : i32x4.sub(i32x4.add(q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, ones), part), negw);
   return f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales, v128.load32_splat(dx)));
 }
 
@@ -346,7 +351,7 @@ let negw: v128 = v128.splat<i32>(0);
   const a0 = i8x16.abs(c0), a1 = i8x16.abs(c1), a2 = i8x16.abs(c2), a3 = i8x16.abs(c3);
   const s0 = i8x16.lt_s(c0, zero), s1 = i8x16.lt_s(c1, zero), s2 = i8x16.lt_s(c2, zero), s3 = i8x16.lt_s(c3, zero);
   if (half == 0) {
-    negw = neg_sums(a0, a1, a2, a3, s0, s1, s2, s3);
+    negw = DOT_ADD_TILES ? q8_neg_dot(a0, a1, a2, a3, s0, s1, s2, s3, i32x4.splat(0)) : neg_sums(a0, a1, a2, a3, s0, s1, s2, s3);
     part0 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp, ones);
     if (T > 1) part1 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, ones);
     if (T > 2) part2 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, ones);
@@ -364,7 +369,9 @@ let negw: v128 = v128.splat<i32>(0);
     if (T > 14) part14 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 64, ones);
     if (T > 15) part15 = q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 96, ones);
   } else {
-    negw = i32x4.dot_i16x8_s(i16x8.add(negw, neg_sums(a0, a1, a2, a3, s0, s1, s2, s3)), ones);
+    negw = DOT_ADD_TILES
+      ? q8_neg_dot(a0, a1, a2, a3, s0, s1, s2, s3, negw)
+      : i32x4.dot_i16x8_s(i16x8.add(negw, neg_sums(a0, a1, a2, a3, s0, s1, s2, s3)), ones);
     scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_F16_SCALE));
     acc0 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp, dp, part0, ones), acc0);
     if (T > 1) acc1 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, dp + 4, part1, ones), acc1);

@@ -24,6 +24,7 @@ import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4, row_off_dx, ro
 import { dequant_row, T_Q4_0, T_Q8_0 } from './elementwise';
 import { f16_to_f32 } from './half';
 import { nib_dot } from './gemm-q-dot';
+import { q8_row_dot } from './gemm-q8-dot';
 
 // @ts-ignore: decorator
 @inline function put(p: usize, v: f32, acc: i32): void {
@@ -284,7 +285,10 @@ import { nib_dot } from './gemm-q-dot';
     const z = i8x16.splat(0);
     const ma = i8x16.lt_s(xa, z), mb = i8x16.lt_s(xb, z);
     const ua = i8x16.abs(xa), ub = i8x16.abs(xb);
-    r = tsum4(dot_q8_xs(v128.load(w, 8), v128.load(w, 24), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 40), v128.load(w, 56), ua, ub, ma, mb, ones),
+    if (DOT_ADD_TILES) {
+      r = tsum4(q8_row_dot(v128.load(w, 8), v128.load(w, 24), ua, ub, ma, mb), q8_row_dot(v128.load(w, 40), v128.load(w, 56), ua, ub, ma, mb),
+        q8_row_dot(v128.load(w, 72), v128.load(w, 88), ua, ub, ma, mb), q8_row_dot(v128.load(w, 104), v128.load(w, 120), ua, ub, ma, mb));
+    } else r = tsum4(dot_q8_xs(v128.load(w, 8), v128.load(w, 24), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 40), v128.load(w, 56), ua, ub, ma, mb, ones),
       dot_q8_xs(v128.load(w, 72), v128.load(w, 88), ua, ub, ma, mb, ones), dot_q8_xs(v128.load(w, 104), v128.load(w, 120), ua, ub, ma, mb, ones));
   } else {
     r = tsum4(dot_q8_v(v128.load(w, 8), v128.load(w, 24), xa, xb, ones), dot_q8_v(v128.load(w, 40), v128.load(w, 56), xa, xb, ones),
