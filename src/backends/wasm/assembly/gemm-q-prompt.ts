@@ -1,7 +1,7 @@
 // Prompt products (many activation rows) over row-interleaved q4_0x4 / q8_0x4 weights (repack.ts:
 // per group of 4 weight rows and per 32-weight block, the 4 fp16 scales, then the 4 rows' quants).
 //
-// Tile: 4 weight rows × up to 8 activation rows (tokens; q8_0: 16), lanes = weight rows. Relaxed SIMD: per
+// Tile: 4 weight rows × up to 16 activation rows (tokens), lanes = weight rows. Relaxed SIMD: per
 // block the 4 rows' quants are transposed into 4-byte chunks (chunk j of all 4 rows in one
 // vector) and prepared once (q4_0: nibbles; q8_0: |w| and sign masks), their scales converted
 // once; each token's activation chunks are broadcast from memory against them, so every
@@ -172,14 +172,17 @@ let scales: v128 = v128.splat<i32>(0);
 }
 
 /**
- * Relaxed SIMD, 4 weight rows × T tokens (T = 1..8; tokens 0..3 from the group record at xp / dp
- * / sp, 4..7 from the one at xq / dq / sq): per block the 4 rows' quant bytes are transposed into
- * 4-byte chunks (chunk j of all 4 rows in one vector) and split into nibbles once, then each
- * token's activation chunks are broadcast from memory (load-port work) against them.
+ * Relaxed SIMD, 4 weight rows × T tokens (T = 1..16; token 4r + j from the group record at
+ * xp + r·gb: quants at + 32j, d_x at dp + r·gb + 4j, 8·Σq_x at sp + r·gb + 4j): per block the 4
+ * rows' quant bytes are transposed into 4-byte chunks (chunk j of all 4 rows in one vector) and
+ * split into nibbles once, then each token's activation chunks are broadcast from memory
+ * (load-port work) against them. With 16 tokens that prologue (loads, 8 shuffles, 12 nibble ops,
+ * the scales) serves 64 (row, token) pairs instead of 32.
  */
 // @ts-ignore: decorator
-@inline function splat_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xq: usize, dq: usize, sq: usize, y: usize, sy: usize, acc: i32, T: i32): void {
+@inline function splat_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32): void {
   zero_accs(T);
+  const gb2 = gb << 1, gb3 = gb2 + gb;
   const wend = w + <usize>nb * QB4;
   while (w < wend) {
     const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
@@ -196,19 +199,26 @@ let scales: v128 = v128.splat<i32>(0);
     if (T > 1) acc1 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 32, dp + 4, sp + 4), acc1);
     if (T > 2) acc2 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 64, dp + 8, sp + 8), acc2);
     if (T > 3) acc3 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 96, dp + 12, sp + 12), acc3);
-    if (T > 4) acc4 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq, dq, sq), acc4);
-    if (T > 5) acc5 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq + 32, dq + 4, sq + 4), acc5);
-    if (T > 6) acc6 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq + 64, dq + 8, sq + 8), acc6);
-    if (T > 7) acc7 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq + 96, dq + 12, sq + 12), acc7);
+    if (T > 4) acc4 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb, dp + gb, sp + gb), acc4);
+    if (T > 5) acc5 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 32, dp + gb + 4, sp + gb + 4), acc5);
+    if (T > 6) acc6 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 64, dp + gb + 8, sp + gb + 8), acc6);
+    if (T > 7) acc7 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 96, dp + gb + 12, sp + gb + 12), acc7);
+    if (T > 8) acc8 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2, dp + gb2, sp + gb2), acc8);
+    if (T > 9) acc9 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 32, dp + gb2 + 4, sp + gb2 + 4), acc9);
+    if (T > 10) acc10 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 64, dp + gb2 + 8, sp + gb2 + 8), acc10);
+    if (T > 11) acc11 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 96, dp + gb2 + 12, sp + gb2 + 12), acc11);
+    if (T > 12) acc12 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3, dp + gb3, sp + gb3), acc12);
+    if (T > 13) acc13 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 32, dp + gb3 + 4, sp + gb3 + 4), acc13);
+    if (T > 14) acc14 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 64, dp + gb3 + 8, sp + gb3 + 8), acc14);
+    if (T > 15) acc15 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 96, dp + gb3 + 12, sp + gb3 + 12), acc15);
     w += QB4; xp += 128; dp += 16; sp += 16;
-    if (T > 4) { xq += 128; dq += 16; sq += 16; }
   }
   put_accs(y, sy, acc, T);
 }
 
 // @ts-ignore: decorator
 @inline function tile(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
-  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, 0, 0, 0, y, sy, acc, T);
+  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, 0, y, sy, acc, T);
   else tile_body(w, nb, xp, dp, sp, y, sy, acc, T, m, ones, rm, k112);
 }
 
@@ -216,14 +226,19 @@ let scales: v128 = v128.splat<i32>(0);
 function tile_q4x4_t1(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 1, m, ones, rm, k112); }
 function tile_q4x4_t2(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 2, m, ones, rm, k112); }
 function tile_q4x4_t3(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 3, m, ones, rm, k112); }
-/** Tokens 0..3 from the group record at xp / dp / sp, 4..7 from the one at xq / dq / sq. */
-function tile_q4x4_t8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xq: usize, dq: usize, sq: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
-  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, xq, dq, sq, y, sy, acc, 8);
+/** Tokens 4r..4r+3 from the group record at xp / dp / sp + r·gb (T = 8, 16). */
+// @ts-ignore: decorator
+@inline function tile_wide(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
+  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, gb, y, sy, acc, T);
   else {
-    tile_body(w, nb, xp, dp, sp, y, sy, acc, 4, m, ones, rm, k112);
-    tile_body(w, nb, xq, dq, sq, y + 4 * sy, sy, acc, 4, m, ones, rm, k112);
+    for (let r = 0; r < T; r += 4) {
+      const o = <usize>(r >> 2) * gb;
+      tile_body(w, nb, xp + o, dp + o, sp + o, y + <usize>r * sy, sy, acc, 4, m, ones, rm, k112);
+    }
   }
 }
+function tile_q4x4_t8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 8, m, ones, rm, k112); }
+function tile_q4x4_t16(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 16, m, ones, rm, k112); }
 function tile_q4x4_t4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 4, m, ones, rm, k112); }
 
 /**
@@ -248,10 +263,12 @@ export function gemm_q4_0x4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
     for (let m = 0; m < M; m += 4) {
       const g = A + <usize>(m >> 2) * gb, yr = Y + <usize>m * sy;
       const left = M - m;
-      if (left >= 8) m += 4; // two group records per tile
+      if (left >= 16) m += 12; // four group records per tile
+      else if (left >= 8) m += 4; // two
       for (let n = r0; n < r1; n += 4) {
         const w = W + <usize>(n >> 2) * groupStride, y = yr + (<usize>n << 2);
-        if (left >= 8) tile_q4x4_t8(w, nb, g, g + dx, g + sx, g + gb, g + gb + dx, g + gb + sx, y, sy, acc, mk, ones, rm, k112);
+        if (left >= 16) tile_q4x4_t16(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, k112);
+        else if (left >= 8) tile_q4x4_t8(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, k112);
         else if (left >= 4) tile_q4x4_t4(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
         else if (left == 3) tile_q4x4_t3(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
         else if (left == 2) tile_q4x4_t2(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
