@@ -14,7 +14,7 @@
 import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, C_ONES_I16 } from './tables';
 import { group_bytes, off_dx4, off_sx4 } from './quant-act';
 import { dot_nib, gemm_q4_0, gemm_q8_0x4, half4_scaled, reduce4_i16, tsum4 } from './gemm-q';
-import { dot_chunks4 } from './gemm-q-dot';
+import { dot_chunks8 } from './gemm-q-dot';
 
 /** Bytes of one q4_0x4 block (4 scales + 4 × 16 quant bytes). */
 const QB4: usize = 72;
@@ -133,6 +133,9 @@ export let acc15: v128 = v128.splat<i32>(0);
   if (T > 15) put4(y + 15 * sy, acc15, acc);
 }
 
+/** The 4 rows' scales of the current block (f32), kept out of the registers between tokens. */
+let scales: v128 = v128.splat<i32>(0);
+
 /** i16 lane sums of the nibbles l0..l3 (4-byte chunks j = 0..3, 4 rows each) times the 4-byte activation chunks at xq + 4j, broadcast. */
 // @ts-ignore: decorator
 @inline function chunk_dots(l0: v128, l1: v128, l2: v128, l3: v128, xq: usize): v128 {
@@ -141,25 +144,26 @@ export let acc15: v128 = v128.splat<i32>(0);
     i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), l2), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), l3)));
 }
 
-/** The 4 rows' scales of the current block (f32), kept out of the registers between tokens. */
-let scales: v128 = v128.splat<i32>(0);
-
 /**
  * One token's block (quants at xq, d_x at dx, 8·Σq_x at sx) against the 4 rows' nibbles in chunk
- * form (l_j / h_j: elements 4j..4j+3 / 16+4j..16+4j+3 of each row, rows in i32 lanes): every
- * vpmaddubsw gives each row's products in its own lanes, so the 8 of them add up (i16 lanes stay
- * <= 8·2·15·127 = 30480) and one i32x4.dot with ones finishes the 4 block sums, no transposition.
- * Three stages (see `stage`): low-nibble chunks, high-nibble chunks, then the scales, d_x, 8·Σq_x
- * and the constant ones loaded for the f32 step. Returns the block's (S - 8·Σq_x)·d_w·d_x.
+ * form. Relaxed build: 4-byte chunks (l_j / h_j: elements 4j..4j+3 / 16+4j..16+4j+3 of each row,
+ * rows in i32 lanes): every vpmaddubsw gives each row's products in its own lanes, so the 8 of
+ * them add up (i16 lanes stay <= 8·2·15·127 = 30480) and one i32x4.dot with ones finishes the 4
+ * block sums, no transposition; three stages (see `stage`): low-nibble chunks, high-nibble chunks,
+ * then the scales, d_x, 8·Σq_x and the constant ones loaded for the f32 step. Dot-add build:
+ * 8-byte chunks (l0 / l1: elements 0..7 / 8..15 of rows 0 and 1, l2 / l3 the same of rows 2 and 3,
+ * h_j from element 16), the activations broadcast 8 bytes at a time: half the broadcasts, and a
+ * dot-add chain per row pair leaves each row's sum in two i32 lanes, folded by two shuffles and an
+ * add; one stage store. (The 8-byte form in the relaxed build spills two nibble vectors a token
+ * and measured 0.95–1.0×.) Returns the block's (S - 8·Σq_x)·d_w·d_x.
  */
 // @ts-ignore: decorator
 @inline function token_block(l0: v128, l1: v128, l2: v128, l3: v128, h0: v128, h1: v128, h2: v128, h3: v128, xq: usize, dx: usize, sx: usize): v128 {
   let r: v128;
   if (DOT_ADD_TILES) {
-    // The same stages, each an i32 dot-add chain (gemm-q-dot.ts).
-    const p = dot_chunks4(l0, l1, l2, l3, xq, i32x4.splat(0));
-    stage = p;
-    r = i32x4.add(p, dot_chunks4(h0, h1, h2, h3, xq + 16, i32x4.splat(0)));
+    const x0 = v128.load64_splat(xq), x1 = v128.load64_splat(xq, 8), x2 = v128.load64_splat(xq, 16), x3 = v128.load64_splat(xq, 24);
+    const a = dot_chunks8(x0, x1, x2, x3, l0, l1, h0, h1), b = dot_chunks8(x0, x1, x2, x3, l2, l3, h2, h3);
+    r = i32x4.add(v128.shuffle<u32>(a, b, 0, 2, 4, 6), v128.shuffle<u32>(a, b, 1, 3, 5, 7));
     stage = r;
   } else {
     const p = chunk_dots(l0, l1, l2, l3, xq);
@@ -174,10 +178,11 @@ let scales: v128 = v128.splat<i32>(0);
 /**
  * Relaxed SIMD, 4 weight rows × T tokens (T = 1..16; token 4r + j from the group record at
  * xp + r·gb: quants at + 32j, d_x at dp + r·gb + 4j, 8·Σq_x at sp + r·gb + 4j): per block the 4
- * rows' quant bytes are transposed into 4-byte chunks (chunk j of all 4 rows in one vector) and
- * split into nibbles once, then each token's activation chunks are broadcast from memory
- * (load-port work) against them. With 16 tokens that prologue (loads, 8 shuffles, 12 nibble ops,
- * the scales) serves 64 (row, token) pairs instead of 32.
+ * rows' quant bytes are transposed into chunks (4-byte chunks, chunk j of all 4 rows in one
+ * vector; dot-add build: 8-byte chunks of two rows, see token_block) and split into nibbles once,
+ * then each token's activation chunks are broadcast from memory (load-port work) against them.
+ * With 16 tokens that prologue (loads, 8 shuffles, 12 nibble ops, the scales) serves 64 (row,
+ * token) pairs instead of 32.
  */
 // @ts-ignore: decorator
 @inline function splat_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32): void {
@@ -187,10 +192,18 @@ let scales: v128 = v128.splat<i32>(0);
   while (w < wend) {
     const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
     const m = v128.load(C_NIBBLE_MASK); // from memory: no register held across the token stages
-    const t0 = v128.shuffle<u32>(v0, v1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(v0, v1, 2, 6, 3, 7);
-    const t2 = v128.shuffle<u32>(v2, v3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(v2, v3, 2, 6, 3, 7);
-    const c0 = v128.shuffle<u64>(t0, t2, 0, 2), c1 = v128.shuffle<u64>(t0, t2, 1, 3);
-    const c2 = v128.shuffle<u64>(t1, t3, 0, 2), c3 = v128.shuffle<u64>(t1, t3, 1, 3);
+    let c0: v128, c1: v128, c2: v128, c3: v128;
+    if (DOT_ADD_TILES) {
+      // 8-byte chunks: rows 0 and 1 (elements 0..7, 8..15), rows 2 and 3 (see token_block)
+      c0 = v128.shuffle<u64>(v0, v1, 0, 2); c1 = v128.shuffle<u64>(v0, v1, 1, 3);
+      c2 = v128.shuffle<u64>(v2, v3, 0, 2); c3 = v128.shuffle<u64>(v2, v3, 1, 3);
+    } else {
+      // 4-byte chunks: chunk j of all 4 rows
+      const t0 = v128.shuffle<u32>(v0, v1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(v0, v1, 2, 6, 3, 7);
+      const t2 = v128.shuffle<u32>(v2, v3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(v2, v3, 2, 6, 3, 7);
+      c0 = v128.shuffle<u64>(t0, t2, 0, 2); c1 = v128.shuffle<u64>(t0, t2, 1, 3);
+      c2 = v128.shuffle<u64>(t1, t3, 0, 2); c3 = v128.shuffle<u64>(t1, t3, 1, 3);
+    }
     const l0 = v128.and(c0, m), l1 = v128.and(c1, m), l2 = v128.and(c2, m), l3 = v128.and(c3, m);
     const h0 = v128.and(i16x8.shr_u(c0, 4), m), h1 = v128.and(i16x8.shr_u(c1, 4), m);
     const h2 = v128.and(i16x8.shr_u(c2, 4), m), h3 = v128.and(i16x8.shr_u(c3, 4), m);
