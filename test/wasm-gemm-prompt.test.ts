@@ -4,9 +4,10 @@
 // the plain matrix for activation rows in whole groups of 4 (same arithmetic per output), in every
 // kernel build (relaxed SIMD, plain SIMD, relaxed dot-add). Shapes: token counts that leave 1, 2 or 3 rows of a last group, weight row
 // counts that are not a multiple of 4 (plain rows after the groups), K = 32, token counts past 16
-// (q8_0's 16-token tile, then its 8-, 4- and 1–3-token ones). The q8_0 tile's sign trick (x ^ sign
-// mask = ~x = -x - 1 where w < 0, the weights' Σ_{w<0}|w| added back) is checked at its extremes:
-// weights of ±127 against activations of ±127, where the i16 pair sums reach -32512.
+// (the 16-token tiles, then 8-, 4- and 1–3-token ones; q4_0: every count 1..17 and past). The
+// q8_0 tile's sign trick (x ^ sign mask = ~x = -x - 1 where w < 0, the weights' Σ_{w<0}|w| added
+// back) is checked at its extremes: weights of ±127 against activations of ±127, where the i16
+// pair sums reach -32512; q4_0's at nibbles of 15 against activations of 127 (i16 lanes of 30480).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { actQ8Bytes } from '../src/backends/wasm/kernels.js';
@@ -54,6 +55,45 @@ function reference(
   return y;
 }
 
+/**
+ * Runs the prompt tile (type's x4 kernel) and the plain-row kernel on weights wq (N × K) and the
+ * activations x (M × K, quantized by the kernel) and checks the tile's result against the float64
+ * reference and, on whole token groups, against the plain product's bits. Returns the operands
+ * and a copy of the tile's result, for further calls.
+ */
+function checkTile(
+  h: Heap,
+  type: 'q4_0' | 'q8_0',
+  wq: Uint8Array,
+  x: Float32Array,
+  [M, N, K]: readonly [number, number, number],
+): { qa: number; packed: number; py: number; y: Float32Array } {
+  const prompt = type === 'q4_0' ? h.k.gemm_q4_0x4_prompt : h.k.gemm_q8_0x4_prompt;
+  const px = h.putF32(x),
+    plain = h.putU8(wq),
+    packed = h.putU8(repackX4(type, wq, N, K));
+  const qa = h.alloc(actQ8Bytes(M, K));
+  h.k.quantize_act_q8(px, K, 0, M, K, qa);
+  const py = h.alloc(M * N * 4),
+    pz = h.alloc(M * N * 4);
+  prompt.call(h.k, qa, packed, py, N, M, N, 0, N, K, 0);
+  (type === 'q4_0' ? h.k.gemm_q4_0 : h.k.gemm_q8_0).call(h.k, qa, plain, pz, N, M, 0, N, K, 0);
+  const y = h.f32(py, M * N).slice(),
+    z = h.f32(pz, M * N);
+  const ref = reference(type, wq, x, M, N, K);
+  const whole = M - (M % 4);
+  for (let m = 0; m < M; m++)
+    for (let n = 0; n < N; n++) {
+      const i = m * N + n;
+      assert.ok(
+        Math.abs(y[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)),
+        `M${M} N${N} K${K} [${m},${n}] ${y[i]} vs ${ref[i]}`,
+      );
+      if (m < whole) assert.equal(y[i], z[i], `bits of the plain product at M${M} N${N} K${K} [${m},${n}]`);
+    }
+  return { qa, packed, py, y };
+}
+
 for (const variant of BUILDS)
   for (const type of ['q4_0', 'q8_0'] as const)
     test(`${type}x4 prompt tiles (${variant}): float64 reference, plain product's bits on whole token groups, row splits`, () => {
@@ -64,28 +104,7 @@ for (const variant of BUILDS)
         if (type === 'q8_0') wq[40] = 0x81; // -127: the extreme weight (ggml never writes -128)
         const x = rand(M * K, M * 13 + K, 2);
         x[1] = 0;
-        const px = h.putF32(x),
-          plain = h.putU8(wq),
-          packed = h.putU8(repackX4(type, wq, N, K));
-        const qa = h.alloc(actQ8Bytes(M, K));
-        h.k.quantize_act_q8(px, K, 0, M, K, qa);
-        const py = h.alloc(M * N * 4),
-          pz = h.alloc(M * N * 4);
-        prompt(qa, packed, py, N, M, N, 0, N, K, 0);
-        (type === 'q4_0' ? h.k.gemm_q4_0 : h.k.gemm_q8_0).call(h.k, qa, plain, pz, N, M, 0, N, K, 0);
-        const y = h.f32(py, M * N).slice(),
-          z = h.f32(pz, M * N);
-        const ref = reference(type, wq, x, M, N, K);
-        const whole = M - (M % 4);
-        for (let m = 0; m < M; m++)
-          for (let n = 0; n < N; n++) {
-            const i = m * N + n;
-            assert.ok(
-              Math.abs(y[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)),
-              `M${M} N${N} K${K} [${m},${n}] ${y[i]} vs ${ref[i]}`,
-            );
-            if (m < whole) assert.equal(y[i], z[i], `bits of the plain product at M${M} N${N} K${K} [${m},${n}]`);
-          }
+        const { qa, packed, py, y } = checkTile(h, type, wq, x, [M, N, K]);
         // rows split at a multiple of 4 into two calls adding onto a base: the same bits
         const base = rand(M * N, 5);
         h.f32(py, M * N).set(base);
@@ -125,20 +144,52 @@ for (const variant of BUILDS)
     assert.ok(wi.includes(-127) && wi.includes(127), 'weights of ±127');
     const qx = quantizeActivations('q8_0', x.subarray(0, K)).q!;
     assert.ok(qx.includes(127) && qx.includes(-127), 'activations of ±127');
-    const px = h.putF32(x),
-      plain = h.putU8(wq),
-      packed = h.putU8(repackX4('q8_0', wq, N, K));
-    const qa = h.alloc(actQ8Bytes(M, K));
-    h.k.quantize_act_q8(px, K, 0, M, K, qa);
-    const py = h.alloc(M * N * 4),
-      pz = h.alloc(M * N * 4);
-    h.k.gemm_q8_0x4_prompt(qa, packed, py, N, M, N, 0, N, K, 0);
-    h.k.gemm_q8_0(qa, plain, pz, N, M, 0, N, K, 0);
-    const y = h.f32(py, M * N),
-      z = h.f32(pz, M * N);
-    const ref = reference('q8_0', wq, x, M, N, K);
-    for (let i = 0; i < M * N; i++) {
-      assert.ok(Math.abs(y[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)), `[${i}] ${y[i]} vs ${ref[i]}`);
-      if (i < 20 * N) assert.equal(y[i], z[i], `bits of the plain product [${i}]`);
+    checkTile(h, 'q8_0', wq, x, [M, N, K]);
+  });
+
+/** q4_0 bytes of N rows × K: block b of row n has fp16 scale ±(1 + (n + b) % 3)/8 and quant bytes of kind (n + b) % 4: all nibbles 15, all 0, 15/0 alternating, pseudo-random. */
+function q4Extremes(N: number, K: number): Uint8Array {
+  const nb = K / 32;
+  const out = new Uint8Array(N * nb * 18);
+  const r = rand(N * nb * 16, 99);
+  const half = [0x3000, 0x3400, 0x3600]; // 0.125, 0.25, 0.375
+  for (let n = 0; n < N; n++)
+    for (let b = 0; b < nb; b++) {
+      const o = (n * nb + b) * 18;
+      const scale = half[(n + b) % 3]! | (b & 1 ? 0x8000 : 0);
+      out[o] = scale & 0xff;
+      out[o + 1] = scale >> 8;
+      const kind = (n + b) % 4;
+      for (let i = 0; i < 16; i++)
+        out[o + 2 + i] =
+          kind === 0
+            ? 0xff
+            : kind === 1
+              ? 0
+              : kind === 2
+                ? 0x0f
+                : Math.floor((r[(n * nb + b) * 16 + i]! + 1) * 128) & 0xff;
     }
+  return out;
+}
+
+for (const variant of BUILDS)
+  test(`q4_0x4 prompt tiles (${variant}): every leftover token count 1..17 past the 16-, 8- and 4-token tiles, K = 32, nibbles 0 / 15 against activations of ±127`, () => {
+    const h = new Heap(variant);
+    for (const K of [32, 96])
+      for (const M of [...Array.from({ length: 17 }, (_, i) => i + 1), 19, 24, 28, 33, 47]) {
+        const N = 9; // two groups of 4, then one plain row
+        const wq = q4Extremes(N, K);
+        const x = new Float32Array(M * K);
+        for (let m = 0; m < M; m++) x.set(extremes(K, 70 + m, m), m * K);
+        checkTile(h, 'q4_0', wq, x, [M, N, K]);
+      }
+    // the extremes are there: a block whose nibbles are all 15 meets one of activations all 127
+    // (each i16 lane of the tile then sums 16 products of 15·127 = 30480)
+    const a = quantizeActivations('q8_0', extremes(32, 71, 1));
+    assert.ok(
+      a.q!.every((q) => q === 127),
+      'activations of 127 in a block',
+    );
+    assert.equal(q4Extremes(1, 32)[2], 0xff, 'nibbles of 15 in a block');
   });

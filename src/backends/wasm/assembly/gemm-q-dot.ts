@@ -8,13 +8,11 @@
 // or |w| of q8_0 with the signs moved onto the activations) and the products are summed exactly
 // in i32 either way, so the block sums, and every result, have the bits of the relaxed build.
 
-/** c + Σ_j the 4-byte activation chunk at xq + 4j (broadcast) · chunk form l_j (4 rows in i32 lanes). */
+/** Σ_j x_j · c_j in i32 lanes (4 byte products each): 8-byte activation chunks x_j (broadcast) times two rows' nibbles c_j. */
 // @ts-ignore: decorator
-@inline export function dot_chunks4(l0: v128, l1: v128, l2: v128, l3: v128, xq: usize, c: v128): v128 {
-  c = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq), l0, c);
-  c = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 4), l1, c);
-  c = i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 8), l2, c);
-  return i32x4.relaxed_dot_i8x16_i7x16_add_s(v128.load32_splat(xq, 12), l3, c);
+@inline export function dot_chunks8(x0: v128, x1: v128, x2: v128, x3: v128, c0: v128, c1: v128, c2: v128, c3: v128): v128 {
+  const c = i32x4.relaxed_dot_i8x16_i7x16_add_s(x0, c0, i32x4.splat(0));
+  return i32x4.relaxed_dot_i8x16_i7x16_add_s(x3, c3, i32x4.relaxed_dot_i8x16_i7x16_add_s(x2, c2, i32x4.relaxed_dot_i8x16_i7x16_add_s(x1, c1, c)));
 }
 
 /** One row's q4_0 block (16 quant bytes v) times the activations xa (elements 0..15), xb (16..31): i32 lanes of 8 products each. */

@@ -1,7 +1,7 @@
 // Prompt products (many activation rows) over row-interleaved q4_0x4 / q8_0x4 weights (repack.ts:
 // per group of 4 weight rows and per 32-weight block, the 4 fp16 scales, then the 4 rows' quants).
 //
-// Tile: 4 weight rows × up to 8 activation rows (tokens; q8_0: 16), lanes = weight rows. Relaxed SIMD: per
+// Tile: 4 weight rows × up to 16 activation rows (tokens), lanes = weight rows. Relaxed SIMD: per
 // block the 4 rows' quants are transposed into 4-byte chunks (chunk j of all 4 rows in one
 // vector) and prepared once (q4_0: nibbles; q8_0: |w| and sign masks), their scales converted
 // once; each token's activation chunks are broadcast from memory against them, so every
@@ -14,7 +14,7 @@
 import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, C_ONES_I16 } from './tables';
 import { group_bytes, off_dx4, off_sx4 } from './quant-act';
 import { dot_nib, gemm_q4_0, gemm_q8_0x4, half4_scaled, reduce4_i16, tsum4 } from './gemm-q';
-import { dot_chunks4 } from './gemm-q-dot';
+import { dot_chunks8 } from './gemm-q-dot';
 import { q8_half_dot, q8_neg_dot } from './gemm-q8-dot';
 
 /** Bytes of one q4_0x4 block (4 scales + 4 × 16 quant bytes). */
@@ -134,6 +134,9 @@ export let acc15: v128 = v128.splat<i32>(0);
   if (T > 15) put4(y + 15 * sy, acc15, acc);
 }
 
+/** The 4 rows' scales of the current block (f32), kept out of the registers between tokens. */
+let scales: v128 = v128.splat<i32>(0);
+
 /** i16 lane sums of the nibbles l0..l3 (4-byte chunks j = 0..3, 4 rows each) times the 4-byte activation chunks at xq + 4j, broadcast. */
 // @ts-ignore: decorator
 @inline function chunk_dots(l0: v128, l1: v128, l2: v128, l3: v128, xq: usize): v128 {
@@ -142,25 +145,26 @@ export let acc15: v128 = v128.splat<i32>(0);
     i16x8.add(i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 8), l2), i16x8.relaxed_dot_i8x16_i7x16_s(v128.load32_splat(xq, 12), l3)));
 }
 
-/** The 4 rows' scales of the current block (f32), kept out of the registers between tokens. */
-let scales: v128 = v128.splat<i32>(0);
-
 /**
  * One token's block (quants at xq, d_x at dx, 8·Σq_x at sx) against the 4 rows' nibbles in chunk
- * form (l_j / h_j: elements 4j..4j+3 / 16+4j..16+4j+3 of each row, rows in i32 lanes): every
- * vpmaddubsw gives each row's products in its own lanes, so the 8 of them add up (i16 lanes stay
- * <= 8·2·15·127 = 30480) and one i32x4.dot with ones finishes the 4 block sums, no transposition.
- * Three stages (see `stage`): low-nibble chunks, high-nibble chunks, then the scales, d_x, 8·Σq_x
- * and the constant ones loaded for the f32 step. Returns the block's (S - 8·Σq_x)·d_w·d_x.
+ * form. Relaxed build: 4-byte chunks (l_j / h_j: elements 4j..4j+3 / 16+4j..16+4j+3 of each row,
+ * rows in i32 lanes): every vpmaddubsw gives each row's products in its own lanes, so the 8 of
+ * them add up (i16 lanes stay <= 8·2·15·127 = 30480) and one i32x4.dot with ones finishes the 4
+ * block sums, no transposition; three stages (see `stage`): low-nibble chunks, high-nibble chunks,
+ * then the scales, d_x, 8·Σq_x and the constant ones loaded for the f32 step. Dot-add build:
+ * 8-byte chunks (l0 / l1: elements 0..7 / 8..15 of rows 0 and 1, l2 / l3 the same of rows 2 and 3,
+ * h_j from element 16), the activations broadcast 8 bytes at a time: half the broadcasts, and a
+ * dot-add chain per row pair leaves each row's sum in two i32 lanes, folded by two shuffles and an
+ * add; one stage store. (The 8-byte form in the relaxed build spills two nibble vectors a token
+ * and measured 0.95–1.0×.) Returns the block's (S - 8·Σq_x)·d_w·d_x.
  */
 // @ts-ignore: decorator
 @inline function token_block(l0: v128, l1: v128, l2: v128, l3: v128, h0: v128, h1: v128, h2: v128, h3: v128, xq: usize, dx: usize, sx: usize): v128 {
   let r: v128;
   if (DOT_ADD_TILES) {
-    // The same stages, each an i32 dot-add chain (gemm-q-dot.ts).
-    const p = dot_chunks4(l0, l1, l2, l3, xq, i32x4.splat(0));
-    stage = p;
-    r = i32x4.add(p, dot_chunks4(h0, h1, h2, h3, xq + 16, i32x4.splat(0)));
+    const x0 = v128.load64_splat(xq), x1 = v128.load64_splat(xq, 8), x2 = v128.load64_splat(xq, 16), x3 = v128.load64_splat(xq, 24);
+    const a = dot_chunks8(x0, x1, x2, x3, l0, l1, h0, h1), b = dot_chunks8(x0, x1, x2, x3, l2, l3, h2, h3);
+    r = i32x4.add(v128.shuffle<u32>(a, b, 0, 2, 4, 6), v128.shuffle<u32>(a, b, 1, 3, 5, 7));
     stage = r;
   } else {
     const p = chunk_dots(l0, l1, l2, l3, xq);
@@ -173,22 +177,34 @@ let scales: v128 = v128.splat<i32>(0);
 }
 
 /**
- * Relaxed SIMD, 4 weight rows × T tokens (T = 1..8; tokens 0..3 from the group record at xp / dp
- * / sp, 4..7 from the one at xq / dq / sq): per block the 4 rows' quant bytes are transposed into
- * 4-byte chunks (chunk j of all 4 rows in one vector) and split into nibbles once, then each
- * token's activation chunks are broadcast from memory (load-port work) against them.
+ * Relaxed SIMD, 4 weight rows × T tokens (T = 1..16; token 4r + j from the group record at
+ * xp + r·gb: quants at + 32j, d_x at dp + r·gb + 4j, 8·Σq_x at sp + r·gb + 4j): per block the 4
+ * rows' quant bytes are transposed into chunks (4-byte chunks, chunk j of all 4 rows in one
+ * vector; dot-add build: 8-byte chunks of two rows, see token_block) and split into nibbles once,
+ * then each token's activation chunks are broadcast from memory (load-port work) against them.
+ * With 16 tokens that prologue (loads, 8 shuffles, 12 nibble ops, the scales) serves 64 (row,
+ * token) pairs instead of 32.
  */
 // @ts-ignore: decorator
-@inline function splat_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xq: usize, dq: usize, sq: usize, y: usize, sy: usize, acc: i32, T: i32): void {
+@inline function splat_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32): void {
   zero_accs(T);
+  const gb2 = gb << 1, gb3 = gb2 + gb;
   const wend = w + <usize>nb * QB4;
   while (w < wend) {
     const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
     const m = v128.load(C_NIBBLE_MASK); // from memory: no register held across the token stages
-    const t0 = v128.shuffle<u32>(v0, v1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(v0, v1, 2, 6, 3, 7);
-    const t2 = v128.shuffle<u32>(v2, v3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(v2, v3, 2, 6, 3, 7);
-    const c0 = v128.shuffle<u64>(t0, t2, 0, 2), c1 = v128.shuffle<u64>(t0, t2, 1, 3);
-    const c2 = v128.shuffle<u64>(t1, t3, 0, 2), c3 = v128.shuffle<u64>(t1, t3, 1, 3);
+    let c0: v128, c1: v128, c2: v128, c3: v128;
+    if (DOT_ADD_TILES) {
+      // 8-byte chunks: rows 0 and 1 (elements 0..7, 8..15), rows 2 and 3 (see token_block)
+      c0 = v128.shuffle<u64>(v0, v1, 0, 2); c1 = v128.shuffle<u64>(v0, v1, 1, 3);
+      c2 = v128.shuffle<u64>(v2, v3, 0, 2); c3 = v128.shuffle<u64>(v2, v3, 1, 3);
+    } else {
+      // 4-byte chunks: chunk j of all 4 rows
+      const t0 = v128.shuffle<u32>(v0, v1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(v0, v1, 2, 6, 3, 7);
+      const t2 = v128.shuffle<u32>(v2, v3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(v2, v3, 2, 6, 3, 7);
+      c0 = v128.shuffle<u64>(t0, t2, 0, 2); c1 = v128.shuffle<u64>(t0, t2, 1, 3);
+      c2 = v128.shuffle<u64>(t1, t3, 0, 2); c3 = v128.shuffle<u64>(t1, t3, 1, 3);
+    }
     const l0 = v128.and(c0, m), l1 = v128.and(c1, m), l2 = v128.and(c2, m), l3 = v128.and(c3, m);
     const h0 = v128.and(i16x8.shr_u(c0, 4), m), h1 = v128.and(i16x8.shr_u(c1, 4), m);
     const h2 = v128.and(i16x8.shr_u(c2, 4), m), h3 = v128.and(i16x8.shr_u(c3, 4), m);
@@ -197,19 +213,26 @@ let scales: v128 = v128.splat<i32>(0);
     if (T > 1) acc1 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 32, dp + 4, sp + 4), acc1);
     if (T > 2) acc2 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 64, dp + 8, sp + 8), acc2);
     if (T > 3) acc3 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 96, dp + 12, sp + 12), acc3);
-    if (T > 4) acc4 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq, dq, sq), acc4);
-    if (T > 5) acc5 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq + 32, dq + 4, sq + 4), acc5);
-    if (T > 6) acc6 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq + 64, dq + 8, sq + 8), acc6);
-    if (T > 7) acc7 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xq + 96, dq + 12, sq + 12), acc7);
+    if (T > 4) acc4 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb, dp + gb, sp + gb), acc4);
+    if (T > 5) acc5 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 32, dp + gb + 4, sp + gb + 4), acc5);
+    if (T > 6) acc6 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 64, dp + gb + 8, sp + gb + 8), acc6);
+    if (T > 7) acc7 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 96, dp + gb + 12, sp + gb + 12), acc7);
+    if (T > 8) acc8 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2, dp + gb2, sp + gb2), acc8);
+    if (T > 9) acc9 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 32, dp + gb2 + 4, sp + gb2 + 4), acc9);
+    if (T > 10) acc10 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 64, dp + gb2 + 8, sp + gb2 + 8), acc10);
+    if (T > 11) acc11 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 96, dp + gb2 + 12, sp + gb2 + 12), acc11);
+    if (T > 12) acc12 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3, dp + gb3, sp + gb3), acc12);
+    if (T > 13) acc13 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 32, dp + gb3 + 4, sp + gb3 + 4), acc13);
+    if (T > 14) acc14 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 64, dp + gb3 + 8, sp + gb3 + 8), acc14);
+    if (T > 15) acc15 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 96, dp + gb3 + 12, sp + gb3 + 12), acc15);
     w += QB4; xp += 128; dp += 16; sp += 16;
-    if (T > 4) { xq += 128; dq += 16; sq += 16; }
   }
   put_accs(y, sy, acc, T);
 }
 
 // @ts-ignore: decorator
 @inline function tile(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
-  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, 0, 0, 0, y, sy, acc, T);
+  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, 0, y, sy, acc, T);
   else tile_body(w, nb, xp, dp, sp, y, sy, acc, T, m, ones, rm, k112);
 }
 
@@ -217,14 +240,19 @@ let scales: v128 = v128.splat<i32>(0);
 function tile_q4x4_t1(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 1, m, ones, rm, k112); }
 function tile_q4x4_t2(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 2, m, ones, rm, k112); }
 function tile_q4x4_t3(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 3, m, ones, rm, k112); }
-/** Tokens 0..3 from the group record at xp / dp / sp, 4..7 from the one at xq / dq / sq. */
-function tile_q4x4_t8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, xq: usize, dq: usize, sq: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
-  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, xq, dq, sq, y, sy, acc, 8);
+/** Tokens 4r..4r+3 from the group record at xp / dp / sp + r·gb (T = 8, 16). */
+// @ts-ignore: decorator
+@inline function tile_wide(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
+  if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, gb, y, sy, acc, T);
   else {
-    tile_body(w, nb, xp, dp, sp, y, sy, acc, 4, m, ones, rm, k112);
-    tile_body(w, nb, xq, dq, sq, y + 4 * sy, sy, acc, 4, m, ones, rm, k112);
+    for (let r = 0; r < T; r += 4) {
+      const o = <usize>(r >> 2) * gb;
+      tile_body(w, nb, xp + o, dp + o, sp + o, y + <usize>r * sy, sy, acc, 4, m, ones, rm, k112);
+    }
   }
 }
+function tile_q4x4_t8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 8, m, ones, rm, k112); }
+function tile_q4x4_t16(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 16, m, ones, rm, k112); }
 function tile_q4x4_t4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 4, m, ones, rm, k112); }
 
 /**
@@ -249,10 +277,12 @@ export function gemm_q4_0x4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
     for (let m = 0; m < M; m += 4) {
       const g = A + <usize>(m >> 2) * gb, yr = Y + <usize>m * sy;
       const left = M - m;
-      if (left >= 8) m += 4; // two group records per tile
+      if (left >= 16) m += 12; // four group records per tile
+      else if (left >= 8) m += 4; // two
       for (let n = r0; n < r1; n += 4) {
         const w = W + <usize>(n >> 2) * groupStride, y = yr + (<usize>n << 2);
-        if (left >= 8) tile_q4x4_t8(w, nb, g, g + dx, g + sx, g + gb, g + gb + dx, g + gb + sx, y, sy, acc, mk, ones, rm, k112);
+        if (left >= 16) tile_q4x4_t16(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, k112);
+        else if (left >= 8) tile_q4x4_t8(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, k112);
         else if (left >= 4) tile_q4x4_t4(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
         else if (left == 3) tile_q4x4_t3(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
         else if (left == 2) tile_q4x4_t2(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
