@@ -112,6 +112,9 @@ const SOLO_LAYER_MACS = 1 << 22;
 /** Query rows per attention work item (the kernel works in tiles of 4 inside). */
 const ATTN_ROWS = 16;
 
+/** Per (sequence, K/V head): byte offset in a layer's KV part, then e0 (Executor.kvPlaces). */
+type KvPlaces = number[];
+
 /** Where a step reads its input: f32 rows, and its q8_0 / q8_K quantized copies. */
 interface Input {
   x: number;
@@ -383,16 +386,15 @@ export class Executor {
   /** clip_qkv, qk_ln (in place on rows [r0, r1) of qkv, leading dimension qn), then K/V into the cache. */
   private postQkv(
     k: Kernels,
-    a: number,
     ly: LayerLayout,
     p: Pass,
     rowSeq: Int32Array,
     qkv: number,
     r0: number,
     r1: number,
+    kvBase: number[],
   ): void {
-    const c = this.c,
-      f = this.f,
+    const f = this.f,
       d = f.dModel,
       kvd = f.kvDim,
       qn = f.qkvDim,
@@ -406,9 +408,10 @@ export class Executor {
         this.norm(k, row, qn, row, qn, 1, d, ly.qLn);
         this.norm(k, row + kAt, qn, row + kAt, qn, 1, kvd, ly.kLn!);
       }
-      const sq = p.seqs[rowSeq[r]!]!;
+      const si = rowSeq[r]!,
+        sq = p.seqs[si]!;
       const geo = this.geo[sq.kvType];
-      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
+      const base = kvBase[si]!;
       k.store_kv(
         row + kAt,
         row + vAt,
@@ -427,30 +430,29 @@ export class Executor {
   private attention(
     k: Kernels,
     a: number,
-    ly: LayerLayout,
     p: Pass,
     units: Int32Array,
     qkv: number,
     ctx: number,
+    kvBase: number[],
+    places: KvPlaces,
   ): void {
-    const c = this.c,
-      f = this.f,
+    const f = this.f,
       L = this.L,
       d = f.dModel,
       hd = f.headDim,
       qn = f.qkvDim;
     const scratch = L.arenas[a]!.scratch.attn + this.team.tid * this.attnScratch;
     this.team.parallelFor(units.length / 3, (u) => {
-      const sq = p.seqs[units[3 * u]!]!,
+      const si = units[3 * u]!,
+        sq = p.seqs[si]!,
         hh = units[3 * u + 1]!,
         t = units[3 * u + 2]!;
       const i0 = t * ATTN_ROWS,
         nq = Math.min(ATTN_ROWS, sq.n - i0);
-      const g = kvHeadOf(f, hh);
+      const pi = 2 * (si * f.kvHeads + kvHeadOf(f, hh));
       const geo = this.geo[sq.kvType];
-      const base = sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType);
-      const at = kvHeadPlace(c, geo, g, sq.capacity);
-      const Kc = base + at.offset,
+      const Kc = kvBase[si]! + places[pi]!,
         Vc = Kc + sq.capacity * geo.rowBytes;
       const row = sq.rowStart + i0;
       k.attention_kv(
@@ -462,7 +464,7 @@ export class Executor {
         Kc,
         Vc,
         geo.segBytes,
-        at.e0,
+        places[pi + 1]!,
         sq.kv[a]!,
         sq.past + sq.n,
         hd,
@@ -473,6 +475,24 @@ export class Executor {
         scratch,
       );
     });
+  }
+
+  /**
+   * Per sequence and K/V head g, where the head's keys start inside a layer's KV part and the
+   * values of its first q8_0 block that belong to earlier heads (layout.ts kvHeadPlace), worked
+   * out once per pass rather than per attention work item of every layer.
+   */
+  private kvPlaces(p: Pass): KvPlaces {
+    const G = this.f.kvHeads,
+      places: KvPlaces = new Array(2 * p.seqs.length * G);
+    p.seqs.forEach((sq, si) => {
+      for (let g = 0; g < G; g++) {
+        const at = kvHeadPlace(this.c, this.geo[sq.kvType], g, sq.capacity);
+        places[2 * (si * G + g)] = at.offset;
+        places[2 * (si * G + g) + 1] = at.e0;
+      }
+    });
+    return places;
   }
 
   /**
@@ -516,7 +536,7 @@ export class Executor {
   }
 
   /** The embedding (+ learned positions) into the head arena's residual stream, then every layer. */
-  private layers(p: Pass, small: boolean, rowSeq: Int32Array, units: Int32Array): void {
+  private layers(p: Pass, small: boolean, rowSeq: Int32Array, units: Int32Array, places: KvPlaces): void {
     const L = this.L,
       c = this.c,
       f = this.f;
@@ -566,14 +586,15 @@ export class Executor {
         cur = a;
       }
       const plan = this.plans[l]!;
+      const kvBase = p.seqs.map((sq) => sq.kv[a]! + kvLayerOffset(c, ly.slot, sq.capacity, sq.kvType));
       if (small) {
         const pv = this.priv(a);
         const own: Input = { x: pv.xn, qa: pv.qa, qk: pv.qk };
         this.normRows(k, s.x, own, 0, R, R, ly.norm1, plan.qkv);
         this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0);
         k.copy_bytes(pv.qkv, s.qkv, R * qn * 4);
-        this.postQkv(k, a, ly, p, rowSeq, pv.qkv, 0, R);
-        this.attention(k, a, ly, p, units, pv.qkv, s.ctx);
+        this.postQkv(k, ly, p, rowSeq, pv.qkv, 0, R, kvBase);
+        this.attention(k, a, p, units, pv.qkv, s.ctx, kvBase, places);
         const ctxIn: Input = { x: s.ctx, qa: pv.qa, qk: pv.qk };
         this.quantFor(k, s.ctx, d, 0, R, R, ctxIn, plan.out);
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
@@ -587,8 +608,8 @@ export class Executor {
         const shared: Input = { x: s.xn, qa: s.qa, qk: s.qk };
         this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm1, plan.qkv));
         this.matmul(ly.qkv, shared, R, s.qkv, qn, 0, 1, 0);
-        this.rowChunks(R, (r0, r1) => this.postQkv(k, a, ly, p, rowSeq, s.qkv, r0, r1));
-        this.attention(k, a, ly, p, units, s.qkv, s.ctx);
+        this.rowChunks(R, (r0, r1) => this.postQkv(k, ly, p, rowSeq, s.qkv, r0, r1, kvBase));
+        this.attention(k, a, p, units, s.qkv, s.ctx, kvBase, places);
         const ctxIn: Input = { x: s.ctx, qa: s.qa, qk: s.qk };
         if (actKind(ly.out.type) !== 'f32')
           this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, R, ctxIn, plan.out));
@@ -626,12 +647,13 @@ export class Executor {
       for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
     });
     const units = Int32Array.from(unitList);
+    const places = this.kvPlaces(p);
 
     // The residual stream ends in the last layer's arena (the head's when there are none).
     const h = L.head;
     const cur = c.nLayers > 0 ? L.layers[c.nLayers - 1]!.arena : h.arena;
-    if (small && this.lightLayers(p)) team.solo(() => this.layers(p, small, rowSeq, units));
-    else this.layers(p, small, rowSeq, units);
+    if (small && this.lightLayers(p)) team.solo(() => this.layers(p, small, rowSeq, units, places));
+    else this.layers(p, small, rowSeq, units, places);
     team.join();
 
     this.finalHidden(p, cur);
