@@ -43,3 +43,35 @@ export class FetchError extends MptError {
  * Range requests, so a checkpoint cannot be read from it piece by piece.
  */
 export class RangeNotSupportedError extends FetchError {}
+
+/** How many characters of a value an error message repeats (about a line's worth). */
+export const QUOTED_CHARS = 60;
+
+/**
+ * A value from a file or a request, written for an error message: as JSON (strings quoted), and
+ * when longer than QUOTED_CHARS cut there with its full length after — a hostile 100 kB string in
+ * a config.json field must not become a 100 kB message, log line or HTTP answer.
+ */
+export function quoteValue(value: unknown): string {
+  let text: string;
+  try {
+    text = JSON.stringify(value) ?? String(value);
+  } catch {
+    // A BigInt, or an array nested too deep for the stack.
+    text = typeof value === 'bigint' ? `${value}` : Object.prototype.toString.call(value);
+  }
+  return boundedText(text);
+}
+
+/** Text made from a file's or request's values, cut after QUOTED_CHARS characters with its full length after. */
+export function boundedText(text: string): string {
+  if (text.length <= QUOTED_CHARS) return text;
+  // Not between the two halves of a surrogate pair.
+  const end = /[\ud800-\udbff]/.test(text[QUOTED_CHARS - 1]!) ? QUOTED_CHARS - 1 : QUOTED_CHARS;
+  return `${text.slice(0, end)}… (${text.length} chars)`;
+}
+
+/** A name from a file or request (a tensor's, a shard's) for an error message: as it is, or quoted bounded when long. */
+export function nameForMessage(name: string): string {
+  return name.length <= QUOTED_CHARS ? name : quoteValue(name);
+}

@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { getBackend } from '../src/backends/registry.js';
 import { FetchError, FormatError, InputError, MptError, RangeNotSupportedError } from '../src/errors.js';
-import { blobSource, bytesSource, type ByteSource } from '../src/formats/byte-source.js';
+import { blobSource, bytesSource, type ByteSource, closedError } from '../src/formats/byte-source.js';
+import { RandomAccessFile } from '../src/formats/file-reader.js';
 import { fileListFolder, urlFolder } from '../src/formats/folder-source.js';
 import { readGguf, readGgufSource, type GgufFile } from '../src/formats/gguf.js';
 import { HF_WEIGHT_FILES, openHfFolderFromSources, openHfFolderTensors } from '../src/formats/hf-folder.js';
@@ -545,6 +546,25 @@ describe('the HTTP source', () => {
       asked.every(([a, b]) => b - a <= max),
       JSON.stringify(asked),
     );
+  });
+});
+
+describe('a read after close', () => {
+  it('a local file says it as every source does (closedError, one message in one place)', async () => {
+    const path = join(FIXTURES, 'tiny-alibi/config.json');
+    const f = await RandomAccessFile.open(path);
+    await f.close();
+    const want = closedError(path, 'the header').message;
+    await assert.rejects(f.read(0, 1, 'the header'), (e: unknown) => e instanceof MptError && e.message === want);
+    await assert.rejects(
+      f.readInto(0, new Uint8Array(1), 'the header'),
+      (e: unknown) => e instanceof MptError && e.message === want,
+    );
+    // No reader writes the message again.
+    const writers = readdirSync(join(REPO_ROOT, 'src/formats')).filter((file) =>
+      readFileSync(join(REPO_ROOT, 'src/formats', file), 'utf8').includes('already closed ('),
+    );
+    assert.deepEqual(writers, ['byte-source.ts']);
   });
 });
 

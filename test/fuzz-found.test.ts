@@ -5,13 +5,14 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, FormatError } from '../src/errors.js';
+import { ConfigError, FormatError, QUOTED_CHARS, quoteValue } from '../src/errors.js';
 import { bytesSource } from '../src/formats/byte-source.js';
 import type { FolderSource } from '../src/formats/folder-source.js';
 import { openSafetensorsSource } from '../src/formats/safetensors.js';
 import { openFolderCheckpoint } from '../src/model/load.js';
 import { MptServer } from '../src/server/http-server.js';
 import { loadServedModel } from '../src/server/model-host.js';
+import { MptTokenizer } from '../src/runtime/tokenizer.js';
 import { TINY_NEOX } from './helpers/serve-fixture.js';
 
 const FIXTURES = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
@@ -100,5 +101,102 @@ describe('a request body nested thousands deep (was a 500 from a stack overflow)
       assert.equal(answer.error.code, 'invalid_json');
       assert.match(answer.error.message, /more than 1000 deep/);
     });
+  }
+});
+
+describe('a hostile value is quoted bounded in the error that names it (was repeated at full length)', () => {
+  const big = 'x'.repeat(100_000);
+
+  it('quoteValue: short values whole, long ones cut with their length', () => {
+    assert.equal(quoteValue('gelu'), '"gelu"');
+    assert.equal(quoteValue([1, 2]), '[1,2]');
+    assert.equal(quoteValue(undefined), 'undefined');
+    assert.equal(quoteValue(10n), '10');
+    const q = quoteValue(big);
+    assert.equal(q, `"${'x'.repeat(QUOTED_CHARS - 1)}… (100002 chars)`);
+    // Not cut between the halves of a surrogate pair.
+    assert.doesNotMatch(quoteValue(`${'x'.repeat(QUOTED_CHARS - 2)}😀😀`), /\ud83d…/u);
+    assert.ok(quoteValue(JSON.parse(nested(100_000))).length < 100, 'an array too deep to stringify');
+  });
+
+  for (const [field, value] of [
+    ['norm_type', big],
+    ['d_model', big],
+    ['no_bias', [...Array(10_000).keys()]],
+    ['model_type', big],
+  ] as const) {
+    it(`config.json ${field}: the message names the field and stays short`, async () => {
+      const config = JSON.parse(readFileSync(join(FIXTURES, 'tiny-alibi/config.json'), 'utf8')) as object;
+      const text = JSON.stringify({ ...config, [field]: value });
+      await assert.rejects(openFolderCheckpoint(folderWith('tiny-alibi', { 'config.json': text })), (e: unknown) => {
+        assert.ok(e instanceof ConfigError, String(e));
+        assert.match(e.message, new RegExp(field));
+        assert.match(e.message, /chars\)/);
+        assert.ok(e.message.length < 300, `${e.message.length} characters`);
+        return true;
+      });
+    });
+  }
+
+  it('a safetensors tensor name and dtype of 100 kB', async () => {
+    const header = new TextEncoder().encode(
+      JSON.stringify({ [big]: { dtype: big, shape: [1], data_offsets: [0, 4] } }),
+    );
+    const file = new Uint8Array(8 + header.length + 4);
+    new DataView(file.buffer).setBigUint64(0, BigInt(header.length), true);
+    file.set(header, 8);
+    await assert.rejects(openSafetensorsSource(bytesSource(file, 'long.safetensors')), (e: unknown) => {
+      assert.ok(e instanceof FormatError, String(e));
+      assert.match(e.message, /dtype "x+… \(100002 chars\)/);
+      assert.ok(e.message.length < 300, `${e.message.length} characters`);
+      return true;
+    });
+  });
+});
+
+describe('tokenizer.json parts the tokenizer library failed on with a TypeError ("x.split is not a function")', () => {
+  const base = JSON.parse(readFileSync(join(FIXTURES, '../../assets/gpt-neox-20b/tokenizer.json'), 'utf8')) as {
+    model: { merges: unknown[] };
+    added_tokens: unknown[];
+  };
+  const load = (tj: unknown) => () => new MptTokenizer(tj as Record<string, unknown>, {}, 'tokenizer.json');
+
+  for (const bad of [true, null, 7, ['a'], { a: 1 }]) {
+    it(`model.merges[3] = ${JSON.stringify(bad)}: names the item and the form expected`, () => {
+      const merges = [...base.model.merges];
+      merges[3] = bad;
+      assert.throws(
+        load({ ...base, model: { ...base.model, merges } }),
+        (e: unknown) =>
+          e instanceof FormatError &&
+          /model\.merges\[3\] must be a string "A B", as model\.merges\[0\] is/.test(e.message),
+      );
+    });
+  }
+
+  it('merges written as pairs: a string among them is refused', () => {
+    const merges = base.model.merges.map((m) => (m as string).split(' '));
+    merges[5] = 'a b' as unknown as string[];
+    assert.throws(
+      load({ ...base, model: { ...base.model, merges } }),
+      (e: unknown) => e instanceof FormatError && /model\.merges\[5\] must be a pair of strings/.test(e.message),
+    );
+  });
+
+  for (const bad of [true, big(), { id: 1 }, { content: 'x' }]) {
+    it(`added_tokens[1] = ${JSON.stringify(bad).slice(0, 30)}: names the entry and what it needs`, () => {
+      const added = [...base.added_tokens];
+      added[1] = bad;
+      assert.throws(load({ ...base, added_tokens: added }), (e: unknown) => {
+        assert.ok(e instanceof FormatError, String(e));
+        assert.match(e.message, /added_tokens\[1\] must be an object with a string "content" and an integer "id"/);
+        assert.ok(e.message.length < 300);
+        return true;
+      });
+    });
+  }
+
+  function big(): string {
+    return 'y'.repeat(100_000);
   }
 });

@@ -12,6 +12,7 @@ import { f32ToF16 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
+import { checkSplitAdds, checkWideY } from './helpers/kquant-x4-checks.js';
 import { Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
@@ -81,27 +82,21 @@ for (const variant of ['shared', 'shared-base'] as const)
             );
           }
         // added onto a base, the weight rows split at a place inside a group (as threads may)
-        const base = rand(M * N, 5 * M + N);
-        h.f32(got, M * N).set(base);
-        const cut = Math.min(N, 1 + (N >> 1));
-        h.k.gemm_q4_kx4_prompt(pa, pp, got, N, M, N, cut, N, K, 1);
-        h.k.gemm_q4_kx4_prompt(pa, pp, got, N, M, N, 0, cut, K, 1);
-        const y2 = h.f32(got, M * N);
-        for (let i = 0; i < M * N; i++)
-          if (!Object.is(y2[i], Math.fround(base[i]! + y[i]!))) assert.fail(`${tag} M=${M} split at ${cut} [${i}]`);
+        checkSplitAdds(h, h.k.gemm_q4_kx4_prompt, { pa, pp, got, y, M, N, K, seed: 5 * M + N, tag });
       }
       // rows of Y wider than N, starting in the middle of the activations, rows from 1
-      const ldy = N + 3,
-        M = 9,
-        py = h.alloc(M * ldy * 4),
-        pz = h.alloc(M * ldy * 4);
-      h.f32(py, M * ldy).fill(-1);
-      h.f32(pz, M * ldy).fill(-1);
-      h.k.gemm_k(Q4K, pa + 2 * nb * Q8K_BYTES, pw, pz, ldy, M, 1, N, K, 0);
-      h.k.gemm_q4_kx4_prompt(pa + 2 * nb * Q8K_BYTES, pp, py, ldy, M, N, 1, N, K, 0);
-      const a = h.f32(py, M * ldy),
-        b = h.f32(pz, M * ldy);
-      for (let i = 0; i < M * ldy; i++)
-        if (!Object.is(a[i], b[i])) assert.fail(`${tag} ldy [${i}]: ${a[i]} vs ${b[i]}`);
+      checkWideY(
+        h,
+        h.k.gemm_q4_kx4_prompt,
+        (a, py, ldy, M, from, to) => h.k.gemm_k(Q4K, a, pw, py, ldy, M, from, to, K, 0),
+        {
+          pa: pa + 2 * nb * Q8K_BYTES,
+          pp,
+          M: 9,
+          N,
+          K,
+          tag,
+        },
+      );
     }
   });

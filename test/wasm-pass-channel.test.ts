@@ -298,6 +298,32 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
     }));
   });
 
+  it('a KV type the workers do not know is refused when the pass would go as a message too', async () => {
+    const r = await tinyRunner();
+    try {
+      const cache = r.createCache({ capacity: 8 });
+      const pool = poolOf(r);
+      const sent = { ...pool.sent };
+      // Fresh output buffers: this pass would go as a message, which the channel never encodes.
+      const bad: Pass = {
+        rows: 1,
+        threads: 2,
+        tokens: Int32Array.from([5]),
+        seqs: [{ rowStart: 0, n: 1, past: 0, capacity: 8, kv: cacheRegions(cache), kvType: 'q4_0' as 'f32' }],
+        logitRows: Int32Array.from([0]),
+        logitsOut: new SharedArrayBuffer(4 * 64 * 1024),
+        logitsOffset: 0,
+      };
+      await assert.rejects(pool.run(bad), /a pass names KV type "q4_0"; the workers know f32, f16, q8_0/);
+      assert.deepEqual(pool.sent, sent, 'nothing was sent');
+      const [after] = await r.forward([{ cache, tokens: [5] }], { logits: 'last' });
+      assert.ok(after!.logits.every(Number.isFinite), 'the pool still serves');
+      cache.dispose();
+    } finally {
+      await r.dispose();
+    }
+  });
+
   it('a worker that dies during a forward call fails it and every later call, without hanging', async () => {
     const r = await tinyRunner(4);
     try {

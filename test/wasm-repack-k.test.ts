@@ -12,6 +12,7 @@ import { f16ToF32 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
+import { checkSplitAdds, checkWideY } from './helpers/kquant-x4-checks.js';
 import { Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
@@ -120,28 +121,17 @@ for (const variant of ['shared', 'shared-base'] as const)
               `${tag} M=${M} [${m},${n}] ${y[m * N + n]} vs float64 ${r[n]}`,
             );
         }
-        // added onto a base, the weight rows split at a place inside a group
-        const base = rand(M * N, 3 * M + N);
-        h.f32(got, M * N).set(base);
-        const cut = Math.min(N, 1 + (N >> 1));
-        h.k.gemm_q4_kx4(pa, pp, got, N, M, N, cut, N, K, 1);
-        h.k.gemm_q4_kx4(pa, pp, got, N, M, N, 0, cut, K, 1);
-        const y2 = h.f32(got, M * N);
-        for (let i = 0; i < M * N; i++)
-          if (!Object.is(y2[i], Math.fround(base[i]! + y[i]!))) assert.fail(`${tag} M=${M} split [${i}]`);
+        // added onto a base, the weight rows split at a place inside a group (as threads may)
+        checkSplitAdds(h, h.k.gemm_q4_kx4, { pa, pp, got, y, M, N, K, seed: 3 * M + N, tag });
       }
-      // rows of Y wider than N, starting in the middle of the activations
-      const ldy = N + 3,
-        M = 5,
-        py = h.alloc(M * ldy * 4),
-        pz = h.alloc(M * ldy * 4);
-      h.f32(py, M * ldy).fill(-1);
-      h.f32(pz, M * ldy).fill(-1);
-      h.k.gemm_k(Q4K, pa + 2 * nb * Q8K_BYTES, pw, pz, ldy, M, 1, N, K, 0);
-      h.k.gemm_q4_kx4(pa + 2 * nb * Q8K_BYTES, pp, py, ldy, M, N, 1, N, K, 0);
-      const a = h.f32(py, M * ldy),
-        b = h.f32(pz, M * ldy);
-      for (let i = 0; i < M * ldy; i++)
-        if (!Object.is(a[i], b[i])) assert.fail(`${tag} ldy [${i}]: ${a[i]} vs ${b[i]}`);
+      // rows of Y wider than N, starting in the middle of the activations, rows from 1
+      checkWideY(h, h.k.gemm_q4_kx4, (a, py, ldy, M, from, to) => h.k.gemm_k(Q4K, a, pw, py, ldy, M, from, to, K, 0), {
+        pa: pa + 2 * nb * Q8K_BYTES,
+        pp,
+        M: 5,
+        N,
+        K,
+        tag,
+      });
     }
   });

@@ -4,7 +4,7 @@
  * Narrowing rounds to nearest, ties to even, like PyTorch and numpy; NaN payloads are kept where
  * the narrower format can hold them, so f16 -> f32 -> f16 is the identity on all 65536 patterns.
  */
-import { FormatError, MptError } from '../errors.js';
+import { boundedText, FormatError, MptError, nameForMessage } from '../errors.js';
 import type { DType, TensorInfo } from './tensor-source.js';
 
 // Typed-array views below read the host's byte order; every platform Node runs on is little-endian.
@@ -185,7 +185,7 @@ export function tensorToFloat32(info: TensorInfo, bytes: Uint8Array): Float32Arr
   const count = shapeElements(info.shape);
   if (bytes.byteLength !== count * size) {
     throw new FormatError(
-      `tensor ${info.name}: ${bytes.byteLength} bytes for shape [${info.shape.join(', ')}] of ${info.dtype} (expected ${count * size})`,
+      `tensor ${nameForMessage(info.name)}: ${bytes.byteLength} bytes for shape ${boundedText(`[${info.shape.join(', ')}]`)} of ${info.dtype} (expected ${count * size})`,
     );
   }
   if (info.dtype === 'f16') return f16BytesToF32(bytes);

@@ -6,8 +6,8 @@
  */
 import { promises as fsp } from 'node:fs';
 import { join } from 'node:path';
-import { FormatError, MptError } from '../errors.js';
-import { checkRange, type ByteSource } from './byte-source.js';
+import { FormatError } from '../errors.js';
+import { checkRange, closedError, type ByteSource } from './byte-source.js';
 import { checkFileName, type FolderSource } from './folder-source.js';
 
 /** Largest length handed to one fs read call (Node refuses more than 2^31 - 1). */
@@ -70,7 +70,7 @@ export class RandomAccessFile implements ByteSource {
    */
   async readInto(offset: number, dest: Uint8Array, what = 'data'): Promise<void> {
     const handle = this.handle;
-    if (handle === undefined) throw new MptError(`${this.path} was already closed (reading ${what})`);
+    if (handle === undefined) throw closedError(this.path, what);
     const length = dest.length;
     this.checkRange(offset, length, what);
     let done = 0;
@@ -88,7 +88,7 @@ export class RandomAccessFile implements ByteSource {
   }
 
   private checkRange(offset: number, length: number, what: string): void {
-    if (this.handle === undefined) throw new MptError(`${this.path} was already closed (reading ${what})`);
+    if (this.handle === undefined) throw closedError(this.path, what);
     checkRange(this, offset, length, what);
   }
 

@@ -3,7 +3,7 @@
  * system to list — a base URL (a repository's `resolve/main/`, a static server), or the files a
  * user dropped or chose in a browser. The folder on disk is in file-reader.ts (Node).
  */
-import { FetchError, InputError } from '../errors.js';
+import { FetchError, InputError, quoteValue } from '../errors.js';
 import { blobSource, type ByteSource } from './byte-source.js';
 import { openUrlSource, type UrlSourceOptions } from './url-source.js';
 
@@ -26,7 +26,7 @@ export function isPlainFileName(file: string): boolean {
 
 /** What every FolderSource.open does first: refuses a name that is not a plain file name. */
 export function checkFileName(folder: string, file: string): void {
-  if (!isPlainFileName(file)) throw new InputError(`${JSON.stringify(file)} is not a file name in ${folder}`);
+  if (!isPlainFileName(file)) throw new InputError(`${quoteValue(file)} is not a file name in ${folder}`);
 }
 
 /**

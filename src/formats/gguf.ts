@@ -14,7 +14,7 @@
  * file, a URL, a Blob; files may exceed 4 GB). The writer (Node) streams tensor data to a
  * temporary file and renames it into place.
  */
-import { FormatError, InputError, MptError } from '../errors.js';
+import { FormatError, InputError, MptError, quoteValue } from '../errors.js';
 import { readIntoFrom, type ByteSource } from './byte-source.js';
 import { byteLengthOf, dtypeOfGgmlType, GGML_TYPES, ggmlTypeName } from './ggml-quants.js';
 import type { DType } from './tensor-source.js';
@@ -238,7 +238,7 @@ export class GgufFile {
   /** Reads one tensor's stored bytes (a fresh buffer). */
   async readTensor(t: GgufTensorInfo | string): Promise<Uint8Array> {
     const info = typeof t === 'string' ? this.byName.get(t) : t;
-    if (!info) throw new FormatError(`${this.path}: no tensor named "${String(t)}"`);
+    if (!info) throw new FormatError(`${this.path}: no tensor named ${quoteValue(t)}`);
     return this.file.read(this.dataOffset + info.offset, info.byteLength, `tensor ${info.name}`);
   }
 
@@ -248,7 +248,7 @@ export class GgufFile {
    */
   async readTensorInto(t: GgufTensorInfo | string, dest: Uint8Array, start = 0): Promise<void> {
     const info = typeof t === 'string' ? this.byName.get(t) : t;
-    if (!info) throw new FormatError(`${this.path}: no tensor named "${String(t)}"`);
+    if (!info) throw new FormatError(`${this.path}: no tensor named ${quoteValue(t)}`);
     if (!Number.isSafeInteger(start) || start < 0 || start + dest.length > info.byteLength) {
       throw new FormatError(
         `${this.path}: bytes [${start}, ${start + dest.length}) are outside tensor ${info.name} (${info.byteLength} bytes)`,
@@ -571,7 +571,7 @@ async function parseHeader(file: ByteSource, path: string): Promise<GgufFile> {
 /** A short description of a value for error messages. */
 export function describeValue(v: GgufValue): string {
   if (v.type === 'array') return `array of ${v.value.length} ${v.itemType}`;
-  if (v.type === 'string') return JSON.stringify(v.value.length > 40 ? v.value.slice(0, 40) + '…' : v.value);
+  if (v.type === 'string') return quoteValue(v.value);
   return `${v.type} ${String(v.value)}`;
 }
 

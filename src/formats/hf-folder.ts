@@ -6,7 +6,7 @@
  * tensor bytes are read on demand. The folder is a FolderSource: on disk, at a URL, or files a
  * user chose.
  */
-import { FormatError } from '../errors.js';
+import { FormatError, nameForMessage, quoteValue } from '../errors.js';
 import type { ByteSource } from './byte-source.js';
 import { isPlainFileName, type FolderSource } from './folder-source.js';
 import { JSON_FILE_LIMITS, readJsonSource } from './json-source.js';
@@ -99,7 +99,7 @@ async function openSharded(
     // Shard names are plain file names in the same folder; anything else could escape it.
     if (typeof file !== 'string' || !isPlainFileName(file)) {
       throw new FormatError(
-        `weight index ${indexPath}: tensor ${name} maps to ${JSON.stringify(file)}, which is not a file name in the folder`,
+        `weight index ${indexPath}: tensor ${name} maps to ${quoteValue(file)}, which is not a file name in the folder`,
       );
     }
     listedIn.set(name, file);
@@ -117,7 +117,9 @@ async function openSharded(
     for (const file of files) {
       const source = await folder.open(file);
       if (source === undefined)
-        throw new FormatError(`weight index ${indexPath} names shard ${file}, which is missing from ${dir}`);
+        throw new FormatError(
+          `weight index ${indexPath} names shard ${nameForMessage(file)}, which is missing from ${dir}`,
+        );
       shardNames.set(file, source.name);
       const shard = await openWeightSource(file, source);
       shards.push(shard);

@@ -10,7 +10,7 @@
  * Map, set/frozenset → Set, a whitelisted global → PickleGlobal, and a call → whatever the
  * global's implementation returns.
  */
-import { FormatError, UnsafePickleError } from '../errors.js';
+import { FormatError, quoteValue, UnsafePickleError } from '../errors.js';
 
 /** A Python tuple (kept distinct from lists, which are plain arrays). */
 export class PickleTuple {
@@ -290,7 +290,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
     b >= BigInt(Number.MIN_SAFE_INTEGER) && b <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(b) : b;
   const parseIntText = (s: string): number | bigint => {
     const t = s.endsWith('L') ? s.slice(0, -1) : s;
-    if (!/^[+-]?\d+$/.test(t)) fail(`bad integer ${JSON.stringify(s)}`);
+    if (!/^[+-]?\d+$/.test(t)) fail(`bad integer ${quoteValue(s)}`);
     const digits = t.length - (/^[+-]/.test(t) ? 1 : 0);
     if (digits > MAX_INT_DIGITS) fail(`integer of ${digits} digits is too long (at most ${MAX_INT_DIGITS})`);
     return intValue(BigInt(t));
@@ -408,8 +408,7 @@ export function unpickle(data: Uint8Array, options: UnpickleOptions): unknown {
         // FLOAT (text)
         const s = line();
         const v = Number(s);
-        if (s.trim() === '' || (Number.isNaN(v) && !/^[+-]?nan$/i.test(s.trim())))
-          fail(`bad float ${JSON.stringify(s)}`);
+        if (s.trim() === '' || (Number.isNaN(v) && !/^[+-]?nan$/i.test(s.trim()))) fail(`bad float ${quoteValue(s)}`);
         push(v);
         break;
       }

@@ -5,7 +5,7 @@
  * each tensor with one positioned read of its ByteSource (a local file, a URL, a Blob); the writer
  * (Node) streams tensor by tensor into a temp file and renames it into place.
  */
-import { FormatError } from '../errors.js';
+import { boundedText, FormatError, nameForMessage, quoteValue } from '../errors.js';
 import { readIntoFrom, type ByteSource } from './byte-source.js';
 import { FLOAT_DTYPE_BYTES, shapeElements } from './dtypes.js';
 import { jsonNestsDeeperThan, MAX_JSON_DEPTH } from './json-source.js';
@@ -103,7 +103,7 @@ async function readHeader(
   if (!text.startsWith('{')) throw new FormatError(`${path}: the safetensors header does not start with "{"`);
   const repeated = repeatedTopLevelKey(text);
   if (repeated !== undefined) {
-    throw new FormatError(`${path}: the safetensors header names ${JSON.stringify(repeated)} twice`);
+    throw new FormatError(`${path}: the safetensors header names ${quoteValue(repeated)} twice`);
   }
 
   const dataStart = 8 + headerLen;
@@ -120,19 +120,21 @@ async function readHeader(
       }
       continue;
     }
-    const where = `${path}: tensor ${name}`;
+    const where = `${path}: tensor ${nameForMessage(name)}`;
     if (!isPlainObject(value)) throw new FormatError(`${where}: header entry is not an object`);
     const { dtype: fileDtype, shape, data_offsets: offsets } = value;
     if (typeof fileDtype !== 'string') throw new FormatError(`${where}: missing dtype`);
     const dtype = FROM_FILE_DTYPE[fileDtype];
     if (dtype === undefined) {
-      throw new FormatError(`${where} has dtype ${fileDtype}; only F32, F16 and BF16 tensors are supported`);
+      throw new FormatError(
+        `${where} has dtype ${nameForMessage(fileDtype)}; only F32, F16 and BF16 tensors are supported`,
+      );
     }
     if (!Array.isArray(shape) || !shape.every(isCount)) {
-      throw new FormatError(`${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+      throw new FormatError(`${where}: shape ${quoteValue(shape)} is not a list of non-negative integers`);
     }
     if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isCount)) {
-      throw new FormatError(`${where}: data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
+      throw new FormatError(`${where}: data_offsets ${quoteValue(offsets)} is not a pair of non-negative integers`);
     }
     const [begin, end] = offsets as [number, number];
     if (begin > end) throw new FormatError(`${where}: data_offsets [${begin}, ${end}] run backwards`);
@@ -145,7 +147,7 @@ async function readHeader(
     const byteLength = elements * FLOAT_DTYPE_BYTES[dtype]!;
     if (!Number.isSafeInteger(byteLength) || byteLength !== end - begin) {
       throw new FormatError(
-        `${where}: shape [${shape.join(', ')}] of ${fileDtype} needs ${byteLength} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
+        `${where}: shape ${boundedText(`[${shape.join(', ')}]`)} of ${fileDtype} needs ${byteLength} bytes but data_offsets [${begin}, ${end}] hold ${end - begin}`,
       );
     }
     entries.set(name, {

@@ -3,7 +3,7 @@
  * write it, fills every field with MosaicML's default, and refuses by name any option this
  * engine does not implement.
  */
-import { ConfigError, UnsupportedError } from '../errors.js';
+import { ConfigError, quoteValue, UnsupportedError } from '../errors.js';
 
 export type AttnType = 'multihead_attention' | 'multiquery_attention' | 'grouped_query_attention';
 export type NormType = 'layernorm' | 'low_precision_layernorm' | 'rmsnorm' | 'low_precision_rmsnorm';
@@ -103,7 +103,7 @@ export const MAX_DIMENSION = 2 ** 31 - 1;
 
 /** A value as an error message shows it (JSON.stringify would print Infinity and NaN as null). */
 function shown(v: unknown): string {
-  return typeof v === 'number' ? String(v) : JSON.stringify(v);
+  return typeof v === 'number' ? String(v) : quoteValue(v);
 }
 
 function num(obj: Json, key: string, fallback: number | null, where = ''): number | null {
@@ -136,14 +136,14 @@ function bool(obj: Json, key: string, fallback: boolean, where = ''): boolean {
   const v = obj[key];
   if (v === undefined || v === null) return fallback;
   if (typeof v !== 'boolean')
-    throw new ConfigError(`config${where}.${key} must be true or false, got ${JSON.stringify(v)}`);
+    throw new ConfigError(`config${where}.${key} must be true or false, got ${quoteValue(v)}`);
   return v;
 }
 
 function str(obj: Json, key: string, fallback: string, where = ''): string {
   const v = obj[key];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'string') throw new ConfigError(`config${where}.${key} must be a string, got ${JSON.stringify(v)}`);
+  if (typeof v !== 'string') throw new ConfigError(`config${where}.${key} must be a string, got ${quoteValue(v)}`);
   return v;
 }
 
@@ -158,10 +158,12 @@ function activationOf(ffn: Json): Activation {
     const approx = str(a, 'approximate', 'none', '.ffn_config.ffn_act_fn');
     if (approx === 'none') return 'gelu';
     if (approx === 'tanh') return 'gelu_tanh';
-    throw new UnsupportedError(`ffn_config.ffn_act_fn.approximate "${approx}" is not supported (use "none" or "tanh")`);
+    throw new UnsupportedError(
+      `ffn_config.ffn_act_fn.approximate ${quoteValue(approx)} is not supported (use "none" or "tanh")`,
+    );
   }
   if (name === 'silu' || name === 'relu') return name;
-  throw new UnsupportedError(`ffn_config.ffn_act_fn "${name}" is not supported (gelu, silu, relu are)`);
+  throw new UnsupportedError(`ffn_config.ffn_act_fn ${quoteValue(name)} is not supported (gelu, silu, relu are)`);
 }
 
 /**
@@ -176,7 +178,7 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const modelType = raw['model_type'];
   if (modelType !== undefined && modelType !== 'mpt') {
     throw new UnsupportedError(
-      `model_type "${String(modelType)}" is not supported: this engine runs MPT models (model_type "mpt")`,
+      `model_type ${quoteValue(modelType)} is not supported: this engine runs MPT models (model_type "mpt")`,
     );
   }
   const dModel = int(raw, 'd_model', DEFAULTS.d_model);
@@ -195,7 +197,7 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const normType = str(raw, 'norm_type', DEFAULTS.norm_type);
   if (!['layernorm', 'low_precision_layernorm', 'rmsnorm', 'low_precision_rmsnorm'].includes(normType)) {
     throw new UnsupportedError(
-      `norm_type "${normType}" is not supported (layernorm, low_precision_layernorm, rmsnorm, low_precision_rmsnorm are)`,
+      `norm_type ${quoteValue(normType)} is not supported (layernorm, low_precision_layernorm, rmsnorm, low_precision_rmsnorm are)`,
     );
   }
 
@@ -203,7 +205,9 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   const ls = raw['logit_scale'];
   if (ls === 'inv_sqrt_d_model') logitScale = 1 / Math.sqrt(dModel);
   else if (typeof ls === 'string')
-    throw new ConfigError(`config.logit_scale "${ls}" is not understood (a number, null or "inv_sqrt_d_model")`);
+    throw new ConfigError(
+      `config.logit_scale ${quoteValue(ls)} is not understood (a number, null or "inv_sqrt_d_model")`,
+    );
   else logitScale = positive(raw, 'logit_scale', null);
 
   const attnRaw = (raw['attn_config'] ?? {}) as Json;
@@ -221,7 +225,7 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
     }
   } else
     throw new UnsupportedError(
-      `attn_config.attn_type "${attnType}" is not supported (multihead_attention, multiquery_attention, grouped_query_attention are)`,
+      `attn_config.attn_type ${quoteValue(attnType)} is not supported (multihead_attention, multiquery_attention, grouped_query_attention are)`,
     );
 
   if (bool(attnRaw, 'rope', false, W))
@@ -264,11 +268,11 @@ export function parseMptConfig(rawInput: unknown): MptConfig {
   if (typeof ffnRaw !== 'object' || Array.isArray(ffnRaw)) throw new ConfigError('config.ffn_config must be an object');
   const ffnType = str(ffnRaw, 'ffn_type', 'mptmlp', '.ffn_config');
   if (ffnType !== 'mptmlp' && ffnType !== 'mptglu') {
-    throw new UnsupportedError(`ffn_config.ffn_type "${ffnType}" is not supported (mptmlp and mptglu are)`);
+    throw new UnsupportedError(`ffn_config.ffn_type ${quoteValue(ffnType)} is not supported (mptmlp and mptglu are)`);
   }
   const fcType = raw['fc_type'] ?? ffnRaw['fc_type'];
   if (fcType !== undefined && fcType !== 'torch')
-    throw new UnsupportedError(`fc_type "${String(fcType)}" is not supported (only "torch")`);
+    throw new UnsupportedError(`fc_type ${quoteValue(fcType)} is not supported (only "torch")`);
   const hiddenSize =
     ffnRaw['ffn_hidden_size'] != null
       ? int(ffnRaw, 'ffn_hidden_size', 1, '.ffn_config')

@@ -10,7 +10,7 @@
  * The rest of the job lives beside it: tensor names (gguf-names.ts), the tokenizer
  * (gguf-tokenizer.ts), the type mix of a conversion (gguf-type-mix.ts), writing (gguf-write.ts).
  */
-import { FormatError, UnsupportedError, WeightsError } from '../errors.js';
+import { FormatError, quoteValue, UnsupportedError, WeightsError } from '../errors.js';
 import type { ByteSource } from '../formats/byte-source.js';
 import {
   metaNumber,
@@ -75,7 +75,7 @@ export function mosaicConfigFromGguf(file: GgufFile): Record<string, unknown> {
   const arch = metaString(meta, 'general.architecture', where);
   if (arch !== 'mpt') {
     throw new UnsupportedError(
-      `${where}: GGUF architecture "${arch}" is not supported (this engine runs llama.cpp architecture "mpt")`,
+      `${where}: GGUF architecture ${quoteValue(arch)} is not supported (this engine runs llama.cpp architecture "mpt")`,
     );
   }
   const k = (s: string) => `mpt.${s}`;

@@ -4,7 +4,7 @@
  * and converting a Hugging Face tokenizer.json (byte-level BPE) to it as llama.cpp's converter
  * does.
  */
-import { ConfigError, FormatError, InputError, UnsupportedError } from '../errors.js';
+import { ConfigError, FormatError, InputError, quoteValue, UnsupportedError } from '../errors.js';
 import {
   gguf,
   metaBool,
@@ -101,14 +101,14 @@ export function tokenizerFromHfJson(json: unknown, vocabSize: number, source = '
   const pre = tj['pre_tokenizer'] as Record<string, unknown> | null | undefined;
   if (pre?.['type'] !== 'ByteLevel') {
     throw new UnsupportedError(
-      `${source}: the pre-tokenizer is ${pre ? String(pre['type']) : 'missing'}; only GPT-NeoX's ByteLevel pre-tokenizer maps to llama.cpp's "mpt"`,
+      `${source}: the pre-tokenizer is ${pre ? quoteValue(pre['type']) : 'missing'}; only GPT-NeoX's ByteLevel pre-tokenizer maps to llama.cpp's "mpt"`,
     );
   }
   const tokens: (string | undefined)[] = new Array(vocabSize).fill(undefined);
   const types = new Array<number>(vocabSize).fill(TokenType.UNUSED);
   const place = (content: string, id: number, type: number) => {
     if (!Number.isInteger(id) || id < 0)
-      throw new FormatError(`${source}: token ${JSON.stringify(content)} has invalid id ${id}`);
+      throw new FormatError(`${source}: token ${quoteValue(content)} has invalid id ${id}`);
     if (id >= vocabSize)
       throw new ConfigError(`${source}: token id ${id} does not fit the model's vocab_size ${vocabSize}`);
     tokens[id] = content;

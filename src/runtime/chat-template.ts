@@ -15,7 +15,7 @@
  * - `none`: the prompt as given; for chat, a plain "User: … / Assistant: …" transcript.
  */
 import { Template } from '@huggingface/jinja';
-import { InputError } from '../errors.js';
+import { InputError, quoteValue } from '../errors.js';
 import { checkTemplateFilters, renderBounded, type TemplateNode } from './template-budget.js';
 import type { MptTokenizer } from './tokenizer.js';
 
@@ -248,7 +248,7 @@ export function resolvePromptFormat(choice: string | undefined, hints: FormatHin
       return jinjaFormat(tok.chatTemplate, tok.specialTokenStrings);
     }
     default:
-      throw new InputError(`unknown template "${choice}" (auto, chatml, instruct, none, jinja)`);
+      throw new InputError(`unknown template ${quoteValue(choice)} (auto, chatml, instruct, none, jinja)`);
   }
 }
 

@@ -13,6 +13,7 @@
  * equals the Rust `tokenizers` library: `\s` must mean Unicode White_Space as Oniguruma defines
  * it (U+0085 is whitespace, U+FEFF is not), where tokenizers.js uses JavaScript's `\s`.
  */
+import { quoteValue } from '../errors.js';
 import { compileLinearPattern } from './linear-pattern.js';
 
 /** The GPT-2 pre-tokenizer regex as tokenizers.js compiles it (JavaScript `\s`). */
@@ -58,7 +59,7 @@ export function adoptTokenizerPatterns(hf: PatternHolders, source: string): Adop
     const config = obj['config'] as { type?: unknown; pattern?: { Regex?: unknown } } | undefined;
     const fileRegex = config?.pattern?.Regex;
     if (pattern instanceof RegExp && typeof fileRegex === 'string') {
-      const what = `${source}: the ${where} ${String(config?.type ?? '')} pattern ${JSON.stringify(fileRegex)}`;
+      const what = `${source}: the ${where} ${String(config?.type ?? '')} pattern ${quoteValue(fileRegex)}`;
       obj['pattern'] = compileLinearPattern(pattern.source, pattern.flags, what);
       done.linear++;
     } else if (pattern instanceof RegExp && pattern.source === GPT2_PATTERN_JS) {

@@ -18,7 +18,7 @@
  * tokenizer-files.ts (paths, Node only).
  */
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { FormatError, InputError } from '../errors.js';
+import { FormatError, InputError, quoteValue } from '../errors.js';
 import { adoptTokenizerPatterns } from './tokenizer-patterns.js';
 import type { GgufTokenizer } from '../model/gguf-tokenizer.js';
 
@@ -87,6 +87,30 @@ export function asObject(v: unknown, what: string): Record<string, unknown> {
   return v as Record<string, unknown>;
 }
 
+/**
+ * Refuses a BPE merges list the tokenizer library would fail on with a TypeError: a list whose
+ * items are all strings ("A B") or all pairs of strings (["A", "B"]), as the first item's form says.
+ */
+function checkMerges(merges: unknown, source: string): void {
+  if (merges === undefined) return;
+  if (!Array.isArray(merges)) {
+    throw new FormatError(`${source}: tokenizer.json model.merges must be a list, got ${quoteValue(merges)}`);
+  }
+  const pairs = Array.isArray(merges[0]);
+  for (let i = 0; i < merges.length; i++) {
+    const m: unknown = merges[i];
+    const ok = pairs
+      ? Array.isArray(m) && m.length === 2 && typeof m[0] === 'string' && typeof m[1] === 'string'
+      : typeof m === 'string';
+    if (!ok) {
+      const form = pairs
+        ? 'a pair of strings ["A", "B"], as model.merges[0] is'
+        : 'a string "A B", as model.merges[0] is';
+      throw new FormatError(`${source}: tokenizer.json model.merges[${i}] must be ${form}, got ${quoteValue(m)}`);
+    }
+  }
+}
+
 /** Name of a special token as tokenizer_config / special_tokens_map write it (string or AddedToken dict). */
 function tokenName(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
@@ -150,9 +174,15 @@ export class MptTokenizer {
     const tj = { ...asObject(tokenizerJson, 'tokenizer.json') };
     const model = asObject(tj['model'], 'tokenizer.json "model"');
     const vocab = asObject(model['vocab'] ?? {}, 'tokenizer.json "model.vocab"') as Record<string, number>;
-    const added = (Array.isArray(tj['added_tokens']) ? (tj['added_tokens'] as AddedTokenSpec[]) : []).map((t) => ({
-      ...t,
-    }));
+    checkMerges(model['merges'], source);
+    const added = (Array.isArray(tj['added_tokens']) ? (tj['added_tokens'] as unknown[]) : []).map((t, i) => {
+      const spec = t as Partial<AddedTokenSpec> | null;
+      if (typeof t !== 'object' || spec === null || typeof spec.content !== 'string' || !Number.isSafeInteger(spec.id))
+        throw new FormatError(
+          `${source}: tokenizer.json added_tokens[${i}] must be an object with a string "content" and an integer "id", got ${quoteValue(t)}`,
+        );
+      return { ...spec } as AddedTokenSpec;
+    });
     tj['added_tokens'] = added;
     const cfg = side.tokenizerConfig ?? {};
     const stm = side.specialTokensMap ?? {};

@@ -7,6 +7,7 @@
  * supplied"); OpenAI fields this server cannot honour (functions, audio, …) are refused by name
  * rather than ignored; fields that change nothing here (user, metadata, store, …) are accepted.
  */
+import { QUOTED_CHARS, quoteValue } from '../errors.js';
 import * as z from 'zod';
 import { badRequest, type ApiError } from './api-error.js';
 import { Tool, ToolCall, ToolChoice } from './tools.js';
@@ -143,8 +144,10 @@ const EXPECTED: Record<string, string> = {
 function paramName(path: readonly PropertyKey[]): string {
   let s = '';
   for (const p of path) {
+    // A key of the request's own making may be 100 kB long.
+    const key = typeof p === 'string' && p.length > QUOTED_CHARS ? quoteValue(p) : String(p);
     if (typeof p === 'number') s += `[${p}]`;
-    else s += s ? `.${String(p)}` : String(p);
+    else s += s ? `.${key}` : key;
   }
   return s;
 }
@@ -241,7 +244,7 @@ export function issueToError(body: unknown, issue: Issue, prefix: readonly Prope
       }
       const op = small ? (i.inclusive ? '>=' : '>') : i.inclusive ? '<=' : '<';
       return badRequest(
-        `Invalid value for '${param}': must be ${op} ${String(bound)}, got ${JSON.stringify(value)}.`,
+        `Invalid value for '${param}': must be ${op} ${String(bound)}, got ${quoteValue(value)}.`,
         param,
         small ? 'value_below_minimum' : 'value_above_maximum',
       );
@@ -249,7 +252,7 @@ export function issueToError(body: unknown, issue: Issue, prefix: readonly Prope
     case 'invalid_value': {
       const values = (issue as Issue & { values: unknown[] }).values;
       return badRequest(
-        `Invalid value for '${param}': expected ${values.map((x) => JSON.stringify(x)).join(', ')}, but got ${JSON.stringify(value) ?? 'nothing'}.`,
+        `Invalid value for '${param}': expected ${values.map((x) => JSON.stringify(x)).join(', ')}, but got ${value === undefined ? 'nothing' : quoteValue(value)}.`,
         param,
         'invalid_value',
       );

@@ -6,6 +6,7 @@
  * (a JSON grammar cannot also allow free text, so "auto" always calls); `{type: "function",
  * function: {name}}` → a call to that tool.
  */
+import { boundedText } from '../errors.js';
 import { randomBytes } from 'node:crypto';
 import * as z from 'zod';
 import { badRequest } from './api-error.js';
@@ -56,7 +57,7 @@ export function toolCallSchema(tools: Tools | null | undefined, choice: Choice |
     allowed = tools.filter((t) => t.function.name === name);
     if (allowed.length === 0) {
       throw badRequest(
-        `Invalid value for 'tool_choice': no tool named '${name}' is among 'tools'.`,
+        `Invalid value for 'tool_choice': no tool named '${boundedText(name)}' is among 'tools'.`,
         'tool_choice.function.name',
         'invalid_value',
       );
@@ -65,7 +66,11 @@ export function toolCallSchema(tools: Tools | null | undefined, choice: Choice |
   const names = new Set<string>();
   for (const t of tools) {
     if (names.has(t.function.name))
-      throw badRequest(`Invalid 'tools': two tools are named '${t.function.name}'.`, 'tools', 'invalid_value');
+      throw badRequest(
+        `Invalid 'tools': two tools are named '${boundedText(t.function.name)}'.`,
+        'tools',
+        'invalid_value',
+      );
     names.add(t.function.name);
   }
   const branches = allowed.map((t) => ({

@@ -10,7 +10,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { InputError } from '../errors.js';
+import { InputError, quoteValue } from '../errors.js';
 import type { GeneratedBody, StaticRoot } from './static-files.js';
 import { webDir } from './web-assets.js';
 
@@ -83,7 +83,7 @@ export function modelRoute(model: string | undefined): { roots: StaticRoot[]; co
     try {
       url = new URL(model);
     } catch {
-      throw new InputError(`"${model}" is not a valid URL`);
+      throw new InputError(`${quoteValue(model)} is not a valid URL`);
     }
     const name = url.pathname.split('/').filter(Boolean).at(-1) ?? url.host;
     return { roots: [], config: { model: url.href, name } };

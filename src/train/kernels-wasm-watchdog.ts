@@ -13,7 +13,7 @@
 import { type MessagePort, workerData } from 'node:worker_threads';
 import { abortTeam } from '../backends/wasm/team.js';
 import { JOB } from './gemm-job.js';
-import { recordFailure } from './thread-failure.js';
+import { recordFailure, threadEndedMessage } from './thread-failure.js';
 
 const { control, jobBuffer, failure, ports } = workerData as {
   control: SharedArrayBuffer;
@@ -29,7 +29,7 @@ ports.forEach((port, i) => {
   const tid = i + 1;
   port.on('close', () => {
     if (Atomics.load(job, JOB.EXIT)) return;
-    recordFailure(failure, tid, 'its thread stopped outside its error handling (terminated, out of memory or crashed)');
+    recordFailure(failure, tid, threadEndedMessage());
     abortTeam(ctl);
   });
   // A port reports its other end closing only once started; the listener also keeps this

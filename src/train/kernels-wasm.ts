@@ -24,6 +24,7 @@ import {
   describeThreadFailure,
   readFailure,
   recordFailure,
+  threadEndedMessage,
   WATCHDOG_TID,
 } from './thread-failure.js';
 
@@ -86,7 +87,7 @@ export function wasmKernels(threads = availableParallelism()): ThreadedKernels {
     });
     // The first of these names the cause; the watchdog's record may come first (a generic one).
     worker.on('error', (e) => fail(t, `${e.name}: ${e.message}`));
-    worker.on('exit', (code) => fail(t, `its thread exited (code ${code})`));
+    worker.on('exit', (code) => fail(t, threadEndedMessage(code)));
     worker.unref();
     workers.push(worker);
   }

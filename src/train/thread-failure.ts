@@ -68,6 +68,19 @@ export function readFailure(record: SharedArrayBuffer): ThreadFailure | null {
   return { tid, message: new TextDecoder().decode(bytes) };
 }
 
+/**
+ * What a worker whose thread ended without reporting an error died of, and what to do: said the
+ * same whether the watchdog saw its channel close or the caller saw its exit (`code`).
+ */
+export function threadEndedMessage(code?: number): string {
+  const exit = code === undefined ? '' : ` (exit code ${code})`;
+  return (
+    `its thread ended without reporting an error${exit}: it was terminated, ran out of memory or crashed. ` +
+    'Run the training again (it resumes from its last checkpoint), ' +
+    'with fewer --threads or a smaller batch if memory was short'
+  );
+}
+
 /** How a recorded failure reads in an error: which thread, what happened. */
 export function describeThreadFailure(f: ThreadFailure): string {
   return `${threadName(f.tid)} failed: ${f.message}`;

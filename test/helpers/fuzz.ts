@@ -245,6 +245,23 @@ export interface CaseOptions {
   typed?: (e: unknown) => boolean;
 }
 
+/** The longest refusal message a case may give: hostile values are quoted bounded (quoteValue). */
+export const MAX_MESSAGE_CHARS = 1000;
+
+/**
+ * Why a refusal's message does not help its reader, or null: too long (a hostile value repeated
+ * at full length), or a JavaScript engine's message about our own code's values rather than a
+ * statement of which field is wrong and what was expected.
+ */
+export function unhelpfulMessage(message: string): string | null {
+  if (message.length > MAX_MESSAGE_CHARS) return `${message.length} characters, over ${MAX_MESSAGE_CHARS}`;
+  const engine =
+    /Cannot read propert|Cannot set propert|is not a function|is not iterable|Cannot convert|Invalid array length|Maximum call stack/.exec(
+      message,
+    );
+  return engine ? `the engine's "${engine[0]}"` : null;
+}
+
 /** What happened in one case. */
 export type Outcome = 'ok' | 'typed-error';
 
@@ -266,6 +283,15 @@ export async function runCase(label: string, run: () => Promise<unknown>, option
       const what = e instanceof Error ? `${e.constructor.name}: ${e.message.slice(0, 300)}` : String(e);
       throw new Error(`${label}: threw ${what}`, { cause: e });
     }
+    const message = e instanceof Error ? e.message : String(e);
+    const unhelpful = unhelpfulMessage(message);
+    // FUZZ_MESSAGES=1 lists every refusal instead (to survey them over a long run).
+    if (process.env['FUZZ_MESSAGES']) {
+      process.stderr.write(
+        `fuzz message${unhelpful ? ' UNHELPFUL' : ''}: ${message.slice(0, 300).replace(/\n/g, ' ')}\n`,
+      );
+    } else if (unhelpful)
+      throw new Error(`${label}: refused with an unhelpful message (${unhelpful}): ${message.slice(0, 300)}`);
     outcome = 'typed-error';
   }
   const took = performance.now() - t0;

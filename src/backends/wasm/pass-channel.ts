@@ -47,6 +47,19 @@ export function wakeSlot(tid: number): number {
 /** The KV types a descriptor can name, by their code (the index). */
 const KV_CODES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
+/**
+ * A KV type's code in the descriptor; a type the workers do not know is an error, whichever way
+ * the pass then travels (descriptor or message: the pool checks every pass with this).
+ */
+export function kvCodeOf(kvType: KvType): number {
+  const code = KV_CODES.indexOf(kvType);
+  if (code < 0)
+    throw new MptError(
+      `internal: a pass names KV type ${JSON.stringify(kvType)}; the workers know ${KV_CODES.join(', ')}`,
+    );
+  return code;
+}
+
 /** Descriptor header words. */
 const D = { rows: 0, threads: 1, seqs: 2, logit: 3, logitsOffset: 4, hidden: 5, flags: 6, arenas: 7, words: 8 };
 const HAS_WPE = 1,
@@ -159,11 +172,7 @@ export class PassChannel {
     }
     for (const sq of pass.seqs) {
       if (sq.kv.length !== shape.arenas) return false;
-      const kvCode = KV_CODES.indexOf(sq.kvType);
-      if (kvCode < 0)
-        throw new MptError(
-          `internal: a pass names KV type ${JSON.stringify(sq.kvType)}; the pass channel knows ${KV_CODES.join(', ')}`,
-        );
+      const kvCode = kvCodeOf(sq.kvType);
       i32[w++] = sq.rowStart;
       i32[w++] = sq.n;
       i32[w++] = sq.past;

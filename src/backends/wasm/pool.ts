@@ -12,7 +12,7 @@ import type { Pass } from './executor.js';
 import type { ModelLayout } from './layout.js';
 import type { WorkerKernelVariant } from './module-loader.js';
 import { abortTeam, CTL, createControlBuffer, profileOf } from './team.js';
-import { HEAD, OptionIds, PassChannel, WAKE, wakeSlot } from './pass-channel.js';
+import { HEAD, kvCodeOf, OptionIds, PassChannel, WAKE, wakeSlot } from './pass-channel.js';
 import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
 
 /** What runs a runner's passes: worker threads (this file) or the page's own thread (inline-pool.ts). */
@@ -314,6 +314,8 @@ export class WorkerPool implements PassPool {
   private send(pass: Pass): Promise<void> {
     const n = pass.threads,
       ch = this.ch;
+    // Checked before either path: a message would carry an unknown type to the workers unchecked.
+    for (const sq of pass.seqs) kvCodeOf(sq.kvType);
     const ids = this.optionIdsOf(pass);
     let byDescriptor = true;
     for (let t = 0; t < n && byDescriptor; t++) byDescriptor = this.knowsAll(t, pass, ids);

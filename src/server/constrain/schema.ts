@@ -14,6 +14,7 @@
  * Refused, among others: not, if/then/else, patternProperties, uniqueItems, contains.
  */
 
+import { quoteValue } from '../../errors.js';
 import { numBounds, type NumBounds } from './numeric.js';
 import { compilePattern, FORMATS, PatternError, StringLanguage, type Dfa } from './regex.js';
 import type { SchemaNode } from './schema-node.js';
@@ -118,7 +119,7 @@ export class SchemaCompiler {
     const cached = this.refCache.get(ref);
     if (cached) return cached;
     if (ref !== '#' && !ref.startsWith('#/'))
-      throw new SchemaError(`only local $ref ("#/…") is supported, got "${ref}"`, path);
+      throw new SchemaError(`only local $ref ("#/…") is supported, got ${quoteValue(ref)}`, path);
     let target: unknown = this.root;
     if (ref !== '#') {
       for (const raw of ref.slice(2).split('/')) {
@@ -126,9 +127,10 @@ export class SchemaCompiler {
         try {
           part = decodeURIComponent(raw).replace(/~1/g, '/').replace(/~0/g, '~');
         } catch {
-          throw new SchemaError(`$ref "${ref}" is not valid percent-encoding`, path);
+          throw new SchemaError(`$ref ${quoteValue(ref)} is not valid percent-encoding`, path);
         }
-        if (!isPlainObject(target) || !(part in target)) throw new SchemaError(`$ref "${ref}" does not resolve`, path);
+        if (!isPlainObject(target) || !(part in target))
+          throw new SchemaError(`$ref ${quoteValue(ref)} does not resolve`, path);
         target = target[part];
       }
     }
@@ -139,7 +141,8 @@ export class SchemaCompiler {
     compiled = this.node(target, ref);
     // A $ref that leads only to $refs (e.g. {"$ref": "#"} alone) describes no value at all.
     for (let x: SchemaNode = compiled, i = 0; x.kind === 'ref'; x = x.target(), i++) {
-      if (x === node || i > SCHEMA_LIMITS.depth) throw new SchemaError(`$ref "${ref}" refers only to itself`, path);
+      if (x === node || i > SCHEMA_LIMITS.depth)
+        throw new SchemaError(`$ref ${quoteValue(ref)} refers only to itself`, path);
     }
     return node;
   }
@@ -162,7 +165,8 @@ export class SchemaCompiler {
     if (s === false) return this.make({ kind: 'never' as const });
     if (!isPlainObject(s)) throw new SchemaError('a schema must be an object or a boolean', path);
     for (const k of Object.keys(s)) {
-      if (!HANDLED.has(k) && !ANNOTATIONS.has(k)) throw new SchemaError(`unsupported JSON Schema keyword "${k}"`, path);
+      if (!HANDLED.has(k) && !ANNOTATIONS.has(k))
+        throw new SchemaError(`unsupported JSON Schema keyword ${quoteValue(k)}`, path);
     }
     // Combinators first: they replace the node.
     if (s.$ref !== undefined) {
@@ -220,8 +224,7 @@ export class SchemaCompiler {
       if (raw.length === 0) throw new SchemaError('type must not be an empty array', path);
       types = [];
       for (const t of raw) {
-        if (!(TYPES as readonly unknown[]).includes(t))
-          throw new SchemaError(`unknown type ${JSON.stringify(t)}`, path);
+        if (!(TYPES as readonly unknown[]).includes(t)) throw new SchemaError(`unknown type ${quoteValue(t)}`, path);
         if (!types.includes(t as TypeName)) types.push(t as TypeName);
       }
     }
@@ -270,7 +273,7 @@ export class SchemaCompiler {
         const src = typeof s.format === 'string' ? FORMATS[s.format] : undefined;
         if (src === undefined) {
           const known = Object.keys(FORMATS).join(', ');
-          throw new SchemaError(`unsupported format ${JSON.stringify(s.format)} (supported: ${known})`, path);
+          throw new SchemaError(`unsupported format ${quoteValue(s.format)} (supported: ${known})`, path);
         }
         dfas.push(compilePattern(src));
       }
@@ -343,7 +346,10 @@ export class SchemaCompiler {
         const required = new Set(reqRaw as string[]);
         for (const r of required) {
           if (!properties.has(r) && additional === null)
-            throw new SchemaError(`required property "${r}" is not allowed by properties/additionalProperties`, path);
+            throw new SchemaError(
+              `required property ${quoteValue(r)} is not allowed by properties/additionalProperties`,
+              path,
+            );
           // A required key that is not listed takes the additional-properties schema.
           if (!properties.has(r)) {
             properties.set(r, additional!);
