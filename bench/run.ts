@@ -21,6 +21,7 @@
  *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
+ *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -60,6 +61,7 @@ if (name === 'kernels') {
     'read-bandwidth',
     'profile',
     'step-series',
+    'tokenize-long',
   ].includes(name)
 ) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
@@ -68,7 +70,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, kprompt-ab, step-series, browser, vs-llamacpp, read-bandwidth, profile)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, kprompt-ab, step-series, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long)`,
   );
   process.exitCode = 2;
 }

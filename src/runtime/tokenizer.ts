@@ -7,7 +7,8 @@
  * Encoding runs through `@huggingface/tokenizers` (tokenizers.js), with its regular expressions
  * corrected and made safe by tokenizer-patterns.ts: Oniguruma's `\s` in the byte-level regex, as
  * in the Rust `tokenizers` library, which is the reference, and tokenizer.json's own patterns in a
- * linear-time matcher, as a file must not be able to hang the engine. Decoding is done here,
+ * linear-time matcher, as a file must not be able to hang the engine. Long pre-tokens (a
+ * 100,000-letter word) are merged by bpe-merge.ts, in O(n log n), with the library's result. Decoding is done here,
  * following the Rust library's `decode` and ByteLevel decoder exactly: ids it does not know are
  * skipped, every token becomes bytes (through the byte-to-unicode table when all its characters
  * are in it, else its own UTF-8), and the bytes are decoded once with U+FFFD for invalid
@@ -19,6 +20,7 @@
  */
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { FormatError, InputError, quoteValue } from '../errors.js';
+import { adoptPairMerger } from './bpe-merge.js';
 import { adoptTokenizerPatterns } from './tokenizer-patterns.js';
 import type { GgufTokenizer } from '../model/gguf-tokenizer.js';
 
@@ -242,6 +244,7 @@ export class MptTokenizer {
     if (adoptTokenizerPatterns(this.hf, source).byteLevel === 0 && preType === 'ByteLevel') {
       throw new FormatError(`${source}: internal: could not adjust the byte-level pre-tokenizer's whitespace class`);
     }
+    adoptPairMerger(this.hf);
     this.tokenizerJson = tj;
     const decoder = tj['decoder'] as { type?: string } | null | undefined;
     this.byteLevelDecoder = decoder?.type === 'ByteLevel';
@@ -318,6 +321,7 @@ export class MptTokenizer {
       };
       this.hfPlain = new HfTokenizer(tj, { clean_up_tokenization_spaces: false });
       adoptTokenizerPatterns(this.hfPlain, this.source);
+      adoptPairMerger(this.hfPlain);
     }
     return this.hfPlain.encode(text, { add_special_tokens: false }).ids;
   }

@@ -1,8 +1,8 @@
 /**
  * Prompt text → token ids without holding the server's event loop. Short texts are encoded in
  * place; longer ones by a worker thread with its own copy of the tokenizer, one text at a time
- * (a single 100,000-letter word costs seconds of byte-pair merges, during which health checks
- * and every stream would otherwise wait). A text whose client left, whose time ran out, or whose
+ * (a megabyte of text costs a second or more of tokenizing, during which health checks and every
+ * stream would otherwise wait). A text whose client left, whose time ran out, or whose
  * server is stopping is dropped from the queue, or the worker computing it is stopped.
  *
  * Also the fewest tokens a text can encode to, judged from its bytes alone, so a prompt that
