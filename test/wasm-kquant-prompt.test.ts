@@ -7,16 +7,14 @@
 // rounding of llama.cpp's arithmetic. One matrix holds the extreme sums (quants 15, scale 63, all
 // activations -127), where the tile's i16 lanes reach 30480.
 import { test } from 'node:test';
-import assert from 'node:assert/strict';
 import { f32ToF16 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
-import { checkSplitAdds, checkWideY } from './helpers/kquant-x4-checks.js';
+import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K } from './helpers/kquant-x4-checks.js';
 import { Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
-const Q4K = 5;
 
 /** [weight rows, K]: one group, groups and leftover rows, 1-9 super-blocks (chains of 4 and leftovers). */
 const SHAPES: ReadonlyArray<readonly [number, number]> = [
@@ -63,24 +61,8 @@ for (const variant of ['shared', 'shared-base'] as const)
       const qm = new QuantMatrix('q4_k', plain, N, K);
       const ref64 = Array.from({ length: Mmax }, (_, m) => qm.matvec(x.subarray(m * K, (m + 1) * K)));
       for (const M of TOKENS) {
-        const want = h.alloc(M * N * 4),
-          got = h.alloc(M * N * 4);
-        h.k.gemm_k(Q4K, pa, pw, want, N, M, 0, N, K, 0);
-        h.k.gemm_q4_kx4_prompt(pa, pp, got, N, M, N, 0, N, K, 0);
-        const y = h.f32(got, M * N).slice(),
-          ref = h.f32(want, M * N);
-        for (let i = 0; i < M * N; i++)
-          if (!Object.is(y[i], ref[i]))
-            assert.fail(`${tag} M=${M} [${Math.floor(i / N)},${i % N}]: ${y[i]} vs gemm_k ${ref[i]}`);
-        // float64 sums of llama.cpp's per-super-block values (f32 rounding of a few super-block values)
-        for (let m = 0; m < M; m++)
-          for (let n = 0; n < N; n++) {
-            const r = ref64[m]![n]!;
-            assert.ok(
-              Math.abs(y[m * N + n]! - r) <= 1e-5 * (1 + Math.abs(r)),
-              `${tag} M=${M} [${m},${n}] ${y[m * N + n]} vs float64 ${r}`,
-            );
-          }
+        const got = h.alloc(M * N * 4);
+        const y = checkBitsAndFloat64(h, h.k.gemm_q4_kx4_prompt, { pa, pw, pp, got, M, N, K, tag }, (m) => ref64[m]!);
         // added onto a base, the weight rows split at a place inside a group (as threads may)
         checkSplitAdds(h, h.k.gemm_q4_kx4_prompt, { pa, pp, got, y, M, N, K, seed: 5 * M + N, tag });
       }

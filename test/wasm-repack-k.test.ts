@@ -12,11 +12,10 @@ import { f16ToF32 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
-import { checkSplitAdds, checkWideY } from './helpers/kquant-x4-checks.js';
+import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K } from './helpers/kquant-x4-checks.js';
 import { Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
-const Q4K = 5;
 
 /** [weight rows, K]: fewer than 4 rows, rows not a multiple of 4, several super-blocks. */
 const SHAPES: ReadonlyArray<readonly [number, number]> = [
@@ -103,24 +102,10 @@ for (const variant of ['shared', 'shared-base'] as const)
       }
       const qm = new QuantMatrix('q4_k', plain, N, K);
       for (const M of [1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17]) {
-        const want = h.alloc(M * N * 4),
-          got = h.alloc(M * N * 4);
-        h.k.gemm_k(Q4K, pa, pw, want, N, M, 0, N, K, 0);
-        h.k.gemm_q4_kx4(pa, pp, got, N, M, N, 0, N, K, 0);
-        const y = h.f32(got, M * N).slice(),
-          ref = h.f32(want, M * N);
-        for (let i = 0; i < M * N; i++)
-          if (!Object.is(y[i], ref[i]))
-            assert.fail(`${tag} M=${M} [${Math.floor(i / N)},${i % N}]: ${y[i]} vs ${ref[i]}`);
-        // float64 sums of llama.cpp's per-super-block values (f32 rounding of a few super-block values)
-        for (let m = 0; m < M; m++) {
-          const r = qm.matvec(x.subarray(m * K, (m + 1) * K));
-          for (let n = 0; n < N; n++)
-            assert.ok(
-              Math.abs(y[m * N + n]! - r[n]!) <= 1e-5 * (1 + Math.abs(r[n]!)),
-              `${tag} M=${M} [${m},${n}] ${y[m * N + n]} vs float64 ${r[n]}`,
-            );
-        }
+        const got = h.alloc(M * N * 4);
+        const y = checkBitsAndFloat64(h, h.k.gemm_q4_kx4, { pa, pw, pp, got, M, N, K, tag }, (m) =>
+          qm.matvec(x.subarray(m * K, (m + 1) * K)),
+        );
         // added onto a base, the weight rows split at a place inside a group (as threads may)
         checkSplitAdds(h, h.k.gemm_q4_kx4, { pa, pp, got, y, M, N, K, seed: 3 * M + N, tag });
       }

@@ -1,9 +1,13 @@
 /**
  * The checks the q4_Kx4 tiles share (decode `gemm_q4_kx4`, prompt `gemm_q4_kx4_prompt`): a
- * product added onto Y with its weight rows split inside a group, and rows of Y wider than N.
+ * product against gemm_k's bits and float64, the product added onto Y with its weight rows split
+ * inside a group, and rows of Y wider than N.
  */
 import assert from 'node:assert/strict';
 import { type Heap, rand } from './wasm-heap.js';
+
+/** gemm_k's code for q4_K. */
+export const Q4K = 5;
 
 /** A q4_Kx4 tile's signature: (activations, packed weights, Y, ldy, M, N, first row, end row, K, add onto Y). */
 export type X4Product = (
@@ -18,6 +22,37 @@ export type X4Product = (
   K: number,
   add: number,
 ) => void;
+
+/**
+ * M activation rows through `product` (packed weights at pp) and through gemm_k on the plain matrix
+ * (pw): every value must have gemm_k's bits and lie within 1e-5 (relative) of `ref64(m)`, the float64
+ * sums of llama.cpp's per-super-block values for activation row m. Returns the product's values.
+ */
+export function checkBitsAndFloat64(
+  h: Heap,
+  product: X4Product,
+  o: { pa: number; pw: number; pp: number; got: number; M: number; N: number; K: number; tag: string },
+  ref64: (m: number) => Float64Array | Float32Array | number[],
+): Float32Array {
+  const { pa, pw, pp, got, M, N, K, tag } = o;
+  const want = h.alloc(M * N * 4);
+  h.k.gemm_k(Q4K, pa, pw, want, N, M, 0, N, K, 0);
+  product(pa, pp, got, N, M, N, 0, N, K, 0);
+  const y = h.f32(got, M * N).slice(),
+    ref = h.f32(want, M * N);
+  for (let i = 0; i < M * N; i++)
+    if (!Object.is(y[i], ref[i]))
+      assert.fail(`${tag} M=${M} [${Math.floor(i / N)},${i % N}]: ${y[i]} vs gemm_k ${ref[i]}`);
+  for (let m = 0; m < M; m++) {
+    const r = ref64(m);
+    for (let n = 0; n < N; n++)
+      assert.ok(
+        Math.abs(y[m * N + n]! - r[n]!) <= 1e-5 * (1 + Math.abs(r[n]!)),
+        `${tag} M=${M} [${m},${n}] ${y[m * N + n]} vs float64 ${r[n]}`,
+      );
+  }
+  return y;
+}
 
 /** Added onto a random base, rows [cut, N) then [0, cut): each value is f32(base + y), y the whole product. */
 export function checkSplitAdds(
