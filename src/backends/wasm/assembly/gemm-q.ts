@@ -470,9 +470,9 @@ export function gemm_q8_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i3
  * Least blocks a row (K / 32) from which one row record's q4_0 products take the 8-row tile
  * (tile2x4r_body). At K = 16384 (7B's down_proj) the row record (20 KiB) and one group's pass over
  * its weights (36 KiB) no longer fit the 32 KiB L1 together, and the 8-row tile reads the record
- * half as often: 1.11-1.28× in CPU time there (decode-ab, busy host, alternated, both orders, warm
+ * half as often: 1.11-1.43× in CPU time there (decode-ab, busy host, alternated, both orders, warm
  * and --cold, 1 and 2 threads). At K <= 8192, and at the shipped model's LM head (K = 256), it
- * measured 0.75-1.1×: the loop is no faster per block (it saves loads and loop control, not vector
+ * measured 0.75-1.11×: the loop is no faster per block (it saves loads and loop control, not vector
  * ALU work, which bounds it), and two weight streams a thread were slower than one at 2 threads.
  */
 const TILE8_MIN_BLOCKS = 512;
