@@ -3,8 +3,9 @@
  * decode and the server's batches; q6_K through gemm_k, plain rows) of two kernel builds in one process,
  * calls alternated (A B B A …), timed in CPU time of the process (`process.cpuUsage`, which leaves
  * out the time it waits for a core on a shared host) as well as wall time. Checks that both builds
- * give the same bits. Shapes: the 1B model's up / down products (8192 × 2048, 2048 × 8192) and
- * the 7B model's (16384 × 4096, 4096 × 16384), weights repacked to x4 as the backend keeps them.
+ * give the same bits. Shapes: the shipped model's LM head (50432 × 256), the 1B model's up / down
+ * products (8192 × 2048, 2048 × 8192) and the 7B model's (16384 × 4096, 4096 × 16384), weights
+ * repacked to x4 as the backend keeps them.
  *
  *   node dist/bench/decode-ab.js OLD.wasm NEW.wasm [--reps 30] [--only q4_0] [--cold] [--m 1,2,3]
  *
@@ -67,6 +68,7 @@ kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before
 
 const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18, q6_k: 26.25 } as const;
 const shapes = [
+  [50432, 256], // the shipped model's LM head (tied embedding): 8 blocks a row
   [8192, 2048],
   [2048, 8192],
   [16384, 4096],

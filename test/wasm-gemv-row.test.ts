@@ -4,8 +4,8 @@
 // gemm_q4_0x4 gives for that row from the group record (the backend's q4_0 decode steps switched
 // from the one to the other), and values within float32 rounding of a
 // float64 sum over the dequantized weights and activations. Shapes: fewer than 4 weight rows (all
-// plain), rows not a multiple of 4, K = 32, an odd block count; splits inside a group, added onto
-// a base.
+// plain), rows not a multiple of 4, K = 32, an odd block count, K = 16384 (the 8-row tile: group
+// pairs, an odd group after them); splits inside a group and at a group boundary, added onto a base.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
@@ -22,6 +22,10 @@ const SHAPES = [
   [13, 416],
   [16, 256],
   [9, 8192],
+  // K = 16384: whole groups in pairs through the 8-row tile (TILE8_MIN_BLOCKS), 2 pairs then an
+  // odd group and a plain row; 10 groups in 5 pairs
+  [21, 16384],
+  [40, 16384],
 ] as const;
 
 const nb4 = (nb: number) => Math.ceil(nb / 4) * 4;
@@ -100,6 +104,15 @@ for (const variant of BUILDS) {
       gemv(r, pp, yr, N, 0, cut, K, 1);
       const y2 = h.f32(yr, N);
       for (let n = 0; n < N; n++) assert.equal(y2[n], Math.fround(base[n]! + got[n]!), `${t} N${N} K${K} split ${n}`);
+      // a split at a group boundary (the executor's row chunks start at multiples of 4)
+      if (N >= 12) {
+        h.f32(yr, N).set(base);
+        gemv(r, pp, yr, N, 4, N, K, 1);
+        gemv(r, pp, yr, N, 0, 4, K, 1);
+        const y3 = h.f32(yr, N);
+        for (let n = 0; n < N; n++)
+          assert.equal(y3[n], Math.fround(base[n]! + got[n]!), `${t} N${N} K${K} split at 4, row ${n}`);
+      }
     }
   });
 }

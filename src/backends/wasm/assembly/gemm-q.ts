@@ -13,7 +13,7 @@
 //
 // Tiles: 1 weight row × 4 activation rows (prefill; lanes = rows: four block sums transposed into
 // one vector per block), 4 weight rows of an x4 group × 1 activation row (decode; lanes = weight
-// rows, the same per-row sums as the 4-row tile) and, for plain rows, 1 weight row × 1 activation
+// rows, the same per-row sums as the 4-row tile; for a long row record two groups at once) and, for plain rows, 1 weight row × 1 activation
 // row (lanes = blocks mod 4, or for relaxed-SIMD q8_0 blocks mod 2, two blocks per iteration).
 // Register pressure decides the unrolling: TurboFan issues every load of a loop iteration first,
 // so four q8_0 blocks per iteration (16 vectors loaded) spilled to the stack (seen in perf with
@@ -261,7 +261,12 @@ import { q8_row_dot } from './gemm-q8-dot';
  */
 // @ts-ignore: decorator
 @inline function x4_block(a: v128, w: usize, xp: usize, dp: usize, sp: usize, q4: bool, m: v128, ones: v128, rawmask: v128): v128 {
-  const xa = v128.load(xp), xb = v128.load(xp, 16);
+  return x4_block_v(a, w, v128.load(xp), v128.load(xp, 16), dp, sp, q4, m, ones, rawmask);
+}
+
+/** x4_block with the activation block already loaded (xa: elements 0..15, xb: 16..31). */
+// @ts-ignore: decorator
+@inline function x4_block_v(a: v128, w: usize, xa: v128, xb: v128, dp: usize, sp: usize, q4: bool, m: v128, ones: v128, rawmask: v128): v128 {
   let r: v128;
   if (q4) {
     if (DOT_ADD_TILES) {
@@ -329,6 +334,40 @@ import { q8_row_dot } from './gemm-q8-dot';
   }
 }
 
+/**
+ * Accumulator of the 8-row decode tile's first x4 group (tile2x4r_body). Its store ends that
+ * group's part of a block: TurboFan schedules every memory load of a basic block ahead of the
+ * block's arithmetic, and loads written after a store stay after it, so the second group's four
+ * weight vectors are loaded once the first group's are used up instead of all eight being held
+ * with the activation block, the constants and two accumulators (more than the 16 xmm registers).
+ * A wasm global is per instance, i.e. per thread.
+ */
+let x4acc: v128 = v128.splat<i32>(0);
+
+/**
+ * 8 weight rows (the x4 groups at w and w + wd) × the row record at g: per block the activation's
+ * 32 bytes, its d_x and 8·Σq_x are loaded once for 8 rows, and the loop control serves 8 rows.
+ * Each group's value is the one tile1x4_body computes for it (x4_block, same order): the same
+ * bits. Stores the first group's 4 rows at y, the second's at y + yd.
+ */
+// @ts-ignore: decorator
+@inline function tile2x4r_body(w: usize, wd: usize, nb: i32, g: usize, y: usize, yd: usize, acc: i32, m: v128, ones: v128, rawmask: v128): void {
+  let xp = g + row_off_qx(nb), dp = g + row_off_dx(nb), sp = g;
+  let a = f32x4.splat(0);
+  x4acc = a;
+  const wend = w + <usize>nb * 72;
+  while (w < wend) {
+    const xa = v128.load(xp), xb = v128.load(xp, 16);
+    x4acc = x4_block_v(x4acc, w, xa, xb, dp, sp, true, m, ones, rawmask);
+    a = x4_block_v(a, w + wd, xa, xb, dp, sp, true, m, ones, rawmask);
+    w += 72; xp += 32; dp += 4; sp += 4;
+  }
+  const a0 = x4acc;
+  v128.store(y, acc ? f32x4.add(v128.load(y), a0) : a0);
+  y += yd;
+  v128.store(y, acc ? f32x4.add(v128.load(y), a) : a);
+}
+
 // Separate (non-inlined) functions per tile and type: V8 allocates registers per function, and
 // one huge function spills far more.
 // Constants are passed in as parameters: V8 keeps a parameter in a register, but materializes a
@@ -341,6 +380,7 @@ function tile4x_q8(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, 
 function tile1x4_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, true, m, ones, rm); }
 function tile1x4_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, false, m, ones, rm); }
 function tile1x4r_q4(w: usize, nb: i32, g: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, 0, true, y, acc, l0, l1, true, m, ones, rm); }
+function tile2x4r_q4(w: usize, wd: usize, nb: i32, g: usize, y: usize, yd: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile2x4r_body(w, wd, nb, g, y, yd, acc, m, ones, rm); }
 function tile1_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, false, y, acc, true, m, ones, rm); }
 function tile1_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, t, false, y, acc, false, m, ones, rm); }
 function tile1r_q4(w: usize, nb: i32, g: usize, y: usize, acc: i32, m: v128, ones: v128, rm: v128): void { tile1_body(w, nb, g, 0, true, y, acc, true, m, ones, rm); }
@@ -427,15 +467,38 @@ export function gemm_q8_0(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i3
 }
 
 /**
- * Rows [r0, r1) of an x4 matrix of N rows (whole groups through tile1x4, rows after the last
- * group through tile1) times one activation row (row: the row record at g, q4_0 only (with q8_0
+ * Least blocks a row (K / 32) from which one row record's q4_0 products take the 8-row tile
+ * (tile2x4r_body). At K = 16384 (7B's down_proj) the row record (20 KiB) and one group's pass over
+ * its weights (36 KiB) no longer fit the 32 KiB L1 together, and the 8-row tile reads the record
+ * half as often: 1.11-1.43× in CPU time there (decode-ab, busy host, alternated, both orders, warm
+ * and --cold, 1 and 2 threads). At K <= 8192, and at the shipped model's LM head (K = 256), it
+ * measured 0.75-1.11×: the loop is no faster per block (it saves loads and loop control, not vector
+ * ALU work, which bounds it), and two weight streams a thread were slower than one at 2 threads.
+ */
+const TILE8_MIN_BLOCKS = 512;
+
+/**
+ * Rows [r0, r1) of an x4 matrix of N rows (whole groups through tile1x4, or in pairs through the
+ * 8-row tile for a row record at K >= 32·TILE8_MIN_BLOCKS; rows after the last group through
+ * tile1) times one activation row (row: the row record at g, q4_0 only (with q8_0
  * weights the dense row measured slower, docs/cpu-profile.md); else row t of the group record at
  * g) into yr[n].
  */
 // @ts-ignore: decorator
 @inline function rows_1x4(W: usize, N: i32, nb: i32, g: usize, t: usize, yr: usize, r0: i32, r1: i32, acc: i32, q4: bool, row: bool, mk: v128, ones: v128, rm: v128): void {
   const rowBytes: usize = <usize>nb * (q4 ? 18 : 34), grp = rowBytes * 4;
-  const ng = N & ~3, p1 = min(r1, ng);
+  const ng = N & ~3;
+  const p1 = min(r1, ng);
+  if (row && nb >= TILE8_MIN_BLOCKS && (r0 & 3) == 0 && p1 - r0 >= 8) {
+    // Whole groups in pairs through the 8-row tile: group i with group i + half, so that each of
+    // the two weight streams runs on through consecutive groups (pairs of neighbours made the
+    // second stream jump ahead after every group: 0.45-0.75× the 4-row tile).
+    const half = (p1 - r0) >> 3;
+    const gw = W + <usize>(r0 >> 2) * grp, y = yr + (<usize>r0 << 2);
+    const wd = <usize>half * grp, yd = <usize>half << 4;
+    for (let i = 0; i < half; i++) tile2x4r_q4(gw + <usize>i * grp, wd, nb, g, y + (<usize>i << 4), yd, acc, mk, ones, rm);
+    r0 += half << 3;
+  }
   for (let n = r0; n < p1; ) {
     const gs = n & ~3, l1 = min(4, p1 - gs);
     const gw = W + <usize>(gs >> 2) * grp, y = yr + (<usize>gs << 2);
