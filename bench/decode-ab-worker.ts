@@ -7,8 +7,8 @@ import { readFileSync } from 'node:fs';
 import { isMainThread, workerData } from 'node:worker_threads';
 import { WTYPE, instantiateKernelsAndTables, type Kernels } from '../src/backends/wasm/kernels.js';
 
-export type QType = 'q4_0' | 'q8_0' | 'q4_k' | 'q6_k';
-const TYPES: readonly QType[] = ['q4_0', 'q8_0', 'q4_k', 'q6_k'];
+export type QType = 'q4_0' | 'q8_0' | 'q4_k' | 'q5_k' | 'q6_k';
+const TYPES: readonly QType[] = ['q4_0', 'q8_0', 'q4_k', 'q5_k', 'q6_k'];
 
 /** One product: weights W (N × K, repacked as the build keeps them), activations A (or the q4_0 row record R), output Y. */
 export interface Call {
@@ -27,8 +27,8 @@ export interface Call {
 
 /** Rows [n0, n1) of the product through the build's kernels, as the backend would call them. */
 export function product(k: Kernels, c: Call, n0: number, n1: number): void {
-  if (c.type === 'q6_k') {
-    k.gemm_k(WTYPE.q6_k, c.A, c.W, c.Y, c.N, c.M, n0, n1, c.K, 0);
+  if (c.type === 'q5_k' || c.type === 'q6_k') {
+    k.gemm_k(WTYPE[c.type], c.A, c.W, c.Y, c.N, c.M, n0, n1, c.K, 0);
     return;
   }
   if (c.type === 'q4_k') {

@@ -1,6 +1,6 @@
 /**
- * Decode-sized q4_0 / q8_0 products (1–3 activation rows) and q4_K / q6_K products (1–15 rows:
- * decode and the server's batches; q6_K through gemm_k, plain rows) of two kernel builds in one process,
+ * Decode-sized q4_0 / q8_0 products (1–3 activation rows) and q4_K / q5_K / q6_K products (1–15 rows:
+ * decode and the server's batches; q5_K / q6_K through gemm_k, plain rows) of two kernel builds in one process,
  * calls alternated (A B B A …), timed in CPU time of the process (`process.cpuUsage`, which leaves
  * out the time it waits for a core on a shared host) as well as wall time. Checks that both builds
  * give the same bits. Shapes: the shipped model's LM head (50432 × 256), the 1B model's up / down
@@ -15,7 +15,7 @@
  * instance of the build on the same memory, row chunks of the executor's size taken from a shared
  * counter, bench/decode-ab-worker.ts); CPU time is then both threads'.
  *
- * `--cold` cycles through enough copies of each matrix (>= 96 MiB) that every call streams its
+ * `--cold` cycles through enough copies of each matrix (>= 96 MiB, `--cold-mib N`) that every call streams its
  * weights from memory, as a decode step does (without it a 1B matrix stays in the L3 cache and
  * the figure is the kernel's own rate). Paths: "x4" is gemm_q4_0x4 / gemm_q8_0x4 (the decode
  * tiles), for one q4_0 row gemv_q4_0x4 on a row record where a build has it (as the backend
@@ -32,6 +32,7 @@ import { kernelModule } from '../src/backends/wasm/module-loader.js';
 import { WTYPE, actQ8Bytes, actQ8KBytes } from '../src/backends/wasm/kernels.js';
 import { abCase, kernelsWithHeap } from './ab-cpu.js';
 import { CTL, type Call, product, type QType, takeChunks, writeCall } from './decode-ab-worker.js';
+import { kQuantizers } from './make-gguf.js';
 
 interface Case {
   type: QType;
@@ -41,11 +42,15 @@ interface Case {
   path: 'x4' | 'prompt';
 }
 type KPath = 'x4' | 'plain';
+type KType = 'q4_k' | 'q5_k' | 'q6_k';
+const isK = (t: QType): t is KType => t === 'q4_k' || t === 'q5_k' || t === 'q6_k';
 
 const argv = process.argv.slice(2);
 const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
 const files = argv.filter(
-  (a, i) => !a.startsWith('--') && !['--reps', '--only', '--m', '--threads', '--k-paths'].includes(argv[i - 1]!),
+  (a, i) =>
+    !a.startsWith('--') &&
+    !['--reps', '--only', '--m', '--threads', '--k-paths', '--cold-mib', '--act-shift'].includes(argv[i - 1]!),
 );
 const threads = Number(flagValue('--threads') ?? 1) === 2 ? 2 : 1;
 const reps = Number(flagValue('--reps') ?? 30) || 30;
@@ -60,13 +65,13 @@ if (
   !kPaths.every((p) => p === 'x4' || p === 'plain')
 ) {
   console.error(
-    'usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--m 1,2,3] [--threads 1|2] [--k-paths x4|plain,x4|plain]',
+    'usage: decode-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--cold] [--m 1,2,3] [--threads 1|2] [--k-paths x4|plain,x4|plain] [--cold-mib N] [--act-shift N]',
   );
   process.exit(2);
 }
 kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before compiling
 
-const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18, q6_k: 26.25 } as const;
+const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18, q5_k: 22, q6_k: 26.25 } as const;
 const shapes = [
   [50432, 256], // the shipped model's LM head (tied embedding): 8 blocks a row
   [8192, 2048],
@@ -92,13 +97,17 @@ const kShapes = [
   [4096, 16384],
 ] as const;
 const kRowCounts = flagValue('--m') ? rowCounts : [1, 2, 3, 4, 8, 15];
-for (const type of ['q4_k', 'q6_k'] as const)
+for (const type of ['q4_k', 'q5_k', 'q6_k'] as const)
   for (const [N, K] of kShapes) for (const M of kRowCounts) cases.push({ type, M, N, K, path: 'x4' });
-const pathName = (c: Case) => (c.type === 'q4_k' ? kPaths.join('/') : c.type === 'q6_k' ? 'plain' : c.path);
+const pathName = (c: Case) =>
+  c.type === 'q4_k' ? kPaths.join('/') : c.type === 'q5_k' || c.type === 'q6_k' ? 'plain' : c.path;
 const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${pathName(c)}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
-const COLD_BYTES = 96 * 2 ** 20;
+/** Bytes of weight copies per matrix under `--cold` (`--cold-mib N`, default 96 MiB). */
+/** Bytes skipped before each activation buffer (`--act-shift N`, a multiple of 64): moves its page offset. */
+const actShift = Number(flagValue('--act-shift') ?? 0);
+const COLD_BYTES = Number(flagValue('--cold-mib') ?? 96) * 2 ** 20;
 /** One build with its own memory: per (type, N, K) its weight copies, activations and output. */
 function setup(file: string, kPath: KPath) {
   const need = new Map<string, { type: QType; N: number; K: number }>();
@@ -113,16 +122,22 @@ function setup(file: string, kPath: KPath) {
     Y = take(MMAX * NMAX * 4),
     tmp = take(4 * (KMAX / 32) * 34);
   k.fill_random_weights(0, X, MMAX * KMAX, 13, 1);
-  type Quantize = (X: number, n: number, Q: number, S: number) => void;
-  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize; quantize_q6_k: Quantize };
-  /** q4_K / q6_K weights [N][K]: 16 rows of random values quantized, copied over the matrix (seed varies the copy). */
-  const fillK = (type: 'q4_k' | 'q6_k', W: number, N: number, K: number, seed: number) => {
+  const kq = kQuantizers(k);
+  const kBlock = { q4_k: 144, q5_k: 176, q6_k: 210 } as const;
+  /** q4_K / q5_K / q6_K weights [N][K]: 16 rows of random values quantized, copied over the matrix (seed varies the copy). */
+  const fillK = (type: KType, W: number, N: number, K: number, seed: number) => {
     const rows = 16,
-      rb = (K / 256) * (type === 'q4_k' ? 144 : 210),
+      rb = (K / 256) * kBlock[type],
       src = take(rows * K * 4),
       scratch = take(kq.kquant_scratch_bytes());
     k.fill_random_weights(0, src, rows * K, seed, 0.05);
-    (type === 'q4_k' ? kq.quantize_q4_k : kq.quantize_q6_k).call(kq, src, rows * K, W, scratch);
+    (type === 'q4_k' ? kq.quantize_q4_k : type === 'q5_k' ? kq.quantize_q5_k : kq.quantize_q6_k).call(
+      kq,
+      src,
+      rows * K,
+      W,
+      scratch,
+    );
     const u8 = new Uint8Array(memory.buffer);
     for (let r = rows; r < N; r += rows) u8.copyWithin(W + r * rb, W, W + Math.min(rows, N - r) * rb);
   };
@@ -133,7 +148,7 @@ function setup(file: string, kPath: KPath) {
     const copies: number[] = [];
     for (let i = 0; i < n; i++) {
       const W = take(bytes);
-      if (type === 'q4_k' || type === 'q6_k') {
+      if (isK(type)) {
         fillK(type, W, N, K, 11 + i);
         if (kx4 && type === 'q4_k') k.repack_q4_kx4(W, N, K, tmp);
       } else {
@@ -142,7 +157,8 @@ function setup(file: string, kPath: KPath) {
       }
       copies.push(W);
     }
-    const kAct = type === 'q4_k' || type === 'q6_k';
+    const kAct = isK(type);
+    if (actShift > 0) take(actShift);
     const a = take(kAct ? actQ8KBytes(MMAX, K) : actQ8Bytes(MMAX, K)),
       row = take(actQ8Bytes(1, K));
     if (kAct) k.quantize_act_q8k(X, K, 0, MMAX, K, a);

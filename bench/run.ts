@@ -2,7 +2,7 @@
  * Benchmark dispatcher (`npm run bench -- [name] [args]`), prints JSON.
  *   kernels [K N M]       single-thread kernel micro-benchmarks (bench/kernels.ts)
  *   model [mpt bench args] pp/tg of a random-weight model or a model path (same as `mpt bench --json`)
- *   make-gguf SHAPE TYPE OUT   a random-weight GGUF of a bench shape, for llama.cpp (bench/make-gguf.ts)
+ *   make-gguf SHAPE TYPE OUT [--layers N]   a random-weight GGUF of a bench shape, for llama.cpp (bench/make-gguf.ts)
  *   ttft MODEL [...]      time from process start to the first generated token, peak RSS (bench/ttft.ts)
  *   train [threads]       training tokens/s of a fixed small config (bench/train.ts)
  *   batched [...]         B sequences decoding together, B = 1..16: step time, tok/s, speed-up (bench/batched.ts)
@@ -14,6 +14,7 @@
  *   kernel-ab A.wasm B.wasm  two kernel builds in one process, calls alternated: same bits? time of each (bench/kernel-ab.ts)
  *   dot-ab [--reps N]        the dot-add kernel build against the relaxed one, in Node and headless Chromium (bench/dot-ab.ts)
  *   kquant-step [...]     a 7B-shaped q4_K decode step on one thread, plain vs q4_Kx4 weights, alternated (bench/kquant-step.ts)
+ *   layout-ab FILE        a model's decode steps on plain q4_K rows and on q4_Kx4 groups, one process, alternated, CPU time and per-op work (bench/layout-ab.ts)
  *   decode-ab A.wasm B.wasm  decode-sized q4_0 / q8_0 products (1–3 rows, 1B and 7B shapes) of two builds, alternated, CPU time (bench/decode-ab.ts)
  *   kprompt-ab A.wasm B.wasm  q4_K prompt products (4–128 rows, 1B and 7B shapes) of two builds, alternated, CPU time (bench/kprompt-ab.ts)
  *   browser FILE.gguf [...]  headless Chromium vs `mpt bench` on the same file, alternated: tok/s ratios, load, memory (bench/browser.ts)
@@ -38,8 +39,10 @@ if (name === 'kernels') {
   process.exitCode = await bench.run([...rest, '--json']);
 } else if (name === 'make-gguf') {
   const { makeGguf } = await import('./make-gguf.js');
+  const li = rest.indexOf('--layers');
+  const layers = li >= 0 ? Number(rest.splice(li, 2)[1]) : 0;
   const [shape = '1b', type = 'q4_0', out = `/tmp/mpt-${shape}-${type}.gguf`] = rest;
-  await makeGguf(shape, type as never, out);
+  await makeGguf(shape, type as never, out, layers);
   console.log(JSON.stringify({ wrote: out }));
 } else if (
   [
@@ -55,6 +58,7 @@ if (name === 'kernels') {
     'dot-ab',
     'decode-ab',
     'kquant-step',
+    'layout-ab',
     'kprompt-ab',
     'browser',
     'vs-llamacpp',
@@ -70,7 +74,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, kprompt-ab, step-series, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, layout-ab, kprompt-ab, step-series, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long)`,
   );
   process.exitCode = 2;
 }
