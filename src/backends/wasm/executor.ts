@@ -336,7 +336,8 @@ export class Executor {
 
   /**
    * Y[M][N] (=|+=) X·Wᵀ, then bias, scale, activation; split over rows of W. `after` runs on the
-   * finished chunk (same thread), before the closing barrier.
+   * finished chunk (same thread), before the closing barrier. `last`: the pass's last parallel
+   * operation (Team.parallelFor).
    */
   private matmul(
     m: MatrixRef,
@@ -348,17 +349,22 @@ export class Executor {
     scale: number,
     act: number,
     after?: (n0: number, n1: number) => void,
+    last = false,
   ): void {
     const k = this.k[m.arena]!;
     const per = this.chunkRows(m.rows, m.cols, M);
     const plain = m.bias === 0 && scale === 1 && act === 0;
-    this.team.parallelFor(Math.ceil(m.rows / per), (i) => {
-      const n0 = i * per,
-        n1 = Math.min(m.rows, n0 + per);
-      this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
-      if (!plain) k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
-      after?.(n0, n1);
-    });
+    this.team.parallelFor(
+      Math.ceil(m.rows / per),
+      (i) => {
+        const n0 = i * per,
+          n1 = Math.min(m.rows, n0 + per);
+        this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
+        if (!plain) k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
+        after?.(n0, n1);
+      },
+      last,
+    );
   }
 
   /** The GLU MLP's first half: U = act(X·Gᵀ + bg) ⊙ (X·Uᵀ + bu), per row chunk. */
@@ -571,6 +577,8 @@ export class Executor {
     }
 
     for (let l = 0; l < c.nLayers; l++) {
+      // Alone (Team.solo): the others wake now and spin at the join, ready for the LM head.
+      if (l === c.nLayers - 1) this.team.nudge();
       const ly = L.layers[l]!;
       const a = ly.arena,
         k = this.k[a]!,
@@ -713,15 +721,27 @@ export class Executor {
         lo = hs.logits / 4;
       const chosen = greedy?.filter((g) => g.row >= c0 && g.row < c1);
       const rowViews = chosen?.map((g) => lg.subarray(lo + (g.row - c0) * V, lo + (g.row - c0 + 1) * V));
-      this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
-        if (!inPlace)
-          for (let i = 0; i < m; i++)
-            out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
-        chosen?.forEach((g, j) => {
-          if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
-          hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, this.bestSlot(this.team.tid, g.row));
-        });
-      });
+      // The last chunk of rows ends the pass's parallel work (sampleRows only reads its results).
+      this.matmul(
+        h.lm,
+        input,
+        m,
+        hs.logits,
+        V,
+        0,
+        scale,
+        0,
+        (n0, n1) => {
+          if (!inPlace)
+            for (let i = 0; i < m; i++)
+              out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+          chosen?.forEach((g, j) => {
+            if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
+            hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, this.bestSlot(this.team.tid, g.row));
+          });
+        },
+        c1 === nl,
+      );
     }
     if (p.sample) this.sampleRows(p, p.sample, out, base, V);
   }
