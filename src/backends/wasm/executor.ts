@@ -644,6 +644,12 @@ export class Executor {
     const R = p.rows;
     const small = R <= PRIVATE_ROWS;
     team.reset(p.threads);
+    // Thread 0 clears every thread's greedy slots (greedyRows) before the others can reach the LM
+    // head (they meet thread 0 at a barrier or the join first): a thread that claims no LM-head
+    // chunk (still on its way when the last one is finished, Team.parallelFor `last`) leaves a
+    // cleared slot for sampleRows, not the previous pass's.
+    const greedy = this.greedyRows(p, f.vocabSize);
+    if (greedy && team.tid === 0) this.clearBestSlots(greedy, p.threads);
 
     const rowSeq = new Int32Array(R);
     p.seqs.forEach((s, i) => {
@@ -683,18 +689,8 @@ export class Executor {
     const scale = f.logitScale;
     // Greedy rows are chosen as the chunks come out of the LM head: each thread applies the
     // penalties to its chunk (sampler.ts applyEdits: the same logits the caller's row would give)
-    // and merges the chunk's argmax into its slot for the row; the slots are merged after the
-    // LM head's barrier (sampleRows). No full pass over the row, and no second copy of it.
-    const greedy = this.greedyRows(p, V);
-    if (greedy) {
-      const bf = this.f32(ha),
-        bi = new Int32Array(this.memories[ha]!.buffer);
-      for (const g of greedy) {
-        const at = this.bestSlot(this.team.tid, g.row) / 4;
-        bf[at] = -Infinity;
-        bi[at + 1] = -1;
-      }
-    }
+    // and merges the chunk's argmax into its slot for the row; the slots are merged once every
+    // chunk is finished (sampleRows). No full pass over the row, and no second copy of it.
     for (let c0 = 0; c0 < nl; c0 += L.logitRows) {
       const c1 = Math.min(nl, c0 + L.logitRows),
         m = c1 - c0;
@@ -744,6 +740,19 @@ export class Executor {
       );
     }
     if (p.sample) this.sampleRows(p, p.sample, out, base, V);
+  }
+
+  /** Sets threads 0 .. nt-1's slots of the greedy rows to (-Infinity, no id). */
+  private clearBestSlots(greedy: Array<{ row: number }>, nt: number): void {
+    const ha = this.L.head.arena,
+      bf = this.f32(ha),
+      bi = new Int32Array(this.memories[ha]!.buffer);
+    for (let t = 0; t < nt; t++)
+      for (const g of greedy) {
+        const at = this.bestSlot(t, g.row) / 4;
+        bf[at] = -Infinity;
+        bi[at + 1] = -1;
+      }
   }
 
   /** Byte offset of thread t's (f32 value, i32 id) slot for greedy logit row `row` (head arena). */
