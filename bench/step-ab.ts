@@ -13,9 +13,7 @@
  * 3 rounds are warm-up. Printed per build: p10 / p50 over the blocks.
  */
 import { readdirSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import type { ModelRunner } from '../src/backends/backend.js';
+import { loadBuildRunner } from './build-runner.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -51,17 +49,7 @@ function mainSched(): [number, number] {
   return [Number(run) / 1e6, Number(wait) / 1e6];
 }
 
-async function load(root: string): Promise<ModelRunner> {
-  const base = pathToFileURL(`${resolve(root)}/`);
-  const wasm = await import(new URL('dist/src/backends/wasm/index.js', base).href);
-  const { openCheckpoint } = await import(new URL('dist/src/model/load.js', base).href);
-  const ck = await openCheckpoint(model);
-  const runner = await wasm.loadWasmRunner(ck.config, ck.tensors, { threads, weightType: 'auto', maxRows: 1 });
-  await ck.tensors.close();
-  return runner;
-}
-
-const runners = [await load(roots[0]!), await load(roots[1]!)];
+const runners = [await loadBuildRunner(roots[0]!, model, threads), await loadBuildRunner(roots[1]!, model, threads)];
 const V = runners[0]!.config.vocabSize;
 let seed = 12345;
 const ids = Array.from({ length: steps }, () => {
@@ -87,7 +75,7 @@ for (let round = 0; round < rounds; round++) {
     cache.dispose();
     if (round < WARM_ROUNDS) continue;
     const cpu = (c1.user - c0.user + c1.system - c0.system) / 1000;
-    [t1 - t0, cpu, s1 - s0, m1 - m0, q1 - q0].forEach((x, j) => blocks[v]![j]!.push(x / steps));
+    for (const [j, x] of [t1 - t0, cpu, s1 - s0, m1 - m0, q1 - q0].entries()) blocks[v]![j]!.push(x / steps);
   }
 }
 const quantile = (a: number[], p: number) =>
