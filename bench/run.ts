@@ -22,6 +22,7 @@
  *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
+ *   step-ab ROOT_A ROOT_B  decode steps of two builds in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
  */
 import { spawnSync } from 'node:child_process';
@@ -65,6 +66,7 @@ if (name === 'kernels') {
     'read-bandwidth',
     'profile',
     'step-series',
+    'step-ab',
     'tokenize-long',
   ].includes(name)
 ) {
@@ -74,7 +76,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, layout-ab, kprompt-ab, step-series, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, layout-ab, kprompt-ab, step-series, step-ab, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long)`,
   );
   process.exitCode = 2;
 }

@@ -20,8 +20,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { resolve } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
+import { loadBuildRunner } from './build-runner.js';
 
 const argv = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -45,12 +45,7 @@ interface Run {
 }
 
 async function child(root: string): Promise<void> {
-  const base = pathToFileURL(`${resolve(root)}/`);
-  const wasm = await import(new URL('dist/src/backends/wasm/index.js', base).href);
-  const { openCheckpoint } = await import(new URL('dist/src/model/load.js', base).href);
-  const ck = await openCheckpoint(model);
-  const runner = await wasm.loadWasmRunner(ck.config, ck.tensors, { threads, weightType: 'auto', maxRows: 1 });
-  await ck.tensors.close();
+  const runner = await loadBuildRunner(root, model, threads);
   const V = runner.config.vocabSize;
   let s = 12345;
   const ids = Array.from({ length: steps }, () => {

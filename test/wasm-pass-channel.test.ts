@@ -2,7 +2,8 @@
 // shared descriptor reads back as the same pass, and a KV type it cannot name is an error both
 // ways; passes carried by the channel and passes carried by messages give the same results; a
 // worker's error fails that call only; a worker that dies during a forward call fails it (never
-// hangs it) and every later one.
+// hangs it) and every later one. Passes run with the calling thread as thread 0 (`here`) give
+// the same bits as passes run by the workers, and leave the event loop its turns.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Pass } from '../src/backends/wasm/executor.js';
@@ -143,14 +144,15 @@ describe('the pass descriptor', () => {
 type Pool = PassPool & {
   workers: Array<{ terminate(): Promise<void> }>;
   sent: { descriptor: number; message: number };
+  ranHere: number;
 };
 
 function poolOf(r: WasmRunner): Pool {
   return (r as unknown as { pool: Pool }).pool;
 }
 
-async function tinyRunner(maxRows = 16): Promise<WasmRunner> {
-  return loadRandomModel(shapeConfig(64, 2, 2, 512, 4096), { type: 'q8_0', threads: 2, maxRows });
+async function tinyRunner(maxRows = 16, threads = 2): Promise<WasmRunner> {
+  return loadRandomModel(shapeConfig(64, 2, 2, 512, 4096), { type: 'q8_0', threads, maxRows });
 }
 
 describe('passes through the channel', { timeout: 120_000 }, () => {
@@ -269,8 +271,10 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
         logitsOffset: 0,
         ...bad(cacheRegions(cache)),
       };
-      for (let i = 0; i < 2; i++)
-        await assert.rejects(poolOf(r).run(pass), /wasm worker failed: .*(offset|bounds|range)/i);
+      // On the workers, then with this thread as thread 0 (its own error, or the worker's).
+      for (const here of [false, true])
+        for (let i = 0; i < 2; i++)
+          await assert.rejects(poolOf(r).run(pass, here), /wasm worker failed: .*(offset|bounds|range)/i);
       const [after] = await r.forward([{ cache, tokens: [5] }], { logits: 'last' });
       assert.deepEqual(Array.from(after!.logits), expected);
       cache.dispose();
@@ -318,6 +322,80 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
       assert.deepEqual(pool.sent, sent, 'nothing was sent');
       const [after] = await r.forward([{ cache, tokens: [5] }], { logits: 'last' });
       assert.ok(after!.logits.every(Number.isFinite), 'the pool still serves');
+      cache.dispose();
+    } finally {
+      await r.dispose();
+    }
+  });
+
+  it('passes with this thread as thread 0 give the bits of the same passes on the workers, 1 to 4 threads', async () => {
+    for (const threads of [1, 2, 3, 4]) {
+      const r = await tinyRunner(16, threads);
+      try {
+        const pool = poolOf(r);
+        const cache = r.createCache({ capacity: 16 });
+        const prompt = [3, 17, 250, 9];
+        const V = r.config.vocabSize;
+        let token = 5;
+        for (let step = 0; step < 6; step++) {
+          // One decode row (d 64: its layers run on thread 0 alone, then the LM head is shared),
+          // and a 4-row pass (the layers shared too), each first on the workers, then here: the
+          // second run rewrites the same K/V and must give the same logits.
+          const rows = step === 0 ? prompt.length : 1;
+          const tokens = step === 0 ? prompt : [token];
+          const logitsOut = new SharedArrayBuffer(rows * V * 4);
+          const pass: Pass = {
+            rows,
+            threads,
+            tokens: Int32Array.from(tokens),
+            seqs: [
+              {
+                rowStart: 0,
+                n: rows,
+                past: step === 0 ? 0 : prompt.length + step - 1,
+                capacity: 16,
+                kv: cacheRegions(cache),
+                kvType: 'f32',
+              },
+            ],
+            logitRows: Int32Array.from({ length: rows }, (_, i) => i),
+            logitsOut,
+            logitsOffset: 0,
+          };
+          const here = pool.ranHere;
+          await pool.run(pass, false);
+          const onWorkers = new Float32Array(logitsOut).slice();
+          new Float32Array(logitsOut).fill(Number.NaN);
+          await pool.run(pass, true);
+          assert.equal(pool.ranHere, here + 1, 'the second run had this thread as thread 0');
+          assert.deepEqual(new Float32Array(logitsOut), onWorkers, `${threads} threads, step ${step}`);
+          const last = onWorkers.subarray((rows - 1) * V);
+          token = last.indexOf(Math.max(...last));
+        }
+        cache.dispose();
+      } finally {
+        await r.dispose();
+      }
+    }
+  });
+
+  it('a run of decode steps with this thread as thread 0 leaves timers their turn', async () => {
+    const r = await tinyRunner();
+    try {
+      const pool = poolOf(r);
+      const cache = r.createCache({ capacity: 400 });
+      let fired = -1,
+        step = 0;
+      // Each step may settle without a task of its own (the workers count out while this thread
+      // looks): the pool must still yield to the event loop every few ms.
+      setTimeout(() => {
+        fired = step;
+      }, 0);
+      const here = pool.ranHere;
+      for (; step < 400; step++)
+        await r.forward([{ cache, tokens: [1 + step] }], { logits: 'last', reuseLogits: true });
+      assert.ok(pool.ranHere - here >= 400, 'the steps ran with this thread as thread 0');
+      assert.ok(fired >= 0 && fired < 400, `the timer fired during the steps (at step ${fired})`);
       cache.dispose();
     } finally {
       await r.dispose();

@@ -93,3 +93,72 @@ test('solo regions run on thread 0 alone and are seen by every thread after the 
     );
   }
 });
+
+// The pass's last parallel operation (parallelFor `last`) and the join, where thread 0 waits for
+// nobody: the last thread comes to both only once thread 0 says it has left the last operation
+// (a word it waits on, 10 s at most). With a barrier at either place thread 0 would never leave,
+// the late thread would come after its 10 s and find `left` still 0.
+const lateBody = `
+const { workerData, parentPort } = require('node:worker_threads');
+(async () => {
+  const { Team } = await import(workerData.team);
+  const { tid, nt, items } = workerData;
+  const team = new Team(new Int32Array(workerData.ctl), tid, nt, nt);
+  const values = new Int32Array(workerData.values);
+  const claims = new Int32Array(workerData.claims);
+  const left = new Int32Array(workerData.left);
+  team.reset(nt);
+  team.solo(() => team.parallelFor(items, (i) => { values[i] = 1000 + i; }));
+  let leftFirst = 1;
+  if (tid === nt - 1 && nt > 1) {
+    Atomics.wait(left, 0, 0, 10_000);
+    leftFirst = Atomics.load(left, 0);
+  }
+  let stale = 0;
+  team.parallelFor(items, (i) => {
+    if (values[i] !== 1000 + i) stale++;
+    values[items + i] = 2000 + i;
+    Atomics.add(claims, i, 1);
+  }, true);
+  // Every item is finished when a thread leaves the last operation, whoever ran it.
+  for (let i = 0; i < items; i++) if (values[items + i] !== 2000 + i) stale++;
+  if (tid === 0) { Atomics.store(left, 0, 1); Atomics.notify(left, 0); }
+  parentPort.postMessage({ stale, leftFirst });
+})().catch((e) => parentPort.postMessage({ error: String(e && e.stack || e) }));
+`;
+
+test('the last operation and the join wait for unfinished items, not for a thread still on its way, 1-4 threads', {
+  timeout: 60_000,
+}, async () => {
+  const team = new URL('../src/backends/wasm/team.js', import.meta.url).href;
+  for (let nt = 1; nt <= 4; nt++) {
+    const ctl = createControlBuffer();
+    const values = new SharedArrayBuffer(2 * ITEMS * 4);
+    const claims = new SharedArrayBuffer(ITEMS * 4);
+    const left = new SharedArrayBuffer(4);
+    const replies = await Promise.all(
+      Array.from({ length: nt }, (_, tid) => {
+        const w = new Worker(lateBody, {
+          eval: true,
+          workerData: { team, tid, nt, items: ITEMS, ctl, values, claims, left },
+        });
+        return new Promise<{ stale?: number; leftFirst?: number; error?: string }>((resolve, reject) => {
+          w.once('message', (m) => {
+            resolve(m);
+            void w.terminate();
+          });
+          w.once('error', reject);
+        });
+      }),
+    );
+    for (const r of replies) {
+      assert.equal(r.error, undefined, r.error);
+      assert.equal(r.stale, 0, `${nt} threads: a value read before it was written`);
+      assert.equal(r.leftFirst, 1, `${nt} threads: thread 0 waited for the late thread`);
+    }
+    assert.ok(
+      new Int32Array(claims).every((c) => c === 1),
+      `${nt} threads: an item of the last operation was not run exactly once`,
+    );
+  }
+});

@@ -109,6 +109,7 @@ export const platform: Platform = {
   readBytesSync: () => undefined,
   prepareWasmEngine() {},
   canShareMemoryWithWorkers: () => scope.crossOriginIsolated === true,
+  mainThreadMayBlock: () => false,
   startWorker,
   workerPort,
 };

@@ -75,6 +75,7 @@ export const platform: Platform = {
     }
   },
   canShareMemoryWithWorkers: () => true,
+  mainThreadMayBlock: () => true,
   startWorker,
   workerPort,
 };

@@ -27,6 +27,11 @@ export interface Platform {
    * Node, only in a cross-origin isolated page (COOP/COEP headers) in a browser.
    */
   canShareMemoryWithWorkers(): boolean;
+  /**
+   * Whether the thread that loads models may block in Atomics.wait: Node's main thread may; a
+   * page's may not (a Web Worker could, but the engine is driven from the page).
+   */
+  mainThreadMayBlock(): boolean;
   /** Starts the module at `url` (built JS next to import.meta.url) as a worker thread. */
   startWorker(url: URL): PlatformWorker;
   /** Inside a worker started by `startWorker`: its channel to the thread that started it. */

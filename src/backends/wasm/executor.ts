@@ -336,7 +336,8 @@ export class Executor {
 
   /**
    * Y[M][N] (=|+=) X·Wᵀ, then bias, scale, activation; split over rows of W. `after` runs on the
-   * finished chunk (same thread), before the closing barrier.
+   * finished chunk (same thread), before the closing barrier. `last`: the pass's last parallel
+   * operation (Team.parallelFor).
    */
   private matmul(
     m: MatrixRef,
@@ -348,17 +349,22 @@ export class Executor {
     scale: number,
     act: number,
     after?: (n0: number, n1: number) => void,
+    last = false,
   ): void {
     const k = this.k[m.arena]!;
     const per = this.chunkRows(m.rows, m.cols, M);
     const plain = m.bias === 0 && scale === 1 && act === 0;
-    this.team.parallelFor(Math.ceil(m.rows / per), (i) => {
-      const n0 = i * per,
-        n1 = Math.min(m.rows, n0 + per);
-      this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
-      if (!plain) k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
-      after?.(n0, n1);
-    });
+    this.team.parallelFor(
+      Math.ceil(m.rows / per),
+      (i) => {
+        const n0 = i * per,
+          n1 = Math.min(m.rows, n0 + per);
+        this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
+        if (!plain) k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
+        after?.(n0, n1);
+      },
+      last,
+    );
   }
 
   /** The GLU MLP's first half: U = act(X·Gᵀ + bg) ⊙ (X·Uᵀ + bu), per row chunk. */
@@ -571,6 +577,8 @@ export class Executor {
     }
 
     for (let l = 0; l < c.nLayers; l++) {
+      // Alone (Team.solo): the others wake now and spin at the join, ready for the LM head.
+      if (l === c.nLayers - 1) this.team.nudge();
       const ly = L.layers[l]!;
       const a = ly.arena,
         k = this.k[a]!,
@@ -636,6 +644,12 @@ export class Executor {
     const R = p.rows;
     const small = R <= PRIVATE_ROWS;
     team.reset(p.threads);
+    // Thread 0 clears every thread's greedy slots (greedyRows) before the others can reach the LM
+    // head (they meet thread 0 at a barrier or the join first): a thread that claims no LM-head
+    // chunk (still on its way when the last one is finished, Team.parallelFor `last`) leaves a
+    // cleared slot for sampleRows, not the previous pass's.
+    const greedy = this.greedyRows(p, f.vocabSize);
+    if (greedy && team.tid === 0) this.clearBestSlots(greedy, p.threads);
 
     const rowSeq = new Int32Array(R);
     p.seqs.forEach((s, i) => {
@@ -675,18 +689,8 @@ export class Executor {
     const scale = f.logitScale;
     // Greedy rows are chosen as the chunks come out of the LM head: each thread applies the
     // penalties to its chunk (sampler.ts applyEdits: the same logits the caller's row would give)
-    // and merges the chunk's argmax into its slot for the row; the slots are merged after the
-    // LM head's barrier (sampleRows). No full pass over the row, and no second copy of it.
-    const greedy = this.greedyRows(p, V);
-    if (greedy) {
-      const bf = this.f32(ha),
-        bi = new Int32Array(this.memories[ha]!.buffer);
-      for (const g of greedy) {
-        const at = this.bestSlot(this.team.tid, g.row) / 4;
-        bf[at] = -Infinity;
-        bi[at + 1] = -1;
-      }
-    }
+    // and merges the chunk's argmax into its slot for the row; the slots are merged once every
+    // chunk is finished (sampleRows). No full pass over the row, and no second copy of it.
     for (let c0 = 0; c0 < nl; c0 += L.logitRows) {
       const c1 = Math.min(nl, c0 + L.logitRows),
         m = c1 - c0;
@@ -713,17 +717,42 @@ export class Executor {
         lo = hs.logits / 4;
       const chosen = greedy?.filter((g) => g.row >= c0 && g.row < c1);
       const rowViews = chosen?.map((g) => lg.subarray(lo + (g.row - c0) * V, lo + (g.row - c0 + 1) * V));
-      this.matmul(h.lm, input, m, hs.logits, V, 0, scale, 0, (n0, n1) => {
-        if (!inPlace)
-          for (let i = 0; i < m; i++)
-            out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
-        chosen?.forEach((g, j) => {
-          if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
-          hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, this.bestSlot(this.team.tid, g.row));
-        });
-      });
+      // The last chunk of rows ends the pass's parallel work (sampleRows only reads its results).
+      this.matmul(
+        h.lm,
+        input,
+        m,
+        hs.logits,
+        V,
+        0,
+        scale,
+        0,
+        (n0, n1) => {
+          if (!inPlace)
+            for (let i = 0; i < m; i++)
+              out.set(lg.subarray(lo + i * V + n0, lo + i * V + n1), p.logitsOffset + (c0 + i) * V + n0);
+          chosen?.forEach((g, j) => {
+            if (g.edits) applyEdits(rowViews![j]!, n0, n1, g.edits);
+            hk.sampling_argmax(hs.logits + (g.row - c0) * V * 4, n0, n1, this.bestSlot(this.team.tid, g.row));
+          });
+        },
+        c1 === nl,
+      );
     }
     if (p.sample) this.sampleRows(p, p.sample, out, base, V);
+  }
+
+  /** Sets threads 0 .. nt-1's slots of the greedy rows to (-Infinity, no id). */
+  private clearBestSlots(greedy: Array<{ row: number }>, nt: number): void {
+    const ha = this.L.head.arena,
+      bf = this.f32(ha),
+      bi = new Int32Array(this.memories[ha]!.buffer);
+    for (let t = 0; t < nt; t++)
+      for (const g of greedy) {
+        const at = this.bestSlot(t, g.row) / 4;
+        bf[at] = -Infinity;
+        bi[at + 1] = -1;
+      }
   }
 
   /** Byte offset of thread t's (f32 value, i32 id) slot for greedy logit row `row` (head arena). */

@@ -4,14 +4,19 @@
  * (team.ts) and count themselves out when it ends, which the main thread learns through
  * Atomics.waitAsync (or, where an engine lacks it, a message from the last one). Messages carry
  * only what shared memory cannot: the start, errors, and a pass that names something new.
+ *
+ * A light pass (a decode step of a small model, PassPool.run's `here`) may instead be run with
+ * the calling thread as thread 0, where that thread may block (Node's main thread): worker 0
+ * stays asleep, nobody has to wake it at the start, and nobody has to wake the caller at the end.
  */
 import { MptError } from '../../errors.js';
 import { platform, type PlatformWorker } from '../../platform/index.js';
 import { packageFileUrl } from '../../platform/package-url.js';
-import type { Pass } from './executor.js';
+import { Executor, type Pass } from './executor.js';
+import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
 import type { WorkerKernelVariant } from './module-loader.js';
-import { abortTeam, CTL, createControlBuffer, profileOf } from './team.js';
+import { abortTeam, CTL, createControlBuffer, profileOf, Team, TeamAborted, TeamStalled } from './team.js';
 import { HEAD, kvCodeOf, OptionIds, PassChannel, WAKE, wakeSlot } from './pass-channel.js';
 import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
 
@@ -23,8 +28,11 @@ export interface PassPool {
   readonly cores: number;
   /** A buffer of `bytes` bytes that the pool's threads can write a pass's results to. */
   buffer(bytes: number): SharedArrayBuffer | ArrayBuffer;
-  /** Runs one pass on its first `pass.threads` threads. */
-  run(pass: Pass): Promise<void>;
+  /**
+   * Runs one pass on its first `pass.threads` threads; with `here`, the calling thread is thread 0
+   * where the pool can do that (a pass short enough to block the caller for: pool.ts).
+   */
+  run(pass: Pass, here?: boolean): Promise<void>;
   close(): Promise<void>;
   /** Per thread, its operation timings (team.ts PROFILE), when the pool was started with MPT_WASM_PROFILE=1. */
   opProfile?(): Float64Array[] | null;
@@ -65,6 +73,22 @@ interface InFlight {
   reject(e: Error): void;
 }
 
+/**
+ * Longest wait of the calling thread at one barrier of a pass it takes part in: a dead worker
+ * cannot be noticed otherwise while that thread blocks (TeamStalled), and a live one is never
+ * that late with a pass of a few ms.
+ */
+const HERE_STALL_MS = 5000;
+
+/** Loads of the done count by the calling thread, after its share, before it awaits the workers asynchronously. */
+const HERE_DONE_SPINS = 2000;
+
+/**
+ * Passes run on the calling thread give its event loop a turn (timers, I/O, a worker's exit) at
+ * least this often: a run of such passes resolves without any task in between.
+ */
+const HERE_YIELD_MS = 2;
+
 function workerError(m: WorkerError): MptError {
   const e = new MptError(`wasm worker failed: ${m.message}`);
   if (m.stack) e.stack = m.stack;
@@ -86,6 +110,12 @@ export class WorkerPool implements PassPool {
   private readonly unlisten: Array<() => void> = [];
   /** Passes sent through the channel's descriptor and as messages (diagnostics, tests). */
   readonly sent = { descriptor: 0, message: 0 };
+  /** Passes the calling thread took part in as thread 0 (diagnostics, tests). */
+  ranHere = 0;
+  /** The calling thread's executor (thread 0), made at its first pass. */
+  private here: Executor | null = null;
+  /** When the calling thread last gave its event loop a turn between passes it ran. */
+  private lastYield = 0;
 
   private constructor(
     private readonly workers: PlatformWorker[],
@@ -95,6 +125,12 @@ export class WorkerPool implements PassPool {
     private readonly waitAsync: WaitAsync | undefined,
     /** Cores of the machine (the workers spin at barriers only while each has one). */
     readonly cores: number,
+    /** What the calling thread needs to run thread 0's share itself, or null where it may not block. */
+    private readonly hereParts: {
+      module: WebAssembly.Module;
+      memories: WebAssembly.Memory[];
+      layout: ModelLayout;
+    } | null,
   ) {
     this.ctl = new Int32Array(ctlBuffer);
     this.ch = channel.words;
@@ -122,7 +158,12 @@ export class WorkerPool implements PassPool {
       );
     const cores = platform.hardwareConcurrency();
     const waitAsync = waitAsyncOf();
-    const pool = new WorkerPool(workers, ctl, channel, waitAsync, cores);
+    // MPT_WASM_MAIN_THREAD=0: every pass on the workers (to compare both ways in one build).
+    const hereParts =
+      waitAsync && platform.mainThreadMayBlock() && platform.env('MPT_WASM_MAIN_THREAD') !== '0'
+        ? { module: modules.shared, memories, layout }
+        : null;
+    const pool = new WorkerPool(workers, ctl, channel, waitAsync, cores, hereParts);
     const doneByMessage = waitAsync === undefined;
     try {
       await pool.start((tid) => ({
@@ -253,8 +294,11 @@ export class WorkerPool implements PassPool {
     return new SharedArrayBuffer(bytes);
   }
 
-  /** Runs one pass on its first `pass.threads` workers. Passes do not overlap (callers serialise them). */
-  async run(pass: Pass): Promise<void> {
+  /**
+   * Runs one pass on its first `pass.threads` workers, or (`here`, where this thread may block) on
+   * this thread as thread 0 and workers 1 .. threads-1. Passes do not overlap (callers serialise them).
+   */
+  async run(pass: Pass, here = false): Promise<void> {
     if (this.closed) throw new MptError('the wasm runner has been disposed');
     if (this.broken) throw new MptError(`the wasm runner cannot continue: ${this.broken}`);
     if (this.busy) throw new MptError('wasm pool: a pass is already running (forward calls must not overlap)');
@@ -262,10 +306,18 @@ export class WorkerPool implements PassPool {
       throw new MptError(`internal: a pass for ${pass.threads} threads on a pool of ${this.workers.length}`);
     }
     this.busy = true;
+    const onHere = here && this.hereParts !== null;
     try {
-      await this.send(pass);
+      await this.send(pass, onHere);
     } finally {
       this.busy = false;
+    }
+    if (onHere) {
+      const now = performance.now();
+      if (now - this.lastYield > HERE_YIELD_MS) {
+        await platform.yieldToEventLoop();
+        this.lastYield = performance.now();
+      }
     }
   }
 
@@ -311,26 +363,27 @@ export class WorkerPool implements PassPool {
     return this.seq;
   }
 
-  private send(pass: Pass): Promise<void> {
+  private send(pass: Pass, here: boolean): Promise<void> {
     const n = pass.threads,
-      ch = this.ch;
+      ch = this.ch,
+      first = here ? 1 : 0;
     // Checked before either path: a message would carry an unknown type to the workers unchecked.
     for (const sq of pass.seqs) kvCodeOf(sq.kvType);
     const ids = this.optionIdsOf(pass);
     let byDescriptor = true;
-    for (let t = 0; t < n && byDescriptor; t++) byDescriptor = this.knowsAll(t, pass, ids);
+    for (let t = first; t < n && byDescriptor; t++) byDescriptor = this.knowsAll(t, pass, ids);
     byDescriptor &&= this.channel.encode(pass, ids);
     const seq = this.nextSeq();
     this.sent[byDescriptor ? 'descriptor' : 'message']++;
     if (!byDescriptor) {
-      for (let t = 0; t < n; t++) {
+      for (let t = first; t < n; t++) {
         try {
           this.workers[t]!.postMessage({ type: 'pass', seq, pass, sampleIds: ids } satisfies PassMessage);
         } catch (e) {
           const why = `cannot send the pass to the worker threads: ${(e as Error).message}`;
           // Every worker gets the same message, so the first post fails and no worker has it:
           // the call fails, the pool stays usable.
-          if (t > 0) this.broken = why;
+          if (t > first) this.broken = why;
           return Promise.reject(new MptError(why));
         }
         this.learn(t, pass, ids);
@@ -345,15 +398,58 @@ export class WorkerPool implements PassPool {
     });
     const f = this.inFlight!;
     const kind = byDescriptor ? WAKE.descriptor : WAKE.message;
-    for (let t = 0; t < n; t++) {
+    for (let t = first; t < n; t++) {
       const slot = wakeSlot(t);
       this.workers[t]!.ref();
       Atomics.store(ch, slot + 1, kind);
       Atomics.store(ch, slot, seq);
       Atomics.notify(ch, slot);
     }
-    if (this.waitAsync) void this.watch(f, this.waitAsync);
+    if (here) this.runHere(pass, f);
+    if (this.waitAsync && !f.settled) void this.watch(f, this.waitAsync);
     return promise;
+  }
+
+  /**
+   * Thread 0's share of a pass, on this thread, then its count out; the pass settles here when the
+   * workers are out within a few µs, else through watch(). A worker's error reaches this thread as
+   * TeamAborted (its message follows); a stall at a barrier means a worker died: the pool is done for.
+   */
+  private runHere(pass: Pass, f: InFlight): void {
+    const ch = this.ch;
+    this.ranHere++;
+    try {
+      this.hereExecutor().run(pass);
+    } catch (e) {
+      if (e instanceof TeamStalled) {
+        this.fail(e.message);
+        return;
+      }
+      abortTeam(this.ctl);
+      if (!(e instanceof TeamAborted)) {
+        const err = e as Error;
+        f.errors.push({ type: 'error', seq: f.seq, message: err.message, stack: err.stack, aborted: false });
+        Atomics.add(ch, HEAD.failed, 1);
+      }
+    }
+    let done = Atomics.add(ch, HEAD.done, 1) + 1;
+    for (let i = 0; done < f.threads && i < HERE_DONE_SPINS; i++) done = Atomics.load(ch, HEAD.done);
+    if (done < f.threads) return;
+    f.counted = true;
+    this.settle(f);
+  }
+
+  private hereExecutor(): Executor {
+    if (this.here) return this.here;
+    const { module, memories, layout } = this.hereParts!;
+    const team = new Team(this.ctl, 0, this.workers.length, this.cores, HERE_STALL_MS);
+    this.here = new Executor(
+      layout,
+      memories.map((m) => instantiateKernels(module, m)),
+      memories,
+      team,
+    );
+    return this.here;
   }
 
   async close(): Promise<void> {

@@ -25,6 +25,13 @@ import { PRIVATE_ROWS, kvRegionBytes, type ModelLayout } from './layout.js';
 import { passThreads } from './pass-threads.js';
 import type { PassPool } from './pool.js';
 
+/**
+ * Multiply-adds of a pass below which this thread runs thread 0's share itself (PassPool.run
+ * `here`, where it may block: Node): a few ms at most on one core. The shipped model's decode
+ * step (16 M) then wakes no worker at its start (1 thread: none at all) and is not woken at its end.
+ */
+const HERE_PASS_MACS = 1 << 26;
+
 /** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
 const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
@@ -64,15 +71,21 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
     return this.pool.threads;
   }
 
-  /** Threads for a pass of `rows` rows with `logitRows` output rows (pass-threads.ts). */
-  private threadsFor(rows: number, seqs: PassSequence[], logitRows: number): number {
+  /** Multiply-adds of a pass of `rows` rows with `logitRows` output rows. */
+  private passMacs(rows: number, seqs: PassSequence[], logitRows: number): number {
     const c = this.config;
     let attention = 0;
     for (const sq of seqs) attention += sq.n * (sq.past + sq.n) * 2 * c.dModel;
-    const macs =
+    return (
       rows * this.layerMacsPerRow +
       attention * c.nLayers +
-      logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols;
+      logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols
+    );
+  }
+
+  /** Threads for a pass of `macs` multiply-adds and `rows` rows with `logitRows` output rows (pass-threads.ts). */
+  private threadsFor(macs: number, rows: number, logitRows: number): number {
+    const c = this.config;
     // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix
     // (sampling adds none). A small pass whose layers are light now runs them on one thread and
     // meets once before the output matrix (executor.ts SOLO_LAYER_MACS); it is still counted as
@@ -250,12 +263,13 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
           if ((firstRow[i]! + row) * V !== offset + j * V)
             throw new Error('internal: logit rows of a pass are not consecutive');
         });
+      const macs = this.passMacs(rows, seqs, logitRows.length);
       const pass: Pass = {
         rows,
         tokens,
         wpePos,
         seqs,
-        threads: this.threadsFor(rows, seqs, logitRows.length),
+        threads: this.threadsFor(macs, rows, logitRows.length),
         logitRows: Int32Array.from(logitRows),
         logitsOut: need > 0 && !inPlace ? this.logitsBuf! : undefined,
         logitsOffset: offset,
@@ -273,7 +287,7 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
         pass.tokensOut = this.tokensBuf!;
       }
       this.lastPassThreads = pass.threads;
-      await this.pool.run(pass);
+      await this.pool.run(pass, macs < HERE_PASS_MACS);
       if (!reuse && need > 0) {
         const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);
         logitDest.forEach(([i, row], j) => {

@@ -11,8 +11,12 @@ export const CTL = {
   count: 0,
   generation: 1,
   abort: 2,
-  /** Threads asleep (Atomics.wait) at the barrier: the last one in wakes them only when there are some. */
+  /** Threads asleep (Atomics.wait) at a barrier or a join: whoever releases them wakes them only when there are some. */
   sleepers: 3,
+  /** Solo regions thread 0 has finished this pass (Team.join: the others wait for it, it waits for nobody). */
+  solos: 4,
+  /** Work items finished of the pass's last parallel operation (Team.parallelFor `last`). */
+  finished: 5,
   /** Four work counters, used round-robin by consecutive parallel operations. */
   counters: 8,
   size: 16,
@@ -52,11 +56,18 @@ const BARRIER_SPINS = 2000;
 /** Tells every thread of the team to leave its barrier with TeamAborted (a thread failed). */
 export function abortTeam(ctl: Int32Array): void {
   Atomics.store(ctl, CTL.abort, 1);
-  Atomics.notify(ctl, CTL.generation);
+  for (const word of [CTL.generation, CTL.solos, CTL.finished]) Atomics.notify(ctl, word);
 }
 
 /** Thrown in a worker when another worker failed and the pass is abandoned. */
 export class TeamAborted extends Error {}
+
+/**
+ * Thrown on a thread with a stall limit (the main thread taking part in a pass, pool.ts) when a
+ * barrier's partners have not all come for that long: a worker that died cannot say so while
+ * the main thread blocks (its exit event needs the main thread's event loop).
+ */
+export class TeamStalled extends Error {}
 
 export class Team {
   /** Parallel operations of the pass so far (picks their work counter). */
@@ -68,6 +79,8 @@ export class Team {
   private alone = false;
   /** A solo region ran since the last join: the threads meet before anyone reads its results. */
   private pending = false;
+  /** Solo regions joined this pass (what CTL.solos must reach). */
+  private solos = 0;
   /** Profiling: when this thread entered the pending solo region and left it. */
   private soloT0 = 0;
   private soloT1 = 0;
@@ -83,6 +96,8 @@ export class Team {
     readonly tid: number,
     nt: number,
     private readonly cores: number,
+    /** Longest wait at one barrier before TeamStalled (ms); workers wait without limit. */
+    private readonly stallMs = Number.POSITIVE_INFINITY,
   ) {
     this.nt = nt;
     this.prof = profileOf(ctl.buffer, tid);
@@ -102,6 +117,7 @@ export class Team {
     this.profOp = 0;
     this.alone = false;
     this.pending = false;
+    this.solos = 0;
     this.nt = nt;
     // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
     this.spin = nt <= this.cores ? BARRIER_SPINS : 50;
@@ -135,14 +151,43 @@ export class Team {
       if (Atomics.load(ctl, CTL.sleepers) !== 0) Atomics.notify(ctl, CTL.generation);
       return;
     }
-    let spins = 0;
-    while (Atomics.load(ctl, CTL.generation) === gen) {
+    this.waitWhile(CTL.generation, gen);
+  }
+
+  /**
+   * Waits while ctl[word] holds `value`: spins first (while every thread has a core), then sleeps
+   * until whoever changes it wakes the sleepers (or 20 ms pass: the abort flag is checked then).
+   */
+  private waitWhile(word: number, value: number): void {
+    const ctl = this.ctl;
+    let spins = 0,
+      since = 0;
+    while (Atomics.load(ctl, word) === value) {
       if (++spins < this.spin) continue;
       if (Atomics.load(ctl, CTL.abort)) throw new TeamAborted('another worker failed');
+      if (this.stallMs !== Number.POSITIVE_INFINITY) {
+        const now = performance.now();
+        since ||= now;
+        if (now - since > this.stallMs)
+          throw new TeamStalled(
+            `a worker thread stopped answering (no barrier reached in ${this.stallMs / 1000} s): the wasm runner cannot continue`,
+          );
+      }
       Atomics.add(ctl, CTL.sleepers, 1);
-      Atomics.wait(ctl, CTL.generation, gen, 20);
+      Atomics.wait(ctl, word, value, 20);
       Atomics.sub(ctl, CTL.sleepers, 1);
+      // Woken early (nudge) or timed out: spin again before sleeping, the barrier may be near.
+      spins = 0;
     }
+  }
+
+  /**
+   * Inside a solo region, on thread 0: wakes the threads asleep at the join, which spin there
+   * again (BARRIER_SPINS). Called shortly before the region ends (the last layer), so that their
+   * wake-up overlaps its rest instead of following the join.
+   */
+  nudge(): void {
+    if (this.alone && Atomics.load(this.ctl, CTL.sleepers) !== 0) Atomics.notify(this.ctl, CTL.solos);
   }
 
   /**
@@ -175,19 +220,36 @@ export class Team {
     }
   }
 
-  /** Waits until the pending solo region (if any) is done; every thread must call it at the same point. */
+  /**
+   * Waits until the pending solo region (if any) is done; every thread must call it at the same
+   * point. Thread 0, which ran it, waits for nobody: it says so and goes on (into the next
+   * parallel operation, whose items the others claim as they come).
+   */
   join(): void {
     if (!this.pending) return;
     this.pending = false;
-    this.barrier();
+    const ctl = this.ctl;
+    this.solos++;
+    if (this.tid === 0) {
+      Atomics.add(ctl, CTL.solos, 1);
+      if (Atomics.load(ctl, CTL.sleepers) !== 0) Atomics.notify(ctl, CTL.solos);
+    } else
+      for (let v = Atomics.load(ctl, CTL.solos); v < this.solos; v = Atomics.load(ctl, CTL.solos))
+        this.waitWhile(CTL.solos, v);
     if (this.prof) this.record(this.soloT0, this.soloT1);
   }
 
   /**
    * Runs fn(i) for every i in [0, n), items claimed dynamically by whichever thread is free,
    * then waits at a barrier. Every thread must call it with the same n, in the same order.
+   *
+   * `last`: the pass's last parallel operation. Instead of the barrier, each thread waits until
+   * every item is finished, not until the others arrive: a thread that has not come yet (still
+   * waking up, or its core taken) holds nobody up unless it holds an item. Only the last: a
+   * thread still on its way could otherwise meet a counter already reused by a later operation
+   * (the next pass starts only when every thread is out of this one).
    */
-  parallelFor(n: number, fn: (i: number) => void): void {
+  parallelFor(n: number, fn: (i: number) => void, last = false): void {
     if (this.alone) {
       for (let i = 0; i < n; i++) fn(i);
       return;
@@ -206,12 +268,17 @@ export class Team {
         const i = Atomics.add(ctl, slot, 1);
         if (i >= n) break;
         fn(i);
+        if (last && Atomics.add(ctl, CTL.finished, 1) === n - 1 && Atomics.load(ctl, CTL.sleepers) !== 0)
+          Atomics.notify(ctl, CTL.finished);
       }
     }
-    if (this.prof) {
-      const t1 = performance.now();
-      if (this.nt !== 1) this.barrier();
-      this.record(t0, t1);
-    } else if (this.nt !== 1) this.barrier();
+    const t1 = this.prof ? performance.now() : 0;
+    if (this.nt !== 1) {
+      if (!last) this.barrier();
+      else
+        for (let v = Atomics.load(ctl, CTL.finished); v < n; v = Atomics.load(ctl, CTL.finished))
+          this.waitWhile(CTL.finished, v);
+    }
+    if (this.prof) this.record(t0, t1);
   }
 }
