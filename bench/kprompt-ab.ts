@@ -4,14 +4,18 @@
  * shared host) as well as wall time; checks that both builds give the same bits. Shapes: a
  * 128-token chunk against the 1B model's 2048 × 2048 and a 64-token chunk against the 7B model's
  * 4096 × 4096, and fewer tokens (4, 8, 16, 32) against both, where the executor picks between the
- * prompt tile and gemm_q4_kx4.
+ * prompt tiles and the small-batch kernels.
  *
- *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path x4]
+ *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path P]
  *
- * Each build runs what the backend would: gemm_q4_kx4_prompt (assembly/gemm-k-prompt.ts) where it
- * has it, else gemm_q4_kx4 on repacked weights where it has that, else gemm_k on the plain matrix
- * (all give gemm_k's bits). `--path x4` makes a build with both run gemm_q4_kx4 instead: the same
- * file as A and B with `--path-a x4` compares the two paths of one build.
+ * Paths (`--path P` for both builds, `--path-a` / `--path-b` for one; all give gemm_k's bits):
+ *   (none)  what the backend runs on repacked weights (MPT_WASM_Q4K_X4=1): gemm_q4_kx4_prompt
+ *           (assembly/gemm-k-prompt.ts) where the build has it, else gemm_q4_kx4, else gemm_k;
+ *   x4      gemm_q4_kx4 on repacked weights (the small-batch tile);
+ *   plain   what the backend runs on plain rows (the default): gemm_q4_k_prompt where the build
+ *           has it, else gemm_k;
+ *   gemm_k  gemm_k on plain rows.
+ * The same file as A and B with two paths compares the paths of one build.
  */
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
 import { abCase, kernelsWithHeap } from './ab-cpu.js';
@@ -32,7 +36,7 @@ const only = flagValue('--only');
 const paths = [flagValue('--path-a') ?? flagValue('--path'), flagValue('--path-b') ?? flagValue('--path')];
 if (files.length !== 2) {
   console.error(
-    'usage: kprompt-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--path x4] [--path-a x4] [--path-b x4]',
+    'usage: kprompt-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--path P] [--path-a P] [--path-b P] (P: x4, plain, gemm_k)',
   );
   process.exit(2);
 }
@@ -47,13 +51,21 @@ for (const [N, K, Ms] of [
 const name = (c: Case) => `q4_k ${c.M} x ${c.N} x ${c.K}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
-/** One build with its own memory: per (N, K) its weights, activations and output. */
+/** One build with its own memory: per (N, K) its weights (plain and, where the build can, repacked), activations and output. */
 function setup(file: string, path: string | undefined) {
   const { memory, k, take } = kernelsWithHeap(file);
   type Quantize = (X: number, n: number, Q: number, S: number) => void;
   const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
-  const x4 = typeof k.gemm_q4_kx4 === 'function';
-  const prompt = typeof k.gemm_q4_kx4_prompt === 'function' && path !== 'x4';
+  const onPlain = path === 'plain' || path === 'gemm_k';
+  const x4 = !onPlain && typeof k.gemm_q4_kx4 === 'function';
+  const kind =
+    path === 'plain' && typeof k.gemm_q4_k_prompt === 'function'
+      ? 'gemm_q4_k_prompt'
+      : onPlain || !x4
+        ? 'gemm_k'
+        : path !== 'x4' && typeof k.gemm_q4_kx4_prompt === 'function'
+          ? 'gemm_q4_kx4_prompt'
+          : 'gemm_q4_kx4';
   const MMAX = Math.max(...chosen.map((c) => c.M));
   const mats = new Map<string, { W: number; A: number; Y: number }>();
   for (const c of chosen) {
@@ -78,15 +90,16 @@ function setup(file: string, path: string | undefined) {
   }
   const run = (c: Case) => {
     const m = mats.get(`${c.N} ${c.K}`)!;
-    if (prompt) k.gemm_q4_kx4_prompt(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
-    else if (x4) k.gemm_q4_kx4(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    if (kind === 'gemm_q4_kx4_prompt') k.gemm_q4_kx4_prompt(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    else if (kind === 'gemm_q4_kx4') k.gemm_q4_kx4(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    else if (kind === 'gemm_q4_k_prompt') k.gemm_q4_k_prompt(m.A, m.W, m.Y, c.N, c.M, 0, c.N, c.K, 0);
     else k.gemm_k(WTYPE.q4_k, m.A, m.W, m.Y, c.N, c.M, 0, c.N, c.K, 0);
   };
   const out = (c: Case) => {
     run(c);
     return new Float32Array(memory.buffer, mats.get(`${c.N} ${c.K}`)!.Y, c.M * c.N).slice();
   };
-  return { run, out, path: prompt ? 'gemm_q4_kx4_prompt' : x4 ? 'gemm_q4_kx4' : 'gemm_k' };
+  return { run, out, path: kind };
 }
 
 const builds = files.map((f, i) => setup(f, paths[i]));

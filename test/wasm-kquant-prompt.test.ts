@@ -1,18 +1,19 @@
-// The q4_K prompt tile (gemm_q4_kx4_prompt, src/backends/wasm/assembly/gemm-k-prompt.ts: 4 packed
-// weight rows × up to 8 tokens) gives every value exactly the bits gemm_k gives on the plain
-// matrix (same exact integers, same f32 steps, same order of super-blocks), for token counts that
-// leave every tail (8, 4, 3, 2, 1), K with and without leftover super-blocks after the chains of 4,
-// weight rows not a multiple of 4 (plain rows after the groups), row ranges cut inside a group,
-// accumulation into Y and rows of Y wider than N, in both kernel builds; and values within float64
-// rounding of llama.cpp's arithmetic. One matrix holds the extreme sums (quants 15, scale 63, all
-// activations -127), where the tile's i16 lanes reach 30480.
+// The q4_K prompt tiles (src/backends/wasm/assembly/gemm-k-prompt.ts: 4 weight rows × up to 16
+// tokens; gemm_q4_kx4_prompt over packed q4_Kx4 groups, gemm_q4_k_prompt over plain rows) give
+// every value exactly the bits gemm_k gives on the plain matrix (same exact integers, same f32
+// steps, same order of super-blocks), for token counts that leave every tail (16, 8, 4, 3, 2, 1),
+// K with and without leftover super-blocks after the chains of 4, weight rows not a multiple of 4
+// (plain rows after the groups; plain: the 1-3 rows left to gemm_k), row ranges cut inside a group
+// of 4 (plain: tiles starting at any row), accumulation into Y and rows of Y wider than N, in every
+// kernel build; and values within float64 rounding of llama.cpp's arithmetic. One matrix holds the
+// extreme sums (quants 15, scale 63, all activations -127), where the tile's i16 lanes reach 30480.
 import { test } from 'node:test';
 import { f32ToF16 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
-import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K } from './helpers/kquant-x4-checks.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K, type X4Product } from './helpers/kquant-x4-checks.js';
+import { BUILDS, buildName, Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
 
@@ -25,7 +26,8 @@ const SHAPES: ReadonlyArray<readonly [number, number]> = [
   [16, 2304],
   [20, 768],
 ];
-const TOKENS = [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 15, 16, 17, 20];
+/** Token counts: every tail after the 16-token tiles (16 + 8 + 4 + 3 = 31) and two 16-token tiles. */
+const TOKENS = [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 15, 16, 17, 20, 24, 31, 33];
 
 /** Weight row 0's super-blocks as large as q4_K goes: every quant 15, every scale and min 63. */
 function extremeRow(plain: Uint8Array, K: number): void {
@@ -39,46 +41,48 @@ function extremeRow(plain: Uint8Array, K: number): void {
   }
 }
 
-for (const variant of ['shared', 'shared-base'] as const)
-  test(`gemm_q4_kx4_prompt: every value has gemm_k's bits on the plain matrix, any tokens, rows and row split (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
-    const h = new Heap(variant);
-    for (const [N, K] of SHAPES) {
-      const nb = K / 256;
-      const plain = kquantWeights('q4_k', N, K, 17 * N + K);
-      if (N === 16) extremeRow(plain, K);
-      const packed = repackX4('q4_k', plain, N, K);
-      const Mmax = TOKENS[TOKENS.length - 1]!;
-      const x = rand(Mmax * K, 3 * N + K, 2);
-      x.fill(0, 2 * K, 2 * K + 256); // an all-zero super-block (d_x = 0) in token 2
-      x[5 * K + 3] = 40; // an outlier
-      x.fill(-1, 9 * K, 10 * K); // token 9: every q8_K value -127 (d_x = 1/127)
-      const px = h.putF32(x),
-        pa = h.alloc(Mmax * nb * Q8K_BYTES);
-      h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
-      const pw = h.putU8(plain),
-        pp = h.putU8(packed);
-      const tag = `${N}×${K}`;
-      const qm = new QuantMatrix('q4_k', plain, N, K);
-      const ref64 = Array.from({ length: Mmax }, (_, m) => qm.matvec(x.subarray(m * K, (m + 1) * K)));
-      for (const M of TOKENS) {
-        const got = h.alloc(M * N * 4);
-        const y = checkBitsAndFloat64(h, h.k.gemm_q4_kx4_prompt, { pa, pw, pp, got, M, N, K, tag }, (m) => ref64[m]!);
-        // added onto a base, the weight rows split at a place inside a group (as threads may)
-        checkSplitAdds(h, h.k.gemm_q4_kx4_prompt, { pa, pp, got, y, M, N, K, seed: 5 * M + N, tag });
-      }
-      // rows of Y wider than N, starting in the middle of the activations, rows from 1
-      checkWideY(
-        h,
-        h.k.gemm_q4_kx4_prompt,
-        (a, py, ldy, M, from, to) => h.k.gemm_k(Q4K, a, pw, py, ldy, M, from, to, K, 0),
-        {
+/** The plain-row tile as an X4Product: its "packed" weights are the plain matrix. */
+function plainProduct(h: Heap): X4Product {
+  return (pa, pw, py, ldy, M, _N, from, to, K, add) => h.k.gemm_q4_k_prompt(pa, pw, py, ldy, M, from, to, K, add);
+}
+
+for (const layout of ['x4', 'plain'] as const)
+  for (const variant of BUILDS)
+    test(`${layout === 'x4' ? 'gemm_q4_kx4_prompt' : 'gemm_q4_k_prompt'}: every value has gemm_k's bits on the plain matrix, any tokens, rows and row split (${buildName(variant)})`, () => {
+      const h = new Heap(variant);
+      const product = layout === 'x4' ? h.k.gemm_q4_kx4_prompt : plainProduct(h);
+      for (const [N, K] of SHAPES) {
+        const nb = K / 256;
+        const plain = kquantWeights('q4_k', N, K, 17 * N + K);
+        if (N === 16) extremeRow(plain, K);
+        const Mmax = TOKENS[TOKENS.length - 1]!;
+        const x = rand(Mmax * K, 3 * N + K, 2);
+        x.fill(0, 2 * K, 2 * K + 256); // an all-zero super-block (d_x = 0) in token 2
+        x[5 * K + 3] = 40; // an outlier
+        x.fill(-1, 9 * K, 10 * K); // token 9: every q8_K value -127 (d_x = 1/127)
+        x.fill(-1, 25 * K, 26 * K); // and token 25 (in the second 16-token tile)
+        const px = h.putF32(x),
+          pa = h.alloc(Mmax * nb * Q8K_BYTES);
+        h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
+        const pw = h.putU8(plain),
+          pp = layout === 'x4' ? h.putU8(repackX4('q4_k', plain, N, K)) : pw;
+        const tag = `${N}×${K}`;
+        const qm = new QuantMatrix('q4_k', plain, N, K);
+        const ref64 = Array.from({ length: Mmax }, (_, m) => qm.matvec(x.subarray(m * K, (m + 1) * K)));
+        for (const M of TOKENS) {
+          const got = h.alloc(M * N * 4);
+          const y = checkBitsAndFloat64(h, product, { pa, pw, pp, got, M, N, K, tag }, (m) => ref64[m]!);
+          // added onto a base, the weight rows split at a place inside a group of 4 (as threads may)
+          checkSplitAdds(h, product, { pa, pp, got, y, M, N, K, seed: 5 * M + N, tag });
+        }
+        // rows of Y wider than N, starting in the middle of the activations, rows from 1
+        checkWideY(h, product, (a, py, ldy, M, from, to) => h.k.gemm_k(Q4K, a, pw, py, ldy, M, from, to, K, 0), {
           pa: pa + 2 * nb * Q8K_BYTES,
           pp,
-          M: 9,
+          M: 17,
           N,
           K,
           tag,
-        },
-      );
-    }
-  });
+        });
+      }
+    });

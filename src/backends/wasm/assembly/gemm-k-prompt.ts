@@ -1,9 +1,16 @@
-// Prompt products (many activation rows) over row-interleaved q4_Kx4 weights (repack.ts: per
-// group of 4 weight rows and 256-value super-block, the 4 rows' fp16 d and dmin, their 12 scale
-// bytes in 4-byte groups side by side, then each row's 128 quant bytes) times q8_K activations
-// (gemm-k.ts quantize_act_q8k, one record of 368 bytes per super-block and row).
+// Prompt products (many activation rows) of q4_K weights times q8_K activations (gemm-k.ts
+// quantize_act_q8k, one record of 368 bytes per super-block and row), over either layout:
+// - q4_Kx4 groups (repack.ts: per group of 4 weight rows and 256-value super-block, the 4 rows'
+//   fp16 d and dmin, their 12 scale bytes in 4-byte groups side by side, then each row's 128 quant
+//   bytes): gemm_q4_kx4_prompt;
+// - plain rows (ggml's block_q4_K, 144 bytes: d, dmin, 12 scale bytes, 128 quant bytes), any 4
+//   consecutive rows: gemm_q4_k_prompt. Per super-block the 4 rows' 16-byte headers are loaded and
+//   transposed (8 shuffles) into the x4 header's form, and each chunk's bytes are read from 4 row
+//   pointers instead of one group; the rest is the same code. In a prompt the 4 rows' super-block
+//   serves every token of the tile, so the four interleaved 144-byte streams that cost a 4-plain-row
+//   decode tile its gain (docs/cpu-profile.md) are read once per 16 tokens.
 //
-// Tile: 4 weight rows × up to 8 activation rows (tokens), lanes = weight rows, as the q4_0 prompt
+// Tile: 4 weight rows × up to 16 activation rows (tokens), lanes = weight rows, as the q4_0 prompt
 // tile (gemm-q-prompt.ts). Per super-block the 4 rows' scales and mins are unpacked once; per
 // 64-value chunk (sub-blocks 2j and 2j + 1: the low and high nibbles of 32 bytes a row) the 4 rows'
 // bytes are transposed into 4-byte chunks (chunk k of all 4 rows in one vector) and split into
@@ -19,10 +26,15 @@
 // run one after another (blocks c, c + 4, …), so a token needs one running sum, not four.
 import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK } from './tables';
 import { half4_scaled } from './gemm-q';
-// The running f32 sums of tokens 0..7 (the current chain, then the joined chains): the q4_0 prompt
-// tile's per-thread token accumulators acc0..acc7, written out by its put_accs.
+// The running f32 sums of tokens 0..15 (the current chain, then the joined chains): the q4_0 prompt
+// tile's per-thread token accumulators acc0..acc15, written out by its put_accs.
 import * as P from './gemm-q-prompt';
-import { Q8K_BYTES, X4K_BYTES, f32_x4, gemm_q4_kx4, mins_of_x4, udot16 } from './gemm-k';
+import { Q8K_BYTES, X4K_BYTES, f32_x4, gemm_k, gemm_q4_kx4, mins_of_x4, udot16 } from './gemm-k';
+
+/** Bytes of one plain q4_K super-block (block_q4_K). */
+const Q4K_BYTES: usize = 144;
+/** gemm_k's type id of q4_K. */
+const KIND_Q4K = 5;
 
 // Per-thread state (wasm globals are per instance, i.e. per worker). V8 reads and writes them as
 // memory: a store of a finished value is on the effect chain and keeps the loads written after it
@@ -42,14 +54,20 @@ let kp_sc: v128 = i32x4.splat(0);
 let kp_mn0: v128 = i32x4.splat(0), kp_mn1: v128 = i32x4.splat(0), kp_mn2: v128 = i32x4.splat(0), kp_mn3: v128 = i32x4.splat(0);
 /** The super-block's d and dmin of the 4 rows (f32, exact). */
 let kp_d: v128 = i32x4.splat(0), kp_dmin: v128 = i32x4.splat(0);
-/** Per token: the super-block's integer sums Σ scale·Σ q_w·q_x (i32, lanes = rows). */
+/** Per token (0..15): the super-block's integer sums Σ scale·Σ q_w·q_x (i32, lanes = rows). */
 let kp_s0: v128 = i32x4.splat(0), kp_s1: v128 = i32x4.splat(0), kp_s2: v128 = i32x4.splat(0), kp_s3: v128 = i32x4.splat(0);
 let kp_s4: v128 = i32x4.splat(0), kp_s5: v128 = i32x4.splat(0), kp_s6: v128 = i32x4.splat(0), kp_s7: v128 = i32x4.splat(0);
+let kp_s8: v128 = i32x4.splat(0), kp_s9: v128 = i32x4.splat(0), kp_s10: v128 = i32x4.splat(0), kp_s11: v128 = i32x4.splat(0);
+let kp_s12: v128 = i32x4.splat(0), kp_s13: v128 = i32x4.splat(0), kp_s14: v128 = i32x4.splat(0), kp_s15: v128 = i32x4.splat(0);
 /** Per token: chain 0 (then chains 0 + 2) and chain 1, kept while the later chains run. */
 let kp_c0: v128 = i32x4.splat(0), kp_c1: v128 = i32x4.splat(0), kp_c2: v128 = i32x4.splat(0), kp_c3: v128 = i32x4.splat(0);
 let kp_c4: v128 = i32x4.splat(0), kp_c5: v128 = i32x4.splat(0), kp_c6: v128 = i32x4.splat(0), kp_c7: v128 = i32x4.splat(0);
+let kp_c8: v128 = i32x4.splat(0), kp_c9: v128 = i32x4.splat(0), kp_c10: v128 = i32x4.splat(0), kp_c11: v128 = i32x4.splat(0);
+let kp_c12: v128 = i32x4.splat(0), kp_c13: v128 = i32x4.splat(0), kp_c14: v128 = i32x4.splat(0), kp_c15: v128 = i32x4.splat(0);
 let kp_e0: v128 = i32x4.splat(0), kp_e1: v128 = i32x4.splat(0), kp_e2: v128 = i32x4.splat(0), kp_e3: v128 = i32x4.splat(0);
 let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i32x4.splat(0), kp_e7: v128 = i32x4.splat(0);
+let kp_e8: v128 = i32x4.splat(0), kp_e9: v128 = i32x4.splat(0), kp_e10: v128 = i32x4.splat(0), kp_e11: v128 = i32x4.splat(0);
+let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 = i32x4.splat(0), kp_e15: v128 = i32x4.splat(0);
 
 /**
  * One token's sub-block (32 activations at xq) against the 4 rows' nibbles in chunk form (w_k:
@@ -80,6 +98,14 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
   if (T > 5) kp_s5 = i32x4.add(kp_s5, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 5 * xs));
   if (T > 6) kp_s6 = i32x4.add(kp_s6, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 6 * xs));
   if (T > 7) kp_s7 = i32x4.add(kp_s7, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 7 * xs));
+  if (T > 8) kp_s8 = i32x4.add(kp_s8, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 8 * xs));
+  if (T > 9) kp_s9 = i32x4.add(kp_s9, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 9 * xs));
+  if (T > 10) kp_s10 = i32x4.add(kp_s10, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 10 * xs));
+  if (T > 11) kp_s11 = i32x4.add(kp_s11, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 11 * xs));
+  if (T > 12) kp_s12 = i32x4.add(kp_s12, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 12 * xs));
+  if (T > 13) kp_s13 = i32x4.add(kp_s13, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 13 * xs));
+  if (T > 14) kp_s14 = i32x4.add(kp_s14, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 14 * xs));
+  if (T > 15) kp_s15 = i32x4.add(kp_s15, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 15 * xs));
 }
 
 /** The value of one super-block for one token (its q8_K record at x) from its integer sums s, as gemm_q4_kx4's tiles end. */
@@ -89,14 +115,34 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
 }
 
 /**
- * One q4_Kx4 group super-block at w × T tokens (token t's record at x + t·xs): adds each token's
- * value to its running sum (P.acc_t).
+ * The 4 rows' super-block header into the kp_ globals: scales (kp_sq, kp_sq2), mins (kp_mn0..3),
+ * d and dmin (kp_d, kp_dmin). x4 (plain = false): the group super-block at w. Plain: row r's
+ * super-block at w + r·rs; the 4 rows' 16 header bytes (u32 lanes: d | dmin << 16, scale bytes
+ * 0-3, 4-7, 8-11) transposed so that lane r of each vector is row r's, the x4 header's form.
  */
 // @ts-ignore: decorator
-@inline function super_block(w: usize, x: usize, xs: usize, T: i32): void {
-  const m = v128.load(C_NIBBLE_MASK);
+@inline function header(w: usize, rs: usize, plain: bool, m: v128): void {
   const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
-  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
+  const rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
+  let v0 = m, v1 = m, v2 = m;
+  if (plain) {
+    const h0 = v128.load(w), h1 = v128.load(w + rs), h2 = v128.load(w + 2 * rs), h3 = v128.load(w + 3 * rs);
+    const t0 = v128.shuffle<u32>(h0, h1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(h0, h1, 2, 6, 3, 7);
+    const t2 = v128.shuffle<u32>(h2, h3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(h2, h3, 2, 6, 3, 7);
+    const dd = v128.shuffle<u64>(t0, t2, 0, 2);
+    v0 = v128.shuffle<u64>(t0, t2, 1, 3);
+    v1 = v128.shuffle<u64>(t1, t3, 0, 2);
+    v2 = v128.shuffle<u64>(t1, t3, 1, 3);
+    // half4_scaled's form of the low (d) and high (dmin) halves: the sign-extended half << 13, masked
+    kp_d = f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(dd, 16), 3), rm), k112);
+    kp_dmin = f32x4.mul(v128.and(i32x4.shl(i32x4.shr_s(dd, 16), 13), rm), k112);
+  } else {
+    v0 = v128.load(w, 16);
+    v1 = v128.load(w, 32);
+    v2 = v128.load(w, 48);
+    kp_d = f32x4.mul(half4_scaled(w, rm), k112);
+    kp_dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+  }
   // get_scale_min_k4 on 4 rows at once (as gemm-k.ts sb_q4kx4): byte 4r + (j & 3) = sub-block j of row r
   const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
   const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
@@ -109,16 +155,28 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
   kp_mn1 = i16x8.extend_high_i8x16_u(p0);
   kp_mn2 = i16x8.extend_low_i8x16_u(p1);
   kp_mn3 = i16x8.extend_high_i8x16_u(p1);
-  const rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
-  kp_d = f32x4.mul(half4_scaled(w, rm), k112);
-  kp_dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+}
+
+/**
+ * One super-block of the 4 weight rows (x4: the group super-block at w; plain: row r's at w + r·rs)
+ * × T tokens (token t's record at x + t·xs): adds each token's value to its running sum (P.acc_t).
+ */
+// @ts-ignore: decorator
+@inline function super_block(w: usize, rs: usize, x: usize, xs: usize, T: i32, plain: bool): void {
+  const m = v128.load(C_NIBBLE_MASK);
+  header(w, rs, plain, m);
   const z = i32x4.splat(0);
   kp_s0 = z; kp_s1 = z; kp_s2 = z; kp_s3 = z; kp_s4 = z; kp_s5 = z; kp_s6 = z; kp_s7 = z;
-  let q = w + 64, xq = x;
+  if (T > 8) { kp_s8 = z; kp_s9 = z; kp_s10 = z; kp_s11 = z; kp_s12 = z; kp_s13 = z; kp_s14 = z; kp_s15 = z; }
+  // row r's 32 bytes of the chunk at q + r·rs (plain) or q + 128r (x4)
+  let q = w + (plain ? 16 : 64), xq = x;
+  const rs2 = rs << 1, rs3 = rs2 + rs;
   for (let j = 0; j < 4; j++) {
     // rows' bytes 0-15 (a) and 16-31 (b) of the chunk, transposed to 4-byte chunks 0-3 and 4-7
-    const a0 = v128.load(q), a1 = v128.load(q, 128), a2 = v128.load(q, 256), a3 = v128.load(q, 384);
-    const b0 = v128.load(q, 16), b1 = v128.load(q, 144), b2 = v128.load(q, 272), b3 = v128.load(q, 400);
+    const a0 = v128.load(q), a1 = plain ? v128.load(q + rs) : v128.load(q, 128);
+    const a2 = plain ? v128.load(q + rs2) : v128.load(q, 256), a3 = plain ? v128.load(q + rs3) : v128.load(q, 384);
+    const b0 = v128.load(q, 16), b1 = plain ? v128.load(q + rs, 16) : v128.load(q, 144);
+    const b2 = plain ? v128.load(q + rs2, 16) : v128.load(q, 272), b3 = plain ? v128.load(q + rs3, 16) : v128.load(q, 400);
     const ta0 = v128.shuffle<u32>(a0, a1, 0, 4, 1, 5), ta1 = v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
     const ta2 = v128.shuffle<u32>(a2, a3, 0, 4, 1, 5), ta3 = v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);
     const tb0 = v128.shuffle<u32>(b0, b1, 0, 4, 1, 5), tb1 = v128.shuffle<u32>(b0, b1, 2, 6, 3, 7);
@@ -145,29 +203,54 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
     q += 32; xq += 64;
   }
   P.acc0 = f32x4.add(P.acc0, sb_value(kp_s0, x));
-  if (T > 1) P.acc1 = f32x4.add(P.acc1, sb_value(kp_s1, x + xs));
+  if (T > 1) P.acc1 = f32x4.add(P.acc1, sb_value(kp_s1, x + 1 * xs));
   if (T > 2) P.acc2 = f32x4.add(P.acc2, sb_value(kp_s2, x + 2 * xs));
   if (T > 3) P.acc3 = f32x4.add(P.acc3, sb_value(kp_s3, x + 3 * xs));
   if (T > 4) P.acc4 = f32x4.add(P.acc4, sb_value(kp_s4, x + 4 * xs));
   if (T > 5) P.acc5 = f32x4.add(P.acc5, sb_value(kp_s5, x + 5 * xs));
   if (T > 6) P.acc6 = f32x4.add(P.acc6, sb_value(kp_s6, x + 6 * xs));
   if (T > 7) P.acc7 = f32x4.add(P.acc7, sb_value(kp_s7, x + 7 * xs));
+  if (T > 8) P.acc8 = f32x4.add(P.acc8, sb_value(kp_s8, x + 8 * xs));
+  if (T > 9) P.acc9 = f32x4.add(P.acc9, sb_value(kp_s9, x + 9 * xs));
+  if (T > 10) P.acc10 = f32x4.add(P.acc10, sb_value(kp_s10, x + 10 * xs));
+  if (T > 11) P.acc11 = f32x4.add(P.acc11, sb_value(kp_s11, x + 11 * xs));
+  if (T > 12) P.acc12 = f32x4.add(P.acc12, sb_value(kp_s12, x + 12 * xs));
+  if (T > 13) P.acc13 = f32x4.add(P.acc13, sb_value(kp_s13, x + 13 * xs));
+  if (T > 14) P.acc14 = f32x4.add(P.acc14, sb_value(kp_s14, x + 14 * xs));
+  if (T > 15) P.acc15 = f32x4.add(P.acc15, sb_value(kp_s15, x + 15 * xs));
 }
 
-// One function per tile width: V8 allocates registers per function.
-function sb_t1(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 1); }
-function sb_t2(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 2); }
-function sb_t3(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 3); }
-function sb_t4(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 4); }
-function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); }
+// One function per layout and tile width: V8 allocates registers per function.
+function sb_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 1, false); }
+function sb_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 2, false); }
+function sb_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 3, false); }
+function sb_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 4, false); }
+function sb_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 8, false); }
+function sb_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 16, false); }
+function sbp_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 1, true); }
+function sbp_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 2, true); }
+function sbp_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 3, true); }
+function sbp_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 4, true); }
+function sbp_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 8, true); }
+function sbp_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 16, true); }
 
 // @ts-ignore: decorator
-@inline function sb(w: usize, x: usize, xs: usize, T: i32): void {
-  if (T == 8) sb_t8(w, x, xs);
-  else if (T == 4) sb_t4(w, x, xs);
-  else if (T == 3) sb_t3(w, x, xs);
-  else if (T == 2) sb_t2(w, x, xs);
-  else sb_t1(w, x, xs);
+@inline function sb(w: usize, rs: usize, x: usize, xs: usize, T: i32, plain: bool): void {
+  if (plain) {
+    if (T == 16) sbp_t16(w, rs, x, xs);
+    else if (T == 8) sbp_t8(w, rs, x, xs);
+    else if (T == 4) sbp_t4(w, rs, x, xs);
+    else if (T == 3) sbp_t3(w, rs, x, xs);
+    else if (T == 2) sbp_t2(w, rs, x, xs);
+    else sbp_t1(w, rs, x, xs);
+  } else {
+    if (T == 16) sb_t16(w, rs, x, xs);
+    else if (T == 8) sb_t8(w, rs, x, xs);
+    else if (T == 4) sb_t4(w, rs, x, xs);
+    else if (T == 3) sb_t3(w, rs, x, xs);
+    else if (T == 2) sb_t2(w, rs, x, xs);
+    else sb_t1(w, rs, x, xs);
+  }
 }
 
 /** Tokens' running sums after chain c (0..3) of super-blocks: kept (c 0, 1), joined (c 2: 0 + 2; c 3: (0 + 2) + (1 + 3)). */
@@ -175,8 +258,10 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
 @inline function end_chain(c: i32, T: i32): void {
   if (c == 0) {
     kp_c0 = P.acc0; kp_c1 = P.acc1; kp_c2 = P.acc2; kp_c3 = P.acc3; kp_c4 = P.acc4; kp_c5 = P.acc5; kp_c6 = P.acc6; kp_c7 = P.acc7;
+    if (T > 8) { kp_c8 = P.acc8; kp_c9 = P.acc9; kp_c10 = P.acc10; kp_c11 = P.acc11; kp_c12 = P.acc12; kp_c13 = P.acc13; kp_c14 = P.acc14; kp_c15 = P.acc15; }
   } else if (c == 1) {
     kp_e0 = P.acc0; kp_e1 = P.acc1; kp_e2 = P.acc2; kp_e3 = P.acc3; kp_e4 = P.acc4; kp_e5 = P.acc5; kp_e6 = P.acc6; kp_e7 = P.acc7;
+    if (T > 8) { kp_e8 = P.acc8; kp_e9 = P.acc9; kp_e10 = P.acc10; kp_e11 = P.acc11; kp_e12 = P.acc12; kp_e13 = P.acc13; kp_e14 = P.acc14; kp_e15 = P.acc15; }
   } else if (c == 2) {
     kp_c0 = f32x4.add(kp_c0, P.acc0);
     if (T > 1) kp_c1 = f32x4.add(kp_c1, P.acc1);
@@ -186,6 +271,14 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
     if (T > 5) kp_c5 = f32x4.add(kp_c5, P.acc5);
     if (T > 6) kp_c6 = f32x4.add(kp_c6, P.acc6);
     if (T > 7) kp_c7 = f32x4.add(kp_c7, P.acc7);
+    if (T > 8) kp_c8 = f32x4.add(kp_c8, P.acc8);
+    if (T > 9) kp_c9 = f32x4.add(kp_c9, P.acc9);
+    if (T > 10) kp_c10 = f32x4.add(kp_c10, P.acc10);
+    if (T > 11) kp_c11 = f32x4.add(kp_c11, P.acc11);
+    if (T > 12) kp_c12 = f32x4.add(kp_c12, P.acc12);
+    if (T > 13) kp_c13 = f32x4.add(kp_c13, P.acc13);
+    if (T > 14) kp_c14 = f32x4.add(kp_c14, P.acc14);
+    if (T > 15) kp_c15 = f32x4.add(kp_c15, P.acc15);
   } else {
     P.acc0 = f32x4.add(kp_c0, f32x4.add(kp_e0, P.acc0));
     if (T > 1) P.acc1 = f32x4.add(kp_c1, f32x4.add(kp_e1, P.acc1));
@@ -195,6 +288,14 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
     if (T > 5) P.acc5 = f32x4.add(kp_c5, f32x4.add(kp_e5, P.acc5));
     if (T > 6) P.acc6 = f32x4.add(kp_c6, f32x4.add(kp_e6, P.acc6));
     if (T > 7) P.acc7 = f32x4.add(kp_c7, f32x4.add(kp_e7, P.acc7));
+    if (T > 8) P.acc8 = f32x4.add(kp_c8, f32x4.add(kp_e8, P.acc8));
+    if (T > 9) P.acc9 = f32x4.add(kp_c9, f32x4.add(kp_e9, P.acc9));
+    if (T > 10) P.acc10 = f32x4.add(kp_c10, f32x4.add(kp_e10, P.acc10));
+    if (T > 11) P.acc11 = f32x4.add(kp_c11, f32x4.add(kp_e11, P.acc11));
+    if (T > 12) P.acc12 = f32x4.add(kp_c12, f32x4.add(kp_e12, P.acc12));
+    if (T > 13) P.acc13 = f32x4.add(kp_c13, f32x4.add(kp_e13, P.acc13));
+    if (T > 14) P.acc14 = f32x4.add(kp_c14, f32x4.add(kp_e14, P.acc14));
+    if (T > 15) P.acc15 = f32x4.add(kp_c15, f32x4.add(kp_e15, P.acc15));
   }
 }
 
@@ -202,7 +303,7 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
 let kp_touched: i32 = 0;
 
 /**
- * Reads one word of every 64-byte line of [p, p + n) in order: the chains visit the group's
+ * Reads one word of every 64-byte line of [p, p + n) in order: the chains visit the rows'
  * super-blocks 4 apart, which the hardware prefetchers follow badly where the weights come from
  * memory (the first tokens of a row block); loaded in order first, they arrive as a stream.
  */
@@ -214,63 +315,97 @@ let kp_touched: i32 = 0;
 }
 
 /**
- * 4 weight rows (the q4_Kx4 group at w, nb super-blocks) × T tokens (records at x + t·xs): the
- * chains of super-blocks one after another, then the leftover blocks; token t's 4 values to
- * y + t·sy (acc != 0 adds into Y).
+ * 4 weight rows × T tokens (records at x + t·xs): x4, the group at w (super-block b at
+ * w + 576b); plain, rows at w + r·rs (super-block b at + 144b). Either way the 4 rows are the nb·576
+ * bytes from w. The chains of super-blocks one after another, then the leftover blocks; token t's
+ * 4 values to y + t·sy (acc != 0 adds into Y).
  */
 // @ts-ignore: decorator
-@inline function tile(w: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32): void {
+@inline function tile(w: usize, rs: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32, plain: bool): void {
+  const bs: usize = plain ? Q4K_BYTES : X4K_BYTES;
   const nb4 = nb & ~3;
   touch(w, <usize>nb * X4K_BYTES);
-  P.zero_accs();
+  P.zero_accs(T);
   if (nb4 > 0) {
     for (let c = 0; c < 4; c++) {
-      if (c > 0) P.zero_accs();
-      for (let b = c; b < nb4; b += 4) sb(w + <usize>b * X4K_BYTES, x + <usize>b * Q8K_BYTES, xs, T);
+      if (c > 0) P.zero_accs(T);
+      for (let b = c; b < nb4; b += 4) sb(w + <usize>b * bs, rs, x + <usize>b * Q8K_BYTES, xs, T, plain);
       end_chain(c, T);
     }
   }
-  for (let b = nb4; b < nb; b++) sb(w + <usize>b * X4K_BYTES, x + <usize>b * Q8K_BYTES, xs, T);
+  for (let b = nb4; b < nb; b++) sb(w + <usize>b * bs, rs, x + <usize>b * Q8K_BYTES, xs, T, plain);
   P.put_accs(y, sy, acc, T);
+}
+
+/** Weight rows [r0, r1) (4 at a time from r0; row n's bytes at W + n·rs, which is also an x4 group's start for n ≡ 0 mod 4) × T tokens. */
+// @ts-ignore: decorator
+@inline function row_block(W: usize, rs: usize, r0: i32, r1: i32, nb: i32, x: usize, xs: usize, yr: usize, sy: usize, acc: i32, T: i32, plain: bool): void {
+  for (let n = r0; n < r1; n += 4) tile(W + <usize>n * rs, rs, nb, x, xs, yr + (<usize>n << 2), sy, acc, T, plain);
+}
+
+/**
+ * Whether tiles take 16 tokens: with relaxed SIMD (one vpmaddubsw a udot16) 1.04-1.06× the 8-token
+ * tile; in the plain-SIMD build (udot16 widens to i16: 5 more vector ops each) the 16-token tile ran
+ * 0.76-0.80× gemm_k, the 8-token one 1.05× (`kprompt-ab`, busy host, CPU time alternated).
+ */
+const WIDE: bool = ASC_FEATURE_RELAXED_SIMD;
+
+/**
+ * Weight rows [r0, r1) (a multiple of 4 rows) × the M tokens at A into Y, 16 tokens at a time
+ * where WIDE (then 8, 4, 3, 2, 1), in blocks of rows that stay in L2 while all tokens pass over them.
+ */
+// @ts-ignore: decorator
+@inline function prompt_rows(A: usize, W: usize, Y: usize, ldy: i32, M: i32, r0: i32, r1: i32, K: i32, acc: i32, plain: bool): void {
+  const nb = K >> 8;
+  const rs = <usize>nb * Q4K_BYTES, xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
+  // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
+  let rb = <i32>(<usize>98304 / rs) & ~3;
+  if (rb < 4) rb = 4;
+  for (let b0 = r0; b0 < r1; b0 += rb) {
+    const b1 = min(b0 + rb, r1);
+    for (let t = 0; t < M; ) {
+      const left = M - t;
+      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
+      if (left >= 16 && WIDE) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 16, plain);
+      else if (left >= 8) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 8, plain);
+      else if (left >= 4) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 4, plain);
+      else if (left == 3) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 3, plain);
+      else if (left == 2) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 2, plain);
+      else row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 1, plain);
+      t += left >= 16 && WIDE ? 16 : left >= 8 ? 8 : left >= 4 ? 4 : left;
+    }
+  }
 }
 
 /**
  * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
  * rows, quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with
- * gemm_k's bits on the plain matrix. Whole groups of 4 weight rows go through the tile, 8 tokens
- * at a time (then 4, 3, 2, 1); rows of a group cut by [n0, n1) and the plain rows after the last
- * group go to gemm_q4_kx4. Returns a lane of the last stage value plus the last touch sum, a
- * meaningless number that keeps the `kp_stage` and `kp_touched` globals read (Binaryen removes a
- * global nobody reads, and its stores with it).
+ * gemm_k's bits on the plain matrix. Whole groups of 4 weight rows go through the tile; rows of a
+ * group cut by [n0, n1) and the plain rows after the last group go to gemm_q4_kx4. Returns a lane
+ * of the last stage value plus the last touch sum, a meaningless number that keeps the `kp_stage`
+ * and `kp_touched` globals read (Binaryen removes a global nobody reads, and its stores with it).
  */
 export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
-  const nb = K >> 8;
-  const grp = <usize>nb * X4K_BYTES, xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
   const g0 = (n0 + 3) & ~3, g1 = min(n1, N & ~3) & ~3;
   if (g0 >= g1) {
     gemm_q4_kx4(A, W, Y, ldy, M, N, n0, n1, K, acc);
     return 0;
   }
   if (n0 < g0) gemm_q4_kx4(A, W, Y, ldy, M, N, n0, g0, K, acc);
-  // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
-  let rb = <i32>(<usize>98304 / (<usize>nb * 144)) & ~3;
-  if (rb < 4) rb = 4;
-  for (let r0 = g0; r0 < g1; r0 += rb) {
-    const r1 = min(r0 + rb, g1);
-    for (let t = 0; t < M; ) {
-      const left = M - t;
-      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
-      for (let n = r0; n < r1; n += 4) {
-        const w = W + <usize>(n >> 2) * grp, y = yr + (<usize>n << 2);
-        if (left >= 8) tile(w, nb, x, xs, y, sy, acc, 8);
-        else if (left >= 4) tile(w, nb, x, xs, y, sy, acc, 4);
-        else if (left == 3) tile(w, nb, x, xs, y, sy, acc, 3);
-        else if (left == 2) tile(w, nb, x, xs, y, sy, acc, 2);
-        else tile(w, nb, x, xs, y, sy, acc, 1);
-      }
-      t += left >= 8 ? 8 : left >= 4 ? 4 : left;
-    }
-  }
+  prompt_rows(A, W, Y, ldy, M, g0, g1, K, acc, false);
   if (g1 < n1) gemm_q4_kx4(A, W, Y, ldy, M, N, g1, n1, K, acc);
+  return i32x4.extract_lane(kp_stage, 0) + kp_touched;
+}
+
+/**
+ * Plain q4_K weights W (rows of K/256 block_q4_K) times the q8_K activations at A (M rows,
+ * quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), as gemm_k gives them, bit
+ * for bit. Rows 4 at a time from n0 through the tile; the 1-3 rows left go to gemm_k. Returns a
+ * meaningless number, as gemm_q4_kx4_prompt.
+ */
+export function gemm_q4_k_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
+  const g1 = n0 + ((n1 - n0) & ~3);
+  if (n0 < g1) prompt_rows(A, W, Y, ldy, M, n0, g1, K, acc, true);
+  if (g1 < n1) gemm_k(KIND_Q4K, A, W, Y, ldy, M, g1, n1, K, acc);
   return i32x4.extract_lane(kp_stage, 0) + kp_touched;
 }
