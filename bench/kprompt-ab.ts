@@ -4,14 +4,19 @@
  * shared host) as well as wall time; checks that both builds give the same bits. Shapes: a
  * 128-token chunk against the 1B model's 2048 × 2048 and a 64-token chunk against the 7B model's
  * 4096 × 4096, and fewer tokens (4, 8, 16, 32) against both, where the executor picks between the
- * prompt tile and gemm_q4_kx4.
+ * prompt tiles and the small-batch kernels.
  *
- *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path x4]
+ *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path P] [--type q5_k]
  *
- * Each build runs what the backend would: gemm_q4_kx4_prompt (assembly/gemm-k-prompt.ts) where it
- * has it, else gemm_q4_kx4 on repacked weights where it has that, else gemm_k on the plain matrix
- * (all give gemm_k's bits). `--path x4` makes a build with both run gemm_q4_kx4 instead: the same
- * file as A and B with `--path-a x4` compares the two paths of one build.
+ * Paths (`--path P` for both builds, `--path-a` / `--path-b` for one; all give gemm_k's bits):
+ *   (none)  what the backend runs on repacked weights (MPT_WASM_Q4K_X4=1): gemm_q4_kx4_prompt
+ *           (assembly/gemm-k-prompt.ts) where the build has it, else gemm_q4_kx4, else gemm_k;
+ *   x4      gemm_q4_kx4 on repacked weights (the small-batch tile);
+ *   plain   what the backend runs on plain rows (the default): gemm_q4_k_prompt where the build
+ *           has it, else gemm_k;
+ *   gemm_k  gemm_k on plain rows.
+ * The same file as A and B with two paths compares the paths of one build. `--type q5_k` runs plain
+ * q5_K weights instead (no packed layout: paths plain, the default, and gemm_k).
  */
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
 import { abCase, kernelsWithHeap } from './ab-cpu.js';
@@ -25,14 +30,16 @@ interface Case {
 
 const argv = process.argv.slice(2);
 const flagValue = (flag: string) => (argv.includes(flag) ? argv[argv.indexOf(flag) + 1] : undefined);
-const valued = ['--reps', '--only', '--path', '--path-a', '--path-b'];
+const valued = ['--reps', '--only', '--path', '--path-a', '--path-b', '--type'];
 const files = argv.filter((a, i) => !a.startsWith('--') && !valued.includes(argv[i - 1]!));
 const reps = Number(flagValue('--reps') ?? 30) || 30;
 const only = flagValue('--only');
+const type = flagValue('--type') === 'q5_k' ? 'q5_k' : 'q4_k';
+const blockBytes = type === 'q5_k' ? 176 : 144;
 const paths = [flagValue('--path-a') ?? flagValue('--path'), flagValue('--path-b') ?? flagValue('--path')];
 if (files.length !== 2) {
   console.error(
-    'usage: kprompt-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--path x4] [--path-a x4] [--path-b x4]',
+    'usage: kprompt-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--path P] [--path-a P] [--path-b P] (P: x4, plain, gemm_k) [--type q5_k]',
   );
   process.exit(2);
 }
@@ -44,16 +51,25 @@ for (const [N, K, Ms] of [
   [4096, 4096, [4, 8, 16, 32, 64]],
 ] as const)
   for (const M of Ms) cases.push({ M, N, K });
-const name = (c: Case) => `q4_k ${c.M} x ${c.N} x ${c.K}`;
+const name = (c: Case) => `${type} ${c.M} x ${c.N} x ${c.K}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
-/** One build with its own memory: per (N, K) its weights, activations and output. */
+/** One build with its own memory: per (N, K) its weights (plain and, where the build can, repacked), activations and output. */
 function setup(file: string, path: string | undefined) {
   const { memory, k, take } = kernelsWithHeap(file);
   type Quantize = (X: number, n: number, Q: number, S: number) => void;
-  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize };
-  const x4 = typeof k.gemm_q4_kx4 === 'function';
-  const prompt = typeof k.gemm_q4_kx4_prompt === 'function' && path !== 'x4';
+  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize; quantize_q5_k: Quantize };
+  const onPlain = path === 'plain' || path === 'gemm_k' || type === 'q5_k';
+  const x4 = !onPlain && typeof k.gemm_q4_kx4 === 'function';
+  const tile = type === 'q5_k' ? k.gemm_q5_k_prompt : k.gemm_q4_k_prompt;
+  const kind =
+    path !== 'gemm_k' && onPlain && typeof tile === 'function'
+      ? `gemm_${type}_prompt`
+      : onPlain || !x4
+        ? 'gemm_k'
+        : path !== 'x4' && typeof k.gemm_q4_kx4_prompt === 'function'
+          ? 'gemm_q4_kx4_prompt'
+          : 'gemm_q4_kx4';
   const MMAX = Math.max(...chosen.map((c) => c.M));
   const mats = new Map<string, { W: number; A: number; Y: number }>();
   for (const c of chosen) {
@@ -62,14 +78,15 @@ function setup(file: string, path: string | undefined) {
     const X = take(MMAX * c.K * 4),
       scratch = take(kq.kquant_scratch_bytes()),
       tmp = take(4 * (c.K / 256) * 144),
-      W = take((c.N * c.K * 144) / 256),
+      W = take((c.N * c.K * blockBytes) / 256),
       A = take(actQ8KBytes(MMAX, c.K)),
       Y = take(MMAX * c.N * 4);
-    // weights: random rows quantized by ggml's q4_K quantizer, MMAX rows at a time
+    // weights: random rows quantized by ggml's quantizer, MMAX rows at a time
+    const quantize = type === 'q5_k' ? kq.quantize_q5_k : kq.quantize_q4_k;
     for (let r = 0; r < c.N; r += MMAX) {
       const rows = Math.min(MMAX, c.N - r);
       k.fill_random_weights(0, X, rows * c.K, 100 + r, 1);
-      kq.quantize_q4_k(X, rows * c.K, W + (r * c.K * 144) / 256, scratch);
+      quantize(X, rows * c.K, W + (r * c.K * blockBytes) / 256, scratch);
     }
     if (x4) k.repack_q4_kx4(W, c.N, c.K, tmp);
     k.fill_random_weights(0, X, MMAX * c.K, 13, 1);
@@ -78,15 +95,16 @@ function setup(file: string, path: string | undefined) {
   }
   const run = (c: Case) => {
     const m = mats.get(`${c.N} ${c.K}`)!;
-    if (prompt) k.gemm_q4_kx4_prompt(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
-    else if (x4) k.gemm_q4_kx4(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
-    else k.gemm_k(WTYPE.q4_k, m.A, m.W, m.Y, c.N, c.M, 0, c.N, c.K, 0);
+    if (kind === 'gemm_q4_kx4_prompt') k.gemm_q4_kx4_prompt(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    else if (kind === 'gemm_q4_kx4') k.gemm_q4_kx4(m.A, m.W, m.Y, c.N, c.M, c.N, 0, c.N, c.K, 0);
+    else if (kind === `gemm_${type}_prompt`) tile(m.A, m.W, m.Y, c.N, c.M, 0, c.N, c.K, 0);
+    else k.gemm_k(WTYPE[type], m.A, m.W, m.Y, c.N, c.M, 0, c.N, c.K, 0);
   };
   const out = (c: Case) => {
     run(c);
     return new Float32Array(memory.buffer, mats.get(`${c.N} ${c.K}`)!.Y, c.M * c.N).slice();
   };
-  return { run, out, path: prompt ? 'gemm_q4_kx4_prompt' : x4 ? 'gemm_q4_kx4' : 'gemm_k' };
+  return { run, out, path: kind };
 }
 
 const builds = files.map((f, i) => setup(f, paths[i]));

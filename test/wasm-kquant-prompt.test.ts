@@ -1,20 +1,25 @@
-// The q4_K prompt tile (gemm_q4_kx4_prompt, src/backends/wasm/assembly/gemm-k-prompt.ts: 4 packed
-// weight rows × up to 8 tokens) gives every value exactly the bits gemm_k gives on the plain
-// matrix (same exact integers, same f32 steps, same order of super-blocks), for token counts that
-// leave every tail (8, 4, 3, 2, 1), K with and without leftover super-blocks after the chains of 4,
-// weight rows not a multiple of 4 (plain rows after the groups), row ranges cut inside a group,
-// accumulation into Y and rows of Y wider than N, in both kernel builds; and values within float64
-// rounding of llama.cpp's arithmetic. One matrix holds the extreme sums (quants 15, scale 63, all
-// activations -127), where the tile's i16 lanes reach 30480.
+// The q4_K / q5_K prompt tiles (src/backends/wasm/assembly/gemm-k-prompt.ts: 4 weight rows × up to
+// 16 tokens; gemm_q4_kx4_prompt over packed q4_Kx4 groups, gemm_q4_k_prompt / gemm_q5_k_prompt
+// over plain rows) give
+// every value exactly the bits gemm_k gives on the plain matrix (same exact integers, same f32
+// steps, same order of super-blocks), for token counts that leave every tail (16, 8, 4, 3, 2, 1),
+// K with and without leftover super-blocks after the chains of 4, weight rows not a multiple of 4
+// (plain rows after the groups; plain: the 1-3 rows left to gemm_k), row ranges cut inside a group
+// of 4 (plain: tiles starting at any row), accumulation into Y and rows of Y wider than N, in every
+// kernel build; and values within float64 rounding of llama.cpp's arithmetic. One matrix holds the
+// extreme sums (quants 15, q5_K 31, scale 63, all activations -127), where the tile's i16 lanes
+// reach 30480 (q5_K: 31496 a stage of 4 chunks).
 import { test } from 'node:test';
 import { f32ToF16 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
-import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K } from './helpers/kquant-x4-checks.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K, type X4Product } from './helpers/kquant-x4-checks.js';
+import { BUILDS, buildName, Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
+/** gemm_k's code for q5_K. */
+const Q5K = 6;
 
 /** [weight rows, K]: one group, groups and leftover rows, 1-9 super-blocks (chains of 4 and leftovers). */
 const SHAPES: ReadonlyArray<readonly [number, number]> = [
@@ -25,60 +30,97 @@ const SHAPES: ReadonlyArray<readonly [number, number]> = [
   [16, 2304],
   [20, 768],
 ];
-const TOKENS = [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 15, 16, 17, 20];
+/** Token counts: every tail after the 16-token tiles (16 + 8 + 4 + 3 = 31) and two 16-token tiles. */
+const TOKENS = [1, 2, 3, 4, 5, 7, 8, 9, 11, 12, 15, 16, 17, 20, 24, 31, 33];
 
-/** Weight row 0's super-blocks as large as q4_K goes: every quant 15, every scale and min 63. */
-function extremeRow(plain: Uint8Array, K: number): void {
+/** Weight row 0's super-blocks as large as the type goes: every quant 15 (q5_K: 31), every scale and min 63. */
+function extremeRow(plain: Uint8Array, K: number, blockBytes: number): void {
   const nb = K / 256;
   const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
   for (let b = 0; b < nb; b++) {
-    const o = b * 144;
+    const o = b * blockBytes;
     dv.setUint16(o, f32ToF16(0.01), true);
     dv.setUint16(o + 2, f32ToF16(0.002), true);
-    plain.fill(0xff, o + 4, o + 144); // 6-bit scales and mins 63, quants 15
+    plain.fill(0xff, o + 4, o + blockBytes); // 6-bit scales and mins 63, quants 15 (q5_K: every fifth bit set)
   }
 }
 
-for (const variant of ['shared', 'shared-base'] as const)
-  test(`gemm_q4_kx4_prompt: every value has gemm_k's bits on the plain matrix, any tokens, rows and row split (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
-    const h = new Heap(variant);
-    for (const [N, K] of SHAPES) {
-      const nb = K / 256;
-      const plain = kquantWeights('q4_k', N, K, 17 * N + K);
-      if (N === 16) extremeRow(plain, K);
-      const packed = repackX4('q4_k', plain, N, K);
-      const Mmax = TOKENS[TOKENS.length - 1]!;
-      const x = rand(Mmax * K, 3 * N + K, 2);
-      x.fill(0, 2 * K, 2 * K + 256); // an all-zero super-block (d_x = 0) in token 2
-      x[5 * K + 3] = 40; // an outlier
-      x.fill(-1, 9 * K, 10 * K); // token 9: every q8_K value -127 (d_x = 1/127)
-      const px = h.putF32(x),
-        pa = h.alloc(Mmax * nb * Q8K_BYTES);
-      h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
-      const pw = h.putU8(plain),
-        pp = h.putU8(packed);
-      const tag = `${N}×${K}`;
-      const qm = new QuantMatrix('q4_k', plain, N, K);
-      const ref64 = Array.from({ length: Mmax }, (_, m) => qm.matvec(x.subarray(m * K, (m + 1) * K)));
-      for (const M of TOKENS) {
-        const got = h.alloc(M * N * 4);
-        const y = checkBitsAndFloat64(h, h.k.gemm_q4_kx4_prompt, { pa, pw, pp, got, M, N, K, tag }, (m) => ref64[m]!);
-        // added onto a base, the weight rows split at a place inside a group (as threads may)
-        checkSplitAdds(h, h.k.gemm_q4_kx4_prompt, { pa, pp, got, y, M, N, K, seed: 5 * M + N, tag });
-      }
-      // rows of Y wider than N, starting in the middle of the activations, rows from 1
-      checkWideY(
-        h,
-        h.k.gemm_q4_kx4_prompt,
-        (a, py, ldy, M, from, to) => h.k.gemm_k(Q4K, a, pw, py, ldy, M, from, to, K, 0),
-        {
+/**
+ * The weights' two parts as matrices of the same type: d·scale·q (dmin set to 0) and dmin·min (d set
+ * to 0, scales' values unchanged), whose products with |x| bound the f32 terms of a super-block.
+ */
+function parts(plain: Uint8Array, N: number, K: number, blockBytes: number, dtype: 'q4_k' | 'q5_k') {
+  const pos = plain.slice(),
+    neg = plain.slice();
+  for (let o = 0; o < N * (K / 256) * blockBytes; o += blockBytes) {
+    pos[o + 2] = pos[o + 3] = 0;
+    neg[o] = neg[o + 1] = 0;
+  }
+  return [new QuantMatrix(dtype, pos, N, K), new QuantMatrix(dtype, neg, N, K)] as const;
+}
+
+/** A plain-row tile as an X4Product: its "packed" weights are the plain matrix. */
+function plainProduct(tile: Heap['k']['gemm_q4_k_prompt']): X4Product {
+  return (pa, pw, py, ldy, M, _N, from, to, K, add) => tile(pa, pw, py, ldy, M, from, to, K, add);
+}
+
+const LAYOUTS = {
+  x4: { fn: 'gemm_q4_kx4_prompt', dtype: 'q4_k', kind: Q4K, blockBytes: 144 },
+  plain: { fn: 'gemm_q4_k_prompt', dtype: 'q4_k', kind: Q4K, blockBytes: 144 },
+  'plain q5_K': { fn: 'gemm_q5_k_prompt', dtype: 'q5_k', kind: Q5K, blockBytes: 176 },
+} as const;
+
+for (const [layout, { fn, dtype, kind, blockBytes }] of Object.entries(LAYOUTS))
+  for (const variant of BUILDS)
+    test(`${fn}: every value has gemm_k's bits on the plain matrix, any tokens, rows and row split (${buildName(variant)})`, () => {
+      const h = new Heap(variant);
+      const product =
+        layout === 'x4' ? h.k.gemm_q4_kx4_prompt : plainProduct(h.k[fn as 'gemm_q4_k_prompt' | 'gemm_q5_k_prompt']);
+      for (const [N, K] of SHAPES) {
+        const nb = K / 256;
+        const plain = kquantWeights(dtype, N, K, 17 * N + K);
+        if (N === 16) extremeRow(plain, K, blockBytes);
+        const Mmax = TOKENS[TOKENS.length - 1]!;
+        const x = rand(Mmax * K, 3 * N + K, 2);
+        x.fill(0, 2 * K, 2 * K + 256); // an all-zero super-block (d_x = 0) in token 2
+        x[5 * K + 3] = 40; // an outlier
+        x.fill(-1, 9 * K, 10 * K); // token 9: every q8_K value -127 (d_x = 1/127)
+        x.fill(-1, 25 * K, 26 * K); // and token 25 (in the second 16-token tile)
+        const px = h.putF32(x),
+          pa = h.alloc(Mmax * nb * Q8K_BYTES);
+        h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
+        const pw = h.putU8(plain),
+          pp = layout === 'x4' ? h.putU8(repackX4('q4_k', plain, N, K)) : pw;
+        const tag = `${N}×${K}`;
+        const qm = new QuantMatrix(dtype, plain, N, K);
+        const ref64 = Array.from({ length: Mmax }, (_, m) => qm.matvec(x.subarray(m * K, (m + 1) * K)));
+        const [pos, neg] = parts(plain, N, K, blockBytes, dtype);
+        const mag64 = Array.from({ length: Mmax }, (_, m) => {
+          const ax = x.subarray(m * K, (m + 1) * K).map(Math.abs);
+          const a = pos.matvec(ax),
+            b = neg.matvec(ax);
+          return a.map((v, n) => Math.abs(v) + Math.abs(b[n]!));
+        });
+        for (const M of TOKENS) {
+          const got = h.alloc(M * N * 4);
+          const y = checkBitsAndFloat64(
+            h,
+            product,
+            { pa, pw, pp, got, M, N, K, tag, kind },
+            (m) => ref64[m]!,
+            (m) => mag64[m]!,
+          );
+          // added onto a base, the weight rows split at a place inside a group of 4 (as threads may)
+          checkSplitAdds(h, product, { pa, pp, got, y, M, N, K, seed: 5 * M + N, tag });
+        }
+        // rows of Y wider than N, starting in the middle of the activations, rows from 1
+        checkWideY(h, product, (a, py, ldy, M, from, to) => h.k.gemm_k(kind, a, pw, py, ldy, M, from, to, K, 0), {
           pa: pa + 2 * nb * Q8K_BYTES,
           pp,
-          M: 9,
+          M: 17,
           N,
           K,
           tag,
-        },
-      );
-    }
-  });
+        });
+      }
+    });

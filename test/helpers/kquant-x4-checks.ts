@@ -25,18 +25,22 @@ export type X4Product = (
 
 /**
  * M activation rows through `product` (packed weights at pp) and through gemm_k on the plain matrix
- * (pw): every value must have gemm_k's bits and lie within 1e-5 (relative) of `ref64(m)`, the float64
- * sums of llama.cpp's per-super-block values for activation row m. Returns the product's values.
+ * (pw; its type `kind`, default q4_K): every value must have gemm_k's bits and lie within 1e-5
+ * (relative) of `ref64(m)`, the float64 sums of llama.cpp's per-super-block values for activation
+ * row m, plus 2^-21 of `mag64(m)` where given: a bound on Σ |d·d_x·sumi| + |dmin·d_x·summ| over the
+ * super-blocks, the size of the f32 terms that cancel (q5_K's, up to 31·63 a weight, cancel to a
+ * value far below them when every activation is the same). Returns the product's values.
  */
 export function checkBitsAndFloat64(
   h: Heap,
   product: X4Product,
-  o: { pa: number; pw: number; pp: number; got: number; M: number; N: number; K: number; tag: string },
+  o: { pa: number; pw: number; pp: number; got: number; M: number; N: number; K: number; tag: string; kind?: number },
   ref64: (m: number) => Float64Array | Float32Array | number[],
+  mag64?: (m: number) => ArrayLike<number>,
 ): Float32Array {
   const { pa, pw, pp, got, M, N, K, tag } = o;
   const want = h.alloc(M * N * 4);
-  h.k.gemm_k(Q4K, pa, pw, want, N, M, 0, N, K, 0);
+  h.k.gemm_k(o.kind ?? Q4K, pa, pw, want, N, M, 0, N, K, 0);
   product(pa, pp, got, N, M, N, 0, N, K, 0);
   const y = h.f32(got, M * N).slice(),
     ref = h.f32(want, M * N);
@@ -44,10 +48,11 @@ export function checkBitsAndFloat64(
     if (!Object.is(y[i], ref[i]))
       assert.fail(`${tag} M=${M} [${Math.floor(i / N)},${i % N}]: ${y[i]} vs gemm_k ${ref[i]}`);
   for (let m = 0; m < M; m++) {
-    const r = ref64(m);
+    const r = ref64(m),
+      mag = mag64?.(m);
     for (let n = 0; n < N; n++)
       assert.ok(
-        Math.abs(y[m * N + n]! - r[n]!) <= 1e-5 * (1 + Math.abs(r[n]!)),
+        Math.abs(y[m * N + n]! - r[n]!) <= 1e-5 * (1 + Math.abs(r[n]!)) + 2 ** -21 * (mag?.[n] ?? 0),
         `${tag} M=${M} [${m},${n}] ${y[m * N + n]} vs float64 ${r[n]}`,
       );
   }

@@ -154,6 +154,14 @@ export interface Kernels {
    * (assembly/gemm-k-prompt.ts); each row's value with gemm_k's bits. The number returned means nothing.
    */
   gemm_q4_kx4_prompt(...args: Parameters<GemmX4>): number;
+  /**
+   * Prompt product over plain q4_K rows (assembly/gemm-k-prompt.ts: 4 rows × up to 16 tokens, the
+   * 1-3 rows left through gemm_k), arguments as gemm_k's without the type; each value with gemm_k's
+   * bits. The number returned means nothing.
+   */
+  gemm_q4_k_prompt(...args: Parameters<Kernels['gemm_q4_0']>): number;
+  /** gemm_q4_k_prompt for plain q5_K rows (the 1-3 rows left through gemm_k); each value with gemm_k's bits. */
+  gemm_q5_k_prompt(...args: Parameters<Kernels['gemm_q4_0']>): number;
   /** Rows [0, rows) (a multiple of 4) of a plain q4_K matrix rewritten in place as q4_Kx4 groups; tmp holds 4 rows. */
   repack_q4_kx4(W: number, rows: number, K: number, tmp: number): void;
   /** Row r of a q4_Kx4 matrix of N rows widened to f32 (as dequant_row). */

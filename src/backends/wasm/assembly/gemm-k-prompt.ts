@@ -1,9 +1,18 @@
-// Prompt products (many activation rows) over row-interleaved q4_Kx4 weights (repack.ts: per
-// group of 4 weight rows and 256-value super-block, the 4 rows' fp16 d and dmin, their 12 scale
-// bytes in 4-byte groups side by side, then each row's 128 quant bytes) times q8_K activations
-// (gemm-k.ts quantize_act_q8k, one record of 368 bytes per super-block and row).
+// Prompt products (many activation rows) of q4_K weights times q8_K activations (gemm-k.ts
+// quantize_act_q8k, one record of 368 bytes per super-block and row), over either layout:
+// - q4_Kx4 groups (repack.ts: per group of 4 weight rows and 256-value super-block, the 4 rows'
+//   fp16 d and dmin, their 12 scale bytes in 4-byte groups side by side, then each row's 128 quant
+//   bytes): gemm_q4_kx4_prompt;
+// - plain rows (ggml's block_q4_K, 144 bytes: d, dmin, 12 scale bytes, 128 quant bytes), any 4
+//   consecutive rows: gemm_q4_k_prompt; and plain q5_K rows (block_q5_K, 176 bytes: the same
+//   header, 32 qh bytes of fifth bits, 128 quant bytes): gemm_q5_k_prompt, whose fifth bits are
+//   transposed like the quants once per super-block and added to each chunk's nibbles. Per super-block the 4 rows' 16-byte headers are loaded and
+//   transposed (8 shuffles) into the x4 header's form, and each chunk's bytes are read from 4 row
+//   pointers instead of one group; the rest is the same code. In a prompt the 4 rows' super-block
+//   serves every token of the tile, so the four interleaved 144-byte streams that cost a 4-plain-row
+//   decode tile its gain (docs/cpu-profile.md) are read once per 16 tokens.
 //
-// Tile: 4 weight rows × up to 8 activation rows (tokens), lanes = weight rows, as the q4_0 prompt
+// Tile: 4 weight rows × up to 16 activation rows (tokens), lanes = weight rows, as the q4_0 prompt
 // tile (gemm-q-prompt.ts). Per super-block the 4 rows' scales and mins are unpacked once; per
 // 64-value chunk (sub-blocks 2j and 2j + 1: the low and high nibbles of 32 bytes a row) the 4 rows'
 // bytes are transposed into 4-byte chunks (chunk k of all 4 rows in one vector) and split into
@@ -19,10 +28,17 @@
 // run one after another (blocks c, c + 4, …), so a token needs one running sum, not four.
 import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK } from './tables';
 import { half4_scaled } from './gemm-q';
-// The running f32 sums of tokens 0..7 (the current chain, then the joined chains): the q4_0 prompt
-// tile's per-thread token accumulators acc0..acc7, written out by its put_accs.
+// The running f32 sums of tokens 0..15 (the current chain, then the joined chains): the q4_0 prompt
+// tile's per-thread token accumulators acc0..acc15, written out by its put_accs.
 import * as P from './gemm-q-prompt';
-import { Q8K_BYTES, X4K_BYTES, f32_x4, gemm_q4_kx4, mins_of_x4, udot16 } from './gemm-k';
+import { Q8K_BYTES, X4K_BYTES, f32_x4, gemm_k, gemm_q4_kx4, hi45, lo45, mins_of_x4, udot16 } from './gemm-k';
+
+/** Bytes of one plain q4_K / q5_K super-block (block_q4_K, block_q5_K). */
+const Q4K_BYTES: usize = 144, Q5K_BYTES: usize = 176;
+/** gemm_k's type ids of q4_K and q5_K. */
+const KIND_Q4K = 5, KIND_Q5K = 6;
+/** What the tile reads (a compile-time argument of the inlined tile code): q4_Kx4 groups, plain q4_K rows, plain q5_K rows. */
+const L_X4 = 0, L_Q4K = 1, L_Q5K = 2;
 
 // Per-thread state (wasm globals are per instance, i.e. per worker). V8 reads and writes them as
 // memory: a store of a finished value is on the effect chain and keeps the loads written after it
@@ -34,6 +50,9 @@ let kp_stage: v128 = i32x4.splat(0);
 /** The high nibbles (sub-block 2j + 1) of the current chunk, while the low ones serve every token. */
 let kp_h0: v128 = i32x4.splat(0), kp_h1: v128 = i32x4.splat(0), kp_h2: v128 = i32x4.splat(0), kp_h3: v128 = i32x4.splat(0);
 let kp_h4: v128 = i32x4.splat(0), kp_h5: v128 = i32x4.splat(0), kp_h6: v128 = i32x4.splat(0), kp_h7: v128 = i32x4.splat(0);
+/** q5_K: the 4 rows' fifth bits (qh bytes) in chunk form as the quants, shifted right by 2 after each chunk (bit 0: sub-block 2j, bit 1: 2j + 1). */
+let kp_q0: v128 = i32x4.splat(0), kp_q1: v128 = i32x4.splat(0), kp_q2: v128 = i32x4.splat(0), kp_q3: v128 = i32x4.splat(0);
+let kp_q4: v128 = i32x4.splat(0), kp_q5: v128 = i32x4.splat(0), kp_q6: v128 = i32x4.splat(0), kp_q7: v128 = i32x4.splat(0);
 /** Scale bytes of the current chunk's two sub-blocks (0-3: sub-block 2j, rows 0-3; 4-7: 2j + 1), then the next chunk's; kp_sq2: chunks 2-3's until rotated in. */
 let kp_sq: v128 = i32x4.splat(0), kp_sq2: v128 = i32x4.splat(0);
 /** The current sub-block's 4 row scales, each in a pair of i16 lanes (the pmaddwd operand). */
@@ -42,44 +61,64 @@ let kp_sc: v128 = i32x4.splat(0);
 let kp_mn0: v128 = i32x4.splat(0), kp_mn1: v128 = i32x4.splat(0), kp_mn2: v128 = i32x4.splat(0), kp_mn3: v128 = i32x4.splat(0);
 /** The super-block's d and dmin of the 4 rows (f32, exact). */
 let kp_d: v128 = i32x4.splat(0), kp_dmin: v128 = i32x4.splat(0);
-/** Per token: the super-block's integer sums Σ scale·Σ q_w·q_x (i32, lanes = rows). */
+/** Per token (0..15): the super-block's integer sums Σ scale·Σ q_w·q_x (i32, lanes = rows). */
 let kp_s0: v128 = i32x4.splat(0), kp_s1: v128 = i32x4.splat(0), kp_s2: v128 = i32x4.splat(0), kp_s3: v128 = i32x4.splat(0);
 let kp_s4: v128 = i32x4.splat(0), kp_s5: v128 = i32x4.splat(0), kp_s6: v128 = i32x4.splat(0), kp_s7: v128 = i32x4.splat(0);
+let kp_s8: v128 = i32x4.splat(0), kp_s9: v128 = i32x4.splat(0), kp_s10: v128 = i32x4.splat(0), kp_s11: v128 = i32x4.splat(0);
+let kp_s12: v128 = i32x4.splat(0), kp_s13: v128 = i32x4.splat(0), kp_s14: v128 = i32x4.splat(0), kp_s15: v128 = i32x4.splat(0);
 /** Per token: chain 0 (then chains 0 + 2) and chain 1, kept while the later chains run. */
 let kp_c0: v128 = i32x4.splat(0), kp_c1: v128 = i32x4.splat(0), kp_c2: v128 = i32x4.splat(0), kp_c3: v128 = i32x4.splat(0);
 let kp_c4: v128 = i32x4.splat(0), kp_c5: v128 = i32x4.splat(0), kp_c6: v128 = i32x4.splat(0), kp_c7: v128 = i32x4.splat(0);
+let kp_c8: v128 = i32x4.splat(0), kp_c9: v128 = i32x4.splat(0), kp_c10: v128 = i32x4.splat(0), kp_c11: v128 = i32x4.splat(0);
+let kp_c12: v128 = i32x4.splat(0), kp_c13: v128 = i32x4.splat(0), kp_c14: v128 = i32x4.splat(0), kp_c15: v128 = i32x4.splat(0);
 let kp_e0: v128 = i32x4.splat(0), kp_e1: v128 = i32x4.splat(0), kp_e2: v128 = i32x4.splat(0), kp_e3: v128 = i32x4.splat(0);
 let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i32x4.splat(0), kp_e7: v128 = i32x4.splat(0);
+let kp_e8: v128 = i32x4.splat(0), kp_e9: v128 = i32x4.splat(0), kp_e10: v128 = i32x4.splat(0), kp_e11: v128 = i32x4.splat(0);
+let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 = i32x4.splat(0), kp_e15: v128 = i32x4.splat(0);
 
 /**
  * One token's sub-block (32 activations at xq) against the 4 rows' nibbles in chunk form (w_k:
  * elements 4k..4k+3 of each row, rows in i32 lanes), scaled by kp_sc: row r's Σ scale·Σ q_w·q_x in
  * lane r. Two stages of 4 chunks (see kp_stage); the chunks' offsets are load immediates, which V8
- * folds into the addresses.
+ * folds into the addresses. q5_K (five): weights up to 31, so 8 chunks' pair sums (up to 62992)
+ * would overflow i16; each stage is scaled on its own (up to 4·2·31·127 = 31496).
  */
 // @ts-ignore: decorator
-@inline function sub_block(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize): v128 {
+@inline function sub_block(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize, five: bool): v128 {
   const p = i16x8.add(
     i16x8.add(udot16(w0, v128.load32_splat(xq)), udot16(w1, v128.load32_splat(xq, 4))),
     i16x8.add(udot16(w2, v128.load32_splat(xq, 8)), udot16(w3, v128.load32_splat(xq, 12))));
-  kp_stage = p;
-  const q = i16x8.add(p, i16x8.add(
+  // q5_K: the first stage scaled before the stage store, so that its read of kp_sc stays before the
+  // store and the second stage's comes after it: neither holds a register through the other stage
+  // (one read for both spilled a nibble vector a token)
+  const r = five ? i32x4.dot_i16x8_s(p, kp_sc) : p;
+  kp_stage = r;
+  const u = i16x8.add(
     i16x8.add(udot16(w4, v128.load32_splat(xq, 16)), udot16(w5, v128.load32_splat(xq, 20))),
-    i16x8.add(udot16(w6, v128.load32_splat(xq, 24)), udot16(w7, v128.load32_splat(xq, 28)))));
-  return i32x4.dot_i16x8_s(q, kp_sc);
+    i16x8.add(udot16(w6, v128.load32_splat(xq, 24)), udot16(w7, v128.load32_splat(xq, 28))));
+  if (five) return i32x4.add(r, i32x4.dot_i16x8_s(u, kp_sc));
+  return i32x4.dot_i16x8_s(i16x8.add(p, u), kp_sc);
 }
 
 /** One sub-block (activations of token t at xq + t·xs) against the 4 rows' chunks w0..w7, for T tokens: added to kp_s_t. */
 // @ts-ignore: decorator
-@inline function tokens(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize, xs: usize, T: i32): void {
-  kp_s0 = i32x4.add(kp_s0, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq));
-  if (T > 1) kp_s1 = i32x4.add(kp_s1, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + xs));
-  if (T > 2) kp_s2 = i32x4.add(kp_s2, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 2 * xs));
-  if (T > 3) kp_s3 = i32x4.add(kp_s3, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 3 * xs));
-  if (T > 4) kp_s4 = i32x4.add(kp_s4, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 4 * xs));
-  if (T > 5) kp_s5 = i32x4.add(kp_s5, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 5 * xs));
-  if (T > 6) kp_s6 = i32x4.add(kp_s6, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 6 * xs));
-  if (T > 7) kp_s7 = i32x4.add(kp_s7, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 7 * xs));
+@inline function tokens(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize, xs: usize, T: i32, five: bool): void {
+  kp_s0 = i32x4.add(kp_s0, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq, five));
+  if (T > 1) kp_s1 = i32x4.add(kp_s1, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + xs, five));
+  if (T > 2) kp_s2 = i32x4.add(kp_s2, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 2 * xs, five));
+  if (T > 3) kp_s3 = i32x4.add(kp_s3, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 3 * xs, five));
+  if (T > 4) kp_s4 = i32x4.add(kp_s4, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 4 * xs, five));
+  if (T > 5) kp_s5 = i32x4.add(kp_s5, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 5 * xs, five));
+  if (T > 6) kp_s6 = i32x4.add(kp_s6, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 6 * xs, five));
+  if (T > 7) kp_s7 = i32x4.add(kp_s7, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 7 * xs, five));
+  if (T > 8) kp_s8 = i32x4.add(kp_s8, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 8 * xs, five));
+  if (T > 9) kp_s9 = i32x4.add(kp_s9, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 9 * xs, five));
+  if (T > 10) kp_s10 = i32x4.add(kp_s10, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 10 * xs, five));
+  if (T > 11) kp_s11 = i32x4.add(kp_s11, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 11 * xs, five));
+  if (T > 12) kp_s12 = i32x4.add(kp_s12, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 12 * xs, five));
+  if (T > 13) kp_s13 = i32x4.add(kp_s13, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 13 * xs, five));
+  if (T > 14) kp_s14 = i32x4.add(kp_s14, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 14 * xs, five));
+  if (T > 15) kp_s15 = i32x4.add(kp_s15, sub_block(w0, w1, w2, w3, w4, w5, w6, w7, xq + 15 * xs, five));
 }
 
 /** The value of one super-block for one token (its q8_K record at x) from its integer sums s, as gemm_q4_kx4's tiles end. */
@@ -89,14 +128,34 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
 }
 
 /**
- * One q4_Kx4 group super-block at w × T tokens (token t's record at x + t·xs): adds each token's
- * value to its running sum (P.acc_t).
+ * The 4 rows' super-block header into the kp_ globals: scales (kp_sq, kp_sq2), mins (kp_mn0..3),
+ * d and dmin (kp_d, kp_dmin). x4 (plain = false): the group super-block at w. Plain: row r's
+ * super-block at w + r·rs; the 4 rows' 16 header bytes (u32 lanes: d | dmin << 16, scale bytes
+ * 0-3, 4-7, 8-11) transposed so that lane r of each vector is row r's, the x4 header's form.
  */
 // @ts-ignore: decorator
-@inline function super_block(w: usize, x: usize, xs: usize, T: i32): void {
-  const m = v128.load(C_NIBBLE_MASK);
+@inline function header(w: usize, rs: usize, plain: bool, m: v128): void {
   const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
-  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
+  const rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
+  let v0 = m, v1 = m, v2 = m;
+  if (plain) {
+    const h0 = v128.load(w), h1 = v128.load(w + rs), h2 = v128.load(w + 2 * rs), h3 = v128.load(w + 3 * rs);
+    const t0 = v128.shuffle<u32>(h0, h1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(h0, h1, 2, 6, 3, 7);
+    const t2 = v128.shuffle<u32>(h2, h3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(h2, h3, 2, 6, 3, 7);
+    const dd = v128.shuffle<u64>(t0, t2, 0, 2);
+    v0 = v128.shuffle<u64>(t0, t2, 1, 3);
+    v1 = v128.shuffle<u64>(t1, t3, 0, 2);
+    v2 = v128.shuffle<u64>(t1, t3, 1, 3);
+    // half4_scaled's form of the low (d) and high (dmin) halves: the sign-extended half << 13, masked
+    kp_d = f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(dd, 16), 3), rm), k112);
+    kp_dmin = f32x4.mul(v128.and(i32x4.shl(i32x4.shr_s(dd, 16), 13), rm), k112);
+  } else {
+    v0 = v128.load(w, 16);
+    v1 = v128.load(w, 32);
+    v2 = v128.load(w, 48);
+    kp_d = f32x4.mul(half4_scaled(w, rm), k112);
+    kp_dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+  }
   // get_scale_min_k4 on 4 rows at once (as gemm-k.ts sb_q4kx4): byte 4r + (j & 3) = sub-block j of row r
   const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
   const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
@@ -109,16 +168,56 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
   kp_mn1 = i16x8.extend_high_i8x16_u(p0);
   kp_mn2 = i16x8.extend_low_i8x16_u(p1);
   kp_mn3 = i16x8.extend_high_i8x16_u(p1);
-  const rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
-  kp_d = f32x4.mul(half4_scaled(w, rm), k112);
-  kp_dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+}
+
+/** Chunk k (0-3) of 4 rows' 16 bytes a0..a3: bytes 4k..4k+3 of each row, row r in i32 lane r. */
+// @ts-ignore: decorator
+@inline function chunk_of(a0: v128, a1: v128, a2: v128, a3: v128, k: i32): v128 {
+  const lo = k < 2;
+  const t01 = lo ? v128.shuffle<u32>(a0, a1, 0, 4, 1, 5) : v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
+  const t23 = lo ? v128.shuffle<u32>(a2, a3, 0, 4, 1, 5) : v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);
+  return k & 1 ? v128.shuffle<u64>(t01, t23, 1, 3) : v128.shuffle<u64>(t01, t23, 0, 2);
+}
+
+/** q5_K: the 4 rows' 32 qh bytes (row r's at q + r·rs) in chunk form into kp_q0..7. */
+// @ts-ignore: decorator
+@inline function fifth_bits(q: usize, rs: usize): void {
+  const rs2 = rs << 1, rs3 = rs2 + rs;
+  const a0 = v128.load(q), a1 = v128.load(q + rs), a2 = v128.load(q + rs2), a3 = v128.load(q + rs3);
+  kp_q0 = chunk_of(a0, a1, a2, a3, 0);
+  kp_q1 = chunk_of(a0, a1, a2, a3, 1);
+  kp_q2 = chunk_of(a0, a1, a2, a3, 2);
+  kp_q3 = chunk_of(a0, a1, a2, a3, 3);
+  const b0 = v128.load(q, 16), b1 = v128.load(q + rs, 16), b2 = v128.load(q + rs2, 16), b3 = v128.load(q + rs3, 16);
+  kp_q4 = chunk_of(b0, b1, b2, b3, 0);
+  kp_q5 = chunk_of(b0, b1, b2, b3, 1);
+  kp_q6 = chunk_of(b0, b1, b2, b3, 2);
+  kp_q7 = chunk_of(b0, b1, b2, b3, 3);
+}
+
+/**
+ * One super-block of the 4 weight rows (L_X4: the group super-block at w; plain q4_K / q5_K: row
+ * r's at w + r·rs) × T tokens (token t's record at x + t·xs): adds each token's value to its
+ * running sum (P.acc_t).
+ */
+// @ts-ignore: decorator
+@inline function super_block(w: usize, rs: usize, x: usize, xs: usize, T: i32, lay: i32): void {
+  const plain = lay != L_X4, five = lay == L_Q5K;
+  const m = v128.load(C_NIBBLE_MASK);
+  header(w, rs, plain, m);
+  if (five) fifth_bits(w + 16, rs);
   const z = i32x4.splat(0);
   kp_s0 = z; kp_s1 = z; kp_s2 = z; kp_s3 = z; kp_s4 = z; kp_s5 = z; kp_s6 = z; kp_s7 = z;
-  let q = w + 64, xq = x;
+  if (T > 8) { kp_s8 = z; kp_s9 = z; kp_s10 = z; kp_s11 = z; kp_s12 = z; kp_s13 = z; kp_s14 = z; kp_s15 = z; }
+  // row r's 32 bytes of the chunk at q + r·rs (plain) or q + 128r (x4)
+  let q = w + (five ? 48 : plain ? 16 : 64), xq = x;
+  const rs2 = rs << 1, rs3 = rs2 + rs;
   for (let j = 0; j < 4; j++) {
     // rows' bytes 0-15 (a) and 16-31 (b) of the chunk, transposed to 4-byte chunks 0-3 and 4-7
-    const a0 = v128.load(q), a1 = v128.load(q, 128), a2 = v128.load(q, 256), a3 = v128.load(q, 384);
-    const b0 = v128.load(q, 16), b1 = v128.load(q, 144), b2 = v128.load(q, 272), b3 = v128.load(q, 400);
+    const a0 = v128.load(q), a1 = plain ? v128.load(q + rs) : v128.load(q, 128);
+    const a2 = plain ? v128.load(q + rs2) : v128.load(q, 256), a3 = plain ? v128.load(q + rs3) : v128.load(q, 384);
+    const b0 = v128.load(q, 16), b1 = plain ? v128.load(q + rs, 16) : v128.load(q, 144);
+    const b2 = plain ? v128.load(q + rs2, 16) : v128.load(q, 272), b3 = plain ? v128.load(q + rs3, 16) : v128.load(q, 400);
     const ta0 = v128.shuffle<u32>(a0, a1, 0, 4, 1, 5), ta1 = v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
     const ta2 = v128.shuffle<u32>(a2, a3, 0, 4, 1, 5), ta3 = v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);
     const tb0 = v128.shuffle<u32>(b0, b1, 0, 4, 1, 5), tb1 = v128.shuffle<u32>(b0, b1, 2, 6, 3, 7);
@@ -127,47 +226,92 @@ let kp_e4: v128 = i32x4.splat(0), kp_e5: v128 = i32x4.splat(0), kp_e6: v128 = i3
     const c2 = v128.shuffle<u64>(ta1, ta3, 0, 2), c3 = v128.shuffle<u64>(ta1, ta3, 1, 3);
     const c4 = v128.shuffle<u64>(tb0, tb2, 0, 2), c5 = v128.shuffle<u64>(tb0, tb2, 1, 3);
     const c6 = v128.shuffle<u64>(tb1, tb3, 0, 2), c7 = v128.shuffle<u64>(tb1, tb3, 1, 3);
-    kp_h0 = v128.and(i16x8.shr_u(c0, 4), m); kp_h1 = v128.and(i16x8.shr_u(c1, 4), m);
-    kp_h2 = v128.and(i16x8.shr_u(c2, 4), m); kp_h3 = v128.and(i16x8.shr_u(c3, 4), m);
-    kp_h4 = v128.and(i16x8.shr_u(c4, 4), m); kp_h5 = v128.and(i16x8.shr_u(c5, 4), m);
-    kp_h6 = v128.and(i16x8.shr_u(c6, 4), m); kp_h7 = v128.and(i16x8.shr_u(c7, 4), m);
-    const l0 = v128.and(c0, m), l1 = v128.and(c1, m), l2 = v128.and(c2, m), l3 = v128.and(c3, m);
-    const l4 = v128.and(c4, m), l5 = v128.and(c5, m), l6 = v128.and(c6, m), l7 = v128.and(c7, m);
+    // q5_K: + 16 where bit 0 (low nibbles) / bit 1 (high) of a byte's fifth bits is set (gemm-k.ts lo45 / hi45)
+    const b16 = i8x16.sub(m, i8x16.eq(m, m)); // 0x10 bytes, from the register holding 0x0F
+    const u0 = kp_q0, u1 = kp_q1, u2 = kp_q2, u3 = kp_q3, u4 = kp_q4, u5 = kp_q5, u6 = kp_q6, u7 = kp_q7;
+    kp_h0 = hi45(c0, u0, five, m, b16); kp_h1 = hi45(c1, u1, five, m, b16);
+    kp_h2 = hi45(c2, u2, five, m, b16); kp_h3 = hi45(c3, u3, five, m, b16);
+    kp_h4 = hi45(c4, u4, five, m, b16); kp_h5 = hi45(c5, u5, five, m, b16);
+    kp_h6 = hi45(c6, u6, five, m, b16); kp_h7 = hi45(c7, u7, five, m, b16);
+    const l0 = lo45(c0, u0, five, m, b16), l1 = lo45(c1, u1, five, m, b16), l2 = lo45(c2, u2, five, m, b16), l3 = lo45(c3, u3, five, m, b16);
+    const l4 = lo45(c4, u4, five, m, b16), l5 = lo45(c5, u5, five, m, b16), l6 = lo45(c6, u6, five, m, b16), l7 = lo45(c7, u7, five, m, b16);
+    if (five) {
+      kp_q0 = i16x8.shr_u(u0, 2); kp_q1 = i16x8.shr_u(u1, 2); kp_q2 = i16x8.shr_u(u2, 2); kp_q3 = i16x8.shr_u(u3, 2);
+      kp_q4 = i16x8.shr_u(u4, 2); kp_q5 = i16x8.shr_u(u5, 2); kp_q6 = i16x8.shr_u(u6, 2); kp_q7 = i16x8.shr_u(u7, 2);
+    }
     // sub-block 2j: the low nibbles, scales in bytes 0-3 of kp_sq; 2j + 1: the high ones, bytes 4-7
     const sq = kp_sq;
     kp_sc = v128.shuffle<u8>(sq, z, 0, 16, 0, 16, 1, 16, 1, 16, 2, 16, 2, 16, 3, 16, 3, 16);
-    tokens(l0, l1, l2, l3, l4, l5, l6, l7, xq, xs, T);
+    tokens(l0, l1, l2, l3, l4, l5, l6, l7, xq, xs, T, five);
     const sh = kp_sq;
     kp_sc = v128.shuffle<u8>(sh, z, 4, 16, 4, 16, 5, 16, 5, 16, 6, 16, 6, 16, 7, 16, 7, 16);
     kp_sq = v128.shuffle<u8>(sh, kp_sq2, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23);
     kp_sq2 = v128.shuffle<u8>(kp_sq2, kp_sq2, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
-    tokens(kp_h0, kp_h1, kp_h2, kp_h3, kp_h4, kp_h5, kp_h6, kp_h7, xq + 32, xs, T);
+    tokens(kp_h0, kp_h1, kp_h2, kp_h3, kp_h4, kp_h5, kp_h6, kp_h7, xq + 32, xs, T, five);
     q += 32; xq += 64;
   }
   P.acc0 = f32x4.add(P.acc0, sb_value(kp_s0, x));
-  if (T > 1) P.acc1 = f32x4.add(P.acc1, sb_value(kp_s1, x + xs));
+  if (T > 1) P.acc1 = f32x4.add(P.acc1, sb_value(kp_s1, x + 1 * xs));
   if (T > 2) P.acc2 = f32x4.add(P.acc2, sb_value(kp_s2, x + 2 * xs));
   if (T > 3) P.acc3 = f32x4.add(P.acc3, sb_value(kp_s3, x + 3 * xs));
   if (T > 4) P.acc4 = f32x4.add(P.acc4, sb_value(kp_s4, x + 4 * xs));
   if (T > 5) P.acc5 = f32x4.add(P.acc5, sb_value(kp_s5, x + 5 * xs));
   if (T > 6) P.acc6 = f32x4.add(P.acc6, sb_value(kp_s6, x + 6 * xs));
   if (T > 7) P.acc7 = f32x4.add(P.acc7, sb_value(kp_s7, x + 7 * xs));
+  if (T > 8) P.acc8 = f32x4.add(P.acc8, sb_value(kp_s8, x + 8 * xs));
+  if (T > 9) P.acc9 = f32x4.add(P.acc9, sb_value(kp_s9, x + 9 * xs));
+  if (T > 10) P.acc10 = f32x4.add(P.acc10, sb_value(kp_s10, x + 10 * xs));
+  if (T > 11) P.acc11 = f32x4.add(P.acc11, sb_value(kp_s11, x + 11 * xs));
+  if (T > 12) P.acc12 = f32x4.add(P.acc12, sb_value(kp_s12, x + 12 * xs));
+  if (T > 13) P.acc13 = f32x4.add(P.acc13, sb_value(kp_s13, x + 13 * xs));
+  if (T > 14) P.acc14 = f32x4.add(P.acc14, sb_value(kp_s14, x + 14 * xs));
+  if (T > 15) P.acc15 = f32x4.add(P.acc15, sb_value(kp_s15, x + 15 * xs));
 }
 
-// One function per tile width: V8 allocates registers per function.
-function sb_t1(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 1); }
-function sb_t2(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 2); }
-function sb_t3(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 3); }
-function sb_t4(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 4); }
-function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); }
+// One function per layout and tile width: V8 allocates registers per function.
+function sb_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 1, L_X4); }
+function sb_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 2, L_X4); }
+function sb_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 3, L_X4); }
+function sb_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 4, L_X4); }
+function sb_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 8, L_X4); }
+function sb_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 16, L_X4); }
+function sbp_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 1, L_Q4K); }
+function sbp_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 2, L_Q4K); }
+function sbp_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 3, L_Q4K); }
+function sbp_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 4, L_Q4K); }
+function sbp_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 8, L_Q4K); }
+function sbp_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 16, L_Q4K); }
+function sb5_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 1, L_Q5K); }
+function sb5_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 2, L_Q5K); }
+function sb5_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 3, L_Q5K); }
+function sb5_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 4, L_Q5K); }
+function sb5_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 8, L_Q5K); }
+function sb5_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 16, L_Q5K); }
 
 // @ts-ignore: decorator
-@inline function sb(w: usize, x: usize, xs: usize, T: i32): void {
-  if (T == 8) sb_t8(w, x, xs);
-  else if (T == 4) sb_t4(w, x, xs);
-  else if (T == 3) sb_t3(w, x, xs);
-  else if (T == 2) sb_t2(w, x, xs);
-  else sb_t1(w, x, xs);
+@inline function sb(w: usize, rs: usize, x: usize, xs: usize, T: i32, lay: i32): void {
+  if (lay == L_Q5K) {
+    if (T == 16) sb5_t16(w, rs, x, xs);
+    else if (T == 8) sb5_t8(w, rs, x, xs);
+    else if (T == 4) sb5_t4(w, rs, x, xs);
+    else if (T == 3) sb5_t3(w, rs, x, xs);
+    else if (T == 2) sb5_t2(w, rs, x, xs);
+    else sb5_t1(w, rs, x, xs);
+  } else if (lay == L_Q4K) {
+    if (T == 16) sbp_t16(w, rs, x, xs);
+    else if (T == 8) sbp_t8(w, rs, x, xs);
+    else if (T == 4) sbp_t4(w, rs, x, xs);
+    else if (T == 3) sbp_t3(w, rs, x, xs);
+    else if (T == 2) sbp_t2(w, rs, x, xs);
+    else sbp_t1(w, rs, x, xs);
+  } else {
+    if (T == 16) sb_t16(w, rs, x, xs);
+    else if (T == 8) sb_t8(w, rs, x, xs);
+    else if (T == 4) sb_t4(w, rs, x, xs);
+    else if (T == 3) sb_t3(w, rs, x, xs);
+    else if (T == 2) sb_t2(w, rs, x, xs);
+    else sb_t1(w, rs, x, xs);
+  }
 }
 
 /** Tokens' running sums after chain c (0..3) of super-blocks: kept (c 0, 1), joined (c 2: 0 + 2; c 3: (0 + 2) + (1 + 3)). */
@@ -175,8 +319,10 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
 @inline function end_chain(c: i32, T: i32): void {
   if (c == 0) {
     kp_c0 = P.acc0; kp_c1 = P.acc1; kp_c2 = P.acc2; kp_c3 = P.acc3; kp_c4 = P.acc4; kp_c5 = P.acc5; kp_c6 = P.acc6; kp_c7 = P.acc7;
+    if (T > 8) { kp_c8 = P.acc8; kp_c9 = P.acc9; kp_c10 = P.acc10; kp_c11 = P.acc11; kp_c12 = P.acc12; kp_c13 = P.acc13; kp_c14 = P.acc14; kp_c15 = P.acc15; }
   } else if (c == 1) {
     kp_e0 = P.acc0; kp_e1 = P.acc1; kp_e2 = P.acc2; kp_e3 = P.acc3; kp_e4 = P.acc4; kp_e5 = P.acc5; kp_e6 = P.acc6; kp_e7 = P.acc7;
+    if (T > 8) { kp_e8 = P.acc8; kp_e9 = P.acc9; kp_e10 = P.acc10; kp_e11 = P.acc11; kp_e12 = P.acc12; kp_e13 = P.acc13; kp_e14 = P.acc14; kp_e15 = P.acc15; }
   } else if (c == 2) {
     kp_c0 = f32x4.add(kp_c0, P.acc0);
     if (T > 1) kp_c1 = f32x4.add(kp_c1, P.acc1);
@@ -186,6 +332,14 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
     if (T > 5) kp_c5 = f32x4.add(kp_c5, P.acc5);
     if (T > 6) kp_c6 = f32x4.add(kp_c6, P.acc6);
     if (T > 7) kp_c7 = f32x4.add(kp_c7, P.acc7);
+    if (T > 8) kp_c8 = f32x4.add(kp_c8, P.acc8);
+    if (T > 9) kp_c9 = f32x4.add(kp_c9, P.acc9);
+    if (T > 10) kp_c10 = f32x4.add(kp_c10, P.acc10);
+    if (T > 11) kp_c11 = f32x4.add(kp_c11, P.acc11);
+    if (T > 12) kp_c12 = f32x4.add(kp_c12, P.acc12);
+    if (T > 13) kp_c13 = f32x4.add(kp_c13, P.acc13);
+    if (T > 14) kp_c14 = f32x4.add(kp_c14, P.acc14);
+    if (T > 15) kp_c15 = f32x4.add(kp_c15, P.acc15);
   } else {
     P.acc0 = f32x4.add(kp_c0, f32x4.add(kp_e0, P.acc0));
     if (T > 1) P.acc1 = f32x4.add(kp_c1, f32x4.add(kp_e1, P.acc1));
@@ -195,6 +349,14 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
     if (T > 5) P.acc5 = f32x4.add(kp_c5, f32x4.add(kp_e5, P.acc5));
     if (T > 6) P.acc6 = f32x4.add(kp_c6, f32x4.add(kp_e6, P.acc6));
     if (T > 7) P.acc7 = f32x4.add(kp_c7, f32x4.add(kp_e7, P.acc7));
+    if (T > 8) P.acc8 = f32x4.add(kp_c8, f32x4.add(kp_e8, P.acc8));
+    if (T > 9) P.acc9 = f32x4.add(kp_c9, f32x4.add(kp_e9, P.acc9));
+    if (T > 10) P.acc10 = f32x4.add(kp_c10, f32x4.add(kp_e10, P.acc10));
+    if (T > 11) P.acc11 = f32x4.add(kp_c11, f32x4.add(kp_e11, P.acc11));
+    if (T > 12) P.acc12 = f32x4.add(kp_c12, f32x4.add(kp_e12, P.acc12));
+    if (T > 13) P.acc13 = f32x4.add(kp_c13, f32x4.add(kp_e13, P.acc13));
+    if (T > 14) P.acc14 = f32x4.add(kp_c14, f32x4.add(kp_e14, P.acc14));
+    if (T > 15) P.acc15 = f32x4.add(kp_c15, f32x4.add(kp_e15, P.acc15));
   }
 }
 
@@ -202,7 +364,7 @@ function sb_t8(w: usize, x: usize, xs: usize): void { super_block(w, x, xs, 8); 
 let kp_touched: i32 = 0;
 
 /**
- * Reads one word of every 64-byte line of [p, p + n) in order: the chains visit the group's
+ * Reads one word of every 64-byte line of [p, p + n) in order: the chains visit the rows'
  * super-blocks 4 apart, which the hardware prefetchers follow badly where the weights come from
  * memory (the first tokens of a row block); loaded in order first, they arrive as a stream.
  */
@@ -214,63 +376,105 @@ let kp_touched: i32 = 0;
 }
 
 /**
- * 4 weight rows (the q4_Kx4 group at w, nb super-blocks) × T tokens (records at x + t·xs): the
- * chains of super-blocks one after another, then the leftover blocks; token t's 4 values to
- * y + t·sy (acc != 0 adds into Y).
+ * 4 weight rows × T tokens (records at x + t·xs): L_X4, the group at w (super-block b at w + 576b);
+ * plain, rows at w + r·rs (super-block b at + 144b or + 176b). Either way the 4 rows are the 4·rs
+ * bytes from w. The chains of super-blocks one after another, then the leftover blocks; token t's
+ * 4 values to y + t·sy (acc != 0 adds into Y).
  */
 // @ts-ignore: decorator
-@inline function tile(w: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32): void {
+@inline function tile(w: usize, rs: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32, lay: i32): void {
+  const bs: usize = lay == L_X4 ? X4K_BYTES : lay == L_Q4K ? Q4K_BYTES : Q5K_BYTES;
   const nb4 = nb & ~3;
-  touch(w, <usize>nb * X4K_BYTES);
-  P.zero_accs();
+  touch(w, rs << 2);
+  P.zero_accs(T);
   if (nb4 > 0) {
     for (let c = 0; c < 4; c++) {
-      if (c > 0) P.zero_accs();
-      for (let b = c; b < nb4; b += 4) sb(w + <usize>b * X4K_BYTES, x + <usize>b * Q8K_BYTES, xs, T);
+      if (c > 0) P.zero_accs(T);
+      for (let b = c; b < nb4; b += 4) sb(w + <usize>b * bs, rs, x + <usize>b * Q8K_BYTES, xs, T, lay);
       end_chain(c, T);
     }
   }
-  for (let b = nb4; b < nb; b++) sb(w + <usize>b * X4K_BYTES, x + <usize>b * Q8K_BYTES, xs, T);
+  for (let b = nb4; b < nb; b++) sb(w + <usize>b * bs, rs, x + <usize>b * Q8K_BYTES, xs, T, lay);
   P.put_accs(y, sy, acc, T);
+}
+
+/** Weight rows [r0, r1) (4 at a time from r0; row n's bytes at W + n·rs, which is also an x4 group's start for n ≡ 0 mod 4) × T tokens. */
+// @ts-ignore: decorator
+@inline function row_block(W: usize, rs: usize, r0: i32, r1: i32, nb: i32, x: usize, xs: usize, yr: usize, sy: usize, acc: i32, T: i32, lay: i32): void {
+  for (let n = r0; n < r1; n += 4) tile(W + <usize>n * rs, rs, nb, x, xs, yr + (<usize>n << 2), sy, acc, T, lay);
+}
+
+/**
+ * Whether tiles take 16 tokens: with relaxed SIMD (one vpmaddubsw a udot16) 1.04-1.06× the 8-token
+ * tile; in the plain-SIMD build (udot16 widens to i16: 5 more vector ops each) the 16-token tile ran
+ * 0.76-0.80× gemm_k, the 8-token one 1.05× (`kprompt-ab`, busy host, CPU time alternated).
+ */
+const WIDE: bool = ASC_FEATURE_RELAXED_SIMD;
+
+/**
+ * Weight rows [r0, r1) (a multiple of 4 rows) × the M tokens at A into Y, 16 tokens at a time
+ * where WIDE (then 8, 4, 3, 2, 1), in blocks of rows that stay in L2 while all tokens pass over them.
+ */
+// @ts-ignore: decorator
+@inline function prompt_rows(A: usize, W: usize, Y: usize, ldy: i32, M: i32, r0: i32, r1: i32, K: i32, acc: i32, lay: i32): void {
+  const nb = K >> 8;
+  const rs = <usize>nb * (lay == L_Q5K ? Q5K_BYTES : Q4K_BYTES), xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
+  // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
+  let rb = <i32>(<usize>98304 / rs) & ~3;
+  if (rb < 4) rb = 4;
+  for (let b0 = r0; b0 < r1; b0 += rb) {
+    const b1 = min(b0 + rb, r1);
+    for (let t = 0; t < M; ) {
+      const left = M - t;
+      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
+      if (left >= 16 && WIDE) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 16, lay);
+      else if (left >= 8) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 8, lay);
+      else if (left >= 4) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 4, lay);
+      else if (left == 3) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 3, lay);
+      else if (left == 2) row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 2, lay);
+      else row_block(W, rs, b0, b1, nb, x, xs, yr, sy, acc, 1, lay);
+      t += left >= 16 && WIDE ? 16 : left >= 8 ? 8 : left >= 4 ? 4 : left;
+    }
+  }
 }
 
 /**
  * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
  * rows, quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with
- * gemm_k's bits on the plain matrix. Whole groups of 4 weight rows go through the tile, 8 tokens
- * at a time (then 4, 3, 2, 1); rows of a group cut by [n0, n1) and the plain rows after the last
- * group go to gemm_q4_kx4. Returns a lane of the last stage value plus the last touch sum, a
- * meaningless number that keeps the `kp_stage` and `kp_touched` globals read (Binaryen removes a
- * global nobody reads, and its stores with it).
+ * gemm_k's bits on the plain matrix. Whole groups of 4 weight rows go through the tile; rows of a
+ * group cut by [n0, n1) and the plain rows after the last group go to gemm_q4_kx4. Returns a lane
+ * of the last stage value plus the last touch sum, a meaningless number that keeps the `kp_stage`
+ * and `kp_touched` globals read (Binaryen removes a global nobody reads, and its stores with it).
  */
 export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
-  const nb = K >> 8;
-  const grp = <usize>nb * X4K_BYTES, xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
   const g0 = (n0 + 3) & ~3, g1 = min(n1, N & ~3) & ~3;
   if (g0 >= g1) {
     gemm_q4_kx4(A, W, Y, ldy, M, N, n0, n1, K, acc);
     return 0;
   }
   if (n0 < g0) gemm_q4_kx4(A, W, Y, ldy, M, N, n0, g0, K, acc);
-  // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
-  let rb = <i32>(<usize>98304 / (<usize>nb * 144)) & ~3;
-  if (rb < 4) rb = 4;
-  for (let r0 = g0; r0 < g1; r0 += rb) {
-    const r1 = min(r0 + rb, g1);
-    for (let t = 0; t < M; ) {
-      const left = M - t;
-      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
-      for (let n = r0; n < r1; n += 4) {
-        const w = W + <usize>(n >> 2) * grp, y = yr + (<usize>n << 2);
-        if (left >= 8) tile(w, nb, x, xs, y, sy, acc, 8);
-        else if (left >= 4) tile(w, nb, x, xs, y, sy, acc, 4);
-        else if (left == 3) tile(w, nb, x, xs, y, sy, acc, 3);
-        else if (left == 2) tile(w, nb, x, xs, y, sy, acc, 2);
-        else tile(w, nb, x, xs, y, sy, acc, 1);
-      }
-      t += left >= 8 ? 8 : left >= 4 ? 4 : left;
-    }
-  }
+  prompt_rows(A, W, Y, ldy, M, g0, g1, K, acc, L_X4);
   if (g1 < n1) gemm_q4_kx4(A, W, Y, ldy, M, N, g1, n1, K, acc);
+  return i32x4.extract_lane(kp_stage, 0) + kp_touched;
+}
+
+/**
+ * Plain q4_K weights W (rows of K/256 block_q4_K) times the q8_K activations at A (M rows,
+ * quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), as gemm_k gives them, bit
+ * for bit. Rows 4 at a time from n0 through the tile; the 1-3 rows left go to gemm_k. Returns a
+ * meaningless number, as gemm_q4_kx4_prompt.
+ */
+export function gemm_q4_k_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
+  const g1 = n0 + ((n1 - n0) & ~3);
+  if (n0 < g1) prompt_rows(A, W, Y, ldy, M, n0, g1, K, acc, L_Q4K);
+  if (g1 < n1) gemm_k(KIND_Q4K, A, W, Y, ldy, M, g1, n1, K, acc);
+  return i32x4.extract_lane(kp_stage, 0) + kp_touched;
+}
+
+/** Plain q5_K weights (rows of K/256 block_q5_K) as gemm_q4_k_prompt: each value with gemm_k's bits. */
+export function gemm_q5_k_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
+  const g1 = n0 + ((n1 - n0) & ~3);
+  if (n0 < g1) prompt_rows(A, W, Y, ldy, M, n0, g1, K, acc, L_Q5K);
+  if (g1 < n1) gemm_k(KIND_Q5K, A, W, Y, ldy, M, g1, n1, K, acc);
   return i32x4.extract_lane(kp_stage, 0) + kp_touched;
 }

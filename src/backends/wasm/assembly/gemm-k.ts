@@ -170,12 +170,12 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
  * of qh (qh shifted right by 2 per j) → +16 for the low nibbles, bit 2j+1 → +16 for the high ones.
  */
 // @ts-ignore: decorator
-@inline function lo45(v: v128, qh: v128, five: bool, m: v128, b16: v128): v128 {
+@inline export function lo45(v: v128, qh: v128, five: bool, m: v128, b16: v128): v128 {
   const l = v128.and(v, m);
   return five ? v128.or(l, v128.and(i16x8.shl(qh, 4), b16)) : l;
 }
 // @ts-ignore: decorator
-@inline function hi45(v: v128, qh: v128, five: bool, m: v128, b16: v128): v128 {
+@inline export function hi45(v: v128, qh: v128, five: bool, m: v128, b16: v128): v128 {
   const h = v128.and(i16x8.shr_u(v, 4), m);
   return five ? v128.or(h, v128.and(i16x8.shl(qh, 3), b16)) : h;
 }
