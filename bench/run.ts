@@ -22,6 +22,7 @@
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
+ *   server-stall [...]    the longest event-loop stall of one request at the body limit, per kind and chat format (bench/server-stall.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -62,6 +63,7 @@ if (name === 'kernels') {
     'profile',
     'step-series',
     'tokenize-long',
+    'server-stall',
   ].includes(name)
 ) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
@@ -70,7 +72,7 @@ if (name === 'kernels') {
   process.exitCode = r.status ?? 1;
 } else {
   console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, kprompt-ab, step-series, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long)`,
+    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, kprompt-ab, step-series, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long, server-stall)`,
   );
   process.exitCode = 2;
 }
