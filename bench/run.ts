@@ -24,10 +24,37 @@
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
  *   step-ab ROOT_A ROOT_B  decode steps of two builds in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
+ *   server-stall [...]    the longest event-loop stall of one request at the body limit, per kind and chat format (bench/server-stall.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { runKernelBench } from './kernels.js';
+
+/** Benchmarks that are programs of their own (bench/NAME.ts). */
+const PROGRAMS = [
+  'ttft',
+  'train',
+  'batched',
+  'serve',
+  'serve-llamacpp',
+  'long-context',
+  'kv-quality',
+  'quant-kl',
+  'kernel-ab',
+  'dot-ab',
+  'decode-ab',
+  'kquant-step',
+  'layout-ab',
+  'kprompt-ab',
+  'browser',
+  'vs-llamacpp',
+  'read-bandwidth',
+  'profile',
+  'step-series',
+  'step-ab',
+  'tokenize-long',
+  'server-stall',
+];
 
 const [name = 'kernels', ...rest] = process.argv.slice(2);
 if (name === 'kernels') {
@@ -42,41 +69,21 @@ if (name === 'kernels') {
   const { makeGguf } = await import('./make-gguf.js');
   const li = rest.indexOf('--layers');
   const layers = li >= 0 ? Number(rest.splice(li, 2)[1]) : 0;
-  const [shape = '1b', type = 'q4_0', out = `/tmp/mpt-${shape}-${type}.gguf`] = rest;
-  await makeGguf(shape, type as never, out, layers);
-  console.log(JSON.stringify({ wrote: out }));
-} else if (
-  [
-    'ttft',
-    'train',
-    'batched',
-    'serve',
-    'serve-llamacpp',
-    'long-context',
-    'kv-quality',
-    'quant-kl',
-    'kernel-ab',
-    'dot-ab',
-    'decode-ab',
-    'kquant-step',
-    'layout-ab',
-    'kprompt-ab',
-    'browser',
-    'vs-llamacpp',
-    'read-bandwidth',
-    'profile',
-    'step-series',
-    'step-ab',
-    'tokenize-long',
-  ].includes(name)
-) {
+  const [shape, type, out] = rest;
+  if (!shape || !type || !out) {
+    // no default output: a bare call once overwrote a benchmark file in /tmp
+    console.error('usage: make-gguf SHAPE(1b|7b|tiny) TYPE(q4_0|q8_0|q4_k|...) OUT.gguf [--layers N]');
+    process.exitCode = 2;
+  } else {
+    await makeGguf(shape, type as never, out, layers);
+    console.log(JSON.stringify({ wrote: out }));
+  }
+} else if (PROGRAMS.includes(name)) {
   // Each of these is a program of its own (own process: peak RSS and threads are per run).
   const script = fileURLToPath(new URL(`./${name}.js`, import.meta.url));
   const r = spawnSync(process.execPath, [script, ...rest], { stdio: 'inherit' });
   process.exitCode = r.status ?? 1;
 } else {
-  console.error(
-    `unknown benchmark "${name}" (kernels, model, make-gguf, ttft, train, batched, serve, serve-llamacpp, long-context, kv-quality, quant-kl, kernel-ab, dot-ab, decode-ab, kquant-step, layout-ab, kprompt-ab, step-series, step-ab, browser, vs-llamacpp, read-bandwidth, profile, tokenize-long)`,
-  );
+  console.error(`unknown benchmark "${name}" (${['kernels', 'model', 'make-gguf', ...PROGRAMS].join(', ')})`);
   process.exitCode = 2;
 }

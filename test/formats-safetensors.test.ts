@@ -316,9 +316,21 @@ describe('corrupt safetensors files', () => {
       /overlap/,
     );
     await rejectsFormat(rawFile('entry.safetensors', { w: 3 }, f32(1)), /tensor w: header entry is not an object/);
+  });
+
+  it('a header entry without one of its fields names the field and what it must hold', async () => {
+    const full = { dtype: 'F32', shape: [1], data_offsets: [0, 4] };
+    for (const [field, want] of [
+      ['dtype', /tensor w: the header entry has no "dtype" \(F32, F16 or BF16\)/],
+      ['shape', /tensor w: the header entry has no "shape" \(a list of non-negative integers\)/],
+      ['data_offsets', /tensor w: the header entry has no "data_offsets" \(a pair of non-negative integers\)/],
+    ] as const) {
+      const { [field]: _left, ...entry } = full;
+      await rejectsFormat(rawFile(`no-${field}.safetensors`, { w: entry }, f32(1)), want);
+    }
     await rejectsFormat(
-      rawFile('nodtype.safetensors', { w: { shape: [1], data_offsets: [0, 4] } }, f32(1)),
-      /missing dtype/,
+      rawFile('numdtype.safetensors', { w: { ...full, dtype: 7 } }, f32(1)),
+      /tensor w: "dtype" is 7, not a string \(F32, F16 or BF16\)/,
     );
   });
 

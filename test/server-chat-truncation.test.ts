@@ -16,9 +16,15 @@ const mptChat = JSON.parse(readFileSync(fixturePath('mpt-configs/mpt-7b-chat.tok
   chat_template: string;
 };
 
-/** MPT-7B-Chat's template, counting its renders. */
+/**
+ * MPT-7B-Chat's template, counting its renders: rendered in place (without `jinja`, the server's
+ * prompt worker cannot rebuild it in its thread), so that the count is this thread's.
+ */
 function countingFormat(): { format: PromptFormat; renders: () => number; lastRenderEnd: () => number } {
-  const inner = jinjaFormat(mptChat.chat_template, { bos_token: '<|endoftext|>', eos_token: '<|endoftext|>' });
+  const { jinja: _inWorker, ...inner } = jinjaFormat(mptChat.chat_template, {
+    bos_token: '<|endoftext|>',
+    eos_token: '<|endoftext|>',
+  });
   let n = 0;
   let end = 0;
   const format: PromptFormat = {

@@ -5,12 +5,22 @@
  * the work (messages, prompts × n) are checked before any of it is done.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import type { IncomingMessage, Server } from 'node:http';
 import { after, before, test } from 'node:test';
+import { InputError } from '../src/errors.js';
+import { jinjaFormat } from '../src/runtime/chat-template.js';
 import type { MptTokenizer } from '../src/runtime/tokenizer.js';
 import { MptServer } from '../src/server/http-server.js';
 import { servedModelFrom } from '../src/server/model-host.js';
-import { INLINE_CHARS, PromptEncoder } from '../src/server/prompt-encoder.js';
-import { startTestServer, tinyModel, type TestServer } from './helpers/serve-fixture.js';
+import { INLINE_CHARS, PromptWorker } from '../src/server/prompt-worker.js';
+import { fixturePath } from './helpers/goldens.js';
+import { startTestServer, tinyModel, waitFor, type TestServer } from './helpers/serve-fixture.js';
+
+function mptChatTemplate(): string {
+  const config = readFileSync(fixturePath('mpt-configs/mpt-7b-chat.tokenizer_config.json'), 'utf8');
+  return (JSON.parse(config) as { chat_template: string }).chat_template;
+}
 
 let srv: TestServer;
 let model: string;
@@ -156,10 +166,10 @@ test('counts that multiply the work are checked before any prompt is tokenized',
   }
 });
 
-test('the prompt encoder drops what its caller gave up on, stops the worker on it, and serves the rest', async () => {
+test('the prompt worker drops what its caller gave up on, stops the worker on it, and serves the rest', async () => {
   const tok = srv.model.tokenizer;
   // Every text longer than 16 characters goes to the worker.
-  const encoder = new PromptEncoder(tok, 16);
+  const encoder = new PromptWorker(tok, { inlineChars: 16 });
   try {
     const long = new AbortController();
     const queued = new AbortController();
@@ -181,9 +191,9 @@ test('the prompt encoder drops what its caller gave up on, stops the worker on i
   await assert.rejects(encoder.encode('x'), (e) => e === 'closed');
 });
 
-test('the bound from bytes never exceeds the number of tokens the tokenizer makes', () => {
+test('the bound from bytes never exceeds the number of tokens the tokenizer makes', async () => {
   const tok = srv.model.tokenizer;
-  const encoder = new PromptEncoder(tok);
+  const encoder = new PromptWorker(tok);
   try {
     // Pieces that pack many bytes into a token, or that NFC composes (e + acute, Hangul jamo).
     const pieces = [
@@ -217,15 +227,120 @@ test('the bound from bytes never exceeds the number of tokens the tokenizer make
     const pick = () => pieces[Math.floor(next() * pieces.length)];
     for (let k = 0; k < 300; k++) {
       const text = Array.from({ length: 1 + Math.floor(next() * 40) }, pick).join('');
-      const least = encoder.minTokens(text);
+      const least = await encoder.leastTokens(text);
       const count = tok.encode(text).length;
       assert.ok(least <= count, `${JSON.stringify(text)}: bound ${least} > ${count} tokens`);
     }
     // And it is reached: three of the vocabulary's longest tokens.
     const longest = ` ${'-'.repeat(256)}`.repeat(3);
     assert.equal(tok.encode(longest).length, 3);
-    assert.equal(encoder.minTokens(longest), 3);
+    assert.equal(await encoder.leastTokens(longest), 3);
   } finally {
     encoder.close('done');
   }
+});
+
+/** A template that spends its whole work budget before it would emit anything: refused after about half a second. */
+const BUDGET_TEMPLATE =
+  '{% set ns = namespace(n=0) %}{% for i in range(100000) %}{% set ns.n = ns.n + 1 %}{% endfor %}{{ messages[0].content }}';
+
+test('/health is answered while a chat template renders at its work budget', async () => {
+  const m = await tinyModel();
+  const format = jinjaFormat(BUDGET_TEMPLATE, {});
+  // The order in which the server finishes its answers (its log line is written then).
+  const finished: string[] = [];
+  const log = (line: string) => finished.push(line.split(' ').slice(0, 3).join(' '));
+  const s = new MptServer(servedModelFrom(m.runner, m.tokenizer, { id: m.id, format }), { port: 0, log });
+  const { url } = await s.listen();
+  try {
+    // The worker thread is started by a first render, which is not what is measured.
+    const first = await post(`${url}/v1/chat/completions`, { model, messages: [{ role: 'user', content: 'hi' }] });
+    assert.equal(first.status, 400);
+    finished.length = 0;
+    // Once the server has the hostile request (its HTTP server's 'request' event, on this thread),
+    // ask for /health: a server that renders on its own thread answers the hostile request first.
+    let health: Promise<number> | undefined;
+    const http = (s as unknown as { server: Server }).server;
+    http.on('request', (req: IncomingMessage) => {
+      if (req.url !== '/v1/chat/completions' || health) return;
+      health = fetch(`${url}/health`).then(async (h) => {
+        await h.arrayBuffer();
+        return h.status;
+      });
+    });
+    const hostile = fetch(`${url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hostile' }] }),
+    }).then(async (r) => ({ status: r.status, text: await r.text() }));
+    const answer = await hostile;
+    assert.equal(answer.status, 400);
+    assert.match(JSON.parse(answer.text).error.message, /does too much work/);
+    assert.equal(await health, 200);
+    await waitFor(() => finished.length === 2, 5000, 'both log lines');
+    assert.deepEqual(finished, ['GET /health 200', 'POST /v1/chat/completions 400']);
+  } finally {
+    await s.shutdown(0);
+  }
+});
+
+test('the prompt worker renders, bounds and decodes as the format and tokenizer do in place', async () => {
+  const tok = srv.model.tokenizer;
+  const format = jinjaFormat(mptChatTemplate(), { bos_token: '<|endoftext|>', eos_token: '<|endoftext|>' });
+  // Everything longer than 16 goes to the worker; every Jinja render does.
+  const worker = new PromptWorker(tok, { format, inlineChars: 16 });
+  try {
+    const messages = [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'naïve café — ünïcode and <|im_end|> inside' },
+      { role: 'assistant', content: 'ok' },
+      { role: 'user', content: 'x'.repeat(3000) },
+    ];
+    for (const gen of [true, false]) {
+      assert.equal(await worker.render(messages, gen), format.render(messages, { addGenerationPrompt: gen }));
+    }
+    const text = await worker.render(messages, true);
+    const ids = tok.encode(text);
+    assert.deepEqual(await worker.encode(text), ids);
+    assert.equal(await worker.decode(ids), tok.decode(ids));
+    assert.deepEqual(
+      await worker.pieces(ids),
+      ids.map((id) => tok.decode([id])),
+    );
+    const inPlace = new PromptWorker(tok);
+    try {
+      assert.equal(await worker.leastTokens(text), await inPlace.leastTokens(text));
+      assert.ok((await worker.leastTokens(text)) > 0);
+    } finally {
+      inPlace.close('done');
+    }
+    // The template's own refusal stays an InputError (a 400 in the server).
+    const refusing = new PromptWorker(tok, { format: jinjaFormat("{{ raise_exception('no system role') }}", {}) });
+    try {
+      await assert.rejects(
+        refusing.render(messages, true),
+        (e) => e instanceof InputError && /no system role/.test(e.message),
+      );
+    } finally {
+      refusing.close('done');
+    }
+  } finally {
+    worker.close('done');
+  }
+});
+
+test('/tokenize with pieces and /detokenize of long inputs answer as the tokenizer does', async () => {
+  const tok = srv.model.tokenizer;
+  const content = Array.from({ length: 900 }, (_, i) => `word${i % 37} naïve`).join(' ');
+  const ids = tok.encode(content);
+  assert.ok(ids.length > 2048, `${ids.length} ids: long enough for the worker`);
+  const t = await post(`${srv.url}/tokenize`, { content, with_pieces: true });
+  assert.equal(t.status, 200);
+  assert.deepEqual(
+    t.json.tokens,
+    ids.map((id) => ({ id, piece: tok.decode([id]) })),
+  );
+  const d = await post(`${srv.url}/detokenize`, { tokens: ids });
+  assert.equal(d.status, 200);
+  assert.equal(d.json.content, tok.decode(ids));
 });

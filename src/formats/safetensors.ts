@@ -123,12 +123,20 @@ async function readHeader(
     const where = `${path}: tensor ${nameForMessage(name)}`;
     if (!isPlainObject(value)) throw new FormatError(`${where}: header entry is not an object`);
     const { dtype: fileDtype, shape, data_offsets: offsets } = value;
-    if (typeof fileDtype !== 'string') throw new FormatError(`${where}: missing dtype`);
+    if (fileDtype === undefined) throw new FormatError(`${where}: the header entry has no "dtype" (F32, F16 or BF16)`);
+    if (typeof fileDtype !== 'string')
+      throw new FormatError(`${where}: "dtype" is ${quoteValue(fileDtype)}, not a string (F32, F16 or BF16)`);
     const dtype = FROM_FILE_DTYPE[fileDtype];
     if (dtype === undefined) {
       throw new FormatError(
         `${where} has dtype ${nameForMessage(fileDtype)}; only F32, F16 and BF16 tensors are supported`,
       );
+    }
+    if (shape === undefined) {
+      throw new FormatError(`${where}: the header entry has no "shape" (a list of non-negative integers)`);
+    }
+    if (offsets === undefined) {
+      throw new FormatError(`${where}: the header entry has no "data_offsets" (a pair of non-negative integers)`);
     }
     if (!Array.isArray(shape) || !shape.every(isCount)) {
       throw new FormatError(`${where}: shape ${quoteValue(shape)} is not a list of non-negative integers`);

@@ -38,6 +38,18 @@ export interface PromptFormat {
   readonly stopStrings: readonly string[];
   /** Token strings that end a reply (e.g. `<|im_end|>`), resolved to ids with the tokenizer. */
   readonly stopTokens: readonly string[];
+  /**
+   * A `jinja` format's template and variables: what rebuilds it elsewhere (`jinjaFormat(t.template,
+   * t.specialTokens)`), e.g. in the server's worker thread, since a template's render costs up to
+   * its work budget whatever the messages' size.
+   */
+  readonly jinja?: JinjaSource;
+}
+
+/** The arguments of `jinjaFormat` (plain JSON, cloneable). */
+export interface JinjaSource {
+  readonly template: string;
+  readonly specialTokens: Readonly<Record<string, string | string[]>>;
 }
 
 /** MPT-7B-Chat's default system prompt (from its chat_template). */
@@ -71,8 +83,16 @@ export function renderJinjaChatTemplate(
     extra?: Record<string, unknown>;
   } = {},
 ): string {
+  return renderProgram(compileChatTemplate(template), messages, options);
+}
+
+function renderProgram(
+  program: TemplateNode,
+  messages: readonly ChatMessage[],
+  options: Parameters<typeof renderJinjaChatTemplate>[2] = {},
+): string {
   checkMessages(messages);
-  return renderBounded(compileChatTemplate(template), {
+  return renderBounded(program, {
     ...(options.specialTokens ?? {}),
     ...(options.extra ?? {}),
     messages: messages.map((m) => ({ ...m })),
@@ -97,13 +117,14 @@ export function jinjaFormat(
   template: string,
   specialTokens: Readonly<Record<string, string | string[]>> = {},
 ): PromptFormat {
-  // Compile once up front so a broken or refused template fails at load time.
-  compileChatTemplate(template);
+  // Compiled once, up front, so a broken or refused template fails at load time. (Rendering
+  // leaves the parsed tree as it was.)
+  const program = compileChatTemplate(template);
   const usesImEnd = template.includes('<|im_end|>');
   return {
     name: 'jinja',
     render: (messages, o = {}) =>
-      renderJinjaChatTemplate(template, messages, {
+      renderProgram(program, messages, {
         addGenerationPrompt: o.addGenerationPrompt ?? true,
         specialTokens,
       }),
@@ -114,6 +135,7 @@ export function jinjaFormat(
     },
     stopStrings: usesImEnd ? ['<|im_end|>'] : [],
     stopTokens: usesImEnd ? ['<|im_end|>'] : [],
+    jinja: { template, specialTokens },
   };
 }
 

@@ -4,9 +4,10 @@
  * OpenAI's chat.completion object or its stream of chunks.
  */
 import type { ServerResponse } from 'node:http';
+import { InputError } from '../errors.js';
 import { badRequest } from './api-error.js';
 import { answerWhenDone, Job, startJob, type GenerationContext, type Plan } from './generation-job.js';
-import { checkGenerationRequest, contextBoundError, contextError, encodePrompts } from './generation-request.js';
+import { checkGenerationRequest, contextBoundError, contextError, requestSignal } from './generation-request.js';
 import { checkGrammarFits, grammarOf, toolGrammarOf } from './grammar.js';
 import { chatLogprobs, chunkMaker, responseBody, responseIdentity, usageOf } from './openai-format.js';
 import { ChatRequest, checkRefusedChatFields, parseBody } from './request-schema.js';
@@ -21,7 +22,12 @@ function messageText(content: ChatRequest['messages'][number]['content']): strin
 
 type ChatMessage = ChatRequest['messages'][number];
 
-function renderMessages(ctx: GenerationContext, list: readonly ChatMessage[]): string {
+/** The conversation rendered through the model's chat format (a Jinja template in the prompt worker). */
+async function renderMessages(
+  ctx: GenerationContext,
+  list: readonly ChatMessage[],
+  signal: AbortSignal,
+): Promise<string> {
   // A past tool call is rendered as the JSON the model writes for one (tools.ts); a tool's
   // result as a turn of role "tool" (ChatML: <|im_start|>tool\n…<|im_end|>).
   const messages = list.map((m) => ({
@@ -29,17 +35,18 @@ function renderMessages(ctx: GenerationContext, list: readonly ChatMessage[]): s
     content: [messageText(m.content), ...(m.tool_calls ?? []).map(renderToolCall)].filter((t) => t !== '').join('\n'),
   }));
   try {
-    return ctx.model.format.render(messages, { addGenerationPrompt: true });
+    return await ctx.prompts.render(messages, true, signal);
   } catch (e) {
-    throw badRequest(`Invalid 'messages': ${(e as Error).message}`, 'messages', 'invalid_value');
+    if (!(e instanceof InputError)) throw e;
+    throw badRequest(`Invalid 'messages': ${e.message}`, 'messages', 'invalid_value');
   }
 }
 
 /** What building a chat prompt takes: the request's messages and max_tokens (null: not given). */
 interface PromptAsk {
   ctx: GenerationContext;
-  res: ServerResponse;
-  receivedAt: number;
+  /** Aborts when the request's time runs out or its client leaves. */
+  signal: AbortSignal;
   list: readonly ChatMessage[];
   asked: number | null;
 }
@@ -52,24 +59,19 @@ interface ChatPrompt {
 
 /** The whole conversation as the prompt; an explicit max_tokens that does not fit is a 400 (as OpenAI gives). */
 async function fullPrompt(p: PromptAsk): Promise<ChatPrompt> {
-  const { ctx, res, receivedAt, list, asked } = p;
+  const { ctx, signal, list, asked } = p;
   const C = ctx.model.contextLength;
-  const promptText = renderMessages(ctx, list);
-  const least = ctx.encoder.minTokens(promptText);
+  const promptText = await renderMessages(ctx, list, signal);
+  const least = await ctx.prompts.leastTokens(promptText, signal);
   if (least >= C || (asked != null && least + asked > C)) {
     throw contextBoundError(C, least, asked, 'messages', 'messages');
   }
-  const [prompt] = (await encodePrompts(ctx, res, receivedAt, [promptText])) as [number[]];
+  const prompt = await ctx.prompts.encode(promptText, signal);
   if (prompt.length === 0)
     throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
   if (prompt.length >= C || (asked != null && prompt.length + asked > C))
     throw contextError(C, prompt.length, asked ?? 1, 'messages');
   return { prompt, maxTokens: asked ?? C - prompt.length };
-}
-
-/** Lets the event loop run (health checks, other streams) between two renders of one request. */
-function yieldToEventLoop(): Promise<void> {
-  return new Promise((resolve) => setImmediate(resolve));
 }
 
 /**
@@ -105,12 +107,12 @@ async function fewestDrops(lo: number, hi: number, fits: (d: number) => Promise<
  *
  * Dropping a turn only removes text, so the prompt's length falls as more are dropped and the
  * fewest drops that fit are found by a doubling search: one render and one tokenizing when the
- * whole conversation fits, about 2 log2(drops) of each otherwise, with the event loop free
- * between renders. (Dropping one at a time rendered up to 2,048 conversations: 26-39 s
- * of MPT-7B-Chat's template on the server's main thread for one request at the body limit.)
+ * whole conversation fits, about 2 log2(drops) of each otherwise, a Jinja template's renders in
+ * the prompt worker. (Dropping one at a time rendered up to 2,048 conversations: 26-39 s of
+ * MPT-7B-Chat's template on the server's main thread for one request at the body limit.)
  */
 async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
-  const { ctx, res, receivedAt, list, asked } = p;
+  const { ctx, signal, list, asked } = p;
   const C = ctx.model.contextLength;
   const reserve = Math.min(asked ?? C, Math.floor(C / 2));
   let system = 0;
@@ -120,8 +122,7 @@ async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
   const textAfter = async (drops: number): Promise<string> => {
     let text = texts.get(drops);
     if (text === undefined) {
-      if (texts.size > 0) await yieldToEventLoop();
-      text = renderMessages(ctx, [...list.slice(0, system), ...list.slice(system + drops)]);
+      text = await renderMessages(ctx, [...list.slice(0, system), ...list.slice(system + drops)], signal);
       texts.set(drops, text);
     }
     return text;
@@ -130,13 +131,17 @@ async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
   const promptAfter = async (drops: number): Promise<number[]> => {
     let prompt = prompts.get(drops);
     if (prompt === undefined) {
-      [prompt] = (await encodePrompts(ctx, res, receivedAt, [await textAfter(drops)])) as [number[]];
+      prompt = await ctx.prompts.encode(await textAfter(drops), signal);
       prompts.set(drops, prompt);
     }
     return prompt;
   };
   // Cheaply first: the drops that the conversation's length alone shows are needed (no tokenizing).
-  const least = await fewestDrops(0, most, async (d) => ctx.encoder.minTokens(await textAfter(d)) + reserve <= C);
+  const least = await fewestDrops(
+    0,
+    most,
+    async (d) => (await ctx.prompts.leastTokens(await textAfter(d), signal)) + reserve <= C,
+  );
   const drops = await fewestDrops(least, most, async (d) => (await promptAfter(d)).length + reserve <= C);
   const prompt = await promptAfter(drops);
   if (prompt.length === 0)
@@ -160,8 +165,15 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   const asked = r.max_completion_tokens ?? r.max_tokens;
   const toolGrammar = toolGrammarOf(ctx, r);
   const grammar = toolGrammar ?? grammarOf(ctx, r);
-  const ask: PromptAsk = { ctx, res, receivedAt, list: r.messages, asked: asked ?? null };
-  const { prompt, maxTokens } = r.truncate === 'oldest_turns' ? await truncatedPrompt(ask) : await fullPrompt(ask);
+  const watch = requestSignal(ctx, res, receivedAt);
+  let chatPrompt: ChatPrompt;
+  try {
+    const ask: PromptAsk = { ctx, signal: watch.signal, list: r.messages, asked: asked ?? null };
+    chatPrompt = r.truncate === 'oldest_turns' ? await truncatedPrompt(ask) : await fullPrompt(ask);
+  } finally {
+    watch.release();
+  }
+  const { prompt, maxTokens } = chatPrompt;
   checkGrammarFits(grammar, maxTokens, asked != null ? `max_tokens ${asked}` : 'the rest of the context');
   const n = r.n ?? 1;
   // A choice's text is a call when tools are in use; one cut short by max_tokens stays text.

@@ -13,7 +13,14 @@ import {
   type GenerationContext,
   type Plan,
 } from './generation-job.js';
-import { checkGenerationRequest, contextBoundError, contextError, encodePrompts } from './generation-request.js';
+import type { JsonGrammar } from './constrain/json-constraint.js';
+import {
+  checkGenerationRequest,
+  contextBoundError,
+  contextError,
+  encodePrompts,
+  requestSignal,
+} from './generation-request.js';
 import { checkGrammarFits, grammarOf } from './grammar.js';
 import {
   chunkMaker,
@@ -51,14 +58,21 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
   if (given.length * n > 128) throw badRequest("Invalid 'n': prompts × n must be at most 128.", 'n', 'invalid_value');
   const C = ctx.model.contextLength;
   const asked = r.max_tokens ?? 16;
-  given.forEach((g, i) => {
-    const least = typeof g === 'string' ? ctx.encoder.minTokens(g) : 0;
-    if (least + asked > C) throw contextBoundError(C, least, asked, 'prompt', paramOf(i));
-  });
-  const grammar = grammarOf(ctx, r);
   const texts: (string | null)[] = given.map((g) => (typeof g === 'string' ? g : null));
-  const prompts =
-    typeof given[0] === 'string' ? await encodePrompts(ctx, res, receivedAt, given as string[]) : (given as number[][]);
+  let grammar: JsonGrammar | null;
+  let prompts: number[][];
+  const watch = requestSignal(ctx, res, receivedAt);
+  try {
+    for (const [i, g] of texts.entries()) {
+      const least = g === null ? 0 : await ctx.prompts.leastTokens(g, watch.signal);
+      if (least + asked > C) throw contextBoundError(C, least, asked, 'prompt', paramOf(i));
+    }
+    grammar = grammarOf(ctx, r);
+    prompts =
+      typeof given[0] === 'string' ? await encodePrompts(ctx, given as string[], watch.signal) : (given as number[][]);
+  } finally {
+    watch.release();
+  }
   prompts.forEach((ids, i) => {
     const param = paramOf(i);
     if (ids.length === 0) throw badRequest(`Invalid '${param}': the prompt is empty.`, param, 'invalid_value');

@@ -9,7 +9,7 @@ import * as z from 'zod';
 import { MptError } from '../errors.js';
 import { ApiError, badRequest } from './api-error.js';
 import { submitAll, timeoutError, type GenerationContext } from './generation-job.js';
-import { checkModel, encodePrompts } from './generation-request.js';
+import { checkModel, encodePrompts, requestSignal } from './generation-request.js';
 import { parseBody } from './request-schema.js';
 import { sendError, sendJson } from './respond.js';
 import type { EndReason, SequenceClient, SequenceHandle } from './scheduler.js';
@@ -72,10 +72,15 @@ async function inputIds(
   input: z.infer<typeof EmbeddingRequest>['input'],
 ): Promise<number[][]> {
   let ids: number[][];
-  if (typeof input === 'string') ids = await encodePrompts(ctx, res, receivedAt, [input]);
-  else if (input.every((x) => typeof x === 'string'))
-    ids = await encodePrompts(ctx, res, receivedAt, input as string[]);
-  else if (input.every((x) => typeof x === 'number')) ids = [input as number[]];
+  const texts = typeof input === 'string' ? [input] : input.every((x) => typeof x === 'string') ? input : null;
+  if (texts) {
+    const watch = requestSignal(ctx, res, receivedAt);
+    try {
+      ids = await encodePrompts(ctx, texts as string[], watch.signal);
+    } finally {
+      watch.release();
+    }
+  } else if ((input as unknown[]).every((x) => typeof x === 'number')) ids = [input as number[]];
   else ids = input as number[][];
   const C = ctx.model.contextLength,
     limit = ctx.model.vocabLimit;

@@ -11,7 +11,7 @@ import type { JsonConstraint, JsonGrammar } from './constrain/json-constraint.js
 import type { GrammarCache } from './grammar.js';
 import type { Metrics } from './metrics.js';
 import type { ServedModel } from './model-host.js';
-import type { PromptEncoder } from './prompt-encoder.js';
+import type { PromptWorker } from './prompt-worker.js';
 import type { ChatRequest } from './request-schema.js';
 import { sendError, sendJson } from './respond.js';
 import {
@@ -29,8 +29,8 @@ export interface GenerationContext {
   scheduler: Scheduler;
   metrics: Metrics;
   grammars: GrammarCache;
-  /** Tokenizes prompts off the event loop. */
-  encoder: PromptEncoder;
+  /** Renders, bounds, tokenizes and detokenizes prompts off the event loop. */
+  prompts: PromptWorker;
   /** Per-request time limit (ms), 0 for none. */
   timeoutMs: number;
   /** Headers every response carries (CORS). */

@@ -55,15 +55,15 @@ export function checkModel(ctx: GenerationContext, model: string): void {
 }
 
 /**
- * Tokenizes a request's prompt texts, off the event loop when they are long; given up (with the
- * 504, or silently) when the request's time runs out or its client leaves meanwhile.
+ * A signal that aborts when the request's time runs out (with the 504) or its client leaves
+ * (silently: nobody reads the answer), for the prompt work done before generation starts;
+ * `release` stops watching.
  */
-export async function encodePrompts(
+export function requestSignal(
   ctx: GenerationContext,
   res: ServerResponse,
   receivedAt: number,
-  texts: readonly string[],
-): Promise<number[][]> {
+): { signal: AbortSignal; release(): void } {
   const ac = new AbortController();
   const gone = () => {
     // Nobody will read the answer: the reason only ends the work.
@@ -76,15 +76,25 @@ export async function encodePrompts(
     timer = setTimeout(() => ac.abort(timeoutError(ctx.timeoutMs)), left);
     timer.unref();
   }
-  try {
-    if (res.destroyed) gone();
-    const out: number[][] = [];
-    for (const t of texts) out.push(await ctx.encoder.encode(t, ac.signal));
-    return out;
-  } finally {
-    clearTimeout(timer);
-    res.off('close', gone);
-  }
+  if (res.destroyed) gone();
+  return {
+    signal: ac.signal,
+    release() {
+      clearTimeout(timer);
+      res.off('close', gone);
+    },
+  };
+}
+
+/** Tokenizes a request's prompt texts, off the event loop when they are long, given up when `signal` aborts. */
+export async function encodePrompts(
+  ctx: GenerationContext,
+  texts: readonly string[],
+  signal: AbortSignal,
+): Promise<number[][]> {
+  const out: number[][] = [];
+  for (const t of texts) out.push(await ctx.prompts.encode(t, signal));
+  return out;
 }
 
 /** The checks both generation endpoints make first: the model named, stream_options only with stream. */

@@ -23,7 +23,7 @@ import type { GenerationContext } from './generation-job.js';
 import { GrammarCache } from './grammar.js';
 import { handleEmbeddings } from './embeddings.js';
 import { Metrics } from './metrics.js';
-import { PromptEncoder } from './prompt-encoder.js';
+import { PromptWorker } from './prompt-worker.js';
 import { readJsonBody } from './request-body.js';
 import { sendError, sendJson } from './respond.js';
 import type { ServedModel } from './model-host.js';
@@ -103,7 +103,7 @@ export class MptServer {
   readonly scheduler: Scheduler;
   readonly metrics = new Metrics();
   private readonly server: Server;
-  private readonly encoder: PromptEncoder;
+  private readonly prompts: PromptWorker;
   private readonly ctx: GenerationContext;
   private readonly jobs = new Set<{ cancel(reason: 'shutdown'): void; done: Promise<void> }>();
   private readonly web: Map<string, WebAsset>;
@@ -136,13 +136,13 @@ export class MptServer {
       kvType: model.kvType,
       prefixCache: this.options.prefixCache,
     });
-    this.encoder = new PromptEncoder(model.tokenizer);
+    this.prompts = new PromptWorker(model.tokenizer, { format: model.format });
     this.ctx = {
       model,
       scheduler: this.scheduler,
       metrics: this.metrics,
       grammars: new GrammarCache(),
-      encoder: this.encoder,
+      prompts: this.prompts,
       timeoutMs: this.options.timeoutS * 1000,
       headers: {},
       track: (job) => {
@@ -172,6 +172,7 @@ export class MptServer {
       this.server.once('error', reject);
       this.server.listen(this.options.port, this.options.host, () => {
         this.server.off('error', reject);
+        this.prompts.start();
         const a = this.server.address() as AddressInfo;
         const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
         resolve({ host: a.address, port: a.port, url: `http://${host}:${a.port}` });
@@ -201,7 +202,7 @@ export class MptServer {
       await Promise.race([pending, expired]);
       clearTimeout(timer);
       for (const j of this.jobs) j.cancel('shutdown');
-      this.encoder.close(new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down'));
+      this.prompts.close(new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down'));
       await Promise.all([...this.jobs].map((j) => j.done));
       await this.scheduler.close();
       this.server.closeAllConnections();
@@ -362,7 +363,7 @@ export class MptServer {
       this.checkApiKey(req);
       const body = await readJsonBody(req, this.options.maxBodyBytes);
       if (path === '/tokenize') await handleTokenize({ ...this.ctx, headers }, body, res);
-      else handleDetokenize({ ...this.ctx, headers }, body, res);
+      else await handleDetokenize({ ...this.ctx, headers }, body, res);
       return;
     }
     if (!path.startsWith('/v1/')) {

@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import * as z from 'zod';
 import { badRequest } from './api-error.js';
 import type { GenerationContext } from './generation-job.js';
+import { requestSignal } from './generation-request.js';
 import { parseBody } from './request-schema.js';
 import { sendJson } from './respond.js';
 
@@ -22,13 +23,21 @@ const DetokenizeRequest = z.strictObject({ tokens: z.array(z.number().int().min(
 
 export async function handleTokenize(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
   const r = parseBody(TokenizeRequest, body);
-  const ids = await ctx.encoder.encode(r.content);
-  const tok = ctx.model.tokenizer;
-  const tokens = r.with_pieces ? ids.map((id) => ({ id, piece: tok.decode([id]) })) : ids;
-  sendJson(res, 200, { tokens }, ctx.headers);
+  const watch = requestSignal(ctx, res, performance.now());
+  try {
+    const ids = await ctx.prompts.encode(r.content, watch.signal);
+    let tokens: number[] | { id: number; piece: string }[] = ids;
+    if (r.with_pieces) {
+      const pieces = await ctx.prompts.pieces(ids, watch.signal);
+      tokens = ids.map((id, i) => ({ id, piece: pieces[i]! }));
+    }
+    sendJson(res, 200, { tokens }, ctx.headers);
+  } finally {
+    watch.release();
+  }
 }
 
-export function handleDetokenize(ctx: GenerationContext, body: unknown, res: ServerResponse): void {
+export async function handleDetokenize(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
   const r = parseBody(DetokenizeRequest, body);
   const limit = ctx.model.vocabLimit;
   const bad = r.tokens.findIndex((t) => t >= limit);
@@ -39,5 +48,10 @@ export function handleDetokenize(ctx: GenerationContext, body: unknown, res: Ser
       'invalid_value',
     );
   }
-  sendJson(res, 200, { content: ctx.model.tokenizer.decode(r.tokens) }, ctx.headers);
+  const watch = requestSignal(ctx, res, performance.now());
+  try {
+    sendJson(res, 200, { content: await ctx.prompts.decode(r.tokens, watch.signal) }, ctx.headers);
+  } finally {
+    watch.release();
+  }
 }

@@ -19,61 +19,82 @@ export class TokenTrie {
 
   /** @param tokenBytes bytes of each token id; null for ids that never appear in constrained text (special tokens, unused ids). */
   constructor(readonly tokenBytes: readonly (Uint8Array | null)[]) {
-    // Build with maps, then flatten breadth-first so every node's children are contiguous.
-    interface Tmp {
-      children: Map<number, Tmp>;
-      tokens: number[];
-      id: number;
-    }
-    const root: Tmp = { children: new Map(), tokens: [], id: 0 };
+    // Nodes are first numbered as they are created, with one map from (node, byte) to child for
+    // the whole trie (a map per node made this take seconds for a 50k vocabulary), then renumbered
+    // breadth-first with each node's children in byte order, so that they are contiguous.
+    const childOf = new Map<number, number>();
+    let parentOf = new Int32Array(1024);
+    let byteOf = new Uint8Array(1024);
+    const endOf = new Int32Array(tokenBytes.length).fill(-1);
     let count = 1;
     for (let id = 0; id < tokenBytes.length; id++) {
       const bytes = tokenBytes[id];
       if (!bytes || bytes.length === 0) continue;
-      let n = root;
+      let n = 0;
       for (const b of bytes) {
-        let c = n.children.get(b);
-        if (!c) {
-          c = { children: new Map(), tokens: [], id: 0 };
-          n.children.set(b, c);
-          count++;
+        const key = n * 256 + b;
+        let c = childOf.get(key);
+        if (c === undefined) {
+          if (count === parentOf.length) {
+            parentOf = grown(parentOf, new Int32Array(count * 2));
+            byteOf = grown(byteOf, new Uint8Array(count * 2));
+          }
+          c = count++;
+          parentOf[c] = n;
+          byteOf[c] = b;
+          childOf.set(key, c);
         }
         n = c;
       }
-      n.tokens.push(id);
+      endOf[id] = n;
     }
+    // Children of each node (creation numbers), grouped by parent and in byte order: a counting
+    // sort by byte, then a stable one by parent.
+    const byByte = countingSort(
+      count - 1,
+      256,
+      (i) => byteOf[i + 1]!,
+      (i) => i + 1,
+    );
+    const firstChild = new Int32Array(count + 1);
+    for (let c = 1; c < count; c++) firstChild[parentOf[c]! + 1]!++;
+    for (let n = 0; n < count; n++) firstChild[n + 1]! += firstChild[n]!;
+    const children = new Int32Array(Math.max(count - 1, 0));
+    const fill = firstChild.slice(0, count);
+    for (const c of byByte) children[fill[parentOf[c]!]!++] = c;
+
     this.nodeCount = count;
     this.childStart = new Int32Array(count);
     this.childCount = new Int32Array(count);
     this.edgeByte = new Uint8Array(count);
     this.edgeNode = new Int32Array(count);
     this.tokenStart = new Int32Array(count + 1);
-    const order: Tmp[] = [root];
-    let nextId = 1;
+    // Breadth-first: `order` holds creation numbers, a node's new number is its place in it.
+    const order = new Int32Array(count);
+    const newId = new Int32Array(count);
+    let queued = 1;
     let edge = 0;
-    for (let i = 0; i < order.length; i++) {
+    for (let i = 0; i < count; i++) {
       const n = order[i]!;
-      this.childStart[n.id] = edge;
-      this.childCount[n.id] = n.children.size;
-      for (const [b, c] of [...n.children].sort((x, y) => x[0] - y[0])) {
-        c.id = nextId++;
-        this.edgeByte[edge] = b;
-        this.edgeNode[edge] = c.id;
+      this.childStart[i] = edge;
+      this.childCount[i] = firstChild[n + 1]! - firstChild[n]!;
+      for (let k = firstChild[n]!; k < firstChild[n + 1]!; k++) {
+        const c = children[k]!;
+        newId[c] = queued;
+        order[queued++] = c;
+        this.edgeByte[edge] = byteOf[c]!;
+        this.edgeNode[edge] = newId[c]!;
         edge++;
-        order.push(c);
       }
     }
-    let total = 0;
-    for (const n of order) total += n.tokens.length;
-    this.tokenIds = new Int32Array(total);
-    const byId = new Array<Tmp>(count);
-    for (const n of order) byId[n.id] = n;
-    let t = 0;
-    for (let id = 0; id < count; id++) {
-      this.tokenStart[id] = t;
-      for (const tok of byId[id]!.tokens) this.tokenIds[t++] = tok;
-    }
-    this.tokenStart[count] = t;
+    // Tokens by the node they end at, in id order within a node.
+    const ends: number[] = [];
+    for (let id = 0; id < endOf.length; id++) if (endOf[id]! >= 0) ends.push(id);
+    for (const id of ends) this.tokenStart[newId[endOf[id]!]! + 1]!++;
+    for (let n = 0; n < count; n++) this.tokenStart[n + 1]! += this.tokenStart[n]!;
+    this.tokenIds = new Int32Array(ends.length);
+    const at = this.tokenStart.slice(0, count);
+    for (const id of ends) this.tokenIds[at[newId[endOf[id]!]!]!++] = id;
   }
 
   /**
@@ -95,4 +116,20 @@ export class TokenTrie {
     };
     visit(0, state);
   }
+}
+
+/** `into` holding `from`'s values first. */
+function grown<T extends Int32Array | Uint8Array>(from: T, into: T): T {
+  into.set(from);
+  return into;
+}
+
+/** `value(i)` for i in [0, n), ordered by `key(i)` in [0, keys), stably. */
+function countingSort(n: number, keys: number, key: (i: number) => number, value: (i: number) => number): Int32Array {
+  const start = new Int32Array(keys + 1);
+  for (let i = 0; i < n; i++) start[key(i) + 1]!++;
+  for (let k = 0; k < keys; k++) start[k + 1]! += start[k]!;
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[start[key(i)]!++] = value(i);
+  return out;
 }

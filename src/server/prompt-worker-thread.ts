@@ -1,0 +1,64 @@
+/**
+ * The worker thread behind PromptWorker: its own copy of the served tokenizer (built from the same
+ * constructor arguments) and chat template, doing one job per message.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { InputError } from '../errors.js';
+import { type ChatMessage, type JinjaSource, jinjaFormat } from '../runtime/chat-template.js';
+import { MptTokenizer } from '../runtime/tokenizer.js';
+import { leastTokens } from './token-bound.js';
+
+/** What the thread starts with, besides the tokenizer's construction. */
+export interface PromptWorkerData {
+  /** The tokenizer's longest token holding a non-whitespace byte (token-bound.ts). */
+  solidTokenBytes: number;
+  /** The served format's template, when it is a Jinja one. */
+  jinja: JinjaSource | null;
+}
+
+export type PromptJob = { id: number } & (
+  | { kind: 'encode'; text: string }
+  | { kind: 'bound'; text: string }
+  | { kind: 'render'; messages: ChatMessage[]; addGenerationPrompt: boolean }
+  | { kind: 'decode'; ids: Int32Array }
+  | { kind: 'pieces'; ids: Int32Array }
+);
+export type PromptReply =
+  | { id: number; value: Int32Array<ArrayBuffer> | number | string | string[] }
+  | { id: number; error: string; input: boolean };
+
+// Arrives as JSON text: one string is cheap to hand over, again after a restart.
+const { construction, rest } = JSON.parse(workerData as string) as {
+  construction: MptTokenizer['construction'];
+  rest: PromptWorkerData;
+};
+const [json, side, source] = construction;
+const tokenizer = new MptTokenizer(json, side, source);
+const format = rest.jinja ? jinjaFormat(rest.jinja.template, rest.jinja.specialTokens) : null;
+const port = parentPort!;
+
+function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
+  switch (job.kind) {
+    case 'encode':
+      return Int32Array.from(tokenizer.encode(job.text));
+    case 'bound':
+      return leastTokens(job.text, rest.solidTokenBytes);
+    case 'render':
+      if (!format) throw new Error('the worker has no chat template');
+      return format.render(job.messages, { addGenerationPrompt: job.addGenerationPrompt });
+    case 'decode':
+      return tokenizer.decode(job.ids);
+    case 'pieces':
+      return Array.from(job.ids, (id) => tokenizer.decode([id]));
+  }
+}
+
+port.on('message', (job: PromptJob) => {
+  let reply: PromptReply;
+  try {
+    reply = { id: job.id, value: run(job) };
+  } catch (e) {
+    reply = { id: job.id, error: e instanceof Error ? e.message : String(e), input: e instanceof InputError };
+  }
+  port.postMessage(reply, 'value' in reply && reply.value instanceof Int32Array ? [reply.value.buffer] : []);
+});

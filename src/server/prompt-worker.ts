@@ -1,0 +1,248 @@
+/**
+ * Prompt work without holding the server's event loop: rendering chat messages through a Jinja
+ * chat template, bounding a text's token count from its bytes, text → token ids and ids → text.
+ * Small inputs are handled in place; large ones, and every Jinja render (a template spends up to
+ * its work budget, about half a second, whatever the messages' size), by a worker thread with its
+ * own copy of the tokenizer and the template, one job at a time. (A megabyte of text costs a
+ * second or more of tokenizing, during which health checks and every stream would otherwise
+ * wait.) A job whose client left, whose time ran out, or whose server is stopping is dropped from
+ * the queue, or the worker computing it is stopped.
+ */
+import { Worker } from 'node:worker_threads';
+import { InputError } from '../errors.js';
+import type { ChatMessage, PromptFormat } from '../runtime/chat-template.js';
+import type { MptTokenizer } from '../runtime/tokenizer.js';
+import type { PromptJob, PromptReply, PromptWorkerData } from './prompt-worker-thread.js';
+import { leastTokens, longestSolidToken } from './token-bound.js';
+
+/** Texts up to this many UTF-16 units are encoded in place (tens of milliseconds at worst). */
+export const INLINE_CHARS = 2048;
+
+/** Texts up to this many UTF-16 units are bounded in place (a few milliseconds: one or two passes). */
+export const INLINE_BOUND_CHARS = 64 * 1024;
+
+/** Id lists up to this long are decoded in place. */
+export const INLINE_IDS = 2048;
+
+/** A job as queued: what it sends, and how its promise settles. */
+interface Pending {
+  job: PromptJob;
+  resolve(value: unknown): void;
+  reject(e: unknown): void;
+  signal: AbortSignal | undefined;
+  onAbort: () => void;
+}
+
+/** Per tokenizer: its longest token holding a non-whitespace byte (token-bound.ts). */
+const solidTokenBytesOf = new WeakMap<MptTokenizer, number>();
+/** Per tokenizer: its construction as JSON text, part of what a worker is started with. */
+const constructionText = new WeakMap<MptTokenizer, string>();
+
+export interface PromptWorkerOptions {
+  /** The chat format `render` uses; one with a Jinja template renders in the worker. */
+  format?: PromptFormat;
+  /**
+   * Texts and id lists up to this long are handled in place (tests: a small number sends
+   * everything to the worker). Default INLINE_CHARS to encode, INLINE_BOUND_CHARS to bound,
+   * INLINE_IDS to decode.
+   */
+  inlineChars?: number;
+}
+
+export class PromptWorker {
+  private worker: Worker | null = null;
+  private running: Pending | null = null;
+  private readonly queue: Pending[] = [];
+  private nextId = 0;
+  private closedWith: { reason: unknown } | null = null;
+  private readonly solidTokenBytes: number;
+  private readonly format: PromptFormat | undefined;
+  private readonly inline: { encode: number; bound: number; decode: number };
+  private readonly workerData: string;
+
+  constructor(
+    private readonly tokenizer: MptTokenizer,
+    options: PromptWorkerOptions = {},
+  ) {
+    this.format = options.format;
+    const given = options.inlineChars;
+    this.inline = { encode: given ?? INLINE_CHARS, bound: given ?? INLINE_BOUND_CHARS, decode: given ?? INLINE_IDS };
+    // Passes over the vocabulary, done once per tokenizer when a server starts, not in a request.
+    let n = solidTokenBytesOf.get(tokenizer);
+    if (n === undefined) {
+      n = longestSolidToken(tokenizer);
+      solidTokenBytesOf.set(tokenizer, n);
+    }
+    this.solidTokenBytes = n;
+    let text = constructionText.get(tokenizer);
+    if (text === undefined) {
+      text = JSON.stringify(tokenizer.construction);
+      constructionText.set(tokenizer, text);
+    }
+    const data: PromptWorkerData = { solidTokenBytes: n, jinja: this.format?.jinja ?? null };
+    // The construction is spliced in as text: it is serialized once per tokenizer, not per server.
+    this.workerData = `{"construction":${text},"rest":${JSON.stringify(data)}}`;
+  }
+
+  /**
+   * A lower bound on the number of tokens `text` encodes to, from its bytes alone (token-bound.ts):
+   * each of its non-whitespace bytes ends up in a token holding such a byte, and no such token of
+   * this vocabulary is longer than the longest one. 0 when the tokenizer is not byte-level, or
+   * normalizes text other than by NFC.
+   */
+  leastTokens(text: string, signal?: AbortSignal): Promise<number> {
+    if (text.length <= this.inline.bound || this.solidTokenBytes === 0)
+      return this.inPlace(signal, () => leastTokens(text, this.solidTokenBytes));
+    return this.submit({ id: 0, kind: 'bound', text }, signal) as Promise<number>;
+  }
+
+  /** The token ids of `text`, as `tokenizer.encode(text)` gives them; rejects with the signal's reason if it aborts. */
+  async encode(text: string, signal?: AbortSignal): Promise<number[]> {
+    if (text.length <= this.inline.encode) return this.inPlace(signal, () => this.tokenizer.encode(text));
+    return Array.from((await this.submit({ id: 0, kind: 'encode', text }, signal)) as Int32Array);
+  }
+
+  /**
+   * The messages rendered by the format this worker was made with (`format.render`); an error in
+   * the format is an InputError. A Jinja template renders in the worker, the built-in formats
+   * (string concatenation, linear in the text) in place.
+   */
+  render(messages: readonly ChatMessage[], addGenerationPrompt: boolean, signal?: AbortSignal): Promise<string> {
+    const format = this.format;
+    if (!format) return Promise.reject(new Error('this PromptWorker was made without a chat format'));
+    if (!format.jinja) return this.inPlace(signal, () => format.render(messages, { addGenerationPrompt }));
+    const plain = messages.map((m) => ({ role: m.role, content: m.content }));
+    return this.submit({ id: 0, kind: 'render', messages: plain, addGenerationPrompt }, signal) as Promise<string>;
+  }
+
+  /** `tokenizer.decode(ids)`. */
+  decode(ids: readonly number[], signal?: AbortSignal): Promise<string> {
+    if (ids.length <= this.inline.decode) return this.inPlace(signal, () => this.tokenizer.decode(ids));
+    return this.submit({ id: 0, kind: 'decode', ids: Int32Array.from(ids) }, signal) as Promise<string>;
+  }
+
+  /** Each id's own text, `tokenizer.decode([id])`. */
+  pieces(ids: readonly number[], signal?: AbortSignal): Promise<string[]> {
+    if (ids.length <= this.inline.decode)
+      return this.inPlace(signal, () => ids.map((id) => this.tokenizer.decode([id])));
+    return this.submit({ id: 0, kind: 'pieces', ids: Int32Array.from(ids) }, signal) as Promise<string[]>;
+  }
+
+  /**
+   * Starts the worker thread now rather than on the first job: a server does when it starts
+   * listening, so that its first long prompt or chat template does not wait (seconds on a busy
+   * machine) for the thread to build its tokenizer.
+   */
+  start(): void {
+    if (!this.closedWith) this.startWorker();
+  }
+
+  /** Stops the worker; what is queued or running rejects with `reason`, and so does every later call. */
+  close(reason: unknown): void {
+    if (this.closedWith) return;
+    this.closedWith = { reason };
+    for (const p of [...(this.running ? [this.running] : []), ...this.queue.splice(0)]) this.settle(p, reason);
+    this.running = null;
+    this.stopWorker();
+  }
+
+  private inPlace<T>(signal: AbortSignal | undefined, work: () => T): Promise<T> {
+    if (this.closedWith) return Promise.reject(this.closedWith.reason);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    try {
+      return Promise.resolve(work());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  private submit(job: PromptJob, signal: AbortSignal | undefined): Promise<unknown> {
+    if (this.closedWith) return Promise.reject(this.closedWith.reason);
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    return new Promise<unknown>((resolve, reject) => {
+      const p: Pending = {
+        job: { ...job, id: this.nextId++ },
+        resolve,
+        reject,
+        signal,
+        onAbort: () => this.abort(p, signal!.reason),
+      };
+      signal?.addEventListener('abort', p.onAbort, { once: true });
+      this.queue.push(p);
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.running || this.closedWith) return;
+    const p = this.queue.shift();
+    if (!p) return;
+    this.running = p;
+    try {
+      this.startWorker().postMessage(p.job);
+    } catch (e) {
+      this.running = null;
+      this.settle(p, e);
+      this.pump();
+    }
+  }
+
+  private startWorker(): Worker {
+    if (this.worker) return this.worker;
+    const w = new Worker(new URL('./prompt-worker-thread.js', import.meta.url), { workerData: this.workerData });
+    // The server's socket keeps the process alive; an idle worker must not.
+    w.unref();
+    w.on('message', (reply: PromptReply) => {
+      const p = this.running;
+      if (!p || p.job.id !== reply.id) return;
+      this.running = null;
+      if ('error' in reply) {
+        // The format's own refusals (template errors, its work budget) are the request's fault.
+        const e = reply.input ? new InputError(reply.error) : new Error(`${p.job.kind} failed: ${reply.error}`);
+        this.settle(p, e);
+      } else {
+        this.settle(p, null, reply.value);
+      }
+      this.pump();
+    });
+    const lost = (why: Error) => {
+      if (this.worker !== w) return;
+      this.worker = null;
+      const p = this.running;
+      this.running = null;
+      if (p) this.settle(p, why);
+      this.pump();
+    };
+    w.on('error', lost);
+    w.on('exit', (code) => lost(new Error(`the prompt worker thread exited (code ${code})`)));
+    this.worker = w;
+    return w;
+  }
+
+  private stopWorker(): void {
+    const w = this.worker;
+    this.worker = null;
+    if (w) void w.terminate();
+  }
+
+  private abort(p: Pending, reason: unknown): void {
+    const queued = this.queue.indexOf(p);
+    if (queued >= 0) {
+      this.queue.splice(queued, 1);
+    } else if (this.running === p) {
+      // Its job may hold the worker for seconds more: stop it, and start afresh for the next.
+      this.running = null;
+      this.stopWorker();
+    } else {
+      return;
+    }
+    this.settle(p, reason);
+    this.pump();
+  }
+
+  private settle(p: Pending, error: unknown, value?: unknown): void {
+    p.signal?.removeEventListener('abort', p.onAbort);
+    if (error === null) p.resolve(value);
+    else p.reject(error);
+  }
+}
