@@ -71,6 +71,18 @@ export function boundedText(text: string): string {
   return `${text.slice(0, end)}… (${text.length} chars)`;
 }
 
+/**
+ * What a system call's error says, without Node's code prefix and syscall suffix
+ * ("ENOENT: no such file or directory, stat '/x'" → "no such file or directory"), for messages
+ * that name the path themselves. Other errors give their message.
+ */
+export function systemErrorText(e: unknown): string {
+  const message = e instanceof Error ? e.message : String(e);
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !message.startsWith(`${code}: `)) return message;
+  return message.slice(code.length + 2).replace(/, [a-z_]+(?: '.*')?$/s, '');
+}
+
 /** A name from a file or request (a tensor's, a shard's) for an error message: as it is, or quoted bounded when long. */
 export function nameForMessage(name: string): string {
   return name.length <= QUOTED_CHARS ? name : quoteValue(name);

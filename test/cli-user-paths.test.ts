@@ -116,3 +116,22 @@ test('a training recipe, training data or perplexity text at a named pipe is ref
   const train = await runCli(['train', recipe], '', 30_000);
   oneLineError(train, 'train', /training data .*a-fifo is not a regular file/);
 });
+
+test("llama.cpp's -m and other unknown short options are refused, not taken as the prompt", async () => {
+  const r = await runCli(['generate', '-m', join(dir, 'x.gguf'), 'Hello', '-n', '1']);
+  oneLineError(r, 'generate', /unknown option -m \(see mpt generate --help; "--" before a prompt/);
+  assert.equal(r.stdout, '');
+  // A prompt that starts with a dash still can be given after "--".
+  const dashed = await runCli(['generate', MODEL, '-n', '1', '-q', '--', '-x marks the spot']);
+  assert.equal(dashed.code, 0, dashed.stderr);
+});
+
+test('a missing file is named with what the system said, without its code or syscall', async () => {
+  const missing = join(dir, 'no-such.txt');
+  const ppl = await runCli(['perplexity', MODEL, missing]);
+  oneLineError(ppl, 'perplexity', new RegExp(`cannot read text file ${missing}: no such file or directory$`, 'm'));
+  const train = await runCli(['train', join(dir, 'no-such.yaml')]);
+  oneLineError(train, 'train', /cannot read training recipe .*no-such\.yaml: no such file or directory$/m);
+  // The command's name is said once (the prefix), not again inside the message.
+  oneLineError(await runCli(['finetune']), 'finetune', /^mpt finetune: needs BASE_MODEL and DATA\.jsonl/);
+});

@@ -36,6 +36,12 @@ export function parseArgs(argv: string[], spec: Record<string, OptionSpec>, comm
       if (eq >= 0) value = a.slice(eq + 1);
     } else if (a.startsWith('-') && a.length === 2 && byShort.has(a[1]!)) {
       name = byShort.get(a[1]!)!;
+    } else if (/^-[A-Za-z]$/.test(a)) {
+      // Not prompt text: `mpt generate -m model.gguf …` (llama.cpp's habit) would otherwise
+      // generate from the default model with "-m model.gguf …" as the prompt.
+      throw new InputError(
+        `unknown option ${a} (see mpt ${command} --help; "--" before a prompt that starts with "-")`,
+      );
     } else {
       positionals.push(a);
       continue;

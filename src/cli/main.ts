@@ -4,7 +4,7 @@
  * Errors a user can cause become one line on stderr and a non-zero exit code; a closed stdout
  * ends the process quietly (installProcessHandlers, for bin/mpt.js).
  */
-import { MptError } from '../errors.js';
+import { MptError, systemErrorText } from '../errors.js';
 
 interface CommandModule {
   run(argv: string[]): Promise<number>;
@@ -70,7 +70,10 @@ const USER_FS_ERRORS = new Set([
 export function userErrorMessage(e: unknown): string | undefined {
   if (e instanceof MptError) return e.message;
   const code = (e as NodeJS.ErrnoException | null)?.code;
-  if (e instanceof Error && typeof code === 'string' && USER_FS_ERRORS.has(code)) return e.message;
+  if (e instanceof Error && typeof code === 'string' && USER_FS_ERRORS.has(code)) {
+    const path = (e as NodeJS.ErrnoException).path;
+    return typeof path === 'string' ? `${path}: ${systemErrorText(e)}` : e.message;
+  }
   return undefined;
 }
 

@@ -5,7 +5,7 @@
  * instruction data (JSONL prompt/response) as padded rows with the loss on response tokens only.
  */
 import { readFileSync, statSync } from 'node:fs';
-import { InputError } from '../errors.js';
+import { InputError, systemErrorText } from '../errors.js';
 import { IGNORE_INDEX, type Batch } from './model.js';
 import { Rng } from './rng.js';
 
@@ -63,7 +63,7 @@ export function readTextFile(path: string, what: string, maxBytes = MAX_TEXT_FIL
     return readFileSync(path, 'utf8');
   } catch (e) {
     if (e instanceof InputError) throw e;
-    throw new InputError(`cannot read ${what} ${path}: ${(e as Error).message}`);
+    throw new InputError(`cannot read ${what} ${path}: ${systemErrorText(e)}`);
   }
 }
 

@@ -79,9 +79,8 @@ export async function run(argv: string[]): Promise<number> {
     },
     'finetune',
   );
-  if (positionals.length !== 2)
-    throw new InputError('mpt finetune needs BASE_MODEL and DATA.jsonl (see mpt finetune --help)');
-  if (!o['out']) throw new InputError('mpt finetune needs --out DIR');
+  if (positionals.length !== 2) throw new InputError('needs BASE_MODEL and DATA.jsonl (see mpt finetune --help)');
+  if (!o['out']) throw new InputError('needs --out DIR (see mpt finetune --help)');
   const [base, dataPath] = positionals as [string, string];
   const out = String(o['out']);
   const seed = (o['seed'] as number | undefined) ?? 17;

@@ -44,7 +44,7 @@ export async function run(argv: string[]): Promise<number> {
     'perplexity',
   );
   if (positionals.length < 1 || positionals.length > 2)
-    throw new InputError('mpt perplexity needs [MODEL] FILE (see mpt perplexity --help)');
+    throw new InputError('needs [MODEL] FILE (see mpt perplexity --help)');
   const modelPath = positionals.length === 2 ? positionals[0]! : defaultModelPath();
   const file = positionals[positionals.length - 1]!;
   const text = readTextFile(file, 'text file');

@@ -48,8 +48,7 @@ export async function run(argv: string[]): Promise<number> {
     },
     'train',
   );
-  if (positionals.length !== 1)
-    throw new InputError('mpt train needs one argument: the recipe YAML (see mpt train --help)');
+  if (positionals.length !== 1) throw new InputError('needs one argument: the recipe YAML (see mpt train --help)');
   const rc = readRecipe(positionals[0]!);
   if (options['save-folder']) rc.saveFolder = String(options['save-folder']);
   if (options['max-steps'] !== undefined) rc.maxDuration = { value: Number(options['max-steps']), unit: 'ba' };
