@@ -44,7 +44,7 @@ export {
   INSTRUCT_INTRO,
   MPT_CHAT_DEFAULT_SYSTEM,
 } from './runtime/chat-template.js';
-export type { ChatMessage, FormatHints, PromptFormat, TemplateName } from './runtime/chat-template.js';
+export type { ChatMessage, FormatHints, JinjaSource, PromptFormat, TemplateName } from './runtime/chat-template.js';
 
 // Sampling and generation
 export {
