@@ -20,6 +20,7 @@
  *   browser FILE.gguf [...]  headless Chromium vs `mpt bench` on the same file, alternated: tok/s ratios, load, memory (bench/browser.ts)
  *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
  *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)
+ *   loop-mix LISTING      the loops of one function's x64 code (V8 or perf annotate listing): instructions, vector ALU by width (bench/loop-mix.ts)
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
  *   step-ab ROOT_A ROOT_B  decode steps of two builds in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
@@ -49,6 +50,7 @@ const PROGRAMS = [
   'browser',
   'vs-llamacpp',
   'read-bandwidth',
+  'loop-mix',
   'profile',
   'step-series',
   'step-ab',
