@@ -3,7 +3,8 @@
 // (helpers/llamacpp-dot.ts quantizes them as ggml does), bit-identical to gemm_q4_0 / gemm_q8_0 on
 // the plain matrix for activation rows in whole groups of 4 (same arithmetic per output), in every
 // kernel build (relaxed SIMD, plain SIMD, relaxed dot-add). Shapes: token counts that leave 1, 2 or 3 rows of a last group, weight row
-// counts that are not a multiple of 4 (plain rows after the groups), K = 32, token counts past 16
+// counts that are not a multiple of 4 (plain rows after the groups), K = 32, K long enough for
+// several row blocks, token counts past 16
 // (the 16-token tiles, then 8-, 4- and 1–3-token ones; q4_0: every count 1..17 and past). The
 // q8_0 tile's sign trick (x ^ sign mask = ~x = -x - 1 where w < 0, the weights' Σ_{w<0}|w| added
 // back) is checked at its extremes: weights of ±127 against activations of ±127, where the i16
@@ -31,9 +32,15 @@ const SHAPES: ReadonlyArray<readonly [number, number, number]> = [
   [23, 12, 96],
   [30, 5, 32],
   [40, 8, 160],
+  // K = 32768: several row blocks (ROW_BLOCK_BYTES: 4 rows a block for q8_0, 12 for q4_0), the
+  // tokens passing over each block in turn, plain rows after the last group
+  [17, 22, 32768],
 ];
 
-/** Y[m][n] = Σ_k w[n][k]·x̂[m][k] in float64, x̂ = the q8_0 activations' values. */
+/**
+ * Y[m][n] = Σ_k w[n][k]·x̂[m][k] in float64, x̂ = the q8_0 activations' values, and Σ over the
+ * 32-value blocks of |the block's term| (what bounds the rounding of the kernels' f32 sums).
+ */
 function reference(
   type: 'q4_0' | 'q8_0',
   wq: Uint8Array,
@@ -41,18 +48,26 @@ function reference(
   M: number,
   N: number,
   K: number,
-): Float64Array {
+): { y: Float64Array; mag: Float64Array } {
   const w = dequantize(type, wq, N * K);
-  const y = new Float64Array(M * N);
+  const y = new Float64Array(M * N),
+    mag = new Float64Array(M * N);
   for (let m = 0; m < M; m++) {
     const a = quantizeActivations('q8_0', x.subarray(m * K, (m + 1) * K));
     for (let n = 0; n < N; n++) {
-      let s = 0;
-      for (let k = 0; k < K; k++) s += w[n * K + k]! * a.q![k]! * a.d![k >> 5]!;
+      let s = 0,
+        sa = 0;
+      for (let k0 = 0; k0 < K; k0 += 32) {
+        let b = 0;
+        for (let k = k0; k < k0 + 32; k++) b += w[n * K + k]! * a.q![k]! * a.d![k >> 5]!;
+        s += b;
+        sa += Math.abs(b);
+      }
       y[m * N + n] = s;
+      mag[m * N + n] = sa;
     }
   }
-  return y;
+  return { y, mag };
 }
 
 /**
@@ -80,13 +95,16 @@ function checkTile(
   (type === 'q4_0' ? h.k.gemm_q4_0 : h.k.gemm_q8_0).call(h.k, qa, plain, pz, N, M, 0, N, K, 0);
   const y = h.f32(py, M * N).slice(),
     z = h.f32(pz, M * N);
-  const ref = reference(type, wq, x, M, N, K);
+  const { y: ref, mag } = reference(type, wq, x, M, N, K);
   const whole = M - (M % 4);
+  // an f32 sum of K/32 block terms in K order rounds by at most ~(K/32)·2^-24·Σ|term| (the
+  // bound that matters at K = 32768); 2e-6 relative covers the scale products at short K
+  const blocks = K / 32;
   for (let m = 0; m < M; m++)
     for (let n = 0; n < N; n++) {
       const i = m * N + n;
       assert.ok(
-        Math.abs(y[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)),
+        Math.abs(y[i]! - ref[i]!) <= 2e-6 * (1 + Math.abs(ref[i]!)) + blocks * 2 ** -24 * mag[i]!,
         `M${M} N${N} K${K} [${m},${n}] ${y[i]} vs ${ref[i]}`,
       );
       if (m < whole) assert.equal(y[i], z[i], `bits of the plain product at M${M} N${N} K${K} [${m},${n}]`);

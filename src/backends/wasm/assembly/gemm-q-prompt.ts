@@ -17,6 +17,15 @@ import { dot_nib, gemm_q4_0, gemm_q8_0x4, half4_scaled, reduce4_i16, tsum4 } fro
 import { dot_chunks8 } from './gemm-q-dot';
 import { q8_half_dot, q8_neg_dot } from './gemm-q8-dot';
 
+/**
+ * Weight bytes of a row block: its rows stay in L2 while every activation row passes over them
+ * (16-token tiles), so the activations of all M tokens are read once per row block, from L3 once
+ * M·K no longer fits L2. 256 KiB (with a 16-token tile's activations, under 600 KiB at K = 16384)
+ * instead of 96 KiB reads them a third as often at K >= 8192: 1.02–1.09× on the down products
+ * (decode-ab --m 128 --only prompt, busy host, alternated; docs/cpu-profile.md), no change elsewhere.
+ */
+const ROW_BLOCK_BYTES: usize = 262144;
+
 /** Bytes of one q4_0x4 block (4 scales + 4 × 16 quant bytes). */
 const QB4: usize = 72;
 
@@ -268,8 +277,7 @@ export function gemm_q4_0x4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
   const groupStride = <usize>nb * QB4, gb = group_bytes(nb), sy = <usize>ldy << 2;
   const dx = off_dx4(nb), sx = off_sx4(nb);
   const packed = N & ~3, p1 = min(n1, packed);
-  // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
-  let rb = <i32>(<usize>98304 / (<usize>nb * 18)) & ~3;
+  let rb = <i32>(ROW_BLOCK_BYTES / (<usize>nb * 18)) & ~3;
   if (rb < 4) rb = 4;
   const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
   for (let r0 = n0; r0 < p1; r0 += rb) {
@@ -460,7 +468,7 @@ export function gemm_q8_0x4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
   const groupStride = <usize>nb * QB8, gb = group_bytes(nb), sy = <usize>ldy << 2;
   const dx = off_dx4(nb);
   const packed = N & ~3, p1 = min(n1, packed);
-  let rb = <i32>(<usize>98304 / (<usize>nb * 34)) & ~3;
+  let rb = <i32>(ROW_BLOCK_BYTES / (<usize>nb * 34)) & ~3;
   if (rb < 4) rb = 4;
   const ones = v128.load(C_ONES_I16);
   for (let r0 = n0; r0 < p1; r0 += rb) {
