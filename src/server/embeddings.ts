@@ -9,7 +9,7 @@ import * as z from 'zod';
 import { MptError } from '../errors.js';
 import { ApiError, badRequest } from './api-error.js';
 import { submitAll, timeoutError, type GenerationContext } from './generation-job.js';
-import { checkModel, encodePrompts, requestSignal } from './generation-request.js';
+import { checkModel, contextBoundError, encodePrompts, requestSignal } from './generation-request.js';
 import { parseBody } from './request-schema.js';
 import { sendError, sendJson } from './respond.js';
 import type { EndReason, SequenceClient, SequenceHandle } from './scheduler.js';
@@ -72,21 +72,28 @@ async function inputIds(
   input: z.infer<typeof EmbeddingRequest>['input'],
 ): Promise<number[][]> {
   let ids: number[][];
+  const C = ctx.model.contextLength,
+    limit = ctx.model.vocabLimit;
+  const many = typeof input !== 'string' && typeof input[0] !== 'number';
+  const paramOf = (i: number) => (many ? `input[${i}]` : 'input');
   const texts = typeof input === 'string' ? [input] : input.every((x) => typeof x === 'string') ? input : null;
   if (texts) {
     const watch = requestSignal(ctx, res, receivedAt);
     try {
+      // Every text that cannot fit is refused from its length before any is tokenized (a
+      // megabyte of text is seconds of tokenizing).
+      for (const [i, t] of (texts as string[]).entries()) {
+        const least = await ctx.prompts.leastTokens(t, watch.signal);
+        if (least > C) throw contextBoundError(C, least, null, 'input', paramOf(i));
+      }
       ids = await encodePrompts(ctx, texts as string[], watch.signal);
     } finally {
       watch.release();
     }
   } else if ((input as unknown[]).every((x) => typeof x === 'number')) ids = [input as number[]];
   else ids = input as number[][];
-  const C = ctx.model.contextLength,
-    limit = ctx.model.vocabLimit;
-  const many = typeof input !== 'string' && typeof input[0] !== 'number';
   ids.forEach((t, i) => {
-    const param = many ? `input[${i}]` : 'input';
+    const param = paramOf(i);
     if (t.length === 0)
       throw badRequest(
         `Invalid '${param}': the input is empty (it has no tokens); an embedding needs at least one.`,
