@@ -10,6 +10,7 @@ import { MptError } from '../errors.js';
 import { ApiError, badRequest } from './api-error.js';
 import { submitAll, timeoutError, type GenerationContext } from './generation-job.js';
 import { checkModel, contextBoundError, encodePrompts, requestSignal } from './generation-request.js';
+import type { Encoded } from './prompt-worker.js';
 import { parseBody } from './request-schema.js';
 import { sendError, sendJson } from './respond.js';
 import type { EndReason, SequenceClient, SequenceHandle } from './scheduler.js';
@@ -71,7 +72,7 @@ async function inputIds(
   receivedAt: number,
   input: z.infer<typeof EmbeddingRequest>['input'],
 ): Promise<number[][]> {
-  let ids: number[][];
+  let inputs: Encoded[];
   const C = ctx.model.contextLength,
     limit = ctx.model.vocabLimit;
   const many = typeof input !== 'string' && typeof input[0] !== 'number';
@@ -86,36 +87,40 @@ async function inputIds(
         const least = await ctx.prompts.leastTokens(t, watch.signal);
         if (least > C) throw contextBoundError(C, least, null, 'input', paramOf(i));
       }
-      ids = await encodePrompts(ctx, texts as string[], watch.signal);
+      inputs = await encodePrompts(ctx, texts as string[], C, watch.signal);
     } finally {
       watch.release();
     }
-  } else if ((input as unknown[]).every((x) => typeof x === 'number')) ids = [input as number[]];
-  else ids = input as number[][];
-  ids.forEach((t, i) => {
+  } else {
+    const lists = (input as unknown[]).every((x) => typeof x === 'number')
+      ? [input as number[]]
+      : (input as number[][]);
+    inputs = lists.map((ids) => ({ count: ids.length, ids }));
+  }
+  return inputs.map(({ count, ids }, i) => {
     const param = paramOf(i);
-    if (t.length === 0)
+    if (count === 0)
       throw badRequest(
         `Invalid '${param}': the input is empty (it has no tokens); an embedding needs at least one.`,
         param,
         'invalid_value',
       );
-    if (t.length > C) {
+    if (ids === null || count > C) {
       throw badRequest(
-        `Invalid '${param}': this model's maximum context length is ${C} tokens, but the input has ${t.length}. Please shorten it.`,
+        `Invalid '${param}': this model's maximum context length is ${C} tokens, but the input has ${count}. Please shorten it.`,
         param,
         'context_length_exceeded',
       );
     }
-    const bad = t.findIndex((id) => id >= limit);
+    const bad = ids.findIndex((id) => id >= limit);
     if (bad >= 0)
       throw badRequest(
-        `Invalid '${param}': token id ${t[bad]} is outside the vocabulary (0..${limit - 1}).`,
+        `Invalid '${param}': token id ${ids[bad]} is outside the vocabulary (0..${limit - 1}).`,
         param,
         'invalid_value',
       );
+    return ids;
   });
-  return ids;
 }
 
 /** OpenAI's base64 encoding: the float32 values' little-endian bytes. */
