@@ -1,0 +1,100 @@
+/**
+ * Ctrl-C during `mpt train` loses no work: the run ends after the step in progress with a
+ * checkpoint of it, says where that is, exits with the shell's status for SIGINT (130), and the
+ * same command resumes from that step.
+ */
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { REPO_ROOT } from './helpers/goldens.js';
+
+const MPT = join(REPO_ROOT, 'bin/mpt.js');
+
+function recipe(dir: string): string {
+  const path = join(dir, 'r.yaml');
+  writeFileSync(
+    path,
+    `seed: 3
+max_seq_len: 32
+model: {d_model: 32, n_heads: 2, n_layers: 1, expansion_ratio: 2, vocab_size: 50432, no_bias: true, attn_config: {alibi: true}}
+tokenizer: {name: ${join(REPO_ROOT, 'assets/gpt-neox-20b/tokenizer.json')}}
+data: {train: [${join(REPO_ROOT, 'data/tinystories/heldout.txt')}], eval_fraction: 0.05}
+optimizer: {name: decoupled_lionw, lr: 2.0e-3, betas: [0.9, 0.99], weight_decay: 0}
+scheduler: {name: cosine_with_warmup, t_warmup: 1ba, alpha_f: 0.1}
+max_duration: 100000ba
+eval_interval: 0ba
+global_train_batch_size: 2
+device_train_microbatch_size: 2
+save_folder: ${join(dir, 'run')}
+save_interval: 0
+threads: 1
+`,
+  );
+  return path;
+}
+
+/** Runs `mpt train` and sends SIGINT once stderr shows step `after`; resolves with how it ended. */
+function interruptAfter(args: string[], after: number): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [MPT, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let sent = false;
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`mpt train did not end: ${stderr}`));
+    }, 180_000);
+    child.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString('utf8');
+      if (!sent && new RegExp(`step ${after}/`).test(stderr)) {
+        sent = true;
+        child.kill('SIGINT');
+      }
+    });
+    child.stdout.resume();
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
+
+test('Ctrl-C during mpt train saves a checkpoint of the last step, says where, and the run resumes from it', {
+  timeout: 300_000,
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-train-interrupt-'));
+  try {
+    const r = recipe(dir);
+    // save_interval 0: without the interrupt's checkpoint, every step would be lost.
+    const first = await interruptAfter(['train', r], 3);
+    assert.equal(first.code, 130, first.stderr);
+    assert.match(first.stderr, /interrupted: saving a checkpoint after step \d+/);
+    const m = /stopped after step (\d+): checkpoint saved in (.*); the same command resumes from it/.exec(first.stderr);
+    assert.ok(m, first.stderr);
+    const step = Number(m[1]);
+    assert.ok(step >= 3, first.stderr);
+    assert.match(m[2]!, /[/\\]run[/\\]checkpoint-\d+$/);
+    const complete = JSON.parse(readFileSync(join(m[2]!, 'complete.json'), 'utf8')) as { step: number };
+    assert.equal(complete.step, step);
+    // The same command (to one more step) continues from there.
+    const second = spawnSync(process.execPath, [MPT, 'train', r, '--stop-at', String(step + 1)], {
+      cwd: REPO_ROOT,
+      encoding: 'utf8',
+    });
+    assert.equal(second.status, 0, second.stderr);
+    assert.match(second.stderr, new RegExp(`resumed from .*checkpoint-\\d+ at step ${step}`));
+    const log = readFileSync(join(dir, 'run', 'train-log.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { step: number; loss?: number });
+    assert.deepEqual(
+      log.filter((e) => e.loss !== undefined).map((e) => e.step),
+      Array.from({ length: step + 1 }, (_, i) => i + 1),
+    );
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
