@@ -23,6 +23,8 @@ export class InputError extends MptError {}
 export class MemoryPlanError extends MptError {}
 /** The host lacks something the engine needs (a browser page that may not share memory, say). */
 export class PlatformError extends MptError {}
+/** An output file could not be written (a full disk, a file-size limit, no permission): names the file. */
+export class OutputError extends MptError {}
 /** A pickle asked for something outside the whitelist. */
 export class UnsafePickleError extends FormatError {}
 /**

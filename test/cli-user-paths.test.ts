@@ -6,12 +6,12 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { fixturePath } from './helpers/goldens.js';
-import { runCli, type CliResult } from './helpers/cli.js';
+import { MPT_BIN, runCli, type CliResult } from './helpers/cli.js';
 
 const MODEL = fixturePath('tiny-neox-vocab');
 const dir = mkdtempSync(join(tmpdir(), 'mpt-cli-paths-'));
@@ -134,4 +134,31 @@ test('a missing file is named with what the system said, without its code or sys
   oneLineError(train, 'train', /cannot read training recipe .*no-such\.yaml: no such file or directory$/m);
   // The command's name is said once (the prefix), not again inside the message.
   oneLineError(await runCli(['finetune']), 'finetune', /^mpt finetune: needs BASE_MODEL and DATA\.jsonl/);
+});
+
+test('a disk that fills while convert or quantize writes is one line naming the output, and leaves no file', async () => {
+  // A file-size limit makes the write fail part-way as a full disk does (EFBIG there, ENOSPC on a
+  // full disk: the same path through the writer), for any user and without a file system to fill.
+  const out = join(dir, 'full', 'out.gguf');
+  const hf = join(dir, 'full', 'hf-out');
+  mkdirSync(join(dir, 'full'));
+  const limited = (args: string[]) =>
+    spawnSync('sh', ['-c', 'ulimit -f 64 && exec "$0" "$@"', process.execPath, MPT_BIN, ...args], {
+      encoding: 'utf8',
+      timeout: 60_000,
+    });
+  for (const [command, args, target] of [
+    ['convert', [MODEL, out, '--type', 'f32'], out],
+    ['quantize', [MODEL, out, '--type', 'q8_0'], out],
+    ['convert', [MODEL, hf, '--type', 'f32'], hf],
+  ] as const) {
+    const r = limited([command, ...args]);
+    oneLineError(
+      { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/^convert: .*\n/gm, '') },
+      command,
+      new RegExp(`cannot write ${target}: file too large \\(nothing was written there\\)`),
+    );
+    // Neither the output nor a temporary file of it is left behind.
+    assert.deepEqual(readdirSync(join(dir, 'full')), [], `${command} ${args.join(' ')}`);
+  }
 });

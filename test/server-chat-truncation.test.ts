@@ -1,12 +1,14 @@
 /**
  * `truncate: "oldest_turns"` drops the fewest oldest turns that make the prompt fit (the same
  * choice as dropping them one at a time and tokenizing each), with a number of renders that grows
- * with the logarithm of the conversation's length, and without holding the server's event loop.
+ * with the logarithm of the conversation's length, and without holding the server's event loop
+ * (nor bringing the token ids of conversations too long for the context to its thread).
  */
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { type ChatMessage, jinjaFormat, type PromptFormat } from '../src/runtime/chat-template.js';
+import { Worker } from 'node:worker_threads';
+import { type ChatMessage, jinjaFormat, plainFormat, type PromptFormat } from '../src/runtime/chat-template.js';
 import { MptServer } from '../src/server/http-server.js';
 import { servedModelFrom } from '../src/server/model-host.js';
 import { fixturePath } from './helpers/goldens.js';
@@ -143,6 +145,42 @@ test('oldest_turns over 2,048 turns renders a few dozen times and keeps the serv
     t.diagnostic(`${renders()} renders, longest wait for /health ${worst.toFixed(0)} ms`);
     assert.ok(worst < 2000, `the event loop was held for ${worst.toFixed(0)} ms (${gaps.length} health answers)`);
   } finally {
+    await s.close();
+  }
+});
+
+test('oldest_turns learns the length of a conversation too long for the context without its token ids', {
+  timeout: 120_000,
+}, async () => {
+  // The prompt worker's replies to this thread, and the length of each id list among them.
+  let replies = 0;
+  const received: number[] = [];
+  const emit = Worker.prototype.emit;
+  Worker.prototype.emit = function (this: Worker, event: string | symbol, ...args: unknown[]) {
+    const value = (args[0] as { value?: unknown } | undefined)?.value;
+    if (event === 'message') replies++;
+    if (event === 'message' && value instanceof Int32Array) received.push(value.length);
+    return emit.call(this, event, ...args);
+  };
+  const C = 512;
+  const s = await serve(C, plainFormat());
+  try {
+    // Each probe's text is far longer than the texts encoded in place, and most turns must go.
+    const messages = Array.from({ length: 512 }, (_, i) => ({
+      role: i % 2 ? 'assistant' : 'user',
+      content: `turn ${i} says hello there, and a little more`,
+    }));
+    const r = await s.post({ messages, max_tokens: 1 });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.ok(r.json.usage.prompt_tokens < C && r.json.usage.prompt_tokens > C / 2, `${r.json.usage.prompt_tokens}`);
+    assert.ok(replies > 0, 'the long probes were encoded in the prompt worker');
+    // Only prompts that fit come back as ids (thousands of ids per probe otherwise).
+    assert.ok(
+      received.every((n) => n < C),
+      `id lists of ${received.join(', ')}`,
+    );
+  } finally {
+    Worker.prototype.emit = emit;
     await s.close();
   }
 });

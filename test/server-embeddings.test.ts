@@ -195,6 +195,25 @@ describe('POST /v1/embeddings (wasm backend, as mpt serve runs it)', () => {
       client.embeddings.create({ model: served.id, input: ['ok', 'word '.repeat(100)] }),
       /input\[1\]'.*64 tokens/,
     );
+    // A text that cannot fit is refused from its length, before the server spends seconds
+    // tokenizing it (the same 400 /v1/completions gives), in a list too.
+    const huge = 'x'.repeat(512 * 1024);
+    const cases: [string | string[], string][] = [
+      [huge, 'input'],
+      [['ok', huge], 'input[1]'],
+    ];
+    for (const [input, param] of cases) {
+      await assert.rejects(client.embeddings.create({ model: served.id, input }), (e: unknown) => {
+        assert.ok(e instanceof OpenAI.BadRequestError);
+        assert.match(
+          e.message,
+          /the input alone is at least \d+ tokens long \(judged from its length, before tokenizing\)/,
+        );
+        assert.equal((e.error as { code?: string }).code, 'context_length_exceeded');
+        assert.equal((e.error as { param?: string }).param, param);
+        return true;
+      });
+    }
     await assert.rejects(client.embeddings.create({ model: served.id, input: '' }), (e: unknown) => {
       assert.ok(e instanceof OpenAI.BadRequestError);
       assert.match(e.message, /'input': the input is empty/);

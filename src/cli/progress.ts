@@ -238,3 +238,10 @@ export function trainProgress(status: StatusLine): (p: StepProgress) => void {
     else status.update(line, p.record.step / p.maxSteps);
   };
 }
+
+/** What an interrupted training run tells its user: where its steps are kept, and how to go on. */
+export function stoppedNote(step: number, checkpoint: string | null): string {
+  return checkpoint
+    ? `stopped after step ${step}: checkpoint saved in ${checkpoint}; the same command resumes from it`
+    : `stopped after step ${step}; without a save folder nothing was saved`;
+}

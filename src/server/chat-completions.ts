@@ -10,6 +10,7 @@ import { answerWhenDone, Job, startJob, type GenerationContext, type Plan } from
 import { checkGenerationRequest, contextBoundError, contextError, requestSignal } from './generation-request.js';
 import { checkGrammarFits, grammarOf, toolGrammarOf } from './grammar.js';
 import { chatLogprobs, chunkMaker, responseBody, responseIdentity, usageOf } from './openai-format.js';
+import type { Encoded } from './prompt-worker.js';
 import { ChatRequest, checkRefusedChatFields, parseBody } from './request-schema.js';
 import { SseWriter } from './sse.js';
 import { parseToolCall, renderToolCall } from './tools.js';
@@ -66,12 +67,10 @@ async function fullPrompt(p: PromptAsk): Promise<ChatPrompt> {
   if (least >= C || (asked != null && least + asked > C)) {
     throw contextBoundError(C, least, asked, 'messages', 'messages');
   }
-  const prompt = await ctx.prompts.encode(promptText, signal);
-  if (prompt.length === 0)
-    throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
-  if (prompt.length >= C || (asked != null && prompt.length + asked > C))
-    throw contextError(C, prompt.length, asked ?? 1, 'messages');
-  return { prompt, maxTokens: asked ?? C - prompt.length };
+  const { count, ids: prompt } = await ctx.prompts.encodeUpTo(promptText, C - 1, signal);
+  if (count === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+  if (prompt === null || (asked != null && count + asked > C)) throw contextError(C, count, asked ?? 1, 'messages');
+  return { prompt, maxTokens: asked ?? C - count };
 }
 
 /**
@@ -127,11 +126,12 @@ async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
     }
     return text;
   };
-  const prompts = new Map<number, number[]>();
-  const promptAfter = async (drops: number): Promise<number[]> => {
+  // Ids only of prompts shorter than the context: the others are probes that do not fit.
+  const prompts = new Map<number, Encoded>();
+  const promptAfter = async (drops: number): Promise<Encoded> => {
     let prompt = prompts.get(drops);
     if (prompt === undefined) {
-      prompt = await ctx.prompts.encode(await textAfter(drops), signal);
+      prompt = await ctx.prompts.encodeUpTo(await textAfter(drops), C - 1, signal);
       prompts.set(drops, prompt);
     }
     return prompt;
@@ -142,12 +142,11 @@ async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
     most,
     async (d) => (await ctx.prompts.leastTokens(await textAfter(d), signal)) + reserve <= C,
   );
-  const drops = await fewestDrops(least, most, async (d) => (await promptAfter(d)).length + reserve <= C);
-  const prompt = await promptAfter(drops);
-  if (prompt.length === 0)
-    throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
-  if (prompt.length >= C) throw contextError(C, prompt.length, 1, 'messages');
-  return { prompt, maxTokens: Math.min(asked ?? C, C - prompt.length) };
+  const drops = await fewestDrops(least, most, async (d) => (await promptAfter(d)).count + reserve <= C);
+  const { count, ids: prompt } = await promptAfter(drops);
+  if (count === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
+  if (prompt === null) throw contextError(C, count, 1, 'messages');
+  return { prompt, maxTokens: Math.min(asked ?? C, C - count) };
 }
 
 export async function handleChat(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {

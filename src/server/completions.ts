@@ -68,14 +68,21 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
       if (least + asked > C) throw contextBoundError(C, least, asked, 'prompt', paramOf(i));
     }
     grammar = grammarOf(ctx, r);
-    prompts =
-      typeof given[0] === 'string' ? await encodePrompts(ctx, given as string[], watch.signal) : (given as number[][]);
+    const encoded =
+      typeof given[0] === 'string'
+        ? await encodePrompts(ctx, given as string[], C - asked, watch.signal)
+        : (given as number[][]).map((ids) => ({ count: ids.length, ids }));
+    // A prompt too long for the context is refused with its length alone (its ids were not kept).
+    encoded.forEach((e, i) => {
+      if (e.count === 0) throw badRequest(`Invalid '${paramOf(i)}': the prompt is empty.`, paramOf(i), 'invalid_value');
+      if (e.ids === null) throw contextError(C, e.count, asked, 'prompt');
+    });
+    prompts = encoded.map((e) => e.ids!);
   } finally {
     watch.release();
   }
   prompts.forEach((ids, i) => {
     const param = paramOf(i);
-    if (ids.length === 0) throw badRequest(`Invalid '${param}': the prompt is empty.`, param, 'invalid_value');
     const bad = ids.find((t) => t >= vocab);
     if (bad !== undefined)
       throw badRequest(

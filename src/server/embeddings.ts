@@ -9,7 +9,8 @@ import * as z from 'zod';
 import { MptError } from '../errors.js';
 import { ApiError, badRequest } from './api-error.js';
 import { submitAll, timeoutError, type GenerationContext } from './generation-job.js';
-import { checkModel, encodePrompts, requestSignal } from './generation-request.js';
+import { checkModel, contextBoundError, encodePrompts, requestSignal } from './generation-request.js';
+import type { Encoded } from './prompt-worker.js';
 import { parseBody } from './request-schema.js';
 import { sendError, sendJson } from './respond.js';
 import type { EndReason, SequenceClient, SequenceHandle } from './scheduler.js';
@@ -71,44 +72,55 @@ async function inputIds(
   receivedAt: number,
   input: z.infer<typeof EmbeddingRequest>['input'],
 ): Promise<number[][]> {
-  let ids: number[][];
+  let inputs: Encoded[];
+  const C = ctx.model.contextLength,
+    limit = ctx.model.vocabLimit;
+  const many = typeof input !== 'string' && typeof input[0] !== 'number';
+  const paramOf = (i: number) => (many ? `input[${i}]` : 'input');
   const texts = typeof input === 'string' ? [input] : input.every((x) => typeof x === 'string') ? input : null;
   if (texts) {
     const watch = requestSignal(ctx, res, receivedAt);
     try {
-      ids = await encodePrompts(ctx, texts as string[], watch.signal);
+      // Every text that cannot fit is refused from its length before any is tokenized (a
+      // megabyte of text is seconds of tokenizing).
+      for (const [i, t] of (texts as string[]).entries()) {
+        const least = await ctx.prompts.leastTokens(t, watch.signal);
+        if (least > C) throw contextBoundError(C, least, null, 'input', paramOf(i));
+      }
+      inputs = await encodePrompts(ctx, texts as string[], C, watch.signal);
     } finally {
       watch.release();
     }
-  } else if ((input as unknown[]).every((x) => typeof x === 'number')) ids = [input as number[]];
-  else ids = input as number[][];
-  const C = ctx.model.contextLength,
-    limit = ctx.model.vocabLimit;
-  const many = typeof input !== 'string' && typeof input[0] !== 'number';
-  ids.forEach((t, i) => {
-    const param = many ? `input[${i}]` : 'input';
-    if (t.length === 0)
+  } else {
+    const lists = (input as unknown[]).every((x) => typeof x === 'number')
+      ? [input as number[]]
+      : (input as number[][]);
+    inputs = lists.map((ids) => ({ count: ids.length, ids }));
+  }
+  return inputs.map(({ count, ids }, i) => {
+    const param = paramOf(i);
+    if (count === 0)
       throw badRequest(
         `Invalid '${param}': the input is empty (it has no tokens); an embedding needs at least one.`,
         param,
         'invalid_value',
       );
-    if (t.length > C) {
+    if (ids === null || count > C) {
       throw badRequest(
-        `Invalid '${param}': this model's maximum context length is ${C} tokens, but the input has ${t.length}. Please shorten it.`,
+        `Invalid '${param}': this model's maximum context length is ${C} tokens, but the input has ${count}. Please shorten it.`,
         param,
         'context_length_exceeded',
       );
     }
-    const bad = t.findIndex((id) => id >= limit);
+    const bad = ids.findIndex((id) => id >= limit);
     if (bad >= 0)
       throw badRequest(
-        `Invalid '${param}': token id ${t[bad]} is outside the vocabulary (0..${limit - 1}).`,
+        `Invalid '${param}': token id ${ids[bad]} is outside the vocabulary (0..${limit - 1}).`,
         param,
         'invalid_value',
       );
+    return ids;
   });
-  return ids;
 }
 
 /** OpenAI's base64 encoding: the float32 values' little-endian bytes. */

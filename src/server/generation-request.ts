@@ -6,6 +6,7 @@
 import type { ServerResponse } from 'node:http';
 import { ApiError, badRequest } from './api-error.js';
 import { timeoutError, type GenerationContext } from './generation-job.js';
+import type { Encoded } from './prompt-worker.js';
 
 export function contextError(ctx: number, prompt: number, completion: number, what: string): ApiError {
   return badRequest(
@@ -86,14 +87,19 @@ export function requestSignal(
   };
 }
 
-/** Tokenizes a request's prompt texts, off the event loop when they are long, given up when `signal` aborts. */
+/**
+ * Tokenizes a request's prompt texts, off the event loop when they are long, given up when
+ * `signal` aborts: each one's token count, and its ids when there are at most `keep` (a prompt
+ * with more is refused, and only its count is needed for the message).
+ */
 export async function encodePrompts(
   ctx: GenerationContext,
   texts: readonly string[],
+  keep: number,
   signal: AbortSignal,
-): Promise<number[][]> {
-  const out: number[][] = [];
-  for (const t of texts) out.push(await ctx.prompts.encode(t, signal));
+): Promise<Encoded[]> {
+  const out: Encoded[] = [];
+  for (const t of texts) out.push(await ctx.prompts.encodeUpTo(t, keep, signal));
   return out;
 }
 

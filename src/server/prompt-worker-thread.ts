@@ -16,8 +16,9 @@ export interface PromptWorkerData {
   jinja: JinjaSource | null;
 }
 
+/** encode: the ids when there are at most `keep`, else only their count. */
 export type PromptJob = { id: number } & (
-  | { kind: 'encode'; text: string }
+  | { kind: 'encode'; text: string; keep: number }
   | { kind: 'bound'; text: string }
   | { kind: 'render'; messages: ChatMessage[]; addGenerationPrompt: boolean }
   | { kind: 'decode'; ids: Int32Array }
@@ -39,8 +40,10 @@ const port = parentPort!;
 
 function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
   switch (job.kind) {
-    case 'encode':
-      return Int32Array.from(tokenizer.encode(job.text));
+    case 'encode': {
+      const ids = tokenizer.encode(job.text);
+      return ids.length <= job.keep ? Int32Array.from(ids) : ids.length;
+    }
     case 'bound':
       return leastTokens(job.text, rest.solidTokenBytes);
     case 'render':

@@ -24,6 +24,19 @@ export const INLINE_BOUND_CHARS = 64 * 1024;
 /** Id lists up to this long are decoded in place. */
 export const INLINE_IDS = 2048;
 
+/** A text's token count, and its token ids when they were asked for (encodeUpTo). */
+export interface Encoded {
+  count: number;
+  ids: number[] | null;
+}
+
+/** The ids as an array (a loop into a sized array: Array.from's iteration is several times slower). */
+function arrayOf(ids: Int32Array): number[] {
+  const out = new Array<number>(ids.length).fill(0);
+  for (let i = 0; i < ids.length; i++) out[i] = ids[i]!;
+  return out;
+}
+
 /** A job as queued: what it sends, and how its promise settles. */
 interface Pending {
   job: PromptJob;
@@ -98,8 +111,23 @@ export class PromptWorker {
 
   /** The token ids of `text`, as `tokenizer.encode(text)` gives them; rejects with the signal's reason if it aborts. */
   async encode(text: string, signal?: AbortSignal): Promise<number[]> {
-    if (text.length <= this.inline.encode) return this.inPlace(signal, () => this.tokenizer.encode(text));
-    return Array.from((await this.submit({ id: 0, kind: 'encode', text }, signal)) as Int32Array);
+    return (await this.encodeUpTo(text, Infinity, signal)).ids!;
+  }
+
+  /**
+   * The number of tokens `text` encodes to, and their ids when there are at most `keep` (else
+   * null): what a request that refuses a prompt longer than the context needs. A long text's ids
+   * stay in the worker: making an array of 300,000 ids costs the event loop 30-200 ms (Array.from
+   * more), and a chat truncation encodes several such texts only to learn their lengths.
+   */
+  async encodeUpTo(text: string, keep: number, signal?: AbortSignal): Promise<Encoded> {
+    if (text.length <= this.inline.encode)
+      return this.inPlace(signal, () => {
+        const ids = this.tokenizer.encode(text);
+        return { count: ids.length, ids: ids.length <= keep ? ids : null };
+      });
+    const got = (await this.submit({ id: 0, kind: 'encode', text, keep }, signal)) as Int32Array | number;
+    return typeof got === 'number' ? { count: got, ids: null } : { count: got.length, ids: arrayOf(got) };
   }
 
   /**

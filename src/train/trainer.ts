@@ -57,6 +57,11 @@ export interface TrainerOptions {
   title?: string;
   /** Stop (with a checkpoint) after this step without changing the schedule; resume later. */
   stopAt?: number;
+  /**
+   * When it aborts (Ctrl-C in the CLI), the run ends after the step in progress with a
+   * checkpoint, as `stopAt` would there: the steps done are not lost, and a later run resumes.
+   */
+  stopSignal?: AbortSignal;
 }
 
 export interface StepRecord {
@@ -178,8 +183,9 @@ export class Trainer {
     return true;
   }
 
-  async save(): Promise<void> {
-    if (!this.o.saveFolder) return;
+  /** Saves a checkpoint; returns its folder (null without saveFolder). */
+  async save(): Promise<string | null> {
+    if (!this.o.saveFolder) return null;
     const tensors = new Map<string, { shape: number[]; data: Float32Array }>();
     for (const p of this.o.model.params) {
       tensors.set(`param/${p.name}`, { shape: p.shape, data: p.data });
@@ -188,7 +194,7 @@ export class Trainer {
       if (m) tensors.set(`opt_m/${p.name}`, { shape: p.shape, data: m });
       if (v) tensors.set(`opt_v/${p.name}`, { shape: p.shape, data: v });
     }
-    await saveCheckpoint(this.o.saveFolder, {
+    const dir = await saveCheckpoint(this.o.saveFolder, {
       meta: {
         ...this.o.checkpointMeta,
         step: this.step,
@@ -203,6 +209,7 @@ export class Trainer {
     });
     await this.writeCurve();
     if (this.o.onSave) await this.o.onSave(this.step);
+    return dir;
   }
 
   private startTime = 0;
@@ -269,8 +276,11 @@ export class Trainer {
     await writeFileAtomic(join(this.o.saveFolder, 'loss-curve.svg'), svg);
   }
 
-  /** Runs from the current step until maxSteps (call resume() first to continue a saved run). */
-  async run(): Promise<{ history: StepRecord[]; evals: EvalRecord[] }> {
+  /**
+   * Runs from the current step until maxSteps (call resume() first to continue a saved run), or
+   * until stopAt or stopSignal; `checkpoint` is the folder of the last save (null without saveFolder).
+   */
+  async run(): Promise<{ history: StepRecord[]; evals: EvalRecord[]; checkpoint: string | null }> {
     const { saveFolder } = this.o;
     if (saveFolder) mkdirSync(saveFolder, { recursive: true });
     const logPath = saveFolder ? join(saveFolder, 'train-log.jsonl') : null;
@@ -290,7 +300,8 @@ export class Trainer {
       this.log(`step 0 | eval loss ${lastEval.toFixed(4)} (ppl ${Math.exp(lastEval).toFixed(1)})`);
     }
     const stopAt = Math.min(this.o.maxSteps, this.o.stopAt ?? Infinity);
-    while (this.step < stopAt) {
+    const stopSignal = this.o.stopSignal;
+    while (this.step < stopAt && !stopSignal?.aborted) {
       const rec = this.trainStep();
       const stepTokens = rec.tokens - (this.history[this.history.length - 2]?.tokens ?? 0);
       let newEval = false;
@@ -313,8 +324,10 @@ export class Trainer {
       onStep({ record: rec, maxSteps: this.o.maxSteps, evalLoss: lastEval, newEval, stepTokens, stepSeconds, summary });
       if (this.o.saveInterval > 0 && this.step % this.o.saveInterval === 0 && this.step < stopAt) await this.save();
       else if (saveFolder && this.step % 10 === 0) await this.writeCurve();
+      // A step is synchronous: the signal's handler (a process signal's) runs only when the loop yields.
+      if (stopSignal) await new Promise((resolve) => setImmediate(resolve));
     }
-    await this.save();
-    return { history: this.history, evals: this.evals };
+    const checkpoint = await this.save();
+    return { history: this.history, evals: this.evals, checkpoint };
   }
 }

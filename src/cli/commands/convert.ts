@@ -19,6 +19,7 @@ import {
   type HfExportDtype,
 } from '../../model/hf-export.js';
 import type { Checkpoint } from '../../model/load.js';
+import { writeError } from '../../formats/atomic-write.js';
 import { writeSafetensors } from '../../formats/safetensors.js';
 import { NEOX_TOKENIZER_SIZE, TOKENIZER_FILES } from '../../runtime/tokenizer.js';
 import { shippedNeoxTokenizerPath } from '../../runtime/tokenizer-files.js';
@@ -202,7 +203,8 @@ async function convertToHfFolder(model: string, out: string, typeOpt: string): P
     await rename(tmp, dest);
   } catch (e) {
     await rm(tmp, { recursive: true, force: true }).catch(() => {});
-    throw e;
+    // A full disk names the folder asked for, not the temporary one it was being written as.
+    throw writeError(out, e);
   } finally {
     await ck.tensors.close();
   }

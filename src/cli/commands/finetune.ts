@@ -11,13 +11,14 @@ import { exportHfFolder, loadTrainModel, modelTokenizerFiles, trainModelTokenize
 import { instructBatch, readInstructJsonl } from '../../train/data.js';
 import { HF_EXPORT_DTYPES, type HfExportDtype } from '../../model/hf-export.js';
 import { Trainer } from '../../train/trainer.js';
+import { signalStatus, watchInterrupt } from '../interrupt.js';
 import { checkpointToResume } from '../../train/checkpoint.js';
 import { optimizerConfig } from '../../train/optim.js';
 import { parseScheduleName } from '../../train/schedule.js';
 import { saveLoraAdapters } from '../../train/lora.js';
 import { Rng } from '../../train/rng.js';
 import type { LoraConfig } from '../../train/model.js';
-import { StatusLine, trainProgress } from '../progress.js';
+import { StatusLine, stoppedNote, trainProgress } from '../progress.js';
 
 export const summary = 'instruction fine-tuning from JSONL (full or LoRA)';
 export const help = `usage: mpt finetune BASE_MODEL DATA.jsonl --out DIR [options]
@@ -180,7 +181,24 @@ export async function run(argv: string[]): Promise<number> {
         `${(nTrain / 1e6).toFixed(3)} M trainable parameters${loraNote}, kernels ${kernels.name}`,
     );
     if (!o['no-resume']) await trainer.resume();
-    const { history, evals } = await trainer.run();
+    const interrupt = watchInterrupt(() =>
+      status.log(
+        `interrupted: saving a checkpoint after step ${trainer.step + 1} (interrupt again to quit without it)`,
+      ),
+    );
+    (trainer.o as { stopSignal?: AbortSignal }).stopSignal = interrupt.signal;
+    let ran: Awaited<ReturnType<typeof trainer.run>>;
+    try {
+      ran = await trainer.run();
+    } finally {
+      interrupt.release();
+    }
+    const { history, evals } = ran;
+    if (interrupt.signal.aborted) {
+      // The model is not exported from an unfinished run; the same command resumes it.
+      status.log(stoppedNote(trainer.step, ran.checkpoint));
+      return signalStatus(interrupt.signal.reason as NodeJS.Signals);
+    }
     status.finish();
     if (lora) {
       await saveLoraAdapters(model, join(out, 'adapter'), base);

@@ -7,7 +7,8 @@ import { parseArgs } from '../args.js';
 import { bestKernels } from '../../train/best-kernels.js';
 import { parseDuration, prepareRun, readRecipe } from '../../train/recipe.js';
 import { InputError } from '../../errors.js';
-import { StatusLine, trainProgress } from '../progress.js';
+import { signalStatus, watchInterrupt } from '../interrupt.js';
+import { StatusLine, stoppedNote, trainProgress } from '../progress.js';
 
 export const summary = 'train an MPT model from a YAML recipe (llm-foundry style)';
 export const help = `usage: mpt train RECIPE.yaml [options]
@@ -21,7 +22,9 @@ as lines; otherwise a line per step. stdout gets a JSON summary at the end.
 save_folder gets train-log.jsonl, loss-curve.svg and numbered checkpoint-<n> folders that a
 second run resumes from exactly. Saves are crash-safe: a run killed at any moment resumes from
 its last complete checkpoint; when save_folder holds only incomplete checkpoints, mpt train stops
-and says so instead of starting over (--no-resume starts over deliberately). With
+and says so instead of starting over (--no-resume starts over deliberately). Ctrl-C (or SIGTERM)
+ends the run after the step in progress with a checkpoint, and says where it is; a second one
+quits at once (the last checkpoint saved before stays). With
 export_folder, a Hugging Face model folder is written at every save (export_dtype).
 
 options:
@@ -68,7 +71,23 @@ export async function run(argv: string[]): Promise<number> {
     );
     if (options['stop-at'] !== undefined) (prep.trainer.o as { stopAt?: number }).stopAt = Number(options['stop-at']);
     if (resume) await prep.trainer.resume();
-    const { history, evals } = await prep.trainer.run();
+    const interrupt = watchInterrupt(() =>
+      status.log(
+        `interrupted: saving a checkpoint after step ${prep.trainer.step + 1} (interrupt again to quit without it)`,
+      ),
+    );
+    (prep.trainer.o as { stopSignal?: AbortSignal }).stopSignal = interrupt.signal;
+    let ran: Awaited<ReturnType<typeof prep.trainer.run>>;
+    try {
+      ran = await prep.trainer.run();
+    } finally {
+      interrupt.release();
+    }
+    const { history, evals } = ran;
+    if (interrupt.signal.aborted) {
+      status.log(stoppedNote(prep.trainer.step, ran.checkpoint));
+      return signalStatus(interrupt.signal.reason as NodeJS.Signals);
+    }
     status.finish();
     const last = history[history.length - 1];
     const lastEval = evals[evals.length - 1];
