@@ -326,7 +326,8 @@ export class Executor {
         else k.gemm_k(WTYPE.q5_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q6_k':
-        k.gemm_k(WTYPE.q6_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        if (M >= PROMPT_TILE_ROWS_K_PLAIN) k.gemm_q6_k_prompt(X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        else k.gemm_k(WTYPE.q6_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
     }
   }
