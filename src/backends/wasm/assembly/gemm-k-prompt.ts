@@ -276,29 +276,37 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
 // ones quarter q + 2, each of two 16-value groups (chunks 0-3, 4-7). Weights are 0..63 (the -32
 // goes through the activations' bsums16, as gemm_k's): two chunks' pair sums reach 2·2·63·127 =
 // 32004, so each pair of chunks gets its own pmaddwd with the group's 4 row scales.
-/** Per pair of scales (2j, 2j + 1), j = 0..7: the 4 rows' scales sign-extended, i16 lanes 0-3 = scale 2j of rows 0-3, 4-7 = 2j + 1. */
+/** Quarter q (0..3) of the current half: its two groups' 4 row scales sign-extended, i16 lanes 0-3 = group a of rows 0-3, 4-7 = group b. */
 let k6_e0: v128 = i32x4.splat(0), k6_e1: v128 = i32x4.splat(0), k6_e2: v128 = i32x4.splat(0), k6_e3: v128 = i32x4.splat(0);
-let k6_e4: v128 = i32x4.splat(0), k6_e5: v128 = i32x4.splat(0), k6_e6: v128 = i32x4.splat(0), k6_e7: v128 = i32x4.splat(0);
-/** The same scales as (row r: scale 2j, 2j + 1) in i16 lanes (2r, 2r + 1): pmaddwd with a broadcast pair of bsums16 gives each row's share of the -32 term. */
+/** Per pair of scales (2j, 2j + 1), j = 0..7: (row r: scale 2j, 2j + 1) in i16 lanes (2r, 2r + 1); pmaddwd with a broadcast pair of bsums16 gives each row's share of the -32 term. */
 let k6_p0: v128 = i32x4.splat(0), k6_p1: v128 = i32x4.splat(0), k6_p2: v128 = i32x4.splat(0), k6_p3: v128 = i32x4.splat(0);
 let k6_p4: v128 = i32x4.splat(0), k6_p5: v128 = i32x4.splat(0), k6_p6: v128 = i32x4.splat(0), k6_p7: v128 = i32x4.splat(0);
 /** The current 32 values' second group's row scales (as kp_sc: each in a pair of i16 lanes). */
 let k6_sc2: v128 = i32x4.splat(0);
 
-/** Scale pair j's two forms (k6_e_j, k6_p_j) from e: bytes 4i + r = scale 4·(j >> 1) + i of row r, lanes 0-7 (j even) or 8-15. */
+/** The 4 rows' scales 4i + k of e (bytes 4k + r: scale k of row r), k = 0, 1 (hi: 2, 3), sign-extended: i16 lanes 0-3 = the first, 4-7 = the second. */
 // @ts-ignore: decorator
-@inline function scale_pair6(e: v128, hi: bool, j: i32): void {
+@inline function scale_pair6(e: v128, hi: bool): v128 {
   // each byte twice, then shifted down arithmetically: sign-extended i16
-  const v = i16x8.shr_s(hi ? v128.shuffle<u8>(e, e, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)
+  return i16x8.shr_s(hi ? v128.shuffle<u8>(e, e, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)
     : v128.shuffle<u8>(e, e, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), 8);
-  const p = v128.shuffle<u16>(v, v128.shuffle<u32>(v, v, 2, 3, 2, 3), 0, 8, 1, 9, 2, 10, 3, 11);
-  if (j == 0) { k6_e0 = v; k6_p0 = p; } else if (j == 1) { k6_e1 = v; k6_p1 = p; }
-  else if (j == 2) { k6_e2 = v; k6_p2 = p; } else if (j == 3) { k6_e3 = v; k6_p3 = p; }
-  else if (j == 4) { k6_e4 = v; k6_p4 = p; } else if (j == 5) { k6_e5 = v; k6_p5 = p; }
-  else if (j == 6) { k6_e6 = v; k6_p6 = p; } else { k6_e7 = v; k6_p7 = p; }
 }
 
-/** The 4 q6_K rows' d (kp_d, f32 as f16_at gives them) and scales (k6_e, k6_p) of the super-blocks at w + r·rs. */
+/** scale_pair6's v as k6_p_j's form: lanes 0-3 and 4-7 interleaved. */
+// @ts-ignore: decorator
+@inline function row_pairs6(v: v128): v128 {
+  return v128.shuffle<u16>(v, v128.shuffle<u32>(v, v, 2, 3, 2, 3), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+/** Bytes 4k + r = scale k of row r (k 0-3), then scales 4-7 (second vector), of 4 rows' 8 scales each (s0..s3, lanes 0-7). */
+// @ts-ignore: decorator
+@inline function scale_rows6(s0: v128, s1: v128, s2: v128, s3: v128, second: bool): v128 {
+  const l01 = v128.shuffle<u8>(s0, s1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const l23 = v128.shuffle<u8>(s2, s3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  return second ? v128.shuffle<u16>(l01, l23, 4, 12, 5, 13, 6, 14, 7, 15) : v128.shuffle<u16>(l01, l23, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+/** The 4 q6_K rows' d (kp_d, f32 as f16_at gives them) and scale pairs (k6_p0..7) of the super-blocks at w + r·rs. */
 // @ts-ignore: decorator
 @inline function header6(w: usize, rs: usize): void {
   const rs2 = rs << 1, rs3 = rs2 + rs;
@@ -307,23 +315,26 @@ let k6_sc2: v128 = i32x4.splat(0);
   d = f32x4.replace_lane(d, 2, f16_at(w + rs2 + 208));
   kp_d = f32x4.replace_lane(d, 3, f16_at(w + rs3 + 208));
   const s0 = v128.load(w + 192), s1 = v128.load(w + rs + 192), s2 = v128.load(w + rs2 + 192), s3 = v128.load(w + rs3 + 192);
-  // bytes to (scale, row) order: byte 4k + r of a0 = scale k of row r (k 0-3), a1: 4-7, b0: 8-11, b1: 12-15
-  const l01 = v128.shuffle<u8>(s0, s1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const l23 = v128.shuffle<u8>(s2, s3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
-  const h01 = v128.shuffle<u8>(s0, s1, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const h23 = v128.shuffle<u8>(s2, s3, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  const a0 = v128.shuffle<u16>(l01, l23, 0, 8, 1, 9, 2, 10, 3, 11), a1 = v128.shuffle<u16>(l01, l23, 4, 12, 5, 13, 6, 14, 7, 15);
-  const b0 = v128.shuffle<u16>(h01, h23, 0, 8, 1, 9, 2, 10, 3, 11), b1 = v128.shuffle<u16>(h01, h23, 4, 12, 5, 13, 6, 14, 7, 15);
-  scale_pair6(a0, false, 0); scale_pair6(a0, true, 1);
-  scale_pair6(a1, false, 2); scale_pair6(a1, true, 3);
-  scale_pair6(b0, false, 4); scale_pair6(b0, true, 5);
-  scale_pair6(b1, false, 6); scale_pair6(b1, true, 7);
+  const a0 = scale_rows6(s0, s1, s2, s3, false), a1 = scale_rows6(s0, s1, s2, s3, true);
+  // scales 8-15: the upper 8 bytes of each row's 16
+  const t0 = v128.shuffle<u64>(s0, s0, 1, 1), t1 = v128.shuffle<u64>(s1, s1, 1, 1), t2 = v128.shuffle<u64>(s2, s2, 1, 1), t3 = v128.shuffle<u64>(s3, s3, 1, 1);
+  const b0 = scale_rows6(t0, t1, t2, t3, false), b1 = scale_rows6(t0, t1, t2, t3, true);
+  k6_p0 = row_pairs6(scale_pair6(a0, false)); k6_p1 = row_pairs6(scale_pair6(a0, true));
+  k6_p2 = row_pairs6(scale_pair6(a1, false)); k6_p3 = row_pairs6(scale_pair6(a1, true));
+  k6_p4 = row_pairs6(scale_pair6(b0, false)); k6_p5 = row_pairs6(scale_pair6(b0, true));
+  k6_p6 = row_pairs6(scale_pair6(b1, false)); k6_p7 = row_pairs6(scale_pair6(b1, true));
 }
 
-/** Scale pair j's k6_e_j. */
+/** Half n's scales (8 a row at w + r·rs + 192 + 8n) per quarter into k6_e0..3. */
 // @ts-ignore: decorator
-@inline function e6(j: i32): v128 {
-  return j == 0 ? k6_e0 : j == 1 ? k6_e1 : j == 2 ? k6_e2 : j == 3 ? k6_e3 : j == 4 ? k6_e4 : j == 5 ? k6_e5 : j == 6 ? k6_e6 : k6_e7;
+@inline function half_scales6(w: usize, rs: usize): void {
+  const rs2 = rs << 1, rs3 = rs2 + rs;
+  const s0 = v128.load64_zero(w), s1 = v128.load64_zero(w + rs), s2 = v128.load64_zero(w + rs2), s3 = v128.load64_zero(w + rs3);
+  const a0 = scale_rows6(s0, s1, s2, s3, false), a1 = scale_rows6(s0, s1, s2, s3, true);
+  k6_e0 = scale_pair6(a0, false);
+  k6_e1 = scale_pair6(a0, true);
+  k6_e2 = scale_pair6(a1, false);
+  k6_e3 = scale_pair6(a1, true);
 }
 
 /**
@@ -367,10 +378,10 @@ let k6_sc2: v128 = i32x4.splat(0);
   if (T > 15) kp_s15 = i32x4.add(kp_s15, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 15 * xs));
 }
 
-/** Sets kp_sc / k6_sc2 to the two groups' row scales of scale pair j (each scale in two i16 lanes). */
+/** Sets kp_sc / k6_sc2 to the two groups' row scales of quarter q of the current half (each scale in two i16 lanes). */
 // @ts-ignore: decorator
-@inline function scales6(j: i32): void {
-  const e = e6(j);
+@inline function scales6(q: i32): void {
+  const e = q == 0 ? k6_e0 : q == 1 ? k6_e1 : q == 2 ? k6_e2 : k6_e3;
   kp_sc = v128.shuffle<u16>(e, e, 0, 0, 1, 1, 2, 2, 3, 3);
   k6_sc2 = v128.shuffle<u16>(e, e, 4, 4, 5, 5, 6, 6, 7, 7);
 }
@@ -395,6 +406,32 @@ let k6_sc2: v128 = i32x4.splat(0);
 }
 
 /**
+ * ql bytes 32p..32p + 31 of a q6_K half (row r's at ql + r·rs) × T tokens (activations of the
+ * half at xq + t·xs, xq already + 32p): their low nibbles are quarter p, their high ones quarter
+ * p + 2 (each with its qh bits from kp_q0..7); added to kp_s_t.
+ */
+// @ts-ignore: decorator
+@inline function quarters6(ql: usize, rs: usize, xq: usize, xs: usize, T: i32, p: i32, m: v128): void {
+  const rs2 = rs << 1, rs3 = rs2 + rs;
+  const a0 = v128.load(ql), a1 = v128.load(ql + rs), a2 = v128.load(ql + rs2), a3 = v128.load(ql + rs3);
+  const b0 = v128.load(ql, 16), b1 = v128.load(ql + rs, 16), b2 = v128.load(ql + rs2, 16), b3 = v128.load(ql + rs3, 16);
+  const c0 = chunk_of(a0, a1, a2, a3, 0), c1 = chunk_of(a0, a1, a2, a3, 1), c2 = chunk_of(a0, a1, a2, a3, 2), c3 = chunk_of(a0, a1, a2, a3, 3);
+  const c4 = chunk_of(b0, b1, b2, b3, 0), c5 = chunk_of(b0, b1, b2, b3, 1), c6 = chunk_of(b0, b1, b2, b3, 2), c7 = chunk_of(b0, b1, b2, b3, 3);
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4); // 0x30 bytes, from the register holding 0x0F
+  // quarter p + 2's high parts: bits 4-5 (p = 0) or 6-7 of the qh bytes, at bits 4-5
+  kp_h0 = hi6(c0, kp_q0, 4 + 2 * p, m, m30); kp_h1 = hi6(c1, kp_q1, 4 + 2 * p, m, m30);
+  kp_h2 = hi6(c2, kp_q2, 4 + 2 * p, m, m30); kp_h3 = hi6(c3, kp_q3, 4 + 2 * p, m, m30);
+  kp_h4 = hi6(c4, kp_q4, 4 + 2 * p, m, m30); kp_h5 = hi6(c5, kp_q5, 4 + 2 * p, m, m30);
+  kp_h6 = hi6(c6, kp_q6, 4 + 2 * p, m, m30); kp_h7 = hi6(c7, kp_q7, 4 + 2 * p, m, m30);
+  const l0 = lo6(c0, kp_q0, 2 * p, m, m30), l1 = lo6(c1, kp_q1, 2 * p, m, m30), l2 = lo6(c2, kp_q2, 2 * p, m, m30), l3 = lo6(c3, kp_q3, 2 * p, m, m30);
+  const l4 = lo6(c4, kp_q4, 2 * p, m, m30), l5 = lo6(c5, kp_q5, 2 * p, m, m30), l6 = lo6(c6, kp_q6, 2 * p, m, m30), l7 = lo6(c7, kp_q7, 2 * p, m, m30);
+  scales6(p);
+  tokens6(l0, l1, l2, l3, l4, l5, l6, l7, xq, xs, T);
+  scales6(p + 2);
+  tokens6(kp_h0, kp_h1, kp_h2, kp_h3, kp_h4, kp_h5, kp_h6, kp_h7, xq + 64, xs, T);
+}
+
+/**
  * One q6_K super-block of 4 plain rows (row r's at w + r·rs) × T tokens (token t's record at
  * x + t·xs): adds each token's value to its running sum (P.acc_t).
  */
@@ -405,31 +442,13 @@ let k6_sc2: v128 = i32x4.splat(0);
   const z = i32x4.splat(0);
   kp_s0 = z; kp_s1 = z; kp_s2 = z; kp_s3 = z; kp_s4 = z; kp_s5 = z; kp_s6 = z; kp_s7 = z;
   if (T > 8) { kp_s8 = z; kp_s9 = z; kp_s10 = z; kp_s11 = z; kp_s12 = z; kp_s13 = z; kp_s14 = z; kp_s15 = z; }
-  const rs2 = rs << 1, rs3 = rs2 + rs;
   for (let n = 0; n < 2; n++) {
-    // the half's qh bytes in chunk form (kp_q0..7), its high parts for every quarter
-    fifth_bits(w + 128 + (<usize>n << 5), rs);
-    for (let p = 0; p < 2; p++) {
-      // ql bytes 32p..32p + 31 of half n: low nibbles quarter p, high nibbles quarter p + 2
-      const q = w + (<usize>n << 6) + (<usize>p << 5), xq = x + (<usize>n << 7) + (<usize>p << 5);
-      const a0 = v128.load(q), a1 = v128.load(q + rs), a2 = v128.load(q + rs2), a3 = v128.load(q + rs3);
-      const b0 = v128.load(q, 16), b1 = v128.load(q + rs, 16), b2 = v128.load(q + rs2, 16), b3 = v128.load(q + rs3, 16);
-      const c0 = chunk_of(a0, a1, a2, a3, 0), c1 = chunk_of(a0, a1, a2, a3, 1), c2 = chunk_of(a0, a1, a2, a3, 2), c3 = chunk_of(a0, a1, a2, a3, 3);
-      const c4 = chunk_of(b0, b1, b2, b3, 0), c5 = chunk_of(b0, b1, b2, b3, 1), c6 = chunk_of(b0, b1, b2, b3, 2), c7 = chunk_of(b0, b1, b2, b3, 3);
-      const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4); // 0x30 bytes, from the register holding 0x0F
-      // quarter p + 2's high parts: bits 4-5 (p = 0) or 6-7 of the qh bytes, at bits 4-5
-      kp_h0 = hi6(c0, kp_q0, 4 + 2 * p, m, m30); kp_h1 = hi6(c1, kp_q1, 4 + 2 * p, m, m30);
-      kp_h2 = hi6(c2, kp_q2, 4 + 2 * p, m, m30); kp_h3 = hi6(c3, kp_q3, 4 + 2 * p, m, m30);
-      kp_h4 = hi6(c4, kp_q4, 4 + 2 * p, m, m30); kp_h5 = hi6(c5, kp_q5, 4 + 2 * p, m, m30);
-      kp_h6 = hi6(c6, kp_q6, 4 + 2 * p, m, m30); kp_h7 = hi6(c7, kp_q7, 4 + 2 * p, m, m30);
-      const l0 = lo6(c0, kp_q0, 2 * p, m, m30), l1 = lo6(c1, kp_q1, 2 * p, m, m30), l2 = lo6(c2, kp_q2, 2 * p, m, m30), l3 = lo6(c3, kp_q3, 2 * p, m, m30);
-      const l4 = lo6(c4, kp_q4, 2 * p, m, m30), l5 = lo6(c5, kp_q5, 2 * p, m, m30), l6 = lo6(c6, kp_q6, 2 * p, m, m30), l7 = lo6(c7, kp_q7, 2 * p, m, m30);
-      // quarter q's scales: pair 4n + q
-      scales6(4 * n + p);
-      tokens6(l0, l1, l2, l3, l4, l5, l6, l7, xq, xs, T);
-      scales6(4 * n + p + 2);
-      tokens6(kp_h0, kp_h1, kp_h2, kp_h3, kp_h4, kp_h5, kp_h6, kp_h7, xq + 64, xs, T);
-    }
+    const qh = w + 128 + (<usize>n << 5), ql = w + (<usize>n << 6), xn = x + (<usize>n << 7);
+    // the half's qh bytes in chunk form (kp_q0..7): the high parts of every quarter
+    fifth_bits(qh, rs);
+    half_scales6(w + 192 + (<usize>n << 3), rs);
+    quarters6(ql, rs, xn, xs, T, 0, m);
+    quarters6(ql + 32, rs, xn + 32, xs, T, 1, m);
   }
   P.acc0 = f32x4.add(P.acc0, sb6_value(kp_s0, x));
   if (T > 1) P.acc1 = f32x4.add(P.acc1, sb6_value(kp_s1, x + 1 * xs));
