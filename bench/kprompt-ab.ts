@@ -1,12 +1,12 @@
 /**
- * q4_K prompt products of two kernel builds in one process, calls alternated (A B B A …), timed in
+ * q4_K (q5_K, q6_K) prompt products of two kernel builds in one process, calls alternated (A B B A …), timed in
  * CPU time of the process (`process.cpuUsage`, which leaves out the time it waits for a core on a
  * shared host) as well as wall time; checks that both builds give the same bits. Shapes: a
  * 128-token chunk against the 1B model's 2048 × 2048 and a 64-token chunk against the 7B model's
  * 4096 × 4096, and fewer tokens (4, 8, 16, 32) against both, where the executor picks between the
  * prompt tiles and the small-batch kernels.
  *
- *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path P] [--type q5_k]
+ *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path P] [--type q5_k|q6_k]
  *
  * Paths (`--path P` for both builds, `--path-a` / `--path-b` for one; all give gemm_k's bits):
  *   (none)  what the backend runs on repacked weights (MPT_WASM_Q4K_X4=1): gemm_q4_kx4_prompt
@@ -15,8 +15,9 @@
  *   plain   what the backend runs on plain rows (the default): gemm_q4_k_prompt where the build
  *           has it, else gemm_k;
  *   gemm_k  gemm_k on plain rows.
- * The same file as A and B with two paths compares the paths of one build. `--type q5_k` runs plain
- * q5_K weights instead (no packed layout: paths plain, the default, and gemm_k).
+ * The same file as A and B with two paths compares the paths of one build. `--type q5_k` / `q6_k`
+ * runs plain q5_K / q6_K weights instead (no packed layout: paths plain, the default, and gemm_k; a
+ * build without that type's tile runs gemm_k).
  */
 import { kernelModule } from '../src/backends/wasm/module-loader.js';
 import { abCase, kernelsWithHeap } from './ab-cpu.js';
@@ -34,12 +35,13 @@ const valued = ['--reps', '--only', '--path', '--path-a', '--path-b', '--type'];
 const files = argv.filter((a, i) => !a.startsWith('--') && !valued.includes(argv[i - 1]!));
 const reps = Number(flagValue('--reps') ?? 30) || 30;
 const only = flagValue('--only');
-const type = flagValue('--type') === 'q5_k' ? 'q5_k' : 'q4_k';
-const blockBytes = type === 'q5_k' ? 176 : 144;
+const typeFlag = flagValue('--type');
+const type = typeFlag === 'q5_k' || typeFlag === 'q6_k' ? typeFlag : 'q4_k';
+const blockBytes = { q4_k: 144, q5_k: 176, q6_k: 210 }[type];
 const paths = [flagValue('--path-a') ?? flagValue('--path'), flagValue('--path-b') ?? flagValue('--path')];
 if (files.length !== 2) {
   console.error(
-    'usage: kprompt-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--path P] [--path-a P] [--path-b P] (P: x4, plain, gemm_k) [--type q5_k]',
+    'usage: kprompt-ab A.wasm B.wasm [--reps N] [--only SUBSTRING] [--path P] [--path-a P] [--path-b P] (P: x4, plain, gemm_k) [--type q5_k|q6_k]',
   );
   process.exit(2);
 }
@@ -58,10 +60,15 @@ const chosen = cases.filter((c) => !only || name(c).includes(only));
 function setup(file: string, path: string | undefined) {
   const { memory, k, take } = kernelsWithHeap(file);
   type Quantize = (X: number, n: number, Q: number, S: number) => void;
-  const kq = k as unknown as { kquant_scratch_bytes(): number; quantize_q4_k: Quantize; quantize_q5_k: Quantize };
-  const onPlain = path === 'plain' || path === 'gemm_k' || type === 'q5_k';
+  const kq = k as unknown as {
+    kquant_scratch_bytes(): number;
+    quantize_q4_k: Quantize;
+    quantize_q5_k: Quantize;
+    quantize_q6_k: Quantize;
+  };
+  const onPlain = path === 'plain' || path === 'gemm_k' || type !== 'q4_k';
   const x4 = !onPlain && typeof k.gemm_q4_kx4 === 'function';
-  const tile = type === 'q5_k' ? k.gemm_q5_k_prompt : k.gemm_q4_k_prompt;
+  const tile = { q4_k: k.gemm_q4_k_prompt, q5_k: k.gemm_q5_k_prompt, q6_k: k.gemm_q6_k_prompt }[type];
   const kind =
     path !== 'gemm_k' && onPlain && typeof tile === 'function'
       ? `gemm_${type}_prompt`
@@ -82,7 +89,7 @@ function setup(file: string, path: string | undefined) {
       A = take(actQ8KBytes(MMAX, c.K)),
       Y = take(MMAX * c.N * 4);
     // weights: random rows quantized by ggml's quantizer, MMAX rows at a time
-    const quantize = type === 'q5_k' ? kq.quantize_q5_k : kq.quantize_q4_k;
+    const quantize = { q4_k: kq.quantize_q4_k, q5_k: kq.quantize_q5_k, q6_k: kq.quantize_q6_k }[type];
     for (let r = 0; r < c.N; r += MMAX) {
       const rows = Math.min(MMAX, c.N - r);
       k.fill_random_weights(0, X, rows * c.K, 100 + r, 1);

@@ -16,7 +16,7 @@
  *   kquant-step [...]     a 7B-shaped q4_K decode step on one thread, plain vs q4_Kx4 weights, alternated (bench/kquant-step.ts)
  *   layout-ab FILE        a model's decode steps on plain q4_K rows and on q4_Kx4 groups, one process, alternated, CPU time and per-op work (bench/layout-ab.ts)
  *   decode-ab A.wasm B.wasm  decode-sized q4_0 / q8_0 products (1–3 rows, 1B and 7B shapes) of two builds, alternated, CPU time (bench/decode-ab.ts)
- *   kprompt-ab A.wasm B.wasm  q4_K / q5_K prompt products (4–128 rows, 1B and 7B shapes; --path, --type q5_k) of two builds or paths, alternated, CPU time (bench/kprompt-ab.ts)
+ *   kprompt-ab A.wasm B.wasm  q4_K / q5_K / q6_K prompt products (4–128 rows, 1B and 7B shapes; --path, --type q5_k|q6_k) of two builds or paths, alternated, CPU time (bench/kprompt-ab.ts)
  *   browser FILE.gguf [...]  headless Chromium vs `mpt bench` on the same file, alternated: tok/s ratios, load, memory (bench/browser.ts)
  *   vs-llamacpp FILE… [...]  `mpt bench` and native llama-bench alternately on the same GGUF files, ratios (bench/vs-llamacpp.ts)
  *   profile [...]         per-operation times of a decode step and a prompt chunk, inside the workers (bench/profile.ts)

@@ -1,6 +1,6 @@
 // The q4_K / q5_K prompt tiles (src/backends/wasm/assembly/gemm-k-prompt.ts: 4 weight rows × up to
-// 16 tokens; gemm_q4_kx4_prompt over packed q4_Kx4 groups, gemm_q4_k_prompt / gemm_q5_k_prompt
-// over plain rows) give
+// 16 tokens; gemm_q4_kx4_prompt over packed q4_Kx4 groups, gemm_q4_k_prompt / gemm_q5_k_prompt /
+// gemm_q6_k_prompt over plain rows) give
 // every value exactly the bits gemm_k gives on the plain matrix (same exact integers, same f32
 // steps, same order of super-blocks), for token counts that leave every tail (16, 8, 4, 3, 2, 1),
 // K with and without leftover super-blocks after the chains of 4, weight rows not a multiple of 4
@@ -8,9 +8,10 @@
 // of 4 (plain: tiles starting at any row), accumulation into Y and rows of Y wider than N, in every
 // kernel build; and values within float64 rounding of llama.cpp's arithmetic. One matrix holds the
 // extreme sums (quants 15, q5_K 31, scale 63, all activations -127), where the tile's i16 lanes
-// reach 30480 (q5_K: 31496 a stage of 4 chunks).
+// reach 30480 (q5_K: 31496 a stage of 4 chunks; q6_K, quants 63 and scales ±127/-128: 32004 a
+// pair of chunks).
 import { test } from 'node:test';
-import { f32ToF16 } from '../src/formats/dtypes.js';
+import { f16ToF32, f32ToF16 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
@@ -18,8 +19,9 @@ import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K, type X4Product } 
 import { BUILDS, buildName, Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
-/** gemm_k's code for q5_K. */
-const Q5K = 6;
+/** gemm_k's codes for q5_K and q6_K. */
+const Q5K = 6,
+  Q6K = 7;
 
 /** [weight rows, K]: one group, groups and leftover rows, 1-9 super-blocks (chains of 4 and leftovers). */
 const SHAPES: ReadonlyArray<readonly [number, number]> = [
@@ -45,6 +47,45 @@ function extremeRow(plain: Uint8Array, K: number, blockBytes: number): void {
   }
 }
 
+/** q6_K: weight row 0's super-blocks at the extremes: every quant 63 (ql and qh all ones), scales 127 and -128 in turn. */
+function extremeRow6(plain: Uint8Array, K: number): void {
+  const nb = K / 256;
+  const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  for (let b = 0; b < nb; b++) {
+    const o = b * 210;
+    plain.fill(0xff, o, o + 192);
+    for (let k = 0; k < 16; k++) plain[o + 192 + k] = (k + b) % 2 ? 0x7f : 0x80;
+    dv.setUint16(o + 208, f32ToF16(0.01), true);
+  }
+}
+
+/**
+ * q6_K: Σ |w|·|x| per weight row, w = d·scale·(q − 32) as ggml's dequantize_row_q6_K (the size of
+ * the f32 terms a row's sum is made of).
+ */
+function magnitudes6(plain: Uint8Array, N: number, K: number, x: Float32Array): Float64Array {
+  const nb = K / 256;
+  const dv = new DataView(plain.buffer, plain.byteOffset, plain.byteLength);
+  const out = new Float64Array(N);
+  for (let n = 0; n < N; n++)
+    for (let b = 0; b < nb; b++) {
+      let s = 0;
+      const o = (n * nb + b) * 210;
+      const d = Math.abs(f16ToF32(dv.getUint16(o + 208, true)));
+      for (let i = 0; i < 256; i++) {
+        const h = i >> 7,
+          q = (i >> 5) & 3,
+          l = i & 31;
+        const lo = (plain[o + 64 * h + 32 * (q & 1) + l]! >> (4 * (q >> 1))) & 15;
+        const hi = (plain[o + 128 + 32 * h + l]! >> (2 * q)) & 3;
+        const sc = Math.abs(dv.getInt8(o + 192 + 8 * h + 2 * q + (l >> 4)));
+        s += d * sc * Math.abs((lo | (hi << 4)) - 32) * Math.abs(x[b * 256 + i]!);
+      }
+      out[n] = out[n]! + s;
+    }
+  return out;
+}
+
 /**
  * The weights' two parts as matrices of the same type: d·scale·q (dmin set to 0) and dmin·min (d set
  * to 0, scales' values unchanged), whose products with |x| bound the f32 terms of a super-block.
@@ -68,6 +109,7 @@ const LAYOUTS = {
   x4: { fn: 'gemm_q4_kx4_prompt', dtype: 'q4_k', kind: Q4K, blockBytes: 144 },
   plain: { fn: 'gemm_q4_k_prompt', dtype: 'q4_k', kind: Q4K, blockBytes: 144 },
   'plain q5_K': { fn: 'gemm_q5_k_prompt', dtype: 'q5_k', kind: Q5K, blockBytes: 176 },
+  'plain q6_K': { fn: 'gemm_q6_k_prompt', dtype: 'q6_k', kind: Q6K, blockBytes: 210 },
 } as const;
 
 for (const [layout, { fn, dtype, kind, blockBytes }] of Object.entries(LAYOUTS))
@@ -75,11 +117,16 @@ for (const [layout, { fn, dtype, kind, blockBytes }] of Object.entries(LAYOUTS))
     test(`${fn}: every value has gemm_k's bits on the plain matrix, any tokens, rows and row split (${buildName(variant)})`, () => {
       const h = new Heap(variant);
       const product =
-        layout === 'x4' ? h.k.gemm_q4_kx4_prompt : plainProduct(h.k[fn as 'gemm_q4_k_prompt' | 'gemm_q5_k_prompt']);
+        layout === 'x4'
+          ? h.k.gemm_q4_kx4_prompt
+          : plainProduct(h.k[fn as 'gemm_q4_k_prompt' | 'gemm_q5_k_prompt' | 'gemm_q6_k_prompt']);
       for (const [N, K] of SHAPES) {
         const nb = K / 256;
         const plain = kquantWeights(dtype, N, K, 17 * N + K);
-        if (N === 16) extremeRow(plain, K, blockBytes);
+        if (N === 16) {
+          if (dtype === 'q6_k') extremeRow6(plain, K);
+          else extremeRow(plain, K, blockBytes);
+        }
         const Mmax = TOKENS[TOKENS.length - 1]!;
         const x = rand(Mmax * K, 3 * N + K, 2);
         x.fill(0, 2 * K, 2 * K + 256); // an all-zero super-block (d_x = 0) in token 2
@@ -94,8 +141,9 @@ for (const [layout, { fn, dtype, kind, blockBytes }] of Object.entries(LAYOUTS))
         const tag = `${N}×${K}`;
         const qm = new QuantMatrix(dtype, plain, N, K);
         const ref64 = Array.from({ length: Mmax }, (_, m) => qm.matvec(x.subarray(m * K, (m + 1) * K)));
-        const [pos, neg] = parts(plain, N, K, blockBytes, dtype);
+        const [pos, neg] = dtype === 'q6_k' ? [undefined, undefined] : parts(plain, N, K, blockBytes, dtype);
         const mag64 = Array.from({ length: Mmax }, (_, m) => {
+          if (!pos || !neg) return magnitudes6(plain, N, K, x.subarray(m * K, (m + 1) * K));
           const ax = x.subarray(m * K, (m + 1) * K).map(Math.abs);
           const a = pos.matvec(ax),
             b = neg.matvec(ax);

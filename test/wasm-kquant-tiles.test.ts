@@ -120,41 +120,63 @@ for (const variant of ['shared', 'shared-base'] as const) {
   });
 }
 
-// The one-row q6_K path (gemm-k.ts sb6_sum) adds two groups' i16 pair sums before scaling them:
-// at the extremes (every weight 63, every activation ±127, scales ±127 / −128) a lane holds
-// 2·2·63·127 = 32004 — within i16 only just. Five super-blocks a row: four through the
-// four-block step, one leftover.
+/**
+ * Six weight rows of five super-blocks (four through the one-row path's four-block step, one
+ * leftover; block b of row n filled by `fill(w, dv, offset, n, b)`) times three activation rows at
+ * the extremes (every q8_K value −127, +127, alternating ±127), one activation row at a time: each
+ * value must have llama.cpp's arithmetic, bit for bit.
+ */
+function oneRowExtremes(
+  variant: 'shared' | 'shared-base',
+  dtype: 'q5_k' | 'q6_k',
+  fill: (w: Uint8Array, dv: DataView, o: number, n: number, b: number) => void,
+): void {
+  const h = new Heap(variant);
+  const nb = 5,
+    K = 256 * nb,
+    N = 6,
+    bs = BLOCK_BYTES[dtype];
+  const w = new Uint8Array(N * nb * bs);
+  const dv = new DataView(w.buffer);
+  for (let n = 0; n < N; n++) for (let b = 0; b < nb; b++) fill(w, dv, (n * nb + b) * bs, n, b);
+  const pw = h.putU8(w);
+  const M = 3;
+  const x = new Float32Array(M * K);
+  x.fill(1, 0, K); // q = −127 everywhere
+  x.fill(-1, K, 2 * K); // q = +127
+  for (let i = 0; i < K; i++) x[2 * K + i] = i % 2 ? 1 : -1; // alternating ±127
+  const px = h.putF32(x),
+    pa = h.alloc(M * nb * Q8K_BYTES),
+    py = h.alloc(N * 4);
+  h.k.quantize_act_q8k(px, K, 0, M, K, pa);
+  const ref = blockwiseRef(dtype, w, x, M, N, K);
+  for (let m = 0; m < M; m++) {
+    h.k.gemm_k(KINDS[dtype], pa + m * nb * Q8K_BYTES, pw, py, N, 1, 0, N, K, 0);
+    sameBits(h.f32(py, N), ref.subarray(m * N, (m + 1) * N), `${dtype} extremes, activation row ${m}`);
+  }
+}
+
 for (const variant of ['shared', 'shared-base'] as const) {
-  test(`gemm_k q6_K one row at the i16 extremes equals llama.cpp arithmetic (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
-    const h = new Heap(variant);
-    const nb = 5,
-      K = 256 * nb,
-      N = 6,
-      bs = BLOCK_BYTES.q6_k;
-    const w = new Uint8Array(N * nb * bs);
-    const dv = new DataView(w.buffer);
-    for (let n = 0; n < N; n++)
-      for (let b = 0; b < nb; b++) {
-        const o = (n * nb + b) * bs;
-        // rows 0-2: every quant 63 (ql and qh all ones); rows 3-5: every quant 0 (offset −32 only)
-        w.fill(n < 3 ? 0xff : 0, o, o + 192);
-        for (let k = 0; k < 16; k++) w[o + 192 + k] = (n + b + k) % 3 === 0 ? 0x80 : (n + k) % 2 ? 127 : 0x81;
-        dv.setUint16(o + 208, 0x3c00 + 16 * (n + b), true); // fp16 near 1
-      }
-    const pw = h.putU8(w);
-    const M = 3;
-    const x = new Float32Array(M * K);
-    x.fill(1, 0, K); // q = −127 everywhere
-    x.fill(-1, K, 2 * K); // q = +127
-    for (let i = 0; i < K; i++) x[2 * K + i] = i % 2 ? 1 : -1; // alternating ±127
-    const px = h.putF32(x),
-      pa = h.alloc(M * nb * Q8K_BYTES),
-      py = h.alloc(N * 4);
-    h.k.quantize_act_q8k(px, K, 0, M, K, pa);
-    const ref = blockwiseRef('q6_k', w, x, M, N, K);
-    for (let m = 0; m < M; m++) {
-      h.k.gemm_k(KINDS.q6_k, pa + m * nb * Q8K_BYTES, pw, py, N, 1, 0, N, K, 0);
-      sameBits(h.f32(py, N), ref.subarray(m * N, (m + 1) * N), `q6_K extremes, activation row ${m}`);
-    }
-  });
+  const build = variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD';
+  // The one-row q5_K path (gemm-k.ts sb5_sum) adds two sub-blocks' i16 pair sums before scaling
+  // them: with every quant 31 (fifth bits set), scales and mins 63 and activations ±127 a lane
+  // holds 2·2·2·31·127 = 31496.
+  test(`gemm_k q5_K one row at the i16 extremes equals llama.cpp arithmetic (${build})`, () =>
+    oneRowExtremes(variant, 'q5_k', (w, dv, o, n, b) => {
+      // rows 0-2: every quant 31, scales and mins 63; rows 3-5: quants 0, scales and mins mixed
+      w.fill(n < 3 ? 0xff : 0, o + 4, o + BLOCK_BYTES.q5_k);
+      if (n >= 3) for (let k = 0; k < 12; k++) w[o + 4 + k] = (n * 37 + b * 11 + k * 53) & 255;
+      dv.setUint16(o, 0x3c00 + 16 * (n + b), true); // d: fp16 near 1
+      dv.setUint16(o + 2, 0x3800 + 8 * n, true); // dmin: near 0.5
+    }));
+  // The one-row q6_K path (gemm-k.ts sb6_sum) adds two groups' i16 pair sums before scaling them:
+  // at the extremes (every weight 63, activations ±127, scales ±127 / −128) a lane holds
+  // 2·2·63·127 = 32004 — within i16 only just.
+  test(`gemm_k q6_K one row at the i16 extremes equals llama.cpp arithmetic (${build})`, () =>
+    oneRowExtremes(variant, 'q6_k', (w, dv, o, n, b) => {
+      // rows 0-2: every quant 63 (ql and qh all ones); rows 3-5: every quant 0 (offset −32 only)
+      w.fill(n < 3 ? 0xff : 0, o, o + 192);
+      for (let k = 0; k < 16; k++) w[o + 192 + k] = (n + b + k) % 3 === 0 ? 0x80 : (n + k) % 2 ? 127 : 0x81;
+      dv.setUint16(o + 208, 0x3c00 + 16 * (n + b), true); // fp16 near 1
+    }));
 }

@@ -99,10 +99,11 @@ const PROMPT_TILE_ROWS = 4;
  */
 const PROMPT_TILE_ROWS_K = 16;
 /**
- * Activation rows from which plain q4_K / q5_K products take the plain-row prompt tiles
- * (gemm_q4_k_prompt / gemm_q5_k_prompt, same file): below it gemm_k (`kprompt-ab A A --path-a
- * gemm_k --path-b plain [--type q5_k]`, busy host, CPU time; q4_K: 0.89-0.94× at 4 rows, 1.07-1.19×
- * at 8, 1.25-1.30× at 16-128).
+ * Activation rows from which plain q4_K / q5_K / q6_K products take the plain-row prompt tiles
+ * (gemm_q4_k_prompt / gemm_q5_k_prompt / gemm_q6_k_prompt, same file): below it gemm_k
+ * (`kprompt-ab A A --path-a gemm_k --path-b plain [--type q5_k|q6_k]`, busy host, CPU time; q4_K:
+ * 0.89-0.94× at 4 rows, 1.07-1.19× at 8, 1.25-1.30× at 16-128; q6_K: 0.93-0.97× at 4, 1.18-1.32×
+ * at 8, 1.44-1.64× at 16-128).
  */
 const PROMPT_TILE_ROWS_K_PLAIN = 8;
 
@@ -326,7 +327,8 @@ export class Executor {
         else k.gemm_k(WTYPE.q5_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q6_k':
-        k.gemm_k(WTYPE.q6_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        if (M >= PROMPT_TILE_ROWS_K_PLAIN) k.gemm_q6_k_prompt(X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        else k.gemm_k(WTYPE.q6_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
     }
   }

@@ -162,6 +162,8 @@ export interface Kernels {
   gemm_q4_k_prompt(...args: Parameters<Kernels['gemm_q4_0']>): number;
   /** gemm_q4_k_prompt for plain q5_K rows (the 1-3 rows left through gemm_k); each value with gemm_k's bits. */
   gemm_q5_k_prompt(...args: Parameters<Kernels['gemm_q4_0']>): number;
+  /** gemm_q4_k_prompt for plain q6_K rows (the 1-3 rows left through gemm_k); each value with gemm_k's bits. */
+  gemm_q6_k_prompt(...args: Parameters<Kernels['gemm_q4_0']>): number;
   /** Rows [0, rows) (a multiple of 4) of a plain q4_K matrix rewritten in place as q4_Kx4 groups; tmp holds 4 rows. */
   repack_q4_kx4(W: number, rows: number, K: number, tmp: number): void;
   /** Row r of a q4_Kx4 matrix of N rows widened to f32 (as dequant_row). */

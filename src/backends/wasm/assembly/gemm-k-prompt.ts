@@ -26,19 +26,19 @@
 // (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin exact), summed over super-blocks in four chains
 // (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftover blocks in order. The chains are
 // run one after another (blocks c, c + 4, …), so a token needs one running sum, not four.
-import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK } from './tables';
+import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, f16_at } from './tables';
 import { half4_scaled } from './gemm-q';
 // The running f32 sums of tokens 0..15 (the current chain, then the joined chains): the q4_0 prompt
 // tile's per-thread token accumulators acc0..acc15, written out by its put_accs.
 import * as P from './gemm-q-prompt';
-import { Q8K_BYTES, X4K_BYTES, f32_x4, gemm_k, gemm_q4_kx4, hi45, lo45, mins_of_x4, udot16 } from './gemm-k';
+import { OFF_B16, OFF_D, Q8K_BYTES, X4K_BYTES, f32_x4, gemm_k, gemm_q4_kx4, hi45, lo45, mins_of_x4, udot16 } from './gemm-k';
 
-/** Bytes of one plain q4_K / q5_K super-block (block_q4_K, block_q5_K). */
-const Q4K_BYTES: usize = 144, Q5K_BYTES: usize = 176;
-/** gemm_k's type ids of q4_K and q5_K. */
-const KIND_Q4K = 5, KIND_Q5K = 6;
-/** What the tile reads (a compile-time argument of the inlined tile code): q4_Kx4 groups, plain q4_K rows, plain q5_K rows. */
-const L_X4 = 0, L_Q4K = 1, L_Q5K = 2;
+/** Bytes of one plain q4_K / q5_K / q6_K super-block (block_q4_K, block_q5_K, block_q6_K). */
+const Q4K_BYTES: usize = 144, Q5K_BYTES: usize = 176, Q6K_BYTES: usize = 210;
+/** gemm_k's type ids of q4_K, q5_K and q6_K. */
+const KIND_Q4K = 5, KIND_Q5K = 6, KIND_Q6K = 7;
+/** What the tile reads (a compile-time argument of the inlined tile code): q4_Kx4 groups, plain q4_K, q5_K or q6_K rows. */
+const L_X4 = 0, L_Q4K = 1, L_Q5K = 2, L_Q6K = 3;
 
 // Per-thread state (wasm globals are per instance, i.e. per worker). V8 reads and writes them as
 // memory: a store of a finished value is on the effect chain and keeps the loads written after it
@@ -268,6 +268,223 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
   if (T > 15) P.acc15 = f32x4.add(P.acc15, sb_value(kp_s15, x + 15 * xs));
 }
 
+// q6_K (block_q6_K, 210 bytes: 128 ql bytes of low nibbles, 64 qh bytes of 2-bit high parts, 16
+// signed scales, fp16 d): value 128n + 32q + l of a super-block (half n, quarter q, l < 32) is
+// nibble q >> 1 of ql byte 64n + 32(q & 1) + l with bits 2q, 2q + 1 of qh byte 32n + l above it,
+// scaled by scale 8n + 2q + (l >> 4): a scale per 16 values. The tile takes a half's 32 ql bytes
+// at a time as the q4_K tile takes a chunk: their low nibbles are quarter q = 0 or 1, their high
+// ones quarter q + 2, each of two 16-value groups (chunks 0-3, 4-7). Weights are 0..63 (the -32
+// goes through the activations' bsums16, as gemm_k's): two chunks' pair sums reach 2·2·63·127 =
+// 32004, so each pair of chunks gets its own pmaddwd with the group's 4 row scales.
+/** Quarter q (0..3) of the current half: its two groups' 4 row scales sign-extended, i16 lanes 0-3 = group a of rows 0-3, 4-7 = group b. */
+let k6_e0: v128 = i32x4.splat(0), k6_e1: v128 = i32x4.splat(0), k6_e2: v128 = i32x4.splat(0), k6_e3: v128 = i32x4.splat(0);
+/** Per pair of scales (2j, 2j + 1), j = 0..7: (row r: scale 2j, 2j + 1) in i16 lanes (2r, 2r + 1); pmaddwd with a broadcast pair of bsums16 gives each row's share of the -32 term. */
+let k6_p0: v128 = i32x4.splat(0), k6_p1: v128 = i32x4.splat(0), k6_p2: v128 = i32x4.splat(0), k6_p3: v128 = i32x4.splat(0);
+let k6_p4: v128 = i32x4.splat(0), k6_p5: v128 = i32x4.splat(0), k6_p6: v128 = i32x4.splat(0), k6_p7: v128 = i32x4.splat(0);
+/** The current 32 values' second group's row scales (as kp_sc: each in a pair of i16 lanes). */
+let k6_sc2: v128 = i32x4.splat(0);
+
+/** The 4 rows' scales 4i + k of e (bytes 4k + r: scale k of row r), k = 0, 1 (hi: 2, 3), sign-extended: i16 lanes 0-3 = the first, 4-7 = the second. */
+// @ts-ignore: decorator
+@inline function scale_pair6(e: v128, hi: bool): v128 {
+  // each byte twice, then shifted down arithmetically: sign-extended i16
+  return i16x8.shr_s(hi ? v128.shuffle<u8>(e, e, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15)
+    : v128.shuffle<u8>(e, e, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7), 8);
+}
+
+/** scale_pair6's v as k6_p_j's form: lanes 0-3 and 4-7 interleaved. */
+// @ts-ignore: decorator
+@inline function row_pairs6(v: v128): v128 {
+  return v128.shuffle<u16>(v, v128.shuffle<u32>(v, v, 2, 3, 2, 3), 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+/** Bytes 4k + r = scale k of row r (k 0-3), then scales 4-7 (second vector), of 4 rows' 8 scales each (s0..s3, lanes 0-7). */
+// @ts-ignore: decorator
+@inline function scale_rows6(s0: v128, s1: v128, s2: v128, s3: v128, second: bool): v128 {
+  const l01 = v128.shuffle<u8>(s0, s1, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const l23 = v128.shuffle<u8>(s2, s3, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  return second ? v128.shuffle<u16>(l01, l23, 4, 12, 5, 13, 6, 14, 7, 15) : v128.shuffle<u16>(l01, l23, 0, 8, 1, 9, 2, 10, 3, 11);
+}
+
+/** The 4 q6_K rows' d (kp_d, f32 as f16_at gives them) and scale pairs (k6_p0..7) of the super-blocks at w + r·rs. */
+// @ts-ignore: decorator
+@inline function header6(w: usize, rs: usize): void {
+  const rs2 = rs << 1, rs3 = rs2 + rs;
+  let d = f32x4.splat(f16_at(w + 208));
+  d = f32x4.replace_lane(d, 1, f16_at(w + rs + 208));
+  d = f32x4.replace_lane(d, 2, f16_at(w + rs2 + 208));
+  kp_d = f32x4.replace_lane(d, 3, f16_at(w + rs3 + 208));
+  const s0 = v128.load(w + 192), s1 = v128.load(w + rs + 192), s2 = v128.load(w + rs2 + 192), s3 = v128.load(w + rs3 + 192);
+  const a0 = scale_rows6(s0, s1, s2, s3, false), a1 = scale_rows6(s0, s1, s2, s3, true);
+  // scales 8-15: the upper 8 bytes of each row's 16
+  const t0 = v128.shuffle<u64>(s0, s0, 1, 1), t1 = v128.shuffle<u64>(s1, s1, 1, 1), t2 = v128.shuffle<u64>(s2, s2, 1, 1), t3 = v128.shuffle<u64>(s3, s3, 1, 1);
+  const b0 = scale_rows6(t0, t1, t2, t3, false), b1 = scale_rows6(t0, t1, t2, t3, true);
+  k6_p0 = row_pairs6(scale_pair6(a0, false)); k6_p1 = row_pairs6(scale_pair6(a0, true));
+  k6_p2 = row_pairs6(scale_pair6(a1, false)); k6_p3 = row_pairs6(scale_pair6(a1, true));
+  k6_p4 = row_pairs6(scale_pair6(b0, false)); k6_p5 = row_pairs6(scale_pair6(b0, true));
+  k6_p6 = row_pairs6(scale_pair6(b1, false)); k6_p7 = row_pairs6(scale_pair6(b1, true));
+}
+
+/** Half n's scales (8 a row at w + r·rs + 192 + 8n) per quarter into k6_e0..3. */
+// @ts-ignore: decorator
+@inline function half_scales6(w: usize, rs: usize): void {
+  const rs2 = rs << 1, rs3 = rs2 + rs;
+  const s0 = v128.load64_zero(w), s1 = v128.load64_zero(w + rs), s2 = v128.load64_zero(w + rs2), s3 = v128.load64_zero(w + rs3);
+  const a0 = scale_rows6(s0, s1, s2, s3, false), a1 = scale_rows6(s0, s1, s2, s3, true);
+  k6_e0 = scale_pair6(a0, false);
+  k6_e1 = scale_pair6(a0, true);
+  k6_e2 = scale_pair6(a1, false);
+  k6_e3 = scale_pair6(a1, true);
+}
+
+/**
+ * One token's 32 values (activations at xq) against the 4 rows' q6_K weights in chunk form (w0-w3:
+ * group a, scales kp_sc; w4-w7: group b, k6_sc2): row r's Σ scale·Σ q_w·q_x in lane r. Each pair
+ * of chunks is scaled on its own (see the q6_K note above); the stage store keeps the second
+ * group's broadcasts after the first group's products (as sub_block).
+ */
+// @ts-ignore: decorator
+@inline function sub_block6(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize): v128 {
+  const sa = kp_sc;
+  const r = i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.add(udot16(w0, v128.load32_splat(xq)), udot16(w1, v128.load32_splat(xq, 4))), sa),
+    i32x4.dot_i16x8_s(i16x8.add(udot16(w2, v128.load32_splat(xq, 8)), udot16(w3, v128.load32_splat(xq, 12))), sa));
+  kp_stage = r;
+  const sb = k6_sc2;
+  const u = i32x4.add(
+    i32x4.dot_i16x8_s(i16x8.add(udot16(w4, v128.load32_splat(xq, 16)), udot16(w5, v128.load32_splat(xq, 20))), sb),
+    i32x4.dot_i16x8_s(i16x8.add(udot16(w6, v128.load32_splat(xq, 24)), udot16(w7, v128.load32_splat(xq, 28))), sb));
+  return i32x4.add(r, u);
+}
+
+/** sub_block6 for T tokens (token t's activations at xq + t·xs), added to kp_s_t. */
+// @ts-ignore: decorator
+@inline function tokens6(w0: v128, w1: v128, w2: v128, w3: v128, w4: v128, w5: v128, w6: v128, w7: v128, xq: usize, xs: usize, T: i32): void {
+  kp_s0 = i32x4.add(kp_s0, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq));
+  if (T > 1) kp_s1 = i32x4.add(kp_s1, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + xs));
+  if (T > 2) kp_s2 = i32x4.add(kp_s2, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 2 * xs));
+  if (T > 3) kp_s3 = i32x4.add(kp_s3, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 3 * xs));
+  if (T > 4) kp_s4 = i32x4.add(kp_s4, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 4 * xs));
+  if (T > 5) kp_s5 = i32x4.add(kp_s5, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 5 * xs));
+  if (T > 6) kp_s6 = i32x4.add(kp_s6, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 6 * xs));
+  if (T > 7) kp_s7 = i32x4.add(kp_s7, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 7 * xs));
+  if (T > 8) kp_s8 = i32x4.add(kp_s8, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 8 * xs));
+  if (T > 9) kp_s9 = i32x4.add(kp_s9, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 9 * xs));
+  if (T > 10) kp_s10 = i32x4.add(kp_s10, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 10 * xs));
+  if (T > 11) kp_s11 = i32x4.add(kp_s11, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 11 * xs));
+  if (T > 12) kp_s12 = i32x4.add(kp_s12, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 12 * xs));
+  if (T > 13) kp_s13 = i32x4.add(kp_s13, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 13 * xs));
+  if (T > 14) kp_s14 = i32x4.add(kp_s14, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 14 * xs));
+  if (T > 15) kp_s15 = i32x4.add(kp_s15, sub_block6(w0, w1, w2, w3, w4, w5, w6, w7, xq + 15 * xs));
+}
+
+/** Sets kp_sc / k6_sc2 to the two groups' row scales of quarter q of the current half (each scale in two i16 lanes). */
+// @ts-ignore: decorator
+@inline function scales6(q: i32): void {
+  const e = q == 0 ? k6_e0 : q == 1 ? k6_e1 : q == 2 ? k6_e2 : k6_e3;
+  kp_sc = v128.shuffle<u16>(e, e, 0, 0, 1, 1, 2, 2, 3, 3);
+  k6_sc2 = v128.shuffle<u16>(e, e, 4, 4, 5, 5, 6, 6, 7, 7);
+}
+
+/**
+ * The value of one q6_K super-block for one token (its q8_K record at x) from its integer sums s:
+ * (d·d_x)·(s − 32·Σ_k scale_k·bsums16_k), lanes = rows, as gemm_k's block6.
+ */
+// @ts-ignore: decorator
+@inline function sb6_value(s: v128, x: usize): v128 {
+  const b0 = i16x8.narrow_i32x4_s(v128.load(x + OFF_B16), v128.load(x + OFF_B16, 16));
+  const b1 = i16x8.narrow_i32x4_s(v128.load(x + OFF_B16, 32), v128.load(x + OFF_B16, 48));
+  const c = i32x4.add(
+    i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(k6_p0, v128.shuffle<u32>(b0, b0, 0, 0, 0, 0)), i32x4.dot_i16x8_s(k6_p1, v128.shuffle<u32>(b0, b0, 1, 1, 1, 1))),
+      i32x4.add(i32x4.dot_i16x8_s(k6_p2, v128.shuffle<u32>(b0, b0, 2, 2, 2, 2)), i32x4.dot_i16x8_s(k6_p3, v128.shuffle<u32>(b0, b0, 3, 3, 3, 3)))),
+    i32x4.add(
+      i32x4.add(i32x4.dot_i16x8_s(k6_p4, v128.shuffle<u32>(b1, b1, 0, 0, 0, 0)), i32x4.dot_i16x8_s(k6_p5, v128.shuffle<u32>(b1, b1, 1, 1, 1, 1))),
+      i32x4.add(i32x4.dot_i16x8_s(k6_p6, v128.shuffle<u32>(b1, b1, 2, 2, 2, 2)), i32x4.dot_i16x8_s(k6_p7, v128.shuffle<u32>(b1, b1, 3, 3, 3, 3)))));
+  const sumi = i32x4.sub(s, i32x4.shl(c, 5));
+  return f32x4.mul(f32x4.mul(kp_d, v128.load32_splat(x + OFF_D)), f32x4.convert_i32x4_s(sumi));
+}
+
+/**
+ * ql bytes 32p..32p + 31 of a q6_K half (row r's at ql + r·rs) × T tokens (activations of the
+ * half at xq + t·xs, xq already + 32p): their low nibbles are quarter p, their high ones quarter
+ * p + 2 (each with its qh bits from kp_q0..7); added to kp_s_t.
+ */
+// @ts-ignore: decorator
+@inline function quarters6(ql: usize, rs: usize, xq: usize, xs: usize, T: i32, p: i32, m: v128): void {
+  const rs2 = rs << 1, rs3 = rs2 + rs;
+  const a0 = v128.load(ql), a1 = v128.load(ql + rs), a2 = v128.load(ql + rs2), a3 = v128.load(ql + rs3);
+  const b0 = v128.load(ql, 16), b1 = v128.load(ql + rs, 16), b2 = v128.load(ql + rs2, 16), b3 = v128.load(ql + rs3, 16);
+  const c0 = chunk_of(a0, a1, a2, a3, 0), c1 = chunk_of(a0, a1, a2, a3, 1), c2 = chunk_of(a0, a1, a2, a3, 2), c3 = chunk_of(a0, a1, a2, a3, 3);
+  const c4 = chunk_of(b0, b1, b2, b3, 0), c5 = chunk_of(b0, b1, b2, b3, 1), c6 = chunk_of(b0, b1, b2, b3, 2), c7 = chunk_of(b0, b1, b2, b3, 3);
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4); // 0x30 bytes, from the register holding 0x0F
+  // quarter p + 2's high parts: bits 4-5 (p = 0) or 6-7 of the qh bytes, at bits 4-5
+  kp_h0 = hi6(c0, kp_q0, 4 + 2 * p, m, m30); kp_h1 = hi6(c1, kp_q1, 4 + 2 * p, m, m30);
+  kp_h2 = hi6(c2, kp_q2, 4 + 2 * p, m, m30); kp_h3 = hi6(c3, kp_q3, 4 + 2 * p, m, m30);
+  kp_h4 = hi6(c4, kp_q4, 4 + 2 * p, m, m30); kp_h5 = hi6(c5, kp_q5, 4 + 2 * p, m, m30);
+  kp_h6 = hi6(c6, kp_q6, 4 + 2 * p, m, m30); kp_h7 = hi6(c7, kp_q7, 4 + 2 * p, m, m30);
+  const l0 = lo6(c0, kp_q0, 2 * p, m, m30), l1 = lo6(c1, kp_q1, 2 * p, m, m30), l2 = lo6(c2, kp_q2, 2 * p, m, m30), l3 = lo6(c3, kp_q3, 2 * p, m, m30);
+  const l4 = lo6(c4, kp_q4, 2 * p, m, m30), l5 = lo6(c5, kp_q5, 2 * p, m, m30), l6 = lo6(c6, kp_q6, 2 * p, m, m30), l7 = lo6(c7, kp_q7, 2 * p, m, m30);
+  scales6(p);
+  tokens6(l0, l1, l2, l3, l4, l5, l6, l7, xq, xs, T);
+  scales6(p + 2);
+  tokens6(kp_h0, kp_h1, kp_h2, kp_h3, kp_h4, kp_h5, kp_h6, kp_h7, xq + 64, xs, T);
+}
+
+/**
+ * One q6_K super-block of 4 plain rows (row r's at w + r·rs) × T tokens (token t's record at
+ * x + t·xs): adds each token's value to its running sum (P.acc_t).
+ */
+// @ts-ignore: decorator
+@inline function super_block6(w: usize, rs: usize, x: usize, xs: usize, T: i32): void {
+  const m = v128.load(C_NIBBLE_MASK);
+  header6(w, rs);
+  const z = i32x4.splat(0);
+  kp_s0 = z; kp_s1 = z; kp_s2 = z; kp_s3 = z; kp_s4 = z; kp_s5 = z; kp_s6 = z; kp_s7 = z;
+  if (T > 8) { kp_s8 = z; kp_s9 = z; kp_s10 = z; kp_s11 = z; kp_s12 = z; kp_s13 = z; kp_s14 = z; kp_s15 = z; }
+  for (let n = 0; n < 2; n++) {
+    const qh = w + 128 + (<usize>n << 5), ql = w + (<usize>n << 6), xn = x + (<usize>n << 7);
+    // the half's qh bytes in chunk form (kp_q0..7): the high parts of every quarter
+    fifth_bits(qh, rs);
+    half_scales6(w + 192 + (<usize>n << 3), rs);
+    quarters6(ql, rs, xn, xs, T, 0, m);
+    quarters6(ql + 32, rs, xn + 32, xs, T, 1, m);
+  }
+  P.acc0 = f32x4.add(P.acc0, sb6_value(kp_s0, x));
+  if (T > 1) P.acc1 = f32x4.add(P.acc1, sb6_value(kp_s1, x + 1 * xs));
+  if (T > 2) P.acc2 = f32x4.add(P.acc2, sb6_value(kp_s2, x + 2 * xs));
+  if (T > 3) P.acc3 = f32x4.add(P.acc3, sb6_value(kp_s3, x + 3 * xs));
+  if (T > 4) P.acc4 = f32x4.add(P.acc4, sb6_value(kp_s4, x + 4 * xs));
+  if (T > 5) P.acc5 = f32x4.add(P.acc5, sb6_value(kp_s5, x + 5 * xs));
+  if (T > 6) P.acc6 = f32x4.add(P.acc6, sb6_value(kp_s6, x + 6 * xs));
+  if (T > 7) P.acc7 = f32x4.add(P.acc7, sb6_value(kp_s7, x + 7 * xs));
+  if (T > 8) P.acc8 = f32x4.add(P.acc8, sb6_value(kp_s8, x + 8 * xs));
+  if (T > 9) P.acc9 = f32x4.add(P.acc9, sb6_value(kp_s9, x + 9 * xs));
+  if (T > 10) P.acc10 = f32x4.add(P.acc10, sb6_value(kp_s10, x + 10 * xs));
+  if (T > 11) P.acc11 = f32x4.add(P.acc11, sb6_value(kp_s11, x + 11 * xs));
+  if (T > 12) P.acc12 = f32x4.add(P.acc12, sb6_value(kp_s12, x + 12 * xs));
+  if (T > 13) P.acc13 = f32x4.add(P.acc13, sb6_value(kp_s13, x + 13 * xs));
+  if (T > 14) P.acc14 = f32x4.add(P.acc14, sb6_value(kp_s14, x + 14 * xs));
+  if (T > 15) P.acc15 = f32x4.add(P.acc15, sb6_value(kp_s15, x + 15 * xs));
+}
+
+/** qh moved so that its bits b, b + 1 (b even) land on bits 4-5 of each byte (the bits around them are masked off after). */
+// @ts-ignore: decorator
+@inline function bits_to_45(h: v128, b: i32): v128 {
+  return b < 4 ? i16x8.shl(h, 4 - b) : b == 4 ? h : i16x8.shr_u(h, b - 4);
+}
+
+/** q6_K weights (0..63) from quant bytes c (low nibbles) and qh bytes h (bits b, b + 1), chunk form. */
+// @ts-ignore: decorator
+@inline function lo6(c: v128, h: v128, b: i32, m: v128, m30: v128): v128 {
+  return v128.or(v128.and(c, m), v128.and(bits_to_45(h, b), m30));
+}
+/** As lo6 from the high nibbles of c. */
+// @ts-ignore: decorator
+@inline function hi6(c: v128, h: v128, b: i32, m: v128, m30: v128): v128 {
+  return v128.or(v128.and(i16x8.shr_u(c, 4), m), v128.and(bits_to_45(h, b), m30));
+}
+
 // One function per layout and tile width: V8 allocates registers per function.
 function sb_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 1, L_X4); }
 function sb_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 2, L_X4); }
@@ -287,10 +504,23 @@ function sb5_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w,
 function sb5_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 4, L_Q5K); }
 function sb5_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 8, L_Q5K); }
 function sb5_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 16, L_Q5K); }
+function sb6_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 1); }
+function sb6_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 2); }
+function sb6_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 3); }
+function sb6_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 4); }
+function sb6_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 8); }
+function sb6_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 16); }
 
 // @ts-ignore: decorator
 @inline function sb(w: usize, rs: usize, x: usize, xs: usize, T: i32, lay: i32): void {
-  if (lay == L_Q5K) {
+  if (lay == L_Q6K) {
+    if (T == 16) sb6_t16(w, rs, x, xs);
+    else if (T == 8) sb6_t8(w, rs, x, xs);
+    else if (T == 4) sb6_t4(w, rs, x, xs);
+    else if (T == 3) sb6_t3(w, rs, x, xs);
+    else if (T == 2) sb6_t2(w, rs, x, xs);
+    else sb6_t1(w, rs, x, xs);
+  } else if (lay == L_Q5K) {
     if (T == 16) sb5_t16(w, rs, x, xs);
     else if (T == 8) sb5_t8(w, rs, x, xs);
     else if (T == 4) sb5_t4(w, rs, x, xs);
@@ -383,7 +613,7 @@ let kp_touched: i32 = 0;
  */
 // @ts-ignore: decorator
 @inline function tile(w: usize, rs: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32, lay: i32): void {
-  const bs: usize = lay == L_X4 ? X4K_BYTES : lay == L_Q4K ? Q4K_BYTES : Q5K_BYTES;
+  const bs: usize = lay == L_X4 ? X4K_BYTES : lay == L_Q4K ? Q4K_BYTES : lay == L_Q5K ? Q5K_BYTES : Q6K_BYTES;
   const nb4 = nb & ~3;
   touch(w, rs << 2);
   P.zero_accs(T);
@@ -418,7 +648,7 @@ const WIDE: bool = ASC_FEATURE_RELAXED_SIMD;
 // @ts-ignore: decorator
 @inline function prompt_rows(A: usize, W: usize, Y: usize, ldy: i32, M: i32, r0: i32, r1: i32, K: i32, acc: i32, lay: i32): void {
   const nb = K >> 8;
-  const rs = <usize>nb * (lay == L_Q5K ? Q5K_BYTES : Q4K_BYTES), xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
+  const rs = <usize>nb * (lay == L_Q6K ? Q6K_BYTES : lay == L_Q5K ? Q5K_BYTES : Q4K_BYTES), xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
   // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
   let rb = <i32>(<usize>98304 / rs) & ~3;
   if (rb < 4) rb = 4;
@@ -476,5 +706,13 @@ export function gemm_q5_k_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32,
   const g1 = n0 + ((n1 - n0) & ~3);
   if (n0 < g1) prompt_rows(A, W, Y, ldy, M, n0, g1, K, acc, L_Q5K);
   if (g1 < n1) gemm_k(KIND_Q5K, A, W, Y, ldy, M, g1, n1, K, acc);
+  return i32x4.extract_lane(kp_stage, 0) + kp_touched;
+}
+
+/** Plain q6_K weights (rows of K/256 block_q6_K) as gemm_q4_k_prompt: each value with gemm_k's bits. */
+export function gemm_q6_k_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
+  const g1 = n0 + ((n1 - n0) & ~3);
+  if (n0 < g1) prompt_rows(A, W, Y, ldy, M, n0, g1, K, acc, L_Q6K);
+  if (g1 < n1) gemm_k(KIND_Q6K, A, W, Y, ldy, M, g1, n1, K, acc);
   return i32x4.extract_lane(kp_stage, 0) + kp_touched;
 }

@@ -24,7 +24,8 @@ import { half4_scaled, reduce4_i16 } from './gemm-q';
 export const Q8K_BYTES: usize = 368;
 /** Bytes of one q4_Kx4 group super-block (4 rows × 144, repack.ts). */
 export const X4K_BYTES: usize = 576;
-const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
+/** Offsets in a q8_K record: d, bsums16, bsums32. */
+export const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
 
 /** Quantizes rows [m0, m1) of X (K values, a multiple of 256) to q8_K records at A (row stride K/256 records). */
 export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize): void {
@@ -362,49 +363,57 @@ let sums_sm: v128 = i32x4.splat(0);
 /**
  * The integer of one q6_K super-block at w times one activation row's q8_K record at x,
  * Σ_k sc_k·(Σ q·x − 32·bsums_k), spread over the four i32 lanes (their sum is block6's sumi).
- * Per quarter the two 16-value groups' i16 pair sums are folded into one vector (lanes 0-3 group
- * a, 4-7 group b; at most 2·2·63·127 = 32004) and scaled by one pmaddwd against the two scales
- * (lanes 0-3 and 4-7); block6 with R = 1 splats each scale and multiplies each group apart.
- * Exact integers either way, so the same sum.
+ * Per half (128 values) the 16-value groups a (bytes 0-15 of each 32) and b (16-31) go apart:
+ * a group of the four quarters needs two ql vectors (low nibbles: quarters 0, 1; high: 2, 3) and
+ * one qh vector, each loaded once (block6 loads them per quarter). Two quarters' i16 pair sums
+ * are folded into one vector (lanes 0-3 / 4-7; at most 2·2·63·127 = 32004) and scaled by one
+ * pmaddwd against the two groups' scales. Exact integers, so block6's sum.
  */
 function sb6_sum(w: usize, x: usize, m: v128, m30: v128): v128 {
-  const sc = v128.load(w + 192);
-  const s0 = i16x8.extend_low_i8x16_s(sc), s1 = i16x8.extend_high_i8x16_s(sc);
-  let c = i32x4.sub(i32x4.splat(0), i32x4.shl(q6_corr(s0, s1, x), 5));
-  // the scales of groups 0-3 / 4-7 of each half, each twice (i16 lanes 2j, 2j + 1: scale j)
-  const t0 = v128.shuffle<u16>(s0, s0, 0, 0, 1, 1, 2, 2, 3, 3), t1 = v128.shuffle<u16>(s0, s0, 4, 4, 5, 5, 6, 6, 7, 7);
-  c = i32x4.add(c, quarter6(w, w + 128, x, t0, 0, m, m30));
-  c = i32x4.add(c, quarter6(w, w + 128, x + 32, t0, 1, m, m30));
-  c = i32x4.add(c, quarter6(w, w + 128, x + 64, t1, 2, m, m30));
-  c = i32x4.add(c, quarter6(w, w + 128, x + 96, t1, 3, m, m30));
-  const t2 = v128.shuffle<u16>(s1, s1, 0, 0, 1, 1, 2, 2, 3, 3), t3 = v128.shuffle<u16>(s1, s1, 4, 4, 5, 5, 6, 6, 7, 7);
-  c = i32x4.add(c, quarter6(w + 64, w + 160, x + 128, t2, 0, m, m30));
-  c = i32x4.add(c, quarter6(w + 64, w + 160, x + 160, t2, 1, m, m30));
-  c = i32x4.add(c, quarter6(w + 64, w + 160, x + 192, t3, 2, m, m30));
-  return i32x4.add(c, quarter6(w + 64, w + 160, x + 224, t3, 3, m, m30));
+  const c = half6(w, w + 128, w + 192, x, i32x4.splat(0), true, m, m30);
+  half6(w + 64, w + 160, w + 200, x + 128, c, false, m, m30);
+  // the last group's sum read back (Binaryen drops a global nobody reads, and its stores with it);
+  // the scales loaded again after the groups' stores (so not held in registers through them)
+  return i32x4.sub(k6_last, i32x4.shl(q6_corr(v128.load8x8_s(w + 192), v128.load8x8_s(w + 200), x), 5));
 }
 
 /**
- * The last quarter6 value, written and read back: a global is memory to V8, so TurboFan keeps
- * the next quarter's loads after it (issued first, the super-block's 30 vectors spilled); the
- * running sum stays in a register, so the store and load are off its chain.
+ * Half of a q6_K super-block for sb6_sum, added to c: its 64 ql bytes at ql, 32 qh bytes at qh,
+ * 128 activations at xq, its 8 scales at sc (scale 2q + g: quarter q, group g); first: c is 0.
+ */
+// @ts-ignore: decorator
+@inline function half6(ql: usize, qh: usize, sc: usize, xq: usize, c: v128, first: bool, m: v128, m30: v128): v128 {
+  const s = v128.load8x8_s(sc);
+  // each scale twice, then per pair of quarters the group's two scales four times each
+  const lo = v128.shuffle<u16>(s, s, 0, 0, 1, 1, 2, 2, 3, 3), hi = v128.shuffle<u16>(s, s, 4, 4, 5, 5, 6, 6, 7, 7);
+  c = groups6(ql, qh, xq, v128.shuffle<u32>(lo, lo, 0, 0, 2, 2), v128.shuffle<u32>(hi, hi, 0, 0, 2, 2), c, first, m, m30);
+  return groups6(ql + 16, qh + 16, xq + 16, v128.shuffle<u32>(lo, lo, 1, 1, 3, 3), v128.shuffle<u32>(hi, hi, 1, 1, 3, 3), c, false, m, m30);
+}
+
+/**
+ * The running sum after each groups6, also written to memory: a global is memory to V8, so
+ * TurboFan keeps the next group's loads after the store (issued first, they spill).
  */
 let k6_last: v128 = i32x4.splat(0);
 
 /**
- * Quarter q (32 values: groups 2q, 2q + 1 of a half) of a q6_K super-block for sb6_sum: ql bytes
- * of the half at ql, qh at qh, activations at xq; tv: the scales of groups 2q, 2q + 1 in i16
- * lanes 0-3 (q even) or 4-7, each twice (interleaves, which V8 emits as one unpack, where a
- * general shuffle's mask is rebuilt from immediates every time).
+ * One 16-value group of the four quarters of a q6_K half (group a: ql, qh at the half's start,
+ * xq its activations; group b: each + 16), added to c: quarter q's weights are nibble q >> 1 of
+ * the ql bytes at ql + 32·(q & 1) and bits 2q, 2q + 1 of the qh bytes, its activations at
+ * xq + 32q. s01 / s23: the scales of quarters 0, 1 / 2, 3 (i16 lanes 0-3, 4-7); first: c is 0.
  */
 // @ts-ignore: decorator
-@inline function quarter6(ql: usize, qh: usize, xq: usize, tv: v128, q: i32, m: v128, m30: v128): v128 {
-  const lo = q & 1 ? ql + 32 : ql;
-  const ga = g6(v128.load(lo), v128.load(qh), q, m, m30), gb = g6(v128.load(lo, 16), v128.load(qh, 16), q, m, m30);
-  const u = fold2(udot16(ga, v128.load(xq)), udot16(gb, v128.load(xq, 16)));
-  const s = q & 1 ? v128.shuffle<u32>(tv, tv, 2, 2, 3, 3) : v128.shuffle<u32>(tv, tv, 0, 0, 1, 1);
-  k6_last = i32x4.dot_i16x8_s(u, s);
-  return k6_last;
+@inline function groups6(ql: usize, qh: usize, xq: usize, s01: v128, s23: v128, c: v128, first: bool, m: v128, m30: v128): v128 {
+  const a = v128.load(ql), b = v128.load(ql, 32), h = v128.load(qh);
+  const w0 = v128.or(v128.and(a, m), v128.and(i16x8.shl(h, 4), m30));
+  const w1 = v128.or(v128.and(b, m), v128.and(i16x8.shl(h, 2), m30));
+  const r01 = i32x4.dot_i16x8_s(fold2(udot16(w0, v128.load(xq)), udot16(w1, v128.load(xq, 32))), s01);
+  const w2 = v128.or(v128.and(i16x8.shr_u(a, 4), m), v128.and(h, m30));
+  const w3 = v128.or(v128.and(i16x8.shr_u(b, 4), m), v128.and(i16x8.shr_u(h, 2), m30));
+  const r23 = i32x4.dot_i16x8_s(fold2(udot16(w2, v128.load(xq, 64)), udot16(w3, v128.load(xq, 96))), s23);
+  const v = first ? i32x4.add(r01, r23) : i32x4.add(c, i32x4.add(r01, r23));
+  k6_last = v;
+  return v;
 }
 
 /**
@@ -418,6 +427,82 @@ let k6_last: v128 = i32x4.splat(0);
     sb6_sum(w + 420, x + 2 * Q8K_BYTES, m, m30), sb6_sum(w + 630, x + 3 * Q8K_BYTES, m, m30));
   const dx = gather4(x + OFF_D, Q8K_BYTES, false);
   return f32x4.mul(f32x4.mul(gather4(w + 208, 210, true), dx), f32x4.convert_i32x4_s(sumi));
+}
+
+/**
+ * The integers of one q5_K super-block at w × one activation row's q8_K record at x, as lanes
+ * [a, b, c, d] with a + b = Σ_sub scale·Σ q·x and c + d = Σ_sub min·bsums32 (block45's two sums
+ * for R = 1). Per 64-value chunk each nibble vector gets its fifth bit from qh shifted by a
+ * constant into bit 4 (block45 shifts qh by 2 after every chunk: two more shifts a chunk), the two
+ * sub-blocks' i16 pair sums are folded into one vector (lanes 0-3 / 4-7; at most 2·2·2·31·127 =
+ * 31496) and scaled by one pmaddwd (block45: two scale broadcasts of two shuffles each and two
+ * pmaddwd). Exact integers, so block45's sums.
+ */
+function sb5_sum(w: usize, x: usize, m: v128): v128 {
+  const b16 = i8x16.sub(m, i8x16.eq(m, m)); // 0x10 bytes, from the register holding 0x0F
+  const scv = i16x8.extend_low_i8x16_u(scales_mins_k4(w + 4));
+  // each scale twice, then per chunk its two sub-blocks' scales four times each
+  const lo = v128.shuffle<u16>(scv, scv, 0, 0, 1, 1, 2, 2, 3, 3), hi = v128.shuffle<u16>(scv, scv, 4, 4, 5, 5, 6, 6, 7, 7);
+  // a store before the first chunk keeps its loads after the scales' unpacking (issued first, they
+  // spilled: 216 → 208 instructions, 19 → 10 stack moves)
+  k5_last = hi;
+  let c = chunk5(w, 0, x, v128.shuffle<u32>(lo, lo, 0, 0, 1, 1), i32x4.splat(0), m, b16);
+  c = chunk5(w, 1, x + 64, v128.shuffle<u32>(lo, lo, 2, 2, 3, 3), c, m, b16);
+  c = chunk5(w, 2, x + 128, v128.shuffle<u32>(hi, hi, 0, 0, 1, 1), c, m, b16);
+  chunk5(w, 3, x + 192, v128.shuffle<u32>(hi, hi, 2, 2, 3, 3), c, m, b16);
+  // the last chunk's sum read back (Binaryen drops a global nobody reads, and its stores with it);
+  // the mins unpacked again after the chunks' stores (so not held in registers through them)
+  const n = mins_dot(i16x8.extend_high_i8x16_u(scales_mins_k4(w + 4)), x);
+  const s = k5_last;
+  return i32x4.add(v128.shuffle<u32>(s, n, 0, 1, 4, 5), v128.shuffle<u32>(s, n, 2, 3, 6, 7));
+}
+
+/** The running sum after each chunk5, also written to memory: keeps the next chunk's loads after the store (as k6_last). */
+let k5_last: v128 = i32x4.splat(0);
+
+/** qh moved so that its bit b (0..7) lands on bit 4 of each byte (the bits around it are masked off after). */
+// @ts-ignore: decorator
+@inline function bit_to_4(qh: v128, b: i32): v128 {
+  return b < 4 ? i16x8.shl(qh, 4 - b) : b == 4 ? qh : i16x8.shr_u(qh, b - 4);
+}
+
+/**
+ * Chunk j (0..3) of the q5_K super-block at w (sub-blocks 2j: low nibbles of quant bytes
+ * 48 + 32j.., 2j + 1: high nibbles; fifth bits 2j, 2j + 1 of the qh bytes at w + 16) × the 64
+ * activations at xp, scaled by sc (the two sub-blocks' scales in i16 lanes 0-3, 4-7), added to c
+ * (j = 0: c is 0).
+ */
+// @ts-ignore: decorator
+@inline function chunk5(w: usize, j: i32, xp: usize, sc: v128, c: v128, m: v128, b16: v128): v128 {
+  const q = w + 48 + (<usize>j << 5);
+  const v0 = v128.load(q), v1 = v128.load(q, 16), h0 = v128.load(w, 16), h1 = v128.load(w, 32);
+  const l0 = v128.or(v128.and(v0, m), v128.and(bit_to_4(h0, 2 * j), b16));
+  const l1 = v128.or(v128.and(v1, m), v128.and(bit_to_4(h1, 2 * j), b16));
+  const u0 = v128.or(v128.and(i16x8.shr_u(v0, 4), m), v128.and(bit_to_4(h0, 2 * j + 1), b16));
+  const u1 = v128.or(v128.and(i16x8.shr_u(v1, 4), m), v128.and(bit_to_4(h1, 2 * j + 1), b16));
+  const pa = i16x8.add(udot16(l0, v128.load(xp)), udot16(l1, v128.load(xp, 16)));
+  const pb = i16x8.add(udot16(u0, v128.load(xp, 32)), udot16(u1, v128.load(xp, 48)));
+  const r = i32x4.dot_i16x8_s(fold2(pa, pb), sc);
+  const v = j == 0 ? r : i32x4.add(c, r);
+  k5_last = v;
+  return v;
+}
+
+/**
+ * Four q5_K super-blocks (w, stride 176) × one activation row (records at x), block b in lane b:
+ * four45's value for each (the same integers, the same f32 operations).
+ */
+// @ts-ignore: decorator
+@inline function four5(w: usize, x: usize, m: v128): v128 {
+  const v0 = sb5_sum(w, x, m), v1 = sb5_sum(w + 176, x + Q8K_BYTES, m);
+  const v2 = sb5_sum(w + 352, x + 2 * Q8K_BYTES, m), v3 = sb5_sum(w + 528, x + 3 * Q8K_BYTES, m);
+  // [sumi, summ] of blocks 0, 1 and 2, 3, then each sum's four blocks in lanes
+  const p01 = i32x4.add(v128.shuffle<u32>(v0, v1, 0, 2, 4, 6), v128.shuffle<u32>(v0, v1, 1, 3, 5, 7));
+  const p23 = i32x4.add(v128.shuffle<u32>(v2, v3, 0, 2, 4, 6), v128.shuffle<u32>(v2, v3, 1, 3, 5, 7));
+  const sumi = v128.shuffle<u32>(p01, p23, 0, 2, 4, 6), summ = v128.shuffle<u32>(p01, p23, 1, 3, 5, 7);
+  const dx = gather4(x + OFF_D, Q8K_BYTES, false);
+  return f32x4.sub(f32x4.mul(f32x4.mul(gather4(w, 176, true), dx), f32x4.convert_i32x4_s(sumi)),
+    f32x4.mul(f32x4.mul(gather4(w + 2, 176, true), dx), f32x4.convert_i32x4_s(summ)));
 }
 
 // One function per (type, rows): V8 allocates registers per function, and the tile loop's four
@@ -493,7 +578,7 @@ function b6k_4(w: usize, x: usize, xs: usize, m: v128): v128 { return block6(w, 
   let a = f32x4.splat(0);
   let b = 0;
   for (; b + 4 <= nb; b += 4) {
-    a = f32x4.add(a, kind == 7 ? four6(w, x, m) : four45(w, bs, x, kind == 6, m));
+    a = f32x4.add(a, kind == 7 ? four6(w, x, m) : kind == 6 ? four5(w, x, m) : four45(w, bs, x, false, m));
     w += 4 * bs;
     x += 4 * Q8K_BYTES;
   }

@@ -5,7 +5,7 @@ export { gemm_q4_0, gemm_q8_0, gemm_q4_0x4, gemm_q8_0x4, gemv_q4_0x4, repack_x4,
 export { gemm_q4_0x4_prompt, gemm_q8_0x4_prompt } from './gemm-q-prompt';
 export { quantize_act_q8, quantize_act_q8_row } from './quant-act';
 export { gemm_k, gemm_q4_kx4, repack_q4_kx4, dequant_row_q4_kx4, quantize_act_q8k } from './gemm-k';
-export { gemm_q4_kx4_prompt, gemm_q4_k_prompt, gemm_q5_k_prompt } from './gemm-k-prompt';
+export { gemm_q4_kx4_prompt, gemm_q4_k_prompt, gemm_q5_k_prompt, gemm_q6_k_prompt } from './gemm-k-prompt';
 export { init_tables } from './tables';
 export { layernorm, rmsnorm } from './norm';
 export { epilogue, glu, clip, add_to, copy_bytes, dequant_row } from './elementwise';
