@@ -5,12 +5,12 @@
  * hangs or prints a stack trace.
  */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { fixturePath } from './helpers/goldens.js';
+import { fixturePath, REPO_ROOT } from './helpers/goldens.js';
 import { MPT_BIN, runCli, type CliResult } from './helpers/cli.js';
 
 const MODEL = fixturePath('tiny-neox-vocab');
@@ -161,4 +161,33 @@ test('a disk that fills while convert or quantize writes is one line naming the 
     // Neither the output nor a temporary file of it is left behind.
     assert.deepEqual(readdirSync(join(dir, 'full')), [], `${command} ${args.join(' ')}`);
   }
+});
+
+test('Ctrl-C while quantizing removes the unfinished output and exits with the signal status', async () => {
+  // The shipped model to q4_k_m takes seconds of quantizing after the temporary file is opened,
+  // so the signal arrives while the output is being written.
+  const folderOut = join(dir, 'stopped');
+  mkdirSync(folderOut);
+  const out = join(folderOut, 'out.gguf');
+  const child = spawn(
+    process.execPath,
+    [MPT_BIN, 'quantize', join(REPO_ROOT, 'models/default'), out, '--type', 'q4_k_m'],
+    {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    },
+  );
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => {
+    stderr += d;
+  });
+  const ended = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
+  const deadline = Date.now() + 60_000;
+  while (!readdirSync(folderOut).some((f) => f.endsWith('.tmp'))) {
+    assert.ok(Date.now() < deadline, `no temporary output appeared: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  child.kill('SIGINT');
+  assert.equal(await ended, 130, stderr);
+  assert.match(stderr, /interrupted: nothing was written \(the unfinished output was removed\)/);
+  assert.deepEqual(readdirSync(folderOut), []);
 });

@@ -8,12 +8,34 @@
  * the formats themselves stay importable where there is no file system.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp } from 'node:fs';
+import { promises as fsp, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { OutputError, systemErrorText } from '../errors.js';
 
 /** Writes at most this much per write call, to stay well under Node's per-call limit (2^31 - 1). */
 const MAX_WRITE_CHUNK = 1 << 30;
+
+/** Temporary outputs (files or folders) being written now: what an interrupted command removes. */
+const unfinished = new Set<string>();
+
+/** Marks `path` as a temporary output being written; the function returned unmarks it. */
+export function markUnfinished(path: string): () => void {
+  unfinished.add(path);
+  return () => {
+    unfinished.delete(path);
+  };
+}
+
+/**
+ * Removes every temporary output still being written (for Ctrl-C: the process exits right after,
+ * so this is synchronous; an open file is removed as well, its handle closes at exit).
+ */
+export function removeUnfinished(): string[] {
+  const removed = [...unfinished];
+  for (const path of removed) rmSync(path, { recursive: true, force: true });
+  unfinished.clear();
+  return removed;
+}
 
 /** Calls `produce` with a function that appends bytes to the file, then puts the file in place. */
 export async function writeFileAtomically(
@@ -24,6 +46,7 @@ export async function writeFileAtomically(
   const handle = await fsp.open(tmp, 'wx').catch((e: unknown) => {
     throw writeError(path, e);
   });
+  const unmark = markUnfinished(tmp);
   let position = 0;
   const write = async (bytes: Uint8Array) => {
     try {
@@ -50,6 +73,8 @@ export async function writeFileAtomically(
     await handle.close().catch(() => {});
     await fsp.unlink(tmp).catch(() => {});
     throw e;
+  } finally {
+    unmark();
   }
 }
 

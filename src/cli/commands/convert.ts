@@ -19,10 +19,11 @@ import {
   type HfExportDtype,
 } from '../../model/hf-export.js';
 import type { Checkpoint } from '../../model/load.js';
-import { writeError } from '../../formats/atomic-write.js';
+import { markUnfinished, removeUnfinished, writeError } from '../../formats/atomic-write.js';
 import { writeSafetensors } from '../../formats/safetensors.js';
 import { NEOX_TOKENIZER_SIZE, TOKENIZER_FILES } from '../../runtime/tokenizer.js';
 import { shippedNeoxTokenizerPath } from '../../runtime/tokenizer-files.js';
+import { signalStatus, watchInterrupt } from '../interrupt.js';
 import { parseArgs } from '../args.js';
 import { kindOf, statPath } from '../user-files.js';
 
@@ -61,7 +62,27 @@ function bar(done: number, total: number): string {
   return `${String(pct).padStart(3)}%`;
 }
 
+/**
+ * Ctrl-C or SIGTERM while converting: the unfinished temporary output (possibly gigabytes) is
+ * removed and the command ends with the shell's status for the signal; the output name was never
+ * written, so nothing under it is half done.
+ */
 export async function run(argv: string[]): Promise<number> {
+  const interrupt = watchInterrupt((signal) => {
+    const removed = removeUnfinished();
+    process.stderr.write(
+      `\ninterrupted: nothing was written${removed.length > 0 ? ' (the unfinished output was removed)' : ''}\n`,
+    );
+    process.exit(signalStatus(signal));
+  });
+  try {
+    return await convertOrQuantize(argv);
+  } finally {
+    interrupt.release();
+  }
+}
+
+async function convertOrQuantize(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(
     argv,
     {
@@ -173,6 +194,7 @@ async function convertToHfFolder(model: string, out: string, typeOpt: string): P
   }
   const ck: Checkpoint = await openCheckpoint(model);
   const tmp = `${dest.replace(/[\\/]+$/, '')}.tmp-${process.pid}`;
+  const unmark = markUnfinished(tmp);
   const t0 = Date.now();
   let tokenizerNote = 'none (the GGUF embeds no tokenizer)';
   try {
@@ -206,6 +228,7 @@ async function convertToHfFolder(model: string, out: string, typeOpt: string): P
     // A full disk names the folder asked for, not the temporary one it was being written as.
     throw writeError(out, e);
   } finally {
+    unmark();
     await ck.tensors.close();
   }
   process.stderr.write(
