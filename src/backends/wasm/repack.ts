@@ -13,12 +13,11 @@
  *           (8 bytes), their fp16 dmin (8 bytes), the 4 rows' 12 packed 6-bit scale bytes in
  *           groups of 4 (bytes 4g..4g+3 of row r at 16 + 16g + 4r: one vector holds bytes 0..3
  *           of all 4 rows, so get_scale_min_k4's unpacking runs on 4 rows at once, and a row's
- *           bytes are three 4-byte loads), then each row's 128 quant bytes as stored, row r at
- *           64 + 128r (chunk j = bytes 32j..32j+31: low nibbles = values 64j..64j+31, high
- *           nibbles = 64j+32..64j+63). A row's quants stay contiguous: a 4-token tile that
- *           read one weight row at a time ran 0.7-0.85× as fast with them spread as 32-byte
- *           chunks every 128 bytes; the tiles now read a super-block's 4 rows together, and
- *           the spread form measured the same for them (docs/cpu-profile.md).
+ *           bytes are three 4-byte loads), then the quants in chunk form: chunk j (a row's
+ *           bytes 32j..32j+31: low nibbles = values 64j..64j+31, high nibbles = 64j+32..64j+63)
+ *           at 64 + 128j, bytes 4k..4k+3 of row r at 64 + 128j + 16k + 4r, so that one vector
+ *           holds 4-byte pieces of the 4 rows (lanes = rows: the tiles need no horizontal sums
+ *           and no transposes, as llama.cpp's q4_K_8x8 repack; assembly/gemm-k-x4.ts).
  * Rows 4G..N-1 (fewer than 4) stay plain q4_0 / q8_0 rows after the groups, where they would be
  * in the plain matrix. The repacked matrix has exactly the plain matrix's size.
  */
@@ -104,7 +103,11 @@ export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: nu
         out.set(plain.subarray(src + 2, src + 4), at + 8 + 2 * i);
         for (let g = 0; g < 3; g++) out.set(plain.subarray(src + 4 + 4 * g, src + 8 + 4 * g), at + 16 + 16 * g + 4 * i);
         for (let j = 0; j < 4; j++)
-          out.set(plain.subarray(src + 16 + 32 * j, src + 48 + 32 * j), at + 64 + 128 * i + 32 * j);
+          for (let k = 0; k < 8; k++)
+            out.set(
+              plain.subarray(src + 16 + 32 * j + 4 * k, src + 20 + 32 * j + 4 * k),
+              at + 64 + 128 * j + 16 * k + 4 * i,
+            );
       }
     }
   } else
