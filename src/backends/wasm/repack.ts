@@ -35,15 +35,15 @@ export function isPackable(t: string): t is PackableType {
 }
 
 /**
- * Whether the model layout keeps a matrix row-interleaved: q4_0 / q8_0 of 4 rows or more, q4_K
- * only with MPT_WASM_Q4K_X4=1. Quiet, end to end, the q4_Kx4 tiles made the 1B shape's prompts
- * 1.45× faster but the 7B shape's decode 0.84× (7B prompts unchanged), although every 7B product
- * alone is as fast or faster packed (docs/cpu-profile.md); until that is understood, 7B decode
- * (where users of q4_K are) keeps the plain rows.
+ * Whether the model layout keeps a matrix row-interleaved: q4_0 / q8_0 / q4_K of 4 rows or more;
+ * MPT_WASM_Q4K_X4=0 keeps q4_K in plain rows (gemm_k, the plain-row prompt tile), for A/B runs.
+ * The 7B shape's q4_K decode once lost with x4 (0.84×, quiet): the test files' subnormal fp16 d
+ * went through subnormal f32 arithmetic in the x4 tiles only; with d through the fp16 table the
+ * x4 decode step is 1.2-1.3× plain on the 1B and 7B widths (docs/cpu-profile.md).
  */
 export function keptPacked(t: string, rows: number): boolean {
   if (!isPackable(t) || rows < PACK_ROWS) return false;
-  return t !== 'q4_k' || platform.env('MPT_WASM_Q4K_X4') === '1';
+  return t !== 'q4_k' || platform.env('MPT_WASM_Q4K_X4') !== '0';
 }
 
 /** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0), 144 for q4_K. */

@@ -166,18 +166,34 @@ function rows_one(x: usize, W: usize, y: usize, N: i32, n0: i32, n1: i32, K: i32
 }
 
 /**
+ * Activation rows from which gemm_q4_kx4 takes the prompt tile; fewer go one at a time through the
+ * decode tile. Against plain gemm_k (`decode-ab MAIN NEW --only q4_k --m 1,2,3,4,8,15 --cold
+ * --k-paths plain,x4`, busy host, CPU time p25, 1B and 7B shapes): the prompt tile ran 0.75-1.09×
+ * at 2 rows (its per-super-block setup shared by too few tokens), 0.93-1.15× at 4, 1.05-1.27× at
+ * 8-15; the decode tile per row 1.04-1.38× at 2 rows, 0.95-1.04× at 3.
+ */
+const DECODE_TILE_ROWS = 4;
+
+/**
  * q4_Kx4 weights W (N rows of K/256 super-blocks) times the q8_K activations at A (M rows): rows
  * [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the plain matrix.
- * One activation row (decode): tile1x4_q4k, 4 weight rows per activation load. More: the whole
- * groups through the prompt tile (4 weight rows × up to 16 tokens); rows of a group cut by
- * [n0, n1) and the plain rows after the last group one activation row at a time.
+ * Under DECODE_TILE_ROWS activation rows: tile1x4_q4k per activation row, 4 weight rows per
+ * activation load. More: the whole groups through the prompt tile (4 weight rows × up to 16
+ * tokens); rows of a group cut by [n0, n1) and the plain rows after the last group one activation
+ * row at a time.
  */
 export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
-  if (M == 1) {
-    rows_one(A, W, Y, N, n0, n1, K, acc);
+  const xs = <usize>(K >> 8) * Q8K_BYTES, sy = <usize>ldy << 2;
+  if (M < DECODE_TILE_ROWS) {
+    // blocks of ~96 KiB of weight rows stay in L2 while each activation row passes over them
+    let rb = <i32>(<usize>98304 / (<usize>(K >> 8) * Q4K_BYTES)) & ~3;
+    if (rb < 4) rb = 4;
+    for (let r0 = n0; r0 < n1; r0 += rb) {
+      const r1 = min(r0 + rb, n1);
+      for (let t = 0; t < M; t++) rows_one(A + <usize>t * xs, W, Y + <usize>t * sy, N, r0, r1, K, acc);
+    }
     return;
   }
-  const xs = <usize>(K >> 8) * Q8K_BYTES, sy = <usize>ldy << 2;
   const g0 = min((n0 + 3) & ~3, n1), g1 = max(g0, min(n1, N & ~3) & ~3);
   if (g0 < g1) prompt_rows_x4(A, W, Y, ldy, M, g0, g1, K, acc);
   for (let t = 0; t < M; t++) {
