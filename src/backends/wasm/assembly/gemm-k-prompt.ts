@@ -167,7 +167,7 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
 
 /** Chunk k (0-3) of 4 rows' 16 bytes a0..a3: bytes 4k..4k+3 of each row, row r in i32 lane r. */
 // @ts-ignore: decorator
-@inline function chunk_of(a0: v128, a1: v128, a2: v128, a3: v128, k: i32): v128 {
+@inline export function chunk_of(a0: v128, a1: v128, a2: v128, a3: v128, k: i32): v128 {
   const lo = k < 2;
   const t01 = lo ? v128.shuffle<u32>(a0, a1, 0, 4, 1, 5) : v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
   const t23 = lo ? v128.shuffle<u32>(a2, a3, 0, 4, 1, 5) : v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);

