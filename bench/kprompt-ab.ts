@@ -9,10 +9,10 @@
  *   node dist/bench/kprompt-ab.js OLD.wasm NEW.wasm [--reps 30] [--only SUBSTRING] [--path P] [--type q5_k|q6_k]
  *
  * Paths (`--path P` for both builds, `--path-a` / `--path-b` for one; all give gemm_k's bits):
- *   (none)  what the backend runs on repacked weights (MPT_WASM_Q4K_X4=1): gemm_q4_kx4_prompt
- *           (assembly/gemm-k-prompt.ts) where the build has it, else gemm_q4_kx4, else gemm_k;
+ *   (none)  what the backend runs on repacked weights (the default; MPT_WASM_Q4K_X4=0 keeps plain
+ *           rows): gemm_q4_kx4_prompt where the build has it, else gemm_q4_kx4, else gemm_k;
  *   x4      gemm_q4_kx4 on repacked weights (the small-batch tile);
- *   plain   what the backend runs on plain rows (the default): gemm_q4_k_prompt where the build
+ *   plain   what the backend runs on plain rows (MPT_WASM_Q4K_X4=0): gemm_q4_k_prompt where the build
  *           has it, else gemm_k;
  *   gemm_k  gemm_k on plain rows.
  * The same file as A and B with two paths compares the paths of one build. `--type q5_k` / `q6_k`

@@ -546,8 +546,8 @@ describe('quantized weights', () => {
   }
 
   const GGUF = fixturePath('gguf-tiny-q');
-  // 'q4_k x4': the same files with q4_K kept row-interleaved (MPT_WASM_Q4K_X4=1, repack.ts keptPacked),
-  // i.e. through the q4_Kx4 decode, group and prompt tiles
+  // q4_K is kept row-interleaved by default (repack.ts keptPacked: the q4_Kx4 decode and prompt
+  // tiles); 'q4_k plain': the same files on plain rows (MPT_WASM_Q4K_X4=0: gemm_k, plain prompt tiles)
   for (const label of [
     'f32',
     'f16',
@@ -558,15 +558,15 @@ describe('quantized weights', () => {
     'q6_k',
     'q4_k_m',
     'q5_0',
-    'q4_k x4',
-    'q4_k_m x4',
+    'q4_k plain',
+    'q4_k_m plain',
   ]) {
-    const [type, x4] = label.split(' ') as [string, string | undefined];
+    const [type, plain] = label.split(' ') as [string, string | undefined];
     const file = `${GGUF}/tiny-q-${type}.gguf`;
     it(`llama.cpp's logits for tiny-q-${label}.gguf`, { skip: !existsSync(file) }, async (t) => {
       const ck = await openCheckpoint(file);
       const warnings: string[] = [];
-      if (x4) process.env.MPT_WASM_Q4K_X4 = '1';
+      if (plain) process.env.MPT_WASM_Q4K_X4 = '0';
       const r = await loadWasmRunner(ck.config, ck.tensors, { threads: 2, onWarning: (m) => warnings.push(m) }).finally(
         () => delete process.env.MPT_WASM_Q4K_X4,
       );

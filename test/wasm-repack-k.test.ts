@@ -44,9 +44,11 @@ function dequantizeX4(bytes: Uint8Array, rows: number, K: number): Float32Array 
           // get_scale_min_k4
           const sc = j < 4 ? sb(j) & 63 : (sb(j + 4) & 15) | ((sb(j - 4) >> 6) << 4);
           const mn = j < 4 ? sb(j + 4) & 63 : (sb(j + 4) >> 4) | ((sb(j) >> 6) << 4);
-          const chunk = at + 64 + 128 * r + 32 * (j >> 1);
+          // chunk form: byte l of the chunk's 32 (row r) at 16·(l >> 2) + 4r + (l & 3)
+          const chunk = at + 64 + 128 * (j >> 1) + 4 * r;
           for (let l = 0; l < 32; l++) {
-            const q = j & 1 ? bytes[chunk + l]! >> 4 : bytes[chunk + l]! & 15;
+            const byte = bytes[chunk + 16 * (l >> 2) + (l & 3)]!;
+            const q = j & 1 ? byte >> 4 : byte & 15;
             out[(4 * g + r) * K + b * 256 + 32 * j + l] = Math.fround(
               Math.fround(Math.fround(d * sc) * q) - Math.fround(dmin * mn),
             );

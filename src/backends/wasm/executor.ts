@@ -93,12 +93,6 @@ export interface Pass {
  */
 const PROMPT_TILE_ROWS = 4;
 /**
- * Activation rows from which packed q4_K products take the prompt tile (4 weight rows × 8-16 tokens,
- * assembly/gemm-k-prompt.ts): below it gemm_q4_kx4 (`kprompt-ab … --path-a x4`, busy host: the
- * prompt tile was 0.74-0.89× it at 4 rows, 1.00-1.09× at 16, 1.08-1.13× at 64-128).
- */
-const PROMPT_TILE_ROWS_K = 16;
-/**
  * Activation rows from which plain q4_K / q5_K / q6_K products take the plain-row prompt tiles
  * (gemm_q4_k_prompt / gemm_q5_k_prompt / gemm_q6_k_prompt, same file): below it gemm_k
  * (`kprompt-ab A A --path-a gemm_k --path-b plain [--type q5_k|q6_k]`, busy host, CPU time; q4_K:
@@ -317,8 +311,8 @@ export class Executor {
         else k.gemm_q4_0(X.qa, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q4_k':
-        if (m.packed && M >= PROMPT_TILE_ROWS_K) k.gemm_q4_kx4_prompt(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
-        else if (m.packed) k.gemm_q4_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        // any M: the decode tile for one row, the prompt tile for more (assembly/gemm-k-x4.ts)
+        if (m.packed) k.gemm_q4_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
         else if (M >= PROMPT_TILE_ROWS_K_PLAIN) k.gemm_q4_k_prompt(X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         else k.gemm_k(WTYPE.q4_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;

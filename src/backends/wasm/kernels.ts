@@ -146,13 +146,12 @@ export interface Kernels {
   dequant_row_x4(q4: number, W: number, N: number, K: number, r: number, out: number): void;
   /**
    * Products with q4_Kx4 weights (row-interleaved q4_K, repack.ts) of N rows times the q8_K
-   * activations at A; otherwise as gemm_q4_0x4, each row's value with gemm_k's bits.
+   * activations at A, any number of activation rows (assembly/gemm-k-x4.ts: one row through the
+   * decode tile, more through the prompt tile); otherwise as gemm_q4_0x4, each row's value with
+   * gemm_k's bits.
    */
   gemm_q4_kx4: GemmX4;
-  /**
-   * Prompt product (many activation rows) over q4_Kx4 weights, arguments as gemm_q4_kx4
-   * (assembly/gemm-k-prompt.ts); each row's value with gemm_k's bits. The number returned means nothing.
-   */
+  /** gemm_q4_kx4 under the prompt kernels' name (benches and tests); the number returned means nothing. */
   gemm_q4_kx4_prompt(...args: Parameters<GemmX4>): number;
   /**
    * Prompt product over plain q4_K rows (assembly/gemm-k-prompt.ts: 4 rows × up to 16 tokens, the

@@ -13,12 +13,11 @@
  *           (8 bytes), their fp16 dmin (8 bytes), the 4 rows' 12 packed 6-bit scale bytes in
  *           groups of 4 (bytes 4g..4g+3 of row r at 16 + 16g + 4r: one vector holds bytes 0..3
  *           of all 4 rows, so get_scale_min_k4's unpacking runs on 4 rows at once, and a row's
- *           bytes are three 4-byte loads), then each row's 128 quant bytes as stored, row r at
- *           64 + 128r (chunk j = bytes 32j..32j+31: low nibbles = values 64j..64j+31, high
- *           nibbles = 64j+32..64j+63). A row's quants stay contiguous: a 4-token tile that
- *           read one weight row at a time ran 0.7-0.85× as fast with them spread as 32-byte
- *           chunks every 128 bytes; the tiles now read a super-block's 4 rows together, and
- *           the spread form measured the same for them (docs/cpu-profile.md).
+ *           bytes are three 4-byte loads), then the quants in chunk form: chunk j (a row's
+ *           bytes 32j..32j+31: low nibbles = values 64j..64j+31, high nibbles = 64j+32..64j+63)
+ *           at 64 + 128j, bytes 4k..4k+3 of row r at 64 + 128j + 16k + 4r, so that one vector
+ *           holds 4-byte pieces of the 4 rows (lanes = rows: the tiles need no horizontal sums
+ *           and no transposes, as llama.cpp's q4_K_8x8 repack; assembly/gemm-k-x4.ts).
  * Rows 4G..N-1 (fewer than 4) stay plain q4_0 / q8_0 rows after the groups, where they would be
  * in the plain matrix. The repacked matrix has exactly the plain matrix's size.
  */
@@ -36,15 +35,15 @@ export function isPackable(t: string): t is PackableType {
 }
 
 /**
- * Whether the model layout keeps a matrix row-interleaved: q4_0 / q8_0 of 4 rows or more, q4_K
- * only with MPT_WASM_Q4K_X4=1. Quiet, end to end, the q4_Kx4 tiles made the 1B shape's prompts
- * 1.45× faster but the 7B shape's decode 0.84× (7B prompts unchanged), although every 7B product
- * alone is as fast or faster packed (docs/cpu-profile.md); until that is understood, 7B decode
- * (where users of q4_K are) keeps the plain rows.
+ * Whether the model layout keeps a matrix row-interleaved: q4_0 / q8_0 / q4_K of 4 rows or more;
+ * MPT_WASM_Q4K_X4=0 keeps q4_K in plain rows (gemm_k, the plain-row prompt tile), for A/B runs.
+ * The 7B shape's q4_K decode once lost with x4 (0.84×, quiet): the test files' subnormal fp16 d
+ * went through subnormal f32 arithmetic in the x4 tiles only; with d through the fp16 table the
+ * x4 decode step is 1.2-1.3× plain on the 1B and 7B widths (docs/cpu-profile.md).
  */
 export function keptPacked(t: string, rows: number): boolean {
   if (!isPackable(t) || rows < PACK_ROWS) return false;
-  return t !== 'q4_k' || platform.env('MPT_WASM_Q4K_X4') === '1';
+  return t !== 'q4_k' || platform.env('MPT_WASM_Q4K_X4') !== '0';
 }
 
 /** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0), 144 for q4_K. */
@@ -104,7 +103,11 @@ export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: nu
         out.set(plain.subarray(src + 2, src + 4), at + 8 + 2 * i);
         for (let g = 0; g < 3; g++) out.set(plain.subarray(src + 4 + 4 * g, src + 8 + 4 * g), at + 16 + 16 * g + 4 * i);
         for (let j = 0; j < 4; j++)
-          out.set(plain.subarray(src + 16 + 32 * j, src + 48 + 32 * j), at + 64 + 128 * i + 32 * j);
+          for (let k = 0; k < 8; k++)
+            out.set(
+              plain.subarray(src + 16 + 32 * j + 4 * k, src + 20 + 32 * j + 4 * k),
+              at + 64 + 128 * j + 16 * k + 4 * i,
+            );
       }
     }
   } else

@@ -1,8 +1,8 @@
 // Prompt products (many activation rows) of q4_K weights times q8_K activations (gemm-k.ts
 // quantize_act_q8k, one record of 368 bytes per super-block and row), over either layout:
-// - q4_Kx4 groups (repack.ts: per group of 4 weight rows and 256-value super-block, the 4 rows'
-//   fp16 d and dmin, their 12 scale bytes in 4-byte groups side by side, then each row's 128 quant
-//   bytes): gemm_q4_kx4_prompt;
+// - q4_Kx4 groups (gemm-k-x4.ts: per group of 4 weight rows and 256-value super-block, the 4 rows'
+//   fp16 d and dmin, their 12 scale bytes in 4-byte groups side by side, then the quants already in
+//   the chunk form below): prompt_rows_x4, which gemm_q4_kx4 calls for 2 or more tokens;
 // - plain rows (ggml's block_q4_K, 144 bytes: d, dmin, 12 scale bytes, 128 quant bytes), any 4
 //   consecutive rows: gemm_q4_k_prompt; and plain q5_K rows (block_q5_K, 176 bytes: the same
 //   header, 32 qh bytes of fifth bits, 128 quant bytes): gemm_q5_k_prompt, whose fifth bits are
@@ -26,12 +26,14 @@
 // (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin exact), summed over super-blocks in four chains
 // (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftover blocks in order. The chains are
 // run one after another (blocks c, c + 4, …), so a token needs one running sum, not four.
-import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, f16_at } from './tables';
-import { half4_scaled } from './gemm-q';
+import { C_NIBBLE_MASK, f16_at } from './tables';
 // The running f32 sums of tokens 0..15 (the current chain, then the joined chains): the q4_0 prompt
 // tile's per-thread token accumulators acc0..acc15, written out by its put_accs.
 import * as P from './gemm-q-prompt';
-import { OFF_B16, OFF_D, Q8K_BYTES, X4K_BYTES, f32_x4, gemm_k, gemm_q4_kx4, hi45, lo45, mins_of_x4, udot16 } from './gemm-k';
+import {
+  OFF_B16, OFF_D, Q8K_BYTES, X4K_BYTES, f32_x4, gather4, gemm_k, hi45, lo45, mins_of_x4, mins_pairs_x4, six_bits_x4,
+  udot16,
+} from './gemm-k';
 
 /** Bytes of one plain q4_K / q5_K / q6_K super-block (block_q4_K, block_q5_K, block_q6_K). */
 const Q4K_BYTES: usize = 144, Q5K_BYTES: usize = 176, Q6K_BYTES: usize = 210;
@@ -135,44 +137,38 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
  */
 // @ts-ignore: decorator
 @inline function header(w: usize, rs: usize, plain: bool, m: v128): void {
-  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
-  const rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
   let v0 = m, v1 = m, v2 = m;
   if (plain) {
     const h0 = v128.load(w), h1 = v128.load(w + rs), h2 = v128.load(w + 2 * rs), h3 = v128.load(w + 3 * rs);
     const t0 = v128.shuffle<u32>(h0, h1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(h0, h1, 2, 6, 3, 7);
     const t2 = v128.shuffle<u32>(h2, h3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(h2, h3, 2, 6, 3, 7);
-    const dd = v128.shuffle<u64>(t0, t2, 0, 2);
     v0 = v128.shuffle<u64>(t0, t2, 1, 3);
     v1 = v128.shuffle<u64>(t1, t3, 0, 2);
     v2 = v128.shuffle<u64>(t1, t3, 1, 3);
-    // half4_scaled's form of the low (d) and high (dmin) halves: the sign-extended half << 13, masked
-    kp_d = f32x4.mul(v128.and(i32x4.shr_s(i32x4.shl(dd, 16), 3), rm), k112);
-    kp_dmin = f32x4.mul(v128.and(i32x4.shl(i32x4.shr_s(dd, 16), 13), rm), k112);
+    kp_d = gather4(w, rs, true);
+    kp_dmin = gather4(w + 2, rs, true);
   } else {
     v0 = v128.load(w, 16);
     v1 = v128.load(w, 32);
     v2 = v128.load(w, 48);
-    kp_d = f32x4.mul(half4_scaled(w, rm), k112);
-    kp_dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
+    kp_d = gather4(w, 2, true);
+    kp_dmin = gather4(w + 8, 2, true);
   }
-  // get_scale_min_k4 on 4 rows at once (as gemm-k.ts sb_q4kx4): byte 4r + (j & 3) = sub-block j of row r
-  const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
-  const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
-  // scales to byte 4j + r (sub-block j, row r), so that chunk j's two sub-blocks are 8 bytes in a row
+  // get_scale_min_k4 on 4 rows at once; the scales to byte 4j + r (sub-block j, row r), so that
+  // chunk j's two sub-blocks are 8 bytes in a row
+  const s03 = six_bits_x4(v0, v1, v2, m, 0), s47 = six_bits_x4(v0, v1, v2, m, 1);
   kp_sq = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   kp_sq2 = v128.shuffle<u8>(s47, s47, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  kp_mn0 = i16x8.extend_low_i8x16_u(p0);
-  kp_mn1 = i16x8.extend_high_i8x16_u(p0);
-  kp_mn2 = i16x8.extend_low_i8x16_u(p1);
-  kp_mn3 = i16x8.extend_high_i8x16_u(p1);
+  const n03 = six_bits_x4(v0, v1, v2, m, 2), n47 = six_bits_x4(v0, v1, v2, m, 3);
+  kp_mn0 = mins_pairs_x4(n03, false);
+  kp_mn1 = mins_pairs_x4(n03, true);
+  kp_mn2 = mins_pairs_x4(n47, false);
+  kp_mn3 = mins_pairs_x4(n47, true);
 }
 
 /** Chunk k (0-3) of 4 rows' 16 bytes a0..a3: bytes 4k..4k+3 of each row, row r in i32 lane r. */
 // @ts-ignore: decorator
-@inline function chunk_of(a0: v128, a1: v128, a2: v128, a3: v128, k: i32): v128 {
+@inline export function chunk_of(a0: v128, a1: v128, a2: v128, a3: v128, k: i32): v128 {
   const lo = k < 2;
   const t01 = lo ? v128.shuffle<u32>(a0, a1, 0, 4, 1, 5) : v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
   const t23 = lo ? v128.shuffle<u32>(a2, a3, 0, 4, 1, 5) : v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);
@@ -209,23 +205,27 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
   const z = i32x4.splat(0);
   kp_s0 = z; kp_s1 = z; kp_s2 = z; kp_s3 = z; kp_s4 = z; kp_s5 = z; kp_s6 = z; kp_s7 = z;
   if (T > 8) { kp_s8 = z; kp_s9 = z; kp_s10 = z; kp_s11 = z; kp_s12 = z; kp_s13 = z; kp_s14 = z; kp_s15 = z; }
-  // row r's 32 bytes of the chunk at q + r·rs (plain) or q + 128r (x4)
+  // plain: row r's 32 bytes of the chunk at q + r·rs; x4: the chunk's 8 vectors at q (chunk form)
   let q = w + (five ? 48 : plain ? 16 : 64), xq = x;
   const rs2 = rs << 1, rs3 = rs2 + rs;
   for (let j = 0; j < 4; j++) {
-    // rows' bytes 0-15 (a) and 16-31 (b) of the chunk, transposed to 4-byte chunks 0-3 and 4-7
-    const a0 = v128.load(q), a1 = plain ? v128.load(q + rs) : v128.load(q, 128);
-    const a2 = plain ? v128.load(q + rs2) : v128.load(q, 256), a3 = plain ? v128.load(q + rs3) : v128.load(q, 384);
-    const b0 = v128.load(q, 16), b1 = plain ? v128.load(q + rs, 16) : v128.load(q, 144);
-    const b2 = plain ? v128.load(q + rs2, 16) : v128.load(q, 272), b3 = plain ? v128.load(q + rs3, 16) : v128.load(q, 400);
-    const ta0 = v128.shuffle<u32>(a0, a1, 0, 4, 1, 5), ta1 = v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
-    const ta2 = v128.shuffle<u32>(a2, a3, 0, 4, 1, 5), ta3 = v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);
-    const tb0 = v128.shuffle<u32>(b0, b1, 0, 4, 1, 5), tb1 = v128.shuffle<u32>(b0, b1, 2, 6, 3, 7);
-    const tb2 = v128.shuffle<u32>(b2, b3, 0, 4, 1, 5), tb3 = v128.shuffle<u32>(b2, b3, 2, 6, 3, 7);
-    const c0 = v128.shuffle<u64>(ta0, ta2, 0, 2), c1 = v128.shuffle<u64>(ta0, ta2, 1, 3);
-    const c2 = v128.shuffle<u64>(ta1, ta3, 0, 2), c3 = v128.shuffle<u64>(ta1, ta3, 1, 3);
-    const c4 = v128.shuffle<u64>(tb0, tb2, 0, 2), c5 = v128.shuffle<u64>(tb0, tb2, 1, 3);
-    const c6 = v128.shuffle<u64>(tb1, tb3, 0, 2), c7 = v128.shuffle<u64>(tb1, tb3, 1, 3);
+    let c0 = m, c1 = m, c2 = m, c3 = m, c4 = m, c5 = m, c6 = m, c7 = m;
+    if (!plain) {
+      c0 = v128.load(q); c1 = v128.load(q, 16); c2 = v128.load(q, 32); c3 = v128.load(q, 48);
+      c4 = v128.load(q, 64); c5 = v128.load(q, 80); c6 = v128.load(q, 96); c7 = v128.load(q, 112);
+    } else {
+      // rows' bytes 0-15 (a) and 16-31 (b) of the chunk, transposed to 4-byte chunks 0-3 and 4-7
+      const a0 = v128.load(q), a1 = v128.load(q + rs), a2 = v128.load(q + rs2), a3 = v128.load(q + rs3);
+      const b0 = v128.load(q, 16), b1 = v128.load(q + rs, 16), b2 = v128.load(q + rs2, 16), b3 = v128.load(q + rs3, 16);
+      const ta0 = v128.shuffle<u32>(a0, a1, 0, 4, 1, 5), ta1 = v128.shuffle<u32>(a0, a1, 2, 6, 3, 7);
+      const ta2 = v128.shuffle<u32>(a2, a3, 0, 4, 1, 5), ta3 = v128.shuffle<u32>(a2, a3, 2, 6, 3, 7);
+      const tb0 = v128.shuffle<u32>(b0, b1, 0, 4, 1, 5), tb1 = v128.shuffle<u32>(b0, b1, 2, 6, 3, 7);
+      const tb2 = v128.shuffle<u32>(b2, b3, 0, 4, 1, 5), tb3 = v128.shuffle<u32>(b2, b3, 2, 6, 3, 7);
+      c0 = v128.shuffle<u64>(ta0, ta2, 0, 2); c1 = v128.shuffle<u64>(ta0, ta2, 1, 3);
+      c2 = v128.shuffle<u64>(ta1, ta3, 0, 2); c3 = v128.shuffle<u64>(ta1, ta3, 1, 3);
+      c4 = v128.shuffle<u64>(tb0, tb2, 0, 2); c5 = v128.shuffle<u64>(tb0, tb2, 1, 3);
+      c6 = v128.shuffle<u64>(tb1, tb3, 0, 2); c7 = v128.shuffle<u64>(tb1, tb3, 1, 3);
+    }
     // q5_K: + 16 where bit 0 (low nibbles) / bit 1 (high) of a byte's fifth bits is set (gemm-k.ts lo45 / hi45)
     const b16 = i8x16.sub(m, i8x16.eq(m, m)); // 0x10 bytes, from the register holding 0x0F
     const u0 = kp_q0, u1 = kp_q1, u2 = kp_q2, u3 = kp_q3, u4 = kp_q4, u5 = kp_q5, u6 = kp_q6, u7 = kp_q7;
@@ -248,7 +248,7 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
     kp_sq = v128.shuffle<u8>(sh, kp_sq2, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23);
     kp_sq2 = v128.shuffle<u8>(kp_sq2, kp_sq2, 8, 9, 10, 11, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15);
     tokens(kp_h0, kp_h1, kp_h2, kp_h3, kp_h4, kp_h5, kp_h6, kp_h7, xq + 32, xs, T, five);
-    q += 32; xq += 64;
+    q += plain ? 32 : 128; xq += 64;
   }
   P.acc0 = f32x4.add(P.acc0, sb_value(kp_s0, x));
   if (T > 1) P.acc1 = f32x4.add(P.acc1, sb_value(kp_s1, x + 1 * xs));
@@ -669,30 +669,20 @@ const WIDE: bool = ASC_FEATURE_RELAXED_SIMD;
 }
 
 /**
- * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
- * rows, quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with
- * gemm_k's bits on the plain matrix. Whole groups of 4 weight rows go through the tile; rows of a
- * group cut by [n0, n1) and the plain rows after the last group go to gemm_q4_kx4. Returns a lane
- * of the last stage value plus the last touch sum, a meaningless number that keeps the `kp_stage`
- * and `kp_touched` globals read (Binaryen removes a global nobody reads, and its stores with it).
+ * Whole q4_Kx4 groups: weight rows [g0, g1) (multiples of 4) of W times the M tokens at A into Y
+ * [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the plain matrix; gemm-k-x4.ts
+ * gemm_q4_kx4 calls it for 2 or more tokens.
  */
-export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
-  const g0 = (n0 + 3) & ~3, g1 = min(n1, N & ~3) & ~3;
-  if (g0 >= g1) {
-    gemm_q4_kx4(A, W, Y, ldy, M, N, n0, n1, K, acc);
-    return 0;
-  }
-  if (n0 < g0) gemm_q4_kx4(A, W, Y, ldy, M, N, n0, g0, K, acc);
+export function prompt_rows_x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, g0: i32, g1: i32, K: i32, acc: i32): void {
   prompt_rows(A, W, Y, ldy, M, g0, g1, K, acc, L_X4);
-  if (g1 < n1) gemm_q4_kx4(A, W, Y, ldy, M, N, g1, n1, K, acc);
-  return i32x4.extract_lane(kp_stage, 0) + kp_touched;
 }
 
 /**
  * Plain q4_K weights W (rows of K/256 block_q4_K) times the q8_K activations at A (M rows,
  * quantize_act_q8k): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), as gemm_k gives them, bit
  * for bit. Rows 4 at a time from n0 through the tile; the 1-3 rows left go to gemm_k. Returns a
- * meaningless number, as gemm_q4_kx4_prompt.
+ * meaningless number that keeps the `kp_stage` and `kp_touched` globals read (Binaryen removes a
+ * global nobody reads, and its stores with it).
  */
 export function gemm_q4_k_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
   const g1 = n0 + ((n1 - n0) & ~3);

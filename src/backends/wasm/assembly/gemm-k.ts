@@ -18,8 +18,8 @@
 // the f32 results are rows. One activation row (decode) inlines four blocks per iteration, lanes
 // = blocks mod 4. Both compute the same f32 operations per block and join the per-row sums in the
 // same order, so a row's bits do not depend on the tile or on how rows are split over threads.
-import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, f16_at } from './tables';
-import { half4_scaled, reduce4_i16 } from './gemm-q';
+import { C_NIBBLE_MASK, f16_at } from './tables';
+import { reduce4_i16 } from './gemm-q';
 
 export const Q8K_BYTES: usize = 368;
 /** Bytes of one q4_Kx4 group super-block (4 rows × 144, repack.ts). */
@@ -245,9 +245,13 @@ let sums_sm: v128 = i32x4.splat(0);
   return mins_dot(i16x8.extend_high_i8x16_u(sums_sm), x);
 }
 
-/** f32 lanes = the values at p, p + s, p + 2s, p + 3s (fp16 when half, else f32). */
+/**
+ * f32 lanes = the values at p, p + s, p + 2s, p + 3s (fp16 when half, else f32). fp16 goes through
+ * the table (f16_at): a subnormal half stays out of f32 arithmetic, where a subnormal operand costs
+ * a microcode assist (half4_scaled's d·2^-112 is subnormal for every half under 2^-14).
+ */
 // @ts-ignore: decorator
-@inline function gather4(p: usize, s: usize, half: bool): v128 {
+@inline export function gather4(p: usize, s: usize, half: bool): v128 {
   if (half) {
     let v = f32x4.splat(f16_at(p));
     v = f32x4.replace_lane(v, 1, f16_at(p + s));
@@ -647,16 +651,6 @@ export function gemm_k(kind: i32, A: usize, W: usize, Y: usize, ldy: i32, M: i32
   }
 }
 
-// q4_Kx4 decode: the super-block's running integer sums (kx_sum), its scales as i16 lanes per
-// chunk (kx_sc0..3: sub-blocks 2j, 2j+1 of the 4 rows, lane 4·(sub-block & 1) + r) and the two
-// half-reduced row pairs of a chunk (kx_u0, kx_u1), the mins (kx_mn0..3, scales_x4). Wasm globals are per instance, i.e. per
-// thread; V8 reads and writes them as memory, and a write keeps the loads written after it after
-// it (otherwise TurboFan issues a basic block's loads first: the 12 vectors of a chunk spilled).
-let kx_sum: v128 = i32x4.splat(0);
-let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
-let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0);
-let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 = i32x4.splat(0), kx_mn3: v128 = i32x4.splat(0);
-
 /** [p0 lanes 0-3 + 4-7, p1 lanes 0-3 + 4-7] (i16): the first level of reduce4_i16. */
 // @ts-ignore: decorator
 @inline function fold2(p0: v128, p1: v128): v128 {
@@ -664,61 +658,27 @@ let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 =
 }
 
 /**
- * Chunk j of a q4_Kx4 super-block (rows' 32 bytes at q + 128r: sub-block 2j in the low nibbles,
- * 2j + 1 in the high ones) times the activation's 64 values at xp; sc: the chunk's scales
- * (kx_sc_j). Rows 0-1 first, their i16 sums half-reduced and stored (kx_u0, kx_u1: the store
- * keeps rows 2-3's loads after it), then rows 2-3; each sub-block's 4 row sums are reduced in i16
- * (lanes at most 4 · 7620) and scaled per row by one pmaddwd, added to kx_sum.
+ * get_scale_min_k4 on 4 rows at once, from the q4_Kx4 header's scale vectors v0..v2 (scale bytes
+ * 0-3, 4-7, 8-11 of the 4 rows, row r's at bytes 4r..4r+3; repack.ts): part 0 the 6-bit scales of
+ * sub-blocks 0-3, 1 of 4-7, 2 the mins of 0-3, 3 of 4-7, byte 4r + (j & 3) = sub-block j of row r.
  */
 // @ts-ignore: decorator
-@inline function chunk_q4kx4(q: usize, xp: usize, sc: v128, m: v128): void {
-  const xa0 = v128.load(xp), xa1 = v128.load(xp, 16), xb0 = v128.load(xp, 32), xb1 = v128.load(xp, 48);
-  const w00 = v128.load(q), w01 = v128.load(q, 16), w10 = v128.load(q, 128), w11 = v128.load(q, 144);
-  kx_u0 = fold2(i16x8.add(udot16(v128.and(w00, m), xa0), udot16(v128.and(w01, m), xa1)),
-    i16x8.add(udot16(v128.and(w10, m), xa0), udot16(v128.and(w11, m), xa1)));
-  kx_u1 = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w00, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w01, 4), m), xb1)),
-    i16x8.add(udot16(v128.and(i16x8.shr_u(w10, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w11, 4), m), xb1)));
-  const w20 = v128.load(q, 256), w21 = v128.load(q, 272), w30 = v128.load(q, 384), w31 = v128.load(q, 400);
-  const ua = fold2(i16x8.add(udot16(v128.and(w20, m), xa0), udot16(v128.and(w21, m), xa1)),
-    i16x8.add(udot16(v128.and(w30, m), xa0), udot16(v128.and(w31, m), xa1)));
-  const ub = fold2(i16x8.add(udot16(v128.and(i16x8.shr_u(w20, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w21, 4), m), xb1)),
-    i16x8.add(udot16(v128.and(i16x8.shr_u(w30, 4), m), xb0), udot16(v128.and(i16x8.shr_u(w31, 4), m), xb1)));
-  const u0 = kx_u0, u1 = kx_u1;
-  // lanes 2r, 2r + 1: row r's two halves (at most 30480), times its scale
-  const va = i16x8.add(v128.shuffle<u32>(u0, ua, 0, 2, 4, 6), v128.shuffle<u32>(u0, ua, 1, 3, 5, 7));
-  const vb = i16x8.add(v128.shuffle<u32>(u1, ub, 0, 2, 4, 6), v128.shuffle<u32>(u1, ub, 1, 3, 5, 7));
-  kx_sum = i32x4.add(kx_sum, i32x4.add(
-    i32x4.dot_i16x8_s(va, v128.shuffle<u16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3)),
-    i32x4.dot_i16x8_s(vb, v128.shuffle<u16>(sc, sc, 4, 4, 5, 5, 6, 6, 7, 7))));
+@inline export function six_bits_x4(v0: v128, v1: v128, v2: v128, m: v128, part: i32): v128 {
+  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4);
+  if (part == 0) return v128.and(v0, v128.or(m, m30));
+  if (part == 1) return v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
+  if (part == 2) return v128.and(v1, v128.or(m, m30));
+  return v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
 }
 
 /**
- * get_scale_min_k4 on the 4 rows of the q4_Kx4 group super-block at w at once (their scale
- * bytes lie side by side, repack.ts): the scales of chunk j's two sub-blocks in kx_scj (lane
- * 4·(sub-block & 1) + r), the mins regrouped to (row, pair of sub-blocks) in kx_mn0..3, so that
- * pmaddwd with the activation's pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j.
+ * Mins of 4 rows (six_bits_x4 part 2 or 3) regrouped to (row, pair of sub-blocks) in i16 lanes:
+ * the low (high = false) or high pair of sub-blocks, as mins_of_x4 takes them (e0..e3).
  */
 // @ts-ignore: decorator
-@inline function scales_x4(w: usize, m: v128): void {
-  const m30 = i8x16.shl(i8x16.shr_u(m, 2), 4), m63 = v128.or(m, m30);
-  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
-  // scales of sub-blocks 0-3 (s03) and 4-7 (s47), mins likewise, byte 4r + (j & 3) = sub-block j
-  // of row r; the scales then transposed to byte 4(j & 3) + r, so that widening gives a chunk's
-  // two sub-blocks with lanes = rows
-  const s03 = v128.and(v0, m63), s47 = v128.or(v128.and(v2, m), v128.and(i16x8.shr_u(v0, 2), m30));
-  const n03 = v128.and(v1, m63), n47 = v128.or(v128.and(i16x8.shr_u(v2, 4), m), v128.and(i16x8.shr_u(v1, 2), m30));
-  const t03 = v128.shuffle<u8>(s03, s03, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const t47 = v128.shuffle<u8>(s47, s47, 0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  kx_sc0 = i16x8.extend_low_i8x16_u(t03);
-  kx_sc1 = i16x8.extend_high_i8x16_u(t03);
-  kx_sc2 = i16x8.extend_low_i8x16_u(t47);
-  kx_sc3 = i16x8.extend_high_i8x16_u(t47);
-  const p0 = v128.shuffle<u8>(n03, n03, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  const p1 = v128.shuffle<u8>(n47, n47, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  kx_mn0 = i16x8.extend_low_i8x16_u(p0);
-  kx_mn1 = i16x8.extend_high_i8x16_u(p0);
-  kx_mn2 = i16x8.extend_low_i8x16_u(p1);
-  kx_mn3 = i16x8.extend_high_i8x16_u(p1);
+@inline export function mins_pairs_x4(n: v128, high: bool): v128 {
+  const p = v128.shuffle<u8>(n, n, 0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  return high ? i16x8.extend_high_i8x16_u(p) : i16x8.extend_low_i8x16_u(p);
 }
 
 /**
@@ -733,13 +693,7 @@ let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 =
     i32x4.add(i32x4.dot_i16x8_s(e2, v128.shuffle<u32>(bsum, bsum, 2, 2, 2, 2)), i32x4.dot_i16x8_s(e3, v128.shuffle<u32>(bsum, bsum, 3, 3, 3, 3))));
 }
 
-/** mins_of_x4 for the 4 rows of the last scales_x4. */
-// @ts-ignore: decorator
-@inline function mins_x4(x: usize): v128 {
-  return mins_of_x4(kx_mn0, kx_mn1, kx_mn2, kx_mn3, x);
-}
-
-/** (d·d_x)·sumi − (dmin·d_x)·summ for the activation record at x (lanes = the 4 rows; d, dmin exact: half4_scaled times 2^112). */
+/** (d·d_x)·sumi − (dmin·d_x)·summ for the activation record at x (lanes = the 4 rows; d, dmin exact f32, gather4). */
 // @ts-ignore: decorator
 @inline export function f32_x4(d: v128, dmin: v128, x: usize, sumi: v128, summ: v128): v128 {
   const dx = v128.load32_splat(x + OFF_D);
@@ -747,305 +701,19 @@ let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 =
 }
 
 /**
- * One q4_Kx4 group super-block at w (4 weight rows, repack.ts) × the q8_K record at x; lanes = the
- * 4 rows. The 4 rows' 6-bit scales and mins are unpacked together (their scale bytes lie side by
- * side, repack.ts), each sub-block's activations are loaded once for the 4 rows, and its 4 row sums are
- * reduced in i16 with one pmaddwd that applies the 4 rows' scales. Row r's lane is four45's value
- * for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin
- * exact: half4_scaled times 2^112).
- */
-function sb_q4kx4(w: usize, x: usize, m: v128, rm: v128, k112: v128): v128 {
-  scales_x4(w, m);
-  const summ = mins_x4(x);
-  kx_sum = i32x4.splat(0);
-  const q = w + 64;
-  chunk_q4kx4(q, x, kx_sc0, m);
-  chunk_q4kx4(q + 32, x + 64, kx_sc1, m);
-  chunk_q4kx4(q + 64, x + 128, kx_sc2, m);
-  chunk_q4kx4(q + 96, x + 192, kx_sc3, m);
-  const d = f32x4.mul(half4_scaled(w, rm), k112), dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
-  return f32_x4(d, dmin, x, kx_sum, summ);
-}
-
-/**
- * The 4 rows of the q4_Kx4 group at w (nb super-blocks) × one activation row (records at x), lanes
- * = rows: super-block values summed in four chains (blocks mod 4, rotated through a0..a3), joined
- * ((0 + 2) + (1 + 3)), then the leftover blocks in order — row_one's order, so each row's bits are
- * gemm_k's. Stores lanes [l0, l1) at y + lane·4 (a group cut by a thread's row range).
- */
-function tile1x4_q4k(w: usize, nb: i32, x: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, rm: v128, k112: v128): void {
-  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
-  const nb4 = nb & ~3;
-  for (let b = 0; b < nb4; b++) {
-    const v = f32x4.add(a0, sb_q4kx4(w, x, m, rm, k112));
-    a0 = a1; a1 = a2; a2 = a3; a3 = v;
-    w += X4K_BYTES; x += Q8K_BYTES;
-  }
-  let s = f32x4.add(f32x4.add(a0, a2), f32x4.add(a1, a3));
-  for (let b = nb4; b < nb; b++) {
-    s = f32x4.add(s, sb_q4kx4(w, x, m, rm, k112));
-    w += X4K_BYTES; x += Q8K_BYTES;
-  }
-  // a group cut by the row range is rare (row chunks are multiples of 4)
-  put_lanes(y, s, acc, l0, l1);
-}
-
-// The q4_Kx4 tile of R = 2..4 activation rows, lanes = the group's 4 weight rows: per activation
-// row t its super-block integer sums (ks_t), mins term (km_t), f32 value (kv_t) and four chains
-// (kc_t0..kc_t3: super-blocks ≡ c mod 4). Globals, i.e. memory V8 keeps per instance (thread).
-let ks0: v128 = i32x4.splat(0), ks1: v128 = i32x4.splat(0), ks2: v128 = i32x4.splat(0), ks3: v128 = i32x4.splat(0);
-let km0: v128 = i32x4.splat(0), km1: v128 = i32x4.splat(0), km2: v128 = i32x4.splat(0), km3: v128 = i32x4.splat(0);
-let kv0: v128 = i32x4.splat(0), kv1: v128 = i32x4.splat(0), kv2: v128 = i32x4.splat(0), kv3: v128 = i32x4.splat(0);
-let kc00: v128 = i32x4.splat(0), kc01: v128 = i32x4.splat(0), kc02: v128 = i32x4.splat(0), kc03: v128 = i32x4.splat(0);
-let kc10: v128 = i32x4.splat(0), kc11: v128 = i32x4.splat(0), kc12: v128 = i32x4.splat(0), kc13: v128 = i32x4.splat(0);
-let kc20: v128 = i32x4.splat(0), kc21: v128 = i32x4.splat(0), kc22: v128 = i32x4.splat(0), kc23: v128 = i32x4.splat(0);
-let kc30: v128 = i32x4.splat(0), kc31: v128 = i32x4.splat(0), kc32: v128 = i32x4.splat(0), kc33: v128 = i32x4.splat(0);
-
-// Rows 0-1's half-reduced sums of activation row t (ku_t), staged while rows 2-3 are unpacked
-// (the 8 nibble vectors of all 4 rows, next to the activations, spill: V8 has 16 xmm registers);
-// kzero is 0, read where the same weight bytes are loaded again (the high nibbles), so that V8
-// cannot merge the loads and keep the first pass's 4 raw vectors live (spilled) until then.
-let ku0: v128 = i32x4.splat(0), ku1: v128 = i32x4.splat(0), ku2: v128 = i32x4.splat(0), ku3: v128 = i32x4.splat(0);
-let kzero: u32 = 0;
-
-/** Weight rows 0-1 (first) or 2-3's share of activation row t's sub-block (t's staged sum ku). */
-// @ts-ignore: decorator
-@inline function half_row(n0: v128, n1: v128, n2: v128, n3: v128, xp: usize, first: bool, ku: v128, sc: v128): v128 {
-  const x0 = v128.load(xp), x1 = v128.load(xp, 16);
-  const u = fold2(i16x8.add(udot16(n0, x0), udot16(n1, x1)), i16x8.add(udot16(n2, x0), udot16(n3, x1)));
-  if (first) return u;
-  // lanes 2r, 2r + 1: row r's two halves, times its scale (as chunk_q4kx4)
-  const v = i16x8.add(v128.shuffle<u32>(ku, u, 0, 2, 4, 6), v128.shuffle<u32>(ku, u, 1, 3, 5, 7));
-  return i32x4.dot_i16x8_s(v, sc);
-}
-
-/**
- * One sub-block (high: the high nibbles) of two weight rows of a q4_Kx4 super-block (their bytes
- * at q, q + 128) × R activation rows (values at xp + t·xs): the rows' 32 weights unpacked once
- * for every activation row. first: rows 0-1, sums staged in ku_t; else rows 2-3, joined with
- * ku_t, scaled (sc: the 4 rows' scales, each in two i16 lanes), added to ks_t.
- */
-// @ts-ignore: decorator
-@inline function pass_q4kx4(R: i32, q: usize, xp: usize, xs: usize, sc: v128, m: v128, high: bool, first: bool): void {
-  if (high) q += <usize>kzero;
-  let n0 = v128.load(q), n1 = v128.load(q, 16), n2 = v128.load(q, 128), n3 = v128.load(q, 144);
-  if (high) { n0 = i16x8.shr_u(n0, 4); n1 = i16x8.shr_u(n1, 4); n2 = i16x8.shr_u(n2, 4); n3 = i16x8.shr_u(n3, 4); }
-  n0 = v128.and(n0, m); n1 = v128.and(n1, m); n2 = v128.and(n2, m); n3 = v128.and(n3, m);
-  if (first) {
-    ku0 = half_row(n0, n1, n2, n3, xp, true, ku0, sc);
-    ku1 = half_row(n0, n1, n2, n3, xp + xs, true, ku1, sc);
-    if (R > 2) ku2 = half_row(n0, n1, n2, n3, xp + 2 * xs, true, ku2, sc);
-    if (R > 3) ku3 = half_row(n0, n1, n2, n3, xp + 3 * xs, true, ku3, sc);
-  } else {
-    ks0 = i32x4.add(ks0, half_row(n0, n1, n2, n3, xp, false, ku0, sc));
-    ks1 = i32x4.add(ks1, half_row(n0, n1, n2, n3, xp + xs, false, ku1, sc));
-    if (R > 2) ks2 = i32x4.add(ks2, half_row(n0, n1, n2, n3, xp + 2 * xs, false, ku2, sc));
-    if (R > 3) ks3 = i32x4.add(ks3, half_row(n0, n1, n2, n3, xp + 3 * xs, false, ku3, sc));
-  }
-}
-
-/** Chunk j of a q4_Kx4 super-block (quants at q = w + 64 + 32j, activations at xp = x + 64j; sc = kx_sc_j): its two sub-blocks × R rows. */
-// @ts-ignore: decorator
-@inline function chunk_r(R: i32, q: usize, xp: usize, xs: usize, sc: v128, m: v128): void {
-  const lo = v128.shuffle<u16>(sc, sc, 0, 0, 1, 1, 2, 2, 3, 3), hi = v128.shuffle<u16>(sc, sc, 4, 4, 5, 5, 6, 6, 7, 7);
-  pass_q4kx4(R, q, xp, xs, lo, m, false, true);
-  pass_q4kx4(R, q + 256, xp, xs, lo, m, false, false);
-  pass_q4kx4(R, q, xp + 32, xs, hi, m, true, true);
-  pass_q4kx4(R, q + 256, xp + 32, xs, hi, m, true, false);
-}
-
-/**
- * One q4_Kx4 group super-block at w × R = 2..4 q8_K records (row t at x + t·xs): row t's value,
- * lanes = the 4 weight rows, into kv_t — for each pair sb_q4kx4's value (the same exact integers,
- * the same f32 operations), with the scales and every sub-block's quants unpacked once for the R
- * rows.
- */
-// @ts-ignore: decorator
-@inline function sbr_q4kx4(R: i32, w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void {
-  scales_x4(w, m);
-  km0 = mins_x4(x);
-  km1 = mins_x4(x + xs);
-  if (R > 2) km2 = mins_x4(x + 2 * xs);
-  if (R > 3) km3 = mins_x4(x + 3 * xs);
-  const z = i32x4.splat(0);
-  ks0 = z; ks1 = z; ks2 = z; ks3 = z;
-  chunk_r(R, w + 64, x, xs, kx_sc0, m);
-  chunk_r(R, w + 96, x + 64, xs, kx_sc1, m);
-  chunk_r(R, w + 128, x + 128, xs, kx_sc2, m);
-  chunk_r(R, w + 160, x + 192, xs, kx_sc3, m);
-  const d = f32x4.mul(half4_scaled(w, rm), k112), dmin = f32x4.mul(half4_scaled(w + 8, rm), k112);
-  kv0 = f32_x4(d, dmin, x, ks0, km0);
-  kv1 = f32_x4(d, dmin, x + xs, ks1, km1);
-  if (R > 2) kv2 = f32_x4(d, dmin, x + 2 * xs, ks2, km2);
-  if (R > 3) kv3 = f32_x4(d, dmin, x + 3 * xs, ks3, km3);
-}
-
-// One function per R: V8 allocates registers per function.
-function sbr2_q4kx4(w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void { sbr_q4kx4(2, w, x, xs, m, rm, k112); }
-function sbr3_q4kx4(w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void { sbr_q4kx4(3, w, x, xs, m, rm, k112); }
-function sbr4_q4kx4(w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void { sbr_q4kx4(4, w, x, xs, m, rm, k112); }
-
-// @ts-ignore: decorator
-@inline function sbr(R: i32, w: usize, x: usize, xs: usize, m: v128, rm: v128, k112: v128): void {
-  if (R == 2) sbr2_q4kx4(w, x, xs, m, rm, k112);
-  else if (R == 3) sbr3_q4kx4(w, x, xs, m, rm, k112);
-  else sbr4_q4kx4(w, x, xs, m, rm, k112);
-}
-
-/** Super-block c (0..3) of a step of 4: kv_t added to activation row t's chain c. */
-// @ts-ignore: decorator
-@inline function chains_add(R: i32, c: i32): void {
-  if (c == 0) { kc00 = f32x4.add(kc00, kv0); kc10 = f32x4.add(kc10, kv1); if (R > 2) kc20 = f32x4.add(kc20, kv2); if (R > 3) kc30 = f32x4.add(kc30, kv3); }
-  else if (c == 1) { kc01 = f32x4.add(kc01, kv0); kc11 = f32x4.add(kc11, kv1); if (R > 2) kc21 = f32x4.add(kc21, kv2); if (R > 3) kc31 = f32x4.add(kc31, kv3); }
-  else if (c == 2) { kc02 = f32x4.add(kc02, kv0); kc12 = f32x4.add(kc12, kv1); if (R > 2) kc22 = f32x4.add(kc22, kv2); if (R > 3) kc32 = f32x4.add(kc32, kv3); }
-  else { kc03 = f32x4.add(kc03, kv0); kc13 = f32x4.add(kc13, kv1); if (R > 2) kc23 = f32x4.add(kc23, kv2); if (R > 3) kc33 = f32x4.add(kc33, kv3); }
-}
-
-/** Stores lanes [l0, l1) of s (the group's weight rows) at y + 4·lane. */
-// @ts-ignore: decorator
-@inline function put_lanes(y: usize, s: v128, acc: i32, l0: i32, l1: i32): void {
-  if (l0 == 0 && l1 == 4) {
-    v128.store(y, acc ? f32x4.add(v128.load(y), s) : s);
-    return;
-  }
-  for (let r = 0; r < 4; r++) {
-    if (r >= l0 && r < l1) put(y + (<usize>r << 2), f32x4.extract_lane(s, 0), acc);
-    s = v128.shuffle<u32>(s, s, 1, 2, 3, 0);
-  }
-}
-
-/**
- * The 4 weight rows of the q4_Kx4 group at gw (nb super-blocks) × R = 2..4 activation rows
- * (records at x + t·xs), into y + 4·r + t·sy for weight rows r in [l0, l1). Per pair the chains
- * and joins of tile1x4_q4k (the same order as gemm_k's tiles), so every value has gemm_k's bits;
- * each super-block's scales and quants are unpacked once for the R rows.
- */
-// @ts-ignore: decorator
-@inline function groupr_q4kx4(R: i32, gw: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, l0: i32, l1: i32, m: v128, rm: v128, k112: v128): void {
-  const z = f32x4.splat(0);
-  kc00 = z; kc01 = z; kc02 = z; kc03 = z; kc10 = z; kc11 = z; kc12 = z; kc13 = z;
-  kc20 = z; kc21 = z; kc22 = z; kc23 = z; kc30 = z; kc31 = z; kc32 = z; kc33 = z;
-  let w = gw, xp = x;
-  let b = 0;
-  for (; b + 4 <= nb; b += 4) {
-    sbr(R, w, xp, xs, m, rm, k112); chains_add(R, 0);
-    sbr(R, w + X4K_BYTES, xp + Q8K_BYTES, xs, m, rm, k112); chains_add(R, 1);
-    sbr(R, w + 2 * X4K_BYTES, xp + 2 * Q8K_BYTES, xs, m, rm, k112); chains_add(R, 2);
-    sbr(R, w + 3 * X4K_BYTES, xp + 3 * Q8K_BYTES, xs, m, rm, k112); chains_add(R, 3);
-    w += 4 * X4K_BYTES;
-    xp += 4 * Q8K_BYTES;
-  }
-  kc00 = f32x4.add(f32x4.add(kc00, kc02), f32x4.add(kc01, kc03));
-  kc10 = f32x4.add(f32x4.add(kc10, kc12), f32x4.add(kc11, kc13));
-  if (R > 2) kc20 = f32x4.add(f32x4.add(kc20, kc22), f32x4.add(kc21, kc23));
-  if (R > 3) kc30 = f32x4.add(f32x4.add(kc30, kc32), f32x4.add(kc31, kc33));
-  for (; b < nb; b++) {
-    sbr(R, w, xp, xs, m, rm, k112);
-    kc00 = f32x4.add(kc00, kv0);
-    kc10 = f32x4.add(kc10, kv1);
-    if (R > 2) kc20 = f32x4.add(kc20, kv2);
-    if (R > 3) kc30 = f32x4.add(kc30, kv3);
-    w += X4K_BYTES;
-    xp += Q8K_BYTES;
-  }
-  put_lanes(y, kc00, acc, l0, l1);
-  put_lanes(y + sy, kc10, acc, l0, l1);
-  if (R > 2) put_lanes(y + 2 * sy, kc20, acc, l0, l1);
-  if (R > 3) put_lanes(y + 3 * sy, kc30, acc, l0, l1);
-}
-
-function group_q4kx4(R: i32, gw: usize, x: usize, xs: usize, nb: i32, y: usize, sy: usize, acc: i32, l0: i32, l1: i32, m: v128, rm: v128, k112: v128): void {
-  if (R == 2) groupr_q4kx4(2, gw, x, xs, nb, y, sy, acc, l0, l1, m, rm, k112);
-  else if (R == 3) groupr_q4kx4(3, gw, x, xs, nb, y, sy, acc, l0, l1, m, rm, k112);
-  else groupr_q4kx4(4, gw, x, xs, nb, y, sy, acc, l0, l1, m, rm, k112);
-}
-
-/**
- * q4_Kx4 weights W (N rows of K/256 super-blocks, repack.ts) times the q8_K activations at A (M
- * rows): rows [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the
- * plain matrix. Activation rows go 4 at a time through group_q4kx4 (each super-block's quants
- * unpacked once for 4 activation rows, as gemm_k's tile), a last single row through tile1x4_q4k
- * (4 weight rows per activation load); ~96 KiB of weight rows stay in L2 while every activation
- * row passes over them. Weight rows after the last whole group are plain.
- */
-export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
-  const nb = K >> 8;
-  const rowBytes = <usize>nb * 144, grp = rowBytes * 4, xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
-  const ng = N & ~3;
-  const m = v128.load(C_NIBBLE_MASK), rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
-  let rb = <i32>(<usize>98304 / rowBytes) & ~3;
-  if (rb < 4) rb = 4;
-  for (let r0 = n0; r0 < n1; r0 += rb) {
-    const r1 = min(r0 + rb, n1), p1 = min(r1, ng);
-    for (let t = 0; t < M; t += 4) {
-      const R = min(4, M - t);
-      const x = A + <usize>t * xs, yr = Y + <usize>t * sy;
-      for (let n = r0; n < p1; ) {
-        const gs = n & ~3, gw = W + <usize>(gs >> 2) * grp, l0 = n - gs, l1 = min(4, p1 - gs);
-        if (R == 1) tile1x4_q4k(gw, nb, x, yr + (<usize>gs << 2), acc, l0, l1, m, rm, k112);
-        else group_q4kx4(R, gw, x, xs, nb, yr + (<usize>gs << 2), sy, acc, l0, l1, m, rm, k112);
-        n = gs + 4;
-      }
-      if (r1 > p1) tiles_q4k(R, W, rowBytes, max(r0, ng), r1, x, xs, nb, yr, sy, acc, m);
-    }
-  }
-}
-
-/**
- * Rows [0, rows) (a multiple of 4) of a plain q4_K matrix at W rewritten in place as q4_Kx4
- * groups (repack.ts); tmp: scratch of 4 rows' bytes.
- */
-export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
-  const nb = K >> 8;
-  const grp = <usize>nb * 576;
-  for (let gi = 0; gi < (rows >> 2); gi++) {
-    const gw = W + <usize>gi * grp;
-    memory.copy(tmp, gw, grp);
-    for (let i: usize = 0; i < 4; i++) {
-      let src = tmp + i * <usize>nb * 144, dst = gw;
-      for (let b = 0; b < nb; b++) {
-        store<u16>(dst + 2 * i, load<u16>(src));
-        store<u16>(dst + 8 + 2 * i, load<u16>(src + 2));
-        for (let g: usize = 0; g < 3; g++) store<u32>(dst + 16 + 16 * g + 4 * i, load<u32>(src + 4 + 4 * g));
-        for (let j: usize = 0; j < 4; j++) {
-          v128.store(dst + 64 + 128 * i + 32 * j, v128.load(src + 16 + 32 * j));
-          v128.store(dst + 64 + 128 * i + 32 * j, v128.load(src + 32 + 32 * j), 16);
-        }
-        src += 144; dst += X4K_BYTES;
-      }
-    }
-  }
-}
-
-/** out[0..K) = row r of a q4_Kx4 matrix of N rows, widened to f32 (as dequant_row_k). */
-export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize): void {
-  if (r >= (N & ~3)) {
-    dequant_row_k(5, W, K, r, out);
-    return;
-  }
-  const nb = K >> 8;
-  const i = <usize>(r & 3);
-  let w = W + <usize>(r >> 2) * <usize>nb * X4K_BYTES;
-  let y = out;
-  for (let b = 0; b < nb; b++) {
-    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + 16 + 4 * i, true, w + 64 + 128 * i, false, w, y);
-    w += X4K_BYTES;
-    y += 1024;
-  }
-}
-
-/**
  * One q4_K / q5_K super-block as ggml's dequantize_row_*: factors d, dmin, scale bytes at sc
- * (as sbyte reads them), 128 quant bytes at qs, q5_K's high bits at w + 16; 256 f32 values to y.
+ * (as sbyte reads them), quant byte l of chunk j at qs + 32j + l (plain) or, for a row of a
+ * q4_Kx4 group (x4; qs = its chunk-form bytes, gemm-k-x4.ts), at qs + 128j + 16(l >> 2) + (l & 3),
+ * q5_K's high bits at w + 16; 256 f32 values to y.
  */
 // @ts-ignore: decorator
-@inline function dequant45(d: f32, dmin: f32, sc: usize, x4: bool, qs: usize, five: bool, w: usize, y: usize): void {
+@inline export function dequant45(d: f32, dmin: f32, sc: usize, x4: bool, qs: usize, five: bool, w: usize, y: usize): void {
   for (let j = 0; j < 4; j++) {
     const d1 = d * <f32>scale_k4(2 * j, sc, x4), m1 = dmin * <f32>min_k4(2 * j, sc, x4);
     const d2 = d * <f32>scale_k4(2 * j + 1, sc, x4), m2 = dmin * <f32>min_k4(2 * j + 1, sc, x4);
     const p = y + (<usize>j << 8);
     for (let l = 0; l < 32; l++) {
-      const q = <i32>load<u8>(qs + (<usize>j << 5) + l);
+      const q = <i32>load<u8>(x4 ? qs + (<usize>j << 7) + (<usize>(l >> 2) << 4) + <usize>(l & 3) : qs + (<usize>j << 5) + l);
       let lo = q & 0xf, hi = q >> 4;
       if (five) {
         const h = <i32>load<u8>(w + 16 + l);

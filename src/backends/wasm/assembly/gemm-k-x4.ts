@@ -1,0 +1,269 @@
+// q4_Kx4: q4_K weight rows interleaved by 4 (repack.ts), times q8_K activations (gemm-k.ts
+// quantize_act_q8k). Per group of 4 rows and 256-value super-block, 576 bytes:
+//   0-7 the 4 rows' fp16 d, 8-15 their fp16 dmin, 16-63 their 12 scale bytes in 4-byte groups
+//   (bytes 4g..4g+3 of row r at 16 + 16g + 4r), then the quants in chunk form: chunk j (each row's
+//   bytes 32j..32j+31: low nibbles = values 64j..64j+31, high nibbles = 64j+32..64j+63) at
+//   64 + 128j, its vector k (16 bytes at + 16k) holding bytes 4k..4k+3 of rows 0-3, row r in i32
+//   lane r.
+// In chunk form every vpmaddubsw leaves each row's products in its own lanes (lanes = rows, as
+// llama.cpp's q4_K_8x8 repack and gemv do with 256-bit vectors), so no horizontal sums are needed:
+// a 4-byte activation chunk broadcast from memory (one vbroadcastss) serves the 4 rows. The prompt
+// tile (gemm-k-prompt.ts) reads the same vectors as they are; it used to transpose 4 contiguous rows
+// into this form (16 shuffles a chunk).
+//
+// A row's value is gemm_k's on the plain matrix, bit for bit: the same exact integers, then
+// (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin through gemm_k's fp16 table), summed over
+// super-blocks in four chains (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftovers.
+import { C_NIBBLE_MASK, f16_at } from './tables';
+import {
+  Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gather4, gemm_k, mins_of_x4, mins_pairs_x4, six_bits_x4, udot16,
+} from './gemm-k';
+import { chunk_of, prompt_rows_x4 } from './gemm-k-prompt';
+
+/** Bytes of one plain q4_K super-block (block_q4_K). */
+const Q4K_BYTES: usize = 144;
+/** gemm_k's type id of q4_K. */
+const KIND_Q4K = 5;
+
+// The super-block's scales, per sub-block j the 4 rows' in i16 lane pairs (kx_scj: row r's at
+// lanes 2r, 2r + 1, the pmaddwd operand for sums with lanes = rows), its mins (kx_mn0..3, for
+// mins_of_x4) and a stage value written to order loads (half_x4). Wasm globals are per instance, i.e. per thread;
+// V8 reads and writes them as memory. A write keeps the loads written after it after it: without
+// one TurboFan issues all of a super-block's 64 loads first and spills them (~530 stack accesses).
+let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
+let kx_sc4: v128 = i32x4.splat(0), kx_sc5: v128 = i32x4.splat(0), kx_sc6: v128 = i32x4.splat(0), kx_sc7: v128 = i32x4.splat(0);
+let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 = i32x4.splat(0), kx_mn3: v128 = i32x4.splat(0);
+let kx_stage: v128 = i32x4.splat(0);
+
+/**
+ * get_scale_min_k4 on the 4 rows of the q4_Kx4 group super-block at w at once (their scale
+ * bytes lie side by side): sub-block j's scales in kx_scj (row r at i16 lanes 2r, 2r + 1), the
+ * mins regrouped to (row, pair of sub-blocks) in kx_mn0..3, so that pmaddwd with the activation's
+ * pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j.
+ */
+// @ts-ignore: decorator
+@inline function scales_x4(w: usize, m: v128): void {
+  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
+  // the scales transposed to byte 4(j & 3) + r, each byte doubled (two lanes a row)
+  const s03 = six_bits_x4(v0, v1, v2, m, 0), s47 = six_bits_x4(v0, v1, v2, m, 1);
+  const t01 = v128.shuffle<u8>(s03, s03, 0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13);
+  const t23 = v128.shuffle<u8>(s03, s03, 2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15);
+  const t45 = v128.shuffle<u8>(s47, s47, 0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13);
+  const t67 = v128.shuffle<u8>(s47, s47, 2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15);
+  kx_sc0 = i16x8.extend_low_i8x16_u(t01);
+  kx_sc1 = i16x8.extend_high_i8x16_u(t01);
+  kx_sc2 = i16x8.extend_low_i8x16_u(t23);
+  kx_sc3 = i16x8.extend_high_i8x16_u(t23);
+  kx_sc4 = i16x8.extend_low_i8x16_u(t45);
+  kx_sc5 = i16x8.extend_high_i8x16_u(t45);
+  kx_sc6 = i16x8.extend_low_i8x16_u(t67);
+  kx_sc7 = i16x8.extend_high_i8x16_u(t67);
+  const n03 = six_bits_x4(v0, v1, v2, m, 2), n47 = six_bits_x4(v0, v1, v2, m, 3);
+  kx_mn0 = mins_pairs_x4(n03, false);
+  kx_mn1 = mins_pairs_x4(n03, true);
+  kx_mn2 = mins_pairs_x4(n47, false);
+  kx_mn3 = mins_pairs_x4(n47, true);
+}
+
+/**
+ * Half h (0, 1) of chunk j of a q4_Kx4 super-block (its 4 vectors at q: bytes 16h..16h+15 of the 4
+ * rows' 32) × the activations at xp (= x + 64j + 16h), lanes = rows, added to s: sub-block 2j
+ * (low nibbles, activations xp..xp+15) and 2j + 1 (high nibbles, xp+32..xp+47), each summed in i16
+ * (row r's pairs in lanes 2r, 2r + 1: at most 4·2·15·127) and scaled by one pmaddwd (sl, sh).
+ * The two stores order the loads: the high nibbles' activations after the low sums, the next
+ * half's loads after this one's sum (s itself stays in a register: a sum read back from memory
+ * puts a store-to-load wait on the chain).
+ */
+// @ts-ignore: decorator
+@inline function half_x4(q: usize, xp: usize, sl: v128, sh: v128, m: v128, s: v128): v128 {
+  const a0 = v128.load(q), a1 = v128.load(q, 16), a2 = v128.load(q, 32), a3 = v128.load(q, 48);
+  const lo = i16x8.add(
+    i16x8.add(udot16(v128.and(a0, m), v128.load32_splat(xp)), udot16(v128.and(a1, m), v128.load32_splat(xp, 4))),
+    i16x8.add(udot16(v128.and(a2, m), v128.load32_splat(xp, 8)), udot16(v128.and(a3, m), v128.load32_splat(xp, 12))));
+  kx_stage = lo;
+  const hi = i16x8.add(
+    i16x8.add(udot16(v128.and(i16x8.shr_u(a0, 4), m), v128.load32_splat(xp, 32)), udot16(v128.and(i16x8.shr_u(a1, 4), m), v128.load32_splat(xp, 36))),
+    i16x8.add(udot16(v128.and(i16x8.shr_u(a2, 4), m), v128.load32_splat(xp, 40)), udot16(v128.and(i16x8.shr_u(a3, 4), m), v128.load32_splat(xp, 44))));
+  const r = i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(lo, sl), i32x4.dot_i16x8_s(hi, sh)));
+  kx_stage = r;
+  return r;
+}
+
+/**
+ * One q4_Kx4 group super-block at w × the q8_K record at x; lanes = the 4 rows. Row r's lane is
+ * four45's value for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ.
+ */
+function sb_q4kx4(w: usize, x: usize, m: v128): v128 {
+  scales_x4(w, m);
+  const q = w + 64;
+  let s = half_x4(q, x, kx_sc0, kx_sc1, m, i32x4.splat(0));
+  s = half_x4(q + 64, x + 16, kx_sc0, kx_sc1, m, s);
+  s = half_x4(q + 128, x + 64, kx_sc2, kx_sc3, m, s);
+  s = half_x4(q + 192, x + 80, kx_sc2, kx_sc3, m, s);
+  s = half_x4(q + 256, x + 128, kx_sc4, kx_sc5, m, s);
+  s = half_x4(q + 320, x + 144, kx_sc4, kx_sc5, m, s);
+  s = half_x4(q + 384, x + 192, kx_sc6, kx_sc7, m, s);
+  s = half_x4(q + 448, x + 208, kx_sc6, kx_sc7, m, s);
+  const summ = mins_of_x4(kx_mn0, kx_mn1, kx_mn2, kx_mn3, x);
+  return f32_x4(gather4(w, 2, true), gather4(w + 8, 2, true), x, s, summ);
+}
+
+/** Stores lanes [l0, l1) of s (the group's weight rows) at y + 4·lane. */
+// @ts-ignore: decorator
+@inline function put_lanes(y: usize, s: v128, acc: i32, l0: i32, l1: i32): void {
+  if (l0 == 0 && l1 == 4) {
+    v128.store(y, acc ? f32x4.add(v128.load(y), s) : s);
+    return;
+  }
+  for (let r = 0; r < 4; r++) {
+    if (r >= l0 && r < l1) {
+      const v = f32x4.extract_lane(s, 0);
+      const p = y + (<usize>r << 2);
+      store<f32>(p, acc ? load<f32>(p) + v : v);
+    }
+    s = v128.shuffle<u32>(s, s, 1, 2, 3, 0);
+  }
+}
+
+/**
+ * The 4 rows of the q4_Kx4 group at w (nb super-blocks) × one activation row (records at x), lanes
+ * = rows: super-block values summed in four chains (blocks mod 4, rotated through a0..a3), joined
+ * ((0 + 2) + (1 + 3)), then the leftover blocks in order — gemm_k's order, so each row's bits are
+ * gemm_k's. Stores lanes [l0, l1) at y + lane·4 (a group cut by a thread's row range).
+ */
+function tile1x4_q4k(w: usize, nb: i32, x: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128): void {
+  let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
+  const nb4 = nb & ~3;
+  for (let b = 0; b < nb4; b++) {
+    const v = f32x4.add(a0, sb_q4kx4(w, x, m));
+    a0 = a1; a1 = a2; a2 = a3; a3 = v;
+    w += X4K_BYTES; x += Q8K_BYTES;
+  }
+  let s = f32x4.add(f32x4.add(a0, a2), f32x4.add(a1, a3));
+  for (let b = nb4; b < nb; b++) {
+    s = f32x4.add(s, sb_q4kx4(w, x, m));
+    w += X4K_BYTES; x += Q8K_BYTES;
+  }
+  put_lanes(y, s, acc, l0, l1);
+}
+
+/**
+ * Weight rows [n0, n1) of the q4_Kx4 matrix W (N rows) × the one activation row at x (nb records)
+ * into y (row n at y + 4n): the groups through tile1x4_q4k (lanes cut to [n0, n1)), the plain rows
+ * after the last group through gemm_k.
+ */
+function rows_one(x: usize, W: usize, y: usize, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  const nb = K >> 8;
+  const grp = <usize>nb * Q4K_BYTES * 4;
+  const ng = N & ~3, p1 = min(n1, ng);
+  const m = v128.load(C_NIBBLE_MASK);
+  for (let n = n0; n < p1; ) {
+    const gs = n & ~3;
+    tile1x4_q4k(W + <usize>(gs >> 2) * grp, nb, x, y + (<usize>gs << 2), acc, n - gs, min(4, p1 - gs), m);
+    n = gs + 4;
+  }
+  if (n1 > ng) gemm_k(KIND_Q4K, x, W, y, 0, 1, max(n0, ng), n1, K, acc);
+}
+
+/**
+ * Activation rows from which gemm_q4_kx4 takes the prompt tile; fewer go one at a time through the
+ * decode tile. Against plain gemm_k (`decode-ab MAIN NEW --only q4_k --m 1,2,3,4,8,15 --cold
+ * --k-paths plain,x4`, busy host, CPU time p25, 1B and 7B shapes): the prompt tile ran 0.75-1.09×
+ * at 2 rows (its per-super-block setup shared by too few tokens), 0.93-1.15× at 4, 1.05-1.27× at
+ * 8-15; the decode tile per row 1.04-1.38× at 2 rows, 0.95-1.04× at 3.
+ */
+const DECODE_TILE_ROWS = 4;
+
+/**
+ * q4_Kx4 weights W (N rows of K/256 super-blocks) times the q8_K activations at A (M rows): rows
+ * [n0, n1) of Y [M][ldy] (acc != 0 adds into Y), each value with gemm_k's bits on the plain matrix.
+ * Under DECODE_TILE_ROWS activation rows: tile1x4_q4k per activation row, 4 weight rows per
+ * activation load. More: the whole groups through the prompt tile (4 weight rows × up to 16
+ * tokens); rows of a group cut by [n0, n1) and the plain rows after the last group one activation
+ * row at a time.
+ */
+export function gemm_q4_kx4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): void {
+  const xs = <usize>(K >> 8) * Q8K_BYTES, sy = <usize>ldy << 2;
+  if (M < DECODE_TILE_ROWS) {
+    // blocks of ~96 KiB of weight rows stay in L2 while each activation row passes over them
+    let rb = <i32>(<usize>98304 / (<usize>(K >> 8) * Q4K_BYTES)) & ~3;
+    if (rb < 4) rb = 4;
+    for (let r0 = n0; r0 < n1; r0 += rb) {
+      const r1 = min(r0 + rb, n1);
+      for (let t = 0; t < M; t++) rows_one(A + <usize>t * xs, W, Y + <usize>t * sy, N, r0, r1, K, acc);
+    }
+    return;
+  }
+  const g0 = min((n0 + 3) & ~3, n1), g1 = max(g0, min(n1, N & ~3) & ~3);
+  if (g0 < g1) prompt_rows_x4(A, W, Y, ldy, M, g0, g1, K, acc);
+  for (let t = 0; t < M; t++) {
+    const x = A + <usize>t * xs, y = Y + <usize>t * sy;
+    if (n0 < g0) rows_one(x, W, y, N, n0, g0, K, acc);
+    if (g1 < n1) rows_one(x, W, y, N, g1, n1, K, acc);
+  }
+}
+
+/**
+ * gemm_q4_kx4 under the prompt kernels' name (benches and tests call it). Returns a meaningless lane of
+ * kx_stage, which keeps that global read (Binaryen removes a global nobody reads, and its stores).
+ */
+export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i32, N: i32, n0: i32, n1: i32, K: i32, acc: i32): i32 {
+  gemm_q4_kx4(A, W, Y, ldy, M, N, n0, n1, K, acc);
+  return i32x4.extract_lane(kx_stage, 0);
+}
+
+/**
+ * Rows [0, rows) (a multiple of 4) of a plain q4_K matrix at W rewritten in place as q4_Kx4
+ * groups; tmp: scratch of 4 rows' bytes. Each chunk's quants are transposed 16 bytes a row at a
+ * time (chunk_of): 0.8 ms for 9.4 MB against 2.2 ms with a u32 load and store per piece.
+ */
+export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
+  const nb = K >> 8;
+  const rb = <usize>nb * Q4K_BYTES, grp = <usize>nb * X4K_BYTES;
+  for (let gi = 0; gi < (rows >> 2); gi++) {
+    const gw = W + <usize>gi * grp;
+    memory.copy(tmp, gw, grp);
+    let src = tmp, dst = gw;
+    for (let b = 0; b < nb; b++) {
+      for (let i: usize = 0; i < 4; i++) {
+        const h = src + i * rb;
+        store<u16>(dst + 2 * i, load<u16>(h));
+        store<u16>(dst + 8 + 2 * i, load<u16>(h + 2));
+        store<u32>(dst + 16 + 4 * i, load<u32>(h + 4));
+        store<u32>(dst + 32 + 4 * i, load<u32>(h + 8));
+        store<u32>(dst + 48 + 4 * i, load<u32>(h + 12));
+      }
+      for (let j: usize = 0; j < 4; j++) {
+        const q = src + 16 + 32 * j, c = dst + 64 + 128 * j;
+        const a0 = v128.load(q), a1 = v128.load(q + rb), a2 = v128.load(q + 2 * rb), a3 = v128.load(q + 3 * rb);
+        v128.store(c, chunk_of(a0, a1, a2, a3, 0));
+        v128.store(c, chunk_of(a0, a1, a2, a3, 1), 16);
+        v128.store(c, chunk_of(a0, a1, a2, a3, 2), 32);
+        v128.store(c, chunk_of(a0, a1, a2, a3, 3), 48);
+        const b0 = v128.load(q, 16), b1 = v128.load(q + rb, 16), b2 = v128.load(q + 2 * rb, 16), b3 = v128.load(q + 3 * rb, 16);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 0), 64);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 1), 80);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 2), 96);
+        v128.store(c, chunk_of(b0, b1, b2, b3, 3), 112);
+      }
+      src += Q4K_BYTES; dst += X4K_BYTES;
+    }
+  }
+}
+
+/** out[0..K) = row r of a q4_Kx4 matrix of N rows, widened to f32 (as dequant_row_k). */
+export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize): void {
+  if (r >= (N & ~3)) {
+    dequant_row_k(KIND_Q4K, W, K, r, out);
+    return;
+  }
+  const nb = K >> 8;
+  const i = <usize>(r & 3);
+  let w = W + <usize>(r >> 2) * <usize>nb * X4K_BYTES;
+  let y = out;
+  for (let b = 0; b < nb; b++) {
+    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + 16 + 4 * i, true, w + 64 + 4 * i, false, w, y);
+    w += X4K_BYTES;
+    y += 1024;
+  }
+}
