@@ -15,6 +15,7 @@
  *   0 runs them all alone (team.ts solo) and the others meet it once, before the LM head.
  */
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
+import { DEFAULT_TUNING, type PassTuning } from './pass-tuning.js';
 import type { KvType } from '../backend.js';
 import { kvHeadOf, mptFacts, type MptFacts } from '../../model/facts.js';
 import {
@@ -191,6 +192,8 @@ export class Executor {
     private readonly k: Kernels[],
     private readonly memories: WebAssembly.Memory[],
     private readonly team: Team,
+    /** The pool's scheduling settings (pass-tuning.ts), the same in every thread. */
+    private readonly tuning: PassTuning = DEFAULT_TUNING,
   ) {
     this.c = L.config;
     this.f = mptFacts(this.c);
@@ -336,10 +339,12 @@ export class Executor {
    * chunks a thread, at most 256 rows; but each chunk at least CHUNK_MACS multiply-adds while
    * every thread still gets one. A chunk costs a few JS calls whatever its size (the claim, the
    * kernel, the epilogue, the caller's `after`): a decode row of the shipped model's 50432 × 256
-   * output matrix in 256-row chunks was 197 chunks of ~2 µs of kernel work each.
+   * output matrix in 256-row chunks was 197 chunks of ~2 µs of kernel work each. Decode rows on
+   * one thread (tuning.oneChunk): the whole matrix in one item, no per-chunk calls at all.
    */
   private chunkRows(N: number, K: number, M: number): number {
     const nt = this.team.sharing;
+    if (nt === 1 && M <= PRIVATE_ROWS && this.tuning.oneChunk) return Math.max(1, N);
     const up4 = (x: number) => Math.ceil(x / 4) * 4;
     const floor = Math.min(up4(N / nt), up4(CHUNK_MACS / (K * M)));
     return Math.max(16, floor, Math.min(256, up4(N / (nt * 8))));
@@ -669,7 +674,10 @@ export class Executor {
     const unitList: number[] = [];
     p.seqs.forEach((sq, si) => {
       const tiles = Math.ceil(sq.n / ATTN_ROWS);
-      for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
+      // Longest first (tuning.longFirst): a tile attends to every key up to its last query.
+      if (this.tuning.longFirst)
+        for (let t = tiles - 1; t >= 0; t--) for (let hh = 0; hh < H; hh++) unitList.push(si, hh, t);
+      else for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
     });
     const units = Int32Array.from(unitList);
     const places = this.kvPlaces(p);
