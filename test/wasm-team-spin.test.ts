@@ -71,6 +71,7 @@ test('the pool reads its switches from MPT_WASM_* variables; unset or malformed 
     'MPT_WASM_ONE_CHUNK',
     'MPT_WASM_SPIN_BY_WORK',
     'MPT_WASM_LONG_FIRST',
+    'MPT_WASM_FINE_TAIL',
   ];
   const saved = names.map((n) => process.env[n]);
   try {
@@ -83,6 +84,7 @@ test('the pool reads its switches from MPT_WASM_* variables; unset or malformed 
       MPT_WASM_ONE_CHUNK: '0',
       MPT_WASM_SPIN_BY_WORK: '0',
       MPT_WASM_LONG_FIRST: '0',
+      MPT_WASM_FINE_TAIL: '0',
     });
     assert.deepEqual(passTuning(), {
       barrierSpins: 50000,
@@ -91,6 +93,7 @@ test('the pool reads its switches from MPT_WASM_* variables; unset or malformed 
       oneChunk: false,
       spinByWork: false,
       longFirst: false,
+      fineTail: false,
     });
     Object.assign(process.env, {
       MPT_WASM_BARRIER_SPINS: '-3',
@@ -99,6 +102,7 @@ test('the pool reads its switches from MPT_WASM_* variables; unset or malformed 
       MPT_WASM_ONE_CHUNK: 'yes',
       MPT_WASM_SPIN_BY_WORK: '',
       MPT_WASM_LONG_FIRST: 'true',
+      MPT_WASM_FINE_TAIL: 'no',
     });
     assert.deepEqual(passTuning(), DEFAULT_TUNING);
   } finally {

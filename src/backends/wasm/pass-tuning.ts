@@ -31,7 +31,9 @@ export interface PassTuning {
    * long as its own share of the operation took (team.ts): the others are then at most about a
    * work item behind, and a thread that sleeps must be woken by the OS (13 µs and a system call
    * at the least on the 2-core machine, more when its core went idle), while its partner
-   * starts the next operation alone. Only while every thread has a core. MPT_WASM_SPIN_BY_WORK=0: off.
+   * starts the next operation alone. Only while every thread has a core, and less after waits
+   * the spin did not cover (team.ts Team.credit: on a loaded machine the others lose their cores).
+   * MPT_WASM_SPIN_BY_WORK=0: off.
    */
   spinByWork: boolean;
   /**
@@ -40,6 +42,11 @@ export interface PassTuning {
    * working alone at the barrier. MPT_WASM_LONG_FIRST=0: first tile first, as before.
    */
   longFirst: boolean;
+  /**
+   * A prompt product's last chunk a thread is cut in quarters (executor.ts rowItems): the threads
+   * then reach its barrier within a quarter chunk of each other. MPT_WASM_FINE_TAIL=0: off.
+   */
+  fineTail: boolean;
 }
 
 /**
@@ -67,6 +74,7 @@ export const DEFAULT_TUNING: Readonly<PassTuning> = {
   oneChunk: true,
   spinByWork: true,
   longFirst: true,
+  fineTail: true,
 };
 
 /** A non-negative integer from the environment, or the default when unset or not one. */
@@ -92,5 +100,6 @@ export function passTuning(): PassTuning {
     oneChunk: envFlag('MPT_WASM_ONE_CHUNK', DEFAULT_TUNING.oneChunk),
     spinByWork: envFlag('MPT_WASM_SPIN_BY_WORK', DEFAULT_TUNING.spinByWork),
     longFirst: envFlag('MPT_WASM_LONG_FIRST', DEFAULT_TUNING.longFirst),
+    fineTail: envFlag('MPT_WASM_FINE_TAIL', DEFAULT_TUNING.fineTail),
   };
 }

@@ -45,6 +45,9 @@ export function profileOf(ctl: ArrayBufferLike, tid: number): Float64Array | nul
   return ctl.byteLength >= at + profileSlots * 8 ? new Float64Array(ctl, at, profileSlots) : null;
 }
 
+/** The least share of its own work a thread spins on at a barrier (Team.credit): enough to see the others come again. */
+const CREDIT_MIN = 1 / 16;
+
 /** Tells every thread of the team to leave its barrier with TeamAborted (a thread failed). */
 export function abortTeam(ctl: Int32Array): void {
   Atomics.store(ctl, CTL.abort, 1);
@@ -69,6 +72,12 @@ export class Team {
   private spin = 50;
   /** Spin on at a barrier for as long as this thread's own share took (pass-tuning.ts spinByWork). */
   private byWork = false;
+  /**
+   * The share of its own work a thread spins on (byWork), between CREDIT_MIN and 1: halved each
+   * time the others did not come within it (on a loaded machine they lost their cores, and a
+   * spinning thread only holds one they need), doubled each time they did.
+   */
+  private credit = 1;
   /** Thread 0 inside a solo region: parallelFor runs every item here, with no counter and no barrier. */
   private alone = false;
   /** A solo region ran since the last join: the threads meet before anyone reads its results. */
@@ -161,15 +170,17 @@ export class Team {
     const ctl = this.ctl;
     let spins = 0,
       since = 0,
-      until = 0;
+      until = 0,
+      budget = spinMs * this.credit;
     while (Atomics.load(ctl, word) === value) {
       if (++spins < this.spin) continue;
-      if (spinMs > 0) {
+      if (budget > 0) {
         if ((spins & 63) !== 0) continue;
         const now = performance.now();
-        until ||= now + spinMs;
+        until ||= now + budget;
         if (now < until) continue;
-        spinMs = 0;
+        budget = 0;
+        this.credit = Math.max(CREDIT_MIN, this.credit / 2);
       }
       if (Atomics.load(ctl, CTL.abort)) throw new TeamAborted('another worker failed');
       if (this.stallMs !== Number.POSITIVE_INFINITY) {
@@ -186,6 +197,8 @@ export class Team {
       // Woken early (nudge) or timed out: spin again before sleeping, the barrier may be near.
       spins = 0;
     }
+    // The others came while this thread spun on by its work: worth doing again.
+    if (until !== 0 && budget > 0) this.credit = Math.min(1, this.credit * 2);
   }
 
   /**
