@@ -48,6 +48,9 @@ export function profileOf(ctl: ArrayBufferLike, tid: number): Float64Array | nul
 /** The least share of its own work a thread spins on at a barrier (Team.credit): enough to see the others come again. */
 const CREDIT_MIN = 1 / 16;
 
+/** A team's spins when its owner names none: the spin count, no spinning by work. */
+const COUNT_ONLY = { barrierSpins: DEFAULT_TUNING.barrierSpins, spinByWork: false } as const;
+
 /** Tells every thread of the team to leave its barrier with TeamAborted (a thread failed). */
 export function abortTeam(ctl: Int32Array): void {
   Atomics.store(ctl, CTL.abort, 1);
@@ -101,8 +104,11 @@ export class Team {
     private readonly cores: number,
     /** Longest wait at one barrier before TeamStalled (ms); workers wait without limit. */
     private readonly stallMs = Number.POSITIVE_INFINITY,
-    /** Spin lengths at barriers (pass-tuning.ts barrierSpins, spinByWork). */
-    private readonly tuning: Pick<PassTuning, 'barrierSpins' | 'spinByWork'> = DEFAULT_TUNING,
+    /**
+     * Spin lengths at barriers (pass-tuning.ts barrierSpins, spinByWork); without, the spin count
+     * alone (the training kernels' teams, which the pool's switches do not reach).
+     */
+    private readonly tuning: Pick<PassTuning, 'barrierSpins' | 'spinByWork'> = COUNT_ONLY,
   ) {
     this.nt = nt;
     this.prof = profileOf(ctl.buffer, tid);
