@@ -191,6 +191,10 @@ export class WorkerPool implements PassPool {
       throw e;
     }
     pool.listen();
+    // Node refs a worker again when a 'message' listener is added: until a pass unrefs it, an idle
+    // pool would keep the process alive, and a worker that never takes part in a pass (a small
+    // pool whose passes are all light, pass-threads.ts) never is.
+    for (const w of workers) w.unref();
     return pool;
   }
 
