@@ -24,6 +24,7 @@ import { kvCacheBytes } from '../src/model/memory-plan.js';
 import { getBackend, loadRunner } from '../src/backends/registry.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { fixturePath, maxAbsDiff } from './helpers/goldens.js';
+import { SHARED_PASSES, withEnv } from './helpers/env.js';
 
 type WasmRunner = import('../src/backends/wasm/runner.js').WasmRunner;
 type WasmKvCache = import('../src/backends/wasm/kv-cache.js').WasmKvCache;
@@ -310,7 +311,10 @@ describe('f16 / q8_0 caches on the wasm backend follow the reference backend ove
       chunks.push(N - chunks.reduce((a, b) => a + b, 0) - 3, 1, 1, 1);
       const run = (r: ModelRunner, kvType: KvType) => runChunks(r, ids, chunks, V, kvType);
       const ck = await openCheckpoint(path);
-      const runners = await Promise.all([1, 2, 3].map((threads) => loadWasmRunner(ck.config, ck.tensors, { threads })));
+      // Every pass on every thread (light ones too: a small pool would run them on one).
+      const runners = await withEnv(SHARED_PASSES, () =>
+        Promise.all([1, 2, 3].map((threads) => loadWasmRunner(ck.config, ck.tensors, { threads }))),
+      );
       await ck.tensors.close();
       try {
         const f32 = await run(ref, 'f32');

@@ -28,6 +28,7 @@ import {
   randomSource,
 } from './helpers/backend-conformance.js';
 import { compareLogits } from './helpers/llamacpp-mpt.js';
+import { SHARED_PASSES, withEnv } from './helpers/env.js';
 
 async function load(name: string, opts: WasmLoadOptions = {}): Promise<WasmRunner> {
   const ck = await openCheckpoint(fixturePath(name));
@@ -57,15 +58,21 @@ describe('threads and memory layout do not change the numbers', () => {
     const g = new Goldens(fixturePath('tiny-gqa'));
     const ids: number[] = g.json.inputs.seq64;
     const runs: Float32Array[] = [];
+    // `shared`: light passes on every thread too (pass-tuning.ts lightPassMacs off); by default a
+    // pool of 2-3 threads runs them on one.
     for (const opts of [
       { threads: 1 },
       { threads: 2 },
       { threads: 3 },
-      { threads: 2, arenaBudget: 100_000 },
-    ] as WasmLoadOptions[]) {
-      const r = await load('tiny-gqa', opts);
+      { threads: 2, shared: true },
+      { threads: 3, shared: true },
+      { threads: 2, arenaBudget: 100_000, shared: true },
+    ] as Array<WasmLoadOptions & { shared?: boolean }>) {
+      const r = await (opts.shared ? withEnv(SHARED_PASSES, () => load('tiny-gqa', opts)) : load('tiny-gqa', opts));
       if (opts.arenaBudget) assert.ok(r.layout.arenas.length > 1, 'several memories');
       runs.push(await logitsOf(r, ids));
+      // the tiny model's passes are light: one thread by default, the whole pool when shared
+      assert.equal(r.lastPassThreads, opts.shared ? opts.threads : 1, JSON.stringify(opts));
       await r.dispose();
     }
     for (const x of runs.slice(1)) assert.deepEqual(x, runs[0]);
@@ -231,7 +238,8 @@ describe('threads and memory layout do not change the numbers', () => {
 
 describe('tokens chosen in the worker threads (ForwardOptions.sample)', () => {
   it('equal chooseToken on the returned logits: split passes, every option, a row where nothing can be chosen', async () => {
-    const r = await load('tiny-neox-vocab', { threads: 2, maxRows: 6 });
+    // Passes on both threads (light ones too): what the threads are sent is under test.
+    const r = await withEnv(SHARED_PASSES, () => load('tiny-neox-vocab', { threads: 2, maxRows: 6 }));
     try {
       const V = r.config.vocabSize;
       const options: SamplingOptions[] = [

@@ -13,6 +13,7 @@ import type { PassPool } from '../src/backends/wasm/pool.js';
 import type { WasmRunner } from '../src/backends/wasm/runner.js';
 import { shapeConfig } from '../src/cli/commands/bench.js';
 import { Sampler, chooseToken } from '../src/runtime/sampling.js';
+import { SHARED_PASSES, withEnv } from './helpers/env.js';
 
 const shape: ChannelShape = { threads: 3, maxRows: 8, arenas: 2 };
 
@@ -152,7 +153,10 @@ function poolOf(r: WasmRunner): Pool {
 }
 
 async function tinyRunner(maxRows = 16, threads = 2): Promise<WasmRunner> {
-  return loadRandomModel(shapeConfig(64, 2, 2, 512, 4096), { type: 'q8_0', threads, maxRows });
+  // Every pass on the pool's threads, as light as it is: these tests are about the workers.
+  return withEnv(SHARED_PASSES, () =>
+    loadRandomModel(shapeConfig(64, 2, 2, 512, 4096), { type: 'q8_0', threads, maxRows }),
+  );
 }
 
 describe('passes through the channel', { timeout: 120_000 }, () => {

@@ -4,6 +4,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { passThreads } from '../src/backends/wasm/pass-threads.js';
+import { DEFAULT_TUNING } from '../src/backends/wasm/pass-tuning.js';
 
 // Multiply-adds a row through the shipped model's layers, and of its output matrix.
 const LAYERS = 4 * (256 * 768 + 256 * 256 + 2 * 256 * 1024);
@@ -37,5 +38,20 @@ describe('threads a pass uses', () => {
     }
     // 2-core machines (CI) keep every thread of a small pool
     assert.equal(passThreads(decode(1), 2, 2), 2);
+  });
+
+  it('a pool of 2-3 threads runs a decode row of the shipped model on one thread, two rows and prompts on all', () => {
+    const light = DEFAULT_TUNING.lightPassMacs;
+    for (const pool of [2, 3]) {
+      assert.equal(passThreads(decode(1), pool, 2, light), 1, `pool ${pool}, one row`);
+      // a long context adds attention (2 · past · d a layer): one row at 2,048 past still alone
+      const longRow = { ...decode(1), macs: decode(1).macs + 4 * 2 * 2048 * 256 };
+      assert.equal(passThreads(longRow, pool, 2, light), 1, `pool ${pool}, one row at 2,048 past`);
+      assert.equal(passThreads(decode(2), pool, 2, light), pool, `pool ${pool}, two rows`);
+      assert.equal(passThreads({ macs: 128 * LAYERS + HEAD, barriers: 41 }, pool, 2, light), pool, 'a prompt');
+      assert.equal(passThreads(decode(1), pool, 2, 0), pool, `pool ${pool}, switched off`);
+    }
+    // pools of 4 and more keep the 16-vCPU calibration
+    for (const pool of [4, 16]) assert.equal(passThreads(decode(1), pool, 16, light), passThreads(decode(1), pool, 16));
   });
 });

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { CTL, PROFILE, Team, createControlBuffer, profileOf } from '../src/backends/wasm/team.js';
 import { loadRandomModel } from '../src/backends/wasm/index.js';
 import { shapeConfig } from '../src/cli/commands/bench.js';
+import { SHARED_PASSES, withEnv } from './helpers/env.js';
 
 test('a control buffer without profile room records nothing', () => {
   const ctl = createControlBuffer();
@@ -38,9 +39,9 @@ test('one thread: passes, operations and their work are recorded per operation i
 
 /** Operations each thread of a 2-thread pool recorded in one decode step of a random model of width d. */
 async function decodeStepOps(d: number, nLayers: number): Promise<number[]> {
-  process.env['MPT_WASM_PROFILE'] = '1';
-  const runner = await loadRandomModel(shapeConfig(d, 2, nLayers, 128, 64), { type: 'q8_0', threads: 2, maxRows: 16 });
-  delete process.env['MPT_WASM_PROFILE'];
+  const runner = await withEnv({ MPT_WASM_PROFILE: '1', ...SHARED_PASSES }, () =>
+    loadRandomModel(shapeConfig(d, 2, nLayers, 128, 64), { type: 'q8_0', threads: 2, maxRows: 16 }),
+  );
   try {
     const cache = runner.createCache({ capacity: 4 });
     await runner.forward([{ cache, tokens: [3] }], { logits: 'last' });

@@ -15,6 +15,7 @@
  *   0 runs them all alone (team.ts solo) and the others meet it once, before the LM head.
  */
 import { HALF_PANEL_BYTES, WTYPE, actKind, type Kernels, type WeightType } from './kernels.js';
+import { DEFAULT_TUNING, type PassTuning } from './pass-tuning.js';
 import type { KvType } from '../backend.js';
 import { kvHeadOf, mptFacts, type MptFacts } from '../../model/facts.js';
 import {
@@ -186,6 +187,8 @@ export class Executor {
     private readonly k: Kernels[],
     private readonly memories: WebAssembly.Memory[],
     private readonly team: Team,
+    /** The pool's scheduling settings (pass-tuning.ts), the same in every thread. */
+    private readonly tuning: PassTuning = DEFAULT_TUNING,
   ) {
     this.c = L.config;
     this.f = mptFacts(this.c);
@@ -332,13 +335,35 @@ export class Executor {
    * chunks a thread, at most 256 rows; but each chunk at least CHUNK_MACS multiply-adds while
    * every thread still gets one. A chunk costs a few JS calls whatever its size (the claim, the
    * kernel, the epilogue, the caller's `after`): a decode row of the shipped model's 50432 × 256
-   * output matrix in 256-row chunks was 197 chunks of ~2 µs of kernel work each.
+   * output matrix in 256-row chunks was 197 chunks of ~2 µs of kernel work each. Decode rows on
+   * one thread (tuning.oneChunk): the whole matrix in one item, no per-chunk calls at all.
    */
   private chunkRows(N: number, K: number, M: number): number {
     const nt = this.team.sharing;
+    if (nt === 1 && M <= PRIVATE_ROWS && this.tuning.oneChunk) return Math.max(1, N);
     const up4 = (x: number) => Math.ceil(x / 4) * 4;
     const floor = Math.min(up4(N / nt), up4(CHUNK_MACS / (K * M)));
     return Math.max(16, floor, Math.min(256, up4(N / (nt * 8))));
+  }
+
+  /**
+   * A product's work items: `n` chunks of chunkRows rows, item i from row start(i) to start(i + 1)
+   * (at most N). A prompt's last chunk a thread (tuning.fineTail) is cut in quarters, so that the
+   * threads finish within a quarter chunk of each other (one 128-row chunk of a 1B prompt's
+   * down_proj is ~3 ms: the waits at its barrier were half that a thread on average).
+   */
+  private rowItems(N: number, K: number, M: number): { n: number; start: (i: number) => number } {
+    const per = this.chunkRows(N, K, M),
+      nt = this.team.sharing;
+    const whole = Math.ceil(N / per);
+    if (!this.tuning.fineTail || M <= PRIVATE_ROWS || nt === 1 || whole <= nt)
+      return { n: whole, start: (i) => i * per };
+    const q = Math.max(4, Math.ceil(per / 16) * 4),
+      head = (whole - nt) * per;
+    return {
+      n: whole - nt + Math.ceil((N - head) / q),
+      start: (i) => (i * per <= head ? i * per : head + (i - head / per) * q),
+    };
   }
 
   /**
@@ -359,13 +384,13 @@ export class Executor {
     last = false,
   ): void {
     const k = this.k[m.arena]!;
-    const per = this.chunkRows(m.rows, m.cols, M);
+    const items = this.rowItems(m.rows, m.cols, M);
     const plain = m.bias === 0 && scale === 1 && act === 0;
     this.team.parallelFor(
-      Math.ceil(m.rows / per),
+      items.n,
       (i) => {
-        const n0 = i * per,
-          n1 = Math.min(m.rows, n0 + per);
+        const n0 = items.start(i),
+          n1 = Math.min(m.rows, items.start(i + 1));
         this.gemmRows(k, m, X, M, Y, ldy, n0, n1, acc);
         if (!plain) k.epilogue(Y, ldy, M, n0, n1, m.bias, scale, act);
         after?.(n0, n1);
@@ -386,10 +411,10 @@ export class Executor {
     act: number,
   ): void {
     const k = this.k[up.arena]!;
-    const per = this.chunkRows(up.rows, up.cols, M);
-    this.team.parallelFor(Math.ceil(up.rows / per), (i) => {
-      const n0 = i * per,
-        n1 = Math.min(up.rows, n0 + per);
+    const items = this.rowItems(up.rows, up.cols, M);
+    this.team.parallelFor(items.n, (i) => {
+      const n0 = items.start(i),
+        n1 = Math.min(up.rows, items.start(i + 1));
       this.gemmRows(k, up, X, M, U, ld, n0, n1, 0);
       this.gemmRows(k, gate, X, M, G, ld, n0, n1, 0);
       k.glu(U, G, ld, M, n0, n1, up.bias, gate.bias, act);
@@ -665,7 +690,10 @@ export class Executor {
     const unitList: number[] = [];
     p.seqs.forEach((sq, si) => {
       const tiles = Math.ceil(sq.n / ATTN_ROWS);
-      for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
+      // Longest first (tuning.longFirst): a tile attends to every key up to its last query.
+      if (this.tuning.longFirst)
+        for (let t = tiles - 1; t >= 0; t--) for (let hh = 0; hh < H; hh++) unitList.push(si, hh, t);
+      else for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
     });
     const units = Int32Array.from(unitList);
     const places = this.kvPlaces(p);

@@ -8,6 +8,7 @@ import { MptError, PlatformError } from '../../errors.js';
 import { Executor, type Pass } from './executor.js';
 import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
+import { DEFAULT_TUNING } from './pass-tuning.js';
 import type { PassPool } from './pool.js';
 import { CTL, Team } from './team.js';
 
@@ -31,6 +32,7 @@ export function checkSharedWasmMemory(): void {
 export class InlinePool implements PassPool {
   readonly threads = 1;
   readonly cores = 1;
+  readonly tuning = DEFAULT_TUNING;
   private readonly ctl = new Int32Array(CTL.size);
   private readonly executor: Executor;
   private closed = false;

@@ -46,9 +46,12 @@ export interface PassWork {
 /**
  * Threads for a pass on a pool of `poolThreads` on a machine of `cores` cores: √(W / (b·β)), at
  * least MIN_PASS_THREADS, at most the pool; and below ALL_CORES_MACS_PER_BARRIER, at most 3 in 4
- * of the cores beyond four.
+ * of the cores beyond four. On a pool smaller than MIN_PASS_THREADS (2-3 cores, where that rule
+ * gave every pass the whole pool), a pass under `lightMacs` multiply-adds takes one thread
+ * (pass-tuning.ts lightPassMacs: a decode row of the shipped model ran faster alone on 2 cores).
  */
-export function passThreads(work: PassWork, poolThreads: number, cores: number): number {
+export function passThreads(work: PassWork, poolThreads: number, cores: number, lightMacs = 0): number {
+  if (poolThreads < MIN_PASS_THREADS && work.macs < lightMacs) return 1;
   const barriers = Math.max(1, work.barriers);
   let n = Math.min(
     poolThreads,

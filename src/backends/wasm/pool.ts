@@ -17,6 +17,7 @@ import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
 import type { WorkerKernelVariant } from './module-loader.js';
 import { abortTeam, CTL, createControlBuffer, profileOf, Team, TeamAborted, TeamStalled } from './team.js';
+import { passTuning, type PassTuning } from './pass-tuning.js';
 import { HEAD, kvCodeOf, OptionIds, PassChannel, WAKE, wakeSlot } from './pass-channel.js';
 import type { InitMessage, PassMessage, WorkerReply } from './worker.js';
 
@@ -26,6 +27,8 @@ export interface PassPool {
   readonly threads: number;
   /** Cores of the machine. */
   readonly cores: number;
+  /** Scheduling settings of the pool's threads (pass-tuning.ts). */
+  readonly tuning: PassTuning;
   /** A buffer of `bytes` bytes that the pool's threads can write a pass's results to. */
   buffer(bytes: number): SharedArrayBuffer | ArrayBuffer;
   /**
@@ -125,6 +128,8 @@ export class WorkerPool implements PassPool {
     private readonly waitAsync: WaitAsync | undefined,
     /** Cores of the machine (the workers spin at barriers only while each has one). */
     readonly cores: number,
+    /** Scheduling settings, the same in every thread (pass-tuning.ts). */
+    readonly tuning: PassTuning,
     /** What the calling thread needs to run thread 0's share itself, or null where it may not block. */
     private readonly hereParts: {
       module: WebAssembly.Module;
@@ -163,7 +168,8 @@ export class WorkerPool implements PassPool {
       waitAsync && platform.mainThreadMayBlock() && platform.env('MPT_WASM_MAIN_THREAD') !== '0'
         ? { module: modules.shared, memories, layout }
         : null;
-    const pool = new WorkerPool(workers, ctl, channel, waitAsync, cores, hereParts);
+    const tuning = passTuning();
+    const pool = new WorkerPool(workers, ctl, channel, waitAsync, cores, tuning, hereParts);
     const doneByMessage = waitAsync === undefined;
     try {
       await pool.start((tid) => ({
@@ -178,12 +184,17 @@ export class WorkerPool implements PassPool {
         nt: threads,
         cores,
         layout,
+        tuning,
       }));
     } catch (e) {
       await pool.close();
       throw e;
     }
     pool.listen();
+    // Node refs a worker again when a 'message' listener is added: until a pass unrefs it, an idle
+    // pool would keep the process alive, and a worker that never takes part in a pass (a small
+    // pool whose passes are all light, pass-threads.ts) never is.
+    for (const w of workers) w.unref();
     return pool;
   }
 
@@ -442,12 +453,13 @@ export class WorkerPool implements PassPool {
   private hereExecutor(): Executor {
     if (this.here) return this.here;
     const { module, memories, layout } = this.hereParts!;
-    const team = new Team(this.ctl, 0, this.workers.length, this.cores, HERE_STALL_MS);
+    const team = new Team(this.ctl, 0, this.workers.length, this.cores, HERE_STALL_MS, this.tuning);
     this.here = new Executor(
       layout,
       memories.map((m) => instantiateKernels(module, m)),
       memories,
       team,
+      this.tuning,
     );
     return this.here;
   }

@@ -91,7 +91,7 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
     // meets once before the output matrix (executor.ts SOLO_LAYER_MACS); it is still counted as
     // 5 a layer, the schedule the 16-vCPU calibration of pass-threads.ts was measured with.
     const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0);
-    return passThreads({ macs, barriers }, this.pool.threads, this.pool.cores);
+    return passThreads({ macs, barriers }, this.pool.threads, this.pool.cores, this.pool.tuning.lightPassMacs);
   }
 
   createCache(options: KvCacheOptions): KvCache {

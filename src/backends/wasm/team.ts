@@ -6,6 +6,8 @@
  * browser Web Workers.
  */
 
+import { DEFAULT_TUNING, type PassTuning } from './pass-tuning.js';
+
 /** Int32 slots of the control buffer. */
 export const CTL = {
   count: 0,
@@ -43,15 +45,11 @@ export function profileOf(ctl: ArrayBufferLike, tid: number): Float64Array | nul
   return ctl.byteLength >= at + profileSlots * 8 ? new Float64Array(ctl, at, profileSlots) : null;
 }
 
-/**
- * Loads of the generation word before a thread sleeps at a barrier (about 35 µs on the 2-core
- * machine, V8 11.3). Short enough that a thread whose partner lost its core to another process
- * soon gives up its own (at 20,000, on that machine under load, a decode step of the shipped
- * model took 2.4× as long and one of the 1B shape 1.5×: the spinning thread held the core its
- * partner needed); long enough to cover a decode step's imbalance at a barrier (a work item or
- * two of a few µs).
- */
-const BARRIER_SPINS = 2000;
+/** The least share of its own work a thread spins on at a barrier (Team.credit): enough to see the others come again. */
+const CREDIT_MIN = 1 / 16;
+
+/** A team's spins when its owner names none: the spin count, no spinning by work. */
+const COUNT_ONLY = { barrierSpins: DEFAULT_TUNING.barrierSpins, spinByWork: false } as const;
 
 /** Tells every thread of the team to leave its barrier with TeamAborted (a thread failed). */
 export function abortTeam(ctl: Int32Array): void {
@@ -75,6 +73,14 @@ export class Team {
   /** Operations recorded in this thread's profile this pass: parallel ones and solo regions. */
   private profOp = 0;
   private spin = 50;
+  /** Spin on at a barrier for as long as this thread's own share took (pass-tuning.ts spinByWork). */
+  private byWork = false;
+  /**
+   * The share of its own work a thread spins on (byWork), between CREDIT_MIN and 1: halved each
+   * time the others did not come within it (on a loaded machine they lost their cores, and a
+   * spinning thread only holds one they need), doubled each time they did.
+   */
+  private credit = 1;
   /** Thread 0 inside a solo region: parallelFor runs every item here, with no counter and no barrier. */
   private alone = false;
   /** A solo region ran since the last join: the threads meet before anyone reads its results. */
@@ -98,6 +104,11 @@ export class Team {
     private readonly cores: number,
     /** Longest wait at one barrier before TeamStalled (ms); workers wait without limit. */
     private readonly stallMs = Number.POSITIVE_INFINITY,
+    /**
+     * Spin lengths at barriers (pass-tuning.ts barrierSpins, spinByWork); without, the spin count
+     * alone (the training kernels' teams, which the pool's switches do not reach).
+     */
+    private readonly tuning: Pick<PassTuning, 'barrierSpins' | 'spinByWork'> = COUNT_ONLY,
   ) {
     this.nt = nt;
     this.prof = profileOf(ctl.buffer, tid);
@@ -120,7 +131,8 @@ export class Team {
     this.solos = 0;
     this.nt = nt;
     // Spinning helps only while every thread has a core; otherwise yield to the OS quickly.
-    this.spin = nt <= this.cores ? BARRIER_SPINS : 50;
+    this.spin = nt <= this.cores ? this.tuning.barrierSpins : 50;
+    this.byWork = nt <= this.cores && this.tuning.spinByWork;
     if (this.prof) {
       this.prof[0]!++;
       this.mark = performance.now();
@@ -140,7 +152,8 @@ export class Team {
     this.mark = t2;
   }
 
-  barrier(): void {
+  /** Waits until every thread of the pass arrives; `workMs`: this thread's own share of the operation (spinByWork). */
+  barrier(workMs = 0): void {
     const ctl = this.ctl;
     if (this.nt === 1) return;
     const gen = Atomics.load(ctl, CTL.generation);
@@ -151,19 +164,30 @@ export class Team {
       if (Atomics.load(ctl, CTL.sleepers) !== 0) Atomics.notify(ctl, CTL.generation);
       return;
     }
-    this.waitWhile(CTL.generation, gen);
+    this.waitWhile(CTL.generation, gen, workMs);
   }
 
   /**
-   * Waits while ctl[word] holds `value`: spins first (while every thread has a core), then sleeps
-   * until whoever changes it wakes the sleepers (or 20 ms pass: the abort flag is checked then).
+   * Waits while ctl[word] holds `value`: spins first (while every thread has a core; `spinMs` more
+   * after the spin count, the clock read every 64 loads), then sleeps until whoever changes it
+   * wakes the sleepers (or 20 ms pass: the abort flag is checked then).
    */
-  private waitWhile(word: number, value: number): void {
+  private waitWhile(word: number, value: number, spinMs = 0): void {
     const ctl = this.ctl;
     let spins = 0,
-      since = 0;
+      since = 0,
+      until = 0,
+      budget = spinMs * this.credit;
     while (Atomics.load(ctl, word) === value) {
       if (++spins < this.spin) continue;
+      if (budget > 0) {
+        if ((spins & 63) !== 0) continue;
+        const now = performance.now();
+        until ||= now + budget;
+        if (now < until) continue;
+        budget = 0;
+        this.credit = Math.max(CREDIT_MIN, this.credit / 2);
+      }
       if (Atomics.load(ctl, CTL.abort)) throw new TeamAborted('another worker failed');
       if (this.stallMs !== Number.POSITIVE_INFINITY) {
         const now = performance.now();
@@ -179,11 +203,13 @@ export class Team {
       // Woken early (nudge) or timed out: spin again before sleeping, the barrier may be near.
       spins = 0;
     }
+    // The others came while this thread spun on by its work: worth doing again.
+    if (until !== 0 && budget > 0) this.credit = Math.min(1, this.credit * 2);
   }
 
   /**
    * Inside a solo region, on thread 0: wakes the threads asleep at the join, which spin there
-   * again (BARRIER_SPINS). Called shortly before the region ends (the last layer), so that their
+   * again (the barrier spins). Called shortly before the region ends (the last layer), so that their
    * wake-up overlaps its rest instead of following the join.
    */
   nudge(): void {
@@ -260,7 +286,8 @@ export class Team {
     // Counter (op+1) was last used by op-3, which every thread has left (barriers since).
     if (this.tid === 0) Atomics.store(ctl, CTL.counters + ((this.op + 1) & 3), 0);
     this.op++;
-    const t0 = this.prof ? performance.now() : 0;
+    const clock = this.prof !== null || this.byWork;
+    const t0 = clock ? performance.now() : 0;
     if (this.nt === 1) {
       for (let i = 0; i < n; i++) fn(i);
     } else {
@@ -272,12 +299,13 @@ export class Team {
           Atomics.notify(ctl, CTL.finished);
       }
     }
-    const t1 = this.prof ? performance.now() : 0;
+    const t1 = clock ? performance.now() : 0;
     if (this.nt !== 1) {
-      if (!last) this.barrier();
+      const spinMs = this.byWork ? t1 - t0 : 0;
+      if (!last) this.barrier(spinMs);
       else
         for (let v = Atomics.load(ctl, CTL.finished); v < n; v = Atomics.load(ctl, CTL.finished))
-          this.waitWhile(CTL.finished, v);
+          this.waitWhile(CTL.finished, v, spinMs);
     }
     if (this.prof) this.record(t0, t1);
   }

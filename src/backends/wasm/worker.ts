@@ -11,6 +11,7 @@ import { instantiateKernels } from './kernels.js';
 import type { ModelLayout } from './layout.js';
 import { adoptKernelModules, kernelModule, type WorkerKernelVariant } from './module-loader.js';
 import { HEAD, PassChannel, WAKE, wakeSlot, type ChannelShape, type WorkerKnows } from './pass-channel.js';
+import type { PassTuning } from './pass-tuning.js';
 import { abortTeam, Team } from './team.js';
 
 export interface InitMessage {
@@ -27,6 +28,8 @@ export interface InitMessage {
   nt: number;
   cores: number;
   layout: ModelLayout;
+  /** The pool's scheduling settings (pass-tuning.ts), the same in every thread. */
+  tuning: PassTuning;
 }
 /** A pass the channel could not carry; the worker keeps its buffers and sampling options (ids) for later passes. */
 export interface PassMessage {
@@ -41,13 +44,6 @@ export type WorkerReply =
   | { type: 'ready' }
   | { type: 'done'; seq: number }
   | { type: 'error'; seq?: number; message: string; stack?: string; aborted: boolean };
-
-/**
- * Loads of the wake word before sleeping, while every worker has a core (about 35 µs on the
- * 2-core machine, as team.ts BARRIER_SPINS): a decode step's next pass often comes sooner, and a
- * worker that need not be woken by the OS starts it at once.
- */
-const IDLE_SPINS = 2000;
 
 let executor: Executor | null = null;
 let ctl: Int32Array | null = null;
@@ -137,9 +133,11 @@ port.onMessage((data) => {
       adoptKernelModules(msg.modules);
       const module = kernelModule('shared');
       const kernels = msg.memories.map((m) => instantiateKernels(module, m));
-      const team = new Team(ctl, msg.tid, msg.nt, msg.cores);
-      executor = new Executor(msg.layout, kernels, msg.memories, team);
-      idleSpins = msg.nt <= msg.cores ? IDLE_SPINS : 0;
+      const team = new Team(ctl, msg.tid, msg.nt, msg.cores, Number.POSITIVE_INFINITY, msg.tuning);
+      executor = new Executor(msg.layout, kernels, msg.memories, team, msg.tuning);
+      // Spinning on the wake word (a decode step's next pass often comes within tens of µs, and a
+      // worker that need not be woken by the OS starts it at once) only while every worker has a core.
+      idleSpins = msg.nt <= msg.cores ? msg.tuning.idleSpins : 0;
       reply({ type: 'ready' });
     } catch (e) {
       abortOthers();
