@@ -82,7 +82,7 @@ test('the pool reads its switches from MPT_WASM_* variables; unset or malformed 
       MPT_WASM_IDLE_SPINS: '0',
       MPT_WASM_LIGHT_PASS_MACS: '0',
       MPT_WASM_ONE_CHUNK: '0',
-      MPT_WASM_SPIN_BY_WORK: '0',
+      MPT_WASM_SPIN_BY_WORK: '1',
       MPT_WASM_LONG_FIRST: '0',
       MPT_WASM_FINE_TAIL: '0',
     });
@@ -91,7 +91,7 @@ test('the pool reads its switches from MPT_WASM_* variables; unset or malformed 
       idleSpins: 0,
       lightPassMacs: 0,
       oneChunk: false,
-      spinByWork: false,
+      spinByWork: true,
       longFirst: false,
       fineTail: false,
     });

@@ -33,7 +33,10 @@ export interface PassTuning {
    * at the least on the 2-core machine, more when its core went idle), while its partner
    * starts the next operation alone. Only while every thread has a core, and less after waits
    * the spin did not cover (team.ts Team.credit: on a loaded machine the others lose their cores).
-   * MPT_WASM_SPIN_BY_WORK=0: off.
+   * Off by default: on the quiet 2-core machine it did not speed up a 1B decode step (step-ab,
+   * p10 / p50 26.9 / 30.0 ms on against 27.5 / 28.6 off) and slowed the shipped model's 128-token
+   * prompt by about a third (`mpt bench … --pp 128 --threads 2`, alternated: 8.1-8.5 k tok/s on,
+   * 10.6-12.2 k off); it helped only on the shared, loaded machine. MPT_WASM_SPIN_BY_WORK=1: on.
    */
   spinByWork: boolean;
   /**
@@ -72,7 +75,7 @@ export const DEFAULT_TUNING: Readonly<PassTuning> = {
   idleSpins: SPINS,
   lightPassMacs: LIGHT_PASS_MACS,
   oneChunk: true,
-  spinByWork: true,
+  spinByWork: false,
   longFirst: true,
   fineTail: true,
 };
