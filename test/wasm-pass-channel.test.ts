@@ -406,6 +406,25 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
     }
   });
 
+  it('a prompt chunk never runs on this thread, however light; a decode step of the same model does', async () => {
+    // The light-pass rule of a 2-thread pool (the default tuning) would put both on one thread:
+    // only the decode step may be this thread's (a prefill at a long context blocked a server's
+    // event loop for 100-160 ms).
+    const r = await loadRandomModel(shapeConfig(64, 2, 2, 512, 4096), { type: 'q8_0', threads: 2, maxRows: 16 });
+    try {
+      const pool = poolOf(r);
+      const cache = r.createCache({ capacity: 64 });
+      const before = pool.ranHere;
+      await r.forward([{ cache, tokens: [1, 2, 3, 4] }], { logits: 'last' });
+      assert.equal(pool.ranHere, before, 'the 4-token prompt ran on the workers');
+      await r.forward([{ cache, tokens: [5] }], { logits: 'last' });
+      assert.equal(pool.ranHere, before + 1, 'the decode step ran with this thread as thread 0');
+      cache.dispose();
+    } finally {
+      await r.dispose();
+    }
+  });
+
   it('a worker that dies during a forward call fails it and every later call, without hanging', async () => {
     const r = await tinyRunner(4);
     try {

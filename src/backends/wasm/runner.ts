@@ -32,6 +32,13 @@ import type { PassPool } from './pool.js';
  */
 const HERE_PASS_MACS = 1 << 26;
 
+/**
+ * What one (query, key) pair costs a head besides its 2·d_head multiply-adds (the softmax's max,
+ * exp and scale), counted in multiply-adds: with 4-wide heads a long prompt's attention was
+ * counted as nearly free and a 100-160 ms prefill ran on the calling thread (a server's event loop).
+ */
+const ATTENTION_HEAD_COST = 16;
+
 /** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
 const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
@@ -75,7 +82,7 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
   private passMacs(rows: number, seqs: PassSequence[], logitRows: number): number {
     const c = this.config;
     let attention = 0;
-    for (const sq of seqs) attention += sq.n * (sq.past + sq.n) * 2 * c.dModel;
+    for (const sq of seqs) attention += sq.n * (sq.past + sq.n) * (2 * c.dModel + ATTENTION_HEAD_COST * c.nHeads);
     return (
       rows * this.layerMacsPerRow +
       attention * c.nLayers +
@@ -287,7 +294,9 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
         pass.tokensOut = this.tokensBuf!;
       }
       this.lastPassThreads = pass.threads;
-      await this.pool.run(pass, macs < HERE_PASS_MACS);
+      // Only decode passes (one row a sequence) may block the caller: a prompt chunk's time grows
+      // with its context in ways the count above only estimates.
+      await this.pool.run(pass, macs < HERE_PASS_MACS && rows === seqs.length);
       if (!reuse && need > 0) {
         const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);
         logitDest.forEach(([i, row], j) => {
