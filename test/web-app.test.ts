@@ -268,6 +268,37 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a wrong file dropped or a URL that is no model: a message naming it, and the model before stays', async () => {
+    await waitLoaded(page, 'default');
+    await page.evaluate(() => {
+      const drop = new DataTransfer();
+      drop.items.add(new File(['not a model\n'], 'notes.txt', { type: 'text/plain' }));
+      document.dispatchEvent(new DragEvent('drop', { dataTransfer: drop, bubbles: true, cancelable: true }));
+    });
+    await page.waitForFunction(() => /still using/.test(document.getElementById('status')?.textContent ?? ''), null, {
+      timeout: 60_000,
+    });
+    assert.match(
+      (await page.textContent('#status'))!,
+      /^Could not load the model: notes\.txt is a file but not a \.gguf: .* \(still using default\)$/,
+    );
+    assert.match(await waitLoaded(page, 'default'), /^default · context 256 · wasm · 2 threads$/);
+    await page.click('#clear');
+    assert.match(await ask(page, 'Hello', 1), /^\d tokens/, 'the model before answers');
+
+    await page.fill('#model-url', `${app.url}no-such-model.gguf`);
+    await page.click('#model-load');
+    await page.waitForFunction(() => /still using/.test(document.getElementById('status')?.textContent ?? ''), null, {
+      timeout: 60_000,
+    });
+    assert.match((await page.textContent('#status'))!, /no-such-model\.gguf.*404.*\(still using default\)$/);
+    assert.match(await waitLoaded(page, 'default'), /^default · context 256 · wasm · 2 threads$/);
+    // The 404 itself is on the console; nothing else may be.
+    const others = errors.filter((e) => !/status of 404/.test(e));
+    errors.length = 0;
+    assert.deepEqual(others, []);
+  });
+
   it('fits a phone: nothing wider than the screen, settings behind a button', async () => {
     await page.setViewportSize({ width: 390, height: 844 });
     try {

@@ -249,12 +249,14 @@ function isFileList(v: unknown): v is Iterable<File> {
 
 /**
  * The chosen files as a checkpoint input: a folder, except a lone .gguf file without config.json
- * (a GGUF picked through a folder or multi-file input).
+ * (a GGUF picked through a folder or multi-file input) or one file alone, which is read as a file
+ * so that a wrong one (a .txt dropped on the page) is refused by its own name.
  */
 function chosenFiles(files: Iterable<File>): CheckpointInput {
   const list = [...files];
   const gguf = list.filter((f) => f.name.toLowerCase().endsWith('.gguf'));
   if (gguf.length === 1 && !list.some((f) => f.name === 'config.json')) return gguf[0]!;
+  if (list.length === 1 && list[0]!.name !== 'config.json') return list[0]!;
   return fileListFolder(list);
 }
 

@@ -210,8 +210,16 @@ async function loadModel() {
 /** Under `mpt web`: another model, from a URL or from Files (a .gguf, or a folder's files). */
 async function switchModel(source, name) {
   if (inFlight) inFlight.abort();
+  const previous = backend.loadedSource();
   await backend.setSource(source, name);
   await loadModel();
+  if (modelId || !previous) return;
+  // A wrong file or URL must not leave the page without a model: the one before comes back (from
+  // its files or the model cache), and the message about the failed one stays.
+  const failed = els.status.textContent;
+  await backend.setSource(previous.source, previous.name, previous.options);
+  await loadModel();
+  setStatus(modelId ? `${failed} (still using ${previous.name})` : failed);
 }
 
 function filesName(files) {

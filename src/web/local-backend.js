@@ -11,6 +11,8 @@ let source = null;
 let sourceName = '';
 /** loadModel's options chosen by the page (threads). */
 let loadOptions = {};
+/** The source, name and options of the model that loaded last (a failed switch goes back to it). */
+let lastLoaded = null;
 /** Settles when the reply being generated has ended (a model is not freed under a running reply). */
 let running = Promise.resolve();
 /** The loaded model (a promise while loading), and per prompt template a view of it with its session. */
@@ -52,9 +54,15 @@ export async function describeModel({ onProgress } = {}) {
     loading = null;
     throw e;
   }
+  lastLoaded = { source, name: sourceName, options: loadOptions };
   const threads = model.runner.threads;
   const where = threads ? `wasm · ${threads} thread${threads === 1 ? '' : 's'}` : 'in this tab';
   return { id: sourceName, context: model.contextLength, backend: where };
+}
+
+/** What setSource needs to load again the model that loaded last: { source, name, options }, or null. */
+export function loadedSource() {
+  return lastLoaded;
 }
 
 /**
