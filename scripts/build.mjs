@@ -61,8 +61,14 @@ const upToDate =
 if (upToDate) {
   console.log('build: dist/ is up to date with the sources (node scripts/build.mjs --force rebuilds)');
 } else {
+  // A first build takes a minute or more on a small machine: say what it is doing meanwhile.
+  console.log('build: compiling TypeScript to dist/ …');
   run(join(root, 'node_modules/typescript/bin/tsc'), ['-p', 'tsconfig.json']);
   const extra = join(root, 'scripts/build-wasm.mjs');
-  if (existsSync(extra)) run(extra, []);
+  if (existsSync(extra)) {
+    console.log('build: compiling the wasm kernels to dist/wasm/ …');
+    run(extra, []);
+  }
+  console.log('build: done');
   writeFileSync(stampPath, JSON.stringify(current));
 }

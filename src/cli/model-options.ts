@@ -61,7 +61,8 @@ model:
       --template T          prompt format: auto (default), chatml, instruct, none, jinja
   -c, --ctx N               context length (default: the model's max_seq_len; larger
                             only for ALiBi models, which extrapolate)
-      --backend B           auto (default: wasm), wasm, webgpu (GPU, f32 weights) or reference
+      --backend B           auto (default: wasm), wasm, webgpu (the GPU; weights stay in their
+                            stored type) or reference
       --threads N           worker threads of the wasm backend (default: all cores;
                             passes with little work use fewer)
       --tokenizer PATH      tokenizer.json (or folder) to use instead of the model's

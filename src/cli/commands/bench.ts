@@ -14,7 +14,7 @@ import type { DType } from '../../formats/tensor-source.js';
 export { measure, type BenchOptions } from '../../runtime/bench-speed.js';
 
 export const summary = 'measure prompt-processing and generation speed (tokens/s) of the wasm or WebGPU backend';
-export const help = `usage: mpt bench [MODEL] [--shape 7b|1b|tiny] [--d-model N --n-layers N --n-heads N]
+export const help = `usage: mpt bench [MODEL] [--shape 7b|1b|tiny] [--d-model N --n-layers N --n-heads N --vocab-size N]
                  [--type f32|f16|bf16|q8_0|q4_0] [--pp 512] [--tg 128] [--reps 3] [--threads N]
                  [--backend wasm|webgpu] [--json]
 

@@ -27,7 +27,7 @@ import { signalStatus, watchInterrupt } from '../interrupt.js';
 import { parseArgs } from '../args.js';
 import { kindOf, statPath } from '../user-files.js';
 
-export const summary = 'convert a model to a GGUF file for llama.cpp (f32, f16, q8_0, q4_0, q4_k, q4_k_m, ...)';
+export const summary = 'convert a model to GGUF for llama.cpp (f16, q8_0, q4_0, q4_k_m, ...), or a GGUF to a HF folder';
 export const help = `usage: mpt convert MODEL OUT.gguf [--type TYPE] [--tokenizer PATH|bytes] [--name NAME]
        mpt convert MODEL OUT_DIR/ [--type f16|bf16|f32]
 

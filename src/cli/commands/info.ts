@@ -10,12 +10,14 @@ import { formatBytes, planMemory } from '../../model/memory-plan.js';
 import { parseArgs } from '../args.js';
 
 export const summary = "show a model's config, size and memory plan";
-export const help = `usage: mpt info [MODEL] [--ctx N] [--kv-type f32|f16|q8_0] [--type f32|f16|bf16|q8_0|q4_0] [--gpu] [--json]
+export const help = `usage: mpt info [MODEL] [--ctx N] [--kv-type f32|f16|q8_0] [--type TYPE] [--mem BYTES] [--gpu] [--json]
 
 Prints the config summary, parameter count, storage dtypes and bytes, and the memory plan
 (weights + KV cache + activations) for a context of --ctx tokens (default: max_seq_len)
 with a --kv-type KV cache (default f32, as generate and serve use).
---type plans for the weights converted to that type (e.g. q4_0 for an f16 checkpoint).
+--type plans for the weights converted to that type (e.g. q4_0 for an f16 checkpoint): f32, f16,
+bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k.
+--mem plans for BYTES of memory instead of what this machine has available.
 MODEL is a Hugging Face MPT folder or a GGUF file (default: the shipped model).
 --gpu adds what the webgpu backend would hold on this machine's GPU: the adapter, the model's
 bytes there (matrices as stored where the kernels read that type, the rest f32), the KV cache

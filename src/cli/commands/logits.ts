@@ -5,10 +5,12 @@ import { loadRunner, type BackendName } from '../../backends/registry.js';
 import { parseArgs, parseTokenIds } from '../args.js';
 
 export const summary = 'print the logits for a list of token ids as JSON';
-export const help = `usage: mpt logits [MODEL] --tokens 1,2,3 [--last] [--backend reference|wasm] [--threads N]
+export const help = `usage: mpt logits [MODEL] --tokens 1,2,3 [--last] [--backend reference|wasm|webgpu] [--threads N]
 
 Runs the token ids through the model in one forward pass and prints JSON
-{"logits": [[...], ...]}: one row of vocab_size numbers per position, or only the last with --last.`;
+{"logits": [[...], ...]}: one row of vocab_size numbers per position, or only the last with --last.
+The default backend is the reference one (MosaicML's forward pass written out in plain TypeScript:
+exact, slow on large models); --backend wasm is the fast one that generate uses.`;
 
 export async function run(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(

@@ -13,7 +13,9 @@ export const help = `usage: mpt serve [MODEL] [options]
 
 Serves MODEL (a Hugging Face MPT folder or a GGUF file; default: the shipped model) over HTTP:
   POST /v1/completions, POST /v1/chat/completions (stream: true for server-sent events),
-  GET /v1/models, GET /health, GET /metrics (Prometheus), and a chat page at /.
+  POST /v1/embeddings, GET /v1/models, GET /health, GET /metrics (Prometheus), POST /tokenize,
+  POST /detokenize (llama-server's shapes), and a chat page at /. Requests name the model
+  ("model": the --model-name, listed by /v1/models), as OpenAI's API requires.
 Requests are decoded together in one batch (continuous batching): sequences join and leave
 the shared decode step as they arrive and finish.
 

@@ -33,7 +33,7 @@ options:
   --max-steps N      same as --duration Nba
   --stop-at N        stop after step N with a checkpoint, keeping the schedule of the full
                      duration (a later run resumes from there)
-  --save-folder DIR  overrides save_folder
+  --save-folder DIR  overrides save_folder (the recipe's export_folder, if any, stays where it says)
   --no-resume        start over, ignoring the checkpoints in save_folder (the first save
                      replaces them)
 `;
