@@ -5,7 +5,9 @@
  * the stop button stops a reply mid-way (a part of Node's reply); a conversation longer than the context keeps being
  * answered (old turns left out); the history survives a reload, and the app opens offline and answers
  * with the shipped model (kept by the engine's model cache: no request, the online greedy reply); chosen
- * files and a typed URL load other models; the bench page measures pp and tg. Skipped when
+ * files and a typed URL load other models, and a wrong file or URL leaves the model before loaded with a
+ * message naming it; the bench page measures pp and tg; `?backend=webgpu` runs on Chromium's software
+ * adapter, says so in the header, and replies as Node does. Skipped when
  * chromium is not installed (never in CI).
  */
 import assert from 'node:assert/strict';
@@ -342,5 +344,52 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     }
     assert.equal(await bench.locator('#results tbody tr').count(), 2);
     await bench.close();
+  });
+});
+
+describe('mpt web on WebGPU in Chromium (?backend=webgpu)', { skip, timeout: 300_000 }, () => {
+  let app: WebApp;
+  let context: BrowserContext;
+  let profile = '';
+  let page: Page;
+  let missing: string | null = null;
+
+  before(async () => {
+    app = await startWebApp();
+    const { chromium } = await import('playwright-core');
+    profile = mkdtempSync(join(tmpdir(), 'mpt-web-app-gpu-test-'));
+    // Chromium's software adapter where there is no GPU: 'auto' would keep it off, ?backend= asks for it.
+    context = await chromium.launchPersistentContext(profile, {
+      ...CHROMIUM_LAUNCH,
+      args: [...CHROMIUM_LAUNCH.args, '--enable-unsafe-webgpu'],
+    });
+    page = context.pages()[0] ?? (await context.newPage());
+    await page.goto(app.url);
+    const adapter = await page.evaluate(async () => {
+      const gpu = (navigator as { gpu?: { requestAdapter(): Promise<unknown> } }).gpu;
+      return (await gpu?.requestAdapter()) != null;
+    });
+    if (!adapter) missing = 'Chromium offers no WebGPU adapter here, not even its software one';
+  });
+  after(async () => {
+    await context?.close();
+    if (profile) rmSync(profile, { recursive: true, force: true });
+    await app?.stop();
+  });
+
+  it("the header says WebGPU and a greedy reply is Node's", async (t) => {
+    const why = skipUnlessPresent(missing);
+    if (why) return t.skip(why);
+    await page.goto(`${app.url}?backend=webgpu`);
+    assert.match(await waitLoaded(page, 'default'), /^default · context 256 · WebGPU · \S/);
+    const message = 'Tell me a story about a dog.';
+    const node = await loadModel(undefined, { threads: 2, onNote: () => {} });
+    const want = await node.generate([{ role: 'user', content: message }], { temperature: 0, maxTokens: 12 });
+    await node.dispose();
+    await setRange(page, '#temperature', '0');
+    await page.fill('#max-tokens', '12');
+    await page.click('#clear');
+    await ask(page, message, 1);
+    assert.equal((await storedHistory(page))[1]?.content, want.text);
   });
 });

@@ -410,13 +410,17 @@ els.apiKey.addEventListener('change', () => void loadModel());
 
 if (local) {
   document.body.classList.add('local');
-  // ?model=URL loads another model; ?threads=N sets the wasm backend's worker count (default: all cores).
+  // ?model=URL loads another model; ?threads=N sets the wasm backend's worker count (default: all
+  // cores); ?backend=wasm|webgpu chooses the backend (default: WebGPU on a hardware adapter, else wasm).
   const query = new URLSearchParams(location.search);
   const asked = query.get('model');
   const url = asked ?? webConfig.model;
   const name = asked ? (asked.split('/').filter(Boolean).at(-1) ?? asked) : webConfig.name;
   const threads = Number(query.get('threads'));
-  await backend.setSource(url, name, Number.isInteger(threads) && threads > 0 ? { threads } : {});
+  const options = Number.isInteger(threads) && threads > 0 ? { threads } : {};
+  const chosen = query.get('backend');
+  if (chosen === 'wasm' || chosen === 'webgpu') options.backend = chosen;
+  await backend.setSource(url, name, options);
   els.modelUrl.value = asked ?? '';
   els.modelLoad.addEventListener('click', () => {
     const u = els.modelUrl.value.trim();

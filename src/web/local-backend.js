@@ -9,7 +9,7 @@ import { ChatSession, MptModel, loadModel, resolvePromptFormat } from '/dist/src
 /** What to load next: a URL string, or the Files a user dropped or chose. */
 let source = null;
 let sourceName = '';
-/** loadModel's options chosen by the page (threads). */
+/** loadModel's options chosen by the page (threads, backend). */
 let loadOptions = {};
 /** The source, name and options of the model that loaded last (a failed switch goes back to it). */
 let lastLoaded = null;
@@ -55,8 +55,14 @@ export async function describeModel({ onProgress } = {}) {
     throw e;
   }
   lastLoaded = { source, name: sourceName, options: loadOptions };
-  const threads = model.runner.threads;
-  const where = threads ? `wasm · ${threads} thread${threads === 1 ? '' : 's'}` : 'in this tab';
+  const { runner } = model;
+  const threads = runner.threads;
+  const where =
+    runner.backendName === 'webgpu'
+      ? `WebGPU · ${runner.gpu?.adapterName || 'GPU'}`
+      : threads
+        ? `wasm · ${threads} thread${threads === 1 ? '' : 's'}`
+        : 'in this tab';
   return { id: sourceName, context: model.contextLength, backend: where };
 }
 
