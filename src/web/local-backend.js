@@ -40,7 +40,7 @@ function loaded({ onProgress } = {}) {
   loading ??= loadModel(source ?? undefined, {
     ...loadOptions,
     onProgress,
-    onNote: (m) => console.info(`mpt: ${m}`),
+    onNote: (m) => console.info(m.startsWith('mpt-ts: ') ? m : `mpt-ts: ${m}`), // some notes name the engine already
   });
   return loading;
 }
