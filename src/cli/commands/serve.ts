@@ -38,7 +38,7 @@ options:
   --template NAME      chat prompt format: auto, chatml, instruct, none, jinja (default auto)
   --kv-type TYPE       KV cache storage: f32, f16, q8_0 (default f32)
   --grace S            on SIGTERM/SIGINT, seconds to let requests finish before cancelling (default 10)
-  --quiet              no per-request log lines`;
+  -q, --quiet          no per-request log lines`;
 
 function positiveInt(name: string, v: unknown, min = 1): number | undefined {
   if (v === undefined) return undefined;
@@ -72,7 +72,7 @@ export async function run(argv: string[]): Promise<number> {
       template: { type: 'string' },
       'kv-type': { type: 'string' },
       grace: { type: 'number' },
-      quiet: { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
       'prefix-cache': { type: 'number' },
     },
     'serve',

@@ -1,0 +1,30 @@
+/**
+ * What `mpt --help` and each command's `--help` promise, checked against the commands themselves:
+ * every command listed has a help that starts with its usage, and an option the commands share is
+ * spelled the same in each (the parser accepts it, the help lists it).
+ */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { runCli } from './helpers/cli.js';
+
+test('mpt --help lists the commands, and each one has a help starting with its usage', async () => {
+  const top = await runCli(['--help']);
+  assert.equal(top.code, 0);
+  const names = [...top.stdout.matchAll(/^ {2}([a-z]+) {2,}\S/gm)].map((m) => m[1]!);
+  assert.ok(names.length >= 14, names.join(' '));
+  for (const name of names) {
+    const mod = (await import(`../src/cli/commands/${name}.js`)) as { help: string };
+    assert.match(mod.help, new RegExp(`^usage: mpt ${name}\\b`), name);
+  }
+});
+
+test('-q is --quiet in every command that has --quiet (serve refused it)', async () => {
+  for (const command of ['generate', 'chat', 'perplexity', 'serve']) {
+    const mod = (await import(`../src/cli/commands/${command}.js`)) as { help: string };
+    assert.match(mod.help, /-q, --quiet/, `${command}'s help`);
+    // -q is parsed (no "unknown option"), then the bad --threads value stops it before any model loads.
+    const r = await runCli([command, '-q', '--threads', 'x']);
+    assert.equal(r.code, 1, command);
+    assert.match(r.stderr, /--threads needs a number/, `${command}: ${r.stderr}`);
+  }
+});
