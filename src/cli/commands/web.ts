@@ -16,7 +16,9 @@ the page's workers share memory) and runs no model. Open the URL it prints.
 MODEL is the shipped model by default, a Hugging Face MPT folder or a .gguf file (served under
 /model/), or an http(s) URL that the page loads directly (the server there must allow CORS and
 Range requests, as huggingface.co does). In the page, a URL typed in or files dropped on it load
-another model. /bench.html measures prompt and decode speed (tok/s) of the model in the tab.
+another model. The page's URL may add ?backend=webgpu (or wasm; default: WebGPU on a hardware GPU,
+else wasm), ?threads=N and ?model=URL. /bench.html measures prompt and decode speed (tok/s) of the
+model in the tab.
 
 options:
   --host HOST   address to bind (default 127.0.0.1). Browsers isolate (and so give worker threads
