@@ -75,7 +75,7 @@ async function openUrl(url: string, options: OpenCheckpointOptions): Promise<Che
 /** Opens the Hugging Face model folder `folder` (config.json + weights). */
 export async function openFolderCheckpoint(folder: FolderSource): Promise<Checkpoint> {
   const source = await folder.open('config.json');
-  if (source === undefined) throw new InputError(`no config.json in ${folder.name}: is it an MPT model folder?`);
+  if (source === undefined) throw new InputError(`${folder.name} has no config.json: is it an MPT model folder?`);
   let raw: unknown;
   try {
     raw = await readJsonSource(source, 'model config', JSON_FILE_LIMITS.config, ConfigError);
