@@ -140,8 +140,12 @@ export interface Kernels {
    * plain rows): rows [n0, n1) of Y[N]; each row's value as gemm_q4_0x4 gives it.
    */
   gemv_q4_0x4(A: number, W: number, Y: number, N: number, n0: number, n1: number, K: number, acc: number): void;
-  /** Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as x4 groups; tmp holds 4 rows. */
-  repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): void;
+  /**
+   * Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as
+   * x4 groups, scales re-encoded (assembly/x4-scale.ts); tmp holds 4 rows. Returns the number of
+   * scales with no x4 encoding (|d| >= 128, inf, NaN): the matrix is unusable unless 0.
+   */
+  repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): number;
   /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */
   dequant_row_x4(q4: number, W: number, N: number, K: number, r: number, out: number): void;
   /**

@@ -53,7 +53,7 @@ function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
  * place (repack.ts); a last partial group stays plain, as the layout wants. The arena's scratch
  * holds the 4 rows being moved.
  */
-export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0: number, r1: number): void {
+export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0: number, r1: number, name = 'matrix'): void {
   const rb = rowBytes(ref.type, ref.cols),
     s = L.arenas[ref.arena]!.scratch;
   if (s.end - s.start < PACK_ROWS * rb)
@@ -62,7 +62,13 @@ export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0
   if (whole <= 0) return;
   const k = arenas.kernels[ref.arena]!;
   if (ref.type === 'q4_k') k.repack_q4_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
-  else k.repack_x4(ref.type === 'q4_0' ? 1 : 0, ref.ptr + r0 * rb, whole, ref.cols, s.start);
+  else {
+    const bad = k.repack_x4(ref.type === 'q4_0' ? 1 : 0, ref.ptr + r0 * rb, whole, ref.cols, s.start);
+    if (bad > 0)
+      throw new WeightsError(
+        `tensor ${name} (${ref.type}, ${ref.rows} × ${ref.cols}) holds ${bad} block scale(s) of magnitude 128 or more, or inf / NaN, in rows ${r0}-${r0 + whole - 1}: the wasm kernels take ${ref.type} scales under 128 (weights under ${ref.type === 'q4_0' ? 1024 : 16256}); the file is damaged or not a usable model`,
+      );
+  }
 }
 
 /** Writes a matrix whose bytes are `bytes` (stored as info.dtype) into its arena as ref.type. */
@@ -74,7 +80,7 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
   if (info.dtype === ref.type) {
     arenas.u8(a).set(bytes.subarray(0, N * rowBytes(ref.type, K)), ref.ptr);
     if (ref.type === 'q8_0') k.clamp_q8_0(ref.ptr, N * K);
-    if (ref.packed) repackInArena(arenas, L, ref, 0, N);
+    if (ref.packed) repackInArena(arenas, L, ref, 0, N, info.name);
     return;
   }
   // Row chunks through the scratch: [raw source bytes | f32 values].
@@ -118,7 +124,7 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
         break;
     }
   }
-  if (ref.packed) repackInArena(arenas, L, ref, 0, N); // after the conversion: it used the scratch
+  if (ref.packed) repackInArena(arenas, L, ref, 0, N, info.name); // after the conversion: it used the scratch
 }
 
 function writeVector(arenas: Arenas, arena: number, ptr: number, info: TensorInfo, bytes: Uint8Array): void {
@@ -221,7 +227,7 @@ export async function loadWeights(
             start,
           );
           if (ref.type === 'q8_0') arenas.kernels[ref.arena]!.clamp_q8_0(ref.ptr + start, (len / rb) * ref.cols);
-          if (ref.packed) repackInArena(arenas, L, ref, start / rb, (start + len) / rb);
+          if (ref.packed) repackInArena(arenas, L, ref, start / rb, (start + len) / rb, info.name);
           return len;
         });
       }
