@@ -39,7 +39,13 @@ const SHAPES: Record<string, [number, number, number, number]> = {
  * multiplies the weights' spread (e.g. 0.05: q8_0 / q4_0 / q4_K scales mostly subnormal fp16,
  * as in real tensors of small weights).
  */
-export async function makeGguf(shape: string, type: WeightType, out: string, layers = 0, weightScale = 1): Promise<void> {
+export async function makeGguf(
+  shape: string,
+  type: WeightType,
+  out: string,
+  layers = 0,
+  weightScale = 1,
+): Promise<void> {
   const s = SHAPES[shape];
   if (!s) throw new Error(`unknown shape ${shape}`);
   const config = shapeConfig(s[0], s[1], layers > 0 ? layers : s[2], s[3], 2048);

@@ -76,7 +76,9 @@ if (name === 'kernels') {
   const [shape, type, out] = rest;
   if (!shape || !type || !out) {
     // no default output: a bare call once overwrote a benchmark file in /tmp
-    console.error('usage: make-gguf SHAPE(1b|7b|tiny) TYPE(q4_0|q8_0|q4_k|...) OUT.gguf [--layers N] [--weight-scale F]');
+    console.error(
+      'usage: make-gguf SHAPE(1b|7b|tiny) TYPE(q4_0|q8_0|q4_k|...) OUT.gguf [--layers N] [--weight-scale F]',
+    );
     process.exitCode = 2;
   } else {
     await makeGguf(shape, type as never, out, layers, weightScale);

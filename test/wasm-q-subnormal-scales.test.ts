@@ -114,7 +114,8 @@ for (const variant of BUILDS)
             const { ref, mag } = reference(w, q, d, n, K);
             const got = y[m * N + n]!;
             assert.ok(Math.abs(got - ref) <= 1e-6 * mag + 1e-37, `${tag} [${m},${n}]: ${got} vs float64 ${ref}`);
-            if (n < ng) assert.ok(Object.is(got, tile4[m * N + n]), `${tag} [${m},${n}]: ${got} vs plain ${tile4[m * N + n]}`);
+            if (n < ng)
+              assert.ok(Object.is(got, tile4[m * N + n]), `${tag} [${m},${n}]: ${got} vs plain ${tile4[m * N + n]}`);
           }
         }
         if (M % 4 === 0) {
@@ -122,7 +123,8 @@ for (const variant of BUILDS)
           const pz = h.alloc(M * N * 4);
           prompt(qa, pp, pz, N, M, N, 0, N, K, 0);
           const z = h.f32(pz, M * N);
-          for (let i = 0; i < M * N; i++) assert.ok(Object.is(z[i], tile4[i]), `${tag} prompt [${i}]: ${z[i]} vs ${tile4[i]}`);
+          for (let i = 0; i < M * N; i++)
+            assert.ok(Object.is(z[i], tile4[i]), `${tag} prompt [${i}]: ${z[i]} vs ${tile4[i]}`);
         }
         if (M === 1 && t === 'q4_0') {
           // the row record (decode steps): gemm_q4_0x4's bits

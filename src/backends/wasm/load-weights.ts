@@ -53,7 +53,14 @@ function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
  * place (repack.ts); a last partial group stays plain, as the layout wants. The arena's scratch
  * holds the 4 rows being moved.
  */
-export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0: number, r1: number, name = 'matrix'): void {
+export function repackInArena(
+  arenas: Arenas,
+  L: ModelLayout,
+  ref: MatrixRef,
+  r0: number,
+  r1: number,
+  name = 'matrix',
+): void {
   const rb = rowBytes(ref.type, ref.cols),
     s = L.arenas[ref.arena]!.scratch;
   if (s.end - s.start < PACK_ROWS * rb)
