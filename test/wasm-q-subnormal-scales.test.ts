@@ -138,7 +138,7 @@ for (const variant of BUILDS)
         // the wasm repack writes repackX4's bytes, finds every scale encodable; dequant_row_x4 reads the values
         const pr = h.putU8(plain),
           tmp = h.alloc(4 * plain.length);
-        assert.equal(h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, ng, K, tmp), 0, `${tag} repack_x4`);
+        assert.equal(h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, ng, K, tmp, 0), 0, `${tag} repack_x4`);
         assert.deepEqual(h.u8(pr, packed.length), packed, `${tag} repack_x4 bytes`);
         const row = h.alloc(K * 4);
         for (let n = 0; n < N; n++) {
@@ -148,22 +148,121 @@ for (const variant of BUILDS)
       }
   });
 
-test('scales of 128 and more, inf and NaN have no x4 form: repackX4 throws, repack_x4 counts them', () => {
+test('scales of 128 and more, inf and NaN have no x4 encoding: repackX4 throws, repack_x4 counts them, x4_scales_check tells them apart', () => {
   const h = new Heap('shared');
   for (const t of ['q4_0', 'q8_0'] as const) {
-    const plain = quantize(t, rand(4 * 64, 3, 0.5));
     const bs = t === 'q4_0' ? 18 : 34;
-    for (const [i, bits] of [
-      [1, 0x5800], // 128
-      [4, 0xfc00], // -inf
-      [6, 0x7e00], // NaN
-    ] as const) {
+    const put = (plain: Uint8Array, i: number, bits: number) => {
       plain[i * bs] = bits & 0xff;
       plain[i * bs + 1] = bits >> 8;
-    }
+    };
+    const plain = quantize(t, rand(4 * 64, 3, 0.5));
+    const ok = h.putU8(plain);
+    assert.equal(h.k.x4_scales_check(t === 'q4_0' ? 1 : 0, ok, 4, 64), 0, `${t} clean`);
+    put(plain, 1, 0x5800); // 128
+    assert.equal(h.k.x4_scales_check(t === 'q4_0' ? 1 : 0, h.putU8(plain), 4, 64), 1, `${t} 128`);
+    put(plain, 4, 0xfc00); // -inf
+    put(plain, 6, 0x7e00); // NaN
+    assert.equal(h.k.x4_scales_check(t === 'q4_0' ? 1 : 0, h.putU8(plain), 4, 64), 3, `${t} inf, NaN`);
     assert.throws(() => repackX4(t, plain, 4, 64), RangeError);
     const pr = h.putU8(plain),
       tmp = h.alloc(4 * plain.length);
-    assert.equal(h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, 4, 64, tmp), 3, t);
+    assert.equal(h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, 4, 64, tmp, 0), 3, t);
   }
 });
+
+for (const variant of BUILDS)
+  test(`raw x4 scales (a model with a scale of 128 or more; ${buildName(variant)}): x4_scales_to_raw undoes the encoding, products on raw scales match float64 and the plain kernels' bits`, () => {
+    const h = new Heap(variant);
+    h.k.x4_raw_scales();
+    for (const t of ['q4_0', 'q8_0'] as const)
+      for (const [M, N, K] of [
+        [1, 8, 64],
+        [3, 7, 96],
+        [16, 8, 256],
+      ] as const) {
+        const tag = `${t} M${M} N${N} K${K}`;
+        const plain = subnormalMatrix(t, N, K, M + N + K);
+        const bs = t === 'q4_0' ? 18 : 34;
+        plain[5 * bs] = 0xb0; // block 5: 300 (0x5cb0), weights up to 2400 / 38100
+        plain[5 * bs + 1] = 0x5c;
+        const q4 = t === 'q4_0' ? 1 : 0,
+          ng = N & ~3;
+        // raw repack = the plain bytes interleaved; the encoded form of the in-range scales, undone, the same
+        const raw = h.putU8(plain),
+          tmp = h.alloc(4 * plain.length);
+        assert.equal(h.k.repack_x4(q4, raw, ng, K, tmp, 1), 0, `${tag} raw repack`);
+        const enc = plain.slice();
+        enc[5 * bs] = 0;
+        enc[5 * bs + 1] = 0x3c; // 1.0: encodable
+        const pe = h.putU8(repackX4(t, enc, N, K));
+        h.k.x4_scales_to_raw(q4, pe, ng, K);
+        const back = h.u8(pe, plain.length).slice();
+        const rawBytes = h.u8(raw, plain.length).slice();
+        const scaleAt = (n: number, b: number) => Math.floor(n / 4) * (K / 32) * 4 * bs + b * 4 * bs + 2 * (n % 4);
+        for (let n = 0; n < ng; n++)
+          for (let b = 0; b < K / 32; b++) {
+            const at = scaleAt(n, b);
+            if (n * (K / 32) + b === 5) continue;
+            assert.equal(
+              back[at]! | (back[at + 1]! << 8),
+              rawBytes[at]! | (rawBytes[at + 1]! << 8),
+              `${tag} row ${n} block ${b}`,
+            );
+          }
+        const M4 = Math.ceil(M / 4) * 4;
+        const px = h.putF32(rand(M4 * K, M * 3 + K, 2));
+        const qa = h.alloc(actQ8Bytes(M4, K));
+        h.k.quantize_act_q8(px, K, 0, M4, K, qa);
+        const pw = h.putU8(plain);
+        const old = t === 'q4_0' ? h.k.gemm_q4_0.bind(h.k) : h.k.gemm_q8_0.bind(h.k);
+        const x4 = t === 'q4_0' ? h.k.gemm_q4_0x4.bind(h.k) : h.k.gemm_q8_0x4.bind(h.k);
+        const yt = h.alloc(M4 * N * 4);
+        old(qa, pw, yt, N, M4, 0, N, K, 0);
+        const tile4 = h.f32(yt, M4 * N).slice();
+        const py = h.alloc(M * N * 4);
+        x4(qa, raw, py, N, M, N, 0, N, K, 0);
+        const y = h.f32(py, M * N).slice();
+        const w = dequantize(t, plain, N * K),
+          nb = K / 32;
+        for (let m = 0; m < M; m++) {
+          const g = qa + (m >> 2) * actQ8Bytes(4, K),
+            q = new Int8Array(K),
+            d = new Float32Array(nb);
+          for (let b = 0; b < nb; b++) {
+            q.set(h.i8(g + b * 128 + (m & 3) * 32, 32), b * 32);
+            d[b] = h.f32(g + nb * 128 + b * 16 + (m & 3) * 4, 1)[0]!;
+          }
+          for (let n = 0; n < N; n++) {
+            const { ref, mag } = reference(w, q, d, n, K);
+            assert.ok(
+              Math.abs(y[m * N + n]! - ref) <= 1e-6 * mag + 1e-37,
+              `${tag} [${m},${n}]: ${y[m * N + n]} vs ${ref}`,
+            );
+            if (n < ng) assert.ok(Object.is(y[m * N + n], tile4[m * N + n]), `${tag} [${m},${n}] plain bits`);
+          }
+        }
+        if (M % 4 === 0) {
+          const pz = h.alloc(M * N * 4);
+          (t === 'q4_0' ? h.k.gemm_q4_0x4_prompt.bind(h.k) : h.k.gemm_q8_0x4_prompt.bind(h.k))(
+            qa,
+            raw,
+            pz,
+            N,
+            M,
+            N,
+            0,
+            N,
+            K,
+            0,
+          );
+          const z = h.f32(pz, M * N);
+          for (let i = 0; i < M * N; i++) assert.ok(Object.is(z[i], tile4[i]), `${tag} prompt [${i}]`);
+        }
+        const row = h.alloc(K * 4);
+        for (let n = 0; n < N; n++) {
+          h.k.dequant_row_x4(q4, raw, N, K, n, row);
+          assert.deepEqual(h.f32(row, K), w.subarray(n * K, (n + 1) * K), `${tag} dequant_row_x4 row ${n}`);
+        }
+      }
+  });

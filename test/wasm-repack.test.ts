@@ -144,7 +144,7 @@ for (const variant of BUILDS)
         // the wasm in-place repack writes the same bytes; dequant_row_x4 reads rows back
         const pr = h.putU8(plain),
           tmp = h.alloc(4 * plain.length);
-        h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, ng, K, tmp);
+        h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, ng, K, tmp, 0);
         assert.deepEqual(h.u8(pr, packed.length), packed, `${t} repack_x4 ${N}×${K}`);
         const row = h.alloc(K * 4),
           all = dequantize(t, plain, N * K);

@@ -49,9 +49,36 @@ function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
 }
 
 /**
+ * q4_0 / q8_0 x4 scales of the models in these arenas: encoded (assembly/x4-scale.ts) until a
+ * matrix holds a finite scale of 128 or more, which has no encoding; then every x4 matrix keeps
+ * raw fp16 scales (the ranges packed so far rewritten) and the kernels read them raw.
+ */
+interface X4Scales {
+  raw: boolean;
+  /** Ranges packed with encoded scales (rewritten on a switch to raw). */
+  packed: Array<{ ref: MatrixRef; r0: number; rows: number }>;
+}
+const x4Scales = new WeakMap<Arenas, X4Scales>();
+
+/** Switches every arena's kernels and every x4 q4_0 / q8_0 range packed so far to raw fp16 scales. */
+function switchToRawScales(arenas: Arenas, st: X4Scales): void {
+  for (const { ref, r0, rows } of st.packed)
+    arenas.kernels[ref.arena]!.x4_scales_to_raw(
+      ref.type === 'q4_0' ? 1 : 0,
+      ref.ptr + r0 * rowBytes(ref.type, ref.cols),
+      rows,
+      ref.cols,
+    );
+  for (const k of arenas.kernels) k.x4_raw_scales();
+  st.raw = true;
+  st.packed = [];
+}
+
+/**
  * Rewrites rows [r0, r1) of a packed matrix (r0 a multiple of 4), written plain, as x4 groups in
  * place (repack.ts); a last partial group stays plain, as the layout wants. The arena's scratch
- * holds the 4 rows being moved.
+ * holds the 4 rows being moved. An inf / NaN q4_0 / q8_0 scale is refused (WeightsError naming
+ * the tensor); a finite one of 128 or more switches the model to raw x4 scales.
  */
 export function repackInArena(
   arenas: Arenas,
@@ -68,14 +95,22 @@ export function repackInArena(
   const whole = packedRows(Math.min(r1, ref.rows) - r0);
   if (whole <= 0) return;
   const k = arenas.kernels[ref.arena]!;
-  if (ref.type === 'q4_k') k.repack_q4_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
-  else {
-    const bad = k.repack_x4(ref.type === 'q4_0' ? 1 : 0, ref.ptr + r0 * rb, whole, ref.cols, s.start);
-    if (bad > 0)
-      throw new WeightsError(
-        `tensor ${name} (${ref.type}, ${ref.rows} × ${ref.cols}) holds ${bad} block scale(s) of magnitude 128 or more, or inf / NaN, in rows ${r0}-${r0 + whole - 1}: the wasm kernels take ${ref.type} scales under 128 (weights under ${ref.type === 'q4_0' ? 1024 : 16256}); the file is damaged or not a usable model`,
-      );
+  if (ref.type === 'q4_k') {
+    k.repack_q4_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
+    return;
   }
+  const q4 = ref.type === 'q4_0' ? 1 : 0,
+    at = ref.ptr + r0 * rb;
+  let st = x4Scales.get(arenas);
+  if (!st) x4Scales.set(arenas, (st = { raw: false, packed: [] }));
+  const check = k.x4_scales_check(q4, at, whole, ref.cols);
+  if (check & 2)
+    throw new WeightsError(
+      `tensor ${name} (${ref.type}, ${ref.rows} × ${ref.cols}) has an inf or NaN block scale in rows ${r0}-${r0 + whole - 1}: the file is damaged`,
+    );
+  if (check & 1 && !st.raw) switchToRawScales(arenas, st);
+  k.repack_x4(q4, at, whole, ref.cols, s.start, st.raw ? 1 : 0);
+  if (!st.raw) st.packed.push({ ref, r0, rows: whole });
 }
 
 /** Writes a matrix whose bytes are `bytes` (stored as info.dtype) into its arena as ref.type. */

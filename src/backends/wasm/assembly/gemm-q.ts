@@ -20,7 +20,7 @@
 // node --perf-prof jitdumps); two blocks per iteration do not. Results do not depend on how [n0, n1) is split between threads; a row's last
 // bits can differ between the two tile kinds (summation order).
 import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
-import { X4_SCALE_UNIT, x4_scale_at, x4_scale_bits } from './x4-scale';
+import { x4_plain_fix, x4_scale_at, x4_scale_bits, x4_unit } from './x4-scale';
 import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4, row_off_dx, row_off_qx } from './quant-act';
 import { dequant_row, T_Q4_0, T_Q8_0 } from './elementwise';
 import { nib_dot } from './gemm-q-dot';
@@ -205,14 +205,14 @@ import { q8_row_dot } from './gemm-q8-dot';
     w += 4 * bs; xp += 4 * xs; dp += 16; sp += 16;
   }
   const t0 = f32x4.add(a, v128.shuffle<u32>(a, a, 2, 3, 0, 1));
-  // the vector part summed d_w·d_x·2^-10 (raw scales times DX1): back to d_w·d_x, exactly
-  let sum = (f32x4.extract_lane(t0, 0) + f32x4.extract_lane(t0, 1)) * <f32>1024;
+  // the vector part summed d_w·d_x·2^112/U (raw scales times DX1): back to d_w·d_x, exactly
+  let sum = (f32x4.extract_lane(t0, 0) + f32x4.extract_lane(t0, 1)) * x4_plain_fix();
   for (let b = nb & ~3; b < nb; b++) {
     const s = block_dot(w, xp, q4, ones);
     const s2 = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
     let S = i32x4.extract_lane(s2, 0) + i32x4.extract_lane(s2, 1);
     if (q4) S -= load<i32>(sp);
-    sum += <f32>S * (f16_at(w) * (load<f32>(dp) * (<f32>1 / X4_SCALE_UNIT)));
+    sum += <f32>S * (f16_at(w) * (load<f32>(dp) / x4_unit()));
     w += bs; xp += xs; dp += 4; sp += 4;
   }
   put(y, sum, acc);
@@ -546,11 +546,11 @@ export function gemv_q4_0x4(A: usize, W: usize, Y: usize, N: i32, n0: i32, n1: i
 
 /**
  * Rows [0, rows) of a plain q4_0 (q4 != 0) or q8_0 matrix at W, rows a multiple of 4, rewritten
- * in place as x4 groups (repack.ts), the scales in x4-scale.ts's encoding; tmp: scratch of 4 rows'
- * bytes. Returns the number of scales without an x4 encoding (|d| >= 128, inf, NaN; written as 0):
- * the matrix is unusable unless that is 0.
+ * in place as x4 groups (repack.ts), the scales in x4-scale.ts's encoding (raw != 0: fp16 as
+ * stored, for a model switched to raw scales); tmp: scratch of 4 rows' bytes. Returns the number
+ * of scales without an x4 encoding (|d| >= 128, inf, NaN; written as 0; x4_scales_check first).
  */
-export function repack_x4(q4: i32, W: usize, rows: i32, K: i32, tmp: usize): i32 {
+export function repack_x4(q4: i32, W: usize, rows: i32, K: i32, tmp: usize, raw: i32): i32 {
   const nb = K >> 5;
   let bad = 0;
   const bs: usize = q4 ? 18 : 34;
@@ -561,7 +561,7 @@ export function repack_x4(q4: i32, W: usize, rows: i32, K: i32, tmp: usize): i32
     for (let i: usize = 0; i < 4; i++) {
       let src = tmp + i * <usize>nb * bs, dst = gw;
       for (let b = 0; b < nb; b++) {
-        const h = x4_scale_bits(<u32>load<u16>(src));
+        const h = raw ? <i32>load<u16>(src) : x4_scale_bits(<u32>load<u16>(src));
         if (h < 0) bad++;
         store<u16>(dst + 2 * i, <u16>max(h, 0));
         v128.store(dst + 8 + i * (bs - 2), v128.load(src, 2));
