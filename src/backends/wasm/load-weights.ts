@@ -102,7 +102,10 @@ export function repackInArena(
   const q4 = ref.type === 'q4_0' ? 1 : 0,
     at = ref.ptr + r0 * rb;
   let st = x4Scales.get(arenas);
-  if (!st) x4Scales.set(arenas, (st = { raw: false, packed: [] }));
+  if (!st) {
+    st = { raw: false, packed: [] };
+    x4Scales.set(arenas, st);
+  }
   const check = k.x4_scales_check(q4, at, whole, ref.cols);
   if (check & 2)
     throw new WeightsError(
