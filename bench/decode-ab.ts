@@ -153,7 +153,7 @@ function setup(file: string, kPath: KPath) {
         if (kx4 && type === 'q4_k') k.repack_q4_kx4(W, N, K, tmp);
       } else {
         k.fill_random_weights(WTYPE[type], W, N * K, 11 + i, 0.04);
-        k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp);
+        k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp, 0);
       }
       copies.push(W);
     }

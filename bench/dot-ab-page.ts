@@ -69,9 +69,9 @@ export async function abRun(
   memory.grow(Math.ceil((top - memory.buffer.byteLength) / 65536) + 1);
   const k = builds.relaxed;
   k.fill_random_weights(WTYPE.q4_0, W, QN * QK, 11, 0.04);
-  k.repack_x4(1, W, QN, QK, tmp);
+  k.repack_x4(1, W, QN, QK, tmp, 0);
   k.fill_random_weights(WTYPE.q8_0, W8, QN * QK, 17, 0.04);
-  k.repack_x4(0, W8, QN, QK, tmp);
+  k.repack_x4(0, W8, QN, QK, tmp, 0);
   k.fill_random_weights(0, X, PROMPT_M * QK, 13, 1);
   k.quantize_act_q8(X, QK, 0, PROMPT_M, QK, A);
   k.quantize_act_q8_row(X, QK, R);

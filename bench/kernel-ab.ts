@@ -115,8 +115,8 @@ function setup(file: string): { k: Kernels; m: Memory } {
   k.fill_random_weights(WTYPE.q8_0, q.W8, QN * QK, 12, 0.04);
   const x4 = typeof k.gemm_q4_0x4 === 'function';
   if (x4) {
-    k.repack_x4(1, q.W4, QN, QK, tmp);
-    k.repack_x4(0, q.W8, QN, QK, tmp);
+    k.repack_x4(1, q.W4, QN, QK, tmp, 0);
+    k.repack_x4(0, q.W8, QN, QK, tmp, 0);
   }
   k.fill_random_weights(0, q.X, QM * QK, 13, 1);
   k.quantize_act_q8(q.X, QK, 0, QM, QK, q.A);

@@ -35,9 +35,17 @@ const SHAPES: Record<string, [number, number, number, number]> = {
 /**
  * k-quant types (q4_k / q5_k / q6_k) are quantized from random f32 values (ggml's reference
  * quantizers), so their fp16 scales are those of real weights; the other types are random quants.
- * `layers` overrides the shape's layer count (a smaller file of the same width).
+ * `layers` overrides the shape's layer count (a smaller file of the same width); `weightScale`
+ * multiplies the weights' spread (e.g. 0.05: q8_0 / q4_0 / q4_K scales mostly subnormal fp16,
+ * as in real tensors of small weights).
  */
-export async function makeGguf(shape: string, type: WeightType, out: string, layers = 0): Promise<void> {
+export async function makeGguf(
+  shape: string,
+  type: WeightType,
+  out: string,
+  layers = 0,
+  weightScale = 1,
+): Promise<void> {
   const s = SHAPES[shape];
   if (!s) throw new Error(`unknown shape ${shape}`);
   const config = shapeConfig(s[0], s[1], layers > 0 ? layers : s[2], s[3], 2048);
@@ -64,11 +72,11 @@ export async function makeGguf(shape: string, type: WeightType, out: string, lay
         (kquant && info.shape.length === 2 ? scratchAt + kq.kquant_scratch_bytes() : info.byteLength) + 65536;
       if (memory.buffer.byteLength < need) memory.grow(Math.ceil((need - memory.buffer.byteLength) / 65536));
       if (info.shape.length === 2 && kquant) {
-        k.fill_random_weights(0, f32At, n, seed++, Math.sqrt(3 / info.shape[1]!));
+        k.fill_random_weights(0, f32At, n, seed++, weightScale * Math.sqrt(3 / info.shape[1]!));
         const quantize = type === 'q4_k' ? kq.quantize_q4_k : type === 'q5_k' ? kq.quantize_q5_k : kq.quantize_q6_k;
         quantize.call(kq, f32At, n, 0, scratchAt);
       } else if (info.shape.length === 2)
-        k.fill_random_weights(WTYPE[type], 0, n, seed++, Math.sqrt(3 / info.shape[1]!));
+        k.fill_random_weights(WTYPE[type], 0, n, seed++, weightScale * Math.sqrt(3 / info.shape[1]!));
       else k.fill_f32(0, n, 1);
       return new Uint8Array(memory.buffer, 0, info.byteLength).slice();
     },

@@ -2,7 +2,7 @@
  * Benchmark dispatcher (`npm run bench -- [name] [args]`), prints JSON.
  *   kernels [K N M]       single-thread kernel micro-benchmarks (bench/kernels.ts)
  *   model [mpt bench args] pp/tg of a random-weight model or a model path (same as `mpt bench --json`)
- *   make-gguf SHAPE TYPE OUT [--layers N]   a random-weight GGUF of a bench shape, for llama.cpp (bench/make-gguf.ts)
+ *   make-gguf SHAPE TYPE OUT [--layers N] [--weight-scale F]   a random-weight GGUF of a bench shape, for llama.cpp (bench/make-gguf.ts)
  *   ttft MODEL [...]      time from process start to the first generated token, peak RSS (bench/ttft.ts)
  *   train [threads]       training tokens/s of a fixed small config (bench/train.ts)
  *   batched [...]         B sequences decoding together, B = 1..16: step time, tok/s, speed-up (bench/batched.ts)
@@ -71,13 +71,17 @@ if (name === 'kernels') {
   const { makeGguf } = await import('./make-gguf.js');
   const li = rest.indexOf('--layers');
   const layers = li >= 0 ? Number(rest.splice(li, 2)[1]) : 0;
+  const si = rest.indexOf('--weight-scale');
+  const weightScale = si >= 0 ? Number(rest.splice(si, 2)[1]) : 1;
   const [shape, type, out] = rest;
   if (!shape || !type || !out) {
     // no default output: a bare call once overwrote a benchmark file in /tmp
-    console.error('usage: make-gguf SHAPE(1b|7b|tiny) TYPE(q4_0|q8_0|q4_k|...) OUT.gguf [--layers N]');
+    console.error(
+      'usage: make-gguf SHAPE(1b|7b|tiny) TYPE(q4_0|q8_0|q4_k|...) OUT.gguf [--layers N] [--weight-scale F]',
+    );
     process.exitCode = 2;
   } else {
-    await makeGguf(shape, type as never, out, layers);
+    await makeGguf(shape, type as never, out, layers, weightScale);
     console.log(JSON.stringify({ wrote: out }));
   }
 } else if (PROGRAMS.includes(name)) {

@@ -1,4 +1,4 @@
-// Decode products over a row record (quant-act.ts: one activation row's 8·Σq and d·2^112, then
+// Decode products over a row record (quant-act.ts: one activation row's 8·Σq and d·2^102, then
 // its quants dense): quantize_act_q8_row writes what quantize_act_q8 writes for the same row in a
 // group record, laid out as the row record is described; gemv_q4_0x4 gives each output the bits
 // gemm_q4_0x4 gives for that row from the group record (the backend's q4_0 decode steps switched
@@ -53,7 +53,7 @@ for (const variant of BUILDS) {
         assert.deepEqual(rq.subarray(b * 32, b * 32 + 32), gq.subarray(b * 128, b * 128 + 32), `K ${K} block ${b}`);
       // DX1 and SX1 of row 0: [4][nb4] each in the group record; in the row record SX1 at 0, DX1 after it
       const bits = (p: number) => new Uint32Array(h.u8(p, 4 * nb4(nb)).slice().buffer);
-      assert.deepEqual(bits(r + nb4(nb) * 4), bits(g + nb * 160), `K ${K} d·2^112`);
+      assert.deepEqual(bits(r + nb4(nb) * 4), bits(g + nb * 160), `K ${K} d·2^102`);
       assert.deepEqual(bits(r), bits(g + nb * 160 + nb4(nb) * 16), `K ${K} 8·Σq`);
     }
   });
@@ -82,7 +82,7 @@ for (const variant of BUILDS) {
         got = h.f32(yr, N).slice();
       for (let n = 0; n < N; n++)
         if (!Object.is(got[n], want[n])) assert.fail(`${t} N${N} K${K} row ${n}: ${got[n]} vs ${want[n]}`);
-      // float64: weights dequantized, activations from the row record (d = DX1 / 2^112)
+      // float64: weights dequantized, activations from the row record (d = DX1 / 2^102, x4-scale.ts)
       const w = dequantize(t, plain, N * K),
         q = h.i8(r + nb4(nb) * 8, K),
         d = h.f32(r + nb4(nb) * 4, nb);
@@ -90,7 +90,7 @@ for (const variant of BUILDS) {
         let ref = 0,
           mag = 0;
         for (let i = 0; i < K; i++) {
-          const v = w[n * K + i]! * q[i]! * (d[i >> 5]! / 2 ** 112);
+          const v = w[n * K + i]! * q[i]! * (d[i >> 5]! / 2 ** 102);
           ref += v;
           mag += Math.abs(v);
         }

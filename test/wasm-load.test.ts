@@ -9,7 +9,8 @@ import { rowBytes } from '../src/backends/wasm/kernels.js';
 import { isPackable, keptPacked, repackX4 } from '../src/backends/wasm/repack.js';
 import { planLayout, type MatrixRef, type ModelLayout } from '../src/backends/wasm/layout.js';
 import { chooseMatrixType, loadWeights } from '../src/backends/wasm/load-weights.js';
-import { FormatError } from '../src/errors.js';
+import { FormatError, WeightsError } from '../src/errors.js';
+import { dequantize } from '../src/formats/ggml-quants.js';
 import type { TensorSource } from '../src/formats/tensor-source.js';
 import { openCheckpoint } from '../src/model/load.js';
 import { blockPrefix } from '../src/model/weights-layout.js';
@@ -123,6 +124,64 @@ describe('wasm weight loading', () => {
       for (let i = 1; i < progress.length; i++) assert.ok(progress[i]! >= progress[i - 1]!);
     });
   }
+
+  for (const t of ['q8_0', 'q4_0'] as const)
+    it(`GGUF ${t}: a block scale of 300 in the last tensor read switches the model to raw x4 scales (earlier ones rewritten); inf is refused, naming the tensor`, async () => {
+      const ck = await openCheckpoint(fixture(`tiny-q-${t}.gguf`));
+      try {
+        const L = planLayout(ck.config, (n) => chooseMatrixType(ck.tensors.info(n)!, 'auto'), { threads: 1 });
+        const last = `${blockPrefix(ck.config.nLayers - 1)}ffn.down_proj.weight`;
+        const withScale = (bits: number): TensorSource => {
+          const set = (name: string, dest: Uint8Array, start: number) => {
+            // block 0 of row 0: the scale's two bytes at the tensor's start
+            if (name === last && start === 0) dest.set([bits & 0xff, bits >> 8]);
+          };
+          return {
+            list: () => ck.tensors.list(),
+            info: (n) => ck.tensors.info(n),
+            read: async (n) => {
+              const b = (await ck.tensors.read(n)).slice();
+              set(n, b, 0);
+              return b;
+            },
+            readInto: async (n, dest, start = 0) => {
+              await ck.tensors.readInto!(n, dest, start);
+              set(n, dest, start);
+            },
+            close: async () => {},
+          };
+        };
+        const arenas = new Arenas(L);
+        await loadWeights(ck.config, withScale(0x5cb0), L, arenas, undefined, { readChunk: 1, concurrency: 1 });
+        let rows = 0;
+        for (const [name, ref] of matrices(L)) {
+          if (!ref.packed || ref.type !== t) continue;
+          const rb = rowBytes(t, ref.cols),
+            stored = (await ck.tensors.read(name)).slice(0, ref.rows * rb);
+          if (name === last) stored.set([0xb0, 0x5c]);
+          if (t === 'q8_0')
+            for (let i = 0; i < stored.length; i++) if (i % 34 >= 2 && stored[i] === 0x80) stored[i] = 0x81;
+          const want = dequantize(t, stored, ref.rows * ref.cols);
+          const k = arenas.kernels[ref.arena]!,
+            out = L.arenas[ref.arena]!.scratch.start;
+          for (let r = 0; r < ref.rows; r++) {
+            k.dequant_row_x4(t === 'q4_0' ? 1 : 0, ref.ptr, ref.rows, ref.cols, r, out);
+            const got = arenas.f32(ref.arena).subarray(out / 4, out / 4 + ref.cols);
+            assert.deepEqual(got, want.subarray(r * ref.cols, (r + 1) * ref.cols), `${name} row ${r}`);
+            rows++;
+          }
+          if (name === last)
+            assert.ok(Math.max(...want.subarray(0, 32).map(Math.abs)) > 128, 'block 0 holds weights over 128');
+        }
+        assert.ok(rows > 100, `${rows} rows checked`);
+        await assert.rejects(
+          loadWeights(ck.config, withScale(0x7c00), L, new Arenas(L), undefined, { readChunk: 1 }),
+          (e: Error) => e instanceof WeightsError && e.message.includes(last) && /inf or NaN/.test(e.message),
+        );
+      } finally {
+        await ck.tensors.close();
+      }
+    });
 
   it('PyTorch .bin folders load through the buffered path (no readInto)', async () => {
     for (const f of ['tiny-alibi-bin', 'tiny-alibi-bin-sharded-bf16']) {

@@ -5,7 +5,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { dequantize, quantize } from '../src/formats/ggml-quants.js';
-import { f16ToF32 } from '../src/formats/dtypes.js';
 import { repackX4 } from '../src/backends/wasm/repack.js';
 import { actQ8Bytes } from '../src/backends/wasm/kernels.js';
 import { BUILDS, Heap, buildName, rand } from './helpers/wasm-heap.js';
@@ -32,6 +31,12 @@ const PRODUCTS = [
   [9, 3, 64],
 ] as const;
 
+/** The scale an x4 block's bits stand for (sign | E << 10 | m = ±2^(E-25)·(1 + m/1024), repack.ts x4ScaleBits). */
+function x4ScaleValue(b: number): number {
+  const sign = b & 0x8000 ? -1 : 1;
+  return (b & 0x7fff) === 0 ? sign * 0 : sign * 2 ** (((b >> 10) & 31) - 25) * (1 + (b & 0x3ff) / 1024);
+}
+
 /** Values of an x4 matrix, read as the layout is described (groups, then plain leftover rows). */
 function dequantizeX4(t: 'q4_0' | 'q8_0', bytes: Uint8Array, rows: number, K: number): Float32Array {
   const nb = K / 32,
@@ -44,7 +49,7 @@ function dequantizeX4(t: 'q4_0' | 'q8_0', bytes: Uint8Array, rows: number, K: nu
     for (let b = 0; b < nb; b++) {
       const at = g * nb * blk + b * blk;
       for (let i = 0; i < 4; i++) {
-        const d = f16ToF32(dv.getUint16(at + 2 * i, true));
+        const d = x4ScaleValue(dv.getUint16(at + 2 * i, true));
         const qs = at + 8 + i * q,
           y = (4 * g + i) * K + b * 32;
         for (let j = 0; j < 32; j++) {
@@ -139,7 +144,7 @@ for (const variant of BUILDS)
         // the wasm in-place repack writes the same bytes; dequant_row_x4 reads rows back
         const pr = h.putU8(plain),
           tmp = h.alloc(4 * plain.length);
-        h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, ng, K, tmp);
+        h.k.repack_x4(t === 'q4_0' ? 1 : 0, pr, ng, K, tmp, 0);
         assert.deepEqual(h.u8(pr, packed.length), packed, `${t} repack_x4 ${N}×${K}`);
         const row = h.alloc(K * 4),
           all = dequantize(t, plain, N * K);

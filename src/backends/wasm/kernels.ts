@@ -140,8 +140,18 @@ export interface Kernels {
    * plain rows): rows [n0, n1) of Y[N]; each row's value as gemm_q4_0x4 gives it.
    */
   gemv_q4_0x4(A: number, W: number, Y: number, N: number, n0: number, n1: number, K: number, acc: number): void;
-  /** Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as x4 groups; tmp holds 4 rows. */
-  repack_x4(q4: number, W: number, rows: number, K: number, tmp: number): void;
+  /**
+   * Rows [0, rows) (a multiple of 4) of a plain q4_0 (q4 = 1) / q8_0 matrix rewritten in place as
+   * x4 groups, scales re-encoded (assembly/x4-scale.ts; raw = 1: fp16 as stored); tmp holds 4 rows.
+   * Returns the number of scales with no x4 encoding (|d| >= 128, inf, NaN).
+   */
+  repack_x4(q4: number, W: number, rows: number, K: number, tmp: number, raw: number): number;
+  /** Bit 0: a finite fp16 scale of the plain rows [0, rows) at W has no x4 encoding (|d| >= 128); bit 1: one is inf / NaN. */
+  x4_scales_check(q4: number, W: number, rows: number, K: number): number;
+  /** The encoded scales of x4 groups of rows [0, rows) at W rewritten as raw fp16 (a model switched to raw scales). */
+  x4_scales_to_raw(q4: number, W: number, rows: number, K: number): void;
+  /** Switches this memory's kernels (DX1, the scale reads) to raw fp16 x4 scales. */
+  x4_raw_scales(): void;
   /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */
   dequant_row_x4(q4: number, W: number, N: number, K: number, r: number, out: number): void;
   /**

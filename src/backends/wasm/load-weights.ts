@@ -49,11 +49,45 @@ function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
 }
 
 /**
+ * q4_0 / q8_0 x4 scales of the models in these arenas: encoded (assembly/x4-scale.ts) until a
+ * matrix holds a finite scale of 128 or more, which has no encoding; then every x4 matrix keeps
+ * raw fp16 scales (the ranges packed so far rewritten) and the kernels read them raw.
+ */
+interface X4Scales {
+  raw: boolean;
+  /** Ranges packed with encoded scales (rewritten on a switch to raw). */
+  packed: Array<{ ref: MatrixRef; r0: number; rows: number }>;
+}
+const x4Scales = new WeakMap<Arenas, X4Scales>();
+
+/** Switches every arena's kernels and every x4 q4_0 / q8_0 range packed so far to raw fp16 scales. */
+function switchToRawScales(arenas: Arenas, st: X4Scales): void {
+  for (const { ref, r0, rows } of st.packed)
+    arenas.kernels[ref.arena]!.x4_scales_to_raw(
+      ref.type === 'q4_0' ? 1 : 0,
+      ref.ptr + r0 * rowBytes(ref.type, ref.cols),
+      rows,
+      ref.cols,
+    );
+  for (const k of arenas.kernels) k.x4_raw_scales();
+  st.raw = true;
+  st.packed = [];
+}
+
+/**
  * Rewrites rows [r0, r1) of a packed matrix (r0 a multiple of 4), written plain, as x4 groups in
  * place (repack.ts); a last partial group stays plain, as the layout wants. The arena's scratch
- * holds the 4 rows being moved.
+ * holds the 4 rows being moved. An inf / NaN q4_0 / q8_0 scale is refused (WeightsError naming
+ * the tensor); a finite one of 128 or more switches the model to raw x4 scales.
  */
-export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0: number, r1: number): void {
+export function repackInArena(
+  arenas: Arenas,
+  L: ModelLayout,
+  ref: MatrixRef,
+  r0: number,
+  r1: number,
+  name = 'matrix',
+): void {
   const rb = rowBytes(ref.type, ref.cols),
     s = L.arenas[ref.arena]!.scratch;
   if (s.end - s.start < PACK_ROWS * rb)
@@ -61,8 +95,25 @@ export function repackInArena(arenas: Arenas, L: ModelLayout, ref: MatrixRef, r0
   const whole = packedRows(Math.min(r1, ref.rows) - r0);
   if (whole <= 0) return;
   const k = arenas.kernels[ref.arena]!;
-  if (ref.type === 'q4_k') k.repack_q4_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
-  else k.repack_x4(ref.type === 'q4_0' ? 1 : 0, ref.ptr + r0 * rb, whole, ref.cols, s.start);
+  if (ref.type === 'q4_k') {
+    k.repack_q4_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
+    return;
+  }
+  const q4 = ref.type === 'q4_0' ? 1 : 0,
+    at = ref.ptr + r0 * rb;
+  let st = x4Scales.get(arenas);
+  if (!st) {
+    st = { raw: false, packed: [] };
+    x4Scales.set(arenas, st);
+  }
+  const check = k.x4_scales_check(q4, at, whole, ref.cols);
+  if (check & 2)
+    throw new WeightsError(
+      `tensor ${name} (${ref.type}, ${ref.rows} × ${ref.cols}) has an inf or NaN block scale in rows ${r0}-${r0 + whole - 1}: the file is damaged`,
+    );
+  if (check & 1 && !st.raw) switchToRawScales(arenas, st);
+  k.repack_x4(q4, at, whole, ref.cols, s.start, st.raw ? 1 : 0);
+  if (!st.raw) st.packed.push({ ref, r0, rows: whole });
 }
 
 /** Writes a matrix whose bytes are `bytes` (stored as info.dtype) into its arena as ref.type. */
@@ -74,7 +125,7 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
   if (info.dtype === ref.type) {
     arenas.u8(a).set(bytes.subarray(0, N * rowBytes(ref.type, K)), ref.ptr);
     if (ref.type === 'q8_0') k.clamp_q8_0(ref.ptr, N * K);
-    if (ref.packed) repackInArena(arenas, L, ref, 0, N);
+    if (ref.packed) repackInArena(arenas, L, ref, 0, N, info.name);
     return;
   }
   // Row chunks through the scratch: [raw source bytes | f32 values].
@@ -118,7 +169,7 @@ export function writeMatrix(arenas: Arenas, L: ModelLayout, ref: MatrixRef, info
         break;
     }
   }
-  if (ref.packed) repackInArena(arenas, L, ref, 0, N); // after the conversion: it used the scratch
+  if (ref.packed) repackInArena(arenas, L, ref, 0, N, info.name); // after the conversion: it used the scratch
 }
 
 function writeVector(arenas: Arenas, arena: number, ptr: number, info: TensorInfo, bytes: Uint8Array): void {
@@ -221,7 +272,7 @@ export async function loadWeights(
             start,
           );
           if (ref.type === 'q8_0') arenas.kernels[ref.arena]!.clamp_q8_0(ref.ptr + start, (len / rb) * ref.cols);
-          if (ref.packed) repackInArena(arenas, L, ref, start / rb, (start + len) / rb);
+          if (ref.packed) repackInArena(arenas, L, ref, start / rb, (start + len) / rb, info.name);
           return len;
         });
       }

@@ -5,8 +5,8 @@
  *
  * Layout of a matrix of N rows × K columns (nb = K/32 blocks a row), rows grouped by 4
  * (group g = rows 4g..4g+3, G = floor(N/4) groups):
- *   q4_0x4: group g at g·nb·72; inside it, block b (K order) at b·72: the 4 rows' fp16 scales
- *           (8 bytes, row order), then each row's 16 quant bytes (64 bytes, row order; nibbles as
+ *   q4_0x4: group g at g·nb·72; inside it, block b (K order) at b·72: the 4 rows' scales
+ *           (8 bytes, row order; fp16 re-encoded by x4ScaleBits), then each row's 16 quant bytes (64 bytes, row order; nibbles as
  *           ggml's q4_0: low nibbles = elements 0..15, high nibbles = 16..31).
  *   q8_0x4: likewise with 8 bytes of scales then 4 × 32 int8 (block stride 136).
  *   q4_Kx4: per group and 256-value super-block (nb = K/256, stride 576): the 4 rows' fp16 d
@@ -46,6 +46,30 @@ export function keptPacked(t: string, rows: number): boolean {
   return t !== 'q4_k' || platform.env('MPT_WASM_Q4K_X4') !== '0';
 }
 
+/** Binades x4ScaleBits moves an fp16 exponent up (assembly/x4-scale.ts X4_SCALE_SHIFT). */
+const X4_SCALE_SHIFT = 10;
+
+/**
+ * A q4_0 / q8_0 block's fp16 scale bits h as the x4 form stores them (assembly/x4-scale.ts says
+ * why): sign | E << 10 | m with E = e + 10 for d = 2^(e-15)·(1 + m/1024), a subnormal half
+ * normalized first; shifted into an f32 it reads d·2^-102, never subnormal. -1 where there is no
+ * such encoding: |d| >= 2^7, inf, NaN.
+ */
+export function x4ScaleBits(h: number): number {
+  const s = h & 0x8000,
+    a = h & 0x7fff;
+  if (a === 0) return s;
+  let e = a >> 10,
+    m = a & 0x3ff;
+  if (e === 0) {
+    const p = 31 - Math.clz32(m);
+    e = p - 9;
+    m = (m << (10 - p)) & 0x3ff;
+  }
+  const E = e + X4_SCALE_SHIFT;
+  return E > 31 ? -1 : s | (E << 10) | m;
+}
+
 /** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0), 144 for q4_K. */
 function blockBytes(t: PackableType): number {
   return GGML_TYPES[t].typeSize;
@@ -81,7 +105,8 @@ export function packedBlockPlace(
 
 /**
  * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 / q4_K blocks, `plain`) into the x4
- * layout; returns a new array of the same length.
+ * layout; returns a new array of the same length. (A RangeError for a q4_0 / q8_0 scale without
+ * an x4 encoding.)
  */
 export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: number): Uint8Array {
   const bs = blockBytes(t),
@@ -115,8 +140,11 @@ export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: nu
       for (let b = 0; b < nb; b++) {
         const src = (r * nb + b) * bs;
         const p = packedBlockPlace(t, rows, K, r, b);
-        out[p.scale] = plain[src]!;
-        out[p.scale + 1] = plain[src + 1]!;
+        const h = x4ScaleBits(plain[src]! | (plain[src + 1]! << 8));
+        if (h < 0)
+          throw new RangeError(`repackX4: row ${r} block ${b}: a ${t} scale of 128 or more, inf or NaN has no x4 form`);
+        out[p.scale] = h & 0xff;
+        out[p.scale + 1] = h >> 8;
         out.set(plain.subarray(src + 2, src + 2 + qb), p.quants);
       }
     }

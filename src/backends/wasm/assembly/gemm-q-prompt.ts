@@ -11,7 +11,7 @@
 // Per (row, token) the arithmetic is the 4-row tile's in gemm-q.ts: exact integer block sum (minus
 // 8·Σq_x for q4_0), times d_w·d_x, added block after block in K order, so the results are
 // bit-identical to gemm_q4_0 / gemm_q8_0 on the plain matrix for activation rows in whole groups of 4.
-import { C_F16_RAWMASK, C_F16_SCALE, C_NIBBLE_MASK, C_ONES_I16 } from './tables';
+import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, C_X4_UNIT } from './tables';
 import { group_bytes, off_dx4, off_sx4 } from './quant-act';
 import { dot_nib, gemm_q4_0, gemm_q8_0x4, half4_scaled, reduce4_i16, tsum4 } from './gemm-q';
 import { dot_chunks8 } from './gemm-q-dot';
@@ -29,10 +29,10 @@ const ROW_BLOCK_BYTES: usize = 262144;
 /** Bytes of one q4_0x4 block (4 scales + 4 × 16 quant bytes). */
 const QB4: usize = 72;
 
-/** The 4 rows' fp16 scales at w as f32x4, exact (half4_scaled's d_w·2^-112 times 2^112). */
+/** The 4 rows' scales at w as f32x4, exact (half4_scaled's d_w·2^-102 times 2^102, x4-scale.ts). */
 // @ts-ignore: decorator
-@inline function scales_x4(w: usize, rawmask: v128, k112: v128): v128 {
-  return f32x4.mul(half4_scaled(w, rawmask), k112);
+@inline function scales_x4(w: usize, rawmask: v128, kunit: v128): v128 {
+  return f32x4.mul(half4_scaled(w, rawmask), kunit);
 }
 
 /** [Σ row 0, …, Σ row 3] of nibbles · activations of one token's block at xp (l_r / h_r: row r's low / high nibbles). */
@@ -67,11 +67,11 @@ const QB4: usize = 72;
  * (a group record of quant-act.ts, from the tile's first token); its 4 outputs to y + j·sy.
  */
 // @ts-ignore: decorator
-@inline function tile_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
+@inline function tile_body(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, kunit: v128): void {
   let a0 = f32x4.splat(0), a1 = a0, a2 = a0, a3 = a0;
   const wend = w + <usize>nb * QB4;
   while (w < wend) {
-    const dw = scales_x4(w, rm, k112);
+    const dw = scales_x4(w, rm, kunit);
     const v0 = v128.load(w, 8), v1 = v128.load(w, 24), v2 = v128.load(w, 40), v3 = v128.load(w, 56);
     const l0 = v128.and(v0, m), h0 = v128.and(i16x8.shr_u(v0, 4), m);
     const l1 = v128.and(v1, m), h1 = v128.and(i16x8.shr_u(v1, 4), m);
@@ -217,7 +217,7 @@ let scales: v128 = v128.splat<i32>(0);
     const l0 = v128.and(c0, m), l1 = v128.and(c1, m), l2 = v128.and(c2, m), l3 = v128.and(c3, m);
     const h0 = v128.and(i16x8.shr_u(c0, 4), m), h1 = v128.and(i16x8.shr_u(c1, 4), m);
     const h2 = v128.and(i16x8.shr_u(c2, 4), m), h3 = v128.and(i16x8.shr_u(c3, 4), m);
-    scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_F16_SCALE));
+    scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_X4_UNIT));
     acc0 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp, dp, sp), acc0);
     if (T > 1) acc1 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 32, dp + 4, sp + 4), acc1);
     if (T > 2) acc2 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 64, dp + 8, sp + 8), acc2);
@@ -240,29 +240,29 @@ let scales: v128 = v128.splat<i32>(0);
 }
 
 // @ts-ignore: decorator
-@inline function tile(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
+@inline function tile(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, kunit: v128): void {
   if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, 0, y, sy, acc, T);
-  else tile_body(w, nb, xp, dp, sp, y, sy, acc, T, m, ones, rm, k112);
+  else tile_body(w, nb, xp, dp, sp, y, sy, acc, T, m, ones, rm, kunit);
 }
 
 // One function per tile width: V8 allocates registers per function (see gemm-q.ts).
-function tile_q4x4_t1(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 1, m, ones, rm, k112); }
-function tile_q4x4_t2(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 2, m, ones, rm, k112); }
-function tile_q4x4_t3(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 3, m, ones, rm, k112); }
+function tile_q4x4_t1(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, kunit: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 1, m, ones, rm, kunit); }
+function tile_q4x4_t2(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, kunit: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 2, m, ones, rm, kunit); }
+function tile_q4x4_t3(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, kunit: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 3, m, ones, rm, kunit); }
 /** Tokens 4r..4r+3 from the group record at xp / dp / sp + r·gb (T = 8, 16). */
 // @ts-ignore: decorator
-@inline function tile_wide(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, k112: v128): void {
+@inline function tile_wide(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, T: i32, m: v128, ones: v128, rm: v128, kunit: v128): void {
   if (ASC_FEATURE_RELAXED_SIMD) splat_body(w, nb, xp, dp, sp, gb, y, sy, acc, T);
   else {
     for (let r = 0; r < T; r += 4) {
       const o = <usize>(r >> 2) * gb;
-      tile_body(w, nb, xp + o, dp + o, sp + o, y + <usize>r * sy, sy, acc, 4, m, ones, rm, k112);
+      tile_body(w, nb, xp + o, dp + o, sp + o, y + <usize>r * sy, sy, acc, 4, m, ones, rm, kunit);
     }
   }
 }
-function tile_q4x4_t8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 8, m, ones, rm, k112); }
-function tile_q4x4_t16(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 16, m, ones, rm, k112); }
-function tile_q4x4_t4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, k112: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 4, m, ones, rm, k112); }
+function tile_q4x4_t8(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, kunit: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 8, m, ones, rm, kunit); }
+function tile_q4x4_t16(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, gb: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, kunit: v128): void { tile_wide(w, nb, xp, dp, sp, gb, y, sy, acc, 16, m, ones, rm, kunit); }
+function tile_q4x4_t4(w: usize, nb: i32, xp: usize, dp: usize, sp: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128, rm: v128, kunit: v128): void { tile(w, nb, xp, dp, sp, y, sy, acc, 4, m, ones, rm, kunit); }
 
 /**
  * q4_0x4 weights W (repack.ts; N rows, K columns) times the activations quantized at A
@@ -279,7 +279,7 @@ export function gemm_q4_0x4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
   const packed = N & ~3, p1 = min(n1, packed);
   let rb = <i32>(ROW_BLOCK_BYTES / (<usize>nb * 18)) & ~3;
   if (rb < 4) rb = 4;
-  const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK), k112 = v128.load(C_F16_SCALE);
+  const mk = v128.load(C_NIBBLE_MASK), ones = v128.load(C_ONES_I16), rm = v128.load(C_F16_RAWMASK), kunit = v128.load(C_X4_UNIT);
   for (let r0 = n0; r0 < p1; r0 += rb) {
     const r1 = min(r0 + rb, p1);
     for (let m = 0; m < M; m += 4) {
@@ -289,12 +289,12 @@ export function gemm_q4_0x4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
       else if (left >= 8) m += 4; // two
       for (let n = r0; n < r1; n += 4) {
         const w = W + <usize>(n >> 2) * groupStride, y = yr + (<usize>n << 2);
-        if (left >= 16) tile_q4x4_t16(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, k112);
-        else if (left >= 8) tile_q4x4_t8(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, k112);
-        else if (left >= 4) tile_q4x4_t4(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
-        else if (left == 3) tile_q4x4_t3(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
-        else if (left == 2) tile_q4x4_t2(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
-        else tile_q4x4_t1(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, k112);
+        if (left >= 16) tile_q4x4_t16(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, kunit);
+        else if (left >= 8) tile_q4x4_t8(w, nb, g, g + dx, g + sx, gb, y, sy, acc, mk, ones, rm, kunit);
+        else if (left >= 4) tile_q4x4_t4(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, kunit);
+        else if (left == 3) tile_q4x4_t3(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, kunit);
+        else if (left == 2) tile_q4x4_t2(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, kunit);
+        else tile_q4x4_t1(w, nb, g, g + dx, g + sx, y, sy, acc, mk, ones, rm, kunit);
       }
     }
   }
@@ -410,7 +410,7 @@ let negw: v128 = v128.splat<i32>(0);
     negw = DOT_ADD_TILES
       ? q8_neg_dot(a0, a1, a2, a3, s0, s1, s2, s3, negw)
       : i32x4.dot_i16x8_s(i16x8.add(negw, neg_sums(a0, a1, a2, a3, s0, s1, s2, s3)), ones);
-    scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_F16_SCALE));
+    scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_X4_UNIT));
     acc0 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp, dp, part0, ones), acc0);
     if (T > 1) acc1 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, dp + 4, part1, ones), acc1);
     if (T > 2) acc2 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, dp + 8, part2, ones), acc2);

@@ -20,9 +20,9 @@
 // node --perf-prof jitdumps); two blocks per iteration do not. Results do not depend on how [n0, n1) is split between threads; a row's last
 // bits can differ between the two tile kinds (summation order).
 import { C_F16_RAWMASK, C_NIBBLE_MASK, C_ONES_I16, f16_at } from './tables';
+import { x4_plain_fix, x4_scale_at, x4_scale_bits, x4_unit } from './x4-scale';
 import { group_bytes, nb4_of, off_dx1, off_dx4, off_sx1, off_sx4, row_off_dx, row_off_qx } from './quant-act';
 import { dequant_row, T_Q4_0, T_Q8_0 } from './elementwise';
-import { f16_to_f32 } from './half';
 import { nib_dot } from './gemm-q-dot';
 import { q8_row_dot } from './gemm-q8-dot';
 
@@ -135,10 +135,13 @@ import { q8_row_dot } from './gemm-q8-dot';
 }
 
 /**
- * d_w·2^-112 of four consecutive blocks (stride bs) as f32x4: the fp16 bits gathered into the
- * high halves of u32 lanes, moved to f32 position (sign | (h & 0x7fff) << 13) with an arithmetic
- * shift and a mask, read as f32 (exact, subnormals included). DX1 holds d_x·2^112, so the
- * product d_w·d_x comes out exactly as with widened scales, at 7 instructions instead of 14.
+ * d_w·2^-112 of four consecutive plain blocks (stride bs; raw fp16 bits, not x4-scale.ts's) as
+ * f32x4: the fp16 bits gathered into the high halves of u32 lanes, moved to f32 position
+ * (sign | (h & 0x7fff) << 13) with an arithmetic shift and a mask, read as f32 (exact; a
+ * subnormal half gives a subnormal f32: plain rows are only the 1-3 rows after an x4 matrix's
+ * groups and matrices of under 4 rows). DX1 holds d_x·2^102, so the products come out as
+ * d_w·d_x·2^-10, and tile1_body scales its sum back by 2^10 (exact): the bits of widened scales,
+ * at 7 instructions instead of 14.
  */
 // @ts-ignore: decorator
 @inline function scales4(w: usize, bs: usize, rawmask: v128): v128 {
@@ -150,9 +153,9 @@ import { q8_row_dot } from './gemm-q8-dot';
 }
 
 /**
- * The 4 consecutive fp16 scales at w (an x4 group's block, repack.ts) as d_w·2^-112 in f32x4:
- * sign-extended h << 13, masked to sign | (h & 0x7fff) << 13, read as f32 (exact, subnormals
- * included), as scales4 does for strided blocks.
+ * The 4 consecutive scales at w (an x4 group's block, repack.ts; encoded as x4-scale.ts says) as
+ * d_w·2^-102 in f32x4: sign-extended h << 13, masked to sign | (h & 0x7fff) << 13, read as f32
+ * (exact, and never subnormal: a normal f32 or ±0).
  */
 // @ts-ignore: decorator
 @inline export function half4_scaled(w: usize, rawmask: v128): v128 {
@@ -202,13 +205,14 @@ import { q8_row_dot } from './gemm-q8-dot';
     w += 4 * bs; xp += 4 * xs; dp += 16; sp += 16;
   }
   const t0 = f32x4.add(a, v128.shuffle<u32>(a, a, 2, 3, 0, 1));
-  let sum = f32x4.extract_lane(t0, 0) + f32x4.extract_lane(t0, 1);
+  // the vector part summed d_w·d_x·2^112/U (raw scales times DX1): back to d_w·d_x, exactly
+  let sum = (f32x4.extract_lane(t0, 0) + f32x4.extract_lane(t0, 1)) * x4_plain_fix();
   for (let b = nb & ~3; b < nb; b++) {
     const s = block_dot(w, xp, q4, ones);
     const s2 = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
     let S = i32x4.extract_lane(s2, 0) + i32x4.extract_lane(s2, 1);
     if (q4) S -= load<i32>(sp);
-    sum += <f32>S * (f16_at(w) * (load<f32>(dp) * <f32>1.925929944387236e-34));
+    sum += <f32>S * (f16_at(w) * (load<f32>(dp) / x4_unit()));
     w += bs; xp += xs; dp += 4; sp += 4;
   }
   put(y, sum, acc);
@@ -216,10 +220,11 @@ import { q8_row_dot } from './gemm-q8-dot';
 
 /**
  * 1 weight row × the 4 activation rows of the group record at g: block b's quants at w + b·bs + 2,
- * its fp16 scale at ws + b·bs (plain rows: ws = w, bs = 18 / 34; a row of an x4 group: bs = 72 / 136).
+ * its scale at ws + b·bs (plain rows: fp16, ws = w, bs = 18 / 34; a row of an x4 group: x4, the
+ * encoding of x4-scale.ts, bs = 72 / 136).
  */
 // @ts-ignore: decorator
-@inline function tile4_body(w: usize, ws: usize, bs: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, q4: bool, m: v128, ones: v128): void {
+@inline function tile4_body(w: usize, ws: usize, bs: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, q4: bool, x4: bool, m: v128, ones: v128): void {
   let xp = g, dp = g + off_dx4(nb), sp = g + off_sx4(nb);
   let a = f32x4.splat(0);
   const wend = w + <usize>nb * bs;
@@ -237,7 +242,7 @@ import { q8_row_dot } from './gemm-q8-dot';
     } else {
       r = tsum4(dot_q8(w, xp, ones), dot_q8(w, xp + 32, ones), dot_q8(w, xp + 64, ones), dot_q8(w, xp + 96, ones));
     }
-    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(v128.load(dp), f32x4.splat(f16_at(ws)))));
+    a = f32x4.add(a, f32x4.mul(f32x4.convert_i32x4_s(r), f32x4.mul(v128.load(dp), f32x4.splat(x4 ? x4_scale_at(ws) : f16_at(ws)))));
     w += bs; ws += bs; xp += 128; dp += 16; sp += 16;
   }
   put(y, f32x4.extract_lane(a, 0), acc);
@@ -306,8 +311,8 @@ import { q8_row_dot } from './gemm-q8-dot';
 /**
  * 4 weight rows (the x4 group at w, repack.ts) × 1 activation row (row t of the group record at
  * g, or the row record at g; blocks at a stride of 128 or 32 bytes); lanes = the 4 rows. Per block the
- * activation's 32 bytes are loaded once for the 4 rows, the 4 fp16 scales convert together (load16x4_s, shift, mask: d_w·2^-112 as in scales4, times
- * DX1's d_x·2^112) and q4_0's 8·Σq_x is subtracted once for the 4 rows. A row's value is the sum
+ * activation's 32 bytes are loaded once for the 4 rows, the 4 scales convert together (load16x4_s, shift, mask: d_w·2^-102, times
+ * DX1's d_x·2^102) and q4_0's 8·Σq_x is subtracted once for the 4 rows. A row's value is the sum
  * tile4 forms for that activation row, term by term in the same order: the same bits. Stores
  * lanes [l0, l1) at y + lane·4 (a group cut by a thread's row range).
  */
@@ -372,10 +377,10 @@ let x4acc: v128 = v128.splat<i32>(0);
 // one huge function spills far more.
 // Constants are passed in as parameters: V8 keeps a parameter in a register, but materializes a
 // v128.const again at each use inside a loop.
-function tile4_q4(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 18, nb, g, y, sy, acc, true, m, ones); }
-function tile4_q8(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 34, nb, g, y, sy, acc, false, m, ones); }
-function tile4x_q4(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 72, nb, g, y, sy, acc, true, m, ones); }
-function tile4x_q8(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 136, nb, g, y, sy, acc, false, m, ones); }
+function tile4_q4(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 18, nb, g, y, sy, acc, true, false, m, ones); }
+function tile4_q8(w: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, w, 34, nb, g, y, sy, acc, false, false, m, ones); }
+function tile4x_q4(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 72, nb, g, y, sy, acc, true, true, m, ones); }
+function tile4x_q8(w: usize, ws: usize, nb: i32, g: usize, y: usize, sy: usize, acc: i32, m: v128, ones: v128): void { tile4_body(w, ws, 136, nb, g, y, sy, acc, false, true, m, ones); }
 // Activations from a group record (row t) or a row record (the "r" tiles).
 function tile1x4_q4(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, true, m, ones, rm); }
 function tile1x4_q8(w: usize, nb: i32, g: usize, t: usize, y: usize, acc: i32, l0: i32, l1: i32, m: v128, ones: v128, rm: v128): void { tile1x4_body(w, nb, g, t, false, y, acc, l0, l1, false, m, ones, rm); }
@@ -541,10 +546,13 @@ export function gemv_q4_0x4(A: usize, W: usize, Y: usize, N: i32, n0: i32, n1: i
 
 /**
  * Rows [0, rows) of a plain q4_0 (q4 != 0) or q8_0 matrix at W, rows a multiple of 4, rewritten
- * in place as x4 groups (repack.ts); tmp: scratch of 4 rows' bytes.
+ * in place as x4 groups (repack.ts), the scales in x4-scale.ts's encoding (raw != 0: fp16 as
+ * stored, for a model switched to raw scales); tmp: scratch of 4 rows' bytes. Returns the number
+ * of scales without an x4 encoding (|d| >= 128, inf, NaN; written as 0; x4_scales_check first).
  */
-export function repack_x4(q4: i32, W: usize, rows: i32, K: i32, tmp: usize): void {
+export function repack_x4(q4: i32, W: usize, rows: i32, K: i32, tmp: usize, raw: i32): i32 {
   const nb = K >> 5;
+  let bad = 0;
   const bs: usize = q4 ? 18 : 34;
   const grp = <usize>nb * bs * 4;
   for (let gi = 0; gi < (rows >> 2); gi++) {
@@ -553,13 +561,16 @@ export function repack_x4(q4: i32, W: usize, rows: i32, K: i32, tmp: usize): voi
     for (let i: usize = 0; i < 4; i++) {
       let src = tmp + i * <usize>nb * bs, dst = gw;
       for (let b = 0; b < nb; b++) {
-        store<u16>(dst + 2 * i, load<u16>(src));
+        const h = raw ? <i32>load<u16>(src) : x4_scale_bits(<u32>load<u16>(src));
+        if (h < 0) bad++;
+        store<u16>(dst + 2 * i, <u16>max(h, 0));
         v128.store(dst + 8 + i * (bs - 2), v128.load(src, 2));
         if (!q4) v128.store(dst + 8 + i * (bs - 2), v128.load(src, 18), 16);
         src += bs; dst += 4 * bs;
       }
     }
   }
+  return bad;
 }
 
 /** out[0..K) = row r of an x4 matrix of N rows (q4 != 0: q4_0x4, else q8_0x4), widened to f32. */
@@ -573,7 +584,7 @@ export function dequant_row_x4(q4: i32, W: usize, N: i32, K: i32, r: i32, out: u
   const i = <usize>(r & 3);
   let p = W + <usize>(r >> 2) * <usize>nb * bs * 4;
   for (let b = 0; b < nb; b++) {
-    const d = f16_to_f32(load<u16>(p + 2 * i));
+    const d = x4_scale_at(p + 2 * i);
     const q = p + 8 + i * (bs - 2), o = out + (<usize>b << 7);
     if (q4) {
       for (let j: usize = 0; j < 16; j++) {

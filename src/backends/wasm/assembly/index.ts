@@ -2,6 +2,7 @@
 export { gemm_f32, transpose_f32 } from './gemm-f32';
 export { gemm_f16, gemm_bf16 } from './gemm-half';
 export { gemm_q4_0, gemm_q8_0, gemm_q4_0x4, gemm_q8_0x4, gemv_q4_0x4, repack_x4, dequant_row_x4, act_q8_bytes } from './gemm-q';
+export { x4_raw_scales, x4_scales_check, x4_scales_to_raw } from './x4-scale';
 export { gemm_q4_0x4_prompt, gemm_q8_0x4_prompt } from './gemm-q-prompt';
 export { quantize_act_q8, quantize_act_q8_row } from './quant-act';
 export { gemm_k, quantize_act_q8k } from './gemm-k';

@@ -8,7 +8,7 @@
 //   QX   [nb][4][32] i8       quants of block b of row t at b·128 + t·32
 //   DX4  [nb][4]     f32      d of (b, t) at QX_END + b·16 + t·4           (4 rows of one block)
 //   SX4  [nb][4]     i32      8·Σq of (b, t), same indexing after DX4      (q4_0's -8 offset)
-//   DX1  [4][nb4]    f32      d·2^112 of (b, t) at t·nb4·4 + b·4           (4 blocks of one row)
+//   DX1  [4][nb4]    f32      d·U of (b, t) at t·nb4·4 + b·4           (4 blocks of one row)
 //   SX1  [4][nb4]    i32      8·Σq, same indexing after DX1
 //
 // A single activation row (a decode step's input) is quantized instead as a "row record"
@@ -21,6 +21,7 @@
 // for K = 8192 the row's lines (16 KiB) no longer stay in a 32 KiB L1 cache beside the streamed
 // weights (gemm-q.ts, gemv_q4_0x4).
 import { f16_to_f32, f32_to_f16 } from './half';
+import { x4_unit } from './x4-scale';
 
 // @ts-ignore: decorator
 @inline export function nb4_of(nb: i32): i32 { return (nb + 3) & ~3; }
@@ -75,7 +76,7 @@ import { f16_to_f32, f32_to_f16 } from './half';
  */
 export function quantize_act_q8(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize): void {
   const nb = K >> 5, nb4 = nb4_of(nb);
-  const gb = group_bytes(nb);
+  const gb = group_bytes(nb), unit = x4_unit();
   for (let m = m0; m < m1; m++) {
     const x = X + (<usize>m * <usize>ldx << 2);
     const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3);
@@ -84,7 +85,7 @@ export function quantize_act_q8(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A:
     let d1 = g + off_dx1(nb) + t * <usize>nb4 * 4, s1 = g + off_sx1(nb) + t * <usize>nb4 * 4;
     for (let b = 0; b < nb; b++) {
       const d = quant_block(x + (<usize>b << 7), q, s4);
-      store<f32>(d4, d); store<f32>(d1, d * <f32>5.192296858534828e33); // DX1 holds d·2^112 (see gemm-q.ts scales4)
+      store<f32>(d4, d); store<f32>(d1, d * unit); // DX1 holds d·2^102 (x4-scale.ts; 2^112 with raw scales)
       store<i32>(s1, load<i32>(s4));
       q += 128; d4 += 16; s4 += 16; d1 += 4; s1 += 4;
     }
@@ -96,9 +97,10 @@ export function quantize_act_q8(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A:
 export function quantize_act_q8_row(X: usize, K: i32, A: usize): void {
   const nb = K >> 5, nb4 = nb4_of(nb);
   let q = A + row_off_qx(nb), d1 = A + row_off_dx(nb), s1 = A;
+  const unit = x4_unit();
   for (let b = 0; b < nb; b++) {
     const d = quant_block(X + (<usize>b << 7), q, s1);
-    store<f32>(d1, d * <f32>5.192296858534828e33); // d·2^112, as DX1 of a group record
+    store<f32>(d1, d * unit); // as DX1 of a group record
     q += 32; d1 += 4; s1 += 4;
   }
   for (let b = nb; b < nb4; b++) { store<f32>(d1, 0); store<i32>(s1, 0); d1 += 4; s1 += 4; }

@@ -14,6 +14,8 @@ export const C_ONES_I16: usize = CONSTS + 16;     // i16x8 1
 export const C_SIGN32: usize = CONSTS + 32;       // i32x4 0x80000000
 export const C_F16_SCALE: usize = CONSTS + 48;    // f32x4 2^112 (f16 exponent rebias)
 export const C_F16_RAWMASK: usize = CONSTS + 64;  // i32x4 0x8fffffff (gemm-half.ts raw_lo)
+export const C_X4_UNIT: usize = CONSTS + 80;      // f32x4 2^102, or 2^112 for raw x4 scales (x4-scale.ts)
+export const C_X4_PLAIN: usize = CONSTS + 96;     // f32 2^112 / C_X4_UNIT (x4-scale.ts)
 export const TABLES_END: usize = 262144 + 256;
 
 /** Fills the tables; call once per memory. */
@@ -24,6 +26,8 @@ export function init_tables(): void {
   v128.store(C_SIGN32, i32x4.splat(0x80000000));
   v128.store(C_F16_SCALE, f32x4.splat(5.192296858534828e33));
   v128.store(C_F16_RAWMASK, i32x4.splat(0x8fffffff));
+  v128.store(C_X4_UNIT, f32x4.splat(5.070602400912918e30)); // 2^102: scales encoded (x4-scale.ts)
+  store<f32>(C_X4_PLAIN, 1024);
 }
 
 /** fp16 scale at p, widened through the table. */
