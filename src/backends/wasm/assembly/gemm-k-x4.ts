@@ -27,7 +27,7 @@ const KIND_Q4K = 5;
 
 // The super-block's scales, per sub-block j the 4 rows' in i16 lane pairs (kx_scj: row r's at
 // lanes 2r, 2r + 1, the pmaddwd operand for sums with lanes = rows), its mins (kx_mn0..3, for
-// mins_of_x4) and a stage value written to order loads (half_x4). Wasm globals are per instance, i.e. per thread;
+// mins_of_x4) and a stage value written to order loads (chunk_x4). Wasm globals are per instance, i.e. per thread;
 // V8 reads and writes them as memory. A write keeps the loads written after it after it: without
 // one TurboFan issues all of a super-block's 64 loads first and spills them (~530 stack accesses).
 let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
@@ -65,26 +65,40 @@ let kx_stage: v128 = i32x4.splat(0);
   kx_mn3 = mins_pairs_x4(n47, true);
 }
 
+/** i16 sums (row r's pairs in lanes 2r, 2r + 1) of the 4 weight vectors a0..a3 × the 4-byte activation pieces at xp..xp+15. */
+// @ts-ignore: decorator
+@inline function dot4_x4(a0: v128, a1: v128, a2: v128, a3: v128, xp: usize): v128 {
+  return i16x8.add(
+    i16x8.add(udot16(a0, v128.load32_splat(xp)), udot16(a1, v128.load32_splat(xp, 4))),
+    i16x8.add(udot16(a2, v128.load32_splat(xp, 8)), udot16(a3, v128.load32_splat(xp, 12))));
+}
+
 /**
- * Half h (0, 1) of chunk j of a q4_Kx4 super-block (its 4 vectors at q: bytes 16h..16h+15 of the 4
- * rows' 32) × the activations at xp (= x + 64j + 16h), lanes = rows, added to s: sub-block 2j
- * (low nibbles, activations xp..xp+15) and 2j + 1 (high nibbles, xp+32..xp+47), each summed in i16
- * (row r's pairs in lanes 2r, 2r + 1: at most 4·2·15·127) and scaled by one pmaddwd (sl, sh).
- * The two stores order the loads: the high nibbles' activations after the low sums, the next
- * half's loads after this one's sum (s itself stays in a register: a sum read back from memory
- * puts a store-to-load wait on the chain).
+ * Chunk j of a q4_Kx4 super-block (its 8 vectors at q) × the activations at xp (= x + 64j), lanes
+ * = rows, added to s (first: s is zero, not added). Per half h (vectors q + 64h.., bytes
+ * 16h..16h+15 of the 4 rows' 32): sub-block 2j from the low nibbles (activations xp + 16h..),
+ * 2j + 1 from the high nibbles (xp + 32 + 16h..), summed in i16 (row r's pairs in lanes 2r, 2r + 1,
+ * at most 4·2·15·127 = 15240 a half), the two halves added (30480: still i16), then scaled by one
+ * pmaddwd per sub-block (sl, sh: row r's scale at lanes 2r, 2r + 1). The stores order the loads:
+ * each half's high-nibble activations after its low sums, the second half's loads after the first
+ * half's sums; s itself stays in a register (a sum read back from memory puts a store-to-load
+ * wait on the chain).
  */
 // @ts-ignore: decorator
-@inline function half_x4(q: usize, xp: usize, sl: v128, sh: v128, m: v128, s: v128): v128 {
+@inline function chunk_x4(q: usize, xp: usize, sl: v128, sh: v128, m: v128, s: v128, first: bool): v128 {
   const a0 = v128.load(q), a1 = v128.load(q, 16), a2 = v128.load(q, 32), a3 = v128.load(q, 48);
-  const lo = i16x8.add(
-    i16x8.add(udot16(v128.and(a0, m), v128.load32_splat(xp)), udot16(v128.and(a1, m), v128.load32_splat(xp, 4))),
-    i16x8.add(udot16(v128.and(a2, m), v128.load32_splat(xp, 8)), udot16(v128.and(a3, m), v128.load32_splat(xp, 12))));
+  const lo0 = dot4_x4(v128.and(a0, m), v128.and(a1, m), v128.and(a2, m), v128.and(a3, m), xp);
+  kx_stage = lo0;
+  const hi0 = dot4_x4(v128.and(i16x8.shr_u(a0, 4), m), v128.and(i16x8.shr_u(a1, 4), m),
+    v128.and(i16x8.shr_u(a2, 4), m), v128.and(i16x8.shr_u(a3, 4), m), xp + 32);
+  kx_stage = hi0;
+  const b0 = v128.load(q, 64), b1 = v128.load(q, 80), b2 = v128.load(q, 96), b3 = v128.load(q, 112);
+  const lo = i16x8.add(lo0, dot4_x4(v128.and(b0, m), v128.and(b1, m), v128.and(b2, m), v128.and(b3, m), xp + 16));
   kx_stage = lo;
-  const hi = i16x8.add(
-    i16x8.add(udot16(v128.and(i16x8.shr_u(a0, 4), m), v128.load32_splat(xp, 32)), udot16(v128.and(i16x8.shr_u(a1, 4), m), v128.load32_splat(xp, 36))),
-    i16x8.add(udot16(v128.and(i16x8.shr_u(a2, 4), m), v128.load32_splat(xp, 40)), udot16(v128.and(i16x8.shr_u(a3, 4), m), v128.load32_splat(xp, 44))));
-  const r = i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(lo, sl), i32x4.dot_i16x8_s(hi, sh)));
+  const hi = i16x8.add(hi0, dot4_x4(v128.and(i16x8.shr_u(b0, 4), m), v128.and(i16x8.shr_u(b1, 4), m),
+    v128.and(i16x8.shr_u(b2, 4), m), v128.and(i16x8.shr_u(b3, 4), m), xp + 48));
+  const c = i32x4.add(i32x4.dot_i16x8_s(lo, sl), i32x4.dot_i16x8_s(hi, sh));
+  const r = first ? c : i32x4.add(s, c);
   kx_stage = r;
   return r;
 }
@@ -96,14 +110,10 @@ let kx_stage: v128 = i32x4.splat(0);
 function sb_q4kx4(w: usize, x: usize, m: v128): v128 {
   scales_x4(w, m);
   const q = w + 64;
-  let s = half_x4(q, x, kx_sc0, kx_sc1, m, i32x4.splat(0));
-  s = half_x4(q + 64, x + 16, kx_sc0, kx_sc1, m, s);
-  s = half_x4(q + 128, x + 64, kx_sc2, kx_sc3, m, s);
-  s = half_x4(q + 192, x + 80, kx_sc2, kx_sc3, m, s);
-  s = half_x4(q + 256, x + 128, kx_sc4, kx_sc5, m, s);
-  s = half_x4(q + 320, x + 144, kx_sc4, kx_sc5, m, s);
-  s = half_x4(q + 384, x + 192, kx_sc6, kx_sc7, m, s);
-  s = half_x4(q + 448, x + 208, kx_sc6, kx_sc7, m, s);
+  let s = chunk_x4(q, x, kx_sc0, kx_sc1, m, i32x4.splat(0), true);
+  s = chunk_x4(q + 128, x + 64, kx_sc2, kx_sc3, m, s, false);
+  s = chunk_x4(q + 256, x + 128, kx_sc4, kx_sc5, m, s, false);
+  s = chunk_x4(q + 384, x + 192, kx_sc6, kx_sc7, m, s, false);
   const summ = mins_of_x4(kx_mn0, kx_mn1, kx_mn2, kx_mn3, x);
   return f32_x4(gather4(w, 2, true), gather4(w + 8, 2, true), x, s, summ);
 }
