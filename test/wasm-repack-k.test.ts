@@ -39,11 +39,18 @@ function dequantizeX4(bytes: Uint8Array, rows: number, K: number): Float32Array 
       for (let r = 0; r < 4; r++) {
         const d = f16ToF32(dv.getUint16(at + 2 * r, true)),
           dmin = f16ToF32(dv.getUint16(at + 8 + 2 * r, true));
-        const sb = (k: number) => bytes[at + 16 + 16 * (k >> 2) + 4 * r + (k & 3)]!; // scale byte k of row r
+        // scales and mins: vectors A, B, C at 16, 32, 48; scale j of row r at byte 4(j & 3) + r of A
+        // (low nibble for j < 4, else high) and C (bits 0-1, else 2-3), min j at byte
+        // 8((j >> 1) & 1) + 2r + (j & 1) of B (low / high nibble) and C (bits 4-5, else 6-7)
+        const A = (i: number) => bytes[at + 16 + i]!,
+          B = (i: number) => bytes[at + 32 + i]!,
+          C = (i: number) => bytes[at + 48 + i]!;
         for (let j = 0; j < 8; j++) {
-          // get_scale_min_k4
-          const sc = j < 4 ? sb(j) & 63 : (sb(j + 4) & 15) | ((sb(j - 4) >> 6) << 4);
-          const mn = j < 4 ? sb(j + 4) & 63 : (sb(j + 4) >> 4) | ((sb(j) >> 6) << 4);
+          const si = 4 * (j & 3) + r,
+            mi = 8 * ((j >> 1) & 1) + 2 * r + (j & 1),
+            up = j >= 4;
+          const sc = ((up ? A(si) >> 4 : A(si)) & 15) | (((C(si) >> (up ? 2 : 0)) & 3) << 4);
+          const mn = ((up ? B(mi) >> 4 : B(mi)) & 15) | (((C(mi) >> (up ? 6 : 4)) & 3) << 4);
           // chunk form: byte l of the chunk's 32 (row r) at 16·(l >> 2) + 4r + (l & 3)
           const chunk = at + 64 + 128 * (j >> 1) + 4 * r;
           for (let l = 0; l < 32; l++) {

@@ -1,7 +1,7 @@
 // q4_Kx4: q4_K weight rows interleaved by 4 (repack.ts), times q8_K activations (gemm-k.ts
 // quantize_act_q8k). Per group of 4 rows and 256-value super-block, 576 bytes:
-//   0-7 the 4 rows' fp16 d, 8-15 their fp16 dmin, 16-63 their 12 scale bytes in 4-byte groups
-//   (bytes 4g..4g+3 of row r at 16 + 16g + 4r), then the quants in chunk form: chunk j (each row's
+//   0-7 the 4 rows' fp16 d, 8-15 their fp16 dmin, 16-63 their 6-bit scales and mins packed as
+//   the tiles use them (three vectors A, B, C: gemm-k.ts unpack_x4), then the quants in chunk form: chunk j (each row's
 //   bytes 32j..32j+31: low nibbles = values 64j..64j+31, high nibbles = 64j+32..64j+63) at
 //   64 + 128j, its vector k (16 bytes at + 16k) holding bytes 4k..4k+3 of rows 0-3, row r in i32
 //   lane r.
@@ -16,7 +16,7 @@
 // super-blocks in four chains (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftovers.
 import { C_NIBBLE_MASK, f16_at } from './tables';
 import {
-  Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gather4, gemm_k, mins_of_x4, mins_pairs_x4, six_bits_x4, udot16,
+  Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gather4, gemm_k, mins_of_x4, udot16, unpack_x4, x4_scale_byte,
 } from './gemm-k';
 import { chunk_of, prompt_rows_x4 } from './gemm-k-prompt';
 
@@ -36,20 +36,19 @@ let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 =
 let kx_stage: v128 = i32x4.splat(0);
 
 /**
- * get_scale_min_k4 on the 4 rows of the q4_Kx4 group super-block at w at once (their scale
- * bytes lie side by side): sub-block j's scales in kx_scj (row r at i16 lanes 2r, 2r + 1), the
- * mins regrouped to (row, pair of sub-blocks) in kx_mn0..3, so that pmaddwd with the activation's
- * pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j.
+ * The 6-bit scales and mins of the 4 rows of the q4_Kx4 group super-block at w (unpack_x4): sub-block
+ * j's scales in kx_scj (row r at i16 lanes 2r, 2r + 1: U0 / U1 with each byte doubled, widened),
+ * the mins as mins_of_x4 takes them in kx_mn0..3 (E0 / E1 widened).
  */
 // @ts-ignore: decorator
 @inline function scales_x4(w: usize, m: v128): void {
-  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
-  // the scales transposed to byte 4(j & 3) + r, each byte doubled (two lanes a row)
-  const s03 = six_bits_x4(v0, v1, v2, m, 0), s47 = six_bits_x4(v0, v1, v2, m, 1);
-  const t01 = v128.shuffle<u8>(s03, s03, 0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13);
-  const t23 = v128.shuffle<u8>(s03, s03, 2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15);
-  const t45 = v128.shuffle<u8>(s47, s47, 0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13);
-  const t67 = v128.shuffle<u8>(s47, s47, 2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15);
+  const a = v128.load(w, 16), b = v128.load(w, 32), c = v128.load(w, 48);
+  const m30 = i8x16.splat(0x30);
+  const u0 = unpack_x4(a, b, c, m, m30, 0), u1 = unpack_x4(a, b, c, m, m30, 1);
+  const t01 = v128.shuffle<u8>(u0, u0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const t23 = v128.shuffle<u8>(u0, u0, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+  const t45 = v128.shuffle<u8>(u1, u1, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const t67 = v128.shuffle<u8>(u1, u1, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
   kx_sc0 = i16x8.extend_low_i8x16_u(t01);
   kx_sc1 = i16x8.extend_high_i8x16_u(t01);
   kx_sc2 = i16x8.extend_low_i8x16_u(t23);
@@ -58,11 +57,11 @@ let kx_stage: v128 = i32x4.splat(0);
   kx_sc5 = i16x8.extend_high_i8x16_u(t45);
   kx_sc6 = i16x8.extend_low_i8x16_u(t67);
   kx_sc7 = i16x8.extend_high_i8x16_u(t67);
-  const n03 = six_bits_x4(v0, v1, v2, m, 2), n47 = six_bits_x4(v0, v1, v2, m, 3);
-  kx_mn0 = mins_pairs_x4(n03, false);
-  kx_mn1 = mins_pairs_x4(n03, true);
-  kx_mn2 = mins_pairs_x4(n47, false);
-  kx_mn3 = mins_pairs_x4(n47, true);
+  const e0 = unpack_x4(a, b, c, m, m30, 2), e1 = unpack_x4(a, b, c, m, m30, 3);
+  kx_mn0 = i16x8.extend_low_i8x16_u(e0);
+  kx_mn1 = i16x8.extend_high_i8x16_u(e0);
+  kx_mn2 = i16x8.extend_low_i8x16_u(e1);
+  kx_mn3 = i16x8.extend_high_i8x16_u(e1);
 }
 
 /** i16 sums (row r's pairs in lanes 2r, 2r + 1) of the 4 weight vectors a0..a3 × the 4-byte activation pieces at xp..xp+15. */
@@ -239,9 +238,11 @@ export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
         const h = src + i * rb;
         store<u16>(dst + 2 * i, load<u16>(h));
         store<u16>(dst + 8 + 2 * i, load<u16>(h + 2));
-        store<u32>(dst + 16 + 4 * i, load<u32>(h + 4));
-        store<u32>(dst + 32 + 4 * i, load<u32>(h + 8));
-        store<u32>(dst + 48 + 4 * i, load<u32>(h + 12));
+      }
+      for (let i = 0; i < 16; i++) {
+        store<u8>(dst + 16 + <usize>i, x4_scale_byte(src + 4, rb, i, 0));
+        store<u8>(dst + 32 + <usize>i, x4_scale_byte(src + 4, rb, i, 1));
+        store<u8>(dst + 48 + <usize>i, x4_scale_byte(src + 4, rb, i, 2));
       }
       for (let j: usize = 0; j < 4; j++) {
         const q = src + 16 + 32 * j, c = dst + 64 + 128 * j;
@@ -272,7 +273,7 @@ export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize)
   let w = W + <usize>(r >> 2) * <usize>nb * X4K_BYTES;
   let y = out;
   for (let b = 0; b < nb; b++) {
-    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + 16 + 4 * i, true, w + 64 + 4 * i, false, w, y);
+    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + i, true, w + 64 + 4 * i, false, w, y);
     w += X4K_BYTES;
     y += 1024;
   }
