@@ -105,8 +105,11 @@ let kx_stage: v128 = i32x4.splat(0);
 /**
  * One q4_Kx4 group super-block at w × the q8_K record at x; lanes = the 4 rows. Row r's lane is
  * four45's value for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ.
+ * Inlined into the row loop: as a function, each call cost ~40 instructions of spills and call
+ * overhead around its ~513 (`bash bench/wasm-code.sh tile1x4_q4k`: ~525 a super-block inlined).
  */
-function sb_q4kx4(w: usize, x: usize, m: v128): v128 {
+// @ts-ignore: decorator
+@inline function sb_q4kx4(w: usize, x: usize, m: v128): v128 {
   scales_x4(w, m);
   const q = w + 64;
   let s = chunk_x4(q, x, kx_sc0, kx_sc1, m, i32x4.splat(0), true);
