@@ -3,7 +3,7 @@
 // repacked matrix gives ggml's values for the plain matrix; the wasm in-place repack writes the
 // same bytes as the TypeScript one; and gemm_q4_kx4 gives every row exactly the bits gemm_k gives
 // on the plain matrix (exact integer sums, the same f32 steps), for 1-17 activation rows (decode
-// tile for single rows, the R-row group tile for 2-4 at a time), row ranges cut inside a group, accumulation, leftover plain rows, both
+// tile for single rows, the R-row group tile for 2-4 at a time), row ranges cut inside a group, accumulation, leftover plain rows, all three
 // kernel builds — and values within float64 rounding of llama.cpp's arithmetic.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
 import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K } from './helpers/kquant-x4-checks.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { BUILDS, buildName, Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
 
@@ -80,8 +80,8 @@ test('q4_Kx4: repacked matrices dequantize to the plain matrices values, same si
   assert.throws(() => repackX4('q4_k', new Uint8Array(144 * 4), 4, 128), RangeError);
 });
 
-for (const variant of ['shared', 'shared-base'] as const)
-  test(`gemm_q4_kx4: every row has gemm_k's bits on the plain matrix, any activation rows and row split (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
+for (const variant of BUILDS)
+  test(`gemm_q4_kx4: every row has gemm_k's bits on the plain matrix, any activation rows and row split (${buildName(variant)})`, () => {
     const h = new Heap(variant);
     for (const [N, K] of [...SHAPES, [16, 1024] as const]) {
       const nb = K / 256;
@@ -127,5 +127,38 @@ for (const variant of ['shared', 'shared-base'] as const)
         K,
         tag,
       });
+    }
+  });
+
+for (const variant of BUILDS)
+  test(`gemm_q4_kx4 at the i16 extremes (all nibbles 15, scales and mins 63, activations ±127) has gemm_k's bits (${buildName(variant)})`, () => {
+    // a chunk's two halves are summed in i16 before the scales' pmaddwd: 8 pairs of 15·127 = ±30480
+    const h = new Heap(variant);
+    const N = 8,
+      K = 512,
+      nb = K / 256;
+    const plain = new Uint8Array(N * nb * 144).fill(0xff);
+    const dv = new DataView(plain.buffer);
+    for (let b = 0; b < N * nb; b++) {
+      dv.setUint16(b * 144, 0x3c00, true); // d = 1
+      dv.setUint16(b * 144 + 2, 0x3800, true); // dmin = 0.5
+    }
+    const M = 5;
+    const x = new Float32Array(M * K);
+    for (let m = 0; m < M; m++) {
+      x.fill(1, m * K, (m + 1) * K); // q8_K: the largest |x| (sign kept) becomes -127, so all -127
+      // odd rows: a slightly larger -1.0001 first in each super-block makes the rest +127
+      if (m & 1) for (let b = 0; b < nb; b++) x[m * K + 256 * b] = -1.0001;
+    }
+    const pa = h.alloc(M * nb * Q8K_BYTES);
+    h.k.quantize_act_q8k(h.putF32(x), K, 0, M, K, pa);
+    const pw = h.putU8(plain),
+      pp = h.putU8(repackX4('q4_k', plain, N, K));
+    const qm = new QuantMatrix('q4_k', plain, N, K);
+    for (const rows of [1, 3, M]) {
+      const got = h.alloc(rows * N * 4);
+      checkBitsAndFloat64(h, h.k.gemm_q4_kx4, { pa, pw, pp, got, M: rows, N, K, tag: `extremes ${rows} rows` }, (m) =>
+        qm.matvec(x.subarray(m * K, (m + 1) * K)),
+      );
     }
   });
