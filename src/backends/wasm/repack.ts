@@ -25,6 +25,7 @@
  */
 import { platform } from '../../platform/index.js';
 import { GGML_TYPES } from '../../formats/ggml-types.js';
+import { scaleMinK4 } from '../../formats/kquant-scales.js';
 
 /** Types with a row-interleaved form. */
 export type PackableType = 'q4_0' | 'q8_0' | 'q4_k';
@@ -81,25 +82,18 @@ export function packedBlockPlace(
   return { scale: at + 2 * i, quants: at + 2 * PACK_ROWS + i * (bs - 2) };
 }
 
-/** get_scale_min_k4: the 6-bit scale (or min) of sub-block j from a q4_K block's 12 scale bytes at `at`. */
-function sixBits(p: Uint8Array, at: number, j: number, min: boolean): number {
-  const b = (k: number) => p[at + k]!;
-  if (!min) return j < 4 ? b(j) & 63 : (b(j + 4) & 15) | ((b(j - 4) >> 6) << 4);
-  return j < 4 ? b(j + 4) & 63 : (b(j + 4) >> 4) | ((b(j) >> 6) << 4);
-}
-
 /**
  * The q4_Kx4 header's 48 scale bytes (vectors A, B, C; see the layout above) for the 4 rows whose
  * 12 scale bytes are at `at + r·stride`, written at out[to..to + 48).
  */
 function packScalesX4(p: Uint8Array, at: number, stride: number, out: Uint8Array, to: number): void {
   for (let i = 0; i < 16; i++) {
-    const u0 = sixBits(p, at + (i & 3) * stride, i >> 2, false),
-      u1 = sixBits(p, at + (i & 3) * stride, (i >> 2) + 4, false);
+    const u0 = scaleMinK4(i >> 2, p, at + (i & 3) * stride)[0],
+      u1 = scaleMinK4((i >> 2) + 4, p, at + (i & 3) * stride)[0];
     const mr = (i >> 1) & 3,
       mj = 2 * (i >> 3) + (i & 1);
-    const e0 = sixBits(p, at + mr * stride, mj, true),
-      e1 = sixBits(p, at + mr * stride, mj + 4, true);
+    const e0 = scaleMinK4(mj, p, at + mr * stride)[1],
+      e1 = scaleMinK4(mj + 4, p, at + mr * stride)[1];
     out[to + i] = (u0 & 15) | ((u1 & 15) << 4);
     out[to + 16 + i] = (e0 & 15) | ((e1 & 15) << 4);
     out[to + 32 + i] = (u0 >> 4) | ((u1 >> 4) << 2) | ((e0 >> 4) << 4) | ((e1 >> 4) << 6);
