@@ -3,7 +3,7 @@
 // repacked matrix gives ggml's values for the plain matrix; the wasm in-place repack writes the
 // same bytes as the TypeScript one; and gemm_q4_kx4 gives every row exactly the bits gemm_k gives
 // on the plain matrix (exact integer sums, the same f32 steps), for 1-17 activation rows (decode
-// tile for single rows, the R-row group tile for 2-4 at a time), row ranges cut inside a group, accumulation, leftover plain rows, both
+// tile for single rows, the R-row group tile for 2-4 at a time), row ranges cut inside a group, accumulation, leftover plain rows, all three
 // kernel builds — and values within float64 rounding of llama.cpp's arithmetic.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +13,7 @@ import { repackX4 } from '../src/backends/wasm/repack.js';
 import { QuantMatrix } from './helpers/llamacpp-dot.js';
 import { kquantWeights } from './helpers/kquant-weights.js';
 import { checkBitsAndFloat64, checkSplitAdds, checkWideY, Q4K } from './helpers/kquant-x4-checks.js';
-import { Heap, rand } from './helpers/wasm-heap.js';
+import { BUILDS, buildName, Heap, rand } from './helpers/wasm-heap.js';
 
 const Q8K_BYTES = 368;
 
@@ -39,11 +39,18 @@ function dequantizeX4(bytes: Uint8Array, rows: number, K: number): Float32Array 
       for (let r = 0; r < 4; r++) {
         const d = f16ToF32(dv.getUint16(at + 2 * r, true)),
           dmin = f16ToF32(dv.getUint16(at + 8 + 2 * r, true));
-        const sb = (k: number) => bytes[at + 16 + 16 * (k >> 2) + 4 * r + (k & 3)]!; // scale byte k of row r
+        // scales and mins: vectors A, B, C at 16, 32, 48; scale j of row r at byte 4(j & 3) + r of A
+        // (low nibble for j < 4, else high) and C (bits 0-1, else 2-3), min j at byte
+        // 8((j >> 1) & 1) + 2r + (j & 1) of B (low / high nibble) and C (bits 4-5, else 6-7)
+        const A = (i: number) => bytes[at + 16 + i]!,
+          B = (i: number) => bytes[at + 32 + i]!,
+          C = (i: number) => bytes[at + 48 + i]!;
         for (let j = 0; j < 8; j++) {
-          // get_scale_min_k4
-          const sc = j < 4 ? sb(j) & 63 : (sb(j + 4) & 15) | ((sb(j - 4) >> 6) << 4);
-          const mn = j < 4 ? sb(j + 4) & 63 : (sb(j + 4) >> 4) | ((sb(j) >> 6) << 4);
+          const si = 4 * (j & 3) + r,
+            mi = 8 * ((j >> 1) & 1) + 2 * r + (j & 1),
+            up = j >= 4;
+          const sc = ((up ? A(si) >> 4 : A(si)) & 15) | (((C(si) >> (up ? 2 : 0)) & 3) << 4);
+          const mn = ((up ? B(mi) >> 4 : B(mi)) & 15) | (((C(mi) >> (up ? 6 : 4)) & 3) << 4);
           // chunk form: byte l of the chunk's 32 (row r) at 16·(l >> 2) + 4r + (l & 3)
           const chunk = at + 64 + 128 * (j >> 1) + 4 * r;
           for (let l = 0; l < 32; l++) {
@@ -73,8 +80,8 @@ test('q4_Kx4: repacked matrices dequantize to the plain matrices values, same si
   assert.throws(() => repackX4('q4_k', new Uint8Array(144 * 4), 4, 128), RangeError);
 });
 
-for (const variant of ['shared', 'shared-base'] as const)
-  test(`gemm_q4_kx4: every row has gemm_k's bits on the plain matrix, any activation rows and row split (${variant === 'shared' ? 'relaxed SIMD' : 'plain SIMD'})`, () => {
+for (const variant of BUILDS)
+  test(`gemm_q4_kx4: every row has gemm_k's bits on the plain matrix, any activation rows and row split (${buildName(variant)})`, () => {
     const h = new Heap(variant);
     for (const [N, K] of [...SHAPES, [16, 1024] as const]) {
       const nb = K / 256;
@@ -120,5 +127,38 @@ for (const variant of ['shared', 'shared-base'] as const)
         K,
         tag,
       });
+    }
+  });
+
+for (const variant of BUILDS)
+  test(`gemm_q4_kx4 at the i16 extremes (all nibbles 15, scales and mins 63, activations ±127) has gemm_k's bits (${buildName(variant)})`, () => {
+    // a chunk's two halves are summed in i16 before the scales' pmaddwd: 8 pairs of 15·127 = ±30480
+    const h = new Heap(variant);
+    const N = 8,
+      K = 512,
+      nb = K / 256;
+    const plain = new Uint8Array(N * nb * 144).fill(0xff);
+    const dv = new DataView(plain.buffer);
+    for (let b = 0; b < N * nb; b++) {
+      dv.setUint16(b * 144, 0x3c00, true); // d = 1
+      dv.setUint16(b * 144 + 2, 0x3800, true); // dmin = 0.5
+    }
+    const M = 5;
+    const x = new Float32Array(M * K);
+    for (let m = 0; m < M; m++) {
+      x.fill(1, m * K, (m + 1) * K); // q8_K: the largest |x| (sign kept) becomes -127, so all -127
+      // odd rows: a slightly larger -1.0001 first in each super-block makes the rest +127
+      if (m & 1) for (let b = 0; b < nb; b++) x[m * K + 256 * b] = -1.0001;
+    }
+    const pa = h.alloc(M * nb * Q8K_BYTES);
+    h.k.quantize_act_q8k(h.putF32(x), K, 0, M, K, pa);
+    const pw = h.putU8(plain),
+      pp = h.putU8(repackX4('q4_k', plain, N, K));
+    const qm = new QuantMatrix('q4_k', plain, N, K);
+    for (const rows of [1, 3, M]) {
+      const got = h.alloc(rows * N * 4);
+      checkBitsAndFloat64(h, h.k.gemm_q4_kx4, { pa, pw, pp, got, M: rows, N, K, tag: `extremes ${rows} rows` }, (m) =>
+        qm.matvec(x.subarray(m * K, (m + 1) * K)),
+      );
     }
   });

@@ -10,10 +10,12 @@
  *           ggml's q4_0: low nibbles = elements 0..15, high nibbles = 16..31).
  *   q8_0x4: likewise with 8 bytes of scales then 4 × 32 int8 (block stride 136).
  *   q4_Kx4: per group and 256-value super-block (nb = K/256, stride 576): the 4 rows' fp16 d
- *           (8 bytes), their fp16 dmin (8 bytes), the 4 rows' 12 packed 6-bit scale bytes in
- *           groups of 4 (bytes 4g..4g+3 of row r at 16 + 16g + 4r: one vector holds bytes 0..3
- *           of all 4 rows, so get_scale_min_k4's unpacking runs on 4 rows at once, and a row's
- *           bytes are three 4-byte loads), then the quants in chunk form: chunk j (a row's
+ *           (8 bytes), their fp16 dmin (8 bytes), the 4 rows' 32 6-bit scales and 32 mins in
+ *           three 16-byte vectors A, B, C (at 16, 32, 48) that unpack with a few and / shift / or
+ *           into the byte orders the tiles use (assembly/gemm-k.ts unpack_x4): scale j of row r
+ *           is byte i = 4(j & 3) + r of A (low nibble for j < 4, high for j >= 4) and of C
+ *           (bits 0-1 / 2-3) as its bits 4-5; min j of row r is byte i = 8((j >> 1) & 1) + 2r +
+ *           (j & 1) of B (low / high nibble) and of C (bits 4-5 / 6-7). Then the quants in chunk form: chunk j (a row's
  *           bytes 32j..32j+31: low nibbles = values 64j..64j+31, high nibbles = 64j+32..64j+63)
  *           at 64 + 128j, bytes 4k..4k+3 of row r at 64 + 128j + 16k + 4r, so that one vector
  *           holds 4-byte pieces of the 4 rows (lanes = rows: the tiles need no horizontal sums
@@ -23,6 +25,7 @@
  */
 import { platform } from '../../platform/index.js';
 import { GGML_TYPES } from '../../formats/ggml-types.js';
+import { scaleMinK4 } from '../../formats/kquant-scales.js';
 
 /** Types with a row-interleaved form. */
 export type PackableType = 'q4_0' | 'q8_0' | 'q4_k';
@@ -104,6 +107,24 @@ export function packedBlockPlace(
 }
 
 /**
+ * The q4_Kx4 header's 48 scale bytes (vectors A, B, C; see the layout above) for the 4 rows whose
+ * 12 scale bytes are at `at + r·stride`, written at out[to..to + 48).
+ */
+function packScalesX4(p: Uint8Array, at: number, stride: number, out: Uint8Array, to: number): void {
+  for (let i = 0; i < 16; i++) {
+    const u0 = scaleMinK4(i >> 2, p, at + (i & 3) * stride)[0],
+      u1 = scaleMinK4((i >> 2) + 4, p, at + (i & 3) * stride)[0];
+    const mr = (i >> 1) & 3,
+      mj = 2 * (i >> 3) + (i & 1);
+    const e0 = scaleMinK4(mj, p, at + mr * stride)[1],
+      e1 = scaleMinK4(mj + 4, p, at + mr * stride)[1];
+    out[to + i] = (u0 & 15) | ((u1 & 15) << 4);
+    out[to + 16 + i] = (e0 & 15) | ((e1 & 15) << 4);
+    out[to + 32 + i] = (u0 >> 4) | ((u1 >> 4) << 2) | ((e0 >> 4) << 4) | ((e1 >> 4) << 6);
+  }
+}
+
+/**
  * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 / q4_K blocks, `plain`) into the x4
  * layout; returns a new array of the same length. (A RangeError for a q4_0 / q8_0 scale without
  * an x4 encoding.)
@@ -126,7 +147,7 @@ export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: nu
           at = (Math.floor(r / PACK_ROWS) * nb + b) * bs * PACK_ROWS;
         out.set(plain.subarray(src, src + 2), at + 2 * i);
         out.set(plain.subarray(src + 2, src + 4), at + 8 + 2 * i);
-        for (let g = 0; g < 3; g++) out.set(plain.subarray(src + 4 + 4 * g, src + 8 + 4 * g), at + 16 + 16 * g + 4 * i);
+        if (i === PACK_ROWS - 1) packScalesX4(plain, src - 3 * nb * bs + 4, nb * bs, out, at + 16);
         for (let j = 0; j < 4; j++)
           for (let k = 0; k < 8; k++)
             out.set(

@@ -1,7 +1,7 @@
 // Prompt products (many activation rows) of q4_K weights times q8_K activations (gemm-k.ts
 // quantize_act_q8k, one record of 368 bytes per super-block and row), over either layout:
 // - q4_Kx4 groups (gemm-k-x4.ts: per group of 4 weight rows and 256-value super-block, the 4 rows'
-//   fp16 d and dmin, their 12 scale bytes in 4-byte groups side by side, then the quants already in
+//   fp16 d and dmin, their scales and mins packed in their unpacked forms' order, then the quants already in
 //   the chunk form below): prompt_rows_x4, which gemm_q4_kx4 calls for 2 or more tokens;
 // - plain rows (ggml's block_q4_K, 144 bytes: d, dmin, 12 scale bytes, 128 quant bytes), any 4
 //   consecutive rows: gemm_q4_k_prompt; and plain q5_K rows (block_q5_K, 176 bytes: the same
@@ -32,7 +32,7 @@ import { C_NIBBLE_MASK, f16_at } from './tables';
 import * as P from './gemm-q-prompt';
 import {
   OFF_B16, OFF_D, Q8K_BYTES, X4K_BYTES, f32_x4, gather4, gemm_k, hi45, lo45, mins_of_x4, mins_pairs_x4, six_bits_x4,
-  udot16,
+  udot16, unpack_x4,
 } from './gemm-k';
 
 /** Bytes of one plain q4_K / q5_K / q6_K super-block (block_q4_K, block_q5_K, block_q6_K). */
@@ -131,29 +131,36 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
 
 /**
  * The 4 rows' super-block header into the kp_ globals: scales (kp_sq, kp_sq2), mins (kp_mn0..3),
- * d and dmin (kp_d, kp_dmin). x4 (plain = false): the group super-block at w. Plain: row r's
+ * d and dmin (kp_d, kp_dmin). x4 (plain = false): the group super-block at w, its header unpacked
+ * as it is stored (unpack_x4). Plain: row r's
  * super-block at w + r·rs; the 4 rows' 16 header bytes (u32 lanes: d | dmin << 16, scale bytes
  * 0-3, 4-7, 8-11) transposed so that lane r of each vector is row r's, the x4 header's form.
  */
 // @ts-ignore: decorator
 @inline function header(w: usize, rs: usize, plain: bool, m: v128): void {
-  let v0 = m, v1 = m, v2 = m;
-  if (plain) {
-    const h0 = v128.load(w), h1 = v128.load(w + rs), h2 = v128.load(w + 2 * rs), h3 = v128.load(w + 3 * rs);
-    const t0 = v128.shuffle<u32>(h0, h1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(h0, h1, 2, 6, 3, 7);
-    const t2 = v128.shuffle<u32>(h2, h3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(h2, h3, 2, 6, 3, 7);
-    v0 = v128.shuffle<u64>(t0, t2, 1, 3);
-    v1 = v128.shuffle<u64>(t1, t3, 0, 2);
-    v2 = v128.shuffle<u64>(t1, t3, 1, 3);
-    kp_d = gather4(w, rs, true);
-    kp_dmin = gather4(w + 2, rs, true);
-  } else {
-    v0 = v128.load(w, 16);
-    v1 = v128.load(w, 32);
-    v2 = v128.load(w, 48);
+  if (!plain) {
+    // the x4 header holds the unpacked forms (gemm-k.ts unpack_x4): scales in byte 4j + r, mins as E0 / E1
+    const a = v128.load(w, 16), b = v128.load(w, 32), c = v128.load(w, 48);
+    const m30 = i8x16.splat(0x30);
+    kp_sq = unpack_x4(a, b, c, m, m30, 0);
+    kp_sq2 = unpack_x4(a, b, c, m, m30, 1);
+    const e0 = unpack_x4(a, b, c, m, m30, 2), e1 = unpack_x4(a, b, c, m, m30, 3);
+    kp_mn0 = i16x8.extend_low_i8x16_u(e0);
+    kp_mn1 = i16x8.extend_high_i8x16_u(e0);
+    kp_mn2 = i16x8.extend_low_i8x16_u(e1);
+    kp_mn3 = i16x8.extend_high_i8x16_u(e1);
     kp_d = gather4(w, 2, true);
     kp_dmin = gather4(w + 8, 2, true);
+    return;
   }
+  const h0 = v128.load(w), h1 = v128.load(w + rs), h2 = v128.load(w + 2 * rs), h3 = v128.load(w + 3 * rs);
+  const t0 = v128.shuffle<u32>(h0, h1, 0, 4, 1, 5), t1 = v128.shuffle<u32>(h0, h1, 2, 6, 3, 7);
+  const t2 = v128.shuffle<u32>(h2, h3, 0, 4, 1, 5), t3 = v128.shuffle<u32>(h2, h3, 2, 6, 3, 7);
+  const v0 = v128.shuffle<u64>(t0, t2, 1, 3);
+  const v1 = v128.shuffle<u64>(t1, t3, 0, 2);
+  const v2 = v128.shuffle<u64>(t1, t3, 1, 3);
+  kp_d = gather4(w, rs, true);
+  kp_dmin = gather4(w + 2, rs, true);
   // get_scale_min_k4 on 4 rows at once; the scales to byte 4j + r (sub-block j, row r), so that
   // chunk j's two sub-blocks are 8 bytes in a row
   const s03 = six_bits_x4(v0, v1, v2, m, 0), s47 = six_bits_x4(v0, v1, v2, m, 1);

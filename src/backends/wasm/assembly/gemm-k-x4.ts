@@ -1,7 +1,7 @@
 // q4_Kx4: q4_K weight rows interleaved by 4 (repack.ts), times q8_K activations (gemm-k.ts
 // quantize_act_q8k). Per group of 4 rows and 256-value super-block, 576 bytes:
-//   0-7 the 4 rows' fp16 d, 8-15 their fp16 dmin, 16-63 their 12 scale bytes in 4-byte groups
-//   (bytes 4g..4g+3 of row r at 16 + 16g + 4r), then the quants in chunk form: chunk j (each row's
+//   0-7 the 4 rows' fp16 d, 8-15 their fp16 dmin, 16-63 their 6-bit scales and mins packed as
+//   the tiles use them (three vectors A, B, C: gemm-k.ts unpack_x4), then the quants in chunk form: chunk j (each row's
 //   bytes 32j..32j+31: low nibbles = values 64j..64j+31, high nibbles = 64j+32..64j+63) at
 //   64 + 128j, its vector k (16 bytes at + 16k) holding bytes 4k..4k+3 of rows 0-3, row r in i32
 //   lane r.
@@ -16,7 +16,7 @@
 // super-blocks in four chains (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftovers.
 import { C_NIBBLE_MASK, f16_at } from './tables';
 import {
-  Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gather4, gemm_k, mins_of_x4, mins_pairs_x4, six_bits_x4, udot16,
+  Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gather4, gemm_k, mins_of_x4, udot16, unpack_x4, x4_scale_byte,
 } from './gemm-k';
 import { chunk_of, prompt_rows_x4 } from './gemm-k-prompt';
 
@@ -27,7 +27,7 @@ const KIND_Q4K = 5;
 
 // The super-block's scales, per sub-block j the 4 rows' in i16 lane pairs (kx_scj: row r's at
 // lanes 2r, 2r + 1, the pmaddwd operand for sums with lanes = rows), its mins (kx_mn0..3, for
-// mins_of_x4) and a stage value written to order loads (half_x4). Wasm globals are per instance, i.e. per thread;
+// mins_of_x4) and a stage value written to order loads (chunk_x4). Wasm globals are per instance, i.e. per thread;
 // V8 reads and writes them as memory. A write keeps the loads written after it after it: without
 // one TurboFan issues all of a super-block's 64 loads first and spills them (~530 stack accesses).
 let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
@@ -36,20 +36,19 @@ let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 =
 let kx_stage: v128 = i32x4.splat(0);
 
 /**
- * get_scale_min_k4 on the 4 rows of the q4_Kx4 group super-block at w at once (their scale
- * bytes lie side by side): sub-block j's scales in kx_scj (row r at i16 lanes 2r, 2r + 1), the
- * mins regrouped to (row, pair of sub-blocks) in kx_mn0..3, so that pmaddwd with the activation's
- * pairs of 32-value sums gives each row's Σ_j min_j·bsums32_j.
+ * The 6-bit scales and mins of the 4 rows of the q4_Kx4 group super-block at w (unpack_x4): sub-block
+ * j's scales in kx_scj (row r at i16 lanes 2r, 2r + 1: U0 / U1 with each byte doubled, widened),
+ * the mins as mins_of_x4 takes them in kx_mn0..3 (E0 / E1 widened).
  */
 // @ts-ignore: decorator
 @inline function scales_x4(w: usize, m: v128): void {
-  const v0 = v128.load(w, 16), v1 = v128.load(w, 32), v2 = v128.load(w, 48);
-  // the scales transposed to byte 4(j & 3) + r, each byte doubled (two lanes a row)
-  const s03 = six_bits_x4(v0, v1, v2, m, 0), s47 = six_bits_x4(v0, v1, v2, m, 1);
-  const t01 = v128.shuffle<u8>(s03, s03, 0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13);
-  const t23 = v128.shuffle<u8>(s03, s03, 2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15);
-  const t45 = v128.shuffle<u8>(s47, s47, 0, 0, 4, 4, 8, 8, 12, 12, 1, 1, 5, 5, 9, 9, 13, 13);
-  const t67 = v128.shuffle<u8>(s47, s47, 2, 2, 6, 6, 10, 10, 14, 14, 3, 3, 7, 7, 11, 11, 15, 15);
+  const a = v128.load(w, 16), b = v128.load(w, 32), c = v128.load(w, 48);
+  const m30 = i8x16.splat(0x30);
+  const u0 = unpack_x4(a, b, c, m, m30, 0), u1 = unpack_x4(a, b, c, m, m30, 1);
+  const t01 = v128.shuffle<u8>(u0, u0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const t23 = v128.shuffle<u8>(u0, u0, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+  const t45 = v128.shuffle<u8>(u1, u1, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
+  const t67 = v128.shuffle<u8>(u1, u1, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
   kx_sc0 = i16x8.extend_low_i8x16_u(t01);
   kx_sc1 = i16x8.extend_high_i8x16_u(t01);
   kx_sc2 = i16x8.extend_low_i8x16_u(t23);
@@ -58,33 +57,47 @@ let kx_stage: v128 = i32x4.splat(0);
   kx_sc5 = i16x8.extend_high_i8x16_u(t45);
   kx_sc6 = i16x8.extend_low_i8x16_u(t67);
   kx_sc7 = i16x8.extend_high_i8x16_u(t67);
-  const n03 = six_bits_x4(v0, v1, v2, m, 2), n47 = six_bits_x4(v0, v1, v2, m, 3);
-  kx_mn0 = mins_pairs_x4(n03, false);
-  kx_mn1 = mins_pairs_x4(n03, true);
-  kx_mn2 = mins_pairs_x4(n47, false);
-  kx_mn3 = mins_pairs_x4(n47, true);
+  const e0 = unpack_x4(a, b, c, m, m30, 2), e1 = unpack_x4(a, b, c, m, m30, 3);
+  kx_mn0 = i16x8.extend_low_i8x16_u(e0);
+  kx_mn1 = i16x8.extend_high_i8x16_u(e0);
+  kx_mn2 = i16x8.extend_low_i8x16_u(e1);
+  kx_mn3 = i16x8.extend_high_i8x16_u(e1);
+}
+
+/** i16 sums (row r's pairs in lanes 2r, 2r + 1) of the 4 weight vectors a0..a3 × the 4-byte activation pieces at xp..xp+15. */
+// @ts-ignore: decorator
+@inline function dot4_x4(a0: v128, a1: v128, a2: v128, a3: v128, xp: usize): v128 {
+  return i16x8.add(
+    i16x8.add(udot16(a0, v128.load32_splat(xp)), udot16(a1, v128.load32_splat(xp, 4))),
+    i16x8.add(udot16(a2, v128.load32_splat(xp, 8)), udot16(a3, v128.load32_splat(xp, 12))));
 }
 
 /**
- * Half h (0, 1) of chunk j of a q4_Kx4 super-block (its 4 vectors at q: bytes 16h..16h+15 of the 4
- * rows' 32) × the activations at xp (= x + 64j + 16h), lanes = rows, added to s: sub-block 2j
- * (low nibbles, activations xp..xp+15) and 2j + 1 (high nibbles, xp+32..xp+47), each summed in i16
- * (row r's pairs in lanes 2r, 2r + 1: at most 4·2·15·127) and scaled by one pmaddwd (sl, sh).
- * The two stores order the loads: the high nibbles' activations after the low sums, the next
- * half's loads after this one's sum (s itself stays in a register: a sum read back from memory
- * puts a store-to-load wait on the chain).
+ * Chunk j of a q4_Kx4 super-block (its 8 vectors at q) × the activations at xp (= x + 64j), lanes
+ * = rows, added to s (first: s is zero, not added). Per half h (vectors q + 64h.., bytes
+ * 16h..16h+15 of the 4 rows' 32): sub-block 2j from the low nibbles (activations xp + 16h..),
+ * 2j + 1 from the high nibbles (xp + 32 + 16h..), summed in i16 (row r's pairs in lanes 2r, 2r + 1,
+ * at most 4·2·15·127 = 15240 a half), the two halves added (30480: still i16), then scaled by one
+ * pmaddwd per sub-block (sl, sh: row r's scale at lanes 2r, 2r + 1). The stores order the loads:
+ * each half's high-nibble activations after its low sums, the second half's loads after the first
+ * half's sums; s itself stays in a register (a sum read back from memory puts a store-to-load
+ * wait on the chain).
  */
 // @ts-ignore: decorator
-@inline function half_x4(q: usize, xp: usize, sl: v128, sh: v128, m: v128, s: v128): v128 {
+@inline function chunk_x4(q: usize, xp: usize, sl: v128, sh: v128, m: v128, s: v128, first: bool): v128 {
   const a0 = v128.load(q), a1 = v128.load(q, 16), a2 = v128.load(q, 32), a3 = v128.load(q, 48);
-  const lo = i16x8.add(
-    i16x8.add(udot16(v128.and(a0, m), v128.load32_splat(xp)), udot16(v128.and(a1, m), v128.load32_splat(xp, 4))),
-    i16x8.add(udot16(v128.and(a2, m), v128.load32_splat(xp, 8)), udot16(v128.and(a3, m), v128.load32_splat(xp, 12))));
+  const lo0 = dot4_x4(v128.and(a0, m), v128.and(a1, m), v128.and(a2, m), v128.and(a3, m), xp);
+  kx_stage = lo0;
+  const hi0 = dot4_x4(v128.and(i16x8.shr_u(a0, 4), m), v128.and(i16x8.shr_u(a1, 4), m),
+    v128.and(i16x8.shr_u(a2, 4), m), v128.and(i16x8.shr_u(a3, 4), m), xp + 32);
+  kx_stage = hi0;
+  const b0 = v128.load(q, 64), b1 = v128.load(q, 80), b2 = v128.load(q, 96), b3 = v128.load(q, 112);
+  const lo = i16x8.add(lo0, dot4_x4(v128.and(b0, m), v128.and(b1, m), v128.and(b2, m), v128.and(b3, m), xp + 16));
   kx_stage = lo;
-  const hi = i16x8.add(
-    i16x8.add(udot16(v128.and(i16x8.shr_u(a0, 4), m), v128.load32_splat(xp, 32)), udot16(v128.and(i16x8.shr_u(a1, 4), m), v128.load32_splat(xp, 36))),
-    i16x8.add(udot16(v128.and(i16x8.shr_u(a2, 4), m), v128.load32_splat(xp, 40)), udot16(v128.and(i16x8.shr_u(a3, 4), m), v128.load32_splat(xp, 44))));
-  const r = i32x4.add(s, i32x4.add(i32x4.dot_i16x8_s(lo, sl), i32x4.dot_i16x8_s(hi, sh)));
+  const hi = i16x8.add(hi0, dot4_x4(v128.and(i16x8.shr_u(b0, 4), m), v128.and(i16x8.shr_u(b1, 4), m),
+    v128.and(i16x8.shr_u(b2, 4), m), v128.and(i16x8.shr_u(b3, 4), m), xp + 48));
+  const c = i32x4.add(i32x4.dot_i16x8_s(lo, sl), i32x4.dot_i16x8_s(hi, sh));
+  const r = first ? c : i32x4.add(s, c);
   kx_stage = r;
   return r;
 }
@@ -92,18 +105,17 @@ let kx_stage: v128 = i32x4.splat(0);
 /**
  * One q4_Kx4 group super-block at w × the q8_K record at x; lanes = the 4 rows. Row r's lane is
  * four45's value for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ.
+ * Inlined into the row loop: as a function, each call cost ~40 instructions of spills and call
+ * overhead around its ~513 (`bash bench/wasm-code.sh tile1x4_q4k`: ~525 a super-block inlined).
  */
-function sb_q4kx4(w: usize, x: usize, m: v128): v128 {
+// @ts-ignore: decorator
+@inline function sb_q4kx4(w: usize, x: usize, m: v128): v128 {
   scales_x4(w, m);
   const q = w + 64;
-  let s = half_x4(q, x, kx_sc0, kx_sc1, m, i32x4.splat(0));
-  s = half_x4(q + 64, x + 16, kx_sc0, kx_sc1, m, s);
-  s = half_x4(q + 128, x + 64, kx_sc2, kx_sc3, m, s);
-  s = half_x4(q + 192, x + 80, kx_sc2, kx_sc3, m, s);
-  s = half_x4(q + 256, x + 128, kx_sc4, kx_sc5, m, s);
-  s = half_x4(q + 320, x + 144, kx_sc4, kx_sc5, m, s);
-  s = half_x4(q + 384, x + 192, kx_sc6, kx_sc7, m, s);
-  s = half_x4(q + 448, x + 208, kx_sc6, kx_sc7, m, s);
+  let s = chunk_x4(q, x, kx_sc0, kx_sc1, m, i32x4.splat(0), true);
+  s = chunk_x4(q + 128, x + 64, kx_sc2, kx_sc3, m, s, false);
+  s = chunk_x4(q + 256, x + 128, kx_sc4, kx_sc5, m, s, false);
+  s = chunk_x4(q + 384, x + 192, kx_sc6, kx_sc7, m, s, false);
   const summ = mins_of_x4(kx_mn0, kx_mn1, kx_mn2, kx_mn3, x);
   return f32_x4(gather4(w, 2, true), gather4(w + 8, 2, true), x, s, summ);
 }
@@ -229,9 +241,11 @@ export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
         const h = src + i * rb;
         store<u16>(dst + 2 * i, load<u16>(h));
         store<u16>(dst + 8 + 2 * i, load<u16>(h + 2));
-        store<u32>(dst + 16 + 4 * i, load<u32>(h + 4));
-        store<u32>(dst + 32 + 4 * i, load<u32>(h + 8));
-        store<u32>(dst + 48 + 4 * i, load<u32>(h + 12));
+      }
+      for (let i = 0; i < 16; i++) {
+        store<u8>(dst + 16 + <usize>i, x4_scale_byte(src + 4, rb, i, 0));
+        store<u8>(dst + 32 + <usize>i, x4_scale_byte(src + 4, rb, i, 1));
+        store<u8>(dst + 48 + <usize>i, x4_scale_byte(src + 4, rb, i, 2));
       }
       for (let j: usize = 0; j < 4; j++) {
         const q = src + 16 + 32 * j, c = dst + 64 + 128 * j;
@@ -262,7 +276,7 @@ export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize)
   let w = W + <usize>(r >> 2) * <usize>nb * X4K_BYTES;
   let y = out;
   for (let b = 0; b < nb; b++) {
-    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + 16 + 4 * i, true, w + 64 + 4 * i, false, w, y);
+    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + i, true, w + 64 + 4 * i, false, w, y);
     w += X4K_BYTES;
     y += 1024;
   }

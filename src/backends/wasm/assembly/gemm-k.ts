@@ -79,20 +79,68 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
   return i16x8.add(v128.shuffle<u16>(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14), v128.shuffle<u16>(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15));
 }
 
-/** Scale byte k (0..11) of a q4_K block: at q + k as stored, at q + 16·(k >> 2) + (k & 3) for a row of a q4_Kx4 group (q = its first byte). */
+/** Scale byte k (0..11) of a q4_K block at q + k. */
 // @ts-ignore: decorator
-@inline function sbyte(q: usize, k: i32, x4: bool): i32 {
-  return <i32>load<u8>(x4 ? q + (<usize>(k >> 2) << 4) + <usize>(k & 3) : q + <usize>k);
+@inline function sbyte(q: usize, k: i32): i32 {
+  return <i32>load<u8>(q + <usize>k);
 }
 
-/** The 6-bit scale and min of sub-block j (0..7) of a q4_K / q5_K block (ggml get_scale_min_k4), scale bytes as sbyte reads them. */
+/** The 6-bit scale and min of sub-block j (0..7) of a q4_K / q5_K block (ggml get_scale_min_k4), scale bytes at q. */
 // @ts-ignore: decorator
-@inline function scale_k4(j: i32, q: usize, x4: bool): i32 {
-  return j < 4 ? sbyte(q, j, x4) & 63 : (sbyte(q, j + 4, x4) & 0xf) | ((sbyte(q, j - 4, x4) >> 6) << 4);
+@inline export function scale_k4(j: i32, q: usize): i32 {
+  return j < 4 ? sbyte(q, j) & 63 : (sbyte(q, j + 4) & 0xf) | ((sbyte(q, j - 4) >> 6) << 4);
 }
 // @ts-ignore: decorator
-@inline function min_k4(j: i32, q: usize, x4: bool): i32 {
-  return j < 4 ? sbyte(q, j + 4, x4) & 63 : (sbyte(q, j + 4, x4) >> 4) | ((sbyte(q, j, x4) >> 6) << 4);
+@inline export function min_k4(j: i32, q: usize): i32 {
+  return j < 4 ? sbyte(q, j + 4) & 63 : (sbyte(q, j + 4) >> 4) | ((sbyte(q, j) >> 6) << 4);
+}
+
+// The q4_Kx4 header's scales and mins (repack.ts): 48 bytes at 16 of a group super-block, three
+// vectors A, B, C whose byte i packs byte i of four 6-bit vectors, the forms the tiles use:
+//   U0 (scales of sub-blocks 0-3) and U1 (4-7): byte 4(j & 3) + r = sub-block j of row r;
+//   E0 (mins of sub-blocks 0-3) and E1 (4-7): byte 8((j >> 1) & 1) + 2r + (j & 1) = min j of row r
+//   (widened to i16: row r's pair of sub-blocks in lanes 2r, 2r + 1, mins_of_x4's operands);
+//   A = U0 & 15 | (U1 & 15) << 4, B = E0 & 15 | (E1 & 15) << 4,
+//   C = U0 >> 4 | (U1 >> 4) << 2 | (E0 >> 4) << 4 | (E1 >> 4) << 6.
+// Unpacking is 17 and / shift / or for the four vectors (ggml's 12-byte form took ~90 instructions
+// a group super-block with the regrouping shuffles); same size, same values.
+
+/** Scale (min = false) or min of sub-block j of row r of the q4_Kx4 group super-block at w. */
+// @ts-ignore: decorator
+@inline export function six_x4(w: usize, r: i32, j: i32, min: bool): i32 {
+  const hi4 = j >= 4;
+  if (!min) {
+    const i = <usize>(((j & 3) << 2) + r);
+    const a = <i32>load<u8>(w + 16 + i), c = <i32>load<u8>(w + 48 + i);
+    return hi4 ? (a >> 4) | (((c >> 2) & 3) << 4) : (a & 15) | ((c & 3) << 4);
+  }
+  const i = <usize>((((j >> 1) & 1) << 3) + (r << 1) + (j & 1));
+  const b = <i32>load<u8>(w + 32 + i), c = <i32>load<u8>(w + 48 + i);
+  return hi4 ? (b >> 4) | ((c >> 6) << 4) : (b & 15) | (((c >> 4) & 3) << 4);
+}
+
+/** The packed byte i (0..15) of vector A (v = 0), B (1) or C (2) for the 4 plain rows' 12 scale bytes at h + r·rs. */
+// @ts-ignore: decorator
+@inline export function x4_scale_byte(h: usize, rs: usize, i: i32, v: i32): u8 {
+  const ru = <usize>(i & 3), j = i >> 2;
+  const mr = <usize>((i >> 1) & 3), mj = ((i >> 3) << 1) + (i & 1);
+  const u0 = scale_k4(j, h + ru * rs), u1 = scale_k4(j + 4, h + ru * rs);
+  const e0 = min_k4(mj, h + mr * rs), e1 = min_k4(mj + 4, h + mr * rs);
+  if (v == 0) return <u8>((u0 & 15) | ((u1 & 15) << 4));
+  if (v == 1) return <u8>((e0 & 15) | ((e1 & 15) << 4));
+  return <u8>((u0 >> 4) | ((u1 >> 4) << 2) | ((e0 >> 4) << 4) | ((e1 >> 4) << 6));
+}
+
+/**
+ * The q4_Kx4 header's 6-bit vectors from its packed vectors a, b, c (m: 0x0F bytes, m30: 0x30):
+ * part 0 = U0, 1 = U1, 2 = E0, 3 = E1.
+ */
+// @ts-ignore: decorator
+@inline export function unpack_x4(a: v128, b: v128, c: v128, m: v128, m30: v128, part: i32): v128 {
+  if (part == 0) return v128.or(v128.and(a, m), v128.and(i16x8.shl(c, 4), m30));
+  if (part == 1) return v128.or(v128.and(i16x8.shr_u(a, 4), m), v128.and(i16x8.shl(c, 2), m30));
+  if (part == 2) return v128.or(v128.and(b, m), v128.and(c, m30));
+  return v128.or(v128.and(i16x8.shr_u(b, 4), m), v128.and(i16x8.shr_u(c, 2), m30));
 }
 
 /**
@@ -658,8 +706,8 @@ export function gemm_k(kind: i32, A: usize, W: usize, Y: usize, ldy: i32, M: i32
 }
 
 /**
- * get_scale_min_k4 on 4 rows at once, from the q4_Kx4 header's scale vectors v0..v2 (scale bytes
- * 0-3, 4-7, 8-11 of the 4 rows, row r's at bytes 4r..4r+3; repack.ts): part 0 the 6-bit scales of
+ * get_scale_min_k4 on 4 plain rows at once, from their scale bytes transposed into v0..v2 (bytes
+ * 0-3, 4-7, 8-11 of the 4 rows, row r's at bytes 4r..4r+3; the plain-row prompt tile): part 0 the 6-bit scales of
  * sub-blocks 0-3, 1 of 4-7, 2 the mins of 0-3, 3 of 4-7, byte 4r + (j & 3) = sub-block j of row r.
  */
 // @ts-ignore: decorator
@@ -702,15 +750,19 @@ export function gemm_k(kind: i32, A: usize, W: usize, Y: usize, ldy: i32, M: i32
 
 /**
  * One q4_K / q5_K super-block as ggml's dequantize_row_*: factors d, dmin, scale bytes at sc
- * (as sbyte reads them), quant byte l of chunk j at qs + 32j + l (plain) or, for a row of a
+ * (x4: sc = w + the row's index in the q4_Kx4 group super-block at w, six_x4), quant byte l of chunk j at qs + 32j + l (plain) or, for a row of a
  * q4_Kx4 group (x4; qs = its chunk-form bytes, gemm-k-x4.ts), at qs + 128j + 16(l >> 2) + (l & 3),
  * q5_K's high bits at w + 16; 256 f32 values to y.
  */
 // @ts-ignore: decorator
 @inline export function dequant45(d: f32, dmin: f32, sc: usize, x4: bool, qs: usize, five: bool, w: usize, y: usize): void {
+  const r = <i32>(sc - w);
   for (let j = 0; j < 4; j++) {
-    const d1 = d * <f32>scale_k4(2 * j, sc, x4), m1 = dmin * <f32>min_k4(2 * j, sc, x4);
-    const d2 = d * <f32>scale_k4(2 * j + 1, sc, x4), m2 = dmin * <f32>min_k4(2 * j + 1, sc, x4);
+    const s1 = x4 ? six_x4(w, r, 2 * j, false) : scale_k4(2 * j, sc), n1 = x4 ? six_x4(w, r, 2 * j, true) : min_k4(2 * j, sc);
+    const s2 = x4 ? six_x4(w, r, 2 * j + 1, false) : scale_k4(2 * j + 1, sc);
+    const n2 = x4 ? six_x4(w, r, 2 * j + 1, true) : min_k4(2 * j + 1, sc);
+    const d1 = d * <f32>s1, m1 = dmin * <f32>n1;
+    const d2 = d * <f32>s2, m2 = dmin * <f32>n2;
     const p = y + (<usize>j << 8);
     for (let l = 0; l < 32; l++) {
       const q = <i32>load<u8>(x4 ? qs + (<usize>j << 7) + (<usize>(l >> 2) << 4) + <usize>(l & 3) : qs + (<usize>j << 5) + l);
