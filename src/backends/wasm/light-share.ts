@@ -3,9 +3,10 @@
  * their measured times.
  *
  * A pool of 2-3 threads runs a pass under `lightPassMacs` multiply-adds (a decode row of the
- * shipped model) on one thread (pass-threads.ts). On the quiet 2-core machine that was right for a
+ * shipped model) on one thread (pass-threads.ts). On the 2-core machine that was right for a
  * fresh process and wrong for a warm one: sharing the row took 0.46 ms a step against 0.55 alone
- * once the process had run ~1,000 steps, but 0.7-0.8 ms during the first ~800, while V8's
+ * in a warm process (quiet), but 0.7-0.8 ms during a process's first ~800 steps (busy machine,
+ * boosted; quiet, `mpt bench` gave 1,222 tok/s shared against 1,523 alone), while V8's
  * concurrent compiler optimizes the executor's JS on a background thread and takes the core the
  * second thread needs (with V8's optimizing tiers off, `--max-opt=0`, sharing won from the second
  * repetition: docs/cpu-profile.md, "Why step-ab and mpt bench disagreed"). Another process taking
