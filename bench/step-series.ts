@@ -8,10 +8,13 @@
  * and the process's CPU time (all its threads; leaves out the time it waits for a core).
  *
  *   node dist/bench/run.js step-series [--model /tmp/mpt-default-q4_0.gguf] [--steps 64] [--reps 3]
- *       [--threads 2] [--rounds 4] [--json FILE] ROOT_A[@--v8flag,…] ROOT_B[@…] …
+ *       [--threads 2] [--rounds 4] [--pp N] [--json FILE] ROOT_A[#KEY=VALUE,…][@--v8flag,…] ROOT_B[…] …
  *
  * ROOT is a package folder holding a build (dist/): this worktree, or a copy of main's. A variant
- * may add Node/V8 flags after `@` (comma-separated), passed to its processes.
+ * may set environment variables of its processes after `#` (e.g. `.#MPT_WASM_LIGHT_PASS_MACS=0`,
+ * comma-separated) and add Node/V8 flags after `@` (comma-separated). `--pp N`: as `mpt bench
+ * --pp N`, the runner is loaded for N-row passes and each repetition starts with one N-token
+ * prompt into an empty cache (untimed here) before its decode steps.
  *
  * Printed per variant, wall and CPU, medians over the processes: ms a step of the warm-up
  * repetition in blocks (steps 0-3, 4-7, 8-15, 16-31, 32-63), the mean step of each later
@@ -28,13 +31,14 @@ const opt = (name: string, dflt: string) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1]! : dflt;
 };
-const valued = new Set(['--model', '--steps', '--reps', '--threads', '--rounds', '--json', '--child']);
+const valued = new Set(['--model', '--steps', '--reps', '--threads', '--rounds', '--json', '--child', '--pp']);
 const positional = argv.filter((a, i) => !a.startsWith('--') && !valued.has(argv[i - 1]!));
 const model = opt('model', '/tmp/mpt-default-q4_0.gguf'),
   steps = Number(opt('steps', '64')),
   reps = Number(opt('reps', '3')),
   threads = Number(opt('threads', '2')),
-  rounds = Number(opt('rounds', '4'));
+  rounds = Number(opt('rounds', '4')),
+  pp = Number(opt('pp', '0'));
 
 /** One process's measurement: ms per step, per repetition (repetition 0 is the warm-up). */
 type Series = number[][];
@@ -42,19 +46,26 @@ type Series = number[][];
 interface Run {
   wall: Series;
   cpu: Series;
+  /** The light-pass chooser at the end of the process (light-share.ts), where the build has one. */
+  light?: { sharing: boolean; probes: number; switches: number } | null;
 }
 
 async function child(root: string): Promise<void> {
-  const runner = await loadBuildRunner(root, model, threads);
+  const runner = await loadBuildRunner(root, model, threads, Math.max(1, pp));
   const V = runner.config.vocabSize;
   let s = 12345;
-  const ids = Array.from({ length: steps }, () => {
+  const ids = Array.from({ length: Math.max(steps, pp) }, () => {
     s = (Math.imul(s, 1103515245) + 12345) >>> 0;
     return 1 + (s % (V - 1));
   });
   const out: Series = [],
     cpuOut: Series = [];
   for (let r = 0; r <= reps; r++) {
+    if (pp > 0) {
+      const c = runner.createCache({ capacity: pp });
+      await runner.forward([{ cache: c, tokens: ids.slice(0, pp) }], { logits: 'last' });
+      c.dispose();
+    }
     const cache = runner.createCache({ capacity: steps });
     const times: number[] = [],
       cpu: number[] = [];
@@ -73,8 +84,11 @@ async function child(root: string): Promise<void> {
     out.push(times);
     cpuOut.push(cpu);
   }
+  // Where the build chooses light passes' threads by measured times (light-share.ts): the way at the end.
+  const chooser = (runner as { lightShare?: { sharing: boolean; counts: object } | null }).lightShare;
+  const light = chooser ? { sharing: chooser.sharing, ...chooser.counts } : null;
   await runner.dispose();
-  process.stdout.write(JSON.stringify({ wall: out, cpu: cpuOut }));
+  process.stdout.write(JSON.stringify({ wall: out, cpu: cpuOut, light }));
 }
 
 function median(a: number[]): number {
@@ -92,8 +106,14 @@ else {
     process.exit(2);
   }
   const variants = positional.map((v) => {
-    const [root, flags = ''] = v.split('@');
-    return { name: v, root: root!, flags: flags ? flags.split(',') : [], runs: [] as Run[] };
+    const [spec, flags = ''] = v.split('@') as [string, string?];
+    const [root, settings = ''] = spec.split('#') as [string, string?];
+    const env: Record<string, string> = {};
+    for (const kv of settings.split(',').filter(Boolean)) {
+      const [k, val = ''] = kv.split('=') as [string, string?];
+      env[k] = val;
+    }
+    return { name: v, root, env, flags: flags ? flags.split(',') : [], runs: [] as Run[] };
   });
   const script = fileURLToPath(import.meta.url);
   for (let round = 0; round < rounds; round++) {
@@ -114,8 +134,10 @@ else {
           String(reps),
           '--threads',
           String(threads),
+          '--pp',
+          String(pp),
         ],
-        { encoding: 'utf8', maxBuffer: 1 << 26 },
+        { encoding: 'utf8', maxBuffer: 1 << 26, env: { ...process.env, ...v.env } },
       );
       if (r.status !== 0) throw new Error(`${v.name}: exit ${r.status}\n${r.stderr}`);
       v.runs.push(JSON.parse(r.stdout) as Run);
@@ -147,10 +169,14 @@ else {
     bench_tok_s: Math.round(median(v.runs.map((r) => median(r.wall.slice(1).map((t) => (1000 * steps) / sum(t)))))),
   }));
   console.log(
-    `${model}, ${threads} thread(s), ${steps} steps, ${reps} reps after the warm-up, ${rounds} processes each (medians over processes)`,
+    `${model}, ${threads} thread(s), ${steps} steps${pp ? ` after a ${pp}-token prompt` : ''}, ${reps} reps after the warm-up, ${rounds} processes each (medians over processes)`,
   );
-  for (const r of report) {
-    console.log(`${r.variant}: as mpt bench ${r.bench_tok_s} tok/s`);
+  for (const [i, r] of report.entries()) {
+    const light = variants[i]!.runs.map((x) => x.light).filter((x) => x);
+    const chooser = light.length
+      ? ` | light passes at the end: ${light.map((x) => `${x!.sharing ? 'shared' : 'one thread'} (${x!.probes} probes, ${x!.switches} switches)`).join(', ')}`
+      : '';
+    console.log(`${r.variant}: as mpt bench ${r.bench_tok_s} tok/s${chooser}`);
     for (const k of ['wall', 'cpu'] as const) {
       const m = r[k];
       console.log(
@@ -160,5 +186,5 @@ else {
   }
   const json = opt('json', '');
   if (json)
-    writeFileSync(json, JSON.stringify({ model, steps, reps, threads, rounds, report, runs: variants }, null, 1));
+    writeFileSync(json, JSON.stringify({ model, steps, reps, threads, rounds, pp, report, runs: variants }, null, 1));
 }

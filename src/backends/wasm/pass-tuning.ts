@@ -22,6 +22,11 @@ export interface PassTuning {
    */
   lightPassMacs: number;
   /**
+   * On a pool of 2-3 threads, whether a light decode pass runs on one thread or on all is chosen
+   * by measured pass times (light-share.ts), not fixed at one thread. MPT_WASM_ADAPTIVE_LIGHT=0: fixed.
+   */
+  adaptiveLight: boolean;
+  /**
    * A product of decode rows run by one thread is one work item (executor.ts chunkRows), not one per
    * 2^18 multiply-adds: the shipped model's output matrix was 50 items of JS calls. MPT_WASM_ONE_CHUNK=0: off.
    */
@@ -74,6 +79,7 @@ export const DEFAULT_TUNING: Readonly<PassTuning> = {
   barrierSpins: SPINS,
   idleSpins: SPINS,
   lightPassMacs: LIGHT_PASS_MACS,
+  adaptiveLight: true,
   oneChunk: true,
   spinByWork: false,
   longFirst: true,
@@ -100,6 +106,7 @@ export function passTuning(): PassTuning {
     barrierSpins: envCount('MPT_WASM_BARRIER_SPINS', DEFAULT_TUNING.barrierSpins),
     idleSpins: envCount('MPT_WASM_IDLE_SPINS', DEFAULT_TUNING.idleSpins),
     lightPassMacs: envCount('MPT_WASM_LIGHT_PASS_MACS', DEFAULT_TUNING.lightPassMacs),
+    adaptiveLight: envFlag('MPT_WASM_ADAPTIVE_LIGHT', DEFAULT_TUNING.adaptiveLight),
     oneChunk: envFlag('MPT_WASM_ONE_CHUNK', DEFAULT_TUNING.oneChunk),
     spinByWork: envFlag('MPT_WASM_SPIN_BY_WORK', DEFAULT_TUNING.spinByWork),
     longFirst: envFlag('MPT_WASM_LONG_FIRST', DEFAULT_TUNING.longFirst),

@@ -36,6 +36,8 @@ export interface PassPool {
    * where the pool can do that (a pass short enough to block the caller for: pool.ts).
    */
   run(pass: Pass, here?: boolean): Promise<void>;
+  /** Wall ms of the last pass run, from its start until it was done (not the event-loop turn after it). */
+  readonly lastRunMs?: number;
   close(): Promise<void>;
   /** Per thread, its operation timings (team.ts PROFILE), when the pool was started with MPT_WASM_PROFILE=1. */
   opProfile?(): Float64Array[] | null;
@@ -119,6 +121,7 @@ export class WorkerPool implements PassPool {
   private here: Executor | null = null;
   /** When the calling thread last gave its event loop a turn between passes it ran. */
   private lastYield = 0;
+  lastRunMs = 0;
 
   private constructor(
     private readonly workers: PlatformWorker[],
@@ -318,13 +321,15 @@ export class WorkerPool implements PassPool {
     }
     this.busy = true;
     const onHere = here && this.hereParts !== null;
+    const t0 = performance.now();
     try {
       await this.send(pass, onHere);
     } finally {
       this.busy = false;
     }
+    const now = performance.now();
+    this.lastRunMs = now - t0;
     if (onHere) {
-      const now = performance.now();
       if (now - this.lastYield > HERE_YIELD_MS) {
         await platform.yieldToEventLoop();
         this.lastYield = performance.now();

@@ -22,6 +22,7 @@ import { type KvCacheOwner, WasmKvCache } from './kv-cache.js';
 import { restoreWasmCache, snapshotWasmCache } from './kv-snapshot.js';
 import type { Pass, PassSequence } from './executor.js';
 import { PRIVATE_ROWS, kvRegionBytes, type ModelLayout } from './layout.js';
+import { LightShare } from './light-share.js';
 import { passThreads } from './pass-threads.js';
 import type { PassPool } from './pool.js';
 
@@ -55,6 +56,11 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
   private readonly layerMacsPerRow: number;
   /** Threads the last pass ran on (diagnostics, tests). */
   lastPassThreads = 0;
+  /**
+   * On a pool of 2-3 threads, whether light decode passes run on one thread or on all, by their
+   * measured times (pass-tuning.ts adaptiveLight); null: the fixed rule (one thread).
+   */
+  readonly lightShare: LightShare | null;
 
   constructor(
     readonly layout: ModelLayout,
@@ -62,6 +68,9 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
     private readonly pool: PassPool,
   ) {
     this.config = layout.config;
+    const t = pool.tuning;
+    this.lightShare =
+      pool.threads > 1 && pool.threads < 4 && t.lightPassMacs > 0 && t.adaptiveLight ? new LightShare() : null;
     this.layerMacsPerRow = layout.layers.reduce(
       (sum, ly) => sum + [ly.qkv, ly.out, ly.up, ly.gate, ly.down].reduce((t, m) => t + (m ? m.rows * m.cols : 0), 0),
       0,
@@ -90,15 +99,23 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
     );
   }
 
-  /** Threads for a pass of `macs` multiply-adds and `rows` rows with `logitRows` output rows (pass-threads.ts). */
-  private threadsFor(macs: number, rows: number, logitRows: number): number {
+  /**
+   * Threads for a pass of `macs` multiply-adds and `rows` rows with `logitRows` output rows
+   * (pass-threads.ts); `share`: a light pass on the whole pool too (lightShare).
+   */
+  private threadsFor(macs: number, rows: number, logitRows: number, share = false): number {
     const c = this.config;
     // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix
     // (sampling adds none). A small pass whose layers are light now runs them on one thread and
     // meets once before the output matrix (executor.ts SOLO_LAYER_MACS); it is still counted as
     // 5 a layer, the schedule the 16-vCPU calibration of pass-threads.ts was measured with.
     const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0);
-    return passThreads({ macs, barriers }, this.pool.threads, this.pool.cores, this.pool.tuning.lightPassMacs);
+    return passThreads(
+      { macs, barriers },
+      this.pool.threads,
+      this.pool.cores,
+      share ? 0 : this.pool.tuning.lightPassMacs,
+    );
   }
 
   createCache(options: KvCacheOptions): KvCache {
@@ -271,12 +288,17 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
             throw new Error('internal: logit rows of a pass are not consecutive');
         });
       const macs = this.passMacs(rows, seqs, logitRows.length);
+      // Only decode passes (one row a sequence) may block the caller: a prompt chunk's time grows
+      // with its context in ways the count above only estimates.
+      const decode = rows === seqs.length;
+      // A light decode pass (one thread by the fixed rule): its way is chosen by measured times.
+      const light = this.lightShare && decode && macs < this.pool.tuning.lightPassMacs ? this.lightShare : null;
       const pass: Pass = {
         rows,
         tokens,
         wpePos,
         seqs,
-        threads: this.threadsFor(macs, rows, logitRows.length),
+        threads: this.threadsFor(macs, rows, logitRows.length, light?.next()),
         logitRows: Int32Array.from(logitRows),
         logitsOut: need > 0 && !inPlace ? this.logitsBuf! : undefined,
         logitsOffset: offset,
@@ -294,9 +316,8 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
         pass.tokensOut = this.tokensBuf!;
       }
       this.lastPassThreads = pass.threads;
-      // Only decode passes (one row a sequence) may block the caller: a prompt chunk's time grows
-      // with its context in ways the count above only estimates.
-      await this.pool.run(pass, macs < HERE_PASS_MACS && rows === seqs.length);
+      await this.pool.run(pass, macs < HERE_PASS_MACS && decode);
+      if (light && this.pool.lastRunMs !== undefined) light.record(pass.threads > 1, this.pool.lastRunMs);
       if (!reuse && need > 0) {
         const all = new Float32Array(this.logitsBuf!, 0, logitRows.length * V);
         logitDest.forEach(([i, row], j) => {
