@@ -5,11 +5,12 @@
 // resumes from that step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/goldens.js';
+import { interruptAfter } from './helpers/interrupt.js';
 
 const mpt = (args: string[]) =>
   spawnSync(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
@@ -94,35 +95,6 @@ test('mpt train runs a recipe, resumes from its checkpoint, exports a model that
     rmSync(dir, { recursive: true, force: true });
   }
 });
-
-/** Runs `mpt train` and sends SIGINT once stderr shows step `after`; resolves with how it ended. */
-function interruptAfter(args: string[], after: number): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    let sent = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mpt train did not end: ${stderr}`));
-    }, 180_000);
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString('utf8');
-      if (!sent && new RegExp(`step ${after}/`).test(stderr)) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stdout.resume();
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
-}
 
 test('Ctrl-C during mpt train saves a checkpoint of the last step, says where, and the run resumes from it', {
   timeout: 300_000,
