@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/goldens.js';
-import { interruptAfter } from './helpers/interrupt.js';
+import { checkStopped, interruptAfter } from './helpers/interrupt.js';
 
 const mpt = (args: string[]) =>
   spawnSync(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
@@ -110,15 +110,7 @@ test('Ctrl-C during mpt train saves a checkpoint of the last step, says where, a
       export_folder: null,
     });
     const first = await interruptAfter(['train', r], 3);
-    assert.equal(first.code, 130, first.stderr);
-    assert.match(first.stderr, /interrupted: saving a checkpoint after step \d+/);
-    const m = /stopped after step (\d+): checkpoint saved in (.*); the same command resumes from it/.exec(first.stderr);
-    assert.ok(m, first.stderr);
-    const step = Number(m[1]);
-    assert.ok(step >= 3, first.stderr);
-    assert.match(m[2]!, /[/\\]run[/\\]checkpoint-\d+$/);
-    const complete = JSON.parse(readFileSync(join(m[2]!, 'complete.json'), 'utf8')) as { step: number };
-    assert.equal(complete.step, step);
+    const { step } = checkStopped(first, 3, /[/\\]run[/\\]checkpoint-\d+$/);
     // The same command (to one more step) continues from there.
     const second = mpt(['train', r, '--stop-at', String(step + 1)]);
     assert.equal(second.status, 0, second.stderr);

@@ -1,5 +1,7 @@
 /** Ctrl-C in a real `mpt` process, for the tests of commands that must lose no work to it. */
+import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { REPO_ROOT } from './goldens.js';
 
@@ -30,4 +32,25 @@ export function interruptAfter(args: string[], after: number): Promise<{ code: n
       resolve({ code, stderr });
     });
   });
+}
+
+/**
+ * Checks how an interrupted run ended (exit 130, the two notes, a complete checkpoint of the step
+ * it names, in a folder matching `folder`) and returns that step and folder.
+ */
+export function checkStopped(
+  run: { code: number | null; stderr: string },
+  atLeast: number,
+  folder: RegExp,
+): { step: number; checkpoint: string } {
+  assert.equal(run.code, 130, run.stderr);
+  assert.match(run.stderr, /interrupted: saving a checkpoint after step \d+/);
+  const m = /stopped after step (\d+): checkpoint saved in (.*); the same command resumes from it/.exec(run.stderr);
+  assert.ok(m, run.stderr);
+  const step = Number(m[1]);
+  assert.ok(step >= atLeast, run.stderr);
+  assert.match(m[2]!, folder);
+  const complete = JSON.parse(readFileSync(join(m[2]!, 'complete.json'), 'utf8')) as { step: number };
+  assert.equal(complete.step, step);
+  return { step, checkpoint: m[2]! };
 }
