@@ -15,7 +15,7 @@ import { JsonGrammar } from '../src/server/constrain/json-constraint.js';
 import { tokenText } from '../src/server/openai-format.js';
 import { Scheduler } from '../src/server/scheduler.js';
 import { ServerSequence, type FinishReason } from '../src/server/sequence.js';
-import { startTestServer, type TestServer } from './helpers/serve-fixture.js';
+import { constraintVocabulary, startTestServer, type TestServer } from './helpers/serve-fixture.js';
 
 let srv: TestServer;
 
@@ -73,8 +73,8 @@ const CASES: Case[] = [
 type Reference = GenerateResult & { tokenLogprobs: TokenLogprobInfo[] };
 
 /** The case's grammar, compiled as the server compiles a request's (on the model's constraint vocabulary). */
-function grammarOf(c: Case): JsonGrammar | null {
-  return c.schema === undefined ? null : new JsonGrammar(c.schema, srv.model.constraintVocabulary());
+async function grammarOf(c: Case): Promise<JsonGrammar | null> {
+  return c.schema === undefined ? null : new JsonGrammar(c.schema, await constraintVocabulary(srv.model));
 }
 
 async function reference(c: Case, options: { maxTokens: number; stop?: string }): Promise<Reference> {
@@ -89,7 +89,7 @@ async function reference(c: Case, options: { maxTokens: number; stop?: string })
     vocabLimit: m.vocabLimit,
     stopStrings: options.stop ? [options.stop] : [],
     logprobs: c.logprobs ?? null,
-    constraint: grammarOf(c)?.start() ?? null,
+    constraint: (await grammarOf(c))?.start() ?? null,
     onToken: (chunk) => {
       if (chunk.logprob) tokenLogprobs.push(chunk.logprob);
     },
@@ -161,7 +161,7 @@ test('scheduler: every sequence batched together gives generate()’s token ids 
             sampling: { ...SERVER_DEFAULTS, ...c.sampling },
             stopStrings: v.stop ? [v.stop] : [],
             logprobs: c.logprobs ?? null,
-            constraint: grammarOf(c)?.start() ?? null,
+            constraint: (await grammarOf(c))?.start() ?? null,
           },
           {
             onDelta: (_i, t, lp) => {

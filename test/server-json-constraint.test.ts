@@ -14,7 +14,7 @@ import { JsonAutomatonState } from '../src/server/constrain/json-automaton.js';
 import { JsonGrammar, maskHas } from '../src/server/constrain/json-constraint.js';
 import { compileJsonSchema, SchemaCompiler, SchemaError, type SchemaNode } from '../src/server/constrain/schema.js';
 import { shortestValueBytes } from '../src/server/constrain/shortest.js';
-import { tinyModel } from './helpers/serve-fixture.js';
+import { constraintVocabulary, tinyModel } from './helpers/serve-fixture.js';
 
 const enc = new TextEncoder();
 const dec = new TextDecoder('utf-8', { fatal: true });
@@ -402,11 +402,10 @@ test('a schema no value satisfies is refused when compiled, naming where', () =>
 
 test('token masks from the trie walk equal a brute-force check of every token', async () => {
   const model = await tinyModel();
-  const vocab = model.constraintVocabulary();
+  const vocab = await constraintVocabulary(model);
   const g = new JsonGrammar(PERSON, vocab);
   const c = g.start();
   const r = rng(7);
-  const bytes = vocab.trie.tokenBytes;
   // Check the masks along a random constrained walk, at a handful of its states.
   for (let step = 0; step < 40 && !c.finished; step++) {
     const mask = c.mask();
@@ -415,7 +414,7 @@ test('token masks from the trie walk equal a brute-force check of every token', 
     if (step % 8 === 0) {
       const state = (c as unknown as { state: JsonAutomatonState }).state;
       for (let id = 0; id < vocab.vocabSize; id++) {
-        const b = bytes[id];
+        const b = vocab.trie.tokenBytes(id);
         const want = vocab.eosIds.includes(id) ? state.accepting : b != null && state.feedBytes(b) !== null;
         assert.equal(maskHas(mask, id), want, `step ${step}, token ${id} ${b ? show(b) : 'special'}`);
       }
@@ -428,7 +427,7 @@ test('token masks from the trie walk equal a brute-force check of every token', 
 
 test('random constrained generation over the GPT-NeoX vocabulary always ends in a valid document', async () => {
   const model = await tinyModel();
-  const vocab = model.constraintVocabulary();
+  const vocab = await constraintVocabulary(model);
   // Every free-form part of these schemas is bounded (maxLength, maxItems, digit caps), so a
   // random walk must end.
   const bounded = [PERSON, TREE, TUPLE];
@@ -455,7 +454,7 @@ test('random constrained generation over the GPT-NeoX vocabulary always ends in 
         out.push(id);
       }
       assert.ok(steps < 3000, 'generation ended');
-      const text = dec.decode(concat(out.map((id) => vocab.trie.tokenBytes[id]!)));
+      const text = dec.decode(concat(out.map((id) => vocab.trie.tokenBytes(id)!)));
       assert.ok(validates(schema, text), `invalid output ${JSON.stringify(text)}`);
       assert.ok(!hasDuplicateKeys(text));
     }

@@ -97,6 +97,51 @@ test('the server keeps answering while a long prompt is tokenized', async () => 
   assert.ok(gaps.length >= 5, `only ${gaps.length} health answers`);
 });
 
+test('the first JSON-schema request builds the constraint vocabulary off the event loop, health checks answered meanwhile', async () => {
+  const m = await tinyModel();
+  // A model of its own: the constraint vocabulary is built once per model, on first use.
+  const fresh = servedModelFrom(m.runner, m.tokenizer, { id: m.id, ctx: 256, format: m.format });
+  const s = new MptServer(fresh, { port: 0 });
+  const { url } = await s.listen();
+  // Building the vocabulary asks the tokenizer about every id (50,432 here); decoding the reply
+  // asks about each generated token. Count the questions asked on this thread.
+  const isKnown = m.tokenizer.isKnown;
+  let calls = 0;
+  m.tokenizer.isKnown = function (this: MptTokenizer, id: number) {
+    calls++;
+    return isKnown.call(this, id);
+  };
+  try {
+    const schema = { type: 'object', properties: { name: { type: 'string', maxLength: 6 } }, required: ['name'] };
+    const body = {
+      model,
+      prompt: 'Give JSON:',
+      max_tokens: 24,
+      response_format: { type: 'json_schema', json_schema: { name: 'x', schema } },
+    };
+    let answered = false;
+    const first = post(`${url}/v1/completions`, body).finally(() => {
+      answered = true;
+    });
+    let health = 0;
+    while (!answered) {
+      const h = await fetch(`${url}/health`);
+      assert.equal(h.status, 200);
+      await h.arrayBuffer();
+      health++;
+    }
+    const r = await first;
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const text: string = r.json.choices[0].text;
+    if (r.json.choices[0].finish_reason === 'stop') assert.equal(typeof JSON.parse(text).name, 'string');
+    assert.ok(calls < 1000, `the vocabulary was read on the event loop (${calls} ids)`);
+    assert.ok(health >= 2, `only ${health} health answers while the first JSON-schema request ran`);
+  } finally {
+    m.tokenizer.isKnown = isKnown;
+    await s.shutdown(0);
+  }
+});
+
 test('a long prompt tokenized off the event loop gives the same tokens as the tokenizer', async () => {
   const tok = srv.model.tokenizer;
   const line = (i: number) => `Line ${i}: the quick brown fox, naïve café — ${'ab'.repeat(i % 7)}<|endoftext|>`;

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { TokenTrie } from '../src/server/constrain/token-trie.js';
 import { tokenBytesOf } from '../src/server/constrain/vocabulary.js';
+import { PromptWorker } from '../src/server/prompt-worker.js';
 import { tinyModel } from './helpers/serve-fixture.js';
 
 interface Node {
@@ -57,7 +58,7 @@ function directTrie(tokenBytes: readonly (Uint8Array | null)[]) {
 }
 
 function checkSame(tokenBytes: readonly (Uint8Array | null)[], what: string): void {
-  const trie = new TokenTrie(tokenBytes);
+  const trie = TokenTrie.build(tokenBytes);
   const want = directTrie(tokenBytes);
   const n = want.nodeCount;
   assert.equal(trie.nodeCount, n, `${what}: node count`);
@@ -68,6 +69,9 @@ function checkSame(tokenBytes: readonly (Uint8Array | null)[], what: string): vo
   assert.deepEqual(Array.from(trie.edgeNode.subarray(0, n - 1)), want.edgeNode, `${what}: edgeNode`);
   assert.deepEqual(Array.from(trie.tokenStart), want.tokenStart, `${what}: tokenStart`);
   assert.deepEqual(Array.from(trie.tokenIds), want.tokenIds, `${what}: tokenIds`);
+  for (const [id, bytes] of tokenBytes.entries())
+    assert.deepEqual(trie.tokenBytes(id), bytes && bytes.length > 0 ? bytes : null, `${what}: bytes of ${id}`);
+  assert.equal(trie.tokenBytes(tokenBytes.length), null, `${what}: an id past the vocabulary`);
   // Accepting every byte visits every token exactly once.
   const seen: number[] = [];
   trie.walk(
@@ -86,6 +90,20 @@ function checkSame(tokenBytes: readonly (Uint8Array | null)[], what: string): vo
 test('the trie of the GPT-NeoX vocabulary equals the direct construction', async () => {
   const m = await tinyModel();
   checkSame(tokenBytesOf(m.tokenizer, m.runner.config.vocabSize), 'GPT-NeoX');
+});
+
+test("a server's prompt worker builds the same trie, handed over as buffers", async () => {
+  const m = await tinyModel();
+  const prompts = new PromptWorker(m.tokenizer);
+  try {
+    const got = await prompts.constraintTrie(m.runner.config.vocabSize);
+    const want = TokenTrie.build(tokenBytesOf(m.tokenizer, m.runner.config.vocabSize));
+    assert.equal(got.nodeCount, want.nodeCount);
+    for (const [name, array] of Object.entries(want.parts))
+      assert.ok(Buffer.from(array.buffer).equals(Buffer.from(got.parts[name as keyof typeof want.parts].buffer)), name);
+  } finally {
+    prompts.close(new Error('closed'));
+  }
 });
 
 test('tries of random byte strings equal the direct construction', () => {

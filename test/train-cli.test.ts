@@ -5,11 +5,12 @@
 // resumes from that step.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { REPO_ROOT } from './helpers/goldens.js';
+import { checkStopped, interruptAfter } from './helpers/interrupt.js';
 
 const mpt = (args: string[]) =>
   spawnSync(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args], { cwd: REPO_ROOT, encoding: 'utf8' });
@@ -95,35 +96,6 @@ test('mpt train runs a recipe, resumes from its checkpoint, exports a model that
   }
 });
 
-/** Runs `mpt train` and sends SIGINT once stderr shows step `after`; resolves with how it ended. */
-function interruptAfter(args: string[], after: number): Promise<{ code: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    let sent = false;
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`mpt train did not end: ${stderr}`));
-    }, 180_000);
-    child.stderr.on('data', (b: Buffer) => {
-      stderr += b.toString('utf8');
-      if (!sent && new RegExp(`step ${after}/`).test(stderr)) {
-        sent = true;
-        child.kill('SIGINT');
-      }
-    });
-    child.stdout.resume();
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stderr });
-    });
-  });
-}
-
 test('Ctrl-C during mpt train saves a checkpoint of the last step, says where, and the run resumes from it', {
   timeout: 300_000,
 }, async () => {
@@ -138,15 +110,7 @@ test('Ctrl-C during mpt train saves a checkpoint of the last step, says where, a
       export_folder: null,
     });
     const first = await interruptAfter(['train', r], 3);
-    assert.equal(first.code, 130, first.stderr);
-    assert.match(first.stderr, /interrupted: saving a checkpoint after step \d+/);
-    const m = /stopped after step (\d+): checkpoint saved in (.*); the same command resumes from it/.exec(first.stderr);
-    assert.ok(m, first.stderr);
-    const step = Number(m[1]);
-    assert.ok(step >= 3, first.stderr);
-    assert.match(m[2]!, /[/\\]run[/\\]checkpoint-\d+$/);
-    const complete = JSON.parse(readFileSync(join(m[2]!, 'complete.json'), 'utf8')) as { step: number };
-    assert.equal(complete.step, step);
+    const { step } = checkStopped(first, 3, /[/\\]run[/\\]checkpoint-\d+$/);
     // The same command (to one more step) continues from there.
     const second = mpt(['train', r, '--stop-at', String(step + 1)]);
     assert.equal(second.status, 0, second.stderr);

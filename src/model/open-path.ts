@@ -15,11 +15,27 @@ async function readConfigJson(dir: string): Promise<unknown> {
   return readJsonFile(p, 'model config', JSON_FILE_LIMITS.config, ConfigError);
 }
 
+/** The path's status; a missing path or a symbolic-link loop is an InputError that says which. */
+function statOf(abs: string, path: string): ReturnType<typeof statSync> & object {
+  try {
+    return statSync(abs);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ELOOP') throw new InputError(`${path}: too many symbolic links (a link that leads back to itself?)`);
+    if (code === 'ENOENT' || code === 'ENOTDIR') throw new InputError(`model not found: ${path}`);
+    throw new InputError(`cannot open ${path}: ${(e as Error).message}`);
+  }
+}
+
 /** Opens the model folder or GGUF file at `path` (see openCheckpoint). */
 export async function openPathCheckpoint(path: string): Promise<Checkpoint> {
   const abs = resolve(path);
-  if (!existsSync(abs)) throw new InputError(`model not found: ${path}`);
-  const st = statSync(abs);
+  const st = statOf(abs, path);
+  // A device or FIFO would be read as a folder (no config.json) or, named .gguf, read forever.
+  if (!st.isFile() && !st.isDirectory())
+    throw new InputError(
+      `${path} is not a regular file or a folder (a device, FIFO or socket): give a model folder or a GGUF file`,
+    );
   if (st.isFile()) {
     if (!abs.endsWith('.gguf')) {
       throw new InputError(

@@ -162,8 +162,8 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
     );
   }
   const asked = r.max_completion_tokens ?? r.max_tokens;
-  const toolGrammar = toolGrammarOf(ctx, r);
-  const grammar = toolGrammar ?? grammarOf(ctx, r);
+  const toolGrammar = await toolGrammarOf(ctx, r);
+  const grammar = toolGrammar ?? (await grammarOf(ctx, r));
   const watch = requestSignal(ctx, res, receivedAt);
   let chatPrompt: ChatPrompt;
   try {

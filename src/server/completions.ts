@@ -67,7 +67,7 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
       const least = g === null ? 0 : await ctx.prompts.leastTokens(g, watch.signal);
       if (least + asked > C) throw contextBoundError(C, least, asked, 'prompt', paramOf(i));
     }
-    grammar = grammarOf(ctx, r);
+    grammar = await grammarOf(ctx, r);
     const encoded =
       typeof given[0] === 'string'
         ? await encodePrompts(ctx, given as string[], C - asked, watch.signal)

@@ -6,6 +6,7 @@ import { badRequest } from './api-error.js';
 import { JsonGrammar } from './constrain/json-constraint.js';
 import { SchemaError } from './constrain/schema.js';
 import type { ServedModel } from './model-host.js';
+import type { PromptWorker } from './prompt-worker.js';
 import type { ChatRequest } from './request-schema.js';
 import { toolCallSchema } from './tools.js';
 
@@ -14,13 +15,13 @@ export class GrammarCache {
   private readonly map = new Map<string, JsonGrammar>();
   constructor(private readonly limit = 32) {}
 
-  get(model: ServedModel, schema: unknown): JsonGrammar {
+  async get(model: ServedModel, prompts: PromptWorker, schema: unknown): Promise<JsonGrammar> {
     const key = JSON.stringify(schema);
     let g = this.map.get(key);
     if (g) {
       this.map.delete(key);
     } else {
-      g = new JsonGrammar(schema, model.constraintVocabulary());
+      g = new JsonGrammar(schema, await model.constraintVocabulary(prompts));
     }
     this.map.set(key, g);
     if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value!);
@@ -32,24 +33,25 @@ export class GrammarCache {
 interface GrammarContext {
   model: ServedModel;
   grammars: GrammarCache;
+  prompts: PromptWorker;
 }
 
 const SCHEMA_PARAM = 'response_format.json_schema.schema';
 
 /** The request's compiled response_format; 400 for a schema that cannot be enforced or that no value satisfies. */
-export function grammarOf(
+export async function grammarOf(
   ctx: GrammarContext,
   req: { response_format?: ChatRequest['response_format'] },
-): JsonGrammar | null {
+): Promise<JsonGrammar | null> {
   const rf = req.response_format;
   if (!rf || rf.type === 'text') return null;
   const schema = rf.type === 'json_object' ? { type: 'object' } : (rf.json_schema.schema ?? {});
   return compileSchema(ctx, schema, SCHEMA_PARAM);
 }
 
-function compileSchema(ctx: GrammarContext, schema: unknown, param: string): JsonGrammar {
+async function compileSchema(ctx: GrammarContext, schema: unknown, param: string): Promise<JsonGrammar> {
   try {
-    return ctx.grammars.get(ctx.model, schema);
+    return await ctx.grammars.get(ctx.model, ctx.prompts, schema);
   } catch (e) {
     // RangeError: a schema nested deep enough to overflow the stack while being read.
     if (e instanceof SchemaError || e instanceof RangeError) {
@@ -61,7 +63,7 @@ function compileSchema(ctx: GrammarContext, schema: unknown, param: string): Jso
 }
 
 /** The grammar of the tool call a chat request asks for (tools.ts), or null for plain text. */
-export function toolGrammarOf(ctx: GrammarContext, req: ChatRequest): JsonGrammar | null {
+export async function toolGrammarOf(ctx: GrammarContext, req: ChatRequest): Promise<JsonGrammar | null> {
   const schema = toolCallSchema(req.tools, req.tool_choice);
   if (!schema) return null;
   if (req.response_format && req.response_format.type !== 'text') {

@@ -11,7 +11,8 @@ import { resolveContextLength } from '../runtime/generate.js';
 import { loadModel } from '../runtime/model.js';
 import type { MptTokenizer } from '../runtime/tokenizer.js';
 import type { ConstraintVocabulary } from './constrain/json-constraint.js';
-import { buildConstraintVocabulary } from './constrain/vocabulary.js';
+import { vocabularyOf } from './constrain/vocabulary.js';
+import type { PromptWorker } from './prompt-worker.js';
 
 export interface ServedModel {
   /** The name clients put in `model` (and /v1/models lists). */
@@ -28,8 +29,11 @@ export interface ServedModel {
   readonly kvType: KvType;
   /** Unix seconds when the model was loaded. */
   readonly created: number;
-  /** The vocabulary as constrained decoding needs it (built on first use, then kept). */
-  constraintVocabulary(): ConstraintVocabulary;
+  /**
+   * The vocabulary as constrained decoding needs it: built on first use by `prompts`, off the
+   * event loop (a pass over the vocabulary held every other client for ~190 ms), then kept.
+   */
+  constraintVocabulary(prompts: PromptWorker): Promise<ConstraintVocabulary>;
 }
 
 export interface LoadServedModelOptions {
@@ -56,7 +60,7 @@ export function servedModelFrom(
   const contextLength = resolveContextLength(runner.config, options.ctx);
   const stopIds = [...new Set([...tokenizer.stopIds, ...formatStopIds(options.format, tokenizer)])];
   const vocabSize = runner.config.vocabSize;
-  let vocab: ConstraintVocabulary | undefined;
+  let vocab: Promise<ConstraintVocabulary> | undefined;
   return {
     id: options.id,
     runner,
@@ -67,9 +71,15 @@ export function servedModelFrom(
     vocabLimit: Math.min(tokenizer.size, vocabSize),
     kvType: options.kvType ?? 'f32',
     created: Math.floor(Date.now() / 1000),
-    constraintVocabulary() {
-      vocab ??= buildConstraintVocabulary(tokenizer, vocabSize, stopIds);
-      return vocab;
+    constraintVocabulary(prompts) {
+      if (vocab) return vocab;
+      const building = prompts.constraintTrie(vocabSize).then((trie) => vocabularyOf(trie, vocabSize, stopIds));
+      vocab = building;
+      // A build cut short (its server stopping) is tried again by the next request.
+      building.catch(() => {
+        if (vocab === building) vocab = undefined;
+      });
+      return building;
     },
   };
 }

@@ -6,6 +6,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { InputError } from '../errors.js';
 import { type ChatMessage, type JinjaSource, jinjaFormat } from '../runtime/chat-template.js';
 import { MptTokenizer } from '../runtime/tokenizer.js';
+import { constraintTrie } from './constrain/vocabulary.js';
+import type { TokenTrieParts } from './constrain/token-trie.js';
 import { leastTokens } from './token-bound.js';
 
 /** What the thread starts with, besides the tokenizer's construction. */
@@ -23,9 +25,10 @@ export type PromptJob = { id: number } & (
   | { kind: 'render'; messages: ChatMessage[]; addGenerationPrompt: boolean }
   | { kind: 'decode'; ids: Int32Array }
   | { kind: 'pieces'; ids: Int32Array }
+  | { kind: 'trie'; vocabSize: number }
 );
 export type PromptReply =
-  | { id: number; value: Int32Array<ArrayBuffer> | number | string | string[] }
+  | { id: number; value: Int32Array<ArrayBuffer> | number | string | string[] | TokenTrieParts }
   | { id: number; error: string; input: boolean };
 
 // Arrives as JSON text: one string is cheap to hand over, again after a restart.
@@ -53,6 +56,8 @@ function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
       return tokenizer.decode(job.ids);
     case 'pieces':
       return Array.from(job.ids, (id) => tokenizer.decode([id]));
+    case 'trie':
+      return constraintTrie(tokenizer, job.vocabSize).parts;
   }
 }
 
@@ -63,5 +68,12 @@ port.on('message', (job: PromptJob) => {
   } catch (e) {
     reply = { id: job.id, error: e instanceof Error ? e.message : String(e), input: e instanceof InputError };
   }
-  port.postMessage(reply, 'value' in reply && reply.value instanceof Int32Array ? [reply.value.buffer] : []);
+  port.postMessage(reply, 'value' in reply ? transferable(reply.value) : []);
 });
+
+/** The buffers a reply hands over rather than copies. */
+function transferable(value: Exclude<PromptReply, { error: string }>['value']): ArrayBuffer[] {
+  if (value instanceof Int32Array) return [value.buffer];
+  if (typeof value !== 'object' || Array.isArray(value)) return [];
+  return Object.values(value).map((a: Int32Array | Uint8Array) => a.buffer as ArrayBuffer);
+}

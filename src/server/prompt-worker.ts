@@ -1,6 +1,7 @@
 /**
  * Prompt work without holding the server's event loop: rendering chat messages through a Jinja
- * chat template, bounding a text's token count from its bytes, text → token ids and ids → text.
+ * chat template, bounding a text's token count from its bytes, text → token ids and ids → text,
+ * and the vocabulary's trie for constrained decoding.
  * Small inputs are handled in place; large ones, and every Jinja render (a template spends up to
  * its work budget, about half a second, whatever the messages' size), by a worker thread with its
  * own copy of the tokenizer and the template, one job at a time. (A megabyte of text costs a
@@ -13,6 +14,7 @@ import { InputError } from '../errors.js';
 import type { ChatMessage, PromptFormat } from '../runtime/chat-template.js';
 import type { MptTokenizer } from '../runtime/tokenizer.js';
 import type { PromptJob, PromptReply, PromptWorkerData } from './prompt-worker-thread.js';
+import { TokenTrie, type TokenTrieParts } from './constrain/token-trie.js';
 import { leastTokens, longestSolidToken } from './token-bound.js';
 
 /** Texts up to this many UTF-16 units are encoded in place (tens of milliseconds at worst). */
@@ -154,6 +156,14 @@ export class PromptWorker {
     if (ids.length <= this.inline.decode)
       return this.inPlace(signal, () => ids.map((id) => this.tokenizer.decode([id])));
     return this.submit({ id: 0, kind: 'pieces', ids: Int32Array.from(ids) }, signal) as Promise<string[]>;
+  }
+
+  /**
+   * The trie of the first `vocabSize` token ids' bytes, for constrained decoding (vocabulary.ts):
+   * a pass over the whole vocabulary, 100-500 ms, built in the worker and handed over as buffers.
+   */
+  async constraintTrie(vocabSize: number, signal?: AbortSignal): Promise<TokenTrie> {
+    return new TokenTrie((await this.submit({ id: 0, kind: 'trie', vocabSize }, signal)) as TokenTrieParts);
   }
 
   /**

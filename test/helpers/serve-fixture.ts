@@ -4,7 +4,9 @@
  */
 import { fileURLToPath } from 'node:url';
 import { MptServer, type ServerOptions } from '../../src/server/http-server.js';
+import type { ConstraintVocabulary } from '../../src/server/constrain/json-constraint.js';
 import { loadServedModel, type ServedModel } from '../../src/server/model-host.js';
+import { PromptWorker } from '../../src/server/prompt-worker.js';
 
 export const TINY_NEOX = fileURLToPath(new URL('../../../test/fixtures/tiny-neox-vocab/', import.meta.url));
 
@@ -14,6 +16,16 @@ let cached: Promise<ServedModel> | undefined;
 export function tinyModel(): Promise<ServedModel> {
   cached ??= loadServedModel(TINY_NEOX, { backend: 'reference', onNote: () => {} });
   return cached;
+}
+
+/** The model's constraint vocabulary as a server builds it (in a prompt worker thread), kept by the model. */
+export async function constraintVocabulary(model: ServedModel): Promise<ConstraintVocabulary> {
+  const prompts = new PromptWorker(model.tokenizer);
+  try {
+    return await model.constraintVocabulary(prompts);
+  } finally {
+    prompts.close(new Error('closed'));
+  }
 }
 
 export interface TestServer {

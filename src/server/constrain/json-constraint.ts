@@ -102,7 +102,7 @@ export class JsonConstraint {
    */
   accept(tokenId: number): boolean {
     if (this.grammar.vocab.eosIds.includes(tokenId)) return this.state.accepting;
-    const bytes = this.grammar.vocab.trie.tokenBytes[tokenId];
+    const bytes = this.grammar.vocab.trie.tokenBytes(tokenId);
     if (!bytes) return false;
     const next = this.state.feedBytes(bytes);
     if (!next) return false;

@@ -5,6 +5,19 @@
  * one walk decides every token. Stored as flat typed arrays (children of a node are contiguous).
  */
 
+/** A trie's arrays: what a worker thread hands over (transferable, no per-token objects). */
+export interface TokenTrieParts {
+  childStart: Int32Array;
+  childCount: Int32Array;
+  edgeByte: Uint8Array;
+  edgeNode: Int32Array;
+  tokenStart: Int32Array;
+  tokenIds: Int32Array;
+  /** Token id t's bytes are bytes[byteStart[t] .. byteStart[t + 1]); none (null) when that is empty. */
+  bytes: Uint8Array;
+  byteStart: Int32Array;
+}
+
 export class TokenTrie {
   /** Children of node n are edges childStart[n] .. childStart[n] + childCount[n] - 1. */
   readonly childStart: Int32Array;
@@ -16,9 +29,39 @@ export class TokenTrie {
   readonly tokenStart: Int32Array;
   readonly tokenIds: Int32Array;
   readonly nodeCount: number;
+  private readonly bytes: Uint8Array;
+  private readonly byteStart: Int32Array;
+
+  constructor(readonly parts: TokenTrieParts) {
+    this.childStart = parts.childStart;
+    this.childCount = parts.childCount;
+    this.edgeByte = parts.edgeByte;
+    this.edgeNode = parts.edgeNode;
+    this.tokenStart = parts.tokenStart;
+    this.tokenIds = parts.tokenIds;
+    this.nodeCount = parts.childStart.length;
+    this.bytes = parts.bytes;
+    this.byteStart = parts.byteStart;
+  }
+
+  /** The most bytes one token has. */
+  get longestToken(): number {
+    let most = 0;
+    for (let id = 0; id + 1 < this.byteStart.length; id++)
+      most = Math.max(most, this.byteStart[id + 1]! - this.byteStart[id]!);
+    return most;
+  }
+
+  /** The bytes of a token id, or null for one that never appears in constrained text. */
+  tokenBytes(id: number): Uint8Array | null {
+    if (!(id >= 0 && id < this.byteStart.length - 1)) return null;
+    const start = this.byteStart[id]!;
+    const end = this.byteStart[id + 1]!;
+    return end > start ? this.bytes.subarray(start, end) : null;
+  }
 
   /** @param tokenBytes bytes of each token id; null for ids that never appear in constrained text (special tokens, unused ids). */
-  constructor(readonly tokenBytes: readonly (Uint8Array | null)[]) {
+  static build(tokenBytes: readonly (Uint8Array | null)[]): TokenTrie {
     // Nodes are first numbered as they are created, with one map from (node, byte) to child for
     // the whole trie (a map per node made this take seconds for a 50k vocabulary), then renumbered
     // breadth-first with each node's children in byte order, so that they are contiguous.
@@ -26,9 +69,11 @@ export class TokenTrie {
     let parentOf = new Int32Array(1024);
     let byteOf = new Uint8Array(1024);
     const endOf = new Int32Array(tokenBytes.length).fill(-1);
+    const byteStart = new Int32Array(tokenBytes.length + 1);
     let count = 1;
     for (let id = 0; id < tokenBytes.length; id++) {
       const bytes = tokenBytes[id];
+      byteStart[id + 1] = byteStart[id]! + (bytes?.length ?? 0);
       if (!bytes || bytes.length === 0) continue;
       let n = 0;
       for (const b of bytes) {
@@ -48,6 +93,11 @@ export class TokenTrie {
       }
       endOf[id] = n;
     }
+    const allBytes = new Uint8Array(byteStart[tokenBytes.length]!);
+    for (let id = 0; id < tokenBytes.length; id++) {
+      const bytes = tokenBytes[id];
+      if (bytes) allBytes.set(bytes, byteStart[id]!);
+    }
     // Children of each node (creation numbers), grouped by parent and in byte order: a counting
     // sort by byte, then a stable one by parent.
     const byByte = countingSort(
@@ -63,12 +113,11 @@ export class TokenTrie {
     const fill = firstChild.slice(0, count);
     for (const c of byByte) children[fill[parentOf[c]!]!++] = c;
 
-    this.nodeCount = count;
-    this.childStart = new Int32Array(count);
-    this.childCount = new Int32Array(count);
-    this.edgeByte = new Uint8Array(count);
-    this.edgeNode = new Int32Array(count);
-    this.tokenStart = new Int32Array(count + 1);
+    const childStart = new Int32Array(count);
+    const childCount = new Int32Array(count);
+    const edgeByte = new Uint8Array(count);
+    const edgeNode = new Int32Array(count);
+    const tokenStart = new Int32Array(count + 1);
     // Breadth-first: `order` holds creation numbers, a node's new number is its place in it.
     const order = new Int32Array(count);
     const newId = new Int32Array(count);
@@ -76,25 +125,35 @@ export class TokenTrie {
     let edge = 0;
     for (let i = 0; i < count; i++) {
       const n = order[i]!;
-      this.childStart[i] = edge;
-      this.childCount[i] = firstChild[n + 1]! - firstChild[n]!;
+      childStart[i] = edge;
+      childCount[i] = firstChild[n + 1]! - firstChild[n]!;
       for (let k = firstChild[n]!; k < firstChild[n + 1]!; k++) {
         const c = children[k]!;
         newId[c] = queued;
         order[queued++] = c;
-        this.edgeByte[edge] = byteOf[c]!;
-        this.edgeNode[edge] = newId[c]!;
+        edgeByte[edge] = byteOf[c]!;
+        edgeNode[edge] = newId[c]!;
         edge++;
       }
     }
     // Tokens by the node they end at, in id order within a node.
     const ends: number[] = [];
     for (let id = 0; id < endOf.length; id++) if (endOf[id]! >= 0) ends.push(id);
-    for (const id of ends) this.tokenStart[newId[endOf[id]!]! + 1]!++;
-    for (let n = 0; n < count; n++) this.tokenStart[n + 1]! += this.tokenStart[n]!;
-    this.tokenIds = new Int32Array(ends.length);
-    const at = this.tokenStart.slice(0, count);
-    for (const id of ends) this.tokenIds[at[newId[endOf[id]!]!]!++] = id;
+    for (const id of ends) tokenStart[newId[endOf[id]!]! + 1]!++;
+    for (let n = 0; n < count; n++) tokenStart[n + 1]! += tokenStart[n]!;
+    const tokenIds = new Int32Array(ends.length);
+    const at = tokenStart.slice(0, count);
+    for (const id of ends) tokenIds[at[newId[endOf[id]!]!]!++] = id;
+    return new TokenTrie({
+      childStart,
+      childCount,
+      edgeByte,
+      edgeNode,
+      tokenStart,
+      tokenIds,
+      bytes: allBytes,
+      byteStart,
+    });
   }
 
   /**

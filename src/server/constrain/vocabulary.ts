@@ -28,12 +28,20 @@ export function tokenBytesOf(tokenizer: MptTokenizer, vocabSize: number): (Uint8
   return out;
 }
 
+/** The trie of the first `vocabSize` ids' bytes: a pass over the vocabulary, done off the event loop (the prompt worker). */
+export function constraintTrie(tokenizer: MptTokenizer, vocabSize: number): TokenTrie {
+  return TokenTrie.build(tokenBytesOf(tokenizer, vocabSize));
+}
+
+export function vocabularyOf(trie: TokenTrie, vocabSize: number, eosIds: readonly number[]): ConstraintVocabulary {
+  return { trie, vocabSize, eosIds: [...eosIds], maxTokenBytes: trie.longestToken };
+}
+
+/** The whole vocabulary built in place (tests; a server builds the trie in its prompt worker). */
 export function buildConstraintVocabulary(
   tokenizer: MptTokenizer,
   vocabSize: number,
   eosIds: readonly number[],
 ): ConstraintVocabulary {
-  const bytes = tokenBytesOf(tokenizer, vocabSize);
-  const maxTokenBytes = bytes.reduce((m, b) => Math.max(m, b?.length ?? 0), 0);
-  return { trie: new TokenTrie(bytes), vocabSize, eosIds: [...eosIds], maxTokenBytes };
+  return vocabularyOf(constraintTrie(tokenizer, vocabSize), vocabSize, eosIds);
 }
