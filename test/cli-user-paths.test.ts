@@ -154,7 +154,7 @@ test('a disk that fills while convert or quantize writes is one line naming the 
   ] as const) {
     const r = limited([command, ...args]);
     oneLineError(
-      { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/^convert: .*\n/gm, '') },
+      { code: r.status, stdout: r.stdout, stderr: r.stderr.replace(/^(convert|quantize): .*\n/gm, '') },
       command,
       new RegExp(`cannot write ${target}: file too large \\(nothing was written there\\)`),
     );

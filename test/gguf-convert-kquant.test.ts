@@ -110,6 +110,9 @@ describe('k-quant GGUF files: the tensors llama-quantize writes', () => {
         const r = await runCli([via, Q, path, '--type', type, '--tokenizer', 'bytes']);
         assert.equal(r.code, 0, r.stderr);
         assert.match(r.stderr, new RegExp(`wrote .*${type}`));
+        // progress is labelled by the command the user typed
+        assert.match(r.stderr, new RegExp(`^${via}: 100%`, 'm'));
+        assert.doesNotMatch(r.stderr, new RegExp(`^${via === 'quantize' ? 'convert' : 'quantize'}:`, 'm'));
       }
       const ref = new Goldens(Q, `tiny-q-${type}.llamacpp.json`, `tiny-q-${type}.llamacpp.bin`).json.gguf as {
         tensor_types: Record<string, string>;

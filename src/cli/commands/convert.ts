@@ -67,7 +67,7 @@ function bar(done: number, total: number): string {
  * removed and the command ends with the shell's status for the signal; the output name was never
  * written, so nothing under it is half done.
  */
-export async function run(argv: string[]): Promise<number> {
+export async function run(argv: string[], command: 'convert' | 'quantize' = 'convert'): Promise<number> {
   const interrupt = watchInterrupt((signal) => {
     const removed = removeUnfinished();
     process.stderr.write(
@@ -76,13 +76,13 @@ export async function run(argv: string[]): Promise<number> {
     process.exit(signalStatus(signal));
   });
   try {
-    return await convertOrQuantize(argv);
+    return await convertOrQuantize(argv, command);
   } finally {
     interrupt.release();
   }
 }
 
-async function convertOrQuantize(argv: string[]): Promise<number> {
+async function convertOrQuantize(argv: string[], command: 'convert' | 'quantize'): Promise<number> {
   const { positionals, options } = parseArgs(
     argv,
     {
@@ -91,7 +91,7 @@ async function convertOrQuantize(argv: string[]): Promise<number> {
       name: { type: 'string' },
       threads: { type: 'string' },
     },
-    'convert',
+    command,
   );
   const threadsOpt = options['threads'] as string | undefined;
   const threads = threadsOpt === undefined ? undefined : Number(threadsOpt);
@@ -101,7 +101,8 @@ async function convertOrQuantize(argv: string[]): Promise<number> {
   if (positionals.length !== 2)
     throw new InputError('usage: mpt convert MODEL OUT.gguf|OUT_DIR/ [--type TYPE] (see mpt convert --help)');
   const [model, out] = positionals as [string, string];
-  if (!out.endsWith('.gguf')) return convertToHfFolder(model, out, (options['type'] as string | undefined) ?? 'f16');
+  if (!out.endsWith('.gguf'))
+    return convertToHfFolder(model, out, (options['type'] as string | undefined) ?? 'f16', command);
   const type = ((options['type'] as string | undefined) ?? 'f16').toLowerCase() as GgufOutType;
   if (!GGUF_OUT_TYPES.includes(type))
     throw new InputError(`--type must be one of ${GGUF_OUT_TYPES.join(', ')}, got "${type}"`);
@@ -163,8 +164,8 @@ async function convertOrQuantize(argv: string[]): Promise<number> {
       onProgress: (done, all, tensor) => {
         total = all;
         const now = Date.now();
-        if (tty) process.stderr.write(`\rconvert: ${bar(done, all)} ${tensor}`.padEnd(72));
-        else if (now - last > 2000 || done === all) process.stderr.write(`convert: ${bar(done, all)} ${tensor}\n`);
+        if (tty) process.stderr.write(`\r${command}: ${bar(done, all)} ${tensor}`.padEnd(72));
+        else if (now - last > 2000 || done === all) process.stderr.write(`${command}: ${bar(done, all)} ${tensor}\n`);
         last = now;
       },
     });
@@ -179,7 +180,12 @@ async function convertOrQuantize(argv: string[]): Promise<number> {
   }
 }
 
-async function convertToHfFolder(model: string, out: string, typeOpt: string): Promise<number> {
+async function convertToHfFolder(
+  model: string,
+  out: string,
+  typeOpt: string,
+  command: 'convert' | 'quantize',
+): Promise<number> {
   const dtype = typeOpt.toLowerCase() as HfExportDtype;
   if (!HF_EXPORT_DTYPES.includes(dtype)) {
     throw new InputError(
@@ -206,8 +212,8 @@ async function convertToHfFolder(model: string, out: string, typeOpt: string): P
     await writeSafetensors(
       join(tmp, 'model.safetensors'),
       hfTensorsToWrite(c, ck.tensors, dtype, (done, total, name) => {
-        if (tty) process.stderr.write(`\rconvert: ${bar(done, total)} ${name}`.padEnd(72));
-        else if (done === total) process.stderr.write(`convert: ${bar(done, total)}\n`);
+        if (tty) process.stderr.write(`\r${command}: ${bar(done, total)} ${name}`.padEnd(72));
+        else if (done === total) process.stderr.write(`${command}: ${bar(done, total)}\n`);
       }),
     );
     if (tty) process.stderr.write('\n');

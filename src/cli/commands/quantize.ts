@@ -33,5 +33,5 @@ export async function run(argv: string[]): Promise<number> {
       'usage: mpt quantize IN OUT.gguf --type q8_0|q4_0|q4_k|q4_k_m|f16|... (see mpt quantize --help)',
     );
   }
-  return convert(argv);
+  return convert(argv, 'quantize');
 }
