@@ -68,6 +68,40 @@ function reference(w: Float32Array, q: Int8Array, d: Float32Array, n: number, K:
   return { ref, mag };
 }
 
+/**
+ * Each value of y (M activation rows × N weight rows, the group records at qa) against float64
+ * (weights w dequantized, activation row m's quants and d: DX4, [nb][4] f32 after the quants) and,
+ * for rows of whole x4 groups (n < ng), against the plain 4-row tile's bits (tile4).
+ */
+function checkRows(
+  h: Heap,
+  qa: number,
+  w: Float32Array,
+  y: Float32Array,
+  tile4: Float32Array,
+  [M, N, K]: readonly [number, number, number],
+  ng: number,
+  tag: string,
+): void {
+  const nb = K / 32;
+  for (let m = 0; m < M; m++) {
+    const g = qa + (m >> 2) * actQ8Bytes(4, K),
+      q = new Int8Array(K),
+      d = new Float32Array(nb);
+    for (let b = 0; b < nb; b++) {
+      q.set(h.i8(g + b * 128 + (m & 3) * 32, 32), b * 32);
+      d[b] = h.f32(g + nb * 128 + b * 16 + (m & 3) * 4, 1)[0]!;
+    }
+    for (let n = 0; n < N; n++) {
+      const { ref, mag } = reference(w, q, d, n, K);
+      const got = y[m * N + n]!;
+      assert.ok(Math.abs(got - ref) <= 1e-6 * mag + 1e-37, `${tag} [${m},${n}]: ${got} vs float64 ${ref}`);
+      if (n < ng)
+        assert.ok(Object.is(got, tile4[m * N + n]), `${tag} [${m},${n}]: ${got} vs plain ${tile4[m * N + n]}`);
+    }
+  }
+}
+
 for (const variant of BUILDS)
   test(`subnormal q4_0 / q8_0 scales (${buildName(variant)}): x4 decode and prompt tiles, gemv, plain kernels: float64 and the plain kernels' bits; repack_x4 = repackX4`, () => {
     const h = new Heap(variant);
@@ -84,7 +118,6 @@ for (const variant of BUILDS)
         const plain = subnormalMatrix(t, N, K, M * 7 + N + K);
         const packed = repackX4(t, plain, N, K);
         const M4 = Math.ceil(M / 4) * 4,
-          nb = K / 32,
           ng = N & ~3;
         const px = h.putF32(rand(M4 * K, M + K, 2));
         const qa = h.alloc(actQ8Bytes(M4, K));
@@ -100,24 +133,8 @@ for (const variant of BUILDS)
         const py = h.alloc(M * N * 4);
         x4(qa, pp, py, N, M, N, 0, N, K, 0);
         const y = h.f32(py, M * N).slice();
-        // float64: activation row m's quants and d (DX4: [nb][4] f32 after the quants) of the group record
         const w = dequantize(t, plain, N * K);
-        for (let m = 0; m < M; m++) {
-          const g = qa + (m >> 2) * actQ8Bytes(4, K),
-            q = new Int8Array(K),
-            d = new Float32Array(nb);
-          for (let b = 0; b < nb; b++) {
-            q.set(h.i8(g + b * 128 + (m & 3) * 32, 32), b * 32);
-            d[b] = h.f32(g + nb * 128 + b * 16 + (m & 3) * 4, 1)[0]!;
-          }
-          for (let n = 0; n < N; n++) {
-            const { ref, mag } = reference(w, q, d, n, K);
-            const got = y[m * N + n]!;
-            assert.ok(Math.abs(got - ref) <= 1e-6 * mag + 1e-37, `${tag} [${m},${n}]: ${got} vs float64 ${ref}`);
-            if (n < ng)
-              assert.ok(Object.is(got, tile4[m * N + n]), `${tag} [${m},${n}]: ${got} vs plain ${tile4[m * N + n]}`);
-          }
-        }
+        checkRows(h, qa, w, y, tile4, [M, N, K], ng, tag);
         if (M % 4 === 0) {
           // the prompt tiles: the plain product's bits on whole groups of 4 activation rows
           const pz = h.alloc(M * N * 4);
@@ -223,25 +240,8 @@ for (const variant of BUILDS)
         const py = h.alloc(M * N * 4);
         x4(qa, raw, py, N, M, N, 0, N, K, 0);
         const y = h.f32(py, M * N).slice();
-        const w = dequantize(t, plain, N * K),
-          nb = K / 32;
-        for (let m = 0; m < M; m++) {
-          const g = qa + (m >> 2) * actQ8Bytes(4, K),
-            q = new Int8Array(K),
-            d = new Float32Array(nb);
-          for (let b = 0; b < nb; b++) {
-            q.set(h.i8(g + b * 128 + (m & 3) * 32, 32), b * 32);
-            d[b] = h.f32(g + nb * 128 + b * 16 + (m & 3) * 4, 1)[0]!;
-          }
-          for (let n = 0; n < N; n++) {
-            const { ref, mag } = reference(w, q, d, n, K);
-            assert.ok(
-              Math.abs(y[m * N + n]! - ref) <= 1e-6 * mag + 1e-37,
-              `${tag} [${m},${n}]: ${y[m * N + n]} vs ${ref}`,
-            );
-            if (n < ng) assert.ok(Object.is(y[m * N + n], tile4[m * N + n]), `${tag} [${m},${n}] plain bits`);
-          }
-        }
+        const w = dequantize(t, plain, N * K);
+        checkRows(h, qa, w, y, tile4, [M, N, K], ng, tag);
         if (M % 4 === 0) {
           const pz = h.alloc(M * N * 4);
           (t === 'q4_0' ? h.k.gemm_q4_0x4_prompt.bind(h.k) : h.k.gemm_q8_0x4_prompt.bind(h.k))(

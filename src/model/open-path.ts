@@ -4,7 +4,7 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { ConfigError, InputError } from '../errors.js';
+import { ConfigError, InputError, systemErrorText } from '../errors.js';
 import { openDirFolder, RandomAccessFile } from '../formats/file-reader.js';
 import { JSON_FILE_LIMITS, readJsonFile } from '../formats/json-file.js';
 import { type Checkpoint, ggufCheckpoint, hfCheckpoint } from './checkpoint.js';
@@ -23,7 +23,7 @@ function statOf(abs: string, path: string): ReturnType<typeof statSync> & object
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ELOOP') throw new InputError(`${path}: too many symbolic links (a link that leads back to itself?)`);
     if (code === 'ENOENT' || code === 'ENOTDIR') throw new InputError(`model not found: ${path}`);
-    throw new InputError(`cannot open ${path}: ${(e as Error).message}`);
+    throw new InputError(`cannot open ${path}: ${systemErrorText(e)}`);
   }
 }
 
