@@ -51,6 +51,12 @@ export interface TokenConstraint {
   accept(token: number): unknown;
   /** True once the constrained value is complete: the sequence ends there ("stop"). */
   readonly finished: boolean;
+  /**
+   * Optional: null when `apply` can run at once; else a promise that settles (never rejects) once
+   * the tokens allowed next have been worked out elsewhere (a server computes its grammar masks
+   * on another thread). Called before `apply`, `apply` would otherwise do that work in place.
+   */
+  ready?(): Promise<void> | null;
 }
 
 /** Prompt tokens a step for a sequence that wants every prompt position's logits: bounds that buffer (rows × vocab floats). */
@@ -302,6 +308,14 @@ export class GenerationSequence {
   /** True while prompt tokens remain to be fed. */
   get prefilling(): boolean {
     return !this.done && this.pending.length > 0;
+  }
+
+  /**
+   * Null when the sequence can take its next logits at once; else a promise that settles when it
+   * can (its constraint is working out, on another thread, which tokens may come next).
+   */
+  ready(): Promise<void> | null {
+    return this.done ? null : (this.constraint?.ready?.() ?? null);
   }
 
   /** True when the sequence wants the logits of every prompt position (`scorePrompt`). */

@@ -10,10 +10,16 @@ import type { PromptWorker } from './prompt-worker.js';
 import type { ChatRequest } from './request-schema.js';
 import { toolCallSchema } from './tools.js';
 
-/** Compiled schemas by their JSON text (compiling is cheap, the mask cache inside is not). */
+/**
+ * Compiled schemas by their JSON text (compiling is cheap, the mask cache inside is not). With a
+ * `masks` worker, their masks are computed there rather than on the event loop.
+ */
 export class GrammarCache {
   private readonly map = new Map<string, JsonGrammar>();
-  constructor(private readonly limit = 32) {}
+  constructor(
+    private readonly masks: PromptWorker | null = null,
+    private readonly limit = 32,
+  ) {}
 
   async get(model: ServedModel, prompts: PromptWorker, schema: unknown): Promise<JsonGrammar> {
     const key = JSON.stringify(schema);
@@ -21,7 +27,9 @@ export class GrammarCache {
     if (g) {
       this.map.delete(key);
     } else {
-      g = new JsonGrammar(schema, await model.constraintVocabulary(prompts));
+      const vocab = await model.constraintVocabulary(prompts);
+      const masks = this.masks;
+      g = new JsonGrammar(schema, vocab, masks && ((output) => masks.constraintMask(key, vocab, output)));
     }
     this.map.set(key, g);
     if (this.map.size > this.limit) this.map.delete(this.map.keys().next().value!);

@@ -104,6 +104,8 @@ export class MptServer {
   readonly metrics = new Metrics();
   private readonly server: Server;
   private readonly prompts: PromptWorker;
+  /** Computes JSON-constraint masks (grammar.ts). */
+  private readonly masks: PromptWorker;
   private readonly ctx: GenerationContext;
   private readonly jobs = new Set<{ cancel(reason: 'shutdown'): void; done: Promise<void> }>();
   private readonly web: Map<string, WebAsset>;
@@ -137,11 +139,14 @@ export class MptServer {
       prefixCache: this.options.prefixCache,
     });
     this.prompts = new PromptWorker(model.tokenizer, { format: model.format });
+    // A thread of its own (started on the first JSON-constrained request): a mask can take the
+    // better part of a second, which other requests' prompts should not wait behind.
+    this.masks = new PromptWorker(model.tokenizer);
     this.ctx = {
       model,
       scheduler: this.scheduler,
       metrics: this.metrics,
-      grammars: new GrammarCache(),
+      grammars: new GrammarCache(this.masks),
       prompts: this.prompts,
       timeoutMs: this.options.timeoutS * 1000,
       headers: {},
@@ -202,7 +207,9 @@ export class MptServer {
       await Promise.race([pending, expired]);
       clearTimeout(timer);
       for (const j of this.jobs) j.cancel('shutdown');
-      this.prompts.close(new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down'));
+      const stopping = new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down');
+      this.prompts.close(stopping);
+      this.masks.close(stopping);
       await Promise.all([...this.jobs].map((j) => j.done));
       await this.scheduler.close();
       this.server.closeAllConnections();

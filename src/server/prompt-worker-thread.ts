@@ -6,7 +6,9 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { InputError } from '../errors.js';
 import { type ChatMessage, type JinjaSource, jinjaFormat } from '../runtime/chat-template.js';
 import { MptTokenizer } from '../runtime/tokenizer.js';
-import { constraintTrie } from './constrain/vocabulary.js';
+import { type ConstraintVocabulary, JsonGrammar } from './constrain/json-constraint.js';
+import { JsonAutomatonState } from './constrain/json-automaton.js';
+import { constraintTrie, vocabularyOf } from './constrain/vocabulary.js';
 import type { TokenTrieParts } from './constrain/token-trie.js';
 import { leastTokens } from './token-bound.js';
 
@@ -26,9 +28,13 @@ export type PromptJob = { id: number } & (
   | { kind: 'decode'; ids: Int32Array }
   | { kind: 'pieces'; ids: Int32Array }
   | { kind: 'trie'; vocabSize: number }
+  | { kind: 'mask'; schema: string; vocabSize: number; eosIds: number[]; output: Uint8Array }
 );
 export type PromptReply =
-  | { id: number; value: Int32Array<ArrayBuffer> | number | string | string[] | TokenTrieParts }
+  | {
+      id: number;
+      value: Int32Array<ArrayBuffer> | Uint32Array<ArrayBuffer> | number | string | string[] | TokenTrieParts;
+    }
   | { id: number; error: string; input: boolean };
 
 // Arrives as JSON text: one string is cheap to hand over, again after a restart.
@@ -40,6 +46,33 @@ const [json, side, source] = construction;
 const tokenizer = new MptTokenizer(json, side, source);
 const format = rest.jinja ? jinjaFormat(rest.jinja.template, rest.jinja.specialTokens) : null;
 const port = parentPort!;
+
+/** Grammars kept by schema text (least recently used first), with the vocabulary they share. */
+const MASK_GRAMMARS = 32;
+const grammars = new Map<string, JsonGrammar>();
+let maskVocabulary: ConstraintVocabulary | null = null;
+
+/**
+ * The mask (JsonGrammar.maskFor) of the state the schema reaches after `output`: the server's
+ * grammar sends the bytes of the value so far, and this thread keeps its own trie and grammars.
+ */
+function constraintMask(job: Extract<PromptJob, { kind: 'mask' }>): Uint32Array<ArrayBuffer> {
+  let vocab = maskVocabulary;
+  if (!vocab || vocab.vocabSize !== job.vocabSize || vocab.eosIds.join() !== job.eosIds.join()) {
+    vocab = vocabularyOf(constraintTrie(tokenizer, job.vocabSize), job.vocabSize, job.eosIds);
+    maskVocabulary = vocab;
+    grammars.clear();
+  }
+  let grammar = grammars.get(job.schema);
+  if (grammar) grammars.delete(job.schema);
+  else grammar = new JsonGrammar(JSON.parse(job.schema), vocab);
+  grammars.set(job.schema, grammar);
+  if (grammars.size > MASK_GRAMMARS) grammars.delete(grammars.keys().next().value!);
+  const state = JsonAutomatonState.initial(grammar.root).feedBytes(job.output);
+  if (!state) throw new Error('the constrained output does not follow its schema');
+  // A copy: the grammar keeps its own in its cache, and the reply's buffer is handed over.
+  return grammar.maskFor(state).slice();
+}
 
 function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
   switch (job.kind) {
@@ -58,6 +91,8 @@ function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
       return Array.from(job.ids, (id) => tokenizer.decode([id]));
     case 'trie':
       return constraintTrie(tokenizer, job.vocabSize).parts;
+    case 'mask':
+      return constraintMask(job);
   }
 }
 
@@ -73,7 +108,7 @@ port.on('message', (job: PromptJob) => {
 
 /** The buffers a reply hands over rather than copies. */
 function transferable(value: Exclude<PromptReply, { error: string }>['value']): ArrayBuffer[] {
-  if (value instanceof Int32Array) return [value.buffer];
+  if (value instanceof Int32Array || value instanceof Uint32Array) return [value.buffer];
   if (typeof value !== 'object' || Array.isArray(value)) return [];
   return Object.values(value).map((a: Int32Array | Uint8Array) => a.buffer as ArrayBuffer);
 }

@@ -167,6 +167,22 @@ export class PromptWorker {
   }
 
   /**
+   * The JSON-constraint mask of `schema` (its JSON text) after `output`, the bytes of the value so
+   * far (json-constraint.ts's MaskWorker): the worker keeps its own vocabulary trie and grammars,
+   * so the walk over the vocabulary (up to a second on a busy machine) is done there.
+   */
+  async constraintMask(
+    schema: string,
+    vocab: { vocabSize: number; eosIds: readonly number[] },
+    output: Uint8Array,
+    signal?: AbortSignal,
+  ): Promise<Uint32Array> {
+    const { vocabSize } = vocab;
+    const job: PromptJob = { id: 0, kind: 'mask', schema, vocabSize, eosIds: [...vocab.eosIds], output };
+    return (await this.submit(job, signal)) as Uint32Array;
+  }
+
+  /**
    * Starts the worker thread now rather than on the first job: a server does when it starts
    * listening, so that its first long prompt or chat template does not wait (seconds on a busy
    * machine) for the thread to build its tokenizer.

@@ -41,6 +41,12 @@ export interface SequenceClient {
    */
   sampleRequest?(): SampleRequest | null;
   /**
+   * Optional: null when the client can take its next logits now; else a promise that settles
+   * (never rejects) when it can (its grammar's mask is being computed on another thread). The
+   * step that would end with `next` waits for it; the other sequences' steps go on meanwhile.
+   */
+  ready?(): Promise<void> | null;
+  /**
    * Optional: receives the logits of every prompt position, chunk by chunk (rows of vocab_size
    * floats, the first for prompt position `first`), before `next` receives the last row. The
    * rows are views valid during the call only. Such a sequence reads its whole prompt itself: it
@@ -106,6 +112,8 @@ interface Slot {
   leader: Slot | null;
   /** Tokens fed after the prompt (the cache holds prompt[0, fed) then these). */
   decoded: number[];
+  /** Its client is not ready for logits (`SequenceClient.ready`); the loop is woken when it is. */
+  waiting: boolean;
 }
 
 /** A finished sequence's cache, kept for prompts that start with `ids` (its contents). */
@@ -212,6 +220,7 @@ export class Scheduler {
         inFlight: false,
         leader: null,
         decoded: [],
+        waiting: false,
       };
       if (this.canCopyCaches && client.prompt.length > 1 && !client.promptLogits && !client.promptHidden) {
         const key = client.prompt.join(',');
@@ -312,6 +321,7 @@ export class Scheduler {
     slot.cancelRequested = reason;
     // Not part of the step in flight: free its cache now.
     if (!slot.inFlight) this.retire(slot, reason);
+    this.wake?.();
   }
 
   private end(slot: Slot, reason: EndReason, error?: unknown): void {
@@ -362,6 +372,28 @@ export class Scheduler {
     } catch {
       // read the prompt itself
     }
+    return true;
+  }
+
+  /**
+   * True while the client is not ready for logits; asks it (once per wait) and wakes the loop when
+   * it becomes ready. A client whose `ready` throws counts as ready (its `next` fails instead).
+   */
+  private notReady(s: Slot): boolean {
+    if (s.waiting) return true;
+    let wait: Promise<void> | null | undefined;
+    try {
+      wait = s.client.ready?.();
+    } catch {
+      return false;
+    }
+    if (!wait) return false;
+    s.waiting = true;
+    const done = () => {
+      s.waiting = false;
+      this.wake?.();
+    };
+    wait.then(done, done);
     return true;
   }
 
@@ -492,15 +524,28 @@ export class Scheduler {
             requests.push(null);
           } else {
             const n = Math.min(prompt.length - s.fed, budget);
+            const last = s.fed + n === prompt.length;
+            // Asked at the first chunk, so that the first mask is computed while the prompt is read.
+            if (this.notReady(s) && last) continue;
             budget -= n;
             batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n) });
-            requests.push(s.fed + n === prompt.length ? this.request(s) : null);
+            requests.push(last ? this.request(s) : null);
           }
         } else {
+          if (this.notReady(s)) continue;
           batch.push({ cache: s.cache!, tokens: [s.pending] });
           requests.push(this.request(s));
         }
         members.push(s);
+      }
+      if (members.length === 0 && apart.length === 0) {
+        // Every active sequence waits for its grammar's mask: sleep until one is ready (notReady
+        // wakes the loop), a request comes or one is cancelled.
+        await new Promise<void>((r) => {
+          this.wake = r;
+        });
+        this.wake = null;
+        continue;
       }
       for (const s of members) s.inFlight = true;
       for (const a of apart) a.s.inFlight = true;

@@ -94,6 +94,11 @@ export class ServerSequence implements SequenceClient {
     return this.sequence.sampleRequest(this.sequence.unfed);
   }
 
+  /** Null when `next` can take logits now; else a promise settled once the grammar's mask is computed. */
+  ready(): Promise<void> | null {
+    return this.sequence.ready();
+  }
+
   /** Called once the whole input is fed (the scheduler chunks the prompt itself). */
   next(logits: Float32Array, chosen?: number): number | null {
     const seq = this.sequence;

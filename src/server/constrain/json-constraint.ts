@@ -6,6 +6,11 @@
  * A `JsonGrammar` is one compiled schema plus a cache of masks by automaton state (the same state
  * recurs constantly: inside a free string, after a comma, …), shared by every sequence that uses
  * the schema. A `JsonConstraint` is one sequence's progress through it.
+ *
+ * A new state's mask is a walk over the vocabulary's trie: 20-700 ms for a 50k vocabulary (longest
+ * while spelling an object key). A server must not spend that on its event loop, so a grammar may
+ * be given a `MaskWorker` that computes masks on another thread: the sequence then waits for it
+ * (`JsonConstraint.ready`) while the others go on.
  */
 import { JsonAutomatonState } from './json-automaton.js';
 import { compileJsonSchema, type SchemaNode } from './schema.js';
@@ -30,15 +35,25 @@ export function maskHas(mask: TokenMask, id: number): boolean {
 
 const MASK_CACHE_ENTRIES = 512;
 
+/**
+ * Computes, elsewhere (another thread), the mask of the state that the schema's automaton reaches
+ * after `output`, the bytes of the value so far. The same grammar's masks, so the same answer as
+ * `maskFor` of that state.
+ */
+export type MaskWorker = (output: Uint8Array) => Promise<TokenMask>;
+
 export class JsonGrammar {
   readonly root: SchemaNode;
   /** Bytes of the shortest value the schema allows (finite: a schema with none is refused). */
   readonly minBytes: number;
   private readonly masks = new Map<string, TokenMask>();
+  /** Masks being computed by the worker, by state key (the choices of one request share them). */
+  private readonly computing = new Map<string, Promise<TokenMask>>();
 
   constructor(
     schema: unknown,
     readonly vocab: ConstraintVocabulary,
+    private readonly worker: MaskWorker | null = null,
   ) {
     this.root = compileJsonSchema(schema);
     this.minBytes = shortestValueBytes(this.root);
@@ -48,16 +63,39 @@ export class JsonGrammar {
     return new JsonConstraint(this, JsonAutomatonState.initial(this.root));
   }
 
-  /** The allowed tokens in a state (cached by the state's key). */
-  maskFor(state: JsonAutomatonState): TokenMask {
+  /** The mask of a state when it is cached (refreshed as most recently used), else undefined. */
+  private cached(state: JsonAutomatonState): TokenMask | undefined {
     const key = state.key;
     const hit = this.masks.get(key);
     if (hit) {
       // Refresh its place in the insertion-ordered map (LRU).
       this.masks.delete(key);
       this.masks.set(key, hit);
-      return hit;
     }
+    return hit;
+  }
+
+  /**
+   * Null when the mask of `state` is cached, or when this grammar has no worker (`maskFor`
+   * computes it in place); else the mask as the worker computes it (and caches it here; rejects
+   * when the worker fails). `output` gives the bytes that led to `state`.
+   */
+  prepare(state: JsonAutomatonState, output: () => Uint8Array): Promise<TokenMask> | null {
+    if (!this.worker || this.masks.has(state.key)) return null;
+    const key = state.key;
+    let p = this.computing.get(key);
+    if (!p) {
+      p = this.worker(output()).finally(() => this.computing.delete(key));
+      p.then((mask) => this.remember(key, mask)).catch(() => {});
+      this.computing.set(key, p);
+    }
+    return p;
+  }
+
+  /** The allowed tokens in a state (cached by the state's key; computed here on a miss). */
+  maskFor(state: JsonAutomatonState): TokenMask {
+    const hit = this.cached(state);
+    if (hit) return hit;
     const { trie, vocabSize, eosIds } = this.vocab;
     const mask = new Uint32Array((vocabSize + 31) >>> 5);
     trie.walk(
@@ -68,20 +106,54 @@ export class JsonGrammar {
       },
     );
     if (state.accepting) for (const id of eosIds) mask[id >>> 5]! |= 1 << (id & 31);
+    this.remember(state.key, mask);
+    return mask;
+  }
+
+  private remember(key: string, mask: TokenMask): void {
     this.masks.set(key, mask);
     if (this.masks.size > MASK_CACHE_ENTRIES) this.masks.delete(this.masks.keys().next().value!);
-    return mask;
   }
 }
 
 export class JsonConstraint {
+  /** The bytes of the value so far: output[0, length). */
+  private output = new Uint8Array(64);
+  private length = 0;
+  /** The current state's mask or failure as the grammar's worker gave it (see `ready`). */
+  private prepared: { state: JsonAutomatonState; mask: TokenMask | null; error?: unknown } | null = null;
+
   constructor(
     readonly grammar: JsonGrammar,
     private state: JsonAutomatonState,
   ) {}
 
-  /** Tokens allowed next. */
+  /**
+   * Null when the tokens allowed next are known (or are worked out in place by `mask()`); else a
+   * promise that settles (never rejects) once the grammar's worker has worked them out.
+   */
+  ready(): Promise<void> | null {
+    const state = this.state;
+    if (this.prepared?.state === state) return null;
+    const p = this.grammar.prepare(state, () => this.output.slice(0, this.length));
+    if (!p) return null;
+    return p.then(
+      (mask) => {
+        this.prepared = { state, mask };
+      },
+      (error: unknown) => {
+        this.prepared = { state, mask: null, error };
+      },
+    );
+  }
+
+  /** Tokens allowed next (computed in place when neither cached nor prepared by `ready`). */
   mask(): TokenMask {
+    const prepared = this.prepared;
+    if (prepared?.state === this.state) {
+      if (!prepared.mask) throw prepared.error;
+      return prepared.mask;
+    }
     return this.grammar.maskFor(this.state);
   }
 
@@ -107,6 +179,13 @@ export class JsonConstraint {
     const next = this.state.feedBytes(bytes);
     if (!next) return false;
     this.state = next;
+    if (this.length + bytes.length > this.output.length) {
+      const grown = new Uint8Array(Math.max(this.output.length * 2, this.length + bytes.length));
+      grown.set(this.output.subarray(0, this.length));
+      this.output = grown;
+    }
+    this.output.set(bytes, this.length);
+    this.length += bytes.length;
     return true;
   }
 
