@@ -32,10 +32,10 @@ const SHAPES: Record<string, [number, number, number]> = {
 /** (name of the parallel operation, name of the thread's own steps before it) per layer. */
 const SMALL_LAYER: Array<[string, string]> = [
   ['qkv matmul', 'norm_1 + quantize (own rows)'],
-  ['attention', 'qkv copy + store K/V (own rows)'],
+  ['attention', 'qkv copy + store K/V (own rows; none where the qkv items store them)'],
   ['out_proj matmul', 'quantize ctx (own rows)'],
   ['up_proj matmul + GELU', 'norm_2 + quantize (own rows)'],
-  ['down_proj matmul', 'quantize hidden (own rows)'],
+  ['down_proj matmul', 'quantize hidden (own rows; none where the up_proj items quantize)'],
 ];
 const WIDE_LAYER: Array<[string, string]> = [
   ['norm_1 + quantize', 'between ops'],

@@ -145,6 +145,11 @@ interface QuantPlan {
   q8k: boolean;
 }
 
+/** Whether work items of `per` rows (chunkRows) start and end on a block of the quantization `plan` asks for. */
+function quantInItems(per: number, plan: QuantPlan): boolean {
+  return (!plan.q8 || per % 32 === 0) && (!plan.q8k || per % 256 === 0) && (plan.q8 || plan.q8k);
+}
+
 function quantPlan(...consumers: WeightType[]): QuantPlan {
   const q8 = consumers.filter((t) => actKind(t) === 'q8');
   return {
@@ -531,12 +536,6 @@ export class Executor {
     }
   }
 
-  /** Whether every work item of m (R activation rows) starts and ends on a block of the quantization `plan` asks for. */
-  private quantInItems(m: MatrixRef, R: number, plan: QuantPlan): boolean {
-    const per = this.chunkRows(m.rows, m.cols, R);
-    return (!plan.q8 || per % 32 === 0) && (!plan.q8k || per % 256 === 0) && (plan.q8 || plan.q8k);
-  }
-
   /** quantFor of columns [n0, n1) of rows [0, M) of src (K values a row; whole blocks: quantInItems) into `into`. */
   private quantCols(
     k: Kernels,
@@ -699,6 +698,11 @@ export class Executor {
       } else this.rowChunks(R, (r0, r1) => embed(r0, r1, s.x));
     }
 
+    // Once a pass (the layers have the same shapes): whether the qkv items store their K/V values
+    // and how many rows an up_proj item has (quantInItems).
+    const ly0 = L.layers[0];
+    const kvSplit = small && ly0 !== undefined && this.kvInItems(p, ly0.qkv, R);
+    const upPer = small && ly0 !== undefined ? this.chunkRows(ly0.up.rows, ly0.up.cols, R) : 0;
     for (let l = 0; l < c.nLayers; l++) {
       // Alone (Team.solo): the others wake now and spin at the join, ready for the LM head.
       if (l === c.nLayers - 1) this.team.nudge();
@@ -724,7 +728,7 @@ export class Executor {
         this.normRows(k, s.x, own, 0, R, R, ly.norm1, plan.qkv);
         // The qkv product's items clip and store the K/V values they made, in the shared rows:
         // no thread repeats the whole row's store, nor copies it (qk_ln needs whole rows).
-        const kvInItems = !ly.qLn && this.kvInItems(p, ly.qkv, R);
+        const kvInItems = kvSplit && !ly.qLn;
         if (kvInItems)
           this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0, (n0, n1) =>
             this.storeKvCols(k, p, rowSeq, s.qkv, R, n0, n1, kvBase),
@@ -739,7 +743,7 @@ export class Executor {
         this.quantFor(k, s.ctx, d, 0, R, R, ctxIn, plan.out);
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
         this.normRows(k, s.x, own, 0, R, R, ly.norm2, plan.up);
-        if (!ly.gate && this.quantInItems(ly.up, R, plan.down)) {
+        if (!ly.gate && quantInItems(upPer, plan.down)) {
           // The up product's items quantize the hidden values they made for down_proj, into the
           // shared records, instead of every thread quantizing the whole row after the barrier.
           const hidIn: Input = { x: s.hid, qa: s.qa, qk: s.qk, rowRecord: R === 1 && plan.down.q8RowRecord };
