@@ -23,6 +23,7 @@
  *   loop-mix LISTING      the loops of one function's x64 code (V8 or perf annotate listing): instructions, vector ALU by width (bench/loop-mix.ts)
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
+ *   logits-ab A B --model F  one model through two builds in one process: prompt and decode logits compared bit for bit (bench/logits-ab.ts)
  *   step-ab VARIANT…       decode steps (or prompt chunks) of builds / env settings in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
  *   server-stall [...]    the longest event-loop stall of one request at the body limit, per kind and chat format (bench/server-stall.ts)
@@ -54,6 +55,7 @@ const PROGRAMS = [
   'profile',
   'step-series',
   'step-ab',
+  'logits-ab',
   'tokenize-long',
   'server-stall',
 ];

@@ -9,8 +9,11 @@
  * - wide passes (prefill): row-wise steps (norms, activation quantization, qkv post-processing)
  *   are split between threads too, each followed by a barrier (10 per layer);
  * - small passes (decode, at most PRIVATE_ROWS rows): every thread computes the cheap row-wise
- *   steps itself, into its own private buffers (duplicate KV-cache writes store identical bytes),
- *   leaving 5 barriers per layer: after the qkv product, attention, out_proj, up_proj, down_proj.
+ *   steps itself, into its own private buffers, leaving 5 barriers per layer: after the qkv
+ *   product, attention, out_proj, up_proj, down_proj. What a product's work item can finish on
+ *   its own outputs it does there, once, instead of every thread on the whole row: the qkv items
+ *   clip and store the K/V values they made (storeKvCols), the up_proj items quantize the hidden
+ *   values they made for down_proj (quantCols); norms need whole rows and stay per thread.
  *   When a small pass's layers are light (SOLO_LAYER_MACS: the shipped model's decode row), thread
  *   0 runs them all alone (team.ts solo) and the others meet it once, before the LM head.
  */
@@ -140,6 +143,11 @@ interface QuantPlan {
   /** Every q8 reader is q4_0: a single row goes into a row record. */
   q8RowRecord: boolean;
   q8k: boolean;
+}
+
+/** Whether work items of `per` rows (chunkRows) start and end on a block of the quantization `plan` asks for. */
+function quantInItems(per: number, plan: QuantPlan): boolean {
+  return (!plan.q8 || per % 32 === 0) && (!plan.q8k || per % 256 === 0) && (plan.q8 || plan.q8k);
 }
 
 function quantPlan(...consumers: WeightType[]): QuantPlan {
@@ -464,6 +472,88 @@ export class Executor {
     }
   }
 
+  /**
+   * Whether a small pass's qkv items can store their own K/V values: every item's rows (of m, R
+   * activation rows) start and end on a cache segment of every sequence's KV type, as do the K
+   * and V parts.
+   */
+  private kvInItems(p: Pass, m: MatrixRef, R: number): boolean {
+    const f = this.f,
+      per = this.chunkRows(m.rows, m.cols, R);
+    return p.seqs.every(({ kvType }) => {
+      const seg = this.geo[kvType].seg;
+      return per % seg === 0 && f.qkvSplit.k % seg === 0 && f.qkvSplit.v % seg === 0 && f.kvDim % seg === 0;
+    });
+  }
+
+  /**
+   * A qkv work item's share of postQkv for rows [0, R) of `qkv`: clip_qkv on its columns
+   * [n0, n1), then the K/V values among them into each row's cache (whole segments: kvInItems).
+   */
+  private storeKvCols(
+    k: Kernels,
+    p: Pass,
+    rowSeq: Int32Array,
+    qkv: number,
+    R: number,
+    n0: number,
+    n1: number,
+    kvBase: number[],
+  ): void {
+    const f = this.f,
+      qn = f.qkvDim,
+      kvd = f.kvDim,
+      kAt = f.qkvSplit.k,
+      vAt = f.qkvSplit.v,
+      clip = f.clipQkv;
+    for (let r = 0; r < R; r++) {
+      const row = qkv + r * qn * 4;
+      if (clip !== null) k.clip(row + n0 * 4, n1 - n0, clip);
+      const si = rowSeq[r]!,
+        sq = p.seqs[si]!,
+        geo = this.geo[sq.kvType],
+        seg = geo.seg,
+        pos = sq.past + (r - sq.rowStart);
+      const kLo = Math.max(n0, kAt),
+        kHi = Math.min(n1, kAt + kvd),
+        vLo = Math.max(n0, vAt),
+        vHi = Math.min(n1, vAt + kvd);
+      if (kLo < kHi)
+        k.store_kv_segs(
+          row + kAt * 4,
+          (kLo - kAt) / seg,
+          (kHi - kAt) / seg,
+          seg,
+          geo.mode,
+          kvBase[si]!,
+          sq.capacity,
+          pos,
+        );
+      if (vLo < vHi) {
+        const Vc = kvBase[si]! + sq.capacity * geo.rowBytes;
+        k.store_kv_segs(row + vAt * 4, (vLo - vAt) / seg, (vHi - vAt) / seg, seg, geo.mode, Vc, sq.capacity, pos);
+      }
+    }
+  }
+
+  /** quantFor of columns [n0, n1) of rows [0, M) of src (K values a row; whole blocks: quantInItems) into `into`. */
+  private quantCols(
+    k: Kernels,
+    src: number,
+    K: number,
+    M: number,
+    n0: number,
+    n1: number,
+    into: Input,
+    plan: QuantPlan,
+  ): void {
+    if (plan.q8) {
+      if (into.rowRecord) k.quantize_act_q8_row_span(src, K, into.qa, n0 / 32, n1 / 32);
+      else k.quantize_act_q8_span(src, K, 0, M, K, into.qa, n0 / 32, n1 / 32);
+    }
+    if (plan.q8k) k.quantize_act_q8k_span(src, K, 0, M, K, into.qk, n0 / 256, n1 / 256);
+  }
+
   /** Attention work items of a pass, with queries read from `qkv` (rows of qn floats). */
   private attention(
     k: Kernels,
@@ -608,6 +698,11 @@ export class Executor {
       } else this.rowChunks(R, (r0, r1) => embed(r0, r1, s.x));
     }
 
+    // Once a pass (the layers have the same shapes): whether the qkv items store their K/V values
+    // and how many rows an up_proj item has (quantInItems).
+    const ly0 = L.layers[0];
+    const kvSplit = small && ly0 !== undefined && this.kvInItems(p, ly0.qkv, R);
+    const upPer = small && ly0 !== undefined ? this.chunkRows(ly0.up.rows, ly0.up.cols, R) : 0;
     for (let l = 0; l < c.nLayers; l++) {
       // Alone (Team.solo): the others wake now and spin at the join, ready for the LM head.
       if (l === c.nLayers - 1) this.team.nudge();
@@ -631,14 +726,33 @@ export class Executor {
         const pv = this.priv(a);
         const own: Input = { x: pv.xn, qa: pv.qa, qk: pv.qk };
         this.normRows(k, s.x, own, 0, R, R, ly.norm1, plan.qkv);
-        this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0);
-        k.copy_bytes(pv.qkv, s.qkv, R * qn * 4);
-        this.postQkv(k, ly, p, rowSeq, pv.qkv, 0, R, kvBase);
-        this.attention(k, a, p, units, pv.qkv, s.ctx, kvBase, places);
+        // The qkv product's items clip and store the K/V values they made, in the shared rows:
+        // no thread repeats the whole row's store, nor copies it (qk_ln needs whole rows).
+        const kvInItems = kvSplit && !ly.qLn;
+        if (kvInItems)
+          this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0, (n0, n1) =>
+            this.storeKvCols(k, p, rowSeq, s.qkv, R, n0, n1, kvBase),
+          );
+        else {
+          this.matmul(ly.qkv, own, R, s.qkv, qn, 0, 1, 0);
+          k.copy_bytes(pv.qkv, s.qkv, R * qn * 4);
+          this.postQkv(k, ly, p, rowSeq, pv.qkv, 0, R, kvBase);
+        }
+        this.attention(k, a, p, units, kvInItems ? s.qkv : pv.qkv, s.ctx, kvBase, places);
         const ctxIn: Input = { x: s.ctx, qa: pv.qa, qk: pv.qk };
         this.quantFor(k, s.ctx, d, 0, R, R, ctxIn, plan.out);
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
         this.normRows(k, s.x, own, 0, R, R, ly.norm2, plan.up);
+        if (!ly.gate && quantInItems(upPer, plan.down)) {
+          // The up product's items quantize the hidden values they made for down_proj, into the
+          // shared records, instead of every thread quantizing the whole row after the barrier.
+          const hidIn: Input = { x: s.hid, qa: s.qa, qk: s.qk, rowRecord: R === 1 && plan.down.q8RowRecord };
+          this.matmul(ly.up, own, R, s.hid, ff, 0, 1, L.act, (n0, n1) =>
+            this.quantCols(k, s.hid, ff, R, n0, n1, hidIn, plan.down),
+          );
+          this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
+          continue;
+        }
         if (ly.gate) this.gluMatmul(ly.up, ly.gate, own, R, s.hid, s.gate, ff, L.act);
         else this.matmul(ly.up, own, R, s.hid, ff, 0, 1, L.act);
         const hidIn: Input = { x: s.hid, qa: pv.qa, qk: pv.qk };

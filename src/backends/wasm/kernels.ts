@@ -182,6 +182,19 @@ export interface Kernels {
   quantize_act_q8(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;
   /** One row of K values at X into a row record at A (decode; see quant-act.ts), for gemv_q4_0x4. */
   quantize_act_q8_row(X: number, K: number, A: number): void;
+  /** Blocks [b0, b1) of rows [m0, m1) as quantize_act_q8 writes them (its padding when b1 is the last block). */
+  quantize_act_q8_span(
+    X: number,
+    ldx: number,
+    m0: number,
+    m1: number,
+    K: number,
+    A: number,
+    b0: number,
+    b1: number,
+  ): void;
+  /** Blocks [b0, b1) of quantize_act_q8_row's record (its padding when b1 is the last block). */
+  quantize_act_q8_row_span(X: number, K: number, A: number, b0: number, b1: number): void;
   /** Fills the lookup tables at [0, TABLES_END); once per memory. */
   init_tables(): void;
   layernorm(
@@ -258,6 +271,17 @@ export interface Kernels {
     pos: number,
   ): void;
   store_kv_row(src: number, n: number, seg: number, mode: number, C: number, cap: number, pos: number): void;
+  /** Segments [s0, s1) of the row store_kv_row stores (src: the row's start). */
+  store_kv_segs(
+    src: number,
+    s0: number,
+    s1: number,
+    seg: number,
+    mode: number,
+    C: number,
+    cap: number,
+    pos: number,
+  ): void;
   /** One position's stored row widened back to n f32 (exactly the values attention reads). */
   load_kv_row(C: number, n: number, seg: number, mode: number, cap: number, pos: number, dst: number): void;
   /** Rounds n values through a KV type in place: 1 = f16, 2 = q8_0. */
@@ -279,6 +303,8 @@ export interface Kernels {
   ): void;
   /** Rows [m0, m1) of X to q8_K records at A (row stride K/256 records). */
   quantize_act_q8k(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;
+  /** Super-blocks [b0, b1) of rows [m0, m1) as quantize_act_q8k writes them. */
+  quantize_act_q8k_span(...args: Parameters<Kernels['quantize_act_q8_span']>): void;
   clamp_q8_0(p: number, n: number): number;
   fill_random_bytes(dst: number, n: number, seed: number): void;
   fill_random_weights(t: number, dst: number, n: number, seed: number, scale: number): void;

@@ -529,10 +529,18 @@ export function round_kv(p: usize, n: i32, mode: i32): void {
  * shorter: its unused quants are 0) exactly as round_kv rounds them.
  */
 export function store_kv_row(src: usize, n: i32, seg: i32, mode: i32, C: usize, cap: i32, pos: i32): void {
+  store_kv_segs(src, 0, (n + seg - 1) / seg, seg, mode, C, cap, pos);
+}
+
+/**
+ * Segments [s0, s1) of the row store_kv_row stores (src: the row's start): a product's work item
+ * stores the keys and values it made (executor.ts, decode passes).
+ */
+export function store_kv_segs(src: usize, s0: i32, s1: i32, seg: i32, mode: i32, C: usize, cap: i32, pos: i32): void {
   const sb = seg_bytes(mode, seg);
-  for (let s = 0, o = 0; o < n; s++, o += seg) {
+  for (let s = s0; s < s1; s++) {
     const dst = C + (<usize>s * <usize>cap + <usize>pos) * sb;
-    const x = src + (<usize>o << 2);
+    const x = src + (<usize>(s * seg) << 2);
     if (mode == KV_F32) {
       memory.copy(dst, x, <usize>seg << 2);
     } else if (mode == KV_F16) {

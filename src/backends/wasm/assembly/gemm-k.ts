@@ -29,21 +29,35 @@ export const OFF_D: usize = 256, OFF_B16: usize = 272, OFF_B32: usize = 336;
 
 /** Quantizes rows [m0, m1) of X (K values, a multiple of 256) to q8_K records at A (row stride K/256 records). */
 export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize): void {
+  quantize_act_q8k_span(X, ldx, m0, m1, K, A, 0, K >> 8);
+}
+
+/**
+ * Super-blocks [b0, b1) (256 values each) of rows [m0, m1) into their q8_K records, as
+ * quantize_act_q8k writes them: a product's work item quantizes the outputs it made (executor.ts).
+ */
+export function quantize_act_q8k_span(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize, b0: i32, b1: i32): void {
   const nb = K >> 8;
   for (let m = m0; m < m1; m++) {
     const x = X + (<usize>m * <usize>ldx << 2);
-    let rec = A + <usize>m * <usize>nb * Q8K_BYTES;
-    for (let b = 0; b < nb; b++) {
+    let rec = A + (<usize>m * <usize>nb + <usize>b0) * Q8K_BYTES;
+    for (let b = b0; b < b1; b++) {
       const p = x + (<usize>b << 10);
-      let amax: f32 = 0, mx: f32 = 0;
-      for (let j = 0; j < 256; j++) {
-        const v = load<f32>(p + (<usize>j << 2));
-        const av = Mathf.abs(v);
-        if (av > amax) { amax = av; mx = v; }
-      }
+      // The largest |x| in lanes (pmax keeps the accumulator when the other is NaN, as a scalar
+      // `|x| > amax` skips NaN), then the first value that has it, with its sign.
+      let vm = f32x4.splat(0);
+      for (let j = 0; j < 64; j++) vm = f32x4.pmax(vm, f32x4.abs(v128.load(p + (<usize>j << 4))));
+      const amax = max(max(f32x4.extract_lane(vm, 0), f32x4.extract_lane(vm, 1)), max(f32x4.extract_lane(vm, 2), f32x4.extract_lane(vm, 3)));
       if (amax == 0) {
         memory.fill(rec, 0, Q8K_BYTES);
       } else {
+        const va = f32x4.splat(amax);
+        let j = 0, hit = 0;
+        for (;; j++) {
+          hit = i32x4.bitmask(f32x4.eq(f32x4.abs(v128.load(p + (<usize>j << 4))), va));
+          if (hit != 0) break;
+        }
+        const mx = load<f32>(p + (<usize>((j << 2) + ctz(hit)) << 2));
         const iscale = <f32>-127 / mx;
         const vs = f32x4.splat(iscale);
         for (let g = 0; g < 16; g++) {
@@ -53,9 +67,9 @@ export function quantize_act_q8k(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A
           const a2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 32), vs)));
           const a3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 48), vs)));
           const c = i32x4.splat(127);
-          const b0 = i32x4.min_s(a0, c), b1 = i32x4.min_s(a1, c), b2 = i32x4.min_s(a2, c), b3 = i32x4.min_s(a3, c);
-          v128.store(rec + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(b0, b1), i16x8.narrow_i32x4_s(b2, b3)));
-          let s = i32x4.add(i32x4.add(b0, b1), i32x4.add(b2, b3));
+          const c0 = i32x4.min_s(a0, c), c1 = i32x4.min_s(a1, c), c2 = i32x4.min_s(a2, c), c3 = i32x4.min_s(a3, c);
+          v128.store(rec + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(c0, c1), i16x8.narrow_i32x4_s(c2, c3)));
+          let s = i32x4.add(i32x4.add(c0, c1), i32x4.add(c2, c3));
           s = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
           store<i32>(rec + OFF_B16 + (<usize>g << 2), i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1));
         }

@@ -75,33 +75,47 @@ import { x4_unit } from './x4-scale';
  * group records at A.
  */
 export function quantize_act_q8(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize): void {
+  quantize_act_q8_span(X, ldx, m0, m1, K, A, 0, K >> 5);
+}
+
+/**
+ * Blocks [b0, b1) (32 values each) of rows [m0, m1) into their group records, as quantize_act_q8
+ * writes them (the zero padding after the last block too when b1 is the last): a product's work
+ * item quantizes the outputs it made, for the next product (executor.ts, decode passes).
+ */
+export function quantize_act_q8_span(X: usize, ldx: i32, m0: i32, m1: i32, K: i32, A: usize, b0: i32, b1: i32): void {
   const nb = K >> 5, nb4 = nb4_of(nb);
   const gb = group_bytes(nb), unit = x4_unit();
   for (let m = m0; m < m1; m++) {
     const x = X + (<usize>m * <usize>ldx << 2);
     const g = A + <usize>(m >> 2) * gb, t = <usize>(m & 3);
-    let q = g + t * 32;
-    let d4 = g + off_dx4(nb) + t * 4, s4 = g + off_sx4(nb) + t * 4;
-    let d1 = g + off_dx1(nb) + t * <usize>nb4 * 4, s1 = g + off_sx1(nb) + t * <usize>nb4 * 4;
-    for (let b = 0; b < nb; b++) {
+    let q = g + t * 32 + (<usize>b0 << 7);
+    let d4 = g + off_dx4(nb) + t * 4 + (<usize>b0 << 4), s4 = g + off_sx4(nb) + t * 4 + (<usize>b0 << 4);
+    let d1 = g + off_dx1(nb) + t * <usize>nb4 * 4 + (<usize>b0 << 2), s1 = g + off_sx1(nb) + t * <usize>nb4 * 4 + (<usize>b0 << 2);
+    for (let b = b0; b < b1; b++) {
       const d = quant_block(x + (<usize>b << 7), q, s4);
       store<f32>(d4, d); store<f32>(d1, d * unit); // DX1 holds d·2^102 (x4-scale.ts; 2^112 with raw scales)
       store<i32>(s1, load<i32>(s4));
       q += 128; d4 += 16; s4 += 16; d1 += 4; s1 += 4;
     }
-    for (let b = nb; b < nb4; b++) { store<f32>(d1, 0); store<i32>(s1, 0); d1 += 4; s1 += 4; }
+    if (b1 == nb) for (let b = nb; b < nb4; b++) { store<f32>(d1, 0); store<i32>(s1, 0); d1 += 4; s1 += 4; }
   }
 }
 
 /** Quantizes the one row at X (K values, K a multiple of 32) as a row record at A. */
 export function quantize_act_q8_row(X: usize, K: i32, A: usize): void {
+  quantize_act_q8_row_span(X, K, A, 0, K >> 5);
+}
+
+/** Blocks [b0, b1) of the row record quantize_act_q8_row writes (its zero padding too when b1 is the last). */
+export function quantize_act_q8_row_span(X: usize, K: i32, A: usize, b0: i32, b1: i32): void {
   const nb = K >> 5, nb4 = nb4_of(nb);
-  let q = A + row_off_qx(nb), d1 = A + row_off_dx(nb), s1 = A;
+  let q = A + row_off_qx(nb) + (<usize>b0 << 5), d1 = A + row_off_dx(nb) + (<usize>b0 << 2), s1 = A + (<usize>b0 << 2);
   const unit = x4_unit();
-  for (let b = 0; b < nb; b++) {
+  for (let b = b0; b < b1; b++) {
     const d = quant_block(X + (<usize>b << 7), q, s1);
     store<f32>(d1, d * unit); // as DX1 of a group record
     q += 32; d1 += 4; s1 += 4;
   }
-  for (let b = nb; b < nb4; b++) { store<f32>(d1, 0); store<i32>(s1, 0); d1 += 4; s1 += 4; }
+  if (b1 == nb) for (let b = nb; b < nb4; b++) { store<f32>(d1, 0); store<i32>(s1, 0); d1 += 4; s1 += 4; }
 }
