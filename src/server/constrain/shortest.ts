@@ -46,34 +46,49 @@ function memberBytes(keyBytes: number, valueBytes: number): number {
   return keyBytes + 3 + valueBytes;
 }
 
-/** The members an object must have at least, cheapest first; null when minProperties cannot be met. */
-function objectMembers(n: ObjectNode, min: (n: SchemaNode) => number): number[] | null {
-  const required: number[] = [];
+/**
+ * Bytes of `{…}` or `[…]` holding `count` members of `bytes` bytes in all. Counts come from the
+ * schema (minItems, minProperties: up to 2^53), so they are multiplied, never listed.
+ */
+function container(count: number, bytes: number): number {
+  return 2 + bytes + Math.max(0, count - 1);
+}
+
+/** `count` copies of a member of `each` bytes (0 when none: 0 × Infinity is not Infinity). */
+function times(count: number, each: number): number {
+  return count > 0 ? count * each : 0;
+}
+
+/** The shortest object: its required members, then the cheapest others up to minProperties. */
+function objectBytes(n: ObjectNode, min: (n: SchemaNode) => number): number {
+  let bytes = 0;
+  let required = 0;
   const optional: number[] = [];
   for (const [key, value] of n.properties) {
     const cost = memberBytes(n.propertyBytes.get(key)!.length, min(value));
-    (n.required.has(key) ? required : optional).push(cost);
+    if (n.required.has(key)) {
+      bytes += cost;
+      required++;
+    } else optional.push(cost);
   }
-  const need = Math.max(0, n.minProperties - required.length);
-  if (need === 0) return required;
+  const need = Math.max(0, n.minProperties - required);
   // Keys not listed take the additionalProperties schema; the shortest such key is "".
   const extra = n.additional ? memberBytes(0, min(n.additional)) : Infinity;
-  const pool = optional
+  const cheaper = optional
     .filter((c) => c < extra)
     .sort((a, b) => a - b)
     .slice(0, need);
-  while (pool.length < need && extra < Infinity) pool.push(extra);
-  return pool.length < need ? null : [...required, ...pool];
+  for (const c of cheaper) bytes += c;
+  return container(required + need, bytes + times(need - cheaper.length, extra));
 }
 
-function arrayItems(n: ArrayNode): SchemaNode[] {
-  const out: SchemaNode[] = [];
-  for (let i = 0; i < n.minItems; i++) out.push(i < n.prefixItems.length ? n.prefixItems[i]! : n.items!);
-  return out;
-}
-
-function container(items: number[]): number {
-  return 2 + items.reduce((a, b) => a + b, 0) + Math.max(0, items.length - 1);
+/** The shortest array: minItems items, the prefixItems first. */
+function arrayBytes(n: ArrayNode, min: (n: SchemaNode) => number): number {
+  const prefix = Math.min(n.minItems, n.prefixItems.length);
+  let bytes = 0;
+  for (let i = 0; i < prefix; i++) bytes += min(n.prefixItems[i]!);
+  const rest = n.minItems - prefix;
+  return container(n.minItems, bytes + (rest > 0 && !n.items ? Infinity : times(rest, n.items ? min(n.items) : 0)));
 }
 
 function valueBytes(n: SchemaNode, min: (n: SchemaNode) => number): number {
@@ -95,12 +110,10 @@ function valueBytes(n: SchemaNode, min: (n: SchemaNode) => number): number {
       return Math.min(...n.options.map(min));
     case 'ref':
       return min(n.target());
-    case 'object': {
-      const members = objectMembers(n, min);
-      return members ? container(members) : Infinity;
-    }
+    case 'object':
+      return objectBytes(n, min);
     case 'array':
-      return container(arrayItems(n).map(min));
+      return arrayBytes(n, min);
   }
 }
 
@@ -166,10 +179,12 @@ export function whyNoValue(
         return { reason, path };
       }
       case 'array': {
-        const items = arrayItems(n);
-        const i = items.findIndex((x) => min(x) === Infinity);
-        const where = i < n.prefixItems.length ? `${path}/prefixItems/${i}` : `${path}/items`;
-        return explain(items[i]!, where, `item ${i} (minItems ${n.minItems})`);
+        const prefix = Math.min(n.minItems, n.prefixItems.length);
+        let i = 0;
+        while (i < prefix && min(n.prefixItems[i]!) < Infinity) i++;
+        if (i < prefix)
+          return explain(n.prefixItems[i]!, `${path}/prefixItems/${i}`, `item ${i} (minItems ${n.minItems})`);
+        return explain(n.items!, `${path}/items`, `item ${i} (minItems ${n.minItems})`);
       }
       default:
         return { reason: `${what} allows no value`, path };
