@@ -24,6 +24,7 @@
  *   read-bandwidth [...]  read bandwidth of T threads streaming a wasm memory (bench/read-bandwidth.ts)
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
  *   step-ab VARIANT…       decode steps (or prompt chunks) of builds / env settings in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
+ *   step-instructions ROOT…  instructions a decode step executes (callgrind): wasm kernels, V8 builtins (interpreted JS), GC (bench/step-instructions.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
  *   server-stall [...]    the longest event-loop stall of one request at the body limit, per kind and chat format (bench/server-stall.ts)
  */
@@ -54,6 +55,7 @@ const PROGRAMS = [
   'profile',
   'step-series',
   'step-ab',
+  'step-instructions',
   'tokenize-long',
   'server-stall',
 ];
