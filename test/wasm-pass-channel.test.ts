@@ -3,7 +3,8 @@
 // ways; passes carried by the channel and passes carried by messages give the same results; a
 // worker's error fails that call only; a worker that dies during a forward call fails it (never
 // hangs it) and every later one. Passes run with the calling thread as thread 0 (`here`) give
-// the same bits as passes run by the workers, and leave the event loop its turns.
+// the same bits as passes run by the workers, and leave the event loop its turns; one it runs
+// alone involves no worker at all.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import type { Pass } from '../src/backends/wasm/executor.js';
@@ -380,6 +381,81 @@ describe('passes through the channel', { timeout: 120_000 }, () => {
       } finally {
         await r.dispose();
       }
+    }
+  });
+
+  it('a pass this thread runs alone wakes no worker and sends nothing; it gives the bits of the workers and fails with its own error', async () => {
+    const r = await tinyRunner();
+    try {
+      const pool = poolOf(r);
+      const cache = r.createCache({ capacity: 8 });
+      const V = r.config.vocabSize;
+      const logitsOut = new SharedArrayBuffer(V * 4);
+      const pass = (out: SharedArrayBuffer): Pass => ({
+        rows: 1,
+        threads: 1,
+        tokens: Int32Array.from([5]),
+        seqs: [{ rowStart: 0, n: 1, past: 0, capacity: 8, kv: cacheRegions(cache), kvType: 'f32' }],
+        logitRows: Int32Array.from([0]),
+        logitsOut: out,
+        logitsOffset: 0,
+      });
+      await pool.run(pass(logitsOut), false);
+      const onWorker = new Float32Array(logitsOut).slice();
+      new Float32Array(logitsOut).fill(Number.NaN);
+      const sent = { ...pool.sent },
+        here = pool.ranHere;
+      await pool.run(pass(logitsOut), true);
+      assert.equal(pool.ranHere, here + 1, 'this thread ran it');
+      assert.deepEqual(pool.sent, sent, 'neither a descriptor nor a message went to the workers');
+      assert.deepEqual(new Float32Array(logitsOut), onWorker);
+      // Logits asked into a buffer too small for them: its copy throws on this thread.
+      for (let i = 0; i < 2; i++)
+        await assert.rejects(
+          pool.run(pass(new SharedArrayBuffer(4)), true),
+          /wasm worker failed: .*(offset|bounds|range)/i,
+        );
+      await pool.run(pass(logitsOut), true);
+      assert.deepEqual(new Float32Array(logitsOut), onWorker, 'the pool still serves, with the same bits');
+      cache.dispose();
+    } finally {
+      await r.dispose();
+    }
+  });
+
+  it('decode steps that alternate between caches of other capacities and KV types give the bits of each cache alone', async () => {
+    // The executor keeps a one-row pass's attention items and KV places while the cache's
+    // capacity and type stay (Executor.passShape): a step of another cache must not reuse them.
+    const load = () => loadRandomModel(shapeConfig(64, 2, 2, 512, 4096), { type: 'q8_0', threads: 2, maxRows: 16 });
+    const kinds = [
+      { capacity: 16, kvType: 'f32' as const },
+      { capacity: 40, kvType: 'q8_0' as const },
+      { capacity: 24, kvType: 'f16' as const },
+    ];
+    const steps = (i: number) => Array.from({ length: 6 }, (_, t) => 1 + ((37 * i + 11 * t) % 500));
+    const alone: number[][][] = [];
+    for (const [i, kind] of kinds.entries()) {
+      const r = await load();
+      try {
+        const cache = r.createCache(kind);
+        const out: number[][] = [];
+        for (const token of steps(i))
+          out.push(Array.from((await r.forward([{ cache, tokens: [token] }], { logits: 'last' }))[0]!.logits));
+        alone.push(out);
+      } finally {
+        await r.dispose();
+      }
+    }
+    const r = await load();
+    try {
+      const caches = kinds.map((kind) => r.createCache(kind));
+      for (let t = 0; t < 6; t++)
+        for (const [i, cache] of caches.entries()) {
+          const [o] = await r.forward([{ cache, tokens: [steps(i)[t]!] }], { logits: 'last' });
+          assert.deepEqual(Array.from(o!.logits), alone[i]![t], `cache ${i}, step ${t}`);
+        }
+    } finally {
+      await r.dispose();
     }
   });
 

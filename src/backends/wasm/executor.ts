@@ -121,6 +121,15 @@ const ATTN_ROWS = 16;
 /** Per (sequence, K/V head): byte offset in a layer's KV part, then e0 (Executor.kvPlaces). */
 type KvPlaces = number[];
 
+/** What a pass's layers need besides the pass: Executor.passShape. */
+interface PassShape {
+  /** Per row, its sequence's index. */
+  rowSeq: Int32Array;
+  /** Attention work items: (sequence, head, query tile) triples. */
+  units: Int32Array;
+  places: KvPlaces;
+}
+
 /** Where a step reads its input: f32 rows, and its q8_0 / q8_K quantized copies. */
 interface Input {
   x: number;
@@ -189,6 +198,10 @@ export class Executor {
   /** Per arena, this thread's private slice (the team's tid never changes). */
   private readonly privs: PrivateSlice[];
   private readonly lmPlan: QuantPlan;
+  /** Multiply-adds of a layer's products for one row (all layers have the same shape; lightLayers). */
+  private readonly layerWeightMacs: number;
+  /** The last one-row pass's shape and the cache it was for (passShape). */
+  private lastShape: { capacity: number; kvType: KvType; shape: PassShape } | null = null;
 
   constructor(
     private readonly L: ModelLayout,
@@ -212,6 +225,10 @@ export class Executor {
       down: quantPlan(ly.down.type),
     }));
     this.lmPlan = quantPlan(L.head.lm.type);
+    const ly = L.layers[0];
+    this.layerWeightMacs = ly
+      ? [ly.qkv, ly.out, ly.up, ly.gate, ly.down].reduce((n, m) => n + (m ? m.rows * m.cols : 0), 0)
+      : 0;
     this.privs = L.arenas.map(({ scratch: s }) => {
       const base = s.priv + team.tid * s.privateBytes;
       return { xn: base + this.pl.xn, qkv: base + this.pl.qkv, qa: base + this.pl.qa, qk: base + this.pl.qk };
@@ -606,6 +623,35 @@ export class Executor {
   }
 
   /**
+   * Which sequence each row of a pass belongs to, its attention work items (sequence, head, query
+   * tile) and its KV places. A decode step of one sequence (one row) has the same ones as the last
+   * such step while the cache's capacity and type stay: kept, not rebuilt at every step (in a
+   * fresh process this JS runs interpreted for hundreds of steps). Read only by the pass.
+   */
+  private passShape(p: Pass): PassShape {
+    const sq0 = p.seqs[0]!;
+    const single = p.rows === 1 && p.seqs.length === 1;
+    const last = this.lastShape;
+    if (single && last && last.capacity === sq0.capacity && last.kvType === sq0.kvType) return last.shape;
+    const H = this.f.nHeads;
+    const rowSeq = new Int32Array(p.rows);
+    p.seqs.forEach((s, i) => {
+      rowSeq.fill(i, s.rowStart, s.rowStart + s.n);
+    });
+    const unitList: number[] = [];
+    p.seqs.forEach((sq, si) => {
+      const tiles = Math.ceil(sq.n / ATTN_ROWS);
+      // Longest first (tuning.longFirst): a tile attends to every key up to its last query.
+      if (this.tuning.longFirst)
+        for (let t = tiles - 1; t >= 0; t--) for (let hh = 0; hh < H; hh++) unitList.push(si, hh, t);
+      else for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
+    });
+    const shape: PassShape = { rowSeq, units: Int32Array.from(unitList), places: this.kvPlaces(p) };
+    if (single) this.lastShape = { capacity: sq0.capacity, kvType: sq0.kvType, shape };
+    return shape;
+  }
+
+  /**
    * Per sequence and K/V head g, where the head's keys start inside a layer's KV part and the
    * values of its first q8_0 block that belong to earlier heads (layout.ts kvHeadPlace), worked
    * out once per pass rather than per attention work item of every layer.
@@ -653,12 +699,9 @@ export class Executor {
    * multiply-adds (all layers have the same shape; attention over each sequence's cache counted).
    */
   private lightLayers(p: Pass): boolean {
-    const ly = this.L.layers[0];
-    if (!ly) return true;
+    if (this.L.layers.length === 0) return true;
     const f = this.f;
-    let macs = 0;
-    for (const m of [ly.qkv, ly.out, ly.up, ly.gate, ly.down]) if (m) macs += m.rows * m.cols;
-    macs *= p.rows;
+    let macs = this.layerWeightMacs * p.rows;
     for (const sq of p.seqs) macs += 2 * sq.n * f.nHeads * (sq.past + sq.n) * f.headDim;
     return macs < SOLO_LAYER_MACS;
   }
@@ -785,8 +828,7 @@ export class Executor {
       c = this.c,
       team = this.team;
     const f = this.f;
-    const d = f.dModel,
-      H = f.nHeads;
+    const d = f.dModel;
     const R = p.rows;
     const small = R <= PRIVATE_ROWS;
     team.reset(p.threads);
@@ -797,20 +839,7 @@ export class Executor {
     const greedy = this.greedyRows(p, f.vocabSize);
     if (greedy && team.tid === 0) this.clearBestSlots(greedy, p.threads);
 
-    const rowSeq = new Int32Array(R);
-    p.seqs.forEach((s, i) => {
-      rowSeq.fill(i, s.rowStart, s.rowStart + s.n);
-    });
-    const unitList: number[] = [];
-    p.seqs.forEach((sq, si) => {
-      const tiles = Math.ceil(sq.n / ATTN_ROWS);
-      // Longest first (tuning.longFirst): a tile attends to every key up to its last query.
-      if (this.tuning.longFirst)
-        for (let t = tiles - 1; t >= 0; t--) for (let hh = 0; hh < H; hh++) unitList.push(si, hh, t);
-      else for (let hh = 0; hh < H; hh++) for (let t = 0; t < tiles; t++) unitList.push(si, hh, t);
-    });
-    const units = Int32Array.from(unitList);
-    const places = this.kvPlaces(p);
+    const { rowSeq, units, places } = this.passShape(p);
 
     // The residual stream ends in the last layer's arena (the head's when there are none).
     const h = L.head;

@@ -385,6 +385,7 @@ export class WorkerPool implements PassPool {
       first = here ? 1 : 0;
     // Checked before either path: a message would carry an unknown type to the workers unchecked.
     for (const sq of pass.seqs) kvCodeOf(sq.kvType);
+    if (here && n === 1) return this.runAlone(pass);
     const ids = this.optionIdsOf(pass);
     let byDescriptor = true;
     for (let t = first; t < n && byDescriptor; t++) byDescriptor = this.knowsAll(t, pass, ids);
@@ -453,6 +454,25 @@ export class WorkerPool implements PassPool {
     if (done < f.threads) return;
     f.counted = true;
     this.settle(f);
+  }
+
+  /**
+   * A pass the calling thread runs alone (a light decode step on one thread, pass-threads.ts): no
+   * worker reads the descriptor, the team's counters or the done count, and none is woken, so
+   * none of that is written; the pass is settled as soon as it returns. In a fresh process this
+   * JS runs interpreted for hundreds of steps, where a step of the shipped model is ~0.6 ms.
+   */
+  private runAlone(pass: Pass): Promise<void> {
+    this.ranHere++;
+    try {
+      this.hereExecutor().run(pass);
+    } catch (e) {
+      const err = e as Error;
+      return Promise.reject(
+        workerError({ type: 'error', seq: this.seq, message: err.message, stack: err.stack, aborted: false }),
+      );
+    }
+    return Promise.resolve();
   }
 
   private hereExecutor(): Executor {
