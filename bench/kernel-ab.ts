@@ -204,6 +204,17 @@ const quantPrompt = (type: 'q4_0' | 'q8_0', M: number, rows: number): Case => ({
   },
   out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
 });
+/** The GELU (erf) epilogue over a 128-token chunk's 128 × 1024 up_proj outputs (the shipped model's shape), from a fresh copy each call. */
+const geluEpilogue = (M: number, rows: number): Case => ({
+  name: `gelu epilogue ${M} x ${rows}`,
+  work: M * rows,
+  unit: 'Gelem/s',
+  run: (k, m) => {
+    new Uint8Array(m.memory.buffer).copyWithin(m.q.Y, m.q.X, m.q.X + M * rows * 4);
+    k.epilogue(m.q.Y, rows, M, 0, rows, 0, 1, 1);
+  },
+  out: (m) => new Float32Array(m.memory.buffer, m.q.Y, M * rows).slice(),
+});
 const cases = [
   gemm(1, N),
   gemm(8, N),
@@ -225,6 +236,7 @@ const cases = [
   kquant('q4_k', QM, QK),
   kquant('q6_k', 1, QN),
   quantPrompt('q8_0', QM, QK),
+  geluEpilogue(QM, 1024),
 ].filter((c) => !only || c.name.includes(only));
 
 const builds = files.map((f) => ({ file: f, ...setup(f) }));

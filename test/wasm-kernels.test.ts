@@ -382,6 +382,27 @@ test('GELU (erf) of the kernels against math.erf (test/fixtures/erf-table.json) 
   });
 });
 
+test('GELU (erf) across the range of its exp (underflow below x ≈ -13.2), subnormal, zero, infinite and NaN inputs, against float64', () => {
+  const h = new Heap();
+  const x: number[] = [];
+  for (let v = -20; v <= 20; v += 0.0371) x.push(v);
+  for (let v = -13.4; v <= -13.0; v += 0.0007) x.push(v); // the exp argument crosses -87.3365
+  x.push(0, -0, 1e-40, -1e-40, 1e-30, -1e-30, 3e38, Infinity, Number.NaN);
+  const xs = Float32Array.from(x);
+  const py = h.putF32(xs);
+  h.k.epilogue(py, xs.length, 1, 0, xs.length, 0, 1, 1);
+  const y = h.f32(py, xs.length);
+  for (const [i, v] of xs.entries()) {
+    const got = y[i]!;
+    if (Number.isNaN(v)) assert.ok(Number.isNaN(got), 'gelu(NaN) is NaN');
+    else if (v === Infinity) assert.equal(got, Infinity);
+    else {
+      const want = v > 1e30 ? v : 0.5 * v * (1 + erf(v / Math.SQRT2));
+      assert.ok(Math.abs(got - want) <= 1e-6 + 3e-7 * Math.abs(want), `gelu(${v}): ${got} vs ${want}`);
+    }
+  }
+});
+
 test('dequant_row matches ggml dequantize for every storage type', () => {
   const h = new Heap();
   const N = 5,

@@ -10,6 +10,20 @@ import { dequant_row_k } from './gemm-k';
  */
 export function epilogue(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usize, scale: f32, act: i32): void {
   if (!bias && scale == 1 && act == 0) return;
+  if (act == 1) epilogue_gelu(Y, ldy, M, n0, n1, bias, scale);
+  else if (act == 2) epilogue_gelu_tanh(Y, ldy, M, n0, n1, bias, scale);
+  else if (act == 3) epilogue_silu(Y, ldy, M, n0, n1, bias, scale);
+  else epilogue_other(Y, ldy, M, n0, n1, bias, scale, act);
+}
+
+/**
+ * One function per activation: with the activation a runtime value V8 compiled one loop holding
+ * every activation's code, whose constants (rematerialized, three instructions each) and spills
+ * made the GELU epilogue of a prompt chunk cost about as much as its matrix product (the shipped
+ * model's up_proj). Same operations per element, so the same bits.
+ */
+// @ts-ignore: decorator
+@inline function epilogue_body(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usize, scale: f32, act: i32): void {
   const vs = f32x4.splat(scale);
   for (let m = 0; m < M; m++) {
     const y = Y + (<usize>m * <usize>ldy << 2);
@@ -30,6 +44,11 @@ export function epilogue(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usi
     }
   }
 }
+
+function epilogue_gelu(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usize, scale: f32): void { epilogue_body(Y, ldy, M, n0, n1, bias, scale, 1); }
+function epilogue_gelu_tanh(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usize, scale: f32): void { epilogue_body(Y, ldy, M, n0, n1, bias, scale, 2); }
+function epilogue_silu(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usize, scale: f32): void { epilogue_body(Y, ldy, M, n0, n1, bias, scale, 3); }
+function epilogue_other(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usize, scale: f32, act: i32): void { epilogue_body(Y, ldy, M, n0, n1, bias, scale, act); }
 
 /**
  * GLU: U[m, n] = act(G[m, n] + bg[n]) · (U[m, n] + bu[n]) for m < M, n in [n0, n1) (biases

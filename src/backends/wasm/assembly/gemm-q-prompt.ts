@@ -146,6 +146,20 @@ export let acc15: v128 = v128.splat<i32>(0);
 /** The 4 rows' scales of the current block (f32), kept out of the registers between tokens. */
 let scales: v128 = v128.splat<i32>(0);
 
+/**
+ * The 32-bit value at p + 4j broadcast (j = 0..3, a constant after inlining: token j's d_x or
+ * 8·Σq_x in a group record). A constant offset instead of p + 4j: V8 keeps memory base + 4j in a
+ * register for the activation chunks' broadcasts already, so the load needs no address arithmetic
+ * (one leal a token and value less in the prompt tiles' loops).
+ */
+// @ts-ignore: decorator
+@inline function splat_at(p: usize, j: i32): v128 {
+  if (j == 0) return v128.load32_splat(p);
+  if (j == 1) return v128.load32_splat(p, 4);
+  if (j == 2) return v128.load32_splat(p, 8);
+  return v128.load32_splat(p, 12);
+}
+
 /** i16 lane sums of the nibbles l0..l3 (4-byte chunks j = 0..3, 4 rows each) times the 4-byte activation chunks at xq + 4j, broadcast. */
 // @ts-ignore: decorator
 @inline function chunk_dots(l0: v128, l1: v128, l2: v128, l3: v128, xq: usize): v128 {
@@ -155,7 +169,7 @@ let scales: v128 = v128.splat<i32>(0);
 }
 
 /**
- * One token's block (quants at xq, d_x at dx, 8·Σq_x at sx) against the 4 rows' nibbles in chunk
+ * One token's block (quants at xq; token j of the record whose d_x / 8·Σq_x start at dx / sx) against the 4 rows' nibbles in chunk
  * form. Relaxed build: 4-byte chunks (l_j / h_j: elements 4j..4j+3 / 16+4j..16+4j+3 of each row,
  * rows in i32 lanes): every vpmaddubsw gives each row's products in its own lanes, so the 8 of
  * them add up (i16 lanes stay <= 8·2·15·127 = 30480) and one i32x4.dot with ones finishes the 4
@@ -165,10 +179,12 @@ let scales: v128 = v128.splat<i32>(0);
  * h_j from element 16), the activations broadcast 8 bytes at a time: half the broadcasts, and a
  * dot-add chain per row pair leaves each row's sum in two i32 lanes, folded by two shuffles and an
  * add; one stage store. (The 8-byte form in the relaxed build spills two nibble vectors a token
- * and measured 0.95–1.0×.) Returns the block's (S - 8·Σq_x)·d_w·d_x.
+ * and measured 0.95–1.0×; with one stage store fewer, or a vpmaddwd on a constant in memory
+ * instead of the ones register, V8 still spills one nibble vector a token: 15 xmm registers are
+ * allocatable, xmm15 is its scratch.) Returns the block's (S - 8·Σq_x)·d_w·d_x.
  */
 // @ts-ignore: decorator
-@inline function token_block(l0: v128, l1: v128, l2: v128, l3: v128, h0: v128, h1: v128, h2: v128, h3: v128, xq: usize, dx: usize, sx: usize): v128 {
+@inline function token_block(l0: v128, l1: v128, l2: v128, l3: v128, h0: v128, h1: v128, h2: v128, h3: v128, xq: usize, dx: usize, sx: usize, j: i32): v128 {
   let r: v128;
   if (DOT_ADD_TILES) {
     const x0 = v128.load64_splat(xq), x1 = v128.load64_splat(xq, 8), x2 = v128.load64_splat(xq, 16), x3 = v128.load64_splat(xq, 24);
@@ -182,7 +198,7 @@ let scales: v128 = v128.splat<i32>(0);
     stage = q;
     r = i32x4.dot_i16x8_s(q, v128.load(C_ONES_I16));
   }
-  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, v128.load32_splat(sx))), f32x4.mul(scales, v128.load32_splat(dx)));
+  return f32x4.mul(f32x4.convert_i32x4_s(i32x4.sub(r, splat_at(sx, j))), f32x4.mul(scales, splat_at(dx, j)));
 }
 
 /**
@@ -218,22 +234,22 @@ let scales: v128 = v128.splat<i32>(0);
     const h0 = v128.and(i16x8.shr_u(c0, 4), m), h1 = v128.and(i16x8.shr_u(c1, 4), m);
     const h2 = v128.and(i16x8.shr_u(c2, 4), m), h3 = v128.and(i16x8.shr_u(c3, 4), m);
     scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_X4_UNIT));
-    acc0 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp, dp, sp), acc0);
-    if (T > 1) acc1 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 32, dp + 4, sp + 4), acc1);
-    if (T > 2) acc2 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 64, dp + 8, sp + 8), acc2);
-    if (T > 3) acc3 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 96, dp + 12, sp + 12), acc3);
-    if (T > 4) acc4 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb, dp + gb, sp + gb), acc4);
-    if (T > 5) acc5 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 32, dp + gb + 4, sp + gb + 4), acc5);
-    if (T > 6) acc6 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 64, dp + gb + 8, sp + gb + 8), acc6);
-    if (T > 7) acc7 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 96, dp + gb + 12, sp + gb + 12), acc7);
-    if (T > 8) acc8 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2, dp + gb2, sp + gb2), acc8);
-    if (T > 9) acc9 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 32, dp + gb2 + 4, sp + gb2 + 4), acc9);
-    if (T > 10) acc10 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 64, dp + gb2 + 8, sp + gb2 + 8), acc10);
-    if (T > 11) acc11 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 96, dp + gb2 + 12, sp + gb2 + 12), acc11);
-    if (T > 12) acc12 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3, dp + gb3, sp + gb3), acc12);
-    if (T > 13) acc13 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 32, dp + gb3 + 4, sp + gb3 + 4), acc13);
-    if (T > 14) acc14 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 64, dp + gb3 + 8, sp + gb3 + 8), acc14);
-    if (T > 15) acc15 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 96, dp + gb3 + 12, sp + gb3 + 12), acc15);
+    acc0 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp, dp, sp, 0), acc0);
+    if (T > 1) acc1 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 32, dp, sp, 1), acc1);
+    if (T > 2) acc2 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 64, dp, sp, 2), acc2);
+    if (T > 3) acc3 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + 96, dp, sp, 3), acc3);
+    if (T > 4) acc4 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb, dp + gb, sp + gb, 0), acc4);
+    if (T > 5) acc5 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 32, dp + gb, sp + gb, 1), acc5);
+    if (T > 6) acc6 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 64, dp + gb, sp + gb, 2), acc6);
+    if (T > 7) acc7 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb + 96, dp + gb, sp + gb, 3), acc7);
+    if (T > 8) acc8 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2, dp + gb2, sp + gb2, 0), acc8);
+    if (T > 9) acc9 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 32, dp + gb2, sp + gb2, 1), acc9);
+    if (T > 10) acc10 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 64, dp + gb2, sp + gb2, 2), acc10);
+    if (T > 11) acc11 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb2 + 96, dp + gb2, sp + gb2, 3), acc11);
+    if (T > 12) acc12 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3, dp + gb3, sp + gb3, 0), acc12);
+    if (T > 13) acc13 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 32, dp + gb3, sp + gb3, 1), acc13);
+    if (T > 14) acc14 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 64, dp + gb3, sp + gb3, 2), acc14);
+    if (T > 15) acc15 = f32x4.add(token_block(l0, l1, l2, l3, h0, h1, h2, h3, xp + gb3 + 96, dp + gb3, sp + gb3, 3), acc15);
     w += QB4; xp += 128; dp += 16; sp += 16;
   }
   put_accs(y, sy, acc, T);
@@ -363,11 +379,11 @@ let negw: v128 = v128.splat<i32>(0);
 
 /** The second half of a token's block (quants at xq + 16) added to its first (`part`) and the correction, times d_w·d_x (d_x at dx). */
 // @ts-ignore: decorator
-@inline function q8_finish(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, dx: usize, part: v128, ones: v128): v128 {
+@inline function q8_finish(a0: v128, a1: v128, a2: v128, a3: v128, s0: v128, s1: v128, s2: v128, s3: v128, xq: usize, dx: usize, j: i32, part: v128, ones: v128): v128 {
   const s = DOT_ADD_TILES
     ? i32x4.sub(q8_half_dot(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, part), negw) // the chain starts at the first half's sum
     : i32x4.sub(i32x4.add(q8_half(a0, a1, a2, a3, s0, s1, s2, s3, xq + 16, ones), part), negw);
-  return f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales, v128.load32_splat(dx)));
+  return f32x4.mul(f32x4.convert_i32x4_s(s), f32x4.mul(scales, splat_at(dx, j)));
 }
 
 /**
@@ -411,22 +427,22 @@ let negw: v128 = v128.splat<i32>(0);
       ? q8_neg_dot(a0, a1, a2, a3, s0, s1, s2, s3, negw)
       : i32x4.dot_i16x8_s(i16x8.add(negw, neg_sums(a0, a1, a2, a3, s0, s1, s2, s3)), ones);
     scales = scales_x4(w, v128.load(C_F16_RAWMASK), v128.load(C_X4_UNIT));
-    acc0 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp, dp, part0, ones), acc0);
-    if (T > 1) acc1 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, dp + 4, part1, ones), acc1);
-    if (T > 2) acc2 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, dp + 8, part2, ones), acc2);
-    if (T > 3) acc3 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 96, dp + 12, part3, ones), acc3);
-    if (T > 4) acc4 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb, dp + gb, part4, ones), acc4);
-    if (T > 5) acc5 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 32, dp + gb + 4, part5, ones), acc5);
-    if (T > 6) acc6 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 64, dp + gb + 8, part6, ones), acc6);
-    if (T > 7) acc7 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 96, dp + gb + 12, part7, ones), acc7);
-    if (T > 8) acc8 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2, dp + gb2, part8, ones), acc8);
-    if (T > 9) acc9 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 32, dp + gb2 + 4, part9, ones), acc9);
-    if (T > 10) acc10 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 64, dp + gb2 + 8, part10, ones), acc10);
-    if (T > 11) acc11 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 96, dp + gb2 + 12, part11, ones), acc11);
-    if (T > 12) acc12 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3, dp + gb3, part12, ones), acc12);
-    if (T > 13) acc13 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 32, dp + gb3 + 4, part13, ones), acc13);
-    if (T > 14) acc14 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 64, dp + gb3 + 8, part14, ones), acc14);
-    if (T > 15) acc15 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 96, dp + gb3 + 12, part15, ones), acc15);
+    acc0 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp, dp, 0, part0, ones), acc0);
+    if (T > 1) acc1 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 32, dp, 1, part1, ones), acc1);
+    if (T > 2) acc2 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 64, dp, 2, part2, ones), acc2);
+    if (T > 3) acc3 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + 96, dp, 3, part3, ones), acc3);
+    if (T > 4) acc4 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb, dp + gb, 0, part4, ones), acc4);
+    if (T > 5) acc5 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 32, dp + gb, 1, part5, ones), acc5);
+    if (T > 6) acc6 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 64, dp + gb, 2, part6, ones), acc6);
+    if (T > 7) acc7 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb + 96, dp + gb, 3, part7, ones), acc7);
+    if (T > 8) acc8 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2, dp + gb2, 0, part8, ones), acc8);
+    if (T > 9) acc9 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 32, dp + gb2, 1, part9, ones), acc9);
+    if (T > 10) acc10 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 64, dp + gb2, 2, part10, ones), acc10);
+    if (T > 11) acc11 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb2 + 96, dp + gb2, 3, part11, ones), acc11);
+    if (T > 12) acc12 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3, dp + gb3, 0, part12, ones), acc12);
+    if (T > 13) acc13 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 32, dp + gb3, 1, part13, ones), acc13);
+    if (T > 14) acc14 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 64, dp + gb3, 2, part14, ones), acc14);
+    if (T > 15) acc15 = f32x4.add(q8_finish(a0, a1, a2, a3, s0, s1, s2, s3, xp + gb3 + 96, dp + gb3, 3, part15, ones), acc15);
   }
 }
 

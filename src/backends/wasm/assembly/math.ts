@@ -48,6 +48,29 @@
   return v128.bitselect(f32x4.splat(Infinity), v128.andnot(y, lo), hi);
 }
 
+/**
+ * e^x for x <= 2^-20 (and NaN): the same result bits as exp_f32x4, in fewer instructions. Above
+ * the range's low end (-87.33654) the upper clamp and the +Inf test never act; 2^n with n in
+ * [-126, 0] is one normal factor (the two factors' product rounds once, at the last multiply,
+ * as this one does); the clamp is a pseudo-max (one vmaxps: wasm's max costs V8 about 8
+ * instructions for its NaN and ±0 rules, neither of which can change the result here: a NaN x
+ * makes p NaN, and every multiply below keeps p's NaN whatever the factor); fx is an integer in
+ * [-126, 0] (or NaN), so the relaxed truncation (one vcvttps2dq) equals the saturating one,
+ * except NaN → INT_MIN where trunc_sat gives 0: both give the factor 1.0 (the shift drops the
+ * sign bit), so y = p either way.
+ */
+// @ts-ignore: decorator
+@inline export function exp_nonpos_f32x4(x0: v128): v128 {
+  const x = f32x4.pmax(x0, f32x4.splat(-87.33654));
+  const fx = f32x4.nearest(f32x4.mul(x, f32x4.splat(1.44269504088896341)));
+  let r = f32x4.sub(x, f32x4.mul(fx, f32x4.splat(0.693359375)));
+  r = f32x4.sub(r, f32x4.mul(fx, f32x4.splat(-2.12194440e-4)));
+  const p = exp_reduced_f32x4(r);
+  const n = ASC_FEATURE_RELAXED_SIMD ? i32x4.relaxed_trunc_f32x4_s(fx) : i32x4.trunc_sat_f32x4_s(fx);
+  const y = f32x4.mul(p, i32x4.shl(i32x4.add(n, i32x4.splat(127)), 23));
+  return v128.andnot(y, f32x4.lt(x0, f32x4.splat(-87.33654))); // exact 0 below the clamp, -Inf included
+}
+
 /** Scalar e^x through the same arithmetic. */
 // @ts-ignore: decorator
 @inline export function exp_f32(x: f32): f32 {
@@ -70,7 +93,8 @@
   p = f32x4.add(f32x4.mul(p, t), f32x4.splat(0.37409196));
   p = f32x4.add(f32x4.mul(p, t), f32x4.splat(1.00002368));
   p = f32x4.add(f32x4.mul(p, t), f32x4.splat(-1.26551223));
-  const e = exp_f32x4(f32x4.sub(p, f32x4.mul(z, z)));
+  // p(t) - z² <= ~3e-8: erfc(z)·(1 + z/2) falls from 1 at z = 0
+  const e = exp_nonpos_f32x4(f32x4.sub(p, f32x4.mul(z, z)));
   return f32x4.mul(t, e);
 }
 
