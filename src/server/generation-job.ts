@@ -200,12 +200,12 @@ export class Job {
   private complete(): void {
     clearTimeout(this.timer);
     this.ctx.metrics.completionTokens += this.completionTokens;
-    let answering: void | Promise<void> = undefined;
     try {
-      answering = this.onComplete(this, this.failed);
-    } finally {
       // Shutdown waits for `done` before it closes the connections: the answer is written by then.
-      void Promise.resolve(answering).then(this.resolveDone, this.resolveDone);
+      void Promise.resolve(this.onComplete(this, this.failed)).then(this.resolveDone, this.resolveDone);
+    } catch (e) {
+      this.resolveDone();
+      throw e;
     }
   }
 }
