@@ -27,7 +27,7 @@
  *   step-ab VARIANT…       decode steps (or prompt chunks) of builds / env settings in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
  *   step-instructions ROOT…  instructions a decode step executes (callgrind): wasm kernels, V8 builtins (interpreted JS), GC (bench/step-instructions.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
- *   server-stall [...]    the longest event-loop stall of one request at the body limit, per kind and chat format (bench/server-stall.ts)
+ *   server-stall [...]    the longest event-loop stall of one request at the body limit or at the limits of n, logprobs, echo, stop, logit_bias, per kind and chat format, a trivial request as the floor (bench/server-stall.ts)
  */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';

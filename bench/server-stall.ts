@@ -1,13 +1,20 @@
 /**
  * The longest time one request holds the server's event loop: requests at the body limit (a
  * 2,048-message chat, with and without `truncate`, a long completion prompt, /tokenize with pieces,
- * /detokenize, a first JSON-schema request) sent one at a time to a server in this process on the
- * tiny GPT-NeoX-vocabulary fixture (wasm backend: the model's own work is in worker threads), with
- * the prompt formats that matter: the shipped model's (plain), MPT-7B-Chat's Jinja template, and a
- * hostile template that spends the whole render budget. For each: the event loop's longest delay
- * while the request ran (`monitorEventLoopDelay`, 1 ms resolution) and the request's wall time.
- *   node dist/bench/server-stall.js [--max-body 1048576] [--reps 2] [--formats plain,mpt-7b-chat,hostile]
- * Bodies are built and sent as bytes and answers read as bytes, so the client adds no stall.
+ * /detokenize, a first JSON-schema request) and at the limits of the fields that multiply
+ * per-token work (n, logprobs / top_logprobs, echo with the prompt's logprobs, stop, logit_bias),
+ * sent one at a time to a server in this process on the tiny GPT-NeoX-vocabulary fixture (wasm
+ * backend: the model's own work is in worker threads), with the prompt formats that matter: the
+ * shipped model's (plain), MPT-7B-Chat's Jinja template, and a hostile template that spends the
+ * whole render budget. For each: the event loop's longest delay while the request ran
+ * (`monitorEventLoopDelay`, 1 ms resolution) in each repetition, and the request's wall time. The
+ * first row, a trivial request, is the floor: on a busy machine compare the others to it.
+ *   node dist/bench/server-stall.js [--max-body 1048576] [--reps 2] [--formats plain,mpt-7b-chat,hostile] [--only SUBSTRING]
+ * Each repetition is a fresh server on a fresh served model (nothing cached: grammars, the
+ * constraint vocabulary), so "first JSON-schema request" is first in every repetition; what the
+ * tokenizer object caches itself (token texts for logprobs) is only cold in repetition 1, which is
+ * why `stalls_ms` lists every repetition. Bodies are built and sent as bytes and answers read as
+ * bytes, so the client adds no stall.
  */
 import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -25,6 +32,7 @@ function option(name: string, fallback: string): string {
 const maxBody = Number(option('max-body', String(1024 * 1024)));
 const reps = Number(option('reps', '2'));
 const formatNames = option('formats', 'plain,mpt-7b-chat,hostile').split(',');
+const only = option('only', '');
 const fixtures = fileURLToPath(new URL('../../test/fixtures/', import.meta.url));
 const mptChatTemplate = (
   JSON.parse(readFileSync(`${fixtures}mpt-configs/mpt-7b-chat.tokenizer_config.json`, 'utf8')) as {
@@ -132,7 +140,23 @@ const schemaBody = (() => {
   );
 })();
 
+/** Token ids 1, 2, … (none of them the end-of-text id 0) filling `length` positions. */
+const promptIds = (length: number) => Array.from({ length }, (_, i) => 1 + ((i * 7919) % 50_000));
+const json = (o: object) => Buffer.from(JSON.stringify(o));
+/** The end-of-text token is banned so every choice runs to max_tokens. */
+const noEos = { '0': -100 };
+// The context is 2,048 tokens.
+const longPrompt = promptIds(2048 - 64);
+const stopList = Array.from({ length: 4 }, (_, i) => `${String.fromCharCode(0x41 + i)}${'z'.repeat(255)}`);
+const bias: Record<string, number> = { ...noEos };
+for (let i = 1; Object.keys(bias).length < 300; i++) bias[String(i * 167)] = (i % 2 ? 1 : -1) * (i % 100);
+
 const cases: { name: string; path: string; body: Buffer; chatOnly?: boolean }[] = [
+  {
+    name: 'trivial completion (the floor)',
+    path: '/v1/completions',
+    body: json({ model, prompt: 'Hello', max_tokens: 1 }),
+  },
   { name: 'chat, 2048 messages', path: '/v1/chat/completions', body: chatBody(model, {}), chatOnly: true },
   {
     name: 'chat, 2048 messages, truncate',
@@ -152,6 +176,49 @@ const cases: { name: string; path: string; body: Buffer; chatOnly?: boolean }[] 
   },
   { name: 'detokenize', path: '/detokenize', body: idsText },
   { name: 'first JSON-schema request', path: '/v1/completions', body: schemaBody },
+  {
+    name: 'n 64, long prompt, 16 tokens',
+    path: '/v1/completions',
+    body: json({ model, prompt: promptIds(2048 - 16), n: 64, max_tokens: 16, logit_bias: noEos }),
+  },
+  {
+    name: 'logit_bias 300 entries, n 64, 16 tokens',
+    path: '/v1/completions',
+    body: json({ model, prompt: 'Hello', n: 64, max_tokens: 16, logit_bias: bias }),
+  },
+  {
+    name: 'stop 4 x 256 chars, n 64, 64 tokens',
+    path: '/v1/completions',
+    body: json({ model, prompt: 'Hello', n: 64, max_tokens: 64, stop: stopList, logit_bias: noEos }),
+  },
+  {
+    name: 'logprobs 5, n 64, 64 tokens',
+    path: '/v1/completions',
+    body: json({ model, prompt: 'Hello', n: 64, max_tokens: 64, logprobs: 5, logit_bias: noEos }),
+  },
+  {
+    name: 'chat top_logprobs 20, n 64, 64 tokens',
+    path: '/v1/chat/completions',
+    body: json({
+      model,
+      messages: [{ role: 'user', content: 'Hello' }],
+      n: 64,
+      max_tokens: 64,
+      logprobs: true,
+      top_logprobs: 20,
+      logit_bias: noEos,
+    }),
+  },
+  {
+    name: 'echo + logprobs 5, 1,984-token prompt',
+    path: '/v1/completions',
+    body: json({ model, prompt: longPrompt, max_tokens: 0, echo: true, logprobs: 5 }),
+  },
+  {
+    name: 'echo + logprobs 5, 1,984-token prompt, n 8',
+    path: '/v1/completions',
+    body: json({ model, prompt: longPrompt, n: 8, max_tokens: 1, echo: true, logprobs: 5, logit_bias: noEos }),
+  },
 ];
 
 console.error(`bodies built: ${cases.map((c) => c.body.length).join(', ')} bytes`);
@@ -160,15 +227,17 @@ const histogram = monitorEventLoopDelay({ resolution: 1 });
 for (const formatName of formatNames) {
   const make = formats[formatName];
   if (!make) throw new Error(`unknown format ${formatName} (${Object.keys(formats).join(', ')})`);
-  const served = servedModelFrom(loaded.runner, tok, { id: model, ctx: 2048, format: make() });
   for (const c of cases) {
     if (formatName !== formatNames[0] && !c.chatOnly) continue;
-    let worst = 0;
+    if (only && !c.name.includes(only)) continue;
+    const stalls: number[] = [];
     let wall = Infinity;
     let status = 0;
     let bytes = 0;
     for (let r = 0; r < reps; r++) {
-      // A fresh server each time: nothing cached from the last request (grammars, the constraint vocabulary is per model).
+      // A fresh server on a fresh served model each time: nothing cached from the last request
+      // (grammars are per server, the constraint vocabulary per served model).
+      const served = servedModelFrom(loaded.runner, tok, { id: model, ctx: 2048, format: make() });
       const server = new MptServer(served, { port: 0, host: '127.0.0.1', maxBodyBytes: maxBody });
       const { url } = await server.listen();
       // Starts the tokenizer's worker thread, which is not what is measured.
@@ -185,7 +254,7 @@ for (const formatName of formatNames) {
       const answer = await post(url, c.path, c.body);
       wall = Math.min(wall, performance.now() - start);
       histogram.disable();
-      worst = Math.max(worst, histogram.max / 1e6);
+      stalls.push(Math.round(histogram.max / 1e6));
       status = answer.status;
       bytes = answer.bytes;
       await server.shutdown(0);
@@ -196,7 +265,8 @@ for (const formatName of formatNames) {
       body_bytes: c.body.length,
       status,
       answer_bytes: bytes,
-      longest_stall_ms: Math.round(worst),
+      longest_stall_ms: Math.max(...stalls),
+      stalls_ms: stalls,
       wall_ms: Math.round(wall),
     });
     console.error(JSON.stringify(results.at(-1)));

@@ -12,6 +12,11 @@ const files = readdirSync(dir)
   .filter((f) => only.length === 0 || only.some((o) => f.includes(o)))
   .sort()
   .map((f) => join(dir, f));
+// With no files, node --test would run every test it can find: the whole suite.
+if (files.length === 0) {
+  console.error(`run-tests: no compiled test file in dist/test matches ${only.join(', ')} (build first?)`);
+  process.exit(1);
+}
 // A software Vulkan driver for the WebGPU tests, where scripts/setup-lavapipe.sh installed one
 // (.ci/run does): its env.sh is a list of `export NAME="value"` lines.
 const env = { ...process.env };

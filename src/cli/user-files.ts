@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import { renameSync, statSync, unlinkSync, writeFileSync, type Stats } from 'node:fs';
 import { dirname } from 'node:path';
-import { InputError } from '../errors.js';
+import { InputError, systemErrorText } from '../errors.js';
 
 /** What a path is, for messages ("a directory", "a named pipe (FIFO)", ...). */
 export function kindOf(st: Stats): string {
@@ -23,7 +23,19 @@ export function statPath(path: string): Stats | undefined {
   try {
     return statSync(path, { throwIfNoEntry: false });
   } catch (e) {
-    throw new InputError(`cannot use ${path}: ${(e as Error).message}`, { cause: e });
+    // OUT/x.gguf where OUT is a file: name the file that stands where a folder must be.
+    if ((e as { code?: unknown }).code === 'ENOTDIR') {
+      for (let up = dirname(path); up !== dirname(up); up = dirname(up)) {
+        let st: Stats | undefined;
+        try {
+          st = statSync(up, { throwIfNoEntry: false });
+        } catch {
+          continue; // below the file too
+        }
+        if (st && !st.isDirectory()) throw new InputError(`cannot use ${path}: ${up} is ${kindOf(st)}, not a folder`);
+      }
+    }
+    throw new InputError(`cannot use ${path}: ${systemErrorText(e)}`, { cause: e });
   }
 }
 

@@ -12,6 +12,7 @@ import { checkGrammarFits, grammarOf, toolGrammarOf } from './grammar.js';
 import { chatLogprobs, chunkMaker, responseBody, responseIdentity, usageOf } from './openai-format.js';
 import type { Encoded } from './prompt-worker.js';
 import { ChatRequest, checkRefusedChatFields, parseBody } from './request-schema.js';
+import { SlicedArray } from './respond.js';
 import { SseWriter } from './sse.js';
 import { parseToolCall, renderToolCall } from './tools.js';
 
@@ -195,17 +196,22 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
       responseBody(
         who,
         'chat.completion',
-        j.choices.map((c, index) => {
-          const call = callOf(c);
-          return {
-            index,
-            message: call
-              ? { role: 'assistant', content: null, refusal: null, tool_calls: [call] }
-              : { role: 'assistant', content: c.text, refusal: null },
-            logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
-            finish_reason: call ? 'tool_calls' : (c.finish ?? 'stop'),
-          };
-        }),
+        new SlicedArray(
+          j.choices.length,
+          (index) => {
+            const c = j.choices[index]!;
+            const call = callOf(c);
+            return {
+              index,
+              message: call
+                ? { role: 'assistant', content: null, refusal: null, tool_calls: [call] }
+                : { role: 'assistant', content: c.text, refusal: null },
+              logprobs: plan.logprobs === null ? null : chatLogprobs(ctx, c.logprobs),
+              finish_reason: call ? 'tool_calls' : (c.finish ?? 'stop'),
+            };
+          },
+          { nested: true },
+        ),
         { usage: usageOf(plan, j) },
       ),
     );

@@ -31,6 +31,7 @@ import {
   usageOf,
 } from './openai-format.js';
 import { CompletionRequest, parseBody } from './request-schema.js';
+import { SlicedArray } from './respond.js';
 import { SseWriter } from './sse.js';
 
 export async function handleCompletion(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
@@ -119,7 +120,7 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
     return {
       tokens: [...head.tokens, ...tail.tokens],
       token_logprobs: [...head.token_logprobs, ...tail.token_logprobs],
-      top_logprobs: [...head.top_logprobs, ...tail.top_logprobs],
+      top_logprobs: SlicedArray.concat(head.top_logprobs, tail.top_logprobs),
       text_offset: [...head.text_offset, ...tail.text_offset],
     };
   };
@@ -131,17 +132,24 @@ export async function handleCompletion(ctx: GenerationContext, body: unknown, re
       responseBody(
         who,
         'text_completion',
-        j.choices.map((c, index) => ({
-          text: echoText(index) + c.text,
-          index,
-          logprobs:
-            plan.logprobs === null
-              ? null
-              : echoLogprobs
-                ? echoedLogprobs(index, c)
-                : completionLogprobs(ctx, c.logprobs, 0),
-          finish_reason: c.finish ?? 'stop',
-        })),
+        new SlicedArray(
+          j.choices.length,
+          (index) => {
+            const c = j.choices[index]!;
+            return {
+              text: echoText(index) + c.text,
+              index,
+              logprobs:
+                plan.logprobs === null
+                  ? null
+                  : echoLogprobs
+                    ? echoedLogprobs(index, c)
+                    : completionLogprobs(ctx, c.logprobs, 0),
+              finish_reason: c.finish ?? 'stop',
+            };
+          },
+          { nested: true },
+        ),
         { usage: usageOf(plan, j) },
       ),
     );

@@ -13,7 +13,7 @@ import type { Metrics } from './metrics.js';
 import type { ServedModel } from './model-host.js';
 import type { PromptWorker } from './prompt-worker.js';
 import type { ChatRequest } from './request-schema.js';
-import { sendError, sendJson } from './respond.js';
+import { sendError, sendJsonInTurns } from './respond.js';
 import {
   QueueFullError,
   type EndReason,
@@ -121,7 +121,8 @@ export class Job {
     readonly receivedAt: number,
     count: number,
     private readonly onDelta: (index: number, text: string, lp: TokenLogprobInfo | null) => void,
-    private readonly onComplete: (job: Job, error: ApiError | null) => void,
+    /** A promise it returns (an answer still being written) is part of `done`. */
+    private readonly onComplete: (job: Job, error: ApiError | null) => void | Promise<void>,
     private readonly onPromptLogprobs?: (index: number, infos: TokenLogprobInfo[]) => void,
   ) {
     this.choices = Array.from({ length: count }, () => ({
@@ -200,9 +201,11 @@ export class Job {
     clearTimeout(this.timer);
     this.ctx.metrics.completionTokens += this.completionTokens;
     try {
-      this.onComplete(this, this.failed);
-    } finally {
+      // Shutdown waits for `done` before it closes the connections: the answer is written by then.
+      void Promise.resolve(this.onComplete(this, this.failed)).then(this.resolveDone, this.resolveDone);
+    } catch (e) {
       this.resolveDone();
+      throw e;
     }
   }
 }
@@ -321,7 +324,11 @@ export function answerWhenDone(
     () => {},
     (j, err) => {
       if (err) return sendError(res, err, ctx.headers);
-      sendJson(res, 200, body(j), ctx.headers);
+      // Made and written a turn of the event loop at a time (64 choices' logprobs are megabytes).
+      return sendJsonInTurns(res, 200, body(j), ctx.headers).catch((e: unknown) => {
+        const msg = e instanceof MptError ? e.message : 'the answer could not be written';
+        sendError(res, new ApiError(500, msg, 'server_error', null, 'generation_failed'), ctx.headers);
+      });
     },
   );
   return startJob(ctx, plan, res, job);

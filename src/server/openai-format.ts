@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { MptTokenizer } from '../runtime/tokenizer.js';
 import type { GenerationContext, Job, Plan } from './generation-job.js';
+import { SlicedArray } from './respond.js';
 import type { TokenLogprobInfo } from './sequence.js';
 
 function newId(prefix: string): string {
@@ -57,7 +58,7 @@ export function responseIdentity(ctx: GenerationContext, idPrefix: string): Resp
 export function responseBody(
   who: ResponseIdentity,
   object: string,
-  choices: unknown[],
+  choices: unknown[] | SlicedArray,
   rest: Record<string, unknown> = {},
 ): Record<string, unknown> {
   return {
@@ -91,10 +92,11 @@ export function chatLogprobs(ctx: GenerationContext, list: TokenLogprobInfo[]) {
     return { token, logprob: finite(logprob), bytes };
   };
   return {
-    content: list.map((l) => ({
-      ...entry(l.token, l.logprob),
-      top_logprobs: l.top.map((t) => entry(t.token, t.logprob)),
-    })),
+    // Made as the answer is written: 64 choices × 20 alternatives per token are megabytes.
+    content: new SlicedArray(list.length, (i) => {
+      const l = list[i]!;
+      return { ...entry(l.token, l.logprob), top_logprobs: l.top.map((t) => entry(t.token, t.logprob)) };
+    }),
     refusal: null,
   };
 }
@@ -113,13 +115,11 @@ export function completionLogprobs(
   let offset = offset0;
   const tokens: string[] = [];
   const tokenLogprobs: (number | null)[] = [];
-  const top: (Record<string, number> | null)[] = [];
   const textOffset: number[] = [];
   if (firstPromptToken !== undefined) {
     const s = tokenText(tok, firstPromptToken);
     tokens.push(s);
     tokenLogprobs.push(null);
-    top.push(null);
     textOffset.push(offset);
     offset += s.length;
   }
@@ -127,15 +127,20 @@ export function completionLogprobs(
     const s = tokenText(tok, l.token);
     tokens.push(s);
     tokenLogprobs.push(finite(l.logprob));
-    const d: Record<string, number> = {};
-    for (const t of l.top) {
-      const k = tokenText(tok, t.token);
-      if (!(k in d)) d[k] = finite(t.logprob);
-    }
-    top.push(d);
     textOffset.push(offset);
     offset += s.length;
   }
+  const skip = firstPromptToken === undefined ? 0 : 1;
+  // Made as the answer is written: an echoed prompt's alternatives are 128 × context × 5 entries.
+  const top = new SlicedArray(list.length + skip, (i): Record<string, number> | null => {
+    if (i < skip) return null;
+    const d: Record<string, number> = {};
+    for (const t of list[i - skip]!.top) {
+      const k = tokenText(tok, t.token);
+      if (!(k in d)) d[k] = finite(t.logprob);
+    }
+    return d;
+  });
   return { tokens, token_logprobs: tokenLogprobs, top_logprobs: top, text_offset: textOffset };
 }
 
