@@ -187,6 +187,8 @@ test('a JSON-schema request is served without walking the vocabulary on the even
   const walks = countWalks();
   try {
     for (const seed of [1, 2, 3]) {
+      // The last one also scores its prompt (echo with logprobs: a sequence reading its prompt's logits).
+      const echo = seed === 3;
       const body = {
         model: m.id,
         prompt: 'Give JSON:',
@@ -194,6 +196,7 @@ test('a JSON-schema request is served without walking the vocabulary on the even
         seed,
         temperature: 1,
         response_format: { type: 'json_schema', json_schema: { name: 'person', schema: PERSON } },
+        ...(echo ? { echo: true, logprobs: 1 } : {}),
       };
       const r = await fetch(`${url}/v1/completions`, {
         method: 'POST',
@@ -202,7 +205,9 @@ test('a JSON-schema request is served without walking the vocabulary on the even
       });
       const json = (await r.json()) as { choices: { text: string; finish_reason: string }[] };
       assert.equal(r.status, 200, JSON.stringify(json));
-      const { text, finish_reason } = json.choices[0]!;
+      const { text: all, finish_reason } = json.choices[0]!;
+      if (echo) assert.ok(all.startsWith(body.prompt), all);
+      const text = echo ? all.slice(body.prompt.length) : all;
       if (finish_reason === 'stop') {
         const value = JSON.parse(text) as { name: unknown; age: unknown };
         assert.equal(typeof value.name, 'string');

@@ -15,6 +15,7 @@ import type {
   SequenceInput,
   SequenceOutput,
 } from '../src/backends/backend.js';
+import { PROMPT_LOGITS_CHUNK } from '../src/runtime/generation-sequence.js';
 import { QueueFullError, Scheduler, type EndReason, type SequenceClient } from '../src/server/scheduler.js';
 import { Goldens } from './helpers/goldens.js';
 import { TINY_NEOX, tinyModel } from './helpers/serve-fixture.js';
@@ -287,4 +288,33 @@ test('prefixCache: kept caches give way when a new sequence needs their memory',
   assert.deepEqual(rb.tokens, SEQ4B_GREEDY.slice(0, 4));
   await sched.close();
   assert.equal(rec.created, rec.disposed);
+});
+
+test('prompt rows whose logits are read are at most one chunk a step, over all sequences', async () => {
+  const model = await tinyModel();
+  const scored: number[] = [];
+  const runner: ModelRunner = Object.assign(Object.create(model.runner) as ModelRunner, {
+    forward(batch: SequenceInput[], o: ForwardOptions) {
+      scored.push(batch.filter((s) => s.logits === 'all').reduce((n, s) => n + s.tokens.length, 0));
+      return model.runner.forward(batch, o);
+    },
+  });
+  const sched = new Scheduler(runner, { maxActive: 4, maxQueue: 4, prefillChunk: 512 });
+  // Four echo-with-logprobs choices of a 150-token prompt: each reads every prompt row's logits.
+  const prompt = Array.from({ length: 150 }, (_, i) => (i * 37) % 1000);
+  const rows = new Array<number>(4).fill(0);
+  const ends = [0, 1, 2, 3].map((k) => {
+    const { client, done } = greedy(prompt, 1);
+    Object.assign(client, {
+      promptLogits: (r: Float32Array) => {
+        rows[k]! += r.length / model.runner.config.vocabSize;
+      },
+    });
+    sched.submitAll([client]);
+    return done;
+  });
+  for (const r of await Promise.all(ends)) assert.equal(r.reason, 'finished');
+  assert.deepEqual(rows, [150, 150, 150, 150], 'every prompt row was read once');
+  assert.ok(Math.max(...scored) <= PROMPT_LOGITS_CHUNK, `rows scored a step: ${scored.join(' ')}`);
+  await sched.close();
 });

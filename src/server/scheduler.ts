@@ -501,6 +501,9 @@ export class Scheduler {
       // Hidden-state chunks of runners that cannot return them in the batch: one call each, after it.
       const apart: Array<{ s: Slot; tokens: number[] }> = [];
       let budget = this.prefillChunk;
+      // Prompt rows whose logits are read (echo with logprobs), over all sequences: each is a
+      // log-softmax over the vocabulary on the event loop when the step returns.
+      let scoredRows = PROMPT_LOGITS_CHUNK;
       for (const s of this.active) {
         const prompt = s.client.prompt;
         if (s.leader && !this.copyPrompt(s)) continue; // its leader has not read the prompt yet
@@ -518,8 +521,10 @@ export class Scheduler {
             requests.push(null);
           } else if (s.client.promptLogits) {
             // Every row's logits: a smaller chunk bounds the logits buffer (rows × vocab floats).
-            const n = Math.min(prompt.length - s.fed, budget, PROMPT_LOGITS_CHUNK);
+            const n = Math.min(prompt.length - s.fed, budget, scoredRows);
+            if (n <= 0 || (this.notReady(s) && s.fed + n === prompt.length)) continue;
             budget -= n;
+            scoredRows -= n;
             batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n), logits: 'all' });
             requests.push(null);
           } else {
