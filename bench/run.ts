@@ -25,6 +25,7 @@
  *   step-series ROOT…     per-step decode times of builds in fresh processes run in turn, warm-up included (bench/step-series.ts)
  *   logits-ab A B --model F  one model through two builds in one process: prompt and decode logits compared bit for bit (bench/logits-ab.ts)
  *   step-ab VARIANT…       decode steps (or prompt chunks) of builds / env settings in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
+ *   json-mask [ROUNDS] [STEPS] JSON-constraint masks of new states: the trie walk before, now, and by token classes, alternated (bench/json-mask.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
  *   server-stall [...]    the longest event-loop stall of one request at the body limit, per kind and chat format (bench/server-stall.ts)
  */
@@ -58,6 +59,7 @@ const PROGRAMS = [
   'logits-ab',
   'tokenize-long',
   'server-stall',
+  'json-mask',
 ];
 
 const [name = 'kernels', ...rest] = process.argv.slice(2);
