@@ -26,6 +26,7 @@
  *   logits-ab A B --model F  one model through two builds in one process: prompt and decode logits compared bit for bit (bench/logits-ab.ts)
  *   step-ab VARIANT…       decode steps (or prompt chunks) of builds / env settings in one process, blocks alternated: wall, CPU, sleeps, the caller's time on a core (bench/step-ab.ts)
  *   step-instructions ROOT…  instructions a decode step executes (callgrind): wasm kernels, V8 builtins (interpreted JS), GC (bench/step-instructions.ts)
+ *   json-mask [ROUNDS] [STEPS] JSON-constraint masks of new states: the trie walk before, now, and by token classes, alternated (bench/json-mask.ts)
  *   tokenize-long [...]   one long word: tokenizers.js's merge loop vs PairMerger, alternated, same ids (bench/tokenize-long.ts)
  *   server-stall [...]    the longest event-loop stall of one request at the body limit or at the limits of n, logprobs, echo, stop, logit_bias, per kind and chat format, a trivial request as the floor (bench/server-stall.ts)
  */
@@ -60,6 +61,7 @@ const PROGRAMS = [
   'step-instructions',
   'tokenize-long',
   'server-stall',
+  'json-mask',
 ];
 
 const [name = 'kernels', ...rest] = process.argv.slice(2);

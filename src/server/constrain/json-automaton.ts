@@ -612,6 +612,31 @@ export class JsonAutomatonState {
   }
 }
 
+/**
+ * How many characters of plain string text (no quote, backslash or control byte; whole UTF-8
+ * characters) the state accepts next, when that count alone decides whether it accepts such a
+ * text: every parse is inside a free string or a free object key, between characters. Infinity
+ * for no limit; null when some parse is elsewhere (a pattern, key candidates, mid-character, …).
+ * Each parse takes a plain byte to at most one parse, so a state accepts a plain text of c
+ * characters iff one of its parses does, iff c <= the room returned.
+ */
+export function plainTextRoom(state: JsonAutomatonState): number | null {
+  let room = -1;
+  for (const s of state.stacks) {
+    const f = s.frame;
+    // A character may start while len < max: a text of c characters needs len + c <= max.
+    if (f.t === 'str' && !f.lang && f.p === FRESH) room = Math.max(room, f.max - f.len);
+    else if (f.t === 'key' && f.cands === null && f.p === FRESH) room = Infinity;
+    else return null;
+  }
+  return room < 0 ? null : room;
+}
+
+/** The state inside a free string, right after its opening quote (for classifying tokens). */
+export function freeStringState(): JsonAutomatonState {
+  return JsonAutomatonState.initial(ANY_STRING).feed(0x22)!;
+}
+
 /** Feeds a byte to every stack of a state; deduplicates when the set grows large. */
 export function feedStacks(stacks: readonly Stack[], b: number): Stack[] {
   const out: Stack[] = [];

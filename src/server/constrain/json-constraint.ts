@@ -8,11 +8,14 @@
  * the schema. A `JsonConstraint` is one sequence's progress through it.
  *
  * A new state's mask is a walk over the vocabulary's trie: 20-700 ms for a 50k vocabulary (longest
- * while spelling an object key). A server must not spend that on its event loop, so a grammar may
+ * while spelling an object key or a string), except where only string text may follow: there the
+ * plain-text tokens are taken by their character count and the walk covers the others only
+ * (plain-text-tokens.ts; 1-2 ms instead of ~90 on a busy machine, bench json-mask). A server must not spend that on its event loop, so a grammar may
  * be given a `MaskWorker` that computes masks on another thread: the sequence then waits for it
  * (`JsonConstraint.ready`) while the others go on.
  */
-import { JsonAutomatonState } from './json-automaton.js';
+import { feedStacks, JsonAutomatonState, plainTextRoom } from './json-automaton.js';
+import { PlainTextTokens } from './plain-text-tokens.js';
 import { compileJsonSchema, type SchemaNode } from './schema.js';
 import { shortestValueBytes } from './shortest.js';
 import type { TokenTrie } from './token-trie.js';
@@ -96,16 +99,7 @@ export class JsonGrammar {
   maskFor(state: JsonAutomatonState): TokenMask {
     const hit = this.cached(state);
     if (hit) return hit;
-    const { trie, vocabSize, eosIds } = this.vocab;
-    const mask = new Uint32Array((vocabSize + 31) >>> 5);
-    trie.walk(
-      state,
-      (s, b) => s.feed(b),
-      (id) => {
-        if (id < vocabSize) mask[id >>> 5]! |= 1 << (id & 31);
-      },
-    );
-    if (state.accepting) for (const id of eosIds) mask[id >>> 5]! |= 1 << (id & 31);
+    const mask = computeMask(this.vocab, state);
     this.remember(state.key, mask);
     return mask;
   }
@@ -114,6 +108,38 @@ export class JsonGrammar {
     this.masks.set(key, mask);
     if (this.masks.size > MASK_CACHE_ENTRIES) this.masks.delete(this.masks.keys().next().value!);
   }
+}
+
+/**
+ * The allowed tokens in a state, worked out: where only plain string text may follow (see
+ * `PlainTextTokens`), the plain-text tokens that fit plus a walk over the others; else a walk
+ * over the whole vocabulary.
+ */
+export function computeMask(vocab: ConstraintVocabulary, state: JsonAutomatonState): TokenMask {
+  const room = plainTextRoom(state);
+  if (room === null) return walkMask(vocab, state, vocab.trie);
+  const plain = PlainTextTokens.of(vocab.trie);
+  const mask = walkMask(vocab, state, plain.rest);
+  plain.addUpTo(mask, room, vocab.vocabSize);
+  return mask;
+}
+
+/** The tokens of `trie` that the state accepts (each edge's byte fed to the automaton), plus EOS when it accepts. */
+export function walkMask(vocab: ConstraintVocabulary, state: JsonAutomatonState, trie: TokenTrie): TokenMask {
+  const { vocabSize, eosIds } = vocab;
+  const mask = new Uint32Array((vocabSize + 31) >>> 5);
+  trie.walk(
+    state.stacks,
+    (stacks, b) => {
+      const next = feedStacks(stacks, b);
+      return next.length ? next : null;
+    },
+    (id) => {
+      if (id < vocabSize) mask[id >>> 5]! |= 1 << (id & 31);
+    },
+  );
+  if (state.accepting) for (const id of eosIds) mask[id >>> 5]! |= 1 << (id & 31);
+  return mask;
 }
 
 export class JsonConstraint {

@@ -44,6 +44,11 @@ export class TokenTrie {
     this.byteStart = parts.byteStart;
   }
 
+  /** Token ids the trie knows: [0, tokenCount). */
+  get tokenCount(): number {
+    return this.byteStart.length - 1;
+  }
+
   /** The most bytes one token has. */
   get longestToken(): number {
     let most = 0;
