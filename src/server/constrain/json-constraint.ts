@@ -7,11 +7,12 @@
  * recurs constantly: inside a free string, after a comma, …), shared by every sequence that uses
  * the schema. A `JsonConstraint` is one sequence's progress through it.
  *
- * A new state's mask is a walk over the vocabulary's trie: 20-700 ms for a 50k vocabulary (longest
- * while spelling an object key or a string), except where only string text may follow: there the
- * plain-text tokens are taken by their character count and the walk covers the others only
- * (plain-text-tokens.ts; 1-2 ms instead of ~90 on a busy machine, bench json-mask). A server must not spend that on its event loop, so a grammar may
- * be given a `MaskWorker` that computes masks on another thread: the sequence then waits for it
+ * A new state's mask is a walk over the vocabulary's trie: up to hundreds of ms for a 50k
+ * vocabulary on a busy machine, except where only string text may follow: there the plain-text
+ * tokens are taken by their character count and the walk covers the others only
+ * (plain-text-tokens.ts; 1-2 ms instead of ~90, bench json-mask). Patterns, listed keys and
+ * numbers still walk. A server must not spend that on its event loop, so a grammar may be given a
+ * `MaskWorker` that computes masks on another thread: the sequence then waits for it
  * (`JsonConstraint.ready`) while the others go on.
  */
 import { feedStacks, JsonAutomatonState, plainTextRoom } from './json-automaton.js';
