@@ -34,6 +34,8 @@ test('mpt serve says where the chat page and the API are, and the model id reque
         if (found) resolve(found);
       });
       child.on('exit', () => reject(new Error(`server exited early: ${err}`)));
+      // Without the line the test fails (and its finally ends the server) rather than waits forever.
+      setTimeout(() => reject(new Error(`no "chat page at" line in 30 s: ${err}`)), 30_000).unref();
     });
     const [, page, api, id] = m;
     assert.match((await (await fetch(`${page}/`)).text())!, /<title>mpt-ts chat<\/title>/);
