@@ -28,3 +28,12 @@ test('-q is --quiet in every command that has --quiet (serve refused it)', async
     assert.match(r.stderr, /--threads needs a number/, `${command}: ${r.stderr}`);
   }
 });
+
+test('--batch-size says what it counts: prompt tokens in generate (llama.cpp -b), examples in finetune', async () => {
+  const gen = await runCli(['generate', '--help']);
+  assert.match(gen.stdout, /-b, --batch-size N +prompt tokens per forward pass/);
+  assert.match(gen.stdout, /mpt finetune's --batch-size counts examples/);
+  const ft = await runCli(['finetune', '--help']);
+  assert.match(ft.stdout, /--batch-size N +examples \(JSONL lines\) per optimizer step/);
+  assert.match(ft.stdout, /mpt generate's\s+--batch-size counts prompt tokens/);
+});

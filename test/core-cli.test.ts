@@ -1,7 +1,9 @@
 /** `mpt info` and `mpt logits` on every fixture folder, driven as a user would: a subprocess. */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { FIXTURES, Goldens, REPO_ROOT, maxAbsDiff } from './helpers/goldens.js';
@@ -42,6 +44,28 @@ describe('mpt info', () => {
     assert.match(r.stdout, /ALiBi \(bias max 16\)/);
     assert.match(r.stdout, /clip_qkv 6/);
     assert.match(r.stdout, /ALiBi extrapolation/);
+  });
+  it('--type plans the bytes `mpt convert --type` writes, presets included', async () => {
+    const tmp = mkdtempSync(join(tmpdir(), 'mpt-info-type-'));
+    try {
+      // tiny-alibi's rows of 64 values are no whole k-quant block: the k types fall back there.
+      for (const type of ['q4_k_m', 'q5_k_m', 'q4_0', 'q6_k', 'f16']) {
+        const out = join(tmp, `${type}.gguf`);
+        const c = await mpt(['convert', `${FIXTURES}tiny-alibi`, out, '--type', type, '--tokenizer', 'bytes']);
+        assert.equal(c.code, 0, c.stderr);
+        const written = JSON.parse((await mpt(['info', out, '--json'])).stdout).weight_bytes;
+        const r = await mpt(['info', `${FIXTURES}tiny-alibi`, '--json', '--type', type]);
+        assert.equal(r.code, 0, r.stderr);
+        const info = JSON.parse(r.stdout);
+        assert.equal(info.plan.weightType, type);
+        assert.equal(info.plan.weightBytes, written, type);
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+    const bad = await mpt(['info', `${FIXTURES}tiny-alibi`, '--type', 'q2_k']);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /--type must be one of .*q4_k_m, q5_k_m, got "q2_k"/);
   });
   it('a missing model is a one-line error', async () => {
     const r = await mpt(['info', `${FIXTURES}does-not-exist`]);

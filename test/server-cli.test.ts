@@ -19,6 +19,33 @@ test('mpt serve --help and option errors', () => {
   assert.match(bad.stderr, /--parallel must be an integer >= 1/);
 });
 
+test('mpt serve says where the chat page and the API are, and the model id requests name', {
+  timeout: 60_000,
+}, async () => {
+  const child = spawn(process.execPath, [BIN, 'serve', TINY_NEOX, '--port', '0', '--backend', 'reference'], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  try {
+    const m = await new Promise<RegExpExecArray>((resolve, reject) => {
+      let err = '';
+      child.stderr.on('data', (d) => {
+        err += d;
+        const found = /chat page at (http:\S+)\/; OpenAI API at (http:\S+) with "model": ("[^"]*")/.exec(err);
+        if (found) resolve(found);
+      });
+      child.on('exit', () => reject(new Error(`server exited early: ${err}`)));
+      // Without the line the test fails (and its finally ends the server) rather than waits forever.
+      setTimeout(() => reject(new Error(`no "chat page at" line in 30 s: ${err}`)), 30_000).unref();
+    });
+    const [, page, api, id] = m;
+    assert.match((await (await fetch(`${page}/`)).text())!, /<title>mpt-ts chat<\/title>/);
+    const models = await (await fetch(`${api}/models`)).json();
+    assert.equal(models.data[0].id, JSON.parse(id!));
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
 test('SIGTERM: the in-flight stream completes, then the process exits 0', { timeout: 60_000 }, async () => {
   const child = spawn(
     process.execPath,

@@ -160,6 +160,29 @@ test('unknown model 404, unknown path 404, wrong method 405', async () => {
   assert.equal(m.headers.get('allow'), 'POST');
   const mm = await fetch(`${srv.url}/v1/models/not-it`);
   assert.equal(mm.status, 404);
+  assert.ok((await mm.json()).error.message.includes(`\`${model}\``));
+});
+
+test("an error about the request's model names the model served, so that the client can fix it", async () => {
+  const served = `This server serves \`${model}\``;
+  const { model: _, ...noModel } = chat();
+  const cases: Array<[string, unknown, number, RegExp]> = [
+    ['/v1/chat/completions', noModel, 400, /Missing required parameter: 'model'/],
+    ['/v1/chat/completions', chat({ model: 7 }), 400, /Invalid type for 'model'/],
+    ['/v1/chat/completions', chat({ model: 'gpt-4o' }), 404, /`gpt-4o` does not exist/],
+    ['/v1/completions', { prompt: 'x', max_tokens: 1 }, 400, /Missing required parameter: 'model'/],
+    ['/v1/completions', { model: 'gpt-4o', prompt: 'x', max_tokens: 1 }, 404, /`gpt-4o` does not exist/],
+    ['/v1/embeddings', { input: 'x' }, 400, /Missing required parameter: 'model'/],
+  ];
+  for (const [path, body, status, pattern] of cases) {
+    const r = await post(`${srv.url}${path}`, body);
+    assertOpenAiError(r, status, 'model', pattern);
+    assert.ok(r.json.error.message.includes(served), `${path}: ${r.json.error.message}`);
+  }
+  // Other fields' errors stay as they were.
+  const other = await post(`${srv.url}/v1/chat/completions`, chat({ temperature: 'hot' }));
+  assertOpenAiError(other, 400, 'temperature');
+  assert.ok(!other.json.error.message.includes(served));
 });
 
 test('a huge body gets 413, declared or streamed, and the server keeps serving', async () => {

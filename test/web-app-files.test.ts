@@ -3,7 +3,7 @@
  * and MIME types, byte ranges (206, suffix, open-ended, 416, If-Range), HEAD, ETag / Last-Modified
  * revalidation, a model folder and a GGUF file under /model/, an http(s) URL passed to the page,
  * refusals (traversal in every spelling, a symlink out of a root, odd names, other methods), the
- * import map pointing at files it serves, and Ctrl-C ending it with status 0.
+ * import map pointing at files it serves, the sampling defaults written into the page, and Ctrl-C ending it with status 0.
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
@@ -11,6 +11,8 @@ import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { DEFAULT_SAMPLING } from '../src/backends/sampling/sampler.js';
+import { DEFAULT_MAX_TOKENS } from '../src/runtime/generation-sequence.js';
 import { parseRange, safeSegments } from '../src/server/static-files.js';
 import { REPO_ROOT } from './helpers/goldens.js';
 import { startWebApp, type WebApp } from './helpers/web-app-server.js';
@@ -82,6 +84,19 @@ describe('mpt web serves files', { timeout: 60_000 }, () => {
     const missing = await raw(app.url, '/nothing-here.js');
     assert.equal(missing.status, 404);
     assert.equal(missing.headers['cross-origin-embedder-policy'], 'require-corp', 'errors are isolated too');
+  });
+
+  it("the page starts from the CLI's sampling defaults (the ones mpt generate uses)", async () => {
+    const html = (await raw(app.url, '/')).body.toString('utf8');
+    const m = /<script type="application\/json" id="mpt-defaults">(.*?)<\/script>/.exec(html);
+    assert.ok(m, 'the page carries the defaults');
+    assert.deepEqual(JSON.parse(m[1]!), {
+      temperature: DEFAULT_SAMPLING.temperature,
+      topP: DEFAULT_SAMPLING.topP,
+      maxTokens: DEFAULT_MAX_TOKENS,
+    });
+    // ...and no second copy of them in the page's own HTML.
+    assert.doesNotMatch(html, /id="(temperature|top-p|max-tokens)"[^>]*\svalue=/);
   });
 
   it('the import map names modules it serves as JavaScript, found by package resolution', async () => {

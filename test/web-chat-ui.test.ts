@@ -1,5 +1,6 @@
 /**
- * The chat page's reply tools in Chromium: markdown rendered (and a reply's HTML kept as text),
+ * The chat page's settings and reply tools in Chromium: a fresh page starts from the CLI's
+ * sampling defaults, markdown rendered (and a reply's HTML kept as text),
  * copy puts the reply's raw markdown on the clipboard, regenerate asks the last turn again, and
  * the page fits a phone's screen. Skipped when chromium is not installed.
  */
@@ -9,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import type { BrowserContext, Page } from 'playwright-core';
+import { DEFAULT_SAMPLING } from '../src/backends/sampling/sampler.js';
+import { DEFAULT_MAX_TOKENS } from '../src/runtime/generation-sequence.js';
 import { CHROMIUM_LAUNCH, chromiumMissing } from './helpers/chromium.js';
 import { skipUnlessPresent } from './helpers/requirement.js';
 import { startTestServer, type TestServer } from './helpers/serve-fixture.js';
@@ -129,21 +132,53 @@ test('chat page: copy puts the raw markdown of a reply on the clipboard', { skip
   }
 });
 
-test('chat page: regenerate asks the last turn again and replaces its reply', { skip, timeout: 60_000 }, async () => {
+/** What the page sends to /v1/chat/completions (the fields these tests read). */
+interface ChatBody {
+  temperature: number;
+  top_p: number;
+  messages: Array<{ role: string; content: string }>;
+}
+
+/** A fresh page (nothing stored) once it shows the server's model, and the chat requests it sends. */
+async function freshPage(): Promise<{ page: Page; bodies: ChatBody[]; errors: string[] }> {
   const page = await context.newPage();
-  const bodies: any[] = [];
+  const bodies: ChatBody[] = [];
   const errors: string[] = [];
   page.on('request', (r) => {
     if (r.url().endsWith('/v1/chat/completions')) bodies.push(JSON.parse(r.postData() ?? 'null'));
   });
   page.on('pageerror', (e) => errors.push(String(e)));
+  await page.goto(srv.url + '/');
+  await page.evaluate(() => localStorage.clear());
+  await page.reload();
+  await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, {
+    timeout: 10_000,
+  });
+  return { page, bodies, errors };
+}
+
+test("chat page: a fresh page shows and sends the CLI's sampling defaults", { skip, timeout: 60_000 }, async () => {
+  const { page, bodies } = await freshPage();
   try {
-    await page.goto(srv.url + '/');
-    await page.evaluate(() => localStorage.clear());
-    await page.reload();
-    await page.waitForFunction((id) => document.getElementById('model')!.textContent!.includes(id), srv.model.id, {
-      timeout: 10_000,
+    assert.equal(await page.textContent('#temperature-value'), DEFAULT_SAMPLING.temperature.toFixed(2));
+    assert.equal(await page.textContent('#top-p-value'), DEFAULT_SAMPLING.topP.toFixed(2));
+    assert.equal(await page.inputValue('#max-tokens'), String(DEFAULT_MAX_TOKENS));
+    await page.fill('#prompt', 'Hello');
+    await page.click('#send');
+    await page.waitForFunction(() => !!document.querySelector('.message.assistant .meta'), undefined, {
+      timeout: 30_000,
     });
+    assert.equal(bodies.length, 1);
+    assert.equal(bodies[0]!.temperature, DEFAULT_SAMPLING.temperature);
+    assert.equal(bodies[0]!.top_p, DEFAULT_SAMPLING.topP);
+  } finally {
+    await page.close();
+  }
+});
+
+test('chat page: regenerate asks the last turn again and replaces its reply', { skip, timeout: 60_000 }, async () => {
+  const { page, bodies, errors } = await freshPage();
+  try {
     await page.fill('#max-tokens', '6');
     const done = (n: number) =>
       page.waitForFunction(
@@ -185,9 +220,9 @@ test('chat page: regenerate asks the last turn again and replaces its reply', { 
     );
     assert.equal(bodies.length, 3);
     // The same conversation was asked again: the replaced reply is not part of it.
-    assert.deepEqual(bodies[2].messages, bodies[1].messages);
+    assert.deepEqual(bodies[2]!.messages, bodies[1]!.messages);
     assert.deepEqual(
-      bodies[2].messages.map((m: any) => m.role),
+      bodies[2]!.messages.map((m) => m.role),
       ['user', 'assistant', 'user'],
     );
     assert.deepEqual(await page.locator('.message').evaluateAll((ms) => ms.map((m) => m.className)), [

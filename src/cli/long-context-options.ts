@@ -30,7 +30,8 @@ export const LONG_CONTEXT_OPTIONS: Record<string, OptionSpec> = {
 
 export const LONG_CONTEXT_HELP = `long context:
       --kv-type T           KV cache type: f32 (default), f16, q8_0 (f16 halves the cache, q8_0 ~quarters it)
-  -b, --batch-size N        prompt tokens per forward pass while reading the prompt (default 512)
+  -b, --batch-size N        prompt tokens per forward pass while reading the prompt (default 512;
+                            llama.cpp's -b; mpt finetune's --batch-size counts examples instead)
       --prompt-cache FILE   reuse the prompt's KV cache from FILE (same model, KV type and
                             prompt prefix; otherwise refused); FILE is written after the prompt
                             when it does not exist (delete it to rebuild)

@@ -8,7 +8,9 @@ import { InputError } from '../errors.js';
 import { defaultModelPath } from '../model/default-model.js';
 import type { KvType } from '../backends/backend.js';
 import type { BackendName } from '../backends/registry.js';
+import { DEFAULT_SAMPLING } from '../backends/sampling/sampler.js';
 import type { GenerateOptions } from '../runtime/generate.js';
+import { DEFAULT_MAX_TOKENS } from '../runtime/generation-sequence.js';
 import { loadModel, type MptModel } from '../runtime/model.js';
 import { ggufTokenizerOf, type MptTokenizer } from '../runtime/tokenizer.js';
 import { loadTokenizer } from '../runtime/tokenizer-files.js';
@@ -43,8 +45,8 @@ export const SAMPLING_OPTIONS: Record<string, OptionSpec> = {
 };
 
 /** Help text for the options above. */
-export const MODEL_AND_SAMPLING_HELP = `sampling (defaults: temperature 0.8, top-k 40, top-p 0.95, min-p 0.05):
-  -n, --max-tokens N        most new tokens (default 256)
+export const MODEL_AND_SAMPLING_HELP = `sampling (defaults: temperature ${DEFAULT_SAMPLING.temperature}, top-k ${DEFAULT_SAMPLING.topK}, top-p ${DEFAULT_SAMPLING.topP}, min-p ${DEFAULT_SAMPLING.minP}):
+  -n, --max-tokens N        most new tokens (default ${DEFAULT_MAX_TOKENS})
   -t, --temperature T       0 = greedy
       --top-k K             keep the K most likely tokens (0 = off)
       --top-p P             nucleus sampling mass (1 = off)

@@ -4,8 +4,10 @@
  * that are not whole blocks.
  */
 import { GGML_TYPES, QUANTIZABLE_TYPES, type QuantizableType } from '../formats/ggml-quants.js';
-import type { DType } from '../formats/tensor-source.js';
+import { byteLengthOf } from '../formats/ggml-types.js';
+import type { DType, TensorInfo } from '../formats/tensor-source.js';
 import type { MptConfig } from './config.js';
+import { ggufTensorName } from './gguf-names.js';
 
 /**
  * What `mpt convert` writes (1-D tensors always stay F32):
@@ -91,4 +93,43 @@ export function ggufTensorType(
     if (layer >= 0 && useMoreBits(layer, c.nLayers)) t = 'q6_k';
   }
   return fallbackType(t, cols);
+}
+
+/** One tensor of a converted file: the checkpoint's tensor, its llama.cpp name, GGUF dims and type. */
+export interface GgufTensorPlan {
+  info: TensorInfo;
+  /** llama.cpp's name, or undefined when its MPT architecture has no such tensor. */
+  name: string | undefined;
+  /** GGUF order, {cols, rows, …}. */
+  dims: number[];
+  dtype: DType;
+  /** Bytes of the tensor's data in the file. */
+  bytes: number;
+}
+
+/**
+ * What a file of `out` holds for each tensor of a checkpoint, in `list`'s order: what `mpt convert`
+ * writes and `mpt info --type` plans for. A head tied to the embedding is left out (llama.cpp
+ * reuses token_embd when `output` is absent).
+ */
+export function ggufTensorPlan(list: readonly TensorInfo[], c: MptConfig, out: GgufOutType): GgufTensorPlan[] {
+  const hasOutputTensor = !c.tieWordEmbeddings && list.some((t) => t.name === 'lm_head.weight');
+  const plan: GgufTensorPlan[] = [];
+  for (const info of list) {
+    if (info.name === 'lm_head.weight' && c.tieWordEmbeddings) continue;
+    const name = ggufTensorName(info.name);
+    const dims = [...info.shape].reverse();
+    const dtype = ggufTensorType(out, name ?? info.name, dims, c, hasOutputTensor);
+    plan.push({
+      info,
+      name,
+      dims,
+      dtype,
+      bytes: byteLengthOf(
+        dtype,
+        dims.reduce((a, b) => a * b, 1),
+      ),
+    });
+  }
+  return plan;
 }

@@ -12,9 +12,8 @@ import { gguf, writeGguf, type GgufTensorToWrite, type GgufValue } from '../form
 import type { TensorInfo, TensorSource } from '../formats/tensor-source.js';
 import type { MptConfig } from './config.js';
 
-import { ggufTensorName } from './gguf-names.js';
 import { tokenizerFromHfJson, ggufTokenizerMetadata, type GgufTokenizer } from './gguf-tokenizer.js';
-import { FILE_TYPE, GGUF_OUT_TYPES, ggufTensorType, type GgufOutType } from './gguf-type-mix.js';
+import { FILE_TYPE, GGUF_OUT_TYPES, ggufTensorPlan, type GgufOutType } from './gguf-type-mix.js';
 
 export interface WriteGgufCheckpointOptions {
   /** `general.name` (default "mpt"). */
@@ -110,16 +109,9 @@ export async function writeGgufFromCheckpoint(
   const out: GgufTensorToWrite[] = [];
   const { QuantizePool } = await import('../formats/parallel-quantize.js');
   const pool = new QuantizePool(options.threads);
-  const list = orderForLlamaCpp(tensors.list(), config);
-  const hasOutputTensor = !config.tieWordEmbeddings && list.some((t) => t.name === 'lm_head.weight');
-  for (const info of list) {
-    // HF may save the tied head as a copy of wte; llama.cpp reuses token_embd when output is absent.
-    if (info.name === 'lm_head.weight' && config.tieWordEmbeddings) continue;
-    const name = ggufTensorName(info.name);
+  for (const { info, name, dims, dtype } of ggufTensorPlan(orderForLlamaCpp(tensors.list(), config), config, type)) {
     if (name === undefined)
       throw new UnsupportedError(`tensor ${info.name} has no counterpart in llama.cpp's MPT architecture`);
-    const dims = [...info.shape].reverse();
-    const dtype = ggufTensorType(type, name, dims, config, hasOutputTensor);
     const cols = dims[0] ?? 1;
     const rows = dims.slice(1).reduce((a, b) => a * b, 1);
     out.push({

@@ -8,6 +8,7 @@ import type { KvCache } from '../backends/backend.js';
 import { InputError } from '../errors.js';
 import type { ChatMessage } from './chat-template.js';
 import { GenerationStream, generateTokens, type GenerateOptions, type GenerateResult } from './generate.js';
+import { DEFAULT_MAX_TOKENS } from './generation-sequence.js';
 import type { MptModel } from './model.js';
 
 export interface ChatSessionOptions extends GenerateOptions {
@@ -52,7 +53,7 @@ export class ChatSession {
    * the reply (max tokens, at most half the context) does not fit.
    */
   private fit(messages: ChatMessage[]): { messages: ChatMessage[]; ids: number[]; dropped: number } {
-    const maxTokens = this.options.maxTokens ?? 256;
+    const maxTokens = this.options.maxTokens ?? DEFAULT_MAX_TOKENS;
     const room = Math.max(1, Math.min(maxTokens, Math.floor(this.ctx / 2)));
     let msgs = messages;
     let dropped = 0;

@@ -7,11 +7,17 @@ import type { ServerResponse } from 'node:http';
 import { InputError } from '../errors.js';
 import { badRequest } from './api-error.js';
 import { answerWhenDone, Job, startJob, type GenerationContext, type Plan } from './generation-job.js';
-import { checkGenerationRequest, contextBoundError, contextError, requestSignal } from './generation-request.js';
+import {
+  checkGenerationRequest,
+  contextBoundError,
+  contextError,
+  parseModelRequest,
+  requestSignal,
+} from './generation-request.js';
 import { checkGrammarFits, grammarOf, toolGrammarOf } from './grammar.js';
 import { chatLogprobs, chunkMaker, responseBody, responseIdentity, usageOf } from './openai-format.js';
 import type { Encoded } from './prompt-worker.js';
-import { ChatRequest, checkRefusedChatFields, parseBody } from './request-schema.js';
+import { ChatRequest, checkRefusedChatFields } from './request-schema.js';
 import { SlicedArray } from './respond.js';
 import { SseWriter } from './sse.js';
 import { parseToolCall, renderToolCall } from './tools.js';
@@ -152,7 +158,7 @@ async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
 
 export async function handleChat(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
   const receivedAt = performance.now();
-  const r = parseBody(ChatRequest, body);
+  const r = parseModelRequest(ctx, ChatRequest, body);
   checkRefusedChatFields(r);
   checkGenerationRequest(ctx, r);
   if (r.top_logprobs !== undefined && r.top_logprobs !== null && r.top_logprobs > 0 && !r.logprobs) {

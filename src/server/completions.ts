@@ -19,6 +19,7 @@ import {
   contextBoundError,
   contextError,
   encodePrompts,
+  parseModelRequest,
   requestSignal,
 } from './generation-request.js';
 import { checkGrammarFits, grammarOf } from './grammar.js';
@@ -30,13 +31,13 @@ import {
   responseIdentity,
   usageOf,
 } from './openai-format.js';
-import { CompletionRequest, parseBody } from './request-schema.js';
+import { CompletionRequest } from './request-schema.js';
 import { SlicedArray } from './respond.js';
 import { SseWriter } from './sse.js';
 
 export async function handleCompletion(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
   const receivedAt = performance.now();
-  const r = parseBody(CompletionRequest, body);
+  const r = parseModelRequest(ctx, CompletionRequest, body);
   checkGenerationRequest(ctx, r);
   if (r.suffix) throw badRequest("'suffix' is not supported by this server.", 'suffix', 'unsupported_parameter');
   const n = r.n ?? 1;

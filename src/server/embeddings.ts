@@ -9,9 +9,14 @@ import * as z from 'zod';
 import { MptError } from '../errors.js';
 import { ApiError, badRequest } from './api-error.js';
 import { submitAll, timeoutError, type GenerationContext } from './generation-job.js';
-import { checkModel, contextBoundError, encodePrompts, requestSignal } from './generation-request.js';
+import {
+  checkModel,
+  contextBoundError,
+  encodePrompts,
+  parseModelRequest,
+  requestSignal,
+} from './generation-request.js';
 import type { Encoded } from './prompt-worker.js';
-import { parseBody } from './request-schema.js';
 import { sendError, sendJson } from './respond.js';
 import type { EndReason, SequenceClient, SequenceHandle } from './scheduler.js';
 
@@ -134,7 +139,7 @@ function littleEndianBase64(v: Float32Array): string {
 
 export async function handleEmbeddings(ctx: GenerationContext, body: unknown, res: ServerResponse): Promise<void> {
   const receivedAt = performance.now();
-  const r = parseBody(EmbeddingRequest, body);
+  const r = parseModelRequest(ctx, EmbeddingRequest, body);
   checkModel(ctx, r.model);
   const d = ctx.model.runner.config.dModel;
   if (r.dimensions != null && r.dimensions !== d) {

@@ -4,9 +4,11 @@
  * context-length errors in OpenAI's wording.
  */
 import type { ServerResponse } from 'node:http';
+import type * as z from 'zod';
 import { ApiError, badRequest } from './api-error.js';
 import { timeoutError, type GenerationContext } from './generation-job.js';
 import type { Encoded } from './prompt-worker.js';
+import { parseBody } from './request-schema.js';
 
 export function contextError(ctx: number, prompt: number, completion: number, what: string): ApiError {
   return badRequest(
@@ -43,15 +45,33 @@ function checkStreamOptions(req: { stream?: boolean | null; stream_options?: unk
   }
 }
 
+/** What a request's `model` field may be, for the errors about it ("This server serves `mpt-7b`."). */
+export function servedModelNote(id: string): string {
+  return `This server serves \`${id}\` (GET /v1/models lists it).`;
+}
+
 export function checkModel(ctx: GenerationContext, model: string): void {
   if (model !== ctx.model.id) {
     throw new ApiError(
       404,
-      `The model \`${model}\` does not exist. This server serves \`${ctx.model.id}\`.`,
+      `The model \`${model}\` does not exist. ${servedModelNote(ctx.model.id)}`,
       'invalid_request_error',
       'model',
       'model_not_found',
     );
+  }
+}
+
+/**
+ * parseBody for a request that names the model: an error about its `model` field (missing, not a
+ * string) also says which model this server serves, so that the client can fix the request.
+ */
+export function parseModelRequest<T extends z.ZodType>(ctx: GenerationContext, schema: T, body: unknown): z.infer<T> {
+  try {
+    return parseBody(schema, body);
+  } catch (e) {
+    if (!(e instanceof ApiError) || e.param !== 'model') throw e;
+    throw new ApiError(e.status, `${e.message} ${servedModelNote(ctx.model.id)}`, e.type, e.param, e.code, e.headers);
   }
 }
 

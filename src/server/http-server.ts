@@ -20,6 +20,7 @@ import { ApiError, badRequest, toApiError } from './api-error.js';
 import { handleChat } from './chat-completions.js';
 import { handleCompletion } from './completions.js';
 import type { GenerationContext } from './generation-job.js';
+import { servedModelNote } from './generation-request.js';
 import { GrammarCache } from './grammar.js';
 import { handleEmbeddings } from './embeddings.js';
 import { Metrics } from './metrics.js';
@@ -407,7 +408,7 @@ export class MptServer {
       if (id !== this.model.id)
         throw new ApiError(
           404,
-          `The model \`${id}\` does not exist.`,
+          `The model \`${id}\` does not exist. ${servedModelNote(this.model.id)}`,
           'invalid_request_error',
           'model',
           'model_not_found',

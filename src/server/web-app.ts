@@ -12,7 +12,7 @@ import { basename, dirname, join, relative, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InputError, quoteValue } from '../errors.js';
 import type { GeneratedBody, StaticRoot } from './static-files.js';
-import { webDir } from './web-assets.js';
+import { intoHead, scriptJson, webDir, withPageDefaults } from './web-assets.js';
 
 /** The modules the browser entry imports by bare name (README, "In the browser"). */
 export const BARE_IMPORTS = ['@huggingface/tokenizers', '@huggingface/jinja'] as const;
@@ -105,19 +105,12 @@ export function modelRoute(model: string | undefined): { roots: StaticRoot[]; co
   };
 }
 
-/** JSON that is safe inside a <script> element (no `</script>`, no `<!--`). */
-function scriptJson(value: unknown): string {
-  return JSON.stringify(value).replace(/</g, '\\u003c');
-}
-
-/** A page of src/web with the import map and the app's configuration put before </head>. */
+/** A page of src/web with the import map, the app's configuration and PAGE_DEFAULTS put before </head>. */
 export function renderPage(html: string, importMap: Record<string, string>, config: WebAppConfig): string {
   const head =
     `<script type="importmap">${scriptJson({ imports: importMap })}</script>\n` +
     `  <script type="application/json" id="mpt-web">${scriptJson(config)}</script>\n`;
-  const at = html.indexOf('</head>');
-  if (at < 0) return head + html;
-  return `${html.slice(0, at)}  ${head}${html.slice(at)}`;
+  return withPageDefaults(intoHead(html, head));
 }
 
 /** Every file under `dir` whose name passes `keep`, as URL paths under `prefix`. */

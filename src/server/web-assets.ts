@@ -7,6 +7,8 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_SAMPLING } from '../backends/sampling/sampler.js';
+import { DEFAULT_MAX_TOKENS } from '../runtime/generation-sequence.js';
 
 export interface WebAsset {
   type: string;
@@ -23,6 +25,33 @@ const TYPES: Record<string, string> = {
 
 /** The files of src/web that only a page running the model itself uses (`mpt web`). */
 export const IN_TAB_ONLY = new Set(['local-backend.js', 'bench.html', 'bench.js', 'sw.js']);
+
+/**
+ * The chat page's settings before the user changes them: the CLI's and the library's defaults,
+ * written into each page (<script type="application/json" id="mpt-defaults">) by both servers.
+ */
+export const PAGE_DEFAULTS = {
+  temperature: DEFAULT_SAMPLING.temperature,
+  topP: DEFAULT_SAMPLING.topP,
+  maxTokens: DEFAULT_MAX_TOKENS,
+} as const;
+
+/** JSON that is safe inside a <script> element (no `</script>`, no `<!--`). */
+export function scriptJson(value: unknown): string {
+  return JSON.stringify(value).replace(/</g, '\\u003c');
+}
+
+/** `html` with `head` (elements for its <head>) put before </head>. */
+export function intoHead(html: string, head: string): string {
+  const at = html.indexOf('</head>');
+  if (at < 0) return head + html;
+  return `${html.slice(0, at)}  ${head}${html.slice(at)}`;
+}
+
+/** A page with PAGE_DEFAULTS written in. */
+export function withPageDefaults(html: string): string {
+  return intoHead(html, `<script type="application/json" id="mpt-defaults">${scriptJson(PAGE_DEFAULTS)}</script>\n`);
+}
 
 /** src/web from both the source layout (src/server) and the compiled one (dist/src/server). */
 export function webDir(): string | null {
@@ -41,7 +70,11 @@ export function loadWebAssets(): Map<string, WebAsset> {
   for (const name of readdirSync(dir)) {
     const type = TYPES[extname(name)];
     if (!type || IN_TAB_ONLY.has(name)) continue;
-    out.set(`/${name}`, { type, body: readFileSync(join(dir, name)) });
+    const body = readFileSync(join(dir, name));
+    out.set(`/${name}`, {
+      type,
+      body: name.endsWith('.html') ? Buffer.from(withPageDefaults(body.toString('utf8'))) : body,
+    });
   }
   return out;
 }

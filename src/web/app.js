@@ -6,16 +6,21 @@
 
 import { renderMarkdown } from './markdown.js';
 
-/** `mpt web`'s configuration ({ model, name }), or null under `mpt serve`. */
-const webConfig = (() => {
-  const el = document.getElementById('mpt-web');
+/** The JSON a server wrote into the page as <script type="application/json" id=ID>, or null. */
+function pageJson(id) {
+  const el = document.getElementById(id);
   if (!el) return null;
   try {
     return JSON.parse(el.textContent);
   } catch {
     return null;
   }
-})();
+}
+
+/** `mpt web`'s configuration ({ model, name }), or null under `mpt serve`. */
+const webConfig = pageJson('mpt-web');
+/** The settings before the user changes them ({ temperature, topP, maxTokens }): the CLI's defaults. */
+const defaults = pageJson('mpt-defaults') ?? {};
 const local = webConfig !== null;
 const backend = local ? await import('./local-backend.js') : await import('./server-backend.js');
 
@@ -55,6 +60,9 @@ let inFlight = null;
 const SETTINGS = ['system', 'temperature', 'topP', 'maxTokens', 'apiKey', 'template'];
 
 function loadSettings() {
+  for (const k of ['temperature', 'topP', 'maxTokens']) {
+    if (typeof defaults[k] === 'number') els[k].value = String(defaults[k]);
+  }
   for (const k of SETTINGS) {
     const v = localStorage.getItem(`mpt-chat.${k}`);
     if (v !== null) els[k].value = v;
@@ -321,7 +329,8 @@ async function respond(prompt) {
       settings: {
         temperature: Number(els.temperature.value),
         topP: Number(els.topP.value),
-        maxTokens: Math.max(1, Math.floor(Number(els.maxTokens.value) || 256)),
+        // An empty or zero field asks for the default.
+        maxTokens: Math.max(1, Math.floor(Number(els.maxTokens.value) || defaults.maxTokens)),
         template: els.template.value,
       },
     });

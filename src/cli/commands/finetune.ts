@@ -36,6 +36,11 @@ DIR/checkpoints (crash-safe); running the same command again resumes, and refuse
 when DIR/checkpoints holds only incomplete checkpoints (unless --no-resume). Progress goes to
 stderr (redrawn in place in a terminal, a line per step otherwise); stdout gets a JSON summary.
 
+An example data file ships with mpt-ts: recipes/finetune-sample.jsonl (eight short story
+requests and stories). From the repository (or the installed package's) folder:
+  mpt finetune models/default recipes/finetune-sample.jsonl --out my-model --steps 2 --batch-size 4
+  mpt generate my-model "Write a short story about a cat who finds a red ball."
+
 options:
   --out DIR             output folder (required)
   --lora                train LoRA adapters only (on Wqkv, out_proj, up_proj, down_proj)
@@ -43,7 +48,8 @@ options:
   --alpha X             LoRA alpha (default 16)
   --epochs X            passes over the data (default 1)
   --steps N             optimizer steps (overrides --epochs)
-  --batch-size N        examples per optimizer step (default 8)
+  --batch-size N        examples (JSONL lines) per optimizer step (default 8; mpt generate's
+                        --batch-size counts prompt tokens instead)
   --microbatch N        examples per forward pass (default: batch size)
   --max-seq-len N       truncate examples to N tokens (default: the model's max_seq_len)
   --lr X                peak learning rate (default 2e-4 with --lora, 2e-5 without)

@@ -1,11 +1,12 @@
 /** `mpt info MODEL`: config summary, parameter count, storage, and the memory plan for a context. */
 import type { KvType } from '../../backends/backend.js';
-import { InputError } from '../../errors.js';
-import type { DType, TensorInfo } from '../../formats/tensor-source.js';
+import { InputError, quoteValue } from '../../errors.js';
+import type { TensorInfo } from '../../formats/tensor-source.js';
 import type { MptConfig } from '../../model/config.js';
 import { defaultModelPath } from '../../model/default-model.js';
 import { mptFacts } from '../../model/facts.js';
 import { openCheckpoint } from '../../model/load.js';
+import { GGUF_OUT_TYPES, ggufTensorPlan, type GgufOutType } from '../../model/gguf-type-mix.js';
 import { formatBytes, planMemory } from '../../model/memory-plan.js';
 import { parseArgs } from '../args.js';
 
@@ -15,29 +16,13 @@ export const help = `usage: mpt info [MODEL] [--ctx N] [--kv-type f32|f16|q8_0] 
 Prints the config summary, parameter count, storage dtypes and bytes, and the memory plan
 (weights + KV cache + activations) for a context of --ctx tokens (default: max_seq_len)
 with a --kv-type KV cache (default f32, as generate and serve use).
---type plans for the weights converted to that type (e.g. q4_0 for an f16 checkpoint): f32, f16,
-bf16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k.
+--type plans for the weights as \`mpt convert --type TYPE\` writes them (e.g. q4_0 for an f16
+checkpoint): \${GGUF_OUT_TYPES.join(', ')}.
 --mem plans for BYTES of memory instead of what this machine has available.
 MODEL is a Hugging Face MPT folder or a GGUF file (default: the shipped model).
 --gpu adds what the webgpu backend would hold on this machine's GPU: the adapter, the model's
 bytes there (matrices as stored where the kernels read that type, the rest f32), the KV cache
 for --ctx (f32 or f16), and whether every tensor fits the adapter's largest buffer binding.`;
-
-const BITS: Record<string, number> = {
-  f32: 32,
-  f16: 16,
-  bf16: 16,
-  q8_0: 8.5,
-  q4_0: 4.5,
-  q4_1: 5,
-  q5_0: 5.5,
-  q5_1: 6,
-  q2_k: 2.625,
-  q3_k: 3.4375,
-  q4_k: 4.5,
-  q5_k: 5.5,
-  q6_k: 6.5625,
-};
 
 export async function run(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(
@@ -72,14 +57,11 @@ export async function run(argv: string[]): Promise<number> {
   const ctx = (options['ctx'] as number | undefined) ?? c.maxSeqLen;
   if (!Number.isInteger(ctx) || ctx < 1) throw new InputError(`--ctx must be a positive integer, got ${ctx}`);
   let weightBytes = bytes;
-  const type = options['type'] as DType | undefined;
+  const type = options['type'] as GgufOutType | undefined;
   if (type) {
-    if (!(type in BITS)) throw new InputError(`--type must be one of ${Object.keys(BITS).join(', ')}`);
-    weightBytes = 0;
-    for (const t of list) {
-      const n = t.shape.reduce((a, b) => a * b, 1);
-      weightBytes += t.shape.length === 1 ? n * 4 : Math.ceil((n * BITS[type]!) / 8);
-    }
+    if (!GGUF_OUT_TYPES.includes(type))
+      throw new InputError(`--type must be one of ${GGUF_OUT_TYPES.join(', ')}, got ${quoteValue(type)}`);
+    weightBytes = ggufTensorPlan(list, c, type).reduce((sum, t) => sum + t.bytes, 0);
   }
   const plan = planMemory({
     config: c,

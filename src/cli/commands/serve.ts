@@ -129,6 +129,7 @@ export async function run(argv: string[]): Promise<number> {
     `loaded ${model.id} (${backend} backend, context ${model.contextLength}, prompt format ${model.format.name}) in ${((performance.now() - t0) / 1000).toFixed(1)} s`,
   );
   log(`listening on ${addr.url} (parallel ${server.options.parallel}, queue ${server.options.queue})`);
+  log(`chat page at ${addr.url}/; OpenAI API at ${addr.url}/v1 with "model": ${JSON.stringify(model.id)}`);
   // Tests and scripts read this line to learn the port.
   process.stdout.write(`listening on ${addr.url}\n`);
 
