@@ -102,6 +102,47 @@ function checkRows(
   }
 }
 
+/**
+ * M activation rows (rand(seed)) times `plain` through the plain 4-row tile and through the x4
+ * kernels on `x4At` (its repacked form in the heap): checkRows on the x4 product and, for whole
+ * groups of 4 rows, the prompt tile's bits equal to the plain tile's. Returns the activations, the
+ * x4 product and the dequantized weights.
+ */
+function checkX4Products(
+  h: Heap,
+  t: 'q4_0' | 'q8_0',
+  plain: Uint8Array,
+  x4At: number,
+  [M, N, K]: readonly [number, number, number],
+  seed: number,
+  tag: string,
+): { px: number; y: Float32Array; w: Float32Array } {
+  const M4 = Math.ceil(M / 4) * 4;
+  const px = h.putF32(rand(M4 * K, seed, 2));
+  const qa = h.alloc(actQ8Bytes(M4, K));
+  h.k.quantize_act_q8(px, K, 0, M4, K, qa);
+  const old = t === 'q4_0' ? h.k.gemm_q4_0.bind(h.k) : h.k.gemm_q8_0.bind(h.k);
+  const x4 = t === 'q4_0' ? h.k.gemm_q4_0x4.bind(h.k) : h.k.gemm_q8_0x4.bind(h.k);
+  const prompt = t === 'q4_0' ? h.k.gemm_q4_0x4_prompt.bind(h.k) : h.k.gemm_q8_0x4_prompt.bind(h.k);
+  const yt = h.alloc(M4 * N * 4);
+  old(qa, h.putU8(plain), yt, N, M4, 0, N, K, 0);
+  const tile4 = h.f32(yt, M4 * N).slice();
+  const py = h.alloc(M * N * 4);
+  x4(qa, x4At, py, N, M, N, 0, N, K, 0);
+  const y = h.f32(py, M * N).slice();
+  const w = dequantize(t, plain, N * K);
+  checkRows(h, qa, w, y, tile4, [M, N, K], N & ~3, tag);
+  if (M % 4 === 0) {
+    // the prompt tiles: the plain product's bits on whole groups of 4 activation rows
+    const pz = h.alloc(M * N * 4);
+    prompt(qa, x4At, pz, N, M, N, 0, N, K, 0);
+    const z = h.f32(pz, M * N);
+    for (let i = 0; i < M * N; i++)
+      assert.ok(Object.is(z[i], tile4[i]), `${tag} prompt [${i}]: ${z[i]} vs ${tile4[i]}`);
+  }
+  return { px, y, w };
+}
+
 for (const variant of BUILDS)
   test(`subnormal q4_0 / q8_0 scales (${buildName(variant)}): x4 decode and prompt tiles, gemv, plain kernels: float64 and the plain kernels' bits; repack_x4 = repackX4`, () => {
     const h = new Heap(variant);
@@ -117,32 +158,9 @@ for (const variant of BUILDS)
         const tag = `${t} M${M} N${N} K${K}`;
         const plain = subnormalMatrix(t, N, K, M * 7 + N + K);
         const packed = repackX4(t, plain, N, K);
-        const M4 = Math.ceil(M / 4) * 4,
-          ng = N & ~3;
-        const px = h.putF32(rand(M4 * K, M + K, 2));
-        const qa = h.alloc(actQ8Bytes(M4, K));
-        h.k.quantize_act_q8(px, K, 0, M4, K, qa);
-        const pw = h.putU8(plain),
-          pp = h.putU8(packed);
-        const old = t === 'q4_0' ? h.k.gemm_q4_0.bind(h.k) : h.k.gemm_q8_0.bind(h.k);
-        const x4 = t === 'q4_0' ? h.k.gemm_q4_0x4.bind(h.k) : h.k.gemm_q8_0x4.bind(h.k);
-        const prompt = t === 'q4_0' ? h.k.gemm_q4_0x4_prompt.bind(h.k) : h.k.gemm_q8_0x4_prompt.bind(h.k);
-        const yt = h.alloc(M4 * N * 4);
-        old(qa, pw, yt, N, M4, 0, N, K, 0);
-        const tile4 = h.f32(yt, M4 * N).slice();
-        const py = h.alloc(M * N * 4);
-        x4(qa, pp, py, N, M, N, 0, N, K, 0);
-        const y = h.f32(py, M * N).slice();
-        const w = dequantize(t, plain, N * K);
-        checkRows(h, qa, w, y, tile4, [M, N, K], ng, tag);
-        if (M % 4 === 0) {
-          // the prompt tiles: the plain product's bits on whole groups of 4 activation rows
-          const pz = h.alloc(M * N * 4);
-          prompt(qa, pp, pz, N, M, N, 0, N, K, 0);
-          const z = h.f32(pz, M * N);
-          for (let i = 0; i < M * N; i++)
-            assert.ok(Object.is(z[i], tile4[i]), `${tag} prompt [${i}]: ${z[i]} vs ${tile4[i]}`);
-        }
+        const ng = N & ~3;
+        const pp = h.putU8(packed);
+        const { px, y, w } = checkX4Products(h, t, plain, pp, [M, N, K], M + K, tag);
         if (M === 1 && t === 'q4_0') {
           // the row record (decode steps): gemm_q4_0x4's bits
           const r = h.alloc(actQ8Bytes(1, K)),
@@ -227,38 +245,7 @@ for (const variant of BUILDS)
               `${tag} row ${n} block ${b}`,
             );
           }
-        const M4 = Math.ceil(M / 4) * 4;
-        const px = h.putF32(rand(M4 * K, M * 3 + K, 2));
-        const qa = h.alloc(actQ8Bytes(M4, K));
-        h.k.quantize_act_q8(px, K, 0, M4, K, qa);
-        const pw = h.putU8(plain);
-        const old = t === 'q4_0' ? h.k.gemm_q4_0.bind(h.k) : h.k.gemm_q8_0.bind(h.k);
-        const x4 = t === 'q4_0' ? h.k.gemm_q4_0x4.bind(h.k) : h.k.gemm_q8_0x4.bind(h.k);
-        const yt = h.alloc(M4 * N * 4);
-        old(qa, pw, yt, N, M4, 0, N, K, 0);
-        const tile4 = h.f32(yt, M4 * N).slice();
-        const py = h.alloc(M * N * 4);
-        x4(qa, raw, py, N, M, N, 0, N, K, 0);
-        const y = h.f32(py, M * N).slice();
-        const w = dequantize(t, plain, N * K);
-        checkRows(h, qa, w, y, tile4, [M, N, K], ng, tag);
-        if (M % 4 === 0) {
-          const pz = h.alloc(M * N * 4);
-          (t === 'q4_0' ? h.k.gemm_q4_0x4_prompt.bind(h.k) : h.k.gemm_q8_0x4_prompt.bind(h.k))(
-            qa,
-            raw,
-            pz,
-            N,
-            M,
-            N,
-            0,
-            N,
-            K,
-            0,
-          );
-          const z = h.f32(pz, M * N);
-          for (let i = 0; i < M * N; i++) assert.ok(Object.is(z[i], tile4[i]), `${tag} prompt [${i}]`);
-        }
+        const { w } = checkX4Products(h, t, plain, raw, [M, N, K], M * 3 + K, tag);
         const row = h.alloc(K * 4);
         for (let n = 0; n < N; n++) {
           h.k.dequant_row_x4(q4, raw, N, K, n, row);
