@@ -25,43 +25,40 @@ const Q4K_BYTES: usize = 144;
 /** gemm_k's type id of q4_K. */
 const KIND_Q4K = 5;
 
-// The super-block's scales, per sub-block j the 4 rows' in i16 lane pairs (kx_scj: row r's at
-// lanes 2r, 2r + 1, the pmaddwd operand for sums with lanes = rows), its mins (kx_mn0..3, for
-// mins_of_x4) and a stage value written to order loads (chunk_x4). Wasm globals are per instance, i.e. per thread;
-// V8 reads and writes them as memory. A write keeps the loads written after it after it: without
-// one TurboFan issues all of a super-block's 64 loads first and spills them (~530 stack accesses).
-let kx_sc0: v128 = i32x4.splat(0), kx_sc1: v128 = i32x4.splat(0), kx_sc2: v128 = i32x4.splat(0), kx_sc3: v128 = i32x4.splat(0);
-let kx_sc4: v128 = i32x4.splat(0), kx_sc5: v128 = i32x4.splat(0), kx_sc6: v128 = i32x4.splat(0), kx_sc7: v128 = i32x4.splat(0);
-let kx_mn0: v128 = i32x4.splat(0), kx_mn1: v128 = i32x4.splat(0), kx_mn2: v128 = i32x4.splat(0), kx_mn3: v128 = i32x4.splat(0);
+// The super-block's 6-bit scales and mins as unpack_x4 leaves them (kx_u0 / kx_u1: the scales of
+// sub-blocks 0-3 / 4-7, byte 4j + r = row r's; kx_e0 / kx_e1: the mins as mins_of_x4 pairs them),
+// each chunk's two pmaddwd operands widened from them just before it (chunk_scales), and a stage
+// value written to order loads (chunk_x4). Wasm globals are per instance, i.e. per thread; V8
+// reads and writes them as memory: four vectors stored and read back where the eight scale vectors
+// and four mins vectors widened up front were twelve of each (512 → 498 instructions a group
+// super-block: `bash bench/wasm-code.sh tile1x4_q4k`, loop-mix). A write keeps the loads written
+// after it after it: without one TurboFan issues all of a super-block's 64 loads first and spills
+// them (~530 stack accesses).
+let kx_u0: v128 = i32x4.splat(0), kx_u1: v128 = i32x4.splat(0), kx_e0: v128 = i32x4.splat(0), kx_e1: v128 = i32x4.splat(0);
 let kx_stage: v128 = i32x4.splat(0);
 
-/**
- * The 6-bit scales and mins of the 4 rows of the q4_Kx4 group super-block at w (unpack_x4): sub-block
- * j's scales in kx_scj (row r at i16 lanes 2r, 2r + 1: U0 / U1 with each byte doubled, widened),
- * the mins as mins_of_x4 takes them in kx_mn0..3 (E0 / E1 widened).
- */
+/** The 6-bit scales and mins of the 4 rows of the q4_Kx4 group super-block at w (unpack_x4) into kx_u0, kx_u1, kx_e0, kx_e1. */
 // @ts-ignore: decorator
 @inline function scales_x4(w: usize, m: v128): void {
   const a = v128.load(w, 16), b = v128.load(w, 32), c = v128.load(w, 48);
   const m30 = i8x16.splat(0x30);
-  const u0 = unpack_x4(a, b, c, m, m30, 0), u1 = unpack_x4(a, b, c, m, m30, 1);
-  const t01 = v128.shuffle<u8>(u0, u0, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  const t23 = v128.shuffle<u8>(u0, u0, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-  const t45 = v128.shuffle<u8>(u1, u1, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
-  const t67 = v128.shuffle<u8>(u1, u1, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
-  kx_sc0 = i16x8.extend_low_i8x16_u(t01);
-  kx_sc1 = i16x8.extend_high_i8x16_u(t01);
-  kx_sc2 = i16x8.extend_low_i8x16_u(t23);
-  kx_sc3 = i16x8.extend_high_i8x16_u(t23);
-  kx_sc4 = i16x8.extend_low_i8x16_u(t45);
-  kx_sc5 = i16x8.extend_high_i8x16_u(t45);
-  kx_sc6 = i16x8.extend_low_i8x16_u(t67);
-  kx_sc7 = i16x8.extend_high_i8x16_u(t67);
-  const e0 = unpack_x4(a, b, c, m, m30, 2), e1 = unpack_x4(a, b, c, m, m30, 3);
-  kx_mn0 = i16x8.extend_low_i8x16_u(e0);
-  kx_mn1 = i16x8.extend_high_i8x16_u(e0);
-  kx_mn2 = i16x8.extend_low_i8x16_u(e1);
-  kx_mn3 = i16x8.extend_high_i8x16_u(e1);
+  kx_u0 = unpack_x4(a, b, c, m, m30, 0);
+  kx_u1 = unpack_x4(a, b, c, m, m30, 1);
+  kx_e0 = unpack_x4(a, b, c, m, m30, 2);
+  kx_e1 = unpack_x4(a, b, c, m, m30, 3);
+}
+
+/**
+ * Chunk j's scales (sub-blocks 2j, 2j + 1) from u (kx_u0 for j < 2, else kx_u1): each row's byte
+ * doubled and widened, row r's scale at i16 lanes 2r, 2r + 1 (the pmaddwd operand for sums with
+ * lanes = rows); low: sub-block 2j (high = false) or 2j + 1.
+ */
+// @ts-ignore: decorator
+@inline function chunk_scales(u: v128, j: i32, high: bool): v128 {
+  const t = (j & 1) == 0
+    ? v128.shuffle<u8>(u, u, 0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7)
+    : v128.shuffle<u8>(u, u, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 15, 15);
+  return high ? i16x8.extend_high_i8x16_u(t) : i16x8.extend_low_i8x16_u(t);
 }
 
 /** i16 sums (row r's pairs in lanes 2r, 2r + 1) of the 4 weight vectors a0..a3 × the 4-byte activation pieces at xp..xp+15. */
@@ -106,17 +103,23 @@ let kx_stage: v128 = i32x4.splat(0);
  * One q4_Kx4 group super-block at w × the q8_K record at x; lanes = the 4 rows. Row r's lane is
  * four45's value for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ.
  * Inlined into the row loop: as a function, each call cost ~40 instructions of spills and call
- * overhead around its ~513 (`bash bench/wasm-code.sh tile1x4_q4k`: ~525 a super-block inlined).
+ * overhead around it (`bash bench/wasm-code.sh tile1x4_q4k`: 498 a super-block inlined, the
+ * row loop's main loop).
  */
 // @ts-ignore: decorator
 @inline function sb_q4kx4(w: usize, x: usize, m: v128): v128 {
   scales_x4(w, m);
   const q = w + 64;
-  let s = chunk_x4(q, x, kx_sc0, kx_sc1, m, i32x4.splat(0), true);
-  s = chunk_x4(q + 128, x + 64, kx_sc2, kx_sc3, m, s, false);
-  s = chunk_x4(q + 256, x + 128, kx_sc4, kx_sc5, m, s, false);
-  s = chunk_x4(q + 384, x + 192, kx_sc6, kx_sc7, m, s, false);
-  const summ = mins_of_x4(kx_mn0, kx_mn1, kx_mn2, kx_mn3, x);
+  let u = kx_u0;
+  let s = chunk_x4(q, x, chunk_scales(u, 0, false), chunk_scales(u, 0, true), m, i32x4.splat(0), true);
+  u = kx_u0;
+  s = chunk_x4(q + 128, x + 64, chunk_scales(u, 1, false), chunk_scales(u, 1, true), m, s, false);
+  u = kx_u1;
+  s = chunk_x4(q + 256, x + 128, chunk_scales(u, 2, false), chunk_scales(u, 2, true), m, s, false);
+  u = kx_u1;
+  s = chunk_x4(q + 384, x + 192, chunk_scales(u, 3, false), chunk_scales(u, 3, true), m, s, false);
+  const e0 = kx_e0, e1 = kx_e1;
+  const summ = mins_of_x4(i16x8.extend_low_i8x16_u(e0), i16x8.extend_high_i8x16_u(e0), i16x8.extend_low_i8x16_u(e1), i16x8.extend_high_i8x16_u(e1), x);
   return f32_x4(gather4(w, 2, true), gather4(w + 8, 2, true), x, s, summ);
 }
 
