@@ -103,7 +103,7 @@ let kx_stage: v128 = i32x4.splat(0);
  * One q4_Kx4 group super-block at w × the q8_K record at x; lanes = the 4 rows. Row r's lane is
  * four45's value for that row: the same exact integers, then (d·d_x)·sumi − (dmin·d_x)·summ.
  * Inlined into the row loop: as a function, each call cost ~40 instructions of spills and call
- * overhead around it (`bash bench/wasm-code.sh tile1x4_q4k`: 498 a super-block inlined, the
+ * overhead around it (`bash bench/wasm-code.sh tile1x4_q4k`: 485 a super-block inlined, the
  * row loop's main loop).
  */
 // @ts-ignore: decorator

@@ -18,7 +18,7 @@
 // the f32 results are rows. One activation row (decode) inlines four blocks per iteration, lanes
 // = blocks mod 4. Both compute the same f32 operations per block and join the per-row sums in the
 // same order, so a row's bits do not depend on the tile or on how rows are split over threads.
-import { C_NIBBLE_MASK, f16_at } from './tables';
+import { C_NIBBLE_MASK, f16_addr, f16_at } from './tables';
 import { reduce4_i16 } from './gemm-q';
 
 export const Q8K_BYTES: usize = 368;
@@ -315,15 +315,17 @@ let sums_sm: v128 = i32x4.splat(0);
 // @ts-ignore: decorator
 @inline export function gather4(p: usize, s: usize, half: bool): v128 {
   if (half) {
-    let v = f32x4.splat(f16_at(p));
-    v = f32x4.replace_lane(v, 1, f16_at(p + s));
-    v = f32x4.replace_lane(v, 2, f16_at(p + 2 * s));
-    return f32x4.replace_lane(v, 3, f16_at(p + 3 * s));
+    // each table entry loaded straight into its lane (one vpinsrd from memory, where a scalar
+    // load and a vinsertps were two): the same f32 bits
+    let v = v128.load32_zero(f16_addr(p));
+    v = v128.load32_lane(f16_addr(p + s), v, 1);
+    v = v128.load32_lane(f16_addr(p + 2 * s), v, 2);
+    return v128.load32_lane(f16_addr(p + 3 * s), v, 3);
   }
-  let v = f32x4.splat(load<f32>(p));
-  v = f32x4.replace_lane(v, 1, load<f32>(p + s));
-  v = f32x4.replace_lane(v, 2, load<f32>(p + 2 * s));
-  return f32x4.replace_lane(v, 3, load<f32>(p + 3 * s));
+  let v = v128.load32_zero(p);
+  v = v128.load32_lane(p + s, v, 1);
+  v = v128.load32_lane(p + 2 * s, v, 2);
+  return v128.load32_lane(p + 3 * s, v, 3);
 }
 
 /**

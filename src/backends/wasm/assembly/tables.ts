@@ -33,5 +33,11 @@ export function init_tables(): void {
 /** fp16 scale at p, widened through the table. */
 // @ts-ignore: decorator
 @inline export function f16_at(p: usize): f32 {
-  return load<f32>(F16_TABLE + (<usize>load<u16>(p) << 2));
+  return load<f32>(f16_addr(p));
+}
+
+/** The address of f16_at's table entry for the fp16 bits at p. */
+// @ts-ignore: decorator
+@inline export function f16_addr(p: usize): usize {
+  return F16_TABLE + (<usize>load<u16>(p) << 2);
 }
