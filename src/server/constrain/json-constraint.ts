@@ -12,8 +12,8 @@
  * tokens are taken by their character count and the walk covers the others only
  * (plain-text-tokens.ts; 1-2 ms instead of ~90, bench json-mask). Patterns, listed keys and
  * numbers still walk. A server must not spend that on its event loop, so a grammar may be given a
- * `MaskWorker` that computes masks on another thread: the sequence then waits for it
- * (`JsonConstraint.ready`) while the others go on.
+ * `MaskWorker` that computes masks on another thread (`JsonConstraint.ready`): the scheduler runs
+ * the sequence's forward meanwhile and only its sampling waits, while the others go on.
  */
 import { feedStacks, JsonAutomatonState, plainTextRoom } from './json-automaton.js';
 import { PlainTextTokens } from './plain-text-tokens.js';
