@@ -4,7 +4,8 @@
  * state's mask computed by three methods, alternated in rounds (each state, each method in turn):
  *   before: the trie walk as it was (one JsonAutomatonState per trie edge),
  *   walk:   the trie walk over parse-stack arrays (`walkMask` of the whole trie),
- *   fast:   `computeMask` (plain-text tokens by class, a walk over the others).
+ *   fast:   `computeMask` (plain-text tokens by class and a walk over the others; inside a
+ *           pattern string, a walk that follows the pattern's DFA with integers).
  * Every mask is checked equal to `before`'s. Output: JSON, ms per mask by schema and method.
  *
  *   node dist/bench/run.js json-mask [ROUNDS=3] [STEPS=60]

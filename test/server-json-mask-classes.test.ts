@@ -1,13 +1,15 @@
 /**
  * Masks by token class (plain-text tokens decided by their character count, a trie walk over the
- * others) must be exactly the masks of a brute-force check that feeds every token's bytes to the
+ * others) and masks inside pattern strings (the trie walked with the pattern's DFA state as an
+ * integer) must be exactly the masks of a brute-force check that feeds every token's bytes to the
  * automaton: over random constrained walks through many schemas, biased towards the edges
  * (strings a character or two from maxLength, non-ASCII and escaped text, free and fixed keys,
- * patterns, enums, unions of strings with different limits).
+ * patterns with length limits, formats, bounded numbers, enums, unions of strings with different
+ * limits).
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { plainTextRoom, type JsonAutomatonState } from '../src/server/constrain/json-automaton.js';
+import { patternPosition, plainTextRoom, type JsonAutomatonState } from '../src/server/constrain/json-automaton.js';
 import { computeMask, JsonGrammar, maskHas } from '../src/server/constrain/json-constraint.js';
 import { constraintVocabulary, tinyModel } from './helpers/serve-fixture.js';
 
@@ -27,6 +29,15 @@ const SCHEMAS: unknown[] = [
   { type: 'object', properties: { k: { type: 'string', pattern: '^[a-c]{1,3}$' } }, additionalProperties: false },
   { anyOf: [{ type: 'string', maxLength: 1 }, { type: 'string', minLength: 3, maxLength: 4 }, { type: 'number' }] },
   { type: 'array', items: {}, maxItems: 2 },
+  { type: 'string', pattern: '^[a-z]+-[0-9]{2,4}$', maxLength: 9 },
+  { type: 'array', items: { type: 'string', format: 'date' }, maxItems: 2 },
+  { type: 'array', items: { type: 'string', pattern: '^(ab|c)+x?$', maxLength: 5 }, minItems: 2, maxItems: 3 },
+  {
+    type: 'object',
+    properties: { n: { type: 'integer', minimum: -20, maximum: 999 }, x: { type: 'number', maximum: 2.5 } },
+    required: ['n', 'x'],
+    additionalProperties: false,
+  },
 ];
 
 function rng(seed: number): () => number {
@@ -42,6 +53,7 @@ test('masks by token class equal a brute-force check of every token, across sche
   const r = rng(2026);
   let checked = 0;
   let byClass = 0;
+  let byPattern = 0;
   for (const schema of SCHEMAS) {
     const g = new JsonGrammar(schema, vocab);
     for (let run = 0; run < 2; run++) {
@@ -62,6 +74,7 @@ test('masks by token class equal a brute-force check of every token, across sche
         }
         checked++;
         if (plainTextRoom(state) !== null) byClass++;
+        if (patternPosition(state)) byPattern++;
         // Half the time a non-ASCII or backslash token: partial characters and escapes.
         const pool = unusual.length && r() < 0.5 ? unusual : allowed;
         if (!pool.length) break;
@@ -69,6 +82,7 @@ test('masks by token class equal a brute-force check of every token, across sche
       }
     }
   }
-  // The walks must have exercised the class path, not only the plain walk.
+  // The walks must have exercised the class and pattern paths, not only the plain walk.
   assert.ok(byClass >= 30, `${byClass} of ${checked} states used token classes`);
+  assert.ok(byPattern >= 20, `${byPattern} of ${checked} states used the pattern walk`);
 });

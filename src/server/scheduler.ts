@@ -42,8 +42,11 @@ export interface SequenceClient {
   sampleRequest?(): SampleRequest | null;
   /**
    * Optional: null when the client can take its next logits now; else a promise that settles
-   * (never rejects) when it can (its grammar's mask is being computed on another thread). The
-   * step that would end with `next` waits for it; the other sequences' steps go on meanwhile.
+   * (never rejects) when it can (its grammar's mask is being computed on another thread). Asked
+   * before each step that feeds the sequence (and right after `next`), so the mask is computed
+   * while the forward runs: the step goes on, its logits are kept, and `next` receives them once
+   * the promise settles (at once, between the other sequences' steps); the sequence's next step
+   * waits for that.
    */
   ready?(): Promise<void> | null;
   /**
@@ -114,6 +117,11 @@ interface Slot {
   decoded: number[];
   /** Its client is not ready for logits (`SequenceClient.ready`); the loop is woken when it is. */
   waiting: boolean;
+  /**
+   * A step's output that came back while `waiting`: the last row's logits (a copy: the runner
+   * reuses its buffer) and the runner's token, handed to `next` once the client is ready.
+   */
+  held: { logits: Float32Array; token: number | undefined } | null;
 }
 
 /** A finished sequence's cache, kept for prompts that start with `ids` (its contents). */
@@ -221,6 +229,7 @@ export class Scheduler {
         leader: null,
         decoded: [],
         waiting: false,
+        held: null,
       };
       if (this.canCopyCaches && client.prompt.length > 1 && !client.promptLogits && !client.promptHidden) {
         const key = client.prompt.join(',');
@@ -327,6 +336,7 @@ export class Scheduler {
   private end(slot: Slot, reason: EndReason, error?: unknown): void {
     if (slot.ended) return;
     slot.ended = true;
+    slot.held = null;
     if (slot.cache) {
       // An embedding's cache holds no reply: chat prompts are what the kept caches are for.
       if (reason === 'finished' && !this.closed && !slot.client.promptHidden) this.keep(slot, slot.cache);
@@ -376,24 +386,51 @@ export class Scheduler {
   }
 
   /**
-   * True while the client is not ready for logits; asks it (once per wait) and wakes the loop when
-   * it becomes ready. A client whose `ready` throws counts as ready (its `next` fails instead).
+   * Asks the client whether it is ready for logits (once per wait): when not, `waiting` is set
+   * until it is; then the logits held for it meanwhile are handed over at once, and the loop is
+   * woken. A client whose `ready` throws counts as ready (its `next` fails instead).
    */
-  private notReady(s: Slot): boolean {
-    if (s.waiting) return true;
+  private askReady(s: Slot): void {
+    if (s.waiting || s.ended) return;
     let wait: Promise<void> | null | undefined;
     try {
       wait = s.client.ready?.();
     } catch {
-      return false;
+      return;
     }
-    if (!wait) return false;
+    if (!wait) return;
     s.waiting = true;
     const done = () => {
       s.waiting = false;
+      const held = s.held;
+      if (held && !s.ended) {
+        s.held = null;
+        // Between steps or during one (s is not in it: a held slot sits steps out).
+        if (this.deliver(s, held.logits, held.token)) this.recent.push([performance.now(), 1]);
+      }
       this.wake?.();
     };
     wait.then(done, done);
+  }
+
+  /**
+   * Hands the client its logits: the token it returns is fed at its next step (whose mask is
+   * asked for now), or the sequence ends. Returns whether a token was sampled.
+   */
+  private deliver(s: Slot, logits: Float32Array, token: number | undefined): boolean {
+    let next: number | null;
+    try {
+      next = s.client.next(logits, token);
+    } catch (e) {
+      this.retire(s, 'error', e);
+      return false;
+    }
+    this.generated++;
+    if (next === null) this.retire(s, 'finished');
+    else {
+      s.pending = next;
+      this.askReady(s);
+    }
     return true;
   }
 
@@ -522,7 +559,8 @@ export class Scheduler {
           } else if (s.client.promptLogits) {
             // Every row's logits: a smaller chunk bounds the logits buffer (rows × vocab floats).
             const n = Math.min(prompt.length - s.fed, budget, scoredRows);
-            if (n <= 0 || (this.notReady(s) && s.fed + n === prompt.length)) continue;
+            if (n <= 0) continue;
+            this.askReady(s);
             budget -= n;
             scoredRows -= n;
             batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n), logits: 'all' });
@@ -531,20 +569,22 @@ export class Scheduler {
             const n = Math.min(prompt.length - s.fed, budget);
             const last = s.fed + n === prompt.length;
             // Asked at the first chunk, so that the first mask is computed while the prompt is read.
-            if (this.notReady(s) && last) continue;
+            this.askReady(s);
             budget -= n;
             batch.push({ cache: s.cache!, tokens: prompt.slice(s.fed, s.fed + n) });
             requests.push(last ? this.request(s) : null);
           }
         } else {
-          if (this.notReady(s)) continue;
+          // Its last logits wait for their mask: it feeds nothing before it has sampled.
+          if (s.held) continue;
+          this.askReady(s);
           batch.push({ cache: s.cache!, tokens: [s.pending] });
           requests.push(this.request(s));
         }
         members.push(s);
       }
       if (members.length === 0 && apart.length === 0) {
-        // Every active sequence waits for its grammar's mask: sleep until one is ready (notReady
+        // Every active sequence waits for its grammar's mask: sleep until one is ready (askReady
         // wakes the loop), a request comes or one is cancelled.
         await new Promise<void>((r) => {
           this.wake = r;
@@ -598,20 +638,12 @@ export class Scheduler {
           this.promptTokens += n;
           if (s.fed < prompt.length) continue;
         } else s.decoded.push(batch[i]!.tokens[0]!);
-        let next: number | null;
-        try {
-          next = s.client.next(logits, outputs[i]!.token);
-        } catch (e) {
-          this.retire(s, 'error', e);
-          continue;
-        }
-        sampled++;
-        if (next === null) this.retire(s, 'finished');
-        else s.pending = next;
+        // The mask asked for before the step has not come: keep the row until it does.
+        if (s.waiting) s.held = { logits: logits.slice(), token: outputs[i]!.token };
+        else if (this.deliver(s, logits, outputs[i]!.token)) sampled++;
       }
       // After the batch's rows are read: those may be views of a buffer the next call reuses.
       for (const { s, tokens } of apart) await this.hiddenApart(s, tokens);
-      this.generated += sampled;
       if (sampled) this.recent.push([performance.now(), sampled]);
       if (this.recent.length > 4096) this.recent.splice(0, this.recent.length - 4096);
       // Let the event loop deliver streamed chunks, new requests and disconnects between steps.

@@ -443,10 +443,8 @@ export function feedStack(st: Stack, b: number, out: Stack[]): void {
           }
           return;
         }
-        if (!inAlphabet(b)) return;
-        const ls = f.lang.step(f.ls, b);
-        if (ls < 0 || !f.lang.alive(ls, f.len + 1)) return;
-        out.push(push({ ...f, len: f.len + 1, ls }, st.parent));
+        const ls = patternByte(f.lang, f.ls, f.len, b);
+        if (ls >= 0) out.push(push({ ...f, len: f.len + 1, ls }, st.parent));
         return;
       }
       if (b === 0x22 && !midString(f.p)) {
@@ -630,6 +628,40 @@ export function plainTextRoom(state: JsonAutomatonState): number | null {
     else return null;
   }
   return room < 0 ? null : room;
+}
+
+/** Where the only parse of a state is: inside a pattern string, between characters. */
+export interface PatternPosition {
+  lang: StringLanguage;
+  /** DFA state and characters so far. */
+  ls: number;
+  len: number;
+  /** The stacks after the closing quote, when the language accepts the text so far. */
+  closed: Stack[];
+}
+
+/**
+ * The pattern string a state's only parse is in, or null (several parses, or elsewhere). Inside
+ * it a byte is a character (a pattern's strings are printable ASCII): `patternByte` follows it
+ * with integers, the way `feedStack` does with frames.
+ */
+export function patternPosition(state: JsonAutomatonState): PatternPosition | null {
+  if (state.stacks.length !== 1) return null;
+  const st = state.stacks[0]!;
+  const f = st.frame;
+  if (f.t !== 'str' || !f.lang) return null;
+  const p = completeChild(st.parent);
+  return { lang: f.lang, ls: f.ls, len: f.len, closed: p ? [p] : [] };
+}
+
+/**
+ * The DFA state after string byte `b` (not the closing quote) in DFA state `ls` with `len`
+ * characters, or -1 where `feedStack` rejects it.
+ */
+export function patternByte(lang: StringLanguage, ls: number, len: number, b: number): number {
+  if (!inAlphabet(b)) return -1;
+  const next = lang.step(ls, b);
+  return next >= 0 && lang.alive(next, len + 1) ? next : -1;
 }
 
 /** The state inside a free string, right after its opening quote (for classifying tokens). */
