@@ -1,6 +1,6 @@
 // Element-wise passes over blocks of matrix-product outputs: bias, scale, activation, GLU,
 // clipping, residual adds, and embedding-row gathers.
-import { activate_f32, activate_f32x4 } from './math';
+import { activate_f32, activate_f32x4, gelu2_store_f32x4 } from './math';
 import { f16_to_f32, bf16_to_f32, hi16_to_hi32, lo16_to_hi32, f16hi_to_f32x4 } from './half';
 import { dequant_row_k } from './gemm-k';
 
@@ -28,6 +28,15 @@ export function epilogue(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usi
   for (let m = 0; m < M; m++) {
     const y = Y + (<usize>m * <usize>ldy << 2);
     let n = n0;
+    if (act == 1) {
+      for (; n + 8 <= n1; n += 8) {
+        const o = <usize>n << 2;
+        let a = v128.load(y + o), b = v128.load(y + o, 16);
+        if (bias) { a = f32x4.add(a, v128.load(bias + o)); b = f32x4.add(b, v128.load(bias + o, 16)); }
+        if (scale != 1) { a = f32x4.mul(a, vs); b = f32x4.mul(b, vs); }
+        gelu2_store_f32x4(y + o, a, y + o + 16, b);
+      }
+    }
     for (; n + 4 <= n1; n += 4) {
       const o = <usize>n << 2;
       let v = v128.load(y + o);

@@ -77,6 +77,12 @@
   return f32x4.extract_lane(exp_f32x4(f32x4.splat(x)), 0);
 }
 
+/** Scalar exp_nonpos_f32x4 (x <= 2^-20 or NaN): exp_f32's bits. */
+// @ts-ignore: decorator
+@inline export function exp_nonpos_f32(x: f32): f32 {
+  return f32x4.extract_lane(exp_nonpos_f32x4(f32x4.splat(x)), 0);
+}
+
 /**
  * erfc(z) for z >= 0 (Numerical Recipes' erfcc, Chebyshev fit: relative error < 1.2e-7).
  */
@@ -108,6 +114,75 @@
   const pos = f32x4.mul(x, f32x4.sub(f32x4.splat(1), halfc));
   const neg = f32x4.mul(x, halfc);
   return v128.bitselect(neg, pos, f32x4.lt(x, f32x4.splat(0)));
+}
+
+/**
+ * gelu_f32x4 of two vectors, stored to pa and pb: the same operations on each, written in
+ * alternation. One vector's GELU is a chain of ~60 dependent operations (a division, two Horner
+ * polynomials), so the loop over single vectors was bound by latency: the core's floating-point
+ * scheduler holds about one iteration's operations, all waiting on the one before. With two
+ * independent chains side by side in program order it can issue two at a time.
+ */
+// @ts-ignore: decorator
+@inline export function gelu2_store_f32x4(pa: usize, xa: v128, pb: usize, xb: v128): void {
+  const za = f32x4.mul(f32x4.abs(xa), f32x4.splat(0.7071067811865476));
+  const zb = f32x4.mul(f32x4.abs(xb), f32x4.splat(0.7071067811865476));
+  const ta = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), za)));
+  const tb = f32x4.div(f32x4.splat(1), f32x4.add(f32x4.splat(1), f32x4.mul(f32x4.splat(0.5), zb)));
+  let pa_ = f32x4.splat(0.17087277), pb_ = f32x4.splat(0.17087277);
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(-0.82215223));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(-0.82215223));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(1.48851587));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(1.48851587));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(-1.13520398));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(-1.13520398));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(0.27886807));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(0.27886807));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(-0.18628806));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(-0.18628806));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(0.09678418));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(0.09678418));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(0.37409196));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(0.37409196));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(1.00002368));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(1.00002368));
+  pa_ = f32x4.add(f32x4.mul(pa_, ta), f32x4.splat(-1.26551223));
+  pb_ = f32x4.add(f32x4.mul(pb_, tb), f32x4.splat(-1.26551223));
+  // exp_nonpos_f32x4 of p(t) - z², both (see erfc_pos_f32x4)
+  const xa0 = f32x4.sub(pa_, f32x4.mul(za, za));
+  const xb0 = f32x4.sub(pb_, f32x4.mul(zb, zb));
+  const ea = f32x4.pmax(xa0, f32x4.splat(-87.33654));
+  const eb = f32x4.pmax(xb0, f32x4.splat(-87.33654));
+  const fa = f32x4.nearest(f32x4.mul(ea, f32x4.splat(1.44269504088896341)));
+  const fb = f32x4.nearest(f32x4.mul(eb, f32x4.splat(1.44269504088896341)));
+  let ra = f32x4.sub(ea, f32x4.mul(fa, f32x4.splat(0.693359375)));
+  let rb = f32x4.sub(eb, f32x4.mul(fb, f32x4.splat(0.693359375)));
+  ra = f32x4.sub(ra, f32x4.mul(fa, f32x4.splat(-2.12194440e-4)));
+  rb = f32x4.sub(rb, f32x4.mul(fb, f32x4.splat(-2.12194440e-4)));
+  let qa = f32x4.splat(1.9875691500e-4), qb = f32x4.splat(1.9875691500e-4);
+  qa = f32x4.add(f32x4.mul(qa, ra), f32x4.splat(1.3981999507e-3));
+  qb = f32x4.add(f32x4.mul(qb, rb), f32x4.splat(1.3981999507e-3));
+  qa = f32x4.add(f32x4.mul(qa, ra), f32x4.splat(8.3334519073e-3));
+  qb = f32x4.add(f32x4.mul(qb, rb), f32x4.splat(8.3334519073e-3));
+  qa = f32x4.add(f32x4.mul(qa, ra), f32x4.splat(4.1665795894e-2));
+  qb = f32x4.add(f32x4.mul(qb, rb), f32x4.splat(4.1665795894e-2));
+  qa = f32x4.add(f32x4.mul(qa, ra), f32x4.splat(1.6666665459e-1));
+  qb = f32x4.add(f32x4.mul(qb, rb), f32x4.splat(1.6666665459e-1));
+  qa = f32x4.add(f32x4.mul(qa, ra), f32x4.splat(5.0000001201e-1));
+  qb = f32x4.add(f32x4.mul(qb, rb), f32x4.splat(5.0000001201e-1));
+  qa = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(qa, ra), ra), ra), f32x4.splat(1));
+  qb = f32x4.add(f32x4.add(f32x4.mul(f32x4.mul(qb, rb), rb), rb), f32x4.splat(1));
+  const na = ASC_FEATURE_RELAXED_SIMD ? i32x4.relaxed_trunc_f32x4_s(fa) : i32x4.trunc_sat_f32x4_s(fa);
+  const nb = ASC_FEATURE_RELAXED_SIMD ? i32x4.relaxed_trunc_f32x4_s(fb) : i32x4.trunc_sat_f32x4_s(fb);
+  const ya = v128.andnot(f32x4.mul(qa, i32x4.shl(i32x4.add(na, i32x4.splat(127)), 23)), f32x4.lt(xa0, f32x4.splat(-87.33654)));
+  const yb = v128.andnot(f32x4.mul(qb, i32x4.shl(i32x4.add(nb, i32x4.splat(127)), 23)), f32x4.lt(xb0, f32x4.splat(-87.33654)));
+  // as gelu_f32x4 from erfc(|x|/√2) = t·e
+  const ha = f32x4.mul(f32x4.mul(ta, ya), f32x4.splat(0.5));
+  const hb = f32x4.mul(f32x4.mul(tb, yb), f32x4.splat(0.5));
+  const ga = v128.bitselect(f32x4.mul(xa, ha), f32x4.mul(xa, f32x4.sub(f32x4.splat(1), ha)), f32x4.lt(xa, f32x4.splat(0)));
+  const gb = v128.bitselect(f32x4.mul(xb, hb), f32x4.mul(xb, f32x4.sub(f32x4.splat(1), hb)), f32x4.lt(xb, f32x4.splat(0)));
+  v128.store(pa, ga);
+  v128.store(pb, gb);
 }
 
 /** GELU, tanh approximation: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
