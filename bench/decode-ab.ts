@@ -3,7 +3,8 @@
  * decode and the server's batches; q5_K / q6_K through gemm_k, plain rows) of two kernel builds in one process,
  * calls alternated (A B B A …), timed in CPU time of the process (`process.cpuUsage`, which leaves
  * out the time it waits for a core on a shared host) as well as wall time. Checks that both builds
- * give the same bits. Shapes: the shipped model's LM head (50432 × 256), the 1B model's up / down
+ * give the same bits. Shapes: the shipped model's LM head (50432 × 256) and up / down (1024 × 256,
+ * 256 × 1024), the 1B model's up / down
  * products (8192 × 2048, 2048 × 8192) and the 7B model's (16384 × 4096, 4096 × 16384), weights
  * repacked to x4 as the backend keeps them.
  *
@@ -74,6 +75,8 @@ kernelModule('shared'); // engine flags (TurboFan up front, relaxed SIMD) before
 const bytesPer = { q4_0: 18, q8_0: 34, q4_k: 18, q5_k: 22, q6_k: 26.25 } as const;
 const shapes = [
   [50432, 256], // the shipped model's LM head (tied embedding): 8 blocks a row
+  [1024, 256], // the shipped model's up_proj
+  [256, 1024], // and down_proj
   [8192, 2048],
   [2048, 8192],
   [16384, 4096],

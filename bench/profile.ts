@@ -49,6 +49,11 @@ const WIDE_LAYER: Array<[string, string]> = [
   ['quantize hidden', 'between ops'],
   ['down_proj matmul', 'between ops'],
 ];
+/** The same where the up_proj items quantize the hidden values they made (executor.ts, itemsOn). */
+const WIDE_LAYER_FUSED = WIDE_LAYER.filter(([op]) => op !== 'quantize hidden').map(([op, before]): [string, string] => [
+  op === 'up_proj matmul + GELU' ? 'up_proj matmul + GELU + quantize' : op,
+  before,
+]);
 const HEAD: [string, string] = ['lm_head matmul', 'norm_f + quantize (own rows)'];
 /** Every layer of a decode step on thread 0 alone: its work, and the others' wait for it. */
 const SOLO_LAYERS: [string, string] = ['layers (thread 0 alone)', 'before the layers'];
@@ -115,10 +120,17 @@ async function phase(
   const ops = used[0]![1]!;
   // A decode step whose layers are light runs them on thread 0 alone (executor.ts
   // SOLO_LAYER_MACS): one solo region, then the output matrix.
+  const layers = (l: Array<[string, string]>) => [
+    ...first,
+    ...Array.from({ length: config.nLayers }, () => l).flat(),
+    HEAD,
+  ];
   const names =
     layer === SMALL_LAYER && used.length > 1 && ops === 2
       ? [SOLO_LAYERS, HEAD]
-      : [...first, ...Array.from({ length: config.nLayers }, () => layer).flat(), HEAD];
+      : layer === WIDE_LAYER && ops === layers(WIDE_LAYER_FUSED).length
+        ? layers(WIDE_LAYER_FUSED)
+        : layers(layer);
   if (ops !== names.length) throw new Error(`a pass had ${ops} parallel operations, this table names ${names.length}`);
   const acc = new Map<string, { work: number; wait: number; before: number }>();
   const add = (name: string, key: 'work' | 'wait' | 'before', v: number) => {

@@ -112,6 +112,39 @@ test('activation quantization equals llama.cpp q8_0 activations (ggml-quants qua
   }
 });
 
+for (const variant of BUILDS)
+  test(`activation quantization at the edges of its integer rounding equals llama.cpp's q8_0 activations (${buildName(variant)})`, () => {
+    // quant-act.ts rounds x·(127/amax) through the bits of + 1.5·2^23 and finds amax by integer
+    // max, falling back to wasm's max and trunc_sat below amax = 2^-120: exact ties (both signs,
+    // odd and even), a negative maximum, amax on both sides of that threshold, an fp16-subnormal
+    // d, a huge amax, zeros of both signs.
+    const h = new Heap(variant);
+    const K = 9 * 32;
+    const x = new Float32Array(K);
+    for (let j = 0; j < 32; j++) x[j] = j === 0 ? 127 : (j % 2 ? -1 : 1) * (((j * 37) % 120) + 0.5); // id = 1: ties
+    for (let j = 0; j < 32; j++) x[32 + j] = (j === 9 ? -63.5 : ((j * 29) % 64) - 31.75) / 4; // amax 15.875 (negative); id·x ties
+    const tiny = [2 ** -119, 2 ** -120, 2 ** -121, 1e-4, 3e38];
+    for (const [i, a] of tiny.entries())
+      for (let j = 0; j < 32; j++) x[64 + 32 * i + j] = j === 3 ? -a : a * Math.fround(((j * 53) % 97) / 97 - 0.5);
+    for (let j = 0; j < 32; j++) x[224 + j] = j % 2 ? -0 : 0;
+    for (let j = 0; j < 32; j++) x[256 + j] = Math.fround((j - 15.5) * 0.0312);
+    const px = h.putF32(x),
+      qa = h.alloc(actQ8Bytes(1, K));
+    h.k.quantize_act_q8(px, K, 0, 1, K, qa);
+    const ref = quantizeActivations('q8_0', x);
+    const nb = K / 32;
+    for (let b = 0; b < nb; b++) {
+      assert.deepEqual(
+        Array.from(h.i8(qa + b * 128, 32)),
+        Array.from(ref.q!.subarray(b * 32, b * 32 + 32)),
+        `block ${b}`,
+      );
+      assert.equal(h.f32(qa + nb * 128 + b * 16, 1)[0], ref.d![b], `d of block ${b}`);
+      const sum = ref.q!.subarray(b * 32, b * 32 + 32).reduce((s, v) => s + v, 0);
+      assert.equal(new Int32Array(h.memory.buffer, qa + nb * 144 + b * 16, 1)[0], 8 * sum, `8·Σq of block ${b}`);
+    }
+  });
+
 for (const variant of ['shared', 'shared-base'] as const)
   test(`k-quant products (q4_K, q5_K, q6_K from llama-quantize) equal llama.cpp arithmetic; rows dequantize exactly (${variant})`, async () => {
     const h = new Heap(variant);

@@ -7,7 +7,8 @@
  *
  * Two schedules, same arithmetic:
  * - wide passes (prefill): row-wise steps (norms, activation quantization, qkv post-processing)
- *   are split between threads too, each followed by a barrier (10 per layer);
+ *   are split between threads too, each followed by a barrier (10 per layer; 9 where the up_proj
+ *   items quantize the hidden values they made, as below);
  * - small passes (decode, at most PRIVATE_ROWS rows): every thread computes the cheap row-wise
  *   steps itself, into its own private buffers, leaving 5 barriers per layer: after the qkv
  *   product, attention, out_proj, up_proj, down_proj. What a product's work item can finish on
@@ -157,6 +158,16 @@ interface QuantPlan {
 /** Whether work items of `per` rows (chunkRows) start and end on a block of the quantization `plan` asks for. */
 function quantInItems(per: number, plan: QuantPlan): boolean {
   return (!plan.q8 || per % 32 === 0) && (!plan.q8k || per % 256 === 0) && (plan.q8 || plan.q8k);
+}
+
+/** Rows of the pieces a prompt's last chunk a thread is cut into (Executor.rowItems): a quarter, rounded up to a multiple of `align`. */
+function tailRows(per: number, align: number): number {
+  return Math.ceil(Math.max(4, Math.ceil(per / 16) * 4) / align) * align;
+}
+
+/** Values in a block of the quantization `plan` asks for (q8_K's 256 hold whole q8_0 blocks too); 0: none. */
+function quantUnit(plan: QuantPlan): number {
+  return plan.q8k ? 256 : plan.q8 ? 32 : 0;
 }
 
 function quantPlan(...consumers: WeightType[]): QuantPlan {
@@ -375,15 +386,16 @@ export class Executor {
    * A product's work items: `n` chunks of chunkRows rows, item i from row start(i) to start(i + 1)
    * (at most N). A prompt's last chunk a thread (tuning.fineTail) is cut in quarters, so that the
    * threads finish within a quarter chunk of each other (one 128-row chunk of a 1B prompt's
-   * down_proj is ~3 ms: the waits at its barrier were half that a thread on average).
+   * down_proj is ~3 ms: the waits at its barrier were half that a thread on average). `align`:
+   * the quarters' rows are rounded up to a multiple of it (an item that quantizes its outputs).
    */
-  private rowItems(N: number, K: number, M: number): { n: number; start: (i: number) => number } {
+  private rowItems(N: number, K: number, M: number, align = 4): { n: number; start: (i: number) => number } {
     const per = this.chunkRows(N, K, M),
       nt = this.team.sharing;
     const whole = Math.ceil(N / per);
     if (!this.tuning.fineTail || M <= PRIVATE_ROWS || nt === 1 || whole <= nt)
       return { n: whole, start: (i) => i * per };
-    const q = Math.max(4, Math.ceil(per / 16) * 4),
+    const q = tailRows(per, align),
       head = (whole - nt) * per;
     return {
       n: whole - nt + Math.ceil((N - head) / q),
@@ -407,9 +419,10 @@ export class Executor {
     act: number,
     after?: (n0: number, n1: number) => void,
     last = false,
+    align = 4,
   ): void {
     const k = this.k[m.arena]!;
-    const items = this.rowItems(m.rows, m.cols, M);
+    const items = this.rowItems(m.rows, m.cols, M, align);
     const plain = m.bias === 0 && scale === 1 && act === 0;
     this.team.parallelFor(
       items.n,
@@ -487,6 +500,20 @@ export class Executor {
         sq.past + (r - sq.rowStart),
       );
     }
+  }
+
+  /**
+   * Whether every work item of the product of m with M rows starts and ends on a multiple of
+   * `unit` rows of m (rowItems with that alignment), with the last chunks still cut at least in
+   * halves (a 1B q4_K up_proj's 256-row chunks would not be cut at all for q8_K's 256).
+   */
+  private itemsOn(m: MatrixRef, M: number, unit: number): boolean {
+    if (unit === 0 || m.rows % unit !== 0) return false;
+    const per = this.chunkRows(m.rows, m.cols, M);
+    if (per % unit !== 0 || tailRows(per, unit) > per / 2) return false;
+    const items = this.rowItems(m.rows, m.cols, M, unit);
+    for (let i = 0; i < items.n; i++) if (items.start(i) % unit !== 0) return false;
+    return true;
   }
 
   /**
@@ -811,12 +838,25 @@ export class Executor {
         if (actKind(ly.out.type) !== 'f32')
           this.rowChunks(R, (r0, r1) => this.quantFor(k, s.ctx, d, r0, r1, R, ctxIn, plan.out));
         this.matmul(ly.out, ctxIn, R, s.x, d, 1, 1, 0);
-        this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm2, plan.up));
-        if (ly.gate) this.gluMatmul(ly.up, ly.gate, shared, R, s.hid, s.gate, ff, L.act);
-        else this.matmul(ly.up, shared, R, s.hid, ff, 0, 1, L.act);
         const hidIn: Input = { x: s.hid, qa: s.qa, qk: s.qk };
-        if (actKind(ly.down.type) !== 'f32')
-          this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, R, hidIn, plan.down));
+        const unit = quantUnit(plan.down);
+        if (!ly.gate && this.itemsOn(ly.up, R, unit)) {
+          // As in small passes, the up product's items quantize the hidden values they made (all
+          // rows of their columns) into the shared records: one operation and barrier fewer a
+          // layer, and the values are still in cache. The up product's own quantized input must
+          // then lie elsewhere: in ctx and qkv, which nothing reads again in this layer (ctx
+          // holds R·d floats, more than R·d values' q8_0 records; qkv more than their q8_K).
+          const upIn: Input = { x: s.xn, qa: s.ctx, qk: s.qkv };
+          this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, upIn, r0, r1, R, ly.norm2, plan.up));
+          const quant = (n0: number, n1: number) => this.quantCols(k, s.hid, ff, R, n0, n1, hidIn, plan.down);
+          this.matmul(ly.up, upIn, R, s.hid, ff, 0, 1, L.act, quant, false, unit);
+        } else {
+          this.rowChunks(R, (r0, r1) => this.normRows(k, s.x, shared, r0, r1, R, ly.norm2, plan.up));
+          if (ly.gate) this.gluMatmul(ly.up, ly.gate, shared, R, s.hid, s.gate, ff, L.act);
+          else this.matmul(ly.up, shared, R, s.hid, ff, 0, 1, L.act);
+          if (actKind(ly.down.type) !== 'f32')
+            this.rowChunks(R, (r0, r1) => this.quantFor(k, s.hid, ff, r0, r1, R, hidIn, plan.down));
+        }
         this.matmul(ly.down, hidIn, R, s.x, d, 1, 1, 0);
       }
     }

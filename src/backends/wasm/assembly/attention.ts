@@ -8,7 +8,7 @@
 // padding; scores are q·k·scale + slope·(j - p) (ALiBi; MosaicML's bias differs by a per-row
 // constant, which softmax ignores); a row that sees no key at all (a left-pad position) gets a
 // uniform softmax over all nKeys keys, as finfo.min scores give in MosaicML's code.
-import { exp_f32, exp_f32x4, hmax_f32, hsum_f32 } from './math';
+import { exp_nonpos_f32, exp_nonpos_f32x4, hmax_f32, hsum_f32 } from './math';
 import { f16_to_f32, f32_to_f16 } from './half';
 
 const BK = 32;
@@ -200,12 +200,13 @@ const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
       const vm = f32x4.splat(mNew);
       let sum = f32x4.splat(0);
       for (let jj = 0; jj < BK; jj += 4) {
-        // exp(-Inf - m) is exactly 0 (exp_f32x4 returns 0 below its range)
-        const e = exp_f32x4(f32x4.sub(v128.load(p + (<usize>jj << 2)), vm));
+        // s - m <= 0 (m is the row's maximum so far; NaN if a score is): exp_f32x4's bits in
+        // fewer instructions; exp(-Inf - m) is exactly 0 (0 below the range)
+        const e = exp_nonpos_f32x4(f32x4.sub(v128.load(p + (<usize>jj << 2)), vm));
         v128.store(p + (<usize>jj << 2), e);
         sum = f32x4.add(sum, e);
       }
-      const corr: f32 = mOld == -Infinity ? 0 : exp_f32(mOld - mNew);
+      const corr: f32 = mOld == -Infinity ? 0 : exp_nonpos_f32(mOld - mNew);
       const ts = hsum_f32(sum);
       if (corr != 1) scale_row(acc + <usize>r * hb, hd, corr);
       if (r == 0) { l0 = l0 * corr + ts; m0 = mNew; }
@@ -367,11 +368,11 @@ const KV_F32 = 0, KV_F16 = 1, KV_Q8 = 2;
     const vm = f32x4.splat(mNew);
     let sum = f32x4.splat(0);
     for (let jj = 0; jj < BK; jj += 4) {
-      const e = exp_f32x4(f32x4.sub(v128.load(S + (<usize>jj << 2)), vm));
+      const e = exp_nonpos_f32x4(f32x4.sub(v128.load(S + (<usize>jj << 2)), vm)); // as in tile
       v128.store(S + (<usize>jj << 2), e);
       sum = f32x4.add(sum, e);
     }
-    const corr: f32 = m0 == -Infinity ? 0 : exp_f32(m0 - mNew);
+    const corr: f32 = m0 == -Infinity ? 0 : exp_nonpos_f32(m0 - mNew);
     const ts = hsum_f32(sum);
     if (corr != 1) scale_row(acc, hd, corr);
     l0 = l0 * corr + ts; m0 = mNew;

@@ -1,6 +1,6 @@
 // Element-wise passes over blocks of matrix-product outputs: bias, scale, activation, GLU,
 // clipping, residual adds, and embedding-row gathers.
-import { activate_f32, activate_f32x4 } from './math';
+import { activate_f32, activate_f32x4, gelu8_store_f32x4 } from './math';
 import { f16_to_f32, bf16_to_f32, hi16_to_hi32, lo16_to_hi32, f16hi_to_f32x4 } from './half';
 import { dequant_row_k } from './gemm-k';
 
@@ -28,6 +28,25 @@ export function epilogue(Y: usize, ldy: i32, M: i32, n0: i32, n1: i32, bias: usi
   for (let m = 0; m < M; m++) {
     const y = Y + (<usize>m * <usize>ldy << 2);
     let n = n0;
+    if (act == 1) {
+      // GELU eight vectors at a time (its latency-bound chains side by side), the rest one at a time
+      for (; n + 32 <= n1; n += 32) {
+        const o = <usize>n << 2;
+        let a = v128.load(y + o), b = v128.load(y + o, 16), c = v128.load(y + o, 32), e = v128.load(y + o, 48);
+        let f = v128.load(y + o, 64), g = v128.load(y + o, 80), h = v128.load(y + o, 96), i = v128.load(y + o, 112);
+        if (bias) {
+          a = f32x4.add(a, v128.load(bias + o)); b = f32x4.add(b, v128.load(bias + o, 16));
+          c = f32x4.add(c, v128.load(bias + o, 32)); e = f32x4.add(e, v128.load(bias + o, 48));
+          f = f32x4.add(f, v128.load(bias + o, 64)); g = f32x4.add(g, v128.load(bias + o, 80));
+          h = f32x4.add(h, v128.load(bias + o, 96)); i = f32x4.add(i, v128.load(bias + o, 112));
+        }
+        if (scale != 1) {
+          a = f32x4.mul(a, vs); b = f32x4.mul(b, vs); c = f32x4.mul(c, vs); e = f32x4.mul(e, vs);
+          f = f32x4.mul(f, vs); g = f32x4.mul(g, vs); h = f32x4.mul(h, vs); i = f32x4.mul(i, vs);
+        }
+        gelu8_store_f32x4(y + o, a, b, c, e, f, g, h, i);
+      }
+    }
     for (; n + 4 <= n1; n += 4) {
       const o = <usize>n << 2;
       let v = v128.load(y + o);

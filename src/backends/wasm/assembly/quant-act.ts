@@ -20,7 +20,7 @@
 // dense: in a group record each 32-byte block of a row takes a 64-byte cache line of its own, and
 // for K = 8192 the row's lines (16 KiB) no longer stay in a 32 KiB L1 cache beside the streamed
 // weights (gemm-q.ts, gemv_q4_0x4).
-import { f16_to_f32, f32_to_f16 } from './half';
+import { f16_round_nonneg, f16_to_f32, f32_to_f16 } from './half';
 import { x4_unit } from './x4-scale';
 
 // @ts-ignore: decorator
@@ -42,9 +42,59 @@ import { x4_unit } from './x4-scale';
 // @ts-ignore: decorator
 @inline export function group_bytes(nb: i32): usize { return <usize>nb * 160 + <usize>nb4_of(nb) * 32; }
 
-/** Quantizes the 32 values at p: quants to q, 8·Σq to s (i32); returns d (fp16-rounded). */
+/**
+ * Quantizes the 32 values at p: quants to q, 8·Σq to s (i32); returns d (fp16-rounded).
+ *
+ * Two steps that V8 11.3 makes expensive are done in integer form, with the same results while
+ * every value is finite and 127/amax is too (otherwise quant_block_rare, the former code):
+ * - wasm's f32x4.max costs about 8 instructions for its NaN and ±0 rules, but the bits of
+ *   non-negative floats order as their values, so |x|'s maximum is i32x4.max_s of the bits (one
+ *   instruction; Inf and NaN bits lie above every finite value's, hence the test);
+ * - trunc_sat(nearest(v)) (vroundps, then about 7 for the saturation) is, for |v| <= 127.00002,
+ *   the bits of v + 1.5·2^23 minus those of 1.5·2^23: the sum lies in [2^23, 2^24), where f32's
+ *   spacing is 1, so it rounds v to the nearest integer, ties to even (1.5·2^23 is even), and
+ *   its low bits hold that integer plus 2^22. Here |v| = |x·(127/amax)| <= 127·(1 + 2^-23)².
+ */
 // @ts-ignore: decorator
 @inline function quant_block(p: usize, q: usize, s: usize): f32 {
+  const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
+  const x4 = v128.load(p, 64), x5 = v128.load(p, 80), x6 = v128.load(p, 96), x7 = v128.load(p, 112);
+  const ab = i32x4.splat(0x7fffffff);
+  let mb = i32x4.max_s(i32x4.max_s(v128.and(x0, ab), v128.and(x1, ab)), i32x4.max_s(v128.and(x2, ab), v128.and(x3, ab)));
+  mb = i32x4.max_s(mb, i32x4.max_s(i32x4.max_s(v128.and(x4, ab), v128.and(x5, ab)), i32x4.max_s(v128.and(x6, ab), v128.and(x7, ab))));
+  mb = i32x4.max_s(mb, v128.shuffle<u32>(mb, mb, 2, 3, 0, 1));
+  const bits = max(i32x4.extract_lane(mb, 0), i32x4.extract_lane(mb, 1));
+  // Inf / NaN, or 0 < amax < 2^-120, where 127/amax may overflow to Inf (0·Inf is NaN)
+  if (bits >= 0x7f800000 || <u32>(bits - 1) < 0x037fffff) return quant_block_rare(p, q, s);
+  const amax = reinterpret<f32>(bits);
+  const d = f16_round_nonneg(amax / <f32>127);
+  const id = amax != 0 ? <f32>127 / amax : <f32>0;
+  const vid = f32x4.splat(id), big = f32x4.splat(12582912), bigBits = i32x4.splat(0x4b400000);
+  const q0 = i32x4.sub(f32x4.add(f32x4.mul(x0, vid), big), bigBits);
+  const q1 = i32x4.sub(f32x4.add(f32x4.mul(x1, vid), big), bigBits);
+  const q2 = i32x4.sub(f32x4.add(f32x4.mul(x2, vid), big), bigBits);
+  const q3 = i32x4.sub(f32x4.add(f32x4.mul(x3, vid), big), bigBits);
+  const q4 = i32x4.sub(f32x4.add(f32x4.mul(x4, vid), big), bigBits);
+  const q5 = i32x4.sub(f32x4.add(f32x4.mul(x5, vid), big), bigBits);
+  const q6 = i32x4.sub(f32x4.add(f32x4.mul(x6, vid), big), bigBits);
+  const q7 = i32x4.sub(f32x4.add(f32x4.mul(x7, vid), big), bigBits);
+  return quant_block_store(q, s, d, q0, q1, q2, q3, q4, q5, q6, q7);
+}
+
+/** The quants (|q| <= 127) to q, 8·Σq to s; returns d. */
+// @ts-ignore: decorator
+@inline function quant_block_store(q: usize, s: usize, d: f32, q0: v128, q1: v128, q2: v128, q3: v128, q4: v128, q5: v128,
+  q6: v128, q7: v128): f32 {
+  v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
+  v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q4, q5), i16x8.narrow_i32x4_s(q6, q7)), 16);
+  let t = i32x4.add(i32x4.add(i32x4.add(q0, q1), i32x4.add(q2, q3)), i32x4.add(i32x4.add(q4, q5), i32x4.add(q6, q7)));
+  t = i32x4.add(t, v128.shuffle<u32>(t, t, 2, 3, 0, 1));
+  store<i32>(s, 8 * (i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1)));
+  return d;
+}
+
+/** quant_block through wasm's max and trunc_sat, whose NaN and saturation rules decide the result of its rare blocks. */
+function quant_block_rare(p: usize, q: usize, s: usize): f32 {
   const x0 = v128.load(p), x1 = v128.load(p, 16), x2 = v128.load(p, 32), x3 = v128.load(p, 48);
   const x4 = v128.load(p, 64), x5 = v128.load(p, 80), x6 = v128.load(p, 96), x7 = v128.load(p, 112);
   let mx = f32x4.max(f32x4.max(f32x4.abs(x0), f32x4.abs(x1)), f32x4.max(f32x4.abs(x2), f32x4.abs(x3)));
@@ -62,12 +112,7 @@ import { x4_unit } from './x4-scale';
   const q5 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x5, vid)));
   const q6 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x6, vid)));
   const q7 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(x7, vid)));
-  v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q0, q1), i16x8.narrow_i32x4_s(q2, q3)));
-  v128.store(q, i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(q4, q5), i16x8.narrow_i32x4_s(q6, q7)), 16);
-  let t = i32x4.add(i32x4.add(i32x4.add(q0, q1), i32x4.add(q2, q3)), i32x4.add(i32x4.add(q4, q5), i32x4.add(q6, q7)));
-  t = i32x4.add(t, v128.shuffle<u32>(t, t, 2, 3, 0, 1));
-  store<i32>(s, 8 * (i32x4.extract_lane(t, 0) + i32x4.extract_lane(t, 1)));
-  return d;
+  return quant_block_store(q, s, d, q0, q1, q2, q3, q4, q5, q6, q7);
 }
 
 /**
