@@ -5,7 +5,7 @@
  * fails on every one of them, 1.8 s).
  *
  * `fastList` accepts what `z.array(element)` with the same bounds accepts, returning the list
- * itself (it is not copied). A list that is too long is refused for its length before its
+ * itself (not copied, unless element changed one of its elements). A list that is too long is refused for its length before its
  * elements are looked at; otherwise a refused list's issues are those of its first bad element
  * (zod's first issue), its path prefixed with the element's index.
  */
@@ -27,24 +27,27 @@ function shapeIssues(v: unknown, bounds: Bounds): z.core.$ZodIssue[] {
  */
 export function fastList<T>(element: z.ZodType<T>, accepts: (v: unknown) => boolean, bounds: Bounds = {}) {
   const { min = 0, max = Infinity } = bounds;
-  return z.custom<T[]>().superRefine((v, ctx) => {
-    const add = (issues: readonly z.core.$ZodIssue[], at: PropertyKey[]) => {
+  return z.custom<unknown>().transform((v, ctx): T[] => {
+    const refuse = (issues: readonly z.core.$ZodIssue[], at: PropertyKey[]) => {
       // Not continuable, as zod's own type and length issues are not (a union tells them apart).
       for (const issue of issues)
         ctx.addIssue({ ...issue, path: [...at, ...issue.path], continue: false } as z.core.$ZodRawIssue);
+      return z.NEVER;
     };
-    if (!Array.isArray(v)) return add(shapeIssues(v, bounds), []);
-    if (v.length > max) {
-      // The issue zod gives any list one longer than `max` (it names only the limit).
-      return add(shapeIssues(new Array(max + 1).fill(0), bounds), []);
-    }
+    if (!Array.isArray(v)) return refuse(shapeIssues(v, bounds), []);
+    // The issue zod gives any list one longer than `max` (it names only the limit).
+    if (v.length > max) return refuse(shapeIssues(new Array(max + 1).fill(0), bounds), []);
+    // A copy only where element made something else of an element (an object's unknown keys dropped).
+    let out: unknown[] | null = null;
     for (let i = 0; i < v.length; i++) {
       const item: unknown = v[i];
       if (accepts(item)) continue;
       const r = element.safeParse(item);
-      if (!r.success) return add(r.error.issues, [i]);
+      if (!r.success) return refuse(r.error.issues, [i]);
+      if (r.data !== item) (out ??= v.slice())[i] = r.data;
     }
-    if (v.length < min) add(shapeIssues([], bounds), []);
+    if (v.length < min) return refuse(shapeIssues([], bounds), []);
+    return (out ?? v) as T[];
   });
 }
 

@@ -67,8 +67,9 @@ const common = {
 };
 
 const TextPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
 const Message = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  role: z.enum(ROLES),
   // Optional for an assistant message that only calls tools.
   content: z.union([z.string(), z.array(TextPart)]).nullish(),
   name: z.string().optional(),
@@ -77,10 +78,18 @@ const Message = z.object({
   tool_call_id: z.string().optional(),
 });
 
+const roles = new Set<unknown>(ROLES);
+/** A message of a role and a text alone (most are): Message accepts it as it is. */
+function isTextMessage(m: unknown): boolean {
+  if (m === null || typeof m !== 'object') return false;
+  const o = m as Record<string, unknown>;
+  return typeof o['content'] === 'string' && roles.has(o['role']) && Object.keys(o).length === 2;
+}
+
 export const ChatRequest = z.strictObject({
   ...common,
   // OpenAI's limit; every message is rendered through the chat template before anything else.
-  messages: z.array(Message).min(1).max(2048),
+  messages: fastList(Message, isTextMessage, { min: 1, max: 2048 }),
   max_completion_tokens: nullish(z.number().int().min(1)),
   logprobs: nullish(z.boolean()),
   top_logprobs: nullish(z.number().int().min(0).max(20)),
