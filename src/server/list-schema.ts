@@ -44,7 +44,9 @@ export function fastList<T>(element: z.ZodType<T>, accepts: (v: unknown) => bool
       if (accepts(item)) continue;
       const r = element.safeParse(item);
       if (!r.success) return refuse(r.error.issues, [i]);
-      if (r.data !== item) (out ??= v.slice())[i] = r.data;
+      if (r.data === item) continue;
+      out ??= v.slice();
+      out[i] = r.data;
     }
     if (v.length < min) return refuse(shapeIssues([], bounds), []);
     return (out ?? v) as T[];
