@@ -205,3 +205,23 @@ test("/detokenize of a long list makes its text's JSON off the event loop, as th
   const most = Math.max(0, ...perTurn);
   assert.ok(most < r.text.length / 10, `${most} of ${r.text.length} characters of JSON made in one turn`);
 });
+
+test("n choices of one prompt are matched by the prompt's list, not by joining its ids once a choice", async () => {
+  // 40 choices of a 1,000-token prompt: the old scheduler joined the 1,000 ids 40 times in one turn.
+  const prompt = Array.from({ length: 1000 }, (_, i) => 1 + ((i * 7919) % 50_000));
+  const join = Array.prototype.join;
+  let joined = 0;
+  Array.prototype.join = function (this: unknown[], ...args: Parameters<typeof join>) {
+    if (this.length >= 1000) joined++;
+    return join.apply(this, args);
+  };
+  let r: { status: number; text: string };
+  try {
+    r = await post('/v1/completions', { model, prompt, n: 40, max_tokens: 1, logit_bias: { '0': -100 }, seed: 3 });
+  } finally {
+    Array.prototype.join = join;
+  }
+  assert.equal(r.status, 200, r.text);
+  assert.equal(JSON.parse(r.text).choices.length, 40);
+  assert.ok(joined <= 1, `the prompt's ids were joined ${joined} times`);
+});
