@@ -10,7 +10,7 @@
 import { QUOTED_CHARS, quoteValue } from '../errors.js';
 import * as z from 'zod';
 import { badRequest, type ApiError } from './api-error.js';
-import { fastList, idLists, strings, tokenIds } from './list-schema.js';
+import { fastList, fastRecord, idLists, strings, tokenIds } from './list-schema.js';
 import { Tool, ToolCall, ToolChoice } from './tools.js';
 
 const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
@@ -36,6 +36,8 @@ const ResponseFormat = z.discriminatedUnion('type', [
   }),
 ]);
 
+const isBias = (v: unknown) => typeof v === 'number' && v >= -100 && v <= 100;
+
 /** Fields shared by both endpoints. */
 const common = {
   model: z.string(),
@@ -55,13 +57,14 @@ const common = {
     z.strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }),
   ),
   logit_bias: nullish(
-    z
-      .record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100))
-      .refine((r) => Object.keys(r).length <= 300, 'at most 300 entries'),
+    fastRecord(z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)), isBias, {
+      most: 300,
+      tooMany: 'at most 300 entries',
+    }),
   ),
   response_format: nullish(ResponseFormat),
   user: z.string().optional(),
-  metadata: nullish(z.record(z.string(), z.string())),
+  metadata: nullish(fastRecord(z.record(z.string(), z.string()), (v) => typeof v === 'string')),
   store: nullish(z.boolean()),
   service_tier: nullish(z.string()),
 };
