@@ -115,9 +115,10 @@ const loaded = await loadServedModel(`${fixtures}tiny-neox-vocab/`, {
 });
 const model = loaded.id;
 const tok = loaded.tokenizer;
-const idsText = (() => {
+/** `{...fields, [key]: ids}` with as many pseudo-random token ids as fit the body limit. */
+function idsBody(key: string, fields: object = {}): Buffer {
   const ids: number[] = [];
-  let length = '{"tokens":[]}'.length;
+  let length = JSON.stringify({ ...fields, [key]: [] }).length;
   let x = 3;
   for (;;) {
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
@@ -126,8 +127,9 @@ const idsText = (() => {
     if (length > maxBody) break;
     ids.push(id);
   }
-  return Buffer.from(JSON.stringify({ tokens: ids }));
-})();
+  return Buffer.from(JSON.stringify({ ...fields, [key]: ids }));
+}
+const idsText = idsBody('tokens');
 const schemaBody = (() => {
   const properties: Record<string, unknown> = {};
   for (let i = 0; i < 64; i++) properties[`field_${i}`] = { type: 'string', maxLength: 8 };
@@ -180,9 +182,7 @@ const cases: { name: string; path: string; body: Buffer; chatOnly?: boolean }[] 
     // Refused (longer than the context), after the prompt's lists have been tried.
     name: 'completion, token-id prompt at the body limit',
     path: '/v1/completions',
-    body: Buffer.from(
-      `{"model":${JSON.stringify(model)},"prompt":${idsText.subarray('{"tokens":'.length, -1).toString()}}`,
-    ),
+    body: idsBody('prompt', { model }),
   },
   {
     name: 'logit_bias at the body limit (refused: over 300 entries)',
