@@ -3,6 +3,7 @@
  * 2,048-message chat, with and without `truncate`, a long completion prompt, /tokenize with pieces,
  * /detokenize, a first JSON-schema request) and at the limits of the fields that multiply
  * per-token work (n, logprobs / top_logprobs, echo with the prompt's logprobs, stop, logit_bias),
+ * and bodies that are one large list or record (a token-id prompt, logit_bias at the body limit),
  * sent one at a time to a server in this process on the tiny GPT-NeoX-vocabulary fixture (wasm
  * backend: the model's own work is in worker threads), with the prompt formats that matter: the
  * shipped model's (plain), MPT-7B-Chat's Jinja template, and a hostile template that spends the
@@ -114,9 +115,10 @@ const loaded = await loadServedModel(`${fixtures}tiny-neox-vocab/`, {
 });
 const model = loaded.id;
 const tok = loaded.tokenizer;
-const idsText = (() => {
+/** `{...fields, [key]: ids}` with as many pseudo-random token ids as fit the body limit. */
+function idsBody(key: string, fields: object = {}): Buffer {
   const ids: number[] = [];
-  let length = '{"tokens":[]}'.length;
+  let length = JSON.stringify({ ...fields, [key]: [] }).length;
   let x = 3;
   for (;;) {
     x = (Math.imul(x, 1103515245) + 12345) >>> 0;
@@ -125,8 +127,9 @@ const idsText = (() => {
     if (length > maxBody) break;
     ids.push(id);
   }
-  return Buffer.from(JSON.stringify({ tokens: ids }));
-})();
+  return Buffer.from(JSON.stringify({ ...fields, [key]: ids }));
+}
+const idsText = idsBody('tokens');
 const schemaBody = (() => {
   const properties: Record<string, unknown> = {};
   for (let i = 0; i < 64; i++) properties[`field_${i}`] = { type: 'string', maxLength: 8 };
@@ -175,6 +178,21 @@ const cases: { name: string; path: string; body: Buffer; chatOnly?: boolean }[] 
     body: Buffer.from(JSON.stringify({ content: words(200_000, 7), with_pieces: true })),
   },
   { name: 'detokenize', path: '/detokenize', body: idsText },
+  {
+    // Refused (longer than the context), after the prompt's lists have been tried.
+    name: 'completion, token-id prompt at the body limit',
+    path: '/v1/completions',
+    body: idsBody('prompt', { model }),
+  },
+  {
+    name: 'logit_bias at the body limit (refused: over 300 entries)',
+    path: '/v1/completions',
+    body: fill((chars) => {
+      const logit_bias: Record<string, number> = {};
+      for (let i = 0; i < chars / 10; i++) logit_bias[String(i)] = 1;
+      return { model, prompt: 'Hello', max_tokens: 1, logit_bias };
+    }),
+  },
   { name: 'first JSON-schema request', path: '/v1/completions', body: schemaBody },
   {
     name: 'n 64, long prompt, 16 tokens',

@@ -185,3 +185,43 @@ test('an echoed prompt with logprobs, n 2, is made over many turns of the event 
   const most = Math.max(...perTurn);
   assert.ok(most < r.text.length / 2, `${most} of ${r.text.length} characters of JSON made in one turn`);
 });
+
+test("/detokenize of a long list makes its text's JSON off the event loop, as the tokenizer decodes it", async () => {
+  // 20,000 ids (ten times what is decoded in place), none of them end-of-text.
+  const ids = Array.from({ length: 20_000 }, (_, i) => 1 + ((i * 7919) % 50_000));
+  const body = JSON.stringify({ tokens: ids });
+  const { result: r, perTurn } = await jsonPerTurn(async () => {
+    const res = await fetch(`${srv.url}/detokenize`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body,
+    });
+    return { status: res.status, text: await res.text(), type: res.headers.get('content-type') };
+  });
+  assert.equal(r.status, 200, r.text);
+  assert.equal(r.type, 'application/json');
+  assert.equal(r.text, JSON.stringify({ content: srv.model.tokenizer.decode(ids) }));
+  // The old server escaped the whole text on the event loop, in the turn the worker answered.
+  const most = Math.max(0, ...perTurn);
+  assert.ok(most < r.text.length / 10, `${most} of ${r.text.length} characters of JSON made in one turn`);
+});
+
+test("n choices of one prompt are matched by the prompt's list, not by joining its ids once a choice", async () => {
+  // 40 choices of a 1,000-token prompt: the old scheduler joined the 1,000 ids 40 times in one turn.
+  const prompt = Array.from({ length: 1000 }, (_, i) => 1 + ((i * 7919) % 50_000));
+  const join = Array.prototype.join;
+  let joined = 0;
+  Array.prototype.join = function (this: unknown[], ...args: Parameters<typeof join>) {
+    if (this.length >= 1000) joined++;
+    return join.apply(this, args);
+  };
+  let r: { status: number; text: string };
+  try {
+    r = await post('/v1/completions', { model, prompt, n: 40, max_tokens: 1, logit_bias: { '0': -100 }, seed: 3 });
+  } finally {
+    Array.prototype.join = join;
+  }
+  assert.equal(r.status, 200, r.text);
+  assert.equal(JSON.parse(r.text).choices.length, 40);
+  assert.ok(joined <= 1, `the prompt's ids were joined ${joined} times`);
+});

@@ -29,19 +29,24 @@ function messageText(content: ChatRequest['messages'][number]['content']): strin
 }
 
 type ChatMessage = ChatRequest['messages'][number];
+type PlainMessage = { role: string; content: string };
+
+/** The request's messages as the chat format takes them: a role and a text. */
+function plainMessages(list: readonly ChatMessage[]): PlainMessage[] {
+  // A past tool call is rendered as the JSON the model writes for one (tools.ts); a tool's
+  // result as a turn of role "tool" (ChatML: <|im_start|>tool\n…<|im_end|>).
+  return list.map((m) => ({
+    role: m.role === 'developer' ? 'system' : m.role,
+    content: [messageText(m.content), ...(m.tool_calls ?? []).map(renderToolCall)].filter((t) => t !== '').join('\n'),
+  }));
+}
 
 /** The conversation rendered through the model's chat format (a Jinja template in the prompt worker). */
 async function renderMessages(
   ctx: GenerationContext,
-  list: readonly ChatMessage[],
+  messages: readonly PlainMessage[],
   signal: AbortSignal,
 ): Promise<string> {
-  // A past tool call is rendered as the JSON the model writes for one (tools.ts); a tool's
-  // result as a turn of role "tool" (ChatML: <|im_start|>tool\n…<|im_end|>).
-  const messages = list.map((m) => ({
-    role: m.role === 'developer' ? 'system' : m.role,
-    content: [messageText(m.content), ...(m.tool_calls ?? []).map(renderToolCall)].filter((t) => t !== '').join('\n'),
-  }));
   try {
     return await ctx.prompts.render(messages, true, signal);
   } catch (e) {
@@ -69,7 +74,7 @@ interface ChatPrompt {
 async function fullPrompt(p: PromptAsk): Promise<ChatPrompt> {
   const { ctx, signal, list, asked } = p;
   const C = ctx.model.contextLength;
-  const promptText = await renderMessages(ctx, list, signal);
+  const promptText = await renderMessages(ctx, plainMessages(list), signal);
   const least = await ctx.prompts.leastTokens(promptText, signal);
   if (least >= C || (asked != null && least + asked > C)) {
     throw contextBoundError(C, least, asked, 'messages', 'messages');
@@ -124,11 +129,13 @@ async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
   let system = 0;
   while (system < list.length - 1 && (list[system]!.role === 'system' || list[system]!.role === 'developer')) system++;
   const most = list.length - system - 1;
+  // Made once: a search renders the conversation up to 2 log2(2,048) times.
+  const plain = plainMessages(list);
   const texts = new Map<number, string>();
   const textAfter = async (drops: number): Promise<string> => {
     let text = texts.get(drops);
     if (text === undefined) {
-      text = await renderMessages(ctx, [...list.slice(0, system), ...list.slice(system + drops)], signal);
+      text = await renderMessages(ctx, [...plain.slice(0, system), ...plain.slice(system + drops)], signal);
       texts.set(drops, text);
     }
     return text;

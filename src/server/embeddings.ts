@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import * as z from 'zod';
 import { MptError } from '../errors.js';
 import { ApiError, badRequest } from './api-error.js';
+import { idLists, strings, tokenIds } from './list-schema.js';
 import { submitAll, timeoutError, type GenerationContext } from './generation-job.js';
 import {
   checkModel,
@@ -20,15 +21,9 @@ import type { Encoded } from './prompt-worker.js';
 import { sendError, sendJson } from './respond.js';
 import type { EndReason, SequenceClient, SequenceHandle } from './scheduler.js';
 
-const TokenIds = z.array(z.number().int().min(0));
 const EmbeddingRequest = z.strictObject({
   model: z.string(),
-  input: z.union([
-    z.string(),
-    z.array(z.string()).min(1).max(2048),
-    TokenIds.min(1),
-    z.array(TokenIds).min(1).max(2048),
-  ]),
+  input: z.union([z.string(), strings({ min: 1, max: 2048 }), tokenIds(1), idLists(0, { min: 1, max: 2048 })]),
   encoding_format: z.enum(['float', 'base64']).nullish(),
   dimensions: z.number().int().min(1).nullish(),
   user: z.string().optional(),

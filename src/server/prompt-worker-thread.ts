@@ -10,6 +10,7 @@ import { type ConstraintVocabulary, JsonGrammar } from './constrain/json-constra
 import { JsonAutomatonState } from './constrain/json-automaton.js';
 import { constraintTrie, vocabularyOf } from './constrain/vocabulary.js';
 import type { TokenTrieParts } from './constrain/token-trie.js';
+import { jsonStringBytes } from './respond.js';
 import { leastTokens } from './token-bound.js';
 
 /** What the thread starts with, besides the tokenizer's construction. */
@@ -26,6 +27,7 @@ export type PromptJob = { id: number } & (
   | { kind: 'bound'; text: string }
   | { kind: 'render'; messages: ChatMessage[]; addGenerationPrompt: boolean }
   | { kind: 'decode'; ids: Int32Array }
+  | { kind: 'decodeJson'; ids: Int32Array }
   | { kind: 'pieces'; ids: Int32Array }
   | { kind: 'trie'; vocabSize: number }
   | { kind: 'mask'; schema: string; vocabSize: number; eosIds: number[]; output: Uint8Array }
@@ -33,7 +35,14 @@ export type PromptJob = { id: number } & (
 export type PromptReply =
   | {
       id: number;
-      value: Int32Array<ArrayBuffer> | Uint32Array<ArrayBuffer> | number | string | string[] | TokenTrieParts;
+      value:
+        | Int32Array<ArrayBuffer>
+        | Uint32Array<ArrayBuffer>
+        | Uint8Array<ArrayBuffer>
+        | number
+        | string
+        | string[]
+        | TokenTrieParts;
     }
   | { id: number; error: string; input: boolean };
 
@@ -87,6 +96,8 @@ function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
       return format.render(job.messages, { addGenerationPrompt: job.addGenerationPrompt });
     case 'decode':
       return tokenizer.decode(job.ids);
+    case 'decodeJson':
+      return jsonStringBytes(tokenizer.decode(job.ids));
     case 'pieces':
       return Array.from(job.ids, (id) => tokenizer.decode([id]));
     case 'trie':
@@ -108,7 +119,7 @@ port.on('message', (job: PromptJob) => {
 
 /** The buffers a reply hands over rather than copies. */
 function transferable(value: Exclude<PromptReply, { error: string }>['value']): ArrayBuffer[] {
-  if (value instanceof Int32Array || value instanceof Uint32Array) return [value.buffer];
+  if (value instanceof Int32Array || value instanceof Uint32Array || value instanceof Uint8Array) return [value.buffer];
   if (typeof value !== 'object' || Array.isArray(value)) return [];
   return Object.values(value).map((a: Int32Array | Uint8Array) => a.buffer as ArrayBuffer);
 }

@@ -10,13 +10,17 @@
 import { QUOTED_CHARS, quoteValue } from '../errors.js';
 import * as z from 'zod';
 import { badRequest, type ApiError } from './api-error.js';
+import { fastList, fastRecord, idLists, strings, tokenIds } from './list-schema.js';
 import { Tool, ToolCall, ToolChoice } from './tools.js';
 
 const nullish = <T extends z.ZodType>(t: T) => t.nullable().optional();
 
 /** Stop strings are matched against every new piece of text: their length is bounded. */
-const StopString = z.string().max(256);
-const Stop = nullish(z.union([StopString, z.array(StopString).max(4)]));
+const STOP_CHARS = 256;
+const StopString = z.string().max(STOP_CHARS);
+const Stop = nullish(
+  z.union([StopString, fastList(StopString, (v) => typeof v === 'string' && v.length <= STOP_CHARS, { max: 4 })]),
+);
 
 const ResponseFormat = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('text') }),
@@ -31,6 +35,8 @@ const ResponseFormat = z.discriminatedUnion('type', [
     }),
   }),
 ]);
+
+const isBias = (v: unknown) => typeof v === 'number' && v >= -100 && v <= 100;
 
 /** Fields shared by both endpoints. */
 const common = {
@@ -51,20 +57,22 @@ const common = {
     z.strictObject({ include_usage: z.boolean().optional(), include_obfuscation: z.boolean().optional() }),
   ),
   logit_bias: nullish(
-    z
-      .record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100))
-      .refine((r) => Object.keys(r).length <= 300, 'at most 300 entries'),
+    fastRecord(z.record(z.string().regex(/^\d+$/, 'keys must be token ids'), z.number().min(-100).max(100)), isBias, {
+      most: 300,
+      tooMany: 'at most 300 entries',
+    }),
   ),
   response_format: nullish(ResponseFormat),
   user: z.string().optional(),
-  metadata: nullish(z.record(z.string(), z.string())),
+  metadata: nullish(fastRecord(z.record(z.string(), z.string()), (v) => typeof v === 'string')),
   store: nullish(z.boolean()),
   service_tier: nullish(z.string()),
 };
 
 const TextPart = z.strictObject({ type: z.literal('text'), text: z.string() });
+const ROLES = ['system', 'developer', 'user', 'assistant', 'tool'] as const;
 const Message = z.object({
-  role: z.enum(['system', 'developer', 'user', 'assistant', 'tool']),
+  role: z.enum(ROLES),
   // Optional for an assistant message that only calls tools.
   content: z.union([z.string(), z.array(TextPart)]).nullish(),
   name: z.string().optional(),
@@ -73,10 +81,18 @@ const Message = z.object({
   tool_call_id: z.string().optional(),
 });
 
+const roles = new Set<unknown>(ROLES);
+/** A message of a role and a text alone (most are): Message accepts it as it is. */
+function isTextMessage(m: unknown): boolean {
+  if (m === null || typeof m !== 'object') return false;
+  const o = m as Record<string, unknown>;
+  return typeof o['content'] === 'string' && roles.has(o['role']) && Object.keys(o).length === 2;
+}
+
 export const ChatRequest = z.strictObject({
   ...common,
   // OpenAI's limit; every message is rendered through the chat template before anything else.
-  messages: z.array(Message).min(1).max(2048),
+  messages: fastList(Message, isTextMessage, { min: 1, max: 2048 }),
   max_completion_tokens: nullish(z.number().int().min(1)),
   logprobs: nullish(z.boolean()),
   top_logprobs: nullish(z.number().int().min(0).max(20)),
@@ -99,12 +115,11 @@ export const ChatRequest = z.strictObject({
 });
 export type ChatRequest = z.infer<typeof ChatRequest>;
 
-const TokenIds = z.array(z.number().int().min(0));
 export const CompletionRequest = z.strictObject({
   ...common,
   // 0 with echo: the prompt alone (and with logprobs, its scores), as OpenAI's legacy API allows.
   max_tokens: nullish(z.number().int().min(0)),
-  prompt: z.union([z.string(), z.array(z.string()).min(1), TokenIds.min(1), z.array(TokenIds.min(1)).min(1)]),
+  prompt: z.union([z.string(), strings({ min: 1 }), tokenIds(1), idLists(1, { min: 1 })]),
   logprobs: nullish(z.number().int().min(0).max(5)),
   echo: nullish(z.boolean()),
   suffix: nullish(z.string()),
@@ -163,6 +178,17 @@ function valueAt(body: unknown, path: readonly PropertyKey[]): unknown {
 
 type Issue = z.core.$ZodIssue;
 
+/** Positive when path `a` reaches further along the lists it indexes than `b`, negative when less far. */
+function furtherAlong(a: readonly PropertyKey[], b: readonly PropertyKey[]): number {
+  for (let k = 0; k < Math.min(a.length, b.length); k++) {
+    const x = a[k];
+    const y = b[k];
+    if (typeof x !== 'number' || typeof y !== 'number') return 0;
+    if (x !== y) return x - y;
+  }
+  return 0;
+}
+
 /** ±Infinity: what JSON.parse makes of a number beyond the float range (1e400). */
 function nonFinite(v: unknown): boolean {
   return typeof v === 'number' && !Number.isFinite(v);
@@ -212,8 +238,11 @@ export function issueToError(body: unknown, issue: Issue, prefix: readonly Prope
       const typed = branches.filter((b, k) => topTypes[k] === undefined && b.length > 0);
       const mismatches = (b: Issue[]) =>
         b.filter((i) => i.code === 'invalid_type' && !nonFinite(valueAt(value, i.path))).length;
+      // Of those as close, the one whose first problem is furthest along the list ([1, 1.5] is
+      // a list of token ids with a bad second one, not a list of strings with a bad first one).
+      const closer = (a: Issue[], b: Issue[]) => mismatches(b) - mismatches(a) || furtherAlong(a[0]!.path, b[0]!.path);
       if (typed.length) {
-        const closest = typed.reduce((a, b) => (mismatches(b) < mismatches(a) ? b : a));
+        const closest = typed.reduce((a, b) => (closer(a, b) < 0 ? b : a));
         return issueToError(body, closest[0]!, path);
       }
       // Otherwise report the deepest problem of the branch that got furthest.

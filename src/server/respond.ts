@@ -9,13 +9,33 @@ export function sendJson(
   body: unknown,
   headers: Record<string, string> = {},
 ): void {
+  sendJsonBytes(res, status, [Buffer.from(JSON.stringify(body))], headers);
+}
+
+const utf8 = new TextEncoder();
+
+/**
+ * JSON.stringify(text) in UTF-8: a string's JSON, as a response body writes it. In a buffer of its
+ * own (a small Buffer shares Node's pool), which a worker thread can hand over.
+ */
+export function jsonStringBytes(text: string): Uint8Array<ArrayBuffer> {
+  return utf8.encode(JSON.stringify(text));
+}
+
+/** Sends a JSON body already written as UTF-8 bytes (the parts in order), as sendJson does. */
+export function sendJsonBytes(
+  res: ServerResponse,
+  status: number,
+  parts: readonly Uint8Array[],
+  headers: Record<string, string> = {},
+): void {
   if (res.headersSent || res.destroyed) {
     if (!res.writableEnded && !res.destroyed) res.end();
     return;
   }
-  const text = JSON.stringify(body);
-  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) });
-  res.end(text);
+  const bytes = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json', 'Content-Length': bytes.length });
+  res.end(bytes);
 }
 
 /** Sends an ApiError as `{"error": {...}}` with its status and headers. */

@@ -232,7 +232,7 @@ export class Scheduler {
         held: null,
       };
       if (this.canCopyCaches && client.prompt.length > 1 && !client.promptLogits && !client.promptHidden) {
-        const key = client.prompt.join(',');
+        const key = promptKey(client.prompt);
         const leader = leaders.get(key);
         if (leader) slot.leader = leader;
         else leaders.set(key, slot);
@@ -650,4 +650,15 @@ export class Scheduler {
       await new Promise<void>((r) => setImmediate(r));
     }
   }
+}
+
+/** Each prompt list's ids joined, made once per list: n choices of a request share theirs. */
+const promptKeys = new WeakMap<readonly number[], string>();
+function promptKey(ids: readonly number[]): string {
+  let key = promptKeys.get(ids);
+  if (key === undefined) {
+    key = ids.join(',');
+    promptKeys.set(ids, key);
+  }
+  return key;
 }

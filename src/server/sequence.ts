@@ -71,8 +71,9 @@ export class ServerSequence implements SequenceClient {
     if (this.sequence.scoresPrompt) this.promptLogits = (rows, first) => this.readPromptLogits(rows, first);
   }
 
+  /** The request's own list (the same ids as the sequence's copy), one list for its n choices. */
   get prompt(): readonly number[] {
-    return this.sequence.promptIds;
+    return this.params.prompt;
   }
 
   get capacity(): number {
