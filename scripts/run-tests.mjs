@@ -2,7 +2,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const dir = join(root, 'dist/test');
@@ -26,7 +26,9 @@ if (existsSync(lavapipe) && !env.VK_ICD_FILENAMES) {
     env[m[1]] = m[2].replace(/\$\{(\w+):\+:\$\w+\}/g, (_, v) => (env[v] ? `:${env[v]}` : ''));
   }
 }
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', ...files], {
+// Dawn's event polling, which takes a core while the GPU (lavapipe: the CPU) works: scripts/dawn-polling.mjs.
+const polling = pathToFileURL(join(root, 'scripts/dawn-polling.mjs')).href;
+const r = spawnSync(process.execPath, ['--import', polling, '--test', '--test-concurrency=2', ...files], {
   cwd: root,
   stdio: 'inherit',
   env,

@@ -52,6 +52,8 @@ export interface EmbeddingCase {
 
 export interface OpBackend {
   name: string;
+  /** The row counts the products are checked at: one for each of the backend's product paths. */
+  productRows: number[];
   /** null where it runs here, else why not. */
   missing(): Promise<string | null>;
   /** Row-wise norm of x [rows][n] (RMSNorm has no bias). */
@@ -142,6 +144,8 @@ export function wasmOps(): OpBackend {
   const out = (p: number, n: number) => h.f32(p, n).slice();
   return {
     name: 'wasm',
+    // one row; a group of four rows and one left over (the kernels take rows four at a time)
+    productRows: [1, 5],
     missing: async () => null,
     async norm(kind, x, rows, n, w, b) {
       const px = h.putF32(x),
@@ -296,6 +300,10 @@ export function webgpuOps(): OpBackend {
   };
   return {
     name: 'webgpu',
+    // the one-row kernel and one built for more (matvec.ts). Kernels for 1, 2, 4 and 8 rows are built
+    // from one template, each a pipeline that lavapipe compiles for seconds: webgpu-kernels.test.ts
+    // checks every type at 1 and 2 rows and every row count on f32.
+    productRows: [1, 2],
     async missing() {
       if (why === undefined) {
         try {
