@@ -33,6 +33,15 @@ const SCHEMAS: Record<string, unknown> = {
     additionalProperties: false,
   },
   numbers: { type: 'array', items: { type: 'number' }, maxItems: 8 },
+  boundedNumbers: {
+    type: 'object',
+    properties: {
+      n: { type: 'integer', minimum: -20, maximum: 9_007_199_254_740_000 },
+      x: { type: 'number', exclusiveMinimum: -2.5, maximum: 1e6 },
+    },
+    required: ['n', 'x'],
+    additionalProperties: false,
+  },
   nestedArrays: { type: 'array', items: { type: 'array', items: { type: 'string', maxLength: 6 } }, maxItems: 4 },
 };
 

@@ -38,6 +38,18 @@ const SCHEMAS: unknown[] = [
     required: ['n', 'x'],
     additionalProperties: false,
   },
+  {
+    type: 'array',
+    items: {
+      anyOf: [
+        { type: 'integer', exclusiveMinimum: -9_007_199_254_740_991, maximum: -9_007_199_254_740_000 },
+        { type: 'integer', minimum: 9_007_199_254_740_990, exclusiveMaximum: 2 ** 53 },
+        { type: 'number', exclusiveMinimum: -130.5, exclusiveMaximum: -7 },
+      ],
+    },
+    maxItems: 4,
+  },
+  { type: 'integer', minimum: -5000, maximum: 80_000, multipleOf: 7 },
 ];
 
 function rng(seed: number): () => number {

@@ -22,6 +22,27 @@ export interface NumBounds {
   hi: bigint | null;
   /** Generated values are multiples of this (fixed point): 1 (or multipleOf) for integers, FINEST otherwise. */
   step: bigint;
+  /** The same bounds as plain numbers for prefixes without a dot, or null when they are not exact. */
+  plain: PlainBounds | null;
+}
+
+/**
+ * Bounds on the magnitude x of a number written with one sign (x ≥ 0), as whole numbers: a value
+ * with integer part x can reach the bounds when reachLo ≤ x ≤ hi (for numbers reachLo is the
+ * bound rounded down, as x.5 may lie above it), and x itself is in bounds when inLo ≤ x ≤ hi.
+ * Each is a safe integer or ±Infinity (unbounded).
+ */
+interface SideBounds {
+  reachLo: number;
+  inLo: number;
+  hi: number;
+}
+
+/** Whole-number bounds for positive and negative numbers, and the multiple integers must be of. */
+interface PlainBounds {
+  pos: SideBounds;
+  neg: SideBounds;
+  multiple: number;
 }
 
 /** A schema's bound as fixed point, or null when it lies beyond every number that can be written. */
@@ -87,9 +108,40 @@ export function numBounds(
     if (v === null && exMax < 0) hi = -LIMIT - 1n;
     else lower(v === null ? v : v - unit);
   }
-  const b: NumBounds = { integer, lo, hi, step };
+  const b: NumBounds = { integer, lo, hi, step, plain: null };
+  b.plain = plainBounds(b);
   if (!hasMultiple(b, lo!, hi!)) throw 'no number within its bounds (minimum/maximum/multipleOf) can be written';
   return b;
+}
+
+/** A whole number as a plain number, or null when it is not a safe integer. */
+function safe(v: bigint): number | null {
+  const n = Number(v);
+  return Number.isSafeInteger(n) ? n : null;
+}
+
+/** Bounds on magnitudes in [lo, hi] (fixed point; ±LIMIT is unbounded) as whole numbers, or null when not exact. */
+function sideBounds(bd: NumBounds, lo: bigint, hi: bigint): SideBounds | null {
+  // Round inwards to the values that can be written (FINEST for numbers, whole for integers).
+  const grid = bd.integer ? ONE : FINEST;
+  const gLo = -floorDiv(-lo, grid) * grid;
+  const gHi = floorDiv(hi, grid) * grid;
+  const reachLo = lo <= -LIMIT ? -Infinity : safe(floorDiv(gLo, ONE));
+  const inLo = lo <= -LIMIT ? -Infinity : safe(-floorDiv(-gLo, ONE));
+  const top = hi >= LIMIT ? Infinity : safe(floorDiv(gHi, ONE));
+  if (reachLo === null || inLo === null || top === null) return null;
+  return { reachLo, inLo, hi: top };
+}
+
+function plainBounds(bd: NumBounds): PlainBounds | null {
+  const pos = sideBounds(bd, bd.lo!, bd.hi!);
+  const neg = sideBounds(bd, -bd.hi!, -bd.lo!);
+  if (!pos || !neg) return null;
+  const multiple = bd.step % ONE === 0n ? safe(bd.step / ONE) : 1;
+  if (multiple === null) return null;
+  // With a multiple above 1 every bound must be finite, so that interval ends stay exact.
+  if (multiple > 1 && ![pos.reachLo, pos.hi, neg.reachLo, neg.hi].every(Number.isFinite)) return null;
+  return { pos, neg, multiple };
 }
 
 /** Some multiple of the step lies in [a, b] and within the bounds. */
@@ -133,9 +185,41 @@ function reach(bd: NumBounds, txt: string): Array<[bigint, bigint]> {
   return out;
 }
 
+/** Integer prefixes this long are exact plain numbers, and so is each number they grow into below 2^53. */
+const MAX_PLAIN_DIGITS = 15;
+/** Powers of ten as literals (exact up to 1e22; Math.pow need not be). */
+const TENS = [1, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17];
+
+/**
+ * numFeasible for a magnitude written as digits only, in plain numbers: the magnitudes it can
+ * grow into are D, D·10 … D·10+9, and so on; the reach of k more digits is [D·10^k, (D+1)·10^k)
+ * (of whole parts), and those ranges grow with k. Products are rounded, but rounding is
+ * monotonic and the bounds are safe integers, so each comparison with a bound is exact; with a
+ * multiple above 1 the bounds are finite, and the interval ends compared are then exact too.
+ */
+function plainFeasible(side: SideBounds, multiple: number, int: string): boolean {
+  const d = Number(int);
+  const last = int === '0' ? 0 : MAX_BOUNDED_INT_DIGITS - int.length;
+  for (let k = 0; k <= last; k++) {
+    const a = d * TENS[k]!;
+    if (a > side.hi) return false;
+    const n = (d + 1) * TENS[k]!;
+    if (side.reachLo >= n) continue;
+    if (multiple === 1) return true;
+    const from = Math.max(a, side.reachLo);
+    const to = n > side.hi ? side.hi : n - 1;
+    if (to - (((to % multiple) + multiple) % multiple) >= from) return true;
+  }
+  return false;
+}
+
 /** The prefix can still grow into a number within the bounds. */
 export function numFeasible(bd: NumBounds, txt: string): boolean {
   const neg = txt.startsWith('-');
+  const int = neg ? txt.slice(1) : txt;
+  if (bd.plain && int !== '' && int.length <= MAX_PLAIN_DIGITS && !int.includes('.')) {
+    return plainFeasible(neg ? bd.plain.neg : bd.plain.pos, bd.plain.multiple, int);
+  }
   for (const [a, b] of reach(bd, txt)) {
     if (neg ? hasMultiple(bd, -b, -a) : hasMultiple(bd, a, b)) return true;
   }
@@ -144,8 +228,13 @@ export function numFeasible(bd: NumBounds, txt: string): boolean {
 
 /** The prefix, as a whole number, is within the bounds. */
 export function numInBounds(bd: NumBounds, txt: string): boolean {
-  const { neg, int, frac } = parts(txt);
+  const { neg, int, frac, dot } = parts(txt);
   if (int === '') return false;
+  if (bd.plain && !dot && int.length <= MAX_PLAIN_DIGITS) {
+    const side = neg ? bd.plain.neg : bd.plain.pos;
+    const d = Number(int);
+    return d >= side.inLo && d <= side.hi && d % bd.plain.multiple === 0;
+  }
   let v = BigInt(int) * ONE + (frac ? BigInt(frac) * 10n ** BigInt(SCALE - frac.length) : 0n);
   if (neg) v = -v;
   return hasMultiple(bd, v, v);
