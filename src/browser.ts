@@ -16,7 +16,7 @@ export { ChatSession } from './runtime/chat-session.js';
 export type { ChatSessionOptions } from './runtime/chat-session.js';
 
 // Tokenizer
-export { MptTokenizer, NEOX_TOKENIZER_SIZE } from './runtime/tokenizer.js';
+export { MptTokenizer, NEOX_TOKENIZER_SIZE, noTokenizerMessage } from './runtime/tokenizer.js';
 export { loadFolderTokenizer, shippedNeoxTokenizerUrl } from './runtime/tokenizer-source.js';
 export type { FolderTokenizerOptions } from './runtime/tokenizer-source.js';
 export type {

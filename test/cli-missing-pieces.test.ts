@@ -37,18 +37,32 @@ test('a folder without a tokenizer: info and generate --ids work, the rest name 
   assert.equal(ids.code, 0, ids.stderr);
   // Without a tokenizer the new ids are printed.
   assert.match(ids.stdout.trim(), /^\d+ \d+$/);
-  oneLineError(
-    await runCli(['generate', bare, 'Hello', '-n', '1']),
-    'generate',
-    /no-tokenizer has no tokenizer.*token ids/,
-  );
-  oneLineError(
-    await runCli(['serve', bare, '--port', '0']),
-    'serve',
-    /no-tokenizer has no tokenizer.*a server needs one/,
-  );
   const out = join(dir, 'bare.gguf');
-  oneLineError(await runCli(['convert', bare, out]), 'convert', /no tokenizer\.json .*give --tokenizer PATH/);
+  // Every command that needs the tokenizer says why there is none and how to give one: the file
+  // in the folder always, and --tokenizer where the command takes it (its help lists it).
+  const needsTokenizer: Array<[string, string[]]> = [
+    ['generate', [bare, 'Hello', '-n', '1']],
+    ['chat', [bare]],
+    ['serve', [bare, '--port', '0']],
+    ['tokenize', [bare]],
+    ['detokenize', [bare]],
+    ['perplexity', [bare, fixturePath('tiny-alibi/config.json')]],
+    ['finetune', [bare, 'recipes/finetune-sample.jsonl', '--out', join(dir, 'ft'), '--steps', '1']],
+    ['convert', [bare, out]],
+    ['quantize', [bare, out, '--type', 'q8_0']],
+  ];
+  for (const [command, args] of needsTokenizer) {
+    const r = await runCli([command, ...args], '{"ids": [1]}');
+    oneLineError(
+      r,
+      command,
+      /no-tokenizer has no tokenizer \(no tokenizer\.json, and its vocab_size 512 cannot hold .*\)(; a server needs one)?: put the tokenizer\.json it was trained with in the folder/,
+    );
+    const help = (await runCli([command, '--help'])).stdout;
+    assert.equal(/--tokenizer PATH/.test(r.stderr), /--tokenizer PATH/.test(help), `${command}: ${r.stderr}`);
+  }
+  assert.match((await runCli(['generate', bare, 'Hello'])).stderr, /or give the prompt as token ids \(--ids 1,2,3\)/);
+  assert.match((await runCli(['tokenize', bare], 'x')).stderr, /or give the tokenizer\.json itself as the path/);
   assert.equal(existsSync(out), false, 'nothing written');
 });
 

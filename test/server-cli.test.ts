@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { TINY_NEOX } from './helpers/serve-fixture.js';
@@ -41,6 +42,35 @@ test('mpt serve says where the chat page and the API are, and the model id reque
     assert.match((await (await fetch(`${page}/`)).text())!, /<title>mpt-ts chat<\/title>/);
     const models = await (await fetch(`${api}/models`)).json();
     assert.equal(models.data[0].id, JSON.parse(id!));
+  } finally {
+    child.kill('SIGKILL');
+  }
+});
+
+// A real terminal for stdout and stderr (util-linux `script`), as a user starting the server sees it.
+const script = process.platform === 'linux' && existsSync('/usr/bin/script') ? '/usr/bin/script' : null;
+
+test('in a terminal, mpt serve says "listening on" once', {
+  timeout: 60_000,
+  skip: script ? false : 'no util-linux script',
+}, async () => {
+  const cmd = `exec ${process.execPath} ${BIN} serve ${TINY_NEOX} --port 0 --backend reference`;
+  const child = spawn(script!, ['-qec', cmd, '/dev/null'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let tty = '';
+  try {
+    const api = await new Promise<string>((resolve, reject) => {
+      child.stdout.on('data', (d) => {
+        tty += d;
+        const found = /OpenAI API at (http:\S+)\/v1 with/.exec(tty);
+        if (found) resolve(found[1]!);
+      });
+      child.on('exit', () => reject(new Error(`server exited early: ${tty}`)));
+      setTimeout(() => reject(new Error(`no "OpenAI API at" line in 30 s: ${tty}`)), 30_000).unref();
+    });
+    // The server answers: everything it wrote at start-up has reached the terminal.
+    assert.equal((await fetch(`${api}/health`)).status, 200);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(tty.match(/listening on/g)?.length, 1, tty);
   } finally {
     child.kill('SIGKILL');
   }

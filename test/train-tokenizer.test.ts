@@ -141,7 +141,7 @@ test("mpt perplexity takes a GGUF's own tokenizer, and says why a small-vocabula
     assert.notEqual(s.code, 0);
     assert.match(
       s.stderr,
-      /tiny-alibi has no tokenizer\.json and its vocab_size 512 is below the 50277 ids of the shipped GPT-NeoX-20B tokenizer/,
+      /tiny-alibi has no tokenizer \(no tokenizer\.json, and its vocab_size 512 cannot hold the 50277 ids of the shipped GPT-NeoX-20B tokenizer\): put the tokenizer\.json/,
     );
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -11,7 +11,7 @@
  * chromium is not installed (never in CI).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -287,6 +287,30 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     assert.match(await waitLoaded(page, 'default'), /^default · context 256 · wasm · 2 threads$/);
     await page.click('#clear');
     assert.match(await ask(page, 'Hello', 1), /^\d tokens/, 'the model before answers');
+
+    // A model folder without its tokenizer (a 512-token vocabulary): refused at load, saying what to add.
+    const files = ['config.json', 'model.safetensors'].map((name) => ({
+      name,
+      bytes: readFileSync(join(REPO_ROOT, 'test/fixtures/tiny-alibi', name)).toString('base64'),
+    }));
+    await page.evaluate((list) => {
+      const drop = new DataTransfer();
+      for (const { name, bytes } of list)
+        drop.items.add(new File([Uint8Array.from(atob(bytes), (c) => c.charCodeAt(0))], name));
+      document.dispatchEvent(new DragEvent('drop', { dataTransfer: drop, bubbles: true, cancelable: true }));
+    }, files);
+    await page.waitForFunction(
+      () => /no tokenizer.*still using/.test(document.getElementById('status')?.textContent ?? ''),
+      null,
+      {
+        timeout: 60_000,
+      },
+    );
+    assert.match(
+      (await page.textContent('#status'))!,
+      /^Could not load the model: chosen files has no tokenizer \(no tokenizer\.json, .*\): choose or drop its tokenizer\.json together with the model's files \(still using default\)$/,
+    );
+    assert.match(await waitLoaded(page, 'default'), /^default · context 256 · wasm · 2 threads$/);
 
     await page.fill('#model-url', `${app.url}no-such-model.gguf`);
     await page.click('#model-load');

@@ -5,6 +5,7 @@
  * ends the process quietly (installProcessHandlers, for bin/mpt.js).
  */
 import { MptError, systemErrorText } from '../errors.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../server/listen-address.js';
 
 interface CommandModule {
   run(argv: string[]): Promise<number>;
@@ -101,8 +102,20 @@ export function installProcessHandlers(): void {
   process.on('unhandledRejection', fatal);
 }
 
+/** The first command a new user runs (README's set-up ends with it): a story from the shipped model. */
+export const FIRST_EXAMPLE = 'mpt generate "Once upon a time"';
+
+/** Where `mpt --help` starts: the first example and where to go next, all on the shipped model. */
+const START_HERE = `start here (the shipped model, models/default/, offline):
+  ${FIRST_EXAMPLE.padEnd(34)} write a story
+  ${'mpt chat'.padEnd(34)} chat in the terminal (Ctrl-D leaves)
+  ${'mpt serve'.padEnd(34)} OpenAI-compatible API and a chat page at http://${DEFAULT_HOST}:${DEFAULT_PORT}/
+  ${'mpt web'.padEnd(34)} a chat app that runs the model in the browser tab
+To use another model, name it first: a Hugging Face MPT folder or a .gguf file (mpt generate
+MODEL "prompt", mpt serve MODEL). The library, the browser and training: README.md.`;
+
 async function usage(): Promise<string> {
-  const lines = ['usage: mpt <command> [options]', '', 'commands:'];
+  const lines = ['usage: mpt <command> [options]', '', START_HERE, '', 'commands:'];
   for (const name of COMMANDS) {
     const mod = await loadCommand(name);
     if (mod) lines.push(`  ${name.padEnd(12)} ${mod.summary}`);

@@ -12,8 +12,15 @@ import { DEFAULT_SAMPLING } from '../backends/sampling/sampler.js';
 import type { GenerateOptions } from '../runtime/generate.js';
 import { DEFAULT_MAX_TOKENS } from '../runtime/generation-sequence.js';
 import { loadModel, type MptModel } from '../runtime/model.js';
-import { ggufTokenizerOf, type MptTokenizer } from '../runtime/tokenizer.js';
-import { loadTokenizer } from '../runtime/tokenizer-files.js';
+import {
+  ggufTokenizerOf,
+  type MptTokenizer,
+  noTokenizerMessage,
+  TOKENIZER_FILE_HINT,
+  TOKENIZER_HINTS,
+  tokenizerHintsOf,
+} from '../runtime/tokenizer.js';
+import { folderTokenizerHints, loadTokenizer } from '../runtime/tokenizer-files.js';
 import type { OptionSpec, ParsedArgs } from './args.js';
 import { createProgress } from './progress.js';
 import { kindOf, statPath } from './user-files.js';
@@ -110,7 +117,7 @@ export function splitModelArg(positionals: string[]): { model: string | undefine
 }
 
 /** `--tokenizer PATH` must be a tokenizer.json (or similar) file or a folder that holds tokenizer.json. */
-function checkTokenizerOption(p: string): void {
+export function checkTokenizerOption(p: string): void {
   const st = statPath(p);
   if (!st) throw new InputError(`--tokenizer: not found: ${p}`);
   if (st.isDirectory()) {
@@ -161,6 +168,15 @@ function backendArg(v: unknown): BackendName | 'auto' | undefined {
   throw new InputError(`--backend must be auto, wasm, webgpu or reference, got "${String(v)}"`);
 }
 
+/**
+ * The error of a command that needs text but whose model has no tokenizer: why, and how to give
+ * one (`also`: what else the command takes instead).
+ */
+export function missingTokenizerError(model: MptModel, also = ''): InputError {
+  const why = noTokenizerMessage(model.path, model.config.vocabSize, tokenizerHintsOf(model.config.raw).tokenizerName);
+  return new InputError(`${why}: ${TOKENIZER_HINTS}${also}`);
+}
+
 /** Loads the model named on the command line (or the default one) with a progress bar. */
 export async function loadModelForCli(model: string | undefined, o: ParsedArgs['options']): Promise<MptModel> {
   const path = model ?? defaultModelPath();
@@ -202,8 +218,12 @@ export async function loadTokenizerForCli(path: string | undefined): Promise<Mpt
     return ggufTokenizerOf(ck.ggufTokenizer, ck.ggufMetadata, p);
   }
   const tok = loadTokenizer(p);
-  if (!tok)
-    throw new InputError(`${p} has no tokenizer.json, and the shipped GPT-NeoX tokenizer does not fit its config`);
+  if (!tok) {
+    const { vocabSize, tokenizerName } = folderTokenizerHints(p);
+    throw new InputError(
+      `${noTokenizerMessage(p, vocabSize, tokenizerName)}: ${TOKENIZER_FILE_HINT}, or give the tokenizer.json itself as the path`,
+    );
+  }
   return tok;
 }
 

@@ -32,7 +32,14 @@ import {
   type GenerateOptions,
   type GenerateResult,
 } from './generate.js';
-import { checkTokenizerFitsModel, ggufTokenizerOf, MptTokenizer, tokenizerHintsOf } from './tokenizer.js';
+import {
+  checkTokenizerFitsModel,
+  ggufTokenizerOf,
+  MptTokenizer,
+  noTokenizerMessage,
+  TOKENIZER_FILE_HINT,
+  tokenizerHintsOf,
+} from './tokenizer.js';
 import { loadFolderTokenizer } from './tokenizer-source.js';
 
 export interface LoadModelOptions {
@@ -143,7 +150,8 @@ export class MptModel {
   get tokenizer(): MptTokenizer {
     if (!this.tok)
       throw new InputError(
-        `${this.path} has no tokenizer (no tokenizer.json, and the shipped GPT-NeoX tokenizer does not fit its vocab_size ${this.config.vocabSize}): pass token ids`,
+        `${noTokenizerMessage(this.path, this.config.vocabSize, tokenizerHintsOf(this.config.raw).tokenizerName)}: ` +
+          `${TOKENIZER_FILE_HINT}, give loadModel a tokenizer (option \`tokenizer\`), or pass token ids`,
       );
     return this.tok;
   }

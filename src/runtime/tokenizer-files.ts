@@ -50,6 +50,11 @@ export function readTokenizerSideFiles(dir: string): TokenizerSideFiles {
   return side;
 }
 
+/** `vocab_size` and `tokenizer_name` of the config.json in the model folder `dir`, where it has them. */
+export function folderTokenizerHints(dir: string): LoadTokenizerOptions {
+  return tokenizerHintsOf(readJsonIfExists(join(dir, 'config.json'), JSON_FILE_LIMITS.config));
+}
+
 /**
  * Loads the tokenizer of a model folder, or a tokenizer.json file given directly. A folder
  * without tokenizer.json falls back to the shipped GPT-NeoX-20B tokenizer when the model's
@@ -71,7 +76,7 @@ export function loadTokenizer(path: string, options: LoadTokenizerOptions = {}):
   const own = join(abs, 'tokenizer.json');
   if (existsSync(own)) return new MptTokenizer(readJsonIfExists(own, JSON_FILE_LIMITS.tokenizer)!, side, own);
 
-  const hints = tokenizerHintsOf(readJsonIfExists(join(abs, 'config.json'), JSON_FILE_LIMITS.config));
+  const hints = folderTokenizerHints(abs);
   const vocabSize = options.vocabSize ?? hints.vocabSize;
   const tokenizerName = options.tokenizerName ?? hints.tokenizerName;
   if (!neoxFallbackApplies(vocabSize, tokenizerName)) return null;

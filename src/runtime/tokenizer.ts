@@ -519,6 +519,32 @@ export function neoxFallbackNote(where: string, tokenizerName: string | undefine
   return `${where} has no tokenizer.json; using the shipped GPT-NeoX-20B tokenizer (${why})`;
 }
 
+/**
+ * Why the model `where` has no tokenizer: no tokenizer.json, and the shipped GPT-NeoX-20B one may
+ * not stand in for it (neoxFallbackApplies). Each interface adds how to give one: every one can
+ * put the file in the folder (TOKENIZER_FILE_HINT).
+ */
+export function noTokenizerMessage(
+  where: string,
+  vocabSize: number | undefined,
+  tokenizerName: string | undefined,
+): string {
+  const why =
+    vocabSize === undefined
+      ? 'its vocab_size is not known'
+      : vocabSize >= NEOX_TOKENIZER_SIZE && tokenizerName !== undefined && !/neox/i.test(tokenizerName)
+        ? `its config names tokenizer ${JSON.stringify(tokenizerName)}, not the shipped GPT-NeoX-20B one`
+        : `its vocab_size ${vocabSize} cannot hold the ${NEOX_TOKENIZER_SIZE} ids of the shipped GPT-NeoX-20B tokenizer`;
+  return `${where} has no tokenizer (no tokenizer.json, and ${why})`;
+}
+
+/** How to give a model folder its tokenizer, whatever reads it. */
+export const TOKENIZER_FILE_HINT =
+  'put the tokenizer.json it was trained with in the folder (with its tokenizer_config.json for the chat template)';
+
+/** Both ways to give one in the commands that take --tokenizer (generate, chat, serve, convert, quantize). */
+export const TOKENIZER_HINTS = `${TOKENIZER_FILE_HINT}, or give --tokenizer PATH (a tokenizer.json, or a folder holding one)`;
+
 /** `vocab_size` and `tokenizer_name` of a parsed config.json, where it has them. */
 export function tokenizerHintsOf(config: Record<string, unknown> | undefined): LoadTokenizerOptions {
   const hints: LoadTokenizerOptions = {};

@@ -28,6 +28,7 @@ import { PromptWorker } from './prompt-worker.js';
 import { readJsonBody } from './request-body.js';
 import { sendError, sendJson } from './respond.js';
 import type { ServedModel } from './model-host.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from './listen-address.js';
 import { Scheduler } from './scheduler.js';
 import { handleDetokenize, handleTokenize } from './tokenize.js';
 import { loadWebAssets, type WebAsset } from './web-assets.js';
@@ -120,8 +121,8 @@ export class MptServer {
     options: ServerOptions = {},
   ) {
     this.options = {
-      host: options.host ?? '127.0.0.1',
-      port: options.port ?? 8080,
+      host: options.host ?? DEFAULT_HOST,
+      port: options.port ?? DEFAULT_PORT,
       parallel: options.parallel ?? DEFAULT_PARALLEL,
       queue: options.queue ?? 64,
       timeoutS: options.timeoutS ?? 600,

@@ -9,7 +9,7 @@ import type { BackendName } from '../backends/registry.js';
 import { formatStopIds, type PromptFormat } from '../runtime/chat-template.js';
 import { resolveContextLength } from '../runtime/generate.js';
 import { loadModel } from '../runtime/model.js';
-import type { MptTokenizer } from '../runtime/tokenizer.js';
+import { type MptTokenizer, noTokenizerMessage, TOKENIZER_HINTS, tokenizerHintsOf } from '../runtime/tokenizer.js';
 import type { ConstraintVocabulary } from './constrain/json-constraint.js';
 import { vocabularyOf } from './constrain/vocabulary.js';
 import type { PromptWorker } from './prompt-worker.js';
@@ -48,6 +48,8 @@ export interface LoadServedModelOptions {
   kvType?: KvType;
   /** Sequences decoded at once (their KV caches are planned for at load). */
   parallel?: number;
+  /** A tokenizer.json, or a folder holding one, to use instead of the model's. */
+  tokenizer?: string;
   onNote?: (message: string) => void;
 }
 
@@ -93,13 +95,13 @@ export async function loadServedModel(path: string, options: LoadServedModelOpti
     template: options.template,
     ...(options.kvType ? { kvType: options.kvType } : {}),
     ...(options.parallel ? { sequences: options.parallel } : {}),
+    ...(options.tokenizer !== undefined ? { tokenizer: options.tokenizer } : {}),
     onNote: options.onNote,
   });
   if (!m.hasTokenizer) {
+    const why = noTokenizerMessage(path, m.config.vocabSize, tokenizerHintsOf(m.config.raw).tokenizerName);
     await m.dispose();
-    throw new InputError(
-      `${path} has no tokenizer (tokenizer.json) and the shipped GPT-NeoX tokenizer does not fit its vocabulary: a server needs one`,
-    );
+    throw new InputError(`${why}; a server needs one: ${TOKENIZER_HINTS}`);
   }
   const id = options.name ?? basename(m.path).replace(/\.gguf$/, '');
   return servedModelFrom(m.runner, m.tokenizer, { id, ctx: m.contextLength, format: m.format, kvType: options.kvType });

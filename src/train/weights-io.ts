@@ -13,9 +13,11 @@ import { writeSafetensors, type TensorToWrite } from '../formats/safetensors.js'
 import { InputError, WeightsError } from '../errors.js';
 import { checkpointTokenizer } from '../runtime/tokenizer-files.js';
 import {
-  NEOX_TOKENIZER_SIZE,
+  noTokenizerMessage,
   SLOW_TOKENIZER_FILES,
+  TOKENIZER_FILE_HINT,
   TOKENIZER_SIDE_FILES,
+  tokenizerHintsOf,
   type MptTokenizer,
 } from '../runtime/tokenizer.js';
 import type { Kernels } from './kernels.js';
@@ -70,14 +72,8 @@ export function trainModelTokenizer(loaded: LoadedTrainModel, onNote?: (message:
   const ck = loaded.checkpoint;
   const tok = checkpointTokenizer(ck, { onNote });
   if (tok) return tok;
-  const why =
-    ck.config.vocabSize < NEOX_TOKENIZER_SIZE
-      ? `its vocab_size ${ck.config.vocabSize} is below the ${NEOX_TOKENIZER_SIZE} ids of the shipped GPT-NeoX-20B ` +
-        'tokenizer, so that cannot be its tokenizer'
-      : `its config names tokenizer ${JSON.stringify(ck.config.raw['tokenizer_name'])}, not the shipped GPT-NeoX-20B one`;
-  throw new InputError(
-    `${ck.path} has no tokenizer.json and ${why}: ` + 'put the tokenizer.json it was trained with in the folder',
-  );
+  const why = noTokenizerMessage(ck.path, ck.config.vocabSize, tokenizerHintsOf(ck.config.raw).tokenizerName);
+  throw new InputError(`${why}: ${TOKENIZER_FILE_HINT}`);
 }
 
 /** Full-vocabulary f32 tensors of a model (the compact embedding expanded; LoRA must be merged). */

@@ -4,7 +4,7 @@
 // progress. The conversation is kept within the context as `mpt chat` keeps it (ChatSession drops
 // the oldest turns, the system prompt stays; generation ends where the context does).
 
-import { ChatSession, MptModel, loadModel, resolvePromptFormat } from '/dist/src/browser.js';
+import { ChatSession, MptModel, loadModel, noTokenizerMessage, resolvePromptFormat } from '/dist/src/browser.js';
 
 /** What to load next: a URL string, or the Files a user dropped or chose. */
 let source = null;
@@ -53,6 +53,14 @@ export async function describeModel({ onProgress } = {}) {
   } catch (e) {
     loading = null;
     throw e;
+  }
+  if (!model.hasTokenizer) {
+    // A chat needs text: refused at load, as a file that is no model is, not at the first message.
+    loading = null;
+    const name = model.config.raw.tokenizer_name;
+    const why = noTokenizerMessage(sourceName, model.config.vocabSize, typeof name === 'string' ? name : undefined);
+    await model.dispose();
+    throw new Error(`${why}: choose or drop its tokenizer.json together with the model's files`);
   }
   lastLoaded = { source, name: sourceName, options: loadOptions };
   const { runner } = model;

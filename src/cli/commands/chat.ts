@@ -4,10 +4,11 @@ import { InputError, MptError } from '../../errors.js';
 import { ChatSession } from '../../runtime/chat-session.js';
 import { parseArgs } from '../args.js';
 import {
+  loadModelForCli,
+  missingTokenizerError,
   MODEL_AND_SAMPLING_HELP,
   MODEL_OPTIONS,
   SAMPLING_OPTIONS,
-  loadModelForCli,
   samplingFromArgs,
   splitModelArg,
   writeOut,
@@ -47,7 +48,7 @@ export async function run(argv: string[]): Promise<number> {
   const model = await loadModelForCli(modelPath, options);
   if (!model.hasTokenizer) {
     await model.dispose();
-    throw new InputError(`${model.path} has no tokenizer, so it cannot chat`);
+    throw missingTokenizerError(model);
   }
   const session = new ChatSession(model, {
     ...samplingFromArgs(options),

@@ -21,7 +21,7 @@ import {
 import type { Checkpoint } from '../../model/load.js';
 import { markUnfinished, removeUnfinished, writeError } from '../../formats/atomic-write.js';
 import { writeSafetensors } from '../../formats/safetensors.js';
-import { NEOX_TOKENIZER_SIZE, TOKENIZER_FILES } from '../../runtime/tokenizer.js';
+import { NEOX_TOKENIZER_SIZE, noTokenizerMessage, TOKENIZER_FILES, TOKENIZER_HINTS } from '../../runtime/tokenizer.js';
 import { shippedNeoxTokenizerPath } from '../../runtime/tokenizer-files.js';
 import { signalStatus, watchInterrupt } from '../interrupt.js';
 import { parseArgs } from '../args.js';
@@ -140,8 +140,8 @@ async function convertOrQuantize(argv: string[], command: 'convert' | 'quantize'
       const name = c.raw['tokenizer_name'];
       if (c.vocabSize < NEOX_TOKENIZER_SIZE || (typeof name === 'string' && !/neox/i.test(name))) {
         throw new InputError(
-          `${model} has no tokenizer.json and its vocabulary (${c.vocabSize}) is not GPT-NeoX-20B's: ` +
-            'give --tokenizer PATH, or --tokenizer bytes for a test model',
+          `${noTokenizerMessage(model, c.vocabSize, typeof name === 'string' ? name : undefined)}: ` +
+            `${TOKENIZER_HINTS}, or --tokenizer bytes for a test model`,
         );
       }
       tokenizer = shippedNeoxTokenizerPath();

@@ -14,11 +14,12 @@ import {
   streamLongContext,
 } from '../long-context-options.js';
 import {
+  loadModelForCli,
+  missingTokenizerError,
   MODEL_AND_SAMPLING_HELP,
   MODEL_OPTIONS,
-  SAMPLING_OPTIONS,
-  loadModelForCli,
   readStdin,
+  SAMPLING_OPTIONS,
   samplingFromArgs,
   splitModelArg,
   writeOut,
@@ -88,6 +89,7 @@ export async function run(argv: string[]): Promise<number> {
     let ids: number[];
     const system = options['system'] as string | undefined;
     if (promptText !== undefined) {
+      if (!model.hasTokenizer) throw missingTokenizerError(model, '; or give the prompt as token ids (--ids 1,2,3)');
       const fmt = model.format;
       const text = fmt.name === 'none' && system === undefined ? promptText : fmt.renderPrompt(promptText, system);
       ids = model.tokenizer.encode(text);

@@ -4,9 +4,12 @@ import { InputError } from '../../errors.js';
 import { defaultModelPath } from '../../model/default-model.js';
 import type { BackendName } from '../../backends/registry.js';
 import { DEFAULT_PARALLEL, MptServer } from '../../server/http-server.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../../server/listen-address.js';
 import { resolveBackendName } from '../../runtime/model.js';
 import { loadServedModel } from '../../server/model-host.js';
+import { writeAddressLine } from '../address-line.js';
 import { parseArgs } from '../args.js';
+import { checkTokenizerOption } from '../model-options.js';
 
 export const summary = 'serve a model over an OpenAI-compatible HTTP API, with a web chat page';
 export const help = `usage: mpt serve [MODEL] [options]
@@ -20,9 +23,9 @@ Requests are decoded together in one batch (continuous batching): sequences join
 the shared decode step as they arrive and finish.
 
 options:
-  --host HOST          address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)
-  --port N             port (default 8080; 0 picks a free one)
-  --parallel N         most sequences decoded at once (default 8)
+  --host HOST          address to bind (default ${DEFAULT_HOST}; 0.0.0.0 exposes it to the network)
+  --port N             port (default ${DEFAULT_PORT}; 0 picks a free one)
+  --parallel N         most sequences decoded at once (default ${DEFAULT_PARALLEL})
   --queue N            most sequences waiting for a slot; beyond it 429 + Retry-After (default 64)
   --prefix-cache N     keep up to N finished sequences' caches for prompts that start the same way
                        (chat turns re-send the conversation: only the new part is read); default 0.
@@ -36,6 +39,7 @@ options:
   --max-body BYTES     largest request body (default 1048576)
   --model-name NAME    the id clients send as "model" (default: the folder name)
   --template NAME      chat prompt format: auto, chatml, instruct, none, jinja (default auto)
+  --tokenizer PATH     a tokenizer.json (or a folder holding one) instead of the model's
   --kv-type TYPE       KV cache storage: f32, f16, q8_0 (default f32)
   --grace S            on SIGTERM/SIGINT, seconds to let requests finish before cancelling (default 10)
   -q, --quiet          no per-request log lines`;
@@ -70,6 +74,7 @@ export async function run(argv: string[]): Promise<number> {
       'max-body': { type: 'number' },
       'model-name': { type: 'string' },
       template: { type: 'string' },
+      tokenizer: { type: 'string' },
       'kv-type': { type: 'string' },
       grace: { type: 'number' },
       quiet: { type: 'boolean', short: 'q' },
@@ -79,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (positionals.length > 1) throw new InputError(`serve takes one MODEL, got ${positionals.length}`);
   const path = positionals[0] ?? defaultModelPath();
-  const port = positiveInt('port', options['port'], 0) ?? 8080;
+  const port = positiveInt('port', options['port'], 0) ?? DEFAULT_PORT;
   if (port > 65535) throw new InputError(`--port must be <= 65535, got ${port}`);
   const parallel = positiveInt('parallel', options['parallel']);
   const queue = positiveInt('queue', options['queue'], 0);
@@ -98,6 +103,8 @@ export async function run(argv: string[]): Promise<number> {
   const quiet = options['quiet'] === true;
   const log = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
 
+  const tokenizer = options['tokenizer'] as string | undefined;
+  if (tokenizer !== undefined) checkTokenizerOption(tokenizer);
   const backend = await pickBackend(options['backend'] as string | undefined);
   const t0 = performance.now();
   const model = await loadServedModel(path, {
@@ -106,6 +113,7 @@ export async function run(argv: string[]): Promise<number> {
     ctx,
     name: options['model-name'] as string | undefined,
     template: options['template'] as string | undefined,
+    tokenizer,
     kvType: kvType as KvType | undefined,
     parallel: parallel ?? DEFAULT_PARALLEL,
     onNote: (m) => log(`note: ${m}`),
@@ -130,8 +138,7 @@ export async function run(argv: string[]): Promise<number> {
   );
   log(`listening on ${addr.url} (parallel ${server.options.parallel}, queue ${server.options.queue})`);
   log(`chat page at ${addr.url}/; OpenAI API at ${addr.url}/v1 with "model": ${JSON.stringify(model.id)}`);
-  // Tests and scripts read this line to learn the port.
-  process.stdout.write(`listening on ${addr.url}\n`);
+  writeAddressLine(addr.url);
 
   return await new Promise<number>((resolve) => {
     let stopping = false;

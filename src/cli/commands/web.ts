@@ -2,8 +2,10 @@
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { InputError } from '../../errors.js';
+import { DEFAULT_HOST, DEFAULT_PORT } from '../../server/listen-address.js';
 import { StaticSite } from '../../server/static-files.js';
 import { webAppSite } from '../../server/web-app.js';
+import { writeAddressLine } from '../address-line.js';
 import { parseArgs } from '../args.js';
 
 export const summary = 'serve the chat app that runs the model in the browser tab (static files only)';
@@ -21,18 +23,18 @@ else wasm), ?threads=N and ?model=URL. /bench.html measures prompt and decode sp
 model in the tab.
 
 options:
-  --host HOST   address to bind (default 127.0.0.1). Browsers isolate (and so give worker threads
+  --host HOST   address to bind (default ${DEFAULT_HOST}). Browsers isolate (and so give worker threads
                 and offline use to) only pages from localhost or https: from another machine, the
                 page runs on one thread
-  --port N      port (default 8080; 0 picks a free one)`;
+  --port N      port (default ${DEFAULT_PORT}; 0 picks a free one)`;
 
 export async function run(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(argv, { host: { type: 'string' }, port: { type: 'number' } }, 'web');
   if (positionals.length > 1) throw new InputError(`web takes one MODEL, got ${positionals.length}`);
-  const port = options['port'] ?? 8080;
+  const port = options['port'] ?? DEFAULT_PORT;
   if (typeof port !== 'number' || !Number.isInteger(port) || port < 0 || port > 65535)
     throw new InputError(`--port must be an integer in 0..65535, got ${String(port)}`);
-  const host = (options['host'] as string | undefined) ?? '127.0.0.1';
+  const host = (options['host'] as string | undefined) ?? DEFAULT_HOST;
   const site = webAppSite(positionals[0]);
   const files = new StaticSite(site.roots, site.generated);
   const server = createServer((req, res) => void files.handle(req, res));
@@ -51,8 +53,7 @@ export async function run(argv: string[]): Promise<number> {
   process.stderr.write(
     `mpt web: model ${site.config.name} (${site.config.model}); chat at ${url}, bench at ${url}bench.html\n`,
   );
-  // Tests and scripts read this line to learn the port.
-  process.stdout.write(`listening on ${url}\n`);
+  writeAddressLine(url);
 
   return await new Promise<number>((resolve) => {
     const stop = () => {
