@@ -145,6 +145,43 @@ for (const variant of BUILDS)
     }
   });
 
+for (const variant of BUILDS)
+  test(`q8_K activation quantization at the edges of its integer rounding equals llama.cpp's q8_K (${buildName(variant)})`, () => {
+    // gemm-k.ts rounds x·(-127/max) through the bits of + 1.5·2^23 and finds amax by integer max,
+    // falling back to pmax and trunc_sat for Inf / NaN and amax < 2^-120: exact ties (both signs,
+    // odd and even), |max| twice with both signs (the first is max), amax on both sides of that
+    // threshold, a huge amax, zeros of both signs, a NaN and an Inf block.
+    const h = new Heap(variant);
+    const blocks: ((j: number) => number)[] = [
+      (j) => (j === 7 ? -127 : j === 9 ? 127 : (j % 2 ? -1 : 1) * (((j * 37) % 120) + 0.5)), // iscale = 1: ties
+      (j) => (j === 200 ? 127 : (j % 3 ? 1 : -1) * (((j * 41) % 126) + 0.5)), // iscale = -1: ties
+      (j) => (j === 9 ? -63.5 : ((j * 29) % 64) - 31.75) / 4, // max -15.875; iscale·x ties
+      ...[2 ** -119, 2 ** -120, 2 ** -121, 1e-4, 3e38].map(
+        (a) => (j: number) => (j === 3 ? -a : a * Math.fround(((j * 53) % 97) / 97 - 0.5)),
+      ),
+      (j) => (j % 2 ? -0 : 0),
+      (j) => (j === 77 ? Number.NaN : Math.fround((j - 127.5) * 0.0312)),
+      (j) => (j === 130 ? Number.POSITIVE_INFINITY : Math.fround((j - 127.5) * 0.0312)),
+    ];
+    const nb = blocks.length,
+      K = 256 * nb;
+    const x = new Float32Array(K);
+    for (const [b, f] of blocks.entries()) for (let j = 0; j < 256; j++) x[256 * b + j] = f(j);
+    const px = h.putF32(x),
+      pa = h.alloc(nb * 368);
+    h.k.quantize_act_q8k(px, K, 0, 1, K, pa);
+    const ref = quantizeActivations('q8_K', x);
+    for (let b = 0; b < nb; b++) {
+      const rec = pa + b * 368;
+      assert.deepEqual(Array.from(h.i8(rec, 256)), Array.from(ref.q!.subarray(b * 256, b * 256 + 256)), `block ${b}`);
+      assert.equal(h.f32(rec + 256, 1)[0], ref.d![b], `d of block ${b}`);
+      const b16 = Array.from(ref.bsums!.subarray(16 * b, 16 * b + 16));
+      assert.deepEqual(Array.from(new Int32Array(h.memory.buffer, rec + 272, 16)), b16, `bsums16 of block ${b}`);
+      const b32 = Array.from({ length: 8 }, (_, k) => b16[2 * k]! + b16[2 * k + 1]!);
+      assert.deepEqual(Array.from(new Int32Array(h.memory.buffer, rec + 336, 8)), b32, `bsums32 of block ${b}`);
+    }
+  });
+
 for (const variant of ['shared', 'shared-base'] as const)
   test(`k-quant products (q4_K, q5_K, q6_K from llama-quantize) equal llama.cpp arithmetic; rows dequantize exactly (${variant})`, async () => {
     const h = new Heap(variant);

@@ -42,44 +42,113 @@ export function quantize_act_q8k_span(X: usize, ldx: i32, m0: i32, m1: i32, K: i
     const x = X + (<usize>m * <usize>ldx << 2);
     let rec = A + (<usize>m * <usize>nb + <usize>b0) * Q8K_BYTES;
     for (let b = b0; b < b1; b++) {
-      const p = x + (<usize>b << 10);
-      // The largest |x| in lanes (pmax keeps the accumulator when the other is NaN, as a scalar
-      // `|x| > amax` skips NaN), then the first value that has it, with its sign.
-      let vm = f32x4.splat(0);
-      for (let j = 0; j < 64; j++) vm = f32x4.pmax(vm, f32x4.abs(v128.load(p + (<usize>j << 4))));
-      const amax = max(max(f32x4.extract_lane(vm, 0), f32x4.extract_lane(vm, 1)), max(f32x4.extract_lane(vm, 2), f32x4.extract_lane(vm, 3)));
-      if (amax == 0) {
-        memory.fill(rec, 0, Q8K_BYTES);
-      } else {
-        const va = f32x4.splat(amax);
-        let j = 0, hit = 0;
-        for (;; j++) {
-          hit = i32x4.bitmask(f32x4.eq(f32x4.abs(v128.load(p + (<usize>j << 4))), va));
-          if (hit != 0) break;
-        }
-        const mx = load<f32>(p + (<usize>((j << 2) + ctz(hit)) << 2));
-        const iscale = <f32>-127 / mx;
-        const vs = f32x4.splat(iscale);
-        for (let g = 0; g < 16; g++) {
-          const q = p + (<usize>g << 6);
-          const a0 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q), vs)));
-          const a1 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 16), vs)));
-          const a2 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 32), vs)));
-          const a3 = i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 48), vs)));
-          const c = i32x4.splat(127);
-          const c0 = i32x4.min_s(a0, c), c1 = i32x4.min_s(a1, c), c2 = i32x4.min_s(a2, c), c3 = i32x4.min_s(a3, c);
-          v128.store(rec + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(c0, c1), i16x8.narrow_i32x4_s(c2, c3)));
-          let s = i32x4.add(i32x4.add(c0, c1), i32x4.add(c2, c3));
-          s = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
-          store<i32>(rec + OFF_B16 + (<usize>g << 2), i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1));
-        }
-        store<f32>(rec + OFF_D, <f32>1 / iscale);
-        for (let k = 0; k < 8; k++) {
-          store<i32>(rec + OFF_B32 + (<usize>k << 2), load<i32>(rec + OFF_B16 + (<usize>k << 3)) + load<i32>(rec + OFF_B16 + (<usize>k << 3) + 4));
-        }
-      }
+      quant_k_block(x + (<usize>b << 10), rec);
       rec += Q8K_BYTES;
     }
+  }
+}
+
+/**
+ * The 256 values at p into the q8_K record at rec.
+ *
+ * As quant-act.ts's quant_block, in integer form with the same results while every value is
+ * finite and 127/amax is too (otherwise quant_k_block_rare, the former code): the largest |x| is
+ * i32x4.max_s of the bits of |x| (non-negative floats' bits order as their values; Inf and NaN
+ * bits lie above every finite value's, hence the test), and trunc_sat(nearest(v)) is the bits of
+ * v + 1.5·2^23 minus those of 1.5·2^23, exact for |v| <= 127·(1 + 2^-23)², which bounds
+ * |x·(-127/max)| here; that bound also makes min(127, q) a no-op, so it is left out.
+ */
+// @ts-ignore: decorator
+@inline function quant_k_block(p: usize, rec: usize): void {
+  const ab = i32x4.splat(0x7fffffff);
+  let m0 = i32x4.splat(0), m1 = m0, m2 = m0, m3 = m0;
+  for (let j = 0; j < 16; j++) {
+    const q = p + (<usize>j << 6);
+    m0 = i32x4.max_s(m0, v128.and(v128.load(q), ab));
+    m1 = i32x4.max_s(m1, v128.and(v128.load(q, 16), ab));
+    m2 = i32x4.max_s(m2, v128.and(v128.load(q, 32), ab));
+    m3 = i32x4.max_s(m3, v128.and(v128.load(q, 48), ab));
+  }
+  let mb = i32x4.max_s(i32x4.max_s(m0, m1), i32x4.max_s(m2, m3));
+  mb = i32x4.max_s(mb, v128.shuffle<u32>(mb, mb, 2, 3, 0, 1));
+  const bits = max(i32x4.extract_lane(mb, 0), i32x4.extract_lane(mb, 1));
+  // Inf / NaN, or 0 < amax < 2^-120, where -127/max may overflow to Inf (0·Inf is NaN)
+  if (bits >= 0x7f800000 || <u32>(bits - 1) < 0x037fffff) {
+    quant_k_block_rare(p, rec);
+    return;
+  }
+  if (bits == 0) {
+    memory.fill(rec, 0, Q8K_BYTES);
+    return;
+  }
+  const iscale = <f32>-127 / first_of_abs(p, bits);
+  const vs = f32x4.splat(iscale), big = f32x4.splat(12582912), bigBits = i32x4.splat(0x4b400000);
+  for (let g = 0; g < 16; g++) {
+    const q = p + (<usize>g << 6);
+    const c0 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(q), vs), big), bigBits);
+    const c1 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(q, 16), vs), big), bigBits);
+    const c2 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(q, 32), vs), big), bigBits);
+    const c3 = i32x4.sub(f32x4.add(f32x4.mul(v128.load(q, 48), vs), big), bigBits);
+    store_k_group(rec, g, c0, c1, c2, c3);
+  }
+  finish_k_record(rec, iscale);
+}
+
+/**
+ * quant_k_block through pmax (which skips NaN, as a scalar `|x| > amax` does) and
+ * trunc_sat(nearest()), whose NaN and saturation rules decide the result of its rare blocks.
+ */
+function quant_k_block_rare(p: usize, rec: usize): void {
+  let vm = f32x4.splat(0);
+  for (let j = 0; j < 64; j++) vm = f32x4.pmax(vm, f32x4.abs(v128.load(p + (<usize>j << 4))));
+  const amax = max(max(f32x4.extract_lane(vm, 0), f32x4.extract_lane(vm, 1)), max(f32x4.extract_lane(vm, 2), f32x4.extract_lane(vm, 3)));
+  if (amax == 0) {
+    memory.fill(rec, 0, Q8K_BYTES);
+    return;
+  }
+  const iscale = <f32>-127 / first_of_abs(p, reinterpret<i32>(amax));
+  const vs = f32x4.splat(iscale), c = i32x4.splat(127);
+  for (let g = 0; g < 16; g++) {
+    const q = p + (<usize>g << 6);
+    const c0 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q), vs))), c);
+    const c1 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 16), vs))), c);
+    const c2 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 32), vs))), c);
+    const c3 = i32x4.min_s(i32x4.trunc_sat_f32x4_s(f32x4.nearest(f32x4.mul(v128.load(q, 48), vs))), c);
+    store_k_group(rec, g, c0, c1, c2, c3);
+  }
+  finish_k_record(rec, iscale);
+}
+
+/**
+ * The first of the 256 values at p whose |x| has the bits `bits` (> 0, not NaN), with its sign:
+ * ggml's max. Integer equality of |x|'s bits is float equality here, as neither side is NaN or 0.
+ */
+// @ts-ignore: decorator
+@inline function first_of_abs(p: usize, bits: i32): f32 {
+  const ab = i32x4.splat(0x7fffffff), vb = i32x4.splat(bits);
+  let j = 0, hit = 0;
+  for (;; j++) {
+    hit = i32x4.bitmask(i32x4.eq(v128.and(v128.load(p + (<usize>j << 4)), ab), vb));
+    if (hit != 0) break;
+  }
+  return load<f32>(p + (<usize>((j << 2) + ctz(hit)) << 2));
+}
+
+/** The quants of values [16g, 16g + 16) (|q| <= 127) into the record at rec, their sum to bsums16[g]. */
+// @ts-ignore: decorator
+@inline function store_k_group(rec: usize, g: i32, c0: v128, c1: v128, c2: v128, c3: v128): void {
+  v128.store(rec + (<usize>g << 4), i8x16.narrow_i16x8_s(i16x8.narrow_i32x4_s(c0, c1), i16x8.narrow_i32x4_s(c2, c3)));
+  let s = i32x4.add(i32x4.add(c0, c1), i32x4.add(c2, c3));
+  s = i32x4.add(s, v128.shuffle<u32>(s, s, 2, 3, 0, 1));
+  store<i32>(rec + OFF_B16 + (<usize>g << 2), i32x4.extract_lane(s, 0) + i32x4.extract_lane(s, 1));
+}
+
+/** d = 1/iscale and bsums32 (pairs of bsums16) of the record at rec. */
+// @ts-ignore: decorator
+@inline function finish_k_record(rec: usize, iscale: f32): void {
+  store<f32>(rec + OFF_D, <f32>1 / iscale);
+  for (let k = 0; k < 8; k++) {
+    store<i32>(rec + OFF_B32 + (<usize>k << 2), load<i32>(rec + OFF_B16 + (<usize>k << 3)) + load<i32>(rec + OFF_B16 + (<usize>k << 3) + 4));
   }
 }
 
