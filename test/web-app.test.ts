@@ -314,9 +314,12 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
 
     await page.fill('#model-url', `${app.url}no-such-model.gguf`);
     await page.click('#model-load');
-    await page.waitForFunction(() => /still using/.test(document.getElementById('status')?.textContent ?? ''), null, {
-      timeout: 60_000,
-    });
+    // The message of the step before also says "still using": wait for this URL's.
+    await page.waitForFunction(
+      () => /no-such-model.*still using/.test(document.getElementById('status')?.textContent ?? ''),
+      null,
+      { timeout: 60_000 },
+    );
     assert.match((await page.textContent('#status'))!, /no-such-model\.gguf.*404.*\(still using default\)$/);
     assert.match(await waitLoaded(page, 'default'), /^default · context 256 · wasm · 2 threads$/);
     // The 404 itself is on the console; nothing else may be.
