@@ -123,6 +123,30 @@ describe('threads and memory layout do not change the numbers', () => {
     });
   });
 
+  it('a 2-thread pool runs a decode row of the shipped shape alone as q4_0 / q8_0 and shared as bf16 / f16 (weights counted by decode time)', async () => {
+    // The shipped model's shape (d_model 256, 4 layers, 50,432 tokens: 16 M multiply-adds a row).
+    // As q4_0 its decode row ran faster on one thread; with the folder's bf16 weights, which
+    // `mpt generate` runs, the same row took 1.8 ms alone and 1.1 shared (runner.ts DECODE_COST).
+    const { loadRandomModel } = await import('../src/backends/wasm/index.js');
+    const { shapeConfig } = await import('../src/cli/commands/bench.js');
+    const config = shapeConfig(256, 4, 4, 50432, 64);
+    const used: Record<string, number[]> = {};
+    for (const type of ['q4_0', 'q8_0', 'bf16', 'f16'] as const) {
+      const r = await loadRandomModel(config, { type, threads: 2, seed: 3 });
+      try {
+        const cache = r.createCache({ capacity: 8 });
+        used[type] = [];
+        for (const t of [5, 9, 11]) {
+          await r.forward([{ cache, tokens: [t] }], { logits: 'last' });
+          used[type].push(r.lastPassThreads);
+        }
+      } finally {
+        await r.dispose();
+      }
+    }
+    assert.deepEqual(used, { q4_0: [1, 1, 1], q8_0: [1, 1, 1], bf16: [2, 2, 2], f16: [2, 2, 2] });
+  });
+
   it('passes of a few rows (a call split internally) and a mixed batch stay within tolerance', async () => {
     const g = new Goldens(fixturePath('tiny-alibi'));
     const r = await load('tiny-alibi', { threads: 2, maxRows: 5 });

@@ -41,17 +41,26 @@ export interface PassWork {
   macs: number;
   /** Barriers in the pass (one per parallel operation). */
   barriers: number;
+  /**
+   * The same multiply-adds with each weight matrix's counted as q4_0 ones by its decode time
+   * (runner.ts DECODE_COST: bf16 2.9, f16 3.8), attention as is: what the light-pass test compares
+   * (default: macs). A bf16 decode row of the shipped model (the folder's weights, what `mpt
+   * generate` runs) is 16 M multiply-adds, as the q4_0 one, but took 1.8 ms alone against 1.1
+   * shared (docs/cpu-profile.md, "What `mpt generate`'s rate includes").
+   */
+  q4Macs?: number;
 }
 
 /**
  * Threads for a pass on a pool of `poolThreads` on a machine of `cores` cores: √(W / (b·β)), at
  * least MIN_PASS_THREADS, at most the pool; and below ALL_CORES_MACS_PER_BARRIER, at most 3 in 4
  * of the cores beyond four. On a pool smaller than MIN_PASS_THREADS (2-3 cores, where that rule
- * gave every pass the whole pool), a pass under `lightMacs` multiply-adds takes one thread
- * (pass-tuning.ts lightPassMacs: a decode row of the shipped model ran faster alone on 2 cores).
+ * gave every pass the whole pool), a pass under `lightMacs` multiply-adds (as q4_0 ones: `q4Macs`)
+ * takes one thread (pass-tuning.ts lightPassMacs: a q4_0 decode row of the shipped model ran
+ * faster alone on 2 cores).
  */
 export function passThreads(work: PassWork, poolThreads: number, cores: number, lightMacs = 0): number {
-  if (poolThreads < MIN_PASS_THREADS && work.macs < lightMacs) return 1;
+  if (poolThreads < MIN_PASS_THREADS && (work.q4Macs ?? work.macs) < lightMacs) return 1;
   const barriers = Math.max(1, work.barriers);
   let n = Math.min(
     poolThreads,

@@ -17,8 +17,9 @@ export interface PassTuning {
   /** Loads of its wake word before an idle worker sleeps between passes (worker.ts). MPT_WASM_IDLE_SPINS. */
   idleSpins: number;
   /**
-   * On a pool of fewer than 4 threads, a pass of fewer multiply-adds than this runs on one thread
-   * (pass-threads.ts): the calling thread alone where it may block. MPT_WASM_LIGHT_PASS_MACS (0: never).
+   * On a pool of fewer than 4 threads, a pass of fewer multiply-adds than this (weights counted as
+   * q4_0 ones by their decode time) runs on one thread (pass-threads.ts): the calling thread alone
+   * where it may block. MPT_WASM_LIGHT_PASS_MACS (0: never).
    */
   lightPassMacs: number;
   /**
@@ -67,10 +68,12 @@ export interface PassTuning {
 const SPINS = 2000;
 
 /**
- * One decode row of the shipped model (16-20 M multiply-adds, 12.9 M of them its output matrix)
- * runs on one thread; two rows (32 M) share. Measured on the 2-core machine (docs/cpu-profile.md,
- * "Light passes on one thread"): a 2-thread step of one row gained at most the output matrix's
- * half less the second thread's wake-ups and waits, and lost whenever that thread was late.
+ * One decode row of the shipped model as q4_0 (16-20 M multiply-adds, 12.9 M of them its output
+ * matrix) runs on one thread; two rows (32 M) share. Counted as q4_0 multiply-adds (pass-threads.ts
+ * PassWork.q4Macs): the same row with bf16 weights (46 M as q4_0 ones) shares. Measured on the
+ * 2-core machine (docs/cpu-profile.md, "Light passes on one thread"): a 2-thread step of one row
+ * gained at most the output matrix's half less the second thread's wake-ups and waits, and lost
+ * whenever that thread was late.
  */
 const LIGHT_PASS_MACS = 3 << 23;
 

@@ -21,7 +21,8 @@ import { validateBatch } from '../validate-batch.js';
 import { type KvCacheOwner, WasmKvCache } from './kv-cache.js';
 import { restoreWasmCache, snapshotWasmCache } from './kv-snapshot.js';
 import type { Pass, PassSequence } from './executor.js';
-import { PRIVATE_ROWS, kvRegionBytes, type ModelLayout } from './layout.js';
+import type { WeightType } from './kernels.js';
+import { PRIVATE_ROWS, kvRegionBytes, type MatrixRef, type ModelLayout } from './layout.js';
 import { LightShare } from './light-share.js';
 import { passThreads } from './pass-threads.js';
 import type { PassPool } from './pool.js';
@@ -40,6 +41,28 @@ const HERE_PASS_MACS = 1 << 26;
  */
 const ATTENTION_HEAD_COST = 16;
 
+/**
+ * One decode row's time a multiply-add by weight type, relative to q4_0's: the shipped model's
+ * output matrix (50,432 × 256) on one thread, `profile --threads 1` (busy machine, boosted):
+ * q4_0 0.46 ms, q8_0 0.56, bf16 1.32, f16 1.74, f32 6.7. The k-quants count as q4_0 (as before
+ * this table: the shipped model as Q4_K_M did not run its decode rows faster shared).
+ */
+const DECODE_COST: Readonly<Record<WeightType, number>> = {
+  q4_0: 1,
+  q8_0: 1.2,
+  bf16: 2.9,
+  f16: 3.8,
+  f32: 14,
+  q4_k: 1,
+  q5_k: 1,
+  q6_k: 1,
+};
+
+/** A matrix's multiply-adds for one row counted as q4_0 ones (pass-threads.ts PassWork.q4Macs). */
+function q4Macs(m: MatrixRef): number {
+  return m.rows * m.cols * DECODE_COST[m.type];
+}
+
 /** KV types, stored as such (layout.ts kvGeometry): f16 and q8_0 caches take 1/2 and 17/64 of the f32 memory. */
 const KV_TYPES: readonly KvType[] = ['f32', 'f16', 'q8_0'];
 
@@ -54,6 +77,9 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
   private disposed = false;
   /** Multiply-adds of the layers' weight matrices for one row. */
   private readonly layerMacsPerRow: number;
+  /** The same counted as q4_0 ones (q4Macs), and the output matrix's. */
+  private readonly layerQ4MacsPerRow: number;
+  private readonly headQ4Macs: number;
   /** Threads the last pass ran on (diagnostics, tests). */
   lastPassThreads = 0;
   /**
@@ -71,10 +97,10 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
     const t = pool.tuning;
     this.lightShare =
       pool.threads > 1 && pool.threads < 4 && t.lightPassMacs > 0 && t.adaptiveLight ? new LightShare() : null;
-    this.layerMacsPerRow = layout.layers.reduce(
-      (sum, ly) => sum + [ly.qkv, ly.out, ly.up, ly.gate, ly.down].reduce((t, m) => t + (m ? m.rows * m.cols : 0), 0),
-      0,
-    );
+    const matrices = layout.layers.flatMap((ly) => [ly.qkv, ly.out, ly.up, ly.gate, ly.down].filter((m) => !!m));
+    this.layerMacsPerRow = matrices.reduce((t, m) => t + m.rows * m.cols, 0);
+    this.layerQ4MacsPerRow = matrices.reduce((t, m) => t + q4Macs(m), 0);
+    this.headQ4Macs = q4Macs(layout.head.lm);
   }
 
   /** Per worker thread, timings of each parallel operation of a pass (team.ts PROFILE; MPT_WASM_PROFILE=1), else null. */
@@ -87,23 +113,31 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
     return this.pool.threads;
   }
 
-  /** Multiply-adds of a pass of `rows` rows with `logitRows` output rows. */
-  private passMacs(rows: number, seqs: PassSequence[], logitRows: number): number {
+  /**
+   * Multiply-adds of a pass of `rows` rows with `logitRows` output rows, and, for a decode pass
+   * (one row a sequence, which streams the weights), the same with the weight matrices' counted
+   * as q4_0 ones (pass-threads.ts PassWork; a prompt pass reuses each weight over its rows).
+   */
+  private passWork(rows: number, seqs: PassSequence[], logitRows: number): { macs: number; q4Macs: number } {
     const c = this.config;
     let attention = 0;
     for (const sq of seqs) attention += sq.n * (sq.past + sq.n) * (2 * c.dModel + ATTENTION_HEAD_COST * c.nHeads);
-    return (
-      rows * this.layerMacsPerRow +
-      attention * c.nLayers +
-      logitRows * this.layout.head.lm.rows * this.layout.head.lm.cols
-    );
+    attention *= c.nLayers;
+    const lm = this.layout.head.lm;
+    return {
+      macs: rows * this.layerMacsPerRow + attention + logitRows * lm.rows * lm.cols,
+      q4Macs:
+        rows === seqs.length
+          ? rows * this.layerQ4MacsPerRow + attention + logitRows * this.headQ4Macs
+          : rows * this.layerMacsPerRow + attention + logitRows * lm.rows * lm.cols,
+    };
   }
 
   /**
-   * Threads for a pass of `macs` multiply-adds and `rows` rows with `logitRows` output rows
-   * (pass-threads.ts); `share`: a light pass on the whole pool too (lightShare).
+   * Threads for a pass of `work` and `rows` rows with `logitRows` output rows (pass-threads.ts);
+   * `share`: a light pass on the whole pool too (lightShare).
    */
-  private threadsFor(macs: number, rows: number, logitRows: number, share = false): number {
+  private threadsFor(work: { macs: number; q4Macs: number }, rows: number, logitRows: number, share = false): number {
     const c = this.config;
     // Barriers: 5 a layer in small passes, up to 10 in wide ones (executor.ts), the output matrix
     // (sampling adds none). A small pass whose layers are light now runs them on one thread and
@@ -111,7 +145,7 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
     // 5 a layer, the schedule the 16-vCPU calibration of pass-threads.ts was measured with.
     const barriers = c.nLayers * (rows <= PRIVATE_ROWS ? 5 : 10) + (logitRows ? 1 : 0);
     return passThreads(
-      { macs, barriers },
+      { ...work, barriers },
       this.pool.threads,
       this.pool.cores,
       share ? 0 : this.pool.tuning.lightPassMacs,
@@ -287,18 +321,19 @@ export class WasmRunner implements ModelRunner, KvCacheOwner {
           if ((firstRow[i]! + row) * V !== offset + j * V)
             throw new Error('internal: logit rows of a pass are not consecutive');
         });
-      const macs = this.passMacs(rows, seqs, logitRows.length);
+      const work = this.passWork(rows, seqs, logitRows.length),
+        macs = work.macs;
       // Only decode passes (one row a sequence) may block the caller: a prompt chunk's time grows
       // with its context in ways the count above only estimates.
       const decode = rows === seqs.length;
       // A light decode pass (one thread by the fixed rule): its way is chosen by measured times.
-      const light = this.lightShare && decode && macs < this.pool.tuning.lightPassMacs ? this.lightShare : null;
+      const light = this.lightShare && decode && work.q4Macs < this.pool.tuning.lightPassMacs ? this.lightShare : null;
       const pass: Pass = {
         rows,
         tokens,
         wpePos,
         seqs,
-        threads: this.threadsFor(macs, rows, logitRows.length, light?.next()),
+        threads: this.threadsFor(work, rows, logitRows.length, light?.next()),
         logitRows: Int32Array.from(logitRows),
         logitsOut: need > 0 && !inPlace ? this.logitsBuf! : undefined,
         logitsOffset: offset,
