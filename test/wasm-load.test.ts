@@ -85,7 +85,7 @@ async function loadBoth(file: string, chunk: number) {
 
 describe('wasm weight loading', () => {
   const cases: Array<[string, string]> = [
-    ...['q8_0', 'q4_0', 'f16', 'q6_k'].map((t): [string, string] => [`GGUF ${t}`, fixture(`tiny-q-${t}.gguf`)]),
+    ...['q8_0', 'q4_0', 'f16', 'q6_k', 'q4_k'].map((t): [string, string] => [`GGUF ${t}`, fixture(`tiny-q-${t}.gguf`)]),
     ...['tiny-alibi', 'tiny-alibi-bf16', 'tiny-alibi-fp16', 'tiny-alibi-sharded'].map((f): [string, string] => [
       `safetensors ${f}`,
       hfFixture(f),
@@ -113,7 +113,7 @@ describe('wasm weight loading', () => {
             if (poisoned) clamped++;
           }
         }
-        // q4_0 / q8_0 matrices of 4 rows or more are kept row-interleaved (repack.ts)
+        // q4_0 / q8_0 / q4_K matrices of 4 rows or more are kept row-interleaved (repack.ts)
         const want = ref.packed && isPackable(ref.type) ? repackX4(ref.type, stored, ref.rows, ref.cols) : stored;
         if (ref.packed !== keptPacked(ref.type, ref.rows)) assert.fail(`${name}: packed ${ref.packed}`);
         assert.ok(Buffer.from(got).equals(Buffer.from(want)), `${name} differs from the file`);
@@ -125,8 +125,8 @@ describe('wasm weight loading', () => {
     });
   }
 
-  for (const t of ['q8_0', 'q4_0'] as const)
-    it(`GGUF ${t}: a block scale of 300 in the last tensor read switches the model to raw x4 scales (earlier ones rewritten); inf is refused, naming the tensor`, async () => {
+  for (const t of ['q8_0', 'q4_0', 'q4_k'] as const)
+    it(`GGUF ${t}: a block scale (q4_K: d) of 300 in the last tensor read switches the model to raw x4 scales (earlier ones rewritten); inf is refused, naming the tensor`, async () => {
       const ck = await openCheckpoint(fixture(`tiny-q-${t}.gguf`));
       try {
         const L = planLayout(ck.config, (n) => chooseMatrixType(ck.tensors.info(n)!, 'auto'), { threads: 1 });
@@ -165,13 +165,17 @@ describe('wasm weight loading', () => {
           const k = arenas.kernels[ref.arena]!,
             out = L.arenas[ref.arena]!.scratch.start;
           for (let r = 0; r < ref.rows; r++) {
-            k.dequant_row_x4(t === 'q4_0' ? 1 : 0, ref.ptr, ref.rows, ref.cols, r, out);
+            if (t === 'q4_k') k.dequant_row_q4_kx4(ref.ptr, ref.rows, ref.cols, r, out);
+            else k.dequant_row_x4(t === 'q4_0' ? 1 : 0, ref.ptr, ref.rows, ref.cols, r, out);
             const got = arenas.f32(ref.arena).subarray(out / 4, out / 4 + ref.cols);
             assert.deepEqual(got, want.subarray(r * ref.cols, (r + 1) * ref.cols), `${name} row ${r}`);
             rows++;
           }
           if (name === last)
-            assert.ok(Math.max(...want.subarray(0, 32).map(Math.abs)) > 128, 'block 0 holds weights over 128');
+            assert.ok(
+              Math.max(...want.subarray(0, t === 'q4_k' ? 256 : 32).map(Math.abs)) > 128,
+              'block 0 holds weights over 128',
+            );
         }
         assert.ok(rows > 100, `${rows} rows checked`);
         await assert.rejects(

@@ -146,10 +146,13 @@ export interface Kernels {
    * Returns the number of scales with no x4 encoding (|d| >= 128, inf, NaN).
    */
   repack_x4(q4: number, W: number, rows: number, K: number, tmp: number, raw: number): number;
-  /** Bit 0: a finite fp16 scale of the plain rows [0, rows) at W has no x4 encoding (|d| >= 128); bit 1: one is inf / NaN. */
-  x4_scales_check(q4: number, W: number, rows: number, K: number): number;
-  /** The encoded scales of x4 groups of rows [0, rows) at W rewritten as raw fp16 (a model switched to raw scales). */
-  x4_scales_to_raw(q4: number, W: number, rows: number, K: number): void;
+  /**
+   * Bit 0: a finite fp16 scale of the plain rows [0, rows) at W has no x4 encoding (|d| >= 128); bit 1: one is inf / NaN.
+   * kind: 0 q8_0, 1 q4_0, 2 q4_K (its d and dmin).
+   */
+  x4_scales_check(kind: number, W: number, rows: number, K: number): number;
+  /** The encoded scales of x4 groups of rows [0, rows) at W rewritten as raw fp16 (a model switched to raw scales); kind as x4_scales_check. */
+  x4_scales_to_raw(kind: number, W: number, rows: number, K: number): void;
   /** Switches this memory's kernels (DX1, the scale reads) to raw fp16 x4 scales. */
   x4_raw_scales(): void;
   /** Row r of an x4 matrix of N rows widened to f32 (as dequant_row). */
@@ -173,8 +176,11 @@ export interface Kernels {
   gemm_q5_k_prompt(...args: Parameters<Kernels['gemm_q4_0']>): number;
   /** gemm_q4_k_prompt for plain q6_K rows (the 1-3 rows left through gemm_k); each value with gemm_k's bits. */
   gemm_q6_k_prompt(...args: Parameters<Kernels['gemm_q4_0']>): number;
-  /** Rows [0, rows) (a multiple of 4) of a plain q4_K matrix rewritten in place as q4_Kx4 groups; tmp holds 4 rows. */
-  repack_q4_kx4(W: number, rows: number, K: number, tmp: number): void;
+  /**
+   * Rows [0, rows) (a multiple of 4) of a plain q4_K matrix rewritten in place as q4_Kx4 groups, d and dmin re-encoded
+   * (assembly/x4-scale.ts; raw = 1: fp16 as stored); tmp holds 4 rows.
+   */
+  repack_q4_kx4(W: number, rows: number, K: number, tmp: number, raw?: number): void;
   /** Row r of a q4_Kx4 matrix of N rows widened to f32 (as dequant_row). */
   dequant_row_q4_kx4(W: number, N: number, K: number, r: number, out: number): void;
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;

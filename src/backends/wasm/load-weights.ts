@@ -49,7 +49,7 @@ function isFloatType(t: DType): t is 'f32' | 'f16' | 'bf16' {
 }
 
 /**
- * q4_0 / q8_0 x4 scales of the models in these arenas: encoded (assembly/x4-scale.ts) until a
+ * q4_0 / q8_0 x4 scales and q4_Kx4 d / dmin of the models in these arenas: encoded (assembly/x4-scale.ts) until a
  * matrix holds a finite scale of 128 or more, which has no encoding; then every x4 matrix keeps
  * raw fp16 scales (the ranges packed so far rewritten) and the kernels read them raw.
  */
@@ -60,11 +60,16 @@ interface X4Scales {
 }
 const x4Scales = new WeakMap<Arenas, X4Scales>();
 
-/** Switches every arena's kernels and every x4 q4_0 / q8_0 range packed so far to raw fp16 scales. */
+/** x4_scales_check's kind of a packed type: 0 q8_0, 1 q4_0, 2 q4_K (its d and dmin). */
+function scaleKind(t: string): number {
+  return t === 'q4_k' ? 2 : t === 'q4_0' ? 1 : 0;
+}
+
+/** Switches every arena's kernels and every x4 range packed so far to raw fp16 scales. */
 function switchToRawScales(arenas: Arenas, st: X4Scales): void {
   for (const { ref, r0, rows } of st.packed)
     arenas.kernels[ref.arena]!.x4_scales_to_raw(
-      ref.type === 'q4_0' ? 1 : 0,
+      scaleKind(ref.type),
       ref.ptr + r0 * rowBytes(ref.type, ref.cols),
       rows,
       ref.cols,
@@ -77,7 +82,7 @@ function switchToRawScales(arenas: Arenas, st: X4Scales): void {
 /**
  * Rewrites rows [r0, r1) of a packed matrix (r0 a multiple of 4), written plain, as x4 groups in
  * place (repack.ts); a last partial group stays plain, as the layout wants. The arena's scratch
- * holds the 4 rows being moved. An inf / NaN q4_0 / q8_0 scale is refused (WeightsError naming
+ * holds the 4 rows being moved. An inf / NaN q4_0 / q8_0 scale or q4_K d / dmin is refused (WeightsError naming
  * the tensor); a finite one of 128 or more switches the model to raw x4 scales.
  */
 export function repackInArena(
@@ -95,24 +100,21 @@ export function repackInArena(
   const whole = packedRows(Math.min(r1, ref.rows) - r0);
   if (whole <= 0) return;
   const k = arenas.kernels[ref.arena]!;
-  if (ref.type === 'q4_k') {
-    k.repack_q4_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
-    return;
-  }
-  const q4 = ref.type === 'q4_0' ? 1 : 0,
+  const kind = scaleKind(ref.type),
     at = ref.ptr + r0 * rb;
   let st = x4Scales.get(arenas);
   if (!st) {
     st = { raw: false, packed: [] };
     x4Scales.set(arenas, st);
   }
-  const check = k.x4_scales_check(q4, at, whole, ref.cols);
+  const check = k.x4_scales_check(kind, at, whole, ref.cols);
   if (check & 2)
     throw new WeightsError(
       `tensor ${name} (${ref.type}, ${ref.rows} × ${ref.cols}) has an inf or NaN block scale in rows ${r0}-${r0 + whole - 1}: the file is damaged`,
     );
   if (check & 1 && !st.raw) switchToRawScales(arenas, st);
-  k.repack_x4(q4, at, whole, ref.cols, s.start, st.raw ? 1 : 0);
+  if (kind === 2) k.repack_q4_kx4(at, whole, ref.cols, s.start, st.raw ? 1 : 0);
+  else k.repack_x4(kind, at, whole, ref.cols, s.start, st.raw ? 1 : 0);
   if (!st.raw) st.packed.push({ ref, r0, rows: whole });
 }
 

@@ -9,8 +9,8 @@
  *           (8 bytes, row order; fp16 re-encoded by x4ScaleBits), then each row's 16 quant bytes (64 bytes, row order; nibbles as
  *           ggml's q4_0: low nibbles = elements 0..15, high nibbles = 16..31).
  *   q8_0x4: likewise with 8 bytes of scales then 4 × 32 int8 (block stride 136).
- *   q4_Kx4: per group and 256-value super-block (nb = K/256, stride 576): the 4 rows' fp16 d
- *           (8 bytes), their fp16 dmin (8 bytes), the 4 rows' 32 6-bit scales and 32 mins in
+ *   q4_Kx4: per group and 256-value super-block (nb = K/256, stride 576): the 4 rows' d
+ *           (8 bytes), their dmin (8 bytes), both fp16 re-encoded by x4ScaleBits, the 4 rows' 32 6-bit scales and 32 mins in
  *           three 16-byte vectors A, B, C (at 16, 32, 48) that unpack with a few and / shift / or
  *           into the byte orders the tiles use (assembly/gemm-k.ts unpack_x4): scale j of row r
  *           is byte i = 4(j & 3) + r of A (low nibble for j < 4, high for j >= 4) and of C
@@ -53,7 +53,7 @@ export function keptPacked(t: string, rows: number): boolean {
 const X4_SCALE_SHIFT = 10;
 
 /**
- * A q4_0 / q8_0 block's fp16 scale bits h as the x4 form stores them (assembly/x4-scale.ts says
+ * A q4_0 / q8_0 block's fp16 scale bits h (or a q4_K super-block's d or dmin) as the x4 form stores them (assembly/x4-scale.ts says
  * why): sign | E << 10 | m with E = e + 10 for d = 2^(e-15)·(1 + m/1024), a subnormal half
  * normalized first; shifted into an f32 it reads d·2^-102, never subnormal. -1 where there is no
  * such encoding: |d| >= 2^7, inf, NaN.
@@ -126,8 +126,8 @@ function packScalesX4(p: Uint8Array, at: number, stride: number, out: Uint8Array
 
 /**
  * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 / q4_K blocks, `plain`) into the x4
- * layout; returns a new array of the same length. (A RangeError for a q4_0 / q8_0 scale without
- * an x4 encoding.)
+ * layout; returns a new array of the same length. (A RangeError for a q4_0 / q8_0 scale or a q4_K
+ * d / dmin without an x4 encoding.)
  */
 export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: number): Uint8Array {
   const bs = blockBytes(t),
@@ -145,8 +145,18 @@ export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: nu
       for (let b = 0; b < nb; b++) {
         const src = (r * nb + b) * bs,
           at = (Math.floor(r / PACK_ROWS) * nb + b) * bs * PACK_ROWS;
-        out.set(plain.subarray(src, src + 2), at + 2 * i);
-        out.set(plain.subarray(src + 2, src + 4), at + 8 + 2 * i);
+        for (const [from, to, what] of [
+          [src, at + 2 * i, 'd'],
+          [src + 2, at + 8 + 2 * i, 'dmin'],
+        ] as const) {
+          const h = x4ScaleBits(plain[from]! | (plain[from + 1]! << 8));
+          if (h < 0)
+            throw new RangeError(
+              `repackX4: row ${r} super-block ${b}: a q4_k ${what} of 128 or more, inf or NaN has no x4 form`,
+            );
+          out[to] = h & 0xff;
+          out[to + 1] = h >> 8;
+        }
         if (i === PACK_ROWS - 1) packScalesX4(plain, src - 3 * nb * bs + 4, nb * bs, out, at + 16);
         for (let j = 0; j < 4; j++)
           for (let k = 0; k < 8; k++)

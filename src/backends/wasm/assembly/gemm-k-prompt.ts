@@ -34,6 +34,7 @@ import {
   OFF_B16, OFF_D, Q8K_BYTES, X4K_BYTES, f32_x4, gather4, gemm_k, hi45, lo45, mins_of_x4, mins_pairs_x4, six_bits_x4,
   udot16, unpack_x4,
 } from './gemm-k';
+import { x4_scales4 } from './x4-scale';
 
 /** Bytes of one plain q4_K / q5_K / q6_K super-block (block_q4_K, block_q5_K, block_q6_K). */
 const Q4K_BYTES: usize = 144, Q5K_BYTES: usize = 176, Q6K_BYTES: usize = 210;
@@ -149,8 +150,8 @@ let kp_e12: v128 = i32x4.splat(0), kp_e13: v128 = i32x4.splat(0), kp_e14: v128 =
     kp_mn1 = i16x8.extend_high_i8x16_u(e0);
     kp_mn2 = i16x8.extend_low_i8x16_u(e1);
     kp_mn3 = i16x8.extend_high_i8x16_u(e1);
-    kp_d = gather4(w, 2, true);
-    kp_dmin = gather4(w + 8, 2, true);
+    kp_d = x4_scales4(w);
+    kp_dmin = x4_scales4(w + 8);
     return;
   }
   const h0 = v128.load(w), h1 = v128.load(w + rs), h2 = v128.load(w + 2 * rs), h3 = v128.load(w + 3 * rs);

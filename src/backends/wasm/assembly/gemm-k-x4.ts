@@ -12,12 +12,13 @@
 // into this form (16 shuffles a chunk).
 //
 // A row's value is gemm_k's on the plain matrix, bit for bit: the same exact integers, then
-// (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin through gemm_k's fp16 table), summed over
+// (d·d_x)·sumi − (dmin·d_x)·summ in f32 (d, dmin exact: gemm_k's fp16 table values), summed over
 // super-blocks in four chains (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftovers.
-import { C_NIBBLE_MASK, f16_at } from './tables';
+import { C_NIBBLE_MASK } from './tables';
 import {
-  Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gather4, gemm_k, mins_of_x4, udot16, unpack_x4, x4_scale_byte,
+  Q8K_BYTES, X4K_BYTES, dequant45, dequant_row_k, f32_x4, gemm_k, mins_of_x4, udot16, unpack_x4, x4_scale_byte,
 } from './gemm-k';
+import { x4_scale_at, x4_scale_bits, x4_scales4 } from './x4-scale';
 import { chunk_of, prompt_rows_x4 } from './gemm-k-prompt';
 
 /** Bytes of one plain q4_K super-block (block_q4_K). */
@@ -120,7 +121,7 @@ let kx_stage: v128 = i32x4.splat(0);
   s = chunk_x4(q + 384, x + 192, chunk_scales(u, 3, false), chunk_scales(u, 3, true), m, s, false);
   const e0 = kx_e0, e1 = kx_e1;
   const summ = mins_of_x4(i16x8.extend_low_i8x16_u(e0), i16x8.extend_high_i8x16_u(e0), i16x8.extend_low_i8x16_u(e1), i16x8.extend_high_i8x16_u(e1), x);
-  return f32_x4(gather4(w, 2, true), gather4(w + 8, 2, true), x, s, summ);
+  return f32_x4(x4_scales4(w), x4_scales4(w + 8), x, s, summ);
 }
 
 /** Stores lanes [l0, l1) of s (the group's weight rows) at y + 4·lane. */
@@ -229,10 +230,12 @@ export function gemm_q4_kx4_prompt(A: usize, W: usize, Y: usize, ldy: i32, M: i3
 
 /**
  * Rows [0, rows) (a multiple of 4) of a plain q4_K matrix at W rewritten in place as q4_Kx4
- * groups; tmp: scratch of 4 rows' bytes. Each chunk's quants are transposed 16 bytes a row at a
- * time (chunk_of): 0.8 ms for 9.4 MB against 2.2 ms with a u32 load and store per piece.
+ * groups, d and dmin in x4-scale.ts's encoding (raw != 0: fp16 as stored, for a model switched to
+ * raw scales; a half without an encoding is written as 0: x4_scales_check first); tmp: scratch of
+ * 4 rows' bytes. Each chunk's quants are transposed 16 bytes a row at a time (chunk_of): 0.8 ms
+ * for 9.4 MB against 2.2 ms with a u32 load and store per piece.
  */
-export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
+export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize, raw: i32): void {
   const nb = K >> 8;
   const rb = <usize>nb * Q4K_BYTES, grp = <usize>nb * X4K_BYTES;
   for (let gi = 0; gi < (rows >> 2); gi++) {
@@ -242,8 +245,9 @@ export function repack_q4_kx4(W: usize, rows: i32, K: i32, tmp: usize): void {
     for (let b = 0; b < nb; b++) {
       for (let i: usize = 0; i < 4; i++) {
         const h = src + i * rb;
-        store<u16>(dst + 2 * i, load<u16>(h));
-        store<u16>(dst + 8 + 2 * i, load<u16>(h + 2));
+        const d = <u32>load<u16>(h), dmin = <u32>load<u16>(h + 2);
+        store<u16>(dst + 2 * i, <u16>(raw ? d : max(x4_scale_bits(d), 0)));
+        store<u16>(dst + 8 + 2 * i, <u16>(raw ? dmin : max(x4_scale_bits(dmin), 0)));
       }
       for (let i = 0; i < 16; i++) {
         store<u8>(dst + 16 + <usize>i, x4_scale_byte(src + 4, rb, i, 0));
@@ -279,7 +283,7 @@ export function dequant_row_q4_kx4(W: usize, N: i32, K: i32, r: i32, out: usize)
   let w = W + <usize>(r >> 2) * <usize>nb * X4K_BYTES;
   let y = out;
   for (let b = 0; b < nb; b++) {
-    dequant45(f16_at(w + 2 * i), f16_at(w + 8 + 2 * i), w + i, true, w + 64 + 4 * i, false, w, y);
+    dequant45(x4_scale_at(w + 2 * i), x4_scale_at(w + 8 + 2 * i), w + i, true, w + 64 + 4 * i, false, w, y);
     w += X4K_BYTES;
     y += 1024;
   }

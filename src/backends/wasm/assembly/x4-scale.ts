@@ -13,7 +13,12 @@
 // 128 or more (weights over 1024 / 16256) keeps every x4 scale raw instead (x4_raw_scales: DX1 =
 // d_x·2^112, the conversion exact as before, subnormal operands and all); inf / NaN scales are
 // refused by the loader.
-import { C_X4_PLAIN, C_X4_UNIT } from './tables';
+//
+// The q4_Kx4 header's d and dmin (gemm-k-x4.ts) take the same encoding and the same unit: read
+// back as d·2^-102 (normal) times 2^102 they are the fp16 values exactly, in 4 vector instructions
+// for 4 rows (x4_scales4), where 4 lookups in the fp16 table were 12. A model whose q4_K d or dmin
+// is 128 or more switches to raw scales with the q4_0 / q8_0 ones (kind 2 below).
+import { C_F16_RAWMASK, C_X4_PLAIN, C_X4_UNIT } from './tables';
 
 /** Binades the encoding moves the fp16 exponent up (subnormal halves reach e = -9). */
 export const X4_SCALE_SHIFT: i32 = 10;
@@ -56,6 +61,16 @@ export function x4_scale_bits(h: u32): i32 {
   return reinterpret<f32>(((h & 0x8000) << 16) | ((h & 0x7fff) << 13)) * x4_unit();
 }
 
+/**
+ * The 4 x4 scales (encoded or raw, as the unit says) at p, p + 2, p + 4, p + 6 as exact f32: the
+ * bits shifted into f32s (sign kept by the mask) times the unit. Encoded, the shifted value is
+ * normal (or ±0), so no multiply meets a subnormal operand.
+ */
+// @ts-ignore: decorator
+@inline export function x4_scales4(p: usize): v128 {
+  return f32x4.mul(v128.and(i32x4.shl(v128.load16x4_s(p), 13), v128.load(C_F16_RAWMASK)), v128.load(C_X4_UNIT));
+}
+
 /** The fp16 bits of x4-encoded scale bits b (x4_scale_bits' inverse). */
 export function x4_scale_raw(b: u32): u32 {
   const s = b & 0x8000;
@@ -66,27 +81,34 @@ export function x4_scale_raw(b: u32): u32 {
 }
 
 /**
- * Bit 0: some fp16 scale of the plain q4_0 (q4 != 0) / q8_0 rows [0, rows) at W is finite but has
- * no x4 encoding (|d| >= 128); bit 1: some scale is inf or NaN.
+ * Bit 0: some fp16 scale of the plain rows [0, rows) at W is finite but has no x4 encoding (|d| >=
+ * 128); bit 1: some scale is inf or NaN. kind: 0 q8_0, 1 q4_0 (its d), 2 q4_K (its d and dmin).
  */
-export function x4_scales_check(q4: i32, W: usize, rows: i32, K: i32): i32 {
-  const bs: usize = q4 ? 18 : 34;
-  const n = <usize>rows * <usize>(K >> 5);
+export function x4_scales_check(kind: i32, W: usize, rows: i32, K: i32): i32 {
+  const bs: usize = kind == 2 ? 144 : kind == 1 ? 18 : 34;
+  const per: usize = kind == 2 ? 2 : 1;
+  const n = <usize>rows * <usize>(K >> (kind == 2 ? 8 : 5));
   let r = 0;
   for (let i: usize = 0; i < n; i++) {
-    const h = <u32>load<u16>(W + i * bs);
-    if ((h & 0x7c00) == 0x7c00) r |= 2;
-    else if (x4_scale_bits(h) < 0) r |= 1;
+    for (let j: usize = 0; j < per; j++) {
+      const h = <u32>load<u16>(W + i * bs + 2 * j);
+      if ((h & 0x7c00) == 0x7c00) r |= 2;
+      else if (x4_scale_bits(h) < 0) r |= 1;
+    }
   }
   return r;
 }
 
-/** The x4-encoded scales of x4 groups of rows [0, rows) (a multiple of 4) at W rewritten as raw fp16. */
-export function x4_scales_to_raw(q4: i32, W: usize, rows: i32, K: i32): void {
-  const bs: usize = q4 ? 72 : 136;
-  const n = <usize>(rows >> 2) * <usize>(K >> 5);
+/**
+ * The x4-encoded scales of x4 groups of rows [0, rows) (a multiple of 4) at W rewritten as raw
+ * fp16; kind as x4_scales_check (q4_Kx4: the 8 halves d, dmin of each group super-block).
+ */
+export function x4_scales_to_raw(kind: i32, W: usize, rows: i32, K: i32): void {
+  const bs: usize = kind == 2 ? 576 : kind == 1 ? 72 : 136;
+  const hb: usize = kind == 2 ? 16 : 8;
+  const n = <usize>(rows >> 2) * <usize>(K >> (kind == 2 ? 8 : 5));
   for (let i: usize = 0; i < n; i++) {
     const p = W + i * bs;
-    for (let j: usize = 0; j < 8; j += 2) store<u16>(p + j, <u16>x4_scale_raw(<u32>load<u16>(p + j)));
+    for (let j: usize = 0; j < hb; j += 2) store<u16>(p + j, <u16>x4_scale_raw(<u32>load<u16>(p + j)));
   }
 }
