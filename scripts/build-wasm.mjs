@@ -10,7 +10,7 @@
 // The kernels keep no state of their own (no data segment, no heap): every buffer is a pointer the
 // host passes in, so one module instance per (worker, memory) pair can share a memory with others.
 import { spawn } from 'node:child_process';
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -60,5 +60,44 @@ for (const { v, out, code } of results) {
   if (code !== 0 || statSync(out).size === 0) {
     console.error(`build-wasm: asc failed for ${v.file}`);
     process.exit(code || 1);
+  }
+}
+
+/**
+ * The byte size of a module's data section (id 11), 0 without one. An active data segment is
+ * written again by every instantiation, and the backend instantiates the kernels once per worker on
+ * a memory whose [0, TABLES_END) already holds the fp16 table: a segment there (asc puts them at
+ * 1024, e.g. the standard library's log2 table) silently changes table entries under running models.
+ */
+function dataSectionBytes(bytes) {
+  let p = 8;
+  const leb = () => {
+    let r = 0;
+    let shift = 0;
+    let b;
+    do {
+      b = bytes[p++];
+      r += (b & 127) * 2 ** shift;
+      shift += 7;
+    } while (b & 128);
+    return r;
+  };
+  while (p < bytes.length) {
+    const id = bytes[p++];
+    const size = leb();
+    if (id === 11) return size;
+    p += size;
+  }
+  return 0;
+}
+for (const { v, out } of results) {
+  const size = dataSectionBytes(readFileSync(out));
+  if (size > 0) {
+    console.error(
+      `build-wasm: ${v.file} has a data section (${size} bytes); the kernels must keep no static data ` +
+        '(a segment is rewritten over the lookup tables at every instantiation): find the standard-library ' +
+        'function or static array that brought it in (asc -t out.wat; look for "(data")',
+    );
+    process.exit(1);
   }
 }

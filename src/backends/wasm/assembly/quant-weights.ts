@@ -80,7 +80,10 @@ export function fill_random_weights(t: i32, dst: usize, n: i32, seed: i32, scale
   if (t == 1 || t == 2) {
     // random sign, mantissa and one of 4 exponents below scale: |v| in [scale/16, scale), 4 values per draw
     const bias = t == 1 ? 15 : 127, mbits = t == 1 ? 10 : 7;
-    let e = <i32>Mathf.floor(Mathf.log2(scale)) + bias;
+    // floor(log2(scale)) read off the exponent bits (scale is a positive normal f32): Mathf.log2
+    // would bring the standard library's 256-byte table, a data segment that every instantiation
+    // on a shared memory writes again, over fp16 table entries (build-wasm.mjs refuses one).
+    let e = <i32>((reinterpret<u32>(scale) >> 23) & 0xff) - 127 + bias;
     if (e < 4) e = 4;
     if (e > (t == 1 ? 30 : 254)) e = t == 1 ? 30 : 254;
     const mmask: u64 = (<u64>1 << mbits) - 1;
