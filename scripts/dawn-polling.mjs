@@ -5,6 +5,14 @@
 // a core from the driver's shader compiler (a new pipeline compiles for seconds on first dispatch),
 // on a 2-core CI machine that also runs a second test file. Here those callbacks wait 1 ms instead
 // (setTimeout); everything else that calls setImmediate is left alone.
+//
+// Why this is not in src/ for users too (looked at in the seventeenth session): Dawn's AsyncRunner
+// looks up `setImmediate` on the global object at every tick (QueueTick: env.Global().Get(
+// "setImmediate")), so the only handle on its polling is that global; the library cannot change
+// it without replacing a global function in the user's process, even if only while one of its own
+// GPU waits is pending. That would also slow other addons' native callbacks, and it would add up
+// to 1 ms to every GPU wait (a decode step maps its logits once per token), a cost not measured on
+// a real GPU yet. Kept to the tests until it can be measured there or Dawn offers a blocking wait.
 
 import { promisify } from 'node:util';
 

@@ -1,6 +1,7 @@
 /**
  * `mpt chat` driven through piped stdin: replies equal the library's chat session, /save and
- * /reset work, SIGINT mid-reply stops only that reply, end of input exits 0.
+ * /reset work, SIGINT mid-reply stops only that reply, end of input exits 0; a model without a chat
+ * template (the shipped one) gets a note that its replies continue the text.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -45,10 +46,22 @@ test('piped messages get the same replies as the library; /save writes the histo
     assert.equal(c, a, 'after /reset the conversation starts over');
     assert.equal(r.stdout, `${a}\n${b}\n${c}\n`);
     assert.match(r.stderr, /prompt format: jinja/);
+    assert.doesNotMatch(r.stderr, /no chat template/, 'a model with a chat template needs no note');
   } finally {
     await model.dispose();
     rmSync(saveFile, { force: true });
   }
+});
+
+test('the shipped model, which has no chat template and writes stories: the chat says so before the first turn', async () => {
+  const r = await runCli(['chat', '-n', '2', '-t', '0'], 'Hello\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /prompt format: none/);
+  assert.match(
+    r.stderr,
+    /no chat template, so each turn goes to the model as "User: …" \/ "Assistant:" lines; the shipped model is a small story model, not tuned for chat/,
+  );
+  assert.match(r.stderr, /MPT-7B-Chat answers turns; --template chatml\|instruct/);
 });
 
 test('SIGINT mid-reply stops the reply but not the REPL; EOF then exits 0', async () => {

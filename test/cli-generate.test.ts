@@ -1,13 +1,17 @@
-/** `mpt generate` through the real command line, on the tiny-neox-vocab fixture. */
+/**
+ * `mpt generate` through the real command line, on the tiny-neox-vocab fixture; on a terminal, the
+ * shipped model's story shown with its prompt.
+ */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { loadTokenizer } from '../src/runtime/tokenizer-files.js';
 import { fixturePath } from './helpers/goldens.js';
 import { MPT_BIN, runCli } from './helpers/cli.js';
+import { makeChatModelFolder } from './helpers/model-folders.js';
 
 const MODEL = fixturePath('tiny-neox-vocab');
 const g = JSON.parse(readFileSync(`${MODEL}/goldens.json`, 'utf8'));
@@ -152,6 +156,43 @@ test('with stdout and stderr in one file (2>&1), the statistics start on a line 
     assert.ok(out.includes(`${text}\n`), `the text is followed by a line break:\n${out}`);
     assert.match(out, /^prompt: 7 tokens/m);
   } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// A real terminal for stdout (util-linux `script`), stderr to a file: what a user sees on screen.
+const script = process.platform === 'linux' && existsSync('/usr/bin/script') ? '/usr/bin/script' : null;
+
+/** What `mpt …args` shows on a terminal's screen (stdout only; the terminal's \r\n made \n). */
+function onScreen(args: string[], dir: string): string {
+  const quoted = [process.execPath, MPT_BIN, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
+  const r = spawnSync(script!, ['-qec', `${quoted} 2> '${join(dir, 'err.txt')}'`, '/dev/null'], {
+    encoding: 'utf8',
+    timeout: 120_000,
+  });
+  assert.equal(r.status, 0, r.stdout + readFileSync(join(dir, 'err.txt'), 'utf8'));
+  return r.stdout.replace(/\r\n/g, '\n');
+}
+
+test("in a terminal, README's first command shows the story with its start; piped, the continuation alone", {
+  skip: script ? false : 'no util-linux script',
+}, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'mpt-gen-tty-'));
+  const chat = makeChatModelFolder();
+  try {
+    // `npx mpt generate "Once upon a time"` on the shipped model (prompt format none), greedy and short.
+    const args = ['generate', 'Once upon a time', '-n', '12', '--temperature', '0'];
+    const piped = await runCli(args);
+    assert.equal(piped.code, 0, piped.stderr);
+    assert.ok(!piped.stdout.startsWith('Once upon a time'), 'a pipe gets the new text only');
+    assert.equal(onScreen(args, dir), `Once upon a time${piped.stdout}\n`);
+    // A chat model's reply is no continuation of the prompt: the screen shows the reply alone.
+    const chatArgs = ['generate', chat.dir, 'Hello there', '-n', '6', '-t', '0', '--backend', 'reference'];
+    const reply = await runCli(chatArgs);
+    assert.equal(reply.code, 0, reply.stderr);
+    assert.equal(onScreen(chatArgs, dir), reply.stdout.endsWith('\n') ? reply.stdout : `${reply.stdout}\n`);
+  } finally {
+    chat.cleanup();
     rmSync(dir, { recursive: true, force: true });
   }
 });

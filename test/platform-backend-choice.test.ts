@@ -16,6 +16,38 @@ function gpuWith(adapter: object | null) {
   return { requestAdapter: async () => adapter as never };
 }
 
+test('a WebGPU without an adapter is asked once (the browser warns at each null answer), one with adapters each time', async () => {
+  const ck = await openCheckpoint(fixturePath('tiny-gqa'));
+  try {
+    const asked = (adapter: object | null) => {
+      const gpu = {
+        calls: 0,
+        requestAdapter: async () => {
+          gpu.calls++;
+          return adapter as never;
+        },
+      };
+      return gpu;
+    };
+    const none = asked(null);
+    for (let i = 0; i < 3; i++) {
+      assert.deepEqual(await webgpuVerdict(none, ck), { ok: false, why: 'WebGPU has no adapter here' });
+    }
+    assert.equal(none.calls, 1);
+    // Another navigator.gpu (another page) asks for itself.
+    const other = asked(null);
+    await webgpuVerdict(other, ck);
+    assert.equal(other.calls, 1);
+    // An adapter is asked for at each load: adapters are used up by the device opened on them.
+    const soft = asked({ limits: {}, info: { isFallbackAdapter: true } });
+    await webgpuVerdict(soft, ck);
+    await webgpuVerdict(soft, ck);
+    assert.equal(soft.calls, 2);
+  } finally {
+    await ck.tensors.close();
+  }
+});
+
 test("'auto' and a page's WebGPU adapter: none, software, too small (naming the tensor), fitting", async () => {
   const ck = await openCheckpoint(fixturePath('tiny-gqa'));
   try {

@@ -2,55 +2,16 @@
 // it is tokenized (a 10 MB line costs what a context's worth of text costs), the run says how many
 // examples were truncated or skipped and names the first line of each, and memory stays small.
 // Ctrl-C during a run loses no work: it ends after the step in progress with a checkpoint of it,
-// says where, exits 130, and the same command resumes from that step.
+// says where, exits 130, and the same command resumes from that step. (README's and the help's
+// example on the sample data: readme-training.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { loadModel } from '../src/runtime/model.js';
 import { REPO_ROOT, fixturePath } from './helpers/goldens.js';
 import { checkStopped, interruptAfter } from './helpers/interrupt.js';
-
-test('the sample data the help names fine-tunes the shipped model, and the result loads and generates', async () => {
-  const dir = mkdtempSync(join(tmpdir(), 'mpt-finetune-sample-'));
-  try {
-    const help = spawnSync(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), 'finetune', '--help'], {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-    });
-    // The help's example command, run as printed (with --out in the test's folder and one thread).
-    const example = /^ {2}mpt (finetune models\/default recipes\/finetune-sample\.jsonl .*)$/m.exec(help.stdout);
-    assert.ok(example, help.stdout);
-    const args = example[1]!.split(' ');
-    args[args.indexOf('--out') + 1] = join(dir, 'my-model');
-    const r = spawnSync(process.execPath, [join(REPO_ROOT, 'bin/mpt.js'), ...args, '--threads', '1'], {
-      cwd: REPO_ROOT,
-      encoding: 'utf8',
-      timeout: 240_000,
-    });
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, /finetune: 8 train \/ 0 eval examples, 2 steps of 4/);
-    const summary = JSON.parse(r.stdout);
-    assert.equal(summary.steps, 2, r.stdout);
-    const model = await loadModel(join(dir, 'my-model'), { backend: 'reference' });
-    const base = await loadModel(join(REPO_ROOT, 'models/default'), { backend: 'reference' });
-    try {
-      const ids = model.tokenizer.encode('Once upon a time');
-      const [tuned, shipped] = [await model.logits(ids), await base.logits(ids)];
-      assert.ok(tuned.every(Number.isFinite));
-      assert.notDeepEqual(tuned, shipped, 'two steps changed the weights');
-      const { text } = await model.generate('Once upon a time', { maxTokens: 8, temperature: 0 });
-      assert.ok(text.length > 0);
-    } finally {
-      await model.dispose();
-      await base.dispose();
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
 
 test('mpt finetune cuts a 10 MB example to the context, skips one whose prompt fills it, and names the lines', () => {
   const dir = mkdtempSync(join(tmpdir(), 'mpt-finetune-long-'));

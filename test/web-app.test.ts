@@ -78,6 +78,8 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
   let profile = '';
   let page: Page;
   const errors: string[] = [];
+  /** Chromium's warnings (e.g. "No available adapters." where WebGPU has no adapter), in order. */
+  const warnings: string[] = [];
 
   before(async () => {
     app = await startWebApp();
@@ -88,6 +90,7 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     page.on('pageerror', (e) => errors.push(String(e)));
     page.on('console', (m) => {
       if (m.type() === 'error') errors.push(m.text());
+      if (m.type() === 'warning') warnings.push(m.text());
     });
   });
   after(async () => {
@@ -244,6 +247,7 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
   });
 
   it('chosen files, dropped files and a typed URL load other models', async () => {
+    const warned = warnings.length;
     await page.locator('#settings details#model-source').evaluate((d) => {
       (d as HTMLDetailsElement).open = true;
     });
@@ -268,6 +272,12 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     await page.click('#clear');
     assert.match(await ask(page, 'Hello', 1), /^\d tokens/);
     assert.deepEqual(errors, []);
+    // 'auto' asked WebGPU for an adapter at the page's first load; without one it is not asked again.
+    assert.deepEqual(
+      warnings.slice(warned).filter((w) => /adapter/i.test(w)),
+      [],
+      'no adapter warning at each model switch',
+    );
   });
 
   it('a wrong file dropped or a URL that is no model: a message naming it, and the model before stays', async () => {
@@ -308,7 +318,7 @@ describe('mpt web in Chromium', { skip, timeout: 300_000 }, () => {
     );
     assert.match(
       (await page.textContent('#status'))!,
-      /^Could not load the model: chosen files has no tokenizer \(no tokenizer\.json, .*\): choose or drop its tokenizer\.json together with the model's files \(still using default\)$/,
+      /^Could not load the model: the model in the chosen files has no tokenizer \(no tokenizer\.json, .*\): choose or drop its tokenizer\.json together with the model's files \(still using default\)$/,
     );
     assert.match(await waitLoaded(page, 'default'), /^default · context 256 · wasm · 2 threads$/);
 

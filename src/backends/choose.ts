@@ -41,6 +41,16 @@ function adapterName(a: AdapterView): string {
 }
 
 /**
+ * The `navigator.gpu` objects that gave no adapter. A browser logs a warning of its own at each
+ * such answer (Chromium: "No available adapters."; no other API tells whether there is one), and
+ * a page that loads several models would log it at each load. So a page that got no adapter is
+ * taken to have none until it is reloaded: a machine without a usable GPU gives the same answer
+ * each time; one that gains an adapter in the page's lifetime (a GPU process restarted) runs
+ * 'auto' on wasm until the reload. Adapters that exist are asked for at each load, as before.
+ */
+const withoutAdapter = new WeakSet<object>();
+
+/**
  * Whether a page's WebGPU adapter should run the model: the adapter's name, or the reason not.
  * Exported for tests, which give it adapters of their own making.
  */
@@ -49,13 +59,18 @@ export async function webgpuVerdict(
   model: { config: MptConfig; tensors: Pick<TensorSource, 'info'> },
 ): Promise<{ ok: true; adapter: string } | { ok: false; why: string }> {
   if (gpu === undefined) return { ok: false, why: 'this browser has no WebGPU' };
+  const none = { ok: false, why: 'WebGPU has no adapter here' } as const;
+  if (withoutAdapter.has(gpu)) return none;
   let adapter: AdapterView | null;
   try {
     adapter = await gpu.requestAdapter({ powerPreference: 'high-performance' });
   } catch (e) {
     return { ok: false, why: `WebGPU gave no adapter (${(e as Error).message})` };
   }
-  if (adapter === null) return { ok: false, why: 'WebGPU has no adapter here' };
+  if (adapter === null) {
+    withoutAdapter.add(gpu);
+    return none;
+  }
   if (adapter.info?.isFallbackAdapter === true || adapter.isFallbackAdapter === true) {
     return { ok: false, why: "WebGPU's only adapter is a software one (it runs on the CPU, slower than wasm)" };
   }

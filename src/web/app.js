@@ -234,7 +234,7 @@ function filesName(files) {
   const gguf = files.find((f) => f.name.toLowerCase().endsWith('.gguf'));
   if (gguf) return gguf.name;
   const rel = files[0]?.webkitRelativePath ?? '';
-  return rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : 'chosen files';
+  return rel.includes('/') ? rel.slice(0, rel.indexOf('/')) : backend.CHOSEN_FILES;
 }
 
 /** The Files of a dropped folder (its own files; a model folder has no subfolders that matter). */

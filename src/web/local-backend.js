@@ -6,6 +6,9 @@
 
 import { ChatSession, MptModel, loadModel, noTokenizerMessage, resolvePromptFormat } from '/dist/src/browser.js';
 
+/** The name of Files chosen or dropped without a folder around them (a plural, unlike a folder's name). */
+export const CHOSEN_FILES = 'chosen files';
+
 /** What to load next: a URL string, or the Files a user dropped or chose. */
 let source = null;
 let sourceName = '';
@@ -58,7 +61,9 @@ export async function describeModel({ onProgress } = {}) {
     // A chat needs text: refused at load, as a file that is no model is, not at the first message.
     loading = null;
     const name = model.config.raw.tokenizer_name;
-    const why = noTokenizerMessage(sourceName, model.config.vocabSize, typeof name === 'string' ? name : undefined);
+    // The message reads "<where> has no tokenizer": loose files are named by the model they hold.
+    const where = sourceName === CHOSEN_FILES ? `the model in the ${CHOSEN_FILES}` : sourceName;
+    const why = noTokenizerMessage(where, model.config.vocabSize, typeof name === 'string' ? name : undefined);
     await model.dispose();
     throw new Error(`${why}: choose or drop its tokenizer.json together with the model's files`);
   }

@@ -33,6 +33,21 @@ ${MODEL_AND_SAMPLING_HELP}`;
 
 const COMMANDS_HELP = '/reset  /save FILE  /help  /exit   (Ctrl-C stops a reply, Ctrl-D leaves)';
 
+/**
+ * What a chat with a model without a chat template is: the turns as plain "User:"/"Assistant:"
+ * lines that the model continues. The shipped model was trained on stories only, so a new user's
+ * first `mpt chat` (the help names it) gets story text back; said so, with where chat works.
+ */
+export function plainChatNote(shipped: boolean): string {
+  const what = shipped
+    ? 'the shipped model is a small story model, not tuned for chat: its replies continue the text as a story'
+    : 'a model not tuned for chat replies by continuing the text';
+  return (
+    `note: no chat template, so each turn goes to the model as "User: …" / "Assistant:" lines; ${what} ` +
+    '(a chat model such as MPT-7B-Chat answers turns; --template chatml|instruct chooses a format)'
+  );
+}
+
 export async function run(argv: string[]): Promise<number> {
   const { positionals, options } = parseArgs(
     argv,
@@ -61,6 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   note(
     `chat with ${model.path} (prompt format: ${model.format.name}, context ${session.model.contextLength}). ${COMMANDS_HELP}`,
   );
+  if (model.format.name === 'none') note(plainChatNote(modelPath === undefined));
 
   const rl = createInterface({ input: process.stdin, output: tty ? process.stdout : undefined, terminal: tty });
   const queue: string[] = [];

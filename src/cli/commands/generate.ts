@@ -29,11 +29,14 @@ export const summary = 'generate text from a prompt (streams to stdout)';
 export const help = `usage: mpt generate [MODEL] [PROMPT] [options]
 
 Continues PROMPT (or stdin when no prompt is given) and streams the new text to stdout; token
-counts and speed go to stderr. MODEL is a model folder or .gguf file; when the first argument
-is not an existing folder or .gguf file, the shipped default model (models/default/) is used and
-every argument is part of the prompt (but a first argument that looks like a path, with a / or
-ending in .gguf, .safetensors or .bin, must be a model). With a chat or instruct model the
-prompt is wrapped in its prompt format (see --template; --template none sends it as is).
+counts and speed go to stderr. In a terminal a plain prompt (no prompt format) is shown first,
+so the text reads on from it; piped or redirected, stdout holds the new text only.
+
+MODEL is a model folder or .gguf file; when the first argument is not an existing folder or .gguf
+file, the shipped default model (models/default/) is used and every argument is part of the
+prompt (but a first argument that looks like a path, with a / or ending in .gguf, .safetensors or
+.bin, must be a model). With a chat or instruct model the prompt is wrapped in its prompt format
+(see --template; --template none sends it as is).
 
       --system TEXT         system prompt for chat/instruct formats
       --ids 1,2,3           feed these token ids as the prompt (prints ids when the model has no tokenizer)
@@ -111,6 +114,16 @@ export async function run(argv: string[]): Promise<number> {
       if (!quiet) process.stderr.write(`note: ${m}\n`);
     };
     const stream = await streamLongContext(model, ids, { ...gen, signal: controller.signal }, lc, note);
+    // "Once upon a time" continues as ", there was…": on a screen the story reads whole with its
+    // start. Only there: a pipe gets the continuation alone, and a chat reply is no continuation.
+    if (
+      process.stdout.isTTY &&
+      promptText !== undefined &&
+      !printIds &&
+      model.format.name === 'none' &&
+      system === undefined
+    )
+      writeOut(promptText);
     let first = true;
     let lastText = '';
     for await (const chunk of stream) {
