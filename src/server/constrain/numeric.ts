@@ -30,12 +30,16 @@ export interface NumBounds {
  * Bounds on the magnitude x of a number written with one sign (x ≥ 0), as whole numbers: a value
  * with integer part x can reach the bounds when reachLo ≤ x ≤ hi (for numbers reachLo is the
  * bound rounded down, as x.5 may lie above it), and x itself is in bounds when inLo ≤ x ≤ hi.
- * Each is a safe integer or ±Infinity (unbounded).
+ * Each is a safe integer or ±Infinity (unbounded). For numbers with decimals, the bounds rounded
+ * inwards to the finest step are reachLo + loFrac·10^-15 and hi + hiFrac·10^-15 (0 ≤ frac < 10^15;
+ * 0 when unbounded or for integers).
  */
 interface SideBounds {
   reachLo: number;
   inLo: number;
   hi: number;
+  loFrac: number;
+  hiFrac: number;
 }
 
 /** Whole-number bounds for positive and negative numbers, and the multiple integers must be of. */
@@ -126,11 +130,16 @@ function sideBounds(bd: NumBounds, lo: bigint, hi: bigint): SideBounds | null {
   const grid = bd.integer ? ONE : FINEST;
   const gLo = -floorDiv(-lo, grid) * grid;
   const gHi = floorDiv(hi, grid) * grid;
-  const reachLo = lo <= -LIMIT ? -Infinity : safe(floorDiv(gLo, ONE));
+  const loInt = floorDiv(gLo, ONE);
+  const hiInt = floorDiv(gHi, ONE);
+  const reachLo = lo <= -LIMIT ? -Infinity : safe(loInt);
   const inLo = lo <= -LIMIT ? -Infinity : safe(-floorDiv(-gLo, ONE));
-  const top = hi >= LIMIT ? Infinity : safe(floorDiv(gHi, ONE));
+  const top = hi >= LIMIT ? Infinity : safe(hiInt);
   if (reachLo === null || inLo === null || top === null) return null;
-  return { reachLo, inLo, hi: top };
+  // Below 10^15 (the fraction of a whole number in FINEST steps): exact.
+  const loFrac = lo <= -LIMIT ? 0 : Number((gLo - loInt * ONE) / FINEST);
+  const hiFrac = hi >= LIMIT ? 0 : Number((gHi - hiInt * ONE) / FINEST);
+  return { reachLo, inLo, hi: top, loFrac, hiFrac };
 }
 
 function plainBounds(bd: NumBounds): PlainBounds | null {
@@ -213,28 +222,94 @@ function plainFeasible(side: SideBounds, multiple: number, int: string): boolean
   return false;
 }
 
+/**
+ * numFeasible for a sign alone ("-", or nothing yet): some value of that sign is within the
+ * bounds iff the side's upper bound is not below 0. If it is not, either the bounds hold 0 (a
+ * multiple of everything) or they lie wholly on this side, and they hold a value (numBounds
+ * checks that), a multiple for integers.
+ */
+function plainSignFeasible(side: SideBounds): boolean {
+  return side.hi >= 0;
+}
+
+/** 10^-15 steps in the decimals `frac` (at most 15 digits): exact, as the product is below 10^15. */
+function fracSteps(frac: string): number {
+  return frac === '' ? 0 : Number(frac) * TENS[MAX_FRAC_DIGITS - frac.length]!;
+}
+
+/**
+ * numFeasible for "D.F" (a number's magnitude with a dot and f ≤ 15 decimals): it can become the
+ * values D + [F·10^-f, (F+1)·10^-f) on the 10^-15 grid, and those reach the side's bounds iff the
+ * first is ≤ the upper bound and the last ≥ the lower one. Each is compared as (whole part, 10^-15
+ * steps): safe integers, so exact.
+ */
+function plainFracFeasible(side: SideBounds, d: number, frac: string): boolean {
+  const first = fracSteps(frac);
+  const last = first + TENS[MAX_FRAC_DIGITS - frac.length]! - 1;
+  return (
+    (d < side.hi || (d === side.hi && first <= side.hiFrac)) &&
+    (d > side.reachLo || (d === side.reachLo && last >= side.loFrac))
+  );
+}
+
+/**
+ * The exact decision of numFeasible with plain numbers, or undefined where it is not exact (bounds
+ * past 2^53, prefixes of more than 15 integer digits): the magnitude's side, then a sign alone,
+ * digits only, or digits with a dot and decimals.
+ */
+export function plainNumFeasible(bd: NumBounds, txt: string): boolean | undefined {
+  const p = bd.plain;
+  if (!p) return undefined;
+  const neg = txt.charCodeAt(0) === 0x2d;
+  const side = neg ? p.neg : p.pos;
+  const from = neg ? 1 : 0;
+  const dot = txt.indexOf('.');
+  if (dot < 0) {
+    if (txt.length === from) return plainSignFeasible(side);
+    if (txt.length - from > MAX_PLAIN_DIGITS) return undefined;
+    return plainFeasible(side, p.multiple, from ? txt.slice(from) : txt);
+  }
+  if (bd.integer || dot === from || dot - from > MAX_PLAIN_DIGITS || txt.length - dot - 1 > MAX_FRAC_DIGITS)
+    return undefined;
+  return plainFracFeasible(side, Number(txt.slice(from, dot)), txt.slice(dot + 1));
+}
+
 /** The prefix can still grow into a number within the bounds. */
 export function numFeasible(bd: NumBounds, txt: string): boolean {
+  const plain = plainNumFeasible(bd, txt);
+  if (plain !== undefined) return plain;
   const neg = txt.startsWith('-');
-  const int = neg ? txt.slice(1) : txt;
-  if (bd.plain && int !== '' && int.length <= MAX_PLAIN_DIGITS && !int.includes('.')) {
-    return plainFeasible(neg ? bd.plain.neg : bd.plain.pos, bd.plain.multiple, int);
-  }
   for (const [a, b] of reach(bd, txt)) {
     if (neg ? hasMultiple(bd, -b, -a) : hasMultiple(bd, a, b)) return true;
   }
   return false;
 }
 
-/** The prefix, as a whole number, is within the bounds. */
-export function numInBounds(bd: NumBounds, txt: string): boolean {
+/** The exact decision of numInBounds with plain numbers, or undefined where it is not exact. */
+export function plainNumInBounds(bd: NumBounds, txt: string): boolean | undefined {
+  const p = bd.plain;
+  if (!p) return undefined;
   const { neg, int, frac, dot } = parts(txt);
   if (int === '') return false;
-  if (bd.plain && !dot && int.length <= MAX_PLAIN_DIGITS) {
-    const side = neg ? bd.plain.neg : bd.plain.pos;
-    const d = Number(int);
-    return d >= side.inLo && d <= side.hi && d % bd.plain.multiple === 0;
-  }
+  if (int.length > MAX_PLAIN_DIGITS || frac.length > MAX_FRAC_DIGITS) return undefined;
+  const side = neg ? p.neg : p.pos;
+  const d = Number(int);
+  if (!dot) return d >= side.inLo && d <= side.hi && d % p.multiple === 0;
+  if (bd.integer) return undefined;
+  // D.F is on the 10^-15 grid: within the bounds iff within them rounded inwards to that grid.
+  const f = fracSteps(frac);
+  return (
+    (d > side.reachLo || (d === side.reachLo && f >= side.loFrac)) &&
+    (d < side.hi || (d === side.hi && f <= side.hiFrac))
+  );
+}
+
+/** The prefix, as a whole number, is within the bounds. */
+export function numInBounds(bd: NumBounds, txt: string): boolean {
+  const plain = plainNumInBounds(bd, txt);
+  if (plain !== undefined) return plain;
+  const { neg, int, frac } = parts(txt);
+  if (int === '') return false;
   let v = BigInt(int) * ONE + (frac ? BigInt(frac) * 10n ** BigInt(SCALE - frac.length) : 0n);
   if (neg) v = -v;
   return hasMultiple(bd, v, v);
