@@ -49,11 +49,43 @@ interface PlainBounds {
   multiple: number;
 }
 
-/** A schema's bound as fixed point, or null when it lies beyond every number that can be written. */
-function fixed(x: number): bigint | null {
+/**
+ * A schema's inclusive bound as fixed point, rounded up (`up`, a lower bound) or down, or null
+ * when it lies beyond every number that can be written. Below 2^53 that is the shortest decimal
+ * that reads back as the bound (String(x)): a client parses "3.14159" to the very double of
+ * `maximum: 3.14159`, whose exact binary value lies below 3.14159 (x.toFixed(16) gives
+ * 3.1415899999999999, which refused the bound itself); every decimal up to it parses to at most
+ * the bound, so values stay within it as parsed. Integers below 2^53 compare the same either way.
+ * From 2^53 on a double is an integer, taken exactly: a client that reads integers exactly (not
+ * as doubles) then agrees too.
+ */
+function fixed(x: number, up: boolean): bigint | null {
   if (Math.abs(x) >= 1e20) return null;
-  const [i, f = ''] = x.toFixed(SCALE).split('.');
-  return BigInt(i! + f.padEnd(SCALE, '0').slice(0, SCALE));
+  if (Math.abs(x) >= 2 ** 53) return BigInt(x) * ONE;
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:e([+-]\d+))?$/.exec(String(x))!;
+  const [, sign, int, frac = '', exp = '0'] = m;
+  // |x| = digits · 10^(exp - frac digits); to SCALE decimals, the remainder rounded away or not.
+  const shift = Number(exp) - frac.length + SCALE;
+  const digits = BigInt(int! + frac);
+  let q = digits;
+  let inexact = false;
+  if (shift >= 0) q = digits * 10n ** BigInt(shift);
+  else {
+    const d = 10n ** BigInt(-shift);
+    q = digits / d;
+    inexact = digits % d !== 0n;
+  }
+  if (sign) return inexact && !up ? -q - 1n : -q;
+  return inexact && up ? q + 1n : q;
+}
+
+/** The next double above (dir 1) or below (dir -1) x. */
+function nextDouble(x: number, dir: 1 | -1): number {
+  if (x === 0) return dir * Number.MIN_VALUE;
+  const f = new Float64Array([x]);
+  const bits = new BigInt64Array(f.buffer);
+  bits[0]! += x > 0 === dir > 0 ? 1n : -1n;
+  return f[0]!;
 }
 
 const LIMIT = 10n ** BigInt(MAX_BOUNDED_INT_DIGITS) * ONE;
@@ -83,7 +115,6 @@ export function numBounds(
   }
   let step = integer ? ONE : FINEST;
   if (multipleOf !== undefined) step = ONE * BigInt(multipleOf);
-  const unit = FINEST;
   let lo: bigint | null = -LIMIT;
   let hi: bigint | null = LIMIT;
   const raise = (v: bigint | null) => {
@@ -92,25 +123,19 @@ export function numBounds(
   const lower = (v: bigint | null) => {
     if (v !== null && v < hi!) hi = v;
   };
+  // An exclusive bound is the inclusive one at the next double: a value that parses above (below)
+  // it parses above (below) the bound, and an exact decimal or integer lies past it too.
+  if (exMin !== undefined) min = min === undefined ? nextDouble(exMin, 1) : Math.max(min, nextDouble(exMin, 1));
+  if (exMax !== undefined) max = max === undefined ? nextDouble(exMax, -1) : Math.min(max, nextDouble(exMax, -1));
   if (min !== undefined) {
-    const v = fixed(min);
+    const v = fixed(min, true);
     if (v === null && min > 0) lo = LIMIT + 1n;
     else raise(v);
   }
   if (max !== undefined) {
-    const v = fixed(max);
+    const v = fixed(max, false);
     if (v === null && max < 0) hi = -LIMIT - 1n;
     else lower(v);
-  }
-  if (exMin !== undefined) {
-    const v = fixed(exMin);
-    if (v === null && exMin > 0) lo = LIMIT + 1n;
-    else raise(v === null ? v : v + unit);
-  }
-  if (exMax !== undefined) {
-    const v = fixed(exMax);
-    if (v === null && exMax < 0) hi = -LIMIT - 1n;
-    else lower(v === null ? v : v - unit);
   }
   const b: NumBounds = { integer, lo, hi, step, plain: null };
   b.plain = plainBounds(b);
