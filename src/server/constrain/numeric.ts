@@ -5,7 +5,9 @@
  *
  * Values are exact: fixed point with SCALE decimals in a bigint. A bounded number is written
  * without an exponent, with at most MAX_BOUNDED_INT_DIGITS integer digits (enough for every
- * safe integer) and MAX_FRAC_DIGITS decimals.
+ * safe integer) and MAX_FRAC_DIGITS decimals. A mask asks about thousands of prefixes, so where
+ * plain numbers decide a prefix exactly (its digits and the bounds' whole parts are safe
+ * integers), they do, and bigints only elsewhere.
  */
 
 export const MAX_BOUNDED_INT_DIGITS = 17;
