@@ -42,6 +42,17 @@ const SCHEMAS: Record<string, unknown> = {
     required: ['n', 'x'],
     additionalProperties: false,
   },
+  // Digits after "-" and after a dot, against bounds with decimals (fractions were decided with bigints).
+  signsAndDecimals: {
+    type: 'array',
+    items: {
+      anyOf: [
+        { type: 'number', minimum: -12.75, maximum: 3.5 },
+        { type: 'integer', minimum: -900_000, maximum: -3 },
+      ],
+    },
+    maxItems: 6,
+  },
   nestedArrays: { type: 'array', items: { type: 'array', items: { type: 'string', maxLength: 6 } }, maxItems: 4 },
 };
 

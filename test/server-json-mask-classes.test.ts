@@ -50,6 +50,16 @@ const SCHEMAS: unknown[] = [
     maxItems: 4,
   },
   { type: 'integer', minimum: -5000, maximum: 80_000, multipleOf: 7 },
+  {
+    type: 'array',
+    items: {
+      anyOf: [
+        { type: 'number', minimum: -0.125, maximum: 31.4159 },
+        { type: 'integer', maximum: -40 },
+      ],
+    },
+    maxItems: 3,
+  },
 ];
 
 function rng(seed: number): () => number {

@@ -58,7 +58,16 @@ type Frame =
     }
   | { t: 'arr'; schema: ArrayNode; phase: ArrPhase; count: number; ws: number }
   | { t: 'str'; min: number; max: number; len: number; p: StrProgress; lang?: StringLanguage; ls: number }
-  | { t: 'num'; integer: boolean; phase: NumPhase; n: number; bd?: NumBounds; txt: string }
+  | {
+      t: 'num';
+      integer: boolean;
+      phase: NumPhase;
+      n: number;
+      bd?: NumBounds;
+      txt: string;
+      /** Memoized numEnds: the trie walk asks once per edge out of the same frame. */
+      ends?: boolean;
+    }
   | { t: 'lit'; schemaId: number; texts: readonly Uint8Array[]; alive: readonly number[]; pos: number };
 
 export interface Stack {
@@ -190,7 +199,8 @@ function numCanEnd(phase: NumPhase): boolean {
 
 /** A number frame may end here: its text is a number, within its bounds if it has any. */
 function numEnds(f: Extract<Frame, { t: 'num' }>): boolean {
-  return numCanEnd(f.phase) && (!f.bd || numInBounds(f.bd, f.txt));
+  if (f.ends === undefined) f.ends = numCanEnd(f.phase) && (!f.bd || numInBounds(f.bd, f.txt));
+  return f.ends;
 }
 
 /** True when the top frame holds a value that may be complete (and also extensible). */
