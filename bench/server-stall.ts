@@ -3,7 +3,8 @@
  * 2,048-message chat, with and without `truncate`, a long completion prompt, /tokenize with pieces,
  * /detokenize, a first JSON-schema request) and at the limits of the fields that multiply
  * per-token work (n, logprobs / top_logprobs, echo with the prompt's logprobs, stop, logit_bias),
- * and bodies that are one large list or record (a token-id prompt, logit_bias at the body limit),
+ * and bodies that are one large list or record (a token-id prompt, logit_bias or metadata at the
+ * body limit, a token-id prompt that is not valid JSON),
  * sent one at a time to a server in this process on the tiny GPT-NeoX-vocabulary fixture (wasm
  * backend: the model's own work is in worker threads), with the prompt formats that matter: the
  * shipped model's (plain), MPT-7B-Chat's Jinja template, and a hostile template that spends the
@@ -192,6 +193,21 @@ const cases: { name: string; path: string; body: Buffer; chatOnly?: boolean }[] 
       for (let i = 0; i < chars / 10; i++) logit_bias[String(i)] = 1;
       return { model, prompt: 'Hello', max_tokens: 1, logit_bias };
     }),
+  },
+  {
+    name: 'metadata at the body limit (refused: over 16 pairs)',
+    path: '/v1/completions',
+    body: fill((chars) => {
+      const metadata: Record<string, string> = {};
+      for (let i = 0; i < chars / 16; i++) metadata[`key_${i}`] = `v${i}`;
+      return { model, prompt: 'Hello', max_tokens: 1, metadata };
+    }),
+  },
+  {
+    // Refused: one stray comma at the end of the token ids (the message names its position).
+    name: 'invalid JSON at the body limit',
+    path: '/v1/completions',
+    body: Buffer.concat([idsBody('prompt', { model }).subarray(0, maxBody - 3), Buffer.from(',]}')]),
   },
   { name: 'first JSON-schema request', path: '/v1/completions', body: schemaBody },
   {

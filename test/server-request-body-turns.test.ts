@@ -11,6 +11,7 @@ import { test } from 'node:test';
 import { jsonNestsDeeperThan } from '../src/formats/json-source.js';
 import { readJsonBody } from '../src/server/request-body.js';
 import { ChatRequest, parseBody } from '../src/server/request-schema.js';
+import { turnCounter } from './helpers/turns.js';
 
 /** A request whose body arrives as `chunks`, one per turn of the event loop. */
 function requestOf(chunks: Buffer[]): IncomingMessage {
@@ -40,37 +41,36 @@ test('a large body is decoded, parsed and handed on in turns of the event loop o
   const chunks = Array.from({ length: Math.ceil(bytes.length / 65536) }, (_, k) =>
     bytes.subarray(k * 65536, (k + 1) * 65536),
   );
-  let turn = 0;
-  let ticking = true;
-  const tick = () => {
-    turn++;
-    if (ticking) setImmediate(tick);
-  };
-  setImmediate(tick);
+  const turns = turnCounter();
   const at: Record<string, number> = {};
   const parse = JSON.parse;
   const decode = TextDecoder.prototype.decode;
+  // The turns in which text was given to JSON.parse (a large body's slices each go in a turn).
+  const parsed = new Set<number>();
   JSON.parse = function (this: JSON, ...args: Parameters<typeof parse>) {
-    if (args[0].length >= 65536) at.parse = turn;
+    parsed.add(turns.now());
+    at.parse ??= turns.now();
+    at.parsed = turns.now();
     return parse.apply(this, args) as unknown;
   };
   TextDecoder.prototype.decode = function (this: TextDecoder, ...args: Parameters<typeof decode>) {
-    if ((args[0]?.byteLength ?? 0) >= 65536) at.decode = turn;
+    if ((args[0]?.byteLength ?? 0) >= 65536) at.decode = turns.now();
     return decode.apply(this, args);
   };
   let body: unknown;
   try {
     body = await readJsonBody(requestOf(chunks), 4 << 20);
-    at.handedOn = turn;
+    at.handedOn = turns.now();
   } finally {
     JSON.parse = parse;
     TextDecoder.prototype.decode = decode;
-    ticking = false;
+    turns.stop();
   }
   assert.deepEqual(body, parse(text));
   // The old server did all three in the turn the body's last byte arrived.
-  assert.ok(at.decode! < at.parse!, `decoded in turn ${at.decode}, parsed in turn ${at.parse}`);
-  assert.ok(at.parse! < at.handedOn!, `parsed in turn ${at.parse}, handed on in turn ${at.handedOn}`);
+  assert.ok(at.decode! < at.parse!, `decoded in turn ${at.decode}, parsed from turn ${at.parse}`);
+  assert.ok(at.parsed! < at.handedOn!, `parsed until turn ${at.parsed}, handed on in turn ${at.handedOn}`);
+  assert.ok(parsed.size > 1, `parsed in ${parsed.size} turns`);
 });
 
 test('the nesting scan skips a string with a search, not a look at each character', () => {

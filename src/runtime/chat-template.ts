@@ -44,6 +44,17 @@ export interface PromptFormat {
    * its work budget whatever the messages' size.
    */
   readonly jinja?: JinjaSource;
+  /** A built-in format's arguments: what rebuilds it elsewhere (`builtinFormat`), as `jinja` does a template. */
+  readonly builtin?: BuiltinSource;
+}
+
+/** The arguments of a built-in format (plain JSON, cloneable). */
+export type BuiltinSource = { name: 'chatml'; defaultSystem?: string } | { name: 'instruct' } | { name: 'none' };
+
+/** The built-in format `source` describes. */
+export function builtinFormat(source: BuiltinSource): PromptFormat {
+  if (source.name === 'chatml') return chatmlFormat(source.defaultSystem);
+  return source.name === 'instruct' ? instructFormat() : plainFormat();
 }
 
 /** The arguments of `jinjaFormat` (plain JSON, cloneable). */
@@ -161,6 +172,7 @@ export function chatmlFormat(defaultSystem: string | undefined = MPT_CHAT_DEFAUL
     },
     stopStrings: ['<|im_end|>'],
     stopTokens: ['<|im_end|>'],
+    builtin: { name: 'chatml', defaultSystem },
   };
 }
 
@@ -191,6 +203,7 @@ export function instructFormat(): PromptFormat {
     },
     stopStrings: ['### Instruction:'],
     stopTokens: [],
+    builtin: { name: 'instruct' },
   };
 }
 
@@ -216,6 +229,7 @@ export function plainFormat(): PromptFormat {
     },
     stopStrings: ['\nUser:'],
     stopTokens: [],
+    builtin: { name: 'none' },
   };
 }
 

@@ -16,7 +16,7 @@ import {
 } from './generation-request.js';
 import { checkGrammarFits, grammarOf, toolGrammarOf } from './grammar.js';
 import { chatLogprobs, chunkMaker, responseBody, responseIdentity, usageOf } from './openai-format.js';
-import type { Encoded } from './prompt-worker.js';
+import type { Conversation, Encoded } from './prompt-worker.js';
 import { ChatRequest, checkRefusedChatFields } from './request-schema.js';
 import { SlicedArray } from './respond.js';
 import { SseWriter } from './sse.js';
@@ -41,14 +41,13 @@ function plainMessages(list: readonly ChatMessage[]): PlainMessage[] {
   }));
 }
 
-/** The conversation rendered through the model's chat format (a Jinja template in the prompt worker). */
-async function renderMessages(
-  ctx: GenerationContext,
-  messages: readonly PlainMessage[],
-  signal: AbortSignal,
-): Promise<string> {
+/**
+ * Runs `probe` (a render of the conversation, then its bound or its ids): an error of the chat
+ * format (a template's own refusal, its work budget) is the request's, a 400 on 'messages'.
+ */
+async function rendered<T>(probe: Promise<T>): Promise<T> {
   try {
-    return await ctx.prompts.render(messages, true, signal);
+    return await probe;
   } catch (e) {
     if (!(e instanceof InputError)) throw e;
     throw badRequest(`Invalid 'messages': ${e.message}`, 'messages', 'invalid_value');
@@ -71,15 +70,14 @@ interface ChatPrompt {
 }
 
 /** The whole conversation as the prompt; an explicit max_tokens that does not fit is a 400 (as OpenAI gives). */
-async function fullPrompt(p: PromptAsk): Promise<ChatPrompt> {
-  const { ctx, signal, list, asked } = p;
+async function fullPrompt(p: PromptAsk, conv: Conversation): Promise<ChatPrompt> {
+  const { ctx, signal, asked } = p;
   const C = ctx.model.contextLength;
-  const promptText = await renderMessages(ctx, plainMessages(list), signal);
-  const least = await ctx.prompts.leastTokens(promptText, signal);
+  const least = await rendered(conv.leastTokens(0, signal));
   if (least >= C || (asked != null && least + asked > C)) {
     throw contextBoundError(C, least, asked, 'messages', 'messages');
   }
-  const { count, ids: prompt } = await ctx.prompts.encodeUpTo(promptText, C - 1, signal);
+  const { count, ids: prompt } = await rendered(conv.encodeUpTo(0, C - 1, signal));
   if (count === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
   if (prompt === null || (asked != null && count + asked > C)) throw contextError(C, count, asked ?? 1, 'messages');
   return { prompt, maxTokens: asked ?? C - count };
@@ -118,44 +116,28 @@ async function fewestDrops(lo: number, hi: number, fits: (d: number) => Promise<
  *
  * Dropping a turn only removes text, so the prompt's length falls as more are dropped and the
  * fewest drops that fit are found by a doubling search: one render and one tokenizing when the
- * whole conversation fits, about 2 log2(drops) of each otherwise, a Jinja template's renders in
- * the prompt worker. (Dropping one at a time rendered up to 2,048 conversations: 26-39 s of
+ * whole conversation fits, about 2 log2(drops) of each otherwise, a Jinja template's renders (and
+ * a long conversation's) in the prompt worker, which is sent the messages once and keeps the texts
+ * (each probe sends and receives a few numbers, not a megabyte each way). (Dropping one at a time rendered up to 2,048 conversations: 26-39 s of
  * MPT-7B-Chat's template on the server's main thread for one request at the body limit.)
  */
-async function truncatedPrompt(p: PromptAsk): Promise<ChatPrompt> {
+async function truncatedPrompt(p: PromptAsk, conv: Conversation, system: number): Promise<ChatPrompt> {
   const { ctx, signal, list, asked } = p;
   const C = ctx.model.contextLength;
   const reserve = Math.min(asked ?? C, Math.floor(C / 2));
-  let system = 0;
-  while (system < list.length - 1 && (list[system]!.role === 'system' || list[system]!.role === 'developer')) system++;
   const most = list.length - system - 1;
-  // Made once: a search renders the conversation up to 2 log2(2,048) times.
-  const plain = plainMessages(list);
-  const texts = new Map<number, string>();
-  const textAfter = async (drops: number): Promise<string> => {
-    let text = texts.get(drops);
-    if (text === undefined) {
-      text = await renderMessages(ctx, [...plain.slice(0, system), ...plain.slice(system + drops)], signal);
-      texts.set(drops, text);
-    }
-    return text;
-  };
   // Ids only of prompts shorter than the context: the others are probes that do not fit.
   const prompts = new Map<number, Encoded>();
   const promptAfter = async (drops: number): Promise<Encoded> => {
     let prompt = prompts.get(drops);
     if (prompt === undefined) {
-      prompt = await ctx.prompts.encodeUpTo(await textAfter(drops), C - 1, signal);
+      prompt = await rendered(conv.encodeUpTo(drops, C - 1, signal));
       prompts.set(drops, prompt);
     }
     return prompt;
   };
   // Cheaply first: the drops that the conversation's length alone shows are needed (no tokenizing).
-  const least = await fewestDrops(
-    0,
-    most,
-    async (d) => (await ctx.prompts.leastTokens(await textAfter(d), signal)) + reserve <= C,
-  );
+  const least = await fewestDrops(0, most, async (d) => (await rendered(conv.leastTokens(d, signal))) + reserve <= C);
   const drops = await fewestDrops(least, most, async (d) => (await promptAfter(d)).count + reserve <= C);
   const { count, ids: prompt } = await promptAfter(drops);
   if (count === 0) throw badRequest("Invalid 'messages': the rendered prompt is empty.", 'messages', 'invalid_value');
@@ -181,8 +163,19 @@ export async function handleChat(ctx: GenerationContext, body: unknown, res: Ser
   const watch = requestSignal(ctx, res, receivedAt);
   let chatPrompt: ChatPrompt;
   try {
-    const ask: PromptAsk = { ctx, signal: watch.signal, list: r.messages, asked: asked ?? null };
-    chatPrompt = r.truncate === 'oldest_turns' ? await truncatedPrompt(ask) : await fullPrompt(ask);
+    const list = r.messages;
+    const ask: PromptAsk = { ctx, signal: watch.signal, list, asked: asked ?? null };
+    // The leading system messages are kept by a truncation.
+    let system = 0;
+    while (system < list.length - 1 && (list[system]!.role === 'system' || list[system]!.role === 'developer'))
+      system++;
+    const conv = ctx.prompts.conversation(plainMessages(list), system);
+    try {
+      chatPrompt =
+        r.truncate === 'oldest_turns' ? await truncatedPrompt(ask, conv, system) : await fullPrompt(ask, conv);
+    } finally {
+      conv.release();
+    }
   } finally {
     watch.release();
   }

@@ -112,6 +112,8 @@ export class MptServer {
   private readonly jobs = new Set<{ cancel(reason: 'shutdown'): void; done: Promise<void> }>();
   private readonly web: Map<string, WebAsset>;
   private draining = false;
+  /** A large body's parse error, found by a whole parse in the prompt worker. */
+  private readonly jsonErrorOf = (text: string) => this.prompts.jsonError(text);
   private shutdownPromise: Promise<void> | null = null;
   readonly options: Required<Omit<ServerOptions, 'apiKey' | 'cors' | 'log'>> &
     Pick<ServerOptions, 'apiKey' | 'cors' | 'log'>;
@@ -370,7 +372,7 @@ export class MptServer {
     if (path === '/tokenize' || path === '/detokenize') {
       allow(['POST']);
       this.checkApiKey(req);
-      const body = await readJsonBody(req, this.options.maxBodyBytes);
+      const body = await readJsonBody(req, this.options.maxBodyBytes, this.jsonErrorOf);
       if (path === '/tokenize') await handleTokenize({ ...this.ctx, headers }, body, res);
       else await handleDetokenize({ ...this.ctx, headers }, body, res);
       return;
@@ -429,7 +431,7 @@ export class MptServer {
       throw new ApiError(503, 'The server is shutting down.', 'server_error', null, 'shutting_down', {
         Connection: 'close',
       });
-    const body = await readJsonBody(req, this.options.maxBodyBytes);
+    const body = await readJsonBody(req, this.options.maxBodyBytes, this.jsonErrorOf);
     await handler({ ...this.ctx, headers }, body, res);
   }
 

@@ -4,12 +4,19 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { InputError } from '../errors.js';
-import { type ChatMessage, type JinjaSource, jinjaFormat } from '../runtime/chat-template.js';
+import {
+  type BuiltinSource,
+  builtinFormat,
+  type ChatMessage,
+  type JinjaSource,
+  jinjaFormat,
+} from '../runtime/chat-template.js';
 import { MptTokenizer } from '../runtime/tokenizer.js';
 import { type ConstraintVocabulary, JsonGrammar } from './constrain/json-constraint.js';
 import { JsonAutomatonState } from './constrain/json-automaton.js';
 import { constraintTrie, vocabularyOf } from './constrain/vocabulary.js';
 import type { TokenTrieParts } from './constrain/token-trie.js';
+import { parseError } from './json-in-turns.js';
 import { jsonStringBytes } from './respond.js';
 import { leastTokens } from './token-bound.js';
 
@@ -19,6 +26,24 @@ export interface PromptWorkerData {
   solidTokenBytes: number;
   /** The served format's template, when it is a Jinja one. */
   jinja: JinjaSource | null;
+  /** The served format's arguments, when it is a built-in one. */
+  builtin: BuiltinSource | null;
+}
+
+/**
+ * A chat job: the conversation `conversation` (its messages come with its first job in this
+ * thread) rendered without the `drops` messages after its first `system`, then bounded (least
+ * tokens) or encoded (as 'encode'). The text stays in this thread: of a conversation at the body
+ * limit, a megabyte each way per probe of a truncation search.
+ */
+export interface ChatJob {
+  kind: 'chat';
+  conversation: number;
+  messages?: ChatMessage[];
+  system: number;
+  drops: number;
+  op: 'bound' | 'encode';
+  keep: number;
 }
 
 /** encode: the ids when there are at most `keep`, else only their count. */
@@ -31,6 +56,9 @@ export type PromptJob = { id: number } & (
   | { kind: 'pieces'; ids: Int32Array }
   | { kind: 'trie'; vocabSize: number }
   | { kind: 'mask'; schema: string; vocabSize: number; eosIds: number[]; output: Uint8Array }
+  | { kind: 'jsonError'; text: string }
+  | ChatJob
+  | { kind: 'forget'; conversation: number }
 );
 export type PromptReply =
   | {
@@ -41,6 +69,7 @@ export type PromptReply =
         | Uint8Array<ArrayBuffer>
         | number
         | string
+        | null
         | string[]
         | TokenTrieParts;
     }
@@ -53,7 +82,11 @@ const { construction, rest } = JSON.parse(workerData as string) as {
 };
 const [json, side, source] = construction;
 const tokenizer = new MptTokenizer(json, side, source);
-const format = rest.jinja ? jinjaFormat(rest.jinja.template, rest.jinja.specialTokens) : null;
+const format = rest.jinja
+  ? jinjaFormat(rest.jinja.template, rest.jinja.specialTokens)
+  : rest.builtin
+    ? builtinFormat(rest.builtin)
+    : null;
 const port = parentPort!;
 
 /** Grammars kept by schema text (least recently used first), with the vocabulary they share. */
@@ -83,6 +116,32 @@ function constraintMask(job: Extract<PromptJob, { kind: 'mask' }>): Uint32Array<
   return grammar.maskFor(state).slice();
 }
 
+/** Conversations of chat jobs, and the texts of their latest renders (a truncation search probes each about twice). */
+const conversations = new Map<number, { messages: ChatMessage[]; texts: Map<string, string> }>();
+const KEPT_TEXTS = 4;
+
+function chat(job: ChatJob): Int32Array<ArrayBuffer> | number {
+  if (!format) throw new Error('the worker has no chat format');
+  let conv = conversations.get(job.conversation);
+  if (job.messages) {
+    conv = { messages: job.messages, texts: new Map() };
+    conversations.set(job.conversation, conv);
+  }
+  if (!conv) throw new Error(`conversation ${job.conversation} was not sent to this thread`);
+  const key = `${job.system} ${job.drops}`;
+  let text = conv.texts.get(key);
+  if (text === undefined) {
+    const m = conv.messages;
+    const kept = job.drops === 0 ? m : [...m.slice(0, job.system), ...m.slice(job.system + job.drops)];
+    text = format.render(kept, { addGenerationPrompt: true });
+    conv.texts.set(key, text);
+    if (conv.texts.size > KEPT_TEXTS) conv.texts.delete(conv.texts.keys().next().value!);
+  }
+  if (job.op === 'bound') return leastTokens(text, rest.solidTokenBytes);
+  const ids = tokenizer.encode(text);
+  return ids.length <= job.keep ? Int32Array.from(ids) : ids.length;
+}
+
 function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
   switch (job.kind) {
     case 'encode': {
@@ -104,6 +163,13 @@ function run(job: PromptJob): Exclude<PromptReply, { error: string }>['value'] {
       return constraintTrie(tokenizer, job.vocabSize).parts;
     case 'mask':
       return constraintMask(job);
+    case 'jsonError':
+      return parseError(job.text);
+    case 'chat':
+      return chat(job);
+    case 'forget':
+      conversations.delete(job.conversation);
+      return 0;
   }
 }
 
@@ -120,6 +186,6 @@ port.on('message', (job: PromptJob) => {
 /** The buffers a reply hands over rather than copies. */
 function transferable(value: Exclude<PromptReply, { error: string }>['value']): ArrayBuffer[] {
   if (value instanceof Int32Array || value instanceof Uint32Array || value instanceof Uint8Array) return [value.buffer];
-  if (typeof value !== 'object' || Array.isArray(value)) return [];
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return [];
   return Object.values(value).map((a: Int32Array | Uint8Array) => a.buffer as ArrayBuffer);
 }

@@ -40,9 +40,30 @@ function arrayOf(ids: Int32Array): number[] {
   return out;
 }
 
+/**
+ * A chat conversation whose renders are bounded and encoded by the worker (PromptWorker.conversation):
+ * its messages are sent once, not with every probe of a truncation search.
+ */
+export interface Conversation {
+  /** `leastTokens` of the conversation rendered without the `drops` messages after its system messages. */
+  leastTokens(drops: number, signal?: AbortSignal): Promise<number>;
+  /** `encodeUpTo` of the conversation rendered without the `drops` messages after its system messages. */
+  encodeUpTo(drops: number, keep: number, signal?: AbortSignal): Promise<Encoded>;
+  /** Lets the worker drop the messages and texts it keeps. */
+  release(): void;
+}
+
+/** A conversation the worker renders: which worker thread has its messages. */
+interface WorkerConversation {
+  id: number;
+  messages: ChatMessage[];
+  sentTo: Worker | null;
+}
+
 /** A job as queued: what it sends, and how its promise settles. */
 interface Pending {
   job: PromptJob;
+  conversation?: WorkerConversation;
   resolve(value: unknown): void;
   reject(e: unknown): void;
   signal: AbortSignal | undefined;
@@ -95,7 +116,11 @@ export class PromptWorker {
       text = JSON.stringify(tokenizer.construction);
       constructionText.set(tokenizer, text);
     }
-    const data: PromptWorkerData = { solidTokenBytes: n, jinja: this.format?.jinja ?? null };
+    const data: PromptWorkerData = {
+      solidTokenBytes: n,
+      jinja: this.format?.jinja ?? null,
+      builtin: this.format?.builtin ?? null,
+    };
     // The construction is spliced in as text: it is serialized once per tokenizer, not per server.
     this.workerData = `{"construction":${text},"rest":${JSON.stringify(data)}}`;
   }
@@ -146,6 +171,64 @@ export class PromptWorker {
     return this.submit({ id: 0, kind: 'render', messages: plain, addGenerationPrompt }, signal) as Promise<string>;
   }
 
+  /**
+   * The conversation `messages` (rendered with a generation prompt, by the format this worker was
+   * made with), to be rendered without some of the messages after its first `system` ones, then
+   * bounded or encoded. Renders through a Jinja template, and those of a conversation longer than
+   * the in-place limit, are done in the worker, which is sent the messages once and keeps the
+   * texts: the probes of a truncation search send and receive a few numbers each.
+   */
+  conversation(messages: readonly ChatMessage[], system: number): Conversation {
+    const format = this.format;
+    if (!format) throw new Error('this PromptWorker was made without a chat format');
+    let chars = 0;
+    for (const m of messages) chars += m.content.length;
+    const plain = messages.map((m) => ({ role: m.role, content: m.content }));
+    const without = (drops: number) =>
+      drops === 0 ? plain : [...plain.slice(0, system), ...plain.slice(system + drops)];
+    if (!(format.jinja || (format.builtin && chars > this.inline.encode))) {
+      // Small, or a format the worker cannot rebuild: rendered here, each text bounded and encoded as any other.
+      const texts = new Map<number, string>();
+      const textAfter = (drops: number) => {
+        let text = texts.get(drops);
+        if (text === undefined) {
+          text = format.render(without(drops), { addGenerationPrompt: true });
+          texts.set(drops, text);
+        }
+        return text;
+      };
+      return {
+        leastTokens: async (drops, signal) =>
+          this.leastTokens(await this.inPlace(signal, () => textAfter(drops)), signal),
+        encodeUpTo: async (drops, keep, signal) =>
+          this.encodeUpTo(await this.inPlace(signal, () => textAfter(drops)), keep, signal),
+        release: () => {},
+      };
+    }
+    const conv: WorkerConversation = { id: this.nextId++, messages: plain, sentTo: null };
+    const job = (drops: number, op: 'bound' | 'encode', keep: number): PromptJob => ({
+      id: 0,
+      kind: 'chat',
+      conversation: conv.id,
+      system,
+      drops,
+      op,
+      keep,
+    });
+    return {
+      leastTokens: (drops, signal) => this.submit(job(drops, 'bound', 0), signal, conv) as Promise<number>,
+      encodeUpTo: async (drops, keep, signal) => {
+        const got = (await this.submit(job(drops, 'encode', keep), signal, conv)) as Int32Array | number;
+        return typeof got === 'number' ? { count: got, ids: null } : { count: got.length, ids: arrayOf(got) };
+      },
+      release: () => {
+        if (conv.sentTo && conv.sentTo === this.worker)
+          this.worker.postMessage({ id: -1, kind: 'forget', conversation: conv.id } satisfies PromptJob);
+        conv.sentTo = null;
+      },
+    };
+  }
+
   /** `tokenizer.decode(ids)`. */
   decode(ids: readonly number[], signal?: AbortSignal): Promise<string> {
     if (ids.length <= this.inline.decode) return this.inPlace(signal, () => this.tokenizer.decode(ids));
@@ -167,6 +250,15 @@ export class PromptWorker {
     if (ids.length <= this.inline.decode)
       return this.inPlace(signal, () => ids.map((id) => this.tokenizer.decode([id])));
     return this.submit({ id: 0, kind: 'pieces', ids: Int32Array.from(ids) }, signal) as Promise<string[]>;
+  }
+
+  /**
+   * JSON.parse's message for `text`, or null when it parses: a large request body refused by the
+   * parse in turns (json-in-turns.ts) gets the message of a whole parse, which costs the event loop
+   * as long as the body is large.
+   */
+  jsonError(text: string, signal?: AbortSignal): Promise<string | null> {
+    return this.submit({ id: 0, kind: 'jsonError', text }, signal) as Promise<string | null>;
   }
 
   /**
@@ -221,12 +313,13 @@ export class PromptWorker {
     }
   }
 
-  private submit(job: PromptJob, signal: AbortSignal | undefined): Promise<unknown> {
+  private submit(job: PromptJob, signal: AbortSignal | undefined, conversation?: WorkerConversation): Promise<unknown> {
     if (this.closedWith) return Promise.reject(this.closedWith.reason);
     if (signal?.aborted) return Promise.reject(signal.reason);
     return new Promise<unknown>((resolve, reject) => {
       const p: Pending = {
         job: { ...job, id: this.nextId++ },
+        conversation,
         resolve,
         reject,
         signal,
@@ -244,7 +337,14 @@ export class PromptWorker {
     if (!p) return;
     this.running = p;
     try {
-      this.startWorker().postMessage(p.job);
+      const w = this.startWorker();
+      const conv = p.conversation;
+      // A conversation's messages go with its first job in this thread (again after a restart).
+      if (conv && conv.sentTo !== w && p.job.kind === 'chat') {
+        p.job = { ...p.job, messages: conv.messages };
+        conv.sentTo = w;
+      }
+      w.postMessage(p.job);
     } catch (e) {
       this.running = null;
       this.settle(p, e);

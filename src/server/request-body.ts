@@ -7,6 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { jsonNestsDeeperThan } from '../formats/json-source.js';
 import { ApiError, badRequest } from './api-error.js';
+import { MalformedJson, NestsTooDeep, parseError, parseJsonInTurns } from './json-in-turns.js';
 
 /**
  * Deepest nesting of a request body: what validates a value nested thousands deep overflows the
@@ -33,9 +34,12 @@ export function checkJsonContentType(header: string | undefined): void {
   );
 }
 
-/** Offset of the first byte that does not start a well-formed UTF-8 sequence (Unicode's Table 3-7), or -1. */
-export function firstInvalidUtf8(b: Uint8Array): number {
-  let i = 0;
+/**
+ * Offset of the first byte that does not start a well-formed UTF-8 sequence (Unicode's Table 3-7),
+ * or -1; the search begins at `from`, the start of a sequence.
+ */
+export function firstInvalidUtf8(b: Uint8Array, from = 0): number {
+  let i = from;
   while (i < b.length) {
     const c = b[i]!;
     if (c < 0x80) {
@@ -64,8 +68,11 @@ export function firstInvalidUtf8(b: Uint8Array): number {
   return -1;
 }
 
-/** Reads and parses a JSON request body of at most `limit` bytes. */
-export function readJsonBody(req: IncomingMessage, limit: number): Promise<unknown> {
+/**
+ * Reads and parses a JSON request body of at most `limit` bytes; `jsonErrorOf` finds the parse
+ * error of a large body that does not parse (default: JSON.parse in place).
+ */
+export function readJsonBody(req: IncomingMessage, limit: number, jsonErrorOf?: JsonErrorOf): Promise<unknown> {
   checkJsonContentType(req.headers['content-type']);
   const tooBig = () => {
     const message = `The request body is larger than ${limit} bytes (server --max-body).`;
@@ -94,7 +101,7 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
       reject(badRequest(`Could not read the request body: ${e.message}`));
     });
     req.on('end', () => {
-      if (!failed) parseJsonBody(Buffer.concat(chunks)).then(resolve, reject);
+      if (!failed) parseJsonBody(Buffer.concat(chunks), jsonErrorOf).then(resolve, reject);
     });
   });
 }
@@ -102,35 +109,89 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
 /** Bodies from this size are decoded, scanned, parsed and handed on in turns of their own. */
 const LARGE_BODY = 64 * 1024;
 
+/** Bytes of a large body decoded per turn of the event loop. */
+const DECODE_SLICE = 256 * 1024;
+
+/**
+ * JSON.parse's own message for a text it refuses, or null when it parses: a large body's parse
+ * error is found by a whole parse, which the server runs in its prompt worker (the message names a
+ * position, so it must come from one parse of the whole text).
+ */
+export type JsonErrorOf = (text: string) => Promise<string | null>;
+
+const nextTurn = () => new Promise((r) => setImmediate(r));
+
+function invalidUtf8(bytes: Uint8Array, from: number): ApiError {
+  const at = firstInvalidUtf8(bytes, from);
+  const message = `The request body is not valid UTF-8: the sequence at byte ${at} (from 0) is malformed.`;
+  return badRequest(message, null, 'invalid_encoding');
+}
+
+function unparsable(why: string): ApiError {
+  return badRequest(`We could not parse the JSON body of your request: ${why}.`, null, 'invalid_json');
+}
+
+function tooDeep(): ApiError {
+  const message = `The JSON body nests arrays or objects more than ${MAX_BODY_DEPTH} deep.`;
+  return badRequest(message, null, 'invalid_json');
+}
+
+/**
+ * The start of the UTF-8 sequence that byte `at` belongs to, or `at` when it starts one: where a
+ * search for the first malformed sequence may begin once every byte before `at` has decoded.
+ */
+function sequenceStart(bytes: Uint8Array, at: number): number {
+  let k = at - 1;
+  while (k >= 0 && at - k <= 3 && (bytes[k]! & 0xc0) === 0x80) k--;
+  return k >= 0 && at - k <= 3 && bytes[k]! >= 0xc0 ? k : at;
+}
+
 /**
  * A body's bytes as UTF-8 JSON, or the 400 for what is wrong with them. Each of the passes over a
- * megabyte (decoding, the depth scan, JSON.parse, then the handler's own checks) costs the event
- * loop 5-30 ms busy: a large body's are spread over turns of the event loop.
+ * megabyte (decoding, the structure scan, JSON.parse, then the handler's own checks) costs the
+ * event loop 5-80 ms busy: a large body is decoded in slices and parsed by json-in-turns.ts, each
+ * slice in a turn of its own, and handed on in a turn of its own.
  */
-async function parseJsonBody(bytes: Buffer): Promise<unknown> {
-  const nextTurn = () => (bytes.length >= LARGE_BODY ? new Promise((r) => setImmediate(r)) : undefined);
-  let text: string;
-  try {
-    // A leading byte-order mark is dropped (RFC 8259 lets a parser ignore it).
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
-  } catch {
-    const at = firstInvalidUtf8(bytes);
-    const message = `The request body is not valid UTF-8: the sequence at byte ${at} (from 0) is malformed.`;
-    throw badRequest(message, null, 'invalid_encoding');
+async function parseJsonBody(bytes: Buffer, jsonErrorOf?: JsonErrorOf): Promise<unknown> {
+  if (bytes.length < LARGE_BODY) {
+    let text: string;
+    try {
+      // A leading byte-order mark is dropped (RFC 8259 lets a parser ignore it).
+      text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    } catch {
+      throw invalidUtf8(bytes, 0);
+    }
+    if (text.trim() === '') throw badRequest('The request body is empty: send a JSON object.', null, 'invalid_body');
+    if (jsonNestsDeeperThan(text, MAX_BODY_DEPTH)) throw tooDeep();
+    try {
+      return JSON.parse(text);
+    } catch (e) {
+      throw unparsable((e as Error).message);
+    }
+  }
+  const decoder = new TextDecoder('utf-8', { fatal: true });
+  let text = '';
+  for (let at = 0; at < bytes.length; at += DECODE_SLICE) {
+    if (at > 0) await nextTurn();
+    const end = Math.min(at + DECODE_SLICE, bytes.length);
+    try {
+      text += decoder.decode(bytes.subarray(at, end), { stream: end < bytes.length });
+    } catch {
+      throw invalidUtf8(bytes, sequenceStart(bytes, at));
+    }
   }
   if (text.trim() === '') throw badRequest('The request body is empty: send a JSON object.', null, 'invalid_body');
   await nextTurn();
-  if (jsonNestsDeeperThan(text, MAX_BODY_DEPTH)) {
-    const message = `The JSON body nests arrays or objects more than ${MAX_BODY_DEPTH} deep.`;
-    throw badRequest(message, null, 'invalid_json');
-  }
-  await nextTurn();
   let body: unknown;
   try {
-    body = JSON.parse(text);
+    body = await parseJsonInTurns(text, { maxDepth: MAX_BODY_DEPTH });
   } catch (e) {
-    const why = (e as Error).message;
-    throw badRequest(`We could not parse the JSON body of your request: ${why}.`, null, 'invalid_json');
+    if (e instanceof NestsTooDeep) throw tooDeep();
+    if (!(e instanceof MalformedJson)) throw e;
+    const why = jsonErrorOf ? await jsonErrorOf(text) : parseError(text);
+    // Refused in pieces but parsed whole would be a fault of the pieces: the whole parse is right.
+    if (why === null) return JSON.parse(text);
+    throw unparsable(why);
   }
   await nextTurn();
   return body;

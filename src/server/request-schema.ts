@@ -36,6 +36,11 @@ const ResponseFormat = z.discriminatedUnion('type', [
   }),
 ]);
 
+/** OpenAI's limits on `metadata`. */
+const METADATA_PAIRS = 16;
+const METADATA_KEY_CHARS = 64;
+const METADATA_VALUE_CHARS = 512;
+
 const isBias = (v: unknown) => typeof v === 'number' && v >= -100 && v <= 100;
 
 /** Fields shared by both endpoints. */
@@ -64,7 +69,17 @@ const common = {
   ),
   response_format: nullish(ResponseFormat),
   user: z.string().optional(),
-  metadata: nullish(fastRecord(z.record(z.string(), z.string()), (v) => typeof v === 'string')),
+  // OpenAI's limits: 16 pairs, keys of at most 64 characters, values of at most 512.
+  metadata: nullish(
+    fastRecord(
+      z.record(
+        z.string().max(METADATA_KEY_CHARS, `keys must be at most ${METADATA_KEY_CHARS} characters`),
+        z.string().max(METADATA_VALUE_CHARS),
+      ),
+      (v) => typeof v === 'string' && v.length <= METADATA_VALUE_CHARS,
+      { most: METADATA_PAIRS, tooMany: `at most ${METADATA_PAIRS} key-value pairs` },
+    ),
+  ),
   store: nullish(z.boolean()),
   service_tier: nullish(z.string()),
 };
