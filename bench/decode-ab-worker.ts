@@ -21,12 +21,16 @@ export interface Call {
   R: number;
   W: number;
   Y: number;
-  /** q4_K weights kept plain (gemm_k) even where the build has the x4 tiles. */
+  /** q4_K / q6_K weights kept plain (gemm_k) even where the build has the x4 tiles. */
   plainK: boolean;
 }
 
 /** Rows [n0, n1) of the product through the build's kernels, as the backend would call them. */
 export function product(k: Kernels, c: Call, n0: number, n1: number): void {
+  if (c.type === 'q6_k' && !c.plainK && typeof k.gemm_q6_kx4 === 'function') {
+    k.gemm_q6_kx4(c.A, c.W, c.Y, c.N, c.M, c.N, n0, n1, c.K, 0);
+    return;
+  }
   if (c.type === 'q5_k' || c.type === 'q6_k') {
     k.gemm_k(WTYPE[c.type], c.A, c.W, c.Y, c.N, c.M, n0, n1, c.K, 0);
     return;

@@ -23,7 +23,7 @@
  * runs a decode step); "prompt" the prompt tiles (gemm_q4_0x4_prompt /
  * gemm_q8_0x4_prompt), which also take 1–3 rows. q4_K runs at the 1B and 7B shapes of every
  * product (qkv, out_proj, up, down) through gemm_q4_kx4 on repacked weights where a build has it,
- * otherwise gemm_k on plain rows (path "x4" either way): main's build against this one is the
+ * otherwise gemm_k on plain rows (path "x4" either way), and q6_K likewise through gemm_q6_kx4: main's build against this one is the
  * plain layout against the x4 one. `--k-paths A,B` picks each build's q4_K path instead: `plain`
  * (gemm_k on plain rows) or `x4` (`--k-paths plain,plain` compares two builds' gemm_k; one file as
  * both A and B with `plain,x4` compares the two layouts in one build).
@@ -103,7 +103,7 @@ const kRowCounts = flagValue('--m') ? rowCounts : [1, 2, 3, 4, 8, 15];
 for (const type of ['q4_k', 'q5_k', 'q6_k'] as const)
   for (const [N, K] of kShapes) for (const M of kRowCounts) cases.push({ type, M, N, K, path: 'x4' });
 const pathName = (c: Case) =>
-  c.type === 'q4_k' ? kPaths.join('/') : c.type === 'q5_k' || c.type === 'q6_k' ? 'plain' : c.path;
+  c.type === 'q4_k' || c.type === 'q6_k' ? kPaths.join('/') : c.type === 'q5_k' ? 'plain' : c.path;
 const name = (c: Case) => `${c.type} ${c.M} x ${c.N} x ${c.K} ${pathName(c)}`;
 const chosen = cases.filter((c) => !only || name(c).includes(only));
 
@@ -118,12 +118,13 @@ function setup(file: string, kPath: KPath) {
   const { memory, k, take } = kernelsWithHeap(file);
   const gemv = typeof k.gemv_q4_0x4 === 'function';
   const kx4 = kPath === 'x4' && typeof k.gemm_q4_kx4 === 'function';
+  const kx6 = kPath === 'x4' && typeof k.gemm_q6_kx4 === 'function';
   const KMAX = Math.max(...chosen.map((c) => c.K)),
     NMAX = Math.max(...chosen.map((c) => c.N)),
     MMAX = Math.max(...chosen.map((c) => c.M));
   const X = take(MMAX * KMAX * 4),
     Y = take(MMAX * NMAX * 4),
-    tmp = take(4 * (KMAX / 32) * 34);
+    tmp = take(4 * (KMAX / 32) * 34 + 1024);
   k.fill_random_weights(0, X, MMAX * KMAX, 13, 1);
   const kq = kQuantizers(k);
   const kBlock = { q4_k: 144, q5_k: 176, q6_k: 210 } as const;
@@ -154,6 +155,7 @@ function setup(file: string, kPath: KPath) {
       if (isK(type)) {
         fillK(type, W, N, K, 11 + i);
         if (kx4 && type === 'q4_k') k.repack_q4_kx4(W, N, K, tmp);
+        if (kx6 && type === 'q6_k') k.repack_q6_kx4(W, N, K, tmp);
       } else {
         k.fill_random_weights(WTYPE[type], W, N * K, 11 + i, 0.04);
         k.repack_x4(type === 'q4_0' ? 1 : 0, W, N, K, tmp, 0);
@@ -180,7 +182,14 @@ function setup(file: string, kPath: KPath) {
   worker?.unref();
   const call = (c: Case, copy: number) => {
     const mat = mats.get(`${c.type} ${c.N} ${c.K}`)!;
-    const args: Call = { ...c, A: mat.A, R: mat.R, W: mat.copies[copy % mat.copies.length]!, Y, plainK: !kx4 };
+    const args: Call = {
+      ...c,
+      A: mat.A,
+      R: mat.R,
+      W: mat.copies[copy % mat.copies.length]!,
+      Y,
+      plainK: c.type === 'q6_k' ? !kx6 : !kx4,
+    };
     if (!worker) {
       product(k, args, 0, c.N);
       return;

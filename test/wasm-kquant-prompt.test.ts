@@ -1,6 +1,7 @@
 // The q4_K / q5_K prompt tiles (src/backends/wasm/assembly/gemm-k-prompt.ts: 4 weight rows × up to
 // 16 tokens; gemm_q4_kx4_prompt over packed q4_Kx4 groups, gemm_q4_k_prompt / gemm_q5_k_prompt /
-// gemm_q6_k_prompt over plain rows) give
+// gemm_q6_k_prompt over plain rows; gemm_q6_kx4 over q6_Kx4 groups, whose 1-3 tokens take its decode
+// tile) give
 // every value exactly the bits gemm_k gives on the plain matrix (same exact integers, same f32
 // steps, same order of super-blocks), for token counts that leave every tail (16, 8, 4, 3, 2, 1),
 // K with and without leftover super-blocks after the chains of 4, weight rows not a multiple of 4
@@ -110,6 +111,7 @@ const LAYOUTS = {
   plain: { fn: 'gemm_q4_k_prompt', dtype: 'q4_k', kind: Q4K, blockBytes: 144 },
   'plain q5_K': { fn: 'gemm_q5_k_prompt', dtype: 'q5_k', kind: Q5K, blockBytes: 176 },
   'plain q6_K': { fn: 'gemm_q6_k_prompt', dtype: 'q6_k', kind: Q6K, blockBytes: 210 },
+  'x4 q6_K': { fn: 'gemm_q6_kx4', dtype: 'q6_k', kind: Q6K, blockBytes: 210 },
 } as const;
 
 for (const [layout, { fn, dtype, kind, blockBytes }] of Object.entries(LAYOUTS))
@@ -119,7 +121,9 @@ for (const [layout, { fn, dtype, kind, blockBytes }] of Object.entries(LAYOUTS))
       const product =
         layout === 'x4'
           ? h.k.gemm_q4_kx4_prompt
-          : plainProduct(h.k[fn as 'gemm_q4_k_prompt' | 'gemm_q5_k_prompt' | 'gemm_q6_k_prompt']);
+          : layout === 'x4 q6_K'
+            ? h.k.gemm_q6_kx4
+            : plainProduct(h.k[fn as 'gemm_q4_k_prompt' | 'gemm_q5_k_prompt' | 'gemm_q6_k_prompt']);
       for (const [N, K] of SHAPES) {
         const nb = K / 256;
         const plain = kquantWeights(dtype, N, K, 17 * N + K);
@@ -137,7 +141,10 @@ for (const [layout, { fn, dtype, kind, blockBytes }] of Object.entries(LAYOUTS))
           pa = h.alloc(Mmax * nb * Q8K_BYTES);
         h.k.quantize_act_q8k(px, K, 0, Mmax, K, pa);
         const pw = h.putU8(plain),
-          pp = layout === 'x4' ? h.putU8(repackX4('q4_k', plain, N, K)) : pw;
+          pp =
+            layout === 'x4' || layout === 'x4 q6_K'
+              ? h.putU8(repackX4(dtype === 'q6_k' ? 'q6_k' : 'q4_k', plain, N, K))
+              : pw;
         const tag = `${N}×${K}`;
         const qm = new QuantMatrix(dtype, plain, N, K);
         const ref64 = Array.from({ length: Mmax }, (_, m) => qm.matvec(x.subarray(m * K, (m + 1) * K)));

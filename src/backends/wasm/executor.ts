@@ -360,7 +360,9 @@ export class Executor {
         else k.gemm_k(WTYPE.q5_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
       case 'q6_k':
-        if (M >= PROMPT_TILE_ROWS_K_PLAIN) k.gemm_q6_k_prompt(X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
+        // any M: the decode tile for 1-3 rows, the prompt tile for more (assembly/gemm-q6k-x4.ts)
+        if (m.packed) k.gemm_q6_kx4(X.qk, m.ptr, Y, ldy, M, m.rows, n0, n1, K, acc);
+        else if (M >= PROMPT_TILE_ROWS_K_PLAIN) k.gemm_q6_k_prompt(X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         else k.gemm_k(WTYPE.q6_k, X.qk, m.ptr, Y, ldy, M, n0, n1, K, acc);
         break;
     }
@@ -752,6 +754,7 @@ export class Executor {
         for (let r = r0; r < r1; r++) {
           const dst = into + r * d * 4;
           if (h.wte.packed && wt === WTYPE.q4_k) k.dequant_row_q4_kx4(h.wte.ptr, h.wte.rows, d, p.tokens[r]!, dst);
+          else if (h.wte.packed && wt === WTYPE.q6_k) k.dequant_row_q6_kx4(h.wte.ptr, h.wte.rows, d, p.tokens[r]!, dst);
           else if (h.wte.packed)
             k.dequant_row_x4(wt === WTYPE.q4_0 ? 1 : 0, h.wte.ptr, h.wte.rows, d, p.tokens[r]!, dst);
           else k.dequant_row(wt, h.wte.ptr, d, p.tokens[r]!, dst);

@@ -183,6 +183,16 @@ export interface Kernels {
   repack_q4_kx4(W: number, rows: number, K: number, tmp: number, raw?: number): void;
   /** Row r of a q4_Kx4 matrix of N rows widened to f32 (as dequant_row). */
   dequant_row_q4_kx4(W: number, N: number, K: number, r: number, out: number): void;
+  /**
+   * Products with q6_Kx4 weights (row-interleaved q6_K, repack.ts; assembly/gemm-q6k-x4.ts: 1-3
+   * activation rows through the decode tile, more through the q6_K prompt tile), as gemm_q4_kx4;
+   * each row's value with gemm_k's bits. The number returned means nothing.
+   */
+  gemm_q6_kx4(...args: Parameters<GemmX4>): number;
+  /** Rows [0, rows) (a multiple of 4) of a plain q6_K matrix rewritten in place as q6_Kx4 groups; tmp holds 4 rows + 1 KiB. */
+  repack_q6_kx4(W: number, rows: number, K: number, tmp: number): void;
+  /** Row r of a q6_Kx4 matrix of N rows widened to f32 (as dequant_row). */
+  dequant_row_q6_kx4(W: number, N: number, K: number, r: number, out: number): void;
   transpose_f32(A: number, lda: number, B: number, ldb: number, R: number, C: number): void;
   /** Rows [m0, m1) of X into the q8 activation buffer at A (group records, see quant-act.ts). */
   quantize_act_q8(X: number, ldx: number, m0: number, m1: number, K: number, A: number): void;

@@ -95,11 +95,16 @@ export function repackInArena(
 ): void {
   const rb = rowBytes(ref.type, ref.cols),
     s = L.arenas[ref.arena]!.scratch;
-  if (s.end - s.start < PACK_ROWS * rb)
-    throw new WeightsError(`no scratch room to repack ${PACK_ROWS} rows of ${rb} bytes`);
+  // q6_K also unpacks a super-block's quants of the 4 rows (1 KiB) after them
+  const need = PACK_ROWS * rb + (ref.type === 'q6_k' ? 1024 : 0);
+  if (s.end - s.start < need) throw new WeightsError(`no scratch room to repack ${PACK_ROWS} rows of ${rb} bytes`);
   const whole = packedRows(Math.min(r1, ref.rows) - r0);
   if (whole <= 0) return;
   const k = arenas.kernels[ref.arena]!;
+  if (ref.type === 'q6_k') {
+    k.repack_q6_kx4(ref.ptr + r0 * rb, whole, ref.cols, s.start);
+    return;
+  }
   const kind = scaleKind(ref.type),
     at = ref.ptr + r0 * rb;
   let st = x4Scales.get(arenas);

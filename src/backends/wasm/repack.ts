@@ -20,6 +20,11 @@
  *           at 64 + 128j, bytes 4k..4k+3 of row r at 64 + 128j + 16k + 4r, so that one vector
  *           holds 4-byte pieces of the 4 rows (lanes = rows: the tiles need no horizontal sums
  *           and no transposes, as llama.cpp's q4_K_8x8 repack; assembly/gemm-k-x4.ts).
+ *   q6_Kx4: per group and super-block (stride 840 = 4 × 210): 16 triples of 16-byte vectors, sub-block
+ *           j (values 16j..16j+15, scale j) at 48j, byte 4r + e of its vector i (0-2) = q(r, 16j +
+ *           4i + e) | ((q(r, 16j + 12 + e) >> 2i) & 3) << 6 with q the 6-bit quant (0..63) of row
+ *           r; then the scales, byte 768 + 8p + 2r + s = scale 2p + s of row r; then the 4 rows'
+ *           fp16 d at 832 + 2r (assembly/gemm-q6k-x4.ts says why).
  * Rows 4G..N-1 (fewer than 4) stay plain q4_0 / q8_0 rows after the groups, where they would be
  * in the plain matrix. The repacked matrix has exactly the plain matrix's size.
  */
@@ -28,25 +33,28 @@ import { GGML_TYPES } from '../../formats/ggml-types.js';
 import { scaleMinK4 } from '../../formats/kquant-scales.js';
 
 /** Types with a row-interleaved form. */
-export type PackableType = 'q4_0' | 'q8_0' | 'q4_k';
+export type PackableType = 'q4_0' | 'q8_0' | 'q4_k' | 'q6_k';
 
 /** Rows interleaved per group. */
 export const PACK_ROWS = 4;
 
 export function isPackable(t: string): t is PackableType {
-  return t === 'q4_0' || t === 'q8_0' || t === 'q4_k';
+  return t === 'q4_0' || t === 'q8_0' || t === 'q4_k' || t === 'q6_k';
 }
 
 /**
  * Whether the model layout keeps a matrix row-interleaved: q4_0 / q8_0 / q4_K of 4 rows or more;
- * MPT_WASM_Q4K_X4=0 keeps q4_K in plain rows (gemm_k, the plain-row prompt tile), for A/B runs.
+ * MPT_WASM_Q4K_X4=0 keeps q4_K in plain rows (gemm_k, the plain-row prompt tile), for A/B runs;
+ * MPT_WASM_Q6K_X4=0 likewise q6_K.
  * The 7B shape's q4_K decode once lost with x4 (0.84×, quiet): the test files' subnormal fp16 d
  * went through subnormal f32 arithmetic in the x4 tiles only; with d through the fp16 table the
  * x4 decode step is 1.2-1.3× plain on the 1B and 7B widths (docs/cpu-profile.md).
  */
 export function keptPacked(t: string, rows: number): boolean {
   if (!isPackable(t) || rows < PACK_ROWS) return false;
-  return t !== 'q4_k' || platform.env('MPT_WASM_Q4K_X4') !== '0';
+  if (t === 'q4_k') return platform.env('MPT_WASM_Q4K_X4') !== '0';
+  if (t === 'q6_k') return platform.env('MPT_WASM_Q6K_X4') !== '0';
+  return true;
 }
 
 /** Binades x4ScaleBits moves an fp16 exponent up (assembly/x4-scale.ts X4_SCALE_SHIFT). */
@@ -73,7 +81,7 @@ export function x4ScaleBits(h: number): number {
   return E > 31 ? -1 : s | (E << 10) | m;
 }
 
-/** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0), 144 for q4_K. */
+/** Bytes of one plain block: fp16 scale + quants (18 for q4_0, 34 for q8_0), 144 for q4_K, 210 for q6_K. */
 function blockBytes(t: PackableType): number {
   return GGML_TYPES[t].typeSize;
 }
@@ -124,8 +132,40 @@ function packScalesX4(p: Uint8Array, at: number, stride: number, out: Uint8Array
   }
 }
 
+/** The 256 quants (0..63) of the q6_K super-block at p[at..] (dequantize_row_q6_K's order, without the -32). */
+function quantsQ6K(p: Uint8Array, at: number): Uint8Array {
+  const q = new Uint8Array(256);
+  for (let n = 0; n < 2; n++)
+    for (let l = 0; l < 32; l++) {
+      const a = p[at + 64 * n + l]!,
+        c = p[at + 64 * n + 32 + l]!,
+        h = p[at + 128 + 32 * n + l]!;
+      q[128 * n + l] = (a & 15) | ((h & 3) << 4);
+      q[128 * n + 32 + l] = (c & 15) | (((h >> 2) & 3) << 4);
+      q[128 * n + 64 + l] = (a >> 4) | (((h >> 4) & 3) << 4);
+      q[128 * n + 96 + l] = (c >> 4) | (((h >> 6) & 3) << 4);
+    }
+  return q;
+}
+
+/** Group super-block b of the 4 plain q6_K rows at plain[src + r·rowBytes..] as q6_Kx4 at out[at..at + 840). */
+function packQ6KX4(plain: Uint8Array, src: number, rowBytes: number, out: Uint8Array, at: number): void {
+  for (let r = 0; r < PACK_ROWS; r++) {
+    const o = src + r * rowBytes,
+      q = quantsQ6K(plain, o);
+    for (let j = 0; j < 16; j++)
+      for (let i = 0; i < 3; i++)
+        for (let e = 0; e < 4; e++)
+          out[at + 48 * j + 16 * i + 4 * r + e] =
+            q[16 * j + 4 * i + e]! | (((q[16 * j + 12 + e]! >> (2 * i)) & 3) << 6);
+    for (let j = 0; j < 16; j++) out[at + 768 + 8 * (j >> 1) + 2 * r + (j & 1)] = plain[o + 192 + j]!;
+    out[at + 832 + 2 * r] = plain[o + 208]!;
+    out[at + 833 + 2 * r] = plain[o + 209]!;
+  }
+}
+
 /**
- * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 / q4_K blocks, `plain`) into the x4
+ * Repacks `rows` plain rows of K values (ggml q4_0 / q8_0 / q4_K / q6_K blocks, `plain`) into the x4
  * layout; returns a new array of the same length. (A RangeError for a q4_0 / q8_0 scale or a q4_K
  * d / dmin without an x4 encoding.)
  */
@@ -139,7 +179,11 @@ export function repackX4(t: PackableType, plain: Uint8Array, rows: number, K: nu
     throw new RangeError(`repackX4: ${rows} × ${K} ${t} needs ${total} bytes and K a multiple of ${block}`);
   const out = new Uint8Array(total);
   const grouped = packedRows(rows);
-  if (t === 'q4_k') {
+  if (t === 'q6_k') {
+    for (let g = 0; g < grouped / PACK_ROWS; g++)
+      for (let b = 0; b < nb; b++)
+        packQ6KX4(plain, (g * PACK_ROWS * nb + b) * bs, nb * bs, out, (g * nb + b) * bs * PACK_ROWS);
+  } else if (t === 'q4_k') {
     for (let r = 0; r < grouped; r++) {
       const i = r % PACK_ROWS;
       for (let b = 0; b < nb; b++) {

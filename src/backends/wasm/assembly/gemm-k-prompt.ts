@@ -27,6 +27,7 @@
 // (blocks mod 4), joined ((0 + 2) + (1 + 3)), then the leftover blocks in order. The chains are
 // run one after another (blocks c, c + 4, …), so a token needs one running sum, not four.
 import { C_NIBBLE_MASK, f16_at } from './tables';
+import { chunk3, pair_scales6 } from './gemm-q6k-x4';
 // The running f32 sums of tokens 0..15 (the current chain, then the joined chains): the q4_0 prompt
 // tile's per-thread token accumulators acc0..acc15, written out by its put_accs.
 import * as P from './gemm-q-prompt';
@@ -40,8 +41,8 @@ import { x4_scales4 } from './x4-scale';
 const Q4K_BYTES: usize = 144, Q5K_BYTES: usize = 176, Q6K_BYTES: usize = 210;
 /** gemm_k's type ids of q4_K, q5_K and q6_K. */
 const KIND_Q4K = 5, KIND_Q5K = 6, KIND_Q6K = 7;
-/** What the tile reads (a compile-time argument of the inlined tile code): q4_Kx4 groups, plain q4_K, q5_K or q6_K rows. */
-const L_X4 = 0, L_Q4K = 1, L_Q5K = 2, L_Q6K = 3;
+/** What the tile reads (a compile-time argument of the inlined tile code): q4_Kx4 groups, plain q4_K, q5_K or q6_K rows, q6_Kx4 groups. */
+const L_X4 = 0, L_Q4K = 1, L_Q5K = 2, L_Q6K = 3, L_Q6X4 = 4;
 
 // Per-thread state (wasm globals are per instance, i.e. per worker). V8 reads and writes them as
 // memory: a store of a finished value is on the effect chain and keeps the loads written after it
@@ -333,6 +334,33 @@ let k6_sc2: v128 = i32x4.splat(0);
   k6_p6 = row_pairs6(scale_pair6(b1, false)); k6_p7 = row_pairs6(scale_pair6(b1, true));
 }
 
+/** The q6_Kx4 group super-block at w (gemm-q6k-x4.ts): the 4 rows' d (kp_d) and its scale pairs, already k6_p0..7's form. */
+// @ts-ignore: decorator
+@inline function header6x4(w: usize): void {
+  kp_d = gather4(w + 832, 2, true);
+  const s = w + 768;
+  k6_p0 = v128.load8x8_s(s); k6_p1 = v128.load8x8_s(s + 8); k6_p2 = v128.load8x8_s(s + 16); k6_p3 = v128.load8x8_s(s + 24);
+  k6_p4 = v128.load8x8_s(s + 32); k6_p5 = v128.load8x8_s(s + 40); k6_p6 = v128.load8x8_s(s + 48); k6_p7 = v128.load8x8_s(s + 56);
+}
+
+/**
+ * Sub-blocks 2p, 2p + 1 of the q6_Kx4 group super-block at w (two triples: chunks 0-2 one mask each,
+ * chunk 3 from their top bits) × T tokens (activations at x + 32p + t·xs), added to kp_s_t.
+ */
+// @ts-ignore: decorator
+@inline function pair6x4(w: usize, x: usize, xs: usize, T: i32, p: usize, hi: v128): void {
+  const q = w + 96 * p;
+  const a0 = v128.load(q), a1 = v128.load(q, 16), a2 = v128.load(q, 32);
+  const b0 = v128.load(q, 48), b1 = v128.load(q, 64), b2 = v128.load(q, 80);
+  const t = v128.load8x8_s(w + 768 + 8 * p);
+  kp_sc = pair_scales6(t, false);
+  k6_sc2 = pair_scales6(t, true);
+  const s0 = v128.and(a0, hi), s1 = v128.and(a1, hi), s2 = v128.and(a2, hi);
+  const u0 = v128.and(b0, hi), u1 = v128.and(b1, hi), u2 = v128.and(b2, hi);
+  tokens6(v128.xor(a0, s0), v128.xor(a1, s1), v128.xor(a2, s2), chunk3(s0, s1, s2),
+    v128.xor(b0, u0), v128.xor(b1, u1), v128.xor(b2, u2), chunk3(u0, u1, u2), x + 32 * p, xs, T);
+}
+
 /** Half n's scales (8 a row at w + r·rs + 192 + 8n) per quarter into k6_e0..3. */
 // @ts-ignore: decorator
 @inline function half_scales6(w: usize, rs: usize): void {
@@ -440,17 +468,21 @@ let k6_sc2: v128 = i32x4.splat(0);
 }
 
 /**
- * One q6_K super-block of 4 plain rows (row r's at w + r·rs) × T tokens (token t's record at
- * x + t·xs): adds each token's value to its running sum (P.acc_t).
+ * One q6_K super-block of 4 plain rows (row r's at w + r·rs) or of a q6_Kx4 group (x4, at w) × T
+ * tokens (token t's record at x + t·xs): adds each token's value to its running sum (P.acc_t).
  */
 // @ts-ignore: decorator
-@inline function super_block6(w: usize, rs: usize, x: usize, xs: usize, T: i32): void {
+@inline function super_block6(w: usize, rs: usize, x: usize, xs: usize, T: i32, x4: bool): void {
   const m = v128.load(C_NIBBLE_MASK);
-  header6(w, rs);
+  if (x4) header6x4(w);
+  else header6(w, rs);
   const z = i32x4.splat(0);
   kp_s0 = z; kp_s1 = z; kp_s2 = z; kp_s3 = z; kp_s4 = z; kp_s5 = z; kp_s6 = z; kp_s7 = z;
   if (T > 8) { kp_s8 = z; kp_s9 = z; kp_s10 = z; kp_s11 = z; kp_s12 = z; kp_s13 = z; kp_s14 = z; kp_s15 = z; }
-  for (let n = 0; n < 2; n++) {
+  if (x4) {
+    const hi = i8x16.shl(i8x16.shr_u(m, 2), 6); // 0xC0 bytes
+    for (let p: usize = 0; p < 8; p++) pair6x4(w, x, xs, T, p, hi);
+  } else for (let n = 0; n < 2; n++) {
     const qh = w + 128 + (<usize>n << 5), ql = w + (<usize>n << 6), xn = x + (<usize>n << 7);
     // the half's qh bytes in chunk form (kp_q0..7): the high parts of every quarter
     fifth_bits(qh, rs);
@@ -512,16 +544,29 @@ function sb5_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w,
 function sb5_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 4, L_Q5K); }
 function sb5_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 8, L_Q5K); }
 function sb5_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block(w, rs, x, xs, 16, L_Q5K); }
-function sb6_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 1); }
-function sb6_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 2); }
-function sb6_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 3); }
-function sb6_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 4); }
-function sb6_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 8); }
-function sb6_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 16); }
+function sb6_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 1, false); }
+function sb6_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 2, false); }
+function sb6_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 3, false); }
+function sb6_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 4, false); }
+function sb6_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 8, false); }
+function sb6_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 16, false); }
+function sb6x_t1(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 1, true); }
+function sb6x_t2(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 2, true); }
+function sb6x_t3(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 3, true); }
+function sb6x_t4(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 4, true); }
+function sb6x_t8(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 8, true); }
+function sb6x_t16(w: usize, rs: usize, x: usize, xs: usize): void { super_block6(w, rs, x, xs, 16, true); }
 
 // @ts-ignore: decorator
 @inline function sb(w: usize, rs: usize, x: usize, xs: usize, T: i32, lay: i32): void {
-  if (lay == L_Q6K) {
+  if (lay == L_Q6X4) {
+    if (T == 16) sb6x_t16(w, rs, x, xs);
+    else if (T == 8) sb6x_t8(w, rs, x, xs);
+    else if (T == 4) sb6x_t4(w, rs, x, xs);
+    else if (T == 3) sb6x_t3(w, rs, x, xs);
+    else if (T == 2) sb6x_t2(w, rs, x, xs);
+    else sb6x_t1(w, rs, x, xs);
+  } else if (lay == L_Q6K) {
     if (T == 16) sb6_t16(w, rs, x, xs);
     else if (T == 8) sb6_t8(w, rs, x, xs);
     else if (T == 4) sb6_t4(w, rs, x, xs);
@@ -621,7 +666,7 @@ let kp_touched: i32 = 0;
  */
 // @ts-ignore: decorator
 @inline function tile(w: usize, rs: usize, nb: i32, x: usize, xs: usize, y: usize, sy: usize, acc: i32, T: i32, lay: i32): void {
-  const bs: usize = lay == L_X4 ? X4K_BYTES : lay == L_Q4K ? Q4K_BYTES : lay == L_Q5K ? Q5K_BYTES : Q6K_BYTES;
+  const bs: usize = lay == L_X4 ? X4K_BYTES : lay == L_Q4K ? Q4K_BYTES : lay == L_Q5K ? Q5K_BYTES : lay == L_Q6X4 ? 4 * Q6K_BYTES : Q6K_BYTES;
   const nb4 = nb & ~3;
   touch(w, rs << 2);
   P.zero_accs(T);
@@ -656,7 +701,7 @@ const WIDE: bool = ASC_FEATURE_RELAXED_SIMD;
 // @ts-ignore: decorator
 @inline function prompt_rows(A: usize, W: usize, Y: usize, ldy: i32, M: i32, r0: i32, r1: i32, K: i32, acc: i32, lay: i32): void {
   const nb = K >> 8;
-  const rs = <usize>nb * (lay == L_Q6K ? Q6K_BYTES : lay == L_Q5K ? Q5K_BYTES : Q4K_BYTES), xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
+  const rs = <usize>nb * (lay == L_Q6K || lay == L_Q6X4 ? Q6K_BYTES : lay == L_Q5K ? Q5K_BYTES : Q4K_BYTES), xs = <usize>nb * Q8K_BYTES, sy = <usize>ldy << 2;
   // Rows per block: ~96 KiB of weights stay in L2 while all activation rows pass over them.
   let rb = <i32>(<usize>98304 / rs) & ~3;
   if (rb < 4) rb = 4;
@@ -683,6 +728,15 @@ const WIDE: bool = ASC_FEATURE_RELAXED_SIMD;
  */
 export function prompt_rows_x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, g0: i32, g1: i32, K: i32, acc: i32): void {
   prompt_rows(A, W, Y, ldy, M, g0, g1, K, acc, L_X4);
+}
+
+/**
+ * Whole q6_Kx4 groups (gemm-q6k-x4.ts): weight rows [g0, g1) (multiples of 4) of W times the M
+ * tokens at A into Y, each value with gemm_k's bits on the plain matrix; gemm_q6_kx4 calls it for 4
+ * or more tokens.
+ */
+export function prompt_rows_q6x4(A: usize, W: usize, Y: usize, ldy: i32, M: i32, g0: i32, g1: i32, K: i32, acc: i32): void {
+  prompt_rows(A, W, Y, ldy, M, g0, g1, K, acc, L_Q6X4);
 }
 
 /**

@@ -7,6 +7,7 @@ export { gemm_q4_0x4_prompt, gemm_q8_0x4_prompt } from './gemm-q-prompt';
 export { quantize_act_q8, quantize_act_q8_row, quantize_act_q8_span, quantize_act_q8_row_span } from './quant-act';
 export { gemm_k, quantize_act_q8k, quantize_act_q8k_span } from './gemm-k';
 export { gemm_q4_kx4, gemm_q4_kx4_prompt, repack_q4_kx4, dequant_row_q4_kx4 } from './gemm-k-x4';
+export { gemm_q6_kx4, repack_q6_kx4, dequant_row_q6_kx4 } from './gemm-q6k-x4';
 export { gemm_q4_k_prompt, gemm_q5_k_prompt, gemm_q6_k_prompt } from './gemm-k-prompt';
 export { init_tables } from './tables';
 export { layernorm, rmsnorm } from './norm';
