@@ -7,20 +7,10 @@
  *   node dist/bench/json-in-turns.js [--reps 10]
  */
 import { parseJsonInTurns } from '../src/server/json-in-turns.js';
+import { words } from './fixed-words.js';
 
 const at = process.argv.indexOf('--reps');
 const reps = at >= 0 ? Number(process.argv[at + 1]) : 10;
-
-function words(chars: number, seed: number): string {
-  const vocab = ['the', 'model', 'answers', 'quickly', 'when', 'asked', 'about', 'naïve', 'café', 'data', '42', 'x'];
-  let s = '';
-  let x = seed;
-  while (s.length < chars) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    s += `${vocab[(x >>> 16) % vocab.length]} `;
-  }
-  return s.slice(0, chars);
-}
 
 const ids: number[] = [];
 for (let x = 3; ids.length < 200_000; ) {

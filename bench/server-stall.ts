@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { jinjaFormat, plainFormat, type PromptFormat } from '../src/runtime/chat-template.js';
 import { MptServer } from '../src/server/http-server.js';
 import { loadServedModel, servedModelFrom } from '../src/server/model-host.js';
+import { words } from './fixed-words.js';
 
 function option(name: string, fallback: string): string {
   const at = process.argv.indexOf(`--${name}`);
@@ -54,18 +55,6 @@ const formats: Record<string, () => PromptFormat> = {
   'mpt-7b-chat': () => jinjaFormat(mptChatTemplate, specials),
   hostile: () => jinjaFormat(HOSTILE_TEMPLATE, specials),
 };
-
-/** Words from a fixed sequence: the same text every run. */
-function words(chars: number, seed: number): string {
-  const vocab = ['the', 'model', 'answers', 'quickly', 'when', 'asked', 'about', 'naïve', 'café', 'data', '42', 'x'];
-  let s = '';
-  let x = seed;
-  while (s.length < chars) {
-    x = (Math.imul(x, 1103515245) + 12345) >>> 0;
-    s += `${vocab[(x >>> 16) % vocab.length]} `;
-  }
-  return s.slice(0, chars);
-}
 
 /** The largest JSON body below the limit made by `make(n)` for growing n (n: characters of content). */
 function fill(make: (chars: number) => unknown): Buffer {

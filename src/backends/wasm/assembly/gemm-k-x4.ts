@@ -124,9 +124,9 @@ let kx_stage: v128 = i32x4.splat(0);
   return f32_x4(x4_scales4(w), x4_scales4(w + 8), x, s, summ);
 }
 
-/** Stores lanes [l0, l1) of s (the group's weight rows) at y + 4·lane. */
+/** Stores lanes [l0, l1) of s (the group's weight rows) at y + 4·lane (also gemm-q6k-x4.ts). */
 // @ts-ignore: decorator
-@inline function put_lanes(y: usize, s: v128, acc: i32, l0: i32, l1: i32): void {
+@inline export function put_lanes(y: usize, s: v128, acc: i32, l0: i32, l1: i32): void {
   if (l0 == 0 && l1 == 4) {
     v128.store(y, acc ? f32x4.add(v128.load(y), s) : s);
     return;

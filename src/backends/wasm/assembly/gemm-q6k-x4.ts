@@ -21,6 +21,7 @@
 import { C_NIBBLE_MASK, f16_at } from './tables';
 import { OFF_B16, OFF_D, Q8K_BYTES, dequant_row_k, gather4, gemm_k, udot16 } from './gemm-k';
 import { chunk_of, prompt_rows_q6x4 } from './gemm-k-prompt';
+import { put_lanes } from './gemm-k-x4';
 
 /** Bytes of one plain q6_K super-block (block_q6_K) and of one q6_Kx4 group super-block. */
 const Q6K_BYTES: usize = 210, X6_BYTES: usize = 840;
@@ -115,23 +116,6 @@ let k6x_stage: v128 = i32x4.splat(0);
   s = pair6(w, x, 7, s, false, hi);
   const sumi = i32x4.sub(s, i32x4.shl(corr_x6(w, x), 5));
   return f32x4.mul(f32x4.mul(gather4(w + 832, 2, true), v128.load32_splat(x + OFF_D)), f32x4.convert_i32x4_s(sumi));
-}
-
-/** Stores lanes [l0, l1) of s (the group's weight rows) at y + 4·lane. */
-// @ts-ignore: decorator
-@inline function put_lanes(y: usize, s: v128, acc: i32, l0: i32, l1: i32): void {
-  if (l0 == 0 && l1 == 4) {
-    v128.store(y, acc ? f32x4.add(v128.load(y), s) : s);
-    return;
-  }
-  for (let r = 0; r < 4; r++) {
-    if (r >= l0 && r < l1) {
-      const v = f32x4.extract_lane(s, 0);
-      const p = y + (<usize>r << 2);
-      store<f32>(p, acc ? load<f32>(p) + v : v);
-    }
-    s = v128.shuffle<u32>(s, s, 1, 2, 3, 0);
-  }
 }
 
 /**
