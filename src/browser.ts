@@ -44,7 +44,14 @@ export {
   INSTRUCT_INTRO,
   MPT_CHAT_DEFAULT_SYSTEM,
 } from './runtime/chat-template.js';
-export type { ChatMessage, FormatHints, JinjaSource, PromptFormat, TemplateName } from './runtime/chat-template.js';
+export type {
+  BuiltinSource,
+  ChatMessage,
+  FormatHints,
+  JinjaSource,
+  PromptFormat,
+  TemplateName,
+} from './runtime/chat-template.js';
 
 // Sampling and generation
 export {
