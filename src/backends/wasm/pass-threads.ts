@@ -43,7 +43,7 @@ export interface PassWork {
   barriers: number;
   /**
    * The same multiply-adds with each weight matrix's counted as q4_0 ones by its decode time
-   * (runner.ts DECODE_COST: bf16 2.9, f16 3.8), attention as is: what the light-pass test compares
+   * (runner.ts DECODE_COST), attention as is: what the light-pass test compares
    * (default: macs). A bf16 decode row of the shipped model (the folder's weights, what `mpt
    * generate` runs) is 16 M multiply-adds, as the q4_0 one, but took 1.8 ms alone against 1.1
    * shared (docs/cpu-profile.md, "What `mpt generate`'s rate includes").
